@@ -1,0 +1,3 @@
+//! espo-stack: IPsec wire formats, SAD/SPD, ESP/AH transforms, the software engine and
+//! the configuration.
+#![forbid(unsafe_code)]

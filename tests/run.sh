@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what espo's tests need on a fresh Debian machine, then runs every test.
+# Idempotent: on a machine that already has the tools it goes straight to the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+# tool:package pairs the suite uses
+for pair in verilator:verilator; do
+  tool=${pair%%:*}; pkg=${pair##*:}
+  command -v "$tool" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing Debian packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "== installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+echo "== cargo nextest (workspace, release)"
+cargo nextest run --workspace --release --no-fail-fast
+
+if [ -d fuzz ]; then
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "== installing cargo-fuzz"
+    cargo install --locked cargo-fuzz
+  fi
+  echo "== building fuzz targets"
+  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build -O)
+fi
+echo "== all tests passed"
