@@ -1,0 +1,348 @@
+//! The configuration file (TOML): `[device]`, `[gateway]`, `[[sa]]`, `[[policy]]`.
+//!
+//! Reading happens in two steps. serde reads the text into plain `Raw*` structs, refusing
+//! unknown fields (a misspelt key is an error, not a silent default) and reporting TOML
+//! syntax errors with their line. Validation then turns them into typed [`Config`] values
+//! and checks everything that crosses fields and entries: key lengths against algorithms,
+//! encryption without integrity, bundle shapes, policy references to SAs. Every error names
+//! the file, the entry (`sa[2] (spi 0x00001003)`, `policy[0]`) and the field, and nothing
+//! starts on a configuration with any error.
+//!
+//! The format is a stable contract (DESIGN.md); additions are optional fields with
+//! defaults, so old files keep working.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::crypto::{EncryptionAlgorithm, IntegrityAlgorithm, SecretKey};
+use crate::selector::{Cidr, PortRange, ProtocolSelector};
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Syntax {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{}: {entry}: field `{field}`: {message}", path.display())]
+    Invalid { path: PathBuf, entry: String, field: &'static str, message: String },
+}
+
+/// Which engine transforms packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    /// The software engine only.
+    Software,
+    /// The cycle-level model of the card, with software fallback.
+    Model,
+    /// A real card through VFIO, with software fallback.
+    Vfio,
+}
+
+impl EngineKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Software => "software",
+            EngineKind::Model => "model",
+            EngineKind::Vfio => "vfio",
+        }
+    }
+}
+
+impl core::str::FromStr for EngineKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "software" => Ok(EngineKind::Software),
+            "model" => Ok(EngineKind::Model),
+            "vfio" => Ok(EngineKind::Vfio),
+            other => Err(format!("unknown engine `{other}` (expected software, model or vfio)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceConfig {
+    pub engine: EngineKind,
+    /// The card's PCI address, for the vfio engine.
+    pub pci: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    pub tun: String,
+    pub tun_address: Option<String>,
+    pub port: Option<String>,
+    pub local: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaProtocol {
+    Esp,
+    Ah,
+}
+
+impl SaProtocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            SaProtocol::Esp => "esp",
+            SaProtocol::Ah => "ah",
+        }
+    }
+
+    /// The IP protocol number (50 or 51).
+    pub fn ip_protocol(self) -> u8 {
+        match self {
+            SaProtocol::Esp => 50,
+            SaProtocol::Ah => 51,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaMode {
+    /// A new outer IP header carries the tunnel endpoints.
+    Tunnel,
+    /// AH applied over an ESP tunnel packet, sharing its outer header (the ESP+AH bundle).
+    Transport,
+}
+
+/// How the outer IPv4 header's DF bit is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DfMode {
+    /// From an IPv4 inner packet; set for an IPv6 inner packet (which never fragments en route).
+    Copy,
+    Set,
+    Clear,
+}
+
+/// RFC 3948 UDP encapsulation ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpEncap {
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+/// Soft and hard limits of an SA's life; `None` is unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lifetime {
+    pub soft_bytes: Option<u64>,
+    pub hard_bytes: Option<u64>,
+    pub soft_packets: Option<u64>,
+    pub hard_packets: Option<u64>,
+    pub soft_seconds: Option<u64>,
+    pub hard_seconds: Option<u64>,
+}
+
+/// One `[[sa]]` entry, validated.
+#[derive(Debug, Clone)]
+pub struct SaConfig {
+    pub spi: u32,
+    pub protocol: SaProtocol,
+    pub mode: SaMode,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// ESP only.
+    pub encryption: Option<EncryptionAlgorithm>,
+    pub key: Option<SecretKey>,
+    /// Required for AH and for ESP with AES-CBC or NULL; absent for AEAD.
+    pub integrity: Option<IntegrityAlgorithm>,
+    pub integrity_key: Option<SecretKey>,
+    pub esn: bool,
+    /// Last sequence number used: the next outbound packet carries `seq + 1`. For an
+    /// inbound SA, the highest sequence number already received.
+    pub seq: u64,
+    /// Inbound anti-replay window in packets; 0 disables the check.
+    pub replay_window: u32,
+    pub udp_encap: Option<UdpEncap>,
+    /// Outer TTL / hop limit.
+    pub ttl: u8,
+    pub df: DfMode,
+    pub lifetime: Lifetime,
+}
+
+impl SaConfig {
+    /// The entry's name in messages: `sa 0x00001001`.
+    pub fn label(&self) -> String {
+        format!("sa {:#010x}", self.spi)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    In,
+    Out,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyAction {
+    Protect,
+    Bypass,
+    Discard,
+}
+
+/// One `[[policy]]` entry, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyConfig {
+    pub dir: Direction,
+    pub src: Cidr,
+    pub dst: Cidr,
+    pub protocol: ProtocolSelector,
+    pub src_port: PortRange,
+    pub dst_port: PortRange,
+    pub action: PolicyAction,
+    /// Protect: SPIs of the bundle, innermost first (ESP, then AH).
+    pub sa: Vec<u32>,
+}
+
+/// A whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub device: DeviceConfig,
+    pub gateway: Option<GatewayConfig>,
+    pub sas: Vec<SaConfig>,
+    pub policies: Vec<PolicyConfig>,
+}
+
+/// The largest replay window accepted, in packets.
+pub const MAX_REPLAY_WINDOW: u32 = 65536;
+/// Default inbound replay window, in packets.
+pub const DEFAULT_REPLAY_WINDOW: u32 = 64;
+/// Default outer TTL / hop limit.
+pub const DEFAULT_TTL: u8 = 64;
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validates configuration text; `path` names it in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|source| ConfigError::Syntax { path: path.to_owned(), source })?;
+        crate::config_check::validate(raw, path)
+    }
+
+    pub fn sa(&self, spi: u32) -> Option<&SaConfig> {
+        self.sas.iter().find(|s| s.spi == spi)
+    }
+}
+
+// ---- the raw, serde-facing form -------------------------------------------------------
+
+/// An integer written as a TOML integer or as a string (`0x1001`, `4097`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum IntOrString {
+    Int(i64),
+    Str(String),
+}
+
+impl IntOrString {
+    pub(crate) fn to_u64(&self) -> Result<u64, String> {
+        match self {
+            IntOrString::Int(i) => u64::try_from(*i).map_err(|_| format!("{i} is negative")),
+            IntOrString::Str(s) => {
+                let t = s.trim();
+                let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+                    Some(hex) => u64::from_str_radix(hex, 16),
+                    None => t.parse::<u64>(),
+                };
+                parsed.map_err(|_| format!("`{s}` is not a number"))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub device: Option<RawDevice>,
+    pub gateway: Option<RawGateway>,
+    #[serde(default)]
+    pub sa: Vec<RawSa>,
+    #[serde(default)]
+    pub policy: Vec<RawPolicy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDevice {
+    pub engine: Option<String>,
+    pub pci: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGateway {
+    pub tun: Option<String>,
+    pub tun_address: Option<String>,
+    pub port: Option<String>,
+    pub local: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUdpEncap {
+    pub src_port: Option<u16>,
+    pub dst_port: Option<u16>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLifetime {
+    pub soft_bytes: Option<u64>,
+    pub hard_bytes: Option<u64>,
+    pub soft_packets: Option<u64>,
+    pub hard_packets: Option<u64>,
+    pub soft_seconds: Option<u64>,
+    pub hard_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSa {
+    pub spi: Option<IntOrString>,
+    pub protocol: Option<String>,
+    pub mode: Option<String>,
+    pub src: Option<String>,
+    pub dst: Option<String>,
+    pub encryption: Option<String>,
+    pub key: Option<String>,
+    pub integrity: Option<String>,
+    pub integrity_key: Option<String>,
+    pub esn: Option<bool>,
+    pub seq: Option<IntOrString>,
+    pub replay_window: Option<u32>,
+    pub udp_encap: Option<RawUdpEncap>,
+    pub ttl: Option<u8>,
+    pub df: Option<String>,
+    pub lifetime: Option<RawLifetime>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    pub dir: Option<String>,
+    pub src: Option<String>,
+    pub dst: Option<String>,
+    pub protocol: Option<IntOrString>,
+    pub src_port: Option<IntOrString>,
+    pub dst_port: Option<IntOrString>,
+    pub action: Option<String>,
+    pub sa: Option<Vec<IntOrString>>,
+}
