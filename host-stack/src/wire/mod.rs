@@ -15,13 +15,13 @@ mod field;
 
 //T pub mod ah;
 pub mod checksum;
-//T pub mod esp;
+pub mod esp;
 pub mod ethernet;
 //T pub mod flow;
 mod ip;
 pub mod ipv4;
-//T pub mod ipv6;
-//T pub mod udp;
+pub mod ipv6;
+pub mod udp;
 //T pub mod udp_encap;
 
 //T pub use flow::Flow;
