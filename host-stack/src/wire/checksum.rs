@@ -146,7 +146,10 @@ mod test {
         bytes[4..8].copy_from_slice(&dst.octets());
         bytes[9] = 17;
         bytes[10..12].copy_from_slice(&100u16.to_be_bytes());
-        assert_eq!(pseudo_header_v4(&src, &dst, IpProtocol::Udp, 100), data(&bytes));
+        assert_eq!(
+            pseudo_header_v4(&src, &dst, IpProtocol::Udp, 100),
+            data(&bytes)
+        );
         assert_eq!(
             pseudo_header(&src.into(), &dst.into(), IpProtocol::Udp, 100),
             data(&bytes)

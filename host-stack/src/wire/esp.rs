@@ -80,7 +80,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 
     /// The payload, mutably.
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        self.buffer.as_mut().get_mut(field::PAYLOAD).unwrap_or(&mut [])
+        self.buffer
+            .as_mut()
+            .get_mut(field::PAYLOAD)
+            .unwrap_or(&mut [])
     }
 }
 
@@ -136,7 +139,11 @@ pub fn pad_len(payload_len: usize, align: usize) -> usize {
 
 /// Writes the trailer at the start of `buf`: the default padding 1, 2, 3, ..., the pad
 /// length and the next header. Returns the number of bytes written (`pad_len + 2`).
-pub fn emit_trailer(buf: &mut [u8], pad_len: usize, next_header: IpProtocol) -> Result<usize, Error> {
+pub fn emit_trailer(
+    buf: &mut [u8],
+    pad_len: usize,
+    next_header: IpProtocol,
+) -> Result<usize, Error> {
     let pad_len_byte = u8::try_from(pad_len).map_err(|_| Error::Malformed)?;
     let trailer = buf
         .get_mut(..pad_len + TRAILER_LEN)
@@ -179,7 +186,11 @@ pub fn parse_trailer(plaintext: &[u8]) -> Result<Trailer, Error> {
     let pad_len = usize::from(pad_len);
     let inner_len = rest.len().checked_sub(pad_len).ok_or(Error::BadPadding)?;
     let padding = rest.get(inner_len..).ok_or(Error::BadPadding)?;
-    if !padding.iter().zip(1u8..).all(|(&byte, expected)| byte == expected) {
+    if !padding
+        .iter()
+        .zip(1u8..)
+        .all(|(&byte, expected)| byte == expected)
+    {
         return Err(Error::BadPadding);
     }
     Ok(Trailer {
@@ -197,12 +208,11 @@ mod test {
     // Captured: tunnel-mode ESP with NULL encryption and no ICV, SPI 0x1001, sequence 7,
     // outer IPv4 192.0.2.1 -> 192.0.2.2; inner IPv4/UDP of 41 bytes, pad 1, next header 4.
     const ESP_NULL_TUNNEL: [u8; 72] = [
-        0x45, 0x00, 0x00, 0x48, 0x00, 0x01, 0x00, 0x00, 0x40, 0x32, 0xf6, 0x7f, 0xc0, 0x00,
-        0x02, 0x01, 0xc0, 0x00, 0x02, 0x02, 0x00, 0x00, 0x10, 0x01, 0x00, 0x00, 0x00, 0x07,
-        0x45, 0x00, 0x00, 0x29, 0x00, 0x01, 0x00, 0x00, 0x40, 0x11, 0x66, 0xb3, 0x0a, 0x01,
-        0x00, 0x05, 0x0a, 0x02, 0x00, 0x09, 0x04, 0x57, 0x08, 0xae, 0x00, 0x15, 0x93, 0xdb,
-        0x78, 0x78, 0x78, 0x78, 0x78, 0x78, 0x78, 0x78, 0x78, 0x78, 0x78, 0x78, 0x78, 0x01,
-        0x01, 0x04,
+        0x45, 0x00, 0x00, 0x48, 0x00, 0x01, 0x00, 0x00, 0x40, 0x32, 0xf6, 0x7f, 0xc0, 0x00, 0x02,
+        0x01, 0xc0, 0x00, 0x02, 0x02, 0x00, 0x00, 0x10, 0x01, 0x00, 0x00, 0x00, 0x07, 0x45, 0x00,
+        0x00, 0x29, 0x00, 0x01, 0x00, 0x00, 0x40, 0x11, 0x66, 0xb3, 0x0a, 0x01, 0x00, 0x05, 0x0a,
+        0x02, 0x00, 0x09, 0x04, 0x57, 0x08, 0xae, 0x00, 0x15, 0x93, 0xdb, 0x78, 0x78, 0x78, 0x78,
+        0x78, 0x78, 0x78, 0x78, 0x78, 0x78, 0x78, 0x78, 0x78, 0x01, 0x01, 0x04,
     ];
     const ESP_OFFSET: usize = 20;
     const INNER_LEN: usize = 41;
@@ -265,13 +275,19 @@ mod test {
         // Pad length 3 but only two bytes before the trailer.
         assert_eq!(parse_trailer(&[1, 2, 3, 4]), Err(Error::BadPadding));
         // Padding not 1, 2, 3.
-        assert_eq!(parse_trailer(&[0x45, 1, 3, 2, 3, 4]), Err(Error::BadPadding));
+        assert_eq!(
+            parse_trailer(&[0x45, 1, 3, 2, 3, 4]),
+            Err(Error::BadPadding)
+        );
         assert_eq!(parse_trailer(&[0x45, 0, 0, 2, 4]), Err(Error::BadPadding));
         let trailer = parse_trailer(&[0x45, 1, 2, 3, 3, 4]).unwrap();
         assert_eq!((trailer.inner_len, trailer.pad_len), (1, 3));
         // Everything is padding: an empty inner payload.
         let trailer = parse_trailer(&[1, 2, 2, 41]).unwrap();
-        assert_eq!((trailer.inner_len, trailer.next_header), (0, IpProtocol::Ipv6));
+        assert_eq!(
+            (trailer.inner_len, trailer.next_header),
+            (0, IpProtocol::Ipv6)
+        );
     }
 
     #[test]
@@ -284,10 +300,19 @@ mod test {
     #[test]
     fn emit_trailer_checks_sizes() {
         let mut buf = [0u8; 4];
-        assert_eq!(emit_trailer(&mut buf, 3, IpProtocol::Ipv4), Err(Error::BufferTooSmall));
+        assert_eq!(
+            emit_trailer(&mut buf, 3, IpProtocol::Ipv4),
+            Err(Error::BufferTooSmall)
+        );
         let mut big = [0u8; 300];
-        assert_eq!(emit_trailer(&mut big, 256, IpProtocol::Ipv4), Err(Error::Malformed));
-        assert_eq!(Packet::new_checked(&[0u8; 7][..]).err(), Some(Error::Truncated));
+        assert_eq!(
+            emit_trailer(&mut big, 256, IpProtocol::Ipv4),
+            Err(Error::Malformed)
+        );
+        assert_eq!(
+            Packet::new_checked(&[0u8; 7][..]).err(),
+            Some(Error::Truncated)
+        );
         let zero_spi = Packet::new_checked(&[0u8; 8][..]).unwrap();
         assert_eq!(Repr::parse(&zero_spi), Err(Error::Malformed));
     }

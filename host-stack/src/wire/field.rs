@@ -52,10 +52,10 @@ pub(crate) fn write_u32(buf: &mut [u8], field: Field, value: u32) {
 }
 
 pub(crate) fn write_bytes(buf: &mut [u8], field: Field, value: &[u8]) {
-    if let Some(dst) = buf.get_mut(field) {
-        if dst.len() == value.len() {
-            dst.copy_from_slice(value);
-        }
+    if let Some(dst) = buf.get_mut(field)
+        && dst.len() == value.len()
+    {
+        dst.copy_from_slice(value);
     }
 }
 

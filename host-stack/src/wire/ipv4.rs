@@ -193,7 +193,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Sets the version field.
     pub fn set_version(&mut self, version: u8) {
         let byte = f::read_u8(self.buffer.as_ref(), field::VER_IHL);
-        f::write_u8(self.buffer.as_mut(), field::VER_IHL, (version << 4) | (byte & 0x0f));
+        f::write_u8(
+            self.buffer.as_mut(),
+            field::VER_IHL,
+            (version << 4) | (byte & 0x0f),
+        );
     }
 
     /// Sets the header length in bytes; it is stored divided by four.
@@ -389,25 +393,25 @@ impl Repr {
 }
 
 #[cfg(test)]
-mod test {
+pub(crate) mod test {
     use super::*;
     use crate::wire::Checksum;
     use proptest::prelude::*;
 
     // Captured: 192.0.2.1 -> 198.51.100.7, TOS 0xb8, ID 0x1234, DF, TTL 64, UDP 4500 -> 500.
-    const IPV4_UDP: [u8; 33] = [
-        0x45, 0xb8, 0x00, 0x21, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x3b, 0xa4, 0xc0, 0x00,
-        0x02, 0x01, 0xc6, 0x33, 0x64, 0x07, 0x11, 0x94, 0x01, 0xf4, 0x00, 0x0d, 0x09, 0x2d,
-        0x65, 0x73, 0x70, 0x6f, 0x21,
+    pub(crate) const IPV4_UDP: [u8; 33] = [
+        0x45, 0xb8, 0x00, 0x21, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x3b, 0xa4, 0xc0, 0x00, 0x02,
+        0x01, 0xc6, 0x33, 0x64, 0x07, 0x11, 0x94, 0x01, 0xf4, 0x00, 0x0d, 0x09, 0x2d, 0x65, 0x73,
+        0x70, 0x6f, 0x21,
     ];
 
     // Captured: 10.0.0.1 -> 10.0.0.2, TTL 3, options Router Alert, Record Route (one slot,
     // 10.9.9.9 recorded), NOP, EOL + padding; ICMP echo request "ping".
-    const IPV4_OPTIONS: [u8; 48] = [
-        0x49, 0x00, 0x00, 0x30, 0x00, 0x07, 0x00, 0x00, 0x03, 0x01, 0xea, 0xa4, 0x0a, 0x00,
-        0x00, 0x01, 0x0a, 0x00, 0x00, 0x02, 0x94, 0x04, 0x00, 0x00, 0x07, 0x07, 0x08, 0x0a,
-        0x09, 0x09, 0x09, 0x01, 0x00, 0x00, 0x00, 0x00, 0x08, 0x00, 0x19, 0x2c, 0x00, 0x01,
-        0x00, 0x02, 0x70, 0x69, 0x6e, 0x67,
+    pub(crate) const IPV4_OPTIONS: [u8; 48] = [
+        0x49, 0x00, 0x00, 0x30, 0x00, 0x07, 0x00, 0x00, 0x03, 0x01, 0xea, 0xa4, 0x0a, 0x00, 0x00,
+        0x01, 0x0a, 0x00, 0x00, 0x02, 0x94, 0x04, 0x00, 0x00, 0x07, 0x07, 0x08, 0x0a, 0x09, 0x09,
+        0x09, 0x01, 0x00, 0x00, 0x00, 0x00, 0x08, 0x00, 0x19, 0x2c, 0x00, 0x01, 0x00, 0x02, 0x70,
+        0x69, 0x6e, 0x67,
     ];
 
     fn udp_repr() -> Repr {
@@ -439,7 +443,10 @@ mod test {
         assert!(packet.verify_checksum());
         assert_eq!(packet.options(), &[] as &[u8]);
         assert_eq!(packet.payload(), &IPV4_UDP[20..]);
-        assert_eq!(Repr::parse(&packet, &ChecksumCaps::default()), Ok(udp_repr()));
+        assert_eq!(
+            Repr::parse(&packet, &ChecksumCaps::default()),
+            Ok(udp_repr())
+        );
     }
 
     #[test]
@@ -466,18 +473,36 @@ mod test {
 
     #[test]
     fn rejects_bad_lengths_version_and_checksum() {
-        assert_eq!(Packet::new_checked(&IPV4_UDP[..19]).err(), Some(Error::Truncated));
-        assert_eq!(Packet::new_checked(&IPV4_UDP[..32]).err(), Some(Error::Truncated));
+        assert_eq!(
+            Packet::new_checked(&IPV4_UDP[..19]).err(),
+            Some(Error::Truncated)
+        );
+        assert_eq!(
+            Packet::new_checked(&IPV4_UDP[..32]).err(),
+            Some(Error::Truncated)
+        );
         let mut bytes = IPV4_UDP;
         bytes[0] = 0x44;
-        assert_eq!(Packet::new_checked(&bytes[..]).err(), Some(Error::Malformed));
+        assert_eq!(
+            Packet::new_checked(&bytes[..]).err(),
+            Some(Error::Malformed)
+        );
         bytes[0] = 0x4f;
-        assert_eq!(Packet::new_checked(&bytes[..]).err(), Some(Error::Truncated));
+        assert_eq!(
+            Packet::new_checked(&bytes[..]).err(),
+            Some(Error::Truncated)
+        );
         bytes[0] = 0x65;
-        assert_eq!(Packet::new_checked(&bytes[..]).err(), Some(Error::BadVersion));
+        assert_eq!(
+            Packet::new_checked(&bytes[..]).err(),
+            Some(Error::BadVersion)
+        );
         let mut bytes = IPV4_UDP;
         bytes[3] = 19;
-        assert_eq!(Packet::new_checked(&bytes[..]).err(), Some(Error::Malformed));
+        assert_eq!(
+            Packet::new_checked(&bytes[..]).err(),
+            Some(Error::Malformed)
+        );
         let mut bytes = IPV4_UDP;
         bytes[8] = 63;
         let packet = Packet::new_checked(&bytes[..]).unwrap();
@@ -544,7 +569,9 @@ mod test {
         let mut bytes = [0xa5u8; 33];
         bytes[20..].copy_from_slice(&IPV4_UDP[20..]);
         let mut packet = Packet::new_unchecked(&mut bytes[..]);
-        udp_repr().emit(&mut packet, &ChecksumCaps::default()).unwrap();
+        udp_repr()
+            .emit(&mut packet, &ChecksumCaps::default())
+            .unwrap();
         assert_eq!(bytes, IPV4_UDP);
     }
 

@@ -7,8 +7,10 @@ use super::{Error, IpProtocol};
 
 mod ext;
 
+#[cfg(test)]
+pub(crate) use ext::test as ext_test;
+pub(crate) use ext::{ExtHeader, is_walked, read_ext_header};
 pub use ext::{MAX_EXTENSION_HEADERS, UpperLayer, walk_extension_headers};
-pub(crate) use ext::{ExtHeader, read_ext_header};
 
 mod field {
     use super::Field;
@@ -253,9 +255,7 @@ impl Repr {
         if packet.buffer.as_ref().len() < self.buffer_len() {
             return Err(Error::BufferTooSmall);
         }
-        packet.set_first_word(
-            (6 << 28) | (u32::from(self.traffic_class) << 20) | self.flow_label,
-        );
+        packet.set_first_word((6 << 28) | (u32::from(self.traffic_class) << 20) | self.flow_label);
         packet.set_payload_len(payload_len);
         packet.set_next_header(self.next_header);
         packet.set_hop_limit(self.hop_limit);
@@ -272,10 +272,10 @@ mod test {
 
     // Captured: 2001:db8::1 -> 2001:db8::2, hop limit 64, UDP 5353 -> 5353 "hello v6".
     const IPV6_UDP: [u8; 56] = [
-        0x60, 0x00, 0x00, 0x00, 0x00, 0x10, 0x11, 0x40, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x20, 0x01, 0x0d, 0xb8,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x14, 0xe9,
-        0x14, 0xe9, 0x00, 0x10, 0xc0, 0x5e, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0x20, 0x76, 0x36,
+        0x60, 0x00, 0x00, 0x00, 0x00, 0x10, 0x11, 0x40, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x14, 0xe9, 0x14, 0xe9, 0x00,
+        0x10, 0xc0, 0x5e, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0x20, 0x76, 0x36,
     ];
 
     fn udp_repr() -> Repr {
@@ -325,11 +325,20 @@ mod test {
 
     #[test]
     fn rejects_truncation_and_version() {
-        assert_eq!(Packet::new_checked(&IPV6_UDP[..39]).err(), Some(Error::Truncated));
-        assert_eq!(Packet::new_checked(&IPV6_UDP[..55]).err(), Some(Error::Truncated));
+        assert_eq!(
+            Packet::new_checked(&IPV6_UDP[..39]).err(),
+            Some(Error::Truncated)
+        );
+        assert_eq!(
+            Packet::new_checked(&IPV6_UDP[..55]).err(),
+            Some(Error::Truncated)
+        );
         let mut bytes = IPV6_UDP;
         bytes[0] = 0x40;
-        assert_eq!(Packet::new_checked(&bytes[..]).err(), Some(Error::BadVersion));
+        assert_eq!(
+            Packet::new_checked(&bytes[..]).err(),
+            Some(Error::BadVersion)
+        );
         let mut padded = [0u8; 64];
         padded[..56].copy_from_slice(&IPV6_UDP);
         let packet = Packet::new_checked(&padded[..]).unwrap();

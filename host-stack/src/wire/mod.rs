@@ -13,18 +13,18 @@
 
 mod field;
 
-//T pub mod ah;
+pub mod ah;
 pub mod checksum;
 pub mod esp;
 pub mod ethernet;
-//T pub mod flow;
+pub mod flow;
 mod ip;
 pub mod ipv4;
 pub mod ipv6;
 pub mod udp;
-//T pub mod udp_encap;
+pub mod udp_encap;
 
-//T pub use flow::Flow;
+pub use flow::Flow;
 pub use ip::IpProtocol;
 
 /// Why a packet or header was rejected. Small and `Copy`, so that the packet path can feed

@@ -222,8 +222,8 @@ mod test {
     ];
     // Captured (IPv6 2001:db8::1 -> 2001:db8::2): UDP 5353 -> 5353, checksum 0xc05e.
     const UDP_IN_V6: [u8; 16] = [
-        0x14, 0xe9, 0x14, 0xe9, 0x00, 0x10, 0xc0, 0x5e, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0x20,
-        0x76, 0x36,
+        0x14, 0xe9, 0x14, 0xe9, 0x00, 0x10, 0xc0, 0x5e, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0x20, 0x76,
+        0x36,
     ];
 
     fn v4_pair() -> (IpAddr, IpAddr) {
@@ -292,11 +292,20 @@ mod test {
         padded[..13].copy_from_slice(&UDP_IN_V4);
         let packet = Packet::new_checked(&padded[..]).unwrap();
         assert_eq!(packet.payload(), b"espo!");
-        assert_eq!(Packet::new_checked(&UDP_IN_V4[..12]).err(), Some(Error::Truncated));
-        assert_eq!(Packet::new_checked(&UDP_IN_V4[..7]).err(), Some(Error::Truncated));
+        assert_eq!(
+            Packet::new_checked(&UDP_IN_V4[..12]).err(),
+            Some(Error::Truncated)
+        );
+        assert_eq!(
+            Packet::new_checked(&UDP_IN_V4[..7]).err(),
+            Some(Error::Truncated)
+        );
         let mut bytes = UDP_IN_V4;
         bytes[5] = 7;
-        assert_eq!(Packet::new_checked(&bytes[..]).err(), Some(Error::Malformed));
+        assert_eq!(
+            Packet::new_checked(&bytes[..]).err(),
+            Some(Error::Malformed)
+        );
     }
 
     #[test]
@@ -310,11 +319,21 @@ mod test {
             payload_len: 8,
         };
         let caps = ChecksumCaps::default();
-        repr.emit(&mut Packet::new_unchecked(&mut bytes[..]), &src, &dst, &caps)
-            .unwrap();
+        repr.emit(
+            &mut Packet::new_unchecked(&mut bytes[..]),
+            &src,
+            &dst,
+            &caps,
+        )
+        .unwrap();
         assert_eq!(bytes, UDP_IN_V6);
         let mut short = [0u8; 15];
-        let err = repr.emit(&mut Packet::new_unchecked(&mut short[..]), &src, &dst, &caps);
+        let err = repr.emit(
+            &mut Packet::new_unchecked(&mut short[..]),
+            &src,
+            &dst,
+            &caps,
+        );
         assert_eq!(err, Err(Error::BufferTooSmall));
     }
 
@@ -332,7 +351,9 @@ mod test {
             checksum::pseudo_header(&src, &dst, IpProtocol::Udp, 10),
             checksum::data(&[0, 1, 0, 2, 0, 10, 0, 0]),
         ]);
-        packet.payload_mut().copy_from_slice(&(!partial).to_be_bytes());
+        packet
+            .payload_mut()
+            .copy_from_slice(&(!partial).to_be_bytes());
         packet.fill_checksum(&src, &dst);
         assert_eq!(packet.checksum(), 0xffff);
         assert!(packet.verify_checksum(&src, &dst));
