@@ -183,6 +183,11 @@ mod test {
             (flow.protocol, flow.src_port, flow.dst_port),
             (IpProtocol::Sctp, Some(2905), Some(2906))
         );
+        // A first fragment (MF set, offset 0) still carries its ports.
+        let mut first_fragment = IPV4_SCTP;
+        first_fragment[6] = 0x20;
+        let flow = Flow::parse(&first_fragment).unwrap();
+        assert_eq!((flow.src_port, flow.dst_port), (Some(2905), Some(2906)));
         let flow = Flow::parse(&IPV4_FRAG_LATER).unwrap();
         assert_eq!(flow.protocol, IpProtocol::Tcp);
         assert_eq!(
