@@ -1,0 +1,258 @@
+//! Selector extraction for SPD lookup (RFC 4301 §4.4.1.1): addresses, next-layer protocol,
+//! and ports or ICMP type/code of an IP packet, IPv4 or IPv6.
+
+use core::fmt;
+use core::net::IpAddr;
+
+use super::{Error, IpProtocol, ipv4, ipv6};
+
+/// The selectors of one IP packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Flow {
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Next-layer protocol (after IPv6 extension headers).
+    pub protocol: IpProtocol,
+    /// Source port of TCP, UDP or SCTP; `None` for other protocols and for non-first
+    /// fragments (OPAQUE in RFC 4301 terms).
+    pub src_port: Option<u16>,
+    /// Destination port of TCP, UDP or SCTP, as `src_port`.
+    pub dst_port: Option<u16>,
+    /// ICMP (over IPv4) or ICMPv6 (over IPv6) type and code; `None` otherwise and for
+    /// non-first fragments.
+    pub icmp_type_code: Option<(u8, u8)>,
+}
+
+impl Flow {
+    /// Extracts the selectors of an IP packet, its version taken from the first nibble.
+    ///
+    /// IPv4 options are skipped; IPv6 extension headers are walked (see
+    /// `ipv6::walk_extension_headers`). Checksums are not verified. A first fragment or
+    /// whole packet too short to hold the ports or type/code is `Truncated`.
+    pub fn parse(ip_packet: &[u8]) -> Result<Flow, Error> {
+        let &first = ip_packet.first().ok_or(Error::Truncated)?;
+        match first >> 4 {
+            4 => Self::parse_ipv4(ip_packet),
+            6 => Self::parse_ipv6(ip_packet),
+            _ => Err(Error::BadVersion),
+        }
+    }
+
+    fn parse_ipv4(bytes: &[u8]) -> Result<Flow, Error> {
+        let packet = ipv4::Packet::new_checked(bytes)?;
+        let protocol = packet.next_header();
+        let mut flow =
+            Flow::addresses(packet.src_addr().into(), packet.dst_addr().into(), protocol);
+        if packet.frag_offset() == 0 {
+            flow.read_next_layer(packet.payload(), IpProtocol::Icmp)?;
+        }
+        Ok(flow)
+    }
+
+    fn parse_ipv6(bytes: &[u8]) -> Result<Flow, Error> {
+        let packet = ipv6::Packet::new_checked(bytes)?;
+        let upper = ipv6::walk_extension_headers(&packet)?;
+        let mut flow = Flow::addresses(
+            packet.src_addr().into(),
+            packet.dst_addr().into(),
+            upper.protocol,
+        );
+        if !upper.non_first_fragment {
+            let next_layer = packet.packet_bytes().get(upper.offset..).unwrap_or(&[]);
+            flow.read_next_layer(next_layer, IpProtocol::Icmpv6)?;
+        }
+        Ok(flow)
+    }
+
+    fn addresses(src: IpAddr, dst: IpAddr, protocol: IpProtocol) -> Flow {
+        Flow {
+            src,
+            dst,
+            protocol,
+            src_port: None,
+            dst_port: None,
+            icmp_type_code: None,
+        }
+    }
+
+    /// Reads ports or ICMP type/code from the start of the next-layer header.
+    fn read_next_layer(&mut self, header: &[u8], icmp: IpProtocol) -> Result<(), Error> {
+        match self.protocol {
+            IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Sctp => {
+                let &[s0, s1, d0, d1, ..] = header else {
+                    return Err(Error::Truncated);
+                };
+                self.src_port = Some(u16::from_be_bytes([s0, s1]));
+                self.dst_port = Some(u16::from_be_bytes([d0, d1]));
+            }
+            protocol if protocol == icmp => {
+                let &[icmp_type, code, ..] = header else {
+                    return Err(Error::Truncated);
+                };
+                self.icmp_type_code = Some((icmp_type, code));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Flow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.protocol, self.src)?;
+        if let Some(port) = self.src_port {
+            write!(f, " port {port}")?;
+        }
+        write!(f, " -> {}", self.dst)?;
+        if let Some(port) = self.dst_port {
+            write!(f, " port {port}")?;
+        }
+        if let Some((icmp_type, code)) = self.icmp_type_code {
+            write!(f, " type {icmp_type} code {code}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::wire::ipv4::test::{IPV4_OPTIONS, IPV4_UDP};
+    use crate::wire::ipv6::ext_test::{IPV6_EXT_TCP, IPV6_FRAG_LATER};
+    use core::net::{Ipv4Addr, Ipv6Addr};
+    use proptest::prelude::*;
+
+    // Captured: IPv4 10.1.0.1 -> 10.2.0.1, SCTP 2905 -> 2906.
+    const IPV4_SCTP: [u8; 32] = [
+        0x45, 0x00, 0x00, 0x20, 0x00, 0x01, 0x00, 0x00, 0x40, 0x84, 0x66, 0x55, 0x0a, 0x01, 0x00,
+        0x01, 0x0a, 0x02, 0x00, 0x01, 0x0b, 0x59, 0x0b, 0x5a, 0x00, 0x00, 0x00, 0x00, 0xf9, 0x21,
+        0x06, 0x0c,
+    ];
+    // Captured: IPv4 TCP fragment at offset 800 (no TCP header present).
+    const IPV4_FRAG_LATER: [u8; 32] = [
+        0x45, 0x00, 0x00, 0x20, 0x00, 0x01, 0x00, 0x64, 0x40, 0x06, 0x66, 0x6f, 0x0a, 0x01, 0x00,
+        0x01, 0x0a, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00,
+    ];
+    // Captured: ICMPv6 echo request fe80::1 -> ff02::1, id 9, seq 1.
+    const IPV6_ICMP: [u8; 48] = [
+        0x60, 0x00, 0x00, 0x00, 0x00, 0x08, 0x3a, 0x40, 0xfe, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0xff, 0x02, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x80, 0x00, 0x82, 0x2d, 0x00,
+        0x09, 0x00, 0x01,
+    ];
+
+    fn v6(addr: &str) -> IpAddr {
+        addr.parse::<Ipv6Addr>().unwrap().into()
+    }
+
+    #[test]
+    fn ipv4_udp_ports() {
+        let flow = Flow::parse(&IPV4_UDP).unwrap();
+        assert_eq!(
+            flow,
+            Flow {
+                src: Ipv4Addr::new(192, 0, 2, 1).into(),
+                dst: Ipv4Addr::new(198, 51, 100, 7).into(),
+                protocol: IpProtocol::Udp,
+                src_port: Some(4500),
+                dst_port: Some(500),
+                icmp_type_code: None,
+            }
+        );
+        assert_eq!(
+            std::format!("{flow}"),
+            "UDP 192.0.2.1 port 4500 -> 198.51.100.7 port 500"
+        );
+    }
+
+    #[test]
+    fn ipv4_icmp_behind_options() {
+        let flow = Flow::parse(&IPV4_OPTIONS).unwrap();
+        assert_eq!(flow.protocol, IpProtocol::Icmp);
+        assert_eq!(flow.icmp_type_code, Some((8, 0)));
+        assert_eq!((flow.src_port, flow.dst_port), (None, None));
+    }
+
+    #[test]
+    fn ipv4_sctp_ports_and_opaque_fragment() {
+        let flow = Flow::parse(&IPV4_SCTP).unwrap();
+        assert_eq!(
+            (flow.protocol, flow.src_port, flow.dst_port),
+            (IpProtocol::Sctp, Some(2905), Some(2906))
+        );
+        // A first fragment (MF set, offset 0) still carries its ports.
+        let mut first_fragment = IPV4_SCTP;
+        first_fragment[6] = 0x20;
+        let flow = Flow::parse(&first_fragment).unwrap();
+        assert_eq!((flow.src_port, flow.dst_port), (Some(2905), Some(2906)));
+        let flow = Flow::parse(&IPV4_FRAG_LATER).unwrap();
+        assert_eq!(flow.protocol, IpProtocol::Tcp);
+        assert_eq!(
+            (flow.src_port, flow.dst_port, flow.icmp_type_code),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn ipv6_through_extension_headers() {
+        let flow = Flow::parse(&IPV6_EXT_TCP).unwrap();
+        assert_eq!(
+            flow,
+            Flow {
+                src: v6("2001:db8::1"),
+                dst: v6("2001:db8::2"),
+                protocol: IpProtocol::Tcp,
+                src_port: Some(40000),
+                dst_port: Some(443),
+                icmp_type_code: None,
+            }
+        );
+        let flow = Flow::parse(&IPV6_FRAG_LATER).unwrap();
+        assert_eq!(flow.protocol, IpProtocol::Udp);
+        assert_eq!((flow.src_port, flow.dst_port), (None, None));
+        let flow = Flow::parse(&IPV6_ICMP).unwrap();
+        assert_eq!(flow.protocol, IpProtocol::Icmpv6);
+        assert_eq!(flow.icmp_type_code, Some((128, 0)));
+        assert_eq!(flow.dst, v6("ff02::1"));
+    }
+
+    #[test]
+    fn other_protocols_have_no_ports() {
+        let mut bytes = IPV4_SCTP;
+        bytes[9] = 50;
+        let flow = Flow::parse(&bytes).unwrap();
+        assert_eq!(flow.protocol, IpProtocol::Esp);
+        assert_eq!((flow.src_port, flow.icmp_type_code), (None, None));
+    }
+
+    #[test]
+    fn rejects_short_and_unknown_versions() {
+        assert_eq!(Flow::parse(&[]), Err(Error::Truncated));
+        assert_eq!(Flow::parse(&[0x55; 40]), Err(Error::BadVersion));
+        // A UDP datagram cut after 3 bytes of its header.
+        let mut bytes = [0u8; 23];
+        bytes[..20].copy_from_slice(&IPV4_UDP[..20]);
+        bytes[3] = 23;
+        assert_eq!(Flow::parse(&bytes), Err(Error::Truncated));
+        assert_eq!(Flow::parse(&IPV6_EXT_TCP[..100]), Err(Error::Truncated));
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_never_panic(
+            mut bytes in proptest::collection::vec(any::<u8>(), 0..128),
+            version in prop_oneof![Just(4u8), Just(6), any::<u8>()],
+        ) {
+            if let Some(first) = bytes.first_mut() {
+                *first = (version << 4) | (*first & 0x0f);
+            }
+            if let Ok(flow) = Flow::parse(&bytes) {
+                prop_assert_eq!(flow.src_port.is_some(), flow.dst_port.is_some());
+                prop_assert!(flow.src_port.is_none() || flow.icmp_type_code.is_none());
+            }
+        }
+    }
+}
