@@ -43,6 +43,8 @@ mod integrity;
 mod key;
 
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests_esp;
 #[cfg(test)]
 mod tests_vectors;
