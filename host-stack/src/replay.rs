@@ -220,7 +220,10 @@ impl ReplayWindow {
     /// Block index and bit mask of `seq` in the ring.
     fn position(&self, seq: u64) -> (usize, u64) {
         let mask = (self.blocks.len() as u64).saturating_sub(1);
-        (((seq / BLOCK_BITS) & mask) as usize, 1 << (seq % BLOCK_BITS))
+        (
+            ((seq / BLOCK_BITS) & mask) as usize,
+            1 << (seq % BLOCK_BITS),
+        )
     }
 
     /// Moves the highest to `seq` (> highest), clearing the blocks it passes (RFC 6479 §3).

@@ -69,11 +69,10 @@ impl Aead {
                 given: key.len(),
             });
         }
-        let unbound = UnboundKey::new(algorithm.ring(), key).map_err(|_| {
-            CryptoError::KeyRejected {
+        let unbound =
+            UnboundKey::new(algorithm.ring(), key).map_err(|_| CryptoError::KeyRejected {
                 algorithm: algorithm.name(),
-            }
-        })?;
+            })?;
         Ok(Self {
             algorithm,
             key: Box::new(LessSafeKey::new(unbound)),

@@ -78,7 +78,7 @@ fn misaligned(len_bytes: usize) -> CryptoError {
 }
 
 fn check_aligned(buf: &[u8]) -> Result<(), CryptoError> {
-    if buf.len() % BLOCK_LEN == 0 {
+    if buf.len().is_multiple_of(BLOCK_LEN) {
         Ok(())
     } else {
         Err(misaligned(buf.len()))

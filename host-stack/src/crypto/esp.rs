@@ -20,11 +20,11 @@ use core::ops::Range;
 use rand::RngCore;
 use zeroize::Zeroizing;
 
+use super::CryptoError;
 use super::aead::{Aead, AeadAlgorithm};
 use super::algorithm::{AEAD_SALT_LEN, EncryptionAlgorithm};
 use super::cbc::{BLOCK_LEN, CbcCipher};
 use super::integrity::{Integrity, IntegrityAlgorithm};
-use super::CryptoError;
 
 /// Length of the ESP header (SPI and low 32 bits of the sequence number).
 pub const ESP_HEADER_LEN: usize = 8;
@@ -171,9 +171,7 @@ impl EspTransform {
         if esp.len() < self.min_len() {
             return Err(too_short);
         }
-        let (header, rest) = esp
-            .split_at_mut_checked(ESP_HEADER_LEN)
-            .ok_or(too_short)?;
+        let (header, rest) = esp.split_at_mut_checked(ESP_HEADER_LEN).ok_or(too_short)?;
         let (iv, rest) = rest.split_at_mut_checked(self.iv_len()).ok_or(too_short)?;
         let payload_len = rest.len().checked_sub(self.icv_len()).ok_or(too_short)?;
         let (payload, icv) = rest.split_at_mut_checked(payload_len).ok_or(too_short)?;
@@ -190,7 +188,8 @@ impl EspTransform {
     /// the IV, encrypts the payload and writes the ICV. The caller has written the ESP
     /// header with the low 32 bits of `seq` and the padded payload with its trailer.
     ///
-    /// `seq` must be sendable: not 0, below 2^32 without ESN. On error `esp` is unchanged.
+    /// `seq` must be sendable: not 0, below 2^32 without ESN. A layout or sequence-number
+    /// error leaves `esp` unchanged.
     pub fn seal(&self, esp: &mut [u8], seq: u64, esn: bool) -> Result<(), CryptoError> {
         let mut iv = [0u8; MAX_IV_LEN];
         match &self.cipher {
@@ -215,7 +214,7 @@ impl EspTransform {
         iv: &[u8],
     ) -> Result<(), CryptoError> {
         let parts = self.split(esp)?;
-        if parts.payload.len() % self.pad_align() != 0 {
+        if !parts.payload.len().is_multiple_of(self.pad_align()) {
             return Err(CryptoError::Misaligned {
                 len_bytes: parts.payload.len(),
                 align_bytes: self.pad_align(),
@@ -273,7 +272,7 @@ impl EspTransform {
                 aead.open(&nonce, aad.as_bytes(), parts.payload, &tag)?;
             }
             Cipher::Cbc { cbc, integrity } => {
-                if parts.payload.len() % BLOCK_LEN != 0 {
+                if !parts.payload.len().is_multiple_of(BLOCK_LEN) {
                     return Err(CryptoError::Misaligned {
                         len_bytes: parts.payload.len(),
                         align_bytes: BLOCK_LEN,

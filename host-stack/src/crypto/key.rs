@@ -133,7 +133,10 @@ mod tests {
         assert_eq!(SecretKey::from_hex("0x0102").unwrap().as_bytes(), &[1, 2]);
         assert_eq!(SecretKey::from_hex("0X0102").unwrap().as_bytes(), &[1, 2]);
         assert!(SecretKey::from_hex("").unwrap().is_empty());
-        assert_eq!("abcd".parse::<SecretKey>().unwrap().as_bytes(), &[0xab, 0xcd]);
+        assert_eq!(
+            "abcd".parse::<SecretKey>().unwrap().as_bytes(),
+            &[0xab, 0xcd]
+        );
     }
 
     #[test]
@@ -188,7 +191,10 @@ mod tests {
     #[test]
     fn equality() {
         assert_eq!(SecretKey::from_slice(&[1, 2]), SecretKey::new(vec![1, 2]));
-        assert_ne!(SecretKey::from_slice(&[1, 2]), SecretKey::from_slice(&[1, 3]));
+        assert_ne!(
+            SecretKey::from_slice(&[1, 2]),
+            SecretKey::from_slice(&[1, 3])
+        );
         assert_ne!(SecretKey::from_slice(&[1, 2]), SecretKey::from_slice(&[1]));
     }
 }

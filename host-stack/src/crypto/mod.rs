@@ -66,10 +66,16 @@ pub use key::SecretKey;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CryptoError {
     /// A name in the configuration is not a known encryption algorithm.
-    #[error("unknown encryption algorithm; valid names are: {}", EncryptionAlgorithm::VALID_NAMES)]
+    #[error(
+        "unknown encryption algorithm; valid names are: {}",
+        EncryptionAlgorithm::VALID_NAMES
+    )]
     UnknownEncryption,
     /// A name in the configuration is not a known integrity algorithm.
-    #[error("unknown integrity algorithm; valid names are: {}", IntegrityAlgorithm::VALID_NAMES)]
+    #[error(
+        "unknown integrity algorithm; valid names are: {}",
+        IntegrityAlgorithm::VALID_NAMES
+    )]
     UnknownIntegrity,
     /// A hex key string has an odd number of digits.
     #[error("key has an odd number of hex digits ({digits})")]

@@ -69,9 +69,16 @@ fn construction_rules() {
         assert!(err.to_string().contains("encryption without integrity"));
     }
     for enc in [AesGcm128, AesGcm256, ChaCha20Poly1305] {
-        let err = EspTransform::new(enc, &vec![0; enc.key_len()], Some((HmacSha256_128, &[0; 32])))
-            .unwrap_err();
-        assert!(matches!(err, CryptoError::AeadWithIntegrity { .. }), "{err}");
+        let err = EspTransform::new(
+            enc,
+            &vec![0; enc.key_len()],
+            Some((HmacSha256_128, &[0; 32])),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, CryptoError::AeadWithIntegrity { .. }),
+            "{err}"
+        );
     }
     assert_eq!(
         EspTransform::new(Null, &[], Some((HmacSha512_256, &[0; 63]))).unwrap_err(),
@@ -105,8 +112,14 @@ fn seal_refuses_bad_layouts_and_sequence_numbers() {
     );
     let mut esp = packet(&gcm, 1, 5, 8);
     let untouched = esp.clone();
-    assert_eq!(gcm.seal(&mut esp, 6, false), Err(CryptoError::Sequence { seq: 6 }));
-    assert_eq!(gcm.seal(&mut esp, 0, false), Err(CryptoError::Sequence { seq: 0 }));
+    assert_eq!(
+        gcm.seal(&mut esp, 6, false),
+        Err(CryptoError::Sequence { seq: 6 })
+    );
+    assert_eq!(
+        gcm.seal(&mut esp, 0, false),
+        Err(CryptoError::Sequence { seq: 0 })
+    );
     let mut wide = packet(&gcm, 1, 1 << 32, 8);
     assert_eq!(
         gcm.seal(&mut wide, 1 << 32, false),
@@ -115,7 +128,11 @@ fn seal_refuses_bad_layouts_and_sequence_numbers() {
     assert_eq!(esp, untouched, "a refused seal leaves the packet as it was");
     assert!(gcm.seal(&mut wide, 1 << 32, true).is_ok());
 
-    let cbc = transform(EncryptionAlgorithm::AesCbc256, Some(IntegrityAlgorithm::HmacSha384_192), 2);
+    let cbc = transform(
+        EncryptionAlgorithm::AesCbc256,
+        Some(IntegrityAlgorithm::HmacSha384_192),
+        2,
+    );
     let mut esp = packet(&cbc, 1, 5, 20);
     assert_eq!(
         cbc.seal(&mut esp, 5, false),
@@ -136,7 +153,11 @@ fn seal_refuses_bad_layouts_and_sequence_numbers() {
 
 #[test]
 fn open_refuses_misaligned_cbc_before_anything_else() {
-    let cbc = transform(EncryptionAlgorithm::AesCbc128, Some(IntegrityAlgorithm::HmacSha256_128), 4);
+    let cbc = transform(
+        EncryptionAlgorithm::AesCbc128,
+        Some(IntegrityAlgorithm::HmacSha256_128),
+        4,
+    );
     let mut esp = packet(&cbc, 7, 1, 32);
     cbc.seal(&mut esp, 1, false).unwrap();
     esp.insert(30, 0);
@@ -149,9 +170,35 @@ fn open_refuses_misaligned_cbc_before_anything_else() {
     );
 }
 
+/// RFC 4303 §2.2.1 / §3.3.2.1: with ESN the high half is appended to the HMAC input but
+/// not sent.
+#[test]
+fn esn_high_bits_enter_the_hmac_but_not_the_packet() {
+    let integ_alg = IntegrityAlgorithm::HmacSha256_128;
+    let integrity = Integrity::new(integ_alg, &[3 ^ 0x55; 32]).unwrap();
+    for enc in [EncryptionAlgorithm::AesCbc128, EncryptionAlgorithm::Null] {
+        let t = transform(enc, Some(integ_alg), 3);
+        let seq = 0x0000_0007_0000_0009;
+        let mut esp = packet(&t, 0x1234, seq, 32);
+        let len = esp.len();
+        t.seal(&mut esp, seq, true).unwrap();
+        assert_eq!(esp.len(), len);
+        let (body, icv) = esp.split_at(len - 16);
+        let mut expected = [0u8; 16];
+        integrity.compute(&[body, &7u32.to_be_bytes()], &mut expected);
+        assert_eq!(icv, expected, "{enc}");
+        integrity.compute(&[body], &mut expected);
+        assert_ne!(icv, expected, "{enc}");
+    }
+}
+
 #[test]
 fn cbc_ivs_are_fresh() {
-    let cbc = transform(EncryptionAlgorithm::AesCbc128, Some(IntegrityAlgorithm::HmacSha256_128), 4);
+    let cbc = transform(
+        EncryptionAlgorithm::AesCbc128,
+        Some(IntegrityAlgorithm::HmacSha256_128),
+        4,
+    );
     let mut ivs = std::collections::HashSet::new();
     for seq in 1..=200u64 {
         let mut esp = packet(&cbc, 7, seq, 16);
@@ -162,13 +209,20 @@ fn cbc_ivs_are_fresh() {
 
 #[test]
 fn debug_never_shows_keys() {
-    let key_bytes: Vec<u8> = (0..36u8).map(|i| i.wrapping_mul(37).wrapping_add(0x9c)).collect();
-    let integ_bytes: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(11).wrapping_add(0xc3)).collect();
+    let key_bytes: Vec<u8> = (0..36u8)
+        .map(|i| i.wrapping_mul(37).wrapping_add(0x9c))
+        .collect();
+    let integ_bytes: Vec<u8> = (0..64u8)
+        .map(|i| i.wrapping_mul(11).wrapping_add(0xc3))
+        .collect();
     let hex_of = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let secret = SecretKey::from_hex(&hex_of(&key_bytes)).unwrap();
     let shown = [
         format!("{secret:?}"),
-        format!("{:?}", EspTransform::new(EncryptionAlgorithm::ChaCha20Poly1305, &key_bytes, None).unwrap()),
+        format!(
+            "{:?}",
+            EspTransform::new(EncryptionAlgorithm::ChaCha20Poly1305, &key_bytes, None).unwrap()
+        ),
         format!(
             "{:?}",
             EspTransform::new(
@@ -178,8 +232,14 @@ fn debug_never_shows_keys() {
             )
             .unwrap()
         ),
-        format!("{:?}", Integrity::new(IntegrityAlgorithm::HmacSha512_256, &integ_bytes).unwrap()),
-        format!("{:?}", Aead::new(AeadAlgorithm::Aes256Gcm, &key_bytes[..32]).unwrap()),
+        format!(
+            "{:?}",
+            Integrity::new(IntegrityAlgorithm::HmacSha512_256, &integ_bytes).unwrap()
+        ),
+        format!(
+            "{:?}",
+            Aead::new(AeadAlgorithm::Aes256Gcm, &key_bytes[..32]).unwrap()
+        ),
     ];
     for text in &shown {
         for bytes in [&key_bytes[..], &integ_bytes[..]] {

@@ -205,7 +205,8 @@ const RFC3602_ESP: [(&str, &str, u32, u32, &str, u8, &str); 4] = [
 fn rfc3602_esp_cases() {
     let integ_key = [0x5cu8; 32];
     let integrity = Integrity::new(IntegrityAlgorithm::HmacSha256_128, &integ_key).unwrap();
-    for (case, (key, iv, spi, seq, payload, next_header, packet)) in RFC3602_ESP.iter().enumerate() {
+    for (case, (key, iv, spi, seq, payload, next_header, packet)) in RFC3602_ESP.iter().enumerate()
+    {
         let transform = EspTransform::new(
             EncryptionAlgorithm::AesCbc128,
             &hex(key),
@@ -214,8 +215,17 @@ fn rfc3602_esp_cases() {
         .unwrap();
         let plain = pad(&hex(payload), *next_header, 16);
         let iv = hex(iv);
-        let mut esp = [&spi.to_be_bytes()[..], &seq.to_be_bytes(), &iv, &plain, &[0; 16]].concat();
-        transform.seal_with_iv(&mut esp, u64::from(*seq), false, &iv).unwrap();
+        let mut esp = [
+            &spi.to_be_bytes()[..],
+            &seq.to_be_bytes(),
+            &iv,
+            &plain,
+            &[0; 16],
+        ]
+        .concat();
+        transform
+            .seal_with_iv(&mut esp, u64::from(*seq), false, &iv)
+            .unwrap();
 
         let (body, icv) = esp.split_at(esp.len() - 16);
         assert_eq!(body, &hex(packet)[..], "case #{}", case + 5);
@@ -236,28 +246,72 @@ fn rfc4868_cases() -> Vec<(IntegrityAlgorithm, Vec<u8>, Vec<u8>, &'static str)> 
     let question = b"what do ya want for nothing?".to_vec();
     let counting = |n: u8| (1..=n).collect::<Vec<u8>>();
     vec![
-        (HmacSha256_128, vec![0x0b; 32], hi_there.clone(),
-         "198a607eb44bfbc69903a0f1cf2bbdc5ba0aa3f3d9ae3c1c7a3b1696a0b68cf7"),
-        (HmacSha256_128, jefe(32), question.clone(),
-         "167f928588c5cc2eef8e3093caa0e87c9ff566a14794aa61648d81621a2a40c6"),
-        (HmacSha256_128, vec![0xaa; 32], vec![0xdd; 50],
-         "cdcb1220d1ecccea91e53aba3092f962e549fe6ce9ed7fdc43191fbde45c30b0"),
-        (HmacSha256_128, counting(32), vec![0xcd; 50],
-         "372efcf9b40b35c2115b1346903d2ef42fced46f0846e7257bb156d3d7b30d3f"),
-        (HmacSha384_192, vec![0x0b; 48], hi_there.clone(),
-         "b6a8d5636f5c6a7224f9977dcf7ee6c7fb6d0c48cbdee9737a959796489bddbc4c5df61d5b3297b4fb68dab9f1b582c2"),
-        (HmacSha384_192, jefe(48), question.clone(),
-         "2c7353974f1842fd66d53c452ca42122b28c0b594cfb184da86a368e9b8e16f5349524ca4e82400cbde0686d403371c9"),
-        (HmacSha384_192, vec![0xaa; 48], vec![0xdd; 50],
-         "809f439be00274321d4a538652164b53554a508184a0c3160353e3428597003d35914a18770f9443987054944b7c4b4a"),
-        (HmacSha384_192, [counting(32), hex("0a0b0c0d0e0f10111213141516171819")].concat(), vec![0xcd; 50],
-         "5b540085c6e6358096532b2493609ed1cb298f774f87bb5c2ebf182c83cc7428707fb92eab2536a5812258228bc96687"),
-        (HmacSha512_256, vec![0x0b; 64], hi_there,
-         "637edc6e01dce7e6742a99451aae82df23da3e92439e590e43e761b33e910fb8ac2878ebd5803f6f0b61dbce5e251ff8789a4722c1be65aea45fd464e89f8f5b"),
-        (HmacSha512_256, jefe(64), question,
-         "cb370917ae8a7ce28cfd1d8f4705d6141c173b2a9362c15df235dfb251b154546aa334ae9fb9afc2184932d8695e397bfa0ffb93466cfcceaae38c833b7dba38"),
-        (HmacSha512_256, vec![0xaa; 64], vec![0xdd; 50],
-         "2ee7acd783624ca9398710f3ee05ae41b9f9b0510c87e49e586cc9bf961733d8623c7b55cebefccf02d5581acc1c9d5fb1ff68a1de45509fbe4da9a433922655"),
+        (
+            HmacSha256_128,
+            vec![0x0b; 32],
+            hi_there.clone(),
+            "198a607eb44bfbc69903a0f1cf2bbdc5ba0aa3f3d9ae3c1c7a3b1696a0b68cf7",
+        ),
+        (
+            HmacSha256_128,
+            jefe(32),
+            question.clone(),
+            "167f928588c5cc2eef8e3093caa0e87c9ff566a14794aa61648d81621a2a40c6",
+        ),
+        (
+            HmacSha256_128,
+            vec![0xaa; 32],
+            vec![0xdd; 50],
+            "cdcb1220d1ecccea91e53aba3092f962e549fe6ce9ed7fdc43191fbde45c30b0",
+        ),
+        (
+            HmacSha256_128,
+            counting(32),
+            vec![0xcd; 50],
+            "372efcf9b40b35c2115b1346903d2ef42fced46f0846e7257bb156d3d7b30d3f",
+        ),
+        (
+            HmacSha384_192,
+            vec![0x0b; 48],
+            hi_there.clone(),
+            "b6a8d5636f5c6a7224f9977dcf7ee6c7fb6d0c48cbdee9737a959796489bddbc4c5df61d5b3297b4fb68dab9f1b582c2",
+        ),
+        (
+            HmacSha384_192,
+            jefe(48),
+            question.clone(),
+            "2c7353974f1842fd66d53c452ca42122b28c0b594cfb184da86a368e9b8e16f5349524ca4e82400cbde0686d403371c9",
+        ),
+        (
+            HmacSha384_192,
+            vec![0xaa; 48],
+            vec![0xdd; 50],
+            "809f439be00274321d4a538652164b53554a508184a0c3160353e3428597003d35914a18770f9443987054944b7c4b4a",
+        ),
+        (
+            HmacSha384_192,
+            [counting(32), hex("0a0b0c0d0e0f10111213141516171819")].concat(),
+            vec![0xcd; 50],
+            "5b540085c6e6358096532b2493609ed1cb298f774f87bb5c2ebf182c83cc7428707fb92eab2536a5812258228bc96687",
+        ),
+        (
+            HmacSha512_256,
+            vec![0x0b; 64],
+            hi_there,
+            "637edc6e01dce7e6742a99451aae82df23da3e92439e590e43e761b33e910fb8ac2878ebd5803f6f0b61dbce5e251ff8789a4722c1be65aea45fd464e89f8f5b",
+        ),
+        (
+            HmacSha512_256,
+            jefe(64),
+            question,
+            "cb370917ae8a7ce28cfd1d8f4705d6141c173b2a9362c15df235dfb251b154546aa334ae9fb9afc2184932d8695e397bfa0ffb93466cfcceaae38c833b7dba38",
+        ),
+        (
+            HmacSha512_256,
+            vec![0xaa; 64],
+            vec![0xdd; 50],
+            "2ee7acd783624ca9398710f3ee05ae41b9f9b0510c87e49e586cc9bf961733d8623c7b55cebefccf02d5581acc1c9d5fb1ff68a1de45509fbe4da9a433922655",
+        ),
     ]
 }
 

@@ -121,7 +121,12 @@ fn out_of_range_without_esn() {
         Err(ReplayError::OutOfRange { seq: 1 << 32 })
     );
     w.accept(u64::from(u32::MAX)).unwrap();
-    assert_eq!(w.check(u32::MAX), Err(ReplayError::Replayed { seq: u64::from(u32::MAX) }));
+    assert_eq!(
+        w.check(u32::MAX),
+        Err(ReplayError::Replayed {
+            seq: u64::from(u32::MAX)
+        })
+    );
 }
 
 #[test]
@@ -152,7 +157,10 @@ fn esn_infers_high_bits_across_2_32() {
 fn esn_at_the_start_and_the_end() {
     let w = ReplayWindow::new(64, true).unwrap();
     // Before anything: numbers that would lie in subspace -1 cannot exist.
-    assert!(matches!(w.check(0xffff_fff0), Err(ReplayError::Stale { .. })));
+    assert!(matches!(
+        w.check(0xffff_fff0),
+        Err(ReplayError::Stale { .. })
+    ));
     assert_eq!(w.check(1), Ok(1));
     let mut w = ReplayWindow::from_state(&ReplayState {
         highest: u64::MAX,
@@ -189,7 +197,13 @@ fn check_changes_nothing() {
 
 #[test]
 fn state_round_trip() {
-    for (size, esn) in [(0, false), (1, true), (64, false), (100, true), (4096, false)] {
+    for (size, esn) in [
+        (0, false),
+        (1, true),
+        (64, false),
+        (100, true),
+        (4096, false),
+    ] {
         let mut w = ReplayWindow::new(size, esn).unwrap();
         assert_eq!(ReplayWindow::from_state(&w.state()).unwrap(), w);
         for seq in [50, 48, 40, 5000, 4999, 3000, 1000] {
@@ -201,13 +215,20 @@ fn state_round_trip() {
         let back = ReplayWindow::from_state(&state).unwrap();
         assert_eq!(back.state(), state);
         for seq_lo in [1, 40, 48, 50, 999, 1000, 2999, 3000, 4998, 4999, 5000, 5001] {
-            assert_eq!(back.check(seq_lo), w.check(seq_lo), "size {size} seq {seq_lo}");
+            assert_eq!(
+                back.check(seq_lo),
+                w.check(seq_lo),
+                "size {size} seq {seq_lo}"
+            );
         }
     }
     // The bitmap format is relative to the highest: bit k is highest - k.
     let mut w = ReplayWindow::new(70, false).unwrap();
     accept_all(&mut w, [200, 199, 135, 131]);
-    assert_eq!(w.state().bitmap, vec![0b11, 1 << (65 - 64) | 1 << (69 - 64)]);
+    assert_eq!(
+        w.state().bitmap,
+        vec![0b11, 1 << (65 - 64) | 1 << (69 - 64)]
+    );
 }
 
 #[test]
@@ -220,13 +241,36 @@ fn invalid_states_are_refused() {
     };
     assert!(ReplayWindow::from_state(&base).is_ok());
     let cases = [
-        ReplayState { bitmap: vec![1, 0], ..base.clone() },
-        ReplayState { bitmap: vec![], ..base.clone() },
-        ReplayState { bitmap: vec![0], ..base.clone() },
-        ReplayState { highest: 1 << 32, ..base.clone() },
-        ReplayState { highest: 3, bitmap: vec![0b1001], ..base.clone() },
-        ReplayState { window_packets: 10, bitmap: vec![1 << 10 | 1], ..base.clone() },
-        ReplayState { highest: 0, ..base.clone() },
+        ReplayState {
+            bitmap: vec![1, 0],
+            ..base.clone()
+        },
+        ReplayState {
+            bitmap: vec![],
+            ..base.clone()
+        },
+        ReplayState {
+            bitmap: vec![0],
+            ..base.clone()
+        },
+        ReplayState {
+            highest: 1 << 32,
+            ..base.clone()
+        },
+        ReplayState {
+            highest: 3,
+            bitmap: vec![0b1001],
+            ..base.clone()
+        },
+        ReplayState {
+            window_packets: 10,
+            bitmap: vec![1 << 10 | 1],
+            ..base.clone()
+        },
+        ReplayState {
+            highest: 0,
+            ..base.clone()
+        },
     ];
     for state in cases {
         assert!(
@@ -238,7 +282,10 @@ fn invalid_states_are_refused() {
         );
     }
     assert!(matches!(
-        ReplayWindow::from_state(&ReplayState { window_packets: 70_000, ..base }),
+        ReplayWindow::from_state(&ReplayState {
+            window_packets: 70_000,
+            ..base
+        }),
         Err(ReplayError::WindowTooLarge { .. })
     ));
 }
@@ -265,15 +312,25 @@ impl Model {
     /// [bottom, bottom + 2^32), bottom = highest - W + 1 (W = 2^31 when disabled).
     fn infer(&self, seq_lo: u32) -> Result<u64, ReplayError> {
         if !self.esn {
-            return if seq_lo == 0 { Err(ReplayError::Zero) } else { Ok(u64::from(seq_lo)) };
+            return if seq_lo == 0 {
+                Err(ReplayError::Zero)
+            } else {
+                Ok(u64::from(seq_lo))
+            };
         }
-        let w = if self.window == 0 { 1i128 << 31 } else { i128::from(self.window) };
+        let w = if self.window == 0 {
+            1i128 << 31
+        } else {
+            i128::from(self.window)
+        };
         let bottom = i128::from(self.highest) - w + 1;
         let seq = bottom + (i128::from(seq_lo) - bottom).rem_euclid(1 << 32);
         if seq == 0 {
             Err(ReplayError::Zero)
         } else if seq < 0 || seq > i128::from(u64::MAX) {
-            Err(ReplayError::Stale { seq: u64::from(seq_lo) })
+            Err(ReplayError::Stale {
+                seq: u64::from(seq_lo),
+            })
         } else {
             Ok(seq as u64)
         }
