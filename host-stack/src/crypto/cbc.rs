@@ -146,6 +146,16 @@ mod tests {
         }
     }
 
+    /// Fails to compile if the `zeroize` features of `aes`/`cbc` are ever dropped.
+    #[test]
+    fn key_schedules_zeroize_on_drop() {
+        fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        zeroized_on_drop::<Aes128>();
+        zeroized_on_drop::<Aes256>();
+        zeroized_on_drop::<cbc::Encryptor<Aes128>>();
+        zeroized_on_drop::<crate::crypto::SecretKey>();
+    }
+
     #[test]
     fn misaligned_and_bad_keys_are_errors() {
         let aes = CbcCipher::new(&[0; 32], "aes-cbc-256").unwrap();

@@ -1,18 +1,4 @@
 //! The ESP cryptographic transform of one SA, in place on a whole ESP packet.
-//!
-//! Packet layout (RFC 4303 §2), offsets from the start of the ESP header:
-//!
-//! ```text
-//! 0        4        8               8+iv_len                      len-icv_len     len
-//! | SPI    | seq_lo | IV            | payload | padding | pl | nh  | ICV            |
-//!                                   \____ encrypted (CBC, AEAD) ___/
-//! \_____________ integrity (HMAC over these bytes || seq_hi with ESN) _/
-//! ```
-//!
-//! AEAD (RFC 4106, RFC 7634): nonce = salt || IV, IV = the 64-bit sequence number,
-//! AAD = SPI || seq_lo, or SPI || seq_hi || seq_lo with ESN. CBC and NULL: the ICV is the
-//! truncated HMAC over header, IV and ciphertext, with seq_hi appended to the HMAC input
-//! (not to the packet) when ESN is on (RFC 4303 §2.2.1, §3.3.2.1).
 
 use core::fmt;
 use core::ops::Range;
@@ -56,6 +42,20 @@ struct Parts<'a> {
 }
 
 /// The ESP transform of one SA: keys, algorithms, seal and open.
+///
+/// Packet layout (RFC 4303 §2), offsets from the start of the ESP header:
+///
+/// ```text
+/// 0        4        8               8+iv_len                      len-icv_len     len
+/// | SPI    | seq_lo | IV            | payload | padding | pl | nh  | ICV            |
+///                                   \____ encrypted (CBC, AEAD) ___/
+/// \_____________ integrity (HMAC over these bytes || seq_hi with ESN) _/
+/// ```
+///
+/// AEAD (RFC 4106, RFC 7634): nonce = salt || IV, IV = the 64-bit sequence number,
+/// AAD = SPI || seq_lo, or SPI || seq_hi || seq_lo with ESN. CBC and NULL: the ICV is the
+/// truncated HMAC over header, IV and ciphertext, with seq_hi appended to the HMAC input
+/// (not to the packet) when ESN is on (RFC 4303 §2.2.1, §3.3.2.1).
 pub struct EspTransform {
     algorithm: EncryptionAlgorithm,
     cipher: Cipher,
@@ -184,7 +184,7 @@ impl EspTransform {
         })
     }
 
-    /// Seals `esp` in place (see the [module documentation](self) for the layout): writes
+    /// Seals `esp` in place (layout in the [type documentation](EspTransform)): writes
     /// the IV, encrypts the payload and writes the ICV. The caller has written the ESP
     /// header with the low 32 bits of `seq` and the padded payload with its trailer.
     ///

@@ -33,6 +33,10 @@
 //!   key before it is moved to the heap, and the per-operation copies of the HMAC state
 //!   that `ring` makes on the stack for every `compute`/`verify`.
 //!
+//! CBC IVs come from `rand`'s `thread_rng()`, a ChaCha12 CSPRNG per thread seeded and
+//! periodically reseeded from the operating system: no system call and no allocation per
+//! packet.
+//!
 //! `Debug` of every type here redacts key material.
 
 mod aead;
@@ -150,4 +154,13 @@ pub enum CryptoError {
     /// The underlying library failed to seal (input beyond the algorithm's limits).
     #[error("sealing failed")]
     Seal,
+}
+
+impl CryptoError {
+    /// Whether the error says a received packet is malformed (too short, or its encrypted
+    /// part misaligned) — as opposed to [`Authentication`](Self::Authentication), a packet
+    /// of the right shape whose ICV did not verify.
+    pub fn is_malformed(&self) -> bool {
+        matches!(self, Self::Truncated { .. } | Self::Misaligned { .. })
+    }
 }

@@ -161,13 +161,17 @@ fn open_refuses_misaligned_cbc_before_anything_else() {
     let mut esp = packet(&cbc, 7, 1, 32);
     cbc.seal(&mut esp, 1, false).unwrap();
     esp.insert(30, 0);
+    let err = cbc.open(&mut esp, None).unwrap_err();
     assert_eq!(
-        cbc.open(&mut esp, None),
-        Err(CryptoError::Misaligned {
+        err,
+        CryptoError::Misaligned {
             len_bytes: 33,
             align_bytes: 16
-        })
+        }
     );
+    assert!(err.is_malformed());
+    assert!(cbc.open(&mut esp[..20], None).unwrap_err().is_malformed());
+    assert!(!CryptoError::Authentication.is_malformed());
 }
 
 /// RFC 4303 §2.2.1 / §3.3.2.1: with ESN the high half is appended to the HMAC input but
