@@ -83,7 +83,7 @@ pub struct ReplayState {
 }
 
 /// An inbound anti-replay window.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ReplayWindow {
     highest: u64,
     window_packets: u32,
@@ -302,6 +302,22 @@ impl ReplayWindow {
             }
         }
         Ok(window)
+    }
+}
+
+impl core::fmt::Debug for ReplayWindow {
+    /// Leaves out the bitmap, which can be thousands of words; [`ReplayWindow::state`]
+    /// exports it.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ReplayWindow")
+            .field("highest", &self.highest)
+            .field("window_packets", &self.window_packets)
+            .field("esn", &self.esn)
+            .field(
+                "received_in_window",
+                &self.blocks.iter().map(|w| w.count_ones()).sum::<u32>(),
+            )
+            .finish()
     }
 }
 
