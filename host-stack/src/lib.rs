@@ -5,10 +5,12 @@
 pub mod config;
 mod config_check;
 pub mod counters;
+pub mod crypto;
 pub mod ecn;
 pub mod engine;
 pub mod loopback;
 pub mod pcap;
+pub mod replay;
 pub mod sa;
 pub mod selector;
 pub mod spd;
