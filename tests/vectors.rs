@@ -44,12 +44,25 @@ fn every_decapsulation_case_reproduces_expected_output() {
         assert!(o.status.success(), "{name}: {}", stderr(&o));
         let got = ip_packets(&out);
         let want = ip_packets(&dir.join("expected.pcap"));
-        assert_eq!(got.len(), want.len(), "{name}: packet count\n{}", stdout(&o));
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "{name}: packet count\n{}",
+            stdout(&o)
+        );
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             assert_eq!(g, w, "{name}: packet {i} differs");
         }
-        assert_eq!(link_type(&out), link_type(&dir.join("in.pcap")), "{name}: link type kept");
-        assert!(stdout(&o).contains("packets dropped           0"), "{name}: {}", stdout(&o));
+        assert_eq!(
+            link_type(&out),
+            link_type(&dir.join("in.pcap")),
+            "{name}: link type kept"
+        );
+        assert!(
+            stdout(&o).contains("packets dropped           0"),
+            "{name}: {}",
+            stdout(&o)
+        );
     }
 }
 
@@ -60,13 +73,20 @@ fn independent_open(enc: &str, key: &[u8], esp: &[u8]) -> Vec<u8> {
     let mut nonce = [0u8; 12];
     nonce[..4].copy_from_slice(salt);
     nonce[4..].copy_from_slice(&esp[8..16]);
-    let payload = Payload { msg: &esp[16..], aad: &esp[..8] };
+    let payload = Payload {
+        msg: &esp[16..],
+        aad: &esp[..8],
+    };
     match enc {
-        "aes-gcm-128" => aes_gcm::Aes128Gcm::new_from_slice(k).unwrap().decrypt(&nonce.into(), payload),
-        "aes-gcm-256" => aes_gcm::Aes256Gcm::new_from_slice(k).unwrap().decrypt(&nonce.into(), payload),
-        "chacha20-poly1305" => {
-            chacha20poly1305::ChaCha20Poly1305::new_from_slice(k).unwrap().decrypt(&nonce.into(), payload)
-        }
+        "aes-gcm-128" => aes_gcm::Aes128Gcm::new_from_slice(k)
+            .unwrap()
+            .decrypt(&nonce.into(), payload),
+        "aes-gcm-256" => aes_gcm::Aes256Gcm::new_from_slice(k)
+            .unwrap()
+            .decrypt(&nonce.into(), payload),
+        "chacha20-poly1305" => chacha20poly1305::ChaCha20Poly1305::new_from_slice(k)
+            .unwrap()
+            .decrypt(&nonce.into(), payload),
         other => panic!("no independent decryption for {other}"),
     }
     .expect("independent AEAD open")
@@ -75,7 +95,10 @@ fn independent_open(enc: &str, key: &[u8], esp: &[u8]) -> Vec<u8> {
 /// Removes the ESP trailer: the inner packet.
 fn strip_trailer(plain: &[u8]) -> &[u8] {
     let pad = plain[plain.len() - 2] as usize;
-    for (i, b) in plain[plain.len() - 2 - pad..plain.len() - 2].iter().enumerate() {
+    for (i, b) in plain[plain.len() - 2 - pad..plain.len() - 2]
+        .iter()
+        .enumerate()
+    {
         assert_eq!(*b as usize, i + 1, "default padding");
     }
     &plain[..plain.len() - 2 - pad]
@@ -98,10 +121,18 @@ fn addr_bytes(s: &str) -> Vec<u8> {
 
 fn check_encap_case(dir: &Path, scratch: &Path) {
     let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-    let meta: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
     let out = scratch.join(format!("{name}.pcap"));
     let config = dir.join("config.toml");
-    let o = run(&["pcap", "encap", "--config", config.to_str().unwrap(), dir.join("plain.pcap").to_str().unwrap(), out.to_str().unwrap()]);
+    let o = run(&[
+        "pcap",
+        "encap",
+        "--config",
+        config.to_str().unwrap(),
+        dir.join("plain.pcap").to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{name}: {}", stderr(&o));
     let plain = ip_packets(&dir.join("plain.pcap"));
     let got = ip_packets(&out);
@@ -113,16 +144,30 @@ fn check_encap_case(dir: &Path, scratch: &Path) {
     for (i, (pkt, inner)) in got.iter().zip(&plain).enumerate() {
         let seq = first_seq + i as u64;
         let (hl, proto, src, dst) = ip_header_len(pkt);
-        assert_eq!(src, addr_bytes(outer_sa["src"].as_str().unwrap()), "{name} {i}: outer src");
-        assert_eq!(dst, addr_bytes(outer_sa["dst"].as_str().unwrap()), "{name} {i}: outer dst");
+        assert_eq!(
+            src,
+            addr_bytes(outer_sa["src"].as_str().unwrap()),
+            "{name} {i}: outer src"
+        );
+        assert_eq!(
+            dst,
+            addr_bytes(outer_sa["dst"].as_str().unwrap()),
+            "{name} {i}: outer dst"
+        );
         let mut off = hl;
         let mut proto = proto;
         for sa in sas.iter().rev() {
             let spi = sa["spi"].as_u64().unwrap() as u32;
             if sa["proto"] == "ah" {
                 assert_eq!(proto, 51, "{name} {i}: AH");
-                assert_eq!(u32::from_be_bytes(pkt[off + 4..off + 8].try_into().unwrap()), spi);
-                assert_eq!(u32::from_be_bytes(pkt[off + 8..off + 12].try_into().unwrap()) as u64, seq);
+                assert_eq!(
+                    u32::from_be_bytes(pkt[off + 4..off + 8].try_into().unwrap()),
+                    spi
+                );
+                assert_eq!(
+                    u32::from_be_bytes(pkt[off + 8..off + 12].try_into().unwrap()) as u64,
+                    seq
+                );
                 proto = pkt[off];
                 off += (pkt[off + 1] as usize + 2) * 4;
                 continue;
@@ -135,31 +180,66 @@ fn check_encap_case(dir: &Path, scratch: &Path) {
                 assert_eq!(proto, 50, "{name} {i}: ESP");
             }
             let esp = &pkt[off..];
-            assert_eq!(u32::from_be_bytes(esp[0..4].try_into().unwrap()), spi, "{name} {i}: SPI");
-            assert_eq!(u32::from_be_bytes(esp[4..8].try_into().unwrap()) as u64, seq, "{name} {i}: seq");
+            assert_eq!(
+                u32::from_be_bytes(esp[0..4].try_into().unwrap()),
+                spi,
+                "{name} {i}: SPI"
+            );
+            assert_eq!(
+                u32::from_be_bytes(esp[4..8].try_into().unwrap()) as u64,
+                seq,
+                "{name} {i}: seq"
+            );
             let enc = sa["enc"].as_str().unwrap();
             if enc.starts_with("aes-gcm") || enc == "chacha20-poly1305" {
-                assert_eq!(&esp[8..16], &seq.to_be_bytes(), "{name} {i}: IV is the sequence number");
+                assert_eq!(
+                    &esp[8..16],
+                    &seq.to_be_bytes(),
+                    "{name} {i}: IV is the sequence number"
+                );
                 assert!(ivs.insert(esp[8..16].to_vec()), "{name} {i}: IV reused");
                 let key = hex(sa["key"].as_str().unwrap());
                 let plain_payload = independent_open(enc, &key, esp);
-                assert_eq!(strip_trailer(&plain_payload), &inner[..], "{name} {i}: independent decryption");
+                assert_eq!(
+                    strip_trailer(&plain_payload),
+                    &inner[..],
+                    "{name} {i}: independent decryption"
+                );
             } else {
-                assert!(ivs.insert(esp[8..24].to_vec()), "{name} {i}: CBC IV repeated");
+                assert!(
+                    ivs.insert(esp[8..24].to_vec()),
+                    "{name} {i}: CBC IV repeated"
+                );
             }
         }
     }
     // And espo's own decapsulation gets every packet back.
     let mirrored = scratch.join(format!("{name}.in.toml"));
-    std::fs::write(&mirrored, std::fs::read_to_string(&config).unwrap().replace("dir = \"out\"", "dir = \"in\"")).unwrap();
+    std::fs::write(
+        &mirrored,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("dir = \"out\"", "dir = \"in\""),
+    )
+    .unwrap();
     let back = scratch.join(format!("{name}.back.pcap"));
-    let o = run(&["pcap", "decap", "--config", mirrored.to_str().unwrap(), out.to_str().unwrap(), back.to_str().unwrap()]);
+    let o = run(&[
+        "pcap",
+        "decap",
+        "--config",
+        mirrored.to_str().unwrap(),
+        out.to_str().unwrap(),
+        back.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{name}: {}", stderr(&o));
     assert_eq!(ip_packets(&back), plain, "{name}: round trip");
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 #[test]

@@ -35,7 +35,12 @@ pub enum ConfigError {
         source: toml::de::Error,
     },
     #[error("{}: {entry}: field `{field}`: {message}", path.display())]
-    Invalid { path: PathBuf, entry: String, field: &'static str, message: String },
+    Invalid {
+        path: PathBuf,
+        entry: String,
+        field: &'static str,
+        message: String,
+    },
 }
 
 /// Which engine transforms packets.
@@ -66,7 +71,9 @@ impl core::str::FromStr for EngineKind {
             "software" => Ok(EngineKind::Software),
             "model" => Ok(EngineKind::Model),
             "vfio" => Ok(EngineKind::Vfio),
-            other => Err(format!("unknown engine `{other}` (expected software, model or vfio)")),
+            other => Err(format!(
+                "unknown engine `{other}` (expected software, model or vfio)"
+            )),
         }
     }
 }
@@ -225,15 +232,19 @@ pub const DEFAULT_TTL: u8 = 64;
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Config::parse(&text, path)
     }
 
     /// Validates configuration text; `path` names it in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text)
-            .map_err(|source| ConfigError::Syntax { path: path.to_owned(), source })?;
+        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Syntax {
+            path: path.to_owned(),
+            source,
+        })?;
         crate::config_check::validate(raw, path)
     }
 

@@ -24,14 +24,24 @@ impl Entry<'_> {
         }
     }
 
-    fn required<'v, T>(&self, field: &'static str, value: &'v Option<T>) -> Result<&'v T, ConfigError> {
-        value.as_ref().ok_or_else(|| self.err(field, "missing (this field is required)"))
+    fn required<'v, T>(
+        &self,
+        field: &'static str,
+        value: &'v Option<T>,
+    ) -> Result<&'v T, ConfigError> {
+        value
+            .as_ref()
+            .ok_or_else(|| self.err(field, "missing (this field is required)"))
     }
 }
 
 pub(crate) fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
     let device = validate_device(raw.device.as_ref(), path)?;
-    let gateway = raw.gateway.as_ref().map(|g| validate_gateway(g, path)).transpose()?;
+    let gateway = raw
+        .gateway
+        .as_ref()
+        .map(|g| validate_gateway(g, path))
+        .transpose()?;
     let mut sas = Vec::with_capacity(raw.sa.len());
     for (i, s) in raw.sa.iter().enumerate() {
         sas.push(validate_sa(i, s, path)?);
@@ -39,10 +49,16 @@ pub(crate) fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigErro
     let mut seen = HashSet::new();
     for (i, s) in sas.iter().enumerate() {
         if !seen.insert((s.spi, s.dst)) {
-            let entry = Entry { path, name: format!("sa[{i}] (spi {:#010x})", s.spi) };
+            let entry = Entry {
+                path,
+                name: format!("sa[{i}] (spi {:#010x})", s.spi),
+            };
             return Err(entry.err(
                 "spi",
-                format!("SPI {:#010x} with destination {} is already used by an earlier SA", s.spi, s.dst),
+                format!(
+                    "SPI {:#010x} with destination {} is already used by an earlier SA",
+                    s.spi, s.dst
+                ),
             ));
         }
     }
@@ -50,49 +66,97 @@ pub(crate) fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigErro
     for (i, p) in raw.policy.iter().enumerate() {
         policies.push(validate_policy(i, p, &sas, path)?);
     }
-    Ok(Config { path: path.to_owned(), device, gateway, sas, policies })
+    Ok(Config {
+        path: path.to_owned(),
+        device,
+        gateway,
+        sas,
+        policies,
+    })
 }
 
 fn validate_device(raw: Option<&RawDevice>, path: &Path) -> Result<DeviceConfig, ConfigError> {
-    let entry = Entry { path, name: "[device]".into() };
+    let entry = Entry {
+        path,
+        name: "[device]".into(),
+    };
     let Some(raw) = raw else {
-        return Ok(DeviceConfig { engine: EngineKind::Software, pci: None });
+        return Ok(DeviceConfig {
+            engine: EngineKind::Software,
+            pci: None,
+        });
     };
     let engine = match &raw.engine {
         None => EngineKind::Software,
         Some(e) => e.parse().map_err(|m: String| entry.err("engine", m))?,
     };
     if engine == EngineKind::Vfio && raw.pci.is_none() {
-        return Err(entry.err("pci", "the vfio engine needs the card's PCI address, e.g. \"0000:03:00.0\""));
+        return Err(entry.err(
+            "pci",
+            "the vfio engine needs the card's PCI address, e.g. \"0000:03:00.0\"",
+        ));
     }
-    Ok(DeviceConfig { engine, pci: raw.pci.clone() })
+    Ok(DeviceConfig {
+        engine,
+        pci: raw.pci.clone(),
+    })
 }
 
 fn validate_gateway(raw: &RawGateway, path: &Path) -> Result<GatewayConfig, ConfigError> {
-    let entry = Entry { path, name: "[gateway]".into() };
+    let entry = Entry {
+        path,
+        name: "[gateway]".into(),
+    };
     let tun = raw.tun.clone().unwrap_or_else(|| "espo0".into());
     if tun.is_empty() || tun.len() > 15 {
-        return Err(entry.err("tun", format!("`{tun}` is not a valid interface name (1 to 15 characters)")));
+        return Err(entry.err(
+            "tun",
+            format!("`{tun}` is not a valid interface name (1 to 15 characters)"),
+        ));
     }
     let local = raw
         .local
         .as_deref()
-        .map(|s| s.parse::<IpAddr>().map_err(|_| entry.err("local", format!("`{s}` is not an IP address"))))
+        .map(|s| {
+            s.parse::<IpAddr>()
+                .map_err(|_| entry.err("local", format!("`{s}` is not an IP address")))
+        })
         .transpose()?;
-    Ok(GatewayConfig { tun, tun_address: raw.tun_address.clone(), port: raw.port.clone(), local })
+    Ok(GatewayConfig {
+        tun,
+        tun_address: raw.tun_address.clone(),
+        port: raw.port.clone(),
+        local,
+    })
 }
 
-fn parse_addr(entry: &Entry, field: &'static str, value: &Option<String>) -> Result<IpAddr, ConfigError> {
+fn parse_addr(
+    entry: &Entry,
+    field: &'static str,
+    value: &Option<String>,
+) -> Result<IpAddr, ConfigError> {
     let s = entry.required(field, value)?;
-    s.trim().parse().map_err(|_| entry.err(field, format!("`{s}` is not an IPv4 or IPv6 address")))
+    s.trim()
+        .parse()
+        .map_err(|_| entry.err(field, format!("`{s}` is not an IPv4 or IPv6 address")))
 }
 
-fn parse_key(entry: &Entry, field: &'static str, hex: &str, want: usize, what: &str) -> Result<SecretKey, ConfigError> {
+fn parse_key(
+    entry: &Entry,
+    field: &'static str,
+    hex: &str,
+    want: usize,
+    what: &str,
+) -> Result<SecretKey, ConfigError> {
     let key = SecretKey::from_hex(hex).map_err(|e| entry.err(field, e.to_string()))?;
     if key.len() != want {
         return Err(entry.err(
             field,
-            format!("expected {want} bytes ({} hex digits: {what}), got {} bytes", want * 2, key.len()),
+            format!(
+                "expected {want} bytes ({} hex digits: {what}), got {} bytes",
+                want * 2,
+                key.len()
+            ),
         ));
     }
     Ok(key)
@@ -107,22 +171,42 @@ fn key_description(enc: EncryptionAlgorithm) -> String {
 }
 
 fn validate_sa(index: usize, raw: &RawSa, path: &Path) -> Result<SaConfig, ConfigError> {
-    let mut entry = Entry { path, name: format!("sa[{index}]") };
-    let spi = entry.required("spi", &raw.spi)?.to_u64().map_err(|m| entry.err("spi", m))?;
-    let spi = u32::try_from(spi).map_err(|_| entry.err("spi", format!("{spi:#x} does not fit 32 bits")))?;
+    let mut entry = Entry {
+        path,
+        name: format!("sa[{index}]"),
+    };
+    let spi = entry
+        .required("spi", &raw.spi)?
+        .to_u64()
+        .map_err(|m| entry.err("spi", m))?;
+    let spi = u32::try_from(spi)
+        .map_err(|_| entry.err("spi", format!("{spi:#x} does not fit 32 bits")))?;
     entry.name = format!("sa[{index}] (spi {spi:#010x})");
     if spi < 256 {
-        return Err(entry.err("spi", format!("SPI {spi} is reserved (RFC 4303: 0 to 255 are not for SAs)")));
+        return Err(entry.err(
+            "spi",
+            format!("SPI {spi} is reserved (RFC 4303: 0 to 255 are not for SAs)"),
+        ));
     }
     let protocol = match entry.required("protocol", &raw.protocol)?.as_str() {
         "esp" => SaProtocol::Esp,
         "ah" => SaProtocol::Ah,
-        other => return Err(entry.err("protocol", format!("`{other}` is not a protocol (expected esp or ah)"))),
+        other => {
+            return Err(entry.err(
+                "protocol",
+                format!("`{other}` is not a protocol (expected esp or ah)"),
+            ));
+        }
     };
     let mode = match raw.mode.as_deref().unwrap_or("tunnel") {
         "tunnel" => SaMode::Tunnel,
         "transport" => SaMode::Transport,
-        other => return Err(entry.err("mode", format!("`{other}` is not a mode (expected tunnel or transport)"))),
+        other => {
+            return Err(entry.err(
+                "mode",
+                format!("`{other}` is not a mode (expected tunnel or transport)"),
+            ));
+        }
     };
     if mode == SaMode::Transport && protocol == SaProtocol::Esp {
         return Err(entry.err(
@@ -133,25 +217,35 @@ fn validate_sa(index: usize, raw: &RawSa, path: &Path) -> Result<SaConfig, Confi
     let src = parse_addr(&entry, "src", &raw.src)?;
     let dst = parse_addr(&entry, "dst", &raw.dst)?;
     if src.is_ipv4() != dst.is_ipv4() {
-        return Err(entry.err("dst", format!("{dst} and src {src} are of different address families")));
+        return Err(entry.err(
+            "dst",
+            format!("{dst} and src {src} are of different address families"),
+        ));
     }
 
     let (encryption, key) = match protocol {
         SaProtocol::Ah => {
             if raw.encryption.is_some() {
-                return Err(entry.err("encryption", "AH does not encrypt; remove this field or use protocol = \"esp\""));
+                return Err(entry.err(
+                    "encryption",
+                    "AH does not encrypt; remove this field or use protocol = \"esp\"",
+                ));
             }
             if raw.key.is_some() {
-                return Err(entry.err("key", "AH has no encryption key; its key is `integrity_key`"));
+                return Err(entry.err(
+                    "key",
+                    "AH has no encryption key; its key is `integrity_key`",
+                ));
             }
             (None, None)
         }
         SaProtocol::Esp => {
             let name = entry.required("encryption", &raw.encryption)?;
             let enc: EncryptionAlgorithm =
-                name.parse().map_err(|e: <EncryptionAlgorithm as core::str::FromStr>::Err| {
-                    entry.err("encryption", e.to_string())
-                })?;
+                name.parse()
+                    .map_err(|e: <EncryptionAlgorithm as core::str::FromStr>::Err| {
+                        entry.err("encryption", e.to_string())
+                    })?;
             let key = if enc.key_len() == 0 {
                 if raw.key.as_deref().is_some_and(|k| !k.is_empty()) {
                     return Err(entry.err("key", "NULL encryption takes no key"));
@@ -159,7 +253,13 @@ fn validate_sa(index: usize, raw: &RawSa, path: &Path) -> Result<SaConfig, Confi
                 None
             } else {
                 let hex = entry.required("key", &raw.key)?;
-                Some(parse_key(&entry, "key", hex, enc.key_len(), &key_description(enc))?)
+                Some(parse_key(
+                    &entry,
+                    "key",
+                    hex,
+                    enc.key_len(),
+                    &key_description(enc),
+                )?)
             };
             (Some(enc), key)
         }
@@ -169,9 +269,9 @@ fn validate_sa(index: usize, raw: &RawSa, path: &Path) -> Result<SaConfig, Confi
         None => {
             let needs = match (protocol, encryption) {
                 (SaProtocol::Ah, _) => Some("AH needs an integrity algorithm"),
-                (SaProtocol::Esp, Some(e)) if !e.is_aead() => {
-                    Some("encryption without integrity is refused: add an integrity algorithm (hmac-sha256-128, hmac-sha384-192, hmac-sha512-256) or use an AEAD (aes-gcm-128, aes-gcm-256, chacha20-poly1305)")
-                }
+                (SaProtocol::Esp, Some(e)) if !e.is_aead() => Some(
+                    "encryption without integrity is refused: add an integrity algorithm (hmac-sha256-128, hmac-sha384-192, hmac-sha512-256) or use an AEAD (aes-gcm-128, aes-gcm-256, chacha20-poly1305)",
+                ),
                 _ => None,
             };
             if let Some(msg) = needs {
@@ -190,12 +290,22 @@ fn validate_sa(index: usize, raw: &RawSa, path: &Path) -> Result<SaConfig, Confi
                 ));
             }
             let alg: IntegrityAlgorithm =
-                name.parse().map_err(|e: <IntegrityAlgorithm as core::str::FromStr>::Err| {
-                    entry.err("integrity", e.to_string())
-                })?;
+                name.parse()
+                    .map_err(|e: <IntegrityAlgorithm as core::str::FromStr>::Err| {
+                        entry.err("integrity", e.to_string())
+                    })?;
             let hex = entry.required("integrity_key", &raw.integrity_key)?;
             let what = format!("{}-byte HMAC key", alg.key_len());
-            (Some(alg), Some(parse_key(&entry, "integrity_key", hex, alg.key_len(), &what)?))
+            (
+                Some(alg),
+                Some(parse_key(
+                    &entry,
+                    "integrity_key",
+                    hex,
+                    alg.key_len(),
+                    &what,
+                )?),
+            )
         }
     };
 
@@ -205,11 +315,17 @@ fn validate_sa(index: usize, raw: &RawSa, path: &Path) -> Result<SaConfig, Confi
         Some(v) => v.to_u64().map_err(|m| entry.err("seq", m))?,
     };
     if !esn && seq > u64::from(u32::MAX) {
-        return Err(entry.err("seq", format!("{seq} exceeds 2^32-1; sequence numbers above that need esn = true")));
+        return Err(entry.err(
+            "seq",
+            format!("{seq} exceeds 2^32-1; sequence numbers above that need esn = true"),
+        ));
     }
     let replay_window = raw.replay_window.unwrap_or(DEFAULT_REPLAY_WINDOW);
     if replay_window > MAX_REPLAY_WINDOW {
-        return Err(entry.err("replay_window", format!("{replay_window} packets is larger than the maximum of {MAX_REPLAY_WINDOW}")));
+        return Err(entry.err(
+            "replay_window",
+            format!("{replay_window} packets is larger than the maximum of {MAX_REPLAY_WINDOW}"),
+        ));
     }
     let udp_encap = match &raw.udp_encap {
         None => None,
@@ -233,7 +349,12 @@ fn validate_sa(index: usize, raw: &RawSa, path: &Path) -> Result<SaConfig, Confi
         "copy" => DfMode::Copy,
         "set" => DfMode::Set,
         "clear" => DfMode::Clear,
-        other => return Err(entry.err("df", format!("`{other}` is not a DF mode (expected copy, set or clear)"))),
+        other => {
+            return Err(entry.err(
+                "df",
+                format!("`{other}` is not a DF mode (expected copy, set or clear)"),
+            ));
+        }
     };
     let lifetime = match &raw.lifetime {
         None => Lifetime::default(),
@@ -251,10 +372,13 @@ fn validate_sa(index: usize, raw: &RawSa, path: &Path) -> Result<SaConfig, Confi
                 (lt.soft_packets, lt.hard_packets, "packets"),
                 (lt.soft_seconds, lt.hard_seconds, "seconds"),
             ] {
-                if let (Some(s), Some(h)) = (soft, hard) {
-                    if s > h {
-                        return Err(entry.err("lifetime", format!("soft_{what} ({s}) is larger than hard_{what} ({h})")));
-                    }
+                if let (Some(s), Some(h)) = (soft, hard)
+                    && s > h
+                {
+                    return Err(entry.err(
+                        "lifetime",
+                        format!("soft_{what} ({s}) is larger than hard_{what} ({h})"),
+                    ));
                 }
             }
             lt
@@ -280,12 +404,25 @@ fn validate_sa(index: usize, raw: &RawSa, path: &Path) -> Result<SaConfig, Confi
     })
 }
 
-fn validate_policy(index: usize, raw: &RawPolicy, sas: &[SaConfig], path: &Path) -> Result<PolicyConfig, ConfigError> {
-    let entry = Entry { path, name: format!("policy[{index}]") };
+fn validate_policy(
+    index: usize,
+    raw: &RawPolicy,
+    sas: &[SaConfig],
+    path: &Path,
+) -> Result<PolicyConfig, ConfigError> {
+    let entry = Entry {
+        path,
+        name: format!("policy[{index}]"),
+    };
     let dir = match entry.required("dir", &raw.dir)?.as_str() {
         "in" => Direction::In,
         "out" => Direction::Out,
-        other => return Err(entry.err("dir", format!("`{other}` is not a direction (expected in or out)"))),
+        other => {
+            return Err(entry.err(
+                "dir",
+                format!("`{other}` is not a direction (expected in or out)"),
+            ));
+        }
     };
     let cidr = |field: &'static str, v: &Option<String>| -> Result<Cidr, ConfigError> {
         let s = entry.required(field, v)?;
@@ -294,26 +431,36 @@ fn validate_policy(index: usize, raw: &RawPolicy, sas: &[SaConfig], path: &Path)
     let src = cidr("src", &raw.src)?;
     let dst = cidr("dst", &raw.dst)?;
     if src.is_ipv4() != dst.is_ipv4() {
-        return Err(entry.err("dst", format!("{dst} and src {src} are of different address families")));
+        return Err(entry.err(
+            "dst",
+            format!("{dst} and src {src} are of different address families"),
+        ));
     }
     let protocol = match &raw.protocol {
         None => ProtocolSelector::Any,
         Some(IntOrString::Str(s)) => s.parse().map_err(|m| entry.err("protocol", m))?,
-        Some(IntOrString::Int(n)) => ProtocolSelector::Number(
-            u8::try_from(*n).map_err(|_| entry.err("protocol", format!("{n} is not a protocol number (0..=255)")))?,
-        ),
+        Some(IntOrString::Int(n)) => ProtocolSelector::Number(u8::try_from(*n).map_err(|_| {
+            entry.err(
+                "protocol",
+                format!("{n} is not a protocol number (0..=255)"),
+            )
+        })?),
     };
     let ports = |field: &'static str, v: &Option<IntOrString>| -> Result<PortRange, ConfigError> {
         let range = match v {
             None => return Ok(PortRange::ANY),
             Some(IntOrString::Str(s)) => s.parse::<PortRange>().map_err(|m| entry.err(field, m))?,
             Some(IntOrString::Int(n)) => {
-                let p = u16::try_from(*n).map_err(|_| entry.err(field, format!("{n} is not a port (0..=65535)")))?;
+                let p = u16::try_from(*n)
+                    .map_err(|_| entry.err(field, format!("{n} is not a port (0..=65535)")))?;
                 PortRange { low: p, high: p }
             }
         };
         if !range.is_any() && !protocol.has_ports() {
-            return Err(entry.err(field, format!("ports need protocol = tcp, udp or sctp (protocol is {protocol})")));
+            return Err(entry.err(
+                field,
+                format!("ports need protocol = tcp, udp or sctp (protocol is {protocol})"),
+            ));
         }
         Ok(range)
     };
@@ -324,16 +471,25 @@ fn validate_policy(index: usize, raw: &RawPolicy, sas: &[SaConfig], path: &Path)
         "bypass" => PolicyAction::Bypass,
         "discard" => PolicyAction::Discard,
         other => {
-            return Err(entry.err("action", format!("`{other}` is not an action (expected protect, bypass or discard)")));
+            return Err(entry.err(
+                "action",
+                format!("`{other}` is not an action (expected protect, bypass or discard)"),
+            ));
         }
     };
     let mut bundle = Vec::new();
     match (action, &raw.sa) {
-        (PolicyAction::Protect, None) => return Err(entry.err("sa", "a protect policy needs its SA bundle, e.g. sa = [0x1001]")),
+        (PolicyAction::Protect, None) => {
+            return Err(entry.err(
+                "sa",
+                "a protect policy needs its SA bundle, e.g. sa = [0x1001]",
+            ));
+        }
         (PolicyAction::Protect, Some(list)) => {
             for v in list {
                 let spi = v.to_u64().map_err(|m| entry.err("sa", m))?;
-                let spi = u32::try_from(spi).map_err(|_| entry.err("sa", format!("{spi:#x} is not a 32-bit SPI")))?;
+                let spi = u32::try_from(spi)
+                    .map_err(|_| entry.err("sa", format!("{spi:#x} is not a 32-bit SPI")))?;
                 bundle.push(spi);
             }
             check_bundle(&entry, &bundle, sas)?;
@@ -341,7 +497,16 @@ fn validate_policy(index: usize, raw: &RawPolicy, sas: &[SaConfig], path: &Path)
         (_, Some(_)) => return Err(entry.err("sa", "only a protect policy takes SAs")),
         (_, None) => {}
     }
-    Ok(PolicyConfig { dir, src, dst, protocol, src_port, dst_port, action, sa: bundle })
+    Ok(PolicyConfig {
+        dir,
+        src,
+        dst,
+        protocol,
+        src_port,
+        dst_port,
+        action,
+        sa: bundle,
+    })
 }
 
 /// A bundle is one ESP or AH tunnel SA, or an ESP tunnel SA followed by an AH transport SA
@@ -393,11 +558,15 @@ mod test {
     }
 
     fn err(text: &str) -> String {
-        parse(text).expect_err("configuration must be refused").to_string()
+        parse(text)
+            .expect_err("configuration must be refused")
+            .to_string()
     }
 
     fn sa(extra: &str) -> String {
-        format!("[[sa]]\nspi = 0x1001\nprotocol = \"esp\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\n{extra}\n")
+        format!(
+            "[[sa]]\nspi = 0x1001\nprotocol = \"esp\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\n{extra}\n"
+        )
     }
 
     #[test]
@@ -438,10 +607,22 @@ sa = [0x00001001]
         );
         let c = parse(&text).unwrap();
         assert_eq!(c.device.engine, EngineKind::Model);
-        assert_eq!(c.gateway.as_ref().unwrap().local, Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(
+            c.gateway.as_ref().unwrap().local,
+            Some("192.0.2.1".parse().unwrap())
+        );
         let s = &c.sas[0];
-        assert_eq!((s.spi, s.protocol, s.mode, s.esn, s.seq, s.replay_window), (0x1001, SaProtocol::Esp, SaMode::Tunnel, false, 0, 64));
-        assert_eq!(s.udp_encap, Some(UdpEncap { src_port: 4500, dst_port: 4500 }));
+        assert_eq!(
+            (s.spi, s.protocol, s.mode, s.esn, s.seq, s.replay_window),
+            (0x1001, SaProtocol::Esp, SaMode::Tunnel, false, 0, 64)
+        );
+        assert_eq!(
+            s.udp_encap,
+            Some(UdpEncap {
+                src_port: 4500,
+                dst_port: 4500
+            })
+        );
         assert_eq!(s.key.as_ref().unwrap().len(), 20);
         assert_eq!(c.policies[0].sa, vec![0x1001]);
         assert_eq!(c.policies[0].action, PolicyAction::Protect);
@@ -464,17 +645,34 @@ sa = [0x00001001]
     #[test]
     fn errors_name_file_entry_and_field() {
         let e = err(&sa("encryption = \"aes-gcm-128\"\nkey = \"00112233\""));
-        assert!(e.starts_with("gw.toml: sa[0] (spi 0x00001001): field `key`: expected 20 bytes"), "{e}");
-        let e = err(&format!("{}{}", sa(&format!("encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\"")), sa("encryption = \"aes-gcm-999\"")));
-        assert!(e.contains("sa[1] (spi 0x00001001): field `encryption`"), "{e}");
+        assert!(
+            e.starts_with("gw.toml: sa[0] (spi 0x00001001): field `key`: expected 20 bytes"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{}{}",
+            sa(&format!(
+                "encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\""
+            )),
+            sa("encryption = \"aes-gcm-999\"")
+        ));
+        assert!(
+            e.contains("sa[1] (spi 0x00001001): field `encryption`"),
+            "{e}"
+        );
         let e = err("[[sa]]\nprotocol = \"esp\"\n");
         assert!(e.contains("sa[0]: field `spi`: missing"), "{e}");
     }
 
     #[test]
     fn encryption_without_integrity_is_refused() {
-        let e = err(&sa("encryption = \"aes-cbc-128\"\nkey = \"00112233445566778899aabbccddeeff\""));
-        assert!(e.contains("field `integrity`: encryption without integrity is refused"), "{e}");
+        let e = err(&sa(
+            "encryption = \"aes-cbc-128\"\nkey = \"00112233445566778899aabbccddeeff\"",
+        ));
+        assert!(
+            e.contains("field `integrity`: encryption without integrity is refused"),
+            "{e}"
+        );
         let e = err(&sa("encryption = \"null\""));
         assert!(e.contains("encryption without integrity"), "{e}");
         let ok = sa(&format!(
@@ -495,7 +693,9 @@ sa = [0x00001001]
 
     #[test]
     fn unknown_fields_and_syntax_errors_are_reported_with_their_place() {
-        let e = err(&sa(&format!("encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\"\nreplay_windw = 32")));
+        let e = err(&sa(&format!(
+            "encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\"\nreplay_windw = 32"
+        )));
         assert!(e.contains("unknown field `replay_windw`"), "{e}");
         assert!(e.starts_with("gw.toml: "), "{e}");
         let e = err("[[sa]\nspi = 1");
@@ -504,7 +704,9 @@ sa = [0x00001001]
 
     #[test]
     fn key_errors_are_specific_and_never_echo_the_key() {
-        let e = err(&sa("encryption = \"aes-gcm-128\"\nkey = \"dcf26a21079d636152462f837e06d078282792cZ\""));
+        let e = err(&sa(
+            "encryption = \"aes-gcm-128\"\nkey = \"dcf26a21079d636152462f837e06d078282792cZ\"",
+        ));
         assert!(e.contains("field `key`"), "{e}");
         assert!(!e.contains("dcf26a21079d"), "key material in an error: {e}");
     }
@@ -513,43 +715,83 @@ sa = [0x00001001]
     fn reserved_spi_and_sequence_limits() {
         let e = err("[[sa]]\nspi = 255\nprotocol = \"esp\"\n");
         assert!(e.contains("reserved"), "{e}");
-        let e = err(&sa(&format!("encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\"\nseq = 4294967296")));
+        let e = err(&sa(&format!(
+            "encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\"\nseq = 4294967296"
+        )));
         assert!(e.contains("field `seq`") && e.contains("esn = true"), "{e}");
-        assert!(parse(&sa(&format!("encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\"\nseq = 4294967296\nesn = true"))).is_ok());
-        let e = err(&sa(&format!("encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\"\nreplay_window = 1000000")));
+        assert!(
+            parse(&sa(&format!(
+                "encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\"\nseq = 4294967296\nesn = true"
+            )))
+            .is_ok()
+        );
+        let e = err(&sa(&format!(
+            "encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\"\nreplay_window = 1000000"
+        )));
         assert!(e.contains("field `replay_window`"), "{e}");
     }
 
     #[test]
     fn policies_are_checked_against_the_sas() {
-        let base = sa(&format!("encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\""));
-        let pol = |extra: &str| format!("{base}[[policy]]\ndir = \"out\"\nsrc = \"10.1.0.0/16\"\ndst = \"10.2.0.0/16\"\n{extra}\n");
+        let base = sa(&format!(
+            "encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\""
+        ));
+        let pol = |extra: &str| {
+            format!(
+                "{base}[[policy]]\ndir = \"out\"\nsrc = \"10.1.0.0/16\"\ndst = \"10.2.0.0/16\"\n{extra}\n"
+            )
+        };
         let e = err(&pol("action = \"protect\"\nsa = [0x2002]"));
-        assert!(e.contains("policy[0]: field `sa`: no [[sa]] with spi 0x00002002"), "{e}");
+        assert!(
+            e.contains("policy[0]: field `sa`: no [[sa]] with spi 0x00002002"),
+            "{e}"
+        );
         let e = err(&pol("action = \"protect\""));
-        assert!(e.contains("field `sa`") && e.contains("needs its SA bundle"), "{e}");
+        assert!(
+            e.contains("field `sa`") && e.contains("needs its SA bundle"),
+            "{e}"
+        );
         let e = err(&pol("action = \"bypass\"\nsa = [0x1001]"));
         assert!(e.contains("only a protect policy takes SAs"), "{e}");
         let e = err(&pol("action = \"protect\"\nsa = [0x1001]\ndst_port = 53"));
         assert!(e.contains("field `dst_port`: ports need protocol"), "{e}");
-        let ok = parse(&pol("action = \"protect\"\nsa = [0x1001]\nprotocol = \"udp\"\ndst_port = \"5000-5010\"")).unwrap();
-        assert_eq!(ok.policies[0].dst_port, crate::selector::PortRange { low: 5000, high: 5010 });
+        let ok = parse(&pol(
+            "action = \"protect\"\nsa = [0x1001]\nprotocol = \"udp\"\ndst_port = \"5000-5010\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            ok.policies[0].dst_port,
+            crate::selector::PortRange {
+                low: 5000,
+                high: 5010
+            }
+        );
         let e = err(&pol("action = \"protect\"\nsa = [0x1001, 0x1001]"));
         assert!(e.contains("unsupported bundle"), "{e}");
-        let e = err(&format!("{base}[[policy]]\ndir = \"out\"\nsrc = \"10.1.0.0/16\"\ndst = \"2001:db8::/32\"\naction = \"discard\"\n"));
-        assert!(e.contains("field `dst`") && e.contains("different address families"), "{e}");
+        let e = err(&format!(
+            "{base}[[policy]]\ndir = \"out\"\nsrc = \"10.1.0.0/16\"\ndst = \"2001:db8::/32\"\naction = \"discard\"\n"
+        ));
+        assert!(
+            e.contains("field `dst`") && e.contains("different address families"),
+            "{e}"
+        );
     }
 
     #[test]
     fn esp_ah_bundle_shape() {
         let text = format!(
             "{}[[sa]]\nspi = 0x1002\nprotocol = \"ah\"\nmode = \"transport\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nintegrity = \"hmac-sha384-192\"\nintegrity_key = \"{}\"\n[[policy]]\ndir = \"out\"\nsrc = \"10.1.0.0/16\"\ndst = \"10.2.0.0/16\"\naction = \"protect\"\nsa = [0x1001, 0x1002]\n",
-            sa(&format!("encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\"")),
+            sa(&format!(
+                "encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\""
+            )),
             "cd".repeat(48)
         );
         assert!(parse(&text).is_ok());
         let reversed = text.replace("sa = [0x1001, 0x1002]", "sa = [0x1002, 0x1001]");
-        assert!(err(&reversed).contains("transport-mode AH SA") || err(&reversed).contains("unsupported bundle"));
+        assert!(
+            err(&reversed).contains("transport-mode AH SA")
+                || err(&reversed).contains("unsupported bundle")
+        );
         let e = err(&sa("mode = \"transport\"\nencryption = \"aes-gcm-128\""));
         assert!(e.contains("ESP in transport mode is not supported"), "{e}");
     }

@@ -133,7 +133,10 @@ impl DropCounters {
 
     /// The reasons with a non-zero count, in declaration order.
     pub fn nonzero(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
-        DropReason::ALL.iter().map(|r| (*r, self.get(*r))).filter(|(_, n)| *n > 0)
+        DropReason::ALL
+            .iter()
+            .map(|r| (*r, self.get(*r)))
+            .filter(|(_, n)| *n > 0)
     }
 
     pub fn add(&mut self, other: &DropCounters) {
@@ -167,8 +170,9 @@ mod test {
         for (i, r) in DropReason::ALL.iter().enumerate() {
             assert_eq!(c.get(*r), i as u64 + 1);
         }
-        let names: std::collections::HashSet<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        let names: std::collections::HashSet<_> =
+            DropReason::ALL.iter().map(|r| r.name()).collect();
         assert_eq!(names.len(), DropReason::COUNT);
-        assert_eq!(c.total(), (1..=DropReason::COUNT as u64).sum());
+        assert_eq!(c.total(), (1..=DropReason::COUNT as u64).sum::<u64>());
     }
 }

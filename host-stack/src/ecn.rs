@@ -68,7 +68,11 @@ mod test {
         ];
         for (inner, row) in table {
             for (outer, want) in [NotEct, Ect0, Ect1, Ce].into_iter().zip(row) {
-                assert_eq!(decap_ecn(inner, outer), want, "inner {inner:?} outer {outer:?}");
+                assert_eq!(
+                    decap_ecn(inner, outer),
+                    want,
+                    "inner {inner:?} outer {outer:?}"
+                );
             }
         }
     }

@@ -12,18 +12,25 @@ pub const SPI: u32 = 0x0000_5001;
 /// A key of `len` bytes that is fixed (benchmarks and tests must be repeatable); never use
 /// it for traffic that matters.
 fn fixed_key_hex(len: usize, seed: u8) -> String {
-    (0..len).map(|i| format!("{:02x}", (i as u8).wrapping_mul(31).wrapping_add(seed))).collect()
+    (0..len)
+        .map(|i| format!("{:02x}", (i as u8).wrapping_mul(31).wrapping_add(seed)))
+        .collect()
 }
 
 /// Sender and receiver configurations for one tunnel SA with `encryption` (a configuration
 /// name such as `aes-gcm-128`) and, for non-AEAD algorithms, `integrity`.
-pub fn tunnel_pair(encryption: &str, integrity: Option<&str>) -> Result<(Config, Config), ConfigError> {
-    let enc: crate::crypto::EncryptionAlgorithm = encryption.parse().map_err(|e: <crate::crypto::EncryptionAlgorithm as core::str::FromStr>::Err| ConfigError::Invalid {
-        path: "loopback".into(),
-        entry: "sa[0]".into(),
-        field: "encryption",
-        message: e.to_string(),
-    })?;
+pub fn tunnel_pair(
+    encryption: &str,
+    integrity: Option<&str>,
+) -> Result<(Config, Config), ConfigError> {
+    let enc: crate::crypto::EncryptionAlgorithm = encryption.parse().map_err(
+        |e: <crate::crypto::EncryptionAlgorithm as core::str::FromStr>::Err| ConfigError::Invalid {
+            path: "loopback".into(),
+            entry: "sa[0]".into(),
+            field: "encryption",
+            message: e.to_string(),
+        },
+    )?;
     let mut sa = format!(
         "[[sa]]\nspi = {SPI:#x}\nprotocol = \"esp\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nencryption = \"{encryption}\"\nreplay_window = 1024\n"
     );
@@ -31,19 +38,34 @@ pub fn tunnel_pair(encryption: &str, integrity: Option<&str>) -> Result<(Config,
         sa.push_str(&format!("key = \"{}\"\n", fixed_key_hex(enc.key_len(), 7)));
     }
     if let Some(integ) = integrity {
-        let alg: crate::crypto::IntegrityAlgorithm = integ.parse().map_err(|e: <crate::crypto::IntegrityAlgorithm as core::str::FromStr>::Err| ConfigError::Invalid {
-            path: "loopback".into(),
-            entry: "sa[0]".into(),
-            field: "integrity",
-            message: e.to_string(),
-        })?;
-        sa.push_str(&format!("integrity = \"{integ}\"\nintegrity_key = \"{}\"\n", fixed_key_hex(alg.key_len(), 91)));
+        let alg: crate::crypto::IntegrityAlgorithm = integ.parse().map_err(
+            |e: <crate::crypto::IntegrityAlgorithm as core::str::FromStr>::Err| {
+                ConfigError::Invalid {
+                    path: "loopback".into(),
+                    entry: "sa[0]".into(),
+                    field: "integrity",
+                    message: e.to_string(),
+                }
+            },
+        )?;
+        sa.push_str(&format!(
+            "integrity = \"{integ}\"\nintegrity_key = \"{}\"\n",
+            fixed_key_hex(alg.key_len(), 91)
+        ));
     }
     let policy = |dir: &str| {
-        format!("[[policy]]\ndir = \"{dir}\"\nsrc = \"10.1.0.0/16\"\ndst = \"10.2.0.0/16\"\naction = \"protect\"\nsa = [{SPI:#x}]\n")
+        format!(
+            "[[policy]]\ndir = \"{dir}\"\nsrc = \"10.1.0.0/16\"\ndst = \"10.2.0.0/16\"\naction = \"protect\"\nsa = [{SPI:#x}]\n"
+        )
     };
-    let sender = Config::parse(&format!("{sa}{}", policy("out")), Path::new("loopback-sender"))?;
-    let receiver = Config::parse(&format!("{sa}{}", policy("in")), Path::new("loopback-receiver"))?;
+    let sender = Config::parse(
+        &format!("{sa}{}", policy("out")),
+        Path::new("loopback-sender"),
+    )?;
+    let receiver = Config::parse(
+        &format!("{sa}{}", policy("in")),
+        Path::new("loopback-receiver"),
+    )?;
     Ok((sender, receiver))
 }
 

@@ -61,7 +61,9 @@ pub enum PcapError {
     Write(#[source] io::Error),
     #[error("the file is empty or shorter than a pcap header ({0} bytes)")]
     ShortHeader(usize),
-    #[error("this is a pcapng file; espo reads classic pcap (convert with `editcap -F pcap IN OUT`)")]
+    #[error(
+        "this is a pcapng file; espo reads classic pcap (convert with `editcap -F pcap IN OUT`)"
+    )]
     Pcapng,
     #[error("not a pcap file (magic number {0:#010x})")]
     BadMagic(u32),
@@ -150,7 +152,11 @@ impl<R: Read> Reader<R> {
             LinkType::from_network(network).ok_or(PcapError::UnsupportedLinkType(network))?;
         Ok(Reader {
             input,
-            header: FileHeader { link_type, snap_len, nanosecond },
+            header: FileHeader {
+                link_type,
+                snap_len,
+                nanosecond,
+            },
             swapped,
             buf: Vec::with_capacity(16 * 1024),
             index: 0,
@@ -181,7 +187,11 @@ impl<R: Read> Reader<R> {
             let v = u32::from_le_bytes([hdr[at], hdr[at + 1], hdr[at + 2], hdr[at + 3]]);
             if self.swapped { v.swap_bytes() } else { v }
         };
-        let record = RecordHeader { ts_sec: u32_at(0), ts_frac: u32_at(4), orig_len: u32_at(12) };
+        let record = RecordHeader {
+            ts_sec: u32_at(0),
+            ts_frac: u32_at(4),
+            orig_len: u32_at(12),
+        };
         let incl_len = u32_at(8);
         if incl_len > MAX_RECORD_LEN {
             return Err(PcapError::OversizedRecord {
@@ -209,7 +219,11 @@ pub struct Writer<W: Write> {
 impl<W: Write> Writer<W> {
     pub fn new(mut output: W, header: FileHeader) -> Result<Self, PcapError> {
         let mut hdr = [0u8; FILE_HEADER_LEN];
-        let magic = if header.nanosecond { MAGIC_NS } else { MAGIC_US };
+        let magic = if header.nanosecond {
+            MAGIC_NS
+        } else {
+            MAGIC_US
+        };
         hdr[0..4].copy_from_slice(&magic.to_le_bytes());
         hdr[4..6].copy_from_slice(&2u16.to_le_bytes());
         hdr[6..8].copy_from_slice(&4u16.to_le_bytes());
@@ -217,12 +231,20 @@ impl<W: Write> Writer<W> {
         hdr[16..20].copy_from_slice(&header.snap_len.to_le_bytes());
         hdr[20..24].copy_from_slice(&header.link_type.network().to_le_bytes());
         output.write_all(&hdr).map_err(PcapError::Write)?;
-        Ok(Writer { output, snap_len: header.snap_len })
+        Ok(Writer {
+            output,
+            snap_len: header.snap_len,
+        })
     }
 
     /// Writes one record. The original length is the data's length: espo writes whole
     /// packets it built itself. A snap length smaller than a packet is raised, not applied.
-    pub fn write_record(&mut self, ts_sec: u32, ts_frac: u32, data: &[u8]) -> Result<(), PcapError> {
+    pub fn write_record(
+        &mut self,
+        ts_sec: u32,
+        ts_frac: u32,
+        data: &[u8],
+    ) -> Result<(), PcapError> {
         let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
         self.snap_len = self.snap_len.max(len);
         let mut hdr = [0u8; RECORD_HEADER_LEN];
@@ -259,8 +281,20 @@ mod test {
     use super::*;
 
     fn file(swapped: bool, magic: u32, network: u32, records: &[(u32, &[u8])]) -> Vec<u8> {
-        let w32 = |v: u32| if swapped { v.to_be_bytes() } else { v.to_le_bytes() };
-        let w16 = |v: u16| if swapped { v.to_be_bytes() } else { v.to_le_bytes() };
+        let w32 = |v: u32| {
+            if swapped {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let w16 = |v: u16| {
+            if swapped {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
         let mut out = Vec::new();
         out.extend_from_slice(&w32(magic));
         out.extend_from_slice(&w16(2));
@@ -280,12 +314,22 @@ mod test {
 
     #[test]
     fn reads_both_byte_orders_and_resolutions() {
-        for (swapped, magic, ns) in
-            [(false, MAGIC_US, false), (true, MAGIC_US, false), (false, MAGIC_NS, true), (true, MAGIC_NS, true)]
-        {
+        for (swapped, magic, ns) in [
+            (false, MAGIC_US, false),
+            (true, MAGIC_US, false),
+            (false, MAGIC_NS, true),
+            (true, MAGIC_NS, true),
+        ] {
             let bytes = file(swapped, magic, 101, &[(5, &[0x45, 1, 2]), (6, &[])]);
             let mut r = Reader::new(&bytes[..]).unwrap();
-            assert_eq!(r.header(), FileHeader { link_type: LinkType::RawIp, snap_len: 65535, nanosecond: ns });
+            assert_eq!(
+                r.header(),
+                FileHeader {
+                    link_type: LinkType::RawIp,
+                    snap_len: 65535,
+                    nanosecond: ns
+                }
+            );
             let (h, d) = r.next_record().unwrap().unwrap();
             assert_eq!((h.ts_sec, h.ts_frac, h.orig_len), (5, 7, 6));
             assert_eq!(d, &[0x45, 1, 2]);
@@ -298,7 +342,11 @@ mod test {
 
     #[test]
     fn write_then_read_round_trip() {
-        let header = FileHeader { link_type: LinkType::Ethernet, snap_len: 100, nanosecond: true };
+        let header = FileHeader {
+            link_type: LinkType::Ethernet,
+            snap_len: 100,
+            nanosecond: true,
+        };
         let mut w = Writer::new(Vec::new(), header).unwrap();
         w.write_record(1, 2, &[9; 60]).unwrap();
         w.write_record(3, 4, &[8; 300]).unwrap();
@@ -307,7 +355,10 @@ mod test {
         assert_eq!(r.header().link_type, LinkType::Ethernet);
         assert!(r.header().nanosecond);
         let (h, d) = r.next_record().unwrap().unwrap();
-        assert_eq!((h.ts_sec, h.ts_frac, h.orig_len, d), (1, 2, 60, &[9u8; 60][..]));
+        assert_eq!(
+            (h.ts_sec, h.ts_frac, h.orig_len, d),
+            (1, 2, 60, &[9u8; 60][..])
+        );
         let (_, d) = r.next_record().unwrap().unwrap();
         assert_eq!(d, &[8u8; 300][..]);
         assert!(r.next_record().unwrap().is_none());
@@ -315,18 +366,30 @@ mod test {
 
     #[test]
     fn refuses_bad_files_with_clear_errors() {
-        assert!(matches!(Reader::new(&[][..]), Err(PcapError::ShortHeader(0))));
-        assert!(matches!(Reader::new(&[0xd4, 0xc3, 0xb2][..]), Err(PcapError::ShortHeader(3))));
+        assert!(matches!(
+            Reader::new(&[][..]),
+            Err(PcapError::ShortHeader(0))
+        ));
+        assert!(matches!(
+            Reader::new(&[0xd4, 0xc3, 0xb2][..]),
+            Err(PcapError::ShortHeader(3))
+        ));
         let ng = [0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 0];
         assert!(matches!(Reader::new(&ng[..]), Err(PcapError::Pcapng)));
         let mut bad = file(false, MAGIC_US, 1, &[]);
         bad[0] = 0;
         assert!(matches!(Reader::new(&bad[..]), Err(PcapError::BadMagic(_))));
         let linux_sll = file(false, MAGIC_US, 113, &[]);
-        assert!(matches!(Reader::new(&linux_sll[..]), Err(PcapError::UnsupportedLinkType(113))));
+        assert!(matches!(
+            Reader::new(&linux_sll[..]),
+            Err(PcapError::UnsupportedLinkType(113))
+        ));
         let mut v1 = file(false, MAGIC_US, 1, &[]);
         v1[4] = 1;
-        assert!(matches!(Reader::new(&v1[..]), Err(PcapError::BadVersion { major: 1, .. })));
+        assert!(matches!(
+            Reader::new(&v1[..]),
+            Err(PcapError::BadVersion { major: 1, .. })
+        ));
     }
 
     #[test]
@@ -335,13 +398,19 @@ mod test {
         for cut in FILE_HEADER_LEN + 1..whole.len() {
             let mut r = Reader::new(&whole[..cut]).unwrap();
             assert!(
-                matches!(r.next_record(), Err(PcapError::TruncatedRecord { index: 0 })),
+                matches!(
+                    r.next_record(),
+                    Err(PcapError::TruncatedRecord { index: 0 })
+                ),
                 "cut at {cut}"
             );
         }
         let mut huge = file(false, MAGIC_US, 101, &[(1, &[1])]);
         huge[FILE_HEADER_LEN + 8..FILE_HEADER_LEN + 12].copy_from_slice(&u32::MAX.to_le_bytes());
         let mut r = Reader::new(&huge[..]).unwrap();
-        assert!(matches!(r.next_record(), Err(PcapError::OversizedRecord { index: 0, .. })));
+        assert!(matches!(
+            r.next_record(),
+            Err(PcapError::OversizedRecord { index: 0, .. })
+        ));
     }
 }

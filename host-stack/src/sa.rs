@@ -32,6 +32,8 @@ pub enum SaError {
         #[source]
         source: CryptoError,
     },
+    #[error("sa {spi:#010x}: {what} is missing")]
+    Incomplete { spi: u32, what: &'static str },
     #[error("sa {spi:#010x}: building its replay window failed")]
     Replay {
         spi: u32,
@@ -58,12 +60,14 @@ pub struct SaParams {
 
 impl SaParams {
     pub fn from_config(c: &SaConfig) -> Result<SaParams, SaError> {
-        let key = |k: &Option<crate::crypto::SecretKey>| k.as_ref().map(|k| k.as_bytes()).unwrap_or(&[]);
+        fn key(k: &Option<crate::crypto::SecretKey>) -> &[u8] {
+            k.as_ref().map(|k| k.as_bytes()).unwrap_or(&[])
+        }
         let transform = match c.protocol {
             SaProtocol::Esp => {
-                let enc = c.encryption.ok_or(SaError::Transform {
+                let enc = c.encryption.ok_or(SaError::Incomplete {
                     spi: c.spi,
-                    source: CryptoError::MissingAlgorithm,
+                    what: "the encryption algorithm",
                 })?;
                 let integ = c.integrity.map(|a| (a, key(&c.integrity_key)));
                 Transform::Esp(
@@ -72,9 +76,9 @@ impl SaParams {
                 )
             }
             SaProtocol::Ah => {
-                let alg = c.integrity.ok_or(SaError::Transform {
+                let alg = c.integrity.ok_or(SaError::Incomplete {
                     spi: c.spi,
-                    source: CryptoError::MissingAlgorithm,
+                    what: "the integrity algorithm",
                 })?;
                 Transform::Ah(
                     Integrity::new(alg, key(&c.integrity_key))
@@ -99,19 +103,33 @@ impl SaParams {
 
     /// The largest sequence number this SA may ever carry (it never wraps).
     pub fn max_seq(&self) -> u64 {
-        if self.esn { u64::MAX } else { u64::from(u32::MAX) }
+        if self.esn {
+            u64::MAX
+        } else {
+            u64::from(u32::MAX)
+        }
     }
 
     /// Whether `counters` have reached the hard lifetime.
     pub fn hard_expired(&self, counters: &SaCounters) -> bool {
-        self.lifetime.hard_packets.is_some_and(|n| counters.packets >= n)
-            || self.lifetime.hard_bytes.is_some_and(|n| counters.bytes >= n)
+        self.lifetime
+            .hard_packets
+            .is_some_and(|n| counters.packets >= n)
+            || self
+                .lifetime
+                .hard_bytes
+                .is_some_and(|n| counters.bytes >= n)
     }
 
     /// Whether `counters` have reached the soft lifetime.
     pub fn soft_expired(&self, counters: &SaCounters) -> bool {
-        self.lifetime.soft_packets.is_some_and(|n| counters.packets >= n)
-            || self.lifetime.soft_bytes.is_some_and(|n| counters.bytes >= n)
+        self.lifetime
+            .soft_packets
+            .is_some_and(|n| counters.packets >= n)
+            || self
+                .lifetime
+                .soft_bytes
+                .is_some_and(|n| counters.bytes >= n)
     }
 }
 
@@ -126,7 +144,11 @@ pub struct OutboundSa {
 
 impl OutboundSa {
     pub fn new(params: SaParams, seq: u64) -> OutboundSa {
-        OutboundSa { params, seq, counters: SaCounters::default() }
+        OutboundSa {
+            params,
+            seq,
+            counters: SaCounters::default(),
+        }
     }
 
     /// Last sequence number used.
@@ -168,13 +190,23 @@ pub struct InboundSa {
 }
 
 impl InboundSa {
-    pub fn new(params: SaParams, replay_window: u32, highest_seq: u64) -> Result<InboundSa, SaError> {
+    pub fn new(
+        params: SaParams,
+        replay_window: u32,
+        highest_seq: u64,
+    ) -> Result<InboundSa, SaError> {
         let spi = params.spi;
         let mut replay = ReplayWindow::new(replay_window, params.esn)
             .map_err(|source| SaError::Replay { spi, source })?;
         if highest_seq > 0 {
-            replay.accept(highest_seq).map_err(|source| SaError::Replay { spi, source })?;
+            replay
+                .accept(highest_seq)
+                .map_err(|source| SaError::Replay { spi, source })?;
         }
-        Ok(InboundSa { params, replay, counters: SaCounters::default() })
+        Ok(InboundSa {
+            params,
+            replay,
+            counters: SaCounters::default(),
+        })
     }
 }

@@ -29,7 +29,10 @@ impl Cidr {
     }
 
     pub fn any_v4() -> Cidr {
-        Cidr { addr: IpAddr::from([0u8; 4]), prefix_len: 0 }
+        Cidr {
+            addr: IpAddr::from([0u8; 4]),
+            prefix_len: 0,
+        }
     }
 
     pub fn addr(&self) -> IpAddr {
@@ -47,11 +50,15 @@ impl Cidr {
     fn network(&self) -> IpAddr {
         match self.addr {
             IpAddr::V4(a) => {
-                let mask = u32::MAX.checked_shl(32 - self.prefix_len as u32).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - self.prefix_len as u32)
+                    .unwrap_or(0);
                 IpAddr::from((u32::from(a) & mask).to_be_bytes())
             }
             IpAddr::V6(a) => {
-                let mask = u128::MAX.checked_shl(128 - self.prefix_len as u32).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - self.prefix_len as u32)
+                    .unwrap_or(0);
                 IpAddr::from((u128::from(a) & mask).to_be_bytes())
             }
         }
@@ -61,11 +68,15 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - self.prefix_len as u32).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - self.prefix_len as u32)
+                    .unwrap_or(0);
                 (u32::from(ip) ^ u32::from(net)) & mask == 0
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - self.prefix_len as u32).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - self.prefix_len as u32)
+                    .unwrap_or(0);
                 (u128::from(ip) ^ u128::from(net)) & mask == 0
             }
             _ => false,
@@ -81,8 +92,10 @@ impl FromStr for Cidr {
             Some((a, l)) => (a, Some(l)),
             None => (s, None),
         };
-        let addr: IpAddr =
-            addr.trim().parse().map_err(|_| format!("`{addr}` is not an IPv4 or IPv6 address"))?;
+        let addr: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{addr}` is not an IPv4 or IPv6 address"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix_len = match len {
             None => max,
@@ -109,7 +122,10 @@ pub struct PortRange {
 }
 
 impl PortRange {
-    pub const ANY: PortRange = PortRange { low: 0, high: u16::MAX };
+    pub const ANY: PortRange = PortRange {
+        low: 0,
+        high: u16::MAX,
+    };
 
     pub fn is_any(&self) -> bool {
         *self == PortRange::ANY
@@ -134,7 +150,9 @@ impl FromStr for PortRange {
             return Ok(PortRange::ANY);
         }
         let num = |t: &str| {
-            t.trim().parse::<u16>().map_err(|_| format!("`{t}` is not a port number (0..=65535)"))
+            t.trim()
+                .parse::<u16>()
+                .map_err(|_| format!("`{t}` is not a port number (0..=65535)"))
         };
         let (low, high) = match s.split_once('-') {
             Some((l, h)) => (num(l)?, num(h)?),
@@ -242,10 +260,30 @@ mod test {
 
     #[test]
     fn cidr_errors_say_what_is_wrong() {
-        assert!("10.1.0.1/16".parse::<Cidr>().unwrap_err().contains("host bits"));
-        assert!("10.1.0.0/33".parse::<Cidr>().unwrap_err().contains("longer than 32"));
-        assert!("10.1.0/16".parse::<Cidr>().unwrap_err().contains("not an IPv4 or IPv6"));
-        assert!("::/x".parse::<Cidr>().unwrap_err().contains("prefix length"));
+        assert!(
+            "10.1.0.1/16"
+                .parse::<Cidr>()
+                .unwrap_err()
+                .contains("host bits")
+        );
+        assert!(
+            "10.1.0.0/33"
+                .parse::<Cidr>()
+                .unwrap_err()
+                .contains("longer than 32")
+        );
+        assert!(
+            "10.1.0/16"
+                .parse::<Cidr>()
+                .unwrap_err()
+                .contains("not an IPv4 or IPv6")
+        );
+        assert!(
+            "::/x"
+                .parse::<Cidr>()
+                .unwrap_err()
+                .contains("prefix length")
+        );
     }
 
     #[test]
@@ -254,12 +292,26 @@ mod test {
         assert!(r.matches(Some(1000)) && r.matches(Some(2000)) && !r.matches(Some(999)));
         assert!(!r.matches(None));
         assert!(PortRange::ANY.matches(None));
-        assert_eq!("53".parse::<PortRange>().unwrap(), PortRange { low: 53, high: 53 });
+        assert_eq!(
+            "53".parse::<PortRange>().unwrap(),
+            PortRange { low: 53, high: 53 }
+        );
         assert!("9-3".parse::<PortRange>().is_err());
         assert!("70000".parse::<PortRange>().is_err());
-        assert_eq!("udp".parse::<ProtocolSelector>().unwrap(), ProtocolSelector::Number(17));
-        assert_eq!("47".parse::<ProtocolSelector>().unwrap(), ProtocolSelector::Number(47));
-        assert!("gre".parse::<ProtocolSelector>().unwrap_err().contains("not a protocol"));
+        assert_eq!(
+            "udp".parse::<ProtocolSelector>().unwrap(),
+            ProtocolSelector::Number(17)
+        );
+        assert_eq!(
+            "47".parse::<ProtocolSelector>().unwrap(),
+            ProtocolSelector::Number(47)
+        );
+        assert!(
+            "gre"
+                .parse::<ProtocolSelector>()
+                .unwrap_err()
+                .contains("not a protocol")
+        );
         assert!(ProtocolSelector::Any.matches(200));
     }
 }

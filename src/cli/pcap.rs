@@ -104,7 +104,10 @@ pub fn run(args: PcapArgs) -> anyhow::Result<std::process::ExitCode> {
         LinkType::Ipv4 | LinkType::Ipv6 => LinkType::RawIp,
         other => other,
     };
-    let out_header = FileHeader { link_type: out_link, ..in_header };
+    let out_header = FileHeader {
+        link_type: out_link,
+        ..in_header
+    };
     let output = File::create(&args.output)
         .with_context(|| format!("cannot create output capture {}", args.output.display()))?;
     let mut writer = Writer::new(BufWriter::with_capacity(1 << 16, output), out_header)
@@ -116,9 +119,10 @@ pub fn run(args: PcapArgs) -> anyhow::Result<std::process::ExitCode> {
     let progress = Progress::new(!args.quiet && std::io::stderr().is_terminal());
     let started = Instant::now();
     loop {
+        let index = reader.records_read();
         let record = reader
             .next_record()
-            .with_context(|| format!("{}: reading record {}", args.input.display(), reader.records_read()))?;
+            .with_context(|| format!("{}: reading record {index}", args.input.display()))?;
         let Some((rec, data)) = record else { break };
         tally.read += 1;
         if (rec.orig_len as usize) > data.len() {
@@ -135,7 +139,10 @@ pub fn run(args: PcapArgs) -> anyhow::Result<std::process::ExitCode> {
         let result = match args.direction {
             Direction::Encap => {
                 out[..l2_len].copy_from_slice(&data[..l2_len]);
-                match engine.outbound.encapsulate(&data[l2_len..], &mut out[l2_len..]) {
+                match engine
+                    .outbound
+                    .encapsulate(&data[l2_len..], &mut out[l2_len..])
+                {
                     Ok(Encapsulated::Protected { len, .. }) => {
                         tally.transformed += 1;
                         Ok(Some(l2_len + len))
@@ -186,10 +193,19 @@ pub fn run(args: PcapArgs) -> anyhow::Result<std::process::ExitCode> {
         }
         progress.tick(&tally);
     }
-    writer.finish().with_context(|| format!("{}: finishing the capture", args.output.display()))?;
+    writer
+        .finish()
+        .with_context(|| format!("{}: finishing the capture", args.output.display()))?;
     progress.clear();
     if !args.quiet {
-        print_summary(&args, in_header.link_type, out_link, &tally, &engine, started.elapsed());
+        print_summary(
+            &args,
+            in_header.link_type,
+            out_link,
+            &tally,
+            &engine,
+            started.elapsed(),
+        );
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -201,7 +217,9 @@ fn link_header(link: LinkType, data: &[u8]) -> Result<(usize, Option<usize>), Dr
             let frame = ethernet::Frame::new_checked(data).map_err(|_| DropReason::Malformed)?;
             let (ethertype, offset) = frame.inner_ethertype().map_err(|_| DropReason::Malformed)?;
             match ethertype {
-                ethernet::EtherType::Ipv4 | ethernet::EtherType::Ipv6 => Ok((offset, Some(offset - 2))),
+                ethernet::EtherType::Ipv4 | ethernet::EtherType::Ipv6 => {
+                    Ok((offset, Some(offset - 2)))
+                }
                 _ => Err(DropReason::NotIp),
             }
         }
@@ -218,7 +236,14 @@ fn set_ethertype(frame: &mut [u8], at: usize, l2_len: usize) {
     frame[at..at + 2].copy_from_slice(&ethertype.to_be_bytes());
 }
 
-fn print_summary(args: &PcapArgs, in_link: LinkType, out_link: LinkType, t: &Tally, engine: &SoftwareEngine, elapsed: Duration) {
+fn print_summary(
+    args: &PcapArgs,
+    in_link: LinkType,
+    out_link: LinkType,
+    t: &Tally,
+    engine: &SoftwareEngine,
+    elapsed: Duration,
+) {
     let verb = match args.direction {
         Direction::Encap => "encapsulated",
         Direction::Decap => "decapsulated",
@@ -227,17 +252,28 @@ fn print_summary(args: &PcapArgs, in_link: LinkType, out_link: LinkType, t: &Tal
     let _ = writeln!(
         o,
         "espo pcap {}: {} -> {} ({} link, software engine, {:.2} s)",
-        if args.direction == Direction::Encap { "encap" } else { "decap" },
+        if args.direction == Direction::Encap {
+            "encap"
+        } else {
+            "decap"
+        },
         args.input.display(),
         args.output.display(),
         in_link,
         elapsed.as_secs_f64()
     );
     if out_link != in_link {
-        let _ = writeln!(o, "  output link type: {out_link} (the input's cannot carry both IP versions)");
+        let _ = writeln!(
+            o,
+            "  output link type: {out_link} (the input's cannot carry both IP versions)"
+        );
     }
     let _ = writeln!(o, "  packets read     {:>10}", t.read);
-    let _ = writeln!(o, "  packets written  {:>10}  ({} {verb}, {} bypassed)", t.written, t.transformed, t.bypassed);
+    let _ = writeln!(
+        o,
+        "  packets written  {:>10}  ({} {verb}, {} bypassed)",
+        t.written, t.transformed, t.bypassed
+    );
     if t.keepalives > 0 {
         let _ = writeln!(o, "  NAT keepalives   {:>10}  (consumed)", t.keepalives);
     }
@@ -250,17 +286,34 @@ fn print_summary(args: &PcapArgs, in_link: LinkType, out_link: LinkType, t: &Tal
             .outbound
             .sas()
             .iter()
-            .map(|s| (s.params.spi, s.params.protocol.name(), s.counters.packets, s.counters.bytes))
+            .map(|s| {
+                (
+                    s.params.spi,
+                    s.params.protocol.name(),
+                    s.counters.packets,
+                    s.counters.bytes,
+                )
+            })
             .collect(),
         Direction::Decap => engine
             .inbound
             .sas()
             .iter()
-            .map(|s| (s.params.spi, s.params.protocol.name(), s.counters.packets, s.counters.bytes))
+            .map(|s| {
+                (
+                    s.params.spi,
+                    s.params.protocol.name(),
+                    s.counters.packets,
+                    s.counters.bytes,
+                )
+            })
             .collect(),
     };
     for (spi, proto, packets, bytes) in sas {
-        let _ = writeln!(o, "  sa {spi:#010x} {proto:<3} software  {packets:>8} packets {bytes:>12} bytes");
+        let _ = writeln!(
+            o,
+            "  sa {spi:#010x} {proto:<3} software  {packets:>8} packets {bytes:>12} bytes"
+        );
     }
 }
 
@@ -272,15 +325,26 @@ struct Progress {
 
 impl Progress {
     fn new(enabled: bool) -> Progress {
-        Progress { enabled, last: std::cell::Cell::new(Instant::now()) }
+        Progress {
+            enabled,
+            last: std::cell::Cell::new(Instant::now()),
+        }
     }
 
     fn tick(&self, t: &Tally) {
-        if !self.enabled || t.read % 1024 != 0 || self.last.get().elapsed() < Duration::from_millis(250) {
+        if !self.enabled
+            || !t.read.is_multiple_of(1024)
+            || self.last.get().elapsed() < Duration::from_millis(250)
+        {
             return;
         }
         self.last.set(Instant::now());
-        eprint!("\r  {} packets read, {} written, {} dropped", t.read, t.written, t.drops.total());
+        eprint!(
+            "\r  {} packets read, {} written, {} dropped",
+            t.read,
+            t.written,
+            t.drops.total()
+        );
     }
 
     fn clear(&self) {
@@ -289,4 +353,3 @@ impl Progress {
         }
     }
 }
-

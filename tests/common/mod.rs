@@ -12,8 +12,7 @@ pub fn espo() -> Command {
 }
 
 pub fn run(args: &[&str]) -> Output {
-    let out = espo().args(args).output().expect("espo runs");
-    out
+    espo().args(args).output().expect("espo runs")
 }
 
 pub fn vectors_dir() -> PathBuf {
@@ -54,14 +53,22 @@ pub fn ip_packets(path: &Path) -> Vec<Vec<u8>> {
 
 pub fn link_type(path: &Path) -> LinkType {
     let file = std::fs::File::open(path).expect("capture");
-    Reader::new(std::io::BufReader::new(file)).expect("readable").header().link_type
+    Reader::new(std::io::BufReader::new(file))
+        .expect("readable")
+        .header()
+        .link_type
 }
 
 /// Writes `packets` as a raw-IP capture.
 pub fn write_raw_capture(path: &Path, packets: &[Vec<u8>]) {
     let file = std::fs::File::create(path).expect("create capture");
-    let header = espo_stack::pcap::FileHeader { link_type: LinkType::RawIp, snap_len: 65535, nanosecond: false };
-    let mut w = espo_stack::pcap::Writer::new(std::io::BufWriter::new(file), header).expect("header");
+    let header = espo_stack::pcap::FileHeader {
+        link_type: LinkType::RawIp,
+        snap_len: 65535,
+        nanosecond: false,
+    };
+    let mut w =
+        espo_stack::pcap::Writer::new(std::io::BufWriter::new(file), header).expect("header");
     for (i, p) in packets.iter().enumerate() {
         w.write_record(i as u32, 0, p).expect("record");
     }

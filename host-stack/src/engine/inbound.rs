@@ -19,13 +19,17 @@ use crate::replay::ReplayError;
 use crate::sa::{InboundSa, Transform};
 use crate::spd::{Action, Spd};
 use crate::wire::flow::Flow;
-use crate::wire::{ah, esp, ipv4, ipv6, udp, udp_encap, IpProtocol};
+use crate::wire::{IpProtocol, ah, esp, ipv4, ipv6, udp, udp_encap};
 
 /// What happened to an inbound packet that was not dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decapsulated {
     /// The inner packet is `range` of the buffer; `spi` names the innermost SA removed.
-    Inner { range: Range<usize>, spi: u32, seq: u64 },
+    Inner {
+        range: Range<usize>,
+        spi: u32,
+        seq: u64,
+    },
     /// An unprotected packet that inbound policy lets through as it is.
     Bypass,
     /// A NAT keepalive (RFC 3948): consumed, nothing to deliver.
@@ -67,7 +71,7 @@ fn parse_outer(pkt: &[u8]) -> Result<Outer, DropReason> {
             Ok(Outer {
                 dst: IpAddr::V4(p.dst_addr()),
                 ecn: Ecn::from_bits(p.ecn()),
-                next_offset: p.header_len() as usize,
+                next_offset: p.header_len(),
                 next_header: p.next_header(),
                 end: usize::from(p.total_len()),
                 v6: false,
@@ -75,8 +79,8 @@ fn parse_outer(pkt: &[u8]) -> Result<Outer, DropReason> {
         }
         Some(6) => {
             let p = ipv6::Packet::new_checked(pkt).map_err(|_| DropReason::Malformed)?;
-            let walk = ipv6::walk_extension_headers(pkt).map_err(|_| DropReason::Malformed)?;
-            if walk.fragment {
+            let walk = ipv6::walk_extension_headers(&p).map_err(|_| DropReason::Malformed)?;
+            if walk.is_fragment {
                 return Err(DropReason::Fragment);
             }
             Ok(Outer {
@@ -94,7 +98,7 @@ fn parse_outer(pkt: &[u8]) -> Result<Outer, DropReason> {
 
 fn replay_reason(e: ReplayError) -> DropReason {
     match e {
-        ReplayError::Stale => DropReason::Stale,
+        ReplayError::Stale { .. } => DropReason::Stale,
         _ => DropReason::Replayed,
     }
 }
@@ -144,7 +148,13 @@ impl Inbound {
                 if self.sas[idx].params.mode != crate::config::SaMode::Tunnel {
                     return Err(DropReason::PolicyMismatch);
                 }
-                return self.finish(pkt, &outer, offset..pkt.len(), &removed[..n_removed], ah_seq);
+                return self.finish(
+                    pkt,
+                    &outer,
+                    offset..pkt.len(),
+                    &removed[..n_removed],
+                    ah_seq,
+                );
             }
         }
         if next == IpProtocol::Udp {
@@ -190,24 +200,31 @@ impl Inbound {
             return Ok(UdpKind::Other);
         }
         Ok(match udp_encap::classify(u.payload()) {
-            udp_encap::Kind::Esp => UdpKind::Esp(offset + udp::HEADER_LEN),
-            udp_encap::Kind::Keepalive => UdpKind::Keepalive,
-            udp_encap::Kind::Ike => UdpKind::Other,
-            udp_encap::Kind::Malformed => return Err(DropReason::Malformed),
+            Ok(udp_encap::Payload::Esp(_)) => UdpKind::Esp(offset + udp::HEADER_LEN),
+            Ok(udp_encap::Payload::Keepalive) => UdpKind::Keepalive,
+            Ok(udp_encap::Payload::Ike(_)) => UdpKind::Other,
+            Err(_) => return Err(DropReason::Malformed),
         })
     }
 
     /// Verifies an AH header at `offset`: SA lookup, replay pre-check, ICV over the packet
     /// with mutable fields zeroed, then the replay window moves. Returns the SA index, the
     /// offset after AH and AH's next header.
-    fn verify_ah(&mut self, pkt: &[u8], outer: &Outer, offset: usize) -> Result<(usize, usize, IpProtocol, u64), DropReason> {
+    fn verify_ah(
+        &mut self,
+        pkt: &[u8],
+        outer: &Outer,
+        offset: usize,
+    ) -> Result<(usize, usize, IpProtocol, u64), DropReason> {
         let seg = pkt.get(offset..).ok_or(DropReason::Malformed)?;
         let ah_pkt = ah::Packet::new_checked(seg).map_err(|_| DropReason::Malformed)?;
         let spi = ah_pkt.spi();
         let seq_lo = ah_pkt.sequence_number();
         let ah_len = ah_pkt.header_len();
         let ah_next = ah_pkt.next_header();
-        let idx = self.sa_index(spi, outer.dst).ok_or(DropReason::UnknownSpi)?;
+        let idx = self
+            .sa_index(spi, outer.dst)
+            .ok_or(DropReason::UnknownSpi)?;
         let sa = &mut self.sas[idx];
         let Transform::Ah(integrity) = &sa.params.transform else {
             return Err(DropReason::UnknownSpi);
@@ -216,7 +233,7 @@ impl Inbound {
             return Err(DropReason::Expired);
         }
         let icv_len = integrity.icv_len();
-        if ah_len != ah::header_len(icv_len, outer.v6) && ah_len < ah::ICV_OFFSET + icv_len {
+        if ah_len < ah::FIXED_LEN + icv_len {
             return Err(DropReason::Malformed);
         }
         let seq = sa.replay.check(seq_lo).map_err(replay_reason)?;
@@ -225,16 +242,21 @@ impl Inbound {
         if offset > MAX_AH_HEADER {
             return Err(DropReason::Malformed);
         }
-        let mut hdr = [0u8; MAX_AH_HEADER];
-        let hdr = &mut hdr[..offset];
-        hdr.copy_from_slice(&pkt[..offset]);
-        let zeroed = if outer.v6 { ah::zero_mutable_ipv6(hdr, offset) } else { ah::zero_mutable_ipv4(hdr) };
+        let mut scratch = [0u8; MAX_AH_HEADER + ah::FIXED_LEN];
+        let scratch = &mut scratch[..offset + ah::FIXED_LEN];
+        scratch.copy_from_slice(&pkt[..offset + ah::FIXED_LEN]);
+        let zeroed = if outer.v6 {
+            ah::zero_mutable_ipv6(scratch, offset)
+        } else {
+            ah::zero_mutable_ipv4(scratch)
+        };
         zeroed.map_err(|_| DropReason::Malformed)?;
+        let hdr = &scratch[..offset];
         let mut ah_copy = [0u8; 12 + 64];
         let ah_copy = ah_copy.get_mut(..ah_len).ok_or(DropReason::Malformed)?;
         ah_copy.copy_from_slice(&pkt[offset..offset + ah_len]);
-        let received_icv = &pkt[offset + ah::ICV_OFFSET..offset + ah::ICV_OFFSET + icv_len];
-        ah_copy[ah::ICV_OFFSET..].fill(0);
+        let received_icv = &pkt[offset + ah::FIXED_LEN..offset + ah::FIXED_LEN + icv_len];
+        ah_copy[ah::FIXED_LEN..].fill(0);
         let rest = &pkt[offset + ah_len..];
         let seq_hi = ((seq >> 32) as u32).to_be_bytes();
         let ok = if sa.params.esn {
@@ -251,13 +273,20 @@ impl Inbound {
 
     /// Verifies and decrypts an ESP packet at `offset`; returns the SA index and the range
     /// of the inner packet.
-    fn open_esp(&mut self, pkt: &mut [u8], outer: &Outer, offset: usize) -> Result<(usize, Range<usize>, u64), DropReason> {
+    fn open_esp(
+        &mut self,
+        pkt: &mut [u8],
+        outer: &Outer,
+        offset: usize,
+    ) -> Result<(usize, Range<usize>, u64), DropReason> {
         let seg = pkt.get_mut(offset..).ok_or(DropReason::Malformed)?;
         let (spi, seq_lo) = {
             let e = esp::Packet::new_checked(&*seg).map_err(|_| DropReason::Malformed)?;
             (e.spi(), e.sequence_number())
         };
-        let idx = self.sa_index(spi, outer.dst).ok_or(DropReason::UnknownSpi)?;
+        let idx = self
+            .sa_index(spi, outer.dst)
+            .ok_or(DropReason::UnknownSpi)?;
         let sa = &mut self.sas[idx];
         let Transform::Esp(t) = &sa.params.transform else {
             return Err(DropReason::UnknownSpi);
@@ -282,12 +311,21 @@ impl Inbound {
 
     /// The inner packet: parsed, TFC padding trimmed, ECN combined (RFC 6040), checked
     /// against inbound policy, counted.
-    fn finish(&mut self, pkt: &mut [u8], outer: &Outer, inner: Range<usize>, removed: &[usize], seq: u64) -> Result<Decapsulated, DropReason> {
+    fn finish(
+        &mut self,
+        pkt: &mut [u8],
+        outer: &Outer,
+        inner: Range<usize>,
+        removed: &[usize],
+        seq: u64,
+    ) -> Result<Decapsulated, DropReason> {
         let buf = pkt.get_mut(inner.clone()).ok_or(DropReason::Malformed)?;
         let inner_len = match buf.first().map(|b| b >> 4) {
             Some(4) => {
-                let mut p = ipv4::Packet::new_checked(&mut *buf).map_err(|_| DropReason::Malformed)?;
-                let e = ecn::decap_ecn(Ecn::from_bits(p.ecn()), outer.ecn).ok_or(DropReason::EcnDrop)?;
+                let mut p =
+                    ipv4::Packet::new_checked(&mut *buf).map_err(|_| DropReason::Malformed)?;
+                let e = ecn::decap_ecn(Ecn::from_bits(p.ecn()), outer.ecn)
+                    .ok_or(DropReason::EcnDrop)?;
                 if e.bits() != p.ecn() {
                     p.set_ecn(e.bits());
                     p.fill_checksum();
@@ -295,8 +333,10 @@ impl Inbound {
                 usize::from(p.total_len())
             }
             Some(6) => {
-                let mut p = ipv6::Packet::new_checked(&mut *buf).map_err(|_| DropReason::Malformed)?;
-                let e = ecn::decap_ecn(Ecn::from_bits(p.ecn()), outer.ecn).ok_or(DropReason::EcnDrop)?;
+                let mut p =
+                    ipv6::Packet::new_checked(&mut *buf).map_err(|_| DropReason::Malformed)?;
+                let e = ecn::decap_ecn(Ecn::from_bits(p.ecn()), outer.ecn)
+                    .ok_or(DropReason::EcnDrop)?;
                 p.set_ecn(e.bits());
                 ipv6::HEADER_LEN + usize::from(p.payload_len())
             }
@@ -313,7 +353,11 @@ impl Inbound {
             sa.counters.bytes += inner_len as u64;
         }
         let innermost = removed.last().map(|&i| self.sas[i].params.spi).unwrap_or(0);
-        Ok(Decapsulated::Inner { range: inner, spi: innermost, seq })
+        Ok(Decapsulated::Inner {
+            range: inner,
+            spi: innermost,
+            seq,
+        })
     }
 }
 

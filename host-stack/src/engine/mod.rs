@@ -38,7 +38,10 @@ pub struct SoftwareEngine {
 
 /// Whether a policy of `dir` names this SA.
 fn named_by(config: &Config, sa: &SaConfig, dir: Direction) -> bool {
-    config.policies.iter().any(|p| p.dir == dir && p.sa.contains(&sa.spi))
+    config
+        .policies
+        .iter()
+        .any(|p| p.dir == dir && p.sa.contains(&sa.spi))
 }
 
 impl SoftwareEngine {
@@ -46,16 +49,23 @@ impl SoftwareEngine {
         let mut engine = SoftwareEngine::default();
         for sa in &config.sas {
             if named_by(config, sa, Direction::Out) {
-                engine.outbound.sas.push(OutboundSa::new(SaParams::from_config(sa)?, sa.seq));
+                engine
+                    .outbound
+                    .sas
+                    .push(OutboundSa::new(SaParams::from_config(sa)?, sa.seq));
             }
             if named_by(config, sa, Direction::In) || !named_by(config, sa, Direction::Out) {
                 let idx = engine.inbound.sas.len();
-                engine.inbound.sas.push(InboundSa::new(SaParams::from_config(sa)?, sa.replay_window, sa.seq)?);
+                engine.inbound.sas.push(InboundSa::new(
+                    SaParams::from_config(sa)?,
+                    sa.replay_window,
+                    sa.seq,
+                )?);
                 engine.inbound.by_spi.insert((sa.spi, sa.dst), idx);
-                if let Some(u) = sa.udp_encap {
-                    if !engine.inbound.encap_ports.contains(&u.dst_port) {
-                        engine.inbound.encap_ports.push(u.dst_port);
-                    }
+                if let Some(u) = sa.udp_encap
+                    && !engine.inbound.encap_ports.contains(&u.dst_port)
+                {
+                    engine.inbound.encap_ports.push(u.dst_port);
                 }
             }
         }
@@ -67,7 +77,9 @@ impl SoftwareEngine {
                     let find = |spi: u32| -> Result<usize, EngineError> {
                         let found = match p.dir {
                             Direction::Out => engine.outbound.sa_index(spi),
-                            Direction::In => engine.inbound.sas.iter().position(|s| s.params.spi == spi),
+                            Direction::In => {
+                                engine.inbound.sas.iter().position(|s| s.params.spi == spi)
+                            }
                         };
                         found.ok_or(EngineError::MissingSa { index, spi })
                     };
@@ -76,7 +88,11 @@ impl SoftwareEngine {
                     Action::Protect(Bundle { inner, outer_ah })
                 }
             };
-            let policy = Policy { selector: Selector::from_config(p), action, config_index: index };
+            let policy = Policy {
+                selector: Selector::from_config(p),
+                action,
+                config_index: index,
+            };
             match p.dir {
                 Direction::Out => engine.outbound.spd.push(policy),
                 Direction::In => engine.inbound.spd.push(policy),

@@ -16,7 +16,7 @@ use crate::ecn;
 use crate::sa::{OutboundSa, Transform};
 use crate::spd::{Action, Bundle, Spd};
 use crate::wire::flow::Flow;
-use crate::wire::{ah, esp, ipv4, ipv6, udp, IpProtocol};
+use crate::wire::{IpProtocol, ah, esp, ipv4, ipv6, udp};
 
 /// What happened to an outbound packet that was not dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,11 +45,19 @@ fn inner_info(inner: &[u8]) -> Result<InnerInfo, DropReason> {
     match inner.first().map(|b| b >> 4) {
         Some(4) => {
             let p = ipv4::Packet::new_checked(inner).map_err(|_| DropReason::Malformed)?;
-            Ok(InnerInfo { tos: p.tos(), dont_frag: p.dont_frag(), next_header: IpProtocol::Ipv4 })
+            Ok(InnerInfo {
+                tos: p.tos(),
+                dont_frag: p.dont_frag(),
+                next_header: IpProtocol::Ipv4,
+            })
         }
         Some(6) => {
             let p = ipv6::Packet::new_checked(inner).map_err(|_| DropReason::Malformed)?;
-            Ok(InnerInfo { tos: p.traffic_class(), dont_frag: true, next_header: IpProtocol::Ipv6 })
+            Ok(InnerInfo {
+                tos: p.traffic_class(),
+                dont_frag: true,
+                next_header: IpProtocol::Ipv6,
+            })
         }
         _ => Err(DropReason::Malformed),
     }
@@ -87,7 +95,11 @@ impl Outbound {
 
     /// Applies outbound policy to an inner IP packet and, when it says protect, writes the
     /// tunnel packet into `out`.
-    pub fn encapsulate(&mut self, inner: &[u8], out: &mut [u8]) -> Result<Encapsulated, DropReason> {
+    pub fn encapsulate(
+        &mut self,
+        inner: &[u8],
+        out: &mut [u8],
+    ) -> Result<Encapsulated, DropReason> {
         match self.classify(inner)? {
             Action::Bypass => Ok(Encapsulated::Bypass),
             Action::Discard => Err(DropReason::PolicyDiscard),
@@ -96,7 +108,12 @@ impl Outbound {
     }
 
     /// Encapsulates an inner packet with a bundle, policy already decided.
-    pub fn protect(&mut self, bundle: Bundle, inner: &[u8], out: &mut [u8]) -> Result<Encapsulated, DropReason> {
+    pub fn protect(
+        &mut self,
+        bundle: Bundle,
+        inner: &[u8],
+        out: &mut [u8],
+    ) -> Result<Encapsulated, DropReason> {
         let info = inner_info(inner)?;
         let tunnel = self.sas.get(bundle.inner).ok_or(DropReason::NoPolicy)?;
         tunnel.can_send()?;
@@ -109,7 +126,11 @@ impl Outbound {
             None => None,
         };
         let v6 = tunnel.params.dst.is_ipv6();
-        let ip_len = if v6 { ipv6::HEADER_LEN } else { ipv4::HEADER_LEN };
+        let ip_len = if v6 {
+            ipv6::HEADER_LEN
+        } else {
+            ipv4::HEADER_LEN
+        };
         let ah_len = match (&tunnel.params.transform, ah_sa) {
             (Transform::Ah(i), _) => ah::header_len(i.icv_len(), v6),
             (_, Some(sa)) => match &sa.params.transform {
@@ -118,17 +139,27 @@ impl Outbound {
             },
             _ => 0,
         };
-        let udp_len = if tunnel.params.udp_encap.is_some() { udp::HEADER_LEN } else { 0 };
+        let udp_len = if tunnel.params.udp_encap.is_some() {
+            udp::HEADER_LEN
+        } else {
+            0
+        };
         let (inner_proto_len, pad_len) = match &tunnel.params.transform {
             Transform::Esp(t) => {
                 let pad = esp::pad_len(inner.len(), t.pad_align());
-                (esp::HEADER_LEN + t.iv_len() + inner.len() + pad + 2 + t.icv_len(), pad)
+                (
+                    esp::HEADER_LEN + t.iv_len() + inner.len() + pad + 2 + t.icv_len(),
+                    pad,
+                )
             }
             Transform::Ah(_) => (inner.len(), 0),
         };
         let total = ip_len + ah_len + udp_len + inner_proto_len;
         let ip_payload = total - ip_len;
-        if total > out.len() || (!v6 && total > usize::from(u16::MAX)) || ip_payload > usize::from(u16::MAX) {
+        if total > out.len()
+            || (!v6 && total > usize::from(u16::MAX))
+            || ip_payload > usize::from(u16::MAX)
+        {
             return Err(DropReason::TooBig);
         }
 
@@ -150,9 +181,14 @@ impl Outbound {
                 let data = esp::HEADER_LEN + t.iv_len();
                 esp_buf[data..data + inner.len()].copy_from_slice(inner);
                 let trailer = data + inner.len();
-                esp::emit_trailer(&mut esp_buf[trailer..trailer + pad_len + 2], pad_len, info.next_header)
+                esp::emit_trailer(
+                    &mut esp_buf[trailer..trailer + pad_len + 2],
+                    pad_len,
+                    info.next_header,
+                )
+                .map_err(|_| DropReason::TooBig)?;
+                t.seal(esp_buf, seq, p.esn)
                     .map_err(|_| DropReason::TooBig)?;
-                t.seal(esp_buf, seq, p.esn).map_err(|_| DropReason::TooBig)?;
                 if let Some(encap) = p.udp_encap {
                     let udp_buf = &mut out[body..total];
                     let mut u = udp::Packet::new_unchecked(udp_buf);
@@ -181,14 +217,28 @@ impl Outbound {
             DfMode::Set => true,
             DfMode::Clear => false,
         };
-        emit_outer(&mut out[..ip_len], p.src, p.dst, first_next, ip_payload, p.ttl, ecn::encap_tos(info.tos), dont_frag, seq as u16);
+        emit_outer(
+            &mut out[..ip_len],
+            p.src,
+            p.dst,
+            first_next,
+            ip_payload,
+            p.ttl,
+            ecn::encap_tos(info.tos),
+            dont_frag,
+            seq as u16,
+        );
 
         // AH over everything: the AH tunnel SA itself, or the AH transport SA of a bundle.
         let (ah_index, ah_seq, ah_next) = match (&p.transform, bundle.outer_ah) {
             (Transform::Ah(_), _) => (bundle.inner, seq, info.next_header),
             (_, Some(i)) => {
                 let s = self.sas[i].next_seq();
-                let next = if udp_len > 0 { IpProtocol::Udp } else { IpProtocol::Esp };
+                let next = if udp_len > 0 {
+                    IpProtocol::Udp
+                } else {
+                    IpProtocol::Esp
+                };
                 (i, s, next)
             }
             _ => (usize::MAX, 0, IpProtocol::Esp),
@@ -198,7 +248,18 @@ impl Outbound {
             let Transform::Ah(integrity) = &sa.params.transform else {
                 return Err(DropReason::NoPolicy);
             };
-            apply_ah(out, ip_len, ah_len, total, sa.params.spi, ah_seq, sa.params.esn, ah_next, integrity, v6)?;
+            apply_ah(
+                out,
+                ip_len,
+                ah_len,
+                total,
+                sa.params.spi,
+                ah_seq,
+                sa.params.esn,
+                ah_next,
+                integrity,
+                v6,
+            )?;
         }
         if !v6 {
             ipv4::Packet::new_unchecked(&mut out[..ip_len]).fill_checksum();
@@ -212,7 +273,11 @@ impl Outbound {
             sa.counters.packets += 1;
             sa.counters.bytes += inner.len() as u64;
         }
-        Ok(Encapsulated::Protected { len: total, spi: self.sas[bundle.inner].params.spi, seq })
+        Ok(Encapsulated::Protected {
+            len: total,
+            spi: self.sas[bundle.inner].params.spi,
+            seq,
+        })
     }
 }
 
@@ -240,7 +305,10 @@ fn emit_outer(
                 dont_frag,
                 ident,
             };
-            repr.emit(&mut ipv4::Packet::new_unchecked(buf));
+            let _ = repr.emit(
+                &mut ipv4::Packet::new_unchecked(buf),
+                &crate::wire::ChecksumCaps::default(),
+            );
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             let repr = ipv6::Repr {
@@ -252,7 +320,7 @@ fn emit_outer(
                 traffic_class: tos,
                 flow_label: 0,
             };
-            repr.emit(&mut ipv6::Packet::new_unchecked(buf));
+            let _ = repr.emit(&mut ipv6::Packet::new_unchecked(buf));
         }
         // Configuration validation refuses SAs whose endpoints differ in family.
         _ => {}
@@ -276,14 +344,30 @@ fn apply_ah(
 ) -> Result<(), DropReason> {
     let icv_len = integrity.icv_len();
     {
-        let repr = ah::Repr { next_header, spi, sequence_number: seq as u32, icv_len, ipv6: v6 };
-        repr.emit(&mut ah::Packet::new_unchecked(&mut out[ip_len..ip_len + ah_len]));
+        let repr = ah::Repr {
+            next_header,
+            spi,
+            sequence_number: seq as u32,
+            icv_len,
+            ipv6: v6,
+        };
+        repr.emit(&mut ah::Packet::new_unchecked(
+            &mut out[ip_len..ip_len + ah_len],
+        ))
+        .map_err(|_| DropReason::TooBig)?;
     }
-    let mut hdr = [0u8; ipv6::HEADER_LEN];
-    let hdr = &mut hdr[..ip_len];
-    hdr.copy_from_slice(&out[..ip_len]);
-    let zeroed = if v6 { ah::zero_mutable_ipv6(hdr, ip_len) } else { ah::zero_mutable_ipv4(hdr) };
+    // The IP header with mutable fields zeroed; the copy includes AH's fixed part, which
+    // the IPv6 walk checks the extension chain against.
+    let mut scratch = [0u8; ipv6::HEADER_LEN + ah::FIXED_LEN];
+    let scratch = &mut scratch[..ip_len + ah::FIXED_LEN];
+    scratch.copy_from_slice(&out[..ip_len + ah::FIXED_LEN]);
+    let zeroed = if v6 {
+        ah::zero_mutable_ipv6(scratch, ip_len)
+    } else {
+        ah::zero_mutable_ipv4(scratch)
+    };
     zeroed.map_err(|_| DropReason::Malformed)?;
+    let hdr = &scratch[..ip_len];
     let seq_hi = ((seq >> 32) as u32).to_be_bytes();
     let mut icv = [0u8; 64];
     let icv = &mut icv[..icv_len];
@@ -295,6 +379,6 @@ fn apply_ah(
             integrity.compute(&[hdr, rest], icv);
         }
     }
-    out[ip_len + ah::ICV_OFFSET..ip_len + ah::ICV_OFFSET + icv_len].copy_from_slice(icv);
+    out[ip_len + ah::FIXED_LEN..ip_len + ah::FIXED_LEN + icv_len].copy_from_slice(icv);
     Ok(())
 }
