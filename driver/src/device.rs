@@ -39,7 +39,8 @@ pub trait Device: Send + Sync {
     /// Allocates at least `len_bytes` of DMA memory and maps it for the device.
     fn alloc_dma(&self, len_bytes: usize) -> Result<DmaRegion, DeviceError>;
 
-    /// Enables up to `vectors` interrupt vectors; returns how many were enabled.
+    /// Enables up to `vectors` interrupt vectors; returns how many were enabled. MSI and MSI-X
+    /// messages are memory writes by the device: they arrive only with bus mastering enabled.
     fn enable_irqs(&self, vectors: u32) -> Result<u32, DeviceError>;
     /// Waits up to `timeout` for `vector` (zero: just check).
     fn wait_irq(&self, vector: u32, timeout: Duration) -> Result<IrqWait, DeviceError>;
