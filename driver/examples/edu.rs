@@ -40,6 +40,7 @@ const CMD_TO_RAM: u64 = 0x2;
 const CMD_IRQ: u64 = 0x4;
 const DEVICE_BUFFER: u64 = 0x40000;
 const BUFFER_BYTES: usize = 4096;
+const HUGEPAGE_BYTES: usize = 2 << 20;
 /// Bytes per DMA transfer: QEMU 7.2's range check refuses a transfer that ends exactly at the
 /// end of the device buffer (an off-by-one fixed in later versions), so stay short of it.
 const TRANSFER_BYTES: usize = 4000;
@@ -169,7 +170,7 @@ fn run(address: PciAddress) -> Report {
         failed: 0,
     };
     let options = VfioOptions {
-        iova_windows: vec![0x10_0000..0x1000_0000],
+        iova_windows: std::iter::once(0x10_0000..0x1000_0000).collect(),
         ..VfioOptions::default()
     };
 
@@ -254,13 +255,10 @@ fn run(address: PciAddress) -> Report {
             .map_err(e),
     );
 
-    let irq = dev
-        .enable_irqs(1)
-        .map_err(e)
-        .and_then(|n| match dev.irq_kind() {
-            Some(IrqKind::Msi) => Ok(format!("{n} MSI vector through an eventfd")),
-            kind => Ok(format!("{n} vectors of {kind:?}")),
-        });
+    let irq = dev.enable_irqs(1).map_err(e).map(|n| match dev.irq_kind() {
+        Some(IrqKind::Msi) => format!("{n} MSI vector through an eventfd"),
+        kind => format!("{n} vectors of {kind:?}"),
+    });
     let irq_ok = report.step("irq-setup", irq);
 
     if irq_ok {
@@ -302,6 +300,30 @@ fn run(address: PciAddress) -> Report {
         ))
     })();
     report.step("dma-roundtrip", dma_steps);
+
+    let huge = (|| {
+        let region = dev.alloc_dma(HUGEPAGE_BYTES).map_err(e)?;
+        if region.page_bytes() != HUGEPAGE_BYTES {
+            return Err(format!(
+                "backed by {} KiB pages: no free 2 MiB hugepage",
+                region.page_bytes() >> 10
+            ));
+        }
+        // Aim at the last 4 KiB of the hugepage: the IOMMU must translate the whole 2 MiB.
+        let tail = HUGEPAGE_BYTES - BUFFER_BYTES;
+        region.fill(0, HUGEPAGE_BYTES, 0).map_err(e)?;
+        dma(&dev, DEVICE_BUFFER, region.iova() + tail as u64, true)?;
+        let mut back = vec![0u8; TRANSFER_BYTES];
+        region.read_bytes(tail, &mut back).map_err(e)?;
+        match back.iter().enumerate().find(|&(i, &b)| b != pattern(i)) {
+            None => Ok(format!(
+                "2 MiB hugepage at IOVA {:#x}; device wrote its last 4 KiB correctly",
+                region.iova()
+            )),
+            Some((i, b)) => Err(format!("byte {i} is {b:#04x}")),
+        }
+    })();
+    report.step("dma-hugepage", huge);
 
     let fault = (|| {
         let victim = dev.alloc_dma(BUFFER_BYTES).map_err(e)?;

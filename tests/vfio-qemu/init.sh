@@ -58,7 +58,7 @@ echo "VFIO-QEMU: running espo probe --pci $bdf"
 probe_rc=$?
 cat /tmp/probe.txt
 [ "$probe_rc" -eq 0 ] && pass "espo probe exit 0" || fail "espo probe exit $probe_rc"
-if grep -q "IOMMU group $group\b" /tmp/probe.txt; then
+if grep -qE "IOMMU group $group([^0-9]|$)" /tmp/probe.txt; then
     pass "espo probe reports IOMMU group $group"
 else
     fail "espo probe does not report IOMMU group $group"

@@ -84,17 +84,17 @@ log=$work/console.log
 start=$(date +%s)
 set +e
 timeout 900 qemu-system-x86_64 \
-    -machine q35,kernel-irqchip=split -accel tcg -cpu max -smp 2 -m 512M \
+    -machine q35,kernel-irqchip=split -accel tcg -cpu max -smp 2 -m 768M \
     -device intel-iommu,intremap=on \
     -device pcie-root-port,id=rp0,chassis=1,slot=1 \
     -device edu,bus=rp0 \
     -kernel "$vmlinuz" -initrd "$work"/initramfs.cpio.gz \
-    -append 'console=ttyS0 intel_iommu=on panic=-1 loglevel=4' \
+    -append 'console=ttyS0 intel_iommu=on hugepagesz=2M hugepages=40 panic=-1 loglevel=4' \
     -nographic -no-reboot -monitor none -serial stdio </dev/null >"$log" 2>&1
 qemu_rc=$?
 set -e
 echo "== vfio-qemu: guest ran $(( $(date +%s) - start )) s (qemu exit $qemu_rc); console:"
-grep -E '^(PASS|FAIL|INFO|VFIO-QEMU|edu:|\[(ok|FAIL|info|warn)|    )|DMAR' "$log" | sed 's/^/   /'
+grep -E '^(PASS|FAIL|INFO|VFIO|edu:|\[( ok |FAIL|info|warn)\]|       )|DMAR' "$log" | sed 's/^/   /'
 if grep -q '^VFIO-QEMU RESULT: PASS' "$log"; then
     echo "== vfio-qemu: all steps passed"
 else

@@ -1,0 +1,766 @@
+//! `espo probe`: what a VFIO deployment needs, and what is missing, in plain words.
+//!
+//! Every check reads sysfs, procfs and /dev under one root directory, so tests run it against
+//! a fake tree. Nothing is changed: each problem comes with the command that fixes it.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+use espo_driver::{DEFAULT_DMA_BUDGET_BYTES, PciAddress};
+
+/// Arguments of `espo probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The card's PCI address (domain:bus:device.function, as `lspci -D` prints it); without
+    /// it only the host is checked.
+    #[arg(long, value_name = "BDF")]
+    pub pci: Option<PciAddress>,
+    /// Inspect this directory as if it were `/` (for testing against a copied or fake tree).
+    #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
+    pub root: PathBuf,
+}
+
+/// The verdict of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Present and usable.
+    Ok,
+    /// Works, but not as well as it could.
+    Warn,
+    /// Blocks VFIO use.
+    Missing,
+    /// For information.
+    Info,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub status: Status,
+    pub what: &'static str,
+    pub detail: String,
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn new(status: Status, what: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            what,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+
+    fn fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = Some(fix.into());
+        self
+    }
+}
+
+/// Runs `espo probe`.
+pub fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
+    let checks = probe(&args.root, args.pci);
+    print!("{}", render(&checks, args.pci));
+    let blocked = checks.iter().any(|c| c.status == Status::Missing);
+    Ok(if blocked {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Formats the report: one line per check, its fix indented below it, and a verdict.
+pub fn render(checks: &[Check], pci: Option<PciAddress>) -> String {
+    let mut out = String::new();
+    for check in checks {
+        let tag = match check.status {
+            Status::Ok => "[ ok ]",
+            Status::Warn => "[warn]",
+            Status::Missing => "[FAIL]",
+            Status::Info => "[info]",
+        };
+        let _ = writeln!(out, "{tag} {}: {}", check.what, check.detail);
+        if let Some(fix) = &check.fix {
+            for (i, line) in fix.lines().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "       {} {line}",
+                    if i == 0 { "fix:" } else { "    " }
+                );
+            }
+        }
+    }
+    let blocking = checks
+        .iter()
+        .filter(|c| c.status == Status::Missing)
+        .count();
+    let no_vfio = checks
+        .iter()
+        .any(|c| c.what == "VFIO" && c.status == Status::Missing);
+    let verdict = match (blocking, pci) {
+        (0, Some(pci)) => format!("VFIO is ready for {pci}."),
+        (0, None) => "The host is ready for VFIO; pass --pci BDF to check a card.".to_string(),
+        _ if no_vfio => format!(
+            "VFIO is not usable on this machine: {blocking} problem(s) above, starting with the missing VFIO support."
+        ),
+        _ => format!("VFIO is not usable yet: {blocking} problem(s) above block it."),
+    };
+    let _ = writeln!(out, "{verdict}");
+    out
+}
+
+/// Every check, in the order a person would fix them.
+pub fn probe(root: &Path, pci: Option<PciAddress>) -> Vec<Check> {
+    let sys = root.join("sys");
+    let mut checks = vec![
+        iommu(root),
+        vfio(root),
+        iommufd(root),
+        memlock(root),
+        hugepages(&sys),
+    ];
+    match pci {
+        Some(address) => checks.extend(device(root, address)),
+        None => checks.push(bound_devices(&sys)),
+    }
+    checks
+}
+
+fn read_trimmed(path: &Path) -> Option<String> {
+    fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+fn link_name(path: &Path) -> Option<String> {
+    fs::read_link(path)
+        .ok()?
+        .file_name()?
+        .to_str()
+        .map(str::to_string)
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn iommu(root: &Path) -> Check {
+    let units = entries(&root.join("sys/class/iommu"));
+    let cmdline = read_trimmed(&root.join("proc/cmdline")).unwrap_or_default();
+    let flags: Vec<&str> = cmdline
+        .split_whitespace()
+        .filter(|w| w.contains("iommu"))
+        .collect();
+    let flags = if flags.is_empty() {
+        "none".to_string()
+    } else {
+        flags.join(" ")
+    };
+    if units.is_empty() {
+        Check::new(Status::Missing, "IOMMU", format!("not enabled (no IOMMU in /sys/class/iommu; IOMMU flags on the kernel command line: {flags})"))
+            .fix("enable VT-d (Intel) or AMD-Vi/IOMMU (AMD) in the firmware setup, and boot with\nintel_iommu=on iommu=pt (Intel) or amd_iommu=on iommu=pt (AMD) on the kernel command line")
+    } else {
+        Check::new(
+            Status::Ok,
+            "IOMMU",
+            format!(
+                "enabled ({}; kernel command line: {flags})",
+                units.join(", ")
+            ),
+        )
+    }
+}
+
+fn open_rw(path: &Path) -> io::Result<()> {
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map(drop)
+}
+
+fn vfio(root: &Path) -> Check {
+    let modules: Vec<&str> = ["vfio", "vfio_iommu_type1", "vfio_pci"]
+        .into_iter()
+        .filter(|m| !root.join("sys/module").join(m).exists())
+        .collect();
+    let container = root.join("dev/vfio/vfio");
+    if !container.exists() {
+        let detail = if modules.len() == 3 {
+            "this kernel has no VFIO loaded (no /dev/vfio/vfio, no vfio modules)".to_string()
+        } else {
+            format!(
+                "no /dev/vfio/vfio (modules not loaded: {})",
+                modules.join(", ")
+            )
+        };
+        return Check::new(Status::Missing, "VFIO", detail).fix(
+            "modprobe vfio-pci   (kernels built without CONFIG_VFIO_PCI cannot run espo on a card)",
+        );
+    }
+    if !modules.is_empty() {
+        return Check::new(
+            Status::Missing,
+            "VFIO",
+            format!(
+                "/dev/vfio/vfio exists but {} not loaded",
+                modules.join(", ")
+            ),
+        )
+        .fix("modprobe vfio-pci vfio_iommu_type1");
+    }
+    match open_rw(&container) {
+        Ok(()) => Check::new(
+            Status::Ok,
+            "VFIO",
+            "/dev/vfio/vfio opens; vfio, vfio_iommu_type1 and vfio_pci are loaded",
+        ),
+        Err(err) => Check::new(
+            Status::Missing,
+            "VFIO",
+            format!("/dev/vfio/vfio cannot be opened: {err}"),
+        )
+        .fix("run espo as root, or give its user read-write access to /dev/vfio/vfio"),
+    }
+}
+
+fn iommufd(root: &Path) -> Check {
+    if root.join("dev/iommu").exists() {
+        Check::new(
+            Status::Info,
+            "iommufd",
+            "/dev/iommu is present (espo uses the VFIO container path, which this kernel also offers)",
+        )
+    } else {
+        Check::new(
+            Status::Info,
+            "iommufd",
+            "not offered by this kernel (Linux 6.6+ with CONFIG_IOMMUFD and CONFIG_VFIO_DEVICE_CDEV); the VFIO container path is used",
+        )
+    }
+}
+
+/// Bit of CAP_IPC_LOCK in the capability sets: with it, pinned DMA memory is not charged
+/// against RLIMIT_MEMLOCK.
+const CAP_IPC_LOCK: u32 = 14;
+
+fn memlock(root: &Path) -> Check {
+    let need = DEFAULT_DMA_BUDGET_BYTES;
+    let status = read_trimmed(&root.join("proc/self/status")).unwrap_or_default();
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    if cap_eff & (1 << CAP_IPC_LOCK) != 0 {
+        return Check::new(
+            Status::Ok,
+            "memlock",
+            "CAP_IPC_LOCK held (running as root): DMA memory is not limited by RLIMIT_MEMLOCK",
+        );
+    }
+    let limits = read_trimmed(&root.join("proc/self/limits")).unwrap_or_default();
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max locked memory"))
+        .and_then(|l| l.split_whitespace().nth(3));
+    let fix = "raise the limit for espo's service: ulimit -l unlimited, LimitMEMLOCK=infinity in its\nsystemd unit, or a memlock line in /etc/security/limits.conf; or run it as root";
+    match soft {
+        Some("unlimited") => Check::new(Status::Ok, "memlock", "RLIMIT_MEMLOCK is unlimited"),
+        Some(bytes) => match bytes.parse::<u64>() {
+            Ok(limit) if limit >= need => Check::new(
+                Status::Ok,
+                "memlock",
+                format!(
+                    "RLIMIT_MEMLOCK {} MiB covers the {} MiB espo pins",
+                    limit >> 20,
+                    need >> 20
+                ),
+            ),
+            Ok(limit) => Check::new(
+                Status::Missing,
+                "memlock",
+                format!(
+                    "RLIMIT_MEMLOCK is {} KiB; espo pins {} MiB of DMA memory",
+                    limit >> 10,
+                    need >> 20
+                ),
+            )
+            .fix(fix),
+            Err(_) => Check::new(
+                Status::Warn,
+                "memlock",
+                format!("cannot read RLIMIT_MEMLOCK ({bytes})"),
+            ),
+        },
+        None => Check::new(Status::Warn, "memlock", "cannot read /proc/self/limits").fix(fix),
+    }
+}
+
+fn hugepages(sys: &Path) -> Check {
+    let free = |size: &str| {
+        read_trimmed(&sys.join(format!(
+            "kernel/mm/hugepages/hugepages-{size}/free_hugepages"
+        )))
+        .and_then(|v| v.parse::<u64>().ok())
+    };
+    let (two_m, one_g) = (free("2048kB"), free("1048576kB"));
+    let detail = format!(
+        "free: {} x 2 MiB, {} x 1 GiB",
+        two_m.unwrap_or(0),
+        one_g.unwrap_or(0)
+    );
+    if two_m.unwrap_or(0) * (2 << 20) >= DEFAULT_DMA_BUDGET_BYTES {
+        Check::new(Status::Ok, "hugepages", detail)
+    } else {
+        let pages = DEFAULT_DMA_BUDGET_BYTES / (2 << 20);
+        Check::new(
+            Status::Warn,
+            "hugepages",
+            format!("{detail}; DMA memory falls back to 4 KiB pages (slower: more IOTLB misses)"),
+        )
+        .fix(format!(
+            "echo {pages} > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+        ))
+    }
+}
+
+fn bound_devices(sys: &Path) -> Check {
+    let bound: Vec<String> = entries(&sys.join("bus/pci/drivers/vfio-pci"))
+        .into_iter()
+        .filter(|n| n.parse::<PciAddress>().is_ok())
+        .collect();
+    if bound.is_empty() {
+        Check::new(
+            Status::Info,
+            "devices",
+            "none bound to vfio-pci; pass --pci BDF to check a card",
+        )
+    } else {
+        Check::new(
+            Status::Info,
+            "devices",
+            format!("bound to vfio-pci: {}", bound.join(", ")),
+        )
+    }
+}
+
+/// Drivers that leave an IOMMU group usable by VFIO.
+fn vfio_compatible(driver: Option<&str>) -> bool {
+    matches!(driver, None | Some("vfio-pci" | "pci-stub" | "pcieport"))
+}
+
+fn bind_commands(address: &str, bound: bool) -> String {
+    let dev = format!("/sys/bus/pci/devices/{address}");
+    let mut fix = format!("echo vfio-pci > {dev}/driver_override\n");
+    if bound {
+        let _ = writeln!(fix, "echo {address} > {dev}/driver/unbind");
+    }
+    let _ = write!(fix, "echo {address} > /sys/bus/pci/drivers_probe");
+    fix
+}
+
+fn device(root: &Path, address: PciAddress) -> Vec<Check> {
+    let name = address.to_string();
+    let dev = root.join("sys/bus/pci/devices").join(&name);
+    if !dev.exists() {
+        return vec![
+            Check::new(Status::Missing, "device", format!("no PCI device {name}"))
+                .fix("lspci -D lists the PCI addresses of this machine"),
+        ];
+    }
+    let id = |f: &str| {
+        read_trimmed(&dev.join(f))
+            .map(|v| v.trim_start_matches("0x").to_string())
+            .unwrap_or_else(|| "?".into())
+    };
+    let mut checks = vec![Check::new(
+        Status::Info,
+        "device",
+        format!("{name} [{}:{}]", id("vendor"), id("device")),
+    )];
+
+    let driver = link_name(&dev.join("driver"));
+    checks.push(match driver.as_deref() {
+        Some("vfio-pci") => {
+            Check::new(Status::Ok, "driver", format!("{name} is bound to vfio-pci"))
+        }
+        Some(other) => Check::new(
+            Status::Missing,
+            "driver",
+            format!("{name} is bound to {other}, not vfio-pci"),
+        )
+        .fix(bind_commands(&name, true)),
+        None => Check::new(
+            Status::Missing,
+            "driver",
+            format!("{name} is bound to no driver"),
+        )
+        .fix(bind_commands(&name, false)),
+    });
+
+    let Some(group) = link_name(&dev.join("iommu_group")) else {
+        checks.push(Check::new(
+            Status::Missing,
+            "IOMMU group",
+            format!("{name} has none: the IOMMU is off"),
+        ));
+        return checks;
+    };
+    let members = entries(
+        &root
+            .join("sys/kernel/iommu_groups")
+            .join(&group)
+            .join("devices"),
+    );
+    let others: Vec<(String, Option<String>)> = members
+        .into_iter()
+        .filter(|m| *m != name)
+        .map(|m| {
+            let drv = link_name(&root.join("sys/bus/pci/devices").join(&m).join("driver"));
+            (m, drv)
+        })
+        .collect();
+    let describe = |(m, d): &(String, Option<String>)| {
+        format!("{m} ({})", d.as_deref().unwrap_or("no driver"))
+    };
+    let blocking: Vec<&(String, Option<String>)> = others
+        .iter()
+        .filter(|(_, d)| !vfio_compatible(d.as_deref()))
+        .collect();
+    checks.push(if others.is_empty() {
+        Check::new(Status::Ok, "IOMMU group", format!("IOMMU group {group}: {name} is its only member"))
+    } else if blocking.is_empty() {
+        let list: Vec<String> = others.iter().map(describe).collect();
+        Check::new(Status::Ok, "IOMMU group", format!("IOMMU group {group}: also holds {}, all usable with VFIO", list.join(", ")))
+    } else {
+        let list: Vec<String> = others.iter().map(describe).collect();
+        let fix: Vec<String> = blocking.iter().map(|(m, _)| bind_commands(m, true)).collect();
+        Check::new(Status::Missing, "IOMMU group", format!("IOMMU group {group}: also holds {}; every member must be bound to vfio-pci or to no driver", list.join(", ")))
+            .fix(format!("{}\n(or move the card to a slot whose IOMMU group it has to itself)", fix.join("\n")))
+    });
+
+    let node = root.join("dev/vfio").join(&group);
+    checks.push(match open_rw(&node) {
+        Ok(()) => Check::new(Status::Ok, "group device", format!("/dev/vfio/{group} opens")),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            Check::new(Status::Missing, "group device", format!("/dev/vfio/{group} does not exist (appears once the group's devices are bound to vfio-pci)"))
+        }
+        Err(err) if err.raw_os_error() == Some(16) => {
+            Check::new(Status::Missing, "group device", format!("/dev/vfio/{group} is busy: another process (a VM, another espo) holds the group"))
+        }
+        Err(err) => Check::new(Status::Missing, "group device", format!("/dev/vfio/{group} cannot be opened: {err}"))
+            .fix(format!("run espo as root, or give its user access: chown espo /dev/vfio/{group} (a udev rule makes it stick)")),
+    });
+
+    if root.join("dev/iommu").exists() {
+        let cdev = entries(&dev.join("vfio-dev")).into_iter().next();
+        checks.push(match cdev {
+            Some(c) if root.join("dev/vfio/devices").join(&c).exists() => Check::new(
+                Status::Info,
+                "device cdev",
+                format!("/dev/vfio/devices/{c} (iommufd path)"),
+            ),
+            _ => Check::new(
+                Status::Info,
+                "device cdev",
+                "no /dev/vfio/devices node for this device",
+            ),
+        });
+    }
+    checks
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    const CARD: &str = "0000:03:00.0";
+
+    /// A fake root with an IOMMU, VFIO loaded and the card bound to vfio-pci, alone in group 12.
+    struct Tree {
+        dir: tempfile::TempDir,
+    }
+
+    impl Tree {
+        fn empty() -> Self {
+            let tree = Self {
+                dir: tempfile::tempdir().unwrap(),
+            };
+            tree.file("proc/cmdline", "BOOT_IMAGE=/vmlinuz root=/dev/vda quiet");
+            tree.file(
+                "proc/self/limits",
+                "Max locked memory         65536                65536                bytes     \n",
+            );
+            tree.file(
+                "proc/self/status",
+                "Name:\tespo\nCapEff:\t0000000000000000\n",
+            );
+            tree.mkdir("sys/class/iommu");
+            tree.mkdir("sys/bus/pci/devices");
+            tree
+        }
+
+        fn good() -> Self {
+            let tree = Self::empty();
+            tree.file("proc/cmdline", "root=/dev/vda intel_iommu=on iommu=pt");
+            tree.file(
+                "proc/self/status",
+                "Name:\tespo\nCapEff:\t000001ffffffffff\n",
+            );
+            tree.mkdir("sys/class/iommu/dmar0");
+            for m in ["vfio", "vfio_iommu_type1", "vfio_pci"] {
+                tree.mkdir(&format!("sys/module/{m}"));
+            }
+            tree.file("dev/vfio/vfio", "");
+            tree.file(
+                "sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages",
+                "512\n",
+            );
+            tree.device(CARD, "12", Some("vfio-pci"));
+            tree.file("dev/vfio/12", "");
+            tree
+        }
+
+        fn path(&self, rel: &str) -> PathBuf {
+            self.dir.path().join(rel)
+        }
+
+        fn mkdir(&self, rel: &str) {
+            fs::create_dir_all(self.path(rel)).unwrap();
+        }
+
+        fn file(&self, rel: &str, text: &str) {
+            let p = self.path(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+
+        fn device(&self, bdf: &str, group: &str, driver: Option<&str>) {
+            let dev = format!("sys/bus/pci/devices/{bdf}");
+            self.file(&format!("{dev}/vendor"), "0x1234\n");
+            self.file(&format!("{dev}/device"), "0x11e8\n");
+            let groups = format!("sys/kernel/iommu_groups/{group}/devices");
+            self.mkdir(&groups);
+            symlink(
+                format!("../../../kernel/iommu_groups/{group}"),
+                self.path(&format!("{dev}/iommu_group")),
+            )
+            .unwrap();
+            symlink(
+                format!("../../../../bus/pci/devices/{bdf}"),
+                self.path(&format!("{groups}/{bdf}")),
+            )
+            .unwrap();
+            if let Some(driver) = driver {
+                self.mkdir(&format!("sys/bus/pci/drivers/{driver}"));
+                symlink(
+                    format!("../../../bus/pci/drivers/{driver}"),
+                    self.path(&format!("{dev}/driver")),
+                )
+                .unwrap();
+            }
+        }
+
+        fn probe(&self, pci: Option<&str>) -> (Vec<Check>, String) {
+            let pci = pci.map(|p| p.parse().unwrap());
+            let checks = probe(self.dir.path(), pci);
+            let text = render(&checks, pci);
+            (checks, text)
+        }
+    }
+
+    fn status_of(checks: &[Check], what: &str) -> Status {
+        checks
+            .iter()
+            .find(|c| c.what == what)
+            .unwrap_or_else(|| panic!("no {what} check"))
+            .status
+    }
+
+    fn blocking(checks: &[Check]) -> usize {
+        checks
+            .iter()
+            .filter(|c| c.status == Status::Missing)
+            .count()
+    }
+
+    #[test]
+    fn machine_without_iommu_or_vfio_says_so() {
+        let (checks, text) = Tree::empty().probe(None);
+        assert_eq!(status_of(&checks, "IOMMU"), Status::Missing);
+        assert_eq!(status_of(&checks, "VFIO"), Status::Missing);
+        assert_eq!(status_of(&checks, "memlock"), Status::Missing);
+        assert!(text.contains("this kernel has no VFIO loaded"), "{text}");
+        assert!(text.contains("intel_iommu=on"), "{text}");
+        assert!(
+            text.contains("VFIO is not usable on this machine"),
+            "{text}"
+        );
+        assert!(
+            text.contains("iommufd: not offered by this kernel"),
+            "{text}"
+        );
+        assert!(text.contains("[warn] hugepages: free: 0 x 2 MiB"), "{text}");
+    }
+
+    #[test]
+    fn all_good_reports_the_group_and_passes() {
+        let (checks, text) = Tree::good().probe(Some(CARD));
+        assert_eq!(blocking(&checks), 0, "{text}");
+        assert!(
+            text.contains("[ ok ] IOMMU group: IOMMU group 12: 0000:03:00.0 is its only member"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[ ok ] driver: 0000:03:00.0 is bound to vfio-pci"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[ ok ] group device: /dev/vfio/12 opens"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[info] device: 0000:03:00.0 [1234:11e8]"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kernel command line: intel_iommu=on iommu=pt"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("VFIO is ready for 0000:03:00.0.\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_device_is_reported() {
+        let (checks, text) = Tree::good().probe(Some("0000:09:00.0"));
+        assert_eq!(status_of(&checks, "device"), Status::Missing);
+        assert_eq!(blocking(&checks), 1);
+        assert!(text.contains("no PCI device 0000:09:00.0"), "{text}");
+    }
+
+    #[test]
+    fn device_bound_to_another_driver_gets_the_rebind_commands() {
+        let tree = Tree::good();
+        fs::remove_file(tree.path(&format!("sys/bus/pci/devices/{CARD}/driver"))).unwrap();
+        tree.mkdir("sys/bus/pci/drivers/ixgbe");
+        symlink(
+            "../../../bus/pci/drivers/ixgbe",
+            tree.path(&format!("sys/bus/pci/devices/{CARD}/driver")),
+        )
+        .unwrap();
+        let (checks, text) = tree.probe(Some(CARD));
+        let driver = checks.iter().find(|c| c.what == "driver").unwrap();
+        assert_eq!(driver.status, Status::Missing);
+        assert!(driver.detail.contains("bound to ixgbe"));
+        assert_eq!(
+            driver.fix.as_deref(),
+            Some(
+                "echo vfio-pci > /sys/bus/pci/devices/0000:03:00.0/driver_override\n\
+                 echo 0000:03:00.0 > /sys/bus/pci/devices/0000:03:00.0/driver/unbind\n\
+                 echo 0000:03:00.0 > /sys/bus/pci/drivers_probe"
+            )
+        );
+        assert!(
+            text.contains("VFIO is not usable yet: 1 problem(s)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unbound_device_needs_no_unbind() {
+        let tree = Tree::good();
+        fs::remove_file(tree.path(&format!("sys/bus/pci/devices/{CARD}/driver"))).unwrap();
+        let (checks, _) = tree.probe(Some(CARD));
+        let driver = checks.iter().find(|c| c.what == "driver").unwrap();
+        assert_eq!(driver.status, Status::Missing);
+        assert!(!driver.fix.as_deref().unwrap().contains("unbind"));
+    }
+
+    #[test]
+    fn group_members_on_other_drivers_block_and_are_named() {
+        let tree = Tree::good();
+        tree.device("0000:03:00.1", "12", Some("ahci"));
+        tree.device("0000:03:00.2", "12", Some("vfio-pci"));
+        let (checks, text) = tree.probe(Some(CARD));
+        let group = checks.iter().find(|c| c.what == "IOMMU group").unwrap();
+        assert_eq!(group.status, Status::Missing, "{text}");
+        assert!(group.detail.contains("0000:03:00.1 (ahci)"), "{text}");
+        assert!(group.detail.contains("0000:03:00.2 (vfio-pci)"), "{text}");
+        let fix = group.fix.as_deref().unwrap();
+        assert!(
+            fix.contains("echo vfio-pci > /sys/bus/pci/devices/0000:03:00.1/driver_override"),
+            "{fix}"
+        );
+        assert!(!fix.contains("0000:03:00.2"), "{fix}");
+
+        // Once the other member is on vfio-pci too, the group is usable.
+        let tree = Tree::good();
+        tree.device("0000:03:00.2", "12", Some("vfio-pci"));
+        let (checks, text) = tree.probe(Some(CARD));
+        assert_eq!(status_of(&checks, "IOMMU group"), Status::Ok, "{text}");
+        assert!(
+            text.contains("also holds 0000:03:00.2 (vfio-pci), all usable with VFIO"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn memlock_limit_against_the_dma_budget() {
+        let tree = Tree::good();
+        tree.file("proc/self/status", "CapEff:\t0000000000000000\n");
+        let (checks, text) = tree.probe(None);
+        assert_eq!(status_of(&checks, "memlock"), Status::Missing);
+        assert!(
+            text.contains("RLIMIT_MEMLOCK is 64 KiB; espo pins 64 MiB"),
+            "{text}"
+        );
+        tree.file(
+            "proc/self/limits",
+            "Max locked memory         unlimited            unlimited            bytes\n",
+        );
+        assert_eq!(status_of(&tree.probe(None).0, "memlock"), Status::Ok);
+    }
+
+    #[test]
+    fn missing_group_node_and_bound_device_listing() {
+        let tree = Tree::good();
+        fs::remove_file(tree.path("dev/vfio/12")).unwrap();
+        let (checks, text) = tree.probe(Some(CARD));
+        assert_eq!(
+            status_of(&checks, "group device"),
+            Status::Missing,
+            "{text}"
+        );
+        tree.file("dev/vfio/12", "");
+        symlink(
+            format!("../../devices/{CARD}"),
+            tree.path(&format!("sys/bus/pci/drivers/vfio-pci/{CARD}")),
+        )
+        .unwrap();
+        let (_, text) = tree.probe(None);
+        assert!(
+            text.contains("[info] devices: bound to vfio-pci: 0000:03:00.0"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("The host is ready for VFIO; pass --pci BDF to check a card.\n"),
+            "{text}"
+        );
+    }
+}
