@@ -1,7 +1,7 @@
 //! Drives QEMU's `edu` device through espo's VFIO backend — the same code the card uses — to
 //! prove it against the real Linux VFIO API (run inside a guest by `tests/vfio-qemu/run.sh`).
 //!
-//! Usage: `edu BDF` with the device bound to vfio-pci. Prints one `PASS`/`FAIL` line per step
+//! Usage: `edu BDF [auto|container|iommufd]` with the device bound to vfio-pci. Prints one `PASS`/`FAIL` line per step
 //! and a closing `N passed, M failed` line; exits non-zero unless every step passed.
 //!
 //! The edu register map (QEMU `docs/specs/edu.rst`): 0x00 identification `0xRRrr00ed`,
@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use espo_driver::vfio::{IrqKind, VfioContainer, VfioDevice, VfioOptions};
+use espo_driver::vfio::{IommuInterface, IrqKind, VfioContainer, VfioDevice, VfioOptions};
 use espo_driver::{Device, DmaMemory, IrqWait, PciAddress};
 
 const ID: u64 = 0x00;
@@ -164,7 +164,7 @@ fn dmar_faults() -> Option<Vec<String>> {
     Some(lines)
 }
 
-fn run(address: PciAddress) -> Report {
+fn run(address: PciAddress, interface: IommuInterface) -> Report {
     let mut report = Report {
         passed: 0,
         failed: 0,
@@ -174,23 +174,42 @@ fn run(address: PciAddress) -> Report {
         ..VfioOptions::default()
     };
 
-    if Path::new("/dev/iommu").exists() {
-        println!("INFO iommufd: /dev/iommu present; espo uses the container path");
-    } else {
-        println!("INFO iommufd: not offered by this kernel; using the legacy container path");
-    }
-    let opened = VfioContainer::open(options.clone()).and_then(|c| c.open_device(address));
-    let dev = match opened {
+    let kernel = match (
+        Path::new("/dev/vfio/vfio").exists(),
+        Path::new("/dev/iommu").exists(),
+    ) {
+        (true, true) => "kernel offers the VFIO container and iommufd",
+        (true, false) => "kernel offers the VFIO container; no iommufd (/dev/iommu)",
+        (false, true) => "kernel offers iommufd only",
+        (false, false) => "kernel offers neither /dev/vfio/vfio nor /dev/iommu",
+    };
+    println!("INFO {kernel}");
+    let container = match VfioContainer::open(VfioOptions {
+        interface,
+        ..options.clone()
+    }) {
+        Ok(container) => container,
+        Err(err) => {
+            report.step("open", Err(e(err)));
+            return report;
+        }
+    };
+    let used = container.interface();
+    let dev = match container.open_device(address) {
         Ok(dev) => dev,
         Err(err) => {
             report.step("open", Err(e(err)));
             return report;
         }
     };
+    let how = match used {
+        IommuInterface::Iommufd => "iommufd IOAS and device cdev open".to_string(),
+        _ => format!("container and /dev/vfio/{} open", dev.group()),
+    };
     report.step(
         "open",
         Ok(format!(
-            "{address} in IOMMU group {}, container and device open",
+            "{address} in IOMMU group {} via {used:?}: {how}",
             dev.group()
         )),
     );
@@ -394,25 +413,32 @@ fn run(address: PciAddress) -> Report {
 
     let group = dev.group();
     drop(dev);
-    // A clean teardown releases the group: it can be opened again at once.
-    let reopen = VfioDevice::open(address, options).map(|again| {
+    // Dropping the device (no DMA mapping left) closes it and detaches its group even though
+    // the first container is still open: a second container can take the group at once.
+    let reopen = VfioDevice::open(address, VfioOptions { interface: used, ..options }).map(|again| {
         let regions = again.regions().len();
         drop(again);
-        format!("device, group {group} and container released; reopened ({regions} regions) and closed again")
+        drop(container);
+        format!("device closed and group {group} released; reopened in a new container ({regions} regions); all closed")
     });
     report.step("teardown", reopen.map_err(e));
     report
 }
 
 fn main() -> ExitCode {
-    let Some(address) = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse::<PciAddress>().ok())
-    else {
-        eprintln!("usage: edu DOMAIN:BUS:DEVICE.FUNCTION");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let address = args.first().and_then(|a| a.parse::<PciAddress>().ok());
+    let interface = match args.get(1).map(String::as_str) {
+        None | Some("auto") => Some(IommuInterface::Auto),
+        Some("container") => Some(IommuInterface::Container),
+        Some("iommufd") => Some(IommuInterface::Iommufd),
+        Some(_) => None,
+    };
+    let (Some(address), Some(interface)) = (address, interface) else {
+        eprintln!("usage: edu DOMAIN:BUS:DEVICE.FUNCTION [auto|container|iommufd]");
         return ExitCode::from(2);
     };
-    let report = run(address);
+    let report = run(address, interface);
     println!("edu: {} passed, {} failed", report.passed, report.failed);
     if report.failed == 0 {
         ExitCode::SUCCESS

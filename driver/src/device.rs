@@ -54,3 +54,6 @@ pub trait Device: Send + Sync {
     /// Enables or disables bus mastering (the device's ability to DMA).
     fn set_bus_master(&self, enable: bool) -> Result<(), DeviceError>;
 }
+
+/// The interface stays object-safe: backends can be chosen at run time.
+const _: Option<&dyn Device> = None;

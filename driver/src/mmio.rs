@@ -54,8 +54,9 @@ impl Mmio {
             width_bytes: width,
             len_bytes: 0,
         })?;
-        // `offset + width <= len` was checked above and `len` is a `usize` mapping length.
-        Ok(unsafe_add(base, offset as usize))
+        // SAFETY: `offset + width <= len` was checked above, so the result points inside the
+        // mapping (whose length is a `usize`, so the cast is lossless).
+        Ok(unsafe { base.add(offset as usize) })
     }
 
     /// Reads the 32-bit register at `offset`.
@@ -90,13 +91,6 @@ impl Mmio {
         unsafe { ptr.as_ptr().write_volatile(value.to_le()) };
         Ok(())
     }
-}
-
-/// `base + offset` for an offset the caller proved to be inside the allocation.
-fn unsafe_add(base: NonNull<u8>, offset: usize) -> NonNull<u8> {
-    // SAFETY: callers pass offsets strictly inside the mapping that `base` points to, so the
-    // result stays inside the same allocation and is non-null.
-    unsafe { base.add(offset) }
 }
 
 #[cfg(test)]

@@ -50,8 +50,14 @@ else
     fail "bind: driver '$driver', /dev/vfio/$group missing"; finish
 fi
 
-echo "VFIO-QEMU: running edu test program"
-if /bin/edu "$bdf"; then pass "edu test program"; else fail "edu test program (exit $?)"; fi
+echo "VFIO-QEMU: running the edu test program (VFIO container)"
+if /bin/edu "$bdf" container; then pass "edu test program, container"; else fail "edu test program, container (exit $?)"; fi
+if [ -c /dev/iommu ]; then
+    echo "VFIO-QEMU: running the edu test program (iommufd)"
+    if /bin/edu "$bdf" iommufd; then pass "edu test program, iommufd"; else fail "edu test program, iommufd (exit $?)"; fi
+else
+    echo "VFIO-QEMU: no /dev/iommu in this kernel: iommufd path not run"
+fi
 
 echo "VFIO-QEMU: running espo probe --pci $bdf"
 /bin/espo probe --pci "$bdf" > /tmp/probe.txt 2>&1

@@ -14,6 +14,7 @@ use vfio_bindings::bindings::vfio::{
 };
 
 use super::{ContainerId, DeviceId, DeviceInfo, EventId, IrqInfo, RegionInfo, Sys};
+use crate::vfio::IommuInterface;
 
 /// Region offsets inside the device fd, as vfio-pci lays them out.
 pub(crate) const fn region_offset(index: u32) -> u64 {
@@ -58,6 +59,7 @@ struct OpenDevice {
 struct State {
     next: u32,
     devices_by_path: HashMap<PathBuf, MockDevice>,
+    existing_paths: HashSet<PathBuf>,
     failures: HashMap<&'static str, i32>,
     calls: Vec<String>,
     containers: HashSet<u32>,
@@ -95,6 +97,11 @@ impl MockSys {
         self.state()
             .devices_by_path
             .insert(sysfs.to_path_buf(), device);
+    }
+
+    /// Makes `path` exist (for `path_exists`).
+    pub fn add_path(&self, path: &str) {
+        self.state().existing_paths.insert(PathBuf::from(path));
     }
 
     /// Makes every later call of `op` fail with `errno`.
@@ -188,8 +195,12 @@ impl Sys for MockSys {
             .ok_or_else(|| errno(libc::ENOENT))
     }
 
-    fn open_container(&self) -> io::Result<ContainerId> {
-        let mut s = self.enter("open_container", String::new())?;
+    fn path_exists(&self, path: &Path) -> bool {
+        self.state().existing_paths.contains(path)
+    }
+
+    fn open_container(&self, interface: IommuInterface) -> io::Result<ContainerId> {
+        let mut s = self.enter("open_container", format!("{interface:?}"))?;
         s.next += 1;
         let id = s.next;
         s.containers.insert(id);

@@ -8,7 +8,9 @@
 //! The real implementation uses `vfio-ioctls` (rust-vmm) for the container/group/device
 //! life cycle — opening `/dev/vfio/vfio`, checking the API version and the type1v2 extension,
 //! opening and checking the group's viability, attaching it to the container, setting the
-//! IOMMU type, getting the device fd, region discovery — and for IOMMU map/unmap. The crate
+//! IOMMU type, getting the device fd, region discovery — for the iommufd cdev path (opening
+//! `/dev/iommu`, allocating an IOAS, binding `/dev/vfio/devices/vfioN` and attaching it) and
+//! for IOMMU map/unmap through either. The crate
 //! keeps its own ioctls private and can be mocked only from inside itself, which is why it sits
 //! behind this trait. A few calls are made here directly, with the uAPI layouts from
 //! `vfio-bindings` (the crate `vfio-ioctls` is built on): `VFIO_DEVICE_GET_INFO` (the crate
@@ -28,6 +30,8 @@ use std::time::Duration;
 use memmap2::MmapRaw;
 
 pub(crate) use os::OsSys;
+
+use crate::vfio::IommuInterface;
 
 /// An open VFIO container (or, later, iommufd IOAS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,12 +70,16 @@ pub(crate) struct IrqInfo {
 pub(crate) trait Sys: Send + Sync {
     /// The IOMMU group number of the device at `device_sysfs` (its `iommu_group` link).
     fn iommu_group(&self, device_sysfs: &Path) -> io::Result<u32>;
-    /// Opens `/dev/vfio/vfio`, checks the API version and type1v2 support.
-    fn open_container(&self) -> io::Result<ContainerId>;
+    /// Whether a file exists (used to pick the IOMMU interface).
+    fn path_exists(&self, path: &Path) -> bool;
+    /// Opens an IOMMU address space: `/dev/vfio/vfio` (checking the API version and type1v2
+    /// support) or `/dev/iommu` with a fresh IOAS.
+    fn open_container(&self, interface: IommuInterface) -> io::Result<ContainerId>;
     /// Closes the container (after all its devices).
     fn close_container(&self, container: ContainerId);
-    /// Opens the device's group, attaches it to the container (setting the IOMMU type on
-    /// the first group) and gets the device fd.
+    /// Container: opens the device's group, attaches it to the container (setting the IOMMU
+    /// type on the first group) and gets the device fd. iommufd: opens the device's cdev,
+    /// binds it to the iommufd and attaches it to the IOAS.
     fn open_device(&self, container: ContainerId, device_sysfs: &Path) -> io::Result<DeviceId>;
     /// Closes the device fd and detaches its group from the container.
     fn close_device(&self, device: DeviceId);

@@ -9,17 +9,19 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use iommufd_ioctls::IommuFd;
 use memmap2::{MmapOptions, MmapRaw};
 use vfio_bindings::bindings::vfio::{
     VFIO_BASE, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE,
     VFIO_TYPE, vfio_device_info,
 };
-use vfio_ioctls::{VfioContainer, VfioDevice, VfioOps};
+use vfio_ioctls::{VfioContainer, VfioDevice, VfioIommufd, VfioOps};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 use vmm_sys_util::ioctl::{ioctl, ioctl_with_mut_ref, ioctl_with_ptr};
 use vmm_sys_util::ioctl_io_nr;
 
 use super::{ContainerId, DeviceId, DeviceInfo, EventId, IrqInfo, RegionInfo, Sys};
+use crate::vfio::IommuInterface;
 
 ioctl_io_nr!(VFIO_DEVICE_GET_INFO, VFIO_TYPE as u32, VFIO_BASE + 7);
 ioctl_io_nr!(VFIO_DEVICE_SET_IRQS, VFIO_TYPE as u32, VFIO_BASE + 10);
@@ -40,7 +42,8 @@ struct OpenDevice {
 #[derive(Default)]
 pub(crate) struct OsSys {
     next: Mutex<u32>,
-    containers: Mutex<HashMap<u32, Arc<VfioContainer>>>,
+    /// Legacy containers and iommufd IOASes alike.
+    containers: Mutex<HashMap<u32, Arc<dyn VfioOps>>>,
     devices: Mutex<HashMap<u32, Arc<OpenDevice>>>,
     events: Mutex<HashMap<u32, Arc<EventFd>>>,
 }
@@ -64,18 +67,21 @@ impl Also for io::Error {
     }
 }
 
-/// Turns a `vfio-ioctls` error into the OS error underneath it where there is one.
-fn from_crate(err: vfio_ioctls::VfioError) -> io::Error {
-    use std::error::Error as _;
-    if let Some(source) = err.source() {
-        if let Some(os) = source.downcast_ref::<io::Error>()
-            && let Some(code) = os.raw_os_error()
+/// Turns a `vfio-ioctls` or `iommufd-ioctls` error into the OS error underneath it where
+/// there is one.
+fn from_crate(err: impl std::error::Error) -> io::Error {
+    let mut cause: Option<&dyn std::error::Error> = err.source();
+    while let Some(source) = cause {
+        if let Some(code) = source
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::raw_os_error)
         {
             return io::Error::from_raw_os_error(code);
         }
         if let Some(errno) = source.downcast_ref::<vmm_sys_util::errno::Error>() {
             return io::Error::from_raw_os_error(errno.errno());
         }
+        cause = source.source();
     }
     io::Error::other(err.to_string())
 }
@@ -95,7 +101,7 @@ impl OsSys {
         *next
     }
 
-    fn container(&self, id: ContainerId) -> io::Result<Arc<VfioContainer>> {
+    fn container(&self, id: ContainerId) -> io::Result<Arc<dyn VfioOps>> {
         lock(&self.containers)
             .get(&id.0)
             .cloned()
@@ -139,10 +145,23 @@ impl Sys for OsSys {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "iommu_group link"))
     }
 
-    fn open_container(&self) -> io::Result<ContainerId> {
-        let container = VfioContainer::new(None).map_err(from_crate)?;
+    fn path_exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+
+    fn open_container(&self, interface: IommuInterface) -> io::Result<ContainerId> {
+        let ops: Arc<dyn VfioOps> = match interface {
+            IommuInterface::Iommufd => {
+                let iommufd = IommuFd::new().map_err(from_crate)?;
+                Arc::new(VfioIommufd::new(Arc::new(iommufd), None, None).map_err(from_crate)?)
+            }
+            // `Auto` is resolved by the caller; treat a stray one as the legacy container.
+            IommuInterface::Container | IommuInterface::Auto => {
+                Arc::new(VfioContainer::new(None).map_err(from_crate)?)
+            }
+        };
         let id = self.id();
-        lock(&self.containers).insert(id, Arc::new(container));
+        lock(&self.containers).insert(id, ops);
         Ok(ContainerId(id))
     }
 
@@ -151,8 +170,9 @@ impl Sys for OsSys {
     }
 
     fn open_device(&self, container: ContainerId, device_sysfs: &Path) -> io::Result<DeviceId> {
-        let ops: Arc<dyn VfioOps> = self.container(container)?;
-        let device = VfioDevice::new(device_sysfs, ops, false).map_err(from_crate)?;
+        let ops = self.container(container)?;
+        // `attach_ioas` matters for iommufd only: attach the device to the container's IOAS.
+        let device = VfioDevice::new(device_sysfs, ops, true).map_err(from_crate)?;
         // SAFETY: the fd belongs to `device`, which is alive for this borrow.
         let borrowed = unsafe { BorrowedFd::borrow_raw(device.as_raw_fd()) };
         let file = File::from(borrowed.try_clone_to_owned()?);

@@ -20,16 +20,19 @@ pub enum VfioError {
         #[source]
         source: io::Error,
     },
-    /// `/dev/vfio/vfio` could not be opened or does not offer the type1v2 IOMMU.
-    #[error("cannot open the VFIO container /dev/vfio/vfio")]
+    /// `/dev/vfio/vfio` could not be opened or does not offer the type1v2 IOMMU, or
+    /// `/dev/iommu` could not be opened or refused an IOAS.
+    #[error("cannot open the IOMMU through {interface:?} (/dev/vfio/vfio or /dev/iommu)")]
     OpenContainer {
+        /// The interface tried.
+        interface: super::IommuInterface,
         /// What the OS said.
         #[source]
         source: io::Error,
     },
     /// The group or the device in it could not be opened (not bound to vfio-pci, group not
-    /// viable, group busy, no permission).
-    #[error("cannot open {address} through /dev/vfio/{group}")]
+    /// viable, group busy, no permission), or its cdev could not be bound to the iommufd.
+    #[error("cannot open {address} (IOMMU group {group})")]
     OpenDevice {
         /// The device.
         address: PciAddress,

@@ -20,12 +20,21 @@
 //! configured windows). Every [`DmaRegion`] and [`VfioDevice`] holds the container, so
 //! teardown runs in the one safe order: the device stops (bus mastering off, interrupts
 //! detached, BARs unmapped), DMA regions unmap from the IOMMU and only then free their memory,
-//! and when the last of them is gone the device fd is closed, the group detached and the
-//! container closed.
+//! the device fd is closed and its group detached — at once when the device is dropped, unless
+//! it is the container's last device and DMA mappings remain, then with the last mapping —
+//! and the container closes when nothing holds it.
 //!
-//! The iommufd cdev path (`/dev/iommu`, `/dev/vfio/devices/vfioN`, Linux ≥ 6.6) is not
-//! implemented yet: `espo probe` reports whether the kernel offers it, and the legacy
-//! container path works on every kernel that has it.
+//! # Container or iommufd
+//!
+//! Two kernel interfaces reach the IOMMU: the legacy VFIO container (`/dev/vfio/vfio` plus
+//! `/dev/vfio/GROUP`, every kernel with VFIO) and iommufd (`/dev/iommu` plus the device cdev
+//! `/dev/vfio/devices/vfioN`, Linux 6.6+ built with `CONFIG_IOMMUFD` and
+//! `CONFIG_VFIO_DEVICE_CDEV`). [`IommuInterface::Auto`] uses the container where the kernel
+//! has it — the path proven in the QEMU guest of `tests/vfio-qemu` — and iommufd where the
+//! container is gone; either can be asked for. Everything after opening (regions, BARs,
+//! interrupts, reset, DMA bookkeeping) is the same code for both. Debian 12's kernels are
+//! built without `CONFIG_IOMMUFD`, so the iommufd path is exercised against the simulated
+//! kernel only.
 
 mod error;
 mod irq;
@@ -33,7 +42,7 @@ mod irq;
 mod tests;
 
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -54,6 +63,18 @@ use crate::pci::{COMMAND_BUS_MASTER, CONFIG_COMMAND, PciAddress};
 use crate::sys::{ContainerId, DeviceId, DeviceInfo, OsSys, RegionInfo, Sys};
 use irq::Interrupts;
 
+/// The kernel interface to the IOMMU (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IommuInterface {
+    /// The container where `/dev/vfio/vfio` exists, iommufd otherwise.
+    #[default]
+    Auto,
+    /// `/dev/vfio/vfio` and the device's group.
+    Container,
+    /// `/dev/iommu` and the device's cdev.
+    Iommufd,
+}
+
 /// How to open VFIO devices.
 #[derive(Debug, Clone)]
 pub struct VfioOptions {
@@ -64,6 +85,8 @@ pub struct VfioOptions {
     pub iova_windows: Vec<Range<u64>>,
     /// Back allocations of 2 MiB or more with hugepages when free ones exist.
     pub hugepages: bool,
+    /// Container or iommufd.
+    pub interface: IommuInterface,
 }
 
 impl Default for VfioOptions {
@@ -72,6 +95,7 @@ impl Default for VfioOptions {
             sysfs_root: PathBuf::from("/sys"),
             iova_windows: DEFAULT_IOVA_WINDOWS.to_vec(),
             hugepages: true,
+            interface: IommuInterface::Auto,
         }
     }
 }
@@ -109,10 +133,16 @@ impl Region {
 struct ContainerInner {
     sys: Arc<dyn Sys>,
     id: ContainerId,
+    interface: IommuInterface,
     options: VfioOptions,
     iova: Mutex<IovaSpace>,
-    /// Devices opened in this container; closed after every DMA mapping is gone.
-    devices: Mutex<Vec<DeviceId>>,
+    /// Devices opened in this container, and whether their `VfioDevice` was dropped.
+    devices: Mutex<Vec<OpenDevice>>,
+}
+
+struct OpenDevice {
+    id: DeviceId,
+    released: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -130,14 +160,43 @@ impl DmaMapper for ContainerInner {
                 source,
             })?;
         lock(&self.iova).release(iova);
+        self.close_released_devices();
         Ok(())
+    }
+}
+
+impl ContainerInner {
+    /// Marks a device as dropped and closes what can be closed.
+    fn release_device(&self, id: DeviceId) {
+        if let Some(device) = lock(&self.devices).iter_mut().find(|d| d.id == id) {
+            device.released = true;
+        }
+        self.close_released_devices();
+    }
+
+    /// Closes dropped devices — unless that would detach the container's last group while
+    /// DMA mappings remain (the kernel would tear the mappings down under the regions that
+    /// still own them). Those devices close when the last mapping goes.
+    fn close_released_devices(&self) {
+        let mappings = lock(&self.iova).mappings();
+        let mut devices = lock(&self.devices);
+        let still_used = devices.iter().any(|d| !d.released);
+        if mappings > 0 && !still_used {
+            return;
+        }
+        devices.retain(|d| {
+            if d.released {
+                self.sys.close_device(d.id);
+            }
+            !d.released
+        });
     }
 }
 
 impl Drop for ContainerInner {
     fn drop(&mut self) {
         for device in lock(&self.devices).drain(..) {
-            self.sys.close_device(device);
+            self.sys.close_device(device.id);
         }
         self.sys.close_container(self.id);
     }
@@ -156,20 +215,35 @@ impl VfioContainer {
     }
 
     pub(crate) fn with_sys(sys: Arc<dyn Sys>, options: VfioOptions) -> Result<Self, VfioError> {
+        let has = |path: &str| sys.path_exists(Path::new(path));
+        let interface = match options.interface {
+            IommuInterface::Auto if !has("/dev/vfio/vfio") && has("/dev/iommu") => {
+                IommuInterface::Iommufd
+            }
+            IommuInterface::Auto => IommuInterface::Container,
+            chosen => chosen,
+        };
         let id = sys
-            .open_container()
-            .map_err(|source| VfioError::OpenContainer { source })?;
+            .open_container(interface)
+            .map_err(|source| VfioError::OpenContainer { interface, source })?;
         let iova = Mutex::new(IovaSpace::new(&options.iova_windows));
+        let devices = Mutex::new(Vec::new());
         let inner = ContainerInner {
             sys,
             id,
+            interface,
             options,
             iova,
-            devices: Mutex::new(Vec::new()),
+            devices,
         };
         Ok(Self {
             inner: Arc::new(inner),
         })
+    }
+
+    /// The IOMMU interface in use (never `Auto`).
+    pub fn interface(&self) -> IommuInterface {
+        self.inner.interface
     }
 
     /// Opens the device at `address` (bound to vfio-pci), reads its regions, maps its BARs.
@@ -192,7 +266,10 @@ impl VfioContainer {
                 group,
                 source,
             })?;
-        lock(&c.devices).push(id);
+        lock(&c.devices).push(OpenDevice {
+            id,
+            released: false,
+        });
 
         let info = c
             .sys
@@ -449,11 +526,12 @@ impl Drop for VfioDevice {
         // Stop the device's DMA first; the memory it targeted may be freed right after.
         let _ = self.set_bus_master(false);
         // Detach and close the eventfds, then unmap the BARs (an mmap keeps the device
-        // open, which would keep its group from detaching). The device fd itself is closed
-        // by the container once every DMA mapping is gone.
+        // open, which would keep its group from detaching). Then the container closes the
+        // device fd — at once, or after the last DMA mapping if this was its last device.
         if let Ok(mut irqs) = self.irqs.write() {
             irqs.take();
         }
         self.bars = Default::default();
+        self.container.inner.release_device(self.id);
     }
 }

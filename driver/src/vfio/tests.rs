@@ -64,7 +64,7 @@ fn open_discovers_regions_and_maps_memory_bars() {
     assert!(dev.can_reset());
     let calls = sys.calls();
     let expected_prefix = [
-        "open_container",
+        "open_container Container",
         "iommu_group",
         "open_device",
         "device_info",
@@ -455,4 +455,99 @@ fn irq_setup_errors_map_to_their_operation() {
         assert_eq!(sys.open_handles().2, 0, "{op}: eventfds leaked");
         assert!(dev.irq_kind().is_none());
     }
+}
+
+#[test]
+fn interface_choice_follows_what_the_kernel_offers() {
+    let chosen = |paths: &[&str], asked: IommuInterface| {
+        let sys = mock_with(MockDevice::default());
+        for p in paths {
+            sys.add_path(p);
+        }
+        let opts = VfioOptions {
+            interface: asked,
+            ..options()
+        };
+        let container = VfioContainer::with_sys(sys.clone(), opts).unwrap();
+        assert_eq!(
+            sys.calls()[0],
+            format!("open_container {:?}", container.interface())
+        );
+        container.interface()
+    };
+    use IommuInterface::*;
+    assert_eq!(chosen(&["/dev/vfio/vfio", "/dev/iommu"], Auto), Container);
+    assert_eq!(chosen(&["/dev/vfio/vfio"], Auto), Container);
+    assert_eq!(chosen(&["/dev/iommu"], Auto), Iommufd);
+    assert_eq!(
+        chosen(&[], Auto),
+        Container,
+        "nothing there: the container error is the clearer one"
+    );
+    assert_eq!(chosen(&["/dev/vfio/vfio", "/dev/iommu"], Iommufd), Iommufd);
+    assert_eq!(chosen(&["/dev/iommu"], Container), Container);
+}
+
+#[test]
+fn iommufd_devices_get_the_same_discovery_and_dma_bookkeeping() {
+    let sys = mock_with(MockDevice::default());
+    let opts = VfioOptions {
+        interface: IommuInterface::Iommufd,
+        ..options()
+    };
+    let dev = VfioContainer::with_sys(sys.clone(), opts)
+        .unwrap()
+        .open_device(address())
+        .unwrap();
+    assert_eq!(dev.container().interface(), IommuInterface::Iommufd);
+    assert_eq!(dev.bar_len(0), Some(1 << 20));
+    let region = dev.alloc_dma(4096).unwrap();
+    assert_eq!(sys.dma_mappings(), vec![(region.iova(), 4096)]);
+    drop(region);
+    drop(dev);
+    assert_eq!(sys.open_handles(), (0, 0, 0));
+
+    sys.fail("open_container", libc::ENOENT);
+    let opts = VfioOptions {
+        interface: IommuInterface::Iommufd,
+        ..options()
+    };
+    let err = VfioContainer::with_sys(sys.clone(), opts).err().unwrap();
+    assert!(
+        matches!(
+            err,
+            VfioError::OpenContainer {
+                interface: IommuInterface::Iommufd,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn dropped_device_closes_at_once_without_mappings() {
+    let sys = mock_with(MockDevice::default());
+    let container = VfioContainer::with_sys(sys.clone(), options()).unwrap();
+    let dev = container.open_device(address()).unwrap();
+    drop(dev);
+    // The container is still held, but the device (and so its group) is released.
+    assert_eq!(sys.open_handles(), (1, 0, 0));
+    let again = container.open_device(address()).unwrap();
+    let region = again.alloc_dma(4096).unwrap();
+    drop(again);
+    assert_eq!(
+        sys.open_handles(),
+        (1, 1, 0),
+        "last device stays while a mapping exists"
+    );
+    drop(region);
+    assert_eq!(
+        sys.open_handles(),
+        (1, 0, 0),
+        "closed with the last mapping"
+    );
+    assert!(sys.dma_mappings().is_empty());
+    drop(container);
+    assert_eq!(sys.open_handles(), (0, 0, 0));
 }
