@@ -248,14 +248,11 @@ impl DmaRegion {
     /// reach. On failure the memory is leaked (it may still be reachable) and the error
     /// returned.
     pub fn unmap(mut self) -> Result<DmaMemory, DeviceError> {
-        let memory = self.memory.take();
-        let len = memory.as_ref().map_or(0, DmaMemory::len_bytes);
-        match self.mapper.unmap(self.iova, len) {
-            Ok(()) => memory.ok_or(DeviceError::Access(AccessError::OutOfBounds {
-                offset: 0,
-                width_bytes: 0,
-                len_bytes: 0,
-            })),
+        let Some(memory) = self.memory.take() else {
+            unreachable!("DmaRegion memory taken before the region was consumed")
+        };
+        match self.mapper.unmap(self.iova, memory.len_bytes()) {
+            Ok(()) => Ok(memory),
             Err(err) => {
                 std::mem::forget(memory);
                 Err(err)

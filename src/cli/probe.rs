@@ -409,6 +409,16 @@ fn device(root: &Path, address: PciAddress) -> Vec<Check> {
         .fix(bind_commands(&name, false)),
     });
 
+    // Linux 5.15+ lists the resets it can perform on the function; espo's fault recovery
+    // needs one (FLR on a card, a bus reset behind a bridge).
+    if let Some(methods) = read_trimmed(&dev.join("reset_method")) {
+        checks.push(if methods.is_empty() {
+            Check::new(Status::Warn, "reset", format!("the kernel has no reset method for {name}: espo cannot recover the card after a fault"))
+        } else {
+            Check::new(Status::Ok, "reset", format!("the kernel can reset {name} ({methods})"))
+        });
+    }
+
     let Some(group) = link_name(&dev.join("iommu_group")) else {
         checks.push(Check::new(
             Status::Missing,
@@ -552,6 +562,7 @@ mod tests {
             let dev = format!("sys/bus/pci/devices/{bdf}");
             self.file(&format!("{dev}/vendor"), "0x1234\n");
             self.file(&format!("{dev}/device"), "0x11e8\n");
+            self.file(&format!("{dev}/reset_method"), "flr bus\n");
             let groups = format!("sys/kernel/iommu_groups/{group}/devices");
             self.mkdir(&groups);
             symlink(

@@ -9,13 +9,15 @@
 # kernel under target/vfio-qemu, so reruns only rebuild the binaries and the initramfs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-work=target/vfio-qemu
+target_dir=${CARGO_TARGET_DIR:-target}
+work=$target_dir/vfio-qemu
 mkdir -p "$work"
 export DEBIAN_FRONTEND=noninteractive
 
 need=()
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
-[ -x /bin/busybox ] && /bin/busybox --list | grep -qx insmod || need+=(busybox-static)
+# The initramfs has no libc: busybox must be the static build.
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' || need+=(busybox-static)
 command -v cpio >/dev/null 2>&1 || need+=(cpio)
 command -v modinfo >/dev/null 2>&1 || need+=(kmod)
 if [ ${#need[@]} -gt 0 ]; then
@@ -49,7 +51,7 @@ RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --quiet \
     --target x86_64-unknown-linux-gnu -p espo-driver --example edu
 RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --quiet \
     --target x86_64-unknown-linux-gnu -p espo --bin espo
-bindir=target/x86_64-unknown-linux-gnu/release
+bindir=$target_dir/x86_64-unknown-linux-gnu/release
 
 # The VFIO modules and everything they depend on, dependencies first. Whatever the kernel
 # has built in (=y in its config) has no .ko and needs no loading.
