@@ -5,8 +5,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use vfio_bindings::bindings::vfio::VFIO_DEVICE_FLAGS_PCI;
+
 use super::*;
-use crate::error::AccessError;
+use crate::device::{Device, IrqWait};
+use crate::error::{AccessError, DeviceError};
+use crate::pci::{CONFIG_COMMAND, PciAddress};
 use crate::sys::mock::{MockDevice, MockSys};
 
 const ADDRESS: &str = "0000:00:04.0";
@@ -550,4 +554,26 @@ fn dropped_device_closes_at_once_without_mappings() {
     assert!(sys.dma_mappings().is_empty());
     drop(container);
     assert_eq!(sys.open_handles(), (0, 0, 0));
+}
+
+#[test]
+fn device_that_fails_to_come_up_is_closed_in_a_shared_container() {
+    let sys = mock_with(MockDevice::default());
+    let container = VfioContainer::with_sys(sys.clone(), options()).unwrap();
+    sys.fail("map_region", libc::ENOMEM);
+    assert!(matches!(
+        container.open_device(address()),
+        Err(VfioError::MapBar { bar: 0, .. })
+    ));
+    assert_eq!(
+        sys.open_handles(),
+        (1, 0, 0),
+        "device fd closed, container kept"
+    );
+    let calls = sys.calls();
+    assert_eq!(
+        calls.last().map(String::as_str),
+        Some("close_device"),
+        "{calls:?}"
+    );
 }
