@@ -1,8 +1,10 @@
 //! IOVA bookkeeping: which I/O virtual addresses are mapped, and where a new mapping fits.
 //!
 //! The usable IOVA space is a list of windows (by default everything below the x86 MSI window
-//! at `0xfee0_0000` from 1 MiB up, and 4 GiB–512 GiB). Mappings never overlap, never leave
-//! their window and are aligned to their page size; allocation is first fit.
+//! at `0xfee0_0000` from 1 MiB up, and 4 GiB–512 GiB), minus the ranges the kernel reserves
+//! for the device's IOMMU group (`/sys/kernel/iommu_groups/N/reserved_regions`: the MSI
+//! doorbell, firmware-owned RMRRs), which type1 refuses to map. Mappings never overlap, never
+//! leave their window and are aligned to their page size; allocation is first fit.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -41,6 +43,32 @@ impl IovaSpace {
             windows,
             used: BTreeMap::new(),
         }
+    }
+
+    /// Removes `range` from the windows, so nothing is allocated in it from now on.
+    pub fn exclude(&mut self, range: Range<u64>) {
+        if range.start >= range.end {
+            return;
+        }
+        let mut windows = Vec::with_capacity(self.windows.len() + 1);
+        for w in self.windows.drain(..) {
+            if range.end <= w.start || w.end <= range.start {
+                windows.push(w);
+                continue;
+            }
+            if w.start < range.start {
+                windows.push(w.start..range.start);
+            }
+            if range.end < w.end {
+                windows.push(range.end..w.end);
+            }
+        }
+        self.windows = windows;
+    }
+
+    /// The usable windows.
+    pub fn windows(&self) -> &[Range<u64>] {
+        &self.windows
     }
 
     /// Number of live mappings.
@@ -115,6 +143,20 @@ impl IovaSpace {
     }
 }
 
+/// Parses a group's `reserved_regions` file: one `0xSTART 0xEND type` line per region, END
+/// inclusive. Lines that do not parse are skipped.
+pub fn parse_reserved_regions(text: &str) -> Vec<Range<u64>> {
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let start = hex(fields.next()?)?;
+            let end = hex(fields.next()?)?;
+            (start <= end).then(|| start..end.saturating_add(1))
+        })
+        .collect()
+}
+
 fn align_up(value: u64, align: u64) -> Option<u64> {
     value.checked_add(align - 1).map(|v| v & !(align - 1))
 }
@@ -165,6 +207,32 @@ mod tests {
         assert_eq!(space.reserve(u64::MAX, 2), Err(IovaRefusal::Overlap));
         assert!(space.contains(0x4000, 0x2000));
         assert_eq!(space.mappings(), 3);
+    }
+
+    #[test]
+    fn reserved_regions_are_carved_out() {
+        let text = "0x00000000fee00000 0x00000000feefffff msi\n0x0000000000100000 0x00000000001fffff direct\nbogus\n";
+        let reserved = parse_reserved_regions(text);
+        assert_eq!(
+            reserved,
+            vec![0xfee0_0000..0xfef0_0000, 0x10_0000..0x20_0000]
+        );
+        let mut space = one_window(0x10_0000..0x1_0000_0000);
+        for r in reserved {
+            space.exclude(r);
+        }
+        assert_eq!(
+            space.windows(),
+            &[0x20_0000..0xfee0_0000, 0xfef0_0000..0x1_0000_0000]
+        );
+        assert_eq!(space.allocate(0x1000, 0x1000), Ok(0x20_0000));
+        assert_eq!(
+            space.reserve(0xfee0_0000, 0x1000),
+            Err(IovaRefusal::Overlap)
+        );
+        // A region covering a whole window removes it.
+        space.exclude(0xfef0_0000..0x1_0000_0000);
+        assert_eq!(space.windows(), std::slice::from_ref(&(0x20_0000..0xfee0_0000)));
     }
 
     proptest! {

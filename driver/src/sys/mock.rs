@@ -60,6 +60,7 @@ struct State {
     next: u32,
     devices_by_path: HashMap<PathBuf, MockDevice>,
     existing_paths: HashSet<PathBuf>,
+    files: HashMap<PathBuf, String>,
     failures: HashMap<&'static str, i32>,
     calls: Vec<String>,
     containers: HashSet<u32>,
@@ -102,6 +103,13 @@ impl MockSys {
     /// Makes `path` exist (for `path_exists`).
     pub fn add_path(&self, path: &str) {
         self.state().existing_paths.insert(PathBuf::from(path));
+    }
+
+    /// Gives a file its contents (for `read_text`).
+    pub fn add_file(&self, path: &str, text: &str) {
+        self.state()
+            .files
+            .insert(PathBuf::from(path), text.to_string());
     }
 
     /// Makes every later call of `op` fail with `errno`.
@@ -192,6 +200,14 @@ impl Sys for MockSys {
         s.devices_by_path
             .get(device_sysfs)
             .map(|d| d.group)
+            .ok_or_else(|| errno(libc::ENOENT))
+    }
+
+    fn read_text(&self, path: &Path) -> io::Result<String> {
+        self.state()
+            .files
+            .get(path)
+            .cloned()
             .ok_or_else(|| errno(libc::ENOENT))
     }
 

@@ -70,6 +70,8 @@ pub(crate) struct IrqInfo {
 pub(crate) trait Sys: Send + Sync {
     /// The IOMMU group number of the device at `device_sysfs` (its `iommu_group` link).
     fn iommu_group(&self, device_sysfs: &Path) -> io::Result<u32>;
+    /// Reads a small text file (sysfs attributes).
+    fn read_text(&self, path: &Path) -> io::Result<String>;
     /// Whether a file exists (used to pick the IOMMU interface).
     fn path_exists(&self, path: &Path) -> bool;
     /// Opens an IOMMU address space: `/dev/vfio/vfio` (checking the API version and type1v2

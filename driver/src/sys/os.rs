@@ -145,6 +145,10 @@ impl Sys for OsSys {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "iommu_group link"))
     }
 
+    fn read_text(&self, path: &Path) -> io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+
     fn path_exists(&self, path: &Path) -> bool {
         path.exists()
     }

@@ -8,7 +8,7 @@ use vfio_bindings::bindings::vfio::{VFIO_DEVICE_FLAGS_PCI, VFIO_PCI_CONFIG_REGIO
 use super::{IommuInterface, Region, VfioDevice, VfioError, VfioOptions};
 use crate::dma::{DmaMapper, DmaRegion, allocate_dma_memory};
 use crate::error::DeviceError;
-use crate::iova::{IovaRefusal, IovaSpace};
+use crate::iova::{IovaRefusal, IovaSpace, parse_reserved_regions};
 use crate::mmio::Mmio;
 use crate::pci::PciAddress;
 use crate::sys::{ContainerId, DeviceId, OsSys, Sys};
@@ -149,6 +149,18 @@ impl VfioContainer {
                 group,
                 source,
             })?;
+        // The kernel refuses mappings in the group's reserved ranges (MSI doorbell, RMRRs).
+        // Kernels before 4.11 have no such file; their defaults already avoid the MSI window.
+        let reserved = c
+            .options
+            .sysfs_root
+            .join(format!("kernel/iommu_groups/{group}/reserved_regions"));
+        if let Ok(text) = c.sys.read_text(&reserved) {
+            let mut iova = lock(&c.iova);
+            for range in parse_reserved_regions(&text) {
+                iova.exclude(range);
+            }
+        }
         lock(&c.devices).push(OpenDevice {
             id,
             released: false,

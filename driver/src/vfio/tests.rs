@@ -577,3 +577,19 @@ fn device_that_fails_to_come_up_is_closed_in_a_shared_container() {
         "{calls:?}"
     );
 }
+
+#[test]
+fn reserved_regions_of_the_group_are_never_mapped() {
+    let sys = mock_with(MockDevice::default());
+    sys.add_file(
+        "/fake/sys/kernel/iommu_groups/7/reserved_regions",
+        "0x0000000000100000 0x0000000000101fff direct\n0x00000000fee00000 0x00000000feefffff msi\n",
+    );
+    let dev = open(&sys).unwrap();
+    let region = dev.alloc_dma(4096).unwrap();
+    assert_eq!(
+        region.iova(),
+        0x10_2000,
+        "the direct-mapped range at 1 MiB is skipped"
+    );
+}
