@@ -19,6 +19,10 @@
 //! and two threads touching the same bytes is not a data race. Ordering between accesses is the
 //! caller's: an `Acquire` fence after reading a completion's phase bit, a `Release` fence
 //! before ringing a doorbell. Both types are `Send + Sync`; every method takes `&self`.
+//! That is what lets the card model use DMA memory as the host memory it reaches: an
+//! adapter over `Arc<DmaRegion>` maps the model's length/read/write-by-offset calls to
+//! [`DmaMemory::len_bytes`], [`DmaMemory::read_bytes`] and [`DmaMemory::write_bytes`], from the
+//! model's thread, while the driver keeps using the same region.
 //! Multi-byte values are little-endian in memory, as PCIe devices expect.
 
 use std::fmt;

@@ -232,7 +232,10 @@ mod tests {
         );
         // A region covering a whole window removes it.
         space.exclude(0xfef0_0000..0x1_0000_0000);
-        assert_eq!(space.windows(), std::slice::from_ref(&(0x20_0000..0xfee0_0000)));
+        assert_eq!(
+            space.windows(),
+            std::slice::from_ref(&(0x20_0000..0xfee0_0000))
+        );
     }
 
     proptest! {
