@@ -54,17 +54,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn not_open(what: &str) -> io::Error {
-    io::Error::from_raw_os_error(libc::EBADF).also(what)
-}
-
-trait Also {
-    fn also(self, what: &str) -> io::Error;
-}
-impl Also for io::Error {
-    fn also(self, what: &str) -> io::Error {
-        io::Error::new(self.kind(), format!("{what}: {self}"))
-    }
+/// A handle that is not (or no longer) open: the OS's answer for a closed fd.
+fn not_open() -> io::Error {
+    io::Error::from_raw_os_error(libc::EBADF)
 }
 
 /// Turns a `vfio-ioctls` or `iommufd-ioctls` error into the OS error underneath it where
@@ -105,21 +97,15 @@ impl OsSys {
         lock(&self.containers)
             .get(&id.0)
             .cloned()
-            .ok_or_else(|| not_open("container"))
+            .ok_or_else(not_open)
     }
 
     fn device(&self, id: DeviceId) -> io::Result<Arc<OpenDevice>> {
-        lock(&self.devices)
-            .get(&id.0)
-            .cloned()
-            .ok_or_else(|| not_open("device"))
+        lock(&self.devices).get(&id.0).cloned().ok_or_else(not_open)
     }
 
     fn event(&self, id: EventId) -> io::Result<Arc<EventFd>> {
-        lock(&self.events)
-            .get(&id.0)
-            .cloned()
-            .ok_or_else(|| not_open("eventfd"))
+        lock(&self.events).get(&id.0).cloned().ok_or_else(not_open)
     }
 
     fn set_irqs(&self, device: DeviceId, flags: u32, index: u32, fds: &[i32]) -> io::Result<()> {
@@ -336,5 +322,46 @@ impl Sys for OsSys {
                 Err(err) => Err(err),
             };
         }
+    }
+}
+
+/// The real layer on this machine, whatever it offers: eventfds and anonymous memory work
+/// everywhere; VFIO calls fail cleanly where there is no VFIO.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dma::{PAGE_BYTES, allocate_dma_memory};
+
+    #[test]
+    fn eventfd_without_signal_reads_as_timeout() {
+        let sys = OsSys::default();
+        let event = sys.eventfd().unwrap();
+        assert_eq!(sys.wait_eventfd(event, Duration::ZERO).unwrap(), 0);
+        sys.close_eventfd(event);
+        let err = sys.wait_eventfd(event, Duration::ZERO).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+    }
+
+    #[test]
+    fn dma_memory_from_the_kernel_is_zeroed_and_page_aligned() {
+        let sys = OsSys::default();
+        let memory = allocate_dma_memory(&sys, 3 * PAGE_BYTES + 1, true).unwrap();
+        assert_eq!(memory.len_bytes(), 4 * PAGE_BYTES);
+        assert_eq!(memory.host_ptr() as usize % memory.page_bytes(), 0);
+        let mut bytes = vec![0xffu8; memory.len_bytes()];
+        memory.read_bytes(0, &mut bytes).unwrap();
+        assert!(bytes.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn missing_vfio_fails_with_the_os_error() {
+        let sys = OsSys::default();
+        if Path::new("/dev/vfio/vfio").exists() {
+            return; // a VFIO host: the QEMU guest test covers the success path
+        }
+        let err = sys.open_container(IommuInterface::Container).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
+        let err = sys.dma_unmap(ContainerId(99), 0x1000, 0x1000).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF), "{err}");
     }
 }
