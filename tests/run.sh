@@ -24,6 +24,13 @@ fi
 echo "== cargo nextest (workspace, release)"
 cargo nextest run --workspace --release --no-fail-fast
 
+# The VFIO backend against the real Linux VFIO API: a QEMU guest (software emulation, no KVM)
+# with an emulated Intel IOMMU and QEMU's edu device. ESPO_SKIP_VFIO_QEMU=1 skips it locally.
+if [ "${ESPO_SKIP_VFIO_QEMU:-0}" != 1 ]; then
+  echo "== VFIO backend in a QEMU guest (tests/vfio-qemu/run.sh)"
+  tests/vfio-qemu/run.sh
+fi
+
 if [ -d fuzz ]; then
   if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "== installing cargo-fuzz"

@@ -1,5 +1,7 @@
 //! Command-line interface: one module per subcommand.
 
+pub mod probe;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -19,11 +21,22 @@ pub struct Cli {
 pub enum Command {
     Pcap(pcap::PcapArgs),
     Bench(bench::BenchArgs),
+    /// Check whether this machine can drive a card through VFIO, and say how to fix what is
+    /// missing.
+    ///
+    /// A userspace driver needs the IOMMU enabled (firmware and kernel command line), the
+    /// VFIO modules loaded, the card bound to vfio-pci, every other device in its IOMMU
+    /// group bound to vfio-pci or to nothing, access to /dev/vfio/GROUP, a memlock limit
+    /// large enough for the DMA memory it pins, and ideally free hugepages. Each check prints
+    /// one line (ok, warn, FAIL, info) with the command that fixes it; the exit status is
+    /// non-zero when something blocks VFIO use. Nothing is changed.
+    Probe(probe::ProbeArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Pcap(args) => pcap::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Probe(args) => probe::run(args),
     }
 }

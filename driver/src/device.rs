@@ -1,0 +1,59 @@
+//! The narrow interface the card driver sits on, implemented by each backend (VFIO; the card
+//! model later).
+//!
+//! Registers are reached by BAR and offset through bounds-checked accessors; DMA memory comes
+//! back as a [`DmaRegion`] that is already mapped at an IOVA and unmaps itself on drop;
+//! interrupts are vectors that are waited on with a timeout. Nothing above this trait needs
+//! `unsafe`.
+
+use std::time::Duration;
+
+use crate::dma::DmaRegion;
+use crate::error::DeviceError;
+
+/// The outcome of waiting for an interrupt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IrqWait {
+    /// The vector fired `count` times since the last wait (at least once).
+    Fired {
+        /// Interrupts coalesced into this wake-up.
+        count: u64,
+    },
+    /// The timeout passed with no interrupt.
+    TimedOut,
+}
+
+/// What the card driver needs from a PCIe function.
+pub trait Device: Send + Sync {
+    /// Length of a memory BAR, or `None` if the BAR is absent or not mapped.
+    fn bar_len(&self, bar: u8) -> Option<u64>;
+    /// Reads the 32-bit register at `offset` of `bar`.
+    fn read32(&self, bar: u8, offset: u64) -> Result<u32, DeviceError>;
+    /// Writes the 32-bit register at `offset` of `bar`.
+    fn write32(&self, bar: u8, offset: u64, value: u32) -> Result<(), DeviceError>;
+    /// Reads the 64-bit register at `offset` of `bar` (one 8-byte access).
+    fn read64(&self, bar: u8, offset: u64) -> Result<u64, DeviceError>;
+    /// Writes the 64-bit register at `offset` of `bar` (one 8-byte access).
+    fn write64(&self, bar: u8, offset: u64, value: u64) -> Result<(), DeviceError>;
+
+    /// Allocates at least `len_bytes` of DMA memory and maps it for the device.
+    fn alloc_dma(&self, len_bytes: usize) -> Result<DmaRegion, DeviceError>;
+
+    /// Enables up to `vectors` interrupt vectors; returns how many were enabled. MSI and MSI-X
+    /// messages are memory writes by the device: they arrive only with bus mastering enabled.
+    fn enable_irqs(&self, vectors: u32) -> Result<u32, DeviceError>;
+    /// Waits up to `timeout` for `vector` (zero: just check).
+    fn wait_irq(&self, vector: u32, timeout: Duration) -> Result<IrqWait, DeviceError>;
+    /// Masks `vector`: its interrupts stay pending until it is unmasked.
+    fn mask_irq(&self, vector: u32) -> Result<(), DeviceError>;
+    /// Unmasks `vector`; a pending interrupt is returned by the next wait.
+    fn unmask_irq(&self, vector: u32) -> Result<(), DeviceError>;
+
+    /// Resets the function (FLR or whatever reset the platform offers for it).
+    fn reset(&self) -> Result<(), DeviceError>;
+    /// Enables or disables bus mastering (the device's ability to DMA).
+    fn set_bus_master(&self, enable: bool) -> Result<(), DeviceError>;
+}
+
+/// The interface stays object-safe: backends can be chosen at run time.
+const _: Option<&dyn Device> = None;

@@ -1,0 +1,448 @@
+//! DMA memory: host memory the device reads and writes, and its IOMMU mapping.
+//!
+//! [`DmaMemory`] is an anonymous, page-aligned, pre-faulted mapping. It is backed by 2 MiB
+//! hugepages when the request is at least 2 MiB and hugepages are free, and by 4 KiB pages
+//! otherwise (the fallback is silent but visible through [`DmaMemory::page_bytes`]).
+//! Alignment guarantees: the start is aligned to the page size that backs it (4 KiB or 2 MiB)
+//! and the length is a whole number of those pages.
+//!
+//! [`DmaRegion`] is that memory mapped at an IOVA; dropping it removes the IOMMU mapping
+//! *before* the memory is freed. If the unmap fails, the memory is deliberately leaked: the
+//! device might still reach it, so it must never be reused.
+//!
+//! # Concurrency
+//!
+//! The device writes this memory at any time, and the card model (which runs on its own
+//! thread) reads and writes it through the same accessors. Therefore no Rust reference into
+//! the memory is ever created and every access is an atomic operation of 1, 4 or 8 bytes with
+//! `Relaxed` ordering: each access happens exactly once at its width (like a volatile access)
+//! and two threads touching the same bytes is not a data race. Ordering between accesses is the
+//! caller's: an `Acquire` fence after reading a completion's phase bit, a `Release` fence
+//! before ringing a doorbell. Both types are `Send + Sync`; every method takes `&self`.
+//! That is what lets the card model use DMA memory as the host memory it reaches: an
+//! adapter over `Arc<DmaRegion>` maps the model's length/read/write-by-offset calls to
+//! [`DmaMemory::len_bytes`], [`DmaMemory::read_bytes`] and [`DmaMemory::write_bytes`], from the
+//! model's thread, while the driver keeps using the same region.
+//! Multi-byte values are little-endian in memory, as PCIe devices expect.
+
+use std::fmt;
+use std::ops::Deref;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+use memmap2::MmapRaw;
+
+use crate::error::{AccessError, DeviceError};
+
+/// Size of a base page.
+pub const PAGE_BYTES: usize = 4096;
+/// Size of a 2 MiB hugepage.
+pub const HUGEPAGE_BYTES: usize = 2 << 20;
+
+/// Host memory for DMA (see the module documentation for alignment and concurrency rules).
+pub struct DmaMemory {
+    map: MmapRaw,
+    page_bytes: usize,
+}
+
+impl fmt::Debug for DmaMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DmaMemory")
+            .field("len_bytes", &self.len_bytes())
+            .field("page_bytes", &self.page_bytes)
+            .finish()
+    }
+}
+
+impl DmaMemory {
+    /// Wraps a fresh anonymous mapping made by the syscall layer.
+    pub(crate) fn from_mapping(map: MmapRaw, page_bytes: usize) -> Self {
+        Self { map, page_bytes }
+    }
+
+    /// Length in bytes (a multiple of [`page_bytes`](Self::page_bytes)).
+    pub fn len_bytes(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Size of the pages backing this memory: 4096 or 2 MiB.
+    pub fn page_bytes(&self) -> usize {
+        self.page_bytes
+    }
+
+    /// Host virtual address of the first byte, for the IOMMU mapping call.
+    pub(crate) fn host_ptr(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    fn checked(
+        &self,
+        offset: usize,
+        width: usize,
+        align: usize,
+    ) -> Result<NonNull<u8>, AccessError> {
+        let len = self.len_bytes();
+        if !offset.is_multiple_of(align) {
+            return Err(AccessError::Misaligned {
+                offset: offset as u64,
+                width_bytes: width as u64,
+            });
+        }
+        match offset.checked_add(width) {
+            Some(end) if end <= len => {}
+            _ => {
+                return Err(AccessError::OutOfBounds {
+                    offset: offset as u64,
+                    width_bytes: width as u64,
+                    len_bytes: len as u64,
+                });
+            }
+        }
+        let base = NonNull::new(self.host_ptr()).ok_or(AccessError::OutOfBounds {
+            offset: offset as u64,
+            width_bytes: width as u64,
+            len_bytes: 0,
+        })?;
+        // SAFETY: `offset + width <= len` was checked, so the result points inside the mapping.
+        Ok(unsafe { base.add(offset) })
+    }
+
+    fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32, AccessError> {
+        let ptr = self.checked(offset, 4, 4)?;
+        // SAFETY: the 4 bytes are inside the live mapping (which outlives `&self`) and 4-byte
+        // aligned (page-aligned start, aligned offset); this memory is only ever accessed
+        // atomically from Rust, and the device's accesses are outside Rust's memory model.
+        Ok(unsafe { AtomicU32::from_ptr(ptr.as_ptr().cast()) })
+    }
+
+    fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64, AccessError> {
+        let ptr = self.checked(offset, 8, 8)?;
+        // SAFETY: as in `atomic_u32`, for 8 aligned bytes.
+        Ok(unsafe { AtomicU64::from_ptr(ptr.as_ptr().cast()) })
+    }
+
+    fn atomic_u8(&self, offset: usize) -> Result<&AtomicU8, AccessError> {
+        let ptr = self.checked(offset, 1, 1)?;
+        // SAFETY: as in `atomic_u32`, for one byte.
+        Ok(unsafe { AtomicU8::from_ptr(ptr.as_ptr()) })
+    }
+
+    /// Reads the little-endian `u32` at `offset` (which must be 4-byte aligned).
+    pub fn read_u32(&self, offset: usize) -> Result<u32, AccessError> {
+        Ok(u32::from_le(
+            self.atomic_u32(offset)?.load(Ordering::Relaxed),
+        ))
+    }
+
+    /// Writes a little-endian `u32` at `offset` (which must be 4-byte aligned).
+    pub fn write_u32(&self, offset: usize, value: u32) -> Result<(), AccessError> {
+        self.atomic_u32(offset)?
+            .store(value.to_le(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Reads the little-endian `u64` at `offset` (which must be 8-byte aligned).
+    pub fn read_u64(&self, offset: usize) -> Result<u64, AccessError> {
+        Ok(u64::from_le(
+            self.atomic_u64(offset)?.load(Ordering::Relaxed),
+        ))
+    }
+
+    /// Writes a little-endian `u64` at `offset` (which must be 8-byte aligned).
+    pub fn write_u64(&self, offset: usize, value: u64) -> Result<(), AccessError> {
+        self.atomic_u64(offset)?
+            .store(value.to_le(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Copies `dst.len()` bytes starting at `offset` out of the region.
+    pub fn read_bytes(&self, offset: usize, dst: &mut [u8]) -> Result<(), AccessError> {
+        self.checked(offset, dst.len(), 1)?;
+        let mut done = 0;
+        while done < dst.len() {
+            let at = offset + done;
+            let rest = dst.len() - done;
+            if at.is_multiple_of(8) && rest >= 8 {
+                let word = self.atomic_u64(at)?.load(Ordering::Relaxed);
+                dst[done..done + 8].copy_from_slice(&word.to_ne_bytes());
+                done += 8;
+            } else {
+                dst[done] = self.atomic_u8(at)?.load(Ordering::Relaxed);
+                done += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies `src` into the region starting at `offset`.
+    pub fn write_bytes(&self, offset: usize, src: &[u8]) -> Result<(), AccessError> {
+        self.checked(offset, src.len(), 1)?;
+        let mut done = 0;
+        while done < src.len() {
+            let at = offset + done;
+            let rest = src.len() - done;
+            if at.is_multiple_of(8) && rest >= 8 {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(&src[done..done + 8]);
+                self.atomic_u64(at)?
+                    .store(u64::from_ne_bytes(word), Ordering::Relaxed);
+                done += 8;
+            } else {
+                self.atomic_u8(at)?.store(src[done], Ordering::Relaxed);
+                done += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets `len_bytes` bytes starting at `offset` to `byte`.
+    pub fn fill(&self, offset: usize, len_bytes: usize, byte: u8) -> Result<(), AccessError> {
+        self.checked(offset, len_bytes, 1)?;
+        let chunk = [byte; 64];
+        let mut done = 0;
+        while done < len_bytes {
+            let n = (len_bytes - done).min(chunk.len());
+            self.write_bytes(offset + done, &chunk[..n])?;
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+/// Removes an IOMMU mapping; implemented by each backend.
+pub trait DmaMapper: Send + Sync {
+    /// Unmaps `[iova, iova + len_bytes)`, which this mapper mapped earlier.
+    fn unmap(&self, iova: u64, len_bytes: usize) -> Result<(), DeviceError>;
+}
+
+/// DMA memory mapped at an IOVA. Dereferences to its [`DmaMemory`] for access.
+pub struct DmaRegion {
+    /// `None` only after the memory was handed out or leaked.
+    memory: Option<DmaMemory>,
+    iova: u64,
+    mapper: Arc<dyn DmaMapper>,
+}
+
+impl fmt::Debug for DmaRegion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DmaRegion")
+            .field("iova", &format_args!("{:#x}", self.iova))
+            .field("memory", &self.memory)
+            .finish()
+    }
+}
+
+impl DmaRegion {
+    /// Ties mapped memory to the mapper that will unmap it.
+    pub(crate) fn new(memory: DmaMemory, iova: u64, mapper: Arc<dyn DmaMapper>) -> Self {
+        Self {
+            memory: Some(memory),
+            iova,
+            mapper,
+        }
+    }
+
+    /// The IOVA of the first byte: what the device is told.
+    pub fn iova(&self) -> u64 {
+        self.iova
+    }
+
+    /// Removes the IOMMU mapping and returns the memory, which the device can no longer
+    /// reach. On failure the memory is leaked (it may still be reachable) and the error
+    /// returned.
+    pub fn unmap(mut self) -> Result<DmaMemory, DeviceError> {
+        let Some(memory) = self.memory.take() else {
+            unreachable!("DmaRegion memory taken before the region was consumed")
+        };
+        match self.mapper.unmap(self.iova, memory.len_bytes()) {
+            Ok(()) => Ok(memory),
+            Err(err) => {
+                std::mem::forget(memory);
+                Err(err)
+            }
+        }
+    }
+}
+
+impl Deref for DmaRegion {
+    type Target = DmaMemory;
+
+    fn deref(&self) -> &DmaMemory {
+        // `memory` is `Some` for the whole life of a region: only `unmap(self)` and `drop`
+        // take it out, and both consume the region.
+        match &self.memory {
+            Some(memory) => memory,
+            None => unreachable!("DmaRegion memory taken before the region was consumed"),
+        }
+    }
+}
+
+impl Drop for DmaRegion {
+    fn drop(&mut self) {
+        let Some(memory) = self.memory.take() else {
+            return;
+        };
+        if self.mapper.unmap(self.iova, memory.len_bytes()).is_err() {
+            // The IOMMU may still translate this IOVA to the memory: never free it.
+            std::mem::forget(memory);
+        }
+    }
+}
+
+/// Allocates DMA memory: 2 MiB hugepages for requests of at least 2 MiB when `hugepages` and
+/// the kernel has free ones, 4 KiB pages otherwise. The length is rounded up to whole pages.
+pub(crate) fn allocate_dma_memory(
+    sys: &dyn crate::sys::Sys,
+    len_bytes: usize,
+    hugepages: bool,
+) -> std::io::Result<DmaMemory> {
+    let round = |page: usize| {
+        len_bytes
+            .max(1)
+            .checked_next_multiple_of(page)
+            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENOMEM))
+    };
+    if hugepages && len_bytes >= HUGEPAGE_BYTES {
+        let len = round(HUGEPAGE_BYTES)?;
+        if let Ok(map) = sys.map_anonymous(len, true) {
+            return Ok(DmaMemory::from_mapping(map, HUGEPAGE_BYTES));
+        }
+    }
+    let len = round(PAGE_BYTES)?;
+    Ok(DmaMemory::from_mapping(
+        sys.map_anonymous(len, false)?,
+        PAGE_BYTES,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::thread;
+
+    use super::*;
+    use crate::sys::mock::MockSys;
+
+    struct RecordingMapper(Mutex<Vec<(u64, usize)>>, bool);
+
+    impl DmaMapper for RecordingMapper {
+        fn unmap(&self, iova: u64, len_bytes: usize) -> Result<(), DeviceError> {
+            self.0.lock().unwrap().push((iova, len_bytes));
+            if self.1 {
+                Ok(())
+            } else {
+                Err(DeviceError::ResetUnsupported)
+            }
+        }
+    }
+
+    fn memory(len: usize) -> DmaMemory {
+        allocate_dma_memory(&MockSys::new(), len, false).unwrap()
+    }
+
+    #[test]
+    fn rounds_to_pages_and_falls_back_from_hugepages() {
+        let sys = MockSys::new();
+        let small = allocate_dma_memory(&sys, 100, true).unwrap();
+        assert_eq!(
+            (small.len_bytes(), small.page_bytes()),
+            (PAGE_BYTES, PAGE_BYTES)
+        );
+        let huge = allocate_dma_memory(&sys, HUGEPAGE_BYTES + 1, true).unwrap();
+        assert_eq!(
+            (huge.len_bytes(), huge.page_bytes()),
+            (2 * HUGEPAGE_BYTES, HUGEPAGE_BYTES)
+        );
+        sys.without_hugepages();
+        let fallback = allocate_dma_memory(&sys, HUGEPAGE_BYTES + 1, true).unwrap();
+        assert_eq!(
+            (fallback.len_bytes(), fallback.page_bytes()),
+            (HUGEPAGE_BYTES + PAGE_BYTES, PAGE_BYTES)
+        );
+        assert_eq!(fallback.host_ptr() as usize % PAGE_BYTES, 0);
+        let calls = sys.calls();
+        assert!(calls.iter().any(|c| c.ends_with("huge=true")), "{calls:?}");
+    }
+
+    #[test]
+    fn accessors_are_little_endian_and_bounds_checked() {
+        let m = memory(4096);
+        m.write_u64(8, 0x1122_3344_5566_7788).unwrap();
+        assert_eq!(m.read_u32(8).unwrap(), 0x5566_7788);
+        let mut bytes = [0u8; 3];
+        m.read_bytes(8, &mut bytes).unwrap();
+        assert_eq!(bytes, [0x88, 0x77, 0x66]);
+        assert_eq!(
+            m.read_u32(4096),
+            Err(AccessError::OutOfBounds {
+                offset: 4096,
+                width_bytes: 4,
+                len_bytes: 4096
+            })
+        );
+        assert_eq!(
+            m.write_u64(4, 0),
+            Err(AccessError::Misaligned {
+                offset: 4,
+                width_bytes: 8
+            })
+        );
+        assert!(m.write_bytes(4090, &[0; 7]).is_err());
+        assert!(m.read_bytes(usize::MAX, &mut [0; 2]).is_err());
+        // Nothing was written by the refused accesses.
+        let mut tail = [1u8; 6];
+        m.read_bytes(4090, &mut tail).unwrap();
+        assert_eq!(tail, [0; 6]);
+    }
+
+    #[test]
+    fn byte_copies_at_every_alignment_round_trip() {
+        let m = memory(4096);
+        let data: Vec<u8> = (0..61).map(|i| i as u8 ^ 0x5a).collect();
+        for offset in 0..9 {
+            m.fill(0, 128, 0xee).unwrap();
+            m.write_bytes(offset, &data).unwrap();
+            let mut back = vec![0u8; data.len()];
+            m.read_bytes(offset, &mut back).unwrap();
+            assert_eq!(back, data);
+            let mut guard = [0u8; 1];
+            m.read_bytes(offset + data.len(), &mut guard).unwrap();
+            assert_eq!(guard, [0xee], "wrote past the end at offset {offset}");
+        }
+    }
+
+    #[test]
+    fn shared_across_threads() {
+        let m = Arc::new(memory(4096));
+        let writer = {
+            let m = m.clone();
+            thread::spawn(move || {
+                for i in 0..512u64 {
+                    m.write_u64(i as usize * 8, i).unwrap();
+                }
+            })
+        };
+        writer.join().unwrap();
+        for i in 0..512u64 {
+            assert_eq!(m.read_u64(i as usize * 8).unwrap(), i);
+        }
+    }
+
+    #[test]
+    fn region_unmaps_on_drop_and_leaks_when_unmap_fails() {
+        let mapper = Arc::new(RecordingMapper(Mutex::new(Vec::new()), true));
+        drop(DmaRegion::new(memory(8192), 0x10_0000, mapper.clone()));
+        assert_eq!(*mapper.0.lock().unwrap(), vec![(0x10_0000, 8192)]);
+
+        let region = DmaRegion::new(memory(4096), 0x20_0000, mapper.clone());
+        region.write_u32(0, 7).unwrap();
+        let back = region.unmap().unwrap();
+        assert_eq!(back.read_u32(0).unwrap(), 7);
+
+        let failing = Arc::new(RecordingMapper(Mutex::new(Vec::new()), false));
+        let region = DmaRegion::new(memory(4096), 0x30_0000, failing.clone());
+        assert!(region.unmap().is_err());
+        assert_eq!(failing.0.lock().unwrap().len(), 1);
+    }
+}
