@@ -151,6 +151,11 @@ impl EspTransform {
         self.algorithm.pad_align()
     }
 
+    /// Alignment espo pads to when sending (see [`EncryptionAlgorithm::send_align`]).
+    pub fn send_align(&self) -> usize {
+        self.algorithm.send_align()
+    }
+
     /// Offset of the payload from the start of the ESP header (header + IV).
     pub fn payload_offset(&self) -> usize {
         ESP_HEADER_LEN + self.iv_len()

@@ -8,7 +8,6 @@
 //! parsed and checked against the inbound policy. Decapsulation happens in place in the
 //! caller's buffer.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::ops::Range;
 
@@ -40,7 +39,7 @@ pub enum Decapsulated {
 #[derive(Debug, Default)]
 pub struct Inbound {
     pub(crate) sas: Vec<InboundSa>,
-    pub(crate) by_spi: HashMap<(u32, IpAddr), usize>,
+    pub(crate) by_spi: super::fast_hash::FastMap<(u32, IpAddr), usize>,
     pub(crate) spd: Spd,
     /// UDP destination ports that carry RFC 3948 encapsulated ESP.
     pub(crate) encap_ports: Vec<u16>,

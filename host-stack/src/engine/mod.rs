@@ -10,11 +10,12 @@
 //! hold SAs before any policy uses them; their packets fail the policy check and are
 //! counted).
 
+mod fast_hash;
 mod inbound;
 mod outbound;
 
 pub use inbound::{Decapsulated, Inbound};
-pub use outbound::{Encapsulated, Outbound};
+pub use outbound::{Encapsulated, EncapsulatedInPlace, HEADROOM, Outbound, TAILROOM};
 
 use crate::config::{Config, Direction, PolicyAction, SaConfig};
 use crate::sa::{InboundSa, OutboundSa, SaError, SaParams};

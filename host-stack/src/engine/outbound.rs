@@ -1,29 +1,51 @@
 //! Outbound processing: policy lookup and tunnel-mode encapsulation (ESP, AH, ESP+AH).
 //!
-//! The encapsulated packet is written straight into the caller's buffer, layer by layer
-//! from the inside out — inner packet and ESP trailer, ESP seal, UDP header, outer IP
-//! header, then AH over the whole — so nothing is allocated and nothing copied twice.
+//! The tunnel packet is built around the inner packet where it lies: headers go into the
+//! headroom in front of it, the ESP trailer and ICV into the tailroom behind it, and the
+//! payload is sealed in place — so a packet received into a buffer with [`HEADROOM`] and
+//! [`TAILROOM`] is encapsulated without a copy ([`Outbound::encapsulate_in_place`]).
+//! [`Outbound::encapsulate`] copies the inner packet into an output buffer once first.
+//! Nothing is allocated per packet.
+//!
 //! Header rules (shared with the card, fpga/README.md "Outer header"): outer TTL / hop
 //! limit from the SA; DSCP and ECN copied from the inner packet (RFC 6040 normal mode);
 //! IPv4 DF per the SA's `df` mode; IPv4 identification = low 16 bits of the tunnel SA's
-//! sequence number; IPv6 flow label 0; UDP checksum 0 over IPv4, computed over IPv6.
+//! sequence number; IPv6 flow label 0; UDP checksum 0 over IPv4, computed over IPv6; ESP
+//! payload padded with 1, 2, 3, ... to a multiple of 16 bytes (4 for NULL encryption).
 
 use std::net::IpAddr;
+use std::ops::Range;
 
 use crate::config::DfMode;
 use crate::counters::DropReason;
+use crate::crypto::Integrity;
 use crate::ecn;
 use crate::sa::{OutboundSa, Transform};
 use crate::spd::{Action, Bundle, Spd};
 use crate::wire::flow::Flow;
-use crate::wire::{IpProtocol, ah, esp, ipv4, ipv6, udp};
+use crate::wire::{ChecksumCaps, IpProtocol, ah, esp, ipv4, ipv6, udp};
 
-/// What happened to an outbound packet that was not dropped.
+/// Room in front of an inner packet that any tunnel header fits in: IPv6 (40), AH with the
+/// longest ICV (48), UDP (8), ESP header and the longest IV (24).
+pub const HEADROOM: usize = 128;
+/// Room behind an inner packet for the longest ESP padding, trailer and ICV.
+pub const TAILROOM: usize = 64;
+
+/// What happened to an outbound packet that was not dropped ([`Outbound::encapsulate`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encapsulated {
     /// The protected packet is the first `len` bytes of the output buffer.
     Protected { len: usize, spi: u32, seq: u64 },
     /// Policy says bypass: send the inner packet as it is.
+    Bypass,
+}
+
+/// What happened to an outbound packet encapsulated in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EncapsulatedInPlace {
+    /// The protected packet is `range` of the buffer.
+    Protected { range: Range<usize>, spi: u32, seq: u64 },
+    /// Policy says bypass: the inner packet is unchanged.
     Bypass,
 }
 
@@ -34,32 +56,59 @@ pub struct Outbound {
     pub(crate) spd: Spd,
 }
 
-/// The inner packet's TOS / traffic class and whether it forbids fragmentation.
-struct InnerInfo {
+/// What encapsulation needs to know of the inner packet, from one parse.
+struct Inner {
+    /// The IP datagram's own length (link padding after it is not carried).
+    len: usize,
     tos: u8,
     dont_frag: bool,
     next_header: IpProtocol,
+    flow: Flow,
 }
 
-fn inner_info(inner: &[u8]) -> Result<InnerInfo, DropReason> {
-    match inner.first().map(|b| b >> 4) {
+fn parse_inner(pkt: &[u8]) -> Result<Inner, DropReason> {
+    match pkt.first().map(|b| b >> 4) {
         Some(4) => {
-            let p = ipv4::Packet::new_checked(inner).map_err(|_| DropReason::Malformed)?;
-            Ok(InnerInfo {
+            let p = ipv4::Packet::new_checked(pkt).map_err(|_| DropReason::Malformed)?;
+            Ok(Inner {
+                len: usize::from(p.total_len()),
                 tos: p.tos(),
                 dont_frag: p.dont_frag(),
                 next_header: IpProtocol::Ipv4,
+                flow: Flow::from_ipv4(&p).map_err(|_| DropReason::Malformed)?,
             })
         }
         Some(6) => {
-            let p = ipv6::Packet::new_checked(inner).map_err(|_| DropReason::Malformed)?;
-            Ok(InnerInfo {
+            let p = ipv6::Packet::new_checked(pkt).map_err(|_| DropReason::Malformed)?;
+            Ok(Inner {
+                len: ipv6::HEADER_LEN + usize::from(p.payload_len()),
                 tos: p.traffic_class(),
                 dont_frag: true,
                 next_header: IpProtocol::Ipv6,
+                flow: Flow::from_ipv6(&p).map_err(|_| DropReason::Malformed)?,
             })
         }
         _ => Err(DropReason::Malformed),
+    }
+}
+
+/// Where each part of the tunnel packet goes, relative to the inner packet.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    v6: bool,
+    ip_len: usize,
+    ah_len: usize,
+    udp_len: usize,
+    /// ESP header and IV (0 for an AH tunnel).
+    esp_head: usize,
+    pad_len: usize,
+    /// Padding, trailer and ICV after the inner packet (0 for an AH tunnel).
+    tail: usize,
+}
+
+impl Layout {
+    fn head(&self) -> usize {
+        self.ip_len + self.ah_len + self.udp_len + self.esp_head
     }
 }
 
@@ -81,10 +130,8 @@ impl Outbound {
         self.sas.iter().position(|s| s.params.spi == spi)
     }
 
-    /// Looks up the policy for an inner packet.
-    pub fn classify(&self, inner: &[u8]) -> Result<Action, DropReason> {
-        let flow = Flow::parse(inner).map_err(|_| DropReason::Malformed)?;
-        match self.spd.lookup(&flow) {
+    fn decide(&self, flow: &Flow) -> Result<Action, DropReason> {
+        match self.spd.lookup(flow) {
             None => Err(DropReason::NoPolicy),
             Some(p) => match p.action {
                 Action::Discard => Err(DropReason::PolicyDiscard),
@@ -93,121 +140,136 @@ impl Outbound {
         }
     }
 
+    /// Looks up the outbound policy for an inner packet.
+    pub fn classify(&self, inner: &[u8]) -> Result<Action, DropReason> {
+        self.decide(&parse_inner(inner)?.flow)
+    }
+
     /// Applies outbound policy to an inner IP packet and, when it says protect, writes the
     /// tunnel packet into `out`.
-    pub fn encapsulate(
-        &mut self,
-        inner: &[u8],
-        out: &mut [u8],
-    ) -> Result<Encapsulated, DropReason> {
-        match self.classify(inner)? {
-            Action::Bypass => Ok(Encapsulated::Bypass),
-            Action::Discard => Err(DropReason::PolicyDiscard),
-            Action::Protect(bundle) => self.protect(bundle, inner, out),
+    pub fn encapsulate(&mut self, inner: &[u8], out: &mut [u8]) -> Result<Encapsulated, DropReason> {
+        let info = parse_inner(inner)?;
+        let bundle = match self.decide(&info.flow)? {
+            Action::Protect(b) => b,
+            _ => return Ok(Encapsulated::Bypass),
+        };
+        let layout = self.layout(bundle, &info)?;
+        let head = layout.head();
+        let end = head + info.len + layout.tail;
+        let dst = out.get_mut(head..end).ok_or(DropReason::TooBig)?;
+        dst[..info.len].copy_from_slice(&inner[..info.len]);
+        let (range, seq) = self.seal_bundle(bundle, &info, layout, out, head)?;
+        Ok(Encapsulated::Protected { len: range.end, spi: self.sas[bundle.inner].params.spi, seq })
+    }
+
+    /// Applies outbound policy to the inner packet at `buf[inner]` and, when it says
+    /// protect, encapsulates it where it lies: the headers go in front of it (at most
+    /// [`HEADROOM`] bytes), padding, trailer and ICV behind it (at most [`TAILROOM`]).
+    pub fn encapsulate_in_place(&mut self, buf: &mut [u8], inner: Range<usize>) -> Result<EncapsulatedInPlace, DropReason> {
+        let info = parse_inner(buf.get(inner.clone()).ok_or(DropReason::Malformed)?)?;
+        let bundle = match self.decide(&info.flow)? {
+            Action::Protect(b) => b,
+            _ => return Ok(EncapsulatedInPlace::Bypass),
+        };
+        let layout = self.layout(bundle, &info)?;
+        if inner.start < layout.head() || buf.len() < inner.start + info.len + layout.tail {
+            return Err(DropReason::TooBig);
         }
+        let (range, seq) = self.seal_bundle(bundle, &info, layout, buf, inner.start)?;
+        Ok(EncapsulatedInPlace::Protected { range, spi: self.sas[bundle.inner].params.spi, seq })
     }
 
     /// Encapsulates an inner packet with a bundle, policy already decided.
-    pub fn protect(
-        &mut self,
-        bundle: Bundle,
-        inner: &[u8],
-        out: &mut [u8],
-    ) -> Result<Encapsulated, DropReason> {
-        let info = inner_info(inner)?;
+    pub fn protect(&mut self, bundle: Bundle, inner: &[u8], out: &mut [u8]) -> Result<Encapsulated, DropReason> {
+        let info = parse_inner(inner)?;
+        let layout = self.layout(bundle, &info)?;
+        let head = layout.head();
+        let dst = out.get_mut(head..head + info.len + layout.tail).ok_or(DropReason::TooBig)?;
+        dst[..info.len].copy_from_slice(&inner[..info.len]);
+        let (range, seq) = self.seal_bundle(bundle, &info, layout, out, head)?;
+        Ok(Encapsulated::Protected { len: range.end, spi: self.sas[bundle.inner].params.spi, seq })
+    }
+
+    /// Checks that every SA of the bundle may send and works out the packet's layout.
+    fn layout(&self, bundle: Bundle, info: &Inner) -> Result<Layout, DropReason> {
         let tunnel = self.sas.get(bundle.inner).ok_or(DropReason::NoPolicy)?;
         tunnel.can_send()?;
-        let ah_sa = match bundle.outer_ah {
-            Some(i) => {
-                let sa = self.sas.get(i).ok_or(DropReason::NoPolicy)?;
-                sa.can_send()?;
-                Some(sa)
-            }
-            None => None,
-        };
         let v6 = tunnel.params.dst.is_ipv6();
-        let ip_len = if v6 {
-            ipv6::HEADER_LEN
-        } else {
-            ipv4::HEADER_LEN
-        };
-        let ah_len = match (&tunnel.params.transform, ah_sa) {
-            (Transform::Ah(i), _) => ah::header_len(i.icv_len(), v6),
-            (_, Some(sa)) => match &sa.params.transform {
-                Transform::Ah(i) => ah::header_len(i.icv_len(), v6),
-                Transform::Esp(_) => return Err(DropReason::NoPolicy),
-            },
-            _ => 0,
-        };
-        let udp_len = if tunnel.params.udp_encap.is_some() {
-            udp::HEADER_LEN
-        } else {
-            0
-        };
-        let (inner_proto_len, pad_len) = match &tunnel.params.transform {
-            Transform::Esp(t) => {
-                let pad = esp::pad_len(inner.len(), t.pad_align());
-                (
-                    esp::HEADER_LEN + t.iv_len() + inner.len() + pad + 2 + t.icv_len(),
-                    pad,
-                )
+        let ah_icv = match (&tunnel.params.transform, bundle.outer_ah) {
+            (Transform::Ah(i), _) => Some(i.icv_len()),
+            (Transform::Esp(_), Some(a)) => {
+                let sa = self.sas.get(a).ok_or(DropReason::NoPolicy)?;
+                sa.can_send()?;
+                match &sa.params.transform {
+                    Transform::Ah(i) => Some(i.icv_len()),
+                    Transform::Esp(_) => return Err(DropReason::NoPolicy),
+                }
             }
-            Transform::Ah(_) => (inner.len(), 0),
+            (Transform::Esp(_), None) => None,
         };
-        let total = ip_len + ah_len + udp_len + inner_proto_len;
-        let ip_payload = total - ip_len;
-        if total > out.len()
-            || (!v6 && total > usize::from(u16::MAX))
-            || ip_payload > usize::from(u16::MAX)
-        {
+        let (esp_head, pad_len, tail) = match &tunnel.params.transform {
+            Transform::Esp(t) => {
+                let pad = esp::pad_len(info.len, t.send_align());
+                (esp::HEADER_LEN + t.iv_len(), pad, pad + esp::TRAILER_LEN + t.icv_len())
+            }
+            Transform::Ah(_) => (0, 0, 0),
+        };
+        let layout = Layout {
+            v6,
+            ip_len: if v6 { ipv6::HEADER_LEN } else { ipv4::HEADER_LEN },
+            ah_len: ah_icv.map_or(0, |icv| ah::header_len(icv, v6)),
+            udp_len: if tunnel.params.udp_encap.is_some() { udp::HEADER_LEN } else { 0 },
+            esp_head,
+            pad_len,
+            tail,
+        };
+        let ip_payload = layout.head() - layout.ip_len + info.len + layout.tail;
+        if ip_payload + if v6 { 0 } else { layout.ip_len } > usize::from(u16::MAX) {
             return Err(DropReason::TooBig);
         }
+        Ok(layout)
+    }
+
+    /// Builds the tunnel packet around the inner packet at `buf[inner_at..]`; the layout
+    /// has been checked against the buffer. Returns the packet's range and the tunnel SA's
+    /// sequence number.
+    fn seal_bundle(&mut self, bundle: Bundle, info: &Inner, l: Layout, buf: &mut [u8], inner_at: usize) -> Result<(Range<usize>, u64), DropReason> {
+        let start = inner_at - l.head();
+        let end = inner_at + info.len + l.tail;
+        let pkt = buf.get_mut(start..end).ok_or(DropReason::TooBig)?;
+        let total = pkt.len();
+        let body = l.ip_len + l.ah_len;
 
         let seq = self.sas[bundle.inner].next_seq();
         let tunnel = &self.sas[bundle.inner];
         let p = &tunnel.params;
-        let body = ip_len + ah_len;
-
-        // Innermost first: the ESP packet (or, for AH tunnel mode, the inner packet).
-        match &p.transform {
-            Transform::Esp(t) => {
-                let esp_off = body + udp_len;
-                let esp_buf = &mut out[esp_off..total];
-                {
-                    let mut hdr = esp::Packet::new_unchecked(&mut *esp_buf);
-                    hdr.set_spi(p.spi);
-                    hdr.set_sequence_number(seq as u32);
-                }
-                let data = esp::HEADER_LEN + t.iv_len();
-                esp_buf[data..data + inner.len()].copy_from_slice(inner);
-                let trailer = data + inner.len();
-                esp::emit_trailer(
-                    &mut esp_buf[trailer..trailer + pad_len + 2],
-                    pad_len,
-                    info.next_header,
-                )
+        if let Transform::Esp(t) = &p.transform {
+            let esp_off = body + l.udp_len;
+            let esp_buf = &mut pkt[esp_off..];
+            {
+                let mut hdr = esp::Packet::new_unchecked(&mut *esp_buf);
+                hdr.set_spi(p.spi);
+                hdr.set_sequence_number(seq as u32);
+            }
+            let trailer = l.esp_head + info.len;
+            esp::emit_trailer(&mut esp_buf[trailer..trailer + l.pad_len + esp::TRAILER_LEN], l.pad_len, info.next_header)
                 .map_err(|_| DropReason::TooBig)?;
-                t.seal(esp_buf, seq, p.esn)
-                    .map_err(|_| DropReason::TooBig)?;
-                if let Some(encap) = p.udp_encap {
-                    let udp_buf = &mut out[body..total];
-                    let mut u = udp::Packet::new_unchecked(udp_buf);
-                    u.set_src_port(encap.src_port);
-                    u.set_dst_port(encap.dst_port);
-                    u.set_len((total - body) as u16);
-                    u.set_checksum(0);
-                    if let (IpAddr::V6(s), IpAddr::V6(d)) = (p.src, p.dst) {
-                        u.fill_checksum(&IpAddr::V6(s), &IpAddr::V6(d));
-                    }
+            t.seal(esp_buf, seq, p.esn).map_err(|_| DropReason::TooBig)?;
+            if let Some(encap) = p.udp_encap {
+                let mut u = udp::Packet::new_unchecked(&mut pkt[body..]);
+                u.set_src_port(encap.src_port);
+                u.set_dst_port(encap.dst_port);
+                u.set_len((total - body) as u16);
+                u.set_checksum(0);
+                if l.v6 {
+                    u.fill_checksum(&p.src, &p.dst);
                 }
             }
-            Transform::Ah(_) => out[body..total].copy_from_slice(inner),
         }
 
-        // The outer IP header.
-        let first_next = if ah_len > 0 {
+        let first_next = if l.ah_len > 0 {
             IpProtocol::Ah
-        } else if udp_len > 0 {
+        } else if l.udp_len > 0 {
             IpProtocol::Udp
         } else {
             IpProtocol::Esp
@@ -217,73 +279,50 @@ impl Outbound {
             DfMode::Set => true,
             DfMode::Clear => false,
         };
-        emit_outer(
-            &mut out[..ip_len],
-            p.src,
-            p.dst,
-            first_next,
-            ip_payload,
-            p.ttl,
-            ecn::encap_tos(info.tos),
+        let outer = OuterHeader {
+            src: p.src,
+            dst: p.dst,
+            next_header: first_next,
+            payload_len: total - l.ip_len,
+            ttl: p.ttl,
+            tos: ecn::encap_tos(info.tos),
             dont_frag,
-            seq as u16,
-        );
+            ident: seq as u16,
+        };
+        outer.emit(&mut pkt[..l.ip_len]);
 
         // AH over everything: the AH tunnel SA itself, or the AH transport SA of a bundle.
-        let (ah_index, ah_seq, ah_next) = match (&p.transform, bundle.outer_ah) {
-            (Transform::Ah(_), _) => (bundle.inner, seq, info.next_header),
-            (_, Some(i)) => {
-                let s = self.sas[i].next_seq();
-                let next = if udp_len > 0 {
-                    IpProtocol::Udp
-                } else {
-                    IpProtocol::Esp
-                };
-                (i, s, next)
-            }
-            _ => (usize::MAX, 0, IpProtocol::Esp),
-        };
-        if ah_len > 0 {
+        if l.ah_len > 0 {
+            let (ah_index, ah_seq, ah_next) = match bundle.outer_ah {
+                Some(i) => (i, self.sas[i].next_seq(), IpProtocol::Esp),
+                None => (bundle.inner, seq, info.next_header),
+            };
             let sa = &self.sas[ah_index];
             let Transform::Ah(integrity) = &sa.params.transform else {
                 return Err(DropReason::NoPolicy);
             };
-            apply_ah(
-                out,
-                ip_len,
-                ah_len,
-                total,
-                sa.params.spi,
-                ah_seq,
-                sa.params.esn,
-                ah_next,
-                integrity,
-                v6,
-            )?;
+            let ah_hdr = AhHeader { spi: sa.params.spi, seq: ah_seq, esn: sa.params.esn, next_header: ah_next };
+            apply_ah(pkt, l, ah_hdr, integrity)?;
         }
-        if !v6 {
-            ipv4::Packet::new_unchecked(&mut out[..ip_len]).fill_checksum();
+        if !l.v6 {
+            ipv4::Packet::new_unchecked(&mut pkt[..l.ip_len]).fill_checksum();
         }
 
+        let bytes = info.len as u64;
         let tunnel = &mut self.sas[bundle.inner];
         tunnel.counters.packets += 1;
-        tunnel.counters.bytes += inner.len() as u64;
+        tunnel.counters.bytes += bytes;
         if let Some(i) = bundle.outer_ah {
             let sa = &mut self.sas[i];
             sa.counters.packets += 1;
-            sa.counters.bytes += inner.len() as u64;
+            sa.counters.bytes += bytes;
         }
-        Ok(Encapsulated::Protected {
-            len: total,
-            spi: self.sas[bundle.inner].params.spi,
-            seq,
-        })
+        Ok((start..end, seq))
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn emit_outer(
-    buf: &mut [u8],
+/// The fields of the outer IP header.
+struct OuterHeader {
     src: IpAddr,
     dst: IpAddr,
     next_header: IpProtocol,
@@ -292,93 +331,79 @@ fn emit_outer(
     tos: u8,
     dont_frag: bool,
     ident: u16,
-) {
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let repr = ipv4::Repr {
-                src_addr: s,
-                dst_addr: d,
-                next_header,
-                payload_len,
-                hop_limit: ttl,
-                tos,
-                dont_frag,
-                ident,
-            };
-            let _ = repr.emit(
-                &mut ipv4::Packet::new_unchecked(buf),
-                &crate::wire::ChecksumCaps::default(),
-            );
+}
+
+impl OuterHeader {
+    /// Writes the header; the IPv4 checksum is filled last, after AH.
+    fn emit(&self, buf: &mut [u8]) {
+        match (self.src, self.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let repr = ipv4::Repr {
+                    src_addr: s,
+                    dst_addr: d,
+                    next_header: self.next_header,
+                    payload_len: self.payload_len,
+                    hop_limit: self.ttl,
+                    tos: self.tos,
+                    dont_frag: self.dont_frag,
+                    ident: self.ident,
+                };
+                let caps = ChecksumCaps { ipv4: crate::wire::Checksum::None, ..ChecksumCaps::default() };
+                let _ = repr.emit(&mut ipv4::Packet::new_unchecked(buf), &caps);
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                let repr = ipv6::Repr {
+                    src_addr: s,
+                    dst_addr: d,
+                    next_header: self.next_header,
+                    payload_len: self.payload_len,
+                    hop_limit: self.ttl,
+                    traffic_class: self.tos,
+                    flow_label: 0,
+                };
+                let _ = repr.emit(&mut ipv6::Packet::new_unchecked(buf));
+            }
+            // Configuration validation refuses SAs whose endpoints differ in family.
+            _ => {}
         }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let repr = ipv6::Repr {
-                src_addr: s,
-                dst_addr: d,
-                next_header,
-                payload_len,
-                hop_limit: ttl,
-                traffic_class: tos,
-                flow_label: 0,
-            };
-            let _ = repr.emit(&mut ipv6::Packet::new_unchecked(buf));
-        }
-        // Configuration validation refuses SAs whose endpoints differ in family.
-        _ => {}
     }
 }
 
-/// Writes the AH header at `ip_len` and its ICV over the packet with mutable fields zeroed
-/// (RFC 4302 §3.3.3). The outer header carries no options or extension headers here.
-#[allow(clippy::too_many_arguments)]
-fn apply_ah(
-    out: &mut [u8],
-    ip_len: usize,
-    ah_len: usize,
-    total: usize,
+/// The fields of an AH header being sent.
+struct AhHeader {
     spi: u32,
     seq: u64,
     esn: bool,
     next_header: IpProtocol,
-    integrity: &crate::crypto::Integrity,
-    v6: bool,
-) -> Result<(), DropReason> {
+}
+
+/// Writes the AH header after the outer IP header and its ICV over the packet with mutable
+/// fields zeroed (RFC 4302 §3.3.3); with ESN the high sequence bits are appended to the
+/// ICV input. The outer header has no options or extension headers here.
+fn apply_ah(pkt: &mut [u8], l: Layout, h: AhHeader, integrity: &Integrity) -> Result<(), DropReason> {
     let icv_len = integrity.icv_len();
     {
-        let repr = ah::Repr {
-            next_header,
-            spi,
-            sequence_number: seq as u32,
-            icv_len,
-            ipv6: v6,
-        };
-        repr.emit(&mut ah::Packet::new_unchecked(
-            &mut out[ip_len..ip_len + ah_len],
-        ))
-        .map_err(|_| DropReason::TooBig)?;
+        let repr = ah::Repr { next_header: h.next_header, spi: h.spi, sequence_number: h.seq as u32, icv_len, ipv6: l.v6 };
+        repr.emit(&mut ah::Packet::new_unchecked(&mut pkt[l.ip_len..l.ip_len + l.ah_len]))
+            .map_err(|_| DropReason::TooBig)?;
     }
-    // The IP header with mutable fields zeroed; the copy includes AH's fixed part, which
-    // the IPv6 walk checks the extension chain against.
+    // The copy includes AH's fixed part, against which the IPv6 walk checks the chain.
     let mut scratch = [0u8; ipv6::HEADER_LEN + ah::FIXED_LEN];
-    let scratch = &mut scratch[..ip_len + ah::FIXED_LEN];
-    scratch.copy_from_slice(&out[..ip_len + ah::FIXED_LEN]);
-    let zeroed = if v6 {
-        ah::zero_mutable_ipv6(scratch, ip_len)
-    } else {
-        ah::zero_mutable_ipv4(scratch)
-    };
+    let scratch = &mut scratch[..l.ip_len + ah::FIXED_LEN];
+    scratch.copy_from_slice(&pkt[..l.ip_len + ah::FIXED_LEN]);
+    let zeroed = if l.v6 { ah::zero_mutable_ipv6(scratch, l.ip_len) } else { ah::zero_mutable_ipv4(scratch) };
     zeroed.map_err(|_| DropReason::Malformed)?;
-    let hdr = &scratch[..ip_len];
-    let seq_hi = ((seq >> 32) as u32).to_be_bytes();
+    let hdr = &scratch[..l.ip_len];
+    let seq_hi = ((h.seq >> 32) as u32).to_be_bytes();
     let mut icv = [0u8; 64];
     let icv = &mut icv[..icv_len];
-    {
-        let rest = &out[ip_len..total];
-        if esn {
-            integrity.compute(&[hdr, rest, &seq_hi], icv);
-        } else {
-            integrity.compute(&[hdr, rest], icv);
-        }
+    let rest = &pkt[l.ip_len..];
+    if h.esn {
+        integrity.compute(&[hdr, rest, &seq_hi], icv);
+    } else {
+        integrity.compute(&[hdr, rest], icv);
     }
-    out[ip_len + ah::FIXED_LEN..ip_len + ah::FIXED_LEN + icv_len].copy_from_slice(icv);
+    let at = l.ip_len + ah::FIXED_LEN;
+    pkt[at..at + icv_len].copy_from_slice(icv);
     Ok(())
 }

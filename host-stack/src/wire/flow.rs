@@ -41,7 +41,11 @@ impl Flow {
     }
 
     fn parse_ipv4(bytes: &[u8]) -> Result<Flow, Error> {
-        let packet = ipv4::Packet::new_checked(bytes)?;
+        Self::from_ipv4(&ipv4::Packet::new_checked(bytes)?)
+    }
+
+    /// The flow of an IPv4 packet already checked with `new_checked`.
+    pub fn from_ipv4<T: AsRef<[u8]>>(packet: &ipv4::Packet<T>) -> Result<Flow, Error> {
         let protocol = packet.next_header();
         let mut flow =
             Flow::addresses(packet.src_addr().into(), packet.dst_addr().into(), protocol);
@@ -52,8 +56,12 @@ impl Flow {
     }
 
     fn parse_ipv6(bytes: &[u8]) -> Result<Flow, Error> {
-        let packet = ipv6::Packet::new_checked(bytes)?;
-        let upper = ipv6::walk_extension_headers(&packet)?;
+        Self::from_ipv6(&ipv6::Packet::new_checked(bytes)?)
+    }
+
+    /// The flow of an IPv6 packet already checked with `new_checked`.
+    pub fn from_ipv6<T: AsRef<[u8]>>(packet: &ipv6::Packet<T>) -> Result<Flow, Error> {
+        let upper = ipv6::walk_extension_headers(packet)?;
         let mut flow = Flow::addresses(
             packet.src_addr().into(),
             packet.dst_addr().into(),
