@@ -38,7 +38,7 @@ impl LayoutField {
     }
 
     const fn is_byte_aligned(&self) -> bool {
-        self.offset_bits % 8 == 0 && self.width_bits % 8 == 0
+        self.offset_bits.is_multiple_of(8) && self.width_bits.is_multiple_of(8)
     }
 
     /// The field's value (fields up to 64 bits).
@@ -124,7 +124,7 @@ pub const fn layout_is_valid(l: &Layout) -> bool {
         if f.offset_bits != at || f.width_bits == 0 {
             return false;
         }
-        let aligned = f.offset_bits % 8 == 0 && f.width_bits % 8 == 0;
+        let aligned = f.offset_bits.is_multiple_of(8) && f.width_bits.is_multiple_of(8);
         let in_one_byte = f.width_bits < 8 && (f.offset_bits % 8) + f.width_bits <= 8;
         if !aligned && !in_one_byte {
             return false;

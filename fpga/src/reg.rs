@@ -185,7 +185,7 @@ pub const fn block_is_valid(b: &Block) -> bool {
         let r = &b.regs[i];
         let bytes = r.width_bits / 8;
         if (r.width_bits != 32 && r.width_bits != 64)
-            || r.offset % bytes != 0
+            || !r.offset.is_multiple_of(bytes)
             || r.offset + bytes > b.size
             || r.block_base != b.base
             || r.stride != b.stride

@@ -13,6 +13,10 @@ pub use rings::{admin, event, queue, queues};
 /// Major version this crate describes; minor versions only add registers or fields.
 pub const VERSION_1_0: u32 = 0x0001_0000;
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one argument per column of the register table"
+)]
 pub(crate) const fn reg32(
     base: u32,
     stride: u32,
