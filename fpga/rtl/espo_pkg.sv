@@ -256,7 +256,7 @@ package espo_pkg;
   localparam logic [31:0] STATS_NEXT_OFFSET = 32'h00000608; // RO BAR0 offset of the next block, 0 at the end of the chain.
   localparam logic [31:0] STATS_NEXT_RESET = 32'h00000800;
   localparam logic [31:0] STATS_STAT_COUNT_OFFSET = 32'h00000610; // RO Number of counters.
-  localparam logic [31:0] STATS_STAT_COUNT_RESET = 32'h0000001B;
+  localparam logic [31:0] STATS_STAT_COUNT_RESET = 32'h0000001C;
   localparam logic [31:0] STATS_COUNTER0_OFFSET = 32'h00000640; // RO First of STAT_COUNT 64-bit counters; counter i (Counter code) at 0x40 + 8 * i. Cleared by reset only.
   localparam logic [63:0] STATS_COUNTER0_RESET = 64'h0000000000000000;
 
@@ -422,6 +422,7 @@ package espo_pkg;
   localparam logic [7:0] COUNTER_ENGINE_ERRORS = 8'd24; //  Packets hit by an engine error.
   localparam logic [7:0] COUNTER_DMA_FAULTS = 8'd25; //  DMA faults.
   localparam logic [7:0] COUNTER_RX_PAUSE_CYCLES = 8'd26; //  Cycles the port asserted flow control because no RX buffer was free.
+  localparam logic [7:0] COUNTER_RX_NO_QUEUE = 8'd27; //  Frames dropped because their queue pair (or the card) is not enabled.
 
   // TX_DESC: 16 bytes. Byte i of the little-endian memory image is bits [8i+7:8i].
   localparam int TX_DESC_SIZE_BYTES = 16;

@@ -239,6 +239,8 @@ code_enum! {
         DmaFaults = 25,
         /// Cycles the port asserted flow control because no RX buffer was free.
         RxPauseCycles = 26,
+        /// Frames dropped because their queue pair (or the card) is not enabled.
+        RxNoQueue = 27,
     }
 }
 
