@@ -36,10 +36,18 @@ impl Model {
                 status,
                 phase: phase_for(cpl_index, self.acq.log2),
             };
-            let cost = self.p.admin_cycles + self.p.pcie_read_latency_cycles + self.p.pcie_write_latency_cycles;
+            let cost = self.p.admin_cycles
+                + self.p.pcie_read_latency_cycles
+                + self.p.pcie_write_latency_cycles;
             let tick = (self.now + cost * TICKS_PER_CYCLE).max(self.last_admin_cpl);
             self.last_admin_cpl = tick;
-            self.schedule(tick, Action::AdminComplete { index: cpl_index, cpl: cpl.encode() });
+            self.schedule(
+                tick,
+                Action::AdminComplete {
+                    index: cpl_index,
+                    cpl: cpl.encode(),
+                },
+            );
         }
     }
 
@@ -73,7 +81,8 @@ impl Model {
                     return Err(Status::DataDmaFault);
                 }
                 let mut entry_bytes = [0u8; SaEntry::SIZE];
-                entry_bytes.copy_from_slice(raw.get(..SaEntry::SIZE).unwrap_or(&[0; SaEntry::SIZE]));
+                entry_bytes
+                    .copy_from_slice(raw.get(..SaEntry::SIZE).unwrap_or(&[0; SaEntry::SIZE]));
                 wipe(&mut raw[..SaEntry::SIZE]);
                 let entry = SaEntry::decode(&entry_bytes);
                 wipe(&mut entry_bytes);
@@ -90,7 +99,11 @@ impl Model {
                 if !in_table {
                     return Err(Status::InvalidSaIndex);
                 }
-                let state = self.sa.get(cmd.sa_index).map(|s| s.state()).unwrap_or_default();
+                let state = self
+                    .sa
+                    .get(cmd.sa_index)
+                    .map(|s| s.state())
+                    .unwrap_or_default();
                 if cmd.state {
                     if (cmd.data_len as usize) < SaState::SIZE {
                         return Err(Status::DataTooShort);
@@ -109,7 +122,11 @@ impl Model {
                 if (cmd.data_len as usize) < SaState::SIZE {
                     return Err(Status::DataTooShort);
                 }
-                let state = self.sa.get(cmd.sa_index).map(|s| s.state()).unwrap_or_default();
+                let state = self
+                    .sa
+                    .get(cmd.sa_index)
+                    .map(|s| s.state())
+                    .unwrap_or_default();
                 if !self.dma_write(DmaUnit::AdminData, None, cmd.data_addr, &state.encode()) {
                     return Err(Status::DataDmaFault);
                 }

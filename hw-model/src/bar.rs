@@ -13,7 +13,15 @@ impl Model {
         if self.removed {
             return u32::MAX;
         }
-        let Some(info) = self.regs.info(offset) else { return 0 };
+        let counters = stats::BASE + stats::COUNTERS_OFFSET..stats::BASE + stats::BLOCK.size;
+        if counters.contains(&offset) && offset % 4 == 0 {
+            let i = (offset - counters.start) / 8;
+            let v = self.counters.get(i as usize).copied().unwrap_or(0);
+            return (if offset % 8 == 4 { v >> 32 } else { v }) as u32;
+        }
+        let Some(info) = self.regs.info(offset) else {
+            return 0;
+        };
         let live = self.live_value(info.reg.name, info.instance, info.addr);
         match live {
             Some(v) => (if info.high { v >> 32 } else { v }) as u32,
@@ -23,7 +31,8 @@ impl Model {
 
     /// Reads a 64-bit register (two 32-bit reads, low word first).
     pub fn bar0_read64(&self, offset: u32) -> u64 {
-        u64::from(self.bar0_read32(offset)) | u64::from(self.bar0_read32(offset.wrapping_add(4))) << 32
+        u64::from(self.bar0_read32(offset))
+            | u64::from(self.bar0_read32(offset.wrapping_add(4))) << 32
     }
 
     /// Writes a 64-bit register (low word first, then high word).
@@ -34,10 +43,6 @@ impl Model {
 
     fn live_value(&self, name: &str, instance: u32, addr: u32) -> Option<u64> {
         let block_of = |base: u32| addr >= base && addr < base + 0x100;
-        if (stats::BASE + stats::COUNTERS_OFFSET..stats::BASE + stats::BLOCK.size).contains(&addr) {
-            let i = (addr - stats::BASE - stats::COUNTERS_OFFSET) / 8;
-            return Some(self.counters.get(i as usize).copied().unwrap_or(0));
-        }
         if block_of(ctrl::BASE) {
             return match name {
                 "STATUS" => {
@@ -72,7 +77,10 @@ impl Model {
                 "Q_STATUS" => {
                     let mut s = queue::q_status::ENABLED.put(0, u64::from(qp.enabled));
                     s = queue::q_status::ERROR.put(s, u64::from(qp.error));
-                    Some(queue::q_status::IDLE.put(s, u64::from(qp.tx_inflight == 0 && qp.rx_inflight == 0)))
+                    Some(
+                        queue::q_status::IDLE
+                            .put(s, u64::from(qp.tx_inflight == 0 && qp.rx_inflight == 0)),
+                    )
                 }
                 "TXQ_HEAD" => Some(qp.txq.cons.into()),
                 "RXQ_HEAD" => Some(qp.rxq.cons.into()),
@@ -87,7 +95,9 @@ impl Model {
         if self.removed || self.now < self.ready_at {
             return;
         }
-        let Some(info) = self.regs.info(offset) else { return };
+        let Some(info) = self.regs.info(offset) else {
+            return;
+        };
         match info.access() {
             Access::Ro => {}
             Access::W1c => match info.reg.name {
@@ -116,7 +126,10 @@ impl Model {
         let q = instance as usize;
         match name {
             "CONTROL" => {
-                self.regs.set(ctrl::CONTROL.addr(), value & !(ctrl::control::RESET.mask() as u32));
+                self.regs.set(
+                    ctrl::CONTROL.addr(),
+                    value & !(ctrl::control::RESET.mask() as u32),
+                );
                 if ctrl::control::RESET.is_set(value.into()) {
                     self.reset();
                 } else {
@@ -151,12 +164,16 @@ impl Model {
                 let was = queue::q_ctrl::ENABLE.is_set(old.into());
                 if on && !was {
                     self.enable_queue(q);
-                } else if !on && was
-                    && let Some(qp) = self.q.get_mut(q) {
-                        qp.enabled = false;
-                    }
+                } else if !on
+                    && was
+                    && let Some(qp) = self.q.get_mut(q)
+                {
+                    qp.enabled = false;
+                }
             }
-            "TXQ_TAIL" | "RXQ_TAIL" | "TXCQ_HEAD" | "RXCQ_HEAD" => self.queue_doorbell(q, name, value, doorbell_at),
+            "TXQ_TAIL" | "RXQ_TAIL" | "TXCQ_HEAD" | "RXCQ_HEAD" => {
+                self.queue_doorbell(q, name, value, doorbell_at)
+            }
             _ => {}
         }
     }
@@ -199,10 +216,11 @@ impl Model {
 
     pub(crate) fn kick_tx(&mut self, q: u16, at: u64) {
         if let Some(qp) = self.q.get_mut(q as usize)
-            && !qp.tx_fetch_scheduled {
-                qp.tx_fetch_scheduled = true;
-                self.schedule(at, Action::TxFetch(q));
-            }
+            && !qp.tx_fetch_scheduled
+        {
+            qp.tx_fetch_scheduled = true;
+            self.schedule(at, Action::TxFetch(q));
+        }
     }
 
     pub(crate) fn kick_rx(&mut self, at: u64) {
@@ -219,11 +237,23 @@ impl Model {
         }
     }
 
-    fn ring_from_regs(&self, base: &espo_fpga::Register, log2: &espo_fpga::Register, instance: u32) -> Option<Ring> {
+    fn ring_from_regs(
+        &self,
+        base: &espo_fpga::Register,
+        log2: &espo_fpga::Register,
+        instance: u32,
+    ) -> Option<Ring> {
         let base = self.regs.get64(base, instance);
         let log2 = self.regs.get32(log2, instance);
-        let ok = (cap::RING_MIN_LOG2..=cap::RING_MAX_LOG2).contains(&log2) && base != 0 && base.is_multiple_of(RING_ALIGN);
-        ok.then_some(Ring { base, log2, prod: 0, cons: 0 })
+        let ok = (cap::RING_MIN_LOG2..=cap::RING_MAX_LOG2).contains(&log2)
+            && base != 0
+            && base.is_multiple_of(RING_ALIGN);
+        ok.then_some(Ring {
+            base,
+            log2,
+            prod: 0,
+            cons: 0,
+        })
     }
 
     /// CONTROL.ENABLE 0 -> 1 (datasheet §5.6).
@@ -270,13 +300,25 @@ impl Model {
             self.ring_from_regs(&queue::RXCQ_BASE, &queue::RXCQ_LOG2, i),
         );
         let enabled = self.enabled;
-        for reg in [&queue::TXQ_TAIL, &queue::TXCQ_HEAD, &queue::RXQ_TAIL, &queue::RXCQ_HEAD] {
+        for reg in [
+            &queue::TXQ_TAIL,
+            &queue::TXCQ_HEAD,
+            &queue::RXQ_TAIL,
+            &queue::RXCQ_HEAD,
+        ] {
             self.regs.set(reg.addr_in(i), 0);
         }
         let Some(qp) = self.q.get_mut(q) else { return };
         match rings {
             (Some(txq), Some(txcq), Some(rxq), Some(rxcq)) if enabled => {
-                *qp = crate::card::QueuePair { enabled: true, txq, txcq, rxq, rxcq, ..Default::default() };
+                *qp = crate::card::QueuePair {
+                    enabled: true,
+                    txq,
+                    txcq,
+                    rxq,
+                    rxcq,
+                    ..Default::default()
+                };
             }
             _ => {
                 qp.enabled = false;
@@ -288,11 +330,24 @@ impl Model {
     }
 
     fn config_fault(&mut self, queue_index: u32) {
-        self.record_fault(ctrl::err::CONFIG.mask() as u32, FaultCode::Config, 0, queue_index, 0);
+        self.record_fault(
+            ctrl::err::CONFIG.mask() as u32,
+            FaultCode::Config,
+            0,
+            queue_index,
+            0,
+        );
     }
 
     /// Sets an error cause and, if it is the first since ERR_CAUSE was clear, the fault record.
-    pub(crate) fn record_fault(&mut self, cause_bit: u32, code: FaultCode, unit: u8, queue_index: u32, addr: u64) {
+    pub(crate) fn record_fault(
+        &mut self,
+        cause_bit: u32,
+        code: FaultCode,
+        unit: u8,
+        queue_index: u32,
+        addr: u64,
+    ) {
         if self.err_cause == 0 {
             let mut v = ctrl::fault::CODE.put(0, code.value().into());
             v = ctrl::fault::UNIT.put(v, unit.into());

@@ -35,7 +35,8 @@ impl Ring {
         self.used() >= self.entries()
     }
     pub fn addr(&self, index: u32, entry_bytes: u64) -> u64 {
-        self.base.wrapping_add(u64::from(index & (self.entries() - 1)) * entry_bytes)
+        self.base
+            .wrapping_add(u64::from(index & (self.entries() - 1)) * entry_bytes)
     }
 }
 
@@ -59,12 +60,29 @@ pub(crate) struct QueuePair {
 #[derive(Debug)]
 pub(crate) enum Action {
     TxFetch(u16),
-    TxComplete { q: u16, index: u32, cpl: [u8; 16], latency_from: u64, stats: Option<(u64, u64, u64)> },
+    TxComplete {
+        q: u16,
+        index: u32,
+        cpl: [u8; 16],
+        latency_from: u64,
+        stats: Option<(u64, u64, u64)>,
+    },
     LinkOut(Vec<u8>),
     RxProcess,
-    RxComplete { q: u16, index: u32, buf: u64, data: Vec<u8>, cpl: [u8; 32], latency_from: u64, stats: Option<(u64, u64, u64)> },
+    RxComplete {
+        q: u16,
+        index: u32,
+        buf: u64,
+        data: Vec<u8>,
+        cpl: [u8; 32],
+        latency_from: u64,
+        stats: Option<(u64, u64, u64)>,
+    },
     AdminProcess,
-    AdminComplete { index: u32, cpl: [u8; 16] },
+    AdminComplete {
+        index: u32,
+        cpl: [u8; 16],
+    },
     CoalesceTimer(u32),
     ResetDone,
     Watchdog,
@@ -231,7 +249,13 @@ impl Model {
     }
 
     /// IOMMU: maps `len` bytes of `mem` from `mem_offset` at `iova`.
-    pub fn map_at(&mut self, iova: u64, len: u64, mem: Arc<dyn HostMemory>, mem_offset: usize) -> Result<(), MapError> {
+    pub fn map_at(
+        &mut self,
+        iova: u64,
+        len: u64,
+        mem: Arc<dyn HostMemory>,
+        mem_offset: usize,
+    ) -> Result<(), MapError> {
         self.iommu.map(iova, len, mem, mem_offset)
     }
 
@@ -314,21 +338,37 @@ impl Model {
 
     pub(crate) fn schedule(&mut self, tick: u64, action: Action) {
         self.order += 1;
-        self.sched.push(Scheduled { tick: tick.max(self.now), order: self.order, action });
+        self.sched.push(Scheduled {
+            tick: tick.max(self.now),
+            order: self.order,
+            action,
+        });
     }
 
     fn dispatch(&mut self, action: Action) {
         match action {
             Action::TxFetch(q) => self.tx_fetch(q),
-            Action::TxComplete { q, index, cpl, latency_from, stats } => self.tx_complete(q, index, cpl, latency_from, stats),
+            Action::TxComplete {
+                q,
+                index,
+                cpl,
+                latency_from,
+                stats,
+            } => self.tx_complete(q, index, cpl, latency_from, stats),
             Action::LinkOut(frame) => {
                 let cycle = self.now_cycles();
                 self.link.send(crate::link::Frame { data: frame, cycle });
             }
             Action::RxProcess => self.rx_process(),
-            Action::RxComplete { q, index, buf, data, cpl, latency_from, stats } => {
-                self.rx_complete(q, index, buf, &data, cpl, latency_from, stats)
-            }
+            Action::RxComplete {
+                q,
+                index,
+                buf,
+                data,
+                cpl,
+                latency_from,
+                stats,
+            } => self.rx_complete(q, index, buf, &data, cpl, latency_from, stats),
             Action::AdminProcess => self.admin_process(),
             Action::AdminComplete { index, cpl } => self.admin_complete(index, cpl),
             Action::CoalesceTimer(v) => self.coalesce_timer(v),

@@ -14,7 +14,11 @@ pub(crate) struct RxRefusal {
 }
 
 fn refuse(status: Status, counter: Counter, seq: u64) -> RxRefusal {
-    RxRefusal { status, counter, seq }
+    RxRefusal {
+        status,
+        counter,
+        seq,
+    }
 }
 
 pub(crate) struct Decapsulated {
@@ -24,16 +28,28 @@ pub(crate) struct Decapsulated {
 }
 
 /// Decapsulates `esp` of `frame` on `sa` into `out` (Ethernet header + inner packet).
-pub(crate) fn decapsulate(sa: &mut SaSlot, frame: &[u8], esp: &EspFrame, out: &mut Vec<u8>) -> Result<Decapsulated, RxRefusal> {
+pub(crate) fn decapsulate(
+    sa: &mut SaSlot,
+    frame: &[u8],
+    esp: &EspFrame,
+    out: &mut Vec<u8>,
+) -> Result<Decapsulated, RxRefusal> {
     if sa.hard_expired {
         return Err(refuse(Status::SaExpired, Counter::RxExpired, 0));
     }
     let fixed = ESP_HEADER_BYTES + ESP_IV_BYTES + ESP_ICV_BYTES;
-    let ct_len = esp.esp_len.checked_sub(fixed).ok_or(refuse(Status::Malformed, Counter::RxBadEsp, 0))?;
+    let ct_len =
+        esp.esp_len
+            .checked_sub(fixed)
+            .ok_or(refuse(Status::Malformed, Counter::RxBadEsp, 0))?;
     if ct_len < 4 || ct_len % 4 != 0 {
         return Err(refuse(Status::Malformed, Counter::RxBadEsp, 0));
     }
-    let seq = if sa.esn { infer_esn(sa.replay.top(), sa.replay.size(), esp.seq_low) } else { u64::from(esp.seq_low) };
+    let seq = if sa.esn {
+        infer_esn(sa.replay.top(), sa.replay.size(), esp.seq_low)
+    } else {
+        u64::from(esp.seq_low)
+    };
     if !sa.replay.check(seq) {
         sa.replay_drops = sa.replay_drops.wrapping_add(1);
         return Err(refuse(Status::Replay, Counter::RxReplay, seq));
@@ -43,7 +59,9 @@ pub(crate) fn decapsulate(sa: &mut SaSlot, frame: &[u8], esp: &EspFrame, out: &m
     let bad_esp = || refuse(Status::Malformed, Counter::RxBadEsp, seq);
     let iv = frame.get(iv_at..ct_at).ok_or_else(bad_esp)?;
     let ct = frame.get(ct_at..ct_at + ct_len).ok_or_else(bad_esp)?;
-    let icv = frame.get(ct_at + ct_len..ct_at + ct_len + ESP_ICV_BYTES).ok_or_else(bad_esp)?;
+    let icv = frame
+        .get(ct_at + ct_len..ct_at + ct_len + ESP_ICV_BYTES)
+        .ok_or_else(bad_esp)?;
 
     out.clear();
     out.extend_from_slice(frame.get(..12).ok_or_else(bad_esp)?);
@@ -63,7 +81,10 @@ pub(crate) fn decapsulate(sa: &mut SaSlot, frame: &[u8], esp: &EspFrame, out: &m
         8
     };
     let pt = out.get_mut(ETH_HEADER_BYTES..).unwrap_or(&mut []);
-    if !sa.cipher.open(&nonce, aad.get(..aad_len).unwrap_or(&[]), pt, icv) {
+    if !sa
+        .cipher
+        .open(&nonce, aad.get(..aad_len).unwrap_or(&[]), pt, icv)
+    {
         sa.icv_failures = sa.icv_failures.wrapping_add(1);
         return Err(refuse(Status::IcvFail, Counter::RxIcvFail, seq));
     }
@@ -76,8 +97,14 @@ pub(crate) fn decapsulate(sa: &mut SaSlot, frame: &[u8], esp: &EspFrame, out: &m
         _ => return Err(bad_trailer()),
     };
     let body_len = ct_len.checked_sub(pad_len + 2).ok_or_else(bad_trailer)?;
-    let pad = pt.get(body_len..body_len + pad_len).ok_or_else(bad_trailer)?;
-    if pad.iter().enumerate().any(|(i, &b)| usize::from(b) != i + 1) {
+    let pad = pt
+        .get(body_len..body_len + pad_len)
+        .ok_or_else(bad_trailer)?;
+    if pad
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| usize::from(b) != i + 1)
+    {
         return Err(bad_trailer());
     }
     let inner_ipv6 = match next_header {
@@ -90,17 +117,33 @@ pub(crate) fn decapsulate(sa: &mut SaSlot, frame: &[u8], esp: &EspFrame, out: &m
     if inner.ipv6 != inner_ipv6 {
         return Err(bad_inner());
     }
-    let ecn = decap_ecn(esp.outer_tos & 3, inner.tos & 3).ok_or(refuse(Status::EcnDrop, Counter::RxEcnDrop, seq))?;
+    let ecn = decap_ecn(esp.outer_tos & 3, inner.tos & 3).ok_or(refuse(
+        Status::EcnDrop,
+        Counter::RxEcnDrop,
+        seq,
+    ))?;
     out.truncate(ETH_HEADER_BYTES + inner.len);
-    let ethertype = if inner_ipv6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+    let ethertype = if inner_ipv6 {
+        ETHERTYPE_IPV6
+    } else {
+        ETHERTYPE_IPV4
+    };
     if let Some(t) = out.get_mut(12..14) {
         t.copy_from_slice(&ethertype.to_be_bytes());
     }
     if ecn != inner.tos & 3 {
-        set_ecn(out.get_mut(ETH_HEADER_BYTES..).unwrap_or(&mut []), inner_ipv6, ecn);
+        set_ecn(
+            out.get_mut(ETH_HEADER_BYTES..).unwrap_or(&mut []),
+            inner_ipv6,
+            ecn,
+        );
     }
     let events = sa.account(inner.len as u64);
-    Ok(Decapsulated { seq, inner_ipv6, events })
+    Ok(Decapsulated {
+        seq,
+        inner_ipv6,
+        events,
+    })
 }
 
 /// RFC 6040 §4.2 decapsulation: the inner ECN field to forward, or `None` to drop.
@@ -153,7 +196,11 @@ mod tests {
         ];
         for inner in 0..4u8 {
             for outer in 0..4u8 {
-                assert_eq!(decap_ecn(outer, inner), expected[inner as usize][outer as usize], "inner {inner} outer {outer}");
+                assert_eq!(
+                    decap_ecn(outer, inner),
+                    expected[inner as usize][outer as usize],
+                    "inner {inner} outer {outer}"
+                );
             }
         }
     }

@@ -18,12 +18,20 @@ pub(crate) struct Encapsulated {
 
 /// Encapsulates the frame `frame` (Ethernet header + inner IP packet) on `sa` into `out`.
 /// On refusal no sequence number is used.
-pub(crate) fn encapsulate(sa: &mut SaSlot, frame: &[u8], out: &mut Vec<u8>) -> Result<Encapsulated, TxRefusal> {
+pub(crate) fn encapsulate(
+    sa: &mut SaSlot,
+    frame: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Encapsulated, TxRefusal> {
     let malformed = (Status::Malformed, Counter::TxMalformed);
     let ethertype = be16(frame, 12).ok_or(malformed)?;
     let ip = frame.get(ETH_HEADER_BYTES..).ok_or(malformed)?;
     let inner = parse_inner(ip).ok_or(malformed)?;
-    let expected_type = if inner.ipv6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+    let expected_type = if inner.ipv6 {
+        ETHERTYPE_IPV6
+    } else {
+        ETHERTYPE_IPV4
+    };
     if ethertype != expected_type {
         return Err(malformed);
     }
@@ -39,8 +47,16 @@ pub(crate) fn encapsulate(sa: &mut SaSlot, frame: &[u8], out: &mut Vec<u8>) -> R
     let pad = (4 - (inner.len + 2) % 4) % 4;
     let ct_len = inner.len + pad + 2;
     let esp_len = ESP_HEADER_BYTES + ESP_IV_BYTES + ct_len + ESP_ICV_BYTES;
-    let udp_len = if sa.udp_encap { UDP_HEADER_BYTES + esp_len } else { 0 };
-    let ip_hdr = if sa.outer_ipv6 { IPV6_HEADER_BYTES } else { IPV4_HEADER_BYTES };
+    let udp_len = if sa.udp_encap {
+        UDP_HEADER_BYTES + esp_len
+    } else {
+        0
+    };
+    let ip_hdr = if sa.outer_ipv6 {
+        IPV6_HEADER_BYTES
+    } else {
+        IPV4_HEADER_BYTES
+    };
     let l4_len = if sa.udp_encap { udp_len } else { esp_len };
     let frame_len = ETH_HEADER_BYTES + ip_hdr + l4_len;
     if frame_len > MAX_FRAME_BYTES as usize {
@@ -58,7 +74,11 @@ pub(crate) fn encapsulate(sa: &mut SaSlot, frame: &[u8], out: &mut Vec<u8>) -> R
     out.clear();
     out.reserve(frame_len);
     out.extend_from_slice(frame.get(..12).ok_or(malformed)?);
-    let outer_proto = if sa.udp_encap { IPPROTO_UDP } else { IPPROTO_ESP };
+    let outer_proto = if sa.udp_encap {
+        IPPROTO_UDP
+    } else {
+        IPPROTO_ESP
+    };
     if sa.outer_ipv6 {
         out.extend_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
         let vtf = (6u32 << 28) | (u32::from(inner.tos) << 20);
@@ -97,7 +117,14 @@ pub(crate) fn encapsulate(sa: &mut SaSlot, frame: &[u8], out: &mut Vec<u8>) -> R
     out.extend_from_slice(&seq.to_be_bytes());
     let ct_at = out.len();
     out.extend_from_slice(ip.get(..inner.len).ok_or(malformed)?);
-    out.extend((1..=pad as u8).chain([pad as u8, if inner.ipv6 { NEXT_HEADER_IPV6 } else { NEXT_HEADER_IPV4 }]));
+    out.extend((1..=pad as u8).chain([
+        pad as u8,
+        if inner.ipv6 {
+            NEXT_HEADER_IPV6
+        } else {
+            NEXT_HEADER_IPV4
+        },
+    ]));
 
     let mut nonce = [0u8; 12];
     nonce[..4].copy_from_slice(&sa.salt);
@@ -114,7 +141,11 @@ pub(crate) fn encapsulate(sa: &mut SaSlot, frame: &[u8], out: &mut Vec<u8>) -> R
     };
     let icv = sa
         .cipher
-        .seal(&nonce, aad.get(..aad_len).unwrap_or(&[]), out.get_mut(ct_at..).unwrap_or(&mut []))
+        .seal(
+            &nonce,
+            aad.get(..aad_len).unwrap_or(&[]),
+            out.get_mut(ct_at..).unwrap_or(&mut []),
+        )
         .ok_or((Status::EngineError, Counter::EngineErrors))?;
     out.extend_from_slice(&icv);
     debug_assert_eq!(out.len(), frame_len);
@@ -138,5 +169,9 @@ pub(crate) fn encapsulate(sa: &mut SaSlot, frame: &[u8], out: &mut Vec<u8>) -> R
     let lifetime = sa.account(inner.len as u64);
     events[0] = lifetime[0];
     events[1] = lifetime[1];
-    Ok(Encapsulated { seq, inner_len: inner.len, events })
+    Ok(Encapsulated {
+        seq,
+        inner_len: inner.len,
+        events,
+    })
 }

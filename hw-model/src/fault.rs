@@ -58,7 +58,10 @@ impl Model {
                         s.tick <= now
                             || !matches!(
                                 s.action,
-                                Action::TxComplete { .. } | Action::RxComplete { .. } | Action::LinkOut(_) | Action::TxFetch(_)
+                                Action::TxComplete { .. }
+                                    | Action::RxComplete { .. }
+                                    | Action::LinkOut(_)
+                                    | Action::TxFetch(_)
                             )
                     })
                     .collect();
@@ -66,7 +69,10 @@ impl Model {
                 for qp in &mut self.q {
                     qp.tx_fetch_scheduled = false;
                 }
-                self.schedule(now + self.p.watchdog_cycles * TICKS_PER_CYCLE, Action::Watchdog);
+                self.schedule(
+                    now + self.p.watchdog_cycles * TICKS_PER_CYCLE,
+                    Action::Watchdog,
+                );
             }
         }
     }
@@ -92,14 +98,26 @@ impl Model {
 
     pub(crate) fn watchdog(&mut self) {
         self.halted = true;
-        self.record_fault(ctrl::err::ENGINE_HANG.mask() as u32, FaultCode::EngineHang, 0, NO_QUEUE_INDEX, 0);
+        self.record_fault(
+            ctrl::err::ENGINE_HANG.mask() as u32,
+            FaultCode::EngineHang,
+            0,
+            NO_QUEUE_INDEX,
+            0,
+        );
         self.post_event(EventCode::EngineHang, NO_QUEUE_INDEX, 0, 0);
     }
 
     /// Reports an ICV-unit error on a packet of SA `sa_index`.
     pub(crate) fn icv_engine_error(&mut self, sa_index: u32) {
         self.count(Counter::EngineErrors, 1);
-        self.record_fault(ctrl::err::ICV_ENGINE.mask() as u32, FaultCode::IcvEngine, 0, NO_QUEUE_INDEX, 0);
+        self.record_fault(
+            ctrl::err::ICV_ENGINE.mask() as u32,
+            FaultCode::IcvEngine,
+            0,
+            NO_QUEUE_INDEX,
+            0,
+        );
         self.post_event(EventCode::IcvEngineError, sa_index, 0, 0);
     }
 
@@ -116,13 +134,25 @@ impl Model {
     }
 
     /// DMA read through the IOMMU; on a fault it is reported and `false` returned.
-    pub(crate) fn dma_read(&mut self, unit: DmaUnit, queue: Option<u16>, iova: u64, buf: &mut [u8]) -> bool {
+    pub(crate) fn dma_read(
+        &mut self,
+        unit: DmaUnit,
+        queue: Option<u16>,
+        iova: u64,
+        buf: &mut [u8],
+    ) -> bool {
         let done = !self.dma_error_next && self.iommu.read(iova, buf);
         self.dma_ok(unit, queue, iova, done)
     }
 
     /// DMA write through the IOMMU; on a fault it is reported and `false` returned.
-    pub(crate) fn dma_write(&mut self, unit: DmaUnit, queue: Option<u16>, iova: u64, data: &[u8]) -> bool {
+    pub(crate) fn dma_write(
+        &mut self,
+        unit: DmaUnit,
+        queue: Option<u16>,
+        iova: u64,
+        data: &[u8],
+    ) -> bool {
         let done = !self.dma_error_next && self.iommu.write(iova, data);
         self.dma_ok(unit, queue, iova, done)
     }
@@ -131,7 +161,13 @@ impl Model {
     fn dma_fault(&mut self, unit: DmaUnit, queue: Option<u16>, iova: u64, code: FaultCode) {
         self.count(Counter::DmaFaults, 1);
         let qi = queue.map_or(NO_QUEUE_INDEX, u32::from);
-        self.record_fault(ctrl::err::DMA_FAULT.mask() as u32, code, unit.value(), qi, iova);
+        self.record_fault(
+            ctrl::err::DMA_FAULT.mask() as u32,
+            code,
+            unit.value(),
+            qi,
+            iova,
+        );
         match (unit, queue) {
             (DmaUnit::EventWrite, _) => {
                 self.eq_enabled = false;
@@ -165,7 +201,13 @@ impl Model {
             return;
         }
         let slot = self.eq.prod;
-        let entry = EventEntry { detail, index, code, aux, phase: phase_for(slot, self.eq.log2) };
+        let entry = EventEntry {
+            detail,
+            index,
+            code,
+            aux,
+            phase: phase_for(slot, self.eq.log2),
+        };
         let addr = self.eq.addr(slot, EventEntry::SIZE as u64);
         if self.dma_write(DmaUnit::EventWrite, None, addr, &entry.encode()) {
             self.eq.prod = slot.wrapping_add(1);
@@ -176,7 +218,9 @@ impl Model {
     /// A queue vector's completion: coalesced per COAL_PACKETS / COAL_CYCLES.
     pub(crate) fn signal_queue(&mut self, q: u16) {
         let v = 1 + u32::from(q);
-        let Some(count) = self.irq.unsignalled.get_mut(v as usize) else { return };
+        let Some(count) = self.irq.unsignalled.get_mut(v as usize) else {
+            return;
+        };
         *count += 1;
         let threshold = self.regs.get32(&irq::COAL_PACKETS, 0).max(1);
         if *count >= threshold {
@@ -184,7 +228,14 @@ impl Model {
             return;
         }
         let delay = u64::from(self.regs.get32(&irq::COAL_CYCLES, 0));
-        if delay > 0 && !self.irq.timer_armed.get(v as usize).copied().unwrap_or(true) {
+        if delay > 0
+            && !self
+                .irq
+                .timer_armed
+                .get(v as usize)
+                .copied()
+                .unwrap_or(true)
+        {
             if let Some(t) = self.irq.timer_armed.get_mut(v as usize) {
                 *t = true;
             }

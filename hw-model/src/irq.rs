@@ -36,7 +36,10 @@ impl InterruptLatch {
     /// Waits until a vector fires or `timeout` passes; returns and clears the fired mask.
     pub fn wait(&self, timeout: Duration) -> u64 {
         let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (mut s, _) = self.cv.wait_timeout_while(s, timeout, |s| s.fired == 0).unwrap_or_else(|p| p.into_inner());
+        let (mut s, _) = self
+            .cv
+            .wait_timeout_while(s, timeout, |s| s.fired == 0)
+            .unwrap_or_else(|p| p.into_inner());
         std::mem::take(&mut s.fired)
     }
 
@@ -99,6 +102,10 @@ mod tests {
         assert_eq!(l.take(), 0b1001);
         assert_eq!(l.take(), 0);
         assert_eq!(l.count(3), 2);
-        assert_eq!(l.wait(Duration::from_millis(1)), 0, "nothing fired: the wait times out");
+        assert_eq!(
+            l.wait(Duration::from_millis(1)),
+            0,
+            "nothing fired: the wait times out"
+        );
     }
 }

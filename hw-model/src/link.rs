@@ -41,7 +41,16 @@ impl MemLink {
     pub fn pair() -> (MemLink, MemLink) {
         let a: Queue = Arc::default();
         let b: Queue = Arc::default();
-        (MemLink { outgoing: a.clone(), incoming: b.clone() }, MemLink { outgoing: b, incoming: a })
+        (
+            MemLink {
+                outgoing: a.clone(),
+                incoming: b.clone(),
+            },
+            MemLink {
+                outgoing: b,
+                incoming: a,
+            },
+        )
     }
 
     /// Frames waiting to be received at this end.
@@ -51,7 +60,10 @@ impl MemLink {
 
     /// Sends `data` as sent at cycle 0 (the receiver takes it at its current time).
     pub fn send_bytes(&self, data: &[u8]) {
-        lock(&self.outgoing).push_back(Frame { data: data.to_vec(), cycle: 0 });
+        lock(&self.outgoing).push_back(Frame {
+            data: data.to_vec(),
+            cycle: 0,
+        });
     }
 
     /// Takes every frame waiting at this end.
@@ -103,7 +115,13 @@ impl CollectSink {
 
 impl FrameSink for CollectSink {
     fn frame(&mut self, cycle: u64, data: &[u8]) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(Frame { data: data.to_vec(), cycle });
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Frame {
+                data: data.to_vec(),
+                cycle,
+            });
     }
 }
 
@@ -124,7 +142,9 @@ impl Link for CaptureLink {
         self.sink.frame(frame.cycle, &frame.data);
     }
     fn recv(&mut self) -> Option<Frame> {
-        self.source.next_frame().map(|data| Frame { data, cycle: 0 })
+        self.source
+            .next_frame()
+            .map(|data| Frame { data, cycle: 0 })
     }
 }
 
@@ -146,11 +166,26 @@ mod tests {
     #[test]
     fn mem_link_crosses_over() {
         let (mut a, b) = MemLink::pair();
-        a.send(Frame { data: vec![1], cycle: 5 });
+        a.send(Frame {
+            data: vec![1],
+            cycle: 5,
+        });
         assert_eq!(b.pending(), 1);
         b.send_bytes(&[2]);
-        assert_eq!(a.recv(), Some(Frame { data: vec![2], cycle: 0 }));
-        assert_eq!(b.drain(), vec![Frame { data: vec![1], cycle: 5 }]);
+        assert_eq!(
+            a.recv(),
+            Some(Frame {
+                data: vec![2],
+                cycle: 0
+            })
+        );
+        assert_eq!(
+            b.drain(),
+            vec![Frame {
+                data: vec![1],
+                cycle: 5
+            }]
+        );
         assert_eq!(a.recv(), None);
     }
 
@@ -161,7 +196,16 @@ mod tests {
         let mut l = CaptureLink::new(Box::new(src), Box::new(sink.clone()));
         assert_eq!(l.recv().map(|f| f.data), Some(vec![7; 3]));
         assert_eq!(l.recv(), None);
-        l.send(Frame { data: vec![9], cycle: 11 });
-        assert_eq!(sink.frames(), vec![Frame { data: vec![9], cycle: 11 }]);
+        l.send(Frame {
+            data: vec![9],
+            cycle: 11,
+        });
+        assert_eq!(
+            sink.frames(),
+            vec![Frame {
+                data: vec![9],
+                cycle: 11
+            }]
+        );
     }
 }

@@ -25,7 +25,9 @@ pub struct VecMemory {
 
 impl VecMemory {
     pub fn new(len: usize) -> Arc<Self> {
-        Arc::new(VecMemory { bytes: Mutex::new(vec![0; len]) })
+        Arc::new(VecMemory {
+            bytes: Mutex::new(vec![0; len]),
+        })
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
@@ -61,7 +63,9 @@ pub enum MapError {
     BadWindow { iova: u64, len: u64 },
     #[error("IOVA window {iova:#x}+{len:#x} overlaps a mapped window")]
     Overlap { iova: u64, len: u64 },
-    #[error("IOVA window of {len:#x} bytes at offset {offset:#x} exceeds host memory of {mem_len:#x} bytes")]
+    #[error(
+        "IOVA window of {len:#x} bytes at offset {offset:#x} exceeds host memory of {mem_len:#x} bytes"
+    )]
     BeyondMemory { offset: u64, len: u64, mem_len: u64 },
     #[error("no window is mapped at IOVA {0:#x}")]
     NotMapped(u64),
@@ -81,28 +85,53 @@ pub struct Iommu {
 
 impl std::fmt::Debug for Iommu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.windows.iter().map(|(iova, w)| (iova, w.len))).finish()
+        f.debug_list()
+            .entries(self.windows.iter().map(|(iova, w)| (iova, w.len)))
+            .finish()
     }
 }
 
 impl Iommu {
     /// Maps `len` bytes of `mem`, from `mem_offset`, at `iova`.
-    pub fn map(&mut self, iova: u64, len: u64, mem: Arc<dyn HostMemory>, mem_offset: usize) -> Result<(), MapError> {
-        let end = iova.checked_add(len).filter(|_| len > 0).ok_or(MapError::BadWindow { iova, len })?;
+    pub fn map(
+        &mut self,
+        iova: u64,
+        len: u64,
+        mem: Arc<dyn HostMemory>,
+        mem_offset: usize,
+    ) -> Result<(), MapError> {
+        let end = iova
+            .checked_add(len)
+            .filter(|_| len > 0)
+            .ok_or(MapError::BadWindow { iova, len })?;
         if (mem_offset as u64).saturating_add(len) > mem.len() as u64 {
-            return Err(MapError::BeyondMemory { offset: mem_offset as u64, len, mem_len: mem.len() as u64 });
+            return Err(MapError::BeyondMemory {
+                offset: mem_offset as u64,
+                len,
+                mem_len: mem.len() as u64,
+            });
         }
         let before = self.windows.range(..end).next_back();
         if before.is_some_and(|(&start, w)| start + w.len > iova) {
             return Err(MapError::Overlap { iova, len });
         }
-        self.windows.insert(iova, Window { len, mem_offset, mem });
+        self.windows.insert(
+            iova,
+            Window {
+                len,
+                mem_offset,
+                mem,
+            },
+        );
         Ok(())
     }
 
     /// Removes the window that starts at `iova`.
     pub fn unmap(&mut self, iova: u64) -> Result<(), MapError> {
-        self.windows.remove(&iova).map(|_| ()).ok_or(MapError::NotMapped(iova))
+        self.windows
+            .remove(&iova)
+            .map(|_| ())
+            .ok_or(MapError::NotMapped(iova))
     }
 
     fn locate(&self, iova: u64, len: usize) -> Option<(&Window, usize)> {
@@ -146,16 +175,29 @@ mod tests {
         let mem = VecMemory::new(0x3000);
         let mut mmu = Iommu::default();
         mmu.map(0x10_0000, 0x1000, mem.clone(), 0).expect("map");
-        mmu.map(0x20_0000, 0x1000, mem.clone(), 0x1000).expect("map");
+        mmu.map(0x20_0000, 0x1000, mem.clone(), 0x1000)
+            .expect("map");
         assert!(mmu.write(0x10_0FFC, &[1, 2, 3, 4]));
-        assert!(!mmu.write(0x10_0FFD, &[1, 2, 3, 4]), "crosses the end of the window");
+        assert!(
+            !mmu.write(0x10_0FFD, &[1, 2, 3, 4]),
+            "crosses the end of the window"
+        );
         assert!(!mmu.read(0x0F_FFFF, &mut [0; 1]), "below the window");
         assert!(mmu.write(0x20_0000, &[9]));
         let mut b = [0u8; 1];
         mem.read(0x1000, &mut b);
         assert_eq!(b, [9], "second window maps memory offset 0x1000");
-        assert_eq!(mmu.map(0x10_0800, 0x1000, mem.clone(), 0), Err(MapError::Overlap { iova: 0x10_0800, len: 0x1000 }));
-        assert!(matches!(mmu.map(0x30_0000, 0x4000, mem.clone(), 0), Err(MapError::BeyondMemory { .. })));
+        assert_eq!(
+            mmu.map(0x10_0800, 0x1000, mem.clone(), 0),
+            Err(MapError::Overlap {
+                iova: 0x10_0800,
+                len: 0x1000
+            })
+        );
+        assert!(matches!(
+            mmu.map(0x30_0000, 0x4000, mem.clone(), 0),
+            Err(MapError::BeyondMemory { .. })
+        ));
         mmu.unmap(0x10_0000).expect("unmap");
         assert!(!mmu.read(0x10_0000, &mut [0; 4]));
         assert_eq!(mmu.unmap(0x10_0000), Err(MapError::NotMapped(0x10_0000)));

@@ -24,7 +24,12 @@ pub(crate) fn be16(b: &[u8], at: usize) -> Option<u16> {
 }
 
 pub(crate) fn be32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes([*b.get(at)?, *b.get(at + 1)?, *b.get(at + 2)?, *b.get(at + 3)?]))
+    Some(u32::from_be_bytes([
+        *b.get(at)?,
+        *b.get(at + 1)?,
+        *b.get(at + 2)?,
+        *b.get(at + 3)?,
+    ]))
 }
 
 /// One's-complement sum of 16-bit words (an odd tail byte is padded with 0).
@@ -73,7 +78,12 @@ pub(crate) fn parse_inner(pkt: &[u8]) -> Option<Inner> {
             if ihl < IPV4_HEADER_BYTES || len < ihl || len > pkt.len() {
                 return None;
             }
-            Some(Inner { ipv6: false, len, tos: *pkt.get(1)?, df: pkt.get(6)? & 0x40 != 0 })
+            Some(Inner {
+                ipv6: false,
+                len,
+                tos: *pkt.get(1)?,
+                df: pkt.get(6)? & 0x40 != 0,
+            })
         }
         6 => {
             let len = usize::from(be16(pkt, 4)?) + IPV6_HEADER_BYTES;
@@ -81,7 +91,12 @@ pub(crate) fn parse_inner(pkt: &[u8]) -> Option<Inner> {
                 return None;
             }
             let tos = ((be16(pkt, 0)? >> 4) & 0xFF) as u8;
-            Some(Inner { ipv6: true, len, tos, df: false })
+            Some(Inner {
+                ipv6: true,
+                len,
+                tos,
+                df: false,
+            })
         }
         _ => None,
     }
@@ -113,7 +128,9 @@ pub(crate) enum Classified {
 
 /// Classifies a received frame (datasheet §7.6).
 pub(crate) fn classify(frame: &[u8], natt_port: u16) -> Classified {
-    let Some(ethertype) = be16(frame, 12) else { return Classified::Malformed(Counter::RxRunt) };
+    let Some(ethertype) = be16(frame, 12) else {
+        return Classified::Malformed(Counter::RxRunt);
+    };
     let ip = frame.get(ETH_HEADER_BYTES..).unwrap_or(&[]);
     let parsed = match ethertype {
         ETHERTYPE_IPV4 => outer_ipv4(ip),
@@ -126,8 +143,12 @@ pub(crate) fn classify(frame: &[u8], natt_port: u16) -> Classified {
     let (udp, esp_at) = match proto {
         Some(IPPROTO_ESP) => (false, l4_at),
         Some(IPPROTO_UDP) => {
-            let Some(dport) = be16(ip, l4_at + 2) else { return Classified::Malformed(Counter::RxBadEsp) };
-            let Some(ulen) = be16(ip, l4_at + 4) else { return Classified::Malformed(Counter::RxBadEsp) };
+            let Some(dport) = be16(ip, l4_at + 2) else {
+                return Classified::Malformed(Counter::RxBadEsp);
+            };
+            let Some(ulen) = be16(ip, l4_at + 4) else {
+                return Classified::Malformed(Counter::RxBadEsp);
+            };
             if dport != natt_port {
                 return Classified::Bypass;
             }
@@ -175,7 +196,11 @@ fn outer_ipv4(ip: &[u8]) -> Option<Outer> {
         return None;
     }
     let frag = be16(ip, 6)?;
-    let proto = if frag & 0x3FFF != 0 { None } else { Some(*ip.get(9)?) };
+    let proto = if frag & 0x3FFF != 0 {
+        None
+    } else {
+        Some(*ip.get(9)?)
+    };
     let mut dst = [0u8; 16];
     dst[..4].copy_from_slice(ip.get(16..20)?);
     Some((false, dst, *ip.get(1)?, proto, ihl, total))
@@ -197,7 +222,9 @@ mod tests {
     use super::*;
 
     fn ipv4(proto: u8, payload: &[u8]) -> Vec<u8> {
-        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2];
+        let mut p = vec![
+            0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2,
+        ];
         let len = (20 + payload.len()) as u16;
         p[2..4].copy_from_slice(&len.to_be_bytes());
         let c = ipv4_checksum(&p);
@@ -218,21 +245,39 @@ mod tests {
         let esp = [0, 0, 0x10, 0x01, 0, 0, 0, 7, 1, 2, 3, 4];
         match classify(&eth(ETHERTYPE_IPV4, &ipv4(50, &esp)), 4500) {
             Classified::Esp(e) => {
-                assert_eq!((e.spi, e.seq_low, e.esp_at, e.esp_len, e.udp), (0x1001, 7, 34, 12, false));
+                assert_eq!(
+                    (e.spi, e.seq_low, e.esp_at, e.esp_len, e.udp),
+                    (0x1001, 7, 34, 12, false)
+                );
                 assert_eq!(&e.dst[..4], &[192, 0, 2, 2]);
             }
             other => panic!("{other:?}"),
         }
         let mut udp = vec![0x11, 0x94, 0x11, 0x94, 0, 20, 0, 0];
         udp.extend_from_slice(&esp);
-        assert!(matches!(classify(&eth(ETHERTYPE_IPV4, &ipv4(17, &udp)), 4500), Classified::Esp(EspFrame { udp: true, .. })));
+        assert!(matches!(
+            classify(&eth(ETHERTYPE_IPV4, &ipv4(17, &udp)), 4500),
+            Classified::Esp(EspFrame { udp: true, .. })
+        ));
         let keepalive = [0x11, 0x94, 0x11, 0x94, 0, 9, 0, 0, 0xFF];
-        assert_eq!(classify(&eth(ETHERTYPE_IPV4, &ipv4(17, &keepalive)), 4500), Classified::Bypass);
-        assert_eq!(classify(&eth(ETHERTYPE_IPV4, &ipv4(6, &[0; 20])), 4500), Classified::Bypass);
-        assert_eq!(classify(&[0; 10], 4500), Classified::Malformed(Counter::RxRunt));
+        assert_eq!(
+            classify(&eth(ETHERTYPE_IPV4, &ipv4(17, &keepalive)), 4500),
+            Classified::Bypass
+        );
+        assert_eq!(
+            classify(&eth(ETHERTYPE_IPV4, &ipv4(6, &[0; 20])), 4500),
+            Classified::Bypass
+        );
+        assert_eq!(
+            classify(&[0; 10], 4500),
+            Classified::Malformed(Counter::RxRunt)
+        );
         let mut bad = ipv4(50, &esp);
         bad[10] ^= 1;
-        assert_eq!(classify(&eth(ETHERTYPE_IPV4, &bad), 4500), Classified::Malformed(Counter::RxBadOuterIp));
+        assert_eq!(
+            classify(&eth(ETHERTYPE_IPV4, &bad), 4500),
+            Classified::Malformed(Counter::RxBadOuterIp)
+        );
         assert_eq!(classify(&eth(0x0806, &[0; 28]), 4500), Classified::Bypass);
     }
 

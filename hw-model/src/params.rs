@@ -110,7 +110,8 @@ impl ModelParams {
 
     /// Ticks the MAC needs for a frame of `frame_bytes` (without FCS).
     pub(crate) fn mac_ticks(&self, frame_bytes: u64) -> u64 {
-        ((frame_bytes + self.mac_overhead_bytes) * 8 * TICKS_PER_CYCLE).div_ceil(self.mac_bits_per_cycle.max(1))
+        ((frame_bytes + self.mac_overhead_bytes) * 8 * TICKS_PER_CYCLE)
+            .div_ceil(self.mac_bits_per_cycle.max(1))
     }
 
     /// Line rate in bit/s.

@@ -22,8 +22,15 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 7] =
-        [Stage::PcieRead, Stage::PcieWrite, Stage::DatapathTx, Stage::DatapathRx, Stage::Crypto, Stage::MacTx, Stage::MacRx];
+    pub const ALL: [Stage; 7] = [
+        Stage::PcieRead,
+        Stage::PcieWrite,
+        Stage::DatapathTx,
+        Stage::DatapathRx,
+        Stage::Crypto,
+        Stage::MacTx,
+        Stage::MacRx,
+    ];
 }
 
 /// When each stage is next free, and how long it has been busy (ticks).
@@ -36,7 +43,11 @@ pub(crate) struct Resources {
 
 impl Resources {
     pub fn new(engines: u32) -> Self {
-        Resources { free: [0; 7], busy: [0; 7], engines: vec![0; engines.max(1) as usize] }
+        Resources {
+            free: [0; 7],
+            busy: [0; 7],
+            engines: vec![0; engines.max(1) as usize],
+        }
     }
 
     /// Occupies `stage` for `ticks` from no earlier than `ready`; returns the end tick.
@@ -51,7 +62,9 @@ impl Resources {
     /// Occupies the engine that frees first; returns the end tick.
     pub fn reserve_engine(&mut self, ready: u64, ticks: u64) -> u64 {
         let n = self.engines.len() as u64;
-        let Some(e) = self.engines.iter_mut().min_by_key(|t| **t) else { return ready + ticks };
+        let Some(e) = self.engines.iter_mut().min_by_key(|t| **t) else {
+            return ready + ticks;
+        };
         let start = ready.max(*e);
         *e = start + ticks;
         self.busy[Stage::Crypto as usize] += ticks.div_ceil(n.max(1));
@@ -88,7 +101,11 @@ impl DirectionStats {
     }
 
     pub fn latency_mean_cycles(&self) -> f64 {
-        if self.packets == 0 { 0.0 } else { self.latency_sum_cycles as f64 / self.packets as f64 }
+        if self.packets == 0 {
+            0.0
+        } else {
+            self.latency_sum_cycles as f64 / self.packets as f64
+        }
     }
 }
 
@@ -135,12 +152,17 @@ impl PerfReport {
 
     /// Fraction of the elapsed time each stage was busy.
     pub fn utilisation(&self) -> Vec<(Stage, f64)> {
-        self.busy_cycles.iter().map(|&(s, b)| (s, b / self.elapsed_cycles() as f64)).collect()
+        self.busy_cycles
+            .iter()
+            .map(|&(s, b)| (s, b / self.elapsed_cycles() as f64))
+            .collect()
     }
 
     /// The busiest stage.
     pub fn bottleneck(&self) -> Option<(Stage, f64)> {
-        self.utilisation().into_iter().max_by(|a, b| a.1.total_cmp(&b.1))
+        self.utilisation()
+            .into_iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
     }
 }
 

@@ -39,13 +39,24 @@ impl RegFile {
                     let w = (addr / 4) as usize;
                     if let (Some(v), Some(i)) = (values.get_mut(w), info.get_mut(w)) {
                         *v = reg.reset as u32;
-                        *i = Some(RegInfo { reg, addr, instance, high: false });
+                        *i = Some(RegInfo {
+                            reg,
+                            addr,
+                            instance,
+                            high: false,
+                        });
                     }
                     if reg.width_bits == 64
-                        && let (Some(v), Some(i)) = (values.get_mut(w + 1), info.get_mut(w + 1)) {
-                            *v = (reg.reset >> 32) as u32;
-                            *i = Some(RegInfo { reg, addr, instance, high: true });
-                        }
+                        && let (Some(v), Some(i)) = (values.get_mut(w + 1), info.get_mut(w + 1))
+                    {
+                        *v = (reg.reset >> 32) as u32;
+                        *i = Some(RegInfo {
+                            reg,
+                            addr,
+                            instance,
+                            high: true,
+                        });
+                    }
                 }
             }
         }
@@ -92,9 +103,15 @@ mod tests {
         let r = RegFile::new();
         assert_eq!(r.get(ident::DEVICE_ID.addr()), ident::DEVICE_ID_VALUE);
         assert_eq!(r.get(ctrl::NATT_PORT.addr()), 4500);
-        let i = r.info(queue::TXQ_TAIL.addr_in(3)).expect("queue 3 register");
+        let i = r
+            .info(queue::TXQ_TAIL.addr_in(3))
+            .expect("queue 3 register");
         assert_eq!((i.instance, i.reg.name, i.high), (3, "TXQ_TAIL", false));
-        assert!(r.info(queue::TXQ_BASE.addr_in(1) + 4).expect("high half").high);
+        assert!(
+            r.info(queue::TXQ_BASE.addr_in(1) + 4)
+                .expect("high half")
+                .high
+        );
         assert!(r.info(0x0FFC).is_none());
         assert!(r.info(2).is_none());
     }

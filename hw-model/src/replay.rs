@@ -14,8 +14,16 @@ pub(crate) struct ReplayWindow {
 
 impl ReplayWindow {
     pub fn new(size: u32) -> Self {
-        let words = if size == 0 { 0 } else { ((size as usize).div_ceil(64) + 1).next_power_of_two() };
-        ReplayWindow { size, top: 0, words: vec![0; words] }
+        let words = if size == 0 {
+            0
+        } else {
+            ((size as usize).div_ceil(64) + 1).next_power_of_two()
+        };
+        ReplayWindow {
+            size,
+            top: 0,
+            words: vec![0; words],
+        }
     }
 
     pub fn size(&self) -> u32 {
@@ -81,9 +89,10 @@ impl ReplayWindow {
             let s = self.top - i;
             let (w, bit) = self.slot(s);
             if self.words.get(w).is_some_and(|word| word & bit != 0)
-                && let Some(b) = bitmap.get_mut((i / 8) as usize) {
-                    *b |= 1 << (i % 8);
-                }
+                && let Some(b) = bitmap.get_mut((i / 8) as usize)
+            {
+                *b |= 1 << (i % 8);
+            }
         }
     }
 
@@ -95,7 +104,10 @@ impl ReplayWindow {
             return;
         }
         for i in 0..u64::from(self.size).min(top) {
-            if bitmap.get((i / 8) as usize).is_some_and(|b| b & (1 << (i % 8)) != 0) {
+            if bitmap
+                .get((i / 8) as usize)
+                .is_some_and(|b| b & (1 << (i % 8)) != 0)
+            {
                 let (w, bit) = self.slot(top - i);
                 if let Some(word) = self.words.get_mut(w) {
                     *word |= bit;
@@ -108,17 +120,29 @@ impl ReplayWindow {
 /// The full 64-bit sequence number of a packet carrying `seq_low`, given the window top
 /// and size (RFC 4303 Appendix A.2). A disabled window infers over half the space.
 pub(crate) fn infer_esn(top: u64, window: u32, seq_low: u32) -> u64 {
-    let w = if window == 0 { 1u64 << 31 } else { u64::from(window) };
+    let w = if window == 0 {
+        1u64 << 31
+    } else {
+        u64::from(window)
+    };
     let tl = top & 0xFFFF_FFFF;
     let th = top >> 32;
     let sl = u64::from(seq_low);
     let seq_high = if tl >= w - 1 {
         // Case A: the window lies within one subspace.
-        if sl >= tl - (w - 1) { th } else { th.wrapping_add(1) }
+        if sl >= tl - (w - 1) {
+            th
+        } else {
+            th.wrapping_add(1)
+        }
     } else {
         // Case B: the window spans two subspaces.
         let low_edge = (tl.wrapping_sub(w - 1)) & 0xFFFF_FFFF;
-        if sl >= low_edge { th.wrapping_sub(1) } else { th }
+        if sl >= low_edge {
+            th.wrapping_sub(1)
+        } else {
+            th
+        }
     };
     (seq_high << 32) | sl
 }
@@ -163,8 +187,16 @@ mod tests {
     fn esn_inference_follows_rfc4303_appendix_a() {
         let top = (1u64 << 32) + 10; // Th = 1, Tl = 10, window spans two subspaces
         assert_eq!(infer_esn(top, 64, 5), (1 << 32) + 5);
-        assert_eq!(infer_esn(top, 64, 0xFFFF_FFF0), 0xFFFF_FFF0, "just before the wrap: Th - 1");
-        assert_eq!(infer_esn(0xFFFF_FFF0, 64, 3), (1 << 32) + 3, "past the wrap: Th + 1");
+        assert_eq!(
+            infer_esn(top, 64, 0xFFFF_FFF0),
+            0xFFFF_FFF0,
+            "just before the wrap: Th - 1"
+        );
+        assert_eq!(
+            infer_esn(0xFFFF_FFF0, 64, 3),
+            (1 << 32) + 3,
+            "past the wrap: Th + 1"
+        );
         assert_eq!(infer_esn(0xFFFF_FFF0, 64, 0xFFFF_FFE0), 0xFFFF_FFE0);
     }
 }

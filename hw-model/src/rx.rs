@@ -16,7 +16,9 @@ impl Model {
         self.rx_scheduled = false;
         let natt_port = self.regs.get32(&ctrl::NATT_PORT, 0) as u16;
         loop {
-            let Some((arrival, len)) = self.rx_fifo.front().map(|(a, f)| (*a, f.len())) else { break };
+            let Some((arrival, len)) = self.rx_fifo.front().map(|(a, f)| (*a, f.len())) else {
+                break;
+            };
             if arrival > self.now {
                 self.rx_scheduled = true;
                 self.schedule(arrival, Action::RxProcess);
@@ -31,16 +33,25 @@ impl Model {
                 self.count(Counter::RxOversize, 1);
                 continue;
             }
-            let class = self.rx_fifo.front().map_or(Classified::Bypass, |(_, f)| classify(f, natt_port));
+            let class = self
+                .rx_fifo
+                .front()
+                .map_or(Classified::Bypass, |(_, f)| classify(f, natt_port));
             let sa_index = match class {
                 Classified::Esp(e) => self.sa.lookup(e.spi, &e.dst),
                 _ => None,
             };
-            let target = sa_index
-                .and_then(|i| self.sa.get(i))
-                .map_or(0, |s| if u32::from(s.rx_queue) < queue::COUNT { s.rx_queue } else { 0 });
+            let target = sa_index.and_then(|i| self.sa.get(i)).map_or(0, |s| {
+                if u32::from(s.rx_queue) < queue::COUNT {
+                    s.rx_queue
+                } else {
+                    0
+                }
+            });
             let depth = self.p.pipeline_depth;
-            let Some(qp) = self.q.get(target as usize) else { break };
+            let Some(qp) = self.q.get(target as usize) else {
+                break;
+            };
             if !qp.enabled || !self.enabled {
                 self.rx_fifo.pop_front();
                 self.count(Counter::RxFrames, 1);
@@ -54,7 +65,9 @@ impl Model {
             if let Some(since) = self.rx_blocked_since.take() {
                 self.count(Counter::RxPauseCycles, (self.now - since) / TICKS_PER_CYCLE);
             }
-            let Some((arrival, frame)) = self.rx_fifo.pop_front() else { break };
+            let Some((arrival, frame)) = self.rx_fifo.pop_front() else {
+                break;
+            };
             if !self.packet_enters() {
                 if self.hung {
                     self.rx_fifo.push_front((arrival, frame));
@@ -68,12 +81,23 @@ impl Model {
     }
 
     /// Receives one frame into queue `q`; false when the queue stopped on a fault.
-    fn rx_one(&mut self, q: u16, arrival: u64, frame: Vec<u8>, class: Classified, sa_index: Option<u32>) -> bool {
+    fn rx_one(
+        &mut self,
+        q: u16,
+        arrival: u64,
+        frame: Vec<u8>,
+        class: Classified,
+        sa_index: Option<u32>,
+    ) -> bool {
         let len = frame.len() as u64;
         self.count(Counter::RxFrames, 1);
         self.count(Counter::RxBytes, len);
-        let mac_end = self.res.reserve(Stage::MacRx, arrival, self.p.mac_ticks(len));
-        let Some(qp) = self.q.get(q as usize) else { return false };
+        let mac_end = self
+            .res
+            .reserve(Stage::MacRx, arrival, self.p.mac_ticks(len));
+        let Some(qp) = self.q.get(q as usize) else {
+            return false;
+        };
         let desc_addr = qp.rxq.addr(qp.rxq.cons, RxDescriptor::SIZE as u64);
         let buf_index = qp.rxq.cons;
         let occ = self.p.pcie_overhead_cycles * TICKS_PER_CYCLE
@@ -126,7 +150,8 @@ impl Model {
                         crypto_bytes = e.esp_len as u64;
                         let mut out = Vec::with_capacity(frame.len());
                         let result = match self.sa.get_mut(i) {
-                            Some(sa) => decapsulate(sa, &frame, &e, &mut out).map_err(|r| (r.status, r.counter, r.seq)),
+                            Some(sa) => decapsulate(sa, &frame, &e, &mut out)
+                                .map_err(|r| (r.status, r.counter, r.seq)),
                             None => Err((Status::NoSa, Counter::RxNoSa, 0)),
                         };
                         match result {
@@ -164,16 +189,25 @@ impl Model {
         cpl.len = data.len() as u16;
 
         let t = |c: u64| c * TICKS_PER_CYCLE;
-        let dp = t(self.p.datapath_gap_cycles) + ModelParams::ticks_for(len, self.p.datapath_bytes_per_cycle);
-        let mut ready = self.res.reserve(Stage::DatapathRx, mac_end, dp) + t(self.p.sa_lookup_cycles);
+        let dp = t(self.p.datapath_gap_cycles)
+            + ModelParams::ticks_for(len, self.p.datapath_bytes_per_cycle);
+        let mut ready =
+            self.res.reserve(Stage::DatapathRx, mac_end, dp) + t(self.p.sa_lookup_cycles);
         if crypto_bytes > 0 {
-            let occ = t(self.p.engine_overhead_cycles) + ModelParams::ticks_for(crypto_bytes, self.p.engine_bytes_per_cycle);
+            let occ = t(self.p.engine_overhead_cycles)
+                + ModelParams::ticks_for(crypto_bytes, self.p.engine_bytes_per_cycle);
             ready = self.res.reserve_engine(ready, occ) + t(self.p.engine_latency_cycles);
         }
         let occ = t(2 * self.p.pcie_overhead_cycles)
-            + ModelParams::ticks_for(data.len() as u64 + RxCompletion::SIZE as u64, self.p.pcie_bytes_per_cycle);
-        let visible = self.res.reserve(Stage::PcieWrite, ready, occ) + t(self.p.pcie_write_latency_cycles);
-        let Some(qp) = self.q.get_mut(q as usize) else { return false };
+            + ModelParams::ticks_for(
+                data.len() as u64 + RxCompletion::SIZE as u64,
+                self.p.pcie_bytes_per_cycle,
+            );
+        let visible =
+            self.res.reserve(Stage::PcieWrite, ready, occ) + t(self.p.pcie_write_latency_cycles);
+        let Some(qp) = self.q.get_mut(q as usize) else {
+            return false;
+        };
         let index = qp.rxcq.prod;
         cpl.phase = phase_for(index, qp.rxcq.log2);
         qp.rxq.cons = buf_index.wrapping_add(1);
@@ -182,12 +216,23 @@ impl Model {
         let tick = visible.max(qp.last_rx_cpl);
         qp.last_rx_cpl = tick;
         let stats = Some((len, len + self.p.mac_overhead_bytes, inner_bytes));
-        let action = Action::RxComplete { q, index, buf: desc.addr, data, cpl: cpl.encode(), latency_from: arrival, stats };
+        let action = Action::RxComplete {
+            q,
+            index,
+            buf: desc.addr,
+            data,
+            cpl: cpl.encode(),
+            latency_from: arrival,
+            stats,
+        };
         self.schedule(tick, action);
         true
     }
 
-    #[allow(clippy::too_many_arguments, reason = "the fields of one scheduled completion")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the fields of one scheduled completion"
+    )]
     pub(crate) fn rx_complete(
         &mut self,
         q: u16,
@@ -198,7 +243,9 @@ impl Model {
         from: u64,
         stats: Option<(u64, u64, u64)>,
     ) {
-        let Some(qp) = self.q.get_mut(q as usize) else { return };
+        let Some(qp) = self.q.get_mut(q as usize) else {
+            return;
+        };
         qp.rx_inflight = qp.rx_inflight.saturating_sub(1);
         if qp.error {
             return;
@@ -211,7 +258,8 @@ impl Model {
             return;
         }
         if let Some((frame, wire, inner)) = stats {
-            self.rx_stats.record(frame, wire, inner, (self.now - from) / TICKS_PER_CYCLE);
+            self.rx_stats
+                .record(frame, wire, inner, (self.now - from) / TICKS_PER_CYCLE);
         }
         self.mark_traffic(from, self.now);
         self.signal_queue(q);

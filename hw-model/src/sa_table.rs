@@ -79,11 +79,12 @@ impl SaSlot {
         let on = |f: espo_fpga::Field| f.is_set(enabled_features);
         let cipher = match e.alg {
             Some(AlgId::AesGcm128) => Cipher::Gcm128(Box::new(
-                Aes128Gcm::new_from_slice(e.key.get(..16).unwrap_or(&[])).map_err(|_| Status::InvalidField)?,
+                Aes128Gcm::new_from_slice(e.key.get(..16).unwrap_or(&[]))
+                    .map_err(|_| Status::InvalidField)?,
             )),
-            Some(AlgId::AesGcm256) => {
-                Cipher::Gcm256(Box::new(Aes256Gcm::new_from_slice(&e.key).map_err(|_| Status::InvalidField)?))
-            }
+            Some(AlgId::AesGcm256) => Cipher::Gcm256(Box::new(
+                Aes256Gcm::new_from_slice(&e.key).map_err(|_| Status::InvalidField)?,
+            )),
             _ => return Err(Status::AlgUnsupported),
         };
         let needs = [
@@ -92,12 +93,18 @@ impl SaSlot {
             (e.esn, features::ESN),
             (e.udp_encap, features::UDP_ENCAP),
             (!e.outbound && e.replay_window > 0, features::ANTI_REPLAY),
-            (e.soft_bytes | e.hard_bytes | e.soft_packets | e.hard_packets != 0, features::LIFETIMES),
+            (
+                e.soft_bytes | e.hard_bytes | e.soft_packets | e.hard_packets != 0,
+                features::LIFETIMES,
+            ),
         ];
         if needs.iter().any(|&(needed, f)| needed && !on(f)) {
             return Err(Status::FeatureNotEnabled);
         }
-        if e.replay_window > REPLAY_WINDOW_MAX_PACKETS || (!e.esn && e.seq > u64::from(u32::MAX)) || e.spi == 0 {
+        if e.replay_window > REPLAY_WINDOW_MAX_PACKETS
+            || (!e.esn && e.seq > u64::from(u32::MAX))
+            || e.spi == 0
+        {
             return Err(Status::InvalidField);
         }
         Ok(SaSlot {
@@ -112,7 +119,11 @@ impl SaSlot {
             udp_src_port: e.udp_src_port,
             udp_dst_port: e.udp_dst_port,
             src: e.src_addr,
-            dst: if e.outer_ipv6 { e.dst_addr } else { v4_only(e.dst_addr) },
+            dst: if e.outer_ipv6 {
+                e.dst_addr
+            } else {
+                v4_only(e.dst_addr)
+            },
             cipher,
             seq: e.seq,
             replay: ReplayWindow::new(if e.outbound { 0 } else { e.replay_window }),
@@ -132,7 +143,11 @@ impl SaSlot {
 
     /// Last usable sequence number.
     pub fn seq_limit(&self) -> u64 {
-        if self.esn { u64::MAX } else { u64::from(u32::MAX) }
+        if self.esn {
+            u64::MAX
+        } else {
+            u64::from(u32::MAX)
+        }
     }
 
     /// Counts one packet of `bytes` inner bytes; returns the lifetime events it raised.
@@ -141,12 +156,14 @@ impl SaSlot {
         self.bytes += bytes;
         let mut ev: SaEvents = [None; 3];
         let crossed = |limit: u64, value: u64| limit != 0 && value >= limit;
-        let soft = u8::from(crossed(self.soft_bytes, self.bytes)) | u8::from(crossed(self.soft_packets, self.packets)) << 1;
+        let soft = u8::from(crossed(self.soft_bytes, self.bytes))
+            | u8::from(crossed(self.soft_packets, self.packets)) << 1;
         if soft != 0 && !self.soft_expired {
             self.soft_expired = true;
             ev[0] = Some((EventCode::LifetimeSoft, soft));
         }
-        let hard = u8::from(crossed(self.hard_bytes, self.bytes)) | u8::from(crossed(self.hard_packets, self.packets)) << 1;
+        let hard = u8::from(crossed(self.hard_bytes, self.bytes))
+            | u8::from(crossed(self.hard_packets, self.packets)) << 1;
         if hard != 0 && !self.hard_expired {
             self.hard_expired = true;
             ev[1] = Some((EventCode::LifetimeHard, hard));
@@ -157,7 +174,11 @@ impl SaSlot {
     /// The SA_STATE image of this entry.
     pub fn state(&self) -> SaState {
         let mut s = SaState {
-            seq: if self.outbound { self.seq } else { self.replay.top() },
+            seq: if self.outbound {
+                self.seq
+            } else {
+                self.replay.top()
+            },
             bytes: self.bytes,
             packets: self.packets,
             replay_drops: self.replay_drops,
@@ -203,7 +224,10 @@ pub(crate) struct SaTable {
 
 impl SaTable {
     pub fn new(entries: usize) -> Self {
-        SaTable { slots: (0..entries).map(|_| None).collect(), inbound: HashMap::new() }
+        SaTable {
+            slots: (0..entries).map(|_| None).collect(),
+            inbound: HashMap::new(),
+        }
     }
 
     pub fn capacity(&self) -> usize {

@@ -17,7 +17,9 @@ impl Model {
     pub(crate) fn tx_fetch(&mut self, q: u16) {
         let depth = self.p.pipeline_depth;
         let batch = self.p.desc_fetch_batch.max(1);
-        let Some(qp) = self.q.get_mut(q as usize) else { return };
+        let Some(qp) = self.q.get_mut(q as usize) else {
+            return;
+        };
         qp.tx_fetch_scheduled = false;
         if !qp.enabled || !self.enabled || self.hung {
             return;
@@ -30,7 +32,10 @@ impl Model {
             return;
         }
         let occ = self.cycles(self.p.pcie_overhead_cycles)
-            + ModelParams::ticks_for(u64::from(n) * TxDescriptor::SIZE as u64, self.p.pcie_bytes_per_cycle);
+            + ModelParams::ticks_for(
+                u64::from(n) * TxDescriptor::SIZE as u64,
+                self.p.pcie_bytes_per_cycle,
+            );
         let desc_end = self.res.reserve(Stage::PcieRead, self.now, occ);
         let desc_ready = desc_end + self.cycles(self.p.pcie_read_latency_cycles);
         for _ in 0..n {
@@ -48,8 +53,13 @@ impl Model {
         if !self.packet_enters() {
             return false;
         }
-        let Some(qp) = self.q.get(q as usize) else { return false };
-        let (index, addr) = (qp.txq.cons, qp.txq.addr(qp.txq.cons, TxDescriptor::SIZE as u64));
+        let Some(qp) = self.q.get(q as usize) else {
+            return false;
+        };
+        let (index, addr) = (
+            qp.txq.cons,
+            qp.txq.addr(qp.txq.cons, TxDescriptor::SIZE as u64),
+        );
         let mut raw = [0u8; TxDescriptor::SIZE];
         if !self.dma_read(DmaUnit::TxDescRead, Some(q), addr, &mut raw) {
             return false;
@@ -65,8 +75,10 @@ impl Model {
         if !(crate::packet::ETH_HEADER_BYTES..=MAX_FRAME_BYTES as usize).contains(&len) {
             self.count(Counter::TxMalformed, 1);
         } else {
-            let occ = self.cycles(self.p.pcie_overhead_cycles) + ModelParams::ticks_for(len as u64, self.p.pcie_bytes_per_cycle);
-            data_ready = self.res.reserve(Stage::PcieRead, desc_ready, occ) + self.cycles(self.p.pcie_read_latency_cycles);
+            let occ = self.cycles(self.p.pcie_overhead_cycles)
+                + ModelParams::ticks_for(len as u64, self.p.pcie_bytes_per_cycle);
+            data_ready = self.res.reserve(Stage::PcieRead, desc_ready, occ)
+                + self.cycles(self.p.pcie_read_latency_cycles);
             let mut buf = std::mem::take(&mut self.scratch);
             buf.resize(len, 0);
             if !self.dma_read(DmaUnit::TxDataRead, Some(q), desc.addr, &mut buf) {
@@ -113,8 +125,10 @@ impl Model {
         }
 
         let out_len = out.as_ref().map_or(len, Vec::len) as u64;
-        let dp = self.cycles(self.p.datapath_gap_cycles) + ModelParams::ticks_for(out_len, self.p.datapath_bytes_per_cycle);
-        let mut ready = self.res.reserve(Stage::DatapathTx, data_ready, dp) + self.cycles(self.p.sa_lookup_cycles);
+        let dp = self.cycles(self.p.datapath_gap_cycles)
+            + ModelParams::ticks_for(out_len, self.p.datapath_bytes_per_cycle);
+        let mut ready = self.res.reserve(Stage::DatapathTx, data_ready, dp)
+            + self.cycles(self.p.sa_lookup_cycles);
         if encrypted {
             let occ = self.cycles(self.p.engine_overhead_cycles)
                 + ModelParams::ticks_for(inner_len as u64 + 2, self.p.engine_bytes_per_cycle);
@@ -126,14 +140,21 @@ impl Model {
             ready = self.res.reserve(Stage::MacTx, ready, wire);
             self.count(Counter::TxFrames, 1);
             self.count(Counter::TxBytes, out_len);
-            stats = Some((out_len, out_len + self.p.mac_overhead_bytes, inner_len as u64));
+            stats = Some((
+                out_len,
+                out_len + self.p.mac_overhead_bytes,
+                inner_len as u64,
+            ));
             self.schedule(ready, Action::LinkOut(frame));
         }
         let occ = self.cycles(self.p.pcie_overhead_cycles)
             + ModelParams::ticks_for(TxCompletion::SIZE as u64, self.p.pcie_bytes_per_cycle);
-        let visible = self.res.reserve(Stage::PcieWrite, ready, occ) + self.cycles(self.p.pcie_write_latency_cycles);
+        let visible = self.res.reserve(Stage::PcieWrite, ready, occ)
+            + self.cycles(self.p.pcie_write_latency_cycles);
         let now = self.now;
-        let Some(qp) = self.q.get_mut(q as usize) else { return false };
+        let Some(qp) = self.q.get_mut(q as usize) else {
+            return false;
+        };
         let cpl_index = qp.txcq.prod;
         let cpl = TxCompletion {
             seq,
@@ -147,12 +168,30 @@ impl Model {
         qp.tx_inflight += 1;
         let tick = visible.max(qp.last_tx_cpl);
         qp.last_tx_cpl = tick;
-        self.schedule(tick, Action::TxComplete { q, index: cpl_index, cpl: cpl.encode(), latency_from: now, stats });
+        self.schedule(
+            tick,
+            Action::TxComplete {
+                q,
+                index: cpl_index,
+                cpl: cpl.encode(),
+                latency_from: now,
+                stats,
+            },
+        );
         true
     }
 
-    pub(crate) fn tx_complete(&mut self, q: u16, index: u32, cpl: [u8; 16], from: u64, stats: Option<(u64, u64, u64)>) {
-        let Some(qp) = self.q.get_mut(q as usize) else { return };
+    pub(crate) fn tx_complete(
+        &mut self,
+        q: u16,
+        index: u32,
+        cpl: [u8; 16],
+        from: u64,
+        stats: Option<(u64, u64, u64)>,
+    ) {
+        let Some(qp) = self.q.get_mut(q as usize) else {
+            return;
+        };
         qp.tx_inflight = qp.tx_inflight.saturating_sub(1);
         if qp.error {
             return;
