@@ -14,7 +14,7 @@ impl Model {
             return u32::MAX;
         }
         let counters = stats::BASE + stats::COUNTERS_OFFSET..stats::BASE + stats::BLOCK.size;
-        if counters.contains(&offset) && offset % 4 == 0 {
+        if counters.contains(&offset) && offset.is_multiple_of(4) {
             let i = (offset - counters.start) / 8;
             let v = self.counters.get(i as usize).copied().unwrap_or(0);
             return (if offset % 8 == 4 { v >> 32 } else { v }) as u32;

@@ -52,6 +52,10 @@ pub(crate) struct QueuePair {
     pub tx_inflight: u32,
     pub rx_inflight: u32,
     pub tx_fetch_scheduled: bool,
+    /// A completion (or RX data) write of this ring faulted: later completions are not
+    /// written, so the ring never has a gap.
+    pub tx_dead: bool,
+    pub rx_dead: bool,
     pub last_tx_cpl: u64,
     pub last_rx_cpl: u64,
 }

@@ -15,10 +15,7 @@ impl Model {
     pub(crate) fn rx_process(&mut self) {
         self.rx_scheduled = false;
         let natt_port = self.regs.get32(&ctrl::NATT_PORT, 0) as u16;
-        loop {
-            let Some((arrival, len)) = self.rx_fifo.front().map(|(a, f)| (*a, f.len())) else {
-                break;
-            };
+        while let Some((arrival, len)) = self.rx_fifo.front().map(|(a, f)| (*a, f.len())) {
             if arrival > self.now {
                 self.rx_scheduled = true;
                 self.schedule(arrival, Action::RxProcess);
@@ -247,14 +244,16 @@ impl Model {
             return;
         };
         qp.rx_inflight = qp.rx_inflight.saturating_sub(1);
-        if qp.error {
+        if qp.rx_dead {
             return;
         }
         let addr = qp.rxcq.addr(index, RxCompletion::SIZE as u64);
-        if !self.dma_write(DmaUnit::RxDataWrite, Some(q), buf, data) {
-            return;
-        }
-        if !self.dma_write(DmaUnit::RxCplWrite, Some(q), addr, &cpl) {
+        if !self.dma_write(DmaUnit::RxDataWrite, Some(q), buf, data)
+            || !self.dma_write(DmaUnit::RxCplWrite, Some(q), addr, &cpl)
+        {
+            if let Some(qp) = self.q.get_mut(q as usize) {
+                qp.rx_dead = true;
+            }
             return;
         }
         if let Some((frame, wire, inner)) = stats {

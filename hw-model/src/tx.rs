@@ -193,12 +193,15 @@ impl Model {
             return;
         };
         qp.tx_inflight = qp.tx_inflight.saturating_sub(1);
-        if qp.error {
+        if qp.tx_dead {
             return;
         }
         let addr = qp.txcq.addr(index, TxCompletion::SIZE as u64);
         let more = qp.enabled && qp.txq.used() > 0;
         if !self.dma_write(DmaUnit::TxCplWrite, Some(q), addr, &cpl) {
+            if let Some(qp) = self.q.get_mut(q as usize) {
+                qp.tx_dead = true;
+            }
             return;
         }
         if let Some((frame, wire, inner)) = stats {
