@@ -16,7 +16,7 @@ impl Model {
             let addr = self.asq.addr(index, AdminCommand::SIZE as u64);
             let occ = self.p.pcie_overhead_cycles * TICKS_PER_CYCLE
                 + ModelParams::ticks_for(AdminCommand::SIZE as u64, self.p.pcie_bytes_per_cycle);
-            self.res.reserve(Stage::PcieRead, self.now, occ);
+            self.res.prefetch(Stage::PcieRead, self.now, occ);
             let mut raw = [0u8; AdminCommand::SIZE];
             if !self.dma_read(DmaUnit::AdminCmdRead, None, addr, &mut raw) {
                 return;
@@ -41,13 +41,9 @@ impl Model {
                 + self.p.pcie_write_latency_cycles;
             let tick = (self.now + cost * TICKS_PER_CYCLE).max(self.last_admin_cpl);
             self.last_admin_cpl = tick;
-            self.schedule(
-                tick,
-                Action::AdminComplete {
-                    index: cpl_index,
-                    cpl: cpl.encode(),
-                },
-            );
+            self.admin_pending
+                .push_back((tick, cpl_index, cpl.encode()));
+            self.schedule(tick, Action::AdminComplete);
         }
     }
 

@@ -58,35 +58,44 @@ pub(crate) struct QueuePair {
     pub rx_dead: bool,
     pub last_tx_cpl: u64,
     pub last_rx_cpl: u64,
+    pub tx_pending: VecDeque<PendingTx>,
+    pub rx_pending: VecDeque<PendingRx>,
 }
 
-/// Work scheduled at a tick.
-#[derive(Debug)]
+/// A TX completion waiting for its tick. Per queue these are in tick order.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingTx {
+    pub tick: u64,
+    pub index: u32,
+    pub cpl: [u8; 16],
+    pub from: u64,
+    /// (frame bytes, wire bytes, inner bytes) of a sent frame.
+    pub stats: Option<(u64, u64, u64)>,
+}
+
+/// An RX data + completion write waiting for its tick, in tick order per queue.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingRx {
+    pub tick: u64,
+    pub index: u32,
+    pub buf: u64,
+    pub data: Vec<u8>,
+    pub cpl: [u8; 32],
+    pub from: u64,
+    pub stats: (u64, u64, u64),
+}
+
+/// Work scheduled at a tick. Payloads wait in per-source FIFOs (their ticks are
+/// monotonic per source), so that the scheduler moves small entries only.
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum Action {
     TxFetch(u16),
-    TxComplete {
-        q: u16,
-        index: u32,
-        cpl: [u8; 16],
-        latency_from: u64,
-        stats: Option<(u64, u64, u64)>,
-    },
-    LinkOut(Vec<u8>),
+    TxComplete(u16),
+    LinkOut,
     RxProcess,
-    RxComplete {
-        q: u16,
-        index: u32,
-        buf: u64,
-        data: Vec<u8>,
-        cpl: [u8; 32],
-        latency_from: u64,
-        stats: Option<(u64, u64, u64)>,
-    },
+    RxComplete(u16),
     AdminProcess,
-    AdminComplete {
-        index: u32,
-        cpl: [u8; 16],
-    },
+    AdminComplete,
     CoalesceTimer(u32),
     ResetDone,
     Watchdog,
@@ -162,7 +171,11 @@ pub struct Model {
     pub(crate) rx_stats: DirectionStats,
     pub(crate) first_tick: Option<u64>,
     pub(crate) last_tick: u64,
+    /// Start of the measurement period (ticks).
+    pub(crate) perf_epoch: u64,
     pub(crate) scratch: Vec<u8>,
+    pub(crate) link_out: VecDeque<(u64, Vec<u8>)>,
+    pub(crate) admin_pending: VecDeque<(u64, u32, [u8; 16])>,
 }
 
 const _: fn() = || {
@@ -229,7 +242,10 @@ impl Model {
             rx_stats: DirectionStats::default(),
             first_tick: None,
             last_tick: 0,
+            perf_epoch: 0,
             scratch: Vec::new(),
+            link_out: VecDeque::new(),
+            admin_pending: VecDeque::new(),
         }
     }
 
@@ -352,29 +368,37 @@ impl Model {
     fn dispatch(&mut self, action: Action) {
         match action {
             Action::TxFetch(q) => self.tx_fetch(q),
-            Action::TxComplete {
-                q,
-                index,
-                cpl,
-                latency_from,
-                stats,
-            } => self.tx_complete(q, index, cpl, latency_from, stats),
-            Action::LinkOut(frame) => {
-                let cycle = self.now_cycles();
-                self.link.send(crate::link::Frame { data: frame, cycle });
+            Action::TxComplete(q) => {
+                if let Some(p) = self
+                    .q
+                    .get_mut(q as usize)
+                    .and_then(|qp| qp.tx_pending.pop_front())
+                {
+                    self.tx_complete(q, p);
+                }
+            }
+            Action::LinkOut => {
+                if let Some((_, data)) = self.link_out.pop_front() {
+                    let cycle = self.now_cycles();
+                    self.link.send(crate::link::Frame { data, cycle });
+                }
             }
             Action::RxProcess => self.rx_process(),
-            Action::RxComplete {
-                q,
-                index,
-                buf,
-                data,
-                cpl,
-                latency_from,
-                stats,
-            } => self.rx_complete(q, index, buf, &data, cpl, latency_from, stats),
+            Action::RxComplete(q) => {
+                if let Some(p) = self
+                    .q
+                    .get_mut(q as usize)
+                    .and_then(|qp| qp.rx_pending.pop_front())
+                {
+                    self.rx_complete(q, p);
+                }
+            }
             Action::AdminProcess => self.admin_process(),
-            Action::AdminComplete { index, cpl } => self.admin_complete(index, cpl),
+            Action::AdminComplete => {
+                if let Some((_, index, cpl)) = self.admin_pending.pop_front() {
+                    self.admin_complete(index, cpl);
+                }
+            }
             Action::CoalesceTimer(v) => self.coalesce_timer(v),
             Action::ResetDone => {}
             Action::Watchdog => self.watchdog(),
@@ -407,6 +431,7 @@ impl Model {
     }
 
     pub(crate) fn mark_traffic(&mut self, start: u64, end: u64) {
+        let start = start.max(self.perf_epoch);
         self.first_tick = Some(self.first_tick.map_or(start, |f| f.min(start)));
         self.last_tick = self.last_tick.max(end);
     }
@@ -432,12 +457,15 @@ impl Model {
         self.rx_stats = DirectionStats::default();
         self.first_tick = None;
         self.last_tick = 0;
+        self.perf_epoch = self.now;
         self.res.busy = [0; 7];
     }
 
     /// Full reset (CONTROL.RESET or a surprise reset): datasheet §5.2.
     pub(crate) fn reset(&mut self) {
         self.sched.clear();
+        self.link_out.clear();
+        self.admin_pending.clear();
         self.sa.clear();
         self.q.iter_mut().for_each(|q| *q = QueuePair::default());
         self.asq = Ring::default();

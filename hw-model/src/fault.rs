@@ -58,16 +58,19 @@ impl Model {
                         s.tick <= now
                             || !matches!(
                                 s.action,
-                                Action::TxComplete { .. }
-                                    | Action::RxComplete { .. }
-                                    | Action::LinkOut(_)
+                                Action::TxComplete(_)
+                                    | Action::RxComplete(_)
+                                    | Action::LinkOut
                                     | Action::TxFetch(_)
                             )
                     })
                     .collect();
                 self.sched = keep.into_iter().collect();
+                self.link_out.retain(|(t, _)| *t <= now);
                 for qp in &mut self.q {
                     qp.tx_fetch_scheduled = false;
+                    qp.tx_pending.retain(|p| p.tick <= now);
+                    qp.rx_pending.retain(|p| p.tick <= now);
                 }
                 self.schedule(
                     now + self.p.watchdog_cycles * TICKS_PER_CYCLE,

@@ -20,6 +20,7 @@ pub struct InterruptLatch {
 struct LatchState {
     fired: u64,
     counts: Vec<u64>,
+    waiters: usize,
 }
 
 impl InterruptLatch {
@@ -35,11 +36,13 @@ impl InterruptLatch {
 
     /// Waits until a vector fires or `timeout` passes; returns and clears the fired mask.
     pub fn wait(&self, timeout: Duration) -> u64 {
-        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.waiters += 1;
         let (mut s, _) = self
             .cv
             .wait_timeout_while(s, timeout, |s| s.fired == 0)
             .unwrap_or_else(|p| p.into_inner());
+        s.waiters -= 1;
         std::mem::take(&mut s.fired)
     }
 
@@ -60,7 +63,9 @@ impl InterruptSink for InterruptLatch {
         if let Some(c) = s.counts.get_mut(vector as usize) {
             *c += 1;
         }
-        self.cv.notify_all();
+        if s.waiters > 0 {
+            self.cv.notify_all();
+        }
     }
 }
 

@@ -70,7 +70,7 @@ impl Default for ModelParams {
             engine_latency_cycles: 30,
             mac_bits_per_cycle: 400,
             mac_overhead_bytes: 24,
-            pipeline_depth: 64,
+            pipeline_depth: 256,
             rx_fifo_frames: 256,
             admin_cycles: 50,
             reset_cycles: 2_500,

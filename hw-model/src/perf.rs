@@ -59,6 +59,14 @@ impl Resources {
         start + ticks
     }
 
+    /// Counts `ticks` of bandwidth on `stage` for a request issued ahead of the data it
+    /// describes (descriptor prefetch): it overlaps other transfers, so it does not
+    /// delay them; returns when it completes.
+    pub fn prefetch(&mut self, stage: Stage, ready: u64, ticks: u64) -> u64 {
+        self.busy[stage as usize] += ticks;
+        ready + ticks
+    }
+
     /// Occupies the engine that frees first; returns the end tick.
     pub fn reserve_engine(&mut self, ready: u64, ticks: u64) -> u64 {
         let n = self.engines.len() as u64;

@@ -1,7 +1,7 @@
 //! The receive path: port, classification, SA lookup, decapsulation, RX buffer and
 //! completion (datasheet §7.5, §7.6, §7.8), with each stage's cycles accounted.
 
-use crate::card::{Action, Model};
+use crate::card::{Action, Model, PendingRx};
 use crate::decap::decapsulate;
 use crate::packet::{Classified, classify};
 use crate::params::{ModelParams, TICKS_PER_CYCLE};
@@ -99,7 +99,7 @@ impl Model {
         let buf_index = qp.rxq.cons;
         let occ = self.p.pcie_overhead_cycles * TICKS_PER_CYCLE
             + ModelParams::ticks_for(RxDescriptor::SIZE as u64, self.p.pcie_bytes_per_cycle);
-        self.res.reserve(Stage::PcieRead, self.now, occ);
+        self.res.prefetch(Stage::PcieRead, self.now, occ);
         let mut raw = [0u8; RxDescriptor::SIZE];
         if !self.dma_read(DmaUnit::RxDescRead, Some(q), desc_addr, &mut raw) {
             return false;
@@ -212,34 +212,30 @@ impl Model {
         qp.rx_inflight += 1;
         let tick = visible.max(qp.last_rx_cpl);
         qp.last_rx_cpl = tick;
-        let stats = Some((len, len + self.p.mac_overhead_bytes, inner_bytes));
-        let action = Action::RxComplete {
-            q,
+        let stats = (len, len + self.p.mac_overhead_bytes, inner_bytes);
+        qp.rx_pending.push_back(PendingRx {
+            tick,
             index,
             buf: desc.addr,
             data,
             cpl: cpl.encode(),
-            latency_from: arrival,
+            from: arrival,
             stats,
-        };
-        self.schedule(tick, action);
+        });
+        self.schedule(tick, Action::RxComplete(q));
         true
     }
 
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the fields of one scheduled completion"
-    )]
-    pub(crate) fn rx_complete(
-        &mut self,
-        q: u16,
-        index: u32,
-        buf: u64,
-        data: &[u8],
-        cpl: [u8; 32],
-        from: u64,
-        stats: Option<(u64, u64, u64)>,
-    ) {
+    pub(crate) fn rx_complete(&mut self, q: u16, p: PendingRx) {
+        let PendingRx {
+            index,
+            buf,
+            data,
+            cpl,
+            from,
+            stats,
+            ..
+        } = p;
         let Some(qp) = self.q.get_mut(q as usize) else {
             return;
         };
@@ -248,7 +244,7 @@ impl Model {
             return;
         }
         let addr = qp.rxcq.addr(index, RxCompletion::SIZE as u64);
-        if !self.dma_write(DmaUnit::RxDataWrite, Some(q), buf, data)
+        if !self.dma_write(DmaUnit::RxDataWrite, Some(q), buf, &data)
             || !self.dma_write(DmaUnit::RxCplWrite, Some(q), addr, &cpl)
         {
             if let Some(qp) = self.q.get_mut(q as usize) {
@@ -256,10 +252,9 @@ impl Model {
             }
             return;
         }
-        if let Some((frame, wire, inner)) = stats {
-            self.rx_stats
-                .record(frame, wire, inner, (self.now - from) / TICKS_PER_CYCLE);
-        }
+        let (frame, wire, inner) = stats;
+        self.rx_stats
+            .record(frame, wire, inner, (self.now - from) / TICKS_PER_CYCLE);
         self.mark_traffic(from, self.now);
         self.signal_queue(q);
         self.kick_rx(self.now);

@@ -1,7 +1,7 @@
 //! The transmit path: descriptor fetch, data fetch, encapsulation, port, completion
 //! (datasheet §7.3, §7.4, §7.7), with each stage's cycles accounted.
 
-use crate::card::{Action, Model};
+use crate::card::{Action, Model, PendingTx};
 use crate::encap::encapsulate;
 use crate::params::{ModelParams, TICKS_PER_CYCLE};
 use crate::perf::Stage;
@@ -36,7 +36,7 @@ impl Model {
                 u64::from(n) * TxDescriptor::SIZE as u64,
                 self.p.pcie_bytes_per_cycle,
             );
-        let desc_end = self.res.reserve(Stage::PcieRead, self.now, occ);
+        let desc_end = self.res.prefetch(Stage::PcieRead, self.now, occ);
         let desc_ready = desc_end + self.cycles(self.p.pcie_read_latency_cycles);
         for _ in 0..n {
             if !self.tx_one(q, desc_ready) {
@@ -145,7 +145,8 @@ impl Model {
                 out_len + self.p.mac_overhead_bytes,
                 inner_len as u64,
             ));
-            self.schedule(ready, Action::LinkOut(frame));
+            self.link_out.push_back((ready, frame));
+            self.schedule(ready, Action::LinkOut);
         }
         let occ = self.cycles(self.p.pcie_overhead_cycles)
             + ModelParams::ticks_for(TxCompletion::SIZE as u64, self.p.pcie_bytes_per_cycle);
@@ -168,27 +169,25 @@ impl Model {
         qp.tx_inflight += 1;
         let tick = visible.max(qp.last_tx_cpl);
         qp.last_tx_cpl = tick;
-        self.schedule(
+        qp.tx_pending.push_back(PendingTx {
             tick,
-            Action::TxComplete {
-                q,
-                index: cpl_index,
-                cpl: cpl.encode(),
-                latency_from: now,
-                stats,
-            },
-        );
+            index: cpl_index,
+            cpl: cpl.encode(),
+            from: now,
+            stats,
+        });
+        self.schedule(tick, Action::TxComplete(q));
         true
     }
 
-    pub(crate) fn tx_complete(
-        &mut self,
-        q: u16,
-        index: u32,
-        cpl: [u8; 16],
-        from: u64,
-        stats: Option<(u64, u64, u64)>,
-    ) {
+    pub(crate) fn tx_complete(&mut self, q: u16, p: PendingTx) {
+        let PendingTx {
+            index,
+            cpl,
+            from,
+            stats,
+            ..
+        } = p;
         let Some(qp) = self.q.get_mut(q as usize) else {
             return;
         };
