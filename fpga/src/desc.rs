@@ -1,6 +1,6 @@
 //! TX and RX descriptors and completions (datasheet §7.3–§7.5). Completions end with a
-//! phase bit (bit 7 of their last byte): the card writes entry i of pass p with phase
-//! `p & 1 == 0` inverted, i.e. 1 on the first pass, 0 on the second, and so on.
+//! phase bit (bit 7 of their last byte, §7.2): the card writes phase 1 on the first pass
+//! through a ring, 0 on the second, and so on.
 
 use crate::codes::Status;
 use crate::layout::{Layout, LayoutField as F, field_at, layout_is_valid};

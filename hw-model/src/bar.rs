@@ -155,10 +155,22 @@ impl Model {
                 self.kick_admin(doorbell_at);
             }
             "ACQ_HEAD" if self.admin_enabled => {
+                if self.acq.prod.wrapping_sub(value) > self.acq.entries() {
+                    self.config_fault(u32::from(u16::MAX));
+                    self.admin_enabled = false;
+                    return;
+                }
                 self.acq.cons = value;
                 self.kick_admin(doorbell_at);
             }
-            "EQ_HEAD" if self.eq_enabled => self.eq.cons = value,
+            "EQ_HEAD" if self.eq_enabled => {
+                if self.eq.prod.wrapping_sub(value) > self.eq.entries() {
+                    self.config_fault(u32::from(u16::MAX));
+                    self.eq_enabled = false;
+                    return;
+                }
+                self.eq.cons = value;
+            }
             "Q_CTRL" => {
                 let on = queue::q_ctrl::ENABLE.is_set(value.into());
                 let was = queue::q_ctrl::ENABLE.is_set(old.into());
@@ -256,7 +268,7 @@ impl Model {
         })
     }
 
-    /// CONTROL.ENABLE 0 -> 1 (datasheet §5.6).
+    /// CONTROL.ENABLE 0 -> 1 (datasheet §5.7).
     fn enable(&mut self) {
         let wanted = u64::from(self.regs.get32(&ctrl::DRIVER_FEATURES, 0));
         let rings = (
@@ -290,7 +302,7 @@ impl Model {
         }
     }
 
-    /// Q_CTRL.ENABLE 0 -> 1 (datasheet §5.8).
+    /// Q_CTRL.ENABLE 0 -> 1 (datasheet §5.9).
     fn enable_queue(&mut self, q: usize) {
         let i = q as u32;
         let rings = (

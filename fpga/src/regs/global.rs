@@ -1,6 +1,6 @@
 //! Identification, capabilities, global control/status and interrupt blocks.
 
-/// Identification block at BAR0 offset 0 (datasheet §3.1).
+/// Identification block at BAR0 offset 0 (datasheet §3, §5.1).
 pub mod ident {
     use super::super::{header, reg32};
     use crate::reg::{Access, Block, Register};
@@ -65,7 +65,7 @@ pub mod ident {
     };
 }
 
-/// Capabilities (datasheet §3.2, §6). Every register here is read-only.
+/// Capabilities (datasheet §3, §6). Every register here is read-only.
 pub mod cap {
     use super::super::{header, reg32};
     use crate::reg::{Access, Block, Field, Register};
@@ -288,7 +288,7 @@ pub mod cap {
     };
 }
 
-/// Global control and status (datasheet §3.3, §5, §10).
+/// Global control and status (datasheet §3, §5, §10).
 pub mod ctrl {
     use super::super::{header, reg32, reg64};
     use crate::reg::{Access, Block, Field, Register};

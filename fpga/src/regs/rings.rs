@@ -1,4 +1,4 @@
-//! Admin queue, event queue and queue-pair blocks (datasheet §3.5–§3.8, §7).
+//! Admin queue, event queue and queue-pair blocks (datasheet §3, §7).
 //!
 //! Every ring is a power-of-two array of fixed-size entries in host memory at an IOVA the
 //! driver mapped. Producer and consumer indices are free-running 32-bit counters; the slot

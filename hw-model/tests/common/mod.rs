@@ -124,7 +124,7 @@ impl Host {
         out
     }
 
-    /// Brings the card up per datasheet §5.1–§5.8 with `queues` queue pairs of 2^log2 entries.
+    /// Brings the card up per datasheet §5.1–§5.9 (no SAs: §5.8 is the caller's) with `queues` queue pairs of 2^log2 entries.
     pub fn bring_up(&mut self, queues: u32, log2: u32) {
         // §5.1 identify
         assert_eq!(self.rd(&ident::DEVICE_ID), ident::DEVICE_ID_VALUE);
@@ -148,7 +148,7 @@ impl Host {
             polls += 1;
             assert!(polls < 100, "card did not leave reset");
         }
-        // §5.3 capabilities and negotiation
+        // §5.3 capabilities, §5.4 negotiation
         let features = self.rd(&cap::CAP_FEATURES);
         assert_eq!(self.rd(&cap::SA_TABLE_SIZE), 4096);
         assert!(queues <= self.rd(&cap::QUEUE_COUNT));
@@ -156,7 +156,7 @@ impl Host {
             &ctrl::DRIVER_FEATURES,
             features & cap::features::ESPO1 as u32,
         );
-        // §5.4 admin and event rings
+        // §5.5 admin and event rings
         self.asq = HostRing {
             base: self.alloc(64 << 6),
             log2: 6,
@@ -180,16 +180,16 @@ impl Host {
         self.wr(&admin::ACQ_LOG2, acq.log2);
         self.model.bar0_write64(event::EQ_BASE.addr(), eq.base);
         self.wr(&event::EQ_LOG2, eq.log2);
-        // §5.5 interrupts: coalescing off, all vectors unmasked
+        // §5.6 interrupts: coalescing off, all vectors unmasked
         self.wr(&irq::COAL_PACKETS, 1);
         self.wr(&irq::INT_MASK, 0);
-        // §5.6 enable
+        // §5.7 enable
         self.wr(&ctrl::CONTROL, ctrl::control::ENABLE.mask() as u32);
         assert!(
             ctrl::status::ENABLED.is_set(self.rd(&ctrl::STATUS).into()),
             "ENABLE refused"
         );
-        // §5.8 queue pairs
+        // §5.9 queue pairs
         for q in 0..queues {
             self.add_queue(q, log2);
         }
