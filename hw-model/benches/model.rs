@@ -23,11 +23,18 @@ struct TxRig {
     outstanding: usize,
 }
 
-fn tx_rig(inner_len: usize, ipv6: bool) -> TxRig {
+/// A card with one queue pair of 2^`log2` entries and buffers just large enough.
+fn host(log2: u32, buf_bytes: u64) -> (Host, MemLink) {
     let (l, tap) = MemLink::pair();
     let mut host = Host::new(ModelParams::default());
+    host.buf_bytes = buf_bytes;
     host.model.attach_link(Box::new(l));
-    host.bring_up(1, RING_LOG2);
+    host.bring_up(1, log2);
+    (host, tap)
+}
+
+fn tx_rig(inner_len: usize, ipv6: bool) -> TxRig {
+    let (mut host, tap) = host(RING_LOG2, (inner_len as u64 + 200).next_multiple_of(256));
     assert_eq!(
         host.sa_write(0, &gcm_sa(true, 0x1001, [7; 16], [1, 2, 3, 4]), None),
         espo_fpga::Status::Ok
@@ -100,10 +107,7 @@ fn rx_rig(inner_len: usize, rounds: usize) -> RxRig {
     for _ in 0..rounds {
         tx.round_keep(&mut wire);
     }
-    let (l, tap) = MemLink::pair();
-    let mut host = Host::new(ModelParams::default());
-    host.model.attach_link(Box::new(l));
-    host.bring_up(1, RING_LOG2);
+    let (mut host, tap) = host(RING_LOG2, (inner_len as u64 + 200).next_multiple_of(256));
     let mut sa = gcm_sa(false, 0x1001, [7; 16], [1, 2, 3, 4]);
     sa.replay_window = 0; // the same frames are replayed every iteration
     assert_eq!(host.sa_write(0, &sa, None), espo_fpga::Status::Ok);

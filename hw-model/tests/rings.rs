@@ -64,7 +64,7 @@ fn full_completion_ring_stalls_until_the_host_frees_it() {
     for _ in 0..16 {
         let slot = idx & 15;
         let d = espo_fpga::TxDescriptor {
-            addr: hq.tx_bufs + u64::from(slot) * BUF_BYTES,
+            addr: hq.tx_bufs + u64::from(slot) * h.buf_bytes,
             len: f.len() as u16,
             bypass: true,
             sa_index: 0,

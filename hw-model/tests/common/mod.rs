@@ -10,6 +10,7 @@ use espo_model::*;
 use std::sync::Arc;
 
 pub const IOVA_BASE: u64 = 0x1_0000_0000;
+/// Default packet buffer size: room for a jumbo frame.
 pub const BUF_BYTES: u64 = 10 * 1024;
 pub const MEM_BYTES: usize = 48 << 20;
 
@@ -51,6 +52,8 @@ pub struct Host {
     pub queues: Vec<HostQueue>,
     cid: u16,
     data: u64,
+    /// Bytes per TX and RX packet buffer of queues added from now on.
+    pub buf_bytes: u64,
 }
 
 impl Host {
@@ -73,6 +76,7 @@ impl Host {
             queues: Vec::new(),
             cid: 0,
             data: 0,
+            buf_bytes: BUF_BYTES,
         }
     }
 
@@ -218,8 +222,8 @@ impl Host {
                 log2,
                 index: 0,
             },
-            tx_bufs: self.alloc(BUF_BYTES * n),
-            rx_bufs: self.alloc(BUF_BYTES * n),
+            tx_bufs: self.alloc(self.buf_bytes * n),
+            rx_bufs: self.alloc(self.buf_bytes * n),
         };
         for (reg_base, reg_log2, ring) in [
             (&queue::TXQ_BASE, &queue::TXQ_LOG2, hq.txq),
@@ -249,8 +253,8 @@ impl Host {
         for _ in 0..n {
             let slot = hq.rxq.index & (hq.rxq.entries() - 1);
             let d = RxDescriptor {
-                addr: hq.rx_bufs + u64::from(slot) * BUF_BYTES,
-                len: BUF_BYTES as u32,
+                addr: hq.rx_bufs + u64::from(slot) * self.buf_bytes,
+                len: self.buf_bytes as u32,
             };
             self.write(hq.rxq.slot_addr(hq.rxq.index, 16), &d.encode());
             hq.rxq.index = hq.rxq.index.wrapping_add(1);
@@ -264,7 +268,7 @@ impl Host {
         let mut hq = self.queues[q as usize].clone();
         for (frame, sa) in frames {
             let slot = hq.txq.index & (hq.txq.entries() - 1);
-            let addr = hq.tx_bufs + u64::from(slot) * BUF_BYTES;
+            let addr = hq.tx_bufs + u64::from(slot) * self.buf_bytes;
             self.write(addr, frame);
             let d = TxDescriptor {
                 addr,
@@ -315,7 +319,7 @@ impl Host {
             }
             let c = RxCompletion::decode(&raw);
             let slot = u64::from(u32::from(c.desc_index) & (hq.rxq.entries() - 1));
-            let data = self.read(hq.rx_bufs + slot * BUF_BYTES, c.len as usize);
+            let data = self.read(hq.rx_bufs + slot * self.buf_bytes, c.len as usize);
             out.push((c, data));
             hq.rxcq.index = hq.rxcq.index.wrapping_add(1);
         }
