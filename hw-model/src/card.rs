@@ -289,6 +289,18 @@ impl Model {
         ticks_to_cycles(self.now)
     }
 
+    /// Cycle of the next scheduled piece of work (or injected fault), if any: a thread
+    /// driving the model in real time can sleep until then.
+    pub fn next_event_cycle(&self) -> Option<u64> {
+        let action = self.sched.peek().map(|s| s.tick);
+        let fault = self.timed_faults.iter().map(|f| f.0).min();
+        let next = match (action, fault) {
+            (Some(a), Some(f)) => Some(a.min(f)),
+            (a, f) => a.or(f),
+        };
+        next.map(|t| t.div_ceil(TICKS_PER_CYCLE))
+    }
+
     /// True when no work is scheduled and no frame is waiting.
     pub fn is_idle(&self) -> bool {
         self.sched.is_empty() && self.rx_fifo.is_empty()

@@ -183,6 +183,32 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The ring of words decides exactly like a set of every sequence number seen.
+        #[test]
+        fn window_matches_a_reference_set(size in 1u32..300, seqs in proptest::collection::vec(1u64..2000, 1..400)) {
+            let mut w = ReplayWindow::new(size);
+            let mut seen = std::collections::BTreeSet::new();
+            let mut top = 0u64;
+            for s in seqs {
+                let expected = s > top || (top - s < u64::from(size) && !seen.contains(&s));
+                proptest::prop_assert_eq!(w.check(s), expected, "seq {} top {} size {}", s, top, size);
+                if expected {
+                    w.update(s);
+                    seen.insert(s);
+                    top = top.max(s);
+                }
+            }
+            let mut map = [0u8; 512];
+            w.export(&mut map);
+            let mut v = ReplayWindow::new(size);
+            v.import(w.top(), &map);
+            for s in 1..2100u64 {
+                proptest::prop_assert_eq!(w.check(s), v.check(s));
+            }
+        }
+    }
+
     #[test]
     fn esn_inference_follows_rfc4303_appendix_a() {
         let top = (1u64 << 32) + 10; // Th = 1, Tl = 10, window spans two subspaces
