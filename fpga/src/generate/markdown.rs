@@ -4,6 +4,11 @@ use crate::codes::{AdminOpcode, AlgId, Counter, DmaUnit, EventCode, FaultCode, S
 use crate::regs::BLOCKS;
 use std::fmt::Write;
 
+/// Text safe inside a table cell.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
 fn bits(lsb: u32, width: u32) -> String {
     if width == 1 {
         format!("{lsb}")
@@ -44,7 +49,7 @@ pub fn registers_markdown() -> String {
                 bits(0, r.width_bits),
                 r.access.as_str(),
                 r.reset,
-                r.doc
+                cell(r.doc)
             );
             for f in r.fields {
                 let _ = writeln!(
