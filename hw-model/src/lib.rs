@@ -25,6 +25,7 @@ mod regfile;
 mod replay;
 mod rx;
 mod sa_table;
+mod state;
 mod tx;
 
 pub use card::Model;

@@ -1,14 +1,22 @@
 //! The ESPO-1 BAR0 register map. Blocks form a chain through their NEXT registers,
 //! starting at offset 0 (datasheet §3). Offsets in [`Register`] are relative to the block.
+//!
+//! Every ring is a power-of-two array of fixed-size entries in host memory at an IOVA the
+//! driver mapped. Producer and consumer indices are free-running 32-bit counters; the slot
+//! is `index & (entries - 1)`. A `*_LOG2` register holds log2 of the entry count. Base and
+//! size registers are latched when the owning ENABLE bit goes from 0 to 1 (datasheet §7).
 
 use crate::reg::{Access, Block, Field, Register, block_is_valid};
 
-pub mod global;
-pub mod rings;
+pub mod admin;
+pub mod cap;
+pub mod ctrl;
+pub mod event;
+pub mod ident;
+pub mod irq;
+pub mod queue;
+pub mod queues;
 pub mod stats;
-
-pub use global::{cap, ctrl, ident, irq};
-pub use rings::{admin, event, queue, queues};
 
 /// Major version this crate describes; minor versions only add registers or fields.
 pub const VERSION_1_0: u32 = 0x0001_0000;
