@@ -204,7 +204,7 @@ impl Model {
     /// Schedules a fault (datasheet §10.4 describes what each one does).
     pub fn inject(&mut self, kind: FaultKind, trigger: FaultTrigger) {
         match trigger {
-            FaultTrigger::AtCycle(c) => self.timed_faults.push((c * TICKS_PER_CYCLE, kind)),
+            FaultTrigger::AtCycle(c) => self.timed_faults.push((c.saturating_mul(TICKS_PER_CYCLE), kind)),
             FaultTrigger::AtPacket(n) => self.packet_faults.push((n.max(1), kind)),
         }
     }
