@@ -57,6 +57,7 @@ pub struct Model {
     pub(crate) dma_error_next: bool,
     pub(crate) icv_error_next: bool,
     pub(crate) drop_irq_next: bool,
+    pub(crate) corrupt_cpl_next: bool,
     pub(crate) tx_stats: DirectionStats,
     pub(crate) rx_stats: DirectionStats,
     pub(crate) first_tick: Option<u64>,
@@ -128,6 +129,7 @@ impl Model {
             dma_error_next: false,
             icv_error_next: false,
             drop_irq_next: false,
+            corrupt_cpl_next: false,
             tx_stats: DirectionStats::default(),
             rx_stats: DirectionStats::default(),
             first_tick: None,
@@ -204,7 +206,9 @@ impl Model {
     /// Schedules a fault (datasheet §10.4 describes what each one does).
     pub fn inject(&mut self, kind: FaultKind, trigger: FaultTrigger) {
         match trigger {
-            FaultTrigger::AtCycle(c) => self.timed_faults.push((c.saturating_mul(TICKS_PER_CYCLE), kind)),
+            FaultTrigger::AtCycle(c) => self
+                .timed_faults
+                .push((c.saturating_mul(TICKS_PER_CYCLE), kind)),
             FaultTrigger::AtPacket(n) => self.packet_faults.push((n.max(1), kind)),
         }
     }

@@ -23,6 +23,10 @@ pub enum FaultKind {
     SurpriseRemoval,
     /// The next interrupt message is lost.
     DroppedInterrupt,
+    /// A hostile or broken card: the next TX or RX completion is written with a valid
+    /// phase bit but nonsense in every other field (index, length, SA, status), so that a
+    /// driver's validation of device-written data can be tested. Not a hardware fault.
+    CorruptCompletion,
 }
 
 /// When an injected fault strikes.
@@ -40,6 +44,7 @@ impl Model {
             FaultKind::DmaError => self.dma_error_next = true,
             FaultKind::IcvEngineError => self.icv_error_next = true,
             FaultKind::DroppedInterrupt => self.drop_irq_next = true,
+            FaultKind::CorruptCompletion => self.corrupt_cpl_next = true,
             FaultKind::SurpriseReset => self.reset(),
             FaultKind::SurpriseRemoval => {
                 self.removed = true;
@@ -77,6 +82,22 @@ impl Model {
                     Action::Watchdog,
                 );
             }
+        }
+    }
+
+    /// Overwrites every field of a completion but its phase bit when a corruption is due.
+    pub(crate) fn maybe_corrupt(&mut self, cpl: &mut [u8]) {
+        if !std::mem::take(&mut self.corrupt_cpl_next) {
+            return;
+        }
+        let n = cpl.len();
+        for (i, b) in cpl.iter_mut().enumerate() {
+            let garbage = 0xA5u8.rotate_left(i as u32) ^ 0xFF;
+            *b = if i + 1 == n {
+                (*b & 0x80) | (garbage & 0x7F)
+            } else {
+                garbage
+            };
         }
     }
 

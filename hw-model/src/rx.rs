@@ -231,11 +231,12 @@ impl Model {
             index,
             buf,
             data,
-            cpl,
+            mut cpl,
             from,
             stats,
             ..
         } = p;
+        self.maybe_corrupt(&mut cpl);
         let Some(qp) = self.q.get_mut(q as usize) else {
             return;
         };

@@ -183,11 +183,12 @@ impl Model {
     pub(crate) fn tx_complete(&mut self, q: u16, p: PendingTx) {
         let PendingTx {
             index,
-            cpl,
+            mut cpl,
             from,
             stats,
             ..
         } = p;
+        self.maybe_corrupt(&mut cpl);
         let Some(qp) = self.q.get_mut(q as usize) else {
             return;
         };

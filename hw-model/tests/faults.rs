@@ -236,3 +236,29 @@ fn dropped_interrupt_loses_the_message_not_the_completion() {
     h.model.run_until_idle();
     assert_eq!(h.latch.count(1), before + 1, "only one message lost");
 }
+
+#[test]
+fn corrupt_completion_keeps_the_phase_and_garbles_the_rest() {
+    let (mut h, tap) = card();
+    h.model
+        .inject(FaultKind::CorruptCompletion, FaultTrigger::AtCycle(0));
+    let f = ipv4_frame(100, 0, 0, 0);
+    h.post_tx(0, &[(&f, None), (&f, None)]);
+    h.model.run_until_idle();
+    let c = h.tx_completions(0);
+    assert_eq!(c.len(), 2, "the phase bit is still right");
+    assert_ne!(c[0].desc_index, 0);
+    assert!(matches!(c[0].status, Status::Unknown(_)));
+    assert_eq!(
+        (c[1].desc_index, c[1].status),
+        (1, Status::Bypass),
+        "only one completion is garbled"
+    );
+    tap.send_bytes(&f);
+    h.model
+        .inject(FaultKind::CorruptCompletion, FaultTrigger::AtPacket(1));
+    h.model.run_until_idle();
+    let rx = h.rx_completions(0);
+    assert_eq!(rx.len(), 1);
+    assert!(usize::from(rx[0].0.len) > f.len() || rx[0].0.sa_index != espo_fpga::desc::NO_SA_INDEX);
+}
