@@ -1,0 +1,177 @@
+//! ESP tunnel-mode encapsulation exactly as the datasheet's §7.7 specifies the bytes:
+//! RFC 4303 with RFC 4106 AES-GCM (IV = the 64-bit sequence number), default padding,
+//! RFC 6040 normal-mode ECN, optional RFC 3948 UDP encapsulation.
+
+use crate::packet::*;
+use crate::sa_table::{SaEvents, SaSlot};
+use espo_fpga::regs::cap::MAX_FRAME_BYTES;
+use espo_fpga::{Counter, EventCode, Status};
+
+/// A refused TX packet: its status and the counter it feeds.
+pub(crate) type TxRefusal = (Status, Counter);
+
+pub(crate) struct Encapsulated {
+    pub seq: u64,
+    pub inner_len: usize,
+    pub events: SaEvents,
+}
+
+/// Encapsulates the frame `frame` (Ethernet header + inner IP packet) on `sa` into `out`.
+/// On refusal no sequence number is used.
+pub(crate) fn encapsulate(
+    sa: &mut SaSlot,
+    frame: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Encapsulated, TxRefusal> {
+    let malformed = (Status::Malformed, Counter::TxMalformed);
+    let ethertype = be16(frame, 12).ok_or(malformed)?;
+    let ip = frame.get(ETH_HEADER_BYTES..).ok_or(malformed)?;
+    let inner = parse_inner(ip).ok_or(malformed)?;
+    let expected_type = if inner.ipv6 {
+        ETHERTYPE_IPV6
+    } else {
+        ETHERTYPE_IPV4
+    };
+    if ethertype != expected_type {
+        return Err(malformed);
+    }
+    if !sa.outbound {
+        return Err((Status::SaInvalid, Counter::TxSaInvalid));
+    }
+    if sa.hard_expired {
+        return Err((Status::SaExpired, Counter::TxExpired));
+    }
+    if sa.seq_exhausted || sa.seq >= sa.seq_limit() {
+        return Err((Status::SeqExhausted, Counter::TxSeqExhausted));
+    }
+    let pad = (4 - (inner.len + 2) % 4) % 4;
+    let ct_len = inner.len + pad + 2;
+    let esp_len = ESP_HEADER_BYTES + ESP_IV_BYTES + ct_len + ESP_ICV_BYTES;
+    let udp_len = if sa.udp_encap {
+        UDP_HEADER_BYTES + esp_len
+    } else {
+        0
+    };
+    let ip_hdr = if sa.outer_ipv6 {
+        IPV6_HEADER_BYTES
+    } else {
+        IPV4_HEADER_BYTES
+    };
+    let l4_len = if sa.udp_encap { udp_len } else { esp_len };
+    let frame_len = ETH_HEADER_BYTES + ip_hdr + l4_len;
+    if frame_len > MAX_FRAME_BYTES as usize {
+        return Err((Status::TooBig, Counter::TxTooBig));
+    }
+
+    let seq = sa.seq + 1;
+    sa.seq = seq;
+    let mut events: SaEvents = [None; 3];
+    if seq == sa.seq_limit() {
+        sa.seq_exhausted = true;
+        events[2] = Some((EventCode::SeqExhausted, 0));
+    }
+
+    out.clear();
+    out.reserve(frame_len);
+    out.extend_from_slice(frame.get(..12).ok_or(malformed)?);
+    let outer_proto = if sa.udp_encap {
+        IPPROTO_UDP
+    } else {
+        IPPROTO_ESP
+    };
+    if sa.outer_ipv6 {
+        out.extend_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
+        let vtf = (6u32 << 28) | (u32::from(inner.tos) << 20);
+        out.extend_from_slice(&vtf.to_be_bytes());
+        out.extend_from_slice(&(l4_len as u16).to_be_bytes());
+        out.push(outer_proto);
+        out.push(sa.ttl);
+        out.extend_from_slice(&sa.src);
+        out.extend_from_slice(&sa.dst);
+    } else {
+        out.extend_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        let total = (IPV4_HEADER_BYTES + l4_len) as u16;
+        // DF: copied from an IPv4 inner packet, set for an IPv6 inner packet. ID 0.
+        let df = if inner.ipv6 || inner.df { 0x40 } else { 0 };
+        let hdr_at = out.len();
+        out.extend_from_slice(&[0x45, inner.tos]);
+        out.extend_from_slice(&total.to_be_bytes());
+        out.extend_from_slice(&[0, 0, df, 0, sa.ttl, outer_proto, 0, 0]);
+        out.extend_from_slice(sa.src.get(..4).unwrap_or(&[0; 4]));
+        out.extend_from_slice(sa.dst.get(..4).unwrap_or(&[0; 4]));
+        let sum = ipv4_checksum(out.get(hdr_at..).unwrap_or(&[]));
+        if let Some(c) = out.get_mut(hdr_at + 10..hdr_at + 12) {
+            c.copy_from_slice(&sum.to_be_bytes());
+        }
+    }
+    let udp_at = out.len();
+    if sa.udp_encap {
+        out.extend_from_slice(&sa.udp_src_port.to_be_bytes());
+        out.extend_from_slice(&sa.udp_dst_port.to_be_bytes());
+        out.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        out.extend_from_slice(&[0, 0]);
+    }
+    let esp_at = out.len();
+    out.extend_from_slice(&sa.spi.to_be_bytes());
+    out.extend_from_slice(&(seq as u32).to_be_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+    let ct_at = out.len();
+    out.extend_from_slice(ip.get(..inner.len).ok_or(malformed)?);
+    out.extend((1..=pad as u8).chain([
+        pad as u8,
+        if inner.ipv6 {
+            NEXT_HEADER_IPV6
+        } else {
+            NEXT_HEADER_IPV4
+        },
+    ]));
+
+    let mut nonce = [0u8; 12];
+    nonce[..4].copy_from_slice(&sa.salt);
+    nonce[4..].copy_from_slice(&seq.to_be_bytes());
+    let mut aad = [0u8; 12];
+    aad[..4].copy_from_slice(&sa.spi.to_be_bytes());
+    let aad_len = if sa.esn {
+        aad[4..8].copy_from_slice(&((seq >> 32) as u32).to_be_bytes());
+        aad[8..].copy_from_slice(&(seq as u32).to_be_bytes());
+        12
+    } else {
+        aad[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
+        8
+    };
+    let icv = sa
+        .cipher
+        .seal(
+            &nonce,
+            aad.get(..aad_len).unwrap_or(&[]),
+            out.get_mut(ct_at..).unwrap_or(&mut []),
+        )
+        .ok_or((Status::EngineError, Counter::EngineErrors))?;
+    out.extend_from_slice(&icv);
+    debug_assert_eq!(out.len(), frame_len);
+    debug_assert_eq!(out.len() - esp_at, esp_len);
+
+    if sa.udp_encap && sa.outer_ipv6 {
+        // IPv6 UDP checksum over the pseudo-header (RFC 8200 §8.1).
+        let mut acc = ones_sum(0, &sa.src);
+        acc = ones_sum(acc, &sa.dst);
+        acc += udp_len as u32 + u32::from(IPPROTO_UDP);
+        acc = ones_sum(acc, out.get(udp_at..).unwrap_or(&[]));
+        let mut sum = !fold(acc);
+        if sum == 0 {
+            sum = 0xFFFF;
+        }
+        if let Some(c) = out.get_mut(udp_at + 6..udp_at + 8) {
+            c.copy_from_slice(&sum.to_be_bytes());
+        }
+    }
+
+    let lifetime = sa.account(inner.len as u64);
+    events[0] = lifetime[0];
+    events[1] = lifetime[1];
+    Ok(Encapsulated {
+        seq,
+        inner_len: inner.len,
+        events,
+    })
+}
