@@ -122,11 +122,39 @@ fn validate_gateway(raw: &RawGateway, path: &Path) -> Result<GatewayConfig, Conf
                 .map_err(|_| entry.err("local", format!("`{s}` is not an IP address")))
         })
         .transpose()?;
+    let mut tun_addresses = Vec::new();
+    for text in raw.tun_address.iter().flat_map(OneOrMany::items) {
+        tun_addresses.push(
+            text.parse::<InterfaceAddress>()
+                .map_err(|m| entry.err("tun_address", m))?,
+        );
+    }
+    if let Some(mtu) = raw.mtu
+        && !(MIN_TUN_MTU..=MAX_TUN_MTU).contains(&mtu)
+    {
+        return Err(entry.err(
+            "mtu",
+            format!("{mtu} is outside {MIN_TUN_MTU}..={MAX_TUN_MTU} (IPv4 needs 576, IPv6 1280)"),
+        ));
+    }
+    if let Some(port) = &raw.port
+        && (port.is_empty() || port.len() > 15)
+    {
+        return Err(entry.err(
+            "port",
+            format!("`{port}` is not a valid interface name (1 to 15 characters)"),
+        ));
+    }
     Ok(GatewayConfig {
         tun,
-        tun_address: raw.tun_address.clone(),
+        tun_addresses,
         port: raw.port.clone(),
         local,
+        mtu: raw.mtu,
+        status_socket: raw
+            .status_socket
+            .clone()
+            .unwrap_or_else(|| DEFAULT_STATUS_SOCKET.into()),
     })
 }
 

@@ -8,6 +8,7 @@ pub mod counters;
 pub mod crypto;
 pub mod ecn;
 pub mod engine;
+pub mod gateway;
 pub mod loopback;
 pub mod pcap;
 pub mod replay;

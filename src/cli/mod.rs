@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 
 pub mod bench;
 pub mod pcap;
+pub mod run;
+pub mod status;
 
 /// espo — IPsec ESP tunnel gateway for crypto-offload NICs.
 #[derive(Debug, Parser)]
@@ -19,6 +21,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    Run(run::RunArgs),
+    Status(status::StatusArgs),
     Pcap(pcap::PcapArgs),
     Bench(bench::BenchArgs),
     /// Check whether this machine can drive a card through VFIO, and say how to fix what is
@@ -35,6 +39,8 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Status(args) => status::run(args),
         Command::Pcap(args) => pcap::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Probe(args) => probe::run(args),
