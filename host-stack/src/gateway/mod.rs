@@ -182,6 +182,10 @@ pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
         source,
     })?;
     let tun_index = netlink::interface_index(tun.name())?;
+    tun::accept_local(tun.name()).map_err(|source| GatewayError::CreateTun {
+        name: gw.tun.clone(),
+        source,
+    })?;
     let _inside = InsideSetup::apply(
         tun_index,
         tun_mtu as u32,

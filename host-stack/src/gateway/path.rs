@@ -251,3 +251,6 @@ impl InboundEngine for Inbound {
         }));
     }
 }
+
+#[cfg(test)]
+mod tests;

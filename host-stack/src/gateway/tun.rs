@@ -57,6 +57,13 @@ impl Tun {
     }
 }
 
+/// Lets the kernel accept packets from the TUN device whose source is one of this host's
+/// own addresses (`net.ipv4.conf.TUN.accept_local`): espo's ICMP errors come from the TUN
+/// device's address, and without it the kernel would drop them as martians.
+pub fn accept_local(name: &str) -> io::Result<()> {
+    std::fs::write(format!("/proc/sys/net/ipv4/conf/{name}/accept_local"), "1")
+}
+
 impl AsFd for Tun {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.dev.as_fd()
