@@ -159,47 +159,41 @@ impl Lab {
     /// Starts `espo run` in `ns` on `config` (TOML text; its status_socket is replaced by
     /// one in the lab's directory) and waits until it answers `espo status`.
     pub fn espo_run(&mut self, ns: &str, name: &str, config: &str) -> Gateway {
+        self.start_gateway(ns, name, config, Path::new(env!("CARGO_BIN_EXE_espo")), &["run"])
+    }
+
+    /// Starts `program ARGS... --config FILE` in `ns` — `espo run`, or a bench's own
+    /// gateway — and waits until its status socket answers.
+    pub fn start_gateway(&mut self, ns: &str, name: &str, config: &str, program: &Path, args: &[&str]) -> Gateway {
         let socket = self.dir.join(format!("{name}.sock"));
-        let config = set_gateway_field(
-            config,
-            "status_socket",
-            &format!("\"{}\"", socket.display()),
-        );
+        let config = set_gateway_field(config, "status_socket", &format!("\"{}\"", socket.display()));
         let path = self.dir.join(format!("{name}.toml"));
         std::fs::write(&path, config).expect("config written");
         let log = File::create(self.dir.join(format!("{name}.log"))).expect("log file");
         let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                env!("CARGO_BIN_EXE_espo"),
-                "run",
-                "--config",
-            ])
+            .args(["netns", "exec", ns])
+            .arg(program)
+            .args(args)
+            .arg("--config")
             .arg(&path)
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
-            .expect("espo run starts");
+            .expect("gateway starts");
         let pid = child.id();
         self.gateways.push(child);
-        let gw = Gateway {
-            socket,
-            pid,
-            index: self.gateways.len() - 1,
-        };
+        let gw = Gateway { socket, pid, index: self.gateways.len() - 1 };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if std::os::unix::net::UnixStream::connect(&gw.socket).is_ok() {
                 return gw;
             }
             if let Ok(Some(status)) = self.gateways[gw.index].try_wait() {
-                panic!("espo run exited with {status}: {}", self.log(name));
+                panic!("gateway exited with {status}: {}", self.log(name));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("espo run did not come up within 10 s: {}", self.log(name));
+        panic!("gateway did not come up within 10 s: {}", self.log(name));
     }
 
     pub fn log(&self, name: &str) -> String {
