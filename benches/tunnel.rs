@@ -46,7 +46,11 @@ impl OutboundEngine for PlainOut {
     fn max_overhead(&self) -> usize {
         ipv4::HEADER_LEN
     }
-    fn encapsulate(&mut self, batch: &mut [PacketBuf], verdicts: &mut Vec<Result<Outgoing, DropReason>>) {
+    fn encapsulate(
+        &mut self,
+        batch: &mut [PacketBuf],
+        verdicts: &mut Vec<Result<Outgoing, DropReason>>,
+    ) {
         verdicts.clear();
         for p in batch.iter_mut() {
             let r = p.range();
@@ -62,9 +66,18 @@ impl OutboundEngine for PlainOut {
                 ident: 0,
             };
             let hdr = &mut p.buffer_mut()[start..r.start];
-            let ok = repr.emit(&mut ipv4::Packet::new_unchecked(hdr), &ChecksumCaps::default()).is_ok();
+            let ok = repr
+                .emit(
+                    &mut ipv4::Packet::new_unchecked(hdr),
+                    &ChecksumCaps::default(),
+                )
+                .is_ok();
             p.set_range(start..r.end);
-            verdicts.push(if ok { Ok(Outgoing::Protected { spi: 0 }) } else { Err(DropReason::TooBig) });
+            verdicts.push(if ok {
+                Ok(Outgoing::Protected { spi: 0 })
+            } else {
+                Err(DropReason::TooBig)
+            });
         }
     }
     fn snapshot(&self, _out: &mut Vec<SaSnapshot>) {}
@@ -74,7 +87,11 @@ impl OutboundEngine for PlainOut {
 struct PlainIn;
 
 impl InboundEngine for PlainIn {
-    fn decapsulate(&mut self, batch: &mut [PacketBuf], verdicts: &mut Vec<Result<Incoming, DropReason>>) {
+    fn decapsulate(
+        &mut self,
+        batch: &mut [PacketBuf],
+        verdicts: &mut Vec<Result<Incoming, DropReason>>,
+    ) {
         verdicts.clear();
         for p in batch.iter_mut() {
             let r = p.range();
@@ -94,7 +111,11 @@ impl InboundEngine for PlainIn {
 fn relay(config_path: &Path) {
     let config = Config::load(config_path).expect("configuration");
     let gw = config.gateway.clone().expect("[gateway]");
-    let sa = config.sas.iter().find(|s| Some(s.src) == gw.local).expect("an outbound SA");
+    let sa = config
+        .sas
+        .iter()
+        .find(|s| Some(s.src) == gw.local)
+        .expect("an outbound SA");
     let (IpAddr::V4(src), IpAddr::V4(dst)) = (sa.src, sa.dst) else {
         panic!("the plain relay carries IPv4 outer headers only");
     };
@@ -113,12 +134,19 @@ fn relay(config_path: &Path) {
 }
 
 /// One TCP flow from `client_ns` to `server` for `seconds`; returns Mbit/s at the receiver.
-fn throughput(lab: &lab::Lab, client_ns: &str, server_ns: &str, server: IpAddr, seconds: f64) -> f64 {
+fn throughput(
+    lab: &lab::Lab,
+    client_ns: &str,
+    server_ns: &str,
+    server: IpAddr,
+    seconds: f64,
+) -> f64 {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
         let receiver = s.spawn(|| {
             lab.run_in(server_ns, || {
-                let l = TcpListener::bind(SocketAddr::new(IpAddr::from([0u8; 4]), 7100)).expect("bind");
+                let l =
+                    TcpListener::bind(SocketAddr::new(IpAddr::from([0u8; 4]), 7100)).expect("bind");
                 tx.send(()).unwrap();
                 let (mut c, _) = l.accept().expect("accept");
                 c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -138,9 +166,12 @@ fn throughput(lab: &lab::Lab, client_ns: &str, server_ns: &str, server: IpAddr, 
                 bytes as f64 * 8.0 / secs / 1e6
             })
         });
-        rx.recv_timeout(Duration::from_secs(5)).expect("receiver up");
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("receiver up");
         lab.run_in(client_ns, || {
-            let mut c = TcpStream::connect_timeout(&SocketAddr::new(server, 7100), Duration::from_secs(5)).expect("connect");
+            let mut c =
+                TcpStream::connect_timeout(&SocketAddr::new(server, 7100), Duration::from_secs(5))
+                    .expect("connect");
             let buf = vec![0x5au8; 1 << 16];
             let end = Instant::now() + Duration::from_secs_f64(seconds);
             while Instant::now() < end {
@@ -154,7 +185,10 @@ fn throughput(lab: &lab::Lab, client_ns: &str, server_ns: &str, server: IpAddr, 
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
@@ -181,14 +215,23 @@ fn main() {
     for round in 0..rounds {
         for mode in ["espo", "plain-relay"] {
             let (a, b) = if mode == "espo" {
-                (lab.espo_run(&t.left, "a", &a_cfg), lab.espo_run(&t.right, "b", &b_cfg))
+                (
+                    lab.espo_run(&t.left, "a", &a_cfg),
+                    lab.espo_run(&t.right, "b", &b_cfg),
+                )
             } else {
                 (
                     lab.start_gateway(&t.left, "a", &a_cfg, &exe, &["--relay"]),
                     lab.start_gateway(&t.right, "b", &b_cfg, &exe, &["--relay"]),
                 )
             };
-            let mbps = throughput(&lab, &t.left_host, &t.right_host, IpAddr::from([10, 2, 0, 2]), seconds);
+            let mbps = throughput(
+                &lab,
+                &t.left_host,
+                &t.right_host,
+                IpAddr::from([10, 2, 0, 2]),
+                seconds,
+            );
             println!("round {round}: {mode:<12} {mbps:>9.0} Mbit/s");
             if mode == "espo" {
                 best_espo = best_espo.max(mbps);
@@ -200,7 +243,10 @@ fn main() {
         }
     }
     let ratio = best_espo / best_plain;
-    println!("tunnel/tcp: espo {best_espo:.0} Mbit/s, plain TUN relay {best_plain:.0} Mbit/s, ratio {:.0}% (target >= 80%)", ratio * 100.0);
+    println!(
+        "tunnel/tcp: espo {best_espo:.0} Mbit/s, plain TUN relay {best_plain:.0} Mbit/s, ratio {:.0}% (target >= 80%)",
+        ratio * 100.0
+    );
     println!(
         "{{\"bench\":\"tunnel-tcp\",\"espo_mbps\":{best_espo:.0},\"plain_relay_mbps\":{best_plain:.0},\"ratio\":{ratio:.3}}}"
     );

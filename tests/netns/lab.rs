@@ -159,14 +159,31 @@ impl Lab {
     /// Starts `espo run` in `ns` on `config` (TOML text; its status_socket is replaced by
     /// one in the lab's directory) and waits until it answers `espo status`.
     pub fn espo_run(&mut self, ns: &str, name: &str, config: &str) -> Gateway {
-        self.start_gateway(ns, name, config, Path::new(env!("CARGO_BIN_EXE_espo")), &["run"])
+        self.start_gateway(
+            ns,
+            name,
+            config,
+            Path::new(env!("CARGO_BIN_EXE_espo")),
+            &["run"],
+        )
     }
 
     /// Starts `program ARGS... --config FILE` in `ns` — `espo run`, or a bench's own
     /// gateway — and waits until its status socket answers.
-    pub fn start_gateway(&mut self, ns: &str, name: &str, config: &str, program: &Path, args: &[&str]) -> Gateway {
+    pub fn start_gateway(
+        &mut self,
+        ns: &str,
+        name: &str,
+        config: &str,
+        program: &Path,
+        args: &[&str],
+    ) -> Gateway {
         let socket = self.dir.join(format!("{name}.sock"));
-        let config = set_gateway_field(config, "status_socket", &format!("\"{}\"", socket.display()));
+        let config = set_gateway_field(
+            config,
+            "status_socket",
+            &format!("\"{}\"", socket.display()),
+        );
         let path = self.dir.join(format!("{name}.toml"));
         std::fs::write(&path, config).expect("config written");
         let log = File::create(self.dir.join(format!("{name}.log"))).expect("log file");
@@ -182,7 +199,11 @@ impl Lab {
             .expect("gateway starts");
         let pid = child.id();
         self.gateways.push(child);
-        let gw = Gateway { socket, pid, index: self.gateways.len() - 1 };
+        let gw = Gateway {
+            socket,
+            pid,
+            index: self.gateways.len() - 1,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if std::os::unix::net::UnixStream::connect(&gw.socket).is_ok() {

@@ -24,7 +24,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
-use nix::sys::socket::{MsgFlags, SockaddrStorage, recvfrom, sendto};
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::path::{MAX_PACKET, PacketBuf};
@@ -120,23 +120,77 @@ impl OuterTx {
         })
     }
 
-    /// Sends a whole IP packet to the destination in its header.
-    pub fn send(&self, pkt: &[u8]) -> io::Result<()> {
-        let (socket, dst) = match pkt.first().map(|b| b >> 4) {
-            Some(4) if pkt.len() >= ipv4::HEADER_LEN => {
-                let dst = ipv4::Packet::new_unchecked(pkt).dst_addr();
-                (&self.v4, SocketAddr::new(dst.into(), 0))
+    /// Sends whole IP packets, one `sendmmsg` per address family (retrying past a packet
+    /// the kernel refuses). Returns how many could not be sent.
+    pub fn send_batch(&self, pkts: &[&[u8]], headers: &mut BatchHeaders) -> usize {
+        let mut failed = 0;
+        for (v6, socket) in [(false, &self.v4), (true, &self.v6)] {
+            let mut slices = Vec::with_capacity(pkts.len());
+            let mut addrs = Vec::with_capacity(pkts.len());
+            for p in pkts {
+                match destination(p) {
+                    Some((family_v6, dst)) if family_v6 == v6 => {
+                        slices.push([io::IoSlice::new(p)]);
+                        addrs.push(Some(dst));
+                    }
+                    Some(_) => {}
+                    None if !v6 => failed += 1,
+                    None => {}
+                }
             }
-            Some(6) if pkt.len() >= ipv6::HEADER_LEN => {
-                let dst = ipv6::Packet::new_unchecked(pkt).dst_addr();
-                (&self.v6, SocketAddr::new(dst.into(), 0))
+            let mut at = 0;
+            while at < slices.len() {
+                let fd = socket.as_raw_fd();
+                let r = sendmmsg(
+                    fd,
+                    &mut headers.0,
+                    &slices[at..],
+                    &addrs[at..],
+                    [],
+                    MsgFlags::empty(),
+                );
+                match r.map(|sent| sent.count()) {
+                    Ok(0) | Err(_) => {
+                        failed += 1;
+                        at += 1;
+                    }
+                    Ok(sent) => at += sent,
+                }
             }
-            _ => return Err(io::ErrorKind::InvalidInput.into()),
-        };
-        let addr = SockaddrStorage::from(dst);
-        sendto(socket.as_raw_fd(), pkt, &addr, MsgFlags::empty())?;
-        Ok(())
+        }
+        failed
     }
+}
+
+/// Preallocated message headers for [`OuterTx::send_batch`].
+pub struct BatchHeaders(MultiHeaders<SockaddrStorage>);
+
+impl BatchHeaders {
+    pub fn new(batch: usize) -> BatchHeaders {
+        BatchHeaders(MultiHeaders::preallocate(batch, None))
+    }
+}
+
+impl core::fmt::Debug for BatchHeaders {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("BatchHeaders")
+    }
+}
+
+/// The address family and destination of a whole IP packet.
+fn destination(pkt: &[u8]) -> Option<(bool, SockaddrStorage)> {
+    let (v6, dst) = match pkt.first().map(|b| b >> 4) {
+        Some(4) if pkt.len() >= ipv4::HEADER_LEN => (
+            false,
+            IpAddr::V4(ipv4::Packet::new_unchecked(pkt).dst_addr()),
+        ),
+        Some(6) if pkt.len() >= ipv6::HEADER_LEN => (
+            true,
+            IpAddr::V6(ipv6::Packet::new_unchecked(pkt).dst_addr()),
+        ),
+        _ => return None,
+    };
+    Some((v6, SockaddrStorage::from(SocketAddr::new(dst, 0))))
 }
 
 /// What a receiving socket delivers, and so what must be rebuilt in front of it.
@@ -253,51 +307,119 @@ impl OuterRx {
         self.sockets.iter().map(|s| s.socket.as_fd())
     }
 
-    /// Receives one packet from socket `index` into `buf` as a whole IP packet (headers
-    /// rebuilt where the socket strips them). `Ok(false)` when nothing is waiting.
-    pub fn recv(&self, index: usize, buf: &mut PacketBuf) -> io::Result<bool> {
+    /// Receives up to `bufs.len()` packets (at most [`RX_BATCH`]) from socket `index` with
+    /// one `recvmmsg`, each as a whole IP packet (headers rebuilt where the socket strips
+    /// them). Returns how many; 0 when nothing is waiting.
+    pub fn recv_batch(
+        &self,
+        index: usize,
+        bufs: &mut [PacketBuf],
+        headers: &mut RxHeaders,
+    ) -> io::Result<usize> {
         let Some(s) = self.sockets.get(index) else {
-            return Ok(false);
+            return Ok(0);
         };
-        let fd = s.socket.as_raw_fd();
-        let area = buf.receive_area(RX_HEADROOM);
-        let (n, from) = match recvfrom::<SockaddrStorage>(fd, &mut area[..MAX_PACKET - RX_HEADROOM])
-        {
-            Ok(r) => r,
-            Err(nix::errno::Errno::EAGAIN) => return Ok(false),
-            Err(e) => return Err(e.into()),
-        };
-        let payload = RX_HEADROOM..RX_HEADROOM + n;
-        let from_ip = from.as_ref().and_then(sockaddr_ip);
-        let start = match (s.kind, from_ip) {
-            (RxKind::RawV4, _) => payload.start,
-            (RxKind::RawV6 { protocol, local }, Some(IpAddr::V6(src))) => {
-                prepend_ipv6(buf.buffer_mut(), payload.start, n, src, local, protocol)?
+        let mut received = [(0usize, None::<SockaddrStorage>); RX_BATCH];
+        let want = bufs.len().min(RX_BATCH);
+        let n = {
+            let mut slices: Vec<[io::IoSliceMut<'_>; 1]> = bufs[..want]
+                .iter_mut()
+                .map(|b| {
+                    [io::IoSliceMut::new(
+                        &mut b.receive_area(RX_HEADROOM)[..MAX_PACKET - RX_HEADROOM],
+                    )]
+                })
+                .collect();
+            let results = match recvmmsg(
+                s.socket.as_raw_fd(),
+                &mut headers.0,
+                slices.iter_mut(),
+                MsgFlags::MSG_DONTWAIT,
+                None,
+            ) {
+                Ok(r) => r,
+                Err(nix::errno::Errno::EAGAIN) => return Ok(0),
+                Err(e) => return Err(e.into()),
+            };
+            let mut n = 0;
+            for (slot, r) in received.iter_mut().zip(results) {
+                *slot = (r.bytes, r.address);
+                n += 1;
             }
-            (RxKind::Udp { local, port }, Some(src_ip)) => {
-                let src_port = from.as_ref().and_then(sockaddr_port).unwrap_or(0);
-                let udp_at = payload.start - udp::HEADER_LEN;
-                let b = buf.buffer_mut();
-                let mut u = udp::Packet::new_unchecked(&mut b[udp_at..payload.end]);
-                u.set_src_port(src_port);
-                u.set_dst_port(port);
-                u.set_len((n + udp::HEADER_LEN) as u16);
-                u.set_checksum(0);
-                match (src_ip, local) {
-                    (IpAddr::V4(s4), IpAddr::V4(d4)) => {
-                        prepend_ipv4(b, udp_at, n + udp::HEADER_LEN, s4, d4, IpProtocol::Udp)?
-                    }
-                    (IpAddr::V6(s6), IpAddr::V6(d6)) => {
-                        prepend_ipv6(b, udp_at, n + udp::HEADER_LEN, s6, d6, IpProtocol::Udp)?
-                    }
-                    _ => return Err(io::ErrorKind::InvalidData.into()),
-                }
-            }
-            _ => return Err(io::ErrorKind::InvalidData.into()),
+            n
         };
-        buf.set_range(start..payload.end);
-        Ok(true)
+        for (buf, &(len, from)) in bufs.iter_mut().zip(&received[..n]) {
+            // A packet whose header cannot be rebuilt stays empty: the engine counts it
+            // as malformed.
+            if finish(s.kind, buf, len, from.as_ref()).is_err() {
+                buf.set_range(0..0);
+            }
+        }
+        Ok(n)
     }
+}
+
+/// Largest batch [`OuterRx::recv_batch`] takes at once.
+pub const RX_BATCH: usize = 64;
+
+/// Preallocated message headers for [`OuterRx::recv_batch`].
+pub struct RxHeaders(MultiHeaders<SockaddrStorage>);
+
+impl RxHeaders {
+    pub fn new() -> RxHeaders {
+        RxHeaders(MultiHeaders::preallocate(RX_BATCH, None))
+    }
+}
+
+impl Default for RxHeaders {
+    fn default() -> Self {
+        RxHeaders::new()
+    }
+}
+
+impl core::fmt::Debug for RxHeaders {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("RxHeaders")
+    }
+}
+
+/// Turns a payload of `n` bytes received at [`RX_HEADROOM`] into a whole IP packet.
+fn finish(
+    kind: RxKind,
+    buf: &mut PacketBuf,
+    n: usize,
+    from: Option<&SockaddrStorage>,
+) -> io::Result<()> {
+    let payload = RX_HEADROOM..RX_HEADROOM + n;
+    let from_ip = from.and_then(sockaddr_ip);
+    let start = match (kind, from_ip) {
+        (RxKind::RawV4, _) => payload.start,
+        (RxKind::RawV6 { protocol, local }, Some(IpAddr::V6(src))) => {
+            prepend_ipv6(buf.buffer_mut(), payload.start, n, src, local, protocol)?
+        }
+        (RxKind::Udp { local, port }, Some(src_ip)) => {
+            let src_port = from.and_then(sockaddr_port).unwrap_or(0);
+            let udp_at = payload.start - udp::HEADER_LEN;
+            let b = buf.buffer_mut();
+            let mut u = udp::Packet::new_unchecked(&mut b[udp_at..payload.end]);
+            u.set_src_port(src_port);
+            u.set_dst_port(port);
+            u.set_len((n + udp::HEADER_LEN) as u16);
+            u.set_checksum(0);
+            match (src_ip, local) {
+                (IpAddr::V4(s4), IpAddr::V4(d4)) => {
+                    prepend_ipv4(b, udp_at, n + udp::HEADER_LEN, s4, d4, IpProtocol::Udp)?
+                }
+                (IpAddr::V6(s6), IpAddr::V6(d6)) => {
+                    prepend_ipv6(b, udp_at, n + udp::HEADER_LEN, s6, d6, IpProtocol::Udp)?
+                }
+                _ => return Err(io::ErrorKind::InvalidData.into()),
+            }
+        }
+        _ => return Err(io::ErrorKind::InvalidData.into()),
+    };
+    buf.set_range(start..payload.end);
+    Ok(())
 }
 
 fn sockaddr_ip(a: &SockaddrStorage) -> Option<IpAddr> {

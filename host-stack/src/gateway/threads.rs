@@ -23,7 +23,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use super::icmp::{self, ErrorSource, RateLimit};
 use super::path::{InboundEngine, Incoming, OutboundEngine, Outgoing, PacketBuf, SaSnapshot};
 use super::pmtu::{self, Fit, Fragments};
-use super::sockets::{OuterRx, OuterTx};
+use super::sockets::{BatchHeaders, OuterRx, OuterTx, RxHeaders};
 use super::status::{DirectionStats, PUBLISH_INTERVAL, Published};
 use super::tun::Tun;
 use crate::counters::DropReason;
@@ -120,6 +120,7 @@ struct Outbound<'a, E: OutboundEngine + ?Sized> {
     sas: Vec<SaSnapshot>,
     icmp_buf: Vec<u8>,
     icmp_limit: RateLimit,
+    headers: BatchHeaders,
     last_publish: Instant,
 }
 
@@ -138,6 +139,7 @@ pub fn run_outbound<E: OutboundEngine + ?Sized>(
         sas: Vec::new(),
         icmp_buf: vec![0u8; 2048],
         icmp_limit: RateLimit::new(ICMP_PER_SECOND, ICMP_PER_SECOND),
+        headers: BatchHeaders::new(BATCH),
         last_publish: Instant::now(),
     };
     let mut ready = Vec::new();
@@ -279,23 +281,23 @@ impl<E: OutboundEngine + ?Sized> Outbound<'_, E> {
         }
         self.engine
             .encapsulate(&mut self.batch[..n], &mut self.verdicts);
+        let mut out: Vec<&[u8]> = Vec::with_capacity(n);
         for (p, v) in self.batch[..n].iter().zip(self.verdicts.iter()) {
             match v {
                 Ok(kind) => {
                     if *kind == Outgoing::Bypass {
                         self.stats.bypassed += 1;
                     }
-                    match self.ctx.tx.send(p.packet()) {
-                        Ok(()) => {
-                            self.stats.forwarded += 1;
-                            self.stats.forwarded_bytes += p.packet().len() as u64;
-                        }
-                        Err(_) => self.stats.write_errors += 1,
-                    }
+                    out.push(p.packet());
                 }
                 Err(reason) => self.stats.drops.count(*reason),
             }
         }
+        let failed = self.ctx.tx.send_batch(&out, &mut self.headers);
+        let bytes: usize = out.iter().map(|p| p.len()).sum();
+        self.stats.forwarded += (out.len() - failed) as u64;
+        self.stats.forwarded_bytes += bytes as u64;
+        self.stats.write_errors += failed as u64;
         self.publish(false);
     }
 
@@ -345,24 +347,27 @@ pub fn run_inbound<E: InboundEngine + ?Sized>(
             last_publish = Instant::now();
         }
     };
+    let mut headers = RxHeaders::new();
+    let mut fds: Vec<BorrowedFd<'_>> = Vec::with_capacity(ctx.rx.len());
     while !ctx.shutdown.requested() {
-        // Take up to a batch, round robin over the sockets that were readable.
+        // Fill a batch from the sockets that were readable, one recvmmsg each.
         let mut n = 0;
-        let mut drained = vec![false; ctx.rx.len()];
-        while n < BATCH && drained.iter().zip(&ready).any(|(d, r)| *r && !*d) {
-            for i in 0..ctx.rx.len() {
-                if n == BATCH || !ready[i] || drained[i] {
-                    continue;
+        let mut more = false;
+        for (i, readable) in ready.iter_mut().enumerate() {
+            if !*readable || n == BATCH {
+                continue;
+            }
+            match ctx.rx.recv_batch(i, &mut batch[n..], &mut headers) {
+                Ok(k) => {
+                    n += k;
+                    // A full batch may have left packets behind on this socket.
+                    *readable = n == BATCH;
+                    more |= *readable;
                 }
-                match ctx.rx.recv(i, &mut batch[n]) {
-                    Ok(true) => {
-                        stats.received += 1;
-                        n += 1;
-                    }
-                    Ok(false) | Err(_) => drained[i] = true,
-                }
+                Err(_) => *readable = false,
             }
         }
+        stats.received += n as u64;
         if n > 0 {
             engine.decapsulate(&mut batch[..n], &mut verdicts);
             for (p, v) in batch[..n].iter().zip(verdicts.iter()) {
@@ -379,11 +384,11 @@ pub fn run_inbound<E: InboundEngine + ?Sized>(
                     Err(reason) => stats.drops.count(*reason),
                 }
             }
-            publish(&stats, engine, false);
         }
-        if n < BATCH {
-            publish(&stats, engine, false);
-            let fds: Vec<BorrowedFd<'_>> = ctx.rx.fds().collect();
+        publish(&stats, engine, false);
+        if !more {
+            fds.clear();
+            fds.extend(ctx.rx.fds());
             wait_readable(&fds, ctx.shutdown, &mut ready);
         }
     }
