@@ -90,6 +90,8 @@ pub struct Tally {
     pub ah: usize,
     pub udp_encap: usize,
     pub arp: usize,
+    /// ICMPv6 neighbour discovery and MLD on an IPv6 outside link.
+    pub icmpv6: usize,
     /// Anything else: inner packets in clear, or unexpected traffic.
     pub other: Vec<String>,
 }
@@ -115,6 +117,32 @@ pub fn tally(frames: &[Vec<u8>]) -> (Tally, Vec<Vec<u8>>) {
                     p => {
                         t.other
                             .push(format!("IPv4 protocol {p}, {} bytes", ip.len()));
+                        continue;
+                    }
+                }
+                tunnel.push(ip.to_vec());
+            }
+            Some(0x86dd) => {
+                let ip = &f[ETH_HEADER..];
+                let dport = ip.get(42..44).map(|b| u16::from_be_bytes([b[0], b[1]]));
+                match ip[6] {
+                    50 => t.esp += 1,
+                    51 => t.ah += 1,
+                    17 if dport == Some(4500) => t.udp_encap += 1,
+                    // Neighbour discovery, and MLD behind a hop-by-hop header.
+                    58 if ip.get(40).is_some_and(|ty| (133..=143).contains(ty)) => {
+                        t.icmpv6 += 1;
+                        continue;
+                    }
+                    0 if ip.get(40) == Some(&58)
+                        && ip.get(48).is_some_and(|ty| (130..=143).contains(ty)) =>
+                    {
+                        t.icmpv6 += 1;
+                        continue;
+                    }
+                    p => {
+                        t.other
+                            .push(format!("IPv6 next header {p}, {} bytes", ip.len()));
                         continue;
                     }
                 }

@@ -330,3 +330,57 @@ fn pmtu_errors_and_fragmentation_through_the_tunnel() {
     );
     assert_eq!(drops(&status, "too-big"), 2, "{status}");
 }
+
+#[test]
+fn server_to_server_over_ipv6() {
+    for variant in ["esp", "ah"] {
+        let mut lab = lab_or_skip!(if variant == "esp" { "s6e" } else { "s6a" });
+        let t = topology::server_to_server_v6(&mut lab);
+        // The server-to-server example moved to IPv6 addresses.
+        let v6 = |text: String| {
+            text.replace("192.0.2.1/32", "2001:db8::1/128")
+                .replace("192.0.2.2/32", "2001:db8::2/128")
+                .replace("192.0.2.1", "2001:db8::1")
+                .replace("192.0.2.2", "2001:db8::2")
+        };
+        let dir = format!("server-server/{variant}");
+        let a = lab.espo_run(
+            &t.left,
+            "left",
+            &v6(lab::example(&format!("{dir}/server-a.toml"), &t.left_out)),
+        );
+        let _b = lab.espo_run(
+            &t.right,
+            "right",
+            &v6(lab::example(&format!("{dir}/server-b.toml"), &t.right_out)),
+        );
+        let cap = capture::Capture::start(&t.left, &t.left_out);
+        assert_eq!(
+            traffic::udp_echo(
+                &lab,
+                &t.left_host,
+                &t.right_host,
+                ip("2001:db8::2"),
+                10,
+                1000
+            ),
+            10,
+            "{variant}"
+        );
+        traffic::tcp_transfer(
+            &lab,
+            &t.right_host,
+            &t.left_host,
+            ip("2001:db8::1"),
+            500_000,
+        );
+        let (tally, _) = capture::tally(&cap.finish());
+        assert!(tally.other.is_empty(), "{variant}: {:?}", tally.other);
+        assert!(tally.esp + tally.ah > 100, "{variant}: {tally:?}");
+        let status = lab.status(&a);
+        assert!(
+            stat(&status, "inbound", "forwarded") > 0 && drops(&status, "malformed") == 0,
+            "{status}"
+        );
+    }
+}

@@ -99,3 +99,19 @@ pub fn server_to_server(lab: &mut Lab) -> Topology {
         right_host: b,
     }
 }
+
+/// Server-to-server over IPv6: 2001:db8::1 <-> 2001:db8::2 (inner = outer).
+pub fn server_to_server_v6(lab: &mut Lab) -> Topology {
+    let (a, b) = (lab.ns("srvA"), lab.ns("srvB"));
+    let (l, r) = lab.link(&a, "w0", &b, "w1");
+    lab.addr(&a, &l, "2001:db8::1/64");
+    lab.addr(&b, &r, "2001:db8::2/64");
+    Topology {
+        left: a.clone(),
+        left_out: l,
+        right: b.clone(),
+        right_out: r,
+        left_host: a,
+        right_host: b,
+    }
+}

@@ -271,3 +271,6 @@ pub fn query(path: &Path) -> io::Result<String> {
     stream.read_to_string(&mut text)?;
     Ok(text)
 }
+
+#[cfg(test)]
+mod tests;
