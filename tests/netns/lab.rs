@@ -102,6 +102,10 @@ impl Lab {
         run(Command::new("ip").args(["netns", "add", &name]));
         self.namespaces.push(name.clone());
         self.ip(&name, &["link", "set", "lo", "up"]);
+        // No duplicate address detection on the interfaces made later: their link-local
+        // addresses are usable at once instead of after a second or two.
+        self.sysctl(&name, "net.ipv6.conf.default.accept_dad", "0");
+        self.sysctl(&name, "net.ipv6.conf.all.accept_dad", "0");
         name
     }
 

@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -36,23 +37,21 @@ pub fn udp_echo(
     size: usize,
 ) -> usize {
     let (tx, rx) = mpsc::channel();
+    let done = AtomicBool::new(false);
     std::thread::scope(|s| {
         s.spawn(|| {
             lab.run_in(server_ns, || {
                 let sock =
                     UdpSocket::bind(SocketAddr::new(wildcard(server), 7001)).expect("udp bind");
-                sock.set_read_timeout(Some(Duration::from_millis(200)))
+                sock.set_read_timeout(Some(Duration::from_millis(100)))
                     .unwrap();
                 tx.send(()).unwrap();
                 let mut buf = vec![0u8; 65536];
-                let mut idle = 0;
-                while idle < 15 {
-                    match sock.recv_from(&mut buf) {
-                        Ok((n, from)) => {
-                            idle = 0;
-                            let _ = sock.send_to(&buf[..n], from);
-                        }
-                        Err(_) => idle += 1,
+                // Serves until the client is done (30 s at most).
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                while !done.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                    if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                        let _ = sock.send_to(&buf[..n], from);
                     }
                 }
             })
@@ -66,17 +65,18 @@ pub fn udp_echo(
             let mut buf = vec![0u8; 65536];
             for i in 0..count {
                 let msg: Vec<u8> = (0..size).map(|j| pattern(i * 7919 + j)).collect();
-                for _attempt in 0..3 {
+                'attempts: for _attempt in 0..3 {
                     sock.send_to(&msg, (server, 7001)).expect("udp send");
-                    match sock.recv_from(&mut buf) {
-                        Ok((n, _)) if buf[..n] == msg[..] => {
+                    // Late echoes of earlier datagrams are skipped.
+                    while let Ok((n, _)) = sock.recv_from(&mut buf) {
+                        if buf[..n] == msg[..] {
                             ok += 1;
-                            break;
+                            break 'attempts;
                         }
-                        _ => continue,
                     }
                 }
             }
+            done.store(true, Ordering::SeqCst);
             ok
         })
     })

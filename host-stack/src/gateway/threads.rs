@@ -144,6 +144,7 @@ pub fn run_outbound<E: OutboundEngine + ?Sized>(
     };
     let mut ready = Vec::new();
     let mut spare = PacketBuf::default();
+    o.publish(true);
     while !o.ctx.shutdown.requested() {
         let mut n = 0;
         let mut empty = false;
@@ -177,7 +178,7 @@ pub fn run_outbound<E: OutboundEngine + ?Sized>(
         }
         o.flush(n);
         if empty {
-            o.publish(false);
+            o.publish(true);
             let fds = [o.ctx.tun.as_fd()];
             wait_readable(&fds, o.ctx.shutdown, &mut ready);
         }
@@ -301,14 +302,17 @@ impl<E: OutboundEngine + ?Sized> Outbound<'_, E> {
         self.publish(false);
     }
 
-    fn publish(&mut self, last: bool) {
-        if !last && self.last_publish.elapsed() < PUBLISH_INTERVAL {
+    /// Publishes the counters for `espo status`: `now` when idle, at start and at exit;
+    /// otherwise at most every [`PUBLISH_INTERVAL`], and never waiting for a reader.
+    fn publish(&mut self, now: bool) {
+        if !now && self.last_publish.elapsed() < PUBLISH_INTERVAL {
             return;
         }
         self.sas.clear();
         self.engine.snapshot(&mut self.sas);
-        if last {
+        if now {
             self.ctx.published.publish(&self.stats, &self.sas);
+            self.last_publish = Instant::now();
         } else if self.ctx.published.try_publish(&self.stats, &self.sas) {
             self.last_publish = Instant::now();
         }
@@ -335,18 +339,21 @@ pub fn run_inbound<E: InboundEngine + ?Sized>(
     let mut sas = Vec::new();
     let mut last_publish = Instant::now();
     let mut ready = vec![true; ctx.rx.len()];
-    let mut publish = |stats: &DirectionStats, engine: &E, last: bool| {
-        if !last && last_publish.elapsed() < PUBLISH_INTERVAL {
+    // As the outbound thread's `publish`.
+    let mut publish = |stats: &DirectionStats, engine: &E, now: bool| {
+        if !now && last_publish.elapsed() < PUBLISH_INTERVAL {
             return;
         }
         sas.clear();
         engine.snapshot(&mut sas);
-        if last {
+        if now {
             ctx.published.publish(stats, &sas);
+            last_publish = Instant::now();
         } else if ctx.published.try_publish(stats, &sas) {
             last_publish = Instant::now();
         }
     };
+    publish(&stats, engine, true);
     let mut headers = RxHeaders::new();
     let mut fds: Vec<BorrowedFd<'_>> = Vec::with_capacity(ctx.rx.len());
     while !ctx.shutdown.requested() {
@@ -385,7 +392,7 @@ pub fn run_inbound<E: InboundEngine + ?Sized>(
                 }
             }
         }
-        publish(&stats, engine, false);
+        publish(&stats, engine, !more);
         if !more {
             fds.clear();
             fds.extend(ctx.rx.fds());
