@@ -11,8 +11,11 @@
 //! One file per concern: [`tun`] (the device), [`netlink`] (its link state, addresses and
 //! routes), [`sockets`] (the software engine's outside), [`pmtu`] and [`icmp`] (packets
 //! that do not fit), [`threads`] (the datapath and shutdown), [`status`] (`espo status`),
-//! and [`path`] — the per-direction engine interface the software engine implements now
-//! and the offload engine later.
+//! and [`path`] — the seams: the per-direction engine interface ([`path::OutboundEngine`],
+//! [`path::InboundEngine`]: a batch in, per packet an output or a counted drop) that the
+//! software engine implements now and the offload engine later, and the outside
+//! ([`path::OutsideTx`], [`path::OutsideRx`]) that the kernel sockets implement now and the
+//! card's port (AF_PACKET on an interface the card owns, ARP/ND answered by espo) later.
 
 pub mod icmp;
 pub mod netlink;

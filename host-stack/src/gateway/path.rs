@@ -11,6 +11,7 @@
 
 use std::net::IpAddr;
 use std::ops::Range;
+use std::os::fd::BorrowedFd;
 
 use crate::counters::DropReason;
 use crate::engine::{Decapsulated, EncapsulatedInPlace, HEADROOM, Inbound, Outbound, TAILROOM};
@@ -94,6 +95,8 @@ pub enum Outgoing {
     Protected { spi: u32 },
     /// Policy says bypass: send the packet unchanged.
     Bypass,
+    /// The engine has sent it itself (a card transmits on its own port): nothing to send.
+    Transmitted { spi: u32 },
 }
 
 /// What the inbound engine made of a packet it did not drop.
@@ -173,6 +176,34 @@ pub trait InboundEngine: Send {
     );
     /// The state of every inbound SA, appended to `out`.
     fn snapshot(&self, out: &mut Vec<SaSnapshot>);
+}
+
+/// Where the outbound thread sends tunnel packets: the software engine's raw sockets
+/// ([`super::sockets::OuterTx`]); for a card engine, whatever its engine does not transmit
+/// itself.
+pub trait OutsideTx: Sync {
+    /// Per-thread state a send needs (preallocated message headers).
+    type Scratch;
+    fn scratch(&self) -> Self::Scratch;
+    /// Sends whole IP packets; returns how many could not be sent.
+    fn send_batch(&self, packets: &[&[u8]], scratch: &mut Self::Scratch) -> usize;
+}
+
+/// Where the inbound thread takes tunnel packets from: the software engine's ESP, AH and
+/// UDP sockets ([`super::sockets::OuterRx`]); for a card engine, its receive queues. Each
+/// queue has a descriptor that polls readable when packets wait.
+pub trait OutsideRx: Sync {
+    type Scratch;
+    fn scratch(&self) -> Self::Scratch;
+    /// One descriptor per queue, in queue order.
+    fn fds(&self) -> Vec<BorrowedFd<'_>>;
+    /// Receives up to `bufs.len()` whole IP packets from `queue`; 0 when none waits.
+    fn recv_batch(
+        &self,
+        queue: usize,
+        bufs: &mut [PacketBuf],
+        scratch: &mut Self::Scratch,
+    ) -> std::io::Result<usize>;
 }
 
 impl OutboundEngine for Outbound {

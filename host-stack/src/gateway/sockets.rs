@@ -27,7 +27,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::path::{MAX_PACKET, PacketBuf};
+use super::path::{MAX_PACKET, OutsideRx, OutsideTx, PacketBuf};
 use crate::wire::{ChecksumCaps, IpProtocol, ipv4, ipv6, udp};
 
 const IPPROTO_RAW: i32 = 255;
@@ -119,10 +119,18 @@ impl OuterTx {
             )?,
         })
     }
+}
+
+impl OutsideTx for OuterTx {
+    type Scratch = BatchHeaders;
+
+    fn scratch(&self) -> BatchHeaders {
+        BatchHeaders::new(TX_BATCH)
+    }
 
     /// Sends whole IP packets, one `sendmmsg` per address family (retrying past a packet
     /// the kernel refuses). Returns how many could not be sent.
-    pub fn send_batch(&self, pkts: &[&[u8]], headers: &mut BatchHeaders) -> usize {
+    fn send_batch(&self, pkts: &[&[u8]], headers: &mut BatchHeaders) -> usize {
         let mut failed = 0;
         for (v6, socket) in [(false, &self.v4), (true, &self.v6)] {
             let mut slices = Vec::with_capacity(pkts.len());
@@ -162,7 +170,10 @@ impl OuterTx {
     }
 }
 
-/// Preallocated message headers for [`OuterTx::send_batch`].
+/// Most packets one `sendmmsg` takes.
+pub const TX_BATCH: usize = 64;
+
+/// Preallocated message headers for [`OuterTx`]'s `send_batch`.
 pub struct BatchHeaders(MultiHeaders<SockaddrStorage>);
 
 impl BatchHeaders {
@@ -301,16 +312,24 @@ impl OuterRx {
     pub fn is_empty(&self) -> bool {
         self.sockets.is_empty()
     }
+}
+
+impl OutsideRx for OuterRx {
+    type Scratch = RxHeaders;
+
+    fn scratch(&self) -> RxHeaders {
+        RxHeaders::new()
+    }
 
     /// The descriptors to poll, in socket order.
-    pub fn fds(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
-        self.sockets.iter().map(|s| s.socket.as_fd())
+    fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.sockets.iter().map(|s| s.socket.as_fd()).collect()
     }
 
     /// Receives up to `bufs.len()` packets (at most [`RX_BATCH`]) from socket `index` with
     /// one `recvmmsg`, each as a whole IP packet (headers rebuilt where the socket strips
     /// them). Returns how many; 0 when nothing is waiting.
-    pub fn recv_batch(
+    fn recv_batch(
         &self,
         index: usize,
         bufs: &mut [PacketBuf],

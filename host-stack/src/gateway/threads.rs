@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::icmp::{self, ErrorSource, RateLimit};
-use super::path::{InboundEngine, Incoming, OutboundEngine, Outgoing, PacketBuf, SaSnapshot};
+use super::path::{
+    InboundEngine, Incoming, OutboundEngine, Outgoing, OutsideRx, OutsideTx, PacketBuf, SaSnapshot,
+};
 use super::pmtu::{self, Fit, Fragments};
-use super::sockets::{BatchHeaders, OuterRx, OuterTx, RxHeaders};
 use super::status::{DirectionStats, PUBLISH_INTERVAL, Published};
 use super::tun::Tun;
 use crate::counters::DropReason;
@@ -100,9 +101,9 @@ pub fn wait_readable(fds: &[BorrowedFd<'_>], shutdown: &Shutdown, ready: &mut Ve
 }
 
 /// Everything the outbound thread needs besides its engine.
-pub struct OutboundCtx<'a> {
+pub struct OutboundCtx<'a, T: OutsideTx> {
     pub tun: &'a Tun,
-    pub tx: &'a OuterTx,
+    pub tx: &'a T,
     pub outer_mtu: usize,
     /// What ICMP errors announce: the largest inner packet that always fits.
     pub tunnel_mtu: usize,
@@ -111,8 +112,8 @@ pub struct OutboundCtx<'a> {
     pub published: &'a Published,
 }
 
-struct Outbound<'a, E: OutboundEngine + ?Sized> {
-    ctx: OutboundCtx<'a>,
+struct Outbound<'a, E: OutboundEngine + ?Sized, T: OutsideTx> {
+    ctx: OutboundCtx<'a, T>,
     engine: &'a mut E,
     batch: Vec<PacketBuf>,
     verdicts: Vec<Result<Outgoing, DropReason>>,
@@ -120,16 +121,17 @@ struct Outbound<'a, E: OutboundEngine + ?Sized> {
     sas: Vec<SaSnapshot>,
     icmp_buf: Vec<u8>,
     icmp_limit: RateLimit,
-    headers: BatchHeaders,
+    headers: T::Scratch,
     last_publish: Instant,
 }
 
 /// The outbound thread: TUN → encapsulate → outside, until shutdown. Returns the final
 /// counters.
-pub fn run_outbound<E: OutboundEngine + ?Sized>(
-    ctx: OutboundCtx<'_>,
+pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
+    ctx: OutboundCtx<'_, T>,
     engine: &mut E,
 ) -> DirectionStats {
+    let headers = ctx.tx.scratch();
     let mut o = Outbound {
         ctx,
         engine,
@@ -139,7 +141,7 @@ pub fn run_outbound<E: OutboundEngine + ?Sized>(
         sas: Vec::new(),
         icmp_buf: vec![0u8; 2048],
         icmp_limit: RateLimit::new(ICMP_PER_SECOND, ICMP_PER_SECOND),
-        headers: BatchHeaders::new(BATCH),
+        headers,
         last_publish: Instant::now(),
     };
     let mut ready = Vec::new();
@@ -196,7 +198,7 @@ enum Admit {
     Fragment { max_len: usize },
 }
 
-impl<E: OutboundEngine + ?Sized> Outbound<'_, E> {
+impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
     /// Checks the packet in slot `i` against the path MTU.
     fn admit(&mut self, i: usize) -> Admit {
         let pkt = self.batch[i].packet();
@@ -285,6 +287,10 @@ impl<E: OutboundEngine + ?Sized> Outbound<'_, E> {
         let mut out: Vec<&[u8]> = Vec::with_capacity(n);
         for (p, v) in self.batch[..n].iter().zip(self.verdicts.iter()) {
             match v {
+                Ok(Outgoing::Transmitted { .. }) => {
+                    self.stats.forwarded += 1;
+                    self.stats.forwarded_bytes += p.packet().len() as u64;
+                }
                 Ok(kind) => {
                     if *kind == Outgoing::Bypass {
                         self.stats.bypassed += 1;
@@ -320,17 +326,17 @@ impl<E: OutboundEngine + ?Sized> Outbound<'_, E> {
 }
 
 /// Everything the inbound thread needs besides its engine.
-pub struct InboundCtx<'a> {
+pub struct InboundCtx<'a, R: OutsideRx> {
     pub tun: &'a Tun,
-    pub rx: &'a OuterRx,
+    pub rx: &'a R,
     pub shutdown: &'a Shutdown,
     pub published: &'a Published,
 }
 
 /// The inbound thread: outside → decapsulate → TUN, until shutdown. Returns the final
 /// counters.
-pub fn run_inbound<E: InboundEngine + ?Sized>(
-    ctx: InboundCtx<'_>,
+pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
+    ctx: InboundCtx<'_, R>,
     engine: &mut E,
 ) -> DirectionStats {
     let mut batch: Vec<PacketBuf> = (0..BATCH).map(|_| PacketBuf::default()).collect();
@@ -338,7 +344,8 @@ pub fn run_inbound<E: InboundEngine + ?Sized>(
     let mut stats = DirectionStats::default();
     let mut sas = Vec::new();
     let mut last_publish = Instant::now();
-    let mut ready = vec![true; ctx.rx.len()];
+    let queues = ctx.rx.fds().len();
+    let mut ready = vec![true; queues];
     // As the outbound thread's `publish`.
     let mut publish = |stats: &DirectionStats, engine: &E, now: bool| {
         if !now && last_publish.elapsed() < PUBLISH_INTERVAL {
@@ -354,8 +361,8 @@ pub fn run_inbound<E: InboundEngine + ?Sized>(
         }
     };
     publish(&stats, engine, true);
-    let mut headers = RxHeaders::new();
-    let mut fds: Vec<BorrowedFd<'_>> = Vec::with_capacity(ctx.rx.len());
+    let mut headers = ctx.rx.scratch();
+    let fds: Vec<BorrowedFd<'_>> = ctx.rx.fds();
     while !ctx.shutdown.requested() {
         // Fill a batch from the sockets that were readable, one recvmmsg each.
         let mut n = 0;
@@ -394,8 +401,6 @@ pub fn run_inbound<E: InboundEngine + ?Sized>(
         }
         publish(&stats, engine, !more);
         if !more {
-            fds.clear();
-            fds.extend(ctx.rx.fds());
             wait_readable(&fds, ctx.shutdown, &mut ready);
         }
     }
