@@ -9,7 +9,7 @@ use espo_stack::crypto::{Aead, AeadAlgorithm};
 use espo_stack::engine::{Decapsulated, EncapsulatedInPlace, HEADROOM, SoftwareEngine, TAILROOM};
 use espo_stack::loopback;
 
-/// Measure encapsulation and decapsulation throughput on one core.
+/// Measure encapsulation and decapsulation throughput on one core, against a baseline.
 ///
 /// Packets of --size bytes (inner IPv4/UDP packets) go through the chosen engine's
 /// outbound path (policy lookup, ESP tunnel encapsulation, seal) and inbound path (SA
@@ -119,7 +119,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         // Encapsulation of every slot, in place.
         let t = Instant::now();
         for (chunk, range) in pool.chunks_exact_mut(slot).zip(ranges.iter_mut()) {
-            match tx.outbound.encapsulate_in_place(chunk, black_box(HEADROOM..HEADROOM + args.size)) {
+            match tx
+                .outbound
+                .encapsulate_in_place(chunk, black_box(HEADROOM..HEADROOM + args.size))
+            {
                 Ok(EncapsulatedInPlace::Protected { range: r, .. }) => *range = r,
                 other => bail!("encapsulation failed in the benchmark: {other:?}"),
             }

@@ -226,7 +226,10 @@ impl EspTransform {
         const IV_LEN: usize = 8;
         let len = esp.len();
         if len < self.min_len() {
-            return Err(CryptoError::Truncated { len_bytes: len, min_bytes: self.min_len() });
+            return Err(CryptoError::Truncated {
+                len_bytes: len,
+                min_bytes: self.min_len(),
+            });
         }
         let payload_len = len - ESP_HEADER_LEN - IV_LEN - Aead::TAG_LEN;
         if !payload_len.is_multiple_of(self.pad_align()) {
