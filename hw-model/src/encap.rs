@@ -113,7 +113,11 @@ pub(crate) fn encapsulate(
     } else {
         out.extend_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
         let total = (IPV4_HEADER_BYTES + l4_len) as u16;
-        let df = if outer_df(sa.df_mode, &inner) { 0x40 } else { 0 };
+        let df = if outer_df(sa.df_mode, &inner) {
+            0x40
+        } else {
+            0
+        };
         // Identification: the low 16 bits of the sequence number (unique per SA while
         // a datagram could live; fragments are reassembled before decapsulation).
         let ident = (seq as u16).to_be_bytes();

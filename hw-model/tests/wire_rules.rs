@@ -168,7 +168,11 @@ fn outer_ipv4_df_follows_the_sa_mode_and_the_id_is_the_sequence_number() {
         let sa_index = Some(i as u32);
         h.post_tx(
             0,
-            &[(&with_df, sa_index), (&without_df, sa_index), (&v6, sa_index)],
+            &[
+                (&with_df, sa_index),
+                (&without_df, sa_index),
+                (&v6, sa_index),
+            ],
         );
         h.model.run_until_idle();
         assert!(h.tx_completions(0).iter().all(|c| c.status == Status::Ok));
@@ -202,6 +206,9 @@ fn esp_payload_is_padded_to_sixteen_bytes() {
         // Ethernet, IPv4, ESP header, IV, then ciphertext and the 16-byte ICV.
         let ct = f.data.len() - 14 - 20 - 16 - 16;
         assert_eq!(ct % 16, 0, "inner {len}");
-        assert!(ct >= len + 2 && ct < len + 2 + 16, "inner {len}: minimal padding");
+        assert!(
+            ct >= len + 2 && ct < len + 2 + 16,
+            "inner {len}: minimal padding"
+        );
     }
 }
