@@ -1,4 +1,5 @@
-//! Every configuration in examples/ parses, and each pair of ends agrees: the same SAs
+//! Every configuration in examples/ parses (those for `espo run` with a `[gateway]`), and
+//! each pair of `espo run` ends agrees: the same SAs
 //! (SPI, addresses, algorithms, keys) on both sides, and each side's outbound policies
 //! mirrored by the other's inbound policies with the same SA bundle.
 
@@ -31,11 +32,12 @@ fn every_example_parses() {
     );
     for path in &all {
         let c = Config::load(path).unwrap_or_else(|e| panic!("{e}"));
-        let gw = c
-            .gateway
-            .as_ref()
-            .unwrap_or_else(|| panic!("{}: no [gateway]", path.display()));
-        assert!(gw.port.is_some(), "{}", path.display());
+        // examples/pcap is for `espo pcap`; every other example is for `espo run`.
+        if !path.starts_with(examples().join("pcap")) {
+            let gw = c.gateway.as_ref();
+            let gw = gw.unwrap_or_else(|| panic!("{}: no [gateway]", path.display()));
+            assert!(gw.port.is_some(), "{}", path.display());
+        }
         espo_stack::engine::SoftwareEngine::from_config(&c)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }

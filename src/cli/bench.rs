@@ -9,7 +9,7 @@ use espo_stack::crypto::{Aead, AeadAlgorithm};
 use espo_stack::engine::{Decapsulated, EncapsulatedInPlace, HEADROOM, SoftwareEngine, TAILROOM};
 use espo_stack::loopback;
 
-/// Measure encapsulation and decapsulation throughput on one core.
+/// Measure encapsulation and decapsulation throughput on one core, against a baseline.
 ///
 /// Packets of --size bytes (inner IPv4/UDP packets) go through the chosen engine's
 /// outbound path (policy lookup, ESP tunnel encapsulation, seal) and inbound path (SA

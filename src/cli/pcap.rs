@@ -30,7 +30,7 @@ pub enum EngineArg {
     Model,
 }
 
-/// Transform a capture offline.
+/// Transform a capture offline (encap or decap).
 ///
 /// Reads IN (classic pcap; Ethernet or raw-IP link type), applies the configuration's
 /// outbound (encap) or inbound (decap) policies and SAs to every packet, and writes the
@@ -40,8 +40,8 @@ pub enum EngineArg {
 /// capture.
 ///
 /// Examples:
-///   espo pcap encap --config examples/gw-a.toml examples/plain.pcap protected.pcap
-///   espo pcap decap --config examples/gw-b.toml protected.pcap plain-again.pcap
+///   espo pcap encap --config examples/pcap/gw-a.toml examples/pcap/plain.pcap protected.pcap
+///   espo pcap decap --config examples/pcap/gw-b.toml protected.pcap plain-again.pcap
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct PcapArgs {

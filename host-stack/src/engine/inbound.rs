@@ -64,6 +64,9 @@ fn parse_outer(pkt: &[u8]) -> Result<Outer, DropReason> {
     match pkt.first().map(|b| b >> 4) {
         Some(4) => {
             let p = ipv4::Packet::new_checked(pkt).map_err(|_| DropReason::Malformed)?;
+            if !p.verify_checksum() {
+                return Err(DropReason::Malformed);
+            }
             if p.more_frags() || p.frag_offset() != 0 {
                 return Err(DropReason::Fragment);
             }
@@ -146,6 +149,10 @@ impl Inbound {
                 // AH tunnel mode: the inner packet follows the AH header.
                 if self.sas[idx].params.mode != crate::config::SaMode::Tunnel {
                     return Err(DropReason::PolicyMismatch);
+                }
+                let expected = if next == IpProtocol::Ipv4 { 4 } else { 6 };
+                if pkt.get(offset).map(|b| b >> 4) != Some(expected) {
+                    return Err(DropReason::Malformed);
                 }
                 return self.finish(
                     pkt,
@@ -303,6 +310,16 @@ impl Inbound {
             IpProtocol::Ipv4 | IpProtocol::Ipv6 => {}
             IpProtocol::Ipv6NoNxt => return Err(DropReason::Dummy),
             _ => return Err(DropReason::UnsupportedInner),
+        }
+        // The inner header's version must be the one the trailer announces.
+        let version = plaintext.first().map(|b| b >> 4);
+        let expected = if trailer.next_header == IpProtocol::Ipv4 {
+            4
+        } else {
+            6
+        };
+        if version != Some(expected) {
+            return Err(DropReason::Malformed);
         }
         let start = offset + plain.start;
         Ok((idx, start..start + trailer.inner_len, seq))
