@@ -134,6 +134,14 @@ fn gateway_to_gateway_esp_ipv4_and_ipv6_capture_and_replay() {
         "{final_a}"
     );
     assert!(stat(&final_a, "outbound", "forwarded") > 1000, "{final_a}");
+    // Every packet read from the TUN device is accounted for, and none was dropped: the
+    // kernel's own link-scope chatter on the device (MLD) is consumed, not a policy miss.
+    assert_eq!(stat(&final_a, "outbound", "dropped"), 0, "{final_a}");
+    assert_eq!(
+        stat(&final_a, "outbound", "received"),
+        stat(&final_a, "outbound", "forwarded") + stat(&final_a, "outbound", "consumed"),
+        "{final_a}"
+    );
     assert!(!lab.ip(&t.left, &["route"]).contains("espo0"));
     assert!(lab.ip(&t.left, &["link"]).find("espo0").is_none());
 }

@@ -185,10 +185,12 @@ pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
         source,
     })?;
     let tun_index = netlink::interface_index(tun.name())?;
-    tun::accept_local(tun.name()).map_err(|source| GatewayError::CreateTun {
-        name: gw.tun.clone(),
-        source,
-    })?;
+    tun::accept_local(tun.name())
+        .and_then(|()| tun::quiet_ipv6(tun.name()))
+        .map_err(|source| GatewayError::CreateTun {
+            name: gw.tun.clone(),
+            source,
+        })?;
     let _inside = InsideSetup::apply(
         tun_index,
         tun_mtu as u32,

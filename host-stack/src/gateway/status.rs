@@ -34,7 +34,8 @@ pub struct DirectionStats {
     pub forwarded_bytes: u64,
     /// Packets policy let through unprotected.
     pub bypassed: u64,
-    /// NAT keepalives consumed.
+    /// Consumed without forwarding: NAT keepalives (inbound); the inside stack's own
+    /// link-scope packets on the TUN device, such as MLD reports (outbound).
     pub consumed: u64,
     /// Packets dropped by the engine or the gateway, by reason.
     pub drops: DropCounters,

@@ -202,6 +202,12 @@ impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
     /// Checks the packet in slot `i` against the path MTU.
     fn admit(&mut self, i: usize) -> Admit {
         let pkt = self.batch[i].packet();
+        if link_local(pkt) {
+            // The inside stack's own link-scope traffic on the device (an MLD report when
+            // an address is added): never tunnel traffic, counted as consumed.
+            self.stats.consumed += 1;
+            return Admit::Done;
+        }
         let overhead = match self.engine.overhead(pkt) {
             Ok(Some(o)) => o,
             Ok(None) => return Admit::Keep,
@@ -325,6 +331,22 @@ impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
     }
 }
 
+/// Whether a packet is link-scope traffic no router forwards: IPv4 to 224.0.0.0/24, IPv6
+/// from or to fe80::/10 or to a link-scope multicast group (ff02::/16).
+fn link_local(pkt: &[u8]) -> bool {
+    match pkt.first().map(|b| b >> 4) {
+        Some(4) => pkt.get(16..19) == Some(&[224, 0, 0]),
+        Some(6) => {
+            let (Some(src), Some(dst)) = (pkt.get(8..10), pkt.get(24..26)) else {
+                return false;
+            };
+            let ll = |a: &[u8]| a[0] == 0xfe && a[1] & 0xc0 == 0x80;
+            ll(src) || ll(dst) || (dst[0] == 0xff && dst[1] & 0x0f == 0x02)
+        }
+        _ => false,
+    }
+}
+
 /// Everything the inbound thread needs besides its engine.
 pub struct InboundCtx<'a, R: OutsideRx> {
     pub tun: &'a Tun,
@@ -406,4 +428,30 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
     }
     publish(&stats, engine, true);
     stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::link_local;
+
+    #[test]
+    fn link_scope_packets_are_recognised() {
+        let mut v6 = [0u8; 40];
+        v6[0] = 0x60;
+        v6[24] = 0xff;
+        v6[25] = 0x02; // ff02::16, an MLD report
+        assert!(link_local(&v6));
+        v6[25] = 0x0e; // ff0e::, global scope
+        assert!(!link_local(&v6));
+        v6[8] = 0xfe;
+        v6[9] = 0x80; // from fe80::
+        assert!(link_local(&v6));
+        let mut v4 = [0u8; 20];
+        v4[0] = 0x45;
+        v4[16..20].copy_from_slice(&[224, 0, 0, 22]);
+        assert!(link_local(&v4));
+        v4[16..20].copy_from_slice(&[239, 1, 1, 1]);
+        assert!(!link_local(&v4));
+        assert!(!link_local(&[0x60, 0, 0]));
+    }
 }

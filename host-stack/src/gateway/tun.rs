@@ -13,6 +13,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
 
 use tun_rs::{DeviceBuilder, SyncDevice};
 
@@ -62,6 +63,18 @@ impl Tun {
 /// device's address, and without it the kernel would drop them as martians.
 pub fn accept_local(name: &str) -> io::Result<()> {
     std::fs::write(format!("/proc/sys/net/ipv4/conf/{name}/accept_local"), "1")
+}
+
+/// Keeps the kernel's own IPv6 housekeeping off the TUN device, before it comes up: no
+/// link-local address (`addr_gen_mode` none), so no router solicitations or MLD reports
+/// for it that no policy covers and espo would have to count as dropped.
+pub fn quiet_ipv6(name: &str) -> io::Result<()> {
+    let conf = format!("/proc/sys/net/ipv6/conf/{name}");
+    if !Path::new(&conf).exists() {
+        return Ok(()); // IPv6 disabled on this host
+    }
+    std::fs::write(format!("{conf}/addr_gen_mode"), "1")?;
+    std::fs::write(format!("{conf}/router_solicitations"), "0")
 }
 
 impl AsFd for Tun {
