@@ -148,3 +148,19 @@ fn error_source_takes_the_first_of_each_family() {
     assert_eq!(s.v4, Some(Ipv4Addr::new(10, 0, 0, 1)));
     assert_eq!(s.v6, Some("fd00::1".parse().unwrap()));
 }
+
+proptest::proptest! {
+    #[test]
+    fn any_bytes_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1600), mtu in 0u16..9000) {
+        let mut out = [0u8; 2048];
+        if let Some(n) = frag_needed(&data, Ipv4Addr::new(10, 0, 0, 1), mtu, &mut out) {
+            proptest::prop_assert!(n <= 576);
+        }
+        if let Some(n) = packet_too_big(&data, "fd00::1".parse().unwrap(), u32::from(mtu), &mut out) {
+            proptest::prop_assert!(n <= 1280);
+        }
+        // Too small an output buffer is refused, not overrun.
+        let mut tiny = [0u8; 10];
+        proptest::prop_assert!(frag_needed(&data, Ipv4Addr::new(10, 0, 0, 1), mtu, &mut tiny).is_none());
+    }
+}

@@ -108,6 +108,19 @@ fn fragments_refuse_options_and_tiny_mtus() {
 
 proptest! {
     #[test]
+    fn any_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..1600), max_len in 0usize..2000) {
+        let _ = fit(&data, 69, 1500, 1431);
+        if let Ok(mut f) = Fragments::new(&data, max_len) {
+            let mut buf = vec![0u8; 2048];
+            let mut n = 0;
+            while f.next_into(&mut buf).is_some() {
+                n += 1;
+                prop_assert!(n < 10_000);
+            }
+        }
+    }
+
+    #[test]
     fn fragmenting_round_trips(len in 28usize..9000, max_len in 28usize..2000) {
         let pkt = packet(len, false);
         let mut f = Fragments::new(&pkt, max_len).unwrap();
