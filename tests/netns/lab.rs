@@ -99,6 +99,11 @@ impl Lab {
     /// Creates namespace `short` with loopback up; returns its full name.
     pub fn ns(&mut self, short: &str) -> String {
         let name = self.name(short);
+        // A namespace left behind by a killed run of a process with the same id.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
         run(Command::new("ip").args(["netns", "add", &name]));
         self.namespaces.push(name.clone());
         self.ip(&name, &["link", "set", "lo", "up"]);
