@@ -47,5 +47,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     })
     .with_context(|| format!("espo run --config {}", args.config.display()))?;
     println!("{}", report.status.trim_end());
-    Ok(std::process::ExitCode::SUCCESS)
+    match report.failure {
+        Some(why) => {
+            eprintln!("espo: error: the gateway stopped: {why}");
+            Ok(std::process::ExitCode::FAILURE)
+        }
+        None => Ok(std::process::ExitCode::SUCCESS),
+    }
 }

@@ -260,23 +260,27 @@ impl Lab {
     /// Stops a gateway with SIGTERM and returns what it printed (the final counters).
     pub fn stop(&mut self, gw: &Gateway) -> String {
         kill(Pid::from_raw(gw.pid as i32), Signal::SIGTERM).expect("SIGTERM delivered");
+        let (status, out) = self.wait_exit(gw);
+        assert!(status.success(), "espo run exited with {status}");
+        out
+    }
+
+    /// Waits (5 s at most) for a gateway to exit; returns its status and what it printed.
+    pub fn wait_exit(&mut self, gw: &Gateway) -> (std::process::ExitStatus, String) {
         let child = &mut self.gateways[gw.index];
         let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
+        let status = loop {
             match child.try_wait().expect("wait") {
-                Some(status) => {
-                    assert!(status.success(), "espo run exited with {status}");
-                    break;
-                }
-                None if Instant::now() > deadline => panic!("espo run ignored SIGTERM for 5 s"),
+                Some(status) => break status,
+                None if Instant::now() > deadline => panic!("espo run did not exit within 5 s"),
                 None => std::thread::sleep(Duration::from_millis(20)),
             }
-        }
+        };
         let mut out = String::new();
         if let Some(mut stdout) = child.stdout.take() {
             let _ = stdout.read_to_string(&mut out);
         }
-        out
+        (status, out)
     }
 }
 

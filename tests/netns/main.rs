@@ -411,3 +411,24 @@ fn server_to_server_over_ipv6() {
         );
     }
 }
+
+#[test]
+fn a_tun_device_deleted_under_espo_stops_it_with_an_error() {
+    let mut lab = lab_or_skip!("tdl");
+    let t = topology::server_to_server(&mut lab);
+    let a = lab.espo_run(
+        &t.left,
+        "left",
+        &lab::example("server-server/esp/server-a.toml", &t.left_out),
+    );
+    lab.ip(&t.left, &["link", "del", "espo0"]);
+    let (status, out) = lab.wait_exit(&a);
+    assert!(!status.success(), "{status}");
+    assert!(out.contains("outbound:"), "final counters printed: {out}");
+    assert!(
+        lab.log("left")
+            .contains("reading from TUN device espo0 failed"),
+        "{}",
+        lab.log("left")
+    );
+}

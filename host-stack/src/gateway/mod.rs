@@ -82,6 +82,8 @@ pub struct Report {
     pub status: String,
     pub outbound: DirectionStats,
     pub inbound: DirectionStats,
+    /// Why the gateway stopped when no signal asked it to (the TUN device failed).
+    pub failure: Option<String>,
 }
 
 /// Where each outbound policy's traffic must be routed: into the TUN device.
@@ -232,9 +234,9 @@ pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
                     shutdown: &shutdown,
                     published: &out_view,
                 };
-                let stats = threads::run_outbound(ctx, outbound);
+                let result = threads::run_outbound(ctx, outbound);
                 shutdown.trigger();
-                stats
+                result
             });
         let in_thread = std::thread::Builder::new()
             .name("espo-inbound".into())
@@ -249,6 +251,9 @@ pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
                 shutdown.trigger();
                 stats
             });
+        if out_thread.is_err() || in_thread.is_err() {
+            shutdown.trigger();
+        }
         // This thread answers `espo status` until shutdown.
         let mut ready_fds = Vec::new();
         while !shutdown.requested() {
@@ -268,10 +273,12 @@ pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
             .map_err(|_| GatewayError::Thread)?;
         Ok::<_, GatewayError>((out, inn))
     })?;
+    let ((out_stats, failure), in_stats) = (out_stats, in_stats);
     let status = status::render(config, &info, &out_view.read(), &in_view.read());
     Ok(Report {
         status,
         outbound: out_stats,
         inbound: in_stats,
+        failure: failure.map(|e| format!("reading from TUN device {} failed: {e}", info.tun)),
     })
 }

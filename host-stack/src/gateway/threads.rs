@@ -126,11 +126,11 @@ struct Outbound<'a, E: OutboundEngine + ?Sized, T: OutsideTx> {
 }
 
 /// The outbound thread: TUN → encapsulate → outside, until shutdown. Returns the final
-/// counters.
+/// counters, and the error that stopped it if the TUN device failed.
 pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
     ctx: OutboundCtx<'_, T>,
     engine: &mut E,
-) -> DirectionStats {
+) -> (DirectionStats, Option<io::Error>) {
     let headers = ctx.tx.scratch();
     let mut o = Outbound {
         ctx,
@@ -162,9 +162,12 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
                     break;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    empty = true;
-                    break;
+                Err(e) => {
+                    // The device is gone (deleted under espo) or broken: nothing more
+                    // will come from it, so the gateway stops.
+                    o.flush(n);
+                    o.publish(true);
+                    return (o.stats, Some(e));
                 }
             }
             match o.admit(n) {
@@ -186,7 +189,7 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
         }
     }
     o.publish(true);
-    o.stats
+    (o.stats, None)
 }
 
 enum Admit {
