@@ -127,6 +127,21 @@ fn gateway_to_gateway_esp_ipv4_and_ipv6_capture_and_replay() {
         );
     }
 
+    // What espo set up over rtnetlink: the device up with the tunnel MTU (1500 less the
+    // AES-GCM-128 ESP tunnel's 69 bytes), its addresses, a route per outbound policy.
+    let link = lab.ip(&t.left, &["link", "show", "espo0"]);
+    assert!(link.contains("mtu 1431") && link.contains(",UP"), "{link}");
+    let addrs = lab.ip(&t.left, &["addr", "show", "espo0"]);
+    assert!(
+        addrs.contains("10.1.255.1/32") && addrs.contains("fd00:1:ffff::1/128"),
+        "{addrs}"
+    );
+    assert!(!addrs.contains("fe80:"), "no link-local address: {addrs}");
+    let routes = lab.ip(&t.left, &["route"]);
+    assert!(routes.contains("10.2.0.0/16 dev espo0"), "{routes}");
+    let routes6 = lab.ip(&t.left, &["-6", "route"]);
+    assert!(routes6.contains("fd00:2::/48 dev espo0"), "{routes6}");
+
     // SIGTERM: final counters printed, routes and the TUN device gone.
     let final_a = lab.stop(&a);
     assert!(
@@ -143,6 +158,7 @@ fn gateway_to_gateway_esp_ipv4_and_ipv6_capture_and_replay() {
         "{final_a}"
     );
     assert!(!lab.ip(&t.left, &["route"]).contains("espo0"));
+    assert!(!lab.ip(&t.left, &["-6", "route"]).contains("espo0"));
     assert!(lab.ip(&t.left, &["link"]).find("espo0").is_none());
 }
 
