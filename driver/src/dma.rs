@@ -24,6 +24,10 @@
 //! [`DmaMemory::len_bytes`], [`DmaMemory::read_bytes`] and [`DmaMemory::write_bytes`], from the
 //! model's thread, while the driver keeps using the same region.
 //! Multi-byte values are little-endian in memory, as PCIe devices expect.
+//!
+//! The mapping itself is reference-counted: the card model's IOMMU holds its own handle to
+//! the memory of every window it maps ([`DmaMemory::share`]), so the memory outlives the
+//! window whatever order the two are dropped in.
 
 use std::fmt;
 use std::ops::Deref;
@@ -42,7 +46,7 @@ pub const HUGEPAGE_BYTES: usize = 2 << 20;
 
 /// Host memory for DMA (see the module documentation for alignment and concurrency rules).
 pub struct DmaMemory {
-    map: MmapRaw,
+    map: Arc<MmapRaw>,
     page_bytes: usize,
 }
 
@@ -58,7 +62,20 @@ impl fmt::Debug for DmaMemory {
 impl DmaMemory {
     /// Wraps a fresh anonymous mapping made by the syscall layer.
     pub(crate) fn from_mapping(map: MmapRaw, page_bytes: usize) -> Self {
-        Self { map, page_bytes }
+        Self {
+            map: Arc::new(map),
+            page_bytes,
+        }
+    }
+
+    /// A second handle to the same memory, for a backend whose IOMMU keeps a reference to
+    /// what it maps (the card model). The memory is freed when the last handle is dropped.
+    #[cfg_attr(not(feature = "model"), allow(dead_code))]
+    pub(crate) fn share(&self) -> DmaMemory {
+        DmaMemory {
+            map: Arc::clone(&self.map),
+            page_bytes: self.page_bytes,
+        }
     }
 
     /// Length in bytes (a multiple of [`page_bytes`](Self::page_bytes)).
@@ -427,6 +444,17 @@ mod tests {
         for i in 0..512u64 {
             assert_eq!(m.read_u64(i as usize * 8).unwrap(), i);
         }
+    }
+
+    #[test]
+    fn shared_handles_see_the_same_bytes_and_keep_the_memory_alive() {
+        let first = memory(4096);
+        let second = first.share();
+        first.write_u64(64, 0xfeed).unwrap();
+        assert_eq!(second.read_u64(64).unwrap(), 0xfeed);
+        drop(first);
+        second.write_u32(0, 9).unwrap();
+        assert_eq!(second.read_u32(0).unwrap(), 9);
     }
 
     #[test]

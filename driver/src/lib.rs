@@ -12,15 +12,19 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod card;
 pub mod device;
 pub mod dma;
 pub mod error;
 pub mod iova;
 pub mod mmio;
+#[cfg(feature = "model")]
+pub mod model;
 pub mod pci;
 mod sys;
 pub mod vfio;
 
+pub use card::{Card, CardConfig, CardError, CardEvent, IrqMode};
 pub use device::{Device, IrqWait};
 pub use dma::{DmaMemory, DmaRegion};
 pub use error::{AccessError, DeviceError};
