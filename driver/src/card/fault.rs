@@ -207,7 +207,11 @@ impl Card {
     pub fn service(&mut self, out: &mut Vec<CardEvent>) -> Result<(), CardError> {
         let r = self.service_inner();
         out.append(&mut self.unreported);
-        r
+        match r {
+            // Reported as `Fault::Removed` among the events.
+            Err(CardError::Removed) => Ok(()),
+            r => r,
+        }
     }
 
     fn service_inner(&mut self) -> Result<(), CardError> {
