@@ -1,4 +1,5 @@
 //! Bring-up (datasheet §5), identification, capability checks and refusals.
+#![cfg(feature = "model")]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The event queue (datasheet §11): lifetimes counted exactly by the card, sequence-number
 //! exhaustion, and events lost to a full ring.
+#![cfg(feature = "model")]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Every fault the model injects, and the recovery that follows: the caller learns exactly
 //! which submitted packets did not complete, and no sequence number is used twice.
+#![cfg(feature = "model")]
 
 mod common;
 

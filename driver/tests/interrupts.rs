@@ -1,5 +1,6 @@
 //! Interrupt mode and poll mode (datasheet §9): vectors, coalescing, lost interrupts, and
 //! a model whose clock runs on its own thread.
+#![cfg(feature = "model")]
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use espo_driver::card::{Card, CardConfig, CardError, CardEvent, IrqMode, RxPacket, TxAction};
 use espo_driver::model::{ModelDevice, ModelOptions, Pacing};
-use espo_model::{FaultKind, FaultTrigger, MemLink, ModelParams};
+use espo_model::{FaultKind, FaultTrigger, MemLink};
 
 fn irq_config(coalesce_packets: u32, coalesce_cycles: u32) -> CardConfig {
     CardConfig {

@@ -1,10 +1,18 @@
 //! SA programming through the admin queue and exact read-back (datasheet §8).
+#![cfg(feature = "model")]
 
 mod common;
 
+use std::sync::Arc;
+
+use common::bus::TestBus;
 use common::*;
-use espo_driver::card::{CardError, SaDirection, TxAction, TxOutcome};
+use espo_driver::card::{
+    BadCompletion, Card, CardConfig, CardError, SaDirection, TxAction, TxOutcome,
+};
+use espo_driver::model::ModelDevice;
 use espo_fpga::{AlgId, SaState, Status};
+use espo_model::ModelParams;
 
 #[test]
 fn write_read_back_and_export_an_outbound_sa() {
@@ -142,4 +150,25 @@ fn invalidate_returns_the_last_sequence_number() {
     card.sa_write(3, &sa, None).unwrap();
     assert_eq!(card.sa_invalidate(3).unwrap(), 99);
     assert!(!card.sa_read(3).unwrap().valid);
+}
+
+#[test]
+fn a_late_admin_answer_is_counted_and_skipped() {
+    let (bus, control) = TestBus::new(ModelDevice::with_params(ModelParams::zero_latency()));
+    let config = CardConfig {
+        admin_timeout: std::time::Duration::from_micros(100),
+        ..CardConfig::default()
+    };
+    let mut card = Card::open(Arc::new(bus), config).unwrap();
+    let tail = u64::from(espo_fpga::regs::admin::ASQ_TAIL.addr());
+    control.swallow_writes(tail);
+    assert!(matches!(
+        card.admin_nop(),
+        Err(CardError::AdminTimeout { op: "NOP", .. })
+    ));
+    control.clear();
+    // The next doorbell publishes both commands; the first one's answer comes first.
+    card.admin_nop().unwrap();
+    assert_eq!(card.stats().bad.get(BadCompletion::AdminCid), 1);
+    card.sa_write(0, &gcm_sa(true, 0x55), None).unwrap();
 }

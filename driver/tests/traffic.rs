@@ -1,5 +1,6 @@
 //! Traffic in both directions between two cards cabled back to back, ring wraparound,
 //! full rings and backpressure.
+#![cfg(feature = "model")]
 
 mod common;
 

@@ -119,7 +119,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         // Encapsulation of every slot, in place.
         let t = Instant::now();
         for (chunk, range) in pool.chunks_exact_mut(slot).zip(ranges.iter_mut()) {
-            match tx.outbound.encapsulate_in_place(chunk, black_box(HEADROOM..HEADROOM + args.size)) {
+            match tx
+                .outbound
+                .encapsulate_in_place(chunk, black_box(HEADROOM..HEADROOM + args.size))
+            {
                 Ok(EncapsulatedInPlace::Protected { range: r, .. }) => *range = r,
                 other => bail!("encapsulation failed in the benchmark: {other:?}"),
             }

@@ -266,3 +266,40 @@ impl Card {
         Ok(c.result)
     }
 }
+
+#[cfg(all(test, feature = "model"))]
+mod tests {
+    use std::sync::Arc;
+
+    use espo_fpga::AlgId;
+    use espo_model::ModelParams;
+
+    use super::*;
+    use crate::card::CardConfig;
+    use crate::model::ModelDevice;
+
+    #[test]
+    fn the_key_leaves_dma_memory_once_the_card_has_read_it() {
+        let dev = Arc::new(ModelDevice::with_params(ModelParams::zero_latency()));
+        let mut card = Card::open(dev, CardConfig::default()).unwrap();
+        let mut sa = SaEntry {
+            outbound: true,
+            spi: 0x100,
+            alg: Some(AlgId::AesGcm256),
+            ..SaEntry::default()
+        };
+        sa.key = [0xA5; 32];
+        card.sa_write(0, &sa, None).unwrap();
+        let mut data = [0u8; DATA_BYTES];
+        card.admin.data.read_bytes(0, &mut data).unwrap();
+        assert!(
+            data.iter().all(|&b| b == 0),
+            "entry wiped from the data buffer"
+        );
+        // Refused too: wiped all the same.
+        sa.alg = Some(AlgId::Chacha20Poly1305);
+        assert!(card.sa_write(1, &sa, None).is_err());
+        card.admin.data.read_bytes(0, &mut data).unwrap();
+        assert!(!data.windows(4).any(|w| w == [0xA5; 4]));
+    }
+}

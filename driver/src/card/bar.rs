@@ -179,7 +179,7 @@ pub(crate) fn discover(bar: &Bar0, bar_len: u64) -> Result<Blocks, CardError> {
     let mut found: [Option<u64>; KNOWN.len()] = [None; KNOWN.len()];
     let mut at = 0u64;
     for _ in 0..MAX_BLOCKS {
-        if at % 4 != 0 || at.saturating_add(0x10) > bar_len {
+        if !at.is_multiple_of(4) || at.saturating_add(0x10) > bar_len {
             return Err(CardError::BlockChain("a NEXT pointer leaves BAR0"));
         }
         let block_type = bar.read32(at + u64::from(BLOCK_TYPE_OFFSET))?;

@@ -14,7 +14,7 @@ use super::fault::StallWatch;
 use super::rx::RxQueue;
 use super::sa_track::SaTrack;
 use super::tx::TxQueue;
-use super::{Card, CardConfig, CardState, CardStats, IrqMode, QueuePair, SaProgram};
+use super::{Card, CardConfig, CardState, CardStats, IrqMode, QueuePair, SaProgram, SaResults};
 use crate::device::Device;
 
 /// Polls `done` until it holds or `timeout` passes on the device's clock, relaxing between
@@ -128,10 +128,7 @@ pub(crate) fn open(device: Arc<dyn Device>, config: CardConfig) -> Result<Card, 
 
 /// §5.4–§5.9 on a card fresh out of reset; programs `sas` at §5.8 and returns each SA's
 /// result. Leaves the card running.
-pub(crate) fn configure(
-    card: &mut Card,
-    sas: &[SaProgram<'_>],
-) -> Result<Vec<(u32, Result<(), CardError>)>, CardError> {
+pub(crate) fn configure(card: &mut Card, sas: &[SaProgram<'_>]) -> Result<SaResults, CardError> {
     let b = card.blocks;
     let bar = &card.bar;
     // §5.4 negotiate features.

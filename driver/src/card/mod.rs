@@ -45,7 +45,7 @@ pub use caps::{Capabilities, DRIVER_KNOWN_FEATURES, Identity};
 pub use error::{CardError, TxRequestError};
 pub use events::CardEvent;
 pub use fault::{Fault, FaultScope};
-pub use recover::{FaultReport, NotCompleted, SaProgram, SaRecovery, Taken};
+pub use recover::{FaultReport, NotCompleted, SaProgram, SaRecovery, SaResults, Taken};
 pub use rx::RxPacket;
 pub use sa_track::SaDirection;
 pub use tx::{TxAction, TxDone, TxOutcome, TxRequest};

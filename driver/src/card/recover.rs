@@ -89,6 +89,9 @@ pub struct SaProgram<'a> {
     pub state: Option<&'a SaState>,
 }
 
+/// The outcome of each SA written by [`Card::reinit`], by table index.
+pub type SaResults = Vec<(u32, Result<(), CardError>)>;
+
 /// Frames taken per RX drain step.
 const DRAIN_BATCH: usize = 64;
 
@@ -330,10 +333,7 @@ impl Card {
     /// pair (§5.9); for the card, resets it, checks that its capabilities did not change
     /// and re-initialises it (§5.2–§5.9), writing `sas` at §5.8. Returns each SA's result:
     /// one the card refuses is left to the caller (software), the rest run.
-    pub fn reinit(
-        &mut self,
-        sas: &[SaProgram<'_>],
-    ) -> Result<Vec<(u32, Result<(), CardError>)>, CardError> {
+    pub fn reinit(&mut self, sas: &[SaProgram<'_>]) -> Result<SaResults, CardError> {
         let scope = match self.state {
             CardState::Quiesced { scope } => scope,
             CardState::Lost { .. } => return Err(CardError::Removed),
@@ -364,10 +364,7 @@ impl Card {
         Ok(results)
     }
 
-    fn reinit_card(
-        &mut self,
-        sas: &[SaProgram<'_>],
-    ) -> Result<Vec<(u32, Result<(), CardError>)>, CardError> {
+    fn reinit_card(&mut self, sas: &[SaProgram<'_>]) -> Result<SaResults, CardError> {
         init::reset(&self.bar, &self.blocks, self.config.reset_timeout)?;
         if caps::read_capabilities(&self.bar, &self.blocks)? != self.caps {
             return Err(CardError::Unsupported(

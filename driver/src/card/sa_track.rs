@@ -99,13 +99,16 @@ impl SaTrack {
             .and_then(|s| s.last_direction)
     }
 
-    /// Whether a sequence number is possible for the SA (non-zero, above the base it was
-    /// written with, within 32 bits without ESN).
+    /// Whether a sequence number is possible for the outbound SA (non-zero, above the base
+    /// it was written with, within 32 bits without ESN).
     #[inline]
     pub(crate) fn seq_possible(&self, index: u32, seq: u64) -> bool {
-        self.slots
-            .get(index as usize)
-            .is_some_and(|s| seq != 0 && seq > s.seq_base && (s.esn || seq <= u64::from(u32::MAX)))
+        self.slots.get(index as usize).is_some_and(|s| {
+            s.last_direction == Some(SaDirection::Outbound)
+                && seq != 0
+                && seq > s.seq_base
+                && (s.esn || seq <= u64::from(u32::MAX))
+        })
     }
 
     /// Whether an inbound sequence number is possible (non-zero, 32 bits without ESN).

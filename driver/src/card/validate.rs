@@ -281,6 +281,7 @@ pub(crate) fn check_rx(
 mod tests {
     use super::*;
     use espo_fpga::{RxCompletion, SaEntry, TxCompletion};
+    use proptest::prelude::*;
 
     fn words<const W: usize>(bytes: &[u8]) -> [u64; W] {
         let mut w = [0u64; W];
@@ -537,5 +538,32 @@ mod tests {
             n.nonzero().collect::<Vec<_>>(),
             vec![(BadCompletion::Length, 2), (BadCompletion::EventIndex, 1)]
         );
+    }
+
+    proptest! {
+        /// Whatever a card writes, checking it never panics, and what passes is within
+        /// the bounds the driver relies on.
+        #[test]
+        fn arbitrary_completions_never_escape_their_bounds(
+            tx_words in any::<[u64; 2]>(),
+            rx_words in any::<[u64; 4]>(),
+            index in any::<u32>(),
+            buf_bytes in 64usize..4096,
+            sa in proptest::option::of(0u32..16),
+        ) {
+            let t = sas();
+            let posted = TxPosted { tag: 0, sa };
+            if let Ok(c) = check_tx(&tx_words, index, &posted, &t) {
+                prop_assert_eq!(TX_DESC_INDEX.get(&tx_words), u64::from(index as u16));
+                prop_assert_eq!(c.seq.is_some(), matches!(c.status, Status::Ok | Status::EngineError));
+            }
+            if let Ok(c) = check_rx(&rx_words, index, buf_bytes, 9216, &t) {
+                prop_assert!(c.len <= buf_bytes);
+                prop_assert!(c.len <= usize::from(c.wire_len));
+                if c.decapsulated {
+                    prop_assert_eq!(c.sa_index, Some(5));
+                }
+            }
+        }
     }
 }

@@ -51,8 +51,9 @@ pub enum Pacing {
     /// A thread owned by the device keeps simulated time in step with the wall clock (never
     /// ahead of it; behind it when the model is slower than real time). Waits are in real time.
     RealTime,
-    /// Nobody but the holder of the [`ModelHandle`]: relaxing is a spin hint and waits are in
-    /// real time, as for hardware.
+    /// Nobody but the holder of the [`ModelHandle`]: relaxing is a spin hint, and the
+    /// device's clock, waits and timeouts are the host's real time, as for hardware (so that
+    /// a driver waiting on a model nobody runs times out rather than waiting forever).
     External,
 }
 
@@ -141,6 +142,8 @@ struct Shared {
     /// Set by BAR writes, cleared by the time-keeping thread: work may be waiting.
     kicked: Mutex<bool>,
     kick: Condvar,
+    /// When the device was made: the origin of its real-time clock.
+    origin: std::time::Instant,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -258,6 +261,7 @@ impl ModelDevice {
             bus_master: AtomicBool::new(false),
             kicked: Mutex::new(false),
             kick: Condvar::new(),
+            origin: std::time::Instant::now(),
         });
         let sink: Arc<dyn espo_model::InterruptSink> = Arc::new(SinkRef(Arc::downgrade(&shared)));
         lock(&shared.model).set_interrupt_sink(sink);
@@ -408,8 +412,12 @@ impl Device for ModelDevice {
     }
 
     fn now(&self) -> Duration {
-        self.shared
-            .cycles_to_duration(self.shared.now_cycles.load(Ordering::Acquire))
+        match self.shared.options.pacing {
+            Pacing::Inline | Pacing::RealTime => self
+                .shared
+                .cycles_to_duration(self.shared.now_cycles.load(Ordering::Acquire)),
+            Pacing::External => self.shared.origin.elapsed(),
+        }
     }
 
     fn relax(&self) {
@@ -502,5 +510,92 @@ impl ModelHandle {
     /// DMA regions currently mapped in the model's IOMMU.
     pub fn dma_mappings(&self) -> usize {
         lock(&self.0.iova).mappings()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use espo_fpga::regs::ident;
+
+    #[test]
+    fn bar_accesses_are_checked_and_reach_the_model() {
+        let dev = ModelDevice::with_params(ModelParams::zero_latency());
+        assert_eq!(dev.bar_len(0), Some(u64::from(BAR0_SIZE)));
+        assert_eq!(dev.bar_len(1), None);
+        assert_eq!(
+            dev.read32(0, u64::from(ident::DEVICE_ID.addr())).unwrap(),
+            ident::DEVICE_ID_VALUE
+        );
+        dev.write32(0, u64::from(ident::SCRATCH.addr()), 0x5a5a)
+            .unwrap();
+        assert_eq!(
+            dev.read32(0, u64::from(ident::SCRATCH.addr())).unwrap(),
+            0x5a5a
+        );
+        assert!(matches!(
+            dev.read32(0, u64::from(BAR0_SIZE)),
+            Err(DeviceError::Access(AccessError::OutOfBounds { .. }))
+        ));
+        assert!(matches!(
+            dev.write64(0, 4, 0),
+            Err(DeviceError::Access(AccessError::Misaligned { .. }))
+        ));
+        assert!(matches!(
+            dev.read32(2, 0),
+            Err(DeviceError::NoSuchBar { bar: 2 })
+        ));
+    }
+
+    #[test]
+    fn dma_regions_are_mapped_in_the_model_iommu_and_unmapped_on_drop() {
+        let dev = ModelDevice::with_params(ModelParams::zero_latency());
+        let handle = dev.handle();
+        let a = dev.alloc_dma(100).unwrap();
+        let b = dev.alloc_dma(8192).unwrap();
+        assert_eq!(a.len_bytes(), 4096);
+        assert!(b.iova() >= a.iova() + 4096, "no overlap");
+        assert_eq!(handle.dma_mappings(), 2);
+        drop(a);
+        assert_eq!(handle.dma_mappings(), 1);
+        drop(b);
+        assert_eq!(handle.dma_mappings(), 0);
+    }
+
+    #[test]
+    fn inline_pacing_moves_the_clock_on_every_relax() {
+        let dev = ModelDevice::with_params(ModelParams::default());
+        let t0 = dev.now();
+        dev.relax();
+        let t1 = dev.now();
+        assert_eq!(
+            t1 - t0,
+            Duration::from_nanos(2_500 * 4),
+            "an idle model moves by the idle step (2500 cycles at 250 MHz)"
+        );
+        dev.enable_irqs(2).unwrap();
+        assert_eq!(
+            dev.wait_irq(1, Duration::from_micros(20)).unwrap(),
+            IrqWait::TimedOut
+        );
+        assert_eq!(dev.now() - t1, Duration::from_micros(20));
+        dev.mask_irq(1).unwrap();
+        assert!(matches!(
+            dev.wait_irq(1, Duration::ZERO),
+            Err(DeviceError::VectorMasked { vector: 1 })
+        ));
+    }
+
+    #[test]
+    fn external_pacing_leaves_simulated_time_to_the_handle() {
+        let dev = ModelDevice::new(ModelOptions {
+            pacing: Pacing::External,
+            ..ModelOptions::default()
+        });
+        let handle = dev.handle();
+        dev.relax();
+        assert_eq!(handle.now_cycles(), 0, "relaxing runs nothing");
+        handle.advance(250);
+        assert_eq!(handle.now_cycles(), 250);
     }
 }

@@ -44,7 +44,11 @@ pub enum Encapsulated {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EncapsulatedInPlace {
     /// The protected packet is `range` of the buffer.
-    Protected { range: Range<usize>, spi: u32, seq: u64 },
+    Protected {
+        range: Range<usize>,
+        spi: u32,
+        seq: u64,
+    },
     /// Policy says bypass: the inner packet is unchanged.
     Bypass,
 }
@@ -147,7 +151,11 @@ impl Outbound {
 
     /// Applies outbound policy to an inner IP packet and, when it says protect, writes the
     /// tunnel packet into `out`.
-    pub fn encapsulate(&mut self, inner: &[u8], out: &mut [u8]) -> Result<Encapsulated, DropReason> {
+    pub fn encapsulate(
+        &mut self,
+        inner: &[u8],
+        out: &mut [u8],
+    ) -> Result<Encapsulated, DropReason> {
         let info = parse_inner(inner)?;
         let bundle = match self.decide(&info.flow)? {
             Action::Protect(b) => b,
@@ -159,13 +167,21 @@ impl Outbound {
         let dst = out.get_mut(head..end).ok_or(DropReason::TooBig)?;
         dst[..info.len].copy_from_slice(&inner[..info.len]);
         let (range, seq) = self.seal_bundle(bundle, &info, layout, out, head)?;
-        Ok(Encapsulated::Protected { len: range.end, spi: self.sas[bundle.inner].params.spi, seq })
+        Ok(Encapsulated::Protected {
+            len: range.end,
+            spi: self.sas[bundle.inner].params.spi,
+            seq,
+        })
     }
 
     /// Applies outbound policy to the inner packet at `buf[inner]` and, when it says
     /// protect, encapsulates it where it lies: the headers go in front of it (at most
     /// [`HEADROOM`] bytes), padding, trailer and ICV behind it (at most [`TAILROOM`]).
-    pub fn encapsulate_in_place(&mut self, buf: &mut [u8], inner: Range<usize>) -> Result<EncapsulatedInPlace, DropReason> {
+    pub fn encapsulate_in_place(
+        &mut self,
+        buf: &mut [u8],
+        inner: Range<usize>,
+    ) -> Result<EncapsulatedInPlace, DropReason> {
         let info = parse_inner(buf.get(inner.clone()).ok_or(DropReason::Malformed)?)?;
         let bundle = match self.decide(&info.flow)? {
             Action::Protect(b) => b,
@@ -176,18 +192,33 @@ impl Outbound {
             return Err(DropReason::TooBig);
         }
         let (range, seq) = self.seal_bundle(bundle, &info, layout, buf, inner.start)?;
-        Ok(EncapsulatedInPlace::Protected { range, spi: self.sas[bundle.inner].params.spi, seq })
+        Ok(EncapsulatedInPlace::Protected {
+            range,
+            spi: self.sas[bundle.inner].params.spi,
+            seq,
+        })
     }
 
     /// Encapsulates an inner packet with a bundle, policy already decided.
-    pub fn protect(&mut self, bundle: Bundle, inner: &[u8], out: &mut [u8]) -> Result<Encapsulated, DropReason> {
+    pub fn protect(
+        &mut self,
+        bundle: Bundle,
+        inner: &[u8],
+        out: &mut [u8],
+    ) -> Result<Encapsulated, DropReason> {
         let info = parse_inner(inner)?;
         let layout = self.layout(bundle, &info)?;
         let head = layout.head();
-        let dst = out.get_mut(head..head + info.len + layout.tail).ok_or(DropReason::TooBig)?;
+        let dst = out
+            .get_mut(head..head + info.len + layout.tail)
+            .ok_or(DropReason::TooBig)?;
         dst[..info.len].copy_from_slice(&inner[..info.len]);
         let (range, seq) = self.seal_bundle(bundle, &info, layout, out, head)?;
-        Ok(Encapsulated::Protected { len: range.end, spi: self.sas[bundle.inner].params.spi, seq })
+        Ok(Encapsulated::Protected {
+            len: range.end,
+            spi: self.sas[bundle.inner].params.spi,
+            seq,
+        })
     }
 
     /// Checks that every SA of the bundle may send and works out the packet's layout.
@@ -210,15 +241,27 @@ impl Outbound {
         let (esp_head, pad_len, tail) = match &tunnel.params.transform {
             Transform::Esp(t) => {
                 let pad = esp::pad_len(info.len, t.send_align());
-                (esp::HEADER_LEN + t.iv_len(), pad, pad + esp::TRAILER_LEN + t.icv_len())
+                (
+                    esp::HEADER_LEN + t.iv_len(),
+                    pad,
+                    pad + esp::TRAILER_LEN + t.icv_len(),
+                )
             }
             Transform::Ah(_) => (0, 0, 0),
         };
         let layout = Layout {
             v6,
-            ip_len: if v6 { ipv6::HEADER_LEN } else { ipv4::HEADER_LEN },
+            ip_len: if v6 {
+                ipv6::HEADER_LEN
+            } else {
+                ipv4::HEADER_LEN
+            },
             ah_len: ah_icv.map_or(0, |icv| ah::header_len(icv, v6)),
-            udp_len: if tunnel.params.udp_encap.is_some() { udp::HEADER_LEN } else { 0 },
+            udp_len: if tunnel.params.udp_encap.is_some() {
+                udp::HEADER_LEN
+            } else {
+                0
+            },
             esp_head,
             pad_len,
             tail,
@@ -233,7 +276,14 @@ impl Outbound {
     /// Builds the tunnel packet around the inner packet at `buf[inner_at..]`; the layout
     /// has been checked against the buffer. Returns the packet's range and the tunnel SA's
     /// sequence number.
-    fn seal_bundle(&mut self, bundle: Bundle, info: &Inner, l: Layout, buf: &mut [u8], inner_at: usize) -> Result<(Range<usize>, u64), DropReason> {
+    fn seal_bundle(
+        &mut self,
+        bundle: Bundle,
+        info: &Inner,
+        l: Layout,
+        buf: &mut [u8],
+        inner_at: usize,
+    ) -> Result<(Range<usize>, u64), DropReason> {
         let start = inner_at - l.head();
         let end = inner_at + info.len + l.tail;
         let pkt = buf.get_mut(start..end).ok_or(DropReason::TooBig)?;
@@ -252,9 +302,14 @@ impl Outbound {
                 hdr.set_sequence_number(seq as u32);
             }
             let trailer = l.esp_head + info.len;
-            esp::emit_trailer(&mut esp_buf[trailer..trailer + l.pad_len + esp::TRAILER_LEN], l.pad_len, info.next_header)
+            esp::emit_trailer(
+                &mut esp_buf[trailer..trailer + l.pad_len + esp::TRAILER_LEN],
+                l.pad_len,
+                info.next_header,
+            )
+            .map_err(|_| DropReason::TooBig)?;
+            t.seal(esp_buf, seq, p.esn)
                 .map_err(|_| DropReason::TooBig)?;
-            t.seal(esp_buf, seq, p.esn).map_err(|_| DropReason::TooBig)?;
             if let Some(encap) = p.udp_encap {
                 let mut u = udp::Packet::new_unchecked(&mut pkt[body..]);
                 u.set_src_port(encap.src_port);
@@ -301,7 +356,12 @@ impl Outbound {
             let Transform::Ah(integrity) = &sa.params.transform else {
                 return Err(DropReason::NoPolicy);
             };
-            let ah_hdr = AhHeader { spi: sa.params.spi, seq: ah_seq, esn: sa.params.esn, next_header: ah_next };
+            let ah_hdr = AhHeader {
+                spi: sa.params.spi,
+                seq: ah_seq,
+                esn: sa.params.esn,
+                next_header: ah_next,
+            };
             apply_ah(pkt, l, ah_hdr, integrity)?;
         }
         if !l.v6 {
@@ -348,7 +408,10 @@ impl OuterHeader {
                     dont_frag: self.dont_frag,
                     ident: self.ident,
                 };
-                let caps = ChecksumCaps { ipv4: crate::wire::Checksum::None, ..ChecksumCaps::default() };
+                let caps = ChecksumCaps {
+                    ipv4: crate::wire::Checksum::None,
+                    ..ChecksumCaps::default()
+                };
                 let _ = repr.emit(&mut ipv4::Packet::new_unchecked(buf), &caps);
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => {
@@ -380,18 +443,35 @@ struct AhHeader {
 /// Writes the AH header after the outer IP header and its ICV over the packet with mutable
 /// fields zeroed (RFC 4302 §3.3.3); with ESN the high sequence bits are appended to the
 /// ICV input. The outer header has no options or extension headers here.
-fn apply_ah(pkt: &mut [u8], l: Layout, h: AhHeader, integrity: &Integrity) -> Result<(), DropReason> {
+fn apply_ah(
+    pkt: &mut [u8],
+    l: Layout,
+    h: AhHeader,
+    integrity: &Integrity,
+) -> Result<(), DropReason> {
     let icv_len = integrity.icv_len();
     {
-        let repr = ah::Repr { next_header: h.next_header, spi: h.spi, sequence_number: h.seq as u32, icv_len, ipv6: l.v6 };
-        repr.emit(&mut ah::Packet::new_unchecked(&mut pkt[l.ip_len..l.ip_len + l.ah_len]))
-            .map_err(|_| DropReason::TooBig)?;
+        let repr = ah::Repr {
+            next_header: h.next_header,
+            spi: h.spi,
+            sequence_number: h.seq as u32,
+            icv_len,
+            ipv6: l.v6,
+        };
+        repr.emit(&mut ah::Packet::new_unchecked(
+            &mut pkt[l.ip_len..l.ip_len + l.ah_len],
+        ))
+        .map_err(|_| DropReason::TooBig)?;
     }
     // The copy includes AH's fixed part, against which the IPv6 walk checks the chain.
     let mut scratch = [0u8; ipv6::HEADER_LEN + ah::FIXED_LEN];
     let scratch = &mut scratch[..l.ip_len + ah::FIXED_LEN];
     scratch.copy_from_slice(&pkt[..l.ip_len + ah::FIXED_LEN]);
-    let zeroed = if l.v6 { ah::zero_mutable_ipv6(scratch, l.ip_len) } else { ah::zero_mutable_ipv4(scratch) };
+    let zeroed = if l.v6 {
+        ah::zero_mutable_ipv6(scratch, l.ip_len)
+    } else {
+        ah::zero_mutable_ipv4(scratch)
+    };
     zeroed.map_err(|_| DropReason::Malformed)?;
     let hdr = &scratch[..l.ip_len];
     let seq_hi = ((h.seq >> 32) as u32).to_be_bytes();
