@@ -109,6 +109,16 @@ pub(crate) struct StallWatch {
     since: Duration,
 }
 
+impl StallWatch {
+    /// Watching from `now`, with `completed` completions taken so far.
+    pub(crate) fn start(completed: u64, now: Duration) -> Self {
+        Self {
+            completed,
+            since: now,
+        }
+    }
+}
+
 impl Card {
     /// Records a fault; it is reported by the next [`Card::service`].
     pub(crate) fn raise(&mut self, fault: Fault) {
@@ -215,7 +225,14 @@ impl Card {
     }
 
     fn service_inner(&mut self) -> Result<(), CardError> {
-        if !matches!(self.state, CardState::Running | CardState::Faulted { .. }) {
+        // The event queue and the queue pairs run unless the whole card is stopped.
+        if matches!(
+            self.state,
+            CardState::Lost { .. }
+                | CardState::Quiesced {
+                    scope: FaultScope::Card | FaultScope::Lost
+                }
+        ) {
             return Ok(());
         }
         let mut faults = Vec::new();
@@ -240,10 +257,7 @@ impl Card {
         for (q, qp) in self.queues.iter_mut().enumerate() {
             let done = qp.tx.completed_total;
             if qp.tx.outstanding() == 0 || done != qp.stall.completed {
-                qp.stall = StallWatch {
-                    completed: done,
-                    since: now,
-                };
+                qp.stall = StallWatch::start(done, now);
             } else if now.saturating_sub(qp.stall.since) >= self.config.hang_timeout {
                 hung.push(q as u16);
             }

@@ -184,6 +184,7 @@ pub(crate) fn configure(card: &mut Card, sas: &[SaProgram<'_>]) -> Result<SaResu
 /// checked, every RX buffer posted.
 pub(crate) fn start_queue(card: &mut Card, q: u16) -> Result<(), CardError> {
     let b = card.blocks;
+    let now = card.bar.device().now();
     let Some(qp) = card.queues.get_mut(q as usize) else {
         return Err(CardError::NoSuchQueue {
             queue: q,
@@ -193,7 +194,7 @@ pub(crate) fn start_queue(card: &mut Card, q: u16) -> Result<(), CardError> {
     let bar = &card.bar;
     qp.tx.program(bar)?;
     qp.rx.program(bar)?;
-    qp.stall = StallWatch::default();
+    qp.stall = StallWatch::start(qp.tx.completed_total, now);
     bar.write32(
         b.queue_reg(q, &queue::Q_CTRL),
         queue::q_ctrl::ENABLE.mask() as u32,
