@@ -479,3 +479,37 @@ fn garbage_rx_completions_drop_their_frame_and_nothing_else() {
     tap.send_bytes(&frame(120, 9));
     assert_eq!(receive(&mut card, 0, 1, Duration::from_millis(1)).len(), 1);
 }
+
+#[test]
+fn a_wider_fault_while_one_queue_is_stopped_needs_a_new_quiesce() {
+    let config = CardConfig {
+        queue_pairs: 2,
+        health_interval: Some(Duration::from_micros(50)),
+        ..small_rings()
+    };
+    let (mut card, model) = card_with(ModelOptions::default(), config);
+    model.inject(FaultKind::DmaError, FaultTrigger::AtPacket(1));
+    let f: Vec<_> = (0..4).map(|i| frame(64, i)).collect();
+    card.tx_batch(1, &requests(&f[..1], 0, TxAction::Bypass)).unwrap();
+    let mut done = Vec::new();
+    run_until_fault(&mut card, 2, &mut done);
+    let first = card.quiesce().unwrap();
+    assert_eq!(first.scope, FaultScope::Queue(1));
+    // Queue 0 has packets in flight when the card resets itself.
+    card.tx_batch(0, &requests(&f[1..], 1, TxAction::Bypass)).unwrap();
+    model.inject(FaultKind::SurpriseReset, FaultTrigger::AtCycle(model.now_cycles()));
+    let faults = run_until_fault(&mut card, 1, &mut done);
+    assert_eq!(faults, vec![Fault::UnexpectedReset]);
+    assert!(matches!(card.reinit(&[]), Err(CardError::NotQuiesced)));
+    let second = card.quiesce().unwrap();
+    assert_eq!(second.scope, FaultScope::Card);
+    let mut all: Vec<u64> = done.iter().map(|d| d.tag).collect();
+    for r in [&first, &second] {
+        all.extend(r.completed.iter().map(|(_, d)| d.tag));
+        all.extend(r.not_completed.iter().map(|n| n.tag));
+    }
+    all.sort_unstable();
+    assert_eq!(all, vec![0, 1, 2, 3], "every packet of both queues accounted once");
+    card.reinit(&[]).unwrap();
+    assert_eq!(send_all(&mut card, 0, &requests(&f[..1], 9, TxAction::Bypass)).len(), 1);
+}

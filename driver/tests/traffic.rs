@@ -7,6 +7,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use common::bus::TestBus;
 use common::*;
 use espo_driver::card::{CardConfig, RxPacket, TxAction, TxOutcome, TxRequest};
 use espo_driver::model::{ModelDevice, ModelOptions, Pacing};
@@ -268,4 +269,43 @@ fn rx_buffers_smaller_than_the_frame_truncate_and_say_so() {
         b.tx_batch(0, &requests(&long, 9, TxAction::Bypass))
             .is_err()
     );
+}
+
+#[test]
+fn steady_state_reads_no_register_and_rings_one_doorbell_per_batch() {
+    let (link, tap) = MemLink::pair();
+    let dev = ModelDevice::with_params(ModelParams::zero_latency());
+    let model = dev.handle();
+    model.attach_link(Box::new(link));
+    let (bus, control) = TestBus::new(dev);
+    let config = CardConfig {
+        health_interval: None,
+        ..CardConfig::default()
+    };
+    let mut card = espo_driver::Card::open(std::sync::Arc::new(bus), config).unwrap();
+    card.sa_write(0, &gcm_sa(true, 0x900), None).unwrap();
+    let frames: Vec<_> = (0..32).map(|i| frame(64, i)).collect();
+    let reqs = requests(&frames, 0, TxAction::Encap { sa_index: 0 });
+    let mut rx = vec![RxPacket::default(); 32];
+    let (reads, accesses) = (control.reads(), control.accesses());
+    let mut events = Vec::new();
+    for _ in 0..10 {
+        assert_eq!(card.tx_batch(0, &reqs).unwrap(), 32);
+        model.run_until_idle();
+        let mut done = Vec::new();
+        assert_eq!(card.tx_completions(0, &mut done).unwrap(), 32);
+        for f in &frames {
+            tap.send_bytes(f);
+        }
+        model.run_until_idle();
+        assert_eq!(card.rx_batch(0, &mut rx).unwrap(), 32);
+        card.service(&mut events).unwrap();
+    }
+    assert_eq!(control.reads(), reads, "no MMIO read in steady state");
+    assert_eq!(
+        control.accesses() - accesses,
+        10 * 4,
+        "per round: TXQ_TAIL, TXCQ_HEAD, RXCQ_HEAD, RXQ_TAIL"
+    );
+    assert!(events.is_empty());
 }

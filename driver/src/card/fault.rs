@@ -144,13 +144,17 @@ impl Card {
                 };
                 wider != was
             }
-            // Stopped already: recovery will re-initialise whatever it covers; a wider
-            // fault widens it.
+            // One queue is stopped and accounted for; a fault reaching further needs a new
+            // quiesce, which accounts for the other queues' packets too.
             CardState::Quiesced { scope: was } => {
-                self.state = CardState::Quiesced {
-                    scope: was.widen(scope),
-                };
-                false
+                let wider = was.widen(scope);
+                if wider != was {
+                    self.state = CardState::Faulted {
+                        fault,
+                        scope: wider,
+                    };
+                }
+                wider != was
             }
         };
         if report {

@@ -24,11 +24,16 @@ pub struct BusControl {
     pub tamper: Mutex<Tamper>,
     /// Register reads and writes that reached the bus.
     pub accesses: AtomicU64,
+    /// Register reads that reached the bus.
+    pub reads: AtomicU64,
 }
 
 impl BusControl {
     pub fn accesses(&self) -> u64 {
         self.accesses.load(Ordering::SeqCst)
+    }
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::SeqCst)
     }
     pub fn override_read(&self, offset: u64, value: u32) {
         self.tamper.lock().unwrap().reads.push((offset, value));
@@ -80,6 +85,7 @@ impl Device for TestBus {
     }
     fn read32(&self, bar: u8, offset: u64) -> Result<u32, DeviceError> {
         self.count();
+        self.control.reads.fetch_add(1, Ordering::SeqCst);
         match self.read_override(offset) {
             Some(v) => Ok(v),
             None => self.inner.read32(bar, offset),
@@ -94,6 +100,7 @@ impl Device for TestBus {
     }
     fn read64(&self, bar: u8, offset: u64) -> Result<u64, DeviceError> {
         self.count();
+        self.control.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.read64(bar, offset)
     }
     fn write64(&self, bar: u8, offset: u64, value: u64) -> Result<(), DeviceError> {
