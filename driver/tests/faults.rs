@@ -490,14 +490,19 @@ fn a_wider_fault_while_one_queue_is_stopped_needs_a_new_quiesce() {
     let (mut card, model) = card_with(ModelOptions::default(), config);
     model.inject(FaultKind::DmaError, FaultTrigger::AtPacket(1));
     let f: Vec<_> = (0..4).map(|i| frame(64, i)).collect();
-    card.tx_batch(1, &requests(&f[..1], 0, TxAction::Bypass)).unwrap();
+    card.tx_batch(1, &requests(&f[..1], 0, TxAction::Bypass))
+        .unwrap();
     let mut done = Vec::new();
     run_until_fault(&mut card, 2, &mut done);
     let first = card.quiesce().unwrap();
     assert_eq!(first.scope, FaultScope::Queue(1));
     // Queue 0 has packets in flight when the card resets itself.
-    card.tx_batch(0, &requests(&f[1..], 1, TxAction::Bypass)).unwrap();
-    model.inject(FaultKind::SurpriseReset, FaultTrigger::AtCycle(model.now_cycles()));
+    card.tx_batch(0, &requests(&f[1..], 1, TxAction::Bypass))
+        .unwrap();
+    model.inject(
+        FaultKind::SurpriseReset,
+        FaultTrigger::AtCycle(model.now_cycles()),
+    );
     let faults = run_until_fault(&mut card, 1, &mut done);
     assert_eq!(faults, vec![Fault::UnexpectedReset]);
     assert!(matches!(card.reinit(&[]), Err(CardError::NotQuiesced)));
@@ -509,7 +514,14 @@ fn a_wider_fault_while_one_queue_is_stopped_needs_a_new_quiesce() {
         all.extend(r.not_completed.iter().map(|n| n.tag));
     }
     all.sort_unstable();
-    assert_eq!(all, vec![0, 1, 2, 3], "every packet of both queues accounted once");
+    assert_eq!(
+        all,
+        vec![0, 1, 2, 3],
+        "every packet of both queues accounted once"
+    );
     card.reinit(&[]).unwrap();
-    assert_eq!(send_all(&mut card, 0, &requests(&f[..1], 9, TxAction::Bypass)).len(), 1);
+    assert_eq!(
+        send_all(&mut card, 0, &requests(&f[..1], 9, TxAction::Bypass)).len(),
+        1
+    );
 }

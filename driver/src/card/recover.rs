@@ -6,6 +6,8 @@
 //! §5.10, or the whole card reset, §5.2), completions already in host memory are taken
 //! after that, and only what is still outstanding then is reported, with its tag.
 
+use std::collections::HashMap;
+
 use espo_fpga::regs::{ctrl, queue};
 use espo_fpga::{SaEntry, SaState};
 
@@ -195,16 +197,13 @@ impl Card {
         Ok(())
     }
 
-    fn sa_records(&self, read_back: &mut Vec<(u32, SaState)>) -> Vec<SaRecovery> {
+    fn sa_records(&self, read_back: &mut HashMap<u32, SaState>) -> Vec<SaRecovery> {
         self.sas
             .programmed()
             .map(|(index, direction)| SaRecovery {
                 index,
                 direction,
-                read_back: read_back
-                    .iter()
-                    .position(|(i, _)| *i == index)
-                    .map(|at| read_back.swap_remove(at).1),
+                read_back: read_back.remove(&index),
                 seq_upper_bound: self.sas.seq_upper_bound(index),
                 rx_seq_high: self.sas.rx_seq_high(index),
             })
@@ -242,7 +241,7 @@ impl Card {
     fn quiesce_card(&mut self, report: &mut FaultReport) -> Result<(), CardError> {
         let intact = self.card_intact()?;
         let mut heads = vec![None; self.queues.len()];
-        let mut read_back = Vec::new();
+        let mut read_back = HashMap::new();
         if intact {
             for (q, head) in heads.iter_mut().enumerate() {
                 *head = self.card_tx_head(q as u16)?;
@@ -250,7 +249,9 @@ impl Card {
             let programmed: Vec<u32> = self.sas.programmed().map(|(i, _)| i).collect();
             for index in programmed {
                 match self.sa_read(index) {
-                    Ok(state) => read_back.push((index, state)),
+                    Ok(state) => {
+                        read_back.insert(index, state);
+                    }
                     Err(CardError::Removed) => return Err(CardError::Removed),
                     // An admin queue that does not answer one will not answer the rest.
                     Err(CardError::AdminTimeout { .. }) => break,
@@ -272,7 +273,7 @@ impl Card {
     fn quiesce_lost(&mut self, report: &mut FaultReport) -> Result<(), CardError> {
         self.state = CardState::Lost { accounted: true };
         self.drain_all(&[], report)?;
-        report.sas = self.sa_records(&mut Vec::new());
+        report.sas = self.sa_records(&mut HashMap::new());
         Ok(())
     }
 

@@ -17,24 +17,25 @@
 //! itself — fault injection, the port's link, performance counters, running time — through
 //! [`ModelHandle`].
 
+mod device;
+mod handle;
 mod irq;
 mod memory;
 mod runner;
+
+pub use handle::ModelHandle;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use espo_fpga::Counter;
-use espo_fpga::regs::{BAR0_SIZE, ctrl};
-use espo_model::{FaultKind, FaultTrigger, Link, MapError, Model, ModelParams, PerfReport};
+use espo_fpga::regs::BAR0_SIZE;
+use espo_model::{MapError, Model, ModelParams};
 use thiserror::Error;
 
 use self::irq::VectorLatch;
-use self::memory::{ModelMapper, ModelMemory};
-use crate::device::{Device, IrqWait};
-use crate::dma::{DmaRegion, allocate_dma_memory};
+use crate::device::IrqWait;
 use crate::error::{AccessError, DeviceError};
 use crate::iova::{DEFAULT_IOVA_WINDOWS, IovaSpace};
 use crate::sys::OsSys;
@@ -324,198 +325,10 @@ impl espo_model::InterruptSink for SinkRef {
     }
 }
 
-impl Device for ModelDevice {
-    fn bar_len(&self, bar: u8) -> Option<u64> {
-        (bar == 0).then_some(u64::from(BAR0_SIZE))
-    }
-
-    fn read32(&self, bar: u8, offset: u64) -> Result<u32, DeviceError> {
-        let offset = self.check(bar, offset, 4)?;
-        Ok(lock(&self.shared.model).bar0_read32(offset))
-    }
-
-    fn write32(&self, bar: u8, offset: u64, value: u32) -> Result<(), DeviceError> {
-        let offset = self.check(bar, offset, 4)?;
-        lock(&self.shared.model).bar0_write32(offset, value);
-        self.shared.kick();
-        Ok(())
-    }
-
-    fn read64(&self, bar: u8, offset: u64) -> Result<u64, DeviceError> {
-        let offset = self.check(bar, offset, 8)?;
-        Ok(lock(&self.shared.model).bar0_read64(offset))
-    }
-
-    fn write64(&self, bar: u8, offset: u64, value: u64) -> Result<(), DeviceError> {
-        let offset = self.check(bar, offset, 8)?;
-        lock(&self.shared.model).bar0_write64(offset, value);
-        self.shared.kick();
-        Ok(())
-    }
-
-    fn alloc_dma(&self, len_bytes: usize) -> Result<DmaRegion, DeviceError> {
-        let shared = &self.shared;
-        let memory = allocate_dma_memory(&shared.sys, len_bytes, false)
-            .map_err(|source| ModelError::AllocDma { len_bytes, source })?;
-        let len = memory.len_bytes();
-        let iova = lock(&shared.iova)
-            .allocate(len as u64, memory.page_bytes() as u64)
-            .map_err(|_| ModelError::IovaExhausted { len_bytes: len })?;
-        let window = Arc::new(ModelMemory(memory.share()));
-        if let Err(source) = shared.with_model(|m| m.map(iova, len as u64, window)) {
-            lock(&shared.iova).release(iova);
-            return Err(ModelError::Map { iova, source }.into());
-        }
-        Ok(DmaRegion::new(
-            memory,
-            iova,
-            Arc::new(ModelMapper(Arc::clone(shared))),
-        ))
-    }
-
-    fn enable_irqs(&self, vectors: u32) -> Result<u32, DeviceError> {
-        Ok(self.shared.irqs.enable(vectors))
-    }
-
-    fn wait_irq(&self, vector: u32, timeout: Duration) -> Result<IrqWait, DeviceError> {
-        let count = match self.shared.options.pacing {
-            Pacing::Inline => return self.shared.wait_inline(vector, timeout),
-            Pacing::RealTime | Pacing::External => self.shared.irqs.wait(vector, timeout)?,
-        };
-        Ok(match count {
-            0 => IrqWait::TimedOut,
-            count => IrqWait::Fired { count },
-        })
-    }
-
-    fn mask_irq(&self, vector: u32) -> Result<(), DeviceError> {
-        self.shared.irqs.set_masked(vector, true)
-    }
-
-    fn unmask_irq(&self, vector: u32) -> Result<(), DeviceError> {
-        self.shared.irqs.set_masked(vector, false)
-    }
-
-    /// The model has no function-level reset; the card's own full reset (CONTROL.RESET,
-    /// datasheet §5.2) stands in for it.
-    fn reset(&self) -> Result<(), DeviceError> {
-        let reset = ctrl::control::RESET.mask() as u32;
-        lock(&self.shared.model).bar0_write32(ctrl::CONTROL.addr(), reset);
-        self.shared.kick();
-        Ok(())
-    }
-
-    /// Recorded only: the model has no bus-master gate (see [`ModelHandle::bus_master`]).
-    fn set_bus_master(&self, enable: bool) -> Result<(), DeviceError> {
-        self.shared.bus_master.store(enable, Ordering::Release);
-        Ok(())
-    }
-
-    fn now(&self) -> Duration {
-        match self.shared.options.pacing {
-            Pacing::Inline | Pacing::RealTime => self
-                .shared
-                .cycles_to_duration(self.shared.now_cycles.load(Ordering::Acquire)),
-            Pacing::External => self.shared.origin.elapsed(),
-        }
-    }
-
-    fn relax(&self) {
-        match self.shared.options.pacing {
-            Pacing::Inline => self.shared.step(),
-            Pacing::RealTime | Pacing::External => std::hint::spin_loop(),
-        }
-    }
-}
-
-/// The model behind a [`ModelDevice`]: fault injection, the port, performance counters and
-/// simulated time, for callers that drive or inspect the card itself. Cheap to clone.
-#[derive(Clone)]
-pub struct ModelHandle(Arc<Shared>);
-
-impl std::fmt::Debug for ModelHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("ModelHandle")
-            .field(&self.0.now_cycles.load(Ordering::Relaxed))
-            .finish()
-    }
-}
-
-impl ModelHandle {
-    /// Runs `f` on the model (under its lock) — anything the handle does not cover.
-    pub fn with<R>(&self, f: impl FnOnce(&mut Model) -> R) -> R {
-        self.0.with_model(f)
-    }
-
-    /// Schedules a fault (datasheet §10.4).
-    pub fn inject(&self, kind: FaultKind, trigger: FaultTrigger) {
-        self.with(|m| m.inject(kind, trigger));
-    }
-
-    /// Attaches the card's port to `link`.
-    pub fn attach_link(&self, link: Box<dyn Link>) {
-        self.with(|m| m.attach_link(link));
-    }
-
-    /// The model's performance report since the last [`reset_perf`](Self::reset_perf).
-    pub fn perf(&self) -> PerfReport {
-        self.with(|m| m.perf())
-    }
-
-    /// Starts a new performance measurement period.
-    pub fn reset_perf(&self) {
-        self.with(Model::reset_perf);
-    }
-
-    /// A STATS counter.
-    pub fn counter(&self, counter: Counter) -> u64 {
-        self.with(|m| m.counter(counter))
-    }
-
-    /// The model's clock, cycles.
-    pub fn now_cycles(&self) -> u64 {
-        self.0.now_cycles.load(Ordering::Acquire)
-    }
-
-    /// Runs until nothing is scheduled; returns the cycle reached.
-    pub fn run_until_idle(&self) -> u64 {
-        self.with(Model::run_until_idle)
-    }
-
-    /// Runs everything due up to `cycle` and sets the clock there.
-    pub fn run_until(&self, cycle: u64) {
-        self.with(|m| m.run_until(cycle));
-    }
-
-    /// Runs for `cycles` more cycles.
-    pub fn advance(&self, cycles: u64) {
-        self.with(|m| m.advance(cycles));
-    }
-
-    /// Interrupt messages delivered to the host on `vector` so far.
-    pub fn interrupts_delivered(&self, vector: u32) -> u64 {
-        self.0.irqs.delivered(vector)
-    }
-
-    /// Interrupt messages discarded because the host had not enabled their vector.
-    pub fn interrupts_discarded(&self) -> u64 {
-        self.0.irqs.discarded()
-    }
-
-    /// Whether the driver left bus mastering enabled.
-    pub fn bus_master(&self) -> bool {
-        self.0.bus_master.load(Ordering::Acquire)
-    }
-
-    /// DMA regions currently mapped in the model's IOMMU.
-    pub fn dma_mappings(&self) -> usize {
-        lock(&self.0.iova).mappings()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device::Device;
     use espo_fpga::regs::ident;
 
     #[test]
