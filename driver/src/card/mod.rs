@@ -309,6 +309,12 @@ impl Card {
     }
 }
 
+/// A card moves between threads (one at a time drives it).
+const _: fn() = || {
+    fn assert_send<T: Send>() {}
+    assert_send::<Card>();
+};
+
 impl Drop for Card {
     fn drop(&mut self) {
         init::shutdown(self);
