@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod ecn;
 pub mod engine;
 pub mod loopback;
+pub mod offload;
 pub mod pcap;
 pub mod replay;
 pub mod sa;

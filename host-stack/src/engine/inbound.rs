@@ -130,6 +130,25 @@ impl Inbound {
         self.by_spi.get(&(spi, dst)).copied()
     }
 
+    /// The inbound SA an ESP packet (plain, or in UDP on an encapsulation port) names, and
+    /// its SPI and low sequence number; `None` for anything else or an SPI with no SA. Reads
+    /// only: for a caller that must know whose packet it is before decapsulating it.
+    pub fn esp_sa_of(&self, pkt: &[u8]) -> Option<(Option<usize>, u32, u32)> {
+        let outer = parse_outer(pkt).ok()?;
+        let pkt = pkt.get(..outer.end)?;
+        let offset = match outer.next_header {
+            IpProtocol::Esp => outer.next_offset,
+            IpProtocol::Udp => match self.udp_payload(pkt, outer.next_offset).ok()? {
+                UdpKind::Esp(at) => at,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        let e = esp::Packet::new_checked(pkt.get(offset..)?).ok()?;
+        let (spi, seq_lo) = (e.spi(), e.sequence_number());
+        Some((self.sa_index(spi, outer.dst), spi, seq_lo))
+    }
+
     /// Processes one packet from the outside, in place.
     pub fn decapsulate(&mut self, pkt: &mut [u8]) -> Result<Decapsulated, DropReason> {
         let outer = parse_outer(pkt)?;
@@ -235,7 +254,7 @@ impl Inbound {
         let Transform::Ah(integrity) = &sa.params.transform else {
             return Err(DropReason::UnknownSpi);
         };
-        if sa.params.hard_expired(&sa.counters) {
+        if sa.hard_expired() {
             return Err(DropReason::Expired);
         }
         let icv_len = integrity.icv_len();
@@ -297,7 +316,7 @@ impl Inbound {
         let Transform::Esp(t) = &sa.params.transform else {
             return Err(DropReason::UnknownSpi);
         };
-        if sa.params.hard_expired(&sa.counters) {
+        if sa.hard_expired() {
             return Err(DropReason::Expired);
         }
         let seq = sa.replay.check(seq_lo).map_err(replay_reason)?;

@@ -1,0 +1,712 @@
+//! The offload engine: the ESPO-1 card with live fallback to the software engine.
+//!
+//! Every SA lives in the software engine ([`SoftwareEngine`]); each one the card can take
+//! ([`placement::fitness`]) and its SA table has room for is *placed* on the card, and its
+//! software copy lies dormant while the card owns its sequence counter and replay window.
+//! Moving an SA (either way) carries its state along (DESIGN.md, "Sequence numbers, IVs,
+//! and moving an SA"; datasheet §8.5): the outbound sequence number — read back from the
+//! card by invalidate-with-export, or when the card cannot answer its driver's upper bound
+//! plus [`OffloadOptions::seq_margin`] — with the ESN high half, the inbound window, and the
+//! byte and packet counters, so lifetimes continue exactly. A (key, nonce) pair is never
+//! used twice; gaps are legal.
+//!
+//! Outbound: the host's SPD decides; a packet for a card SA goes to the card's TX ring with
+//! the SA's index (the card numbers and encrypts it), a packet for a software SA is
+//! encapsulated here and goes to the same ring as a bypass frame, so every packet leaves
+//! through the card's port in submission order. Inbound: the card hands over decapsulated
+//! packets of its SAs (the host still does the RFC 4301 §5.2 policy check), and frames it
+//! did not decapsulate, which the software engine takes (its SAs) or which are counted
+//! under the drop reason matching the card's verdict.
+//!
+//! Faults ([`recover`]): the card is stopped and every packet accounted for — what the
+//! card never took is sent again, what it may have taken is dropped and counted
+//! (`device-error`), never sent twice — then re-initialised with its SAs, or, after a
+//! removal or repeated faults, its SAs move to software.
+//!
+//! The engine is driven by its owner: [`submit`](OffloadEngine::submit) packets,
+//! [`poll`](OffloadEngine::poll) regularly, and take the reports
+//! ([`take_tx_reports`](OffloadEngine::take_tx_reports),
+//! [`take_rx_reports`](OffloadEngine::take_rx_reports),
+//! [`take_events`](OffloadEngine::take_events)).
+
+mod lifetime;
+mod migrate;
+pub mod placement;
+mod recover;
+mod rx;
+pub mod state;
+mod tx;
+pub mod wire;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use espo_driver::card::{Card, CardConfig, CardError, Fault};
+use espo_fpga::{AlgId, SaEntry};
+
+use crate::config::Config;
+use crate::counters::{DropCounters, DropReason, SaCounters};
+use crate::engine::{EngineError, SoftwareEngine};
+use crate::replay::ReplayWindow;
+use crate::spd::Action;
+
+pub use placement::Unfit;
+pub use wire::{HostClock, ManualClock, MemWire, MonotonicClock, Wire};
+
+use self::tx::{Posted, Work};
+
+/// Which way an SA carries traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SaDir {
+    Outbound,
+    Inbound,
+}
+
+impl SaDir {
+    pub fn name(self) -> &'static str {
+        match self {
+            SaDir::Outbound => "out",
+            SaDir::Inbound => "in",
+        }
+    }
+}
+
+/// Where an SA runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// On the card, in this SA table entry.
+    Card {
+        slot: u32,
+    },
+    Software,
+}
+
+/// Why an SA runs in software.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SoftwareReason {
+    /// The card cannot do it.
+    Unfit(Unfit),
+    /// The card's SA table (or the share of it espo uses) is full.
+    TableFull,
+    /// Moved to software on request ([`OffloadEngine::move_to_software`]).
+    Requested,
+    /// Its life is over; it stays in software, refusing packets.
+    Expired,
+    /// The card faulted too often: every SA runs in software, the card carries frames only.
+    CardFaulty,
+    /// The card is gone.
+    CardGone,
+}
+
+impl std::fmt::Display for SoftwareReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SoftwareReason::Unfit(u) => write!(f, "{u}"),
+            SoftwareReason::TableFull => f.write_str("card SA table full"),
+            SoftwareReason::Requested => f.write_str("moved on request"),
+            SoftwareReason::Expired => f.write_str("expired"),
+            SoftwareReason::CardFaulty => f.write_str("card faulted repeatedly"),
+            SoftwareReason::CardGone => f.write_str("card gone"),
+        }
+    }
+}
+
+/// Which engine processed a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    Card,
+    Software,
+}
+
+/// How a submitted packet left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentAs {
+    /// Encapsulated by `path` on SA `spi` with sequence number `seq`.
+    Esp { spi: u32, seq: u64, path: Path },
+    /// Sent as it was (bypass policy).
+    Bypass,
+}
+
+/// The fate of one submitted packet; exactly one per [`OffloadEngine::submit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxReport {
+    /// The caller's tag.
+    pub tag: u64,
+    pub outcome: Result<SentAs, DropReason>,
+}
+
+/// What came of one received frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// A decapsulated inner IP packet that passed the inbound policy check.
+    Inner {
+        packet: Vec<u8>,
+        spi: u32,
+        seq: u64,
+        path: Path,
+    },
+    /// An unprotected IP packet that inbound policy lets through.
+    Bypass { packet: Vec<u8> },
+    /// A NAT keepalive, consumed.
+    Keepalive,
+}
+
+/// The fate of one received frame; exactly one per frame the engine received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RxReport {
+    pub outcome: Result<Received, DropReason>,
+    /// SPI and low sequence-number half of an ESP frame, as it arrived (for matching
+    /// frames to reports; `None` for anything else).
+    pub esp: Option<(u32, u32)>,
+}
+
+/// Why an SA's life ended or is ending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifetimeCause {
+    Bytes,
+    Packets,
+    Seconds,
+    /// The last sequence number was sent.
+    SequenceNumbers,
+}
+
+/// Why an SA moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoveReason {
+    /// Room on the card freed up.
+    RoomFreed,
+    /// The owner asked for it.
+    Requested,
+    /// A card fault (removal, repeated faults, an SA the card refused on re-initialisation).
+    Fault,
+    /// The SA expired and left the card.
+    Expired,
+}
+
+/// How a card fault was dealt with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Stopped, accounted for and re-initialised with its SAs.
+    Reinitialised,
+    /// Re-initialised without SAs: every SA runs in software from now on.
+    SasToSoftware,
+    /// The card is gone: every SA runs in software; frames use the fallback wire, if any.
+    CardGone,
+}
+
+/// Something the owner of the engine hears about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// An SA crossed its soft lifetime (rekey now) or reached its hard lifetime (it sends
+    /// or accepts nothing more).
+    Lifetime {
+        spi: u32,
+        dir: SaDir,
+        hard: bool,
+        cause: LifetimeCause,
+    },
+    /// An SA moved between the card and software, with its state.
+    Moved {
+        spi: u32,
+        dir: SaDir,
+        to: Placement,
+        reason: MoveReason,
+    },
+    /// A card fault and what was done about it.
+    Fault {
+        fault: Option<Fault>,
+        recovery: Recovery,
+    },
+}
+
+/// Counters of the engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OffloadCounters {
+    /// Packets the card encapsulated and sent.
+    pub tx_card: u64,
+    /// Packets encapsulated in software and sent (through the card, or the fallback wire).
+    pub tx_software: u64,
+    /// Packets sent as they were (bypass policy).
+    pub tx_bypass: u64,
+    /// Submitted packets dropped, by reason.
+    pub tx_dropped: DropCounters,
+    /// Packets sent again after a fault because the card never took them.
+    pub tx_resent: u64,
+    /// Packets the card may have sent before a fault or whose completion was not
+    /// trustworthy: dropped (`device-error`), never sent again.
+    pub tx_fate_unknown: u64,
+    /// Packets the card decapsulated and delivered.
+    pub rx_card: u64,
+    /// Packets software decapsulated and delivered.
+    pub rx_software: u64,
+    /// Unprotected packets delivered (bypass policy), keepalives included.
+    pub rx_bypass: u64,
+    /// Received frames dropped, by reason.
+    pub rx_dropped: DropCounters,
+    /// SAs moved from software onto the card (initial placement not counted).
+    pub moves_to_card: u64,
+    /// SAs moved from the card to software, for any reason.
+    pub moves_to_software: u64,
+    /// Of those, moves forced by a card fault.
+    pub fallbacks: u64,
+    /// Card faults handled.
+    pub faults: u64,
+    /// Re-initialisations after a fault.
+    pub recoveries: u64,
+}
+
+/// How to run the engine.
+pub struct OffloadOptions {
+    /// The card's queue pair used.
+    pub queue: u16,
+    /// Source MAC of transmitted frames.
+    pub local_mac: [u8; 6],
+    /// Destination MAC of transmitted frames (the next hop).
+    pub peer_mac: [u8; 6],
+    /// Use at most this many SA table entries (`None`: the whole table).
+    pub max_card_sas: Option<u32>,
+    /// Sequence numbers skipped beyond the driver's upper bound when an outbound SA leaves
+    /// a card that cannot be read back.
+    pub seq_margin: u64,
+    /// Card faults tolerated within `fault_window`; one more and every SA moves to software.
+    pub max_recoveries: u32,
+    pub fault_window: Duration,
+    /// Where frames go, and come from, once the card is gone.
+    pub fallback: Option<Box<dyn Wire>>,
+    /// The host clock (time lifetimes, the fault window).
+    pub clock: Arc<dyn HostClock>,
+}
+
+impl Default for OffloadOptions {
+    fn default() -> Self {
+        Self {
+            queue: 0,
+            local_mac: [0x02, 0, 0, 0, 0, 1],
+            peer_mac: [0x02, 0, 0, 0, 0, 2],
+            max_card_sas: None,
+            seq_margin: 64,
+            max_recoveries: 3,
+            fault_window: Duration::from_secs(60),
+            fallback: None,
+            clock: Arc::new(MonotonicClock),
+        }
+    }
+}
+
+impl std::fmt::Debug for OffloadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OffloadOptions")
+            .field("queue", &self.queue)
+            .field("max_card_sas", &self.max_card_sas)
+            .field("seq_margin", &self.seq_margin)
+            .field("max_recoveries", &self.max_recoveries)
+            .field("fallback", &self.fallback.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The card configuration the engine is designed for: jumbo buffers (the card's largest
+/// frame, 9216 bytes), 256-entry rings, fault detection within a few milliseconds.
+pub fn card_config() -> CardConfig {
+    CardConfig {
+        ring_log2: 8,
+        buffer_bytes: JUMBO_BUFFER_BYTES,
+        hang_timeout: Duration::from_millis(5),
+        health_interval: Some(Duration::from_millis(2)),
+        ..CardConfig::default()
+    }
+}
+
+/// Bytes of each card buffer in [`card_config`]: the card's largest frame.
+pub const JUMBO_BUFFER_BYTES: u32 = 9216;
+
+/// Largest frame sent through the fallback wire.
+const MAX_WIRE_FRAME: usize = 65535 + 14;
+
+/// Why the engine could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum OffloadError {
+    #[error("building the software engine failed")]
+    Software(#[source] EngineError),
+    #[error("programming SA {spi:#010x} on the card failed")]
+    ProgramSa {
+        spi: u32,
+        #[source]
+        source: CardError,
+    },
+}
+
+/// What the engine knows of one SA.
+pub(crate) struct SaRecord {
+    pub spi: u32,
+    pub dir: SaDir,
+    /// Index into the software engine's SA table of its direction.
+    pub index: usize,
+    /// Whether the card can hold it (and its algorithm there).
+    pub fit: Result<AlgId, Unfit>,
+    /// Its SA table image, when it fits (keys wiped on drop).
+    pub entry: Option<SaEntry>,
+    pub placement: Placement,
+    pub why_software: Option<SoftwareReason>,
+    /// The entry it last occupied: completions of its packets may still name it.
+    pub last_slot: Option<u32>,
+    /// Soft lifetime already reported.
+    pub soft_done: bool,
+    /// Hard end already reported (lifetime or sequence numbers).
+    pub hard_done: bool,
+    /// Kept in software on request: never moved onto the card by the engine itself.
+    pub pinned: bool,
+    /// Host time it was installed (time lifetimes).
+    pub installed: Duration,
+    /// Inbound on the card: every number the card delivered (the window software continues
+    /// with when the card cannot be read back).
+    pub shadow: Option<ReplayWindow>,
+    /// On the card: packets and bytes the host saw completed or delivered.
+    pub host: SaCounters,
+    /// Outbound on the card: the highest sequence number a completion reported, and
+    /// packets whose number is unknown (untrusted completion, fate unknown after a fault).
+    pub seq_high: u64,
+    pub uncertain: u64,
+}
+
+/// How far the engine still uses the card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardMode {
+    /// SAs on the card, frames through it.
+    Offload,
+    /// Frames through it, every SA in software (after repeated faults).
+    FramesOnly,
+    /// No card: frames through the fallback wire, if any.
+    Gone,
+}
+
+/// One SA as [`OffloadEngine::placements`] lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SaPlacement {
+    pub spi: u32,
+    pub dir: SaDir,
+    pub placement: Placement,
+    pub why_software: Option<SoftwareReason>,
+    /// Packets and bytes through it, as far as the host has seen them.
+    pub counters: SaCounters,
+}
+
+/// The offload engine. See the module documentation.
+pub struct OffloadEngine {
+    sw: SoftwareEngine,
+    card: Option<Card>,
+    mode: CardMode,
+    options: OffloadOptions,
+    records: Vec<SaRecord>,
+    /// Record of each outbound / inbound software SA index.
+    out_rec: Vec<usize>,
+    in_rec: Vec<usize>,
+    /// Per usable SA table entry: its SA, and TX descriptors naming it not yet completed.
+    slot_owner: Vec<Option<usize>>,
+    slot_in_flight: Vec<u32>,
+    /// An entry was freed: waiting SAs may move onto the card at the next poll.
+    rebalance_due: bool,
+    /// The record of each (SPI, direction) (the first, if an SPI repeats).
+    by_spi: HashMap<(u32, SaDir), usize>,
+    pending: VecDeque<(u64, Work)>,
+    posted: HashMap<u64, Posted>,
+    next_driver_tag: u64,
+    max_frame: usize,
+    tx_reports: Vec<TxReport>,
+    rx_reports: Vec<RxReport>,
+    events: Vec<EngineEvent>,
+    counters: OffloadCounters,
+    /// Host times of recent faults (the repeated-fault rule).
+    fault_times: VecDeque<Duration>,
+    /// Records with a time lifetime.
+    timed: Vec<usize>,
+    rx_batch: Vec<espo_driver::card::RxPacket>,
+    wire_buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for OffloadEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OffloadEngine")
+            .field("mode", &self.mode)
+            .field("sas", &self.records.len())
+            .field("pending", &self.pending.len())
+            .field("posted", &self.posted.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OffloadEngine {
+    /// Builds the engine for `config` over `card` (`None`: software only, frames through
+    /// the fallback wire) and places every SA the card can take while its table has room,
+    /// in configuration order.
+    pub fn new(
+        config: &Config,
+        card: Option<Card>,
+        options: OffloadOptions,
+    ) -> Result<OffloadEngine, OffloadError> {
+        let sw = SoftwareEngine::from_config(config).map_err(OffloadError::Software)?;
+        let now = options.clock.now();
+        let (caps, features, capacity, max_frame) = match &card {
+            Some(c) => {
+                let caps = c.capabilities();
+                let capacity = options
+                    .max_card_sas
+                    .map_or(caps.sa_table_size, |m| m.min(caps.sa_table_size));
+                let frame = (c.buffer_bytes() as usize).min(caps.max_frame as usize);
+                (Some(caps), c.features(), capacity, frame)
+            }
+            None => (None, 0, 0, MAX_WIRE_FRAME),
+        };
+        let bundled = |spi: u32| {
+            config
+                .policies
+                .iter()
+                .any(|p| p.sa.len() > 1 && p.sa.contains(&spi))
+        };
+        let mut records = Vec::new();
+        let mut out_rec = Vec::new();
+        let mut in_rec = Vec::new();
+        let mut timed = Vec::new();
+        let dirs = [
+            (SaDir::Outbound, sw.outbound.sas().len()),
+            (SaDir::Inbound, sw.inbound.sas().len()),
+        ];
+        for (dir, count) in dirs {
+            for index in 0..count {
+                let (spi, lifetime) = match dir {
+                    SaDir::Outbound => {
+                        let p = &sw.outbound.sas()[index].params;
+                        (p.spi, p.lifetime)
+                    }
+                    SaDir::Inbound => {
+                        let p = &sw.inbound.sas()[index].params;
+                        (p.spi, p.lifetime)
+                    }
+                };
+                let sa_config = config.sa(spi);
+                let outbound = dir == SaDir::Outbound;
+                let fit = match (&caps, sa_config) {
+                    (Some(caps), Some(c)) => {
+                        placement::fitness(c, outbound, bundled(spi), caps, features)
+                    }
+                    _ => Err(Unfit::NoCard),
+                };
+                let entry = match (&fit, sa_config) {
+                    (Ok(alg), Some(c)) => Some(placement::sa_entry(c, outbound, *alg)),
+                    _ => None,
+                };
+                let id = records.len();
+                if lifetime.soft_seconds.is_some() || lifetime.hard_seconds.is_some() {
+                    timed.push(id);
+                }
+                match dir {
+                    SaDir::Outbound => out_rec.push(id),
+                    SaDir::Inbound => in_rec.push(id),
+                }
+                records.push(SaRecord {
+                    spi,
+                    dir,
+                    index,
+                    why_software: Some(match fit {
+                        Err(u) => SoftwareReason::Unfit(u),
+                        Ok(_) => SoftwareReason::TableFull,
+                    }),
+                    fit,
+                    entry,
+                    placement: Placement::Software,
+                    last_slot: None,
+                    soft_done: false,
+                    hard_done: false,
+                    pinned: false,
+                    installed: now,
+                    shadow: None,
+                    host: SaCounters::default(),
+                    seq_high: 0,
+                    uncertain: 0,
+                });
+            }
+        }
+        let mut by_spi = HashMap::new();
+        for (id, r) in records.iter().enumerate() {
+            by_spi.entry((r.spi, r.dir)).or_insert(id);
+        }
+        let mode = if card.is_some() {
+            CardMode::Offload
+        } else {
+            CardMode::Gone
+        };
+        let mut engine = OffloadEngine {
+            sw,
+            card,
+            mode,
+            options,
+            records,
+            out_rec,
+            in_rec,
+            slot_owner: vec![None; capacity as usize],
+            slot_in_flight: vec![0; capacity as usize],
+            rebalance_due: false,
+            by_spi,
+            pending: VecDeque::new(),
+            posted: HashMap::new(),
+            next_driver_tag: 0,
+            max_frame,
+            tx_reports: Vec::new(),
+            rx_reports: Vec::new(),
+            events: Vec::new(),
+            counters: OffloadCounters::default(),
+            fault_times: VecDeque::new(),
+            timed,
+            rx_batch: vec![espo_driver::card::RxPacket::default(); 32],
+            wire_buf: Vec::new(),
+        };
+        engine.place_initial()?;
+        Ok(engine)
+    }
+
+    /// Hands an inner IP packet to the engine; its fate comes back as one [`TxReport`]
+    /// with `tag`.
+    pub fn submit(&mut self, tag: u64, inner: &[u8]) {
+        match self.sw.outbound.classify(inner) {
+            Err(reason) => self.tx_drop(tag, reason),
+            Ok(Action::Discard) => self.tx_drop(tag, DropReason::PolicyDiscard),
+            Ok(Action::Bypass) => {
+                let frame = self.frame_for(inner);
+                self.pending.push_back((
+                    tag,
+                    Work::Ready {
+                        frame,
+                        sent: SentAs::Bypass,
+                    },
+                ));
+            }
+            Ok(Action::Protect(bundle)) => {
+                let frame = self.frame_for(inner);
+                self.pending.push_back((
+                    tag,
+                    Work::Protect {
+                        bundle,
+                        frame,
+                        attempts: 0,
+                    },
+                ));
+            }
+        }
+    }
+
+    /// Does the work that is due: packets to the card, completions, received frames, card
+    /// events and faults, time lifetimes. Call it after submitting and whenever idle.
+    pub fn poll(&mut self) {
+        self.service();
+        self.flush();
+        self.complete();
+        self.receive();
+        self.check_time_lifetimes();
+    }
+
+    /// Submitted packets whose report has not been produced yet.
+    pub fn tx_outstanding(&self) -> usize {
+        self.pending.len() + self.posted.len()
+    }
+
+    /// Moves the reports of submitted packets to `out`.
+    pub fn take_tx_reports(&mut self, out: &mut Vec<TxReport>) {
+        out.append(&mut self.tx_reports);
+    }
+
+    /// Moves the reports of received frames to `out`.
+    pub fn take_rx_reports(&mut self, out: &mut Vec<RxReport>) {
+        out.append(&mut self.rx_reports);
+    }
+
+    /// Moves the events since the last call to `out`.
+    pub fn take_events(&mut self, out: &mut Vec<EngineEvent>) {
+        out.append(&mut self.events);
+    }
+
+    pub fn counters(&self) -> &OffloadCounters {
+        &self.counters
+    }
+
+    pub fn mode(&self) -> CardMode {
+        self.mode
+    }
+
+    /// The card, while the engine uses one.
+    pub fn card(&self) -> Option<&Card> {
+        self.card.as_ref()
+    }
+
+    /// The software engine holding every SA (the dormant copies of card SAs included).
+    pub fn software(&self) -> &SoftwareEngine {
+        &self.sw
+    }
+
+    /// Where every SA runs, outbound SAs first, in configuration order.
+    pub fn placements(&self) -> Vec<SaPlacement> {
+        self.records
+            .iter()
+            .map(|r| SaPlacement {
+                spi: r.spi,
+                dir: r.dir,
+                placement: r.placement,
+                why_software: match r.placement {
+                    Placement::Card { .. } => None,
+                    Placement::Software => r.why_software,
+                },
+                counters: match (r.placement, r.dir) {
+                    (Placement::Card { .. }, _) => r.host,
+                    (Placement::Software, SaDir::Outbound) => {
+                        self.sw.outbound.sas()[r.index].counters
+                    }
+                    (Placement::Software, SaDir::Inbound) => {
+                        self.sw.inbound.sas()[r.index].counters
+                    }
+                },
+            })
+            .collect()
+    }
+
+    /// The record of the SA `spi` in `dir`.
+    fn record_of(&self, spi: u32, dir: SaDir) -> Option<usize> {
+        self.by_spi.get(&(spi, dir)).copied()
+    }
+
+    /// An Ethernet frame around an IP packet, the EtherType from its version.
+    fn frame_for(&self, ip: &[u8]) -> Vec<u8> {
+        let mut f = Vec::with_capacity(14 + ip.len() + 128);
+        f.extend_from_slice(&self.options.peer_mac);
+        f.extend_from_slice(&self.options.local_mac);
+        f.extend_from_slice(&ethertype_of(ip));
+        f.extend_from_slice(ip);
+        f
+    }
+
+    fn tx_drop(&mut self, tag: u64, reason: DropReason) {
+        self.counters.tx_dropped.count(reason);
+        self.tx_reports.push(TxReport {
+            tag,
+            outcome: Err(reason),
+        });
+    }
+
+    /// A card call failed: a fault to recover from, or the card refusing work it should
+    /// have taken (dealt with as a fault too).
+    fn card_failed(&mut self, _e: &CardError) {
+        // A fault (`NeedsRecovery`, `Removed`) or anything else the card should not have
+        // done: either way, stop it, account for everything and bring it back.
+        self.recover();
+    }
+}
+
+/// EtherType bytes for an IP packet by its version nibble.
+pub(crate) fn ethertype_of(ip: &[u8]) -> [u8; 2] {
+    match ip.first().map(|b| b >> 4) {
+        Some(6) => [0x86, 0xdd],
+        _ => [0x08, 0x00],
+    }
+}
+
+#[cfg(test)]
+mod tests;
