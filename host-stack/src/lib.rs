@@ -15,4 +15,6 @@ pub mod replay;
 pub mod sa;
 pub mod selector;
 pub mod spd;
+pub mod testbed;
+pub mod validate;
 pub mod wire;

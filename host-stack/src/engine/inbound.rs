@@ -149,6 +149,18 @@ impl Inbound {
         Some((self.sa_index(spi, outer.dst), spi, seq_lo))
     }
 
+    /// SPI and low sequence number of the outermost AH or ESP header (ESP plain or in UDP on
+    /// an encapsulation port); `None` for anything else. Reads only.
+    pub fn spi_seq_of(&self, pkt: &[u8]) -> Option<(u32, u32)> {
+        let outer = parse_outer(pkt).ok()?;
+        let pkt = pkt.get(..outer.end)?;
+        if outer.next_header == IpProtocol::Ah {
+            let a = ah::Packet::new_checked(pkt.get(outer.next_offset..)?).ok()?;
+            return Some((a.spi(), a.sequence_number()));
+        }
+        self.esp_sa_of(pkt).map(|(_, spi, seq)| (spi, seq))
+    }
+
     /// Processes one packet from the outside, in place.
     pub fn decapsulate(&mut self, pkt: &mut [u8]) -> Result<Decapsulated, DropReason> {
         let outer = parse_outer(pkt)?;

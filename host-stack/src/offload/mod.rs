@@ -156,9 +156,9 @@ pub enum Received {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RxReport {
     pub outcome: Result<Received, DropReason>,
-    /// SPI and low sequence-number half of an ESP frame, as it arrived (for matching
-    /// frames to reports; `None` for anything else).
-    pub esp: Option<(u32, u32)>,
+    /// SPI and low sequence-number half of the outermost AH or ESP header, as the frame
+    /// arrived (for matching frames to reports; `None` for anything else).
+    pub spi_seq: Option<(u32, u32)>,
 }
 
 /// Why an SA's life ended or is ending.
@@ -603,6 +603,20 @@ impl OffloadEngine {
         self.complete();
         self.receive();
         self.check_time_lifetimes();
+    }
+
+    /// Waits up to `timeout` for the card to signal its queue (interrupt mode; a lost
+    /// interrupt costs at most the timeout: the rings are checked whatever happens), then
+    /// polls. In poll mode, or without a card, it just polls.
+    pub fn wait(&mut self, timeout: Duration) {
+        if self.mode != CardMode::Gone
+            && let Some(card) = self.card.as_mut()
+            && card.state() == espo_driver::card::CardState::Running
+        {
+            // A fault shows in the poll that follows.
+            let _ = card.wait_queue(self.options.queue, timeout);
+        }
+        self.poll();
     }
 
     /// Submitted packets whose report has not been produced yet.

@@ -32,6 +32,7 @@ impl OffloadEngine {
         let Some(card) = self.card.as_mut() else {
             return;
         };
+        let untrusted_before = super::rx::datapath_untrusted(card);
         let report = match card.quiesce() {
             Ok(r) => r,
             Err(_) => {
@@ -39,6 +40,19 @@ impl OffloadEngine {
                 return;
             }
         };
+        // Untrusted completions met while draining: TX ones come back as unverified, the
+        // rest were frames.
+        let untrusted = self
+            .card
+            .as_ref()
+            .map_or(0, |c| super::rx::datapath_untrusted(c))
+            .saturating_sub(untrusted_before);
+        let tx_unverified = report
+            .completed
+            .iter()
+            .filter(|(_, d)| matches!(d.outcome, espo_driver::card::TxOutcome::Unverified(_)))
+            .count() as u64;
+        self.untrusted_frames(untrusted.saturating_sub(tx_unverified));
         self.counters.faults += 1;
         let now = self.options.clock.now();
         self.fault_times.push_back(now);

@@ -28,9 +28,13 @@ impl OffloadEngine {
             let Some(card) = self.card.as_mut() else {
                 break;
             };
-            let n = match card.rx_batch(self.options.queue, &mut batch) {
+            let untrusted_before = datapath_untrusted(card);
+            let result = card.rx_batch(self.options.queue, &mut batch);
+            let untrusted = datapath_untrusted(card).saturating_sub(untrusted_before);
+            let n = match result {
                 Ok(n) => n,
                 Err(e) => {
+                    self.untrusted_frames(untrusted);
                     self.card_failed(&e);
                     break;
                 }
@@ -38,11 +42,20 @@ impl OffloadEngine {
             for p in batch.iter().take(n) {
                 self.on_rx(p);
             }
+            self.untrusted_frames(untrusted);
             if n < batch.len() {
                 break;
             }
         }
         self.rx_batch = batch;
+    }
+
+    /// Frames the driver dropped because their completion was not trustworthy: one report
+    /// each, with no frame to show.
+    pub(super) fn untrusted_frames(&mut self, n: u64) {
+        for _ in 0..n {
+            self.rx_report(None, Err(DropReason::DeviceError));
+        }
     }
 
     fn receive_from_wire(&mut self) {
@@ -80,7 +93,7 @@ impl OffloadEngine {
             self.rx_report(esp, outcome);
             return;
         }
-        let esp = (p.spi != 0).then_some((p.spi, p.seq as u32));
+        let esp = self.esp_key(&p.data);
         let reason = match p.status {
             _ if p.truncated => DropReason::TooBig,
             Status::IcvFail => DropReason::BadIcv,
@@ -146,7 +159,7 @@ impl OffloadEngine {
             return (None, Err(DropReason::Malformed));
         };
         let owner = self.sw.inbound.esp_sa_of(ip);
-        let esp = owner.map(|(_, spi, seq)| (spi, seq));
+        let esp = self.sw.inbound.spi_seq_of(ip);
         if let Some((Some(index), _, _)) = owner
             && let Some(&rec) = self.in_rec.get(index)
             && matches!(self.records[rec].placement, Placement::Card { .. })
@@ -176,6 +189,15 @@ impl OffloadEngine {
         (esp, outcome)
     }
 
+    /// SPI and low sequence number of an AH or ESP frame as it arrived.
+    fn esp_key(&self, frame: &[u8]) -> Option<(u32, u32)> {
+        let (_, at) = ethernet::Frame::new_checked(frame)
+            .ok()?
+            .inner_ethertype()
+            .ok()?;
+        self.sw.inbound.spi_seq_of(frame.get(at..)?)
+    }
+
     fn rx_report(&mut self, esp: Option<(u32, u32)>, outcome: Result<Received, DropReason>) {
         match &outcome {
             Ok(Received::Inner {
@@ -188,8 +210,29 @@ impl OffloadEngine {
             Ok(Received::Bypass { .. } | Received::Keepalive) => self.counters.rx_bypass += 1,
             Err(reason) => self.counters.rx_dropped.count(*reason),
         }
-        self.rx_reports.push(RxReport { outcome, esp });
+        self.rx_reports.push(RxReport {
+            outcome,
+            spi_seq: esp,
+        });
     }
+}
+
+/// Untrusted TX and RX completions the driver counted (admin and event ones excluded).
+pub(super) fn datapath_untrusted(card: &espo_driver::card::Card) -> u64 {
+    use espo_driver::card::BadCompletion as B;
+    let bad = &card.stats().bad;
+    [
+        B::DescIndex,
+        B::UnknownStatus,
+        B::WrongStatus,
+        B::SaIndex,
+        B::Length,
+        B::Sequence,
+        B::Flags,
+    ]
+    .iter()
+    .map(|r| bad.get(*r))
+    .sum()
 }
 
 /// The IP datagram's own length (link padding after it excluded).
