@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 pub mod bench;
 pub mod pcap;
+pub mod validate;
 
 /// espo — IPsec ESP tunnel gateway for crypto-offload NICs.
 #[derive(Debug, Parser)]
@@ -31,6 +32,7 @@ pub enum Command {
     /// one line (ok, warn, FAIL, info) with the command that fixes it; the exit status is
     /// non-zero when something blocks VFIO use. Nothing is changed.
     Probe(probe::ProbeArgs),
+    Validate(validate::ValidateArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -38,5 +40,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pcap(args) => pcap::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Probe(args) => probe::run(args),
+        Command::Validate(args) => validate::run(args),
     }
 }
