@@ -40,18 +40,27 @@ fn card_case(dir: &Path) -> bool {
 /// The summary names where each SA ran: on the card for AES-GCM cases, in software (with
 /// the reason) for the rest.
 fn check_placement_line(name: &str, engine: &str, dir: &Path, summary: &str) {
-    let sa_lines: Vec<&str> = summary.lines().filter(|l| l.trim_start().starts_with("sa 0x")).collect();
+    let sa_lines: Vec<&str> = summary
+        .lines()
+        .filter(|l| l.trim_start().starts_with("sa 0x"))
+        .collect();
     assert!(!sa_lines.is_empty(), "{name}: no SA lines in\n{summary}");
     for l in sa_lines {
         let on_card = l.contains(" card ");
         match (engine, card_case(dir)) {
             ("model", true) => assert!(on_card, "{name}: expected on the card: {l}"),
-            ("model", false) => assert!(l.contains("software ("), "{name}: expected software with a reason: {l}"),
+            ("model", false) => assert!(
+                l.contains("software ("),
+                "{name}: expected software with a reason: {l}"
+            ),
             _ => assert!(l.contains(" software "), "{name}: {l}"),
         }
     }
     if engine == "model" {
-        assert!(summary.contains("card model with software fallback"), "{name}: {summary}");
+        assert!(
+            summary.contains("card model with software fallback"),
+            "{name}: {summary}"
+        );
     }
 }
 
@@ -326,6 +335,9 @@ fn the_models_encapsulation_is_the_software_engines_byte_for_byte() {
             assert!(o.status.success(), "{name} {engine}: {}", stderr(&o));
             outputs.push(std::fs::read(&out).unwrap());
         }
-        assert!(outputs[0] == outputs[1], "{name}: model and software outputs differ");
+        assert!(
+            outputs[0] == outputs[1],
+            "{name}: model and software outputs differ"
+        );
     }
 }

@@ -12,8 +12,8 @@ use espo_stack::config::Config;
 use espo_stack::counters::DropReason;
 use espo_stack::engine::{Decapsulated, Encapsulated, SoftwareEngine};
 use espo_stack::offload::{
-    CardMode, EngineEvent, ManualClock, MemWire, OffloadEngine, OffloadOptions, RxReport,
-    SentAs, TxReport, Wire, card_config,
+    CardMode, EngineEvent, ManualClock, MemWire, OffloadEngine, OffloadOptions, RxReport, SentAs,
+    TxReport, Wire, card_config,
 };
 use espo_stack::testbed::{CardUnderTest, FaultInjector, ModelCard};
 use espo_stack::validate::traffic::{identity, inner_packet};
@@ -38,15 +38,29 @@ fn sa(spi: u32, src: &str, dst: &str, alg: &str, key: &str, extra: &str) -> Stri
     )
 }
 
+/// Policies for IPv4 (10.N/16) and IPv6 (2001:db8:N::/48) inner packets.
 fn policy(dir: &str, from: u8, to: u8, spi: u32) -> String {
-    format!(
-        "[[policy]]\ndir = \"{dir}\"\nsrc = \"10.{from}.0.0/16\"\ndst = \"10.{to}.0.0/16\"\naction = \"protect\"\nsa = [{spi:#x}]\n"
-    )
+    [
+        (format!("10.{from}.0.0/16"), format!("10.{to}.0.0/16")),
+        (format!("2001:db8:{from:x}::/48"), format!("2001:db8:{to:x}::/48")),
+    ]
+    .iter()
+    .map(|(s, d)| {
+        format!(
+            "[[policy]]\ndir = \"{dir}\"\nsrc = \"{s}\"\ndst = \"{d}\"\naction = \"protect\"\nsa = [{spi:#x}]\n"
+        )
+    })
+    .collect()
 }
 
 /// Both sides' configurations; `gcm_out_extra` is added to the outbound AES-GCM SA (ESN,
-/// lifetimes, a starting sequence number) on the local side only.
+/// a starting sequence number, lifetimes — these on the local side only).
 pub fn configs(gcm_out_extra: &str) -> (String, String) {
+    let peer_extra: String = gcm_out_extra
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("lifetime"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let k128 = "4142434445464748494a4b4c4d4e4f5051525354";
     let k256 = "6162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f8081828384";
     let k_cbc = "a1a2a3a4a5a6a7a8a9aaabacadaeafb0";
@@ -56,11 +70,41 @@ pub fn configs(gcm_out_extra: &str) -> (String, String) {
     );
     let both = |local: bool| {
         let mut t = String::new();
-        t += &sa(GCM_OUT, "192.0.2.1", "192.0.2.2", "aes-gcm-128", k128,
-            &format!("{}\nreplay_window = 0", if local { gcm_out_extra } else { "" }));
-        t += &sa(CHACHA_OUT, "192.0.2.1", "192.0.2.2", "chacha20-poly1305", k256, "replay_window = 0");
-        t += &sa(GCM_IN, "192.0.2.2", "192.0.2.1", "aes-gcm-256", k256, "replay_window = 64");
-        t += &sa(CBC_IN, "192.0.2.2", "192.0.2.1", "aes-cbc-128", k_cbc, &cbc_extra);
+        t += &sa(
+            GCM_OUT,
+            "192.0.2.1",
+            "192.0.2.2",
+            "aes-gcm-128",
+            k128,
+            &format!(
+                "{}\nreplay_window = 0",
+                if local { gcm_out_extra } else { &peer_extra }
+            ),
+        );
+        t += &sa(
+            CHACHA_OUT,
+            "192.0.2.1",
+            "192.0.2.2",
+            "chacha20-poly1305",
+            k256,
+            "replay_window = 0",
+        );
+        t += &sa(
+            GCM_IN,
+            "192.0.2.2",
+            "192.0.2.1",
+            "aes-gcm-256",
+            k256,
+            "replay_window = 64",
+        );
+        t += &sa(
+            CBC_IN,
+            "192.0.2.2",
+            "192.0.2.1",
+            "aes-cbc-128",
+            k_cbc,
+            &cbc_extra,
+        );
         let (o, i) = if local { ("out", "in") } else { ("in", "out") };
         t += &policy(o, 1, NET_GCM_OUT, GCM_OUT);
         t += &policy(o, 1, NET_CHACHA_OUT, CHACHA_OUT);
@@ -93,9 +137,17 @@ pub struct Rig {
 
 /// The engine's options in these tests: a manual clock, a fallback wire.
 pub fn rig_with(local: &str, peer: &str, tweak: impl FnOnce(&mut OffloadOptions)) -> Rig {
-    let mut card = ModelCard::default()
-        .open(card_config())
-        .expect("card model");
+    rig_on(card_config(), local, peer, tweak)
+}
+
+/// As [`rig_with`], with the card brought up with `card_config`.
+pub fn rig_on(
+    card_config: espo_driver::card::CardConfig,
+    local: &str,
+    peer: &str,
+    tweak: impl FnOnce(&mut OffloadOptions),
+) -> Rig {
+    let mut card = ModelCard::default().open(card_config).expect("card model");
     let (near, far) = MemWire::pair();
     let clock = ManualClock::default();
     let mut options = OffloadOptions {
@@ -128,7 +180,14 @@ pub fn rig(gcm_out_extra: &str) -> Rig {
 impl Rig {
     /// Submits one inner packet to network `to`, its identity `tag`.
     pub fn send(&mut self, tag: u64, to: u8, payload: usize) {
-        let p = inner_packet(&mut self.rng, 1, to, tag % 2 == 0, tag as u32, payload);
+        let p = inner_packet(
+            &mut self.rng,
+            1,
+            to,
+            tag.is_multiple_of(2),
+            tag as u32,
+            payload,
+        );
         self.engine.submit(tag, &p);
         self.ledger.submitted.insert(tag, p);
     }
@@ -189,12 +248,17 @@ impl Rig {
                 self.port.send(f);
             }
         }
+        self.collect(frames.len())
+    }
+
+    /// Polls until `n` receive reports came (or a long while passed on the device clock).
+    pub fn collect(&mut self, n: usize) -> Vec<RxReport> {
         let mut got = Vec::new();
         for _ in 0..200_000 {
             self.engine.wait(Duration::from_micros(20));
             self.engine.take_rx_reports(&mut got);
             self.engine.take_events(&mut self.events);
-            if got.len() >= frames.len() {
+            if got.len() >= n {
                 break;
             }
         }
@@ -248,7 +312,7 @@ impl Ledger {
         assert_eq!(self.twice_reported, 0, "a packet reported twice");
         assert_eq!(self.nonce_reuse, 0, "a sequence number used twice");
         assert_eq!(self.unreadable, 0, "a frame the peer cannot read");
-        for (tag, _) in &self.submitted {
+        for tag in self.submitted.keys() {
             let seen = self.seen.get(tag).copied().unwrap_or(0);
             match self.reports.get(tag) {
                 None => panic!("packet {tag} never reported (lost)"),

@@ -598,11 +598,11 @@ impl OffloadEngine {
     /// Does the work that is due: packets to the card, completions, received frames, card
     /// events and faults, time lifetimes. Call it after submitting and whenever idle.
     pub fn poll(&mut self) {
+        self.check_time_lifetimes();
         self.service();
         self.flush();
         self.complete();
         self.receive();
-        self.check_time_lifetimes();
     }
 
     /// Waits up to `timeout` for the card to signal its queue (interrupt mode; a lost

@@ -45,7 +45,7 @@ impl OffloadEngine {
         let untrusted = self
             .card
             .as_ref()
-            .map_or(0, |c| super::rx::datapath_untrusted(c))
+            .map_or(0, super::rx::datapath_untrusted)
             .saturating_sub(untrusted_before);
         let tx_unverified = report
             .completed

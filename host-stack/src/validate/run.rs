@@ -488,10 +488,10 @@ fn unknown_spi(frame: &mut [u8]) {
         _ => return,
     };
     let at = 14 + hl + if proto == Some(17) { 8 } else { 0 };
-    if proto == Some(50) || proto == Some(17) {
-        if let Some(spi) = frame.get_mut(at..at + 4) {
-            spi.copy_from_slice(&0x0DEA_D000u32.to_be_bytes());
-        }
+    if (proto == Some(50) || proto == Some(17))
+        && let Some(spi) = frame.get_mut(at..at + 4)
+    {
+        spi.copy_from_slice(&0x0DEA_D000u32.to_be_bytes());
     }
 }
 

@@ -134,11 +134,11 @@ pub fn run(args: PcapArgs) -> anyhow::Result<std::process::ExitCode> {
         None => config.device.engine,
     };
     let mut engine: Box<dyn Transform> = match engine_kind {
-        EngineKind::Software => Box::new(
-            software::SoftwareTransform::new(&config).with_context(|| {
+        EngineKind::Software => {
+            Box::new(software::SoftwareTransform::new(&config).with_context(|| {
                 format!("{}: setting up the software engine", args.config.display())
-            })?,
-        ),
+            })?)
+        }
         EngineKind::Model => Box::new(card::CardTransform::new(&config).with_context(|| {
             format!(
                 "{}: setting up the card model with software fallback",
@@ -184,7 +184,15 @@ pub fn run(args: PcapArgs) -> anyhow::Result<std::process::ExitCode> {
             if batch.is_empty() {
                 break;
             }
-            flush_batch(&args, &mut *engine, &mut batch, &mut outcomes, &mut frame, &mut writer, &mut tally)?;
+            flush_batch(
+                &args,
+                &mut *engine,
+                &mut batch,
+                &mut outcomes,
+                &mut frame,
+                &mut writer,
+                &mut tally,
+            )?;
             break;
         };
         tally.read += 1;
@@ -207,7 +215,15 @@ pub fn run(args: PcapArgs) -> anyhow::Result<std::process::ExitCode> {
             ethertype_at,
         });
         if batch.len() == BATCH {
-            flush_batch(&args, &mut *engine, &mut batch, &mut outcomes, &mut frame, &mut writer, &mut tally)?;
+            flush_batch(
+                &args,
+                &mut *engine,
+                &mut batch,
+                &mut outcomes,
+                &mut frame,
+                &mut writer,
+                &mut tally,
+            )?;
         }
         progress.tick(&tally);
     }

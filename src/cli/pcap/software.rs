@@ -59,13 +59,14 @@ impl Transform for SoftwareTransform {
     }
 
     fn sa_lines(&self, direction: Direction) -> Vec<SaLine> {
-        let line = |params: &espo_stack::sa::SaParams, c: &espo_stack::counters::SaCounters| SaLine {
-            spi: params.spi,
-            protocol: params.protocol.name(),
-            place: "software".into(),
-            packets: c.packets,
-            bytes: c.bytes,
-        };
+        let line =
+            |params: &espo_stack::sa::SaParams, c: &espo_stack::counters::SaCounters| SaLine {
+                spi: params.spi,
+                protocol: params.protocol.name(),
+                place: "software".into(),
+                packets: c.packets,
+                bytes: c.bytes,
+            };
         match direction {
             Direction::Encap => self
                 .engine
