@@ -321,6 +321,9 @@ pub fn card_config() -> CardConfig {
 /// Bytes of each card buffer in [`card_config`]: the card's largest frame.
 pub const JUMBO_BUFFER_BYTES: u32 = 9216;
 
+/// Frame buffers kept for reuse.
+const SPARE_BUFFERS: usize = 1024;
+
 /// Largest frame sent through the fallback wire.
 const MAX_WIRE_FRAME: usize = 65535 + 14;
 
@@ -410,7 +413,9 @@ pub struct OffloadEngine {
     /// The record of each (SPI, direction) (the first, if an SPI repeats).
     by_spi: HashMap<(u32, SaDir), usize>,
     pending: VecDeque<(u64, Work)>,
-    posted: HashMap<u64, Posted>,
+    posted: crate::engine::fast_hash::FastMap<u64, Posted>,
+    /// Frame buffers of completed packets, reused for new ones.
+    spare: Vec<Vec<u8>>,
     next_driver_tag: u64,
     max_frame: usize,
     tx_reports: Vec<TxReport>,
@@ -549,7 +554,8 @@ impl OffloadEngine {
             rebalance_due: false,
             by_spi,
             pending: VecDeque::new(),
-            posted: HashMap::new(),
+            posted: Default::default(),
+            spare: Vec::new(),
             next_driver_tag: 0,
             max_frame,
             tx_reports: Vec::new(),
@@ -688,13 +694,32 @@ impl OffloadEngine {
     }
 
     /// An Ethernet frame around an IP packet, the EtherType from its version.
-    fn frame_for(&self, ip: &[u8]) -> Vec<u8> {
-        let mut f = Vec::with_capacity(14 + ip.len() + 128);
+    fn frame_for(&mut self, ip: &[u8]) -> Vec<u8> {
+        let mut f = self.buffer(14 + ip.len());
         f.extend_from_slice(&self.options.peer_mac);
         f.extend_from_slice(&self.options.local_mac);
         f.extend_from_slice(&ethertype_of(ip));
         f.extend_from_slice(ip);
         f
+    }
+
+    /// An empty buffer for at least `len` bytes, reused when one is spare.
+    pub(crate) fn buffer(&mut self, len: usize) -> Vec<u8> {
+        match self.spare.pop() {
+            Some(mut b) => {
+                b.clear();
+                b.reserve(len);
+                b
+            }
+            None => Vec::with_capacity(len + 128),
+        }
+    }
+
+    /// A buffer whose packet is done with, kept for reuse (a bounded number of them).
+    pub(crate) fn recycle(&mut self, b: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS {
+            self.spare.push(b);
+        }
     }
 
     fn tx_drop(&mut self, tag: u64, reason: DropReason) {

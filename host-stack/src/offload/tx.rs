@@ -199,8 +199,10 @@ impl OffloadEngine {
         }
         // Software: the tunnel packet is built after a fresh Ethernet header.
         let inner = frame.get(14..).unwrap_or(&[]);
-        let mut out = vec![0u8; 14 + inner.len() + 256];
+        let mut out = self.buffer(14 + inner.len() + 256);
+        out.resize(14 + inner.len() + 256, 0);
         let result = self.sw.outbound.protect(bundle, inner, &mut out[14..]);
+        self.recycle(frame);
         match result {
             Ok(Encapsulated::Protected { len, spi, seq }) => {
                 out.truncate(14 + len);
@@ -266,6 +268,7 @@ impl OffloadEngine {
                 r.host.packets += 1;
                 r.host.bytes += inner_len(&frame);
                 let spi = r.spi;
+                self.recycle(frame);
                 self.tx_sent(
                     tag,
                     SentAs::Esp {
@@ -275,7 +278,10 @@ impl OffloadEngine {
                     },
                 );
             }
-            (TxOutcome::SentBypass, Work::Ready { sent, .. }, _) => self.tx_sent(tag, sent),
+            (TxOutcome::SentBypass, Work::Ready { sent, frame }, _) => {
+                self.recycle(frame);
+                self.tx_sent(tag, sent);
+            }
             (
                 TxOutcome::Refused(Status::SaInvalid),
                 Work::Protect {
