@@ -74,9 +74,16 @@ fn sas_beyond_the_table_run_in_software_then_move_onto_the_card() {
         packet_to(&mut rig, t, table);
     }
     rig.settle();
-    // SA 0 reaches its hard lifetime on the card: its entry frees up for SA 4096.
+    // SA 0 reaches its hard lifetime on the card: its entry frees up (after a short rest)
+    // for SA 4096.
     packet_to(&mut rig, 10, 0);
     rig.settle();
+    for _ in 0..100_000 {
+        if rig.engine.counters().moves_to_card == 1 {
+            break;
+        }
+        rig.engine.wait(std::time::Duration::from_micros(20));
+    }
     for t in 20..23 {
         packet_to(&mut rig, t, table);
     }

@@ -42,13 +42,25 @@ impl OffloadEngine {
         Ok(())
     }
 
-    /// An entry with no SA and no descriptor naming it.
-    pub(super) fn free_slot(&self) -> Option<u32> {
-        self.slot_owner
-            .iter()
-            .zip(&self.slot_in_flight)
-            .position(|(owner, n)| owner.is_none() && *n == 0)
-            .map(|i| i as u32)
+    /// An entry with no SA, no descriptor naming it, and rested since it was freed
+    /// ([`SLOT_GRACE`](super::SLOT_GRACE)). An entry still resting makes the engine look
+    /// again at its next poll.
+    pub(super) fn free_slot(&mut self) -> Option<u32> {
+        let now = self.card.as_ref().map(|c| c.now());
+        let mut resting = false;
+        let found = (0..self.slot_owner.len()).find(|&i| {
+            let unused = self.slot_owner[i].is_none() && self.slot_in_flight[i] == 0;
+            let rested = match (self.slot_freed_at[i], now) {
+                (Some(freed), Some(now)) => now.saturating_sub(freed) >= super::SLOT_GRACE,
+                _ => true,
+            };
+            resting |= unused && !rested;
+            unused && rested
+        });
+        if found.is_none() && resting {
+            self.rebalance_due = true;
+        }
+        found.map(|i| i as u32)
     }
 
     /// Whether the engine itself would move this SA onto the card.
@@ -235,6 +247,9 @@ impl OffloadEngine {
             && let Some(owner) = self.slot_owner.get_mut(slot as usize)
         {
             *owner = None;
+            if let Some(at) = self.slot_freed_at.get_mut(slot as usize) {
+                *at = self.card.as_ref().map(|c| c.now());
+            }
         }
         r.placement = Placement::Software;
         r.why_software = Some(why);

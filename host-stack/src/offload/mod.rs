@@ -321,6 +321,10 @@ pub fn card_config() -> CardConfig {
 /// Bytes of each card buffer in [`card_config`]: the card's largest frame.
 pub const JUMBO_BUFFER_BYTES: u32 = 9216;
 
+/// How long a freed SA table entry rests before another SA may use it: longer, by far,
+/// than a frame the card took before the entry was freed can take to complete.
+pub const SLOT_GRACE: Duration = Duration::from_millis(1);
+
 /// Frame buffers kept for reuse.
 const SPARE_BUFFERS: usize = 1024;
 
@@ -408,6 +412,9 @@ pub struct OffloadEngine {
     /// Per usable SA table entry: its SA, and TX descriptors naming it not yet completed.
     slot_owner: Vec<Option<usize>>,
     slot_in_flight: Vec<u32>,
+    /// Device time each entry was last freed: RX completions of its old SA may still be on
+    /// their way for a moment, and the driver checks them against the entry as it is.
+    slot_freed_at: Vec<Option<Duration>>,
     /// An entry was freed: waiting SAs may move onto the card at the next poll.
     rebalance_due: bool,
     /// The record of each (SPI, direction) (the first, if an SPI repeats).
@@ -551,6 +558,7 @@ impl OffloadEngine {
             in_rec,
             slot_owner: vec![None; capacity as usize],
             slot_in_flight: vec![0; capacity as usize],
+            slot_freed_at: vec![None; capacity as usize],
             rebalance_due: false,
             by_spi,
             pending: VecDeque::new(),

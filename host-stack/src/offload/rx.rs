@@ -94,6 +94,11 @@ impl OffloadEngine {
             return;
         }
         let esp = self.esp_key(&p.data);
+        if p.status == Status::EcnDrop {
+            // Authentic (its ICV verified): the card's window moved, and so does the
+            // host's record of that window.
+            self.card_window_moved(p);
+        }
         let reason = match p.status {
             _ if p.truncated => DropReason::TooBig,
             Status::IcvFail => DropReason::BadIcv,
@@ -142,6 +147,21 @@ impl OffloadEngine {
             seq: p.seq,
             path: Path::Card,
         })
+    }
+
+    /// A packet of an SA on the card was accepted into its window without being delivered.
+    fn card_window_moved(&mut self, p: &RxPacket) {
+        let (Some(slot), true) = (p.sa_index, p.seq != 0) else {
+            return;
+        };
+        let is_it = |r: &super::SaRecord| {
+            r.dir == SaDir::Inbound && r.spi == p.spi && r.last_slot == Some(slot)
+        };
+        if let Some(r) = self.records.iter_mut().find(|r| is_it(r))
+            && let Some(w) = r.shadow.as_mut()
+        {
+            let _ = w.accept(p.seq);
+        }
     }
 
     /// A frame for the software engine. Never one of an SA on the card: its window is the
