@@ -275,7 +275,7 @@ impl OffloadEngine {
     fn gone(&mut self, fault: Option<espo_driver::card::Fault>, was: &[(usize, u32)]) {
         self.card = None;
         self.mode = CardMode::Gone;
-        self.max_frame = super::MAX_WIRE_FRAME;
+        self.max_frame = super::options::MAX_WIRE_FRAME;
         for &(rec, _) in was {
             self.moved(rec, MoveReason::Fault);
         }

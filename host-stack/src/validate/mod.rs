@@ -23,6 +23,7 @@
 //! reported: packets dropped as `device-error` (their fate unknown: never sent twice),
 //! frames lost inside a card while it faulted, and verdicts that follow from those.
 
+mod bursts;
 mod check;
 mod run;
 pub mod traffic;
