@@ -18,7 +18,7 @@
 //! did not decapsulate, which the software engine takes (its SAs) or which are counted
 //! under the drop reason matching the card's verdict.
 //!
-//! Faults ([`recover`]): the card is stopped and every packet accounted for — what the
+//! Faults (see `recover.rs`): the card is stopped and every packet accounted for — what the
 //! card never took is sent again, what it may have taken is dropped and counted
 //! (`device-error`), never sent twice — then re-initialised with its SAs, or, after a
 //! removal or repeated faults, its SAs move to software.
@@ -456,6 +456,12 @@ impl OffloadEngine {
         self.recover();
     }
 }
+
+/// The engine moves to the thread that runs the datapath.
+const _: fn() = || {
+    fn assert_send<T: Send>() {}
+    assert_send::<OffloadEngine>();
+};
 
 /// EtherType bytes for an IP packet by its version nibble.
 pub(crate) fn ethertype_of(ip: &[u8]) -> [u8; 2] {

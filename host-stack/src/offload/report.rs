@@ -40,7 +40,7 @@ pub enum SoftwareReason {
     Unfit(Unfit),
     /// The card's SA table (or the share of it espo uses) is full.
     TableFull,
-    /// Moved to software on request ([`OffloadEngine::move_to_software`]).
+    /// Moved to software on request ([`OffloadEngine::move_to_software`](super::OffloadEngine::move_to_software)).
     Requested,
     /// Its life is over; it stays in software, refusing packets.
     Expired,
