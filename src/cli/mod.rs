@@ -10,6 +10,7 @@ pub mod bench;
 pub mod pcap;
 pub mod run;
 pub mod status;
+pub mod validate;
 
 /// espo — IPsec ESP tunnel gateway for crypto-offload NICs.
 #[derive(Debug, Parser)]
@@ -35,6 +36,7 @@ pub enum Command {
     /// one line (ok, warn, FAIL, info) with the command that fixes it; the exit status is
     /// non-zero when something blocks VFIO use. Nothing is changed.
     Probe(probe::ProbeArgs),
+    Validate(validate::ValidateArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -44,5 +46,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pcap(args) => pcap::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Probe(args) => probe::run(args),
+        Command::Validate(args) => validate::run(args),
     }
 }

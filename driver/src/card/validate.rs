@@ -236,6 +236,7 @@ pub(crate) fn check_rx(
         | Status::SaExpired
         | Status::EngineError
         | Status::EcnDrop
+        | Status::Stale
             if !c.decapsulated => {}
         Status::Ok
         | Status::Bypass
@@ -246,6 +247,7 @@ pub(crate) fn check_rx(
         | Status::SaExpired
         | Status::EngineError
         | Status::EcnDrop
+        | Status::Stale
         | Status::TooBig => return Err(BadCompletion::Flags),
         _ => return Err(BadCompletion::WrongStatus),
     }
@@ -431,6 +433,35 @@ mod tests {
             ..ok
         };
         assert_eq!(check(bypass).unwrap().sa_index, None);
+        // Every verdict a frame delivered as received can carry (§7.5), STALE included.
+        for status in [
+            Status::NoSa,
+            Status::IcvFail,
+            Status::Replay,
+            Status::Stale,
+            Status::Malformed,
+            Status::SaExpired,
+            Status::EngineError,
+            Status::EcnDrop,
+        ] {
+            let verdict = RxCompletion {
+                status,
+                sa_index: 5,
+                spi: 0x100,
+                seq: 3,
+                ..bypass
+            };
+            assert!(check(verdict).is_ok(), "{status:?}");
+            let decapsulated = RxCompletion {
+                decapsulated: true,
+                ..verdict
+            };
+            assert_eq!(
+                check(decapsulated).err(),
+                Some(BadCompletion::Flags),
+                "{status:?}"
+            );
+        }
         let truncated = RxCompletion {
             len: 2048,
             wire_len: 3000,

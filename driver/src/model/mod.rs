@@ -23,6 +23,12 @@ mod irq;
 mod memory;
 mod runner;
 
+/// The model's own types that this backend's interface takes and returns (fault injection,
+/// the port, timing parameters, performance), so that its users need no direct dependency
+/// on `espo-model`.
+pub use espo_model::{
+    FaultKind, FaultTrigger, Frame, Link, MemLink, ModelParams, NullLink, PerfReport,
+};
 pub use handle::ModelHandle;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,7 +37,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use espo_fpga::regs::BAR0_SIZE;
-use espo_model::{MapError, Model, ModelParams};
+use espo_model::{MapError, Model};
 use thiserror::Error;
 
 use self::irq::VectorLatch;

@@ -130,6 +130,37 @@ impl Inbound {
         self.by_spi.get(&(spi, dst)).copied()
     }
 
+    /// The inbound SA an ESP packet (plain, or in UDP on an encapsulation port) names, and
+    /// its SPI and low sequence number; `None` for anything else or an SPI with no SA. Reads
+    /// only: for a caller that must know whose packet it is before decapsulating it.
+    pub fn esp_sa_of(&self, pkt: &[u8]) -> Option<(Option<usize>, u32, u32)> {
+        let outer = parse_outer(pkt).ok()?;
+        let pkt = pkt.get(..outer.end)?;
+        let offset = match outer.next_header {
+            IpProtocol::Esp => outer.next_offset,
+            IpProtocol::Udp => match self.udp_payload(pkt, outer.next_offset).ok()? {
+                UdpKind::Esp(at) => at,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        let e = esp::Packet::new_checked(pkt.get(offset..)?).ok()?;
+        let (spi, seq_lo) = (e.spi(), e.sequence_number());
+        Some((self.sa_index(spi, outer.dst), spi, seq_lo))
+    }
+
+    /// SPI and low sequence number of the outermost AH or ESP header (ESP plain or in UDP on
+    /// an encapsulation port); `None` for anything else. Reads only.
+    pub fn spi_seq_of(&self, pkt: &[u8]) -> Option<(u32, u32)> {
+        let outer = parse_outer(pkt).ok()?;
+        let pkt = pkt.get(..outer.end)?;
+        if outer.next_header == IpProtocol::Ah {
+            let a = ah::Packet::new_checked(pkt.get(outer.next_offset..)?).ok()?;
+            return Some((a.spi(), a.sequence_number()));
+        }
+        self.esp_sa_of(pkt).map(|(_, spi, seq)| (spi, seq))
+    }
+
     /// Processes one packet from the outside, in place.
     pub fn decapsulate(&mut self, pkt: &mut [u8]) -> Result<Decapsulated, DropReason> {
         let outer = parse_outer(pkt)?;
@@ -235,7 +266,7 @@ impl Inbound {
         let Transform::Ah(integrity) = &sa.params.transform else {
             return Err(DropReason::UnknownSpi);
         };
-        if sa.params.hard_expired(&sa.counters) {
+        if sa.hard_expired() {
             return Err(DropReason::Expired);
         }
         let icv_len = integrity.icv_len();
@@ -297,7 +328,7 @@ impl Inbound {
         let Transform::Esp(t) = &sa.params.transform else {
             return Err(DropReason::UnknownSpi);
         };
-        if sa.params.hard_expired(&sa.counters) {
+        if sa.hard_expired() {
             return Err(DropReason::Expired);
         }
         let seq = sa.replay.check(seq_lo).map_err(replay_reason)?;
