@@ -141,6 +141,9 @@ pub struct GatewayConfig {
     pub mtu: Option<u16>,
     /// The Unix socket `espo status` talks to (mode 0600).
     pub status_socket: PathBuf,
+    /// Model and vfio engines: the router the card's port sends tunnel packets to, at most
+    /// one per address family; a family without one sends straight to the peer (on-link).
+    pub next_hops: Vec<IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -360,6 +363,7 @@ pub(crate) struct RawGateway {
     pub local: Option<String>,
     pub mtu: Option<u16>,
     pub status_socket: Option<PathBuf>,
+    pub next_hop: Option<OneOrMany>,
 }
 
 /// A string or an array of strings.

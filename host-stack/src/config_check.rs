@@ -145,9 +145,24 @@ fn validate_gateway(raw: &RawGateway, path: &Path) -> Result<GatewayConfig, Conf
             format!("`{port}` is not a valid interface name (1 to 15 characters)"),
         ));
     }
+    let mut next_hops: Vec<IpAddr> = Vec::new();
+    for text in raw.next_hop.iter().flat_map(OneOrMany::items) {
+        let hop = text
+            .trim()
+            .parse::<IpAddr>()
+            .map_err(|_| entry.err("next_hop", format!("`{text}` is not an IP address")))?;
+        if next_hops.iter().any(|h| h.is_ipv4() == hop.is_ipv4()) {
+            return Err(entry.err(
+                "next_hop",
+                format!("`{text}`: at most one next hop per address family"),
+            ));
+        }
+        next_hops.push(hop);
+    }
     Ok(GatewayConfig {
         tun,
         tun_addresses,
+        next_hops,
         port: raw.port.clone(),
         local,
         mtu: raw.mtu,
@@ -865,6 +880,27 @@ sa = [0x00001001]
         assert!(e.contains("`mtu`") && e.contains("576"), "{e}");
         let e = err("[gateway]\nport = \"a-very-long-interface-name\"\n");
         assert!(e.contains("`port`"), "{e}");
+        let e = err("[gateway]\nnext_hop = \"192.0.2\"\n");
+        assert!(
+            e.contains("`next_hop`") && e.contains("not an IP address"),
+            "{e}"
+        );
+        let e = err("[gateway]\nnext_hop = [\"192.0.2.9\", \"192.0.2.10\"]\n");
+        assert!(
+            e.contains("`next_hop`") && e.contains("one next hop per"),
+            "{e}"
+        );
+        let g = parse("[gateway]\nnext_hop = [\"192.0.2.9\", \"fe80::1\"]\n")
+            .unwrap()
+            .gateway
+            .unwrap();
+        assert_eq!(
+            g.next_hops,
+            vec![
+                "192.0.2.9".parse::<std::net::IpAddr>().unwrap(),
+                "fe80::1".parse::<std::net::IpAddr>().unwrap()
+            ]
+        );
         let e = err("[gateway]\nmtus = 1400\n");
         assert!(e.contains("mtus"), "unknown keys are refused: {e}");
     }

@@ -164,3 +164,23 @@ pub fn replay(lab: &Lab, ns: &str, packet: &[u8]) {
             .expect("replayed packet sent");
     });
 }
+
+/// Sends a whole Ethernet frame on interface `iface` of namespace `ns`.
+pub fn inject(lab: &Lab, ns: &str, iface: &str, frame: &[u8]) {
+    lab.run_in(ns, || {
+        let link = nix::ifaddrs::getifaddrs()
+            .expect("interfaces")
+            .filter(|a| a.interface_name == iface)
+            .find_map(|a| a.address.and_then(|s| s.as_link_addr().copied()))
+            .expect("the interface's link address");
+        let sock = Socket::new(
+            Domain::PACKET,
+            Type::RAW,
+            Some(Protocol::from(i32::from(ETH_P_ALL.to_be()))),
+        )
+        .expect("AF_PACKET socket");
+        nix::sys::socket::bind(sock.as_raw_fd(), &link).expect("bound to the interface");
+        nix::sys::socket::send(sock.as_raw_fd(), frame, nix::sys::socket::MsgFlags::empty())
+            .expect("frame sent");
+    });
+}

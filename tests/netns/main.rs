@@ -4,6 +4,7 @@
 //! not run as root.
 
 mod capture;
+mod card;
 mod lab;
 mod pmtu;
 mod topology;

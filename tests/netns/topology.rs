@@ -73,6 +73,25 @@ pub fn gateway_to_gateway(lab: &mut Lab) -> Topology {
     }
 }
 
+/// Gateway-to-gateway with gwB on the card: its outside interface belongs to the card and
+/// has no address (espo answers ARP for 192.0.2.2 itself).
+pub fn gateway_to_gateway_card(lab: &mut Lab) -> Topology {
+    let (ha, gwa, gwb, hb) = (lab.ns("hA"), lab.ns("gwA"), lab.ns("gwB"), lab.ns("hB"));
+    let (l, r) = lab.link(&gwa, "w0", &gwb, "w1");
+    lab.sysctl(&gwa, &format!("net.ipv6.conf.{l}.disable_ipv6"), "1");
+    lab.addr(&gwa, &l, "192.0.2.1/24");
+    host_behind(lab, &gwa, &ha, 1, "a");
+    host_behind(lab, &gwb, &hb, 2, "b");
+    Topology {
+        left: gwa,
+        left_out: l,
+        right: gwb,
+        right_out: r,
+        left_host: ha,
+        right_host: hb,
+    }
+}
+
 pub fn server_to_gateway(lab: &mut Lab) -> Topology {
     let (srv, gw, hb) = (lab.ns("srv"), lab.ns("gw"), lab.ns("hB"));
     let (l, r) = outside_link(lab, &srv, &gw);

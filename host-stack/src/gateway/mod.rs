@@ -17,6 +17,7 @@
 //! ([`path::OutsideTx`], [`path::OutsideRx`]) that the kernel sockets implement now and the
 //! card's port (AF_PACKET on an interface the card owns, ARP/ND answered by espo) later.
 
+pub mod card;
 pub mod icmp;
 pub mod netlink;
 pub mod path;
@@ -49,8 +50,12 @@ pub enum GatewayError {
         "[gateway] port: the software engine needs the outside interface to bind its sockets to"
     )]
     NoOutsideInterface,
-    #[error("engine `{0}` is not available in espo run yet; use engine = \"software\"")]
+    #[error(
+        "engine `{0}` is not available in espo run yet; use engine = \"software\" or \"model\""
+    )]
     EngineUnavailable(&'static str),
+    #[error(transparent)]
+    Card(#[from] card::SetupError),
     #[error("building the software engine failed")]
     Engine(#[from] EngineError),
     #[error("creating TUN device `{name}` failed")]
@@ -144,12 +149,13 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
         .gateway
         .as_ref()
         .ok_or(GatewayError::NoGatewaySection)?;
-    if config.device.engine != EngineKind::Software {
-        // The model and vfio engines attach to the card's port with AF_PACKET instead of
-        // the kernel sockets below; they arrive with the offload engine.
-        return Err(GatewayError::EngineUnavailable(config.device.engine.name()));
-    }
     let outside = gw.port.clone().ok_or(GatewayError::NoOutsideInterface)?;
+    match config.device.engine {
+        EngineKind::Software => {}
+        // The card model in-process, its port on the outside interface (AF_PACKET).
+        EngineKind::Model => return card::run(config, gw, &outside, ready),
+        EngineKind::Vfio => return Err(GatewayError::EngineUnavailable("vfio")),
+    }
     let engine = SoftwareEngine::from_config(config)?;
     let SoftwareEngine {
         mut outbound,
@@ -167,7 +173,7 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
 }
 
 /// Runs the gateway with the given engine halves (the software engine, or any other
-/// implementation of the two traits).
+/// implementation of the two traits) and the kernel's sockets on the outside.
 pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
     config: &Config,
     gw: &GatewayConfig,
@@ -177,6 +183,61 @@ pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
     engine_name: &'static str,
     ready: impl FnOnce(&GatewayInfo),
 ) -> Result<Report, GatewayError> {
+    let tx = OuterTx::open(outside)?;
+    let rx = OuterRx::open(outside, &rx_plan(config))?;
+    let shutdown = Shutdown::new().map_err(GatewayError::Signals)?;
+    serve(
+        config,
+        gw,
+        outside,
+        &shutdown,
+        Datapath {
+            outbound,
+            inbound,
+            tx: &tx,
+            rx: &rx,
+            engine_name,
+            extra_status: &String::new,
+        },
+        ready,
+    )
+}
+
+/// The parts of a running gateway besides its inside: the engine halves, the outside, and
+/// what `espo status` shows beyond the directions and SAs.
+pub struct Datapath<'a, O: ?Sized, I: ?Sized, T, R> {
+    pub outbound: &'a mut O,
+    pub inbound: &'a mut I,
+    pub tx: &'a T,
+    pub rx: &'a R,
+    pub engine_name: &'static str,
+    pub extra_status: &'a (dyn Fn() -> String + Sync),
+}
+
+/// Sets up the inside (TUN device, addresses, routes) and the status socket, runs the
+/// datapath threads until `shutdown`, and tears it down again.
+pub fn serve<O, I, T, R>(
+    config: &Config,
+    gw: &GatewayConfig,
+    outside: &str,
+    shutdown: &Shutdown,
+    dp: Datapath<'_, O, I, T, R>,
+    ready: impl FnOnce(&GatewayInfo),
+) -> Result<Report, GatewayError>
+where
+    O: OutboundEngine + ?Sized,
+    I: InboundEngine + ?Sized,
+    T: path::OutsideTx,
+    R: path::OutsideRx,
+{
+    let Datapath {
+        outbound,
+        inbound,
+        tx,
+        rx,
+        engine_name,
+        extra_status,
+    } = dp;
     let outside_index = netlink::interface_index(outside)?;
     let outer_mtu = netlink::Netlink::open()?.mtu(outside_index)? as usize;
     let tunnel_mtu = pmtu::tunnel_mtu(outer_mtu, outbound.max_overhead());
@@ -199,14 +260,11 @@ pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
         &gw.tun_addresses,
         &routed_prefixes(config),
     )?;
-    let tx = OuterTx::open(outside)?;
-    let rx = OuterRx::open(outside, &rx_plan(config))?;
     let status_socket =
         StatusSocket::bind(&gw.status_socket).map_err(|source| GatewayError::StatusSocket {
             path: gw.status_socket.clone(),
             source,
         })?;
-    let shutdown = Shutdown::new().map_err(GatewayError::Signals)?;
     shutdown.on_signals().map_err(GatewayError::Signals)?;
 
     let info = GatewayInfo {
@@ -219,6 +277,11 @@ pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
     };
     let out_view = Published::default();
     let in_view = Published::default();
+    let render = || {
+        let mut text = status::render(config, &info, &out_view.read(), &in_view.read());
+        text.push_str(&extra_status());
+        text
+    };
     ready(&info);
 
     let (out_stats, in_stats) = std::thread::scope(|scope| {
@@ -227,11 +290,11 @@ pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
             .spawn_scoped(scope, || {
                 let ctx = OutboundCtx {
                     tun: &tun,
-                    tx: &tx,
+                    tx,
                     outer_mtu,
                     tunnel_mtu,
                     icmp_source: icmp_source(config, gw),
-                    shutdown: &shutdown,
+                    shutdown,
                     published: &out_view,
                 };
                 let result = threads::run_outbound(ctx, outbound);
@@ -243,8 +306,8 @@ pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
             .spawn_scoped(scope, || {
                 let ctx = InboundCtx {
                     tun: &tun,
-                    rx: &rx,
-                    shutdown: &shutdown,
+                    rx,
+                    shutdown,
                     published: &in_view,
                 };
                 let stats = threads::run_inbound(ctx, inbound);
@@ -257,10 +320,9 @@ pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
         // This thread answers `espo status` until shutdown.
         let mut ready_fds = Vec::new();
         while !shutdown.requested() {
-            status_socket
-                .serve_waiting(|| status::render(config, &info, &out_view.read(), &in_view.read()));
+            status_socket.serve_waiting(render);
             let fds = [std::os::fd::AsFd::as_fd(status_socket.listener())];
-            threads::wait_readable(&fds, &shutdown, &mut ready_fds);
+            threads::wait_readable(&fds, shutdown, &mut ready_fds);
         }
         shutdown.trigger();
         let out = out_thread
@@ -274,7 +336,7 @@ pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
         Ok::<_, GatewayError>((out, inn))
     })?;
     let ((out_stats, failure), in_stats) = (out_stats, in_stats);
-    let status = status::render(config, &info, &out_view.read(), &in_view.read());
+    let status = render();
     Ok(Report {
         status,
         outbound: out_stats,

@@ -106,6 +106,9 @@ pub enum Incoming {
     Inner { spi: u32 },
     /// An unprotected packet that policy lets through; the host stack already has it.
     Bypass,
+    /// An unprotected packet that policy lets through and only espo has (it arrived on a
+    /// card's port, not through the host stack): deliver it to the inside.
+    Unprotected,
     /// Consumed (an RFC 3948 NAT keepalive): nothing to deliver.
     Consumed,
 }
@@ -163,6 +166,12 @@ pub trait OutboundEngine: Send {
     );
     /// The state of every outbound SA, appended to `out`.
     fn snapshot(&self, out: &mut Vec<SaSnapshot>);
+    /// Packets reported [`Outgoing::Transmitted`] that the engine could not send after all
+    /// (an engine that transmits asynchronously learns their fate later): their reasons,
+    /// appended to `out`.
+    fn settle(&mut self, out: &mut Vec<DropReason>) {
+        let _ = out;
+    }
 }
 
 /// The inbound half of an engine: tunnel packets in, inner packets out.

@@ -183,11 +183,13 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
         }
         o.flush(n);
         if empty {
+            o.settle();
             o.publish(true);
             let fds = [o.ctx.tun.as_fd()];
             wait_readable(&fds, o.ctx.shutdown, &mut ready);
         }
     }
+    o.settle();
     o.publish(true);
     (o.stats, None)
 }
@@ -309,12 +311,25 @@ impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
                 Err(reason) => self.stats.drops.count(*reason),
             }
         }
-        let failed = self.ctx.tx.send_batch(&out, &mut self.headers);
-        let bytes: usize = out.iter().map(|p| p.len()).sum();
-        self.stats.forwarded += (out.len() - failed) as u64;
-        self.stats.forwarded_bytes += bytes as u64;
-        self.stats.write_errors += failed as u64;
+        if !out.is_empty() {
+            let failed = self.ctx.tx.send_batch(&out, &mut self.headers);
+            let bytes: usize = out.iter().map(|p| p.len()).sum();
+            self.stats.forwarded += (out.len() - failed) as u64;
+            self.stats.forwarded_bytes += bytes as u64;
+            self.stats.write_errors += failed as u64;
+        }
+        self.settle();
         self.publish(false);
+    }
+
+    /// Counts packets the engine reported transmitted but could not send after all.
+    fn settle(&mut self) {
+        let mut late = Vec::new();
+        self.engine.settle(&mut late);
+        for reason in late {
+            self.stats.forwarded = self.stats.forwarded.saturating_sub(1);
+            self.stats.drops.count(reason);
+        }
     }
 
     /// Publishes the counters for `espo status`: `now` when idle, at start and at exit;
@@ -416,6 +431,10 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
                             stats.forwarded += 1;
                             stats.forwarded_bytes += p.packet().len() as u64;
                         }
+                        Err(_) => stats.write_errors += 1,
+                    },
+                    Ok(Incoming::Unprotected) => match ctx.tun.send(p.packet()) {
+                        Ok(_) => stats.bypassed += 1,
                         Err(_) => stats.write_errors += 1,
                     },
                     Ok(Incoming::Bypass) => stats.bypassed += 1,

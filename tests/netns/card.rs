@@ -1,0 +1,176 @@
+//! `espo run` with the card model (`engine = "model"`) on one end: the card's port on an
+//! interface without an address, ARP answered and the next hop resolved by espo, traffic
+//! to a gateway on the software engine.
+
+use super::lab::{self, lab_or_skip};
+use super::{capture, drops, ip, stat, topology, traffic};
+
+/// A counter in the port line of espo status (`arp answered 3`, `malformed arp 0`).
+fn port_counter(status: &str, name: &str) -> u64 {
+    status
+        .lines()
+        .filter(|l| l.starts_with("port ") || l.starts_with("  malformed"))
+        .flat_map(|l| l.split([';', ',', ':']))
+        .find_map(|part| part.trim().strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no `{name}` in {status}"))
+}
+
+/// Where an SA runs, from the SA table of espo status.
+fn runs_on(status: &str, dir: &str, spi: &str) -> String {
+    status
+        .lines()
+        .find(|l| l.starts_with(dir) && l.contains(spi))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or_else(|| panic!("no {dir} SA {spi} in {status}"))
+        .to_owned()
+}
+
+/// An ARP request broadcast from `mac`, its fields broken by `damage`.
+fn arp_request(mac: [u8; 6], damage: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[192, 0, 2, 1, 0, 0, 0, 0, 0, 0, 192, 0, 2, 2]);
+    f.resize(60, 0);
+    damage(&mut f);
+    f
+}
+
+#[test]
+fn gateway_to_gateway_with_one_end_on_the_card_model() {
+    let mut lab = lab_or_skip!("ggm");
+    let t = topology::gateway_to_gateway_card(&mut lab);
+    let a = lab.espo_run(
+        &t.left,
+        "left",
+        &lab::example("gw-gw/esp-model/gw-a.toml", &t.left_out),
+    );
+    let b = lab.espo_run(
+        &t.right,
+        "right",
+        &lab::example("gw-gw/esp-model/gw-b.toml", &t.right_out),
+    );
+    let cap = capture::Capture::start(&t.left, &t.left_out);
+
+    assert_eq!(
+        traffic::udp_echo(&lab, &t.left_host, &t.right_host, ip("10.2.0.2"), 20, 1000),
+        20
+    );
+    traffic::tcp_transfer(&lab, &t.left_host, &t.right_host, ip("10.2.0.2"), 2_000_000);
+    traffic::tcp_transfer(&lab, &t.right_host, &t.left_host, ip("10.1.0.2"), 1_000_000);
+    // IPv6 inner packets through the same IPv4 tunnel.
+    assert_eq!(
+        traffic::udp_echo(&lab, &t.right_host, &t.left_host, ip("fd00:1::2"), 10, 1200),
+        10
+    );
+
+    let frames = cap.finish();
+    let (tally, tunnel) = capture::tally(&frames);
+    assert!(
+        tally.other.is_empty(),
+        "only ESP and ARP may cross the link: {:?}",
+        tally.other
+    );
+    assert!(
+        tally.esp > 1000 && tally.ah == 0 && tally.udp_encap == 0,
+        "{tally:?}"
+    );
+    let marker: Vec<u8> = (0..32).map(|i| ((i * 31) % 253) as u8).collect();
+    assert!(
+        !tunnel.iter().any(|p| p.windows(32).any(|w| w == marker)),
+        "plaintext on the wire"
+    );
+
+    // Both directions' SAs run on the card; the port answered gw-a's ARP for 192.0.2.2
+    // and resolved 192.0.2.1 itself.
+    let status = lab.status(&b);
+    assert!(status.contains("engine model"), "{status}");
+    assert_eq!(runs_on(&status, "out", "0x00002001"), "card", "{status}");
+    assert_eq!(runs_on(&status, "in", "0x00001001"), "card", "{status}");
+    assert!(
+        status.contains("card: ESPO-1 model, mode offload, 2 of 2 SAs on the card"),
+        "{status}"
+    );
+    assert!(port_counter(&status, "arp answered") >= 1, "{status}");
+    assert!(status.contains("neighbour 192.0.2.1 at "), "{status}");
+    assert!(stat(&status, "inbound", "forwarded") > 500, "{status}");
+    let neigh = lab.ip(&t.left, &["neigh", "show", "192.0.2.2"]);
+    assert!(
+        !neigh.contains("FAILED"),
+        "gw-a resolved the card's port: {neigh}"
+    );
+    // The card's port interface still has no address of its own.
+    let addrs = lab.ip(&t.right, &["addr", "show", &t.right_out]);
+    assert!(!addrs.contains("inet"), "{addrs}");
+
+    // A captured packet to the card gateway, sent again: the card's replay window drops
+    // it, and espo status counts it.
+    let last_to_b = tunnel
+        .iter()
+        .rev()
+        .find(|p| p[16..20] == [192, 0, 2, 2])
+        .expect("a packet to gw-b");
+    let anti_replay = |s: &str| drops(s, "replayed") + drops(s, "stale");
+    let before = anti_replay(&status);
+    capture::replay(&lab, &t.left, last_to_b);
+    let status = lab.status_until(&b, |s| anti_replay(s) > before);
+    assert_eq!(anti_replay(&status), before + 1, "{status}");
+    assert!(
+        status.contains("card rx:") && status.contains("dropped (replayed 1)")
+            || status.contains("(stale 1)"),
+        "counted by the card: {status}"
+    );
+
+    // Malformed ARP and ND from the wire: counted, ignored, the gateway unharmed.
+    let mac = [0x02, 0, 0, 0, 0, 0x99];
+    capture::inject(&lab, &t.left, &t.left_out, &arp_request(mac, |f| f[18] = 9));
+    capture::inject(
+        &lab,
+        &t.left,
+        &t.left_out,
+        &arp_request(mac, |f| f.truncate(30)),
+    );
+    let mut ns = vec![0x33, 0x33, 0xff, 0, 0, 2];
+    ns.extend_from_slice(&mac);
+    ns.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 32, 58, 255]);
+    ns.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    ns.extend_from_slice(&[0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 2]);
+    ns.extend_from_slice(&[135, 0, 0xde, 0xad, 0, 0, 0, 0]); // a wrong checksum
+    ns.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    ns.extend_from_slice(&[1, 1]);
+    ns.extend_from_slice(&mac);
+    capture::inject(&lab, &t.left, &t.left_out, &ns);
+    let status = lab.status_until(&b, |s| port_counter(s, "malformed arp") >= 2);
+    assert_eq!(port_counter(&status, "malformed arp"), 2, "{status}");
+    let status = lab.status_until(&b, |s| port_counter(s, "nd") >= 1);
+    assert_eq!(port_counter(&status, "nd"), 1, "{status}");
+    assert_eq!(
+        traffic::udp_echo(&lab, &t.left_host, &t.right_host, ip("10.2.0.2"), 5, 500),
+        5,
+        "still forwarding"
+    );
+
+    // Never a key.
+    let config = std::fs::read_to_string(lab.dir.join("right.toml")).unwrap();
+    for line in config.lines().filter(|l| l.contains("key = ")) {
+        let hex = line.split('"').nth(1).unwrap();
+        assert!(!status.contains(&hex[..16]), "a key in espo status");
+    }
+
+    // SIGTERM: final counters with the card's, every packet read from the TUN device
+    // accounted for.
+    let final_b = lab.stop(&b);
+    assert!(
+        final_b.contains("card tx:") && final_b.contains("port "),
+        "{final_b}"
+    );
+    assert_eq!(stat(&final_b, "outbound", "dropped"), 0, "{final_b}");
+    assert_eq!(
+        stat(&final_b, "outbound", "received"),
+        stat(&final_b, "outbound", "forwarded") + stat(&final_b, "outbound", "consumed"),
+        "{final_b}"
+    );
+    assert!(lab.ip(&t.right, &["link"]).find("espo0").is_none());
+    let _ = lab.stop(&a);
+}
