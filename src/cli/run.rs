@@ -21,8 +21,15 @@ use espo_stack::config::Config;
 /// addresses, deletes the TUN device and prints the final counters. While it runs,
 /// `espo status` shows SAs, counters and drops. Needs root (CAP_NET_ADMIN, CAP_NET_RAW).
 ///
+/// With [device] engine = "model" the card model runs in-process: the SAs it can take run
+/// on the card, the rest in software, and its Ethernet port is attached to the interface
+/// [gateway] port (AF_PACKET; the interface needs no address). espo answers ARP and
+/// neighbour solicitations for its tunnel endpoints there and resolves its next hop
+/// ([gateway] next_hop, or each peer on the link) itself.
+///
 /// Examples:
 ///   espo run --config examples/gw-gw/esp/gw-a.toml
+///   espo run --config examples/gw-gw/esp-model/gw-b.toml     # on the card model
 ///   espo run -c /etc/espo/espo.toml &  espo status -c /etc/espo/espo.toml
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]

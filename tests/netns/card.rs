@@ -174,3 +174,129 @@ fn gateway_to_gateway_with_one_end_on_the_card_model() {
     assert!(lab.ip(&t.right, &["link"]).find("espo0").is_none());
     let _ = lab.stop(&a);
 }
+
+/// A configuration moved onto the card model.
+fn on_the_model(config: String) -> String {
+    config.replace("engine = \"software\"", "engine = \"model\"")
+}
+
+#[test]
+fn server_to_gateway_with_the_gateway_on_the_card_model() {
+    // ChaCha20-Poly1305 in UDP 4500 and AH: SAs the card cannot take, run in software and
+    // sent and received through the card's port.
+    for variant in ["esp", "ah"] {
+        let mut lab = lab_or_skip!(if variant == "esp" { "sgm" } else { "sgn" });
+        let t = topology::server_to_gateway(&mut lab);
+        lab.ip(&t.right, &["addr", "flush", "dev", &t.right_out]);
+        let dir = format!("server-gw/{variant}");
+        let _s = lab.espo_run(
+            &t.left,
+            "left",
+            &lab::example(&format!("{dir}/server.toml"), &t.left_out),
+        );
+        let gw = lab.espo_run(
+            &t.right,
+            "right",
+            &on_the_model(lab::example(&format!("{dir}/gw.toml"), &t.right_out)),
+        );
+        let cap = capture::Capture::start(&t.left, &t.left_out);
+        assert_eq!(
+            traffic::udp_echo(&lab, &t.left_host, &t.right_host, ip("10.2.0.2"), 10, 1000),
+            10,
+            "{variant}"
+        );
+        traffic::tcp_transfer(&lab, &t.right_host, &t.left_host, ip("10.9.0.1"), 500_000);
+        let (tally, _) = capture::tally(&cap.finish());
+        assert!(tally.other.is_empty(), "{variant}: {:?}", tally.other);
+        match variant {
+            "esp" => assert!(tally.udp_encap > 100 && tally.esp == 0, "{tally:?}"),
+            _ => assert!(tally.ah > 100 && tally.esp == 0, "{tally:?}"),
+        }
+        let status = lab.status(&gw);
+        assert_eq!(runs_on(&status, "out", "0x00002"), "software", "{status}");
+        assert_eq!(runs_on(&status, "in", "0x00001"), "software", "{status}");
+        assert!(
+            status.contains("runs in software: "),
+            "the reason: {status}"
+        );
+        assert!(
+            status.contains("card: ESPO-1 model, mode offload, 0 of 2 SAs on the card"),
+            "{status}"
+        );
+        assert!(stat(&status, "inbound", "forwarded") >= 10, "{status}");
+        assert_eq!(stat(&status, "inbound", "dropped"), 0, "{status}");
+        assert_eq!(stat(&status, "outbound", "dropped"), 0, "{status}");
+    }
+}
+
+#[test]
+fn server_to_server_over_ipv6_with_one_end_on_the_card_model() {
+    let mut lab = lab_or_skip!("s6m");
+    let t = topology::server_to_server_v6(&mut lab);
+    lab.ip(&t.right, &["addr", "flush", "dev", &t.right_out]);
+    let v6 = |text: String| {
+        text.replace("192.0.2.1/32", "2001:db8::1/128")
+            .replace("192.0.2.2/32", "2001:db8::2/128")
+            .replace("192.0.2.1", "2001:db8::1")
+            .replace("192.0.2.2", "2001:db8::2")
+    };
+    let a = lab.espo_run(
+        &t.left,
+        "left",
+        &v6(lab::example("server-server/esp/server-a.toml", &t.left_out)),
+    );
+    let b = lab.espo_run(
+        &t.right,
+        "right",
+        // The port has no address: the server's own (inner = outer) address lives on its
+        // TUN device.
+        &lab::set_gateway_field(
+            &on_the_model(v6(lab::example(
+                "server-server/esp/server-b.toml",
+                &t.right_out,
+            ))),
+            "tun_address",
+            "\"2001:db8::2/128\"",
+        ),
+    );
+    let cap = capture::Capture::start(&t.left, &t.left_out);
+    let echoed = traffic::udp_echo(
+        &lab,
+        &t.left_host,
+        &t.right_host,
+        ip("2001:db8::2"),
+        10,
+        1000,
+    );
+    assert_eq!(echoed, 10, "{}\n{}", lab.status(&a), lab.status(&b));
+    traffic::tcp_transfer(
+        &lab,
+        &t.right_host,
+        &t.left_host,
+        ip("2001:db8::1"),
+        500_000,
+    );
+    let (tally, _) = capture::tally(&cap.finish());
+    assert!(tally.other.is_empty(), "{:?}", tally.other);
+    assert!(
+        tally.esp > 100 && tally.icmpv6 >= 2,
+        "ND and ESP: {tally:?}"
+    );
+    let status = lab.status(&b);
+    assert_eq!(runs_on(&status, "out", "0x00002001"), "card", "{status}");
+    assert_eq!(runs_on(&status, "in", "0x00001001"), "card", "{status}");
+    assert!(port_counter(&status, "nd answered") >= 1, "{status}");
+    assert!(status.contains("neighbour 2001:db8::1 at "), "{status}");
+    // The kernel stays off the card's interface, and gets it back afterwards.
+    let conf = format!("net.ipv6.conf.{}.disable_ipv6", t.right_out);
+    let sysctl = |ns: &str| {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", ns, "sysctl", "-n", &conf])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(sysctl(&t.right), "1");
+    lab.stop(&b);
+    assert_eq!(sysctl(&t.right), "0", "restored on exit");
+}

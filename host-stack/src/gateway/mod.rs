@@ -12,10 +12,11 @@
 //! routes), [`sockets`] (the software engine's outside), [`pmtu`] and [`icmp`] (packets
 //! that do not fit), [`threads`] (the datapath and shutdown), [`status`] (`espo status`),
 //! and [`path`] — the seams: the per-direction engine interface ([`path::OutboundEngine`],
-//! [`path::InboundEngine`]: a batch in, per packet an output or a counted drop) that the
-//! software engine implements now and the offload engine later, and the outside
-//! ([`path::OutsideTx`], [`path::OutsideRx`]) that the kernel sockets implement now and the
-//! card's port (AF_PACKET on an interface the card owns, ARP/ND answered by espo) later.
+//! [`path::InboundEngine`]: a batch in, per packet an output or a counted drop) and the
+//! outside ([`path::OutsideTx`], [`path::OutsideRx`]). The software engine and the kernel
+//! sockets implement them here; the offload engine over the card model and the card's
+//! receive queue implement them in [`card`], whose port is an AF_PACKET socket on an
+//! interface the card owns, with ARP/ND answered and the next hop resolved by espo.
 
 pub mod card;
 pub mod icmp;

@@ -248,13 +248,17 @@ impl OutsideRx for CardRx<'_> {
         // Re-armed below unless the card is idle; a signal after this wakes the thread.
         s.wake.clear();
         let frames_waiting = s.queues.frames_for_card() > 0;
-        let model_busy = s.model.with(|m| m.next_event_cycle().is_some());
+        let model_busy = || s.model.with(|m| m.next_event_cycle().is_some());
+        // Busy before the poll: completions may still come. Busy after it: the poll gave
+        // the card buffers back, and frames that waited for them are on their way.
+        let busy_before = model_busy();
         let outstanding = {
             let mut engine = s.engine();
             engine.poll();
             engine.take_rx_reports(reports);
             engine.tx_outstanding()
         };
+        let busy_after = model_busy();
         let mut backlog = lock(&s.backlog);
         backlog.extend(reports.drain(..));
         let mut verdicts = lock(&s.verdicts);
@@ -281,7 +285,8 @@ impl OutsideRx for CardRx<'_> {
             verdicts.push_back(verdict);
             n += 1;
         }
-        let busy = frames_waiting || model_busy || outstanding > 0 || !backlog.is_empty();
+        let busy =
+            frames_waiting || busy_before || busy_after || outstanding > 0 || !backlog.is_empty();
         drop(verdicts);
         drop(backlog);
         if busy {

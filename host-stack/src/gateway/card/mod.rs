@@ -26,8 +26,9 @@ mod status;
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use espo_driver::card::{Card, CardError};
+use espo_driver::card::{Card, CardConfig, CardError};
 use espo_driver::model::{ModelDevice, ModelOptions, Pacing};
 
 use super::netlink::{self, NetlinkError};
@@ -171,6 +172,21 @@ impl Drop for KernelOff {
     }
 }
 
+/// The offload engine's card configuration ([`offload::card_config`]) with timeouts for a
+/// loaded host: the model runs in a thread the scheduler may hold back, and its clock (the
+/// driver's) then catches up with the wall clock in one step, possibly past a deadline the
+/// driver was about to see met.
+fn card_config() -> CardConfig {
+    CardConfig {
+        reset_timeout: Duration::from_secs(1),
+        admin_timeout: Duration::from_secs(1),
+        stop_timeout: Duration::from_millis(100),
+        hang_timeout: Duration::from_millis(100),
+        health_interval: Some(Duration::from_millis(10)),
+        ..offload::card_config()
+    }
+}
+
 /// Runs the gateway on the card model until SIGINT or SIGTERM.
 pub fn run(
     config: &Config,
@@ -192,8 +208,7 @@ pub fn run(
     });
     let model = device.handle();
     model.attach_link(Box::new(CardEnd(Arc::clone(&queues))));
-    let card =
-        Card::open(Arc::new(device), offload::card_config()).map_err(SetupError::OpenCard)?;
+    let card = Card::open(Arc::new(device), card_config()).map_err(SetupError::OpenCard)?;
     let options = OffloadOptions {
         local_mac: socket.mac(),
         // Set per frame by the port thread, from the next hop's resolved address.

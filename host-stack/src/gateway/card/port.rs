@@ -84,10 +84,14 @@ impl Wake {
     }
 
     /// Called before the consumer looks at its queues: later signals wake it again.
+    ///
+    /// The byte is drained before the flag is lowered: the other way round, a signal
+    /// between the two would write a byte the drain swallows and leave the flag up, and
+    /// every later signal would be lost.
     pub fn clear(&self) {
-        self.pending.store(false, Ordering::Release);
         let mut buf = [0u8; 64];
         while matches!((&self.rx).read(&mut buf), Ok(n) if n > 0) {}
+        self.pending.store(false, Ordering::Release);
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
