@@ -300,3 +300,58 @@ fn server_to_server_over_ipv6_with_one_end_on_the_card_model() {
     lab.stop(&b);
     assert_eq!(sysctl(&t.right), "0", "restored on exit");
 }
+
+#[test]
+fn the_card_gateway_reaches_its_peer_through_a_next_hop() {
+    // hA ── gwA ══ router ══ gwB (card) ── hB: gwB's peer is not on its link; its
+    // configured next hop is the router, whose address espo resolves itself.
+    let mut lab = lab_or_skip!("nhm");
+    let (ha, gwa, r, gwb, hb) = (
+        lab.ns("hA"),
+        lab.ns("gwA"),
+        lab.ns("rt"),
+        lab.ns("gwB"),
+        lab.ns("hB"),
+    );
+    let (a_out, r_a) = lab.link(&gwa, "w0", &r, "ra");
+    let (r_b, b_out) = lab.link(&r, "rb", &gwb, "w1");
+    for (ns, dev) in [(&gwa, &a_out), (&r, &r_a), (&r, &r_b)] {
+        lab.sysctl(ns, &format!("net.ipv6.conf.{dev}.disable_ipv6"), "1");
+    }
+    lab.addr(&gwa, &a_out, "192.0.2.1/24");
+    lab.addr(&r, &r_a, "192.0.2.254/24");
+    lab.addr(&r, &r_b, "198.51.100.254/24");
+    lab.sysctl(&r, "net.ipv4.ip_forward", "1");
+    lab.ip(
+        &gwa,
+        &["route", "add", "198.51.100.0/24", "via", "192.0.2.254"],
+    );
+    topology::host_behind(&mut lab, &gwa, &ha, 1, "a");
+    topology::host_behind(&mut lab, &gwb, &hb, 2, "b");
+
+    let moved = |text: String| text.replace("192.0.2.2", "198.51.100.2");
+    let _a = lab.espo_run(
+        &gwa,
+        "left",
+        &moved(lab::example("gw-gw/esp-model/gw-a.toml", &a_out)),
+    );
+    let b_config = lab::set_gateway_field(
+        &moved(lab::example("gw-gw/esp-model/gw-b.toml", &b_out)),
+        "next_hop",
+        "\"198.51.100.254\"",
+    );
+    let b = lab.espo_run(&gwb, "right", &b_config);
+    assert_eq!(
+        traffic::udp_echo(&lab, &hb, &ha, ip("10.1.0.2"), 10, 1000),
+        10
+    );
+    traffic::tcp_transfer(&lab, &hb, &ha, ip("10.1.0.2"), 500_000);
+    let status = lab.status(&b);
+    assert!(
+        status.contains("neighbour 198.51.100.254 at "),
+        "the router resolved: {status}"
+    );
+    assert!(!status.contains("neighbour 192.0.2.1"), "{status}");
+    assert!(port_counter(&status, "requests") >= 1, "{status}");
+    assert_eq!(stat(&status, "outbound", "dropped"), 0, "{status}");
+}

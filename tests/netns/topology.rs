@@ -33,7 +33,7 @@ fn outside_link(lab: &mut Lab, left: &str, right: &str) -> (String, String) {
 }
 
 /// A host behind a gateway: `site` is 1 or 2 (10.{site}.0.0/24, fd00:{site}::/64).
-fn host_behind(lab: &mut Lab, gw: &str, host: &str, site: u8, short: &str) {
+pub fn host_behind(lab: &mut Lab, gw: &str, host: &str, site: u8, short: &str) {
     let (g, h) = lab.link(gw, &format!("{short}g"), host, &format!("{short}h"));
     lab.addr(gw, &g, &format!("10.{site}.0.1/24"));
     lab.addr(gw, &g, &format!("fd00:{site}::1/64"));
