@@ -4,6 +4,8 @@
 //! Network namespaces as in tests/netns (hA ── gwA ══ gwB ── hB). One TCP flow from hA to
 //! hB for a few seconds:
 //! - `espo`: `espo run` on both gateways with examples/gw-gw/esp (AES-GCM-128 ESP tunnel);
+//! - `espo-model`: the same with gw-b on the card model (`engine = "model"`), its outside
+//!   interface the card's port (no address while espo runs);
 //! - `plain-relay`: this bench's own binary on both gateways running espo's gateway
 //!   datapath — same TUN device, threads, batches, raw sockets, PMTU handling — with an
 //!   engine that only puts a bare IPv4 header (protocol 50, no ESP header, no crypto) in
@@ -211,13 +213,22 @@ fn main() {
     let t = topology::gateway_to_gateway(&mut lab);
     let a_cfg = lab::example("gw-gw/esp/gw-a.toml", &t.left_out);
     let b_cfg = lab::example("gw-gw/esp/gw-b.toml", &t.right_out);
-    let (mut espo, mut plain) = (Vec::new(), Vec::new());
+    let b_model_cfg = b_cfg.replace("engine = \"software\"", "engine = \"model\"");
+    let (mut espo, mut plain, mut model) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
-        for mode in ["espo", "plain-relay"] {
+        for mode in ["espo", "espo-model", "plain-relay"] {
             let (a, b) = if mode == "espo" {
                 (
                     lab.espo_run(&t.left, "a", &a_cfg),
                     lab.espo_run(&t.right, "b", &b_cfg),
+                )
+            } else if mode == "espo-model" {
+                // gw-b on the card model: its outside interface is the card's port, with
+                // no address of its own while espo runs.
+                lab.ip(&t.right, &["addr", "flush", "dev", &t.right_out]);
+                (
+                    lab.espo_run(&t.left, "a", &a_cfg),
+                    lab.espo_run(&t.right, "b", &b_model_cfg),
                 )
             } else {
                 (
@@ -233,13 +244,16 @@ fn main() {
                 seconds,
             );
             println!("round {round}: {mode:<12} {mbps:>9.0} Mbit/s");
-            if mode == "espo" {
-                espo.push(mbps);
-            } else {
-                plain.push(mbps);
+            match mode {
+                "espo" => espo.push(mbps),
+                "espo-model" => model.push(mbps),
+                _ => plain.push(mbps),
             }
             lab.stop(&a);
             lab.stop(&b);
+            if mode == "espo-model" {
+                lab.addr(&t.right, &t.right_out, "192.0.2.2/24");
+            }
         }
     }
     let best = |v: &[f64]| v.iter().cloned().fold(0f64, f64::max);
@@ -249,11 +263,22 @@ fn main() {
     };
     let (best_espo, best_plain) = (best(&espo), best(&plain));
     let (median_espo, median_plain) = (median(&mut espo), median(&mut plain));
+    let (best_model, median_model) = (best(&model), median(&mut model));
     let ratio = best_espo / best_plain;
     println!(
         "tunnel/tcp: espo {best_espo:.0} Mbit/s, plain TUN relay {best_plain:.0} Mbit/s (best of {rounds}), ratio {:.0}% (target >= 80%); medians {median_espo:.0} / {median_plain:.0}, ratio {:.0}%",
         ratio * 100.0,
         median_espo / median_plain * 100.0
+    );
+    println!(
+        "tunnel/tcp: espo with gw-b on the card model {best_model:.0} Mbit/s (best of {rounds}), ratio {:.0}% to the plain TUN relay; median {median_model:.0}, ratio {:.0}%",
+        best_model / best_plain * 100.0,
+        median_model / median_plain * 100.0
+    );
+    println!(
+        "{{\"bench\":\"tunnel-tcp-model\",\"espo_model_mbps\":{best_model:.0},\"plain_relay_mbps\":{best_plain:.0},\"ratio\":{:.3},\"median_ratio\":{:.3}}}",
+        best_model / best_plain,
+        median_model / median_plain
     );
     println!(
         "{{\"bench\":\"tunnel-tcp\",\"espo_mbps\":{best_espo:.0},\"plain_relay_mbps\":{best_plain:.0},\"ratio\":{ratio:.3},\"median_ratio\":{:.3}}}",
