@@ -31,16 +31,45 @@ fn run_needs_a_gateway_section() {
 fn run_refuses_an_engine_it_cannot_run_yet_and_a_missing_outside() {
     let dir = scratch("run_cli_engine");
     let base = std::fs::read_to_string(example("gw-gw/esp/gw-a.toml")).unwrap();
-    let model = dir.join("model.toml");
+    let vfio = dir.join("vfio.toml");
     std::fs::write(
-        &model,
-        base.replace("engine = \"software\"", "engine = \"model\""),
+        &vfio,
+        base.replace(
+            "engine = \"software\"",
+            "engine = \"vfio\"\npci = \"0000:03:00.0\"",
+        ),
     )
     .unwrap();
-    let (ok, err) = stderr_of(&["run", "--config", model.to_str().unwrap()]);
+    let (ok, err) = stderr_of(&["run", "--config", vfio.to_str().unwrap()]);
     assert!(!ok);
     assert!(
-        err.contains("engine `model` is not available in espo run yet"),
+        err.contains("engine `vfio` is not available in espo run yet"),
+        "{err}"
+    );
+
+    // The card model needs its port interface, and a local endpoint of every family it
+    // must resolve a next hop in.
+    let model = base
+        .replace("engine = \"software\"", "engine = \"model\"")
+        .replace("port = \"eth1\"", "port = \"espo-none9\"");
+    let no_iface = dir.join("model.toml");
+    std::fs::write(&no_iface, &model).unwrap();
+    let (ok, err) = stderr_of(&["run", "--config", no_iface.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("[gateway] port: no interface `espo-none9`"),
+        "{err}"
+    );
+    let v6_hop = dir.join("model-v6-hop.toml");
+    std::fs::write(
+        &v6_hop,
+        model.replace("local = ", "next_hop = \"fe80::1\"\nlocal = "),
+    )
+    .unwrap();
+    let (ok, err) = stderr_of(&["run", "--config", v6_hop.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("[gateway] next_hop: `fe80::1` needs a local IPv6"),
         "{err}"
     );
 
