@@ -108,6 +108,22 @@ fn peers(config: &Config) -> Vec<IpAddr> {
     peers
 }
 
+/// The next hop of each peer: the configured one of its family, or the peer itself.
+fn next_hops(peers: &[IpAddr], configured: &[IpAddr]) -> Vec<IpAddr> {
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for p in peers {
+        let hop = configured
+            .iter()
+            .copied()
+            .find(|h| h.is_ipv4() == p.is_ipv4())
+            .unwrap_or(*p);
+        if !hops.contains(&hop) {
+            hops.push(hop);
+        }
+    }
+    hops
+}
+
 /// Checks that every next hop can be asked for: a local endpoint of each family in use.
 fn check_families(
     local: &[IpAddr],
@@ -195,7 +211,9 @@ pub fn run(
     ready: impl FnOnce(&GatewayInfo),
 ) -> Result<Report, GatewayError> {
     let local = local_endpoints(config, gw);
-    check_families(&local, &peers(config), &gw.next_hops)?;
+    let peers = peers(config);
+    check_families(&local, &peers, &gw.next_hops)?;
+    let neighbours = next_hops(&peers, &gw.next_hops);
     let socket = PortSocket::open(outside).map_err(SetupError::Port)?;
     let _kernel_off = KernelOff::apply(outside)?;
     let index = netlink::interface_index(outside)?;
@@ -239,6 +257,7 @@ pub fn run(
                     card_wake: &shared.wake,
                     local: local.clone(),
                     next_hops: gw.next_hops.clone(),
+                    neighbours: neighbours.clone(),
                     shutdown: &shutdown,
                     published: &port_view,
                 })
@@ -282,5 +301,15 @@ mod tests {
         let e = check_families(&local, &[ip("192.0.2.2")], &[ip("fe80::1")]).unwrap_err();
         assert!(e.to_string().contains("[gateway] next_hop"), "{e}");
         assert!(check_families(&local, &[ip("198.51.100.2")], &[ip("192.0.2.254")]).is_ok());
+    }
+
+    #[test]
+    fn each_peer_has_one_next_hop() {
+        let peers = [ip("198.51.100.2"), ip("198.51.100.3"), ip("2001:db8::2")];
+        assert_eq!(
+            next_hops(&peers, &[ip("192.0.2.254")]),
+            vec![ip("192.0.2.254"), ip("2001:db8::2")]
+        );
+        assert_eq!(next_hops(&peers[..2], &[]), peers[..2].to_vec());
     }
 }

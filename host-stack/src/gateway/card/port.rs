@@ -281,6 +281,9 @@ pub struct PortCtx<'a> {
     pub local: Vec<IpAddr>,
     /// The configured next hop per family (absent: the outer destination itself).
     pub next_hops: Vec<IpAddr>,
+    /// Every next hop the card's frames can have: only these are learnt from the requests
+    /// they send (so that requests from anyone else cannot fill the neighbour cache).
+    pub neighbours: Vec<IpAddr>,
     pub shutdown: &'a Shutdown,
     pub published: &'a Mutex<PortView>,
 }
@@ -381,7 +384,8 @@ impl Port<'_> {
                 if let Some(sender_mac) = sender_mac
                     && !sender_ip.is_unspecified()
                 {
-                    let frames = self.neighbours.learn(sender_ip, sender_mac, now, true);
+                    let wanted = self.ctx.neighbours.contains(&sender_ip);
+                    let frames = self.neighbours.learn(sender_ip, sender_mac, now, wanted);
                     self.send_all(frames);
                 }
                 let asker_mac = sender_mac.unwrap_or([0; 6]);
