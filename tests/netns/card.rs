@@ -3,7 +3,7 @@
 //! to a gateway on the software engine.
 
 use super::lab::{self, lab_or_skip};
-use super::{capture, drops, ip, stat, topology, traffic};
+use super::{capture, drops, ip, pmtu, stat, topology, traffic};
 
 /// A counter in the port line of espo status (`arp answered 3`, `malformed arp 0`).
 fn port_counter(status: &str, name: &str) -> u64 {
@@ -354,4 +354,57 @@ fn the_card_gateway_reaches_its_peer_through_a_next_hop() {
     assert!(!status.contains("neighbour 192.0.2.1"), "{status}");
     assert!(port_counter(&status, "requests") >= 1, "{status}");
     assert_eq!(stat(&status, "outbound", "dropped"), 0, "{status}");
+}
+
+#[test]
+fn pmtu_errors_and_fragmentation_on_the_card_model() {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let mut lab = lab_or_skip!("pmm");
+    let t = topology::gateway_to_gateway_card(&mut lab);
+    let _a = lab.espo_run(
+        &t.left,
+        "left",
+        &lab::example("gw-gw/esp-model/gw-a.toml", &t.left_out),
+    );
+    // The TUN MTU set to the outside MTU: what does not fit the tunnel reaches espo.
+    let b_cfg = lab::set_gateway_field(
+        &lab::example("gw-gw/esp-model/gw-b.toml", &t.right_out),
+        "mtu",
+        "1500",
+    );
+    let b = lab.espo_run(&t.right, "right", &b_cfg);
+    let tunnel_mtu = 1431;
+    let h4 = Ipv4Addr::new(10, 2, 0, 2);
+    let df = pmtu::udp4(h4, Ipv4Addr::new(10, 1, 0, 2), 1500, true);
+    let got = lab.run_in(&t.right_host, || pmtu::send_and_catch(&df, false));
+    assert_eq!(
+        got,
+        Some((ip("10.2.255.1"), tunnel_mtu)),
+        "fragmentation needed"
+    );
+    let h6: Ipv6Addr = "fd00:2::2".parse().unwrap();
+    let big6 = pmtu::udp6(h6, "fd00:1::2".parse().unwrap(), 1500);
+    let got = lab.run_in(&t.right_host, || pmtu::send_and_catch(&big6, true));
+    assert_eq!(
+        got,
+        Some((ip("fd00:2:ffff::1"), tunnel_mtu)),
+        "packet too big"
+    );
+    // Without DF: fragmented before the card encapsulates each piece, reassembled at the
+    // host.
+    let plain = pmtu::udp4(h4, Ipv4Addr::new(10, 1, 0, 2), 1500, false);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let received = std::thread::scope(|s| {
+        let r = s.spawn(|| lab.run_in(&t.left_host, || pmtu::receive_7003(ip("10.1.0.2"), tx)));
+        rx.recv_timeout(std::time::Duration::from_secs(3)).unwrap();
+        lab.run_in(&t.right_host, || pmtu::send(&plain, false));
+        r.join().unwrap()
+    });
+    assert_eq!(received.as_deref(), Some(&plain[28..]));
+    let status = lab.status_until(&b, |s| s.contains("fragmented 1 into 2"));
+    assert!(
+        status.contains("icmp errors sent 2, fragmented 1 into 2"),
+        "{status}"
+    );
+    assert_eq!(drops(&status, "too-big"), 2, "{status}");
 }

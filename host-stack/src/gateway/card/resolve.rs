@@ -432,6 +432,32 @@ mod tests {
         assert_eq!(parse(&echo), Kind::OtherControl);
     }
 
+    proptest::proptest! {
+        /// Any bytes, and valid requests with any byte changed or cut short: classified,
+        /// never a panic.
+        #[test]
+        fn parsing_untrusted_frames_never_panics(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+            at in 0usize..90,
+            value in proptest::num::u8::ANY,
+            cut in 0usize..90,
+        ) {
+            let _ = parse(&bytes);
+            let mut arp = Vec::new();
+            arp_request(&mut arp, MAC_A, v4("192.0.2.1"), v4("192.0.2.2"));
+            let mut nd = Vec::new();
+            nd_solicit(&mut nd, MAC_A, v6("2001:db8::1"), v6("2001:db8::2"));
+            for frame in [arp, nd] {
+                let mut f = frame.clone();
+                if let Some(b) = f.get_mut(at) {
+                    *b = value;
+                }
+                let _ = parse(&f);
+                let _ = parse(&f[..cut.min(f.len())]);
+            }
+        }
+    }
+
     #[test]
     fn ip_traffic_is_data() {
         let mut f = vec![0u8; 60];
