@@ -1,7 +1,8 @@
 //! The datapath threads and shutdown.
 //!
 //! Two threads move packets, one per direction, each owning its half of the engine (the
-//! halves share no mutable state), so both cores work at once: TUN → PMTU check →
+//! software engine's halves share no mutable state; the card's share the offload engine
+//! for one batch at a time, see [`super::card::engine`]), so both cores work at once: TUN → PMTU check →
 //! encapsulate → socket, and socket → decapsulate → TUN. Each drains its source without
 //! blocking into a batch of up to [`BATCH`] packets, hands the whole batch to the engine,
 //! sends the results, and polls only when the source is empty — so under load a batch
