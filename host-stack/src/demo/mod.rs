@@ -61,3 +61,6 @@ pub fn default_configs() -> Result<(Config, Config), DemoError> {
         parse(GATEWAY_B_TOML, "examples/demo/gw-b.toml")?,
     ))
 }
+
+#[cfg(test)]
+mod tests;

@@ -130,7 +130,7 @@ mod tests {
 
     #[test]
     fn a_policy_that_cannot_carry_udp_is_refused() {
-        let text = "[[sa]]\nspi = 0x1001\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\n\
+        let text = "[[sa]]\nspi = 0x1001\nprotocol = \"esp\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\n\
             encryption = \"aes-gcm-128\"\nkey = \"000102030405060708090a0b0c0d0e0f10111213\"\n\
             [[policy]]\ndir = \"out\"\nsrc = \"10.1.0.0/16\"\ndst = \"10.2.0.0/16\"\n\
             protocol = \"tcp\"\naction = \"protect\"\nsa = [0x1001]\n";
