@@ -333,13 +333,13 @@ impl fmt::Display for Summary {
         writeln!(f, "security associations")?;
         writeln!(
             f,
-            "  gw  spi         dir  {:<28} {:<40} {:>9} {:>13}",
+            "  gw  spi         dir  {:<28} {:<45} {:>9} {:>13}",
             "algorithm", "runs on", "packets", "bytes"
         )?;
         for s in &self.sas {
             writeln!(
                 f,
-                "  {}   {:#010x}  {:<3}  {:<28} {:<40} {:>9} {:>13}",
+                "  {}   {:#010x}  {:<3}  {:<28} {:<45} {:>9} {:>13}",
                 s.gateway,
                 s.spi,
                 s.dir.name(),
