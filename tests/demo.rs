@@ -52,6 +52,7 @@ fn the_demo_delivers_every_packet_and_says_so() {
         "packets/s",
         "Gbit/s of inner traffic",
         "card        simulated ESPO-1: its port carried TX",
+        "every frame ESP or ESP in UDP, nothing in clear",
         "gateway A (card model with software fallback)",
         "gateway B (software engine)",
         "security associations",

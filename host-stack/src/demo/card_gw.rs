@@ -16,15 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use espo_driver::card::{Card, CardConfig};
-use espo_driver::model::{
-    MemLink, ModelDevice, ModelHandle, ModelOptions, ModelParams, Pacing, PerfReport,
-};
+use espo_driver::model::{ModelDevice, ModelHandle, ModelOptions, ModelParams, Pacing, PerfReport};
 
 use crate::config::Config;
-use crate::offload::{OffloadEngine, OffloadOptions, RxReport, TxReport, Wire, card_config};
-use crate::testbed::ModelPort;
+use crate::offload::{MemWire, OffloadEngine, OffloadOptions, RxReport, TxReport, card_config};
 
 use super::DemoError;
+use super::link::CardPort;
 use super::software_gw::{MAC_A, MAC_B};
 
 /// Gateway A. See the module documentation.
@@ -54,8 +52,8 @@ fn demo_card_config() -> CardConfig {
 
 impl CardGateway {
     /// Brings up a card model and the offload engine with `config` on it; returns the
-    /// gateway and the far end of the card's port (the other gateway's side of the link).
-    pub fn open(config: &Config) -> Result<(CardGateway, Box<dyn Wire>), DemoError> {
+    /// gateway and the far end of the cable on the card's port (the other gateway's side).
+    pub fn open(config: &Config) -> Result<(CardGateway, MemWire), DemoError> {
         let dev = ModelDevice::new(ModelOptions {
             params: ModelParams::default(),
             pacing: Pacing::Inline,
@@ -63,8 +61,8 @@ impl CardGateway {
             idle_step_cycles: 1,
         });
         let model = dev.handle();
-        let (near, far) = MemLink::pair();
-        model.attach_link(Box::new(near));
+        let (near, far) = MemWire::pair();
+        model.attach_link(Box::new(CardPort(near)));
         let card = Card::open(Arc::new(dev), demo_card_config()).map_err(DemoError::Card)?;
         let options = OffloadOptions {
             local_mac: MAC_A,
@@ -73,7 +71,7 @@ impl CardGateway {
         };
         let engine = OffloadEngine::new(config, Some(card), options).map_err(DemoError::Offload)?;
         model.reset_perf();
-        Ok((CardGateway { engine, model }, Box::new(ModelPort(far))))
+        Ok((CardGateway { engine, model }, far))
     }
 
     /// Hands an inner packet to the gateway; its fate comes back as a [`TxReport`] with
@@ -119,7 +117,7 @@ mod tests {
         let a = Config::parse(super::super::GATEWAY_A_TOML, Path::new("a")).unwrap();
         let b = Config::parse(super::super::GATEWAY_B_TOML, Path::new("b")).unwrap();
         let (mut gw_a, link) = CardGateway::open(&a).expect("card gateway");
-        let mut gw_b = SoftwareGateway::new(&b, link).expect("software gateway");
+        let mut gw_b = SoftwareGateway::new(&b, Box::new(link)).expect("software gateway");
         let placed: Vec<(u32, bool)> = gw_a
             .engine()
             .placements()

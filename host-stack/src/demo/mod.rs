@@ -2,7 +2,8 @@
 //!
 //! Gateway A runs the offload engine on the card model (ESPO-1, with software fallback for
 //! what the card cannot do); gateway B runs the software engine. The card's Ethernet port
-//! is the link between them: an in-memory cable carrying whole frames. Behind each gateway
+//! is the link between them: an in-memory cable carrying whole frames, tapped to check that
+//! only ESP crosses it ([`link`]). Behind each gateway
 //! sit simulated hosts ([`topology`]), one pair per tunnel, that exchange UDP requests and
 //! responses ([`hosts`]) in both directions — IPv4 and IPv6, mixed sizes — and every packet
 //! delivered to a host is compared byte for byte with what its sender sent ([`ledger`]).
@@ -18,6 +19,7 @@
 mod card_gw;
 pub mod hosts;
 pub mod ledger;
+pub mod link;
 mod run;
 pub mod show;
 mod software_gw;

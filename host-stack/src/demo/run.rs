@@ -13,6 +13,7 @@ use super::DemoError;
 use super::card_gw::CardGateway;
 use super::hosts::{self, Kind, Message};
 use super::ledger::{Ledger, Verdict};
+use super::link::{LinkCounters, Tap};
 use super::show::Shown;
 use super::software_gw::SoftwareGateway;
 use super::summary::Summary;
@@ -85,6 +86,7 @@ pub struct Demo {
     pub(super) tunnels: Vec<Tunnel>,
     pub(super) a: CardGateway,
     pub(super) b: SoftwareGateway,
+    pub(super) link: std::sync::Arc<LinkCounters>,
     pub(super) ledger: Ledger,
     pub(super) options: DemoOptions,
     rng: StdRng,
@@ -119,14 +121,16 @@ impl Demo {
         options: DemoOptions,
     ) -> Result<Demo, DemoError> {
         let tunnels = topology::tunnels(config_a)?;
-        let (a, link) = CardGateway::open(config_a)?;
-        let b = SoftwareGateway::new(config_b, link).map_err(DemoError::Software)?;
+        let (a, far) = CardGateway::open(config_a)?;
+        let (tap, link) = Tap::new(far);
+        let b = SoftwareGateway::new(config_b, Box::new(tap)).map_err(DemoError::Software)?;
         Ok(Demo {
             config_a: config_a.clone(),
             config_b: config_b.clone(),
             tunnels,
             a,
             b,
+            link,
             ledger: Ledger::default(),
             options,
             rng: StdRng::seed_from_u64(options.seed),

@@ -10,6 +10,7 @@ use crate::counters::DropReason;
 use crate::offload::{OffloadCounters, Path, Placement, SaDir};
 use crate::sa::Transform;
 
+use super::link::LinkStats;
 use super::run::{Demo, MIXED_SIZES, PacketSize};
 use super::show;
 use super::software_gw::GatewayCounters;
@@ -47,6 +48,7 @@ pub struct Summary {
     pub seed: u64,
     pub tunnels: Vec<Tunnel>,
     pub card: PerfReport,
+    pub link: LinkStats,
     pub gateway_a: OffloadCounters,
     pub gateway_b: GatewayCounters,
     pub sas: Vec<SaLine>,
@@ -137,6 +139,7 @@ impl Summary {
             seed: demo.options.seed,
             tunnels: demo.tunnels.clone(),
             card: demo.a.perf(),
+            link: demo.link.stats(),
             gateway_a: a,
             gateway_b: b,
             sas,
@@ -154,6 +157,7 @@ impl Summary {
             && self.unexpected == 0
             && self.refused == 0
             && self.drops.is_empty()
+            && self.link.not_esp == 0
     }
 
     pub fn packets_per_second(&self) -> f64 {
@@ -277,6 +281,20 @@ impl fmt::Display for Summary {
             "              of which inner traffic it encapsulated {:.1} Gbit/s and decapsulated {:.1} Gbit/s itself{busiest}",
             c.tx_inner_gbps(),
             c.rx_inner_gbps()
+        )?;
+        let l = &self.link;
+        writeln!(
+            f,
+            "  link        A -> B {} frames ({:.1} MB), B -> A {} frames ({:.1} MB): {}",
+            l.a_to_b_frames,
+            l.a_to_b_bytes as f64 / 1e6,
+            l.b_to_a_frames,
+            l.b_to_a_bytes as f64 / 1e6,
+            if l.not_esp == 0 {
+                "every frame ESP or ESP in UDP, nothing in clear".to_string()
+            } else {
+                format!("{} frames NOT ESP", l.not_esp)
+            }
         )?;
         writeln!(f)?;
         writeln!(f, "tunnels")?;

@@ -40,6 +40,8 @@ fn a_clean_run_delivers_every_packet_through_card_and_software_sas() {
     }
     assert_eq!(s.sas.iter().filter(|l| l.dir == SaDir::Inbound).count(), 8);
     assert!(s.card.tx.packets == 400 && s.card.rx.packets == 400);
+    let l = s.link;
+    assert_eq!((l.a_to_b_frames, l.b_to_a_frames, l.not_esp), (400, 400, 0));
     let text = s.to_string();
     assert!(text.contains("SPI 0x0000a101, sequence number 1"), "{text}");
     assert!(text.contains("as the card of gateway A sent it"), "{text}");
