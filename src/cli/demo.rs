@@ -10,14 +10,14 @@ use clap::Args;
 use espo_stack::config::Config;
 use espo_stack::demo::{Budget, Demo, DemoOptions, PacketSize, Progress, default_configs};
 
-/// espo's demonstration: an IPsec tunnel between a card and a software gateway, in one
-/// process, with no root, no setup and no network.
+/// Run two gateways (card model, software engine) and traffic between them, in one process.
 ///
-/// Two gateways run side by side. Gateway A is espo's offload engine on the ESPO-1 card
-/// model: the card encapsulates and decapsulates the AES-GCM SAs itself, and the SAs it
-/// cannot take (ChaCha20-Poly1305, AES-CBC+HMAC) fall back to the software engine
-/// transparently. Gateway B is the software engine alone. The card's Ethernet port is the
-/// link between them (an in-memory cable carrying whole frames).
+/// No root, no setup, no network: two IPsec gateways run side by side. Gateway A is
+/// espo's offload engine on the ESPO-1 card model: the card encapsulates and decapsulates
+/// the AES-GCM SAs itself, and the SAs it cannot take (ChaCha20-Poly1305, AES-CBC+HMAC)
+/// fall back to the software engine transparently. Gateway B is the software engine
+/// alone. The card's Ethernet port is the link between them (an in-memory cable carrying
+/// whole frames, checked to carry nothing but ESP).
 ///
 /// Behind each gateway sit simulated hosts, one pair per tunnel (IPv4 and IPv6 inner, IPv4
 /// and IPv6 outer, ESP and ESP in UDP), exchanging UDP requests and responses in both

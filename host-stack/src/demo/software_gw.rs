@@ -95,7 +95,9 @@ impl SoftwareGateway {
         };
         let (range, what) = sent;
         // The headers went into the headroom, so the Ethernet header fits in front.
-        let frame_start = range.start.saturating_sub(ethernet::HEADER_LEN);
+        let Some(frame_start) = range.start.checked_sub(ethernet::HEADER_LEN) else {
+            return Err(self.tx_drop(DropReason::TooBig));
+        };
         let ethertype = ethertype_of(self.buf.get(range.clone()).unwrap_or_default());
         if let Some(eth) = self.buf.get_mut(frame_start..range.start) {
             eth[..6].copy_from_slice(&MAC_A);
