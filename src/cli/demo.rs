@@ -148,3 +148,38 @@ pub fn run(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
         std::process::ExitCode::from(1)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_a_number_in_range_or_mixed() {
+        assert_eq!(parse_size("mixed").unwrap(), PacketSize::Mixed);
+        assert_eq!(parse_size("1400").unwrap(), PacketSize::Fixed(1400));
+        assert_eq!(parse_size("64").unwrap(), PacketSize::Fixed(64));
+        for bad in ["63", "9001", "big", "-1", ""] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_progress_line_carries_packets_rates_and_the_card() {
+        let p = Progress {
+            elapsed: Duration::from_secs(2),
+            sent: 1100,
+            delivered: 1000,
+            delivered_bytes: 250_000_000,
+            target: Some(5000),
+            card_tx_gbps: 49.25,
+            card_rx_gbps: 48.0,
+        };
+        let line = progress_line(&p);
+        assert_eq!(
+            line,
+            "demo: 1000/5000 packets delivered  500 pkt/s  1.000 Gbit/s inner  card (simulated) TX 49.2 / RX 48.0 Gbit/s  2.0 s"
+        );
+        let timed = progress_line(&Progress { target: None, ..p });
+        assert!(timed.starts_with("demo: 1000 packets delivered"), "{timed}");
+    }
+}
