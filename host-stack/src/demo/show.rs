@@ -170,7 +170,7 @@ pub fn render_outer(pkt: &[u8], iv_len: usize, icv_len: usize, inner_len: usize)
     out
 }
 
-/// Whether an address is IPv6 (for labels).
+/// The address family of an address, for labels.
 pub fn family(addr: IpAddr) -> &'static str {
     if addr.is_ipv4() { "IPv4" } else { "IPv6" }
 }
