@@ -1,4 +1,4 @@
-//! `espo pcap` as a user runs it: the README's main job on the bundled example, drops
+//! `espo pcap` as a user runs it: the README's offline example on the bundled capture, drops
 //! counted by reason, and clear failures on bad configuration or unreadable captures.
 
 mod common;

@@ -6,6 +6,7 @@ pub mod config;
 mod config_check;
 pub mod counters;
 pub mod crypto;
+pub mod demo;
 pub mod ecn;
 pub mod engine;
 pub mod gateway;

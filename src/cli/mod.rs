@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod demo;
 pub mod pcap;
 pub mod run;
 pub mod status;
@@ -22,6 +23,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    Demo(demo::DemoArgs),
     Run(run::RunArgs),
     Status(status::StatusArgs),
     Pcap(pcap::PcapArgs),
@@ -41,6 +43,7 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Demo(args) => demo::run(args),
         Command::Run(args) => run::run(args),
         Command::Status(args) => status::run(args),
         Command::Pcap(args) => pcap::run(args),

@@ -1,0 +1,201 @@
+//! `espo demo` as a user runs it: every packet delivered, the summary complete, one packet
+//! shown before and after encapsulation, no key in the output, failures in the exit status.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn demo_config(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/demo")
+        .join(name);
+    std::fs::read_to_string(path).expect("demo configuration")
+}
+
+/// Every key and integrity key of the demo configurations, in hex.
+fn demo_keys() -> Vec<String> {
+    let mut keys = Vec::new();
+    for name in ["gw-a.toml", "gw-b.toml"] {
+        for line in demo_config(name).lines() {
+            let line = line.trim();
+            if (line.starts_with("key =") || line.starts_with("integrity_key ="))
+                && let Some(hex) = line.split('"').nth(1)
+            {
+                keys.push(hex.to_lowercase());
+            }
+        }
+    }
+    keys
+}
+
+/// The number before `of` and the one after it in `delivered   X of Y packets`.
+fn delivered_of_sent(out: &str) -> (u64, u64) {
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("delivered "))
+        .expect("a delivered line");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    (words[1].parse().unwrap(), words[3].parse().unwrap())
+}
+
+#[test]
+fn the_demo_delivers_every_packet_and_says_so() {
+    let o = run(&["demo", "--packets", "2000", "--seed", "3"]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    assert_eq!(delivered_of_sent(&out), (2000, 2000), "{out}");
+    for field in [
+        "lost 0, corrupted 0, unexpected 0, refused 0",
+        "wall clock",
+        "packets/s",
+        "Gbit/s of inner traffic",
+        "card        simulated ESPO-1: its port carried TX",
+        "every frame ESP or ESP in UDP, nothing in clear",
+        "gateway A (card model with software fallback)",
+        "gateway B (software engine)",
+        "security associations",
+        "drops by reason: none",
+        "result: every packet delivered intact",
+    ] {
+        assert!(out.contains(field), "missing `{field}`:\n{out}");
+    }
+    // Where each SA runs: AES-GCM on the card, the rest in software, on gateway A.
+    for (spi, place) in [
+        ("0x0000a101", "card"),
+        ("0x0000a102", "card"),
+        ("0x0000a103", "software (chacha20-poly1305 not in hardware)"),
+        ("0x0000a104", "software (aes-cbc-128 not in hardware)"),
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with("A") && l.contains(spi) && l.contains(" out "))
+            .unwrap_or_else(|| panic!("no SA line for {spi}:\n{out}"));
+        assert!(line.contains(place), "{line}");
+        let packets: u64 = line
+            .split_whitespace()
+            .rev()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(packets > 0, "{line}");
+    }
+}
+
+#[test]
+fn one_packet_is_shown_before_and_after_encapsulation() {
+    let o = run(&["demo", "--packets", "200", "--quiet"]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    let before = out.find("  before:").expect("before");
+    let after = out.find("  after:").expect("after");
+    assert!(before < after);
+    let shown = &out[before..];
+    for part in [
+        "IPv4 10.1.1.10 -> 10.2.1.10",
+        "UDP 40001 -> 7",
+        "inner IP packet | 45 ",
+        "IPv4 192.0.2.1 -> 192.0.2.2",
+        "outer IP   | 45 ",
+        "ESP        | 00 00 a1 01 00 00 00 01  (SPI 0x0000a101, sequence number 1)",
+        "IV         |",
+        "ciphertext |",
+        "ICV        |",
+    ] {
+        assert!(shown.contains(part), "missing `{part}`:\n{shown}");
+    }
+    assert!(stderr(&o).is_empty(), "--quiet: {}", stderr(&o));
+}
+
+#[test]
+fn no_key_appears_in_the_output() {
+    let o = run(&["demo", "--packets", "400"]);
+    let text = format!("{}{}", stdout(&o), stderr(&o)).to_lowercase();
+    let spaced = text.replace(' ', "");
+    let keys = demo_keys();
+    assert_eq!(
+        keys.len(),
+        20,
+        "8 SAs a side, 2 of them with an integrity key"
+    );
+    for key in keys {
+        // Any 8 bytes of a key, packed or as a spaced hex dump.
+        for start in (0..key.len().saturating_sub(16)).step_by(2) {
+            let piece = &key[start..start + 16];
+            assert!(!text.contains(piece), "key bytes {piece} in the output");
+            assert!(!spaced.contains(piece), "key bytes {piece} in a hex dump");
+        }
+    }
+}
+
+#[test]
+fn a_broken_tunnel_fails_the_demo_with_its_drops() {
+    let dir = scratch("demo-broken");
+    let a = dir.join("gw-a.toml");
+    let b = dir.join("gw-b.toml");
+    std::fs::write(&a, demo_config("gw-a.toml")).unwrap();
+    let good = demo_config("gw-b.toml");
+    let broken = good.replace(
+        "1479de1646c43268dbfe42c03a4d142aa864fc2bce26b8d1a2e2c752ccdccd5858b65707",
+        "ff79de1646c43268dbfe42c03a4d142aa864fc2bce26b8d1a2e2c752ccdccd5858b65707",
+    );
+    assert_ne!(broken, good);
+    std::fs::write(&b, broken).unwrap();
+    let o = run(&[
+        "demo",
+        "--packets",
+        "400",
+        "--quiet",
+        "--config-a",
+        a.to_str().unwrap(),
+        "--config-b",
+        b.to_str().unwrap(),
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let (delivered, sent) = delivered_of_sent(&out);
+    assert!(delivered < sent, "{out}");
+    assert!(out.contains("gateway B in  bad-icv"), "{out}");
+    assert!(out.contains("result: FAILED"), "{out}");
+}
+
+#[test]
+fn help_explains_the_demo_and_bad_options_are_refused() {
+    let help = stdout(&run(&["demo", "--help"]));
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for what in [
+        "card model",
+        "software engine",
+        "byte",
+        "demo keys",
+        "--packets",
+        "--seconds",
+        "--size",
+        "--seed",
+        "--quiet",
+    ] {
+        assert!(help.contains(what), "help lacks `{what}`:\n{help}");
+    }
+    for bad in [
+        &["demo", "--size", "10"][..],
+        &["demo", "--size", "big"],
+        &["demo", "--packets", "0"],
+        &["demo", "--seconds", "-1"],
+    ] {
+        let o = run(bad);
+        assert!(!o.status.success(), "{bad:?} was accepted");
+        assert!(stderr(&o).contains("error"), "{bad:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn a_timed_run_finishes_clean() {
+    let o = run(&["demo", "--seconds", "0.3", "--size", "1400", "--quiet"]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    let (delivered, sent) = delivered_of_sent(&out);
+    assert!(sent > 0 && delivered == sent, "{out}");
+    assert!(out.contains("inner packets 1400 bytes"), "{out}");
+}
