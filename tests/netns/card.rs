@@ -297,8 +297,15 @@ fn server_to_server_over_ipv6_with_one_end_on_the_card_model() {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
     assert_eq!(sysctl(&t.right), "1");
+    let link = lab.ip(&t.right, &["link", "show", &t.right_out]);
+    assert!(
+        link.contains("ALLMULTI"),
+        "solicited-node groups reach the port: {link}"
+    );
     lab.stop(&b);
     assert_eq!(sysctl(&t.right), "0", "restored on exit");
+    let link = lab.ip(&t.right, &["link", "show", &t.right_out]);
+    assert!(!link.contains("ALLMULTI"), "restored on exit: {link}");
 }
 
 #[test]

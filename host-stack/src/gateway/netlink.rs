@@ -169,6 +169,42 @@ impl Netlink {
             .ok_or_else(|| NetlinkError::Answer { operation: op() })
     }
 
+    /// Whether interface `index` receives every multicast frame (IFF_ALLMULTI).
+    pub fn allmulti(&mut self, index: u32) -> Result<bool, NetlinkError> {
+        let mut link = LinkMessage::default();
+        link.header.index = index;
+        let op = || format!("reading the flags of interface {index}");
+        let answers = self.request(op, RouteNetlinkMessage::GetLink(link), 0)?;
+        answers
+            .iter()
+            .find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => {
+                    Some(l.header.flags.contains(LinkFlags::Allmulti))
+                }
+                _ => None,
+            })
+            .ok_or_else(|| NetlinkError::Answer { operation: op() })
+    }
+
+    /// Makes interface `index` receive every multicast frame, or only those of the groups
+    /// joined on it.
+    pub fn set_allmulti(&mut self, index: u32, on: bool) -> Result<(), NetlinkError> {
+        let mut link = LinkMessage::default();
+        link.header.index = index;
+        link.header.change_mask = LinkFlags::Allmulti;
+        if on {
+            link.header.flags = LinkFlags::Allmulti;
+        }
+        let op = || {
+            format!(
+                "setting interface {index} allmulti {}",
+                if on { "on" } else { "off" }
+            )
+        };
+        self.request(op, RouteNetlinkMessage::SetLink(link), 0)
+            .map(drop)
+    }
+
     /// Sets interface `index` up (or down) and, if given, its MTU.
     pub fn set_link(&mut self, index: u32, up: bool, mtu: Option<u32>) -> Result<(), NetlinkError> {
         let mut link = LinkMessage::default();

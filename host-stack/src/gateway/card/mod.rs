@@ -188,6 +188,33 @@ impl Drop for KernelOff {
     }
 }
 
+/// The card's interface receiving every multicast frame while espo runs (neighbour
+/// solicitations go to solicited-node groups, which the kernel — IPv6 off there — never
+/// joins); switched off again on drop if it was off.
+struct AllMulti {
+    index: Option<u32>,
+}
+
+impl AllMulti {
+    fn on(nl: &mut netlink::Netlink, index: u32) -> Result<AllMulti, NetlinkError> {
+        if nl.allmulti(index)? {
+            return Ok(AllMulti { index: None });
+        }
+        nl.set_allmulti(index, true)?;
+        Ok(AllMulti { index: Some(index) })
+    }
+}
+
+impl Drop for AllMulti {
+    fn drop(&mut self) {
+        if let Some(index) = self.index
+            && let Ok(mut nl) = netlink::Netlink::open()
+        {
+            let _ = nl.set_allmulti(index, false);
+        }
+    }
+}
+
 /// The offload engine's card configuration ([`offload::card_config`]) with timeouts for a
 /// loaded host: the model runs in a thread the scheduler may hold back, and its clock (the
 /// driver's) then catches up with the wall clock in one step, possibly past a deadline the
@@ -217,7 +244,9 @@ pub fn run(
     let socket = PortSocket::open(outside).map_err(SetupError::Port)?;
     let _kernel_off = KernelOff::apply(outside)?;
     let index = netlink::interface_index(outside)?;
-    netlink::Netlink::open()?.set_link(index, true, None)?;
+    let mut nl = netlink::Netlink::open()?;
+    nl.set_link(index, true, None)?;
+    let _allmulti = AllMulti::on(&mut nl, index)?;
 
     let queues = Arc::new(PortQueues::new().map_err(SetupError::Wake)?);
     let device = ModelDevice::new(ModelOptions {
