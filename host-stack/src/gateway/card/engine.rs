@@ -338,3 +338,6 @@ impl OutsideTx for CardSends {
         packets.len()
     }
 }
+
+#[cfg(test)]
+mod tests;

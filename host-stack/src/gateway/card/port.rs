@@ -126,6 +126,16 @@ impl PortQueues {
         self.wire_wake.signal();
     }
 
+    /// Takes every frame the card sent.
+    pub fn take_for_wire(&self) -> Vec<Vec<u8>> {
+        lock(&self.to_wire).drain(..).collect()
+    }
+
+    /// Queues a frame for the card.
+    pub fn push_for_card(&self, frame: Vec<u8>) {
+        lock(&self.to_card).push_back(frame);
+    }
+
     /// Frames waiting to enter the card.
     pub fn frames_for_card(&self) -> usize {
         lock(&self.to_card).len()
@@ -433,7 +443,7 @@ impl Port<'_> {
 
     /// Sends what the card sent, to its next hop's MAC.
     fn transmit(&mut self) {
-        let frames: Vec<Vec<u8>> = lock(&self.ctx.queues.to_wire).drain(..).collect();
+        let frames = self.ctx.queues.take_for_wire();
         let now = Instant::now();
         let mac = self.ctx.socket.mac();
         for mut frame in frames {
