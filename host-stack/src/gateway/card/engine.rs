@@ -20,7 +20,7 @@
 use std::collections::VecDeque;
 use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use espo_driver::model::ModelHandle;
 
@@ -32,7 +32,9 @@ use crate::gateway::path::{
     InboundEngine, Incoming, OutboundEngine, Outgoing, OutsideRx, OutsideTx, PacketBuf, Placement,
     SaDirection, SaSnapshot,
 };
-use crate::offload::{self, OffloadEngine, Received, RxReport, SaDir, SentAs, TxReport};
+use crate::offload::{
+    self, EngineEvent, OffloadEngine, Received, RxReport, SaDir, SentAs, TxReport,
+};
 
 /// How long the card's poller sleeps when the card is busy but has nothing to report yet.
 const BUSY_PAUSE: Duration = Duration::from_micros(30);
@@ -48,7 +50,14 @@ pub struct CardShared {
     backlog: Mutex<VecDeque<RxReport>>,
     queues: Arc<PortQueues>,
     model: ModelHandle,
+    /// The engine's latest events (lifetimes, moves, faults), for `espo status`.
+    events: Mutex<VecDeque<EngineEvent>>,
 }
+
+/// How often the outbound thread lets the engine do its housekeeping besides traffic.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(10);
+/// Events `espo status` keeps.
+const EVENTS_KEPT: usize = 8;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -67,7 +76,33 @@ impl CardShared {
             backlog: Mutex::default(),
             queues,
             model,
+            events: Mutex::default(),
         })
+    }
+
+    /// Polls the engine (its housekeeping: card health, time lifetimes, events) and keeps
+    /// its latest events.
+    pub fn housekeeping(&self) {
+        let mut events = Vec::new();
+        {
+            let mut engine = self.engine();
+            engine.poll();
+            engine.take_events(&mut events);
+        }
+        if !events.is_empty() {
+            let mut kept = lock(&self.events);
+            for e in events {
+                if kept.len() == EVENTS_KEPT {
+                    kept.pop_front();
+                }
+                kept.push_back(e);
+            }
+        }
+    }
+
+    /// The latest events, oldest first.
+    pub fn events(&self) -> Vec<EngineEvent> {
+        lock(&self.events).iter().copied().collect()
     }
 
     pub fn engine(&self) -> MutexGuard<'_, OffloadEngine> {
@@ -139,6 +174,7 @@ pub struct CardOutbound<'a> {
     next_tag: u64,
     reports: Vec<TxReport>,
     late: Vec<DropReason>,
+    housekept: Instant,
 }
 
 impl<'a> CardOutbound<'a> {
@@ -150,6 +186,7 @@ impl<'a> CardOutbound<'a> {
             next_tag: 0,
             reports: Vec::new(),
             late: Vec::new(),
+            housekept: Instant::now(),
         }
     }
 }
@@ -212,6 +249,12 @@ impl OutboundEngine for CardOutbound<'_> {
     }
 
     fn settle(&mut self, out: &mut Vec<DropReason>) {
+        // Called after every batch and at least every idle poll interval: the engine's
+        // housekeeping runs even when no traffic does.
+        if self.housekept.elapsed() >= HOUSEKEEPING_INTERVAL {
+            self.shared.housekeeping();
+            self.housekept = Instant::now();
+        }
         self.shared.engine().take_tx_reports(&mut self.reports);
         for r in self.reports.drain(..) {
             if let Err(reason) = r.outcome {

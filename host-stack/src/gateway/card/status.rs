@@ -11,7 +11,7 @@ use super::engine::CardShared;
 use super::port::PortView;
 use super::resolve::Mac;
 use crate::counters::DropCounters;
-use crate::offload::{CardMode, Placement};
+use crate::offload::{CardMode, EngineEvent, Placement};
 
 fn mac_text(mac: Mac) -> String {
     let [a, b, c, d, e, f] = mac;
@@ -84,6 +84,9 @@ pub fn render(shared: &CardShared, port: &str, mac: Mac, view: &Mutex<PortView>)
             }
         }
     }
+    for e in shared.events() {
+        let _ = writeln!(out, "  event: {}", event_text(&e));
+    }
     let model = shared.model();
     let stat = |c: Counter| model.counter(c);
     let _ = writeln!(
@@ -132,4 +135,36 @@ pub fn render(shared: &CardShared, port: &str, mac: Mac, view: &Mutex<PortView>)
         let _ = writeln!(out, "  neighbour {} {at}, {} waiting", n.ip, n.waiting);
     }
     out
+}
+
+fn event_text(e: &EngineEvent) -> String {
+    match e {
+        EngineEvent::Lifetime {
+            spi,
+            dir,
+            hard,
+            cause,
+        } => format!(
+            "{} {spi:#010x} reached its {} lifetime ({cause:?})",
+            dir.name(),
+            if *hard { "hard" } else { "soft" }
+        ),
+        EngineEvent::Moved {
+            spi,
+            dir,
+            to,
+            reason,
+        } => format!(
+            "{} {spi:#010x} moved to {} ({reason:?})",
+            dir.name(),
+            match to {
+                Placement::Card { .. } => "the card",
+                Placement::Software => "software",
+            }
+        ),
+        EngineEvent::Fault { fault, recovery } => match fault {
+            Some(f) => format!("card fault {f:?}: {recovery:?}"),
+            None => format!("card fault: {recovery:?}"),
+        },
+    }
 }

@@ -191,3 +191,39 @@ fn the_inbound_seam_delivers_what_the_card_decapsulated_and_counts_a_replay() {
     );
     assert_eq!(snap[0].seq, 1, "the highest accepted");
 }
+
+#[test]
+fn housekeeping_keeps_the_latest_events_for_status() {
+    let b = bench();
+    assert!(b.shared.events().is_empty());
+    assert!(b.shared.engine().move_to_software(0x2001, SaDir::Outbound));
+    b.shared.housekeeping();
+    assert!(matches!(
+        b.shared.events()[..],
+        [EngineEvent::Moved {
+            spi: 0x2001,
+            dir: SaDir::Outbound,
+            to: offload::Placement::Software,
+            ..
+        }]
+    ));
+    let text = super::super::status::render(
+        &b.shared,
+        "eth1",
+        B_MAC,
+        &std::sync::Mutex::new(super::super::port::PortView::default()),
+    );
+    assert!(
+        text.contains("event: out 0x00002001 moved to software (Requested)"),
+        "{text}"
+    );
+    assert!(text.contains("1 of 2 SAs on the card"), "{text}");
+    for _ in 0..EVENTS_KEPT + 3 {
+        let mut e = b.shared.engine();
+        e.move_to_card(0x2001, SaDir::Outbound);
+        e.move_to_software(0x2001, SaDir::Outbound);
+        drop(e);
+        b.shared.housekeeping();
+    }
+    assert_eq!(b.shared.events().len(), EVENTS_KEPT, "bounded");
+}
