@@ -106,7 +106,9 @@ module espo_gcm #(
     out_text <= text;
     out_text_vbytes <= o_m.vbytes;
     out_text_user <= o_m.user;
-    out_tag <= product ^ ej0_q;
-    out_tag_user <= fin_user_q;
+    if (fin_q) begin                 // the tag holds until the next message's
+      out_tag <= product ^ ej0_q;
+      out_tag_user <= fin_user_q;
+    end
   end
 endmodule

@@ -7,9 +7,11 @@
 //! `unsafe` is confined to the `ffi` module (the C ABI of the verilated model).
 #![deny(unsafe_code)]
 
+pub mod core;
 mod crypto;
 mod ffi;
 
+pub use crate::core::{Direction, PacketIn, PacketOut, Timing, Verdict};
 pub use crypto::{GcmKind, GcmResult};
 
 /// Why a request to the RTL could not be carried out.

@@ -1,6 +1,7 @@
 // espo_cosim_top: the simulation top that the Rust co-simulation (fpga/cosim, crate
-// espo-rtl) compiles with Verilator and drives. It holds a standalone AES pipeline and a
-// standalone GCM unit for the FIPS-197, GCM specification and Wycheproof benches.
+// espo-rtl) compiles with Verilator and drives. It holds the ESP core (espo_core) with its
+// sideband and result structures flattened into plain ports, and a standalone AES pipeline
+// and GCM unit for the FIPS-197, GCM specification and Wycheproof benches.
 module espo_cosim_top (
   input  logic         clk,
   input  logic         rst_n,
@@ -30,8 +31,49 @@ module espo_cosim_top (
   output logic [31:0]  gcm_out_text_user,
   output logic         gcm_out_tag_valid,
   output logic [127:0] gcm_out_tag,
-  output logic [31:0]  gcm_out_tag_user
+  output logic [31:0]  gcm_out_tag_user,
+  // ESP core
+  input  logic         reg_we,
+  input  logic [11:0]  reg_addr,
+  input  logic [31:0]  reg_wdata,
+  output logic [31:0]  reg_rdata,
+  input  logic [15:0]  natt_port,
+  input  logic         s_tvalid,
+  output logic         s_tready,
+  input  logic [511:0] s_tdata,
+  input  logic [63:0]  s_tkeep,
+  input  logic         s_tlast,
+  input  logic         s_outbound,
+  input  logic         s_bypass,
+  input  logic [31:0]  s_sa_index,
+  output logic         m_tvalid,
+  input  logic         m_tready,
+  output logic [511:0] m_tdata,
+  output logic [63:0]  m_tkeep,
+  output logic         m_tlast,
+  output logic [7:0]   m_status,
+  output logic [63:0]  m_seq,
+  output logic [31:0]  m_sa_index,
+  output logic [31:0]  m_spi,
+  output logic [7:0]   m_flags,     // transformed, inner_ipv6, udp_encap, ev_soft, ev_hard, ev_seq_exhausted
+  output logic [3:0]   m_aux,       // soft_aux, hard_aux
+  output logic         dropped
 );
+  espo_core_pkg::result_t res;
+  espo_core u_core (
+    .clk, .rst_n, .reg_we, .reg_addr, .reg_wdata, .reg_rdata, .natt_port,
+    .s_tvalid, .s_tready, .s_tdata, .s_tkeep, .s_tlast,
+    .s_tuser('{outbound: s_outbound, bypass: s_bypass, sa_index: s_sa_index}),
+    .m_tvalid, .m_tready, .m_tdata, .m_tkeep, .m_tlast, .m_tuser(res), .dropped
+  );
+  assign m_status = res.status;
+  assign m_seq = res.seq;
+  assign m_sa_index = res.sa_index;
+  assign m_spi = res.spi;
+  assign m_flags = {2'b0, res.transformed, res.inner_ipv6, res.udp_encap, res.ev_soft, res.ev_hard,
+                    res.ev_seq_exhausted};
+  assign m_aux = {res.soft_aux, res.hard_aux};
+
   espo_aes_pipe #(.META_W(1)) u_aes (
     .clk, .rst_n,
     .in_valid(aes_in_valid), .in_block(aes_in_block), .in_key(aes_in_key),

@@ -1,0 +1,389 @@
+// espo_sa_table: the SA table of the ESP core in on-chip RAM, its inbound lookup by
+// (SPI, outer destination), the replay-window RAM, and the register port that writes them.
+//
+// Register port (32-bit words, byte addresses; every offset derives from espo_pkg sizes):
+//   [0, SA_ENTRY)                 SA_ENTRY staging image (datasheet §4.3), RW
+//   [SA_ENTRY, +SA_STATE)         SA_STATE staging image: SA_WRITE with STATE imports its
+//                                 scalar fields; SA_READ / SA_INVALIDATE export them. RW
+//   [.., +ADMIN_CMD)              ADMIN_CMD image: write SA_INDEX (word 1), then word 0
+//                                 (OPCODE, STATE, CID), which executes the command (§8.2)
+//   [.., +ADMIN_CPL)              ADMIN_CPL image, RO: RESULT, CID, STATUS; PHASE = 1 when done
+// A command runs only between packets (dp_idle), so a packet sees an SA wholly before or
+// wholly after it (§8.6). Lookup: hash of (SPI, destination) selects a bucket of
+// LOOKUP_WAYS entries holding the key itself; one RAM read and a compare per packet.
+module espo_sa_table
+  import espo_pkg::*;
+  import espo_core_pkg::*;
+#(
+  parameter int SA_COUNT = int'(CAP_SA_TABLE_SIZE_RESET),
+  parameter int BUCKETS = 1024,
+  parameter int IDX_W = $clog2(SA_COUNT),
+  // Ring words per SA: enough for the largest window plus one word (RFC 6479).
+  parameter int RP_WORDS = 2 ** $clog2(int'(CAP_REPLAY_WINDOW_MAX_RESET) / 64 + 1),
+  parameter int RP_W = $clog2(RP_WORDS)
+) (
+  input  logic                  clk,
+  input  logic                  rst_n,
+  input  logic                  reg_we,
+  input  logic [11:0]           reg_addr,
+  input  logic [31:0]           reg_wdata,
+  output logic [31:0]           reg_rdata,
+  input  logic                  dp_idle,     // datapath grants: it holds no packet
+  output logic                  admin_req,   // a command waits for dp_idle
+  output logic                  admin_busy,
+  // Datapath access, one-cycle read latency; only while !admin_busy.
+  input  logic [IDX_W-1:0]      dp_idx,
+  output sa_entry_t             cfg_q,
+  output sa_row_t               row_q,
+  input  logic                  dp_row_we,
+  input  sa_row_t               dp_row_wdata,
+  input  logic [IDX_W+RP_W-1:0] dp_rp_addr,
+  output replay_word_t          rp_q,
+  input  logic                  dp_rp_we,
+  input  replay_word_t          dp_rp_wdata,
+  input  logic                  lk_req,
+  input  logic [31:0]           lk_spi,
+  input  logic [127:0]          lk_dst,
+  output logic                  lk_done,
+  output logic                  lk_hit,
+  output logic [IDX_W-1:0]      lk_idx
+);
+  localparam int WAYS = 4;   // free_way below is 2 bits wide
+  localparam int BKT_W = $clog2(BUCKETS);
+  localparam int ENTRY_WORDS = SA_ENTRY_SIZE_BYTES / 4;
+  localparam int STATE_WORDS = SA_STATE_BITMAP_LSB / 32;   // scalar part; BITMAP not staged
+  localparam int STATE_BASE = SA_ENTRY_SIZE_BYTES;
+  localparam int CMD_BASE = STATE_BASE + SA_STATE_SIZE_BYTES;
+  localparam int CPL_BASE = CMD_BASE + ADMIN_CMD_SIZE_BYTES;
+  localparam int CPL_END = CPL_BASE + ADMIN_CPL_SIZE_BYTES;
+
+  typedef struct packed {
+    logic             valid;
+    logic [31:0]      spi;
+    logic [127:0]     dst;
+    logic [IDX_W-1:0] idx;
+  } way_t;
+  typedef way_t [WAYS-1:0] bucket_t;
+
+  function automatic logic [BKT_W-1:0] bucket_of(input logic [31:0] spi, input logic [127:0] dst);
+    logic [31:0] x;
+    x = spi ^ dst[31:0] ^ dst[63:32] ^ dst[95:64] ^ dst[127:96];
+    x = x ^ (x >> 13) ^ (x >> 23);
+    return x[BKT_W-1:0];
+  endfunction
+
+  /* verilator lint_off UNUSEDSIGNAL */
+  // An IPv4 destination keeps its first four bytes only (§0).
+  function automatic logic [127:0] lookup_dst(input sa_entry_t e);
+    return e.outer_ipv6 ? e.dst_addr : {96'h0, e.dst_addr[31:0]};
+  endfunction
+  /* verilator lint_on UNUSEDSIGNAL */
+
+  // ---- RAMs -----------------------------------------------------------------------------
+  sa_entry_t    cfg_mem [SA_COUNT];
+  sa_row_t      row_mem [SA_COUNT];
+  bucket_t      bkt_mem [BUCKETS];
+  replay_word_t rp_mem  [SA_COUNT * RP_WORDS];
+
+  logic [IDX_W-1:0]      a_idx;
+  logic                  a_cfg_we, a_row_we, a_bkt_we, a_rp_we;
+  sa_entry_t             a_cfg_wdata;
+  sa_row_t               a_row_wdata;
+  bucket_t               a_bkt_wdata, bkt_q;
+  logic [BKT_W-1:0]      a_bkt_addr, lk_bkt;
+  logic [RP_W-1:0]       a_rp_word;
+
+  logic [IDX_W-1:0]      idx_m;
+  logic [BKT_W-1:0]      bkt_m;
+  logic [IDX_W+RP_W-1:0] rp_m;
+  assign idx_m = admin_busy ? a_idx : dp_idx;
+  assign bkt_m = admin_busy ? a_bkt_addr : lk_bkt;
+  assign rp_m  = admin_busy ? {a_idx, a_rp_word} : dp_rp_addr;
+
+  always_ff @(posedge clk) begin
+    if (admin_busy && a_cfg_we) cfg_mem[idx_m] <= a_cfg_wdata;
+    cfg_q <= cfg_mem[idx_m];
+  end
+  always_ff @(posedge clk) begin
+    if (admin_busy ? a_row_we : dp_row_we) row_mem[idx_m] <= admin_busy ? a_row_wdata : dp_row_wdata;
+    row_q <= row_mem[idx_m];
+  end
+  always_ff @(posedge clk) begin
+    if (admin_busy && a_bkt_we) bkt_mem[bkt_m] <= a_bkt_wdata;
+    bkt_q <= bkt_mem[bkt_m];
+  end
+  always_ff @(posedge clk) begin
+    if (admin_busy ? a_rp_we : dp_rp_we) rp_mem[rp_m] <= admin_busy ? '0 : dp_rp_wdata;
+    rp_q <= rp_mem[rp_m];
+  end
+
+  // ---- Lookup -----------------------------------------------------------------------------
+  logic         lk_pend;
+  logic [31:0]  lk_spi_q;
+  logic [127:0] lk_dst_q;
+  assign lk_bkt = bucket_of(lk_spi, lk_dst);
+  always_ff @(posedge clk or negedge rst_n) begin
+    if (!rst_n) begin
+      lk_pend <= 1'b0;
+      lk_done <= 1'b0;
+    end else begin
+      lk_pend <= lk_req && !admin_busy;
+      lk_done <= lk_pend;
+    end
+  end
+  always_ff @(posedge clk) begin
+    if (lk_req) begin
+      lk_spi_q <= lk_spi;
+      lk_dst_q <= lk_dst;
+    end
+    if (lk_pend) begin
+      lk_hit <= 1'b0;
+      lk_idx <= '0;
+      for (int w = WAYS - 1; w >= 0; w--)
+        if (bkt_q[w].valid && bkt_q[w].spi == lk_spi_q && bkt_q[w].dst == lk_dst_q) begin
+          lk_hit <= 1'b1;
+          lk_idx <= bkt_q[w].idx;
+        end
+    end
+  end
+
+  // ---- Register port and staging ----------------------------------------------------------
+  logic [31:0] entry_w [ENTRY_WORDS];
+  logic [31:0] state_w [STATE_WORDS];
+  admin_cmd_t  cmd;
+  admin_cpl_t  cpl;
+  logic        cmd_pending;
+  sa_entry_t   staged;
+  sa_state_t   staged_state;
+
+  assign admin_req = cmd_pending;
+
+  always_comb begin
+    for (int i = 0; i < ENTRY_WORDS; i++) staged[32*i +: 32] = entry_w[i];
+    staged_state = '0;
+    for (int i = 0; i < STATE_WORDS; i++) staged_state[32*i +: 32] = state_w[i];
+  end
+
+  always_comb begin
+    int unsigned a;
+    a = int'(reg_addr);
+    reg_rdata = '0;
+    if (a < STATE_BASE) reg_rdata = entry_w[a / 4];
+    else if (a < STATE_BASE + STATE_WORDS * 4) reg_rdata = state_w[(a - STATE_BASE) / 4];
+    else if (a >= CMD_BASE && a < CPL_BASE) reg_rdata = cmd[32 * ((a - CMD_BASE) / 4) +: 32];
+    else if (a >= CPL_BASE && a < CPL_END) reg_rdata = cpl[32 * ((a - CPL_BASE) / 4) +: 32];
+  end
+
+  // ---- Admin command FSM -------------------------------------------------------------------
+  typedef enum logic [3:0] {
+    A_IDLE, A_START, A_W_OLD, A_W_DUP, A_W_RM, A_W_RD_NEW, A_W_INS, A_W_WRITE, A_CLEAR,
+    A_R_ROW, A_I_RM, A_DONE
+  } astate_e;
+  astate_e          ast;
+  logic [7:0]       a_status;
+  logic [63:0]      a_result;
+  logic             old_inbound;
+  logic [BKT_W-1:0] old_bkt;
+  sa_state_t        export_image;
+
+  logic [IDX_W-1:0] cmd_idx;
+  logic             idx_ok, alg_ok, fields_ok, new_inbound;
+  logic [BKT_W-1:0] new_bkt;
+  assign cmd_idx = cmd.sa_index[IDX_W-1:0];
+  assign idx_ok = cmd.sa_index < SA_COUNT;
+  assign alg_ok = staged.alg == ALG_AES_GCM_128 || staged.alg == ALG_AES_GCM_256;
+  assign fields_ok = staged.replay_window <= CAP_REPLAY_WINDOW_MAX_RESET && staged.spi != 0
+                     && (staged.esn || staged.seq <= 64'h0000_0000_FFFF_FFFF);
+  assign new_inbound = !staged.outbound;
+  assign new_bkt = bucket_of(staged.spi, lookup_dst(staged));
+
+  always_comb begin
+    export_image = '0;
+    export_image.seq = row_q.valid ? row_q.seq : '0;
+    export_image.bytes = row_q.bytes;
+    export_image.packets = row_q.packets;
+    export_image.replay_drops = row_q.replay_drops;
+    export_image.icv_failures = row_q.icv_failures;
+    export_image.valid = row_q.valid;
+    export_image.soft_expired = row_q.soft_expired;
+    export_image.hard_expired = row_q.hard_expired;
+    export_image.seq_exhausted = row_q.seq_exhausted;
+    export_image.window = (row_q.valid && !cfg_q.outbound) ? cfg_q.replay_window : '0;
+  end
+
+  /* verilator lint_off UNUSEDSIGNAL */
+  function automatic sa_row_t initial_row(input sa_entry_t e, input sa_state_t s, input logic imp);
+    sa_row_t r;
+    r = '0;
+    r.valid = 1'b1;
+    r.seq = e.outbound ? e.seq : '0;
+    r.seq_exhausted = e.seq == seq_limit(e.esn);
+    if (imp) begin
+      r.bytes = s.bytes;
+      r.packets = s.packets;
+      r.replay_drops = s.replay_drops;
+      r.icv_failures = s.icv_failures;
+      r.soft_expired = s.soft_expired;
+      r.hard_expired = s.hard_expired;
+      r.seq = s.seq;
+      if (e.outbound) r.seq_exhausted = s.seq_exhausted || s.seq >= seq_limit(e.esn);
+    end
+    return r;
+  endfunction
+  /* verilator lint_on UNUSEDSIGNAL */
+
+  function automatic bucket_t bucket_without(input bucket_t b, input logic [IDX_W-1:0] idx);
+    bucket_t o;
+    o = b;
+    for (int w = 0; w < WAYS; w++) if (b[w].valid && b[w].idx == idx) o[w].valid = 1'b0;
+    return o;
+  endfunction
+
+  logic [1:0] free_way;
+  always_comb begin
+    free_way = '0;
+    a_cfg_we = 1'b0;
+    a_row_we = 1'b0;
+    a_bkt_we = 1'b0;
+    a_rp_we = 1'b0;
+    a_cfg_wdata = staged;
+    a_cfg_wdata.dst_addr = lookup_dst(staged);
+    a_row_wdata = initial_row(staged, staged_state, cmd.state);
+    a_bkt_wdata = bkt_q;
+    a_bkt_addr = new_bkt;
+    unique case (ast)
+      A_W_OLD:    a_bkt_addr = new_bkt;
+      A_W_DUP:    a_bkt_addr = old_inbound ? old_bkt : new_bkt;
+      A_W_RM: begin
+        a_bkt_addr = old_bkt;
+        a_bkt_we = 1'b1;
+        a_bkt_wdata = bucket_without(bkt_q, cmd_idx);
+      end
+      A_W_INS: begin
+        a_bkt_we = 1'b1;
+        a_bkt_wdata = bkt_q;
+        for (int w = WAYS - 1; w >= 0; w--)
+          if (!bkt_q[w].valid) free_way = w[1:0];
+        a_bkt_wdata[free_way] = '{valid: 1'b1, spi: staged.spi, dst: lookup_dst(staged), idx: cmd_idx};
+      end
+      A_W_WRITE: begin
+        a_cfg_we = 1'b1;
+        a_row_we = 1'b1;
+      end
+      A_CLEAR: a_rp_we = 1'b1;
+      A_R_ROW: a_bkt_addr = bucket_of(cfg_q.spi, cfg_q.dst_addr);
+      A_I_RM: begin
+        a_bkt_addr = old_bkt;
+        a_bkt_we = old_inbound;
+        a_bkt_wdata = bucket_without(bkt_q, cmd_idx);
+        a_row_we = cmd.opcode == ADMIN_OP_SA_INVALIDATE;
+        a_row_wdata = '0;
+      end
+      default: ;
+    endcase
+  end
+
+  always_ff @(posedge clk or negedge rst_n) begin
+    if (!rst_n) begin
+      ast <= A_IDLE;
+      admin_busy <= 1'b0;
+      cmd_pending <= 1'b0;
+      cmd <= '0;
+      cpl <= '0;
+      a_idx <= '0;
+      a_rp_word <= '0;
+      for (int i = 0; i < ENTRY_WORDS; i++) entry_w[i] <= '0;
+      for (int i = 0; i < STATE_WORDS; i++) state_w[i] <= '0;
+    end else begin
+      if (reg_we && !admin_busy) begin
+        int unsigned a;
+        a = int'(reg_addr);
+        if (a < STATE_BASE) entry_w[a / 4] <= reg_wdata;
+        else if (a < STATE_BASE + STATE_WORDS * 4) state_w[(a - STATE_BASE) / 4] <= reg_wdata;
+        else if (a >= CMD_BASE && a < CPL_BASE) begin
+          cmd[32 * ((a - CMD_BASE) / 4) +: 32] <= reg_wdata;
+          if (a == CMD_BASE) begin
+            cmd_pending <= 1'b1;
+            cpl.phase <= 1'b0;
+          end
+        end
+      end
+      unique case (ast)
+        A_IDLE: if (cmd_pending && dp_idle) begin
+          admin_busy <= 1'b1;
+          a_idx <= cmd_idx;
+          a_status <= STATUS_OK;
+          a_result <= '0;
+          ast <= A_START;
+        end
+        A_START: begin
+          if (cmd.opcode == ADMIN_OP_NOP) ast <= A_DONE;
+          else if (cmd.opcode != ADMIN_OP_SA_WRITE && cmd.opcode != ADMIN_OP_SA_INVALIDATE
+                   && cmd.opcode != ADMIN_OP_SA_READ) begin
+            a_status <= STATUS_INVALID_OPCODE;
+            ast <= A_DONE;
+          end else if (!idx_ok) begin
+            a_status <= STATUS_INVALID_SA_INDEX;
+            ast <= A_DONE;
+          end else if (cmd.opcode == ADMIN_OP_SA_WRITE) begin
+            if (!alg_ok) begin
+              a_status <= STATUS_ALG_UNSUPPORTED;
+              ast <= A_DONE;
+            end else if (!fields_ok) begin
+              a_status <= STATUS_INVALID_FIELD;
+              ast <= A_DONE;
+            end else ast <= A_W_OLD;       // cfg_q/row_q of a_idx, bkt_q of new_bkt next
+          end else ast <= A_R_ROW;
+        end
+        A_W_OLD: begin
+          old_inbound <= row_q.valid && !cfg_q.outbound;
+          old_bkt <= bucket_of(cfg_q.spi, cfg_q.dst_addr);
+          ast <= A_W_DUP;                  // bkt_q now holds the new key's bucket
+        end
+        A_W_DUP: begin
+          logic dup, room;
+          dup = 1'b0;
+          room = 1'b0;
+          for (int w = 0; w < WAYS; w++) begin
+            if (bkt_q[w].valid && bkt_q[w].spi == staged.spi
+                && bkt_q[w].dst == lookup_dst(staged) && bkt_q[w].idx != cmd_idx) dup = 1'b1;
+            if (!bkt_q[w].valid || bkt_q[w].idx == cmd_idx) room = 1'b1;
+          end
+          if (new_inbound && (dup || !room)) begin
+            a_status <= STATUS_INVALID_FIELD;
+            ast <= A_DONE;
+          end else ast <= old_inbound ? A_W_RM : (new_inbound ? A_W_INS : A_W_WRITE);
+        end
+        A_W_RM: ast <= new_inbound ? A_W_RD_NEW : A_W_WRITE;   // old bucket written now
+        A_W_RD_NEW: ast <= A_W_INS;                            // re-read the new bucket
+        A_W_INS: ast <= A_W_WRITE;
+        A_W_WRITE: begin
+          a_rp_word <= '0;
+          ast <= A_CLEAR;
+        end
+        A_CLEAR: begin
+          a_rp_word <= a_rp_word + 1'b1;
+          if (a_rp_word == RP_W'(RP_WORDS - 1)) ast <= A_DONE;
+        end
+        A_R_ROW: begin
+          for (int i = 0; i < STATE_WORDS; i++) state_w[i] <= export_image[32*i +: 32];
+          a_result <= export_image.seq;
+          old_inbound <= row_q.valid && !cfg_q.outbound;
+          old_bkt <= bucket_of(cfg_q.spi, cfg_q.dst_addr);
+          ast <= (cmd.opcode == ADMIN_OP_SA_INVALIDATE) ? A_I_RM : A_DONE;
+        end
+        A_I_RM: ast <= A_DONE;
+        A_DONE: begin
+          cpl.status <= a_status;
+          cpl.result <= a_result;
+          cpl.cid <= cmd.cid;
+          cpl.phase <= 1'b1;
+          cmd_pending <= 1'b0;
+          admin_busy <= 1'b0;
+          ast <= A_IDLE;
+        end
+        default: ast <= A_IDLE;
+      endcase
+    end
+  end
+endmodule
