@@ -49,8 +49,8 @@ module espo_core
   localparam int W_W = $clog2(BUF_WORDS);
 
   typedef enum logic [3:0] {
-    S_IDLE, S_RECV, S_DROP, S_LOOK, S_LOOK_WAIT, S_SA_RD, S_SA, S_RP, S_ISSUE, S_WAIT_TAG,
-    S_FINISH, S_OUT
+    S_IDLE, S_RECV, S_DROP, S_LOOK, S_LOOK_WAIT, S_SA_RD, S_SA, S_RP_RD, S_RP, S_ISSUE,
+    S_WAIT_TAG, S_FINISH, S_OUT
   } state_e;
   state_e st;
 
@@ -491,6 +491,7 @@ module espo_core
           end
         end
         S_SA_RD: st <= S_SA;
+        S_RP_RD: st <= S_RP;
         S_SA: begin
           key <= key_be(cfg);
           is256 <= cfg.alg == ALG_AES_GCM_256;
@@ -545,7 +546,7 @@ module espo_core
               icv_at <= rx_esp_at + rx_esp_len - 16;
               nblk <= (W_W+2)'((rx_esp_len - LEN_W'(17)) >> 4);
               rp_addr <= {idx_q, rx_seq[6 +: RP_W]};
-              st <= S_RP;
+              st <= S_RP_RD;
             end
           end
         end
