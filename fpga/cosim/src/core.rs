@@ -94,7 +94,8 @@ impl Rtl {
         self.sim.set_natt_port(port);
     }
 
-    fn admin(&mut self, opcode: AdminOpcode, state: bool, sa_index: u32) -> Result<AdminCompletion, RtlError> {
+    /// Any admin command (§8.2) through the register port; its completion.
+    pub fn admin(&mut self, opcode: AdminOpcode, state: bool, sa_index: u32) -> Result<AdminCompletion, RtlError> {
         let cmd = AdminCommand { opcode, state, cid: 0x5a5a, sa_index, data_addr: 0, data_len: 0 };
         let image = cmd.encode();
         // Word 0 (OPCODE) last: writing it executes the command.

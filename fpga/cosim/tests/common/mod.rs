@@ -104,7 +104,7 @@ impl Tunnel {
 
 /// Inner destination prefixes of tunnel `k` (one policy pair per family).
 fn inner_dst(k: usize) -> (String, String) {
-    (format!("10.2.{k}.0/24"), format!("fd00:2:0:{k:x}::/64"))
+    (format!("10.{}.{}.0/24", 2 + k / 256, k % 256), format!("fd00:2:0:{k:x}::/64"))
 }
 
 fn engine(tunnels: &[Tunnel], dir: &str) -> SoftwareEngine {
@@ -184,7 +184,7 @@ pub fn inner_packet(rng: &mut impl RngCore, k: usize, v6: bool, len: usize, tos:
         p[7] = 63;
         p[8..24].copy_from_slice(&[0xfd, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5]);
         let mut d = [0u8; 16];
-        d[..8].copy_from_slice(&[0xfd, 0, 0, 2, 0, 0, 0, k as u8]);
+        d[..8].copy_from_slice(&[0xfd, 0, 0, 2, 0, 0, (k >> 8) as u8, k as u8]);
         d[15] = 9;
         p[24..40].copy_from_slice(&d);
     } else {
@@ -196,7 +196,7 @@ pub fn inner_packet(rng: &mut impl RngCore, k: usize, v6: bool, len: usize, tos:
         p[8] = 63;
         p[9] = 17;
         p[12..16].copy_from_slice(&[10, 1, 0, 5]);
-        p[16..20].copy_from_slice(&[10, 2, k as u8, 9]);
+        p[16..20].copy_from_slice(&[10, 2 + (k / 256) as u8, (k % 256) as u8, 9]);
         let c = checksum(&p[..20]);
         p[10..12].copy_from_slice(&c.to_be_bytes());
     }
