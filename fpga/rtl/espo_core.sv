@@ -435,19 +435,16 @@ module espo_core
           logic [LEN_W-1:0] n;
           if (st == S_IDLE) sb <= s_tuser;
           n = LEN_W'(64 * int'(wr_ptr)) + LEN_W'(keep_count(s_tkeep));
-          wr_ptr <= wr_ptr + 1'b1;
-          st <= S_RECV;
-          if (wr_ptr >= W_W'(FRAME_WORDS) || n > LEN_W'(MAX_FRAME)) st <= s_tlast ? S_IDLE : S_DROP;
-          else if (s_tlast) begin
-            flen <= n;
-            st <= S_LOOK;
+          if (wr_ptr >= W_W'(FRAME_WORDS) || n > LEN_W'(MAX_FRAME)) begin
+            wr_ptr <= '0;
+            st <= s_tlast ? S_IDLE : S_DROP;
+          end else begin
+            wr_ptr <= wr_ptr + 1'b1;
+            st <= s_tlast ? S_LOOK : S_RECV;
+            if (s_tlast) flen <= n;
           end
-          if (s_tlast) wr_ptr <= (st == S_DROP) ? '0 : wr_ptr + 1'b1;
         end
-        S_DROP: if (s_tvalid && s_tlast) begin
-          wr_ptr <= '0;
-          st <= S_IDLE;
-        end
+        S_DROP: if (s_tvalid && s_tlast) st <= S_IDLE;
         S_LOOK: begin
           wr_ptr <= '0;
           res <= '0;
