@@ -20,7 +20,6 @@ module espo_aes_pipe #(
   output logic [127:0]      out_block,
   output logic [META_W-1:0] out_meta
 );
-  import espo_crypto_pkg::*;
 
   localparam int ROUNDS = 14;
   localparam int LATENCY = ROUNDS + 1;
@@ -52,17 +51,17 @@ module espo_aes_pipe #(
       if (k256[r-1]) begin
         rk = kb[r-1];
         // w[4(r+1)..] from w[4(r-1)..] and w[4r+3]: RotWord+Rcon when 4(r+1) is a multiple of 8.
-        nk = next_key_words(ka[r-1], kb[r-1][31:0], ((r - 1) % 2) == 0, 4'((r - 1) / 2 + 1));
+        nk = espo_crypto_pkg::next_key_words(ka[r-1], kb[r-1][31:0], ((r - 1) % 2) == 0, 4'((r - 1) / 2 + 1));
         active = 1'b1;
         final_round = (r == 14);
       end else begin
-        rk = next_key_words(ka[r-1], ka[r-1][31:0], 1'b1, 4'(r));
+        rk = espo_crypto_pkg::next_key_words(ka[r-1], ka[r-1][31:0], 1'b1, 4'(r));
         nk = '0;
         active = (r <= 10);
         final_round = (r == 10);
       end
-      next_st = shift_rows(sub_bytes(st[r-1]));
-      if (!final_round) next_st = mix_columns(next_st);
+      next_st = espo_crypto_pkg::shift_rows(espo_crypto_pkg::sub_bytes(st[r-1]));
+      if (!final_round) next_st = espo_crypto_pkg::mix_columns(next_st);
       next_st = next_st ^ rk;
     end
     always_ff @(posedge clk or negedge rst_n) begin

@@ -12,13 +12,8 @@
 // its SA, run through one AES-GCM engine of 16 bytes per cycle (espo_gcm), and released
 // from the output buffer only after its ICV has been verified (RX) and every header field
 // that depends on the whole packet is known. Register port: see espo_sa_table.
-module espo_core
-  import espo_pkg::*;
-  import espo_core_pkg::*;
-  import espo_crypto_pkg::*;
-  import espo_gcm_pkg::*;
-#(
-  parameter int SA_COUNT = int'(CAP_SA_TABLE_SIZE_RESET),
+module espo_core #(
+  parameter int SA_COUNT = espo_pkg::CAP_SA_TABLE_SIZE_RESET,
   parameter int BUCKETS = 1024
 ) (
   input  logic         clk,
@@ -33,17 +28,20 @@ module espo_core
   input  logic [511:0] s_tdata,
   input  logic [63:0]  s_tkeep,
   input  logic         s_tlast,
-  input  sideband_t    s_tuser,
+  input  espo_core_pkg::sideband_t s_tuser,
   output logic         m_tvalid,
   input  logic         m_tready,
   output logic [511:0] m_tdata,
   output logic [63:0]  m_tkeep,
   output logic         m_tlast,
-  output result_t      m_tuser,
+  output espo_core_pkg::result_t   m_tuser,
   output logic         dropped       // pulse: an oversize frame was dropped (RX_OVERSIZE)
 );
+  localparam int MAX_FRAME = espo_pkg::CAP_MAX_FRAME_RESET;
+  localparam int FRAME_WORDS = (MAX_FRAME + 63) / 64;         // 64-byte beats
+  localparam int LEN_W = $clog2(MAX_FRAME + 1) + 1;           // frame and packet lengths
   localparam int IDX_W = $clog2(SA_COUNT);
-  localparam int RP_WORDS = 2 ** $clog2(int'(CAP_REPLAY_WINDOW_MAX_RESET) / 64 + 1);
+  localparam int RP_WORDS = 2 ** $clog2(espo_pkg::CAP_REPLAY_WINDOW_MAX_RESET / 64 + 1);
   localparam int RP_W = $clog2(RP_WORDS);
   localparam int BUF_WORDS = FRAME_WORDS + 2;
   localparam int W_W = $clog2(BUF_WORDS);
@@ -57,9 +55,11 @@ module espo_core
   // ---- SA table ---------------------------------------------------------------------------
   logic                  admin_req, admin_busy, dp_row_we, dp_rp_we, lk_req, lk_done, lk_hit;
   logic [IDX_W-1:0]      idx_q, lk_idx;
-  sa_entry_t             cfg;
-  sa_row_t               row, row_w;
-  replay_word_t          rp_q, rp_w;
+  /* verilator lint_off UNUSEDSIGNAL */
+  espo_pkg::sa_entry_t             cfg;   // some fields are the register port's
+  /* verilator lint_on UNUSEDSIGNAL */
+  espo_core_pkg::sa_row_t               row, row_w;
+  espo_core_pkg::replay_word_t          rp_q, rp_w;
   logic [IDX_W+RP_W-1:0] rp_addr;
 
   espo_sa_table #(.SA_COUNT(SA_COUNT), .BUCKETS(BUCKETS)) u_sa (
@@ -75,7 +75,7 @@ module espo_core
   logic [511:0] obuf [BUF_WORDS];
   logic [W_W-1:0] wr_ptr;
   logic [LEN_W-1:0] flen;
-  sideband_t sb;
+  espo_core_pkg::sideband_t sb;
   logic [1023:0] head;
   assign head = {ibuf[1], ibuf[0]};
 
@@ -83,7 +83,7 @@ module espo_core
     logic [6:0] n;
     n = '0;
     for (int i = 0; i < 64; i++) n = n + 7'(k[i]);
-    return n;
+    keep_count = n;
   endfunction
 
   // 16 input bytes at byte offset a, little-endian.
@@ -92,7 +92,7 @@ module espo_core
     logic [1023:0] two;
     w = W_W'(a >> 6);
     two = {ibuf[w + 1'b1], ibuf[w]};
-    return 128'(two >> (8 * a[5:0]));
+    in16 = 128'(two >> (8 * a[5:0]));
   endfunction
 
   // ---- RX classification and TX inner-header checks (combinational on the head) ----------
@@ -108,7 +108,7 @@ module espo_core
   logic [LEN_W-1:0] rx_esp_at, rx_esp_len;
   logic [31:0]      rx_spi, rx_seq_low;
   logic [63:0]      rx_iv;
-  espo_rx_classify u_cls (
+  espo_rx_classify #(.LEN_W(LEN_W)) u_cls (
     .head, .frame_len(flen), .natt_port, .cls(rx_cls), .bad_counter(rx_bad),
     .outer_ipv6(rx_v6), .dst(rx_dst), .outer_tos(rx_tos), .udp(rx_udp), .esp_at(rx_esp_at),
     .esp_len(rx_esp_len), .spi(rx_spi), .seq_low(rx_seq_low), .iv(rx_iv)
@@ -119,32 +119,32 @@ module espo_core
   logic [LEN_W-1:0] tx_inner_len;
   always_comb begin
     int unsigned avail, ihl, tl;
-    avail = (int'(flen) > 14) ? int'(flen) - 14 : 0;
+    avail = (32'(flen) > 14) ? 32'(flen) - 14 : 0;
     tl = 0;
-    ihl = 4 * int'({28'h0, head[8*14 +: 4]});
+    ihl = 4 * 32'({28'h0, head[8*14 +: 4]});
     tx_v6 = head[8*14 + 4 +: 4] == 4'd6;
     tx_ok = 1'b0;
     tx_tos = '0;
     tx_df = 1'b1;
     tx_inner_len = '0;
     if (head[8*14 + 4 +: 4] == 4'd4) begin
-      tl = int'({head[8*16 +: 8], head[8*17 +: 8]});
+      tl = 32'({head[8*16 +: 8], head[8*17 +: 8]});
       tx_ok = avail >= 4 && ihl >= 20 && tl >= ihl && tl <= avail
               && {head[8*12 +: 8], head[8*13 +: 8]} == 16'h0800;
       tx_tos = head[8*15 +: 8];
       tx_df = head[8*20 + 6];
       tx_inner_len = LEN_W'(tl);
     end else if (tx_v6) begin
-      tl = int'({head[8*18 +: 8], head[8*19 +: 8]}) + 40;
+      tl = 32'({head[8*18 +: 8], head[8*19 +: 8]}) + 40;
       tx_ok = avail >= 6 && tl <= avail && {head[8*12 +: 8], head[8*13 +: 8]} == 16'h86dd;
       tx_tos = 8'({head[8*14 +: 8], head[8*15 +: 8]} >> 4);
       tx_inner_len = LEN_W'(tl);
     end
-    if (int'(flen) < 14) tx_ok = 1'b0;
+    if (32'(flen) < 14) tx_ok = 1'b0;
   end
 
   // ---- Job registers ----------------------------------------------------------------------
-  result_t          res;
+  espo_core_pkg::result_t          res;
   logic             pass;          // output is the input frame
   logic             is_tx;
   logic [LEN_W-1:0] text_off, text_len, inner_len, out_len, ha, icv_at;
@@ -171,18 +171,18 @@ module espo_core
     logic [31:0] acc;
     int unsigned ip_at, l4_at, esp;
     tx_seq = row.seq + 1;
-    tx_pad = 5'((16 - ((int'(tx_inner_len) + 2) % 16)) % 16);
+    tx_pad = 5'((16 - ((32'(tx_inner_len) + 2) % 16)) % 16);
     tx_pt_len = tx_inner_len + LEN_W'(tx_pad) + 2;
-    udp_len = 16'(8 + 16 + int'(tx_pt_len) + 16);
-    l4_len = cfg.udp_encap ? udp_len : 16'(16 + int'(tx_pt_len) + 16);
+    udp_len = 16'(8 + 16 + 32'(tx_pt_len) + 16);
+    l4_len = cfg.udp_encap ? udp_len : 16'(16 + 32'(tx_pt_len) + 16);
     ip_at = 14;
     l4_at = cfg.outer_ipv6 ? 54 : 34;
     esp = cfg.udp_encap ? l4_at + 8 : l4_at;
     tx_ha = LEN_W'(esp + 16);
-    tx_out_len = LEN_W'(l4_at + int'(l4_len));
+    tx_out_len = LEN_W'(l4_at + 32'(l4_len));
     tx_hdr = '0;
     tx_hdr[0 +: 96] = head[0 +: 96];
-    total = 16'(20 + int'(l4_len));
+    total = 16'(20 + 32'(l4_len));
     if (cfg.outer_ipv6) begin
       tx_hdr[8*12 +: 16] = {8'hdd, 8'h86};
       tx_hdr[8*14 +: 8] = {4'h6, tx_tos[7:4]};
@@ -260,7 +260,7 @@ module espo_core
     p = 0;
     q = 0;
     g_valid = st == S_ISSUE;
-    g_kind = (slot == 0) ? GCM_H : (slot == 1) ? GCM_J0 : GCM_TEXT;
+    g_kind = (slot == 0) ? espo_gcm_pkg::GCM_H : (slot == 1) ? espo_gcm_pkg::GCM_J0 : espo_gcm_pkg::GCM_TEXT;
     g_ctr = (slot == 0) ? '0 : {salt, iv, 32'(slot)};
     g_has_aad = slot == 1;
     g_last = slot == nblk + 1;
@@ -271,17 +271,17 @@ module espo_core
     raw = in16(base);
     if (is_tx) begin
       for (int k = 0; k < 16; k++) begin
-        p = 16 * int'(j) + k;
-        if (p >= int'(inner_len)) begin
-          q = p - int'(inner_len);
-          raw[8*k +: 8] = (q < int'(pad)) ? 8'(q + 1) : (q == int'(pad)) ? 8'(pad) : nh;
+        p = 16 * 32'(j) + k;
+        if (p >= 32'(inner_len)) begin
+          q = p - 32'(inner_len);
+          raw[8*k +: 8] = (q < 32'(pad)) ? 8'(q + 1) : (q == 32'(pad)) ? 8'(pad) : nh;
         end
       end
-    end else if (int'(text_len) - 16 * int'(j) < 16) begin
-      g_vbytes = 5'(int'(text_len) - 16 * int'(j));
+    end else if (32'(text_len) - 16 * 32'(j) < 16) begin
+      g_vbytes = 5'(32'(text_len) - 16 * 32'(j));
     end
     g_data = (slot == 1) ? (esn ? {res.spi, seq[63:32], seq[31:0], 32'h0} : {res.spi, seq[31:0], 64'h0})
-                         : keep_bytes(le2be128(raw), g_vbytes);
+                         : espo_crypto_pkg::keep_bytes(espo_crypto_pkg::le2be128(raw), g_vbytes);
   end
 
   // ---- Consumer of the engine's text: output buffer, trailer and inner-header checks -------
@@ -298,10 +298,10 @@ module espo_core
     by = '0;
     run_next = run;
     run_at = run;
-    for (int k = 0; k < 16; k++) if (k < int'(t_vbytes)) begin
+    for (int k = 0; k < 16; k++) if (k < 32'(t_vbytes)) begin
       by = t_text[127 - 8*k -: 8];
       run_next = ({1'b0, by} == run_next + 1) ? {1'b0, by} : (by == 8'd1) ? 9'd1 : 9'd0;
-      if (k + 3 == int'(t_vbytes)) run_at = run_next;
+      if (k + 3 == 32'(t_vbytes)) run_at = run_next;
     end
     udp_next = udp_acc;
     for (int w = 0; w < 8; w++) udp_next = udp_next + {16'h0, t_text[127 - 16*w -: 16]};
@@ -315,18 +315,18 @@ module espo_core
       udp_acc <= '0;
     end
     if (t_valid) begin
-      obuf[W_W'(t_user >> 2)][128 * t_user[1:0] +: 128] <= be2le128(t_text);
+      obuf[W_W'(t_user >> 2)][128 * t_user[1:0] +: 128] <= espo_crypto_pkg::be2le128(t_text);
       if (t_user < 4) pblk[t_user[1:0]] <= t_text;
       run <= run_next;
       if (W_W'(t_user) == W_W'(nblk - 1'b1)) begin
         run_end <= run_at;
-        pt_pad <= t_text[127 - 8*(int'(t_vbytes) - 2) -: 8];
-        pt_nh <= t_text[127 - 8*(int'(t_vbytes) - 1) -: 8];
+        pt_pad <= t_text[127 - 8*(32'(t_vbytes) - 2) -: 8];
+        pt_nh <= t_text[127 - 8*(32'(t_vbytes) - 1) -: 8];
       end
       udp_acc <= udp_next;
     end
-    if (fin_icv_we) obuf[W_W'(nblk >> 2)][128 * nblk[1:0] +: 128] <= be2le128(tag);
-    if (fin_blk0_we) obuf[0][127:0] <= be2le128(blk0_patched);
+    if (fin_icv_we) obuf[W_W'(nblk >> 2)][128 * nblk[1:0] +: 128] <= espo_crypto_pkg::be2le128(tag);
+    if (fin_blk0_we) obuf[0][127:0] <= espo_crypto_pkg::be2le128(blk0_patched);
   end
 
   // ---- RX verdict after the tag -------------------------------------------------------------
@@ -341,28 +341,28 @@ module espo_core
     logic [7:0] b0, tos;
     tl = 0;
     acc = '0;
-    icv_ok = tag == le2be128(in16(icv_at));
+    icv_ok = tag == espo_crypto_pkg::le2be128(in16(icv_at));
     body_len = text_len - LEN_W'(pt_pad) - 2;
-    trailer_ok = (int'(pt_pad) + 2 <= int'(text_len)) && (pt_pad == 0 || run_end == {1'b0, pt_pad})
+    trailer_ok = (32'(pt_pad) + 2 <= 32'(text_len)) && (pt_pad == 0 || run_end == {1'b0, pt_pad})
                  && (pt_nh == 8'd4 || pt_nh == 8'd41);
     b0 = pblk[0][127:120];
-    ihl = 4 * int'({28'h0, b0[3:0]});
+    ihl = 4 * 32'({28'h0, b0[3:0]});
     inner_v6 = b0[7:4] == 4'd6;
     rx_inner_len = '0;
     inner_ok = 1'b0;
     tos = pblk[0][119:112];
     if (b0[7:4] == 4'd4) begin
-      tl = int'(pblk[0][111:96]);
-      inner_ok = ihl >= 20 && tl >= ihl && tl <= int'(body_len) && pt_nh == 8'd4;
+      tl = 32'(pblk[0][111:96]);
+      inner_ok = ihl >= 20 && tl >= ihl && tl <= 32'(body_len) && pt_nh == 8'd4;
       rx_inner_len = LEN_W'(tl);
     end else if (inner_v6) begin
-      tl = int'(pblk[0][95:80]) + 40;
-      inner_ok = tl <= int'(body_len) && pt_nh == 8'd41;
+      tl = 32'(pblk[0][95:80]) + 40;
+      inner_ok = tl <= 32'(body_len) && pt_nh == 8'd41;
       rx_inner_len = LEN_W'(tl);
       tos = pblk[0][123:116];
     end
-    ecn_drop = 1'b0;
-    new_ecn = decap_ecn(outer_tos, tos[1:0], ecn_drop);
+    new_ecn = espo_core_pkg::decap_ecn(outer_tos, tos[1:0]);
+    ecn_drop = espo_core_pkg::decap_ecn_drop(outer_tos, tos[1:0]);
     ecn_change = new_ecn != tos[1:0];
     blk0_patched = pblk[0];
     if (inner_v6) blk0_patched[117:116] = new_ecn;
@@ -383,16 +383,37 @@ module espo_core
   logic [63:0]    rx_seq;
   logic [1:0]     sbits, hbits, rsbits, rhbits;
   logic           evs, evh, revs, revh;
-  sa_row_t        tx_acct, rx_moved, rx_acct;
+  espo_core_pkg::sa_row_t        tx_acct, rx_moved, rx_acct;
   logic [15:0]    udp_sum;
+  // Lifetime accounting (§11): one packet of the inner length; events on first crossing.
   always_comb begin
     logic [31:0] a;
-    tx_acct = account(row, cfg, tx_inner_len, sbits, hbits, evs, evh);
+    tx_acct = row;
+    tx_acct.packets = row.packets + 1;
+    tx_acct.bytes = row.bytes + 64'(tx_inner_len);
+    sbits = {cfg.soft_packets != 0 && tx_acct.packets >= cfg.soft_packets,
+             cfg.soft_bytes != 0 && tx_acct.bytes >= cfg.soft_bytes};
+    hbits = {cfg.hard_packets != 0 && tx_acct.packets >= cfg.hard_packets,
+             cfg.hard_bytes != 0 && tx_acct.bytes >= cfg.hard_bytes};
+    evs = sbits != 0 && !row.soft_expired;
+    evh = hbits != 0 && !row.hard_expired;
+    if (evs) tx_acct.soft_expired = 1'b1;
+    if (evh) tx_acct.hard_expired = 1'b1;
     tx_acct.seq = tx_seq;
-    if (tx_seq == seq_limit(cfg.esn)) tx_acct.seq_exhausted = 1'b1;
+    if (tx_seq == espo_core_pkg::seq_limit(cfg.esn)) tx_acct.seq_exhausted = 1'b1;
     rx_moved = row_w;
     if (seq > row_w.seq) rx_moved.seq = seq;
-    rx_acct = account(rx_moved, cfg, rx_inner_len, rsbits, rhbits, revs, revh);
+    rx_acct = rx_moved;
+    rx_acct.packets = rx_moved.packets + 1;
+    rx_acct.bytes = rx_moved.bytes + 64'(rx_inner_len);
+    rsbits = {cfg.soft_packets != 0 && rx_acct.packets >= cfg.soft_packets,
+              cfg.soft_bytes != 0 && rx_acct.bytes >= cfg.soft_bytes};
+    rhbits = {cfg.hard_packets != 0 && rx_acct.packets >= cfg.hard_packets,
+              cfg.hard_bytes != 0 && rx_acct.bytes >= cfg.hard_bytes};
+    revs = rsbits != 0 && !rx_moved.soft_expired;
+    revh = rhbits != 0 && !rx_moved.hard_expired;
+    if (revs) rx_acct.soft_expired = 1'b1;
+    if (revh) rx_acct.hard_expired = 1'b1;
     a = udp_static + udp_acc;
     for (int w = 0; w < 8; w++) a = a + {16'h0, tag[127 - 16*w -: 16]};
     for (int k = 0; k < 3; k++) a = {16'h0, a[15:0]} + {16'h0, a[31:16]};
@@ -401,7 +422,7 @@ module espo_core
   assign fin_icv_we = st == S_FINISH && is_tx;
   assign fin_blk0_we = st == S_FINISH && !is_tx && icv_ok && trailer_ok && inner_ok && !ecn_drop
                        && ecn_change;
-  assign rx_seq = cfg.esn ? infer_esn(row.seq, cfg.replay_window, rx_seq_low) : {32'h0, rx_seq_low};
+  assign rx_seq = cfg.esn ? espo_core_pkg::infer_esn(row.seq, cfg.replay_window, rx_seq_low) : {32'h0, rx_seq_low};
   assign s_tready = (st == S_IDLE && !admin_req && !admin_busy) || st == S_RECV || st == S_DROP;
 
   always_ff @(posedge clk) begin
@@ -414,7 +435,7 @@ module espo_core
     else dropped <= s_tvalid && s_tready && s_tlast
                     && (st == S_DROP || ((st == S_IDLE || st == S_RECV)
                         && (wr_ptr >= W_W'(FRAME_WORDS)
-                            || LEN_W'(64 * int'(wr_ptr)) + LEN_W'(keep_count(s_tkeep)) > LEN_W'(MAX_FRAME))));
+                            || LEN_W'(64 * 32'(wr_ptr)) + LEN_W'(keep_count(s_tkeep)) > LEN_W'(MAX_FRAME))));
   end
 
   always_ff @(posedge clk or negedge rst_n) begin
@@ -434,7 +455,7 @@ module espo_core
         S_IDLE, S_RECV: if (s_tvalid && s_tready) begin
           logic [LEN_W-1:0] n;
           if (st == S_IDLE) sb <= s_tuser;
-          n = LEN_W'(64 * int'(wr_ptr)) + LEN_W'(keep_count(s_tkeep));
+          n = LEN_W'(64 * 32'(wr_ptr)) + LEN_W'(keep_count(s_tkeep));
           if (wr_ptr >= W_W'(FRAME_WORDS) || n > LEN_W'(MAX_FRAME)) begin
             wr_ptr <= '0;
             st <= s_tlast ? S_IDLE : S_DROP;
@@ -453,21 +474,21 @@ module espo_core
           is_tx <= sb.outbound;
           if (sb.outbound) begin
             res.sa_index <= sb.sa_index;
-            if (int'(flen) < 14) begin
-              res.status <= STATUS_MALFORMED;
+            if (32'(flen) < 14) begin
+              res.status <= espo_pkg::STATUS_MALFORMED;
               st <= S_OUT;
             end else if (sb.bypass) begin
-              res.status <= STATUS_BYPASS;
+              res.status <= espo_pkg::STATUS_BYPASS;
               st <= S_OUT;
             end else if (sb.sa_index >= SA_COUNT) begin
-              res.status <= STATUS_SA_INVALID;
+              res.status <= espo_pkg::STATUS_SA_INVALID;
               st <= S_OUT;
             end else begin
               idx_q <= sb.sa_index[IDX_W-1:0];
               st <= S_SA_RD;
             end
-          end else if (rx_cls != RX_ESP) begin
-            res.status <= (rx_cls == RX_BYPASS) ? STATUS_BYPASS : STATUS_MALFORMED;
+          end else if (rx_cls != espo_core_pkg::RX_ESP) begin
+            res.status <= (rx_cls == espo_core_pkg::RX_BYPASS) ? espo_pkg::STATUS_BYPASS : espo_pkg::STATUS_MALFORMED;
             st <= S_OUT;
           end else begin
             lk_req <= 1'b1;
@@ -479,7 +500,7 @@ module espo_core
         end
         S_LOOK_WAIT: if (lk_done) begin
           if (!lk_hit) begin
-            res.status <= STATUS_NO_SA;
+            res.status <= espo_pkg::STATUS_NO_SA;
             st <= S_OUT;
           end else begin
             idx_q <= lk_idx;
@@ -490,28 +511,36 @@ module espo_core
         S_SA_RD: st <= S_SA;
         S_RP_RD: st <= S_RP;
         S_SA: begin
-          key <= key_be(cfg);
-          is256 <= cfg.alg == ALG_AES_GCM_256;
+          key <= espo_core_pkg::key_be(cfg.key);
+          is256 <= cfg.alg == espo_pkg::ALG_AES_GCM_256;
           esn <= cfg.esn;
           salt <= {cfg.salt[7:0], cfg.salt[15:8], cfg.salt[23:16], cfg.salt[31:24]};
           row_w <= row;
           slot <= '0;
           if (is_tx) begin
-            if (!row.valid) res.status <= STATUS_SA_INVALID;
-            else if (!tx_ok) res.status <= STATUS_MALFORMED;
-            else if (!cfg.outbound) res.status <= STATUS_SA_INVALID;
-            else if (row.hard_expired) res.status <= STATUS_SA_EXPIRED;
-            else if (row.seq_exhausted || row.seq >= seq_limit(cfg.esn)) res.status <= STATUS_SEQ_EXHAUSTED;
-            else if (int'(tx_out_len) > MAX_FRAME) res.status <= STATUS_TOO_BIG;
+            if (!row.valid) res.status <= espo_pkg::STATUS_SA_INVALID;
+            else if (!tx_ok) res.status <= espo_pkg::STATUS_MALFORMED;
+            else if (!cfg.outbound) res.status <= espo_pkg::STATUS_SA_INVALID;
+            else if (row.hard_expired) res.status <= espo_pkg::STATUS_SA_EXPIRED;
+            else if (row.seq_exhausted || row.seq >= espo_core_pkg::seq_limit(cfg.esn)) res.status <= espo_pkg::STATUS_SEQ_EXHAUSTED;
+            else if (32'(tx_out_len) > MAX_FRAME) res.status <= espo_pkg::STATUS_TOO_BIG;
             if (!row.valid || !tx_ok || !cfg.outbound || row.hard_expired || row.seq_exhausted
-                || row.seq >= seq_limit(cfg.esn) || int'(tx_out_len) > MAX_FRAME) st <= S_OUT;
+                || row.seq >= espo_core_pkg::seq_limit(cfg.esn) || 32'(tx_out_len) > MAX_FRAME) st <= S_OUT;
             else begin
               row_w <= tx_acct;
               dp_row_we <= 1'b1;
-              res <= '{status: STATUS_OK, seq: tx_seq, sa_index: sb.sa_index, spi: cfg.spi,
-                       transformed: 1'b1, inner_ipv6: tx_v6, udp_encap: cfg.udp_encap,
-                       ev_soft: evs, ev_hard: evh, ev_seq_exhausted: tx_seq == seq_limit(cfg.esn),
-                       soft_aux: sbits, hard_aux: hbits};
+              res.status <= espo_pkg::STATUS_OK;
+              res.seq <= tx_seq;
+              res.sa_index <= sb.sa_index;
+              res.spi <= cfg.spi;
+              res.transformed <= 1'b1;
+              res.inner_ipv6 <= tx_v6;
+              res.udp_encap <= cfg.udp_encap;
+              res.ev_soft <= evs;
+              res.ev_hard <= evh;
+              res.ev_seq_exhausted <= tx_seq == espo_core_pkg::seq_limit(cfg.esn);
+              res.soft_aux <= sbits;
+              res.hard_aux <= hbits;
               seq <= tx_seq;
               iv <= tx_seq;
               hdr <= tx_hdr;
@@ -529,10 +558,10 @@ module espo_core
             end
           end else begin
             if (row.hard_expired) begin
-              res.status <= STATUS_SA_EXPIRED;
+              res.status <= espo_pkg::STATUS_SA_EXPIRED;
               st <= S_OUT;
             end else if (rx_esp_len < 36 || rx_esp_len[1:0] != 0) begin
-              res.status <= STATUS_MALFORMED;
+              res.status <= espo_pkg::STATUS_MALFORMED;
               st <= S_OUT;
             end else begin
               seq <= rx_seq;
@@ -547,8 +576,8 @@ module espo_core
             end
           end
         end
-        S_RP: if (!replay_ok(row_w.seq, cfg.replay_window, seq, rp_q)) begin
-          res.status <= STATUS_REPLAY;
+        S_RP: if (!espo_core_pkg::replay_ok(row_w.seq, cfg.replay_window, seq, rp_q.tag, rp_q.bits)) begin
+          res.status <= espo_pkg::STATUS_REPLAY;
           row_w.replay_drops <= row_w.replay_drops + 1;
           dp_row_we <= 1'b1;
           st <= S_OUT;
@@ -568,19 +597,19 @@ module espo_core
             if (outer_v6_udp) hdr[8*60 +: 16] <= {udp_sum[7:0], udp_sum[15:8]};
             pass <= 1'b0;
           end else if (!icv_ok) begin
-            res.status <= STATUS_ICV_FAIL;
+            res.status <= espo_pkg::STATUS_ICV_FAIL;
             row_w.icv_failures <= row_w.icv_failures + 1;
             dp_row_we <= 1'b1;
           end else begin
             dp_rp_we <= cfg.replay_window != 0;
-            rp_w <= replay_mark(rp_w, seq);
+            rp_w <= espo_core_pkg::replay_mark(rp_w.tag, rp_w.bits, seq);
             dp_row_we <= 1'b1;
             row_w <= rx_moved;
-            if (!trailer_ok || !inner_ok) res.status <= STATUS_MALFORMED;
-            else if (ecn_drop) res.status <= STATUS_ECN_DROP;
+            if (!trailer_ok || !inner_ok) res.status <= espo_pkg::STATUS_MALFORMED;
+            else if (ecn_drop) res.status <= espo_pkg::STATUS_ECN_DROP;
             else begin
               row_w <= rx_acct;
-              res.status <= STATUS_OK;
+              res.status <= espo_pkg::STATUS_OK;
               res.transformed <= 1'b1;
               res.inner_ipv6 <= inner_v6;
               res.ev_soft <= revs;
@@ -619,11 +648,11 @@ module espo_core
     h = '0;
     m_tdata = '0;
     len = pass ? flen : out_len;
-    start = LEN_W'(64 * int'(beat));
+    start = LEN_W'(64 * 32'(beat));
     m_tvalid = st == S_OUT;
     m_tuser = res;
-    m_tlast = int'(start) + 64 >= int'(len);
-    for (int i = 0; i < 64; i++) m_tkeep[i] = int'(start) + i < int'(len);
+    m_tlast = 32'(start) + 64 >= 32'(len);
+    for (int i = 0; i < 64; i++) m_tkeep[i] = 32'(start) + i < 32'(len);
     if (pass) m_tdata = ibuf[beat];
     else begin
       if (start >= ha) begin
@@ -635,7 +664,7 @@ module espo_core
         body = obuf[0] << (8 * (ha - start));
       end else body = '0;
       h = (beat < 2) ? hdr[512 * beat[0] +: 512] : '0;
-      for (int i = 0; i < 64; i++) m_tdata[8*i +: 8] = (int'(start) + i < int'(ha)) ? h[8*i +: 8] : body[8*i +: 8];
+      for (int i = 0; i < 64; i++) m_tdata[8*i +: 8] = (32'(start) + i < 32'(ha)) ? h[8*i +: 8] : body[8*i +: 8];
     end
   end
 endmodule

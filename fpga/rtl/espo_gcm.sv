@@ -37,8 +37,6 @@ module espo_gcm #(
   output logic [127:0]      out_tag,
   output logic [USER_W-1:0] out_tag_user
 );
-  import espo_crypto_pkg::*;
-  import espo_gcm_pkg::*;
 
   typedef struct packed {
     logic [1:0]        kind;
@@ -52,13 +50,13 @@ module espo_gcm #(
   } slot_meta_t;
 
   slot_meta_t in_m, o_m;
+  localparam int META_W = $bits(in_m);
   logic       o_valid;
   logic [127:0] ks;
 
-  assign in_m = '{kind: in_kind, data: in_data, has_aad: in_has_aad, vbytes: in_vbytes,
-                  decrypt: in_decrypt, last: in_last, lenblk: in_lenblk, user: in_user};
+  assign in_m = {in_kind, in_data, in_has_aad, in_vbytes, in_decrypt, in_last, in_lenblk, in_user};
 
-  espo_aes_pipe #(.META_W($bits(slot_meta_t))) u_aes (
+  espo_aes_pipe #(.META_W(META_W)) u_aes (
     .clk, .rst_n,
     .in_valid, .in_block(in_ctr), .in_key, .in_is256, .in_meta(in_m),
     .out_valid(o_valid), .out_block(ks), .out_meta(o_m)
@@ -70,13 +68,13 @@ module espo_gcm #(
   logic [127:0] text, cblk, mul_x, product;
 
   always_comb begin
-    text = keep_bytes(o_m.data ^ ks, o_m.vbytes);
-    cblk = o_m.decrypt ? keep_bytes(o_m.data, o_m.vbytes) : text;
+    text = espo_crypto_pkg::keep_bytes(o_m.data ^ ks, o_m.vbytes);
+    cblk = o_m.decrypt ? espo_crypto_pkg::keep_bytes(o_m.data, o_m.vbytes) : text;
     if (fin_q) mul_x = y_q ^ fin_len_q;
-    else if (o_m.kind == GCM_J0) mul_x = o_m.data;
-    else if (o_m.kind == GCM_AAD) mul_x = y_q ^ o_m.data;
+    else if (o_m.kind == espo_gcm_pkg::GCM_J0) mul_x = o_m.data;
+    else if (o_m.kind == espo_gcm_pkg::GCM_AAD) mul_x = y_q ^ o_m.data;
     else mul_x = y_q ^ cblk;
-    product = gf128_mul(mul_x, h_q);
+    product = espo_crypto_pkg::gf128_mul(mul_x, h_q);
   end
 
   always_ff @(posedge clk or negedge rst_n) begin
@@ -86,7 +84,7 @@ module espo_gcm #(
       out_tag_valid <= 1'b0;
     end else begin
       fin_q <= o_valid && o_m.last;
-      out_text_valid <= o_valid && o_m.kind == GCM_TEXT;
+      out_text_valid <= o_valid && o_m.kind == espo_gcm_pkg::GCM_TEXT;
       out_tag_valid <= fin_q;
     end
   end
@@ -94,8 +92,8 @@ module espo_gcm #(
   always_ff @(posedge clk) begin
     if (o_valid) begin
       unique case (o_m.kind)
-        GCM_H:    h_q <= ks;
-        GCM_J0:   begin ej0_q <= ks; y_q <= o_m.has_aad ? product : '0; end
+        espo_gcm_pkg::GCM_H:    h_q <= ks;
+        espo_gcm_pkg::GCM_J0:   begin ej0_q <= ks; y_q <= o_m.has_aad ? product : '0; end
         default:  y_q <= product;
       endcase
       if (o_m.last) begin

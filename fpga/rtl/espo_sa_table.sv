@@ -11,15 +11,12 @@
 // A command runs only between packets (dp_idle), so a packet sees an SA wholly before or
 // wholly after it (§8.6). Lookup: hash of (SPI, destination) selects a bucket of
 // LOOKUP_WAYS entries holding the key itself; one RAM read and a compare per packet.
-module espo_sa_table
-  import espo_pkg::*;
-  import espo_core_pkg::*;
-#(
-  parameter int SA_COUNT = int'(CAP_SA_TABLE_SIZE_RESET),
+module espo_sa_table #(
+  parameter int SA_COUNT = espo_pkg::CAP_SA_TABLE_SIZE_RESET,
   parameter int BUCKETS = 1024,
   parameter int IDX_W = $clog2(SA_COUNT),
   // Ring words per SA: enough for the largest window plus one word (RFC 6479).
-  parameter int RP_WORDS = 2 ** $clog2(int'(CAP_REPLAY_WINDOW_MAX_RESET) / 64 + 1),
+  parameter int RP_WORDS = 2 ** $clog2(espo_pkg::CAP_REPLAY_WINDOW_MAX_RESET / 64 + 1),
   parameter int RP_W = $clog2(RP_WORDS)
 ) (
   input  logic                  clk,
@@ -33,14 +30,14 @@ module espo_sa_table
   output logic                  admin_busy,
   // Datapath access, one-cycle read latency; only while !admin_busy.
   input  logic [IDX_W-1:0]      dp_idx,
-  output sa_entry_t             cfg_q,
-  output sa_row_t               row_q,
-  input  logic                  dp_row_we,
-  input  sa_row_t               dp_row_wdata,
-  input  logic [IDX_W+RP_W-1:0] dp_rp_addr,
-  output replay_word_t          rp_q,
-  input  logic                  dp_rp_we,
-  input  replay_word_t          dp_rp_wdata,
+  output espo_pkg::sa_entry_t          cfg_q,
+  output espo_core_pkg::sa_row_t       row_q,
+  input  logic                         dp_row_we,
+  input  espo_core_pkg::sa_row_t       dp_row_wdata,
+  input  logic [IDX_W+RP_W-1:0]        dp_rp_addr,
+  output espo_core_pkg::replay_word_t  rp_q,
+  input  logic                         dp_rp_we,
+  input  espo_core_pkg::replay_word_t  dp_rp_wdata,
   input  logic                  lk_req,
   input  logic [31:0]           lk_spi,
   input  logic [127:0]          lk_dst,
@@ -50,46 +47,61 @@ module espo_sa_table
 );
   localparam int WAYS = 4;   // free_way below is 2 bits wide
   localparam int BKT_W = $clog2(BUCKETS);
-  localparam int ENTRY_WORDS = SA_ENTRY_SIZE_BYTES / 4;
-  localparam int STATE_WORDS = SA_STATE_BITMAP_LSB / 32;   // scalar part; BITMAP not staged
-  localparam int STATE_BASE = SA_ENTRY_SIZE_BYTES;
-  localparam int CMD_BASE = STATE_BASE + SA_STATE_SIZE_BYTES;
-  localparam int CPL_BASE = CMD_BASE + ADMIN_CMD_SIZE_BYTES;
-  localparam int CPL_END = CPL_BASE + ADMIN_CPL_SIZE_BYTES;
+  localparam int ENTRY_WORDS = espo_pkg::SA_ENTRY_SIZE_BYTES / 4;
+  localparam int STATE_WORDS = espo_pkg::SA_STATE_BITMAP_LSB / 32;   // scalar part; BITMAP not staged
+  localparam int STATE_BASE = espo_pkg::SA_ENTRY_SIZE_BYTES;
+  localparam int CMD_BASE = STATE_BASE + espo_pkg::SA_STATE_SIZE_BYTES;
+  localparam int CPL_BASE = CMD_BASE + espo_pkg::ADMIN_CMD_SIZE_BYTES;
+  localparam int CPL_END = CPL_BASE + espo_pkg::ADMIN_CPL_SIZE_BYTES;
 
-  typedef struct packed {
-    logic             valid;
-    logic [31:0]      spi;
-    logic [127:0]     dst;
-    logic [IDX_W-1:0] idx;
-  } way_t;
-  typedef way_t [WAYS-1:0] bucket_t;
+  // A bucket: WAYS ways of {valid, spi, dst, idx}, way w at [w*WAY_W +: WAY_W].
+  localparam int WAY_W = 1 + 32 + 128 + IDX_W;
+  localparam int IDX_LSB = 0;
+  localparam int DST_LSB = IDX_W;
+  localparam int SPI_LSB = IDX_W + 128;
+  localparam int VALID_BIT = IDX_W + 160;
+
+  function automatic logic [WAY_W-1:0] way_of(input logic [WAYS*WAY_W-1:0] b, input int w);
+    way_of = b[w*WAY_W +: WAY_W];
+  endfunction
+
+  // The way holds (spi, dst) at an index other than idx.
+  function automatic logic way_holds(input logic [WAY_W-1:0] x, input logic [31:0] spi,
+                                     input logic [127:0] dst);
+    way_holds = x[VALID_BIT] && x[SPI_LSB +: 32] == spi && x[DST_LSB +: 128] == dst;
+  endfunction
 
   function automatic logic [BKT_W-1:0] bucket_of(input logic [31:0] spi, input logic [127:0] dst);
     logic [31:0] x;
     x = spi ^ dst[31:0] ^ dst[63:32] ^ dst[95:64] ^ dst[127:96];
     x = x ^ (x >> 13) ^ (x >> 23);
-    return x[BKT_W-1:0];
+    bucket_of = x[BKT_W-1:0];
   endfunction
 
-  /* verilator lint_off UNUSEDSIGNAL */
   // An IPv4 destination keeps its first four bytes only (§0).
-  function automatic logic [127:0] lookup_dst(input sa_entry_t e);
-    return e.outer_ipv6 ? e.dst_addr : {96'h0, e.dst_addr[31:0]};
+  function automatic logic [127:0] lookup_dst(input logic outer_ipv6, input logic [127:0] dst);
+    lookup_dst = outer_ipv6 ? dst : {96'h0, dst[31:0]};
   endfunction
-  /* verilator lint_on UNUSEDSIGNAL */
+
+  function automatic logic [WAYS*WAY_W-1:0] bucket_without(input logic [WAYS*WAY_W-1:0] b,
+                                                           input logic [IDX_W-1:0] idx);
+    bucket_without = b;
+    for (int w = 0; w < WAYS; w++)
+      if (b[w*WAY_W + VALID_BIT] && b[w*WAY_W + IDX_LSB +: IDX_W] == idx)
+        bucket_without[w*WAY_W + VALID_BIT] = 1'b0;
+  endfunction
 
   // ---- RAMs -----------------------------------------------------------------------------
-  sa_entry_t    cfg_mem [SA_COUNT];
-  sa_row_t      row_mem [SA_COUNT];
-  bucket_t      bkt_mem [BUCKETS];
-  replay_word_t rp_mem  [SA_COUNT * RP_WORDS];
+  espo_pkg::sa_entry_t         cfg_mem [SA_COUNT];
+  espo_core_pkg::sa_row_t      row_mem [SA_COUNT];
+  logic [WAYS*WAY_W-1:0]       bkt_mem [BUCKETS];
+  espo_core_pkg::replay_word_t rp_mem  [SA_COUNT * RP_WORDS];
 
   logic [IDX_W-1:0]      a_idx;
   logic                  a_cfg_we, a_row_we, a_bkt_we, a_rp_we;
-  sa_entry_t             a_cfg_wdata;
-  sa_row_t               a_row_wdata;
-  bucket_t               a_bkt_wdata, bkt_q;
+  espo_pkg::sa_entry_t    a_cfg_wdata;
+  espo_core_pkg::sa_row_t a_row_wdata;
+  logic [WAYS*WAY_W-1:0]  a_bkt_wdata, bkt_q;
   logic [BKT_W-1:0]      a_bkt_addr, lk_bkt;
   logic [RP_W-1:0]       a_rp_word;
 
@@ -140,9 +152,9 @@ module espo_sa_table
       lk_hit <= 1'b0;
       lk_idx <= '0;
       for (int w = WAYS - 1; w >= 0; w--)
-        if (bkt_q[w].valid && bkt_q[w].spi == lk_spi_q && bkt_q[w].dst == lk_dst_q) begin
+        if (way_holds(way_of(bkt_q, w), lk_spi_q, lk_dst_q)) begin
           lk_hit <= 1'b1;
-          lk_idx <= bkt_q[w].idx;
+          lk_idx <= bkt_q[w*WAY_W + IDX_LSB +: IDX_W];
         end
     end
   end
@@ -150,11 +162,15 @@ module espo_sa_table
   // ---- Register port and staging ----------------------------------------------------------
   logic [31:0] entry_w [ENTRY_WORDS];
   logic [31:0] state_w [STATE_WORDS];
-  admin_cmd_t  cmd;
-  admin_cpl_t  cpl;
-  logic        cmd_pending;
-  sa_entry_t   staged;
-  sa_state_t   staged_state;
+  espo_pkg::admin_cmd_t  cmd;
+  espo_pkg::admin_cpl_t  cpl;
+  logic                  cmd_pending;
+  espo_pkg::sa_entry_t   staged;
+  /* verilator lint_off UNUSEDSIGNAL */
+  espo_pkg::sa_state_t   staged_state;   // BITMAP is not staged
+  /* verilator lint_on UNUSEDSIGNAL */
+  logic [127:0]          staged_dst;     // lookup key form of the staged destination
+  assign staged_dst = lookup_dst(staged.outer_ipv6, staged.dst_addr);
 
   assign admin_req = cmd_pending;
 
@@ -166,7 +182,7 @@ module espo_sa_table
 
   always_comb begin
     int unsigned a;
-    a = int'(reg_addr);
+    a = 32'(reg_addr);
     reg_rdata = '0;
     if (a < STATE_BASE) reg_rdata = entry_w[a / 4];
     else if (a < STATE_BASE + STATE_WORDS * 4) reg_rdata = state_w[(a - STATE_BASE) / 4];
@@ -184,18 +200,18 @@ module espo_sa_table
   logic [63:0]      a_result;
   logic             old_inbound;
   logic [BKT_W-1:0] old_bkt;
-  sa_state_t        export_image;
+  espo_pkg::sa_state_t export_image;
 
   logic [IDX_W-1:0] cmd_idx;
   logic             idx_ok, alg_ok, fields_ok, new_inbound;
   logic [BKT_W-1:0] new_bkt;
   assign cmd_idx = cmd.sa_index[IDX_W-1:0];
   assign idx_ok = cmd.sa_index < SA_COUNT;
-  assign alg_ok = staged.alg == ALG_AES_GCM_128 || staged.alg == ALG_AES_GCM_256;
-  assign fields_ok = staged.replay_window <= CAP_REPLAY_WINDOW_MAX_RESET && staged.spi != 0
+  assign alg_ok = staged.alg == espo_pkg::ALG_AES_GCM_128 || staged.alg == espo_pkg::ALG_AES_GCM_256;
+  assign fields_ok = staged.replay_window <= espo_pkg::CAP_REPLAY_WINDOW_MAX_RESET && staged.spi != 0
                      && (staged.esn || staged.seq <= 64'h0000_0000_FFFF_FFFF);
   assign new_inbound = !staged.outbound;
-  assign new_bkt = bucket_of(staged.spi, lookup_dst(staged));
+  assign new_bkt = bucket_of(staged.spi, staged_dst);
 
   always_comb begin
     export_image = '0;
@@ -211,33 +227,26 @@ module espo_sa_table
     export_image.window = (row_q.valid && !cfg_q.outbound) ? cfg_q.replay_window : '0;
   end
 
-  /* verilator lint_off UNUSEDSIGNAL */
-  function automatic sa_row_t initial_row(input sa_entry_t e, input sa_state_t s, input logic imp);
-    sa_row_t r;
-    r = '0;
-    r.valid = 1'b1;
-    r.seq = e.outbound ? e.seq : '0;
-    r.seq_exhausted = e.seq == seq_limit(e.esn);
-    if (imp) begin
-      r.bytes = s.bytes;
-      r.packets = s.packets;
-      r.replay_drops = s.replay_drops;
-      r.icv_failures = s.icv_failures;
-      r.soft_expired = s.soft_expired;
-      r.hard_expired = s.hard_expired;
-      r.seq = s.seq;
-      if (e.outbound) r.seq_exhausted = s.seq_exhausted || s.seq >= seq_limit(e.esn);
+  // The row SA_WRITE installs: counters from 0, or imported from the staged SA_STATE.
+  espo_core_pkg::sa_row_t init_row;
+  always_comb begin
+    logic [63:0] limit;
+    limit = espo_core_pkg::seq_limit(staged.esn);
+    init_row = '0;
+    init_row.valid = 1'b1;
+    init_row.seq = staged.outbound ? staged.seq : '0;
+    init_row.seq_exhausted = staged.seq == limit;
+    if (cmd.state) begin
+      init_row.bytes = staged_state.bytes;
+      init_row.packets = staged_state.packets;
+      init_row.replay_drops = staged_state.replay_drops;
+      init_row.icv_failures = staged_state.icv_failures;
+      init_row.soft_expired = staged_state.soft_expired;
+      init_row.hard_expired = staged_state.hard_expired;
+      init_row.seq = staged_state.seq;
+      if (staged.outbound) init_row.seq_exhausted = staged_state.seq_exhausted || staged_state.seq >= limit;
     end
-    return r;
-  endfunction
-  /* verilator lint_on UNUSEDSIGNAL */
-
-  function automatic bucket_t bucket_without(input bucket_t b, input logic [IDX_W-1:0] idx);
-    bucket_t o;
-    o = b;
-    for (int w = 0; w < WAYS; w++) if (b[w].valid && b[w].idx == idx) o[w].valid = 1'b0;
-    return o;
-  endfunction
+  end
 
   logic [1:0] free_way;
   always_comb begin
@@ -247,8 +256,8 @@ module espo_sa_table
     a_bkt_we = 1'b0;
     a_rp_we = 1'b0;
     a_cfg_wdata = staged;
-    a_cfg_wdata.dst_addr = lookup_dst(staged);
-    a_row_wdata = initial_row(staged, staged_state, cmd.state);
+    a_cfg_wdata.dst_addr = staged_dst;
+    a_row_wdata = init_row;
     a_bkt_wdata = bkt_q;
     a_bkt_addr = new_bkt;
     unique case (ast)
@@ -263,20 +272,21 @@ module espo_sa_table
         a_bkt_we = 1'b1;
         a_bkt_wdata = bkt_q;
         for (int w = WAYS - 1; w >= 0; w--)
-          if (!bkt_q[w].valid) free_way = w[1:0];
-        a_bkt_wdata[free_way] = '{valid: 1'b1, spi: staged.spi, dst: lookup_dst(staged), idx: cmd_idx};
+          if (!bkt_q[w*WAY_W + VALID_BIT]) free_way = 2'(w);
+        for (int w = 0; w < WAYS; w++)
+          if (w == 32'(free_way)) a_bkt_wdata[w*WAY_W +: WAY_W] = {1'b1, staged.spi, staged_dst, cmd_idx};
       end
       A_W_WRITE: begin
         a_cfg_we = 1'b1;
         a_row_we = 1'b1;
       end
       A_CLEAR: a_rp_we = 1'b1;
-      A_R_ROW: a_bkt_addr = bucket_of(cfg_q.spi, cfg_q.dst_addr);
+      A_R_ROW: a_bkt_addr = bucket_of(cfg_q.spi, cfg_q.dst_addr);   // stored in lookup form
       A_I_RM: begin
         a_bkt_addr = old_bkt;
         a_bkt_we = old_inbound;
         a_bkt_wdata = bucket_without(bkt_q, cmd_idx);
-        a_row_we = cmd.opcode == ADMIN_OP_SA_INVALIDATE;
+        a_row_we = cmd.opcode == espo_pkg::ADMIN_OP_SA_INVALIDATE;
         a_row_wdata = '0;
       end
       default: ;
@@ -297,7 +307,7 @@ module espo_sa_table
     end else begin
       if (reg_we && !admin_busy) begin
         int unsigned a;
-        a = int'(reg_addr);
+        a = 32'(reg_addr);
         if (a < STATE_BASE) entry_w[a / 4] <= reg_wdata;
         else if (a < STATE_BASE + STATE_WORDS * 4) state_w[(a - STATE_BASE) / 4] <= reg_wdata;
         else if (a >= CMD_BASE && a < CPL_BASE) begin
@@ -312,25 +322,25 @@ module espo_sa_table
         A_IDLE: if (cmd_pending && dp_idle) begin
           admin_busy <= 1'b1;
           a_idx <= cmd_idx;
-          a_status <= STATUS_OK;
+          a_status <= espo_pkg::STATUS_OK;
           a_result <= '0;
           ast <= A_START;
         end
         A_START: begin
-          if (cmd.opcode == ADMIN_OP_NOP) ast <= A_DONE;
-          else if (cmd.opcode != ADMIN_OP_SA_WRITE && cmd.opcode != ADMIN_OP_SA_INVALIDATE
-                   && cmd.opcode != ADMIN_OP_SA_READ) begin
-            a_status <= STATUS_INVALID_OPCODE;
+          if (cmd.opcode == espo_pkg::ADMIN_OP_NOP) ast <= A_DONE;
+          else if (cmd.opcode != espo_pkg::ADMIN_OP_SA_WRITE && cmd.opcode != espo_pkg::ADMIN_OP_SA_INVALIDATE
+                   && cmd.opcode != espo_pkg::ADMIN_OP_SA_READ) begin
+            a_status <= espo_pkg::STATUS_INVALID_OPCODE;
             ast <= A_DONE;
           end else if (!idx_ok) begin
-            a_status <= STATUS_INVALID_SA_INDEX;
+            a_status <= espo_pkg::STATUS_INVALID_SA_INDEX;
             ast <= A_DONE;
-          end else if (cmd.opcode == ADMIN_OP_SA_WRITE) begin
+          end else if (cmd.opcode == espo_pkg::ADMIN_OP_SA_WRITE) begin
             if (!alg_ok) begin
-              a_status <= STATUS_ALG_UNSUPPORTED;
+              a_status <= espo_pkg::STATUS_ALG_UNSUPPORTED;
               ast <= A_DONE;
             end else if (!fields_ok) begin
-              a_status <= STATUS_INVALID_FIELD;
+              a_status <= espo_pkg::STATUS_INVALID_FIELD;
               ast <= A_DONE;
             end else ast <= A_W_OLD;       // cfg_q/row_q of a_idx, bkt_q of new_bkt next
           end else ast <= A_R_ROW;
@@ -345,12 +355,12 @@ module espo_sa_table
           dup = 1'b0;
           room = 1'b0;
           for (int w = 0; w < WAYS; w++) begin
-            if (bkt_q[w].valid && bkt_q[w].spi == staged.spi
-                && bkt_q[w].dst == lookup_dst(staged) && bkt_q[w].idx != cmd_idx) dup = 1'b1;
-            if (!bkt_q[w].valid || bkt_q[w].idx == cmd_idx) room = 1'b1;
+            if (way_holds(way_of(bkt_q, w), staged.spi, staged_dst)
+                && bkt_q[w*WAY_W + IDX_LSB +: IDX_W] != cmd_idx) dup = 1'b1;
+            if (!bkt_q[w*WAY_W + VALID_BIT] || bkt_q[w*WAY_W + IDX_LSB +: IDX_W] == cmd_idx) room = 1'b1;
           end
           if (new_inbound && (dup || !room)) begin
-            a_status <= STATUS_INVALID_FIELD;
+            a_status <= espo_pkg::STATUS_INVALID_FIELD;
             ast <= A_DONE;
           end else ast <= old_inbound ? A_W_RM : (new_inbound ? A_W_INS : A_W_WRITE);
         end
@@ -370,7 +380,7 @@ module espo_sa_table
           a_result <= export_image.seq;
           old_inbound <= row_q.valid && !cfg_q.outbound;
           old_bkt <= bucket_of(cfg_q.spi, cfg_q.dst_addr);
-          ast <= (cmd.opcode == ADMIN_OP_SA_INVALIDATE) ? A_I_RM : A_DONE;
+          ast <= (cmd.opcode == espo_pkg::ADMIN_OP_SA_INVALIDATE) ? A_I_RM : A_DONE;
         end
         A_I_RM: ast <= A_DONE;
         A_DONE: begin

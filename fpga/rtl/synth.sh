@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Synthesizes the ESP core (espo_core) with Yosys for a generic gate library and prints its
+# cell count. Every pass of `synth` runs except memory_map: the core's RAMs (SA table,
+# lookup buckets, replay words, packet buffers) stay $mem cells, as an FPGA flow maps them
+# to block RAM instead of flip-flops. Usage: fpga/rtl/synth.sh [OUT_DIR] (default: a temp dir).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+out="${1:-$(mktemp -d)}"
+mkdir -p "$out"
+files=()
+while read -r f; do
+  [ -n "$f" ] && [ "${f#\#}" = "$f" ] && files+=("$here/$f")
+done < "$here/core.f"
+yosys -q -l "$out/yosys.log" -p "
+  read_verilog -sv ${files[*]}
+  hierarchy -check -top espo_core
+  synth -top espo_core -flatten -run begin:fine
+  opt -fast -full
+  opt -full
+  techmap
+  opt -fast
+  abc -fast
+  opt -fast
+  check -assert
+  tee -o $out/stat.txt stat
+" >/dev/null
+grep -E "Number of cells|\\\$mem" "$out/stat.txt" | head -20
+echo "report: $out/stat.txt"
