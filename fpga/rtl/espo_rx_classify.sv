@@ -1,6 +1,8 @@
 // espo_rx_classify: receive classification of a frame (datasheet §7.6) from its first 128
 // bytes: outer IPv4/IPv6 checks, fragments, ESP or ESP-in-UDP (RFC 3948) with NAT
 // keepalives and IKE's non-ESP marker as bypass, and the ESP header fields. Combinational.
+// Every field is read at a fixed offset of one of three windows (the IP header, the L4
+// header, the ESP header), so the only variable selects are the two window shifts.
 module espo_rx_classify #(
   parameter int LEN_W = $clog2(espo_pkg::CAP_MAX_FRAME_RESET + 1) + 1
 ) (
@@ -19,111 +21,93 @@ module espo_rx_classify #(
   output logic [31:0]      seq_low,
   output logic [63:0]      iv
 );
+  // Byte i and big-endian 16/32-bit fields of a little-endian window (constant i).
+  function automatic logic [7:0] b8(input logic [1023:0] w, input int i);
+    b8 = w[8*i +: 8];
+  endfunction
+  function automatic logic [15:0] be16(input logic [1023:0] w, input int i);
+    be16 = {w[8*i +: 8], w[8*(i+1) +: 8]};
+  endfunction
+  function automatic logic [31:0] be32(input logic [1023:0] w, input int i);
+    be32 = {be16(w, i), be16(w, i + 2)};
+  endfunction
 
-  function automatic logic [7:0] b(input logic [1023:0] h, input int unsigned i);
-    b = (i < 128) ? h[8*i +: 8] : 8'h00;
-  endfunction
-  /* verilator lint_off UNUSEDSIGNAL */
-  function automatic logic [3:0] lownib(input logic [7:0] x);
-    lownib = x[3:0];
-  endfunction
-  /* verilator lint_on UNUSEDSIGNAL */
-  function automatic logic [15:0] be16(input logic [1023:0] h, input int unsigned i);
-    be16 = {b(h, i), b(h, i + 1)};
-  endfunction
-  function automatic logic [31:0] be32(input logic [1023:0] h, input int unsigned i);
-    be32 = {be16(h, i), be16(h, i + 2)};
-  endfunction
+  logic [1023:0] ip, l4, esp;
+  // 18-bit arithmetic: lengths from the frame (16-bit fields plus offsets) never wrap.
+  logic [15:0]   ethertype;
+  logic [17:0]   ip_len, ihl, total, l4_at, l4_end, e_at, ulen, plen;
+  logic [31:0]   acc;
+  logic          is_v4, is_v6, v4_ok, v6_ok, v4_frag, esp_proto, udp_proto, natt, keepalive, esp_ok;
+
+  assign ip = head >> 112;                        // from the outer IP header (offset 14)
+  assign ethertype = be16(head, 12);
+  assign ip_len = (frame_len > LEN_W'(14)) ? 18'(frame_len) - 18'd14 : 18'h0;
+  assign is_v4 = frame_len >= LEN_W'(14) && ethertype == 16'h0800;
+  assign is_v6 = frame_len >= LEN_W'(14) && ethertype == 16'h86dd;
 
   always_comb begin
-    int unsigned ip_len, ihl, total, l4_at, l4_end, e_at, plen, ulen;
-    logic [31:0] acc;
-    logic        is_esp_proto, is_udp_proto;
+    ihl = {12'h0, ip[3:0], 2'b00};
+    acc = '0;
+    for (int w = 0; w < 30; w++) if (18'(2 * w) < ihl) acc = acc + {16'h0, be16(ip, 2 * w)};
+  end
+  assign v4_ok = ip_len >= 18'd4 && ip[7:4] == 4'd4 && ihl >= 18'd20 && 18'(be16(ip, 2)) >= ihl
+                 && 18'(be16(ip, 2)) <= ip_len && espo_core_pkg::fold16(acc) == 16'hffff;
+  assign v4_frag = (be16(ip, 6) & 16'h3fff) != 0;
+  assign v6_ok = ip_len >= 18'd6 && ip[7:4] == 4'd6 && 18'(be16(ip, 4)) + 18'd40 <= ip_len;
+
+  assign total = is_v6 ? 18'(be16(ip, 4)) + 18'd40 : 18'(be16(ip, 2));
+  assign l4_at = is_v6 ? 18'd40 : ihl;
+  assign l4_end = total;
+  assign l4 = ip >> (8 * l4_at);
+  // Fragments (MF or an offset) are bypass: reassembly is software's.
+  assign esp_proto = (is_v6 && b8(ip, 6) == 8'd50) || (is_v4 && !v4_frag && b8(ip, 9) == 8'd50);
+  assign udp_proto = (is_v6 && b8(ip, 6) == 8'd17) || (is_v4 && !v4_frag && b8(ip, 9) == 8'd17);
+  assign ulen = 18'(be16(l4, 4));
+  assign plen = l4_end - l4_at - 18'd8;
+  assign natt = be16(l4, 2) == natt_port;
+  // RFC 3948: a NAT keepalive is one 0xFF byte; IKE starts with a zero non-ESP marker.
+  assign keepalive = plen == 0 || (plen == 18'd1 && b8(l4, 8) == 8'hff)
+                     || (plen >= 18'd4 && be32(l4, 8) == 0);
+  assign e_at = udp_proto ? l4_at + 18'd8 : l4_at;
+  assign esp = udp_proto ? (l4 >> 64) : l4;
+  assign esp_ok = ip_len >= e_at + 18'd8 && e_at + 18'd8 <= l4_end && be32(esp, 0) != 0;
+
+  always_comb begin
     cls = espo_core_pkg::RX_BYPASS;
     bad_counter = '0;
-    outer_ipv6 = 1'b0;
-    dst = '0;
-    outer_tos = '0;
     udp = 1'b0;
-    esp_at = '0;
-    esp_len = '0;
-    spi = '0;
-    seq_low = '0;
-    iv = '0;
-    ip_len = (32'(frame_len) > 14) ? 32'(frame_len) - 14 : 0;
-    ihl = 0; total = 0; l4_at = 0; l4_end = 0; e_at = 0; plen = 0; ulen = 0; acc = '0;
-    is_esp_proto = 1'b0;
-    is_udp_proto = 1'b0;
-    if (32'(frame_len) < 14) begin
+    if (frame_len < LEN_W'(14)) begin
       cls = espo_core_pkg::RX_MALFORMED;
       bad_counter = espo_pkg::COUNTER_RX_RUNT;
-    end else if (be16(head, 12) == 16'h0800) begin
-      ihl = 4 * 32'({24'h0, 4'h0, lownib(b(head, 14))});
-      total = 32'(be16(head, 16));
-      for (int unsigned w = 0; w < 30; w++) if (2 * w < ihl) acc = acc + 32'(be16(head, 14 + 2 * w));
-      for (int k = 0; k < 3; k++) acc = {16'h0, acc[15:0]} + {16'h0, acc[31:16]};
-      if (ip_len < 4 || (b(head, 14) >> 4) != 8'd4 || ihl < 20 || total < ihl || total > ip_len
-          || acc[15:0] != 16'hffff) begin
-        cls = espo_core_pkg::RX_MALFORMED;
-        bad_counter = espo_pkg::COUNTER_RX_BAD_OUTER_IP;
-      end else begin
-        dst = {96'h0, b(head, 33), b(head, 32), b(head, 31), b(head, 30)};
-        outer_tos = b(head, 15);
-        l4_at = ihl;
-        l4_end = total;
-        // Fragments (MF or an offset) are bypass: reassembly is software's.
-        if ((be16(head, 20) & 16'h3fff) == 0) begin
-          is_esp_proto = b(head, 23) == 8'd50;
-          is_udp_proto = b(head, 23) == 8'd17;
-        end
-      end
-    end else if (be16(head, 12) == 16'h86dd) begin
-      total = 32'(be16(head, 18)) + 40;
-      if (ip_len < 6 || (b(head, 14) >> 4) != 8'd6 || total > ip_len) begin
-        cls = espo_core_pkg::RX_MALFORMED;
-        bad_counter = espo_pkg::COUNTER_RX_BAD_OUTER_IP;
-      end else begin
-        outer_ipv6 = 1'b1;
-        for (int i = 0; i < 16; i++) dst[8*i +: 8] = b(head, 38 + i);
-        outer_tos = 8'(be16(head, 14) >> 4);
-        l4_at = 40;
-        l4_end = total;
-        is_esp_proto = b(head, 20) == 8'd50;
-        is_udp_proto = b(head, 20) == 8'd17;
-      end
-    end
-    e_at = l4_at;
-    if (is_udp_proto) begin
-      ulen = 32'(be16(head, 14 + l4_at + 4));
-      plen = l4_end - l4_at - 8;
-      if (ip_len < l4_at + 6) begin
+    end else if ((is_v4 && !v4_ok) || (is_v6 && !v6_ok)) begin
+      cls = espo_core_pkg::RX_MALFORMED;
+      bad_counter = espo_pkg::COUNTER_RX_BAD_OUTER_IP;
+    end else if (udp_proto) begin
+      if (ip_len < l4_at + 18'd6) begin
         cls = espo_core_pkg::RX_MALFORMED;
         bad_counter = espo_pkg::COUNTER_RX_BAD_ESP;
-      end else if (be16(head, 14 + l4_at + 2) != natt_port) begin
-        cls = espo_core_pkg::RX_BYPASS;
-      end else if (ulen < 8 || l4_at + ulen > l4_end) begin
+      end else if (!natt) cls = espo_core_pkg::RX_BYPASS;
+      else if (ulen < 18'd8 || l4_at + ulen > l4_end) begin
         cls = espo_core_pkg::RX_MALFORMED;
         bad_counter = espo_pkg::COUNTER_RX_BAD_ESP;
-      end else if (plen == 0 || (plen == 1 && b(head, 14 + l4_at + 8) == 8'hff)
-                   || (plen >= 4 && be32(head, 14 + l4_at + 8) == 0)) begin
-        cls = espo_core_pkg::RX_BYPASS;       // NAT keepalive, IKE (non-ESP marker), empty
-      end else begin
+      end else if (keepalive) cls = espo_core_pkg::RX_BYPASS;
+      else begin
         udp = 1'b1;
-        e_at = l4_at + 8;
         cls = espo_core_pkg::RX_ESP;
       end
-    end else if (is_esp_proto) cls = espo_core_pkg::RX_ESP;
-    if (cls == espo_core_pkg::RX_ESP) begin
-      if (ip_len < e_at + 8 || e_at + 8 > l4_end || be32(head, 14 + e_at) == 0) begin
-        cls = espo_core_pkg::RX_MALFORMED;
-        bad_counter = espo_pkg::COUNTER_RX_BAD_ESP;
-      end else begin
-        spi = be32(head, 14 + e_at);
-        seq_low = be32(head, 14 + e_at + 4);
-        iv = {be32(head, 14 + e_at + 8), be32(head, 14 + e_at + 12)};
-        esp_at = LEN_W'(14 + e_at);
-        esp_len = LEN_W'(l4_end - e_at);
-      end
+    end else if (esp_proto) cls = espo_core_pkg::RX_ESP;
+    if (cls == espo_core_pkg::RX_ESP && !esp_ok) begin
+      cls = espo_core_pkg::RX_MALFORMED;
+      bad_counter = espo_pkg::COUNTER_RX_BAD_ESP;
     end
   end
+
+  assign outer_ipv6 = is_v6;
+  assign dst = is_v6 ? ip[8*24 +: 128] : {96'h0, ip[8*16 +: 32]};
+  assign outer_tos = is_v6 ? 8'(be16(ip, 0) >> 4) : b8(ip, 1);
+  assign spi = be32(esp, 0);
+  assign seq_low = be32(esp, 4);
+  assign iv = {be32(esp, 8), be32(esp, 12)};
+  assign esp_at = LEN_W'(18'd14 + e_at);
+  assign esp_len = LEN_W'(l4_end - e_at);
 endmodule

@@ -11,12 +11,11 @@ files=()
 while read -r f; do
   [ -n "$f" ] && [ "${f#\#}" = "$f" ] && files+=("$here/$f")
 done < "$here/core.f"
-yosys -q -l "$out/yosys.log" -p "
+yosys -q -t -l "$out/yosys.log" -p "
   read_verilog -sv ${files[*]}
   hierarchy -check -top espo_core
-  synth -top espo_core -flatten -run begin:fine
-  opt -fast -full
-  opt -full
+  synth -top espo_core -flatten -noshare -run begin:fine
+  opt -fast
   techmap
   opt -fast
   abc -fast
