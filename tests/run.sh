@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 # tool:package pairs the suite uses
-for pair in verilator:verilator; do
+for pair in verilator:verilator yosys:yosys; do
   tool=${pair%%:*}; pkg=${pair##*:}
   command -v "$tool" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
@@ -23,6 +23,10 @@ fi
 
 echo "== cargo nextest (workspace, release)"
 cargo nextest run --workspace --release --no-fail-fast
+
+# The RTL core synthesizes for a generic target (datasheet §15.5); prints its cell count.
+echo "== Yosys synthesis of the RTL core (fpga/rtl/synth.sh)"
+fpga/rtl/synth.sh target/rtl-synth
 
 # The VFIO backend against the real Linux VFIO API: a QEMU guest (software emulation, no KVM)
 # with an emulated Intel IOMMU and QEMU's edu device. ESPO_SKIP_VFIO_QEMU=1 skips it locally.

@@ -7,12 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
-    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    );
     let rtl = manifest.join("../rtl");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let mdir = out.join("verilated");
 
-    let list = std::fs::read_to_string(rtl.join("core.f")).expect("fpga/rtl/core.f lists the RTL sources");
+    let list =
+        std::fs::read_to_string(rtl.join("core.f")).expect("fpga/rtl/core.f lists the RTL sources");
     let mut sources: Vec<PathBuf> = list
         .lines()
         .map(str::trim)
@@ -28,13 +31,29 @@ fn main() {
 
     let _ = std::fs::remove_dir_all(&mdir);
     let status = Command::new("verilator")
-        .args(["--cc", "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert", "-Wall"])
-        .args(["--top-module", "espo_cosim_top", "--prefix", "Vespo_cosim_top"])
+        .args([
+            "--cc",
+            "-O3",
+            "--x-assign",
+            "fast",
+            "--x-initial",
+            "fast",
+            "--noassert",
+            "-Wall",
+        ])
+        .args([
+            "--top-module",
+            "espo_cosim_top",
+            "--prefix",
+            "Vespo_cosim_top",
+        ])
         .arg("-Mdir")
         .arg(&mdir)
         .args(&sources)
         .status()
-        .unwrap_or_else(|e| panic!("cannot run verilator ({e}); install it with `apt-get install -y verilator`"));
+        .unwrap_or_else(|e| {
+            panic!("cannot run verilator ({e}); install it with `apt-get install -y verilator`")
+        });
     assert!(status.success(), "verilator failed on the RTL");
 
     let root = Command::new("verilator")

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Synthesizes the ESP core (espo_core) with Yosys for a generic gate library and prints its
-# cell count. Every pass of `synth` runs except memory_map: the core's RAMs (SA table,
-# lookup buckets, replay words, packet buffers) stay $mem cells, as an FPGA flow maps them
-# to block RAM instead of flip-flops. Usage: fpga/rtl/synth.sh [OUT_DIR] (default: a temp dir).
+# cell count. The passes of `synth` run (without the SAT-based `share`, which only costs
+# time here), except that memory_map converts ROMs only: the S-boxes become gates, while the
+# core's RAMs (SA table, lookup buckets, replay words, packet buffers) stay $mem cells, as an
+# FPGA flow maps them to block RAM instead of flip-flops.
+# Usage: fpga/rtl/synth.sh [OUT_DIR] (default: a temporary directory).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${1:-$(mktemp -d)}"
@@ -15,6 +17,8 @@ yosys -q -t -l "$out/yosys.log" -p "
   read_verilog -sv ${files[*]}
   hierarchy -check -top espo_core
   synth -top espo_core -flatten -noshare -run begin:fine
+  opt -fast
+  memory_map -rom-only
   opt -fast
   techmap
   opt -fast

@@ -82,10 +82,17 @@ pub struct PacketOut {
 }
 
 fn regs_of(image: &[u8]) -> impl Iterator<Item = (u32, u32)> + '_ {
-    image
-        .chunks(4)
-        .enumerate()
-        .map(|(i, c)| (4 * i as u32, u32::from_le_bytes([c[0], c.get(1).copied().unwrap_or(0), c.get(2).copied().unwrap_or(0), c.get(3).copied().unwrap_or(0)])))
+    image.chunks(4).enumerate().map(|(i, c)| {
+        (
+            4 * i as u32,
+            u32::from_le_bytes([
+                c[0],
+                c.get(1).copied().unwrap_or(0),
+                c.get(2).copied().unwrap_or(0),
+                c.get(3).copied().unwrap_or(0),
+            ]),
+        )
+    })
 }
 
 impl Rtl {
@@ -95,8 +102,20 @@ impl Rtl {
     }
 
     /// Any admin command (§8.2) through the register port; its completion.
-    pub fn admin(&mut self, opcode: AdminOpcode, state: bool, sa_index: u32) -> Result<AdminCompletion, RtlError> {
-        let cmd = AdminCommand { opcode, state, cid: 0x5a5a, sa_index, data_addr: 0, data_len: 0 };
+    pub fn admin(
+        &mut self,
+        opcode: AdminOpcode,
+        state: bool,
+        sa_index: u32,
+    ) -> Result<AdminCompletion, RtlError> {
+        let cmd = AdminCommand {
+            opcode,
+            state,
+            cid: 0x5a5a,
+            sa_index,
+            data_addr: 0,
+            data_len: 0,
+        };
         let image = cmd.encode();
         // Word 0 (OPCODE) last: writing it executes the command.
         for (off, word) in regs_of(&image).skip(1) {
@@ -131,14 +150,21 @@ impl Rtl {
 
     /// SA_WRITE (§8.4) through the register port: the entry, and with `state` its imported
     /// state (scalar fields; the RTL does not import BITMAP). Returns the command status.
-    pub fn write_sa(&mut self, index: u32, entry: &SaEntry, state: Option<&SaState>) -> Result<Status, RtlError> {
+    pub fn write_sa(
+        &mut self,
+        index: u32,
+        entry: &SaEntry,
+        state: Option<&SaState>,
+    ) -> Result<Status, RtlError> {
         for (off, word) in regs_of(&entry.encode()) {
             self.sim.reg_write(off, word);
         }
         if let Some(s) = state {
             self.stage_state(s);
         }
-        Ok(self.admin(AdminOpcode::SaWrite, state.is_some(), index)?.status)
+        Ok(self
+            .admin(AdminOpcode::SaWrite, state.is_some(), index)?
+            .status)
     }
 
     /// SA_READ (§8.5): the SA's state (BITMAP reads as zero from the RTL).
@@ -172,9 +198,18 @@ impl Rtl {
         let mut out = Vec::with_capacity(packets.len());
         while let Some(o) = self.sim.pop(&mut buf) {
             let len = (o.len as usize).min(buf.len());
-            let timing = Timing { in_first: o.in_first, in_last: o.in_last, out_first: o.out_first, out_last: o.out_last };
+            let timing = Timing {
+                in_first: o.in_first,
+                in_last: o.in_last,
+                out_first: o.out_first,
+                out_last: o.out_last,
+            };
             if o.dropped != 0 {
-                out.push(PacketOut { frame: Vec::new(), verdict: None, timing });
+                out.push(PacketOut {
+                    frame: Vec::new(),
+                    verdict: None,
+                    timing,
+                });
                 continue;
             }
             let flag = |bit: u8| o.flags & (1 << bit) != 0;

@@ -60,7 +60,11 @@ pub struct GcmResult {
 
 impl Rtl {
     /// Encrypts `blocks` with AES (FIPS-197) on the AES pipeline, one block per cycle.
-    pub fn aes_encrypt(&mut self, key: &[u8], blocks: &[[u8; 16]]) -> Result<Vec<[u8; 16]>, RtlError> {
+    pub fn aes_encrypt(
+        &mut self,
+        key: &[u8],
+        blocks: &[[u8; 16]],
+    ) -> Result<Vec<[u8; 16]>, RtlError> {
         let (key, is256) = key_slot(key)?;
         let mut out = Vec::with_capacity(blocks.len());
         let collect = |o: crate::ffi::AesOut, out: &mut Vec<[u8; 16]>| {
@@ -69,7 +73,12 @@ impl Rtl {
             }
         };
         for b in blocks {
-            let o = self.sim.aes_step(&AesIn { valid: 1, is256, block: *b, key });
+            let o = self.sim.aes_step(&AesIn {
+                valid: 1,
+                is256,
+                block: *b,
+                key,
+            });
             collect(o, &mut out);
         }
         let idle = AesIn::default();
@@ -86,21 +95,49 @@ impl Rtl {
     }
 
     /// AES-GCM encryption with a 96-bit IV: (ciphertext, tag).
-    pub fn gcm_seal(&mut self, key: &[u8], iv: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> Result<GcmResult, RtlError> {
+    pub fn gcm_seal(
+        &mut self,
+        key: &[u8],
+        iv: &[u8; 12],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<GcmResult, RtlError> {
         self.gcm(key, iv, aad, plaintext, false)
     }
 
     /// AES-GCM decryption with a 96-bit IV: the plaintext and the tag computed over the
     /// ciphertext, which the caller compares with the received one.
-    pub fn gcm_open(&mut self, key: &[u8], iv: &[u8; 12], aad: &[u8], ciphertext: &[u8]) -> Result<GcmResult, RtlError> {
+    pub fn gcm_open(
+        &mut self,
+        key: &[u8],
+        iv: &[u8; 12],
+        aad: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<GcmResult, RtlError> {
         self.gcm(key, iv, aad, ciphertext, true)
     }
 
-    fn gcm(&mut self, key: &[u8], iv: &[u8; 12], aad: &[u8], text: &[u8], decrypt: bool) -> Result<GcmResult, RtlError> {
+    fn gcm(
+        &mut self,
+        key: &[u8],
+        iv: &[u8; 12],
+        aad: &[u8],
+        text: &[u8],
+        decrypt: bool,
+    ) -> Result<GcmResult, RtlError> {
         let (key, is256) = key_slot(key)?;
-        let base = GcmIn { valid: 1, is256, key, decrypt: u8::from(decrypt), ..GcmIn::default() };
+        let base = GcmIn {
+            valid: 1,
+            is256,
+            key,
+            decrypt: u8::from(decrypt),
+            ..GcmIn::default()
+        };
         let mut slots = vec![
-            GcmIn { kind: GcmKind::H as u8, ..base },
+            GcmIn {
+                kind: GcmKind::H as u8,
+                ..base
+            },
             GcmIn {
                 kind: GcmKind::J0 as u8,
                 ctr: counter_block(iv, 1),
@@ -110,7 +147,11 @@ impl Rtl {
             },
         ];
         for chunk in aad.chunks(16).skip(1) {
-            slots.push(GcmIn { kind: GcmKind::Aad as u8, data: block_of(chunk), ..base });
+            slots.push(GcmIn {
+                kind: GcmKind::Aad as u8,
+                data: block_of(chunk),
+                ..base
+            });
         }
         for (j, chunk) in text.chunks(16).enumerate() {
             slots.push(GcmIn {
@@ -155,6 +196,10 @@ impl Rtl {
             waited += 1;
         }
         let cycles = self.sim.cycle() - start;
-        Ok(GcmResult { text: result, tag: tag.unwrap_or_default(), cycles })
+        Ok(GcmResult {
+            text: result,
+            tag: tag.unwrap_or_default(),
+            cycles,
+        })
     }
 }

@@ -83,7 +83,14 @@ unsafe extern "C" {
     fn espo_rtl_reg_write(s: *mut SimRaw, addr: u32, data: u32);
     fn espo_rtl_reg_read(s: *mut SimRaw, addr: u32) -> u32;
     fn espo_rtl_reg_wait(s: *mut SimRaw, phase_addr: u32, max_cycles: u64) -> i32;
-    fn espo_rtl_push(s: *mut SimRaw, data: *const u8, len: usize, outbound: u8, bypass: u8, sa_index: u32);
+    fn espo_rtl_push(
+        s: *mut SimRaw,
+        data: *const u8,
+        len: usize,
+        outbound: u8,
+        bypass: u8,
+        sa_index: u32,
+    );
     fn espo_rtl_run(s: *mut SimRaw, max_cycles: u64) -> i32;
     fn espo_rtl_pop(s: *mut SimRaw, buf: *mut u8, cap: usize, out: *mut CoreOut) -> i32;
 }
@@ -155,7 +162,14 @@ impl Sim {
     pub fn push(&mut self, data: &[u8], outbound: bool, bypass: bool, sa_index: u32) {
         // SAFETY: live handle; `data` is valid for `data.len()` bytes and copied by the callee.
         unsafe {
-            espo_rtl_push(self.raw.as_ptr(), data.as_ptr(), data.len(), u8::from(outbound), u8::from(bypass), sa_index)
+            espo_rtl_push(
+                self.raw.as_ptr(),
+                data.as_ptr(),
+                data.len(),
+                u8::from(outbound),
+                u8::from(bypass),
+                sa_index,
+            )
         }
     }
 

@@ -37,7 +37,9 @@ impl Default for Rtl {
 
 impl Rtl {
     pub fn new() -> Rtl {
-        Rtl { sim: ffi::Sim::new() }
+        Rtl {
+            sim: ffi::Sim::new(),
+        }
     }
 
     /// Clock cycles simulated since the simulation was created.

@@ -48,25 +48,51 @@ fn cycles_per_packet_against_the_model() {
     let t = [Tunnel::new(0x4001)];
     let mut rtl = rtl_with(&t);
     let mut rng = StdRng::seed_from_u64(11);
-    println!("| Inner bytes | TX RTL cycles/pkt | TX model | TX RTL latency | RX RTL cycles/pkt | RX model | RX RTL latency |");
+    println!(
+        "| Inner bytes | TX RTL cycles/pkt | TX model | TX RTL latency | RX RTL cycles/pkt | RX model | RX RTL latency |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for size in SIZES {
-        let ips: Vec<Vec<u8>> = (0..=BACK_TO_BACK).map(|_| inner_packet(&mut rng, 0, false, size, 0, true)).collect();
-        let (tx, out) = measure(&mut rtl, &ips.iter().map(|ip| outbound(0, ip)).collect::<Vec<_>>());
+        let ips: Vec<Vec<u8>> = (0..=BACK_TO_BACK)
+            .map(|_| inner_packet(&mut rng, 0, false, size, 0, true))
+            .collect();
+        let (tx, out) = measure(
+            &mut rtl,
+            &ips.iter().map(|ip| outbound(0, ip)).collect::<Vec<_>>(),
+        );
         let mut frames: Vec<PacketIn> = out.iter().map(|o| inbound(o.frame.clone())).collect();
         // The first encapsulated packet went through alone; encapsulate one more for RX.
-        frames.insert(0, inbound(rtl.process(&[outbound(0, &ips[0])]).expect("process")[0].frame.clone()));
+        frames.insert(
+            0,
+            inbound(
+                rtl.process(&[outbound(0, &ips[0])]).expect("process")[0]
+                    .frame
+                    .clone(),
+            ),
+        );
         let esp_len = (frames[1].frame.len() - 34) as u64;
         let (rx, dec) = measure(&mut rtl, &frames);
-        assert!(dec.iter().all(|o| o.verdict.as_ref().is_some_and(|v| v.status == espo_fpga::Status::Ok)));
+        assert!(dec.iter().all(|o| {
+            o.verdict
+                .as_ref()
+                .is_some_and(|v| v.status == espo_fpga::Status::Ok)
+        }));
         let m_tx = model_engine_cycles(&p, size as u64 + 2);
         let m_rx = model_engine_cycles(&p, esp_len);
         println!(
             "| {size} | {:.1} | {m_tx} (+{} latency) | {} | {:.1} | {m_rx} (+{} latency) | {} |",
-            tx.interval, p.engine_latency_cycles, tx.latency, rx.interval, p.engine_latency_cycles, rx.latency
+            tx.interval,
+            p.engine_latency_cycles,
+            tx.latency,
+            rx.interval,
+            p.engine_latency_cycles,
+            rx.latency
         );
         // The core's own cost model (fpga/README.md "RTL core"): see the assertion's message.
         let blocks = (size as u64 + 2).div_ceil(16) as f64;
-        assert!(tx.interval >= blocks + 2.0, "{size}: one AES block per cycle is the floor");
+        assert!(
+            tx.interval >= blocks + 2.0,
+            "{size}: one AES block per cycle is the floor"
+        );
     }
 }

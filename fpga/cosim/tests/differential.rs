@@ -58,7 +58,9 @@ fn rtl_run(rtl: &mut Rtl, packets: &[PacketIn]) -> Vec<PacketOut> {
 /// Sizes that cross every 16-byte and 64-byte boundary near the headers, then up to 9000.
 fn sizes(rng: &mut StdRng, n: usize) -> Vec<usize> {
     let mut v: Vec<usize> = (28..=100).collect();
-    v.extend([127, 128, 129, 255, 256, 511, 512, 1024, 1280, 1420, 1500, 2048, 4096, 8192, 8999, 9000]);
+    v.extend([
+        127, 128, 129, 255, 256, 511, 512, 1024, 1280, 1420, 1500, 2048, 4096, 8192, 8999, 9000,
+    ]);
     while v.len() < n {
         v.push(rng.gen_range(28..=9000));
     }
@@ -89,10 +91,23 @@ fn encapsulation_and_decapsulation_match_the_software_engine() {
     let mut back = Vec::new();
     for (i, (o, (sw, seq))) in out.iter().zip(&expected).enumerate() {
         let v = o.verdict.as_ref().expect("not dropped");
-        assert_eq!((v.status, v.seq, v.transformed), (Status::Ok, *seq, true), "packet {i}");
+        assert_eq!(
+            (v.status, v.seq, v.transformed),
+            (Status::Ok, *seq, true),
+            "packet {i}"
+        );
         assert_eq!(&o.frame[..12], &MAC, "packet {i}: MAC addresses kept");
-        assert_eq!(&o.frame[14..], &sw[..], "packet {i} ({} bytes): tunnel packet", inners[i].len());
-        let ethertype = if sw[0] >> 4 == 6 { [0x86, 0xdd] } else { [0x08, 0x00] };
+        assert_eq!(
+            &o.frame[14..],
+            &sw[..],
+            "packet {i} ({} bytes): tunnel packet",
+            inners[i].len()
+        );
+        let ethertype = if sw[0] >> 4 == 6 {
+            [0x86, 0xdd]
+        } else {
+            [0x08, 0x00]
+        };
         assert_eq!(o.frame[12..14], ethertype, "packet {i}: outer EtherType");
         back.push(inbound(o.frame.clone()));
     }
@@ -104,7 +119,11 @@ fn encapsulation_and_decapsulation_match_the_software_engine() {
         assert_eq!(v.status, Status::Ok, "packet {i}");
         assert_eq!(v.seq, seq, "packet {i}: sequence number");
         assert_eq!(&o.frame[14..], &inner[..], "packet {i}: inner packet");
-        assert_eq!(&o.frame[14..], &inners[i][..], "packet {i}: the packet that was sent");
+        assert_eq!(
+            &o.frame[14..],
+            &inners[i][..],
+            "packet {i}: the packet that was sent"
+        );
         assert_eq!(v.inner_ipv6, inner[0] >> 4 == 6);
         assert_eq!(v.sa_index, in_index(i % t.len()));
     }
@@ -126,7 +145,11 @@ fn the_rtl_decapsulates_what_the_software_engine_sends() {
         inners.push(ip);
     }
     for (i, o) in rtl_run(&mut rtl, &frames).iter().enumerate() {
-        assert_eq!(o.verdict.as_ref().map(|v| v.status), Some(Status::Ok), "packet {i}");
+        assert_eq!(
+            o.verdict.as_ref().map(|v| v.status),
+            Some(Status::Ok),
+            "packet {i}"
+        );
         assert_eq!(&o.frame[14..], &inners[i][..], "packet {i}");
     }
 }
@@ -157,7 +180,9 @@ fn expected_status(r: &Result<(Vec<u8>, u64), DropReason>) -> Status {
         Err(DropReason::Replayed | DropReason::Stale) => Status::Replay,
         Err(DropReason::UnknownSpi) => Status::NoSa,
         Err(DropReason::EcnDrop) => Status::EcnDrop,
-        Err(DropReason::BadPadding | DropReason::Malformed | DropReason::UnsupportedInner) => Status::Malformed,
+        Err(DropReason::BadPadding | DropReason::Malformed | DropReason::UnsupportedInner) => {
+            Status::Malformed
+        }
         Err(other) => panic!("no card status for {other:?}"),
     }
 }
@@ -190,7 +215,8 @@ fn ecn_replay_corruption_and_unknown_spi_verdicts_match() {
                 f[at] ^= 1 << rng.gen_range(0..8);
             }
             4 => {
-                let esp = if f[12] == 0x86 { 54 } else { 34 } + if f[23] == 17 || f[20] == 17 { 8 } else { 0 };
+                let esp = if f[12] == 0x86 { 54 } else { 34 }
+                    + if f[23] == 17 || f[20] == 17 { 8 } else { 0 };
                 f[esp + 3] ^= 0x80;
             }
             _ => {}
@@ -202,7 +228,10 @@ fn ecn_replay_corruption_and_unknown_spi_verdicts_match() {
             kinds.push(9);
         }
     }
-    let out = rtl_run(&mut rtl, &frames.iter().cloned().map(inbound).collect::<Vec<_>>());
+    let out = rtl_run(
+        &mut rtl,
+        &frames.iter().cloned().map(inbound).collect::<Vec<_>>(),
+    );
     let mut seen = std::collections::BTreeMap::new();
     for (i, o) in out.iter().enumerate() {
         let sw = sw_decap(&mut rx, &frames[i][14..]);
@@ -212,14 +241,24 @@ fn ecn_replay_corruption_and_unknown_spi_verdicts_match() {
         *seen.entry(format!("{want:?}")).or_insert(0) += 1;
         match sw {
             Ok((inner, seq)) => {
-                assert_eq!(&o.frame[14..], &inner[..], "frame {i}: inner packet (ECN applied)");
+                assert_eq!(
+                    &o.frame[14..],
+                    &inner[..],
+                    "frame {i}: inner packet (ECN applied)"
+                );
                 assert_eq!(v.seq, seq);
             }
-            Err(_) => assert_eq!(o.frame, frames[i], "frame {i}: a refused frame is delivered as received"),
+            Err(_) => assert_eq!(
+                o.frame, frames[i],
+                "frame {i}: a refused frame is delivered as received"
+            ),
         }
     }
     for s in ["Ok", "IcvFail", "Replay", "NoSa", "EcnDrop"] {
-        assert!(seen.get(s).copied().unwrap_or(0) > 0, "no {s} verdict exercised: {seen:?}");
+        assert!(
+            seen.get(s).copied().unwrap_or(0) > 0,
+            "no {s} verdict exercised: {seen:?}"
+        );
     }
 }
 
@@ -227,7 +266,14 @@ fn ecn_replay_corruption_and_unknown_spi_verdicts_match() {
 fn esn_sequence_numbers_cross_the_32_bit_boundary() {
     let base = (1u64 << 32) - 6;
     let t: Vec<Tunnel> = (0..4u32)
-        .map(|i| Tunnel { esn: true, seq: base, outer_v6: i & 1 != 0, gcm256: i & 2 != 0, window: 128, ..Tunnel::new(0x2000 + i) })
+        .map(|i| Tunnel {
+            esn: true,
+            seq: base,
+            outer_v6: i & 1 != 0,
+            gcm256: i & 2 != 0,
+            window: 128,
+            ..Tunnel::new(0x2000 + i)
+        })
         .collect();
     let mut rtl = rtl_with(&t);
     let mut tx = sender(&t);

@@ -27,27 +27,50 @@ pub struct Tunnel {
 
 impl Tunnel {
     pub fn new(spi: u32) -> Tunnel {
-        Tunnel { spi, outer_v6: false, gcm256: false, esn: false, udp: false, ttl: 64, window: 64, seq: 0 }
+        Tunnel {
+            spi,
+            outer_v6: false,
+            gcm256: false,
+            esn: false,
+            udp: false,
+            ttl: 64,
+            window: 64,
+            seq: 0,
+        }
     }
 
     /// Key followed by the 4-byte salt, derived from the SPI.
     pub fn key_material(&self) -> Vec<u8> {
         let n = if self.gcm256 { 36 } else { 20 };
-        (0..n).map(|i| (self.spi as u8).wrapping_mul(31).wrapping_add(i as u8 * 7) ^ 0x5c).collect()
+        (0..n)
+            .map(|i| (self.spi as u8).wrapping_mul(31).wrapping_add(i as u8 * 7) ^ 0x5c)
+            .collect()
     }
 
     fn addrs(&self) -> (&'static str, &'static str) {
-        if self.outer_v6 { ("2001:db8::1", "2001:db8::2") } else { ("192.0.2.1", "192.0.2.2") }
+        if self.outer_v6 {
+            ("2001:db8::1", "2001:db8::2")
+        } else {
+            ("192.0.2.1", "192.0.2.2")
+        }
     }
 
     fn toml(&self) -> String {
         let (src, dst) = self.addrs();
-        let key: String = self.key_material().iter().map(|b| format!("{b:02x}")).collect();
+        let key: String = self
+            .key_material()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let mut t = format!(
             "[[sa]]\nspi = {}\nprotocol = \"esp\"\nmode = \"tunnel\"\nsrc = \"{src}\"\ndst = \"{dst}\"\n\
              encryption = \"{}\"\nkey = \"{key}\"\nesn = {}\nseq = {}\nreplay_window = {}\nttl = {}\n",
             self.spi,
-            if self.gcm256 { "aes-gcm-256" } else { "aes-gcm-128" },
+            if self.gcm256 {
+                "aes-gcm-256"
+            } else {
+                "aes-gcm-128"
+            },
             self.esn,
             self.seq,
             self.window,
@@ -83,7 +106,11 @@ impl Tunnel {
             esn: self.esn,
             udp_encap: self.udp,
             spi: self.spi,
-            alg: Some(if self.gcm256 { AlgId::AesGcm256 } else { AlgId::AesGcm128 }),
+            alg: Some(if self.gcm256 {
+                AlgId::AesGcm256
+            } else {
+                AlgId::AesGcm128
+            }),
             ttl: self.ttl,
             rx_queue: 0,
             replay_window: if outbound { 0 } else { self.window },
@@ -104,7 +131,10 @@ impl Tunnel {
 
 /// Inner destination prefixes of tunnel `k` (one policy pair per family).
 fn inner_dst(k: usize) -> (String, String) {
-    (format!("10.{}.{}.0/24", 2 + k / 256, k % 256), format!("fd00:2:0:{k:x}::/64"))
+    (
+        format!("10.{}.{}.0/24", 2 + k / 256, k % 256),
+        format!("fd00:2:0:{k:x}::/64"),
+    )
 }
 
 fn engine(tunnels: &[Tunnel], dir: &str) -> SoftwareEngine {
@@ -115,7 +145,7 @@ fn engine(tunnels: &[Tunnel], dir: &str) -> SoftwareEngine {
     for (k, t) in tunnels.iter().enumerate() {
         let (v4, v6) = inner_dst(k);
         for (src, dst) in [("10.1.0.0/16", v4), ("fd00:1::/32", v6)] {
-            let (s, d) = if dir == "out" { (src.to_string(), dst) } else { (src.to_string(), dst) };
+            let (s, d) = (src, dst);
             text.push_str(&format!(
                 "[[policy]]\ndir = \"{dir}\"\nsrc = \"{s}\"\ndst = \"{d}\"\naction = \"protect\"\nsa = [{}]\n",
                 t.spi
@@ -148,10 +178,17 @@ pub fn in_index(k: usize) -> u32 {
 pub fn rtl_with(tunnels: &[Tunnel]) -> Rtl {
     let mut rtl = Rtl::new();
     for (k, t) in tunnels.iter().enumerate() {
-        let s = rtl.write_sa(out_index(k), &t.entry(true), None).expect("SA_WRITE");
+        let s = rtl
+            .write_sa(out_index(k), &t.entry(true), None)
+            .expect("SA_WRITE");
         assert_eq!(s, espo_fpga::Status::Ok, "outbound SA of tunnel {k}");
-        let state = espo_fpga::SaState { seq: t.seq, ..espo_fpga::SaState::default() };
-        let s = rtl.write_sa(in_index(k), &t.entry(false), Some(&state)).expect("SA_WRITE");
+        let state = espo_fpga::SaState {
+            seq: t.seq,
+            ..espo_fpga::SaState::default()
+        };
+        let s = rtl
+            .write_sa(in_index(k), &t.entry(false), Some(&state))
+            .expect("SA_WRITE");
         assert_eq!(s, espo_fpga::Status::Ok, "inbound SA of tunnel {k}");
     }
     rtl
@@ -170,7 +207,14 @@ fn checksum(b: &[u8]) -> u16 {
 
 /// A UDP datagram in IPv4 or IPv6 of exactly `len` bytes (at least the headers) towards
 /// tunnel k's inner prefix, with the given TOS / traffic class.
-pub fn inner_packet(rng: &mut impl RngCore, k: usize, v6: bool, len: usize, tos: u8, df: bool) -> Vec<u8> {
+pub fn inner_packet(
+    rng: &mut impl RngCore,
+    k: usize,
+    v6: bool,
+    len: usize,
+    tos: u8,
+    df: bool,
+) -> Vec<u8> {
     let hdr = if v6 { 40 } else { 20 };
     let len = len.max(hdr + 8);
     let mut p = vec![0u8; len];
@@ -217,11 +261,20 @@ pub fn frame(ip: &[u8]) -> Vec<u8> {
 }
 
 pub fn outbound(k: usize, ip: &[u8]) -> PacketIn {
-    PacketIn { frame: frame(ip), direction: Direction::Outbound { sa_index: out_index(k), bypass: false } }
+    PacketIn {
+        frame: frame(ip),
+        direction: Direction::Outbound {
+            sa_index: out_index(k),
+            bypass: false,
+        },
+    }
 }
 
 pub fn inbound(frame: Vec<u8>) -> PacketIn {
-    PacketIn { frame, direction: Direction::Inbound }
+    PacketIn {
+        frame,
+        direction: Direction::Inbound,
+    }
 }
 
 /// Random TOS with every ECN codepoint.
