@@ -92,10 +92,11 @@ module espo_sa_table #(
   endfunction
 
   // ---- RAMs -----------------------------------------------------------------------------
-  espo_pkg::sa_entry_t         cfg_mem [SA_COUNT];
-  espo_core_pkg::sa_row_t      row_mem [SA_COUNT];
-  logic [WAYS*WAY_W-1:0]       bkt_mem [BUCKETS];
-  espo_core_pkg::replay_word_t rp_mem  [SA_COUNT * RP_WORDS];
+  // Plain vectors: Yosys 0.23 infers no memory from an unpacked array of a struct type.
+  logic [$bits(cfg_q)-1:0] cfg_mem [SA_COUNT];
+  logic [$bits(row_q)-1:0] row_mem [SA_COUNT];
+  logic [WAYS*WAY_W-1:0]   bkt_mem [BUCKETS];
+  logic [$bits(rp_q)-1:0]  rp_mem  [SA_COUNT * RP_WORDS];
 
   logic [IDX_W-1:0]      a_idx;
   logic                  a_cfg_we, a_row_we, a_bkt_we, a_rp_we;
