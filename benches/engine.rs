@@ -32,7 +32,11 @@ impl Pool {
     fn new(size: usize) -> Pool {
         let slot = size + 256;
         let n = ((1 << 20) / slot).clamp(64, 4096);
-        Pool { buf: vec![0u8; n * slot], slot, lens: vec![0; n] }
+        Pool {
+            buf: vec![0u8; n * slot],
+            slot,
+            lens: vec![0; n],
+        }
     }
 
     fn len(&self) -> usize {
@@ -56,7 +60,8 @@ fn engine(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(2));
     for size in SIZES {
         let inner = loopback::udp_packet(size, 0x5a);
-        let (txc, rxc) = loopback::tunnel_pair("aes-gcm-128", None).expect("loopback configuration");
+        let (txc, rxc) =
+            loopback::tunnel_pair("aes-gcm-128", None).expect("loopback configuration");
         let mut tx = SoftwareEngine::from_config(&txc).expect("sender");
         let mut rx = SoftwareEngine::from_config(&rxc).expect("receiver");
         let mut pool = Pool::new(size);
@@ -71,7 +76,10 @@ fn engine(c: &mut Criterion) {
                     counter += 1;
                     let mut nonce = [0u8; 12];
                     nonce[4..].copy_from_slice(&counter.to_be_bytes());
-                    black_box(aead.seal(&nonce, &nonce[4..], &mut chunk[..size]).expect("seal"));
+                    black_box(
+                        aead.seal(&nonce, &nonce[4..], &mut chunk[..size])
+                            .expect("seal"),
+                    );
                 }
             })
         });

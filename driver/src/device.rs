@@ -1,12 +1,19 @@
 //! The narrow interface the card driver sits on, implemented by each backend (VFIO; the card
-//! model later).
+//! model in `crate::model`).
 //!
 //! Registers are reached by BAR and offset through bounds-checked accessors; DMA memory comes
 //! back as a [`DmaRegion`] that is already mapped at an IOVA and unmaps itself on drop;
 //! interrupts are vectors that are waited on with a timeout. Nothing above this trait needs
 //! `unsafe`.
+//!
+//! Time: a driver measures its timeouts on the device's clock ([`Device::now`]) and calls
+//! [`Device::relax`] when it polled host memory and found nothing new. On hardware the clock
+//! is the host's monotonic clock and relaxing is a spin-loop hint; a simulated device
+//! answers with its simulated time and uses the call to move that time on, so the same
+//! driver code runs deterministically against the card model.
 
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use crate::dma::DmaRegion;
 use crate::error::DeviceError;
@@ -53,6 +60,19 @@ pub trait Device: Send + Sync {
     fn reset(&self) -> Result<(), DeviceError>;
     /// Enables or disables bus mastering (the device's ability to DMA).
     fn set_bus_master(&self, enable: bool) -> Result<(), DeviceError>;
+
+    /// Time on the device's clock since an arbitrary, fixed origin: what driver timeouts are
+    /// measured in. The default is the host's monotonic clock.
+    fn now(&self) -> Duration {
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        ORIGIN.get_or_init(Instant::now).elapsed()
+    }
+
+    /// Called by a driver that polled host memory and found no new work. The default is a
+    /// spin-loop hint; a simulated device advances its clock.
+    fn relax(&self) {
+        std::hint::spin_loop();
+    }
 }
 
 /// The interface stays object-safe: backends can be chosen at run time.

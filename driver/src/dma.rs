@@ -24,6 +24,10 @@
 //! [`DmaMemory::len_bytes`], [`DmaMemory::read_bytes`] and [`DmaMemory::write_bytes`], from the
 //! model's thread, while the driver keeps using the same region.
 //! Multi-byte values are little-endian in memory, as PCIe devices expect.
+//!
+//! The mapping itself is reference-counted: the card model's IOMMU holds its own handle to
+//! the memory of every window it maps ([`DmaMemory::share`]), so the memory outlives the
+//! window whatever order the two are dropped in.
 
 use std::fmt;
 use std::ops::Deref;
@@ -42,7 +46,7 @@ pub const HUGEPAGE_BYTES: usize = 2 << 20;
 
 /// Host memory for DMA (see the module documentation for alignment and concurrency rules).
 pub struct DmaMemory {
-    map: MmapRaw,
+    map: Arc<MmapRaw>,
     page_bytes: usize,
 }
 
@@ -58,7 +62,20 @@ impl fmt::Debug for DmaMemory {
 impl DmaMemory {
     /// Wraps a fresh anonymous mapping made by the syscall layer.
     pub(crate) fn from_mapping(map: MmapRaw, page_bytes: usize) -> Self {
-        Self { map, page_bytes }
+        Self {
+            map: Arc::new(map),
+            page_bytes,
+        }
+    }
+
+    /// A second handle to the same memory, for a backend whose IOMMU keeps a reference to
+    /// what it maps (the card model). The memory is freed when the last handle is dropped.
+    #[cfg_attr(not(feature = "model"), allow(dead_code))]
+    pub(crate) fn share(&self) -> DmaMemory {
+        DmaMemory {
+            map: Arc::clone(&self.map),
+            page_bytes: self.page_bytes,
+        }
     }
 
     /// Length in bytes (a multiple of [`page_bytes`](Self::page_bytes)).
@@ -122,12 +139,6 @@ impl DmaMemory {
         Ok(unsafe { AtomicU64::from_ptr(ptr.as_ptr().cast()) })
     }
 
-    fn atomic_u8(&self, offset: usize) -> Result<&AtomicU8, AccessError> {
-        let ptr = self.checked(offset, 1, 1)?;
-        // SAFETY: as in `atomic_u32`, for one byte.
-        Ok(unsafe { AtomicU8::from_ptr(ptr.as_ptr()) })
-    }
-
     /// Reads the little-endian `u32` at `offset` (which must be 4-byte aligned).
     pub fn read_u32(&self, offset: usize) -> Result<u32, AccessError> {
         Ok(u32::from_le(
@@ -156,42 +167,65 @@ impl DmaMemory {
         Ok(())
     }
 
-    /// Copies `dst.len()` bytes starting at `offset` out of the region.
+    /// Bytes before the first 8-byte boundary at or after `offset`, at most `len`.
+    fn head_bytes(offset: usize, len: usize) -> usize {
+        ((8 - offset % 8) % 8).min(len)
+    }
+
+    /// Copies `dst.len()` bytes starting at `offset` out of the region: bytes up to an
+    /// 8-byte boundary, whole aligned words, then the remaining bytes, each access atomic.
     pub fn read_bytes(&self, offset: usize, dst: &mut [u8]) -> Result<(), AccessError> {
-        self.checked(offset, dst.len(), 1)?;
-        let mut done = 0;
-        while done < dst.len() {
-            let at = offset + done;
-            let rest = dst.len() - done;
-            if at.is_multiple_of(8) && rest >= 8 {
-                let word = self.atomic_u64(at)?.load(Ordering::Relaxed);
-                dst[done..done + 8].copy_from_slice(&word.to_ne_bytes());
-                done += 8;
-            } else {
-                dst[done] = self.atomic_u8(at)?.load(Ordering::Relaxed);
-                done += 1;
-            }
+        let len = dst.len();
+        let base = self.checked(offset, len, 1)?;
+        let (head, rest) = dst.split_at_mut(Self::head_bytes(offset, len));
+        for (i, b) in head.iter_mut().enumerate() {
+            // SAFETY: `offset + i` lies inside the range `checked` proved in bounds.
+            *b = unsafe { AtomicU8::from_ptr(base.as_ptr().add(i)) }.load(Ordering::Relaxed);
+        }
+        let words_at = head.len();
+        let mut words = rest.chunks_exact_mut(8);
+        for (i, chunk) in words.by_ref().enumerate() {
+            // SAFETY: the 8 bytes at `offset + words_at + 8 i` lie inside the checked range
+            // and are 8-byte aligned (the mapping is page aligned, `offset + words_at` is a
+            // multiple of 8).
+            let word = unsafe { AtomicU64::from_ptr(base.as_ptr().add(words_at + 8 * i).cast()) }
+                .load(Ordering::Relaxed);
+            chunk.copy_from_slice(&word.to_ne_bytes());
+        }
+        let tail = words.into_remainder();
+        let tail_at = len - tail.len();
+        for (i, b) in tail.iter_mut().enumerate() {
+            // SAFETY: inside the checked range, as above.
+            *b = unsafe { AtomicU8::from_ptr(base.as_ptr().add(tail_at + i)) }
+                .load(Ordering::Relaxed);
         }
         Ok(())
     }
 
-    /// Copies `src` into the region starting at `offset`.
+    /// Copies `src` into the region starting at `offset`, with atomic accesses as
+    /// [`read_bytes`](Self::read_bytes) (so words are stored in increasing address order).
     pub fn write_bytes(&self, offset: usize, src: &[u8]) -> Result<(), AccessError> {
-        self.checked(offset, src.len(), 1)?;
-        let mut done = 0;
-        while done < src.len() {
-            let at = offset + done;
-            let rest = src.len() - done;
-            if at.is_multiple_of(8) && rest >= 8 {
-                let mut word = [0u8; 8];
-                word.copy_from_slice(&src[done..done + 8]);
-                self.atomic_u64(at)?
-                    .store(u64::from_ne_bytes(word), Ordering::Relaxed);
-                done += 8;
-            } else {
-                self.atomic_u8(at)?.store(src[done], Ordering::Relaxed);
-                done += 1;
-            }
+        let base = self.checked(offset, src.len(), 1)?;
+        let (head, rest) = src.split_at(Self::head_bytes(offset, src.len()));
+        for (i, &b) in head.iter().enumerate() {
+            // SAFETY: `offset + i` lies inside the range `checked` proved in bounds.
+            unsafe { AtomicU8::from_ptr(base.as_ptr().add(i)) }.store(b, Ordering::Relaxed);
+        }
+        let words_at = head.len();
+        let mut words = rest.chunks_exact(8);
+        for (i, chunk) in words.by_ref().enumerate() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            // SAFETY: as in `read_bytes`: inside the checked range, 8-byte aligned.
+            unsafe { AtomicU64::from_ptr(base.as_ptr().add(words_at + 8 * i).cast()) }
+                .store(u64::from_ne_bytes(word), Ordering::Relaxed);
+        }
+        let tail = words.remainder();
+        let tail_at = src.len() - tail.len();
+        for (i, &b) in tail.iter().enumerate() {
+            // SAFETY: inside the checked range, as above.
+            unsafe { AtomicU8::from_ptr(base.as_ptr().add(tail_at + i)) }
+                .store(b, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -412,6 +446,26 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn copies_match_a_shadow_and_touch_nothing_else(
+            offset in 0usize..4000,
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96),
+        ) {
+            let m = memory(4096);
+            m.fill(0, 4096, 0xee).unwrap();
+            m.write_bytes(offset, &data).unwrap();
+            let mut all = vec![0u8; 4096];
+            m.read_bytes(0, &mut all).unwrap();
+            let mut shadow = vec![0xeeu8; 4096];
+            shadow[offset..offset + data.len()].copy_from_slice(&data);
+            proptest::prop_assert_eq!(&all, &shadow);
+            let mut back = vec![0u8; data.len()];
+            m.read_bytes(offset, &mut back).unwrap();
+            proptest::prop_assert_eq!(back, data);
+        }
+    }
+
     #[test]
     fn shared_across_threads() {
         let m = Arc::new(memory(4096));
@@ -427,6 +481,17 @@ mod tests {
         for i in 0..512u64 {
             assert_eq!(m.read_u64(i as usize * 8).unwrap(), i);
         }
+    }
+
+    #[test]
+    fn shared_handles_see_the_same_bytes_and_keep_the_memory_alive() {
+        let first = memory(4096);
+        let second = first.share();
+        first.write_u64(64, 0xfeed).unwrap();
+        assert_eq!(second.read_u64(64).unwrap(), 0xfeed);
+        drop(first);
+        second.write_u32(0, 9).unwrap();
+        assert_eq!(second.read_u32(0).unwrap(), 9);
     }
 
     #[test]

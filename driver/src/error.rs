@@ -65,4 +65,8 @@ pub enum DeviceError {
     /// A VFIO operation failed.
     #[error("VFIO operation failed")]
     Vfio(#[from] VfioError),
+    /// A card-model operation failed.
+    #[cfg(feature = "model")]
+    #[error("card model operation failed")]
+    Model(#[from] crate::model::ModelError),
 }

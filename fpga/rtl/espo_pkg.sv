@@ -335,7 +335,7 @@ package espo_pkg;
   localparam logic [7:0] STATUS_BYPASS = 8'd1; //  RX: not ESP (or a fragment, or ESP-in-UDP control traffic); delivered as received. TX: sent as posted.
   localparam logic [7:0] STATUS_NO_SA = 8'd2; //  RX: ESP with no valid inbound SA for its SPI and destination; delivered as received.
   localparam logic [7:0] STATUS_ICV_FAIL = 8'd3; //  RX: ICV check failed; delivered as received, SA counters unchanged.
-  localparam logic [7:0] STATUS_REPLAY = 8'd4; //  RX: sequence number replayed or left of the window; delivered as received.
+  localparam logic [7:0] STATUS_REPLAY = 8'd4; //  RX: sequence number inside the replay window and already received; delivered as received.
   localparam logic [7:0] STATUS_MALFORMED = 8'd5; //  Frame or inner packet malformed (reason in the STATS counters); RX: delivered as received.
   localparam logic [7:0] STATUS_SA_INVALID = 8'd6; //  TX: SA index out of range, invalid, not outbound.
   localparam logic [7:0] STATUS_SA_EXPIRED = 8'd7; //  SA reached its hard byte/packet lifetime; not processed.
@@ -343,6 +343,7 @@ package espo_pkg;
   localparam logic [7:0] STATUS_TOO_BIG = 8'd9; //  Result larger than MAX_FRAME (TX) or than the RX buffer (RX: truncated to the buffer).
   localparam logic [7:0] STATUS_ENGINE_ERROR = 8'd10; //  An engine error hit this packet; TX: not sent (its sequence number is consumed); RX: delivered as received.
   localparam logic [7:0] STATUS_ECN_DROP = 8'd11; //  RX: inner ECN Not-ECT under an outer CE mark (RFC 6040); delivered as received.
+  localparam logic [7:0] STATUS_STALE = 8'd12; //  RX: sequence number left of the replay window, or one that cannot exist (ESN inference before the first or past the last 2^32 subspace); delivered as received.
   localparam logic [7:0] STATUS_INVALID_OPCODE = 8'd16; //  Admin: unknown opcode.
   localparam logic [7:0] STATUS_INVALID_SA_INDEX = 8'd17; //  Admin: SA index not below SA_TABLE_SIZE.
   localparam logic [7:0] STATUS_ALG_UNSUPPORTED = 8'd18; //  Admin: the SA's algorithm is not in CAP_ALGS.
@@ -388,6 +389,11 @@ package espo_pkg;
   localparam logic [7:0] ALG_CHACHA20_POLY1305 = 8'd5; //  ChaCha20-Poly1305 (software only).
   localparam logic [7:0] ALG_NULL = 8'd6; //  NULL encryption (software only).
 
+  // Outer IPv4 DF modes
+  localparam logic [7:0] DF_COPY = 8'd0; //  Copied from an IPv4 inner packet; set for an IPv6 inner packet.
+  localparam logic [7:0] DF_SET = 8'd1; //  Always set.
+  localparam logic [7:0] DF_CLEAR = 8'd2; //  Always clear.
+
   // Admin opcodes
   localparam logic [7:0] ADMIN_OP_NOP = 8'd0; //  No operation; completes with Ok.
   localparam logic [7:0] ADMIN_OP_SA_WRITE = 8'd1; //  Write an SA table entry (data: SA_ENTRY, then SA_STATE with IMPORT_STATE).
@@ -404,7 +410,7 @@ package espo_pkg;
   localparam logic [7:0] COUNTER_RX_BYPASS = 8'd6; //  Frames delivered as bypass.
   localparam logic [7:0] COUNTER_RX_NO_SA = 8'd7; //  ESP frames with no inbound SA.
   localparam logic [7:0] COUNTER_RX_ICV_FAIL = 8'd8; //  ICV failures.
-  localparam logic [7:0] COUNTER_RX_REPLAY = 8'd9; //  Replayed or too-old sequence numbers.
+  localparam logic [7:0] COUNTER_RX_REPLAY = 8'd9; //  Replayed or stale (left of the window) sequence numbers.
   localparam logic [7:0] COUNTER_RX_RUNT = 8'd10; //  Runt frames (shorter than an Ethernet header).
   localparam logic [7:0] COUNTER_RX_BAD_OUTER_IP = 8'd11; //  Outer IP header malformed (bad version, header length, total length).
   localparam logic [7:0] COUNTER_RX_BAD_ESP = 8'd12; //  ESP (or UDP) shorter than header, IV and ICV.
@@ -625,8 +631,10 @@ package espo_pkg;
   localparam int SA_ENTRY_ESN_WIDTH = 1;
   localparam int SA_ENTRY_UDP_ENCAP_LSB = 3;
   localparam int SA_ENTRY_UDP_ENCAP_WIDTH = 1;
-  localparam int SA_ENTRY_RSVD0_LSB = 4;
-  localparam int SA_ENTRY_RSVD0_WIDTH = 4;
+  localparam int SA_ENTRY_DF_MODE_LSB = 4;
+  localparam int SA_ENTRY_DF_MODE_WIDTH = 2;
+  localparam int SA_ENTRY_RSVD0_LSB = 6;
+  localparam int SA_ENTRY_RSVD0_WIDTH = 2;
   localparam int SA_ENTRY_RSVD1_LSB = 8;
   localparam int SA_ENTRY_RSVD1_WIDTH = 24;
   localparam int SA_ENTRY_SPI_LSB = 32;
@@ -679,7 +687,8 @@ package espo_pkg;
     logic [7:0] alg; // AlgId.
     logic [31:0] spi; // SPI (numeric value).
     logic [23:0] rsvd1; // Reserved, 0.
-    logic [3:0] rsvd0; // Reserved, 0.
+    logic [1:0] rsvd0; // Reserved, 0.
+    logic [1:0] df_mode; // Outbound, outer IPv4: DF bit, DfMode (0 copy, 1 set, 2 clear; 3 refused).
     logic udp_encap; // ESP in UDP (RFC 3948) with the ports below.
     logic esn; // 64-bit extended sequence numbers.
     logic outer_ipv6; // Outer header is IPv6 (addresses are 16 bytes).

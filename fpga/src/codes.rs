@@ -53,7 +53,7 @@ code_enum! {
         NoSa = 2,
         /// RX: ICV check failed; delivered as received, SA counters unchanged.
         IcvFail = 3,
-        /// RX: sequence number replayed or left of the window; delivered as received.
+        /// RX: sequence number inside the replay window and already received; delivered as received.
         Replay = 4,
         /// Frame or inner packet malformed (reason in the STATS counters); RX: delivered as received.
         Malformed = 5,
@@ -69,6 +69,8 @@ code_enum! {
         EngineError = 10,
         /// RX: inner ECN Not-ECT under an outer CE mark (RFC 6040); delivered as received.
         EcnDrop = 11,
+        /// RX: sequence number left of the replay window, or one that cannot exist (ESN inference before the first or past the last 2^32 subspace); delivered as received.
+        Stale = 12,
         /// Admin: unknown opcode.
         InvalidOpcode = 16,
         /// Admin: SA index not below SA_TABLE_SIZE.
@@ -169,6 +171,25 @@ code_enum! {
 }
 
 code_enum! {
+    /// Outer IPv4 DF bit of an outbound SA (SA_ENTRY.DF_MODE, datasheet §7.7).
+    DfMode: u8 {
+        /// Copied from an IPv4 inner packet; set for an IPv6 inner packet.
+        Copy = 0,
+        /// Always set.
+        Set = 1,
+        /// Always clear.
+        Clear = 2,
+    }
+}
+
+impl Default for DfMode {
+    /// The software engine's default (`df = "copy"`).
+    fn default() -> Self {
+        DfMode::Copy
+    }
+}
+
+code_enum! {
     /// Admin command opcodes (datasheet §8).
     AdminOpcode: u8 {
         /// No operation; completes with Ok.
@@ -203,7 +224,7 @@ code_enum! {
         RxNoSa = 7,
         /// ICV failures.
         RxIcvFail = 8,
-        /// Replayed or too-old sequence numbers.
+        /// Replayed or stale (left of the window) sequence numbers.
         RxReplay = 9,
         /// Runt frames (shorter than an Ethernet header).
         RxRunt = 10,

@@ -14,7 +14,7 @@ pub mod regs;
 pub mod sa;
 
 pub use admin::{AdminCommand, AdminCompletion, EventEntry};
-pub use codes::{AdminOpcode, AlgId, Counter, DmaUnit, EventCode, FaultCode, Status};
+pub use codes::{AdminOpcode, AlgId, Counter, DfMode, DmaUnit, EventCode, FaultCode, Status};
 pub use desc::{RxCompletion, RxDescriptor, TxCompletion, TxDescriptor};
 pub use layout::{Layout, LayoutField};
 pub use reg::{Access, Block, Field, Register};

@@ -2,7 +2,7 @@
 //! SA_INVALIDATE (datasheet §8.4, §8.5). Integers are little-endian; addresses are in
 //! network byte order (an IPv4 address fills the first 4 bytes, the rest is 0).
 
-use crate::codes::AlgId;
+use crate::codes::{AlgId, DfMode};
 use crate::layout::{Layout, LayoutField as F, field_at, layout_is_valid};
 use std::fmt;
 
@@ -28,7 +28,13 @@ pub mod sa_entry {
         1,
         "ESP in UDP (RFC 3948) with the ports below.",
     );
-    pub const RSVD0: F = F::new("RSVD0", 4, 4, "Reserved, 0.");
+    pub const DF_MODE: F = F::new(
+        "DF_MODE",
+        4,
+        2,
+        "Outbound, outer IPv4: DF bit, DfMode (0 copy, 1 set, 2 clear; 3 refused).",
+    );
+    pub const RSVD0: F = F::new("RSVD0", 6, 2, "Reserved, 0.");
     pub const RSVD1: F = F::new("RSVD1", 8, 24, "Reserved, 0.");
     pub const SPI: F = F::new("SPI", 32, 32, "SPI (numeric value).");
     pub const ALG: F = F::new("ALG", 64, 8, "AlgId.");
@@ -99,6 +105,7 @@ pub mod sa_entry {
             OUTER_IPV6,
             ESN,
             UDP_ENCAP,
+            DF_MODE,
             RSVD0,
             RSVD1,
             SPI,
@@ -198,6 +205,7 @@ pub struct SaEntry {
     pub outer_ipv6: bool,
     pub esn: bool,
     pub udp_encap: bool,
+    pub df_mode: DfMode,
     pub spi: u32,
     pub alg: Option<AlgId>,
     pub ttl: u8,
@@ -226,6 +234,7 @@ impl SaEntry {
         OUTER_IPV6.put_flag(&mut b, self.outer_ipv6);
         ESN.put_flag(&mut b, self.esn);
         UDP_ENCAP.put_flag(&mut b, self.udp_encap);
+        DF_MODE.put(&mut b, self.df_mode.value().into());
         SPI.put(&mut b, self.spi.into());
         ALG.put(&mut b, self.alg.map_or(0, |a| a.value()).into());
         TTL.put(&mut b, self.ttl.into());
@@ -252,6 +261,7 @@ impl SaEntry {
             outer_ipv6: OUTER_IPV6.is_set(b),
             esn: ESN.is_set(b),
             udp_encap: UDP_ENCAP.is_set(b),
+            df_mode: DfMode::from_value(DF_MODE.get(b) as u8),
             spi: SPI.get(b) as u32,
             alg: match ALG.get(b) as u8 {
                 0 => None,
@@ -309,6 +319,7 @@ impl fmt::Debug for SaEntry {
             .field("outer_ipv6", &self.outer_ipv6)
             .field("esn", &self.esn)
             .field("udp_encap", &self.udp_encap)
+            .field("df_mode", &self.df_mode)
             .field("spi", &format_args!("{:#010x}", self.spi))
             .field("alg", &self.alg)
             .field("ttl", &self.ttl)
@@ -417,6 +428,7 @@ mod tests {
             outbound: true,
             esn: true,
             udp_encap: true,
+            df_mode: DfMode::Clear,
             spi: 0x1001,
             alg: Some(AlgId::AesGcm256),
             ttl: 32,
@@ -431,6 +443,7 @@ mod tests {
         e.salt = [1, 2, 3, 4];
         e.src_addr[..4].copy_from_slice(&[192, 0, 2, 1]);
         let b = e.encode();
+        assert_eq!(b[0], 0b10_1101, "flags and DF_MODE in the first byte");
         assert_eq!(&b[4..8], &0x1001u32.to_le_bytes());
         assert_eq!(&b[16..48], &[0x5A; 32]);
         assert_eq!(&b[48..52], &[1, 2, 3, 4]);

@@ -85,12 +85,62 @@ pub struct DeviceConfig {
     pub pci: Option<String>,
 }
 
+/// An address with its prefix length, as assigned to an interface (`10.1.0.1/16`): unlike a
+/// [`Cidr`] it keeps its host bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterfaceAddress {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+}
+
+impl core::str::FromStr for InterfaceAddress {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s.trim(), None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| {
+            format!("`{s}` is not an address with a prefix length (e.g. 10.1.0.1/16)")
+        })?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix_len = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{s}`: prefix length must be 0 to {max}"))?,
+        };
+        Ok(InterfaceAddress { addr, prefix_len })
+    }
+}
+
+impl core::fmt::Display for InterfaceAddress {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// Where `espo status` connects and `espo run` listens when `[gateway] status_socket` is not set.
+pub const DEFAULT_STATUS_SOCKET: &str = "/run/espo/espo.sock";
+
+/// The `[gateway]` section, for `espo run`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayConfig {
+    /// Name of the TUN device espo creates (the inside, protected side).
     pub tun: String,
-    pub tun_address: Option<String>,
+    /// Addresses assigned to the TUN device (IPv4 and/or IPv6); may be empty.
+    pub tun_addresses: Vec<InterfaceAddress>,
+    /// The outside interface: the software engine's sockets are bound to it; for the model
+    /// and vfio engines, the link the card's port is attached to.
     pub port: Option<String>,
     pub local: Option<IpAddr>,
+    /// The TUN device's MTU; `None`: the outside interface's MTU less the largest tunnel
+    /// overhead of the outbound SAs.
+    pub mtu: Option<u16>,
+    /// The Unix socket `espo status` talks to (mode 0600).
+    pub status_socket: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +276,10 @@ pub struct Config {
 pub const MAX_REPLAY_WINDOW: u32 = 65536;
 /// Default inbound replay window, in packets.
 pub const DEFAULT_REPLAY_WINDOW: u32 = 64;
+/// Smallest TUN MTU accepted (the IPv4 minimum datagram size every host must accept).
+pub const MIN_TUN_MTU: u16 = 576;
+/// Largest TUN MTU accepted.
+pub const MAX_TUN_MTU: u16 = 65000;
 /// Default outer TTL / hop limit.
 pub const DEFAULT_TTL: u8 = 64;
 
@@ -301,9 +355,28 @@ pub(crate) struct RawDevice {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawGateway {
     pub tun: Option<String>,
-    pub tun_address: Option<String>,
+    pub tun_address: Option<OneOrMany>,
     pub port: Option<String>,
     pub local: Option<String>,
+    pub mtu: Option<u16>,
+    pub status_socket: Option<PathBuf>,
+}
+
+/// A string or an array of strings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub(crate) fn items(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::One(s) => vec![s.as_str()],
+            OneOrMany::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

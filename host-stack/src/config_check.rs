@@ -122,11 +122,39 @@ fn validate_gateway(raw: &RawGateway, path: &Path) -> Result<GatewayConfig, Conf
                 .map_err(|_| entry.err("local", format!("`{s}` is not an IP address")))
         })
         .transpose()?;
+    let mut tun_addresses = Vec::new();
+    for text in raw.tun_address.iter().flat_map(OneOrMany::items) {
+        tun_addresses.push(
+            text.parse::<InterfaceAddress>()
+                .map_err(|m| entry.err("tun_address", m))?,
+        );
+    }
+    if let Some(mtu) = raw.mtu
+        && !(MIN_TUN_MTU..=MAX_TUN_MTU).contains(&mtu)
+    {
+        return Err(entry.err(
+            "mtu",
+            format!("{mtu} is outside {MIN_TUN_MTU}..={MAX_TUN_MTU} (IPv4 needs 576, IPv6 1280)"),
+        ));
+    }
+    if let Some(port) = &raw.port
+        && (port.is_empty() || port.len() > 15)
+    {
+        return Err(entry.err(
+            "port",
+            format!("`{port}` is not a valid interface name (1 to 15 characters)"),
+        ));
+    }
     Ok(GatewayConfig {
         tun,
-        tun_address: raw.tun_address.clone(),
+        tun_addresses,
         port: raw.port.clone(),
         local,
+        mtu: raw.mtu,
+        status_socket: raw
+            .status_socket
+            .clone()
+            .unwrap_or_else(|| DEFAULT_STATUS_SOCKET.into()),
     })
 }
 
@@ -794,5 +822,50 @@ sa = [0x00001001]
         );
         let e = err(&sa("mode = \"transport\"\nencryption = \"aes-gcm-128\""));
         assert!(e.contains("ESP in transport mode is not supported"), "{e}");
+    }
+
+    #[test]
+    fn gateway_fields_and_their_defaults() {
+        let c = parse("[gateway]\ntun_address = \"10.1.0.1/16\"\n").unwrap();
+        let g = c.gateway.unwrap();
+        assert_eq!(g.tun, "espo0");
+        assert_eq!(g.tun_addresses, vec!["10.1.0.1/16".parse().unwrap()]);
+        assert_eq!(
+            g.tun_addresses[0].to_string(),
+            "10.1.0.1/16",
+            "host bits are kept"
+        );
+        assert_eq!(g.status_socket, Path::new(DEFAULT_STATUS_SOCKET));
+        assert_eq!((g.mtu, g.port), (None, None));
+
+        let c = parse(
+            "[gateway]\ntun_address = [\"10.1.0.1/32\", \"fd00::1\"]\nport = \"eth1\"\nmtu = 1400\nstatus_socket = \"/tmp/x.sock\"\n",
+        )
+        .unwrap();
+        let g = c.gateway.unwrap();
+        assert_eq!(g.tun_addresses.len(), 2);
+        assert_eq!(
+            g.tun_addresses[1].prefix_len, 128,
+            "a bare address is a host address"
+        );
+        assert_eq!((g.mtu, g.port.as_deref()), (Some(1400), Some("eth1")));
+        assert_eq!(g.status_socket, Path::new("/tmp/x.sock"));
+    }
+
+    #[test]
+    fn gateway_fields_are_checked() {
+        let e = err("[gateway]\ntun_address = \"10.1.0.1/33\"\n");
+        assert!(
+            e.contains("[gateway]") && e.contains("tun_address") && e.contains("0 to 32"),
+            "{e}"
+        );
+        let e = err("[gateway]\ntun_address = [\"not-an-address\"]\n");
+        assert!(e.contains("tun_address"), "{e}");
+        let e = err("[gateway]\nmtu = 100\n");
+        assert!(e.contains("`mtu`") && e.contains("576"), "{e}");
+        let e = err("[gateway]\nport = \"a-very-long-interface-name\"\n");
+        assert!(e.contains("`port`"), "{e}");
+        let e = err("[gateway]\nmtus = 1400\n");
+        assert!(e.contains("mtus"), "unknown keys are refused: {e}");
     }
 }

@@ -46,12 +46,17 @@ pub enum DropReason {
     TooBig,
     /// IP fragments of an ESP/AH packet (reassembly is the job of the host's stack).
     Fragment,
-    /// The card could not process the packet and it could not be retried.
+    /// The card could not process the packet and it could not be retried, or the card
+    /// may have sent it before a fault (its fate is unknown: it is never sent again).
     DeviceError,
+    /// A packet of an SA that moved onto the card while the packet was on its way: the
+    /// card did not check it and the replay window it must be checked against is now the
+    /// card's, so it is not accepted.
+    SaMoving,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 20] = [
+    pub const ALL: [DropReason; 21] = [
         DropReason::Malformed,
         DropReason::NotIp,
         DropReason::Snapped,
@@ -72,6 +77,7 @@ impl DropReason {
         DropReason::TooBig,
         DropReason::Fragment,
         DropReason::DeviceError,
+        DropReason::SaMoving,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -98,6 +104,7 @@ impl DropReason {
             DropReason::TooBig => "too-big",
             DropReason::Fragment => "fragment",
             DropReason::DeviceError => "device-error",
+            DropReason::SaMoving => "sa-moving",
         }
     }
 

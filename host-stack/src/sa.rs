@@ -140,6 +140,9 @@ pub struct OutboundSa {
     /// Last sequence number used; the next packet carries `seq + 1`.
     seq: u64,
     pub counters: SaCounters,
+    /// Ended by something other than its counters (a time lifetime, the card's hard-expiry
+    /// event): it sends nothing more.
+    pub expired: bool,
 }
 
 impl OutboundSa {
@@ -148,6 +151,7 @@ impl OutboundSa {
             params,
             seq,
             counters: SaCounters::default(),
+            expired: false,
         }
     }
 
@@ -167,7 +171,7 @@ impl OutboundSa {
         if self.seq >= self.params.max_seq() {
             return Err(DropReason::SeqExhausted);
         }
-        if self.params.hard_expired(&self.counters) {
+        if self.expired || self.params.hard_expired(&self.counters) {
             return Err(DropReason::Expired);
         }
         Ok(())
@@ -187,6 +191,9 @@ pub struct InboundSa {
     pub params: SaParams,
     pub replay: ReplayWindow,
     pub counters: SaCounters,
+    /// Ended by something other than its counters (a time lifetime, the card's hard-expiry
+    /// event): it accepts nothing more.
+    pub expired: bool,
 }
 
 impl InboundSa {
@@ -207,6 +214,12 @@ impl InboundSa {
             params,
             replay,
             counters: SaCounters::default(),
+            expired: false,
         })
+    }
+
+    /// Whether the SA has reached its hard lifetime (or was ended otherwise).
+    pub fn hard_expired(&self) -> bool {
+        self.expired || self.params.hard_expired(&self.counters)
     }
 }

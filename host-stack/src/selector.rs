@@ -65,6 +65,7 @@ impl Cidr {
     }
 
     /// Whether `ip` lies inside the prefix (addresses of the other family never do).
+    #[inline]
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
@@ -133,6 +134,7 @@ impl PortRange {
 
     /// A packet without ports (ICMP, a non-first fragment) matches only the `ANY` range:
     /// RFC 4301's OPAQUE value.
+    #[inline]
     pub fn matches(&self, port: Option<u16>) -> bool {
         match port {
             Some(p) => self.low <= p && p <= self.high,
@@ -189,6 +191,7 @@ pub enum ProtocolSelector {
 }
 
 impl ProtocolSelector {
+    #[inline]
     pub fn matches(&self, protocol: u8) -> bool {
         match self {
             ProtocolSelector::Any => true,

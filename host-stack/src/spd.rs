@@ -25,6 +25,7 @@ impl Selector {
         }
     }
 
+    #[inline]
     pub fn matches(&self, flow: &Flow) -> bool {
         self.src.contains(flow.src)
             && self.dst.contains(flow.dst)
@@ -85,6 +86,7 @@ impl Spd {
     }
 
     /// The first policy whose selectors match the flow.
+    #[inline]
     pub fn lookup(&self, flow: &Flow) -> Option<&Policy> {
         self.policies.iter().find(|p| p.selector.matches(flow))
     }

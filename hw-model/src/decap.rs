@@ -1,8 +1,8 @@
 //! ESP tunnel-mode decapsulation (datasheet §7.8): replay pre-check, ICV, window update,
-//! trailer and inner-packet checks, RFC 6040 ECN, exact counters.
+//! trailer and inner-packet checks, TFC padding trimmed, RFC 6040 ECN, exact counters.
 
 use crate::packet::*;
-use crate::replay::infer_esn;
+use crate::replay::{Verdict, infer_esn};
 use crate::sa_table::{SaEvents, SaSlot};
 use espo_fpga::{Counter, Status};
 
@@ -45,14 +45,23 @@ pub(crate) fn decapsulate(
     if ct_len < 4 || ct_len % 4 != 0 {
         return Err(refuse(Status::Malformed, Counter::RxBadEsp, 0));
     }
-    let seq = if sa.esn {
+    let inferred = if sa.esn {
         infer_esn(sa.replay.top(), sa.replay.size(), esp.seq_low)
     } else {
-        u64::from(esp.seq_low)
+        Some(u64::from(esp.seq_low))
     };
-    if !sa.replay.check(seq) {
+    let (verdict, seq) = match inferred {
+        Some(seq) => (sa.replay.verdict(seq), seq),
+        None => (Verdict::Stale, u64::from(esp.seq_low)),
+    };
+    let status = match verdict {
+        Verdict::Fresh => None,
+        Verdict::Replayed => Some(Status::Replay),
+        Verdict::Stale => Some(Status::Stale),
+    };
+    if let Some(status) = status {
         sa.replay_drops = sa.replay_drops.wrapping_add(1);
-        return Err(refuse(Status::Replay, Counter::RxReplay, seq));
+        return Err(refuse(status, Counter::RxReplay, seq));
     }
     let iv_at = esp.esp_at + ESP_HEADER_BYTES;
     let ct_at = iv_at + ESP_IV_BYTES;

@@ -1,11 +1,33 @@
 //! ESP tunnel-mode encapsulation exactly as the datasheet's §7.7 specifies the bytes:
-//! RFC 4303 with RFC 4106 AES-GCM (IV = the 64-bit sequence number), default padding,
-//! RFC 6040 normal-mode ECN, optional RFC 3948 UDP encapsulation.
+//! RFC 4303 with RFC 4106 AES-GCM (IV = the 64-bit sequence number), default padding to
+//! 16 bytes, RFC 6040 normal-mode ECN with the DSCP copied, IPv4 DF per the SA's
+//! `DF_MODE` and identification = the low 16 bits of the sequence number, optional RFC
+//! 3948 UDP encapsulation. These are espo's outer header rules (README.md "Outer header
+//! rules"); the software engine produces the same bytes.
 
 use crate::packet::*;
 use crate::sa_table::{SaEvents, SaSlot};
 use espo_fpga::regs::cap::MAX_FRAME_BYTES;
-use espo_fpga::{Counter, EventCode, Status};
+use espo_fpga::{Counter, DfMode, EventCode, Status};
+
+/// ESP payload alignment on transmit: inner packet + padding + 2 trailer bytes is a
+/// multiple of the AES block (§7.7).
+pub(crate) const PAD_ALIGN_BYTES: usize = 16;
+
+/// Default padding length (RFC 4303 §2.4) for an inner packet of `inner_len` bytes.
+pub(crate) fn pad_len(inner_len: usize) -> usize {
+    (PAD_ALIGN_BYTES - (inner_len + 2) % PAD_ALIGN_BYTES) % PAD_ALIGN_BYTES
+}
+
+/// The outer IPv4 DF bit for `mode` and the inner packet.
+fn outer_df(mode: DfMode, inner: &Inner) -> bool {
+    match mode {
+        DfMode::Set => true,
+        DfMode::Clear => false,
+        // Copy; an unknown mode is refused at SA_WRITE.
+        _ => inner.ipv6 || inner.df,
+    }
+}
 
 /// A refused TX packet: its status and the counter it feeds.
 pub(crate) type TxRefusal = (Status, Counter);
@@ -44,7 +66,7 @@ pub(crate) fn encapsulate(
     if sa.seq_exhausted || sa.seq >= sa.seq_limit() {
         return Err((Status::SeqExhausted, Counter::TxSeqExhausted));
     }
-    let pad = (4 - (inner.len + 2) % 4) % 4;
+    let pad = pad_len(inner.len);
     let ct_len = inner.len + pad + 2;
     let esp_len = ESP_HEADER_BYTES + ESP_IV_BYTES + ct_len + ESP_ICV_BYTES;
     let udp_len = if sa.udp_encap {
@@ -91,12 +113,18 @@ pub(crate) fn encapsulate(
     } else {
         out.extend_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
         let total = (IPV4_HEADER_BYTES + l4_len) as u16;
-        // DF: copied from an IPv4 inner packet, set for an IPv6 inner packet. ID 0.
-        let df = if inner.ipv6 || inner.df { 0x40 } else { 0 };
+        let df = if outer_df(sa.df_mode, &inner) {
+            0x40
+        } else {
+            0
+        };
+        // Identification: the low 16 bits of the sequence number (unique per SA while
+        // a datagram could live; fragments are reassembled before decapsulation).
+        let ident = (seq as u16).to_be_bytes();
         let hdr_at = out.len();
         out.extend_from_slice(&[0x45, inner.tos]);
         out.extend_from_slice(&total.to_be_bytes());
-        out.extend_from_slice(&[0, 0, df, 0, sa.ttl, outer_proto, 0, 0]);
+        out.extend_from_slice(&[ident[0], ident[1], df, 0, sa.ttl, outer_proto, 0, 0]);
         out.extend_from_slice(sa.src.get(..4).unwrap_or(&[0; 4]));
         out.extend_from_slice(sa.dst.get(..4).unwrap_or(&[0; 4]));
         let sum = ipv4_checksum(out.get(hdr_at..).unwrap_or(&[]));

@@ -1,6 +1,17 @@
 //! Anti-replay window (RFC 6479 ring of 64-bit words) and ESN inference (RFC 4303
 //! Appendix A). The window is checked before the ICV and moved only after it.
 
+/// The replay pre-check's answer for one sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Not yet received and not left of the window.
+    Fresh,
+    /// Inside the window and already received (or 0, which is never sent).
+    Replayed,
+    /// Left of the window: too old to tell.
+    Stale,
+}
+
 /// The inbound window of one SA.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ReplayWindow {
@@ -40,18 +51,29 @@ impl ReplayWindow {
     }
 
     /// Whether `seq` may be accepted (not yet seen and not left of the window).
+    #[cfg(test)]
     pub fn check(&self, seq: u64) -> bool {
+        self.verdict(seq) == Verdict::Fresh
+    }
+
+    /// The replay pre-check of §7.8: 0 is never valid (a replay), a number left of the
+    /// window is stale, one inside it that was already received a replay.
+    pub fn verdict(&self, seq: u64) -> Verdict {
         if seq == 0 {
-            return false;
+            return Verdict::Replayed;
         }
         if self.size == 0 || seq > self.top {
-            return true;
+            return Verdict::Fresh;
         }
         if self.top - seq >= u64::from(self.size) {
-            return false;
+            return Verdict::Stale;
         }
         let (w, bit) = self.slot(seq);
-        self.words.get(w).is_some_and(|word| word & bit == 0)
+        if self.words.get(w).is_some_and(|word| word & bit == 0) {
+            Verdict::Fresh
+        } else {
+            Verdict::Replayed
+        }
     }
 
     /// Records an authenticated `seq` (call only after [`check`](Self::check) and the ICV).
@@ -119,32 +141,34 @@ impl ReplayWindow {
 
 /// The full 64-bit sequence number of a packet carrying `seq_low`, given the window top
 /// and size (RFC 4303 Appendix A.2). A disabled window infers over half the space.
-pub(crate) fn infer_esn(top: u64, window: u32, seq_low: u32) -> u64 {
+/// `None` when the inferred high half would fall before the first 2^32 subspace or past
+/// the last: no such number was ever sent, and the packet is stale (§7.8).
+pub(crate) fn infer_esn(top: u64, window: u32, seq_low: u32) -> Option<u64> {
     let w = if window == 0 {
         1u64 << 31
     } else {
         u64::from(window)
     };
     let tl = top & 0xFFFF_FFFF;
-    let th = top >> 32;
+    let th = (top >> 32) as u32;
     let sl = u64::from(seq_low);
     let seq_high = if tl >= w - 1 {
         // Case A: the window lies within one subspace.
         if sl >= tl - (w - 1) {
-            th
+            Some(th)
         } else {
-            th.wrapping_add(1)
+            th.checked_add(1)
         }
     } else {
         // Case B: the window spans two subspaces.
         let low_edge = (tl.wrapping_sub(w - 1)) & 0xFFFF_FFFF;
         if sl >= low_edge {
-            th.wrapping_sub(1)
+            th.checked_sub(1)
         } else {
-            th
+            Some(th)
         }
     };
-    (seq_high << 32) | sl
+    Some((u64::from(seq_high?) << 32) | sl)
 }
 
 #[cfg(test)]
@@ -162,6 +186,10 @@ mod tests {
         assert!(!w.check(3), "replay");
         assert!(w.check(10), "inside window, unseen");
         assert!(!w.check(6), "70 - 6 = 64: left of a 64-packet window");
+        assert_eq!(w.verdict(6), Verdict::Stale);
+        w.update(60);
+        assert_eq!(w.verdict(60), Verdict::Replayed);
+        assert_eq!(w.verdict(0), Verdict::Replayed);
         assert!(w.check(7));
         w.update(1000);
         assert!(!w.check(70));
@@ -212,17 +240,27 @@ mod tests {
     #[test]
     fn esn_inference_follows_rfc4303_appendix_a() {
         let top = (1u64 << 32) + 10; // Th = 1, Tl = 10, window spans two subspaces
-        assert_eq!(infer_esn(top, 64, 5), (1 << 32) + 5);
+        assert_eq!(infer_esn(top, 64, 5), Some((1 << 32) + 5));
         assert_eq!(
             infer_esn(top, 64, 0xFFFF_FFF0),
-            0xFFFF_FFF0,
+            Some(0xFFFF_FFF0),
             "just before the wrap: Th - 1"
         );
         assert_eq!(
             infer_esn(0xFFFF_FFF0, 64, 3),
-            (1 << 32) + 3,
+            Some((1 << 32) + 3),
             "past the wrap: Th + 1"
         );
-        assert_eq!(infer_esn(0xFFFF_FFF0, 64, 0xFFFF_FFE0), 0xFFFF_FFE0);
+        assert_eq!(infer_esn(0xFFFF_FFF0, 64, 0xFFFF_FFE0), Some(0xFFFF_FFE0));
+        assert_eq!(
+            infer_esn(10, 64, 0xFFFF_FFF0),
+            None,
+            "Th - 1 before the first subspace: never sent"
+        );
+        assert_eq!(
+            infer_esn(u64::MAX - 5, 64, 3),
+            None,
+            "Th + 1 past the last subspace: never sent"
+        );
     }
 }

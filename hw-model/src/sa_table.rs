@@ -5,7 +5,7 @@ use crate::replay::ReplayWindow;
 use aes_gcm::aead::AeadInPlace;
 use aes_gcm::{Aes128Gcm, Aes256Gcm, KeyInit};
 use espo_fpga::regs::cap::{REPLAY_WINDOW_MAX_PACKETS, features};
-use espo_fpga::{AlgId, EventCode, SaEntry, SaState, Status};
+use espo_fpga::{AlgId, DfMode, EventCode, SaEntry, SaState, Status};
 use std::collections::HashMap;
 
 /// The AES-GCM engine's key for one SA.
@@ -47,6 +47,7 @@ pub(crate) struct SaSlot {
     pub outer_ipv6: bool,
     pub esn: bool,
     pub udp_encap: bool,
+    pub df_mode: DfMode,
     pub spi: u32,
     pub ttl: u8,
     pub rx_queue: u16,
@@ -104,6 +105,7 @@ impl SaSlot {
         if e.replay_window > REPLAY_WINDOW_MAX_PACKETS
             || (!e.esn && e.seq > u64::from(u32::MAX))
             || e.spi == 0
+            || matches!(e.df_mode, DfMode::Unknown(_))
         {
             return Err(Status::InvalidField);
         }
@@ -112,6 +114,7 @@ impl SaSlot {
             outer_ipv6: e.outer_ipv6,
             esn: e.esn,
             udp_encap: e.udp_encap,
+            df_mode: e.df_mode,
             spi: e.spi,
             ttl: if e.ttl == 0 { 64 } else { e.ttl },
             rx_queue: e.rx_queue,

@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use espo_fpga::regs::{ctrl, event};
-use espo_fpga::{Counter, EventCode, Status};
+use espo_fpga::{Counter, DfMode, EventCode, Status};
 use espo_model::{MemLink, ModelParams};
 
 fn card() -> (Host, MemLink) {
@@ -138,4 +138,77 @@ fn a_full_event_ring_loses_events_and_says_so() {
     assert_eq!(h.model.bar0_read32(event::EQ_DROPPED.addr()), 4);
     assert!(ctrl::err::EVENT_OVERFLOW.is_set(h.rd(&ctrl::ERR_CAUSE).into()));
     assert_eq!(h.events().len(), 256);
+}
+
+#[test]
+fn outer_ipv4_df_follows_the_sa_mode_and_the_id_is_the_sequence_number() {
+    let (mut h, tap) = card();
+    let with_df = ipv4_frame(100, 0, 0, 1);
+    let mut without_df = with_df.clone();
+    without_df[14 + 6] = 0;
+    without_df[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+    let mut sum = sum16(&without_df[14..34]);
+    while sum > 0xFFFF {
+        sum = (sum & 0xFFFF) + (sum >> 16);
+    }
+    without_df[14 + 10..14 + 12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let v6 = ipv6_frame(100, 0, 1);
+    // (mode, DF for an inner IPv4 with DF, without DF, inner IPv6)
+    let cases = [
+        (DfMode::Copy, [true, false, true]),
+        (DfMode::Set, [true, true, true]),
+        (DfMode::Clear, [false, false, false]),
+    ];
+    for (i, (mode, want)) in cases.into_iter().enumerate() {
+        let mut sa = gcm_sa(true, 0x900 + i as u32, [9; 16], [0; 4]);
+        sa.df_mode = mode;
+        sa.seq = 0x1_2345_FFFE;
+        sa.esn = true;
+        assert_eq!(h.sa_write(i as u32, &sa, None), Status::Ok);
+        let sa_index = Some(i as u32);
+        h.post_tx(
+            0,
+            &[
+                (&with_df, sa_index),
+                (&without_df, sa_index),
+                (&v6, sa_index),
+            ],
+        );
+        h.model.run_until_idle();
+        assert!(h.tx_completions(0).iter().all(|c| c.status == Status::Ok));
+        let frames = tap.drain();
+        for ((f, want_df), seq) in frames.iter().zip(want).zip(0x1_2345_FFFFu64..) {
+            let ip = &f.data[14..];
+            assert_eq!(ip[6] & 0x40 != 0, want_df, "{mode:?}");
+            assert_eq!(
+                &ip[4..6],
+                &(seq as u16).to_be_bytes(),
+                "ID = low 16 bits of {seq:#x}"
+            );
+            assert_eq!(ip[6] & !0x40, 0, "no MF, fragment offset 0");
+        }
+    }
+    let mut bad = gcm_sa(true, 0x9FF, [9; 16], [0; 4]);
+    bad.df_mode = DfMode::Unknown(3);
+    assert_eq!(h.sa_write(9, &bad, None), Status::InvalidField);
+}
+
+#[test]
+fn esp_payload_is_padded_to_sixteen_bytes() {
+    let (mut h, tap) = card();
+    let sa = gcm_sa(true, 0xA00, [10; 16], [0; 4]);
+    assert_eq!(h.sa_write(0, &sa, None), Status::Ok);
+    for len in 28..=60usize {
+        h.post_tx(0, &[(&ipv4_frame(len, 0, 0, 0), Some(0))]);
+    }
+    h.model.run_until_idle();
+    for (f, len) in tap.drain().iter().zip(28..) {
+        // Ethernet, IPv4, ESP header, IV, then ciphertext and the 16-byte ICV.
+        let ct = f.data.len() - 14 - 20 - 16 - 16;
+        assert_eq!(ct % 16, 0, "inner {len}");
+        assert!(
+            ct >= len + 2 && ct < len + 2 + 16,
+            "inner {len}: minimal padding"
+        );
+    }
 }

@@ -8,6 +8,9 @@ use clap::{Parser, Subcommand};
 
 pub mod bench;
 pub mod pcap;
+pub mod run;
+pub mod status;
+pub mod validate;
 
 /// espo — IPsec ESP tunnel gateway for crypto-offload NICs.
 #[derive(Debug, Parser)]
@@ -19,6 +22,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    Run(run::RunArgs),
+    Status(status::StatusArgs),
     Pcap(pcap::PcapArgs),
     Bench(bench::BenchArgs),
     /// Check whether this machine can drive a card through VFIO, and say how to fix what is
@@ -31,12 +36,16 @@ pub enum Command {
     /// one line (ok, warn, FAIL, info) with the command that fixes it; the exit status is
     /// non-zero when something blocks VFIO use. Nothing is changed.
     Probe(probe::ProbeArgs),
+    Validate(validate::ValidateArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Status(args) => status::run(args),
         Command::Pcap(args) => pcap::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Probe(args) => probe::run(args),
+        Command::Validate(args) => validate::run(args),
     }
 }

@@ -1,6 +1,6 @@
 //! The datasheet's generated tables: registers per block, DMA structure layouts, codes.
 
-use crate::codes::{AdminOpcode, AlgId, Counter, DmaUnit, EventCode, FaultCode, Status};
+use crate::codes::{AdminOpcode, AlgId, Counter, DfMode, DmaUnit, EventCode, FaultCode, Status};
 use crate::regs::BLOCKS;
 use std::fmt::Write;
 
@@ -130,6 +130,7 @@ pub fn codes_markdown() -> String {
         "Algorithms (SA_ENTRY.ALG, CAP_ALGS bit)",
         AlgId::TABLE,
     );
+    code_table(&mut o, "DF modes (SA_ENTRY.DF_MODE)", DfMode::TABLE);
     code_table(&mut o, "Admin opcodes", AdminOpcode::TABLE);
     code_table(
         &mut o,

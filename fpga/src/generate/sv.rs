@@ -2,7 +2,7 @@
 //! positions and widths, codes, and one packed struct per DMA structure.
 
 use super::upper_snake;
-use crate::codes::{AdminOpcode, AlgId, Counter, DmaUnit, EventCode, FaultCode, Status};
+use crate::codes::{AdminOpcode, AlgId, Counter, DfMode, DmaUnit, EventCode, FaultCode, Status};
 use crate::layout::Layout;
 use crate::regs::{self, BLOCKS};
 use std::fmt::Write;
@@ -142,6 +142,8 @@ pub fn sv_package() -> String {
     codes(&mut o, "DMA_UNIT", DmaUnit::TABLE);
     o.push_str("\n  // Algorithms\n");
     codes(&mut o, "ALG", AlgId::TABLE);
+    o.push_str("\n  // Outer IPv4 DF modes\n");
+    codes(&mut o, "DF", DfMode::TABLE);
     o.push_str("\n  // Admin opcodes\n");
     codes(&mut o, "ADMIN_OP", AdminOpcode::TABLE);
     o.push_str("\n  // Counter indices of the STATS block\n");

@@ -104,6 +104,31 @@ impl Aead {
         Ok(out)
     }
 
+    /// [`seal`](Self::seal) writing the tag straight into `tag_out` (which must be
+    /// [`TAG_LEN`](Self::TAG_LEN) bytes): the per-packet path, with no tag copy in between.
+    #[inline]
+    pub fn seal_into(
+        &self,
+        nonce: &[u8; Self::NONCE_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+        tag_out: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        if tag_out.len() != Self::TAG_LEN {
+            return Err(CryptoError::Seal);
+        }
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(*nonce),
+                Aad::from(aad),
+                in_out,
+            )
+            .map_err(|_| CryptoError::Seal)?;
+        tag_out.copy_from_slice(tag.as_ref());
+        Ok(())
+    }
+
     /// Verifies `tag` over `aad` and the ciphertext in `in_out`, then leaves the plaintext in
     /// `in_out`. On [`CryptoError::Authentication`] the contents of `in_out` are unspecified
     /// and must not be used.

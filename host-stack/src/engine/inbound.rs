@@ -64,6 +64,9 @@ fn parse_outer(pkt: &[u8]) -> Result<Outer, DropReason> {
     match pkt.first().map(|b| b >> 4) {
         Some(4) => {
             let p = ipv4::Packet::new_checked(pkt).map_err(|_| DropReason::Malformed)?;
+            if !p.verify_checksum() {
+                return Err(DropReason::Malformed);
+            }
             if p.more_frags() || p.frag_offset() != 0 {
                 return Err(DropReason::Fragment);
             }
@@ -127,6 +130,37 @@ impl Inbound {
         self.by_spi.get(&(spi, dst)).copied()
     }
 
+    /// The inbound SA an ESP packet (plain, or in UDP on an encapsulation port) names, and
+    /// its SPI and low sequence number; `None` for anything else or an SPI with no SA. Reads
+    /// only: for a caller that must know whose packet it is before decapsulating it.
+    pub fn esp_sa_of(&self, pkt: &[u8]) -> Option<(Option<usize>, u32, u32)> {
+        let outer = parse_outer(pkt).ok()?;
+        let pkt = pkt.get(..outer.end)?;
+        let offset = match outer.next_header {
+            IpProtocol::Esp => outer.next_offset,
+            IpProtocol::Udp => match self.udp_payload(pkt, outer.next_offset).ok()? {
+                UdpKind::Esp(at) => at,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        let e = esp::Packet::new_checked(pkt.get(offset..)?).ok()?;
+        let (spi, seq_lo) = (e.spi(), e.sequence_number());
+        Some((self.sa_index(spi, outer.dst), spi, seq_lo))
+    }
+
+    /// SPI and low sequence number of the outermost AH or ESP header (ESP plain or in UDP on
+    /// an encapsulation port); `None` for anything else. Reads only.
+    pub fn spi_seq_of(&self, pkt: &[u8]) -> Option<(u32, u32)> {
+        let outer = parse_outer(pkt).ok()?;
+        let pkt = pkt.get(..outer.end)?;
+        if outer.next_header == IpProtocol::Ah {
+            let a = ah::Packet::new_checked(pkt.get(outer.next_offset..)?).ok()?;
+            return Some((a.spi(), a.sequence_number()));
+        }
+        self.esp_sa_of(pkt).map(|(_, spi, seq)| (spi, seq))
+    }
+
     /// Processes one packet from the outside, in place.
     pub fn decapsulate(&mut self, pkt: &mut [u8]) -> Result<Decapsulated, DropReason> {
         let outer = parse_outer(pkt)?;
@@ -146,6 +180,10 @@ impl Inbound {
                 // AH tunnel mode: the inner packet follows the AH header.
                 if self.sas[idx].params.mode != crate::config::SaMode::Tunnel {
                     return Err(DropReason::PolicyMismatch);
+                }
+                let expected = if next == IpProtocol::Ipv4 { 4 } else { 6 };
+                if pkt.get(offset).map(|b| b >> 4) != Some(expected) {
+                    return Err(DropReason::Malformed);
                 }
                 return self.finish(
                     pkt,
@@ -228,7 +266,7 @@ impl Inbound {
         let Transform::Ah(integrity) = &sa.params.transform else {
             return Err(DropReason::UnknownSpi);
         };
-        if sa.params.hard_expired(&sa.counters) {
+        if sa.hard_expired() {
             return Err(DropReason::Expired);
         }
         let icv_len = integrity.icv_len();
@@ -290,7 +328,7 @@ impl Inbound {
         let Transform::Esp(t) = &sa.params.transform else {
             return Err(DropReason::UnknownSpi);
         };
-        if sa.params.hard_expired(&sa.counters) {
+        if sa.hard_expired() {
             return Err(DropReason::Expired);
         }
         let seq = sa.replay.check(seq_lo).map_err(replay_reason)?;
@@ -303,6 +341,16 @@ impl Inbound {
             IpProtocol::Ipv4 | IpProtocol::Ipv6 => {}
             IpProtocol::Ipv6NoNxt => return Err(DropReason::Dummy),
             _ => return Err(DropReason::UnsupportedInner),
+        }
+        // The inner header's version must be the one the trailer announces.
+        let version = plaintext.first().map(|b| b >> 4);
+        let expected = if trailer.next_header == IpProtocol::Ipv4 {
+            4
+        } else {
+            6
+        };
+        if version != Some(expected) {
+            return Err(DropReason::Malformed);
         }
         let start = offset + plain.start;
         Ok((idx, start..start + trailer.inner_len, seq))

@@ -10,7 +10,7 @@
 //! hold SAs before any policy uses them; their packets fail the policy check and are
 //! counted).
 
-mod fast_hash;
+pub(crate) mod fast_hash;
 mod inbound;
 mod outbound;
 

@@ -44,7 +44,11 @@ pub enum Encapsulated {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EncapsulatedInPlace {
     /// The protected packet is `range` of the buffer.
-    Protected { range: Range<usize>, spi: u32, seq: u64 },
+    Protected {
+        range: Range<usize>,
+        spi: u32,
+        seq: u64,
+    },
     /// Policy says bypass: the inner packet is unchanged.
     Bypass,
 }
@@ -66,6 +70,7 @@ struct Inner {
     flow: Flow,
 }
 
+#[inline(always)]
 fn parse_inner(pkt: &[u8]) -> Result<Inner, DropReason> {
     match pkt.first().map(|b| b >> 4) {
         Some(4) => {
@@ -130,6 +135,7 @@ impl Outbound {
         self.sas.iter().position(|s| s.params.spi == spi)
     }
 
+    #[inline(always)]
     fn decide(&self, flow: &Flow) -> Result<Action, DropReason> {
         match self.spd.lookup(flow) {
             None => Err(DropReason::NoPolicy),
@@ -147,7 +153,11 @@ impl Outbound {
 
     /// Applies outbound policy to an inner IP packet and, when it says protect, writes the
     /// tunnel packet into `out`.
-    pub fn encapsulate(&mut self, inner: &[u8], out: &mut [u8]) -> Result<Encapsulated, DropReason> {
+    pub fn encapsulate(
+        &mut self,
+        inner: &[u8],
+        out: &mut [u8],
+    ) -> Result<Encapsulated, DropReason> {
         let info = parse_inner(inner)?;
         let bundle = match self.decide(&info.flow)? {
             Action::Protect(b) => b,
@@ -159,13 +169,21 @@ impl Outbound {
         let dst = out.get_mut(head..end).ok_or(DropReason::TooBig)?;
         dst[..info.len].copy_from_slice(&inner[..info.len]);
         let (range, seq) = self.seal_bundle(bundle, &info, layout, out, head)?;
-        Ok(Encapsulated::Protected { len: range.end, spi: self.sas[bundle.inner].params.spi, seq })
+        Ok(Encapsulated::Protected {
+            len: range.end,
+            spi: self.sas[bundle.inner].params.spi,
+            seq,
+        })
     }
 
     /// Applies outbound policy to the inner packet at `buf[inner]` and, when it says
     /// protect, encapsulates it where it lies: the headers go in front of it (at most
     /// [`HEADROOM`] bytes), padding, trailer and ICV behind it (at most [`TAILROOM`]).
-    pub fn encapsulate_in_place(&mut self, buf: &mut [u8], inner: Range<usize>) -> Result<EncapsulatedInPlace, DropReason> {
+    pub fn encapsulate_in_place(
+        &mut self,
+        buf: &mut [u8],
+        inner: Range<usize>,
+    ) -> Result<EncapsulatedInPlace, DropReason> {
         let info = parse_inner(buf.get(inner.clone()).ok_or(DropReason::Malformed)?)?;
         let bundle = match self.decide(&info.flow)? {
             Action::Protect(b) => b,
@@ -176,30 +194,60 @@ impl Outbound {
             return Err(DropReason::TooBig);
         }
         let (range, seq) = self.seal_bundle(bundle, &info, layout, buf, inner.start)?;
-        Ok(EncapsulatedInPlace::Protected { range, spi: self.sas[bundle.inner].params.spi, seq })
+        Ok(EncapsulatedInPlace::Protected {
+            range,
+            spi: self.sas[bundle.inner].params.spi,
+            seq,
+        })
     }
 
     /// Encapsulates an inner packet with a bundle, policy already decided.
-    pub fn protect(&mut self, bundle: Bundle, inner: &[u8], out: &mut [u8]) -> Result<Encapsulated, DropReason> {
+    pub fn protect(
+        &mut self,
+        bundle: Bundle,
+        inner: &[u8],
+        out: &mut [u8],
+    ) -> Result<Encapsulated, DropReason> {
         let info = parse_inner(inner)?;
         let layout = self.layout(bundle, &info)?;
         let head = layout.head();
-        let dst = out.get_mut(head..head + info.len + layout.tail).ok_or(DropReason::TooBig)?;
+        let dst = out
+            .get_mut(head..head + info.len + layout.tail)
+            .ok_or(DropReason::TooBig)?;
         dst[..info.len].copy_from_slice(&inner[..info.len]);
         let (range, seq) = self.seal_bundle(bundle, &info, layout, out, head)?;
-        Ok(Encapsulated::Protected { len: range.end, spi: self.sas[bundle.inner].params.spi, seq })
+        Ok(Encapsulated::Protected {
+            len: range.end,
+            spi: self.sas[bundle.inner].params.spi,
+            seq,
+        })
     }
 
     /// Checks that every SA of the bundle may send and works out the packet's layout.
+    #[inline(always)]
     fn layout(&self, bundle: Bundle, info: &Inner) -> Result<Layout, DropReason> {
         let tunnel = self.sas.get(bundle.inner).ok_or(DropReason::NoPolicy)?;
         tunnel.can_send()?;
+        if let Some(a) = bundle.outer_ah {
+            self.sas.get(a).ok_or(DropReason::NoPolicy)?.can_send()?;
+        }
+        let layout = self.shape(bundle, info.len)?;
+        let ip_payload = layout.head() - layout.ip_len + info.len + layout.tail;
+        if ip_payload + if layout.v6 { 0 } else { layout.ip_len } > usize::from(u16::MAX) {
+            return Err(DropReason::TooBig);
+        }
+        Ok(layout)
+    }
+
+    /// The layout of a tunnel packet around an inner packet of `inner_len` bytes.
+    #[inline(always)]
+    fn shape(&self, bundle: Bundle, inner_len: usize) -> Result<Layout, DropReason> {
+        let tunnel = self.sas.get(bundle.inner).ok_or(DropReason::NoPolicy)?;
         let v6 = tunnel.params.dst.is_ipv6();
         let ah_icv = match (&tunnel.params.transform, bundle.outer_ah) {
             (Transform::Ah(i), _) => Some(i.icv_len()),
             (Transform::Esp(_), Some(a)) => {
                 let sa = self.sas.get(a).ok_or(DropReason::NoPolicy)?;
-                sa.can_send()?;
                 match &sa.params.transform {
                     Transform::Ah(i) => Some(i.icv_len()),
                     Transform::Esp(_) => return Err(DropReason::NoPolicy),
@@ -209,31 +257,81 @@ impl Outbound {
         };
         let (esp_head, pad_len, tail) = match &tunnel.params.transform {
             Transform::Esp(t) => {
-                let pad = esp::pad_len(info.len, t.send_align());
-                (esp::HEADER_LEN + t.iv_len(), pad, pad + esp::TRAILER_LEN + t.icv_len())
+                let pad = esp::pad_len(inner_len, t.send_align());
+                (
+                    esp::HEADER_LEN + t.iv_len(),
+                    pad,
+                    pad + esp::TRAILER_LEN + t.icv_len(),
+                )
             }
             Transform::Ah(_) => (0, 0, 0),
         };
-        let layout = Layout {
+        Ok(Layout {
             v6,
-            ip_len: if v6 { ipv6::HEADER_LEN } else { ipv4::HEADER_LEN },
+            ip_len: if v6 {
+                ipv6::HEADER_LEN
+            } else {
+                ipv4::HEADER_LEN
+            },
             ah_len: ah_icv.map_or(0, |icv| ah::header_len(icv, v6)),
-            udp_len: if tunnel.params.udp_encap.is_some() { udp::HEADER_LEN } else { 0 },
+            udp_len: if tunnel.params.udp_encap.is_some() {
+                udp::HEADER_LEN
+            } else {
+                0
+            },
             esp_head,
             pad_len,
             tail,
-        };
-        let ip_payload = layout.head() - layout.ip_len + info.len + layout.tail;
-        if ip_payload + if v6 { 0 } else { layout.ip_len } > usize::from(u16::MAX) {
-            return Err(DropReason::TooBig);
+        })
+    }
+
+    /// What protecting this inner packet would add to it, in bytes (outer headers, ESP
+    /// padding, trailer and ICV): `None` when outbound policy bypasses it. Nothing is sent
+    /// and no sequence number is used; this is how the gateway checks a packet against the
+    /// path MTU before it is encapsulated.
+    pub fn tunnel_overhead(&self, inner: &[u8]) -> Result<Option<usize>, DropReason> {
+        let info = parse_inner(inner)?;
+        match self.decide(&info.flow)? {
+            Action::Protect(bundle) => {
+                let l = self.shape(bundle, info.len)?;
+                Ok(Some(l.head() + l.tail))
+            }
+            _ => Ok(None),
         }
-        Ok(layout)
+    }
+
+    /// The largest overhead any outbound policy's bundle can add to a packet, padding at
+    /// its worst: an inner packet of `outer_mtu - max_tunnel_overhead()` bytes always fits
+    /// an outer MTU of `outer_mtu`.
+    pub fn max_tunnel_overhead(&self) -> usize {
+        self.spd
+            .policies()
+            .iter()
+            .filter_map(|p| match p.action {
+                Action::Protect(b) => self.shape(b, 0).ok().map(|l| {
+                    let max_pad = match &self.sas[b.inner].params.transform {
+                        Transform::Esp(t) => t.send_align().clamp(4, 256).next_power_of_two() - 1,
+                        Transform::Ah(_) => 0,
+                    };
+                    l.head() + l.tail - l.pad_len + max_pad
+                }),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     /// Builds the tunnel packet around the inner packet at `buf[inner_at..]`; the layout
     /// has been checked against the buffer. Returns the packet's range and the tunnel SA's
     /// sequence number.
-    fn seal_bundle(&mut self, bundle: Bundle, info: &Inner, l: Layout, buf: &mut [u8], inner_at: usize) -> Result<(Range<usize>, u64), DropReason> {
+    fn seal_bundle(
+        &mut self,
+        bundle: Bundle,
+        info: &Inner,
+        l: Layout,
+        buf: &mut [u8],
+        inner_at: usize,
+    ) -> Result<(Range<usize>, u64), DropReason> {
         let start = inner_at - l.head();
         let end = inner_at + info.len + l.tail;
         let pkt = buf.get_mut(start..end).ok_or(DropReason::TooBig)?;
@@ -252,9 +350,14 @@ impl Outbound {
                 hdr.set_sequence_number(seq as u32);
             }
             let trailer = l.esp_head + info.len;
-            esp::emit_trailer(&mut esp_buf[trailer..trailer + l.pad_len + esp::TRAILER_LEN], l.pad_len, info.next_header)
+            esp::emit_trailer(
+                &mut esp_buf[trailer..trailer + l.pad_len + esp::TRAILER_LEN],
+                l.pad_len,
+                info.next_header,
+            )
+            .map_err(|_| DropReason::TooBig)?;
+            t.seal(esp_buf, seq, p.esn)
                 .map_err(|_| DropReason::TooBig)?;
-            t.seal(esp_buf, seq, p.esn).map_err(|_| DropReason::TooBig)?;
             if let Some(encap) = p.udp_encap {
                 let mut u = udp::Packet::new_unchecked(&mut pkt[body..]);
                 u.set_src_port(encap.src_port);
@@ -301,11 +404,13 @@ impl Outbound {
             let Transform::Ah(integrity) = &sa.params.transform else {
                 return Err(DropReason::NoPolicy);
             };
-            let ah_hdr = AhHeader { spi: sa.params.spi, seq: ah_seq, esn: sa.params.esn, next_header: ah_next };
+            let ah_hdr = AhHeader {
+                spi: sa.params.spi,
+                seq: ah_seq,
+                esn: sa.params.esn,
+                next_header: ah_next,
+            };
             apply_ah(pkt, l, ah_hdr, integrity)?;
-        }
-        if !l.v6 {
-            ipv4::Packet::new_unchecked(&mut pkt[..l.ip_len]).fill_checksum();
         }
 
         let bytes = info.len as u64;
@@ -334,6 +439,24 @@ struct OuterHeader {
 }
 
 impl OuterHeader {
+    /// RFC 791 header checksum of the header `emit` writes (version 4, IHL 5, no options).
+    fn ipv4_checksum(&self, src: std::net::Ipv4Addr, dst: std::net::Ipv4Addr) -> u16 {
+        let total_len = (ipv4::HEADER_LEN + self.payload_len) as u32;
+        let flags = if self.dont_frag { 0x4000u32 } else { 0 };
+        let mut sum: u32 = (0x4500 | u32::from(self.tos))
+            + total_len
+            + u32::from(self.ident)
+            + flags
+            + ((u32::from(self.ttl) << 8) | u32::from(u8::from(self.next_header)));
+        for addr in [u32::from(src), u32::from(dst)] {
+            sum += (addr >> 16) + (addr & 0xffff);
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+
     /// Writes the header; the IPv4 checksum is filled last, after AH.
     fn emit(&self, buf: &mut [u8]) {
         match (self.src, self.dst) {
@@ -348,8 +471,15 @@ impl OuterHeader {
                     dont_frag: self.dont_frag,
                     ident: self.ident,
                 };
-                let caps = ChecksumCaps { ipv4: crate::wire::Checksum::None, ..ChecksumCaps::default() };
-                let _ = repr.emit(&mut ipv4::Packet::new_unchecked(buf), &caps);
+                let caps = ChecksumCaps {
+                    ipv4: crate::wire::Checksum::None,
+                    ..ChecksumCaps::default()
+                };
+                let mut packet = ipv4::Packet::new_unchecked(buf);
+                let _ = repr.emit(&mut packet, &caps);
+                // The checksum from the field values rather than by reading back the bytes
+                // just written (a store-to-load stall on the per-packet path).
+                packet.set_checksum(self.ipv4_checksum(s, d));
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => {
                 let repr = ipv6::Repr {
@@ -380,18 +510,35 @@ struct AhHeader {
 /// Writes the AH header after the outer IP header and its ICV over the packet with mutable
 /// fields zeroed (RFC 4302 §3.3.3); with ESN the high sequence bits are appended to the
 /// ICV input. The outer header has no options or extension headers here.
-fn apply_ah(pkt: &mut [u8], l: Layout, h: AhHeader, integrity: &Integrity) -> Result<(), DropReason> {
+fn apply_ah(
+    pkt: &mut [u8],
+    l: Layout,
+    h: AhHeader,
+    integrity: &Integrity,
+) -> Result<(), DropReason> {
     let icv_len = integrity.icv_len();
     {
-        let repr = ah::Repr { next_header: h.next_header, spi: h.spi, sequence_number: h.seq as u32, icv_len, ipv6: l.v6 };
-        repr.emit(&mut ah::Packet::new_unchecked(&mut pkt[l.ip_len..l.ip_len + l.ah_len]))
-            .map_err(|_| DropReason::TooBig)?;
+        let repr = ah::Repr {
+            next_header: h.next_header,
+            spi: h.spi,
+            sequence_number: h.seq as u32,
+            icv_len,
+            ipv6: l.v6,
+        };
+        repr.emit(&mut ah::Packet::new_unchecked(
+            &mut pkt[l.ip_len..l.ip_len + l.ah_len],
+        ))
+        .map_err(|_| DropReason::TooBig)?;
     }
     // The copy includes AH's fixed part, against which the IPv6 walk checks the chain.
     let mut scratch = [0u8; ipv6::HEADER_LEN + ah::FIXED_LEN];
     let scratch = &mut scratch[..l.ip_len + ah::FIXED_LEN];
     scratch.copy_from_slice(&pkt[..l.ip_len + ah::FIXED_LEN]);
-    let zeroed = if l.v6 { ah::zero_mutable_ipv6(scratch, l.ip_len) } else { ah::zero_mutable_ipv4(scratch) };
+    let zeroed = if l.v6 {
+        ah::zero_mutable_ipv6(scratch, l.ip_len)
+    } else {
+        ah::zero_mutable_ipv4(scratch)
+    };
     zeroed.map_err(|_| DropReason::Malformed)?;
     let hdr = &scratch[..l.ip_len];
     let seq_hi = ((h.seq >> 32) as u32).to_be_bytes();

@@ -635,3 +635,28 @@ proptest! {
         prop_assert!(!delivered, "arbitrary bytes were delivered: {:?}", r);
     }
 }
+
+#[test]
+fn bad_outer_checksum_and_inner_version_mismatch_are_malformed() {
+    let sas = sa_text(
+        0x1001,
+        "esp",
+        "tunnel",
+        "192.0.2.1",
+        "192.0.2.2",
+        Some("aes-gcm-128"),
+        None,
+        "",
+    );
+    let (mut tx, mut rx) = pair(&sas, "10.1.0.0/16", "10.2.0.0/16", &[0x1001]);
+    let inner = ipv4_udp([10, 1, 0, 1], [10, 2, 0, 1], b"checked", 0);
+    let mut wire = send(&mut tx, &inner).unwrap();
+    wire[10] ^= 0x01; // outer header checksum
+    assert_eq!(receive(&mut rx, &wire), Err(DropReason::Malformed));
+    wire[10] ^= 0x01;
+    assert_eq!(
+        receive(&mut rx, &wire).unwrap(),
+        inner,
+        "the same packet with its checksum intact"
+    );
+}

@@ -45,6 +45,7 @@ impl Flow {
     }
 
     /// The flow of an IPv4 packet already checked with `new_checked`.
+    #[inline]
     pub fn from_ipv4<T: AsRef<[u8]>>(packet: &ipv4::Packet<T>) -> Result<Flow, Error> {
         let protocol = packet.next_header();
         let mut flow =
@@ -60,6 +61,7 @@ impl Flow {
     }
 
     /// The flow of an IPv6 packet already checked with `new_checked`.
+    #[inline]
     pub fn from_ipv6<T: AsRef<[u8]>>(packet: &ipv6::Packet<T>) -> Result<Flow, Error> {
         let upper = ipv6::walk_extension_headers(packet)?;
         let mut flow = Flow::addresses(

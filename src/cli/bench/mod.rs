@@ -1,5 +1,7 @@
 //! `espo bench`: throughput of an engine on one core, beside an in-run baseline.
 
+mod model;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -9,7 +11,7 @@ use espo_stack::crypto::{Aead, AeadAlgorithm};
 use espo_stack::engine::{Decapsulated, EncapsulatedInPlace, HEADROOM, SoftwareEngine, TAILROOM};
 use espo_stack::loopback;
 
-/// Measure encapsulation and decapsulation throughput on one core.
+/// Measure encapsulation and decapsulation throughput on one core, against a baseline.
 ///
 /// Packets of --size bytes (inner IPv4/UDP packets) go through the chosen engine's
 /// outbound path (policy lookup, ESP tunnel encapsulation, seal) and inbound path (SA
@@ -20,14 +22,20 @@ use espo_stack::loopback;
 /// 1 MiB with headroom and tailroom, as the gateway receives them, and both directions
 /// work in place.
 ///
+/// With --engine model the same figures come first, then the offload engine over the card
+/// model: the host CPU the engine and driver spend per packet (the model's own simulation
+/// time excluded), and the card's throughput in simulated time from the model's
+/// performance counters — what the card itself would do.
+///
 /// Examples:
 ///   espo bench --size 1420
 ///   espo bench --size 64 --seconds 5 --json
+///   espo bench --engine model --size 1420
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct BenchArgs {
     /// Engine to measure.
-    #[arg(long, default_value = "software", value_parser = ["software"])]
+    #[arg(long, default_value = "software", value_parser = ["software", "model"])]
     pub engine: String,
     /// Inner packet size in bytes (28..=65000).
     #[arg(long, default_value_t = 1420)]
@@ -91,7 +99,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     let mut base = Meter::default();
     let mut encap = Meter::default();
     let mut decap = Meter::default();
-    let budget = Duration::from_secs_f64(args.seconds);
+    let with_model = args.engine == "model";
+    if with_model && args.size > 9000 {
+        bail!(
+            "--size {} is too large for the card: its largest frame is 9216 bytes (--size at most 9000)",
+            args.size
+        );
+    }
+    let budget = Duration::from_secs_f64(if with_model {
+        args.seconds / 2.0
+    } else {
+        args.seconds
+    });
     let started = Instant::now();
     let mut nonce_counter = 0u64;
     let mut rounds = 0u64;
@@ -119,7 +138,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         // Encapsulation of every slot, in place.
         let t = Instant::now();
         for (chunk, range) in pool.chunks_exact_mut(slot).zip(ranges.iter_mut()) {
-            match tx.outbound.encapsulate_in_place(chunk, black_box(HEADROOM..HEADROOM + args.size)) {
+            match tx
+                .outbound
+                .encapsulate_in_place(chunk, black_box(HEADROOM..HEADROOM + args.size))
+            {
                 Ok(EncapsulatedInPlace::Protected { range: r, .. }) => *range = r,
                 other => bail!("encapsulation failed in the benchmark: {other:?}"),
             }
@@ -141,6 +163,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         decap.packets += pool_len as u64;
     }
 
+    let card = if with_model {
+        let quarter = Duration::from_secs_f64(args.seconds / 4.0);
+        Some((
+            model::encap(&tx_config, &inner, quarter)?,
+            model::decap(&tx_config, &rx_config, &inner, quarter)?,
+        ))
+    } else {
+        None
+    };
     let size = args.size;
     let encap_ratio = encap.gbps(size) / base.gbps(size);
     let decap_ratio = decap.gbps(size) / base.gbps(size);
@@ -161,6 +192,24 @@ pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
             1e9 / encap.pps(),
             1e9 / decap.pps(),
         );
+        if let Some((e, d)) = &card {
+            println!(
+                "{{\"engine\":\"model\",\"algorithm\":\"{}\",\"size\":{size},\"encap_host_ns_per_packet\":{:.1},\"decap_host_ns_per_packet\":{:.1},\"encap_card_gbps\":{:.3},\"decap_card_gbps\":{:.3},\"encap_card_line_gbps\":{:.3},\"decap_card_line_gbps\":{:.3},\"encap_card_mpps\":{:.3},\"decap_card_mpps\":{:.3},\"encap_by_card\":{},\"decap_by_card\":{},\"packets\":{},\"model_ns_per_packet\":{:.1}}}",
+                args.algorithm,
+                e.host_ns_per_packet(),
+                d.host_ns_per_packet(),
+                e.card_inner_gbps,
+                d.card_inner_gbps,
+                e.card_line_gbps,
+                d.card_line_gbps,
+                e.card_mpps,
+                d.card_mpps,
+                e.by_card,
+                d.by_card,
+                e.packets + d.packets,
+                (e.model + d.model).as_nanos() as f64 / (e.packets + d.packets).max(1) as f64,
+            );
+        }
     } else {
         println!(
             "espo bench: {} engine, {}, {size}-byte inner packets, {:.1} s, one core",
@@ -190,6 +239,28 @@ pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
             1e9 / decap.pps(),
             decap_ratio
         );
+        if let Some((e, d)) = &card {
+            println!(
+                "  card model through the offload engine (host CPU: engine and driver; card: simulated, from the model's counters)"
+            );
+            for (what, x) in [("encapsulation", e), ("decapsulation", d)] {
+                println!(
+                    "  {:<36} host {:>6.1} ns/pkt ({:>6.2} Mpps/core)  card {:>7.2} Gbit/s inner, {:>7.2} Gbit/s line, {:>6.2} Mpps",
+                    what,
+                    x.host_ns_per_packet(),
+                    1e3 / x.host_ns_per_packet().max(1e-9),
+                    x.card_inner_gbps,
+                    x.card_line_gbps,
+                    x.card_mpps
+                );
+            }
+            println!(
+                "  ({} of {} packets transformed by the card; the simulation itself took {:.0} ns/pkt of host time)",
+                e.by_card + d.by_card,
+                e.packets + d.packets,
+                (e.model + d.model).as_nanos() as f64 / (e.packets + d.packets).max(1) as f64
+            );
+        }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -1,6 +1,9 @@
 //! `espo pcap encap|decap`: offline transform of a capture, the golden output hardware
 //! engineers compare against.
 
+mod card;
+mod software;
+
 use std::fs::File;
 use std::io::{BufReader, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
@@ -10,7 +13,6 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use espo_stack::config::{Config, EngineKind};
 use espo_stack::counters::{DropCounters, DropReason};
-use espo_stack::engine::{Decapsulated, Encapsulated, SoftwareEngine};
 use espo_stack::pcap::{FileHeader, LinkType, Reader, Writer};
 use espo_stack::wire::ethernet;
 
@@ -30,7 +32,7 @@ pub enum EngineArg {
     Model,
 }
 
-/// Transform a capture offline.
+/// Transform a capture offline (encap or decap).
 ///
 /// Reads IN (classic pcap; Ethernet or raw-IP link type), applies the configuration's
 /// outbound (encap) or inbound (decap) policies and SAs to every packet, and writes the
@@ -40,8 +42,8 @@ pub enum EngineArg {
 /// capture.
 ///
 /// Examples:
-///   espo pcap encap --config examples/gw-a.toml examples/plain.pcap protected.pcap
-///   espo pcap decap --config examples/gw-b.toml protected.pcap plain-again.pcap
+///   espo pcap encap --config examples/pcap/gw-a.toml examples/pcap/plain.pcap protected.pcap
+///   espo pcap decap --config examples/pcap/gw-b.toml protected.pcap plain-again.pcap
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct PcapArgs {
@@ -64,8 +66,8 @@ pub struct PcapArgs {
     pub quiet: bool,
 }
 
-/// Largest packet espo builds: an IP datagram plus tunnel overhead plus a link header.
-const BUF_LEN: usize = 65535 + 1024;
+/// Records transformed per batch (the card engine works on batches).
+const BATCH: usize = 64;
 
 /// What became of the packets of a capture.
 #[derive(Debug, Default)]
@@ -78,6 +80,52 @@ struct Tally {
     drops: DropCounters,
 }
 
+/// What an engine did with one IP packet.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    /// The tunnel packet (encap) or the inner packet (decap).
+    Transformed(Vec<u8>),
+    /// Unchanged, as policy says.
+    Bypass,
+    /// A NAT keepalive, consumed.
+    Keepalive,
+    Dropped(DropReason),
+}
+
+/// One SA as the summary lists it.
+pub(super) struct SaLine {
+    pub spi: u32,
+    pub protocol: &'static str,
+    /// `software`, `card`, `software (why)`.
+    pub place: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// An engine that transforms IP packets in batches, keeping their order.
+pub(super) trait Transform {
+    /// One outcome per packet of `packets`, in order, appended to `out`.
+    fn batch(
+        &mut self,
+        direction: Direction,
+        packets: &[&[u8]],
+        out: &mut Vec<Outcome>,
+    ) -> anyhow::Result<()>;
+    /// The engine, for the summary.
+    fn describe(&self) -> &'static str;
+    /// The SAs of a direction, with where they ran.
+    fn sa_lines(&self, direction: Direction) -> Vec<SaLine>;
+}
+
+/// A record waiting for its batch.
+struct Pending {
+    ts_sec: u32,
+    ts_frac: u32,
+    data: Vec<u8>,
+    l2_len: usize,
+    ethertype_at: Option<usize>,
+}
+
 pub fn run(args: PcapArgs) -> anyhow::Result<std::process::ExitCode> {
     let config = Config::load(&args.config)?;
     let engine_kind = match args.engine {
@@ -85,14 +133,22 @@ pub fn run(args: PcapArgs) -> anyhow::Result<std::process::ExitCode> {
         Some(EngineArg::Model) => EngineKind::Model,
         None => config.device.engine,
     };
-    if engine_kind != EngineKind::Software {
-        bail!(
-            "engine `{}` is not available for `espo pcap` in this build; use --engine software",
-            engine_kind.name()
-        );
-    }
-    let mut engine = SoftwareEngine::from_config(&config)
-        .with_context(|| format!("{}: setting up the software engine", args.config.display()))?;
+    let mut engine: Box<dyn Transform> = match engine_kind {
+        EngineKind::Software => {
+            Box::new(software::SoftwareTransform::new(&config).with_context(|| {
+                format!("{}: setting up the software engine", args.config.display())
+            })?)
+        }
+        EngineKind::Model => Box::new(card::CardTransform::new(&config).with_context(|| {
+            format!(
+                "{}: setting up the card model with software fallback",
+                args.config.display()
+            )
+        })?),
+        EngineKind::Vfio => bail!(
+            "engine `vfio` is not available for `espo pcap`: an offline transform runs on the software engine or the card model (--engine software|model)"
+        ),
+    };
 
     let input = File::open(&args.input)
         .with_context(|| format!("cannot open input capture {}", args.input.display()))?;
@@ -114,16 +170,31 @@ pub fn run(args: PcapArgs) -> anyhow::Result<std::process::ExitCode> {
         .with_context(|| format!("{}: writing the capture header", args.output.display()))?;
 
     let mut tally = Tally::default();
-    let mut work = vec![0u8; BUF_LEN];
-    let mut out = vec![0u8; BUF_LEN];
     let progress = Progress::new(!args.quiet && std::io::stderr().is_terminal());
     let started = Instant::now();
+    let mut batch: Vec<Pending> = Vec::with_capacity(BATCH);
+    let mut outcomes = Vec::with_capacity(BATCH);
+    let mut frame = Vec::new();
     loop {
         let index = reader.records_read();
         let record = reader
             .next_record()
             .with_context(|| format!("{}: reading record {index}", args.input.display()))?;
-        let Some((rec, data)) = record else { break };
+        let Some((rec, data)) = record else {
+            if batch.is_empty() {
+                break;
+            }
+            flush_batch(
+                &args,
+                &mut *engine,
+                &mut batch,
+                &mut outcomes,
+                &mut frame,
+                &mut writer,
+                &mut tally,
+            )?;
+            break;
+        };
         tally.read += 1;
         if (rec.orig_len as usize) > data.len() {
             tally.drops.count(DropReason::Snapped);
@@ -136,60 +207,23 @@ pub fn run(args: PcapArgs) -> anyhow::Result<std::process::ExitCode> {
                 continue;
             }
         };
-        let result = match args.direction {
-            Direction::Encap => {
-                out[..l2_len].copy_from_slice(&data[..l2_len]);
-                match engine
-                    .outbound
-                    .encapsulate(&data[l2_len..], &mut out[l2_len..])
-                {
-                    Ok(Encapsulated::Protected { len, .. }) => {
-                        tally.transformed += 1;
-                        Ok(Some(l2_len + len))
-                    }
-                    Ok(Encapsulated::Bypass) => {
-                        out[..data.len()].copy_from_slice(data);
-                        tally.bypassed += 1;
-                        Ok(Some(data.len()))
-                    }
-                    Err(reason) => Err(reason),
-                }
-            }
-            Direction::Decap => {
-                let ip_len = data.len() - l2_len;
-                work[..ip_len].copy_from_slice(&data[l2_len..]);
-                match engine.inbound.decapsulate(&mut work[..ip_len]) {
-                    Ok(Decapsulated::Inner { range, .. }) => {
-                        out[..l2_len].copy_from_slice(&data[..l2_len]);
-                        out[l2_len..l2_len + range.len()].copy_from_slice(&work[range.clone()]);
-                        tally.transformed += 1;
-                        Ok(Some(l2_len + range.len()))
-                    }
-                    Ok(Decapsulated::Bypass) => {
-                        out[..data.len()].copy_from_slice(data);
-                        tally.bypassed += 1;
-                        Ok(Some(data.len()))
-                    }
-                    Ok(Decapsulated::Keepalive) => {
-                        tally.keepalives += 1;
-                        Ok(None)
-                    }
-                    Err(reason) => Err(reason),
-                }
-            }
-        };
-        match result {
-            Ok(Some(len)) => {
-                if let Some(at) = ethertype_at {
-                    set_ethertype(&mut out[..len], at, l2_len);
-                }
-                writer
-                    .write_record(rec.ts_sec, rec.ts_frac, &out[..len])
-                    .with_context(|| format!("{}: writing a record", args.output.display()))?;
-                tally.written += 1;
-            }
-            Ok(None) => {}
-            Err(reason) => tally.drops.count(reason),
+        batch.push(Pending {
+            ts_sec: rec.ts_sec,
+            ts_frac: rec.ts_frac,
+            data: data.to_vec(),
+            l2_len,
+            ethertype_at,
+        });
+        if batch.len() == BATCH {
+            flush_batch(
+                &args,
+                &mut *engine,
+                &mut batch,
+                &mut outcomes,
+                &mut frame,
+                &mut writer,
+                &mut tally,
+            )?;
         }
         progress.tick(&tally);
     }
@@ -203,11 +237,65 @@ pub fn run(args: PcapArgs) -> anyhow::Result<std::process::ExitCode> {
             in_header.link_type,
             out_link,
             &tally,
-            &engine,
+            &*engine,
             started.elapsed(),
         );
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Transforms the waiting records and writes the results, in input order.
+fn flush_batch<W: std::io::Write>(
+    args: &PcapArgs,
+    engine: &mut dyn Transform,
+    batch: &mut Vec<Pending>,
+    outcomes: &mut Vec<Outcome>,
+    frame: &mut Vec<u8>,
+    writer: &mut Writer<W>,
+    tally: &mut Tally,
+) -> anyhow::Result<()> {
+    let packets: Vec<&[u8]> = batch.iter().map(|p| &p.data[p.l2_len..]).collect();
+    outcomes.clear();
+    engine.batch(args.direction, &packets, outcomes)?;
+    if outcomes.len() != batch.len() {
+        bail!(
+            "the engine accounted for {} of {} packets",
+            outcomes.len(),
+            batch.len()
+        );
+    }
+    for (p, outcome) in batch.iter().zip(outcomes.drain(..)) {
+        let written: &[u8] = match outcome {
+            Outcome::Transformed(ip) => {
+                tally.transformed += 1;
+                frame.clear();
+                frame.extend_from_slice(&p.data[..p.l2_len]);
+                frame.extend_from_slice(&ip);
+                if let Some(at) = p.ethertype_at {
+                    set_ethertype(frame, at, p.l2_len);
+                }
+                frame
+            }
+            Outcome::Bypass => {
+                tally.bypassed += 1;
+                &p.data
+            }
+            Outcome::Keepalive => {
+                tally.keepalives += 1;
+                continue;
+            }
+            Outcome::Dropped(reason) => {
+                tally.drops.count(reason);
+                continue;
+            }
+        };
+        writer
+            .write_record(p.ts_sec, p.ts_frac, written)
+            .with_context(|| format!("{}: writing a record", args.output.display()))?;
+        tally.written += 1;
+    }
+    batch.clear();
+    Ok(())
 }
 
 /// The length of the link header and, for Ethernet, where its last EtherType sits.
@@ -241,7 +329,7 @@ fn print_summary(
     in_link: LinkType,
     out_link: LinkType,
     t: &Tally,
-    engine: &SoftwareEngine,
+    engine: &dyn Transform,
     elapsed: Duration,
 ) {
     let verb = match args.direction {
@@ -251,7 +339,7 @@ fn print_summary(
     let mut o = std::io::stdout().lock();
     let _ = writeln!(
         o,
-        "espo pcap {}: {} -> {} ({} link, software engine, {:.2} s)",
+        "espo pcap {}: {} -> {} ({} link, {}, {:.2} s)",
         if args.direction == Direction::Encap {
             "encap"
         } else {
@@ -260,6 +348,7 @@ fn print_summary(
         args.input.display(),
         args.output.display(),
         in_link,
+        engine.describe(),
         elapsed.as_secs_f64()
     );
     if out_link != in_link {
@@ -281,38 +370,11 @@ fn print_summary(
     for (reason, n) in t.drops.nonzero() {
         let _ = writeln!(o, "    {:<18} {:>8}", reason.name(), n);
     }
-    let sas: Vec<(u32, &str, u64, u64)> = match args.direction {
-        Direction::Encap => engine
-            .outbound
-            .sas()
-            .iter()
-            .map(|s| {
-                (
-                    s.params.spi,
-                    s.params.protocol.name(),
-                    s.counters.packets,
-                    s.counters.bytes,
-                )
-            })
-            .collect(),
-        Direction::Decap => engine
-            .inbound
-            .sas()
-            .iter()
-            .map(|s| {
-                (
-                    s.params.spi,
-                    s.params.protocol.name(),
-                    s.counters.packets,
-                    s.counters.bytes,
-                )
-            })
-            .collect(),
-    };
-    for (spi, proto, packets, bytes) in sas {
+    for sa in engine.sa_lines(args.direction) {
         let _ = writeln!(
             o,
-            "  sa {spi:#010x} {proto:<3} software  {packets:>8} packets {bytes:>12} bytes"
+            "  sa {:#010x} {:<3} {:<9} {:>8} packets {:>12} bytes",
+            sa.spi, sa.protocol, sa.place, sa.packets, sa.bytes
         );
     }
 }

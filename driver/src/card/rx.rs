@@ -1,0 +1,203 @@
+//! One RX ring of a queue pair: buffer descriptors, completions and the buffers the card
+//! writes frames into (datasheet §7.5). Every buffer is posted all the time; a frame is
+//! copied out of its buffer once, after its completion passed every check, so nothing
+//! parses memory the card can still write, and the buffer is re-posted at once.
+
+use std::sync::atomic::{Ordering, fence};
+
+use espo_fpga::Status;
+use espo_fpga::desc::rx_desc;
+use espo_fpga::regs::queue;
+
+use super::bar::{Bar0, Blocks};
+use super::error::CardError;
+use super::pool::BufferPool;
+use super::ring::{CplRing, DescRing, WordField};
+use super::sa_track::SaTrack;
+use super::validate::{BadCompletionCounts, check_rx};
+use crate::device::Device;
+
+/// A received frame, copied out of DMA memory, with the card's verdict. Reuse packets
+/// across [`Card::rx_batch`](super::Card::rx_batch) calls: `data` keeps its capacity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RxPacket {
+    /// With `decapsulated`: an Ethernet header (received MACs, the inner family's
+    /// EtherType) and the inner packet. Otherwise the frame as received.
+    pub data: Vec<u8>,
+    /// `OK` (decapsulated), `TOO_BIG` (decapsulated, truncated) or why the frame was
+    /// delivered as received (`BYPASS`, `NO_SA`, `ICV_FAIL`, `REPLAY`, …).
+    pub status: Status,
+    /// The inbound SA that matched, if any.
+    pub sa_index: Option<u32>,
+    /// SPI of an ESP frame, 0 otherwise.
+    pub spi: u32,
+    /// ESP sequence number (64 bits, ESN inferred), 0 if not ESP.
+    pub seq: u64,
+    /// `data` holds the decapsulated inner packet.
+    pub decapsulated: bool,
+    /// The inner packet is IPv6.
+    pub inner_ipv6: bool,
+    /// Arrived as ESP in UDP.
+    pub udp_encap: bool,
+    /// The buffer was too small: `data` is cut.
+    pub truncated: bool,
+    /// Length of the frame as received.
+    pub wire_len: u16,
+}
+
+impl Default for RxPacket {
+    fn default() -> Self {
+        Self {
+            data: Vec::new(),
+            status: Status::Bypass,
+            sa_index: None,
+            spi: 0,
+            seq: 0,
+            decapsulated: false,
+            inner_ipv6: false,
+            udp_encap: false,
+            truncated: false,
+            wire_len: 0,
+        }
+    }
+}
+
+impl RxPacket {
+    /// An empty packet whose `data` can hold `bytes` without allocating.
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self {
+            data: Vec::with_capacity(bytes),
+            ..Self::default()
+        }
+    }
+}
+
+const DESC_ADDR: WordField = WordField::of(rx_desc::ADDR);
+const DESC_LEN: WordField = WordField::of(rx_desc::LEN);
+
+pub(crate) struct RxQueue {
+    desc: DescRing,
+    pub(crate) cpl: CplRing<4>,
+    bufs: BufferPool,
+    /// Free-running producer index of posted buffers (always `cpl.head` + ring size).
+    posted: u32,
+    tail_reg: u64,
+    head_reg: u64,
+    base_reg: u64,
+    log2_reg: u64,
+    cpl_base_reg: u64,
+    cpl_log2_reg: u64,
+}
+
+impl RxQueue {
+    pub(crate) fn new(
+        device: &dyn Device,
+        blocks: &Blocks,
+        q: u16,
+        log2: u32,
+        buf_bytes: usize,
+    ) -> Result<Self, CardError> {
+        Ok(Self {
+            desc: DescRing::new(device, log2, 16)?,
+            cpl: CplRing::new(device, log2)?,
+            bufs: BufferPool::new(device, 1 << log2, buf_bytes)?,
+            posted: 0,
+            tail_reg: blocks.queue_reg(q, &queue::RXQ_TAIL),
+            head_reg: blocks.queue_reg(q, &queue::RXCQ_HEAD),
+            base_reg: blocks.queue_reg(q, &queue::RXQ_BASE),
+            log2_reg: blocks.queue_reg(q, &queue::RXQ_LOG2),
+            cpl_base_reg: blocks.queue_reg(q, &queue::RXCQ_BASE),
+            cpl_log2_reg: blocks.queue_reg(q, &queue::RXCQ_LOG2),
+        })
+    }
+
+    fn entries(&self) -> u32 {
+        1 << self.desc.log2
+    }
+
+    /// §5.9 for this ring: host indices to 0, completions zero-filled, ring registers written.
+    pub(crate) fn program(&mut self, bar: &Bar0) -> Result<(), CardError> {
+        self.posted = 0;
+        self.cpl.reset()?;
+        self.desc.clear()?;
+        bar.write64(self.base_reg, self.desc.mem.iova())?;
+        bar.write32(self.log2_reg, self.desc.log2)?;
+        bar.write64(self.cpl_base_reg, self.cpl.mem.iova())?;
+        bar.write32(self.cpl_log2_reg, self.cpl.log2)?;
+        Ok(())
+    }
+
+    /// Writes the descriptors of `n` buffers from the producer index on; one doorbell.
+    pub(crate) fn post(&mut self, bar: &Bar0, n: u32) -> Result<(), CardError> {
+        let mask = self.entries() - 1;
+        let len = self.bufs.buf_bytes() as u64;
+        for i in 0..n {
+            let index = self.posted.wrapping_add(i);
+            let mut words = [0u64; 2];
+            DESC_ADDR.put(&mut words, self.bufs.iova(index & mask)?);
+            DESC_LEN.put(&mut words, len);
+            self.desc.write(index, &words)?;
+        }
+        self.posted = self.posted.wrapping_add(n);
+        fence(Ordering::Release);
+        bar.write32(self.tail_reg, self.posted)
+    }
+
+    /// Fills `out` with up to `out.len()` received frames. Completions that fail their
+    /// checks are counted and their frames dropped; every consumed buffer is re-posted.
+    /// Returns (frames delivered, completions consumed).
+    #[inline]
+    pub(crate) fn receive(
+        &mut self,
+        bar: &Bar0,
+        out: &mut [RxPacket],
+        max_frame: u32,
+        sas: &mut SaTrack,
+        bad: &mut BadCompletionCounts,
+        doorbell: bool,
+    ) -> Result<(usize, u32), CardError> {
+        let mask = self.entries() - 1;
+        let buf_bytes = self.bufs.buf_bytes();
+        let mut delivered = 0;
+        let mut consumed = 0u32;
+        // Bounded by the ring: the card cannot keep the loop going.
+        while delivered < out.len() && consumed < self.entries() {
+            let Some(words) = self.cpl.peek()? else {
+                break;
+            };
+            let index = self.cpl.head;
+            self.cpl.head = index.wrapping_add(1);
+            consumed += 1;
+            let c = match check_rx(&words, index, buf_bytes, max_frame, sas) {
+                Ok(c) => c,
+                Err(reason) => {
+                    bad.add(reason);
+                    continue;
+                }
+            };
+            let Some(p) = out.get_mut(delivered) else {
+                break;
+            };
+            self.bufs.read(index & mask, c.len, &mut p.data)?;
+            p.status = c.status;
+            p.sa_index = c.sa_index;
+            p.spi = c.spi;
+            p.seq = c.seq;
+            p.decapsulated = c.decapsulated;
+            p.inner_ipv6 = c.inner_ipv6;
+            p.udp_encap = c.udp_encap;
+            p.truncated = c.truncated;
+            p.wire_len = c.wire_len;
+            if let (true, Some(sa)) = (c.decapsulated, c.sa_index) {
+                sas.delivered(sa, c.seq);
+            }
+            delivered += 1;
+        }
+        if consumed > 0 && doorbell {
+            fence(Ordering::Release);
+            bar.write32(self.head_reg, self.cpl.head)?;
+            self.post(bar, consumed)?;
+        }
+        Ok((delivered, consumed))
+    }
+}

@@ -1,0 +1,87 @@
+//! `espo pcap` on the software engine: every algorithm, on the host CPU.
+
+use espo_stack::config::Config;
+use espo_stack::engine::{Decapsulated, Encapsulated, EngineError, SoftwareEngine};
+
+use super::{Direction, Outcome, SaLine, Transform};
+
+/// Room for any tunnel overhead.
+const OVERHEAD: usize = 1024;
+
+pub(super) struct SoftwareTransform {
+    engine: SoftwareEngine,
+    out: Vec<u8>,
+}
+
+impl SoftwareTransform {
+    pub(super) fn new(config: &Config) -> Result<Self, EngineError> {
+        Ok(Self {
+            engine: SoftwareEngine::from_config(config)?,
+            out: vec![0u8; 65535 + OVERHEAD],
+        })
+    }
+}
+
+impl Transform for SoftwareTransform {
+    fn batch(
+        &mut self,
+        direction: Direction,
+        packets: &[&[u8]],
+        out: &mut Vec<Outcome>,
+    ) -> anyhow::Result<()> {
+        for ip in packets {
+            out.push(match direction {
+                Direction::Encap => match self.engine.outbound.encapsulate(ip, &mut self.out) {
+                    Ok(Encapsulated::Protected { len, .. }) => {
+                        Outcome::Transformed(self.out[..len].to_vec())
+                    }
+                    Ok(Encapsulated::Bypass) => Outcome::Bypass,
+                    Err(reason) => Outcome::Dropped(reason),
+                },
+                Direction::Decap => {
+                    let mut work = ip.to_vec();
+                    match self.engine.inbound.decapsulate(&mut work) {
+                        Ok(Decapsulated::Inner { range, .. }) => {
+                            Outcome::Transformed(work.get(range).unwrap_or(&[]).to_vec())
+                        }
+                        Ok(Decapsulated::Bypass) => Outcome::Bypass,
+                        Ok(Decapsulated::Keepalive) => Outcome::Keepalive,
+                        Err(reason) => Outcome::Dropped(reason),
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> &'static str {
+        "software engine"
+    }
+
+    fn sa_lines(&self, direction: Direction) -> Vec<SaLine> {
+        let line =
+            |params: &espo_stack::sa::SaParams, c: &espo_stack::counters::SaCounters| SaLine {
+                spi: params.spi,
+                protocol: params.protocol.name(),
+                place: "software".into(),
+                packets: c.packets,
+                bytes: c.bytes,
+            };
+        match direction {
+            Direction::Encap => self
+                .engine
+                .outbound
+                .sas()
+                .iter()
+                .map(|s| line(&s.params, &s.counters))
+                .collect(),
+            Direction::Decap => self
+                .engine
+                .inbound
+                .sas()
+                .iter()
+                .map(|s| line(&s.params, &s.counters))
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! `espo run`: the gateway daemon.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use espo_stack::config::Config;
+
+/// Run the IPsec tunnel gateway.
+///
+/// Creates the TUN device named by [gateway] tun, assigns its addresses (tun_address),
+/// routes every outbound policy's destination into it, and protects what the inside sends
+/// there with the [[sa]] and [[policy]] entries; tunnel packets go out of, and come in on,
+/// the outside interface [gateway] port (raw ESP/AH sockets and UDP 4500 for RFC 3948,
+/// bound to that interface). The TUN MTU is the outside MTU less the largest tunnel
+/// overhead; an inner packet that still does not fit gets ICMP "fragmentation needed" /
+/// "packet too big" (DF set, or IPv6) or is fragmented before encapsulation (IPv4 without
+/// DF).
+///
+/// Runs in the foreground until SIGINT (Ctrl-C) or SIGTERM, then removes its routes and
+/// addresses, deletes the TUN device and prints the final counters. While it runs,
+/// `espo status` shows SAs, counters and drops. Needs root (CAP_NET_ADMIN, CAP_NET_RAW).
+///
+/// Examples:
+///   espo run --config examples/gw-gw/esp/gw-a.toml
+///   espo run -c /etc/espo/espo.toml &  espo status -c /etc/espo/espo.toml
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct RunArgs {
+    /// Configuration file with [gateway], [[sa]] and [[policy]] (TOML, see README).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+    /// Print nothing but errors and the final counters.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
+    let config = Config::load(&args.config)?;
+    let report = espo_stack::gateway::run(&config, |info| {
+        if !args.quiet {
+            eprintln!(
+                "espo: running: tun {} (mtu {}), outside {} (mtu {}), engine {}; Ctrl-C stops",
+                info.tun, info.tun_mtu, info.outside, info.outside_mtu, info.engine
+            );
+        }
+    })
+    .with_context(|| format!("espo run --config {}", args.config.display()))?;
+    println!("{}", report.status.trim_end());
+    match report.failure {
+        Some(why) => {
+            eprintln!("espo: error: the gateway stopped: {why}");
+            Ok(std::process::ExitCode::FAILURE)
+        }
+        None => Ok(std::process::ExitCode::SUCCESS),
+    }
+}

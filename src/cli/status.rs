@@ -1,0 +1,52 @@
+//! `espo status`: what a running gateway is doing.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use espo_stack::config::{Config, DEFAULT_STATUS_SOCKET};
+
+/// Show a running gateway's SAs, counters and drops.
+///
+/// Connects to the Unix socket of `espo run` (mode 0600, so root only) and prints: the TUN
+/// device and outside interface with their MTUs; per direction the packets received,
+/// forwarded, bypassed and dropped, with the drop reasons; ICMP errors sent and packets
+/// fragmented; and one line per SA — direction, SPI, protocol, mode, algorithms, outer
+/// addresses, sequence number, packets, bytes and where it runs (software or card).
+/// Keys are never shown.
+///
+/// The socket is [gateway] status_socket of the configuration given with --config, or
+/// --socket, or /run/espo/espo.sock.
+///
+/// Examples:
+///   espo status
+///   espo status --config examples/gw-gw/esp/gw-a.toml
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct StatusArgs {
+    /// Read the socket path from this configuration's [gateway] status_socket.
+    #[arg(long, short = 'c', value_name = "FILE", conflicts_with = "socket")]
+    pub config: Option<PathBuf>,
+    /// The status socket of the running gateway.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
+pub fn run(args: StatusArgs) -> anyhow::Result<std::process::ExitCode> {
+    let path = match (&args.socket, &args.config) {
+        (Some(p), _) => p.clone(),
+        (None, Some(c)) => Config::load(c)?
+            .gateway
+            .map(|g| g.status_socket)
+            .unwrap_or_else(|| DEFAULT_STATUS_SOCKET.into()),
+        (None, None) => DEFAULT_STATUS_SOCKET.into(),
+    };
+    let text = espo_stack::gateway::status::query(&path).with_context(|| {
+        format!(
+            "no gateway answers on {} (is espo run running, and are you root?)",
+            path.display()
+        )
+    })?;
+    print!("{text}");
+    Ok(std::process::ExitCode::SUCCESS)
+}

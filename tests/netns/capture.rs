@@ -1,0 +1,166 @@
+//! A capture on one interface of a namespace (AF_PACKET, in the test itself), the check
+//! that only tunnel packets cross it, and the replay of a captured packet.
+
+use std::fs::File;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use nix::sched::{CloneFlags, setns};
+use nix::sys::socket::{LinkAddr, recvfrom};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::lab::Lab;
+
+const ETH_P_ALL: u16 = 0x0003;
+const ETH_HEADER: usize = 14;
+
+/// Frames seen on one interface, both directions.
+pub struct Capture {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Vec<Vec<u8>>>>,
+}
+
+impl Capture {
+    pub fn start(ns: &str, iface: &str) -> Capture {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (path, iface, flag) = (
+            format!("/run/netns/{ns}"),
+            iface.to_owned(),
+            Arc::clone(&stop),
+        );
+        let thread = std::thread::spawn(move || {
+            let file = File::open(&path).expect("namespace");
+            setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
+            let index = nix::net::if_::if_nametoindex(iface.as_str()).expect("interface") as usize;
+            let sock = Socket::new(
+                Domain::PACKET,
+                Type::RAW,
+                Some(Protocol::from(i32::from(ETH_P_ALL.to_be()))),
+            )
+            .expect("AF_PACKET socket");
+            sock.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            let mut frames = Vec::new();
+            let mut buf = vec![0u8; 65536];
+            while !flag.load(Ordering::SeqCst) {
+                if let Ok((n, Some(addr))) = recvfrom::<LinkAddr>(sock.as_raw_fd(), &mut buf)
+                    && addr.ifindex() == index
+                {
+                    frames.push(buf[..n].to_vec());
+                }
+            }
+            frames
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(3))
+            .expect("capture started");
+        Capture {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the capture and returns its frames.
+    pub fn finish(mut self) -> Vec<Vec<u8>> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread
+            .take()
+            .map(|t| t.join().expect("capture thread"))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// What crossed the link.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub esp: usize,
+    pub ah: usize,
+    pub udp_encap: usize,
+    pub arp: usize,
+    /// ICMPv6 neighbour discovery and MLD on an IPv6 outside link.
+    pub icmpv6: usize,
+    /// Anything else: inner packets in clear, or unexpected traffic.
+    pub other: Vec<String>,
+}
+
+/// Classifies every frame; the IPv4 packets of tunnel traffic are returned too.
+pub fn tally(frames: &[Vec<u8>]) -> (Tally, Vec<Vec<u8>>) {
+    let mut t = Tally::default();
+    let mut tunnel = Vec::new();
+    for f in frames {
+        let ethertype = f.get(12..14).map(|b| u16::from_be_bytes([b[0], b[1]]));
+        match ethertype {
+            Some(0x0806) => t.arp += 1,
+            Some(0x0800) => {
+                let ip = &f[ETH_HEADER..];
+                let ihl = usize::from(ip[0] & 0x0f) * 4;
+                let dport = ip
+                    .get(ihl + 2..ihl + 4)
+                    .map(|b| u16::from_be_bytes([b[0], b[1]]));
+                match ip[9] {
+                    50 => t.esp += 1,
+                    51 => t.ah += 1,
+                    17 if dport == Some(4500) => t.udp_encap += 1,
+                    p => {
+                        t.other
+                            .push(format!("IPv4 protocol {p}, {} bytes", ip.len()));
+                        continue;
+                    }
+                }
+                tunnel.push(ip.to_vec());
+            }
+            Some(0x86dd) => {
+                let ip = &f[ETH_HEADER..];
+                let dport = ip.get(42..44).map(|b| u16::from_be_bytes([b[0], b[1]]));
+                match ip[6] {
+                    50 => t.esp += 1,
+                    51 => t.ah += 1,
+                    17 if dport == Some(4500) => t.udp_encap += 1,
+                    // Neighbour discovery, and MLD behind a hop-by-hop header.
+                    58 if ip.get(40).is_some_and(|ty| (133..=143).contains(ty)) => {
+                        t.icmpv6 += 1;
+                        continue;
+                    }
+                    0 if ip.get(40) == Some(&58)
+                        && ip.get(48).is_some_and(|ty| (130..=143).contains(ty)) =>
+                    {
+                        t.icmpv6 += 1;
+                        continue;
+                    }
+                    p => {
+                        t.other
+                            .push(format!("IPv6 next header {p}, {} bytes", ip.len()));
+                        continue;
+                    }
+                }
+                tunnel.push(ip.to_vec());
+            }
+            other => t.other.push(format!("ethertype {other:04x?}")),
+        }
+    }
+    (t, tunnel)
+}
+
+/// Sends a captured IP packet again from namespace `ns`, as it was.
+pub fn replay(lab: &Lab, ns: &str, packet: &[u8]) {
+    let dst: IpAddr = IpAddr::from(<[u8; 4]>::try_from(&packet[16..20]).unwrap());
+    lab.run_in(ns, || {
+        let s =
+            Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(255))).expect("raw socket");
+        s.send_to(packet, &SocketAddr::new(dst, 0).into())
+            .expect("replayed packet sent");
+    });
+}

@@ -1,0 +1,155 @@
+//! Traffic generators, run inside namespaces by the tests: a UDP echo and a TCP transfer
+//! whose content the receiver checks. Every socket operation has a timeout, and every
+//! server stops after its exchange, so a broken tunnel fails a test instead of hanging it.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::lab::Lab;
+
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The byte at `i` of a transfer: a pattern a reordering or corruption cannot preserve.
+fn pattern(i: usize) -> u8 {
+    ((i * 31 + i / 251) % 253) as u8
+}
+
+fn wildcard(addr: IpAddr) -> IpAddr {
+    if addr.is_ipv4() {
+        IpAddr::from([0u8; 4])
+    } else {
+        IpAddr::from([0u16; 8])
+    }
+}
+
+/// Sends `count` datagrams of `size` bytes from `client_ns` to `server` (an address in
+/// `server_ns`), each echoed back; returns how many came back intact. A lost datagram is
+/// retried up to 3 times.
+pub fn udp_echo(
+    lab: &Lab,
+    client_ns: &str,
+    server_ns: &str,
+    server: IpAddr,
+    count: usize,
+    size: usize,
+) -> usize {
+    let (tx, rx) = mpsc::channel();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            lab.run_in(server_ns, || {
+                let sock =
+                    UdpSocket::bind(SocketAddr::new(wildcard(server), 7001)).expect("udp bind");
+                sock.set_read_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                tx.send(()).unwrap();
+                let mut buf = vec![0u8; 65536];
+                // Serves until the client is done (30 s at most).
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                while !done.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                    if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                        let _ = sock.send_to(&buf[..n], from);
+                    }
+                }
+            })
+        });
+        rx.recv_timeout(TIMEOUT).expect("echo server up");
+        lab.run_in(client_ns, || {
+            let sock = UdpSocket::bind(SocketAddr::new(wildcard(server), 0)).expect("udp bind");
+            sock.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let mut ok = 0;
+            let mut buf = vec![0u8; 65536];
+            for i in 0..count {
+                let msg: Vec<u8> = (0..size).map(|j| pattern(i * 7919 + j)).collect();
+                'attempts: for _attempt in 0..3 {
+                    sock.send_to(&msg, (server, 7001)).expect("udp send");
+                    // Late echoes of earlier datagrams are skipped.
+                    while let Ok((n, _)) = sock.recv_from(&mut buf) {
+                        if buf[..n] == msg[..] {
+                            ok += 1;
+                            break 'attempts;
+                        }
+                    }
+                }
+            }
+            done.store(true, Ordering::SeqCst);
+            ok
+        })
+    })
+}
+
+/// FNV-1a over a byte stream.
+fn fnv(state: &mut u64, bytes: &[u8]) {
+    for b in bytes {
+        *state ^= u64::from(*b);
+        *state = state.wrapping_mul(0x100_0000_01b3);
+    }
+}
+
+/// Sends `len` bytes over TCP from `client_ns` to `server` in `server_ns` and checks that
+/// the receiver got exactly them (length and hash reported back over the connection).
+pub fn tcp_transfer(lab: &Lab, client_ns: &str, server_ns: &str, server: IpAddr, len: usize) {
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            lab.run_in(server_ns, || {
+                let l =
+                    TcpListener::bind(SocketAddr::new(wildcard(server), 7002)).expect("tcp bind");
+                l.set_nonblocking(true).unwrap();
+                tx.send(()).unwrap();
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                let mut conn = loop {
+                    match l.accept() {
+                        Ok((c, _)) => break c,
+                        Err(_) if std::time::Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(10))
+                        }
+                        Err(e) => panic!("no connection: {e}"),
+                    }
+                };
+                conn.set_nonblocking(false).unwrap();
+                conn.set_read_timeout(Some(TIMEOUT)).unwrap();
+                let (mut n, mut h) = (0u64, 0xcbf2_9ce4_8422_2325u64);
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    let k = conn.read(&mut buf).expect("tcp read");
+                    if k == 0 {
+                        break;
+                    }
+                    fnv(&mut h, &buf[..k]);
+                    n += k as u64;
+                }
+                conn.write_all(&n.to_be_bytes()).unwrap();
+                conn.write_all(&h.to_be_bytes()).unwrap();
+            })
+        });
+        rx.recv_timeout(TIMEOUT).expect("tcp server up");
+        lab.run_in(client_ns, || {
+            let data: Vec<u8> = (0..len).map(pattern).collect();
+            let mut c = TcpStream::connect_timeout(&SocketAddr::new(server, 7002), TIMEOUT)
+                .expect("tcp connect");
+            c.set_write_timeout(Some(TIMEOUT)).unwrap();
+            c.set_read_timeout(Some(TIMEOUT)).unwrap();
+            c.write_all(&data).expect("tcp write");
+            c.shutdown(Shutdown::Write).unwrap();
+            let mut answer = [0u8; 16];
+            c.read_exact(&mut answer).expect("receiver's summary");
+            let mut h = 0xcbf2_9ce4_8422_2325u64;
+            fnv(&mut h, &data);
+            assert_eq!(
+                u64::from_be_bytes(answer[..8].try_into().unwrap()),
+                len as u64,
+                "bytes received"
+            );
+            assert_eq!(
+                u64::from_be_bytes(answer[8..].try_into().unwrap()),
+                h,
+                "content received"
+            );
+        });
+    });
+}

@@ -1,0 +1,161 @@
+//! The per-packet paths allocate nothing: encapsulation and decapsulation of thousands of
+//! packets, after one warm-up packet, with every algorithm and bundle kind, under a counting
+//! global allocator (allocation-counter, linked into this test binary only).
+
+use std::path::Path;
+
+use espo_stack::config::Config;
+use espo_stack::engine::{Decapsulated, EncapsulatedInPlace, HEADROOM, SoftwareEngine, TAILROOM};
+use espo_stack::loopback;
+
+fn engines(sas: &str, bundle: &str) -> (SoftwareEngine, SoftwareEngine) {
+    let policy = |dir: &str| {
+        format!(
+            "[[policy]]\ndir = \"{dir}\"\nsrc = \"10.1.0.0/16\"\ndst = \"10.2.0.0/16\"\naction = \"protect\"\nsa = [{bundle}]\n"
+        )
+    };
+    let tx = Config::parse(&format!("{sas}{}", policy("out")), Path::new("tx")).expect("tx config");
+    let rx = Config::parse(&format!("{sas}{}", policy("in")), Path::new("rx")).expect("rx config");
+    (
+        SoftwareEngine::from_config(&tx).expect("tx"),
+        SoftwareEngine::from_config(&rx).expect("rx"),
+    )
+}
+
+fn hex(len: usize) -> String {
+    (0..len)
+        .map(|i| format!("{:02x}", i as u8 ^ 0x5c))
+        .collect()
+}
+
+fn esp(spi: u32, enc: &str, key_len: usize, integ: Option<(&str, usize)>, extra: &str) -> String {
+    let mut s = format!(
+        "[[sa]]\nspi = {spi}\nprotocol = \"esp\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nencryption = \"{enc}\"\n{extra}\n"
+    );
+    if key_len > 0 {
+        s += &format!("key = \"{}\"\n", hex(key_len));
+    }
+    if let Some((alg, len)) = integ {
+        s += &format!("integrity = \"{alg}\"\nintegrity_key = \"{}\"\n", hex(len));
+    }
+    s
+}
+
+fn ah(spi: u32, mode: &str) -> String {
+    format!(
+        "[[sa]]\nspi = {spi}\nprotocol = \"ah\"\nmode = \"{mode}\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nintegrity = \"hmac-sha384-192\"\nintegrity_key = \"{}\"\n",
+        hex(48)
+    )
+}
+
+/// Sends `count` packets through both engines; returns how many came back intact.
+fn traffic(
+    tx: &mut SoftwareEngine,
+    rx: &mut SoftwareEngine,
+    buf: &mut [u8],
+    inner: &[u8],
+    count: usize,
+) -> usize {
+    let mut ok = 0;
+    for _ in 0..count {
+        buf[HEADROOM..HEADROOM + inner.len()].copy_from_slice(inner);
+        let range = match tx
+            .outbound
+            .encapsulate_in_place(buf, HEADROOM..HEADROOM + inner.len())
+        {
+            Ok(EncapsulatedInPlace::Protected { range, .. }) => range,
+            other => panic!("encapsulation: {other:?}"),
+        };
+        if let Ok(Decapsulated::Inner { range: r, .. }) =
+            rx.inbound.decapsulate(&mut buf[range.clone()])
+        {
+            ok += usize::from(buf[range.start + r.start..range.start + r.end] == *inner);
+        }
+    }
+    ok
+}
+
+#[test]
+fn encapsulation_and_decapsulation_do_not_allocate() {
+    let cases = [
+        (esp(0x1001, "aes-gcm-128", 20, None, ""), "0x1001"),
+        (esp(0x1001, "aes-gcm-256", 36, None, "esn = true"), "0x1001"),
+        (esp(0x1001, "chacha20-poly1305", 36, None, ""), "0x1001"),
+        (
+            esp(0x1001, "aes-cbc-128", 16, Some(("hmac-sha256-128", 32)), ""),
+            "0x1001",
+        ),
+        (
+            esp(0x1001, "null", 0, Some(("hmac-sha512-256", 64)), ""),
+            "0x1001",
+        ),
+        (
+            esp(
+                0x1001,
+                "aes-gcm-128",
+                20,
+                None,
+                "udp_encap = { src_port = 4500, dst_port = 4500 }",
+            ),
+            "0x1001",
+        ),
+        (ah(0x2001, "tunnel"), "0x2001"),
+        (
+            format!(
+                "{}{}",
+                esp(0x1001, "aes-gcm-128", 20, None, ""),
+                ah(0x2001, "transport")
+            ),
+            "0x1001, 0x2001",
+        ),
+    ];
+    for (sas, bundle) in cases {
+        let (mut tx, mut rx) = engines(&sas, bundle);
+        for size in [64usize, 1420, 8000] {
+            let inner = loopback::udp_packet(size, 0xa5);
+            let mut buf = vec![0u8; HEADROOM + size + TAILROOM];
+            // Warm-up: first use of per-thread state (the CBC IV generator) may allocate once.
+            assert_eq!(traffic(&mut tx, &mut rx, &mut buf, &inner, 1), 1);
+            let mut delivered = 0;
+            let info = allocation_counter::measure(|| {
+                delivered = traffic(&mut tx, &mut rx, &mut buf, &inner, 2000);
+            });
+            assert_eq!(delivered, 2000, "bundle [{bundle}], {size} bytes");
+            assert_eq!(
+                info.count_total, 0,
+                "allocations with bundle [{bundle}], {size}-byte packets: {info:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn drops_do_not_allocate_either() {
+    let (mut tx, mut rx) = engines(&esp(0x1001, "aes-gcm-128", 20, None, ""), "0x1001");
+    let inner = loopback::udp_packet(200, 1);
+    let mut buf = vec![0u8; HEADROOM + 200 + TAILROOM];
+    buf[HEADROOM..HEADROOM + 200].copy_from_slice(&inner);
+    let range = match tx
+        .outbound
+        .encapsulate_in_place(&mut buf, HEADROOM..HEADROOM + 200)
+    {
+        Ok(EncapsulatedInPlace::Protected { range, .. }) => range,
+        other => panic!("{other:?}"),
+    };
+    let wire = buf[range].to_vec();
+    let mut copy = wire.clone();
+    assert!(rx.inbound.decapsulate(&mut copy).is_ok());
+    let info = allocation_counter::measure(|| {
+        for i in 0..1000usize {
+            let mut bad = [0u8; 400];
+            let n = wire.len();
+            bad[..n].copy_from_slice(&wire);
+            bad[n - 1 - i % 16] ^= 1; // bad ICV
+            assert!(rx.inbound.decapsulate(&mut bad[..n]).is_err());
+            bad[..n].copy_from_slice(&wire); // replay
+            assert!(rx.inbound.decapsulate(&mut bad[..n]).is_err());
+            assert!(rx.inbound.decapsulate(&mut bad[..i % n]).is_err()); // truncated
+        }
+    });
+    assert_eq!(info.count_total, 0, "{info:?}");
+}
