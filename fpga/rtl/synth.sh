@@ -21,9 +21,8 @@ yosys -q -t -l "$out/yosys.log" -p "
   memory_map -rom-only
   opt -fast
   techmap
-  opt -fast
   abc -fast
-  opt -fast
+  opt_clean
   check -assert
   tee -o $out/stat.txt stat
 " >/dev/null

@@ -2,16 +2,21 @@
 //!
 //! [`Rtl`] owns one simulation. Its crypto benches ([`Rtl::aes_encrypt`], [`Rtl::gcm_seal`],
 //! [`Rtl::gcm_open`]) drive the standalone AES pipeline and GCM unit; the ESP core is
-//! driven through [`Rtl::process`] (see [`core`]).
+//! driven through [`Rtl::process`] (see [`core`]). [`RtlDatapath`] puts the core in the
+//! card model's place of its datapath (`espo validate --engine rtl`).
 //!
 //! `unsafe` is confined to the `ffi` module (the C ABI of the verilated model).
 #![deny(unsafe_code)]
 
 pub mod core;
 mod crypto;
+pub mod cycle_table;
+pub mod datapath;
 mod ffi;
 
 pub use crate::core::{Direction, PacketIn, PacketOut, Timing, Verdict};
+pub use cycle_table::{CycleRow, cycle_rows, cycle_table, predicted_cycles};
+pub use datapath::{CycleLog, CycleRecord, RtlDatapath};
 pub use crypto::{GcmKind, GcmResult};
 
 /// Why a request to the RTL could not be carried out.

@@ -112,6 +112,7 @@ impl Tunnel {
                 AlgId::AesGcm128
             }),
             ttl: self.ttl,
+            df_mode: espo_fpga::DfMode::Copy,
             rx_queue: 0,
             replay_window: if outbound { 0 } else { self.window },
             key,
