@@ -201,7 +201,10 @@ module espo_core #(
       tx_hdr[8*17 +: 8] = total[7:0];
       tx_hdr[8*18 +: 8] = tx_seq[15:8];           // identification: low 16 bits of seq
       tx_hdr[8*19 +: 8] = tx_seq[7:0];
-      tx_hdr[8*20 +: 8] = (tx_v6 || tx_df) ? 8'h40 : 8'h00;
+      // DF per the SA's DF_MODE (§4.3): set, clear, or copied (set for an IPv6 inner packet).
+      if (8'(cfg.df_mode) == espo_pkg::DF_SET) tx_hdr[8*20 +: 8] = 8'h40;
+      else if (8'(cfg.df_mode) == espo_pkg::DF_CLEAR) tx_hdr[8*20 +: 8] = 8'h00;
+      else tx_hdr[8*20 +: 8] = (tx_v6 || tx_df) ? 8'h40 : 8'h00;
       tx_hdr[8*22 +: 8] = (cfg.ttl == 0) ? 8'd64 : cfg.ttl;
       tx_hdr[8*23 +: 8] = cfg.udp_encap ? 8'd17 : 8'd50;
       tx_hdr[8*26 +: 32] = cfg.src_addr[31:0];

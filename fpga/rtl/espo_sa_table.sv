@@ -4,7 +4,8 @@
 // Register port (32-bit words, byte addresses; every offset derives from espo_pkg sizes):
 //   [0, SA_ENTRY)                 SA_ENTRY staging image (datasheet §4.3), RW
 //   [SA_ENTRY, +SA_STATE)         SA_STATE staging image: SA_WRITE with STATE imports its
-//                                 scalar fields; SA_READ / SA_INVALIDATE export them. RW
+//                                 scalar fields and BITMAP; SA_READ / SA_INVALIDATE export
+//                                 the scalar fields (BITMAP is write-only). RW
 //   [.., +ADMIN_CMD)              ADMIN_CMD image: write SA_INDEX (word 1), then word 0
 //                                 (OPCODE, STATE, CID), which executes the command (§8.2)
 //   [.., +ADMIN_CPL)              ADMIN_CPL image, RO: RESULT, CID, STATUS; PHASE = 1 when done
@@ -48,7 +49,9 @@ module espo_sa_table #(
   localparam int WAYS = 4;   // free_way below is 2 bits wide
   localparam int BKT_W = $clog2(BUCKETS);
   localparam int ENTRY_WORDS = espo_pkg::SA_ENTRY_SIZE_BYTES / 4;
-  localparam int STATE_WORDS = espo_pkg::SA_STATE_BITMAP_LSB / 32;   // scalar part; BITMAP not staged
+  localparam int STATE_WORDS = espo_pkg::SA_STATE_BITMAP_LSB / 32;   // scalar part
+  localparam int BM_WORDS = espo_pkg::SA_STATE_BITMAP_WIDTH / 32;     // BITMAP, write-only
+  localparam int BM_BASE = espo_pkg::SA_ENTRY_SIZE_BYTES + STATE_WORDS * 4;
   localparam int STATE_BASE = espo_pkg::SA_ENTRY_SIZE_BYTES;
   localparam int CMD_BASE = STATE_BASE + espo_pkg::SA_STATE_SIZE_BYTES;
   localparam int CPL_BASE = CMD_BASE + espo_pkg::ADMIN_CMD_SIZE_BYTES;
@@ -105,6 +108,7 @@ module espo_sa_table #(
   logic [WAYS*WAY_W-1:0]  a_bkt_wdata, bkt_q;
   logic [BKT_W-1:0]      a_bkt_addr, lk_bkt;
   logic [RP_W-1:0]       a_rp_word;
+  espo_core_pkg::replay_word_t a_rp_wdata;
 
   logic [IDX_W-1:0]      idx_m;
   logic [BKT_W-1:0]      bkt_m;
@@ -126,7 +130,7 @@ module espo_sa_table #(
     bkt_q <= bkt_mem[bkt_m];
   end
   always_ff @(posedge clk) begin
-    if (admin_busy ? a_rp_we : dp_rp_we) rp_mem[rp_m] <= admin_busy ? '0 : dp_rp_wdata;
+    if (admin_busy ? a_rp_we : dp_rp_we) rp_mem[rp_m] <= admin_busy ? a_rp_wdata : dp_rp_wdata;
     rp_q <= rp_mem[rp_m];
   end
 
@@ -168,12 +172,13 @@ module espo_sa_table #(
   logic                  cmd_pending;
   espo_pkg::sa_entry_t   staged;
   /* verilator lint_off UNUSEDSIGNAL */
-  espo_pkg::sa_state_t   staged_state;   // BITMAP is not staged
+  espo_pkg::sa_state_t   staged_state;   // scalar fields; BITMAP is in bm_mem
   /* verilator lint_on UNUSEDSIGNAL */
   logic [127:0]          staged_dst;     // lookup key form of the staged destination
   assign staged_dst = lookup_dst(staged.outer_ipv6, staged.dst_addr);
 
   assign admin_req = cmd_pending;
+
 
   always_comb begin
     for (int i = 0; i < ENTRY_WORDS; i++) staged[32*i +: 32] = entry_w[i];
@@ -210,9 +215,42 @@ module espo_sa_table #(
   assign idx_ok = cmd.sa_index < SA_COUNT;
   assign alg_ok = staged.alg == espo_pkg::ALG_AES_GCM_128 || staged.alg == espo_pkg::ALG_AES_GCM_256;
   assign fields_ok = staged.replay_window <= espo_pkg::CAP_REPLAY_WINDOW_MAX_RESET && staged.spi != 0
-                     && (staged.esn || staged.seq <= 64'h0000_0000_FFFF_FFFF);
+                     && (staged.esn || staged.seq <= 64'h0000_0000_FFFF_FFFF)
+                     && 8'(staged.df_mode) <= espo_pkg::DF_CLEAR;
   assign new_inbound = !staged.outbound;
   assign new_bkt = bucket_of(staged.spi, staged_dst);
+
+  // The staged BITMAP (bit i: SEQ - i received), a RAM of 32-bit words written through the
+  // register port. SA_WRITE with STATE of an inbound SA fills each ring word from it while
+  // it walks the ring (A_CLEAR): ring word r holds block T - k, T = SEQ >> 6,
+  // k = (T - r) mod RP_WORDS, whose bit j is BITMAP bit 64k + (SEQ mod 64) - j.
+  logic [31:0] bm_mem [BM_WORDS];
+  always_ff @(posedge clk) begin
+    int unsigned a;
+    a = 32'(reg_addr);
+    if (reg_we && !admin_busy && a >= BM_BASE && a < BM_BASE + BM_WORDS * 4)
+      bm_mem[(a - BM_BASE) / 4] <= reg_wdata;
+  end
+  always_comb begin
+    logic [RP_W-1:0] k;
+    logic [57:0]     top_blk;
+    logic [127:0]    c, sh;
+    top_blk = staged_state.seq[63:6];
+    k = top_blk[RP_W-1:0] - a_rp_word;
+    // BITMAP words 2k - 2 .. 2k + 1 (64-bit words k - 1 and k); beyond the bitmap, zero.
+    c = '0;
+    for (int i = 0; i < 4; i++) begin
+      int w;
+      w = 2 * 32'(k) + i - 2;
+      if (w >= 0 && w < BM_WORDS) c[32*i +: 32] = bm_mem[w];
+    end
+    sh = c >> (7'(staged_state.seq[5:0]) + 7'd1);
+    a_rp_wdata = '0;
+    if (cmd.state && new_inbound && top_blk >= 58'(k)) begin
+      a_rp_wdata.tag = top_blk - 58'(k);
+      for (int j = 0; j < 64; j++) a_rp_wdata.bits[j] = sh[63 - j];
+    end
+  end
 
   always_comb begin
     export_image = '0;

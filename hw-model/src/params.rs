@@ -206,8 +206,14 @@ mod tests {
         assert_eq!(p.engine_cycles(Engine::Decrypt, 80, 142, 78), 7);
         let r = ModelParams::rtl_core();
         // §15.3: 23 + in_beats + blocks + out_beats; receive 5 more.
-        assert_eq!(r.engine_cycles(Engine::Encrypt, 66, 78, 142), 23 + 2 + 5 + 3);
-        assert_eq!(r.engine_cycles(Engine::Decrypt, 80, 142, 78), 28 + 3 + 5 + 2);
+        assert_eq!(
+            r.engine_cycles(Engine::Encrypt, 66, 78, 142),
+            23 + 2 + 5 + 3
+        );
+        assert_eq!(
+            r.engine_cycles(Engine::Decrypt, 80, 142, 78),
+            28 + 3 + 5 + 2
+        );
         assert_eq!(r.engine_count, 1);
     }
 }

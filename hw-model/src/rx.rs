@@ -7,10 +7,10 @@ use crate::decap::{Decapsulated, decapsulate};
 use crate::packet::{Classified, classify};
 use crate::params::{Engine, ModelParams, TICKS_PER_CYCLE};
 use crate::perf::Stage;
+use crate::sa_table::SaSlot;
 use espo_fpga::desc::{NO_SA_INDEX, phase_for};
 use espo_fpga::regs::cap::MAX_FRAME_BYTES;
 use espo_fpga::regs::{ctrl, queue};
-use crate::sa_table::SaSlot;
 use espo_fpga::{Counter, DmaUnit, RxCompletion, RxDescriptor, Status};
 
 impl Model {
@@ -150,7 +150,13 @@ impl Model {
                         let mut out = Vec::with_capacity(frame.len());
                         let natt = self.regs.get32(&ctrl::NATT_PORT, 0) as u16;
                         let result = if let Some(dp) = self.datapath.as_mut() {
-                            datapath_receive(dp.as_mut(), self.sa.get_mut(i), &frame, natt, &mut out)
+                            datapath_receive(
+                                dp.as_mut(),
+                                self.sa.get_mut(i),
+                                &frame,
+                                natt,
+                                &mut out,
+                            )
                         } else {
                             match self.sa.get_mut(i) {
                                 Some(sa) => decapsulate(sa, &frame, &e, &mut out)
@@ -198,12 +204,9 @@ impl Model {
         let mut ready =
             self.res.reserve(Stage::DatapathRx, mac_end, dp) + t(self.p.sa_lookup_cycles);
         if crypto_bytes > 0 {
-            let occ = self.p.engine_ticks(
-                Engine::Decrypt,
-                crypto_bytes,
-                len,
-                data.len() as u64,
-            );
+            let occ = self
+                .p
+                .engine_ticks(Engine::Decrypt, crypto_bytes, len, data.len() as u64);
             ready = self.res.reserve_engine(ready, occ) + t(self.p.engine_latency_cycles);
         }
         let occ = t(2 * self.p.pcie_overhead_cycles)

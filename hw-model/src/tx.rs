@@ -135,12 +135,9 @@ impl Model {
         let mut ready = self.res.reserve(Stage::DatapathTx, data_ready, dp)
             + self.cycles(self.p.sa_lookup_cycles);
         if encrypted {
-            let occ = self.p.engine_ticks(
-                Engine::Encrypt,
-                inner_len as u64 + 2,
-                len as u64,
-                out_len,
-            );
+            let occ =
+                self.p
+                    .engine_ticks(Engine::Encrypt, inner_len as u64 + 2, len as u64, out_len);
             ready = self.res.reserve_engine(ready, occ) + self.cycles(self.p.engine_latency_cycles);
         }
         let mut stats = None;

@@ -149,7 +149,8 @@ impl Rtl {
     }
 
     /// SA_WRITE (§8.4) through the register port: the entry, and with `state` its imported
-    /// state (scalar fields; the RTL does not import BITMAP). Returns the command status.
+    /// state (scalar fields and, inbound, the replay window BITMAP). Returns the command
+    /// status.
     pub fn write_sa(
         &mut self,
         index: u32,

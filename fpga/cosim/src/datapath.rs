@@ -34,7 +34,10 @@ pub struct CycleLog(Arc<Mutex<Vec<CycleRecord>>>);
 
 impl CycleLog {
     fn push(&self, r: CycleRecord) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(r);
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(r);
     }
 
     /// Every record so far, in order.

@@ -132,7 +132,11 @@ fn the_rtl_core_preset_predicts_every_size_within_ten_percent() {
         let sent = inbound(tx.frame.clone());
         let rx = rtl.process(std::slice::from_ref(&sent)).expect("process");
         let rx = &rx[0];
-        assert!(rx.verdict.as_ref().is_some_and(|v| v.status == espo_fpga::Status::Ok));
+        assert!(
+            rx.verdict
+                .as_ref()
+                .is_some_and(|v| v.status == espo_fpga::Status::Ok)
+        );
         for (engine, input, out) in [
             (Engine::Encrypt, &posted.frame, tx),
             (Engine::Decrypt, &sent.frame, rx),
@@ -140,8 +144,15 @@ fn the_rtl_core_preset_predicts_every_size_within_ten_percent() {
             let measured = out.timing.latency_cycles() as f64;
             let predicted = model_cycles(&core, engine, input, &out.frame);
             worst = worst.max((measured - predicted as f64).abs() / measured);
-            within(measured, predicted, &format!("{engine:?} {size} bytes, v6 {v6}"));
+            within(
+                measured,
+                predicted,
+                &format!("{engine:?} {size} bytes, v6 {v6}"),
+            );
         }
     }
-    println!("worst deviation of the rtl_core preset: {:.2}%", 100.0 * worst);
+    println!(
+        "worst deviation of the rtl_core preset: {:.2}%",
+        100.0 * worst
+    );
 }

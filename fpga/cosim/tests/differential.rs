@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use espo_fpga::Status;
+use espo_fpga::{DfMode, Status};
 use espo_rtl::{PacketIn, PacketOut, Rtl};
 use espo_stack::counters::DropReason;
 use espo_stack::engine::{Decapsulated, Encapsulated, SoftwareEngine};
@@ -25,6 +25,7 @@ fn tunnels() -> Vec<Tunnel> {
             udp: i & 4 != 0,
             esn: i & 8 != 0,
             ttl: if i % 3 == 0 { 64 } else { 10 + i as u8 },
+            df: [DfMode::Copy, DfMode::Set, DfMode::Clear][i as usize % 3],
             ..Tunnel::new(0x1000 + i)
         });
     }

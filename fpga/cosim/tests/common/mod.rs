@@ -2,7 +2,7 @@
 //! espo-stack's software engine, and seeded inner packets.
 #![allow(dead_code)]
 
-use espo_fpga::{AlgId, SaEntry};
+use espo_fpga::{AlgId, DfMode, SaEntry};
 use espo_rtl::{Direction, PacketIn, Rtl};
 use espo_stack::config::Config;
 use espo_stack::engine::SoftwareEngine;
@@ -21,6 +21,8 @@ pub struct Tunnel {
     pub udp: bool,
     pub ttl: u8,
     pub window: u32,
+    /// Outer IPv4 DF bit: copied, set or cleared (SA_ENTRY.DF_MODE; `df` in the config).
+    pub df: DfMode,
     /// Last sequence number used (outbound) / window top (inbound).
     pub seq: u64,
 }
@@ -35,6 +37,7 @@ impl Tunnel {
             udp: false,
             ttl: 64,
             window: 64,
+            df: DfMode::Copy,
             seq: 0,
         }
     }
@@ -76,6 +79,11 @@ impl Tunnel {
             self.window,
             self.ttl
         );
+        t.push_str(match self.df {
+            DfMode::Set => "df = \"set\"\n",
+            DfMode::Clear => "df = \"clear\"\n",
+            _ => "df = \"copy\"\n",
+        });
         if self.udp {
             t.push_str("udp_encap = { src_port = 4500, dst_port = 4500 }\n");
         }
@@ -112,7 +120,7 @@ impl Tunnel {
                 AlgId::AesGcm128
             }),
             ttl: self.ttl,
-            df_mode: espo_fpga::DfMode::Copy,
+            df_mode: self.df,
             rx_queue: 0,
             replay_window: if outbound { 0 } else { self.window },
             key,
