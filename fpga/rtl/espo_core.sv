@@ -579,8 +579,15 @@ module espo_core #(
             end
           end
         end
-        S_RP: if (!espo_core_pkg::replay_ok(row_w.seq, cfg.replay_window, seq, rp_q.tag, rp_q.bits)) begin
-          res.status <= espo_pkg::STATUS_REPLAY;
+        S_RP: if (cfg.esn && espo_core_pkg::esn_wrapped(row_w.seq, seq)) begin
+          res.status <= espo_pkg::STATUS_STALE;
+          res.seq <= {32'h0, seq[31:0]};
+          row_w.replay_drops <= row_w.replay_drops + 1;
+          dp_row_we <= 1'b1;
+          st <= S_OUT;
+        end else if (!espo_core_pkg::replay_ok(row_w.seq, cfg.replay_window, seq, rp_q.tag, rp_q.bits)) begin
+          res.status <= espo_core_pkg::replay_stale(row_w.seq, cfg.replay_window, seq)
+                        ? espo_pkg::STATUS_STALE : espo_pkg::STATUS_REPLAY;
           row_w.replay_drops <= row_w.replay_drops + 1;
           dp_row_we <= 1'b1;
           st <= S_OUT;

@@ -72,6 +72,19 @@ package espo_core_pkg;
     infer_esn = {hi, seq_low};
   endfunction
 
+  // A refused seq is stale (left of the window) rather than a replay (§7.8).
+  function automatic logic replay_stale(input logic [63:0] top, input logic [31:0] window,
+                                        input logic [63:0] seq);
+    replay_stale = seq != 0 && window != 0 && seq <= top && top - seq >= {32'h0, window};
+  endfunction
+
+  // The ESN inference of infer_esn wrapped: its high half would lie before the first 2^32
+  // subspace or past the last, so no such number was ever sent (stale, §7.8).
+  function automatic logic esn_wrapped(input logic [63:0] top, input logic [63:0] seq);
+    esn_wrapped = (top[63:32] == 32'h0 && seq[63:32] == 32'hFFFF_FFFF)
+                  || (top[63:32] == 32'hFFFF_FFFF && seq[63:32] == 32'h0);
+  endfunction
+
   // Whether seq may be accepted: not 0, not left of the window, not already seen. tag/bits
   // are the ring word (replay_word_t) of seq's block.
   function automatic logic replay_ok(input logic [63:0] top, input logic [31:0] window,

@@ -178,7 +178,8 @@ fn expected_status(r: &Result<(Vec<u8>, u64), DropReason>) -> Status {
     match r {
         Ok(_) => Status::Ok,
         Err(DropReason::BadIcv) => Status::IcvFail,
-        Err(DropReason::Replayed | DropReason::Stale) => Status::Replay,
+        Err(DropReason::Replayed) => Status::Replay,
+        Err(DropReason::Stale) => Status::Stale,
         Err(DropReason::UnknownSpi) => Status::NoSa,
         Err(DropReason::EcnDrop) => Status::EcnDrop,
         Err(DropReason::BadPadding | DropReason::Malformed | DropReason::UnsupportedInner) => {

@@ -1,6 +1,7 @@
 //! SA_WRITE with STATE of an inbound SA imports its replay window (SA_STATE SEQ and
 //! BITMAP, §8.4) into the core's ring of replay words: after the import, exactly the
-//! sequence numbers the bitmap marks, and those below the window, are refused.
+//! sequence numbers the bitmap marks are refused as replays, and those below the window
+//! as stale; ESN numbers that cannot exist are stale too.
 
 mod common;
 
@@ -49,7 +50,7 @@ fn import_and_probe(window: u32, top: u64, received: &[u64]) {
     for (&s, o) in probes.iter().zip(&out) {
         let status = o.verdict.as_ref().map(|v| v.status);
         if top - s.min(top) >= u64::from(window) {
-            assert_ne!(status, Some(Status::Ok), "seq {s} is below the window");
+            assert_eq!(status, Some(Status::Stale), "seq {s} is below the window");
         } else if received.contains(&s) {
             assert_eq!(status, Some(Status::Replay), "seq {s} is marked received");
         } else {
@@ -73,4 +74,37 @@ fn the_largest_window_imports_at_both_ends() {
 #[test]
 fn a_window_top_on_a_block_boundary_imports() {
     import_and_probe(64, 256, &[256, 255, 200, 193]);
+}
+
+/// An ESN SA whose window top is in the first 2^32 subspace: a packet whose low half
+/// infers a high half before it (no such number was ever sent) is stale, as for the
+/// software engine.
+#[test]
+fn esn_numbers_before_the_first_subspace_are_stale() {
+    let send = Tunnel {
+        esn: true,
+        seq: (1 << 32) - 20,
+        ..Tunnel::new(0x5101)
+    };
+    let recv = Tunnel { seq: 10, ..send };
+    let mut rtl = rtl_with(&[recv]);
+    let mut tx = sender(&[send]);
+    let mut rx = receiver(&[recv]);
+    let mut rng = StdRng::seed_from_u64(9);
+    for _ in 0..3 {
+        let ip = inner_packet(&mut rng, 0, false, 60, 0, true);
+        let mut buf = vec![0u8; ip.len() + 256];
+        let len = match tx.outbound.encapsulate(&ip, &mut buf) {
+            Ok(espo_stack::engine::Encapsulated::Protected { len, .. }) => len,
+            other => panic!("software engine refused: {other:?}"),
+        };
+        let esp = buf[..len].to_vec();
+        let mut sw = esp.clone();
+        assert_eq!(
+            rx.inbound.decapsulate(&mut sw).err(),
+            Some(espo_stack::counters::DropReason::Stale)
+        );
+        let out = rtl.process(&[inbound(frame(&esp))]).expect("process");
+        assert_eq!(out[0].verdict.as_ref().map(|v| v.status), Some(Status::Stale));
+    }
 }
