@@ -107,8 +107,12 @@ fn sa_writes_frames_and_verdicts_go_through_the_datapath() {
         ..SaState::default()
     };
     assert_eq!(b.sa_write(9, &sa, Some(&state)), Status::Ok);
+    let other = SaEntry {
+        spi: 0x6002,
+        ..sa.clone()
+    };
     assert_eq!(
-        b.sa_write(7, &sa, None),
+        b.sa_write(7, &other, None),
         Status::InvalidField,
         "the datapath's refusal is the command's status"
     );

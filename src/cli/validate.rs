@@ -32,7 +32,7 @@ fn rtl_card(_: &mut Option<()>) -> anyhow::Result<Box<dyn CardUnderTest>> {
 
 #[cfg(feature = "rtl")]
 fn cycle_table(log: Option<&espo_rtl::CycleLog>) -> Option<String> {
-    log.map(|l| espo_rtl::cycle_table(&l.records()))
+    log.map(|l| espo_rtl::verdict_lines(&l.tally()) + &espo_rtl::cycle_table(&l.records()))
 }
 
 #[cfg(not(feature = "rtl"))]

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use espo_model::{Engine, ModelParams};
 
-use crate::datapath::CycleRecord;
+use crate::datapath::{CycleRecord, VerdictTally};
 
 /// Upper bounds (inclusive) of the inner-size classes of the table.
 const CLASSES: [u64; 9] = [63, 127, 255, 511, 1023, 1499, 4095, 8191, u64::MAX];
@@ -102,5 +102,25 @@ pub fn cycle_table(records: &[CycleRecord]) -> String {
             100.0 * r.worst_deviation
         );
     }
+    s
+}
+
+/// The core's verdicts as text: per direction, packets by status; IPv6 and ESN coverage.
+pub fn verdict_lines(t: &VerdictTally) -> String {
+    let mut s = String::new();
+    for dir in ["TX", "RX"] {
+        let parts: Vec<String> = t
+            .by_status
+            .iter()
+            .filter(|((d, _), _)| *d == dir)
+            .map(|((_, status), n)| format!("{status} {n}"))
+            .collect();
+        let _ = writeln!(s, "  RTL {dir} verdicts: {}", parts.join(", "));
+    }
+    let _ = writeln!(
+        s,
+        "  RTL transformed: {} with an IPv6 inner header, {} with an IPv6 outer header, {} with sequence numbers above 2^32",
+        t.inner_ipv6, t.outer_ipv6, t.esn_high
+    );
     s
 }

@@ -4,7 +4,7 @@
 //! packet's cycles (first input beat to last output beat) are logged beside what the model
 //! needs to predict them ([`CycleRecord`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use espo_fpga::{SaEntry, SaState, Status};
@@ -28,24 +28,60 @@ pub struct CycleRecord {
     pub rtl_cycles: u64,
 }
 
-/// The cycle records of a run, shared between the datapath and whoever reports them.
+/// What the core did over a run: every transformed packet's cycles, and a tally of its
+/// verdicts. Shared between the datapath and whoever reports it.
 #[derive(Debug, Clone, Default)]
-pub struct CycleLog(Arc<Mutex<Vec<CycleRecord>>>);
+pub struct CycleLog(Arc<Mutex<LogInner>>);
+
+#[derive(Debug, Default)]
+struct LogInner {
+    records: Vec<CycleRecord>,
+    tally: VerdictTally,
+}
+
+/// The core's verdicts over a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerdictTally {
+    /// (direction, status) → packets; direction "TX" or "RX".
+    pub by_status: BTreeMap<(&'static str, String), u64>,
+    /// Transformed packets whose inner / outer header is IPv6.
+    pub inner_ipv6: u64,
+    pub outer_ipv6: u64,
+    /// Transformed packets whose sequence number is above 2^32 (ESN).
+    pub esn_high: u64,
+}
 
 impl CycleLog {
-    fn push(&self, r: CycleRecord) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(r);
+    fn with<R>(&self, f: impl FnOnce(&mut LogInner) -> R) -> R {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Every record so far, in order.
+    /// Every cycle record so far, in order.
     pub fn records(&self) -> Vec<CycleRecord> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.with(|l| l.records.clone())
+    }
+
+    /// The verdicts so far.
+    pub fn tally(&self) -> VerdictTally {
+        self.with(|l| l.tally.clone())
+    }
+
+    fn count(&self, dir: &'static str, out: &DatapathOutput, inner_v6: bool, outer_v6: bool) {
+        self.with(|l| {
+            *l.tally
+                .by_status
+                .entry((dir, format!("{:?}", out.status)))
+                .or_default() += 1;
+            if out.status == Status::Ok && out.transformed {
+                l.tally.inner_ipv6 += u64::from(inner_v6);
+                l.tally.outer_ipv6 += u64::from(outer_v6);
+                l.tally.esn_high += u64::from(out.seq > u64::from(u32::MAX));
+            }
+        });
+    }
+
+    fn push(&self, r: CycleRecord) {
+        self.with(|l| l.records.push(r));
     }
 }
 
@@ -144,6 +180,8 @@ impl Datapath for RtlDatapath {
             bypass: false,
         };
         let (out, cycles) = self.one(frame, direction)?;
+        self.log
+            .count("TX", &out, is_ipv6(frame), is_ipv6(&out.frame));
         if out.status == Status::Ok && out.transformed {
             let inner = (frame.len() as u64).saturating_sub(ETH_HEADER_BYTES);
             self.log.push(CycleRecord {
@@ -164,6 +202,7 @@ impl Datapath for RtlDatapath {
             self.natt_port = Some(natt_port);
         }
         let (out, cycles) = self.one(frame, Direction::Inbound)?;
+        self.log.count("RX", &out, out.inner_ipv6, is_ipv6(frame));
         if out.status == Status::Ok && out.transformed {
             let udp = if is_udp(frame) { 8 } else { 0 };
             let esp = (frame.len() as u64)
@@ -179,6 +218,11 @@ impl Datapath for RtlDatapath {
         }
         Some(out)
     }
+}
+
+/// The frame's EtherType is IPv6.
+fn is_ipv6(frame: &[u8]) -> bool {
+    frame.get(12..14) == Some(&[0x86, 0xdd])
 }
 
 /// The outer header carries UDP (ESP in UDP, RFC 3948).

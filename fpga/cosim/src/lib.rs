@@ -16,8 +16,8 @@ mod ffi;
 
 pub use crate::core::{Direction, PacketIn, PacketOut, Timing, Verdict};
 pub use crypto::{GcmKind, GcmResult};
-pub use cycle_table::{CycleRow, cycle_rows, cycle_table, predicted_cycles};
-pub use datapath::{CycleLog, CycleRecord, RtlDatapath};
+pub use cycle_table::{CycleRow, cycle_rows, cycle_table, predicted_cycles, verdict_lines};
+pub use datapath::{CycleLog, CycleRecord, RtlDatapath, VerdictTally};
 
 /// Why a request to the RTL could not be carried out.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -105,6 +105,9 @@ fn esn_numbers_before_the_first_subspace_are_stale() {
             Some(espo_stack::counters::DropReason::Stale)
         );
         let out = rtl.process(&[inbound(frame(&esp))]).expect("process");
-        assert_eq!(out[0].verdict.as_ref().map(|v| v.status), Some(Status::Stale));
+        assert_eq!(
+            out[0].verdict.as_ref().map(|v| v.status),
+            Some(Status::Stale)
+        );
     }
 }
