@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 # tool:package pairs the suite uses (ip: the network-namespace tests of tests/netns)
-for pair in verilator:verilator ip:iproute2; do
+for pair in verilator:verilator yosys:yosys ip:iproute2; do
   tool=${pair%%:*}; pkg=${pair##*:}
   command -v "$tool" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
@@ -21,8 +21,23 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
-echo "== cargo nextest (workspace, release)"
-cargo nextest run --workspace --release --no-fail-fast
+# A fresh machine builds espo without the RTL co-simulation (no Verilator needed); there
+# `--engine rtl` must say how to get it.
+echo "== espo without the rtl feature"
+cargo build --release --bin espo
+if target/release/espo validate --engine rtl 2>target/espo-no-rtl.txt; then
+  echo "espo validate --engine rtl ran without the rtl feature"; exit 1
+fi
+grep -q -- "--features rtl" target/espo-no-rtl.txt
+
+# Every crate, espo-rtl (Verilator) included, and espo with the rtl feature: tests/
+# validate_rtl.rs runs `espo validate --engine rtl --packets 2000`.
+echo "== cargo nextest (workspace, release, --features espo/rtl)"
+cargo nextest run --workspace --release --features espo/rtl --no-fail-fast
+
+# The RTL core synthesizes for a generic target (datasheet §15.5); prints its cell count.
+echo "== Yosys synthesis of the RTL core (fpga/rtl/synth.sh)"
+fpga/rtl/synth.sh target/rtl-synth
 
 # The VFIO backend against the real Linux VFIO API: a QEMU guest (software emulation, no KVM)
 # with an emulated Intel IOMMU and QEMU's edu device. ESPO_SKIP_VFIO_QEMU=1 skips it locally.

@@ -124,10 +124,17 @@ fn cards_that_are_not_there_fail_clearly() {
         "{}",
         stderr(&o)
     );
+}
+
+/// Without the `rtl` feature, `--engine rtl` says how to get it.
+#[cfg(not(feature = "rtl"))]
+#[test]
+fn the_rtl_engine_names_its_feature_when_left_out() {
     let o = run(&["validate", "--engine", "rtl"]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
     assert!(
-        !o.status.success() && stderr(&o).contains("RTL"),
-        "{}",
-        stderr(&o)
+        err.contains("--features rtl") && err.contains("Verilator"),
+        "{err}"
     );
 }

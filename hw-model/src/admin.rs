@@ -83,23 +83,29 @@ impl Model {
                 let entry = SaEntry::decode(&entry_bytes);
                 wipe(&mut entry_bytes);
                 let mut slot = SaSlot::from_entry(&entry, self.features)?;
+                let mut imported = None;
                 if cmd.state {
                     let mut st = [0u8; SaState::SIZE];
                     st.copy_from_slice(raw.get(SaEntry::SIZE..need).unwrap_or(&[0; SaState::SIZE]));
-                    slot.import(&SaState::decode(&st));
+                    let state = SaState::decode(&st);
+                    slot.import(&state);
+                    imported = Some(state);
                 }
                 self.sa.install(cmd.sa_index, slot)?;
+                if let Some(dp) = self.datapath.as_mut() {
+                    let status = dp.write_sa(cmd.sa_index, &entry, imported.as_ref());
+                    if status != Status::Ok {
+                        self.sa.remove(cmd.sa_index);
+                        return Err(status);
+                    }
+                }
                 Ok(0)
             }
             AdminOpcode::SaInvalidate => {
                 if !in_table {
                     return Err(Status::InvalidSaIndex);
                 }
-                let state = self
-                    .sa
-                    .get(cmd.sa_index)
-                    .map(|s| s.state())
-                    .unwrap_or_default();
+                let state = self.sa_state(cmd.sa_index, true)?;
                 if cmd.state {
                     if (cmd.data_len as usize) < SaState::SIZE {
                         return Err(Status::DataTooShort);
@@ -118,11 +124,7 @@ impl Model {
                 if (cmd.data_len as usize) < SaState::SIZE {
                     return Err(Status::DataTooShort);
                 }
-                let state = self
-                    .sa
-                    .get(cmd.sa_index)
-                    .map(|s| s.state())
-                    .unwrap_or_default();
+                let state = self.sa_state(cmd.sa_index, false)?;
                 if !self.dma_write(DmaUnit::AdminData, None, cmd.data_addr, &state.encode()) {
                     return Err(Status::DataDmaFault);
                 }
@@ -130,5 +132,26 @@ impl Model {
             }
             AdminOpcode::Unknown(_) => Err(Status::InvalidOpcode),
         }
+    }
+
+    /// The SA_STATE of entry `index` (default when empty). With a datapath attached, its
+    /// sequence number, counters and flags are the datapath's (invalidating the entry there
+    /// when `invalidate`), the window bitmap the model's slot (see [`crate::datapath`]).
+    fn sa_state(&mut self, index: u32, invalidate: bool) -> Result<SaState, Status> {
+        let own = self.sa.get(index).map(|s| s.state());
+        let Some(dp) = self.datapath.as_mut() else {
+            return Ok(own.unwrap_or_default());
+        };
+        let answer = if invalidate {
+            dp.invalidate_sa(index)
+        } else {
+            dp.read_sa(index)
+        };
+        let mut state = answer.ok_or(Status::EngineError)?;
+        if let Some(own) = own.filter(|_| state.valid) {
+            state.window = own.window;
+            state.bitmap = own.bitmap;
+        }
+        Ok(state)
     }
 }

@@ -1,6 +1,7 @@
 //! The card: its state, the event scheduler and the public interface a driver uses —
 //! BAR0 accesses, IOMMU mappings, interrupts, the port, and running simulated time.
 
+use crate::datapath::Datapath;
 use crate::fault::{FaultKind, FaultTrigger};
 use crate::irq::{InterruptSink, IrqState};
 use crate::link::{Link, NullLink};
@@ -67,6 +68,8 @@ pub struct Model {
     pub(crate) scratch: Vec<u8>,
     pub(crate) link_out: VecDeque<(u64, Vec<u8>)>,
     pub(crate) admin_pending: VecDeque<(u64, u32, [u8; 16])>,
+    /// A replacement for the model's own transform (see [`crate::datapath`]).
+    pub(crate) datapath: Option<Box<dyn Datapath>>,
 }
 
 const _: fn() = || {
@@ -138,6 +141,7 @@ impl Model {
             scratch: Vec::new(),
             link_out: VecDeque::new(),
             admin_pending: VecDeque::new(),
+            datapath: None,
         }
     }
 
@@ -342,6 +346,12 @@ impl Model {
         self.last_tick = self.last_tick.max(end);
     }
 
+    /// Replaces the model's per-frame transform with `datapath` (see [`crate::datapath`]);
+    /// attach it before the driver writes any SA.
+    pub fn attach_datapath(&mut self, datapath: Box<dyn Datapath>) {
+        self.datapath = Some(datapath);
+    }
+
     /// Performance since the last [`reset_perf`](Self::reset_perf).
     pub fn perf(&self) -> PerfReport {
         PerfReport {
@@ -373,6 +383,9 @@ impl Model {
         self.link_out.clear();
         self.admin_pending.clear();
         self.sa.clear();
+        if let Some(dp) = self.datapath.as_mut() {
+            dp.reset();
+        }
         self.q.iter_mut().for_each(|q| *q = QueuePair::default());
         self.asq = Ring::default();
         self.acq = Ring::default();

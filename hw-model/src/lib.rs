@@ -12,6 +12,7 @@
 mod admin;
 mod bar;
 mod card;
+pub mod datapath;
 mod decap;
 mod encap;
 mod fault;
@@ -29,9 +30,10 @@ mod state;
 mod tx;
 
 pub use card::Model;
+pub use datapath::{Datapath, DatapathOutput};
 pub use fault::{FaultKind, FaultTrigger};
 pub use irq::{InterruptLatch, InterruptSink};
 pub use link::{CaptureLink, CollectSink, Frame, FrameSink, FrameSource, Link, MemLink, NullLink};
 pub use memory::{HostMemory, Iommu, MapError, VecMemory};
-pub use params::ModelParams;
+pub use params::{Engine, ModelParams};
 pub use perf::{DirectionStats, PerfReport, Stage};

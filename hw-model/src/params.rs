@@ -5,6 +5,15 @@
 /// that fractional costs (the MAC moves 50 bytes per cycle) add up exactly.
 pub const TICKS_PER_CYCLE: u64 = 1024;
 
+/// Which way an engine runs a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Transmit: encapsulation, the padded plaintext encrypted.
+    Encrypt,
+    /// Receive: decapsulation, the ciphertext decrypted.
+    Decrypt,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelParams {
     /// Core clock.
@@ -35,6 +44,13 @@ pub struct ModelParams {
     pub engine_overhead_cycles: u64,
     /// Pipeline latency of an engine, cycles.
     pub engine_latency_cycles: u64,
+    /// Extra engine cycles per received packet (an engine that looks the SA up and reads
+    /// its replay word itself); 0 where lookup and replay state are separate stages.
+    pub engine_rx_extra_cycles: u64,
+    /// The engine holds its packet while it streams in and out at the datapath width (one
+    /// packet in flight, as the RTL core of §15): its occupancy adds the input and output
+    /// beats. `false` on the design point, where buffering overlaps them.
+    pub engine_holds_packet: bool,
     /// Port line rate, bits per cycle (100 Gbit/s at 250 MHz = 400).
     pub mac_bits_per_cycle: u64,
     /// Bytes on the wire per frame beyond the frame itself: preamble+SFD 8, FCS 4, IFG 12.
@@ -68,6 +84,8 @@ impl Default for ModelParams {
             engine_bytes_per_cycle: 16,
             engine_overhead_cycles: 2,
             engine_latency_cycles: 30,
+            engine_rx_extra_cycles: 0,
+            engine_holds_packet: false,
             mac_bits_per_cycle: 400,
             mac_overhead_bytes: 24,
             pipeline_depth: 256,
@@ -103,6 +121,62 @@ impl ModelParams {
         }
     }
 
+    /// The RTL core of datasheet §15 (fpga/rtl): one AES-GCM engine holding one packet at
+    /// a time from its first input beat to its last output beat. Its cost per packet is
+    /// `23 + in_beats + blocks + out_beats` cycles on transmit and 5 more on receive (SA
+    /// lookup 3, replay word 2), §15.3: the 23 are SA read and checks 3, the hash subkey
+    /// and tag-mask slots 2, AES pipeline and GHASH drain 17, finish 1. Everything outside
+    /// the engine keeps the design point's figures.
+    pub fn rtl_core() -> Self {
+        ModelParams {
+            engine_count: 1,
+            engine_bytes_per_cycle: 16,
+            engine_overhead_cycles: 23,
+            engine_rx_extra_cycles: 5,
+            engine_latency_cycles: 0,
+            engine_holds_packet: true,
+            ..ModelParams::default()
+        }
+    }
+
+    /// Cycles an engine is occupied by one packet: `crypto_bytes` through AES-GCM (the
+    /// padded plaintext on transmit, the ciphertext on receive: whole 16-byte blocks),
+    /// `in_bytes` and `out_bytes` the frame entering and leaving the datapath.
+    pub fn engine_cycles(
+        &self,
+        engine: Engine,
+        crypto_bytes: u64,
+        in_bytes: u64,
+        out_bytes: u64,
+    ) -> u64 {
+        self.engine_ticks(engine, crypto_bytes, in_bytes, out_bytes)
+            .div_ceil(TICKS_PER_CYCLE)
+    }
+
+    /// [`engine_cycles`](Self::engine_cycles) in ticks.
+    pub(crate) fn engine_ticks(
+        &self,
+        engine: Engine,
+        crypto_bytes: u64,
+        in_bytes: u64,
+        out_bytes: u64,
+    ) -> u64 {
+        const AES_BLOCK_BYTES: u64 = 16;
+        let mut cycles = self.engine_overhead_cycles;
+        if engine == Engine::Decrypt {
+            cycles += self.engine_rx_extra_cycles;
+        }
+        if self.engine_holds_packet {
+            let width = self.datapath_bytes_per_cycle.max(1);
+            cycles += in_bytes.div_ceil(width) + out_bytes.div_ceil(width);
+        }
+        cycles * TICKS_PER_CYCLE
+            + Self::ticks_for(
+                crypto_bytes.next_multiple_of(AES_BLOCK_BYTES),
+                self.engine_bytes_per_cycle,
+            )
+    }
+
     /// Ticks to move `bytes` through a stage of `per_cycle` bytes per cycle (at least 0).
     pub(crate) fn ticks_for(bytes: u64, per_cycle: u64) -> u64 {
         (bytes * TICKS_PER_CYCLE).div_ceil(per_cycle.max(1))
@@ -117,5 +191,29 @@ impl ModelParams {
     /// Line rate in bit/s.
     pub fn line_rate_bps(&self) -> f64 {
         self.mac_bits_per_cycle as f64 * self.clock_hz as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_cycles_of_the_design_point_and_the_rtl_core() {
+        let p = ModelParams::default();
+        // 64-byte inner packet: 66 bytes of plaintext + padding = 5 blocks, + 2 slots.
+        assert_eq!(p.engine_cycles(Engine::Encrypt, 66, 78, 142), 7);
+        assert_eq!(p.engine_cycles(Engine::Decrypt, 80, 142, 78), 7);
+        let r = ModelParams::rtl_core();
+        // §15.3: 23 + in_beats + blocks + out_beats; receive 5 more.
+        assert_eq!(
+            r.engine_cycles(Engine::Encrypt, 66, 78, 142),
+            23 + 2 + 5 + 3
+        );
+        assert_eq!(
+            r.engine_cycles(Engine::Decrypt, 80, 142, 78),
+            28 + 3 + 5 + 2
+        );
+        assert_eq!(r.engine_count, 1);
     }
 }

@@ -2,10 +2,12 @@
 //! completion (datasheet §7.5, §7.6, §7.8), with each stage's cycles accounted.
 
 use crate::card::{Action, Model, PendingRx};
-use crate::decap::decapsulate;
+use crate::datapath::{Datapath, events_array, rx_refusal_counter};
+use crate::decap::{Decapsulated, decapsulate};
 use crate::packet::{Classified, classify};
-use crate::params::{ModelParams, TICKS_PER_CYCLE};
+use crate::params::{Engine, ModelParams, TICKS_PER_CYCLE};
 use crate::perf::Stage;
+use crate::sa_table::SaSlot;
 use espo_fpga::desc::{NO_SA_INDEX, phase_for};
 use espo_fpga::regs::cap::MAX_FRAME_BYTES;
 use espo_fpga::regs::{ctrl, queue};
@@ -141,15 +143,26 @@ impl Model {
                         self.icv_error_next = false;
                         self.icv_engine_error(i);
                         cpl.status = Status::EngineError;
-                        crypto_bytes = e.esp_len as u64;
+                        crypto_bytes = ciphertext_bytes(e.esp_len);
                     }
                     Some(i) => {
-                        crypto_bytes = e.esp_len as u64;
+                        crypto_bytes = ciphertext_bytes(e.esp_len);
                         let mut out = Vec::with_capacity(frame.len());
-                        let result = match self.sa.get_mut(i) {
-                            Some(sa) => decapsulate(sa, &frame, &e, &mut out)
-                                .map_err(|r| (r.status, r.counter, r.seq)),
-                            None => Err((Status::NoSa, Counter::RxNoSa, 0)),
+                        let natt = self.regs.get32(&ctrl::NATT_PORT, 0) as u16;
+                        let result = if let Some(dp) = self.datapath.as_mut() {
+                            datapath_receive(
+                                dp.as_mut(),
+                                self.sa.get_mut(i),
+                                &frame,
+                                natt,
+                                &mut out,
+                            )
+                        } else {
+                            match self.sa.get_mut(i) {
+                                Some(sa) => decapsulate(sa, &frame, &e, &mut out)
+                                    .map_err(|r| (r.status, r.counter, r.seq)),
+                                None => Err((Status::NoSa, Counter::RxNoSa, 0)),
+                            }
                         };
                         match result {
                             Ok(d) => {
@@ -191,8 +204,9 @@ impl Model {
         let mut ready =
             self.res.reserve(Stage::DatapathRx, mac_end, dp) + t(self.p.sa_lookup_cycles);
         if crypto_bytes > 0 {
-            let occ = t(self.p.engine_overhead_cycles)
-                + ModelParams::ticks_for(crypto_bytes, self.p.engine_bytes_per_cycle);
+            let occ = self
+                .p
+                .engine_ticks(Engine::Decrypt, crypto_bytes, len, data.len() as u64);
             ready = self.res.reserve_engine(ready, occ) + t(self.p.engine_latency_cycles);
         }
         let occ = t(2 * self.p.pcie_overhead_cycles)
@@ -259,5 +273,42 @@ impl Model {
         self.mark_traffic(from, self.now);
         self.signal_queue(q);
         self.kick_rx(self.now);
+    }
+}
+
+/// Bytes of an ESP payload the engine decrypts: all but the ESP header (8), the IV (8)
+/// and the ICV (16), which it never runs through AES.
+fn ciphertext_bytes(esp_len: usize) -> u64 {
+    use crate::packet::{ESP_HEADER_BYTES, ESP_ICV_BYTES, ESP_IV_BYTES};
+    esp_len.saturating_sub(ESP_HEADER_BYTES + ESP_IV_BYTES + ESP_ICV_BYTES) as u64
+}
+
+/// The receive transform through an attached datapath, in the model's own result form.
+/// The model's slot follows the accepted sequence numbers into its replay window (the
+/// window bitmap a read-back carries, see [`crate::datapath`]).
+fn datapath_receive(
+    dp: &mut dyn Datapath,
+    slot: Option<&mut SaSlot>,
+    frame: &[u8],
+    natt_port: u16,
+    out: &mut Vec<u8>,
+) -> Result<Decapsulated, (Status, Counter, u64)> {
+    let Some(d) = dp.receive(frame, natt_port) else {
+        return Err((Status::EngineError, Counter::EngineErrors, 0));
+    };
+    match (d.status, d.transformed) {
+        (Status::Ok, true) => {
+            if let Some(slot) = slot {
+                slot.replay.update(d.seq);
+            }
+            *out = d.frame;
+            Ok(Decapsulated {
+                seq: d.seq,
+                inner_ipv6: d.inner_ipv6,
+                events: events_array(&d.events),
+            })
+        }
+        (Status::Ok, false) => Err((Status::EngineError, Counter::EngineErrors, d.seq)),
+        (status, _) => Err((status, rx_refusal_counter(status), d.seq)),
     }
 }

@@ -2,8 +2,9 @@
 //! (datasheet §7.3, §7.4, §7.7), with each stage's cycles accounted.
 
 use crate::card::{Action, Model, PendingTx};
-use crate::encap::encapsulate;
-use crate::params::{ModelParams, TICKS_PER_CYCLE};
+use crate::datapath::{Datapath, events_array, tx_refusal_counter};
+use crate::encap::{Encapsulated, TxRefusal, encapsulate};
+use crate::params::{Engine, ModelParams, TICKS_PER_CYCLE};
 use crate::perf::Stage;
 use espo_fpga::desc::phase_for;
 use espo_fpga::regs::cap::MAX_FRAME_BYTES;
@@ -90,11 +91,15 @@ impl Model {
                 out = Some(buf.clone());
             } else {
                 let icv_error = self.icv_error_next;
-                let result = match self.sa.get_mut(desc.sa_index) {
-                    None => Err((Status::SaInvalid, Counter::TxSaInvalid)),
-                    Some(sa) => {
-                        let mut frame = Vec::with_capacity(len + 80);
-                        encapsulate(sa, &buf, &mut frame).map(|e| (e, frame))
+                let result = if let Some(dp) = self.datapath.as_mut() {
+                    datapath_transmit(dp.as_mut(), desc.sa_index, &buf)
+                } else {
+                    match self.sa.get_mut(desc.sa_index) {
+                        None => Err((Status::SaInvalid, Counter::TxSaInvalid)),
+                        Some(sa) => {
+                            let mut frame = Vec::with_capacity(len + 80);
+                            encapsulate(sa, &buf, &mut frame).map(|e| (e, frame))
+                        }
                     }
                 };
                 match result {
@@ -130,8 +135,9 @@ impl Model {
         let mut ready = self.res.reserve(Stage::DatapathTx, data_ready, dp)
             + self.cycles(self.p.sa_lookup_cycles);
         if encrypted {
-            let occ = self.cycles(self.p.engine_overhead_cycles)
-                + ModelParams::ticks_for(inner_len as u64 + 2, self.p.engine_bytes_per_cycle);
+            let occ =
+                self.p
+                    .engine_ticks(Engine::Encrypt, inner_len as u64 + 2, len as u64, out_len);
             ready = self.res.reserve_engine(ready, occ) + self.cycles(self.p.engine_latency_cycles);
         }
         let mut stats = None;
@@ -213,5 +219,27 @@ impl Model {
         if more {
             self.kick_tx(q, self.now);
         }
+    }
+}
+
+/// The transmit transform through an attached datapath, in the model's own result form.
+fn datapath_transmit(
+    dp: &mut dyn Datapath,
+    sa_index: u32,
+    frame: &[u8],
+) -> Result<(Encapsulated, Vec<u8>), TxRefusal> {
+    let engine_error = (Status::EngineError, Counter::EngineErrors);
+    let out = dp.transmit(sa_index, frame).ok_or(engine_error)?;
+    match (out.status, out.transformed) {
+        (Status::Ok, true) => Ok((
+            Encapsulated {
+                seq: out.seq,
+                inner_len: frame.len().saturating_sub(crate::packet::ETH_HEADER_BYTES),
+                events: events_array(&out.events),
+            },
+            out.frame,
+        )),
+        (Status::Ok, false) => Err(engine_error),
+        (status, _) => Err((status, tx_refusal_counter(status))),
     }
 }

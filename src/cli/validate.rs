@@ -9,13 +9,45 @@ use clap::{Args, ValueEnum};
 use espo_stack::testbed::{CardUnderTest, ModelCard, VfioCard};
 use espo_stack::validate::{Progress, ValidateOptions, validate};
 
+#[cfg(feature = "rtl")]
+#[path = "validate_rtl.rs"]
+mod rtl;
+
+/// The RTL card and the log of its cycles.
+#[cfg(feature = "rtl")]
+fn rtl_card(log: &mut Option<espo_rtl::CycleLog>) -> anyhow::Result<Box<dyn CardUnderTest>> {
+    let card = rtl::RtlCard::default();
+    *log = Some(card.log.clone());
+    Ok(Box::new(card))
+}
+
+#[cfg(not(feature = "rtl"))]
+fn rtl_card(_: &mut Option<()>) -> anyhow::Result<Box<dyn CardUnderTest>> {
+    bail!(
+        "--engine rtl: this espo was built without the RTL co-simulation; rebuild with the \
+         `rtl` feature (`cargo run --release --features rtl -- validate --engine rtl`), which \
+         needs Verilator (`apt-get install verilator`)"
+    )
+}
+
+#[cfg(feature = "rtl")]
+fn cycle_table(log: Option<&espo_rtl::CycleLog>) -> Option<String> {
+    log.map(|l| espo_rtl::verdict_lines(&l.tally()) + &espo_rtl::cycle_table(&l.records()))
+}
+
+#[cfg(not(feature = "rtl"))]
+fn cycle_table(_: Option<&()>) -> Option<String> {
+    None
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CutArg {
     /// The cycle-level card model.
     Model,
     /// A real ESPO-1 through VFIO (--pci), its port cabled to a host interface.
     Vfio,
-    /// The RTL co-simulation of the card's datapath.
+    /// The card model with the RTL core (Verilator) as its datapath; needs espo built
+    /// with the `rtl` feature. Prints the RTL's cycles per packet beside the model's.
     Rtl,
 }
 
@@ -37,6 +69,7 @@ pub enum CutArg {
 ///   espo validate --engine model --packets 20000 --seed 7
 ///   espo validate --engine model --faults
 ///   espo validate --engine vfio --pci 0000:03:00.0
+///   espo validate --engine rtl --packets 2000    (built with --features rtl; Verilator)
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ValidateArgs {
@@ -68,6 +101,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<std::process::ExitCode> {
     if args.packets == 0 {
         bail!("--packets must be at least 1");
     }
+    let mut cycles = None;
     let mut cut: Box<dyn CardUnderTest> = match args.engine {
         CutArg::Model => Box::new(ModelCard::default()),
         CutArg::Vfio => {
@@ -79,10 +113,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<std::process::ExitCode> {
                 port: None,
             })
         }
-        CutArg::Rtl => bail!(
-            "--engine rtl: the RTL co-simulation is not part of this build; it plugs in as a \
-             card under test (espo_stack::testbed::CardUnderTest) with the same traffic and checks"
-        ),
+        CutArg::Rtl => rtl_card(&mut cycles)?,
     };
     let options = ValidateOptions {
         packets: args.packets,
@@ -124,6 +155,9 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<std::process::ExitCode> {
     }
     let mut o = std::io::stdout().lock();
     let _ = write!(o, "{}", report.details());
+    if let Some(table) = cycle_table(cycles.as_ref()) {
+        let _ = write!(o, "{table}");
+    }
     let _ = writeln!(o, "  time     {:.2} s", started.elapsed().as_secs_f64());
     let _ = writeln!(o, "{}", report.summary_line());
     Ok(if report.passed() {

@@ -1,0 +1,9 @@
+espo_pkg.sv
+espo_crypto_pkg.sv
+espo_gcm_pkg.sv
+espo_core_pkg.sv
+espo_aes_pipe.sv
+espo_gcm.sv
+espo_sa_table.sv
+espo_rx_classify.sv
+espo_core.sv
