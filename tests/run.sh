@@ -35,9 +35,13 @@ grep -q -- "--features rtl" target/espo-no-rtl.txt
 echo "== cargo nextest (workspace, release, --features espo/rtl)"
 cargo nextest run --workspace --release --features espo/rtl --no-fail-fast
 
-# The RTL core synthesizes for a generic target (datasheet §15.5); prints its cell count.
-echo "== Yosys synthesis of the RTL core (fpga/rtl/synth.sh)"
-fpga/rtl/synth.sh target/rtl-synth
+# The RTL core synthesizes for a generic target (datasheet §15.5) and prints its cell count.
+# Yosys is single-threaded and takes minutes, so it runs beside the QEMU guest and the fuzz
+# build below; its output is shown, and its status checked, at the end.
+echo "== Yosys synthesis of the RTL core (fpga/rtl/synth.sh), in the background"
+mkdir -p target
+fpga/rtl/synth.sh target/rtl-synth >target/rtl-synth.out 2>&1 &
+synth_pid=$!
 
 # The VFIO backend against the real Linux VFIO API: a QEMU guest (software emulation, no KVM)
 # with an emulated Intel IOMMU and QEMU's edu device. ESPO_SKIP_VFIO_QEMU=1 skips it locally.
@@ -53,5 +57,12 @@ if [ -d fuzz ]; then
   fi
   echo "== building fuzz targets"
   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build -O)
+fi
+echo "== waiting for the Yosys synthesis"
+synth_status=0
+wait "$synth_pid" || synth_status=$?
+cat target/rtl-synth.out
+if [ "$synth_status" != 0 ]; then
+  echo "Yosys synthesis of the RTL core failed (status $synth_status)"; exit 1
 fi
 echo "== all tests passed"
