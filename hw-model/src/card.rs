@@ -253,6 +253,7 @@ impl Model {
                 return;
             }
             self.now = self.now.max(next);
+            self.res.retire(self.now);
             if next_fault == Some(next) {
                 if let Some(i) = self.timed_faults.iter().position(|f| f.0 == next) {
                     let (_, kind) = self.timed_faults.swap_remove(i);
@@ -418,6 +419,6 @@ impl Model {
         self.res = Resources::new(engines);
         self.res.busy = busy;
         self.res.free = [self.now; 7];
-        self.res.engines.iter_mut().for_each(|e| *e = self.ready_at);
+        self.res.block_engines_until(self.ready_at);
     }
 }

@@ -11,6 +11,7 @@
 
 mod admin;
 mod bar;
+mod calendar;
 mod card;
 pub mod datapath;
 mod decap;

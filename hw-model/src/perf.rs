@@ -1,5 +1,6 @@
 //! Cycle accounting: the pipeline stages, their occupancy, and the performance report.
 
+use crate::calendar::Calendar;
 use crate::params::TICKS_PER_CYCLE;
 
 /// A pipeline stage whose occupancy the model accounts.
@@ -33,12 +34,23 @@ impl Stage {
     ];
 }
 
+impl Stage {
+    /// Whether both directions share the stage: its work is booked into free gaps (see
+    /// [`Calendar`]); a stage of one direction serves its packets in order.
+    fn shared(self) -> bool {
+        matches!(self, Stage::PcieRead | Stage::PcieWrite)
+    }
+}
+
 /// When each stage is next free, and how long it has been busy (ticks).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Resources {
+    /// In-order stages: when each is next free.
     pub free: [u64; 7],
     pub busy: [u64; 7],
-    pub engines: Vec<u64>,
+    /// Shared stages: their booked intervals.
+    shared: [Calendar; 7],
+    engines: Vec<Calendar>,
 }
 
 impl Resources {
@@ -46,17 +58,39 @@ impl Resources {
         Resources {
             free: [0; 7],
             busy: [0; 7],
-            engines: vec![0; engines.max(1) as usize],
+            shared: Default::default(),
+            engines: vec![Calendar::default(); engines.max(1) as usize],
         }
     }
 
     /// Occupies `stage` for `ticks` from no earlier than `ready`; returns the end tick.
+    /// An in-order stage starts after the work booked before; a shared one at its first
+    /// free gap.
     pub fn reserve(&mut self, stage: Stage, ready: u64, ticks: u64) -> u64 {
         let i = stage as usize;
-        let start = ready.max(self.free[i]);
-        self.free[i] = start + ticks;
         self.busy[i] += ticks;
+        let start = if stage.shared() {
+            let c = &mut self.shared[i];
+            let start = c.fit(ready.max(self.free[i]), ticks);
+            c.book(start, ticks);
+            start
+        } else {
+            let start = ready.max(self.free[i]);
+            self.free[i] = start + ticks;
+            start
+        };
         start + ticks
+    }
+
+    /// Forgets bookings over by `now`.
+    pub fn retire(&mut self, now: u64) {
+        self.shared.iter_mut().for_each(|c| c.retire(now));
+        self.engines.iter_mut().for_each(|c| c.retire(now));
+    }
+
+    /// Makes the engines busy until `until` (a reset).
+    pub fn block_engines_until(&mut self, until: u64) {
+        self.engines.iter_mut().for_each(|c| c.block_until(until));
     }
 
     /// Counts `ticks` of bandwidth on `stage` for a request issued ahead of the data it
@@ -67,14 +101,19 @@ impl Resources {
         ready + ticks
     }
 
-    /// Occupies the engine that frees first; returns the end tick.
+    /// Occupies the engine that can start first (the engines serve both directions, so
+    /// at its first free gap); returns the end tick.
     pub fn reserve_engine(&mut self, ready: u64, ticks: u64) -> u64 {
         let n = self.engines.len() as u64;
-        let Some(e) = self.engines.iter_mut().min_by_key(|t| **t) else {
+        let Some((start, e)) = self
+            .engines
+            .iter_mut()
+            .map(|c| (c.fit(ready, ticks), c))
+            .min_by_key(|(start, _)| *start)
+        else {
             return ready + ticks;
         };
-        let start = ready.max(*e);
-        *e = start + ticks;
+        e.book(start, ticks);
         self.busy[Stage::Crypto as usize] += ticks.div_ceil(n.max(1));
         start + ticks
     }

@@ -27,7 +27,7 @@ mod runner;
 /// the port, timing parameters, performance), so that its users need no direct dependency
 /// on `espo-model`.
 pub use espo_model::{
-    FaultKind, FaultTrigger, Frame, Link, MemLink, ModelParams, NullLink, PerfReport,
+    FaultKind, FaultTrigger, Frame, Link, MemLink, ModelParams, NullLink, PerfReport, Stage,
 };
 pub use handle::ModelHandle;
 

@@ -106,3 +106,27 @@ fn a_tunnel_with_mismatched_keys_is_reported_as_loss_with_its_reason() {
     assert_eq!(bad_icv, s.lost, "every lost packet is a counted drop");
     assert!(s.to_string().contains("result: FAILED"));
 }
+
+#[test]
+fn the_card_sends_and_receives_at_once() {
+    // Each round hands the card as many frames to send as it receives: on a full-duplex
+    // port the two directions overlap, so the card's busy time is about that of the
+    // busier port direction, not of both in turn.
+    let (a, b) = default_configs().unwrap();
+    let s = run(&a, &b, options(2048));
+    assert!(s.success(), "{s}");
+    let p = &s.card;
+    assert_eq!((p.tx.packets, p.rx.packets), (1024, 1024));
+    let busy = |stage| {
+        p.busy_cycles
+            .iter()
+            .find(|(s, _)| *s == stage)
+            .map_or(0.0, |b| b.1)
+    };
+    let port = busy(espo_driver::model::Stage::MacTx).max(busy(espo_driver::model::Stage::MacRx));
+    let elapsed = p.elapsed_cycles() as f64;
+    assert!(
+        elapsed < 1.25 * port,
+        "elapsed {elapsed} cycles, port busy {port} cycles in one direction"
+    );
+}
