@@ -1,7 +1,7 @@
 //! Seal throughput of the crypto layer, one core.
 //!
 //! For each payload size (64, 512, 1420, 8192 bytes):
-//! - `ring-aes-128-gcm`: raw AEAD seal through `espo_stack::crypto::Aead` (ring) — the
+//! - `ring-aes-128-gcm`: raw AEAD seal through `espo_ipsec::crypto::Aead` (ring) — the
 //!   baseline every other figure is read against;
 //! - `rustcrypto-aes-128-gcm`: the same with RustCrypto `aes-gcm`, the independent
 //!   implementation the card model uses;
@@ -18,7 +18,7 @@ use std::hint::black_box;
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use espo_stack::crypto::{
+use espo_ipsec::crypto::{
     Aead, AeadAlgorithm, ESP_HEADER_LEN, EncryptionAlgorithm, EspTransform, IntegrityAlgorithm,
 };
 

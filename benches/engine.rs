@@ -16,9 +16,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use espo_stack::crypto::{Aead, AeadAlgorithm};
-use espo_stack::engine::{Decapsulated, Encapsulated, SoftwareEngine};
-use espo_stack::loopback;
+use espo_harness::loopback;
+use espo_ipsec::crypto::{Aead, AeadAlgorithm};
+use espo_ipsec::engine::{Decapsulated, Encapsulated, SoftwareEngine};
 
 const SIZES: [usize; 4] = [64, 512, 1420, 8192];
 
@@ -62,8 +62,8 @@ fn engine(c: &mut Criterion) {
         let inner = loopback::udp_packet(size, 0x5a);
         let (txc, rxc) =
             loopback::tunnel_pair("aes-gcm-128", None).expect("loopback configuration");
-        let mut tx = SoftwareEngine::from_config(&txc).expect("sender");
-        let mut rx = SoftwareEngine::from_config(&rxc).expect("receiver");
+        let mut tx = txc.software_engine().expect("sender");
+        let mut rx = rxc.software_engine().expect("receiver");
         let mut pool = Pool::new(size);
         let per_iter = pool.len() as u64;
         group.throughput(Throughput::Bytes(size as u64 * per_iter));

@@ -28,12 +28,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use espo_stack::config::Config;
-use espo_stack::counters::DropReason;
-use espo_stack::gateway::path::{
+use espo_config::Config;
+use espo_gateway::path::{
     InboundEngine, Incoming, OutboundEngine, Outgoing, PacketBuf, SaSnapshot,
 };
-use espo_stack::wire::{ChecksumCaps, IpProtocol, ipv4};
+use espo_ipsec::counters::DropReason;
+use espo_ipsec::wire::{ChecksumCaps, IpProtocol, ipv4};
 
 /// The baseline engine's outbound half: a bare IPv4 header in front, nothing else.
 struct PlainOut {
@@ -122,7 +122,7 @@ fn relay(config_path: &Path) {
         panic!("the plain relay carries IPv4 outer headers only");
     };
     let outside = gw.port.clone().expect("[gateway] port");
-    let report = espo_stack::gateway::run_with(
+    let report = espo_gateway::run_with(
         &config,
         &gw,
         &outside,

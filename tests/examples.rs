@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use espo_stack::config::{Config, Direction, PolicyConfig};
+use espo_config::Config;
+use espo_ipsec::spec::{Direction, PolicySpec};
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
@@ -40,12 +41,12 @@ fn every_example_parses() {
             let gw = gw.unwrap_or_else(|| panic!("{}: no [gateway]", path.display()));
             assert!(gw.port.is_some(), "{}", path.display());
         }
-        espo_stack::engine::SoftwareEngine::from_config(&c)
+        c.software_engine()
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 }
 
-fn mirrored(a: &PolicyConfig, b: &PolicyConfig) -> bool {
+fn mirrored(a: &PolicySpec, b: &PolicySpec) -> bool {
     a.src == b.src && a.dst == b.dst && a.sa == b.sa && a.dir != b.dir
 }
 
@@ -90,7 +91,7 @@ fn both_ends_of_every_example_agree() {
                     dir.display(),
                     sa.spi
                 );
-                let key = |k: &Option<espo_stack::crypto::SecretKey>| {
+                let key = |k: &Option<espo_ipsec::crypto::SecretKey>| {
                     k.as_ref().map(|k| k.as_bytes().to_vec())
                 };
                 assert_eq!(

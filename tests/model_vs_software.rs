@@ -1,7 +1,7 @@
 //! Differential test of the card model against the software engine (issue 5, datasheet
 //! §7.7/§7.8): the same SAs, keys and sequence numbers on both; random inner packets are
 //! encapsulated by the model (driven through BAR0 and DMA, as hardware is) and by
-//! `espo_stack::engine::SoftwareEngine`, and the two tunnel packets must be the same bytes.
+//! `espo_ipsec::engine::SoftwareEngine`, and the two tunnel packets must be the same bytes.
 //! Each side's output is then decapsulated by the other side — reordered, replayed, held
 //! back past the window, corrupted, re-addressed to an unknown SPI, ECN-marked on the
 //! way — and the verdicts and inner packets must agree.
@@ -20,11 +20,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use card::Host;
+use espo_config::Config;
 use espo_fpga::{SaEntry, Status};
+use espo_ipsec::counters::DropReason;
+use espo_ipsec::engine::{Encapsulated, SoftwareEngine};
 use espo_model::{MemLink, ModelParams};
-use espo_stack::config::Config;
-use espo_stack::counters::DropReason;
-use espo_stack::engine::{Encapsulated, SoftwareEngine};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use traffic::TestSa;
@@ -47,7 +47,7 @@ struct Rig {
 
 fn engine(text: &str) -> SoftwareEngine {
     let config = Config::parse(text, Path::new("model-vs-software.toml")).expect("config");
-    SoftwareEngine::from_config(&config).expect("engine")
+    config.software_engine().expect("engine")
 }
 
 impl Rig {

@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use espo_stack::config::Config;
-use espo_stack::engine::{Decapsulated, EncapsulatedInPlace, HEADROOM, SoftwareEngine, TAILROOM};
-use espo_stack::loopback;
+use espo_config::Config;
+use espo_harness::loopback;
+use espo_ipsec::engine::{Decapsulated, EncapsulatedInPlace, HEADROOM, SoftwareEngine, TAILROOM};
 
 fn engines(sas: &str, bundle: &str) -> (SoftwareEngine, SoftwareEngine) {
     let policy = |dir: &str| {
@@ -17,8 +17,8 @@ fn engines(sas: &str, bundle: &str) -> (SoftwareEngine, SoftwareEngine) {
     let tx = Config::parse(&format!("{sas}{}", policy("out")), Path::new("tx")).expect("tx config");
     let rx = Config::parse(&format!("{sas}{}", policy("in")), Path::new("rx")).expect("rx config");
     (
-        SoftwareEngine::from_config(&tx).expect("tx"),
-        SoftwareEngine::from_config(&rx).expect("rx"),
+        tx.software_engine().expect("tx"),
+        rx.software_engine().expect("rx"),
     )
 }
 

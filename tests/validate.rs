@@ -5,9 +5,9 @@ mod common;
 
 use common::*;
 use espo_driver::card::CardConfig;
-use espo_stack::offload::Wire;
-use espo_stack::testbed::{CardUnderTest, ModelCard, TestCard, TestbedError};
-use espo_stack::validate::{ValidateOptions, validate};
+use espo_harness::testbed::{CardUnderTest, ModelCard, TestCard, TestbedError};
+use espo_harness::validate::{ValidateOptions, validate};
+use espo_offload::Wire;
 
 fn last_line(out: &str) -> &str {
     out.lines().last().unwrap_or("")

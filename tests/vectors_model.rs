@@ -12,11 +12,12 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use card::Host;
+use espo_config::Config;
 use espo_fpga::{AlgId, SaEntry, Status};
+use espo_ipsec::crypto::EncryptionAlgorithm;
+use espo_ipsec::engine::Decapsulated;
+use espo_ipsec::spec::SaSpec;
 use espo_model::{MemLink, ModelParams};
-use espo_stack::config::{Config, SaConfig};
-use espo_stack::crypto::EncryptionAlgorithm;
-use espo_stack::engine::{Decapsulated, SoftwareEngine};
 
 /// An address as the SA entry holds it: IPv4 in bytes 0–3 (datasheet §0, conventions).
 fn addr16(a: IpAddr) -> [u8; 16] {
@@ -29,7 +30,7 @@ fn addr16(a: IpAddr) -> [u8; 16] {
 }
 
 /// The card's SA entry for a configured AES-GCM SA.
-fn entry(sa: &SaConfig, outbound: bool) -> SaEntry {
+fn entry(sa: &SaSpec, outbound: bool) -> SaEntry {
     let alg = match sa.encryption {
         Some(EncryptionAlgorithm::AesGcm128) => AlgId::AesGcm128,
         Some(EncryptionAlgorithm::AesGcm256) => AlgId::AesGcm256,
@@ -70,7 +71,7 @@ fn frame(dst_mac: [u8; 6], ip: &[u8]) -> Vec<u8> {
     f
 }
 
-fn card_with(sa: &SaConfig, outbound: bool) -> (Host, MemLink) {
+fn card_with(sa: &SaSpec, outbound: bool) -> (Host, MemLink) {
     let mut host = Host::new(ModelParams::default());
     let (near, port) = MemLink::pair();
     host.model.attach_link(Box::new(near));
@@ -115,7 +116,7 @@ fn the_models_encapsulation_of_the_gcm_vectors_decrypts_independently() {
             .unwrap()
             .replace("dir = \"out\"", "dir = \"in\"");
         let rx_config = Config::parse(&text, Path::new("rx.toml")).expect("rx config");
-        let mut rx = SoftwareEngine::from_config(&rx_config).expect("rx");
+        let mut rx = rx_config.software_engine().expect("rx");
         let plain = common::ip_packets(&dir.join("plain.pcap"));
         for (i, inner) in plain.iter().enumerate() {
             host.post_tx(0, &[(&frame([0x02, 0, 0, 0, 0, 2], inner), Some(0))]);

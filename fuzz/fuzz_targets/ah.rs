@@ -2,7 +2,7 @@
 //! first input byte picks the AH offset for the IPv6 case.
 #![no_main]
 
-use espo_stack::wire::ah::{FIXED_LEN, Packet, Repr, zero_mutable_ipv4, zero_mutable_ipv6};
+use espo_ipsec::wire::ah::{FIXED_LEN, Packet, Repr, zero_mutable_ipv4, zero_mutable_ipv6};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

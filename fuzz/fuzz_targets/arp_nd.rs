@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use espo_stack::gateway::card::resolve::{Kind, Neighbourly, parse};
+use espo_gateway::card::resolve::{Kind, Neighbourly, parse};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use espo_stack::config::Config;
+use espo_config::Config;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

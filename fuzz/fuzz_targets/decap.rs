@@ -10,8 +10,8 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use espo_stack::config::Config;
-use espo_stack::engine::{Decapsulated, Encapsulated, SoftwareEngine};
+use espo_config::Config;
+use espo_ipsec::engine::{Decapsulated, Encapsulated, SoftwareEngine};
 use libfuzzer_sys::fuzz_target;
 
 const SAS: &str = r#"
@@ -72,8 +72,8 @@ fn build() -> Pair {
     let tx = Config::parse(&format!("{SAS}{}", policies("out")), Path::new("tx")).expect("tx config");
     let rx = Config::parse(&format!("{SAS}{}", policies("in")), Path::new("rx")).expect("rx config");
     Pair {
-        tx: SoftwareEngine::from_config(&tx).expect("tx"),
-        rx: SoftwareEngine::from_config(&rx).expect("rx"),
+        tx: tx.software_engine().expect("tx"),
+        rx: rx.software_engine().expect("rx"),
     }
 }
 

@@ -2,7 +2,7 @@
 //! inverse of a successful parse.
 #![no_main]
 
-use espo_stack::wire::esp::{HEADER_LEN, Packet, Repr, TRAILER_LEN, emit_trailer, parse_trailer};
+use espo_ipsec::wire::esp::{HEADER_LEN, Packet, Repr, TRAILER_LEN, emit_trailer, parse_trailer};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

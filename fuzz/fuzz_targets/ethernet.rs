@@ -1,7 +1,7 @@
 //! Ethernet frames: the checked view, the VLAN-tag skip, and Repr emit→parse.
 #![no_main]
 
-use espo_stack::wire::ethernet::{Frame, HEADER_LEN, Repr};
+use espo_ipsec::wire::ethernet::{Frame, HEADER_LEN, Repr};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

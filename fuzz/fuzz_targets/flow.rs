@@ -1,7 +1,7 @@
 //! Selector extraction from inner IPv4/IPv6 packets.
 #![no_main]
 
-use espo_stack::wire::{Flow, IpProtocol};
+use espo_ipsec::wire::{Flow, IpProtocol};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

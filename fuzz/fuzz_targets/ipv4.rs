@@ -2,8 +2,8 @@
 //! parse→emit→parse.
 #![no_main]
 
-use espo_stack::wire::ipv4::{HEADER_LEN, Packet, Repr};
-use espo_stack::wire::{ChecksumCaps, checksum};
+use espo_ipsec::wire::ipv4::{HEADER_LEN, Packet, Repr};
+use espo_ipsec::wire::{ChecksumCaps, checksum};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

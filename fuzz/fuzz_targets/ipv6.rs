@@ -2,7 +2,7 @@
 //! parse→emit→parse.
 #![no_main]
 
-use espo_stack::wire::ipv6::{HEADER_LEN, Packet, Repr, walk_extension_headers};
+use espo_ipsec::wire::ipv6::{HEADER_LEN, Packet, Repr, walk_extension_headers};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

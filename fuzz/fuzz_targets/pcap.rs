@@ -2,7 +2,7 @@
 //! never a record longer than the reader's limit.
 #![no_main]
 
-use espo_stack::pcap::{MAX_RECORD_LEN, Reader};
+use espo_harness::pcap::{MAX_RECORD_LEN, Reader};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

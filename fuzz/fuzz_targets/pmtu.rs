@@ -3,8 +3,8 @@
 //! device.
 #![no_main]
 
-use espo_stack::gateway::{icmp, pmtu};
-use espo_stack::wire::ipv4;
+use espo_gateway::{icmp, pmtu};
+use espo_ipsec::wire::ipv4;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: (u16, &[u8])| {

@@ -4,8 +4,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use espo_stack::wire::ChecksumCaps;
-use espo_stack::wire::udp::{HEADER_LEN, Packet, Repr};
+use espo_ipsec::wire::ChecksumCaps;
+use espo_ipsec::wire::udp::{HEADER_LEN, Packet, Repr};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

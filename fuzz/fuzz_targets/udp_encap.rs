@@ -1,8 +1,8 @@
 //! UDP encapsulation (RFC 3948): classification of a payload on the encapsulation port.
 #![no_main]
 
-use espo_stack::wire::esp;
-use espo_stack::wire::udp_encap::{NON_ESP_MARKER_LEN, Payload, classify};
+use espo_ipsec::wire::esp;
+use espo_ipsec::wire::udp_encap::{NON_ESP_MARKER_LEN, Payload, classify};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

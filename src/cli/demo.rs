@@ -1,5 +1,5 @@
 //! `espo demo`: two gateways in one process, the tunnel between them, traffic through it
-//! (the logic is `espo_stack::demo`).
+//! (the logic is `espo_harness::demo`).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use espo_stack::config::Config;
-use espo_stack::demo::{Budget, Demo, DemoOptions, PacketSize, Progress, default_configs};
+use espo_config::Config;
+use espo_harness::demo::{Budget, Demo, DemoOptions, PacketSize, Progress, default_configs};
 
 /// Run two gateways (card model, software engine) and traffic between them, in one process.
 ///
@@ -74,8 +74,8 @@ fn parse_size(s: &str) -> anyhow::Result<PacketSize> {
         .parse()
         .with_context(|| format!("--size: `{s}` is neither a number of bytes nor `mixed`"))?;
     let (lo, hi) = (
-        espo_stack::demo::hosts::MIN_PACKET,
-        espo_stack::demo::hosts::MAX_PACKET,
+        espo_harness::demo::hosts::MIN_PACKET,
+        espo_harness::demo::hosts::MAX_PACKET,
     );
     if !(lo..=hi).contains(&n) {
         bail!("--size: {n} bytes is outside {lo}..={hi}");

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use espo_stack::config::Config;
+use espo_config::Config;
 
 /// Run the IPsec tunnel gateway.
 ///
@@ -44,7 +44,7 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     let config = Config::load(&args.config)?;
-    let report = espo_stack::gateway::run(&config, |info| {
+    let report = espo_gateway::run(&config, |info| {
         if !args.quiet {
             eprintln!(
                 "espo: running: tun {} (mtu {}), outside {} (mtu {}), engine {}; Ctrl-C stops",

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use espo_stack::config::{Config, DEFAULT_STATUS_SOCKET};
+use espo_config::{Config, DEFAULT_STATUS_SOCKET};
 
 /// Show a running gateway's SAs, counters and drops.
 ///
@@ -41,7 +41,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<std::process::ExitCode> {
             .unwrap_or_else(|| DEFAULT_STATUS_SOCKET.into()),
         (None, None) => DEFAULT_STATUS_SOCKET.into(),
     };
-    let text = espo_stack::gateway::status::query(&path).with_context(|| {
+    let text = espo_gateway::status::query(&path).with_context(|| {
         format!(
             "no gateway answers on {} (is espo run running, and are you root?)",
             path.display()

@@ -1,13 +1,13 @@
 //! `espo validate`: the card under test against the software engine, on seeded random
-//! traffic (the logic is `espo_stack::validate`).
+//! traffic (the logic is `espo_harness::validate`).
 
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 use anyhow::bail;
 use clap::{Args, ValueEnum};
-use espo_stack::testbed::{CardUnderTest, ModelCard, VfioCard};
-use espo_stack::validate::{Progress, ValidateOptions, validate};
+use espo_harness::testbed::{CardUnderTest, ModelCard, VfioCard};
+use espo_harness::validate::{Progress, ValidateOptions, validate};
 
 #[cfg(feature = "rtl")]
 #[path = "validate_rtl.rs"]

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use espo_driver::card::{Card, CardConfig};
 use espo_driver::model::{MemLink, ModelDevice, ModelOptions, ModelParams};
+use espo_harness::testbed::{CardUnderTest, ModelPort, TestCard, TestbedError};
 use espo_rtl::{CycleLog, RtlDatapath};
-use espo_stack::testbed::{CardUnderTest, ModelPort, TestCard, TestbedError};
 
 /// The card model whose per-frame transform and SA table writes go to the RTL core; its
 /// timing parameters describe that core ([`ModelParams::rtl_core`]).

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use espo_stack::pcap::{LinkType, Reader};
+use espo_harness::pcap::{LinkType, Reader};
 
 pub fn espo() -> Command {
     Command::new(env!("CARGO_BIN_EXE_espo"))
@@ -62,13 +62,13 @@ pub fn link_type(path: &Path) -> LinkType {
 /// Writes `packets` as a raw-IP capture.
 pub fn write_raw_capture(path: &Path, packets: &[Vec<u8>]) {
     let file = std::fs::File::create(path).expect("create capture");
-    let header = espo_stack::pcap::FileHeader {
+    let header = espo_harness::pcap::FileHeader {
         link_type: LinkType::RawIp,
         snap_len: 65535,
         nanosecond: false,
     };
     let mut w =
-        espo_stack::pcap::Writer::new(std::io::BufWriter::new(file), header).expect("header");
+        espo_harness::pcap::Writer::new(std::io::BufWriter::new(file), header).expect("header");
     for (i, p) in packets.iter().enumerate() {
         w.write_record(i as u32, 0, p).expect("record");
     }

@@ -183,7 +183,7 @@ pub fn sa_entry(i: usize, sa: &TestSa, outbound: bool) -> SaEntry {
 }
 
 /// The inbound window as the software engine starts it from `seq`: top = `seq`, marked
-/// received (espo-stack's `InboundSa::new`).
+/// received (espo-ipsec's `InboundSa::new`).
 pub fn inbound_state(sa: &TestSa) -> SaState {
     let mut s = SaState {
         seq: sa.seq,

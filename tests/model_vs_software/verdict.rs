@@ -1,8 +1,8 @@
 //! The verdicts of the two receivers, in terms both engines share.
 
 use espo_fpga::{RxCompletion, Status};
-use espo_stack::counters::DropReason;
-use espo_stack::engine::Decapsulated;
+use espo_ipsec::counters::DropReason;
+use espo_ipsec::engine::Decapsulated;
 
 /// What a receiver did with one packet, in terms both engines share.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

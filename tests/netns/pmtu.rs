@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use espo_stack::wire::{ChecksumCaps, IpProtocol, ipv4, ipv6};
+use espo_ipsec::wire::{ChecksumCaps, IpProtocol, ipv4, ipv6};
 use std::os::fd::AsRawFd;
 
 use nix::sys::socket::{SockaddrStorage, recvfrom};

@@ -1,7 +1,7 @@
 //! More SAs than the card's SA table holds: the rest run in software and move onto the
 //! card as entries free up.
 
-use espo_stack::offload::{Path, Placement, SaDir, SentAs, SoftwareReason};
+use espo_offload::{Path, Placement, SaDir, SentAs, SoftwareReason};
 
 use super::support::*;
 
@@ -35,12 +35,12 @@ fn many(n: u32, first_hard_packets: u64) -> (String, String) {
 
 fn packet_to(rig: &mut Rig, tag: u64, i: u32) {
     let mut p =
-        espo_stack::validate::traffic::inner_packet(&mut rig.rng, 1, 100, false, tag as u32, 64);
+        espo_harness::validate::traffic::inner_packet(&mut rig.rng, 1, 100, false, tag as u32, 64);
     p[17] = (100 + i / 256) as u8;
     p[18] = (i % 256) as u8;
     p[10] = 0;
     p[11] = 0;
-    let sum = !espo_stack::wire::checksum::data(&p[..20]);
+    let sum = !espo_ipsec::wire::checksum::data(&p[..20]);
     p[10..12].copy_from_slice(&sum.to_be_bytes());
     rig.engine.submit(tag, &p);
     rig.ledger.submitted.insert(tag, p);

@@ -3,8 +3,8 @@
 
 use espo_driver::card::{CardConfig, IrqMode};
 use espo_driver::model::FaultKind;
-use espo_stack::counters::DropReason;
-use espo_stack::offload::{
+use espo_ipsec::counters::DropReason;
+use espo_offload::{
     CardMode, EngineEvent, Placement, Received, Recovery, SaDir, SoftwareReason, card_config,
 };
 

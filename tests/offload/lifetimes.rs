@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use espo_stack::counters::DropReason;
-use espo_stack::offload::{
+use espo_ipsec::counters::DropReason;
+use espo_offload::{
     EngineEvent, LifetimeCause, Path, Placement, Received, SaDir, SentAs, SoftwareReason,
 };
 

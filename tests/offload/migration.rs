@@ -1,7 +1,7 @@
 //! Live moves between card and software, under load, both directions.
 
-use espo_stack::counters::DropReason;
-use espo_stack::offload::{Path, Placement, Received, SaDir, SentAs};
+use espo_ipsec::counters::DropReason;
+use espo_offload::{Path, Placement, Received, SaDir, SentAs};
 
 use super::support::*;
 
@@ -178,7 +178,7 @@ fn software_sas_and_the_card_share_the_port_in_order() {
         };
         assert_eq!(*path, want, "frame {i}");
         assert_eq!(
-            espo_stack::validate::traffic::identity(packet),
+            espo_harness::validate::traffic::identity(packet),
             Some(i as u32),
             "in order"
         );

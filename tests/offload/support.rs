@@ -7,16 +7,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use espo_config::Config;
 use espo_driver::model::{FaultKind, FaultTrigger};
-use espo_stack::config::Config;
-use espo_stack::counters::DropReason;
-use espo_stack::engine::{Decapsulated, Encapsulated, SoftwareEngine};
-use espo_stack::offload::{
+use espo_harness::testbed::{CardUnderTest, FaultInjector, ModelCard};
+use espo_harness::validate::traffic::{identity, inner_packet};
+use espo_ipsec::counters::DropReason;
+use espo_ipsec::engine::{Decapsulated, Encapsulated, SoftwareEngine};
+use espo_offload::{
     CardMode, EngineEvent, ManualClock, MemWire, OffloadEngine, OffloadOptions, RxReport, SentAs,
     TxReport, Wire, card_config,
 };
-use espo_stack::testbed::{CardUnderTest, FaultInjector, ModelCard};
-use espo_stack::validate::traffic::{identity, inner_packet};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -156,7 +156,9 @@ pub fn rig_on(
         ..OffloadOptions::default()
     };
     tweak(&mut options);
-    let engine = OffloadEngine::new(&parse(local), Some(card.card), options).expect("engine");
+    let local = parse(local);
+    let engine =
+        OffloadEngine::new(&local.sas, &local.policies, Some(card.card), options).expect("engine");
     let peer_cfg = parse(peer);
     Rig {
         engine,
@@ -164,8 +166,8 @@ pub fn rig_on(
         faults: card.faults.take().expect("the model injects faults"),
         fallback: far,
         clock,
-        peer_rx: SoftwareEngine::from_config(&peer_cfg).expect("peer"),
-        peer_tx: SoftwareEngine::from_config(&peer_cfg).expect("peer"),
+        peer_rx: peer_cfg.software_engine().expect("peer"),
+        peer_tx: peer_cfg.software_engine().expect("peer"),
         rng: StdRng::seed_from_u64(5),
         ledger: Ledger::default(),
         events: Vec::new(),

@@ -22,8 +22,8 @@ command -v cpio >/dev/null 2>&1 || need+=(cpio)
 command -v modinfo >/dev/null 2>&1 || need+=(kmod)
 if [ ${#need[@]} -gt 0 ]; then
     echo "== vfio-qemu: installing ${need[*]}"
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
 # The guest kernel and its modules, from one Debian package so their versions match.
@@ -32,7 +32,7 @@ if ! ls "$kdir"/boot/vmlinuz-6.1.* >/dev/null 2>&1; then
     echo "== vfio-qemu: fetching Debian's linux-image-6.1 package"
     pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-6\.1\./ {print $2; exit}')
     if [ -z "$pkg" ]; then
-        apt-get update -qq
+        apt-get -o DPkg::Lock::Timeout=600 update -qq
         pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-6\.1\./ {print $2; exit}')
     fi
     [ -n "$pkg" ] || { echo "vfio-qemu: no linux-image-6.1 package found" >&2; exit 1; }

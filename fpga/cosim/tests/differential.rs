@@ -1,5 +1,5 @@
 //! Differential tests: the same packets through the RTL core (co-simulated) and through
-//! espo-stack's software engine, compared byte for byte and verdict by verdict.
+//! espo-ipsec's software engine, compared byte for byte and verdict by verdict.
 //!
 //! Tunnels cover IPv4 and IPv6 outer headers, AES-GCM-128 and -256, UDP encapsulation and
 //! ESN; inner packets are IPv4 and IPv6 of sizes from the smallest to 9000 bytes with every
@@ -10,9 +10,9 @@ mod common;
 
 use common::*;
 use espo_fpga::{DfMode, Status};
+use espo_ipsec::counters::DropReason;
+use espo_ipsec::engine::{Decapsulated, Encapsulated, SoftwareEngine};
 use espo_rtl::{PacketIn, PacketOut, Rtl};
-use espo_stack::counters::DropReason;
-use espo_stack::engine::{Decapsulated, Encapsulated, SoftwareEngine};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use espo_fpga::{AdminOpcode, AlgId, EventCode, SaEntry, Status};
+use espo_ipsec::counters::DropReason;
 use espo_rtl::{Direction, PacketIn, Rtl};
-use espo_stack::counters::DropReason;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -234,7 +234,7 @@ fn sequence_numbers_stop_at_the_end_of_their_space() {
         let sw = tx.outbound.encapsulate(ip, &mut buf);
         let v = o.verdict.as_ref().expect("verdict");
         match sw {
-            Ok(espo_stack::engine::Encapsulated::Protected { len, seq, .. }) => {
+            Ok(espo_ipsec::engine::Encapsulated::Protected { len, seq, .. }) => {
                 assert_eq!((v.status, v.seq), (Status::Ok, seq), "packet {i}");
                 assert_eq!(&o.frame[14..], &buf[..len]);
                 let exhausted = v.events.contains(&(EventCode::SeqExhausted, 0));
@@ -409,7 +409,7 @@ fn inbound_lookup_finds_every_sa_of_a_full_set_and_counts_match_the_software_eng
         for _ in 0..2 {
             let ip = inner_packet(&mut rng, k, false, 100 + k, 0, true);
             let mut buf = vec![0u8; 2048];
-            let Ok(espo_stack::engine::Encapsulated::Protected { len, .. }) =
+            let Ok(espo_ipsec::engine::Encapsulated::Protected { len, .. }) =
                 tx.outbound.encapsulate(&ip, &mut buf)
             else {
                 panic!("software refused tunnel {k}");

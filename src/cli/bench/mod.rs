@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use espo_stack::crypto::{Aead, AeadAlgorithm};
-use espo_stack::engine::{Decapsulated, EncapsulatedInPlace, HEADROOM, SoftwareEngine, TAILROOM};
-use espo_stack::loopback;
+use espo_harness::loopback;
+use espo_ipsec::crypto::{Aead, AeadAlgorithm};
+use espo_ipsec::engine::{Decapsulated, EncapsulatedInPlace, HEADROOM, TAILROOM};
 
 /// Measure encapsulation and decapsulation throughput on one core, against a baseline.
 ///
@@ -82,9 +82,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         bail!("--seconds {} is out of range (0 to 3600)", args.seconds);
     }
     let (tx_config, rx_config) = loopback::tunnel_pair(&args.algorithm, args.integrity.as_deref())?;
-    let mut tx = SoftwareEngine::from_config(&tx_config).context("building the sending engine")?;
-    let mut rx =
-        SoftwareEngine::from_config(&rx_config).context("building the receiving engine")?;
+    let mut tx = tx_config
+        .software_engine()
+        .context("building the sending engine")?;
+    let mut rx = rx_config
+        .software_engine()
+        .context("building the receiving engine")?;
     let inner = loopback::udp_packet(args.size, 0x5a);
 
     // A pool of packet buffers of about 1 MiB, the working set of a gateway's rings. Each

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use espo_config::Config;
 use espo_driver::card::{Card, CardConfig};
 use espo_driver::model::{MemLink, ModelDevice, ModelHandle, ModelOptions, ModelParams, Pacing};
-use espo_stack::config::Config;
-use espo_stack::engine::{Encapsulated, SoftwareEngine};
-use espo_stack::offload::{OffloadEngine, OffloadOptions, Received, SentAs, card_config};
+use espo_ipsec::engine::Encapsulated;
+use espo_offload::{OffloadEngine, OffloadOptions, Received, SentAs, card_config};
 
 /// Packets per round: the model runs once per round.
 const ROUND: usize = 512;
@@ -55,7 +55,7 @@ fn card(size: usize) -> anyhow::Result<(Card, ModelHandle, MemLink)> {
     handle.attach_link(Box::new(near));
     let config = CardConfig {
         ring_log2: 10,
-        buffer_bytes: (size as u32 + 256).clamp(2048, espo_stack::offload::JUMBO_BUFFER_BYTES),
+        buffer_bytes: (size as u32 + 256).clamp(2048, espo_offload::JUMBO_BUFFER_BYTES),
         // Host time runs on while the model is stepped apart: no fault detection here.
         hang_timeout: Duration::from_secs(3600),
         health_interval: None,
@@ -68,7 +68,12 @@ fn card(size: usize) -> anyhow::Result<(Card, ModelHandle, MemLink)> {
 /// Encapsulation through the card for about `budget`.
 pub fn encap(tx_config: &Config, inner: &[u8], budget: Duration) -> anyhow::Result<Direction> {
     let (card, model, far) = card(inner.len())?;
-    let mut engine = OffloadEngine::new(tx_config, Some(card), OffloadOptions::default())?;
+    let mut engine = OffloadEngine::new(
+        &tx_config.sas,
+        &tx_config.policies,
+        Some(card),
+        OffloadOptions::default(),
+    )?;
     let mut d = Direction::default();
     let mut reports = Vec::with_capacity(ROUND);
     model.reset_perf();
@@ -103,7 +108,7 @@ pub fn encap(tx_config: &Config, inner: &[u8], budget: Duration) -> anyhow::Resu
         for r in &reports {
             match r.outcome {
                 Ok(SentAs::Esp {
-                    path: espo_stack::offload::Path::Card,
+                    path: espo_offload::Path::Card,
                     ..
                 }) => d.by_card += 1,
                 Ok(_) => {}
@@ -130,8 +135,13 @@ pub fn decap(
     budget: Duration,
 ) -> anyhow::Result<Direction> {
     let (card, model, far) = card(inner.len())?;
-    let mut engine = OffloadEngine::new(rx_config, Some(card), OffloadOptions::default())?;
-    let mut sender = SoftwareEngine::from_config(tx_config).context("the sender")?;
+    let mut engine = OffloadEngine::new(
+        &rx_config.sas,
+        &rx_config.policies,
+        Some(card),
+        OffloadOptions::default(),
+    )?;
+    let mut sender = tx_config.software_engine().context("the sender")?;
     let mut d = Direction::default();
     let mut reports = Vec::with_capacity(ROUND);
     let mut buf = vec![0u8; inner.len() + 256];
@@ -174,7 +184,7 @@ pub fn decap(
         for r in &reports {
             match &r.outcome {
                 Ok(Received::Inner {
-                    path: espo_stack::offload::Path::Card,
+                    path: espo_offload::Path::Card,
                     ..
                 }) => d.by_card += 1,
                 Ok(_) => {}

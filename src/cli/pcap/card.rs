@@ -4,14 +4,15 @@
 //! and their packets pass the card as bypass frames, so the output keeps the input's order.
 
 use anyhow::{Context, bail};
-use espo_stack::config::Config;
-use espo_stack::offload::{
+use espo_config::Config;
+use espo_harness::testbed::{CardUnderTest, ModelCard};
+use espo_offload::{
     OffloadEngine, OffloadOptions, Placement, Received, SaDir, SentAs, TxReport, Wire,
 };
-use espo_stack::testbed::{CardUnderTest, ModelCard};
 
 use super::{Direction, Outcome, SaLine, Transform};
-use espo_stack::counters::DropReason;
+use espo_ipsec::counters::DropReason;
+use espo_ipsec::wire::ethernet::EtherType;
 
 /// Polls without progress before the card is declared stuck.
 const STUCK_POLLS: u32 = 100_000;
@@ -25,11 +26,16 @@ pub(super) struct CardTransform {
 impl CardTransform {
     pub(super) fn new(config: &Config) -> anyhow::Result<Self> {
         let card = ModelCard::default()
-            .open(espo_stack::offload::card_config())
+            .open(espo_offload::card_config())
             .context("bringing up the card model")?;
         let caps = card.card.capabilities();
         let max_frame = (card.card.buffer_bytes().min(caps.max_frame)) as usize;
-        let engine = OffloadEngine::new(config, Some(card.card), OffloadOptions::default())?;
+        let engine = OffloadEngine::new(
+            &config.sas,
+            &config.policies,
+            Some(card.card),
+            OffloadOptions::default(),
+        )?;
         Ok(Self {
             engine,
             port: card.port,
@@ -86,7 +92,7 @@ impl CardTransform {
                 continue;
             }
             let mut frame = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
-            frame.extend_from_slice(&espo_stack_ethertype(ip));
+            frame.extend_from_slice(&EtherType::of_ip(ip).to_bytes());
             frame.extend_from_slice(ip);
             self.port.send(&frame);
             injected.push(i);
@@ -126,13 +132,6 @@ impl CardTransform {
             });
         }
         Ok(())
-    }
-}
-
-fn espo_stack_ethertype(ip: &[u8]) -> [u8; 2] {
-    match ip.first().map(|b| b >> 4) {
-        Some(6) => [0x86, 0xdd],
-        _ => [0x08, 0x00],
     }
 }
 

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use espo_stack::config::{Config, EngineKind};
-use espo_stack::counters::{DropCounters, DropReason};
-use espo_stack::pcap::{FileHeader, LinkType, Reader, Writer};
-use espo_stack::wire::ethernet;
+use espo_config::{Config, EngineKind};
+use espo_harness::pcap::{FileHeader, LinkType, Reader, Writer};
+use espo_ipsec::counters::{DropCounters, DropReason};
+use espo_ipsec::wire::ethernet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Direction {

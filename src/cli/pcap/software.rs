@@ -1,7 +1,7 @@
 //! `espo pcap` on the software engine: every algorithm, on the host CPU.
 
-use espo_stack::config::Config;
-use espo_stack::engine::{Decapsulated, Encapsulated, EngineError, SoftwareEngine};
+use espo_config::Config;
+use espo_ipsec::engine::{Decapsulated, Encapsulated, EngineError, SoftwareEngine};
 
 use super::{Direction, Outcome, SaLine, Transform};
 
@@ -16,7 +16,7 @@ pub(super) struct SoftwareTransform {
 impl SoftwareTransform {
     pub(super) fn new(config: &Config) -> Result<Self, EngineError> {
         Ok(Self {
-            engine: SoftwareEngine::from_config(config)?,
+            engine: config.software_engine()?,
             out: vec![0u8; 65535 + OVERHEAD],
         })
     }
@@ -60,7 +60,7 @@ impl Transform for SoftwareTransform {
 
     fn sa_lines(&self, direction: Direction) -> Vec<SaLine> {
         let line =
-            |params: &espo_stack::sa::SaParams, c: &espo_stack::counters::SaCounters| SaLine {
+            |params: &espo_ipsec::sa::SaParams, c: &espo_ipsec::counters::SaCounters| SaLine {
                 spi: params.spi,
                 protocol: params.protocol.name(),
                 place: "software".into(),

@@ -1,11 +1,11 @@
 //! Shared by the differential tests: tunnels configured identically in the RTL core and in
-//! espo-stack's software engine, and seeded inner packets.
+//! espo-ipsec's software engine, and seeded inner packets.
 #![allow(dead_code)]
 
+use espo_config::Config;
 use espo_fpga::{AlgId, DfMode, SaEntry};
+use espo_ipsec::engine::SoftwareEngine;
 use espo_rtl::{Direction, PacketIn, Rtl};
-use espo_stack::config::Config;
-use espo_stack::engine::SoftwareEngine;
 use rand::{Rng, RngCore};
 use std::path::Path;
 
@@ -162,7 +162,7 @@ fn engine(tunnels: &[Tunnel], dir: &str) -> SoftwareEngine {
         }
     }
     let config = Config::parse(&text, Path::new("differential.toml")).expect("valid configuration");
-    SoftwareEngine::from_config(&config).expect("engine")
+    config.software_engine().expect("engine")
 }
 
 /// The sending side's software engine (outbound SAs).

@@ -1,0 +1,320 @@
+//! The configuration file (TOML): `[device]`, `[gateway]`, `[[sa]]`, `[[policy]]`.
+//!
+//! Reading happens in two steps. serde reads the text into plain `Raw*` structs, refusing
+//! unknown fields (a misspelt key is an error, not a silent default) and reporting TOML
+//! syntax errors with their line. Validation then turns them into typed [`Config`] values
+//! and checks everything that crosses fields and entries: key lengths against algorithms,
+//! encryption without integrity, bundle shapes, policy references to SAs. Every error names
+//! the file, the entry (`sa[2] (spi 0x00001003)`, `policy[0]`) and the field, and nothing
+//! starts on a configuration with any error.
+//!
+//! The format is a stable contract (DESIGN.md); additions are optional fields with
+//! defaults, so old files keep working.
+#![forbid(unsafe_code)]
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use espo_ipsec::spec::{PolicySpec, SaSpec};
+
+mod check;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Syntax {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{}: {entry}: field `{field}`: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        entry: String,
+        field: &'static str,
+        message: String,
+    },
+}
+
+/// Which engine transforms packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    /// The software engine only.
+    Software,
+    /// The cycle-level model of the card, with software fallback.
+    Model,
+    /// A real card through VFIO, with software fallback.
+    Vfio,
+}
+
+impl EngineKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Software => "software",
+            EngineKind::Model => "model",
+            EngineKind::Vfio => "vfio",
+        }
+    }
+}
+
+impl core::str::FromStr for EngineKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "software" => Ok(EngineKind::Software),
+            "model" => Ok(EngineKind::Model),
+            "vfio" => Ok(EngineKind::Vfio),
+            other => Err(format!(
+                "unknown engine `{other}` (expected software, model or vfio)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceConfig {
+    pub engine: EngineKind,
+    /// The card's PCI address, for the vfio engine.
+    pub pci: Option<String>,
+}
+
+/// An address with its prefix length, as assigned to an interface (`10.1.0.1/16`): unlike a
+/// [`Cidr`](espo_ipsec::selector::Cidr) it keeps its host bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterfaceAddress {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+}
+
+impl core::str::FromStr for InterfaceAddress {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s.trim(), None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| {
+            format!("`{s}` is not an address with a prefix length (e.g. 10.1.0.1/16)")
+        })?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix_len = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{s}`: prefix length must be 0 to {max}"))?,
+        };
+        Ok(InterfaceAddress { addr, prefix_len })
+    }
+}
+
+impl core::fmt::Display for InterfaceAddress {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// Where `espo status` connects and `espo run` listens when `[gateway] status_socket` is not set.
+pub const DEFAULT_STATUS_SOCKET: &str = "/run/espo/espo.sock";
+
+/// The `[gateway]` section, for `espo run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// Name of the TUN device espo creates (the inside, protected side).
+    pub tun: String,
+    /// Addresses assigned to the TUN device (IPv4 and/or IPv6); may be empty.
+    pub tun_addresses: Vec<InterfaceAddress>,
+    /// The outside interface: the software engine's sockets are bound to it; for the model
+    /// and vfio engines, the link the card's port is attached to.
+    pub port: Option<String>,
+    pub local: Option<IpAddr>,
+    /// The TUN device's MTU; `None`: the outside interface's MTU less the largest tunnel
+    /// overhead of the outbound SAs.
+    pub mtu: Option<u16>,
+    /// The Unix socket `espo status` talks to (mode 0600).
+    pub status_socket: PathBuf,
+    /// Model and vfio engines: the router the card's port sends tunnel packets to, at most
+    /// one per address family; a family without one sends straight to the peer (on-link).
+    pub next_hops: Vec<IpAddr>,
+}
+
+/// A whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub device: DeviceConfig,
+    pub gateway: Option<GatewayConfig>,
+    pub sas: Vec<SaSpec>,
+    pub policies: Vec<PolicySpec>,
+}
+
+/// Smallest TUN MTU accepted (the IPv4 minimum datagram size every host must accept).
+pub const MIN_TUN_MTU: u16 = 576;
+/// Largest TUN MTU accepted.
+pub const MAX_TUN_MTU: u16 = 65000;
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validates configuration text; `path` names it in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Syntax {
+            path: path.to_owned(),
+            source,
+        })?;
+        crate::check::validate(raw, path)
+    }
+
+    /// The software engine for this configuration's SAs and policies.
+    pub fn software_engine(
+        &self,
+    ) -> Result<espo_ipsec::engine::SoftwareEngine, espo_ipsec::engine::EngineError> {
+        espo_ipsec::engine::SoftwareEngine::new(&self.sas, &self.policies)
+    }
+
+    pub fn sa(&self, spi: u32) -> Option<&SaSpec> {
+        self.sas.iter().find(|s| s.spi == spi)
+    }
+}
+
+// ---- the raw, serde-facing form -------------------------------------------------------
+
+/// An integer written as a TOML integer or as a string (`0x1001`, `4097`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum IntOrString {
+    Int(i64),
+    Str(String),
+}
+
+impl IntOrString {
+    pub(crate) fn to_u64(&self) -> Result<u64, String> {
+        match self {
+            IntOrString::Int(i) => u64::try_from(*i).map_err(|_| format!("{i} is negative")),
+            IntOrString::Str(s) => {
+                let t = s.trim();
+                let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+                    Some(hex) => u64::from_str_radix(hex, 16),
+                    None => t.parse::<u64>(),
+                };
+                parsed.map_err(|_| format!("`{s}` is not a number"))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub device: Option<RawDevice>,
+    pub gateway: Option<RawGateway>,
+    #[serde(default)]
+    pub sa: Vec<RawSa>,
+    #[serde(default)]
+    pub policy: Vec<RawPolicy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDevice {
+    pub engine: Option<String>,
+    pub pci: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGateway {
+    pub tun: Option<String>,
+    pub tun_address: Option<OneOrMany>,
+    pub port: Option<String>,
+    pub local: Option<String>,
+    pub mtu: Option<u16>,
+    pub status_socket: Option<PathBuf>,
+    pub next_hop: Option<OneOrMany>,
+}
+
+/// A string or an array of strings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub(crate) fn items(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::One(s) => vec![s.as_str()],
+            OneOrMany::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUdpEncap {
+    pub src_port: Option<u16>,
+    pub dst_port: Option<u16>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLifetime {
+    pub soft_bytes: Option<u64>,
+    pub hard_bytes: Option<u64>,
+    pub soft_packets: Option<u64>,
+    pub hard_packets: Option<u64>,
+    pub soft_seconds: Option<u64>,
+    pub hard_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSa {
+    pub spi: Option<IntOrString>,
+    pub protocol: Option<String>,
+    pub mode: Option<String>,
+    pub src: Option<String>,
+    pub dst: Option<String>,
+    pub encryption: Option<String>,
+    pub key: Option<String>,
+    pub integrity: Option<String>,
+    pub integrity_key: Option<String>,
+    pub esn: Option<bool>,
+    pub seq: Option<IntOrString>,
+    pub replay_window: Option<u32>,
+    pub udp_encap: Option<RawUdpEncap>,
+    pub ttl: Option<u8>,
+    pub df: Option<String>,
+    pub lifetime: Option<RawLifetime>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    pub dir: Option<String>,
+    pub src: Option<String>,
+    pub dst: Option<String>,
+    pub protocol: Option<IntOrString>,
+    pub src_port: Option<IntOrString>,
+    pub dst_port: Option<IntOrString>,
+    pub action: Option<String>,
+    pub sa: Option<Vec<IntOrString>>,
+}

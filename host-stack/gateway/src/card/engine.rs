@@ -1,0 +1,384 @@
+//! The offload engine behind the gateway's seams.
+//!
+//! The offload engine is one object for both directions (one card, one set of rings), so
+//! the two datapath threads share it behind a mutex, each holding it only for a batch:
+//!
+//! - outbound ([`CardOutbound`], an [`OutboundEngine`]): the batch is submitted and the
+//!   engine polled; every packet the card (or software, through the card's port) takes is
+//!   [`Outgoing::Transmitted`] — the card sends it itself. A packet refused later shows up
+//!   through [`OutboundEngine::settle`].
+//! - inbound ([`CardRx`], an [`OutsideRx`], with [`CardInbound`], an [`InboundEngine`]):
+//!   the card's receive queue is the outside. Its reports — inner packets the card (or
+//!   software) decapsulated and checked against the inbound policy, and drops with their
+//!   reason — become the batch and its verdicts.
+//!
+//! The inbound thread is the card's poller: its one descriptor is a [`Wake`] signalled when
+//! frames go into the card (port thread) or packets wait on the card's TX ring (outbound
+//! thread), and it stays readable until the card is idle again — nothing waiting to enter
+//! the card, nothing scheduled inside it, nothing outstanding on its rings.
+
+use std::collections::VecDeque;
+use std::os::fd::BorrowedFd;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use espo_driver::model::ModelHandle;
+
+use super::port::{PortQueues, Wake};
+use crate::path::{
+    InboundEngine, Incoming, OutboundEngine, Outgoing, OutsideRx, OutsideTx, PacketBuf, Placement,
+    SaDirection, SaSnapshot,
+};
+use espo_config::Config;
+use espo_ipsec::counters::DropReason;
+use espo_ipsec::engine::Outbound;
+use espo_offload::{self, EngineEvent, OffloadEngine, Received, RxReport, SaDir, SentAs, TxReport};
+
+/// How long the card's poller sleeps when the card is busy but has nothing to report yet.
+const BUSY_PAUSE: Duration = Duration::from_micros(30);
+
+/// What the datapath threads share.
+pub struct CardShared {
+    engine: Mutex<OffloadEngine>,
+    /// The card has work the inbound thread must poll for.
+    pub wake: Wake,
+    /// Verdicts of the batch [`CardRx`] just received, for [`CardInbound`].
+    verdicts: Mutex<VecDeque<Result<Incoming, DropReason>>>,
+    /// Reports taken from the engine that did not fit the last batch.
+    backlog: Mutex<VecDeque<RxReport>>,
+    queues: Arc<PortQueues>,
+    model: ModelHandle,
+    /// The engine's latest events (lifetimes, moves, faults), for `espo status`.
+    events: Mutex<VecDeque<EngineEvent>>,
+}
+
+/// How often the outbound thread lets the engine do its housekeeping besides traffic.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(10);
+/// Events `espo status` keeps.
+const EVENTS_KEPT: usize = 8;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl CardShared {
+    pub fn new(
+        engine: OffloadEngine,
+        queues: Arc<PortQueues>,
+        model: ModelHandle,
+    ) -> std::io::Result<CardShared> {
+        Ok(CardShared {
+            engine: Mutex::new(engine),
+            wake: Wake::new()?,
+            verdicts: Mutex::default(),
+            backlog: Mutex::default(),
+            queues,
+            model,
+            events: Mutex::default(),
+        })
+    }
+
+    /// Polls the engine (its housekeeping: card health, time lifetimes, events) and keeps
+    /// its latest events.
+    pub fn housekeeping(&self) {
+        let mut events = Vec::new();
+        {
+            let mut engine = self.engine();
+            engine.poll();
+            engine.take_events(&mut events);
+        }
+        if !events.is_empty() {
+            let mut kept = lock(&self.events);
+            for e in events {
+                if kept.len() == EVENTS_KEPT {
+                    kept.pop_front();
+                }
+                kept.push_back(e);
+            }
+        }
+    }
+
+    /// The latest events, oldest first.
+    pub fn events(&self) -> Vec<EngineEvent> {
+        lock(&self.events).iter().copied().collect()
+    }
+
+    pub fn engine(&self) -> MutexGuard<'_, OffloadEngine> {
+        lock(&self.engine)
+    }
+
+    pub fn model(&self) -> &ModelHandle {
+        &self.model
+    }
+
+    /// Where each SA of `dir` runs, with its sequence number and counters.
+    fn snapshot(&self, config: &Config, dir: SaDir, out: &mut Vec<SaSnapshot>) {
+        let engine = self.engine();
+        for p in engine.placements().into_iter().filter(|p| p.dir == dir) {
+            let dst = config
+                .sa(p.spi)
+                .map_or(std::net::IpAddr::from([0u8; 4]), |c| c.dst);
+            let sw = engine.software();
+            let (placement, seq) = match p.placement {
+                espo_offload::Placement::Card { slot } => {
+                    let card = engine.card();
+                    let seq = match dir {
+                        SaDir::Outbound => card.and_then(|c| c.sa_seq_upper_bound(slot)),
+                        SaDir::Inbound => card.and_then(|c| c.sa_rx_seq_high(slot)),
+                    };
+                    (Placement::Card, seq.unwrap_or(0))
+                }
+                espo_offload::Placement::Software => {
+                    let seq = match dir {
+                        SaDir::Outbound => sw
+                            .outbound
+                            .sas()
+                            .iter()
+                            .find(|s| s.params.spi == p.spi)
+                            .map(|s| s.seq()),
+                        SaDir::Inbound => sw
+                            .inbound
+                            .sas()
+                            .iter()
+                            .find(|s| s.params.spi == p.spi)
+                            .map(|s| s.replay.highest()),
+                    };
+                    (Placement::Software, seq.unwrap_or(0))
+                }
+            };
+            out.push(SaSnapshot {
+                spi: p.spi,
+                dst,
+                direction: match dir {
+                    SaDir::Outbound => SaDirection::Out,
+                    SaDir::Inbound => SaDirection::In,
+                },
+                seq,
+                packets: p.counters.packets,
+                bytes: p.counters.bytes,
+                placement,
+            });
+        }
+    }
+}
+
+/// The outbound half. See the module documentation.
+pub struct CardOutbound<'a> {
+    shared: &'a CardShared,
+    config: &'a Config,
+    /// The software engine's outbound half: the overhead of a packet (its SPD and SAs,
+    /// never its sequence numbers).
+    sizing: Outbound,
+    next_tag: u64,
+    reports: Vec<TxReport>,
+    late: Vec<DropReason>,
+    housekept: Instant,
+}
+
+impl<'a> CardOutbound<'a> {
+    pub fn new(shared: &'a CardShared, config: &'a Config, sizing: Outbound) -> Self {
+        CardOutbound {
+            shared,
+            config,
+            sizing,
+            next_tag: 0,
+            reports: Vec::new(),
+            late: Vec::new(),
+            housekept: Instant::now(),
+        }
+    }
+}
+
+fn outgoing(outcome: Result<SentAs, DropReason>) -> Result<Outgoing, DropReason> {
+    match outcome {
+        Ok(SentAs::Esp { spi, .. }) => Ok(Outgoing::Transmitted { spi }),
+        Ok(SentAs::Bypass) => Ok(Outgoing::Transmitted { spi: 0 }),
+        Err(reason) => Err(reason),
+    }
+}
+
+impl OutboundEngine for CardOutbound<'_> {
+    fn overhead(&self, inner: &[u8]) -> Result<Option<usize>, DropReason> {
+        self.sizing.tunnel_overhead(inner)
+    }
+
+    fn max_overhead(&self) -> usize {
+        self.sizing.max_tunnel_overhead()
+    }
+
+    fn encapsulate(
+        &mut self,
+        batch: &mut [PacketBuf],
+        verdicts: &mut Vec<Result<Outgoing, DropReason>>,
+    ) {
+        verdicts.clear();
+        let first = self.next_tag;
+        let outstanding = {
+            let mut engine = self.shared.engine();
+            for p in batch.iter() {
+                engine.submit(self.next_tag, p.packet());
+                self.next_tag += 1;
+            }
+            engine.poll();
+            engine.take_tx_reports(&mut self.reports);
+            engine.tx_outstanding()
+        };
+        // Handed to the card: sent unless a report says otherwise.
+        verdicts.resize(batch.len(), Ok(Outgoing::Transmitted { spi: 0 }));
+        for r in self.reports.drain(..) {
+            match r.tag.checked_sub(first) {
+                Some(i) if (i as usize) < verdicts.len() => {
+                    verdicts[i as usize] = outgoing(r.outcome)
+                }
+                _ => {
+                    if let Err(reason) = r.outcome {
+                        self.late.push(reason);
+                    }
+                }
+            }
+        }
+        if outstanding > 0 {
+            self.shared.wake.signal();
+        }
+    }
+
+    fn snapshot(&self, out: &mut Vec<SaSnapshot>) {
+        self.shared.snapshot(self.config, SaDir::Outbound, out);
+    }
+
+    fn settle(&mut self, out: &mut Vec<DropReason>) {
+        // Called after every batch and at least every idle poll interval: the engine's
+        // housekeeping runs even when no traffic does.
+        if self.housekept.elapsed() >= HOUSEKEEPING_INTERVAL {
+            self.shared.housekeeping();
+            self.housekept = Instant::now();
+        }
+        self.shared.engine().take_tx_reports(&mut self.reports);
+        for r in self.reports.drain(..) {
+            if let Err(reason) = r.outcome {
+                self.late.push(reason);
+            }
+        }
+        out.append(&mut self.late);
+    }
+}
+
+/// The card's receive queue as the inbound thread's outside.
+pub struct CardRx<'a> {
+    pub shared: &'a CardShared,
+}
+
+impl OutsideRx for CardRx<'_> {
+    type Scratch = Vec<RxReport>;
+
+    fn scratch(&self) -> Self::Scratch {
+        Vec::new()
+    }
+
+    fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        vec![self.shared.wake.fd()]
+    }
+
+    fn recv_batch(
+        &self,
+        _queue: usize,
+        bufs: &mut [PacketBuf],
+        reports: &mut Self::Scratch,
+    ) -> std::io::Result<usize> {
+        let s = self.shared;
+        // Re-armed below unless the card is idle; a signal after this wakes the thread.
+        s.wake.clear();
+        let frames_waiting = s.queues.frames_for_card() > 0;
+        let model_busy = || s.model.with(|m| m.next_event_cycle().is_some());
+        // Busy before the poll: completions may still come. Busy after it: the poll gave
+        // the card buffers back, and frames that waited for them are on their way.
+        let busy_before = model_busy();
+        let outstanding = {
+            let mut engine = s.engine();
+            engine.poll();
+            engine.take_rx_reports(reports);
+            engine.tx_outstanding()
+        };
+        let busy_after = model_busy();
+        let mut backlog = lock(&s.backlog);
+        backlog.extend(reports.drain(..));
+        let mut verdicts = lock(&s.verdicts);
+        verdicts.clear();
+        let mut n = 0;
+        while n < bufs.len() {
+            let Some(report) = backlog.pop_front() else {
+                break;
+            };
+            let buf = &mut bufs[n];
+            buf.set_range(0..0);
+            let verdict = match report.outcome {
+                Ok(Received::Inner { packet, spi, .. }) => match buf.load(&packet) {
+                    true => Ok(Incoming::Inner { spi }),
+                    false => Err(DropReason::TooBig),
+                },
+                Ok(Received::Bypass { packet }) => match buf.load(&packet) {
+                    true => Ok(Incoming::Unprotected),
+                    false => Err(DropReason::TooBig),
+                },
+                Ok(Received::Keepalive) => Ok(Incoming::Consumed),
+                Err(reason) => Err(reason),
+            };
+            verdicts.push_back(verdict);
+            n += 1;
+        }
+        let busy =
+            frames_waiting || busy_before || busy_after || outstanding > 0 || !backlog.is_empty();
+        drop(verdicts);
+        drop(backlog);
+        if busy {
+            s.wake.signal();
+            if n == 0 {
+                std::thread::sleep(BUSY_PAUSE);
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The inbound half: the card's reports, already decapsulated and checked.
+pub struct CardInbound<'a> {
+    pub shared: &'a CardShared,
+    pub config: &'a Config,
+}
+
+impl InboundEngine for CardInbound<'_> {
+    fn decapsulate(
+        &mut self,
+        batch: &mut [PacketBuf],
+        verdicts: &mut Vec<Result<Incoming, DropReason>>,
+    ) {
+        verdicts.clear();
+        let mut ready = lock(&self.shared.verdicts);
+        for _ in 0..batch.len() {
+            verdicts.push(ready.pop_front().unwrap_or(Err(DropReason::DeviceError)));
+        }
+    }
+
+    fn snapshot(&self, out: &mut Vec<SaSnapshot>) {
+        self.shared.snapshot(self.config, SaDir::Inbound, out);
+    }
+}
+
+/// The outbound thread's outside: nothing, the card sends on its own port.
+#[derive(Debug, Default)]
+pub struct CardSends;
+
+impl OutsideTx for CardSends {
+    type Scratch = ();
+
+    fn scratch(&self) -> Self::Scratch {}
+
+    /// Never given a packet ([`CardOutbound`] reports every packet transmitted or
+    /// dropped); anything given is counted as not sent.
+    fn send_batch(&self, packets: &[&[u8]], _scratch: &mut Self::Scratch) -> usize {
+        packets.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,229 @@
+//! The card behind the seams, without root: the card model (its clock moved by the test)
+//! with its port on the in-memory queues, a software-engine peer on the other end.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use espo_driver::card::Card;
+use espo_driver::model::{ModelDevice, ModelOptions, Pacing};
+
+use super::*;
+use crate::card::port::{CardEnd, PortQueues};
+use espo_config::Config;
+use espo_ipsec::engine::SoftwareEngine;
+
+const B_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb];
+
+fn load(name: &str) -> Config {
+    let full = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/gw-gw/esp-model")
+        .join(name);
+    Config::load(&full).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// An IPv4 UDP packet of `len` bytes from `src` to `dst`.
+fn udp(src: [u8; 4], dst: [u8; 4], len: usize, seed: u8) -> Vec<u8> {
+    let mut p = vec![0u8; len];
+    let mut h = espo_ipsec::wire::ipv4::Packet::new_unchecked(&mut p[..]);
+    h.set_version(4);
+    h.set_header_len(20);
+    h.set_total_len(len as u16);
+    h.set_hop_limit(64);
+    h.set_next_header(espo_ipsec::wire::IpProtocol::Udp);
+    h.set_src_addr(src.into());
+    h.set_dst_addr(dst.into());
+    h.fill_checksum();
+    p[24..26].copy_from_slice(&((len - 20) as u16).to_be_bytes());
+    for (i, b) in p[28..].iter_mut().enumerate() {
+        *b = seed.wrapping_add(i as u8);
+    }
+    p
+}
+
+fn buf(packet: &[u8]) -> PacketBuf {
+    let mut b = PacketBuf::default();
+    assert!(b.load(packet));
+    b
+}
+
+struct Bench {
+    shared: CardShared,
+    queues: Arc<PortQueues>,
+    config: Config,
+    peer: SoftwareEngine,
+}
+
+/// gw-b on the card model (inline pacing: the model runs only when the test moves it),
+/// gw-a as a software engine.
+fn bench() -> Bench {
+    let config = load("gw-b.toml");
+    let peer = load("gw-a.toml").software_engine().unwrap();
+    let queues = Arc::new(PortQueues::new().unwrap());
+    let device = ModelDevice::new(ModelOptions {
+        pacing: Pacing::Inline,
+        ..ModelOptions::default()
+    });
+    let model = device.handle();
+    model.attach_link(Box::new(CardEnd(Arc::clone(&queues))));
+    let card = Card::open(Arc::new(device), super::super::card_config()).unwrap();
+    let options = espo_offload::OffloadOptions {
+        local_mac: B_MAC,
+        ..espo_offload::OffloadOptions::default()
+    };
+    let engine = OffloadEngine::new(&config.sas, &config.policies, Some(card), options).unwrap();
+    let shared = CardShared::new(engine, Arc::clone(&queues), model).unwrap();
+    Bench {
+        shared,
+        queues,
+        config,
+        peer,
+    }
+}
+
+impl Bench {
+    /// Runs the card until it has nothing scheduled (bounded).
+    fn settle_card(&self) {
+        for _ in 0..100 {
+            self.shared.model().advance(10_000);
+            self.shared.engine().poll();
+        }
+    }
+
+    /// A packet from site 1, protected by gw-a and framed for gw-b's port.
+    fn protected_by_peer(&mut self, inner: &[u8]) -> Vec<u8> {
+        let mut batch = [buf(inner)];
+        let mut verdicts = Vec::new();
+        OutboundEngine::encapsulate(&mut self.peer.outbound, &mut batch, &mut verdicts);
+        assert_eq!(verdicts, [Ok(Outgoing::Protected { spi: 0x1001 })]);
+        let mut frame = B_MAC.to_vec();
+        frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 0xa, 0x08, 0x00]);
+        frame.extend_from_slice(batch[0].packet());
+        frame
+    }
+
+    /// Everything the card's port received, through the inbound seam.
+    fn receive(&self) -> Vec<(Result<Incoming, DropReason>, Vec<u8>)> {
+        let rx = CardRx {
+            shared: &self.shared,
+        };
+        let mut inbound = CardInbound {
+            shared: &self.shared,
+            config: &self.config,
+        };
+        let mut out = Vec::new();
+        let mut bufs: Vec<PacketBuf> = (0..4).map(|_| PacketBuf::default()).collect();
+        let mut scratch = rx.scratch();
+        let mut verdicts = Vec::new();
+        for _ in 0..100 {
+            self.shared.model().advance(10_000);
+            let n = rx.recv_batch(0, &mut bufs, &mut scratch).unwrap();
+            inbound.decapsulate(&mut bufs[..n], &mut verdicts);
+            assert_eq!(verdicts.len(), n);
+            for (b, v) in bufs[..n].iter().zip(verdicts.iter()) {
+                out.push((*v, b.packet().to_vec()));
+            }
+        }
+        out
+    }
+}
+
+#[test]
+fn the_card_encapsulates_what_the_outbound_seam_hands_it() {
+    let mut b = bench();
+    let shared = &b.shared;
+    let sizing = b.config.software_engine().unwrap().outbound;
+    let mut out = CardOutbound::new(shared, &b.config, sizing);
+    let inner = udp([10, 2, 0, 2], [10, 1, 0, 2], 300, 7);
+    assert_eq!(out.overhead(&inner), Ok(Some(69 - 15 + 2)));
+    let mut batch = [buf(&inner)];
+    let mut verdicts = Vec::new();
+    out.encapsulate(&mut batch, &mut verdicts);
+    assert!(matches!(verdicts[..], [Ok(Outgoing::Transmitted { .. })]));
+    b.settle_card();
+    let frames = b.queues.take_for_wire();
+    assert_eq!(frames.len(), 1, "one frame on the port");
+    assert_eq!(&frames[0][6..12], &B_MAC, "from the port's MAC");
+    // The peer's software engine decapsulates the card's packet to the original.
+    let mut batch = [buf(&frames[0][14..])];
+    let mut incoming = Vec::new();
+    InboundEngine::decapsulate(&mut b.peer.inbound, &mut batch, &mut incoming);
+    assert_eq!(incoming, [Ok(Incoming::Inner { spi: 0x2001 })]);
+    assert_eq!(batch[0].packet(), &inner[..]);
+    let mut snap = Vec::new();
+    out.snapshot(&mut snap);
+    assert_eq!(snap.len(), 1);
+    assert_eq!((snap[0].spi, snap[0].placement), (0x2001, Placement::Card));
+    assert_eq!(snap[0].packets, 1);
+    let mut late = Vec::new();
+    out.settle(&mut late);
+    assert!(late.is_empty(), "sent: nothing to take back");
+    assert!(
+        CardSends.send_batch(&[&[1u8][..]], &mut ()) == 1,
+        "never sends itself"
+    );
+}
+
+#[test]
+fn the_inbound_seam_delivers_what_the_card_decapsulated_and_counts_a_replay() {
+    let mut b = bench();
+    let inner = udp([10, 1, 0, 2], [10, 2, 0, 2], 500, 3);
+    let frame = b.protected_by_peer(&inner);
+    b.queues.push_for_card(frame.clone());
+    b.shared.wake.signal();
+    let got = b.receive();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, Ok(Incoming::Inner { spi: 0x1001 }));
+    assert_eq!(got[0].1, inner);
+    // The same frame again: the card's window refuses it, and the seam says why.
+    b.queues.push_for_card(frame);
+    let got = b.receive();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, Err(DropReason::Replayed));
+    let mut snap = Vec::new();
+    CardInbound {
+        shared: &b.shared,
+        config: &b.config,
+    }
+    .snapshot(&mut snap);
+    assert_eq!(
+        (snap[0].spi, snap[0].placement, snap[0].packets),
+        (0x1001, Placement::Card, 1)
+    );
+    assert_eq!(snap[0].seq, 1, "the highest accepted");
+}
+
+#[test]
+fn housekeeping_keeps_the_latest_events_for_status() {
+    let b = bench();
+    assert!(b.shared.events().is_empty());
+    assert!(b.shared.engine().move_to_software(0x2001, SaDir::Outbound));
+    b.shared.housekeeping();
+    assert!(matches!(
+        b.shared.events()[..],
+        [EngineEvent::Moved {
+            spi: 0x2001,
+            dir: SaDir::Outbound,
+            to: espo_offload::Placement::Software,
+            ..
+        }]
+    ));
+    let text = super::super::status::render(
+        &b.shared,
+        "eth1",
+        B_MAC,
+        &std::sync::Mutex::new(super::super::port::PortView::default()),
+    );
+    assert!(
+        text.contains("event: out 0x00002001 moved to software (Requested)"),
+        "{text}"
+    );
+    assert!(text.contains("1 of 2 SAs on the card"), "{text}");
+    for _ in 0..EVENTS_KEPT + 3 {
+        let mut e = b.shared.engine();
+        e.move_to_card(0x2001, SaDir::Outbound);
+        e.move_to_software(0x2001, SaDir::Outbound);
+        drop(e);
+        b.shared.housekeeping();
+    }
+    assert_eq!(b.shared.events().len(), EVENTS_KEPT, "bounded");
+}

@@ -1,0 +1,345 @@
+//! `espo run` with `[device] engine = "model"`: the card model in-process, its Ethernet
+//! port on the Linux interface `[gateway] port`.
+//!
+//! ```text
+//!   inside ── TUN ──► outbound thread ──► offload engine ──► card model ──► port thread ──► port
+//!              ▲      (PMTU, submit)        (card SAs on     (own thread,    (next hop's   (AF_PACKET)
+//!              │                             the card, the    real time)      MAC, ARP/ND)
+//!              └──── inbound thread ◄──────  rest software) ◄──────────────── port thread ◄──┘
+//!                    (the card's poller: reports, policy checked, into the TUN)
+//! ```
+//!
+//! The interface belongs to the card: espo needs no address on it and keeps the kernel off
+//! it while it runs ([`KernelOff`]): no IPv6, no ARP answers, nothing it receives routed.
+//! espo answers ARP and neighbour solicitations for its tunnel endpoints itself and
+//! resolves its next hop (`[gateway] next_hop`, or each peer on the link).
+//!
+//! Four threads: outbound and inbound datapath ([`super::threads`], the seams in
+//! [`engine`]), the card model (which encrypts and decrypts the card's SAs, in step with the
+//! wall clock), and the port; the main thread answers `espo status`.
+
+pub mod engine;
+pub mod neighbours;
+pub mod port;
+pub mod resolve;
+mod status;
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use espo_driver::card::{Card, CardConfig, CardError};
+use espo_driver::model::{ModelDevice, ModelOptions, Pacing};
+
+use super::netlink::{self, NetlinkError};
+use super::status::GatewayInfo;
+use super::threads::Shutdown;
+use super::{Datapath, GatewayError, Report};
+use engine::{CardInbound, CardOutbound, CardRx, CardSends, CardShared};
+use espo_config::{Config, GatewayConfig};
+use espo_ipsec::spec::Direction;
+use espo_offload::{OffloadEngine, OffloadError, OffloadOptions};
+use port::{CardEnd, PortCtx, PortError, PortQueues, PortSocket, PortView};
+
+/// Why the card gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(
+        "[gateway] local: the SAs use {family} tunnel endpoints but none is local (set `local` \
+         to this gateway's {family} endpoint): ARP/ND requests need a source address"
+    )]
+    NoLocal { family: &'static str },
+    #[error(
+        "[gateway] next_hop: `{hop}` needs a local {family} tunnel endpoint to ask for its \
+         address from"
+    )]
+    NextHopFamily { hop: IpAddr, family: &'static str },
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error("opening the card model failed")]
+    OpenCard(#[source] CardError),
+    #[error("building the offload engine failed")]
+    Offload(#[source] OffloadError),
+    #[error("{what} on the port interface `{port}` failed")]
+    Quiet {
+        what: String,
+        port: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    #[error("creating the datapath's wake-up sockets failed")]
+    Wake(#[source] std::io::Error),
+}
+
+fn family(ip: IpAddr) -> &'static str {
+    if ip.is_ipv4() { "IPv4" } else { "IPv6" }
+}
+
+/// espo's own tunnel endpoints: `[gateway] local`, the source of every outbound SA and the
+/// destination of every inbound one.
+pub fn local_endpoints(config: &Config, gw: &GatewayConfig) -> Vec<IpAddr> {
+    let mut local: Vec<IpAddr> = gw.local.into_iter().collect();
+    for p in &config.policies {
+        for sa in p.sa.iter().filter_map(|spi| config.sa(*spi)) {
+            let ip = match p.dir {
+                Direction::Out => sa.src,
+                Direction::In => sa.dst,
+            };
+            if !local.contains(&ip) {
+                local.push(ip);
+            }
+        }
+    }
+    local
+}
+
+/// The outbound SAs' peers.
+fn peers(config: &Config) -> Vec<IpAddr> {
+    let mut peers = Vec::new();
+    for p in config.policies.iter().filter(|p| p.dir == Direction::Out) {
+        for sa in p.sa.iter().filter_map(|spi| config.sa(*spi)) {
+            if !peers.contains(&sa.dst) {
+                peers.push(sa.dst);
+            }
+        }
+    }
+    peers
+}
+
+/// The next hop of each peer: the configured one of its family, or the peer itself.
+fn next_hops(peers: &[IpAddr], configured: &[IpAddr]) -> Vec<IpAddr> {
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for p in peers {
+        let hop = configured
+            .iter()
+            .copied()
+            .find(|h| h.is_ipv4() == p.is_ipv4())
+            .unwrap_or(*p);
+        if !hops.contains(&hop) {
+            hops.push(hop);
+        }
+    }
+    hops
+}
+
+/// Checks that every next hop can be asked for: a local endpoint of each family in use.
+fn check_families(
+    local: &[IpAddr],
+    peers: &[IpAddr],
+    next_hops: &[IpAddr],
+) -> Result<(), SetupError> {
+    for hop in next_hops {
+        if port::missing_family(local, &[*hop]).is_some() {
+            return Err(SetupError::NextHopFamily {
+                hop: *hop,
+                family: family(*hop),
+            });
+        }
+    }
+    match port::missing_family(local, peers) {
+        Some(p) => Err(SetupError::NoLocal { family: family(p) }),
+        None => Ok(()),
+    }
+}
+
+/// The kernel kept off the card's interface while espo runs, restored on drop: no IPv6
+/// (no link-local address, DAD or router solicitations of its own), no ARP answers for the
+/// host's addresses, and strict reverse-path filtering so that nothing received there is
+/// routed or answered (the interface has no address and no route).
+pub struct KernelOff {
+    saved: Vec<(String, String)>,
+}
+
+impl KernelOff {
+    pub fn apply(port: &str) -> Result<KernelOff, SetupError> {
+        let mut off = KernelOff { saved: Vec::new() };
+        let settings = [
+            (format!("/proc/sys/net/ipv6/conf/{port}/disable_ipv6"), "1"),
+            (format!("/proc/sys/net/ipv4/conf/{port}/arp_ignore"), "8"),
+            (format!("/proc/sys/net/ipv4/conf/{port}/rp_filter"), "1"),
+        ];
+        for (path, value) in settings {
+            if !std::path::Path::new(&path).exists() {
+                continue; // IPv6 off on this host
+            }
+            let old = std::fs::read_to_string(&path).map_err(|source| SetupError::Quiet {
+                what: format!("reading {path}"),
+                port: port.to_owned(),
+                source,
+            })?;
+            std::fs::write(&path, value).map_err(|source| SetupError::Quiet {
+                what: format!("writing {path}"),
+                port: port.to_owned(),
+                source,
+            })?;
+            off.saved.push((path, old.trim().to_owned()));
+        }
+        Ok(off)
+    }
+}
+
+impl Drop for KernelOff {
+    fn drop(&mut self) {
+        for (path, old) in self.saved.iter().rev() {
+            let _ = std::fs::write(path, old);
+        }
+    }
+}
+
+/// The card's interface receiving every multicast frame while espo runs (neighbour
+/// solicitations go to solicited-node groups, which the kernel — IPv6 off there — never
+/// joins); switched off again on drop if it was off.
+struct AllMulti {
+    index: Option<u32>,
+}
+
+impl AllMulti {
+    fn on(nl: &mut netlink::Netlink, index: u32) -> Result<AllMulti, NetlinkError> {
+        if nl.allmulti(index)? {
+            return Ok(AllMulti { index: None });
+        }
+        nl.set_allmulti(index, true)?;
+        Ok(AllMulti { index: Some(index) })
+    }
+}
+
+impl Drop for AllMulti {
+    fn drop(&mut self) {
+        if let Some(index) = self.index
+            && let Ok(mut nl) = netlink::Netlink::open()
+        {
+            let _ = nl.set_allmulti(index, false);
+        }
+    }
+}
+
+/// The offload engine's card configuration ([`offload::card_config`]) with timeouts for a
+/// loaded host: the model runs in a thread the scheduler may hold back, and its clock (the
+/// driver's) then catches up with the wall clock in one step, possibly past a deadline the
+/// driver was about to see met.
+fn card_config() -> CardConfig {
+    CardConfig {
+        reset_timeout: Duration::from_secs(1),
+        admin_timeout: Duration::from_secs(1),
+        stop_timeout: Duration::from_millis(100),
+        hang_timeout: Duration::from_millis(100),
+        health_interval: Some(Duration::from_millis(10)),
+        ..espo_offload::card_config()
+    }
+}
+
+/// Runs the gateway on the card model until SIGINT or SIGTERM.
+pub fn run(
+    config: &Config,
+    gw: &GatewayConfig,
+    outside: &str,
+    ready: impl FnOnce(&GatewayInfo),
+) -> Result<Report, GatewayError> {
+    let local = local_endpoints(config, gw);
+    let peers = peers(config);
+    check_families(&local, &peers, &gw.next_hops)?;
+    let neighbours = next_hops(&peers, &gw.next_hops);
+    let socket = PortSocket::open(outside).map_err(SetupError::Port)?;
+    let _kernel_off = KernelOff::apply(outside)?;
+    let index = netlink::interface_index(outside)?;
+    let mut nl = netlink::Netlink::open()?;
+    nl.set_link(index, true, None)?;
+    let _allmulti = AllMulti::on(&mut nl, index)?;
+
+    let queues = Arc::new(PortQueues::new().map_err(SetupError::Wake)?);
+    let device = ModelDevice::new(ModelOptions {
+        pacing: Pacing::RealTime,
+        ..ModelOptions::default()
+    });
+    let model = device.handle();
+    model.attach_link(Box::new(CardEnd(Arc::clone(&queues))));
+    let card = Card::open(Arc::new(device), card_config()).map_err(SetupError::OpenCard)?;
+    let options = OffloadOptions {
+        local_mac: socket.mac(),
+        // Set per frame by the port thread, from the next hop's resolved address.
+        peer_mac: [0; 6],
+        fallback: Some(Box::new(CardEnd(Arc::clone(&queues)))),
+        ..OffloadOptions::default()
+    };
+    let engine = OffloadEngine::new(&config.sas, &config.policies, Some(card), options)
+        .map_err(SetupError::Offload)?;
+    let sizing = config.software_engine()?.outbound;
+    let shared = CardShared::new(engine, Arc::clone(&queues), model).map_err(SetupError::Wake)?;
+    let shutdown = Shutdown::new().map_err(GatewayError::Signals)?;
+    let port_view = Mutex::new(PortView::default());
+
+    let mut outbound = CardOutbound::new(&shared, config, sizing);
+    let mut inbound = CardInbound {
+        shared: &shared,
+        config,
+    };
+    let rx = CardRx { shared: &shared };
+    let extra = || status::render(&shared, outside, socket.mac(), &port_view);
+    std::thread::scope(|scope| {
+        let port_thread = std::thread::Builder::new()
+            .name("espo-port".into())
+            .spawn_scoped(scope, || {
+                port::run_port(PortCtx {
+                    socket: &socket,
+                    queues: &queues,
+                    card_wake: &shared.wake,
+                    local: local.clone(),
+                    next_hops: gw.next_hops.clone(),
+                    neighbours: neighbours.clone(),
+                    shutdown: &shutdown,
+                    published: &port_view,
+                })
+            })
+            .map_err(|_| GatewayError::Thread)?;
+        let report = super::serve(
+            config,
+            gw,
+            outside,
+            &shutdown,
+            Datapath {
+                outbound: &mut outbound,
+                inbound: &mut inbound,
+                tx: &CardSends,
+                rx: &rx,
+                engine_name: "model",
+                extra_status: &extra,
+            },
+            ready,
+        );
+        shutdown.trigger();
+        port_thread.join().map_err(|_| GatewayError::Thread)?;
+        report
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn next_hops_and_peers_need_a_local_endpoint_of_their_family() {
+        let local = [ip("192.0.2.1")];
+        assert!(check_families(&local, &[ip("192.0.2.2")], &[]).is_ok());
+        let e = check_families(&local, &[ip("2001:db8::2")], &[]).unwrap_err();
+        assert!(e.to_string().contains("[gateway] local") && e.to_string().contains("IPv6"));
+        let e = check_families(&local, &[ip("192.0.2.2")], &[ip("fe80::1")]).unwrap_err();
+        assert!(e.to_string().contains("[gateway] next_hop"), "{e}");
+        assert!(check_families(&local, &[ip("198.51.100.2")], &[ip("192.0.2.254")]).is_ok());
+    }
+
+    #[test]
+    fn each_peer_has_one_next_hop() {
+        let peers = [ip("198.51.100.2"), ip("198.51.100.3"), ip("2001:db8::2")];
+        assert_eq!(
+            next_hops(&peers, &[ip("192.0.2.254")]),
+            vec![ip("192.0.2.254"), ip("2001:db8::2")]
+        );
+        assert_eq!(next_hops(&peers[..2], &[]), peers[..2].to_vec());
+    }
+}

@@ -1,0 +1,580 @@
+//! The card's Ethernet port on a Linux interface: an AF_PACKET socket bound to the
+//! interface the card owns, and the thread that carries frames between it and the card.
+//!
+//! ```text
+//!   card model ──Link::send──► to_wire ──► port thread ──► next hop's MAC ──► AF_PACKET
+//!   card model ◄─Link::recv─── to_card ◄── port thread ◄── ARP / ND answered ◄─┘
+//! ```
+//!
+//! The interface has no address of its own; the port uses its MAC. The port thread answers
+//! ARP requests and neighbour solicitations for espo's tunnel endpoints, resolves the next
+//! hop of every frame the card sends ([`super::neighbours`]), and hands every other IP
+//! frame addressed to the port's MAC to the card. Frames from the wire are untrusted: a
+//! malformed ARP or ND frame is counted and ignored, nothing panics.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use espo_driver::model::{Frame, Link};
+use nix::sys::socket::{LinkAddr, MsgFlags};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::neighbours::{Lookup, NeighbourView, Neighbours};
+use super::resolve::{self, Kind, Mac, Malformed, Neighbourly};
+use crate::threads::{Shutdown, wait_readable};
+use espo_offload::Wire;
+
+const ETH_P_ALL: u16 = 0x0003;
+/// sll_pkttype of a frame this host sent (seen by every packet socket but the sender's).
+const PACKET_OUTGOING: u8 = 4;
+/// Frames waiting for the card at most (the card's port pauses the link when its FIFO is
+/// full; beyond this the port drops and counts).
+const MAX_TO_CARD: usize = 4096;
+/// Frames taken from the socket before the port looks at the other direction.
+const RX_BURST: usize = 256;
+/// Largest frame: the card's largest (9216) with room to spare.
+const MAX_FRAME: usize = 16384;
+
+/// Why the port could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error("[gateway] port: no interface `{0}` in this network namespace")]
+    NoInterface(String),
+    #[error("[gateway] port: listing the interfaces failed")]
+    ListInterfaces(#[source] nix::Error),
+    #[error("[gateway] port: opening an AF_PACKET socket on `{name}` failed")]
+    Socket {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A wake-up for a thread that polls: readable while something is waiting for it. One
+/// write per idle period, however many producers signal.
+#[derive(Debug)]
+pub struct Wake {
+    tx: UnixStream,
+    rx: UnixStream,
+    pending: AtomicBool,
+}
+
+impl Wake {
+    pub fn new() -> io::Result<Wake> {
+        let (tx, rx) = UnixStream::pair()?;
+        tx.set_nonblocking(true)?;
+        rx.set_nonblocking(true)?;
+        Ok(Wake {
+            tx,
+            rx,
+            pending: AtomicBool::new(false),
+        })
+    }
+
+    pub fn signal(&self) {
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            let _ = (&self.tx).write(&[1]);
+        }
+    }
+
+    /// Called before the consumer looks at its queues: later signals wake it again.
+    ///
+    /// The byte is drained before the flag is lowered: the other way round, a signal
+    /// between the two would write a byte the drain swallows and leave the flag up, and
+    /// every later signal would be lost.
+    pub fn clear(&self) {
+        let mut buf = [0u8; 64];
+        while matches!((&self.rx).read(&mut buf), Ok(n) if n > 0) {}
+        self.pending.store(false, Ordering::Release);
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.rx.as_fd()
+    }
+}
+
+/// The frames between the card and the port thread.
+#[derive(Debug)]
+pub struct PortQueues {
+    to_card: Mutex<VecDeque<Vec<u8>>>,
+    to_wire: Mutex<VecDeque<Vec<u8>>>,
+    /// Signalled when the card sent a frame.
+    pub wire_wake: Wake,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl PortQueues {
+    pub fn new() -> io::Result<PortQueues> {
+        Ok(PortQueues {
+            to_card: Mutex::default(),
+            to_wire: Mutex::default(),
+            wire_wake: Wake::new()?,
+        })
+    }
+
+    fn to_wire(&self, frame: Vec<u8>) {
+        lock(&self.to_wire).push_back(frame);
+        self.wire_wake.signal();
+    }
+
+    /// Takes every frame the card sent.
+    pub fn take_for_wire(&self) -> Vec<Vec<u8>> {
+        lock(&self.to_wire).drain(..).collect()
+    }
+
+    /// Queues a frame for the card.
+    pub fn push_for_card(&self, frame: Vec<u8>) {
+        lock(&self.to_card).push_back(frame);
+    }
+
+    /// Frames waiting to enter the card.
+    pub fn frames_for_card(&self) -> usize {
+        lock(&self.to_card).len()
+    }
+
+    fn take_for_card(&self) -> Option<Vec<u8>> {
+        lock(&self.to_card).pop_front()
+    }
+}
+
+/// The card's end of the port ([`Link`] for the model, [`Wire`] as the engine's fallback
+/// once the card is gone: the same frames on the same interface).
+#[derive(Debug, Clone)]
+pub struct CardEnd(pub std::sync::Arc<PortQueues>);
+
+impl Link for CardEnd {
+    fn send(&mut self, frame: Frame) {
+        self.0.to_wire(frame.data);
+    }
+
+    fn recv(&mut self) -> Option<Frame> {
+        self.0.take_for_card().map(|data| Frame { data, cycle: 0 })
+    }
+}
+
+impl Wire for CardEnd {
+    fn send(&mut self, frame: &[u8]) -> bool {
+        self.0.to_wire(frame.to_vec());
+        true
+    }
+
+    fn recv(&mut self, buf: &mut Vec<u8>) -> bool {
+        match self.0.take_for_card() {
+            Some(f) => {
+                *buf = f;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// An AF_PACKET socket bound to one interface.
+#[derive(Debug)]
+pub struct PortSocket {
+    sock: Socket,
+    index: usize,
+    mac: Mac,
+}
+
+impl PortSocket {
+    /// Binds to `name`; its MAC becomes the port's.
+    pub fn open(name: &str) -> Result<PortSocket, PortError> {
+        let socket_err = |source| PortError::Socket {
+            name: name.to_owned(),
+            source,
+        };
+        // The interface's link-layer address as the C library lists it: family AF_PACKET,
+        // its index, protocol 0 (bind then keeps the socket's protocol, every EtherType).
+        let link: LinkAddr = nix::ifaddrs::getifaddrs()
+            .map_err(PortError::ListInterfaces)?
+            .filter(|a| a.interface_name == name)
+            .find_map(|a| a.address.and_then(|s| s.as_link_addr().copied()))
+            .ok_or_else(|| PortError::NoInterface(name.to_owned()))?;
+        let mac = link.addr().unwrap_or_default();
+        let sock = Socket::new(
+            Domain::PACKET,
+            Type::RAW,
+            Some(Protocol::from(i32::from(ETH_P_ALL.to_be()))),
+        )
+        .map_err(socket_err)?;
+        nix::sys::socket::bind(sock.as_raw_fd(), &link).map_err(|e| socket_err(e.into()))?;
+        sock.set_nonblocking(true).map_err(socket_err)?;
+        let _ = sock.set_recv_buffer_size(4 << 20);
+        let _ = sock.set_send_buffer_size(4 << 20);
+        let port = PortSocket {
+            sock,
+            index: link.ifindex(),
+            mac,
+        };
+        // Frames of other interfaces that arrived before the bind.
+        let mut buf = vec![0u8; MAX_FRAME];
+        while let Ok(Some(_)) | Ok(None) = port.recv(&mut buf) {}
+        Ok(port)
+    }
+
+    pub fn mac(&self) -> Mac {
+        self.mac
+    }
+
+    /// One frame that arrived on the interface: `Ok(None)` for one to skip (another
+    /// interface's, or one this host sent), `WouldBlock` when none waits.
+    fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let (n, addr) = nix::sys::socket::recvfrom::<LinkAddr>(self.sock.as_raw_fd(), buf)
+            .map_err(io::Error::from)?;
+        match addr {
+            Some(a) if a.ifindex() == self.index && a.pkttype() != PACKET_OUTGOING => {
+                Ok(Some(n.min(buf.len())))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn send(&self, frame: &[u8]) -> bool {
+        nix::sys::socket::send(self.sock.as_raw_fd(), frame, MsgFlags::MSG_DONTWAIT).is_ok()
+    }
+}
+
+impl AsFd for PortSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
+/// The port's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortCounters {
+    /// Frames received on the interface, and of those handed to the card.
+    pub frames_in: u64,
+    pub to_card: u64,
+    /// Frames sent on the interface (the card's, and ARP/ND).
+    pub frames_out: u64,
+    pub arp_answered: u64,
+    pub arp_requests_sent: u64,
+    pub nd_answered: u64,
+    pub nd_solicits_sent: u64,
+    pub malformed_arp: u64,
+    pub malformed_nd: u64,
+    /// Frames not for the card: another MAC, multicast data, other EtherTypes, other
+    /// ARP/ICMPv6, requests for addresses that are not espo's.
+    pub ignored: u64,
+    /// The card's frames dropped: next hop unresolved, not IP, or the card's queue full.
+    pub unresolved: u64,
+    pub not_ip: u64,
+    pub card_full: u64,
+    pub send_errors: u64,
+}
+
+/// What `espo status` shows of the port.
+#[derive(Debug, Clone, Default)]
+pub struct PortView {
+    pub counters: PortCounters,
+    pub neighbours: Vec<NeighbourView>,
+}
+
+/// What the port thread needs.
+pub struct PortCtx<'a> {
+    pub socket: &'a PortSocket,
+    pub queues: &'a PortQueues,
+    /// Signalled when frames went to the card (its receive path has work).
+    pub card_wake: &'a Wake,
+    /// espo's tunnel endpoints: answered for, and the sources of its own requests.
+    pub local: Vec<IpAddr>,
+    /// The configured next hop per family (absent: the outer destination itself).
+    pub next_hops: Vec<IpAddr>,
+    /// Every next hop the card's frames can have: only these are learnt from the requests
+    /// they send (so that requests from anyone else cannot fill the neighbour cache).
+    pub neighbours: Vec<IpAddr>,
+    pub shutdown: &'a Shutdown,
+    pub published: &'a Mutex<PortView>,
+}
+
+struct Port<'a> {
+    ctx: PortCtx<'a>,
+    neighbours: Neighbours,
+    counters: PortCounters,
+    out: Vec<u8>,
+}
+
+/// The port thread: until shutdown, frames both ways, ARP and ND.
+pub fn run_port(ctx: PortCtx<'_>) -> PortCounters {
+    let mut p = Port {
+        ctx,
+        neighbours: Neighbours::default(),
+        counters: PortCounters::default(),
+        out: Vec::with_capacity(128),
+    };
+    let mut buf = vec![0u8; MAX_FRAME];
+    let mut ready = Vec::new();
+    while !p.ctx.shutdown.requested() {
+        let more = p.receive(&mut buf);
+        p.ctx.queues.wire_wake.clear();
+        p.transmit();
+        let dropped = p.neighbours.tick(Instant::now());
+        p.counters.unresolved += dropped as u64;
+        p.send_requests();
+        p.publish();
+        if !more {
+            let fds = [p.ctx.socket.as_fd(), p.ctx.queues.wire_wake.fd()];
+            wait_readable(&fds, p.ctx.shutdown, &mut ready);
+        }
+    }
+    p.publish();
+    p.counters
+}
+
+impl Port<'_> {
+    /// Takes up to [`RX_BURST`] frames from the socket; true when more may wait.
+    fn receive(&mut self, buf: &mut [u8]) -> bool {
+        let mut to_card = 0;
+        let mut more = false;
+        for i in 0..RX_BURST {
+            let n = match self.ctx.socket.recv(buf) {
+                Ok(Some(n)) => n,
+                Ok(None) => continue,
+                Err(_) => break,
+            };
+            more = i + 1 == RX_BURST;
+            self.counters.frames_in += 1;
+            let frame = &buf[..n];
+            match resolve::parse(frame) {
+                Kind::Neighbour(n) => self.neighbourly(n),
+                Kind::Malformed(Malformed::Arp) => self.counters.malformed_arp += 1,
+                Kind::Malformed(Malformed::Nd) => self.counters.malformed_nd += 1,
+                Kind::OtherControl => self.counters.ignored += 1,
+                Kind::Data => {
+                    let ip = matches!(frame.get(12..14), Some([0x08, 0x00] | [0x86, 0xdd]));
+                    if !ip || frame.get(..6) != Some(&self.ctx.socket.mac()[..]) {
+                        self.counters.ignored += 1;
+                        continue;
+                    }
+                    let mut q = lock(&self.ctx.queues.to_card);
+                    if q.len() >= MAX_TO_CARD {
+                        self.counters.card_full += 1;
+                        continue;
+                    }
+                    q.push_back(frame.to_vec());
+                    to_card += 1;
+                }
+            }
+        }
+        if to_card > 0 {
+            self.counters.to_card += to_card;
+            self.ctx.card_wake.signal();
+        }
+        more
+    }
+
+    fn is_local(&self, ip: IpAddr) -> bool {
+        self.ctx.local.contains(&ip)
+    }
+
+    fn neighbourly(&mut self, n: Neighbourly) {
+        let now = Instant::now();
+        let mac = self.ctx.socket.mac();
+        match n {
+            Neighbourly::Request {
+                sender_ip,
+                sender_mac,
+                target,
+            } => {
+                if !self.is_local(target) {
+                    self.counters.ignored += 1;
+                    return;
+                }
+                if let Some(sender_mac) = sender_mac
+                    && !sender_ip.is_unspecified()
+                {
+                    let wanted = self.ctx.neighbours.contains(&sender_ip);
+                    let frames = self.neighbours.learn(sender_ip, sender_mac, now, wanted);
+                    self.send_all(frames);
+                }
+                let asker_mac = sender_mac.unwrap_or([0; 6]);
+                match (target, sender_ip) {
+                    (IpAddr::V4(ours), IpAddr::V4(asker)) => {
+                        resolve::arp_reply(&mut self.out, mac, ours, asker, asker_mac);
+                        self.counters.arp_answered += 1;
+                    }
+                    (IpAddr::V6(ours), IpAddr::V6(asker)) => {
+                        if sender_mac.is_none() && !asker.is_unspecified() {
+                            // No address to answer to (RFC 4861 §7.2.4 would multicast;
+                            // the asker will send the option next time).
+                            self.counters.ignored += 1;
+                            return;
+                        }
+                        resolve::nd_advertise(&mut self.out, mac, ours, asker, asker_mac);
+                        self.counters.nd_answered += 1;
+                    }
+                    _ => return,
+                }
+                let out = std::mem::take(&mut self.out);
+                self.send(&out);
+                self.out = out;
+            }
+            Neighbourly::Reply { ip, mac } => {
+                let frames = self.neighbours.learn(ip, mac, now, false);
+                self.send_all(frames);
+            }
+        }
+    }
+
+    fn send(&mut self, frame: &[u8]) {
+        if self.ctx.socket.send(frame) {
+            self.counters.frames_out += 1;
+        } else {
+            self.counters.send_errors += 1;
+        }
+    }
+
+    fn send_all(&mut self, frames: Vec<Vec<u8>>) {
+        for f in frames {
+            self.send(&f);
+        }
+    }
+
+    /// Sends what the card sent, to its next hop's MAC.
+    fn transmit(&mut self) {
+        let frames = self.ctx.queues.take_for_wire();
+        let now = Instant::now();
+        let mac = self.ctx.socket.mac();
+        for mut frame in frames {
+            let Some(hop) = self.next_hop(&frame) else {
+                self.counters.not_ip += 1;
+                continue;
+            };
+            if let Some(src) = frame.get_mut(6..12) {
+                src.copy_from_slice(&mac);
+            }
+            match self.neighbours.lookup(hop, &frame, now) {
+                Lookup::Send(dst) => {
+                    frame[..6].copy_from_slice(&dst);
+                    self.send(&frame);
+                }
+                Lookup::Queued => {}
+                Lookup::Dropped => self.counters.unresolved += 1,
+            }
+        }
+    }
+
+    /// The next hop of a frame: the configured one of its family, or its destination.
+    fn next_hop(&self, frame: &[u8]) -> Option<IpAddr> {
+        let dst = match frame.get(12..14)? {
+            [0x08, 0x00] => IpAddr::V4(Ipv4Addr::from(
+                <[u8; 4]>::try_from(frame.get(30..34)?).ok()?,
+            )),
+            [0x86, 0xdd] => IpAddr::V6(Ipv6Addr::from(
+                <[u8; 16]>::try_from(frame.get(38..54)?).ok()?,
+            )),
+            _ => return None,
+        };
+        Some(
+            self.ctx
+                .next_hops
+                .iter()
+                .copied()
+                .find(|h| h.is_ipv4() == dst.is_ipv4())
+                .unwrap_or(dst),
+        )
+    }
+
+    fn send_requests(&mut self) {
+        let mac = self.ctx.socket.mac();
+        for ip in self.neighbours.take_due() {
+            let ours = self
+                .ctx
+                .local
+                .iter()
+                .copied()
+                .find(|l| l.is_ipv4() == ip.is_ipv4());
+            match (ours, ip) {
+                (Some(IpAddr::V4(ours)), IpAddr::V4(target)) => {
+                    resolve::arp_request(&mut self.out, mac, ours, target);
+                    self.counters.arp_requests_sent += 1;
+                }
+                (Some(IpAddr::V6(ours)), IpAddr::V6(target)) => {
+                    resolve::nd_solicit(&mut self.out, mac, ours, target);
+                    self.counters.nd_solicits_sent += 1;
+                }
+                _ => continue,
+            }
+            let out = std::mem::take(&mut self.out);
+            self.send(&out);
+            self.out = out;
+        }
+    }
+
+    fn publish(&mut self) {
+        if let Ok(mut v) = self.ctx.published.try_lock() {
+            v.counters.clone_from(&self.counters);
+            v.neighbours = self.neighbours.view(Instant::now());
+        }
+    }
+}
+
+/// The family check [`PortCtx::local`] must pass: every family the SAs use has a local
+/// address to send requests from.
+pub fn missing_family(local: &[IpAddr], peers: &[IpAddr]) -> Option<IpAddr> {
+    peers
+        .iter()
+        .copied()
+        .find(|p| !local.iter().any(|l| l.is_ipv4() == p.is_ipv4()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wake_is_readable_once_per_idle_period() {
+        let w = Wake::new().unwrap();
+        w.signal();
+        w.signal();
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            (&w.rx).read(&mut buf).unwrap(),
+            1,
+            "one byte for two signals"
+        );
+        w.clear();
+        w.signal();
+        assert_eq!((&w.rx).read(&mut buf).unwrap(), 1);
+    }
+
+    #[test]
+    fn the_card_end_carries_frames_both_ways() {
+        let q = std::sync::Arc::new(PortQueues::new().unwrap());
+        let mut end = CardEnd(q.clone());
+        Link::send(
+            &mut end,
+            Frame {
+                data: vec![1, 2],
+                cycle: 9,
+            },
+        );
+        assert!(Wire::send(&mut end, &[3]));
+        assert_eq!(
+            lock(&q.to_wire).drain(..).collect::<Vec<_>>(),
+            vec![vec![1, 2], vec![3]]
+        );
+        lock(&q.to_card).push_back(vec![7]);
+        assert_eq!(Link::recv(&mut end).map(|f| f.data), Some(vec![7]));
+        assert_eq!(Link::recv(&mut end), None);
+    }
+
+    #[test]
+    fn every_family_needs_a_local_address() {
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(missing_family(&[v4], &[v4]), None);
+        assert_eq!(missing_family(&[v4], &[v4, v6]), Some(v6));
+    }
+}

@@ -1,0 +1,298 @@
+//! The engine behind the gateway, one interface per direction.
+//!
+//! The gateway moves packets; an engine transforms them. Each direction hands its engine a
+//! batch of packets and gets back, per packet, either something to forward or a counted
+//! drop. The software engine implements both halves now; the offload engine (card model or
+//! a real card over VFIO) implements the same two traits, so the gateway's threads, PMTU
+//! handling and status do not change when the card takes over an SA.
+//!
+//! Packets live in [`PacketBuf`]s with [`HEADROOM`] in front and [`TAILROOM`] behind, so
+//! an engine can build the tunnel packet around the inner one without a copy.
+
+use std::net::IpAddr;
+use std::ops::Range;
+use std::os::fd::BorrowedFd;
+
+use espo_ipsec::counters::DropReason;
+use espo_ipsec::engine::{
+    Decapsulated, EncapsulatedInPlace, HEADROOM, Inbound, Outbound, TAILROOM,
+};
+
+/// Largest IP datagram.
+pub const MAX_PACKET: usize = 65535;
+/// Size of every packet buffer: the largest datagram with room for a tunnel around it.
+pub const BUF_LEN: usize = HEADROOM + MAX_PACKET + TAILROOM;
+
+/// One packet in flight: a fixed buffer and the range of it the packet occupies.
+pub struct PacketBuf {
+    buf: Box<[u8]>,
+    range: Range<usize>,
+}
+
+impl Default for PacketBuf {
+    fn default() -> Self {
+        PacketBuf {
+            buf: vec![0u8; BUF_LEN].into_boxed_slice(),
+            range: 0..0,
+        }
+    }
+}
+
+impl core::fmt::Debug for PacketBuf {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PacketBuf")
+            .field("range", &self.range)
+            .finish()
+    }
+}
+
+impl PacketBuf {
+    /// The packet.
+    pub fn packet(&self) -> &[u8] {
+        &self.buf[self.range.clone()]
+    }
+
+    pub fn packet_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.range.clone()]
+    }
+
+    pub fn range(&self) -> Range<usize> {
+        self.range.clone()
+    }
+
+    /// Where the packet lies in the buffer; clamped to the buffer.
+    pub fn set_range(&mut self, range: Range<usize>) {
+        let end = range.end.min(self.buf.len());
+        self.range = range.start.min(end)..end;
+    }
+
+    /// The whole buffer, for receiving into and for engines that work in place.
+    pub fn buffer_mut(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    /// Space for a packet received at `offset` (leaving `offset` bytes of headroom).
+    pub fn receive_area(&mut self, offset: usize) -> &mut [u8] {
+        let offset = offset.min(self.buf.len());
+        let end = (offset + MAX_PACKET).min(self.buf.len());
+        &mut self.buf[offset..end]
+    }
+
+    /// Copies `packet` in at [`HEADROOM`]; `false` (and nothing copied) when it is longer
+    /// than [`MAX_PACKET`].
+    pub fn load(&mut self, packet: &[u8]) -> bool {
+        if packet.len() > MAX_PACKET {
+            return false;
+        }
+        self.buf[HEADROOM..HEADROOM + packet.len()].copy_from_slice(packet);
+        self.range = HEADROOM..HEADROOM + packet.len();
+        true
+    }
+}
+
+/// What the outbound engine made of a packet it did not drop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outgoing {
+    /// The packet is now the tunnel packet; send it to the outer destination.
+    Protected { spi: u32 },
+    /// Policy says bypass: send the packet unchanged.
+    Bypass,
+    /// The engine has sent it itself (a card transmits on its own port): nothing to send.
+    Transmitted { spi: u32 },
+}
+
+/// What the inbound engine made of a packet it did not drop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incoming {
+    /// The packet is now the inner packet; deliver it to the inside.
+    Inner { spi: u32 },
+    /// An unprotected packet that policy lets through; the host stack already has it.
+    Bypass,
+    /// An unprotected packet that policy lets through and only espo has (it arrived on a
+    /// card's port, not through the host stack): deliver it to the inside.
+    Unprotected,
+    /// Consumed (an RFC 3948 NAT keepalive): nothing to deliver.
+    Consumed,
+}
+
+/// Where an SA's packets are transformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    Software,
+    Card,
+}
+
+impl Placement {
+    pub fn name(self) -> &'static str {
+        match self {
+            Placement::Software => "software",
+            Placement::Card => "card",
+        }
+    }
+}
+
+/// Which way an SA carries traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaDirection {
+    Out,
+    In,
+}
+
+/// The moving state of one SA, as an engine reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SaSnapshot {
+    pub spi: u32,
+    pub dst: IpAddr,
+    pub direction: SaDirection,
+    /// Outbound: the last sequence number used. Inbound: the highest one accepted.
+    pub seq: u64,
+    pub packets: u64,
+    /// Bytes of inner packets.
+    pub bytes: u64,
+    pub placement: Placement,
+}
+
+/// The outbound half of an engine: inner packets in, tunnel packets out.
+pub trait OutboundEngine: Send {
+    /// What protecting this inner packet would add to it, in bytes; `None` when policy
+    /// bypasses it. Uses no sequence number.
+    fn overhead(&self, inner: &[u8]) -> Result<Option<usize>, DropReason>;
+    /// The largest overhead any outbound bundle adds (padding at its worst).
+    fn max_overhead(&self) -> usize;
+    /// Transforms a batch in place: `verdicts[i]` says what became of `batch[i]`, whose
+    /// range is the tunnel packet when protected.
+    fn encapsulate(
+        &mut self,
+        batch: &mut [PacketBuf],
+        verdicts: &mut Vec<Result<Outgoing, DropReason>>,
+    );
+    /// The state of every outbound SA, appended to `out`.
+    fn snapshot(&self, out: &mut Vec<SaSnapshot>);
+    /// Packets reported [`Outgoing::Transmitted`] that the engine could not send after all
+    /// (an engine that transmits asynchronously learns their fate later): their reasons,
+    /// appended to `out`.
+    fn settle(&mut self, out: &mut Vec<DropReason>) {
+        let _ = out;
+    }
+}
+
+/// The inbound half of an engine: tunnel packets in, inner packets out.
+pub trait InboundEngine: Send {
+    /// Transforms a batch in place: `verdicts[i]` says what became of `batch[i]`, whose
+    /// range is the inner packet when one was recovered.
+    fn decapsulate(
+        &mut self,
+        batch: &mut [PacketBuf],
+        verdicts: &mut Vec<Result<Incoming, DropReason>>,
+    );
+    /// The state of every inbound SA, appended to `out`.
+    fn snapshot(&self, out: &mut Vec<SaSnapshot>);
+}
+
+/// Where the outbound thread sends tunnel packets: the software engine's raw sockets
+/// ([`super::sockets::OuterTx`]); for a card engine, whatever its engine does not transmit
+/// itself.
+pub trait OutsideTx: Sync {
+    /// Per-thread state a send needs (preallocated message headers).
+    type Scratch;
+    fn scratch(&self) -> Self::Scratch;
+    /// Sends whole IP packets; returns how many could not be sent.
+    fn send_batch(&self, packets: &[&[u8]], scratch: &mut Self::Scratch) -> usize;
+}
+
+/// Where the inbound thread takes tunnel packets from: the software engine's ESP, AH and
+/// UDP sockets ([`super::sockets::OuterRx`]); for a card engine, its receive queues. Each
+/// queue has a descriptor that polls readable when packets wait.
+pub trait OutsideRx: Sync {
+    type Scratch;
+    fn scratch(&self) -> Self::Scratch;
+    /// One descriptor per queue, in queue order.
+    fn fds(&self) -> Vec<BorrowedFd<'_>>;
+    /// Receives up to `bufs.len()` whole IP packets from `queue`; 0 when none waits.
+    fn recv_batch(
+        &self,
+        queue: usize,
+        bufs: &mut [PacketBuf],
+        scratch: &mut Self::Scratch,
+    ) -> std::io::Result<usize>;
+}
+
+impl OutboundEngine for Outbound {
+    fn overhead(&self, inner: &[u8]) -> Result<Option<usize>, DropReason> {
+        self.tunnel_overhead(inner)
+    }
+
+    fn max_overhead(&self) -> usize {
+        self.max_tunnel_overhead()
+    }
+
+    fn encapsulate(
+        &mut self,
+        batch: &mut [PacketBuf],
+        verdicts: &mut Vec<Result<Outgoing, DropReason>>,
+    ) {
+        verdicts.clear();
+        for p in batch.iter_mut() {
+            let inner = p.range();
+            let verdict = match self.encapsulate_in_place(p.buffer_mut(), inner) {
+                Ok(EncapsulatedInPlace::Protected { range, spi, .. }) => {
+                    p.set_range(range);
+                    Ok(Outgoing::Protected { spi })
+                }
+                Ok(EncapsulatedInPlace::Bypass) => Ok(Outgoing::Bypass),
+                Err(reason) => Err(reason),
+            };
+            verdicts.push(verdict);
+        }
+    }
+
+    fn snapshot(&self, out: &mut Vec<SaSnapshot>) {
+        out.extend(self.sas().iter().map(|sa| SaSnapshot {
+            spi: sa.params.spi,
+            dst: sa.params.dst,
+            direction: SaDirection::Out,
+            seq: sa.seq(),
+            packets: sa.counters.packets,
+            bytes: sa.counters.bytes,
+            placement: Placement::Software,
+        }));
+    }
+}
+
+impl InboundEngine for Inbound {
+    fn decapsulate(
+        &mut self,
+        batch: &mut [PacketBuf],
+        verdicts: &mut Vec<Result<Incoming, DropReason>>,
+    ) {
+        verdicts.clear();
+        for p in batch.iter_mut() {
+            let outer = p.range();
+            let verdict = match Inbound::decapsulate(self, p.packet_mut()) {
+                Ok(Decapsulated::Inner { range, spi, .. }) => {
+                    p.set_range(outer.start + range.start..outer.start + range.end);
+                    Ok(Incoming::Inner { spi })
+                }
+                Ok(Decapsulated::Bypass) => Ok(Incoming::Bypass),
+                Ok(Decapsulated::Keepalive) => Ok(Incoming::Consumed),
+                Err(reason) => Err(reason),
+            };
+            verdicts.push(verdict);
+        }
+    }
+
+    fn snapshot(&self, out: &mut Vec<SaSnapshot>) {
+        out.extend(self.sas().iter().map(|sa| SaSnapshot {
+            spi: sa.params.spi,
+            dst: sa.params.dst,
+            direction: SaDirection::In,
+            seq: sa.replay.highest(),
+            packets: sa.counters.packets,
+            bytes: sa.counters.bytes,
+            placement: Placement::Software,
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests;

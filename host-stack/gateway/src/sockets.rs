@@ -1,0 +1,521 @@
+//! The outside, software engine: kernel sockets bound to the outside interface.
+//!
+//! Sending: one raw socket per address family with protocol IPPROTO_RAW (the packet
+//! carries its own IP header, IP_HDRINCL), so the outer header — which AH authenticates —
+//! is exactly the one the engine built, whatever follows it (ESP, AH, or UDP for RFC 3948).
+//!
+//! Receiving: a raw IPv4 socket each for ESP and AH (the kernel hands them over with their
+//! IP header), raw IPv6 sockets for ESP and AH bound to each local IPv6 endpoint, and one
+//! UDP socket per local endpoint and RFC 3948 port. IPv6 raw and UDP sockets deliver only
+//! the payload: the outer header (and UDP header) is rebuilt in front of it from the
+//! addresses, so the engine always sees a whole IP packet. What the rebuilt header cannot
+//! carry: IPv6 extension headers and the outer ECN bits.
+//!
+//! Every socket is bound to the outside interface (SO_BINDTODEVICE). In a server-to-server
+//! tunnel the route to the peer's address points into the TUN device; the binding makes
+//! the kernel route espo's own outer packets out of the outside interface instead of back
+//! into the tunnel.
+//!
+//! The model and vfio engines do not use these sockets: the card's port is an interface
+//! the card owns (AF_PACKET), and espo answers ARP and neighbour solicitations for its
+//! endpoint there. That outside is a separate implementation of the same role.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::path::{MAX_PACKET, OutsideRx, OutsideTx, PacketBuf};
+use espo_ipsec::wire::{ChecksumCaps, IpProtocol, ipv4, ipv6, udp};
+
+const IPPROTO_RAW: i32 = 255;
+const IPPROTO_ESP: i32 = 50;
+const IPPROTO_AH: i32 = 51;
+/// Socket buffers, so that bursts at line rate are not dropped by the kernel.
+const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+/// Room in front of a received payload for a rebuilt IPv6 and UDP header.
+pub const RX_HEADROOM: usize = ipv6::HEADER_LEN + udp::HEADER_LEN;
+
+/// Why a socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    #[error("opening a {what} socket failed (espo run needs root or CAP_NET_RAW)")]
+    Open {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("binding the {what} socket to interface `{device}` failed")]
+    BindDevice {
+        what: String,
+        device: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("binding the {what} socket to {addr} failed")]
+    Bind {
+        what: String,
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn open(
+    domain: Domain,
+    ty: Type,
+    protocol: i32,
+    what: &str,
+    device: &str,
+) -> Result<Socket, SocketError> {
+    let s = Socket::new(domain, ty, Some(Protocol::from(protocol))).map_err(|source| {
+        SocketError::Open {
+            what: what.into(),
+            source,
+        }
+    })?;
+    s.bind_device(Some(device.as_bytes()))
+        .map_err(|source| SocketError::BindDevice {
+            what: what.into(),
+            device: device.into(),
+            source,
+        })?;
+    s.set_nonblocking(true)
+        .map_err(|source| SocketError::Open {
+            what: what.into(),
+            source,
+        })?;
+    // Larger buffers are best effort: the kernel caps them at rmem_max / wmem_max.
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+    Ok(s)
+}
+
+/// The sending side: raw IP_HDRINCL sockets for IPv4 and IPv6.
+#[derive(Debug)]
+pub struct OuterTx {
+    v4: Socket,
+    v6: Socket,
+}
+
+impl OuterTx {
+    pub fn open(device: &str) -> Result<OuterTx, SocketError> {
+        Ok(OuterTx {
+            v4: open(
+                Domain::IPV4,
+                Type::RAW,
+                IPPROTO_RAW,
+                "raw IPv4 send",
+                device,
+            )?,
+            v6: open(
+                Domain::IPV6,
+                Type::RAW,
+                IPPROTO_RAW,
+                "raw IPv6 send",
+                device,
+            )?,
+        })
+    }
+}
+
+impl OutsideTx for OuterTx {
+    type Scratch = BatchHeaders;
+
+    fn scratch(&self) -> BatchHeaders {
+        BatchHeaders::new(TX_BATCH)
+    }
+
+    /// Sends whole IP packets, one `sendmmsg` per address family (retrying past a packet
+    /// the kernel refuses). Returns how many could not be sent.
+    fn send_batch(&self, pkts: &[&[u8]], headers: &mut BatchHeaders) -> usize {
+        let mut failed = 0;
+        for (v6, socket) in [(false, &self.v4), (true, &self.v6)] {
+            let mut slices = Vec::with_capacity(pkts.len());
+            let mut addrs = Vec::with_capacity(pkts.len());
+            for p in pkts {
+                match destination(p) {
+                    Some((family_v6, dst)) if family_v6 == v6 => {
+                        slices.push([io::IoSlice::new(p)]);
+                        addrs.push(Some(dst));
+                    }
+                    Some(_) => {}
+                    None if !v6 => failed += 1,
+                    None => {}
+                }
+            }
+            let mut at = 0;
+            while at < slices.len() {
+                let fd = socket.as_raw_fd();
+                let r = sendmmsg(
+                    fd,
+                    &mut headers.0,
+                    &slices[at..],
+                    &addrs[at..],
+                    [],
+                    MsgFlags::empty(),
+                );
+                match r.map(|sent| sent.count()) {
+                    Ok(0) | Err(_) => {
+                        failed += 1;
+                        at += 1;
+                    }
+                    Ok(sent) => at += sent,
+                }
+            }
+        }
+        failed
+    }
+}
+
+/// Most packets one `sendmmsg` takes.
+pub const TX_BATCH: usize = 64;
+
+/// Preallocated message headers for [`OuterTx`]'s `send_batch`.
+pub struct BatchHeaders(MultiHeaders<SockaddrStorage>);
+
+impl BatchHeaders {
+    pub fn new(batch: usize) -> BatchHeaders {
+        BatchHeaders(MultiHeaders::preallocate(batch, None))
+    }
+}
+
+impl core::fmt::Debug for BatchHeaders {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("BatchHeaders")
+    }
+}
+
+/// The address family and destination of a whole IP packet.
+fn destination(pkt: &[u8]) -> Option<(bool, SockaddrStorage)> {
+    let (v6, dst) = match pkt.first().map(|b| b >> 4) {
+        Some(4) if pkt.len() >= ipv4::HEADER_LEN => (
+            false,
+            IpAddr::V4(ipv4::Packet::new_unchecked(pkt).dst_addr()),
+        ),
+        Some(6) if pkt.len() >= ipv6::HEADER_LEN => (
+            true,
+            IpAddr::V6(ipv6::Packet::new_unchecked(pkt).dst_addr()),
+        ),
+        _ => return None,
+    };
+    Some((v6, SockaddrStorage::from(SocketAddr::new(dst, 0))))
+}
+
+/// What a receiving socket delivers, and so what must be rebuilt in front of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RxKind {
+    /// Whole IPv4 packets.
+    RawV4,
+    /// IPv6 payloads of `protocol` sent to `local`.
+    RawV6 {
+        protocol: IpProtocol,
+        local: Ipv6Addr,
+    },
+    /// UDP payloads sent to `local`:`port`.
+    Udp { local: IpAddr, port: u16 },
+}
+
+#[derive(Debug)]
+struct RxSocket {
+    socket: Socket,
+    kind: RxKind,
+}
+
+/// The receiving side: every socket tunnel packets can arrive on.
+#[derive(Debug, Default)]
+pub struct OuterRx {
+    sockets: Vec<RxSocket>,
+}
+
+/// What the inbound SAs need received.
+#[derive(Debug, Clone, Default)]
+pub struct RxPlan {
+    pub esp_v4: bool,
+    pub ah_v4: bool,
+    /// (protocol, local endpoint) pairs over IPv6.
+    pub raw_v6: Vec<(IpProtocol, Ipv6Addr)>,
+    /// (local endpoint, port) pairs of RFC 3948 encapsulation.
+    pub udp: Vec<(IpAddr, u16)>,
+}
+
+impl OuterRx {
+    pub fn open(device: &str, plan: &RxPlan) -> Result<OuterRx, SocketError> {
+        let mut sockets = Vec::new();
+        if plan.esp_v4 {
+            let socket = open(Domain::IPV4, Type::RAW, IPPROTO_ESP, "raw ESP", device)?;
+            sockets.push(RxSocket {
+                socket,
+                kind: RxKind::RawV4,
+            });
+        }
+        if plan.ah_v4 {
+            let socket = open(Domain::IPV4, Type::RAW, IPPROTO_AH, "raw AH", device)?;
+            sockets.push(RxSocket {
+                socket,
+                kind: RxKind::RawV4,
+            });
+        }
+        for &(protocol, local) in &plan.raw_v6 {
+            let what = format!("raw IPv6 {protocol:?}");
+            let socket = open(
+                Domain::IPV6,
+                Type::RAW,
+                i32::from(u8::from(protocol)),
+                &what,
+                device,
+            )?;
+            let addr = SocketAddr::new(local.into(), 0);
+            socket
+                .bind(&addr.into())
+                .map_err(|source| SocketError::Bind {
+                    what: what.clone(),
+                    addr,
+                    source,
+                })?;
+            sockets.push(RxSocket {
+                socket,
+                kind: RxKind::RawV6 { protocol, local },
+            });
+        }
+        for &(local, port) in &plan.udp {
+            let domain = if local.is_ipv4() {
+                Domain::IPV4
+            } else {
+                Domain::IPV6
+            };
+            let what = format!("UDP {port}");
+            let socket = open(domain, Type::DGRAM, 17, &what, device)?;
+            let _ = socket.set_reuse_address(true);
+            let addr = SocketAddr::new(local, port);
+            socket
+                .bind(&addr.into())
+                .map_err(|source| SocketError::Bind {
+                    what: what.clone(),
+                    addr,
+                    source,
+                })?;
+            sockets.push(RxSocket {
+                socket,
+                kind: RxKind::Udp { local, port },
+            });
+        }
+        Ok(OuterRx { sockets })
+    }
+
+    pub fn len(&self) -> usize {
+        self.sockets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sockets.is_empty()
+    }
+}
+
+impl OutsideRx for OuterRx {
+    type Scratch = RxHeaders;
+
+    fn scratch(&self) -> RxHeaders {
+        RxHeaders::new()
+    }
+
+    /// The descriptors to poll, in socket order.
+    fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.sockets.iter().map(|s| s.socket.as_fd()).collect()
+    }
+
+    /// Receives up to `bufs.len()` packets (at most [`RX_BATCH`]) from socket `index` with
+    /// one `recvmmsg`, each as a whole IP packet (headers rebuilt where the socket strips
+    /// them). Returns how many; 0 when nothing is waiting.
+    fn recv_batch(
+        &self,
+        index: usize,
+        bufs: &mut [PacketBuf],
+        headers: &mut RxHeaders,
+    ) -> io::Result<usize> {
+        let Some(s) = self.sockets.get(index) else {
+            return Ok(0);
+        };
+        let mut received = [(0usize, None::<SockaddrStorage>); RX_BATCH];
+        let want = bufs.len().min(RX_BATCH);
+        let n = {
+            let mut slices: Vec<[io::IoSliceMut<'_>; 1]> = bufs[..want]
+                .iter_mut()
+                .map(|b| {
+                    [io::IoSliceMut::new(
+                        &mut b.receive_area(RX_HEADROOM)[..MAX_PACKET - RX_HEADROOM],
+                    )]
+                })
+                .collect();
+            let results = match recvmmsg(
+                s.socket.as_raw_fd(),
+                &mut headers.0,
+                slices.iter_mut(),
+                MsgFlags::MSG_DONTWAIT,
+                None,
+            ) {
+                Ok(r) => r,
+                Err(nix::errno::Errno::EAGAIN) => return Ok(0),
+                Err(e) => return Err(e.into()),
+            };
+            let mut n = 0;
+            for (slot, r) in received.iter_mut().zip(results) {
+                *slot = (r.bytes, r.address);
+                n += 1;
+            }
+            n
+        };
+        for (buf, &(len, from)) in bufs.iter_mut().zip(&received[..n]) {
+            // A packet whose header cannot be rebuilt stays empty: the engine counts it
+            // as malformed.
+            if finish(s.kind, buf, len, from.as_ref()).is_err() {
+                buf.set_range(0..0);
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Largest batch [`OuterRx::recv_batch`] takes at once.
+pub const RX_BATCH: usize = 64;
+
+/// Preallocated message headers for [`OuterRx::recv_batch`].
+pub struct RxHeaders(MultiHeaders<SockaddrStorage>);
+
+impl RxHeaders {
+    pub fn new() -> RxHeaders {
+        RxHeaders(MultiHeaders::preallocate(RX_BATCH, None))
+    }
+}
+
+impl Default for RxHeaders {
+    fn default() -> Self {
+        RxHeaders::new()
+    }
+}
+
+impl core::fmt::Debug for RxHeaders {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("RxHeaders")
+    }
+}
+
+/// Turns a payload of `n` bytes received at [`RX_HEADROOM`] into a whole IP packet.
+fn finish(
+    kind: RxKind,
+    buf: &mut PacketBuf,
+    n: usize,
+    from: Option<&SockaddrStorage>,
+) -> io::Result<()> {
+    let payload = RX_HEADROOM..RX_HEADROOM + n;
+    let from_ip = from.and_then(sockaddr_ip);
+    let start = match (kind, from_ip) {
+        (RxKind::RawV4, _) => payload.start,
+        (RxKind::RawV6 { protocol, local }, Some(IpAddr::V6(src))) => {
+            prepend_ipv6(buf.buffer_mut(), payload.start, n, src, local, protocol)?
+        }
+        (RxKind::Udp { local, port }, Some(src_ip)) => {
+            let src_port = from.and_then(sockaddr_port).unwrap_or(0);
+            let udp_at = payload.start - udp::HEADER_LEN;
+            let b = buf.buffer_mut();
+            let mut u = udp::Packet::new_unchecked(&mut b[udp_at..payload.end]);
+            u.set_src_port(src_port);
+            u.set_dst_port(port);
+            u.set_len((n + udp::HEADER_LEN) as u16);
+            u.set_checksum(0);
+            match (src_ip, local) {
+                (IpAddr::V4(s4), IpAddr::V4(d4)) => {
+                    prepend_ipv4(b, udp_at, n + udp::HEADER_LEN, s4, d4, IpProtocol::Udp)?
+                }
+                (IpAddr::V6(s6), IpAddr::V6(d6)) => {
+                    prepend_ipv6(b, udp_at, n + udp::HEADER_LEN, s6, d6, IpProtocol::Udp)?
+                }
+                _ => return Err(io::ErrorKind::InvalidData.into()),
+            }
+        }
+        _ => return Err(io::ErrorKind::InvalidData.into()),
+    };
+    buf.set_range(start..payload.end);
+    Ok(())
+}
+
+fn sockaddr_ip(a: &SockaddrStorage) -> Option<IpAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(IpAddr::V4(v4.ip()));
+    }
+    let v6 = a.as_sockaddr_in6()?;
+    let ip = v6.ip();
+    // A v4-mapped source on a dual-stack socket is an IPv4 peer.
+    Some(match ip.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(ip),
+    })
+}
+
+fn sockaddr_port(a: &SockaddrStorage) -> Option<u16> {
+    a.as_sockaddr_in()
+        .map(|s| s.port())
+        .or_else(|| a.as_sockaddr_in6().map(|s| s.port()))
+}
+
+/// Writes an IPv4 header (no options, DF clear, TTL 64) in front of `len` payload bytes at
+/// `at`; returns where the packet starts.
+fn prepend_ipv4(
+    buf: &mut [u8],
+    at: usize,
+    len: usize,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: IpProtocol,
+) -> io::Result<usize> {
+    let start = at
+        .checked_sub(ipv4::HEADER_LEN)
+        .ok_or(io::ErrorKind::InvalidInput)?;
+    let repr = ipv4::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: protocol,
+        payload_len: len,
+        hop_limit: 64,
+        tos: 0,
+        dont_frag: false,
+        ident: 0,
+    };
+    let hdr = buf.get_mut(start..at).ok_or(io::ErrorKind::InvalidInput)?;
+    repr.emit(
+        &mut ipv4::Packet::new_unchecked(hdr),
+        &ChecksumCaps::default(),
+    )
+    .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    Ok(start)
+}
+
+/// Writes an IPv6 header (traffic class 0, hop limit 64) in front of `len` payload bytes
+/// at `at`; returns where the packet starts.
+fn prepend_ipv6(
+    buf: &mut [u8],
+    at: usize,
+    len: usize,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    protocol: IpProtocol,
+) -> io::Result<usize> {
+    let start = at
+        .checked_sub(ipv6::HEADER_LEN)
+        .ok_or(io::ErrorKind::InvalidInput)?;
+    let repr = ipv6::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: protocol,
+        payload_len: len,
+        hop_limit: 64,
+        traffic_class: 0,
+        flow_label: 0,
+    };
+    let hdr = buf.get_mut(start..at).ok_or(io::ErrorKind::InvalidInput)?;
+    repr.emit(&mut ipv6::Packet::new_unchecked(hdr))
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    Ok(start)
+}

@@ -1,0 +1,480 @@
+//! The datapath threads and shutdown.
+//!
+//! Two threads move packets, one per direction, each owning its half of the engine (the
+//! software engine's halves share no mutable state; the card's share the offload engine
+//! for one batch at a time, see [`super::card::engine`]), so both cores work at once: TUN → PMTU check →
+//! encapsulate → socket, and socket → decapsulate → TUN. Each drains its source without
+//! blocking into a batch of up to [`BATCH`] packets, hands the whole batch to the engine,
+//! sends the results, and polls only when the source is empty — so under load a batch
+//! forms by itself and an idle gateway costs nothing. A third thread answers `espo status`.
+//!
+//! Shutdown: SIGINT and SIGTERM set a flag the busy loops check between batches and write
+//! to a socket pair every idle poll watches, so every thread ends within one batch or one
+//! poll.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use super::icmp::{self, ErrorSource, RateLimit};
+use super::path::{
+    InboundEngine, Incoming, OutboundEngine, Outgoing, OutsideRx, OutsideTx, PacketBuf, SaSnapshot,
+};
+use super::pmtu::{self, Fit, Fragments};
+use super::status::{DirectionStats, PUBLISH_INTERVAL, Published};
+use super::tun::Tun;
+use espo_ipsec::counters::DropReason;
+use espo_ipsec::engine::HEADROOM;
+
+/// Packets per batch handed to an engine.
+pub const BATCH: usize = 32;
+/// How long an idle thread sleeps in poll before it looks at the shutdown flag again.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+/// ICMP errors per second (and burst) the outbound thread sends at most.
+const ICMP_PER_SECOND: u32 = 100;
+
+/// The shutdown signal: a flag for busy threads and a readable socket for idle ones.
+#[derive(Debug)]
+pub struct Shutdown {
+    flag: Arc<AtomicBool>,
+    wake_rx: UnixStream,
+    wake_tx: UnixStream,
+}
+
+impl Shutdown {
+    pub fn new() -> io::Result<Shutdown> {
+        let (wake_tx, wake_rx) = UnixStream::pair()?;
+        wake_rx.set_nonblocking(true)?;
+        wake_tx.set_nonblocking(true)?;
+        Ok(Shutdown {
+            flag: Arc::new(AtomicBool::new(false)),
+            wake_rx,
+            wake_tx,
+        })
+    }
+
+    /// Triggers shutdown on SIGINT and SIGTERM.
+    pub fn on_signals(&self) -> io::Result<()> {
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(sig, Arc::clone(&self.flag))?;
+            signal_hook::low_level::pipe::register(sig, self.wake_tx.try_clone()?)?;
+        }
+        Ok(())
+    }
+
+    /// Triggers shutdown from inside espo (a thread that cannot go on).
+    pub fn trigger(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        let _ = io::Write::write(&mut &self.wake_tx, &[1]);
+    }
+
+    pub fn requested(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.wake_rx.as_fd()
+    }
+}
+
+/// Waits until one of `fds` is readable or shutdown is requested; returns which of `fds`
+/// are readable.
+pub fn wait_readable(fds: &[BorrowedFd<'_>], shutdown: &Shutdown, ready: &mut Vec<bool>) {
+    let mut pfds: Vec<PollFd> = fds
+        .iter()
+        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+        .collect();
+    pfds.push(PollFd::new(shutdown.fd(), PollFlags::POLLIN));
+    let timeout = PollTimeout::try_from(IDLE_POLL).unwrap_or(PollTimeout::NONE);
+    ready.clear();
+    match poll(&mut pfds, timeout) {
+        Ok(_) => ready.extend(pfds[..fds.len()].iter().map(|p| {
+            p.revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR))
+        })),
+        Err(_) => ready.resize(fds.len(), false),
+    }
+}
+
+/// Everything the outbound thread needs besides its engine.
+pub struct OutboundCtx<'a, T: OutsideTx> {
+    pub tun: &'a Tun,
+    pub tx: &'a T,
+    pub outer_mtu: usize,
+    /// What ICMP errors announce: the largest inner packet that always fits.
+    pub tunnel_mtu: usize,
+    pub icmp_source: ErrorSource,
+    pub shutdown: &'a Shutdown,
+    pub published: &'a Published,
+}
+
+struct Outbound<'a, E: OutboundEngine + ?Sized, T: OutsideTx> {
+    ctx: OutboundCtx<'a, T>,
+    engine: &'a mut E,
+    batch: Vec<PacketBuf>,
+    verdicts: Vec<Result<Outgoing, DropReason>>,
+    stats: DirectionStats,
+    sas: Vec<SaSnapshot>,
+    icmp_buf: Vec<u8>,
+    icmp_limit: RateLimit,
+    headers: T::Scratch,
+    last_publish: Instant,
+}
+
+/// The outbound thread: TUN → encapsulate → outside, until shutdown. Returns the final
+/// counters, and the error that stopped it if the TUN device failed.
+pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
+    ctx: OutboundCtx<'_, T>,
+    engine: &mut E,
+) -> (DirectionStats, Option<io::Error>) {
+    let headers = ctx.tx.scratch();
+    let mut o = Outbound {
+        ctx,
+        engine,
+        batch: (0..BATCH).map(|_| PacketBuf::default()).collect(),
+        verdicts: Vec::with_capacity(BATCH),
+        stats: DirectionStats::default(),
+        sas: Vec::new(),
+        icmp_buf: vec![0u8; 2048],
+        icmp_limit: RateLimit::new(ICMP_PER_SECOND, ICMP_PER_SECOND),
+        headers,
+        last_publish: Instant::now(),
+    };
+    let mut ready = Vec::new();
+    let mut spare = PacketBuf::default();
+    o.publish(true);
+    while !o.ctx.shutdown.requested() {
+        let mut n = 0;
+        let mut empty = false;
+        while n < BATCH {
+            let slot = &mut o.batch[n];
+            match o.ctx.tun.recv(slot.receive_area(HEADROOM)) {
+                Ok(len) => {
+                    slot.set_range(HEADROOM..HEADROOM + len);
+                    o.stats.received += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    empty = true;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // The device is gone (deleted under espo) or broken: nothing more
+                    // will come from it, so the gateway stops.
+                    o.flush(n);
+                    o.publish(true);
+                    return (o.stats, Some(e));
+                }
+            }
+            match o.admit(n) {
+                Admit::Keep => n += 1,
+                Admit::Done => {}
+                Admit::Fragment { max_len } => {
+                    o.flush(n);
+                    std::mem::swap(&mut o.batch[n], &mut spare);
+                    n = 0;
+                    o.fragment(&spare, max_len);
+                }
+            }
+        }
+        o.flush(n);
+        if empty {
+            o.settle();
+            o.publish(true);
+            let fds = [o.ctx.tun.as_fd()];
+            wait_readable(&fds, o.ctx.shutdown, &mut ready);
+        }
+    }
+    o.settle();
+    o.publish(true);
+    (o.stats, None)
+}
+
+enum Admit {
+    /// Goes into the batch.
+    Keep,
+    /// Dealt with (dropped, or answered with an ICMP error).
+    Done,
+    /// Must be fragmented first.
+    Fragment { max_len: usize },
+}
+
+impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
+    /// Checks the packet in slot `i` against the path MTU.
+    fn admit(&mut self, i: usize) -> Admit {
+        let pkt = self.batch[i].packet();
+        if link_local(pkt) {
+            // The inside stack's own link-scope traffic on the device (an MLD report when
+            // an address is added): never tunnel traffic, counted as consumed.
+            self.stats.consumed += 1;
+            return Admit::Done;
+        }
+        let overhead = match self.engine.overhead(pkt) {
+            Ok(Some(o)) => o,
+            Ok(None) => return Admit::Keep,
+            Err(reason) => {
+                self.stats.drops.count(reason);
+                return Admit::Done;
+            }
+        };
+        match pmtu::fit(pkt, overhead, self.ctx.outer_mtu, self.ctx.tunnel_mtu) {
+            Fit::Fits => Admit::Keep,
+            Fit::Fragment { max_len } => Admit::Fragment { max_len },
+            Fit::TooBig { mtu } => {
+                self.stats.drops.count(DropReason::TooBig);
+                self.send_icmp(i, mtu);
+                Admit::Done
+            }
+        }
+    }
+
+    fn send_icmp(&mut self, i: usize, mtu: usize) {
+        if !self.icmp_limit.allow(Instant::now()) {
+            return;
+        }
+        let pkt = self.batch[i].packet();
+        let len = match pkt.first().map(|b| b >> 4) {
+            Some(4) => self.ctx.icmp_source.v4.and_then(|src| {
+                icmp::frag_needed(
+                    pkt,
+                    src,
+                    mtu.min(usize::from(u16::MAX)) as u16,
+                    &mut self.icmp_buf,
+                )
+            }),
+            Some(6) => self
+                .ctx
+                .icmp_source
+                .v6
+                .and_then(|src| icmp::packet_too_big(pkt, src, mtu as u32, &mut self.icmp_buf)),
+            _ => None,
+        };
+        if let Some(len) = len {
+            match self.ctx.tun.send(&self.icmp_buf[..len]) {
+                Ok(_) => self.stats.icmp_errors += 1,
+                Err(_) => self.stats.write_errors += 1,
+            }
+        }
+    }
+
+    /// Fragments `original` into the batch, flushing as it fills.
+    fn fragment(&mut self, original: &PacketBuf, max_len: usize) {
+        let mut frags = match Fragments::new(original.packet(), max_len) {
+            Ok(f) => f,
+            Err(_) => {
+                self.stats.drops.count(DropReason::TooBig);
+                return;
+            }
+        };
+        self.stats.fragmented += 1;
+        let mut n = 0;
+        loop {
+            let slot = &mut self.batch[n];
+            let Some(len) = frags.next_into(slot.receive_area(HEADROOM)) else {
+                break;
+            };
+            slot.set_range(HEADROOM..HEADROOM + len);
+            self.stats.fragments += 1;
+            n += 1;
+            if n == BATCH {
+                self.flush(n);
+                n = 0;
+            }
+        }
+        self.flush(n);
+    }
+
+    /// Encapsulates the first `n` packets of the batch and sends them.
+    fn flush(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.engine
+            .encapsulate(&mut self.batch[..n], &mut self.verdicts);
+        let mut out: Vec<&[u8]> = Vec::with_capacity(n);
+        for (p, v) in self.batch[..n].iter().zip(self.verdicts.iter()) {
+            match v {
+                Ok(Outgoing::Transmitted { .. }) => {
+                    self.stats.forwarded += 1;
+                    self.stats.forwarded_bytes += p.packet().len() as u64;
+                }
+                Ok(kind) => {
+                    if *kind == Outgoing::Bypass {
+                        self.stats.bypassed += 1;
+                    }
+                    out.push(p.packet());
+                }
+                Err(reason) => self.stats.drops.count(*reason),
+            }
+        }
+        if !out.is_empty() {
+            let failed = self.ctx.tx.send_batch(&out, &mut self.headers);
+            let bytes: usize = out.iter().map(|p| p.len()).sum();
+            self.stats.forwarded += (out.len() - failed) as u64;
+            self.stats.forwarded_bytes += bytes as u64;
+            self.stats.write_errors += failed as u64;
+        }
+        self.settle();
+        self.publish(false);
+    }
+
+    /// Counts packets the engine reported transmitted but could not send after all.
+    fn settle(&mut self) {
+        let mut late = Vec::new();
+        self.engine.settle(&mut late);
+        for reason in late {
+            self.stats.forwarded = self.stats.forwarded.saturating_sub(1);
+            self.stats.drops.count(reason);
+        }
+    }
+
+    /// Publishes the counters for `espo status`: `now` when idle, at start and at exit;
+    /// otherwise at most every [`PUBLISH_INTERVAL`], and never waiting for a reader.
+    fn publish(&mut self, now: bool) {
+        if !now && self.last_publish.elapsed() < PUBLISH_INTERVAL {
+            return;
+        }
+        self.sas.clear();
+        self.engine.snapshot(&mut self.sas);
+        if now {
+            self.ctx.published.publish(&self.stats, &self.sas);
+            self.last_publish = Instant::now();
+        } else if self.ctx.published.try_publish(&self.stats, &self.sas) {
+            self.last_publish = Instant::now();
+        }
+    }
+}
+
+/// Whether a packet is link-scope traffic no router forwards: IPv4 to 224.0.0.0/24, IPv6
+/// from or to fe80::/10 or to a link-scope multicast group (ff02::/16).
+fn link_local(pkt: &[u8]) -> bool {
+    match pkt.first().map(|b| b >> 4) {
+        Some(4) => pkt.get(16..19) == Some(&[224, 0, 0]),
+        Some(6) => {
+            let (Some(src), Some(dst)) = (pkt.get(8..10), pkt.get(24..26)) else {
+                return false;
+            };
+            let ll = |a: &[u8]| a[0] == 0xfe && a[1] & 0xc0 == 0x80;
+            ll(src) || ll(dst) || (dst[0] == 0xff && dst[1] & 0x0f == 0x02)
+        }
+        _ => false,
+    }
+}
+
+/// Everything the inbound thread needs besides its engine.
+pub struct InboundCtx<'a, R: OutsideRx> {
+    pub tun: &'a Tun,
+    pub rx: &'a R,
+    pub shutdown: &'a Shutdown,
+    pub published: &'a Published,
+}
+
+/// The inbound thread: outside → decapsulate → TUN, until shutdown. Returns the final
+/// counters.
+pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
+    ctx: InboundCtx<'_, R>,
+    engine: &mut E,
+) -> DirectionStats {
+    let mut batch: Vec<PacketBuf> = (0..BATCH).map(|_| PacketBuf::default()).collect();
+    let mut verdicts = Vec::with_capacity(BATCH);
+    let mut stats = DirectionStats::default();
+    let mut sas = Vec::new();
+    let mut last_publish = Instant::now();
+    let queues = ctx.rx.fds().len();
+    let mut ready = vec![true; queues];
+    // As the outbound thread's `publish`.
+    let mut publish = |stats: &DirectionStats, engine: &E, now: bool| {
+        if !now && last_publish.elapsed() < PUBLISH_INTERVAL {
+            return;
+        }
+        sas.clear();
+        engine.snapshot(&mut sas);
+        if now {
+            ctx.published.publish(stats, &sas);
+            last_publish = Instant::now();
+        } else if ctx.published.try_publish(stats, &sas) {
+            last_publish = Instant::now();
+        }
+    };
+    publish(&stats, engine, true);
+    let mut headers = ctx.rx.scratch();
+    let fds: Vec<BorrowedFd<'_>> = ctx.rx.fds();
+    while !ctx.shutdown.requested() {
+        // Fill a batch from the sockets that were readable, one recvmmsg each.
+        let mut n = 0;
+        let mut more = false;
+        for (i, readable) in ready.iter_mut().enumerate() {
+            if !*readable || n == BATCH {
+                continue;
+            }
+            match ctx.rx.recv_batch(i, &mut batch[n..], &mut headers) {
+                Ok(k) => {
+                    n += k;
+                    // A full batch may have left packets behind on this socket.
+                    *readable = n == BATCH;
+                    more |= *readable;
+                }
+                Err(_) => *readable = false,
+            }
+        }
+        stats.received += n as u64;
+        if n > 0 {
+            engine.decapsulate(&mut batch[..n], &mut verdicts);
+            for (p, v) in batch[..n].iter().zip(verdicts.iter()) {
+                match v {
+                    Ok(Incoming::Inner { .. }) => match ctx.tun.send(p.packet()) {
+                        Ok(_) => {
+                            stats.forwarded += 1;
+                            stats.forwarded_bytes += p.packet().len() as u64;
+                        }
+                        Err(_) => stats.write_errors += 1,
+                    },
+                    Ok(Incoming::Unprotected) => match ctx.tun.send(p.packet()) {
+                        Ok(_) => stats.bypassed += 1,
+                        Err(_) => stats.write_errors += 1,
+                    },
+                    Ok(Incoming::Bypass) => stats.bypassed += 1,
+                    Ok(Incoming::Consumed) => stats.consumed += 1,
+                    Err(reason) => stats.drops.count(*reason),
+                }
+            }
+        }
+        publish(&stats, engine, !more);
+        if !more {
+            wait_readable(&fds, ctx.shutdown, &mut ready);
+        }
+    }
+    publish(&stats, engine, true);
+    stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::link_local;
+
+    #[test]
+    fn link_scope_packets_are_recognised() {
+        let mut v6 = [0u8; 40];
+        v6[0] = 0x60;
+        v6[24] = 0xff;
+        v6[25] = 0x02; // ff02::16, an MLD report
+        assert!(link_local(&v6));
+        v6[25] = 0x0e; // ff0e::, global scope
+        assert!(!link_local(&v6));
+        v6[8] = 0xfe;
+        v6[9] = 0x80; // from fe80::
+        assert!(link_local(&v6));
+        let mut v4 = [0u8; 20];
+        v4[0] = 0x45;
+        v4[16..20].copy_from_slice(&[224, 0, 0, 22]);
+        assert!(link_local(&v4));
+        v4[16..20].copy_from_slice(&[239, 1, 1, 1]);
+        assert!(!link_local(&v4));
+        assert!(!link_local(&[0x60, 0, 0]));
+    }
+}

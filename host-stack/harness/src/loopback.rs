@@ -1,0 +1,95 @@
+//! A ready-made tunnel between two endpoints, for benchmarks, demos and tests: one SA from
+//! 192.0.2.1 to 192.0.2.2 protecting 10.1.0.0/16 → 10.2.0.0/16, as the sender's and the
+//! receiver's configuration, and inner packets to send through it.
+
+use std::path::Path;
+
+use espo_config::{Config, ConfigError};
+
+/// The SPI of the loopback tunnel's SA.
+pub const SPI: u32 = 0x0000_5001;
+
+/// A key of `len` bytes that is fixed (benchmarks and tests must be repeatable); never use
+/// it for traffic that matters.
+fn fixed_key_hex(len: usize, seed: u8) -> String {
+    (0..len)
+        .map(|i| format!("{:02x}", (i as u8).wrapping_mul(31).wrapping_add(seed)))
+        .collect()
+}
+
+/// Sender and receiver configurations for one tunnel SA with `encryption` (a configuration
+/// name such as `aes-gcm-128`) and, for non-AEAD algorithms, `integrity`.
+pub fn tunnel_pair(
+    encryption: &str,
+    integrity: Option<&str>,
+) -> Result<(Config, Config), ConfigError> {
+    let enc: espo_ipsec::crypto::EncryptionAlgorithm = encryption.parse().map_err(
+        |e: <espo_ipsec::crypto::EncryptionAlgorithm as core::str::FromStr>::Err| {
+            ConfigError::Invalid {
+                path: "loopback".into(),
+                entry: "sa[0]".into(),
+                field: "encryption",
+                message: e.to_string(),
+            }
+        },
+    )?;
+    let mut sa = format!(
+        "[[sa]]\nspi = {SPI:#x}\nprotocol = \"esp\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nencryption = \"{encryption}\"\nreplay_window = 1024\n"
+    );
+    if enc.key_len() > 0 {
+        sa.push_str(&format!("key = \"{}\"\n", fixed_key_hex(enc.key_len(), 7)));
+    }
+    if let Some(integ) = integrity {
+        let alg: espo_ipsec::crypto::IntegrityAlgorithm = integ.parse().map_err(
+            |e: <espo_ipsec::crypto::IntegrityAlgorithm as core::str::FromStr>::Err| {
+                ConfigError::Invalid {
+                    path: "loopback".into(),
+                    entry: "sa[0]".into(),
+                    field: "integrity",
+                    message: e.to_string(),
+                }
+            },
+        )?;
+        sa.push_str(&format!(
+            "integrity = \"{integ}\"\nintegrity_key = \"{}\"\n",
+            fixed_key_hex(alg.key_len(), 91)
+        ));
+    }
+    let policy = |dir: &str| {
+        format!(
+            "[[policy]]\ndir = \"{dir}\"\nsrc = \"10.1.0.0/16\"\ndst = \"10.2.0.0/16\"\naction = \"protect\"\nsa = [{SPI:#x}]\n"
+        )
+    };
+    let sender = Config::parse(
+        &format!("{sa}{}", policy("out")),
+        Path::new("loopback-sender"),
+    )?;
+    let receiver = Config::parse(
+        &format!("{sa}{}", policy("in")),
+        Path::new("loopback-receiver"),
+    )?;
+    Ok((sender, receiver))
+}
+
+/// An IPv4/UDP packet of exactly `len` bytes (at least 28) from 10.1.0.1 to 10.2.0.1, its
+/// payload filled with `fill`.
+pub fn udp_packet(len: usize, fill: u8) -> Vec<u8> {
+    let len = len.clamp(28, 65535);
+    let mut p = vec![fill; len];
+    p[0] = 0x45;
+    p[1] = 0;
+    p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    p[4..8].copy_from_slice(&[0, 0, 0x40, 0]);
+    p[8] = 64;
+    p[9] = 17;
+    p[10..12].copy_from_slice(&[0, 0]);
+    p[12..16].copy_from_slice(&[10, 1, 0, 1]);
+    p[16..20].copy_from_slice(&[10, 2, 0, 1]);
+    let csum = espo_ipsec::wire::checksum::data(&p[..20]);
+    p[10..12].copy_from_slice(&(!csum).to_be_bytes());
+    p[20..22].copy_from_slice(&40000u16.to_be_bytes());
+    p[22..24].copy_from_slice(&9u16.to_be_bytes());
+    p[24..26].copy_from_slice(&((len - 20) as u16).to_be_bytes());
+    p[26..28].copy_from_slice(&[0, 0]);
+    p
+}

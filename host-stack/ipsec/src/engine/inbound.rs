@@ -1,0 +1,415 @@
+//! Inbound processing: SA lookup, ICV verification, anti-replay, decapsulation and the
+//! RFC 4301 §5.2 policy check of the inner packet.
+//!
+//! Order of trust, per packet: the outer header and the ESP/AH header are parsed; the SA is
+//! found by SPI and destination; the replay window is consulted without moving (a cheap
+//! reject, and the source of the ESN high bits); the ICV is verified; only then does the
+//! replay window move, is the payload decrypted and its padding read, and the inner packet
+//! parsed and checked against the inbound policy. Decapsulation happens in place in the
+//! caller's buffer.
+
+use std::net::IpAddr;
+use std::ops::Range;
+
+use crate::counters::DropReason;
+use crate::crypto::CryptoError;
+use crate::ecn::{self, Ecn};
+use crate::replay::ReplayError;
+use crate::sa::{InboundSa, Transform};
+use crate::spd::{Action, Spd};
+use crate::wire::flow::Flow;
+use crate::wire::{IpProtocol, ah, esp, ipv4, ipv6, udp, udp_encap};
+
+/// What happened to an inbound packet that was not dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decapsulated {
+    /// The inner packet is `range` of the buffer; `spi` names the innermost SA removed.
+    Inner {
+        range: Range<usize>,
+        spi: u32,
+        seq: u64,
+    },
+    /// An unprotected packet that inbound policy lets through as it is.
+    Bypass,
+    /// A NAT keepalive (RFC 3948): consumed, nothing to deliver.
+    Keepalive,
+}
+
+/// The inbound half of the software engine: inbound SAs and the inbound SPD.
+#[derive(Debug, Default)]
+pub struct Inbound {
+    pub(crate) sas: Vec<InboundSa>,
+    pub(crate) by_spi: super::fast_hash::FastMap<(u32, IpAddr), usize>,
+    pub(crate) spd: Spd,
+    /// UDP destination ports that carry RFC 3948 encapsulated ESP.
+    pub(crate) encap_ports: Vec<u16>,
+}
+
+/// Largest outer header (IPv6 with extension headers) copied for the AH ICV.
+const MAX_AH_HEADER: usize = 512;
+
+/// The outer header, as far as decapsulation needs it.
+struct Outer {
+    dst: IpAddr,
+    ecn: Ecn,
+    /// Offset of the first header after the IP header (and IPv6 extension headers).
+    next_offset: usize,
+    next_header: IpProtocol,
+    /// End of the IP packet (link padding excluded).
+    end: usize,
+    v6: bool,
+}
+
+fn parse_outer(pkt: &[u8]) -> Result<Outer, DropReason> {
+    match pkt.first().map(|b| b >> 4) {
+        Some(4) => {
+            let p = ipv4::Packet::new_checked(pkt).map_err(|_| DropReason::Malformed)?;
+            if !p.verify_checksum() {
+                return Err(DropReason::Malformed);
+            }
+            if p.more_frags() || p.frag_offset() != 0 {
+                return Err(DropReason::Fragment);
+            }
+            Ok(Outer {
+                dst: IpAddr::V4(p.dst_addr()),
+                ecn: Ecn::from_bits(p.ecn()),
+                next_offset: p.header_len(),
+                next_header: p.next_header(),
+                end: usize::from(p.total_len()),
+                v6: false,
+            })
+        }
+        Some(6) => {
+            let p = ipv6::Packet::new_checked(pkt).map_err(|_| DropReason::Malformed)?;
+            let walk = ipv6::walk_extension_headers(&p).map_err(|_| DropReason::Malformed)?;
+            if walk.is_fragment {
+                return Err(DropReason::Fragment);
+            }
+            Ok(Outer {
+                dst: IpAddr::V6(p.dst_addr()),
+                ecn: Ecn::from_bits(p.ecn()),
+                next_offset: walk.offset,
+                next_header: walk.protocol,
+                end: ipv6::HEADER_LEN + usize::from(p.payload_len()),
+                v6: true,
+            })
+        }
+        _ => Err(DropReason::Malformed),
+    }
+}
+
+fn replay_reason(e: ReplayError) -> DropReason {
+    match e {
+        ReplayError::Stale { .. } => DropReason::Stale,
+        _ => DropReason::Replayed,
+    }
+}
+
+fn crypto_reason(e: CryptoError) -> DropReason {
+    match e {
+        CryptoError::Authentication => DropReason::BadIcv,
+        _ => DropReason::Malformed,
+    }
+}
+
+impl Inbound {
+    pub fn sas(&self) -> &[InboundSa] {
+        &self.sas
+    }
+
+    pub fn sas_mut(&mut self) -> &mut [InboundSa] {
+        &mut self.sas
+    }
+
+    pub fn spd(&self) -> &Spd {
+        &self.spd
+    }
+
+    /// Index of the inbound SA for this SPI and destination.
+    pub fn sa_index(&self, spi: u32, dst: IpAddr) -> Option<usize> {
+        self.by_spi.get(&(spi, dst)).copied()
+    }
+
+    /// The inbound SA an ESP packet (plain, or in UDP on an encapsulation port) names, and
+    /// its SPI and low sequence number; `None` for anything else or an SPI with no SA. Reads
+    /// only: for a caller that must know whose packet it is before decapsulating it.
+    pub fn esp_sa_of(&self, pkt: &[u8]) -> Option<(Option<usize>, u32, u32)> {
+        let outer = parse_outer(pkt).ok()?;
+        let pkt = pkt.get(..outer.end)?;
+        let offset = match outer.next_header {
+            IpProtocol::Esp => outer.next_offset,
+            IpProtocol::Udp => match self.udp_payload(pkt, outer.next_offset).ok()? {
+                UdpKind::Esp(at) => at,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        let e = esp::Packet::new_checked(pkt.get(offset..)?).ok()?;
+        let (spi, seq_lo) = (e.spi(), e.sequence_number());
+        Some((self.sa_index(spi, outer.dst), spi, seq_lo))
+    }
+
+    /// SPI and low sequence number of the outermost AH or ESP header (ESP plain or in UDP on
+    /// an encapsulation port); `None` for anything else. Reads only.
+    pub fn spi_seq_of(&self, pkt: &[u8]) -> Option<(u32, u32)> {
+        let outer = parse_outer(pkt).ok()?;
+        let pkt = pkt.get(..outer.end)?;
+        if outer.next_header == IpProtocol::Ah {
+            let a = ah::Packet::new_checked(pkt.get(outer.next_offset..)?).ok()?;
+            return Some((a.spi(), a.sequence_number()));
+        }
+        self.esp_sa_of(pkt).map(|(_, spi, seq)| (spi, seq))
+    }
+
+    /// Processes one packet from the outside, in place.
+    pub fn decapsulate(&mut self, pkt: &mut [u8]) -> Result<Decapsulated, DropReason> {
+        let outer = parse_outer(pkt)?;
+        let pkt = pkt.get_mut(..outer.end).ok_or(DropReason::Malformed)?;
+        let mut removed = [usize::MAX; 2];
+        let mut n_removed = 0;
+        let mut offset = outer.next_offset;
+        let mut next = outer.next_header;
+
+        if next == IpProtocol::Ah {
+            let (idx, after, ah_next, ah_seq) = self.verify_ah(pkt, &outer, offset)?;
+            removed[n_removed] = idx;
+            n_removed += 1;
+            offset = after;
+            next = ah_next;
+            if matches!(next, IpProtocol::Ipv4 | IpProtocol::Ipv6) {
+                // AH tunnel mode: the inner packet follows the AH header.
+                if self.sas[idx].params.mode != crate::spec::SaMode::Tunnel {
+                    return Err(DropReason::PolicyMismatch);
+                }
+                let expected = if next == IpProtocol::Ipv4 { 4 } else { 6 };
+                if pkt.get(offset).map(|b| b >> 4) != Some(expected) {
+                    return Err(DropReason::Malformed);
+                }
+                return self.finish(
+                    pkt,
+                    &outer,
+                    offset..pkt.len(),
+                    &removed[..n_removed],
+                    ah_seq,
+                );
+            }
+        }
+        if next == IpProtocol::Udp {
+            match self.udp_payload(pkt, offset)? {
+                UdpKind::Esp(esp_offset) => {
+                    offset = esp_offset;
+                    next = IpProtocol::Esp;
+                }
+                UdpKind::Keepalive if n_removed == 0 => return Ok(Decapsulated::Keepalive),
+                UdpKind::Other if n_removed == 0 => return self.bypass(pkt),
+                _ => return Err(DropReason::Malformed),
+            }
+        }
+        if next != IpProtocol::Esp {
+            if n_removed > 0 {
+                return Err(DropReason::UnsupportedInner);
+            }
+            return self.bypass(pkt);
+        }
+        let (idx, inner, seq) = self.open_esp(pkt, &outer, offset)?;
+        removed[n_removed] = idx;
+        n_removed += 1;
+        self.finish(pkt, &outer, inner, &removed[..n_removed], seq)
+    }
+
+    /// An unprotected packet: delivered only if inbound policy says bypass.
+    fn bypass(&self, pkt: &[u8]) -> Result<Decapsulated, DropReason> {
+        let flow = Flow::parse(pkt).map_err(|_| DropReason::Malformed)?;
+        match self.spd.lookup(&flow).map(|p| p.action) {
+            Some(Action::Bypass) => Ok(Decapsulated::Bypass),
+            Some(Action::Discard) => Err(DropReason::PolicyDiscard),
+            Some(Action::Protect(_)) => Err(DropReason::Unprotected),
+            None => Err(DropReason::NoPolicy),
+        }
+    }
+
+    /// Classifies a UDP datagram: RFC 3948 encapsulated ESP on an encapsulation port, a NAT
+    /// keepalive, or anything else (IKE included), which goes to the bypass check.
+    fn udp_payload(&self, pkt: &[u8], offset: usize) -> Result<UdpKind, DropReason> {
+        let seg = pkt.get(offset..).ok_or(DropReason::Malformed)?;
+        let u = udp::Packet::new_checked(seg).map_err(|_| DropReason::Malformed)?;
+        if !self.encap_ports.contains(&u.dst_port()) {
+            return Ok(UdpKind::Other);
+        }
+        Ok(match udp_encap::classify(u.payload()) {
+            Ok(udp_encap::Payload::Esp(_)) => UdpKind::Esp(offset + udp::HEADER_LEN),
+            Ok(udp_encap::Payload::Keepalive) => UdpKind::Keepalive,
+            Ok(udp_encap::Payload::Ike(_)) => UdpKind::Other,
+            Err(_) => return Err(DropReason::Malformed),
+        })
+    }
+
+    /// Verifies an AH header at `offset`: SA lookup, replay pre-check, ICV over the packet
+    /// with mutable fields zeroed, then the replay window moves. Returns the SA index, the
+    /// offset after AH and AH's next header.
+    fn verify_ah(
+        &mut self,
+        pkt: &[u8],
+        outer: &Outer,
+        offset: usize,
+    ) -> Result<(usize, usize, IpProtocol, u64), DropReason> {
+        let seg = pkt.get(offset..).ok_or(DropReason::Malformed)?;
+        let ah_pkt = ah::Packet::new_checked(seg).map_err(|_| DropReason::Malformed)?;
+        let spi = ah_pkt.spi();
+        let seq_lo = ah_pkt.sequence_number();
+        let ah_len = ah_pkt.header_len();
+        let ah_next = ah_pkt.next_header();
+        let idx = self
+            .sa_index(spi, outer.dst)
+            .ok_or(DropReason::UnknownSpi)?;
+        let sa = &mut self.sas[idx];
+        let Transform::Ah(integrity) = &sa.params.transform else {
+            return Err(DropReason::UnknownSpi);
+        };
+        if sa.hard_expired() {
+            return Err(DropReason::Expired);
+        }
+        let icv_len = integrity.icv_len();
+        if ah_len < ah::FIXED_LEN + icv_len {
+            return Err(DropReason::Malformed);
+        }
+        let seq = sa.replay.check(seq_lo).map_err(replay_reason)?;
+
+        // The headers before AH with mutable fields zeroed, and AH with its ICV zeroed.
+        if offset > MAX_AH_HEADER {
+            return Err(DropReason::Malformed);
+        }
+        let mut scratch = [0u8; MAX_AH_HEADER + ah::FIXED_LEN];
+        let scratch = &mut scratch[..offset + ah::FIXED_LEN];
+        scratch.copy_from_slice(&pkt[..offset + ah::FIXED_LEN]);
+        let zeroed = if outer.v6 {
+            ah::zero_mutable_ipv6(scratch, offset)
+        } else {
+            ah::zero_mutable_ipv4(scratch)
+        };
+        zeroed.map_err(|_| DropReason::Malformed)?;
+        let hdr = &scratch[..offset];
+        let mut ah_copy = [0u8; 12 + 64];
+        let ah_copy = ah_copy.get_mut(..ah_len).ok_or(DropReason::Malformed)?;
+        ah_copy.copy_from_slice(&pkt[offset..offset + ah_len]);
+        let received_icv = &pkt[offset + ah::FIXED_LEN..offset + ah::FIXED_LEN + icv_len];
+        ah_copy[ah::FIXED_LEN..].fill(0);
+        let rest = &pkt[offset + ah_len..];
+        let seq_hi = ((seq >> 32) as u32).to_be_bytes();
+        let ok = if sa.params.esn {
+            integrity.verify(&[hdr, ah_copy, rest, &seq_hi], received_icv)
+        } else {
+            integrity.verify(&[hdr, ah_copy, rest], received_icv)
+        };
+        if !ok {
+            return Err(DropReason::BadIcv);
+        }
+        sa.replay.accept(seq).map_err(replay_reason)?;
+        Ok((idx, offset + ah_len, ah_next, seq))
+    }
+
+    /// Verifies and decrypts an ESP packet at `offset`; returns the SA index and the range
+    /// of the inner packet.
+    fn open_esp(
+        &mut self,
+        pkt: &mut [u8],
+        outer: &Outer,
+        offset: usize,
+    ) -> Result<(usize, Range<usize>, u64), DropReason> {
+        let seg = pkt.get_mut(offset..).ok_or(DropReason::Malformed)?;
+        let (spi, seq_lo) = {
+            let e = esp::Packet::new_checked(&*seg).map_err(|_| DropReason::Malformed)?;
+            (e.spi(), e.sequence_number())
+        };
+        let idx = self
+            .sa_index(spi, outer.dst)
+            .ok_or(DropReason::UnknownSpi)?;
+        let sa = &mut self.sas[idx];
+        let Transform::Esp(t) = &sa.params.transform else {
+            return Err(DropReason::UnknownSpi);
+        };
+        if sa.hard_expired() {
+            return Err(DropReason::Expired);
+        }
+        let seq = sa.replay.check(seq_lo).map_err(replay_reason)?;
+        let seq_hi = sa.params.esn.then_some((seq >> 32) as u32);
+        let plain = t.open(seg, seq_hi).map_err(crypto_reason)?;
+        sa.replay.accept(seq).map_err(replay_reason)?;
+        let plaintext = seg.get(plain.clone()).ok_or(DropReason::Malformed)?;
+        let trailer = esp::parse_trailer(plaintext).map_err(|_| DropReason::BadPadding)?;
+        match trailer.next_header {
+            IpProtocol::Ipv4 | IpProtocol::Ipv6 => {}
+            IpProtocol::Ipv6NoNxt => return Err(DropReason::Dummy),
+            _ => return Err(DropReason::UnsupportedInner),
+        }
+        // The inner header's version must be the one the trailer announces.
+        let version = plaintext.first().map(|b| b >> 4);
+        let expected = if trailer.next_header == IpProtocol::Ipv4 {
+            4
+        } else {
+            6
+        };
+        if version != Some(expected) {
+            return Err(DropReason::Malformed);
+        }
+        let start = offset + plain.start;
+        Ok((idx, start..start + trailer.inner_len, seq))
+    }
+
+    /// The inner packet: parsed, TFC padding trimmed, ECN combined (RFC 6040), checked
+    /// against inbound policy, counted.
+    fn finish(
+        &mut self,
+        pkt: &mut [u8],
+        outer: &Outer,
+        inner: Range<usize>,
+        removed: &[usize],
+        seq: u64,
+    ) -> Result<Decapsulated, DropReason> {
+        let buf = pkt.get_mut(inner.clone()).ok_or(DropReason::Malformed)?;
+        let inner_len = match buf.first().map(|b| b >> 4) {
+            Some(4) => {
+                let mut p =
+                    ipv4::Packet::new_checked(&mut *buf).map_err(|_| DropReason::Malformed)?;
+                let e = ecn::decap_ecn(Ecn::from_bits(p.ecn()), outer.ecn)
+                    .ok_or(DropReason::EcnDrop)?;
+                if e.bits() != p.ecn() {
+                    p.set_ecn(e.bits());
+                    p.fill_checksum();
+                }
+                usize::from(p.total_len())
+            }
+            Some(6) => {
+                let mut p =
+                    ipv6::Packet::new_checked(&mut *buf).map_err(|_| DropReason::Malformed)?;
+                let e = ecn::decap_ecn(Ecn::from_bits(p.ecn()), outer.ecn)
+                    .ok_or(DropReason::EcnDrop)?;
+                p.set_ecn(e.bits());
+                ipv6::HEADER_LEN + usize::from(p.payload_len())
+            }
+            _ => return Err(DropReason::Malformed),
+        };
+        let inner = inner.start..inner.start + inner_len;
+        let flow = Flow::parse(&pkt[inner.clone()]).map_err(|_| DropReason::Malformed)?;
+        if !self.spd.admits_decapsulated(&flow, removed) {
+            return Err(DropReason::PolicyMismatch);
+        }
+        for &i in removed {
+            let sa = &mut self.sas[i];
+            sa.counters.packets += 1;
+            sa.counters.bytes += inner_len as u64;
+        }
+        let innermost = removed.last().map(|&i| self.sas[i].params.spi).unwrap_or(0);
+        Ok(Decapsulated::Inner {
+            range: inner,
+            spi: innermost,
+            seq,
+        })
+    }
+}
+
+enum UdpKind {
+    Esp(usize),
+    Keepalive,
+    Other,
+}

@@ -1,0 +1,104 @@
+//! The software engine: every transform espo supports, on the host CPU.
+//!
+//! It is split by direction — [`Outbound`] owns the outbound SAs (and their sequence
+//! counters) and the outbound SPD, [`Inbound`] the inbound SAs (and their replay windows)
+//! and the inbound SPD — so the two directions share no mutable state and can run on
+//! different cores.
+//!
+//! Which SAs go where follows the policies: an SA named by an `out` policy is outbound, an
+//! SA named by an `in` policy inbound. An SA named by neither is inbound (a receiver can
+//! hold SAs before any policy uses them; their packets fail the policy check and are
+//! counted).
+
+pub mod fast_hash;
+mod inbound;
+mod outbound;
+
+pub use inbound::{Decapsulated, Inbound};
+pub use outbound::{Encapsulated, EncapsulatedInPlace, HEADROOM, Outbound, TAILROOM};
+
+use crate::sa::{InboundSa, OutboundSa, SaError, SaParams};
+use crate::spd::{Action, Bundle, Policy, Selector};
+use crate::spec::{Direction, PolicyAction, PolicySpec, SaSpec};
+
+/// Why the software engine could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Sa(#[from] SaError),
+    #[error("policy[{index}] names sa {spi:#010x}, which is not an SA of its direction")]
+    MissingSa { index: usize, spi: u32 },
+}
+
+/// Both directions of the software engine.
+#[derive(Debug, Default)]
+pub struct SoftwareEngine {
+    pub outbound: Outbound,
+    pub inbound: Inbound,
+}
+
+/// Whether a policy of `dir` names this SA.
+fn named_by(policies: &[PolicySpec], sa: &SaSpec, dir: Direction) -> bool {
+    policies
+        .iter()
+        .any(|p| p.dir == dir && p.sa.contains(&sa.spi))
+}
+
+impl SoftwareEngine {
+    /// Builds both halves from SA and policy specifications.
+    pub fn new(sas: &[SaSpec], policies: &[PolicySpec]) -> Result<SoftwareEngine, EngineError> {
+        let mut engine = SoftwareEngine::default();
+        for sa in sas {
+            if named_by(policies, sa, Direction::Out) {
+                engine
+                    .outbound
+                    .sas
+                    .push(OutboundSa::new(SaParams::from_spec(sa)?, sa.seq));
+            }
+            if named_by(policies, sa, Direction::In) || !named_by(policies, sa, Direction::Out) {
+                let idx = engine.inbound.sas.len();
+                engine.inbound.sas.push(InboundSa::new(
+                    SaParams::from_spec(sa)?,
+                    sa.replay_window,
+                    sa.seq,
+                )?);
+                engine.inbound.by_spi.insert((sa.spi, sa.dst), idx);
+                if let Some(u) = sa.udp_encap
+                    && !engine.inbound.encap_ports.contains(&u.dst_port)
+                {
+                    engine.inbound.encap_ports.push(u.dst_port);
+                }
+            }
+        }
+        for (index, p) in policies.iter().enumerate() {
+            let action = match p.action {
+                PolicyAction::Bypass => Action::Bypass,
+                PolicyAction::Discard => Action::Discard,
+                PolicyAction::Protect => {
+                    let find = |spi: u32| -> Result<usize, EngineError> {
+                        let found = match p.dir {
+                            Direction::Out => engine.outbound.sa_index(spi),
+                            Direction::In => {
+                                engine.inbound.sas.iter().position(|s| s.params.spi == spi)
+                            }
+                        };
+                        found.ok_or(EngineError::MissingSa { index, spi })
+                    };
+                    let inner = find(p.sa[0])?;
+                    let outer_ah = p.sa.get(1).map(|spi| find(*spi)).transpose()?;
+                    Action::Protect(Bundle { inner, outer_ah })
+                }
+            };
+            let policy = Policy {
+                selector: Selector::from_spec(p),
+                action,
+                config_index: index,
+            };
+            match p.dir {
+                Direction::Out => engine.outbound.spd.push(policy),
+                Direction::In => engine.inbound.spd.push(policy),
+            }
+        }
+        Ok(engine)
+    }
+}

@@ -1,0 +1,225 @@
+//! Security associations at run time: the immutable parameters and transform of an SA, and
+//! its per-direction state (outbound sequence counter, inbound replay window, counters).
+
+use std::net::IpAddr;
+
+use crate::counters::{DropReason, SaCounters};
+use crate::crypto::{CryptoError, EspTransform, Integrity};
+use crate::replay::{ReplayError, ReplayWindow};
+use crate::spec::{DfMode, Lifetime, SaMode, SaProtocol, SaSpec, UdpEncap};
+
+/// What an SA does to packets.
+pub enum Transform {
+    Esp(EspTransform),
+    Ah(Integrity),
+}
+
+impl core::fmt::Debug for Transform {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Transform::Esp(t) => f.debug_tuple("Esp").field(t).finish(),
+            Transform::Ah(t) => f.debug_tuple("Ah").field(t).finish(),
+        }
+    }
+}
+
+/// Why an SA could not be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum SaError {
+    #[error("sa {spi:#010x}: building its transform failed")]
+    Transform {
+        spi: u32,
+        #[source]
+        source: CryptoError,
+    },
+    #[error("sa {spi:#010x}: {what} is missing")]
+    Incomplete { spi: u32, what: &'static str },
+    #[error("sa {spi:#010x}: building its replay window failed")]
+    Replay {
+        spi: u32,
+        #[source]
+        source: ReplayError,
+    },
+}
+
+/// The parameters every SA has, whichever direction it serves.
+#[derive(Debug)]
+pub struct SaParams {
+    pub spi: u32,
+    pub protocol: SaProtocol,
+    pub mode: SaMode,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub esn: bool,
+    pub udp_encap: Option<UdpEncap>,
+    pub ttl: u8,
+    pub df: DfMode,
+    pub lifetime: Lifetime,
+    pub transform: Transform,
+}
+
+impl SaParams {
+    pub fn from_spec(c: &SaSpec) -> Result<SaParams, SaError> {
+        fn key(k: &Option<crate::crypto::SecretKey>) -> &[u8] {
+            k.as_ref().map(|k| k.as_bytes()).unwrap_or(&[])
+        }
+        let transform = match c.protocol {
+            SaProtocol::Esp => {
+                let enc = c.encryption.ok_or(SaError::Incomplete {
+                    spi: c.spi,
+                    what: "the encryption algorithm",
+                })?;
+                let integ = c.integrity.map(|a| (a, key(&c.integrity_key)));
+                Transform::Esp(
+                    EspTransform::new(enc, key(&c.key), integ)
+                        .map_err(|source| SaError::Transform { spi: c.spi, source })?,
+                )
+            }
+            SaProtocol::Ah => {
+                let alg = c.integrity.ok_or(SaError::Incomplete {
+                    spi: c.spi,
+                    what: "the integrity algorithm",
+                })?;
+                Transform::Ah(
+                    Integrity::new(alg, key(&c.integrity_key))
+                        .map_err(|source| SaError::Transform { spi: c.spi, source })?,
+                )
+            }
+        };
+        Ok(SaParams {
+            spi: c.spi,
+            protocol: c.protocol,
+            mode: c.mode,
+            src: c.src,
+            dst: c.dst,
+            esn: c.esn,
+            udp_encap: c.udp_encap,
+            ttl: c.ttl,
+            df: c.df,
+            lifetime: c.lifetime,
+            transform,
+        })
+    }
+
+    /// The largest sequence number this SA may ever carry (it never wraps).
+    pub fn max_seq(&self) -> u64 {
+        if self.esn {
+            u64::MAX
+        } else {
+            u64::from(u32::MAX)
+        }
+    }
+
+    /// Whether `counters` have reached the hard lifetime.
+    pub fn hard_expired(&self, counters: &SaCounters) -> bool {
+        self.lifetime
+            .hard_packets
+            .is_some_and(|n| counters.packets >= n)
+            || self
+                .lifetime
+                .hard_bytes
+                .is_some_and(|n| counters.bytes >= n)
+    }
+
+    /// Whether `counters` have reached the soft lifetime.
+    pub fn soft_expired(&self, counters: &SaCounters) -> bool {
+        self.lifetime
+            .soft_packets
+            .is_some_and(|n| counters.packets >= n)
+            || self
+                .lifetime
+                .soft_bytes
+                .is_some_and(|n| counters.bytes >= n)
+    }
+}
+
+/// An SA that sends: its parameters, its sequence counter and its counters.
+#[derive(Debug)]
+pub struct OutboundSa {
+    pub params: SaParams,
+    /// Last sequence number used; the next packet carries `seq + 1`.
+    seq: u64,
+    pub counters: SaCounters,
+    /// Ended by something other than its counters (a time lifetime, the card's hard-expiry
+    /// event): it sends nothing more.
+    pub expired: bool,
+}
+
+impl OutboundSa {
+    pub fn new(params: SaParams, seq: u64) -> OutboundSa {
+        OutboundSa {
+            params,
+            seq,
+            counters: SaCounters::default(),
+            expired: false,
+        }
+    }
+
+    /// Last sequence number used.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Moves the counter forward (never back) — used when the SA arrives from another
+    /// transmitter that already used numbers up to `seq`. Going back would reuse nonces.
+    pub fn advance_seq_to(&mut self, seq: u64) {
+        self.seq = self.seq.max(seq);
+    }
+
+    /// Whether the SA may still send: sequence numbers left and lifetime not over.
+    pub fn can_send(&self) -> Result<(), DropReason> {
+        if self.seq >= self.params.max_seq() {
+            return Err(DropReason::SeqExhausted);
+        }
+        if self.expired || self.params.hard_expired(&self.counters) {
+            return Err(DropReason::Expired);
+        }
+        Ok(())
+    }
+
+    /// Takes the next sequence number. Callers check [`can_send`](Self::can_send) first
+    /// for every SA of a bundle, so that a bundle never half-sends.
+    pub(crate) fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+}
+
+/// An SA that receives: its parameters, its replay window and its counters.
+#[derive(Debug)]
+pub struct InboundSa {
+    pub params: SaParams,
+    pub replay: ReplayWindow,
+    pub counters: SaCounters,
+    /// Ended by something other than its counters (a time lifetime, the card's hard-expiry
+    /// event): it accepts nothing more.
+    pub expired: bool,
+}
+
+impl InboundSa {
+    pub fn new(
+        params: SaParams,
+        replay_window: u32,
+        highest_seq: u64,
+    ) -> Result<InboundSa, SaError> {
+        let spi = params.spi;
+        let mut replay = ReplayWindow::new(replay_window, params.esn)
+            .map_err(|source| SaError::Replay { spi, source })?;
+        if highest_seq > 0 {
+            replay
+                .accept(highest_seq)
+                .map_err(|source| SaError::Replay { spi, source })?;
+        }
+        Ok(InboundSa {
+            params,
+            replay,
+            counters: SaCounters::default(),
+            expired: false,
+        })
+    }
+
+    /// Whether the SA has reached its hard lifetime (or was ended otherwise).
+    pub fn hard_expired(&self) -> bool {
+        self.expired || self.params.hard_expired(&self.counters)
+    }
+}

@@ -1,0 +1,135 @@
+//! Typed specifications of SAs and policies: what the software engine, the offload engine
+//! and the live SA and policy database are built from. Where they come from — the
+//! configuration file (espo-config), the control socket, a key exchange — is not this
+//! crate's business; every value here is already validated.
+
+use std::net::IpAddr;
+
+use crate::crypto::{EncryptionAlgorithm, IntegrityAlgorithm, SecretKey};
+use crate::selector::{Cidr, PortRange, ProtocolSelector};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaProtocol {
+    Esp,
+    Ah,
+}
+
+impl SaProtocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            SaProtocol::Esp => "esp",
+            SaProtocol::Ah => "ah",
+        }
+    }
+
+    /// The IP protocol number (50 or 51).
+    pub fn ip_protocol(self) -> u8 {
+        match self {
+            SaProtocol::Esp => 50,
+            SaProtocol::Ah => 51,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaMode {
+    /// A new outer IP header carries the tunnel endpoints.
+    Tunnel,
+    /// AH applied over an ESP tunnel packet, sharing its outer header (the ESP+AH bundle).
+    Transport,
+}
+
+/// How the outer IPv4 header's DF bit is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DfMode {
+    /// From an IPv4 inner packet; set for an IPv6 inner packet (which never fragments en route).
+    Copy,
+    Set,
+    Clear,
+}
+
+/// RFC 3948 UDP encapsulation ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpEncap {
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+/// Soft and hard limits of an SA's life; `None` is unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lifetime {
+    pub soft_bytes: Option<u64>,
+    pub hard_bytes: Option<u64>,
+    pub soft_packets: Option<u64>,
+    pub hard_packets: Option<u64>,
+    pub soft_seconds: Option<u64>,
+    pub hard_seconds: Option<u64>,
+}
+
+/// One SA, validated (a `[[sa]]` entry of the configuration, or one added at run time).
+#[derive(Debug, Clone)]
+pub struct SaSpec {
+    pub spi: u32,
+    pub protocol: SaProtocol,
+    pub mode: SaMode,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// ESP only.
+    pub encryption: Option<EncryptionAlgorithm>,
+    pub key: Option<SecretKey>,
+    /// Required for AH and for ESP with AES-CBC or NULL; absent for AEAD.
+    pub integrity: Option<IntegrityAlgorithm>,
+    pub integrity_key: Option<SecretKey>,
+    pub esn: bool,
+    /// Last sequence number used: the next outbound packet carries `seq + 1`. For an
+    /// inbound SA, the highest sequence number already received.
+    pub seq: u64,
+    /// Inbound anti-replay window in packets; 0 disables the check.
+    pub replay_window: u32,
+    pub udp_encap: Option<UdpEncap>,
+    /// Outer TTL / hop limit.
+    pub ttl: u8,
+    pub df: DfMode,
+    pub lifetime: Lifetime,
+}
+
+impl SaSpec {
+    /// The entry's name in messages: `sa 0x00001001`.
+    pub fn label(&self) -> String {
+        format!("sa {:#010x}", self.spi)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    In,
+    Out,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyAction {
+    Protect,
+    Bypass,
+    Discard,
+}
+
+/// One policy, validated (a `[[policy]]` entry, or one added at run time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySpec {
+    pub dir: Direction,
+    pub src: Cidr,
+    pub dst: Cidr,
+    pub protocol: ProtocolSelector,
+    pub src_port: PortRange,
+    pub dst_port: PortRange,
+    pub action: PolicyAction,
+    /// Protect: SPIs of the bundle, innermost first (ESP, then AH).
+    pub sa: Vec<u32>,
+}
+
+/// The largest replay window accepted, in packets.
+pub const MAX_REPLAY_WINDOW: u32 = 65536;
+/// Default inbound replay window, in packets.
+pub const DEFAULT_REPLAY_WINDOW: u32 = 64;
+/// Default outer TTL / hop limit.
+pub const DEFAULT_TTL: u8 = 64;

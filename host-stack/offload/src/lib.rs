@@ -1,0 +1,469 @@
+//! The offload engine: the ESPO-1 card with live fallback to the software engine.
+//!
+//! Every SA lives in the software engine ([`SoftwareEngine`]); each one the card can take
+//! ([`placement::fitness`]) and its SA table has room for is *placed* on the card, and its
+//! software copy lies dormant while the card owns its sequence counter and replay window.
+//! Moving an SA (either way) carries its state along (DESIGN.md, "Sequence numbers, IVs,
+//! and moving an SA"; datasheet §8.5): the outbound sequence number — read back from the
+//! card by invalidate-with-export, or when the card cannot answer its driver's upper bound
+//! plus [`OffloadOptions::seq_margin`] — with the ESN high half, the inbound window, and the
+//! byte and packet counters, so lifetimes continue exactly. A (key, nonce) pair is never
+//! used twice; gaps are legal.
+//!
+//! Outbound: the host's SPD decides; a packet for a card SA goes to the card's TX ring with
+//! the SA's index (the card numbers and encrypts it), a packet for a software SA is
+//! encapsulated here and goes to the same ring as a bypass frame, so every packet leaves
+//! through the card's port in submission order. Inbound: the card hands over decapsulated
+//! packets of its SAs (the host still does the RFC 4301 §5.2 policy check), and frames it
+//! did not decapsulate, which the software engine takes (its SAs) or which are counted
+//! under the drop reason matching the card's verdict.
+//!
+//! Faults (see `recover.rs`): the card is stopped and every packet accounted for — what the
+//! card never took is sent again, what it may have taken is dropped and counted
+//! (`device-error`), never sent twice — then re-initialised with its SAs, or, after a
+//! removal or repeated faults, its SAs move to software.
+//!
+//! The engine is driven by its owner: [`submit`](OffloadEngine::submit) packets,
+//! [`poll`](OffloadEngine::poll) regularly, and take the reports
+//! ([`take_tx_reports`](OffloadEngine::take_tx_reports),
+//! [`take_rx_reports`](OffloadEngine::take_rx_reports),
+//! [`take_events`](OffloadEngine::take_events)).
+#![forbid(unsafe_code)]
+
+mod lifetime;
+mod migrate;
+mod options;
+pub mod placement;
+mod recover;
+mod report;
+mod rx;
+pub mod state;
+mod tx;
+pub mod wire;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use espo_driver::card::{Card, CardError};
+use espo_fpga::{AlgId, SaEntry};
+
+use espo_ipsec::counters::{DropReason, SaCounters};
+use espo_ipsec::engine::{EngineError, SoftwareEngine};
+use espo_ipsec::replay::ReplayWindow;
+use espo_ipsec::spd::Action;
+use espo_ipsec::spec::{PolicySpec, SaSpec};
+use espo_ipsec::wire::ethernet::EtherType;
+
+pub use options::{JUMBO_BUFFER_BYTES, OffloadOptions, SLOT_GRACE, card_config};
+pub use placement::Unfit;
+pub use report::{
+    CardMode, EngineEvent, LifetimeCause, MoveReason, OffloadCounters, Path, Placement, Received,
+    Recovery, RxReport, SaDir, SaPlacement, SentAs, SoftwareReason, TxReport,
+};
+pub use wire::{HostClock, ManualClock, MemWire, MonotonicClock, Wire};
+
+use self::options::{MAX_WIRE_FRAME, SPARE_BUFFERS};
+use self::tx::{Posted, Work};
+
+/// Why the engine could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum OffloadError {
+    #[error("building the software engine failed")]
+    Software(#[source] EngineError),
+    #[error("programming SA {spi:#010x} on the card failed")]
+    ProgramSa {
+        spi: u32,
+        #[source]
+        source: CardError,
+    },
+}
+
+/// What the engine knows of one SA.
+pub(crate) struct SaRecord {
+    pub spi: u32,
+    pub dir: SaDir,
+    /// Index into the software engine's SA table of its direction.
+    pub index: usize,
+    /// Whether the card can hold it (and its algorithm there).
+    pub fit: Result<AlgId, Unfit>,
+    /// Its SA table image, when it fits (keys wiped on drop).
+    pub entry: Option<SaEntry>,
+    pub placement: Placement,
+    pub why_software: Option<SoftwareReason>,
+    /// The entry it last occupied: completions of its packets may still name it.
+    pub last_slot: Option<u32>,
+    /// Soft lifetime already reported.
+    pub soft_done: bool,
+    /// Hard end already reported (lifetime or sequence numbers).
+    pub hard_done: bool,
+    /// Kept in software on request: never moved onto the card by the engine itself.
+    pub pinned: bool,
+    /// Host time it was installed (time lifetimes).
+    pub installed: Duration,
+    /// Inbound on the card: every number the card delivered (the window software continues
+    /// with when the card cannot be read back).
+    pub shadow: Option<ReplayWindow>,
+    /// On the card: packets and bytes the host saw completed or delivered.
+    pub host: SaCounters,
+    /// Outbound on the card: the highest sequence number a completion reported, and
+    /// packets whose number is unknown (untrusted completion, fate unknown after a fault).
+    pub seq_high: u64,
+    pub uncertain: u64,
+}
+
+/// The offload engine. See the module documentation.
+pub struct OffloadEngine {
+    sw: SoftwareEngine,
+    card: Option<Card>,
+    mode: CardMode,
+    options: OffloadOptions,
+    records: Vec<SaRecord>,
+    /// Record of each outbound / inbound software SA index.
+    out_rec: Vec<usize>,
+    in_rec: Vec<usize>,
+    /// Per usable SA table entry: its SA, and TX descriptors naming it not yet completed.
+    slot_owner: Vec<Option<usize>>,
+    slot_in_flight: Vec<u32>,
+    /// Device time each entry was last freed: RX completions of its old SA may still be on
+    /// their way for a moment, and the driver checks them against the entry as it is.
+    slot_freed_at: Vec<Option<Duration>>,
+    /// An entry was freed: waiting SAs may move onto the card at the next poll.
+    rebalance_due: bool,
+    /// The record of each (SPI, direction) (the first, if an SPI repeats).
+    by_spi: HashMap<(u32, SaDir), usize>,
+    pending: VecDeque<(u64, Work)>,
+    posted: espo_ipsec::engine::fast_hash::FastMap<u64, Posted>,
+    /// Frame buffers of completed packets, reused for new ones.
+    spare: Vec<Vec<u8>>,
+    next_driver_tag: u64,
+    max_frame: usize,
+    tx_reports: Vec<TxReport>,
+    rx_reports: Vec<RxReport>,
+    events: Vec<EngineEvent>,
+    counters: OffloadCounters,
+    /// Host times of recent faults (the repeated-fault rule).
+    fault_times: VecDeque<Duration>,
+    /// Records with a time lifetime.
+    timed: Vec<usize>,
+    rx_batch: Vec<espo_driver::card::RxPacket>,
+    wire_buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for OffloadEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OffloadEngine")
+            .field("mode", &self.mode)
+            .field("sas", &self.records.len())
+            .field("pending", &self.pending.len())
+            .field("posted", &self.posted.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OffloadEngine {
+    /// Builds the engine for these SAs and policies over `card` (`None`: software only, frames through
+    /// the fallback wire) and places every SA the card can take while its table has room,
+    /// in configuration order.
+    pub fn new(
+        sas: &[SaSpec],
+        policies: &[PolicySpec],
+        card: Option<Card>,
+        options: OffloadOptions,
+    ) -> Result<OffloadEngine, OffloadError> {
+        let sw = SoftwareEngine::new(sas, policies).map_err(OffloadError::Software)?;
+        let now = options.clock.now();
+        let (caps, features, capacity, max_frame) = match &card {
+            Some(c) => {
+                let caps = c.capabilities();
+                let capacity = options
+                    .max_card_sas
+                    .map_or(caps.sa_table_size, |m| m.min(caps.sa_table_size));
+                let frame = (c.buffer_bytes() as usize).min(caps.max_frame as usize);
+                (Some(caps), c.features(), capacity, frame)
+            }
+            None => (None, 0, 0, MAX_WIRE_FRAME),
+        };
+        let bundled = |spi: u32| {
+            policies
+                .iter()
+                .any(|p| p.sa.len() > 1 && p.sa.contains(&spi))
+        };
+        let mut records = Vec::new();
+        let mut out_rec = Vec::new();
+        let mut in_rec = Vec::new();
+        let mut timed = Vec::new();
+        let dirs = [
+            (SaDir::Outbound, sw.outbound.sas().len()),
+            (SaDir::Inbound, sw.inbound.sas().len()),
+        ];
+        for (dir, count) in dirs {
+            for index in 0..count {
+                let (spi, lifetime) = match dir {
+                    SaDir::Outbound => {
+                        let p = &sw.outbound.sas()[index].params;
+                        (p.spi, p.lifetime)
+                    }
+                    SaDir::Inbound => {
+                        let p = &sw.inbound.sas()[index].params;
+                        (p.spi, p.lifetime)
+                    }
+                };
+                let sa_config = sas.iter().find(|s| s.spi == spi);
+                let outbound = dir == SaDir::Outbound;
+                let fit = match (&caps, sa_config) {
+                    (Some(caps), Some(c)) => {
+                        placement::fitness(c, outbound, bundled(spi), caps, features)
+                    }
+                    _ => Err(Unfit::NoCard),
+                };
+                let entry = match (&fit, sa_config) {
+                    (Ok(alg), Some(c)) => Some(placement::sa_entry(c, outbound, *alg)),
+                    _ => None,
+                };
+                let id = records.len();
+                if lifetime.soft_seconds.is_some() || lifetime.hard_seconds.is_some() {
+                    timed.push(id);
+                }
+                match dir {
+                    SaDir::Outbound => out_rec.push(id),
+                    SaDir::Inbound => in_rec.push(id),
+                }
+                records.push(SaRecord {
+                    spi,
+                    dir,
+                    index,
+                    why_software: Some(match fit {
+                        Err(u) => SoftwareReason::Unfit(u),
+                        Ok(_) => SoftwareReason::TableFull,
+                    }),
+                    fit,
+                    entry,
+                    placement: Placement::Software,
+                    last_slot: None,
+                    soft_done: false,
+                    hard_done: false,
+                    pinned: false,
+                    installed: now,
+                    shadow: None,
+                    host: SaCounters::default(),
+                    seq_high: 0,
+                    uncertain: 0,
+                });
+            }
+        }
+        let mut by_spi = HashMap::new();
+        for (id, r) in records.iter().enumerate() {
+            by_spi.entry((r.spi, r.dir)).or_insert(id);
+        }
+        let mode = if card.is_some() {
+            CardMode::Offload
+        } else {
+            CardMode::Gone
+        };
+        let mut engine = OffloadEngine {
+            sw,
+            card,
+            mode,
+            options,
+            records,
+            out_rec,
+            in_rec,
+            slot_owner: vec![None; capacity as usize],
+            slot_in_flight: vec![0; capacity as usize],
+            slot_freed_at: vec![None; capacity as usize],
+            rebalance_due: false,
+            by_spi,
+            pending: VecDeque::new(),
+            posted: Default::default(),
+            spare: Vec::new(),
+            next_driver_tag: 0,
+            max_frame,
+            tx_reports: Vec::new(),
+            rx_reports: Vec::new(),
+            events: Vec::new(),
+            counters: OffloadCounters::default(),
+            fault_times: VecDeque::new(),
+            timed,
+            rx_batch: vec![espo_driver::card::RxPacket::default(); 32],
+            wire_buf: Vec::new(),
+        };
+        engine.place_initial()?;
+        Ok(engine)
+    }
+
+    /// Hands an inner IP packet to the engine; its fate comes back as one [`TxReport`]
+    /// with `tag`.
+    pub fn submit(&mut self, tag: u64, inner: &[u8]) {
+        match self.sw.outbound.classify(inner) {
+            Err(reason) => self.tx_drop(tag, reason),
+            Ok(Action::Discard) => self.tx_drop(tag, DropReason::PolicyDiscard),
+            Ok(Action::Bypass) => {
+                let frame = self.frame_for(inner);
+                self.pending.push_back((
+                    tag,
+                    Work::Ready {
+                        frame,
+                        sent: SentAs::Bypass,
+                    },
+                ));
+            }
+            Ok(Action::Protect(bundle)) => {
+                let frame = self.frame_for(inner);
+                self.pending.push_back((
+                    tag,
+                    Work::Protect {
+                        bundle,
+                        frame,
+                        attempts: 0,
+                    },
+                ));
+            }
+        }
+    }
+
+    /// Does the work that is due: packets to the card, completions, received frames, card
+    /// events and faults, time lifetimes. Call it after submitting and whenever idle.
+    pub fn poll(&mut self) {
+        self.check_time_lifetimes();
+        self.service();
+        self.flush();
+        self.complete();
+        self.receive();
+    }
+
+    /// Waits up to `timeout` for the card to signal its queue (interrupt mode; a lost
+    /// interrupt costs at most the timeout: the rings are checked whatever happens), then
+    /// polls. In poll mode, or without a card, it just polls.
+    pub fn wait(&mut self, timeout: Duration) {
+        if self.mode != CardMode::Gone
+            && let Some(card) = self.card.as_mut()
+            && card.state() == espo_driver::card::CardState::Running
+        {
+            // A fault shows in the poll that follows.
+            let _ = card.wait_queue(self.options.queue, timeout);
+        }
+        self.poll();
+    }
+
+    /// Submitted packets whose report has not been produced yet.
+    pub fn tx_outstanding(&self) -> usize {
+        self.pending.len() + self.posted.len()
+    }
+
+    /// Moves the reports of submitted packets to `out`.
+    pub fn take_tx_reports(&mut self, out: &mut Vec<TxReport>) {
+        out.append(&mut self.tx_reports);
+    }
+
+    /// Moves the reports of received frames to `out`.
+    pub fn take_rx_reports(&mut self, out: &mut Vec<RxReport>) {
+        out.append(&mut self.rx_reports);
+    }
+
+    /// Moves the events since the last call to `out`.
+    pub fn take_events(&mut self, out: &mut Vec<EngineEvent>) {
+        out.append(&mut self.events);
+    }
+
+    pub fn counters(&self) -> &OffloadCounters {
+        &self.counters
+    }
+
+    pub fn mode(&self) -> CardMode {
+        self.mode
+    }
+
+    /// The card, while the engine uses one.
+    pub fn card(&self) -> Option<&Card> {
+        self.card.as_ref()
+    }
+
+    /// The software engine holding every SA (the dormant copies of card SAs included).
+    pub fn software(&self) -> &SoftwareEngine {
+        &self.sw
+    }
+
+    /// Where every SA runs, outbound SAs first, in configuration order.
+    pub fn placements(&self) -> Vec<SaPlacement> {
+        self.records
+            .iter()
+            .map(|r| SaPlacement {
+                spi: r.spi,
+                dir: r.dir,
+                placement: r.placement,
+                why_software: match r.placement {
+                    Placement::Card { .. } => None,
+                    Placement::Software => r.why_software,
+                },
+                counters: match (r.placement, r.dir) {
+                    (Placement::Card { .. }, _) => r.host,
+                    (Placement::Software, SaDir::Outbound) => {
+                        self.sw.outbound.sas()[r.index].counters
+                    }
+                    (Placement::Software, SaDir::Inbound) => {
+                        self.sw.inbound.sas()[r.index].counters
+                    }
+                },
+            })
+            .collect()
+    }
+
+    /// The record of the SA `spi` in `dir`.
+    fn record_of(&self, spi: u32, dir: SaDir) -> Option<usize> {
+        self.by_spi.get(&(spi, dir)).copied()
+    }
+
+    /// An Ethernet frame around an IP packet, the EtherType from its version.
+    fn frame_for(&mut self, ip: &[u8]) -> Vec<u8> {
+        let mut f = self.buffer(14 + ip.len());
+        f.extend_from_slice(&self.options.peer_mac);
+        f.extend_from_slice(&self.options.local_mac);
+        f.extend_from_slice(&EtherType::of_ip(ip).to_bytes());
+        f.extend_from_slice(ip);
+        f
+    }
+
+    /// An empty buffer for at least `len` bytes, reused when one is spare.
+    pub(crate) fn buffer(&mut self, len: usize) -> Vec<u8> {
+        match self.spare.pop() {
+            Some(mut b) => {
+                b.clear();
+                b.reserve(len);
+                b
+            }
+            None => Vec::with_capacity(len + 128),
+        }
+    }
+
+    /// A buffer whose packet is done with, kept for reuse (a bounded number of them).
+    pub(crate) fn recycle(&mut self, b: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS {
+            self.spare.push(b);
+        }
+    }
+
+    fn tx_drop(&mut self, tag: u64, reason: DropReason) {
+        self.counters.tx_dropped.count(reason);
+        self.tx_reports.push(TxReport {
+            tag,
+            outcome: Err(reason),
+        });
+    }
+
+    /// A card call failed: a fault to recover from, or the card refusing work it should
+    /// have taken (dealt with as a fault too).
+    fn card_failed(&mut self, _e: &CardError) {
+        // A fault (`NeedsRecovery`, `Removed`) or anything else the card should not have
+        // done: either way, stop it, account for everything and bring it back.
+        self.recover();
+    }
+}
+
+/// The engine moves to the thread that runs the datapath.
+const _: fn() = || {
+    fn assert_send<T: Send>() {}
+    assert_send::<OffloadEngine>();
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,269 @@
+//! The inbound path: frames from the card's port (or the fallback wire), one report each.
+//!
+//! A frame the card decapsulated belongs to one of its SAs: the host does the RFC 4301
+//! §5.2 check of the inner packet against the inbound policy and delivers it. A frame the
+//! card did not decapsulate is either for software — not ESP (`BYPASS`), ESP of no card SA
+//! (`NO_SA`), or too malformed for the card to find an SA — and goes to the software engine,
+//! or carries the card's verdict on one of its SAs (`ICV_FAIL`, `REPLAY`, ...), counted
+//! under the matching drop reason.
+
+use espo_driver::card::RxPacket;
+use espo_fpga::Status;
+
+use super::{CardMode, OffloadEngine, Path, Placement, Received, RxReport, SaDir};
+use espo_ipsec::counters::DropReason;
+use espo_ipsec::engine::Decapsulated;
+use espo_ipsec::wire::{Flow, ethernet};
+
+impl OffloadEngine {
+    /// Takes received frames from the card, or from the fallback wire without a card.
+    pub(super) fn receive(&mut self) {
+        if self.mode == CardMode::Gone {
+            self.receive_from_wire();
+            return;
+        }
+        let mut batch = std::mem::take(&mut self.rx_batch);
+        // Bounded: at most a few batches per poll, so TX gets its turn.
+        for _ in 0..8 {
+            let Some(card) = self.card.as_mut() else {
+                break;
+            };
+            let untrusted_before = datapath_untrusted(card);
+            let result = card.rx_batch(self.options.queue, &mut batch);
+            let untrusted = datapath_untrusted(card).saturating_sub(untrusted_before);
+            let n = match result {
+                Ok(n) => n,
+                Err(e) => {
+                    self.untrusted_frames(untrusted);
+                    self.card_failed(&e);
+                    break;
+                }
+            };
+            for p in batch.iter().take(n) {
+                self.on_rx(p);
+            }
+            self.untrusted_frames(untrusted);
+            if n < batch.len() {
+                break;
+            }
+        }
+        self.rx_batch = batch;
+    }
+
+    /// Frames the driver dropped because their completion was not trustworthy: one report
+    /// each, with no frame to show.
+    pub(super) fn untrusted_frames(&mut self, n: u64) {
+        for _ in 0..n {
+            self.rx_report(None, Err(DropReason::DeviceError));
+        }
+    }
+
+    fn receive_from_wire(&mut self) {
+        let mut buf = std::mem::take(&mut self.wire_buf);
+        for _ in 0..256 {
+            let got = match self.options.fallback.as_mut() {
+                Some(w) => w.recv(&mut buf),
+                None => false,
+            };
+            if !got {
+                break;
+            }
+            let (esp, outcome) = self.software_rx(&buf);
+            self.rx_report(esp, outcome);
+        }
+        self.wire_buf = buf;
+    }
+
+    /// One frame from the card (or taken by recovery).
+    pub(super) fn on_rx(&mut self, p: &RxPacket) {
+        if p.decapsulated {
+            let esp = Some((p.spi, p.seq as u32));
+            let outcome = match p.status {
+                Status::Ok if !p.truncated => self.card_delivered(p),
+                Status::Ok | Status::TooBig => Err(DropReason::TooBig),
+                _ => Err(DropReason::DeviceError),
+            };
+            self.rx_report(esp, outcome);
+            return;
+        }
+        let for_software = matches!(p.status, Status::Bypass | Status::NoSa)
+            || (p.status == Status::Malformed && p.sa_index.is_none());
+        if for_software && !p.truncated {
+            let (esp, outcome) = self.software_rx(&p.data);
+            self.rx_report(esp, outcome);
+            return;
+        }
+        let esp = self.esp_key(&p.data);
+        if p.status == Status::EcnDrop {
+            // Authentic (its ICV verified): the card's window moved, and so does the
+            // host's record of that window.
+            self.card_window_moved(p);
+        }
+        let reason = match p.status {
+            _ if p.truncated => DropReason::TooBig,
+            Status::IcvFail => DropReason::BadIcv,
+            Status::Replay => DropReason::Replayed,
+            Status::Stale => DropReason::Stale,
+            Status::EcnDrop => DropReason::EcnDrop,
+            Status::SaExpired => DropReason::Expired,
+            Status::Malformed => DropReason::Malformed,
+            Status::TooBig => DropReason::TooBig,
+            _ => DropReason::DeviceError,
+        };
+        self.rx_report(esp, Err(reason));
+    }
+
+    /// A packet the card decapsulated: the SA it names, the inbound policy check, delivery.
+    fn card_delivered(&mut self, p: &RxPacket) -> Result<Received, DropReason> {
+        // The SA by entry and SPI: an entry freed and reused since keeps its old SA's
+        // completions apart from its new one's.
+        let slot = p.sa_index.ok_or(DropReason::DeviceError)?;
+        let is_it = |r: &super::SaRecord| {
+            r.dir == SaDir::Inbound && r.spi == p.spi && r.last_slot == Some(slot)
+        };
+        let rec_id = match self.slot_owner.get(slot as usize).copied().flatten() {
+            Some(owner) if is_it(&self.records[owner]) => owner,
+            _ => self
+                .records
+                .iter()
+                .position(is_it)
+                .ok_or(DropReason::DeviceError)?,
+        };
+        let index = self.records[rec_id].index;
+        let inner = p.data.get(14..).ok_or(DropReason::Malformed)?;
+        let flow = Flow::parse(inner).map_err(|_| DropReason::Malformed)?;
+        if !self.sw.inbound.spd().admits_decapsulated(&flow, &[index]) {
+            return Err(DropReason::PolicyMismatch);
+        }
+        let r = &mut self.records[rec_id];
+        if let Some(w) = r.shadow.as_mut() {
+            let _ = w.accept(p.seq);
+        }
+        r.host.packets += 1;
+        r.host.bytes += inner.len() as u64;
+        Ok(Received::Inner {
+            packet: inner.to_vec(),
+            spi: p.spi,
+            seq: p.seq,
+            path: Path::Card,
+        })
+    }
+
+    /// A packet of an SA on the card was accepted into its window without being delivered.
+    fn card_window_moved(&mut self, p: &RxPacket) {
+        let (Some(slot), true) = (p.sa_index, p.seq != 0) else {
+            return;
+        };
+        let is_it = |r: &super::SaRecord| {
+            r.dir == SaDir::Inbound && r.spi == p.spi && r.last_slot == Some(slot)
+        };
+        if let Some(r) = self.records.iter_mut().find(|r| is_it(r))
+            && let Some(w) = r.shadow.as_mut()
+        {
+            let _ = w.accept(p.seq);
+        }
+    }
+
+    /// A frame for the software engine. Never one of an SA on the card: its window is the
+    /// card's, and the software copy must not accept what the card would refuse.
+    fn software_rx(&mut self, frame: &[u8]) -> (Option<(u32, u32)>, Result<Received, DropReason>) {
+        let ip_at = match ethernet::Frame::new_checked(frame)
+            .ok()
+            .and_then(|f| f.inner_ethertype().ok())
+        {
+            Some((ethernet::EtherType::Ipv4 | ethernet::EtherType::Ipv6, at)) => at,
+            Some(_) => return (None, Err(DropReason::NotIp)),
+            None => return (None, Err(DropReason::Malformed)),
+        };
+        let Some(ip) = frame.get(ip_at..) else {
+            return (None, Err(DropReason::Malformed));
+        };
+        let owner = self.sw.inbound.esp_sa_of(ip);
+        let esp = self.sw.inbound.spi_seq_of(ip);
+        if let Some((Some(index), _, _)) = owner
+            && let Some(&rec) = self.in_rec.get(index)
+            && matches!(self.records[rec].placement, Placement::Card { .. })
+        {
+            return (esp, Err(DropReason::SaMoving));
+        }
+        let mut buf = ip.to_vec();
+        let outcome = match self.sw.inbound.decapsulate(&mut buf) {
+            Ok(Decapsulated::Inner { range, spi, seq }) => {
+                let packet = buf.get(range).map(<[u8]>::to_vec).unwrap_or_default();
+                self.software_received(spi);
+                Ok(Received::Inner {
+                    packet,
+                    spi,
+                    seq,
+                    path: Path::Software,
+                })
+            }
+            Ok(Decapsulated::Bypass) => {
+                let len = ip_len(&buf).min(buf.len());
+                buf.truncate(len);
+                Ok(Received::Bypass { packet: buf })
+            }
+            Ok(Decapsulated::Keepalive) => Ok(Received::Keepalive),
+            Err(reason) => Err(reason),
+        };
+        (esp, outcome)
+    }
+
+    /// SPI and low sequence number of an AH or ESP frame as it arrived.
+    fn esp_key(&self, frame: &[u8]) -> Option<(u32, u32)> {
+        let (_, at) = ethernet::Frame::new_checked(frame)
+            .ok()?
+            .inner_ethertype()
+            .ok()?;
+        self.sw.inbound.spi_seq_of(frame.get(at..)?)
+    }
+
+    fn rx_report(&mut self, esp: Option<(u32, u32)>, outcome: Result<Received, DropReason>) {
+        match &outcome {
+            Ok(Received::Inner {
+                path: Path::Card, ..
+            }) => self.counters.rx_card += 1,
+            Ok(Received::Inner {
+                path: Path::Software,
+                ..
+            }) => self.counters.rx_software += 1,
+            Ok(Received::Bypass { .. } | Received::Keepalive) => self.counters.rx_bypass += 1,
+            Err(reason) => self.counters.rx_dropped.count(*reason),
+        }
+        self.rx_reports.push(RxReport {
+            outcome,
+            spi_seq: esp,
+        });
+    }
+}
+
+/// Untrusted TX and RX completions the driver counted (admin and event ones excluded).
+pub(super) fn datapath_untrusted(card: &espo_driver::card::Card) -> u64 {
+    use espo_driver::card::BadCompletion as B;
+    let bad = &card.stats().bad;
+    [
+        B::DescIndex,
+        B::UnknownStatus,
+        B::WrongStatus,
+        B::SaIndex,
+        B::Length,
+        B::Sequence,
+        B::Flags,
+    ]
+    .iter()
+    .map(|r| bad.get(*r))
+    .sum()
+}
+
+/// The IP datagram's own length (link padding after it excluded).
+fn ip_len(ip: &[u8]) -> usize {
+    match ip.first().map(|b| b >> 4) {
+        Some(4) => ip
+            .get(2..4)
+            .map_or(ip.len(), |b| usize::from(u16::from_be_bytes([b[0], b[1]]))),
+        Some(6) => ip.get(4..6).map_or(ip.len(), |b| {
+            40 + usize::from(u16::from_be_bytes([b[0], b[1]]))
+        }),
+        _ => ip.len(),
+    }
+}

@@ -1,0 +1,315 @@
+//! The engine over the card model (deterministic, inline pacing): placement, both paths,
+//! moves with their state. Faults, lifetimes and long runs are in the espo package's
+//! integration tests and `espo validate`.
+
+use std::path::Path as FsPath;
+use std::sync::Arc;
+
+use espo_driver::card::Card;
+use espo_driver::model::{MemLink, ModelDevice, ModelHandle, ModelParams};
+
+use super::*;
+use espo_config::Config;
+use espo_ipsec::engine::Encapsulated;
+use espo_ipsec::wire::{ChecksumCaps, IpProtocol, ipv4, udp};
+
+/// An IPv4/UDP packet of `len` bytes (at least 28) from 10.1.0.1 to 10.2.0.1, its payload
+/// filled with `fill`.
+fn udp_packet(len: usize, fill: u8) -> Vec<u8> {
+    let len = len.clamp(28, 65535);
+    let mut p = vec![fill; len];
+    let (src, dst) = ([10, 1, 0, 1].into(), [10, 2, 0, 1].into());
+    let ip = ipv4::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: IpProtocol::Udp,
+        payload_len: len - ipv4::HEADER_LEN,
+        hop_limit: 64,
+        tos: 0,
+        dont_frag: true,
+        ident: 0,
+    };
+    ip.emit(
+        &mut ipv4::Packet::new_unchecked(&mut p[..]),
+        &ChecksumCaps::default(),
+    )
+    .expect("header fits");
+    let u = udp::Repr {
+        src_port: 40000,
+        dst_port: 9,
+        payload_len: len - 28,
+    };
+    u.emit(
+        &mut udp::Packet::new_unchecked(&mut p[ipv4::HEADER_LEN..]),
+        &src.into(),
+        &dst.into(),
+        &ChecksumCaps::offloaded(),
+    )
+    .expect("datagram fits");
+    p
+}
+
+const KEY128: &str = "000102030405060708090a0b0c0d0e0f10111213";
+
+/// One AES-GCM SA out (0x1001) and in (0x2001), one ChaCha20 SA out (0x1002) for other
+/// traffic: 10.1/16 -> 10.2/16 on the card, 10.1/16 -> 10.3/16 in software.
+fn config(extra_sa: &str) -> Config {
+    let text = format!(
+        "[[sa]]\nspi = 0x1001\nprotocol = \"esp\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128}\"\n{extra_sa}\n\
+         [[sa]]\nspi = 0x1002\nprotocol = \"esp\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nencryption = \"chacha20-poly1305\"\nkey = \"{}\"\n\
+         [[sa]]\nspi = 0x2001\nprotocol = \"esp\"\nsrc = \"192.0.2.2\"\ndst = \"192.0.2.1\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128}\"\nreplay_window = 64\n\
+         [[policy]]\ndir = \"out\"\nsrc = \"10.1.0.0/16\"\ndst = \"10.2.0.0/16\"\naction = \"protect\"\nsa = [0x1001]\n\
+         [[policy]]\ndir = \"out\"\nsrc = \"10.1.0.0/16\"\ndst = \"10.3.0.0/16\"\naction = \"protect\"\nsa = [0x1002]\n\
+         [[policy]]\ndir = \"in\"\nsrc = \"10.2.0.0/16\"\ndst = \"10.1.0.0/16\"\naction = \"protect\"\nsa = [0x2001]\n",
+        "ab".repeat(36)
+    );
+    Config::parse(&text, FsPath::new("offload-test.toml")).expect("config")
+}
+
+/// The peer: the same SAs, directions swapped.
+fn peer_config() -> Config {
+    let text = format!(
+        "[[sa]]\nspi = 0x1001\nprotocol = \"esp\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128}\"\nreplay_window = 0\n\
+         [[sa]]\nspi = 0x2001\nprotocol = \"esp\"\nsrc = \"192.0.2.2\"\ndst = \"192.0.2.1\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128}\"\n\
+         [[policy]]\ndir = \"in\"\nsrc = \"10.1.0.0/16\"\ndst = \"10.2.0.0/16\"\naction = \"protect\"\nsa = [0x1001]\n\
+         [[policy]]\ndir = \"out\"\nsrc = \"10.2.0.0/16\"\ndst = \"10.1.0.0/16\"\naction = \"protect\"\nsa = [0x2001]\n"
+    );
+    Config::parse(&text, FsPath::new("peer.toml")).expect("peer config")
+}
+
+fn rig(config: &Config, options: OffloadOptions) -> (OffloadEngine, ModelHandle, MemLink) {
+    let dev = ModelDevice::with_params(ModelParams::default());
+    let model = dev.handle();
+    let (near, tap) = MemLink::pair();
+    model.attach_link(Box::new(near));
+    let card = Card::open(Arc::new(dev), card_config()).expect("card");
+    let engine =
+        OffloadEngine::new(&config.sas, &config.policies, Some(card), options).expect("engine");
+    (engine, model, tap)
+}
+
+/// An IPv4/UDP packet from `src` to `dst` of `len` bytes.
+fn packet(src: [u8; 4], dst: [u8; 4], len: usize, id: u16) -> Vec<u8> {
+    let mut p = udp_packet(len, id as u8);
+    p[4..6].copy_from_slice(&id.to_be_bytes());
+    p[12..16].copy_from_slice(&src);
+    p[16..20].copy_from_slice(&dst);
+    p[10..12].copy_from_slice(&[0, 0]);
+    let sum = !espo_ipsec::wire::checksum::data(&p[..20]);
+    p[10..12].copy_from_slice(&sum.to_be_bytes());
+    p
+}
+
+fn run_until_idle(engine: &mut OffloadEngine) -> Vec<TxReport> {
+    let mut reports = Vec::new();
+    for _ in 0..100_000 {
+        engine.poll();
+        engine.take_tx_reports(&mut reports);
+        if engine.tx_outstanding() == 0 {
+            return reports;
+        }
+    }
+    panic!("the engine did not finish");
+}
+
+#[test]
+fn gcm_sas_go_on_the_card_and_the_rest_stays_in_software() {
+    let (engine, _, _) = rig(&config(""), OffloadOptions::default());
+    let p = engine.placements();
+    let find = |spi, dir| p.iter().find(|s| s.spi == spi && s.dir == dir).unwrap();
+    assert!(matches!(
+        find(0x1001, SaDir::Outbound).placement,
+        Placement::Card { .. }
+    ));
+    assert!(matches!(
+        find(0x2001, SaDir::Inbound).placement,
+        Placement::Card { .. }
+    ));
+    let chacha = find(0x1002, SaDir::Outbound);
+    assert_eq!(chacha.placement, Placement::Software);
+    assert_eq!(
+        chacha.why_software,
+        Some(SoftwareReason::Unfit(Unfit::Algorithm(
+            espo_ipsec::crypto::EncryptionAlgorithm::ChaCha20Poly1305
+        )))
+    );
+}
+
+#[test]
+fn outbound_bytes_are_the_software_engines_and_in_submission_order() {
+    let cfg = config("");
+    let (mut engine, _, tap) = rig(&cfg, OffloadOptions::default());
+    let mut reference = cfg.software_engine().unwrap();
+    let packets: Vec<Vec<u8>> = (0..40u16)
+        .map(|i| {
+            let dst = if i % 3 == 0 {
+                [10, 3, 0, 1]
+            } else {
+                [10, 2, 0, 1]
+            };
+            packet([10, 1, 0, 1], dst, 60 + usize::from(i) * 37, i)
+        })
+        .collect();
+    for (i, p) in packets.iter().enumerate() {
+        engine.submit(i as u64, p);
+    }
+    let reports = run_until_idle(&mut engine);
+    assert_eq!(reports.len(), 40);
+    let wire = tap.drain();
+    assert_eq!(wire.len(), 40, "every packet left through the card's port");
+    let mut order: Vec<u64> = reports.iter().map(|r| r.tag).collect();
+    order.sort_unstable();
+    assert_eq!(order, (0..40).collect::<Vec<_>>());
+    for (i, p) in packets.iter().enumerate() {
+        let mut out = vec![0u8; p.len() + 256];
+        let Ok(Encapsulated::Protected { len, spi, seq }) =
+            reference.outbound.encapsulate(p, &mut out)
+        else {
+            panic!("reference refused packet {i}");
+        };
+        let report = reports.iter().find(|r| r.tag == i as u64).unwrap();
+        let path = if spi == 0x1001 {
+            Path::Card
+        } else {
+            Path::Software
+        };
+        assert_eq!(
+            report.outcome,
+            Ok(SentAs::Esp { spi, seq, path }),
+            "packet {i}"
+        );
+        if spi == 0x1001 {
+            assert_eq!(
+                wire[i].data[14..],
+                out[..len],
+                "packet {i}: the card's bytes"
+            );
+        } else {
+            // ChaCha20-Poly1305 is deterministic too: the same bytes.
+            assert_eq!(
+                wire[i].data[14..],
+                out[..len],
+                "packet {i}: software's bytes"
+            );
+        }
+    }
+    assert_eq!(engine.counters().tx_card, 26);
+    assert_eq!(engine.counters().tx_software, 14);
+}
+
+/// Sends `n` packets from the peer through the port and collects the engine's reports.
+fn receive_from_peer(
+    engine: &mut OffloadEngine,
+    peer: &mut SoftwareEngine,
+    tap: &MemLink,
+    ids: std::ops::Range<u16>,
+    keep: &mut Vec<Vec<u8>>,
+) -> Vec<RxReport> {
+    let n = ids.len();
+    for i in ids {
+        let inner = packet([10, 2, 0, 9], [10, 1, 0, 9], 100, i);
+        let mut out = vec![0u8; 400];
+        let Ok(Encapsulated::Protected { len, .. }) = peer.outbound.encapsulate(&inner, &mut out)
+        else {
+            panic!("peer refused");
+        };
+        let mut frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0];
+        frame.extend_from_slice(&out[..len]);
+        tap.send_bytes(&frame);
+        keep.push(frame);
+    }
+    collect_rx(engine, n)
+}
+
+fn collect_rx(engine: &mut OffloadEngine, n: usize) -> Vec<RxReport> {
+    let mut got = Vec::new();
+    for _ in 0..100_000 {
+        engine.poll();
+        engine.take_rx_reports(&mut got);
+        if got.len() >= n {
+            return got;
+        }
+    }
+    panic!("only {} of {n} frames came back", got.len());
+}
+
+#[test]
+fn inbound_moves_both_ways_keep_replay_protection() {
+    let (mut engine, _, tap) = rig(&config(""), OffloadOptions::default());
+    let mut peer = peer_config().software_engine().unwrap();
+    let mut frames = Vec::new();
+    let got = receive_from_peer(&mut engine, &mut peer, &tap, 0..10, &mut frames);
+    assert!(got.iter().all(|r| matches!(
+        r.outcome,
+        Ok(Received::Inner {
+            path: Path::Card,
+            ..
+        })
+    )));
+    // Card -> software: a replay of a packet the card accepted is refused by software.
+    assert!(engine.move_to_software(0x2001, SaDir::Inbound));
+    tap.send_bytes(&frames[3]);
+    let r = collect_rx(&mut engine, 1);
+    assert_eq!(r[0].outcome, Err(DropReason::Replayed));
+    let got = receive_from_peer(&mut engine, &mut peer, &tap, 10..15, &mut frames);
+    assert!(got.iter().all(|r| matches!(
+        r.outcome,
+        Ok(Received::Inner {
+            path: Path::Software,
+            ..
+        })
+    )));
+    // Software -> card: a replay of what software accepted is refused by the card.
+    assert!(engine.move_to_card(0x2001, SaDir::Inbound));
+    tap.send_bytes(&frames[12]);
+    tap.send_bytes(&frames[5]);
+    let r = collect_rx(&mut engine, 2);
+    assert_eq!(r[0].outcome, Err(DropReason::Replayed));
+    assert_eq!(r[1].outcome, Err(DropReason::Replayed));
+    let got = receive_from_peer(&mut engine, &mut peer, &tap, 15..20, &mut frames);
+    assert!(got.iter().all(|r| matches!(
+        r.outcome,
+        Ok(Received::Inner {
+            path: Path::Card,
+            ..
+        })
+    )));
+    assert_eq!(engine.counters().moves_to_software, 1);
+    assert_eq!(engine.counters().moves_to_card, 1);
+}
+
+#[test]
+fn outbound_moves_continue_the_sequence_numbers() {
+    let cfg = config("seq = 1000");
+    let (mut engine, _, tap) = rig(&cfg, OffloadOptions::default());
+    let p = packet([10, 1, 0, 1], [10, 2, 0, 1], 200, 1);
+    let mut seqs = Vec::new();
+    for round in 0..3 {
+        for i in 0..5 {
+            engine.submit(round * 10 + i, &p);
+        }
+        // Move while the packets are still on their way.
+        engine.poll();
+        match round {
+            0 => assert!(engine.move_to_software(0x1001, SaDir::Outbound)),
+            _ => assert!(engine.move_to_card(0x1001, SaDir::Outbound)),
+        }
+        for r in run_until_idle(&mut engine) {
+            match r.outcome {
+                Ok(SentAs::Esp {
+                    spi: 0x1001, seq, ..
+                }) => seqs.push(seq),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    let wire = tap.drain();
+    assert_eq!(wire.len(), 15);
+    let mut sorted = seqs.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 15, "no sequence number used twice: {seqs:?}");
+    assert!(sorted[0] == 1001, "continues from the configured number");
+    assert_eq!(engine.counters().moves_to_software, 1);
+    assert_eq!(engine.counters().moves_to_card, 1);
+}

@@ -1,0 +1,396 @@
+//! The outbound path: packets wait in submission order, are routed when they reach the
+//! card's TX ring (card SA: the card encapsulates; software SA: encapsulated here, sent as
+//! a bypass frame), and end with exactly one report each.
+//!
+//! Routing happens as late as possible, when a slot of the ring is free, so that an SA
+//! that moved in the meantime is used where it now is, and software sequence numbers are
+//! taken in the order frames go on the wire.
+
+use espo_driver::card::{TxAction, TxDone, TxOutcome, TxRequest};
+use espo_fpga::Status;
+
+use super::{CardMode, MAX_WIRE_FRAME, OffloadEngine, Path, Placement, SentAs, TxReport};
+use espo_ipsec::counters::DropReason;
+use espo_ipsec::engine::Encapsulated;
+use espo_ipsec::spd::Bundle;
+
+/// Packets handed to the card per `tx_batch`.
+const TX_BATCH: usize = 64;
+
+/// A packet on its way out.
+#[derive(Debug)]
+pub(super) enum Work {
+    /// An inner packet (in an Ethernet frame) that `bundle` protects; routed when it
+    /// reaches the ring. `attempts`: card engine errors already met (one resend allowed).
+    Protect {
+        bundle: Bundle,
+        frame: Vec<u8>,
+        attempts: u8,
+    },
+    /// A frame to send as it is: software's ESP (its sequence number already taken), or a
+    /// bypass packet.
+    Ready { frame: Vec<u8>, sent: SentAs },
+}
+
+/// A packet on the card's TX ring.
+#[derive(Debug)]
+pub(super) struct Posted {
+    pub tag: u64,
+    pub work: Work,
+    /// Card SA: its record and entry.
+    pub card_sa: Option<(usize, u32)>,
+}
+
+/// What happened to a packet being routed.
+enum Routed {
+    /// To the ring with this action.
+    Ring(Work, TxAction, Option<(usize, u32)>),
+    Dropped(DropReason),
+}
+
+impl OffloadEngine {
+    /// Routes and submits what is waiting, as far as the ring has room.
+    pub(super) fn flush(&mut self) {
+        // Bounded: every round either submits, drops, or stops.
+        for _ in 0..1024 {
+            if self.pending.is_empty() {
+                return;
+            }
+            if self.mode == CardMode::Gone {
+                self.flush_to_wire();
+                return;
+            }
+            let queue = self.options.queue;
+            let free = match self.card.as_ref().map(|c| c.tx_free(queue)) {
+                Some(Ok(n)) => n as usize,
+                _ => return,
+            };
+            if free == 0 {
+                return;
+            }
+            let mut batch: Vec<(u64, Posted, TxAction)> = Vec::new();
+            while batch.len() < free.min(TX_BATCH) {
+                let Some((tag, work)) = self.pending.pop_front() else {
+                    break;
+                };
+                match self.route(work) {
+                    Routed::Ring(work, action, card_sa) => {
+                        let driver_tag = self.next_driver_tag;
+                        self.next_driver_tag += 1;
+                        batch.push((driver_tag, Posted { tag, work, card_sa }, action));
+                    }
+                    Routed::Dropped(reason) => self.tx_drop(tag, reason),
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            let requests: Vec<TxRequest<'_>> = batch
+                .iter()
+                .map(|(driver_tag, p, action)| TxRequest {
+                    tag: *driver_tag,
+                    frame: p.work.frame(),
+                    action: *action,
+                })
+                .collect();
+            let Some(card) = self.card.as_mut() else {
+                return;
+            };
+            let result = card.tx_batch(queue, &requests);
+            drop(requests);
+            match result {
+                Ok(taken) => {
+                    let mut rest = batch.split_off(taken.min(batch.len()));
+                    for (driver_tag, posted, _) in batch {
+                        if let Some((_, slot)) = posted.card_sa
+                            && let Some(n) = self.slot_in_flight.get_mut(slot as usize)
+                        {
+                            *n += 1;
+                        }
+                        self.posted.insert(driver_tag, posted);
+                    }
+                    let stalled = !rest.is_empty();
+                    while let Some((_, posted, _)) = rest.pop() {
+                        self.pending.push_front((posted.tag, posted.work));
+                    }
+                    if stalled {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    while let Some((_, posted, _)) = batch.pop() {
+                        self.pending.push_front((posted.tag, posted.work));
+                    }
+                    self.card_failed(&e);
+                    if self.mode != CardMode::Gone && !self.card_usable() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the card takes work now.
+    fn card_usable(&self) -> bool {
+        self.card
+            .as_ref()
+            .is_some_and(|c| matches!(c.state(), espo_driver::card::CardState::Running))
+    }
+
+    /// No card: software encapsulates everything and the fallback wire carries it.
+    fn flush_to_wire(&mut self) {
+        while let Some((tag, work)) = self.pending.pop_front() {
+            let (frame, sent) = match self.route(work) {
+                Routed::Dropped(reason) => {
+                    self.tx_drop(tag, reason);
+                    continue;
+                }
+                Routed::Ring(Work::Ready { frame, sent }, _, _) => (frame, sent),
+                Routed::Ring(Work::Protect { .. }, _, _) => {
+                    self.tx_drop(tag, DropReason::DeviceError);
+                    continue;
+                }
+            };
+            let sent_ok = match self.options.fallback.as_mut() {
+                Some(w) => w.send(&frame),
+                None => false,
+            };
+            if sent_ok {
+                self.tx_sent(tag, sent);
+            } else {
+                self.tx_drop(tag, DropReason::DeviceError);
+            }
+        }
+    }
+
+    /// Decides where a packet goes now.
+    fn route(&mut self, work: Work) -> Routed {
+        let (bundle, frame, attempts) = match work {
+            Work::Ready { frame, sent } => {
+                if frame.len() > self.max_frame {
+                    return Routed::Dropped(DropReason::TooBig);
+                }
+                return Routed::Ring(Work::Ready { frame, sent }, TxAction::Bypass, None);
+            }
+            Work::Protect {
+                bundle,
+                frame,
+                attempts,
+            } => (bundle, frame, attempts),
+        };
+        let Some(&rec_id) = self.out_rec.get(bundle.inner) else {
+            return Routed::Dropped(DropReason::NoPolicy);
+        };
+        if let (Placement::Card { slot }, None, CardMode::Offload) =
+            (self.records[rec_id].placement, bundle.outer_ah, self.mode)
+        {
+            if frame.len() > self.max_frame {
+                return Routed::Dropped(DropReason::TooBig);
+            }
+            return Routed::Ring(
+                Work::Protect {
+                    bundle,
+                    frame,
+                    attempts,
+                },
+                TxAction::Encap { sa_index: slot },
+                Some((rec_id, slot)),
+            );
+        }
+        // Software: the tunnel packet is built after a fresh Ethernet header.
+        let inner = frame.get(14..).unwrap_or(&[]);
+        let mut out = self.buffer(14 + inner.len() + 256);
+        out.resize(14 + inner.len() + 256, 0);
+        let result = self.sw.outbound.protect(bundle, inner, &mut out[14..]);
+        self.recycle(frame);
+        match result {
+            Ok(Encapsulated::Protected { len, spi, seq }) => {
+                out.truncate(14 + len);
+                let ethertype = espo_ipsec::wire::ethernet::EtherType::of_ip(&out[14..]).to_bytes();
+                out[..6].copy_from_slice(&self.options.peer_mac);
+                out[6..12].copy_from_slice(&self.options.local_mac);
+                out[12..14].copy_from_slice(&ethertype);
+                self.software_sent(bundle);
+                let limit = match self.mode {
+                    CardMode::Gone => MAX_WIRE_FRAME,
+                    _ => self.max_frame,
+                };
+                if out.len() > limit {
+                    return Routed::Dropped(DropReason::TooBig);
+                }
+                Routed::Ring(
+                    Work::Ready {
+                        frame: out,
+                        sent: SentAs::Esp {
+                            spi,
+                            seq,
+                            path: Path::Software,
+                        },
+                    },
+                    TxAction::Bypass,
+                    None,
+                )
+            }
+            Ok(Encapsulated::Bypass) => Routed::Dropped(DropReason::NoPolicy),
+            Err(reason) => Routed::Dropped(reason),
+        }
+    }
+
+    /// Takes the TX completions the card has.
+    pub(super) fn complete(&mut self) {
+        if self.posted.is_empty() {
+            return;
+        }
+        let Some(card) = self.card.as_mut() else {
+            return;
+        };
+        let mut done = Vec::new();
+        let r = card.tx_completions(self.options.queue, &mut done);
+        for d in done {
+            self.on_tx_done(d);
+        }
+        if let Err(e) = r {
+            self.card_failed(&e);
+        }
+    }
+
+    /// One completion (or one packet accounted for by recovery as completed).
+    pub(super) fn on_tx_done(&mut self, d: TxDone) {
+        let Some(posted) = self.posted.remove(&d.tag) else {
+            return;
+        };
+        self.posted_settled(&posted);
+        let Posted { tag, work, card_sa } = posted;
+        match (d.outcome, work, card_sa) {
+            (TxOutcome::Sent { seq }, Work::Protect { frame, .. }, Some((rec, _))) => {
+                let r = &mut self.records[rec];
+                r.seq_high = r.seq_high.max(seq);
+                r.host.packets += 1;
+                r.host.bytes += inner_len(&frame);
+                let spi = r.spi;
+                self.recycle(frame);
+                self.tx_sent(
+                    tag,
+                    SentAs::Esp {
+                        spi,
+                        seq,
+                        path: Path::Card,
+                    },
+                );
+            }
+            (TxOutcome::SentBypass, Work::Ready { sent, frame }, _) => {
+                self.recycle(frame);
+                self.tx_sent(tag, sent);
+            }
+            (
+                TxOutcome::Refused(Status::SaInvalid),
+                Work::Protect {
+                    bundle,
+                    frame,
+                    attempts,
+                },
+                Some((rec, slot)),
+            ) if self.records[rec].placement != (Placement::Card { slot }) => {
+                // The SA left the card before the card took the packet: it goes where the
+                // SA is now; no sequence number was used.
+                self.pending.push_front((
+                    tag,
+                    Work::Protect {
+                        bundle,
+                        frame,
+                        attempts,
+                    },
+                ));
+            }
+            (TxOutcome::Refused(status), _, _) => self.tx_drop(tag, refusal_reason(status)),
+            (
+                TxOutcome::EngineError { seq },
+                Work::Protect {
+                    bundle,
+                    frame,
+                    attempts,
+                },
+                Some((rec, _)),
+            ) => {
+                let r = &mut self.records[rec];
+                r.seq_high = r.seq_high.max(seq);
+                if attempts == 0 {
+                    // Not sent (§10.3): sent once more, with a new number.
+                    self.counters.tx_resent += 1;
+                    self.pending.push_front((
+                        tag,
+                        Work::Protect {
+                            bundle,
+                            frame,
+                            attempts: 1,
+                        },
+                    ));
+                } else {
+                    self.tx_drop(tag, DropReason::DeviceError);
+                }
+            }
+            (TxOutcome::Unverified(_), _, card_sa) => {
+                if let Some((rec, _)) = card_sa {
+                    self.records[rec].uncertain += 1;
+                }
+                self.counters.tx_fate_unknown += 1;
+                self.tx_drop(tag, DropReason::DeviceError);
+            }
+            (_, _, _) => self.tx_drop(tag, DropReason::DeviceError),
+        }
+    }
+
+    /// A posted packet left the ring (completed or accounted for by recovery).
+    pub(super) fn posted_settled(&mut self, posted: &Posted) {
+        if let Some((_, slot)) = posted.card_sa
+            && let Some(n) = self.slot_in_flight.get_mut(slot as usize)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 && self.slot_owner.get(slot as usize) == Some(&None) {
+                // A freed entry's last packet: it can be reused.
+                self.rebalance_due = true;
+            }
+        }
+    }
+
+    pub(super) fn tx_sent(&mut self, tag: u64, sent: SentAs) {
+        match sent {
+            SentAs::Esp {
+                path: Path::Card, ..
+            } => self.counters.tx_card += 1,
+            SentAs::Esp {
+                path: Path::Software,
+                ..
+            } => self.counters.tx_software += 1,
+            SentAs::Bypass => self.counters.tx_bypass += 1,
+        }
+        self.tx_reports.push(TxReport {
+            tag,
+            outcome: Ok(sent),
+        });
+    }
+}
+
+impl Work {
+    pub(super) fn frame(&self) -> &[u8] {
+        match self {
+            Work::Protect { frame, .. } | Work::Ready { frame, .. } => frame,
+        }
+    }
+}
+
+/// Bytes of the IP packet in a frame (the lifetime byte count).
+fn inner_len(frame: &[u8]) -> u64 {
+    frame.len().saturating_sub(14) as u64
+}
+
+/// The drop reason for a card's refusal of a TX packet (§7.4).
+fn refusal_reason(status: Status) -> DropReason {
+    match status {
+        Status::SaExpired => DropReason::Expired,
+        Status::SeqExhausted => DropReason::SeqExhausted,
+        Status::TooBig => DropReason::TooBig,
+        Status::Malformed => DropReason::Malformed,
+        _ => DropReason::DeviceError,
+    }
+}
