@@ -1,7 +1,8 @@
 //! More SAs than the card's SA table holds: the rest run in software and move onto the
 //! card as entries free up.
 
-use espo_offload::{Path, Placement, SaDir, SentAs, SoftwareReason};
+use espo_ipsec::spec::Direction;
+use espo_offload::{Path, Placement, SentAs, SoftwareReason};
 
 use super::support::*;
 
@@ -92,7 +93,7 @@ fn sas_beyond_the_table_run_in_software_then_move_onto_the_card() {
     let p = rig.engine.placements();
     let of = |spi| {
         p.iter()
-            .find(|s| s.spi == spi && s.dir == SaDir::Outbound)
+            .find(|s| s.spi == spi && s.dir == Direction::Out)
             .unwrap()
     };
     assert_eq!(of(0x10_0000).placement, Placement::Software);

@@ -4,8 +4,9 @@
 use espo_driver::card::{CardConfig, IrqMode};
 use espo_driver::model::FaultKind;
 use espo_ipsec::counters::DropReason;
+use espo_ipsec::spec::Direction;
 use espo_offload::{
-    CardMode, EngineEvent, Placement, Received, Recovery, SaDir, SoftwareReason, card_config,
+    CardMode, EngineEvent, Placement, Received, Recovery, SoftwareReason, card_config,
 };
 
 use super::support::*;
@@ -101,7 +102,7 @@ fn recoveries(rig: &Rig) -> Vec<Recovery> {
         .collect()
 }
 
-fn on_card(rig: &Rig, spi: u32, dir: SaDir) -> bool {
+fn on_card(rig: &Rig, spi: u32, dir: Direction) -> bool {
     rig.engine
         .placements()
         .iter()
@@ -117,14 +118,14 @@ fn dma_error_stops_a_queue_and_what_the_card_never_took_is_sent_again() {
         "{:?}",
         rig.engine.counters()
     );
-    assert!(on_card(&rig, GCM_OUT, SaDir::Outbound));
+    assert!(on_card(&rig, GCM_OUT, Direction::Out));
 }
 
 #[test]
 fn engine_hang_reads_back_and_reinitialises_with_every_sa() {
     let rig = fault_mid_stream(rig(""), FaultKind::EngineHang, 10);
     assert_eq!(recoveries(&rig), vec![Recovery::Reinitialised]);
-    assert!(on_card(&rig, GCM_OUT, SaDir::Outbound) && on_card(&rig, GCM_IN, SaDir::Inbound));
+    assert!(on_card(&rig, GCM_OUT, Direction::Out) && on_card(&rig, GCM_IN, Direction::In));
 }
 
 #[test]
@@ -147,7 +148,7 @@ fn surprise_reset_continues_past_every_number_the_card_may_have_used() {
     assert_eq!(recoveries(&rig), vec![Recovery::Reinitialised]);
     let seqs = rig.ledger.seqs(GCM_OUT);
     assert!(seqs.windows(2).all(|w| w[0] < w[1]));
-    assert!(on_card(&rig, GCM_OUT, SaDir::Outbound));
+    assert!(on_card(&rig, GCM_OUT, Direction::Out));
 }
 
 #[test]

@@ -1,12 +1,11 @@
 //! Lifetimes on the card (counted exactly by the card) and on the host clock: events reach
 //! the owner, and an SA at its end stops.
 
+use espo_ipsec::spec::Direction;
 use std::time::Duration;
 
 use espo_ipsec::counters::DropReason;
-use espo_offload::{
-    EngineEvent, LifetimeCause, Path, Placement, Received, SaDir, SentAs, SoftwareReason,
-};
+use espo_offload::{EngineEvent, LifetimeCause, Path, Placement, Received, SentAs, SoftwareReason};
 
 use super::support::*;
 
@@ -25,7 +24,7 @@ fn lifetime_events(rig: &Rig, spi: u32) -> Vec<(bool, LifetimeCause)> {
         .collect()
 }
 
-fn placement(rig: &Rig, spi: u32, dir: SaDir) -> (Placement, Option<SoftwareReason>) {
+fn placement(rig: &Rig, spi: u32, dir: Direction) -> (Placement, Option<SoftwareReason>) {
     let p = rig
         .engine
         .placements()
@@ -39,7 +38,7 @@ fn placement(rig: &Rig, spi: u32, dir: SaDir) -> (Placement, Option<SoftwareReas
 fn packet_lifetime_on_the_card_is_exact_and_the_sa_stops() {
     let mut rig = rig("lifetime = { soft_packets = 5, hard_packets = 10 }");
     assert!(matches!(
-        placement(&rig, GCM_OUT, SaDir::Outbound).0,
+        placement(&rig, GCM_OUT, Direction::Out).0,
         Placement::Card { .. }
     ));
     for t in 0..15 {
@@ -74,7 +73,7 @@ fn packet_lifetime_on_the_card_is_exact_and_the_sa_stops() {
         ]
     );
     assert_eq!(
-        placement(&rig, GCM_OUT, SaDir::Outbound),
+        placement(&rig, GCM_OUT, Direction::Out),
         (Placement::Software, Some(SoftwareReason::Expired))
     );
 }
@@ -123,7 +122,7 @@ fn time_lifetimes_run_on_the_host_clock() {
         vec![(false, LifetimeCause::Seconds)]
     );
     assert!(matches!(
-        placement(&rig, GCM_OUT, SaDir::Outbound).0,
+        placement(&rig, GCM_OUT, Direction::Out).0,
         Placement::Card { .. }
     ));
     rig.clock.advance(Duration::from_secs(10));
@@ -141,7 +140,7 @@ fn time_lifetimes_run_on_the_host_clock() {
     );
     assert_eq!(rig.ledger.count(|r| *r == Err(DropReason::Expired)), 3);
     assert_eq!(
-        placement(&rig, GCM_OUT, SaDir::Outbound),
+        placement(&rig, GCM_OUT, Direction::Out),
         (Placement::Software, Some(SoftwareReason::Expired))
     );
 }

@@ -1,11 +1,12 @@
 //! Live moves between card and software, under load, both directions.
 
 use espo_ipsec::counters::DropReason;
-use espo_offload::{Path, Placement, Received, SaDir, SentAs};
+use espo_ipsec::spec::Direction;
+use espo_offload::{Path, Placement, Received, SentAs};
 
 use super::support::*;
 
-fn placement(rig: &Rig, spi: u32, dir: SaDir) -> Placement {
+fn placement(rig: &Rig, spi: u32, dir: Direction) -> Placement {
     rig.engine
         .placements()
         .into_iter()
@@ -35,15 +36,15 @@ fn outbound_moves_under_load_never_reuse_a_sequence_number() {
         // Packets are on the card's ring (some taken, some not) when the SA moves.
         rig.engine.poll();
         if round % 2 == 0 {
-            assert!(rig.engine.move_to_software(GCM_OUT, SaDir::Outbound));
+            assert!(rig.engine.move_to_software(GCM_OUT, Direction::Out));
             assert_eq!(
-                placement(&rig, GCM_OUT, SaDir::Outbound),
+                placement(&rig, GCM_OUT, Direction::Out),
                 Placement::Software
             );
         } else {
-            assert!(rig.engine.move_to_card(GCM_OUT, SaDir::Outbound));
+            assert!(rig.engine.move_to_card(GCM_OUT, Direction::Out));
             assert!(matches!(
-                placement(&rig, GCM_OUT, SaDir::Outbound),
+                placement(&rig, GCM_OUT, Direction::Out),
                 Placement::Card { .. }
             ));
         }
@@ -109,7 +110,7 @@ fn inbound_moves_keep_replay_protection_in_both_directions() {
         rig.port.send(f);
     }
     rig.engine.poll();
-    assert!(rig.engine.move_to_software(GCM_IN, SaDir::Inbound));
+    assert!(rig.engine.move_to_software(GCM_IN, Direction::In));
     let all = rig.collect(during.len());
     assert_eq!(all.len(), during.len(), "every frame reported once");
     assert!(
@@ -136,7 +137,7 @@ fn inbound_moves_keep_replay_protection_in_both_directions() {
     )));
 
     // Software -> card: what software accepted is refused by the card.
-    assert!(rig.engine.move_to_card(GCM_IN, SaDir::Inbound));
+    assert!(rig.engine.move_to_card(GCM_IN, Direction::In));
     let replays = rig.receive(&[fresh[0].clone(), before[0].clone(), during[19].clone()]);
     assert_eq!(replays[0].outcome, Err(DropReason::Replayed));
     assert!(

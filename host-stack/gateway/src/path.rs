@@ -17,6 +17,8 @@ use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::{
     Decapsulated, EncapsulatedInPlace, HEADROOM, Inbound, Outbound, TAILROOM,
 };
+use espo_ipsec::spec::Direction;
+use espo_offload::Placement;
 
 /// Largest IP datagram.
 pub const MAX_PACKET: usize = 65535;
@@ -115,35 +117,12 @@ pub enum Incoming {
     Consumed,
 }
 
-/// Where an SA's packets are transformed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placement {
-    Software,
-    Card,
-}
-
-impl Placement {
-    pub fn name(self) -> &'static str {
-        match self {
-            Placement::Software => "software",
-            Placement::Card => "card",
-        }
-    }
-}
-
-/// Which way an SA carries traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SaDirection {
-    Out,
-    In,
-}
-
 /// The moving state of one SA, as an engine reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SaSnapshot {
     pub spi: u32,
     pub dst: IpAddr,
-    pub direction: SaDirection,
+    pub direction: Direction,
     /// Outbound: the last sequence number used. Inbound: the highest one accepted.
     pub seq: u64,
     pub packets: u64,
@@ -250,7 +229,7 @@ impl OutboundEngine for Outbound {
         out.extend(self.sas().iter().map(|sa| SaSnapshot {
             spi: sa.params.spi,
             dst: sa.params.dst,
-            direction: SaDirection::Out,
+            direction: Direction::Out,
             seq: sa.seq(),
             packets: sa.counters.packets,
             bytes: sa.counters.bytes,
@@ -285,7 +264,7 @@ impl InboundEngine for Inbound {
         out.extend(self.sas().iter().map(|sa| SaSnapshot {
             spi: sa.params.spi,
             dst: sa.params.dst,
-            direction: SaDirection::In,
+            direction: Direction::In,
             seq: sa.replay.highest(),
             packets: sa.counters.packets,
             bytes: sa.counters.bytes,

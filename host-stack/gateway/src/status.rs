@@ -9,6 +9,7 @@
 //! The text never contains key material: only SPIs, algorithms, addresses, sequence
 //! numbers, counters and where each SA runs.
 
+use espo_ipsec::spec::Direction;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
-use super::path::{SaDirection, SaSnapshot};
+use super::path::SaSnapshot;
 use espo_config::Config;
 use espo_ipsec::counters::DropCounters;
 use espo_ipsec::spec::SaProtocol;
@@ -184,8 +185,8 @@ pub fn render(
             None => ("?", "?", format!("-> {}", sa.dst)),
         };
         let dir = match sa.direction {
-            SaDirection::Out => "out",
-            SaDirection::In => "in",
+            Direction::Out => "out",
+            Direction::In => "in",
         };
         let _ = writeln!(
             out,

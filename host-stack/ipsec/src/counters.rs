@@ -34,6 +34,9 @@ pub enum DropReason {
     Unprotected,
     /// The SA's sequence-number space is exhausted; it may not send again.
     SeqExhausted,
+    /// The SA has used every sequence number reserved for it durably (the state directory
+    /// could not be written, or not fast enough): it sends again once more is reserved.
+    SeqUnreserved,
     /// The SA reached its hard lifetime.
     Expired,
     /// The combination of inner and outer ECN calls for a drop (RFC 6040).
@@ -56,7 +59,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 21] = [
+    pub const ALL: [DropReason; 22] = [
         DropReason::Malformed,
         DropReason::NotIp,
         DropReason::Snapped,
@@ -70,6 +73,7 @@ impl DropReason {
         DropReason::PolicyDiscard,
         DropReason::Unprotected,
         DropReason::SeqExhausted,
+        DropReason::SeqUnreserved,
         DropReason::Expired,
         DropReason::EcnDrop,
         DropReason::UnsupportedInner,
@@ -97,6 +101,7 @@ impl DropReason {
             DropReason::PolicyDiscard => "policy-discard",
             DropReason::Unprotected => "unprotected",
             DropReason::SeqExhausted => "seq-exhausted",
+            DropReason::SeqUnreserved => "seq-unreserved",
             DropReason::Expired => "expired",
             DropReason::EcnDrop => "ecn-drop",
             DropReason::UnsupportedInner => "unsupported-inner",

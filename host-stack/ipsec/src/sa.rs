@@ -2,6 +2,8 @@
 //! its per-direction state (outbound sequence counter, inbound replay window, counters).
 
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::counters::{DropReason, SaCounters};
 use crate::crypto::{CryptoError, EspTransform, Integrity};
@@ -133,6 +135,75 @@ impl SaParams {
     }
 }
 
+/// How far an outbound SA may number its packets: the sequence numbers reserved for it
+/// durably, shared between the datapath that uses them and whoever reserves more (the
+/// gateway's state directory). The datapath reads the limit and records the highest number
+/// used with one atomic access each, so the packet path takes no lock and never waits for
+/// the disk; an SA that reaches its limit drops its packets (`seq-unreserved`) until more
+/// is reserved.
+///
+/// Clones share the same reservation.
+#[derive(Debug, Clone)]
+pub struct SeqReservation(Arc<ReservationCell>);
+
+#[derive(Debug)]
+struct ReservationCell {
+    /// The highest sequence number the SA may use.
+    limit: AtomicU64,
+    /// The highest sequence number used (or, for an SA on a card, that the card may use).
+    used: AtomicU64,
+}
+
+impl SeqReservation {
+    /// A reservation of every number: for an SA whose numbers need no durable record
+    /// (offline tools, tests).
+    pub fn unlimited() -> SeqReservation {
+        SeqReservation::new(u64::MAX, 0)
+    }
+
+    /// A reservation up to `limit`, `used` numbers already used.
+    pub fn new(limit: u64, used: u64) -> SeqReservation {
+        SeqReservation(Arc::new(ReservationCell {
+            limit: AtomicU64::new(limit),
+            used: AtomicU64::new(used),
+        }))
+    }
+
+    /// The highest sequence number the SA may use.
+    #[inline]
+    pub fn limit(&self) -> u64 {
+        self.0.limit.load(Ordering::Acquire)
+    }
+
+    /// Moves the limit. Raise it only after the new limit is durable; lower it (to what
+    /// is used) to stop the SA when its reservation cannot be kept.
+    pub fn set_limit(&self, limit: u64) {
+        self.0.limit.store(limit, Ordering::Release);
+    }
+
+    /// The highest sequence number used.
+    pub fn used(&self) -> u64 {
+        self.0.used.load(Ordering::Acquire)
+    }
+
+    /// Records that numbers up to `seq` are (or may be) used; never moves back.
+    #[inline]
+    pub fn note_used(&self, seq: u64) {
+        self.0.used.fetch_max(seq, Ordering::AcqRel);
+    }
+
+    /// Whether two handles share one reservation.
+    pub fn same(&self, other: &SeqReservation) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Default for SeqReservation {
+    fn default() -> Self {
+        SeqReservation::unlimited()
+    }
+}
+
 /// An SA that sends: its parameters, its sequence counter and its counters.
 #[derive(Debug)]
 pub struct OutboundSa {
@@ -143,6 +214,10 @@ pub struct OutboundSa {
     /// Ended by something other than its counters (a time lifetime, the card's hard-expiry
     /// event): it sends nothing more.
     pub expired: bool,
+    /// The numbers it may use (unlimited unless the gateway keeps them durable).
+    reservation: SeqReservation,
+    /// When it was installed, on the owner's clock (time lifetimes).
+    pub installed: core::time::Duration,
 }
 
 impl OutboundSa {
@@ -152,7 +227,21 @@ impl OutboundSa {
             seq,
             counters: SaCounters::default(),
             expired: false,
+            reservation: SeqReservation::unlimited(),
+            installed: core::time::Duration::ZERO,
         }
+    }
+
+    /// The same SA, numbering only within `reservation`.
+    pub fn with_reservation(mut self, reservation: SeqReservation) -> OutboundSa {
+        reservation.note_used(self.seq);
+        self.reservation = reservation;
+        self
+    }
+
+    /// The reservation its numbers come from.
+    pub fn reservation(&self) -> &SeqReservation {
+        &self.reservation
     }
 
     /// Last sequence number used.
@@ -164,9 +253,12 @@ impl OutboundSa {
     /// transmitter that already used numbers up to `seq`. Going back would reuse nonces.
     pub fn advance_seq_to(&mut self, seq: u64) {
         self.seq = self.seq.max(seq);
+        self.reservation.note_used(self.seq);
     }
 
-    /// Whether the SA may still send: sequence numbers left and lifetime not over.
+    /// Whether the SA may still send: sequence numbers left, reserved, and lifetime not
+    /// over.
+    #[inline]
     pub fn can_send(&self) -> Result<(), DropReason> {
         if self.seq >= self.params.max_seq() {
             return Err(DropReason::SeqExhausted);
@@ -174,13 +266,18 @@ impl OutboundSa {
         if self.expired || self.params.hard_expired(&self.counters) {
             return Err(DropReason::Expired);
         }
+        if self.seq >= self.reservation.limit() {
+            return Err(DropReason::SeqUnreserved);
+        }
         Ok(())
     }
 
     /// Takes the next sequence number. Callers check [`can_send`](Self::can_send) first
     /// for every SA of a bundle, so that a bundle never half-sends.
+    #[inline]
     pub(crate) fn next_seq(&mut self) -> u64 {
         self.seq += 1;
+        self.reservation.note_used(self.seq);
         self.seq
     }
 }
@@ -194,6 +291,8 @@ pub struct InboundSa {
     /// Ended by something other than its counters (a time lifetime, the card's hard-expiry
     /// event): it accepts nothing more.
     pub expired: bool,
+    /// When it was installed, on the owner's clock (time lifetimes).
+    pub installed: core::time::Duration,
 }
 
 impl InboundSa {
@@ -215,6 +314,7 @@ impl InboundSa {
             replay,
             counters: SaCounters::default(),
             expired: false,
+            installed: core::time::Duration::ZERO,
         })
     }
 

@@ -100,10 +100,22 @@ impl SaSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which way an SA or a policy carries traffic: `Out` protects what the inside sends,
+/// `In` checks what arrives from the outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
     In,
     Out,
+}
+
+impl Direction {
+    /// `in` or `out`, as the configuration writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

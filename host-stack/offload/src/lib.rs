@@ -41,6 +41,7 @@ pub mod state;
 mod tx;
 pub mod wire;
 
+use espo_ipsec::spec::Direction;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
@@ -54,11 +55,11 @@ use espo_ipsec::spd::Action;
 use espo_ipsec::spec::{PolicySpec, SaSpec};
 use espo_ipsec::wire::ethernet::EtherType;
 
-pub use options::{JUMBO_BUFFER_BYTES, OffloadOptions, SLOT_GRACE, card_config};
+pub use options::{ENTRY_GRACE, JUMBO_BUFFER_BYTES, OffloadOptions, card_config};
 pub use placement::Unfit;
 pub use report::{
     CardMode, EngineEvent, LifetimeCause, MoveReason, OffloadCounters, Path, Placement, Received,
-    Recovery, RxReport, SaDir, SaPlacement, SentAs, SoftwareReason, TxReport,
+    Recovery, RxReport, SaPlacement, SentAs, SoftwareReason, TxReport,
 };
 pub use wire::{HostClock, ManualClock, MemWire, MonotonicClock, Wire};
 
@@ -81,7 +82,7 @@ pub enum OffloadError {
 /// What the engine knows of one SA.
 pub(crate) struct SaRecord {
     pub spi: u32,
-    pub dir: SaDir,
+    pub dir: Direction,
     /// Index into the software engine's SA table of its direction.
     pub index: usize,
     /// Whether the card can hold it (and its algorithm there).
@@ -91,7 +92,7 @@ pub(crate) struct SaRecord {
     pub placement: Placement,
     pub why_software: Option<SoftwareReason>,
     /// The entry it last occupied: completions of its packets may still name it.
-    pub last_slot: Option<u32>,
+    pub last_sa_index: Option<u32>,
     /// Soft lifetime already reported.
     pub soft_done: bool,
     /// Hard end already reported (lifetime or sequence numbers).
@@ -122,15 +123,15 @@ pub struct OffloadEngine {
     out_rec: Vec<usize>,
     in_rec: Vec<usize>,
     /// Per usable SA table entry: its SA, and TX descriptors naming it not yet completed.
-    slot_owner: Vec<Option<usize>>,
-    slot_in_flight: Vec<u32>,
+    entry_owner: Vec<Option<usize>>,
+    entry_in_flight: Vec<u32>,
     /// Device time each entry was last freed: RX completions of its old SA may still be on
     /// their way for a moment, and the driver checks them against the entry as it is.
-    slot_freed_at: Vec<Option<Duration>>,
+    entry_freed_at: Vec<Option<Duration>>,
     /// An entry was freed: waiting SAs may move onto the card at the next poll.
     rebalance_due: bool,
     /// The record of each (SPI, direction) (the first, if an SPI repeats).
-    by_spi: HashMap<(u32, SaDir), usize>,
+    by_spi: HashMap<(u32, Direction), usize>,
     pending: VecDeque<(u64, Work)>,
     posted: espo_ipsec::engine::fast_hash::FastMap<u64, Posted>,
     /// Frame buffers of completed packets, reused for new ones.
@@ -193,23 +194,23 @@ impl OffloadEngine {
         let mut in_rec = Vec::new();
         let mut timed = Vec::new();
         let dirs = [
-            (SaDir::Outbound, sw.outbound.sas().len()),
-            (SaDir::Inbound, sw.inbound.sas().len()),
+            (Direction::Out, sw.outbound.sas().len()),
+            (Direction::In, sw.inbound.sas().len()),
         ];
         for (dir, count) in dirs {
             for index in 0..count {
                 let (spi, lifetime) = match dir {
-                    SaDir::Outbound => {
+                    Direction::Out => {
                         let p = &sw.outbound.sas()[index].params;
                         (p.spi, p.lifetime)
                     }
-                    SaDir::Inbound => {
+                    Direction::In => {
                         let p = &sw.inbound.sas()[index].params;
                         (p.spi, p.lifetime)
                     }
                 };
                 let sa_config = sas.iter().find(|s| s.spi == spi);
-                let outbound = dir == SaDir::Outbound;
+                let outbound = dir == Direction::Out;
                 let fit = match (&caps, sa_config) {
                     (Some(caps), Some(c)) => {
                         placement::fitness(c, outbound, bundled(spi), caps, features)
@@ -225,8 +226,8 @@ impl OffloadEngine {
                     timed.push(id);
                 }
                 match dir {
-                    SaDir::Outbound => out_rec.push(id),
-                    SaDir::Inbound => in_rec.push(id),
+                    Direction::Out => out_rec.push(id),
+                    Direction::In => in_rec.push(id),
                 }
                 records.push(SaRecord {
                     spi,
@@ -239,7 +240,7 @@ impl OffloadEngine {
                     fit,
                     entry,
                     placement: Placement::Software,
-                    last_slot: None,
+                    last_sa_index: None,
                     soft_done: false,
                     hard_done: false,
                     pinned: false,
@@ -268,9 +269,9 @@ impl OffloadEngine {
             records,
             out_rec,
             in_rec,
-            slot_owner: vec![None; capacity as usize],
-            slot_in_flight: vec![0; capacity as usize],
-            slot_freed_at: vec![None; capacity as usize],
+            entry_owner: vec![None; capacity as usize],
+            entry_in_flight: vec![0; capacity as usize],
+            entry_freed_at: vec![None; capacity as usize],
             rebalance_due: false,
             by_spi,
             pending: VecDeque::new(),
@@ -397,19 +398,17 @@ impl OffloadEngine {
                 },
                 counters: match (r.placement, r.dir) {
                     (Placement::Card { .. }, _) => r.host,
-                    (Placement::Software, SaDir::Outbound) => {
+                    (Placement::Software, Direction::Out) => {
                         self.sw.outbound.sas()[r.index].counters
                     }
-                    (Placement::Software, SaDir::Inbound) => {
-                        self.sw.inbound.sas()[r.index].counters
-                    }
+                    (Placement::Software, Direction::In) => self.sw.inbound.sas()[r.index].counters,
                 },
             })
             .collect()
     }
 
     /// The record of the SA `spi` in `dir`.
-    fn record_of(&self, spi: u32, dir: SaDir) -> Option<usize> {
+    fn record_of(&self, spi: u32, dir: Direction) -> Option<usize> {
         self.by_spi.get(&(spi, dir)).copied()
     }
 

@@ -5,10 +5,9 @@
 //! card so that its entry serves another SA.
 
 use espo_driver::card::CardEvent;
+use espo_ipsec::spec::Direction;
 
-use super::{
-    EngineEvent, LifetimeCause, MoveReason, OffloadEngine, Placement, SaDir, SoftwareReason,
-};
+use super::{EngineEvent, LifetimeCause, MoveReason, OffloadEngine, Placement, SoftwareReason};
 use espo_ipsec::spd::Bundle;
 
 impl OffloadEngine {
@@ -61,8 +60,8 @@ impl OffloadEngine {
         }
     }
 
-    fn owner_of(&self, slot: u32) -> Option<usize> {
-        self.slot_owner.get(slot as usize).copied().flatten()
+    fn owner_of(&self, sa_index: u32) -> Option<usize> {
+        self.entry_owner.get(sa_index as usize).copied().flatten()
     }
 
     /// Events were lost: the card's flags say which lifetimes were crossed.
@@ -72,15 +71,15 @@ impl OffloadEngine {
             .iter()
             .enumerate()
             .filter_map(|(i, r)| match r.placement {
-                Placement::Card { slot } => Some((i, slot)),
+                Placement::Card { sa_index } => Some((i, sa_index)),
                 Placement::Software => None,
             })
             .collect();
-        for (rec, slot) in on_card {
+        for (rec, sa_index) in on_card {
             let Some(card) = self.card.as_mut() else {
                 return;
             };
-            let state = match card.sa_read(slot) {
+            let state = match card.sa_read(sa_index) {
                 Ok(s) => s,
                 Err(e) => {
                     self.card_failed(&e);
@@ -122,13 +121,13 @@ impl OffloadEngine {
         r.hard_done = true;
         let (index, spi, dir) = (r.index, r.spi, r.dir);
         match (dir, cause) {
-            (SaDir::Outbound, LifetimeCause::SequenceNumbers) => {
+            (Direction::Out, LifetimeCause::SequenceNumbers) => {
                 let sa = &mut self.sw.outbound.sas_mut()[index];
                 let max = sa.params.max_seq();
                 sa.advance_seq_to(max);
             }
-            (SaDir::Outbound, _) => self.sw.outbound.sas_mut()[index].expired = true,
-            (SaDir::Inbound, _) => self.sw.inbound.sas_mut()[index].expired = true,
+            (Direction::Out, _) => self.sw.outbound.sas_mut()[index].expired = true,
+            (Direction::In, _) => self.sw.inbound.sas_mut()[index].expired = true,
         }
         if first {
             self.events.push(EngineEvent::Lifetime {
@@ -163,8 +162,8 @@ impl OffloadEngine {
             let r = &self.records[rec];
             let age = now.saturating_sub(r.installed).as_secs();
             let lifetime = match r.dir {
-                SaDir::Outbound => self.sw.outbound.sas()[r.index].params.lifetime,
-                SaDir::Inbound => self.sw.inbound.sas()[r.index].params.lifetime,
+                Direction::Out => self.sw.outbound.sas()[r.index].params.lifetime,
+                Direction::In => self.sw.inbound.sas()[r.index].params.lifetime,
             };
             if lifetime.soft_seconds.is_some_and(|s| age >= s) {
                 self.soft_crossed(rec, LifetimeCause::Seconds);
@@ -199,7 +198,7 @@ impl OffloadEngine {
 
     /// After software delivered a packet of inbound SA `spi`.
     pub(super) fn software_received(&mut self, spi: u32) {
-        let Some(rec) = self.record_of(spi, SaDir::Inbound) else {
+        let Some(rec) = self.record_of(spi, Direction::In) else {
             return;
         };
         let sa = &self.sw.inbound.sas()[self.records[rec].index];

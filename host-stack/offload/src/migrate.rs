@@ -14,13 +14,14 @@
 
 use espo_driver::card::CardError;
 use espo_fpga::SaState;
+use espo_ipsec::spec::Direction;
 
 use super::state::{
     card_state_inbound, card_state_outbound, counters_of, merge_windows, replay_from_card,
 };
 use super::{
-    CardMode, EngineEvent, MoveReason, OffloadEngine, OffloadError, Placement, SaDir,
-    SoftwareReason, Unfit,
+    CardMode, EngineEvent, MoveReason, OffloadEngine, OffloadError, Placement, SoftwareReason,
+    Unfit,
 };
 
 impl OffloadEngine {
@@ -30,10 +31,10 @@ impl OffloadEngine {
             if self.records[rec].fit.is_err() {
                 continue;
             }
-            let Some(slot) = self.free_slot() else {
+            let Some(sa_index) = self.free_slot() else {
                 break;
             };
-            self.promote(rec, slot)
+            self.promote(rec, sa_index)
                 .map_err(|source| OffloadError::ProgramSa {
                     spi: self.records[rec].spi,
                     source,
@@ -43,15 +44,15 @@ impl OffloadEngine {
     }
 
     /// An entry with no SA, no descriptor naming it, and rested since it was freed
-    /// ([`SLOT_GRACE`](super::SLOT_GRACE)). An entry still resting makes the engine look
+    /// ([`ENTRY_GRACE`](super::ENTRY_GRACE)). An entry still resting makes the engine look
     /// again at its next poll.
     pub(super) fn free_slot(&mut self) -> Option<u32> {
         let now = self.card.as_ref().map(|c| c.now());
         let mut resting = false;
-        let found = (0..self.slot_owner.len()).find(|&i| {
-            let unused = self.slot_owner[i].is_none() && self.slot_in_flight[i] == 0;
-            let rested = match (self.slot_freed_at[i], now) {
-                (Some(freed), Some(now)) => now.saturating_sub(freed) >= super::SLOT_GRACE,
+        let found = (0..self.entry_owner.len()).find(|&i| {
+            let unused = self.entry_owner[i].is_none() && self.entry_in_flight[i] == 0;
+            let rested = match (self.entry_freed_at[i], now) {
+                (Some(freed), Some(now)) => now.saturating_sub(freed) >= super::ENTRY_GRACE,
                 _ => true,
             };
             resting |= unused && !rested;
@@ -76,8 +77,8 @@ impl OffloadEngine {
     pub(super) fn software_expired(&self, rec: usize) -> bool {
         let r = &self.records[rec];
         match r.dir {
-            SaDir::Outbound => self.sw.outbound.sas()[r.index].can_send().is_err(),
-            SaDir::Inbound => self.sw.inbound.sas()[r.index].hard_expired(),
+            Direction::Out => self.sw.outbound.sas()[r.index].can_send().is_err(),
+            Direction::In => self.sw.inbound.sas()[r.index].hard_expired(),
         }
     }
 
@@ -90,18 +91,18 @@ impl OffloadEngine {
             if !self.wants_card(rec) {
                 continue;
             }
-            let Some(slot) = self.free_slot() else {
+            let Some(sa_index) = self.free_slot() else {
                 return;
             };
-            if self.records[rec].dir == SaDir::Inbound {
+            if self.records[rec].dir == Direction::In {
                 // Frames the card still holds for software are taken first: one that
                 // arrives after the move cannot be checked any more (`sa-moving`).
                 self.receive();
-                if self.mode != CardMode::Offload || self.free_slot() != Some(slot) {
+                if self.mode != CardMode::Offload || self.free_slot() != Some(sa_index) {
                     return;
                 }
             }
-            match self.promote(rec, slot) {
+            match self.promote(rec, sa_index) {
                 Ok(true) => self.moved(rec, MoveReason::RoomFreed),
                 Ok(false) => {}
                 Err(e) => {
@@ -112,17 +113,17 @@ impl OffloadEngine {
         }
     }
 
-    /// Writes SA `rec` to entry `slot` with software's state. `Ok(false)`: the card refused
+    /// Writes SA `rec` to entry `sa_index` with software's state. `Ok(false)`: the card refused
     /// it (it stays in software for good).
-    pub(super) fn promote(&mut self, rec: usize, slot: u32) -> Result<bool, CardError> {
+    pub(super) fn promote(&mut self, rec: usize, sa_index: u32) -> Result<bool, CardError> {
         let soft = self.records[rec].soft_done;
         let index = self.records[rec].index;
         let (state, window, counters) = match self.records[rec].dir {
-            SaDir::Outbound => {
+            Direction::Out => {
                 let sa = &self.sw.outbound.sas()[index];
                 (card_state_outbound(sa, soft), None, sa.counters)
             }
-            SaDir::Inbound => {
+            Direction::In => {
                 let sa = &self.sw.inbound.sas()[index];
                 (
                     card_state_inbound(sa, soft),
@@ -135,17 +136,17 @@ impl OffloadEngine {
         else {
             return Ok(false);
         };
-        match card.sa_write(slot, entry, Some(&state)) {
+        match card.sa_write(sa_index, entry, Some(&state)) {
             Ok(()) => {
                 let r = &mut self.records[rec];
-                r.placement = Placement::Card { slot };
+                r.placement = Placement::Card { sa_index };
                 r.why_software = None;
-                r.last_slot = Some(slot);
+                r.last_sa_index = Some(sa_index);
                 r.seq_high = state.seq;
                 r.uncertain = 0;
                 r.host = counters;
                 r.shadow = window;
-                if let Some(owner) = self.slot_owner.get_mut(slot as usize) {
+                if let Some(owner) = self.entry_owner.get_mut(sa_index as usize) {
                     *owner = Some(rec);
                 }
                 Ok(true)
@@ -163,16 +164,16 @@ impl OffloadEngine {
     /// Takes SA `rec` off the card with its exported state. Errors are the card's (a fault:
     /// recovery then accounts for the SA).
     pub(super) fn demote(&mut self, rec: usize, why: SoftwareReason) -> Result<(), CardError> {
-        let Placement::Card { slot } = self.records[rec].placement else {
+        let Placement::Card { sa_index } = self.records[rec].placement else {
             return Ok(());
         };
         let Some(card) = self.card.as_mut() else {
             return Ok(());
         };
-        match card.sa_export(slot) {
+        match card.sa_export(sa_index) {
             Ok(state) => self.apply_card_state(rec, Some(&state), None),
             Err(CardError::SaRefused { .. }) => {
-                let bound = card.sa_seq_upper_bound(slot);
+                let bound = card.sa_seq_upper_bound(sa_index);
                 self.apply_card_state(rec, None, bound);
             }
             Err(e) => return Err(e),
@@ -203,7 +204,7 @@ impl OffloadEngine {
             .saturating_add(r.uncertain);
         let (index, host, shadow) = (r.index, r.host, r.shadow.clone());
         match r.dir {
-            SaDir::Outbound => {
+            Direction::Out => {
                 let sa = &mut self.sw.outbound.sas_mut()[index];
                 let max = sa.params.max_seq();
                 let seq = match exact {
@@ -220,7 +221,7 @@ impl OffloadEngine {
                     sa.expired = true;
                 }
             }
-            SaDir::Inbound => {
+            Direction::In => {
                 let sa = &mut self.sw.inbound.sas_mut()[index];
                 let (size, esn) = (sa.replay.window_packets(), sa.replay.esn());
                 let from_card = exact.and_then(|s| replay_from_card(s, size, esn).ok());
@@ -243,11 +244,11 @@ impl OffloadEngine {
     /// SA `rec` no longer holds its entry; the entry is reusable once nothing names it.
     pub(super) fn vacate(&mut self, rec: usize, why: SoftwareReason) {
         let r = &mut self.records[rec];
-        if let Placement::Card { slot } = r.placement
-            && let Some(owner) = self.slot_owner.get_mut(slot as usize)
+        if let Placement::Card { sa_index } = r.placement
+            && let Some(owner) = self.entry_owner.get_mut(sa_index as usize)
         {
             *owner = None;
-            if let Some(at) = self.slot_freed_at.get_mut(slot as usize) {
+            if let Some(at) = self.entry_freed_at.get_mut(sa_index as usize) {
                 *at = self.card.as_ref().map(|c| c.now());
             }
         }
@@ -279,7 +280,7 @@ impl OffloadEngine {
 
     /// Moves an SA off the card and keeps it in software until
     /// [`move_to_card`](Self::move_to_card). Returns false when no such SA exists.
-    pub fn move_to_software(&mut self, spi: u32, dir: SaDir) -> bool {
+    pub fn move_to_software(&mut self, spi: u32, dir: Direction) -> bool {
         let Some(rec) = self.record_of(spi, dir) else {
             return false;
         };
@@ -298,7 +299,7 @@ impl OffloadEngine {
 
     /// Moves an SA onto the card if it fits and an entry is free; returns whether it runs
     /// on the card now.
-    pub fn move_to_card(&mut self, spi: u32, dir: SaDir) -> bool {
+    pub fn move_to_card(&mut self, spi: u32, dir: Direction) -> bool {
         let Some(rec) = self.record_of(spi, dir) else {
             return false;
         };
@@ -309,17 +310,17 @@ impl OffloadEngine {
         if self.mode != CardMode::Offload || !self.wants_card(rec) {
             return false;
         }
-        let Some(slot) = self.free_slot() else {
+        let Some(sa_index) = self.free_slot() else {
             self.records[rec].why_software = Some(SoftwareReason::TableFull);
             return false;
         };
-        if dir == SaDir::Inbound {
+        if dir == Direction::In {
             self.receive();
-            if self.mode != CardMode::Offload || self.free_slot() != Some(slot) {
+            if self.mode != CardMode::Offload || self.free_slot() != Some(sa_index) {
                 return false;
             }
         }
-        match self.promote(rec, slot) {
+        match self.promote(rec, sa_index) {
             Ok(true) => {
                 self.moved(rec, MoveReason::Requested);
                 true

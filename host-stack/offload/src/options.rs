@@ -76,7 +76,7 @@ pub const JUMBO_BUFFER_BYTES: u32 = 9216;
 /// frame the card took before the entry was freed can take to complete — a full pipeline
 /// (256 frames, datasheet §14) of the largest frames (9216 bytes, 0.74 µs each at
 /// 100 Gbit/s) drains in about 190 µs.
-pub const SLOT_GRACE: Duration = Duration::from_micros(250);
+pub const ENTRY_GRACE: Duration = Duration::from_micros(250);
 
 /// Frame buffers kept for reuse.
 pub(super) const SPARE_BUFFERS: usize = 1024;

@@ -15,6 +15,7 @@
 //!   or has faulted more than [`max_recoveries`](super::OffloadOptions::max_recoveries)
 //!   times within the fault window: then every SA stays in software.
 
+use espo_ipsec::spec::Direction;
 use std::collections::HashMap;
 
 use espo_driver::card::{FaultScope, SaProgram, SaRecovery, Taken};
@@ -22,7 +23,7 @@ use espo_fpga::SaState;
 
 use super::state::{card_state_inbound, card_state_outbound};
 use super::{
-    CardMode, EngineEvent, MoveReason, OffloadEngine, Placement, Recovery, SaDir, SoftwareReason,
+    CardMode, EngineEvent, MoveReason, OffloadEngine, Placement, Recovery, SoftwareReason,
 };
 use espo_ipsec::counters::DropReason;
 
@@ -110,7 +111,7 @@ impl OffloadEngine {
             FaultScope::Card => {
                 let infos: HashMap<u32, SaRecovery> =
                     report.sas.into_iter().map(|s| (s.index, s)).collect();
-                let was_on_card = self.demote_all(|slot| infos.get(&slot).cloned());
+                let was_on_card = self.demote_all(|sa_index| infos.get(&sa_index).cloned());
                 if self.fault_times.len() > self.options.max_recoveries as usize
                     || self.mode == CardMode::FramesOnly
                 {
@@ -122,7 +123,7 @@ impl OffloadEngine {
             FaultScope::Lost => {
                 let infos: HashMap<u32, SaRecovery> =
                     report.sas.into_iter().map(|s| (s.index, s)).collect();
-                let was_on_card = self.demote_all(|slot| infos.get(&slot).cloned());
+                let was_on_card = self.demote_all(|sa_index| infos.get(&sa_index).cloned());
                 self.gone(fault, &was_on_card);
             }
         }
@@ -152,10 +153,10 @@ impl OffloadEngine {
     fn demote_all(&mut self, info: impl Fn(u32) -> Option<SaRecovery>) -> Vec<(usize, u32)> {
         let mut was = Vec::new();
         for rec in 0..self.records.len() {
-            let Placement::Card { slot } = self.records[rec].placement else {
+            let Placement::Card { sa_index } = self.records[rec].placement else {
                 continue;
             };
-            let i = info(slot);
+            let i = info(sa_index);
             let exact = i.as_ref().and_then(|i| i.read_back.clone());
             let bound = i.as_ref().and_then(|i| i.seq_upper_bound);
             self.apply_card_state(rec, exact.as_ref(), bound);
@@ -166,7 +167,7 @@ impl OffloadEngine {
                 self.mark_retired(rec);
             }
             self.vacate(rec, SoftwareReason::CardFaulty);
-            was.push((rec, slot));
+            was.push((rec, sa_index));
         }
         was
     }
@@ -174,24 +175,24 @@ impl OffloadEngine {
     /// Re-initialises the card and writes back the SAs that were on it, with their state.
     fn reinit_with(&mut self, fault: Option<espo_driver::card::Fault>, was: &[(usize, u32)]) {
         let mut states: Vec<(usize, u32, SaState)> = Vec::new();
-        for &(rec, slot) in was {
+        for &(rec, sa_index) in was {
             let r = &self.records[rec];
             if r.hard_done || r.pinned || self.software_expired(rec) {
                 continue;
             }
             let state = match r.dir {
-                SaDir::Outbound => {
+                Direction::Out => {
                     card_state_outbound(&self.sw.outbound.sas()[r.index], r.soft_done)
                 }
-                SaDir::Inbound => card_state_inbound(&self.sw.inbound.sas()[r.index], r.soft_done),
+                Direction::In => card_state_inbound(&self.sw.inbound.sas()[r.index], r.soft_done),
             };
-            states.push((rec, slot, state));
+            states.push((rec, sa_index, state));
         }
         let programs: Vec<SaProgram<'_>> = states
             .iter()
-            .filter_map(|(rec, slot, state)| {
+            .filter_map(|(rec, sa_index, state)| {
                 self.records[*rec].entry.as_ref().map(|entry| SaProgram {
-                    index: *slot,
+                    index: *sa_index,
                     entry,
                     state: Some(state),
                 })
@@ -211,26 +212,26 @@ impl OffloadEngine {
         drop(programs);
         let written: HashMap<u32, bool> = results
             .into_iter()
-            .map(|(slot, r)| (slot, r.is_ok()))
+            .map(|(sa_index, r)| (sa_index, r.is_ok()))
             .collect();
-        for (rec, slot, state) in states {
-            if written.get(&slot) == Some(&true) {
+        for (rec, sa_index, state) in states {
+            if written.get(&sa_index) == Some(&true) {
                 let window = match self.records[rec].dir {
-                    SaDir::Inbound => Some(
+                    Direction::In => Some(
                         self.sw.inbound.sas()[self.records[rec].index]
                             .replay
                             .clone(),
                     ),
-                    SaDir::Outbound => None,
+                    Direction::Out => None,
                 };
                 let r = &mut self.records[rec];
-                r.placement = Placement::Card { slot };
+                r.placement = Placement::Card { sa_index };
                 r.why_software = None;
-                r.last_slot = Some(slot);
+                r.last_sa_index = Some(sa_index);
                 r.seq_high = state.seq;
                 r.uncertain = 0;
                 r.shadow = window;
-                if let Some(owner) = self.slot_owner.get_mut(slot as usize) {
+                if let Some(owner) = self.entry_owner.get_mut(sa_index as usize) {
                     *owner = Some(rec);
                 }
             }
@@ -299,16 +300,18 @@ impl OffloadEngine {
             .records
             .iter()
             .filter_map(|r| match r.placement {
-                Placement::Card { slot } => Some((
-                    slot,
-                    self.card.as_ref().and_then(|c| c.sa_seq_upper_bound(slot)),
+                Placement::Card { sa_index } => Some((
+                    sa_index,
+                    self.card
+                        .as_ref()
+                        .and_then(|c| c.sa_seq_upper_bound(sa_index)),
                 )),
                 Placement::Software => None,
             })
             .collect();
-        let was = self.demote_all(|slot| {
-            bounds.get(&slot).map(|b| SaRecovery {
-                index: slot,
+        let was = self.demote_all(|sa_index| {
+            bounds.get(&sa_index).map(|b| SaRecovery {
+                index: sa_index,
                 direction: espo_driver::card::SaDirection::Outbound,
                 read_back: None,
                 seq_upper_bound: *b,

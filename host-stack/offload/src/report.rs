@@ -4,33 +4,28 @@
 use espo_driver::card::Fault;
 
 use espo_ipsec::counters::{DropCounters, DropReason, SaCounters};
+use espo_ipsec::spec::Direction;
 
 use super::Unfit;
-
-/// Which way an SA carries traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SaDir {
-    Outbound,
-    Inbound,
-}
-
-impl SaDir {
-    pub fn name(self) -> &'static str {
-        match self {
-            SaDir::Outbound => "out",
-            SaDir::Inbound => "in",
-        }
-    }
-}
 
 /// Where an SA runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
     /// On the card, in this SA table entry.
     Card {
-        slot: u32,
+        sa_index: u32,
     },
     Software,
+}
+
+impl Placement {
+    /// `card` or `software`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Placement::Card { .. } => "card",
+            Placement::Software => "software",
+        }
+    }
 }
 
 /// Why an SA runs in software.
@@ -153,14 +148,14 @@ pub enum EngineEvent {
     /// or accepts nothing more).
     Lifetime {
         spi: u32,
-        dir: SaDir,
+        dir: Direction,
         hard: bool,
         cause: LifetimeCause,
     },
     /// An SA moved between the card and software, with its state.
     Moved {
         spi: u32,
-        dir: SaDir,
+        dir: Direction,
         to: Placement,
         reason: MoveReason,
     },
@@ -222,7 +217,7 @@ pub enum CardMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SaPlacement {
     pub spi: u32,
-    pub dir: SaDir,
+    pub dir: Direction,
     pub placement: Placement,
     pub why_software: Option<SoftwareReason>,
     /// Packets and bytes through it, as far as the host has seen them.

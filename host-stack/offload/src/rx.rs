@@ -9,8 +9,9 @@
 
 use espo_driver::card::RxPacket;
 use espo_fpga::Status;
+use espo_ipsec::spec::Direction;
 
-use super::{CardMode, OffloadEngine, Path, Placement, Received, RxReport, SaDir};
+use super::{CardMode, OffloadEngine, Path, Placement, Received, RxReport};
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::Decapsulated;
 use espo_ipsec::wire::{Flow, ethernet};
@@ -117,11 +118,11 @@ impl OffloadEngine {
     fn card_delivered(&mut self, p: &RxPacket) -> Result<Received, DropReason> {
         // The SA by entry and SPI: an entry freed and reused since keeps its old SA's
         // completions apart from its new one's.
-        let slot = p.sa_index.ok_or(DropReason::DeviceError)?;
+        let sa_index = p.sa_index.ok_or(DropReason::DeviceError)?;
         let is_it = |r: &super::SaRecord| {
-            r.dir == SaDir::Inbound && r.spi == p.spi && r.last_slot == Some(slot)
+            r.dir == Direction::In && r.spi == p.spi && r.last_sa_index == Some(sa_index)
         };
-        let rec_id = match self.slot_owner.get(slot as usize).copied().flatten() {
+        let rec_id = match self.entry_owner.get(sa_index as usize).copied().flatten() {
             Some(owner) if is_it(&self.records[owner]) => owner,
             _ => self
                 .records
@@ -151,11 +152,11 @@ impl OffloadEngine {
 
     /// A packet of an SA on the card was accepted into its window without being delivered.
     fn card_window_moved(&mut self, p: &RxPacket) {
-        let (Some(slot), true) = (p.sa_index, p.seq != 0) else {
+        let (Some(sa_index), true) = (p.sa_index, p.seq != 0) else {
             return;
         };
         let is_it = |r: &super::SaRecord| {
-            r.dir == SaDir::Inbound && r.spi == p.spi && r.last_slot == Some(slot)
+            r.dir == Direction::In && r.spi == p.spi && r.last_sa_index == Some(sa_index)
         };
         if let Some(r) = self.records.iter_mut().find(|r| is_it(r))
             && let Some(w) = r.shadow.as_mut()

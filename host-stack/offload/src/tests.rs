@@ -118,14 +118,14 @@ fn gcm_sas_go_on_the_card_and_the_rest_stays_in_software() {
     let p = engine.placements();
     let find = |spi, dir| p.iter().find(|s| s.spi == spi && s.dir == dir).unwrap();
     assert!(matches!(
-        find(0x1001, SaDir::Outbound).placement,
+        find(0x1001, Direction::Out).placement,
         Placement::Card { .. }
     ));
     assert!(matches!(
-        find(0x2001, SaDir::Inbound).placement,
+        find(0x2001, Direction::In).placement,
         Placement::Card { .. }
     ));
-    let chacha = find(0x1002, SaDir::Outbound);
+    let chacha = find(0x1002, Direction::Out);
     assert_eq!(chacha.placement, Placement::Software);
     assert_eq!(
         chacha.why_software,
@@ -247,7 +247,7 @@ fn inbound_moves_both_ways_keep_replay_protection() {
         })
     )));
     // Card -> software: a replay of a packet the card accepted is refused by software.
-    assert!(engine.move_to_software(0x2001, SaDir::Inbound));
+    assert!(engine.move_to_software(0x2001, Direction::In));
     tap.send_bytes(&frames[3]);
     let r = collect_rx(&mut engine, 1);
     assert_eq!(r[0].outcome, Err(DropReason::Replayed));
@@ -260,7 +260,7 @@ fn inbound_moves_both_ways_keep_replay_protection() {
         })
     )));
     // Software -> card: a replay of what software accepted is refused by the card.
-    assert!(engine.move_to_card(0x2001, SaDir::Inbound));
+    assert!(engine.move_to_card(0x2001, Direction::In));
     tap.send_bytes(&frames[12]);
     tap.send_bytes(&frames[5]);
     let r = collect_rx(&mut engine, 2);
@@ -291,8 +291,8 @@ fn outbound_moves_continue_the_sequence_numbers() {
         // Move while the packets are still on their way.
         engine.poll();
         match round {
-            0 => assert!(engine.move_to_software(0x1001, SaDir::Outbound)),
-            _ => assert!(engine.move_to_card(0x1001, SaDir::Outbound)),
+            0 => assert!(engine.move_to_software(0x1001, Direction::Out)),
+            _ => assert!(engine.move_to_card(0x1001, Direction::Out)),
         }
         for r in run_until_idle(&mut engine) {
             match r.outcome {

@@ -102,8 +102,8 @@ impl OffloadEngine {
                 Ok(taken) => {
                     let mut rest = batch.split_off(taken.min(batch.len()));
                     for (driver_tag, posted, _) in batch {
-                        if let Some((_, slot)) = posted.card_sa
-                            && let Some(n) = self.slot_in_flight.get_mut(slot as usize)
+                        if let Some((_, sa_index)) = posted.card_sa
+                            && let Some(n) = self.entry_in_flight.get_mut(sa_index as usize)
                         {
                             *n += 1;
                         }
@@ -181,7 +181,7 @@ impl OffloadEngine {
         let Some(&rec_id) = self.out_rec.get(bundle.inner) else {
             return Routed::Dropped(DropReason::NoPolicy);
         };
-        if let (Placement::Card { slot }, None, CardMode::Offload) =
+        if let (Placement::Card { sa_index }, None, CardMode::Offload) =
             (self.records[rec_id].placement, bundle.outer_ah, self.mode)
         {
             if frame.len() > self.max_frame {
@@ -193,8 +193,8 @@ impl OffloadEngine {
                     frame,
                     attempts,
                 },
-                TxAction::Encap { sa_index: slot },
-                Some((rec_id, slot)),
+                TxAction::Encap { sa_index },
+                Some((rec_id, sa_index)),
             );
         }
         // Software: the tunnel packet is built after a fresh Ethernet header.
@@ -289,8 +289,8 @@ impl OffloadEngine {
                     frame,
                     attempts,
                 },
-                Some((rec, slot)),
-            ) if self.records[rec].placement != (Placement::Card { slot }) => {
+                Some((rec, sa_index)),
+            ) if self.records[rec].placement != (Placement::Card { sa_index }) => {
                 // The SA left the card before the card took the packet: it goes where the
                 // SA is now; no sequence number was used.
                 self.pending.push_front((
@@ -342,11 +342,11 @@ impl OffloadEngine {
 
     /// A posted packet left the ring (completed or accounted for by recovery).
     pub(super) fn posted_settled(&mut self, posted: &Posted) {
-        if let Some((_, slot)) = posted.card_sa
-            && let Some(n) = self.slot_in_flight.get_mut(slot as usize)
+        if let Some((_, sa_index)) = posted.card_sa
+            && let Some(n) = self.entry_in_flight.get_mut(sa_index as usize)
         {
             *n = n.saturating_sub(1);
-            if *n == 0 && self.slot_owner.get(slot as usize) == Some(&None) {
+            if *n == 0 && self.entry_owner.get(sa_index as usize) == Some(&None) {
                 // A freed entry's last packet: it can be reused.
                 self.rebalance_due = true;
             }

@@ -6,11 +6,10 @@
 use anyhow::{Context, bail};
 use espo_config::Config;
 use espo_harness::testbed::{CardUnderTest, ModelCard};
-use espo_offload::{
-    OffloadEngine, OffloadOptions, Placement, Received, SaDir, SentAs, TxReport, Wire,
-};
+use espo_ipsec::spec::Direction;
+use espo_offload::{OffloadEngine, OffloadOptions, Placement, Received, SentAs, TxReport, Wire};
 
-use super::{Direction, Outcome, SaLine, Transform};
+use super::{Operation, Outcome, SaLine, Transform};
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::wire::ethernet::EtherType;
 
@@ -138,13 +137,13 @@ impl CardTransform {
 impl Transform for CardTransform {
     fn batch(
         &mut self,
-        direction: Direction,
+        direction: Operation,
         packets: &[&[u8]],
         out: &mut Vec<Outcome>,
     ) -> anyhow::Result<()> {
         match direction {
-            Direction::Encap => self.encap(packets, out),
-            Direction::Decap => self.decap(packets, out),
+            Operation::Encap => self.encap(packets, out),
+            Operation::Decap => self.decap(packets, out),
         }
     }
 
@@ -152,10 +151,10 @@ impl Transform for CardTransform {
         "card model with software fallback"
     }
 
-    fn sa_lines(&self, direction: Direction) -> Vec<SaLine> {
+    fn sa_lines(&self, direction: Operation) -> Vec<SaLine> {
         let dir = match direction {
-            Direction::Encap => SaDir::Outbound,
-            Direction::Decap => SaDir::Inbound,
+            Operation::Encap => Direction::Out,
+            Operation::Decap => Direction::In,
         };
         let sw = self.engine.software();
         self.engine
@@ -164,13 +163,13 @@ impl Transform for CardTransform {
             .filter(|p| p.dir == dir)
             .map(|p| {
                 let protocol = match dir {
-                    SaDir::Outbound => sw
+                    Direction::Out => sw
                         .outbound
                         .sas()
                         .iter()
                         .find(|s| s.params.spi == p.spi)
                         .map(|s| s.params.protocol.name()),
-                    SaDir::Inbound => sw
+                    Direction::In => sw
                         .inbound
                         .sas()
                         .iter()

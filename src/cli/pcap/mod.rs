@@ -17,7 +17,7 @@ use espo_ipsec::counters::{DropCounters, DropReason};
 use espo_ipsec::wire::ethernet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Direction {
+pub enum Operation {
     /// Protect: inner IP packets in, ESP/AH tunnel packets out (outbound policies).
     Encap,
     /// Unprotect: ESP/AH tunnel packets in, inner IP packets out (inbound policies).
@@ -48,7 +48,7 @@ pub enum EngineArg {
 #[command(verbatim_doc_comment)]
 pub struct PcapArgs {
     /// encap (protect) or decap (unprotect).
-    pub direction: Direction,
+    pub direction: Operation,
     /// Configuration file with the [[sa]] and [[policy]] entries (TOML, see README).
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: PathBuf,
@@ -107,14 +107,14 @@ pub(super) trait Transform {
     /// One outcome per packet of `packets`, in order, appended to `out`.
     fn batch(
         &mut self,
-        direction: Direction,
+        direction: Operation,
         packets: &[&[u8]],
         out: &mut Vec<Outcome>,
     ) -> anyhow::Result<()>;
     /// The engine, for the summary.
     fn describe(&self) -> &'static str;
     /// The SAs of a direction, with where they ran.
-    fn sa_lines(&self, direction: Direction) -> Vec<SaLine>;
+    fn sa_lines(&self, direction: Operation) -> Vec<SaLine>;
 }
 
 /// A record waiting for its batch.
@@ -333,14 +333,14 @@ fn print_summary(
     elapsed: Duration,
 ) {
     let verb = match args.direction {
-        Direction::Encap => "encapsulated",
-        Direction::Decap => "decapsulated",
+        Operation::Encap => "encapsulated",
+        Operation::Decap => "decapsulated",
     };
     let mut o = std::io::stdout().lock();
     let _ = writeln!(
         o,
         "espo pcap {}: {} -> {} ({} link, {}, {:.2} s)",
-        if args.direction == Direction::Encap {
+        if args.direction == Operation::Encap {
             "encap"
         } else {
             "decap"

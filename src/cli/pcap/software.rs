@@ -3,7 +3,7 @@
 use espo_config::Config;
 use espo_ipsec::engine::{Decapsulated, Encapsulated, EngineError, SoftwareEngine};
 
-use super::{Direction, Outcome, SaLine, Transform};
+use super::{Operation, Outcome, SaLine, Transform};
 
 /// Room for any tunnel overhead.
 const OVERHEAD: usize = 1024;
@@ -25,20 +25,20 @@ impl SoftwareTransform {
 impl Transform for SoftwareTransform {
     fn batch(
         &mut self,
-        direction: Direction,
+        direction: Operation,
         packets: &[&[u8]],
         out: &mut Vec<Outcome>,
     ) -> anyhow::Result<()> {
         for ip in packets {
             out.push(match direction {
-                Direction::Encap => match self.engine.outbound.encapsulate(ip, &mut self.out) {
+                Operation::Encap => match self.engine.outbound.encapsulate(ip, &mut self.out) {
                     Ok(Encapsulated::Protected { len, .. }) => {
                         Outcome::Transformed(self.out[..len].to_vec())
                     }
                     Ok(Encapsulated::Bypass) => Outcome::Bypass,
                     Err(reason) => Outcome::Dropped(reason),
                 },
-                Direction::Decap => {
+                Operation::Decap => {
                     let mut work = ip.to_vec();
                     match self.engine.inbound.decapsulate(&mut work) {
                         Ok(Decapsulated::Inner { range, .. }) => {
@@ -58,7 +58,7 @@ impl Transform for SoftwareTransform {
         "software engine"
     }
 
-    fn sa_lines(&self, direction: Direction) -> Vec<SaLine> {
+    fn sa_lines(&self, direction: Operation) -> Vec<SaLine> {
         let line =
             |params: &espo_ipsec::sa::SaParams, c: &espo_ipsec::counters::SaCounters| SaLine {
                 spi: params.spi,
@@ -68,14 +68,14 @@ impl Transform for SoftwareTransform {
                 bytes: c.bytes,
             };
         match direction {
-            Direction::Encap => self
+            Operation::Encap => self
                 .engine
                 .outbound
                 .sas()
                 .iter()
                 .map(|s| line(&s.params, &s.counters))
                 .collect(),
-            Direction::Decap => self
+            Operation::Decap => self
                 .engine
                 .inbound
                 .sas()

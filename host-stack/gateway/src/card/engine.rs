@@ -17,6 +17,7 @@
 //! thread), and it stays readable until the card is idle again — nothing waiting to enter
 //! the card, nothing scheduled inside it, nothing outstanding on its rings.
 
+use espo_ipsec::spec::Direction;
 use std::collections::VecDeque;
 use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,13 +27,12 @@ use espo_driver::model::ModelHandle;
 
 use super::port::{PortQueues, Wake};
 use crate::path::{
-    InboundEngine, Incoming, OutboundEngine, Outgoing, OutsideRx, OutsideTx, PacketBuf, Placement,
-    SaDirection, SaSnapshot,
+    InboundEngine, Incoming, OutboundEngine, Outgoing, OutsideRx, OutsideTx, PacketBuf, SaSnapshot,
 };
 use espo_config::Config;
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::Outbound;
-use espo_offload::{self, EngineEvent, OffloadEngine, Received, RxReport, SaDir, SentAs, TxReport};
+use espo_offload::{self, EngineEvent, OffloadEngine, Received, RxReport, SentAs, TxReport};
 
 /// How long the card's poller sleeps when the card is busy but has nothing to report yet.
 const BUSY_PAUSE: Duration = Duration::from_micros(30);
@@ -112,7 +112,7 @@ impl CardShared {
     }
 
     /// Where each SA of `dir` runs, with its sequence number and counters.
-    fn snapshot(&self, config: &Config, dir: SaDir, out: &mut Vec<SaSnapshot>) {
+    fn snapshot(&self, config: &Config, dir: Direction, out: &mut Vec<SaSnapshot>) {
         let engine = self.engine();
         for p in engine.placements().into_iter().filter(|p| p.dir == dir) {
             let dst = config
@@ -120,38 +120,38 @@ impl CardShared {
                 .map_or(std::net::IpAddr::from([0u8; 4]), |c| c.dst);
             let sw = engine.software();
             let (placement, seq) = match p.placement {
-                espo_offload::Placement::Card { slot } => {
+                espo_offload::Placement::Card { sa_index } => {
                     let card = engine.card();
                     let seq = match dir {
-                        SaDir::Outbound => card.and_then(|c| c.sa_seq_upper_bound(slot)),
-                        SaDir::Inbound => card.and_then(|c| c.sa_rx_seq_high(slot)),
+                        Direction::Out => card.and_then(|c| c.sa_seq_upper_bound(sa_index)),
+                        Direction::In => card.and_then(|c| c.sa_rx_seq_high(sa_index)),
                     };
-                    (Placement::Card, seq.unwrap_or(0))
+                    (p.placement, seq.unwrap_or(0))
                 }
                 espo_offload::Placement::Software => {
                     let seq = match dir {
-                        SaDir::Outbound => sw
+                        Direction::Out => sw
                             .outbound
                             .sas()
                             .iter()
                             .find(|s| s.params.spi == p.spi)
                             .map(|s| s.seq()),
-                        SaDir::Inbound => sw
+                        Direction::In => sw
                             .inbound
                             .sas()
                             .iter()
                             .find(|s| s.params.spi == p.spi)
                             .map(|s| s.replay.highest()),
                     };
-                    (Placement::Software, seq.unwrap_or(0))
+                    (p.placement, seq.unwrap_or(0))
                 }
             };
             out.push(SaSnapshot {
                 spi: p.spi,
                 dst,
                 direction: match dir {
-                    SaDir::Outbound => SaDirection::Out,
-                    SaDir::Inbound => SaDirection::In,
+                    Direction::Out => Direction::Out,
+                    Direction::In => Direction::In,
                 },
                 seq,
                 packets: p.counters.packets,
@@ -243,7 +243,7 @@ impl OutboundEngine for CardOutbound<'_> {
     }
 
     fn snapshot(&self, out: &mut Vec<SaSnapshot>) {
-        self.shared.snapshot(self.config, SaDir::Outbound, out);
+        self.shared.snapshot(self.config, Direction::Out, out);
     }
 
     fn settle(&mut self, out: &mut Vec<DropReason>) {
@@ -360,7 +360,7 @@ impl InboundEngine for CardInbound<'_> {
     }
 
     fn snapshot(&self, out: &mut Vec<SaSnapshot>) {
-        self.shared.snapshot(self.config, SaDir::Inbound, out);
+        self.shared.snapshot(self.config, Direction::In, out);
     }
 }
 

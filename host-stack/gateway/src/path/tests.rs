@@ -116,7 +116,7 @@ fn a_batch_goes_through_both_halves_packet_by_packet() {
         );
         assert!(
             snap.iter()
-                .all(|s| s.direction == SaDirection::Out && s.placement == Placement::Software)
+                .all(|s| s.direction == Direction::Out && s.placement == Placement::Software)
         );
         let mut snap = Vec::new();
         InboundEngine::snapshot(&rx.inbound, &mut snap);

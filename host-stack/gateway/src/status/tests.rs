@@ -3,8 +3,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::*;
-use crate::path::Placement;
 use espo_ipsec::counters::DropReason;
+use espo_offload::Placement;
 
 fn config() -> Config {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gw-gw/esp-ah/gw-a.toml");
@@ -22,7 +22,7 @@ fn info() -> GatewayInfo {
     }
 }
 
-fn snapshot(spi: u32, direction: SaDirection, packets: u64) -> SaSnapshot {
+fn snapshot(spi: u32, direction: Direction, packets: u64) -> SaSnapshot {
     SaSnapshot {
         spi,
         dst: "192.0.2.2".parse::<IpAddr>().unwrap(),
@@ -44,12 +44,12 @@ fn status_shows_counters_drops_and_sas_but_never_keys() {
     out.stats.drops.count(DropReason::TooBig);
     out.stats.drops.count(DropReason::NoPolicy);
     out.sas = vec![
-        snapshot(0x1001, SaDirection::Out, 10),
-        snapshot(0x1102, SaDirection::Out, 10),
+        snapshot(0x1001, Direction::Out, 10),
+        snapshot(0x1102, Direction::Out, 10),
     ];
     let mut inb = DirectionView::default();
     inb.stats.drops.count(DropReason::Replayed);
-    inb.sas = vec![snapshot(0x2001, SaDirection::In, 7)];
+    inb.sas = vec![snapshot(0x2001, Direction::In, 7)];
     let text = render(&c, &info(), &out, &inb);
 
     assert!(
@@ -97,7 +97,7 @@ fn publishing_never_waits_for_a_reader() {
         "a held slot is skipped, not waited for"
     );
     drop(held);
-    assert!(slot.try_publish(&stats, &[snapshot(0x1001, SaDirection::Out, 1)]));
+    assert!(slot.try_publish(&stats, &[snapshot(0x1001, Direction::Out, 1)]));
     let v = slot.read();
     assert_eq!((v.stats.received, v.sas.len()), (5, 1));
 }

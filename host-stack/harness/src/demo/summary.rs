@@ -1,5 +1,6 @@
 //! What a demo run found, and how it reads.
 
+use espo_ipsec::spec::Direction;
 use std::fmt;
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use espo_driver::model::PerfReport;
 use espo_config::Config;
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::sa::Transform;
-use espo_offload::{OffloadCounters, Path, Placement, SaDir};
+use espo_offload::{OffloadCounters, Path, Placement};
 
 use super::link::LinkStats;
 use super::run::{Demo, MIXED_SIZES, PacketSize};
@@ -21,7 +22,7 @@ use super::topology::Tunnel;
 pub struct SaLine {
     pub gateway: char,
     pub spi: u32,
-    pub dir: SaDir,
+    pub dir: Direction,
     pub algorithm: String,
     /// `card`, or `software` with the reason.
     pub runs_on: String,
@@ -96,12 +97,12 @@ impl Summary {
             .outbound
             .sas()
             .iter()
-            .map(|s| (SaDir::Outbound, s.params.spi, s.counters));
+            .map(|s| (Direction::Out, s.params.spi, s.counters));
         let b_in = sw
             .inbound
             .sas()
             .iter()
-            .map(|s| (SaDir::Inbound, s.params.spi, s.counters));
+            .map(|s| (Direction::In, s.params.spi, s.counters));
         for (dir, spi, c) in b_out.chain(b_in) {
             sas.push(SaLine {
                 gateway: 'B',

@@ -2,7 +2,7 @@
 
 use super::*;
 use espo_ipsec::counters::DropReason;
-use espo_offload::SaDir;
+use espo_ipsec::spec::Direction;
 
 fn options(packets: u64) -> DemoOptions {
     DemoOptions {
@@ -38,7 +38,7 @@ fn a_clean_run_delivers_every_packet_through_card_and_software_sas() {
         assert_eq!(line.runs_on == "card", card, "{line:?}");
         assert_eq!(line.packets, 100, "{line:?}");
     }
-    assert_eq!(s.sas.iter().filter(|l| l.dir == SaDir::Inbound).count(), 8);
+    assert_eq!(s.sas.iter().filter(|l| l.dir == Direction::In).count(), 8);
     assert!(s.card.tx.packets == 400 && s.card.rx.packets == 400);
     let l = s.link;
     assert_eq!((l.a_to_b_frames, l.b_to_a_frames, l.not_esp), (400, 400, 0));

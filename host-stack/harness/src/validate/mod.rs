@@ -217,7 +217,7 @@ impl ValidateReport {
         let _ = writeln!(o, "  placement at the end:");
         for p in &self.placements {
             let place = match p.placement {
-                espo_offload::Placement::Card { slot } => format!("card entry {slot}"),
+                espo_offload::Placement::Card { sa_index } => format!("card entry {sa_index}"),
                 espo_offload::Placement::Software => match p.why_software {
                     Some(why) => format!("software ({why})"),
                     None => "software".into(),

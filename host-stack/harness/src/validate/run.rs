@@ -308,7 +308,7 @@ impl Harness {
             };
         }
         // A pause between bursts, as real traffic has: freed SA table entries rest
-        // (`SLOT_GRACE`) and waiting SAs move onto the card.
+        // (`ENTRY_GRACE`) and waiting SAs move onto the card.
         self.sut.wait(Duration::from_micros(300));
         self.sut.take_tx_reports(&mut tx);
         self.sut.take_rx_reports(&mut rx);
