@@ -1,11 +1,12 @@
 //! Lifetimes on the card (counted exactly by the card) and on the host clock: events reach
 //! the owner, and an SA at its end stops.
 
+use espo_ipsec::lifetime::LifetimeCause;
 use espo_ipsec::spec::Direction;
 use std::time::Duration;
 
 use espo_ipsec::counters::DropReason;
-use espo_offload::{EngineEvent, LifetimeCause, Path, Placement, Received, SentAs, SoftwareReason};
+use espo_offload::{EngineEvent, Path, Placement, Received, SentAs, SoftwareReason};
 
 use super::support::*;
 

@@ -10,6 +10,7 @@ pub mod counters;
 pub mod crypto;
 pub mod ecn;
 pub mod engine;
+pub mod lifetime;
 pub mod replay;
 pub mod sa;
 pub mod selector;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::counters::{DropReason, SaCounters};
 use crate::crypto::{CryptoError, EspTransform, Integrity};
+use crate::lifetime::Reported;
 use crate::replay::{ReplayError, ReplayWindow};
 use crate::spec::{DfMode, Lifetime, SaMode, SaProtocol, SaSpec, UdpEncap};
 
@@ -218,6 +219,8 @@ pub struct OutboundSa {
     reservation: SeqReservation,
     /// When it was installed, on the owner's clock (time lifetimes).
     pub installed: core::time::Duration,
+    /// Lifetime ends already reported.
+    pub reported: Reported,
 }
 
 impl OutboundSa {
@@ -229,6 +232,7 @@ impl OutboundSa {
             expired: false,
             reservation: SeqReservation::unlimited(),
             installed: core::time::Duration::ZERO,
+            reported: Reported::default(),
         }
     }
 
@@ -293,6 +297,11 @@ pub struct InboundSa {
     pub expired: bool,
     /// When it was installed, on the owner's clock (time lifetimes).
     pub installed: core::time::Duration,
+    /// Lifetime ends already reported.
+    pub reported: Reported,
+    /// A replacement during its predecessor's grace period: the SA (index) it stands for in
+    /// the inbound policy check.
+    pub(crate) stands_for: Option<usize>,
 }
 
 impl InboundSa {
@@ -315,6 +324,8 @@ impl InboundSa {
             counters: SaCounters::default(),
             expired: false,
             installed: core::time::Duration::ZERO,
+            reported: Reported::default(),
+            stands_for: None,
         })
     }
 

@@ -62,15 +62,25 @@ pub enum Action {
     Discard,
 }
 
+/// A policy's name while the gateway runs: the index of its `[[policy]]` entry for the
+/// configured ones, the next free number for those added later. Never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PolicyId(pub u32);
+
+impl core::fmt::Display for PolicyId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "policy {}", self.0)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     pub selector: Selector,
     pub action: Action,
-    /// Index of the `[[policy]]` entry this came from, for messages and counters.
-    pub config_index: usize,
+    pub id: PolicyId,
 }
 
-/// The policies of one direction, in configuration order.
+/// The policies of one direction, in order: the first match wins.
 #[derive(Debug, Clone, Default)]
 pub struct Spd {
     policies: Vec<Policy>,
@@ -79,6 +89,48 @@ pub struct Spd {
 impl Spd {
     pub fn push(&mut self, policy: Policy) {
         self.policies.push(policy);
+    }
+
+    /// Puts a policy at `position` in the search order (at the end when `None` or past it).
+    pub fn insert(&mut self, position: Option<usize>, policy: Policy) {
+        let at = position.map_or(self.policies.len(), |p| p.min(self.policies.len()));
+        self.policies.insert(at, policy);
+    }
+
+    /// Removes the policy `id`.
+    pub fn remove(&mut self, id: PolicyId) -> Option<Policy> {
+        let at = self.policies.iter().position(|p| p.id == id)?;
+        Some(self.policies.remove(at))
+    }
+
+    pub fn get(&self, id: PolicyId) -> Option<&Policy> {
+        self.policies.iter().find(|p| p.id == id)
+    }
+
+    pub fn get_mut(&mut self, id: PolicyId) -> Option<&mut Policy> {
+        self.policies.iter_mut().find(|p| p.id == id)
+    }
+
+    /// The first policy whose bundle names SA `index`.
+    pub fn naming(&self, index: usize) -> Option<&Policy> {
+        self.policies.iter().find(|p| match p.action {
+            Action::Protect(b) => b.inner == index || b.outer_ah == Some(index),
+            _ => false,
+        })
+    }
+
+    /// Makes every bundle that names SA `old` name SA `new` instead.
+    pub fn rename_sa(&mut self, old: usize, new: usize) {
+        for p in &mut self.policies {
+            if let Action::Protect(b) = &mut p.action {
+                if b.inner == old {
+                    b.inner = new;
+                }
+                if b.outer_ah == Some(old) {
+                    b.outer_ah = Some(new);
+                }
+            }
+        }
     }
 
     pub fn policies(&self) -> &[Policy] {

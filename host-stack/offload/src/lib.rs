@@ -58,8 +58,8 @@ use espo_ipsec::wire::ethernet::EtherType;
 pub use options::{ENTRY_GRACE, JUMBO_BUFFER_BYTES, OffloadOptions, card_config};
 pub use placement::Unfit;
 pub use report::{
-    CardMode, EngineEvent, LifetimeCause, MoveReason, OffloadCounters, Path, Placement, Received,
-    Recovery, RxReport, SaPlacement, SentAs, SoftwareReason, TxReport,
+    CardMode, EngineEvent, MoveReason, OffloadCounters, Path, Placement, Received, Recovery,
+    RxReport, SaPlacement, SentAs, SoftwareReason, TxReport,
 };
 pub use wire::{HostClock, ManualClock, MemWire, MonotonicClock, Wire};
 

@@ -5,9 +5,10 @@
 //! card so that its entry serves another SA.
 
 use espo_driver::card::CardEvent;
+use espo_ipsec::lifetime::LifetimeCause;
 use espo_ipsec::spec::Direction;
 
-use super::{EngineEvent, LifetimeCause, MoveReason, OffloadEngine, Placement, SoftwareReason};
+use super::{EngineEvent, MoveReason, OffloadEngine, Placement, SoftwareReason};
 use espo_ipsec::spd::Bundle;
 
 impl OffloadEngine {

@@ -4,6 +4,7 @@
 use espo_driver::card::Fault;
 
 use espo_ipsec::counters::{DropCounters, DropReason, SaCounters};
+use espo_ipsec::lifetime::LifetimeCause;
 use espo_ipsec::spec::Direction;
 
 use super::Unfit;
@@ -105,16 +106,6 @@ pub struct RxReport {
     /// SPI and low sequence-number half of the outermost AH or ESP header, as the frame
     /// arrived (for matching frames to reports; `None` for anything else).
     pub spi_seq: Option<(u32, u32)>,
-}
-
-/// Why an SA's life ended or is ending.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LifetimeCause {
-    Bytes,
-    Packets,
-    Seconds,
-    /// The last sequence number was sent.
-    SequenceNumbers,
 }
 
 /// Why an SA moved.

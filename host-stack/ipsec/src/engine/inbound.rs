@@ -11,6 +11,7 @@
 use std::net::IpAddr;
 use std::ops::Range;
 
+use super::SaTable;
 use crate::counters::DropReason;
 use crate::crypto::CryptoError;
 use crate::ecn::{self, Ecn};
@@ -38,7 +39,7 @@ pub enum Decapsulated {
 /// The inbound half of the software engine: inbound SAs and the inbound SPD.
 #[derive(Debug, Default)]
 pub struct Inbound {
-    pub(crate) sas: Vec<InboundSa>,
+    pub(crate) sas: SaTable<InboundSa>,
     pub(crate) by_spi: super::fast_hash::FastMap<(u32, IpAddr), usize>,
     pub(crate) spd: Spd,
     /// UDP destination ports that carry RFC 3948 encapsulated ESP.
@@ -113,12 +114,26 @@ fn crypto_reason(e: CryptoError) -> DropReason {
 }
 
 impl Inbound {
-    pub fn sas(&self) -> &[InboundSa] {
+    pub fn sas(&self) -> &SaTable<InboundSa> {
         &self.sas
     }
 
-    pub fn sas_mut(&mut self) -> &mut [InboundSa] {
+    pub fn sas_mut(&mut self) -> &mut SaTable<InboundSa> {
         &mut self.sas
+    }
+
+    /// The RFC 4301 §5.2 check of a decapsulated packet whose SAs (indices, outermost
+    /// first) were `removed`: an SA replacing another during its grace period passes where
+    /// the one it stands for does.
+    pub fn admits(&self, flow: &Flow, removed: &[usize]) -> bool {
+        let mut keys = [usize::MAX; 2];
+        let Some(keys) = keys.get_mut(..removed.len()) else {
+            return false;
+        };
+        for (k, &i) in keys.iter_mut().zip(removed) {
+            *k = self.sas.get(i).and_then(|s| s.stands_for).unwrap_or(i);
+        }
+        self.spd.admits_decapsulated(flow, keys)
     }
 
     pub fn spd(&self) -> &Spd {
@@ -391,7 +406,7 @@ impl Inbound {
         };
         let inner = inner.start..inner.start + inner_len;
         let flow = Flow::parse(&pkt[inner.clone()]).map_err(|_| DropReason::Malformed)?;
-        if !self.spd.admits_decapsulated(&flow, removed) {
+        if !self.admits(&flow, removed) {
             return Err(DropReason::PolicyMismatch);
         }
         for &i in removed {

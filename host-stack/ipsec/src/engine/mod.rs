@@ -8,17 +8,24 @@
 //! Which SAs go where follows the policies: an SA named by an `out` policy is outbound, an
 //! SA named by an `in` policy inbound. An SA named by neither is inbound (a receiver can
 //! hold SAs before any policy uses them; their packets fail the policy check and are
-//! counted).
+//! counted). While the engine runs, SAs and policies change through the operations of
+//! [`change`] (the live SA and policy database), each applied by the half it concerns
+//! between two batches.
 
+mod change;
 pub mod fast_hash;
 mod inbound;
+mod lifetimes;
 mod outbound;
+mod table;
 
+pub use change::ChangeError;
 pub use inbound::{Decapsulated, Inbound};
 pub use outbound::{Encapsulated, EncapsulatedInPlace, HEADROOM, Outbound, TAILROOM};
+pub use table::SaTable;
 
 use crate::sa::{InboundSa, OutboundSa, SaError, SaParams};
-use crate::spd::{Action, Bundle, Policy, Selector};
+use crate::spd::{Action, Bundle, Policy, PolicyId, Selector};
 use crate::spec::{Direction, PolicyAction, PolicySpec, SaSpec};
 
 /// Why the software engine could not be built.
@@ -53,15 +60,11 @@ impl SoftwareEngine {
                 engine
                     .outbound
                     .sas
-                    .push(OutboundSa::new(SaParams::from_spec(sa)?, sa.seq));
+                    .insert(OutboundSa::new(SaParams::from_spec(sa)?, sa.seq));
             }
             if named_by(policies, sa, Direction::In) || !named_by(policies, sa, Direction::Out) {
-                let idx = engine.inbound.sas.len();
-                engine.inbound.sas.push(InboundSa::new(
-                    SaParams::from_spec(sa)?,
-                    sa.replay_window,
-                    sa.seq,
-                )?);
+                let inbound = InboundSa::new(SaParams::from_spec(sa)?, sa.replay_window, sa.seq)?;
+                let idx = engine.inbound.sas.insert(inbound);
                 engine.inbound.by_spi.insert((sa.spi, sa.dst), idx);
                 if let Some(u) = sa.udp_encap
                     && !engine.inbound.encap_ports.contains(&u.dst_port)
@@ -78,9 +81,7 @@ impl SoftwareEngine {
                     let find = |spi: u32| -> Result<usize, EngineError> {
                         let found = match p.dir {
                             Direction::Out => engine.outbound.sa_index(spi),
-                            Direction::In => {
-                                engine.inbound.sas.iter().position(|s| s.params.spi == spi)
-                            }
+                            Direction::In => engine.inbound.sas.position(|s| s.params.spi == spi),
                         };
                         found.ok_or(EngineError::MissingSa { index, spi })
                     };
@@ -92,7 +93,7 @@ impl SoftwareEngine {
             let policy = Policy {
                 selector: Selector::from_spec(p),
                 action,
-                config_index: index,
+                id: PolicyId(index as u32),
             };
             match p.dir {
                 Direction::Out => engine.outbound.spd.push(policy),

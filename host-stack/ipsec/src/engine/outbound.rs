@@ -16,6 +16,7 @@
 use std::net::IpAddr;
 use std::ops::Range;
 
+use super::SaTable;
 use crate::counters::DropReason;
 use crate::crypto::Integrity;
 use crate::ecn;
@@ -56,7 +57,7 @@ pub enum EncapsulatedInPlace {
 /// The outbound half of the software engine: outbound SAs and the outbound SPD.
 #[derive(Debug, Default)]
 pub struct Outbound {
-    pub(crate) sas: Vec<OutboundSa>,
+    pub(crate) sas: SaTable<OutboundSa>,
     pub(crate) spd: Spd,
 }
 
@@ -118,11 +119,11 @@ impl Layout {
 }
 
 impl Outbound {
-    pub fn sas(&self) -> &[OutboundSa] {
+    pub fn sas(&self) -> &SaTable<OutboundSa> {
         &self.sas
     }
 
-    pub fn sas_mut(&mut self) -> &mut [OutboundSa] {
+    pub fn sas_mut(&mut self) -> &mut SaTable<OutboundSa> {
         &mut self.sas
     }
 
@@ -132,7 +133,7 @@ impl Outbound {
 
     /// Index of the outbound SA with this SPI.
     pub fn sa_index(&self, spi: u32) -> Option<usize> {
-        self.sas.iter().position(|s| s.params.spi == spi)
+        self.sas.position(|s| s.params.spi == spi)
     }
 
     #[inline(always)]
