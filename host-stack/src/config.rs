@@ -4,7 +4,8 @@
 //! unknown fields (a misspelt key is an error, not a silent default) and reporting TOML
 //! syntax errors with their line. Validation then turns them into typed [`Config`] values
 //! and checks everything that crosses fields and entries: key lengths against algorithms,
-//! encryption without integrity, bundle shapes, policy references to SAs. Every error names
+//! encryption without integrity, bundle shapes, policy references to SAs, AEAD SAs sharing
+//! a key and salt, SAs named in both directions. Every error names
 //! the file, the entry (`sa[2] (spi 0x00001003)`, `policy[0]`) and the field, and nothing
 //! starts on a configuration with any error.
 //!

@@ -13,6 +13,8 @@ use crate::engine::Encapsulated;
 use crate::loopback::udp_packet;
 
 const KEY128: &str = "000102030405060708090a0b0c0d0e0f10111213";
+/// The inbound SA's key: each direction has its own.
+const KEY128_IN: &str = "202122232425262728292a2b2c2d2e2f30313233";
 
 /// One AES-GCM SA out (0x1001) and in (0x2001), one ChaCha20 SA out (0x1002) for other
 /// traffic: 10.1/16 -> 10.2/16 on the card, 10.1/16 -> 10.3/16 in software.
@@ -20,7 +22,7 @@ fn config(extra_sa: &str) -> Config {
     let text = format!(
         "[[sa]]\nspi = 0x1001\nprotocol = \"esp\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128}\"\n{extra_sa}\n\
          [[sa]]\nspi = 0x1002\nprotocol = \"esp\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nencryption = \"chacha20-poly1305\"\nkey = \"{}\"\n\
-         [[sa]]\nspi = 0x2001\nprotocol = \"esp\"\nsrc = \"192.0.2.2\"\ndst = \"192.0.2.1\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128}\"\nreplay_window = 64\n\
+         [[sa]]\nspi = 0x2001\nprotocol = \"esp\"\nsrc = \"192.0.2.2\"\ndst = \"192.0.2.1\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128_IN}\"\nreplay_window = 64\n\
          [[policy]]\ndir = \"out\"\nsrc = \"10.1.0.0/16\"\ndst = \"10.2.0.0/16\"\naction = \"protect\"\nsa = [0x1001]\n\
          [[policy]]\ndir = \"out\"\nsrc = \"10.1.0.0/16\"\ndst = \"10.3.0.0/16\"\naction = \"protect\"\nsa = [0x1002]\n\
          [[policy]]\ndir = \"in\"\nsrc = \"10.2.0.0/16\"\ndst = \"10.1.0.0/16\"\naction = \"protect\"\nsa = [0x2001]\n",
@@ -33,7 +35,7 @@ fn config(extra_sa: &str) -> Config {
 fn peer_config() -> Config {
     let text = format!(
         "[[sa]]\nspi = 0x1001\nprotocol = \"esp\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128}\"\nreplay_window = 0\n\
-         [[sa]]\nspi = 0x2001\nprotocol = \"esp\"\nsrc = \"192.0.2.2\"\ndst = \"192.0.2.1\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128}\"\n\
+         [[sa]]\nspi = 0x2001\nprotocol = \"esp\"\nsrc = \"192.0.2.2\"\ndst = \"192.0.2.1\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128_IN}\"\n\
          [[policy]]\ndir = \"in\"\nsrc = \"10.1.0.0/16\"\ndst = \"10.2.0.0/16\"\naction = \"protect\"\nsa = [0x1001]\n\
          [[policy]]\ndir = \"out\"\nsrc = \"10.2.0.0/16\"\ndst = \"10.1.0.0/16\"\naction = \"protect\"\nsa = [0x2001]\n"
     );
