@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use crate::config::*;
-use crate::crypto::{EncryptionAlgorithm, IntegrityAlgorithm, SecretKey};
+use crate::crypto::{CryptoError, EncryptionAlgorithm, IntegrityAlgorithm, SecretKey};
 use crate::sa::share_aead_key_and_salt;
 use crate::selector::{Cidr, PortRange, ProtocolSelector};
 
@@ -281,7 +281,16 @@ fn parse_key(
     want: usize,
     what: &str,
 ) -> Result<SecretKey, ConfigError> {
-    let key = SecretKey::from_hex(hex).map_err(|e| entry.err(field, e.to_string()))?;
+    let key = SecretKey::from_hex(hex).map_err(|e| {
+        let message = match e {
+            // Not even the wrong character: it says something about the digit meant.
+            CryptoError::KeyHexDigit { position, .. } => format!(
+                "character {position} is not a hex digit (counting from 1; the key is not shown)"
+            ),
+            other => other.to_string(),
+        };
+        entry.err(field, message)
+    })?;
     if key.len() != want {
         return Err(entry.err(
             field,
@@ -842,6 +851,63 @@ sa = [0x00001001]
         ));
         assert!(e.contains("field `key`"), "{e}");
         assert!(!e.contains("dcf26a21079d"), "key material in an error: {e}");
+        // Not even the mistyped character (`o` for `0` says which digit was meant).
+        let e = err(&sa(
+            "encryption = \"aes-gcm-128\"\nkey = \"dcf26a21o79d636152462f837e06d078282792c3\"",
+        ));
+        assert!(
+            e.contains("field `key`: character 9 is not a hex digit"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("`o`") && !e.contains("'o'"),
+            "{e}"
+        );
+    }
+
+    /// Every 16 hex digits (8 bytes) of `key`.
+    fn key_windows(key: &str) -> Vec<&str> {
+        (0..=key.len() - 16).map(|i| &key[i..i + 16]).collect()
+    }
+
+    #[test]
+    fn syntax_errors_never_show_a_key() {
+        let cases = [
+            format!("encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\n"),
+            format!("encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\nreplay_window = 64"),
+            format!("encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\" seq = 1"),
+            format!("encryption = \"aes-gcm-128\"\nkey = \"\"\"{GCM_KEY}\nseq = 1"),
+            format!("encryption = \"aes-gcm-128\"\nkey = [\"{GCM_KEY}\""),
+            format!("encryption = \"aes-gcm-128\"\nkey = 0x{}", &GCM_KEY[..30]),
+            format!("encryption = \"aes-gcm-128\"\nkey = [\"{GCM_KEY}\"]"),
+            format!("encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\"\nmy_psk = \"{GCM_KEY}\""),
+            format!("encryption = \"aes-gcm-128\"\nprotocol = \"{GCM_KEY}\""),
+        ];
+        for case in cases {
+            let e = err(&sa(&case));
+            assert!(e.starts_with("gw.toml: "), "{e}");
+            for w in key_windows(GCM_KEY) {
+                assert!(!e.contains(w), "key bytes in:\n{e}");
+            }
+        }
+        // A key written as a number: refused without repeating it.
+        let e = err(&sa("encryption = \"aes-gcm-128\"\nkey = 8734512098347561"));
+        assert!(!e.contains("87345120"), "{e}");
+        assert!(e.contains("a key must be a string of hex digits"), "{e}");
+        // The toml crate's error text is not repeated: the place is given once.
+        let e = err(&sa(&format!(
+            "encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\n"
+        )));
+        assert_eq!(e.matches("line 7").count(), 1, "{e}");
+        assert!(e.contains("line 7, column 48"), "{e}");
+    }
+
+    #[test]
+    fn raw_secrets_are_redacted_in_debug() {
+        let raw: RawConfig = toml::from_str(&sa(&format!("key = \"{GCM_KEY}\""))).unwrap();
+        let shown = format!("{raw:?}");
+        assert!(shown.contains("RawSecret(<redacted>)"), "{shown}");
+        assert!(!shown.contains(&GCM_KEY[..16]), "{shown}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod config;
 mod config_check;
+mod config_redact;
 pub mod counters;
 pub mod crypto;
 pub mod demo;
