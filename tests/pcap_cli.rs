@@ -218,3 +218,110 @@ fn snapped_records_are_counted_not_transformed() {
         stdout(&o)
     );
 }
+
+/// The count of `reason` in a summary's drops, 0 when it is not listed.
+fn dropped(summary: &str, reason: &str) -> u64 {
+    summary
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(reason))
+        .find_map(|rest| rest.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// An IPv4/UDP packet from `src` to 10.2.0.5.
+fn udp_from(src: [u8; 4], fill: u8) -> Vec<u8> {
+    let mut p = espo_harness::loopback::udp_packet(120, fill);
+    p[12..16].copy_from_slice(&src);
+    p[16..20].copy_from_slice(&[10, 2, 0, 5]);
+    p[10..12].copy_from_slice(&[0, 0]);
+    let sum = !espo_ipsec::wire::checksum::data(&p[..20]);
+    p[10..12].copy_from_slice(&sum.to_be_bytes());
+    p
+}
+
+/// RFC 4301 §5.2 through the CLI, on both engines: the receiver reaches site 10.9/16
+/// through SA A (0x3001) and every other 10/8 site through SA B (0x3002). A packet sent
+/// with B whose inner source is in 10.9/16 is dropped `policy-mismatch`: the first inbound
+/// policy that matches it (A's) decides.
+#[test]
+fn decap_refuses_a_peer_sending_as_another_peers_site() {
+    let dir = scratch("pcap-policy-first-match");
+    let sa = |spi: u32, src: &str, key: &str| {
+        format!(
+            "[[sa]]\nspi = {spi:#x}\nprotocol = \"esp\"\nsrc = \"{src}\"\ndst = \"192.0.2.1\"\nencryption = \"aes-gcm-128\"\nkey = \"{key}\"\n"
+        )
+    };
+    let sas = format!(
+        "{}{}",
+        sa(0x3001, "192.0.2.2", &"a1".repeat(20)),
+        sa(0x3002, "192.0.2.3", &"b2".repeat(20))
+    );
+    let policy = |dir: &str, src: &str, spi: u32| {
+        format!(
+            "[[policy]]\ndir = \"{dir}\"\nsrc = \"{src}\"\ndst = \"10.2.0.0/16\"\naction = \"protect\"\nsa = [{spi:#x}]\n"
+        )
+    };
+    let receiver = dir.join("receiver.toml");
+    std::fs::write(
+        &receiver,
+        format!(
+            "{sas}{}{}",
+            policy("in", "10.9.0.0/16", 0x3001),
+            policy("in", "10.0.0.0/8", 0x3002)
+        ),
+    )
+    .unwrap();
+    // Peer B's gateway protects all of 10/8 with B.
+    let sender_b = dir.join("sender-b.toml");
+    std::fs::write(
+        &sender_b,
+        format!("{sas}{}", policy("out", "10.0.0.0/8", 0x3002)),
+    )
+    .unwrap();
+
+    let spoofed = udp_from([10, 9, 1, 1], 0x51);
+    let genuine = udp_from([10, 7, 1, 1], 0x52);
+    let plain = dir.join("plain.pcap");
+    write_raw_capture(&plain, &[spoofed, genuine.clone()]);
+    let protected = dir.join("protected.pcap");
+    let o = run(&[
+        "pcap",
+        "encap",
+        "--config",
+        s(&sender_b),
+        s(&plain),
+        s(&protected),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(ip_packets(&protected).len(), 2);
+
+    for engine in ["software", "model"] {
+        let back = dir.join(format!("back-{engine}.pcap"));
+        let o = run(&[
+            "pcap",
+            "decap",
+            "--engine",
+            engine,
+            "--config",
+            s(&receiver),
+            s(&protected),
+            s(&back),
+        ]);
+        assert!(o.status.success(), "{engine}: {}", stderr(&o));
+        let out = stdout(&o);
+        assert_eq!(dropped(&out, "policy-mismatch"), 1, "{engine}:\n{out}");
+        assert_eq!(dropped(&out, "packets dropped"), 1, "{engine}:\n{out}");
+        assert_eq!(
+            ip_packets(&back),
+            vec![genuine.clone()],
+            "{engine}: only B's own site is delivered"
+        );
+        if engine == "model" {
+            assert!(
+                out.lines()
+                    .any(|l| l.contains("sa 0x00003002") && l.contains("card")),
+                "SA B ran on the card:\n{out}"
+            );
+        }
+    }
+}

@@ -83,6 +83,9 @@ impl Lab {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("netns-{prefix}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch dir");
+        // It holds the gateways' status sockets: espo refuses a directory others can write.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .expect("scratch dir mode");
         Lab {
             prefix,
             namespaces: Vec::new(),

@@ -10,9 +10,10 @@ use super::support::*;
 fn many(n: u32, first_hard_packets: u64) -> (String, String) {
     let mut local = String::new();
     let mut peer = String::new();
-    let key = "4142434445464748494a4b4c4d4e4f5051525354";
     for i in 0..n {
         let spi = 0x10_0000 + i;
+        // Each SA its own key (the SPI in its first bytes): one AEAD key, one SA.
+        let key = format!("{spi:08x}4546474849{}", "4a".repeat(11));
         let sa = format!(
             "[[sa]]\nspi = {spi:#x}\nprotocol = \"esp\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nencryption = \"aes-gcm-128\"\nkey = \"{key}\"\nreplay_window = 0\n"
         );

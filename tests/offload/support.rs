@@ -63,6 +63,8 @@ pub fn configs(gcm_out_extra: &str) -> (String, String) {
         .collect();
     let k128 = "4142434445464748494a4b4c4d4e4f5051525354";
     let k256 = "6162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f8081828384";
+    // Every SA has its own key: two AEAD SAs under one key would repeat nonces.
+    let k256_in = "9192939495969798999a9b9c9d9e9fa0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4";
     let k_cbc = "a1a2a3a4a5a6a7a8a9aaabacadaeafb0";
     let cbc_extra = format!(
         "integrity = \"hmac-sha256-128\"\nintegrity_key = \"{}\"\nreplay_window = 64",
@@ -94,7 +96,7 @@ pub fn configs(gcm_out_extra: &str) -> (String, String) {
             "192.0.2.2",
             "192.0.2.1",
             "aes-gcm-256",
-            k256,
+            k256_in,
             "replay_window = 64",
         );
         t += &sa(

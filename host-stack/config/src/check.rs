@@ -1,12 +1,13 @@
 //! Validation of a configuration: from the raw serde form to typed [`Config`] values.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
 
 use crate::*;
-use espo_ipsec::crypto::{EncryptionAlgorithm, IntegrityAlgorithm, SecretKey};
+use espo_ipsec::crypto::{CryptoError, EncryptionAlgorithm, IntegrityAlgorithm, SecretKey};
 use espo_ipsec::selector::{Cidr, PortRange, ProtocolSelector};
+use espo_ipsec::spec::first_shared_aead_key;
 use espo_ipsec::spec::*;
 
 /// Error context for one entry: the file and the entry's name.
@@ -63,10 +64,12 @@ pub(crate) fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigErro
             ));
         }
     }
+    check_aead_keys(&sas, path)?;
     let mut policies = Vec::with_capacity(raw.policy.len());
     for (i, p) in raw.policy.iter().enumerate() {
         policies.push(validate_policy(i, p, &sas, path)?);
     }
+    check_directions(&policies, path)?;
     Ok(Config {
         path: path.to_owned(),
         device,
@@ -74,6 +77,67 @@ pub(crate) fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigErro
         sas,
         policies,
     })
+}
+
+/// No two AEAD SAs under one key and salt
+/// ([`share_aead_key_and_salt`](espo_ipsec::sa::share_aead_key_and_salt)): they would
+/// repeat (key, nonce) pairs. The message never reveals key bytes.
+fn check_aead_keys(sas: &[SaSpec], path: &Path) -> Result<(), ConfigError> {
+    let Some((j, i)) = first_shared_aead_key(sas) else {
+        return Ok(());
+    };
+    let (sa, enc) = (&sas[i], sas[i].encryption);
+    let entry = Entry {
+        path,
+        name: format!("sa[{i}] (spi {:#010x})", sa.spi),
+    };
+    let why = match (sas[j].encryption, enc) {
+        (Some(e), Some(here)) if e != here => {
+            format!("one AEAD key must not serve two SAs (there {e}, here {here})")
+        }
+        _ => "two SAs under one AEAD key repeat nonces".to_string(),
+    };
+    Err(entry.err(
+        "key",
+        format!(
+            "the same key and salt as sa[{j}] (spi {:#010x}): {why}; give each SA its own key",
+            sas[j].spi
+        ),
+    ))
+}
+
+/// No SA is named by both an `out` and an `in` policy. Used both ways, both ends would
+/// encrypt under its key from the same sequence numbers (with an AEAD, the same nonces),
+/// and a packet could be reflected back to its sender and accepted.
+fn check_directions(policies: &[PolicySpec], path: &Path) -> Result<(), ConfigError> {
+    let mut first_use: HashMap<u32, (Direction, usize)> = HashMap::new();
+    for (i, p) in policies.iter().enumerate() {
+        for &spi in &p.sa {
+            match first_use.get(&spi) {
+                None => {
+                    first_use.insert(spi, (p.dir, i));
+                }
+                Some(&(dir, j)) if dir != p.dir => {
+                    let entry = Entry {
+                        path,
+                        name: format!("policy[{i}]"),
+                    };
+                    let was = match dir {
+                        Direction::Out => "outbound",
+                        Direction::In => "inbound",
+                    };
+                    return Err(entry.err(
+                        "sa",
+                        format!(
+                            "sa {spi:#010x} is already {was} (policy[{j}]): an SA carries one direction (used both ways, both ends would encrypt under its key from the same sequence numbers, and packets could be reflected back to their sender); give each direction its own SA and key"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 fn validate_device(raw: Option<&RawDevice>, path: &Path) -> Result<DeviceConfig, ConfigError> {
@@ -192,7 +256,16 @@ fn parse_key(
     want: usize,
     what: &str,
 ) -> Result<SecretKey, ConfigError> {
-    let key = SecretKey::from_hex(hex).map_err(|e| entry.err(field, e.to_string()))?;
+    let key = SecretKey::from_hex(hex).map_err(|e| {
+        let message = match e {
+            // Not even the wrong character: it says something about the digit meant.
+            CryptoError::KeyHexDigit { position, .. } => format!(
+                "character {position} is not a hex digit (counting from 1; the key is not shown)"
+            ),
+            other => other.to_string(),
+        };
+        entry.err(field, message)
+    })?;
     if key.len() != want {
         return Err(entry.err(
             field,
@@ -754,6 +827,60 @@ sa = [0x00001001]
         ));
         assert!(e.contains("field `key`"), "{e}");
         assert!(!e.contains("dcf26a21079d"), "key material in an error: {e}");
+        // Not even the mistyped character (`o` for `0` says which digit was meant).
+        let e = err(&sa(
+            "encryption = \"aes-gcm-128\"\nkey = \"dcf26a21o79d636152462f837e06d078282792c3\"",
+        ));
+        assert!(
+            e.contains("field `key`: character 9 is not a hex digit"),
+            "{e}"
+        );
+        assert!(!e.contains("`o`") && !e.contains("'o'"), "{e}");
+    }
+
+    /// Every 16 hex digits (8 bytes) of `key`.
+    fn key_windows(key: &str) -> Vec<&str> {
+        (0..=key.len() - 16).map(|i| &key[i..i + 16]).collect()
+    }
+
+    #[test]
+    fn syntax_errors_never_show_a_key() {
+        let cases = [
+            format!("encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\n"),
+            format!("encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\nreplay_window = 64"),
+            format!("encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\" seq = 1"),
+            format!("encryption = \"aes-gcm-128\"\nkey = \"\"\"{GCM_KEY}\nseq = 1"),
+            format!("encryption = \"aes-gcm-128\"\nkey = [\"{GCM_KEY}\""),
+            format!("encryption = \"aes-gcm-128\"\nkey = 0x{}", &GCM_KEY[..30]),
+            format!("encryption = \"aes-gcm-128\"\nkey = [\"{GCM_KEY}\"]"),
+            format!("encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\"\nmy_psk = \"{GCM_KEY}\""),
+            format!("encryption = \"aes-gcm-128\"\nprotocol = \"{GCM_KEY}\""),
+        ];
+        for case in cases {
+            let e = err(&sa(&case));
+            assert!(e.starts_with("gw.toml: "), "{e}");
+            for w in key_windows(GCM_KEY) {
+                assert!(!e.contains(w), "key bytes in:\n{e}");
+            }
+        }
+        // A key written as a number: refused without repeating it.
+        let e = err(&sa("encryption = \"aes-gcm-128\"\nkey = 8734512098347561"));
+        assert!(!e.contains("87345120"), "{e}");
+        assert!(e.contains("a key must be a string of hex digits"), "{e}");
+        // The toml crate's error text is not repeated: the place is given once.
+        let e = err(&sa(&format!(
+            "encryption = \"aes-gcm-128\"\nkey = \"{GCM_KEY}\n"
+        )));
+        assert_eq!(e.matches("line 7").count(), 1, "{e}");
+        assert!(e.contains("line 7, column 48"), "{e}");
+    }
+
+    #[test]
+    fn raw_secrets_are_redacted_in_debug() {
+        let raw: RawConfig = toml::from_str(&sa(&format!("key = \"{GCM_KEY}\""))).unwrap();
+        let shown = format!("{raw:?}");
+        assert!(shown.contains("RawSecret(<redacted>)"), "{shown}");
+        assert!(!shown.contains(&GCM_KEY[..16]), "{shown}");
     }
 
     #[test]
@@ -839,6 +966,128 @@ sa = [0x00001001]
         );
         let e = err(&sa("mode = \"transport\"\nencryption = \"aes-gcm-128\""));
         assert!(e.contains("ESP in transport mode is not supported"), "{e}");
+    }
+
+    /// An SA entry with `spi`, outer `src` -> `dst` and `enc` with `key`.
+    fn sa_with(spi: u32, src: &str, dst: &str, enc: &str, key: &str) -> String {
+        format!(
+            "[[sa]]\nspi = {spi:#x}\nprotocol = \"esp\"\nsrc = \"{src}\"\ndst = \"{dst}\"\nencryption = \"{enc}\"\nkey = \"{key}\"\n"
+        )
+    }
+
+    fn policy(dir: &str, src: &str, dst: &str, spi: u32) -> String {
+        format!(
+            "[[policy]]\ndir = \"{dir}\"\nsrc = \"{src}\"\ndst = \"{dst}\"\naction = \"protect\"\nsa = [{spi:#x}]\n"
+        )
+    }
+
+    #[test]
+    fn two_aead_sas_under_one_key_and_salt_are_refused() {
+        // One SA per direction with a copy-pasted key: both start at sequence number 1, so
+        // both directions would encrypt under the same (key, nonce) pairs.
+        let text = format!(
+            "{}{}{}{}",
+            sa_with(0x1001, "192.0.2.1", "192.0.2.2", "aes-gcm-128", GCM_KEY),
+            sa_with(0x1002, "192.0.2.2", "192.0.2.1", "aes-gcm-128", GCM_KEY),
+            policy("out", "10.1.0.0/16", "10.2.0.0/16", 0x1001),
+            policy("in", "10.2.0.0/16", "10.1.0.0/16", 0x1002),
+        );
+        let e = err(&text);
+        assert_eq!(
+            e,
+            "gw.toml: sa[1] (spi 0x00001002): field `key`: the same key and salt as sa[0] (spi 0x00001001): two SAs under one AEAD key repeat nonces; give each SA its own key"
+        );
+        assert!(!e.contains(&GCM_KEY[..8]), "no key material: {e}");
+        // Written in another case, with a 0x prefix: the same key.
+        let text = format!(
+            "{}{}",
+            sa_with(
+                0x1001,
+                "192.0.2.1",
+                "192.0.2.2",
+                "chacha20-poly1305",
+                &"ab".repeat(36)
+            ),
+            sa_with(
+                0x1002,
+                "192.0.2.1",
+                "192.0.2.3",
+                "chacha20-poly1305",
+                &format!("0x{}", "AB".repeat(36))
+            ),
+        );
+        assert!(
+            err(&text)
+                .contains("sa[1] (spi 0x00001002): field `key`: the same key and salt as sa[0]")
+        );
+        // The same bytes under two AEADs: refused too, one key serves one SA.
+        let long = "cd".repeat(36);
+        let e = err(&format!(
+            "{}{}",
+            sa_with(0x1001, "192.0.2.1", "192.0.2.2", "aes-gcm-256", &long),
+            sa_with(0x1002, "192.0.2.2", "192.0.2.1", "chacha20-poly1305", &long),
+        ));
+        assert!(
+            e.contains("sa[1] (spi 0x00001002): field `key`: the same key and salt as sa[0]")
+                && e.contains("there aes-gcm-256, here chacha20-poly1305"),
+            "{e}"
+        );
+        assert!(!e.contains("cdcdcdcd"), "no key material: {e}");
+        // The same cipher key with another salt gives other nonces: accepted.
+        let other_salt = format!("{}{}", &GCM_KEY[..32], "00000001");
+        assert!(
+            parse(&format!(
+                "{}{}",
+                sa_with(0x1001, "192.0.2.1", "192.0.2.2", "aes-gcm-128", GCM_KEY),
+                sa_with(0x1002, "192.0.2.2", "192.0.2.1", "aes-gcm-128", &other_salt),
+            ))
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn cbc_sas_may_share_a_key_their_ivs_are_random() {
+        let cbc = |spi: u32, src: &str, dst: &str| {
+            format!(
+                "{}integrity = \"hmac-sha256-128\"\nintegrity_key = \"{}\"\n",
+                sa_with(spi, src, dst, "aes-cbc-128", &"cd".repeat(16)),
+                "ef".repeat(32)
+            )
+        };
+        assert!(
+            parse(&format!(
+                "{}{}",
+                cbc(0x1001, "192.0.2.1", "192.0.2.2"),
+                cbc(0x1002, "192.0.2.2", "192.0.2.1")
+            ))
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn an_sa_used_both_ways_is_refused() {
+        for (first, second) in [("out", "in"), ("in", "out")] {
+            let text = format!(
+                "{}{}{}",
+                sa_with(0x1001, "192.0.2.1", "192.0.2.2", "aes-gcm-128", GCM_KEY),
+                policy(first, "10.1.0.0/16", "10.2.0.0/16", 0x1001),
+                policy(second, "10.2.0.0/16", "10.1.0.0/16", 0x1001),
+            );
+            let e = err(&text);
+            assert!(
+                e.starts_with("gw.toml: policy[1]: field `sa`: sa 0x00001001 is already"),
+                "{e}"
+            );
+            assert!(e.contains("policy[0]"), "{e}");
+        }
+        // Named twice in one direction is fine: many selectors, one tunnel.
+        let text = format!(
+            "{}{}{}",
+            sa_with(0x1001, "192.0.2.1", "192.0.2.2", "aes-gcm-128", GCM_KEY),
+            policy("out", "10.1.0.0/16", "10.2.0.0/16", 0x1001),
+            policy("out", "10.3.0.0/16", "10.2.0.0/16", 0x1001),
+        );
+        assert!(parse(&text).is_ok());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! unknown fields (a misspelt key is an error, not a silent default) and reporting TOML
 //! syntax errors with their line. Validation then turns them into typed [`Config`] values
 //! and checks everything that crosses fields and entries: key lengths against algorithms,
-//! encryption without integrity, bundle shapes, policy references to SAs. Every error names
+//! encryption without integrity, bundle shapes, policy references to SAs, AEAD SAs sharing
+//! a key and salt, SAs named in both directions. Every error names
 //! the file, the entry (`sa[2] (spi 0x00001003)`, `policy[0]`) and the field, and nothing
 //! starts on a configuration with any error.
 //!
@@ -16,10 +17,12 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use zeroize::{Zeroize, Zeroizing};
 
 use espo_ipsec::spec::{PolicySpec, SaSpec};
 
 mod check;
+mod redact;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -30,12 +33,12 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{}: {source}", path.display())]
-    Syntax {
-        path: PathBuf,
-        #[source]
-        source: toml::de::Error,
-    },
+    /// The file is not valid TOML, or its shape is not a configuration's (a value of the
+    /// wrong type, an unknown field). The message gives the line and column and shows the
+    /// offending line with every secret value redacted — never the toml crate's own
+    /// excerpt, which quotes the file as it is, keys included.
+    #[error("{}: {message}", path.display())]
+    Syntax { path: PathBuf, message: String },
     #[error("{}: {entry}: field `{field}`: {message}", path.display())]
     Invalid {
         path: PathBuf,
@@ -164,22 +167,47 @@ pub const MIN_TUN_MTU: u16 = 576;
 pub const MAX_TUN_MTU: u16 = 65000;
 
 impl Config {
-    /// Reads and validates a configuration file.
+    /// Reads and validates a configuration file. The text, keys and all, is zeroized when
+    /// it is no longer needed, on every path.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let read_error = |source| ConfigError::Read {
             path: path.to_owned(),
             source,
+        };
+        // Read at its full size at once (no growing copies left behind).
+        let bytes = Zeroizing::new(std::fs::read(path).map_err(read_error)?);
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            read_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not UTF-8 text (at byte {})", e.valid_up_to()),
+            ))
         })?;
-        Config::parse(&text, path)
+        Config::parse(text, path)
     }
 
-    /// Validates configuration text; `path` names it in error messages.
+    /// Validates configuration text; `path` names it in error messages, which never show
+    /// the value of a secret field (see `redact`).
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Syntax {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_owned(),
-            source,
+            message: crate::redact::syntax_message(text, e.span().map(|s| s.start), e.message()),
         })?;
-        crate::check::validate(raw, path)
+        crate::check::validate(raw, path).map_err(|e| match e {
+            // Messages quote values of other fields; a key pasted into one of them is still
+            // not shown.
+            ConfigError::Invalid {
+                path,
+                entry,
+                field,
+                message,
+            } => ConfigError::Invalid {
+                path,
+                entry,
+                field,
+                message: crate::redact::redact_hex_runs(&message),
+            },
+            other => other,
+        })
     }
 
     /// The software engine for this configuration's SAs and policies.
@@ -217,6 +245,86 @@ impl IntOrString {
                 parsed.map_err(|_| format!("`{s}` is not a number"))
             }
         }
+    }
+}
+
+/// A secret as the file writes it (the hex text of a key): zeroized on drop, redacted by
+/// `Debug`. Only a string is accepted, and a value of another type is refused without
+/// being quoted (serde's usual message would show it).
+pub(crate) struct RawSecret(String);
+
+impl core::ops::Deref for RawSecret {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for RawSecret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl core::fmt::Debug for RawSecret {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("RawSecret(<redacted>)")
+    }
+}
+
+impl<'de> Deserialize<'de> for RawSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawSecret, D::Error> {
+        d.deserialize_string(RawSecretVisitor)
+    }
+}
+
+struct RawSecretVisitor;
+
+/// What a key field of another type is told (its value is not repeated).
+const SECRET_NOT_A_STRING: &str =
+    "a key must be a string of hex digits in quotes (the value given is not shown)";
+
+impl serde::de::Visitor<'_> for RawSecretVisitor {
+    type Value = RawSecret;
+
+    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("a string of hex digits")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawSecret, E> {
+        Ok(RawSecret(v.to_owned()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<RawSecret, E> {
+        Ok(RawSecret(v))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<RawSecret, E> {
+        Err(E::custom(SECRET_NOT_A_STRING))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<RawSecret, E> {
+        Err(E::custom(SECRET_NOT_A_STRING))
+    }
+
+    fn visit_i128<E: serde::de::Error>(self, _: i128) -> Result<RawSecret, E> {
+        Err(E::custom(SECRET_NOT_A_STRING))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<RawSecret, E> {
+        Err(E::custom(SECRET_NOT_A_STRING))
+    }
+
+    fn visit_u128<E: serde::de::Error>(self, _: u128) -> Result<RawSecret, E> {
+        Err(E::custom(SECRET_NOT_A_STRING))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<RawSecret, E> {
+        Err(E::custom(SECRET_NOT_A_STRING))
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, _: &[u8]) -> Result<RawSecret, E> {
+        Err(E::custom(SECRET_NOT_A_STRING))
     }
 }
 
@@ -294,9 +402,9 @@ pub(crate) struct RawSa {
     pub src: Option<String>,
     pub dst: Option<String>,
     pub encryption: Option<String>,
-    pub key: Option<String>,
+    pub key: Option<RawSecret>,
     pub integrity: Option<String>,
-    pub integrity_key: Option<String>,
+    pub integrity_key: Option<RawSecret>,
     pub esn: Option<bool>,
     pub seq: Option<IntOrString>,
     pub replay_window: Option<u32>,

@@ -538,6 +538,70 @@ fn hostile_mix_yields_only_valid_packets() {
     assert_eq!(drops.total(), 7 + wires[53].len() as u64);
 }
 
+/// RFC 4301 §5.2: the first inbound policy whose selectors match the inner packet decides.
+/// Site A (10.9.0.0/16) is reached through SA 0x1001, every other 10/8 site through SA
+/// 0x1002: the peer holding SA 0x1002 must not be able to send as site A.
+#[test]
+fn a_peer_cannot_send_as_another_peers_site() {
+    let sas = format!(
+        "{}{}",
+        sa_text(
+            0x1001,
+            "esp",
+            "tunnel",
+            "192.0.2.9",
+            "192.0.2.1",
+            Some("aes-gcm-128"),
+            None,
+            ""
+        ),
+        sa_text(
+            0x1002,
+            "esp",
+            "tunnel",
+            "192.0.2.7",
+            "192.0.2.1",
+            Some("aes-gcm-128"),
+            None,
+            ""
+        )
+    );
+    let rx = Config::parse(
+        &format!(
+            "{sas}{}{}",
+            policy_text("in", "10.9.0.0/16", "10.2.0.0/16", &[0x1001]),
+            policy_text("in", "10.0.0.0/8", "10.2.0.0/16", &[0x1002])
+        ),
+        Path::new("rx.toml"),
+    )
+    .unwrap();
+    let mut rx = engine(&rx).unwrap();
+    let sender = |spi: u32| {
+        let cfg = Config::parse(
+            &format!(
+                "{sas}{}",
+                policy_text("out", "10.0.0.0/8", "10.2.0.0/16", &[spi])
+            ),
+            Path::new("tx.toml"),
+        )
+        .unwrap();
+        engine(&cfg).unwrap()
+    };
+    let (mut peer_a, mut peer_b) = (sender(0x1001), sender(0x1002));
+    let as_site_a = ipv4_udp([10, 9, 1, 1], [10, 2, 0, 5], b"spoofed", 0);
+    let own_site = ipv4_udp([10, 7, 1, 1], [10, 2, 0, 5], b"genuine", 0);
+
+    let wire = send(&mut peer_b, &as_site_a).unwrap();
+    assert_eq!(receive(&mut rx, &wire), Err(DropReason::PolicyMismatch));
+    let wire = send(&mut peer_b, &own_site).unwrap();
+    assert_eq!(receive(&mut rx, &wire).unwrap(), own_site);
+    let wire = send(&mut peer_a, &as_site_a).unwrap();
+    assert_eq!(receive(&mut rx, &wire).unwrap(), as_site_a);
+    // Nor may A send as B's sites: the first matching policy there is B's.
+    let wire = send(&mut peer_a, &own_site).unwrap();
+    assert_eq!(receive(&mut rx, &wire), Err(DropReason::PolicyMismatch));
+}
+
 /// A sender whose outbound policy covers sources the receiver's inbound policy does not.
 fn tx_outside_policy(sas: &str) -> SoftwareEngine {
     let cfg = Config::parse(

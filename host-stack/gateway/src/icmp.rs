@@ -4,8 +4,11 @@
 //! from there to the sender.
 //!
 //! No error is sent about an ICMP error, a non-first fragment, or a packet from an
-//! unspecified, multicast or broadcast source (RFC 1122 §3.2.2, RFC 4443 §2.4), and errors
-//! are rate limited ([`RateLimit`]).
+//! unspecified, multicast or broadcast source (RFC 1122 §3.2.2, RFC 4443 §2.4), nor about an
+//! IPv4 packet to a multicast or broadcast address (RFC 1122; a "packet too big" about an
+//! IPv6 multicast packet is the exception RFC 4443 §2.4 (e.3) makes). In IPv6 the ICMPv6
+//! type and the fragment offset are read after walking the extension headers; a chain that
+//! cannot be walked gets no error. Errors are rate limited ([`RateLimit`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
@@ -38,6 +41,10 @@ pub fn frag_needed(original: &[u8], src: Ipv4Addr, mtu: u16, out: &mut [u8]) -> 
     }
     let sender = p.src_addr();
     if sender.is_unspecified() || sender.is_multicast() || sender.is_broadcast() {
+        return None;
+    }
+    let dst = p.dst_addr();
+    if dst.is_multicast() || dst.is_broadcast() {
         return None;
     }
     if p.next_header() == IpProtocol::Icmp {
@@ -86,8 +93,15 @@ pub fn packet_too_big(original: &[u8], src: Ipv6Addr, mtu: u32, out: &mut [u8]) 
     if sender.is_unspecified() || sender.is_multicast() {
         return None;
     }
-    if p.next_header() == IpProtocol::Icmpv6 {
-        let kind = *original.get(ipv6::HEADER_LEN)?;
+    // The upper-layer protocol past any extension headers; what follows a non-first
+    // fragment's header is not its header.
+    let upper = ipv6::walk_extension_headers(&p).ok()?;
+    if upper.non_first_fragment {
+        return None;
+    }
+    if upper.protocol == IpProtocol::Icmpv6 {
+        // Types below 128 are errors.
+        let kind = *p.packet_bytes().get(upper.offset)?;
         if kind < 128 {
             return None;
         }

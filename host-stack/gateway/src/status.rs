@@ -207,6 +207,10 @@ pub fn render(
 }
 
 /// The listening status socket; the file is removed on drop.
+///
+/// Only root (or the user espo runs as) may talk to it: it is created with mode 0600 and
+/// never exists at its path with a looser one, its directory must not be writable by
+/// anyone else, and nothing at the path that is not espo's own stale socket is replaced.
 #[derive(Debug)]
 pub struct StatusSocket {
     listener: UnixListener,
@@ -214,30 +218,49 @@ pub struct StatusSocket {
 }
 
 impl StatusSocket {
-    /// Listens at `path` with mode 0600 (its directory is created 0700 if missing). A stale
-    /// socket file from an earlier run is replaced; a live one (another espo answering) is
-    /// an `AddrInUse` error.
+    /// Listens at `path` with mode 0600.
+    ///
+    /// - A missing directory is created with mode 0700; an existing one must belong to root
+    ///   or to the effective user and be neither group- nor world-writable
+    ///   (`PermissionDenied` otherwise): whoever may write there could replace the socket.
+    /// - Whatever is at `path` must be a socket nothing listens on (a stale one from an
+    ///   espo that died), which is replaced; a live one is `AddrInUse` (another espo
+    ///   running), anything else — a file, a directory, a symlink — `AlreadyExists`, and
+    ///   is left alone.
+    /// - The socket is bound in a fresh 0700 directory beside `path`, set to 0600 there and
+    ///   only then renamed into place, so that it is never reachable with the mode the
+    ///   umask gave it (changing the umask instead would change it for the whole process).
     pub fn bind(path: &Path) -> io::Result<StatusSocket> {
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-            && !dir.exists()
-        {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if path.file_name().is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} does not name a file", path.display()),
+            ));
+        }
+        if !dir.exists() {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)?;
         }
-        if path.exists() {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!("{} is in use by a running espo", path.display()),
-                ));
-            }
-            std::fs::remove_file(path)?;
-        }
-        let listener = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        check_directory(dir)?;
+        check_replaceable(path)?;
+        let staging = staging_dir(dir)?;
+        let staged = staging.join("s");
+        let bound = UnixListener::bind(&staged).and_then(|listener| {
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+            // Once more right before replacing: another espo may have started meanwhile.
+            check_replaceable(path)?;
+            std::fs::rename(&staged, path)?;
+            Ok(listener)
+        });
+        let _ = std::fs::remove_file(&staged);
+        let _ = std::fs::remove_dir(&staging);
+        let listener = bound?;
         listener.set_nonblocking(true)?;
         Ok(StatusSocket {
             listener,
@@ -263,6 +286,117 @@ impl Drop for StatusSocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Why a directory may not hold the status socket, from its mode and owner (`euid`: the
+/// user espo runs as); `None` when it may.
+fn directory_problem(mode: u32, owner: u32, euid: u32) -> Option<String> {
+    if mode & 0o022 != 0 {
+        return Some(format!(
+            "is writable by {} (mode {:o}): another user could replace the socket",
+            if mode & 0o002 != 0 {
+                "every user"
+            } else {
+                "its group"
+            },
+            mode & 0o7777
+        ));
+    }
+    if owner != 0 && owner != euid {
+        return Some(format!(
+            "belongs to uid {owner}, neither root nor the user espo runs as ({euid})"
+        ));
+    }
+    None
+}
+
+/// Refuses a directory others could write the socket's name into.
+fn check_directory(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    match directory_problem(meta.mode(), meta.uid(), euid) {
+        None => Ok(()),
+        Some(why) => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "the status socket's directory {} {why}; use a directory only root (or espo's user) can write, such as /run/espo",
+                dir.display()
+            ),
+        )),
+    }
+}
+
+/// Whether `path` may be (re)placed by a new socket: nothing there, or a socket nothing
+/// listens on.
+fn check_replaceable(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+        Ok(m) => m,
+    };
+    let kind = meta.file_type();
+    if !kind.is_socket() {
+        let what = if kind.is_symlink() {
+            "a symbolic link"
+        } else if kind.is_dir() {
+            "a directory"
+        } else if kind.is_file() {
+            "a regular file"
+        } else {
+            "not a socket"
+        };
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{} exists and is {what}; espo replaces only a stale socket of its own there (remove it, or choose another [gateway] status_socket)",
+                path.display()
+            ),
+        ));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "{} is in use: something listens on it (another espo running?)",
+                path.display()
+            ),
+        )),
+        // Nothing listens: a stale socket, left by an espo that died.
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(()),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!(
+                "{} is a socket espo cannot check ({e}); remove it if no espo runs",
+                path.display()
+            ),
+        )),
+    }
+}
+
+/// A new, empty directory in `dir`, mode 0700, to bind the socket in.
+fn staging_dir(dir: &Path) -> io::Result<PathBuf> {
+    let mut last = None;
+    for _ in 0..16 {
+        let staging = dir.join(format!(
+            ".espo-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        match std::fs::DirBuilder::new().mode(0o700).create(&staging) {
+            Ok(()) => return Ok(staging),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no staging directory")))
 }
 
 /// Reads the status text from a running gateway's socket.

@@ -25,7 +25,7 @@ use super::icmp::{self, ErrorSource, RateLimit};
 use super::path::{
     InboundEngine, Incoming, OutboundEngine, Outgoing, OutsideRx, OutsideTx, PacketBuf, SaSnapshot,
 };
-use super::pmtu::{self, Fit, Fragments};
+use super::pmtu::{self, Fit, FragmentError, Fragments};
 use super::status::{DirectionStats, PUBLISH_INTERVAL, Published};
 use super::tun::Tun;
 use espo_ipsec::counters::DropReason;
@@ -266,7 +266,11 @@ impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
     fn fragment(&mut self, original: &PacketBuf, max_len: usize) {
         let mut frags = match Fragments::new(original.packet(), max_len) {
             Ok(f) => f,
-            Err(_) => {
+            Err(FragmentError::Malformed | FragmentError::Overflow) => {
+                self.stats.drops.count(DropReason::Malformed);
+                return;
+            }
+            Err(FragmentError::Options | FragmentError::TooSmall) => {
                 self.stats.drops.count(DropReason::TooBig);
                 return;
             }

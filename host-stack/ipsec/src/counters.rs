@@ -24,7 +24,8 @@ pub enum DropReason {
     UnknownSpi,
     /// The decrypted payload's padding or pad length is wrong (after a good ICV).
     BadPadding,
-    /// The inner packet does not match the inbound policy whose bundle was removed.
+    /// The first inbound policy matching the decapsulated inner packet does not protect it
+    /// with exactly the SAs that were removed (or there is none, or it is bypass/discard).
     PolicyMismatch,
     /// No policy matches the packet.
     NoPolicy,

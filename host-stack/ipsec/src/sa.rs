@@ -5,11 +5,31 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use subtle::ConstantTimeEq;
+
 use crate::counters::{DropReason, SaCounters};
-use crate::crypto::{CryptoError, EspTransform, Integrity};
+use crate::crypto::{CryptoError, EncryptionAlgorithm, EspTransform, Integrity};
 use crate::lifetime::Reported;
 use crate::replay::{ReplayError, ReplayWindow};
 use crate::spec::{DfMode, Lifetime, SaMode, SaProtocol, SaSpec, UdpEncap};
+
+/// Whether two SAs' encryption puts them under one AEAD key and salt: their (key, nonce)
+/// pairs would repeat, which breaks AES-GCM and ChaCha20-Poly1305 outright.
+///
+/// Each argument is an SA's encryption algorithm and its configured key bytes (for an AEAD,
+/// the cipher key followed by the 4-byte salt). True when both algorithms are AEADs and the
+/// key bytes are equal, salt included: the nonce is the salt followed by the IV, and the IV
+/// is the sequence number, which every SA starts from 1 — so two such SAs, one per
+/// direction or not, repeat nonces. The same cipher key with another salt draws other
+/// nonces and is not refused here. AES-CBC and NULL never share in this sense: CBC IVs are
+/// random and NULL has no key, so reusing a CBC key repeats no nonce (it is still poor
+/// practice). The key bytes are compared in constant time.
+pub fn share_aead_key_and_salt(
+    a: (EncryptionAlgorithm, &[u8]),
+    b: (EncryptionAlgorithm, &[u8]),
+) -> bool {
+    a.0.is_aead() && b.0.is_aead() && bool::from(a.1.ct_eq(b.1))
+}
 
 /// What an SA does to packets.
 pub enum Transform {
@@ -332,5 +352,53 @@ impl InboundSa {
     /// Whether the SA has reached its hard lifetime (or was ended otherwise).
     pub fn hard_expired(&self) -> bool {
         self.expired || self.params.hard_expired(&self.counters)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GCM128: EncryptionAlgorithm = EncryptionAlgorithm::AesGcm128;
+
+    #[test]
+    fn aead_sas_share_a_key_only_with_the_same_key_and_salt() {
+        let key = [7u8; 20];
+        let mut other_salt = key;
+        other_salt[19] ^= 1;
+        let mut other_key = key;
+        other_key[0] ^= 1;
+        assert!(share_aead_key_and_salt((GCM128, &key), (GCM128, &key)));
+        assert!(!share_aead_key_and_salt(
+            (GCM128, &key),
+            (GCM128, &other_salt)
+        ));
+        assert!(!share_aead_key_and_salt(
+            (GCM128, &key),
+            (GCM128, &other_key)
+        ));
+        assert!(!share_aead_key_and_salt(
+            (GCM128, &key),
+            (GCM128, &key[..16])
+        ));
+        // Whatever the AEAD: the same 36 bytes for AES-GCM-256 and ChaCha20-Poly1305.
+        let long = [9u8; 36];
+        assert!(share_aead_key_and_salt(
+            (EncryptionAlgorithm::AesGcm256, &long),
+            (EncryptionAlgorithm::ChaCha20Poly1305, &long)
+        ));
+    }
+
+    #[test]
+    fn cbc_and_null_never_share_a_nonce_space() {
+        let key = [3u8; 16];
+        let cbc = EncryptionAlgorithm::AesCbc128;
+        assert!(!share_aead_key_and_salt((cbc, &key), (cbc, &key)));
+        let null = EncryptionAlgorithm::Null;
+        assert!(!share_aead_key_and_salt((null, &[]), (null, &[])));
+        assert!(!share_aead_key_and_salt(
+            (cbc, &key[..]),
+            (GCM128, &key[..])
+        ));
     }
 }

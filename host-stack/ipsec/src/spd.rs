@@ -143,18 +143,16 @@ impl Spd {
         self.policies.iter().find(|p| p.selector.matches(flow))
     }
 
-    /// The RFC 4301 §5.2 check of a decapsulated packet: walking the policies in order, the
-    /// first matching policy that is not a protect policy for some other bundle decides —
-    /// accepted only if it protects with exactly the SAs that were removed.
+    /// The RFC 4301 §5.2 check of a decapsulated packet: the first policy whose selectors
+    /// match the inner packet decides, and it admits the packet only if it protects with
+    /// exactly the SAs that were removed. A later policy is never consulted: otherwise the
+    /// peer of one SA could send with the source of a site an earlier policy reserves for
+    /// another SA. Bypass, discard and no match refuse.
     pub fn admits_decapsulated(&self, flow: &Flow, removed_outermost_first: &[usize]) -> bool {
-        for p in self.policies.iter().filter(|p| p.selector.matches(flow)) {
-            match p.action {
-                Action::Protect(b) if b.is_exactly(removed_outermost_first) => return true,
-                Action::Protect(_) => continue,
-                Action::Bypass | Action::Discard => return false,
-            }
+        match self.lookup(flow).map(|p| p.action) {
+            Some(Action::Protect(b)) => b.is_exactly(removed_outermost_first),
+            Some(Action::Bypass | Action::Discard) | None => false,
         }
-        false
     }
 }
 
@@ -165,5 +163,93 @@ impl From<PolicyAction> for &'static str {
             PolicyAction::Bypass => "bypass",
             PolicyAction::Discard => "discard",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::IpProtocol;
+
+    fn flow(src: &str, dst: &str) -> Flow {
+        Flow {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            protocol: IpProtocol::Udp,
+            src_port: Some(40000),
+            dst_port: Some(7),
+            icmp_type_code: None,
+        }
+    }
+
+    fn policy(src: &str, dst: &str, action: Action, id: u32) -> Policy {
+        Policy {
+            selector: Selector {
+                src: src.parse().unwrap(),
+                dst: dst.parse().unwrap(),
+                protocol: ProtocolSelector::Any,
+                src_port: PortRange::ANY,
+                dst_port: PortRange::ANY,
+            },
+            action,
+            id: PolicyId(id),
+        }
+    }
+
+    fn protect(inner: usize) -> Action {
+        Action::Protect(Bundle {
+            inner,
+            outer_ah: None,
+        })
+    }
+
+    /// `in 10.9.0.0/16 -> 10.2.0.0/16 protect [A]`, then `in 10.0.0.0/8 -> 10.2.0.0/16
+    /// protect [B]`: SA A has index 0, SA B index 1.
+    fn two_sites() -> Spd {
+        let mut spd = Spd::default();
+        spd.push(policy("10.9.0.0/16", "10.2.0.0/16", protect(0), 0));
+        spd.push(policy("10.0.0.0/8", "10.2.0.0/16", protect(1), 1));
+        spd
+    }
+
+    #[test]
+    fn the_first_matching_policy_decides_even_when_its_bundle_differs() {
+        let spd = two_sites();
+        // A packet with A's site as source, authenticated by B: A's policy decides, and B
+        // is not its bundle. B's peer cannot send as A's site.
+        assert!(!spd.admits_decapsulated(&flow("10.9.1.1", "10.2.0.5"), &[1]));
+        // The same packet through A is what A's policy asks for.
+        assert!(spd.admits_decapsulated(&flow("10.9.1.1", "10.2.0.5"), &[0]));
+        // B's own site (outside A's prefix) is B's.
+        assert!(spd.admits_decapsulated(&flow("10.7.1.1", "10.2.0.5"), &[1]));
+        assert!(!spd.admits_decapsulated(&flow("10.7.1.1", "10.2.0.5"), &[0]));
+    }
+
+    #[test]
+    fn bypass_discard_and_no_policy_refuse_a_decapsulated_packet() {
+        let mut spd = Spd::default();
+        spd.push(policy("10.5.0.0/16", "10.2.0.0/16", Action::Bypass, 0));
+        spd.push(policy("10.6.0.0/16", "10.2.0.0/16", Action::Discard, 1));
+        spd.push(policy("10.0.0.0/8", "10.2.0.0/16", protect(0), 2));
+        assert!(!spd.admits_decapsulated(&flow("10.5.0.1", "10.2.0.1"), &[0]));
+        assert!(!spd.admits_decapsulated(&flow("10.6.0.1", "10.2.0.1"), &[0]));
+        assert!(spd.admits_decapsulated(&flow("10.7.0.1", "10.2.0.1"), &[0]));
+        assert!(!spd.admits_decapsulated(&flow("192.0.2.1", "10.2.0.1"), &[0]));
+    }
+
+    #[test]
+    fn an_esp_ah_bundle_must_be_removed_whole_and_in_order() {
+        let mut spd = Spd::default();
+        let bundle = Action::Protect(Bundle {
+            inner: 0,
+            outer_ah: Some(1),
+        });
+        spd.push(policy("10.1.0.0/16", "10.2.0.0/16", bundle, 0));
+        let f = flow("10.1.0.1", "10.2.0.1");
+        assert!(spd.admits_decapsulated(&f, &[1, 0]));
+        assert!(!spd.admits_decapsulated(&f, &[0, 1]));
+        assert!(!spd.admits_decapsulated(&f, &[0]));
+        assert!(!spd.admits_decapsulated(&f, &[1]));
+        assert!(!spd.admits_decapsulated(&f, &[]));
     }
 }

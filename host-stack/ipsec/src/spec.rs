@@ -145,3 +145,44 @@ pub const MAX_REPLAY_WINDOW: u32 = 65536;
 pub const DEFAULT_REPLAY_WINDOW: u32 = 64;
 /// Default outer TTL / hop limit.
 pub const DEFAULT_TTL: u8 = 64;
+
+/// The first two SAs of `sas` under one AEAD key and salt, as (earlier, later) indices:
+/// they would repeat (key, nonce) pairs
+/// ([`share_aead_key_and_salt`](crate::sa::share_aead_key_and_salt)). Keys are grouped by
+/// an HMAC under a key drawn for this check alone, so that the work is linear in the
+/// number of SAs and the grouping reveals nothing of the keys; SAs in one group are then
+/// compared in constant time.
+pub fn first_shared_aead_key(sas: &[SaSpec]) -> Option<(usize, usize)> {
+    use ring::hmac;
+    use std::collections::HashMap;
+    // Should the system RNG fail, every key lands in one group: compared pairwise.
+    let grouping = hmac::Key::generate(hmac::HMAC_SHA256, &ring::rand::SystemRandom::new()).ok();
+    let mut groups: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+    for (i, sa) in sas.iter().enumerate() {
+        let (Some(enc), Some(key)) = (sa.encryption, sa.key.as_ref()) else {
+            continue;
+        };
+        if !enc.is_aead() {
+            continue;
+        }
+        let group = grouping
+            .as_ref()
+            .map(|k| hmac::sign(k, key.as_bytes()).as_ref().to_vec())
+            .unwrap_or_default();
+        let members = groups.entry(group).or_default();
+        let earlier = members.iter().copied().find(|&j| {
+            let other = &sas[j];
+            match (other.encryption, other.key.as_ref()) {
+                (Some(e), Some(k)) => {
+                    crate::sa::share_aead_key_and_salt((e, k.as_bytes()), (enc, key.as_bytes()))
+                }
+                _ => false,
+            }
+        });
+        if let Some(j) = earlier {
+            return Some((j, i));
+        }
+        members.push(i);
+    }
+    None
+}

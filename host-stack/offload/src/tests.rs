@@ -50,6 +50,8 @@ fn udp_packet(len: usize, fill: u8) -> Vec<u8> {
 }
 
 const KEY128: &str = "000102030405060708090a0b0c0d0e0f10111213";
+/// The inbound SA's key: each direction has its own.
+const KEY128_IN: &str = "202122232425262728292a2b2c2d2e2f30313233";
 
 /// One AES-GCM SA out (0x1001) and in (0x2001), one ChaCha20 SA out (0x1002) for other
 /// traffic: 10.1/16 -> 10.2/16 on the card, 10.1/16 -> 10.3/16 in software.
@@ -57,7 +59,7 @@ fn config(extra_sa: &str) -> Config {
     let text = format!(
         "[[sa]]\nspi = 0x1001\nprotocol = \"esp\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128}\"\n{extra_sa}\n\
          [[sa]]\nspi = 0x1002\nprotocol = \"esp\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nencryption = \"chacha20-poly1305\"\nkey = \"{}\"\n\
-         [[sa]]\nspi = 0x2001\nprotocol = \"esp\"\nsrc = \"192.0.2.2\"\ndst = \"192.0.2.1\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128}\"\nreplay_window = 64\n\
+         [[sa]]\nspi = 0x2001\nprotocol = \"esp\"\nsrc = \"192.0.2.2\"\ndst = \"192.0.2.1\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128_IN}\"\nreplay_window = 64\n\
          [[policy]]\ndir = \"out\"\nsrc = \"10.1.0.0/16\"\ndst = \"10.2.0.0/16\"\naction = \"protect\"\nsa = [0x1001]\n\
          [[policy]]\ndir = \"out\"\nsrc = \"10.1.0.0/16\"\ndst = \"10.3.0.0/16\"\naction = \"protect\"\nsa = [0x1002]\n\
          [[policy]]\ndir = \"in\"\nsrc = \"10.2.0.0/16\"\ndst = \"10.1.0.0/16\"\naction = \"protect\"\nsa = [0x2001]\n",
@@ -70,7 +72,7 @@ fn config(extra_sa: &str) -> Config {
 fn peer_config() -> Config {
     let text = format!(
         "[[sa]]\nspi = 0x1001\nprotocol = \"esp\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128}\"\nreplay_window = 0\n\
-         [[sa]]\nspi = 0x2001\nprotocol = \"esp\"\nsrc = \"192.0.2.2\"\ndst = \"192.0.2.1\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128}\"\n\
+         [[sa]]\nspi = 0x2001\nprotocol = \"esp\"\nsrc = \"192.0.2.2\"\ndst = \"192.0.2.1\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128_IN}\"\n\
          [[policy]]\ndir = \"in\"\nsrc = \"10.1.0.0/16\"\ndst = \"10.2.0.0/16\"\naction = \"protect\"\nsa = [0x1001]\n\
          [[policy]]\ndir = \"out\"\nsrc = \"10.2.0.0/16\"\ndst = \"10.1.0.0/16\"\naction = \"protect\"\nsa = [0x2001]\n"
     );
@@ -312,4 +314,79 @@ fn outbound_moves_continue_the_sequence_numbers() {
     assert!(sorted[0] == 1001, "continues from the configured number");
     assert_eq!(engine.counters().moves_to_software, 1);
     assert_eq!(engine.counters().moves_to_card, 1);
+}
+
+/// RFC 4301 §5.2 on the card path: the first inbound policy matching the inner packet
+/// decides. Site 10.9/16 comes through SA 0x2001, every other 10/8 site through SA 0x2002
+/// (both on the card): the peer of SA 0x2002 cannot send as 10.9/16.
+#[test]
+fn on_the_card_the_first_matching_inbound_policy_decides() {
+    let sa = |spi: u32, src: &str, key: &str| {
+        format!(
+            "[[sa]]\nspi = {spi:#x}\nprotocol = \"esp\"\nsrc = \"{src}\"\ndst = \"192.0.2.1\"\nencryption = \"aes-gcm-128\"\nkey = \"{key}\"\n"
+        )
+    };
+    let key_a = "a0".repeat(20);
+    let key_b = "b0".repeat(20);
+    let sas = format!(
+        "{}{}",
+        sa(0x2001, "192.0.2.2", &key_a),
+        sa(0x2002, "192.0.2.3", &key_b)
+    );
+    let policy = |dir: &str, src: &str, spi: u32| {
+        format!(
+            "[[policy]]\ndir = \"{dir}\"\nsrc = \"{src}\"\ndst = \"10.1.0.0/16\"\naction = \"protect\"\nsa = [{spi:#x}]\n"
+        )
+    };
+    let ours = Config::parse(
+        &format!(
+            "{sas}{}{}",
+            policy("in", "10.9.0.0/16", 0x2001),
+            policy("in", "10.0.0.0/8", 0x2002)
+        ),
+        FsPath::new("two-sites.toml"),
+    )
+    .unwrap();
+    let peer_b = Config::parse(
+        &format!("{sas}{}", policy("out", "10.0.0.0/8", 0x2002)),
+        FsPath::new("peer-b.toml"),
+    )
+    .unwrap();
+    let (mut engine, _, tap) = rig(&ours, OffloadOptions::default());
+    assert!(
+        engine
+            .placements()
+            .iter()
+            .all(|p| matches!(p.placement, Placement::Card { .. })),
+        "both inbound SAs on the card"
+    );
+    let mut peer = peer_b.software_engine().unwrap();
+    let mut send = |inner: &[u8]| {
+        let mut out = vec![0u8; 400];
+        let Ok(Encapsulated::Protected { len, spi, .. }) =
+            peer.outbound.encapsulate(inner, &mut out)
+        else {
+            panic!("peer refused");
+        };
+        assert_eq!(spi, 0x2002);
+        let mut frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0];
+        frame.extend_from_slice(&out[..len]);
+        tap.send_bytes(&frame);
+    };
+    send(&packet([10, 9, 1, 1], [10, 1, 0, 9], 100, 1));
+    send(&packet([10, 7, 1, 1], [10, 1, 0, 9], 100, 2));
+    let got = collect_rx(&mut engine, 2);
+    assert_eq!(got[0].outcome, Err(DropReason::PolicyMismatch));
+    assert!(
+        matches!(
+            got[1].outcome,
+            Ok(Received::Inner {
+                path: Path::Card,
+                spi: 0x2002,
+                ..
+            })
+        ),
+        "{:?}",
+        got[1].outcome
+    );
 }

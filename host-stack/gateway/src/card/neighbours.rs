@@ -132,6 +132,11 @@ impl Neighbours {
     /// neighbour asked for one of espo's addresses, so it will be talked to). Returns the
     /// frames that waited for it, their destination set.
     pub fn learn(&mut self, ip: IpAddr, mac: Mac, now: Instant, always: bool) -> Vec<Vec<u8>> {
+        // A group (multicast or broadcast) address is never a neighbour's: the parser
+        // refuses frames that claim one, and nothing is learnt from them here either.
+        if mac[0] & 1 != 0 {
+            return Vec::new();
+        }
         if self.find(ip).is_none() {
             if !always || self.entries.len() >= MAX_ENTRIES {
                 return Vec::new();
@@ -223,6 +228,24 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_group_address_is_never_learnt() {
+        let mut n = Neighbours::default();
+        let t0 = Instant::now();
+        for group in [
+            [0xff; 6],
+            [0x33, 0x33, 0xff, 0, 0, 2],
+            [0x01, 0, 0x5e, 0, 0, 1],
+        ] {
+            assert!(n.learn(ip("192.0.2.9"), group, t0, true).is_empty());
+            assert!(n.view(t0).is_empty(), "{group:02x?} learnt");
+        }
+        // Nor does it overwrite an address already known.
+        n.learn(ip("192.0.2.9"), PEER, t0, true);
+        n.learn(ip("192.0.2.9"), [0xff; 6], t0, true);
+        assert_eq!(n.view(t0)[0].mac, Some(PEER));
     }
 
     #[test]

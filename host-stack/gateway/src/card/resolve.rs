@@ -174,6 +174,10 @@ fn parse_nd(frame: &[u8], ip: &[u8]) -> Kind {
         if src.is_unspecified() && link_layer.is_some() {
             return bad;
         }
+        // A group address cannot be a sender's.
+        if link_layer.is_some_and(|mac| mac[0] & 1 != 0) {
+            return bad;
+        }
         Kind::Neighbour(Neighbourly::Request {
             sender_ip: IpAddr::V6(src),
             sender_mac: link_layer,
@@ -430,6 +434,63 @@ mod tests {
         let mut echo = f.clone();
         echo[ETH_LEN + 40] = 128;
         assert_eq!(parse(&echo), Kind::OtherControl);
+    }
+
+    /// An NS from `src` with `mac` in its source link-layer option, checksum valid.
+    fn solicitation_from(mac: Mac) -> Vec<u8> {
+        let mut f = Vec::new();
+        nd_solicit(&mut f, MAC_A, v6("2001:db8::1"), v6("2001:db8::2"));
+        let option = ETH_LEN + IPV6_LEN + ND_LEN;
+        assert_eq!(f[option], OPT_SOURCE_LL);
+        f[option + 2..option + 8].copy_from_slice(&mac);
+        let icmp = ETH_LEN + IPV6_LEN;
+        f[icmp + 2..icmp + 4].fill(0);
+        let pseudo = checksum::pseudo_header_v6(
+            &v6("2001:db8::1"),
+            &solicited_node(v6("2001:db8::2")),
+            IpProtocol::Icmpv6,
+            (f.len() - icmp) as u32,
+        );
+        let sum = !checksum::combine(&[pseudo, checksum::data(&f[icmp..])]);
+        f[icmp + 2..icmp + 4].copy_from_slice(&sum.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn a_group_address_is_never_a_neighbours_link_layer_address() {
+        // A valid solicitation parses, with its option.
+        assert!(matches!(
+            parse(&solicitation_from(MAC_B)),
+            Kind::Neighbour(Neighbourly::Request {
+                sender_mac: Some(MAC_B),
+                ..
+            })
+        ));
+        for group in [
+            [0xff; 6],
+            [0x33, 0x33, 0, 0, 0, 1],
+            [0x01, 0, 0x5e, 0, 0, 0xfb],
+        ] {
+            assert_eq!(
+                parse(&solicitation_from(group)),
+                Kind::Malformed(Malformed::Nd),
+                "NS with source link-layer address {group:02x?}"
+            );
+            let mut arp = Vec::new();
+            arp_request(&mut arp, MAC_A, v4("192.0.2.1"), v4("192.0.2.2"));
+            arp[ETH_LEN + 8..ETH_LEN + 14].copy_from_slice(&group);
+            assert_eq!(
+                parse(&arp),
+                Kind::Malformed(Malformed::Arp),
+                "ARP {group:02x?}"
+            );
+            arp[ETH_LEN + 7] = 2; // a reply
+            assert_eq!(
+                parse(&arp),
+                Kind::Malformed(Malformed::Arp),
+                "ARP {group:02x?}"
+            );
+        }
     }
 
     proptest::proptest! {

@@ -125,6 +125,98 @@ fn no_packet_too_big_about_an_icmpv6_error() {
     assert!(packet_too_big(&err, src, 1280, &mut out).is_some());
 }
 
+/// An IPv6 packet whose fixed header is followed by `chain` (extension headers, each
+/// `(its protocol, its bytes)` with the next-header bytes filled in here) and then by
+/// `upper` carrying `body`.
+fn v6_with_chain(chain: &[(IpProtocol, Vec<u8>)], upper: IpProtocol, body: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    for (i, (_, bytes)) in chain.iter().enumerate() {
+        let next = chain.get(i + 1).map_or(upper, |(p, _)| *p);
+        let mut h = bytes.clone();
+        h[0] = u8::from(next);
+        payload.extend_from_slice(&h);
+    }
+    payload.extend_from_slice(body);
+    let first = chain.first().map_or(upper, |(p, _)| *p);
+    let mut p = udp6(ipv6::HEADER_LEN + payload.len(), first);
+    p[ipv6::HEADER_LEN..].copy_from_slice(&payload);
+    p
+}
+
+fn dest_opts() -> (IpProtocol, Vec<u8>) {
+    // Destination Options, 8 bytes: PadN of 4.
+    (IpProtocol::Ipv6Opts, vec![0, 0, 1, 4, 0, 0, 0, 0])
+}
+
+fn fragment(offset_units: u16, more: bool) -> (IpProtocol, Vec<u8>) {
+    let field = (offset_units << 3) | u16::from(more);
+    let f = field.to_be_bytes();
+    (
+        IpProtocol::Ipv6Frag,
+        vec![0, 0, f[0], f[1], 0, 0, 0x12, 0x34],
+    )
+}
+
+#[test]
+fn no_packet_too_big_about_an_icmpv6_error_behind_extension_headers() {
+    let src: Ipv6Addr = "fd00:1:ffff::1".parse().unwrap();
+    let mut out = [0u8; 2048];
+    let error = [1u8, 0, 0, 0, 0, 0, 0, 0]; // destination unreachable
+    let echo = [128u8, 0, 0, 0, 0, 0, 0, 0];
+    for chain in [
+        vec![dest_opts()],
+        vec![fragment(0, true)],
+        vec![dest_opts(), fragment(0, true), dest_opts()],
+    ] {
+        let err = v6_with_chain(&chain, IpProtocol::Icmpv6, &error);
+        assert_eq!(packet_too_big(&err, src, 1280, &mut out), None, "{chain:?}");
+        let req = v6_with_chain(&chain, IpProtocol::Icmpv6, &echo);
+        assert!(
+            packet_too_big(&req, src, 1280, &mut out).is_some(),
+            "an echo request is answered: {chain:?}"
+        );
+    }
+}
+
+#[test]
+fn no_packet_too_big_about_a_non_first_fragment() {
+    let src: Ipv6Addr = "fd00:1:ffff::1".parse().unwrap();
+    let mut out = [0u8; 2048];
+    let data = [0x80u8; 64];
+    for more in [true, false] {
+        let late = v6_with_chain(&[fragment(185, more)], IpProtocol::Udp, &data);
+        assert_eq!(packet_too_big(&late, src, 1280, &mut out), None);
+        let late = v6_with_chain(&[dest_opts(), fragment(1, more)], IpProtocol::Udp, &data);
+        assert_eq!(packet_too_big(&late, src, 1280, &mut out), None);
+    }
+    // The first fragment is.
+    let first = v6_with_chain(&[fragment(0, true)], IpProtocol::Udp, &data);
+    assert!(packet_too_big(&first, src, 1280, &mut out).is_some());
+    // A chain that cannot be walked says nothing either way: no error is sent.
+    let mut broken = v6_with_chain(&[dest_opts()], IpProtocol::Udp, &data);
+    broken[ipv6::HEADER_LEN + 1] = 200; // header length far past the packet
+    assert_eq!(packet_too_big(&broken, src, 1280, &mut out), None);
+}
+
+#[test]
+fn no_frag_needed_about_a_packet_to_a_group_or_broadcast() {
+    let src = Ipv4Addr::new(10, 1, 255, 1);
+    let mut out = [0u8; 2048];
+    for dst in [
+        Ipv4Addr::new(224, 0, 0, 251),
+        Ipv4Addr::new(239, 1, 2, 3),
+        Ipv4Addr::BROADCAST,
+    ] {
+        let mut p = udp4(1500);
+        {
+            let mut h = ipv4::Packet::new_unchecked(&mut p[..]);
+            h.set_dst_addr(dst);
+            h.fill_checksum();
+        }
+        assert_eq!(frag_needed(&p, src, 1431, &mut out), None, "{dst}");
+    }
+}
+
 #[test]
 fn rate_limit_allows_a_burst_then_refills() {
     let mut r = RateLimit::new(10, 3);

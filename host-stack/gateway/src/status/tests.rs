@@ -135,3 +135,156 @@ fn the_status_socket_is_private_and_answers() {
     assert!(!path.exists(), "the socket file is removed on exit");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A fresh private directory for one test, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "espo-status-{name}-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&dir)
+            .unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn what_is_not_a_socket_is_refused_and_left_alone() {
+    let dir = TempDir::new("not-a-socket");
+    let path = dir.0.join("espo.sock");
+
+    std::fs::write(&path, "precious").unwrap();
+    let e = StatusSocket::bind(&path).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
+    assert!(
+        e.to_string().contains(&*path.to_string_lossy()) && e.to_string().contains("regular file"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+    std::fs::remove_file(&path).unwrap();
+
+    // A symbolic link, to a file or to nothing: not followed, not removed.
+    let target = dir.0.join("target");
+    std::fs::write(&target, "precious").unwrap();
+    for to in [target.clone(), dir.0.join("nowhere")] {
+        std::os::unix::fs::symlink(&to, &path).unwrap();
+        let e = StatusSocket::bind(&path).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert!(
+            std::fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+
+    std::fs::create_dir(&path).unwrap();
+    let e = StatusSocket::bind(&path).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
+    assert!(path.is_dir());
+}
+
+#[test]
+fn a_stale_socket_is_replaced_and_a_live_one_refused() {
+    let dir = TempDir::new("stale");
+    let path = dir.0.join("espo.sock");
+    // A socket left behind by a process that is gone: the file stays, nothing listens.
+    drop(UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let socket = StatusSocket::bind(&path).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    drop(socket);
+
+    // Something else listening there (not espo): refused, and still listening after.
+    let other = UnixListener::bind(&path).unwrap();
+    let e = StatusSocket::bind(&path).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
+    assert!(std::os::unix::net::UnixStream::connect(&path).is_ok());
+    drop(other);
+}
+
+#[test]
+fn a_directory_others_can_write_is_refused() {
+    let dir = TempDir::new("shared-dir");
+    let path = dir.0.join("espo.sock");
+    for mode in [0o777, 0o1777, 0o770, 0o730, 0o702] {
+        std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(mode)).unwrap();
+        let e = StatusSocket::bind(&path).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{mode:o}: {e}");
+        assert!(
+            e.to_string().contains(&*dir.0.to_string_lossy()),
+            "the error names the directory: {e}"
+        );
+        assert!(!path.exists(), "{mode:o}: nothing created");
+    }
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    drop(StatusSocket::bind(&path).unwrap());
+}
+
+#[test]
+fn a_directory_must_belong_to_root_or_espos_user() {
+    assert_eq!(directory_problem(0o40700, 0, 1000), None);
+    assert_eq!(directory_problem(0o40755, 1000, 1000), None);
+    assert_eq!(directory_problem(0o40700, 0, 0), None);
+    let e = directory_problem(0o40700, 1001, 1000).unwrap();
+    assert!(e.contains("uid 1001"), "{e}");
+    assert!(directory_problem(0o40700, 1001, 0).is_some());
+    assert!(
+        directory_problem(0o40775, 0, 0)
+            .unwrap()
+            .contains("its group")
+    );
+    assert!(
+        directory_problem(0o41777, 0, 0)
+            .unwrap()
+            .contains("every user")
+    );
+}
+
+/// The socket appears at its path by a rename, already 0600: it is never created there
+/// (with the umask's mode) and never has its mode changed there.
+#[test]
+fn the_socket_appears_at_its_path_already_private() {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let dir = TempDir::new("appears");
+    let path = dir.0.join("espo.sock");
+    let watch = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
+    watch
+        .add_watch(
+            &dir.0,
+            AddWatchFlags::IN_CREATE | AddWatchFlags::IN_ATTRIB | AddWatchFlags::IN_MOVED_TO,
+        )
+        .unwrap();
+    let socket = StatusSocket::bind(&path).unwrap();
+    let events = watch.read_events().unwrap();
+    let ours: Vec<AddWatchFlags> = events
+        .iter()
+        .filter(|e| e.name.as_deref() == Some(std::ffi::OsStr::new("espo.sock")))
+        .map(|e| e.mask)
+        .collect();
+    assert_eq!(ours, vec![AddWatchFlags::IN_MOVED_TO], "{events:?}");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // Nothing else is left in the directory.
+    let names: Vec<_> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("espo.sock")]);
+    drop(socket);
+}
