@@ -11,8 +11,15 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     match parse(data) {
         Kind::Neighbour(Neighbourly::Request {
-            sender_ip, target, ..
-        }) => assert_eq!(sender_ip.is_ipv4(), target.is_ipv4()),
+            sender_ip,
+            sender_mac,
+            target,
+        }) => {
+            assert_eq!(sender_ip.is_ipv4(), target.is_ipv4());
+            if let Some(mac) = sender_mac {
+                assert_eq!(mac[0] & 1, 0, "a group address is never learnt");
+            }
+        }
         Kind::Neighbour(Neighbourly::Reply { ip, mac }) => {
             assert_eq!(mac[0] & 1, 0, "a group address is never learnt");
             if let IpAddr::V6(v6) = ip {

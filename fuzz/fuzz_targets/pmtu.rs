@@ -19,12 +19,19 @@ fuzz_target!(|input: (u16, &[u8])| {
     }
     let _ = pmtu::fit(data, usize::from(mtu % 200), 1500, 1431);
     if let Ok(mut frags) = pmtu::Fragments::new(data, usize::from(mtu)) {
-        let mut total = 0;
+        let p = ipv4::Packet::new_checked(data).unwrap();
+        // Each piece sits right after the previous one, from the original's own offset:
+        // never wrapped.
+        let mut at = usize::from(p.frag_offset());
         while let Some(n) = frags.next_into(&mut out) {
             assert!(n <= usize::from(mtu));
-            total += n - ipv4::HEADER_LEN;
+            let piece = ipv4::Packet::new_checked(&out[..n]).unwrap();
+            assert_eq!(usize::from(piece.frag_offset()), at);
+            at += n - ipv4::HEADER_LEN;
         }
-        let p = ipv4::Packet::new_checked(data).unwrap();
-        assert_eq!(total, usize::from(p.total_len()) - ipv4::HEADER_LEN);
+        assert_eq!(
+            at,
+            usize::from(p.frag_offset()) + usize::from(p.total_len()) - ipv4::HEADER_LEN
+        );
     }
 });
