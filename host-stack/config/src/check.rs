@@ -70,6 +70,7 @@ pub(crate) fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigErro
         policies.push(validate_policy(i, p, &sas, path)?);
     }
     check_directions(&policies, path)?;
+    check_stated_directions(&sas, &policies, path)?;
     Ok(Config {
         path: path.to_owned(),
         device,
@@ -135,6 +136,46 @@ fn check_directions(policies: &[PolicySpec], path: &Path) -> Result<(), ConfigEr
                 }
                 Some(_) => {}
             }
+        }
+    }
+    Ok(())
+}
+
+fn parse_direction(entry: &Entry, text: &str) -> Result<Direction, ConfigError> {
+    match text {
+        "in" => Ok(Direction::In),
+        "out" => Ok(Direction::Out),
+        other => Err(entry.err(
+            "dir",
+            format!("`{other}` is not a direction (expected in or out)"),
+        )),
+    }
+}
+
+/// An SA that states its `dir` is named only by policies of that direction.
+fn check_stated_directions(
+    sas: &[SaSpec],
+    policies: &[PolicySpec],
+    path: &Path,
+) -> Result<(), ConfigError> {
+    for (i, sa) in sas.iter().enumerate() {
+        let Some(dir) = sa.dir else { continue };
+        if let Some(j) = policies
+            .iter()
+            .position(|p| p.dir != dir && p.sa.contains(&sa.spi))
+        {
+            let entry = Entry {
+                path,
+                name: format!("sa[{i}] (spi {:#010x})", sa.spi),
+            };
+            return Err(entry.err(
+                "dir",
+                format!(
+                    "the SA is `{}` but policy[{j}] is an `{}` policy that names it",
+                    dir.name(),
+                    policies[j].dir.name()
+                ),
+            ));
         }
     }
     Ok(())
@@ -235,6 +276,13 @@ fn validate_gateway(raw: &RawGateway, path: &Path) -> Result<GatewayConfig, Conf
             .status_socket
             .clone()
             .unwrap_or_else(|| DEFAULT_STATUS_SOCKET.into()),
+        state_dir: match &raw.state_dir {
+            Some(d) if d.as_os_str().is_empty() => {
+                return Err(entry.err("state_dir", "must name a directory"));
+            }
+            Some(d) => d.clone(),
+            None => DEFAULT_STATE_DIR.into(),
+        },
     })
 }
 
@@ -305,6 +353,11 @@ fn validate_sa(index: usize, raw: &RawSa, path: &Path) -> Result<SaSpec, ConfigE
             format!("SPI {spi} is reserved (RFC 4303: 0 to 255 are not for SAs)"),
         ));
     }
+    let dir = raw
+        .dir
+        .as_deref()
+        .map(|d| parse_direction(&entry, d))
+        .transpose()?;
     let protocol = match entry.required("protocol", &raw.protocol)?.as_str() {
         "esp" => SaProtocol::Esp,
         "ah" => SaProtocol::Ah,
@@ -503,6 +556,7 @@ fn validate_sa(index: usize, raw: &RawSa, path: &Path) -> Result<SaSpec, ConfigE
     };
     Ok(SaSpec {
         spi,
+        dir,
         protocol,
         mode,
         src,
@@ -531,16 +585,7 @@ fn validate_policy(
         path,
         name: format!("policy[{index}]"),
     };
-    let dir = match entry.required("dir", &raw.dir)?.as_str() {
-        "in" => Direction::In,
-        "out" => Direction::Out,
-        other => {
-            return Err(entry.err(
-                "dir",
-                format!("`{other}` is not a direction (expected in or out)"),
-            ));
-        }
-    };
+    let dir = parse_direction(&entry, entry.required("dir", &raw.dir)?)?;
     let cidr = |field: &'static str, v: &Option<String>| -> Result<Cidr, ConfigError> {
         let s = entry.required(field, v)?;
         s.parse::<Cidr>().map_err(|m| entry.err(field, m))

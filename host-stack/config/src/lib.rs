@@ -127,6 +127,9 @@ impl core::fmt::Display for InterfaceAddress {
     }
 }
 
+/// Where `espo run` keeps SA state across restarts when `[gateway] state_dir` is not set.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/espo";
+
 /// Where `espo status` connects and `espo run` listens when `[gateway] status_socket` is not set.
 pub const DEFAULT_STATUS_SOCKET: &str = "/run/espo/espo.sock";
 
@@ -146,6 +149,9 @@ pub struct GatewayConfig {
     pub mtu: Option<u16>,
     /// The Unix socket `espo status` talks to (mode 0600).
     pub status_socket: PathBuf,
+    /// Where outbound sequence-number reservations and inbound replay marks are kept across
+    /// restarts.
+    pub state_dir: PathBuf,
     /// Model and vfio engines: the router the card's port sends tunnel packets to, at most
     /// one per address family; a family without one sends straight to the peer (on-link).
     pub next_hops: Vec<IpAddr>,
@@ -356,6 +362,7 @@ pub(crate) struct RawGateway {
     pub mtu: Option<u16>,
     pub status_socket: Option<PathBuf>,
     pub next_hop: Option<OneOrMany>,
+    pub state_dir: Option<PathBuf>,
 }
 
 /// A string or an array of strings.
@@ -397,6 +404,7 @@ pub(crate) struct RawLifetime {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawSa {
     pub spi: Option<IntOrString>,
+    pub dir: Option<String>,
     pub protocol: Option<String>,
     pub mode: Option<String>,
     pub src: Option<String>,

@@ -70,6 +70,9 @@ pub struct Lifetime {
 #[derive(Debug, Clone)]
 pub struct SaSpec {
     pub spi: u32,
+    /// Which way it carries traffic, when stated; otherwise the policies that name it say
+    /// (an SA named by an `out` policy sends, any other receives).
+    pub dir: Option<Direction>,
     pub protocol: SaProtocol,
     pub mode: SaMode,
     pub src: IpAddr,

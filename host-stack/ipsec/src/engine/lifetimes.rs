@@ -89,6 +89,7 @@ mod tests {
     fn params(spi: u32, lifetime: Lifetime) -> SaParams {
         SaParams::from_spec(&SaSpec {
             spi,
+            dir: None,
             protocol: SaProtocol::Esp,
             mode: SaMode::Tunnel,
             src: [192, 0, 2, 1].into(),

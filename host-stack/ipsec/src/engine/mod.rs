@@ -5,8 +5,9 @@
 //! and the inbound SPD — so the two directions share no mutable state and can run on
 //! different cores.
 //!
-//! Which SAs go where follows the policies: an SA named by an `out` policy is outbound, an
-//! SA named by an `in` policy inbound. An SA named by neither is inbound (a receiver can
+//! Which SAs go where follows their `dir` and the policies: an SA named by an `out` policy
+//! is outbound, an SA named by an `in` policy inbound. An SA named by neither and with no
+//! `dir` is inbound (a receiver can
 //! hold SAs before any policy uses them; their packets fail the policy check and are
 //! counted). While the engine runs, SAs and policies change through the operations of
 //! [`change`] (the live SA and policy database), each applied by the half it concerns
@@ -56,13 +57,17 @@ impl SoftwareEngine {
     pub fn new(sas: &[SaSpec], policies: &[PolicySpec]) -> Result<SoftwareEngine, EngineError> {
         let mut engine = SoftwareEngine::default();
         for sa in sas {
-            if named_by(policies, sa, Direction::Out) {
+            let out = sa.dir == Some(Direction::Out) || named_by(policies, sa, Direction::Out);
+            let inbound = sa.dir == Some(Direction::In)
+                || named_by(policies, sa, Direction::In)
+                || (sa.dir.is_none() && !out);
+            if out {
                 engine
                     .outbound
                     .sas
                     .insert(OutboundSa::new(SaParams::from_spec(sa)?, sa.seq));
             }
-            if named_by(policies, sa, Direction::In) || !named_by(policies, sa, Direction::Out) {
+            if inbound {
                 let inbound = InboundSa::new(SaParams::from_spec(sa)?, sa.replay_window, sa.seq)?;
                 let idx = engine.inbound.sas.insert(inbound);
                 engine.inbound.by_spi.insert((sa.spi, sa.dst), idx);

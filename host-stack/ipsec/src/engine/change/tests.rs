@@ -22,6 +22,7 @@ fn spec(spi: u32) -> SaSpec {
     let key: Vec<u8> = (0..20).map(|i| (spi as u8).wrapping_mul(31) ^ i).collect();
     SaSpec {
         spi,
+        dir: None,
         protocol: SaProtocol::Esp,
         mode: SaMode::Tunnel,
         src: IpAddr::from(A),
