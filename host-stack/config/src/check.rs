@@ -11,13 +11,17 @@ use espo_ipsec::spec::first_shared_aead_key;
 use espo_ipsec::spec::*;
 
 /// Error context for one entry: the file and the entry's name.
-struct Entry<'a> {
+pub(crate) struct Entry<'a> {
     path: &'a Path,
     name: String,
 }
 
-impl Entry<'_> {
-    fn err(&self, field: &'static str, message: impl Into<String>) -> ConfigError {
+impl<'a> Entry<'a> {
+    pub(crate) fn new(path: &'a Path, name: String) -> Entry<'a> {
+        Entry { path, name }
+    }
+
+    pub(crate) fn err(&self, field: &'static str, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.to_owned(),
             entry: self.name.clone(),
@@ -335,7 +339,7 @@ fn key_description(enc: EncryptionAlgorithm) -> String {
     }
 }
 
-fn validate_sa(index: usize, raw: &RawSa, path: &Path) -> Result<SaSpec, ConfigError> {
+pub(crate) fn validate_sa(index: usize, raw: &RawSa, path: &Path) -> Result<SaSpec, ConfigError> {
     let mut entry = Entry {
         path,
         name: format!("sa[{index}]"),
@@ -575,7 +579,7 @@ fn validate_sa(index: usize, raw: &RawSa, path: &Path) -> Result<SaSpec, ConfigE
     })
 }
 
-fn validate_policy(
+pub(crate) fn validate_policy(
     index: usize,
     raw: &RawPolicy,
     sas: &[SaSpec],

@@ -22,6 +22,7 @@ use zeroize::{Zeroize, Zeroizing};
 use espo_ipsec::spec::{PolicySpec, SaSpec};
 
 mod check;
+pub mod control;
 mod redact;
 
 /// Why a configuration was refused.
@@ -127,6 +128,34 @@ impl core::fmt::Display for InterfaceAddress {
     }
 }
 
+/// Configuration text (a file, or the body of a control request) in its raw serde form;
+/// syntax errors never show a secret value.
+pub(crate) fn parse_raw(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        path: path.to_owned(),
+        message: crate::redact::syntax_message(text, e.span().map(|s| s.start), e.message()),
+    })
+}
+
+/// The same error with every long run of hex digits in its message redacted: messages
+/// quote values of other fields, and a key pasted into one of them is still not shown.
+pub(crate) fn redacted(e: ConfigError) -> ConfigError {
+    match e {
+        ConfigError::Invalid {
+            path,
+            entry,
+            field,
+            message,
+        } => ConfigError::Invalid {
+            path,
+            entry,
+            field,
+            message: crate::redact::redact_hex_runs(&message),
+        },
+        other => other,
+    }
+}
+
 /// Where `espo run` keeps SA state across restarts when `[gateway] state_dir` is not set.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/espo";
 
@@ -194,26 +223,8 @@ impl Config {
     /// Validates configuration text; `path` names it in error messages, which never show
     /// the value of a secret field (see `redact`).
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: path.to_owned(),
-            message: crate::redact::syntax_message(text, e.span().map(|s| s.start), e.message()),
-        })?;
-        crate::check::validate(raw, path).map_err(|e| match e {
-            // Messages quote values of other fields; a key pasted into one of them is still
-            // not shown.
-            ConfigError::Invalid {
-                path,
-                entry,
-                field,
-                message,
-            } => ConfigError::Invalid {
-                path,
-                entry,
-                field,
-                message: crate::redact::redact_hex_runs(&message),
-            },
-            other => other,
-        })
+        let raw = parse_raw(text, path)?;
+        crate::check::validate(raw, path).map_err(redacted)
     }
 
     /// The software engine for this configuration's SAs and policies.
