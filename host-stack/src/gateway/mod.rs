@@ -19,6 +19,7 @@
 //! interface the card owns, with ARP/ND answered and the next hop resolved by espo.
 
 pub mod card;
+pub mod guard;
 pub mod icmp;
 pub mod netlink;
 pub mod path;
