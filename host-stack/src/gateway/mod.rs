@@ -58,6 +58,8 @@ pub enum GatewayError {
     EngineUnavailable(&'static str),
     #[error(transparent)]
     Card(#[from] card::SetupError),
+    #[error(transparent)]
+    Guard(#[from] guard::GuardError),
     #[error("building the software engine failed")]
     Engine(#[from] EngineError),
     #[error("creating TUN device `{name}` failed")]
@@ -146,16 +148,51 @@ fn icmp_source(config: &Config, gw: &GatewayConfig) -> ErrorSource {
 }
 
 /// Runs the gateway until SIGINT or SIGTERM; `ready` is called once everything is set up.
+///
+/// The guard ([`guard`]) goes in first and stays until a clean stop: a gateway that stops
+/// because its datapath failed, or dies, leaves it in place; a start that fails puts back
+/// what was there before.
 pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, GatewayError> {
     let gw = config
         .gateway
         .as_ref()
         .ok_or(GatewayError::NoGatewaySection)?;
     let outside = gw.port.clone().ok_or(GatewayError::NoOutsideInterface)?;
+    let guard = guard::Guard::install(config, gw, &outside)?;
+    let mut started = false;
+    let result = run_engine(config, gw, &outside, |info| {
+        started = true;
+        ready(info)
+    });
+    match result {
+        Ok(mut report) => {
+            if report.failure.is_none()
+                && let Err(e) = guard.remove()
+            {
+                report.failure = Some(format!("removing the guard failed: {e}"));
+            }
+            Ok(report)
+        }
+        Err(e) => {
+            if !started {
+                let _ = guard.undo();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The gateway of `config.device.engine`.
+fn run_engine(
+    config: &Config,
+    gw: &GatewayConfig,
+    outside: &str,
+    ready: impl FnOnce(&GatewayInfo),
+) -> Result<Report, GatewayError> {
     match config.device.engine {
         EngineKind::Software => {}
         // The card model in-process, its port on the outside interface (AF_PACKET).
-        EngineKind::Model => return card::run(config, gw, &outside, ready),
+        EngineKind::Model => return card::run(config, gw, outside, ready),
         EngineKind::Vfio => return Err(GatewayError::EngineUnavailable("vfio")),
     }
     let engine = SoftwareEngine::from_config(config)?;
@@ -166,7 +203,7 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
     run_with(
         config,
         gw,
-        &outside,
+        outside,
         &mut outbound,
         &mut inbound,
         "software",
@@ -281,6 +318,7 @@ where
     let in_view = Published::default();
     let render = || {
         let mut text = status::render(config, &info, &out_view.read(), &in_view.read());
+        text.push_str(&guard::nft::status_text(gw));
         text.push_str(&extra_status());
         text
     };
