@@ -43,6 +43,8 @@ use crate::selector::{Cidr, ProtocolSelector};
 
 pub use nft::{Guard, GuardState};
 
+use super::{GatewayError, Report};
+
 /// IKE's UDP ports (RFC 7296 §2, §2.23): 500, and 4500 once NAT is detected.
 pub const IKE_PORTS: [u16; 2] = [500, 4500];
 
@@ -117,6 +119,34 @@ fn check_name(field: &'static str, name: &str) -> Result<(), GuardError> {
             field,
             name: name.to_owned(),
         })
+    }
+}
+
+/// What becomes of the guard when the gateway it was installed for returns: a clean stop
+/// removes it; a gateway that stopped because its datapath failed (`report.failure`), or
+/// failed after it was up (`started`), leaves it in place; a start that failed puts back
+/// what was there before.
+pub fn settle(
+    guard: Guard,
+    started: bool,
+    result: Result<Report, GatewayError>,
+) -> Result<Report, GatewayError> {
+    match result {
+        Ok(mut report) => {
+            if report.failure.is_none()
+                && let Err(e) = guard.remove()
+            {
+                report.failure = Some(format!("removing the guard failed: {e}"));
+            }
+            Ok(report)
+        }
+        Err(e) if started => Err(e),
+        Err(e) => {
+            // The start's own error is the one to report; should the undo fail too, the
+            // guard stays, which errs on the closed side.
+            let _ = guard.undo();
+            Err(e)
+        }
     }
 }
 

@@ -148,51 +148,16 @@ fn icmp_source(config: &Config, gw: &GatewayConfig) -> ErrorSource {
 }
 
 /// Runs the gateway until SIGINT or SIGTERM; `ready` is called once everything is set up.
-///
-/// The guard ([`guard`]) goes in first and stays until a clean stop: a gateway that stops
-/// because its datapath failed, or dies, leaves it in place; a start that fails puts back
-/// what was there before.
 pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, GatewayError> {
     let gw = config
         .gateway
         .as_ref()
         .ok_or(GatewayError::NoGatewaySection)?;
     let outside = gw.port.clone().ok_or(GatewayError::NoOutsideInterface)?;
-    let guard = guard::Guard::install(config, gw, &outside)?;
-    let mut started = false;
-    let result = run_engine(config, gw, &outside, |info| {
-        started = true;
-        ready(info)
-    });
-    match result {
-        Ok(mut report) => {
-            if report.failure.is_none()
-                && let Err(e) = guard.remove()
-            {
-                report.failure = Some(format!("removing the guard failed: {e}"));
-            }
-            Ok(report)
-        }
-        Err(e) => {
-            if !started {
-                let _ = guard.undo();
-            }
-            Err(e)
-        }
-    }
-}
-
-/// The gateway of `config.device.engine`.
-fn run_engine(
-    config: &Config,
-    gw: &GatewayConfig,
-    outside: &str,
-    ready: impl FnOnce(&GatewayInfo),
-) -> Result<Report, GatewayError> {
     match config.device.engine {
         EngineKind::Software => {}
         // The card model in-process, its port on the outside interface (AF_PACKET).
-        EngineKind::Model => return card::run(config, gw, outside, ready),
+        EngineKind::Model => return card::run(config, gw, &outside, ready),
         EngineKind::Vfio => return Err(GatewayError::EngineUnavailable("vfio")),
     }
     let engine = SoftwareEngine::from_config(config)?;
@@ -203,7 +168,7 @@ fn run_engine(
     run_with(
         config,
         gw,
-        outside,
+        &outside,
         &mut outbound,
         &mut inbound,
         "software",
@@ -253,9 +218,33 @@ pub struct Datapath<'a, O: ?Sized, I: ?Sized, T, R> {
     pub extra_status: &'a (dyn Fn() -> String + Sync),
 }
 
-/// Sets up the inside (TUN device, addresses, routes) and the status socket, runs the
-/// datapath threads until `shutdown`, and tears it down again.
+/// Installs the guard ([`guard`]), sets up the inside (TUN device, addresses, routes) and
+/// the status socket, runs the datapath threads until `shutdown`, and tears it down again.
+/// The guard stays until a clean stop ([`guard::settle`]).
 pub fn serve<O, I, T, R>(
+    config: &Config,
+    gw: &GatewayConfig,
+    outside: &str,
+    shutdown: &Shutdown,
+    dp: Datapath<'_, O, I, T, R>,
+    ready: impl FnOnce(&GatewayInfo),
+) -> Result<Report, GatewayError>
+where
+    O: OutboundEngine + ?Sized,
+    I: InboundEngine + ?Sized,
+    T: path::OutsideTx,
+    R: path::OutsideRx,
+{
+    let guard = guard::Guard::install(config, gw, outside)?;
+    let mut started = false;
+    let result = serve_guarded(config, gw, outside, shutdown, dp, |info| {
+        started = true;
+        ready(info)
+    });
+    guard::settle(guard, started, result)
+}
+
+fn serve_guarded<O, I, T, R>(
     config: &Config,
     gw: &GatewayConfig,
     outside: &str,
