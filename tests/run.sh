@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-# tool:package pairs the suite uses (ip: the network-namespace tests of tests/netns)
-for pair in verilator:verilator yosys:yosys ip:iproute2; do
+# tool:package pairs the suite uses (ip: the network-namespace tests of tests/netns; nft:
+# the guard `espo run` installs, which those tests start)
+for pair in verilator:verilator yosys:yosys ip:iproute2 nft:nftables; do
   tool=${pair%%:*}; pkg=${pair##*:}
   command -v "$tool" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
@@ -14,7 +15,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "== installing cargo-nextest"
