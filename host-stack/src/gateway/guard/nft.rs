@@ -187,12 +187,13 @@ pub enum GuardState {
 
 impl GuardState {
     pub fn read(table: &str) -> Result<GuardState, GuardError> {
-        if table_text(table)?.is_none() {
-            return Ok(GuardState::NotInstalled);
+        match counters(table) {
+            Ok(counters) => Ok(GuardState::Installed { counters }),
+            Err(GuardError::Nft { message, .. }) if message.contains(NO_SUCH_TABLE) => {
+                Ok(GuardState::NotInstalled)
+            }
+            Err(e) => Err(e),
         }
-        Ok(GuardState::Installed {
-            counters: counters(table)?,
-        })
     }
 
     /// Packets dropped in one direction, in all.
