@@ -22,13 +22,14 @@ use espo_stack::gateway::guard::{self, GuardState};
 /// addresses, deletes the TUN device and prints the final counters. While it runs,
 /// `espo status` shows SAs, counters and drops. Needs root (CAP_NET_ADMIN, CAP_NET_RAW).
 ///
-/// Before anything else it installs its guard, the nftables table inet espo-<tun> (needs
-/// the nft command, package nftables): cleartext arriving on the outside interface that an
-/// inbound protect or discard policy covers is dropped, and nothing an outbound protect or
-/// discard policy covers leaves by it unprotected — tunnel packets between the endpoints
-/// and IKE pass. A clean stop removes the table; if espo is killed or crashes it stays and
-/// blocks the protected traffic until espo starts again or `espo guard off` removes it
-/// (see `espo guard --help`). espo status shows the packets it dropped.
+/// Before it creates the TUN device it installs its guard, the nftables table
+/// inet espo-<tun> (needs the nft command, package nftables): cleartext arriving on the
+/// outside interface that an inbound protect or discard policy covers is dropped, and
+/// nothing an outbound protect or discard policy covers leaves by it unprotected — tunnel
+/// packets between the endpoints and IKE pass. A clean stop removes the table; if espo is
+/// killed or crashes it stays and blocks the protected traffic until espo starts again or
+/// `espo guard off` removes it (see `espo guard --help`). espo status shows the packets
+/// it dropped.
 ///
 /// With [device] engine = "model" the card model runs in-process: the SAs it can take run
 /// on the card, the rest in software, and its Ethernet port is attached to the interface

@@ -151,11 +151,6 @@ impl Guard {
         &self.table
     }
 
-    /// Whether this guard replaced one that was already there.
-    pub fn replaced(&self) -> bool {
-        self.previous.is_some()
-    }
-
     /// Removes the table (a clean stop).
     pub fn remove(self) -> Result<(), GuardError> {
         delete(&self.table).map(drop)
