@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-# tool:package pairs the suite uses (ip: the network-namespace tests of tests/netns)
-for pair in verilator:verilator yosys:yosys ip:iproute2; do
+# tool:package pairs the suite uses (ip: the network-namespace tests of tests/netns; nft:
+# the guard `espo run` installs, which those tests start)
+for pair in verilator:verilator yosys:yosys ip:iproute2 nft:nftables; do
   tool=${pair%%:*}; pkg=${pair##*:}
   command -v "$tool" >/dev/null 2>&1 || need_apt+=("$pkg")
 done

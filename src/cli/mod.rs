@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 pub mod bench;
 pub mod demo;
+pub mod guard;
 pub mod pcap;
 pub mod run;
 pub mod status;
@@ -26,6 +27,7 @@ pub enum Command {
     Demo(demo::DemoArgs),
     Run(run::RunArgs),
     Status(status::StatusArgs),
+    Guard(guard::GuardArgs),
     Pcap(pcap::PcapArgs),
     Bench(bench::BenchArgs),
     /// Check whether this machine can drive a card through VFIO, and say how to fix what is
@@ -46,6 +48,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args),
         Command::Run(args) => run::run(args),
         Command::Status(args) => status::run(args),
+        Command::Guard(args) => guard::run(args),
         Command::Pcap(args) => pcap::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Probe(args) => probe::run(args),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use espo_config::Config;
+use espo_gateway::guard::{self, GuardState};
 
 /// Run the IPsec tunnel gateway.
 ///
@@ -20,6 +21,15 @@ use espo_config::Config;
 /// Runs in the foreground until SIGINT (Ctrl-C) or SIGTERM, then removes its routes and
 /// addresses, deletes the TUN device and prints the final counters. While it runs,
 /// `espo status` shows SAs, counters and drops. Needs root (CAP_NET_ADMIN, CAP_NET_RAW).
+///
+/// Before it creates the TUN device it installs its guard, the nftables table
+/// inet espo-<tun> (needs the nft command, package nftables): cleartext arriving on the
+/// outside interface that an inbound protect or discard policy covers is dropped, and
+/// nothing an outbound protect or discard policy covers leaves by it unprotected — tunnel
+/// packets between the endpoints and IKE pass. A clean stop removes the table; if espo is
+/// killed or crashes it stays and blocks the protected traffic until espo starts again or
+/// `espo guard off` removes it (see `espo guard --help`). espo status shows the packets
+/// it dropped.
 ///
 /// With [device] engine = "model" the card model runs in-process: the SAs it can take run
 /// on the card, the rest in software, and its Ethernet port is attached to the interface
@@ -44,10 +54,16 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     let config = Config::load(&args.config)?;
+    let table = config
+        .gateway
+        .as_ref()
+        .map(|gw| guard::table_spec(&guard::table_name(&gw.tun)))
+        .unwrap_or_default();
     let report = espo_gateway::run(&config, |info| {
         if !args.quiet {
             eprintln!(
-                "espo: running: tun {} (mtu {}), outside {} (mtu {}), engine {}; Ctrl-C stops",
+                "espo: running: tun {} (mtu {}), outside {} (mtu {}), engine {}, guard table {table}; \
+                 Ctrl-C stops",
                 info.tun, info.tun_mtu, info.outside, info.outside_mtu, info.engine
             );
         }
@@ -57,6 +73,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     match report.failure {
         Some(why) => {
             eprintln!("espo: error: the gateway stopped: {why}");
+            if let Some(gw) = &config.gateway
+                && let Ok(GuardState::Installed { .. }) =
+                    GuardState::read(&guard::table_name(&gw.tun))
+            {
+                eprintln!(
+                    "espo: the guard (table {table}) stays, so the protected traffic cannot leave \
+                     in clear; `espo guard off --config {}` removes it",
+                    args.config.display()
+                );
+            }
             Ok(std::process::ExitCode::FAILURE)
         }
         None => Ok(std::process::ExitCode::SUCCESS),

@@ -12,8 +12,9 @@ use espo_config::{Config, DEFAULT_STATUS_SOCKET};
 /// device and outside interface with their MTUs; per direction the packets received,
 /// forwarded, bypassed and dropped, with the drop reasons; ICMP errors sent and packets
 /// fragmented; and one line per SA — direction, SPI, protocol, mode, algorithms, outer
-/// addresses, sequence number, packets, bytes and where it runs (software or card).
-/// Keys are never shown.
+/// addresses, sequence number, packets, bytes and where it runs (software or card); and
+/// the guard's counters — cleartext dropped on the outside interface, per policy (see
+/// `espo guard --help`). Keys are never shown.
 ///
 /// The socket is [gateway] status_socket of the configuration given with --config, or
 /// --socket, or /run/espo/espo.sock.

@@ -5,6 +5,7 @@
 
 mod capture;
 mod card;
+mod guard;
 mod lab;
 mod pmtu;
 mod topology;

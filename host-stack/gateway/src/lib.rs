@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod card;
+pub mod guard;
 pub mod icmp;
 pub mod netlink;
 pub mod path;
@@ -59,6 +60,8 @@ pub enum GatewayError {
     EngineUnavailable(&'static str),
     #[error(transparent)]
     Card(#[from] card::SetupError),
+    #[error(transparent)]
+    Guard(#[from] guard::GuardError),
     #[error("building the software engine failed")]
     Engine(#[from] EngineError),
     #[error("creating TUN device `{name}` failed")]
@@ -217,9 +220,33 @@ pub struct Datapath<'a, O: ?Sized, I: ?Sized, T, R> {
     pub extra_status: &'a (dyn Fn() -> String + Sync),
 }
 
-/// Sets up the inside (TUN device, addresses, routes) and the status socket, runs the
-/// datapath threads until `shutdown`, and tears it down again.
+/// Installs the guard ([`guard`]), sets up the inside (TUN device, addresses, routes) and
+/// the status socket, runs the datapath threads until `shutdown`, and tears it down again.
+/// The guard stays until a clean stop ([`guard::settle`]).
 pub fn serve<O, I, T, R>(
+    config: &Config,
+    gw: &GatewayConfig,
+    outside: &str,
+    shutdown: &Shutdown,
+    dp: Datapath<'_, O, I, T, R>,
+    ready: impl FnOnce(&GatewayInfo),
+) -> Result<Report, GatewayError>
+where
+    O: OutboundEngine + ?Sized,
+    I: InboundEngine + ?Sized,
+    T: path::OutsideTx,
+    R: path::OutsideRx,
+{
+    let guard = guard::Guard::install(config, gw, outside)?;
+    let mut started = false;
+    let result = serve_guarded(config, gw, outside, shutdown, dp, |info| {
+        started = true;
+        ready(info)
+    });
+    guard::settle(guard, started, result)
+}
+
+fn serve_guarded<O, I, T, R>(
     config: &Config,
     gw: &GatewayConfig,
     outside: &str,
@@ -282,6 +309,7 @@ where
     let in_view = Published::default();
     let render = || {
         let mut text = status::render(config, &info, &out_view.read(), &in_view.read());
+        text.push_str(&guard::nft::status_text(gw));
         text.push_str(&extra_status());
         text
     };
