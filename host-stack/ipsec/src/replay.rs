@@ -262,6 +262,29 @@ impl ReplayWindow {
         }
     }
 
+    /// Counts every number up to `mark` as received, whatever the window held — what a
+    /// durable record says was accepted before a restart; numbers above `mark` stay as
+    /// they were. The top moves up to `mark` if it was below. A number left of the window
+    /// is refused as stale in any case.
+    pub fn close_at(&mut self, mark: u64) -> Result<(), ReplayError> {
+        let mut state = self.state();
+        // Bit k stands for `top - k`; at or below the mark means k >= top - mark.
+        let top = state.highest.max(mark);
+        let first = top - mark;
+        let live = u64::from(state.window_packets).min(top);
+        if top > state.highest {
+            state.bitmap.iter_mut().for_each(|w| *w = 0);
+        }
+        state.highest = top;
+        for k in first..live {
+            if let Some(word) = state.bitmap.get_mut((k / BLOCK_BITS) as usize) {
+                *word |= 1 << (k % BLOCK_BITS);
+            }
+        }
+        *self = Self::from_state(&state)?;
+        Ok(())
+    }
+
     /// Rebuilds a window from an exported state, after checking it is consistent: the
     /// bitmap has the right length, marks nothing outside the window or at or below 0, and
     /// marks the highest number itself once anything was received.

@@ -349,6 +349,15 @@ impl InboundSa {
         })
     }
 
+    /// Refuses every sequence number up to `mark` from now on: what a durable record says
+    /// was accepted before a restart.
+    pub fn close_replay_at(&mut self, mark: u64) -> Result<(), SaError> {
+        let spi = self.params.spi;
+        self.replay
+            .close_at(mark)
+            .map_err(|source| SaError::Replay { spi, source })
+    }
+
     /// Whether the SA has reached its hard lifetime (or was ended otherwise).
     pub fn hard_expired(&self) -> bool {
         self.expired || self.params.hard_expired(&self.counters)

@@ -189,3 +189,27 @@ pub fn first_shared_aead_key(sas: &[SaSpec]) -> Option<(usize, usize)> {
     }
     None
 }
+
+impl SaSpec {
+    /// A keyed fingerprint of this SA for its durable state: HMAC-SHA-256 under the SA's
+    /// key material (encryption key with salt, then integrity key) of a fixed label, the
+    /// direction, SPI and destination. A state file records it, so that state left by an
+    /// SA with the same SPI but another key is recognised and not used — without the file
+    /// holding anything from which a key could be learnt.
+    pub fn state_fingerprint(&self, dir: Direction) -> [u8; 32] {
+        use ring::hmac;
+        let mut material = zeroize::Zeroizing::new(Vec::new());
+        for k in [&self.key, &self.integrity_key].into_iter().flatten() {
+            material.extend_from_slice(k.as_bytes());
+        }
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &material);
+        let mut ctx = hmac::Context::with_key(&key);
+        ctx.update(b"espo sa state v1\0");
+        ctx.update(dir.name().as_bytes());
+        ctx.update(&self.spi.to_be_bytes());
+        ctx.update(self.dst.to_string().as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
+}

@@ -457,3 +457,31 @@ proptest! {
         run(size, true, start, &ops)?;
     }
 }
+
+#[test]
+fn a_closed_window_refuses_everything_up_to_the_mark() {
+    // Nothing received yet; closed at 100: 1..=100 refused, 101 on accepted.
+    let mut w = ReplayWindow::new(64, false).unwrap();
+    w.close_at(100).unwrap();
+    assert_eq!(w.highest(), 100);
+    assert!(matches!(w.check(100), Err(ReplayError::Replayed { .. })));
+    assert!(matches!(w.check(37), Err(ReplayError::Replayed { .. })));
+    assert!(matches!(w.check(36), Err(ReplayError::Stale { .. })));
+    assert_eq!(w.check(101), Ok(101));
+    // Received above the mark stays received, the gaps below it close.
+    let mut w = ReplayWindow::new(64, false).unwrap();
+    for s in [10, 12, 20] {
+        w.accept(s).unwrap();
+    }
+    w.close_at(15).unwrap();
+    assert_eq!(w.highest(), 20);
+    assert!(matches!(w.check(11), Err(ReplayError::Replayed { .. })));
+    assert!(matches!(w.check(15), Err(ReplayError::Replayed { .. })));
+    assert_eq!(w.check(16), Ok(16), "above the mark, never received");
+    assert!(matches!(w.check(20), Err(ReplayError::Replayed { .. })));
+    // With ESN, across 2^32.
+    let mut w = ReplayWindow::new(128, true).unwrap();
+    w.close_at((1 << 32) + 5).unwrap();
+    assert!(matches!(w.check(5), Err(ReplayError::Replayed { .. })));
+    assert_eq!(w.check(6), Ok((1 << 32) + 6));
+}
