@@ -138,7 +138,10 @@ pub fn run(args: GuardArgs) -> anyhow::Result<ExitCode> {
                     config.display()
                 )
             })?;
-            print!("{}", guard::ruleset(&cfg, &gw, &port)?.text);
+            print!(
+                "{}",
+                guard::ruleset(&guard::GuardDb::of_config(&cfg), &gw, &port)?.text
+            );
             Ok(ExitCode::SUCCESS)
         }
         GuardAction::Off { config, force } => {

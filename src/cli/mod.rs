@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod control;
 pub mod demo;
 pub mod guard;
 pub mod pcap;
@@ -27,6 +28,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     Run(run::RunArgs),
     Status(status::StatusArgs),
+    Sa(control::SaArgs),
+    Policy(control::PolicyArgs),
     Guard(guard::GuardArgs),
     Pcap(pcap::PcapArgs),
     Bench(bench::BenchArgs),
@@ -48,6 +51,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args),
         Command::Run(args) => run::run(args),
         Command::Status(args) => status::run(args),
+        Command::Sa(args) => control::run_sa(args),
+        Command::Policy(args) => control::run_policy(args),
         Command::Guard(args) => guard::run(args),
         Command::Pcap(args) => pcap::run(args),
         Command::Bench(args) => bench::run(args),

@@ -2,9 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
-use espo_config::{Config, DEFAULT_STATUS_SOCKET};
 
 /// Show a running gateway's SAs, counters and drops.
 ///
@@ -34,20 +32,11 @@ pub struct StatusArgs {
 }
 
 pub fn run(args: StatusArgs) -> anyhow::Result<std::process::ExitCode> {
-    let path = match (&args.socket, &args.config) {
-        (Some(p), _) => p.clone(),
-        (None, Some(c)) => Config::load(c)?
-            .gateway
-            .map(|g| g.status_socket)
-            .unwrap_or_else(|| DEFAULT_STATUS_SOCKET.into()),
-        (None, None) => DEFAULT_STATUS_SOCKET.into(),
-    };
-    let text = espo_gateway::status::query(&path).with_context(|| {
-        format!(
-            "no gateway answers on {} (is espo run running, and are you root?)",
-            path.display()
-        )
-    })?;
-    print!("{text}");
-    Ok(std::process::ExitCode::SUCCESS)
+    super::control::send(
+        &super::control::Target {
+            config: args.config,
+            socket: args.socket,
+        },
+        "status\n",
+    )
 }

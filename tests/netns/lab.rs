@@ -52,7 +52,7 @@ pub(crate) use lab_or_skip;
 pub struct Lab {
     prefix: String,
     namespaces: Vec<String>,
-    gateways: Vec<Child>,
+    gateways: std::sync::Mutex<Vec<Child>>,
     pub dir: PathBuf,
 }
 
@@ -89,7 +89,7 @@ impl Lab {
         Lab {
             prefix,
             namespaces: Vec::new(),
-            gateways: Vec::new(),
+            gateways: std::sync::Mutex::new(Vec::new()),
             dir,
         }
     }
@@ -170,7 +170,7 @@ impl Lab {
 
     /// Starts `espo run` in `ns` on `config` (TOML text; its status_socket is replaced by
     /// one in the lab's directory) and waits until it answers `espo status`.
-    pub fn espo_run(&mut self, ns: &str, name: &str, config: &str) -> Gateway {
+    pub fn espo_run(&self, ns: &str, name: &str, config: &str) -> Gateway {
         self.start_gateway(
             ns,
             name,
@@ -183,7 +183,7 @@ impl Lab {
     /// Starts `program ARGS... --config FILE` in `ns` — `espo run`, or a bench's own
     /// gateway — and waits until its status socket answers.
     pub fn start_gateway(
-        &mut self,
+        &self,
         ns: &str,
         name: &str,
         config: &str,
@@ -195,6 +195,13 @@ impl Lab {
             config,
             "status_socket",
             &format!("\"{}\"", socket.display()),
+        );
+        // Each gateway keeps its SA state (sequence reservations, replay marks) in the lab,
+        // the same directory across restarts of the same name.
+        let config = set_gateway_field(
+            &config,
+            "state_dir",
+            &format!("\"{}\"", self.dir.join(format!("{name}-state")).display()),
         );
         let path = self.dir.join(format!("{name}.toml"));
         std::fs::write(&path, config).expect("config written");
@@ -210,23 +217,50 @@ impl Lab {
             .spawn()
             .expect("gateway starts");
         let pid = child.id();
-        self.gateways.push(child);
-        let gw = Gateway {
-            socket,
-            pid,
-            index: self.gateways.len() - 1,
+        let index = {
+            let mut gateways = self.gateways();
+            gateways.push(child);
+            gateways.len() - 1
         };
+        let gw = Gateway { socket, pid, index };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if std::os::unix::net::UnixStream::connect(&gw.socket).is_ok() {
                 return gw;
             }
-            if let Ok(Some(status)) = self.gateways[gw.index].try_wait() {
+            let exited = self.gateways()[gw.index].try_wait();
+            if let Ok(Some(status)) = exited {
                 panic!("gateway exited with {status}: {}", self.log(name));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("gateway did not come up within 10 s: {}", self.log(name));
+    }
+
+    /// Runs `espo ARGS... --socket SOCKET` against a running gateway: whether it succeeded,
+    /// its stdout and its stderr.
+    pub fn espo(&self, gw: &Gateway, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_espo"))
+            .args(args)
+            .arg("--socket")
+            .arg(&gw.socket)
+            .output()
+            .expect("espo runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Kills a gateway with SIGKILL (no clean-up of its own) and reaps it.
+    pub fn kill9(&self, gw: &Gateway) {
+        kill(Pid::from_raw(gw.pid as i32), Signal::SIGKILL).expect("SIGKILL delivered");
+        let _ = self.gateways()[gw.index].wait();
+    }
+
+    fn gateways(&self) -> std::sync::MutexGuard<'_, Vec<Child>> {
+        self.gateways.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn log(&self, name: &str) -> String {
@@ -261,7 +295,7 @@ impl Lab {
     }
 
     /// Stops a gateway with SIGTERM and returns what it printed (the final counters).
-    pub fn stop(&mut self, gw: &Gateway) -> String {
+    pub fn stop(&self, gw: &Gateway) -> String {
         kill(Pid::from_raw(gw.pid as i32), Signal::SIGTERM).expect("SIGTERM delivered");
         let (status, out) = self.wait_exit(gw);
         assert!(status.success(), "espo run exited with {status}");
@@ -269,8 +303,9 @@ impl Lab {
     }
 
     /// Waits (5 s at most) for a gateway to exit; returns its status and what it printed.
-    pub fn wait_exit(&mut self, gw: &Gateway) -> (std::process::ExitStatus, String) {
-        let child = &mut self.gateways[gw.index];
+    pub fn wait_exit(&self, gw: &Gateway) -> (std::process::ExitStatus, String) {
+        let mut gateways = self.gateways();
+        let child = &mut gateways[gw.index];
         let deadline = Instant::now() + Duration::from_secs(5);
         let status = loop {
             match child.try_wait().expect("wait") {
@@ -289,7 +324,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for child in &mut self.gateways {
+        for child in self.gateways().iter_mut() {
             if let Ok(None) = child.try_wait() {
                 let _ = child.kill();
                 let _ = child.wait();

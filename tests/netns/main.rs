@@ -7,6 +7,7 @@ mod capture;
 mod card;
 mod guard;
 mod lab;
+mod live;
 mod pmtu;
 mod topology;
 mod traffic;

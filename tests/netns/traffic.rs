@@ -153,3 +153,116 @@ pub fn tcp_transfer(lab: &Lab, client_ns: &str, server_ns: &str, server: IpAddr,
         });
     });
 }
+
+/// What a [`udp_stream`] delivered.
+#[derive(Debug)]
+pub struct Stream {
+    pub sent: u64,
+    /// Sequence numbers received intact, in arrival order.
+    pub received: Vec<u64>,
+    /// Datagrams whose content did not match their sequence number.
+    pub corrupted: u64,
+}
+
+impl Stream {
+    /// Sequence numbers sent but never received.
+    pub fn lost(&self) -> Vec<u64> {
+        let got: std::collections::BTreeSet<u64> = self.received.iter().copied().collect();
+        (0..self.sent).filter(|s| !got.contains(s)).collect()
+    }
+
+    /// Sequence numbers received more than once.
+    pub fn duplicated(&self) -> Vec<u64> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.received
+            .iter()
+            .copied()
+            .filter(|s| !seen.insert(*s))
+            .collect()
+    }
+}
+
+/// Sends numbered UDP datagrams of `size` bytes (at least 8) from `client_ns` to `server`
+/// in `server_ns`, one every `gap`, until `stop` is set; the receiver checks each one's
+/// content against its number. Returns what was sent and what arrived (after a grace
+/// period for datagrams still in flight).
+pub fn udp_stream(
+    lab: &Lab,
+    client_ns: &str,
+    server_ns: &str,
+    server: IpAddr,
+    size: usize,
+    gap: Duration,
+    stop: &AtomicBool,
+) -> Stream {
+    let size = size.max(8);
+    let body = |n: u64| -> Vec<u8> {
+        let mut m: Vec<u8> = (0..size).map(|j| pattern(n as usize * 7919 + j)).collect();
+        m[..8].copy_from_slice(&n.to_be_bytes());
+        m
+    };
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let sending_done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let server_thread = s.spawn(|| {
+            lab.run_in(server_ns, || {
+                let sock =
+                    UdpSocket::bind(SocketAddr::new(wildcard(server), 7003)).expect("udp bind");
+                sock.set_read_timeout(Some(Duration::from_millis(50)))
+                    .unwrap();
+                ready_tx.send(()).unwrap();
+                let (mut received, mut corrupted) = (Vec::new(), 0);
+                let mut buf = vec![0u8; 65536];
+                let mut quiet_since: Option<std::time::Instant> = None;
+                loop {
+                    match sock.recv_from(&mut buf) {
+                        Ok((n, _)) if n >= 8 => {
+                            let seq = u64::from_be_bytes(buf[..8].try_into().unwrap());
+                            if buf[..n] == body(seq)[..] {
+                                received.push(seq);
+                            } else {
+                                corrupted += 1;
+                            }
+                            quiet_since = None;
+                        }
+                        Ok(_) => corrupted += 1,
+                        Err(_) => {
+                            if sending_done.load(Ordering::SeqCst) {
+                                let since =
+                                    *quiet_since.get_or_insert_with(std::time::Instant::now);
+                                if since.elapsed() > Duration::from_millis(500) {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                (received, corrupted)
+            })
+        });
+        ready_rx.recv_timeout(TIMEOUT).expect("stream receiver up");
+        let sent = lab.run_in(client_ns, || {
+            let sock = UdpSocket::bind(SocketAddr::new(wildcard(server), 0)).expect("udp bind");
+            let mut n = 0u64;
+            let start = std::time::Instant::now();
+            while !stop.load(Ordering::SeqCst) {
+                // Sending errors (a route briefly missing while a gateway restarts) count
+                // as sent: the datagram is lost, and the test decides whether that is fine.
+                let _ = sock.send_to(&body(n), (server, 7003));
+                n += 1;
+                let due = start + gap * (n as u32);
+                if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            n
+        });
+        sending_done.store(true, Ordering::SeqCst);
+        let (received, corrupted) = server_thread.join().expect("stream receiver");
+        Stream {
+            sent,
+            received,
+            corrupted,
+        }
+    })
+}

@@ -172,12 +172,44 @@ struct TunnelFlow {
     carrier: Carrier,
 }
 
+/// What the guard is built from: the gateway's SAs, and its policies in search order (each
+/// direction's in its own order) with their ids — the configuration's at start, the live
+/// database's after a change ([`Guard::update`]).
+#[derive(Debug, Clone)]
+pub struct GuardDb<'a> {
+    /// Where the SAs and policies come from, for the table's header comment.
+    pub origin: String,
+    pub sas: Vec<&'a SaSpec>,
+    pub policies: Vec<(u32, &'a PolicySpec)>,
+}
+
+impl<'a> GuardDb<'a> {
+    /// A configuration's SAs and policies; policy ids are their indices.
+    pub fn of_config(config: &'a Config) -> GuardDb<'a> {
+        GuardDb {
+            origin: config.path.display().to_string(),
+            sas: config.sas.iter().collect(),
+            policies: config
+                .policies
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (i as u32, p))
+                .collect(),
+        }
+    }
+
+    fn sa(&self, spi: u32) -> Option<&'a SaSpec> {
+        self.sas.iter().copied().find(|s| s.spi == spi)
+    }
+}
+
 /// The SAs of the `protect` policies of one direction, each once, in configuration order.
-fn protect_sas(config: &Config, dir: Direction) -> Vec<&SaSpec> {
+fn protect_sas<'a>(config: &GuardDb<'a>, dir: Direction) -> Vec<&'a SaSpec> {
     let mut sas: Vec<&SaSpec> = Vec::new();
     let policies = config
         .policies
         .iter()
+        .map(|(_, p)| *p)
         .filter(|p| p.dir == dir && p.action == PolicyAction::Protect);
     for sa in policies.flat_map(|p| p.sa.iter().filter_map(|spi| config.sa(*spi))) {
         if !sas.iter().any(|s| s.spi == sa.spi) {
@@ -190,7 +222,7 @@ fn protect_sas(config: &Config, dir: Direction) -> Vec<&SaSpec> {
 /// The tunnel packets of one direction: every SA of its bundles, each with its carrier
 /// (an ESP+AH bundle's packets are AH outside, but ESP between the same endpoints is no
 /// cleartext either).
-fn tunnel_flows(config: &Config, dir: Direction) -> Vec<TunnelFlow> {
+fn tunnel_flows(config: &GuardDb, dir: Direction) -> Vec<TunnelFlow> {
     let mut flows: Vec<TunnelFlow> = Vec::new();
     for sa in protect_sas(config, dir) {
         let carrier = match sa.udp_encap {
@@ -213,7 +245,7 @@ fn tunnel_flows(config: &Config, dir: Direction) -> Vec<TunnelFlow> {
 }
 
 /// (local endpoint, peer) of every SA, outbound and inbound: where IKE runs.
-fn endpoint_pairs(config: &Config) -> Vec<(IpAddr, IpAddr)> {
+fn endpoint_pairs(config: &GuardDb) -> Vec<(IpAddr, IpAddr)> {
     let out = protect_sas(config, Direction::Out)
         .into_iter()
         .map(|s| (s.src, s.dst));
@@ -317,17 +349,16 @@ impl Ruleset {
     }
 }
 
-/// Builds the guard's table for `config`, whose outside interface is `port`.
-pub fn ruleset(config: &Config, gw: &GatewayConfig, port: &str) -> Result<Ruleset, GuardError> {
+/// Builds the guard's table for the SAs and policies of `config`, whose outside interface is
+/// `port`.
+pub fn ruleset(config: &GuardDb, gw: &GatewayConfig, port: &str) -> Result<Ruleset, GuardError> {
     check_name("tun", &gw.tun)?;
     check_name("port", port)?;
     let table = table_name(&gw.tun);
     let mut t = String::new();
     // A comment runs to the end of its line: no control character may end it early.
     let path: String = config
-        .path
-        .display()
-        .to_string()
+        .origin
         .chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect();
@@ -337,9 +368,9 @@ pub fn ruleset(config: &Config, gw: &GatewayConfig, port: &str) -> Result<Rulese
         gw.tun
     );
     let _ = writeln!(t, "table {} {{", table_spec(&table));
-    for (index, p) in config.policies.iter().enumerate() {
+    for &(index, p) in &config.policies {
         if p.action != PolicyAction::Bypass {
-            let _ = writeln!(t, "\tcounter {} {{ }}", counter_name(p.dir, index));
+            let _ = writeln!(t, "\tcounter {} {{ }}", counter_name(p.dir, index as usize));
         }
     }
 
@@ -420,8 +451,8 @@ fn link_control(t: &mut String) {
 
 /// The policies of one direction in configuration order: bypass accepts, protect and
 /// discard drop and count.
-fn policy_rules(t: &mut String, config: &Config, dir: Direction) {
-    for (index, p) in config.policies.iter().enumerate() {
+fn policy_rules(t: &mut String, config: &GuardDb, dir: Direction) {
+    for &(index, p) in &config.policies {
         if p.dir != dir {
             continue;
         }
@@ -434,7 +465,7 @@ fn policy_rules(t: &mut String, config: &Config, dir: Direction) {
             PolicyAction::Protect => "protect",
             PolicyAction::Discard => "discard",
         };
-        let counter = counter_name(dir, index);
+        let counter = counter_name(dir, index as usize);
         let _ = writeln!(
             t,
             "\t\t{matches} counter name \"{counter}\" drop comment \"policy[{index}] {action}\""

@@ -20,28 +20,42 @@
 #![forbid(unsafe_code)]
 
 pub mod card;
+pub mod control;
 pub mod guard;
 pub mod icmp;
+pub mod keeper;
+pub mod live;
+pub mod mailbox;
 pub mod netlink;
 pub mod path;
 pub mod pmtu;
 pub mod sockets;
+pub mod software;
+pub mod state_dir;
 pub mod status;
 pub mod threads;
 pub mod tun;
 
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use espo_config::control::Request;
 use espo_config::{Config, EngineKind, GatewayConfig};
 use espo_ipsec::engine::{EngineError, SoftwareEngine};
+use espo_ipsec::sa::SeqReservation;
 use espo_ipsec::selector::Cidr;
-use espo_ipsec::spec::{Direction, PolicyAction, SaProtocol};
+use espo_ipsec::spec::{Direction, PolicyAction, SaProtocol, SaSpec};
 use espo_ipsec::wire::IpProtocol;
 use icmp::ErrorSource;
+use keeper::{Keeper, Start};
+use live::{CatalogSa, Engine, Live, Reply};
+use mailbox::Mailbox;
 use netlink::{InsideSetup, NetlinkError};
 use path::{InboundEngine, OutboundEngine};
 use sockets::{OuterRx, OuterTx, RxPlan, SocketError};
+use software::{SoftwareHalf, SoftwareLive};
+use state_dir::{StateDir, StateError};
 use status::{DirectionStats, GatewayInfo, Published, StatusSocket};
 use threads::{InboundCtx, OutboundCtx, Shutdown};
 
@@ -82,6 +96,10 @@ pub enum GatewayError {
     },
     #[error("installing the SIGINT/SIGTERM handlers failed")]
     Signals(#[source] std::io::Error),
+    #[error("[gateway] state_dir: {0}")]
+    State(#[from] StateError),
+    #[error("creating the datapath's change queues failed")]
+    Mailbox(#[source] std::io::Error),
     #[error("a datapath thread failed")]
     Thread,
 }
@@ -108,8 +126,54 @@ pub fn routed_prefixes(config: &Config) -> Vec<Cidr> {
     out
 }
 
-/// The sockets the inbound SAs need: ESP/AH raw sockets per family, UDP per endpoint/port.
+/// The sockets the inbound SAs need: ESP/AH raw sockets per family, UDP per endpoint/port;
+/// and, so that SAs added while espo runs can be received too, ESP and AH on every local
+/// tunnel endpoint (`[gateway] local` and the configured SAs' local addresses).
 pub fn rx_plan(config: &Config) -> RxPlan {
+    let mut plan = configured_rx_plan(config);
+    let gw_local = config.gateway.as_ref().and_then(|g| g.local);
+    let locals = config
+        .sas
+        .iter()
+        .flat_map(|s| [s.src, s.dst])
+        .chain(gw_local)
+        .filter(|a| is_local_endpoint(config, *a));
+    for local in locals {
+        match local {
+            IpAddr::V4(_) => {
+                plan.esp_v4 = true;
+                plan.ah_v4 = true;
+            }
+            IpAddr::V6(v6) => {
+                for p in [IpProtocol::Esp, IpProtocol::Ah] {
+                    if !plan.raw_v6.contains(&(p, v6)) {
+                        plan.raw_v6.push((p, v6));
+                    }
+                }
+            }
+        }
+    }
+    plan
+}
+
+/// Whether `addr` is one of this gateway's tunnel endpoints: `[gateway] local`, an outbound
+/// SA's source or an inbound SA's destination.
+fn is_local_endpoint(config: &Config, addr: IpAddr) -> bool {
+    if config.gateway.as_ref().and_then(|g| g.local) == Some(addr) {
+        return true;
+    }
+    config.policies.iter().any(|p| {
+        p.sa.iter()
+            .filter_map(|spi| config.sa(*spi))
+            .any(|sa| match p.dir {
+                Direction::Out => sa.src == addr,
+                Direction::In => sa.dst == addr,
+            })
+    })
+}
+
+/// The sockets the configured inbound SAs need.
+fn configured_rx_plan(config: &Config) -> RxPlan {
     let inbound = |spi: u32| {
         config.policies.iter().any(|p| {
             p.dir == Direction::In && p.action == PolicyAction::Protect && p.sa.contains(&spi)
@@ -162,20 +226,146 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
         EngineKind::Model => return card::run(config, gw, &outside, ready),
         EngineKind::Vfio => return Err(GatewayError::EngineUnavailable("vfio")),
     }
-    let engine = config.software_engine()?;
-    let SoftwareEngine {
-        mut outbound,
-        mut inbound,
-    } = engine;
-    run_with(
+    let started = Instant::now();
+    let keeper = Mutex::new(Keeper::new(StateDir::open(&gw.state_dir)?));
+    let (engine, catalog) = start_software(config, &keeper, started)?;
+    let out_box = Arc::new(Mailbox::new().map_err(GatewayError::Mailbox)?);
+    let in_box = Arc::new(Mailbox::new().map_err(GatewayError::Mailbox)?);
+    let mut outbound = SoftwareHalf::new(engine.outbound, Arc::clone(&out_box), started);
+    let mut inbound = SoftwareHalf::new(engine.inbound, Arc::clone(&in_box), started);
+    let plan = rx_plan(config);
+    let tx = OuterTx::open(&outside)?;
+    let rx = OuterRx::open(&outside, &plan)?;
+    let live = SoftwareLive {
+        outbound: out_box,
+        inbound: in_box,
+        receives: plan,
+    };
+    let shutdown = Shutdown::new().map_err(GatewayError::Signals)?;
+    serve(
         config,
         gw,
         &outside,
-        &mut outbound,
-        &mut inbound,
-        "software",
+        &shutdown,
+        Datapath {
+            outbound: &mut outbound,
+            inbound: &mut inbound,
+            tx: &tx,
+            rx: &rx,
+            engine_name: "software",
+            extra_status: &String::new,
+            live: Some(LiveParts {
+                engine: &live,
+                sas: catalog,
+                keeper: &keeper,
+                started,
+            }),
+        },
         ready,
     )
+}
+
+/// Which way each configured SA carries traffic: its `dir`, or the policies naming it (an
+/// SA no `out` policy names receives).
+pub fn direction_of(config: &Config, sa: &SaSpec) -> Direction {
+    let named_out = config
+        .policies
+        .iter()
+        .any(|p| p.dir == Direction::Out && p.sa.contains(&sa.spi));
+    match sa.dir {
+        Some(d) => d,
+        None if named_out => Direction::Out,
+        None => Direction::In,
+    }
+}
+
+/// How each configured SA starts, from its durable state: the SAs as the engine is built
+/// from them (outbound sequence numbers moved past every reservation), each with its
+/// reservation or replay mark, or why its state could not be read.
+pub struct Started {
+    pub sas: Vec<SaSpec>,
+    /// Per SA (same order): its durable start, or the state error that disables it.
+    pub starts: Vec<Result<Start, String>>,
+}
+
+/// Loads every configured SA's state (and reserves outbound numbers) before anything is
+/// sent.
+pub fn start_states(config: &Config, keeper: &Mutex<Keeper>) -> Started {
+    let mut keeper = keeper.lock().unwrap_or_else(|p| p.into_inner());
+    let mut sas = Vec::with_capacity(config.sas.len());
+    let mut starts = Vec::with_capacity(config.sas.len());
+    for sa in &config.sas {
+        let mut sa = sa.clone();
+        let dir = direction_of(config, &sa);
+        let start = keeper.start(&sa, dir).map_err(|e| e.to_string());
+        if let Ok(Start::Outbound { seq, .. }) = &start {
+            sa.seq = *seq;
+        }
+        sas.push(sa);
+        starts.push(start);
+    }
+    Started { sas, starts }
+}
+
+/// The software engine of `config` with every SA started from its durable state, and the
+/// live database's catalog of those SAs.
+fn start_software(
+    config: &Config,
+    keeper: &Mutex<Keeper>,
+    started: Instant,
+) -> Result<(SoftwareEngine, Vec<CatalogSa>), GatewayError> {
+    let states = start_states(config, keeper);
+    let mut engine = SoftwareEngine::new(&states.sas, &config.policies)?;
+    let installed = started.elapsed();
+    let mut catalog = Vec::with_capacity(states.sas.len());
+    for (sa, start) in states.sas.into_iter().zip(states.starts) {
+        let dir = direction_of(config, &sa);
+        match dir {
+            Direction::Out => {
+                if let Some(i) = engine.outbound.sa_index(sa.spi) {
+                    let table = engine.outbound.sas_mut();
+                    let reservation = match &start {
+                        Ok(Start::Outbound { reservation, .. }) => reservation.clone(),
+                        // Its numbers cannot be kept: nothing is reserved, nothing is sent.
+                        _ => SeqReservation::new(sa.seq, sa.seq),
+                    };
+                    let mut out = std::mem::replace(
+                        &mut table[i],
+                        espo_ipsec::sa::OutboundSa::new(
+                            espo_ipsec::sa::SaParams::from_spec(&sa)
+                                .map_err(|e| GatewayError::Engine(e.into()))?,
+                            0,
+                        ),
+                    )
+                    .with_reservation(reservation);
+                    out.installed = installed;
+                    table[i] = out;
+                }
+            }
+            Direction::In => {
+                if let Some(i) = engine.inbound.sa_index(sa.spi, sa.dst) {
+                    let inb = &mut engine.inbound.sas_mut()[i];
+                    inb.installed = installed;
+                    match &start {
+                        Ok(Start::Inbound {
+                            closed_at: Some(mark),
+                        }) => inb
+                            .close_replay_at(*mark)
+                            .map_err(|e| GatewayError::Engine(e.into()))?,
+                        Ok(_) => {}
+                        Err(_) => inb.expired = true,
+                    }
+                }
+            }
+        }
+        catalog.push(CatalogSa {
+            spec: sa,
+            dir,
+            retire: None,
+            state_error: start.err(),
+        });
+    }
+    Ok((engine, catalog))
 }
 
 /// Runs the gateway with the given engine halves (the software engine, or any other
@@ -204,6 +394,7 @@ pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
             rx: &rx,
             engine_name,
             extra_status: &String::new,
+            live: None,
         },
         ready,
     )
@@ -218,6 +409,21 @@ pub struct Datapath<'a, O: ?Sized, I: ?Sized, T, R> {
     pub rx: &'a R,
     pub engine_name: &'static str,
     pub extra_status: &'a (dyn Fn() -> String + Sync),
+    /// The live SA and policy database: without it the gateway runs its configuration as
+    /// it started and refuses changes.
+    pub live: Option<LiveParts<'a>>,
+}
+
+/// What the live database of a running gateway is made of.
+pub struct LiveParts<'a> {
+    /// The engine the changes go to.
+    pub engine: &'a dyn Engine,
+    /// The SAs the gateway started with, their directions and state.
+    pub sas: Vec<CatalogSa>,
+    /// Their durable state.
+    pub keeper: &'a Mutex<Keeper>,
+    /// The clock the engine's install times count from.
+    pub started: Instant,
 }
 
 /// Installs the guard ([`guard`]), sets up the inside (TUN device, addresses, routes) and
@@ -237,9 +443,9 @@ where
     T: path::OutsideTx,
     R: path::OutsideRx,
 {
-    let guard = guard::Guard::install(config, gw, outside)?;
+    let guard = guard::Guard::install(&guard::GuardDb::of_config(config), gw, outside)?;
     let mut started = false;
-    let result = serve_guarded(config, gw, outside, shutdown, dp, |info| {
+    let result = serve_guarded(config, gw, outside, shutdown, dp, &guard, |info| {
         started = true;
         ready(info)
     });
@@ -252,6 +458,7 @@ fn serve_guarded<O, I, T, R>(
     outside: &str,
     shutdown: &Shutdown,
     dp: Datapath<'_, O, I, T, R>,
+    guard: &guard::Guard,
     ready: impl FnOnce(&GatewayInfo),
 ) -> Result<Report, GatewayError>
 where
@@ -267,6 +474,7 @@ where
         rx,
         engine_name,
         extra_status,
+        live,
     } = dp;
     let outside_index = netlink::interface_index(outside)?;
     let outer_mtu = netlink::Netlink::open()?.mtu(outside_index)? as usize;
@@ -284,7 +492,7 @@ where
             name: gw.tun.clone(),
             source,
         })?;
-    let _inside = InsideSetup::apply(
+    let mut inside = InsideSetup::apply(
         tun_index,
         tun_mtu as u32,
         &gw.tun_addresses,
@@ -297,18 +505,68 @@ where
         })?;
     shutdown.on_signals().map_err(GatewayError::Signals)?;
 
+    let keeper = live.as_ref().map(|l| l.keeper);
     let info = GatewayInfo {
         tun: tun.name().to_owned(),
         tun_mtu,
         outside: outside.to_owned(),
         outside_mtu: outer_mtu,
         engine: engine_name,
-        started: Instant::now(),
+        started: live.as_ref().map_or_else(Instant::now, |l| l.started),
+        state_dir: keeper.map(|k| lock(k).dir().path().to_owned()),
+        warnings: live
+            .as_ref()
+            .map(|l| {
+                l.sas
+                    .iter()
+                    .filter_map(|s| {
+                        s.state_error.as_ref().map(|e| {
+                            format!(
+                                "sa {:#010x} {} neither sends nor accepts: {e}",
+                                s.spec.spi,
+                                s.dir.name()
+                            )
+                        })
+                    })
+                    .chain(keeper.map(|k| lock(k).problems()).unwrap_or_default())
+                    .collect()
+            })
+            .unwrap_or_default(),
     };
     let out_view = Published::default();
     let in_view = Published::default();
-    let render = || {
-        let mut text = status::render(config, &info, &out_view.read(), &in_view.read());
+    let mut db = live.map(|l| {
+        Live::new(
+            l.sas,
+            &config.policies,
+            l.engine,
+            Some(l.keeper),
+            &mut inside,
+            l.started,
+        )
+    });
+    let render = |db: Option<&Live>| {
+        let from_config = |spi: u32, dst: IpAddr, dir: Direction| {
+            config
+                .sas
+                .iter()
+                .find(|s| s.spi == spi && s.dst == dst && direction_of(config, s) == dir)
+        };
+        let mut text = match db {
+            Some(db) => status::render(
+                &|spi, dst, dir| db.spec(spi, dst, dir),
+                &info,
+                &out_view.read(),
+                &in_view.read(),
+            ),
+            None => status::render(&from_config, &info, &out_view.read(), &in_view.read()),
+        };
+        if let Some(db) = db {
+            text.push_str(&db.status_lines());
+        }
+        if let Some(k) = keeper {
+            text.push_str(&keeper::status_lines(&lock(k)));
+        }
         text.push_str(&guard::nft::status_text(gw));
         text.push_str(&extra_status());
         text
@@ -348,14 +606,49 @@ where
         if out_thread.is_err() || in_thread.is_err() {
             shutdown.trigger();
         }
-        // This thread answers `espo status` until shutdown.
+        // Durable state: reservations topped up, replay marks recorded.
+        let keeper_thread = keeper.map(|k| {
+            std::thread::Builder::new()
+                .name("espo-state".into())
+                .spawn_scoped(scope, || keep_state(k, shutdown, &in_view))
+        });
+        // This thread answers `espo status` and changes to the SAs and policies until
+        // shutdown.
         let mut ready_fds = Vec::new();
         while !shutdown.requested() {
-            status_socket.serve_waiting(render);
+            status_socket.serve_requests(|request| match (request, db.as_mut()) {
+                (Request::Status, db) => Reply {
+                    ok: true,
+                    text: render(db.as_deref()),
+                },
+                (_, None) => Reply {
+                    ok: false,
+                    text: "this gateway runs its configuration as it started: its SAs and \
+                           policies cannot change while it runs"
+                        .into(),
+                },
+                (request, Some(db)) => {
+                    let mut reply = db.handle(request);
+                    if reply.ok
+                        && let Err(e) = guard.update(&db.guard_db(), gw, outside)
+                    {
+                        reply.text.push_str(&format!(
+                            "\nwarning: the guard still has the rules from before the change: {e}"
+                        ));
+                    }
+                    reply
+                }
+            });
+            if let Some(db) = db.as_mut() {
+                db.tick(Instant::now());
+            }
             let fds = [std::os::fd::AsFd::as_fd(status_socket.listener())];
             threads::wait_readable(&fds, shutdown, &mut ready_fds);
         }
         shutdown.trigger();
+        if let Some(Ok(t)) = keeper_thread {
+            let _ = t.join();
+        }
         let out = out_thread
             .map_err(|_| GatewayError::Thread)?
             .join()
@@ -367,11 +660,43 @@ where
         Ok::<_, GatewayError>((out, inn))
     })?;
     let ((out_stats, failure), in_stats) = (out_stats, in_stats);
-    let status = render();
+    if let Some(k) = keeper {
+        record_marks(k, &in_view);
+    }
+    let status = render(db.as_ref());
     Ok(Report {
         status,
         outbound: out_stats,
         inbound: in_stats,
         failure: failure.map(|e| format!("reading from TUN device {} failed: {e}", info.tun)),
     })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Records every inbound SA's replay mark from the inbound thread's latest publication.
+fn record_marks(keeper: &Mutex<Keeper>, in_view: &Published) {
+    let view = in_view.read();
+    lock(keeper).record_marks(|spi, dst| {
+        view.sas
+            .iter()
+            .find(|s| s.spi == spi && s.dst == dst)
+            .map(|s| s.seq)
+    });
+}
+
+/// The state thread: tops up sequence-number reservations every [`keeper::TICK`] and
+/// records replay marks every [`keeper::MARK_INTERVAL`], until shutdown.
+fn keep_state(keeper: &Mutex<Keeper>, shutdown: &Shutdown, in_view: &Published) {
+    let mut marked = Instant::now();
+    while !shutdown.requested() {
+        lock(keeper).reserve_ahead();
+        if marked.elapsed() >= keeper::MARK_INTERVAL {
+            record_marks(keeper, in_view);
+            marked = Instant::now();
+        }
+        std::thread::sleep(keeper::TICK);
+    }
 }

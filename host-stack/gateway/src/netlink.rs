@@ -342,6 +342,26 @@ impl InsideSetup {
     }
 }
 
+impl crate::live::Routes for InsideSetup {
+    fn add(&mut self, dst: Cidr) -> Result<(), String> {
+        if self.routes.contains(&dst) {
+            return Ok(());
+        }
+        self.netlink
+            .add_route(self.index, dst)
+            .map_err(|e| e.to_string())?;
+        self.routes.push(dst);
+        Ok(())
+    }
+
+    fn remove(&mut self, dst: Cidr) {
+        if let Some(i) = self.routes.iter().position(|r| *r == dst) {
+            let _ = self.netlink.del_route(self.index, dst);
+            self.routes.remove(i);
+        }
+    }
+}
+
 impl Drop for InsideSetup {
     fn drop(&mut self) {
         for r in std::mem::take(&mut self.routes) {

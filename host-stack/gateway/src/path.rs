@@ -17,6 +17,7 @@ use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::{
     Decapsulated, EncapsulatedInPlace, HEADROOM, Inbound, Outbound, TAILROOM,
 };
+use espo_ipsec::lifetime::LifetimeEvent;
 use espo_ipsec::spec::Direction;
 use espo_offload::Placement;
 
@@ -153,6 +154,18 @@ pub trait OutboundEngine: Send {
     fn settle(&mut self, out: &mut Vec<DropReason>) {
         let _ = out;
     }
+    /// Work between two batches (and when idle): changes to the SA and policy database,
+    /// lifetimes. Called before every batch; cheap when there is nothing to do.
+    fn housekeeping(&mut self) {}
+    /// A descriptor that polls readable when [`housekeeping`](Self::housekeeping) has work,
+    /// for the thread's idle poll.
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+    /// Lifetime ends the engine reported, latest last (at most a few).
+    fn lifetime_events(&self) -> &[LifetimeEvent] {
+        &[]
+    }
 }
 
 /// The inbound half of an engine: tunnel packets in, inner packets out.
@@ -166,6 +179,16 @@ pub trait InboundEngine: Send {
     );
     /// The state of every inbound SA, appended to `out`.
     fn snapshot(&self, out: &mut Vec<SaSnapshot>);
+    /// As [`OutboundEngine::housekeeping`].
+    fn housekeeping(&mut self) {}
+    /// As [`OutboundEngine::wake_fd`].
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+    /// As [`OutboundEngine::lifetime_events`].
+    fn lifetime_events(&self) -> &[LifetimeEvent] {
+        &[]
+    }
 }
 
 /// Where the outbound thread sends tunnel packets: the software engine's raw sockets

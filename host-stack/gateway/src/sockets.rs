@@ -20,6 +20,7 @@
 //! the card owns (AF_PACKET), and espo answers ARP and neighbour solicitations for its
 //! endpoint there. That outside is a separate implementation of the same role.
 
+use espo_ipsec::spec::{SaProtocol, SaSpec};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -239,6 +240,41 @@ pub struct RxPlan {
     pub raw_v6: Vec<(IpProtocol, Ipv6Addr)>,
     /// (local endpoint, port) pairs of RFC 3948 encapsulation.
     pub udp: Vec<(IpAddr, u16)>,
+}
+
+impl RxPlan {
+    /// Whether these sockets receive the packets of inbound SA `sa`; if not, why.
+    pub fn covers(&self, sa: &SaSpec) -> Result<(), String> {
+        let restart = "espo opens its receiving sockets at start: add an SA that uses it to the configuration and restart";
+        if let Some(u) = sa.udp_encap {
+            return if self.udp.contains(&(sa.dst, u.dst_port)) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "no socket receives ESP in UDP at {} port {} ({restart})",
+                    sa.dst, u.dst_port
+                ))
+            };
+        }
+        let protocol = match sa.protocol {
+            SaProtocol::Esp => IpProtocol::Esp,
+            SaProtocol::Ah => IpProtocol::Ah,
+        };
+        let open = match sa.dst {
+            IpAddr::V4(_) if protocol == IpProtocol::Esp => self.esp_v4,
+            IpAddr::V4(_) => self.ah_v4,
+            IpAddr::V6(local) => self.raw_v6.contains(&(protocol, local)),
+        };
+        if open {
+            Ok(())
+        } else {
+            Err(format!(
+                "no socket receives {} for {} ({restart})",
+                sa.protocol.name().to_uppercase(),
+                sa.dst
+            ))
+        }
+    }
 }
 
 impl OuterRx {

@@ -19,9 +19,9 @@ use std::sync::{Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
 use super::path::SaSnapshot;
-use espo_config::Config;
 use espo_ipsec::counters::DropCounters;
-use espo_ipsec::spec::SaProtocol;
+use espo_ipsec::lifetime::LifetimeEvent;
+use espo_ipsec::spec::SaSpec;
 
 /// How often a busy datapath thread publishes its counters.
 pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
@@ -55,6 +55,18 @@ pub struct DirectionStats {
 pub struct DirectionView {
     pub stats: DirectionStats,
     pub sas: Vec<SaSnapshot>,
+    /// The latest lifetime ends the engine reported.
+    pub events: Vec<LifetimeEvent>,
+}
+
+impl DirectionView {
+    fn set(&mut self, stats: &DirectionStats, sas: &[SaSnapshot], events: &[LifetimeEvent]) {
+        self.stats.clone_from(stats);
+        self.sas.clear();
+        self.sas.extend_from_slice(sas);
+        self.events.clear();
+        self.events.extend_from_slice(events);
+    }
 }
 
 /// A slot a datapath thread publishes into and the status thread reads.
@@ -65,19 +77,19 @@ pub struct Published {
 
 impl Published {
     /// Publishes unless a reader holds the slot; never blocks.
-    pub fn try_publish(&self, stats: &DirectionStats, sas: &[SaSnapshot]) -> bool {
+    pub fn try_publish(
+        &self,
+        stats: &DirectionStats,
+        sas: &[SaSnapshot],
+        events: &[LifetimeEvent],
+    ) -> bool {
         match self.view.try_lock() {
             Ok(mut v) => {
-                v.stats.clone_from(stats);
-                v.sas.clear();
-                v.sas.extend_from_slice(sas);
+                v.set(stats, sas, events);
                 true
             }
             Err(TryLockError::Poisoned(p)) => {
-                let mut v = p.into_inner();
-                v.stats.clone_from(stats);
-                v.sas.clear();
-                v.sas.extend_from_slice(sas);
+                p.into_inner().set(stats, sas, events);
                 true
             }
             Err(TryLockError::WouldBlock) => false,
@@ -85,11 +97,11 @@ impl Published {
     }
 
     /// Publishes, waiting for a reader if need be (the final publication at exit).
-    pub fn publish(&self, stats: &DirectionStats, sas: &[SaSnapshot]) {
-        let mut v = self.view.lock().unwrap_or_else(|p| p.into_inner());
-        v.stats.clone_from(stats);
-        v.sas.clear();
-        v.sas.extend_from_slice(sas);
+    pub fn publish(&self, stats: &DirectionStats, sas: &[SaSnapshot], events: &[LifetimeEvent]) {
+        self.view
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set(stats, sas, events);
     }
 
     pub fn read(&self) -> DirectionView {
@@ -106,19 +118,11 @@ pub struct GatewayInfo {
     pub outside_mtu: usize,
     pub engine: &'static str,
     pub started: Instant,
-}
-
-/// The SA table's fixed columns, from the configuration (never its keys).
-fn algorithm(config: &Config, spi: u32) -> String {
-    let Some(sa) = config.sa(spi) else {
-        return "?".into();
-    };
-    match (sa.protocol, sa.encryption, sa.integrity) {
-        (SaProtocol::Esp, Some(e), Some(i)) => format!("{e}+{i}"),
-        (SaProtocol::Esp, Some(e), None) => e.to_string(),
-        (_, _, Some(i)) => i.to_string(),
-        _ => "?".into(),
-    }
+    /// Where SA state is kept across restarts (`None`: nowhere, it is not a live gateway).
+    pub state_dir: Option<PathBuf>,
+    /// What the operator must know at start (SAs disabled because their state could not
+    /// be read, state files of other keys ignored).
+    pub warnings: Vec<String>,
 }
 
 fn write_direction(out: &mut String, name: &str, v: &DirectionStats) {
@@ -143,9 +147,10 @@ fn write_direction(out: &mut String, name: &str, v: &DirectionStats) {
     }
 }
 
-/// The text `espo status` prints.
-pub fn render(
-    config: &Config,
+/// The text `espo status` prints; `spec` finds an SA's specification by SPI, destination
+/// and direction (for its algorithms and outer addresses — never its keys).
+pub fn render<'s>(
+    spec: &dyn Fn(u32, std::net::IpAddr, Direction) -> Option<&'s SaSpec>,
     info: &GatewayInfo,
     outbound: &DirectionView,
     inbound: &DirectionView,
@@ -169,20 +174,18 @@ pub fn render(
         "dir", "spi", "proto", "mode", "algorithm", "outer", "seq", "packets", "bytes"
     );
     for sa in outbound.sas.iter().chain(inbound.sas.iter()) {
-        let cfg = config.sa(sa.spi);
-        let (proto, mode, outer) = match cfg {
+        let cfg = spec(sa.spi, sa.dst, sa.direction);
+        let (proto, mode, outer, algorithm) = match cfg {
             Some(c) => (
                 c.protocol.name(),
                 match c.mode {
                     espo_ipsec::spec::SaMode::Tunnel => "tunnel",
                     espo_ipsec::spec::SaMode::Transport => "transport",
                 },
-                match c.udp_encap {
-                    Some(u) => format!("{} -> {} udp {}", c.src, c.dst, u.dst_port),
-                    None => format!("{} -> {}", c.src, c.dst),
-                },
+                crate::live::outer(c),
+                crate::live::algorithm(c),
             ),
-            None => ("?", "?", format!("-> {}", sa.dst)),
+            None => ("?", "?", format!("-> {}", sa.dst), "?".to_string()),
         };
         let dir = match sa.direction {
             Direction::Out => "out",
@@ -195,13 +198,32 @@ pub fn render(
             format!("{:#010x}", sa.spi),
             proto,
             mode,
-            algorithm(config, sa.spi),
+            algorithm,
             outer,
             sa.seq,
             sa.packets,
             sa.bytes,
             sa.placement.name()
         );
+    }
+    let events: Vec<&LifetimeEvent> = outbound.events.iter().chain(&inbound.events).collect();
+    if !events.is_empty() {
+        let _ = writeln!(out, "lifetimes:");
+        for e in events {
+            let _ = writeln!(
+                out,
+                "  sa {:#010x} {}: {} lifetime reached ({}){}",
+                e.spi,
+                e.dir.name(),
+                if e.hard { "hard" } else { "soft" },
+                e.cause.name(),
+                if e.hard {
+                    ", it sends and accepts nothing more"
+                } else {
+                    ""
+                }
+            );
+        }
     }
     out
 }

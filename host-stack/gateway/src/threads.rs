@@ -149,6 +149,7 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
     let mut spare = PacketBuf::default();
     o.publish(true);
     while !o.ctx.shutdown.requested() {
+        o.engine.housekeeping();
         let mut n = 0;
         let mut empty = false;
         while n < BATCH {
@@ -186,8 +187,10 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
         if empty {
             o.settle();
             o.publish(true);
-            let fds = [o.ctx.tun.as_fd()];
-            wait_readable(&fds, o.ctx.shutdown, &mut ready);
+            match o.engine.wake_fd() {
+                Some(wake) => wait_readable(&[o.ctx.tun.as_fd(), wake], o.ctx.shutdown, &mut ready),
+                None => wait_readable(&[o.ctx.tun.as_fd()], o.ctx.shutdown, &mut ready),
+            }
         }
     }
     o.settle();
@@ -345,10 +348,15 @@ impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
         }
         self.sas.clear();
         self.engine.snapshot(&mut self.sas);
+        let events = self.engine.lifetime_events();
         if now {
-            self.ctx.published.publish(&self.stats, &self.sas);
+            self.ctx.published.publish(&self.stats, &self.sas, events);
             self.last_publish = Instant::now();
-        } else if self.ctx.published.try_publish(&self.stats, &self.sas) {
+        } else if self
+            .ctx
+            .published
+            .try_publish(&self.stats, &self.sas, events)
+        {
             self.last_publish = Instant::now();
         }
     }
@@ -398,10 +406,11 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
         }
         sas.clear();
         engine.snapshot(&mut sas);
+        let events = engine.lifetime_events();
         if now {
-            ctx.published.publish(stats, &sas);
+            ctx.published.publish(stats, &sas, events);
             last_publish = Instant::now();
-        } else if ctx.published.try_publish(stats, &sas) {
+        } else if ctx.published.try_publish(stats, &sas, events) {
             last_publish = Instant::now();
         }
     };
@@ -409,6 +418,7 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
     let mut headers = ctx.rx.scratch();
     let fds: Vec<BorrowedFd<'_>> = ctx.rx.fds();
     while !ctx.shutdown.requested() {
+        engine.housekeeping();
         // Fill a batch from the sockets that were readable, one recvmmsg each.
         let mut n = 0;
         let mut more = false;
@@ -450,7 +460,10 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
         }
         publish(&stats, engine, !more);
         if !more {
-            wait_readable(&fds, ctx.shutdown, &mut ready);
+            let mut all = fds.clone();
+            all.extend(engine.wake_fd());
+            wait_readable(&all, ctx.shutdown, &mut ready);
+            ready.truncate(queues);
         }
     }
     publish(&stats, engine, true);

@@ -305,6 +305,7 @@ pub fn run(
                 rx: &rx,
                 engine_name: "model",
                 extra_status: &extra,
+                live: None,
             },
             ready,
         );

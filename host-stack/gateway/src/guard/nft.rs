@@ -14,8 +14,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+use super::GuardDb;
 use super::{GuardError, counter_policy, table_spec};
-use espo_config::{Config, GatewayConfig};
+use espo_config::GatewayConfig;
 use espo_ipsec::spec::Direction;
 
 /// nft's words for a table that does not exist (ENOENT).
@@ -133,10 +134,10 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// Installs the guard for `config` on outside interface `port`, replacing a table of
-    /// the same name in the same transaction.
-    pub fn install(config: &Config, gw: &GatewayConfig, port: &str) -> Result<Guard, GuardError> {
-        let rules = super::ruleset(config, gw, port)?;
+    /// Installs the guard for the SAs and policies of `db` on outside interface `port`,
+    /// replacing a table of the same name in the same transaction.
+    pub fn install(db: &GuardDb, gw: &GatewayConfig, port: &str) -> Result<Guard, GuardError> {
+        let rules = super::ruleset(db, gw, port)?;
         let previous = table_text(&rules.table)?;
         apply(
             &format!("install table {}", table_spec(&rules.table)),
@@ -150,6 +151,16 @@ impl Guard {
 
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// Replaces the rules with those of `db` (the SAs or policies changed), in one
+    /// transaction: the old rules hold until the new ones do.
+    pub fn update(&self, db: &GuardDb, gw: &GatewayConfig, port: &str) -> Result<(), GuardError> {
+        let rules = super::ruleset(db, gw, port)?;
+        apply(
+            &format!("update table {}", table_spec(&rules.table)),
+            &rules.replace_transaction(),
+        )
     }
 
     /// Removes the table (a clean stop).

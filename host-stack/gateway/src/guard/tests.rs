@@ -12,7 +12,9 @@ fn parse(text: &str) -> Config {
 
 fn rules(config: &Config) -> String {
     let gw = config.gateway.as_ref().unwrap();
-    ruleset(config, gw, "eth1").unwrap().text
+    ruleset(&GuardDb::of_config(config), gw, "eth1")
+        .unwrap()
+        .text
 }
 
 fn example(path: &str) -> Config {
@@ -133,7 +135,7 @@ table inet espo-espo0 {
 #[test]
 fn the_replacement_is_one_transaction_that_also_creates() {
     let c = example("gw-gw/esp/gw-a.toml");
-    let r = ruleset(&c, c.gateway.as_ref().unwrap(), "eth1").unwrap();
+    let r = ruleset(&GuardDb::of_config(&c), c.gateway.as_ref().unwrap(), "eth1").unwrap();
     let t = r.replace_transaction();
     assert!(
         t.starts_with("table inet espo-espo0 { }\ndelete table inet espo-espo0\n# espo's guard"),
@@ -348,18 +350,24 @@ fn any_address_leaves_only_the_family() {
 fn names_nft_could_misread_are_refused_naming_the_field() {
     let mut c = example("gw-gw/esp/gw-a.toml");
     let gw = c.gateway.clone().unwrap();
-    let e = ruleset(&c, &gw, "eth1\" accept").unwrap_err().to_string();
+    let e = ruleset(&GuardDb::of_config(&c), &gw, "eth1\" accept")
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("[gateway] port: `eth1\" accept`"), "{e}");
-    assert!(ruleset(&c, &gw, "eth*").is_err());
+    assert!(ruleset(&GuardDb::of_config(&c), &gw, "eth*").is_err());
     let gw = c.gateway.as_mut().unwrap();
     gw.tun = "tun 0".into();
     let gw = gw.clone();
-    let e = ruleset(&c, &gw, "eth1").unwrap_err().to_string();
+    let e = ruleset(&GuardDb::of_config(&c), &gw, "eth1")
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("[gateway] tun:"), "{e}");
     let mut ok = gw.clone();
     ok.tun = "espo-a.1_b".into();
     assert_eq!(
-        ruleset(&c, &ok, "eth1.100").unwrap().table,
+        ruleset(&GuardDb::of_config(&c), &ok, "eth1.100")
+            .unwrap()
+            .table,
         "espo-espo-a.1_b"
     );
 }

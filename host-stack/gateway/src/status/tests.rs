@@ -3,6 +3,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::*;
+use espo_config::Config;
 use espo_ipsec::counters::DropReason;
 use espo_offload::Placement;
 
@@ -19,6 +20,8 @@ fn info() -> GatewayInfo {
         outside_mtu: 1500,
         engine: "software",
         started: Instant::now(),
+        state_dir: None,
+        warnings: Vec::new(),
     }
 }
 
@@ -50,7 +53,7 @@ fn status_shows_counters_drops_and_sas_but_never_keys() {
     let mut inb = DirectionView::default();
     inb.stats.drops.count(DropReason::Replayed);
     inb.sas = vec![snapshot(0x2001, Direction::In, 7)];
-    let text = render(&c, &info(), &out, &inb);
+    let text = render(&|spi, _, _| c.sa(spi), &info(), &out, &inb);
 
     assert!(
         text.contains("tun espo0 (mtu 1403), outside eth1 (mtu 1500), engine software"),
@@ -93,11 +96,11 @@ fn publishing_never_waits_for_a_reader() {
     };
     let held = slot.view.lock().unwrap();
     assert!(
-        !slot.try_publish(&stats, &[]),
+        !slot.try_publish(&stats, &[], &[]),
         "a held slot is skipped, not waited for"
     );
     drop(held);
-    assert!(slot.try_publish(&stats, &[snapshot(0x1001, Direction::Out, 1)]));
+    assert!(slot.try_publish(&stats, &[snapshot(0x1001, Direction::Out, 1)], &[]));
     let v = slot.read();
     assert_eq!((v.stats.received, v.sas.len()), (5, 1));
 }

@@ -1,0 +1,279 @@
+//! The software engine in a running gateway: each datapath thread owns its half
+//! ([`SoftwareHalf`]), and the control thread changes the halves through their mailboxes
+//! ([`SoftwareLive`], the [`Engine`](crate::live::Engine) of a software-engine gateway).
+//!
+//! Per batch a half costs one atomic load for its mailbox; every [`LIFETIME_CHECK`] it
+//! also checks its SAs' lifetimes (time lifetimes need a clock, which espo-ipsec does not
+//! read itself), so an SA whose `hard_seconds` are over stops within that interval.
+
+use std::net::IpAddr;
+use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use espo_ipsec::counters::DropReason;
+use espo_ipsec::engine::{Inbound, Outbound};
+use espo_ipsec::lifetime::LifetimeEvent;
+use espo_ipsec::sa::{InboundSa, OutboundSa, SaParams, SeqReservation};
+use espo_ipsec::spd::PolicyId;
+use espo_ipsec::spec::{Direction, PolicySpec, SaSpec};
+
+use crate::live::{Engine, EngineChangeError, Install};
+use crate::mailbox::Mailbox;
+use crate::path::{InboundEngine, Incoming, OutboundEngine, Outgoing, PacketBuf, SaSnapshot};
+use crate::sockets::RxPlan;
+
+/// How often a half checks its SAs' lifetimes.
+pub const LIFETIME_CHECK: Duration = Duration::from_millis(100);
+/// How long the control thread waits for a datapath thread to take a change.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Lifetime events a half keeps for `espo status`.
+const EVENTS_KEPT: usize = 8;
+
+/// One half of the software engine, owned by its datapath thread.
+pub struct SoftwareHalf<H> {
+    half: H,
+    mailbox: Arc<Mailbox<H>>,
+    /// The gateway's clock: SAs' install times count from it.
+    started: Instant,
+    checked: Instant,
+    events: Vec<LifetimeEvent>,
+    fresh: Vec<LifetimeEvent>,
+}
+
+impl<H> SoftwareHalf<H> {
+    pub fn new(half: H, mailbox: Arc<Mailbox<H>>, started: Instant) -> SoftwareHalf<H> {
+        SoftwareHalf {
+            half,
+            mailbox,
+            started,
+            checked: Instant::now(),
+            events: Vec::new(),
+            fresh: Vec::new(),
+        }
+    }
+
+    /// Runs waiting changes; checks lifetimes when due (`check` does it on the half).
+    fn maintain(&mut self, check: impl FnOnce(&mut H, Duration, &mut Vec<LifetimeEvent>)) {
+        self.mailbox.run_pending(&mut self.half);
+        if self.checked.elapsed() >= LIFETIME_CHECK {
+            self.checked = Instant::now();
+            check(&mut self.half, self.started.elapsed(), &mut self.fresh);
+            for e in self.fresh.drain(..) {
+                if self.events.len() == EVENTS_KEPT {
+                    self.events.remove(0);
+                }
+                self.events.push(e);
+            }
+        }
+    }
+}
+
+impl OutboundEngine for SoftwareHalf<Outbound> {
+    fn overhead(&self, inner: &[u8]) -> Result<Option<usize>, DropReason> {
+        self.half.overhead(inner)
+    }
+
+    fn max_overhead(&self) -> usize {
+        self.half.max_overhead()
+    }
+
+    fn encapsulate(
+        &mut self,
+        batch: &mut [PacketBuf],
+        verdicts: &mut Vec<Result<Outgoing, DropReason>>,
+    ) {
+        OutboundEngine::encapsulate(&mut self.half, batch, verdicts)
+    }
+
+    fn snapshot(&self, out: &mut Vec<SaSnapshot>) {
+        OutboundEngine::snapshot(&self.half, out)
+    }
+
+    fn housekeeping(&mut self) {
+        self.maintain(|h, now, out| h.check_lifetimes(now, out));
+    }
+
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.mailbox.wake_fd())
+    }
+
+    fn lifetime_events(&self) -> &[LifetimeEvent] {
+        &self.events
+    }
+}
+
+impl InboundEngine for SoftwareHalf<Inbound> {
+    fn decapsulate(
+        &mut self,
+        batch: &mut [PacketBuf],
+        verdicts: &mut Vec<Result<Incoming, DropReason>>,
+    ) {
+        InboundEngine::decapsulate(&mut self.half, batch, verdicts)
+    }
+
+    fn snapshot(&self, out: &mut Vec<SaSnapshot>) {
+        InboundEngine::snapshot(&self.half, out)
+    }
+
+    fn housekeeping(&mut self) {
+        self.maintain(|h, now, out| h.check_lifetimes(now, out));
+    }
+
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.mailbox.wake_fd())
+    }
+
+    fn lifetime_events(&self) -> &[LifetimeEvent] {
+        &self.events
+    }
+}
+
+/// Builds an outbound SA as `how` says (key schedule on the caller's thread, not the
+/// datapath's).
+pub fn outbound_sa(sa: &SaSpec, how: &Install) -> Result<OutboundSa, EngineChangeError> {
+    let params =
+        SaParams::from_spec(sa).map_err(|e| EngineChangeError::Unsupported(e.to_string()))?;
+    let mut out = OutboundSa::new(params, sa.seq);
+    out.installed = how.installed;
+    if let Some(r) = &how.reservation {
+        out = out.with_reservation(r.clone());
+    }
+    if how.disabled {
+        // Nothing reserved: every packet is dropped `seq-unreserved`.
+        out = out.with_reservation(SeqReservation::new(sa.seq, sa.seq));
+    }
+    Ok(out)
+}
+
+/// Builds an inbound SA as `how` says.
+pub fn inbound_sa(sa: &SaSpec, how: &Install) -> Result<InboundSa, EngineChangeError> {
+    let params =
+        SaParams::from_spec(sa).map_err(|e| EngineChangeError::Unsupported(e.to_string()))?;
+    let mut inb = InboundSa::new(params, sa.replay_window, sa.seq)
+        .map_err(|e| EngineChangeError::Unsupported(e.to_string()))?;
+    inb.installed = how.installed;
+    if let Some(mark) = how.closed_at {
+        inb.close_replay_at(mark)
+            .map_err(|e| EngineChangeError::Unsupported(e.to_string()))?;
+    }
+    inb.expired = how.disabled;
+    Ok(inb)
+}
+
+/// The control thread's handle on a software-engine gateway's two halves.
+pub struct SoftwareLive {
+    pub outbound: Arc<Mailbox<Outbound>>,
+    pub inbound: Arc<Mailbox<Inbound>>,
+    /// What the inbound sockets receive (opened at start).
+    pub receives: RxPlan,
+}
+
+impl Engine for SoftwareLive {
+    fn add_sa(&self, sa: &SaSpec, dir: Direction, how: Install) -> Result<(), EngineChangeError> {
+        match dir {
+            Direction::Out => {
+                let new = outbound_sa(sa, &how)?;
+                self.outbound
+                    .call(move |h| h.add_sa(new).map(|_| ()), CHANGE_TIMEOUT)??;
+            }
+            Direction::In => {
+                let new = inbound_sa(sa, &how)?;
+                self.inbound
+                    .call(move |h| h.add_sa(new).map(|_| ()), CHANGE_TIMEOUT)??;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_sa(&self, spi: u32, dir: Direction, dst: IpAddr) -> Result<(), EngineChangeError> {
+        match dir {
+            Direction::Out => self
+                .outbound
+                .call(move |h| h.remove_sa(spi).map(|_| ()), CHANGE_TIMEOUT)??,
+            Direction::In => self.inbound.call(
+                move |h| h.remove_sa(spi, Some(dst)).map(|_| ()),
+                CHANGE_TIMEOUT,
+            )??,
+        }
+        Ok(())
+    }
+
+    fn replace_sa(
+        &self,
+        old_spi: u32,
+        dir: Direction,
+        new: &SaSpec,
+        how: Install,
+    ) -> Result<(), EngineChangeError> {
+        match dir {
+            Direction::Out => {
+                let sa = outbound_sa(new, &how)?;
+                self.outbound.call(
+                    move |h| h.replace_sa(old_spi, sa).map(|_| ()),
+                    CHANGE_TIMEOUT,
+                )??;
+            }
+            Direction::In => {
+                let sa = inbound_sa(new, &how)?;
+                self.inbound.call(
+                    move |h| h.replace_sa(old_spi, None, sa).map(|_| ()),
+                    CHANGE_TIMEOUT,
+                )??;
+            }
+        }
+        Ok(())
+    }
+
+    fn add_policy(
+        &self,
+        policy: &PolicySpec,
+        id: PolicyId,
+        position: Option<usize>,
+    ) -> Result<(), EngineChangeError> {
+        let p = policy.clone();
+        match policy.dir {
+            Direction::Out => self
+                .outbound
+                .call(move |h| h.add_policy(&p, id, position), CHANGE_TIMEOUT)??,
+            Direction::In => self
+                .inbound
+                .call(move |h| h.add_policy(&p, id, position), CHANGE_TIMEOUT)??,
+        }
+        Ok(())
+    }
+
+    fn remove_policy(&self, dir: Direction, id: PolicyId) -> Result<(), EngineChangeError> {
+        match dir {
+            Direction::Out => self
+                .outbound
+                .call(move |h| h.remove_policy(id).map(|_| ()), CHANGE_TIMEOUT)??,
+            Direction::In => self
+                .inbound
+                .call(move |h| h.remove_policy(id).map(|_| ()), CHANGE_TIMEOUT)??,
+        }
+        Ok(())
+    }
+
+    fn set_bundle(
+        &self,
+        dir: Direction,
+        id: PolicyId,
+        spis: &[u32],
+    ) -> Result<(), EngineChangeError> {
+        let spis = spis.to_vec();
+        match dir {
+            Direction::Out => self
+                .outbound
+                .call(move |h| h.set_bundle(id, &spis), CHANGE_TIMEOUT)??,
+            Direction::In => self
+                .inbound
+                .call(move |h| h.set_bundle(id, &spis), CHANGE_TIMEOUT)??,
+        }
+        Ok(())
+    }
+
+    fn can_receive(&self, sa: &SaSpec) -> Result<(), String> {
+        self.receives.covers(sa)
+    }
+}
