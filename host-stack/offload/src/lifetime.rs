@@ -69,8 +69,7 @@ impl OffloadEngine {
     fn reread_card_states(&mut self) {
         let on_card: Vec<(usize, u32)> = self
             .records
-            .iter()
-            .enumerate()
+            .entries()
             .filter_map(|(i, r)| match r.placement {
                 Placement::Card { sa_index } => Some((i, sa_index)),
                 Placement::Software => None,
@@ -178,7 +177,7 @@ impl OffloadEngine {
     /// After software sent on `bundle`: lifetimes crossed by its counters.
     pub(super) fn software_sent(&mut self, bundle: Bundle) {
         for index in std::iter::once(bundle.inner).chain(bundle.outer_ah) {
-            let Some(&rec) = self.out_rec.get(index) else {
+            let Some(rec) = self.out_rec.get(index).copied().flatten() else {
                 continue;
             };
             let sa = &self.sw.outbound.sas()[index];

@@ -27,8 +27,8 @@ use super::{
 impl OffloadEngine {
     /// At start: every SA that fits, while the table has room, in order.
     pub(super) fn place_initial(&mut self) -> Result<(), OffloadError> {
-        for rec in 0..self.records.len() {
-            if self.records[rec].fit.is_err() {
+        for rec in 0..self.record_slots {
+            if self.records.get(rec).is_none_or(|r| r.fit.is_err()) {
                 continue;
             }
             let Some(sa_index) = self.free_slot() else {
@@ -66,7 +66,9 @@ impl OffloadEngine {
 
     /// Whether the engine itself would move this SA onto the card.
     fn wants_card(&self, rec: usize) -> bool {
-        let r = &self.records[rec];
+        let Some(r) = self.records.get(rec) else {
+            return false;
+        };
         r.placement == Placement::Software
             && r.fit.is_ok()
             && !r.pinned
@@ -87,19 +89,21 @@ impl OffloadEngine {
         if self.mode != CardMode::Offload {
             return;
         }
-        for rec in 0..self.records.len() {
+        for rec in 0..self.record_slots {
             if !self.wants_card(rec) {
                 continue;
             }
-            let Some(sa_index) = self.free_slot() else {
+            let Some(mut sa_index) = self.free_slot() else {
                 return;
             };
             if self.records[rec].dir == Direction::In {
                 // Frames the card still holds for software are taken first: one that
-                // arrives after the move cannot be checked any more (`sa-moving`).
+                // arrives after the move cannot be checked any more (`sa-moving`). The
+                // entry is chosen again after: time passed, and the card may have faulted.
                 self.receive();
-                if self.mode != CardMode::Offload || self.free_slot() != Some(sa_index) {
-                    return;
+                match (self.mode, self.free_slot()) {
+                    (CardMode::Offload, Some(i)) => sa_index = i,
+                    _ => return,
                 }
             }
             match self.promote(rec, sa_index) {
@@ -192,15 +196,10 @@ impl OffloadEngine {
         bound: Option<u64>,
     ) {
         let margin = self.options.seq_margin;
-        let in_flight = self
-            .posted
-            .values()
-            .filter(|p| p.card_sa.is_some_and(|(r, _)| r == rec))
-            .count() as u64;
         let r = &self.records[rec];
         let own_bound = r
             .seq_high
-            .saturating_add(in_flight)
+            .saturating_add(r.in_flight)
             .saturating_add(r.uncertain);
         let (index, host, shadow) = (r.index, r.host, r.shadow.clone());
         match r.dir {
@@ -310,14 +309,15 @@ impl OffloadEngine {
         if self.mode != CardMode::Offload || !self.wants_card(rec) {
             return false;
         }
-        let Some(sa_index) = self.free_slot() else {
+        let Some(mut sa_index) = self.free_slot() else {
             self.records[rec].why_software = Some(SoftwareReason::TableFull);
             return false;
         };
         if dir == Direction::In {
             self.receive();
-            if self.mode != CardMode::Offload || self.free_slot() != Some(sa_index) {
-                return false;
+            match (self.mode, self.free_slot()) {
+                (CardMode::Offload, Some(i)) => sa_index = i,
+                _ => return false,
             }
         }
         match self.promote(rec, sa_index) {

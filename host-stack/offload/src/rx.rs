@@ -117,7 +117,8 @@ impl OffloadEngine {
     /// A packet the card decapsulated: the SA it names, the inbound policy check, delivery.
     fn card_delivered(&mut self, p: &RxPacket) -> Result<Received, DropReason> {
         // The SA by entry and SPI: an entry freed and reused since keeps its old SA's
-        // completions apart from its new one's.
+        // completions apart from its new one's. None: the SA that took it was removed
+        // (or holds another entry now) — no verdict from it.
         let sa_index = p.sa_index.ok_or(DropReason::DeviceError)?;
         let is_it = |r: &super::SaRecord| {
             r.dir == Direction::In && r.spi == p.spi && r.last_sa_index == Some(sa_index)
@@ -126,14 +127,15 @@ impl OffloadEngine {
             Some(owner) if is_it(&self.records[owner]) => owner,
             _ => self
                 .records
-                .iter()
-                .position(is_it)
-                .ok_or(DropReason::DeviceError)?,
+                .entries()
+                .find(|(_, r)| is_it(r))
+                .map(|(i, _)| i)
+                .ok_or(DropReason::UnknownSpi)?,
         };
         let index = self.records[rec_id].index;
         let inner = p.data.get(14..).ok_or(DropReason::Malformed)?;
         let flow = Flow::parse(inner).map_err(|_| DropReason::Malformed)?;
-        if !self.sw.inbound.spd().admits_decapsulated(&flow, &[index]) {
+        if !self.sw.inbound.admits(&flow, &[index]) {
             return Err(DropReason::PolicyMismatch);
         }
         let r = &mut self.records[rec_id];
@@ -182,7 +184,7 @@ impl OffloadEngine {
         let owner = self.sw.inbound.esp_sa_of(ip);
         let esp = self.sw.inbound.spi_seq_of(ip);
         if let Some((Some(index), _, _)) = owner
-            && let Some(&rec) = self.in_rec.get(index)
+            && let Some(rec) = self.in_rec.get(index).copied().flatten()
             && matches!(self.records[rec].placement, Placement::Card { .. })
         {
             return (esp, Err(DropReason::SaMoving));

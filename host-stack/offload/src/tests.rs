@@ -15,7 +15,7 @@ use espo_ipsec::wire::{ChecksumCaps, IpProtocol, ipv4, udp};
 
 /// An IPv4/UDP packet of `len` bytes (at least 28) from 10.1.0.1 to 10.2.0.1, its payload
 /// filled with `fill`.
-fn udp_packet(len: usize, fill: u8) -> Vec<u8> {
+pub(crate) fn udp_packet(len: usize, fill: u8) -> Vec<u8> {
     let len = len.clamp(28, 65535);
     let mut p = vec![fill; len];
     let (src, dst) = ([10, 1, 0, 1].into(), [10, 2, 0, 1].into());
@@ -49,11 +49,11 @@ fn udp_packet(len: usize, fill: u8) -> Vec<u8> {
     p
 }
 
-const KEY128: &str = "000102030405060708090a0b0c0d0e0f10111213";
+pub(crate) const KEY128: &str = "000102030405060708090a0b0c0d0e0f10111213";
 
 /// One AES-GCM SA out (0x1001) and in (0x2001), one ChaCha20 SA out (0x1002) for other
 /// traffic: 10.1/16 -> 10.2/16 on the card, 10.1/16 -> 10.3/16 in software.
-fn config(extra_sa: &str) -> Config {
+pub(crate) fn config(extra_sa: &str) -> Config {
     let text = format!(
         "[[sa]]\nspi = 0x1001\nprotocol = \"esp\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128}\"\n{extra_sa}\n\
          [[sa]]\nspi = 0x1002\nprotocol = \"esp\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nencryption = \"chacha20-poly1305\"\nkey = \"{}\"\n\
@@ -67,7 +67,7 @@ fn config(extra_sa: &str) -> Config {
 }
 
 /// The peer: the same SAs, directions swapped.
-fn peer_config() -> Config {
+pub(crate) fn peer_config() -> Config {
     let text = format!(
         "[[sa]]\nspi = 0x1001\nprotocol = \"esp\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128}\"\nreplay_window = 0\n\
          [[sa]]\nspi = 0x2001\nprotocol = \"esp\"\nsrc = \"192.0.2.2\"\ndst = \"192.0.2.1\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128}\"\n\
@@ -77,7 +77,10 @@ fn peer_config() -> Config {
     Config::parse(&text, FsPath::new("peer.toml")).expect("peer config")
 }
 
-fn rig(config: &Config, options: OffloadOptions) -> (OffloadEngine, ModelHandle, MemLink) {
+pub(crate) fn rig(
+    config: &Config,
+    options: OffloadOptions,
+) -> (OffloadEngine, ModelHandle, MemLink) {
     let dev = ModelDevice::with_params(ModelParams::default());
     let model = dev.handle();
     let (near, tap) = MemLink::pair();
@@ -89,7 +92,7 @@ fn rig(config: &Config, options: OffloadOptions) -> (OffloadEngine, ModelHandle,
 }
 
 /// An IPv4/UDP packet from `src` to `dst` of `len` bytes.
-fn packet(src: [u8; 4], dst: [u8; 4], len: usize, id: u16) -> Vec<u8> {
+pub(crate) fn packet(src: [u8; 4], dst: [u8; 4], len: usize, id: u16) -> Vec<u8> {
     let mut p = udp_packet(len, id as u8);
     p[4..6].copy_from_slice(&id.to_be_bytes());
     p[12..16].copy_from_slice(&src);
@@ -100,7 +103,7 @@ fn packet(src: [u8; 4], dst: [u8; 4], len: usize, id: u16) -> Vec<u8> {
     p
 }
 
-fn run_until_idle(engine: &mut OffloadEngine) -> Vec<TxReport> {
+pub(crate) fn run_until_idle(engine: &mut OffloadEngine) -> Vec<TxReport> {
     let mut reports = Vec::new();
     for _ in 0..100_000 {
         engine.poll();
@@ -198,7 +201,7 @@ fn outbound_bytes_are_the_software_engines_and_in_submission_order() {
 }
 
 /// Sends `n` packets from the peer through the port and collects the engine's reports.
-fn receive_from_peer(
+pub(crate) fn receive_from_peer(
     engine: &mut OffloadEngine,
     peer: &mut SoftwareEngine,
     tap: &MemLink,
@@ -221,7 +224,7 @@ fn receive_from_peer(
     collect_rx(engine, n)
 }
 
-fn collect_rx(engine: &mut OffloadEngine, n: usize) -> Vec<RxReport> {
+pub(crate) fn collect_rx(engine: &mut OffloadEngine, n: usize) -> Vec<RxReport> {
     let mut got = Vec::new();
     for _ in 0..100_000 {
         engine.poll();
