@@ -174,21 +174,28 @@ impl OffloadEngine {
         let Some(card) = self.card.as_mut() else {
             return Ok(());
         };
-        match card.sa_export(sa_index) {
-            Ok(state) => self.apply_card_state(rec, Some(&state), None),
-            Err(CardError::SaRefused { .. }) => {
-                let bound = card.sa_seq_upper_bound(sa_index);
-                self.apply_card_state(rec, None, bound);
-            }
+        let exported = card.sa_export(sa_index);
+        let bound = card.sa_seq_upper_bound(sa_index);
+        match exported {
+            Ok(state) => self.apply_card_state(rec, Some(&state), bound),
+            Err(CardError::SaRefused { .. }) => self.apply_card_state(rec, None, bound),
             Err(e) => return Err(e),
         }
         self.vacate(rec, why);
         Ok(())
     }
 
-    /// Software continues SA `rec` from what the card says (`exact`) or, when it could
-    /// not say, from `bound` plus the margin (outbound) and the host's record of what the
-    /// card delivered (inbound). Numbers only ever move forward.
+    /// Software continues SA `rec` from what the card says (`exact`) and the host's own
+    /// record, or, when the card could not say, from the host's record and the driver's
+    /// `bound` plus the margin. Numbers only ever move forward.
+    ///
+    /// Outbound, the host's record is the highest number a completion reported plus one
+    /// number for every packet not yet completed or of unknown fate: the card numbers the
+    /// packets it takes in order, so it used none above that. The card's export alone is
+    /// not trusted — a card that exports a stale number would make software reuse nonces —
+    /// so software continues from the highest of the export, that record and the driver's
+    /// bound. Inbound, the card's window is merged with the host's record of every number
+    /// it accepted (`shadow`).
     pub(super) fn apply_card_state(
         &mut self,
         rec: usize,
@@ -206,14 +213,12 @@ impl OffloadEngine {
             Direction::Out => {
                 let sa = &mut self.sw.outbound.sas_mut()[index];
                 let max = sa.params.max_seq();
+                let known = own_bound.max(bound.unwrap_or(0));
                 let seq = match exact {
-                    Some(s) => s.seq,
-                    None => bound
-                        .unwrap_or(0)
-                        .max(own_bound)
-                        .saturating_add(margin)
-                        .min(max),
-                };
+                    Some(s) => s.seq.max(known),
+                    None => known.saturating_add(margin),
+                }
+                .min(max);
                 sa.advance_seq_to(seq);
                 sa.counters = exact.map_or(host, counters_of);
                 if exact.is_some_and(|s| s.hard_expired) {
