@@ -118,11 +118,15 @@ pub(crate) struct SaRecord {
     pub pinned: bool,
     /// Host time it was installed (time lifetimes).
     pub installed: Duration,
-    /// Inbound on the card: every number the card delivered (the window software continues
-    /// with when the card cannot be read back).
+    /// Inbound on the card: every number the host accepted for it — delivered by the card,
+    /// accepted by the card and dropped for ECN, or accepted by software (outer IPv6
+    /// extension headers). The host's final word on replays while the card holds the SA,
+    /// and the window software continues with when the card cannot be read back.
     pub shadow: Option<ReplayWindow>,
     /// On the card: packets and bytes the host saw completed or delivered.
     pub host: SaCounters,
+    /// Inbound on the card: of `host`, those software accepted (the card never saw them).
+    pub host_only: SaCounters,
     /// Outbound on the card: the highest sequence number a completion reported, and
     /// packets whose number is unknown (untrusted completion, fate unknown after a fault).
     pub seq_high: u64,

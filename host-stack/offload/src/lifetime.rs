@@ -196,6 +196,21 @@ impl OffloadEngine {
         }
     }
 
+    /// After software accepted a packet for inbound SA `rec` while the SA is on the card:
+    /// lifetimes crossed by the host's count of its packets.
+    pub(super) fn card_sa_received_in_software(&mut self, rec: usize) {
+        let r = &self.records[rec];
+        let params = &self.sw.inbound.sas()[r.index].params;
+        let (soft, hard) = (params.soft_expired(&r.host), params.hard_expired(&r.host));
+        let cause = counted_cause(&params.lifetime, &r.host);
+        if soft {
+            self.soft_crossed(rec, cause);
+        }
+        if hard && !self.records[rec].hard_done {
+            self.retire(rec, cause);
+        }
+    }
+
     /// After software delivered a packet of inbound SA `spi`.
     pub(super) fn software_received(&mut self, spi: u32) {
         let Some(rec) = self.record_of(spi, Direction::In) else {

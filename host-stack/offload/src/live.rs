@@ -335,6 +335,7 @@ impl OffloadEngine {
             installed,
             shadow: None,
             host: SaCounters::default(),
+            host_only: SaCounters::default(),
             seq_high: 0,
             uncertain: 0,
             in_flight: 0,

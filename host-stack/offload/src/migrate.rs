@@ -14,6 +14,7 @@
 
 use espo_driver::card::CardError;
 use espo_fpga::SaState;
+use espo_ipsec::counters::SaCounters;
 use espo_ipsec::spec::Direction;
 
 use super::state::{
@@ -149,6 +150,7 @@ impl OffloadEngine {
                 r.seq_high = state.seq;
                 r.uncertain = 0;
                 r.host = counters;
+                r.host_only = SaCounters::default();
                 r.shadow = window;
                 if let Some(owner) = self.entry_owner.get_mut(sa_index as usize) {
                     *owner = Some(rec);
@@ -208,7 +210,7 @@ impl OffloadEngine {
             .seq_high
             .saturating_add(r.in_flight)
             .saturating_add(r.uncertain);
-        let (index, host, shadow) = (r.index, r.host, r.shadow.clone());
+        let (index, host, host_only, shadow) = (r.index, r.host, r.host_only, r.shadow.clone());
         match r.dir {
             Direction::Out => {
                 let sa = &mut self.sw.outbound.sas_mut()[index];
@@ -237,7 +239,14 @@ impl OffloadEngine {
                 if let Some(w) = window {
                     sa.replay = w;
                 }
-                sa.counters = exact.map_or(host, counters_of);
+                // The card's exact counts, and what software accepted for it meanwhile.
+                sa.counters = exact.map_or(host, |s| {
+                    let card = counters_of(s);
+                    SaCounters {
+                        packets: card.packets.saturating_add(host_only.packets),
+                        bytes: card.bytes.saturating_add(host_only.bytes),
+                    }
+                });
                 if exact.is_some_and(|s| s.hard_expired) {
                     sa.expired = true;
                 }
@@ -258,7 +267,8 @@ impl OffloadEngine {
         }
         r.placement = Placement::Software;
         r.why_software = Some(why);
-        r.shadow = None;
+        // The shadow stays: frames the card decapsulated before the SA left it may still
+        // be on their way, and are checked against it (the numbers the host accepted).
         self.rebalance_due = true;
     }
 

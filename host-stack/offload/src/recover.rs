@@ -231,6 +231,7 @@ impl OffloadEngine {
                 r.last_sa_index = Some(sa_index);
                 r.seq_high = state.seq;
                 r.uncertain = 0;
+                r.host_only = espo_ipsec::counters::SaCounters::default();
                 r.shadow = window;
                 if let Some(owner) = self.entry_owner.get_mut(sa_index as usize) {
                     *owner = Some(rec);
