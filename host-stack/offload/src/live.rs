@@ -396,19 +396,21 @@ impl OffloadEngine {
             }
             self.vacate(rec, SoftwareReason::Requested);
         }
+        // Packets on their way: none names the SA's index any more (another SA may take
+        // it), and those on the ring keep its SPI and entry but lose its record.
         if dir == Direction::Out {
-            for (_, work) in self.pending.iter_mut() {
+            let works = self
+                .pending
+                .iter_mut()
+                .map(|(_, w)| w)
+                .chain(self.posted.values_mut().map(|p| &mut p.work));
+            for work in works {
                 if let super::Work::Protect { bundle, .. } = work {
                     rebind(bundle, index, successor);
                 }
             }
         }
         for p in self.posted.values_mut() {
-            if let super::Work::Protect { bundle, .. } = &mut p.work
-                && dir == Direction::Out
-            {
-                rebind(bundle, index, successor);
-            }
             if let Some(c) = p.card_sa.as_mut()
                 && c.rec == Some(rec)
             {

@@ -159,6 +159,7 @@ impl OffloadEngine {
             }
             Err(CardError::SaRefused { .. }) => {
                 let r = &mut self.records[rec];
+                r.fit_alone = Err(Unfit::Refused);
                 r.fit = Err(Unfit::Refused);
                 r.why_software = Some(SoftwareReason::Unfit(Unfit::Refused));
                 Ok(false)
