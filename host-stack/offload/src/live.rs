@@ -83,9 +83,11 @@ fn bundled(spd: &Spd) -> Vec<usize> {
 impl OffloadEngine {
     /// Adds an SA in `dir`. It runs on the card when it fits there and the SA table has room
     /// (by the rules that place SAs at start), otherwise in software with the reason; it
-    /// sends or passes the policy check once a policy names it. Refused — nothing changed —
-    /// when an SA of that direction with its SPI (inbound: and destination) exists, or when
-    /// it cannot be built.
+    /// sends or passes the policy check once a policy names it. An outbound SA numbers its
+    /// packets without limit until it is given a reservation
+    /// ([`set_reservation`](Self::set_reservation)). Refused — nothing changed — when an SA
+    /// of that direction with its SPI (inbound: and destination) exists, or when it cannot
+    /// be built.
     pub fn add_sa(&mut self, spec: &SaSpec, dir: Direction) -> Result<(), OffloadError> {
         let now = self.options.clock.now();
         let index = match dir {
@@ -155,7 +157,8 @@ impl OffloadEngine {
     /// [`remove_sa`](Self::remove_sa) after its grace period, when the new one takes its
     /// place in the policies.
     ///
-    /// The new SA is placed as [`add_sa`](Self::add_sa) places one. Refused — nothing
+    /// The new SA is placed as [`add_sa`](Self::add_sa) places one (outbound: with no
+    /// reservation until it is given one). Refused — nothing
     /// changed — when the old SA does not exist, the new one's SPI is taken, its protocol or
     /// mode differ from the old one's, or it cannot be built.
     pub fn replace_sa(
