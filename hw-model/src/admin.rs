@@ -137,20 +137,33 @@ impl Model {
     /// The SA_STATE of entry `index` (default when empty). With a datapath attached, its
     /// sequence number, counters and flags are the datapath's (invalidating the entry there
     /// when `invalidate`), the window bitmap the model's slot (see [`crate::datapath`]).
+    /// A defective card ([`crate::FaultKind::StaleSeqExport`]) reports an outbound SA's
+    /// sequence number as it was written.
     fn sa_state(&mut self, index: u32, invalidate: bool) -> Result<SaState, Status> {
         let own = self.sa.get(index).map(|s| s.state());
-        let Some(dp) = self.datapath.as_mut() else {
-            return Ok(own.unwrap_or_default());
+        let stale = self
+            .sa
+            .get(index)
+            .filter(|s| self.stale_seq_export && s.outbound)
+            .map(|s| s.written_seq);
+        let mut state = match self.datapath.as_mut() {
+            None => own.unwrap_or_default(),
+            Some(dp) => {
+                let answer = if invalidate {
+                    dp.invalidate_sa(index)
+                } else {
+                    dp.read_sa(index)
+                };
+                let mut state = answer.ok_or(Status::EngineError)?;
+                if let Some(own) = own.filter(|_| state.valid) {
+                    state.window = own.window;
+                    state.bitmap = own.bitmap;
+                }
+                state
+            }
         };
-        let answer = if invalidate {
-            dp.invalidate_sa(index)
-        } else {
-            dp.read_sa(index)
-        };
-        let mut state = answer.ok_or(Status::EngineError)?;
-        if let Some(own) = own.filter(|_| state.valid) {
-            state.window = own.window;
-            state.bitmap = own.bitmap;
+        if let Some(written) = stale {
+            state.seq = written;
         }
         Ok(state)
     }

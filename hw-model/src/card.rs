@@ -59,6 +59,9 @@ pub struct Model {
     pub(crate) icv_error_next: bool,
     pub(crate) drop_irq_next: bool,
     pub(crate) corrupt_cpl_next: bool,
+    /// SA state exports report an outbound SA's sequence number as written (a defect,
+    /// [`FaultKind::StaleSeqExport`]; survives resets).
+    pub(crate) stale_seq_export: bool,
     pub(crate) tx_stats: DirectionStats,
     pub(crate) rx_stats: DirectionStats,
     pub(crate) first_tick: Option<u64>,
@@ -133,6 +136,7 @@ impl Model {
             icv_error_next: false,
             drop_irq_next: false,
             corrupt_cpl_next: false,
+            stale_seq_export: false,
             tx_stats: DirectionStats::default(),
             rx_stats: DirectionStats::default(),
             first_tick: None,

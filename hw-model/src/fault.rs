@@ -27,6 +27,12 @@ pub enum FaultKind {
     /// phase bit but nonsense in every other field (index, length, SA, status), so that a
     /// driver's validation of device-written data can be tested. Not a hardware fault.
     CorruptCompletion,
+    /// A defective card: from when it strikes, SA_READ and SA_INVALIDATE with STATE report
+    /// an outbound SA's `SEQ` as it was when the entry was written (or its state imported),
+    /// not the last number used — a stale export, lower than numbers already on the wire.
+    /// It stays for the life of the card, resets included. Not a hardware fault; a host
+    /// that continued from such an export alone would reuse nonces.
+    StaleSeqExport,
 }
 
 /// When an injected fault strikes.
@@ -45,6 +51,7 @@ impl Model {
             FaultKind::IcvEngineError => self.icv_error_next = true,
             FaultKind::DroppedInterrupt => self.drop_irq_next = true,
             FaultKind::CorruptCompletion => self.corrupt_cpl_next = true,
+            FaultKind::StaleSeqExport => self.stale_seq_export = true,
             FaultKind::SurpriseReset => self.reset(),
             FaultKind::SurpriseRemoval => {
                 self.removed = true;

@@ -59,6 +59,8 @@ pub(crate) struct SaSlot {
     pub cipher: Cipher,
     /// Outbound: last sequence number used.
     pub seq: u64,
+    /// Outbound: the sequence number it was written (or its state imported) with.
+    pub written_seq: u64,
     pub replay: ReplayWindow,
     pub bytes: u64,
     pub packets: u64,
@@ -129,6 +131,7 @@ impl SaSlot {
             },
             cipher,
             seq: e.seq,
+            written_seq: e.seq,
             replay: ReplayWindow::new(if e.outbound { 0 } else { e.replay_window }),
             bytes: 0,
             packets: 0,
@@ -207,6 +210,7 @@ impl SaSlot {
         self.hard_expired = s.hard_expired;
         if self.outbound {
             self.seq = s.seq;
+            self.written_seq = s.seq;
             self.seq_exhausted = s.seq_exhausted || s.seq >= self.seq_limit();
         } else {
             self.replay.import(s.seq, &s.bitmap);

@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use espo_fpga::regs::{ctrl, ident, queue};
-use espo_fpga::{Counter, DmaUnit, EventCode, FaultCode, Status, TxDescriptor};
+use espo_fpga::{Counter, DmaUnit, EventCode, FaultCode, SaState, Status, TxDescriptor};
 use espo_model::{FaultKind, FaultTrigger, MemLink, ModelParams};
 
 fn card() -> (Host, MemLink) {
@@ -261,4 +261,45 @@ fn corrupt_completion_keeps_the_phase_and_garbles_the_rest() {
     let rx = h.rx_completions(0);
     assert_eq!(rx.len(), 1);
     assert!(usize::from(rx[0].0.len) > f.len() || rx[0].0.sa_index != espo_fpga::desc::NO_SA_INDEX);
+}
+
+#[test]
+fn a_stale_export_reports_the_sequence_number_the_sa_was_written_with() {
+    let (mut h, tap) = card();
+    let mut out = gcm_sa(true, 0x77, [5; 16], [1; 4]);
+    out.seq = 10;
+    assert_eq!(h.sa_write(3, &out, None), Status::Ok);
+    let inbound = gcm_sa(false, 0x78, [6; 16], [2; 4]);
+    let state = SaState {
+        seq: 500,
+        window: 64,
+        ..SaState::default()
+    };
+    assert_eq!(h.sa_write(4, &inbound, Some(&state)), Status::Ok);
+    let f = ipv4_frame(200, 0, 1, 3);
+    h.post_tx(0, &[(&f, Some(3)), (&f, Some(3)), (&f, Some(3))]);
+    h.model.run_until_idle();
+    assert_eq!(tap.drain().len(), 3);
+    assert_eq!(
+        h.sa_read(3).1.seq,
+        13,
+        "a sound card exports the last number used"
+    );
+    let now = h.model.now_cycles();
+    h.model
+        .inject(FaultKind::StaleSeqExport, FaultTrigger::AtCycle(now));
+    h.model.run_until_idle();
+    assert_eq!(h.sa_read(3).1.seq, 10, "the number it was written with");
+    assert_eq!(h.sa_read(4).1.seq, 500, "inbound windows are not affected");
+    let (st, exported) = h.sa_invalidate(3);
+    assert_eq!((st, exported.seq), (Status::Ok, 10));
+    // Imported state counts as written.
+    let st = SaState {
+        seq: 40,
+        ..SaState::default()
+    };
+    assert_eq!(h.sa_write(3, &out, Some(&st)), Status::Ok);
+    h.post_tx(0, &[(&f, Some(3))]);
+    h.model.run_until_idle();
+    assert_eq!(h.sa_read(3).1.seq, 40);
 }

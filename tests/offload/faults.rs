@@ -226,3 +226,16 @@ fn repeated_faults_move_every_sa_to_software_and_the_card_carries_frames() {
     }
     assert!(rig.engine.card().is_some(), "the card still carries frames");
 }
+
+#[test]
+fn after_a_hang_a_stale_read_back_cannot_make_the_card_reuse_numbers() {
+    // A defective card reads back each outbound SA's number as it was written: the host
+    // writes the SAs back from its own record of what the card used, not from that.
+    let rig = rig("");
+    rig.inject_fault(FaultKind::StaleSeqExport, 1);
+    let rig = fault_mid_stream(rig, FaultKind::EngineHang, 10);
+    assert_eq!(recoveries(&rig), vec![Recovery::Reinitialised]);
+    assert!(on_card(&rig, GCM_OUT, Direction::Out));
+    let seqs = rig.ledger.seqs(GCM_OUT);
+    assert!(seqs.len() > 60, "{}", seqs.len());
+}

@@ -7,5 +7,6 @@
 mod capacity;
 mod faults;
 mod lifetimes;
+mod live;
 mod migration;
 mod support;

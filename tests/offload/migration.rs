@@ -83,6 +83,41 @@ fn outbound_moves_under_load_never_reuse_a_sequence_number() {
 }
 
 #[test]
+fn a_card_exporting_stale_sequence_numbers_cannot_make_software_reuse_one() {
+    // A defective card exports each outbound SA's number as it was written: software
+    // continues from the host's own record of what the card used, whatever the export says.
+    let mut rig = rig("");
+    rig.inject_fault(espo_driver::model::FaultKind::StaleSeqExport, 1);
+    let mut tag = 0;
+    for round in 0..6 {
+        for _ in 0..24 {
+            rig.send(tag, NET_GCM_OUT, (tag as usize * 53) % 1400);
+            tag += 1;
+        }
+        // Packets are on the card's ring (some taken, some not) when the SA moves.
+        rig.engine.poll();
+        if round % 2 == 0 {
+            assert!(rig.engine.move_to_software(GCM_OUT, Direction::Out));
+        } else {
+            assert!(rig.engine.move_to_card(GCM_OUT, Direction::Out));
+        }
+        rig.settle();
+    }
+    rig.ledger.assert_sound();
+    assert_eq!(
+        rig.ledger.count(|r| r.is_err()),
+        0,
+        "a move costs no packet"
+    );
+    let by = |p: Path| {
+        rig.ledger
+            .count(|r| matches!(r, Ok(SentAs::Esp { spi: GCM_OUT, path, .. }) if *path == p))
+    };
+    assert!(by(Path::Card) > 0 && by(Path::Software) > 0);
+    assert_eq!(rig.ledger.seqs(GCM_OUT).len(), 6 * 24);
+}
+
+#[test]
 fn inbound_moves_keep_replay_protection_in_both_directions() {
     let mut rig = rig("");
     let mut id = 0u32;

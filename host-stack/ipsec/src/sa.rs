@@ -258,9 +258,14 @@ impl OutboundSa {
 
     /// The same SA, numbering only within `reservation`.
     pub fn with_reservation(mut self, reservation: SeqReservation) -> OutboundSa {
+        self.set_reservation(reservation);
+        self
+    }
+
+    /// Numbers only within `reservation` from now on (an SA already installed).
+    pub fn set_reservation(&mut self, reservation: SeqReservation) {
         reservation.note_used(self.seq);
         self.reservation = reservation;
-        self
     }
 
     /// The reservation its numbers come from.
@@ -361,6 +366,12 @@ impl InboundSa {
     /// Whether the SA has reached its hard lifetime (or was ended otherwise).
     pub fn hard_expired(&self) -> bool {
         self.expired || self.params.hard_expired(&self.counters)
+    }
+
+    /// The SA (index) this one stands for in the inbound policy check while it replaces
+    /// it, if it does.
+    pub fn stands_for(&self) -> Option<usize> {
+        self.stands_for
     }
 }
 

@@ -23,6 +23,11 @@
 //! (`device-error`), never sent twice — then re-initialised with its SAs, or, after a
 //! removal or repeated faults, its SAs move to software.
 //!
+//! SAs and policies change while packets flow (see `live.rs`): added, removed, replaced
+//! make-before-break (a rekey), policies added, removed and re-bundled — each change made
+//! by the owner between two batches, so that a packet sees the database before or after
+//! it, never half of it.
+//!
 //! The engine is driven by its owner: [`submit`](OffloadEngine::submit) packets,
 //! [`poll`](OffloadEngine::poll) regularly, and take the reports
 //! ([`take_tx_reports`](OffloadEngine::take_tx_reports),
@@ -31,6 +36,7 @@
 #![forbid(unsafe_code)]
 
 mod lifetime;
+mod live;
 mod migrate;
 mod options;
 pub mod placement;
@@ -41,18 +47,18 @@ pub mod state;
 mod tx;
 pub mod wire;
 
-use espo_ipsec::spec::Direction;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use espo_driver::card::{Card, CardError};
+use espo_driver::card::{Capabilities, Card, CardError};
 use espo_fpga::{AlgId, SaEntry};
 
 use espo_ipsec::counters::{DropReason, SaCounters};
-use espo_ipsec::engine::{EngineError, SoftwareEngine};
+use espo_ipsec::engine::{ChangeError, EngineError, SaTable, SoftwareEngine};
 use espo_ipsec::replay::ReplayWindow;
+use espo_ipsec::sa::SaError;
 use espo_ipsec::spd::Action;
-use espo_ipsec::spec::{PolicySpec, SaSpec};
+use espo_ipsec::spec::{Direction, PolicySpec, SaSpec};
 use espo_ipsec::wire::ethernet::EtherType;
 
 pub use options::{ENTRY_GRACE, JUMBO_BUFFER_BYTES, OffloadOptions, card_config};
@@ -66,7 +72,12 @@ pub use wire::{HostClock, ManualClock, MemWire, MonotonicClock, Wire};
 use self::options::{MAX_WIRE_FRAME, SPARE_BUFFERS};
 use self::tx::{Posted, Work};
 
-/// Why the engine could not be built.
+/// Why the engine could not be built, or a change to its SAs or policies was refused.
+///
+/// The live operations ([`OffloadEngine::add_sa`] and the others) fail with
+/// [`Change`](OffloadError::Change) — espo-ipsec's [`ChangeError`], the same refusals the
+/// software engine makes — or [`BuildSa`](OffloadError::BuildSa) when the SA's transform
+/// or window cannot be built from its specification. Either way nothing changed.
 #[derive(Debug, thiserror::Error)]
 pub enum OffloadError {
     #[error("building the software engine failed")]
@@ -77,6 +88,10 @@ pub enum OffloadError {
         #[source]
         source: CardError,
     },
+    #[error(transparent)]
+    Change(#[from] ChangeError),
+    #[error("building the SA failed")]
+    BuildSa(#[source] SaError),
 }
 
 /// What the engine knows of one SA.
@@ -85,9 +100,11 @@ pub(crate) struct SaRecord {
     pub dir: Direction,
     /// Index into the software engine's SA table of its direction.
     pub index: usize,
-    /// Whether the card can hold it (and its algorithm there).
+    /// Whether the card can hold it on its own (and its algorithm there).
+    pub fit_alone: Result<AlgId, Unfit>,
+    /// Whether the card can hold it now: `fit_alone`, unless an ESP+AH bundle names it.
     pub fit: Result<AlgId, Unfit>,
-    /// Its SA table image, when it fits (keys wiped on drop).
+    /// Its SA table image, when it fits on its own (keys wiped on drop).
     pub entry: Option<SaEntry>,
     pub placement: Placement,
     pub why_software: Option<SoftwareReason>,
@@ -101,15 +118,21 @@ pub(crate) struct SaRecord {
     pub pinned: bool,
     /// Host time it was installed (time lifetimes).
     pub installed: Duration,
-    /// Inbound on the card: every number the card delivered (the window software continues
-    /// with when the card cannot be read back).
+    /// Inbound on the card: every number the host accepted for it — delivered by the card,
+    /// accepted by the card and dropped for ECN, or accepted by software (outer IPv6
+    /// extension headers). The host's final word on replays while the card holds the SA,
+    /// and the window software continues with when the card cannot be read back.
     pub shadow: Option<ReplayWindow>,
     /// On the card: packets and bytes the host saw completed or delivered.
     pub host: SaCounters,
+    /// Inbound on the card: of `host`, those software accepted (the card never saw them).
+    pub host_only: SaCounters,
     /// Outbound on the card: the highest sequence number a completion reported, and
     /// packets whose number is unknown (untrusted completion, fate unknown after a fault).
     pub seq_high: u64,
     pub uncertain: u64,
+    /// Outbound: packets routed to the card for it and not yet completed or accounted for.
+    pub in_flight: u64,
 }
 
 /// The offload engine. See the module documentation.
@@ -118,10 +141,16 @@ pub struct OffloadEngine {
     card: Option<Card>,
     mode: CardMode,
     options: OffloadOptions,
-    records: Vec<SaRecord>,
+    /// What the card claims and the driver enabled (`None`: built without a card).
+    caps: Option<Capabilities>,
+    features: u32,
+    /// Every SA's record; a removed SA's record id is reused by a later one.
+    records: SaTable<SaRecord>,
+    /// Record ids are below this.
+    record_slots: usize,
     /// Record of each outbound / inbound software SA index.
-    out_rec: Vec<usize>,
-    in_rec: Vec<usize>,
+    out_rec: Vec<Option<usize>>,
+    in_rec: Vec<Option<usize>>,
     /// Per usable SA table entry: its SA, and TX descriptors naming it not yet completed.
     entry_owner: Vec<Option<usize>>,
     entry_in_flight: Vec<u32>,
@@ -184,78 +213,6 @@ impl OffloadEngine {
             }
             None => (None, 0, 0, MAX_WIRE_FRAME),
         };
-        let bundled = |spi: u32| {
-            policies
-                .iter()
-                .any(|p| p.sa.len() > 1 && p.sa.contains(&spi))
-        };
-        let mut records = Vec::new();
-        let mut out_rec = Vec::new();
-        let mut in_rec = Vec::new();
-        let mut timed = Vec::new();
-        let dirs = [
-            (Direction::Out, sw.outbound.sas().len()),
-            (Direction::In, sw.inbound.sas().len()),
-        ];
-        for (dir, count) in dirs {
-            for index in 0..count {
-                let (spi, lifetime) = match dir {
-                    Direction::Out => {
-                        let p = &sw.outbound.sas()[index].params;
-                        (p.spi, p.lifetime)
-                    }
-                    Direction::In => {
-                        let p = &sw.inbound.sas()[index].params;
-                        (p.spi, p.lifetime)
-                    }
-                };
-                let sa_config = sas.iter().find(|s| s.spi == spi);
-                let outbound = dir == Direction::Out;
-                let fit = match (&caps, sa_config) {
-                    (Some(caps), Some(c)) => {
-                        placement::fitness(c, outbound, bundled(spi), caps, features)
-                    }
-                    _ => Err(Unfit::NoCard),
-                };
-                let entry = match (&fit, sa_config) {
-                    (Ok(alg), Some(c)) => Some(placement::sa_entry(c, outbound, *alg)),
-                    _ => None,
-                };
-                let id = records.len();
-                if lifetime.soft_seconds.is_some() || lifetime.hard_seconds.is_some() {
-                    timed.push(id);
-                }
-                match dir {
-                    Direction::Out => out_rec.push(id),
-                    Direction::In => in_rec.push(id),
-                }
-                records.push(SaRecord {
-                    spi,
-                    dir,
-                    index,
-                    why_software: Some(match fit {
-                        Err(u) => SoftwareReason::Unfit(u),
-                        Ok(_) => SoftwareReason::TableFull,
-                    }),
-                    fit,
-                    entry,
-                    placement: Placement::Software,
-                    last_sa_index: None,
-                    soft_done: false,
-                    hard_done: false,
-                    pinned: false,
-                    installed: now,
-                    shadow: None,
-                    host: SaCounters::default(),
-                    seq_high: 0,
-                    uncertain: 0,
-                });
-            }
-        }
-        let mut by_spi = HashMap::new();
-        for (id, r) in records.iter().enumerate() {
-            by_spi.entry((r.spi, r.dir)).or_insert(id);
-        }
         let mode = if card.is_some() {
             CardMode::Offload
         } else {
@@ -266,14 +223,17 @@ impl OffloadEngine {
             card,
             mode,
             options,
-            records,
-            out_rec,
-            in_rec,
+            caps,
+            features,
+            records: SaTable::default(),
+            record_slots: 0,
+            out_rec: Vec::new(),
+            in_rec: Vec::new(),
             entry_owner: vec![None; capacity as usize],
             entry_in_flight: vec![0; capacity as usize],
             entry_freed_at: vec![None; capacity as usize],
             rebalance_due: false,
-            by_spi,
+            by_spi: HashMap::new(),
             pending: VecDeque::new(),
             posted: Default::default(),
             spare: Vec::new(),
@@ -284,10 +244,34 @@ impl OffloadEngine {
             events: Vec::new(),
             counters: OffloadCounters::default(),
             fault_times: VecDeque::new(),
-            timed,
+            timed: Vec::new(),
             rx_batch: vec![espo_driver::card::RxPacket::default(); 32],
             wire_buf: Vec::new(),
         };
+        // Outbound SAs first, each direction in configuration order (the software engine's).
+        let out: Vec<(usize, u32)> = engine
+            .sw
+            .outbound
+            .sas()
+            .entries()
+            .map(|(i, sa)| (i, sa.params.spi))
+            .collect();
+        for (index, spi) in out {
+            let spec = sas.iter().find(|s| s.spi == spi);
+            engine.install_record(spec, Direction::Out, index, now);
+        }
+        let inb: Vec<(usize, u32, std::net::IpAddr)> = engine
+            .sw
+            .inbound
+            .sas()
+            .entries()
+            .map(|(i, sa)| (i, sa.params.spi, sa.params.dst))
+            .collect();
+        for (index, spi, dst) in inb {
+            let spec = sas.iter().find(|s| s.spi == spi && s.dst == dst);
+            engine.install_record(spec, Direction::In, index, now);
+        }
+        engine.refit_bundles();
         engine.place_initial()?;
         Ok(engine)
     }
@@ -313,7 +297,7 @@ impl OffloadEngine {
                 self.pending.push_back((
                     tag,
                     Work::Protect {
-                        bundle,
+                        bundle: Some(bundle),
                         frame,
                         attempts: 0,
                     },
@@ -384,10 +368,12 @@ impl OffloadEngine {
         &self.sw
     }
 
-    /// Where every SA runs, outbound SAs first, in configuration order.
+    /// Where every SA runs, outbound SAs first, each direction in the order the software
+    /// engine holds them (configuration order, SAs added later in the entries they took).
     pub fn placements(&self) -> Vec<SaPlacement> {
-        self.records
-            .iter()
+        let mut recs: Vec<&SaRecord> = self.records.iter().collect();
+        recs.sort_by_key(|r| (r.dir == Direction::In, r.index));
+        recs.into_iter()
             .map(|r| SaPlacement {
                 spi: r.spi,
                 dir: r.dir,
@@ -410,6 +396,15 @@ impl OffloadEngine {
     /// The record of the SA `spi` in `dir`.
     fn record_of(&self, spi: u32, dir: Direction) -> Option<usize> {
         self.by_spi.get(&(spi, dir)).copied()
+    }
+
+    /// The record of software SA `index` of direction `dir`.
+    pub(crate) fn rec_of(&self, dir: Direction, index: usize) -> Option<usize> {
+        let map = match dir {
+            Direction::Out => &self.out_rec,
+            Direction::In => &self.in_rec,
+        };
+        map.get(index).copied().flatten()
     }
 
     /// An Ethernet frame around an IP packet, the EtherType from its version.

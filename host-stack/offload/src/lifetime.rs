@@ -69,8 +69,7 @@ impl OffloadEngine {
     fn reread_card_states(&mut self) {
         let on_card: Vec<(usize, u32)> = self
             .records
-            .iter()
-            .enumerate()
+            .entries()
             .filter_map(|(i, r)| match r.placement {
                 Placement::Card { sa_index } => Some((i, sa_index)),
                 Placement::Software => None,
@@ -178,7 +177,7 @@ impl OffloadEngine {
     /// After software sent on `bundle`: lifetimes crossed by its counters.
     pub(super) fn software_sent(&mut self, bundle: Bundle) {
         for index in std::iter::once(bundle.inner).chain(bundle.outer_ah) {
-            let Some(&rec) = self.out_rec.get(index) else {
+            let Some(rec) = self.out_rec.get(index).copied().flatten() else {
                 continue;
             };
             let sa = &self.sw.outbound.sas()[index];
@@ -194,6 +193,21 @@ impl OffloadEngine {
             } else if hard {
                 self.hard_reached(rec, cause);
             }
+        }
+    }
+
+    /// After software accepted a packet for inbound SA `rec` while the SA is on the card:
+    /// lifetimes crossed by the host's count of its packets.
+    pub(super) fn card_sa_received_in_software(&mut self, rec: usize) {
+        let r = &self.records[rec];
+        let params = &self.sw.inbound.sas()[r.index].params;
+        let (soft, hard) = (params.soft_expired(&r.host), params.hard_expired(&r.host));
+        let cause = counted_cause(&params.lifetime, &r.host);
+        if soft {
+            self.soft_crossed(rec, cause);
+        }
+        if hard && !self.records[rec].hard_done {
+            self.retire(rec, cause);
         }
     }
 

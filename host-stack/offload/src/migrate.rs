@@ -14,6 +14,7 @@
 
 use espo_driver::card::CardError;
 use espo_fpga::SaState;
+use espo_ipsec::counters::SaCounters;
 use espo_ipsec::spec::Direction;
 
 use super::state::{
@@ -27,8 +28,8 @@ use super::{
 impl OffloadEngine {
     /// At start: every SA that fits, while the table has room, in order.
     pub(super) fn place_initial(&mut self) -> Result<(), OffloadError> {
-        for rec in 0..self.records.len() {
-            if self.records[rec].fit.is_err() {
+        for rec in 0..self.record_slots {
+            if self.records.get(rec).is_none_or(|r| r.fit.is_err()) {
                 continue;
             }
             let Some(sa_index) = self.free_slot() else {
@@ -66,7 +67,9 @@ impl OffloadEngine {
 
     /// Whether the engine itself would move this SA onto the card.
     fn wants_card(&self, rec: usize) -> bool {
-        let r = &self.records[rec];
+        let Some(r) = self.records.get(rec) else {
+            return false;
+        };
         r.placement == Placement::Software
             && r.fit.is_ok()
             && !r.pinned
@@ -87,19 +90,21 @@ impl OffloadEngine {
         if self.mode != CardMode::Offload {
             return;
         }
-        for rec in 0..self.records.len() {
+        for rec in 0..self.record_slots {
             if !self.wants_card(rec) {
                 continue;
             }
-            let Some(sa_index) = self.free_slot() else {
+            let Some(mut sa_index) = self.free_slot() else {
                 return;
             };
             if self.records[rec].dir == Direction::In {
                 // Frames the card still holds for software are taken first: one that
-                // arrives after the move cannot be checked any more (`sa-moving`).
+                // arrives after the move cannot be checked any more (`sa-moving`). The
+                // entry is chosen again after: time passed, and the card may have faulted.
                 self.receive();
-                if self.mode != CardMode::Offload || self.free_slot() != Some(sa_index) {
-                    return;
+                match (self.mode, self.free_slot()) {
+                    (CardMode::Offload, Some(i)) => sa_index = i,
+                    _ => return,
                 }
             }
             match self.promote(rec, sa_index) {
@@ -145,6 +150,7 @@ impl OffloadEngine {
                 r.seq_high = state.seq;
                 r.uncertain = 0;
                 r.host = counters;
+                r.host_only = SaCounters::default();
                 r.shadow = window;
                 if let Some(owner) = self.entry_owner.get_mut(sa_index as usize) {
                     *owner = Some(rec);
@@ -153,6 +159,7 @@ impl OffloadEngine {
             }
             Err(CardError::SaRefused { .. }) => {
                 let r = &mut self.records[rec];
+                r.fit_alone = Err(Unfit::Refused);
                 r.fit = Err(Unfit::Refused);
                 r.why_software = Some(SoftwareReason::Unfit(Unfit::Refused));
                 Ok(false)
@@ -170,21 +177,28 @@ impl OffloadEngine {
         let Some(card) = self.card.as_mut() else {
             return Ok(());
         };
-        match card.sa_export(sa_index) {
-            Ok(state) => self.apply_card_state(rec, Some(&state), None),
-            Err(CardError::SaRefused { .. }) => {
-                let bound = card.sa_seq_upper_bound(sa_index);
-                self.apply_card_state(rec, None, bound);
-            }
+        let exported = card.sa_export(sa_index);
+        let bound = card.sa_seq_upper_bound(sa_index);
+        match exported {
+            Ok(state) => self.apply_card_state(rec, Some(&state), bound),
+            Err(CardError::SaRefused { .. }) => self.apply_card_state(rec, None, bound),
             Err(e) => return Err(e),
         }
         self.vacate(rec, why);
         Ok(())
     }
 
-    /// Software continues SA `rec` from what the card says (`exact`) or, when it could
-    /// not say, from `bound` plus the margin (outbound) and the host's record of what the
-    /// card delivered (inbound). Numbers only ever move forward.
+    /// Software continues SA `rec` from what the card says (`exact`) and the host's own
+    /// record, or, when the card could not say, from the host's record and the driver's
+    /// `bound` plus the margin. Numbers only ever move forward.
+    ///
+    /// Outbound, the host's record is the highest number a completion reported plus one
+    /// number for every packet not yet completed or of unknown fate: the card numbers the
+    /// packets it takes in order, so it used none above that. The card's export alone is
+    /// not trusted — a card that exports a stale number would make software reuse nonces —
+    /// so software continues from the highest of the export, that record and the driver's
+    /// bound. Inbound, the card's window is merged with the host's record of every number
+    /// it accepted (`shadow`).
     pub(super) fn apply_card_state(
         &mut self,
         rec: usize,
@@ -192,29 +206,22 @@ impl OffloadEngine {
         bound: Option<u64>,
     ) {
         let margin = self.options.seq_margin;
-        let in_flight = self
-            .posted
-            .values()
-            .filter(|p| p.card_sa.is_some_and(|(r, _)| r == rec))
-            .count() as u64;
         let r = &self.records[rec];
         let own_bound = r
             .seq_high
-            .saturating_add(in_flight)
+            .saturating_add(r.in_flight)
             .saturating_add(r.uncertain);
-        let (index, host, shadow) = (r.index, r.host, r.shadow.clone());
+        let (index, host, host_only, shadow) = (r.index, r.host, r.host_only, r.shadow.clone());
         match r.dir {
             Direction::Out => {
                 let sa = &mut self.sw.outbound.sas_mut()[index];
                 let max = sa.params.max_seq();
+                let known = own_bound.max(bound.unwrap_or(0));
                 let seq = match exact {
-                    Some(s) => s.seq,
-                    None => bound
-                        .unwrap_or(0)
-                        .max(own_bound)
-                        .saturating_add(margin)
-                        .min(max),
-                };
+                    Some(s) => s.seq.max(known),
+                    None => known.saturating_add(margin),
+                }
+                .min(max);
                 sa.advance_seq_to(seq);
                 sa.counters = exact.map_or(host, counters_of);
                 if exact.is_some_and(|s| s.hard_expired) {
@@ -233,7 +240,14 @@ impl OffloadEngine {
                 if let Some(w) = window {
                     sa.replay = w;
                 }
-                sa.counters = exact.map_or(host, counters_of);
+                // The card's exact counts, and what software accepted for it meanwhile.
+                sa.counters = exact.map_or(host, |s| {
+                    let card = counters_of(s);
+                    SaCounters {
+                        packets: card.packets.saturating_add(host_only.packets),
+                        bytes: card.bytes.saturating_add(host_only.bytes),
+                    }
+                });
                 if exact.is_some_and(|s| s.hard_expired) {
                     sa.expired = true;
                 }
@@ -254,7 +268,8 @@ impl OffloadEngine {
         }
         r.placement = Placement::Software;
         r.why_software = Some(why);
-        r.shadow = None;
+        // The shadow stays: frames the card decapsulated before the SA left it may still
+        // be on their way, and are checked against it (the numbers the host accepted).
         self.rebalance_due = true;
     }
 
@@ -310,14 +325,15 @@ impl OffloadEngine {
         if self.mode != CardMode::Offload || !self.wants_card(rec) {
             return false;
         }
-        let Some(sa_index) = self.free_slot() else {
+        let Some(mut sa_index) = self.free_slot() else {
             self.records[rec].why_software = Some(SoftwareReason::TableFull);
             return false;
         };
         if dir == Direction::In {
             self.receive();
-            if self.mode != CardMode::Offload || self.free_slot() != Some(sa_index) {
-                return false;
+            match (self.mode, self.free_slot()) {
+                (CardMode::Offload, Some(i)) => sa_index = i,
+                _ => return false,
             }
         }
         match self.promote(rec, sa_index) {

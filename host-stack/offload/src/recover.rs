@@ -80,7 +80,7 @@ impl OffloadEngine {
             match n.taken {
                 Taken::No => resend.push(posted),
                 Taken::Unknown => {
-                    if let Some((rec, _)) = posted.card_sa {
+                    if let Some(rec) = posted.card_sa.and_then(|c| c.rec) {
                         self.records[rec].uncertain += 1;
                     }
                     self.counters.tx_fate_unknown += 1;
@@ -152,8 +152,9 @@ impl OffloadEngine {
     /// `info` says of its entry. Returns the records that were on the card, with entries.
     fn demote_all(&mut self, info: impl Fn(u32) -> Option<SaRecovery>) -> Vec<(usize, u32)> {
         let mut was = Vec::new();
-        for rec in 0..self.records.len() {
-            let Placement::Card { sa_index } = self.records[rec].placement else {
+        for rec in 0..self.record_slots {
+            let Some(Placement::Card { sa_index }) = self.records.get(rec).map(|r| r.placement)
+            else {
                 continue;
             };
             let i = info(sa_index);
@@ -230,6 +231,7 @@ impl OffloadEngine {
                 r.last_sa_index = Some(sa_index);
                 r.seq_high = state.seq;
                 r.uncertain = 0;
+                r.host_only = espo_ipsec::counters::SaCounters::default();
                 r.shadow = window;
                 if let Some(owner) = self.entry_owner.get_mut(sa_index as usize) {
                     *owner = Some(rec);
@@ -261,7 +263,7 @@ impl OffloadEngine {
         for &(rec, _) in was {
             self.moved(rec, MoveReason::Fault);
         }
-        for r in &mut self.records {
+        for r in self.records.iter_mut() {
             if r.placement == Placement::Software && r.fit.is_ok() {
                 r.why_software = Some(SoftwareReason::CardFaulty);
             }
@@ -280,7 +282,7 @@ impl OffloadEngine {
         for &(rec, _) in was {
             self.moved(rec, MoveReason::Fault);
         }
-        for r in &mut self.records {
+        for r in self.records.iter_mut() {
             r.why_software = match r.why_software {
                 Some(SoftwareReason::Unfit(u)) => Some(SoftwareReason::Unfit(u)),
                 Some(SoftwareReason::Expired) => Some(SoftwareReason::Expired),

@@ -119,6 +119,8 @@ pub enum MoveReason {
     Fault,
     /// The SA expired and left the card.
     Expired,
+    /// An ESP+AH bundle came to name the SA: the card does not do bundles.
+    Bundled,
 }
 
 /// How a card fault was dealt with.

@@ -6,6 +6,12 @@
 //! (`NO_SA`), or too malformed for the card to find an SA — and goes to the software engine,
 //! or carries the card's verdict on one of its SAs (`ICV_FAIL`, `REPLAY`, ...), counted
 //! under the matching drop reason.
+//!
+//! For an inbound SA on the card, the host keeps the last word on replays: every number it
+//! accepted for the SA is marked in the SA's `shadow` window, and a packet the card
+//! delivers is checked there before it is delivered. ESP of such an SA that the card
+//! passed on because of outer IPv6 extension headers is decapsulated by software against
+//! the same window, so whichever path meets a number second refuses it.
 
 use espo_driver::card::RxPacket;
 use espo_fpga::Status;
@@ -14,6 +20,7 @@ use espo_ipsec::spec::Direction;
 use super::{CardMode, OffloadEngine, Path, Placement, Received, RxReport};
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::Decapsulated;
+use espo_ipsec::replay::ReplayError;
 use espo_ipsec::wire::{Flow, ethernet};
 
 impl OffloadEngine {
@@ -114,10 +121,12 @@ impl OffloadEngine {
         self.rx_report(esp, Err(reason));
     }
 
-    /// A packet the card decapsulated: the SA it names, the inbound policy check, delivery.
+    /// A packet the card decapsulated: the SA it names, the host's replay record, the
+    /// inbound policy check, delivery.
     fn card_delivered(&mut self, p: &RxPacket) -> Result<Received, DropReason> {
         // The SA by entry and SPI: an entry freed and reused since keeps its old SA's
-        // completions apart from its new one's.
+        // completions apart from its new one's. None: the SA that took it was removed
+        // (or holds another entry now) — no verdict from it.
         let sa_index = p.sa_index.ok_or(DropReason::DeviceError)?;
         let is_it = |r: &super::SaRecord| {
             r.dir == Direction::In && r.spi == p.spi && r.last_sa_index == Some(sa_index)
@@ -126,20 +135,24 @@ impl OffloadEngine {
             Some(owner) if is_it(&self.records[owner]) => owner,
             _ => self
                 .records
-                .iter()
-                .position(is_it)
-                .ok_or(DropReason::DeviceError)?,
+                .entries()
+                .find(|(_, r)| is_it(r))
+                .map(|(i, _)| i)
+                .ok_or(DropReason::UnknownSpi)?,
         };
-        let index = self.records[rec_id].index;
+        let r = &mut self.records[rec_id];
+        // The host's final word: a number it already accepted for the SA — delivered from
+        // the card, or accepted by software — is not delivered again.
+        if let Some(w) = r.shadow.as_mut() {
+            w.accept(p.seq).map_err(replay_reason)?;
+        }
+        let index = r.index;
         let inner = p.data.get(14..).ok_or(DropReason::Malformed)?;
         let flow = Flow::parse(inner).map_err(|_| DropReason::Malformed)?;
-        if !self.sw.inbound.spd().admits_decapsulated(&flow, &[index]) {
+        if !self.sw.inbound.admits(&flow, &[index]) {
             return Err(DropReason::PolicyMismatch);
         }
         let r = &mut self.records[rec_id];
-        if let Some(w) = r.shadow.as_mut() {
-            let _ = w.accept(p.seq);
-        }
         r.host.packets += 1;
         r.host.bytes += inner.len() as u64;
         Ok(Received::Inner {
@@ -182,9 +195,12 @@ impl OffloadEngine {
         let owner = self.sw.inbound.esp_sa_of(ip);
         let esp = self.sw.inbound.spi_seq_of(ip);
         if let Some((Some(index), _, _)) = owner
-            && let Some(&rec) = self.in_rec.get(index)
+            && let Some(rec) = self.in_rec.get(index).copied().flatten()
             && matches!(self.records[rec].placement, Placement::Card { .. })
         {
+            if outer_extension_headers(ip) {
+                return (esp, self.card_sa_in_software(rec, index, ip));
+            }
             return (esp, Err(DropReason::SaMoving));
         }
         let mut buf = ip.to_vec();
@@ -208,6 +224,50 @@ impl OffloadEngine {
             Err(reason) => Err(reason),
         };
         (esp, outcome)
+    }
+
+    /// ESP of an SA on the card that the card passed on because of the outer IPv6
+    /// extension headers it does not parse (datasheet §7.6). Software verifies and decrypts
+    /// it with the SA's dormant copy, against the host's record of every number accepted
+    /// for the SA (`shadow`) rather than the copy's own window, and marks it there: the
+    /// card's deliveries are checked against the same record, so whichever of the two the
+    /// host meets second is a replay.
+    fn card_sa_in_software(
+        &mut self,
+        rec: usize,
+        index: usize,
+        ip: &[u8],
+    ) -> Result<Received, DropReason> {
+        let Some(mut window) = self.records[rec].shadow.take() else {
+            return Err(DropReason::SaMoving);
+        };
+        let mut buf = ip.to_vec();
+        let sa = &mut self.sw.inbound.sas_mut()[index];
+        std::mem::swap(&mut sa.replay, &mut window);
+        let outcome = self.sw.inbound.decapsulate(&mut buf);
+        let sa = &mut self.sw.inbound.sas_mut()[index];
+        std::mem::swap(&mut sa.replay, &mut window);
+        self.records[rec].shadow = Some(window);
+        match outcome {
+            Ok(Decapsulated::Inner { range, spi, seq }) => {
+                let packet = buf.get(range).map(<[u8]>::to_vec).unwrap_or_default();
+                let r = &mut self.records[rec];
+                for c in [&mut r.host, &mut r.host_only] {
+                    c.packets += 1;
+                    c.bytes += packet.len() as u64;
+                }
+                self.card_sa_received_in_software(rec);
+                Ok(Received::Inner {
+                    packet,
+                    spi,
+                    seq,
+                    path: Path::Software,
+                })
+            }
+            // ESP of an SA is neither bypass nor a keepalive.
+            Ok(_) => Err(DropReason::Malformed),
+            Err(reason) => Err(reason),
+        }
     }
 
     /// SPI and low sequence number of an AH or ESP frame as it arrived.
@@ -254,6 +314,20 @@ pub(super) fn datapath_untrusted(card: &espo_driver::card::Card) -> u64 {
     .iter()
     .map(|r| bad.get(*r))
     .sum()
+}
+
+/// Whether an IPv6 packet carries extension headers before its upper-layer header: the
+/// card classifies only ESP (50) or UDP (17) right after the fixed header (§7.6) and passes
+/// anything else on as bypass.
+fn outer_extension_headers(ip: &[u8]) -> bool {
+    ip.first().is_some_and(|b| b >> 4 == 6) && !matches!(ip.get(6), Some(50 | 17))
+}
+
+fn replay_reason(e: ReplayError) -> DropReason {
+    match e {
+        ReplayError::Stale { .. } => DropReason::Stale,
+        _ => DropReason::Replayed,
+    }
 }
 
 /// The IP datagram's own length (link padding after it excluded).

@@ -15,7 +15,7 @@ use espo_ipsec::wire::{ChecksumCaps, IpProtocol, ipv4, udp};
 
 /// An IPv4/UDP packet of `len` bytes (at least 28) from 10.1.0.1 to 10.2.0.1, its payload
 /// filled with `fill`.
-fn udp_packet(len: usize, fill: u8) -> Vec<u8> {
+pub(crate) fn udp_packet(len: usize, fill: u8) -> Vec<u8> {
     let len = len.clamp(28, 65535);
     let mut p = vec![fill; len];
     let (src, dst) = ([10, 1, 0, 1].into(), [10, 2, 0, 1].into());
@@ -49,13 +49,13 @@ fn udp_packet(len: usize, fill: u8) -> Vec<u8> {
     p
 }
 
-const KEY128: &str = "000102030405060708090a0b0c0d0e0f10111213";
+pub(crate) const KEY128: &str = "000102030405060708090a0b0c0d0e0f10111213";
 /// The inbound SA's key: each direction has its own.
-const KEY128_IN: &str = "202122232425262728292a2b2c2d2e2f30313233";
+pub(crate) const KEY128_IN: &str = "202122232425262728292a2b2c2d2e2f30313233";
 
 /// One AES-GCM SA out (0x1001) and in (0x2001), one ChaCha20 SA out (0x1002) for other
 /// traffic: 10.1/16 -> 10.2/16 on the card, 10.1/16 -> 10.3/16 in software.
-fn config(extra_sa: &str) -> Config {
+pub(crate) fn config(extra_sa: &str) -> Config {
     let text = format!(
         "[[sa]]\nspi = 0x1001\nprotocol = \"esp\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128}\"\n{extra_sa}\n\
          [[sa]]\nspi = 0x1002\nprotocol = \"esp\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nencryption = \"chacha20-poly1305\"\nkey = \"{}\"\n\
@@ -69,7 +69,7 @@ fn config(extra_sa: &str) -> Config {
 }
 
 /// The peer: the same SAs, directions swapped.
-fn peer_config() -> Config {
+pub(crate) fn peer_config() -> Config {
     let text = format!(
         "[[sa]]\nspi = 0x1001\nprotocol = \"esp\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128}\"\nreplay_window = 0\n\
          [[sa]]\nspi = 0x2001\nprotocol = \"esp\"\nsrc = \"192.0.2.2\"\ndst = \"192.0.2.1\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128_IN}\"\n\
@@ -79,7 +79,10 @@ fn peer_config() -> Config {
     Config::parse(&text, FsPath::new("peer.toml")).expect("peer config")
 }
 
-fn rig(config: &Config, options: OffloadOptions) -> (OffloadEngine, ModelHandle, MemLink) {
+pub(crate) fn rig(
+    config: &Config,
+    options: OffloadOptions,
+) -> (OffloadEngine, ModelHandle, MemLink) {
     let dev = ModelDevice::with_params(ModelParams::default());
     let model = dev.handle();
     let (near, tap) = MemLink::pair();
@@ -91,7 +94,7 @@ fn rig(config: &Config, options: OffloadOptions) -> (OffloadEngine, ModelHandle,
 }
 
 /// An IPv4/UDP packet from `src` to `dst` of `len` bytes.
-fn packet(src: [u8; 4], dst: [u8; 4], len: usize, id: u16) -> Vec<u8> {
+pub(crate) fn packet(src: [u8; 4], dst: [u8; 4], len: usize, id: u16) -> Vec<u8> {
     let mut p = udp_packet(len, id as u8);
     p[4..6].copy_from_slice(&id.to_be_bytes());
     p[12..16].copy_from_slice(&src);
@@ -102,7 +105,7 @@ fn packet(src: [u8; 4], dst: [u8; 4], len: usize, id: u16) -> Vec<u8> {
     p
 }
 
-fn run_until_idle(engine: &mut OffloadEngine) -> Vec<TxReport> {
+pub(crate) fn run_until_idle(engine: &mut OffloadEngine) -> Vec<TxReport> {
     let mut reports = Vec::new();
     for _ in 0..100_000 {
         engine.poll();
@@ -200,7 +203,7 @@ fn outbound_bytes_are_the_software_engines_and_in_submission_order() {
 }
 
 /// Sends `n` packets from the peer through the port and collects the engine's reports.
-fn receive_from_peer(
+pub(crate) fn receive_from_peer(
     engine: &mut OffloadEngine,
     peer: &mut SoftwareEngine,
     tap: &MemLink,
@@ -223,7 +226,7 @@ fn receive_from_peer(
     collect_rx(engine, n)
 }
 
-fn collect_rx(engine: &mut OffloadEngine, n: usize) -> Vec<RxReport> {
+pub(crate) fn collect_rx(engine: &mut OffloadEngine, n: usize) -> Vec<RxReport> {
     let mut got = Vec::new();
     for _ in 0..100_000 {
         engine.poll();
@@ -389,4 +392,177 @@ fn on_the_card_the_first_matching_inbound_policy_decides() {
         "{:?}",
         got[1].outcome
     );
+}
+
+/// An IPv6 ESP frame with an extension header of type `kind` (0: Hop-by-Hop, 60:
+/// Destination Options; 8 bytes, a PadN option) between the fixed header and ESP.
+fn with_extension_header(frame: &[u8], kind: u8) -> Vec<u8> {
+    let mut f = frame[..14 + 40].to_vec();
+    let next = f[14 + 6];
+    f[14 + 6] = kind;
+    let len = u16::from_be_bytes([f[14 + 4], f[14 + 5]]) + 8;
+    f[14 + 4..14 + 6].copy_from_slice(&len.to_be_bytes());
+    f.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
+    f.extend_from_slice(&frame[14 + 40..]);
+    f
+}
+
+/// An inbound AES-GCM SA with IPv6 endpoints (0x2006, 10.6/16 -> 10.1/16) added to the
+/// engine, on the card; and six frames the peer sent on it (sequence numbers 1 to 6).
+fn ipv6_card_sa() -> (OffloadEngine, ModelHandle, MemLink, Vec<Vec<u8>>) {
+    use espo_ipsec::sa::{OutboundSa, SaParams};
+    use espo_ipsec::selector::Cidr;
+    use espo_ipsec::spd::PolicyId;
+    use espo_ipsec::spec::{PolicyAction, PolicySpec};
+
+    let cfg = config("");
+    let (mut engine, model, tap) = rig(&cfg, OffloadOptions::default());
+    let mut spec = cfg.sas[2].clone();
+    spec.spi = 0x2006;
+    spec.src = "2001:db8::2".parse().unwrap();
+    spec.dst = "2001:db8::1".parse().unwrap();
+    engine.add_sa(&spec, Direction::In).unwrap();
+    let policy = |dir| PolicySpec {
+        dir,
+        src: "10.6.0.0/16".parse::<Cidr>().unwrap(),
+        dst: "10.1.0.0/16".parse::<Cidr>().unwrap(),
+        protocol: espo_ipsec::selector::ProtocolSelector::Any,
+        src_port: espo_ipsec::selector::PortRange::ANY,
+        dst_port: espo_ipsec::selector::PortRange::ANY,
+        action: PolicyAction::Protect,
+        sa: vec![0x2006],
+    };
+    engine
+        .add_policy(&policy(Direction::In), PolicyId(20), None)
+        .unwrap();
+    assert!(matches!(
+        v6_placement(&engine),
+        Some((Placement::Card { .. }, 0))
+    ));
+    let mut peer = SoftwareEngine::default();
+    let params = SaParams::from_spec(&spec).unwrap();
+    peer.outbound.add_sa(OutboundSa::new(params, 0)).unwrap();
+    peer.outbound
+        .add_policy(&policy(Direction::Out), PolicyId(20), None)
+        .unwrap();
+    let frames = (1..=6u16)
+        .map(|i| {
+            let inner = packet([10, 6, 0, 9], [10, 1, 0, 9], 100, i);
+            let mut out = vec![0u8; 400];
+            let Ok(Encapsulated::Protected { len, seq, .. }) =
+                peer.outbound.encapsulate(&inner, &mut out)
+            else {
+                panic!("peer refused");
+            };
+            assert_eq!(seq, u64::from(i));
+            let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x86, 0xDD];
+            f.extend_from_slice(&out[..len]);
+            f
+        })
+        .collect();
+    (engine, model, tap, frames)
+}
+
+/// Where SA 0x2006 runs, and its packet count.
+fn v6_placement(e: &OffloadEngine) -> Option<(Placement, u64)> {
+    e.placements()
+        .iter()
+        .find(|p| p.spi == 0x2006)
+        .map(|p| (p.placement, p.counters.packets))
+}
+
+#[test]
+fn esp_behind_ipv6_extension_headers_on_a_card_sa_shares_the_card_sas_replay_record() {
+    let (mut engine, _, tap, frames) = ipv6_card_sa();
+    let hbh = |i: usize| with_extension_header(&frames[i], 0);
+    let dst_opts = |i: usize| with_extension_header(&frames[i], 60);
+    let mut forged = hbh(4);
+    let n = forged.len();
+    forged[n - 1] ^= 1;
+    let sequence = [
+        (hbh(0), Ok((Path::Software, 1))),
+        (frames[0].clone(), Err(DropReason::Replayed)),
+        (frames[1].clone(), Ok((Path::Card, 2))),
+        (dst_opts(1), Err(DropReason::Replayed)),
+        (hbh(2), Ok((Path::Software, 3))),
+        (dst_opts(2), Err(DropReason::Replayed)),
+        (frames[3].clone(), Ok((Path::Card, 4))),
+        (forged, Err(DropReason::BadIcv)),
+        (frames[4].clone(), Ok((Path::Card, 5))),
+    ];
+    for (i, (frame, want)) in sequence.iter().enumerate() {
+        tap.send_bytes(frame);
+        let got = collect_rx(&mut engine, 1);
+        let outcome = match &got[0].outcome {
+            Ok(Received::Inner { path, seq, spi, .. }) => {
+                assert_eq!(*spi, 0x2006);
+                Ok((*path, *seq))
+            }
+            Err(reason) => Err(*reason),
+            other => panic!("frame {i}: {other:?}"),
+        };
+        assert_eq!(&outcome, want, "frame {i}");
+    }
+    assert_eq!(engine.counters().rx_dropped.get(DropReason::SaMoving), 0);
+    assert!(matches!(
+        v6_placement(&engine),
+        Some((Placement::Card { .. }, 5))
+    ));
+    // Software takes over with everything either accepted.
+    assert!(engine.move_to_software(0x2006, Direction::In));
+    for f in [hbh(0), frames[1].clone(), hbh(2), frames[3].clone()] {
+        tap.send_bytes(&f);
+        assert_eq!(
+            collect_rx(&mut engine, 1)[0].outcome,
+            Err(DropReason::Replayed)
+        );
+    }
+    tap.send_bytes(&frames[5]);
+    assert!(matches!(
+        collect_rx(&mut engine, 1)[0].outcome,
+        Ok(Received::Inner {
+            seq: 6,
+            path: Path::Software,
+            ..
+        })
+    ));
+    // From here the counts are the card's exact ones (it counted the copy of 1 it
+    // decapsulated before the host refused it) plus what software accepted.
+    assert_eq!(
+        v6_placement(&engine),
+        Some((Placement::Software, 4 + 2 + 1))
+    );
+}
+
+#[test]
+fn a_frame_the_card_took_before_its_sa_left_is_still_checked_against_the_host_record() {
+    let (mut engine, model, tap, frames) = ipv6_card_sa();
+    // Software accepts 1 behind an extension header; the card then decapsulates a plain
+    // copy of 1 (its own window never saw it) while the host is not looking.
+    tap.send_bytes(&with_extension_header(&frames[0], 0));
+    assert!(matches!(
+        collect_rx(&mut engine, 1)[0].outcome,
+        Ok(Received::Inner {
+            seq: 1,
+            path: Path::Software,
+            ..
+        })
+    ));
+    tap.send_bytes(&frames[0]);
+    model.run_until_idle();
+    // The SA leaves the card before the host meets that frame: still refused.
+    assert!(engine.move_to_software(0x2006, Direction::In));
+    assert_eq!(
+        collect_rx(&mut engine, 1)[0].outcome,
+        Err(DropReason::Replayed)
+    );
+    tap.send_bytes(&frames[1]);
+    assert!(matches!(
+        collect_rx(&mut engine, 1)[0].outcome,
+        Ok(Received::Inner {
+            seq: 2,
+            path: Path::Software,
+            ..
+        })
+    ));
 }

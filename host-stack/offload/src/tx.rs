@@ -12,7 +12,7 @@ use espo_fpga::Status;
 use super::{CardMode, MAX_WIRE_FRAME, OffloadEngine, Path, Placement, SentAs, TxReport};
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::Encapsulated;
-use espo_ipsec::spd::Bundle;
+use espo_ipsec::spd::{Action, Bundle};
 
 /// Packets handed to the card per `tx_batch`.
 const TX_BATCH: usize = 64;
@@ -21,9 +21,11 @@ const TX_BATCH: usize = 64;
 #[derive(Debug)]
 pub(super) enum Work {
     /// An inner packet (in an Ethernet frame) that `bundle` protects; routed when it
-    /// reaches the ring. `attempts`: card engine errors already met (one resend allowed).
+    /// reaches the ring. `bundle` is `None` when an SA of the bundle it was classified for
+    /// was removed before it was sent: it is classified again when routed. `attempts`: card
+    /// engine errors already met (one resend allowed).
     Protect {
-        bundle: Bundle,
+        bundle: Option<Bundle>,
         frame: Vec<u8>,
         attempts: u8,
     },
@@ -37,14 +39,23 @@ pub(super) enum Work {
 pub(super) struct Posted {
     pub tag: u64,
     pub work: Work,
-    /// Card SA: its record and entry.
-    pub card_sa: Option<(usize, u32)>,
+    /// For a card SA: which.
+    pub card_sa: Option<OnCard>,
+}
+
+/// The card SA a posted packet is for.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct OnCard {
+    /// Its record; `None` once the SA was removed (a packet the card took completes on it).
+    pub rec: Option<usize>,
+    pub sa_index: u32,
+    pub spi: u32,
 }
 
 /// What happened to a packet being routed.
 enum Routed {
     /// To the ring with this action.
-    Ring(Work, TxAction, Option<(usize, u32)>),
+    Ring(Work, TxAction, Option<OnCard>),
     Dropped(DropReason),
 }
 
@@ -102,8 +113,8 @@ impl OffloadEngine {
                 Ok(taken) => {
                     let mut rest = batch.split_off(taken.min(batch.len()));
                     for (driver_tag, posted, _) in batch {
-                        if let Some((_, sa_index)) = posted.card_sa
-                            && let Some(n) = self.entry_in_flight.get_mut(sa_index as usize)
+                        if let Some(c) = posted.card_sa
+                            && let Some(n) = self.entry_in_flight.get_mut(c.sa_index as usize)
                         {
                             *n += 1;
                         }
@@ -111,6 +122,7 @@ impl OffloadEngine {
                     }
                     let stalled = !rest.is_empty();
                     while let Some((_, posted, _)) = rest.pop() {
+                        self.unrouted(&posted);
                         self.pending.push_front((posted.tag, posted.work));
                     }
                     if stalled {
@@ -119,6 +131,7 @@ impl OffloadEngine {
                 }
                 Err(e) => {
                     while let Some((_, posted, _)) = batch.pop() {
+                        self.unrouted(&posted);
                         self.pending.push_front((posted.tag, posted.work));
                     }
                     self.card_failed(&e);
@@ -127,6 +140,15 @@ impl OffloadEngine {
                     }
                 }
             }
+        }
+    }
+
+    /// A packet routed to a card SA did not reach the ring after all.
+    fn unrouted(&mut self, posted: &Posted) {
+        if let Some(rec) = posted.card_sa.and_then(|c| c.rec)
+            && let Some(r) = self.records.get_mut(rec)
+        {
+            r.in_flight = r.in_flight.saturating_sub(1);
         }
     }
 
@@ -178,7 +200,20 @@ impl OffloadEngine {
                 attempts,
             } => (bundle, frame, attempts),
         };
-        let Some(&rec_id) = self.out_rec.get(bundle.inner) else {
+        let bundle = match bundle {
+            Some(b) => b,
+            // Its SA was removed while it waited: the database as it is now decides.
+            None => match self.sw.outbound.classify(frame.get(14..).unwrap_or(&[])) {
+                Ok(Action::Protect(b)) => b,
+                Ok(Action::Bypass) => {
+                    let sent = SentAs::Bypass;
+                    return self.route(Work::Ready { frame, sent });
+                }
+                Ok(Action::Discard) => return Routed::Dropped(DropReason::PolicyDiscard),
+                Err(reason) => return Routed::Dropped(reason),
+            },
+        };
+        let Some(rec_id) = self.out_rec.get(bundle.inner).copied().flatten() else {
             return Routed::Dropped(DropReason::NoPolicy);
         };
         if let (Placement::Card { sa_index }, None, CardMode::Offload) =
@@ -187,14 +222,28 @@ impl OffloadEngine {
             if frame.len() > self.max_frame {
                 return Routed::Dropped(DropReason::TooBig);
             }
+            // Every number the card may use with this packet must be reserved.
+            let bound = self.card_seq_bound(rec_id, sa_index).saturating_add(1);
+            let reservation = self.sw.outbound.sas()[bundle.inner].reservation();
+            if bound > reservation.limit() {
+                return Routed::Dropped(DropReason::SeqUnreserved);
+            }
+            reservation.note_used(bound);
+            let r = &mut self.records[rec_id];
+            r.in_flight += 1;
+            let on_card = OnCard {
+                rec: Some(rec_id),
+                sa_index,
+                spi: r.spi,
+            };
             return Routed::Ring(
                 Work::Protect {
-                    bundle,
+                    bundle: Some(bundle),
                     frame,
                     attempts,
                 },
                 TxAction::Encap { sa_index },
-                Some((rec_id, sa_index)),
+                Some(on_card),
             );
         }
         // Software: the tunnel packet is built after a fresh Ethernet header.
@@ -262,17 +311,18 @@ impl OffloadEngine {
         self.posted_settled(&posted);
         let Posted { tag, work, card_sa } = posted;
         match (d.outcome, work, card_sa) {
-            (TxOutcome::Sent { seq }, Work::Protect { frame, .. }, Some((rec, _))) => {
-                let r = &mut self.records[rec];
-                r.seq_high = r.seq_high.max(seq);
-                r.host.packets += 1;
-                r.host.bytes += inner_len(&frame);
-                let spi = r.spi;
+            (TxOutcome::Sent { seq }, Work::Protect { frame, .. }, Some(c)) => {
+                if let Some(rec) = c.rec {
+                    let r = &mut self.records[rec];
+                    r.seq_high = r.seq_high.max(seq);
+                    r.host.packets += 1;
+                    r.host.bytes += inner_len(&frame);
+                }
                 self.recycle(frame);
                 self.tx_sent(
                     tag,
                     SentAs::Esp {
-                        spi,
+                        spi: c.spi,
                         seq,
                         path: Path::Card,
                     },
@@ -289,10 +339,17 @@ impl OffloadEngine {
                     frame,
                     attempts,
                 },
-                Some((rec, sa_index)),
-            ) if self.records[rec].placement != (Placement::Card { sa_index }) => {
-                // The SA left the card before the card took the packet: it goes where the
-                // SA is now; no sequence number was used.
+                Some(c),
+            ) if c.rec.is_none_or(|rec| {
+                self.records[rec].placement
+                    != (Placement::Card {
+                        sa_index: c.sa_index,
+                    })
+            }) =>
+            {
+                // The SA left the card (or went) before the card took the packet: it goes
+                // where the SA is now, or where the database now says; no sequence number
+                // was used.
                 self.pending.push_front((
                     tag,
                     Work::Protect {
@@ -310,10 +367,12 @@ impl OffloadEngine {
                     frame,
                     attempts,
                 },
-                Some((rec, _)),
+                Some(c),
             ) => {
-                let r = &mut self.records[rec];
-                r.seq_high = r.seq_high.max(seq);
+                if let Some(rec) = c.rec {
+                    let r = &mut self.records[rec];
+                    r.seq_high = r.seq_high.max(seq);
+                }
                 if attempts == 0 {
                     // Not sent (§10.3): sent once more, with a new number.
                     self.counters.tx_resent += 1;
@@ -330,7 +389,7 @@ impl OffloadEngine {
                 }
             }
             (TxOutcome::Unverified(_), _, card_sa) => {
-                if let Some((rec, _)) = card_sa {
+                if let Some(rec) = card_sa.and_then(|c| c.rec) {
                     self.records[rec].uncertain += 1;
                 }
                 self.counters.tx_fate_unknown += 1;
@@ -342,11 +401,17 @@ impl OffloadEngine {
 
     /// A posted packet left the ring (completed or accounted for by recovery).
     pub(super) fn posted_settled(&mut self, posted: &Posted) {
-        if let Some((_, sa_index)) = posted.card_sa
-            && let Some(n) = self.entry_in_flight.get_mut(sa_index as usize)
+        let Some(c) = posted.card_sa else {
+            return;
+        };
+        if let Some(rec) = c.rec
+            && let Some(r) = self.records.get_mut(rec)
         {
+            r.in_flight = r.in_flight.saturating_sub(1);
+        }
+        if let Some(n) = self.entry_in_flight.get_mut(c.sa_index as usize) {
             *n = n.saturating_sub(1);
-            if *n == 0 && self.entry_owner.get(sa_index as usize) == Some(&None) {
+            if *n == 0 && self.entry_owner.get(c.sa_index as usize) == Some(&None) {
                 // A freed entry's last packet: it can be reused.
                 self.rebalance_due = true;
             }
