@@ -63,6 +63,18 @@ pub struct Gateway {
     index: usize,
 }
 
+impl Gateway {
+    /// The gateway of the lab that runs under `name` now (after restarts, the latest): a
+    /// handle for `espo status` and the control commands only.
+    pub fn at(lab: &Lab, name: &str) -> Gateway {
+        Gateway {
+            socket: lab.dir.join(format!("{name}.sock")),
+            pid: 0,
+            index: usize::MAX,
+        }
+    }
+}
+
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(

@@ -11,6 +11,16 @@ use std::os::unix::process::CommandExt;
 use super::lab::{self, Gateway, Lab, lab_or_skip};
 use super::{capture, drops, ip, start_pair, stat, topology, traffic};
 
+/// Sets a flag when dropped — also when a test panics, so that the threads of a scope
+/// that wait for the flag stop and the panic is reported instead of hanging the test.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// A random AES-GCM-128 key with its salt, in hex.
 fn key() -> String {
     (0..20)
@@ -59,7 +69,29 @@ fn esp_numbers(tunnel: &[Vec<u8>], src: [u8; 4]) -> Vec<(u32, u32)> {
 fn replacing_the_sa_pair_100_times_under_traffic_loses_nothing() {
     let mut lab = lab_or_skip!("lrk");
     let t = topology::gateway_to_gateway(&mut lab);
-    let (a, b) = start_pair(&mut lab, &t, "gw-gw/esp", "gw-a", "gw-b");
+    rekey_100_times(&mut lab, &t, "gw-gw/esp");
+}
+
+/// The same with gw-b on the card model: its SAs on the card, replaced there.
+#[test]
+fn replacing_the_sa_pair_100_times_on_the_card_model_loses_nothing() {
+    let mut lab = lab_or_skip!("lrm");
+    let t = topology::gateway_to_gateway_card(&mut lab);
+    rekey_100_times(&mut lab, &t, "gw-gw/esp-model");
+    let status = lab.status(&Gateway::at(&lab, "right"));
+    assert!(
+        status
+            .lines()
+            .filter(|l| l.starts_with("out ") || l.starts_with("in "))
+            .filter(|l| l.contains("0x00011064") || l.contains("0x00021064"))
+            .all(|l| l.trim_end().ends_with("card")),
+        "the new SAs run on the card: {status}"
+    );
+}
+
+fn rekey_100_times(lab: &mut Lab, t: &topology::Topology, dir: &str) {
+    let (a, b) = start_pair(lab, t, dir, "gw-a", "gw-b");
+    let lab = &*lab;
     let cap = capture::Capture::start(&t.left, &t.left_out);
     let stop = AtomicBool::new(false);
     let rekeys_done = AtomicBool::new(false);
@@ -90,11 +122,21 @@ fn replacing_the_sa_pair_100_times_under_traffic_loses_nothing() {
         let tcp = s.spawn(|| {
             let mut n = 0;
             while !rekeys_done.load(Ordering::SeqCst) {
-                traffic::tcp_transfer(&lab, &t.left_host, &t.right_host, ip("10.2.0.2"), 300_000);
+                let port = 7100 + (n % 500) as u16;
+                traffic::tcp_transfer_on(
+                    &lab,
+                    &t.left_host,
+                    &t.right_host,
+                    ip("10.2.0.2"),
+                    300_000,
+                    port,
+                );
                 n += 1;
             }
             n
         });
+        let stop_on_panic = SetOnDrop(&stop);
+        let rekeys_on_panic = SetOnDrop(&rekeys_done);
         std::thread::sleep(Duration::from_millis(200));
         let (mut a_old, mut b_old) = (0x1001u32, 0x2001u32);
         for k in 1..=100u32 {
@@ -188,25 +230,77 @@ fn restarts_after_sigkill_never_repeat_a_sequence_number() {
     let (a, b) = start_pair(&mut lab, &t, "gw-gw/esp", "gw-a", "gw-b");
     let config = lab::example("gw-gw/esp/gw-a.toml", &t.left_out);
     let cap = capture::Capture::start(&t.left, &t.left_out);
+    restart_10_times(&lab, &t, a, &b, &config, true, cap);
+}
+
+/// The same with the card model as the sender that is killed and restarted: the card's
+/// numbers are reserved too.
+#[test]
+fn restarts_of_the_card_model_never_repeat_a_sequence_number() {
+    let mut lab = lab_or_skip!("lrc");
+    let t = topology::gateway_to_gateway_card(&mut lab);
+    let (a, b) = start_pair(&mut lab, &t, "gw-gw/esp-model", "gw-a", "gw-b");
+    let config = lab::example("gw-gw/esp-model/gw-b.toml", &t.right_out);
+    let cap = capture::Capture::start(&t.left, &t.left_out);
+    restart_10_times(&lab, &t, b, &a, &config, false, cap);
+    let status = lab.status(&Gateway::at(&lab, "right"));
+    assert!(
+        status.contains("0x00002001") && status.contains("card"),
+        "{status}"
+    );
+}
+
+/// Kills `sender` (left when `left`, else right) ten times under a stream towards `peer`,
+/// restarting it on `config` each time; then checks the capture of the link: no (SPI,
+/// sequence number) twice from the sender.
+fn restart_10_times(
+    lab: &Lab,
+    t: &topology::Topology,
+    sender: Gateway,
+    peer: &Gateway,
+    config: &str,
+    left: bool,
+    cap: capture::Capture,
+) {
     let stop = AtomicBool::new(false);
-    let lab = &lab;
+    let (from_ns, to_ns, to, name, ns, src) = if left {
+        (
+            &t.left_host,
+            &t.right_host,
+            ip("10.2.0.2"),
+            "left",
+            &t.left,
+            [192, 0, 2, 1],
+        )
+    } else {
+        (
+            &t.right_host,
+            &t.left_host,
+            ip("10.1.0.2"),
+            "right",
+            &t.right,
+            [192, 0, 2, 2],
+        )
+    };
+    let b = peer;
     let stream = std::thread::scope(|s| {
         let stream = s.spawn(|| {
             traffic::udp_stream(
                 lab,
-                &t.left_host,
-                &t.right_host,
-                ip("10.2.0.2"),
+                from_ns,
+                to_ns,
+                to,
                 300,
                 Duration::from_micros(400),
                 &stop,
             )
         });
-        let mut gw = a;
+        let stop_on_panic = SetOnDrop(&stop);
+        let mut gw = sender;
         for round in 0..10 {
             std::thread::sleep(Duration::from_millis(300));
             lab.kill9(&gw);
-            gw = lab.espo_run(&t.left, "left", &config);
+            gw = lab.espo_run(ns, name, config);
             // Traffic flows again: the peer accepts the restarted sender's numbers.
             let deadline = Instant::now() + Duration::from_secs(5);
             let before = stat(&lab.status(&b), "inbound", "forwarded");
@@ -220,7 +314,7 @@ fn restarts_after_sigkill_never_repeat_a_sequence_number() {
             }
         }
         std::thread::sleep(Duration::from_millis(200));
-        stop.store(true, Ordering::SeqCst);
+        drop(stop_on_panic);
         stream.join().unwrap()
     });
     assert!(
@@ -231,7 +325,7 @@ fn restarts_after_sigkill_never_repeat_a_sequence_number() {
     );
     assert_eq!(stream.corrupted, 0);
     let (_, tunnel) = capture::tally(&cap.finish());
-    let numbers = esp_numbers(&tunnel, [192, 0, 2, 1]);
+    let numbers = esp_numbers(&tunnel, src);
     assert!(
         numbers.len() > 2000,
         "{} ESP packets captured",
@@ -249,7 +343,7 @@ fn restarts_after_sigkill_never_repeat_a_sequence_number() {
         .filter(|w| w[1].1 > w[0].1 + 1000)
         .count();
     assert!(jumps >= 10, "{jumps} jumps");
-    assert!(drops(&lab.status(&b), "replayed") == 0);
+    assert!(drops(&lab.status(b), "replayed") == 0);
 }
 
 /// A packet gw-b accepted before it was killed is refused after its restart: its replay

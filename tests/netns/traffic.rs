@@ -93,12 +93,25 @@ fn fnv(state: &mut u64, bytes: &[u8]) {
 /// Sends `len` bytes over TCP from `client_ns` to `server` in `server_ns` and checks that
 /// the receiver got exactly them (length and hash reported back over the connection).
 pub fn tcp_transfer(lab: &Lab, client_ns: &str, server_ns: &str, server: IpAddr, len: usize) {
+    tcp_transfer_on(lab, client_ns, server_ns, server, len, 7002)
+}
+
+/// As [`tcp_transfer`], on TCP port `port` (transfers one after the other use a port each,
+/// so that none waits for the last one's connection to leave TIME_WAIT).
+pub fn tcp_transfer_on(
+    lab: &Lab,
+    client_ns: &str,
+    server_ns: &str,
+    server: IpAddr,
+    len: usize,
+    port: u16,
+) {
     let (tx, rx) = mpsc::channel();
     std::thread::scope(|s| {
         s.spawn(|| {
             lab.run_in(server_ns, || {
                 let l =
-                    TcpListener::bind(SocketAddr::new(wildcard(server), 7002)).expect("tcp bind");
+                    TcpListener::bind(SocketAddr::new(wildcard(server), port)).expect("tcp bind");
                 l.set_nonblocking(true).unwrap();
                 tx.send(()).unwrap();
                 let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -130,7 +143,7 @@ pub fn tcp_transfer(lab: &Lab, client_ns: &str, server_ns: &str, server: IpAddr,
         rx.recv_timeout(TIMEOUT).expect("tcp server up");
         lab.run_in(client_ns, || {
             let data: Vec<u8> = (0..len).map(pattern).collect();
-            let mut c = TcpStream::connect_timeout(&SocketAddr::new(server, 7002), TIMEOUT)
+            let mut c = TcpStream::connect_timeout(&SocketAddr::new(server, port), TIMEOUT)
                 .expect("tcp connect");
             c.set_write_timeout(Some(TIMEOUT)).unwrap();
             c.set_read_timeout(Some(TIMEOUT)).unwrap();

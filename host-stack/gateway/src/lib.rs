@@ -98,6 +98,15 @@ pub enum GatewayError {
     Signals(#[source] std::io::Error),
     #[error("[gateway] state_dir: {0}")]
     State(#[from] StateError),
+    #[error(
+        "sa {spi:#010x} (inbound): its replay state cannot be read, so what it accepted before \
+         cannot be refused again; fix or move away the file named below to start it afresh"
+    )]
+    InboundState {
+        spi: u32,
+        #[source]
+        source: StateError,
+    },
     #[error("creating the datapath's change queues failed")]
     Mailbox(#[source] std::io::Error),
     #[error("a datapath thread failed")]
@@ -279,32 +288,57 @@ pub fn direction_of(config: &Config, sa: &SaSpec) -> Direction {
     }
 }
 
-/// How each configured SA starts, from its durable state: the SAs as the engine is built
-/// from them (outbound sequence numbers moved past every reservation), each with its
-/// reservation or replay mark, or why its state could not be read.
+/// How each configured SA starts, from its durable state: the SAs as the engines are built
+/// from them — an outbound SA's sequence number moved past every reservation, an inbound
+/// SA's moved up to its replay mark (nothing at or below it is accepted) — each outbound
+/// SA's reservation, and the SAs whose state could not be read.
 pub struct Started {
     pub sas: Vec<SaSpec>,
-    /// Per SA (same order): its durable start, or the state error that disables it.
-    pub starts: Vec<Result<Start, String>>,
+    /// Per outbound SA: its reservation, or (state unreadable) none — it sends nothing.
+    pub reservations: Vec<(u32, SeqReservation)>,
+    /// Outbound SAs disabled because their state could not be read, and why.
+    pub disabled: Vec<(u32, String)>,
 }
 
 /// Loads every configured SA's state (and reserves outbound numbers) before anything is
-/// sent.
-pub fn start_states(config: &Config, keeper: &Mutex<Keeper>) -> Started {
-    let mut keeper = keeper.lock().unwrap_or_else(|p| p.into_inner());
-    let mut sas = Vec::with_capacity(config.sas.len());
-    let mut starts = Vec::with_capacity(config.sas.len());
+/// sent. An outbound SA whose state cannot be read starts disabled (it sends nothing); an
+/// inbound one stops the start, since what it accepted before cannot be known.
+pub fn start_states(config: &Config, keeper: &Mutex<Keeper>) -> Result<Started, GatewayError> {
+    let mut keeper = lock(keeper);
+    let mut started = Started {
+        sas: Vec::with_capacity(config.sas.len()),
+        reservations: Vec::new(),
+        disabled: Vec::new(),
+    };
     for sa in &config.sas {
         let mut sa = sa.clone();
-        let dir = direction_of(config, &sa);
-        let start = keeper.start(&sa, dir).map_err(|e| e.to_string());
-        if let Ok(Start::Outbound { seq, .. }) = &start {
-            sa.seq = *seq;
+        match (
+            direction_of(config, &sa),
+            keeper.start(&sa, direction_of(config, &sa)),
+        ) {
+            (_, Ok(Start::Outbound { seq, reservation })) => {
+                sa.seq = seq;
+                started.reservations.push((sa.spi, reservation));
+            }
+            (_, Ok(Start::Inbound { closed_at })) => {
+                sa.seq = sa.seq.max(closed_at.unwrap_or(0));
+            }
+            (Direction::Out, Err(e)) => {
+                started
+                    .reservations
+                    .push((sa.spi, SeqReservation::new(sa.seq, sa.seq)));
+                started.disabled.push((sa.spi, e.to_string()));
+            }
+            (Direction::In, Err(e)) => {
+                return Err(GatewayError::InboundState {
+                    spi: sa.spi,
+                    source: e,
+                });
+            }
         }
-        sas.push(sa);
-        starts.push(start);
+        started.sas.push(sa);
     }
-    Started { sas, starts }
+    Ok(started)
 }
 
 /// The software engine of `config` with every SA started from its durable state, and the
@@ -314,58 +348,41 @@ fn start_software(
     keeper: &Mutex<Keeper>,
     started: Instant,
 ) -> Result<(SoftwareEngine, Vec<CatalogSa>), GatewayError> {
-    let states = start_states(config, keeper);
+    let states = start_states(config, keeper)?;
     let mut engine = SoftwareEngine::new(&states.sas, &config.policies)?;
     let installed = started.elapsed();
-    let mut catalog = Vec::with_capacity(states.sas.len());
-    for (sa, start) in states.sas.into_iter().zip(states.starts) {
-        let dir = direction_of(config, &sa);
-        match dir {
-            Direction::Out => {
-                if let Some(i) = engine.outbound.sa_index(sa.spi) {
-                    let table = engine.outbound.sas_mut();
-                    let reservation = match &start {
-                        Ok(Start::Outbound { reservation, .. }) => reservation.clone(),
-                        // Its numbers cannot be kept: nothing is reserved, nothing is sent.
-                        _ => SeqReservation::new(sa.seq, sa.seq),
-                    };
-                    let mut out = std::mem::replace(
-                        &mut table[i],
-                        espo_ipsec::sa::OutboundSa::new(
-                            espo_ipsec::sa::SaParams::from_spec(&sa)
-                                .map_err(|e| GatewayError::Engine(e.into()))?,
-                            0,
-                        ),
-                    )
-                    .with_reservation(reservation);
-                    out.installed = installed;
-                    table[i] = out;
-                }
-            }
-            Direction::In => {
-                if let Some(i) = engine.inbound.sa_index(sa.spi, sa.dst) {
-                    let inb = &mut engine.inbound.sas_mut()[i];
-                    inb.installed = installed;
-                    match &start {
-                        Ok(Start::Inbound {
-                            closed_at: Some(mark),
-                        }) => inb
-                            .close_replay_at(*mark)
-                            .map_err(|e| GatewayError::Engine(e.into()))?,
-                        Ok(_) => {}
-                        Err(_) => inb.expired = true,
-                    }
-                }
-            }
+    for sa in engine.outbound.sas_mut().iter_mut() {
+        sa.installed = installed;
+        if let Some((_, r)) = states
+            .reservations
+            .iter()
+            .find(|(spi, _)| *spi == sa.params.spi)
+        {
+            sa.set_reservation(r.clone());
         }
-        catalog.push(CatalogSa {
-            spec: sa,
-            dir,
-            retire: None,
-            state_error: start.err(),
-        });
     }
-    Ok((engine, catalog))
+    for sa in engine.inbound.sas_mut().iter_mut() {
+        sa.installed = installed;
+    }
+    Ok((engine, catalog_of(config, &states)))
+}
+
+/// The live database's catalog of the SAs a gateway started with.
+pub fn catalog_of(config: &Config, states: &Started) -> Vec<CatalogSa> {
+    states
+        .sas
+        .iter()
+        .map(|sa| CatalogSa {
+            spec: sa.clone(),
+            dir: direction_of(config, sa),
+            retire: None,
+            state_error: states
+                .disabled
+                .iter()
+                .find(|(spi, _)| *spi == sa.spi && direction_of(config, sa) == Direction::Out)
+                .map(|(_, e)| e.clone()),
+        })
+        .collect()
 }
 
 /// Runs the gateway with the given engine halves (the software engine, or any other

@@ -44,7 +44,7 @@ pub enum EngineChangeError {
     #[error(transparent)]
     Mailbox(#[from] MailboxError),
     #[error("{0}")]
-    Unsupported(String),
+    Failed(String),
 }
 
 /// How an SA starts in the engine.
@@ -375,12 +375,15 @@ impl<'a> Live<'a> {
                     disabled: false,
                 })
             }
-            Ok(Start::Inbound { closed_at }) => Ok(Install {
-                installed,
-                reservation: None,
-                closed_at,
-                disabled: false,
-            }),
+            Ok(Start::Inbound { closed_at }) => {
+                sa.seq = sa.seq.max(closed_at.unwrap_or(0));
+                Ok(Install {
+                    installed,
+                    reservation: None,
+                    closed_at,
+                    disabled: false,
+                })
+            }
             // A new SA whose state cannot be kept is refused rather than installed dead.
             Err(e) => Err(e.to_string()),
         }

@@ -132,8 +132,7 @@ impl InboundEngine for SoftwareHalf<Inbound> {
 /// Builds an outbound SA as `how` says (key schedule on the caller's thread, not the
 /// datapath's).
 pub fn outbound_sa(sa: &SaSpec, how: &Install) -> Result<OutboundSa, EngineChangeError> {
-    let params =
-        SaParams::from_spec(sa).map_err(|e| EngineChangeError::Unsupported(e.to_string()))?;
+    let params = SaParams::from_spec(sa).map_err(|e| EngineChangeError::Failed(e.to_string()))?;
     let mut out = OutboundSa::new(params, sa.seq);
     out.installed = how.installed;
     if let Some(r) = &how.reservation {
@@ -148,14 +147,13 @@ pub fn outbound_sa(sa: &SaSpec, how: &Install) -> Result<OutboundSa, EngineChang
 
 /// Builds an inbound SA as `how` says.
 pub fn inbound_sa(sa: &SaSpec, how: &Install) -> Result<InboundSa, EngineChangeError> {
-    let params =
-        SaParams::from_spec(sa).map_err(|e| EngineChangeError::Unsupported(e.to_string()))?;
+    let params = SaParams::from_spec(sa).map_err(|e| EngineChangeError::Failed(e.to_string()))?;
     let mut inb = InboundSa::new(params, sa.replay_window, sa.seq)
-        .map_err(|e| EngineChangeError::Unsupported(e.to_string()))?;
+        .map_err(|e| EngineChangeError::Failed(e.to_string()))?;
     inb.installed = how.installed;
     if let Some(mark) = how.closed_at {
         inb.close_replay_at(mark)
-            .map_err(|e| EngineChangeError::Unsupported(e.to_string()))?;
+            .map_err(|e| EngineChangeError::Failed(e.to_string()))?;
     }
     inb.expired = how.disabled;
     Ok(inb)

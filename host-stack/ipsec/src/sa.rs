@@ -330,6 +330,8 @@ pub struct InboundSa {
 }
 
 impl InboundSa {
+    /// An SA whose window starts with everything up to `highest_seq` counted as received
+    /// (0: nothing yet).
     pub fn new(
         params: SaParams,
         replay_window: u32,
@@ -339,8 +341,9 @@ impl InboundSa {
         let mut replay = ReplayWindow::new(replay_window, params.esn)
             .map_err(|source| SaError::Replay { spi, source })?;
         if highest_seq > 0 {
+            // Received up to there, as far as anyone knows: nothing at or below it again.
             replay
-                .accept(highest_seq)
+                .close_at(highest_seq)
                 .map_err(|source| SaError::Replay { spi, source })?;
         }
         Ok(InboundSa {

@@ -26,10 +26,10 @@ use std::time::{Duration, Instant};
 use espo_driver::model::ModelHandle;
 
 use super::port::{PortQueues, Wake};
+use crate::mailbox::Mailbox;
 use crate::path::{
     InboundEngine, Incoming, OutboundEngine, Outgoing, OutsideRx, OutsideTx, PacketBuf, SaSnapshot,
 };
-use espo_config::Config;
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::Outbound;
 use espo_offload::{self, EngineEvent, OffloadEngine, Received, RxReport, SentAs, TxReport};
@@ -112,13 +112,26 @@ impl CardShared {
     }
 
     /// Where each SA of `dir` runs, with its sequence number and counters.
-    fn snapshot(&self, config: &Config, dir: Direction, out: &mut Vec<SaSnapshot>) {
+    fn snapshot(&self, dir: Direction, out: &mut Vec<SaSnapshot>) {
         let engine = self.engine();
         for p in engine.placements().into_iter().filter(|p| p.dir == dir) {
-            let dst = config
-                .sa(p.spi)
-                .map_or(std::net::IpAddr::from([0u8; 4]), |c| c.dst);
             let sw = engine.software();
+            // Every SA has its software copy, dormant while it runs on the card.
+            let dst = match dir {
+                Direction::Out => sw
+                    .outbound
+                    .sas()
+                    .iter()
+                    .find(|s| s.params.spi == p.spi)
+                    .map(|s| s.params.dst),
+                Direction::In => sw
+                    .inbound
+                    .sas()
+                    .iter()
+                    .find(|s| s.params.spi == p.spi)
+                    .map(|s| s.params.dst),
+            }
+            .unwrap_or(std::net::IpAddr::from([0u8; 4]));
             let (placement, seq) = match p.placement {
                 espo_offload::Placement::Card { sa_index } => {
                     let card = engine.card();
@@ -165,10 +178,10 @@ impl CardShared {
 /// The outbound half. See the module documentation.
 pub struct CardOutbound<'a> {
     shared: &'a CardShared,
-    config: &'a Config,
     /// The software engine's outbound half: the overhead of a packet (its SPD and SAs,
-    /// never its sequence numbers).
+    /// never its sequence numbers), changed with the database through `sizing_changes`.
     sizing: Outbound,
+    sizing_changes: Arc<Mailbox<Outbound>>,
     next_tag: u64,
     reports: Vec<TxReport>,
     late: Vec<DropReason>,
@@ -176,11 +189,15 @@ pub struct CardOutbound<'a> {
 }
 
 impl<'a> CardOutbound<'a> {
-    pub fn new(shared: &'a CardShared, config: &'a Config, sizing: Outbound) -> Self {
+    pub fn new(
+        shared: &'a CardShared,
+        sizing: Outbound,
+        sizing_changes: Arc<Mailbox<Outbound>>,
+    ) -> Self {
         CardOutbound {
             shared,
-            config,
             sizing,
+            sizing_changes,
             next_tag: 0,
             reports: Vec::new(),
             late: Vec::new(),
@@ -243,7 +260,15 @@ impl OutboundEngine for CardOutbound<'_> {
     }
 
     fn snapshot(&self, out: &mut Vec<SaSnapshot>) {
-        self.shared.snapshot(self.config, Direction::Out, out);
+        self.shared.snapshot(Direction::Out, out);
+    }
+
+    fn housekeeping(&mut self) {
+        self.sizing_changes.run_pending(&mut self.sizing);
+    }
+
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.sizing_changes.wake_fd())
     }
 
     fn settle(&mut self, out: &mut Vec<DropReason>) {
@@ -343,7 +368,6 @@ impl OutsideRx for CardRx<'_> {
 /// The inbound half: the card's reports, already decapsulated and checked.
 pub struct CardInbound<'a> {
     pub shared: &'a CardShared,
-    pub config: &'a Config,
 }
 
 impl InboundEngine for CardInbound<'_> {
@@ -360,7 +384,7 @@ impl InboundEngine for CardInbound<'_> {
     }
 
     fn snapshot(&self, out: &mut Vec<SaSnapshot>) {
-        self.shared.snapshot(self.config, Direction::In, out);
+        self.shared.snapshot(Direction::In, out);
     }
 }
 

@@ -19,27 +19,33 @@
 //! wall clock), and the port; the main thread answers `espo status`.
 
 pub mod engine;
+pub mod live;
 pub mod neighbours;
 pub mod port;
 pub mod resolve;
 mod status;
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use espo_driver::card::{Card, CardConfig, CardError};
 use espo_driver::model::{ModelDevice, ModelOptions, Pacing};
 
+use super::keeper::Keeper;
+use super::mailbox::Mailbox;
 use super::netlink::{self, NetlinkError};
+use super::state_dir::StateDir;
 use super::status::GatewayInfo;
 use super::threads::Shutdown;
-use super::{Datapath, GatewayError, Report};
+use super::{Datapath, GatewayError, LiveParts, Report, catalog_of, start_states};
 use engine::{CardInbound, CardOutbound, CardRx, CardSends, CardShared};
 use espo_config::{Config, GatewayConfig};
+use espo_ipsec::engine::SoftwareEngine;
 use espo_ipsec::spec::Direction;
 use espo_offload::{OffloadEngine, OffloadError, OffloadOptions};
-use port::{CardEnd, PortCtx, PortError, PortQueues, PortSocket, PortView};
+use live::CardLive;
+use port::{CardEnd, Endpoints, PortCtx, PortError, PortQueues, PortSocket, PortView};
 
 /// Why the card gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -263,18 +269,34 @@ pub fn run(
         fallback: Some(Box::new(CardEnd(Arc::clone(&queues)))),
         ..OffloadOptions::default()
     };
-    let engine = OffloadEngine::new(&config.sas, &config.policies, Some(card), options)
+    // Every SA continues from its durable state: outbound numbers past every reservation
+    // (the card's included), inbound windows closed at their replay marks.
+    let started = Instant::now();
+    let keeper = Mutex::new(Keeper::new(StateDir::open(&gw.state_dir)?));
+    let states = start_states(config, &keeper)?;
+    let mut engine = OffloadEngine::new(&states.sas, &config.policies, Some(card), options)
         .map_err(SetupError::Offload)?;
-    let sizing = config.software_engine()?.outbound;
+    for (spi, reservation) in &states.reservations {
+        engine.set_reservation(*spi, reservation.clone());
+    }
+    let sizing = SoftwareEngine::new(&states.sas, &config.policies)?.outbound;
+    let sizing_changes = Arc::new(Mailbox::new().map_err(GatewayError::Mailbox)?);
     let shared = CardShared::new(engine, Arc::clone(&queues), model).map_err(SetupError::Wake)?;
     let shutdown = Shutdown::new().map_err(GatewayError::Signals)?;
     let port_view = Mutex::new(PortView::default());
-
-    let mut outbound = CardOutbound::new(&shared, config, sizing);
-    let mut inbound = CardInbound {
+    let endpoints = RwLock::new(Endpoints {
+        local: local.clone(),
+        neighbours: neighbours.clone(),
+    });
+    let live = CardLive {
         shared: &shared,
-        config,
+        sizing: Arc::clone(&sizing_changes),
+        endpoints: &endpoints,
+        next_hops: gw.next_hops.clone(),
     };
+
+    let mut outbound = CardOutbound::new(&shared, sizing, sizing_changes);
+    let mut inbound = CardInbound { shared: &shared };
     let rx = CardRx { shared: &shared };
     let extra = || status::render(&shared, outside, socket.mac(), &port_view);
     std::thread::scope(|scope| {
@@ -285,9 +307,8 @@ pub fn run(
                     socket: &socket,
                     queues: &queues,
                     card_wake: &shared.wake,
-                    local: local.clone(),
+                    endpoints: &endpoints,
                     next_hops: gw.next_hops.clone(),
-                    neighbours: neighbours.clone(),
                     shutdown: &shutdown,
                     published: &port_view,
                 })
@@ -305,7 +326,12 @@ pub fn run(
                 rx: &rx,
                 engine_name: "model",
                 extra_status: &extra,
-                live: None,
+                live: Some(LiveParts {
+                    engine: &live,
+                    sas: catalog_of(config, &states),
+                    keeper: &keeper,
+                    started,
+                }),
             },
             ready,
         );

@@ -17,6 +17,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
@@ -281,19 +282,39 @@ pub struct PortView {
     pub neighbours: Vec<NeighbourView>,
 }
 
+/// The addresses the port answers for and learns.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    /// espo's tunnel endpoints: answered for, and the sources of its own requests.
+    pub local: Vec<IpAddr>,
+    /// Every next hop the card's frames can have: only these are learnt from the requests
+    /// they send (so that requests from anyone else cannot fill the neighbour cache).
+    pub neighbours: Vec<IpAddr>,
+}
+
+impl Endpoints {
+    /// Adds a local endpoint and a next hop (when not there yet).
+    pub fn add(&mut self, local: IpAddr, next_hop: IpAddr) {
+        if !self.local.contains(&local) {
+            self.local.push(local);
+        }
+        if !self.neighbours.contains(&next_hop) {
+            self.neighbours.push(next_hop);
+        }
+    }
+}
+
 /// What the port thread needs.
 pub struct PortCtx<'a> {
     pub socket: &'a PortSocket,
     pub queues: &'a PortQueues,
     /// Signalled when frames went to the card (its receive path has work).
     pub card_wake: &'a Wake,
-    /// espo's tunnel endpoints: answered for, and the sources of its own requests.
-    pub local: Vec<IpAddr>,
+    /// espo's tunnel endpoints and its peers' next hops; SAs added while espo runs add
+    /// theirs.
+    pub endpoints: &'a RwLock<Endpoints>,
     /// The configured next hop per family (absent: the outer destination itself).
     pub next_hops: Vec<IpAddr>,
-    /// Every next hop the card's frames can have: only these are learnt from the requests
-    /// they send (so that requests from anyone else cannot fill the neighbour cache).
-    pub neighbours: Vec<IpAddr>,
     pub shutdown: &'a Shutdown,
     pub published: &'a Mutex<PortView>,
 }
@@ -375,7 +396,7 @@ impl Port<'_> {
     }
 
     fn is_local(&self, ip: IpAddr) -> bool {
-        self.ctx.local.contains(&ip)
+        read(self.ctx.endpoints).local.contains(&ip)
     }
 
     fn neighbourly(&mut self, n: Neighbourly) {
@@ -394,7 +415,7 @@ impl Port<'_> {
                 if let Some(sender_mac) = sender_mac
                     && !sender_ip.is_unspecified()
                 {
-                    let wanted = self.ctx.neighbours.contains(&sender_ip);
+                    let wanted = read(self.ctx.endpoints).neighbours.contains(&sender_ip);
                     let frames = self.neighbours.learn(sender_ip, sender_mac, now, wanted);
                     self.send_all(frames);
                 }
@@ -489,8 +510,7 @@ impl Port<'_> {
     fn send_requests(&mut self) {
         let mac = self.ctx.socket.mac();
         for ip in self.neighbours.take_due() {
-            let ours = self
-                .ctx
+            let ours = read(self.ctx.endpoints)
                 .local
                 .iter()
                 .copied()
@@ -520,7 +540,11 @@ impl Port<'_> {
     }
 }
 
-/// The family check [`PortCtx::local`] must pass: every family the SAs use has a local
+fn read(e: &RwLock<Endpoints>) -> std::sync::RwLockReadGuard<'_, Endpoints> {
+    e.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The family check [`Endpoints::local`] must pass: every family the SAs use has a local
 /// address to send requests from.
 pub fn missing_family(local: &[IpAddr], peers: &[IpAddr]) -> Option<IpAddr> {
     peers

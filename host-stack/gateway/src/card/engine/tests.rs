@@ -109,7 +109,6 @@ impl Bench {
         };
         let mut inbound = CardInbound {
             shared: &self.shared,
-            config: &self.config,
         };
         let mut out = Vec::new();
         let mut bufs: Vec<PacketBuf> = (0..4).map(|_| PacketBuf::default()).collect();
@@ -133,7 +132,11 @@ fn the_card_encapsulates_what_the_outbound_seam_hands_it() {
     let mut b = bench();
     let shared = &b.shared;
     let sizing = b.config.software_engine().unwrap().outbound;
-    let mut out = CardOutbound::new(shared, &b.config, sizing);
+    let mut out = CardOutbound::new(
+        shared,
+        sizing,
+        std::sync::Arc::new(crate::mailbox::Mailbox::new().unwrap()),
+    );
     let inner = udp([10, 2, 0, 2], [10, 1, 0, 2], 300, 7);
     assert_eq!(out.overhead(&inner), Ok(Some(69 - 15 + 2)));
     let mut batch = [buf(&inner)];
@@ -182,11 +185,7 @@ fn the_inbound_seam_delivers_what_the_card_decapsulated_and_counts_a_replay() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].0, Err(DropReason::Replayed));
     let mut snap = Vec::new();
-    CardInbound {
-        shared: &b.shared,
-        config: &b.config,
-    }
-    .snapshot(&mut snap);
+    CardInbound { shared: &b.shared }.snapshot(&mut snap);
     assert_eq!((snap[0].spi, snap[0].packets), (0x1001, 1));
     assert!(matches!(snap[0].placement, Placement::Card { .. }));
     assert_eq!(snap[0].seq, 1, "the highest accepted");
