@@ -99,7 +99,7 @@ fn rekey_100_times(lab: &mut Lab, t: &topology::Topology, dir: &str) {
     let (ab, ba, transfers) = std::thread::scope(|s| {
         let ab = s.spawn(|| {
             traffic::udp_stream(
-                &lab,
+                lab,
                 &t.left_host,
                 &t.right_host,
                 ip("10.2.0.2"),
@@ -110,7 +110,7 @@ fn rekey_100_times(lab: &mut Lab, t: &topology::Topology, dir: &str) {
         });
         let ba = s.spawn(|| {
             traffic::udp_stream(
-                &lab,
+                lab,
                 &t.right_host,
                 &t.left_host,
                 ip("10.1.0.2"),
@@ -124,7 +124,7 @@ fn rekey_100_times(lab: &mut Lab, t: &topology::Topology, dir: &str) {
             while !rekeys_done.load(Ordering::SeqCst) {
                 let port = 7100 + (n % 500) as u16;
                 traffic::tcp_transfer_on(
-                    &lab,
+                    lab,
                     &t.left_host,
                     &t.right_host,
                     ip("10.2.0.2"),
@@ -142,29 +142,29 @@ fn rekey_100_times(lab: &mut Lab, t: &topology::Topology, dir: &str) {
         for k in 1..=100u32 {
             let (a_new, b_new) = (0x0001_1000 + k, 0x0002_1000 + k);
             let a_sa = file(
-                &lab,
+                lab,
                 &format!("a{k}.toml"),
                 &sa(a_new, "192.0.2.1", "192.0.2.2", &key()),
             );
             let b_sa = file(
-                &lab,
+                lab,
                 &format!("b{k}.toml"),
                 &sa(b_new, "192.0.2.2", "192.0.2.1", &key()),
             );
             let (ao, bo) = (format!("{a_old:#x}"), format!("{b_old:#x}"));
             // Make before break: both inbound SAs first, then the senders switch.
-            ok(&lab, &b, &["sa", "replace", &ao, &a_sa, "--grace", "3"]);
-            ok(&lab, &a, &["sa", "replace", &bo, &b_sa, "--grace", "3"]);
-            ok(&lab, &a, &["sa", "replace", &ao, &a_sa]);
-            ok(&lab, &b, &["sa", "replace", &bo, &b_sa]);
+            ok(lab, &b, &["sa", "replace", &ao, &a_sa, "--grace", "3"]);
+            ok(lab, &a, &["sa", "replace", &bo, &b_sa, "--grace", "3"]);
+            ok(lab, &a, &["sa", "replace", &ao, &a_sa]);
+            ok(lab, &b, &["sa", "replace", &bo, &b_sa]);
             (a_old, b_old) = (a_new, b_new);
         }
-        rekeys_done.store(true, Ordering::SeqCst);
+        drop(rekeys_on_panic);
         let transfers = tcp
             .join()
             .expect("TCP transfers complete with their content");
         std::thread::sleep(Duration::from_millis(200));
-        stop.store(true, Ordering::SeqCst);
+        drop(stop_on_panic);
         (ab.join().unwrap(), ba.join().unwrap(), transfers)
     });
     for (name, s) in [("a->b", &ab), ("b->a", &ba)] {
@@ -200,7 +200,7 @@ fn rekey_100_times(lab: &mut Lab, t: &topology::Topology, dir: &str) {
         "what gw-b sent, gw-a delivered"
     );
     // The last SAs are the ones in use; the first ones are gone.
-    let list = ok(&lab, &a, &["sa", "list"]);
+    let list = ok(lab, &a, &["sa", "list"]);
     assert!(
         list.contains("0x00011064") && list.contains("0x00021064"),
         "{list}"
@@ -303,12 +303,12 @@ fn restart_10_times(
             gw = lab.espo_run(ns, name, config);
             // Traffic flows again: the peer accepts the restarted sender's numbers.
             let deadline = Instant::now() + Duration::from_secs(5);
-            let before = stat(&lab.status(&b), "inbound", "forwarded");
-            while stat(&lab.status(&b), "inbound", "forwarded") < before + 100 {
+            let before = stat(&lab.status(b), "inbound", "forwarded");
+            while stat(&lab.status(b), "inbound", "forwarded") < before + 100 {
                 assert!(
                     Instant::now() < deadline,
                     "round {round}: no traffic through the restarted gateway: {}",
-                    lab.status(&b)
+                    lab.status(b)
                 );
                 std::thread::sleep(Duration::from_millis(20));
             }
