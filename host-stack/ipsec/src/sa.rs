@@ -213,6 +213,13 @@ impl SeqReservation {
         self.0.used.fetch_max(seq, Ordering::AcqRel);
     }
 
+    /// The owning datapath's record of its latest number: one plain atomic store (it alone
+    /// moves `used` while the SA is in its hands, and only upwards).
+    #[inline]
+    fn record_used(&self, seq: u64) {
+        self.0.used.store(seq, Ordering::Release);
+    }
+
     /// Whether two handles share one reservation.
     pub fn same(&self, other: &SeqReservation) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
@@ -306,7 +313,7 @@ impl OutboundSa {
     #[inline]
     pub(crate) fn next_seq(&mut self) -> u64 {
         self.seq += 1;
-        self.reservation.note_used(self.seq);
+        self.reservation.record_used(self.seq);
         self.seq
     }
 }

@@ -41,6 +41,12 @@ pub enum EngineArg {
 /// processed, whatever was dropped, and non-zero for a bad configuration or an unreadable
 /// capture.
 ///
+/// Stateless: every run starts each SA from the configuration's `seq` (and, inbound, an
+/// empty replay window) and records nothing — unlike `espo run`, which keeps sequence
+/// numbers and replay marks in its state directory. Two runs with one configuration
+/// therefore encrypt under the same nonces: use pcap for golden output and test vectors,
+/// not for traffic that matters.
+///
 /// Examples:
 ///   espo pcap encap --config examples/pcap/gw-a.toml examples/pcap/plain.pcap protected.pcap
 ///   espo pcap decap --config examples/pcap/gw-b.toml protected.pcap plain-again.pcap
