@@ -406,7 +406,9 @@ fn guard_goes_with_a_clean_stop_and_stays_after_a_failure() {
     // leaves no table behind...
     let busy = lab.dir.join("busy.sock");
     let _taken = std::os::unix::net::UnixListener::bind(&busy).expect("socket bound");
-    let bad = lab::set_gateway_field(&cfg, "status_socket", &format!("\"{}\"", busy.display()))
+    let state = format!("\"{}\"", lab.dir.join("bad-state").display());
+    let bad = lab::set_gateway_field(&cfg, "status_socket", &format!("\"{}\"", busy.display()));
+    let bad = lab::set_gateway_field(&bad, "state_dir", &state)
         + "\n[[policy]]\ndir = \"in\"\nsrc = \"198.51.100.0/24\"\ndst = \"192.0.2.1\"\naction = \"discard\"\n";
     let bad_path = config_path(&lab, "bad");
     std::fs::write(&bad_path, &bad).unwrap();
@@ -618,6 +620,11 @@ fn espo_run_without_nft_refuses_naming_the_package() {
     let mut lab = lab_or_skip!("gdn");
     let t = topology::server_to_server(&mut lab);
     let cfg = lab::example("server-server/esp/server-a.toml", &t.left_out);
+    let cfg = lab::set_gateway_field(
+        &cfg,
+        "state_dir",
+        &format!("\"{}\"", lab.dir.join("left-state").display()),
+    );
     let path = config_path(&lab, "left");
     std::fs::write(&path, cfg).unwrap();
     // `nft` nowhere on the PATH espo searches (and `ip` called by its full name).

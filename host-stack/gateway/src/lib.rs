@@ -235,6 +235,10 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
         EngineKind::Model => return card::run(config, gw, &outside, ready),
         EngineKind::Vfio => return Err(GatewayError::EngineUnavailable("vfio")),
     }
+    let plan = rx_plan(config);
+    let tx = OuterTx::open(&outside)?;
+    let rx = OuterRx::open(&outside, &plan)?;
+    // The state directory once the outside is known to be there.
     let started = Instant::now();
     let keeper = Mutex::new(Keeper::new(StateDir::open(&gw.state_dir)?));
     let (engine, catalog) = start_software(config, &keeper, started)?;
@@ -242,9 +246,6 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
     let in_box = Arc::new(Mailbox::new().map_err(GatewayError::Mailbox)?);
     let mut outbound = SoftwareHalf::new(engine.outbound, Arc::clone(&out_box), started);
     let mut inbound = SoftwareHalf::new(engine.inbound, Arc::clone(&in_box), started);
-    let plan = rx_plan(config);
-    let tx = OuterTx::open(&outside)?;
-    let rx = OuterRx::open(&outside, &plan)?;
     let live = SoftwareLive {
         outbound: out_box,
         inbound: in_box,
