@@ -174,6 +174,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
         f::slice(self.buffer.as_ref(), 0..self.header_len())
     }
 
+    /// The header and payload, without trailing link padding.
+    pub fn packet_bytes(&self) -> &[u8] {
+        f::slice(self.buffer.as_ref(), 0..usize::from(self.total_len()))
+    }
+
     /// The payload, bounded by the total length (link-layer padding excluded).
     pub fn payload(&self) -> &[u8] {
         f::slice(

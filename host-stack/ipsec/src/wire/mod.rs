@@ -18,14 +18,14 @@ pub mod checksum;
 pub mod esp;
 pub mod ethernet;
 pub mod flow;
-mod ip;
+pub mod ip;
 pub mod ipv4;
 pub mod ipv6;
 pub mod udp;
 pub mod udp_encap;
 
 pub use flow::Flow;
-pub use ip::IpProtocol;
+pub use ip::{IpProtocol, Version};
 
 /// Why a packet or header was rejected. Small and `Copy`, so that the packet path can feed
 /// per-reason drop counters from it.
