@@ -14,13 +14,17 @@
 mod field;
 
 pub mod ah;
+pub mod arp;
 pub mod checksum;
 pub mod esp;
 pub mod ethernet;
 pub mod flow;
+pub mod icmp;
+pub mod icmpv6;
 pub mod ip;
 pub mod ipv4;
 pub mod ipv6;
+pub mod ndisc;
 pub mod udp;
 pub mod udp_encap;
 
@@ -91,6 +95,8 @@ pub struct ChecksumCaps {
     pub ipv4: Checksum,
     /// The UDP checksum.
     pub udp: Checksum,
+    /// The ICMP and ICMPv6 checksums.
+    pub icmp: Checksum,
 }
 
 impl ChecksumCaps {
@@ -99,6 +105,7 @@ impl ChecksumCaps {
         ChecksumCaps {
             ipv4: Checksum::None,
             udp: Checksum::None,
+            icmp: Checksum::None,
         }
     }
 }
