@@ -1,9 +1,14 @@
-//! IPv4 (RFC 791). Options are tolerated on parse; `Repr` emits a 20-byte header.
+//! IPv4 (RFC 791). Options are tolerated on parse; `Repr` emits a 20-byte header;
+//! [`Fragments`] cuts a datagram into fragments.
 
 use core::net::Ipv4Addr;
 
 use super::field::{self as f, Field};
 use super::{ChecksumCaps, Error, IpProtocol, checksum};
+
+mod fragment;
+
+pub use fragment::{FragmentError, Fragments};
 
 mod field {
     use super::Field;
