@@ -178,7 +178,7 @@ proptest! {
             pkt[12..16].copy_from_slice(&[192, 0, 2, 2]);
             pkt[16..20].copy_from_slice(&[192, 0, 2, 1]);
         }
-        if pkt[0] >> 4 == 4 {
+        if espo_ipsec::wire::Version::of(&pkt) == Some(espo_ipsec::wire::Version::Ipv4) {
             espo_ipsec::wire::ipv4::Packet::new_unchecked(&mut pkt[..]).fill_checksum();
         }
         let overhead = OutboundEngine::overhead(&e.outbound, &pkt).unwrap().unwrap();
