@@ -61,6 +61,15 @@ pub struct Outbound {
     pub(crate) spd: Spd,
 }
 
+/// The tunnel an inner packet would take (see [`Outbound::tunnel_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tunnel {
+    /// What protecting the packet adds to it, in bytes.
+    pub overhead: usize,
+    /// The SPI of the bundle's outermost SA.
+    pub outer_spi: u32,
+}
+
 /// What encapsulation needs to know of the inner packet, from one parse.
 struct Inner {
     /// The IP datagram's own length (link padding after it is not carried).
@@ -284,11 +293,30 @@ impl Outbound {
     /// and no sequence number is used; this is how the gateway checks a packet against the
     /// path MTU before it is encapsulated.
     pub fn tunnel_overhead(&self, inner: &[u8]) -> Result<Option<usize>, DropReason> {
+        Ok(self.tunnel_for(inner)?.map(|t| t.overhead))
+    }
+
+    /// The tunnel this inner packet would leave through: [`tunnel_overhead`] and the SPI
+    /// of the bundle's outermost SA, the one whose header follows the outer IP header (an
+    /// ICMP error about the tunnel packet quotes that header). `None` when bypassed.
+    ///
+    /// [`tunnel_overhead`]: Outbound::tunnel_overhead
+    pub fn tunnel_for(&self, inner: &[u8]) -> Result<Option<Tunnel>, DropReason> {
         let info = parse_inner(inner)?;
         match self.decide(&info.flow)? {
             Action::Protect(bundle) => {
                 let l = self.shape(bundle, info.len)?;
-                Ok(Some(l.head() + l.tail))
+                let outermost = bundle.outer_ah.unwrap_or(bundle.inner);
+                let spi = self
+                    .sas
+                    .get(outermost)
+                    .ok_or(DropReason::NoPolicy)?
+                    .params
+                    .spi;
+                Ok(Some(Tunnel {
+                    overhead: l.head() + l.tail,
+                    outer_spi: spi,
+                }))
             }
             _ => Ok(None),
         }
