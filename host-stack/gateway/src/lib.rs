@@ -10,7 +10,9 @@
 //!
 //! One file per concern: [`tun`] (the device), [`netlink`] (its link state, addresses and
 //! routes), [`sockets`] (the software engine's outside), [`pmtu`] and [`icmp`] (packets
-//! that do not fit), [`threads`] (the datapath and shutdown), [`status`] (`espo status`),
+//! that do not fit), [`outer_pmtu`] (the path MTU beyond the outside interface, learnt
+//! from ICMP errors about the tunnel packets), [`threads`] (the datapath and shutdown),
+//! [`status`] (`espo status`),
 //! and [`path`] — the seams: the per-direction engine interface ([`path::OutboundEngine`],
 //! [`path::InboundEngine`]: a batch in, per packet an output or a counted drop) and the
 //! outside ([`path::OutsideTx`], [`path::OutsideRx`]). The software engine and the kernel
@@ -22,6 +24,7 @@
 pub mod card;
 pub mod icmp;
 pub mod netlink;
+pub mod outer_pmtu;
 pub mod path;
 pub mod pmtu;
 pub mod sockets;
@@ -39,6 +42,9 @@ use espo_ipsec::spec::{Direction, PolicyAction, SaProtocol};
 use espo_ipsec::wire::IpProtocol;
 use icmp::ErrorSource;
 use netlink::{InsideSetup, NetlinkError};
+use outer_pmtu::PathMtus;
+use outer_pmtu::engine::{Learning, LearningRx};
+use outer_pmtu::sockets::IcmpRx;
 use path::{InboundEngine, OutboundEngine};
 use sockets::{OuterRx, OuterTx, RxPlan, SocketError};
 use status::{DirectionStats, GatewayInfo, Published, StatusSocket};
@@ -188,6 +194,12 @@ pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
 ) -> Result<Report, GatewayError> {
     let tx = OuterTx::open(outside)?;
     let rx = OuterRx::open(outside, &rx_plan(config))?;
+    // ICMP errors about the tunnel packets, heard on raw ICMP sockets (outer_pmtu).
+    let interface_mtu = netlink::Netlink::open()?.mtu(netlink::interface_index(outside)?)?;
+    let path_mtus = PathMtus::new(&config.sas, &config.policies, interface_mtu as usize);
+    let icmp = IcmpRx::open(outside, path_mtus.families())?;
+    let rx = LearningRx::new(&rx, &icmp, &path_mtus);
+    let mut outbound = Learning::new(outbound, &path_mtus);
     let shutdown = Shutdown::new().map_err(GatewayError::Signals)?;
     serve(
         config,
@@ -195,12 +207,12 @@ pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
         outside,
         &shutdown,
         Datapath {
-            outbound,
+            outbound: &mut outbound,
             inbound,
             tx: &tx,
             rx: &rx,
             engine_name,
-            extra_status: &String::new,
+            extra_status: &|| path_mtus.render(Instant::now()),
         },
         ready,
     )

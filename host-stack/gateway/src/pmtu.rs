@@ -29,6 +29,32 @@ pub fn tunnel_mtu(outer_mtu: usize, max_overhead: usize) -> usize {
     outer_mtu.saturating_sub(max_overhead).max(MIN_IPV4_MTU)
 }
 
+/// What the path of one SA allows, when ICMP errors about its packets lowered it below the
+/// outside interface's MTU ([`super::outer_pmtu`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathLimit {
+    /// The largest outer packet the path carries.
+    pub outer_mtu: usize,
+    /// What an ICMP error about an inner packet too big for it announces.
+    pub tunnel_mtu: usize,
+}
+
+/// The outer MTU and the announced inner MTU for a packet: the interface's (`outer_mtu`,
+/// `tunnel_mtu`), or its SA's path's where that is lower.
+pub fn limit(outer_mtu: usize, tunnel_mtu: usize, path: Option<PathLimit>) -> PathLimit {
+    let interface = PathLimit {
+        outer_mtu,
+        tunnel_mtu,
+    };
+    match path {
+        Some(p) if p.outer_mtu < outer_mtu => PathLimit {
+            outer_mtu: p.outer_mtu,
+            tunnel_mtu: p.tunnel_mtu.min(tunnel_mtu),
+        },
+        _ => interface,
+    }
+}
+
 /// What to do with an inner packet before encapsulation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fit {

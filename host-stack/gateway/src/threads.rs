@@ -215,15 +215,17 @@ impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
             self.stats.consumed += 1;
             return Admit::Done;
         }
-        let overhead = match self.engine.overhead(pkt) {
-            Ok(Some(o)) => o,
+        let tunnel = match self.engine.tunnel(pkt) {
+            Ok(Some(t)) => t,
             Ok(None) => return Admit::Keep,
             Err(reason) => {
                 self.stats.drops.count(reason);
                 return Admit::Done;
             }
         };
-        match pmtu::fit(pkt, overhead, self.ctx.outer_mtu, self.ctx.tunnel_mtu) {
+        // The interface's MTU, or the SA's path's where ICMP errors lowered it.
+        let limit = pmtu::limit(self.ctx.outer_mtu, self.ctx.tunnel_mtu, tunnel.path);
+        match pmtu::fit(pkt, tunnel.overhead, limit.outer_mtu, limit.tunnel_mtu) {
             Fit::Fits => Admit::Keep,
             Fit::Fragment { max_len } => Admit::Fragment { max_len },
             Fit::TooBig { mtu } => {

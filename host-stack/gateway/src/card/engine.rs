@@ -28,6 +28,7 @@ use espo_driver::model::ModelHandle;
 use super::port::{PortQueues, Wake};
 use crate::path::{
     InboundEngine, Incoming, OutboundEngine, Outgoing, OutsideRx, OutsideTx, PacketBuf, SaSnapshot,
+    Tunnel,
 };
 use espo_config::Config;
 use espo_ipsec::counters::DropReason;
@@ -200,6 +201,10 @@ fn outgoing(outcome: Result<SentAs, DropReason>) -> Result<Outgoing, DropReason>
 impl OutboundEngine for CardOutbound<'_> {
     fn overhead(&self, inner: &[u8]) -> Result<Option<usize>, DropReason> {
         self.sizing.tunnel_overhead(inner)
+    }
+
+    fn tunnel(&self, inner: &[u8]) -> Result<Option<Tunnel>, DropReason> {
+        Ok(self.sizing.tunnel_for(inner)?.map(Tunnel::of))
     }
 
     fn max_overhead(&self) -> usize {

@@ -32,6 +32,8 @@ use espo_driver::card::{Card, CardConfig, CardError};
 use espo_driver::model::{ModelDevice, ModelOptions, Pacing};
 
 use super::netlink::{self, NetlinkError};
+use super::outer_pmtu::PathMtus;
+use super::outer_pmtu::engine::Learning;
 use super::status::GatewayInfo;
 use super::threads::Shutdown;
 use super::{Datapath, GatewayError, Report};
@@ -247,6 +249,7 @@ pub fn run(
     let mut nl = netlink::Netlink::open()?;
     nl.set_link(index, true, None)?;
     let _allmulti = AllMulti::on(&mut nl, index)?;
+    let path_mtus = PathMtus::new(&config.sas, &config.policies, nl.mtu(index)? as usize);
 
     let queues = Arc::new(PortQueues::new().map_err(SetupError::Wake)?);
     let device = ModelDevice::new(ModelOptions {
@@ -270,13 +273,18 @@ pub fn run(
     let shutdown = Shutdown::new().map_err(GatewayError::Signals)?;
     let port_view = Mutex::new(PortView::default());
 
-    let mut outbound = CardOutbound::new(&shared, config, sizing);
+    let mut card_outbound = CardOutbound::new(&shared, config, sizing);
+    let mut outbound = Learning::new(&mut card_outbound, &path_mtus);
     let mut inbound = CardInbound {
         shared: &shared,
         config,
     };
     let rx = CardRx { shared: &shared };
-    let extra = || status::render(&shared, outside, socket.mac(), &port_view);
+    let extra = || {
+        let mut text = status::render(&shared, outside, socket.mac(), &port_view);
+        text.push_str(&path_mtus.render(std::time::Instant::now()));
+        text
+    };
     std::thread::scope(|scope| {
         let port_thread = std::thread::Builder::new()
             .name("espo-port".into())
@@ -290,6 +298,7 @@ pub fn run(
                     neighbours: neighbours.clone(),
                     shutdown: &shutdown,
                     published: &port_view,
+                    path_mtus: &path_mtus,
                 })
             })
             .map_err(|_| GatewayError::Thread)?;

@@ -9,8 +9,10 @@
 //! The interface has no address of its own; the port uses its MAC. The port thread answers
 //! ARP requests and neighbour solicitations for espo's tunnel endpoints, resolves the next
 //! hop of every frame the card sends ([`super::neighbours`]), and hands every other IP
-//! frame addressed to the port's MAC to the card. Frames from the wire are untrusted: a
-//! malformed ARP or ND frame is counted and ignored, nothing panics.
+//! frame addressed to the port's MAC to the card — but ICMP errors about packets too big,
+//! which go to the path MTU table ([`crate::outer_pmtu`]), as the sequence numbers of the
+//! tunnel packets leaving do. Frames from the wire are untrusted: a malformed ARP or ND
+//! frame is counted and ignored, nothing panics.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -27,10 +29,13 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::neighbours::{Lookup, NeighbourView, Neighbours};
 use super::resolve::{self, Kind, Mac, Malformed, Neighbourly};
+use crate::outer_pmtu::{self, Heard, PathMtus};
 use crate::threads::{Shutdown, wait_readable};
 use espo_offload::Wire;
 
 const ETH_P_ALL: u16 = 0x0003;
+/// The Ethernet header before the IP packet of a frame.
+const ETH_HEADER_LEN: usize = 14;
 /// sll_pkttype of a frame this host sent (seen by every packet socket but the sender's).
 const PACKET_OUTGOING: u8 = 4;
 /// Frames waiting for the card at most (the card's port pauses the link when its FIFO is
@@ -296,6 +301,9 @@ pub struct PortCtx<'a> {
     pub neighbours: Vec<IpAddr>,
     pub shutdown: &'a Shutdown,
     pub published: &'a Mutex<PortView>,
+    /// The outbound SAs' path MTUs: learnt from the ICMP errors about their packets that
+    /// arrive here, and the sequence numbers of their packets noted as they leave.
+    pub path_mtus: &'a PathMtus,
 }
 
 struct Port<'a> {
@@ -356,6 +364,19 @@ impl Port<'_> {
                     if !ip || frame.get(..6) != Some(&self.ctx.socket.mac()[..]) {
                         self.counters.ignored += 1;
                         continue;
+                    }
+                    // An ICMP error about a packet too big is the path MTU table's, not
+                    // the card's.
+                    match outer_pmtu::hear(frame.get(ETH_HEADER_LEN..).unwrap_or(&[])) {
+                        Heard::TooBig(error) => {
+                            self.ctx.path_mtus.learn(&error, Instant::now());
+                            continue;
+                        }
+                        Heard::Malformed => {
+                            self.ctx.path_mtus.count_malformed();
+                            continue;
+                        }
+                        Heard::Other => {}
                     }
                     let mut q = lock(&self.ctx.queues.to_card);
                     if q.len() >= MAX_TO_CARD {
@@ -454,6 +475,9 @@ impl Port<'_> {
             if let Some(src) = frame.get_mut(6..12) {
                 src.copy_from_slice(&mac);
             }
+            self.ctx
+                .path_mtus
+                .note_sent(frame.get(ETH_HEADER_LEN..).unwrap_or(&[]));
             match self.neighbours.lookup(hop, &frame, now) {
                 Lookup::Send(dst) => {
                     frame[..6].copy_from_slice(&dst);

@@ -191,3 +191,19 @@ proptest! {
         prop_assert_eq!(batch[0].packet().len(), pkt.len() + overhead);
     }
 }
+
+#[test]
+fn the_tunnel_names_its_outermost_sa() {
+    for (variant, spi) in [("esp", 0x1001), ("ah", 0x1002), ("esp-ah", 0x1102)] {
+        let e = example(&format!("gw-gw/{variant}/gw-a.toml"));
+        let pkt = inner(1000, false, 1);
+        let tunnel = OutboundEngine::tunnel(&e.outbound, &pkt).unwrap().unwrap();
+        assert_eq!(tunnel.spi, Some(spi), "{variant}");
+        assert_eq!(
+            Some(tunnel.overhead),
+            OutboundEngine::overhead(&e.outbound, &pkt).unwrap(),
+            "{variant}"
+        );
+        assert_eq!(tunnel.path, None, "the engine alone learns no path");
+    }
+}

@@ -56,3 +56,35 @@ proptest! {
         let _ = fit(&data, overhead, 1500, 1431);
     }
 }
+
+#[test]
+fn a_lower_path_limits_the_packets_of_its_sa() {
+    let interface = PathLimit {
+        outer_mtu: 1500,
+        tunnel_mtu: 1431,
+    };
+    assert_eq!(limit(1500, 1431, None), interface);
+    let path = PathLimit {
+        outer_mtu: 1300,
+        tunnel_mtu: 1231,
+    };
+    assert_eq!(limit(1500, 1431, Some(path)), path);
+    // A path above the interface changes nothing.
+    let above = PathLimit {
+        outer_mtu: 1600,
+        tunnel_mtu: 1531,
+    };
+    assert_eq!(limit(1500, 1431, Some(above)), interface);
+    // What fits the interface no longer fits the path: DF gets the path's inner MTU, no DF
+    // is cut for the path.
+    let l = limit(1500, 1431, Some(path));
+    assert_eq!(fit(&packet(1400, true), 69, 1500, 1431), Fit::Fits);
+    assert_eq!(
+        fit(&packet(1400, true), 69, l.outer_mtu, l.tunnel_mtu),
+        Fit::TooBig { mtu: 1231 }
+    );
+    assert_eq!(
+        fit(&packet(1400, false), 69, l.outer_mtu, l.tunnel_mtu),
+        Fit::Fragment { max_len: 1216 }
+    );
+}
