@@ -6,6 +6,7 @@
 mod capture;
 mod card;
 mod lab;
+mod path_mtu;
 mod pmtu;
 mod topology;
 mod traffic;

@@ -93,6 +93,19 @@ fn fnv(state: &mut u64, bytes: &[u8]) {
 /// Sends `len` bytes over TCP from `client_ns` to `server` in `server_ns` and checks that
 /// the receiver got exactly them (length and hash reported back over the connection).
 pub fn tcp_transfer(lab: &Lab, client_ns: &str, server_ns: &str, server: IpAddr, len: usize) {
+    tcp_transfer_from(lab, client_ns, None, server_ns, server, len);
+}
+
+/// [`tcp_transfer`] from the client's address `from` (by default the one its route
+/// chooses).
+pub fn tcp_transfer_from(
+    lab: &Lab,
+    client_ns: &str,
+    from: Option<IpAddr>,
+    server_ns: &str,
+    server: IpAddr,
+    len: usize,
+) {
     let (tx, rx) = mpsc::channel();
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -130,8 +143,21 @@ pub fn tcp_transfer(lab: &Lab, client_ns: &str, server_ns: &str, server: IpAddr,
         rx.recv_timeout(TIMEOUT).expect("tcp server up");
         lab.run_in(client_ns, || {
             let data: Vec<u8> = (0..len).map(pattern).collect();
-            let mut c = TcpStream::connect_timeout(&SocketAddr::new(server, 7002), TIMEOUT)
-                .expect("tcp connect");
+            let to = SocketAddr::new(server, 7002);
+            let mut c = match from {
+                None => TcpStream::connect_timeout(&to, TIMEOUT).expect("tcp connect"),
+                Some(from) => {
+                    let s = socket2::Socket::new(
+                        socket2::Domain::for_address(to),
+                        socket2::Type::STREAM,
+                        None,
+                    )
+                    .expect("tcp socket");
+                    s.bind(&SocketAddr::new(from, 0).into()).expect("tcp bind");
+                    s.connect_timeout(&to.into(), TIMEOUT).expect("tcp connect");
+                    TcpStream::from(s)
+                }
+            };
             c.set_write_timeout(Some(TIMEOUT)).unwrap();
             c.set_read_timeout(Some(TIMEOUT)).unwrap();
             c.write_all(&data).expect("tcp write");
