@@ -358,25 +358,21 @@ impl Port<'_> {
                 Kind::Neighbour(n) => self.neighbourly(n),
                 Kind::Malformed(Malformed::Arp) => self.counters.malformed_arp += 1,
                 Kind::Malformed(Malformed::Nd) => self.counters.malformed_nd += 1,
-                Kind::OtherControl => self.counters.ignored += 1,
+                Kind::OtherControl => {
+                    // ICMPv6 that is not neighbour discovery: a packet too big is the
+                    // path MTU table's; the rest is nothing for espo.
+                    if !self.path_mtu_error(frame) {
+                        self.counters.ignored += 1;
+                    }
+                }
                 Kind::Data => {
                     let ip = matches!(frame.get(12..14), Some([0x08, 0x00] | [0x86, 0xdd]));
                     if !ip || frame.get(..6) != Some(&self.ctx.socket.mac()[..]) {
                         self.counters.ignored += 1;
                         continue;
                     }
-                    // An ICMP error about a packet too big is the path MTU table's, not
-                    // the card's.
-                    match outer_pmtu::hear(frame.get(ETH_HEADER_LEN..).unwrap_or(&[])) {
-                        Heard::TooBig(error) => {
-                            self.ctx.path_mtus.learn(&error, Instant::now());
-                            continue;
-                        }
-                        Heard::Malformed => {
-                            self.ctx.path_mtus.count_malformed();
-                            continue;
-                        }
-                        Heard::Other => {}
+                    if self.path_mtu_error(frame) {
+                        continue;
                     }
                     let mut q = lock(&self.ctx.queues.to_card);
                     if q.len() >= MAX_TO_CARD {
@@ -393,6 +389,25 @@ impl Port<'_> {
             self.ctx.card_wake.signal();
         }
         more
+    }
+
+    /// Whether `frame` is an ICMP error about a packet too big sent to the port's MAC:
+    /// then it is the path MTU table's (read, and learnt from if believed), not the card's.
+    fn path_mtu_error(&mut self, frame: &[u8]) -> bool {
+        if frame.get(..6) != Some(&self.ctx.socket.mac()[..]) {
+            return false;
+        }
+        match outer_pmtu::hear(frame.get(ETH_HEADER_LEN..).unwrap_or(&[])) {
+            Heard::TooBig(error) => {
+                self.ctx.path_mtus.learn(&error, Instant::now());
+                true
+            }
+            Heard::Malformed => {
+                self.ctx.path_mtus.count_malformed();
+                true
+            }
+            Heard::Other => false,
+        }
     }
 
     fn is_local(&self, ip: IpAddr) -> bool {
