@@ -130,7 +130,7 @@ impl fmt::Display for Message {
 /// A zero-copy view of an ICMPv6 message (the upper-layer payload of its IPv6 packet).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet<T: AsRef<[u8]>> {
-    pub(crate) buffer: T,
+    buffer: T,
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {

@@ -10,6 +10,11 @@
 //! Accessors read through the private `field` helpers, which never index out of bounds:
 //! on a buffer shorter than `check_len` demands (reachable only through `new_unchecked`)
 //! reads return zero and writes are dropped. Nothing in this module allocates.
+//!
+//! Every parser of untrusted bytes in espo lives here — Ethernet, ARP, IPv4 and IPv6 (with
+//! [`ip`], one view over both), ICMP, ICMPv6 and neighbour discovery, UDP, ESP and AH —
+//! and each has a fuzz target (`fuzz/`); the gateway and the engines decide what to do
+//! with what these read.
 
 mod field;
 
