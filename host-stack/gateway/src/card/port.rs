@@ -9,10 +9,10 @@
 //! The interface has no address of its own; the port uses its MAC. The port thread answers
 //! ARP requests and neighbour solicitations for espo's tunnel endpoints, resolves the next
 //! hop of every frame the card sends ([`super::neighbours`]), and hands every other IP
-//! frame addressed to the port's MAC to the card — but ICMP errors about packets too big,
-//! which go to the path MTU table ([`crate::outer_pmtu`]), as the sequence numbers of the
-//! tunnel packets leaving do. Frames from the wire are untrusted: a malformed ARP or ND
-//! frame is counted and ignored, nothing panics.
+//! frame addressed to the port's MAC to the card — except ICMP errors about packets too
+//! big, which go to the path MTU table ([`crate::outer_pmtu`]); the table also notes the
+//! sequence number of every tunnel packet leaving. Frames from the wire are untrusted: a
+//! malformed ARP or ND frame is counted and ignored, nothing panics.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
