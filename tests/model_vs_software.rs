@@ -24,6 +24,8 @@ use espo_config::Config;
 use espo_fpga::{SaEntry, Status};
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::{Encapsulated, SoftwareEngine};
+use espo_ipsec::wire::Version;
+use espo_ipsec::wire::ethernet::EtherType;
 use espo_model::{MemLink, ModelParams};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -92,11 +94,7 @@ impl Rig {
         link_pad: &[u8],
     ) -> Option<(Vec<u8>, Vec<u8>)> {
         let mut frame = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1];
-        frame.extend_from_slice(if inner[0] >> 4 == 6 {
-            &[0x86, 0xDD]
-        } else {
-            &[0x08, 0x00]
-        });
+        frame.extend_from_slice(&EtherType::of_ip(inner).to_bytes());
         frame.extend_from_slice(inner);
         frame.extend_from_slice(link_pad);
         self.card.post_tx(0, &[(&frame, Some(i as u32))]);
@@ -151,11 +149,7 @@ impl Rig {
     /// the card; the verdicts must agree.
     fn deliver(&mut self, card_pkt: &[u8], sw_pkt: &[u8], what: &str) {
         let mut frame = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
-        frame.extend_from_slice(if sw_pkt[0] >> 4 == 6 {
-            &[0x86, 0xDD]
-        } else {
-            &[0x08, 0x00]
-        });
+        frame.extend_from_slice(&EtherType::of_ip(sw_pkt).to_bytes());
         frame.extend_from_slice(sw_pkt);
         self.port.send_bytes(&frame);
         self.card.model.run_until_idle();
@@ -225,7 +219,7 @@ impl Rig {
 /// Sets the outer ECN field of a tunnel packet (a router marking it), fixing the IPv4
 /// header checksum.
 fn mark_outer_ecn(pkt: &mut [u8], ecn: u8) {
-    if pkt[0] >> 4 == 6 {
+    if Version::of(pkt) == Some(Version::Ipv6) {
         pkt[1] = (pkt[1] & !0x30) | (ecn << 4);
     } else {
         pkt[1] = (pkt[1] & !3) | ecn;

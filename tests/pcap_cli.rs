@@ -6,6 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
+use espo_ipsec::wire::Version;
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pcap")
@@ -35,7 +36,11 @@ fn bundled_example_round_trips() {
     assert!(out.contains("(19 encapsulated, 1 bypassed)"), "{out}");
     assert!(out.contains("no-policy                 1"), "{out}");
     for p in ip_packets(&protected) {
-        let proto = if p[0] >> 4 == 4 { p[9] } else { p[6] };
+        let proto = if Version::of(&p) == Some(Version::Ipv4) {
+            p[9]
+        } else {
+            p[6]
+        };
         let dst = &p[16..20];
         assert!(
             proto == 50 || dst == [10, 3, 0, 53],
@@ -54,7 +59,7 @@ fn bundled_example_round_trips() {
     let plain = ip_packets(&ex.join("plain.pcap"));
     let expected: Vec<_> = plain
         .iter()
-        .filter(|p| p[0] >> 4 == 6 || p[16..20] != [10, 9, 0, 1])
+        .filter(|p| Version::of(p) == Some(Version::Ipv6) || p[16..20] != [10, 9, 0, 1])
         .cloned()
         .collect();
     assert_eq!(ip_packets(&back), expected);

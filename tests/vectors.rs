@@ -17,6 +17,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use common::*;
+use espo_ipsec::wire::Version;
 use serde_json::Value;
 
 fn case_dirs(kind: char) -> Vec<std::path::PathBuf> {
@@ -154,7 +155,7 @@ fn strip_trailer(plain: &[u8]) -> &[u8] {
 }
 
 fn ip_header_len(p: &[u8]) -> (usize, u8, &[u8], &[u8]) {
-    if p[0] >> 4 == 4 {
+    if Version::of(p) == Some(Version::Ipv4) {
         ((p[0] & 15) as usize * 4, p[9], &p[12..16], &p[16..20])
     } else {
         (40, p[6], &p[8..24], &p[24..40])

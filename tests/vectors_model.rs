@@ -17,6 +17,7 @@ use espo_fpga::{AlgId, SaEntry, Status};
 use espo_ipsec::crypto::EncryptionAlgorithm;
 use espo_ipsec::engine::Decapsulated;
 use espo_ipsec::spec::SaSpec;
+use espo_ipsec::wire::ethernet::EtherType;
 use espo_model::{MemLink, ModelParams};
 
 /// An address as the SA entry holds it: IPv4 in bytes 0–3 (datasheet §0, conventions).
@@ -62,11 +63,7 @@ fn entry(sa: &SaSpec, outbound: bool) -> SaEntry {
 fn frame(dst_mac: [u8; 6], ip: &[u8]) -> Vec<u8> {
     let mut f = dst_mac.to_vec();
     f.extend_from_slice(&[0x02, 0, 0, 0, 0, 9]);
-    f.extend_from_slice(if ip[0] >> 4 == 6 {
-        &[0x86, 0xdd]
-    } else {
-        &[0x08, 0x00]
-    });
+    f.extend_from_slice(&EtherType::of_ip(ip).to_bytes());
     f.extend_from_slice(ip);
     f
 }

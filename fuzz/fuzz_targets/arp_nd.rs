@@ -1,31 +1,71 @@
-//! ARP and neighbour discovery as the card's port reads them from the wire: any frame is
-//! classified without a panic, and what is understood as a neighbour message carries
-//! addresses of the right families.
+//! ARP and neighbour discovery as the card's port meets them: an Ethernet frame from the
+//! wire, its ARP packet or its IPv6 packet's ICMPv6 message parsed by `espo_ipsec::wire`,
+//! and what the port relies on: addresses of the right families, never a multicast target,
+//! a link-layer address only from an option of Ethernet's length.
 #![no_main]
 
-use std::net::IpAddr;
-
-use espo_gateway::card::resolve::{Kind, Neighbourly, parse};
+use espo_ipsec::wire::ethernet::{EtherType, Frame};
+use espo_ipsec::wire::{ChecksumCaps, IpProtocol, arp, icmpv6, ipv6, ndisc};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    match parse(data) {
-        Kind::Neighbour(Neighbourly::Request {
-            sender_ip,
-            sender_mac,
-            target,
-        }) => {
-            assert_eq!(sender_ip.is_ipv4(), target.is_ipv4());
-            if let Some(mac) = sender_mac {
-                assert_eq!(mac[0] & 1, 0, "a group address is never learnt");
+    let Ok(frame) = Frame::new_checked(data) else {
+        return;
+    };
+    match frame.ethertype() {
+        EtherType::Arp => {
+            if let Ok(packet) = arp::Packet::new_checked(frame.payload())
+                && let Ok(repr) = arp::Repr::parse(&packet)
+            {
+                assert_eq!(repr.source_hardware_addr.0[..], frame.payload()[8..14]);
+                assert_eq!(
+                    repr.source_protocol_addr.octets()[..],
+                    frame.payload()[14..18]
+                );
+                assert_eq!(
+                    repr.target_protocol_addr.octets()[..],
+                    frame.payload()[24..28]
+                );
             }
         }
-        Kind::Neighbour(Neighbourly::Reply { ip, mac }) => {
-            assert_eq!(mac[0] & 1, 0, "a group address is never learnt");
-            if let IpAddr::V6(v6) = ip {
-                assert!(!v6.is_multicast());
+        EtherType::Ipv6 => {
+            let Ok(ip) = ipv6::Packet::new_checked(frame.payload()) else {
+                return;
+            };
+            if ip.next_header() != IpProtocol::Icmpv6 {
+                return;
+            }
+            let Ok(icmp) = icmpv6::Packet::new_checked(ip.payload()) else {
+                return;
+            };
+            let (src, dst) = (ip.src_addr(), ip.dst_addr());
+            if let Ok(icmpv6::Repr::Ndisc(nd)) =
+                icmpv6::Repr::parse(&src, &dst, &icmp, &ChecksumCaps::default())
+            {
+                assert!(icmp.verify_checksum(&src, &dst));
+                let (target, lladdr) = match nd {
+                    ndisc::Repr::NeighborSolicit {
+                        target_addr,
+                        lladdr,
+                    }
+                    | ndisc::Repr::NeighborAdvert {
+                        target_addr,
+                        lladdr,
+                        ..
+                    } => (target_addr, lladdr),
+                };
+                assert!(!target.is_multicast());
+                if let Some(mac) = lladdr {
+                    let options = icmp.options();
+                    assert!(
+                        options
+                            .chunks(8)
+                            .any(|o| o.len() == 8 && o[1] == 1 && o[2..] == mac.0),
+                        "the address comes from a one-unit option"
+                    );
+                }
             }
         }
-        Kind::Malformed(_) | Kind::OtherControl | Kind::Data => {}
+        _ => {}
     }
 });

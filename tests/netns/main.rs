@@ -8,6 +8,7 @@ mod card;
 mod guard;
 mod lab;
 mod live;
+mod path_mtu;
 mod pmtu;
 mod topology;
 mod traffic;

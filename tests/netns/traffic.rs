@@ -93,7 +93,7 @@ fn fnv(state: &mut u64, bytes: &[u8]) {
 /// Sends `len` bytes over TCP from `client_ns` to `server` in `server_ns` and checks that
 /// the receiver got exactly them (length and hash reported back over the connection).
 pub fn tcp_transfer(lab: &Lab, client_ns: &str, server_ns: &str, server: IpAddr, len: usize) {
-    tcp_transfer_on(lab, client_ns, server_ns, server, len, 7002)
+    tcp_transfer_with(lab, client_ns, None, server_ns, server, len, 7002)
 }
 
 /// As [`tcp_transfer`], on TCP port `port` (transfers one after the other use a port each,
@@ -101,6 +101,33 @@ pub fn tcp_transfer(lab: &Lab, client_ns: &str, server_ns: &str, server: IpAddr,
 pub fn tcp_transfer_on(
     lab: &Lab,
     client_ns: &str,
+    server_ns: &str,
+    server: IpAddr,
+    len: usize,
+    port: u16,
+) {
+    tcp_transfer_with(lab, client_ns, None, server_ns, server, len, port)
+}
+
+/// [`tcp_transfer`] from the client's address `from` (by default the one its route
+/// chooses).
+pub fn tcp_transfer_from(
+    lab: &Lab,
+    client_ns: &str,
+    from: Option<IpAddr>,
+    server_ns: &str,
+    server: IpAddr,
+    len: usize,
+) {
+    tcp_transfer_with(lab, client_ns, from, server_ns, server, len, 7002)
+}
+
+/// A TCP transfer from `client_ns` (from address `from`, or its route's) to `server:port`
+/// in `server_ns`, content checked.
+fn tcp_transfer_with(
+    lab: &Lab,
+    client_ns: &str,
+    from: Option<IpAddr>,
     server_ns: &str,
     server: IpAddr,
     len: usize,
@@ -143,8 +170,21 @@ pub fn tcp_transfer_on(
         rx.recv_timeout(TIMEOUT).expect("tcp server up");
         lab.run_in(client_ns, || {
             let data: Vec<u8> = (0..len).map(pattern).collect();
-            let mut c = TcpStream::connect_timeout(&SocketAddr::new(server, port), TIMEOUT)
-                .expect("tcp connect");
+            let to = SocketAddr::new(server, port);
+            let mut c = match from {
+                None => TcpStream::connect_timeout(&to, TIMEOUT).expect("tcp connect"),
+                Some(from) => {
+                    let s = socket2::Socket::new(
+                        socket2::Domain::for_address(to),
+                        socket2::Type::STREAM,
+                        None,
+                    )
+                    .expect("tcp socket");
+                    s.bind(&SocketAddr::new(from, 0).into()).expect("tcp bind");
+                    s.connect_timeout(&to.into(), TIMEOUT).expect("tcp connect");
+                    TcpStream::from(s)
+                }
+            };
             c.set_write_timeout(Some(TIMEOUT)).unwrap();
             c.set_read_timeout(Some(TIMEOUT)).unwrap();
             c.write_all(&data).expect("tcp write");

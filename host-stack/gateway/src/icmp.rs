@@ -9,31 +9,41 @@
 //! IPv6 multicast packet is the exception RFC 4443 §2.4 (e.3) makes). In IPv6 the ICMPv6
 //! type and the fragment offset are read after walking the extension headers; a chain that
 //! cannot be walked gets no error. Errors are rate limited ([`RateLimit`]).
+//!
+//! The messages are read and written by `espo_ipsec::wire` (`ipv4`, `ipv6`, `icmp`,
+//! `icmpv6`); what is decided here is whether one may be sent, and what it says.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
-use espo_ipsec::wire::{ChecksumCaps, IpProtocol, checksum, ipv4, ipv6};
+use espo_ipsec::wire::icmp::{self as icmpv4, DstUnreachable};
+use espo_ipsec::wire::{ChecksumCaps, IpProtocol, Version, icmpv6, ipv4, ipv6};
 
-/// The ICMPv4 message: type 3 (destination unreachable), code 4 (fragmentation needed and
-/// DF set).
-pub const ICMP_DEST_UNREACH: u8 = 3;
-pub const ICMP_FRAG_NEEDED: u8 = 4;
-/// ICMPv6 type 2: packet too big.
-pub const ICMPV6_PACKET_TOO_BIG: u8 = 2;
 /// An ICMPv4 error carries at most this many bytes in all (RFC 1812 §4.3.2.3).
 const MAX_ICMPV4_ERROR: usize = 576;
 /// An ICMPv6 error never exceeds the minimum IPv6 MTU (RFC 4443 §2.4 (c)).
 const MAX_ICMPV6_ERROR: usize = 1280;
-const ICMP_HEADER_LEN: usize = 8;
 
-fn is_icmpv4_error(kind: u8) -> bool {
-    matches!(kind, 3 | 4 | 5 | 11 | 12)
+/// Builds the error telling the sender of `original` (IPv4 or IPv6) that packets above
+/// `mtu` bytes do not fit: [`frag_needed`] or [`packet_too_big`], from `source`'s address
+/// of the family. Returns the error's length, or `None` when no error may be sent about
+/// this packet (or there is no source address of its family, or `out` is too small).
+pub fn too_big(original: &[u8], source: &ErrorSource, mtu: usize, out: &mut [u8]) -> Option<usize> {
+    match Version::of(original)? {
+        Version::Ipv4 => {
+            let mtu = u16::try_from(mtu).unwrap_or(u16::MAX);
+            frag_needed(original, source.v4?, mtu, out)
+        }
+        Version::Ipv6 => {
+            let mtu = u32::try_from(mtu).unwrap_or(u32::MAX);
+            packet_too_big(original, source.v6?, mtu, out)
+        }
+    }
 }
 
-/// Builds an ICMP "fragmentation needed" about the IPv4 packet `original` into `out`, from
-/// `src`, announcing `mtu`. Returns the error's length, or `None` when no error may be sent
-/// about this packet (or `out` is too small).
+/// Builds an ICMP "fragmentation needed" (type 3 code 4) about the IPv4 packet `original`
+/// into `out`, from `src`, announcing `mtu`. Returns the error's length, or `None` when no
+/// error may be sent about this packet (or `out` is too small).
 pub fn frag_needed(original: &[u8], src: Ipv4Addr, mtu: u16, out: &mut [u8]) -> Option<usize> {
     let p = ipv4::Packet::new_checked(original).ok()?;
     if p.frag_offset() != 0 {
@@ -48,45 +58,45 @@ pub fn frag_needed(original: &[u8], src: Ipv4Addr, mtu: u16, out: &mut [u8]) -> 
         return None;
     }
     if p.next_header() == IpProtocol::Icmp {
-        let kind = *p.payload().first()?;
-        if is_icmpv4_error(kind) {
+        let kind = icmpv4::Message::from(*p.payload().first()?);
+        if kind.is_error() {
             return None;
         }
     }
-    let datagram = &original[..usize::from(p.total_len())];
+    let datagram = p.packet_bytes();
     let quoted = datagram
         .len()
-        .min(MAX_ICMPV4_ERROR - ipv4::HEADER_LEN - ICMP_HEADER_LEN);
-    let total = ipv4::HEADER_LEN + ICMP_HEADER_LEN + quoted;
-    let out = out.get_mut(..total)?;
+        .min(MAX_ICMPV4_ERROR - ipv4::HEADER_LEN - icmpv4::HEADER_LEN);
+    let message = icmpv4::Repr::DstUnreachable {
+        reason: DstUnreachable::FragRequired,
+        next_hop_mtu: mtu,
+        quote: datagram.get(..quoted)?,
+    };
     let repr = ipv4::Repr {
         src_addr: src,
         dst_addr: sender,
         next_header: IpProtocol::Icmp,
-        payload_len: ICMP_HEADER_LEN + quoted,
+        payload_len: message.buffer_len(),
         hop_limit: 64,
         tos: 0xc0, // internetwork control, as routers send their errors
         dont_frag: false,
         ident: 0,
     };
-    repr.emit(
-        &mut ipv4::Packet::new_unchecked(&mut *out),
-        &ChecksumCaps::default(),
-    )
-    .ok()?;
-    let icmp = &mut out[ipv4::HEADER_LEN..];
-    icmp[0] = ICMP_DEST_UNREACH;
-    icmp[1] = ICMP_FRAG_NEEDED;
-    icmp[2..6].fill(0);
-    icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
-    icmp[8..].copy_from_slice(&datagram[..quoted]);
-    let sum = !checksum::data(icmp);
-    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let total = repr.buffer_len() + repr.payload_len;
+    let out = out.get_mut(..total)?;
+    let caps = ChecksumCaps::default();
+    repr.emit(&mut ipv4::Packet::new_unchecked(&mut *out), &caps)
+        .ok()?;
+    let icmp = out.get_mut(ipv4::HEADER_LEN..)?;
+    message
+        .emit(&mut icmpv4::Packet::new_unchecked(icmp), &caps)
+        .ok()?;
     Some(total)
 }
 
-/// Builds an ICMPv6 "packet too big" about the IPv6 packet `original` into `out`, from
-/// `src`, announcing `mtu`. Returns the error's length, or `None` when no error may be sent.
+/// Builds an ICMPv6 "packet too big" (type 2) about the IPv6 packet `original` into `out`,
+/// from `src`, announcing `mtu`. Returns the error's length, or `None` when no error may be
+/// sent.
 pub fn packet_too_big(original: &[u8], src: Ipv6Addr, mtu: u32, out: &mut [u8]) -> Option<usize> {
     let p = ipv6::Packet::new_checked(original).ok()?;
     let sender = p.src_addr();
@@ -100,37 +110,41 @@ pub fn packet_too_big(original: &[u8], src: Ipv6Addr, mtu: u32, out: &mut [u8]) 
         return None;
     }
     if upper.protocol == IpProtocol::Icmpv6 {
-        // Types below 128 are errors.
-        let kind = *p.packet_bytes().get(upper.offset)?;
-        if kind < 128 {
+        let kind = icmpv6::Message::from(*p.packet_bytes().get(upper.offset)?);
+        if kind.is_error() {
             return None;
         }
     }
-    let datagram_len = (ipv6::HEADER_LEN + usize::from(p.payload_len())).min(original.len());
-    let quoted = datagram_len.min(MAX_ICMPV6_ERROR - ipv6::HEADER_LEN - ICMP_HEADER_LEN);
-    let icmp_len = ICMP_HEADER_LEN + quoted;
-    let total = ipv6::HEADER_LEN + icmp_len;
-    let out = out.get_mut(..total)?;
+    let datagram = p.packet_bytes();
+    let quoted = datagram
+        .len()
+        .min(MAX_ICMPV6_ERROR - ipv6::HEADER_LEN - icmpv6::HEADER_LEN);
+    let message = icmpv6::Repr::PktTooBig {
+        mtu,
+        quote: datagram.get(..quoted)?,
+    };
     let repr = ipv6::Repr {
         src_addr: src,
         dst_addr: sender,
         next_header: IpProtocol::Icmpv6,
-        payload_len: icmp_len,
+        payload_len: message.buffer_len(),
         hop_limit: 64,
         traffic_class: 0,
         flow_label: 0,
     };
+    let total = repr.buffer_len() + repr.payload_len;
+    let out = out.get_mut(..total)?;
     repr.emit(&mut ipv6::Packet::new_unchecked(&mut *out))
         .ok()?;
-    let icmp = &mut out[ipv6::HEADER_LEN..];
-    icmp[0] = ICMPV6_PACKET_TOO_BIG;
-    icmp[1] = 0;
-    icmp[2..4].fill(0);
-    icmp[4..8].copy_from_slice(&mtu.to_be_bytes());
-    icmp[8..].copy_from_slice(&original[..quoted]);
-    let pseudo = checksum::pseudo_header_v6(&src, &sender, IpProtocol::Icmpv6, icmp_len as u32);
-    let sum = !checksum::combine(&[pseudo, checksum::data(icmp)]);
-    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let icmp = out.get_mut(ipv6::HEADER_LEN..)?;
+    message
+        .emit(
+            &src,
+            &sender,
+            &mut icmpv6::Packet::new_unchecked(icmp),
+            &ChecksumCaps::default(),
+        )
+        .ok()?;
     Some(total)
 }
 

@@ -10,7 +10,9 @@
 //!
 //! One file per concern: [`tun`] (the device), [`netlink`] (its link state, addresses and
 //! routes), [`sockets`] (the software engine's outside), [`pmtu`] and [`icmp`] (packets
-//! that do not fit), [`threads`] (the datapath and shutdown), [`status`] (`espo status`),
+//! that do not fit), [`outer_pmtu`] (the path MTU beyond the outside interface, learnt
+//! from ICMP errors about the tunnel packets), [`threads`] (the datapath and shutdown),
+//! [`status`] (`espo status`),
 //! and [`path`] — the seams: the per-direction engine interface ([`path::OutboundEngine`],
 //! [`path::InboundEngine`]: a batch in, per packet an output or a counted drop) and the
 //! outside ([`path::OutsideTx`], [`path::OutsideRx`]). The software engine and the kernel
@@ -27,6 +29,7 @@ pub mod keeper;
 pub mod live;
 pub mod mailbox;
 pub mod netlink;
+pub mod outer_pmtu;
 pub mod path;
 pub mod pmtu;
 pub mod sockets;
@@ -52,6 +55,9 @@ use keeper::{Keeper, Start};
 use live::{CatalogSa, Engine, Live, Reply};
 use mailbox::Mailbox;
 use netlink::{InsideSetup, NetlinkError};
+use outer_pmtu::PathMtus;
+use outer_pmtu::engine::{Learning, LearningRx};
+use outer_pmtu::sockets::IcmpRx;
 use path::{InboundEngine, OutboundEngine};
 use sockets::{OuterRx, OuterTx, RxPlan, SocketError};
 use software::{SoftwareHalf, SoftwareLive};
@@ -238,13 +244,19 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
     let plan = rx_plan(config);
     let tx = OuterTx::open(&outside)?;
     let rx = OuterRx::open(&outside, &plan)?;
+    // ICMP errors about the tunnel packets, heard on raw ICMP sockets (outer_pmtu).
+    let interface_mtu = netlink::Netlink::open()?.mtu(netlink::interface_index(&outside)?)?;
+    let path_mtus = PathMtus::new(&config.sas, &config.policies, interface_mtu as usize);
+    let icmp = IcmpRx::open(&outside, path_mtus.families())?;
+    let rx = LearningRx::new(&rx, &icmp, &path_mtus);
     // The state directory once the outside is known to be there.
     let started = Instant::now();
     let keeper = Mutex::new(Keeper::new(StateDir::open(&gw.state_dir)?));
     let (engine, catalog) = start_software(config, &keeper, started)?;
     let out_box = Arc::new(Mailbox::new().map_err(GatewayError::Mailbox)?);
     let in_box = Arc::new(Mailbox::new().map_err(GatewayError::Mailbox)?);
-    let mut outbound = SoftwareHalf::new(engine.outbound, Arc::clone(&out_box), started);
+    let mut software_outbound = SoftwareHalf::new(engine.outbound, Arc::clone(&out_box), started);
+    let mut outbound = Learning::new(&mut software_outbound, &path_mtus);
     let mut inbound = SoftwareHalf::new(engine.inbound, Arc::clone(&in_box), started);
     let live = SoftwareLive {
         outbound: out_box,
@@ -263,7 +275,7 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
             tx: &tx,
             rx: &rx,
             engine_name: "software",
-            extra_status: &String::new,
+            extra_status: &|| path_mtus.render(Instant::now()),
             live: Some(LiveParts {
                 engine: &live,
                 sas: catalog,
@@ -399,6 +411,12 @@ pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
 ) -> Result<Report, GatewayError> {
     let tx = OuterTx::open(outside)?;
     let rx = OuterRx::open(outside, &rx_plan(config))?;
+    // ICMP errors about the tunnel packets, heard on raw ICMP sockets (outer_pmtu).
+    let interface_mtu = netlink::Netlink::open()?.mtu(netlink::interface_index(outside)?)?;
+    let path_mtus = PathMtus::new(&config.sas, &config.policies, interface_mtu as usize);
+    let icmp = IcmpRx::open(outside, path_mtus.families())?;
+    let rx = LearningRx::new(&rx, &icmp, &path_mtus);
+    let mut outbound = Learning::new(outbound, &path_mtus);
     let shutdown = Shutdown::new().map_err(GatewayError::Signals)?;
     serve(
         config,
@@ -406,12 +424,12 @@ pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
         outside,
         &shutdown,
         Datapath {
-            outbound,
+            outbound: &mut outbound,
             inbound,
             tx: &tx,
             rx: &rx,
             engine_name,
-            extra_status: &String::new,
+            extra_status: &|| path_mtus.render(Instant::now()),
             live: None,
         },
         ready,

@@ -21,6 +21,8 @@ use espo_ipsec::lifetime::LifetimeEvent;
 use espo_ipsec::spec::Direction;
 use espo_offload::Placement;
 
+use crate::pmtu::PathLimit;
+
 /// Largest IP datagram.
 pub const MAX_PACKET: usize = 65535;
 /// Size of every packet buffer: the largest datagram with room for a tunnel around it.
@@ -132,11 +134,42 @@ pub struct SaSnapshot {
     pub placement: Placement,
 }
 
+/// The tunnel an inner packet would take, for the outbound thread's PMTU check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tunnel {
+    /// What protecting the packet adds to it, in bytes.
+    pub overhead: usize,
+    /// The SPI of its bundle's outermost SA, where the engine knows it.
+    pub spi: Option<u32>,
+    /// What that SA's path allows, where ICMP errors about its packets lowered it.
+    pub path: Option<PathLimit>,
+}
+
+impl Tunnel {
+    /// The tunnel the software engine's SPD chose: its overhead and outermost SPI.
+    pub fn of(t: espo_ipsec::engine::Tunnel) -> Tunnel {
+        Tunnel {
+            overhead: t.overhead,
+            spi: Some(t.outer_spi),
+            path: None,
+        }
+    }
+}
+
 /// The outbound half of an engine: inner packets in, tunnel packets out.
 pub trait OutboundEngine: Send {
     /// What protecting this inner packet would add to it, in bytes; `None` when policy
     /// bypasses it. Uses no sequence number.
     fn overhead(&self, inner: &[u8]) -> Result<Option<usize>, DropReason>;
+    /// The tunnel this inner packet would take; `None` when policy bypasses it. Uses no
+    /// sequence number. An engine that knows no more than the overhead says only that.
+    fn tunnel(&self, inner: &[u8]) -> Result<Option<Tunnel>, DropReason> {
+        Ok(self.overhead(inner)?.map(|overhead| Tunnel {
+            overhead,
+            spi: None,
+            path: None,
+        }))
+    }
     /// The largest overhead any outbound bundle adds (padding at its worst).
     fn max_overhead(&self) -> usize;
     /// Transforms a batch in place: `verdicts[i]` says what became of `batch[i]`, whose
@@ -222,6 +255,10 @@ pub trait OutsideRx: Sync {
 impl OutboundEngine for Outbound {
     fn overhead(&self, inner: &[u8]) -> Result<Option<usize>, DropReason> {
         self.tunnel_overhead(inner)
+    }
+
+    fn tunnel(&self, inner: &[u8]) -> Result<Option<Tunnel>, DropReason> {
+        Ok(self.tunnel_for(inner)?.map(Tunnel::of))
     }
 
     fn max_overhead(&self) -> usize {

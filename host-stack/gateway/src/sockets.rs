@@ -29,7 +29,7 @@ use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmm
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::path::{MAX_PACKET, OutsideRx, OutsideTx, PacketBuf};
-use espo_ipsec::wire::{ChecksumCaps, IpProtocol, ipv4, ipv6, udp};
+use espo_ipsec::wire::{ChecksumCaps, IpProtocol, Version, ipv4, ipv6, udp};
 
 const IPPROTO_RAW: i32 = 255;
 const IPPROTO_ESP: i32 = 50;
@@ -191,12 +191,12 @@ impl core::fmt::Debug for BatchHeaders {
 
 /// The address family and destination of a whole IP packet.
 fn destination(pkt: &[u8]) -> Option<(bool, SockaddrStorage)> {
-    let (v6, dst) = match pkt.first().map(|b| b >> 4) {
-        Some(4) if pkt.len() >= ipv4::HEADER_LEN => (
+    let (v6, dst) = match Version::of(pkt) {
+        Some(Version::Ipv4) if pkt.len() >= ipv4::HEADER_LEN => (
             false,
             IpAddr::V4(ipv4::Packet::new_unchecked(pkt).dst_addr()),
         ),
-        Some(6) if pkt.len() >= ipv6::HEADER_LEN => (
+        Some(Version::Ipv6) if pkt.len() >= ipv6::HEADER_LEN => (
             true,
             IpAddr::V6(ipv6::Packet::new_unchecked(pkt).dst_addr()),
         ),

@@ -20,7 +20,9 @@ use espo_ipsec::spec::{Direction, PolicySpec, SaSpec};
 
 use crate::live::{Engine, EngineChangeError, Install};
 use crate::mailbox::Mailbox;
-use crate::path::{InboundEngine, Incoming, OutboundEngine, Outgoing, PacketBuf, SaSnapshot};
+use crate::path::{
+    InboundEngine, Incoming, OutboundEngine, Outgoing, PacketBuf, SaSnapshot, Tunnel,
+};
 use crate::sockets::RxPlan;
 
 /// How often a half checks its SAs' lifetimes.
@@ -72,6 +74,10 @@ impl<H> SoftwareHalf<H> {
 impl OutboundEngine for SoftwareHalf<Outbound> {
     fn overhead(&self, inner: &[u8]) -> Result<Option<usize>, DropReason> {
         self.half.overhead(inner)
+    }
+
+    fn tunnel(&self, inner: &[u8]) -> Result<Option<Tunnel>, DropReason> {
+        OutboundEngine::tunnel(&self.half, inner)
     }
 
     fn max_overhead(&self) -> usize {

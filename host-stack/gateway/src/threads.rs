@@ -30,6 +30,7 @@ use super::status::{DirectionStats, PUBLISH_INTERVAL, Published};
 use super::tun::Tun;
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::HEADROOM;
+use espo_ipsec::wire::Version;
 
 /// Packets per batch handed to an engine.
 pub const BATCH: usize = 32;
@@ -217,15 +218,17 @@ impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
             self.stats.consumed += 1;
             return Admit::Done;
         }
-        let overhead = match self.engine.overhead(pkt) {
-            Ok(Some(o)) => o,
+        let tunnel = match self.engine.tunnel(pkt) {
+            Ok(Some(t)) => t,
             Ok(None) => return Admit::Keep,
             Err(reason) => {
                 self.stats.drops.count(reason);
                 return Admit::Done;
             }
         };
-        match pmtu::fit(pkt, overhead, self.ctx.outer_mtu, self.ctx.tunnel_mtu) {
+        // The interface's MTU, or the SA's path's where ICMP errors lowered it.
+        let limit = pmtu::limit(self.ctx.outer_mtu, self.ctx.tunnel_mtu, tunnel.path);
+        match pmtu::fit(pkt, tunnel.overhead, limit.outer_mtu, limit.tunnel_mtu) {
             Fit::Fits => Admit::Keep,
             Fit::Fragment { max_len } => Admit::Fragment { max_len },
             Fit::TooBig { mtu } => {
@@ -241,22 +244,7 @@ impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
             return;
         }
         let pkt = self.batch[i].packet();
-        let len = match pkt.first().map(|b| b >> 4) {
-            Some(4) => self.ctx.icmp_source.v4.and_then(|src| {
-                icmp::frag_needed(
-                    pkt,
-                    src,
-                    mtu.min(usize::from(u16::MAX)) as u16,
-                    &mut self.icmp_buf,
-                )
-            }),
-            Some(6) => self
-                .ctx
-                .icmp_source
-                .v6
-                .and_then(|src| icmp::packet_too_big(pkt, src, mtu as u32, &mut self.icmp_buf)),
-            _ => None,
-        };
+        let len = icmp::too_big(pkt, &self.ctx.icmp_source, mtu, &mut self.icmp_buf);
         if let Some(len) = len {
             match self.ctx.tun.send(&self.icmp_buf[..len]) {
                 Ok(_) => self.stats.icmp_errors += 1,
@@ -365,9 +353,9 @@ impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
 /// Whether a packet is link-scope traffic no router forwards: IPv4 to 224.0.0.0/24, IPv6
 /// from or to fe80::/10 or to a link-scope multicast group (ff02::/16).
 fn link_local(pkt: &[u8]) -> bool {
-    match pkt.first().map(|b| b >> 4) {
-        Some(4) => pkt.get(16..19) == Some(&[224, 0, 0]),
-        Some(6) => {
+    match Version::of(pkt) {
+        Some(Version::Ipv4) => pkt.get(16..19) == Some(&[224, 0, 0]),
+        Some(Version::Ipv6) => {
             let (Some(src), Some(dst)) = (pkt.get(8..10), pkt.get(24..26)) else {
                 return false;
             };

@@ -323,11 +323,8 @@ fn link_header(link: LinkType, data: &[u8]) -> Result<(usize, Option<usize>), Dr
 
 /// Sets the Ethernet type to the IP version of the packet after the link header.
 fn set_ethertype(frame: &mut [u8], at: usize, l2_len: usize) {
-    let ethertype: u16 = match frame.get(l2_len).map(|b| b >> 4) {
-        Some(6) => 0x86dd,
-        _ => 0x0800,
-    };
-    frame[at..at + 2].copy_from_slice(&ethertype.to_be_bytes());
+    let ethertype = ethernet::EtherType::of_ip(frame.get(l2_len..).unwrap_or(&[]));
+    frame[at..at + 2].copy_from_slice(&ethertype.to_bytes());
 }
 
 fn print_summary(

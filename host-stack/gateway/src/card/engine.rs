@@ -29,6 +29,7 @@ use super::port::{PortQueues, Wake};
 use crate::mailbox::Mailbox;
 use crate::path::{
     InboundEngine, Incoming, OutboundEngine, Outgoing, OutsideRx, OutsideTx, PacketBuf, SaSnapshot,
+    Tunnel,
 };
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::Outbound;
@@ -217,6 +218,10 @@ fn outgoing(outcome: Result<SentAs, DropReason>) -> Result<Outgoing, DropReason>
 impl OutboundEngine for CardOutbound<'_> {
     fn overhead(&self, inner: &[u8]) -> Result<Option<usize>, DropReason> {
         self.sizing.tunnel_overhead(inner)
+    }
+
+    fn tunnel(&self, inner: &[u8]) -> Result<Option<Tunnel>, DropReason> {
+        Ok(self.sizing.tunnel_for(inner)?.map(Tunnel::of))
     }
 
     fn max_overhead(&self) -> usize {

@@ -35,6 +35,8 @@ use espo_driver::model::{ModelDevice, ModelOptions, Pacing};
 use super::keeper::Keeper;
 use super::mailbox::Mailbox;
 use super::netlink::{self, NetlinkError};
+use super::outer_pmtu::PathMtus;
+use super::outer_pmtu::engine::Learning;
 use super::state_dir::StateDir;
 use super::status::GatewayInfo;
 use super::threads::Shutdown;
@@ -253,6 +255,7 @@ pub fn run(
     let mut nl = netlink::Netlink::open()?;
     nl.set_link(index, true, None)?;
     let _allmulti = AllMulti::on(&mut nl, index)?;
+    let path_mtus = PathMtus::new(&config.sas, &config.policies, nl.mtu(index)? as usize);
 
     let queues = Arc::new(PortQueues::new().map_err(SetupError::Wake)?);
     let device = ModelDevice::new(ModelOptions {
@@ -295,10 +298,15 @@ pub fn run(
         next_hops: gw.next_hops.clone(),
     };
 
-    let mut outbound = CardOutbound::new(&shared, sizing, sizing_changes);
+    let mut card_outbound = CardOutbound::new(&shared, sizing, sizing_changes);
+    let mut outbound = Learning::new(&mut card_outbound, &path_mtus);
     let mut inbound = CardInbound { shared: &shared };
     let rx = CardRx { shared: &shared };
-    let extra = || status::render(&shared, outside, socket.mac(), &port_view);
+    let extra = || {
+        let mut text = status::render(&shared, outside, socket.mac(), &port_view);
+        text.push_str(&path_mtus.render(std::time::Instant::now()));
+        text
+    };
     std::thread::scope(|scope| {
         let port_thread = std::thread::Builder::new()
             .name("espo-port".into())
@@ -311,6 +319,7 @@ pub fn run(
                     next_hops: gw.next_hops.clone(),
                     shutdown: &shutdown,
                     published: &port_view,
+                    path_mtus: &path_mtus,
                 })
             })
             .map_err(|_| GatewayError::Thread)?;

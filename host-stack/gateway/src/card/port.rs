@@ -9,7 +9,9 @@
 //! The interface has no address of its own; the port uses its MAC. The port thread answers
 //! ARP requests and neighbour solicitations for espo's tunnel endpoints, resolves the next
 //! hop of every frame the card sends ([`super::neighbours`]), and hands every other IP
-//! frame addressed to the port's MAC to the card. Frames from the wire are untrusted: a
+//! frame addressed to the port's MAC to the card — except ICMP errors about packets too
+//! big, which go to the path MTU table ([`crate::outer_pmtu`]); the table also notes the
+//! sequence number of every tunnel packet leaving. Frames from the wire are untrusted: a
 //! malformed ARP or ND frame is counted and ignored, nothing panics.
 
 use std::collections::VecDeque;
@@ -28,10 +30,13 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::neighbours::{Lookup, NeighbourView, Neighbours};
 use super::resolve::{self, Kind, Mac, Malformed, Neighbourly};
+use crate::outer_pmtu::{self, Heard, PathMtus};
 use crate::threads::{Shutdown, wait_readable};
 use espo_offload::Wire;
 
 const ETH_P_ALL: u16 = 0x0003;
+/// The Ethernet header before the IP packet of a frame.
+const ETH_HEADER_LEN: usize = 14;
 /// sll_pkttype of a frame this host sent (seen by every packet socket but the sender's).
 const PACKET_OUTGOING: u8 = 4;
 /// Frames waiting for the card at most (the card's port pauses the link when its FIFO is
@@ -317,6 +322,9 @@ pub struct PortCtx<'a> {
     pub next_hops: Vec<IpAddr>,
     pub shutdown: &'a Shutdown,
     pub published: &'a Mutex<PortView>,
+    /// The outbound SAs' path MTUs: learnt from the ICMP errors about their packets that
+    /// arrive here, and the sequence numbers of their packets noted as they leave.
+    pub path_mtus: &'a PathMtus,
 }
 
 struct Port<'a> {
@@ -371,11 +379,20 @@ impl Port<'_> {
                 Kind::Neighbour(n) => self.neighbourly(n),
                 Kind::Malformed(Malformed::Arp) => self.counters.malformed_arp += 1,
                 Kind::Malformed(Malformed::Nd) => self.counters.malformed_nd += 1,
-                Kind::OtherControl => self.counters.ignored += 1,
+                Kind::OtherControl => {
+                    // ICMPv6 that is not neighbour discovery: a packet too big is the
+                    // path MTU table's; the rest is nothing for espo.
+                    if !self.path_mtu_error(frame) {
+                        self.counters.ignored += 1;
+                    }
+                }
                 Kind::Data => {
                     let ip = matches!(frame.get(12..14), Some([0x08, 0x00] | [0x86, 0xdd]));
                     if !ip || frame.get(..6) != Some(&self.ctx.socket.mac()[..]) {
                         self.counters.ignored += 1;
+                        continue;
+                    }
+                    if self.path_mtu_error(frame) {
                         continue;
                     }
                     let mut q = lock(&self.ctx.queues.to_card);
@@ -393,6 +410,25 @@ impl Port<'_> {
             self.ctx.card_wake.signal();
         }
         more
+    }
+
+    /// Whether `frame` is an ICMP error about a packet too big sent to the port's MAC:
+    /// then it is the path MTU table's (read, and learnt from if believed), not the card's.
+    fn path_mtu_error(&mut self, frame: &[u8]) -> bool {
+        if frame.get(..6) != Some(&self.ctx.socket.mac()[..]) {
+            return false;
+        }
+        match outer_pmtu::hear(frame.get(ETH_HEADER_LEN..).unwrap_or(&[])) {
+            Heard::TooBig(error) => {
+                self.ctx.path_mtus.learn(&error, Instant::now());
+                true
+            }
+            Heard::Malformed => {
+                self.ctx.path_mtus.count_malformed();
+                true
+            }
+            Heard::Other => false,
+        }
     }
 
     fn is_local(&self, ip: IpAddr) -> bool {
@@ -475,6 +511,9 @@ impl Port<'_> {
             if let Some(src) = frame.get_mut(6..12) {
                 src.copy_from_slice(&mac);
             }
+            self.ctx
+                .path_mtus
+                .note_sent(frame.get(ETH_HEADER_LEN..).unwrap_or(&[]));
             match self.neighbours.lookup(hop, &frame, now) {
                 Lookup::Send(dst) => {
                     frame[..6].copy_from_slice(&dst);

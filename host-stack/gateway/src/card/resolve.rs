@@ -2,33 +2,25 @@
 //! port speaks them: what espo answers (requests and solicitations for its own tunnel
 //! endpoints), what it asks (the address of its next hop), and the replies it learns from.
 //!
-//! [`parse`] reads an untrusted Ethernet frame once, with every length and field checked
-//! (it never panics); the emitters build complete frames.
+//! The bytes are read and written by `espo_ipsec::wire` (`ethernet`, `arp`, `ipv6`,
+//! `icmpv6`, `ndisc`); what is decided here is what a frame means to the port — and what
+//! it may not be trusted with: [`parse`] never panics, and never yields a group address
+//! as a neighbour's.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use espo_ipsec::wire::IpProtocol;
-use espo_ipsec::wire::checksum;
+use espo_ipsec::wire::ethernet::{self, Address, EtherType};
+use espo_ipsec::wire::icmpv6::{self, Message};
+use espo_ipsec::wire::ndisc::{self, NeighborFlags};
+use espo_ipsec::wire::{ChecksumCaps, IpProtocol, arp, ipv6};
 
 /// A MAC address.
 pub type Mac = [u8; 6];
 
-const ETHERTYPE_ARP: u16 = 0x0806;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const ETH_LEN: usize = 14;
-const ARP_LEN: usize = 28;
-const IPV6_LEN: usize = 40;
-/// ICMPv6 neighbour solicitation and advertisement.
-const NS: u8 = 135;
-const NA: u8 = 136;
-/// ND options: source and target link-layer address.
-const OPT_SOURCE_LL: u8 = 1;
-const OPT_TARGET_LL: u8 = 2;
-/// NS/NA: type, code, checksum, reserved/flags, target.
-const ND_LEN: usize = 24;
-/// NA flags: solicited, override.
-const NA_SOLICITED: u8 = 0x40;
-const NA_OVERRIDE: u8 = 0x20;
+/// The smallest Ethernet frame (without its FCS): shorter ones are padded.
+const MIN_FRAME_LEN: usize = 60;
+/// RFC 4861 §7.1: neighbour discovery is never forwarded, so it arrives with hop limit 255.
+const ND_HOP_LIMIT: u8 = 255;
 
 /// What a frame says about neighbours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,196 +56,194 @@ pub enum Kind {
     Data,
 }
 
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
-}
-
-fn array<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
-    b.get(at..at + N)?.try_into().ok()
-}
-
 /// Classifies an Ethernet frame from the wire.
 pub fn parse(frame: &[u8]) -> Kind {
-    match be16(frame, 12) {
-        Some(ETHERTYPE_ARP) => parse_arp(frame.get(ETH_LEN..).unwrap_or(&[])),
-        Some(ETHERTYPE_IPV6) => match frame.get(ETH_LEN..) {
-            Some(ip) if ip.get(6) == Some(&58) => parse_nd(frame, ip),
-            _ => Kind::Data,
-        },
+    let Ok(frame) = ethernet::Frame::new_checked(frame) else {
+        return Kind::Data;
+    };
+    match frame.ethertype() {
+        EtherType::Arp => parse_arp(frame.payload()),
+        EtherType::Ipv6
+            if ipv6::Packet::new_unchecked(frame.payload()).next_header() == IpProtocol::Icmpv6 =>
+        {
+            parse_nd(frame.src_addr(), frame.payload())
+        }
         _ => Kind::Data,
     }
 }
 
-fn parse_arp(arp: &[u8]) -> Kind {
+fn parse_arp(bytes: &[u8]) -> Kind {
     let bad = Kind::Malformed(Malformed::Arp);
-    if arp.len() < ARP_LEN {
+    let Ok(repr) = arp::Packet::new_checked(bytes).and_then(|p| arp::Repr::parse(&p)) else {
+        return bad;
+    };
+    if repr.source_hardware_addr.is_multicast() {
+        return bad; // a group address cannot be a sender's
+    }
+    let sender_ip = IpAddr::V4(repr.source_protocol_addr);
+    let sender_mac = repr.source_hardware_addr.0;
+    match repr.operation {
+        arp::Operation::Request => Kind::Neighbour(Neighbourly::Request {
+            sender_ip,
+            sender_mac: Some(sender_mac),
+            target: IpAddr::V4(repr.target_protocol_addr),
+        }),
+        arp::Operation::Reply => Kind::Neighbour(Neighbourly::Reply {
+            ip: sender_ip,
+            mac: sender_mac,
+        }),
+        arp::Operation::Unknown(_) => Kind::OtherControl,
+    }
+}
+
+/// An IPv6 packet carrying ICMPv6, from a frame sent by `frame_src`.
+fn parse_nd(frame_src: Address, ip: &[u8]) -> Kind {
+    let bad = Kind::Malformed(Malformed::Nd);
+    // Only solicitations and advertisements are the port's; other ICMPv6 is not looked
+    // at further.
+    match ip.get(ipv6::HEADER_LEN).copied().map(Message::from) {
+        None => return bad,
+        Some(Message::NeighborSolicit | Message::NeighborAdvert) => {}
+        Some(_) => return Kind::OtherControl,
+    }
+    let Ok(packet) = ipv6::Packet::new_checked(ip) else {
+        return bad;
+    };
+    if packet.hop_limit() != ND_HOP_LIMIT {
         return bad;
     }
-    // Ethernet hardware (1), IPv4 protocol, 6- and 4-byte addresses.
-    if be16(arp, 0) != Some(1) || be16(arp, 2) != Some(0x0800) || arp[4] != 6 || arp[5] != 4 {
+    let (src, dst) = (packet.src_addr(), packet.dst_addr());
+    let Ok(icmp) = icmpv6::Packet::new_checked(packet.payload()) else {
         return bad;
-    }
-    let (Some(sha), Some(spa), Some(tpa)) =
-        (array::<6>(arp, 8), array::<4>(arp, 14), array::<4>(arp, 24))
+    };
+    let Ok(icmpv6::Repr::Ndisc(nd)) =
+        icmpv6::Repr::parse(&src, &dst, &icmp, &ChecksumCaps::default())
     else {
         return bad;
     };
-    let sender_ip = IpAddr::V4(Ipv4Addr::from(spa));
-    if sha[0] & 1 != 0 {
-        return bad; // a group address cannot be a sender's
-    }
-    match be16(arp, 6) {
-        Some(1) => Kind::Neighbour(Neighbourly::Request {
-            sender_ip,
-            sender_mac: Some(sha),
-            target: IpAddr::V4(Ipv4Addr::from(tpa)),
-        }),
-        Some(2) => Kind::Neighbour(Neighbourly::Reply {
-            ip: sender_ip,
-            mac: sha,
-        }),
-        _ => Kind::OtherControl,
-    }
-}
-
-fn parse_nd(frame: &[u8], ip: &[u8]) -> Kind {
-    let bad = Kind::Malformed(Malformed::Nd);
-    let Some(icmp_type) = ip.get(IPV6_LEN).copied() else {
-        return bad;
-    };
-    if icmp_type != NS && icmp_type != NA {
-        return Kind::OtherControl;
-    }
-    let Some(payload_len) = be16(ip, 4).map(usize::from) else {
-        return bad;
-    };
-    let Some(icmp) = ip.get(IPV6_LEN..IPV6_LEN + payload_len) else {
-        return bad;
-    };
-    let (Some(src), Some(dst)) = (array::<16>(ip, 8), array::<16>(ip, 24)) else {
-        return bad;
-    };
-    let (src, dst) = (Ipv6Addr::from(src), Ipv6Addr::from(dst));
-    // RFC 4861 §7.1.1/§7.1.2: hop limit 255 (never forwarded), code 0, at least 24 bytes,
-    // a valid checksum, options of non-zero length.
-    if ip.get(7) != Some(&255) || icmp.get(1) != Some(&0) || icmp.len() < ND_LEN {
-        return bad;
-    }
-    let pseudo = checksum::pseudo_header_v6(&src, &dst, IpProtocol::Icmpv6, payload_len as u32);
-    if checksum::combine(&[pseudo, checksum::data(icmp)]) != 0xffff {
-        return bad;
-    }
-    let Some(target) = array::<16>(icmp, 8).map(Ipv6Addr::from) else {
-        return bad;
-    };
-    if target.is_multicast() {
-        return bad;
-    }
-    let mut link_layer = None;
-    let mut at = ND_LEN;
-    while at < icmp.len() {
-        let (Some(&kind), Some(&len8)) = (icmp.get(at), icmp.get(at + 1)) else {
-            return bad;
-        };
-        let len = usize::from(len8) * 8;
-        if len == 0 || at + len > icmp.len() {
-            return bad;
+    match nd {
+        ndisc::Repr::NeighborSolicit {
+            target_addr,
+            lladdr,
+        } => {
+            // From the unspecified address (DAD) there is no source link-layer option
+            // (RFC 4861 §7.1.1), and a group address cannot be a sender's.
+            if (src.is_unspecified() && lladdr.is_some())
+                || lladdr.is_some_and(|mac| mac.is_multicast())
+            {
+                return bad;
+            }
+            Kind::Neighbour(Neighbourly::Request {
+                sender_ip: IpAddr::V6(src),
+                sender_mac: lladdr.map(|mac| mac.0),
+                target: IpAddr::V6(target_addr),
+            })
         }
-        let wanted = if icmp_type == NS {
-            OPT_SOURCE_LL
-        } else {
-            OPT_TARGET_LL
-        };
-        if kind == wanted && len == 8 {
-            link_layer = array::<6>(icmp, at + 2);
-        }
-        at += len;
-    }
-    if icmp_type == NS {
-        // From the unspecified address (DAD) there is no source link-layer option.
-        if src.is_unspecified() && link_layer.is_some() {
-            return bad;
-        }
-        // A group address cannot be a sender's.
-        if link_layer.is_some_and(|mac| mac[0] & 1 != 0) {
-            return bad;
-        }
-        Kind::Neighbour(Neighbourly::Request {
-            sender_ip: IpAddr::V6(src),
-            sender_mac: link_layer,
-            target: IpAddr::V6(target),
-        })
-    } else {
-        // Without the option the advertiser's frame source is its address on this link.
-        let mac = link_layer.or_else(|| array::<6>(frame, 6));
-        match mac {
-            Some(mac) if mac[0] & 1 == 0 => Kind::Neighbour(Neighbourly::Reply {
-                ip: IpAddr::V6(target),
-                mac,
-            }),
-            _ => bad,
+        ndisc::Repr::NeighborAdvert {
+            target_addr,
+            lladdr,
+            ..
+        } => {
+            // Without the option the advertiser's frame source is its address on this link.
+            let mac = lladdr.unwrap_or(frame_src);
+            if mac.is_multicast() {
+                return bad;
+            }
+            Kind::Neighbour(Neighbourly::Reply {
+                ip: IpAddr::V6(target_addr),
+                mac: mac.0,
+            })
         }
     }
 }
 
-fn ethernet(out: &mut Vec<u8>, dst: Mac, src: Mac, ethertype: u16) {
+/// Makes `out` an Ethernet frame from `src` to `dst` with room for `payload_len` bytes
+/// of payload (at least the minimum frame), and returns that payload.
+fn ethernet(
+    out: &mut Vec<u8>,
+    dst: Mac,
+    src: Mac,
+    ethertype: EtherType,
+    payload_len: usize,
+) -> &mut [u8] {
     out.clear();
-    out.extend_from_slice(&dst);
-    out.extend_from_slice(&src);
-    out.extend_from_slice(&ethertype.to_be_bytes());
+    out.resize((ethernet::HEADER_LEN + payload_len).max(MIN_FRAME_LEN), 0);
+    let mut frame = ethernet::Frame::new_unchecked(&mut out[..]);
+    let header = ethernet::Repr {
+        src_addr: Address(src),
+        dst_addr: Address(dst),
+        ethertype,
+    };
+    // The buffer was sized for the header above.
+    let _ = header.emit(&mut frame);
+    &mut out[ethernet::HEADER_LEN..]
 }
 
-fn arp(out: &mut Vec<u8>, op: u16, sha: Mac, spa: Ipv4Addr, tha: Mac, tpa: Ipv4Addr) {
-    out.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4]);
-    out.extend_from_slice(&op.to_be_bytes());
-    out.extend_from_slice(&sha);
-    out.extend_from_slice(&spa.octets());
-    out.extend_from_slice(&tha);
-    out.extend_from_slice(&tpa.octets());
-    // Padded to the 60-byte minimum frame.
-    out.resize(out.len().max(60), 0);
+fn arp(out: &mut Vec<u8>, eth_dst: Mac, repr: arp::Repr) {
+    let payload = ethernet(
+        out,
+        eth_dst,
+        repr.source_hardware_addr.0,
+        EtherType::Arp,
+        repr.buffer_len(),
+    );
+    // The payload was sized for the packet.
+    let _ = repr.emit(&mut arp::Packet::new_unchecked(payload));
 }
 
 /// An ARP request for `target`, broadcast, from `ours` at `mac`.
 pub fn arp_request(out: &mut Vec<u8>, mac: Mac, ours: Ipv4Addr, target: Ipv4Addr) {
-    ethernet(out, [0xff; 6], mac, ETHERTYPE_ARP);
-    arp(out, 1, mac, ours, [0; 6], target);
+    let repr = arp::Repr {
+        operation: arp::Operation::Request,
+        source_hardware_addr: Address(mac),
+        source_protocol_addr: ours,
+        target_hardware_addr: Address::default(),
+        target_protocol_addr: target,
+    };
+    arp(out, Address::BROADCAST.0, repr);
 }
 
 /// The ARP reply telling `asker` (at `asker_mac`) that `ours` is at `mac`.
 pub fn arp_reply(out: &mut Vec<u8>, mac: Mac, ours: Ipv4Addr, asker: Ipv4Addr, asker_mac: Mac) {
-    ethernet(out, asker_mac, mac, ETHERTYPE_ARP);
-    arp(out, 2, mac, ours, asker_mac, asker);
+    let repr = arp::Repr {
+        operation: arp::Operation::Reply,
+        source_hardware_addr: Address(mac),
+        source_protocol_addr: ours,
+        target_hardware_addr: Address(asker_mac),
+        target_protocol_addr: asker,
+    };
+    arp(out, asker_mac, repr);
 }
 
-/// An IPv6 packet carrying an NS or NA, checksum filled in.
-#[allow(clippy::too_many_arguments)]
-fn nd(
-    out: &mut Vec<u8>,
-    eth_dst: Mac,
-    mac: Mac,
-    src: Ipv6Addr,
-    dst: Ipv6Addr,
-    icmp_type: u8,
-    flags: u8,
-    target: Ipv6Addr,
-    option: u8,
-) {
-    ethernet(out, eth_dst, mac, ETHERTYPE_IPV6);
-    let payload_len = ND_LEN + 8;
-    out.extend_from_slice(&[0x60, 0, 0, 0]);
-    out.extend_from_slice(&(payload_len as u16).to_be_bytes());
-    out.extend_from_slice(&[58, 255]);
-    out.extend_from_slice(&src.octets());
-    out.extend_from_slice(&dst.octets());
-    let icmp_at = out.len();
-    out.extend_from_slice(&[icmp_type, 0, 0, 0, flags, 0, 0, 0]);
-    out.extend_from_slice(&target.octets());
-    out.extend_from_slice(&[option, 1]);
-    out.extend_from_slice(&mac);
-    let pseudo = checksum::pseudo_header_v6(&src, &dst, IpProtocol::Icmpv6, payload_len as u32);
-    let sum = !checksum::combine(&[pseudo, checksum::data(&out[icmp_at..])]);
-    out[icmp_at + 2..icmp_at + 4].copy_from_slice(&sum.to_be_bytes());
+/// An IPv6 packet from `src` to `dst` carrying a solicitation or advertisement, in a frame
+/// to `eth_dst` from `mac`.
+fn nd(out: &mut Vec<u8>, eth_dst: Mac, mac: Mac, src: Ipv6Addr, dst: Ipv6Addr, repr: ndisc::Repr) {
+    let message = icmpv6::Repr::Ndisc(repr);
+    let ip = ipv6::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: IpProtocol::Icmpv6,
+        payload_len: message.buffer_len(),
+        hop_limit: ND_HOP_LIMIT,
+        traffic_class: 0,
+        flow_label: 0,
+    };
+    let payload = ethernet(
+        out,
+        eth_dst,
+        mac,
+        EtherType::Ipv6,
+        ip.buffer_len() + ip.payload_len,
+    );
+    // The payload was sized for both headers.
+    let _ = ip.emit(&mut ipv6::Packet::new_unchecked(&mut *payload));
+    let icmp = payload.get_mut(ipv6::HEADER_LEN..).unwrap_or(&mut []);
+    let _ = message.emit(
+        &src,
+        &dst,
+        &mut icmpv6::Packet::new_unchecked(icmp),
+        &ChecksumCaps::default(),
+    );
 }
 
 /// The solicited-node multicast address of `target` (RFC 4291 §2.7.1).
@@ -271,50 +261,54 @@ pub fn solicited_node(target: Ipv6Addr) -> Ipv6Addr {
     )
 }
 
+/// The Ethernet group address of an IPv6 multicast group (RFC 2464 §7).
+fn group_mac(group: Ipv6Addr) -> Mac {
+    let g = group.octets();
+    [0x33, 0x33, g[12], g[13], g[14], g[15]]
+}
+
 /// A neighbour solicitation for `target`, to its solicited-node group, from `ours`.
 pub fn nd_solicit(out: &mut Vec<u8>, mac: Mac, ours: Ipv6Addr, target: Ipv6Addr) {
     let group = solicited_node(target);
-    let g = group.octets();
-    let eth_dst = [0x33, 0x33, g[12], g[13], g[14], g[15]];
-    nd(out, eth_dst, mac, ours, group, NS, 0, target, OPT_SOURCE_LL);
+    let repr = ndisc::Repr::NeighborSolicit {
+        target_addr: target,
+        lladdr: Some(Address(mac)),
+    };
+    nd(out, group_mac(group), mac, ours, group, repr);
 }
 
 /// The neighbour advertisement answering a solicitation for `ours` from `asker` (the
 /// unspecified address for DAD: then to all nodes, unsolicited).
 pub fn nd_advertise(out: &mut Vec<u8>, mac: Mac, ours: Ipv6Addr, asker: Ipv6Addr, asker_mac: Mac) {
-    if asker.is_unspecified() {
+    let (eth_dst, dst, flags) = if asker.is_unspecified() {
         let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
-        let eth = [0x33, 0x33, 0, 0, 0, 1];
-        nd(
-            out,
-            eth,
-            mac,
-            ours,
-            all_nodes,
-            NA,
-            NA_OVERRIDE,
-            ours,
-            OPT_TARGET_LL,
-        );
+        (group_mac(all_nodes), all_nodes, NeighborFlags::OVERRIDE)
     } else {
-        let flags = NA_SOLICITED | NA_OVERRIDE;
-        nd(
-            out,
+        (
             asker_mac,
-            mac,
-            ours,
             asker,
-            NA,
-            flags,
-            ours,
-            OPT_TARGET_LL,
-        );
-    }
+            NeighborFlags::SOLICITED | NeighborFlags::OVERRIDE,
+        )
+    };
+    let repr = ndisc::Repr::NeighborAdvert {
+        flags,
+        target_addr: ours,
+        lladdr: Some(Address(mac)),
+    };
+    nd(out, eth_dst, mac, ours, dst, repr);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use espo_ipsec::wire::checksum;
+
+    const ETH_LEN: usize = ethernet::HEADER_LEN;
+    const IPV6_LEN: usize = ipv6::HEADER_LEN;
+    const ND_LEN: usize = ndisc::FIXED_LEN;
+    const OPT_SOURCE_LL: u8 = 1;
+    const NA_SOLICITED: u8 = NeighborFlags::SOLICITED.bits();
+    const NA_OVERRIDE: u8 = NeighborFlags::OVERRIDE.bits();
 
     const MAC_A: Mac = [0x02, 0, 0, 0, 0, 0xa];
     const MAC_B: Mac = [0x02, 0, 0, 0, 0, 0xb];

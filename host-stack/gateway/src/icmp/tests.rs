@@ -1,5 +1,5 @@
 use super::*;
-use espo_ipsec::wire::{ipv4, ipv6};
+use espo_ipsec::wire::{checksum, ipv4, ipv6};
 use std::time::Duration;
 
 /// An IPv4 UDP packet of `len` bytes from 10.1.0.2 to 10.2.0.2 with DF.
@@ -215,6 +215,40 @@ fn no_frag_needed_about_a_packet_to_a_group_or_broadcast() {
         }
         assert_eq!(frag_needed(&p, src, 1431, &mut out), None, "{dst}");
     }
+}
+
+#[test]
+fn too_big_answers_each_version_from_its_own_source() {
+    let source = ErrorSource {
+        v4: Some(Ipv4Addr::new(10, 1, 255, 1)),
+        v6: Some("fd00:1:ffff::1".parse().unwrap()),
+    };
+    let mut out = [0u8; 2048];
+    let n = too_big(&udp4(1500), &source, 1431, &mut out).unwrap();
+    let p = ipv4::Packet::new_checked(&out[..n]).unwrap();
+    assert_eq!(p.src_addr(), Ipv4Addr::new(10, 1, 255, 1));
+    assert_eq!(&p.payload()[..2], &[3, 4]);
+    assert_eq!(&p.payload()[6..8], &1431u16.to_be_bytes());
+    // An MTU past 16 bits says as much as the field holds.
+    let n = too_big(&udp4(1500), &source, 70_000, &mut out).unwrap();
+    assert_eq!(
+        &out[ipv4::HEADER_LEN + 6..ipv4::HEADER_LEN + 8],
+        &[0xff, 0xff]
+    );
+    assert!(n > 0);
+    let n = too_big(&udp6(1500, IpProtocol::Udp), &source, 1431, &mut out).unwrap();
+    let p = ipv6::Packet::new_checked(&out[..n]).unwrap();
+    assert_eq!(p.src_addr(), source.v6.unwrap());
+    assert_eq!(&p.payload()[..1], &[2]);
+    assert_eq!(&p.payload()[4..8], &1431u32.to_be_bytes());
+    // No address of the packet's family to send from, or not IP: nothing.
+    let v4_only = ErrorSource { v6: None, ..source };
+    assert_eq!(
+        too_big(&udp6(1500, IpProtocol::Udp), &v4_only, 1431, &mut out),
+        None
+    );
+    assert_eq!(too_big(&[0x50; 100], &source, 1431, &mut out), None);
+    assert_eq!(too_big(&[], &source, 1431, &mut out), None);
 }
 
 #[test]

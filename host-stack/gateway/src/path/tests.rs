@@ -178,7 +178,7 @@ proptest! {
             pkt[12..16].copy_from_slice(&[192, 0, 2, 2]);
             pkt[16..20].copy_from_slice(&[192, 0, 2, 1]);
         }
-        if pkt[0] >> 4 == 4 {
+        if espo_ipsec::wire::Version::of(&pkt) == Some(espo_ipsec::wire::Version::Ipv4) {
             espo_ipsec::wire::ipv4::Packet::new_unchecked(&mut pkt[..]).fill_checksum();
         }
         let overhead = OutboundEngine::overhead(&e.outbound, &pkt).unwrap().unwrap();
@@ -189,5 +189,21 @@ proptest! {
         OutboundEngine::encapsulate(&mut e.outbound, &mut batch, &mut v);
         prop_assert!(v[0].is_ok(), "{:?}", v[0]);
         prop_assert_eq!(batch[0].packet().len(), pkt.len() + overhead);
+    }
+}
+
+#[test]
+fn the_tunnel_names_its_outermost_sa() {
+    for (variant, spi) in [("esp", 0x1001), ("ah", 0x1002), ("esp-ah", 0x1102)] {
+        let e = example(&format!("gw-gw/{variant}/gw-a.toml"));
+        let pkt = inner(1000, false, 1);
+        let tunnel = OutboundEngine::tunnel(&e.outbound, &pkt).unwrap().unwrap();
+        assert_eq!(tunnel.spi, Some(spi), "{variant}");
+        assert_eq!(
+            Some(tunnel.overhead),
+            OutboundEngine::overhead(&e.outbound, &pkt).unwrap(),
+            "{variant}"
+        );
+        assert_eq!(tunnel.path, None, "the engine alone learns no path");
     }
 }

@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use espo_ipsec::wire::{ChecksumCaps, IpProtocol, ipv4, ipv6, udp};
+use espo_ipsec::wire::{ChecksumCaps, IpProtocol, ip, ipv4, ipv6, udp};
 
 use super::topology::Host;
 
@@ -149,9 +149,8 @@ pub struct Parsed<'a> {
 /// demo header. `None` for anything else.
 pub fn parse(pkt: &[u8]) -> Option<Parsed<'_>> {
     let caps = ChecksumCaps::default();
-    let (src, dst, l4) = match pkt.first().map(|b| b >> 4) {
-        Some(4) => {
-            let p = ipv4::Packet::new_checked(pkt).ok()?;
+    let (src, dst, l4) = match ip::Packet::new_checked(pkt).ok()? {
+        ip::Packet::Ipv4(p) => {
             let r = ipv4::Repr::parse(&p, &caps).ok()?;
             if r.next_header != IpProtocol::Udp {
                 return None;
@@ -160,8 +159,7 @@ pub fn parse(pkt: &[u8]) -> Option<Parsed<'_>> {
             let l4 = pkt.get(start..start + r.payload_len)?;
             (IpAddr::V4(r.src_addr), IpAddr::V4(r.dst_addr), l4)
         }
-        Some(6) => {
-            let p = ipv6::Packet::new_checked(pkt).ok()?;
+        ip::Packet::Ipv6(p) => {
             let r = ipv6::Repr::parse(&p).ok()?;
             if r.next_header != IpProtocol::Udp {
                 return None;
@@ -169,7 +167,6 @@ pub fn parse(pkt: &[u8]) -> Option<Parsed<'_>> {
             let l4 = pkt.get(ipv6::HEADER_LEN..ipv6::HEADER_LEN + r.payload_len)?;
             (IpAddr::V6(r.src_addr), IpAddr::V6(r.dst_addr), l4)
         }
-        _ => return None,
     };
     let u = udp::Packet::new_checked(l4).ok()?;
     let repr = udp::Repr::parse(&u, &src, &dst, &caps).ok()?;

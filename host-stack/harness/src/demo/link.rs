@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use espo_driver::model::{Frame, Link};
 
-use espo_ipsec::wire::{IpProtocol, ipv4, ipv6, udp};
+use espo_ipsec::wire::ethernet::EtherType;
+use espo_ipsec::wire::{IpProtocol, ip, udp};
 use espo_offload::{MemWire, Wire};
 
 /// The card's port attached to one end of the cable.
@@ -74,17 +75,14 @@ pub fn is_esp(frame: &[u8]) -> bool {
     let Some(ip) = frame.get(14..) else {
         return false;
     };
-    let (next, l4) = match (frame.get(12..14), ip.first().map(|b| b >> 4)) {
-        (Some([0x08, 0x00]), Some(4)) => match ipv4::Packet::new_checked(ip) {
-            Ok(p) => (p.next_header(), ip.get(p.header_len()..)),
-            Err(_) => return false,
-        },
-        (Some([0x86, 0xdd]), Some(6)) => match ipv6::Packet::new_checked(ip) {
-            Ok(p) => (p.next_header(), ip.get(ipv6::HEADER_LEN..)),
-            Err(_) => return false,
-        },
-        _ => return false,
+    // The EtherType must announce the version the packet has.
+    let Ok(packet) = ip::Packet::new_checked(ip) else {
+        return false;
     };
+    if frame.get(12..14) != Some(&EtherType::of_ip(ip).to_bytes()[..]) {
+        return false;
+    }
+    let (next, l4) = (packet.next_header(), ip.get(packet.header_len()..));
     match next {
         IpProtocol::Esp => true,
         IpProtocol::Udp => l4

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use espo_ipsec::wire::{IpProtocol, esp, ipv4, ipv6, udp};
+use espo_ipsec::wire::{IpProtocol, esp, ip, udp};
 use espo_offload::Path;
 
 /// Bytes of each part shown in hex at most.
@@ -58,38 +58,31 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// The IP header of a packet in one line, and its length: `None` if it is no IP packet.
 fn ip_line(pkt: &[u8]) -> Option<(String, usize, IpProtocol, usize)> {
-    match pkt.first().map(|b| b >> 4) {
-        Some(4) => {
-            let p = ipv4::Packet::new_checked(pkt).ok()?;
-            let line = format!(
-                "IPv4 {} -> {}  ttl {}  id {:#06x}{}  total {} bytes",
-                p.src_addr(),
-                p.dst_addr(),
-                p.hop_limit(),
-                p.ident(),
-                if p.dont_frag() { "  DF" } else { "" },
-                p.total_len()
-            );
-            Some((
-                line,
-                p.header_len(),
-                p.next_header(),
-                usize::from(p.total_len()),
-            ))
-        }
-        Some(6) => {
-            let p = ipv6::Packet::new_checked(pkt).ok()?;
-            let line = format!(
-                "IPv6 {} -> {}  hop limit {}  total {} bytes",
-                p.src_addr(),
-                p.dst_addr(),
-                p.hop_limit(),
-                p.total_len()
-            );
-            Some((line, ipv6::HEADER_LEN, p.next_header(), p.total_len()))
-        }
-        _ => None,
-    }
+    let packet = ip::Packet::new_checked(pkt).ok()?;
+    let line = match &packet {
+        ip::Packet::Ipv4(p) => format!(
+            "IPv4 {} -> {}  ttl {}  id {:#06x}{}  total {} bytes",
+            p.src_addr(),
+            p.dst_addr(),
+            p.hop_limit(),
+            p.ident(),
+            if p.dont_frag() { "  DF" } else { "" },
+            p.total_len()
+        ),
+        ip::Packet::Ipv6(p) => format!(
+            "IPv6 {} -> {}  hop limit {}  total {} bytes",
+            p.src_addr(),
+            p.dst_addr(),
+            p.hop_limit(),
+            p.total_len()
+        ),
+    };
+    Some((
+        line,
+        packet.header_len(),
+        packet.next_header(),
+        packet.total_len(),
+    ))
 }
 
 /// The inner packet: its headers and the start of its bytes.
@@ -178,6 +171,7 @@ pub fn family(addr: IpAddr) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use espo_ipsec::wire::ipv4;
 
     #[test]
     fn hex_shows_the_start_and_counts_the_rest() {

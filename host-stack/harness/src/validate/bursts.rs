@@ -8,6 +8,7 @@ use rand::rngs::StdRng;
 use super::run::{Expected, Harness};
 use super::traffic;
 use espo_ipsec::engine::{Decapsulated, Encapsulated};
+use espo_ipsec::wire::{IpProtocol, ip};
 use espo_offload::CardMode;
 
 impl Harness {
@@ -175,14 +176,12 @@ fn corrupt(rng: &mut StdRng, frame: &mut [u8]) {
 /// Re-addresses the frame to an SPI nobody has (the SPI sits 8 bytes after the end of the
 /// outer header, or right after it).
 fn unknown_spi(frame: &mut [u8]) {
-    let Some(ip) = frame.get(14..) else { return };
-    let (hl, proto) = match ip.first().map(|b| b >> 4) {
-        Some(4) => (usize::from(ip[0] & 0xF) * 4, ip.get(9).copied()),
-        Some(6) => (40, ip.get(6).copied()),
-        _ => return,
+    let Some(Ok(packet)) = frame.get(14..).map(ip::Packet::new_checked) else {
+        return;
     };
-    let at = 14 + hl + if proto == Some(17) { 8 } else { 0 };
-    if (proto == Some(50) || proto == Some(17))
+    let (hl, proto) = (packet.header_len(), packet.next_header());
+    let at = 14 + hl + if proto == IpProtocol::Udp { 8 } else { 0 };
+    if matches!(proto, IpProtocol::Esp | IpProtocol::Udp)
         && let Some(spi) = frame.get_mut(at..at + 4)
     {
         spi.copy_from_slice(&0x0DEA_D000u32.to_be_bytes());
@@ -191,23 +190,8 @@ fn unknown_spi(frame: &mut [u8]) {
 
 /// Marks the outer header Congestion Experienced (as a router on the way would).
 fn mark_ce(frame: &mut [u8]) {
-    match frame.get(14).map(|b| b >> 4) {
-        Some(4) => {
-            if let Some(tos) = frame.get_mut(15) {
-                *tos |= 0x03;
-            }
-            if let Some(h) = frame.get_mut(14..34) {
-                h[10] = 0;
-                h[11] = 0;
-                let sum = !espo_ipsec::wire::checksum::data(h);
-                h[10..12].copy_from_slice(&sum.to_be_bytes());
-            }
-        }
-        Some(6) => {
-            if let Some(b) = frame.get_mut(15) {
-                *b |= 0x30;
-            }
-        }
-        _ => {}
+    // The IPv4 header checksum follows the ECN bits.
+    if let Some(Ok(mut packet)) = frame.get_mut(14..).map(ip::Packet::new_checked) {
+        packet.set_ecn(0b11);
     }
 }

@@ -5,6 +5,7 @@ use super::run::{Expected, Harness};
 use super::traffic::{Kind, identity};
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::{Decapsulated, Encapsulated};
+use espo_ipsec::wire::{IpProtocol, ip};
 use espo_offload::{Path, Received, RxReport, SentAs, TxReport};
 
 /// Reports looked ahead for the frame they belong to.
@@ -211,18 +212,17 @@ impl Harness {
     /// A bundle's AH sequence number, like the ESP one, may have run ahead of the
     /// reference's: the reference follows what is on the wire.
     fn sync_outer_ah(&mut self, tag: u64) {
-        let Some(ip) = self.wire.get(&tag).and_then(|w| w.first()) else {
+        let Some(outer) = self.wire.get(&tag).and_then(|w| w.first()) else {
             return;
         };
-        let (hl, proto) = match ip.first().map(|b| b >> 4) {
-            Some(4) => (usize::from(ip[0] & 0xF) * 4, ip.get(9).copied()),
-            Some(6) => (40, ip.get(6).copied()),
-            _ => return,
+        let Ok(packet) = ip::Packet::new_checked(&outer[..]) else {
+            return;
         };
-        if proto != Some(51) {
+        if packet.next_header() != IpProtocol::Ah {
             return;
         }
-        let Some(ah) = ip.get(hl..hl + 12) else {
+        let hl = packet.header_len();
+        let Some(ah) = outer.get(hl..hl + 12) else {
             return;
         };
         let spi = u32::from_be_bytes([ah[4], ah[5], ah[6], ah[7]]);
@@ -465,14 +465,8 @@ fn short(r: &Received) -> String {
 
 /// An IP packet without link padding.
 fn trim_ip(p: &[u8]) -> &[u8] {
-    let len = match p.first().map(|b| b >> 4) {
-        Some(4) => p
-            .get(2..4)
-            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))),
-        Some(6) => p
-            .get(4..6)
-            .map(|b| 40 + usize::from(u16::from_be_bytes([b[0], b[1]]))),
-        _ => None,
-    };
-    p.get(..len.unwrap_or(p.len())).unwrap_or(p)
+    match ip::Packet::new_checked(p) {
+        Ok(packet) => p.get(..packet.total_len()).unwrap_or(p),
+        Err(_) => p,
+    }
 }

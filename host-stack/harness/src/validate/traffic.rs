@@ -9,6 +9,7 @@
 //! of payload; the packet's identity is in its UDP ports, so that it can be recognised
 //! after any transform.
 
+use espo_ipsec::wire::{Version, ipv4, ipv6};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore};
 
@@ -349,10 +350,9 @@ pub fn inner_packet(
 
 /// The identity in an inner packet's UDP ports.
 pub fn identity(inner: &[u8]) -> Option<u32> {
-    let l4 = match inner.first().map(|b| b >> 4) {
-        Some(4) => usize::from(inner.first()? & 0xF) * 4,
-        Some(6) => 40,
-        _ => return None,
+    let l4 = match Version::of(inner)? {
+        Version::Ipv4 => ipv4::Packet::new_unchecked(inner).header_len(),
+        Version::Ipv6 => ipv6::HEADER_LEN,
     };
     let ports = inner.get(l4..l4 + 4)?;
     Some(u32::from_be_bytes([ports[0], ports[1], ports[2], ports[3]]))

@@ -19,7 +19,7 @@ use crate::replay::ReplayError;
 use crate::sa::{InboundSa, Transform};
 use crate::spd::{Action, Spd};
 use crate::wire::flow::Flow;
-use crate::wire::{IpProtocol, ah, esp, ipv4, ipv6, udp, udp_encap};
+use crate::wire::{IpProtocol, Version, ah, esp, ip, ipv6, udp, udp_encap};
 
 /// What happened to an inbound packet that was not dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,9 +62,8 @@ struct Outer {
 }
 
 fn parse_outer(pkt: &[u8]) -> Result<Outer, DropReason> {
-    match pkt.first().map(|b| b >> 4) {
-        Some(4) => {
-            let p = ipv4::Packet::new_checked(pkt).map_err(|_| DropReason::Malformed)?;
+    match ip::Packet::new_checked(pkt).map_err(|_| DropReason::Malformed)? {
+        ip::Packet::Ipv4(p) => {
             if !p.verify_checksum() {
                 return Err(DropReason::Malformed);
             }
@@ -80,8 +79,7 @@ fn parse_outer(pkt: &[u8]) -> Result<Outer, DropReason> {
                 v6: false,
             })
         }
-        Some(6) => {
-            let p = ipv6::Packet::new_checked(pkt).map_err(|_| DropReason::Malformed)?;
+        ip::Packet::Ipv6(p) => {
             let walk = ipv6::walk_extension_headers(&p).map_err(|_| DropReason::Malformed)?;
             if walk.is_fragment {
                 return Err(DropReason::Fragment);
@@ -95,7 +93,6 @@ fn parse_outer(pkt: &[u8]) -> Result<Outer, DropReason> {
                 v6: true,
             })
         }
-        _ => Err(DropReason::Malformed),
     }
 }
 
@@ -196,8 +193,8 @@ impl Inbound {
                 if self.sas[idx].params.mode != crate::spec::SaMode::Tunnel {
                     return Err(DropReason::PolicyMismatch);
                 }
-                let expected = if next == IpProtocol::Ipv4 { 4 } else { 6 };
-                if pkt.get(offset).map(|b| b >> 4) != Some(expected) {
+                let inner = pkt.get(offset..).unwrap_or(&[]);
+                if Version::of(inner) != Version::of_protocol(next) {
                     return Err(DropReason::Malformed);
                 }
                 return self.finish(
@@ -358,13 +355,7 @@ impl Inbound {
             _ => return Err(DropReason::UnsupportedInner),
         }
         // The inner header's version must be the one the trailer announces.
-        let version = plaintext.first().map(|b| b >> 4);
-        let expected = if trailer.next_header == IpProtocol::Ipv4 {
-            4
-        } else {
-            6
-        };
-        if version != Some(expected) {
+        if Version::of(plaintext) != Version::of_protocol(trailer.next_header) {
             return Err(DropReason::Malformed);
         }
         let start = offset + plain.start;
@@ -382,28 +373,11 @@ impl Inbound {
         seq: u64,
     ) -> Result<Decapsulated, DropReason> {
         let buf = pkt.get_mut(inner.clone()).ok_or(DropReason::Malformed)?;
-        let inner_len = match buf.first().map(|b| b >> 4) {
-            Some(4) => {
-                let mut p =
-                    ipv4::Packet::new_checked(&mut *buf).map_err(|_| DropReason::Malformed)?;
-                let e = ecn::decap_ecn(Ecn::from_bits(p.ecn()), outer.ecn)
-                    .ok_or(DropReason::EcnDrop)?;
-                if e.bits() != p.ecn() {
-                    p.set_ecn(e.bits());
-                    p.fill_checksum();
-                }
-                usize::from(p.total_len())
-            }
-            Some(6) => {
-                let mut p =
-                    ipv6::Packet::new_checked(&mut *buf).map_err(|_| DropReason::Malformed)?;
-                let e = ecn::decap_ecn(Ecn::from_bits(p.ecn()), outer.ecn)
-                    .ok_or(DropReason::EcnDrop)?;
-                p.set_ecn(e.bits());
-                ipv6::HEADER_LEN + usize::from(p.payload_len())
-            }
-            _ => return Err(DropReason::Malformed),
-        };
+        let mut p = ip::Packet::new_checked(&mut *buf).map_err(|_| DropReason::Malformed)?;
+        let e = ecn::decap_ecn(Ecn::from_bits(p.ecn()), outer.ecn).ok_or(DropReason::EcnDrop)?;
+        // Over IPv4 the header checksum follows the ECN bits when they change.
+        p.set_ecn(e.bits());
+        let inner_len = p.total_len();
         let inner = inner.start..inner.start + inner_len;
         let flow = Flow::parse(&pkt[inner.clone()]).map_err(|_| DropReason::Malformed)?;
         if !self.admits(&flow, removed) {

@@ -22,7 +22,7 @@ mod table;
 
 pub use change::ChangeError;
 pub use inbound::{Decapsulated, Inbound};
-pub use outbound::{Encapsulated, EncapsulatedInPlace, HEADROOM, Outbound, TAILROOM};
+pub use outbound::{Encapsulated, EncapsulatedInPlace, HEADROOM, Outbound, TAILROOM, Tunnel};
 pub use table::SaTable;
 
 use crate::sa::{InboundSa, OutboundSa, SaError, SaParams};

@@ -24,7 +24,7 @@ use crate::sa::{OutboundSa, Transform};
 use crate::spd::{Action, Bundle, Spd};
 use crate::spec::DfMode;
 use crate::wire::flow::Flow;
-use crate::wire::{ChecksumCaps, IpProtocol, ah, esp, ipv4, ipv6, udp};
+use crate::wire::{ChecksumCaps, IpProtocol, ah, esp, ip, ipv4, ipv6, udp};
 
 /// Room in front of an inner packet that any tunnel header fits in: IPv6 (40), AH with the
 /// longest ICV (48), UDP (8), ESP header and the longest IV (24).
@@ -61,6 +61,15 @@ pub struct Outbound {
     pub(crate) spd: Spd,
 }
 
+/// The tunnel an inner packet would take (see [`Outbound::tunnel_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tunnel {
+    /// What protecting the packet adds to it, in bytes.
+    pub overhead: usize,
+    /// The SPI of the bundle's outermost SA.
+    pub outer_spi: u32,
+}
+
 /// What encapsulation needs to know of the inner packet, from one parse.
 struct Inner {
     /// The IP datagram's own length (link padding after it is not carried).
@@ -73,29 +82,22 @@ struct Inner {
 
 #[inline(always)]
 fn parse_inner(pkt: &[u8]) -> Result<Inner, DropReason> {
-    match pkt.first().map(|b| b >> 4) {
-        Some(4) => {
-            let p = ipv4::Packet::new_checked(pkt).map_err(|_| DropReason::Malformed)?;
-            Ok(Inner {
-                len: usize::from(p.total_len()),
-                tos: p.tos(),
-                dont_frag: p.dont_frag(),
-                next_header: IpProtocol::Ipv4,
-                flow: Flow::from_ipv4(&p).map_err(|_| DropReason::Malformed)?,
-            })
-        }
-        Some(6) => {
-            let p = ipv6::Packet::new_checked(pkt).map_err(|_| DropReason::Malformed)?;
-            Ok(Inner {
-                len: ipv6::HEADER_LEN + usize::from(p.payload_len()),
-                tos: p.traffic_class(),
-                dont_frag: true,
-                next_header: IpProtocol::Ipv6,
-                flow: Flow::from_ipv6(&p).map_err(|_| DropReason::Malformed)?,
-            })
-        }
-        _ => Err(DropReason::Malformed),
-    }
+    let packet = ip::Packet::new_checked(pkt).map_err(|_| DropReason::Malformed)?;
+    let flow = match &packet {
+        ip::Packet::Ipv4(p) => Flow::from_ipv4(p),
+        ip::Packet::Ipv6(p) => Flow::from_ipv6(p),
+    };
+    Ok(Inner {
+        len: packet.total_len(),
+        tos: packet.traffic_class(),
+        // IPv6 packets are never fragmented on the way: their outer header says so too.
+        dont_frag: match &packet {
+            ip::Packet::Ipv4(p) => p.dont_frag(),
+            ip::Packet::Ipv6(_) => true,
+        },
+        next_header: packet.version().protocol(),
+        flow: flow.map_err(|_| DropReason::Malformed)?,
+    })
 }
 
 /// Where each part of the tunnel packet goes, relative to the inner packet.
@@ -291,11 +293,30 @@ impl Outbound {
     /// and no sequence number is used; this is how the gateway checks a packet against the
     /// path MTU before it is encapsulated.
     pub fn tunnel_overhead(&self, inner: &[u8]) -> Result<Option<usize>, DropReason> {
+        Ok(self.tunnel_for(inner)?.map(|t| t.overhead))
+    }
+
+    /// The tunnel this inner packet would leave through: [`tunnel_overhead`] and the SPI
+    /// of the bundle's outermost SA, the one whose header follows the outer IP header (an
+    /// ICMP error about the tunnel packet quotes that header). `None` when bypassed.
+    ///
+    /// [`tunnel_overhead`]: Outbound::tunnel_overhead
+    pub fn tunnel_for(&self, inner: &[u8]) -> Result<Option<Tunnel>, DropReason> {
         let info = parse_inner(inner)?;
         match self.decide(&info.flow)? {
             Action::Protect(bundle) => {
                 let l = self.shape(bundle, info.len)?;
-                Ok(Some(l.head() + l.tail))
+                let outermost = bundle.outer_ah.unwrap_or(bundle.inner);
+                let spi = self
+                    .sas
+                    .get(outermost)
+                    .ok_or(DropReason::NoPolicy)?
+                    .params
+                    .spi;
+                Ok(Some(Tunnel {
+                    overhead: l.head() + l.tail,
+                    outer_spi: spi,
+                }))
             }
             _ => Ok(None),
         }

@@ -2,8 +2,8 @@
 
 use core::fmt;
 
-use super::Error;
 use super::field::{self as f, Field, Rest};
+use super::{Error, Version};
 
 mod field {
     use super::{Field, Rest};
@@ -82,8 +82,8 @@ pub enum EtherType {
 impl EtherType {
     /// The EtherType of an IP packet, from its version nibble: IPv6 for 6, IPv4 otherwise.
     pub fn of_ip(packet: &[u8]) -> EtherType {
-        match packet.first().map(|b| b >> 4) {
-            Some(6) => EtherType::Ipv6,
+        match Version::of(packet) {
+            Some(Version::Ipv6) => EtherType::Ipv6,
             _ => EtherType::Ipv4,
         }
     }

@@ -4,7 +4,7 @@
 use core::fmt;
 use core::net::IpAddr;
 
-use super::{Error, IpProtocol, ipv4, ipv6};
+use super::{Error, IpProtocol, ip, ipv4, ipv6};
 
 /// The selectors of one IP packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,16 +32,10 @@ impl Flow {
     /// `ipv6::walk_extension_headers`). Checksums are not verified. A first fragment or
     /// whole packet too short to hold the ports or type/code is `Truncated`.
     pub fn parse(ip_packet: &[u8]) -> Result<Flow, Error> {
-        let &first = ip_packet.first().ok_or(Error::Truncated)?;
-        match first >> 4 {
-            4 => Self::parse_ipv4(ip_packet),
-            6 => Self::parse_ipv6(ip_packet),
-            _ => Err(Error::BadVersion),
+        match ip::Packet::new_checked(ip_packet)? {
+            ip::Packet::Ipv4(packet) => Self::from_ipv4(&packet),
+            ip::Packet::Ipv6(packet) => Self::from_ipv6(&packet),
         }
-    }
-
-    fn parse_ipv4(bytes: &[u8]) -> Result<Flow, Error> {
-        Self::from_ipv4(&ipv4::Packet::new_checked(bytes)?)
     }
 
     /// The flow of an IPv4 packet already checked with `new_checked`.
@@ -54,10 +48,6 @@ impl Flow {
             flow.read_next_layer(packet.payload(), IpProtocol::Icmp)?;
         }
         Ok(flow)
-    }
-
-    fn parse_ipv6(bytes: &[u8]) -> Result<Flow, Error> {
-        Self::from_ipv6(&ipv6::Packet::new_checked(bytes)?)
     }
 
     /// The flow of an IPv6 packet already checked with `new_checked`.

@@ -1,9 +1,14 @@
-//! IPv4 (RFC 791). Options are tolerated on parse; `Repr` emits a 20-byte header.
+//! IPv4 (RFC 791). Options are tolerated on parse; `Repr` emits a 20-byte header;
+//! [`Fragments`] cuts a datagram into fragments.
 
 use core::net::Ipv4Addr;
 
 use super::field::{self as f, Field};
 use super::{ChecksumCaps, Error, IpProtocol, checksum};
+
+mod fragment;
+
+pub use fragment::{FragmentError, Fragments};
 
 mod field {
     use super::Field;
@@ -172,6 +177,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The header including options.
     pub fn header(&self) -> &[u8] {
         f::slice(self.buffer.as_ref(), 0..self.header_len())
+    }
+
+    /// The header and payload, without trailing link padding.
+    pub fn packet_bytes(&self) -> &[u8] {
+        f::slice(self.buffer.as_ref(), 0..usize::from(self.total_len()))
     }
 
     /// The payload, bounded by the total length (link-layer padding excluded).

@@ -9,7 +9,7 @@ mod ext;
 
 #[cfg(test)]
 pub(crate) use ext::test as ext_test;
-pub(crate) use ext::{ExtHeader, is_walked, read_ext_header};
+pub(crate) use ext::{ExtHeader, is_walked, read_ext_header, walk_chain};
 pub use ext::{MAX_EXTENSION_HEADERS, UpperLayer, walk_extension_headers};
 
 mod field {

@@ -10,22 +10,31 @@
 //! Accessors read through the private `field` helpers, which never index out of bounds:
 //! on a buffer shorter than `check_len` demands (reachable only through `new_unchecked`)
 //! reads return zero and writes are dropped. Nothing in this module allocates.
+//!
+//! Every parser of untrusted bytes in espo lives here — Ethernet, ARP, IPv4 and IPv6 (with
+//! [`ip`], one view over both), ICMP, ICMPv6 and neighbour discovery, UDP, ESP and AH —
+//! and each has a fuzz target (`fuzz/`); the gateway and the engines decide what to do
+//! with what these read.
 
 mod field;
 
 pub mod ah;
+pub mod arp;
 pub mod checksum;
 pub mod esp;
 pub mod ethernet;
 pub mod flow;
-mod ip;
+pub mod icmp;
+pub mod icmpv6;
+pub mod ip;
 pub mod ipv4;
 pub mod ipv6;
+pub mod ndisc;
 pub mod udp;
 pub mod udp_encap;
 
 pub use flow::Flow;
-pub use ip::IpProtocol;
+pub use ip::{IpProtocol, Version};
 
 /// Why a packet or header was rejected. Small and `Copy`, so that the packet path can feed
 /// per-reason drop counters from it.
@@ -91,6 +100,8 @@ pub struct ChecksumCaps {
     pub ipv4: Checksum,
     /// The UDP checksum.
     pub udp: Checksum,
+    /// The ICMP and ICMPv6 checksums.
+    pub icmp: Checksum,
 }
 
 impl ChecksumCaps {
@@ -99,6 +110,7 @@ impl ChecksumCaps {
         ChecksumCaps {
             ipv4: Checksum::None,
             udp: Checksum::None,
+            icmp: Checksum::None,
         }
     }
 }

@@ -56,3 +56,20 @@ vec["AH6_EXT_ZEROED"] = raw(z6)
 for k, v in vec.items():
     print(k); print(arr(k, v)); print()
 
+
+# ARP, ICMP, ICMPv6 and neighbour discovery (arp.rs, icmp.rs, icmpv6.rs, ndisc.rs).
+nd = {}
+nd["ARP_REQUEST"] = raw(ARP(op=1, hwsrc="02:00:00:00:00:0a", psrc="192.0.2.1", hwdst="00:00:00:00:00:00", pdst="192.0.2.2"))
+nd["ARP_REPLY"] = raw(ARP(op=2, hwsrc="02:00:00:00:00:0b", psrc="192.0.2.2", hwdst="02:00:00:00:00:0a", pdst="192.0.2.1"))
+nd["ICMP_ECHO_REQUEST"] = raw(ICMP(type=8, id=0x1234, seq=7)/Raw(b"espo ping"))
+esp4 = IP(src="192.0.2.1", dst="198.51.100.2", id=5, flags="DF", ttl=64, proto=50)/Raw(bytes.fromhex("0000a101000000070000000000000007") + b"\x11"*1400)
+nd["ICMP_FRAG_NEEDED"] = raw(IP(src="198.51.100.254", dst="192.0.2.1", ttl=64, id=0)/ICMP(type=3, code=4, nexthopmtu=1300)/Raw(raw(esp4)[:36]))
+nd["ICMPV6_ECHO_REQUEST"] = raw(IPv6(src="2001:db8::1", dst="2001:db8::2", hlim=64)/ICMPv6EchoRequest(id=9, seq=1, data=b"espo"))
+esp6 = IPv6(src="2001:db8::1", dst="2001:db8:1::2", hlim=64, nh=50)/Raw(bytes.fromhex("0000a102000000090000000000000009") + b"\x22"*1400)
+nd["ICMPV6_PTB"] = raw(IPv6(src="2001:db8::fe", dst="2001:db8::1", hlim=64)/ICMPv6PacketTooBig(mtu=1280)/Raw(raw(esp6)[:56]))
+nd["ICMPV6_NS"] = raw(IPv6(src="2001:db8::1", dst="ff02::1:ff00:2", hlim=255)/ICMPv6ND_NS(tgt="2001:db8::2")/ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:00:00:0a"))
+nd["ICMPV6_NS_DAD"] = raw(IPv6(src="::", dst="ff02::1:ff00:2", hlim=255)/ICMPv6ND_NS(tgt="2001:db8::2"))
+nd["ICMPV6_NA"] = raw(IPv6(src="2001:db8::2", dst="2001:db8::1", hlim=255)/ICMPv6ND_NA(tgt="2001:db8::2", R=0, S=1, O=1)/ICMPv6NDOptDstLLAddr(lladdr="02:00:00:00:00:0b"))
+nd["ICMPV6_NS_MTU_OPT"] = raw(IPv6(src="2001:db8::1", dst="ff02::1:ff00:2", hlim=255)/ICMPv6ND_NS(tgt="2001:db8::2")/ICMPv6NDOptMTU(mtu=1500)/ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:00:00:0a"))
+for k, v in nd.items():
+    print(k); print(arr(k, v)); print()

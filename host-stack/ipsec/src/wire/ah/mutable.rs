@@ -2,7 +2,7 @@
 //! verified (RFC 4302 §3.3.3.1). Both functions work on a caller's copy of the header.
 
 use crate::wire::ipv6::{self, ExtHeader, MAX_EXTENSION_HEADERS, is_walked, read_ext_header};
-use crate::wire::{Error, IpProtocol, field as f, ipv4};
+use crate::wire::{Error, IpProtocol, Version, field as f, ipv4};
 
 use super::FIXED_LEN;
 
@@ -32,10 +32,10 @@ pub fn zero_mutable_ipv4(header: &mut [u8]) -> Result<(), Error> {
     if header.len() < ipv4::HEADER_LEN {
         return Err(Error::Truncated);
     }
-    let ver_ihl = f::read_u8(header, 0);
-    if ver_ihl >> 4 != 4 {
+    if Version::of(header) != Some(Version::Ipv4) {
         return Err(Error::BadVersion);
     }
+    let ver_ihl = f::read_u8(header, 0);
     let header_len = usize::from(ver_ihl & 0x0f) * 4;
     if header_len < ipv4::HEADER_LEN {
         return Err(Error::Malformed);
@@ -92,7 +92,7 @@ pub fn zero_mutable_ipv6(packet: &mut [u8], ah_offset: usize) -> Result<(), Erro
     if packet.len() < ipv6::HEADER_LEN {
         return Err(Error::Truncated);
     }
-    if f::read_u8(packet, 0) >> 4 != 6 {
+    if Version::of(packet) != Some(Version::Ipv6) {
         return Err(Error::BadVersion);
     }
     if ah_offset < ipv6::HEADER_LEN {

@@ -91,11 +91,17 @@ pub(crate) fn read_ext_header(
 /// is `Truncated`; more than `MAX_EXTENSION_HEADERS` headers is `TooManyExtensionHeaders`.
 /// A non-first fragment ends the walk at its Fragment header.
 pub fn walk_extension_headers<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<UpperLayer, Error> {
-    let data = packet.packet_bytes();
+    walk_chain(packet.packet_bytes(), packet.next_header())
+}
+
+/// Walks the extension headers of the IPv6 packet in `data` (bounded by its payload length,
+/// or cut short, as in an ICMPv6 error's quote) whose fixed header announces `first`; the
+/// rules are those of [`walk_extension_headers`].
+pub(crate) fn walk_chain(data: &[u8], first: IpProtocol) -> Result<UpperLayer, Error> {
     if data.len() < HEADER_LEN {
         return Err(Error::Truncated);
     }
-    let mut protocol = packet.next_header();
+    let mut protocol = first;
     let mut offset = HEADER_LEN;
     let mut is_fragment = false;
     for _ in 0..MAX_EXTENSION_HEADERS {
