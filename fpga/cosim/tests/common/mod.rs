@@ -42,11 +42,13 @@ impl Tunnel {
         }
     }
 
-    /// Key followed by the 4-byte salt, derived from the SPI.
+    /// Key followed by the 4-byte salt, derived from the whole SPI (so that no two tunnels
+    /// share a key: espo refuses two AEAD SAs under one key and salt).
     pub fn key_material(&self) -> Vec<u8> {
         let n = if self.gcm256 { 36 } else { 20 };
+        let spi = self.spi.to_be_bytes();
         (0..n)
-            .map(|i| (self.spi as u8).wrapping_mul(31).wrapping_add(i as u8 * 7) ^ 0x5c)
+            .map(|i| spi[i % 4].wrapping_mul(31).wrapping_add(i as u8 * 7) ^ 0x5c)
             .collect()
     }
 
