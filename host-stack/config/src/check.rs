@@ -30,6 +30,14 @@ impl<'a> Entry<'a> {
         }
     }
 
+    pub(crate) fn required_str<'v>(
+        &self,
+        field: &'static str,
+        value: &'v Option<String>,
+    ) -> Result<&'v str, ConfigError> {
+        Ok(self.required(field, value)?.trim())
+    }
+
     fn required<'v, T>(
         &self,
         field: &'static str,
@@ -75,12 +83,18 @@ pub(crate) fn validate(raw: RawConfig, path: &Path) -> Result<Config, ConfigErro
     }
     check_directions(&policies, path)?;
     check_stated_directions(&sas, &policies, path)?;
+    let mut connections = Vec::with_capacity(raw.connection.len());
+    for (i, c) in raw.connection.iter().enumerate() {
+        connections.push(crate::connection::validate_connection(i, c, path)?);
+    }
+    crate::connection::check_names(&connections, path)?;
     Ok(Config {
         path: path.to_owned(),
         device,
         gateway,
         sas,
         policies,
+        connections,
     })
 }
 

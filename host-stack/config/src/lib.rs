@@ -1,4 +1,5 @@
-//! The configuration file (TOML): `[device]`, `[gateway]`, `[[sa]]`, `[[policy]]`.
+//! The configuration file (TOML): `[device]`, `[gateway]`, `[[sa]]`, `[[policy]]`,
+//! `[[connection]]` (IKEv2).
 //!
 //! Reading happens in two steps. serde reads the text into plain `Raw*` structs, refusing
 //! unknown fields (a misspelt key is an error, not a silent default) and reporting TOML
@@ -22,6 +23,7 @@ use zeroize::{Zeroize, Zeroizing};
 use espo_ipsec::spec::{PolicySpec, SaSpec};
 
 mod check;
+mod connection;
 pub mod control;
 mod redact;
 
@@ -194,6 +196,8 @@ pub struct Config {
     pub gateway: Option<GatewayConfig>,
     pub sas: Vec<SaSpec>,
     pub policies: Vec<PolicySpec>,
+    /// IKEv2 connections: SAs and policies negotiated with peers.
+    pub connections: Vec<espo_ike::connection::ConnectionSpec>,
 }
 
 /// Smallest TUN MTU accepted (the IPv4 minimum datagram size every host must accept).
@@ -354,6 +358,8 @@ pub(crate) struct RawConfig {
     pub sa: Vec<RawSa>,
     #[serde(default)]
     pub policy: Vec<RawPolicy>,
+    #[serde(default)]
+    pub connection: Vec<connection::RawConnection>,
 }
 
 #[derive(Debug, Deserialize)]

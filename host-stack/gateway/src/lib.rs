@@ -78,6 +78,11 @@ pub enum GatewayError {
         "engine `{0}` is not available in espo run yet; use engine = \"software\" or \"model\""
     )]
     EngineUnavailable(&'static str),
+    /// `[[connection]]` entries are read and checked, but not negotiated by `espo run` yet.
+    #[error(
+        "{0}: espo run does not negotiate IKEv2 connections yet; key this tunnel with [[sa]] entries"
+    )]
+    ConnectionsUnsupported(String),
     #[error(transparent)]
     Card(#[from] card::SetupError),
     #[error(transparent)]
@@ -235,6 +240,13 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
         .as_ref()
         .ok_or(GatewayError::NoGatewaySection)?;
     let outside = gw.port.clone().ok_or(GatewayError::NoOutsideInterface)?;
+    if let Some(c) = config.connections.first() {
+        return Err(GatewayError::ConnectionsUnsupported(format!(
+            "{}: connection {}",
+            config.path.display(),
+            c.name
+        )));
+    }
     match config.device.engine {
         EngineKind::Software => {}
         // The card model in-process, its port on the outside interface (AF_PACKET).

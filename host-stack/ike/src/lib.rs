@@ -7,3 +7,6 @@
 //! specifications for the live database. The gateway (espo-gateway) owns the sockets and
 //! the timers.
 #![forbid(unsafe_code)]
+
+pub mod connection;
+pub mod ts;
