@@ -8,5 +8,7 @@
 //! the timers.
 #![forbid(unsafe_code)]
 
+pub mod child;
 pub mod connection;
+pub mod exchange;
 pub mod ts;
