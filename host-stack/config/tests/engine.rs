@@ -316,6 +316,55 @@ fn udp_encapsulation_and_keepalives() {
 }
 
 #[test]
+fn ike_on_the_encapsulation_port_goes_to_key_management_when_asked() {
+    let sas = sa_text(
+        0x1001,
+        "esp",
+        "tunnel",
+        "192.0.2.1",
+        "192.0.2.2",
+        Some("aes-gcm-128"),
+        None,
+        "udp_encap = { src_port = 4500, dst_port = 4500 }",
+    );
+    let (_, mut rx) = pair(&sas, "10.1.0.0/16", "10.2.0.0/16", &[0x1001]);
+    let mut payload = vec![0, 0, 0, 0];
+    payload.extend_from_slice(&[0x5a; 28]); // an IKE header's worth
+    let mut ike = ipv4_udp([192, 0, 2, 1], [192, 0, 2, 2], &payload, 0);
+    ike[20..24].copy_from_slice(&[0x11, 0x94, 0x11, 0x94]);
+    // Without key management, an IKE message is an unprotected packet like any other.
+    assert_eq!(
+        rx.inbound.decapsulate(&mut ike.clone()),
+        Err(DropReason::NoPolicy)
+    );
+    rx.inbound.set_ike(true);
+    let mut work = ike.clone();
+    match rx.inbound.decapsulate(&mut work) {
+        Ok(Decapsulated::Ike { range, src, dst }) => {
+            assert_eq!(&work[range], &[0x5a; 28]);
+            assert_eq!(src, "192.0.2.1:4500".parse().unwrap());
+            assert_eq!(dst, "192.0.2.2:4500".parse().unwrap());
+        }
+        other => panic!("{other:?}"),
+    }
+    // ESP and keepalives on the same port are unaffected; a datagram claiming more than
+    // the packet holds is malformed.
+    let mut keepalive = ipv4_udp([192, 0, 2, 1], [192, 0, 2, 2], &[0xff], 0);
+    keepalive[20..24].copy_from_slice(&[0x11, 0x94, 0x11, 0x94]);
+    assert_eq!(
+        rx.inbound.decapsulate(&mut keepalive),
+        Ok(Decapsulated::Keepalive)
+    );
+    let mut long = ike.clone();
+    let claimed = (long.len() - 20 + 8) as u16;
+    long[24..26].copy_from_slice(&claimed.to_be_bytes());
+    assert_eq!(
+        rx.inbound.decapsulate(&mut long),
+        Err(DropReason::Malformed)
+    );
+}
+
+#[test]
 fn outer_header_follows_the_documented_rules() {
     let sas = sa_text(
         0x1001,

@@ -25,6 +25,7 @@ pub mod card;
 pub mod control;
 pub mod guard;
 pub mod icmp;
+pub mod ike;
 pub mod keeper;
 pub mod live;
 pub mod mailbox;
@@ -646,6 +647,7 @@ where
                     rx,
                     shutdown,
                     published: &in_view,
+                    ike: None,
                 };
                 let stats = threads::run_inbound(ctx, inbound);
                 shutdown.trigger();

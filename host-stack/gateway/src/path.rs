@@ -118,6 +118,12 @@ pub enum Incoming {
     Unprotected,
     /// Consumed (an RFC 3948 NAT keepalive): nothing to deliver.
     Consumed,
+    /// The packet is now an IKE message (what followed the non-ESP marker on port 4500),
+    /// for the key-management daemon.
+    Ike {
+        src: std::net::SocketAddr,
+        dst: std::net::SocketAddr,
+    },
 }
 
 /// The moving state of one SA, as an engine reports it.
@@ -314,6 +320,10 @@ impl InboundEngine for Inbound {
                 }
                 Ok(Decapsulated::Bypass) => Ok(Incoming::Bypass),
                 Ok(Decapsulated::Keepalive) => Ok(Incoming::Consumed),
+                Ok(Decapsulated::Ike { range, src, dst }) => {
+                    p.set_range(outer.start + range.start..outer.start + range.end);
+                    Ok(Incoming::Ike { src, dst })
+                }
                 Err(reason) => Err(reason),
             };
             verdicts.push(verdict);

@@ -372,6 +372,8 @@ pub struct InboundCtx<'a, R: OutsideRx> {
     pub rx: &'a R,
     pub shutdown: &'a Shutdown,
     pub published: &'a Published,
+    /// Where IKE messages go (the key-management daemon), when one runs.
+    pub ike: Option<&'a crate::ike::IkeInbox>,
 }
 
 /// The inbound thread: outside → decapsulate → TUN, until shutdown. Returns the final
@@ -442,6 +444,17 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
                     },
                     Ok(Incoming::Bypass) => stats.bypassed += 1,
                     Ok(Incoming::Consumed) => stats.consumed += 1,
+                    Ok(Incoming::Ike { src, dst }) => {
+                        let message = crate::ike::IkeMessage {
+                            bytes: p.packet().to_vec(),
+                            src: *src,
+                            dst: *dst,
+                        };
+                        match ctx.ike.map(|inbox| inbox.offer(message)) {
+                            Some(true) => stats.consumed += 1,
+                            _ => stats.drops.count(DropReason::IkeBacklog),
+                        }
+                    }
                     Err(reason) => stats.drops.count(*reason),
                 }
             }

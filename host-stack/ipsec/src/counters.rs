@@ -57,10 +57,13 @@ pub enum DropReason {
     /// card did not check it and the replay window it must be checked against is now the
     /// card's, so it is not accepted.
     SaMoving,
+    /// An IKE message for the key-management daemon, which has more waiting than it
+    /// takes (or is not running).
+    IkeBacklog,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Malformed,
         DropReason::NotIp,
         DropReason::Snapped,
@@ -83,6 +86,7 @@ impl DropReason {
         DropReason::Fragment,
         DropReason::DeviceError,
         DropReason::SaMoving,
+        DropReason::IkeBacklog,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -111,6 +115,7 @@ impl DropReason {
             DropReason::Fragment => "fragment",
             DropReason::DeviceError => "device-error",
             DropReason::SaMoving => "sa-moving",
+            DropReason::IkeBacklog => "ike-backlog",
         }
     }
 

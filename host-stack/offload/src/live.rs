@@ -242,6 +242,13 @@ impl OffloadEngine {
         Ok(())
     }
 
+    /// IKE messages on the encapsulation ports (behind the non-ESP marker) come out as
+    /// [`Received::Ike`](crate::Received::Ike) for the key-management daemon; the card
+    /// passes them on as it does any datagram that is not ESP.
+    pub fn set_ike(&mut self, on: bool) {
+        self.sw.inbound.set_ike(on);
+    }
+
     /// Makes outbound SA `spi` number its packets within `reservation` from now on; false
     /// when there is no such SA. In software the SA stops at the limit (`seq-unreserved`).
     /// On the card, a packet goes to the card only while every number the card may then

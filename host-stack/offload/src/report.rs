@@ -97,6 +97,13 @@ pub enum Received {
     Bypass { packet: Vec<u8> },
     /// A NAT keepalive, consumed.
     Keepalive,
+    /// An IKE message behind the non-ESP marker, for the key-management daemon
+    /// ([`OffloadEngine::set_ike`](crate::OffloadEngine::set_ike)).
+    Ike {
+        message: Vec<u8>,
+        src: std::net::SocketAddr,
+        dst: std::net::SocketAddr,
+    },
 }
 
 /// The fate of one received frame; exactly one per frame the engine received.

@@ -221,6 +221,11 @@ impl OffloadEngine {
                 Ok(Received::Bypass { packet: buf })
             }
             Ok(Decapsulated::Keepalive) => Ok(Received::Keepalive),
+            Ok(Decapsulated::Ike { range, src, dst }) => Ok(Received::Ike {
+                message: buf.get(range).map(<[u8]>::to_vec).unwrap_or_default(),
+                src,
+                dst,
+            }),
             Err(reason) => Err(reason),
         };
         (esp, outcome)
@@ -288,7 +293,9 @@ impl OffloadEngine {
                 path: Path::Software,
                 ..
             }) => self.counters.rx_software += 1,
-            Ok(Received::Bypass { .. } | Received::Keepalive) => self.counters.rx_bypass += 1,
+            Ok(Received::Bypass { .. } | Received::Keepalive | Received::Ike { .. }) => {
+                self.counters.rx_bypass += 1
+            }
             Err(reason) => self.counters.rx_dropped.count(*reason),
         }
         self.rx_reports.push(RxReport {

@@ -125,7 +125,8 @@ impl CardTransform {
             };
             out.push(match r.outcome {
                 Ok(Received::Inner { packet, .. }) => Outcome::Transformed(packet),
-                Ok(Received::Bypass { .. }) => Outcome::Bypass,
+                // espo pcap runs no IKE: the engine never hands IKE messages out here.
+                Ok(Received::Bypass { .. } | Received::Ike { .. }) => Outcome::Bypass,
                 Ok(Received::Keepalive) => Outcome::Keepalive,
                 Err(reason) => Outcome::Dropped(reason),
             });

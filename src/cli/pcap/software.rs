@@ -44,7 +44,8 @@ impl Transform for SoftwareTransform {
                         Ok(Decapsulated::Inner { range, .. }) => {
                             Outcome::Transformed(work.get(range).unwrap_or(&[]).to_vec())
                         }
-                        Ok(Decapsulated::Bypass) => Outcome::Bypass,
+                        // espo pcap runs no IKE: the engine never hands IKE out here.
+                        Ok(Decapsulated::Bypass | Decapsulated::Ike { .. }) => Outcome::Bypass,
                         Ok(Decapsulated::Keepalive) => Outcome::Keepalive,
                         Err(reason) => Outcome::Dropped(reason),
                     }

@@ -351,6 +351,10 @@ impl OutsideRx for CardRx<'_> {
                     false => Err(DropReason::TooBig),
                 },
                 Ok(Received::Keepalive) => Ok(Incoming::Consumed),
+                Ok(Received::Ike { message, src, dst }) => match buf.load(&message) {
+                    true => Ok(Incoming::Ike { src, dst }),
+                    false => Err(DropReason::TooBig),
+                },
                 Err(reason) => Err(reason),
             };
             verdicts.push_back(verdict);

@@ -268,8 +268,8 @@ impl Demo {
                 Ok(Received::Inner { packet, .. }) | Ok(Received::Bypass { packet }) => {
                     self.deliver(&packet, true)
                 }
-                // Counted by the engine, under its reason.
-                Ok(Received::Keepalive) | Err(_) => {}
+                // Counted by the engine, under its reason (the demo runs no IKE).
+                Ok(Received::Keepalive | Received::Ike { .. }) | Err(_) => {}
             }
         }
         self.rx = rx;

@@ -183,7 +183,7 @@ impl SoftwareGateway {
                 let end = frame.len();
                 Ok(Some(ethernet::HEADER_LEN..end))
             }
-            Decapsulated::Keepalive => {
+            Decapsulated::Keepalive | Decapsulated::Ike { .. } => {
                 self.counters.rx_bypass += 1;
                 Ok(None)
             }

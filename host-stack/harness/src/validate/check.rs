@@ -301,7 +301,8 @@ impl Harness {
                 ));
             }
         }
-        if let Ok(Received::Bypass { .. } | Received::Keepalive) = &r.outcome {
+        if let Ok(Received::Bypass { .. } | Received::Keepalive | Received::Ike { .. }) = &r.outcome
+        {
             self.report.rx.bypassed += 1;
         }
         let agree = match (&e.verdict, &r.outcome) {
@@ -316,6 +317,9 @@ impl Harness {
             ) => (spi, seq) == (s, q) && e.packet == *packet,
             (Ok(Decapsulated::Bypass), Ok(Received::Bypass { packet })) => e.packet == *packet,
             (Ok(Decapsulated::Keepalive), Ok(Received::Keepalive)) => true,
+            (Ok(Decapsulated::Ike { src, dst, .. }), Ok(Received::Ike { src: s, dst: d, .. })) => {
+                (src, dst) == (s, d)
+            }
             (Err(a), Err(b)) => a == b,
             _ => false,
         };
@@ -460,6 +464,7 @@ fn short(r: &Received) -> String {
         }
         Received::Bypass { packet } => format!("bypass ({} bytes)", packet.len()),
         Received::Keepalive => "keepalive".into(),
+        Received::Ike { message, .. } => format!("IKE message ({} bytes)", message.len()),
     }
 }
 

@@ -8,7 +8,7 @@
 //! parsed and checked against the inbound policy. Decapsulation happens in place in the
 //! caller's buffer.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 
 use super::SaTable;
@@ -34,6 +34,14 @@ pub enum Decapsulated {
     Bypass,
     /// A NAT keepalive (RFC 3948): consumed, nothing to deliver.
     Keepalive,
+    /// An IKE message behind the non-ESP marker on an encapsulation port (RFC 3948 §2.2),
+    /// for the key-management daemon: the message is `range` of the buffer. Only when
+    /// [`Inbound::set_ike`] asked for it; otherwise such a datagram takes the bypass check.
+    Ike {
+        range: Range<usize>,
+        src: SocketAddr,
+        dst: SocketAddr,
+    },
 }
 
 /// The inbound half of the software engine: inbound SAs and the inbound SPD.
@@ -44,6 +52,8 @@ pub struct Inbound {
     pub(crate) spd: Spd,
     /// UDP destination ports that carry RFC 3948 encapsulated ESP.
     pub(crate) encap_ports: Vec<u16>,
+    /// IKE messages on the encapsulation ports go to the key-management daemon.
+    pub(crate) ike: bool,
 }
 
 /// Largest outer header (IPv6 with extension headers) copied for the AH ICV.
@@ -137,6 +147,20 @@ impl Inbound {
         &self.spd
     }
 
+    /// Hands IKE messages that arrive on an encapsulation port (behind the non-ESP marker)
+    /// out as [`Decapsulated::Ike`]: the daemon negotiating SAs shares the port with ESP in
+    /// UDP. Off by default.
+    pub fn set_ike(&mut self, on: bool) {
+        self.ike = on;
+    }
+
+    /// Also receive ESP in UDP (and IKE) on this port.
+    pub fn add_encap_port(&mut self, port: u16) {
+        if !self.encap_ports.contains(&port) {
+            self.encap_ports.push(port);
+        }
+    }
+
     /// Index of the inbound SA for this SPI and destination.
     pub fn sa_index(&self, spi: u32, dst: IpAddr) -> Option<usize> {
         self.by_spi.get(&(spi, dst)).copied()
@@ -213,6 +237,7 @@ impl Inbound {
                     next = IpProtocol::Esp;
                 }
                 UdpKind::Keepalive if n_removed == 0 => return Ok(Decapsulated::Keepalive),
+                UdpKind::Ike(at) if n_removed == 0 => return ike_message(pkt, &outer, offset, at),
                 UdpKind::Other if n_removed == 0 => return self.bypass(pkt),
                 _ => return Err(DropReason::Malformed),
             }
@@ -251,6 +276,9 @@ impl Inbound {
         Ok(match udp_encap::classify(u.payload()) {
             Ok(udp_encap::Payload::Esp(_)) => UdpKind::Esp(offset + udp::HEADER_LEN),
             Ok(udp_encap::Payload::Keepalive) => UdpKind::Keepalive,
+            Ok(udp_encap::Payload::Ike(_)) if self.ike => {
+                UdpKind::Ike(offset + udp::HEADER_LEN + udp_encap::NON_ESP_MARKER_LEN)
+            }
             Ok(udp_encap::Payload::Ike(_)) => UdpKind::Other,
             Err(_) => return Err(DropReason::Malformed),
         })
@@ -400,5 +428,31 @@ impl Inbound {
 enum UdpKind {
     Esp(usize),
     Keepalive,
+    /// An IKE message starting at this offset.
+    Ike(usize),
     Other,
+}
+
+/// The IKE message at `at` of a UDP datagram at `udp_offset`, with its endpoints.
+fn ike_message(
+    pkt: &[u8],
+    outer: &Outer,
+    udp_offset: usize,
+    at: usize,
+) -> Result<Decapsulated, DropReason> {
+    let u = udp::Packet::new_checked(pkt.get(udp_offset..).ok_or(DropReason::Malformed)?)
+        .map_err(|_| DropReason::Malformed)?;
+    let end = udp_offset + usize::from(u.len());
+    if at > end || end > pkt.len() {
+        return Err(DropReason::Malformed);
+    }
+    let src_ip = match ip::Packet::new_checked(pkt).map_err(|_| DropReason::Malformed)? {
+        ip::Packet::Ipv4(p) => IpAddr::V4(p.src_addr()),
+        ip::Packet::Ipv6(p) => IpAddr::V6(p.src_addr()),
+    };
+    Ok(Decapsulated::Ike {
+        range: at..end,
+        src: SocketAddr::new(src_ip, u.src_port()),
+        dst: SocketAddr::new(outer.dst, u.dst_port()),
+    })
 }
