@@ -522,6 +522,122 @@ impl<'a> Live<'a> {
         Ok(format!("removed sa {spi:#010x} {}", dir.name()))
     }
 
+    /// Installs a CHILD_SA negotiated by IKE: its inbound SA first (so that the peer's
+    /// first packet is accepted), then its outbound SA, then its policies — in front of
+    /// every other policy, so that a trap or a wider policy never shadows them. Its keys are
+    /// new, so it keeps no durable state: sequence numbers start at 1 under a key never used
+    /// before. All or nothing: on an error nothing of it stays. Returns the policies' ids.
+    pub fn install_negotiated(
+        &mut self,
+        sas: [SaSpec; 2],
+        policies: Vec<PolicySpec>,
+        owner: &str,
+    ) -> Result<Vec<PolicyId>, String> {
+        let [inbound, outbound] = sas;
+        if inbound.dir != Some(Direction::In) || outbound.dir != Some(Direction::Out) {
+            return Err(format!(
+                "{owner}: a CHILD_SA is an inbound SA and an outbound SA"
+            ));
+        }
+        self.check_new(&inbound, Direction::In, None)?;
+        self.check_new(&outbound, Direction::Out, None)?;
+        let mut both = self.specs();
+        both.push(inbound.clone());
+        both.push(outbound.clone());
+        if first_shared_aead_key(&both).is_some() {
+            return Err(format!("{owner}: a key of the new SAs is already in use"));
+        }
+        let how = |installed| Install {
+            installed,
+            reservation: None,
+            closed_at: None,
+            disabled: false,
+        };
+        let installed = self.started.elapsed();
+        self.engine
+            .add_sa(&inbound, Direction::In, how(installed))
+            .map_err(|e| format!("{owner}: sa {:#010x} in: {e}", inbound.spi))?;
+        if let Err(e) = self
+            .engine
+            .add_sa(&outbound, Direction::Out, how(installed))
+        {
+            let _ = self
+                .engine
+                .remove_sa(inbound.spi, Direction::In, inbound.dst);
+            return Err(format!("{owner}: sa {:#010x} out: {e}", outbound.spi));
+        }
+        let (spi_in, dst_in, spi_out, dst_out) =
+            (inbound.spi, inbound.dst, outbound.spi, outbound.dst);
+        for (spec, dir) in [(inbound, Direction::In), (outbound, Direction::Out)] {
+            self.sas.push(CatalogSa {
+                spec,
+                dir,
+                retire: None,
+                state_error: None,
+            });
+        }
+        let first_id = self.next_policy_id;
+        let count = policies.len() as u32;
+        let mut outs = 0;
+        let mut ins = 0;
+        let mut positioned = Vec::with_capacity(policies.len());
+        for p in policies {
+            let at = match p.dir {
+                Direction::Out => &mut outs,
+                Direction::In => &mut ins,
+            };
+            positioned.push((p, *at));
+            *at += 1;
+        }
+        for (p, at) in positioned {
+            if let Err(e) = self.add_policies(vec![p], Some(at)) {
+                let ids: Vec<PolicyId> = (first_id..self.next_policy_id).map(PolicyId).collect();
+                self.uninstall_negotiated((spi_in, dst_in), (spi_out, dst_out), &ids, owner);
+                return Err(format!("{owner}: {e}"));
+            }
+        }
+        self.note(format!(
+            "{owner}: installed sa {spi_in:#010x} in, sa {spi_out:#010x} out and {count} policies"
+        ));
+        Ok((first_id..first_id + count).map(PolicyId).collect())
+    }
+
+    /// Removes what [`install_negotiated`](Self::install_negotiated) installed: the
+    /// policies first (packets meet the next policy, never a removed SA), then the
+    /// outbound SA, then the inbound one.
+    pub fn uninstall_negotiated(
+        &mut self,
+        inbound: (u32, IpAddr),
+        outbound: (u32, IpAddr),
+        policies: &[PolicyId],
+        owner: &str,
+    ) {
+        for &id in policies {
+            if self.find_policy(id).is_some()
+                && let Err(e) = self.del_policy(id)
+            {
+                self.note(format!("{owner}: removing policy {}: {e}", id.0));
+            }
+        }
+        for ((spi, dst), dir) in [(outbound, Direction::Out), (inbound, Direction::In)] {
+            if let Some(i) = self.find(spi, Some(dir), Some(dst)) {
+                match self.engine.remove_sa(spi, dir, dst) {
+                    Ok(()) => {
+                        self.sas.remove(i);
+                    }
+                    Err(e) => self.note(format!(
+                        "{owner}: removing sa {spi:#010x} {}: {e}",
+                        dir.name()
+                    )),
+                }
+            }
+        }
+        self.note(format!(
+            "{owner}: removed sa {:#010x} in and sa {:#010x} out",
+            inbound.0, outbound.0
+        ));
+    }
+
     /// Every SA a policy names is held in the policy's direction.
     fn check_bundle(&self, dir: Direction, spis: &[u32]) -> Result<(), String> {
         for &spi in spis {

@@ -350,3 +350,90 @@ fn no_list_shows_a_key() {
         "{text}"
     );
 }
+
+fn negotiated(
+    spi_in: u32,
+    spi_out: u32,
+    key_in: &str,
+    key_out: &str,
+) -> ([SaSpec; 2], Vec<PolicySpec>) {
+    use espo_ike::child::{DirectionKeys, NegotiatedChild};
+    use espo_ike::ts::TsSpec;
+    let ts = |s: &str| match s.parse::<TsSpec>().unwrap() {
+        TsSpec::Range(r) => r,
+        TsSpec::Dynamic { .. } => unreachable!(),
+    };
+    let keys = |k: &str| DirectionKeys {
+        key: espo_ipsec::crypto::SecretKey::from_hex(k).unwrap(),
+        integrity_key: None,
+    };
+    let child = NegotiatedChild {
+        spi_in,
+        spi_out,
+        encryption: espo_ipsec::crypto::EncryptionAlgorithm::AesGcm128,
+        integrity: None,
+        esn: false,
+        keys_in: keys(key_in),
+        keys_out: keys(key_out),
+        local: "192.0.2.1".parse().unwrap(),
+        remote: "192.0.2.2".parse().unwrap(),
+        encap: None,
+        local_ts: vec![ts("10.1.7.0/24")],
+        remote_ts: vec![ts("10.2.7.0/24")],
+        replay_window: 64,
+        lifetime: Default::default(),
+    };
+    (child.sa_specs().unwrap(), child.policy_specs().unwrap())
+}
+
+#[test]
+fn a_negotiated_child_sa_goes_in_front_and_leaves_no_state_behind() {
+    let mut r = rig();
+    let mut db = live(&r.config, &r.engine, &r.keeper, &mut r.routes);
+    let (sas, policies) = negotiated(0xc001, 0xd001, K3, K4);
+    let ids = db.install_negotiated(sas, policies, "site-b/net").unwrap();
+    assert_eq!(ids.len(), 2);
+    assert!(in_spis(&r.engine).contains(&0xc001));
+    assert!(out_spis(&r.engine).contains(&0xd001));
+    assert_eq!(db.policies(Direction::Out)[0].id, ids[0]);
+    assert_eq!(db.policies(Direction::In)[0].id, ids[1]);
+    assert_eq!(db.policies(Direction::Out)[0].spec.sa, vec![0xd001]);
+    // Fresh keys: no state file was written for them.
+    let files: Vec<_> = std::fs::read_dir(r._dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        files
+            .iter()
+            .all(|f| !f.contains("c001") && !f.contains("d001")),
+        "{files:?}"
+    );
+    // The same SPIs or keys again are refused, and nothing of the attempt stays.
+    let before = db.policies(Direction::Out).len();
+    let (sas, policies) = negotiated(
+        0xc002,
+        0xd002,
+        K3,
+        "0505050505050505050505050505050505050505",
+    );
+    assert!(db.install_negotiated(sas, policies, "again").is_err());
+    assert_eq!(db.policies(Direction::Out).len(), before);
+    assert!(!in_spis(&r.engine).contains(&0xc002));
+    assert!(!out_spis(&r.engine).contains(&0xd002));
+    db.uninstall_negotiated(
+        (0xc001, "192.0.2.1".parse().unwrap()),
+        (0xd001, "192.0.2.2".parse().unwrap()),
+        &ids,
+        "site-b/net",
+    );
+    assert!(!in_spis(&r.engine).contains(&0xc001));
+    assert!(!out_spis(&r.engine).contains(&0xd001));
+    assert!(
+        db.policies(Direction::Out)
+            .iter()
+            .all(|p| !ids.contains(&p.id))
+    );
+    // The configured tunnel is untouched.
+    assert!(out_spis(&r.engine).contains(&0x1001) && in_spis(&r.engine).contains(&0x2001));
+}
