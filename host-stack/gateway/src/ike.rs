@@ -7,5 +7,7 @@
 //! dropped and counted (`ike-backlog`) — IKE retransmits (RFC 7296 §2.1).
 
 pub mod inbox;
+pub mod runtime;
 
 pub use inbox::{IkeInbox, IkeMessage, IkeReceiver};
+pub use runtime::{IkeRuntime, IkeSocket, LogFilter};

@@ -10,5 +10,6 @@
 
 pub mod child;
 pub mod connection;
+pub mod daemon;
 pub mod exchange;
 pub mod ts;

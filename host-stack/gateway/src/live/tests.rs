@@ -12,9 +12,9 @@ use super::*;
 use crate::software::{inbound_sa, outbound_sa};
 use crate::state_dir::StateDir;
 
-struct TestEngine {
-    out: Mutex<Outbound>,
-    inn: Mutex<Inbound>,
+pub(crate) struct TestEngine {
+    pub(crate) out: Mutex<Outbound>,
+    pub(crate) inn: Mutex<Inbound>,
 }
 
 impl Engine for TestEngine {
@@ -83,7 +83,7 @@ impl Engine for TestEngine {
 }
 
 #[derive(Default)]
-struct TestRoutes(Vec<Cidr>);
+pub(crate) struct TestRoutes(Vec<Cidr>);
 
 impl Routes for TestRoutes {
     fn add(&mut self, dst: Cidr) -> Result<(), String> {
@@ -97,8 +97,8 @@ impl Routes for TestRoutes {
 
 const K1: &str = "0101010101010101010101010101010101010101";
 const K2: &str = "0202020202020202020202020202020202020202";
-const K3: &str = "0303030303030303030303030303030303030303";
-const K4: &str = "0404040404040404040404040404040404040404";
+pub(crate) const K3: &str = "0303030303030303030303030303030303030303";
+pub(crate) const K4: &str = "0404040404040404040404040404040404040404";
 
 fn sa_text(spi: &str, dir: &str, src: &str, dst: &str, key: &str) -> String {
     format!(
@@ -116,15 +116,15 @@ fn config() -> Config {
     Config::parse(&text, Path::new("gw.toml")).unwrap()
 }
 
-struct Rig {
-    config: Config,
-    engine: TestEngine,
-    keeper: Mutex<Keeper>,
-    routes: TestRoutes,
-    _dir: tempfile::TempDir,
+pub(crate) struct Rig {
+    pub(crate) config: Config,
+    pub(crate) engine: TestEngine,
+    pub(crate) keeper: Mutex<Keeper>,
+    pub(crate) routes: TestRoutes,
+    pub(crate) _dir: tempfile::TempDir,
 }
 
-fn rig() -> Rig {
+pub(crate) fn rig() -> Rig {
     let config = config();
     let engine = config.software_engine().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -141,7 +141,7 @@ fn rig() -> Rig {
     }
 }
 
-fn live<'a>(
+pub(crate) fn live<'a>(
     config: &'a Config,
     engine: &'a TestEngine,
     keeper: &'a Mutex<Keeper>,
@@ -171,11 +171,11 @@ fn ask(db: &mut Live, text: &str) -> Reply {
     db.handle(Request::parse(text.as_bytes()).unwrap_or_else(|e| panic!("{e}")))
 }
 
-fn out_spis(e: &TestEngine) -> BTreeSet<u32> {
+pub(crate) fn out_spis(e: &TestEngine) -> BTreeSet<u32> {
     lock(&e.out).sas().iter().map(|s| s.params.spi).collect()
 }
 
-fn in_spis(e: &TestEngine) -> BTreeSet<u32> {
+pub(crate) fn in_spis(e: &TestEngine) -> BTreeSet<u32> {
     lock(&e.inn).sas().iter().map(|s| s.params.spi).collect()
 }
 
@@ -351,7 +351,7 @@ fn no_list_shows_a_key() {
     );
 }
 
-fn negotiated(
+pub(crate) fn negotiated(
     spi_in: u32,
     spi_out: u32,
     key_in: &str,

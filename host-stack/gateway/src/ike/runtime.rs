@@ -1,0 +1,393 @@
+//! The key-management daemon's surroundings on the gateway's control thread: its UDP
+//! sockets, the messages the datapath hands over, its timers, and what it asks for — sending
+//! messages, installing and removing CHILD_SAs in the live database, logging.
+//!
+//! IKE runs beside the datapath and never blocks it: the datapath only ever offers
+//! messages to the bounded inbox, and CHILD_SAs reach the datapath threads through the live
+//! database's mailboxes like any other change.
+//!
+//! Sockets: port 500 is the daemon's own. Port 4500 (NAT traversal) is shared with ESP in
+//! UDP (RFC 3948): on the software engine the datapath's socket receives both and hands IKE
+//! over through the inbox, and the daemon sends through a second handle of the same socket;
+//! on the card, ESP in UDP arrives through the card's port and the daemon has its own
+//! socket. Messages on port 4500 carry the non-ESP marker; the runtime adds and removes it.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use espo_ike::daemon::{ChildId, Event, KeyManager, Level, Request, Subsystem};
+use espo_ipsec::spd::PolicyId;
+use espo_ipsec::wire::udp_encap::{self, NON_ESP_MARKER_LEN};
+
+use super::inbox::IkeReceiver;
+use crate::live::Live;
+
+/// Largest IKE datagram taken (RFC 7296 §2: implementations must take 1280 bytes; espo
+/// takes what UDP carries).
+const MAX_DATAGRAM: usize = 65535;
+/// Datagrams read from one socket per pump, so that a flood cannot starve the rest.
+const READ_BUDGET: usize = 64;
+/// Log lines kept for `espo status`.
+const LOG_KEPT: usize = 64;
+
+/// One UDP socket of the daemon.
+#[derive(Debug)]
+pub struct IkeSocket {
+    /// The address and port it is bound to (and sends from).
+    pub local: SocketAddr,
+    pub socket: UdpSocket,
+    /// Port 4500: messages carry the non-ESP marker.
+    pub marker: bool,
+    /// Whether the runtime reads it (`false`: the datapath reads it and hands IKE over).
+    pub receive: bool,
+}
+
+impl IkeSocket {
+    /// A socket of the daemon's own at `local`, nonblocking.
+    pub fn bind(local: SocketAddr, marker: bool) -> io::Result<IkeSocket> {
+        let socket = UdpSocket::bind(local)?;
+        socket.set_nonblocking(true)?;
+        Ok(IkeSocket {
+            local: socket.local_addr()?,
+            socket,
+            marker,
+            receive: true,
+        })
+    }
+}
+
+/// What the runtime installed for a CHILD_SA.
+#[derive(Debug)]
+struct Installed {
+    name: String,
+    inbound: (u32, std::net::IpAddr),
+    outbound: (u32, std::net::IpAddr),
+    policies: Vec<PolicyId>,
+}
+
+/// Counters for `espo status`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeCounters {
+    pub received: u64,
+    pub sent: u64,
+    pub send_errors: u64,
+    /// Datagrams on port 4500 that were not IKE (ESP or keepalives on a socket of the
+    /// daemon's own: the card takes those) or were too short.
+    pub not_ike: u64,
+    pub children_installed: u64,
+    pub children_removed: u64,
+    pub install_failures: u64,
+}
+
+/// Which log lines are printed: a level for every subsystem, one of them raised or lowered.
+#[derive(Debug, Clone)]
+pub struct LogFilter {
+    pub default: Level,
+    pub per: Vec<(Subsystem, Level)>,
+}
+
+impl Default for LogFilter {
+    fn default() -> LogFilter {
+        LogFilter {
+            default: Level::Info,
+            per: Vec::new(),
+        }
+    }
+}
+
+impl LogFilter {
+    pub fn shows(&self, subsystem: Subsystem, level: Level) -> bool {
+        let limit = self
+            .per
+            .iter()
+            .find(|(s, _)| *s == subsystem)
+            .map_or(self.default, |(_, l)| *l);
+        level <= limit
+    }
+}
+
+/// The daemon with its sockets.
+pub struct IkeRuntime<K: KeyManager> {
+    km: K,
+    sockets: Vec<IkeSocket>,
+    inbox: Option<IkeReceiver>,
+    installed: HashMap<ChildId, Installed>,
+    counters: RuntimeCounters,
+    log: VecDeque<String>,
+    filter: LogFilter,
+    started: Instant,
+    /// Where printed log lines go.
+    sink: Box<dyn FnMut(&str) + Send>,
+    buf: Vec<u8>,
+}
+
+impl<K: KeyManager> IkeRuntime<K> {
+    pub fn new(
+        km: K,
+        sockets: Vec<IkeSocket>,
+        inbox: Option<IkeReceiver>,
+        filter: LogFilter,
+    ) -> IkeRuntime<K> {
+        IkeRuntime {
+            km,
+            sockets,
+            inbox,
+            installed: HashMap::new(),
+            counters: RuntimeCounters::default(),
+            log: VecDeque::new(),
+            filter,
+            started: Instant::now(),
+            sink: Box::new(|line| eprintln!("{line}")),
+            buf: vec![0; MAX_DATAGRAM],
+        }
+    }
+
+    /// Printed log lines go to `sink` instead of standard error.
+    pub fn with_sink(mut self, sink: impl FnMut(&str) + Send + 'static) -> IkeRuntime<K> {
+        self.sink = Box::new(sink);
+        self
+    }
+
+    pub fn key_manager(&mut self) -> &mut K {
+        &mut self.km
+    }
+
+    pub fn counters(&self) -> RuntimeCounters {
+        self.counters
+    }
+
+    /// The descriptors to wait on: the sockets it reads and the inbox.
+    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        let mut fds: Vec<BorrowedFd<'_>> = self
+            .sockets
+            .iter()
+            .filter(|s| s.receive)
+            .map(|s| s.socket.as_fd())
+            .collect();
+        if let Some(inbox) = &self.inbox {
+            fds.push(inbox.wake_fd());
+        }
+        fds
+    }
+
+    /// How long the control thread may wait before [`pump`](Self::pump) has timers to run.
+    pub fn timeout(&self, now: Instant) -> Option<Duration> {
+        self.km
+            .next_deadline()
+            .map(|d| d.saturating_duration_since(now))
+    }
+
+    /// Reads what arrived, runs the daemon's timers and carries out what it asks. Returns
+    /// whether the live database changed (the guard follows it).
+    pub fn pump(&mut self, db: &mut Live<'_>, now: Instant) -> bool {
+        self.read_sockets(now);
+        if let Some(inbox) = &self.inbox {
+            inbox.clear_wake();
+            while let Some(m) = inbox.try_recv() {
+                self.counters.received += 1;
+                self.km.receive(&m.bytes, m.src, m.dst, now);
+            }
+        }
+        self.km.tick(now);
+        self.run_events(db, now)
+    }
+
+    /// Answers an operator's request, then carries out what it caused.
+    pub fn request(
+        &mut self,
+        request: Request,
+        db: &mut Live<'_>,
+        now: Instant,
+    ) -> (Result<String, String>, bool) {
+        let answer = self.km.request(request, now);
+        let changed = self.run_events(db, now);
+        (answer, changed)
+    }
+
+    /// Removes every CHILD_SA it installed (at a clean stop).
+    pub fn uninstall_all(&mut self, db: &mut Live<'_>) {
+        let ids: Vec<ChildId> = self.installed.keys().copied().collect();
+        for id in ids {
+            self.remove(db, id);
+        }
+    }
+
+    fn read_sockets(&mut self, now: Instant) {
+        for i in 0..self.sockets.len() {
+            if !self.sockets[i].receive {
+                continue;
+            }
+            for _ in 0..READ_BUDGET {
+                let (n, remote) = match self.sockets[i].socket.recv_from(&mut self.buf) {
+                    Ok(r) => r,
+                    Err(_) => break,
+                };
+                let s = &self.sockets[i];
+                let data = &self.buf[..n];
+                let message = if s.marker {
+                    match udp_encap::classify(data) {
+                        Ok(udp_encap::Payload::Ike(m)) => m,
+                        _ => {
+                            self.counters.not_ike += 1;
+                            continue;
+                        }
+                    }
+                } else {
+                    data
+                };
+                self.counters.received += 1;
+                let local = s.local;
+                self.km.receive(message, remote, local, now);
+            }
+        }
+    }
+
+    fn run_events(&mut self, db: &mut Live<'_>, now: Instant) -> bool {
+        let mut changed = false;
+        while let Some(event) = self.km.next_event() {
+            match event {
+                Event::Send {
+                    local,
+                    remote,
+                    message,
+                } => self.send(local, remote, &message),
+                Event::InstallChild {
+                    id,
+                    name,
+                    sas,
+                    policies,
+                } => {
+                    let [inbound, outbound] = *sas;
+                    let keys = ((inbound.spi, inbound.dst), (outbound.spi, outbound.dst));
+                    match db.install_negotiated([inbound, outbound], policies, &name) {
+                        Ok(ids) => {
+                            changed = true;
+                            self.counters.children_installed += 1;
+                            self.installed.insert(
+                                id,
+                                Installed {
+                                    name,
+                                    inbound: keys.0,
+                                    outbound: keys.1,
+                                    policies: ids,
+                                },
+                            );
+                        }
+                        Err(e) => {
+                            self.counters.install_failures += 1;
+                            self.note(
+                                Subsystem::Child,
+                                Level::Error,
+                                &format!("installing {name} failed: {e}"),
+                            );
+                            self.km.install_failed(id, &e, now);
+                        }
+                    }
+                }
+                Event::RemoveChild { id } => {
+                    changed |= self.remove(db, id);
+                }
+                Event::Log {
+                    level,
+                    subsystem,
+                    text,
+                } => self.note(subsystem, level, &text),
+            }
+        }
+        changed
+    }
+
+    fn remove(&mut self, db: &mut Live<'_>, id: ChildId) -> bool {
+        let Some(child) = self.installed.remove(&id) else {
+            return false;
+        };
+        db.uninstall_negotiated(child.inbound, child.outbound, &child.policies, &child.name);
+        self.counters.children_removed += 1;
+        true
+    }
+
+    fn send(&mut self, local: SocketAddr, remote: SocketAddr, message: &[u8]) {
+        let Some(s) = self.sockets.iter().find(|s| s.local == local) else {
+            self.counters.send_errors += 1;
+            self.note(
+                Subsystem::Net,
+                Level::Error,
+                &format!("no socket at {local} to send an IKE message to {remote} from"),
+            );
+            return;
+        };
+        let result = if s.marker {
+            let mut datagram = Vec::with_capacity(NON_ESP_MARKER_LEN + message.len());
+            datagram.extend_from_slice(&[0; NON_ESP_MARKER_LEN]);
+            datagram.extend_from_slice(message);
+            s.socket.send_to(&datagram, remote)
+        } else {
+            s.socket.send_to(message, remote)
+        };
+        match result {
+            Ok(_) => self.counters.sent += 1,
+            Err(e) => {
+                self.counters.send_errors += 1;
+                self.note(
+                    Subsystem::Net,
+                    Level::Warning,
+                    &format!("sending an IKE message from {local} to {remote} failed: {e}"),
+                );
+            }
+        }
+    }
+
+    fn note(&mut self, subsystem: Subsystem, level: Level, text: &str) {
+        let line = format!(
+            "{:>6} s  [{}] {}: {text}",
+            self.started.elapsed().as_secs(),
+            subsystem.name(),
+            level.name()
+        );
+        if self.filter.shows(subsystem, level) {
+            (self.sink)(&line);
+        }
+        if level <= Level::Info {
+            if self.log.len() == LOG_KEPT {
+                self.log.pop_front();
+            }
+            self.log.push_back(line);
+        }
+    }
+
+    /// Lines for `espo status`: the counters, the CHILD_SAs installed, recent log lines.
+    pub fn status_lines(&self) -> String {
+        let c = self.counters;
+        let mut text = format!(
+            "ike: {} messages received, {} sent ({} send errors), {} not IKE on port 4500; child SAs: {} installed, {} removed, {} failed to install\n",
+            c.received,
+            c.sent,
+            c.send_errors,
+            c.not_ike,
+            c.children_installed,
+            c.children_removed,
+            c.install_failures
+        );
+        let mut children: Vec<&Installed> = self.installed.values().collect();
+        children.sort_by(|a, b| a.name.cmp(&b.name));
+        for ch in children {
+            text.push_str(&format!(
+                "  child {}: sa {:#010x} in, sa {:#010x} out, {} policies\n",
+                ch.name,
+                ch.inbound.0,
+                ch.outbound.0,
+                ch.policies.len()
+            ));
+        }
+        for line in &self.log {
+            text.push_str(&format!("  {line}\n"));
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,223 @@
+//! The runtime against a scripted key manager: what it hears reaches the daemon (marker
+//! removed on port 4500), what the daemon asks for is done — messages sent from the right
+//! socket (marker added), CHILD_SAs installed and removed in the live database, a failed
+//! install reported back.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use espo_ike::daemon::{ChildId, Event, KeyManager, Level, Request, Subsystem};
+
+use super::*;
+use crate::ike::inbox::{self, IkeMessage};
+use crate::live::tests::{K3, K4, in_spis, live, negotiated, out_spis, rig};
+
+/// Answers every message with "re:" + the message, from where it arrived; a message
+/// "install N" installs a CHILD_SA with SPIs from N, "remove N" removes it.
+#[derive(Default)]
+struct Scripted {
+    heard: Vec<(Vec<u8>, SocketAddr, SocketAddr)>,
+    events: VecDeque<Event>,
+    failed: Vec<(ChildId, String)>,
+    ticks: u32,
+}
+
+impl KeyManager for Scripted {
+    fn receive(&mut self, message: &[u8], remote: SocketAddr, local: SocketAddr, _: Instant) {
+        self.heard.push((message.to_vec(), remote, local));
+        let text = String::from_utf8_lossy(message).to_string();
+        if let Some(n) = text.strip_prefix("install ") {
+            let n: u32 = n.parse().unwrap();
+            let (key_in, key_out) = if n == 1 { (K3, K4) } else { (K3, K3) };
+            let (sas, policies) = negotiated(0xc000 + n, 0xd000 + n, key_in, key_out);
+            self.events.push_back(Event::InstallChild {
+                id: ChildId(n as u64),
+                name: format!("conn/child{n}"),
+                sas: Box::new(sas),
+                policies,
+            });
+        } else if let Some(n) = text.strip_prefix("remove ") {
+            self.events.push_back(Event::RemoveChild {
+                id: ChildId(n.parse().unwrap()),
+            });
+        }
+        let mut reply = b"re:".to_vec();
+        reply.extend_from_slice(message);
+        self.events.push_back(Event::Send {
+            local,
+            remote,
+            message: reply,
+        });
+    }
+    fn tick(&mut self, _: Instant) {
+        self.ticks += 1;
+    }
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+    fn next_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+    fn install_failed(&mut self, id: ChildId, why: &str, _: Instant) {
+        self.failed.push((id, why.to_string()));
+        self.events.push_back(Event::Log {
+            level: Level::Warning,
+            subsystem: Subsystem::Ike,
+            text: format!("deleting child {} again", id.0),
+        });
+    }
+    fn request(&mut self, request: Request, _: Instant) -> Result<String, String> {
+        match request {
+            Request::List => Ok("no connections\n".into()),
+            Request::Up(name) | Request::Down(name) => Err(format!("no connection {name}")),
+        }
+    }
+}
+
+fn peer() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s
+}
+
+fn recv(s: &UdpSocket) -> Vec<u8> {
+    let mut buf = [0u8; 2048];
+    let (n, _) = s.recv_from(&mut buf).unwrap();
+    buf[..n].to_vec()
+}
+
+/// Pumps until the key manager heard `count` messages (datagrams take a moment on loopback).
+fn pump_until(rt: &mut IkeRuntime<Scripted>, db: &mut Live<'_>, count: usize) -> bool {
+    let mut changed = false;
+    for _ in 0..200 {
+        changed |= rt.pump(db, Instant::now());
+        if rt.key_manager().heard.len() >= count {
+            return changed;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!(
+        "the key manager heard {} messages",
+        rt.key_manager().heard.len()
+    );
+}
+
+#[test]
+fn messages_go_both_ways_with_the_marker_on_port_4500_only() {
+    let mut r = rig();
+    let mut db = live(&r.config, &r.engine, &r.keeper, &mut r.routes);
+    let ike = IkeSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+    let natt = IkeSocket::bind("127.0.0.1:0".parse().unwrap(), true).unwrap();
+    let (ike_at, natt_at) = (ike.local, natt.local);
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = Arc::clone(&lines);
+    let mut rt = IkeRuntime::new(
+        Scripted::default(),
+        vec![ike, natt],
+        None,
+        LogFilter::default(),
+    )
+    .with_sink(move |l| sink.lock().unwrap().push(l.to_string()));
+    let p = peer();
+    p.send_to(b"hello", ike_at).unwrap();
+    pump_until(&mut rt, &mut db, 1);
+    assert_eq!(recv(&p), b"re:hello");
+    // On 4500 the marker goes in front, and comes off what arrives.
+    p.send_to(b"\0\0\0\0natted", natt_at).unwrap();
+    // ESP and keepalives on a socket of the daemon's own are not IKE.
+    p.send_to(&[0xff], natt_at).unwrap();
+    p.send_to(b"\x00\x00\x10\x01espespesp", natt_at).unwrap();
+    pump_until(&mut rt, &mut db, 2);
+    assert_eq!(recv(&p), b"\0\0\0\0re:natted");
+    let heard = &rt.key_manager().heard;
+    assert_eq!(heard[1].0, b"natted");
+    assert_eq!(heard[1].2, natt_at);
+    std::thread::sleep(Duration::from_millis(20));
+    rt.pump(&mut db, Instant::now());
+    assert_eq!(rt.counters().not_ike, 2);
+    assert_eq!((rt.counters().received, rt.counters().sent), (2, 2));
+    assert!(rt.key_manager().ticks >= 2);
+}
+
+#[test]
+fn child_sas_are_installed_and_removed_and_failures_reported() {
+    let mut r = rig();
+    let mut db = live(&r.config, &r.engine, &r.keeper, &mut r.routes);
+    let ike = IkeSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+    let at = ike.local;
+    let mut rt = IkeRuntime::new(Scripted::default(), vec![ike], None, LogFilter::default())
+        .with_sink(|_| {});
+    let p = peer();
+    p.send_to(b"install 1", at).unwrap();
+    assert!(pump_until(&mut rt, &mut db, 1));
+    assert!(in_spis(&r.engine).contains(&0xc001) && out_spis(&r.engine).contains(&0xd001));
+    assert!(
+        rt.status_lines()
+            .contains("child conn/child1: sa 0x0000c001 in")
+    );
+    // The same key in both directions is refused by the database: the daemon hears of it.
+    p.send_to(b"install 2", at).unwrap();
+    assert!(!pump_until(&mut rt, &mut db, 2));
+    assert_eq!(rt.key_manager().failed.len(), 1);
+    assert_eq!(rt.key_manager().failed[0].0, ChildId(2));
+    assert!(!in_spis(&r.engine).contains(&0xc002));
+    assert_eq!(rt.counters().install_failures, 1);
+    p.send_to(b"remove 1", at).unwrap();
+    assert!(pump_until(&mut rt, &mut db, 3));
+    assert!(!in_spis(&r.engine).contains(&0xc001) && !out_spis(&r.engine).contains(&0xd001));
+    assert_eq!(rt.counters().children_removed, 1);
+    // The configured SAs are untouched throughout.
+    assert!(in_spis(&r.engine).contains(&0x2001));
+}
+
+#[test]
+fn the_inbox_feeds_the_daemon_and_uninstall_all_cleans_up() {
+    let mut r = rig();
+    let mut db = live(&r.config, &r.engine, &r.keeper, &mut r.routes);
+    let (tx, rx) = inbox::channel(8).unwrap();
+    let natt = IkeSocket::bind("127.0.0.1:0".parse().unwrap(), true).unwrap();
+    let mut natt = natt;
+    natt.receive = false; // the datapath reads it
+    let at = natt.local;
+    let mut rt = IkeRuntime::new(
+        Scripted::default(),
+        vec![natt],
+        Some(rx),
+        LogFilter::default(),
+    )
+    .with_sink(|_| {});
+    assert_eq!(rt.fds().len(), 1, "the inbox only");
+    let p = peer();
+    assert!(tx.offer(IkeMessage {
+        bytes: b"install 1".to_vec(),
+        src: p.local_addr().unwrap(),
+        dst: at,
+    }));
+    assert!(pump_until(&mut rt, &mut db, 1));
+    assert_eq!(recv(&p), b"\0\0\0\0re:install 1");
+    rt.uninstall_all(&mut db);
+    assert!(!in_spis(&r.engine).contains(&0xc001));
+    assert_eq!(rt.counters().children_removed, 1);
+}
+
+#[test]
+fn operator_requests_reach_the_daemon() {
+    let mut r = rig();
+    let mut db = live(&r.config, &r.engine, &r.keeper, &mut r.routes);
+    let mut rt = IkeRuntime::new(Scripted::default(), vec![], None, LogFilter::default());
+    let (answer, changed) = rt.request(Request::Up("nope".into()), &mut db, Instant::now());
+    assert_eq!(answer, Err("no connection nope".into()));
+    assert!(!changed);
+}
+
+#[test]
+fn log_levels_per_subsystem() {
+    let f = LogFilter {
+        default: Level::Warning,
+        per: vec![(Subsystem::Ike, Level::Debug)],
+    };
+    assert!(f.shows(Subsystem::Ike, Level::Debug));
+    assert!(f.shows(Subsystem::Net, Level::Error));
+    assert!(!f.shows(Subsystem::Net, Level::Info));
+}

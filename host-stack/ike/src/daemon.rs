@@ -1,0 +1,122 @@
+//! What key management asks of the gateway around it: the events a daemon emits (send a
+//! message, install or remove a CHILD_SA, log a line) and the requests an operator makes
+//! (`espo ike list|up|down`). The daemon itself does no I/O: the gateway owns the sockets,
+//! the live database and the clock, and feeds the daemon through [`KeyManager`].
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use espo_ipsec::spec::{PolicySpec, SaSpec};
+
+/// A CHILD_SA's handle while it is installed, chosen by the daemon (unique per daemon).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChildId(pub u64);
+
+/// How much a log line matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Error,
+    Warning,
+    Info,
+    Debug,
+}
+
+impl Level {
+    pub const NAMES: &'static [(&'static str, Level)] = &[
+        ("error", Level::Error),
+        ("warning", Level::Warning),
+        ("info", Level::Info),
+        ("debug", Level::Debug),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Level::NAMES
+            .iter()
+            .find(|(_, l)| *l == self)
+            .map_or("info", |(n, _)| *n)
+    }
+}
+
+/// What a log line is about, as strongSwan's subsystems: `ike` the IKE SAs and their
+/// exchanges, `chd` CHILD_SAs, `cfg` connections and proposals, `net` datagrams, `enc` message
+/// encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Subsystem {
+    Ike,
+    Child,
+    Config,
+    Net,
+    Encoding,
+}
+
+impl Subsystem {
+    pub const NAMES: &'static [(&'static str, Subsystem)] = &[
+        ("ike", Subsystem::Ike),
+        ("chd", Subsystem::Child),
+        ("cfg", Subsystem::Config),
+        ("net", Subsystem::Net),
+        ("enc", Subsystem::Encoding),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Subsystem::NAMES
+            .iter()
+            .find(|(_, s)| *s == self)
+            .map_or("ike", |(n, _)| *n)
+    }
+}
+
+/// Something the gateway must do for the daemon.
+#[derive(Debug)]
+pub enum Event {
+    /// Send `message` (an IKE message: the gateway adds the non-ESP marker on port 4500)
+    /// from `local` to `remote`.
+    Send {
+        local: SocketAddr,
+        remote: SocketAddr,
+        message: Vec<u8>,
+    },
+    /// Install a negotiated CHILD_SA: its inbound and outbound SA and its policies.
+    InstallChild {
+        id: ChildId,
+        /// `connection/child` and the IKE SA, for logs and status.
+        name: String,
+        sas: Box<[SaSpec; 2]>,
+        policies: Vec<PolicySpec>,
+    },
+    /// Remove what [`Event::InstallChild`] installed.
+    RemoveChild { id: ChildId },
+    Log {
+        level: Level,
+        subsystem: Subsystem,
+        text: String,
+    },
+}
+
+/// An operator's request about key management.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Every connection with its IKE SAs and CHILD_SAs.
+    List,
+    /// Start a connection's IKE SA and CHILD_SAs.
+    Up(String),
+    /// Delete a connection's IKE SAs (and so their CHILD_SAs).
+    Down(String),
+}
+
+/// The daemon as the gateway drives it.
+pub trait KeyManager {
+    /// An IKE message arrived (after the non-ESP marker, on port 4500) from `remote` to
+    /// `local`.
+    fn receive(&mut self, message: &[u8], remote: SocketAddr, local: SocketAddr, now: Instant);
+    /// Time passed: retransmissions, liveness checks, lifetimes.
+    fn tick(&mut self, now: Instant);
+    /// When [`tick`](Self::tick) next has something to do.
+    fn next_deadline(&self) -> Option<Instant>;
+    /// The next thing the gateway must do, oldest first.
+    fn next_event(&mut self) -> Option<Event>;
+    /// What the gateway installed for a CHILD_SA failed: the daemon tells the peer.
+    fn install_failed(&mut self, id: ChildId, why: &str, now: Instant);
+    /// Answers an operator's request (text for `espo ike ...`).
+    fn request(&mut self, request: Request, now: Instant) -> Result<String, String>;
+}
