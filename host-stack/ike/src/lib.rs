@@ -12,4 +12,6 @@ pub mod child;
 pub mod connection;
 pub mod daemon;
 pub mod exchange;
+pub mod proposal;
 pub mod ts;
+pub mod wire;
