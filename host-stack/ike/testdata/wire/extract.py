@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Regenerates the strongSwan test vectors in this directory from the outputs of
+/work/shared/tools/strongswan/swan_pair.sh --out DIR.
+
+    python3 extract.py DIR NAME.txt
+
+Writes every IKE message of the capture (UDP 500, and UDP 4500 after the non-ESP marker)
+as hex, and for each message with an SK payload the decrypted inner payload chain (padding
+removed) and its first payload type, decrypted here with the keys charon logged
+(AES-GCM per RFC 5282, or AES-CBC per RFC 7296 §3.14) using the `cryptography` package.
+The selected proposals from the responder's log are copied as comments.
+"""
+import json
+import re
+import struct
+import sys
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from scapy.all import UDP, rdpcap
+
+EXCHANGES = {34: "sa_init", 35: "auth", 36: "create_child", 37: "informational"}
+ICV_LEN = {"HMAC_SHA2_256_128": 16, "HMAC_SHA2_384_192": 24, "HMAC_SHA2_512_256": 32, "HMAC_SHA1_96": 12}
+
+
+def ike_messages(pcap):
+    for pkt in rdpcap(pcap):
+        if UDP not in pkt:
+            continue
+        udp = pkt[UDP]
+        data = bytes(udp.payload)
+        if 500 in (udp.sport, udp.dport):
+            yield data
+        elif 4500 in (udp.sport, udp.dport) and data[:4] == b"\0\0\0\0":
+            yield data[4:]
+
+
+def find_sk(msg):
+    """Offset of the SK payload's generic header, and its Next Payload."""
+    kind, off = msg[16], 28
+    while kind not in (0, 46):
+        nxt, _, length = struct.unpack(">BBH", msg[off:off + 4])
+        kind, off = nxt, off + length
+    if kind != 46:
+        return None
+    return off, msg[off]
+
+
+def decrypt(msg, keys, proposal):
+    found = find_sk(msg)
+    if found is None:
+        return None
+    off, first = found
+    initiator = bool(msg[19] & 0x08)
+    key = bytes.fromhex(keys["Sk_ei" if initiator else "Sk_er"])
+    body = msg[off + 4:]
+    if proposal.startswith("AES_GCM_16"):
+        iv, sealed = body[:8], body[8:]
+        plain = AESGCM(key[:-4]).decrypt(key[-4:] + iv, sealed, msg[:off + 4])
+    else:
+        integ = next(name for name in ICV_LEN if name in proposal)
+        iv, cipher = body[:16], body[16:-ICV_LEN[integ]]
+        dec = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+        plain = dec.update(cipher) + dec.finalize()
+    pad = plain[-1]
+    return first, plain[:-1 - pad]
+
+
+def main(out_dir, name):
+    keys = json.load(open(f"{out_dir}/keys.json"))
+    proposal = keys["ike_proposal"]
+    lines = [f"# strongSwan 5.9.8 pair (swan_pair.sh), IKE proposal {proposal}, auth {keys['auth']}"]
+    for log_line in open(f"{out_dir}/b.log"):
+        m = re.search(r"(received|configured|selected) proposals?: (.*)", log_line)
+        if m:
+            lines.append(f"# responder {m.group(1)}: {m.group(2)}")
+    counts = {}
+    for msg in ike_messages(f"{out_dir}/outer.pcap"):
+        kind = EXCHANGES.get(msg[18], f"exchange{msg[18]}")
+        role = "response" if msg[19] & 0x20 else "request"
+        base = f"{kind}_{role}"
+        counts[base] = counts.get(base, 0) + 1
+        if counts[base] > 1:
+            base += f"_{counts[base]}"
+        lines.append(f"{base} = {msg.hex()}")
+        inner = decrypt(msg, keys["ike"], proposal)
+        if inner is not None:
+            lines.append(f"{base}_inner_first = {inner[0]}")
+            lines.append(f"{base}_inner = {inner[1].hex()}")
+    open(name, "w").write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
