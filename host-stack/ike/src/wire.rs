@@ -24,7 +24,7 @@ pub mod ts;
 pub mod vendor;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use header::Flags;
 pub use registry::{

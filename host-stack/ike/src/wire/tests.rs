@@ -11,7 +11,8 @@ use super::*;
 pub(crate) const PSK_GCM: &str = include_str!("../../testdata/wire/psk_gcm.txt");
 pub(crate) const PSK_MULTI_CBC: &str = include_str!("../../testdata/wire/psk_multi_cbc.txt");
 pub(crate) const CERT_ECDSA: &str = include_str!("../../testdata/wire/cert_ecdsa.txt");
-const ALL: [&str; 3] = [PSK_GCM, PSK_MULTI_CBC, CERT_ECDSA];
+pub(crate) const PSK_DEFAULT: &str = include_str!("../../testdata/wire/psk_default.txt");
+const ALL: [&str; 4] = [PSK_GCM, PSK_MULTI_CBC, CERT_ECDSA, PSK_DEFAULT];
 
 fn hex(text: &str) -> Vec<u8> {
     (0..text.len() / 2)
@@ -39,7 +40,7 @@ pub(crate) fn vector(file: &str, name: &str) -> Vec<u8> {
 pub(crate) fn messages(file: &str) -> Vec<(String, Vec<u8>)> {
     entries(file)
         .into_iter()
-        .filter(|(n, _)| !n.contains("_inner"))
+        .filter(|(n, _)| !n.contains("_inner") && !n.starts_with("config_"))
         .map(|(n, v)| (n.to_string(), hex(v)))
         .collect()
 }
@@ -81,7 +82,7 @@ fn strongswan_messages_round_trip_byte_for_byte() {
             count += 1;
         }
     }
-    assert_eq!(count, 8 + 6 + 6);
+    assert_eq!(count, 8 + 6 + 6 + 8);
 }
 
 #[test]

@@ -8,7 +8,8 @@ Writes every IKE message of the capture (UDP 500, and UDP 4500 after the non-ESP
 as hex, and for each message with an SK payload the decrypted inner payload chain (padding
 removed) and its first payload type, decrypted here with the keys charon logged
 (AES-GCM per RFC 5282, or AES-CBC per RFC 7296 §3.14) using the `cryptography` package.
-The selected proposals from the responder's log are copied as comments.
+The responder's configured proposals (swanctl.conf) are kept as config_ike / config_esp,
+and what its log says it selected as comments.
 """
 import json
 import re
@@ -74,6 +75,10 @@ def main(out_dir, name):
         m = re.search(r"(received|configured|selected) proposals?: (.*)", log_line)
         if m:
             lines.append(f"# responder {m.group(1)}: {m.group(2)}")
+    for conf_line in open(f"{out_dir}/b/swanctl/swanctl.conf"):
+        m = re.match(r"\s*(proposals|esp_proposals) = (.*)", conf_line)
+        if m:
+            lines.append(f"config_{'esp' if m.group(1) == 'esp_proposals' else 'ike'} = {m.group(2).strip()}")
     counts = {}
     for msg in ike_messages(f"{out_dir}/outer.pcap"):
         kind = EXCHANGES.get(msg[18], f"exchange{msg[18]}")
