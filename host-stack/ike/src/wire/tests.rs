@@ -12,7 +12,9 @@ pub(crate) const PSK_GCM: &str = include_str!("../../testdata/wire/psk_gcm.txt")
 pub(crate) const PSK_MULTI_CBC: &str = include_str!("../../testdata/wire/psk_multi_cbc.txt");
 pub(crate) const CERT_ECDSA: &str = include_str!("../../testdata/wire/cert_ecdsa.txt");
 pub(crate) const PSK_DEFAULT: &str = include_str!("../../testdata/wire/psk_default.txt");
-const ALL: [&str; 4] = [PSK_GCM, PSK_MULTI_CBC, CERT_ECDSA, PSK_DEFAULT];
+/// Messages built with scapy's IKEv2 layer: payloads strongSwan did not send.
+pub(crate) const SCAPY: &str = include_str!("../../testdata/wire/scapy.txt");
+const ALL: [&str; 5] = [PSK_GCM, PSK_MULTI_CBC, CERT_ECDSA, PSK_DEFAULT, SCAPY];
 
 fn hex(text: &str) -> Vec<u8> {
     (0..text.len() / 2)
@@ -82,7 +84,7 @@ fn strongswan_messages_round_trip_byte_for_byte() {
             count += 1;
         }
     }
-    assert_eq!(count, 8 + 6 + 6 + 8);
+    assert_eq!(count, 8 + 6 + 6 + 8 + 4);
 }
 
 #[test]
@@ -117,6 +119,7 @@ fn sk_located_where_the_decrypting_script_found_it() {
                         "{name}"
                     );
                 }
+                Some(Payload::Skf(_)) => assert!(sk::locate(&bytes).is_ok(), "{name}"),
                 _ => assert_eq!(sk::locate(&bytes), Err(Error::Malformed), "{name}"),
             }
         }
@@ -218,6 +221,106 @@ fn strongswan_ike_auth_inner_content() {
     assert!(
         cert.iter()
             .any(|p| matches!(p, Payload::Auth(a) if a.method == AuthMethod::DigitalSignature))
+    );
+}
+
+#[test]
+fn scapy_payloads_read_as_built() {
+    let message = Message::parse(&vector(SCAPY, "ids_ipv6_ts")).unwrap();
+    assert_eq!(
+        (message.exchange_type, message.message_id),
+        (ExchangeType::CreateChildSa, 5)
+    );
+    let [
+        Payload::IdI(idi),
+        Payload::IdR(idr),
+        Payload::Notify(rekey),
+        Payload::TsI(tsi),
+        Payload::TsR(tsr),
+    ] = &message.payloads[..]
+    else {
+        panic!("payloads: {:?}", message.payloads)
+    };
+    assert_eq!(
+        idi.identity().unwrap(),
+        id::Identity::Fqdn("gw.example.org".into())
+    );
+    assert_eq!(
+        idr.identity().unwrap(),
+        id::Identity::Rfc822("peer@example.org".into())
+    );
+    assert_eq!(
+        (rekey.protocol, rekey.rekeyed_spi()),
+        (ProtocolId::Esp, Some(&[0xc0, 0xff, 0xee, 0x01][..]))
+    );
+    let v6 = &tsi.selectors[0];
+    assert_eq!((v6.protocol, v6.start_port, v6.end_port), (6, 443, 443));
+    assert_eq!(
+        (v6.start, v6.end),
+        (
+            "2001:db8::".parse().unwrap(),
+            "2001:db8::ffff".parse().unwrap()
+        )
+    );
+    assert_eq!(tsi.selectors[1].end, IpAddr::from([10, 1, 255, 255]));
+    assert_eq!(tsr.selectors[0].start, "fd00::1".parse::<IpAddr>().unwrap());
+
+    let message = Message::parse(&vector(SCAPY, "deletes")).unwrap();
+    let [
+        Payload::Delete(esp),
+        Payload::Delete(ike),
+        Payload::VendorId(vendor),
+    ] = &message.payloads[..]
+    else {
+        panic!("payloads: {:?}", message.payloads)
+    };
+    assert_eq!(
+        (esp.protocol, esp.spis.clone()),
+        (
+            ProtocolId::Esp,
+            vec![vec![0, 0, 0x10, 1], vec![0, 0, 0x10, 2]]
+        )
+    );
+    assert_eq!(
+        (ike.protocol, ike.spi_size, ike.spis.len()),
+        (ProtocolId::Ike, 0, 0)
+    );
+    assert_eq!(vendor.id, b"espo test");
+
+    let message = Message::parse(&vector(SCAPY, "cp_certreq")).unwrap();
+    let [Payload::Cp(cp), Payload::CertReq(certreq)] = &message.payloads[..] else {
+        panic!("payloads: {:?}", message.payloads)
+    };
+    assert_eq!(cp.cfg_type, cp::CfgType::Request);
+    let kinds: Vec<_> = cp.attributes.iter().map(|a| a.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            cp::attribute::INTERNAL_IP4_ADDRESS,
+            cp::attribute::INTERNAL_IP4_DNS,
+            cp::attribute::INTERNAL_IP6_ADDRESS
+        ]
+    );
+    assert_eq!(certreq.authorities().unwrap().count(), 2);
+
+    let bytes = vector(SCAPY, "skf_second");
+    let message = Message::parse(&bytes).unwrap();
+    let [Payload::Skf(fragment)] = &message.payloads[..] else {
+        panic!("payloads: {:?}", message.payloads)
+    };
+    assert_eq!(
+        (
+            fragment.number,
+            fragment.total,
+            fragment.first,
+            fragment.body.len()
+        ),
+        (2, 3, PayloadType::None, 48)
+    );
+    let located = sk::locate(&bytes).unwrap();
+    assert_eq!(
+        (located.aad, located.encrypted, located.fragment),
+        (0..36, 36..84, Some((2, 3)))
     );
 }
 
