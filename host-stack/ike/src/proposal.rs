@@ -36,7 +36,7 @@ pub enum ProposalError {
         "proposal '{proposal}' combines an AEAD with an integrity algorithm or a non-AEAD cipher"
     )]
     AeadMixed { proposal: String },
-    #[error("IKE proposal '{proposal}' has no PRF (an AEAD needs an explicit prf...)")]
+    #[error("IKE proposal '{proposal}' has no PRF (with an AEAD it must name one, e.g. prfsha256)")]
     MissingPrf { proposal: String },
     #[error("IKE proposal '{proposal}' has no key exchange method")]
     MissingDh { proposal: String },
@@ -267,6 +267,11 @@ impl Proposal {
         }
         Some(p)
     }
+}
+
+/// [`Proposal::parse_list`].
+pub fn parse_list(texts: &[String], protocol: ProtocolId) -> Result<Vec<Proposal>, ProposalError> {
+    Proposal::parse_list(texts, protocol)
 }
 
 fn push_unique<T: PartialEq>(list: &mut Vec<T>, item: T) {

@@ -325,3 +325,31 @@ registry! {
         Yes = 1,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_raw_value_converts_back() {
+        for raw in 0..=u8::MAX {
+            assert_eq!(u8::from(PayloadType::from(raw)), raw);
+            assert_eq!(u8::from(ExchangeType::from(raw)), raw);
+            assert_eq!(u8::from(AuthMethod::from(raw)), raw);
+            assert_eq!(u8::from(TransformType::from(raw)), raw);
+        }
+        for raw in 0..=u16::MAX {
+            assert_eq!(u16::from(NotifyType::from(raw)), raw);
+            assert_eq!(u16::from(DhGroup::from(raw)), raw);
+            assert_eq!(u16::from(EncrId::from(raw)), raw);
+            assert!(
+                !matches!(NotifyType::from(raw), NotifyType::Unknown(v) if NotifyType::from(v) != NotifyType::Unknown(v))
+            );
+        }
+        assert_eq!(PayloadType::from(46), PayloadType::Sk);
+        assert_eq!(NotifyType::from(16431), NotifyType::SignatureHashAlgorithms);
+        assert!(NotifyType::InvalidKePayload.is_error() && !NotifyType::Cookie.is_error());
+        assert_eq!(DhGroup::Curve25519.public_len(), Some(32));
+        assert_eq!(DhGroup::Unknown(999).public_len(), None);
+    }
+}
