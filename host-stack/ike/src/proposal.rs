@@ -269,6 +269,22 @@ impl Proposal {
     }
 }
 
+/// The initiator's IKE_SA_INIT offer: in each proposal that has `ke_group` (the group of
+/// its KE payload), that group moved to the front; proposals without it moved to the back,
+/// in their order (as strongSwan orders its offer).
+pub fn promote_dh(proposals: &[Proposal], ke_group: DhGroup) -> Vec<Proposal> {
+    let (mut with, without): (Vec<Proposal>, Vec<Proposal>) = proposals
+        .iter()
+        .cloned()
+        .partition(|p| p.dh.contains(&ke_group));
+    for p in &mut with {
+        p.dh.retain(|&g| g != ke_group);
+        p.dh.insert(0, ke_group);
+    }
+    with.extend(without);
+    with
+}
+
 /// [`Proposal::parse_list`].
 pub fn parse_list(texts: &[String], protocol: ProtocolId) -> Result<Vec<Proposal>, ProposalError> {
     Proposal::parse_list(texts, protocol)

@@ -7,7 +7,8 @@ use super::*;
 use crate::wire::tests::{entries, vector};
 use crate::wire::{Message, Payload, PayloadType, parse_inner, sa};
 
-const FILES: [&str; 4] = [
+const FILES: [&str; 5] = [
+    crate::wire::tests::PSK_RESPONDER_DIFFERS,
     crate::wire::tests::PSK_GCM,
     crate::wire::tests::PSK_MULTI_CBC,
     crate::wire::tests::CERT_ECDSA,
@@ -185,15 +186,18 @@ fn display_is_parsed_back() {
     }
 }
 
-/// Our configured proposals on the wire are what strongSwan sent for the same strings.
+/// Our configured proposals on the wire are what strongSwan sent for the same strings
+/// (IKE: with the KE payload's group promoted).
 #[test]
 fn to_wire_matches_strongswan_offers() {
     for file in [
         crate::wire::tests::PSK_GCM,
         crate::wire::tests::PSK_MULTI_CBC,
         crate::wire::tests::CERT_ECDSA,
+        crate::wire::tests::PSK_RESPONDER_DIFFERS,
     ] {
-        let ike = Proposal::parse_list(&config(file, "config_ike"), ProtocolId::Ike).unwrap();
+        let ike = Proposal::parse_list(&config(file, "initiator_ike"), ProtocolId::Ike).unwrap();
+        let ike = promote_dh(&ike, ike[0].dh[0]);
         let offer = message_sa(file, "sa_init_request");
         let ours: Vec<_> = ike
             .iter()
@@ -201,7 +205,7 @@ fn to_wire_matches_strongswan_offers() {
             .map(|(i, p)| p.to_wire(i as u8 + 1, &[]))
             .collect();
         assert_eq!(ours, offer.proposals);
-        let esp = Proposal::parse_list(&config(file, "config_esp"), ProtocolId::Esp).unwrap();
+        let esp = Proposal::parse_list(&config(file, "initiator_esp"), ProtocolId::Esp).unwrap();
         let offer = inner_sa(file, "auth_request");
         let ours: Vec<_> = esp
             .iter()
@@ -216,7 +220,8 @@ fn to_wire_matches_strongswan_offers() {
 }
 
 /// Given strongSwan's offer and the responder's configuration, `select` answers what the
-/// strongSwan responder answered, byte for byte; the initiator accepts that answer.
+/// strongSwan responder answered, byte for byte, also where the responder's proposals and
+/// their order differ from the initiator's; the initiator accepts that answer.
 #[test]
 fn select_picks_what_strongswan_picked() {
     for file in FILES {
@@ -228,10 +233,12 @@ fn select_picks_what_strongswan_picked() {
             vec![selected.chosen.to_wire(selected.number, &selected.spi)],
             answer.proposals
         );
-        // The initiator's view, for an offer made from the same configuration (strongSwan's
+        // The initiator's view, for an offer made from its configuration (strongSwan's
         // default offer holds more algorithms than espo's, at the same proposal numbers).
+        let initiator =
+            Proposal::parse_list(&config(file, "initiator_ike"), ProtocolId::Ike).unwrap();
         assert_eq!(
-            accept_response(&ike, &answer.proposals[0]),
+            accept_response(&initiator, &answer.proposals[0]),
             Some(selected.chosen)
         );
 
@@ -243,8 +250,11 @@ fn select_picks_what_strongswan_picked() {
         let offer = inner_sa(file, "auth_request");
         let answer = inner_sa(file, "auth_response");
         let selected = select(&esp, &offer.proposals).unwrap();
+        let initiator =
+            Proposal::parse_list(&config(file, "initiator_esp"), ProtocolId::Esp).unwrap();
+        let initiator: Vec<_> = initiator.iter().map(Proposal::without_dh).collect();
         assert_eq!(
-            accept_response(&esp, &answer.proposals[0]),
+            accept_response(&initiator, &answer.proposals[0]),
             Some(selected.chosen)
         );
         let mut expected = answer.proposals.clone();
@@ -255,6 +265,19 @@ fn select_picks_what_strongswan_picked() {
             expected
         );
     }
+}
+
+#[test]
+fn promote_dh_orders_the_offer_for_the_ke_group() {
+    let list = Proposal::parse_list(
+        &["aes128-sha256-ecp256-x25519,aes128gcm16-prfsha256-modp3072,aes256gcm16-prfsha384-ecp384-x25519".into()],
+        ProtocolId::Ike,
+    )
+    .unwrap();
+    let offer = promote_dh(&list, DhGroup::Curve25519);
+    assert_eq!(offer[0].dh, vec![DhGroup::Curve25519, DhGroup::Ecp256]);
+    assert_eq!(offer[1].dh, vec![DhGroup::Curve25519, DhGroup::Ecp384]);
+    assert_eq!(offer[2], list[1]);
 }
 
 #[test]

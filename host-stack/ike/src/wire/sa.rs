@@ -204,8 +204,9 @@ impl ProposalRepr {
     }
 }
 
-/// An SA payload: one or more proposals. Proposal numbers start at 1 and each is the same
-/// as or one more than the one before (§3.3.1).
+/// An SA payload: one or more proposals, each numbered the same as or one more than the
+/// one before (§3.3.1). An offer starts at 1; an answer carries the number of the offered
+/// proposal it accepts, so the first number is not checked.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Repr {
     pub proposals: Vec<ProposalRepr>,
@@ -221,7 +222,7 @@ impl Repr {
             }
             let (proposal, more) = ProposalRepr::parse(&mut reader)?;
             let expected_ok = match proposals.last() {
-                None => proposal.number == 1,
+                None => true,
                 Some(prev) => {
                     proposal.number == prev.number
                         || Some(proposal.number) == prev.number.checked_add(1)
@@ -310,9 +311,17 @@ mod tests {
         let mut bad_last = out.clone();
         bad_last[0] = 0; // first proposal claims to be the last
         assert!(Repr::parse(&bad_last).is_err());
+        // The second proposal's number neither the first's nor one more.
+        let second = ProposalRepr::buffer_len(&sample().proposals[0]);
         let mut bad_number = out.clone();
-        bad_number[4] = 2;
+        bad_number[second + 4] = 3;
         assert_eq!(Repr::parse(&bad_number), Err(Error::Malformed));
+        // An answer: a single proposal numbered as the offered one it accepts.
+        let mut answer = sample();
+        answer.proposals.remove(0);
+        let mut bytes = Vec::new();
+        answer.emit(&mut bytes).unwrap();
+        assert_eq!(Repr::parse(&bytes).unwrap().proposals[0].number, 2);
         let mut bad_transform_marker = out;
         bad_transform_marker[12] = 2;
         assert_eq!(Repr::parse(&bad_transform_marker), Err(Error::Malformed));

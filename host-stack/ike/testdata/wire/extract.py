@@ -2,13 +2,14 @@
 """Regenerates the strongSwan test vectors in this directory from the outputs of
 /work/shared/tools/strongswan/swan_pair.sh --out DIR.
 
-    python3 extract.py DIR NAME.txt
+    python3 extract.py DIR NAME.txt [CAPTURE.pcap]
 
 Writes every IKE message of the capture (UDP 500, and UDP 4500 after the non-ESP marker)
 as hex, and for each message with an SK payload the decrypted inner payload chain (padding
 removed) and its first payload type, decrypted here with the keys charon logged
 (AES-GCM per RFC 5282, or AES-CBC per RFC 7296 §3.14) using the `cryptography` package.
 The responder's configured proposals (swanctl.conf) are kept as config_ike / config_esp,
+the initiator's as initiator_ike / initiator_esp,
 and what its log says it selected as comments.
 """
 import json
@@ -49,7 +50,7 @@ def find_sk(msg):
 
 def decrypt(msg, keys, proposal):
     found = find_sk(msg)
-    if found is None:
+    if found is None or msg[:8].hex() != keys["spi_i"]:
         return None
     off, first = found
     initiator = bool(msg[19] & 0x08)
@@ -67,7 +68,7 @@ def decrypt(msg, keys, proposal):
     return first, plain[:-1 - pad]
 
 
-def main(out_dir, name):
+def main(out_dir, name, pcap=None):
     keys = json.load(open(f"{out_dir}/keys.json"))
     proposal = keys["ike_proposal"]
     lines = [f"# strongSwan 5.9.8 pair (swan_pair.sh), IKE proposal {proposal}, auth {keys['auth']}"]
@@ -75,12 +76,14 @@ def main(out_dir, name):
         m = re.search(r"(received|configured|selected) proposals?: (.*)", log_line)
         if m:
             lines.append(f"# responder {m.group(1)}: {m.group(2)}")
-    for conf_line in open(f"{out_dir}/b/swanctl/swanctl.conf"):
-        m = re.match(r"\s*(proposals|esp_proposals) = (.*)", conf_line)
-        if m:
-            lines.append(f"config_{'esp' if m.group(1) == 'esp_proposals' else 'ike'} = {m.group(2).strip()}")
+    for side, prefix in (("b", "config"), ("a", "initiator")):
+        for conf_line in open(f"{out_dir}/{side}/swanctl/swanctl.conf"):
+            m = re.match(r"\s*(proposals|esp_proposals) = (.*)", conf_line)
+            if m:
+                kind = "esp" if m.group(1) == "esp_proposals" else "ike"
+                lines.append(f"{prefix}_{kind} = {m.group(2).strip()}")
     counts = {}
-    for msg in ike_messages(f"{out_dir}/outer.pcap"):
+    for msg in ike_messages(pcap or f"{out_dir}/outer.pcap"):
         kind = EXCHANGES.get(msg[18], f"exchange{msg[18]}")
         role = "response" if msg[19] & 0x20 else "request"
         base = f"{kind}_{role}"
@@ -96,4 +99,4 @@ def main(out_dir, name):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:])
