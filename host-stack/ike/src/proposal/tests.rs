@@ -7,7 +7,8 @@ use super::*;
 use crate::wire::tests::{entries, vector};
 use crate::wire::{Message, Payload, PayloadType, parse_inner, sa};
 
-const FILES: [&str; 5] = [
+const FILES: [&str; 6] = [
+    crate::wire::tests::CERT_FRAGMENTS,
     crate::wire::tests::PSK_RESPONDER_DIFFERS,
     crate::wire::tests::PSK_GCM,
     crate::wire::tests::PSK_MULTI_CBC,
@@ -195,6 +196,7 @@ fn to_wire_matches_strongswan_offers() {
         crate::wire::tests::PSK_MULTI_CBC,
         crate::wire::tests::CERT_ECDSA,
         crate::wire::tests::PSK_RESPONDER_DIFFERS,
+        crate::wire::tests::CERT_FRAGMENTS,
     ] {
         let ike = Proposal::parse_list(&config(file, "initiator_ike"), ProtocolId::Ike).unwrap();
         let ike = promote_dh(&ike, ike[0].dh[0]);

@@ -16,14 +16,18 @@ pub(crate) const PSK_DEFAULT: &str = include_str!("../../testdata/wire/psk_defau
 /// then initiated again); it begins with the encrypted Delete of the first session.
 pub(crate) const PSK_RESPONDER_DIFFERS: &str =
     include_str!("../../testdata/wire/psk_responder_differs.txt");
+/// ECDSA certificates with IKE fragmentation forced (fragments of 400 bytes): IKE_AUTH in
+/// three SKF fragments each way.
+pub(crate) const CERT_FRAGMENTS: &str = include_str!("../../testdata/wire/cert_fragments.txt");
 /// Messages built with scapy's IKEv2 layer: payloads strongSwan did not send.
 pub(crate) const SCAPY: &str = include_str!("../../testdata/wire/scapy.txt");
-const ALL: [&str; 6] = [
+const ALL: [&str; 7] = [
     PSK_GCM,
     PSK_MULTI_CBC,
     CERT_ECDSA,
     PSK_DEFAULT,
     PSK_RESPONDER_DIFFERS,
+    CERT_FRAGMENTS,
     SCAPY,
 ];
 
@@ -54,7 +58,10 @@ pub(crate) fn messages(file: &str) -> Vec<(String, Vec<u8>)> {
     entries(file)
         .into_iter()
         .filter(|(n, _)| {
-            !n.contains("_inner") && !n.starts_with("config_") && !n.starts_with("initiator_")
+            !n.contains("_inner")
+                && !n.ends_with("_aad_len")
+                && !n.starts_with("config_")
+                && !n.starts_with("initiator_")
         })
         .map(|(n, v)| (n.to_string(), hex(v)))
         .collect()
@@ -97,7 +104,7 @@ fn strongswan_messages_round_trip_byte_for_byte() {
             count += 1;
         }
     }
-    assert_eq!(count, 8 + 6 + 6 + 8 + 6 + 4);
+    assert_eq!(count, 8 + 6 + 6 + 8 + 6 + 10 + 4);
 }
 
 #[test]
@@ -110,8 +117,27 @@ fn strongswan_inner_chains_round_trip_byte_for_byte() {
     }
 }
 
+/// The authenticated part before the ciphertext is where the script's AES-GCM decryption
+/// (which checks the tag over it) or HMAC check found it. Returns 1 when the file says.
+fn check_aad_len(file: &str, name: &str, located: &sk::Encrypted) -> usize {
+    let Some((_, text)) = entries(file)
+        .into_iter()
+        .find(|(n, _)| *n == format!("{name}_aad_len"))
+    else {
+        return 0;
+    };
+    let aad_len: usize = text.parse().unwrap();
+    assert_eq!(
+        (located.aad.end, located.encrypted.start),
+        (aad_len, aad_len),
+        "{name}"
+    );
+    1
+}
+
 #[test]
 fn sk_located_where_the_decrypting_script_found_it() {
+    let mut aad_checked = 0;
     for file in ALL {
         for (name, bytes) in messages(file) {
             let message = Message::parse(&bytes).unwrap();
@@ -121,6 +147,7 @@ fn sk_located_where_the_decrypting_script_found_it() {
                     assert_eq!(located.first, *first, "{name}");
                     assert_eq!(&bytes[located.encrypted.clone()], &body[..]);
                     assert_eq!(located.aad, 0..bytes.len() - body.len());
+                    aad_checked += check_aad_len(file, &name, &located);
                     // Messages of an earlier IKE SA were not decrypted by the script.
                     if let Some((_, text)) = entries(file)
                         .into_iter()
@@ -133,11 +160,26 @@ fn sk_located_where_the_decrypting_script_found_it() {
                         );
                     }
                 }
-                Some(Payload::Skf(_)) => assert!(sk::locate(&bytes).is_ok(), "{name}"),
+                Some(Payload::Skf(fragment)) => {
+                    let located = sk::locate(&bytes).unwrap();
+                    assert_eq!(
+                        located.fragment,
+                        Some((fragment.number, fragment.total)),
+                        "{name}"
+                    );
+                    assert_eq!(
+                        &bytes[located.encrypted.clone()],
+                        &fragment.body[..],
+                        "{name}"
+                    );
+                    aad_checked += check_aad_len(file, &name, &located);
+                }
                 _ => assert_eq!(sk::locate(&bytes), Err(Error::Malformed), "{name}"),
             }
         }
     }
+    // Every SK and SKF message of the sessions whose keys the script had.
+    assert_eq!(aad_checked, 6 + 4 + 4 + 6 + 2 + 6);
 }
 
 #[test]
@@ -235,6 +277,39 @@ fn strongswan_ike_auth_inner_content() {
     assert!(
         cert.iter()
             .any(|p| matches!(p, Payload::Auth(a) if a.method == AuthMethod::DigitalSignature))
+    );
+    // Reassembled from three SKF fragments.
+    let reassembled = parse_inner(first, &vector(CERT_FRAGMENTS, "auth_request_inner")).unwrap();
+    assert!(
+        reassembled
+            .iter()
+            .any(|p| matches!(p, Payload::Cert(c) if c.encoding == CertEncoding::X509Sig))
+    );
+    assert!(
+        reassembled
+            .iter()
+            .any(|p| matches!(p, Payload::Auth(a) if a.method == AuthMethod::DigitalSignature))
+    );
+    let fragments: Vec<_> = ["auth_request", "auth_request_2", "auth_request_3"]
+        .iter()
+        .map(|name| {
+            match Message::parse(&vector(CERT_FRAGMENTS, name))
+                .unwrap()
+                .payloads
+                .pop()
+            {
+                Some(Payload::Skf(f)) => (f.number, f.total, f.first),
+                other => panic!("{name}: {other:?}"),
+            }
+        })
+        .collect();
+    assert_eq!(
+        fragments,
+        vec![
+            (1, 3, PayloadType::IdI),
+            (2, 3, PayloadType::None),
+            (3, 3, PayloadType::None)
+        ]
     );
 }
 
