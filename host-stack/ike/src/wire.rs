@@ -24,6 +24,8 @@ pub mod ts;
 pub mod vendor;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 pub(crate) mod tests;
 
 pub use header::Flags;

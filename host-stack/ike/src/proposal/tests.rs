@@ -4,6 +4,8 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::wire::TransformType;
+use crate::wire::sa::TransformRepr;
 use crate::wire::tests::{entries, vector};
 use crate::wire::{Message, Payload, PayloadType, parse_inner, sa};
 
@@ -267,6 +269,38 @@ fn select_picks_what_strongswan_picked() {
             expected
         );
     }
+}
+
+#[test]
+fn esn_negotiated_in_configured_order() {
+    let offer = [Proposal::parse_esp("aes256gcm16-esn-noesn")
+        .unwrap()
+        .to_wire(1, &[9; 4])];
+    let both = Proposal::parse_esp("aes256gcm16-noesn-esn").unwrap();
+    assert_eq!(select(&[both], &offer).unwrap().chosen.esn, Esn::No);
+    let esn_only = Proposal::parse_esp("aes256gcm16-esn").unwrap();
+    let selected = select(std::slice::from_ref(&esn_only), &offer).unwrap();
+    assert_eq!(
+        (selected.chosen.esn, selected.spi.as_slice()),
+        (Esn::Yes, &[9u8; 4][..])
+    );
+    let answer = selected.chosen.to_wire(1, &[7; 4]);
+    assert_eq!(
+        answer.transforms.last().map(|t| (t.kind, t.id)),
+        Some((TransformType::Esn, 1))
+    );
+    // An offer without ESN transform means no ESN.
+    let mut no_esn = offer[0].clone();
+    no_esn.transforms.retain(|t| t.kind != TransformType::Esn);
+    assert!(select(&[esn_only], std::slice::from_ref(&no_esn)).is_none());
+    assert!(select(&[Proposal::parse_esp("aes256gcm16").unwrap()], &[no_esn]).is_some());
+    // An IKE answer carrying an ESN transform is refused.
+    let ike = [Proposal::parse_ike("aes128gcm16-prfsha256-x25519").unwrap()];
+    let mut answer = ike[0].to_wire(1, &[]);
+    answer
+        .transforms
+        .push(TransformRepr::new(TransformType::Esn, 0, None));
+    assert!(accept_response(&ike, &answer).is_none());
 }
 
 #[test]
