@@ -31,7 +31,10 @@ fuzz_target!(|data: &[u8]| {
     if let Some((&first, chain)) = data.split_first() {
         if let Ok(payloads) = parse_inner(PayloadType::from(first), chain) {
             let (first_again, bytes) = chain_to_bytes(&payloads).expect("a parsed chain emits");
-            assert_eq!(parse_inner(first_again, &bytes).expect("emitted chain parses"), payloads);
+            assert_eq!(
+                parse_inner(first_again, &bytes).expect("emitted chain parses"),
+                payloads
+            );
         }
     }
 });

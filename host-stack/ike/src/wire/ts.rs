@@ -1,5 +1,5 @@
 //! The Traffic Selector payloads TSi and TSr (RFC 7296 §3.13), read into espo's
-//! [`TsRange`](crate::ts::TsRange).
+//! [`TsRange`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
