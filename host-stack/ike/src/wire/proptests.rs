@@ -130,11 +130,25 @@ fn arb_message() -> impl Strategy<Value = Message> {
     )
         .prop_map(
             |(spi_i, spi_r, exchange, flags, message_id, mut payloads, sk)| {
-                if let Some((first, body)) = sk {
-                    payloads.push(Payload::Sk {
+                match sk {
+                    // An SKF payload: first fragment when the type is odd.
+                    Some((first, body)) if first % 3 == 0 => {
+                        payloads.push(Payload::Skf(sk::FragmentRepr {
+                            number: if first % 2 == 1 { 1 } else { 2 },
+                            total: 2,
+                            first: if first % 2 == 1 {
+                                PayloadType::from(first)
+                            } else {
+                                PayloadType::None
+                            },
+                            body,
+                        }))
+                    }
+                    Some((first, body)) => payloads.push(Payload::Sk {
                         first: PayloadType::from(first),
                         body,
-                    });
+                    }),
+                    None => {}
                 }
                 Message {
                     spi_i,
@@ -153,7 +167,7 @@ proptest! {
     fn messages_round_trip(message in arb_message()) {
         let bytes = message.to_bytes().unwrap();
         prop_assert_eq!(Message::parse(&bytes).unwrap(), message.clone());
-        let inner: Vec<_> = message.payloads.iter().filter(|p| !matches!(p, Payload::Sk { .. })).cloned().collect();
+        let inner: Vec<_> = message.payloads.iter().filter(|p| !matches!(p, Payload::Sk { .. } | Payload::Skf(_))).cloned().collect();
         let (first, chain) = chain_to_bytes(&inner).unwrap();
         prop_assert_eq!(parse_inner(first, &chain).unwrap(), inner);
     }
