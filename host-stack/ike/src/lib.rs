@@ -8,8 +8,10 @@
 //! the timers.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod child;
 pub mod connection;
+pub mod crypto;
 pub mod daemon;
 pub mod exchange;
 pub mod proposal;
