@@ -66,6 +66,35 @@ impl Subsystem {
     }
 }
 
+/// Reads log levels: `info`, or `warning, ike=debug, net=error` — a default level and
+/// levels per subsystem.
+pub fn parse_log_levels(text: &str) -> Result<(Level, Vec<(Subsystem, Level)>), String> {
+    let level = |t: &str| {
+        Level::NAMES
+            .iter()
+            .find(|(n, _)| *n == t)
+            .map(|(_, l)| *l)
+            .ok_or_else(|| format!("unknown level `{t}` (error, warning, info, debug)"))
+    };
+    let mut default = Level::Info;
+    let mut per = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            None => default = level(part)?,
+            Some((s, l)) => {
+                let s = s.trim();
+                let subsystem = Subsystem::NAMES
+                    .iter()
+                    .find(|(n, _)| *n == s)
+                    .map(|(_, s)| *s)
+                    .ok_or_else(|| format!("unknown subsystem `{s}` (ike, chd, cfg, net, enc)"))?;
+                per.push((subsystem, level(l.trim())?));
+            }
+        }
+    }
+    Ok((default, per))
+}
+
 /// Something the gateway must do for the daemon.
 #[derive(Debug)]
 pub enum Event {
@@ -119,4 +148,11 @@ pub trait KeyManager {
     fn install_failed(&mut self, id: ChildId, why: &str, now: Instant);
     /// Answers an operator's request (text for `espo ike ...`).
     fn request(&mut self, request: Request, now: Instant) -> Result<String, String>;
+    /// Wireshark's IKEv2 decryption table (`ikev2_decryption_table`) for the established IKE
+    /// SAs: holds keys, for root's eyes only.
+    fn wireshark_table(&self) -> String {
+        String::new()
+    }
+    /// espo stops: tell every peer (a DELETE for each IKE SA) and forget them.
+    fn close_all(&mut self, _now: Instant) {}
 }

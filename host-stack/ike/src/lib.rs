@@ -14,6 +14,7 @@ pub mod connection;
 pub mod crypto;
 pub mod daemon;
 pub mod exchange;
+pub mod manager;
 pub mod proposal;
 pub mod ts;
 pub mod wire;

@@ -61,14 +61,15 @@ pub struct Proposal {
 }
 
 /// strongSwan 5.9's default proposals (`proposals = default`), restricted to the
-/// algorithms espo implements and kept in strongSwan's order: the non-AEAD proposal first,
+/// algorithms espo implements (ESP without HMAC-SHA-1, which its engines do not run) and
+/// kept in strongSwan's order: the non-AEAD proposal first,
 /// then the AEAD one.
 const DEFAULT_IKE: [&str; 2] = [
     "aes128-aes256-sha256-sha384-sha512-sha1-prfsha256-prfsha384-prfsha512-prfsha1-x25519-ecp256-ecp384-modp3072-modp2048",
     "aes128gcm16-aes256gcm16-chacha20poly1305-prfsha256-prfsha384-prfsha512-prfsha1-x25519-ecp256-ecp384-modp3072-modp2048",
 ];
 const DEFAULT_ESP: [&str; 2] = [
-    "aes128-aes256-sha256-sha384-sha512-sha1-noesn",
+    "aes128-aes256-sha256-sha384-sha512-noesn",
     "aes128gcm16-aes256gcm16-noesn",
 ];
 

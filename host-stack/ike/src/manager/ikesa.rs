@@ -1,0 +1,252 @@
+//! One IKE SA: who it is with, how far its setup got, its keys and its exchanges' windows.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::auth::Identity;
+use crate::crypto::{IkeSaKeys, KeyExchange, Prf, SkKeys};
+use crate::daemon::ChildId;
+use crate::exchange::{Backoff, Requests, Responses};
+use crate::proposal::Chosen;
+use crate::ts::TsRange;
+use crate::wire::{self, ExchangeType, PayloadType};
+
+use super::body::{self, Body};
+
+/// How far an IKE SA got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// The initiator sent IKE_SA_INIT and waits for the answer.
+    InitSent,
+    /// The responder answered IKE_SA_INIT and waits for IKE_AUTH.
+    InitAnswered,
+    /// The initiator sent IKE_AUTH.
+    AuthSent,
+    Established,
+    /// A DELETE for the IKE SA went out; it goes when answered (or given up).
+    Deleting,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::InitSent | Phase::InitAnswered | Phase::AuthSent => "CONNECTING",
+            Phase::Established => "ESTABLISHED",
+            Phase::Deleting => "DELETING",
+        }
+    }
+}
+
+/// A CHILD_SA of an IKE SA, as installed.
+#[derive(Debug, Clone)]
+pub(crate) struct ChildSa {
+    pub id: ChildId,
+    /// The index of its child in the connection.
+    pub child: usize,
+    pub spi_in: u32,
+    pub spi_out: u32,
+    pub algorithms: String,
+    pub local_ts: Vec<TsRange>,
+    pub remote_ts: Vec<TsRange>,
+    pub installed: Instant,
+    pub encap: bool,
+}
+
+/// A CHILD_SA this end asked for and waits for.
+#[derive(Debug)]
+pub(crate) struct PendingChild {
+    pub child: usize,
+    pub spi_in: u32,
+    pub proposals: Vec<crate::proposal::Proposal>,
+    pub ts_i: Vec<TsRange>,
+    pub ts_r: Vec<TsRange>,
+    /// For CREATE_CHILD_SA: this end's nonce and (with PFS) key exchange.
+    pub nonce: Vec<u8>,
+    pub ke: Option<KeyExchange>,
+}
+
+/// What the IKE SA's AUTH payloads sign besides the identity: each end's IKE_SA_INIT message
+/// and nonce.
+#[derive(Debug, Default)]
+pub(crate) struct InitMessages {
+    /// The IKE_SA_INIT message this end sent (the last one, with cookie or new group).
+    pub ours: Vec<u8>,
+    /// The one the peer sent.
+    pub theirs: Vec<u8>,
+}
+
+pub(crate) struct IkeSa {
+    pub conn: usize,
+    /// This end started the IKE SA.
+    pub initiator: bool,
+    pub spi_i: u64,
+    pub spi_r: u64,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub phase: Phase,
+    pub ni: Vec<u8>,
+    pub nr: Vec<u8>,
+    pub ke: Option<KeyExchange>,
+    /// The group the initiator's KE uses (changed by INVALID_KE_PAYLOAD).
+    pub group: u16,
+    pub cookie: Option<Vec<u8>>,
+    pub chosen: Option<Chosen>,
+    pub prf: Option<Prf>,
+    pub keys: Option<IkeSaKeys>,
+    pub sk: Option<SkKeys>,
+    pub init: InitMessages,
+    pub requests: Requests,
+    pub responses: Responses,
+    /// NAT detection: this end / the peer is behind a NAT (or pretends).
+    pub nat_here: bool,
+    pub nat_there: bool,
+    pub peer_id: Option<Identity>,
+    pub local_id: Option<Identity>,
+    pub peer_hashes: Vec<u16>,
+    pub children: Vec<ChildSa>,
+    pub pending: Option<PendingChild>,
+    /// Children of the connection still to negotiate (CREATE_CHILD_SA, one at a time).
+    pub to_start: Vec<usize>,
+    pub created: Instant,
+    pub established: Option<Instant>,
+    pub last_heard: Instant,
+    /// What this end's outstanding request was (to read its answer).
+    pub asked: Option<Asked>,
+}
+
+/// This end's outstanding request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Asked {
+    Init,
+    Auth,
+    CreateChild,
+    /// An empty INFORMATIONAL: is the peer alive?
+    Dpd,
+    DeleteChild,
+}
+
+impl core::fmt::Debug for IkeSa {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("IkeSa")
+            .field("spi_i", &format_args!("{:016x}", self.spi_i))
+            .field("spi_r", &format_args!("{:016x}", self.spi_r))
+            .field("phase", &self.phase)
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IkeSa {
+    pub fn new(
+        conn: usize,
+        initiator: bool,
+        our_spi: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        backoff: Backoff,
+        now: Instant,
+    ) -> IkeSa {
+        IkeSa {
+            conn,
+            initiator,
+            spi_i: if initiator { our_spi } else { 0 },
+            spi_r: if initiator { 0 } else { our_spi },
+            local,
+            remote,
+            phase: if initiator {
+                Phase::InitSent
+            } else {
+                Phase::InitAnswered
+            },
+            ni: Vec::new(),
+            nr: Vec::new(),
+            ke: None,
+            group: 0,
+            cookie: None,
+            chosen: None,
+            prf: None,
+            keys: None,
+            sk: None,
+            init: InitMessages::default(),
+            requests: Requests::new(0, backoff),
+            responses: Responses::new(0),
+            nat_here: false,
+            nat_there: false,
+            peer_id: None,
+            local_id: None,
+            peer_hashes: Vec::new(),
+            children: Vec::new(),
+            pending: None,
+            to_start: Vec::new(),
+            created: now,
+            established: None,
+            last_heard: now,
+            asked: None,
+        }
+    }
+
+    /// The SPI this end chose.
+    pub fn our_spi(&self) -> u64 {
+        if self.initiator {
+            self.spi_i
+        } else {
+            self.spi_r
+        }
+    }
+
+    pub fn nat(&self) -> bool {
+        self.nat_here || self.nat_there
+    }
+
+    /// The header of a message of this IKE SA.
+    pub fn header(
+        &self,
+        exchange: ExchangeType,
+        message_id: u32,
+        response: bool,
+    ) -> wire::header::Repr {
+        wire::header::Repr {
+            spi_i: self.spi_i,
+            spi_r: self.spi_r,
+            next_payload: PayloadType::Sk,
+            minor_version: 0,
+            exchange_type: exchange,
+            flags: wire::header::Flags {
+                initiator: self.initiator,
+                version: false,
+                response,
+            },
+            message_id,
+            length: 0,
+        }
+    }
+
+    /// An encrypted message: `body` inside the SK payload.
+    pub fn seal(
+        &mut self,
+        exchange: ExchangeType,
+        message_id: u32,
+        response: bool,
+        body: &Body,
+    ) -> Result<Vec<u8>, String> {
+        let header = self.header(exchange, message_id, response);
+        let (first, inner) = body::encode(body).map_err(|e| e.to_string())?;
+        let sk = self.sk.as_mut().ok_or_else(|| "no keys yet".to_string())?;
+        sk.outgoing
+            .seal(&header, first, &inner)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The payloads inside a received message's SK payload, after its ICV checked out.
+    pub fn open(&self, message: &[u8]) -> Result<Body, String> {
+        let sk = self.sk.as_ref().ok_or_else(|| "no keys yet".to_string())?;
+        let (first, plain) = sk
+            .incoming
+            .open(message)
+            .map_err(|e| format!("cannot decrypt: {e}"))?;
+        let payloads =
+            wire::parse_inner(first, &plain).map_err(|e| format!("inner payloads: {e}"))?;
+        Body::from_payloads(&payloads).map_err(|e| format!("inner payloads: {e}"))
+    }
+}

@@ -1,0 +1,947 @@
+//! The IKEv2 daemon: connections, their IKE SAs and CHILD_SAs, every exchange of RFC 7296
+//! from both sides — IKE_SA_INIT (Diffie-Hellman, nonces, NAT detection, cookies and
+//! INVALID_KE_PAYLOAD from the responder), IKE_AUTH (pre-shared keys and signatures with
+//! certificates, the first CHILD_SA with traffic-selector narrowing), CREATE_CHILD_SA,
+//! INFORMATIONAL (liveness checks, DELETE).
+//!
+//! [`Daemon`] implements [`KeyManager`]: the gateway hands it datagrams and the time, and
+//! carries out what it asks ([`Event`]). It reads no clock and touches no socket.
+//!
+//! Trust order on a received message: the header is parsed and the message matched to an
+//! IKE SA and a message ID; an encrypted message's ICV is checked before any payload inside
+//! it is read; the peer's AUTH payload is verified before anything it asks for (a
+//! CHILD_SA) is acted on.
+
+mod body;
+mod exchanges;
+mod ikesa;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::auth::{Certificate, Identity, PrivateKey};
+use crate::connection::{ConnectionSpec, LocalAuth, RemoteAuth, StartAction};
+use crate::daemon::{ChildId, Event, KeyManager, Level, Request, Subsystem};
+use crate::exchange::{Backoff, Due, Incoming};
+use crate::proposal::Proposal;
+use crate::wire::{self, ExchangeType, ProtocolId};
+
+use ikesa::{IkeSa, Phase};
+
+/// IKE SAs that started but did not finish IKE_AUTH, at most, per daemon: a flood of
+/// IKE_SA_INIT requests from forged addresses cannot take more.
+pub const MAX_HALF_OPEN: usize = 1024;
+/// Half-open IKE SAs from one address, at most.
+pub const MAX_HALF_OPEN_PER_PEER: usize = 16;
+/// How long a responder's half-open IKE SA waits for IKE_AUTH.
+pub const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Nonce length (RFC 7296 §2.10: at least half the PRF's key size, at least 16 bytes).
+const NONCE_LEN: usize = 32;
+
+/// A connection ready to negotiate: its proposals parsed, its identities resolved, its
+/// certificates and private key loaded.
+pub struct Connection {
+    pub spec: ConnectionSpec,
+    ike: Vec<Proposal>,
+    /// Each child's ESP proposals.
+    esp: Vec<Vec<Proposal>>,
+    local_id: Option<Identity>,
+    remote_id: Option<Identity>,
+    /// This end's certificates (DER), end entity first.
+    certs: Vec<Vec<u8>>,
+    key: Option<PrivateKey>,
+    trusted: Vec<Certificate>,
+}
+
+impl core::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Connection")
+            .field("name", &self.spec.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Reads what `spec` names: proposals, identities, certificate and key files. Errors
+    /// name the connection and the field or file.
+    pub fn load(spec: ConnectionSpec) -> Result<Connection, String> {
+        let name = spec.name.clone();
+        let ike = crate::proposal::parse_list(&spec.proposals, ProtocolId::Ike)
+            .map_err(|e| format!("connection {name}: proposals: {e}"))?;
+        let mut esp = Vec::new();
+        for child in &spec.children {
+            esp.push(
+                crate::proposal::parse_list(&child.esp_proposals, ProtocolId::Esp).map_err(
+                    |e| {
+                        format!(
+                            "connection {name}: child {}: esp_proposals: {e}",
+                            child.name
+                        )
+                    },
+                )?,
+            );
+        }
+        let id = |field: &str, text: &Option<String>| -> Result<Option<Identity>, String> {
+            text.as_deref()
+                .filter(|t| *t != "%any")
+                .map(|t| {
+                    Identity::parse_config(t)
+                        .map_err(|e| format!("connection {name}: {field}: {e}"))
+                })
+                .transpose()
+        };
+        let local_id = id("local.id", &spec.local_id)?;
+        let remote_id = id("remote.id", &spec.remote_id)?;
+        let read = |path: &std::path::Path| {
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("connection {name}: {}: {e}", path.display()))
+        };
+        let (mut certs, mut key) = (Vec::new(), None);
+        if let LocalAuth::Pubkey {
+            certs: files,
+            private_key,
+        } = &spec.local_auth
+        {
+            for file in files {
+                let cert = Certificate::from_pem(&read(file)?)
+                    .map_err(|e| format!("connection {name}: {}: {e}", file.display()))?;
+                certs.push(cert.der().to_vec());
+            }
+            key = Some(
+                PrivateKey::from_pem(&read(private_key)?)
+                    .map_err(|e| format!("connection {name}: {}: {e}", private_key.display()))?,
+            );
+        }
+        let mut trusted = Vec::new();
+        if let RemoteAuth::Pubkey { cacerts } = &spec.remote_auth {
+            for file in cacerts {
+                trusted.push(
+                    Certificate::from_pem(&read(file)?)
+                        .map_err(|e| format!("connection {name}: {}: {e}", file.display()))?,
+                );
+            }
+        }
+        Ok(Connection {
+            spec,
+            ike,
+            esp,
+            local_id,
+            remote_id,
+            certs,
+            key,
+            trusted,
+        })
+    }
+}
+
+/// The daemon.
+pub struct Daemon {
+    conns: Vec<Connection>,
+    /// IKE SAs by this end's SPI.
+    sas: HashMap<u64, IkeSa>,
+    /// Responders' half-open IKE SAs by the initiator's address and SPI (a retransmitted
+    /// IKE_SA_INIT finds its IKE SA).
+    half_open: HashMap<(SocketAddr, u64), u64>,
+    /// The addresses IKE runs on here (initiating from the first of a family).
+    locals: Vec<SocketAddr>,
+    events: VecDeque<Event>,
+    rng: SystemRandom,
+    spis_in: HashSet<u32>,
+    next_child: u64,
+    /// Wall-clock seconds at `epoch` (certificate validity).
+    epoch: Instant,
+    epoch_unix: u64,
+    started: bool,
+    counters: Counters,
+    backoff: Backoff,
+}
+
+/// What happened, for `espo status`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    pub ike_established: u64,
+    pub ike_failed: u64,
+    pub children_established: u64,
+    pub malformed: u64,
+    pub dropped: u64,
+}
+
+impl core::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("connections", &self.conns.len())
+            .field("ike_sas", &self.sas.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Daemon {
+    /// A daemon for `conns`, on the local IKE addresses `locals` (the gateway's sockets on
+    /// port 500 and 4500); `now` is `now_unix` seconds since the Unix epoch.
+    pub fn new(
+        conns: Vec<Connection>,
+        locals: Vec<SocketAddr>,
+        now: Instant,
+        now_unix: u64,
+    ) -> Daemon {
+        Daemon {
+            conns,
+            sas: HashMap::new(),
+            half_open: HashMap::new(),
+            locals,
+            events: VecDeque::new(),
+            rng: SystemRandom::new(),
+            spis_in: HashSet::new(),
+            next_child: 1,
+            epoch: now,
+            epoch_unix: now_unix,
+            started: false,
+            counters: Counters::default(),
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// Retransmission of unanswered requests (§2.1): strongSwan's schedule by default.
+    pub fn with_backoff(mut self, backoff: Backoff) -> Daemon {
+        self.backoff = backoff;
+        self
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The IKE SAs: connection, peer, state (for tests and status).
+    pub fn ike_sas(&self) -> Vec<(String, SocketAddr, &'static str, usize)> {
+        let mut out: Vec<_> = self
+            .sas
+            .values()
+            .map(|sa| {
+                (
+                    self.conns[sa.conn].spec.name.clone(),
+                    sa.remote,
+                    sa.phase.name(),
+                    sa.children.len(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn now_unix(&self, now: Instant) -> u64 {
+        self.epoch_unix + now.saturating_duration_since(self.epoch).as_secs()
+    }
+
+    fn log(&mut self, level: Level, subsystem: Subsystem, text: String) {
+        self.events.push_back(Event::Log {
+            level,
+            subsystem,
+            text,
+        });
+    }
+
+    fn random_bytes(&self, len: usize) -> Vec<u8> {
+        let mut v = vec![0u8; len];
+        self.rng.fill(&mut v).expect("the system's random source");
+        v
+    }
+
+    fn new_ike_spi(&self) -> u64 {
+        loop {
+            let b = self.random_bytes(8);
+            let spi = u64::from_be_bytes(b.try_into().expect("8 bytes"));
+            if spi != 0 && !self.sas.contains_key(&spi) {
+                return spi;
+            }
+        }
+    }
+
+    fn new_child_spi(&mut self) -> u32 {
+        loop {
+            let b = self.random_bytes(4);
+            let spi = u32::from_be_bytes(b.try_into().expect("4 bytes"));
+            if spi >= 256 && self.spis_in.insert(spi) {
+                return spi;
+            }
+        }
+    }
+
+    fn new_child_id(&mut self) -> ChildId {
+        let id = ChildId(self.next_child);
+        self.next_child += 1;
+        id
+    }
+
+    fn send(&mut self, sa: &IkeSa, message: Vec<u8>) {
+        self.events.push_back(Event::Send {
+            local: sa.local,
+            remote: sa.remote,
+            message,
+        });
+    }
+
+    /// The local address to reach `remote` from, on `port`.
+    fn local_for(&self, conn: &Connection, remote: IpAddr, port: u16) -> Option<SocketAddr> {
+        let ip = conn
+            .spec
+            .local_addrs
+            .iter()
+            .copied()
+            .find(|a| a.is_ipv4() == remote.is_ipv4())
+            .or_else(|| {
+                self.locals
+                    .iter()
+                    .map(|l| l.ip())
+                    .find(|a| a.is_ipv4() == remote.is_ipv4())
+            })?;
+        Some(SocketAddr::new(ip, port))
+    }
+
+    /// Starts the IKE SA of connection `index` with its children whose start action is
+    /// `start` (or all of them when `all`).
+    fn initiate(&mut self, index: usize, all: bool, now: Instant) -> Result<(), String> {
+        let conn = &self.conns[index];
+        let name = conn.spec.name.clone();
+        let Some(&remote_ip) = conn.spec.remote_addrs.first() else {
+            return Err(format!(
+                "connection {name} has no remote address: it can only respond"
+            ));
+        };
+        if self
+            .sas
+            .values()
+            .any(|sa| sa.conn == index && sa.initiator && sa.phase != Phase::Deleting)
+        {
+            return Err(format!("connection {name} is already up or coming up"));
+        }
+        let remote = SocketAddr::new(remote_ip, conn.spec.remote_port);
+        let local = self
+            .local_for(conn, remote_ip, conn.spec.local_port)
+            .ok_or_else(|| {
+                format!("connection {name}: no local address of {remote_ip}'s family")
+            })?;
+        let spi = self.new_ike_spi();
+        let mut sa = IkeSa::new(index, true, spi, local, remote, self.backoff, now);
+        sa.group = conn
+            .ike
+            .iter()
+            .flat_map(|p| p.dh.iter())
+            .next()
+            .map(|g| u16::from(*g))
+            .ok_or_else(|| format!("connection {name}: no Diffie-Hellman group proposed"))?;
+        sa.ni = self.random_bytes(NONCE_LEN);
+        sa.to_start = conn
+            .spec
+            .children
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| all || c.start_action == StartAction::Start)
+            .map(|(i, _)| i)
+            .collect();
+        self.log(
+            Level::Info,
+            Subsystem::Ike,
+            format!("initiating IKE_SA {name} to {remote}"),
+        );
+        self.send_init_request(&mut sa, now)?;
+        self.sas.insert(spi, sa);
+        Ok(())
+    }
+
+    fn start_all(&mut self, now: Instant) {
+        for i in 0..self.conns.len() {
+            let start = self.conns[i].spec.can_initiate()
+                && self.conns[i]
+                    .spec
+                    .children
+                    .iter()
+                    .any(|c| c.start_action == StartAction::Start);
+            if start && let Err(e) = self.initiate(i, false, now) {
+                self.log(Level::Error, Subsystem::Config, e);
+            }
+        }
+    }
+
+    /// Removes an IKE SA and everything it installed.
+    fn destroy(&mut self, mut sa: IkeSa, why: &str) {
+        let name = self.conns[sa.conn].spec.name.clone();
+        for child in sa.children.drain(..) {
+            self.spis_in.remove(&child.spi_in);
+            self.events.push_back(Event::RemoveChild { id: child.id });
+        }
+        if let Some(p) = sa.pending.take() {
+            self.spis_in.remove(&p.spi_in);
+        }
+        if sa.phase != Phase::Established && sa.phase != Phase::Deleting {
+            self.counters.ike_failed += 1;
+        }
+        self.half_open.retain(|_, spi| *spi != sa.our_spi());
+        self.log(
+            Level::Info,
+            Subsystem::Ike,
+            format!(
+                "IKE_SA {name}[{:016x}] with {} gone: {why}",
+                sa.our_spi(),
+                sa.remote
+            ),
+        );
+    }
+
+    /// The IKE SA a message belongs to (and whether it is an IKE_SA_INIT request that
+    /// starts a new one).
+    fn dispatch(&mut self, bytes: &[u8], remote: SocketAddr, local: SocketAddr, now: Instant) {
+        let msg = match wire::Message::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.counters.malformed += 1;
+                self.log(
+                    Level::Debug,
+                    Subsystem::Net,
+                    format!("{remote}: not an IKEv2 message ({e}), dropped"),
+                );
+                return;
+            }
+        };
+        let response = msg.flags.response;
+        // The sender's I flag: set when the sender is the original initiator, so this end's
+        // SPI is the responder's.
+        let ours = if msg.flags.initiator {
+            msg.spi_r
+        } else {
+            msg.spi_i
+        };
+        if msg.exchange_type == ExchangeType::IkeSaInit && !response {
+            if msg.spi_r != 0 {
+                self.counters.dropped += 1;
+                return;
+            }
+            if let Some(&spi) = self.half_open.get(&(remote, msg.spi_i)) {
+                // A retransmission: the cached answer.
+                if let Some(sa) = self.sas.get(&spi)
+                    && let Incoming::Again(cached) = sa.responses.classify(0)
+                    && sa.init.theirs == bytes
+                {
+                    let cached = cached.to_vec();
+                    for m in cached {
+                        self.events.push_back(Event::Send {
+                            local,
+                            remote,
+                            message: m,
+                        });
+                    }
+                }
+                return;
+            }
+            self.respond_init(&msg, bytes, remote, local, now);
+            return;
+        }
+        let Some(mut sa) = self.sas.remove(&ours) else {
+            self.counters.dropped += 1;
+            self.log(
+                Level::Debug,
+                Subsystem::Net,
+                format!(
+                    "{remote}: {:?} for an unknown IKE SA {ours:016x}, dropped",
+                    msg.exchange_type
+                ),
+            );
+            return;
+        };
+        // The peer's SPI must be the one this IKE SA knows (once known).
+        let theirs_ok = if sa.initiator {
+            sa.spi_i == msg.spi_i && (sa.spi_r == 0 || sa.spi_r == msg.spi_r)
+        } else {
+            sa.spi_i == msg.spi_i && sa.spi_r == msg.spi_r
+        };
+        if !theirs_ok || msg.flags.initiator == sa.initiator {
+            self.counters.dropped += 1;
+            self.sas.insert(ours, sa);
+            return;
+        }
+        let keep = if response {
+            self.handle_response(&mut sa, &msg, bytes, remote, local, now)
+        } else {
+            self.handle_request(&mut sa, &msg, bytes, remote, local, now)
+        };
+        match keep {
+            Ok(()) => {
+                self.sas.insert(sa.our_spi(), sa);
+            }
+            Err(why) => self.destroy(sa, &why),
+        }
+    }
+
+    /// A response: only to this end's outstanding request.
+    fn handle_response(
+        &mut self,
+        sa: &mut IkeSa,
+        msg: &wire::Message,
+        bytes: &[u8],
+        remote: SocketAddr,
+        local: SocketAddr,
+        now: Instant,
+    ) -> Result<(), String> {
+        if !sa.requests.busy() || sa.requests.next_id() != msg.message_id.wrapping_add(1) {
+            self.counters.dropped += 1;
+            return Ok(());
+        }
+        if msg.exchange_type == ExchangeType::IkeSaInit {
+            if sa.phase != Phase::InitSent {
+                return Ok(());
+            }
+            sa.requests.answered(msg.message_id);
+            return self.init_response(sa, msg, bytes, remote, now);
+        }
+        let body = match sa.open(bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                self.counters.dropped += 1;
+                self.log(
+                    Level::Debug,
+                    Subsystem::Encoding,
+                    format!("{remote}: response refused: {e}"),
+                );
+                return Ok(());
+            }
+        };
+        sa.requests.answered(msg.message_id);
+        sa.last_heard = now;
+        if sa.phase == Phase::Established {
+            sa.remote = remote; // a NAT may have moved the peer
+            sa.local = local;
+        }
+        let asked = sa.asked.take();
+        match asked {
+            Some(ikesa::Asked::Auth) => self.auth_response(sa, &body, now)?,
+            Some(ikesa::Asked::CreateChild) => self.create_child_response(sa, &body, now)?,
+            Some(ikesa::Asked::Dpd) | Some(ikesa::Asked::DeleteChild) | None => {}
+            Some(ikesa::Asked::Init) => {}
+        }
+        self.start_queued(sa, now)
+    }
+
+    /// A request from the peer: new, retransmitted (the cached answer), or out of window.
+    fn handle_request(
+        &mut self,
+        sa: &mut IkeSa,
+        msg: &wire::Message,
+        bytes: &[u8],
+        remote: SocketAddr,
+        local: SocketAddr,
+        now: Instant,
+    ) -> Result<(), String> {
+        match sa.responses.classify(msg.message_id) {
+            Incoming::Ignore => {
+                self.counters.dropped += 1;
+                return Ok(());
+            }
+            Incoming::Again(cached) => {
+                // Only a request that authenticates gets the cached answer again.
+                if sa.open(bytes).is_ok() {
+                    for m in cached.iter().cloned() {
+                        self.send(sa, m);
+                    }
+                }
+                return Ok(());
+            }
+            Incoming::New => {}
+        }
+        let body = match sa.open(bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                self.counters.dropped += 1;
+                self.log(
+                    Level::Debug,
+                    Subsystem::Encoding,
+                    format!("{remote}: request refused: {e}"),
+                );
+                return Ok(());
+            }
+        };
+        sa.last_heard = now;
+        if sa.phase == Phase::Established {
+            sa.remote = remote;
+            sa.local = local;
+        }
+        match (msg.exchange_type, sa.phase) {
+            (ExchangeType::IkeAuth, Phase::InitAnswered) => {
+                // The peer may have moved to port 4500 for IKE_AUTH (NAT traversal).
+                sa.remote = remote;
+                sa.local = local;
+                self.auth_request(sa, msg.message_id, &body, now)
+            }
+            (ExchangeType::Informational, Phase::Established | Phase::Deleting) => {
+                self.informational_request(sa, msg.message_id, &body, now)
+            }
+            (ExchangeType::CreateChildSa, Phase::Established) => {
+                self.create_child_request(sa, msg.message_id, &body, now)
+            }
+            (exchange, phase) => {
+                self.log(
+                    Level::Debug,
+                    Subsystem::Ike,
+                    format!("{remote}: {exchange:?} request in state {phase:?} ignored"),
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn tick_sa(&mut self, sa: &mut IkeSa, now: Instant) -> Result<(), String> {
+        match sa.requests.poll(now) {
+            Due::Idle => {}
+            Due::Resend(datagrams) => {
+                let datagrams = datagrams.to_vec();
+                self.log(
+                    Level::Debug,
+                    Subsystem::Ike,
+                    format!("retransmitting to {}", sa.remote),
+                );
+                for m in datagrams {
+                    self.send(sa, m);
+                }
+            }
+            Due::GiveUp { .. } => {
+                return Err(format!("{} does not answer", sa.remote));
+            }
+        }
+        if sa.phase == Phase::InitAnswered && now.duration_since(sa.created) > HALF_OPEN_TIMEOUT {
+            return Err("no IKE_AUTH came".into());
+        }
+        self.start_queued(sa, now)?;
+        let dpd = self.conns[sa.conn].spec.dpd_delay;
+        if sa.phase == Phase::Established
+            && !dpd.is_zero()
+            && !sa.requests.busy()
+            && now.duration_since(sa.last_heard) >= dpd
+        {
+            self.send_request(
+                sa,
+                ExchangeType::Informational,
+                &body::Body::default(),
+                ikesa::Asked::Dpd,
+                now,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The next child still to start, when no exchange is under way.
+    fn start_queued(&mut self, sa: &mut IkeSa, now: Instant) -> Result<(), String> {
+        if sa.phase == Phase::Established && !sa.requests.busy() && !sa.to_start.is_empty() {
+            let child = sa.to_start.remove(0);
+            self.create_child(sa, child, now)?;
+        }
+        Ok(())
+    }
+
+    /// Sends an encrypted request of this IKE SA.
+    fn send_request(
+        &mut self,
+        sa: &mut IkeSa,
+        exchange: ExchangeType,
+        body: &body::Body,
+        asked: ikesa::Asked,
+        now: Instant,
+    ) -> Result<(), String> {
+        let id = sa.requests.claim().map_err(|e| e.to_string())?;
+        let bytes = sa.seal(exchange, id, false, body)?;
+        sa.requests.sent(id, vec![bytes.clone()], now);
+        sa.asked = Some(asked);
+        self.send(sa, bytes);
+        Ok(())
+    }
+
+    /// Answers request `id` with an encrypted response (cached for retransmissions).
+    fn send_response(
+        &mut self,
+        sa: &mut IkeSa,
+        exchange: ExchangeType,
+        id: u32,
+        body: &body::Body,
+    ) -> Result<(), String> {
+        let bytes = sa.seal(exchange, id, true, body)?;
+        sa.responses.answered(id, vec![bytes.clone()]);
+        self.send(sa, bytes);
+        Ok(())
+    }
+
+    /// Tells the peer the IKE SA goes (a DELETE, not retransmitted: this end's SAs go now,
+    /// the answer is not awaited to stop sending on them).
+    fn send_delete_ike(&mut self, sa: &mut IkeSa) {
+        let mut body = body::Body::default();
+        body.deletes.push(body::Delete {
+            protocol: 1,
+            spis: Vec::new(),
+        });
+        sa.requests.abandon();
+        if let Ok(id) = sa.requests.claim()
+            && let Ok(bytes) = sa.seal(ExchangeType::Informational, id, false, &body)
+        {
+            self.send(sa, bytes);
+        }
+        sa.phase = Phase::Deleting;
+    }
+
+    fn list(&self, now: Instant) -> String {
+        let mut out = String::new();
+        for (i, conn) in self.conns.iter().enumerate() {
+            let c = &conn.spec;
+            out.push_str(&format!(
+                "{}: {} ↔ {}, {} auth\n",
+                c.name,
+                if c.local_addrs.is_empty() {
+                    "%any".to_string()
+                } else {
+                    join(&c.local_addrs)
+                },
+                if c.remote_addrs.is_empty() {
+                    "%any".to_string()
+                } else {
+                    join(&c.remote_addrs)
+                },
+                match c.local_auth {
+                    LocalAuth::Psk => "psk",
+                    LocalAuth::Pubkey { .. } => "pubkey",
+                }
+            ));
+            let mut sas: Vec<&IkeSa> = self.sas.values().filter(|s| s.conn == i).collect();
+            sas.sort_by_key(|s| s.created);
+            for sa in sas {
+                out.push_str(&format!(
+                    "  IKE_SA {:016x}_i {:016x}_r {}, {} → {}{}, {}, {}, established {}s ago\n",
+                    sa.spi_i,
+                    sa.spi_r,
+                    sa.phase.name(),
+                    sa.local,
+                    sa.remote,
+                    if sa.nat() { " (NAT-T)" } else { "" },
+                    if sa.initiator {
+                        "initiator"
+                    } else {
+                        "responder"
+                    },
+                    sa.chosen
+                        .as_ref()
+                        .map(exchanges::describe)
+                        .unwrap_or_else(|| "-".into()),
+                    sa.established
+                        .map(|t| now.duration_since(t).as_secs())
+                        .unwrap_or(0),
+                ));
+                if let (Some(l), Some(r)) = (&sa.local_id, &sa.peer_id) {
+                    out.push_str(&format!("    local '{l}' remote '{r}'\n"));
+                }
+                for child in &sa.children {
+                    let spec = &c.children[child.child];
+                    let rekey = spec
+                        .lifetimes
+                        .rekey_time
+                        .saturating_sub(now.duration_since(child.installed));
+                    out.push_str(&format!(
+                        "    CHILD_SA {} in {:08x} out {:08x}{}, {}, installed {}s ago, rekey in {}s\n      {} === {}\n",
+                        spec.name,
+                        child.spi_in,
+                        child.spi_out,
+                        if child.encap { " (ESP in UDP)" } else { "" },
+                        child.algorithms,
+                        now.duration_since(child.installed).as_secs(),
+                        rekey.as_secs(),
+                        join(&child.local_ts),
+                        join(&child.remote_ts),
+                    ));
+                }
+            }
+        }
+        if out.is_empty() {
+            out.push_str("no connections\n");
+        }
+        out
+    }
+}
+
+fn join<T: core::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl KeyManager for Daemon {
+    fn receive(&mut self, message: &[u8], remote: SocketAddr, local: SocketAddr, now: Instant) {
+        self.dispatch(message, remote, local, now);
+    }
+
+    fn tick(&mut self, now: Instant) {
+        if !self.started {
+            self.started = true;
+            self.start_all(now);
+        }
+        let spis: Vec<u64> = self.sas.keys().copied().collect();
+        for spi in spis {
+            let Some(mut sa) = self.sas.remove(&spi) else {
+                continue;
+            };
+            match self.tick_sa(&mut sa, now) {
+                Ok(()) => {
+                    self.sas.insert(spi, sa);
+                }
+                Err(why) => self.destroy(sa, &why),
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        if !self.started {
+            return Some(self.epoch);
+        }
+        let mut next: Option<Instant> = None;
+        let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        for sa in self.sas.values() {
+            if let Some(t) = sa.requests.deadline() {
+                at(t);
+            }
+            if sa.phase == Phase::InitAnswered {
+                at(sa.created + HALF_OPEN_TIMEOUT);
+            }
+            let dpd = self.conns[sa.conn].spec.dpd_delay;
+            if sa.phase == Phase::Established && !dpd.is_zero() && !sa.requests.busy() {
+                at(sa.last_heard + dpd);
+            }
+        }
+        next
+    }
+
+    fn next_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn install_failed(&mut self, id: ChildId, why: &str, now: Instant) {
+        let found = self
+            .sas
+            .iter()
+            .find(|(_, sa)| sa.children.iter().any(|c| c.id == id))
+            .map(|(spi, _)| *spi);
+        let Some(spi) = found else { return };
+        let mut sa = self.sas.remove(&spi).expect("found");
+        let pos = sa.children.iter().position(|c| c.id == id).expect("found");
+        let child = sa.children.remove(pos);
+        self.spis_in.remove(&child.spi_in);
+        self.log(
+            Level::Error,
+            Subsystem::Child,
+            format!(
+                "CHILD_SA {:08x} could not be installed: {why}; deleting it",
+                child.spi_in
+            ),
+        );
+        let mut body = body::Body::default();
+        body.deletes.push(body::Delete {
+            protocol: 3,
+            spis: vec![child.spi_in.to_be_bytes().to_vec()],
+        });
+        if !sa.requests.busy() {
+            let _ = self.send_request(
+                &mut sa,
+                ExchangeType::Informational,
+                &body,
+                ikesa::Asked::DeleteChild,
+                now,
+            );
+        }
+        self.sas.insert(spi, sa);
+    }
+
+    fn wireshark_table(&self) -> String {
+        let mut out = String::new();
+        for sa in self.sas.values().filter(|s| s.phase == Phase::Established) {
+            let (Some(keys), Some(chosen)) = (&sa.keys, &sa.chosen) else {
+                continue;
+            };
+            let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+            let (encr, bits) = chosen.encryption;
+            let encryption = match (encr, bits) {
+                (wire::EncrId::AesGcm16, Some(128)) => "AES-GCM-128 with 16 octet ICV [RFC5282]",
+                (wire::EncrId::AesGcm16, Some(256)) => "AES-GCM-256 with 16 octet ICV [RFC5282]",
+                (wire::EncrId::AesCbc, Some(128)) => "AES-CBC-128 [RFC3602]",
+                (wire::EncrId::AesCbc, Some(256)) => "AES-CBC-256 [RFC3602]",
+                _ => continue,
+            };
+            let integrity = match chosen.integrity {
+                None => "NONE [RFC4306]",
+                Some(wire::IntegId::HmacSha256_128) => "HMAC_SHA2_256_128 [RFC4868]",
+                Some(wire::IntegId::HmacSha384_192) => "HMAC_SHA2_384_192 [RFC4868]",
+                Some(wire::IntegId::HmacSha512_256) => "HMAC_SHA2_512_256 [RFC4868]",
+                Some(_) => continue,
+            };
+            out.push_str(&format!(
+                "{:016x},{:016x},{},{},\"{encryption}\",{},{},\"{integrity}\"\n",
+                sa.spi_i,
+                sa.spi_r,
+                hex(keys.sk_ei.as_ref()),
+                hex(keys.sk_er.as_ref()),
+                hex(keys.sk_ai.as_ref()),
+                hex(keys.sk_ar.as_ref()),
+            ));
+        }
+        out
+    }
+
+    fn close_all(&mut self, _now: Instant) {
+        let spis: Vec<u64> = self.sas.keys().copied().collect();
+        for spi in spis {
+            let mut sa = self.sas.remove(&spi).expect("listed");
+            if sa.phase == Phase::Established {
+                self.send_delete_ike(&mut sa);
+            }
+            self.destroy(sa, "espo stops");
+        }
+    }
+
+    fn request(&mut self, request: Request, now: Instant) -> Result<String, String> {
+        match request {
+            Request::List => Ok(self.list(now)),
+            Request::Up(name) => {
+                let index = self
+                    .conns
+                    .iter()
+                    .position(|c| c.spec.name == name)
+                    .ok_or_else(|| format!("no connection named {name}"))?;
+                self.initiate(index, true, now)?;
+                Ok(format!("initiating {name}\n"))
+            }
+            Request::Down(name) => {
+                let index = self
+                    .conns
+                    .iter()
+                    .position(|c| c.spec.name == name)
+                    .ok_or_else(|| format!("no connection named {name}"))?;
+                let spis: Vec<u64> = self
+                    .sas
+                    .iter()
+                    .filter(|(_, sa)| sa.conn == index)
+                    .map(|(s, _)| *s)
+                    .collect();
+                if spis.is_empty() {
+                    return Err(format!("connection {name} has no IKE SA"));
+                }
+                for spi in &spis {
+                    let mut sa = self.sas.remove(spi).expect("listed");
+                    if sa.phase == Phase::Established {
+                        self.send_delete_ike(&mut sa);
+                    }
+                    self.destroy(sa, "closed by the operator");
+                }
+                Ok(format!("closed {} IKE SA(s) of {name}\n", spis.len()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,541 @@
+//! Two daemons talking through their events: establishment, refusals, retransmission,
+//! liveness checks, deletion.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use espo_ipsec::spec::SaSpec;
+
+use super::*;
+use crate::connection::{ChildSpec, Lifetimes, Psk};
+use crate::ts::{TsRange, TsSpec};
+
+const A: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+const B: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+const PSK: &[u8] = b"a pre-shared key of some length";
+
+fn range(cidr: &str) -> TsSpec {
+    cidr.parse::<TsSpec>().unwrap()
+}
+
+fn child(local: &str, remote: &str, start: StartAction) -> ChildSpec {
+    ChildSpec {
+        name: "net".into(),
+        local_ts: vec![range(local)],
+        remote_ts: vec![range(remote)],
+        esp_proposals: vec!["aes128gcm16".into()],
+        start_action: start,
+        lifetimes: Lifetimes::CHILD_DEFAULT,
+        replay_window: 64,
+    }
+}
+
+fn spec(
+    name: &str,
+    local: IpAddr,
+    remote: Option<IpAddr>,
+    children: Vec<ChildSpec>,
+) -> ConnectionSpec {
+    ConnectionSpec {
+        name: name.into(),
+        local_addrs: vec![local],
+        remote_addrs: remote.into_iter().collect(),
+        local_port: 500,
+        remote_port: 500,
+        local_id: None,
+        remote_id: None,
+        local_auth: LocalAuth::Psk,
+        remote_auth: RemoteAuth::Psk,
+        psk: Some(Psk(PSK.to_vec().into())),
+        proposals: vec!["aes128gcm16-prfsha256-x25519".into()],
+        dpd_delay: Duration::from_secs(30),
+        encap: false,
+        lifetimes: Lifetimes::IKE_DEFAULT,
+        children,
+    }
+}
+
+/// Two daemons on a lossless (or lossy, when told) link.
+struct Pair {
+    a: Daemon,
+    b: Daemon,
+    now: Instant,
+    /// Installed CHILD_SAs: (side, SAs).
+    installed: Vec<(char, [SaSpec; 2])>,
+    removed: Vec<(char, ChildId)>,
+    logs: Vec<(char, Level, String)>,
+    /// Datagrams in flight: (to a?, local, remote, bytes).
+    wire: Vec<(char, SocketAddr, SocketAddr, Vec<u8>)>,
+    drop_to: Option<char>,
+}
+
+impl Pair {
+    fn new(a: ConnectionSpec, b: ConnectionSpec) -> Pair {
+        let now = Instant::now();
+        let unix = 1_800_000_000;
+        Pair {
+            a: Daemon::new(
+                vec![Connection::load(a).unwrap()],
+                vec![SocketAddr::new(A, 500)],
+                now,
+                unix,
+            ),
+            b: Daemon::new(
+                vec![Connection::load(b).unwrap()],
+                vec![SocketAddr::new(B, 500)],
+                now,
+                unix,
+            ),
+            now,
+            installed: Vec::new(),
+            removed: Vec::new(),
+            logs: Vec::new(),
+            wire: Vec::new(),
+            drop_to: None,
+        }
+    }
+
+    fn collect(&mut self) {
+        for (side, d) in [('a', &mut self.a), ('b', &mut self.b)] {
+            while let Some(e) = d.next_event() {
+                match e {
+                    Event::Send {
+                        local,
+                        remote,
+                        message,
+                    } => {
+                        let to = if side == 'a' { 'b' } else { 'a' };
+                        self.wire.push((to, local, remote, message));
+                    }
+                    Event::InstallChild { sas, .. } => self.installed.push((side, *sas)),
+                    Event::RemoveChild { id } => self.removed.push((side, id)),
+                    Event::Log { level, text, .. } => self.logs.push((side, level, text)),
+                }
+            }
+        }
+    }
+
+    /// Runs until nothing is in flight.
+    fn run(&mut self) {
+        for _ in 0..100 {
+            self.collect();
+            if self.wire.is_empty() {
+                return;
+            }
+            for (to, from_local, from_remote, bytes) in std::mem::take(&mut self.wire) {
+                if self.drop_to == Some(to) {
+                    continue;
+                }
+                // What one end sent from `local` to `remote` arrives at the other with the
+                // addresses swapped.
+                let d = if to == 'a' { &mut self.a } else { &mut self.b };
+                d.receive(&bytes, from_local, from_remote, self.now);
+            }
+        }
+        panic!("the exchange does not settle");
+    }
+
+    fn tick(&mut self, by: Duration) {
+        self.now += by;
+        self.a.tick(self.now);
+        self.b.tick(self.now);
+        self.run();
+    }
+
+    fn logs_of(&self, side: char) -> String {
+        self.logs
+            .iter()
+            .filter(|(s, ..)| *s == side)
+            .map(|(_, l, t)| format!("{l:?} {t}\n"))
+            .collect()
+    }
+}
+
+fn initiator_and_responder() -> Pair {
+    Pair::new(
+        spec(
+            "a",
+            A,
+            Some(B),
+            vec![child("10.1.0.0/16", "10.2.0.0/16", StartAction::Start)],
+        ),
+        spec(
+            "b",
+            B,
+            None,
+            vec![child("10.2.0.0/16", "10.1.0.0/16", StartAction::None)],
+        ),
+    )
+}
+
+fn spis(sas: &[SaSpec; 2]) -> (u32, u32) {
+    (sas[0].spi, sas[1].spi)
+}
+
+#[test]
+fn two_daemons_establish_an_ike_sa_and_a_child_sa_with_matching_keys() {
+    let mut p = initiator_and_responder();
+    p.tick(Duration::ZERO);
+    assert_eq!(
+        p.installed.len(),
+        2,
+        "{}\n{}",
+        p.logs_of('a'),
+        p.logs_of('b')
+    );
+    let a = &p.installed.iter().find(|(s, _)| *s == 'a').unwrap().1;
+    let b = &p.installed.iter().find(|(s, _)| *s == 'b').unwrap().1;
+    // a's inbound is b's outbound, with the same key, and the other way round.
+    let (a_in, a_out) = spis(a);
+    let (b_in, b_out) = spis(b);
+    assert_eq!((a_in, a_out), (b_out, b_in));
+    assert_eq!(
+        a[0].key.as_ref().unwrap().as_bytes(),
+        b[1].key.as_ref().unwrap().as_bytes()
+    );
+    assert_eq!(
+        a[1].key.as_ref().unwrap().as_bytes(),
+        b[0].key.as_ref().unwrap().as_bytes()
+    );
+    assert_ne!(
+        a[0].key.as_ref().unwrap().as_bytes(),
+        a[1].key.as_ref().unwrap().as_bytes()
+    );
+    assert_eq!(a[1].src, A);
+    assert_eq!(a[1].dst, B);
+    assert!(a[1].udp_encap.is_none(), "no NAT between them");
+    assert_eq!(p.a.ike_sas()[0].2, "ESTABLISHED");
+    assert_eq!(p.b.ike_sas()[0].2, "ESTABLISHED");
+    let list = p.b.request(Request::List, p.now).unwrap();
+    assert!(list.contains("CHILD_SA net"), "{list}");
+    assert!(!list.contains(&hex(PSK)), "{list}");
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn a_wrong_psk_installs_nothing_and_says_so() {
+    let mut b = spec(
+        "b",
+        B,
+        None,
+        vec![child("10.2.0.0/16", "10.1.0.0/16", StartAction::None)],
+    );
+    b.psk = Some(Psk(b"another pre-shared key, longer".to_vec().into()));
+    let mut p = Pair::new(
+        spec(
+            "a",
+            A,
+            Some(B),
+            vec![child("10.1.0.0/16", "10.2.0.0/16", StartAction::Start)],
+        ),
+        b,
+    );
+    p.tick(Duration::ZERO);
+    assert!(p.installed.is_empty());
+    assert!(
+        p.logs_of('b').contains("pre-shared key does not match"),
+        "{}",
+        p.logs_of('b')
+    );
+    assert!(
+        p.logs_of('a').contains("AuthenticationFailed"),
+        "{}",
+        p.logs_of('a')
+    );
+    assert!(p.a.ike_sas().is_empty());
+    assert!(p.b.ike_sas().is_empty());
+}
+
+#[test]
+fn no_common_proposal_is_no_proposal_chosen() {
+    let mut b = spec(
+        "b",
+        B,
+        None,
+        vec![child("10.2.0.0/16", "10.1.0.0/16", StartAction::None)],
+    );
+    b.proposals = vec!["aes256-sha384-ecp384".into()];
+    let mut p = Pair::new(
+        spec(
+            "a",
+            A,
+            Some(B),
+            vec![child("10.1.0.0/16", "10.2.0.0/16", StartAction::Start)],
+        ),
+        b,
+    );
+    p.tick(Duration::ZERO);
+    assert!(p.installed.is_empty());
+    assert!(
+        p.logs_of('b').contains("NO_PROPOSAL_CHOSEN"),
+        "{}",
+        p.logs_of('b')
+    );
+    assert!(
+        p.logs_of('a').contains("NoProposalChosen"),
+        "{}",
+        p.logs_of('a')
+    );
+    assert!(p.b.ike_sas().is_empty(), "the responder keeps nothing");
+}
+
+#[test]
+fn the_responders_group_is_taken_after_invalid_ke_payload() {
+    let mut a = spec(
+        "a",
+        A,
+        Some(B),
+        vec![child("10.1.0.0/16", "10.2.0.0/16", StartAction::Start)],
+    );
+    a.proposals = vec!["aes128gcm16-prfsha256-x25519-ecp256".into()];
+    let mut b = spec(
+        "b",
+        B,
+        None,
+        vec![child("10.2.0.0/16", "10.1.0.0/16", StartAction::None)],
+    );
+    b.proposals = vec!["aes128gcm16-prfsha256-ecp256".into()];
+    let mut p = Pair::new(a, b);
+    p.tick(Duration::ZERO);
+    assert_eq!(p.installed.len(), 2, "{}", p.logs_of('a'));
+    assert!(
+        p.logs_of('a').contains("wants Diffie-Hellman group 19"),
+        "{}",
+        p.logs_of('a')
+    );
+}
+
+#[test]
+fn selectors_outside_the_configuration_are_ts_unacceptable() {
+    let mut p = Pair::new(
+        spec(
+            "a",
+            A,
+            Some(B),
+            vec![child("10.1.0.0/16", "10.9.0.0/16", StartAction::Start)],
+        ),
+        spec(
+            "b",
+            B,
+            None,
+            vec![child("10.2.0.0/16", "10.1.0.0/16", StartAction::None)],
+        ),
+    );
+    p.tick(Duration::ZERO);
+    assert!(p.installed.is_empty());
+    assert!(
+        p.logs_of('b').contains("TsUnacceptable"),
+        "{}",
+        p.logs_of('b')
+    );
+    // The IKE SA itself stands.
+    assert_eq!(p.a.ike_sas()[0].2, "ESTABLISHED");
+}
+
+#[test]
+fn the_responder_narrows_the_selectors() {
+    let mut p = Pair::new(
+        spec(
+            "a",
+            A,
+            Some(B),
+            vec![child("10.0.0.0/8", "10.0.0.0/8", StartAction::Start)],
+        ),
+        spec(
+            "b",
+            B,
+            None,
+            vec![child("10.2.0.0/16", "10.1.0.0/16", StartAction::None)],
+        ),
+    );
+    p.tick(Duration::ZERO);
+    assert_eq!(p.installed.len(), 2, "{}", p.logs_of('a'));
+    let list = p.a.request(Request::List, p.now).unwrap();
+    assert!(
+        list.contains("10.1.0.0/16") && list.contains("10.2.0.0/16"),
+        "{list}"
+    );
+}
+
+#[test]
+fn a_lost_response_is_resent_from_the_cache() {
+    let mut p = initiator_and_responder();
+    // Everything to a is lost at first: the IKE_SA_INIT response.
+    p.drop_to = Some('a');
+    p.tick(Duration::ZERO);
+    assert!(p.installed.is_empty());
+    p.drop_to = None;
+    p.tick(Duration::from_secs(5)); // a retransmits; b answers from its cache
+    assert_eq!(
+        p.installed.len(),
+        2,
+        "{}\n{}",
+        p.logs_of('a'),
+        p.logs_of('b')
+    );
+    assert_eq!(
+        p.b.ike_sas().len(),
+        1,
+        "the retransmission made no second IKE SA"
+    );
+}
+
+#[test]
+fn a_silent_peer_is_noticed_and_its_sas_removed() {
+    let mut p = initiator_and_responder();
+    p.tick(Duration::ZERO);
+    assert_eq!(p.installed.len(), 2);
+    p.drop_to = Some('b');
+    // 30 s of quiet, then 165 s of unanswered liveness checks.
+    for _ in 0..30 {
+        p.tick(Duration::from_secs(10));
+    }
+    assert!(p.a.ike_sas().is_empty(), "{}", p.logs_of('a'));
+    assert_eq!(p.removed.iter().filter(|(s, _)| *s == 'a').count(), 1);
+    assert!(
+        p.logs_of('a').contains("does not answer"),
+        "{}",
+        p.logs_of('a')
+    );
+}
+
+#[test]
+fn a_live_peer_answers_the_liveness_check() {
+    let mut p = initiator_and_responder();
+    p.tick(Duration::ZERO);
+    for _ in 0..30 {
+        p.tick(Duration::from_secs(10));
+    }
+    assert_eq!(p.a.ike_sas()[0].2, "ESTABLISHED");
+    assert!(p.removed.is_empty());
+}
+
+#[test]
+fn down_deletes_on_both_ends() {
+    let mut p = initiator_and_responder();
+    p.tick(Duration::ZERO);
+    p.a.request(Request::Down("a".into()), p.now).unwrap();
+    p.run();
+    assert!(p.a.ike_sas().is_empty());
+    assert!(p.b.ike_sas().is_empty(), "{}", p.logs_of('b'));
+    assert_eq!(p.removed.len(), 2);
+}
+
+#[test]
+fn up_starts_a_connection_whose_start_action_is_none() {
+    let mut p = Pair::new(
+        spec(
+            "a",
+            A,
+            Some(B),
+            vec![child("10.1.0.0/16", "10.2.0.0/16", StartAction::None)],
+        ),
+        spec(
+            "b",
+            B,
+            None,
+            vec![child("10.2.0.0/16", "10.1.0.0/16", StartAction::None)],
+        ),
+    );
+    p.tick(Duration::ZERO);
+    assert!(p.installed.is_empty());
+    p.a.request(Request::Up("a".into()), p.now).unwrap();
+    p.run();
+    assert_eq!(p.installed.len(), 2);
+    assert!(p.a.request(Request::Up("nope".into()), p.now).is_err());
+}
+
+#[test]
+fn forced_encapsulation_puts_esp_in_udp_4500() {
+    let mut a = spec(
+        "a",
+        A,
+        Some(B),
+        vec![child("10.1.0.0/16", "10.2.0.0/16", StartAction::Start)],
+    );
+    a.encap = true;
+    let mut p = Pair::new(
+        a,
+        spec(
+            "b",
+            B,
+            None,
+            vec![child("10.2.0.0/16", "10.1.0.0/16", StartAction::None)],
+        ),
+    );
+    p.tick(Duration::ZERO);
+    assert_eq!(p.installed.len(), 2, "{}", p.logs_of('a'));
+    for (_, sas) in &p.installed {
+        for sa in sas {
+            let e = sa.udp_encap.expect("ESP in UDP");
+            assert_eq!((e.src_port, e.dst_port), (4500, 4500));
+        }
+    }
+}
+
+#[test]
+fn garbage_and_unknown_spis_are_dropped_without_an_answer() {
+    let mut p = initiator_and_responder();
+    p.tick(Duration::ZERO);
+    let before = p.b.counters();
+    let from = SocketAddr::new(A, 500);
+    let to = SocketAddr::new(B, 500);
+    p.b.receive(&[0u8; 3], from, to, p.now);
+    p.b.receive(&[0xffu8; 100], from, to, p.now);
+    let mut unknown = vec![0u8; 28];
+    unknown[0] = 1;
+    unknown[16] = 46;
+    unknown[17] = 0x20;
+    unknown[18] = 37;
+    unknown[19] = 0x08;
+    unknown[27] = 28;
+    p.b.receive(&unknown, from, to, p.now);
+    p.collect();
+    assert!(p.wire.is_empty(), "no answer to garbage");
+    let after = p.b.counters();
+    assert!(after.malformed + after.dropped >= before.malformed + before.dropped + 3);
+}
+
+#[test]
+fn a_flood_of_ike_sa_init_is_bounded() {
+    let mut p = initiator_and_responder();
+    p.tick(Duration::ZERO);
+    // A real initiator's IKE_SA_INIT, replayed with new SPIs from many addresses.
+    let mut fresh = Pair::new(
+        spec(
+            "x",
+            A,
+            Some(B),
+            vec![child("10.1.0.0/16", "10.2.0.0/16", StartAction::Start)],
+        ),
+        spec("y", B, None, vec![]),
+    );
+    fresh.a.tick(fresh.now);
+    fresh.collect();
+    let init = fresh.wire[0].3.clone();
+    for i in 0..(MAX_HALF_OPEN as u32 + 500) {
+        let mut m = init.clone();
+        m[..4].copy_from_slice(&i.to_be_bytes());
+        let src = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)), 500);
+        p.b.receive(&m, src, SocketAddr::new(B, 500), p.now);
+    }
+    p.collect();
+    assert!(p.b.sas.len() <= MAX_HALF_OPEN + 1);
+    p.wire.clear();
+    // The established tunnel is unaffected and the half-open ones time out.
+    p.tick(HALF_OPEN_TIMEOUT + Duration::from_secs(1));
+    assert_eq!(p.b.sas.len(), 1);
+    assert_eq!(p.b.ike_sas()[0].2, "ESTABLISHED");
+}
+
+#[test]
+fn installed_sas_carry_the_narrowed_policy_selectors() {
+    let mut p = initiator_and_responder();
+    p.tick(Duration::ZERO);
+    let (_, sas) = &p.installed[0];
+    assert_eq!(sas[0].replay_window, 64);
+    let _ = TsRange::any(true);
+}
