@@ -283,10 +283,26 @@ fn validate_gateway(raw: &RawGateway, path: &Path) -> Result<GatewayConfig, Conf
         }
         next_hops.push(hop);
     }
+    let ike_log = raw.ike_log.clone().unwrap_or_else(|| "info".into());
+    espo_ike::daemon::parse_log_levels(&ike_log).map_err(|e| entry.err("ike_log", e))?;
+    let timeout = raw.ike_retransmit_timeout.unwrap_or(4.0);
+    if !(0.1..=60.0).contains(&timeout) {
+        return Err(entry.err(
+            "ike_retransmit_timeout",
+            format!("{timeout} s is outside 0.1..=60 s"),
+        ));
+    }
+    let tries = raw.ike_retransmit_tries.unwrap_or(5);
+    if tries > 20 {
+        return Err(entry.err("ike_retransmit_tries", format!("{tries} is more than 20")));
+    }
     Ok(GatewayConfig {
         tun,
         tun_addresses,
         next_hops,
+        ike_log,
+        ike_retransmit_timeout: std::time::Duration::from_secs_f64(timeout),
+        ike_retransmit_tries: tries,
         port: raw.port.clone(),
         local,
         mtu: raw.mtu,

@@ -209,7 +209,61 @@ fn proposals(
     if list.iter().any(String::is_empty) || list.is_empty() {
         return Err(entry.err(field, "an empty proposal"));
     }
+    let protocol = if field == "esp_proposals" {
+        espo_ike::wire::ProtocolId::Esp
+    } else {
+        espo_ike::wire::ProtocolId::Ike
+    };
+    let parsed = espo_ike::proposal::parse_list(&list, protocol)
+        .map_err(|e| entry.err(field, e.to_string()))?;
+    // What espo's engines and IKE code do not run, refused here rather than at the first
+    // negotiation.
+    for p in &parsed {
+        if let Some(why) = unsupported(p, protocol) {
+            return Err(entry.err(field, format!("`{p}`: {why}")));
+        }
+    }
     Ok(list)
+}
+
+/// Why espo cannot run a parsed proposal, if it cannot.
+fn unsupported(
+    p: &espo_ike::proposal::Proposal,
+    protocol: espo_ike::wire::ProtocolId,
+) -> Option<String> {
+    use espo_ike::wire::{EncrId, IntegId};
+    for (e, bits) in &p.encryption {
+        let ok = match e {
+            EncrId::AesGcm16 | EncrId::AesCbc => matches!(bits, Some(128) | Some(256)),
+            EncrId::ChaCha20Poly1305 => true,
+            _ => false,
+        };
+        if !ok {
+            return Some(format!(
+                "encryption {e:?}{} is not implemented (AES-128/256 CBC or GCM with a 16-byte ICV, ChaCha20-Poly1305)",
+                bits.map(|b| format!(" {b}")).unwrap_or_default()
+            ));
+        }
+    }
+    for i in &p.integrity {
+        let ok = match protocol {
+            espo_ike::wire::ProtocolId::Esp => matches!(
+                i,
+                IntegId::HmacSha256_128 | IntegId::HmacSha384_192 | IntegId::HmacSha512_256
+            ),
+            _ => matches!(
+                i,
+                IntegId::HmacSha1_96
+                    | IntegId::HmacSha256_128
+                    | IntegId::HmacSha384_192
+                    | IntegId::HmacSha512_256
+            ),
+        };
+        if !ok {
+            return Some(format!("integrity {i:?} is not implemented here"));
+        }
+    }
+    None
 }
 
 fn selectors(

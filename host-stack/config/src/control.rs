@@ -74,6 +74,15 @@ pub enum Request {
         id: u32,
         sas: Vec<u32>,
     },
+    /// Key management: every connection with its IKE SAs and CHILD_SAs.
+    IkeList,
+    /// Start a connection (`espo ike up NAME`).
+    IkeUp(String),
+    /// Close a connection's IKE SAs and their CHILD_SAs (`espo ike down NAME`).
+    IkeDown(String),
+    /// Wireshark's ESP and IKEv2 decryption tables for the live SAs (`espo wireshark`);
+    /// the answer holds keys: the control socket is root's only.
+    Wireshark,
 }
 
 /// `[[policy]]` entries of a request: checked against the running gateway's SAs with
@@ -114,7 +123,7 @@ pub enum RequestError {
     #[error("empty request")]
     Empty,
     #[error(
-        "unknown command `{0}` (expected status, sa list|add|replace|del, policy list|add|del|set)"
+        "unknown command `{0}` (expected status, sa list|add|replace|del, policy list|add|del|set, ike list|up|down, wireshark)"
     )]
     UnknownCommand(String),
     #[error("`{command}`: {message}")]
@@ -229,6 +238,10 @@ impl Request {
             ["policy", "add", rest @ ..] => ("policy add", rest),
             ["policy", "del", rest @ ..] => ("policy del", rest),
             ["policy", "set", rest @ ..] => ("policy set", rest),
+            ["ike", "list", rest @ ..] => ("ike list", rest),
+            ["ike", "up", rest @ ..] => ("ike up", rest),
+            ["ike", "down", rest @ ..] => ("ike down", rest),
+            ["wireshark", rest @ ..] => ("wireshark", rest),
             [first, ..] => {
                 return Err(RequestError::UnknownCommand(shown(first)));
             }
@@ -241,14 +254,26 @@ impl Request {
             }
         };
         match command {
-            "status" | "sa list" | "policy list" => {
+            "status" | "sa list" | "policy list" | "ike list" | "wireshark" => {
                 let args = Args::new(command, rest, &[])?;
                 args.positional(&[])?;
                 no_body(&args)?;
                 Ok(match command {
                     "status" => Request::Status,
                     "sa list" => Request::SaList,
+                    "ike list" => Request::IkeList,
+                    "wireshark" => Request::Wireshark,
                     _ => Request::PolicyList,
+                })
+            }
+            "ike up" | "ike down" => {
+                let args = Args::new(command, rest, &[])?;
+                let name = args.positional(&["NAME"])?[0].to_owned();
+                no_body(&args)?;
+                Ok(if command == "ike up" {
+                    Request::IkeUp(name)
+                } else {
+                    Request::IkeDown(name)
                 })
             }
             "sa add" => {

@@ -186,6 +186,14 @@ pub struct GatewayConfig {
     /// Model and vfio engines: the router the card's port sends tunnel packets to, at most
     /// one per address family; a family without one sends straight to the peer (on-link).
     pub next_hops: Vec<IpAddr>,
+    /// Key management's log levels: a default and levels per subsystem
+    /// (`info, ike=debug`).
+    pub ike_log: String,
+    /// Key management's retransmissions: the first timeout and how many times an
+    /// unanswered request is sent again (each wait 1.8 times the last) before the peer is
+    /// declared dead.
+    pub ike_retransmit_timeout: std::time::Duration,
+    pub ike_retransmit_tries: u32,
 }
 
 /// A whole, validated configuration.
@@ -380,6 +388,9 @@ pub(crate) struct RawGateway {
     pub status_socket: Option<PathBuf>,
     pub next_hop: Option<OneOrMany>,
     pub state_dir: Option<PathBuf>,
+    pub ike_log: Option<String>,
+    pub ike_retransmit_timeout: Option<f64>,
+    pub ike_retransmit_tries: Option<u32>,
 }
 
 /// A string or an array of strings.

@@ -286,3 +286,45 @@ sa = [0x1001]
         (1, 1, 1)
     );
 }
+
+#[test]
+fn proposals_are_checked_when_the_configuration_is_read() {
+    for (from, to, field, says) in [
+        (
+            "\"aes256-sha384-ecp384\"]",
+            "\"aes256-sha384-ecp384-bogus\"]",
+            "proposals",
+            "bogus",
+        ),
+        (
+            "\"aes256-sha384-ecp384\"]",
+            "\"aes192-sha384-ecp384\"]",
+            "proposals",
+            "not implemented",
+        ),
+        (
+            "esp_proposals = \"aes128gcm16\"",
+            "esp_proposals = \"aes128-sha1\"",
+            "esp_proposals",
+            "not implemented",
+        ),
+        (
+            "esp_proposals = \"aes128gcm16\"",
+            "esp_proposals = \"3des-sha256\"",
+            "esp_proposals",
+            "3des",
+        ),
+    ] {
+        assert!(PSK.contains(from), "{from}");
+        let (entry, f, message) = invalid(&PSK.replace(from, to));
+        assert_eq!(f, field, "{to}: {message}");
+        assert!(message.contains(says), "{to}: {message}");
+        assert!(entry.contains("site-b"), "{entry}");
+    }
+    // strongSwan's default keyword stays usable for both.
+    let text = PSK.replace(
+        "esp_proposals = \"aes128gcm16\"",
+        "esp_proposals = \"default\"",
+    );
+    assert!(parse(&text).is_ok());
+}
