@@ -6,11 +6,16 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 # tool:package pairs the suite uses (ip: the network-namespace tests of tests/netns; nft:
-# the guard `espo run` installs, which those tests start)
-for pair in verilator:verilator yosys:yosys ip:iproute2 nft:nftables; do
+# the guard `espo run` installs, which those tests start; swanctl, pki, charon and its
+# kernel-libipsec plugin: strongSwan, the IKEv2 peer of tests/netns/ike.rs; tshark: the
+# independent decoder of captures)
+for pair in verilator:verilator yosys:yosys ip:iproute2 nft:nftables swanctl:strongswan-swanctl \
+            pki:strongswan-pki tshark:tshark; do
   tool=${pair%%:*}; pkg=${pair##*:}
   command -v "$tool" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+[ -x /usr/lib/ipsec/charon ] || need_apt+=(strongswan-charon)
+[ -e /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so ] || need_apt+=(libcharon-extra-plugins)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

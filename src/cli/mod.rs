@@ -10,6 +10,7 @@ pub mod bench;
 pub mod control;
 pub mod demo;
 pub mod guard;
+pub mod ike;
 pub mod pcap;
 pub mod run;
 pub mod status;
@@ -30,6 +31,8 @@ pub enum Command {
     Status(status::StatusArgs),
     Sa(control::SaArgs),
     Policy(control::PolicyArgs),
+    Ike(ike::IkeArgs),
+    Wireshark(ike::WiresharkArgs),
     Guard(guard::GuardArgs),
     Pcap(pcap::PcapArgs),
     Bench(bench::BenchArgs),
@@ -53,6 +56,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(args),
         Command::Sa(args) => control::run_sa(args),
         Command::Policy(args) => control::run_policy(args),
+        Command::Ike(args) => ike::run(args),
+        Command::Wireshark(args) => ike::wireshark(args),
         Command::Guard(args) => guard::run(args),
         Command::Pcap(args) => pcap::run(args),
         Command::Bench(args) => bench::run(args),

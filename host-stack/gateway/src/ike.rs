@@ -8,6 +8,8 @@
 
 pub mod inbox;
 pub mod runtime;
+pub mod setup;
 
 pub use inbox::{IkeInbox, IkeMessage, IkeReceiver};
 pub use runtime::{IkeRuntime, IkeSocket, LogFilter};
+pub use setup::KeyManagement;

@@ -39,6 +39,7 @@ pub mod state_dir;
 pub mod status;
 pub mod threads;
 pub mod tun;
+pub mod wireshark;
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -46,6 +47,8 @@ use std::time::Instant;
 
 use espo_config::control::Request;
 use espo_config::{Config, EngineKind, GatewayConfig};
+use espo_ike::connection::NAT_T_PORT;
+use espo_ike::daemon::{KeyManager, Request as IkeRequest};
 use espo_ipsec::engine::{EngineError, SoftwareEngine};
 use espo_ipsec::sa::SeqReservation;
 use espo_ipsec::selector::Cidr;
@@ -66,6 +69,14 @@ use state_dir::{StateDir, StateError};
 use status::{DirectionStats, GatewayInfo, Published, StatusSocket};
 use threads::{InboundCtx, OutboundCtx, Shutdown};
 
+/// The largest tunnel overhead of a negotiated CHILD_SA: an IPv6 outer header (40), UDP
+/// encapsulation (8), the ESP header (8), a 16-byte IV, up to 17 bytes of padding, pad
+/// length and next header, and a 32-byte ICV (HMAC-SHA-512-256).
+pub const NEGOTIATED_MAX_OVERHEAD: usize = 40 + 8 + 8 + 16 + 17 + 32;
+
+/// Separates the ESP table from the IKEv2 table in the answer to `wireshark`.
+pub const WIRESHARK_IKE_MARK: &str = "--- ikev2_decryption_table\n";
+
 /// Why the gateway could not start (or had to stop).
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -79,11 +90,9 @@ pub enum GatewayError {
         "engine `{0}` is not available in espo run yet; use engine = \"software\" or \"model\""
     )]
     EngineUnavailable(&'static str),
-    /// `[[connection]]` entries are read and checked, but not negotiated by `espo run` yet.
-    #[error(
-        "{0}: espo run does not negotiate IKEv2 connections yet; key this tunnel with [[sa]] entries"
-    )]
-    ConnectionsUnsupported(String),
+    /// Key management could not start: a connection's files, addresses or sockets.
+    #[error("key management: {0}")]
+    Connection(String),
     #[error(transparent)]
     Card(#[from] card::SetupError),
     #[error(transparent)]
@@ -241,22 +250,31 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
         .as_ref()
         .ok_or(GatewayError::NoGatewaySection)?;
     let outside = gw.port.clone().ok_or(GatewayError::NoOutsideInterface)?;
-    if let Some(c) = config.connections.first() {
-        return Err(GatewayError::ConnectionsUnsupported(format!(
-            "{}: connection {}",
-            config.path.display(),
-            c.name
-        )));
-    }
     match config.device.engine {
         EngineKind::Software => {}
         // The card model in-process, its port on the outside interface (AF_PACKET).
         EngineKind::Model => return card::run(config, gw, &outside, ready),
         EngineKind::Vfio => return Err(GatewayError::EngineUnavailable("vfio")),
     }
-    let plan = rx_plan(config);
+    let mut plan = rx_plan(config);
+    // Key management: IKE on port 4500 arrives on the datapath's socket (with ESP in UDP).
+    let ike_locals = if config.connections.is_empty() {
+        Vec::new()
+    } else {
+        ike::setup::local_addresses(config, gw)?
+    };
+    for ip in &ike_locals {
+        if !plan.udp.contains(&(*ip, NAT_T_PORT)) {
+            plan.udp.push((*ip, NAT_T_PORT));
+        }
+    }
     let tx = OuterTx::open(&outside)?;
     let rx = OuterRx::open(&outside, &plan)?;
+    // Key management sends through the datapath's port-4500 sockets.
+    let mut ike_4500: Vec<(IpAddr, std::net::UdpSocket)> = ike_locals
+        .iter()
+        .filter_map(|ip| rx.udp_socket(*ip, NAT_T_PORT).map(|s| (*ip, s)))
+        .collect();
     // ICMP errors about the tunnel packets, heard on raw ICMP sockets (outer_pmtu).
     let interface_mtu = netlink::Netlink::open()?.mtu(netlink::interface_index(&outside)?)?;
     let path_mtus = PathMtus::new(&config.sas, &config.policies, interface_mtu as usize);
@@ -265,7 +283,21 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
     // The state directory once the outside is known to be there.
     let started = Instant::now();
     let keeper = Mutex::new(Keeper::new(StateDir::open(&gw.state_dir)?));
-    let (engine, catalog) = start_software(config, &keeper, started)?;
+    let (mut engine, catalog) = start_software(config, &keeper, started)?;
+    let (inbox, key_management) = if ike_locals.is_empty() {
+        (None, None)
+    } else {
+        let (inbox, receiver) = ike::inbox::channel(ike::inbox::INBOX_CAPACITY)
+            .map_err(|e| GatewayError::Connection(format!("creating the IKE inbox failed: {e}")))?;
+        engine.inbound.set_ike(true);
+        engine.inbound.add_encap_port(NAT_T_PORT);
+        let sockets = ike::setup::sockets(&ike_locals, |ip| {
+            let at = ike_4500.iter().position(|(a, _)| *a == ip)?;
+            Some(ike_4500.swap_remove(at).1)
+        })?;
+        let runtime = ike::setup::runtime(config, &ike_locals, sockets, Some(receiver))?;
+        (Some(inbox), Some(runtime))
+    };
     let out_box = Arc::new(Mailbox::new().map_err(GatewayError::Mailbox)?);
     let in_box = Arc::new(Mailbox::new().map_err(GatewayError::Mailbox)?);
     let mut software_outbound = SoftwareHalf::new(engine.outbound, Arc::clone(&out_box), started);
@@ -294,6 +326,10 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
                 sas: catalog,
                 keeper: &keeper,
                 started,
+            }),
+            ike: key_management.map(|runtime| ike::KeyManagement {
+                runtime,
+                inbox: inbox.as_ref(),
             }),
         },
         ready,
@@ -444,6 +480,7 @@ pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
             engine_name,
             extra_status: &|| path_mtus.render(Instant::now()),
             live: None,
+            ike: None,
         },
         ready,
     )
@@ -461,6 +498,8 @@ pub struct Datapath<'a, O: ?Sized, I: ?Sized, T, R> {
     /// The live SA and policy database: without it the gateway runs its configuration as
     /// it started and refuses changes.
     pub live: Option<LiveParts<'a>>,
+    /// Key management for the configuration's connections (needs `live`).
+    pub ike: Option<ike::KeyManagement<'a>>,
 }
 
 /// What the live database of a running gateway is made of.
@@ -524,10 +563,20 @@ where
         engine_name,
         extra_status,
         live,
+        ike,
     } = dp;
+    let mut key_management = ike;
+    let ike_inbox = key_management.as_ref().and_then(|k| k.inbox);
     let outside_index = netlink::interface_index(outside)?;
     let outer_mtu = netlink::Netlink::open()?.mtu(outside_index)? as usize;
-    let tunnel_mtu = pmtu::tunnel_mtu(outer_mtu, outbound.max_overhead());
+    // Negotiated CHILD_SAs come later: leave room for the largest tunnel overhead any of
+    // them can have.
+    let overhead = if config.connections.is_empty() {
+        outbound.max_overhead()
+    } else {
+        outbound.max_overhead().max(NEGOTIATED_MAX_OVERHEAD)
+    };
+    let tunnel_mtu = pmtu::tunnel_mtu(outer_mtu, overhead);
     let tun_mtu = gw.mtu.map_or(tunnel_mtu, usize::from);
 
     let tun = tun::Tun::create(&gw.tun).map_err(|source| GatewayError::CreateTun {
@@ -647,7 +696,7 @@ where
                     rx,
                     shutdown,
                     published: &in_view,
-                    ike: None,
+                    ike: ike_inbox,
                 };
                 let stats = threads::run_inbound(ctx, inbound);
                 shutdown.trigger();
@@ -667,16 +716,58 @@ where
         let mut ready_fds = Vec::new();
         while !shutdown.requested() {
             status_socket.serve_requests(|request| match (request, db.as_mut()) {
-                (Request::Status, db) => Reply {
-                    ok: true,
-                    text: render(db.as_deref()),
-                },
+                (Request::Status, db) => {
+                    let mut text = render(db.as_deref());
+                    if let Some(k) = key_management.as_mut() {
+                        if let Ok(list) = k
+                            .runtime
+                            .key_manager()
+                            .request(IkeRequest::List, Instant::now())
+                        {
+                            text.push_str("ike sas:\n");
+                            text.push_str(&list);
+                        }
+                        text.push_str(&k.runtime.status_lines());
+                    }
+                    Reply { ok: true, text }
+                }
                 (_, None) => Reply {
                     ok: false,
                     text: "this gateway runs its configuration as it started: its SAs and \
                            policies cannot change while it runs"
                         .into(),
                 },
+                (Request::Wireshark, Some(db)) => {
+                    let mut reply = db.handle(Request::Wireshark);
+                    if let Some(k) = key_management.as_mut() {
+                        reply.text.push_str(WIRESHARK_IKE_MARK);
+                        reply
+                            .text
+                            .push_str(&k.runtime.key_manager().wireshark_table());
+                    }
+                    reply
+                }
+                (
+                    request @ (Request::IkeList | Request::IkeUp(_) | Request::IkeDown(_)),
+                    Some(db),
+                ) => {
+                    let Some(k) = key_management.as_mut() else {
+                        return db.handle(request);
+                    };
+                    let request = match request {
+                        Request::IkeUp(name) => IkeRequest::Up(name),
+                        Request::IkeDown(name) => IkeRequest::Down(name),
+                        _ => IkeRequest::List,
+                    };
+                    let (answer, changed) = k.runtime.request(request, db, Instant::now());
+                    if changed {
+                        let _ = guard.update(&db.guard_db(), gw, outside);
+                    }
+                    match answer {
+                        Ok(text) => Reply { ok: true, text },
+                        Err(text) => Reply { ok: false, text },
+                    }
+                }
                 (request, Some(db)) => {
                     let mut reply = db.handle(request);
                     if reply.ok
@@ -690,10 +781,29 @@ where
                 }
             });
             if let Some(db) = db.as_mut() {
-                db.tick(Instant::now());
+                let now = Instant::now();
+                db.tick(now);
+                if let Some(k) = key_management.as_mut()
+                    && k.runtime.pump(db, now)
+                    && let Err(e) = guard.update(&db.guard_db(), gw, outside)
+                {
+                    eprintln!(
+                        "espo: warning: the guard does not follow key management's change: {e}"
+                    );
+                }
             }
-            let fds = [std::os::fd::AsFd::as_fd(status_socket.listener())];
+            let mut fds = vec![std::os::fd::AsFd::as_fd(status_socket.listener())];
+            if let Some(k) = key_management.as_ref() {
+                fds.extend(k.runtime.fds());
+            }
             threads::wait_readable(&fds, shutdown, &mut ready_fds);
+        }
+        // A clean stop: peers are told, negotiated SAs leave the database.
+        if let (Some(k), Some(db)) = (key_management.as_mut(), db.as_mut()) {
+            let now = Instant::now();
+            k.runtime.key_manager().close_all(now);
+            k.runtime.pump(db, now);
+            k.runtime.uninstall_all(db);
         }
         shutdown.trigger();
         if let Some(Ok(t)) = keeper_thread {

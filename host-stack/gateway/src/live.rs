@@ -231,6 +231,14 @@ impl<'a> Live<'a> {
             Request::Status => return Reply::error("status is answered by the gateway"),
             Request::SaList => return Reply::ok(self.sa_list()),
             Request::PolicyList => return Reply::ok(self.policy_list()),
+            Request::Wireshark => {
+                return Reply::ok(crate::wireshark::esp_table(
+                    self.sas.iter().map(|s| &s.spec),
+                ));
+            }
+            Request::IkeList | Request::IkeUp(_) | Request::IkeDown(_) => {
+                return Reply::error("this gateway has no IKEv2 connections ([[connection]])");
+            }
             Request::SaAdd(sas) => self.add_sas(sas),
             Request::SaReplace { old_spi, sa, grace } => self.replace_sa(old_spi, *sa, grace),
             Request::SaDel { spi, dir, dst } => self.del_sa(spi, dir, dst),

@@ -341,6 +341,18 @@ impl OuterRx {
         Ok(OuterRx { sockets })
     }
 
+    /// A second handle of the UDP socket at `local`:`port` (key management sends IKE
+    /// messages through the socket ESP in UDP arrives on).
+    pub fn udp_socket(&self, local: IpAddr, port: u16) -> Option<std::net::UdpSocket> {
+        self.sockets
+            .iter()
+            .find(
+                |s| matches!(s.kind, RxKind::Udp { local: l, port: p } if l == local && p == port),
+            )
+            .and_then(|s| s.socket.try_clone().ok())
+            .map(std::net::UdpSocket::from)
+    }
+
     pub fn len(&self) -> usize {
         self.sockets.len()
     }

@@ -307,6 +307,18 @@ pub fn run(
         text.push_str(&path_mtus.render(std::time::Instant::now()));
         text
     };
+    // Key management talks through the outside interface's kernel stack; on the card
+    // model the card's port owns that link, and IKE over the card's port is not there yet.
+    if let Some(c) = config.connections.first() {
+        return Err(GatewayError::Connection(format!(
+            "{}: connection {}: engine = \"model\" does not negotiate IKEv2 connections yet \
+             (the card's port owns the outside link); run them on engine = \"software\", or key \
+             the card's SAs with [[sa]] entries",
+            config.path.display(),
+            c.name
+        )));
+    }
+    let key_management = None;
     std::thread::scope(|scope| {
         let port_thread = std::thread::Builder::new()
             .name("espo-port".into())
@@ -341,6 +353,7 @@ pub fn run(
                     keeper: &keeper,
                     started,
                 }),
+                ike: key_management,
             },
             ready,
         );
