@@ -61,17 +61,51 @@ fn the_demo_delivers_every_packet_and_says_so() {
     ] {
         assert!(out.contains(field), "missing `{field}`:\n{out}");
     }
-    // Where each SA runs: AES-GCM on the card, the rest in software, on gateway A.
-    for (spi, place) in [
-        ("0x0000a101", "card"),
-        ("0x0000a102", "card"),
-        ("0x0000a103", "software (chacha20-poly1305 not in hardware)"),
-        ("0x0000a104", "software (aes-cbc-128 not in hardware)"),
+    // The tunnels were negotiated: three IKE SAs, four CHILD_SAs, gateway A initiating.
+    assert!(
+        out.starts_with("key management: IKEv2 — gateway A initiated 3 IKE SAs and 4 CHILD_SAs"),
+        "{out}"
+    );
+    assert_eq!(out.matches("ESTABLISHED").count(), 3, "{out}");
+    assert_eq!(out.matches(", initiator, ").count(), 3, "{out}");
+    for algorithms in [
+        "AES_GCM_16-128/PRF_HMAC_SHA2_256/CURVE_25519",
+        "AES_GCM_16-256/PRF_HMAC_SHA2_384/ECP_384",
+        "AES_CBC-128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048",
+    ] {
+        assert!(out.contains(algorithms), "missing {algorithms}:\n{out}");
+    }
+    // Where each SA runs: AES-GCM on the card, the rest in software, on gateway A; each
+    // outbound SA is the one the negotiation gave (its SPI in `ike list`).
+    for (algorithm, place) in [
+        ("aes-gcm-128", "card"),
+        ("aes-gcm-256", "card"),
+        (
+            "chacha20-poly1305",
+            "software (chacha20-poly1305 not in hardware)",
+        ),
+        (
+            "aes-cbc-128+hmac-sha256-128",
+            "software (aes-cbc-128 not in hardware)",
+        ),
     ] {
         let line = out
             .lines()
-            .find(|l| l.trim_start().starts_with("A") && l.contains(spi) && l.contains(" out "))
-            .unwrap_or_else(|| panic!("no SA line for {spi}:\n{out}"));
+            .find(|l| {
+                l.trim_start().starts_with("A")
+                    && l.contains(&format!(" {algorithm} "))
+                    && l.contains(" out ")
+            })
+            .unwrap_or_else(|| panic!("no SA line for {algorithm}:\n{out}"));
+        let spi = line
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .trim_start_matches("0x");
+        assert!(
+            out.contains(&format!(" out {spi}")),
+            "{spi} is not a negotiated SPI:\n{out}"
+        );
         assert!(line.contains(place), "{line}");
         let packets: u64 = line
             .split_whitespace()
@@ -86,7 +120,8 @@ fn the_demo_delivers_every_packet_and_says_so() {
 
 #[test]
 fn one_packet_is_shown_before_and_after_encapsulation() {
-    let o = run(&["demo", "--packets", "200", "--quiet"]);
+    // With the manual keys, so that the SPI shown is known.
+    let o = run(&["demo", "--packets", "200", "--quiet", "--manual-keys"]);
     let out = stdout(&o);
     assert!(o.status.success(), "{out}");
     let before = out.find("  before:").expect("before");
@@ -128,6 +163,10 @@ fn no_key_appears_in_the_output() {
             assert!(!spaced.contains(piece), "key bytes {piece} in a hex dump");
         }
     }
+    assert!(
+        !text.contains("pre-shared key, published"),
+        "the demo PSK is not shown"
+    );
 }
 
 #[test]
@@ -148,6 +187,7 @@ fn a_broken_tunnel_fails_the_demo_with_its_drops() {
         "--packets",
         "400",
         "--quiet",
+        "--manual-keys",
         "--config-a",
         a.to_str().unwrap(),
         "--config-b",
@@ -159,6 +199,42 @@ fn a_broken_tunnel_fails_the_demo_with_its_drops() {
     assert!(delivered < sent, "{out}");
     assert!(out.contains("gateway B in  bad-icv"), "{out}");
     assert!(out.contains("result: FAILED"), "{out}");
+}
+
+#[test]
+fn a_wrong_pre_shared_key_stops_the_demo_before_traffic() {
+    let dir = scratch("demo-psk");
+    let a = dir.join("gw-a.toml");
+    let b = dir.join("gw-b.toml");
+    std::fs::write(&a, demo_config("gw-a.toml")).unwrap();
+    let good = demo_config("gw-b.toml");
+    let broken = good.replacen(
+        "psk = \"demo pre-shared key, published with espo\"",
+        "psk = \"another pre-shared key, not A's one\"",
+        1,
+    );
+    assert_ne!(broken, good);
+    std::fs::write(&b, broken).unwrap();
+    let o = run(&[
+        "demo",
+        "--packets",
+        "400",
+        "--quiet",
+        "--config-a",
+        a.to_str().unwrap(),
+        "--config-b",
+        b.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("key management failed") && err.contains("pre-shared key does not match"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("demo pre-shared key") && !err.contains("another pre-shared key"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -175,6 +251,8 @@ fn help_explains_the_demo_and_bad_options_are_refused() {
         "--size",
         "--seed",
         "--quiet",
+        "IKEv2",
+        "--manual-keys",
     ] {
         assert!(help.contains(what), "help lacks `{what}`:\n{help}");
     }

@@ -32,8 +32,16 @@ use espo_harness::demo::{Budget, Demo, DemoOptions, PacketSize, Progress, defaul
 /// packets, and one packet shown before and after encapsulation. The exit status is 0 only
 /// when every packet arrived intact.
 ///
+/// Before traffic flows, the two gateways negotiate their tunnels with IKEv2 (RFC 7296):
+/// gateway A initiates each [[connection]] of its configuration (IKE_SA_INIT with x25519,
+/// ECP-384 or MODP-2048, IKE_AUTH with a pre-shared key, CREATE_CHILD_SA for further
+/// tunnels), gateway B responds, and the CHILD_SAs they agree on — fresh keys, derived on
+/// both sides, never shown — are the SAs the gateways run. The summary lists the IKE SAs and
+/// CHILD_SAs with their algorithms and who initiated. --manual-keys skips the negotiation
+/// and runs the configurations' [[sa]] entries instead.
+///
 /// The configurations compiled in are examples/demo/gw-a.toml and gw-b.toml. Their keys
-/// are demo keys, published with espo; espo never prints keys.
+/// and pre-shared keys are demo keys, published with espo; espo never prints keys.
 ///
 /// Examples:
 ///   espo demo
@@ -64,6 +72,10 @@ pub struct DemoArgs {
     /// Gateway B's configuration instead of the compiled-in one (with --config-a).
     #[arg(long, value_name = "FILE", requires = "config_a")]
     pub config_b: Option<PathBuf>,
+    /// Run the configurations' [[sa]] and [[policy]] entries (manual keys) instead of
+    /// negotiating the tunnels with IKEv2.
+    #[arg(long)]
+    pub manual_keys: bool,
 }
 
 fn parse_size(s: &str) -> anyhow::Result<PacketSize> {
@@ -116,6 +128,25 @@ pub fn run(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
         seed: args.seed,
         ..DemoOptions::default()
     };
+    let mut key_management = String::new();
+    let (config_a, config_b) = if args.manual_keys {
+        key_management.push_str("key management: manual keys (--manual-keys)\n");
+        (config_a, config_b)
+    } else {
+        let n = espo_harness::demo::ike::negotiate(&config_a, &config_b)?;
+        key_management.push_str(&format!(
+            "key management: IKEv2 — gateway A initiated {} IKE SAs and {} CHILD_SAs, gateway B responded \
+             ({} messages, {:.1} ms); the keys were derived on both ends and are never shown\n",
+            n.ike_sas,
+            n.child_sas,
+            n.messages,
+            n.elapsed.as_secs_f64() * 1e3
+        ));
+        for line in &n.log {
+            key_management.push_str(&format!("  {line}\n"));
+        }
+        (n.a, n.b)
+    };
     let mut demo = Demo::new(&config_a, &config_b, options)?;
     let terminal = std::io::stderr().is_terminal();
     let every = if terminal {
@@ -141,6 +172,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
     }
     let summary = demo.summary();
     let mut o = std::io::stdout().lock();
+    let _ = write!(o, "{key_management}");
     let _ = writeln!(o, "{summary}");
     Ok(if summary.success() {
         std::process::ExitCode::SUCCESS

@@ -18,6 +18,7 @@
 
 mod card_gw;
 pub mod hosts;
+pub mod ike;
 pub mod ledger;
 pub mod link;
 mod run;

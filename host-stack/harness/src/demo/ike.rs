@@ -1,0 +1,148 @@
+//! The demo's key management: the two gateways' `[[connection]]` entries negotiated with
+//! IKEv2 — two espo daemons exchanging their datagrams in memory — and the CHILD_SAs they
+//! agree on become the SAs and policies the gateways run (in place of the configurations'
+//! `[[sa]]` and `[[policy]]` entries, which `--manual-keys` uses instead).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use espo_config::Config;
+use espo_ike::daemon::{Event, KeyManager, Level, Request};
+use espo_ike::manager::{Connection, Daemon};
+use espo_ipsec::spec::{PolicySpec, SaSpec};
+
+use super::DemoError;
+
+/// What the negotiation gave: the configurations with the negotiated SAs and policies,
+/// and what happened, for the summary (never keys).
+#[derive(Debug)]
+pub struct Negotiated {
+    pub a: Config,
+    pub b: Config,
+    /// Gateway A's IKE SAs and CHILD_SAs (`espo ike list`): algorithms, identities, who
+    /// initiated, selectors.
+    pub log: Vec<String>,
+    pub ike_sas: usize,
+    pub child_sas: usize,
+    /// IKE datagrams exchanged.
+    pub messages: usize,
+    pub elapsed: Duration,
+}
+
+fn daemon(config: &Config, name: &str) -> Result<Daemon, DemoError> {
+    let mut conns = Vec::new();
+    let mut locals: Vec<SocketAddr> = Vec::new();
+    for spec in &config.connections {
+        for ip in &spec.local_addrs {
+            let at = SocketAddr::new(*ip, spec.local_port);
+            if !locals.contains(&at) {
+                locals.push(at);
+            }
+        }
+        conns.push(
+            Connection::load(spec.clone())
+                .map_err(|e| DemoError::Topology(format!("gateway {name}: {e}")))?,
+        );
+    }
+    Ok(Daemon::new(conns, locals, Instant::now(), 0))
+}
+
+/// Negotiates every connection of `a` (the initiator: its children have start_action =
+/// "start") with `b`, and returns both configurations with the CHILD_SAs in place of their
+/// manual SAs and policies.
+pub fn negotiate(a: &Config, b: &Config) -> Result<Negotiated, DemoError> {
+    if a.connections.is_empty() || b.connections.is_empty() {
+        return Err(DemoError::Topology(
+            "the demo's configurations have no [[connection]] entries to negotiate (use --manual-keys)".into(),
+        ));
+    }
+    let started = Instant::now();
+    let mut daemons = [daemon(a, "A")?, daemon(b, "B")?];
+    let mut sas: [Vec<SaSpec>; 2] = [Vec::new(), Vec::new()];
+    let mut policies: [Vec<PolicySpec>; 2] = [Vec::new(), Vec::new()];
+    let mut log = Vec::new();
+    let mut errors = Vec::new();
+    let mut in_flight: VecDeque<(usize, SocketAddr, SocketAddr, Vec<u8>)> = VecDeque::new();
+    let mut messages = 0;
+    let now = Instant::now();
+    for d in &mut daemons {
+        d.tick(now);
+    }
+    for _round in 0..1000 {
+        for (side, d) in daemons.iter_mut().enumerate() {
+            while let Some(event) = d.next_event() {
+                match event {
+                    Event::Send {
+                        local,
+                        remote,
+                        message,
+                    } => in_flight.push_back((1 - side, local, remote, message)),
+                    Event::InstallChild {
+                        sas: pair,
+                        policies: p,
+                        ..
+                    } => {
+                        let [inbound, outbound] = *pair;
+                        sas[side].push(inbound);
+                        sas[side].push(outbound);
+                        policies[side].extend(p);
+                    }
+                    Event::RemoveChild { .. } => {}
+                    Event::Log { level, text, .. } => {
+                        let who = if side == 0 { "A" } else { "B" };
+                        if level <= Level::Warning {
+                            errors.push(format!("gateway {who}: {text}"));
+                        }
+                    }
+                }
+            }
+        }
+        let Some((to, from, at, bytes)) = in_flight.pop_front() else {
+            break;
+        };
+        messages += 1;
+        daemons[to].receive(&bytes, from, at, Instant::now());
+    }
+    if !errors.is_empty() {
+        return Err(DemoError::Topology(format!(
+            "key management failed: {}",
+            errors.join("; ")
+        )));
+    }
+    let wanted: usize = a.connections.iter().map(|c| c.children.len()).sum();
+    if sas[0].len() != 2 * wanted || sas[1].len() != 2 * wanted {
+        return Err(DemoError::Topology(format!(
+            "key management established {} of {wanted} CHILD_SAs",
+            sas[0].len() / 2
+        )));
+    }
+    let list = daemons[0]
+        .request(Request::List, Instant::now())
+        .unwrap_or_default();
+    log.extend(list.lines().map(str::to_string));
+    let [sa_a, sa_b] = sas;
+    let [po_a, po_b] = policies;
+    let with = |c: &Config, sas: Vec<SaSpec>, policies: Vec<PolicySpec>| {
+        let mut c = c.clone();
+        c.sas = sas;
+        // Outbound policies first, in the order of the children, then the inbound ones.
+        let (mut out, inbound): (Vec<_>, Vec<_>) = policies
+            .into_iter()
+            .partition(|p| p.dir == espo_ipsec::spec::Direction::Out);
+        out.extend(inbound);
+        c.policies = out;
+        c
+    };
+    let ike_sas = a.connections.len();
+    let child_sas = wanted;
+    Ok(Negotiated {
+        ike_sas,
+        child_sas,
+        a: with(a, sa_a, po_a),
+        b: with(b, sa_b, po_b),
+        log,
+        messages,
+        elapsed: started.elapsed(),
+    })
+}
