@@ -6,6 +6,7 @@
 mod capture;
 mod card;
 mod guard;
+mod ike;
 mod lab;
 mod live;
 mod path_mtu;

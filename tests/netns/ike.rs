@@ -1,0 +1,998 @@
+//! Key management against strongSwan (Debian's charon with its userspace ESP,
+//! kernel-libipsec, which always puts ESP in UDP 4500) and between two espo gateways: the
+//! tunnel is negotiated with IKEv2, then TCP crosses it both ways with its content checked.
+//!
+//! Each charon runs in its namespace with a private /run (its pid file path is compiled
+//! in), its own vici socket, strongswan.conf and swanctl directory.
+
+use std::fs::File;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::lab::{self, Gateway, Lab, lab_or_skip};
+use super::{ip, traffic};
+
+const CHARON: &str = "/usr/lib/ipsec/charon";
+const PSK: &str = "0x3f1e5a7c9b2d4e6f8a0c1e3b5d7f9a2c4e6b8d0f1a3c5e7b";
+
+/// One charon.
+pub struct Swan {
+    name: String,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Swan {
+    /// Starts charon in `ns` with `swanctl_conf` and loads it.
+    pub fn start(lab: &Lab, ns: &str, name: &str, swanctl_conf: &str) -> Swan {
+        let dir = lab.dir.join(name);
+        for sub in [
+            "x509", "x509ca", "private", "pubkey", "rsa", "ecdsa", "pkcs8",
+        ] {
+            std::fs::create_dir_all(dir.join("swanctl").join(sub)).unwrap();
+        }
+        let vici = dir.join("charon.vici");
+        std::fs::write(
+            dir.join("strongswan.conf"),
+            format!(
+                "charon {{
+  load_modular = no
+  load = random nonce openssl pem pkcs1 pkcs8 x509 pubkey revocation constraints gmp sha1 sha2 hmac aes gcm kdf kernel-libipsec kernel-netlink socket-default vici updown
+  install_routes = yes
+  retransmit_tries = 3
+  filelog {{
+    swan {{
+      path = {log}
+      time_format = %T
+      append = no
+      flush_line = yes
+      default = 1
+      ike = 2
+      chd = 2
+      cfg = 2
+    }}
+  }}
+  syslog {{
+    daemon {{
+      default = -1
+    }}
+  }}
+  plugins {{
+    vici {{
+      socket = unix://{vici}
+    }}
+  }}
+}}
+swanctl {{
+  load = random nonce openssl pem pkcs1 pkcs8 x509 pubkey revocation constraints gmp
+}}
+",
+                log = dir.join("charon.log").display(),
+                vici = vici.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.join("swanctl/swanctl.conf"), swanctl_conf).unwrap();
+        let out = File::create(dir.join("charon.stdout")).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg("env")
+            .arg(format!(
+                "STRONGSWAN_CONF={}",
+                dir.join("strongswan.conf").display()
+            ))
+            .args([
+                "sh",
+                "-c",
+                &format!("mount -t tmpfs -o mode=0755 swan-run /run && exec {CHARON}"),
+            ])
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("charon starts");
+        let swan = Swan {
+            name: name.into(),
+            dir,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !swan.swanctl(&["--stats"]).0 {
+            assert!(
+                Instant::now() < deadline,
+                "charon did not come up: {}",
+                swan.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let (ok, out) = swan.swanctl(&["--load-all"]);
+        assert!(ok, "swanctl --load-all: {out}");
+        swan
+    }
+
+    /// `swanctl ARGS` against this charon.
+    pub fn swanctl(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("timeout")
+            .arg("30")
+            .arg("swanctl")
+            .args(args)
+            .arg("--uri")
+            .arg(format!("unix://{}", self.dir.join("charon.vici").display()))
+            .env("STRONGSWAN_CONF", self.dir.join("strongswan.conf"))
+            .env("SWANCTL_DIR", self.dir.join("swanctl"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("swanctl runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("charon.log")).unwrap_or_default()
+    }
+
+    /// The installed CHILD_SAs' listing.
+    pub fn sas(&self) -> String {
+        self.swanctl(&["--list-sas"]).1
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Swan {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SIGTERM lets charon remove its TUN device and routes.
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = &self.name;
+    }
+}
+
+/// Whether charon is installed (Debian's strongswan-charon).
+fn swan_or_skip() -> bool {
+    if Path::new(CHARON).exists() {
+        true
+    } else {
+        eprintln!(
+            "skipped: {CHARON} missing (apt-get install strongswan-charon strongswan-swanctl libcharon-extra-plugins)"
+        );
+        false
+    }
+}
+
+/// Two namespaces on one link: espo at 192.0.2.1 (site 10.1.0.0/16, its TUN at 10.1.0.1),
+/// strongSwan at 192.0.2.2 (site 10.2.0.0/16, 10.2.0.1 on its loopback).
+struct Pair {
+    espo_ns: String,
+    swan_ns: String,
+    espo_out: String,
+}
+
+fn pair(lab: &mut Lab) -> Pair {
+    let e = lab.ns("e");
+    let s = lab.ns("s");
+    let (eo, so) = lab.link(&e, "eo", &s, "so");
+    lab.addr(&e, &eo, "192.0.2.1/24");
+    lab.addr(&s, &so, "192.0.2.2/24");
+    lab.ip(&s, &["addr", "add", "10.2.0.1/32", "dev", "lo"]);
+    for ns in [&e, &s] {
+        lab.sysctl(ns, "net.ipv4.conf.all.rp_filter", "0");
+        lab.sysctl(ns, "net.ipv4.conf.default.rp_filter", "0");
+    }
+    Pair {
+        espo_ns: e,
+        swan_ns: s,
+        espo_out: eo,
+    }
+}
+
+/// espo's configuration: one connection to (or from) 192.0.2.2.
+fn espo_config(outside: &str, tun: &str, connection: &str) -> String {
+    format!(
+        "[device]
+engine = \"software\"
+
+[gateway]
+tun = \"{tun}\"
+tun_address = \"10.1.0.1/32\"
+port = \"{outside}\"
+local = \"192.0.2.1\"
+ike_log = \"info\"
+
+{connection}"
+    )
+}
+
+fn psk_connection(start: &str) -> String {
+    format!(
+        "[[connection]]
+name = \"swan\"
+local_addrs = \"192.0.2.1\"
+remote_addrs = \"192.0.2.2\"
+proposals = [\"aes128gcm16-prfsha256-x25519\"]
+psk = \"{PSK}\"
+
+[connection.local]
+auth = \"psk\"
+id = \"192.0.2.1\"
+
+[connection.remote]
+auth = \"psk\"
+id = \"192.0.2.2\"
+
+[[connection.child]]
+name = \"net\"
+local_ts = [\"10.1.0.0/16\"]
+remote_ts = [\"10.2.0.0/16\"]
+esp_proposals = [\"aes128gcm16\"]
+start_action = \"{start}\"
+"
+    )
+}
+
+fn swan_psk_conf(start: &str) -> String {
+    format!(
+        "connections {{
+  espo {{
+    version = 2
+    local_addrs = 192.0.2.2
+    remote_addrs = 192.0.2.1
+    proposals = aes128gcm16-prfsha256-x25519
+    local {{
+      auth = psk
+      id = 192.0.2.2
+    }}
+    remote {{
+      auth = psk
+      id = 192.0.2.1
+    }}
+    children {{
+      net {{
+        local_ts = 10.2.0.0/16
+        remote_ts = 10.1.0.0/16
+        esp_proposals = aes128gcm16
+        mode = tunnel
+        start_action = {start}
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-espo {{
+    id-a = 192.0.2.1
+    id-b = 192.0.2.2
+    secret = {PSK}
+  }}
+}}
+"
+    )
+}
+
+/// TCP both ways through the tunnel, content checked.
+fn traffic_both_ways(lab: &Lab, p: &Pair) {
+    traffic::tcp_transfer_from(
+        lab,
+        &p.espo_ns,
+        Some(ip("10.1.0.1")),
+        &p.swan_ns,
+        ip("10.2.0.1"),
+        256 * 1024,
+    );
+    traffic::tcp_transfer_from(
+        lab,
+        &p.swan_ns,
+        Some(ip("10.2.0.1")),
+        &p.espo_ns,
+        ip("10.1.0.1"),
+        256 * 1024,
+    );
+}
+
+fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<String>) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = check() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn child_installed(lab: &Lab, gw: &Gateway) -> Option<String> {
+    let (ok, out, _) = lab.espo(gw, &["ike", "list"]);
+    (ok && out.contains("CHILD_SA net")).then_some(out)
+}
+
+#[test]
+fn espo_initiates_to_strongswan_with_a_psk() {
+    let mut lab = lab_or_skip!("ik");
+    if !swan_or_skip() {
+        return;
+    }
+    let p = pair(&mut lab);
+    let swan = Swan::start(&lab, &p.swan_ns, "swan", &swan_psk_conf("none"));
+    let gw = lab.espo_run(
+        &p.espo_ns,
+        "espo",
+        &espo_config(&p.espo_out, &lab.name("t"), &psk_connection("start")),
+    );
+    let list = wait_for(
+        "espo's CHILD_SA with strongSwan",
+        Duration::from_secs(20),
+        || child_installed(&lab, &gw),
+    );
+    assert!(
+        list.contains("ESTABLISHED") && list.contains("initiator"),
+        "{list}"
+    );
+    assert!(
+        list.contains("ESP in UDP"),
+        "strongSwan's libipsec fakes a NAT: {list}"
+    );
+    let sas = swan.sas();
+    assert!(sas.contains("INSTALLED, TUNNEL"), "{sas}\n{}", swan.log());
+    traffic_both_ways(&lab, &p);
+    let status = lab.status(&gw);
+    assert!(!status.contains(&PSK[2..]), "the PSK is never shown");
+    // espo ike down deletes on both ends.
+    let (ok, out, err) = lab.espo(&gw, &["ike", "down", "swan"]);
+    assert!(ok, "{out}{err}");
+    wait_for(
+        "strongSwan to forget the IKE SA",
+        Duration::from_secs(10),
+        || (!swan.sas().contains("ESTABLISHED")).then_some(String::new()),
+    );
+}
+
+#[test]
+fn strongswan_initiates_to_espo_with_a_psk() {
+    let mut lab = lab_or_skip!("ir");
+    if !swan_or_skip() {
+        return;
+    }
+    let p = pair(&mut lab);
+    let gw = lab.espo_run(
+        &p.espo_ns,
+        "espo",
+        &espo_config(&p.espo_out, &lab.name("t"), &psk_connection("none")),
+    );
+    let swan = Swan::start(&lab, &p.swan_ns, "swan", &swan_psk_conf("none"));
+    let (ok, out) = swan.swanctl(&["--initiate", "--child", "net", "--timeout", "20"]);
+    assert!(
+        ok,
+        "strongSwan's initiate: {out}\n{}\n{}",
+        swan.log(),
+        lab.log("espo")
+    );
+    let list = wait_for("espo's CHILD_SA", Duration::from_secs(10), || {
+        child_installed(&lab, &gw)
+    });
+    assert!(list.contains("responder"), "{list}");
+    traffic_both_ways(&lab, &p);
+}
+
+#[test]
+fn a_wrong_psk_is_refused_with_a_clear_log_line_and_nothing_installed() {
+    let mut lab = lab_or_skip!("iw");
+    if !swan_or_skip() {
+        return;
+    }
+    let p = pair(&mut lab);
+    let gw = lab.espo_run(
+        &p.espo_ns,
+        "espo",
+        &espo_config(&p.espo_out, &lab.name("t"), &psk_connection("none")),
+    );
+    let wrong = swan_psk_conf("none").replace(PSK, "0x00112233445566778899aabbccddeeff00112233");
+    let swan = Swan::start(&lab, &p.swan_ns, "swan", &wrong);
+    let (ok, _) = swan.swanctl(&["--initiate", "--child", "net", "--timeout", "15"]);
+    assert!(!ok, "a wrong PSK must not establish");
+    let log = lab.log("espo");
+    assert!(log.contains("pre-shared key does not match"), "{log}");
+    let (_, list, _) = lab.espo(&gw, &["ike", "list"]);
+    assert!(!list.contains("CHILD_SA"), "{list}");
+    assert!(
+        swan.log().contains("AUTHENTICATION_FAILED"),
+        "{}",
+        swan.log()
+    );
+}
+
+#[test]
+fn two_espo_gateways_negotiate_their_tunnel() {
+    let mut lab = lab_or_skip!("ie");
+    let a = lab.ns("a");
+    let b = lab.ns("b");
+    let (ao, bo) = lab.link(&a, "ao", &b, "bo");
+    lab.addr(&a, &ao, "192.0.2.1/24");
+    lab.addr(&b, &bo, "192.0.2.2/24");
+    let gw_a = lab.espo_run(
+        &a,
+        "a",
+        &espo_config(&ao, &lab.name("ta"), &psk_connection("start")),
+    );
+    let b_conf = espo_config(&bo, &lab.name("tb"), &psk_connection("none"))
+        .replace("10.1.0.1/32", "10.2.0.1/32")
+        .replace("local = \"192.0.2.1\"", "local = \"192.0.2.2\"")
+        .replace("local_addrs = \"192.0.2.1\"", "local_addrs = \"192.0.2.2\"")
+        .replace(
+            "remote_addrs = \"192.0.2.2\"",
+            "remote_addrs = \"192.0.2.1\"",
+        )
+        .replace("id = \"192.0.2.1\"", "id = \"TMP\"")
+        .replace("id = \"192.0.2.2\"", "id = \"192.0.2.1\"")
+        .replace("id = \"TMP\"", "id = \"192.0.2.2\"")
+        .replace("local_ts = [\"10.1.0.0/16\"]", "local_ts = [\"TMP\"]")
+        .replace(
+            "remote_ts = [\"10.2.0.0/16\"]",
+            "remote_ts = [\"10.1.0.0/16\"]",
+        )
+        .replace("local_ts = [\"TMP\"]", "local_ts = [\"10.2.0.0/16\"]");
+    let gw_b = lab.espo_run(&b, "b", &b_conf);
+    wait_for("a's CHILD_SA", Duration::from_secs(20), || {
+        child_installed(&lab, &gw_a)
+    });
+    wait_for("b's CHILD_SA", Duration::from_secs(5), || {
+        child_installed(&lab, &gw_b)
+    });
+    traffic::tcp_transfer_from(
+        &lab,
+        &a,
+        Some(ip("10.1.0.1")),
+        &b,
+        ip("10.2.0.1"),
+        256 * 1024,
+    );
+    traffic::tcp_transfer_from(
+        &lab,
+        &b,
+        Some(ip("10.2.0.1")),
+        &a,
+        ip("10.1.0.1"),
+        256 * 1024,
+    );
+    let _: IpAddr = ip("10.1.0.1");
+}
+
+/// The test PKI of espo-ike (made by strongSwan's `pki`): `name`.crt and `name`.key copied
+/// into `dir`, the key private.
+fn pki_file(dir: &Path, name: &str) -> PathBuf {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("host-stack/ike/testdata/auth")
+        .join(name);
+    let to = dir.join(name);
+    std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+    if name.ends_with(".key") {
+        std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+    to
+}
+
+/// The identity in the test PKI's certificate `key`.
+fn id_of(key: &str) -> &'static str {
+    match key {
+        "ee-ecdsa" => "gw-a.espo.test",
+        "ee-rsa" => "gw-b.espo.test",
+        "ee-ed25519" => "gw-c.espo.test",
+        _ => "gw-d.espo.test",
+    }
+}
+
+fn pubkey_connection(dir: &Path, espo_key: &str, swan_key: &str, start: &str) -> String {
+    let crt = pki_file(dir, &format!("{espo_key}.crt"));
+    let key = pki_file(dir, &format!("{espo_key}.key"));
+    let ca = pki_file(dir, "ca.crt");
+    format!(
+        "[[connection]]
+name = \"swan\"
+local_addrs = \"192.0.2.1\"
+remote_addrs = \"192.0.2.2\"
+proposals = [\"aes256gcm16-prfsha384-ecp384\", \"aes128-sha256-modp3072\"]
+
+[connection.local]
+auth = \"pubkey\"
+id = \"{}\"
+certs = [\"{}\"]
+private_key = \"{}\"
+
+[connection.remote]
+auth = \"pubkey\"
+id = \"{}\"
+cacerts = [\"{}\"]
+
+[[connection.child]]
+name = \"net\"
+local_ts = [\"10.1.0.0/16\"]
+remote_ts = [\"10.2.0.0/16\"]
+esp_proposals = [\"aes256gcm16\", \"aes128-sha256\"]
+start_action = \"{start}\"
+",
+        id_of(espo_key),
+        crt.display(),
+        key.display(),
+        id_of(swan_key),
+        ca.display()
+    )
+}
+
+fn swan_pubkey_conf(swan_key: &str, espo_key: &str, proposals: &str) -> String {
+    format!(
+        "connections {{
+  espo {{
+    version = 2
+    local_addrs = 192.0.2.2
+    remote_addrs = 192.0.2.1
+    proposals = {proposals}
+    local {{
+      auth = pubkey
+      certs = {swan_key}.crt
+      id = {}
+    }}
+    remote {{
+      auth = pubkey
+      cacerts = ca.crt
+      id = {}
+    }}
+    children {{
+      net {{
+        local_ts = 10.2.0.0/16
+        remote_ts = 10.1.0.0/16
+        esp_proposals = aes128-sha256,aes256gcm16
+        mode = tunnel
+        start_action = none
+      }}
+    }}
+  }}
+}}
+",
+        id_of(swan_key),
+        id_of(espo_key)
+    )
+}
+
+/// Certificates both ways: espo with `espo_key`'s certificate, strongSwan with
+/// `swan_key`'s, both from one CA; `espo_initiates` says who starts.
+fn certificates(
+    tag: &str,
+    espo_key: &str,
+    swan_key: &str,
+    swan_proposals: &str,
+    espo_initiates: bool,
+) {
+    let mut lab = lab_or_skip!(tag);
+    if !swan_or_skip() {
+        return;
+    }
+    let p = pair(&mut lab);
+    let dir = lab.dir.join("pki");
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = espo_config(
+        &p.espo_out,
+        &lab.name("t"),
+        &pubkey_connection(
+            &dir,
+            espo_key,
+            swan_key,
+            if espo_initiates { "start" } else { "none" },
+        ),
+    );
+    let swan_dir = lab.dir.join("swan/swanctl");
+    for sub in ["x509", "x509ca", "private"] {
+        std::fs::create_dir_all(swan_dir.join(sub)).unwrap();
+    }
+    pki_file(&swan_dir.join("x509ca"), "ca.crt");
+    pki_file(&swan_dir.join("x509"), &format!("{swan_key}.crt"));
+    pki_file(&swan_dir.join("private"), &format!("{swan_key}.key"));
+    let swan = Swan::start(
+        &lab,
+        &p.swan_ns,
+        "swan",
+        &swan_pubkey_conf(swan_key, espo_key, swan_proposals),
+    );
+    let gw = lab.espo_run(&p.espo_ns, "espo", &conf);
+    if !espo_initiates {
+        let (ok, out) = swan.swanctl(&["--initiate", "--child", "net", "--timeout", "20"]);
+        assert!(
+            ok,
+            "strongSwan's initiate: {out}\n{}\n{}",
+            swan.log(),
+            lab.log("espo")
+        );
+    }
+    let list = wait_for("espo's CHILD_SA", Duration::from_secs(20), || {
+        child_installed(&lab, &gw)
+    });
+    assert!(list.contains(&format!("'{}'", id_of(swan_key))), "{list}");
+    let log = swan.log();
+    assert!(
+        log.contains(&format!("authentication of '{}' with", id_of(espo_key))),
+        "strongSwan verified espo's signature: {log}"
+    );
+    traffic_both_ways(&lab, &p);
+}
+
+#[test]
+fn espo_with_an_ecdsa_certificate_initiates_to_strongswan_with_rsa() {
+    certificates(
+        "ic",
+        "ee-ecdsa",
+        "ee-rsa",
+        "aes256gcm16-prfsha384-ecp384",
+        true,
+    );
+}
+
+#[test]
+fn strongswan_with_an_ecdsa_certificate_initiates_to_espo_with_rsa() {
+    certificates("id", "ee-rsa", "ee-ecdsa", "aes128-sha256-modp3072", false);
+}
+
+#[test]
+fn a_certificate_from_an_untrusted_ca_is_refused_and_nothing_installed() {
+    let mut lab = lab_or_skip!("iu");
+    if !swan_or_skip() {
+        return;
+    }
+    let p = pair(&mut lab);
+    let dir = lab.dir.join("pki");
+    std::fs::create_dir_all(&dir).unwrap();
+    // strongSwan presents `stranger`, issued by another CA, as gw-b.espo.test's peer.
+    let conf = espo_config(
+        &p.espo_out,
+        &lab.name("t"),
+        &pubkey_connection(&dir, "ee-ecdsa", "ee-rsa", "none")
+            .replace("id = \"gw-b.espo.test\"", "id = \"stranger.espo.test\""),
+    );
+    let swan_dir = lab.dir.join("swan/swanctl");
+    for sub in ["x509", "x509ca", "private"] {
+        std::fs::create_dir_all(swan_dir.join(sub)).unwrap();
+    }
+    pki_file(&swan_dir.join("x509ca"), "ca.crt");
+    pki_file(&swan_dir.join("x509"), "stranger.crt");
+    pki_file(&swan_dir.join("private"), "stranger.key");
+    let swan_conf = swan_pubkey_conf("stranger", "ee-ecdsa", "aes256gcm16-prfsha384-ecp384")
+        .replace("id = gw-d.espo.test", "id = stranger.espo.test");
+    let swan = Swan::start(&lab, &p.swan_ns, "swan", &swan_conf);
+    let gw = lab.espo_run(&p.espo_ns, "espo", &conf);
+    let (ok, _) = swan.swanctl(&["--initiate", "--child", "net", "--timeout", "15"]);
+    assert!(!ok, "an untrusted certificate must not establish");
+    let log = lab.log("espo");
+    assert!(log.contains("no trusted CA issued"), "{log}");
+    let (_, list, _) = lab.espo(&gw, &["ike", "list"]);
+    assert!(!list.contains("CHILD_SA"), "{list}");
+    assert!(
+        swan.log().contains("AUTHENTICATION_FAILED"),
+        "{}",
+        swan.log()
+    );
+}
+
+#[test]
+fn a_dead_strongswan_is_noticed_and_its_sas_removed() {
+    let mut lab = lab_or_skip!("ik");
+    if !swan_or_skip() {
+        return;
+    }
+    let p = pair(&mut lab);
+    let mut swan = Swan::start(&lab, &p.swan_ns, "swan", &swan_psk_conf("none"));
+    let conf = espo_config(&p.espo_out, &lab.name("t"), &psk_connection("start"))
+        .replace(
+            "ike_log = \"info\"",
+            "ike_log = \"info\"\nike_retransmit_timeout = 0.5\nike_retransmit_tries = 2",
+        )
+        .replace("psk = ", "dpd_delay = 2\npsk = ");
+    let gw = lab.espo_run(&p.espo_ns, "espo", &conf);
+    wait_for("espo's CHILD_SA", Duration::from_secs(20), || {
+        child_installed(&lab, &gw)
+    });
+    let (_, before, _) = lab.espo(&gw, &["sa", "list"]);
+    assert_eq!(
+        before.lines().count(),
+        3,
+        "a header and two negotiated SAs: {before}"
+    );
+    swan.kill9();
+    let gone = Instant::now();
+    wait_for(
+        "espo to notice the dead peer",
+        Duration::from_secs(15),
+        || {
+            let (_, list, _) = lab.espo(&gw, &["ike", "list"]);
+            (!list.contains("IKE_SA")).then_some(list)
+        },
+    );
+    let (_, after, _) = lab.espo(&gw, &["sa", "list"]);
+    assert_eq!(
+        after.lines().count(),
+        1,
+        "the negotiated SAs are gone: {after}"
+    );
+    assert!(
+        lab.log("espo").contains("does not answer"),
+        "{}",
+        lab.log("espo")
+    );
+    eprintln!(
+        "dead peer noticed {:.1} s after it died",
+        gone.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn nat_traversal_through_a_linux_nat() {
+    let mut lab = lab_or_skip!("in");
+    if !swan_or_skip() {
+        return;
+    }
+    // espo (192.168.1.2) behind a masquerading router (192.168.1.1 | 192.0.2.254) to
+    // strongSwan at 192.0.2.2.
+    let e = lab.ns("e");
+    let n = lab.ns("n");
+    let s = lab.ns("s");
+    let (eo, ni) = lab.link(&e, "eo", &n, "ni");
+    let (no, so) = lab.link(&n, "no", &s, "so");
+    lab.addr(&e, &eo, "192.168.1.2/24");
+    lab.addr(&n, &ni, "192.168.1.1/24");
+    lab.addr(&n, &no, "192.0.2.254/24");
+    lab.addr(&s, &so, "192.0.2.2/24");
+    lab.ip(&e, &["route", "add", "default", "via", "192.168.1.1"]);
+    lab.ip(&s, &["addr", "add", "10.2.0.1/32", "dev", "lo"]);
+    lab.sysctl(&n, "net.ipv4.ip_forward", "1");
+    for ns in [&e, &s] {
+        lab.sysctl(ns, "net.ipv4.conf.all.rp_filter", "0");
+    }
+    for rule in [
+        vec!["add", "table", "ip", "nat"],
+        vec![
+            "add",
+            "chain",
+            "ip",
+            "nat",
+            "post",
+            "{ type nat hook postrouting priority 100 ; }",
+        ],
+        vec![
+            "add",
+            "rule",
+            "ip",
+            "nat",
+            "post",
+            "oifname",
+            no.as_str(),
+            "masquerade",
+        ],
+    ] {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &n, "nft"])
+            .args(&rule)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nft {rule:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let swan_conf = swan_psk_conf("none")
+        .replace("remote_addrs = 192.0.2.1", "remote_addrs = %any")
+        .replace("id = 192.0.2.1", "id = espo.nat.test")
+        .replace("id-a = 192.0.2.1", "id-a = espo.nat.test");
+    let swan = Swan::start(&lab, &s, "swan", &swan_conf);
+    let conf = espo_config(&eo, &lab.name("t"), &psk_connection("start"))
+        .replace("192.0.2.1", "192.168.1.2")
+        .replace("id = \"192.168.1.2\"", "id = \"espo.nat.test\"");
+    let gw = lab.espo_run(&e, "espo", &conf);
+    let list = wait_for(
+        "espo's CHILD_SA through the NAT",
+        Duration::from_secs(20),
+        || child_installed(&lab, &gw),
+    );
+    assert!(
+        list.contains("NAT-T") && list.contains("ESP in UDP"),
+        "{list}"
+    );
+    assert!(
+        lab.log("espo").contains("here true"),
+        "espo sees itself behind the NAT: {}",
+        lab.log("espo")
+    );
+    assert!(swan.sas().contains("192.0.2.254"), "{}", swan.sas());
+    traffic::tcp_transfer_from(
+        &lab,
+        &e,
+        Some(ip("10.1.0.1")),
+        &s,
+        ip("10.2.0.1"),
+        256 * 1024,
+    );
+    traffic::tcp_transfer_from(
+        &lab,
+        &s,
+        Some(ip("10.2.0.1")),
+        &e,
+        ip("10.1.0.1"),
+        256 * 1024,
+    );
+}
+
+#[test]
+fn espo_and_strongswan_over_ipv6_outer_headers() {
+    let mut lab = lab_or_skip!("i6");
+    if !swan_or_skip() {
+        return;
+    }
+    let p = pair(&mut lab);
+    lab.addr(&p.espo_ns, &p.espo_out, "2001:db8::1/64");
+    let so = lab.name("so");
+    lab.addr(&p.swan_ns, &so, "2001:db8::2/64");
+    let v6 = |t: String| {
+        t.replace("192.0.2.1", "2001:db8::1")
+            .replace("192.0.2.2", "2001:db8::2")
+    };
+    let swan = Swan::start(&lab, &p.swan_ns, "swan", &v6(swan_psk_conf("none")));
+    let gw = lab.espo_run(
+        &p.espo_ns,
+        "espo",
+        &v6(espo_config(
+            &p.espo_out,
+            &lab.name("t"),
+            &psk_connection("start"),
+        )),
+    );
+    let list = wait_for("espo's CHILD_SA over IPv6", Duration::from_secs(20), || {
+        child_installed(&lab, &gw)
+    });
+    assert!(list.contains("[2001:db8::2]:4500"), "{list}");
+    assert!(swan.sas().contains("INSTALLED, TUNNEL"), "{}", swan.sas());
+    traffic_both_ways(&lab, &p);
+}
+
+#[test]
+fn the_card_model_says_it_does_not_negotiate_yet() {
+    let mut lab = lab_or_skip!("im");
+    let p = pair(&mut lab);
+    let conf = espo_config(&p.espo_out, &lab.name("t"), &psk_connection("start"))
+        .replace("engine = \"software\"", "engine = \"model\"");
+    let path = lab.dir.join("model.toml");
+    std::fs::write(&path, conf).unwrap();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &p.espo_ns])
+        .arg(env!("CARGO_BIN_EXE_espo"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not negotiate IKEv2 connections yet") && err.contains("swan"),
+        "{err}"
+    );
+}
+
+/// tshark `args` on `capture`; its standard output.
+fn tshark(capture: &Path, args: &[String]) -> String {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(capture)
+        .args(args)
+        .output()
+        .expect("tshark runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn wireshark_decrypts_a_capture_with_the_tables_espo_writes() {
+    let mut lab = lab_or_skip!("iv");
+    if !swan_or_skip() {
+        return;
+    }
+    if Command::new("tshark").arg("-v").output().is_err() {
+        eprintln!("skipped: tshark missing (apt-get install tshark)");
+        return;
+    }
+    let p = pair(&mut lab);
+    let _swan = Swan::start(&lab, &p.swan_ns, "swan", &swan_psk_conf("none"));
+    let capture = super::capture::Capture::start(&p.espo_ns, &p.espo_out);
+    let gw = lab.espo_run(
+        &p.espo_ns,
+        "espo",
+        &espo_config(&p.espo_out, &lab.name("t"), &psk_connection("start")),
+    );
+    wait_for("espo's CHILD_SA", Duration::from_secs(20), || {
+        child_installed(&lab, &gw)
+    });
+    traffic::tcp_transfer_from(
+        &lab,
+        &p.espo_ns,
+        Some(ip("10.1.0.1")),
+        &p.swan_ns,
+        ip("10.2.0.1"),
+        32 * 1024,
+    );
+    let frames = capture.finish();
+    let pcap = lab.dir.join("outside.pcap");
+    let file = std::fs::File::create(&pcap).unwrap();
+    let header = espo_harness::pcap::FileHeader {
+        link_type: espo_harness::pcap::LinkType::Ethernet,
+        snap_len: 65535,
+        nanosecond: false,
+    };
+    let mut w = espo_harness::pcap::Writer::new(std::io::BufWriter::new(file), header).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        w.write_record(i as u32, 0, f).unwrap();
+    }
+    w.finish().unwrap();
+    let tables = lab.dir.join("ws");
+    let (ok, out, err) = lab.espo(&gw, &["wireshark", "--out", tables.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(out.is_empty(), "nothing printed: {out}");
+    let esp_sa = std::fs::read_to_string(tables.join("esp_sa")).unwrap();
+    let ike = std::fs::read_to_string(tables.join("ikev2_decryption_table")).unwrap();
+    let mode = std::fs::metadata(tables.join("esp_sa"))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o077,
+        0,
+        "root's only"
+    );
+    assert_eq!(esp_sa.lines().count(), 2, "{esp_sa}");
+    // Without the tables tshark sees ESP only; with them, the TCP inside.
+    let mut args = vec![
+        "-o".to_string(),
+        "esp.enable_encryption_decode:TRUE".to_string(),
+    ];
+    let plain = tshark(
+        &pcap,
+        &[args.clone(), vec!["-Y".into(), "tcp.port == 7002".into()]].concat(),
+    );
+    assert_eq!(plain.lines().count(), 0, "{plain}");
+    for line in esp_sa.lines() {
+        args.push("-o".into());
+        args.push(format!("uat:esp_sa:{line}"));
+    }
+    args.extend(["-Y".into(), "esp && tcp.port == 7002".into()]);
+    let decrypted = tshark(&pcap, &args);
+    assert!(
+        decrypted.lines().count() >= 10,
+        "tshark decrypted the ESP: {decrypted}"
+    );
+    // The IKE SA's messages: IKE_AUTH's traffic selectors in clear.
+    let ike_args = vec![
+        "-o".to_string(),
+        format!("uat:ikev2_decryption_table:{}", ike.lines().next().unwrap()),
+        "-Y".into(),
+        "isakmp.ts.start_ipv4".into(),
+        "-T".into(),
+        "fields".into(),
+        "-e".into(),
+        "isakmp.ts.start_ipv4".into(),
+    ];
+    let ts = tshark(&pcap, &ike_args);
+    assert!(
+        ts.contains("10.1.0.0") && ts.contains("10.2.0.0"),
+        "tshark decrypted IKE_AUTH: {ts}"
+    );
+}
