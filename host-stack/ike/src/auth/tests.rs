@@ -237,7 +237,9 @@ fn strongswan_pki_certificates_validate_to_their_ca() {
 #[test]
 fn chains_that_must_not_validate_say_why() {
     let ca = [cert("ca")];
-    let cases: [(&str, Vec<Certificate>, &[Certificate], u64, &str); 7] = [
+    // (end entity, intermediates, trusted CAs, when, what the refusal says)
+    type Case<'a> = (&'a str, Vec<Certificate>, &'a [Certificate], u64, &'a str);
+    let cases: [Case; 7] = [
         ("expired", vec![], &ca, NOW, "has expired"),
         ("future", vec![], &ca, NOW, "not valid yet"),
         ("ee-ecdsa", vec![], &ca, 1_700_000_000, "not valid yet"),
