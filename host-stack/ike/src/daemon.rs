@@ -115,6 +115,13 @@ pub enum Event {
     },
     /// Remove what [`Event::InstallChild`] installed.
     RemoveChild { id: ChildId },
+    /// A NAT keepalive (RFC 3948 §2.3): the single byte 0xFF, without the non-ESP marker,
+    /// from `local` (port 4500) to `remote`, so that a NAT in front of this end keeps its
+    /// mapping.
+    Keepalive {
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
     Log {
         level: Level,
         subsystem: Subsystem,

@@ -287,6 +287,7 @@ impl<K: KeyManager> IkeRuntime<K> {
                         }
                     }
                 }
+                Event::Keepalive { local, remote } => self.send_raw(local, remote, &[0xff]),
                 Event::RemoveChild { id } => {
                     changed |= self.remove(db, id);
                 }
@@ -309,7 +310,21 @@ impl<K: KeyManager> IkeRuntime<K> {
         true
     }
 
+    /// An IKE message (behind the non-ESP marker on port 4500).
     fn send(&mut self, local: SocketAddr, remote: SocketAddr, message: &[u8]) {
+        let marker = self.sockets.iter().any(|s| s.local == local && s.marker);
+        if marker {
+            let mut datagram = Vec::with_capacity(NON_ESP_MARKER_LEN + message.len());
+            datagram.extend_from_slice(&[0; NON_ESP_MARKER_LEN]);
+            datagram.extend_from_slice(message);
+            self.send_raw(local, remote, &datagram);
+        } else {
+            self.send_raw(local, remote, message);
+        }
+    }
+
+    /// A datagram as it is (a NAT keepalive).
+    fn send_raw(&mut self, local: SocketAddr, remote: SocketAddr, datagram: &[u8]) {
         let Some(s) = self.sockets.iter().find(|s| s.local == local) else {
             self.counters.send_errors += 1;
             self.note(
@@ -319,15 +334,7 @@ impl<K: KeyManager> IkeRuntime<K> {
             );
             return;
         };
-        let result = if s.marker {
-            let mut datagram = Vec::with_capacity(NON_ESP_MARKER_LEN + message.len());
-            datagram.extend_from_slice(&[0; NON_ESP_MARKER_LEN]);
-            datagram.extend_from_slice(message);
-            s.socket.send_to(&datagram, remote)
-        } else {
-            s.socket.send_to(message, remote)
-        };
-        match result {
+        match s.socket.send_to(datagram, remote) {
             Ok(_) => self.counters.sent += 1,
             Err(e) => {
                 self.counters.send_errors += 1;

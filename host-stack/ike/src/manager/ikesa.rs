@@ -110,6 +110,8 @@ pub(crate) struct IkeSa {
     pub created: Instant,
     pub established: Option<Instant>,
     pub last_heard: Instant,
+    /// When this end last sent anything on the IKE SA (a NAT keepalive is due 20 s later).
+    pub last_sent: Instant,
     /// What this end's outstanding request was (to read its answer).
     pub asked: Option<Asked>,
 }
@@ -182,6 +184,7 @@ impl IkeSa {
             created: now,
             established: None,
             last_heard: now,
+            last_sent: now,
             asked: None,
         }
     }

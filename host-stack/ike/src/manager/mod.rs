@@ -38,6 +38,9 @@ pub const MAX_HALF_OPEN: usize = 1024;
 pub const MAX_HALF_OPEN_PER_PEER: usize = 16;
 /// How long a responder's half-open IKE SA waits for IKE_AUTH.
 pub const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the end behind a NAT sends a keepalive when it sends nothing else (RFC 3948
+/// §2.3 suggests 20 s, as strongSwan does).
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 /// Nonce length (RFC 7296 §2.10: at least half the PRF's key size, at least 16 bytes).
 const NONCE_LEN: usize = 32;
 
@@ -613,6 +616,16 @@ impl Daemon {
             return Err("no IKE_AUTH came".into());
         }
         self.start_queued(sa, now)?;
+        if sa.phase == Phase::Established
+            && sa.nat_here
+            && now.duration_since(sa.last_sent) >= KEEPALIVE_INTERVAL
+        {
+            sa.last_sent = now;
+            self.events.push_back(Event::Keepalive {
+                local: sa.local,
+                remote: sa.remote,
+            });
+        }
         let dpd = self.conns[sa.conn].spec.dpd_delay;
         if sa.phase == Phase::Established
             && !dpd.is_zero()
@@ -652,6 +665,7 @@ impl Daemon {
         let bytes = sa.seal(exchange, id, false, body)?;
         sa.requests.sent(id, vec![bytes.clone()], now);
         sa.asked = Some(asked);
+        sa.last_sent = now;
         self.send(sa, bytes);
         Ok(())
     }
@@ -808,6 +822,9 @@ impl KeyManager for Daemon {
             }
             if sa.phase == Phase::InitAnswered {
                 at(sa.created + HALF_OPEN_TIMEOUT);
+            }
+            if sa.phase == Phase::Established && sa.nat_here {
+                at(sa.last_sent + KEEPALIVE_INTERVAL);
             }
             let dpd = self.conns[sa.conn].spec.dpd_delay;
             if sa.phase == Phase::Established && !dpd.is_zero() && !sa.requests.busy() {

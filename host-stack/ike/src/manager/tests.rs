@@ -64,6 +64,7 @@ struct Pair {
     installed: Vec<(char, [SaSpec; 2])>,
     removed: Vec<(char, ChildId)>,
     logs: Vec<(char, Level, String)>,
+    keepalives: Vec<(char, SocketAddr)>,
     /// Datagrams in flight: (to a?, local, remote, bytes).
     wire: Vec<(char, SocketAddr, SocketAddr, Vec<u8>)>,
     drop_to: Option<char>,
@@ -90,6 +91,7 @@ impl Pair {
             installed: Vec::new(),
             removed: Vec::new(),
             logs: Vec::new(),
+            keepalives: Vec::new(),
             wire: Vec::new(),
             drop_to: None,
         }
@@ -108,6 +110,7 @@ impl Pair {
                         self.wire.push((to, local, remote, message));
                     }
                     Event::InstallChild { sas, .. } => self.installed.push((side, *sas)),
+                    Event::Keepalive { local, .. } => self.keepalives.push((side, local)),
                     Event::RemoveChild { id } => self.removed.push((side, id)),
                     Event::Log { level, text, .. } => self.logs.push((side, level, text)),
                 }
@@ -474,6 +477,11 @@ fn forced_encapsulation_puts_esp_in_udp_4500() {
             assert_eq!((e.src_port, e.dst_port), (4500, 4500));
         }
     }
+    // The end that pretends to be behind a NAT keeps the mapping alive; the other does not.
+    p.tick(Duration::from_secs(10));
+    assert!(p.keepalives.is_empty());
+    p.tick(Duration::from_secs(11));
+    assert_eq!(p.keepalives, vec![('a', SocketAddr::new(A, 4500))]);
 }
 
 #[test]
