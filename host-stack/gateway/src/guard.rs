@@ -464,6 +464,8 @@ fn policy_rules(t: &mut String, config: &GuardDb, dir: Direction) {
             }
             PolicyAction::Protect => "protect",
             PolicyAction::Discard => "discard",
+            // Nothing of a trapped flow leaves espo until its SA is there.
+            PolicyAction::Trap => "discard",
         };
         let counter = counter_name(dir, index as usize);
         let _ = writeln!(

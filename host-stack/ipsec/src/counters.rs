@@ -60,10 +60,13 @@ pub enum DropReason {
     /// An IKE message for the key-management daemon, which has more waiting than it
     /// takes (or is not running).
     IkeBacklog,
+    /// An outbound packet matched a trap policy: key management negotiates the SA it
+    /// needs (`start_action = "trap"`); the packet itself is not kept.
+    Trapped,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 23] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::Malformed,
         DropReason::NotIp,
         DropReason::Snapped,
@@ -87,6 +90,7 @@ impl DropReason {
         DropReason::DeviceError,
         DropReason::SaMoving,
         DropReason::IkeBacklog,
+        DropReason::Trapped,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -116,6 +120,7 @@ impl DropReason {
             DropReason::DeviceError => "device-error",
             DropReason::SaMoving => "sa-moving",
             DropReason::IkeBacklog => "ike-backlog",
+            DropReason::Trapped => "trapped",
         }
     }
 

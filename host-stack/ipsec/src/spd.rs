@@ -60,6 +60,8 @@ pub enum Action {
     Protect(Bundle),
     Bypass,
     Discard,
+    /// Drop and ask key management for an SA ([`PolicyAction::Trap`]).
+    Trap,
 }
 
 /// A policy's name while the gateway runs: the index of its `[[policy]]` entry for the
@@ -151,7 +153,7 @@ impl Spd {
     pub fn admits_decapsulated(&self, flow: &Flow, removed_outermost_first: &[usize]) -> bool {
         match self.lookup(flow).map(|p| p.action) {
             Some(Action::Protect(b)) => b.is_exactly(removed_outermost_first),
-            Some(Action::Bypass | Action::Discard) | None => false,
+            Some(Action::Bypass | Action::Discard | Action::Trap) | None => false,
         }
     }
 }
@@ -162,6 +164,7 @@ impl From<PolicyAction> for &'static str {
             PolicyAction::Protect => "protect",
             PolicyAction::Bypass => "bypass",
             PolicyAction::Discard => "discard",
+            PolicyAction::Trap => "trap",
         }
     }
 }

@@ -126,6 +126,10 @@ pub enum PolicyAction {
     Protect,
     Bypass,
     Discard,
+    /// Outbound only, set by key management (`start_action = "trap"`): a matching packet
+    /// is dropped (`trapped`) and asks for the CHILD_SA that would protect it (as the
+    /// kernel's acquire).
+    Trap,
 }
 
 /// One policy, validated (a `[[policy]]` entry, or one added at run time).

@@ -281,7 +281,7 @@ impl OffloadEngine {
     pub fn submit(&mut self, tag: u64, inner: &[u8]) {
         match self.sw.outbound.classify(inner) {
             Err(reason) => self.tx_drop(tag, reason),
-            Ok(Action::Discard) => self.tx_drop(tag, DropReason::PolicyDiscard),
+            Ok(Action::Discard | Action::Trap) => self.tx_drop(tag, DropReason::PolicyDiscard),
             Ok(Action::Bypass) => {
                 let frame = self.frame_for(inner);
                 self.pending.push_back((

@@ -209,7 +209,9 @@ impl OffloadEngine {
                     let sent = SentAs::Bypass;
                     return self.route(Work::Ready { frame, sent });
                 }
-                Ok(Action::Discard) => return Routed::Dropped(DropReason::PolicyDiscard),
+                Ok(Action::Discard | Action::Trap) => {
+                    return Routed::Dropped(DropReason::PolicyDiscard);
+                }
                 Err(reason) => return Routed::Dropped(reason),
             },
         };

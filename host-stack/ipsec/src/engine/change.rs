@@ -88,6 +88,7 @@ fn policy_of(spec: &PolicySpec, id: PolicyId, bundle: Option<Bundle>) -> Policy 
     let action = match (spec.action, bundle) {
         (PolicyAction::Protect, Some(b)) => Action::Protect(b),
         (PolicyAction::Bypass, _) => Action::Bypass,
+        (PolicyAction::Trap, _) => Action::Trap,
         // A protect policy always comes with its bundle (see the callers).
         (PolicyAction::Discard, _) | (PolicyAction::Protect, None) => Action::Discard,
     };

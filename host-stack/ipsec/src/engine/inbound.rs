@@ -259,7 +259,7 @@ impl Inbound {
         let flow = Flow::parse(pkt).map_err(|_| DropReason::Malformed)?;
         match self.spd.lookup(&flow).map(|p| p.action) {
             Some(Action::Bypass) => Ok(Decapsulated::Bypass),
-            Some(Action::Discard) => Err(DropReason::PolicyDiscard),
+            Some(Action::Discard | Action::Trap) => Err(DropReason::PolicyDiscard),
             Some(Action::Protect(_)) => Err(DropReason::Unprotected),
             None => Err(DropReason::NoPolicy),
         }

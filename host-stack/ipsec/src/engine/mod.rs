@@ -82,6 +82,7 @@ impl SoftwareEngine {
             let action = match p.action {
                 PolicyAction::Bypass => Action::Bypass,
                 PolicyAction::Discard => Action::Discard,
+                PolicyAction::Trap => Action::Trap,
                 PolicyAction::Protect => {
                     let find = |spi: u32| -> Result<usize, EngineError> {
                         let found = match p.dir {

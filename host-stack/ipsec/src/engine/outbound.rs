@@ -21,7 +21,7 @@ use crate::counters::DropReason;
 use crate::crypto::Integrity;
 use crate::ecn;
 use crate::sa::{OutboundSa, Transform};
-use crate::spd::{Action, Bundle, Spd};
+use crate::spd::{Action, Bundle, PolicyId, Spd};
 use crate::spec::DfMode;
 use crate::wire::flow::Flow;
 use crate::wire::{ChecksumCaps, IpProtocol, ah, esp, ip, ipv4, ipv6, udp};
@@ -59,7 +59,12 @@ pub enum EncapsulatedInPlace {
 pub struct Outbound {
     pub(crate) sas: SaTable<OutboundSa>,
     pub(crate) spd: Spd,
+    /// Trap policies that matched a packet since the last [`Outbound::take_acquires`].
+    pub(crate) acquires: Vec<PolicyId>,
 }
+
+/// Acquires kept between two [`Outbound::take_acquires`] (one per trap policy).
+const MAX_ACQUIRES: usize = 16;
 
 /// The tunnel an inner packet would take (see [`Outbound::tunnel_for`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,9 +149,27 @@ impl Outbound {
             None => Err(DropReason::NoPolicy),
             Some(p) => match p.action {
                 Action::Discard => Err(DropReason::PolicyDiscard),
+                Action::Trap => Err(DropReason::Trapped),
                 a => Ok(a),
             },
         }
+    }
+
+    /// Notes the trap policy a packet matched, once until taken.
+    fn acquire(&mut self, flow: &Flow) {
+        if let Some(p) = self.spd.lookup(flow)
+            && matches!(p.action, Action::Trap)
+            && !self.acquires.contains(&p.id)
+            && self.acquires.len() < MAX_ACQUIRES
+        {
+            self.acquires.push(p.id);
+        }
+    }
+
+    /// The trap policies packets matched since the last call (each once), for key
+    /// management to negotiate their SAs.
+    pub fn take_acquires(&mut self, out: &mut Vec<PolicyId>) {
+        out.append(&mut self.acquires);
     }
 
     /// Looks up the outbound policy for an inner packet.
@@ -162,9 +185,14 @@ impl Outbound {
         out: &mut [u8],
     ) -> Result<Encapsulated, DropReason> {
         let info = parse_inner(inner)?;
-        let bundle = match self.decide(&info.flow)? {
-            Action::Protect(b) => b,
-            _ => return Ok(Encapsulated::Bypass),
+        let bundle = match self.decide(&info.flow) {
+            Ok(Action::Protect(b)) => b,
+            Ok(_) => return Ok(Encapsulated::Bypass),
+            Err(DropReason::Trapped) => {
+                self.acquire(&info.flow);
+                return Err(DropReason::Trapped);
+            }
+            Err(e) => return Err(e),
         };
         let layout = self.layout(bundle, &info)?;
         let head = layout.head();
@@ -188,9 +216,14 @@ impl Outbound {
         inner: Range<usize>,
     ) -> Result<EncapsulatedInPlace, DropReason> {
         let info = parse_inner(buf.get(inner.clone()).ok_or(DropReason::Malformed)?)?;
-        let bundle = match self.decide(&info.flow)? {
-            Action::Protect(b) => b,
-            _ => return Ok(EncapsulatedInPlace::Bypass),
+        let bundle = match self.decide(&info.flow) {
+            Ok(Action::Protect(b)) => b,
+            Ok(_) => return Ok(EncapsulatedInPlace::Bypass),
+            Err(DropReason::Trapped) => {
+                self.acquire(&info.flow);
+                return Err(DropReason::Trapped);
+            }
+            Err(e) => return Err(e),
         };
         let layout = self.layout(bundle, &info)?;
         if inner.start < layout.head() || buf.len() < inner.start + info.len + layout.tail {
@@ -298,12 +331,18 @@ impl Outbound {
 
     /// The tunnel this inner packet would leave through: [`tunnel_overhead`] and the SPI
     /// of the bundle's outermost SA, the one whose header follows the outer IP header (an
-    /// ICMP error about the tunnel packet quotes that header). `None` when bypassed.
+    /// ICMP error about the tunnel packet quotes that header). `None` when bypassed, or
+    /// trapped (encapsulation then drops it and reports the acquire).
     ///
     /// [`tunnel_overhead`]: Outbound::tunnel_overhead
     pub fn tunnel_for(&self, inner: &[u8]) -> Result<Option<Tunnel>, DropReason> {
         let info = parse_inner(inner)?;
-        match self.decide(&info.flow)? {
+        let action = match self.decide(&info.flow) {
+            // Not a tunnel yet: encapsulation traps it (and reports the acquire).
+            Err(DropReason::Trapped) => return Ok(None),
+            decided => decided?,
+        };
+        match action {
             Action::Protect(bundle) => {
                 let l = self.shape(bundle, info.len)?;
                 let outermost = bundle.outer_ah.unwrap_or(bundle.inner);
