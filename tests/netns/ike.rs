@@ -996,3 +996,50 @@ fn wireshark_decrypts_a_capture_with_the_tables_espo_writes() {
         "tshark decrypted IKE_AUTH: {ts}"
     );
 }
+
+#[test]
+fn a_trap_negotiates_when_the_first_packet_comes() {
+    let mut lab = lab_or_skip!("it");
+    if !swan_or_skip() {
+        return;
+    }
+    let p = pair(&mut lab);
+    let swan = Swan::start(&lab, &p.swan_ns, "swan", &swan_psk_conf("none"));
+    let gw = lab.espo_run(
+        &p.espo_ns,
+        "espo",
+        &espo_config(&p.espo_out, &lab.name("t"), &psk_connection("trap")),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, list, _) = lab.espo(&gw, &["ike", "list"]);
+    assert!(
+        !list.contains("IKE_SA"),
+        "a trap starts nothing by itself: {list}"
+    );
+    let (_, policies, _) = lab.espo(&gw, &["policy", "list"]);
+    assert!(policies.contains("trap"), "{policies}");
+    // The first SYN is trapped (and dropped); TCP sends it again once the CHILD_SA is in.
+    traffic::tcp_transfer_from(
+        &lab,
+        &p.espo_ns,
+        Some(ip("10.1.0.1")),
+        &p.swan_ns,
+        ip("10.2.0.1"),
+        64 * 1024,
+    );
+    let list = wait_for("espo's CHILD_SA", Duration::from_secs(5), || {
+        child_installed(&lab, &gw)
+    });
+    assert!(list.contains("initiator"), "{list}");
+    assert!(
+        lab.log("espo").contains("acquire for swan/net"),
+        "{}",
+        lab.log("espo")
+    );
+    assert!(
+        super::drops(&lab.status(&gw), "trapped") >= 1,
+        "{}",
+        lab.status(&gw)
+    );
+    assert!(swan.sas().contains("INSTALLED"), "{}", swan.sas());
+}

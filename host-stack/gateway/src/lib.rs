@@ -567,6 +567,9 @@ where
     } = dp;
     let mut key_management = ike;
     let ike_inbox = key_management.as_ref().and_then(|k| k.inbox);
+    // Trap policies the outbound thread saw match, for key management.
+    let acquires = Mutex::new(Vec::new());
+    let trapping = key_management.is_some();
     let outside_index = netlink::interface_index(outside)?;
     let outer_mtu = netlink::Netlink::open()?.mtu(outside_index)? as usize;
     // Negotiated CHILD_SAs come later: leave room for the largest tunnel overhead any of
@@ -676,6 +679,7 @@ where
             .name("espo-outbound".into())
             .spawn_scoped(scope, || {
                 let ctx = OutboundCtx {
+                    acquires: trapping.then_some(&acquires),
                     tun: &tun,
                     tx,
                     outer_mtu,
@@ -783,6 +787,16 @@ where
             if let Some(db) = db.as_mut() {
                 let now = Instant::now();
                 db.tick(now);
+                let acquired = std::mem::take(&mut *lock(&acquires));
+                if let Some(k) = key_management.as_mut()
+                    && !acquired.is_empty()
+                    && k.runtime.acquire(&acquired, db, now)
+                    && let Err(e) = guard.update(&db.guard_db(), gw, outside)
+                {
+                    eprintln!(
+                        "espo: warning: the guard does not follow key management's change: {e}"
+                    );
+                }
                 if let Some(k) = key_management.as_mut()
                     && k.runtime.pump(db, now)
                     && let Err(e) = guard.update(&db.guard_db(), gw, outside)

@@ -610,6 +610,35 @@ impl<'a> Live<'a> {
         Ok((first_id..first_id + count).map(PolicyId).collect())
     }
 
+    /// Installs a connection's trap policies (`start_action = "trap"`) after every other
+    /// policy: a negotiated CHILD_SA's policies, put in front, take its traffic from them.
+    pub fn install_trap(
+        &mut self,
+        policies: Vec<PolicySpec>,
+        owner: &str,
+    ) -> Result<Vec<PolicyId>, String> {
+        let first_id = self.next_policy_id;
+        let count = policies.len() as u32;
+        if let Err(e) = self.add_policies(policies, None) {
+            let ids: Vec<PolicyId> = (first_id..self.next_policy_id).map(PolicyId).collect();
+            self.uninstall_trap(&ids, owner);
+            return Err(format!("{owner}: {e}"));
+        }
+        self.note(format!("{owner}: installed {count} trap policies"));
+        Ok((first_id..first_id + count).map(PolicyId).collect())
+    }
+
+    /// Removes trap policies.
+    pub fn uninstall_trap(&mut self, policies: &[PolicyId], owner: &str) {
+        for &id in policies {
+            if self.find_policy(id).is_some()
+                && let Err(e) = self.del_policy(id)
+            {
+                self.note(format!("{owner}: removing policy {}: {e}", id.0));
+            }
+        }
+    }
+
     /// Removes what [`install_negotiated`](Self::install_negotiated) installed: the
     /// policies first (packets meet the next policy, never a removed SA), then the
     /// outbound SA, then the inbound one.

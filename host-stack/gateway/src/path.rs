@@ -193,6 +193,11 @@ pub trait OutboundEngine: Send {
     fn settle(&mut self, out: &mut Vec<DropReason>) {
         let _ = out;
     }
+    /// The trap policies packets matched since the last call (`trapped` drops), appended
+    /// to `out`: key management negotiates their SAs.
+    fn take_acquires(&mut self, out: &mut Vec<espo_ipsec::spd::PolicyId>) {
+        let _ = out;
+    }
     /// Work between two batches (and when idle): changes to the SA and policy database,
     /// lifetimes. Called before every batch; cheap when there is nothing to do.
     fn housekeeping(&mut self) {}
@@ -289,6 +294,10 @@ impl OutboundEngine for Outbound {
             };
             verdicts.push(verdict);
         }
+    }
+
+    fn take_acquires(&mut self, out: &mut Vec<espo_ipsec::spd::PolicyId>) {
+        Outbound::take_acquires(self, out);
     }
 
     fn snapshot(&self, out: &mut Vec<SaSnapshot>) {

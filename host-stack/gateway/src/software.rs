@@ -96,6 +96,10 @@ impl OutboundEngine for SoftwareHalf<Outbound> {
         OutboundEngine::snapshot(&self.half, out)
     }
 
+    fn take_acquires(&mut self, out: &mut Vec<espo_ipsec::spd::PolicyId>) {
+        OutboundEngine::take_acquires(&mut self.half, out)
+    }
+
     fn housekeeping(&mut self) {
         self.maintain(|h, now, out| h.check_lifetimes(now, out));
     }

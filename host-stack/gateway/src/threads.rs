@@ -112,6 +112,8 @@ pub struct OutboundCtx<'a, T: OutsideTx> {
     pub icmp_source: ErrorSource,
     pub shutdown: &'a Shutdown,
     pub published: &'a Published,
+    /// Where trap policies that matched go, for key management (`None`: none runs).
+    pub acquires: Option<&'a std::sync::Mutex<Vec<espo_ipsec::spd::PolicyId>>>,
 }
 
 struct Outbound<'a, E: OutboundEngine + ?Sized, T: OutsideTx> {
@@ -125,6 +127,7 @@ struct Outbound<'a, E: OutboundEngine + ?Sized, T: OutsideTx> {
     icmp_limit: RateLimit,
     headers: T::Scratch,
     last_publish: Instant,
+    acquired: Vec<espo_ipsec::spd::PolicyId>,
 }
 
 /// The outbound thread: TUN → encapsulate → outside, until shutdown. Returns the final
@@ -145,6 +148,7 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
         icmp_limit: RateLimit::new(ICMP_PER_SECOND, ICMP_PER_SECOND),
         headers,
         last_publish: Instant::now(),
+        acquired: Vec::with_capacity(16),
     };
     let mut ready = Vec::new();
     let mut spare = PacketBuf::default();
@@ -291,6 +295,15 @@ impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
         }
         self.engine
             .encapsulate(&mut self.batch[..n], &mut self.verdicts);
+        if let Some(acquires) = self.ctx.acquires {
+            self.engine.take_acquires(&mut self.acquired);
+            if !self.acquired.is_empty() {
+                acquires
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .append(&mut self.acquired);
+            }
+        }
         let mut out: Vec<&[u8]> = Vec::with_capacity(n);
         for (p, v) in self.batch[..n].iter().zip(self.verdicts.iter()) {
             match v {

@@ -117,46 +117,27 @@ impl NegotiatedChild {
     pub fn policy_specs(&self) -> Result<Vec<PolicySpec>, ChildError> {
         let mut out = Vec::new();
         let mut inbound = Vec::new();
-        for l in &self.local_ts {
-            for r in &self.remote_ts {
-                if l.is_ipv4() != r.is_ipv4() {
-                    continue;
-                }
-                // One IP protocol per pair: both sides' protocols must agree (0: any).
-                let protocol = match (l.protocol, r.protocol) {
-                    (0, p) | (p, 0) => p,
-                    (a, b) if a == b => a,
-                    _ => continue,
-                };
-                let (l, r) = (
-                    l.with_ports(protocol, l.start_port, l.end_port),
-                    r.with_ports(protocol, r.start_port, r.end_port),
-                );
-                for lp in l.prefixes() {
-                    for rp in r.prefixes() {
-                        out.push(PolicySpec {
-                            dir: Direction::Out,
-                            src: lp,
-                            dst: rp,
-                            protocol: l.protocol_selector(),
-                            src_port: l.port_range(),
-                            dst_port: r.port_range(),
-                            action: PolicyAction::Protect,
-                            sa: vec![self.spi_out],
-                        });
-                        inbound.push(PolicySpec {
-                            dir: Direction::In,
-                            src: rp,
-                            dst: lp,
-                            protocol: l.protocol_selector(),
-                            src_port: r.port_range(),
-                            dst_port: l.port_range(),
-                            action: PolicyAction::Protect,
-                            sa: vec![self.spi_in],
-                        });
-                    }
-                }
-            }
+        for (l, r, lp, rp) in prefix_pairs(&self.local_ts, &self.remote_ts) {
+            out.push(PolicySpec {
+                dir: Direction::Out,
+                src: lp,
+                dst: rp,
+                protocol: l.protocol_selector(),
+                src_port: l.port_range(),
+                dst_port: r.port_range(),
+                action: PolicyAction::Protect,
+                sa: vec![self.spi_out],
+            });
+            inbound.push(PolicySpec {
+                dir: Direction::In,
+                src: rp,
+                dst: lp,
+                protocol: l.protocol_selector(),
+                src_port: r.port_range(),
+                dst_port: l.port_range(),
+                action: PolicyAction::Protect,
+                sa: vec![self.spi_in],
+            });
         }
         if out.is_empty() {
             return Err(ChildError::NoSelectorPair);
@@ -164,6 +145,62 @@ impl NegotiatedChild {
         out.extend(inbound);
         Ok(out)
     }
+}
+
+/// For every pair of a local and a remote selector of one family whose protocols agree,
+/// every pair of prefixes covering them: (local, remote, local prefix, remote prefix), the
+/// selectors carrying the pair's protocol.
+fn prefix_pairs(
+    local_ts: &[TsRange],
+    remote_ts: &[TsRange],
+) -> Vec<(
+    TsRange,
+    TsRange,
+    espo_ipsec::selector::Cidr,
+    espo_ipsec::selector::Cidr,
+)> {
+    let mut out = Vec::new();
+    for l in local_ts {
+        for r in remote_ts {
+            if l.is_ipv4() != r.is_ipv4() {
+                continue;
+            }
+            // One IP protocol per pair: both sides' protocols must agree (0: any).
+            let protocol = match (l.protocol, r.protocol) {
+                (0, p) | (p, 0) => p,
+                (a, b) if a == b => a,
+                _ => continue,
+            };
+            let (l, r) = (
+                l.with_ports(protocol, l.start_port, l.end_port),
+                r.with_ports(protocol, r.start_port, r.end_port),
+            );
+            for lp in l.prefixes() {
+                for rp in r.prefixes() {
+                    out.push((l, r, lp, rp));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The outbound trap policies of a child whose `start_action` is `trap`: a packet from its
+/// local selectors to its remote ones asks for the CHILD_SA.
+pub fn trap_policies(local_ts: &[TsRange], remote_ts: &[TsRange]) -> Vec<PolicySpec> {
+    prefix_pairs(local_ts, remote_ts)
+        .into_iter()
+        .map(|(l, r, lp, rp)| PolicySpec {
+            dir: Direction::Out,
+            src: lp,
+            dst: rp,
+            protocol: l.protocol_selector(),
+            src_port: l.port_range(),
+            dst_port: r.port_range(),
+            action: PolicyAction::Trap,
+            sa: Vec::new(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

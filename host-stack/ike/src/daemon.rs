@@ -12,6 +12,10 @@ use espo_ipsec::spec::{PolicySpec, SaSpec};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChildId(pub u64);
 
+/// A trap's handle (`start_action = "trap"`), chosen by the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TrapId(pub u64);
+
 /// How much a log line matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -115,6 +119,13 @@ pub enum Event {
     },
     /// Remove what [`Event::InstallChild`] installed.
     RemoveChild { id: ChildId },
+    /// Install outbound trap policies: a packet that matches one is dropped and reported
+    /// back with [`KeyManager::acquire`].
+    InstallTrap {
+        id: TrapId,
+        name: String,
+        policies: Vec<PolicySpec>,
+    },
     /// A NAT keepalive (RFC 3948 §2.3): the single byte 0xFF, without the non-ESP marker,
     /// from `local` (port 4500) to `remote`, so that a NAT in front of this end keeps its
     /// mapping.
@@ -162,4 +173,6 @@ pub trait KeyManager {
     }
     /// espo stops: tell every peer (a DELETE for each IKE SA) and forget them.
     fn close_all(&mut self, _now: Instant) {}
+    /// A packet matched trap `id`: negotiate its CHILD_SA.
+    fn acquire(&mut self, _id: TrapId, _now: Instant) {}
 }

@@ -18,7 +18,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-use espo_ike::daemon::{ChildId, Event, KeyManager, Level, Request, Subsystem};
+use espo_ike::daemon::{ChildId, Event, KeyManager, Level, Request, Subsystem, TrapId};
 use espo_ipsec::spd::PolicyId;
 use espo_ipsec::wire::udp_encap::{self, NON_ESP_MARKER_LEN};
 
@@ -115,6 +115,8 @@ pub struct IkeRuntime<K: KeyManager> {
     sockets: Vec<IkeSocket>,
     inbox: Option<IkeReceiver>,
     installed: HashMap<ChildId, Installed>,
+    /// Trap policies installed, and the trap each belongs to.
+    traps: Vec<(PolicyId, TrapId, String)>,
     counters: RuntimeCounters,
     log: VecDeque<String>,
     filter: LogFilter,
@@ -136,6 +138,7 @@ impl<K: KeyManager> IkeRuntime<K> {
             sockets,
             inbox,
             installed: HashMap::new(),
+            traps: Vec::new(),
             counters: RuntimeCounters::default(),
             log: VecDeque::new(),
             filter,
@@ -207,11 +210,33 @@ impl<K: KeyManager> IkeRuntime<K> {
         (answer, changed)
     }
 
-    /// Removes every CHILD_SA it installed (at a clean stop).
+    /// Trap policies matched packets: key management negotiates their SAs. Returns
+    /// whether the live database changed.
+    pub fn acquire(&mut self, policies: &[PolicyId], db: &mut Live<'_>, now: Instant) -> bool {
+        let mut traps: Vec<TrapId> = policies
+            .iter()
+            .filter_map(|p| {
+                self.traps
+                    .iter()
+                    .find(|(id, ..)| id == p)
+                    .map(|(_, t, _)| *t)
+            })
+            .collect();
+        traps.dedup();
+        for t in traps {
+            self.km.acquire(t, now);
+        }
+        self.run_events(db, now)
+    }
+
+    /// Removes every CHILD_SA and trap policy it installed (at a clean stop).
     pub fn uninstall_all(&mut self, db: &mut Live<'_>) {
         let ids: Vec<ChildId> = self.installed.keys().copied().collect();
         for id in ids {
             self.remove(db, id);
+        }
+        for (policy, _, name) in std::mem::take(&mut self.traps) {
+            db.uninstall_trap(&[policy], &name);
         }
     }
 
@@ -288,6 +313,20 @@ impl<K: KeyManager> IkeRuntime<K> {
                     }
                 }
                 Event::Keepalive { local, remote } => self.send_raw(local, remote, &[0xff]),
+                Event::InstallTrap { id, name, policies } => {
+                    match db.install_trap(policies, &name) {
+                        Ok(ids) => {
+                            changed = true;
+                            self.traps
+                                .extend(ids.into_iter().map(|p| (p, id, name.clone())));
+                        }
+                        Err(e) => self.note(
+                            Subsystem::Child,
+                            Level::Error,
+                            &format!("installing the trap of {name} failed: {e}"),
+                        ),
+                    }
+                }
                 Event::RemoveChild { id } => {
                     changed |= self.remove(db, id);
                 }

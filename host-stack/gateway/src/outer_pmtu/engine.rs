@@ -79,6 +79,10 @@ impl<E: OutboundEngine + ?Sized> OutboundEngine for Learning<'_, E> {
         self.engine.settle(out);
     }
 
+    fn take_acquires(&mut self, out: &mut Vec<espo_ipsec::spd::PolicyId>) {
+        self.engine.take_acquires(out);
+    }
+
     fn housekeeping(&mut self) {
         self.engine.housekeeping();
     }

@@ -88,7 +88,9 @@ pub fn negotiate(a: &Config, b: &Config) -> Result<Negotiated, DemoError> {
                         sas[side].push(outbound);
                         policies[side].extend(p);
                     }
-                    Event::RemoveChild { .. } | Event::Keepalive { .. } => {}
+                    Event::RemoveChild { .. }
+                    | Event::Keepalive { .. }
+                    | Event::InstallTrap { .. } => {}
                     Event::Log { level, text, .. } => {
                         let who = if side == 0 { "A" } else { "B" };
                         if level <= Level::Warning {

@@ -24,7 +24,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::auth::{Certificate, Identity, PrivateKey};
 use crate::connection::{ConnectionSpec, LocalAuth, RemoteAuth, StartAction};
-use crate::daemon::{ChildId, Event, KeyManager, Level, Request, Subsystem};
+use crate::daemon::{ChildId, Event, KeyManager, Level, Request, Subsystem, TrapId};
 use crate::exchange::{Backoff, Due, Incoming};
 use crate::proposal::Proposal;
 use crate::wire::{self, ExchangeType, ProtocolId};
@@ -160,6 +160,8 @@ pub struct Daemon {
     started: bool,
     counters: Counters,
     backoff: Backoff,
+    /// Traps installed: (handle, connection, child).
+    traps: Vec<(TrapId, usize, usize)>,
 }
 
 /// What happened, for `espo status`.
@@ -204,6 +206,7 @@ impl Daemon {
             started: false,
             counters: Counters::default(),
             backoff: Backoff::default(),
+            traps: Vec::new(),
         }
     }
 
@@ -307,6 +310,24 @@ impl Daemon {
     /// Starts the IKE SA of connection `index` with its children whose start action is
     /// `start` (or all of them when `all`).
     fn initiate(&mut self, index: usize, all: bool, now: Instant) -> Result<(), String> {
+        let children = self.conns[index]
+            .spec
+            .children
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| all || c.start_action == StartAction::Start)
+            .map(|(i, _)| i)
+            .collect();
+        self.initiate_children(index, children, now)
+    }
+
+    /// Starts the IKE SA of connection `index` with `children`.
+    fn initiate_children(
+        &mut self,
+        index: usize,
+        children: Vec<usize>,
+        now: Instant,
+    ) -> Result<(), String> {
         let conn = &self.conns[index];
         let name = conn.spec.name.clone();
         let Some(&remote_ip) = conn.spec.remote_addrs.first() else {
@@ -337,14 +358,7 @@ impl Daemon {
             .map(|g| u16::from(*g))
             .ok_or_else(|| format!("connection {name}: no Diffie-Hellman group proposed"))?;
         sa.ni = self.random_bytes(NONCE_LEN);
-        sa.to_start = conn
-            .spec
-            .children
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| all || c.start_action == StartAction::Start)
-            .map(|(i, _)| i)
-            .collect();
+        sa.to_start = children;
         self.log(
             Level::Info,
             Subsystem::Ike,
@@ -357,6 +371,9 @@ impl Daemon {
 
     fn start_all(&mut self, now: Instant) {
         for i in 0..self.conns.len() {
+            self.install_traps(i);
+        }
+        for i in 0..self.conns.len() {
             let start = self.conns[i].spec.can_initiate()
                 && self.conns[i]
                     .spec
@@ -366,6 +383,38 @@ impl Daemon {
             if start && let Err(e) = self.initiate(i, false, now) {
                 self.log(Level::Error, Subsystem::Config, e);
             }
+        }
+    }
+
+    /// The trap policies of connection `index`'s children whose start action is `trap`.
+    fn install_traps(&mut self, index: usize) {
+        let conn = &self.conns[index];
+        let Some(&remote) = conn.spec.remote_addrs.first() else {
+            return;
+        };
+        let Some(local) = self.local_for(conn, remote, conn.spec.local_port) else {
+            return;
+        };
+        let mut installs = Vec::new();
+        for (c, child) in conn.spec.children.iter().enumerate() {
+            if child.start_action != StartAction::Trap {
+                continue;
+            }
+            let local_ts: Vec<_> = child
+                .local_ts
+                .iter()
+                .map(|t| t.resolve(local.ip()))
+                .collect();
+            let remote_ts: Vec<_> = child.remote_ts.iter().map(|t| t.resolve(remote)).collect();
+            let policies = crate::child::trap_policies(&local_ts, &remote_ts);
+            installs.push((c, format!("{}/{}", conn.spec.name, child.name), policies));
+        }
+        for (c, name, policies) in installs {
+            let id = TrapId(self.next_child);
+            self.next_child += 1;
+            self.traps.push((id, index, c));
+            self.events
+                .push_back(Event::InstallTrap { id, name, policies });
         }
     }
 
@@ -907,6 +956,52 @@ impl KeyManager for Daemon {
             ));
         }
         out
+    }
+
+    fn acquire(&mut self, id: TrapId, now: Instant) {
+        let Some(&(_, conn, child)) = self.traps.iter().find(|(t, ..)| *t == id) else {
+            return;
+        };
+        let name = format!(
+            "{}/{}",
+            self.conns[conn].spec.name, self.conns[conn].spec.children[child].name
+        );
+        // An IKE SA of the connection already there or coming: the child joins it (unless
+        // it is installed or asked for already).
+        let existing = self
+            .sas
+            .iter()
+            .find(|(_, sa)| sa.conn == conn && sa.initiator && sa.phase != Phase::Deleting)
+            .map(|(spi, _)| *spi);
+        if let Some(spi) = existing {
+            let sa = self.sas.get_mut(&spi).expect("found");
+            let busy = sa.children.iter().any(|c| c.child == child)
+                || sa.pending.as_ref().is_some_and(|p| p.child == child)
+                || sa.to_start.contains(&child);
+            if !busy {
+                sa.to_start.push(child);
+                self.log(
+                    Level::Info,
+                    Subsystem::Child,
+                    format!("acquire for {name}: negotiating its CHILD_SA"),
+                );
+                let mut sa = self.sas.remove(&spi).expect("found");
+                let result = self.start_queued(&mut sa, now);
+                self.sas.insert(spi, sa);
+                if let Err(e) = result {
+                    self.log(Level::Error, Subsystem::Child, format!("{name}: {e}"));
+                }
+            }
+            return;
+        }
+        self.log(
+            Level::Info,
+            Subsystem::Ike,
+            format!("acquire for {name}: initiating its IKE SA"),
+        );
+        if let Err(e) = self.initiate_children(conn, vec![child], now) {
+            self.log(Level::Error, Subsystem::Config, e);
+        }
     }
 
     fn close_all(&mut self, _now: Instant) {

@@ -65,6 +65,11 @@ struct Pair {
     removed: Vec<(char, ChildId)>,
     logs: Vec<(char, Level, String)>,
     keepalives: Vec<(char, SocketAddr)>,
+    traps: Vec<(
+        char,
+        crate::daemon::TrapId,
+        Vec<espo_ipsec::spec::PolicySpec>,
+    )>,
     /// Datagrams in flight: (to a?, local, remote, bytes).
     wire: Vec<(char, SocketAddr, SocketAddr, Vec<u8>)>,
     drop_to: Option<char>,
@@ -92,6 +97,7 @@ impl Pair {
             removed: Vec::new(),
             logs: Vec::new(),
             keepalives: Vec::new(),
+            traps: Vec::new(),
             wire: Vec::new(),
             drop_to: None,
         }
@@ -111,6 +117,9 @@ impl Pair {
                     }
                     Event::InstallChild { sas, .. } => self.installed.push((side, *sas)),
                     Event::Keepalive { local, .. } => self.keepalives.push((side, local)),
+                    Event::InstallTrap { id, policies, .. } => {
+                        self.traps.push((side, id, policies))
+                    }
                     Event::RemoveChild { id } => self.removed.push((side, id)),
                     Event::Log { level, text, .. } => self.logs.push((side, level, text)),
                 }
@@ -546,4 +555,46 @@ fn installed_sas_carry_the_narrowed_policy_selectors() {
     let (_, sas) = &p.installed[0];
     assert_eq!(sas[0].replay_window, 64);
     let _ = TsRange::any(true);
+}
+
+#[test]
+fn a_trap_waits_for_its_first_packet_then_negotiates() {
+    let mut p = Pair::new(
+        spec(
+            "a",
+            A,
+            Some(B),
+            vec![child("10.1.0.0/16", "10.2.0.0/16", StartAction::Trap)],
+        ),
+        spec(
+            "b",
+            B,
+            None,
+            vec![child("10.2.0.0/16", "10.1.0.0/16", StartAction::None)],
+        ),
+    );
+    p.tick(Duration::ZERO);
+    assert!(p.installed.is_empty(), "a trap starts nothing by itself");
+    assert!(p.a.ike_sas().is_empty());
+    let (side, id, policies) = p.traps[0].clone();
+    assert_eq!(side, 'a');
+    assert_eq!(policies.len(), 1);
+    assert_eq!(policies[0].action, espo_ipsec::spec::PolicyAction::Trap);
+    assert_eq!(policies[0].dst.to_string(), "10.2.0.0/16");
+    // The datapath reports a packet that matched: the CHILD_SA is negotiated; a second
+    // report while it is under way starts nothing more.
+    p.a.acquire(id, p.now);
+    p.a.acquire(id, p.now);
+    p.run();
+    assert_eq!(p.installed.len(), 2, "{}", p.logs_of('a'));
+    assert_eq!(p.a.ike_sas().len(), 1);
+    assert!(
+        p.logs_of('a').contains("acquire for a/net"),
+        "{}",
+        p.logs_of('a')
+    );
+    // Once installed, another report changes nothing.
+    p.a.acquire(id, p.now);
+    p.run();
+    assert_eq!(p.installed.len(), 2);
 }
