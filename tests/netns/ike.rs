@@ -690,7 +690,7 @@ fn a_certificate_from_an_untrusted_ca_is_refused_and_nothing_installed() {
 
 #[test]
 fn a_dead_strongswan_is_noticed_and_its_sas_removed() {
-    let mut lab = lab_or_skip!("ik");
+    let mut lab = lab_or_skip!("ix");
     if !swan_or_skip() {
         return;
     }
@@ -869,26 +869,44 @@ fn espo_and_strongswan_over_ipv6_outer_headers() {
 }
 
 #[test]
-fn the_card_model_says_it_does_not_negotiate_yet() {
+fn espo_on_the_card_model_negotiates_and_runs_its_child_sas_on_the_card() {
     let mut lab = lab_or_skip!("im");
-    let p = pair(&mut lab);
+    if !swan_or_skip() {
+        return;
+    }
+    // The card's port owns espo's side of the link: no kernel address there (the port
+    // answers ARP for 192.0.2.1 itself).
+    let e = lab.ns("e");
+    let s = lab.ns("s");
+    let (eo, so) = lab.link(&e, "eo", &s, "so");
+    lab.sysctl(&e, &format!("net.ipv6.conf.{eo}.disable_ipv6"), "1");
+    lab.addr(&s, &so, "192.0.2.2/24");
+    lab.ip(&s, &["addr", "add", "10.2.0.1/32", "dev", "lo"]);
+    for ns in [&e, &s] {
+        lab.sysctl(ns, "net.ipv4.conf.all.rp_filter", "0");
+    }
+    let p = Pair {
+        espo_ns: e,
+        swan_ns: s,
+        espo_out: eo,
+    };
+    let swan = Swan::start(&lab, &p.swan_ns, "swan", &swan_psk_conf("none"));
     let conf = espo_config(&p.espo_out, &lab.name("t"), &psk_connection("start"))
         .replace("engine = \"software\"", "engine = \"model\"");
-    let path = lab.dir.join("model.toml");
-    std::fs::write(&path, conf).unwrap();
-    let out = Command::new("ip")
-        .args(["netns", "exec", &p.espo_ns])
-        .arg(env!("CARGO_BIN_EXE_espo"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let gw = lab.espo_run(&p.espo_ns, "espo", &conf);
+    let list = wait_for("espo's CHILD_SA", Duration::from_secs(20), || {
+        child_installed(&lab, &gw)
+    });
+    assert!(list.contains("ESP in UDP"), "{list}");
+    traffic_both_ways(&lab, &p);
+    let status = lab.status(&gw);
+    assert!(status.contains("engine model"), "{status}");
     assert!(
-        err.contains("does not negotiate IKEv2 connections yet") && err.contains("swan"),
-        "{err}"
+        status.contains("card: ESPO-1 model, mode offload, 2 of 2 SAs on the card"),
+        "{status}"
     );
+    assert!(status.contains("  ike: ") && status.contains("messages to key management"), "{status}");
+    assert!(swan.sas().contains("INSTALLED"), "{}", swan.sas());
 }
 
 /// tshark `args` on `capture`; its standard output.

@@ -11,5 +11,5 @@ pub mod runtime;
 pub mod setup;
 
 pub use inbox::{IkeInbox, IkeMessage, IkeReceiver};
-pub use runtime::{IkeRuntime, IkeSocket, LogFilter};
+pub use runtime::{IkeRuntime, IkeSocket, LogFilter, Transport};
 pub use setup::KeyManagement;

@@ -19,6 +19,7 @@
 //! wall clock), and the port; the main thread answers `espo status`.
 
 pub mod engine;
+pub mod ike;
 pub mod live;
 pub mod neighbours;
 pub mod port;
@@ -43,6 +44,7 @@ use super::threads::Shutdown;
 use super::{Datapath, GatewayError, LiveParts, Report, catalog_of, start_states};
 use engine::{CardInbound, CardOutbound, CardRx, CardSends, CardShared};
 use espo_config::{Config, GatewayConfig};
+use espo_ike::connection::{IKE_PORT, NAT_T_PORT};
 use espo_ipsec::engine::SoftwareEngine;
 use espo_ipsec::spec::Direction;
 use espo_offload::{OffloadEngine, OffloadError, OffloadOptions};
@@ -245,8 +247,26 @@ pub fn run(
     outside: &str,
     ready: impl FnOnce(&GatewayInfo),
 ) -> Result<Report, GatewayError> {
-    let local = local_endpoints(config, gw);
-    let peers = peers(config);
+    let mut local = local_endpoints(config, gw);
+    let mut peers = peers(config);
+    // Key management's addresses are endpoints too, its peers (where known) peers.
+    let ike_locals = if config.connections.is_empty() {
+        Vec::new()
+    } else {
+        crate::ike::setup::local_addresses(config, gw)?
+    };
+    for ip in &ike_locals {
+        if !local.contains(ip) {
+            local.push(*ip);
+        }
+    }
+    for c in &config.connections {
+        for ip in &c.remote_addrs {
+            if !peers.contains(ip) {
+                peers.push(*ip);
+            }
+        }
+    }
     check_families(&local, &peers, &gw.next_hops)?;
     let neighbours = next_hops(&peers, &gw.next_hops);
     let socket = PortSocket::open(outside).map_err(SetupError::Port)?;
@@ -307,18 +327,35 @@ pub fn run(
         text.push_str(&path_mtus.render(std::time::Instant::now()));
         text
     };
-    // Key management talks through the outside interface's kernel stack; on the card
-    // model the card's port owns that link, and IKE over the card's port is not there yet.
-    if let Some(c) = config.connections.first() {
-        return Err(GatewayError::Connection(format!(
-            "{}: connection {}: engine = \"model\" does not negotiate IKEv2 connections yet \
-             (the card's port owns the outside link); run them on engine = \"software\", or key \
-             the card's SAs with [[sa]] entries",
-            config.path.display(),
-            c.name
-        )));
-    }
-    let key_management = None;
+    // Key management: its datagrams cross the card's port (the port thread takes IKE out
+    // of the frames to espo and sends the daemon's).
+    let (ike_inbox, key_management) = if ike_locals.is_empty() {
+        (None, None)
+    } else {
+        let (inbox, receiver) = crate::ike::inbox::channel(crate::ike::inbox::INBOX_CAPACITY)
+            .map_err(|e| GatewayError::Connection(format!("creating the IKE inbox failed: {e}")))?;
+        let sockets = ike_locals
+            .iter()
+            .flat_map(|ip| {
+                [(IKE_PORT, false), (NAT_T_PORT, true)].map(|(port, marker)| {
+                    crate::ike::IkeSocket {
+                        local: std::net::SocketAddr::new(*ip, port),
+                        transport: crate::ike::Transport::Port(Arc::clone(&queues)),
+                        marker,
+                        receive: false,
+                    }
+                })
+            })
+            .collect();
+        let runtime = crate::ike::setup::runtime(config, &ike_locals, sockets, Some(receiver))?;
+        (
+            Some(inbox),
+            Some(crate::ike::KeyManagement {
+                runtime,
+                inbox: None,
+            }),
+        )
+    };
     std::thread::scope(|scope| {
         let port_thread = std::thread::Builder::new()
             .name("espo-port".into())
@@ -332,6 +369,7 @@ pub fn run(
                     shutdown: &shutdown,
                     published: &port_view,
                     path_mtus: &path_mtus,
+                    ike: ike_inbox.as_ref(),
                 })
             })
             .map_err(|_| GatewayError::Thread)?;

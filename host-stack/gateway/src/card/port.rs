@@ -132,6 +132,12 @@ impl PortQueues {
         self.wire_wake.signal();
     }
 
+    /// Sends a frame of espo's own (key management's) through the port: its MACs are
+    /// filled in there, as for the card's frames.
+    pub fn send_frame(&self, frame: Vec<u8>) {
+        self.to_wire(frame);
+    }
+
     /// Takes every frame the card sent.
     pub fn take_for_wire(&self) -> Vec<Vec<u8>> {
         lock(&self.to_wire).drain(..).collect()
@@ -278,6 +284,9 @@ pub struct PortCounters {
     pub not_ip: u64,
     pub card_full: u64,
     pub send_errors: u64,
+    /// IKE messages handed to key management, and those its full inbox refused.
+    pub ike_in: u64,
+    pub ike_backlog: u64,
 }
 
 /// What `espo status` shows of the port.
@@ -325,6 +334,8 @@ pub struct PortCtx<'a> {
     /// The outbound SAs' path MTUs: learnt from the ICMP errors about their packets that
     /// arrive here, and the sequence numbers of their packets noted as they leave.
     pub path_mtus: &'a PathMtus,
+    /// Key management's inbox: IKE messages to espo go there, not to the card.
+    pub ike: Option<&'a crate::ike::IkeInbox>,
 }
 
 struct Port<'a> {
@@ -394,6 +405,23 @@ impl Port<'_> {
                     }
                     if self.path_mtu_error(frame) {
                         continue;
+                    }
+                    if let Some(inbox) = self.ctx.ike {
+                        match super::ike::intercept(frame, |ip| self.is_local(ip)) {
+                            Some(super::ike::Intercepted::Ike(m)) => {
+                                if inbox.offer(m) {
+                                    self.counters.ike_in += 1;
+                                } else {
+                                    self.counters.ike_backlog += 1;
+                                }
+                                continue;
+                            }
+                            Some(super::ike::Intercepted::Keepalive) => {
+                                self.counters.ignored += 1;
+                                continue;
+                            }
+                            None => {}
+                        }
                     }
                     let mut q = lock(&self.ctx.queues.to_card);
                     if q.len() >= MAX_TO_CARD {

@@ -126,6 +126,13 @@ pub fn render(shared: &CardShared, port: &str, mac: Mac, view: &Mutex<PortView>)
         p.card_full,
         p.send_errors
     );
+    if p.ike_in + p.ike_backlog > 0 {
+        let _ = writeln!(
+            out,
+            "  ike: {} messages to key management, {} dropped (its inbox full)",
+            p.ike_in, p.ike_backlog
+        );
+    }
     for n in &v.neighbours {
         let at = match (n.mac, n.age_secs) {
             (Some(mac), Some(age)) => format!("at {} ({age} s)", mac_text(mac)),

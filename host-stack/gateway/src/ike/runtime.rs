@@ -33,12 +33,20 @@ const READ_BUDGET: usize = 64;
 /// Log lines kept for `espo status`.
 const LOG_KEPT: usize = 64;
 
+/// How the daemon's datagrams leave: a kernel UDP socket, or the card's port (which has
+/// the outside link to itself).
+#[derive(Debug)]
+pub enum Transport {
+    Udp(UdpSocket),
+    Port(std::sync::Arc<crate::card::port::PortQueues>),
+}
+
 /// One UDP socket of the daemon.
 #[derive(Debug)]
 pub struct IkeSocket {
     /// The address and port it is bound to (and sends from).
     pub local: SocketAddr,
-    pub socket: UdpSocket,
+    pub transport: Transport,
     /// Port 4500: messages carry the non-ESP marker.
     pub marker: bool,
     /// Whether the runtime reads it (`false`: the datapath reads it and hands IKE over).
@@ -52,7 +60,7 @@ impl IkeSocket {
         socket.set_nonblocking(true)?;
         Ok(IkeSocket {
             local: socket.local_addr()?,
-            socket,
+            transport: Transport::Udp(socket),
             marker,
             receive: true,
         })
@@ -168,7 +176,10 @@ impl<K: KeyManager> IkeRuntime<K> {
             .sockets
             .iter()
             .filter(|s| s.receive)
-            .map(|s| s.socket.as_fd())
+            .filter_map(|s| match &s.transport {
+                Transport::Udp(u) => Some(u.as_fd()),
+                Transport::Port(_) => None,
+            })
             .collect();
         if let Some(inbox) = &self.inbox {
             fds.push(inbox.wake_fd());
@@ -246,7 +257,10 @@ impl<K: KeyManager> IkeRuntime<K> {
                 continue;
             }
             for _ in 0..READ_BUDGET {
-                let (n, remote) = match self.sockets[i].socket.recv_from(&mut self.buf) {
+                let Transport::Udp(socket) = &self.sockets[i].transport else {
+                    break;
+                };
+                let (n, remote) = match socket.recv_from(&mut self.buf) {
                     Ok(r) => r,
                     Err(_) => break,
                 };
@@ -352,6 +366,18 @@ impl<K: KeyManager> IkeRuntime<K> {
     /// An IKE message (behind the non-ESP marker on port 4500).
     fn send(&mut self, local: SocketAddr, remote: SocketAddr, message: &[u8]) {
         let marker = self.sockets.iter().any(|s| s.local == local && s.marker);
+        if let Some(s) = self.sockets.iter().find(|s| s.local == local)
+            && let Transport::Port(queues) = &s.transport
+        {
+            match crate::card::ike::frame(local, remote, message, marker) {
+                Some(frame) => {
+                    queues.send_frame(frame);
+                    self.counters.sent += 1;
+                }
+                None => self.counters.send_errors += 1,
+            }
+            return;
+        }
         if marker {
             let mut datagram = Vec::with_capacity(NON_ESP_MARKER_LEN + message.len());
             datagram.extend_from_slice(&[0; NON_ESP_MARKER_LEN]);
@@ -373,7 +399,19 @@ impl<K: KeyManager> IkeRuntime<K> {
             );
             return;
         };
-        match s.socket.send_to(datagram, remote) {
+        let result = match &s.transport {
+            Transport::Udp(socket) => socket.send_to(datagram, remote).map(|_| ()),
+            Transport::Port(queues) => {
+                match crate::card::ike::frame(local, remote, datagram, false) {
+                    Some(frame) => {
+                        queues.send_frame(frame);
+                        Ok(())
+                    }
+                    None => Err(io::Error::other("not one IP packet")),
+                }
+            }
+        };
+        match result {
             Ok(_) => self.counters.sent += 1,
             Err(e) => {
                 self.counters.send_errors += 1;

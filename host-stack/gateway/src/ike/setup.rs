@@ -87,7 +87,7 @@ pub fn sockets(
         match shared_4500(*ip) {
             Some(socket) => out.push(IkeSocket {
                 local: at,
-                socket,
+                transport: super::runtime::Transport::Udp(socket),
                 marker: true,
                 receive: false,
             }),
