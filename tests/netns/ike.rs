@@ -905,7 +905,10 @@ fn espo_on_the_card_model_negotiates_and_runs_its_child_sas_on_the_card() {
         status.contains("card: ESPO-1 model, mode offload, 2 of 2 SAs on the card"),
         "{status}"
     );
-    assert!(status.contains("  ike: ") && status.contains("messages to key management"), "{status}");
+    assert!(
+        status.contains("  ike: ") && status.contains("messages to key management"),
+        "{status}"
+    );
     assert!(swan.sas().contains("INSTALLED"), "{}", swan.sas());
 }
 
@@ -1060,4 +1063,146 @@ fn a_trap_negotiates_when_the_first_packet_comes() {
         lab.status(&gw)
     );
     assert!(swan.sas().contains("INSTALLED"), "{}", swan.sas());
+}
+
+/// A genuine IKE_SA_INIT request (espo's own initiator made it), to replay with other SPIs.
+fn an_ike_sa_init() -> Vec<u8> {
+    use espo_ike::connection::{
+        ChildSpec, ConnectionSpec, Lifetimes, LocalAuth, Psk, RemoteAuth, StartAction,
+    };
+    use espo_ike::daemon::{Event, KeyManager};
+    let spec = ConnectionSpec {
+        name: "flood".into(),
+        local_addrs: vec![ip("192.0.2.2")],
+        remote_addrs: vec![ip("192.0.2.1")],
+        local_port: 500,
+        remote_port: 500,
+        local_id: None,
+        remote_id: None,
+        local_auth: LocalAuth::Psk,
+        remote_auth: RemoteAuth::Psk,
+        psk: Some(Psk(b"not the tunnel's pre-shared key".to_vec().into())),
+        proposals: vec!["aes128gcm16-prfsha256-x25519".into()],
+        dpd_delay: Duration::from_secs(30),
+        encap: false,
+        lifetimes: Lifetimes::IKE_DEFAULT,
+        children: vec![ChildSpec {
+            name: "net".into(),
+            local_ts: vec!["10.9.0.0/16".parse().unwrap()],
+            remote_ts: vec!["10.1.0.0/16".parse().unwrap()],
+            esp_proposals: vec!["aes128gcm16".into()],
+            start_action: StartAction::Start,
+            lifetimes: Lifetimes::CHILD_DEFAULT,
+            replay_window: 64,
+        }],
+    };
+    let mut d = espo_ike::manager::Daemon::new(
+        vec![espo_ike::manager::Connection::load(spec).unwrap()],
+        vec!["192.0.2.2:500".parse().unwrap()],
+        Instant::now(),
+        0,
+    );
+    d.tick(Instant::now());
+    while let Some(e) = d.next_event() {
+        if let Event::Send { message, .. } = e {
+            return message;
+        }
+    }
+    panic!("no IKE_SA_INIT");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_flood_of_ike_sa_init_leaves_memory_bounded_and_the_tunnel_working() {
+    let mut lab = lab_or_skip!("if");
+    if !swan_or_skip() {
+        return;
+    }
+    let p = pair(&mut lab);
+    let so = lab.name("so");
+    // 200 more addresses on strongSwan's side, each sending ten IKE_SA_INIT requests.
+    for i in 100..300u32 {
+        let a = std::net::Ipv4Addr::from(0xc600_0000 + i); // 198.0.0.x: another /16
+        lab.ip(&p.swan_ns, &["addr", "add", &format!("{a}/32"), "dev", &so]);
+    }
+    lab.ip(
+        &p.espo_ns,
+        &["route", "add", "198.0.0.0/16", "dev", &p.espo_out],
+    );
+    let _swan = Swan::start(&lab, &p.swan_ns, "swan", &swan_psk_conf("none"));
+    // Besides the tunnel, a responder for peers anywhere: what the flood aims at.
+    let road = "
+[[connection]]
+name = \"road\"
+local_addrs = \"192.0.2.1\"
+remote_addrs = \"%any\"
+proposals = [\"aes128gcm16-prfsha256-x25519\"]
+psk = \"the road warriors' pre-shared key\"
+
+[connection.local]
+auth = \"psk\"
+
+[connection.remote]
+auth = \"psk\"
+
+[[connection.child]]
+name = \"roadnet\"
+local_ts = [\"10.1.0.0/16\"]
+";
+    let conf = espo_config(
+        &p.espo_out,
+        &lab.name("t"),
+        &format!("{}{road}", psk_connection("start")),
+    );
+    let gw = lab.espo_run(&p.espo_ns, "espo", &conf);
+    wait_for("espo's CHILD_SA", Duration::from_secs(20), || {
+        child_installed(&lab, &gw)
+    });
+    let before = rss_kib(gw.pid);
+    let init = an_ike_sa_init();
+    lab.run_in(&p.swan_ns, || {
+        for i in 100..300u32 {
+            let a = std::net::Ipv4Addr::from(0xc600_0000 + i);
+            let s = std::net::UdpSocket::bind((a, 0)).unwrap();
+            for n in 0..10u32 {
+                let mut m = init.clone();
+                m[..4].copy_from_slice(&i.to_be_bytes());
+                m[4..8].copy_from_slice(&n.to_be_bytes());
+                let _ = s.send_to(&m, "192.0.2.1:500");
+            }
+            // Paced, so that the daemon's socket buffer takes them all.
+            std::thread::sleep(Duration::from_millis(3));
+        }
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let (_, list, _) = lab.espo(&gw, &["ike", "list"]);
+    let half_open = list.matches("CONNECTING").count();
+    // 2000 requests, at most 1024 half-open IKE SAs kept.
+    assert!(half_open > 900, "the flood arrived: {half_open}");
+    assert!(
+        half_open <= espo_ike::manager::MAX_HALF_OPEN,
+        "{half_open} half-open IKE SAs"
+    );
+    assert!(
+        list.contains("ESTABLISHED") && list.contains("CHILD_SA net"),
+        "the tunnel stands"
+    );
+    traffic_both_ways(&lab, &p);
+    let after = rss_kib(gw.pid);
+    eprintln!(
+        "espo's RSS {before} KiB before the flood, {after} KiB after ({half_open} half-open IKE SAs)"
+    );
+    assert!(
+        after < before + 64 * 1024,
+        "memory bounded: {before} -> {after} KiB"
+    );
 }
