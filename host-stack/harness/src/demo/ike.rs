@@ -128,10 +128,20 @@ pub fn negotiate(a: &Config, b: &Config) -> Result<Negotiated, DemoError> {
     let with = |c: &Config, sas: Vec<SaSpec>, policies: Vec<PolicySpec>| {
         let mut c = c.clone();
         c.sas = sas;
-        // Outbound policies first, in the order of the children, then the inbound ones.
-        let (mut out, inbound): (Vec<_>, Vec<_>) = policies
+        // Outbound policies first, then the inbound ones; each in the order of the
+        // configuration's own policies for the same selectors where it has them (the
+        // tunnels keep their numbers), the others after them.
+        let rank = |p: &PolicySpec| {
+            c.policies
+                .iter()
+                .position(|q| q.dir == p.dir && q.src == p.src && q.dst == p.dst)
+                .unwrap_or(usize::MAX)
+        };
+        let (mut out, mut inbound): (Vec<_>, Vec<_>) = policies
             .into_iter()
             .partition(|p| p.dir == espo_ipsec::spec::Direction::Out);
+        out.sort_by_key(|p| rank(p));
+        inbound.sort_by_key(|p| rank(p));
         out.extend(inbound);
         c.policies = out;
         c
