@@ -419,14 +419,19 @@ fn a_wrong_psk_is_refused_with_a_clear_log_line_and_nothing_installed() {
     );
 }
 
-#[test]
-fn two_espo_gateways_negotiate_their_tunnel() {
-    let mut lab = lab_or_skip!("ie");
+/// Two espo gateways, b on `b_engine`, negotiate their tunnel and carry TCP both ways.
+fn two_espo_gateways(tag: &str, b_engine: &str) {
+    let mut lab = lab_or_skip!(tag);
     let a = lab.ns("a");
     let b = lab.ns("b");
     let (ao, bo) = lab.link(&a, "ao", &b, "bo");
     lab.addr(&a, &ao, "192.0.2.1/24");
-    lab.addr(&b, &bo, "192.0.2.2/24");
+    if b_engine == "model" {
+        // The card's port owns b's side of the link.
+        lab.sysctl(&b, &format!("net.ipv6.conf.{bo}.disable_ipv6"), "1");
+    } else {
+        lab.addr(&b, &bo, "192.0.2.2/24");
+    }
     let gw_a = lab.espo_run(
         &a,
         "a",
@@ -448,7 +453,8 @@ fn two_espo_gateways_negotiate_their_tunnel() {
             "remote_ts = [\"10.2.0.0/16\"]",
             "remote_ts = [\"10.1.0.0/16\"]",
         )
-        .replace("local_ts = [\"TMP\"]", "local_ts = [\"10.2.0.0/16\"]");
+        .replace("local_ts = [\"TMP\"]", "local_ts = [\"10.2.0.0/16\"]")
+        .replace("engine = \"software\"", &format!("engine = \"{b_engine}\""));
     let gw_b = lab.espo_run(&b, "b", &b_conf);
     wait_for("a's CHILD_SA", Duration::from_secs(20), || {
         child_installed(&lab, &gw_a)
@@ -473,6 +479,23 @@ fn two_espo_gateways_negotiate_their_tunnel() {
         256 * 1024,
     );
     let _: IpAddr = ip("10.1.0.1");
+    if b_engine == "model" {
+        let status = lab.status(&gw_b);
+        assert!(
+            status.contains("card: ESPO-1 model, mode offload, 2 of 2 SAs on the card"),
+            "{status}"
+        );
+    }
+}
+
+#[test]
+fn two_espo_gateways_negotiate_their_tunnel() {
+    two_espo_gateways("ie", "software");
+}
+
+#[test]
+fn two_espo_gateways_negotiate_with_one_on_the_card_model() {
+    two_espo_gateways("ig", "model");
 }
 
 /// The test PKI of espo-ike (made by strongSwan's `pki`): `name`.crt and `name`.key copied
