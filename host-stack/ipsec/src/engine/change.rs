@@ -276,7 +276,7 @@ impl Inbound {
             .sas
             .iter()
             .filter_map(|s| s.params.udp_encap.map(|u| u.dst_port))
-            .fold(Vec::new(), |mut ports, p| {
+            .fold(self.kept_ports.clone(), |mut ports, p| {
                 if !ports.contains(&p) {
                     ports.push(p);
                 }

@@ -52,6 +52,9 @@ pub struct Inbound {
     pub(crate) spd: Spd,
     /// UDP destination ports that carry RFC 3948 encapsulated ESP.
     pub(crate) encap_ports: Vec<u16>,
+    /// The ports [`Inbound::add_encap_port`] asked for: kept when the last SA using one
+    /// goes (key management needs port 4500 with or without a CHILD_SA).
+    pub(crate) kept_ports: Vec<u16>,
     /// IKE messages on the encapsulation ports go to the key-management daemon.
     pub(crate) ike: bool,
 }
@@ -158,6 +161,9 @@ impl Inbound {
     pub fn add_encap_port(&mut self, port: u16) {
         if !self.encap_ports.contains(&port) {
             self.encap_ports.push(port);
+        }
+        if !self.kept_ports.contains(&port) {
+            self.kept_ports.push(port);
         }
     }
 

@@ -503,3 +503,32 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn a_port_key_management_asked_for_stays_when_its_last_sa_goes() {
+    let mut inbound = Inbound::default();
+    inbound.add_encap_port(4500);
+    let mut sa = spec(0x1001);
+    sa.udp_encap = Some(crate::spec::UdpEncap {
+        src_port: 4500,
+        dst_port: 4500,
+    });
+    let mut other = spec(0x1002);
+    other.udp_encap = Some(crate::spec::UdpEncap {
+        src_port: 4501,
+        dst_port: 4501,
+    });
+    for s in [&sa, &other] {
+        inbound
+            .add_sa(InboundSa::new(SaParams::from_spec(s).unwrap(), 64, 0).unwrap())
+            .unwrap();
+    }
+    assert_eq!(inbound.encap_ports, [4500, 4501]);
+    inbound.remove_sa(0x1001, None).unwrap();
+    inbound.remove_sa(0x1002, None).unwrap();
+    assert_eq!(
+        inbound.encap_ports,
+        [4500],
+        "4501 went with its SA, 4500 stays"
+    );
+}
