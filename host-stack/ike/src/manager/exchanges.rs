@@ -10,7 +10,7 @@ use crate::auth::{self, Certificate, Identity, PublicKey};
 use crate::child::{DirectionKeys, NegotiatedChild};
 use crate::connection::{LocalAuth, NAT_T_PORT, RemoteAuth};
 use crate::crypto::{self, ChildSaKeys, ChildSuite, IkeSaKeys, IkeSuite, KeyExchange, SkKeys};
-use crate::daemon::{Event, Level, Subsystem};
+use crate::daemon::{ChildId, Event, Level, Subsystem};
 use crate::exchange::Requests;
 use crate::proposal::{self, Chosen, Proposal};
 use crate::ts::{self, TsRange};
@@ -358,6 +358,7 @@ impl Daemon {
             _ => None,
         };
         Ok(PendingChild {
+            rekey_of: None,
             child,
             spi_in,
             proposals,
@@ -463,6 +464,7 @@ impl Daemon {
         sa.peer_id = Some(peer.clone());
         sa.phase = Phase::Established;
         sa.established = Some(now);
+        sa.rekey_at = self.ike_rekey_at(sa.conn, now);
         self.counters.ike_established += 1;
         let name = self.conns[sa.conn].spec.name.clone();
         self.log(
@@ -553,8 +555,15 @@ impl Daemon {
                 true,
                 ts_i,
                 ts_r,
+                pending.rekey_of,
                 now,
-            )
+            )?;
+            if let Some(old) = pending.rekey_of {
+                // Make-before-break: the new SAs are in (their policies in front); the old
+                // ones go with an INFORMATIONAL DELETE.
+                sa.to_delete.push((old, now + super::REKEY_GRACE));
+            }
+            Ok(())
         })();
         if let Err(e) = result {
             self.spis_in.remove(&pending.spi_in);
@@ -585,6 +594,7 @@ impl Daemon {
         exchange_initiator: bool,
         ts_i: Vec<TsRange>,
         ts_r: Vec<TsRange>,
+        rekey_of: Option<ChildId>,
         now: Instant,
     ) -> Result<(), String> {
         let (encryption, integrity) = esp_algorithms(chosen)?;
@@ -670,6 +680,21 @@ impl Daemon {
             policies,
         });
         self.counters.children_established += 1;
+        let rekey_at = (!l.rekey_time.is_zero()).then(|| {
+            let jitter = if l.rand_time.is_zero() {
+                std::time::Duration::ZERO
+            } else {
+                let r = u64::from_be_bytes(self.random_bytes(8).try_into().expect("8 bytes"));
+                // At most half the rekey time, so that a rand_time longer than it
+                // cannot make renewals back to back.
+                let span = l.rand_time.min(l.rekey_time / 2).as_millis() as u64;
+                std::time::Duration::from_millis(r % (span + 1))
+            };
+            now + l.rekey_time.saturating_sub(jitter)
+        });
+        let generation = rekey_of
+            .and_then(|old| sa.children.iter().find(|c| c.id == old))
+            .map_or(0, |c| c.generation + 1);
         sa.children.push(ChildSa {
             id,
             child,
@@ -680,6 +705,9 @@ impl Daemon {
             remote_ts,
             installed: now,
             encap,
+            rekey_at,
+            rekeyed: false,
+            generation,
         });
         Ok(())
     }
@@ -993,6 +1021,7 @@ impl Daemon {
         sa.local_id = Some(local_id.clone());
         sa.phase = Phase::Established;
         sa.established = Some(now);
+        sa.rekey_at = self.ike_rekey_at(conn, now);
         self.counters.ike_established += 1;
         let name = self.conns[conn].spec.name.clone();
         self.log(
@@ -1042,7 +1071,7 @@ impl Daemon {
         &mut self,
         sa: &mut IkeSa,
         body: &Body,
-        rekey_of: Option<usize>,
+        rekey_of: Option<(usize, ChildId)>,
         ni: &[u8],
         nr: &[u8],
         pfs_allowed: bool,
@@ -1056,8 +1085,9 @@ impl Daemon {
         };
         let conn = &self.conns[sa.conn];
         let mut outcome = Err(NotifyType::NoProposalChosen);
+        let rekey_child = rekey_of.map(|(_, id)| id);
         let children: Vec<usize> = match rekey_of {
-            Some(c) => vec![c],
+            Some((c, _)) => vec![c],
             None => (0..conn.spec.children.len()).collect(),
         };
         for c in children {
@@ -1164,6 +1194,7 @@ impl Daemon {
             false,
             n_i.clone(),
             n_r.clone(),
+            rekey_child,
             now,
         ) {
             Ok(()) => {
@@ -1203,18 +1234,19 @@ impl Daemon {
             .as_ref()
             .is_some_and(|p| p.iter().any(|p| p.protocol == ProtocolId::Ike))
         {
-            // Rekeying the IKE SA itself comes with the rekeying work; until then refuse it
-            // so that the peer keeps the current one.
-            answer.add_notify(NotifyType::NoProposalChosen, Vec::new());
-            return self.send_response(sa, ExchangeType::CreateChildSa, id, &answer);
+            return self.rekey_ike_request(sa, id, body, &ni, now);
         }
         let rekey_of = match body.notify(NotifyType::RekeySa) {
             Some(n) => {
                 let spi = <[u8; 4]>::try_from(n.spi.as_slice())
                     .map(u32::from_be_bytes)
                     .ok();
-                match spi.and_then(|s| sa.children.iter().find(|c| c.spi_out == s)) {
-                    Some(c) => Some(c.child),
+                match spi.and_then(|s| sa.children.iter_mut().find(|c| c.spi_out == s)) {
+                    Some(c) => {
+                        // The peer renews it: this end does not as well.
+                        c.rekeyed = true;
+                        Some((c.child, c.id))
+                    }
                     None => {
                         answer.add_notify(NotifyType::ChildSaNotFound, Vec::new());
                         return self.send_response(sa, ExchangeType::CreateChildSa, id, &answer);
@@ -1256,6 +1288,325 @@ impl Daemon {
             }
         }
         Ok(())
+    }
+
+    /// When the IKE SA of connection `conn` established at `now` is renewed.
+    pub(super) fn ike_rekey_at(&self, conn: usize, now: Instant) -> Option<Instant> {
+        let l = self.conns[conn].spec.lifetimes;
+        if l.rekey_time.is_zero() {
+            return None;
+        }
+        let jitter = if l.rand_time.is_zero() {
+            std::time::Duration::ZERO
+        } else {
+            let r = u64::from_be_bytes(self.random_bytes(8).try_into().expect("8 bytes"));
+            // At most half the rekey time, so that a rand_time longer than it
+            // cannot make renewals back to back.
+            let span = l.rand_time.min(l.rekey_time / 2).as_millis() as u64;
+            std::time::Duration::from_millis(r % (span + 1))
+        };
+        Some(now + l.rekey_time.saturating_sub(jitter))
+    }
+
+    /// The IKE SA that replaces `old` (§2.18): its keys from SKEYSEED = prf(SK_d (old),
+    /// g^ir (new) | Ni | Nr) under the old PRF, its CHILD_SAs moved over. `initiator`: this
+    /// end started the rekey (it is the new IKE SA's initiator).
+    #[allow(clippy::too_many_arguments)]
+    fn successor(
+        &mut self,
+        old: &mut IkeSa,
+        chosen: Chosen,
+        shared: &[u8],
+        ni: &[u8],
+        nr: &[u8],
+        spi_i: u64,
+        spi_r: u64,
+        initiator: bool,
+        now: Instant,
+    ) -> Result<(), String> {
+        let suite = ike_suite(&chosen)?;
+        let old_prf = old.prf.ok_or("no prf")?;
+        let old_keys = old.keys.as_ref().ok_or("no keys")?;
+        let skeyseed = crypto::rekey_skeyseed(old_prf, &old_keys.sk_d, shared, ni, nr);
+        let keys = IkeSaKeys::derive(&suite, &skeyseed, ni, nr, spi_i, spi_r)
+            .map_err(|e| e.to_string())?;
+        let ours = if initiator { spi_i } else { spi_r };
+        let mut new = IkeSa::new(
+            old.conn,
+            initiator,
+            ours,
+            old.local,
+            old.remote,
+            self.backoff,
+            now,
+        );
+        new.spi_i = spi_i;
+        new.spi_r = spi_r;
+        new.phase = Phase::Established;
+        new.sk = Some(SkKeys::new(&suite, &keys, initiator).map_err(|e| e.to_string())?);
+        new.keys = Some(keys);
+        new.prf = Some(suite.prf);
+        new.chosen = Some(chosen);
+        new.group = chosen.dh.map_or(old.group, u16::from);
+        new.ni = ni.to_vec();
+        new.nr = nr.to_vec();
+        new.nat_here = old.nat_here;
+        new.nat_there = old.nat_there;
+        new.peer_id = old.peer_id.clone();
+        new.local_id = old.local_id.clone();
+        new.peer_hashes = old.peer_hashes.clone();
+        new.children = std::mem::take(&mut old.children);
+        new.to_start = std::mem::take(&mut old.to_start);
+        new.established = Some(now);
+        new.rekey_at = self.ike_rekey_at(old.conn, now);
+        new.generation = old.generation + 1;
+        let name = self.conns[old.conn].spec.name.clone();
+        self.log(
+            Level::Info,
+            Subsystem::Ike,
+            format!(
+                "IKE_SA {name}[{:016x}] rekeyed: now {:016x}_i {:016x}_r ({}), {} CHILD_SAs moved over",
+                old.our_spi(),
+                spi_i,
+                spi_r,
+                describe(&chosen),
+                new.children.len()
+            ),
+        );
+        self.sas.insert(ours, new);
+        Ok(())
+    }
+
+    /// Renews the IKE SA: CREATE_CHILD_SA with IKE proposals carrying a new SPI, a nonce and
+    /// a key exchange in the current group.
+    pub(super) fn rekey_ike(&mut self, sa: &mut IkeSa, now: Instant) -> Result<(), String> {
+        let group = crypto::DhGroup::from_id(sa.group)
+            .ok_or_else(|| format!("Diffie-Hellman group {} is not implemented", sa.group))?;
+        let ke = KeyExchange::generate(group).map_err(|e| e.to_string())?;
+        let spi = self.new_ike_spi();
+        let nonce = self.random_bytes(NONCE_LEN);
+        let conn = &self.conns[sa.conn];
+        let proposals = proposal::promote_dh(&conn.ike, wire::DhGroup::from(sa.group));
+        let body = Body {
+            sa: Some(
+                proposals
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| p.to_wire(i as u8 + 1, &spi.to_be_bytes()))
+                    .collect(),
+            ),
+            nonce: Some(nonce.clone()),
+            ke: Some((sa.group, ke.public_value().to_vec())),
+            ..Body::default()
+        };
+        let name = conn.spec.name.clone();
+        self.log(
+            Level::Info,
+            Subsystem::Ike,
+            format!("rekeying IKE_SA {name}[{:016x}]", sa.our_spi()),
+        );
+        sa.rekeying = Some((spi, ke, nonce));
+        self.send_request(sa, ExchangeType::CreateChildSa, &body, Asked::RekeyIke, now)
+    }
+
+    /// The answer to this end's IKE SA rekey: the new IKE SA, then the old one's DELETE.
+    pub(super) fn rekey_ike_response(
+        &mut self,
+        sa: &mut IkeSa,
+        body: &Body,
+        now: Instant,
+    ) -> Result<(), String> {
+        let Some((spi, ke, ni)) = sa.rekeying.take() else {
+            return Ok(());
+        };
+        let result = (|| -> Result<(), String> {
+            if let Some(e) = body.error() {
+                return Err(format!("refused: {:?}", e.kind));
+            }
+            let answer = match body.sa.as_deref() {
+                Some([one]) => one,
+                _ => return Err("no single proposal in the answer".into()),
+            };
+            let chosen = proposal::accept_response(&self.conns[sa.conn].ike, answer)
+                .ok_or("the peer chose a proposal that was not offered")?;
+            let peer_spi = u64::from_be_bytes(
+                answer
+                    .spi
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| "the new IKE SPI is not 8 bytes")?,
+            );
+            let nr = body.nonce.clone().ok_or("no nonce")?;
+            let (group, public) = body.ke.clone().ok_or("no KE")?;
+            if Some(group) != chosen.dh.map(u16::from) || group != ke.group().id() {
+                return Err(format!("KE of group {group}"));
+            }
+            let shared = ke
+                .agree(&public)
+                .map_err(|e| format!("key exchange: {e}"))?;
+            self.successor(
+                sa,
+                chosen,
+                shared.as_ref(),
+                &ni,
+                &nr,
+                spi,
+                peer_spi,
+                true,
+                now,
+            )
+        })();
+        match result {
+            Ok(()) => {
+                // The old IKE SA goes: DELETE on it, then it is dropped with the answer.
+                let mut del = Body::default();
+                del.deletes.push(Delete {
+                    protocol: 1,
+                    spis: Vec::new(),
+                });
+                sa.phase = Phase::Deleting;
+                self.send_request(sa, ExchangeType::Informational, &del, Asked::DeleteIke, now)
+            }
+            Err(e) => {
+                let name = self.conns[sa.conn].spec.name.clone();
+                self.log(
+                    Level::Error,
+                    Subsystem::Ike,
+                    format!("rekeying IKE_SA {name}: {e}"),
+                );
+                sa.rekey_at = Some(now + std::time::Duration::from_secs(10));
+                Ok(())
+            }
+        }
+    }
+
+    /// The peer renews the IKE SA: a proposal and key exchange chosen, the new IKE SA made
+    /// (its CHILD_SAs moved over), the answer sent on the old one, which goes with the
+    /// peer's DELETE.
+    fn rekey_ike_request(
+        &mut self,
+        sa: &mut IkeSa,
+        id: u32,
+        body: &Body,
+        ni: &[u8],
+        now: Instant,
+    ) -> Result<(), String> {
+        let mut answer = Body::default();
+        let offer = body.sa.clone().unwrap_or_default();
+        let Some(selected) = proposal::select(&self.conns[sa.conn].ike, &offer) else {
+            answer.add_notify(NotifyType::NoProposalChosen, Vec::new());
+            return self.send_response(sa, ExchangeType::CreateChildSa, id, &answer);
+        };
+        let chosen = selected.chosen;
+        let want = chosen.dh.map_or(0, u16::from);
+        let Some((group, public)) = body.ke.clone().filter(|(g, _)| *g == want) else {
+            answer.add_notify(NotifyType::InvalidKePayload, want.to_be_bytes().to_vec());
+            return self.send_response(sa, ExchangeType::CreateChildSa, id, &answer);
+        };
+        let Ok(peer_spi) = <[u8; 8]>::try_from(selected.spi.as_slice()).map(u64::from_be_bytes)
+        else {
+            answer.add_notify(NotifyType::InvalidSyntax, Vec::new());
+            return self.send_response(sa, ExchangeType::CreateChildSa, id, &answer);
+        };
+        let result = (|| -> Result<(Vec<u8>, Vec<u8>, u64, crypto::SharedSecret), String> {
+            let grp = crypto::DhGroup::from_id(group).ok_or("group not implemented")?;
+            let ke = KeyExchange::generate(grp).map_err(|e| e.to_string())?;
+            let ours = ke.public_value().to_vec();
+            let shared = ke
+                .agree(&public)
+                .map_err(|e| format!("key exchange: {e}"))?;
+            Ok((
+                ours,
+                self.random_bytes(NONCE_LEN),
+                self.new_ike_spi(),
+                shared,
+            ))
+        })();
+        let (our_public, nr, spi, shared) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.log(
+                    Level::Warning,
+                    Subsystem::Ike,
+                    format!("{}: IKE SA rekey refused: {e}", sa.remote),
+                );
+                answer.add_notify(NotifyType::NoProposalChosen, Vec::new());
+                return self.send_response(sa, ExchangeType::CreateChildSa, id, &answer);
+            }
+        };
+        answer.sa = Some(vec![chosen.to_wire(selected.number, &spi.to_be_bytes())]);
+        answer.nonce = Some(nr.clone());
+        answer.ke = Some((group, our_public));
+        // The answer goes out under the old IKE SA's keys, before the new one takes over.
+        self.send_response(sa, ExchangeType::CreateChildSa, id, &answer)?;
+        self.successor(
+            sa,
+            chosen,
+            shared.as_ref(),
+            ni,
+            &nr,
+            peer_spi,
+            spi,
+            false,
+            now,
+        )
+    }
+
+    /// Renews CHILD_SA `old` (§2.8): CREATE_CHILD_SA with REKEY_SA naming it, its selectors,
+    /// a new inbound SPI, a new nonce (and a new key exchange when its proposal asks for
+    /// PFS).
+    pub(super) fn rekey_child(
+        &mut self,
+        sa: &mut IkeSa,
+        old: &ChildSa,
+        now: Instant,
+    ) -> Result<(), String> {
+        let mut pending = self.child_offer(sa, old.child, true)?;
+        pending.ts_i = old.local_ts.clone();
+        pending.ts_r = old.remote_ts.clone();
+        pending.rekey_of = Some(old.id);
+        let mut body = Body {
+            sa: Some(
+                pending
+                    .proposals
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| p.to_wire(i as u8 + 1, &pending.spi_in.to_be_bytes()))
+                    .collect(),
+            ),
+            nonce: Some(pending.nonce.clone()),
+            ts_i: Some(pending.ts_i.clone()),
+            ts_r: Some(pending.ts_r.clone()),
+            ..Body::default()
+        };
+        body.notifies.push(Notify {
+            kind: NotifyType::RekeySa,
+            protocol: 3,
+            spi: old.spi_in.to_be_bytes().to_vec(),
+            data: Vec::new(),
+        });
+        if let (Some(ke), Some(p)) = (&pending.ke, pending.proposals.first())
+            && let Some(g) = p.dh.first()
+        {
+            body.ke = Some((u16::from(*g), ke.public_value().to_vec()));
+        }
+        let name = self.conns[sa.conn].spec.children[old.child].name.clone();
+        self.log(
+            Level::Info,
+            Subsystem::Child,
+            format!(
+                "rekeying CHILD_SA {name} {:08x}_i {:08x}_o",
+                old.spi_in, old.spi_out
+            ),
+        );
+        sa.pending = Some(pending);
+        self.send_request(
+            sa,
+            ExchangeType::CreateChildSa,
+            &body,
+            Asked::CreateChild,
+            now,
+        )
     }
 
     /// Starts an additional CHILD_SA of an established IKE SA.

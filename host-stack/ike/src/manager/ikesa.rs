@@ -50,6 +50,12 @@ pub(crate) struct ChildSa {
     pub remote_ts: Vec<TsRange>,
     pub installed: Instant,
     pub encap: bool,
+    /// When this end renews it (rekey_time less a random part of rand_time); `None`: never.
+    pub rekey_at: Option<Instant>,
+    /// A rekey replaced it (or is under way): it goes once the new one is in.
+    pub rekeyed: bool,
+    /// How many rekeys came before it, and why the last one happened.
+    pub generation: u32,
 }
 
 /// A CHILD_SA this end asked for and waits for.
@@ -63,6 +69,8 @@ pub(crate) struct PendingChild {
     /// For CREATE_CHILD_SA: this end's nonce and (with PFS) key exchange.
     pub nonce: Vec<u8>,
     pub ke: Option<KeyExchange>,
+    /// The CHILD_SA this one replaces (a rekey, §2.8).
+    pub rekey_of: Option<ChildId>,
 }
 
 /// What the IKE SA's AUTH payloads sign besides the identity: each end's IKE_SA_INIT message
@@ -107,8 +115,18 @@ pub(crate) struct IkeSa {
     pub pending: Option<PendingChild>,
     /// Children of the connection still to negotiate (CREATE_CHILD_SA, one at a time).
     pub to_start: Vec<usize>,
+    /// Rekeyed CHILD_SAs to delete (INFORMATIONAL) once their grace period is over, and
+    /// those whose DELETE is out.
+    pub to_delete: Vec<(ChildId, Instant)>,
+    pub deleting: Vec<ChildId>,
     pub created: Instant,
     pub established: Option<Instant>,
+    /// When this end renews the IKE SA (its rekey_time less a random part of rand_time).
+    pub rekey_at: Option<Instant>,
+    /// This end's rekey of the IKE SA under way: its new SPI and key exchange, its nonce.
+    pub rekeying: Option<(u64, KeyExchange, Vec<u8>)>,
+    /// How many rekeys came before this IKE SA.
+    pub generation: u32,
     pub last_heard: Instant,
     /// When this end last sent anything on the IKE SA (a NAT keepalive is due 20 s later).
     pub last_sent: Instant,
@@ -124,6 +142,10 @@ pub(crate) enum Asked {
     CreateChild,
     /// An empty INFORMATIONAL: is the peer alive?
     Dpd,
+    /// CREATE_CHILD_SA for a new IKE SA (§2.18).
+    RekeyIke,
+    /// DELETE of the IKE SA a rekey replaced.
+    DeleteIke,
     DeleteChild,
 }
 
@@ -181,8 +203,13 @@ impl IkeSa {
             children: Vec::new(),
             pending: None,
             to_start: Vec::new(),
+            to_delete: Vec::new(),
+            deleting: Vec::new(),
             created: now,
             established: None,
+            rekey_at: None,
+            rekeying: None,
+            generation: 0,
             last_heard: now,
             last_sent: now,
             asked: None,

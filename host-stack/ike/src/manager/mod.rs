@@ -38,6 +38,10 @@ pub const MAX_HALF_OPEN: usize = 1024;
 pub const MAX_HALF_OPEN_PER_PEER: usize = 16;
 /// How long a responder's half-open IKE SA waits for IKE_AUTH.
 pub const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a rekeyed CHILD_SA stays after its successor is installed before this end
+/// deletes it: packets already on their way, or sent by a datapath batch that began before
+/// the switch, still arrive.
+pub const REKEY_GRACE: Duration = Duration::from_secs(2);
 /// How often the end behind a NAT sends a keepalive when it sends nothing else (RFC 3948
 /// §2.3 suggests 20 s, as strongSwan does).
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
@@ -570,8 +574,11 @@ impl Daemon {
         match asked {
             Some(ikesa::Asked::Auth) => self.auth_response(sa, &body, now)?,
             Some(ikesa::Asked::CreateChild) => self.create_child_response(sa, &body, now)?,
-            Some(ikesa::Asked::Dpd) | Some(ikesa::Asked::DeleteChild) | None => {}
+            Some(ikesa::Asked::DeleteChild) => self.children_deleted(sa),
+            Some(ikesa::Asked::Dpd) | None => {}
             Some(ikesa::Asked::Init) => {}
+            Some(ikesa::Asked::RekeyIke) => self.rekey_ike_response(sa, &body, now)?,
+            Some(ikesa::Asked::DeleteIke) => return Err("replaced by its rekeyed successor".into()),
         }
         self.start_queued(sa, now)
     }
@@ -694,11 +701,89 @@ impl Daemon {
 
     /// The next child still to start, when no exchange is under way.
     fn start_queued(&mut self, sa: &mut IkeSa, now: Instant) -> Result<(), String> {
-        if sa.phase == Phase::Established && !sa.requests.busy() && !sa.to_start.is_empty() {
+        if sa.phase != Phase::Established || sa.requests.busy() {
+            return Ok(());
+        }
+        if sa.to_delete.iter().any(|(_, at)| *at <= now) {
+            return self.delete_children(sa, now);
+        }
+        if !sa.to_start.is_empty() {
             let child = sa.to_start.remove(0);
-            self.create_child(sa, child, now)?;
+            return self.create_child(sa, child, now);
+        }
+        // The IKE SA due for renewal (its CHILD_SAs move over).
+        if sa.pending.is_none() && sa.rekeying.is_none() && sa.rekey_at.is_some_and(|t| t <= now) {
+            sa.rekey_at = None;
+            return self.rekey_ike(sa, now);
+        }
+        // A CHILD_SA due for renewal (one at a time).
+        if sa.pending.is_none()
+            && let Some(i) = sa
+                .children
+                .iter()
+                .position(|c| !c.rekeyed && c.rekey_at.is_some_and(|t| t <= now))
+        {
+            sa.children[i].rekeyed = true;
+            let old = sa.children[i].clone();
+            if let Err(e) = self.rekey_child(sa, &old, now) {
+                self.log(
+                    Level::Error,
+                    Subsystem::Child,
+                    format!("rekeying CHILD_SA {:08x}_i: {e}", old.spi_in),
+                );
+                if let Some(c) = sa.children.iter_mut().find(|c| c.id == old.id) {
+                    c.rekeyed = false;
+                    c.rekey_at = Some(now + Duration::from_secs(10));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Sends a DELETE for the rekeyed CHILD_SAs waiting to go.
+    fn delete_children(&mut self, sa: &mut IkeSa, now: Instant) -> Result<(), String> {
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut sa.to_delete)
+            .into_iter()
+            .partition(|(_, at)| *at <= now);
+        sa.to_delete = later;
+        let ids: Vec<ChildId> = due.into_iter().map(|(id, _)| id).collect();
+        let spis: Vec<Vec<u8>> = ids
+            .iter()
+            .filter_map(|id| sa.children.iter().find(|c| c.id == *id))
+            .map(|c| c.spi_in.to_be_bytes().to_vec())
+            .collect();
+        if spis.is_empty() {
+            return Ok(());
+        }
+        let mut body = body::Body::default();
+        body.deletes.push(body::Delete { protocol: 3, spis });
+        sa.deleting = ids;
+        self.send_request(
+            sa,
+            ExchangeType::Informational,
+            &body,
+            ikesa::Asked::DeleteChild,
+            now,
+        )
+    }
+
+    /// The peer answered the DELETE of rekeyed CHILD_SAs: they go here too.
+    fn children_deleted(&mut self, sa: &mut IkeSa) {
+        for id in std::mem::take(&mut sa.deleting) {
+            if let Some(pos) = sa.children.iter().position(|c| c.id == id) {
+                let child = sa.children.remove(pos);
+                self.spis_in.remove(&child.spi_in);
+                self.log(
+                    Level::Info,
+                    Subsystem::Child,
+                    format!(
+                        "CHILD_SA {:08x}_i {:08x}_o deleted (rekeyed)",
+                        child.spi_in, child.spi_out
+                    ),
+                );
+                self.events.push_back(Event::RemoveChild { id: child.id });
+            }
+        }
     }
 
     /// Sends an encrypted request of this IKE SA.
@@ -801,19 +886,22 @@ impl Daemon {
                 }
                 for child in &sa.children {
                     let spec = &c.children[child.child];
-                    let rekey = spec
-                        .lifetimes
-                        .rekey_time
-                        .saturating_sub(now.duration_since(child.installed));
+                    let renewal = match (child.rekeyed, child.rekey_at) {
+                        (true, _) => "rekeyed, going".to_string(),
+                        (false, Some(t)) => {
+                            format!("rekey in {}s", t.saturating_duration_since(now).as_secs())
+                        }
+                        (false, None) => "no rekeying".to_string(),
+                    };
                     out.push_str(&format!(
-                        "    CHILD_SA {} in {:08x} out {:08x}{}, {}, installed {}s ago, rekey in {}s\n      {} === {}\n",
+                        "    CHILD_SA {} in {:08x} out {:08x}{}, {}, installed {}s ago, {renewal}, {} rekeys before it\n      {} === {}\n",
                         spec.name,
                         child.spi_in,
                         child.spi_out,
                         if child.encap { " (ESP in UDP)" } else { "" },
                         child.algorithms,
                         now.duration_since(child.installed).as_secs(),
-                        rekey.as_secs(),
+                        child.generation,
                         join(&child.local_ts),
                         join(&child.remote_ts),
                     ));
@@ -874,6 +962,19 @@ impl KeyManager for Daemon {
             }
             if sa.phase == Phase::Established && sa.nat_here {
                 at(sa.last_sent + KEEPALIVE_INTERVAL);
+            }
+            if sa.phase == Phase::Established && !sa.requests.busy() {
+                if let Some(t) = sa.rekey_at {
+                    at(t);
+                }
+                for (_, t) in &sa.to_delete {
+                    at(*t);
+                }
+                for c in sa.children.iter().filter(|c| !c.rekeyed) {
+                    if let Some(t) = c.rekey_at {
+                        at(t);
+                    }
+                }
             }
             let dpd = self.conns[sa.conn].spec.dpd_delay;
             if sa.phase == Phase::Established && !dpd.is_zero() && !sa.requests.busy() {

@@ -598,3 +598,122 @@ fn a_trap_waits_for_its_first_packet_then_negotiates() {
     p.run();
     assert_eq!(p.installed.len(), 2);
 }
+
+#[test]
+fn a_child_sa_is_renewed_before_it_ends_and_the_old_one_deleted() {
+    let mut rekeying = child("10.1.0.0/16", "10.2.0.0/16", StartAction::Start);
+    rekeying.lifetimes.rekey_time = Duration::from_secs(5);
+    rekeying.lifetimes.rand_time = Duration::ZERO;
+    rekeying.lifetimes.life_time = Duration::from_secs(10);
+    let mut p = Pair::new(
+        spec("a", A, Some(B), vec![rekeying]),
+        spec(
+            "b",
+            B,
+            None,
+            vec![child("10.2.0.0/16", "10.1.0.0/16", StartAction::None)],
+        ),
+    );
+    p.tick(Duration::ZERO);
+    assert_eq!(p.installed.len(), 2);
+    p.tick(Duration::from_secs(4));
+    assert_eq!(p.installed.len(), 2, "not due yet");
+    p.tick(Duration::from_secs(2));
+    assert_eq!(
+        p.installed.len(),
+        4,
+        "{}\n{}",
+        p.logs_of('a'),
+        p.logs_of('b')
+    );
+    assert!(
+        p.removed.is_empty(),
+        "the old SAs stay for the grace period"
+    );
+    p.tick(REKEY_GRACE);
+    assert_eq!(p.removed.len(), 2, "then go on both ends");
+    let side = |s: char| -> Vec<&[SaSpec; 2]> {
+        p.installed
+            .iter()
+            .filter(|(x, _)| *x == s)
+            .map(|(_, sas)| sas)
+            .collect()
+    };
+    let (a, b) = (side('a'), side('b'));
+    let (a_old, a_new, b_new) = (a[0], a[1], b[1]);
+    assert_ne!(spis(a_old), spis(a_new), "new SPIs");
+    assert_eq!(spis(a_new), (b_new[1].spi, b_new[0].spi));
+    assert_eq!(
+        a_new[1].key.as_ref().unwrap().as_bytes(),
+        b_new[0].key.as_ref().unwrap().as_bytes()
+    );
+    assert_ne!(
+        a_old[1].key.as_ref().unwrap().as_bytes(),
+        a_new[1].key.as_ref().unwrap().as_bytes(),
+        "fresh keys"
+    );
+    let list = p.a.request(Request::List, p.now).unwrap();
+    assert!(list.contains("1 rekeys before it"), "{list}");
+    assert_eq!(list.matches("CHILD_SA net").count(), 1, "{list}");
+    // And again five seconds later.
+    p.tick(Duration::from_secs(4));
+    p.tick(REKEY_GRACE);
+    assert_eq!(p.installed.len(), 6);
+    assert_eq!(p.removed.len(), 4);
+}
+
+#[test]
+fn the_ike_sa_is_renewed_with_its_child_sas_moved_over() {
+    let mut a = spec(
+        "a",
+        A,
+        Some(B),
+        vec![child("10.1.0.0/16", "10.2.0.0/16", StartAction::Start)],
+    );
+    a.lifetimes.rekey_time = Duration::from_secs(5);
+    a.lifetimes.rand_time = Duration::ZERO;
+    let mut p = Pair::new(
+        a,
+        spec(
+            "b",
+            B,
+            None,
+            vec![child("10.2.0.0/16", "10.1.0.0/16", StartAction::None)],
+        ),
+    );
+    p.tick(Duration::ZERO);
+    let before = p.a.request(Request::List, p.now).unwrap();
+    p.tick(Duration::from_secs(6));
+    let after = p.a.request(Request::List, p.now).unwrap();
+    assert_eq!(p.a.ike_sas().len(), 1, "{after}\n{}", p.logs_of('a'));
+    assert_eq!(p.b.ike_sas().len(), 1, "{}", p.logs_of('b'));
+    assert_eq!(p.a.ike_sas()[0].3, 1, "the CHILD_SA moved over");
+    assert_eq!(p.b.ike_sas()[0].3, 1);
+    assert!(p.removed.is_empty(), "no CHILD_SA went with the old IKE SA");
+    let spis = |l: &str| {
+        l.lines()
+            .find(|l| l.contains("IKE_SA"))
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(spis(&before), spis(&after));
+    assert!(
+        p.logs_of('a').contains("rekeyed: now"),
+        "{}",
+        p.logs_of('a')
+    );
+    assert!(
+        p.logs_of('b').contains("rekeyed: now"),
+        "{}",
+        p.logs_of('b')
+    );
+    // The new IKE SA works: a liveness check goes through, and it can be closed.
+    for _ in 0..4 {
+        p.tick(Duration::from_secs(10));
+    }
+    assert_eq!(p.a.ike_sas()[0].2, "ESTABLISHED");
+    p.a.request(Request::Down("a".into()), p.now).unwrap();
+    p.run();
+    assert!(p.b.ike_sas().is_empty(), "{}", p.logs_of('b'));
+    assert_eq!(p.removed.len(), 2);
+}
