@@ -1229,3 +1229,122 @@ local_ts = [\"10.1.0.0/16\"]
         "memory bounded: {before} -> {after} KiB"
     );
 }
+
+/// A UDP stream from espo's side to strongSwan's for `secs` seconds: (sent, lost).
+fn stream_through(lab: &Lab, p: &Pair, secs: u64) -> (u64, usize) {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let stopper = s.spawn(|| {
+            std::thread::sleep(Duration::from_secs(secs));
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let st = traffic::udp_stream(
+            lab,
+            &p.espo_ns,
+            &p.swan_ns,
+            ip("10.2.0.1"),
+            400,
+            Duration::from_millis(2),
+            &stop,
+        );
+        stopper.join().unwrap();
+        assert_eq!(st.corrupted, 0);
+        assert!(st.duplicated().is_empty(), "{:?}", st.duplicated());
+        (st.sent, st.lost().len())
+    })
+}
+
+#[test]
+fn strongswan_rekeys_the_ike_sa_and_the_child_sa_under_traffic() {
+    let mut lab = lab_or_skip!("ry");
+    if !swan_or_skip() {
+        return;
+    }
+    let p = pair(&mut lab);
+    let gw = lab.espo_run(
+        &p.espo_ns,
+        "espo",
+        &espo_config(&p.espo_out, &lab.name("t"), &psk_connection("none")),
+    );
+    let conf = swan_psk_conf("none")
+        .replace(
+            "    proposals = aes128gcm16-prfsha256-x25519",
+            "    proposals = aes128gcm16-prfsha256-x25519\n    rekey_time = 6s\n    over_time = 30s\n    rand_time = 0s",
+        )
+        .replace(
+            "        mode = tunnel",
+            "        mode = tunnel\n        rekey_time = 3s\n        life_time = 30s\n        rand_time = 0s",
+        );
+    let swan = Swan::start(&lab, &p.swan_ns, "swan", &conf);
+    let (ok, out) = swan.swanctl(&["--initiate", "--child", "net", "--timeout", "20"]);
+    assert!(ok, "{out}");
+    wait_for("espo's CHILD_SA", Duration::from_secs(10), || {
+        child_installed(&lab, &gw)
+    });
+    let (sent, lost) = stream_through(&lab, &p, 14);
+    let log = lab.log("espo");
+    let ike_rekeys = log.matches("rekeyed: now").count();
+    let child_rekeys = swan
+        .log()
+        .matches("rekeying CHILD_SA")
+        .count()
+        .max(log.matches("deleted by the peer").count());
+    eprintln!(
+        "{sent} datagrams, {lost} lost; {ike_rekeys} IKE SA rekeys, {child_rekeys} CHILD_SA rekeys"
+    );
+    assert!(ike_rekeys >= 1, "{log}");
+    assert!(
+        log.matches("deleted by the peer").count() >= 2,
+        "the peer's CHILD_SA rekeys: {log}"
+    );
+    let (_, list, _) = lab.espo(&gw, &["ike", "list"]);
+    assert_eq!(list.matches("IKE_SA ").count(), 1, "{list}");
+    assert_eq!(list.matches("CHILD_SA net").count(), 1, "{list}");
+    assert!(
+        sent > 1000 && lost * 100 < sent as usize,
+        "{sent} sent, {lost} lost"
+    );
+    traffic_both_ways(&lab, &p);
+}
+
+#[test]
+fn espo_rekeys_the_ike_sa_and_the_child_sa_under_traffic() {
+    let mut lab = lab_or_skip!("rz");
+    if !swan_or_skip() {
+        return;
+    }
+    let p = pair(&mut lab);
+    let swan = Swan::start(&lab, &p.swan_ns, "swan", &swan_psk_conf("none"));
+    let conf = espo_config(&p.espo_out, &lab.name("t"), &psk_connection("start"))
+        .replace("psk = ", "rekey_time = 6\nrand_time = 0\npsk = ")
+        .replace(
+            "start_action = \"start\"",
+            "start_action = \"start\"\nrekey_time = 3\nrand_time = 0",
+        );
+    let gw = lab.espo_run(&p.espo_ns, "espo", &conf);
+    wait_for("espo's CHILD_SA", Duration::from_secs(20), || {
+        child_installed(&lab, &gw)
+    });
+    let (sent, lost) = stream_through(&lab, &p, 14);
+    let log = lab.log("espo");
+    let ike_rekeys = log.matches("rekeyed: now").count();
+    let child_rekeys = log.matches("deleted (rekeyed)").count();
+    eprintln!(
+        "{sent} datagrams, {lost} lost; {ike_rekeys} IKE SA rekeys, {child_rekeys} CHILD_SA rekeys"
+    );
+    assert!(ike_rekeys >= 1 && child_rekeys >= 2, "{log}");
+    let (_, list, _) = lab.espo(&gw, &["ike", "list"]);
+    assert_eq!(list.matches("IKE_SA ").count(), 1, "{list}");
+    assert_eq!(list.matches("CHILD_SA net").count(), 1, "{list}");
+    let sas = swan.sas();
+    assert_eq!(
+        sas.matches("INSTALLED").count(),
+        1,
+        "strongSwan holds no stale SA: {sas}"
+    );
+    assert!(
+        sent > 1000 && lost * 100 < sent as usize,
+        "{sent} sent, {lost} lost"
+    );
+    traffic_both_ways(&lab, &p);
+}
