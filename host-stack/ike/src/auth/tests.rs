@@ -351,3 +351,17 @@ fn keys_espo_cannot_use_are_refused_with_the_reason() {
     assert!(Certificate::from_pem(&pem("ca.key")).is_err());
     assert!(Certificate::from_der(&[0x30, 0x03, 0x02, 0x01, 0x00]).is_err());
 }
+
+#[test]
+fn rsa_keys_sign_with_pss_as_openssl_writes_its_algorithm_identifier() {
+    // The signatureAlgorithm OpenSSL 3.0 wrote into a certificate it signed with
+    // `openssl req -x509 -sha256 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:32`.
+    let openssl = "304106092a864886f70d01010a3034a00f300d06096086480165030402010500a11c301a06092a864886f70d010108300d06096086480165030402010500a203020120";
+    let key = PrivateKey::from_pem(&pem("ee-rsa.key")).unwrap();
+    let (m, data) = sign_auth(&key, &[HashAlgorithm::SHA2_256], b"octets").unwrap();
+    assert_eq!(m, method::DIGITAL_SIGNATURE);
+    let len = data[0] as usize;
+    assert_eq!(&data[1..1 + len], hex(openssl).as_slice());
+    let scheme = verify_auth(&cert("ee-rsa").public_key().unwrap(), m, &data, b"octets").unwrap();
+    assert_eq!(scheme, "RSA-PSS SHA-256");
+}

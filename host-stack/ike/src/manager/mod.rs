@@ -861,7 +861,7 @@ impl Daemon {
             sas.sort_by_key(|s| s.created);
             for sa in sas {
                 out.push_str(&format!(
-                    "  IKE_SA {:016x}_i {:016x}_r {}, {} → {}{}, {}, {}, established {}s ago\n",
+                    "  IKE_SA {:016x}_i {:016x}_r {}, {} → {}{}, {}, {}, established {}s ago, {}, {} rekeys before it\n",
                     sa.spi_i,
                     sa.spi_r,
                     sa.phase.name(),
@@ -880,6 +880,11 @@ impl Daemon {
                     sa.established
                         .map(|t| now.duration_since(t).as_secs())
                         .unwrap_or(0),
+                    match sa.rekey_at {
+                        Some(t) => format!("rekey in {}s", t.saturating_duration_since(now).as_secs()),
+                        None => "no rekeying".into(),
+                    },
+                    sa.generation,
                 ));
                 if let (Some(l), Some(r)) = (&sa.local_id, &sa.peer_id) {
                     out.push_str(&format!("    local '{l}' remote '{r}'\n"));

@@ -717,3 +717,182 @@ fn the_ike_sa_is_renewed_with_its_child_sas_moved_over() {
     assert!(p.b.ike_sas().is_empty(), "{}", p.logs_of('b'));
     assert_eq!(p.removed.len(), 2);
 }
+
+#[test]
+fn ike_list_shows_the_ike_sas_time_to_rekey_and_rekeys() {
+    let mut p = initiator_and_responder();
+    p.tick(Duration::ZERO);
+    let list = p.a.request(Request::List, p.now).unwrap();
+    // strongSwan's IKE default: 4 h less up to 24 min of jitter.
+    let secs: u64 = list
+        .split("rekey in ")
+        .nth(1)
+        .and_then(|r| r.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!((12_960..=14_400).contains(&secs), "{list}");
+    assert!(list.contains("0 rekeys before it"), "{list}");
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/auth")
+        .join(name)
+}
+
+/// A connection authenticating with certificate `key` (of the test PKI) as `id`, trusting
+/// the test CA for a peer that must be `peer`.
+fn pubkey(
+    name: &str,
+    local: IpAddr,
+    remote: Option<IpAddr>,
+    key: &str,
+    id: &str,
+    peer: &str,
+    children: Vec<ChildSpec>,
+) -> ConnectionSpec {
+    let mut s = spec(name, local, remote, children);
+    s.psk = None;
+    s.local_auth = LocalAuth::Pubkey {
+        certs: vec![fixture(&format!("{key}.crt"))],
+        private_key: fixture(&format!("{key}.key")),
+    };
+    s.remote_auth = RemoteAuth::Pubkey {
+        cacerts: vec![fixture("ca.crt")],
+    };
+    s.local_id = Some(id.into());
+    s.remote_id = Some(peer.into());
+    s
+}
+
+#[test]
+fn certificates_authenticate_both_ends() {
+    let mut p = Pair::new(
+        pubkey(
+            "a",
+            A,
+            Some(B),
+            "ee-ecdsa",
+            "gw-a.espo.test",
+            "gw-b.espo.test",
+            vec![child("10.1.0.0/16", "10.2.0.0/16", StartAction::Start)],
+        ),
+        pubkey(
+            "b",
+            B,
+            None,
+            "ee-rsa",
+            "gw-b.espo.test",
+            "gw-a.espo.test",
+            vec![child("10.2.0.0/16", "10.1.0.0/16", StartAction::None)],
+        ),
+    );
+    p.tick(Duration::ZERO);
+    assert_eq!(
+        p.installed.len(),
+        2,
+        "{}\n{}",
+        p.logs_of('a'),
+        p.logs_of('b')
+    );
+    let list = p.b.request(Request::List, p.now).unwrap();
+    assert!(list.contains("remote 'gw-a.espo.test'"), "{list}");
+}
+
+#[test]
+fn a_certificate_that_does_not_name_the_claimed_identity_is_refused() {
+    // a claims gw-c.espo.test with gw-a's certificate.
+    let mut p = Pair::new(
+        pubkey(
+            "a",
+            A,
+            Some(B),
+            "ee-ecdsa",
+            "gw-c.espo.test",
+            "gw-b.espo.test",
+            vec![child("10.1.0.0/16", "10.2.0.0/16", StartAction::Start)],
+        ),
+        pubkey(
+            "b",
+            B,
+            None,
+            "ee-rsa",
+            "gw-b.espo.test",
+            "gw-c.espo.test",
+            vec![child("10.2.0.0/16", "10.1.0.0/16", StartAction::None)],
+        ),
+    );
+    p.tick(Duration::ZERO);
+    assert!(p.installed.is_empty());
+    assert!(
+        p.logs_of('b')
+            .contains("identity 'gw-c.espo.test' is not in its certificate"),
+        "{}",
+        p.logs_of('b')
+    );
+    assert!(
+        p.logs_of('a').contains("AuthenticationFailed"),
+        "{}",
+        p.logs_of('a')
+    );
+}
+
+#[test]
+fn an_expired_certificate_is_refused() {
+    let mut p = Pair::new(
+        pubkey(
+            "a",
+            A,
+            Some(B),
+            "expired",
+            "old.espo.test",
+            "gw-b.espo.test",
+            vec![child("10.1.0.0/16", "10.2.0.0/16", StartAction::Start)],
+        ),
+        pubkey(
+            "b",
+            B,
+            None,
+            "ee-rsa",
+            "gw-b.espo.test",
+            "old.espo.test",
+            vec![child("10.2.0.0/16", "10.1.0.0/16", StartAction::None)],
+        ),
+    );
+    p.tick(Duration::ZERO);
+    assert!(p.installed.is_empty());
+    assert!(p.logs_of('b').contains("has expired"), "{}", p.logs_of('b'));
+    assert!(p.b.ike_sas().is_empty(), "nothing kept");
+}
+
+#[test]
+fn a_peer_claiming_another_identity_than_configured_is_refused() {
+    let mut p = Pair::new(
+        pubkey(
+            "a",
+            A,
+            Some(B),
+            "ee-ecdsa",
+            "gw-a.espo.test",
+            "gw-b.espo.test",
+            vec![child("10.1.0.0/16", "10.2.0.0/16", StartAction::Start)],
+        ),
+        pubkey(
+            "b",
+            B,
+            None,
+            "ee-rsa",
+            "gw-b.espo.test",
+            "someone-else.espo.test",
+            vec![child("10.2.0.0/16", "10.1.0.0/16", StartAction::None)],
+        ),
+    );
+    p.tick(Duration::ZERO);
+    assert!(p.installed.is_empty());
+    assert!(
+        p.logs_of('b')
+            .contains("is not the configured 'someone-else.espo.test'"),
+        "{}",
+        p.logs_of('b')
+    );
+}
