@@ -63,7 +63,9 @@ fn the_demo_delivers_every_packet_and_says_so() {
     }
     // The tunnels were negotiated: three IKE SAs, four CHILD_SAs, gateway A initiating.
     assert!(
-        out.starts_with("key management: IKEv2 — gateway A initiated 3 IKE SAs and 4 CHILD_SAs"),
+        out.starts_with(
+            "key management: IKEv2 over the gateways' link — gateway A initiated 3 IKE SAs and 4 CHILD_SAs"
+        ),
         "{out}"
     );
     assert_eq!(out.matches("ESTABLISHED").count(), 3, "{out}");

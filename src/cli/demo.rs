@@ -32,7 +32,8 @@ use espo_harness::demo::{Budget, Demo, DemoOptions, PacketSize, Progress, defaul
 /// packets, and one packet shown before and after encapsulation. The exit status is 0 only
 /// when every packet arrived intact.
 ///
-/// Before traffic flows, the two gateways negotiate their tunnels with IKEv2 (RFC 7296):
+/// Before traffic flows, the two gateways negotiate their tunnels with IKEv2 (RFC 7296),
+/// their messages crossing the same in-memory cable as frames:
 /// gateway A initiates each [[connection]] of its configuration (IKE_SA_INIT with x25519,
 /// ECP-384 or MODP-2048, IKE_AUTH with a pre-shared key, CREATE_CHILD_SA for further
 /// tunnels), gateway B responds, and the CHILD_SAs they agree on — fresh keys, derived on
@@ -129,14 +130,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
         ..DemoOptions::default()
     };
     let mut key_management = String::new();
-    let (config_a, config_b) = if args.manual_keys {
+    let mut demo = if args.manual_keys {
         key_management.push_str("key management: manual keys (--manual-keys)\n");
-        (config_a, config_b)
+        Demo::new(&config_a, &config_b, options)?
     } else {
-        let n = espo_harness::demo::ike::negotiate(&config_a, &config_b)?;
+        let (demo, n) = Demo::negotiated(&config_a, &config_b, options)?;
         key_management.push_str(&format!(
-            "key management: IKEv2 — gateway A initiated {} IKE SAs and {} CHILD_SAs, gateway B responded \
-             ({} messages, {:.1} ms); the keys were derived on both ends and are never shown\n",
+            "key management: IKEv2 over the gateways' link — gateway A initiated {} IKE SAs and {} CHILD_SAs, \
+             gateway B responded ({} messages, {:.1} ms); the keys were derived on both ends and are never shown\n",
             n.ike_sas,
             n.child_sas,
             n.messages,
@@ -145,9 +146,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
         for line in &n.log {
             key_management.push_str(&format!("  {line}\n"));
         }
-        (n.a, n.b)
+        demo
     };
-    let mut demo = Demo::new(&config_a, &config_b, options)?;
     let terminal = std::io::stderr().is_terminal();
     let every = if terminal {
         Duration::from_millis(250)

@@ -13,6 +13,7 @@ pub mod child;
 pub mod connection;
 pub mod crypto;
 pub mod daemon;
+pub mod datagram;
 pub mod exchange;
 pub mod manager;
 pub mod proposal;

@@ -409,7 +409,7 @@ impl Port<'_> {
                     if let Some(inbox) = self.ctx.ike {
                         match super::ike::intercept(frame, |ip| self.is_local(ip)) {
                             Some(super::ike::Intercepted::Ike(m)) => {
-                                if inbox.offer(m) {
+                                if inbox.offer(m.into()) {
                                     self.counters.ike_in += 1;
                                 } else {
                                     self.counters.ike_backlog += 1;

@@ -54,6 +54,12 @@ impl CardGateway {
     /// Brings up a card model and the offload engine with `config` on it; returns the
     /// gateway and the far end of the cable on the card's port (the other gateway's side).
     pub fn open(config: &Config) -> Result<(CardGateway, MemWire), DemoError> {
+        let (near, far) = MemWire::pair();
+        Ok((CardGateway::open_on(config, near)?, far))
+    }
+
+    /// Gateway A with its card's port on `near`, one end of a cable made before.
+    pub fn open_on(config: &Config, near: MemWire) -> Result<CardGateway, DemoError> {
         let dev = ModelDevice::new(ModelOptions {
             params: ModelParams::default(),
             pacing: Pacing::Inline,
@@ -61,7 +67,6 @@ impl CardGateway {
             idle_step_cycles: 1,
         });
         let model = dev.handle();
-        let (near, far) = MemWire::pair();
         model.attach_link(Box::new(CardPort(near)));
         let card = Card::open(Arc::new(dev), demo_card_config()).map_err(DemoError::Card)?;
         let options = OffloadOptions {
@@ -72,7 +77,7 @@ impl CardGateway {
         let engine = OffloadEngine::new(&config.sas, &config.policies, Some(card), options)
             .map_err(DemoError::Offload)?;
         model.reset_perf();
-        Ok((CardGateway { engine, model }, far))
+        Ok(CardGateway { engine, model })
     }
 
     /// Hands an inner packet to the gateway; its fate comes back as a [`TxReport`] with

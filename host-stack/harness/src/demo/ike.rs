@@ -1,18 +1,22 @@
 //! The demo's key management: the two gateways' `[[connection]]` entries negotiated with
-//! IKEv2 — two espo daemons exchanging their datagrams in memory — and the CHILD_SAs they
-//! agree on become the SAs and policies the gateways run (in place of the configurations'
-//! `[[sa]]` and `[[policy]]` entries, which `--manual-keys` uses instead).
+//! IKEv2 — two espo daemons whose datagrams cross the gateways' own cable as Ethernet
+//! frames (UDP 500, and 4500 behind the non-ESP marker), before any traffic — and the
+//! CHILD_SAs they agree on become the SAs and policies the gateways run (in place of the
+//! configurations' `[[sa]]` and `[[policy]]` entries, which `--manual-keys` uses instead).
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use espo_config::Config;
+use espo_ike::connection::NAT_T_PORT;
 use espo_ike::daemon::{Event, KeyManager, Level, Request};
+use espo_ike::datagram::{self, Intercepted};
 use espo_ike::manager::{Connection, Daemon};
 use espo_ipsec::spec::{PolicySpec, SaSpec};
+use espo_offload::MemWire;
 
 use super::DemoError;
+use super::software_gw::{MAC_A, MAC_B};
 
 /// What the negotiation gave: the configurations with the negotiated SAs and policies,
 /// and what happened, for the summary (never keys).
@@ -25,7 +29,7 @@ pub struct Negotiated {
     pub log: Vec<String>,
     pub ike_sas: usize,
     pub child_sas: usize,
-    /// IKE datagrams exchanged.
+    /// IKE messages exchanged (each one frame on the cable).
     pub messages: usize,
     pub elapsed: Duration,
 }
@@ -49,9 +53,15 @@ fn daemon(config: &Config, name: &str) -> Result<Daemon, DemoError> {
 }
 
 /// Negotiates every connection of `a` (the initiator: its children have start_action =
-/// "start") with `b`, and returns both configurations with the CHILD_SAs in place of their
-/// manual SAs and policies.
-pub fn negotiate(a: &Config, b: &Config) -> Result<Negotiated, DemoError> {
+/// "start") with `b` over the cable whose ends are `near` (A's) and `far` (B's), and
+/// returns both configurations with the CHILD_SAs in place of their manual SAs and
+/// policies.
+pub fn negotiate(
+    a: &Config,
+    b: &Config,
+    near: &MemWire,
+    far: &MemWire,
+) -> Result<Negotiated, DemoError> {
     if a.connections.is_empty() || b.connections.is_empty() {
         return Err(DemoError::Topology(
             "the demo's configurations have no [[connection]] entries to negotiate (use --manual-keys)".into(),
@@ -63,13 +73,21 @@ pub fn negotiate(a: &Config, b: &Config) -> Result<Negotiated, DemoError> {
     let mut policies: [Vec<PolicySpec>; 2] = [Vec::new(), Vec::new()];
     let mut log = Vec::new();
     let mut errors = Vec::new();
-    let mut in_flight: VecDeque<(usize, SocketAddr, SocketAddr, Vec<u8>)> = VecDeque::new();
     let mut messages = 0;
+    let ends = [near, far];
+    let macs = [(MAC_A, MAC_B), (MAC_B, MAC_A)];
+    let locals: [Vec<IpAddr>; 2] = [a, b].map(|c| {
+        c.connections
+            .iter()
+            .flat_map(|k| k.local_addrs.iter().copied())
+            .collect()
+    });
     let now = Instant::now();
     for d in &mut daemons {
         d.tick(now);
     }
     for _round in 0..1000 {
+        let mut moved = false;
         for (side, d) in daemons.iter_mut().enumerate() {
             while let Some(event) = d.next_event() {
                 match event {
@@ -77,7 +95,21 @@ pub fn negotiate(a: &Config, b: &Config) -> Result<Negotiated, DemoError> {
                         local,
                         remote,
                         message,
-                    } => in_flight.push_back((1 - side, local, remote, message)),
+                    } => {
+                        let marker = local.port() == NAT_T_PORT;
+                        let Some(mut frame) = datagram::frame(local, remote, &message, marker)
+                        else {
+                            errors.push(format!(
+                                "an IKE message from {local} to {remote} does not fit a frame"
+                            ));
+                            continue;
+                        };
+                        frame[..6].copy_from_slice(&macs[side].1);
+                        frame[6..12].copy_from_slice(&macs[side].0);
+                        ends[side].send_bytes(&frame);
+                        messages += 1;
+                        moved = true;
+                    }
                     Event::InstallChild {
                         sas: pair,
                         policies: p,
@@ -100,11 +132,20 @@ pub fn negotiate(a: &Config, b: &Config) -> Result<Negotiated, DemoError> {
                 }
             }
         }
-        let Some((to, from, at, bytes)) = in_flight.pop_front() else {
+        // Each end takes the frames that reached it: IKE to its addresses.
+        for side in 0..2 {
+            for frame in ends[side].drain() {
+                moved = true;
+                if let Some(Intercepted::Ike(m)) =
+                    datagram::intercept(&frame, |ip| locals[side].contains(&ip))
+                {
+                    daemons[side].receive(&m.bytes, m.src, m.dst, Instant::now());
+                }
+            }
+        }
+        if !moved {
             break;
-        };
-        messages += 1;
-        daemons[to].receive(&bytes, from, at, Instant::now());
+        }
     }
     if !errors.is_empty() {
         return Err(DemoError::Topology(format!(

@@ -120,8 +120,32 @@ impl Demo {
         config_b: &Config,
         options: DemoOptions,
     ) -> Result<Demo, DemoError> {
+        let (near, far) = espo_offload::MemWire::pair();
+        Demo::on(config_a, config_b, options, near, far)
+    }
+
+    /// The gateways negotiate their tunnels with IKEv2 over the cable between them (their
+    /// `[[connection]]` entries), then run on what they agreed.
+    pub fn negotiated(
+        config_a: &Config,
+        config_b: &Config,
+        options: DemoOptions,
+    ) -> Result<(Demo, super::ike::Negotiated), DemoError> {
+        let (near, far) = espo_offload::MemWire::pair();
+        let n = super::ike::negotiate(config_a, config_b, &near, &far)?;
+        let demo = Demo::on(&n.a, &n.b, options, near, far)?;
+        Ok((demo, n))
+    }
+
+    fn on(
+        config_a: &Config,
+        config_b: &Config,
+        options: DemoOptions,
+        near: espo_offload::MemWire,
+        far: espo_offload::MemWire,
+    ) -> Result<Demo, DemoError> {
         let tunnels = topology::tunnels(config_a)?;
-        let (a, far) = CardGateway::open(config_a)?;
+        let a = CardGateway::open_on(config_a, near)?;
         let (tap, link) = Tap::new(far);
         let b = SoftwareGateway::new(config_b, Box::new(tap)).map_err(DemoError::Software)?;
         Ok(Demo {

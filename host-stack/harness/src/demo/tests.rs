@@ -130,3 +130,33 @@ fn the_card_sends_and_receives_at_once() {
         "elapsed {elapsed} cycles, port busy {port} cycles in one direction"
     );
 }
+
+#[test]
+fn the_gateways_negotiate_over_their_own_cable() {
+    let (a, b) = super::default_configs().unwrap();
+    let (near, far) = espo_offload::MemWire::pair();
+    let n = super::ike::negotiate(&a, &b, &near, &far).expect("negotiated");
+    assert_eq!((n.ike_sas, n.child_sas), (3, 4));
+    // IKE_SA_INIT and IKE_AUTH for three IKE SAs, one CREATE_CHILD_SA: each a request
+    // and a response.
+    assert_eq!(n.messages, 14);
+    assert_eq!(n.a.sas.len(), 8);
+    assert_eq!(n.b.sas.len(), 8);
+    // A's outbound SA of each tunnel is B's inbound one, with the same key.
+    for sa in
+        n.a.sas
+            .iter()
+            .filter(|s| s.dir == Some(espo_ipsec::spec::Direction::Out))
+    {
+        let theirs = n.b.sas.iter().find(|s| s.spi == sa.spi).expect("B has it");
+        assert_eq!(theirs.dir, Some(espo_ipsec::spec::Direction::In));
+        assert_eq!(
+            theirs.key.as_ref().unwrap().as_bytes(),
+            sa.key.as_ref().unwrap().as_bytes()
+        );
+    }
+    assert!(
+        near.drain().is_empty() && far.drain().is_empty(),
+        "nothing left on the cable"
+    );
+}
