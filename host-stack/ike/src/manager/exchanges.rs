@@ -785,6 +785,15 @@ impl Daemon {
                 return;
             }
         };
+        if self.half_open.len() >= self.cookie_threshold
+            && !self.cookie_checks_out(&body, msg.spi_i, remote, now)
+        {
+            // No state for it: the initiator must prove it receives at its address.
+            let cookie = self.cookie(&body, msg.spi_i, remote, self.cookie_secret.0);
+            self.counters.cookies_sent += 1;
+            self.refuse_init(msg, local, remote, NotifyType::Cookie, cookie);
+            return;
+        }
         if self.half_open.len() >= MAX_HALF_OPEN
             || self
                 .half_open
@@ -943,6 +952,62 @@ impl Daemon {
                 self.refuse_init(msg, local, remote, NotifyType::NoProposalChosen, Vec::new());
             }
         }
+    }
+
+    /// The cookie for an IKE_SA_INIT (§2.6): the secret's version, then
+    /// SHA-256(Ni | IPi | SPIi | secret).
+    fn cookie(&self, body: &Body, spi_i: u64, remote: SocketAddr, version: u8) -> Vec<u8> {
+        let (current, secret, previous, _) = &self.cookie_secret;
+        let secret = if version == *current {
+            secret
+        } else {
+            previous
+        };
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(body.nonce.as_deref().unwrap_or(&[]));
+        match remote.ip() {
+            IpAddr::V4(a) => ctx.update(&a.octets()),
+            IpAddr::V6(a) => ctx.update(&a.octets()),
+        }
+        ctx.update(&spi_i.to_be_bytes());
+        ctx.update(secret);
+        let mut out = vec![version];
+        out.extend_from_slice(ctx.finish().as_ref());
+        out
+    }
+
+    /// Whether the request carries a cookie this end made (with the current secret or the
+    /// one before it); draws a new secret when the current one is old.
+    fn cookie_checks_out(
+        &mut self,
+        body: &Body,
+        spi_i: u64,
+        remote: SocketAddr,
+        now: Instant,
+    ) -> bool {
+        let (version, stale) = {
+            let (version, secret, _, drawn) = &self.cookie_secret;
+            (
+                *version,
+                secret.is_empty() || now.duration_since(*drawn) >= super::COOKIE_ROTATION,
+            )
+        };
+        if stale {
+            let fresh = self.random_bytes(32);
+            let old = std::mem::take(&mut self.cookie_secret.1);
+            self.cookie_secret = (version.wrapping_add(1), fresh, old, now);
+        }
+        let Some(got) = body.notify(NotifyType::Cookie).map(|n| n.data.clone()) else {
+            return false;
+        };
+        let (current, _, previous, _) = &self.cookie_secret;
+        let Some(&v) = got.first() else {
+            return false;
+        };
+        if v != *current && (v != current.wrapping_sub(1) || previous.is_empty()) {
+            return false;
+        }
+        crypto::ct_eq(&self.cookie(body, spi_i, remote, v), &got)
     }
 
     // ---- IKE_AUTH, responder ----

@@ -36,6 +36,12 @@ use ikesa::{IkeSa, Phase};
 pub const MAX_HALF_OPEN: usize = 1024;
 /// Half-open IKE SAs from one address, at most.
 pub const MAX_HALF_OPEN_PER_PEER: usize = 16;
+/// Half-open IKE SAs beyond which a responder asks initiators for a cookie (§2.6) before
+/// it keeps any state for them.
+pub const COOKIE_THRESHOLD: usize = 64;
+/// How often the secret behind the cookies changes (the previous one stays valid for as
+/// long again).
+pub const COOKIE_ROTATION: Duration = Duration::from_secs(120);
 /// How long a responder's half-open IKE SA waits for IKE_AUTH.
 pub const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a rekeyed CHILD_SA stays after its successor is installed before this end
@@ -166,12 +172,18 @@ pub struct Daemon {
     backoff: Backoff,
     /// Traps installed: (handle, connection, child).
     traps: Vec<(TrapId, usize, usize)>,
+    /// The cookie secrets (§2.6): the current one and its version, the previous one, when
+    /// the current one was drawn.
+    cookie_secret: (u8, Vec<u8>, Vec<u8>, Instant),
+    cookie_threshold: usize,
 }
 
 /// What happened, for `espo status`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counters {
     pub ike_established: u64,
+    /// IKE_SA_INIT requests answered with a cookie instead of state.
+    pub cookies_sent: u64,
     pub ike_failed: u64,
     pub children_established: u64,
     pub malformed: u64,
@@ -211,7 +223,15 @@ impl Daemon {
             counters: Counters::default(),
             backoff: Backoff::default(),
             traps: Vec::new(),
+            cookie_secret: (0, Vec::new(), Vec::new(), now),
+            cookie_threshold: COOKIE_THRESHOLD,
         }
+    }
+
+    /// From how many half-open IKE SAs on a responder asks for cookies (0: always).
+    pub fn with_cookie_threshold(mut self, threshold: usize) -> Daemon {
+        self.cookie_threshold = threshold;
+        self
     }
 
     /// Retransmission of unanswered requests (§2.1): strongSwan's schedule by default.
@@ -916,6 +936,17 @@ impl Daemon {
         if out.is_empty() {
             out.push_str("no connections\n");
         }
+        let c = self.counters;
+        out.push_str(&format!(
+            "{} IKE SAs ({} half-open); {} established and {} failed so far, {} cookies asked for, {} malformed and {} other messages dropped\n",
+            self.sas.len(),
+            self.half_open.len(),
+            c.ike_established,
+            c.ike_failed,
+            c.cookies_sent,
+            c.malformed,
+            c.dropped
+        ));
         out
     }
 }

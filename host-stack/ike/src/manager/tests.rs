@@ -519,6 +519,9 @@ fn garbage_and_unknown_spis_are_dropped_without_an_answer() {
 #[test]
 fn a_flood_of_ike_sa_init_is_bounded() {
     let mut p = initiator_and_responder();
+    // Cookies off: the half-open table's own bound.
+    p.b = std::mem::replace(&mut p.b, Daemon::new(Vec::new(), Vec::new(), p.now, 0))
+        .with_cookie_threshold(usize::MAX);
     p.tick(Duration::ZERO);
     // A real initiator's IKE_SA_INIT, replayed with new SPIs from many addresses.
     let mut fresh = Pair::new(
@@ -540,7 +543,7 @@ fn a_flood_of_ike_sa_init_is_bounded() {
         p.b.receive(&m, src, SocketAddr::new(B, 500), p.now);
     }
     p.collect();
-    assert!(p.b.sas.len() <= MAX_HALF_OPEN + 1);
+    assert_eq!(p.b.sas.len(), MAX_HALF_OPEN + 1);
     p.wire.clear();
     // The established tunnel is unaffected and the half-open ones time out.
     p.tick(HALF_OPEN_TIMEOUT + Duration::from_secs(1));
@@ -895,4 +898,70 @@ fn a_peer_claiming_another_identity_than_configured_is_refused() {
         "{}",
         p.logs_of('b')
     );
+}
+
+#[test]
+fn a_responder_under_load_asks_for_a_cookie_and_the_initiator_brings_it() {
+    let mut p = initiator_and_responder();
+    p.b = std::mem::replace(&mut p.b, Daemon::new(Vec::new(), Vec::new(), p.now, 0))
+        .with_cookie_threshold(0);
+    p.tick(Duration::ZERO);
+    assert_eq!(
+        p.installed.len(),
+        2,
+        "{}\n{}",
+        p.logs_of('a'),
+        p.logs_of('b')
+    );
+    assert!(
+        p.logs_of('a').contains("asks for a cookie"),
+        "{}",
+        p.logs_of('a')
+    );
+    assert_eq!(p.b.counters().cookies_sent, 1);
+}
+
+#[test]
+fn replayed_requests_without_cookies_leave_no_state() {
+    let mut p = initiator_and_responder();
+    p.b = std::mem::replace(&mut p.b, Daemon::new(Vec::new(), Vec::new(), p.now, 0))
+        .with_cookie_threshold(0);
+    let mut fresh = initiator_and_responder();
+    fresh.a.tick(fresh.now);
+    fresh.collect();
+    let init = fresh.wire[0].3.clone();
+    for i in 0..500u32 {
+        let mut m = init.clone();
+        m[..4].copy_from_slice(&i.to_be_bytes());
+        let src = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)), 500);
+        p.b.receive(&m, src, SocketAddr::new(B, 500), p.now);
+    }
+    assert!(p.b.sas.is_empty(), "a cookie asked of each, no state kept");
+    assert_eq!(p.b.counters().cookies_sent, 500);
+    // The cookie answered to the first request lets that initiator in, and no other.
+    p.collect();
+    let (_, _, _, answer) = p.wire.remove(0);
+    let cookie = wire::Message::parse(&answer)
+        .unwrap()
+        .notifications()
+        .find(|n| n.kind == wire::NotifyType::Cookie)
+        .unwrap()
+        .data
+        .clone();
+    assert_eq!(cookie.len(), 33, "a version byte and SHA-256");
+    let with_cookie = |spi: u32| {
+        let mut m = wire::Message::parse(&init).unwrap();
+        m.spi_i = (u64::from(spi) << 32) | (m.spi_i & 0xffff_ffff);
+        m.payloads.insert(
+            0,
+            wire::Payload::Notify(wire::notify::Repr::cookie(&cookie)),
+        );
+        m.to_bytes().unwrap()
+    };
+    let from = |i: u32| SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)), 500);
+    p.b.receive(&with_cookie(1), from(1), SocketAddr::new(B, 500), p.now);
+    assert!(p.b.sas.is_empty(), "another address");
+    p.b.receive(&with_cookie(0), from(0), SocketAddr::new(B, 500), p.now);
+    assert_eq!(p.b.sas.len(), 1, "its own cookie: state kept");
+    assert_eq!(p.b.counters().cookies_sent, 501);
 }
