@@ -31,6 +31,12 @@ use espo_gateway::guard::{self, GuardState};
 /// `espo guard off` removes it (see `espo guard --help`). espo status shows the packets
 /// it dropped.
 ///
+/// [[connection]] entries are negotiated with IKEv2 (strongSwan's swanctl.conf, as TOML):
+/// pre-shared keys or certificates, start_action start, none (`espo ike up`) or trap; each
+/// CHILD_SA goes into the running gateway like an SA added with `espo sa add`, and is
+/// rekeyed before its lifetime ends. `espo ike list` shows them; logs go to standard error
+/// with the levels of [gateway] ike_log ("info, ike=debug").
+///
 /// With [device] engine = "model" the card model runs in-process: the SAs it can take run
 /// on the card, the rest in software, and its Ethernet port is attached to the interface
 /// [gateway] port (AF_PACKET; the interface needs no address). espo answers ARP and
