@@ -695,6 +695,8 @@ impl Daemon {
         let generation = rekey_of
             .and_then(|old| sa.children.iter().find(|c| c.id == old))
             .map_or(0, |c| c.generation + 1);
+        let lowest = if ni <= nr { ni.to_vec() } else { nr.to_vec() };
+        let replaces = rekey_of.map(|old| (old, exchange_initiator, lowest));
         sa.children.push(ChildSa {
             id,
             child,
@@ -708,8 +710,48 @@ impl Daemon {
             rekey_at,
             rekeyed: false,
             generation,
+            replaces,
         });
+        self.resolve_collision(sa, now);
         Ok(())
+    }
+
+    /// A rekey collision (§2.8.1): both ends renewed the same CHILD_SA at once, so two
+    /// CHILD_SAs replace it. The one made by the exchange with the lowest of the four nonces
+    /// is redundant and its maker deletes it: this end deletes its own when that is it (and
+    /// leaves the other to the peer).
+    fn resolve_collision(&mut self, sa: &mut IkeSa, now: Instant) {
+        let mut ours_redundant = Vec::new();
+        for ours in sa
+            .children
+            .iter()
+            .filter(|c| matches!(c.replaces, Some((_, true, _))))
+        {
+            let Some((old, _, our_low)) = &ours.replaces else {
+                continue;
+            };
+            let theirs = sa
+                .children
+                .iter()
+                .find(|c| matches!(&c.replaces, Some((o, false, _)) if o == old));
+            if let Some(Some((_, _, their_low))) = theirs.map(|t| &t.replaces)
+                && our_low < their_low
+                && !sa.to_delete.iter().any(|(id, _)| *id == ours.id)
+            {
+                ours_redundant.push(ours.id);
+            }
+        }
+        for id in ours_redundant {
+            self.log(
+                Level::Info,
+                Subsystem::Child,
+                "rekey collision: this end's new CHILD_SA had the lowest nonce and goes".into(),
+            );
+            if let Some(c) = sa.children.iter_mut().find(|c| c.id == id) {
+                c.rekeyed = true;
+            }
+            sa.to_delete.push((id, now + super::REKEY_GRACE));
+        }
     }
 
     // ---- IKE_SA_INIT, responder ----

@@ -54,8 +54,12 @@ pub(crate) struct ChildSa {
     pub rekey_at: Option<Instant>,
     /// A rekey replaced it (or is under way): it goes once the new one is in.
     pub rekeyed: bool,
-    /// How many rekeys came before it, and why the last one happened.
+    /// How many rekeys came before it.
     pub generation: u32,
+    /// The CHILD_SA it replaced, whether this end started the exchange that made it, and
+    /// the lowest of that exchange's two nonces (a rekey collision, §2.8.1, keeps the one
+    /// whose exchange did not have the lowest nonce of the four).
+    pub replaces: Option<(ChildId, bool, Vec<u8>)>,
 }
 
 /// A CHILD_SA this end asked for and waits for.

@@ -965,3 +965,53 @@ fn replayed_requests_without_cookies_leave_no_state() {
     assert_eq!(p.b.sas.len(), 1, "its own cookie: state kept");
     assert_eq!(p.b.counters().cookies_sent, 501);
 }
+
+#[test]
+fn simultaneous_rekeys_leave_exactly_one_pair() {
+    let rekeying = |local: &str, remote: &str, start| {
+        let mut c = child(local, remote, start);
+        c.lifetimes.rekey_time = Duration::from_secs(5);
+        c.lifetimes.rand_time = Duration::ZERO;
+        c
+    };
+    let mut p = Pair::new(
+        spec(
+            "a",
+            A,
+            Some(B),
+            vec![rekeying("10.1.0.0/16", "10.2.0.0/16", StartAction::Start)],
+        ),
+        spec(
+            "b",
+            B,
+            None,
+            vec![rekeying("10.2.0.0/16", "10.1.0.0/16", StartAction::None)],
+        ),
+    );
+    p.tick(Duration::ZERO);
+    // Both ends are due at once: their CREATE_CHILD_SA requests cross.
+    p.tick(Duration::from_secs(6));
+    p.tick(REKEY_GRACE);
+    p.tick(REKEY_GRACE);
+    for (name, d) in [("a", &mut p.a), ("b", &mut p.b)] {
+        let list = d.request(Request::List, p.now).unwrap();
+        assert_eq!(list.matches("CHILD_SA net").count(), 1, "{name}: {list}");
+    }
+    let a_list = p.a.request(Request::List, p.now).unwrap();
+    let b_list = p.b.request(Request::List, p.now).unwrap();
+    let spis = |l: &str| {
+        let line = l.lines().find(|l| l.contains("CHILD_SA net")).unwrap();
+        let w: Vec<&str> = line.split_whitespace().collect();
+        (w[3].to_string(), w[5].trim_end_matches(',').to_string())
+    };
+    let (a_in, a_out) = spis(&a_list);
+    let (b_in, b_out) = spis(&b_list);
+    assert_eq!(
+        (a_in, a_out),
+        (b_out, b_in),
+        "the same pair survives on both ends"
+    );
+    let collisions = p.logs_of('a').matches("rekey collision").count()
+        + p.logs_of('b').matches("rekey collision").count();
+    assert_eq!(collisions, 1, "{}\n{}", p.logs_of('a'), p.logs_of('b'));
+}
