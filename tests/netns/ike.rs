@@ -1355,3 +1355,41 @@ fn espo_rekeys_the_ike_sa_and_the_child_sa_under_traffic() {
     );
     traffic_both_ways(&lab, &p);
 }
+
+#[test]
+fn a_killed_espo_comes_back_and_strongswan_keeps_no_stale_sa() {
+    let mut lab = lab_or_skip!("rk");
+    if !swan_or_skip() {
+        return;
+    }
+    let p = pair(&mut lab);
+    let swan = Swan::start(&lab, &p.swan_ns, "swan", &swan_psk_conf("none"));
+    let conf = espo_config(&p.espo_out, &lab.name("t"), &psk_connection("start"));
+    let gw = lab.espo_run(&p.espo_ns, "espo", &conf);
+    wait_for("espo's CHILD_SA", Duration::from_secs(20), || {
+        child_installed(&lab, &gw)
+    });
+    traffic_both_ways(&lab, &p);
+    lab.kill9(&gw);
+    // Started again: a new IKE SA with INITIAL_CONTACT, which makes strongSwan drop what
+    // it had with the killed instance.
+    let restarted = Instant::now();
+    let gw = lab.espo_run(&p.espo_ns, "espo", &conf);
+    wait_for("the tunnel back", Duration::from_secs(20), || {
+        child_installed(&lab, &gw)
+    });
+    eprintln!(
+        "tunnel back {:.2} s after the restart",
+        restarted.elapsed().as_secs_f64()
+    );
+    traffic_both_ways(&lab, &p);
+    let sas = wait_for(
+        "strongSwan to drop the old IKE SA",
+        Duration::from_secs(10),
+        || {
+            let sas = swan.sas();
+            (sas.matches("ESTABLISHED").count() == 1).then_some(sas)
+        },
+    );
+    assert_eq!(sas.matches("INSTALLED").count(), 1, "{sas}");
+}
