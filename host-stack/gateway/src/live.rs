@@ -610,6 +610,86 @@ impl<'a> Live<'a> {
         Ok((first_id..first_id + count).map(PolicyId).collect())
     }
 
+    /// Renews a negotiated CHILD_SA (a rekey), make-before-break: the new inbound SA
+    /// accepts at once beside the old one, which retires after `grace`; every policy that
+    /// sent on the old outbound SA sends on the new one from the next packet. The policies
+    /// stay. No durable state, as for [`install_negotiated`](Self::install_negotiated).
+    pub fn replace_negotiated(
+        &mut self,
+        old_inbound: (u32, IpAddr),
+        old_outbound: (u32, IpAddr),
+        sas: [SaSpec; 2],
+        grace: Duration,
+        owner: &str,
+    ) -> Result<(), String> {
+        let [inbound, outbound] = sas;
+        let old_in = self
+            .find(old_inbound.0, Some(Direction::In), Some(old_inbound.1))
+            .ok_or_else(|| format!("{owner}: no sa {:#010x} in to renew", old_inbound.0))?;
+        if self
+            .find(old_outbound.0, Some(Direction::Out), Some(old_outbound.1))
+            .is_none()
+        {
+            return Err(format!(
+                "{owner}: no sa {:#010x} out to renew",
+                old_outbound.0
+            ));
+        }
+        if self.sas[old_in].retire.is_some() {
+            return Err(format!(
+                "{owner}: sa {:#010x} in is already being replaced",
+                old_inbound.0
+            ));
+        }
+        self.check_new(&inbound, Direction::In, None)?;
+        self.check_new(&outbound, Direction::Out, None)?;
+        let mut all = self.specs();
+        all.push(inbound.clone());
+        all.push(outbound.clone());
+        if first_shared_aead_key(&all).is_some() {
+            return Err(format!("{owner}: a key of the new SAs is already in use"));
+        }
+        let how = |installed| Install {
+            installed,
+            reservation: None,
+            closed_at: None,
+            disabled: false,
+        };
+        let installed = self.started.elapsed();
+        self.engine
+            .replace_sa(old_inbound.0, Direction::In, &inbound, how(installed))
+            .map_err(|e| format!("{owner}: sa {:#010x} in: {e}", inbound.spi))?;
+        let (new_in, new_out) = (inbound.spi, outbound.spi);
+        self.sas[old_in].retire = Some((Instant::now() + grace, new_in));
+        self.sas.push(CatalogSa {
+            spec: inbound,
+            dir: Direction::In,
+            retire: None,
+            state_error: None,
+        });
+        self.engine
+            .replace_sa(old_outbound.0, Direction::Out, &outbound, how(installed))
+            .map_err(|e| format!("{owner}: sa {:#010x} out: {e}", outbound.spi))?;
+        if let Some(old_out) = self.find(old_outbound.0, Some(Direction::Out), Some(old_outbound.1))
+        {
+            self.sas.remove(old_out);
+        }
+        self.rename_in_policies(Direction::Out, old_outbound.0, new_out);
+        self.sas.push(CatalogSa {
+            spec: outbound,
+            dir: Direction::Out,
+            retire: None,
+            state_error: None,
+        });
+        self.note(format!(
+            "{owner}: renewed: sa {new_in:#010x} in beside sa {:#010x} (retiring in {} s), sa {new_out:#010x} out for sa {:#010x}",
+            old_inbound.0,
+            grace.as_secs(),
+            old_outbound.0
+        ));
+        Ok(())
+    }
+
     /// Installs a connection's trap policies (`start_action = "trap"`) after every other
     /// policy: a negotiated CHILD_SA's policies, put in front, take its traffic from them.
     pub fn install_trap(

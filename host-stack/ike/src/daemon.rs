@@ -116,6 +116,10 @@ pub enum Event {
         name: String,
         sas: Box<[SaSpec; 2]>,
         policies: Vec<PolicySpec>,
+        /// A rekey: the CHILD_SA this one renews. Its SAs may take the old ones' places
+        /// (the new inbound SA accepting beside the old one, the policies sending on the new
+        /// outbound SA) instead of coming with policies of their own.
+        replaces: Option<ChildId>,
     },
     /// Remove what [`Event::InstallChild`] installed.
     RemoveChild { id: ChildId },

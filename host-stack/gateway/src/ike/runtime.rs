@@ -30,6 +30,9 @@ use crate::live::Live;
 const MAX_DATAGRAM: usize = 65535;
 /// Datagrams read from one socket per pump, so that a flood cannot starve the rest.
 const READ_BUDGET: usize = 64;
+/// How long a renewed CHILD_SA's old inbound SA keeps accepting (packets the peer sent
+/// before it switched).
+const REKEY_RETIRE: Duration = Duration::from_secs(5);
 /// Log lines kept for `espo status`.
 const LOG_KEPT: usize = 64;
 
@@ -298,7 +301,46 @@ impl<K: KeyManager> IkeRuntime<K> {
                     name,
                     sas,
                     policies,
+                    replaces,
                 } => {
+                    // A rekey takes the old SAs' places where it can (make-before-break
+                    // through the live database's replace).
+                    if let Some(old) = replaces.and_then(|r| self.installed.get(&r).map(|i| (r, i)))
+                    {
+                        let (old_id, rec) = old;
+                        let (old_in, old_out, kept) =
+                            (rec.inbound, rec.outbound, rec.policies.clone());
+                        let [inbound, outbound] = (*sas).clone();
+                        let keys = ((inbound.spi, inbound.dst), (outbound.spi, outbound.dst));
+                        match db.replace_negotiated(
+                            old_in,
+                            old_out,
+                            [inbound, outbound],
+                            REKEY_RETIRE,
+                            &name,
+                        ) {
+                            Ok(()) => {
+                                changed = true;
+                                self.counters.children_installed += 1;
+                                self.installed.remove(&old_id);
+                                self.installed.insert(
+                                    id,
+                                    Installed {
+                                        name,
+                                        inbound: keys.0,
+                                        outbound: keys.1,
+                                        policies: kept,
+                                    },
+                                );
+                                continue;
+                            }
+                            Err(e) => self.note(
+                                Subsystem::Child,
+                                Level::Warning,
+                                &format!("renewing in place failed ({e}); installing beside"),
+                            ),
+                        }
+                    }
                     let [inbound, outbound] = *sas;
                     let keys = ((inbound.spi, inbound.dst), (outbound.spi, outbound.dst));
                     match db.install_negotiated([inbound, outbound], policies, &name) {

@@ -678,6 +678,7 @@ impl Daemon {
             name,
             sas: Box::new(sas),
             policies,
+            replaces: rekey_of,
         });
         self.counters.children_established += 1;
         let rekey_at = (!l.rekey_time.is_zero()).then(|| {

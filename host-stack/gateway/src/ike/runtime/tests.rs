@@ -13,6 +13,10 @@ use super::*;
 use crate::ike::inbox::{self, IkeMessage};
 use crate::live::tests::{K3, K4, in_spis, live, negotiated, out_spis, rig};
 
+/// Keys of a renewed CHILD_SA.
+const K5: &str = "0505050505050505050505050505050505050505";
+const K6: &str = "0606060606060606060606060606060606060606";
+
 /// Answers every message with "re:" + the message, from where it arrived; a message
 /// "install N" installs a CHILD_SA with SPIs from N, "remove N" removes it.
 #[derive(Default)]
@@ -36,6 +40,19 @@ impl KeyManager for Scripted {
                 name: format!("conn/child{n}"),
                 sas: Box::new(sas),
                 policies,
+                replaces: None,
+            });
+        } else if let Some(rest) = text.strip_prefix("renew ") {
+            // "renew N OLD": CHILD_SA N renews CHILD_SA OLD.
+            let (n, old) = rest.split_once(' ').unwrap();
+            let (n, old): (u32, u64) = (n.parse().unwrap(), old.parse().unwrap());
+            let (sas, policies) = negotiated(0xc000 + n, 0xd000 + n, K5, K6);
+            self.events.push_back(Event::InstallChild {
+                id: ChildId(n as u64),
+                name: format!("conn/child{n}"),
+                sas: Box::new(sas),
+                policies,
+                replaces: Some(ChildId(old)),
             });
         } else if let Some(n) = text.strip_prefix("remove ") {
             self.events.push_back(Event::RemoveChild {
@@ -220,4 +237,47 @@ fn log_levels_per_subsystem() {
     assert!(f.shows(Subsystem::Ike, Level::Debug));
     assert!(f.shows(Subsystem::Net, Level::Error));
     assert!(!f.shows(Subsystem::Net, Level::Info));
+}
+
+#[test]
+fn a_rekey_takes_the_old_sas_places_and_keeps_the_policies() {
+    let mut r = rig();
+    let mut db = live(&r.config, &r.engine, &r.keeper, &mut r.routes);
+    let ike = IkeSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+    let at = ike.local;
+    let mut rt = IkeRuntime::new(Scripted::default(), vec![ike], None, LogFilter::default())
+        .with_sink(|_| {});
+    let p = peer();
+    p.send_to(b"install 1", at).unwrap();
+    assert!(pump_until(&mut rt, &mut db, 1));
+    let policies = db.policy_list();
+    p.send_to(b"renew 3 1", at).unwrap();
+    assert!(pump_until(&mut rt, &mut db, 2));
+    // The new inbound SA accepts beside the old one (which retires later); the outbound one
+    // replaced the old; the policies are the same ones, now naming the new SAs.
+    let (inb, outb) = (in_spis(&r.engine), out_spis(&r.engine));
+    assert!(inb.contains(&0xc003) && inb.contains(&0xc001), "{inb:x?}");
+    assert!(
+        outb.contains(&0xd003) && !outb.contains(&0xd001),
+        "{outb:x?}"
+    );
+    let after = db.policy_list();
+    assert_eq!(
+        policies.lines().count(),
+        after.lines().count(),
+        "{policies}\n{after}"
+    );
+    assert!(
+        after.contains("0x0000d003") && !after.contains("0x0000d001"),
+        "{after}"
+    );
+    // The old CHILD_SA's removal (its DELETE) touches nothing of the new one.
+    p.send_to(b"remove 1", at).unwrap();
+    pump_until(&mut rt, &mut db, 3);
+    assert!(out_spis(&r.engine).contains(&0xd003));
+    assert!(
+        rt.status_lines().contains("child conn/child3"),
+        "{}",
+        rt.status_lines()
+    );
 }
