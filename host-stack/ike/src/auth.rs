@@ -405,21 +405,8 @@ pub fn sign_auth(
     let has = |h: u16| peer_hashes.contains(&h);
     if peer_hashes.is_empty() {
         return match key {
-            PrivateKey::EcdsaP256(_) | PrivateKey::EcdsaP384(_) => {
-                let (alg, method) = match key {
-                    PrivateKey::EcdsaP256(_) => {
-                        (&signature::ECDSA_P256_SHA256_FIXED_SIGNING, method::ECDSA_P256)
-                    }
-                    _ => (&signature::ECDSA_P384_SHA384_FIXED_SIGNING, method::ECDSA_P384),
-                };
-                // ring keeps the signing algorithm in the key pair: re-read it fixed-size.
-                let fixed = match key {
-                    PrivateKey::EcdsaP256(k) | PrivateKey::EcdsaP384(k) => k,
-                    _ => unreachable!(),
-                };
-                let sig = ecdsa_fixed(fixed, alg, octets, &rng)?;
-                Ok((method, sig))
-            }
+            PrivateKey::EcdsaP256(k) => Ok((method::ECDSA_P256, ecdsa_fixed(k, octets, &rng)?)),
+            PrivateKey::EcdsaP384(k) => Ok((method::ECDSA_P384, ecdsa_fixed(k, octets, &rng)?)),
             PrivateKey::Rsa(_) => Err(AuthError::Signature(
                 "the peer did not announce RFC 7427 hash algorithms, and RSA's classic method needs SHA-1 signatures, which espo does not make".into(),
             )),
@@ -476,7 +463,6 @@ pub fn sign_auth(
 /// A fixed-size (r | s) ECDSA signature (RFC 4754) with the key pair's own private key.
 fn ecdsa_fixed(
     key: &signature::EcdsaKeyPair,
-    _alg: &'static signature::EcdsaSigningAlgorithm,
     octets: &[u8],
     rng: &ring::rand::SystemRandom,
 ) -> Result<Vec<u8>, AuthError> {
@@ -611,10 +597,8 @@ fn rfc7427_algorithm(
             ));
         }
     };
-    if let (PublicKey::Rsa(_), false) = (
-        key,
-        matches!(algid, a if a == algid::RSA_SHA256 || a == algid::RSA_SHA384 || a == algid::RSA_SHA512 || contains(a, algid::PSS_OID)),
-    ) {
+    // An RSA scheme needs an RSA key (the ECDSA and Ed25519 arms checked theirs).
+    if r.1.starts_with("RSA") != matches!(key, PublicKey::Rsa(_)) {
         return Err(mismatch());
     }
     Ok(r)

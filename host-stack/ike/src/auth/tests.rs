@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::*;
 use crate::crypto::{AesKeyLen, Encryption, Integrity, SkCipher};
-use crate::wire::{self, Payload, PayloadType};
+use crate::wire::{self, Payload};
 
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len())
@@ -209,7 +209,6 @@ fn psk_auth_is_the_keyed_prf_of_rfc_7296() {
         psk_auth(Prf::HmacSha256, b"secret", b"octets"),
         want.to_vec()
     );
-    let _ = PayloadType::None;
 }
 
 /// 2027-06-01, inside every fixture's validity but `expired`'s and `future`'s.

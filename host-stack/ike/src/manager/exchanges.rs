@@ -87,11 +87,6 @@ fn esp_algorithms(
     Ok((encryption, integrity))
 }
 
-/// An ESP proposal list restricted to what the ESP engine runs.
-fn runnable(proposals: &[Proposal]) -> Vec<Proposal> {
-    proposals.to_vec()
-}
-
 impl Daemon {
     fn conn(&self, sa: &IkeSa) -> &Connection {
         &self.conns[sa.conn]
@@ -346,7 +341,7 @@ impl Daemon {
             .iter()
             .map(|t| t.resolve(sa.remote.ip()))
             .collect();
-        let proposals = runnable(&conn.esp[child]);
+        let proposals = conn.esp[child].clone();
         let ke = match (pfs, proposals.first().and_then(|p| p.dh.first())) {
             (true, Some(g)) => Some(
                 KeyExchange::generate(
@@ -681,18 +676,7 @@ impl Daemon {
             replaces: rekey_of,
         });
         self.counters.children_established += 1;
-        let rekey_at = (!l.rekey_time.is_zero()).then(|| {
-            let jitter = if l.rand_time.is_zero() {
-                std::time::Duration::ZERO
-            } else {
-                let r = u64::from_be_bytes(self.random_bytes(8).try_into().expect("8 bytes"));
-                // At most half the rekey time, so that a rand_time longer than it
-                // cannot make renewals back to back.
-                let span = l.rand_time.min(l.rekey_time / 2).as_millis() as u64;
-                std::time::Duration::from_millis(r % (span + 1))
-            };
-            now + l.rekey_time.saturating_sub(jitter)
-        });
+        let rekey_at = self.rekey_at(&l, now);
         let generation = rekey_of
             .and_then(|old| sa.children.iter().find(|c| c.id == old))
             .map_or(0, |c| c.generation + 1);
@@ -1400,17 +1384,21 @@ impl Daemon {
 
     /// When the IKE SA of connection `conn` established at `now` is renewed.
     pub(super) fn ike_rekey_at(&self, conn: usize, now: Instant) -> Option<Instant> {
-        let l = self.conns[conn].spec.lifetimes;
+        self.rekey_at(&self.conns[conn].spec.lifetimes, now)
+    }
+
+    /// When an SA of lifetimes `l` made at `now` is renewed: its rekey_time less a random
+    /// part of its rand_time (at most half the rekey time, so that a rand_time longer than
+    /// it cannot make renewals back to back); `None` without a rekey_time.
+    fn rekey_at(&self, l: &crate::connection::Lifetimes, now: Instant) -> Option<Instant> {
         if l.rekey_time.is_zero() {
             return None;
         }
-        let jitter = if l.rand_time.is_zero() {
+        let span = l.rand_time.min(l.rekey_time / 2).as_millis() as u64;
+        let jitter = if span == 0 {
             std::time::Duration::ZERO
         } else {
             let r = u64::from_be_bytes(self.random_bytes(8).try_into().expect("8 bytes"));
-            // At most half the rekey time, so that a rand_time longer than it
-            // cannot make renewals back to back.
-            let span = l.rand_time.min(l.rekey_time / 2).as_millis() as u64;
             std::time::Duration::from_millis(r % (span + 1))
         };
         Some(now + l.rekey_time.saturating_sub(jitter))
@@ -1673,31 +1661,13 @@ impl Daemon {
         pending.ts_i = old.local_ts.clone();
         pending.ts_r = old.remote_ts.clone();
         pending.rekey_of = Some(old.id);
-        let mut body = Body {
-            sa: Some(
-                pending
-                    .proposals
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| p.to_wire(i as u8 + 1, &pending.spi_in.to_be_bytes()))
-                    .collect(),
-            ),
-            nonce: Some(pending.nonce.clone()),
-            ts_i: Some(pending.ts_i.clone()),
-            ts_r: Some(pending.ts_r.clone()),
-            ..Body::default()
-        };
+        let mut body = child_request(&pending);
         body.notifies.push(Notify {
             kind: NotifyType::RekeySa,
             protocol: 3,
             spi: old.spi_in.to_be_bytes().to_vec(),
             data: Vec::new(),
         });
-        if let (Some(ke), Some(p)) = (&pending.ke, pending.proposals.first())
-            && let Some(g) = p.dh.first()
-        {
-            body.ke = Some((u16::from(*g), ke.public_value().to_vec()));
-        }
         let name = self.conns[sa.conn].spec.children[old.child].name.clone();
         self.log(
             Level::Info,
@@ -1725,25 +1695,7 @@ impl Daemon {
         now: Instant,
     ) -> Result<(), String> {
         let pending = self.child_offer(sa, child, true)?;
-        let mut body = Body {
-            sa: Some(
-                pending
-                    .proposals
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| p.to_wire(i as u8 + 1, &pending.spi_in.to_be_bytes()))
-                    .collect(),
-            ),
-            nonce: Some(pending.nonce.clone()),
-            ts_i: Some(pending.ts_i.clone()),
-            ts_r: Some(pending.ts_r.clone()),
-            ..Body::default()
-        };
-        if let (Some(ke), Some(p)) = (&pending.ke, pending.proposals.first())
-            && let Some(g) = p.dh.first()
-        {
-            body.ke = Some((u16::from(*g), ke.public_value().to_vec()));
-        }
+        let body = child_request(&pending);
         sa.pending = Some(pending);
         self.send_request(
             sa,
@@ -1799,6 +1751,31 @@ impl Daemon {
         }
         self.send_response(sa, ExchangeType::Informational, id, &answer)
     }
+}
+
+/// A CREATE_CHILD_SA request for `pending`: its proposals with its inbound SPI, its nonce,
+/// its selectors, and its key exchange when its first proposal asks for PFS.
+fn child_request(pending: &PendingChild) -> Body {
+    let mut body = Body {
+        sa: Some(
+            pending
+                .proposals
+                .iter()
+                .enumerate()
+                .map(|(i, p)| p.to_wire(i as u8 + 1, &pending.spi_in.to_be_bytes()))
+                .collect(),
+        ),
+        nonce: Some(pending.nonce.clone()),
+        ts_i: Some(pending.ts_i.clone()),
+        ts_r: Some(pending.ts_r.clone()),
+        ..Body::default()
+    };
+    if let (Some(ke), Some(p)) = (&pending.ke, pending.proposals.first())
+        && let Some(g) = p.dh.first()
+    {
+        body.ke = Some((u16::from(*g), ke.public_value().to_vec()));
+    }
+    body
 }
 
 /// The hash algorithms this end announces (RFC 7427): SHA2-256, SHA2-384, SHA2-512 and

@@ -8,7 +8,7 @@ use espo_ipsec::spec::SaSpec;
 
 use super::*;
 use crate::connection::{ChildSpec, Lifetimes, Psk};
-use crate::ts::{TsRange, TsSpec};
+use crate::ts::TsSpec;
 
 const A: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 const B: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
@@ -552,12 +552,11 @@ fn a_flood_of_ike_sa_init_is_bounded() {
 }
 
 #[test]
-fn installed_sas_carry_the_narrowed_policy_selectors() {
+fn installed_sas_carry_the_configured_replay_window() {
     let mut p = initiator_and_responder();
     p.tick(Duration::ZERO);
     let (_, sas) = &p.installed[0];
     assert_eq!(sas[0].replay_window, 64);
-    let _ = TsRange::any(true);
 }
 
 #[test]
