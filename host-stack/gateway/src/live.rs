@@ -623,12 +623,47 @@ impl<'a> Live<'a> {
         owner: &str,
     ) -> Result<(), String> {
         let [inbound, outbound] = sas;
+        self.check_renewal(
+            old_inbound,
+            Some(old_outbound),
+            [&inbound, &outbound],
+            owner,
+        )?;
+        self.renew_inbound(old_inbound, inbound, grace, owner)?;
+        self.renew_outbound(old_outbound, outbound, owner)
+    }
+
+    /// The first half of [`replace_negotiated`](Self::replace_negotiated): the new inbound
+    /// SA accepts beside the old one, which retires after `grace`; the policies go on
+    /// sending on the old outbound SA until [`renew_outbound`](Self::renew_outbound).
+    /// `outbound` is checked with it (it must be installable then), not installed.
+    pub fn renew_inbound_first(
+        &mut self,
+        old_inbound: (u32, IpAddr),
+        sas: [&SaSpec; 2],
+        grace: Duration,
+        owner: &str,
+    ) -> Result<(), String> {
+        self.check_renewal(old_inbound, None, sas, owner)?;
+        self.renew_inbound(old_inbound, sas[0].clone(), grace, owner)
+    }
+
+    /// The old SAs of a renewal are there and not already replaced; the new ones are new,
+    /// and so are their keys.
+    fn check_renewal(
+        &self,
+        old_inbound: (u32, IpAddr),
+        old_outbound: Option<(u32, IpAddr)>,
+        [inbound, outbound]: [&SaSpec; 2],
+        owner: &str,
+    ) -> Result<(), String> {
         let old_in = self
             .find(old_inbound.0, Some(Direction::In), Some(old_inbound.1))
             .ok_or_else(|| format!("{owner}: no sa {:#010x} in to renew", old_inbound.0))?;
-        if self
-            .find(old_outbound.0, Some(Direction::Out), Some(old_outbound.1))
-            .is_none()
+        if let Some(old_outbound) = old_outbound
+            && self
+                .find(old_outbound.0, Some(Direction::Out), Some(old_outbound.1))
+                .is_none()
         {
             return Err(format!(
                 "{owner}: no sa {:#010x} out to renew",
@@ -639,6 +674,111 @@ impl<'a> Live<'a> {
             return Err(format!(
                 "{owner}: sa {:#010x} in is already being replaced",
                 old_inbound.0
+            ));
+        }
+        self.check_new(inbound, Direction::In, None)?;
+        self.check_new(outbound, Direction::Out, None)?;
+        let mut all = self.specs();
+        all.push(inbound.clone());
+        all.push(outbound.clone());
+        if first_shared_aead_key(&all).is_some() {
+            return Err(format!("{owner}: a key of the new SAs is already in use"));
+        }
+        Ok(())
+    }
+
+    fn fresh(&self) -> Install {
+        Install {
+            installed: self.started.elapsed(),
+            reservation: None,
+            closed_at: None,
+            disabled: false,
+        }
+    }
+
+    fn renew_inbound(
+        &mut self,
+        old_inbound: (u32, IpAddr),
+        inbound: SaSpec,
+        grace: Duration,
+        owner: &str,
+    ) -> Result<(), String> {
+        let old_in = self
+            .find(old_inbound.0, Some(Direction::In), Some(old_inbound.1))
+            .ok_or_else(|| format!("{owner}: no sa {:#010x} in to renew", old_inbound.0))?;
+        self.engine
+            .replace_sa(old_inbound.0, Direction::In, &inbound, self.fresh())
+            .map_err(|e| format!("{owner}: sa {:#010x} in: {e}", inbound.spi))?;
+        let new_in = inbound.spi;
+        self.sas[old_in].retire = Some((Instant::now() + grace, new_in));
+        self.sas.push(CatalogSa {
+            spec: inbound,
+            dir: Direction::In,
+            retire: None,
+            state_error: None,
+        });
+        self.note(format!(
+            "{owner}: renewed: sa {new_in:#010x} in beside sa {:#010x} (retiring in {} s)",
+            old_inbound.0,
+            grace.as_secs(),
+        ));
+        Ok(())
+    }
+
+    /// The second half of a renewal: every policy that sent on the old outbound SA sends on
+    /// the new one from the next packet, and the old one goes.
+    pub fn renew_outbound(
+        &mut self,
+        old_outbound: (u32, IpAddr),
+        outbound: SaSpec,
+        owner: &str,
+    ) -> Result<(), String> {
+        let Some(old_out) = self.find(old_outbound.0, Some(Direction::Out), Some(old_outbound.1))
+        else {
+            return Err(format!(
+                "{owner}: no sa {:#010x} out to renew",
+                old_outbound.0
+            ));
+        };
+        self.check_new(&outbound, Direction::Out, None)?;
+        self.engine
+            .replace_sa(old_outbound.0, Direction::Out, &outbound, self.fresh())
+            .map_err(|e| format!("{owner}: sa {:#010x} out: {e}", outbound.spi))?;
+        self.sas.remove(old_out);
+        let new_out = outbound.spi;
+        self.rename_in_policies(Direction::Out, old_outbound.0, new_out);
+        self.sas.push(CatalogSa {
+            spec: outbound,
+            dir: Direction::Out,
+            retire: None,
+            state_error: None,
+        });
+        self.note(format!(
+            "{owner}: renewed: sa {new_out:#010x} out sends for sa {:#010x}",
+            old_outbound.0
+        ));
+        Ok(())
+    }
+
+    /// Installs the redundant CHILD_SA of a rekey collision (RFC 7296 §2.8.1) beside the
+    /// one that stays, whose inbound SA is `survivor_in`: the new inbound SA accepts at once
+    /// and passes the inbound policy check wherever the survivor's does (the peer may send on
+    /// it until it is deleted); the new outbound SA is held, but no policy sends on it.
+    /// It goes with [`uninstall_negotiated`](Self::uninstall_negotiated) and no policies.
+    pub fn install_beside(
+        &mut self,
+        survivor_in: (u32, IpAddr),
+        sas: [SaSpec; 2],
+        owner: &str,
+    ) -> Result<(), String> {
+        let [inbound, outbound] = sas;
+        if self
+            .find(survivor_in.0, Some(Direction::In), Some(survivor_in.1))
+            .is_none()
+        {
+            return Err(format!(
+                "{owner}: no sa {:#010x} in to stand beside",
+                survivor_in.0
             ));
         }
         self.check_new(&inbound, Direction::In, None)?;
@@ -657,35 +797,29 @@ impl<'a> Live<'a> {
         };
         let installed = self.started.elapsed();
         self.engine
-            .replace_sa(old_inbound.0, Direction::In, &inbound, how(installed))
+            .replace_sa(survivor_in.0, Direction::In, &inbound, how(installed))
             .map_err(|e| format!("{owner}: sa {:#010x} in: {e}", inbound.spi))?;
-        let (new_in, new_out) = (inbound.spi, outbound.spi);
-        self.sas[old_in].retire = Some((Instant::now() + grace, new_in));
-        self.sas.push(CatalogSa {
-            spec: inbound,
-            dir: Direction::In,
-            retire: None,
-            state_error: None,
-        });
-        self.engine
-            .replace_sa(old_outbound.0, Direction::Out, &outbound, how(installed))
-            .map_err(|e| format!("{owner}: sa {:#010x} out: {e}", outbound.spi))?;
-        if let Some(old_out) = self.find(old_outbound.0, Some(Direction::Out), Some(old_outbound.1))
+        if let Err(e) = self
+            .engine
+            .add_sa(&outbound, Direction::Out, how(installed))
         {
-            self.sas.remove(old_out);
+            let _ = self
+                .engine
+                .remove_sa(inbound.spi, Direction::In, inbound.dst);
+            return Err(format!("{owner}: sa {:#010x} out: {e}", outbound.spi));
         }
-        self.rename_in_policies(Direction::Out, old_outbound.0, new_out);
-        self.sas.push(CatalogSa {
-            spec: outbound,
-            dir: Direction::Out,
-            retire: None,
-            state_error: None,
-        });
+        let (new_in, new_out) = (inbound.spi, outbound.spi);
+        for (spec, dir) in [(inbound, Direction::In), (outbound, Direction::Out)] {
+            self.sas.push(CatalogSa {
+                spec,
+                dir,
+                retire: None,
+                state_error: None,
+            });
+        }
         self.note(format!(
-            "{owner}: renewed: sa {new_in:#010x} in beside sa {:#010x} (retiring in {} s), sa {new_out:#010x} out for sa {:#010x}",
-            old_inbound.0,
-            grace.as_secs(),
-            old_outbound.0
+            "{owner}: rekey collision: sa {new_in:#010x} in accepts beside sa {:#010x} until it is deleted, sa {new_out:#010x} out sends nothing",
+            survivor_in.0
         ));
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! the live database and the clock, and feeds the daemon through [`KeyManager`].
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use espo_ipsec::spec::{PolicySpec, SaSpec};
 
@@ -116,10 +116,9 @@ pub enum Event {
         name: String,
         sas: Box<[SaSpec; 2]>,
         policies: Vec<PolicySpec>,
-        /// A rekey: the CHILD_SA this one renews. Its SAs may take the old ones' places
-        /// (the new inbound SA accepting beside the old one, the policies sending on the new
-        /// outbound SA) instead of coming with policies of their own.
-        replaces: Option<ChildId>,
+        /// A rekey: how it joins the CHILD_SA it renews (without: it comes with policies of
+        /// its own).
+        renews: Option<Renewal>,
     },
     /// Remove what [`Event::InstallChild`] installed.
     RemoveChild { id: ChildId },
@@ -142,6 +141,25 @@ pub enum Event {
         subsystem: Subsystem,
         text: String,
     },
+}
+
+/// How a rekeyed CHILD_SA's SAs join those of the CHILD_SA they renew.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// It takes the old CHILD_SA's places: the new inbound SA accepts beside the old one
+    /// (which retires after a grace period), the policies send on the new outbound SA.
+    Replaces {
+        old: ChildId,
+        /// This end answered the rekey, and the peer accepts on the new SAs only once it
+        /// has read the answer: the policies go on sending on the old outbound SA until the
+        /// old CHILD_SA is deleted (the peer's DELETE says it switched), or at the latest
+        /// after this long.
+        hold_outbound: Option<Duration>,
+    },
+    /// The redundant one of a rekey collision (§2.8.1), beside the CHILD_SA that stays:
+    /// its inbound SA accepts wherever the survivor's does until it is deleted; nothing is
+    /// sent on its outbound SA.
+    Beside(ChildId),
 }
 
 /// An operator's request about key management.

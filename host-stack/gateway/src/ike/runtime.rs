@@ -18,8 +18,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-use espo_ike::daemon::{ChildId, Event, KeyManager, Level, Request, Subsystem, TrapId};
+use espo_ike::daemon::{ChildId, Event, KeyManager, Level, Renewal, Request, Subsystem, TrapId};
 use espo_ipsec::spd::PolicyId;
+use espo_ipsec::spec::SaSpec;
 use espo_ipsec::wire::udp_encap::{self, NON_ESP_MARKER_LEN};
 
 use super::inbox::IkeReceiver;
@@ -75,8 +76,19 @@ impl IkeSocket {
 struct Installed {
     name: String,
     inbound: (u32, std::net::IpAddr),
+    /// The outbound SA its policies send on (while `held`, the one it renews).
     outbound: (u32, std::net::IpAddr),
     policies: Vec<PolicyId>,
+    held: Option<Held>,
+}
+
+/// The outbound SA of a renewal this end answered, not yet sending: it takes the old
+/// outbound SA's place when one of the CHILD_SAs it renews goes, or at `until`.
+#[derive(Debug)]
+struct Held {
+    outbound: SaSpec,
+    until: Instant,
+    after: Vec<ChildId>,
 }
 
 /// Counters for `espo status`.
@@ -192,8 +204,15 @@ impl<K: KeyManager> IkeRuntime<K> {
 
     /// How long the control thread may wait before [`pump`](Self::pump) has timers to run.
     pub fn timeout(&self, now: Instant) -> Option<Duration> {
+        let held = self
+            .installed
+            .values()
+            .filter_map(|rec| rec.held.as_ref().map(|h| h.until));
         self.km
             .next_deadline()
+            .into_iter()
+            .chain(held)
+            .min()
             .map(|d| d.saturating_duration_since(now))
     }
 
@@ -209,7 +228,8 @@ impl<K: KeyManager> IkeRuntime<K> {
             }
         }
         self.km.tick(now);
-        self.run_events(db, now)
+        let changed = self.run_events(db, now);
+        self.release_held(db, now, None) | changed
     }
 
     /// Answers an operator's request, then carries out what it caused.
@@ -301,25 +321,87 @@ impl<K: KeyManager> IkeRuntime<K> {
                     name,
                     sas,
                     policies,
-                    replaces,
+                    renews,
                 } => {
-                    // A rekey takes the old SAs' places where it can (make-before-break
-                    // through the live database's replace).
-                    if let Some(old) = replaces.and_then(|r| self.installed.get(&r).map(|i| (r, i)))
+                    // The redundant CHILD_SA of a rekey collision accepts beside the one that
+                    // stays until it is deleted.
+                    if let Some(Renewal::Beside(survivor)) = renews
+                        && let Some(rec) = self.installed.get(&survivor)
                     {
-                        let (old_id, rec) = old;
-                        let (old_in, old_out, kept) =
-                            (rec.inbound, rec.outbound, rec.policies.clone());
                         let [inbound, outbound] = (*sas).clone();
                         let keys = ((inbound.spi, inbound.dst), (outbound.spi, outbound.dst));
-                        match db.replace_negotiated(
-                            old_in,
-                            old_out,
-                            [inbound, outbound],
-                            REKEY_RETIRE,
-                            &name,
-                        ) {
+                        match db.install_beside(rec.inbound, [inbound, outbound], &name) {
                             Ok(()) => {
+                                changed = true;
+                                self.counters.children_installed += 1;
+                                self.installed.insert(
+                                    id,
+                                    Installed {
+                                        name,
+                                        inbound: keys.0,
+                                        outbound: keys.1,
+                                        policies: Vec::new(),
+                                        held: None,
+                                    },
+                                );
+                                continue;
+                            }
+                            Err(e) => self.note(
+                                Subsystem::Child,
+                                Level::Warning,
+                                &format!("installing beside failed ({e}); installing on its own"),
+                            ),
+                        }
+                    }
+                    // A rekey takes the old SAs' places where it can (make-before-break
+                    // through the live database's replace); when this end answered it, the
+                    // outbound SA waits until the peer surely accepts on the new one.
+                    let replaces = match renews {
+                        Some(Renewal::Replaces { old, hold_outbound }) => {
+                            Some((old, hold_outbound))
+                        }
+                        _ => None,
+                    };
+                    if let Some((old_id, hold)) = replaces
+                        && let Some(rec) = self.installed.get(&old_id)
+                    {
+                        let (old_in, old_out, kept) =
+                            (rec.inbound, rec.outbound, rec.policies.clone());
+                        let mut after = rec
+                            .held
+                            .as_ref()
+                            .map(|h| h.after.clone())
+                            .unwrap_or_default();
+                        after.push(old_id);
+                        let [inbound, outbound] = (*sas).clone();
+                        let keys = ((inbound.spi, inbound.dst), (outbound.spi, outbound.dst));
+                        let result = match hold {
+                            Some(hold) => db
+                                .renew_inbound_first(
+                                    old_in,
+                                    [&inbound, &outbound],
+                                    REKEY_RETIRE,
+                                    &name,
+                                )
+                                .map(|()| {
+                                    Some(Held {
+                                        outbound,
+                                        until: now + hold,
+                                        after,
+                                    })
+                                }),
+                            None => db
+                                .replace_negotiated(
+                                    old_in,
+                                    old_out,
+                                    [inbound, outbound],
+                                    REKEY_RETIRE,
+                                    &name,
+                                )
+                                .map(|()| None),
+                        };
+                        match result {
+                            Ok(held) => {
                                 changed = true;
                                 self.counters.children_installed += 1;
                                 self.installed.remove(&old_id);
@@ -328,8 +410,9 @@ impl<K: KeyManager> IkeRuntime<K> {
                                     Installed {
                                         name,
                                         inbound: keys.0,
-                                        outbound: keys.1,
+                                        outbound: if held.is_some() { old_out } else { keys.1 },
                                         policies: kept,
+                                        held,
                                     },
                                 );
                                 continue;
@@ -354,6 +437,7 @@ impl<K: KeyManager> IkeRuntime<K> {
                                     inbound: keys.0,
                                     outbound: keys.1,
                                     policies: ids,
+                                    held: None,
                                 },
                             );
                         }
@@ -384,6 +468,8 @@ impl<K: KeyManager> IkeRuntime<K> {
                     }
                 }
                 Event::RemoveChild { id } => {
+                    // A renewal waiting for this CHILD_SA to go sends from now on.
+                    changed |= self.release_held(db, now, Some(id));
                     changed |= self.remove(db, id);
                 }
                 Event::Log {
@@ -391,6 +477,42 @@ impl<K: KeyManager> IkeRuntime<K> {
                     subsystem,
                     text,
                 } => self.note(subsystem, level, &text),
+            }
+        }
+        changed
+    }
+
+    /// Held outbound SAs take the old ones' places: those waiting for CHILD_SA `gone`, and
+    /// every one whose time is up.
+    fn release_held(&mut self, db: &mut Live<'_>, now: Instant, gone: Option<ChildId>) -> bool {
+        let due: Vec<ChildId> = self
+            .installed
+            .iter()
+            .filter(|(_, rec)| {
+                rec.held
+                    .as_ref()
+                    .is_some_and(|h| h.until <= now || gone.is_some_and(|g| h.after.contains(&g)))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        let mut changed = false;
+        for id in due {
+            let Some(rec) = self.installed.get_mut(&id) else {
+                continue;
+            };
+            let Some(held) = rec.held.take() else {
+                continue;
+            };
+            let new = (held.outbound.spi, held.outbound.dst);
+            match db.renew_outbound(rec.outbound, held.outbound, &rec.name) {
+                Ok(()) => {
+                    rec.outbound = new;
+                    changed = true;
+                }
+                Err(e) => {
+                    let text = format!("sending on the renewed CHILD_SA failed: {e}");
+                    self.note(Subsystem::Child, Level::Error, &text);
+                }
             }
         }
         changed

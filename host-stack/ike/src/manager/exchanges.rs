@@ -10,7 +10,7 @@ use crate::auth::{self, Certificate, Identity, PublicKey};
 use crate::child::{DirectionKeys, NegotiatedChild};
 use crate::connection::{LocalAuth, NAT_T_PORT, RemoteAuth};
 use crate::crypto::{self, ChildSaKeys, ChildSuite, IkeSaKeys, IkeSuite, KeyExchange, SkKeys};
-use crate::daemon::{ChildId, Event, Level, Subsystem};
+use crate::daemon::{ChildId, Event, Level, Renewal, Subsystem};
 use crate::exchange::Requests;
 use crate::proposal::{self, Chosen, Proposal};
 use crate::ts::{self, TsRange};
@@ -626,7 +626,7 @@ impl Daemon {
         let spec = &conn.spec.children[child];
         let encap = sa.nat() || conn.spec.encap;
         let l = spec.lifetimes;
-        let secs = |d: std::time::Duration| (!d.is_zero()).then_some(d.as_secs());
+        let secs = |d: std::time::Duration| (!d.is_zero()).then_some(whole_seconds_up(d));
         let nonzero = |v: u64| (v != 0).then_some(v);
         let negotiated = NegotiatedChild {
             spi_in,
@@ -668,19 +668,68 @@ impl Daemon {
                 if encap { ", ESP in UDP" } else { "" }
             ),
         );
+        let lowest = if ni <= nr { ni.to_vec() } else { nr.to_vec() };
+        // A rekey collision (§2.8.1): another new CHILD_SA already renews the same one. The
+        // one whose exchange had the lowest of the four nonces is redundant: this one takes
+        // the other's places if it stays, and waits beside it for its deletion if not.
+        let sibling = rekey_of.and_then(|old| {
+            sa.children
+                .iter()
+                .find(|c| matches!(&c.replaces, Some((o, _, _)) if *o == old))
+                .map(|c| {
+                    (
+                        c.id,
+                        c.replaces.as_ref().map(|r| r.2.clone()).unwrap_or_default(),
+                    )
+                })
+        });
+        // The responder of a rekey sends on the new SAs once the initiator surely accepts
+        // on them: when the old CHILD_SA goes, at the latest a little before it would
+        // expire.
+        let hold_outbound = |old: ChildId| {
+            if exchange_initiator {
+                return None;
+            }
+            let old = sa.children.iter().find(|c| c.id == old)?;
+            let life = self.conns[sa.conn].spec.children[old.child]
+                .lifetimes
+                .life_time;
+            // The SA's hard limit is in whole seconds, rounded up (below).
+            let life = std::time::Duration::from_secs(whole_seconds_up(life));
+            let left = if life.is_zero() {
+                super::HOLD_OUTBOUND
+            } else {
+                (old.installed + life)
+                    .saturating_duration_since(now)
+                    .saturating_sub(super::HOLD_MARGIN)
+            };
+            let hold = left.min(super::HOLD_OUTBOUND);
+            (!hold.is_zero()).then_some(hold)
+        };
+        let renews = match (rekey_of, sibling) {
+            (_, Some((other, other_low))) if other_low < lowest => Some(Renewal::Replaces {
+                old: other,
+                hold_outbound: hold_outbound(rekey_of.unwrap_or(other)),
+            }),
+            (_, Some((other, _))) => Some(Renewal::Beside(other)),
+            (Some(old), None) => Some(Renewal::Replaces {
+                old,
+                hold_outbound: hold_outbound(old),
+            }),
+            (None, None) => None,
+        };
         self.events.push_back(Event::InstallChild {
             id,
             name,
             sas: Box::new(sas),
             policies,
-            replaces: rekey_of,
+            renews,
         });
         self.counters.children_established += 1;
         let rekey_at = self.rekey_at(&l, now);
         let generation = rekey_of
             .and_then(|old| sa.children.iter().find(|c| c.id == old))
             .map_or(0, |c| c.generation + 1);
-        let lowest = if ni <= nr { ni.to_vec() } else { nr.to_vec() };
         let replaces = rekey_of.map(|old| (old, exchange_initiator, lowest));
         sa.children.push(ChildSa {
             id,
@@ -1751,6 +1800,12 @@ impl Daemon {
         }
         self.send_response(sa, ExchangeType::Informational, id, &answer)
     }
+}
+
+/// A duration in whole seconds, rounded up: an SA's hard lifetime of 3.3 s must not end it
+/// at 3 s, the moment its rekey_time starts its renewal.
+fn whole_seconds_up(d: std::time::Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 /// A CREATE_CHILD_SA request for `pending`: its proposals with its inbound SPI, its nonce,

@@ -48,6 +48,12 @@ pub const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// deletes it: packets already on their way, or sent by a datapath batch that began before
 /// the switch, still arrive.
 pub const REKEY_GRACE: Duration = Duration::from_secs(2);
+/// How long, at most, the responder of a CHILD_SA rekey goes on sending on the old SA when
+/// the initiator does not delete it.
+pub const HOLD_OUTBOUND: Duration = Duration::from_secs(5);
+/// How long before the old SA's hard lifetime the responder of a rekey sends on the new one
+/// at the latest.
+pub const HOLD_MARGIN: Duration = Duration::from_millis(500);
 /// How often the end behind a NAT sends a keepalive when it sends nothing else (RFC 3948
 /// §2.3 suggests 20 s, as strongSwan does).
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use espo_ike::daemon::{ChildId, Event, KeyManager, Level, Request, Subsystem};
+use espo_ike::daemon::{ChildId, Event, KeyManager, Level, Renewal, Request, Subsystem};
 
 use super::*;
 use crate::ike::inbox::{self, IkeMessage};
@@ -16,6 +16,10 @@ use crate::live::tests::{K3, K4, in_spis, live, negotiated, out_spis, rig};
 /// Keys of a renewed CHILD_SA.
 const K5: &str = "0505050505050505050505050505050505050505";
 const K6: &str = "0606060606060606060606060606060606060606";
+const K7: &str = "0707070707070707070707070707070707070707";
+const K8: &str = "0808080808080808080808080808080808080808";
+const K9: &str = "0909090909090909090909090909090909090909";
+const K10: &str = "0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a";
 
 /// Answers every message with "re:" + the message, from where it arrived; a message
 /// "install N" installs a CHILD_SA with SPIs from N, "remove N" removes it.
@@ -40,19 +44,40 @@ impl KeyManager for Scripted {
                 name: format!("conn/child{n}"),
                 sas: Box::new(sas),
                 policies,
-                replaces: None,
+                renews: None,
             });
-        } else if let Some(rest) = text.strip_prefix("renew ") {
-            // "renew N OLD": CHILD_SA N renews CHILD_SA OLD.
+        } else if let Some((how, rest)) = text.split_once(' ')
+            && ["renew", "answer", "beside"].contains(&how)
+        {
+            // "renew N OLD": CHILD_SA N renews CHILD_SA OLD (this end asked); "answer N
+            // OLD": the same, this end answered; "beside N S": N is the redundant one of
+            // a rekey collision, S stays.
             let (n, old) = rest.split_once(' ').unwrap();
             let (n, old): (u32, u64) = (n.parse().unwrap(), old.parse().unwrap());
-            let (sas, policies) = negotiated(0xc000 + n, 0xd000 + n, K5, K6);
+            let (key_in, key_out) = match n {
+                3 => (K5, K6),
+                4 => (K7, K8),
+                _ => (K9, K10),
+            };
+            let (sas, policies) = negotiated(0xc000 + n, 0xd000 + n, key_in, key_out);
+            let old = ChildId(old);
+            let renews = match how {
+                "renew" => Renewal::Replaces {
+                    old,
+                    hold_outbound: None,
+                },
+                "answer" => Renewal::Replaces {
+                    old,
+                    hold_outbound: Some(Duration::from_secs(60)),
+                },
+                _ => Renewal::Beside(old),
+            };
             self.events.push_back(Event::InstallChild {
                 id: ChildId(n as u64),
                 name: format!("conn/child{n}"),
                 sas: Box::new(sas),
                 policies,
-                replaces: Some(ChildId(old)),
+                renews: Some(renews),
             });
         } else if let Some(n) = text.strip_prefix("remove ") {
             self.events.push_back(Event::RemoveChild {
@@ -280,4 +305,112 @@ fn a_rekey_takes_the_old_sas_places_and_keeps_the_policies() {
         "{}",
         rt.status_lines()
     );
+}
+
+fn renewal_rig_step(
+    rt: &mut IkeRuntime<Scripted>,
+    db: &mut Live<'_>,
+    p: &UdpSocket,
+    at: SocketAddr,
+    text: &str,
+) {
+    let heard = rt.key_manager().heard.len();
+    p.send_to(text.as_bytes(), at).unwrap();
+    pump_until(rt, db, heard + 1);
+}
+
+#[test]
+fn a_rekey_this_end_answered_sends_on_the_old_sa_until_the_old_child_sa_goes() {
+    let mut r = rig();
+    let mut db = live(&r.config, &r.engine, &r.keeper, &mut r.routes);
+    let ike = IkeSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+    let at = ike.local;
+    let mut rt = IkeRuntime::new(Scripted::default(), vec![ike], None, LogFilter::default())
+        .with_sink(|_| {});
+    let p = peer();
+    renewal_rig_step(&mut rt, &mut db, &p, at, "install 1");
+    renewal_rig_step(&mut rt, &mut db, &p, at, "answer 3 1");
+    // The new inbound SA accepts at once; the policies still send on the old outbound SA
+    // (the peer may not have read the answer yet).
+    let (inb, outb) = (in_spis(&r.engine), out_spis(&r.engine));
+    assert!(inb.contains(&0xc003) && inb.contains(&0xc001), "{inb:x?}");
+    assert!(
+        outb.contains(&0xd001) && !outb.contains(&0xd003),
+        "{outb:x?}"
+    );
+    assert!(
+        db.policy_list().contains("0x0000d001"),
+        "{}",
+        db.policy_list()
+    );
+    assert!(
+        rt.timeout(Instant::now()).is_some(),
+        "the hold has a deadline"
+    );
+    // The peer deletes the old CHILD_SA: it sends on the new one, so does this end.
+    renewal_rig_step(&mut rt, &mut db, &p, at, "remove 1");
+    let outb = out_spis(&r.engine);
+    assert!(
+        outb.contains(&0xd003) && !outb.contains(&0xd001),
+        "{outb:x?}"
+    );
+    let list = db.policy_list();
+    assert!(
+        list.contains("0x0000d003") && !list.contains("0x0000d001"),
+        "{list}"
+    );
+}
+
+#[test]
+fn a_held_outbound_sa_sends_when_its_time_is_up() {
+    let mut r = rig();
+    let mut db = live(&r.config, &r.engine, &r.keeper, &mut r.routes);
+    let ike = IkeSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+    let at = ike.local;
+    let mut rt = IkeRuntime::new(Scripted::default(), vec![ike], None, LogFilter::default())
+        .with_sink(|_| {});
+    let p = peer();
+    renewal_rig_step(&mut rt, &mut db, &p, at, "install 1");
+    renewal_rig_step(&mut rt, &mut db, &p, at, "answer 3 1");
+    assert!(!out_spis(&r.engine).contains(&0xd003));
+    assert!(!rt.pump(&mut db, Instant::now() + Duration::from_secs(30)));
+    assert!(!out_spis(&r.engine).contains(&0xd003));
+    assert!(rt.pump(&mut db, Instant::now() + Duration::from_secs(61)));
+    let outb = out_spis(&r.engine);
+    assert!(
+        outb.contains(&0xd003) && !outb.contains(&0xd001),
+        "{outb:x?}"
+    );
+}
+
+#[test]
+fn the_redundant_child_sa_of_a_collision_accepts_beside_the_survivor_until_deleted() {
+    let mut r = rig();
+    let mut db = live(&r.config, &r.engine, &r.keeper, &mut r.routes);
+    let ike = IkeSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+    let at = ike.local;
+    let mut rt = IkeRuntime::new(Scripted::default(), vec![ike], None, LogFilter::default())
+        .with_sink(|_| {});
+    let p = peer();
+    renewal_rig_step(&mut rt, &mut db, &p, at, "install 1");
+    renewal_rig_step(&mut rt, &mut db, &p, at, "renew 3 1");
+    renewal_rig_step(&mut rt, &mut db, &p, at, "beside 4 3");
+    // Both new inbound SAs accept (the peer may send on either until the redundant one
+    // goes); the policies send on the survivor's outbound SA only.
+    let (inb, outb) = (in_spis(&r.engine), out_spis(&r.engine));
+    assert!(inb.contains(&0xc003) && inb.contains(&0xc004), "{inb:x?}");
+    assert!(outb.contains(&0xd003), "{outb:x?}");
+    let list = db.policy_list();
+    assert!(
+        list.contains("0x0000d003") && !list.contains("0x0000d004"),
+        "{list}"
+    );
+    renewal_rig_step(&mut rt, &mut db, &p, at, "remove 4");
+    let (inb, outb) = (in_spis(&r.engine), out_spis(&r.engine));
+    assert!(inb.contains(&0xc003) && !inb.contains(&0xc004), "{inb:x?}");
+    assert!(
+        outb.contains(&0xd003) && !outb.contains(&0xd004),
+        "{outb:x?}"
+    );
+    assert!(db.policy_list().contains("0x0000d003"));
 }
