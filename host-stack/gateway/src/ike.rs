@@ -7,9 +7,11 @@
 //! dropped and counted (`ike-backlog`) — IKE retransmits (RFC 7296 §2.1).
 
 pub mod inbox;
+pub mod lifetimes;
 pub mod runtime;
 pub mod setup;
 
 pub use inbox::{IkeInbox, IkeMessage, IkeReceiver};
+pub use lifetimes::LifetimeFeed;
 pub use runtime::{IkeRuntime, IkeSocket, LogFilter, Transport};
 pub use setup::KeyManagement;

@@ -300,9 +300,14 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
     };
     let out_box = Arc::new(Mailbox::new().map_err(GatewayError::Mailbox)?);
     let in_box = Arc::new(Mailbox::new().map_err(GatewayError::Mailbox)?);
+    let feed = Arc::new(ike::LifetimeFeed::default());
     let mut software_outbound = SoftwareHalf::new(engine.outbound, Arc::clone(&out_box), started);
-    let mut outbound = Learning::new(&mut software_outbound, &path_mtus);
     let mut inbound = SoftwareHalf::new(engine.inbound, Arc::clone(&in_box), started);
+    if key_management.is_some() {
+        software_outbound = software_outbound.with_feed(Arc::clone(&feed));
+        inbound = inbound.with_feed(Arc::clone(&feed));
+    }
+    let mut outbound = Learning::new(&mut software_outbound, &path_mtus);
     let live = SoftwareLive {
         outbound: out_box,
         inbound: in_box,
@@ -330,6 +335,7 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
             ike: key_management.map(|runtime| ike::KeyManagement {
                 runtime,
                 inbox: inbox.as_ref(),
+                lifetimes: Some(&feed),
             }),
         },
         ready,
@@ -787,6 +793,20 @@ where
             if let Some(db) = db.as_mut() {
                 let now = Instant::now();
                 db.tick(now);
+                if let Some(k) = key_management.as_mut()
+                    && let Some(feed) = k.lifetimes
+                {
+                    let mut crossed = Vec::new();
+                    feed.drain(&mut crossed);
+                    if !crossed.is_empty()
+                        && k.runtime.lifetimes(&crossed, db, now)
+                        && let Err(e) = guard.update(&db.guard_db(), gw, outside)
+                    {
+                        eprintln!(
+                            "espo: warning: the guard does not follow key management's change: {e}"
+                        );
+                    }
+                }
                 let acquired = std::mem::take(&mut *lock(&acquires));
                 if let Some(k) = key_management.as_mut()
                     && !acquired.is_empty()
@@ -796,6 +816,11 @@ where
                     eprintln!(
                         "espo: warning: the guard does not follow key management's change: {e}"
                     );
+                }
+                if let Some(k) = key_management.as_mut() {
+                    let reasons = &ike::runtime::REKEY_DROP_REASONS;
+                    k.runtime
+                        .note_drops(out_view.drops_of(reasons) + in_view.drops_of(reasons), now);
                 }
                 if let Some(k) = key_management.as_mut()
                     && k.runtime.pump(db, now)

@@ -41,6 +41,8 @@ pub struct SoftwareHalf<H> {
     checked: Instant,
     events: Vec<LifetimeEvent>,
     fresh: Vec<LifetimeEvent>,
+    /// Where crossings go for key management.
+    feed: Option<Arc<crate::ike::LifetimeFeed>>,
 }
 
 impl<H> SoftwareHalf<H> {
@@ -52,7 +54,14 @@ impl<H> SoftwareHalf<H> {
             checked: Instant::now(),
             events: Vec::new(),
             fresh: Vec::new(),
+            feed: None,
         }
+    }
+
+    /// Lifetime crossings also go to `feed` (key management renews CHILD_SAs by them).
+    pub fn with_feed(mut self, feed: Arc<crate::ike::LifetimeFeed>) -> SoftwareHalf<H> {
+        self.feed = Some(feed);
+        self
     }
 
     /// Runs waiting changes; checks lifetimes when due (`check` does it on the half).
@@ -62,6 +71,9 @@ impl<H> SoftwareHalf<H> {
             self.checked = Instant::now();
             check(&mut self.half, self.started.elapsed(), &mut self.fresh);
             for e in self.fresh.drain(..) {
+                if let Some(feed) = &self.feed {
+                    feed.push(e);
+                }
                 if self.events.len() == EVENTS_KEPT {
                     self.events.remove(0);
                 }

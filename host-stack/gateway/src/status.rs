@@ -19,7 +19,7 @@ use std::sync::{Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
 use super::path::SaSnapshot;
-use espo_ipsec::counters::DropCounters;
+use espo_ipsec::counters::{DropCounters, DropReason};
 use espo_ipsec::lifetime::LifetimeEvent;
 use espo_ipsec::spec::SaSpec;
 
@@ -102,6 +102,12 @@ impl Published {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .set(stats, sas, events);
+    }
+
+    /// The drops counted for `reasons`, without copying the view.
+    pub fn drops_of(&self, reasons: &[DropReason]) -> u64 {
+        let v = self.view.lock().unwrap_or_else(|p| p.into_inner());
+        reasons.iter().map(|r| v.stats.drops.get(*r)).sum()
     }
 
     pub fn read(&self) -> DirectionView {

@@ -6,6 +6,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use espo_ipsec::lifetime::LifetimeCause;
+
 use espo_ipsec::spec::{PolicySpec, SaSpec};
 
 /// A CHILD_SA's handle while it is installed, chosen by the daemon (unique per daemon).
@@ -186,6 +188,12 @@ pub trait KeyManager {
     fn next_event(&mut self) -> Option<Event>;
     /// What the gateway installed for a CHILD_SA failed: the daemon tells the peer.
     fn install_failed(&mut self, id: ChildId, why: &str, now: Instant);
+    /// An SA of CHILD_SA `id` crossed its soft lifetime (`hard` false: renew it now) or
+    /// reached its hard lifetime (it sends and accepts nothing more: delete it), counted by
+    /// the engine that runs it (`cause`: bytes, packets, seconds, sequence numbers).
+    fn lifetime_reached(&mut self, id: ChildId, hard: bool, cause: LifetimeCause, now: Instant) {
+        let _ = (id, hard, cause, now);
+    }
     /// Answers an operator's request (text for `espo ike ...`).
     fn request(&mut self, request: Request, now: Instant) -> Result<String, String>;
     /// Wireshark's IKEv2 decryption table (`ikev2_decryption_table`) for the established IKE

@@ -51,6 +51,8 @@ pub struct CardShared {
     model: ModelHandle,
     /// The engine's latest events (lifetimes, moves, faults), for `espo status`.
     events: Mutex<VecDeque<EngineEvent>>,
+    /// Where lifetime crossings go for key management.
+    feed: Option<Arc<crate::ike::LifetimeFeed>>,
 }
 
 /// How often the outbound thread lets the engine do its housekeeping besides traffic.
@@ -76,7 +78,14 @@ impl CardShared {
             queues,
             model,
             events: Mutex::default(),
+            feed: None,
         })
+    }
+
+    /// Lifetime crossings also go to `feed` (key management renews CHILD_SAs by them).
+    pub fn with_feed(mut self, feed: Arc<crate::ike::LifetimeFeed>) -> CardShared {
+        self.feed = Some(feed);
+        self
     }
 
     /// Polls the engine (its housekeeping: card health, time lifetimes, events) and keeps
@@ -89,6 +98,24 @@ impl CardShared {
             engine.take_events(&mut events);
         }
         if !events.is_empty() {
+            if let Some(feed) = &self.feed {
+                for e in &events {
+                    if let EngineEvent::Lifetime {
+                        spi,
+                        dir,
+                        hard,
+                        cause,
+                    } = *e
+                    {
+                        feed.push(espo_ipsec::lifetime::LifetimeEvent {
+                            spi,
+                            dir,
+                            hard,
+                            cause,
+                        });
+                    }
+                }
+            }
             let mut kept = lock(&self.events);
             for e in events {
                 if kept.len() == EVENTS_KEPT {

@@ -304,7 +304,12 @@ pub fn run(
     }
     let sizing = SoftwareEngine::new(&states.sas, &config.policies)?.outbound;
     let sizing_changes = Arc::new(Mailbox::new().map_err(GatewayError::Mailbox)?);
-    let shared = CardShared::new(engine, Arc::clone(&queues), model).map_err(SetupError::Wake)?;
+    let feed = Arc::new(crate::ike::LifetimeFeed::default());
+    let mut shared =
+        CardShared::new(engine, Arc::clone(&queues), model).map_err(SetupError::Wake)?;
+    if !config.connections.is_empty() {
+        shared = shared.with_feed(Arc::clone(&feed));
+    }
     let shutdown = Shutdown::new().map_err(GatewayError::Signals)?;
     let port_view = Mutex::new(PortView::default());
     let endpoints = RwLock::new(Endpoints {
@@ -353,6 +358,7 @@ pub fn run(
             Some(crate::ike::KeyManagement {
                 runtime,
                 inbox: None,
+                lifetimes: Some(&feed),
             }),
         )
     };

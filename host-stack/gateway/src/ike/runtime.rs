@@ -19,6 +19,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use espo_ike::daemon::{ChildId, Event, KeyManager, Level, Renewal, Request, Subsystem, TrapId};
+use espo_ipsec::counters::DropReason;
 use espo_ipsec::spd::PolicyId;
 use espo_ipsec::spec::SaSpec;
 use espo_ipsec::wire::udp_encap::{self, NON_ESP_MARKER_LEN};
@@ -147,7 +148,39 @@ pub struct IkeRuntime<K: KeyManager> {
     /// Where printed log lines go.
     sink: Box<dyn FnMut(&str) + Send>,
     buf: Vec<u8>,
+    /// Per connection: its CHILD_SA renewals and the packets dropped during them.
+    rekeys: HashMap<String, RekeyRecord>,
+    /// The engines' count of drops a renewal can cause, as last seen.
+    drops_seen: u64,
+    /// CHILD_SAs a renewal replaced, still to be deleted, and their names.
+    replaced: HashMap<ChildId, String>,
 }
+
+/// A connection's CHILD_SA renewals, for the status.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RekeyRecord {
+    pub renewals: u64,
+    /// Packets the engines dropped for a reason a renewal can cause
+    /// ([`REKEY_DROP_REASONS`]) while one of the connection's renewals was under way
+    /// (from the new SAs' installation until [`REKEY_WINDOW`] after the old ones went).
+    pub dropped: u64,
+    window_until: Option<Instant>,
+}
+
+/// The drop reasons a CHILD_SA renewal can cause: a packet on an SPI one end does not (or
+/// no longer) know, on an SA past its hard limit, or accepted by an SA the inbound policy
+/// check does not expect.
+pub const REKEY_DROP_REASONS: [DropReason; 3] = [
+    DropReason::UnknownSpi,
+    DropReason::Expired,
+    DropReason::PolicyMismatch,
+];
+
+/// How many replaced CHILD_SAs awaiting deletion the runtime remembers by name.
+const MAX_REPLACED: usize = 4096;
+
+/// How long after a renewal's last change its drops are counted as the renewal's.
+pub const REKEY_WINDOW: Duration = Duration::from_secs(2);
 
 impl<K: KeyManager> IkeRuntime<K> {
     pub fn new(
@@ -168,6 +201,9 @@ impl<K: KeyManager> IkeRuntime<K> {
             started: Instant::now(),
             sink: Box::new(|line| eprintln!("{line}")),
             buf: vec![0; MAX_DATAGRAM],
+            rekeys: HashMap::new(),
+            drops_seen: 0,
+            replaced: HashMap::new(),
         }
     }
 
@@ -263,6 +299,62 @@ impl<K: KeyManager> IkeRuntime<K> {
         self.run_events(db, now)
     }
 
+    /// The engines' count of drops a renewal can cause ([`REKEY_DROP_REASONS`], both
+    /// directions): what grew since the last call counts against every connection with a
+    /// renewal under way.
+    pub fn note_drops(&mut self, total: u64, now: Instant) {
+        let grown = total.saturating_sub(self.drops_seen);
+        self.drops_seen = total;
+        if grown == 0 {
+            return;
+        }
+        for r in self.rekeys.values_mut() {
+            if r.window_until.is_some_and(|t| t >= now) {
+                r.dropped += grown;
+            }
+        }
+    }
+
+    /// Per connection, its renewals and the drops during them.
+    pub fn rekey_records(&self) -> Vec<(String, RekeyRecord)> {
+        let mut v: Vec<(String, RekeyRecord)> =
+            self.rekeys.iter().map(|(k, r)| (k.clone(), *r)).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// A renewal of a CHILD_SA of `name` (`connection/child`) changed the engines now: its
+    /// window stays open until the old SAs are gone (`until`).
+    fn renewal_window(&mut self, name: &str, until: Instant, new: bool) {
+        let conn = name.split('/').next().unwrap_or(name).to_string();
+        let r = self.rekeys.entry(conn).or_default();
+        if new {
+            r.renewals += 1;
+        }
+        r.window_until = Some(r.window_until.map_or(until, |t| t.max(until)));
+    }
+
+    /// The engines' lifetime crossings: each one of an SA of a negotiated CHILD_SA goes to
+    /// key management (renew at the soft limit, delete at the hard one). Returns whether
+    /// the live database changed.
+    pub fn lifetimes(
+        &mut self,
+        crossed: &[espo_ipsec::lifetime::LifetimeEvent],
+        db: &mut Live<'_>,
+        now: Instant,
+    ) -> bool {
+        for e in crossed {
+            let owner = self.installed.iter().find(|(_, rec)| match e.dir {
+                espo_ipsec::spec::Direction::In => rec.inbound.0 == e.spi,
+                espo_ipsec::spec::Direction::Out => rec.outbound.0 == e.spi,
+            });
+            if let Some((id, _)) = owner {
+                self.km.lifetime_reached(*id, e.hard, e.cause, now);
+            }
+        }
+        self.run_events(db, now)
+    }
+
     /// Removes every CHILD_SA and trap policy it installed (at a clean stop).
     pub fn uninstall_all(&mut self, db: &mut Live<'_>) {
         let ids: Vec<ChildId> = self.installed.keys().copied().collect();
@@ -333,6 +425,11 @@ impl<K: KeyManager> IkeRuntime<K> {
                         match db.install_beside(rec.inbound, [inbound, outbound], &name) {
                             Ok(()) => {
                                 changed = true;
+                                self.renewal_window(
+                                    &name,
+                                    now + REKEY_RETIRE + REKEY_WINDOW,
+                                    false,
+                                );
                                 self.counters.children_installed += 1;
                                 self.installed.insert(
                                     id,
@@ -403,8 +500,14 @@ impl<K: KeyManager> IkeRuntime<K> {
                         match result {
                             Ok(held) => {
                                 changed = true;
+                                self.renewal_window(&name, now + REKEY_RETIRE + REKEY_WINDOW, true);
                                 self.counters.children_installed += 1;
                                 self.installed.remove(&old_id);
+                                if self.replaced.len() >= MAX_REPLACED {
+                                    // Deletions that never came: forget the oldest names.
+                                    self.replaced.clear();
+                                }
+                                self.replaced.insert(old_id, name.clone());
                                 self.installed.insert(
                                     id,
                                     Installed {
@@ -470,6 +573,10 @@ impl<K: KeyManager> IkeRuntime<K> {
                 Event::RemoveChild { id } => {
                     // A renewal waiting for this CHILD_SA to go sends from now on.
                     changed |= self.release_held(db, now, Some(id));
+                    // The old SAs of a renewal leave: the peer's last packets on them count.
+                    if let Some(name) = self.replaced.remove(&id) {
+                        self.renewal_window(&name, now + REKEY_WINDOW, false);
+                    }
                     changed |= self.remove(db, id);
                 }
                 Event::Log {
@@ -508,6 +615,8 @@ impl<K: KeyManager> IkeRuntime<K> {
                 Ok(()) => {
                     rec.outbound = new;
                     changed = true;
+                    let name = rec.name.clone();
+                    self.renewal_window(&name, now + REKEY_WINDOW, false);
                 }
                 Err(e) => {
                     let text = format!("sending on the renewed CHILD_SA failed: {e}");
@@ -628,6 +737,12 @@ impl<K: KeyManager> IkeRuntime<K> {
                 ch.inbound.0,
                 ch.outbound.0,
                 ch.policies.len()
+            ));
+        }
+        for (conn, r) in self.rekey_records() {
+            text.push_str(&format!(
+                "  rekeys of {conn}: {} CHILD_SA renewals, {} packets dropped during them\n",
+                r.renewals, r.dropped
             ));
         }
         for line in &self.log {

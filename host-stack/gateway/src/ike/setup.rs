@@ -19,6 +19,8 @@ pub struct KeyManagement<'a> {
     /// The datapath's hand-over of IKE messages on port 4500 (the software engine, whose
     /// socket receives them); `None` when the daemon reads port 4500 itself.
     pub inbox: Option<&'a IkeInbox>,
+    /// The engines' lifetime crossings.
+    pub lifetimes: Option<&'a super::LifetimeFeed>,
 }
 
 /// The addresses IKE runs on: each connection's `local_addrs`, or `[gateway] local`.

@@ -643,9 +643,9 @@ impl Daemon {
             remote_ts: remote_ts.clone(),
             replay_window: spec.replay_window,
             lifetime: Lifetime {
-                soft_bytes: None,
+                soft_bytes: nonzero(self.soft_count(l.rekey_bytes, l.life_bytes)),
                 hard_bytes: nonzero(l.life_bytes),
-                soft_packets: None,
+                soft_packets: nonzero(self.soft_count(l.rekey_packets, l.life_packets)),
                 hard_packets: nonzero(l.life_packets),
                 soft_seconds: None,
                 hard_seconds: secs(l.life_time),
@@ -727,9 +727,19 @@ impl Daemon {
         });
         self.counters.children_established += 1;
         let rekey_at = self.rekey_at(&l, now);
-        let generation = rekey_of
-            .and_then(|old| sa.children.iter().find(|c| c.id == old))
-            .map_or(0, |c| c.generation + 1);
+        let predecessor = rekey_of.and_then(|old| sa.children.iter().find(|c| c.id == old));
+        let generation = predecessor.map_or(0, |c| c.generation + 1);
+        let renewed = predecessor.map(|old| {
+            let how = if exchange_initiator {
+                format!("by this end ({})", old.rekey_cause)
+            } else {
+                "by the peer".to_string()
+            };
+            match renews {
+                Some(Renewal::Beside(_)) => format!("{how}, redundant after a collision"),
+                _ => how,
+            }
+        });
         let replaces = rekey_of.map(|old| (old, exchange_initiator, lowest));
         sa.children.push(ChildSa {
             id,
@@ -744,6 +754,8 @@ impl Daemon {
             rekey_at,
             rekeyed: false,
             generation,
+            rekey_cause: "time",
+            renewed,
             replaces,
         });
         self.resolve_collision(sa, now);
@@ -1436,6 +1448,21 @@ impl Daemon {
         self.rekey_at(&self.conns[conn].spec.lifetimes, now)
     }
 
+    /// The soft limit of a byte or packet count: `rekey` less a random part of the room
+    /// up to `life` (at most half of it), so that two ends counting the same traffic do not
+    /// renew at the same packet; 0 without a rekey count.
+    fn soft_count(&self, rekey: u64, life: u64) -> u64 {
+        if rekey == 0 {
+            return 0;
+        }
+        let room = life.saturating_sub(rekey).min(rekey / 2) / 2;
+        if room == 0 {
+            return rekey;
+        }
+        let r = u64::from_be_bytes(self.random_bytes(8).try_into().expect("8 bytes"));
+        rekey - r % (room + 1)
+    }
+
     /// When an SA of lifetimes `l` made at `now` is renewed: its rekey_time less a random
     /// part of its rand_time (at most half the rekey time, so that a rand_time longer than
     /// it cannot make renewals back to back); `None` without a rekey_time.
@@ -1505,6 +1532,11 @@ impl Daemon {
         new.established = Some(now);
         new.rekey_at = self.ike_rekey_at(old.conn, now);
         new.generation = old.generation + 1;
+        new.renewed = Some(if initiator {
+            "by this end (time)".to_string()
+        } else {
+            "by the peer".to_string()
+        });
         let name = self.conns[old.conn].spec.name.clone();
         self.log(
             Level::Info,
@@ -1722,8 +1754,8 @@ impl Daemon {
             Level::Info,
             Subsystem::Child,
             format!(
-                "rekeying CHILD_SA {name} {:08x}_i {:08x}_o",
-                old.spi_in, old.spi_out
+                "rekeying CHILD_SA {name} {:08x}_i {:08x}_o ({})",
+                old.spi_in, old.spi_out, old.rekey_cause
             ),
         );
         sa.pending = Some(pending);

@@ -56,6 +56,11 @@ pub(crate) struct ChildSa {
     pub rekeyed: bool,
     /// How many rekeys came before it.
     pub generation: u32,
+    /// Why this end renews it: `time`, or the engine's soft limit (`bytes`, `packets`).
+    pub rekey_cause: &'static str,
+    /// How the rekey that made it came about (by this end and why, by the peer, a
+    /// collision), for the status.
+    pub renewed: Option<String>,
     /// The CHILD_SA it replaced, whether this end started the exchange that made it, and
     /// the lowest of that exchange's two nonces (a rekey collision, §2.8.1, keeps the one
     /// whose exchange did not have the lowest nonce of the four).
@@ -131,6 +136,8 @@ pub(crate) struct IkeSa {
     pub rekeying: Option<(u64, KeyExchange, Vec<u8>)>,
     /// How many rekeys came before this IKE SA.
     pub generation: u32,
+    /// How the rekey that made it came about, for the status.
+    pub renewed: Option<String>,
     pub last_heard: Instant,
     /// When this end last sent anything on the IKE SA (a NAT keepalive is due 20 s later).
     pub last_sent: Instant,
@@ -214,6 +221,7 @@ impl IkeSa {
             rekey_at: None,
             rekeying: None,
             generation: 0,
+            renewed: None,
             last_heard: now,
             last_sent: now,
             asked: None,

@@ -20,6 +20,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use espo_ipsec::lifetime::LifetimeCause;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::auth::{Certificate, Identity, PrivateKey};
@@ -887,7 +888,7 @@ impl Daemon {
             sas.sort_by_key(|s| s.created);
             for sa in sas {
                 out.push_str(&format!(
-                    "  IKE_SA {:016x}_i {:016x}_r {}, {} → {}{}, {}, {}, established {}s ago, {}, {} rekeys before it\n",
+                    "  IKE_SA {:016x}_i {:016x}_r {}, {} → {}{}, {}, {}, established {}s ago, {}, {} rekeys before it{}\n",
                     sa.spi_i,
                     sa.spi_r,
                     sa.phase.name(),
@@ -911,6 +912,7 @@ impl Daemon {
                         None => "no rekeying".into(),
                     },
                     sa.generation,
+                    last_rekey(sa.renewed.as_deref(), sa.established, now),
                 ));
                 if let (Some(l), Some(r)) = (&sa.local_id, &sa.peer_id) {
                     out.push_str(&format!("    local '{l}' remote '{r}'\n"));
@@ -925,7 +927,7 @@ impl Daemon {
                         (false, None) => "no rekeying".to_string(),
                     };
                     out.push_str(&format!(
-                        "    CHILD_SA {} in {:08x} out {:08x}{}, {}, installed {}s ago, {renewal}, {} rekeys before it\n      {} === {}\n",
+                        "    CHILD_SA {} in {:08x} out {:08x}{}, {}, installed {}s ago, {renewal}, {} rekeys before it{}\n      {} === {}\n",
                         spec.name,
                         child.spi_in,
                         child.spi_out,
@@ -933,6 +935,7 @@ impl Daemon {
                         child.algorithms,
                         now.duration_since(child.installed).as_secs(),
                         child.generation,
+                        last_rekey(child.renewed.as_deref(), Some(child.installed), now),
                         join(&child.local_ts),
                         join(&child.remote_ts),
                     ));
@@ -954,6 +957,17 @@ impl Daemon {
             c.dropped
         ));
         out
+    }
+}
+
+/// ", the last Ns ago by ..." for an SA a rekey made (at `at`).
+fn last_rekey(renewed: Option<&str>, at: Option<Instant>, now: Instant) -> String {
+    match (renewed, at) {
+        (Some(how), Some(at)) => format!(
+            ", the last {}s ago {how}",
+            now.saturating_duration_since(at).as_secs()
+        ),
+        _ => String::new(),
     }
 }
 
@@ -1064,6 +1078,49 @@ impl KeyManager for Daemon {
             );
         }
         self.sas.insert(spi, sa);
+    }
+
+    fn lifetime_reached(&mut self, id: ChildId, hard: bool, cause: LifetimeCause, now: Instant) {
+        let Some(sa) = self
+            .sas
+            .values_mut()
+            .find(|sa| sa.children.iter().any(|c| c.id == id))
+        else {
+            return;
+        };
+        let child = sa
+            .children
+            .iter_mut()
+            .find(|c| c.id == id)
+            .expect("found above");
+        if child.rekeyed {
+            // Renewed already (or going): its successor carries the traffic.
+            return;
+        }
+        let (spi_in, spi_out) = (child.spi_in, child.spi_out);
+        if hard {
+            child.rekeyed = true;
+            sa.to_delete.push((id, now));
+            self.log(
+                Level::Warning,
+                Subsystem::Child,
+                format!(
+                    "CHILD_SA {spi_in:08x}_i {spi_out:08x}_o reached its hard lifetime ({}) before it was renewed; deleting it",
+                    cause.name()
+                ),
+            );
+        } else {
+            child.rekey_at = Some(now);
+            child.rekey_cause = cause.name();
+            self.log(
+                Level::Info,
+                Subsystem::Child,
+                format!(
+                    "CHILD_SA {spi_in:08x}_i {spi_out:08x}_o crossed its soft lifetime ({}): renewing it",
+                    cause.name()
+                ),
+            );
+        }
     }
 
     fn wireshark_table(&self) -> String {

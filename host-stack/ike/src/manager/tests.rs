@@ -62,6 +62,8 @@ struct Pair {
     now: Instant,
     /// Installed CHILD_SAs: (side, SAs).
     installed: Vec<(char, [SaSpec; 2])>,
+    /// Their ids and how they renew another: (side, id, renewal).
+    renewals: Vec<(char, ChildId, Option<crate::daemon::Renewal>)>,
     removed: Vec<(char, ChildId)>,
     logs: Vec<(char, Level, String)>,
     keepalives: Vec<(char, SocketAddr)>,
@@ -94,6 +96,7 @@ impl Pair {
             ),
             now,
             installed: Vec::new(),
+            renewals: Vec::new(),
             removed: Vec::new(),
             logs: Vec::new(),
             keepalives: Vec::new(),
@@ -115,7 +118,12 @@ impl Pair {
                         let to = if side == 'a' { 'b' } else { 'a' };
                         self.wire.push((to, local, remote, message));
                     }
-                    Event::InstallChild { sas, .. } => self.installed.push((side, *sas)),
+                    Event::InstallChild {
+                        id, sas, renews, ..
+                    } => {
+                        self.installed.push((side, *sas));
+                        self.renewals.push((side, id, renews));
+                    }
                     Event::Keepalive { local, .. } => self.keepalives.push((side, local)),
                     Event::InstallTrap { id, policies, .. } => {
                         self.traps.push((side, id, policies))
@@ -656,7 +664,33 @@ fn a_child_sa_is_renewed_before_it_ends_and_the_old_one_deleted() {
     );
     let list = p.a.request(Request::List, p.now).unwrap();
     assert!(list.contains("1 rekeys before it"), "{list}");
+    assert!(list.contains("ago by this end (time)"), "{list}");
     assert_eq!(list.matches("CHILD_SA net").count(), 1, "{list}");
+    let list = p.b.request(Request::List, p.now).unwrap();
+    assert!(list.contains("ago by the peer"), "{list}");
+    // The initiator sends on the new SAs at once; the responder, which installed them
+    // before the initiator read its answer, holds its outbound SA until the old CHILD_SA
+    // goes (at most a few seconds, never past the old SA's hard limit: 10 s from 0).
+    use crate::daemon::Renewal;
+    let renewal = |side: char| p.renewals.iter().filter(|r| r.0 == side).nth(1).unwrap().2;
+    assert!(
+        matches!(
+            renewal('a'),
+            Some(Renewal::Replaces {
+                hold_outbound: None,
+                ..
+            })
+        ),
+        "{:?}",
+        renewal('a')
+    );
+    match renewal('b') {
+        Some(Renewal::Replaces {
+            hold_outbound: Some(hold),
+            ..
+        }) => assert!(hold <= HOLD_OUTBOUND && hold > Duration::ZERO, "{hold:?}"),
+        other => panic!("{other:?}"),
+    }
     // And again five seconds later.
     p.tick(Duration::from_secs(4));
     p.tick(REKEY_GRACE);
@@ -1013,4 +1047,76 @@ fn simultaneous_rekeys_leave_exactly_one_pair() {
     let collisions = p.logs_of('a').matches("rekey collision").count()
         + p.logs_of('b').matches("rekey collision").count();
     assert_eq!(collisions, 1, "{}\n{}", p.logs_of('a'), p.logs_of('b'));
+}
+
+/// A pair whose initiator's CHILD_SA renews after 1 MB (hard limit 2 MB) and after an hour.
+fn counting() -> Pair {
+    let mut c = child("10.1.0.0/16", "10.2.0.0/16", StartAction::Start);
+    c.lifetimes.rekey_bytes = 1_000_000;
+    c.lifetimes.life_bytes = 2_000_000;
+    Pair::new(
+        spec("a", A, Some(B), vec![c]),
+        spec(
+            "b",
+            B,
+            None,
+            vec![child("10.2.0.0/16", "10.1.0.0/16", StartAction::None)],
+        ),
+    )
+}
+
+#[test]
+fn a_soft_byte_limit_renews_the_child_sa_and_the_status_says_why() {
+    let mut p = counting();
+    p.tick(Duration::ZERO);
+    assert_eq!(p.installed.len(), 2);
+    // The engine counts against the limits the SAs carry: soft a little below 1 MB (a
+    // random part of the room up to the hard limit, so that both ends do not renew at the
+    // same packet), hard at 2 MB.
+    let a_sas = &p.installed[p.renewals.iter().position(|r| r.0 == 'a').unwrap()].1;
+    for sa in a_sas {
+        let soft = sa.lifetime.soft_bytes.unwrap();
+        assert!((750_000..=1_000_000).contains(&soft), "{soft}");
+        assert_eq!(sa.lifetime.hard_bytes, Some(2_000_000));
+    }
+    let id = p.renewals.iter().find(|r| r.0 == 'a').unwrap().1;
+    p.a.lifetime_reached(id, false, espo_ipsec::lifetime::LifetimeCause::Bytes, p.now);
+    p.tick(Duration::ZERO);
+    assert_eq!(p.installed.len(), 4, "{}", p.logs_of('a'));
+    assert!(p.logs_of('a').contains("crossed its soft lifetime (bytes)"));
+    let list = p.a.request(Request::List, p.now).unwrap();
+    assert!(
+        list.contains("1 rekeys before it, the last 0s ago by this end (bytes)"),
+        "{list}"
+    );
+    // A second crossing of the same (already renewed) CHILD_SA changes nothing.
+    p.a.lifetime_reached(id, false, espo_ipsec::lifetime::LifetimeCause::Bytes, p.now);
+    p.tick(Duration::ZERO);
+    assert_eq!(p.installed.len(), 4);
+    p.tick(REKEY_GRACE);
+    assert_eq!(p.removed.len(), 2, "the old one goes on both ends");
+}
+
+#[test]
+fn a_hard_limit_reached_before_renewal_deletes_the_child_sa_on_both_ends() {
+    let mut p = counting();
+    p.tick(Duration::ZERO);
+    let id = p.renewals.iter().find(|r| r.0 == 'a').unwrap().1;
+    p.a.lifetime_reached(
+        id,
+        true,
+        espo_ipsec::lifetime::LifetimeCause::Packets,
+        p.now,
+    );
+    p.tick(Duration::ZERO);
+    assert_eq!(p.installed.len(), 2, "not renewed");
+    assert_eq!(p.removed.len(), 2, "{}\n{}", p.logs_of('a'), p.logs_of('b'));
+    assert!(
+        p.logs_of('a')
+            .contains("reached its hard lifetime (packets)")
+    );
+    for d in [&mut p.a, &mut p.b] {
+        let list = d.request(Request::List, p.now).unwrap();
+        assert!(!list.contains("CHILD_SA net"), "{list}");
+    }
 }

@@ -29,6 +29,7 @@ struct Scripted {
     events: VecDeque<Event>,
     failed: Vec<(ChildId, String)>,
     ticks: u32,
+    reached: Vec<(ChildId, bool)>,
 }
 
 impl KeyManager for Scripted {
@@ -108,6 +109,15 @@ impl KeyManager for Scripted {
             subsystem: Subsystem::Ike,
             text: format!("deleting child {} again", id.0),
         });
+    }
+    fn lifetime_reached(
+        &mut self,
+        id: ChildId,
+        hard: bool,
+        _: espo_ipsec::lifetime::LifetimeCause,
+        _: Instant,
+    ) {
+        self.reached.push((id, hard));
     }
     fn request(&mut self, request: Request, _: Instant) -> Result<String, String> {
         match request {
@@ -413,4 +423,70 @@ fn the_redundant_child_sa_of_a_collision_accepts_beside_the_survivor_until_delet
         "{outb:x?}"
     );
     assert!(db.policy_list().contains("0x0000d003"));
+}
+
+#[test]
+fn lifetime_crossings_reach_key_management_by_child_sa() {
+    use espo_ipsec::lifetime::{LifetimeCause, LifetimeEvent};
+    use espo_ipsec::spec::Direction;
+    let mut r = rig();
+    let mut db = live(&r.config, &r.engine, &r.keeper, &mut r.routes);
+    let ike = IkeSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+    let at = ike.local;
+    let mut rt = IkeRuntime::new(Scripted::default(), vec![ike], None, LogFilter::default())
+        .with_sink(|_| {});
+    let p = peer();
+    renewal_rig_step(&mut rt, &mut db, &p, at, "install 1");
+    let crossing = |spi, dir, hard| LifetimeEvent {
+        spi,
+        dir,
+        hard,
+        cause: LifetimeCause::Bytes,
+    };
+    rt.lifetimes(
+        &[
+            crossing(0xc001, Direction::In, false),
+            crossing(0xd001, Direction::Out, true),
+            // Not a negotiated SA's, or the right SPI in the wrong direction: ignored.
+            crossing(0x1001, Direction::Out, false),
+            crossing(0xc001, Direction::Out, false),
+        ],
+        &mut db,
+        Instant::now(),
+    );
+    assert_eq!(
+        rt.key_manager().reached,
+        vec![(ChildId(1), false), (ChildId(1), true)]
+    );
+}
+
+#[test]
+fn drops_during_a_renewal_count_against_its_connection_and_only_then() {
+    let mut r = rig();
+    let mut db = live(&r.config, &r.engine, &r.keeper, &mut r.routes);
+    let ike = IkeSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+    let at = ike.local;
+    let mut rt = IkeRuntime::new(Scripted::default(), vec![ike], None, LogFilter::default())
+        .with_sink(|_| {});
+    let p = peer();
+    renewal_rig_step(&mut rt, &mut db, &p, at, "install 1");
+    let t0 = Instant::now();
+    // Drops before any renewal are not a renewal's.
+    rt.note_drops(3, t0);
+    assert!(rt.rekey_records().is_empty());
+    renewal_rig_step(&mut rt, &mut db, &p, at, "renew 3 1");
+    rt.note_drops(5, Instant::now());
+    let records = rt.rekey_records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].0, "conn");
+    assert_eq!((records[0].1.renewals, records[0].1.dropped), (1, 2));
+    // Long after the renewal: drops are someone else's.
+    rt.note_drops(9, Instant::now() + Duration::from_secs(60));
+    assert_eq!(rt.rekey_records()[0].1.dropped, 2);
+    assert!(
+        rt.status_lines()
+            .contains("rekeys of conn: 1 CHILD_SA renewals, 2 packets dropped during them"),
+        "{}",
+        rt.status_lines()
+    );
 }
