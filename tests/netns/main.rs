@@ -11,6 +11,7 @@ mod lab;
 mod live;
 mod path_mtu;
 mod pmtu;
+mod rekey;
 mod topology;
 mod traffic;
 

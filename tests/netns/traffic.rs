@@ -248,6 +248,24 @@ pub fn udp_stream(
     gap: Duration,
     stop: &AtomicBool,
 ) -> Stream {
+    udp_stream_from(
+        lab, client_ns, None, server_ns, server, 7003, size, gap, stop,
+    )
+}
+
+/// As [`udp_stream`], from address `from` (or the route's) to `server:port`.
+#[allow(clippy::too_many_arguments)]
+pub fn udp_stream_from(
+    lab: &Lab,
+    client_ns: &str,
+    from: Option<IpAddr>,
+    server_ns: &str,
+    server: IpAddr,
+    port: u16,
+    size: usize,
+    gap: Duration,
+    stop: &AtomicBool,
+) -> Stream {
     let size = size.max(8);
     let body = |n: u64| -> Vec<u8> {
         let mut m: Vec<u8> = (0..size).map(|j| pattern(n as usize * 7919 + j)).collect();
@@ -260,7 +278,7 @@ pub fn udp_stream(
         let server_thread = s.spawn(|| {
             lab.run_in(server_ns, || {
                 let sock =
-                    UdpSocket::bind(SocketAddr::new(wildcard(server), 7003)).expect("udp bind");
+                    UdpSocket::bind(SocketAddr::new(wildcard(server), port)).expect("udp bind");
                 sock.set_read_timeout(Some(Duration::from_millis(50)))
                     .unwrap();
                 ready_tx.send(()).unwrap();
@@ -295,13 +313,14 @@ pub fn udp_stream(
         });
         ready_rx.recv_timeout(TIMEOUT).expect("stream receiver up");
         let sent = lab.run_in(client_ns, || {
-            let sock = UdpSocket::bind(SocketAddr::new(wildcard(server), 0)).expect("udp bind");
+            let sock = UdpSocket::bind(SocketAddr::new(from.unwrap_or(wildcard(server)), 0))
+                .expect("udp bind");
             let mut n = 0u64;
             let start = std::time::Instant::now();
             while !stop.load(Ordering::SeqCst) {
                 // Sending errors (a route briefly missing while a gateway restarts) count
                 // as sent: the datagram is lost, and the test decides whether that is fine.
-                let _ = sock.send_to(&body(n), (server, 7003));
+                let _ = sock.send_to(&body(n), (server, port));
                 n += 1;
                 let due = start + gap * (n as u32);
                 if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
@@ -316,6 +335,109 @@ pub fn udp_stream(
             sent,
             received,
             corrupted,
+        }
+    })
+}
+
+/// What a [`tcp_stream`] delivered: bytes written by the sender, and whether the receiver
+/// got exactly them, in order.
+#[derive(Debug)]
+pub struct TcpStreamed {
+    pub sent: u64,
+    pub received: u64,
+    pub intact: bool,
+}
+
+/// A TCP connection from `client_ns` (address `from`) to `server:port` in `server_ns`
+/// that carries the pattern at about `rate` bytes per second until `stop`; the receiver
+/// checks every byte against its offset.
+#[allow(clippy::too_many_arguments)]
+pub fn tcp_stream(
+    lab: &Lab,
+    client_ns: &str,
+    from: Option<IpAddr>,
+    server_ns: &str,
+    server: IpAddr,
+    port: u16,
+    rate: u64,
+    stop: &AtomicBool,
+) -> TcpStreamed {
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        let receiver = s.spawn(|| {
+            lab.run_in(server_ns, || {
+                let l =
+                    TcpListener::bind(SocketAddr::new(wildcard(server), port)).expect("tcp bind");
+                l.set_nonblocking(true).unwrap();
+                tx.send(()).unwrap();
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                let mut conn = loop {
+                    match l.accept() {
+                        Ok((c, _)) => break c,
+                        Err(_) if std::time::Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(10))
+                        }
+                        Err(e) => panic!("no connection: {e}"),
+                    }
+                };
+                conn.set_nonblocking(false).unwrap();
+                conn.set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                let (mut n, mut intact) = (0usize, true);
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    let k = match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => k,
+                    };
+                    if intact {
+                        intact = buf[..k]
+                            .iter()
+                            .enumerate()
+                            .all(|(i, b)| *b == pattern(n + i));
+                    }
+                    n += k;
+                }
+                (n as u64, intact)
+            })
+        });
+        rx.recv_timeout(TIMEOUT).expect("tcp server up");
+        let sent = lab.run_in(client_ns, || {
+            let to = SocketAddr::new(server, port);
+            let s = socket2::Socket::new(
+                socket2::Domain::for_address(to),
+                socket2::Type::STREAM,
+                None,
+            )
+            .expect("tcp socket");
+            if let Some(from) = from {
+                s.bind(&SocketAddr::new(from, 0).into()).expect("tcp bind");
+            }
+            s.connect_timeout(&to.into(), TIMEOUT).expect("tcp connect");
+            let mut c = TcpStream::from(s);
+            c.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+            let chunk = (rate / 100).max(1024) as usize;
+            let start = std::time::Instant::now();
+            let mut sent = 0usize;
+            while !stop.load(Ordering::SeqCst) {
+                let data: Vec<u8> = (sent..sent + chunk).map(pattern).collect();
+                if c.write_all(&data).is_err() {
+                    break;
+                }
+                sent += chunk;
+                let due = start + Duration::from_secs_f64(sent as f64 / rate as f64);
+                if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            let _ = c.shutdown(Shutdown::Write);
+            sent as u64
+        });
+        let (received, intact) = receiver.join().expect("tcp receiver");
+        TcpStreamed {
+            sent,
+            received,
+            intact,
         }
     })
 }

@@ -555,8 +555,15 @@ impl Daemon {
             )?;
             if let Some(old) = pending.rekey_of {
                 // Make-before-break: the new SAs are in (their policies in front); the old
-                // ones go with an INFORMATIONAL DELETE.
-                sa.to_delete.push((old, now + super::REKEY_GRACE));
+                // ones go with an INFORMATIONAL DELETE, which also tells the peer to send
+                // on the new ones — before the old ones reach their hard limit.
+                let delay = self
+                    .hard_left(sa, old, now)
+                    .map_or(super::REKEY_GRACE, |left| {
+                        left.saturating_sub(super::HOLD_MARGIN)
+                            .min(super::REKEY_GRACE)
+                    });
+                sa.to_delete.push((old, now + delay));
             }
             Ok(())
         })();
@@ -690,19 +697,11 @@ impl Daemon {
             if exchange_initiator {
                 return None;
             }
-            let old = sa.children.iter().find(|c| c.id == old)?;
-            let life = self.conns[sa.conn].spec.children[old.child]
-                .lifetimes
-                .life_time;
-            // The SA's hard limit is in whole seconds, rounded up (below).
-            let life = std::time::Duration::from_secs(whole_seconds_up(life));
-            let left = if life.is_zero() {
-                super::HOLD_OUTBOUND
-            } else {
-                (old.installed + life)
-                    .saturating_duration_since(now)
-                    .saturating_sub(super::HOLD_MARGIN)
-            };
+            let left = self
+                .hard_left(sa, old, now)
+                .map_or(super::HOLD_OUTBOUND, |left| {
+                    left.saturating_sub(super::HOLD_MARGIN)
+                });
             let hold = left.min(super::HOLD_OUTBOUND);
             (!hold.is_zero()).then_some(hold)
         };
@@ -1448,6 +1447,21 @@ impl Daemon {
         self.rekey_at(&self.conns[conn].spec.lifetimes, now)
     }
 
+    /// How long CHILD_SA `id` of `sa` has until its hard time limit (`None`: it has none,
+    /// or it is gone).
+    fn hard_left(&self, sa: &IkeSa, id: ChildId, now: Instant) -> Option<std::time::Duration> {
+        let old = sa.children.iter().find(|c| c.id == id)?;
+        let life = self.conns[sa.conn].spec.children[old.child]
+            .lifetimes
+            .life_time;
+        if life.is_zero() {
+            return None;
+        }
+        // The SA's hard limit is in whole seconds, rounded up (as installed).
+        let life = std::time::Duration::from_secs(whole_seconds_up(life));
+        Some((old.installed + life).saturating_duration_since(now))
+    }
+
     /// The soft limit of a byte or packet count: `rekey` less a random part of the room
     /// up to `life` (at most half of it), so that two ends counting the same traffic do not
     /// renew at the same packet; 0 without a rekey count.
@@ -1596,7 +1610,7 @@ impl Daemon {
         let Some((spi, ke, ni)) = sa.rekeying.take() else {
             return Ok(());
         };
-        let result = (|| -> Result<(), String> {
+        let result = (|| -> Result<Vec<u8>, String> {
             if let Some(e) = body.error() {
                 return Err(format!("refused: {:?}", e.kind));
             }
@@ -1631,10 +1645,18 @@ impl Daemon {
                 peer_spi,
                 true,
                 now,
-            )
+            )?;
+            Ok(nr)
         })();
         match result {
-            Ok(()) => {
+            Ok(nr) => {
+                if let Some((theirs, their_low)) = sa.renewed_by_peer.take() {
+                    let our_low = if ni <= nr { ni.clone() } else { nr.clone() };
+                    if self.resolve_ike_collision(spi, &our_low, theirs, &their_low, now) {
+                        // This end's new IKE SA goes; the peer deletes the old one.
+                        return Ok(());
+                    }
+                }
                 // The old IKE SA goes: DELETE on it, then it is dropped with the answer.
                 let mut del = Body::default();
                 del.deletes.push(Delete {
@@ -1657,6 +1679,66 @@ impl Daemon {
         }
     }
 
+    /// Both ends renewed the IKE SA at once (§2.8.1): two new IKE SAs, `ours` (this end's
+    /// exchange, lowest nonce `our_low`) and `theirs`. The one whose exchange had the lowest
+    /// of the four nonces is redundant: the CHILD_SAs go to the other, and the redundant
+    /// one's initiator deletes it. Returns whether this end's is the redundant one (the peer
+    /// then deletes the old IKE SA).
+    fn resolve_ike_collision(
+        &mut self,
+        ours: u64,
+        our_low: &[u8],
+        theirs: u64,
+        their_low: &[u8],
+        now: Instant,
+    ) -> bool {
+        let ours_redundant = our_low < their_low;
+        let (from, to) = if ours_redundant {
+            (ours, theirs)
+        } else {
+            (theirs, ours)
+        };
+        let (Some(mut loser), Some(mut winner)) = (self.sas.remove(&from), self.sas.remove(&to))
+        else {
+            // One of them went already (a DELETE crossed): nothing to move.
+            return false;
+        };
+        winner.children.append(&mut loser.children);
+        winner.to_start.append(&mut loser.to_start);
+        self.log(
+            Level::Info,
+            Subsystem::Ike,
+            format!(
+                "IKE_SA rekey collision: {:016x} stays, {:016x} is redundant ({})",
+                winner.our_spi(),
+                loser.our_spi(),
+                if ours_redundant {
+                    "this end's: it deletes it"
+                } else {
+                    "the peer's: the peer deletes it"
+                }
+            ),
+        );
+        if ours_redundant {
+            let mut del = Body::default();
+            del.deletes.push(Delete {
+                protocol: 1,
+                spis: Vec::new(),
+            });
+            loser.phase = Phase::Deleting;
+            let _ = self.send_request(
+                &mut loser,
+                ExchangeType::Informational,
+                &del,
+                Asked::DeleteIke,
+                now,
+            );
+        }
+        self.sas.insert(from, loser);
+        self.sas.insert(to, winner);
+        ours_redundant
+    }
+
     /// The peer renews the IKE SA: a proposal and key exchange chosen, the new IKE SA made
     /// (its CHILD_SAs moved over), the answer sent on the old one, which goes with the
     /// peer's DELETE.
@@ -1669,6 +1751,11 @@ impl Daemon {
         now: Instant,
     ) -> Result<(), String> {
         let mut answer = Body::default();
+        if sa.phase != Phase::Established || sa.renewed_by_peer.is_some() {
+            // This end renewed it already (it is being deleted), or the peer did.
+            answer.add_notify(NotifyType::TemporaryFailure, Vec::new());
+            return self.send_response(sa, ExchangeType::CreateChildSa, id, &answer);
+        }
         let offer = body.sa.clone().unwrap_or_default();
         let Some(selected) = proposal::select(&self.conns[sa.conn].ike, &offer) else {
             answer.add_notify(NotifyType::NoProposalChosen, Vec::new());
@@ -1716,6 +1803,12 @@ impl Daemon {
         answer.ke = Some((group, our_public));
         // The answer goes out under the old IKE SA's keys, before the new one takes over.
         self.send_response(sa, ExchangeType::CreateChildSa, id, &answer)?;
+        let lowest = if ni <= nr.as_slice() {
+            ni.to_vec()
+        } else {
+            nr.clone()
+        };
+        sa.renewed_by_peer = Some((spi, lowest));
         self.successor(
             sa,
             chosen,

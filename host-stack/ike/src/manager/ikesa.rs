@@ -134,6 +134,10 @@ pub(crate) struct IkeSa {
     pub rekey_at: Option<Instant>,
     /// This end's rekey of the IKE SA under way: its new SPI and key exchange, its nonce.
     pub rekeying: Option<(u64, KeyExchange, Vec<u8>)>,
+    /// The peer renewed this IKE SA: this end's SPI of the new one and the lowest nonce of
+    /// that exchange (when both ends renew at once, the new IKE SA whose exchange had the
+    /// lowest of the four nonces is redundant, §2.8.1).
+    pub renewed_by_peer: Option<(u64, Vec<u8>)>,
     /// How many rekeys came before this IKE SA.
     pub generation: u32,
     /// How the rekey that made it came about, for the status.
@@ -220,6 +224,7 @@ impl IkeSa {
             established: None,
             rekey_at: None,
             rekeying: None,
+            renewed_by_peer: None,
             generation: 0,
             renewed: None,
             last_heard: now,

@@ -739,7 +739,11 @@ impl Daemon {
             return self.create_child(sa, child, now);
         }
         // The IKE SA due for renewal (its CHILD_SAs move over).
-        if sa.pending.is_none() && sa.rekeying.is_none() && sa.rekey_at.is_some_and(|t| t <= now) {
+        if sa.pending.is_none()
+            && sa.rekeying.is_none()
+            && sa.renewed_by_peer.is_none()
+            && sa.rekey_at.is_some_and(|t| t <= now)
+        {
             sa.rekey_at = None;
             return self.rekey_ike(sa, now);
         }

@@ -1120,3 +1120,56 @@ fn a_hard_limit_reached_before_renewal_deletes_the_child_sa_on_both_ends() {
         assert!(!list.contains("CHILD_SA net"), "{list}");
     }
 }
+
+#[test]
+fn simultaneous_ike_sa_rekeys_leave_one_ike_sa_with_the_child_sas() {
+    let renewing = |mut s: ConnectionSpec| {
+        s.lifetimes.rekey_time = Duration::from_secs(5);
+        s.lifetimes.rand_time = Duration::ZERO;
+        s
+    };
+    let mut p = Pair::new(
+        renewing(spec(
+            "a",
+            A,
+            Some(B),
+            vec![child("10.1.0.0/16", "10.2.0.0/16", StartAction::Start)],
+        )),
+        renewing(spec(
+            "b",
+            B,
+            None,
+            vec![child("10.2.0.0/16", "10.1.0.0/16", StartAction::None)],
+        )),
+    );
+    p.tick(Duration::ZERO);
+    // Both ends are due at once: their CREATE_CHILD_SA requests cross.
+    p.tick(Duration::from_secs(6));
+    p.tick(Duration::from_secs(1));
+    let collisions = p.logs_of('a').matches("IKE_SA rekey collision").count()
+        + p.logs_of('b').matches("IKE_SA rekey collision").count();
+    assert_eq!(collisions, 2, "{}\n{}", p.logs_of('a'), p.logs_of('b'));
+    for (name, d) in [("a", &p.a), ("b", &p.b)] {
+        let sas = d.ike_sas();
+        assert_eq!(sas.len(), 1, "{name}: {sas:?}");
+        assert_eq!(sas[0].2, "ESTABLISHED");
+        assert_eq!(sas[0].3, 1, "{name}: the CHILD_SA moved to the survivor");
+    }
+    assert!(p.removed.is_empty(), "no CHILD_SA went");
+    let spis = |d: &mut Daemon, now| {
+        let l = d.request(Request::List, now).unwrap();
+        let line = l
+            .lines()
+            .find(|l| l.contains("IKE_SA"))
+            .unwrap()
+            .to_string();
+        let w: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        (w[1].clone(), w[2].clone())
+    };
+    let now = p.now;
+    assert_eq!(spis(&mut p.a, now), spis(&mut p.b, now), "the same IKE SA");
+    // The survivor works: a CHILD_SA rekey and a liveness check go through it.
+    p.a.request(Request::Down("a".into()), p.now).unwrap();
+    p.run();
+    assert!(p.b.ike_sas().is_empty(), "{}", p.logs_of('b'));
+}
