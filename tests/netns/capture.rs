@@ -184,3 +184,111 @@ pub fn inject(lab: &Lab, ns: &str, iface: &str, frame: &[u8]) {
             .expect("frame sent");
     });
 }
+
+/// Every ESP packet's (SPI, sequence number) on one interface of a namespace, both
+/// directions (ESP in IP, and ESP in UDP 4500 without IKE and keepalives): the pairs seen
+/// twice are a nonce reused or a packet replayed by the network.
+pub struct EspSeen {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<(u64, Vec<(u32, u32)>)>>,
+}
+
+/// The SPI and sequence number of an Ethernet frame carrying ESP.
+fn esp_of(frame: &[u8]) -> Option<(u32, u32)> {
+    let ethertype = u16::from_be_bytes(frame.get(12..14)?.try_into().ok()?);
+    let (proto, rest) = match ethertype {
+        0x0800 => {
+            let ip = frame.get(ETH_HEADER..)?;
+            let ihl = usize::from(ip.first()? & 0x0f) * 4;
+            (*ip.get(9)?, ip.get(ihl..)?)
+        }
+        0x86dd => {
+            let ip = frame.get(ETH_HEADER..)?;
+            (*ip.get(6)?, ip.get(40..)?)
+        }
+        _ => return None,
+    };
+    let esp = match proto {
+        50 => rest,
+        17 if rest.get(2..4)? == 4500u16.to_be_bytes() => {
+            let payload = rest.get(8..)?;
+            if payload.len() < 8 || payload[..4] == [0, 0, 0, 0] {
+                return None;
+            }
+            payload
+        }
+        _ => return None,
+    };
+    let spi = u32::from_be_bytes(esp.get(..4)?.try_into().ok()?);
+    let seq = u32::from_be_bytes(esp.get(4..8)?.try_into().ok()?);
+    Some((spi, seq))
+}
+
+impl EspSeen {
+    pub fn start(ns: &str, iface: &str) -> EspSeen {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (path, iface, flag) = (
+            format!("/run/netns/{ns}"),
+            iface.to_owned(),
+            Arc::clone(&stop),
+        );
+        let thread = std::thread::spawn(move || {
+            let file = File::open(&path).expect("namespace");
+            setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
+            let index = nix::net::if_::if_nametoindex(iface.as_str()).expect("interface") as usize;
+            let sock = Socket::new(
+                Domain::PACKET,
+                Type::RAW,
+                Some(Protocol::from(i32::from(ETH_P_ALL.to_be()))),
+            )
+            .expect("AF_PACKET socket");
+            sock.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let _ = sock.set_recv_buffer_size(16 << 20);
+            ready_tx.send(()).unwrap();
+            let mut seen = std::collections::HashSet::new();
+            let (mut packets, mut twice) = (0u64, Vec::new());
+            // The headers are enough.
+            let mut buf = vec![0u8; 128];
+            while !flag.load(Ordering::SeqCst) {
+                if let Ok((n, Some(addr))) = recvfrom::<LinkAddr>(sock.as_raw_fd(), &mut buf)
+                    && addr.ifindex() == index
+                    && let Some(pair) = esp_of(&buf[..n])
+                {
+                    packets += 1;
+                    if !seen.insert(pair) {
+                        twice.push(pair);
+                    }
+                }
+            }
+            (packets, twice)
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(3))
+            .expect("capture up");
+        EspSeen {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops: the ESP packets seen and the (SPI, sequence number) pairs seen twice.
+    pub fn finish(mut self) -> (u64, Vec<(u32, u32)>) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread
+            .take()
+            .expect("running")
+            .join()
+            .expect("capture thread")
+    }
+}
+
+impl Drop for EspSeen {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -4,8 +4,10 @@
 //! TCP stream crosses it, each checked at the receiver. Nothing may be lost, duplicated or
 //! corrupted, and espo's counters of the drops a renewal can cause stay at zero.
 //!
-//! Each test runs `ESPO_REKEY_SECS` seconds (120 by default, as many renewals as fit);
-//! `tests/soak.sh` runs the long version.
+//! Each test runs `ESPO_REKEY_SECS` seconds (120 by default, as many renewals as fit).
+//! The soaks (ignored by default; `tests/soak.sh` runs them, `ESPO_SOAK_SECS` long, 600 by
+//! default) also watch the outside for an (SPI, sequence number) pair seen twice and
+//! espo's memory.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,12 +35,44 @@ struct Delivered {
     tcp: traffic::TcpStreamed,
 }
 
+/// For a soak: the outside interface to watch for (SPI, sequence number) pairs seen twice,
+/// and the espo process whose memory is sampled.
+struct Watch<'a> {
+    ns: &'a str,
+    iface: &'a str,
+    pid: u32,
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Numbered UDP datagrams both ways (400 bytes every 2 ms each way) and a TCP stream from a
 /// to b (2 MB/s) for `secs` seconds; then every datagram must have arrived once and intact,
-/// and TCP every byte in order.
-fn under_traffic(lab: &Lab, a: (&str, IpAddr), b: (&str, IpAddr), secs: u64) -> Delivered {
+/// and TCP every byte in order. With a `watch`: no (SPI, sequence number) pair twice on
+/// the outside, and espo's memory flat (sampled every 10 s; after the first minute it may
+/// not grow by more than 4 MiB).
+fn under_traffic(
+    lab: &Lab,
+    a: (&str, IpAddr),
+    b: (&str, IpAddr),
+    secs: u64,
+    watch: Option<Watch<'_>>,
+) -> Delivered {
     let stop = AtomicBool::new(false);
     let gap = Duration::from_millis(2);
+    let seen = watch
+        .as_ref()
+        .map(|w| super::capture::EspSeen::start(w.ns, w.iface));
+    let mut rss = Vec::new();
     let d = std::thread::scope(|s| {
         let ab = s.spawn(|| {
             traffic::udp_stream_from(lab, a.0, Some(a.1), b.0, b.1, 7011, 400, gap, &stop)
@@ -48,7 +82,19 @@ fn under_traffic(lab: &Lab, a: (&str, IpAddr), b: (&str, IpAddr), secs: u64) -> 
         });
         let tcp =
             s.spawn(|| traffic::tcp_stream(lab, a.0, Some(a.1), b.0, b.1, 7013, 2_000_000, &stop));
-        std::thread::sleep(Duration::from_secs(secs));
+        let start = std::time::Instant::now();
+        let end = Duration::from_secs(secs);
+        while start.elapsed() < end {
+            std::thread::sleep(Duration::from_secs(10).min(end.saturating_sub(start.elapsed())));
+            if let Some(w) = &watch {
+                rss.push(rss_kib(w.pid));
+                eprintln!(
+                    "{:4} s: espo RSS {} KiB",
+                    start.elapsed().as_secs(),
+                    rss[rss.len() - 1]
+                );
+            }
+        }
         stop.store(true, Ordering::SeqCst);
         Delivered {
             udp_ab: ab.join().expect("udp a to b"),
@@ -85,6 +131,26 @@ fn under_traffic(lab: &Lab, a: (&str, IpAddr), b: (&str, IpAddr), secs: u64) -> 
         "tcp: only {} sent",
         d.tcp.sent
     );
+    if let Some(seen) = seen {
+        let (packets, twice) = seen.finish();
+        eprintln!(
+            "outside: {packets} ESP packets, {} (SPI, sequence number) pairs seen twice",
+            twice.len()
+        );
+        assert!(packets > secs * 500, "only {packets} ESP packets seen");
+        assert!(
+            twice.is_empty(),
+            "seen twice: {:x?}",
+            &twice[..twice.len().min(20)]
+        );
+        // Memory after the first minute (or the first sample) against the end.
+        let base = rss.get(6).or(rss.first()).copied().unwrap_or(0);
+        let last = rss.last().copied().unwrap_or(0);
+        assert!(
+            last <= base + 4096,
+            "espo's RSS grew from {base} to {last} KiB: {rss:?}"
+        );
+    }
     d
 }
 
@@ -145,6 +211,12 @@ struct SwanRun {
     swan_ike: &'static str,
     esp_proposal: &'static str,
     espo_starts: bool,
+    /// Seconds between CHILD_SA renewals and between IKE SA renewals.
+    child_every: u64,
+    ike_every: u64,
+    /// How long; with a watch on the outside and espo's memory (a soak).
+    secs: u64,
+    soak: bool,
 }
 
 fn against_strongswan(tag: &str, run: SwanRun) {
@@ -152,7 +224,7 @@ fn against_strongswan(tag: &str, run: SwanRun) {
     if !swan_or_skip() {
         return;
     }
-    let secs = rekey_secs();
+    let secs = run.secs;
     let p: Pair = pair(&mut lab);
     let (espo_start, swan_start) = if run.espo_starts {
         ("start", "none")
@@ -192,19 +264,25 @@ fn against_strongswan(tag: &str, run: SwanRun) {
     wait_for("espo's CHILD_SA", Duration::from_secs(20), || {
         child_installed(&lab, &gw)
     });
+    let watch = run.soak.then(|| Watch {
+        ns: &p.espo_ns,
+        iface: &p.espo_out,
+        pid: gw.pid,
+    });
     under_traffic(
         &lab,
         (&p.espo_ns, ip("10.1.0.1")),
         (&p.swan_ns, ip("10.2.0.1")),
         secs,
+        watch,
     );
-    // Renewals every 5 s: all but the first and last one fit.
-    let renewals = secs / 5 - 2;
+    // All renewals but the first and the last one fit.
+    let renewals = (secs / run.child_every).saturating_sub(2);
     espo_lost_nothing(&lab, &gw, "swan", renewals);
     let log = lab.log("espo");
     let ike_rekeys = log.matches("rekeyed: now").count() as u64;
     assert!(
-        ike_rekeys + 1 >= secs / 30,
+        ike_rekeys + 1 >= secs / run.ike_every,
         "{ike_rekeys} IKE SA rekeys: {log}"
     );
     one_pair_left(&lab, &gw);
@@ -227,6 +305,10 @@ fn espo_renews_every_5_s_against_strongswan_and_nothing_is_lost() {
             swan_ike: "",
             esp_proposal: "aes128gcm16",
             espo_starts: true,
+            child_every: 5,
+            ike_every: 30,
+            secs: rekey_secs(),
+            soak: false,
         },
     );
 }
@@ -242,17 +324,30 @@ fn strongswan_renews_every_5_s_with_pfs_and_espo_loses_nothing() {
             swan_ike: "    rekey_time = 30s\n    over_time = 30s\n    rand_time = 0s",
             esp_proposal: "aes128gcm16-x25519",
             espo_starts: false,
+            child_every: 5,
+            ike_every: 30,
+            secs: rekey_secs(),
+            soak: false,
         },
     );
 }
 
 /// Two espo gateways, b on `b_engine`, with extra settings for a's and b's CHILD_SA.
-fn between_espo_gateways(
+/// Two espo gateways, b on `b_engine`, with extra settings for a's connection (`a_conn`)
+/// and a's and b's CHILD_SA (`a_child`, `b_child`), renewals every `every` seconds, for
+/// `secs` seconds (a soak: with a watch on a's outside and memory). Returns the renewals
+/// expected and the collisions seen.
+#[allow(clippy::too_many_arguments)]
+fn between_espo_gateways_for(
     tag: &str,
     b_engine: &str,
+    a_conn: &str,
     a_child: &str,
     b_child: &str,
     esp_proposal: &str,
+    every: u64,
+    secs: u64,
+    soak: bool,
 ) -> (u64, u64) {
     let mut lab = match lab::skip_reason() {
         Some(why) => {
@@ -261,7 +356,6 @@ fn between_espo_gateways(
         }
         None => Lab::new(tag),
     };
-    let secs = rekey_secs();
     let a = lab.ns("a");
     let b = lab.ns("b");
     let (ao, bo) = lab.link(&a, "ao", &b, "bo");
@@ -284,7 +378,8 @@ fn between_espo_gateways(
             &ao,
             &lab.name("ta"),
             &child(psk_connection("start"), a_child),
-        ),
+        )
+        .replace("psk = ", &format!("{a_conn}psk = ")),
     );
     let b_conf = mirror_for_b(espo_config(
         &bo,
@@ -299,8 +394,19 @@ fn between_espo_gateways(
     wait_for("b's CHILD_SA", Duration::from_secs(5), || {
         child_installed(&lab, &gw_b)
     });
-    under_traffic(&lab, (&a, ip("10.1.0.1")), (&b, ip("10.2.0.1")), secs);
-    let renewals = secs / 5 - 2;
+    let watch = soak.then(|| Watch {
+        ns: &a,
+        iface: &ao,
+        pid: gw_a.pid,
+    });
+    under_traffic(
+        &lab,
+        (&a, ip("10.1.0.1")),
+        (&b, ip("10.2.0.1")),
+        secs,
+        watch,
+    );
+    let renewals = (secs / every).saturating_sub(2);
     espo_lost_nothing(&lab, &gw_a, "swan", renewals);
     let status_b = espo_lost_nothing(&lab, &gw_b, "swan", renewals);
     if b_engine == "model" {
@@ -330,7 +436,32 @@ fn between_espo_gateways(
     );
     let collisions = lab.log("a").matches("rekey collision").count()
         + lab.log("b").matches("rekey collision").count();
+    if !a_conn.is_empty() {
+        let ike_rekeys = lab.log("a").matches("rekeyed: now").count() as u64;
+        assert!(ike_rekeys + 1 >= secs / 60, "{ike_rekeys} IKE SA rekeys");
+    }
     (renewals, collisions as u64)
+}
+
+/// [`between_espo_gateways_for`] with renewals every 5 s for `ESPO_REKEY_SECS`.
+fn between_espo_gateways(
+    tag: &str,
+    b_engine: &str,
+    a_child: &str,
+    b_child: &str,
+    esp_proposal: &str,
+) -> (u64, u64) {
+    between_espo_gateways_for(
+        tag,
+        b_engine,
+        "",
+        a_child,
+        b_child,
+        esp_proposal,
+        5,
+        rekey_secs(),
+        false,
+    )
 }
 
 #[test]
@@ -357,4 +488,52 @@ fn both_ends_renewing_at_the_same_moments_collide_and_nothing_is_lost() {
         eprintln!("{collisions} rekey collisions resolved");
         assert!(collisions >= 1, "no collision was provoked");
     }
+}
+
+/// How long a soak runs (`ESPO_SOAK_SECS`, 600 by default).
+fn soak_secs() -> u64 {
+    std::env::var("ESPO_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600)
+}
+
+/// The soak (tests/soak.sh): espo and strongSwan, espo renewing the CHILD_SA every 10 s and
+/// the IKE SA every 60 s under traffic.
+#[test]
+#[ignore = "a 10-minute soak: tests/soak.sh"]
+fn soak_espo_and_strongswan() {
+    against_strongswan(
+        "ks1",
+        SwanRun {
+            espo_child: "rekey_time = 10\nrand_time = 0",
+            espo_ike: "rekey_time = 60\nrand_time = 0\n",
+            swan_child: "",
+            swan_ike: "",
+            esp_proposal: "aes128gcm16",
+            espo_starts: true,
+            child_every: 10,
+            ike_every: 60,
+            secs: soak_secs(),
+            soak: true,
+        },
+    );
+}
+
+/// The soak between two espo gateways, b on the card model: a renews the CHILD_SA every
+/// 10 s and the IKE SA every 60 s.
+#[test]
+#[ignore = "a 10-minute soak: tests/soak.sh"]
+fn soak_two_espo_gateways_one_on_the_card() {
+    between_espo_gateways_for(
+        "ks2",
+        "model",
+        "rekey_time = 60\nrand_time = 0\n",
+        "rekey_time = 10\nrand_time = 0",
+        "",
+        "aes128gcm16",
+        10,
+        soak_secs(),
+        true,
+    );
 }
