@@ -60,6 +60,14 @@ impl CardGateway {
 
     /// Gateway A with its card's port on `near`, one end of a cable made before.
     pub fn open_on(config: &Config, near: MemWire) -> Result<CardGateway, DemoError> {
+        CardGateway::open_with(config, Box::new(CardPort(near)))
+    }
+
+    /// Gateway A with its card's port on `link`.
+    pub fn open_with(
+        config: &Config,
+        link: Box<dyn espo_driver::model::Link>,
+    ) -> Result<CardGateway, DemoError> {
         let dev = ModelDevice::new(ModelOptions {
             params: ModelParams::default(),
             pacing: Pacing::Inline,
@@ -67,7 +75,7 @@ impl CardGateway {
             idle_step_cycles: 1,
         });
         let model = dev.handle();
-        model.attach_link(Box::new(CardPort(near)));
+        model.attach_link(link);
         let card = Card::open(Arc::new(dev), demo_card_config()).map_err(DemoError::Card)?;
         let options = OffloadOptions {
             local_mac: MAC_A,
@@ -108,6 +116,64 @@ impl CardGateway {
     /// The card's performance counters since it came up (simulated time).
     pub fn perf(&self) -> PerfReport {
         self.model.perf()
+    }
+}
+
+impl super::keying::Keyed for CardGateway {
+    fn inbound_beside(
+        &mut self,
+        old_spi: u32,
+        new: &espo_ipsec::spec::SaSpec,
+    ) -> Result<(), String> {
+        self.engine
+            .replace_sa(old_spi, espo_ipsec::spec::Direction::In, new)
+            .map_err(|e| e.to_string())
+    }
+
+    fn outbound_instead(
+        &mut self,
+        old_spi: u32,
+        new: &espo_ipsec::spec::SaSpec,
+    ) -> Result<(), String> {
+        self.engine
+            .replace_sa(old_spi, espo_ipsec::spec::Direction::Out, new)
+            .map_err(|e| e.to_string())
+    }
+
+    fn outbound_idle(&mut self, new: &espo_ipsec::spec::SaSpec) -> Result<(), String> {
+        self.engine
+            .add_sa(new, espo_ipsec::spec::Direction::Out)
+            .map_err(|e| e.to_string())
+    }
+
+    fn remove(
+        &mut self,
+        spi: u32,
+        dir: espo_ipsec::spec::Direction,
+        dst: std::net::IpAddr,
+    ) -> Result<(), String> {
+        self.engine
+            .remove_sa(spi, dir, Some(dst))
+            .map_err(|e| e.to_string())
+    }
+
+    fn lifetimes(&mut self, out: &mut Vec<espo_ipsec::lifetime::LifetimeEvent>) {
+        let mut events = Vec::new();
+        self.engine.take_events(&mut events);
+        out.extend(events.into_iter().filter_map(|e| match e {
+            espo_offload::EngineEvent::Lifetime {
+                spi,
+                dir,
+                hard,
+                cause,
+            } => Some(espo_ipsec::lifetime::LifetimeEvent {
+                spi,
+                dir,
+                hard,
+                cause,
+            }),
+            _ => None,
+        }));
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Negotiated {
     /// IKE messages exchanged (each one frame on the cable).
     pub messages: usize,
     pub elapsed: Duration,
+    /// The daemons, to renew the tunnels while traffic flows.
+    pub keying: Option<super::keying::Keying>,
 }
 
 fn daemon(config: &Config, name: &str) -> Result<Daemon, DemoError> {
@@ -71,6 +73,8 @@ pub fn negotiate(
     let mut daemons = [daemon(a, "A")?, daemon(b, "B")?];
     let mut sas: [Vec<SaSpec>; 2] = [Vec::new(), Vec::new()];
     let mut policies: [Vec<PolicySpec>; 2] = [Vec::new(), Vec::new()];
+    type Child = (espo_ike::daemon::ChildId, (u32, IpAddr), (u32, IpAddr));
+    let mut children: [Vec<Child>; 2] = [Vec::new(), Vec::new()];
     let mut log = Vec::new();
     let mut errors = Vec::new();
     let mut messages = 0;
@@ -111,11 +115,17 @@ pub fn negotiate(
                         moved = true;
                     }
                     Event::InstallChild {
+                        id,
                         sas: pair,
                         policies: p,
                         ..
                     } => {
                         let [inbound, outbound] = *pair;
+                        children[side].push((
+                            id,
+                            (inbound.spi, inbound.dst),
+                            (outbound.spi, outbound.dst),
+                        ));
                         sas[side].push(inbound);
                         sas[side].push(outbound);
                         policies[side].extend(p);
@@ -189,7 +199,10 @@ pub fn negotiate(
     };
     let ike_sas = a.connections.len();
     let child_sas = wanted;
+    let keying =
+        super::keying::Keying::new(daemons, children, [near.clone(), far.clone()], locals, now);
     Ok(Negotiated {
+        keying: Some(keying),
         ike_sas,
         child_sas,
         a: with(a, sa_a, po_a),

@@ -28,6 +28,42 @@ impl Link for CardPort {
     }
 }
 
+/// IKE messages taken out of the frames a gateway received: (message, source,
+/// destination).
+pub type Heard = std::sync::Mutex<Vec<(Vec<u8>, std::net::SocketAddr, std::net::SocketAddr)>>;
+
+/// The card's port with key management beside it: IKE messages to the gateway's own
+/// addresses are taken out of the frames it receives (as `espo run`'s port thread does on
+/// the card model), every other frame reaches the card.
+#[derive(Debug)]
+pub struct KeyedPort {
+    pub wire: MemWire,
+    pub locals: Vec<std::net::IpAddr>,
+    pub heard: Arc<Heard>,
+}
+
+impl Link for KeyedPort {
+    fn send(&mut self, frame: Frame) {
+        self.wire.send_bytes(&frame.data);
+    }
+
+    fn recv(&mut self) -> Option<Frame> {
+        let mut data = Vec::new();
+        while Wire::recv(&mut self.wire, &mut data) {
+            match espo_ike::datagram::intercept(&data, |ip| self.locals.contains(&ip)) {
+                Some(espo_ike::datagram::Intercepted::Ike(m)) => self
+                    .heard
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((m.bytes, m.src, m.dst)),
+                Some(espo_ike::datagram::Intercepted::Keepalive) => {}
+                None => return Some(Frame { data, cycle: 0 }),
+            }
+        }
+        None
+    }
+}
+
 /// What crossed the link.
 #[derive(Debug, Default)]
 pub struct LinkCounters {
@@ -36,6 +72,7 @@ pub struct LinkCounters {
     b_to_a_frames: AtomicU64,
     b_to_a_bytes: AtomicU64,
     not_esp: AtomicU64,
+    ike: AtomicU64,
 }
 
 /// A copy of [`LinkCounters`].
@@ -45,8 +82,10 @@ pub struct LinkStats {
     pub a_to_b_bytes: u64,
     pub b_to_a_frames: u64,
     pub b_to_a_bytes: u64,
-    /// Frames that were neither ESP nor ESP in UDP.
+    /// Frames that were neither ESP nor ESP in UDP (nor IKE).
     pub not_esp: u64,
+    /// IKE messages (UDP 500, or 4500 behind the non-ESP marker) from gateway A's side.
+    pub ike: u64,
 }
 
 impl LinkCounters {
@@ -58,13 +97,16 @@ impl LinkCounters {
             b_to_a_frames: get(&self.b_to_a_frames),
             b_to_a_bytes: get(&self.b_to_a_bytes),
             not_esp: get(&self.not_esp),
+            ike: get(&self.ike),
         }
     }
 
     fn count(&self, frames: &AtomicU64, bytes: &AtomicU64, frame: &[u8]) {
         frames.fetch_add(1, Ordering::Relaxed);
         bytes.fetch_add(frame.len() as u64, Ordering::Relaxed);
-        if !is_esp(frame) {
+        if is_ike(frame) {
+            self.ike.fetch_add(1, Ordering::Relaxed);
+        } else if !is_esp(frame) {
             self.not_esp.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -95,6 +137,29 @@ pub fn is_esp(frame: &[u8]) -> bool {
             }),
         _ => false,
     }
+}
+
+/// Whether an Ethernet frame carries an IKE message: UDP port 500, or 4500 behind the
+/// non-ESP marker (four zero bytes).
+pub fn is_ike(frame: &[u8]) -> bool {
+    let Some(ip) = frame.get(14..) else {
+        return false;
+    };
+    let Ok(packet) = ip::Packet::new_checked(ip) else {
+        return false;
+    };
+    if packet.next_header() != IpProtocol::Udp {
+        return false;
+    }
+    ip.get(packet.header_len()..)
+        .and_then(|b| udp::Packet::new_checked(b).ok())
+        .is_some_and(|u| {
+            let ports = (u.src_port(), u.dst_port());
+            ports == (500, 500)
+                || (ports == (4500, 4500)
+                    && u.payload().len() > 4
+                    && u.payload().get(..4) == Some(&[0; 4]))
+        })
 }
 
 /// Gateway B's end of the cable, with the tap.
@@ -172,6 +237,11 @@ mod tests {
             &ipv4(17, &[0x9c, 0x41, 0, 7, 0, 12, 0, 0, 1, 2, 3, 4]),
         );
         assert!(is_esp(&esp) && is_esp(&in_udp));
+        let mut ike = vec![0x11, 0x94, 0x11, 0x94, 0, 16, 0, 0];
+        ike.extend_from_slice(&[0, 0, 0, 0, 1, 2, 3, 4]);
+        let ike = frame([0x08, 0], &ipv4(17, &ike));
+        assert!(is_ike(&ike) && !is_esp(&ike));
+        assert!(!is_ike(&in_udp) && !is_ike(&clear) && !is_ike(&keepalive));
         assert!(!is_esp(&keepalive) && !is_esp(&clear) && !is_esp(&[0u8; 10]));
 
         let (a, b) = MemWire::pair();

@@ -19,6 +19,7 @@
 mod card_gw;
 pub mod hosts;
 pub mod ike;
+pub mod keying;
 pub mod ledger;
 pub mod link;
 mod run;

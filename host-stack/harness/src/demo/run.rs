@@ -102,6 +102,10 @@ pub struct Demo {
     idle_rounds: u32,
     pub(super) stuck: bool,
     pub(super) shown: Shown,
+    /// Key management while traffic flows (a negotiated demo).
+    pub(super) keying: Option<super::keying::Keying>,
+    /// IKE messages taken out of the frames gateway A's card port received.
+    a_heard: std::sync::Arc<super::link::Heard>,
 }
 
 impl std::fmt::Debug for Demo {
@@ -121,7 +125,7 @@ impl Demo {
         options: DemoOptions,
     ) -> Result<Demo, DemoError> {
         let (near, far) = espo_offload::MemWire::pair();
-        Demo::on(config_a, config_b, options, near, far)
+        Demo::on(config_a, config_b, options, near, far, None)
     }
 
     /// The gateways negotiate their tunnels with IKEv2 over the cable between them (their
@@ -132,8 +136,13 @@ impl Demo {
         options: DemoOptions,
     ) -> Result<(Demo, super::ike::Negotiated), DemoError> {
         let (near, far) = espo_offload::MemWire::pair();
-        let n = super::ike::negotiate(config_a, config_b, &near, &far)?;
-        let demo = Demo::on(&n.a, &n.b, options, near, far)?;
+        let mut n = super::ike::negotiate(config_a, config_b, &near, &far)?;
+        let keying = n.keying.take();
+        let mut demo = Demo::on(&n.a, &n.b, options, near, far, keying.as_ref())?;
+        if let Some(k) = keying {
+            demo.b.hear_ike(k.locals(1).to_vec());
+            demo.keying = Some(k);
+        }
         Ok((demo, n))
     }
 
@@ -143,9 +152,21 @@ impl Demo {
         options: DemoOptions,
         near: espo_offload::MemWire,
         far: espo_offload::MemWire,
+        keying: Option<&super::keying::Keying>,
     ) -> Result<Demo, DemoError> {
         let tunnels = topology::tunnels(config_a)?;
-        let a = CardGateway::open_on(config_a, near)?;
+        let heard = std::sync::Arc::new(super::link::Heard::default());
+        let a = match keying {
+            Some(k) => CardGateway::open_with(
+                config_a,
+                Box::new(super::link::KeyedPort {
+                    wire: near,
+                    locals: k.locals(0).to_vec(),
+                    heard: std::sync::Arc::clone(&heard),
+                }),
+            )?,
+            None => CardGateway::open_on(config_a, near)?,
+        };
         let (tap, link) = Tap::new(far);
         let b = SoftwareGateway::new(config_b, Box::new(tap)).map_err(DemoError::Software)?;
         Ok(Demo {
@@ -169,6 +190,8 @@ impl Demo {
             idle_rounds: 0,
             stuck: false,
             shown: Shown::default(),
+            keying: None,
+            a_heard: heard,
         })
     }
 
@@ -209,6 +232,18 @@ impl Demo {
             self.deliver(&p, false);
         }
         self.b_delivered = delivered;
+        if let Some(k) = self.keying.as_mut() {
+            let now = k.clock(self.ledger.delivered);
+            let heard =
+                std::mem::take(&mut *self.a_heard.lock().unwrap_or_else(|p| p.into_inner()));
+            for (m, src, dst) in heard {
+                k.receive(0, &m, src, dst, now);
+            }
+            for (m, src, dst) in self.b.take_ike() {
+                k.receive(1, &m, src, dst, now);
+            }
+            k.pump([&mut self.a, &mut self.b], now);
+        }
         let after = (
             self.ledger.delivered,
             self.ledger.refused,
@@ -292,7 +327,8 @@ impl Demo {
                 Ok(Received::Inner { packet, .. }) | Ok(Received::Bypass { packet }) => {
                     self.deliver(&packet, true)
                 }
-                // Counted by the engine, under its reason (the demo runs no IKE).
+                // Counted by the engine, under its reason (IKE is taken out before the
+                // card).
                 Ok(Received::Keepalive | Received::Ike { .. }) | Err(_) => {}
             }
         }

@@ -51,6 +51,10 @@ pub struct SoftwareGateway {
     pub counters: GatewayCounters,
     watch: Option<Watch>,
     captured: Option<Vec<u8>>,
+    /// IKE messages that arrived (after their non-ESP marker), for key management.
+    ike: Vec<(Vec<u8>, std::net::SocketAddr, std::net::SocketAddr)>,
+    ike_locals: Vec<std::net::IpAddr>,
+    started: std::time::Instant,
 }
 
 impl SoftwareGateway {
@@ -62,6 +66,9 @@ impl SoftwareGateway {
             counters: GatewayCounters::default(),
             watch: None,
             captured: None,
+            ike: Vec::new(),
+            ike_locals: Vec::new(),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -118,6 +125,17 @@ impl SoftwareGateway {
         reason
     }
 
+    /// IKE messages to `locals` are taken out of the frames that arrive from now on, for
+    /// [`take_ike`](Self::take_ike).
+    pub fn hear_ike(&mut self, locals: Vec<std::net::IpAddr>) {
+        self.ike_locals = locals;
+    }
+
+    /// The IKE messages that arrived since the last call: (message, source, destination).
+    pub fn take_ike(&mut self) -> Vec<(Vec<u8>, std::net::SocketAddr, std::net::SocketAddr)> {
+        std::mem::take(&mut self.ike)
+    }
+
     /// Keeps a copy of the next frame that arrives carrying ESP with this SPI and low
     /// sequence-number half, as it arrived.
     pub fn capture(&mut self, spi: u32, seq: u64) {
@@ -139,6 +157,16 @@ impl SoftwareGateway {
         let mut buf = std::mem::take(&mut self.buf);
         while self.wire.recv(&mut buf) {
             frames += 1;
+            if !self.ike_locals.is_empty() {
+                match espo_ike::datagram::intercept(&buf, |ip| self.ike_locals.contains(&ip)) {
+                    Some(espo_ike::datagram::Intercepted::Ike(m)) => {
+                        self.ike.push((m.bytes, m.src, m.dst));
+                        continue;
+                    }
+                    Some(espo_ike::datagram::Intercepted::Keepalive) => continue,
+                    None => {}
+                }
+            }
             match self.decapsulate(&mut buf) {
                 Ok(Some(range)) => {
                     if let Some(inner) = buf.get(range) {
@@ -197,6 +225,74 @@ impl std::fmt::Debug for SoftwareGateway {
             .field("counters", &self.counters)
             .finish_non_exhaustive()
     }
+}
+
+impl super::keying::Keyed for SoftwareGateway {
+    fn inbound_beside(
+        &mut self,
+        old_spi: u32,
+        new: &espo_ipsec::spec::SaSpec,
+    ) -> Result<(), String> {
+        let sa = inbound_sa(new)?;
+        self.engine
+            .inbound
+            .replace_sa(old_spi, None, sa)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn outbound_instead(
+        &mut self,
+        old_spi: u32,
+        new: &espo_ipsec::spec::SaSpec,
+    ) -> Result<(), String> {
+        let sa = outbound_sa(new)?;
+        self.engine
+            .outbound
+            .replace_sa(old_spi, sa)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn outbound_idle(&mut self, new: &espo_ipsec::spec::SaSpec) -> Result<(), String> {
+        let sa = outbound_sa(new)?;
+        self.engine
+            .outbound
+            .add_sa(sa)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn remove(
+        &mut self,
+        spi: u32,
+        dir: espo_ipsec::spec::Direction,
+        dst: std::net::IpAddr,
+    ) -> Result<(), String> {
+        match dir {
+            espo_ipsec::spec::Direction::Out => self.engine.outbound.remove_sa(spi).map(|_| ()),
+            espo_ipsec::spec::Direction::In => {
+                self.engine.inbound.remove_sa(spi, Some(dst)).map(|_| ())
+            }
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    fn lifetimes(&mut self, out: &mut Vec<espo_ipsec::lifetime::LifetimeEvent>) {
+        let now = self.started.elapsed();
+        self.engine.outbound.check_lifetimes(now, out);
+        self.engine.inbound.check_lifetimes(now, out);
+    }
+}
+
+fn outbound_sa(spec: &espo_ipsec::spec::SaSpec) -> Result<espo_ipsec::sa::OutboundSa, String> {
+    let params = espo_ipsec::sa::SaParams::from_spec(spec).map_err(|e| e.to_string())?;
+    Ok(espo_ipsec::sa::OutboundSa::new(params, spec.seq))
+}
+
+fn inbound_sa(spec: &espo_ipsec::spec::SaSpec) -> Result<espo_ipsec::sa::InboundSa, String> {
+    let params = espo_ipsec::sa::SaParams::from_spec(spec).map_err(|e| e.to_string())?;
+    espo_ipsec::sa::InboundSa::new(params, spec.replay_window, spec.seq).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

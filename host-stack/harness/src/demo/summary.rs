@@ -57,11 +57,20 @@ pub struct Summary {
     pub drops: Vec<(char, &'static str, DropReason, u64)>,
     /// The packet shown before and after encapsulation, rendered.
     pub shown: Vec<String>,
+    /// What key management renewed while traffic flowed (a negotiated demo), and what went
+    /// wrong.
+    pub renewals: Option<super::keying::Renewals>,
+    pub keying_errors: Vec<String>,
 }
 
-fn algorithm(config: &Config, spi: u32) -> String {
+/// The algorithm of SA `spi`: from the configuration the gateway started with, or from
+/// the renewal that installed it.
+fn algorithm(config: &Config, keying: Option<&super::keying::Keying>, spi: u32) -> String {
     let Some(sa) = config.sa(spi) else {
-        return "?".into();
+        return keying
+            .and_then(|k| k.algorithm(spi))
+            .unwrap_or("?")
+            .to_string();
     };
     match (sa.encryption, sa.integrity) {
         (Some(e), Some(i)) => format!("{e}+{i}"),
@@ -82,7 +91,7 @@ impl Summary {
                 gateway: 'A',
                 spi: p.spi,
                 dir: p.dir,
-                algorithm: algorithm(&demo.config_a, p.spi),
+                algorithm: algorithm(&demo.config_a, demo.keying.as_ref(), p.spi),
                 runs_on: match (p.placement, p.why_software) {
                     (Placement::Card { .. }, _) => "card".into(),
                     (Placement::Software, Some(why)) => format!("software ({why})"),
@@ -108,7 +117,7 @@ impl Summary {
                 gateway: 'B',
                 spi,
                 dir,
-                algorithm: algorithm(&demo.config_b, spi),
+                algorithm: algorithm(&demo.config_b, demo.keying.as_ref(), spi),
                 runs_on: "software".into(),
                 packets: c.packets,
                 bytes: c.bytes,
@@ -146,6 +155,12 @@ impl Summary {
             sas,
             drops,
             shown: render_shown(demo),
+            renewals: demo.keying.as_ref().map(|k| k.renewals),
+            keying_errors: demo
+                .keying
+                .as_ref()
+                .map(|k| k.errors.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -159,6 +174,7 @@ impl Summary {
             && self.refused == 0
             && self.drops.is_empty()
             && self.link.not_esp == 0
+            && self.keying_errors.is_empty()
     }
 
     pub fn packets_per_second(&self) -> f64 {
@@ -262,6 +278,16 @@ impl fmt::Display for Summary {
             self.packets_per_second(),
             self.gbps()
         )?;
+        if let Some(r) = &self.renewals {
+            writeln!(
+                f,
+                "  rekeys      {} CHILD_SA renewals under traffic (each at 20000 packets, counted by the card for tunnels 1-2, by software for 3-4), {} IKE SA rekeys, {} IKE messages; lost {}",
+                r.child[0], r.ike, r.messages, self.lost
+            )?;
+        }
+        for e in &self.keying_errors {
+            writeln!(f, "  key management error: {e}")?;
+        }
         let c = &self.card;
         let sim_s = c.elapsed_cycles() as f64 / c.clock_hz.max(1) as f64;
         writeln!(
