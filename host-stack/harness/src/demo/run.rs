@@ -104,6 +104,8 @@ pub struct Demo {
     pub(super) shown: Shown,
     /// Key management while traffic flows (a negotiated demo).
     pub(super) keying: Option<super::keying::Keying>,
+    /// Gateway A's `espo ike list` when the traffic ended (a negotiated demo).
+    pub(super) final_list: Vec<String>,
     /// IKE messages taken out of the frames gateway A's card port received.
     a_heard: std::sync::Arc<super::link::Heard>,
 }
@@ -191,6 +193,7 @@ impl Demo {
             stuck: false,
             shown: Shown::default(),
             keying: None,
+            final_list: Vec::new(),
             a_heard: heard,
         })
     }
@@ -256,11 +259,15 @@ impl Demo {
         };
         self.wall = self.started.elapsed();
         let drained = self.ledger.in_flight() == 0 && self.a.outstanding() == 0;
-        if !self.may_start() && drained {
-            return false;
-        }
+        let done = !self.may_start() && drained;
         if self.idle_rounds >= STUCK_ROUNDS {
             self.stuck = true;
+        }
+        if done || self.stuck {
+            if let Some(k) = self.keying.as_mut() {
+                let now = k.clock(self.ledger.delivered);
+                self.final_list = k.list(now).lines().map(str::to_string).collect();
+            }
             return false;
         }
         true

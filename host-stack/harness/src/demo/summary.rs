@@ -61,6 +61,8 @@ pub struct Summary {
     /// wrong.
     pub renewals: Option<super::keying::Renewals>,
     pub keying_errors: Vec<String>,
+    /// Gateway A's `espo ike list` when the traffic ended: each SA's rekeys.
+    pub final_list: Vec<String>,
 }
 
 /// The algorithm of SA `spi`: from the configuration the gateway started with, or from
@@ -161,6 +163,7 @@ impl Summary {
                 .as_ref()
                 .map(|k| k.errors.clone())
                 .unwrap_or_default(),
+            final_list: demo.final_list.clone(),
         }
     }
 
@@ -287,6 +290,15 @@ impl fmt::Display for Summary {
         }
         for e in &self.keying_errors {
             writeln!(f, "  key management error: {e}")?;
+        }
+        if !self.final_list.is_empty() {
+            writeln!(
+                f,
+                "              gateway A's IKE SAs and CHILD_SAs at the end (espo ike list):"
+            )?;
+            for l in self.final_list.iter().filter(|l| l.contains("_SA ")) {
+                writeln!(f, "                {}", l.trim_start())?;
+            }
         }
         let c = &self.card;
         let sim_s = c.elapsed_cycles() as f64 / c.clock_hz.max(1) as f64;

@@ -1543,6 +1543,14 @@ impl Daemon {
         new.peer_hashes = old.peer_hashes.clone();
         new.children = std::mem::take(&mut old.children);
         new.to_start = std::mem::take(&mut old.to_start);
+        // Rekeyed CHILD_SAs still to delete go on the new IKE SA (a DELETE out on the old
+        // one is sent again there: its answer will not come).
+        new.to_delete = std::mem::take(&mut old.to_delete);
+        new.to_delete.extend(
+            std::mem::take(&mut old.deleting)
+                .into_iter()
+                .map(|id| (id, now)),
+        );
         new.established = Some(now);
         new.rekey_at = self.ike_rekey_at(old.conn, now);
         new.generation = old.generation + 1;

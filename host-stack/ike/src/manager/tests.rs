@@ -1173,3 +1173,42 @@ fn simultaneous_ike_sa_rekeys_leave_one_ike_sa_with_the_child_sas() {
     p.run();
     assert!(p.b.ike_sas().is_empty(), "{}", p.logs_of('b'));
 }
+
+#[test]
+fn a_rekeyed_child_sa_still_to_delete_is_deleted_through_the_renewed_ike_sa() {
+    let mut c = child("10.1.0.0/16", "10.2.0.0/16", StartAction::Start);
+    c.lifetimes.rekey_time = Duration::from_secs(5);
+    c.lifetimes.rand_time = Duration::ZERO;
+    c.lifetimes.life_time = Duration::from_secs(20);
+    let mut a = spec("a", A, Some(B), vec![c]);
+    a.lifetimes.rekey_time = Duration::from_secs(6);
+    a.lifetimes.rand_time = Duration::ZERO;
+    let mut p = Pair::new(
+        a,
+        spec(
+            "b",
+            B,
+            None,
+            vec![child("10.2.0.0/16", "10.1.0.0/16", StartAction::None)],
+        ),
+    );
+    p.tick(Duration::ZERO);
+    // The CHILD_SA is renewed at 5 s; its old one is to go 2 s later, but the IKE SA is
+    // renewed at 6 s in between.
+    p.tick(Duration::from_millis(5500));
+    assert_eq!(p.installed.len(), 4, "{}", p.logs_of('a'));
+    assert!(p.removed.is_empty());
+    p.tick(Duration::from_millis(1000));
+    assert!(
+        p.logs_of('a').contains("rekeyed: now"),
+        "{}",
+        p.logs_of('a')
+    );
+    p.tick(Duration::from_secs(2));
+    p.tick(Duration::from_secs(1));
+    assert_eq!(p.removed.len(), 2, "{}\n{}", p.logs_of('a'), p.logs_of('b'));
+    for d in [&mut p.a, &mut p.b] {
+        let list = d.request(Request::List, p.now).unwrap();
+        assert_eq!(list.matches("CHILD_SA net").count(), 1, "{list}");
+    }
+}
