@@ -32,6 +32,7 @@ fn daemon(initiator: bool) -> Daemon {
         dpd_delay: Duration::from_secs(30),
         encap: false,
         lifetimes: Lifetimes::IKE_DEFAULT,
+        reauth_time: Duration::ZERO,
         children: vec![ChildSpec {
             name: "net".into(),
             local_ts: vec!["10.1.0.0/16".parse().unwrap()],

@@ -1119,6 +1119,7 @@ fn an_ike_sa_init() -> Vec<u8> {
         dpd_delay: Duration::from_secs(30),
         encap: false,
         lifetimes: Lifetimes::IKE_DEFAULT,
+        reauth_time: Duration::ZERO,
         children: vec![ChildSpec {
             name: "net".into(),
             local_ts: vec!["10.9.0.0/16".parse().unwrap()],

@@ -53,6 +53,7 @@ pub(crate) struct RawConnection {
     pub encap: Option<bool>,
     pub rekey_time: Option<u64>,
     pub over_time: Option<u64>,
+    pub reauth_time: Option<u64>,
     pub rand_time: Option<u64>,
     pub local: Option<RawLocal>,
     pub remote: Option<RawRemote>,
@@ -457,6 +458,7 @@ pub(crate) fn validate_connection(
         dpd_delay: secs(raw.dpd_delay, Duration::from_secs(30)),
         encap: raw.encap.unwrap_or(false),
         lifetimes,
+        reauth_time: secs(raw.reauth_time, Duration::ZERO),
         children,
     })
 }

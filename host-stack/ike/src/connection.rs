@@ -189,6 +189,9 @@ pub struct ConnectionSpec {
     /// UDP encapsulation of ESP even without a NAT.
     pub encap: bool,
     pub lifetimes: Lifetimes,
+    /// How often this end authenticates the peer again (strongSwan's `reauth_time`): a new
+    /// IKE SA with new CHILD_SAs replaces the old ones, make-before-break; zero: never.
+    pub reauth_time: Duration,
     pub children: Vec<ChildSpec>,
 }
 

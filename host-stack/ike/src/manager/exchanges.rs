@@ -301,7 +301,10 @@ impl Daemon {
         if let Some(r) = &conn.remote_id {
             body.id_r = Some(r.body());
         }
-        body.add_notify(NotifyType::InitialContact, Vec::new());
+        if sa.reauth_of.is_none() {
+            // (A reauthentication keeps the old IKE SA until the new one is up.)
+            body.add_notify(NotifyType::InitialContact, Vec::new());
+        }
         // The first child to start goes with IKE_AUTH; the others follow with
         // CREATE_CHILD_SA.
         if !sa.to_start.is_empty() {
@@ -460,6 +463,7 @@ impl Daemon {
         sa.phase = Phase::Established;
         sa.established = Some(now);
         sa.rekey_at = self.ike_rekey_at(sa.conn, now);
+        sa.reauth_at = self.reauth_at(sa.conn, now);
         self.counters.ike_established += 1;
         let name = self.conns[sa.conn].spec.name.clone();
         self.log(
@@ -676,6 +680,24 @@ impl Daemon {
             ),
         );
         let lowest = if ni <= nr { ni.to_vec() } else { nr.to_vec() };
+        // A CHILD_SA of the same child on another IKE SA with this peer (a
+        // reauthentication, or a peer back without INITIAL_CONTACT): this one takes its
+        // places as a rekey would, and it goes with its IKE SA.
+        let mut taken_over = None;
+        if rekey_of.is_none() {
+            let this = sa.our_spi();
+            taken_over = self.sas.iter_mut().find_map(|(spi, o)| {
+                if *spi == this || o.conn != sa.conn || o.remote.ip() != sa.remote.ip() {
+                    return None;
+                }
+                let c = o
+                    .children
+                    .iter_mut()
+                    .find(|c| c.child == child && !c.rekeyed)?;
+                c.rekeyed = true;
+                Some((c.id, c.generation))
+            });
+        }
         // A rekey collision (§2.8.1): another new CHILD_SA already renews the same one. The
         // one whose exchange had the lowest of the four nonces is redundant: this one takes
         // the other's places if it stays, and waits beside it for its deletion if not.
@@ -715,7 +737,10 @@ impl Daemon {
                 old,
                 hold_outbound: hold_outbound(old),
             }),
-            (None, None) => None,
+            (None, None) => taken_over.map(|(old, _)| Renewal::Replaces {
+                old,
+                hold_outbound: (!exchange_initiator).then_some(super::HOLD_OUTBOUND),
+            }),
         };
         self.events.push_back(Event::InstallChild {
             id,
@@ -727,7 +752,10 @@ impl Daemon {
         self.counters.children_established += 1;
         let rekey_at = self.rekey_at(&l, now);
         let predecessor = rekey_of.and_then(|old| sa.children.iter().find(|c| c.id == old));
-        let generation = predecessor.map_or(0, |c| c.generation + 1);
+        let generation = predecessor
+            .map(|c| c.generation + 1)
+            .or(taken_over.map(|(_, g)| g + 1))
+            .unwrap_or(0);
         let renewed = predecessor.map(|old| {
             let how = if exchange_initiator {
                 format!("by this end ({})", old.rekey_cause)
@@ -739,6 +767,7 @@ impl Daemon {
                 _ => how,
             }
         });
+        let renewed = renewed.or(taken_over.map(|_| "by reauthentication".to_string()));
         let replaces = rekey_of.map(|old| (old, exchange_initiator, lowest));
         sa.children.push(ChildSa {
             id,
@@ -1173,6 +1202,7 @@ impl Daemon {
         sa.local_id = Some(local_id.clone());
         sa.phase = Phase::Established;
         sa.established = Some(now);
+        sa.reauth_at = self.reauth_at(conn, now);
         sa.rekey_at = self.ike_rekey_at(conn, now);
         self.counters.ike_established += 1;
         let name = self.conns[conn].spec.name.clone();
@@ -1442,6 +1472,13 @@ impl Daemon {
         Ok(())
     }
 
+    /// When the IKE SA of connection `conn` established at `now` is authenticated again:
+    /// its reauth_time (when this end knows where the peer is).
+    pub(super) fn reauth_at(&self, conn: usize, now: Instant) -> Option<Instant> {
+        let spec = &self.conns[conn].spec;
+        (!spec.reauth_time.is_zero() && spec.can_initiate()).then(|| now + spec.reauth_time)
+    }
+
     /// When the IKE SA of connection `conn` established at `now` is renewed.
     pub(super) fn ike_rekey_at(&self, conn: usize, now: Instant) -> Option<Instant> {
         self.rekey_at(&self.conns[conn].spec.lifetimes, now)
@@ -1553,6 +1590,7 @@ impl Daemon {
         );
         new.established = Some(now);
         new.rekey_at = self.ike_rekey_at(old.conn, now);
+        new.reauth_at = old.reauth_at;
         new.generation = old.generation + 1;
         new.renewed = Some(if initiator {
             "by this end (time)".to_string()

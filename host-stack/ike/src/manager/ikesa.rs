@@ -138,6 +138,13 @@ pub(crate) struct IkeSa {
     /// that exchange (when both ends renew at once, the new IKE SA whose exchange had the
     /// lowest of the four nonces is redundant, §2.8.1).
     pub renewed_by_peer: Option<(u64, Vec<u8>)>,
+    /// When this end authenticates the peer again (a new IKE SA, make-before-break).
+    pub reauth_at: Option<Instant>,
+    /// A reauthentication of this IKE SA is under way: the new IKE SA's SPI (this end's).
+    pub reauth_by: Option<u64>,
+    /// This IKE SA re-authenticates the one of this end's SPI: it takes its CHILD_SAs
+    /// over and deletes it once its own are up.
+    pub reauth_of: Option<u64>,
     /// How many rekeys came before this IKE SA.
     pub generation: u32,
     /// How the rekey that made it came about, for the status.
@@ -225,6 +232,9 @@ impl IkeSa {
             rekey_at: None,
             rekeying: None,
             renewed_by_peer: None,
+            reauth_at: None,
+            reauth_by: None,
+            reauth_of: None,
             generation: 0,
             renewed: None,
             last_heard: now,

@@ -400,6 +400,102 @@ impl Daemon {
         Ok(())
     }
 
+    /// Authenticates the peer of `old` again (RFC 7296 §2.8.3, make-before-break): a new
+    /// IKE SA with a CHILD_SA for each of `old`'s, which take their places as a rekey does;
+    /// `old` is deleted once they are up.
+    fn reauthenticate(&mut self, old: &mut IkeSa, now: Instant) -> Result<(), String> {
+        let conn = &self.conns[old.conn];
+        let name = conn.spec.name.clone();
+        let spi = self.new_ike_spi();
+        let mut sa = IkeSa::new(
+            old.conn,
+            true,
+            spi,
+            old.local,
+            old.remote,
+            self.backoff,
+            now,
+        );
+        sa.group = conn
+            .ike
+            .iter()
+            .flat_map(|p| p.dh.iter())
+            .next()
+            .map(|g| u16::from(*g))
+            .ok_or_else(|| format!("connection {name}: no Diffie-Hellman group proposed"))?;
+        // The IKE_SA_INIT goes to where the IKE SA began (port 500), as for a fresh start.
+        sa.remote.set_port(conn.spec.remote_port);
+        if let Some(local) = self.local_for(conn, sa.remote.ip(), conn.spec.local_port) {
+            sa.local = local;
+        }
+        sa.ni = self.random_bytes(NONCE_LEN);
+        let mut children: Vec<usize> = old
+            .children
+            .iter()
+            .filter(|c| !c.rekeyed)
+            .map(|c| c.child)
+            .collect();
+        children.extend(old.to_start.iter().copied());
+        children.dedup();
+        sa.to_start = children;
+        sa.reauth_of = Some(old.our_spi());
+        self.log(
+            Level::Info,
+            Subsystem::Ike,
+            format!(
+                "reauthenticating IKE_SA {name}[{:016x}]: a new IKE SA to {}",
+                old.our_spi(),
+                sa.remote
+            ),
+        );
+        self.send_init_request(&mut sa, now)?;
+        old.reauth_by = Some(spi);
+        self.sas.insert(spi, sa);
+        Ok(())
+    }
+
+    /// A reauthenticating IKE SA whose CHILD_SAs are all up deletes the one it replaces.
+    fn finish_reauth(&mut self, sa: &mut IkeSa, now: Instant) {
+        let Some(old_spi) = sa.reauth_of else {
+            return;
+        };
+        if sa.phase != Phase::Established || !sa.to_start.is_empty() || sa.pending.is_some() {
+            return;
+        }
+        sa.reauth_of = None;
+        let Some(mut old) = self.sas.remove(&old_spi) else {
+            return;
+        };
+        // Whatever the old one still had to start or delete is this one's now.
+        sa.to_start.append(&mut old.to_start);
+        sa.to_delete.append(&mut old.to_delete);
+        let name = self.conns[sa.conn].spec.name.clone();
+        self.log(
+            Level::Info,
+            Subsystem::Ike,
+            format!(
+                "IKE_SA {name}[{:016x}] reauthenticated: now {:016x}_i {:016x}_r; deleting the old one",
+                old.our_spi(),
+                sa.spi_i,
+                sa.spi_r
+            ),
+        );
+        let mut del = body::Body::default();
+        del.deletes.push(body::Delete {
+            protocol: 1,
+            spis: Vec::new(),
+        });
+        old.phase = Phase::Deleting;
+        let _ = self.send_request(
+            &mut old,
+            ExchangeType::Informational,
+            &del,
+            ikesa::Asked::DeleteIke,
+            now,
+        );
+        self.sas.insert(old_spi, old);
+    }
+
     fn start_all(&mut self, now: Instant) {
         for i in 0..self.conns.len() {
             self.install_traps(i);
@@ -700,6 +796,27 @@ impl Daemon {
         }
         self.start_queued(sa, now)?;
         if sa.phase == Phase::Established
+            && sa.reauth_by.is_none()
+            && sa.reauth_at.is_some_and(|t| t <= now)
+        {
+            sa.reauth_at = None;
+            if let Err(e) = self.reauthenticate(sa, now) {
+                self.log(
+                    Level::Error,
+                    Subsystem::Ike,
+                    format!("reauthenticating {}: {e}", self.conns[sa.conn].spec.name),
+                );
+            }
+        }
+        self.finish_reauth(sa, now);
+        if let Some(new) = sa.reauth_by
+            && !self.sas.contains_key(&new)
+        {
+            // The new IKE SA failed: this one stays, and tries again later.
+            sa.reauth_by = None;
+            sa.reauth_at = Some(now + Duration::from_secs(30));
+        }
+        if sa.phase == Phase::Established
             && sa.nat_here
             && now.duration_since(sa.last_sent) >= KEEPALIVE_INTERVAL
         {
@@ -739,6 +856,10 @@ impl Daemon {
             return self.create_child(sa, child, now);
         }
         // The IKE SA due for renewal (its CHILD_SAs move over).
+        if sa.reauth_by.is_some() {
+            // Being replaced by a new IKE SA: no renewals of its own.
+            return Ok(());
+        }
         if sa.pending.is_none()
             && sa.rekeying.is_none()
             && sa.renewed_by_peer.is_none()

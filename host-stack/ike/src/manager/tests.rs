@@ -51,6 +51,7 @@ fn spec(
         dpd_delay: Duration::from_secs(30),
         encap: false,
         lifetimes: Lifetimes::IKE_DEFAULT,
+        reauth_time: Duration::ZERO,
         children,
     }
 }
@@ -1211,4 +1212,87 @@ fn a_rekeyed_child_sa_still_to_delete_is_deleted_through_the_renewed_ike_sa() {
         let list = d.request(Request::List, p.now).unwrap();
         assert_eq!(list.matches("CHILD_SA net").count(), 1, "{list}");
     }
+}
+
+#[test]
+fn reauthentication_makes_a_new_ike_sa_before_breaking_the_old_one() {
+    let mut a = spec(
+        "a",
+        A,
+        Some(B),
+        vec![child("10.1.0.0/16", "10.2.0.0/16", StartAction::Start)],
+    );
+    a.reauth_time = Duration::from_secs(10);
+    let mut p = Pair::new(
+        a,
+        spec(
+            "b",
+            B,
+            None,
+            vec![child("10.2.0.0/16", "10.1.0.0/16", StartAction::None)],
+        ),
+    );
+    p.tick(Duration::ZERO);
+    let ike_spis = |d: &mut Daemon, now| {
+        let l = d.request(Request::List, now).unwrap();
+        l.lines()
+            .filter(|l| l.contains("IKE_SA"))
+            .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let now = p.now;
+    let before = ike_spis(&mut p.a, now);
+    assert_eq!(before.len(), 1);
+    p.tick(Duration::from_secs(11));
+    p.tick(Duration::from_secs(1));
+    assert!(
+        p.logs_of('a').contains("reauthenticated: now"),
+        "{}",
+        p.logs_of('a')
+    );
+    // A new IKE SA with a new CHILD_SA on both ends, which took the old one's places: the
+    // initiator sends on it at once, the responder once the old one is deleted.
+    assert_eq!(
+        p.installed.len(),
+        4,
+        "{}\n{}",
+        p.logs_of('a'),
+        p.logs_of('b')
+    );
+    use crate::daemon::Renewal;
+    let second = |side: char| p.renewals.iter().filter(|r| r.0 == side).nth(1).unwrap().2;
+    assert!(
+        matches!(
+            second('a'),
+            Some(Renewal::Replaces {
+                hold_outbound: None,
+                ..
+            })
+        ),
+        "{:?}",
+        second('a')
+    );
+    assert!(
+        matches!(
+            second('b'),
+            Some(Renewal::Replaces {
+                hold_outbound: Some(_),
+                ..
+            })
+        ),
+        "{:?}",
+        second('b')
+    );
+    // The old IKE SA and its CHILD_SA are gone on both ends; one of each is left.
+    assert_eq!(p.removed.len(), 2, "{:?}", p.removed);
+    let now = p.now;
+    for (name, d) in [("a", &mut p.a), ("b", &mut p.b)] {
+        assert_eq!(d.ike_sas().len(), 1, "{name}");
+        let list = d.request(Request::List, now).unwrap();
+        assert_eq!(list.matches("CHILD_SA net").count(), 1, "{name}: {list}");
+        assert!(list.contains("by reauthentication"), "{name}: {list}");
+    }
+    let after = ike_spis(&mut p.a, now);
+    assert_ne!(before, after, "a new IKE SA");
+    assert_eq!(after, ike_spis(&mut p.b, now), "the same one on both ends");
 }
