@@ -96,6 +96,26 @@ fn defaults_are_strongswans() {
         Duration::from_secs(3600)
     );
     assert_eq!(k.lifetimes.rekey_time, Duration::from_secs(14400));
+    assert_eq!(k.reauth_time, Duration::ZERO, "no reauthentication");
+}
+
+#[test]
+fn renewal_counts_and_reauthentication_read_as_written() {
+    let text = PSK
+        .replace("dpd_delay = 10\n", "dpd_delay = 10\nreauth_time = 7200\n")
+        .replace(
+            "rekey_time = 600\n",
+            "rekey_time = 600\nrekey_bytes = 1000000\nlife_bytes = 1500000\nrekey_packets = 5000\n",
+        );
+    let c = parse(&text).unwrap();
+    let k = &c.connections[0];
+    assert_eq!(k.reauth_time, Duration::from_secs(7200));
+    let l = k.children[0].lifetimes;
+    assert_eq!((l.rekey_bytes, l.life_bytes), (1_000_000, 1_500_000));
+    // A life count not given is the rekey count and a tenth.
+    assert_eq!((l.rekey_packets, l.life_packets), (5000, 5500));
+    let (_, field, _) = invalid(&text.replace("life_bytes = 1500000", "life_bytes = 10"));
+    assert_eq!(field, "life_bytes");
 }
 
 #[test]
