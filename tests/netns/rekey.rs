@@ -66,6 +66,7 @@ fn under_traffic(
     b: (&str, IpAddr),
     secs: u64,
     watch: Option<Watch<'_>>,
+    context: &dyn Fn() -> String,
 ) -> Delivered {
     let stop = AtomicBool::new(false);
     let gap = Duration::from_millis(2);
@@ -102,6 +103,13 @@ fn under_traffic(
             tcp: tcp.join().expect("tcp a to b"),
         }
     });
+    let intact = |st: &traffic::Stream| {
+        st.corrupted == 0 && st.duplicated().is_empty() && st.lost().is_empty()
+    };
+    if !intact(&d.udp_ab) || !intact(&d.udp_ba) || !d.tcp.intact || d.tcp.sent != d.tcp.received {
+        // What the gateways saw, before the assertion says what went wrong.
+        eprintln!("{}", context());
+    }
     for (name, st) in [("a to b", &d.udp_ab), ("b to a", &d.udp_ba)] {
         eprintln!(
             "udp {name}: {} sent, {} received, {} lost, {} duplicated, {} corrupted",
@@ -269,12 +277,21 @@ fn against_strongswan(tag: &str, run: SwanRun) {
         iface: &p.espo_out,
         pid: gw.pid,
     });
+    let context = || {
+        format!(
+            "espo's status:\n{}\nespo's log:\n{}\nstrongSwan's log:\n{}",
+            lab.status(&gw),
+            lab.log("espo"),
+            swan.log()
+        )
+    };
     under_traffic(
         &lab,
         (&p.espo_ns, ip("10.1.0.1")),
         (&p.swan_ns, ip("10.2.0.1")),
         secs,
         watch,
+        &context,
     );
     // All renewals but the first and the last one fit.
     let renewals = (secs / run.child_every).saturating_sub(2);
@@ -399,12 +416,22 @@ fn between_espo_gateways_for(
         iface: &ao,
         pid: gw_a.pid,
     });
+    let context = || {
+        format!(
+            "a's status:\n{}\nb's status:\n{}\na's log:\n{}\nb's log:\n{}",
+            lab.status(&gw_a),
+            lab.status(&gw_b),
+            lab.log("a"),
+            lab.log("b")
+        )
+    };
     under_traffic(
         &lab,
         (&a, ip("10.1.0.1")),
         (&b, ip("10.2.0.1")),
         secs,
         watch,
+        &context,
     );
     let renewals = (secs / every).saturating_sub(2);
     espo_lost_nothing(&lab, &gw_a, "swan", renewals);
@@ -436,9 +463,13 @@ fn between_espo_gateways_for(
     );
     let collisions = lab.log("a").matches("rekey collision").count()
         + lab.log("b").matches("rekey collision").count();
-    if !a_conn.is_empty() {
+    if a_conn.contains("rekey_time") {
         let ike_rekeys = lab.log("a").matches("rekeyed: now").count() as u64;
         assert!(ike_rekeys + 1 >= secs / 60, "{ike_rekeys} IKE SA rekeys");
+    }
+    if a_conn.contains("reauth_time") {
+        let reauths = lab.log("a").matches("reauthenticated: now").count() as u64;
+        assert!(reauths + 2 >= secs / every, "{reauths} reauthentications");
     }
     (renewals, collisions as u64)
 }
@@ -488,6 +519,21 @@ fn both_ends_renewing_at_the_same_moments_collide_and_nothing_is_lost() {
         eprintln!("{collisions} rekey collisions resolved");
         assert!(collisions >= 1, "no collision was provoked");
     }
+}
+
+#[test]
+fn reauthentication_every_10_s_under_traffic_loses_nothing() {
+    between_espo_gateways_for(
+        "kx5",
+        "model",
+        "reauth_time = 10\n",
+        "",
+        "",
+        "aes128gcm16",
+        10,
+        rekey_secs().min(60),
+        false,
+    );
 }
 
 /// How long a soak runs (`ESPO_SOAK_SECS`, 600 by default).
