@@ -1296,3 +1296,109 @@ fn reauthentication_makes_a_new_ike_sa_before_breaking_the_old_one() {
     assert_ne!(before, after, "a new IKE SA");
     assert_eq!(after, ike_spis(&mut p.b, now), "the same one on both ends");
 }
+
+/// A pair whose initiator renews its CHILD_SA every 5 s.
+fn renewing_pair() -> Pair {
+    let mut c = child("10.1.0.0/16", "10.2.0.0/16", StartAction::Start);
+    c.lifetimes.rekey_time = Duration::from_secs(5);
+    c.lifetimes.rand_time = Duration::ZERO;
+    c.lifetimes.life_time = Duration::from_secs(20);
+    Pair::new(
+        spec("a", A, Some(B), vec![c]),
+        spec(
+            "b",
+            B,
+            None,
+            vec![child("10.2.0.0/16", "10.1.0.0/16", StartAction::None)],
+        ),
+    )
+}
+
+#[test]
+fn a_rekey_crossing_the_peers_delete_of_the_same_child_sa_leaves_one_pair() {
+    let mut p = renewing_pair();
+    p.tick(Duration::ZERO);
+    let b_child = p.renewals.iter().find(|r| r.0 == 'b').unwrap().1;
+    // At 5 s a renews the CHILD_SA while b deletes it (its hard limit): the two requests
+    // cross on the wire.
+    p.now += Duration::from_secs(5);
+    p.b.lifetime_reached(
+        b_child,
+        true,
+        espo_ipsec::lifetime::LifetimeCause::Packets,
+        p.now,
+    );
+    p.a.tick(p.now);
+    p.b.tick(p.now);
+    p.run();
+    p.tick(Duration::from_secs(3));
+    for (name, d) in [("a", &mut p.a), ("b", &mut p.b)] {
+        let list = d.request(Request::List, p.now).unwrap();
+        assert!(
+            list.matches("CHILD_SA net").count() <= 1,
+            "{name}: no stale CHILD_SA: {list}"
+        );
+    }
+    let a_list = p.a.request(Request::List, p.now).unwrap();
+    let b_list = p.b.request(Request::List, p.now).unwrap();
+    let pair = |l: &str| {
+        l.lines().find(|l| l.contains("CHILD_SA net")).map(|line| {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            (w[3].to_string(), w[5].trim_end_matches(',').to_string())
+        })
+    };
+    match (pair(&a_list), pair(&b_list)) {
+        // The renewal went through: the same pair on both ends.
+        (Some((a_in, a_out)), Some((b_in, b_out))) => {
+            assert_eq!((a_in, a_out), (b_out, b_in), "{a_list}\n{b_list}")
+        }
+        // Or the deletion won: nothing left on either end.
+        (None, None) => {}
+        other => panic!(
+            "one end holds a CHILD_SA the other does not: {other:?}\n{a_list}\n{b_list}\n{}\n{}",
+            p.logs_of('a'),
+            p.logs_of('b')
+        ),
+    }
+}
+
+#[test]
+fn a_rekey_due_while_a_request_is_retransmitted_waits_for_its_answer() {
+    let mut p = renewing_pair();
+    p.a.conns[0].spec.dpd_delay = Duration::from_secs(4);
+    p.tick(Duration::ZERO);
+    // b stops hearing at 3.5 s: a's liveness check at 4 s goes unanswered.
+    p.tick(Duration::from_millis(3500));
+    p.drop_to = Some('b');
+    p.tick(Duration::from_millis(1000));
+    // The rekey is due at 5 s, while the liveness check waits for its answer (it is resent
+    // 4 s after it went): one exchange at a time, so the rekey waits.
+    p.tick(Duration::from_millis(1000));
+    assert!(
+        !p.logs_of('a').contains("rekeying CHILD_SA"),
+        "{}",
+        p.logs_of('a')
+    );
+    assert_eq!(p.installed.len(), 2);
+    // b hears again: the resent check is answered, then the renewal goes through.
+    p.drop_to = None;
+    for _ in 0..4 {
+        p.tick(Duration::from_secs(1));
+    }
+    assert!(
+        p.logs_of('a').contains("retransmitting"),
+        "{}",
+        p.logs_of('a')
+    );
+    assert!(
+        p.logs_of('a').contains("rekeying CHILD_SA"),
+        "{}",
+        p.logs_of('a')
+    );
+    assert_eq!(p.installed.len(), 4, "{}", p.logs_of('a'));
+    p.tick(Duration::from_secs(3));
+    for (name, d) in [("a", &mut p.a), ("b", &mut p.b)] {
+        let list = d.request(Request::List, p.now).unwrap();
+        assert_eq!(list.matches("CHILD_SA net").count(), 1, "{name}: {list}");
+    }
+}
