@@ -1172,7 +1172,7 @@ fn a_flood_of_ike_sa_init_leaves_memory_bounded_and_the_tunnel_working() {
         &p.espo_ns,
         &["route", "add", "198.0.0.0/16", "dev", &p.espo_out],
     );
-    let _swan = Swan::start(&lab, &p.swan_ns, "swan", &swan_psk_conf("none"));
+    let swan = Swan::start(&lab, &p.swan_ns, "swan", &swan_psk_conf("none"));
     // Besides the tunnel, a responder for peers anywhere: what the flood aims at.
     let road = "
 [[connection]]
@@ -1234,6 +1234,29 @@ local_ts = [\"10.1.0.0/16\"]
     assert!(
         list.contains("ESTABLISHED") && list.contains("CHILD_SA net"),
         "the tunnel stands"
+    );
+    traffic_both_ways(&lab, &p);
+    // A legitimate peer still gets in while the half-open IKE SAs are there: strongSwan
+    // starts over, is asked for a cookie, brings it back and establishes.
+    let (ok, out) = swan.swanctl(&["--terminate", "--ike", "espo", "--timeout", "10"]);
+    assert!(ok, "{out}");
+    let (ok, out) = swan.swanctl(&["--initiate", "--child", "net", "--timeout", "20"]);
+    assert!(ok, "strongSwan establishes during the flood: {out}");
+    let (_, list, _) = lab.espo(&gw, &["ike", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.contains("ESTABLISHED") && l.contains(", responder, ")),
+        "{list}"
+    );
+    let cookies_after: u64 = list
+        .split(" cookies asked for")
+        .next()
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        cookies_after > cookies,
+        "strongSwan was asked for a cookie: {cookies} then {cookies_after}\n{list}"
     );
     traffic_both_ways(&lab, &p);
     let after = rss_kib(gw.pid);
