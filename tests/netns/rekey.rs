@@ -187,6 +187,22 @@ fn espo_lost_nothing(lab: &Lab, gw: &Gateway, connection: &str, renewals: u64) -
     status
 }
 
+/// Every SA of a gateway on the card model runs on the card (a renewal's retiring inbound
+/// SA included), once a fresh one has been placed.
+fn every_sa_on_the_card(lab: &Lab, gw: &Gateway, status: &str) {
+    let all_on_card = |status: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("card: ESPO-1 model, mode offload, "))
+            .map(|l| l.split_whitespace().collect::<Vec<&str>>())
+            .is_some_and(|w| w.len() > 3 && w[0] == w[2] && w[0] != "0")
+    };
+    if !all_on_card(status) {
+        let status = lab.status_until(gw, all_on_card);
+        assert!(all_on_card(&status), "{status}");
+    }
+}
+
 /// The SPIs (in, out) of the one CHILD_SA espo holds beside its one IKE SA, when no
 /// renewal is under way.
 fn one_pair(lab: &Lab, gw: &Gateway) -> Option<(String, String)> {
@@ -225,6 +241,9 @@ struct SwanRun {
     /// How long; with a watch on the outside and espo's memory (a soak).
     secs: u64,
     soak: bool,
+    /// espo's engine: `software` or `model` (the card's port then owns espo's side of the
+    /// link).
+    engine: &'static str,
 }
 
 fn against_strongswan(tag: &str, run: SwanRun) {
@@ -233,7 +252,24 @@ fn against_strongswan(tag: &str, run: SwanRun) {
         return;
     }
     let secs = run.secs;
-    let p: Pair = pair(&mut lab);
+    let p: Pair = if run.engine == "model" {
+        let e = lab.ns("e");
+        let s = lab.ns("s");
+        let (eo, so) = lab.link(&e, "eo", &s, "so");
+        lab.sysctl(&e, &format!("net.ipv6.conf.{eo}.disable_ipv6"), "1");
+        lab.addr(&s, &so, "192.0.2.2/24");
+        lab.ip(&s, &["addr", "add", "10.2.0.1/32", "dev", "lo"]);
+        for ns in [&e, &s] {
+            lab.sysctl(ns, "net.ipv4.conf.all.rp_filter", "0");
+        }
+        Pair {
+            espo_ns: e,
+            swan_ns: s,
+            espo_out: eo,
+        }
+    } else {
+        pair(&mut lab)
+    };
     let (espo_start, swan_start) = if run.espo_starts {
         ("start", "none")
     } else {
@@ -263,6 +299,10 @@ fn against_strongswan(tag: &str, run: SwanRun) {
                 "esp_proposals = [\"{}\"]\n{}",
                 run.esp_proposal, run.espo_child
             ),
+        )
+        .replace(
+            "engine = \"software\"",
+            &format!("engine = \"{}\"", run.engine),
         );
     let gw = lab.espo_run(&p.espo_ns, "espo", &conf);
     if !run.espo_starts {
@@ -295,7 +335,10 @@ fn against_strongswan(tag: &str, run: SwanRun) {
     );
     // All renewals but the first and the last one fit.
     let renewals = (secs / run.child_every).saturating_sub(2);
-    espo_lost_nothing(&lab, &gw, "swan", renewals);
+    let status = espo_lost_nothing(&lab, &gw, "swan", renewals);
+    if run.engine == "model" {
+        every_sa_on_the_card(&lab, &gw, &status);
+    }
     let log = lab.log("espo");
     let ike_rekeys = log.matches("rekeyed: now").count() as u64;
     assert!(
@@ -326,6 +369,7 @@ fn espo_renews_every_5_s_against_strongswan_and_nothing_is_lost() {
             ike_every: 30,
             secs: rekey_secs(),
             soak: false,
+            engine: "software",
         },
     );
 }
@@ -345,6 +389,27 @@ fn strongswan_renews_every_5_s_with_pfs_and_espo_loses_nothing() {
             ike_every: 30,
             secs: rekey_secs(),
             soak: false,
+            engine: "software",
+        },
+    );
+}
+
+#[test]
+fn espo_on_the_card_model_renews_every_5_s_against_strongswan_and_nothing_is_lost() {
+    against_strongswan(
+        "kx6",
+        SwanRun {
+            espo_child: "rekey_time = 5\nrand_time = 0",
+            espo_ike: "",
+            swan_child: "",
+            swan_ike: "",
+            esp_proposal: "aes128gcm16",
+            espo_starts: true,
+            child_every: 5,
+            ike_every: 100_000,
+            secs: rekey_secs(),
+            soak: false,
+            engine: "model",
         },
     );
 }
@@ -437,19 +502,7 @@ fn between_espo_gateways_for(
     espo_lost_nothing(&lab, &gw_a, "swan", renewals);
     let status_b = espo_lost_nothing(&lab, &gw_b, "swan", renewals);
     if b_engine == "model" {
-        // Every SA on the card (a renewal's retiring inbound SA included) once a fresh one
-        // has been placed.
-        let all_on_card = |status: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("card: ESPO-1 model, mode offload, "))
-                .map(|l| l.split_whitespace().collect::<Vec<&str>>())
-                .is_some_and(|w| w.len() > 3 && w[0] == w[2] && w[0] != "0")
-        };
-        if !all_on_card(&status_b) {
-            let status = lab.status_until(&gw_b, all_on_card);
-            assert!(all_on_card(&status), "{status}");
-        }
+        every_sa_on_the_card(&lab, &gw_b, &status_b);
     }
     // Renewals go on: the same pair on both ends between two of them.
     wait_for(
@@ -562,6 +615,7 @@ fn soak_espo_and_strongswan() {
             ike_every: 60,
             secs: soak_secs(),
             soak: true,
+            engine: "software",
         },
     );
 }
