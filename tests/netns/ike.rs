@@ -770,6 +770,25 @@ fn a_dead_strongswan_is_noticed_and_its_sas_removed() {
         "dead peer noticed {:.1} s after it died",
         gone.elapsed().as_secs_f64()
     );
+    // Without its CHILD_SA the tunnel's traffic does not leave in clear: it meets the
+    // child's trap (and asks for the CHILD_SA again).
+    let capture = super::capture::Capture::start(&p.espo_ns, &p.espo_out);
+    lab.run_in(&p.espo_ns, || {
+        let s = std::net::UdpSocket::bind("10.1.0.1:0").unwrap();
+        for _ in 0..20 {
+            let _ = s.send_to(b"not in clear", "10.2.0.1:7009");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let frames = capture.finish();
+    let clear = frames
+        .iter()
+        .filter(|f| f.get(12..14) == Some(&[0x08, 0x00]) && f.get(30..34) == Some(&[10, 2, 0, 1]))
+        .count();
+    assert_eq!(clear, 0, "packets for 10.2.0.1 left in clear");
+    let status = lab.status(&gw);
+    assert!(super::drops(&status, "trapped") >= 1, "{status}");
 }
 
 #[test]

@@ -188,6 +188,17 @@ fn prefix_pairs(
 /// The outbound trap policies of a child whose `start_action` is `trap`: a packet from its
 /// local selectors to its remote ones asks for the CHILD_SA.
 pub fn trap_policies(local_ts: &[TsRange], remote_ts: &[TsRange]) -> Vec<PolicySpec> {
+    placeholder_policies(local_ts, remote_ts, PolicyAction::Trap)
+}
+
+/// The outbound policies that stand behind a child's CHILD_SA (after every other policy)
+/// so that its traffic never leaves in clear while it has none: `Trap` (a packet asks for
+/// the CHILD_SA) or `Discard`.
+pub fn placeholder_policies(
+    local_ts: &[TsRange],
+    remote_ts: &[TsRange],
+    action: PolicyAction,
+) -> Vec<PolicySpec> {
     prefix_pairs(local_ts, remote_ts)
         .into_iter()
         .map(|(l, r, lp, rp)| PolicySpec {
@@ -197,7 +208,7 @@ pub fn trap_policies(local_ts: &[TsRange], remote_ts: &[TsRange]) -> Vec<PolicyS
             protocol: l.protocol_selector(),
             src_port: l.port_range(),
             dst_port: r.port_range(),
-            action: PolicyAction::Trap,
+            action,
             sa: Vec::new(),
         })
         .collect()

@@ -21,6 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use espo_ipsec::lifetime::LifetimeCause;
+use espo_ipsec::spec::PolicyAction;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::auth::{Certificate, Identity, PrivateKey};
@@ -524,16 +525,21 @@ impl Daemon {
         };
         let mut installs = Vec::new();
         for (c, child) in conn.spec.children.iter().enumerate() {
-            if child.start_action != StartAction::Trap {
-                continue;
-            }
+            // Every child stands behind its CHILD_SA with policies of its own, so that its
+            // traffic never leaves in clear while it has none (before the first one, after a
+            // dead peer or a DELETE): a trap — which negotiates it — for `trap` and `start`,
+            // a discard for `none`.
+            let action = match child.start_action {
+                StartAction::Trap | StartAction::Start => PolicyAction::Trap,
+                StartAction::None => PolicyAction::Discard,
+            };
             let local_ts: Vec<_> = child
                 .local_ts
                 .iter()
                 .map(|t| t.resolve(local.ip()))
                 .collect();
             let remote_ts: Vec<_> = child.remote_ts.iter().map(|t| t.resolve(remote)).collect();
-            let policies = crate::child::trap_policies(&local_ts, &remote_ts);
+            let policies = crate::child::placeholder_policies(&local_ts, &remote_ts, action);
             installs.push((c, format!("{}/{}", conn.spec.name, child.name), policies));
         }
         for (c, name, policies) in installs {

@@ -1402,3 +1402,46 @@ fn a_rekey_due_while_a_request_is_retransmitted_waits_for_its_answer() {
         assert_eq!(list.matches("CHILD_SA net").count(), 1, "{name}: {list}");
     }
 }
+
+#[test]
+fn every_child_stands_behind_its_child_sa_so_that_nothing_leaves_in_clear() {
+    let mut quiet = child("10.1.0.0/16", "10.3.0.0/16", StartAction::None);
+    quiet.name = "quiet".into();
+    let mut p = Pair::new(
+        spec(
+            "a",
+            A,
+            Some(B),
+            vec![
+                child("10.1.0.0/16", "10.2.0.0/16", StartAction::Start),
+                quiet,
+            ],
+        ),
+        spec(
+            "b",
+            B,
+            None,
+            vec![child("10.2.0.0/16", "10.1.0.0/16", StartAction::None)],
+        ),
+    );
+    p.tick(Duration::ZERO);
+    use espo_ipsec::spec::PolicyAction;
+    let a: Vec<_> = p.traps.iter().filter(|t| t.0 == 'a').collect();
+    assert_eq!(a.len(), 2, "one set of placeholders per child");
+    // `start`: a trap (a packet without a CHILD_SA negotiates it again); `none`: a discard.
+    assert_eq!(a[0].2[0].action, PolicyAction::Trap);
+    assert_eq!(a[0].2[0].dst.to_string(), "10.2.0.0/16");
+    assert_eq!(a[1].2[0].action, PolicyAction::Discard);
+    assert_eq!(a[1].2[0].dst.to_string(), "10.3.0.0/16");
+    // A responder for peers anywhere knows no selectors to stand behind.
+    assert!(p.traps.iter().all(|t| t.0 == 'a'));
+    // The peer goes: the trap negotiates the CHILD_SA again on the next packet.
+    let trap = a[0].1;
+    p.b.request(Request::Down("b".into()), p.now).unwrap();
+    p.run();
+    assert!(p.a.ike_sas().is_empty(), "{}", p.logs_of('a'));
+    p.a.acquire(trap, p.now);
+    p.run();
+    assert_eq!(p.a.ike_sas().len(), 1, "{}", p.logs_of('a'));
+    assert_eq!(p.a.ike_sas()[0].2, "ESTABLISHED");
+}
