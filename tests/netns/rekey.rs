@@ -184,6 +184,12 @@ fn espo_lost_nothing(lab: &Lab, gw: &Gateway, connection: &str, renewals: u64) -
         "{count} renewals, {renewals} expected: {line}"
     );
     assert!(line.ends_with(", 0 packets dropped during them"), "{line}");
+    if let Some(summary) = status
+        .lines()
+        .find(|l| l.contains("requests retransmitted"))
+    {
+        eprintln!("espo pid {}: {}", gw.pid, summary.trim());
+    }
     status
 }
 
@@ -359,8 +365,8 @@ fn espo_renews_every_5_s_against_strongswan_and_nothing_is_lost() {
     against_strongswan(
         "kx1",
         SwanRun {
-            espo_child: "rekey_time = 5\nrand_time = 0",
-            espo_ike: "rekey_time = 30\nrand_time = 0\n",
+            espo_child: "rekey_time = 5\nlife_time = 15\nrand_time = 0",
+            espo_ike: "rekey_time = 30\nover_time = 30\nrand_time = 0\n",
             swan_child: "",
             swan_ike: "",
             esp_proposal: "aes128gcm16",
@@ -399,7 +405,7 @@ fn espo_on_the_card_model_renews_every_5_s_against_strongswan_and_nothing_is_los
     against_strongswan(
         "kx6",
         SwanRun {
-            espo_child: "rekey_time = 5\nrand_time = 0",
+            espo_child: "rekey_time = 5\nlife_time = 15\nrand_time = 0",
             espo_ike: "",
             swan_child: "",
             swan_ike: "",
@@ -554,7 +560,7 @@ fn the_card_end_renews_every_5_s_with_pfs_and_nothing_is_lost() {
         "kx3",
         "model",
         "",
-        "rekey_time = 5\nrand_time = 0",
+        "rekey_time = 5\nlife_time = 15\nrand_time = 0",
         "aes128gcm16-x25519",
     );
 }
@@ -564,8 +570,8 @@ fn both_ends_renewing_at_the_same_moments_collide_and_nothing_is_lost() {
     let (renewals, collisions) = between_espo_gateways(
         "kx4",
         "software",
-        "rekey_time = 5\nrand_time = 0",
-        "rekey_time = 5\nrand_time = 0",
+        "rekey_time = 5\nlife_time = 15\nrand_time = 0",
+        "rekey_time = 5\nlife_time = 15\nrand_time = 0",
         "aes128gcm16",
     );
     if renewals > 0 {
@@ -605,8 +611,8 @@ fn soak_espo_and_strongswan() {
     against_strongswan(
         "ks1",
         SwanRun {
-            espo_child: "rekey_time = 10\nrand_time = 0",
-            espo_ike: "rekey_time = 60\nrand_time = 0\n",
+            espo_child: "rekey_time = 10\nlife_time = 30\nrand_time = 0",
+            espo_ike: "rekey_time = 60\nover_time = 60\nrand_time = 0\n",
             swan_child: "",
             swan_ike: "",
             esp_proposal: "aes128gcm16",
@@ -628,8 +634,8 @@ fn soak_two_espo_gateways_one_on_the_card() {
     between_espo_gateways_for(
         "ks2",
         "model",
-        "rekey_time = 60\nrand_time = 0\n",
-        "rekey_time = 10\nrand_time = 0",
+        "rekey_time = 60\nover_time = 60\nrand_time = 0\n",
+        "rekey_time = 10\nlife_time = 30\nrand_time = 0",
         "",
         "aes128gcm16",
         10,

@@ -22,6 +22,8 @@ const AES_BLOCK: usize = 16;
 const AEAD_IV_LEN: usize = 8;
 const AEAD_TAG_LEN: usize = 16;
 const SK_HEADER_LEN: usize = 4;
+/// Fragment Number and Total Fragments of an SKF payload (RFC 7383 §2.5).
+const FRAGMENT_FIELDS_LEN: usize = 4;
 
 enum Cipher {
     Cbc {
@@ -128,19 +130,70 @@ impl SkCipher {
         first: First,
         inner: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
-        let (iv_len, pad_len, icv_len) = match &self.cipher {
+        self.seal_part(header, first, None, inner)
+    }
+
+    /// Fragment `number` of `total` of a message (RFC 7383 §2.5): `header`, then an SKF
+    /// payload holding `chunk`, a piece of the inner chain; `first` is the chain's first
+    /// payload type in fragment 1 and `None` in the others. The fragment fields are
+    /// authenticated with the header.
+    pub fn seal_fragment(
+        &mut self,
+        header: &Header,
+        first: First,
+        number: u16,
+        total: u16,
+        chunk: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.seal_part(header, first, Some((number, total)), chunk)
+    }
+
+    /// How many bytes an encrypted message (SK, or SKF with `fragment`) adds to `inner`
+    /// bytes of payloads: header, payload header, IV, padding, Pad Length and ICV.
+    pub fn overhead(&self, inner: usize, fragment: bool) -> usize {
+        let (iv_len, pad_len, icv_len) = self.sizes(inner);
+        header::HEADER_LEN
+            + SK_HEADER_LEN
+            + if fragment { FRAGMENT_FIELDS_LEN } else { 0 }
+            + iv_len
+            + pad_len
+            + 1
+            + icv_len
+    }
+
+    fn sizes(&self, inner: usize) -> (usize, usize, usize) {
+        match &self.cipher {
             Cipher::Cbc { integrity, .. } => {
-                let pad = (AES_BLOCK - (inner.len() + 1) % AES_BLOCK) % AES_BLOCK;
+                let pad = (AES_BLOCK - (inner + 1) % AES_BLOCK) % AES_BLOCK;
                 (AES_BLOCK, pad, integrity.icv_len())
             }
             Cipher::Aead { .. } => (AEAD_IV_LEN, 0, AEAD_TAG_LEN),
+        }
+    }
+
+    fn seal_part(
+        &mut self,
+        header: &Header,
+        first: First,
+        fragment: Option<(u16, u16)>,
+        inner: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let (iv_len, pad_len, icv_len) = self.sizes(inner.len());
+        let fields = if fragment.is_some() {
+            FRAGMENT_FIELDS_LEN
+        } else {
+            0
         };
-        let sk_len = SK_HEADER_LEN + iv_len + inner.len() + pad_len + 1 + icv_len;
+        let sk_len = SK_HEADER_LEN + fields + iv_len + inner.len() + pad_len + 1 + icv_len;
         let total = header::HEADER_LEN + sk_len;
         let sk_len = u16::try_from(sk_len).map_err(|_| CryptoError::TooLong)?;
         let mut out = vec![0u8; header::HEADER_LEN];
         let repr = header::Repr {
-            next_payload: wire::PayloadType::Sk,
+            next_payload: if fragment.is_some() {
+                wire::PayloadType::Skf
+            } else {
+                wire::PayloadType::Sk
+            },
             length: u32::try_from(total).map_err(|_| CryptoError::TooLong)?,
             ..*header
         };
@@ -148,6 +201,10 @@ impl SkCipher {
             .map_err(|_| CryptoError::Malformed("header"))?;
         out.extend_from_slice(&[u8::from(first), 0]);
         out.extend_from_slice(&sk_len.to_be_bytes());
+        if let Some((number, total)) = fragment {
+            out.extend_from_slice(&number.to_be_bytes());
+            out.extend_from_slice(&total.to_be_bytes());
+        }
         let aad_end = out.len();
         let mut plain = Zeroizing::new(Vec::with_capacity(inner.len() + pad_len + 1 + AES_BLOCK));
         plain.extend_from_slice(inner);
@@ -195,11 +252,22 @@ impl SkCipher {
     /// The inner chain of an encrypted message (its first payload type and bytes), after
     /// its ICV checked out.
     pub fn open(&self, message: &[u8]) -> Result<(First, Zeroizing<Vec<u8>>), CryptoError> {
+        match self.open_any(message)? {
+            (first, plain, None) => Ok((first, plain)),
+            (_, _, Some(_)) => Err(CryptoError::Malformed("a fragment (SKF)")),
+        }
+    }
+
+    /// A message's SK or SKF payload opened, after its ICV checked out: the first payload
+    /// type (`None` in a fragment other than the first), the plaintext (a piece of the
+    /// inner chain, for a fragment), and the fragment's number and total.
+    #[allow(clippy::type_complexity)]
+    pub fn open_any(
+        &self,
+        message: &[u8],
+    ) -> Result<(First, Zeroizing<Vec<u8>>, Option<(u16, u16)>), CryptoError> {
         let located =
             wire::sk::locate(message).map_err(|_| CryptoError::Malformed("no SK payload"))?;
-        if located.fragment.is_some() {
-            return Err(CryptoError::Malformed("a fragment (SKF)"));
-        }
         let body = &message[located.encrypted.clone()];
         let mut plain = match &self.cipher {
             Cipher::Cbc {
@@ -253,7 +321,7 @@ impl SkCipher {
         }
         let keep = plain.len() - pad - 1;
         plain.truncate(keep);
-        Ok((located.first, plain))
+        Ok((located.first, plain, located.fragment))
     }
 }
 

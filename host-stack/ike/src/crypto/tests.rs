@@ -330,6 +330,45 @@ fn sealed_messages_open_and_every_flipped_bit_is_refused() {
 }
 
 #[test]
+fn fragments_open_with_their_numbers_which_are_authenticated() {
+    for (mut tx, rx) in ciphers() {
+        let chunk = b"a piece of an inner chain";
+        let msg = tx
+            .seal_fragment(&header(3), PayloadType::IdI, 1, 4, chunk)
+            .unwrap();
+        let parsed = wire::Message::parse(&msg).unwrap();
+        assert_eq!(parsed.message_id, 3);
+        assert_eq!(
+            msg.len(),
+            chunk.len() + tx.overhead(chunk.len(), true),
+            "overhead says the size"
+        );
+        let (first, plain, fragment) = rx.open_any(&msg).unwrap();
+        assert_eq!(
+            (first, plain.as_slice(), fragment),
+            (PayloadType::IdI, &chunk[..], Some((1, 4)))
+        );
+        assert!(rx.open(&msg).is_err(), "open takes whole messages only");
+        // A later fragment names no first payload.
+        let later = tx
+            .seal_fragment(&header(3), PayloadType::None, 4, 4, chunk)
+            .unwrap();
+        assert_eq!(rx.open_any(&later).unwrap().2, Some((4, 4)));
+        // The fragment fields are covered by the ICV: another number or total is refused.
+        let at = wire::header::HEADER_LEN + 4;
+        for field in [at + 1, at + 3] {
+            let mut bad = msg.clone();
+            bad[field] ^= 2;
+            assert!(rx.open_any(&bad).is_err(), "byte {field}");
+        }
+        // A whole message reads as no fragment.
+        let whole = tx.seal(&header(3), PayloadType::IdI, chunk).unwrap();
+        assert_eq!(whole.len(), chunk.len() + tx.overhead(chunk.len(), false));
+        assert_eq!(rx.open_any(&whole).unwrap().2, None);
+    }
+}
+
+#[test]
 fn an_sk_payload_that_is_too_short_is_refused() {
     for (mut tx, rx) in ciphers() {
         let msg = tx.seal(&header(2), PayloadType::None, b"").unwrap();

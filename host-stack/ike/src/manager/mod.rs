@@ -196,6 +196,8 @@ pub struct Counters {
     pub children_established: u64,
     pub malformed: u64,
     pub dropped: u64,
+    /// Requests sent again for want of an answer.
+    pub retransmissions: u64,
 }
 
 impl core::fmt::Debug for Daemon {
@@ -784,6 +786,7 @@ impl Daemon {
             Due::Idle => {}
             Due::Resend(datagrams) => {
                 let datagrams = datagrams.to_vec();
+                self.counters.retransmissions += 1;
                 self.log(
                     Level::Debug,
                     Subsystem::Ike,
@@ -1078,14 +1081,15 @@ impl Daemon {
         }
         let c = self.counters;
         out.push_str(&format!(
-            "{} IKE SAs ({} half-open); {} established and {} failed so far, {} cookies asked for, {} malformed and {} other messages dropped\n",
+            "{} IKE SAs ({} half-open); {} established and {} failed so far, {} cookies asked for, {} malformed and {} other messages dropped, {} requests retransmitted\n",
             self.sas.len(),
             self.half_open.len(),
             c.ike_established,
             c.ike_failed,
             c.cookies_sent,
             c.malformed,
-            c.dropped
+            c.dropped,
+            c.retransmissions
         ));
         out
     }
