@@ -33,6 +33,8 @@ fn daemon(initiator: bool) -> Daemon {
         encap: false,
         lifetimes: Lifetimes::IKE_DEFAULT,
         reauth_time: Duration::ZERO,
+        fragmentation: true,
+        fragment_size: 1280,
         children: vec![ChildSpec {
             name: "net".into(),
             local_ts: vec!["10.1.0.0/16".parse().unwrap()],

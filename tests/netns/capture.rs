@@ -190,7 +190,7 @@ pub fn inject(lab: &Lab, ns: &str, iface: &str, frame: &[u8]) {
 /// twice are a nonce reused or a packet replayed by the network.
 pub struct EspSeen {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<(u64, Vec<(u32, u32)>)>>,
+    thread: Option<JoinHandle<Seen>>,
 }
 
 /// The SPI and sequence number of an Ethernet frame carrying ESP.
@@ -223,6 +223,9 @@ fn esp_of(frame: &[u8]) -> Option<(u32, u32)> {
     let seq = u32::from_be_bytes(esp.get(4..8)?.try_into().ok()?);
     Some((spi, seq))
 }
+
+/// ESP packets seen, and the (SPI, sequence number) pairs seen twice.
+type Seen = (u64, Vec<(u32, u32)>);
 
 impl EspSeen {
     pub fn start(ns: &str, iface: &str) -> EspSeen {

@@ -1139,6 +1139,8 @@ fn an_ike_sa_init() -> Vec<u8> {
         encap: false,
         lifetimes: Lifetimes::IKE_DEFAULT,
         reauth_time: Duration::ZERO,
+        fragmentation: true,
+        fragment_size: 1280,
         children: vec![ChildSpec {
             name: "net".into(),
             local_ts: vec!["10.9.0.0/16".parse().unwrap()],
@@ -1324,4 +1326,164 @@ fn a_killed_espo_comes_back_and_strongswan_keeps_no_stale_sa() {
         },
     );
     assert_eq!(sas.matches("INSTALLED").count(), 1, "{sas}");
+}
+
+/// IKE fragmentation (RFC 7383): a 4096-bit RSA chain (end entity and intermediate, each
+/// about 1.4 kB, and a 512-byte AUTH) over a 1280-byte path where IP fragments are dropped,
+/// against strongSwan with `fragmentation = yes`; `espo_initiates` says who starts.
+fn rsa_chain_over_a_small_path(tag: &str, espo_initiates: bool) {
+    let mut lab = lab_or_skip!(tag);
+    if !swan_or_skip() {
+        return;
+    }
+    let p = pair(&mut lab);
+    let so = lab.name("so");
+    for (ns, dev) in [(&p.espo_ns, &p.espo_out), (&p.swan_ns, &so)] {
+        lab.ip(ns, &["link", "set", "dev", dev, "mtu", "1280"]);
+        // A path that loses IP fragments: only IKE's own fragments get through.
+        let nft = "table inet nofrag {\n  chain pre {\n    type filter hook prerouting priority -500;\n    ip frag-off & 0x3fff != 0 drop\n  }\n}\n";
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(nft.as_bytes())?;
+                c.wait_with_output()
+            })
+            .expect("nft");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let dir = lab.dir.join("pki");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str| pki_file(&dir, name).display().to_string();
+    let start = if espo_initiates { "start" } else { "none" };
+    let conf = espo_config(
+        &p.espo_out,
+        &lab.name("t"),
+        &format!(
+            "[[connection]]
+name = \"swan\"
+local_addrs = \"192.0.2.1\"
+remote_addrs = \"192.0.2.2\"
+proposals = [\"aes256gcm16-prfsha384-ecp384\"]
+
+[connection.local]
+auth = \"pubkey\"
+id = \"gw-a.rsa.espo.test\"
+certs = [\"{}\", \"{}\"]
+private_key = \"{}\"
+
+[connection.remote]
+auth = \"pubkey\"
+id = \"gw-b.rsa.espo.test\"
+cacerts = [\"{}\", \"{}\"]
+
+[[connection.child]]
+name = \"net\"
+local_ts = [\"10.1.0.0/16\"]
+remote_ts = [\"10.2.0.0/16\"]
+esp_proposals = [\"aes256gcm16\"]
+start_action = \"{start}\"
+",
+            file("rsa-gw-a.crt"),
+            file("rsa-sub.crt"),
+            file("rsa-gw-a.key"),
+            file("rsa-ca.crt"),
+            file("rsa-sub.crt"),
+        ),
+    );
+    let swan_dir = lab.dir.join("swan/swanctl");
+    for sub in ["x509", "x509ca", "private"] {
+        std::fs::create_dir_all(swan_dir.join(sub)).unwrap();
+    }
+    pki_file(&swan_dir.join("x509ca"), "rsa-ca.crt");
+    pki_file(&swan_dir.join("x509ca"), "rsa-sub.crt");
+    pki_file(&swan_dir.join("x509"), "rsa-gw-b.crt");
+    pki_file(&swan_dir.join("private"), "rsa-gw-b.key");
+    let swan_conf = "connections {
+  espo {
+    version = 2
+    local_addrs = 192.0.2.2
+    remote_addrs = 192.0.2.1
+    proposals = aes256gcm16-prfsha384-ecp384
+    fragmentation = yes
+    local {
+      auth = pubkey
+      certs = rsa-gw-b.crt
+      id = gw-b.rsa.espo.test
+    }
+    remote {
+      auth = pubkey
+      cacerts = rsa-ca.crt
+      id = gw-a.rsa.espo.test
+    }
+    children {
+      net {
+        local_ts = 10.2.0.0/16
+        remote_ts = 10.1.0.0/16
+        esp_proposals = aes256gcm16
+        mode = tunnel
+        start_action = none
+      }
+    }
+  }
+}
+";
+    let swan = Swan::start(&lab, &p.swan_ns, "swan", swan_conf);
+    let gw = lab.espo_run(&p.espo_ns, "espo", &conf);
+    if !espo_initiates {
+        let (ok, out) = swan.swanctl(&["--initiate", "--child", "net", "--timeout", "30"]);
+        assert!(ok, "{out}\n{}\n{}", swan.log(), lab.log("espo"));
+    }
+    let list = wait_for("espo's CHILD_SA", Duration::from_secs(30), || {
+        child_installed(&lab, &gw)
+    });
+    // Both IKE_AUTH messages went in fragments, and came in fragments.
+    let counts: Vec<u64> = list
+        .lines()
+        .find(|l| l.contains("received in fragments"))
+        .map(|l| {
+            let tail = l.split("retransmitted, ").nth(1).unwrap_or_default();
+            tail.split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        counts.len() == 2 && counts[0] >= 1 && counts[1] >= 1,
+        "{counts:?}: {list}"
+    );
+    let log = swan.log();
+    eprintln!(
+        "espo: {} messages sent and {} received in fragments; strongSwan: {}",
+        counts[0],
+        counts[1],
+        log.lines()
+            .filter(|l| l.contains("fragment"))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    assert!(
+        log.contains("authentication of 'gw-a.rsa.espo.test' with RSA"),
+        "strongSwan verified espo's 4096-bit signature: {log}"
+    );
+    traffic_both_ways(&lab, &p);
+}
+
+#[test]
+fn espo_initiates_with_a_4096_bit_rsa_chain_over_a_1280_byte_path_in_fragments() {
+    rsa_chain_over_a_small_path("kf1", true);
+}
+
+#[test]
+fn strongswan_initiates_with_a_4096_bit_rsa_chain_over_a_1280_byte_path_in_fragments() {
+    rsa_chain_over_a_small_path("kf2", false);
 }

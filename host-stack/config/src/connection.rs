@@ -51,6 +51,8 @@ pub(crate) struct RawConnection {
     pub psk_file: Option<PathBuf>,
     pub dpd_delay: Option<u64>,
     pub encap: Option<bool>,
+    pub fragmentation: Option<String>,
+    pub fragment_size: Option<u64>,
     pub rekey_time: Option<u64>,
     pub over_time: Option<u64>,
     pub reauth_time: Option<u64>,
@@ -459,6 +461,31 @@ pub(crate) fn validate_connection(
         encap: raw.encap.unwrap_or(false),
         lifetimes,
         reauth_time: secs(raw.reauth_time, Duration::ZERO),
+        fragmentation: match raw.fragmentation.as_deref() {
+            None | Some("yes") => true,
+            Some("no") => false,
+            Some(other) => {
+                return Err(entry.err(
+                    "fragmentation",
+                    format!("unknown value `{other}` (expected yes or no)"),
+                ));
+            }
+        },
+        fragment_size: match raw.fragment_size {
+            None => espo_ike::connection::DEFAULT_FRAGMENT_SIZE,
+            Some(n) if (espo_ike::connection::MIN_FRAGMENT_SIZE as u64..=65535).contains(&n) => {
+                n as usize
+            }
+            Some(n) => {
+                return Err(entry.err(
+                    "fragment_size",
+                    format!(
+                        "{n} bytes: between {} and 65535",
+                        espo_ike::connection::MIN_FRAGMENT_SIZE
+                    ),
+                ));
+            }
+        },
         children,
     })
 }

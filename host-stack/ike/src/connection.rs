@@ -15,6 +15,11 @@ use crate::ts::TsSpec;
 pub const IKE_PORT: u16 = 500;
 /// IKE and ESP in UDP once a NAT is found or encapsulation is forced (RFC 3948).
 pub const NAT_T_PORT: u16 = 4500;
+/// strongSwan's default largest IP datagram of an IKE fragment.
+pub const DEFAULT_FRAGMENT_SIZE: usize = 1280;
+/// The smallest `fragment_size` accepted: the IPv6 minimum MTU's worth is the smallest a
+/// path may have; smaller fragments only multiply them.
+pub const MIN_FRAGMENT_SIZE: usize = 576;
 
 /// A pre-shared key: its bytes, zeroized on drop, never shown by `Debug`.
 #[derive(Clone)]
@@ -192,6 +197,10 @@ pub struct ConnectionSpec {
     /// How often this end authenticates the peer again (strongSwan's `reauth_time`): a new
     /// IKE SA with new CHILD_SAs replaces the old ones, make-before-break; zero: never.
     pub reauth_time: Duration,
+    /// IKE fragmentation (RFC 7383): announced, and used when the peer announces it too.
+    pub fragmentation: bool,
+    /// The largest IP datagram a fragment (or an unfragmented message) may make, bytes.
+    pub fragment_size: usize,
     pub children: Vec<ChildSpec>,
 }
 

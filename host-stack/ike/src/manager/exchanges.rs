@@ -135,6 +135,9 @@ impl Daemon {
             nat_hash(sa.spi_i, 0, sa.remote),
         );
         body.add_notify(NotifyType::SignatureHashAlgorithms, hash_list());
+        if conn.spec.fragmentation {
+            body.add_notify(NotifyType::Ikev2FragmentationSupported, Vec::new());
+        }
         let msg = wire::Message {
             spi_i: sa.spi_i,
             spi_r: 0,
@@ -255,6 +258,9 @@ impl Daemon {
         if self.conn(sa).spec.encap {
             sa.nat_here = true;
         }
+        let spec = &self.conn(sa).spec;
+        sa.fragmentation = spec.fragmentation && body.has(NotifyType::Ikev2FragmentationSupported);
+        sa.fragment_size = spec.fragment_size;
         sa.peer_hashes = body
             .notify(NotifyType::SignatureHashAlgorithms)
             .map(|n| {
@@ -1030,6 +1036,12 @@ impl Daemon {
             if body.has(NotifyType::SignatureHashAlgorithms) {
                 answer.add_notify(NotifyType::SignatureHashAlgorithms, hash_list());
             }
+            let spec = &self.conns[conn].spec;
+            if spec.fragmentation && body.has(NotifyType::Ikev2FragmentationSupported) {
+                answer.add_notify(NotifyType::Ikev2FragmentationSupported, Vec::new());
+                sa.fragmentation = true;
+            }
+            sa.fragment_size = spec.fragment_size;
             answer.certreq = matches!(self.conns[conn].spec.remote_auth, RemoteAuth::Pubkey { .. });
             let out = wire::Message {
                 spi_i: sa.spi_i,

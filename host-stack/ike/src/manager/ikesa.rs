@@ -11,8 +11,6 @@ use crate::proposal::Chosen;
 use crate::ts::TsRange;
 use crate::wire::{self, ExchangeType, PayloadType};
 
-use super::body::{self, Body};
-
 /// How far an IKE SA got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -154,6 +152,12 @@ pub(crate) struct IkeSa {
     pub last_sent: Instant,
     /// What this end's outstanding request was (to read its answer).
     pub asked: Option<Asked>,
+    /// Both ends announced IKE fragmentation (RFC 7383).
+    pub fragmentation: bool,
+    /// The largest IP datagram a message (or fragment) may make.
+    pub fragment_size: usize,
+    /// Fragments of messages not whole yet.
+    pub reassembly: Vec<super::fragment::Reassembly>,
 }
 
 /// This end's outstanding request.
@@ -240,6 +244,9 @@ impl IkeSa {
             last_heard: now,
             last_sent: now,
             asked: None,
+            fragmentation: false,
+            fragment_size: crate::connection::DEFAULT_FRAGMENT_SIZE,
+            reassembly: Vec::new(),
         }
     }
 
@@ -277,33 +284,5 @@ impl IkeSa {
             message_id,
             length: 0,
         }
-    }
-
-    /// An encrypted message: `body` inside the SK payload.
-    pub fn seal(
-        &mut self,
-        exchange: ExchangeType,
-        message_id: u32,
-        response: bool,
-        body: &Body,
-    ) -> Result<Vec<u8>, String> {
-        let header = self.header(exchange, message_id, response);
-        let (first, inner) = body::encode(body).map_err(|e| e.to_string())?;
-        let sk = self.sk.as_mut().ok_or_else(|| "no keys yet".to_string())?;
-        sk.outgoing
-            .seal(&header, first, &inner)
-            .map_err(|e| e.to_string())
-    }
-
-    /// The payloads inside a received message's SK payload, after its ICV checked out.
-    pub fn open(&self, message: &[u8]) -> Result<Body, String> {
-        let sk = self.sk.as_ref().ok_or_else(|| "no keys yet".to_string())?;
-        let (first, plain) = sk
-            .incoming
-            .open(message)
-            .map_err(|e| format!("cannot decrypt: {e}"))?;
-        let payloads =
-            wire::parse_inner(first, &plain).map_err(|e| format!("inner payloads: {e}"))?;
-        Body::from_payloads(&payloads).map_err(|e| format!("inner payloads: {e}"))
     }
 }

@@ -14,7 +14,10 @@
 
 mod body;
 mod exchanges;
+mod fragment;
 mod ikesa;
+
+pub use fragment::{MAX_FRAGMENTS, MAX_REASSEMBLED, REASSEMBLY_TIMEOUT};
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -198,6 +201,9 @@ pub struct Counters {
     pub dropped: u64,
     /// Requests sent again for want of an answer.
     pub retransmissions: u64,
+    /// Messages sent in fragments, and messages received in fragments (RFC 7383).
+    pub fragmented: u64,
+    pub reassembled: u64,
 }
 
 impl core::fmt::Debug for Daemon {
@@ -683,8 +689,14 @@ impl Daemon {
             sa.requests.answered(msg.message_id);
             return self.init_response(sa, msg, bytes, remote, now);
         }
-        let body = match sa.open(bytes) {
-            Ok(b) => b,
+        let body = match sa.open_datagram(bytes, msg.message_id, true, now) {
+            Ok(fragment::Opened::Whole(b)) => {
+                if wire::sk::locate(bytes).is_ok_and(|e| e.fragment.is_some()) {
+                    self.counters.reassembled += 1;
+                }
+                *b
+            }
+            Ok(fragment::Opened::Kept) => return Ok(()),
             Err(e) => {
                 self.counters.dropped += 1;
                 self.log(
@@ -730,8 +742,14 @@ impl Daemon {
                 return Ok(());
             }
             Incoming::Again(cached) => {
-                // Only a request that authenticates gets the cached answer again.
-                if sa.open(bytes).is_ok() {
+                // Only a request that authenticates gets the cached answer again (once per
+                // retransmission: on its first fragment, if it came in fragments).
+                let again = sa
+                    .sk
+                    .as_ref()
+                    .and_then(|sk| sk.incoming.open_any(bytes).ok())
+                    .is_some_and(|(_, _, fragment)| fragment.is_none_or(|(n, _)| n == 1));
+                if again {
                     for m in cached.iter().cloned() {
                         self.send(sa, m);
                     }
@@ -740,8 +758,14 @@ impl Daemon {
             }
             Incoming::New => {}
         }
-        let body = match sa.open(bytes) {
-            Ok(b) => b,
+        let body = match sa.open_datagram(bytes, msg.message_id, false, now) {
+            Ok(fragment::Opened::Whole(b)) => {
+                if wire::sk::locate(bytes).is_ok_and(|e| e.fragment.is_some()) {
+                    self.counters.reassembled += 1;
+                }
+                *b
+            }
+            Ok(fragment::Opened::Kept) => return Ok(()),
             Err(e) => {
                 self.counters.dropped += 1;
                 self.log(
@@ -957,11 +981,14 @@ impl Daemon {
         now: Instant,
     ) -> Result<(), String> {
         let id = sa.requests.claim().map_err(|e| e.to_string())?;
-        let bytes = sa.seal(exchange, id, false, body)?;
-        sa.requests.sent(id, vec![bytes.clone()], now);
+        let datagrams = sa.seal_datagrams(exchange, id, false, body)?;
+        self.note_fragments(exchange, false, datagrams.len());
+        sa.requests.sent(id, datagrams.clone(), now);
         sa.asked = Some(asked);
         sa.last_sent = now;
-        self.send(sa, bytes);
+        for d in datagrams {
+            self.send(sa, d);
+        }
         Ok(())
     }
 
@@ -973,10 +1000,28 @@ impl Daemon {
         id: u32,
         body: &body::Body,
     ) -> Result<(), String> {
-        let bytes = sa.seal(exchange, id, true, body)?;
-        sa.responses.answered(id, vec![bytes.clone()]);
-        self.send(sa, bytes);
+        let datagrams = sa.seal_datagrams(exchange, id, true, body)?;
+        self.note_fragments(exchange, true, datagrams.len());
+        sa.responses.answered(id, datagrams.clone());
+        for d in datagrams {
+            self.send(sa, d);
+        }
         Ok(())
+    }
+
+    /// A message that went in `count` fragments is counted (and logged).
+    fn note_fragments(&mut self, exchange: ExchangeType, response: bool, count: usize) {
+        if count > 1 {
+            self.counters.fragmented += 1;
+            self.log(
+                Level::Debug,
+                Subsystem::Encoding,
+                format!(
+                    "{exchange:?} {} split into {count} fragments",
+                    if response { "response" } else { "request" }
+                ),
+            );
+        }
     }
 
     /// Tells the peer the IKE SA goes (a DELETE, not retransmitted: this end's SAs go now,
@@ -989,9 +1034,11 @@ impl Daemon {
         });
         sa.requests.abandon();
         if let Ok(id) = sa.requests.claim()
-            && let Ok(bytes) = sa.seal(ExchangeType::Informational, id, false, &body)
+            && let Ok(datagrams) = sa.seal_datagrams(ExchangeType::Informational, id, false, &body)
         {
-            self.send(sa, bytes);
+            for d in datagrams {
+                self.send(sa, d);
+            }
         }
         sa.phase = Phase::Deleting;
     }
@@ -1081,7 +1128,7 @@ impl Daemon {
         }
         let c = self.counters;
         out.push_str(&format!(
-            "{} IKE SAs ({} half-open); {} established and {} failed so far, {} cookies asked for, {} malformed and {} other messages dropped, {} requests retransmitted\n",
+            "{} IKE SAs ({} half-open); {} established and {} failed so far, {} cookies asked for, {} malformed and {} other messages dropped, {} requests retransmitted, {} messages sent and {} received in fragments\n",
             self.sas.len(),
             self.half_open.len(),
             c.ike_established,
@@ -1089,7 +1136,9 @@ impl Daemon {
             c.cookies_sent,
             c.malformed,
             c.dropped,
-            c.retransmissions
+            c.retransmissions,
+            c.fragmented,
+            c.reassembled
         ));
         out
     }

@@ -52,9 +52,15 @@ fn spec(
         encap: false,
         lifetimes: Lifetimes::IKE_DEFAULT,
         reauth_time: Duration::ZERO,
+        fragmentation: true,
+        fragment_size: 1280,
         children,
     }
 }
+
+/// What a test does to a datagram on the link: (to which side, the datagram) -> whether it
+/// arrives.
+type Filter = Box<dyn FnMut(char, &mut Vec<u8>) -> bool>;
 
 /// Two daemons on a lossless (or lossy, when told) link.
 struct Pair {
@@ -76,6 +82,8 @@ struct Pair {
     /// Datagrams in flight: (to a?, local, remote, bytes).
     wire: Vec<(char, SocketAddr, SocketAddr, Vec<u8>)>,
     drop_to: Option<char>,
+    /// Sees every datagram on its way (to which side); false: it is lost.
+    filter: Option<Filter>,
 }
 
 impl Pair {
@@ -104,6 +112,7 @@ impl Pair {
             traps: Vec::new(),
             wire: Vec::new(),
             drop_to: None,
+            filter: None,
         }
     }
 
@@ -143,8 +152,13 @@ impl Pair {
             if self.wire.is_empty() {
                 return;
             }
-            for (to, from_local, from_remote, bytes) in std::mem::take(&mut self.wire) {
+            for (to, from_local, from_remote, mut bytes) in std::mem::take(&mut self.wire) {
                 if self.drop_to == Some(to) {
+                    continue;
+                }
+                if let Some(f) = self.filter.as_mut()
+                    && !f(to, &mut bytes)
+                {
                     continue;
                 }
                 // What one end sent from `local` to `remote` arrives at the other with the
@@ -1444,4 +1458,123 @@ fn every_child_stands_behind_its_child_sa_so_that_nothing_leaves_in_clear() {
     p.run();
     assert_eq!(p.a.ike_sas().len(), 1, "{}", p.logs_of('a'));
     assert_eq!(p.a.ike_sas()[0].2, "ESTABLISHED");
+}
+
+/// Two certificate ends (RSA on b: its IKE_AUTH is the larger) on a path of `size` bytes.
+fn small_path(size: usize, b_fragments: bool) -> Pair {
+    let mut a = pubkey(
+        "a",
+        A,
+        Some(B),
+        "ee-ecdsa",
+        "gw-a.espo.test",
+        "gw-b.espo.test",
+        vec![child("10.1.0.0/16", "10.2.0.0/16", StartAction::Start)],
+    );
+    a.fragment_size = size;
+    let mut b = pubkey(
+        "b",
+        B,
+        None,
+        "ee-rsa",
+        "gw-b.espo.test",
+        "gw-a.espo.test",
+        vec![child("10.2.0.0/16", "10.1.0.0/16", StartAction::None)],
+    );
+    b.fragment_size = size;
+    b.fragmentation = b_fragments;
+    Pair::new(a, b)
+}
+
+/// Whether a datagram is an SKF fragment.
+fn is_fragment(bytes: &[u8]) -> bool {
+    wire::sk::locate(bytes).is_ok_and(|e| e.fragment.is_some())
+}
+
+#[test]
+fn ike_auth_too_large_for_the_path_goes_in_fragments_both_ways() {
+    let mut p = small_path(576, true);
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let log = std::rc::Rc::clone(&seen);
+    p.filter = Some(Box::new(move |to, bytes| {
+        log.borrow_mut().push((to, bytes.len(), is_fragment(bytes)));
+        true
+    }));
+    p.tick(Duration::ZERO);
+    assert_eq!(
+        p.installed.len(),
+        2,
+        "{}\n{}",
+        p.logs_of('a'),
+        p.logs_of('b')
+    );
+    let (a, b) = (p.a.counters(), p.b.counters());
+    assert!(a.fragmented >= 1 && b.reassembled >= 1, "{a:?} {b:?}");
+    assert!(b.fragmented >= 1 && a.reassembled >= 1, "{a:?} {b:?}");
+    // Every datagram fits the path: 576 bytes of IP datagram, 28 of them IPv4 and UDP.
+    let seen = seen.borrow();
+    assert!(seen.iter().filter(|s| s.2).count() >= 4, "{seen:?}");
+    assert!(seen.iter().all(|s| s.1 <= 576 - 28), "{seen:?}");
+    // Later exchanges go whole while they fit.
+    let list = p.a.request(Request::List, p.now).unwrap();
+    assert!(list.contains("messages sent and"), "{list}");
+}
+
+#[test]
+fn a_lost_or_forged_fragment_is_made_good_by_the_retransmission() {
+    let mut p = small_path(576, true);
+    let mut count = 0;
+    p.filter = Some(Box::new(move |to, bytes| {
+        if to == 'b' && is_fragment(bytes) {
+            count += 1;
+            match count {
+                // The second fragment of the first IKE_AUTH request is lost, the third
+                // arrives forged (its ICV fails: refused, the others wait).
+                2 => return false,
+                3 => {
+                    let at = bytes.len() - 1;
+                    bytes[at] ^= 1;
+                }
+                _ => {}
+            }
+        }
+        true
+    }));
+    p.tick(Duration::ZERO);
+    assert!(p.installed.is_empty(), "not yet");
+    // The request is sent again, all its fragments: b answers.
+    p.tick(Duration::from_secs(5));
+    assert_eq!(
+        p.installed.len(),
+        2,
+        "{}\n{}",
+        p.logs_of('a'),
+        p.logs_of('b')
+    );
+    assert!(p.a.counters().retransmissions >= 1);
+    assert!(p.b.counters().dropped >= 1, "the forged fragment");
+}
+
+#[test]
+fn without_the_peers_consent_nothing_is_fragmented() {
+    let mut p = small_path(576, false);
+    let fragments = std::rc::Rc::new(std::cell::Cell::new(0));
+    let count = std::rc::Rc::clone(&fragments);
+    p.filter = Some(Box::new(move |_, bytes| {
+        if is_fragment(bytes) {
+            count.set(count.get() + 1);
+        }
+        true
+    }));
+    p.tick(Duration::ZERO);
+    // The messages go whole (the network's IP fragmentation is left to carry them).
+    assert_eq!(
+        p.installed.len(),
+        2,
+        "{}\n{}",
+        p.logs_of('a'),
+        p.logs_of('b')
+    );
+    assert_eq!(fragments.get(), 0);
+    assert_eq!(p.a.counters().fragmented, 0);
 }

@@ -15,6 +15,18 @@ issue() { # issue NAME CA TYPE DN [options...]
   local name=$1 ca=$2 type=$3 dn=$4; shift 4
   pk --pub --in "$name.key" --type priv | pk --issue --cacert "$ca.crt" --cakey "$ca.key" --dn "$dn" --outform pem "$@" > "$name.crt"
 }
+# A 4096-bit RSA chain (root, intermediate, two end entities): IKE_AUTH with it does not fit
+# a 1280-byte path, the ground of IKE fragmentation (tests/netns/ike.rs). `make_pki.sh rsa`
+# makes only these.
+rsa_chain() {
+  gen rsa 4096 rsa-ca;     self_ca rsa-ca "C=XX, O=espo test, CN=espo test RSA CA"
+  gen rsa 4096 rsa-sub;    issue rsa-sub rsa-ca priv "C=XX, O=espo test, CN=espo test RSA sub CA" --ca "${F[@]}"
+  gen rsa 4096 rsa-gw-a;   issue rsa-gw-a rsa-sub priv "C=XX, O=espo test, CN=gw-a.rsa.espo.test" --san gw-a.rsa.espo.test "${F[@]}"
+  gen rsa 4096 rsa-gw-b;   issue rsa-gw-b rsa-sub priv "C=XX, O=espo test, CN=gw-b.rsa.espo.test" --san gw-b.rsa.espo.test "${F[@]}"
+}
+if [ "${1:-}" = rsa ]; then
+  rsa_chain; exit 0
+fi
 gen ecdsa 256 ca;          self_ca ca "C=XX, O=espo test, CN=espo test CA"
 gen ecdsa 384 other-ca;    self_ca other-ca "C=XX, O=espo test, CN=another CA"
 gen ecdsa 256 ee-ecdsa;    issue ee-ecdsa ca priv "C=XX, O=espo test, CN=gw-a.espo.test" --san gw-a.espo.test --san 192.0.2.1 "${F[@]}"
@@ -38,4 +50,5 @@ openssl req -new -key not-ca-child.key -subj "/C=XX/O=espo test/CN=child.espo.te
 openssl x509 -req -in not-ca-child.csr -CA ee-ecdsa.crt -CAkey ee-ecdsa.key -set_serial 7 \
   -days 3650 -out not-ca-child.crt 2>/dev/null
 rm -f not-ca-child.csr
+rsa_chain
 ls -1 *.crt *.key | wc -l
