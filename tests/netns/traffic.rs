@@ -279,6 +279,9 @@ pub fn udp_stream_from(
             lab.run_in(server_ns, || {
                 let sock =
                     UdpSocket::bind(SocketAddr::new(wildcard(server), port)).expect("udp bind");
+                // Room for seconds of the stream: a receiver thread starved of CPU on a busy
+                // machine must not be what loses datagrams.
+                let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(8 << 20);
                 sock.set_read_timeout(Some(Duration::from_millis(50)))
                     .unwrap();
                 ready_tx.send(()).unwrap();
@@ -439,5 +442,24 @@ pub fn tcp_stream(
             received,
             intact,
         }
+    })
+}
+
+/// The kernel's UDP counters of a namespace that tell a datagram lost before the receiving
+/// program read it (`RcvbufErrors`, `InErrors`): `Udp: InErrors N RcvbufErrors M`.
+pub fn udp_errors(lab: &Lab, ns: &str) -> String {
+    lab.run_in(ns, || {
+        let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+        let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
+        let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+            return String::new();
+        };
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .filter(|(n, _)| matches!(*n, "InErrors" | "RcvbufErrors"))
+            .map(|(n, v)| format!("{n} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     })
 }
