@@ -107,8 +107,11 @@ fn under_traffic(
         st.corrupted == 0 && st.duplicated().is_empty() && st.lost().is_empty()
     };
     if !intact(&d.udp_ab) || !intact(&d.udp_ba) || !d.tcp.intact || d.tcp.sent != d.tcp.received {
-        // What the gateways saw, before the assertion says what went wrong.
+        // What the gateways and the kernels saw, before the assertion says what went wrong.
         eprintln!("{}", context());
+        for (name, ns) in [("a", a.0), ("b", b.0)] {
+            eprintln!("{name}'s kernel, UDP: {}", traffic::udp_errors(lab, ns));
+        }
     }
     for (name, st) in [("a to b", &d.udp_ab), ("b to a", &d.udp_ba)] {
         eprintln!(
