@@ -111,6 +111,7 @@ fn under_traffic(
         eprintln!("{}", context());
         for (name, ns) in [("a", a.0), ("b", b.0)] {
             eprintln!("{name}'s kernel, UDP: {}", traffic::udp_errors(lab, ns));
+            eprintln!("{name}'s interfaces:\n{}", lab.ip(ns, &["-s", "link"]));
         }
     }
     for (name, st) in [("a to b", &d.udp_ab), ("b to a", &d.udp_ba)] {
