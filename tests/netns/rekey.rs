@@ -56,7 +56,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 /// Numbered UDP datagrams both ways (400 bytes every 2 ms each way) and a TCP stream from a
-/// to b (2 MB/s) for `secs` seconds; then every datagram must have arrived once and intact,
+/// to b (1 MB/s) for `secs` seconds; then every datagram must have arrived once and intact,
 /// and TCP every byte in order. With a `watch`: no (SPI, sequence number) pair twice on
 /// the outside, and espo's memory flat (sampled every 10 s; after the first minute it may
 /// not grow by more than 4 MiB).
@@ -82,7 +82,7 @@ fn under_traffic(
             traffic::udp_stream_from(lab, b.0, Some(b.1), a.0, a.1, 7012, 400, gap, &stop)
         });
         let tcp =
-            s.spawn(|| traffic::tcp_stream(lab, a.0, Some(a.1), b.0, b.1, 7013, 2_000_000, &stop));
+            s.spawn(|| traffic::tcp_stream(lab, a.0, Some(a.1), b.0, b.1, 7013, 1_000_000, &stop));
         let start = std::time::Instant::now();
         let end = Duration::from_secs(secs);
         while start.elapsed() < end {
@@ -138,11 +138,7 @@ fn under_traffic(
     );
     assert!(d.tcp.intact, "tcp content");
     assert_eq!(d.tcp.sent, d.tcp.received, "tcp bytes");
-    assert!(
-        d.tcp.sent > secs * 1_000_000,
-        "tcp: only {} sent",
-        d.tcp.sent
-    );
+    assert!(d.tcp.sent > secs * 500_000, "tcp: only {} sent", d.tcp.sent);
     if let Some(seen) = seen {
         let (packets, twice) = seen.finish();
         eprintln!(
