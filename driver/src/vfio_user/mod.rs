@@ -1,0 +1,35 @@
+//! The vfio-user backend: a card served by another process (QEMU's vfio-user protocol,
+//! `docs/interop/vfio-user.rst`), behind the same [`Device`](crate::Device) interface as
+//! VFIO and the in-process model.
+//!
+//! - [`proto`]: the wire format, every message typed and bounds-checked.
+//! - `channel`: whole messages over a unix stream socket, descriptors as `SCM_RIGHTS`,
+//!   every receive bounded by a deadline, oversized messages refused.
+//! - [`VfioUserDevice`]: the client (`--engine vfio-user --socket PATH`).
+//! - `server::CardServer` (feature `model`): the card model served as a PCI device
+//!   (`espo card serve`), with its Ethernet port on a unix datagram socket ([`port`]) or
+//!   whatever [`Link`](crate::model::Link) the caller attaches.
+//!
+//! The two processes share nothing but the socket, the DMA windows (sealed memfds the
+//! client passes and the server maps) and the interrupt eventfds. A server that dies,
+//! hangs or sends garbage is a device that is gone: the client stops all access and the
+//! card driver handles it as surprise removal.
+//!
+//! # Why not rust-vmm's `vfio-user` crate
+//!
+//! It is written for VMMs serving guest memory (it takes whole guest memory tables and
+//! pulls in their types); espo needs a dozen messages with strict checks on every field it
+//! receives and a deadline on every wait. The protocol subset here is small enough to keep
+//! in a few hundred lines that follow the spec's tables.
+
+// Parts only the server (feature `model`) uses stay compiled for the client's tests.
+#[allow(dead_code)]
+mod channel;
+mod error;
+#[allow(dead_code)]
+mod memory;
+pub mod port;
+pub mod proto;
+
+pub use channel::RecvError;
+pub use error::VfioUserError;
