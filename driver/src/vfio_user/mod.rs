@@ -23,13 +23,19 @@
 //! in a few hundred lines that follow the spec's tables.
 
 // Parts only the server (feature `model`) uses stay compiled for the client's tests.
-#[allow(dead_code)]
+#[cfg_attr(not(feature = "model"), allow(dead_code))]
 mod channel;
+mod client;
+#[cfg_attr(not(feature = "model"), allow(dead_code))]
+mod config;
 mod error;
-#[allow(dead_code)]
 mod memory;
 pub mod port;
 pub mod proto;
+#[cfg(feature = "model")]
+pub mod server;
 
 pub use channel::RecvError;
+pub use client::{VfioUserDevice, VfioUserOptions};
+pub use config::{ESPO1_DEVICE_ID, ESPO1_VENDOR_ID};
 pub use error::VfioUserError;
