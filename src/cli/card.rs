@@ -1,0 +1,90 @@
+//! `espo card serve`: the card model as a vfio-user PCI device in its own process.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use espo_driver::model::ModelParams;
+use espo_driver::vfio_user::server::{CardServer, ServedPort, SessionEnd};
+
+/// The ESPO-1 card model served to other processes.
+#[derive(Debug, Args)]
+pub struct CardArgs {
+    #[command(subcommand)]
+    pub command: CardCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CardCommand {
+    Serve(ServeArgs),
+}
+
+/// Serve the card model as a vfio-user PCI device.
+///
+/// The card model runs in this process, in step with the wall clock, and is served on a
+/// unix socket with the vfio-user protocol: configuration space with the card's IDs and
+/// MSI-X, BAR0 (the card's registers), DMA into memory the client shares (only within the
+/// windows it mapped: anything else is a DMA fault the card reports), MSI-X interrupts
+/// through eventfds, and device reset. espo drives it with `--engine vfio-user --socket
+/// PATH` (probe, validate, bench); QEMU 10.1 and later can give it to a guest with
+/// `-device vfio-user-pci,socket=PATH`. Clients are served one after another; the card
+/// keeps its state between them. The card's Ethernet port is a unix datagram socket at
+/// <socket>.port (one frame per datagram; the peer that spoke last gets the card's
+/// frames) unless --port-socket says otherwise.
+///
+/// Examples:
+///   espo card serve --socket /run/espo-card.sock
+///   espo card serve --socket /tmp/card --port-socket /tmp/card-wire
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct ServeArgs {
+    /// Where to listen (an existing socket file there is replaced).
+    #[arg(long, value_name = "PATH")]
+    pub socket: PathBuf,
+    /// The card's Ethernet port as a unix datagram socket (default <socket>.port).
+    #[arg(long, value_name = "PATH")]
+    pub port_socket: Option<PathBuf>,
+    /// Run the model with every latency at zero (functional tests).
+    #[arg(long)]
+    pub zero_latency: bool,
+}
+
+pub fn run(args: CardArgs) -> anyhow::Result<std::process::ExitCode> {
+    match args.command {
+        CardCommand::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
+    let port_path = args.port_socket.clone().unwrap_or_else(|| {
+        let mut p = args.socket.clone().into_os_string();
+        p.push(".port");
+        p.into()
+    });
+    let port = ServedPort::datagram(&port_path)
+        .with_context(|| format!("binding the card's port at {}", port_path.display()))?;
+    let params = if args.zero_latency {
+        ModelParams::zero_latency()
+    } else {
+        ModelParams::default()
+    };
+    let mut server = CardServer::bind(&args.socket, params, port)?;
+    eprintln!(
+        "espo card serve: the ESPO-1 card model at {} (port: {})",
+        args.socket.display(),
+        port_path.display()
+    );
+    let stop = AtomicBool::new(false);
+    let end = server.run(&stop)?;
+    eprintln!(
+        "espo card serve: {end}; {} clients, {} messages, {} refused, {} malformed",
+        server.stats.clients, server.stats.messages, server.stats.refused, server.stats.malformed
+    );
+    let _ = std::fs::remove_file(&args.socket);
+    let _ = std::fs::remove_file(&port_path);
+    Ok(match end {
+        SessionEnd::Exit => std::process::ExitCode::from(3),
+        _ => std::process::ExitCode::SUCCESS,
+    })
+}
