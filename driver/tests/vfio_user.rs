@@ -174,7 +174,7 @@ fn the_card_comes_up_and_frames_cross_its_served_port_both_ways() {
     }
     assert_eq!(card.sa_read(3).unwrap().packets, 20);
 
-    assert!(port.send(&frames[0]));
+    port.send(&frames[0]).unwrap();
     let mut rx = vec![espo_driver::card::RxPacket::default(); 4];
     let n = within(Duration::from_secs(5), || {
         let n = card.rx_batch(0, &mut rx).unwrap();

@@ -13,8 +13,9 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags, ppoll};
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+use nix::sys::time::TimeSpec;
 
 use super::proto::{HEADER_BYTES, Header, MAX_MESSAGE_BYTES, MAX_MESSAGE_FDS, ProtoError};
 
@@ -49,24 +50,23 @@ pub struct Message {
     pub fds: Vec<OwnedFd>,
 }
 
-/// Waits until `fd` is readable or `deadline`; false on timeout.
-fn wait_readable(fd: BorrowedFd<'_>, deadline: Instant) -> io::Result<bool> {
+/// `poll` with a timeout to the microsecond (`ppoll`); the number of ready descriptors.
+pub(crate) fn poll_for(fds: &mut [PollFd<'_>], timeout: Duration) -> io::Result<usize> {
+    let timeout = TimeSpec::from_duration(timeout.min(Duration::from_secs(3600)));
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ms = left.as_millis().min(i32::MAX as u128) as i32;
-        // Round up so that a sub-millisecond remainder still waits.
-        let ms = if ms == 0 && !left.is_zero() { 1 } else { ms };
-        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-        match poll(
-            &mut fds,
-            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-        ) {
-            Ok(0) => return Ok(false),
-            Ok(_) => return Ok(true),
+        match ppoll(fds, Some(timeout), None) {
+            Ok(n) => return Ok(usize::try_from(n).unwrap_or(0)),
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Waits until `fd` is readable or `deadline`; false on timeout.
+fn wait_readable(fd: BorrowedFd<'_>, deadline: Instant) -> io::Result<bool> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    Ok(poll_for(&mut fds, left)? > 0)
 }
 
 /// Sends one message (header + payload) with `fds` attached to its first byte. Writes never

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use super::channel;
@@ -561,20 +561,11 @@ impl Device for VfioUserDevice {
             let deadline = Instant::now() + timeout;
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
-                let ms = left.as_millis().min(i32::MAX as u128) as i32;
-                let ms = if ms == 0 && !left.is_zero() { 1 } else { ms };
                 let mut fds = [
                     PollFd::new(v.event.as_fd(), PollFlags::POLLIN),
                     PollFd::new(self.inner.watch.as_fd(), rdhup()),
                 ];
-                match poll(
-                    &mut fds,
-                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-                ) {
-                    Err(Errno::EINTR) => continue,
-                    Err(e) => return Err(VfioUserError::EventFd(e.into()).into()),
-                    Ok(_) => {}
-                }
+                channel::poll_for(&mut fds, left).map_err(VfioUserError::EventFd)?;
                 let hung_up = fds[1].revents().is_some_and(|r| {
                     r.intersects(rdhup() | PollFlags::POLLHUP | PollFlags::POLLERR)
                 });

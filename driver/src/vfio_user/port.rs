@@ -4,7 +4,10 @@
 //! The server binds the port's path ([`DatagramPort`]); the peer binds a path of its own,
 //! connects, and announces itself with an empty datagram ([`PortPeer`]). Frames go to the
 //! peer that spoke last; before any peer spoke, frames the card sends are dropped (an
-//! unplugged cable). Frames longer than [`MAX_FRAME_BYTES`] are dropped.
+//! unplugged cable). Frames longer than [`MAX_FRAME_BYTES`] are dropped. The server takes
+//! frames off the socket as soon as they arrive ([`DatagramPort::pull`]) into a queue of
+//! at most [`MAX_QUEUED_FRAMES`] that the card drains at its own pace, so that a peer is
+//! held up only by a card that stopped taking frames for long.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -13,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 /// Largest frame carried (the card's largest is 9216 bytes).
 pub const MAX_FRAME_BYTES: usize = 16384;
+/// Frames the server holds for the card at most.
+pub const MAX_QUEUED_FRAMES: usize = 16384;
 
 /// The server's end of the port.
 #[derive(Debug)]
@@ -20,6 +25,7 @@ pub struct DatagramPort {
     socket: UnixDatagram,
     peer: Option<PathBuf>,
     buf: Vec<u8>,
+    queue: std::collections::VecDeque<Vec<u8>>,
     /// Frames the card sent that no peer took.
     pub dropped: u64,
 }
@@ -34,6 +40,7 @@ impl DatagramPort {
             socket,
             peer: None,
             buf: vec![0; MAX_FRAME_BYTES + 1],
+            queue: std::collections::VecDeque::new(),
             dropped: 0,
         })
     }
@@ -54,18 +61,31 @@ impl DatagramPort {
         }
     }
 
-    /// The next frame from the peer (empty datagrams only announce the peer).
-    pub fn recv_frame(&mut self) -> Option<Vec<u8>> {
-        loop {
-            let (n, from) = self.socket.recv_from(&mut self.buf).ok()?;
+    /// Takes every waiting frame off the socket into the queue (while it has room).
+    pub fn pull(&mut self) {
+        while self.queue.len() < MAX_QUEUED_FRAMES {
+            let Ok((n, from)) = self.socket.recv_from(&mut self.buf) else {
+                return;
+            };
             if let Some(path) = from.as_pathname() {
                 self.peer = Some(path.to_path_buf());
             }
+            // Empty datagrams only announce the peer.
             if n == 0 || n > MAX_FRAME_BYTES {
                 continue;
             }
-            return self.buf.get(..n).map(<[u8]>::to_vec);
+            if let Some(frame) = self.buf.get(..n) {
+                self.queue.push_back(frame.to_vec());
+            }
         }
+    }
+
+    /// The next frame from the peer.
+    pub fn recv_frame(&mut self) -> Option<Vec<u8>> {
+        if self.queue.is_empty() {
+            self.pull();
+        }
+        self.queue.pop_front()
     }
 }
 
@@ -92,9 +112,13 @@ impl PortPeer {
         })
     }
 
-    /// Sends a frame to the card; false if it could not be sent (buffer full, no server).
-    pub fn send(&self, frame: &[u8]) -> bool {
-        !frame.is_empty() && frame.len() <= MAX_FRAME_BYTES && self.socket.send(frame).is_ok()
+    /// Sends a frame to the card. `WouldBlock`: the server's queue is full (try again);
+    /// other errors: the server is gone, or the frame is empty or too long.
+    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        if frame.is_empty() || frame.len() > MAX_FRAME_BYTES {
+            return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+        }
+        self.socket.send(frame).map(|_| ())
     }
 
     /// The next frame the card sent, if one waits.
@@ -126,11 +150,11 @@ mod tests {
         port.send_frame(b"lost");
         assert_eq!(port.dropped, 1, "no peer yet");
         let mut peer = PortPeer::connect(&dir.path().join("port"), &dir.path().join("me")).unwrap();
-        assert!(peer.send(b"to card"));
+        peer.send(b"to card").unwrap();
         assert_eq!(port.recv_frame().as_deref(), Some(&b"to card"[..]));
         port.send_frame(b"from card");
         std::thread::sleep(std::time::Duration::from_millis(5));
         assert_eq!(peer.recv().as_deref(), Some(&b"from card"[..]));
-        assert!(!peer.send(&[0; MAX_FRAME_BYTES + 1]));
+        assert!(peer.send(&[0; MAX_FRAME_BYTES + 1]).is_err());
     }
 }

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use espo_fpga::regs::irq::VECTORS;
 use espo_fpga::regs::{BAR0_SIZE, ctrl};
 use espo_model::{FaultKind, FaultTrigger, Frame, HostMemory, Link, MapError, Model, ModelParams};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags};
 
 use super::channel::{self, Message, RecvError};
 use super::config::{BAR2_BYTES, CONFIG_BYTES, ConfigSpace};
@@ -54,13 +54,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The card's port as the server sees it: a link for the model and, where it has one, a
-/// descriptor that is readable when a frame waits.
+/// Takes frames off the port as they arrive, before the card asks for them.
+pub type PortPump = Box<dyn FnMut() + Send>;
+
+/// The card's port as the server sees it: a link for the model and, where it has them, a
+/// descriptor that is readable when a frame waits and what to call then.
 pub struct ServedPort {
     /// What the model's port is attached to.
     pub link: Box<dyn Link>,
     /// Readable when a frame waits for the card.
     pub wake: Option<OwnedFd>,
+    /// Called when `wake` is readable.
+    pub pump: Option<PortPump>,
 }
 
 impl ServedPort {
@@ -68,9 +73,12 @@ impl ServedPort {
     pub fn datagram(path: &Path) -> io::Result<Self> {
         let port = DatagramPort::bind(path)?;
         let wake = Some(port.wake_fd()?);
+        let shared = Arc::new(Mutex::new(port));
+        let pumped = Arc::clone(&shared);
         Ok(Self {
-            link: Box::new(DatagramLink(port)),
+            link: Box::new(DatagramLink(shared)),
             wake,
+            pump: Some(Box::new(move || lock(&pumped).pull())),
         })
     }
 
@@ -79,19 +87,22 @@ impl ServedPort {
         Self {
             link: Box::new(espo_model::NullLink),
             wake: None,
+            pump: None,
         }
     }
 }
 
-struct DatagramLink(DatagramPort);
+struct DatagramLink(Arc<Mutex<DatagramPort>>);
 
 impl Link for DatagramLink {
     fn send(&mut self, frame: Frame) {
-        self.0.send_frame(&frame.data);
+        lock(&self.0).send_frame(&frame.data);
     }
 
     fn recv(&mut self) -> Option<Frame> {
-        self.0.recv_frame().map(|data| Frame { data, cycle: 0 })
+        lock(&self.0)
+            .recv_frame()
+            .map(|data| Frame { data, cycle: 0 })
     }
 }
 
@@ -193,6 +204,7 @@ pub struct CardServer {
     msix: Vec<u8>,
     windows: BTreeMap<u64, u64>,
     wake: Option<OwnedFd>,
+    pump: Option<PortPump>,
     exit_on_removal: bool,
     origin: Instant,
     origin_cycle: u64,
@@ -233,6 +245,7 @@ impl CardServer {
             msix: vec![0; BAR2_BYTES as usize],
             windows: BTreeMap::new(),
             wake: port.wake,
+            pump: port.pump,
             exit_on_removal: false,
             origin: Instant::now(),
             origin_cycle: 0,
@@ -270,7 +283,7 @@ impl CardServer {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.run_model();
                     let mut fds = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
-                    let _ = poll(&mut fds, PollTimeout::from(20u8));
+                    let _ = channel::poll_for(&mut fds, Duration::from_millis(20));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(VfioUserError::Serve(e)),
@@ -322,25 +335,26 @@ impl CardServer {
                 .map(|c| self.cycles_to_duration(c.saturating_sub(self.model.now_cycles())))
                 .unwrap_or(MAX_IDLE)
                 .min(MAX_IDLE);
-            let ms_or_less = if idle < Duration::from_millis(1) {
-                0
-            } else {
-                1
-            };
             let readable = {
                 let mut fds = vec![PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
                 if let Some(w) = &self.wake {
                     fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
                 }
-                match poll(&mut fds, PollTimeout::from(ms_or_less as u8)) {
-                    Ok(_) => fds[0].revents().is_some_and(|r| !r.is_empty()),
-                    Err(_) => false,
+                let polled = channel::poll_for(&mut fds, idle);
+                let ready = |i: usize| {
+                    fds.get(i)
+                        .and_then(PollFd::revents)
+                        .is_some_and(|r| !r.is_empty())
+                };
+                if polled.is_ok()
+                    && ready(1)
+                    && let Some(pump) = self.pump.as_mut()
+                {
+                    pump();
                 }
+                polled.is_ok() && ready(0)
             };
             if !readable {
-                if idle < Duration::from_millis(1) {
-                    std::hint::spin_loop();
-                }
                 continue;
             }
             // Everything queued, then the model again.
@@ -355,7 +369,7 @@ impl CardServer {
                     return SessionEnd::Malformed(RecvError::Io(e));
                 }
                 let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
-                if !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0) {
+                if !matches!(channel::poll_for(&mut fds, Duration::ZERO), Ok(n) if n > 0) {
                     break;
                 }
                 self.run_model();

@@ -297,15 +297,18 @@ impl FaultInjector for ServedFaults {
 }
 
 /// The test's end of a served card's port. Sends wait (up to a second) while the
-/// server's socket queue is full, as a cable would pause its sender.
+/// server's socket queue is full, as a cable would pause its sender; with the server gone
+/// they fail at once.
 pub struct ServedPortWire(pub PortPeer);
 
 impl Wire for ServedPortWire {
     fn send(&mut self, frame: &[u8]) -> bool {
         let deadline = Instant::now() + Duration::from_secs(1);
         loop {
-            if self.0.send(frame) {
-                return true;
+            match self.0.send(frame) {
+                Ok(()) => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return false,
             }
             if Instant::now() >= deadline {
                 return false;

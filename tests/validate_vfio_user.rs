@@ -1,0 +1,217 @@
+//! `espo validate --engine vfio-user`: the card model served by `espo card serve` in its own
+//! process, driven through the vfio-user backend — clean without faults, with every fault
+//! (the removal ending the server), and with the server killed from outside mid-run.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// `espo card serve` in its own process, killed when dropped.
+struct Server {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("card");
+        let child = espo()
+            .args(["card", "serve", "--socket"])
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("espo card serve starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() || !port_of(&socket).exists() {
+            assert!(Instant::now() < deadline, "the server never listened");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Self {
+            child,
+            socket,
+            _dir: dir,
+        }
+    }
+
+    fn socket(&self) -> &str {
+        self.socket.to_str().unwrap()
+    }
+
+    /// Waits (bounded) for the server to exit; its status code.
+    fn exit_code(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn port_of(socket: &Path) -> PathBuf {
+    let mut p = socket.as_os_str().to_owned();
+    p.push(".port");
+    p.into()
+}
+
+fn last_line(out: &str) -> &str {
+    out.lines().last().unwrap_or("")
+}
+
+#[test]
+fn the_served_card_passes_2000_packets() {
+    let mut server = Server::start();
+    let o = run(&[
+        "validate",
+        "--engine",
+        "vfio-user",
+        "--socket",
+        server.socket(),
+        "--packets",
+        "2000",
+    ]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert_eq!(
+        last_line(&out),
+        "validate: 2000 packets, 0 mismatches, 0 lost, 0 duplicated, 0 nonces reused"
+    );
+    assert!(out.contains("card served over vfio-user"), "{out}");
+    assert!(
+        out.contains("card entry"),
+        "SAs ran on the served card: {out}"
+    );
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the server outlives its client"
+    );
+}
+
+#[test]
+fn the_served_card_passes_with_every_fault_and_the_removal_ends_the_server() {
+    let mut server = Server::start();
+    let o = run(&[
+        "validate",
+        "--engine",
+        "vfio-user",
+        "--socket",
+        server.socket(),
+        "--packets",
+        "2000",
+        "--faults",
+        "--seed",
+        "3",
+    ]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert_eq!(
+        last_line(&out),
+        "validate: 2000 packets, 0 mismatches, 0 lost, 0 duplicated, 0 nonces reused"
+    );
+    assert!(
+        out.contains(
+            "7 injected (DroppedInterrupt, CorruptCompletion, IcvEngineError, DmaError, EngineHang, SurpriseReset, SurpriseRemoval)"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("software (card gone)"), "{out}");
+    assert_eq!(
+        server.exit_code(),
+        Some(3),
+        "the injected removal ended the server process"
+    );
+}
+
+#[test]
+fn the_server_killed_mid_run_moves_every_sa_to_software_without_loss_or_nonce_reuse() {
+    let mut server = Server::start();
+    let mut validate = espo()
+        .args([
+            "validate",
+            "--engine",
+            "vfio-user",
+            "--socket",
+            server.socket(),
+            "--packets",
+            "50000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Progress lines come on stderr every tenth of the run: kill the server at the first.
+    let mut progress = BufReader::new(validate.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            progress.read_line(&mut line).unwrap() > 0,
+            "validate ended early"
+        );
+        if line.starts_with("validate: ") && line.contains("/50000 packets") {
+            break;
+        }
+    }
+    server.child.kill().unwrap();
+    let _ = server.child.wait();
+    let rest = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut progress, &mut s);
+        s
+    });
+    let o = validate.wait_with_output().unwrap();
+    let out = stdout(&o);
+    let err = rest.join().unwrap();
+    assert!(o.status.success(), "{out}{err}");
+    assert_eq!(
+        last_line(&out),
+        "validate: 50000 packets, 0 mismatches, 0 lost, 0 duplicated, 0 nonces reused"
+    );
+    assert!(
+        out.contains("card gone"),
+        "SAs moved off the dead card: {out}"
+    );
+    assert!(
+        !out.contains(" card entry "),
+        "no SA is left on the card: {out}"
+    );
+}
+
+#[test]
+fn validate_without_a_server_says_what_is_missing() {
+    let o = run(&[
+        "validate",
+        "--engine",
+        "vfio-user",
+        "--socket",
+        "/nonexistent/espo-card",
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("/nonexistent/espo-card") && err.contains("espo card serve"),
+        "{err}"
+    );
+    let o = run(&["validate", "--engine", "vfio-user"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--socket"), "{}", stderr(&o));
+}
