@@ -373,6 +373,14 @@ impl VfioUserDevice {
         self.inner.region_write(region::CONFIG, offset, data, false)
     }
 
+    /// Reads the card's identification register (`DEVICE_ID`, datasheet §3): whether the
+    /// device answers as an ESPO-1, and the value read.
+    pub fn identify(&self) -> Result<(bool, u32), DeviceError> {
+        use espo_fpga::regs::ident;
+        let v = self.read32(0, u64::from(ident::DEVICE_ID.addr()))?;
+        Ok((v == ident::DEVICE_ID_VALUE, v))
+    }
+
     /// Schedules a fault in a served card model (its device-specific fault region).
     pub fn inject_fault(&self, record: FaultRecord) -> Result<(), VfioUserError> {
         self.inner

@@ -1,6 +1,7 @@
-//! `espo validate --engine vfio-user`: the card model served by `espo card serve` in its own
-//! process, driven through the vfio-user backend — clean without faults, with every fault
-//! (the removal ending the server), and with the server killed from outside mid-run.
+//! The card model served by `espo card serve` in its own process, driven through the
+//! vfio-user backend: `espo validate --engine vfio-user` clean without faults, with every
+//! fault (the removal ending the server), and with the server killed from outside mid-run;
+//! `espo probe --engine vfio-user`; `espo bench --engine vfio-user`.
 
 mod common;
 
@@ -214,4 +215,84 @@ fn validate_without_a_server_says_what_is_missing() {
     let o = run(&["validate", "--engine", "vfio-user"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--socket"), "{}", stderr(&o));
+}
+
+#[test]
+fn probe_finds_a_served_card_ready_and_says_when_it_is_gone() {
+    let mut server = Server::start();
+    let o = run(&[
+        "probe",
+        "--engine",
+        "vfio-user",
+        "--socket",
+        server.socket(),
+    ]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    for line in [
+        "[ ok ] vfio-user: protocol 0.1 negotiated",
+        "[ ok ] PCI IDs: [1234:e501] (ESPO-1)",
+        "[ ok ] BAR0: 8192 bytes; DEVICE_ID reads 0x4553504f (ESPO-1)",
+        "[ ok ] MSI-X: 5 vectors",
+        "[ ok ] DMA: a sealed shared-memory window mapped",
+    ] {
+        assert!(out.contains(line), "{line}: {out}");
+    }
+    assert_eq!(
+        last_line(&out),
+        format!("The card served at {} is ready.", server.socket())
+    );
+    server.child.kill().unwrap();
+    let _ = server.child.wait();
+    let o = run(&[
+        "probe",
+        "--engine",
+        "vfio-user",
+        "--socket",
+        server.socket(),
+    ]);
+    let out = stdout(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("[FAIL] vfio-user: connecting"), "{out}");
+    assert!(out.contains("fix: is the server running"), "{out}");
+}
+
+#[test]
+fn bench_reports_the_served_cards_host_cost_beside_the_in_process_models() {
+    let server = Server::start();
+    let o = run(&[
+        "bench",
+        "--engine",
+        "vfio-user",
+        "--socket",
+        server.socket(),
+        "--size",
+        "512",
+        "--seconds",
+        "0.8",
+    ]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(
+        out.contains("card model through the offload engine"),
+        "{out}"
+    );
+    assert!(out.contains("card served over vfio-user"), "{out}");
+    let host_ns: Vec<f64> = out
+        .lines()
+        .skip_while(|l| !l.contains("card served over vfio-user"))
+        .filter(|l| l.contains(" host "))
+        .filter_map(|l| {
+            l.split(" host ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(host_ns.len(), 2, "encap and decap: {out}");
+    assert!(host_ns.iter().all(|&ns| ns > 0.0), "{out}");
+    assert!(out.contains("against the in-process model"), "{out}");
+    assert!(out.contains("transformed by the served card"), "{out}");
 }
