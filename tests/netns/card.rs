@@ -1,6 +1,8 @@
 //! `espo run` with the card model (`engine = "model"`) on one end: the card's port on an
 //! interface without an address, ARP answered and the next hop resolved by espo, traffic
-//! to a gateway on the software engine.
+//! to a gateway on the software engine. The gateway-to-gateway test runs twice with one
+//! body: with the model in-process and with the model served by `espo card serve` in its
+//! own process (`engine = "vfio-user"`).
 
 use super::lab::{self, lab_or_skip};
 use super::{capture, drops, ip, pmtu, stat, topology, traffic};
@@ -37,20 +39,50 @@ fn arp_request(mac: [u8; 6], damage: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
     f
 }
 
+/// Where gw-b's card is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CardAt {
+    /// The model in espo's process.
+    InProcess,
+    /// The model served by `espo card serve`, reached over vfio-user.
+    Served,
+}
+
 #[test]
 fn gateway_to_gateway_with_one_end_on_the_card_model() {
-    let mut lab = lab_or_skip!("ggm");
+    let lab = lab_or_skip!("ggm");
+    gateway_to_gateway_on_the_card(lab, CardAt::InProcess);
+}
+
+#[test]
+fn gateway_to_gateway_with_one_end_on_a_card_served_over_vfio_user() {
+    let lab = lab_or_skip!("ggv");
+    gateway_to_gateway_on_the_card(lab, CardAt::Served);
+}
+
+/// gw-a on the software engine, gw-b on the card (in-process or served): UDP and TCP both
+/// ways with content checked, only ESP on the wire, the card's replay window, malformed
+/// ARP and ND, keys never shown, every packet accounted for at the end.
+fn gateway_to_gateway_on_the_card(mut lab: lab::Lab, card: CardAt) {
     let t = topology::gateway_to_gateway_card(&mut lab);
     let a = lab.espo_run(
         &t.left,
         "left",
         &lab::example("gw-gw/esp-model/gw-a.toml", &t.left_out),
     );
-    let b = lab.espo_run(
-        &t.right,
-        "right",
-        &lab::example("gw-gw/esp-model/gw-b.toml", &t.right_out),
-    );
+    let mut gw_b = lab::example("gw-gw/esp-model/gw-b.toml", &t.right_out);
+    let (engine, described) = match card {
+        CardAt::InProcess => ("model", "ESPO-1 model"),
+        CardAt::Served => {
+            let socket = lab.card_server("right");
+            gw_b = gw_b.replace(
+                "engine = \"model\"",
+                &format!("engine = \"vfio-user\"\nsocket = \"{}\"", socket.display()),
+            );
+            ("vfio-user", "ESPO-1 served over vfio-user")
+        }
+    };
+    let b = lab.espo_run(&t.right, "right", &gw_b);
     let cap = capture::Capture::start(&t.left, &t.left_out);
 
     assert_eq!(
@@ -85,11 +117,13 @@ fn gateway_to_gateway_with_one_end_on_the_card_model() {
     // Both directions' SAs run on the card; the port answered gw-a's ARP for 192.0.2.2
     // and resolved 192.0.2.1 itself.
     let status = lab.status(&b);
-    assert!(status.contains("engine model"), "{status}");
+    assert!(status.contains(&format!("engine {engine}")), "{status}");
     assert_eq!(runs_on(&status, "out", "0x00002001"), "card", "{status}");
     assert_eq!(runs_on(&status, "in", "0x00001001"), "card", "{status}");
     assert!(
-        status.contains("card: ESPO-1 model, mode offload, 2 of 2 SAs on the card"),
+        status.contains(&format!(
+            "card: {described}, mode offload, 2 of 2 SAs on the card"
+        )),
         "{status}"
     );
     assert!(port_counter(&status, "arp answered") >= 1, "{status}");

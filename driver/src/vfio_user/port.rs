@@ -133,6 +133,13 @@ impl PortPeer {
     }
 }
 
+impl std::os::fd::AsFd for PortPeer {
+    /// Readable when a frame from the card waits.
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
 impl Drop for PortPeer {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.own);

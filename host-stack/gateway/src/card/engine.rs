@@ -23,8 +23,7 @@ use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use espo_driver::model::ModelHandle;
-
+use super::backend::CardBackend;
 use super::port::{PortQueues, Wake};
 use crate::mailbox::Mailbox;
 use crate::path::{
@@ -48,7 +47,7 @@ pub struct CardShared {
     /// Reports taken from the engine that did not fit the last batch.
     backlog: Mutex<VecDeque<RxReport>>,
     queues: Arc<PortQueues>,
-    model: ModelHandle,
+    backend: CardBackend,
     /// The engine's latest events (lifetimes, moves, faults), for `espo status`.
     events: Mutex<VecDeque<EngineEvent>>,
 }
@@ -66,7 +65,7 @@ impl CardShared {
     pub fn new(
         engine: OffloadEngine,
         queues: Arc<PortQueues>,
-        model: ModelHandle,
+        backend: CardBackend,
     ) -> std::io::Result<CardShared> {
         Ok(CardShared {
             engine: Mutex::new(engine),
@@ -74,7 +73,7 @@ impl CardShared {
             verdicts: Mutex::default(),
             backlog: Mutex::default(),
             queues,
-            model,
+            backend,
             events: Mutex::default(),
         })
     }
@@ -108,8 +107,9 @@ impl CardShared {
         lock(&self.engine)
     }
 
-    pub fn model(&self) -> &ModelHandle {
-        &self.model
+    /// Where the card is.
+    pub fn backend(&self) -> &CardBackend {
+        &self.backend
     }
 
     /// Where each SA of `dir` runs, with its sequence number and counters.
@@ -319,17 +319,17 @@ impl OutsideRx for CardRx<'_> {
         // Re-armed below unless the card is idle; a signal after this wakes the thread.
         s.wake.clear();
         let frames_waiting = s.queues.frames_for_card() > 0;
-        let model_busy = || s.model.with(|m| m.next_event_cycle().is_some());
+        let card_busy = || s.backend.busy();
         // Busy before the poll: completions may still come. Busy after it: the poll gave
         // the card buffers back, and frames that waited for them are on their way.
-        let busy_before = model_busy();
+        let busy_before = card_busy();
         let outstanding = {
             let mut engine = s.engine();
             engine.poll();
             engine.take_rx_reports(reports);
             engine.tx_outstanding()
         };
-        let busy_after = model_busy();
+        let busy_after = card_busy();
         let mut backlog = lock(&s.backlog);
         backlog.extend(reports.drain(..));
         let mut verdicts = lock(&s.verdicts);
