@@ -74,7 +74,7 @@ fn gateway_to_gateway_on_the_card(mut lab: lab::Lab, card: CardAt) {
     let (engine, described) = match card {
         CardAt::InProcess => ("model", "ESPO-1 model"),
         CardAt::Served => {
-            let socket = lab.card_server("right");
+            let (socket, _) = lab.card_server("right");
             gw_b = gw_b.replace(
                 "engine = \"model\"",
                 &format!("engine = \"vfio-user\"\nsocket = \"{}\"", socket.display()),
@@ -206,6 +206,104 @@ fn gateway_to_gateway_on_the_card(mut lab: lab::Lab, card: CardAt) {
         "{final_b}"
     );
     assert!(lab.ip(&t.right, &["link"]).find("espo0").is_none());
+    let _ = lab.stop(&a);
+}
+
+#[test]
+fn the_served_card_killed_mid_traffic_leaves_the_tunnel_in_software_without_nonce_reuse() {
+    let mut lab = lab_or_skip!("gvk");
+    let t = topology::gateway_to_gateway_card(&mut lab);
+    let a = lab.espo_run(
+        &t.left,
+        "left",
+        &lab::example("gw-gw/esp-model/gw-a.toml", &t.left_out),
+    );
+    let (socket, server) = lab.card_server("right");
+    let gw_b = lab::example("gw-gw/esp-model/gw-b.toml", &t.right_out).replace(
+        "engine = \"model\"",
+        &format!("engine = \"vfio-user\"\nsocket = \"{}\"", socket.display()),
+    );
+    let b = lab.espo_run(&t.right, "right", &gw_b);
+    let cap = capture::Capture::start(&t.left, &t.left_out);
+    assert_eq!(
+        traffic::udp_echo(&lab, &t.left_host, &t.right_host, ip("10.2.0.2"), 10, 800),
+        10
+    );
+    let status = lab.status(&b);
+    assert_eq!(runs_on(&status, "out", "0x00002001"), "card", "{status}");
+
+    // A transfer out of gw-b (its data encrypted on the card), content checked, with the
+    // card's process killed under it once the card has carried a few thousand packets.
+    let on_card = |s: &str| -> u64 {
+        s.lines()
+            .find_map(|l| l.trim().strip_prefix("card tx: "))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no card tx line in {s}"))
+    };
+    let before = on_card(&lab.status(&b));
+    std::thread::scope(|s| {
+        let down = s.spawn(|| {
+            traffic::tcp_transfer(
+                &lab,
+                &t.right_host,
+                &t.left_host,
+                ip("10.1.0.2"),
+                60_000_000,
+            )
+        });
+        lab.status_until(&b, |s| on_card(s) > before + 2000);
+        assert!(!down.is_finished(), "the transfer was still running");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(server as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        down.join().unwrap();
+    });
+    traffic::tcp_transfer_on(
+        &lab,
+        &t.left_host,
+        &t.right_host,
+        ip("10.2.0.2"),
+        1_000_000,
+        7003,
+    );
+    assert_eq!(
+        traffic::udp_echo(&lab, &t.left_host, &t.right_host, ip("10.2.0.2"), 20, 1000),
+        20,
+        "the tunnel runs on in software"
+    );
+    let status = lab.status(&b);
+    assert!(
+        status.contains("mode gone (every SA in software)"),
+        "{status}"
+    );
+    assert_eq!(
+        runs_on(&status, "out", "0x00002001"),
+        "software",
+        "{status}"
+    );
+    assert!(status.contains("card gone"), "{status}");
+
+    // No (SPI, sequence number) of gw-b's outbound SA was sent twice, before or after the
+    // move: the software copy continued past every number the card may have used.
+    let frames = cap.finish();
+    let (_, tunnel) = capture::tally(&frames);
+    let mut seen = std::collections::HashSet::new();
+    let mut from_b = 0;
+    for p in tunnel
+        .iter()
+        .filter(|p| p.len() > 28 && p[12..16] == [192, 0, 2, 2])
+    {
+        let spi_seq: [u8; 8] = p[20..28].try_into().unwrap();
+        assert!(
+            seen.insert(spi_seq),
+            "sequence number sent twice: {spi_seq:02x?}"
+        );
+        from_b += 1;
+    }
+    assert!(from_b > 1000, "{from_b} ESP packets from gw-b");
+    let _ = lab.stop(&b);
     let _ = lab.stop(&a);
 }
 

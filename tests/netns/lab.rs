@@ -193,8 +193,9 @@ impl Lab {
     }
 
     /// Starts `espo card serve` (the card model as a vfio-user device, in its own process;
-    /// sockets are not in a network namespace) and waits until it listens; its socket.
-    pub fn card_server(&self, name: &str) -> PathBuf {
+    /// sockets are not in a network namespace) and waits until it listens; its socket and
+    /// process id.
+    pub fn card_server(&self, name: &str) -> (PathBuf, u32) {
         let socket = self.dir.join(format!("{name}-card"));
         let log = File::create(self.dir.join(format!("{name}-card.log"))).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_espo"))
@@ -204,6 +205,7 @@ impl Lab {
             .stderr(log)
             .spawn()
             .expect("espo card serve starts");
+        let pid = child.id();
         self.gateways().push(child);
         let mut port = socket.clone().into_os_string();
         port.push(".port");
@@ -212,7 +214,7 @@ impl Lab {
             assert!(Instant::now() < deadline, "espo card serve did not listen");
             std::thread::sleep(Duration::from_millis(10));
         }
-        socket
+        (socket, pid)
     }
 
     /// Starts `program ARGS... --config FILE` in `ns` — `espo run`, or a bench's own

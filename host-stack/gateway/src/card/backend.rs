@@ -8,8 +8,8 @@
 //! - [`CardBackend::Served`]: `espo card serve` (or any vfio-user server of an ESPO-1); its
 //!   port is the server's datagram socket, and a bridge thread carries frames between that
 //!   socket and the queues. When the server dies the card is gone (the driver sees it) and
-//!   the bridge's frames stop; the engine then sends over the fallback wire, which is the
-//!   queues themselves.
+//!   the bridge stops taking frames; the engine then sends and receives over its fallback
+//!   wire, which is the queues themselves.
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -153,7 +153,10 @@ impl Bridge {
             std::thread::Builder::new()
                 .name("espo-card-port".into())
                 .spawn(move || {
-                    let mut end = CardEnd(queues);
+                    let mut end = CardEnd(Arc::clone(&queues));
+                    // Once the server is gone, frames for the card stay in the queue: the
+                    // engine takes them from there through its fallback wire.
+                    let mut gone = false;
                     let mark = || {
                         let ns = u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
                         last.store(ns, Ordering::Release);
@@ -167,11 +170,17 @@ impl Bridge {
                             });
                             moved = true;
                         }
-                        while let Some(frame) = end.recv() {
-                            // A full socket or a gone server drops the frame, as a cable
-                            // to a card that does not take it.
-                            let _ = peer.send(&frame.data);
-                            moved = true;
+                        while !gone && let Some(frame) = end.recv() {
+                            match peer.send(&frame.data) {
+                                Ok(()) => moved = true,
+                                Err(e) => {
+                                    // Full: it goes again after the next wait. Gone: the
+                                    // engine's fallback takes it.
+                                    gone = e.kind() != std::io::ErrorKind::WouldBlock;
+                                    queues.return_for_card(frame.data);
+                                    break;
+                                }
+                            }
                         }
                         if moved {
                             mark();

@@ -148,6 +148,11 @@ impl PortQueues {
         lock(&self.to_card).push_back(frame);
     }
 
+    /// Puts back a frame taken for the card that it could not take yet: it goes first.
+    pub fn return_for_card(&self, frame: Vec<u8>) {
+        lock(&self.to_card).push_front(frame);
+    }
+
     /// Frames waiting to enter the card.
     pub fn frames_for_card(&self) -> usize {
         lock(&self.to_card).len()
