@@ -296,3 +296,106 @@ fn bench_reports_the_served_cards_host_cost_beside_the_in_process_models() {
     assert!(out.contains("against the in-process model"), "{out}");
     assert!(out.contains("transformed by the served card"), "{out}");
 }
+
+/// Why QEMU cannot give a guest a vfio-user device here, if it cannot.
+fn qemu_without_vfio_user() -> Option<String> {
+    let out = match std::process::Command::new("qemu-system-x86_64")
+        .args(["-device", "help"])
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => return Some(format!("qemu-system-x86_64 is not installed ({e})")),
+    };
+    let list = String::from_utf8_lossy(&out.stdout);
+    if list.contains("\"vfio-user-pci\"") {
+        return None;
+    }
+    let version = std::process::Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .unwrap_or_default();
+    Some(format!(
+        "{version} has no vfio-user-pci device (QEMU 10.1 or later has it)"
+    ))
+}
+
+#[test]
+fn qemu_gives_a_guest_the_served_card_as_a_pci_device() {
+    if let Some(why) = qemu_without_vfio_user() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    use std::io::Write;
+    let server = Server::start();
+    // Guest memory QEMU can share with the server (a sealed memfd); the guest never runs
+    // (-S): realizing the device is what connects it, negotiates and reads its config
+    // space, and QMP's query-pci shows what the guest would see.
+    let device = format!(
+        "{{\"driver\":\"vfio-user-pci\",\"socket\":{{\"path\":\"{}\",\"type\":\"unix\"}}}}",
+        server.socket()
+    );
+    let mut qemu = std::process::Command::new("qemu-system-x86_64")
+        .args([
+            "-S",
+            "-display",
+            "none",
+            "-nodefaults",
+            "-machine",
+            "q35,memory-backend=mem",
+            "-object",
+            "memory-backend-memfd,id=mem,size=256M,share=on",
+            "-m",
+            "256M",
+            "-qmp",
+            "stdio",
+            "-device",
+            &device,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("qemu starts");
+    {
+        let stdin = qemu.stdin.as_mut().unwrap();
+        for cmd in [
+            r#"{"execute":"qmp_capabilities"}"#,
+            r#"{"execute":"query-pci"}"#,
+            r#"{"execute":"quit"}"#,
+        ] {
+            writeln!(stdin, "{cmd}").unwrap();
+        }
+    }
+    let out = qemu.wait_with_output().unwrap();
+    let qmp = String::from_utf8_lossy(&out.stdout);
+    let pci: serde_json::Value = qmp
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["return"].is_array())
+        .unwrap_or_else(|| {
+            panic!(
+                "no query-pci answer: {qmp}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let devices = pci["return"][0]["devices"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let card = devices
+        .iter()
+        .find(|d| d["id"]["vendor"] == 0x1234 && d["id"]["device"] == 0xe501)
+        .unwrap_or_else(|| panic!("the guest does not see the card: {pci}"));
+    let bars = card["regions"].as_array().cloned().unwrap_or_default();
+    assert!(
+        bars.iter().any(|r| r["bar"] == 0 && r["size"] == 8192),
+        "BAR0 of 8 KiB: {card}"
+    );
+}

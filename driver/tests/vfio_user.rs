@@ -508,3 +508,70 @@ fn a_server_refuses_malformed_and_oversized_messages_without_dying() {
     assert_eq!(server.stats.malformed, 1);
     assert!(server.stats.refused >= 1);
 }
+
+/// Sends one command on a raw connection and returns the reply's header and payload.
+fn raw_request(s: &mut UnixStream, h: Header, payload: &[u8]) -> (Header, Vec<u8>) {
+    let mut msg = h.emit().to_vec();
+    msg.extend_from_slice(payload);
+    s.write_all(&msg).unwrap();
+    let mut head = [0u8; HEADER_BYTES];
+    s.read_exact(&mut head).unwrap();
+    let r = Header::parse(&head, MAX_MESSAGE_BYTES).unwrap();
+    let mut body = vec![0u8; r.payload_len()];
+    s.read_exact(&mut body).unwrap();
+    (r, body)
+}
+
+#[test]
+fn windows_without_a_descriptor_are_recorded_but_out_of_the_cards_reach() {
+    let served = Served::new(ModelParams::zero_latency());
+    let mut s = UnixStream::connect(served.socket()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let map = proto::DmaMap {
+        flags: proto::DMA_READABLE | proto::DMA_WRITEABLE,
+        offset: 0,
+        address: 0x20_0000,
+        size: 0x2000,
+    };
+    let (r, _) = raw_request(
+        &mut s,
+        Header::command(1, Command::DmaMap, 32, false),
+        &map.emit(),
+    );
+    assert!(!r.failed, "accepted without a descriptor");
+    let overlap = proto::DmaMap {
+        address: 0x20_1000,
+        ..map
+    };
+    let (r, _) = raw_request(
+        &mut s,
+        Header::command(2, Command::DmaMap, 32, false),
+        &overlap.emit(),
+    );
+    assert!(r.failed && r.error == libc::EEXIST as u32);
+    let unmap = proto::DmaUnmap {
+        flags: 0,
+        address: 0x20_0000,
+        size: 0x2000,
+    };
+    let (r, body) = raw_request(
+        &mut s,
+        Header::command(3, Command::DmaUnmap, 24, false),
+        &unmap.emit(),
+    );
+    assert!(!r.failed);
+    assert_eq!(
+        proto::DmaUnmap::parse(&body).unwrap(),
+        unmap,
+        "the entry echoed"
+    );
+    let (r, _) = raw_request(
+        &mut s,
+        Header::command(4, Command::DmaUnmap, 24, false),
+        &unmap.emit(),
+    );
+    assert!(
+        r.failed && r.error == libc::ENOENT as u32,
+        "unmapped once only"
+    );
+}

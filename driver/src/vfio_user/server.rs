@@ -11,7 +11,8 @@
 //! file, 4- and 8-byte accesses), BAR2 (MSI-X table and PBA, stored only: interrupts go to
 //! the eventfds the client set), MSI-X with one vector per card interrupt, device reset
 //! (the card's full reset, datasheet §5.2), DMA through windows the client mapped with a
-//! sealed memory file (anything else is a DMA fault the card reports), and a
+//! sealed memory file (anything else, windows mapped without a file included, is a DMA
+//! fault the card reports), and a
 //! device-specific region for fault injection ([`FaultRecord`]).
 //!
 //! Everything from the client is untrusted: each message is parsed and checked, a refused
@@ -168,6 +169,13 @@ impl HostMemory for Window {
     }
 }
 
+/// A DMA window the client mapped.
+struct ClientWindow {
+    len: u64,
+    /// Mapped into the card's IOMMU (the client shared its memory).
+    reachable: bool,
+}
+
 /// Counters of what the server did, for its log line and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ServeStats {
@@ -202,7 +210,7 @@ pub struct CardServer {
     irqs: Arc<Irqs>,
     config: ConfigSpace,
     msix: Vec<u8>,
-    windows: BTreeMap<u64, u64>,
+    windows: BTreeMap<u64, ClientWindow>,
     wake: Option<OwnedFd>,
     pump: Option<PortPump>,
     exit_on_removal: bool,
@@ -306,8 +314,10 @@ impl CardServer {
         self.stats.clients += 1;
         let end = self.session(&stream, stop);
         // The client's windows and eventfds go with it; the card keeps its state.
-        for (&iova, _) in std::mem::take(&mut self.windows).iter() {
-            let _ = self.model.unmap(iova);
+        for (&iova, w) in std::mem::take(&mut self.windows).iter() {
+            if w.reachable {
+                let _ = self.model.unmap(iova);
+            }
         }
         {
             let mut s = lock(&self.irqs.0);
@@ -436,11 +446,13 @@ impl CardServer {
             Command::DmaUnmap => {
                 no_fds(&fds)?;
                 let req = DmaUnmap::parse(payload).map_err(|_| einval)?;
-                match self.windows.get(&req.address) {
-                    Some(&len) if len == req.size => {}
+                let reachable = match self.windows.get(&req.address) {
+                    Some(w) if w.len == req.size => w.reachable,
                     _ => return Err(libc::ENOENT),
+                };
+                if reachable {
+                    self.model.unmap(req.address).map_err(|_| libc::ENOENT)?;
                 }
-                self.model.unmap(req.address).map_err(|_| libc::ENOENT)?;
                 self.windows.remove(&req.address);
                 Ok(req.emit())
             }
@@ -527,16 +539,36 @@ impl CardServer {
 
     fn dma_map(&mut self, payload: &[u8], mut fds: Vec<OwnedFd>) -> Result<Vec<u8>, i32> {
         let req = DmaMap::parse(payload).map_err(|_| libc::EINVAL)?;
-        // Windows without a descriptor would need DMA_READ/WRITE messages for every card
-        // access; the served card takes only mappable memory.
-        if fds.len() != 1 {
-            return Err(libc::ENOTSUP);
+        if fds.len() > 1 {
+            return Err(libc::EINVAL);
         }
         if self.windows.len() >= MAX_DMA_WINDOWS {
             return Err(libc::ENOSPC);
         }
+        let end = match req.address.checked_add(req.size) {
+            Some(end) if req.size > 0 => end,
+            _ => return Err(libc::EINVAL),
+        };
         let Some(fd) = fds.pop() else {
-            return Err(libc::EINVAL);
+            // A window the client shares no descriptor for (a VMM's ROM, say) would need
+            // DMA_READ/WRITE messages for every card access: it is recorded, so that map
+            // and unmap pair up, but the card cannot reach it — its accesses there are DMA
+            // faults, as for any unmapped IOVA.
+            let overlaps = self
+                .windows
+                .iter()
+                .any(|(&at, w)| at < end && req.address < at.saturating_add(w.len));
+            if overlaps {
+                return Err(libc::EEXIST);
+            }
+            self.windows.insert(
+                req.address,
+                ClientWindow {
+                    len: req.size,
+                    reachable: false,
+                },
+            );
+            return Ok(Vec::new());
         };
         let memory = map_client_window(fd, req.offset, req.size).map_err(|_| libc::EINVAL)?;
         match self
@@ -547,7 +579,13 @@ impl CardServer {
             Err(MapError::Overlap { .. }) => return Err(libc::EEXIST),
             Err(_) => return Err(libc::EINVAL),
         }
-        self.windows.insert(req.address, req.size);
+        self.windows.insert(
+            req.address,
+            ClientWindow {
+                len: req.size,
+                reachable: true,
+            },
+        );
         Ok(Vec::new())
     }
 
