@@ -1,6 +1,7 @@
 //! `espo card serve`: the card model as a vfio-user PCI device in its own process.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
@@ -31,7 +32,8 @@ pub enum CardCommand {
 /// `-device vfio-user-pci,socket=PATH`. Clients are served one after another; the card
 /// keeps its state between them. The card's Ethernet port is a unix datagram socket at
 /// <socket>.port (one frame per datagram; the peer that spoke last gets the card's
-/// frames) unless --port-socket says otherwise.
+/// frames) unless --port-socket says otherwise. SIGINT or SIGTERM ends the service (the
+/// exit status is 3 when an injected removal ended it).
 ///
 /// Examples:
 ///   espo card serve --socket /run/espo-card.sock
@@ -75,7 +77,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         args.socket.display(),
         port_path.display()
     );
-    let stop = AtomicBool::new(false);
+    // SIGINT and SIGTERM end the service between two messages; SIGKILL is a card gone.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing the signal handlers")?;
+    }
     let end = server.run(&stop)?;
     eprintln!(
         "espo card serve: {end}; {} clients, {} messages, {} refused, {} malformed",
