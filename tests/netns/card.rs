@@ -547,3 +547,81 @@ fn pmtu_errors_and_fragmentation_on_the_card_model() {
     );
     assert_eq!(drops(&status, "too-big"), 2, "{status}");
 }
+
+#[test]
+fn a_served_cards_port_on_an_interface_sends_and_receives_raw_frames() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use espo_driver::card::{Card, CardConfig, RxPacket, TxAction, TxRequest};
+    use espo_driver::vfio_user::{VfioUserDevice, VfioUserOptions};
+
+    let mut lab = lab_or_skip!("gvp");
+    let ns = lab.ns("c");
+    let (card_if, wire_if) = lab.link(&ns, "ca", &ns, "wi");
+    let socket = lab.dir.join("card");
+    let log = std::fs::File::create(lab.dir.join("card.log")).unwrap();
+    let mut server = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .arg(env!("CARGO_BIN_EXE_espo"))
+        .args(["card", "serve", "--port", &card_if, "--socket"])
+        .arg(&socket)
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not listen: {}",
+            lab.log("card")
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let dev = VfioUserDevice::connect(&socket, VfioUserOptions::default()).unwrap();
+    let mut card = Card::open(Arc::new(dev), CardConfig::default()).unwrap();
+
+    // Out: a bypass frame leaves on the interface as it is.
+    let mut frame = vec![0x02, 0, 0, 0, 0, 0x22, 0x02, 0, 0, 0, 0, 0x11, 0x88, 0xb5];
+    frame.extend((0..100u8).map(|i| i ^ 0x5a));
+    let cap = capture::Capture::start(&ns, &wire_if);
+    let reqs = [TxRequest {
+        tag: 1,
+        frame: &frame,
+        action: TxAction::Bypass,
+    }];
+    assert_eq!(card.tx_batch(0, &reqs).unwrap(), 1);
+    let mut done = Vec::new();
+    while done.is_empty() {
+        card.tx_completions(0, &mut done).unwrap();
+        assert!(Instant::now() < deadline, "no TX completion");
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let frames = cap.finish();
+    assert!(
+        frames.contains(&frame),
+        "the card's frame on the wire: {frames:?}"
+    );
+
+    // In: a frame sent on the wire reaches the card as bypass.
+    let mut back = frame.clone();
+    back[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x11]);
+    back[20] = 0x77;
+    capture::inject(&lab, &ns, &wire_if, &back);
+    let mut rx = vec![RxPacket::default(); 8];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let got = loop {
+        let n = card.rx_batch(0, &mut rx).unwrap();
+        if let Some(p) = rx[..n].iter().find(|p| p.data == back) {
+            break p.data.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the wire's frame never reached the card"
+        );
+    };
+    assert_eq!(got, back);
+    drop(card);
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -245,7 +245,7 @@ impl PortSocket {
 
     /// One frame that arrived on the interface: `Ok(None)` for one to skip (another
     /// interface's, or one this host sent), `WouldBlock` when none waits.
-    fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         let (n, addr) = nix::sys::socket::recvfrom::<LinkAddr>(self.sock.as_raw_fd(), buf)
             .map_err(io::Error::from)?;
         match addr {
@@ -256,7 +256,8 @@ impl PortSocket {
         }
     }
 
-    fn send(&self, frame: &[u8]) -> bool {
+    /// Sends a frame as it is; false if the interface did not take it.
+    pub fn send(&self, frame: &[u8]) -> bool {
         nix::sys::socket::send(self.sock.as_raw_fd(), frame, MsgFlags::MSG_DONTWAIT).is_ok()
     }
 }
