@@ -22,17 +22,25 @@
 //! receives and a deadline on every wait. The protocol subset here is small enough to keep
 //! in a few hundred lines that follow the spec's tables.
 
-// Parts only the server (feature `model`) uses stay compiled for the client's tests.
+// Without feature `model` there is no server, and the parts of these only it uses are
+// unused. Only the channel (descriptors received with SCM_RIGHTS) has `unsafe`.
 #[cfg_attr(not(feature = "model"), allow(dead_code))]
 mod channel;
+#[forbid(unsafe_code)]
 mod client;
 #[cfg_attr(not(feature = "model"), allow(dead_code))]
+#[forbid(unsafe_code)]
 mod config;
+#[forbid(unsafe_code)]
 mod error;
+#[forbid(unsafe_code)]
 mod memory;
+#[forbid(unsafe_code)]
 pub mod port;
+#[forbid(unsafe_code)]
 pub mod proto;
 #[cfg(feature = "model")]
+#[forbid(unsafe_code)]
 pub mod server;
 
 pub use channel::RecvError;
