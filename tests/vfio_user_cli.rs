@@ -142,9 +142,12 @@ fn the_served_card_passes_with_every_fault_and_the_removal_ends_the_server() {
     );
 }
 
-#[test]
-fn the_server_killed_mid_run_moves_every_sa_to_software_without_loss_or_nonce_reuse() {
-    let mut server = Server::start();
+/// Runs `espo validate --engine vfio-user` on 50,000 packets, does `to_server` at its
+/// first progress line, and returns its stdout once it finished (clean, or the test fails).
+fn validate_with_the_server_struck_mid_run(
+    server: &mut Server,
+    to_server: impl FnOnce(&mut Child),
+) -> String {
     let mut validate = espo()
         .args([
             "validate",
@@ -159,7 +162,7 @@ fn the_server_killed_mid_run_moves_every_sa_to_software_without_loss_or_nonce_re
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Progress lines come on stderr every tenth of the run: kill the server at the first.
+    // Progress lines come on stderr every tenth of the run: strike at the first.
     let mut progress = BufReader::new(validate.stderr.take().unwrap());
     let mut line = String::new();
     loop {
@@ -172,8 +175,7 @@ fn the_server_killed_mid_run_moves_every_sa_to_software_without_loss_or_nonce_re
             break;
         }
     }
-    server.child.kill().unwrap();
-    let _ = server.child.wait();
+    to_server(&mut server.child);
     let rest = std::thread::spawn(move || {
         let mut s = String::new();
         let _ = std::io::Read::read_to_string(&mut progress, &mut s);
@@ -189,12 +191,38 @@ fn the_server_killed_mid_run_moves_every_sa_to_software_without_loss_or_nonce_re
     );
     assert!(
         out.contains("card gone"),
-        "SAs moved off the dead card: {out}"
+        "SAs moved off the lost card: {out}"
     );
     assert!(
         !out.contains(" card entry "),
         "no SA is left on the card: {out}"
     );
+    out
+}
+
+#[test]
+fn the_server_killed_mid_run_moves_every_sa_to_software_without_loss_or_nonce_reuse() {
+    let mut server = Server::start();
+    validate_with_the_server_struck_mid_run(&mut server, |child| {
+        child.kill().unwrap();
+        let _ = child.wait();
+    });
+}
+
+#[test]
+fn a_server_frozen_mid_run_is_a_lost_card_after_the_reply_timeout() {
+    let mut server = Server::start();
+    let pid = nix::unistd::Pid::from_raw(server.child.id() as i32);
+    let started = Instant::now();
+    validate_with_the_server_struck_mid_run(&mut server, |_| {
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "bounded by the reply timeout, not by the server: {:?}",
+        started.elapsed()
+    );
+    // Stopped processes take SIGKILL too: the server's Drop ends it.
 }
 
 #[test]

@@ -260,7 +260,7 @@ impl CardUnderTest for VfioUserCard {
         let card = Card::open(dev.clone(), config)?;
         Ok(TestCard {
             card,
-            port: Box::new(ServedPortWire(peer)),
+            port: Box::new(ServedPortWire::new(peer)),
             faults: Some(Box::new(ServedFaults {
                 dev,
                 removal_ends_server: self.removal_ends_server,
@@ -297,20 +297,37 @@ impl FaultInjector for ServedFaults {
 }
 
 /// The test's end of a served card's port. Sends wait (up to a second) while the
-/// server's socket queue is full, as a cable would pause its sender; with the server gone
-/// they fail at once.
-pub struct ServedPortWire(pub PortPeer);
+/// server's socket queue is full, as a cable would pause its sender; a server that let a
+/// send wait that long is stalled, and later sends do not wait for it until it takes one
+/// again; with the server gone they fail at once.
+pub struct ServedPortWire(pub PortPeer, pub bool);
+
+impl ServedPortWire {
+    /// The wire over `peer`.
+    pub fn new(peer: PortPeer) -> Self {
+        Self(peer, false)
+    }
+}
 
 impl Wire for ServedPortWire {
     fn send(&mut self, frame: &[u8]) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(1);
+        let wait = if self.1 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(1)
+        };
+        let deadline = Instant::now() + wait;
         loop {
             match self.0.send(frame) {
-                Ok(()) => return true,
+                Ok(()) => {
+                    self.1 = false;
+                    return true;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(_) => return false,
             }
             if Instant::now() >= deadline {
+                self.1 = true;
                 return false;
             }
             std::thread::sleep(Duration::from_micros(20));
