@@ -7,7 +7,7 @@
 //! client goes, its DMA windows and eventfds go with it and the card keeps its state, as
 //! the protocol asks.
 //!
-//! What the client sees: configuration space ([`ConfigSpace`]), BAR0 (the model's register
+//! What the client sees: configuration space (`ConfigSpace`), BAR0 (the model's register
 //! file, 4- and 8-byte accesses), BAR2 (MSI-X table and PBA, stored only: interrupts go to
 //! the eventfds the client set), MSI-X with one vector per card interrupt, device reset
 //! (the card's full reset, datasheet §5.2), DMA through windows the client mapped with a
