@@ -19,8 +19,7 @@
 //! one gets an error reply with an errno, a malformed or oversized one ends the connection.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -30,19 +29,24 @@ use std::time::{Duration, Instant};
 
 use espo_fpga::regs::irq::VECTORS;
 use espo_fpga::regs::{BAR0_SIZE, ctrl};
-use espo_model::{FaultKind, FaultTrigger, Frame, HostMemory, Link, MapError, Model, ModelParams};
+use espo_model::{FaultKind, FaultTrigger, HostMemory, MapError, Model, ModelParams};
 use nix::poll::{PollFd, PollFlags};
 
 use super::channel::{self, Message, RecvError};
 use super::config::{BAR2_BYTES, CONFIG_BYTES, ConfigSpace};
 use super::error::VfioUserError;
 use super::memory::map_client_window;
-use super::port::DatagramPort;
 use super::proto::{
     self, Capabilities, Command, DeviceInfo, DmaMap, DmaUnmap, FaultRecord, Header, IrqInfo, Kind,
-    RegionAccess, RegionInfo, SetIrqs, Version, irq_index, region,
+    RegionAccess, RegionInfo, Version, irq_index, region,
 };
 use crate::dma::DmaMemory;
+
+mod irqs;
+mod port;
+
+use irqs::Irqs;
+pub use port::{PortPump, ServedPort};
 
 /// Longest wait between two runs of the model.
 pub const MAX_IDLE: Duration = Duration::from_millis(2);
@@ -53,101 +57,6 @@ const MESSAGE_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Takes frames off the port as they arrive, before the card asks for them.
-pub type PortPump = Box<dyn FnMut() + Send>;
-
-/// The card's port as the server sees it: a link for the model and, where it has them, a
-/// descriptor that is readable when a frame waits and what to call then.
-pub struct ServedPort {
-    /// What the model's port is attached to.
-    pub link: Box<dyn Link>,
-    /// Readable when a frame waits for the card.
-    pub wake: Option<OwnedFd>,
-    /// Called when `wake` is readable.
-    pub pump: Option<PortPump>,
-}
-
-impl ServedPort {
-    /// A port on a unix datagram socket at `path` (see [`DatagramPort`]).
-    pub fn datagram(path: &Path) -> io::Result<Self> {
-        let port = DatagramPort::bind(path)?;
-        let wake = Some(port.wake_fd()?);
-        let shared = Arc::new(Mutex::new(port));
-        let pumped = Arc::clone(&shared);
-        Ok(Self {
-            link: Box::new(DatagramLink(shared)),
-            wake,
-            pump: Some(Box::new(move || lock(&pumped).pull())),
-        })
-    }
-
-    /// An unconnected port.
-    pub fn unplugged() -> Self {
-        Self {
-            link: Box::new(espo_model::NullLink),
-            wake: None,
-            pump: None,
-        }
-    }
-}
-
-struct DatagramLink(Arc<Mutex<DatagramPort>>);
-
-impl Link for DatagramLink {
-    fn send(&mut self, frame: Frame) {
-        lock(&self.0).send_frame(&frame.data);
-    }
-
-    fn recv(&mut self) -> Option<Frame> {
-        lock(&self.0)
-            .recv_frame()
-            .map(|data| Frame { data, cycle: 0 })
-    }
-}
-
-/// Interrupt delivery: the client's eventfd per vector, host-side masks and pending bits,
-/// and the bus-master gate (MSI-X messages are memory writes).
-#[derive(Default)]
-struct IrqState {
-    events: Vec<Option<File>>,
-    masked: u32,
-    pending: u32,
-    bus_master: bool,
-    delivered: u64,
-    discarded: u64,
-}
-
-#[derive(Default)]
-struct Irqs(Mutex<IrqState>);
-
-impl Irqs {
-    fn signal(s: &mut IrqState, vector: u32) {
-        let Some(Some(event)) = s.events.get(vector as usize) else {
-            s.discarded += 1;
-            return;
-        };
-        // An eventfd adds the 8-byte value written to its counter.
-        if (&*event).write(&1u64.to_ne_bytes()).is_ok() {
-            s.delivered += 1;
-        }
-    }
-}
-
-impl espo_model::InterruptSink for Irqs {
-    fn fire(&self, vector: u32) {
-        let mut s = lock(&self.0);
-        if !s.bus_master || vector >= VECTORS {
-            s.discarded += 1;
-            return;
-        }
-        if s.masked & (1 << vector) != 0 {
-            s.pending |= 1 << vector;
-            return;
-        }
-        Irqs::signal(&mut s, vector);
-    }
 }
 
 /// One client window as the model's IOMMU reaches it.
@@ -587,80 +496,6 @@ impl CardServer {
             },
         );
         Ok(Vec::new())
-    }
-
-    fn set_irqs(&mut self, payload: &[u8], fds: Vec<OwnedFd>) -> Result<Vec<u8>, i32> {
-        let einval = libc::EINVAL;
-        let req = SetIrqs::parse(payload).map_err(|_| einval)?;
-        let data = req.flags & 0x7;
-        let action = req.flags & 0x38;
-        if data.count_ones() != 1 || action.count_ones() != 1 {
-            return Err(einval);
-        }
-        let mut s = lock(&self.irqs.0);
-        if req.index != irq_index::MSIX {
-            // Other indices have no vectors: only "disable all" is accepted.
-            return if req.count == 0 && fds.is_empty() {
-                Ok(Vec::new())
-            } else {
-                Err(einval)
-            };
-        }
-        let end = req.start.checked_add(req.count).ok_or(einval)?;
-        if end > VECTORS {
-            return Err(einval);
-        }
-        let selected = |i: u32| -> bool {
-            data != proto::IRQ_SET_DATA_BOOL
-                || req
-                    .bools
-                    .get((i - req.start) as usize)
-                    .is_some_and(|&b| b != 0)
-        };
-        match (data, action) {
-            (proto::IRQ_SET_DATA_EVENTFD, proto::IRQ_SET_ACTION_TRIGGER) => {
-                if !fds.is_empty() && fds.len() != req.count as usize {
-                    return Err(einval);
-                }
-                if s.events.len() < VECTORS as usize {
-                    s.events.resize_with(VECTORS as usize, || None);
-                }
-                let mut fds = fds.into_iter();
-                for v in req.start..end {
-                    // A descriptor that is not an eventfd only makes its writes fail
-                    // (counted as discarded), or fills something the client owns.
-                    let event = fds.next().map(File::from);
-                    if let Some(slot) = s.events.get_mut(v as usize) {
-                        *slot = event;
-                    }
-                }
-                Ok(Vec::new())
-            }
-            (proto::IRQ_SET_DATA_NONE, proto::IRQ_SET_ACTION_TRIGGER) if req.count == 0 => {
-                if !fds.is_empty() {
-                    return Err(einval);
-                }
-                s.events.clear();
-                Ok(Vec::new())
-            }
-            (proto::IRQ_SET_DATA_NONE | proto::IRQ_SET_DATA_BOOL, _) if fds.is_empty() => {
-                for v in (req.start..end).filter(|&v| selected(v)) {
-                    match action {
-                        proto::IRQ_SET_ACTION_MASK => s.masked |= 1 << v,
-                        proto::IRQ_SET_ACTION_UNMASK => {
-                            s.masked &= !(1 << v);
-                            if s.pending & (1 << v) != 0 {
-                                s.pending &= !(1 << v);
-                                Irqs::signal(&mut s, v);
-                            }
-                        }
-                        _ => Irqs::signal(&mut s, v),
-                    }
-                }
-                Ok(Vec::new())
-            }
-            _ => Err(einval),
-        }
     }
 
     fn region_read(&mut self, index: u32, offset: u64, data: &mut [u8]) -> Result<(), i32> {
