@@ -126,6 +126,15 @@ fn gateway_to_gateway_on_the_card(mut lab: lab::Lab, card: CardAt) {
         )),
         "{status}"
     );
+    if card == CardAt::Served {
+        // Completions woke the inbound thread through the card's MSI-X eventfd.
+        let wakeups: u64 = status
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("card interrupts: "))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no card interrupts line in {status}"));
+        assert!(wakeups > 100, "{status}");
+    }
     assert!(port_counter(&status, "arp answered") >= 1, "{status}");
     assert!(status.contains("neighbour 192.0.2.1 at "), "{status}");
     assert!(stat(&status, "inbound", "forwarded") > 500, "{status}");

@@ -17,7 +17,7 @@
 
 use std::fs::File;
 use std::ops::Range;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -605,6 +605,12 @@ impl Device for VfioUserDevice {
             v.masked.store(false, Ordering::Release);
             Ok(())
         })
+    }
+
+    fn irq_wake_fd(&self, vector: u32) -> Option<OwnedFd> {
+        let guard = self.irqs.read().unwrap_or_else(|p| p.into_inner());
+        let v = guard.as_deref()?.get(vector as usize)?;
+        v.event.as_fd().try_clone_to_owned().ok()
     }
 
     fn reset(&self) -> Result<(), DeviceError> {

@@ -18,10 +18,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use espo_driver::Device;
 use espo_driver::model::{Link, ModelDevice, ModelHandle, ModelOptions, Pacing};
 use espo_driver::vfio_user::port::PortPeer;
 use espo_driver::vfio_user::{VfioUserDevice, VfioUserError, VfioUserOptions};
+use espo_driver::{Device, IrqMode};
 use espo_fpga::Counter;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
@@ -114,6 +114,20 @@ impl CardBackend {
         match self {
             CardBackend::Model(m) => m.with(|m| m.next_event_cycle().is_some()),
             CardBackend::Served(b) => b.active_within(SERVED_BUSY),
+        }
+    }
+
+    /// How the card tells of completions: the in-process model is polled (its time runs in
+    /// a thread of this process); a served card interrupts, through an eventfd the inbound
+    /// thread waits on, and is polled while the engine has work in hand.
+    pub fn irq_mode(&self) -> IrqMode {
+        match self {
+            CardBackend::Model(_) => IrqMode::Poll,
+            CardBackend::Served(_) => IrqMode::Interrupt {
+                coalesce_packets: 16,
+                // 10 µs at the card's 250 MHz.
+                coalesce_cycles: 2_500,
+            },
         }
     }
 

@@ -19,7 +19,7 @@
 
 use espo_ipsec::spec::Direction;
 use std::collections::VecDeque;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,9 @@ pub struct CardShared {
     backlog: Mutex<VecDeque<RxReport>>,
     queues: Arc<PortQueues>,
     backend: CardBackend,
+    /// Readable while the card has signalled the engine's queue (a card that interrupts
+    /// through an eventfd); the inbound thread waits on it beside `wake`.
+    irq: Option<OwnedFd>,
     /// The engine's latest events (lifetimes, moves, faults), for `espo status`.
     events: Mutex<VecDeque<EngineEvent>>,
 }
@@ -67,6 +70,7 @@ impl CardShared {
         queues: Arc<PortQueues>,
         backend: CardBackend,
     ) -> std::io::Result<CardShared> {
+        let irq = engine.card_irq_fd();
         Ok(CardShared {
             engine: Mutex::new(engine),
             wake: Wake::new()?,
@@ -74,6 +78,7 @@ impl CardShared {
             backlog: Mutex::default(),
             queues,
             backend,
+            irq,
             events: Mutex::default(),
         })
     }
@@ -105,6 +110,11 @@ impl CardShared {
 
     pub fn engine(&self) -> MutexGuard<'_, OffloadEngine> {
         lock(&self.engine)
+    }
+
+    /// Whether the card interrupts (the inbound thread waits on its eventfd).
+    pub fn interrupts(&self) -> bool {
+        self.irq.is_some()
     }
 
     /// Where the card is.
@@ -306,7 +316,9 @@ impl OutsideRx for CardRx<'_> {
     }
 
     fn fds(&self) -> Vec<BorrowedFd<'_>> {
-        vec![self.shared.wake.fd()]
+        let mut fds = vec![self.shared.wake.fd()];
+        fds.extend(self.shared.irq.as_ref().map(AsFd::as_fd));
+        fds
     }
 
     fn recv_batch(
@@ -325,7 +337,12 @@ impl OutsideRx for CardRx<'_> {
         let busy_before = card_busy();
         let outstanding = {
             let mut engine = s.engine();
-            engine.poll();
+            if s.irq.is_some() {
+                // Takes the interrupt that woke this thread (if one did), then polls.
+                engine.wait(Duration::ZERO);
+            } else {
+                engine.poll();
+            }
             engine.take_rx_reports(reports);
             engine.tx_outstanding()
         };
@@ -360,8 +377,12 @@ impl OutsideRx for CardRx<'_> {
             verdicts.push_back(verdict);
             n += 1;
         }
-        let busy =
-            frames_waiting || busy_before || busy_after || outstanding > 0 || !backlog.is_empty();
+        // A card that interrupts wakes this thread itself when completions arrive: only
+        // reports already taken keep it polling. Otherwise it polls while the card may
+        // still produce any.
+        let busy = !backlog.is_empty()
+            || (s.irq.is_none()
+                && (frames_waiting || busy_before || busy_after || outstanding > 0));
         drop(verdicts);
         drop(backlog);
         if busy {

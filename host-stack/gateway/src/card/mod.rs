@@ -288,7 +288,11 @@ pub fn run(
         }
         _ => CardBackend::model(&queues),
     };
-    let card = Card::open(device, card_config()).map_err(SetupError::OpenCard)?;
+    let config_for_card = CardConfig {
+        irq: card_backend.irq_mode(),
+        ..card_config()
+    };
+    let card = Card::open(device, config_for_card).map_err(SetupError::OpenCard)?;
     let options = OffloadOptions {
         local_mac: socket.mac(),
         // Set per frame by the port thread, from the next hop's resolved address.

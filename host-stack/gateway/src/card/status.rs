@@ -69,6 +69,16 @@ pub fn render(shared: &CardShared, port: &str, mac: Mac, view: &Mutex<PortView>)
             c.rx_dropped.total(),
             drops_text(&c.rx_dropped)
         );
+        if shared.interrupts()
+            && let Some(card) = engine.card()
+        {
+            let st = card.stats();
+            let _ = writeln!(
+                out,
+                "  card interrupts: {} wakeups, {} waits without one",
+                st.irq_wakeups, st.irq_timeouts
+            );
+        }
         let _ = writeln!(
             out,
             "  faults {}, recoveries {}, moves to card {}, to software {} ({} forced by faults)",
