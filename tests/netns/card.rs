@@ -70,16 +70,19 @@ fn gateway_to_gateway_on_the_card(mut lab: lab::Lab, card: CardAt) {
         "left",
         &lab::example("gw-gw/esp-model/gw-a.toml", &t.left_out),
     );
-    let mut gw_b = lab::example("gw-gw/esp-model/gw-b.toml", &t.right_out);
-    let (engine, described) = match card {
-        CardAt::InProcess => ("model", "ESPO-1 model"),
+    let (gw_b, engine, described) = match card {
+        CardAt::InProcess => (
+            lab::example("gw-gw/esp-model/gw-b.toml", &t.right_out),
+            "model",
+            "ESPO-1 model",
+        ),
         CardAt::Served => {
             let (socket, _) = lab.card_server("right");
-            gw_b = gw_b.replace(
-                "engine = \"model\"",
-                &format!("engine = \"vfio-user\"\nsocket = \"{}\"", socket.display()),
+            let gw_b = lab::example("gw-gw/esp-vfio-user/gw-b.toml", &t.right_out).replace(
+                "socket = \"/run/espo-card.sock\"",
+                &format!("socket = \"{}\"", socket.display()),
             );
-            ("vfio-user", "ESPO-1 served over vfio-user")
+            (gw_b, "vfio-user", "ESPO-1 served over vfio-user")
         }
     };
     let b = lab.espo_run(&t.right, "right", &gw_b);
