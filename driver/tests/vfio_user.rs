@@ -105,6 +105,24 @@ fn send_all(card: &mut Card, frames: &[Vec<u8>], action: TxAction) -> Vec<TxDone
 }
 
 #[test]
+fn a_second_server_does_not_take_a_live_servers_socket() {
+    let served = Served::new(ModelParams::zero_latency());
+    let err = CardServer::bind(
+        &served.socket(),
+        ModelParams::zero_latency(),
+        ServedPort::unplugged(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, VfioUserError::Listen { .. }), "{err}");
+    // The first still serves.
+    let dev = served.connect();
+    assert_eq!(
+        dev.read32(0, u64::from(ident::DEVICE_ID.addr())).unwrap(),
+        ident::DEVICE_ID_VALUE
+    );
+}
+
+#[test]
 fn configuration_space_and_bar0_are_reached_through_messages() {
     let served = Served::new(ModelParams::zero_latency());
     let dev = served.connect();

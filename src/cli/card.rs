@@ -46,7 +46,7 @@ pub enum CardCommand {
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ServeArgs {
-    /// Where to listen (an existing socket file there is replaced).
+    /// Where to listen (a stale socket file there is replaced; a live server's is not).
     #[arg(long, value_name = "PATH")]
     pub socket: PathBuf,
     /// The card's Ethernet port as a unix datagram socket (default <socket>.port).

@@ -140,9 +140,15 @@ impl std::fmt::Debug for CardServer {
 }
 
 impl CardServer {
-    /// A card model with `params` served at `path` (an existing socket file there is
-    /// replaced), its port attached to `port`.
+    /// A card model with `params` served at `path` (a stale socket file there is replaced;
+    /// one a server still listens on is not), its port attached to `port`.
     pub fn bind(path: &Path, params: ModelParams, port: ServedPort) -> Result<Self, VfioUserError> {
+        if UnixStream::connect(path).is_ok() {
+            return Err(VfioUserError::Listen {
+                path: path.to_path_buf(),
+                source: io::Error::from(io::ErrorKind::AddrInUse),
+            });
+        }
         let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path).map_err(|source| VfioUserError::Listen {
             path: path.to_path_buf(),
