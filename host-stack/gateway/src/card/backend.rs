@@ -31,9 +31,9 @@ use super::port::{CardEnd, PortQueues};
 /// polling: its completions arrive in shared memory, with no event this process could wait
 /// on but the card's interrupts.
 const SERVED_BUSY: Duration = Duration::from_millis(5);
-/// Longest wait of the bridge, ms, between looks at the frames waiting for the card (frames
-/// from the card wake it at once).
-const BRIDGE_POLL_MS: u8 = 1;
+/// Longest wait of the bridge, ms, for a frame either way (both wake it at once): how long
+/// it takes to notice that it should stop.
+const BRIDGE_POLL_MS: u8 = 100;
 
 /// Why the card could not be reached.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +151,7 @@ impl CardBackend {
 /// Carries frames between a served card's port socket and the port queues.
 pub struct Bridge {
     stop: Arc<AtomicBool>,
+    queues: Arc<PortQueues>,
     last_activity_ns: Arc<AtomicU64>,
     origin: Instant,
     thread: Option<JoinHandle<()>>,
@@ -161,6 +162,7 @@ impl Bridge {
         let stop = Arc::new(AtomicBool::new(false));
         let last = Arc::new(AtomicU64::new(0));
         let origin = Instant::now();
+        let waker = Arc::clone(&queues);
         let thread = {
             let stop = Arc::clone(&stop);
             let last = Arc::clone(&last);
@@ -176,6 +178,9 @@ impl Bridge {
                         last.store(ns, Ordering::Release);
                     };
                     while !stop.load(Ordering::Acquire) {
+                        // Lowered before the queue is looked at: a frame queued after
+                        // this wakes the bridge again.
+                        queues.card_feed.clear();
                         let mut moved = false;
                         while let Some(frame) = peer.recv() {
                             end.send(espo_driver::model::Frame {
@@ -196,17 +201,27 @@ impl Bridge {
                                 }
                             }
                         }
+                        if gone {
+                            // Nothing will come from the card again; what is queued for it
+                            // stays for the engine's fallback wire.
+                            return;
+                        }
                         if moved {
                             mark();
                             continue;
                         }
-                        let mut fds = [PollFd::new(peer.as_fd(), PollFlags::POLLIN)];
+                        // Frames from the card, or queued for it, wake the bridge.
+                        let mut fds = [
+                            PollFd::new(peer.as_fd(), PollFlags::POLLIN),
+                            PollFd::new(queues.card_feed.fd(), PollFlags::POLLIN),
+                        ];
                         let _ = poll(&mut fds, PollTimeout::from(BRIDGE_POLL_MS));
                     }
                 })?
         };
         Ok(Bridge {
             stop,
+            queues: waker,
             last_activity_ns: last,
             origin,
             thread: Some(thread),
@@ -222,6 +237,7 @@ impl Bridge {
 impl Drop for Bridge {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+        self.queues.card_feed.signal();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -112,6 +112,9 @@ pub struct PortQueues {
     to_wire: Mutex<VecDeque<Vec<u8>>>,
     /// Signalled when the card sent a frame.
     pub wire_wake: Wake,
+    /// Signalled when a frame was queued for the card (for a card in another process,
+    /// whose port bridge forwards them; the in-process model polls the queue itself).
+    pub card_feed: Wake,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -124,6 +127,7 @@ impl PortQueues {
             to_card: Mutex::default(),
             to_wire: Mutex::default(),
             wire_wake: Wake::new()?,
+            card_feed: Wake::new()?,
         })
     }
 
@@ -146,6 +150,7 @@ impl PortQueues {
     /// Queues a frame for the card.
     pub fn push_for_card(&self, frame: Vec<u8>) {
         lock(&self.to_card).push_back(frame);
+        self.card_feed.signal();
     }
 
     /// Puts back a frame taken for the card that it could not take yet: it goes first.
@@ -442,6 +447,7 @@ impl Port<'_> {
         if to_card > 0 {
             self.counters.to_card += to_card;
             self.ctx.card_wake.signal();
+            self.ctx.queues.card_feed.signal();
         }
         more
     }
