@@ -58,8 +58,15 @@ fn both_ends_of_every_example_agree() {
         ("server-server", "server-a", "server-b"),
     ];
     for (topology, left, right) in pairs {
-        let model = (topology == "gw-gw").then_some("esp-model");
-        for variant in ["esp", "ah", "esp-ah"].into_iter().chain(model) {
+        let card: &[&str] = if topology == "gw-gw" {
+            &["esp-model", "esp-vfio-user"]
+        } else {
+            &[]
+        };
+        for variant in ["esp", "ah", "esp-ah"]
+            .into_iter()
+            .chain(card.iter().copied())
+        {
             let dir = examples().join(topology).join(variant);
             let a = Config::load(&dir.join(format!("{left}.toml"))).unwrap();
             let b = Config::load(&dir.join(format!("{right}.toml"))).unwrap();

@@ -12,6 +12,7 @@
 //! answers with its simulated time and uses the call to move that time on, so the same
 //! driver code runs deterministically against the card model.
 
+use std::os::fd::OwnedFd;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -55,6 +56,16 @@ pub trait Device: Send + Sync {
     fn mask_irq(&self, vector: u32) -> Result<(), DeviceError>;
     /// Unmasks `vector`; a pending interrupt is returned by the next wait.
     fn unmask_irq(&self, vector: u32) -> Result<(), DeviceError>;
+    /// A descriptor that is readable while `vector` has fired (a duplicate of its eventfd),
+    /// for a caller that waits on it together with other descriptors; [`wait_irq`] takes
+    /// the interrupts it signals. `None` where interrupts have no descriptor (the in-process
+    /// model) or `vector` is not enabled.
+    ///
+    /// [`wait_irq`]: Device::wait_irq
+    fn irq_wake_fd(&self, vector: u32) -> Option<OwnedFd> {
+        let _ = vector;
+        None
+    }
 
     /// Resets the function (FLR or whatever reset the platform offers for it).
     fn reset(&self) -> Result<(), DeviceError>;

@@ -65,8 +65,20 @@ pub enum DeviceError {
     /// A VFIO operation failed.
     #[error("VFIO operation failed")]
     Vfio(#[from] VfioError),
+    /// A vfio-user operation failed.
+    #[error("vfio-user operation failed")]
+    VfioUser(#[from] crate::vfio_user::VfioUserError),
     /// A card-model operation failed.
     #[cfg(feature = "model")]
     #[error("card model operation failed")]
     Model(#[from] crate::model::ModelError),
+}
+
+impl DeviceError {
+    /// Whether the error means the device is gone — a vfio-user server that closed the
+    /// connection, stopped answering or broke the protocol — so that the card driver
+    /// handles it as surprise removal and touches the device no more.
+    pub fn device_gone(&self) -> bool {
+        matches!(self, DeviceError::VfioUser(e) if e.is_gone())
+    }
 }

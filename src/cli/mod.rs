@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod card;
 pub mod control;
 pub mod demo;
 pub mod guard;
@@ -36,6 +37,7 @@ pub enum Command {
     Guard(guard::GuardArgs),
     Pcap(pcap::PcapArgs),
     Bench(bench::BenchArgs),
+    Card(card::CardArgs),
     /// Check whether this machine can drive a card through VFIO, and say how to fix what is
     /// missing.
     ///
@@ -61,6 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Guard(args) => guard::run(args),
         Command::Pcap(args) => pcap::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Card(args) => card::run(args),
         Command::Probe(args) => probe::run(args),
         Command::Validate(args) => validate::run(args),
     }

@@ -15,6 +15,13 @@ use espo_driver::{DEFAULT_DMA_BUDGET_BYTES, PciAddress};
 /// Arguments of `espo probe`.
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
+    /// What to check: VFIO on this host (and --pci), or a card served over vfio-user
+    /// (--socket; `espo card serve`).
+    #[arg(long, default_value = "vfio", value_parser = ["vfio", "vfio-user"])]
+    pub engine: String,
+    /// The served card's socket (--engine vfio-user).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
     /// The card's PCI address (domain:bus:device.function, as `lspci -D` prints it); without
     /// it only the host is checked.
     #[arg(long, value_name = "BDF")]
@@ -64,6 +71,34 @@ impl Check {
 
 /// Runs `espo probe`.
 pub fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
+    if args.engine == "vfio-user" {
+        let Some(socket) = args.socket else {
+            anyhow::bail!(
+                "--engine vfio-user needs the served card's socket: --socket PATH (see `espo card serve`)"
+            );
+        };
+        let checks = served::probe(&socket);
+        let blocked = checks
+            .iter()
+            .filter(|c| c.status == Status::Missing)
+            .count();
+        let mut out = render_lines(&checks);
+        if blocked == 0 {
+            let _ = writeln!(out, "The card served at {} is ready.", socket.display());
+        } else {
+            let _ = writeln!(
+                out,
+                "The card served at {} is not usable: {blocked} problem(s) above.",
+                socket.display()
+            );
+        }
+        print!("{out}");
+        return Ok(if blocked > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
     let checks = probe(&args.root, args.pci);
     print!("{}", render(&checks, args.pci));
     let blocked = checks.iter().any(|c| c.status == Status::Missing);
@@ -74,8 +109,8 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Formats the report: one line per check, its fix indented below it, and a verdict.
-pub fn render(checks: &[Check], pci: Option<PciAddress>) -> String {
+/// One line per check, its fix indented below it.
+fn render_lines(checks: &[Check]) -> String {
     let mut out = String::new();
     for check in checks {
         let tag = match check.status {
@@ -95,6 +130,12 @@ pub fn render(checks: &[Check], pci: Option<PciAddress>) -> String {
             }
         }
     }
+    out
+}
+
+/// Formats the report: one line per check, its fix indented below it, and a verdict.
+pub fn render(checks: &[Check], pci: Option<PciAddress>) -> String {
+    let mut out = render_lines(checks);
     let blocking = checks
         .iter()
         .filter(|c| c.status == Status::Missing)
@@ -491,5 +532,6 @@ fn device(root: &Path, address: PciAddress) -> Vec<Check> {
     checks
 }
 
+mod served;
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::bail;
 use clap::{Args, ValueEnum};
-use espo_harness::testbed::{CardUnderTest, ModelCard, VfioCard};
+use espo_harness::testbed::{CardUnderTest, ModelCard, VfioCard, VfioUserCard};
 use espo_harness::validate::{Progress, ValidateOptions, validate};
 
 #[cfg(feature = "rtl")]
@@ -46,6 +46,9 @@ pub enum CutArg {
     Model,
     /// A real ESPO-1 through VFIO (--pci), its port cabled to a host interface.
     Vfio,
+    /// A card served by another process over vfio-user (--socket; `espo card serve`),
+    /// its port the server's datagram socket (<socket>.port).
+    VfioUser,
     /// The card model with the RTL core (Verilator) as its datapath; needs espo built
     /// with the `rtl` feature. Prints the RTL's cycles per packet beside the model's.
     Rtl,
@@ -61,7 +64,7 @@ pub enum CutArg {
 /// offload engine with the card under test and through the software engine, and every
 /// packet and verdict is compared. SAs move between card and software mid-stream. With
 /// --faults, every fault the card under test can inject strikes mid-stream (the removal
-/// last). The last line is
+/// last; for --engine vfio-user the removal ends the server process). The last line is
 ///   validate: N packets, M mismatches, L lost, D duplicated, R nonces reused
 /// and the exit status is 0 only when M, L, D and R are all 0.
 ///
@@ -69,6 +72,7 @@ pub enum CutArg {
 ///   espo validate --engine model --packets 20000 --seed 7
 ///   espo validate --engine model --faults
 ///   espo validate --engine vfio --pci 0000:03:00.0
+///   espo card serve --socket /tmp/espo-card &  espo validate --engine vfio-user --socket /tmp/espo-card
 ///   espo validate --engine rtl --packets 2000    (built with --features rtl; Verilator)
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
@@ -79,6 +83,9 @@ pub struct ValidateArgs {
     /// The card's PCI address (--engine vfio).
     #[arg(long, value_name = "BDF")]
     pub pci: Option<String>,
+    /// The served card's vfio-user socket (--engine vfio-user).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<std::path::PathBuf>,
     /// Packets in total, outbound and inbound.
     #[arg(long, default_value_t = 2000)]
     pub packets: u64,
@@ -112,6 +119,14 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<std::process::ExitCode> {
                 address,
                 port: None,
             })
+        }
+        CutArg::VfioUser => {
+            let Some(socket) = args.socket.clone() else {
+                bail!(
+                    "--engine vfio-user needs the served card's socket: --socket PATH (see `espo card serve`)"
+                );
+            };
+            Box::new(VfioUserCard::at(socket))
         }
         CutArg::Rtl => rtl_card(&mut cycles)?,
     };

@@ -1,6 +1,8 @@
 //! `espo run` with the card model (`engine = "model"`) on one end: the card's port on an
 //! interface without an address, ARP answered and the next hop resolved by espo, traffic
-//! to a gateway on the software engine.
+//! to a gateway on the software engine. The gateway-to-gateway test runs twice with one
+//! body: with the model in-process and with the model served by `espo card serve` in its
+//! own process (`engine = "vfio-user"`).
 
 use super::lab::{self, lab_or_skip};
 use super::{capture, drops, ip, pmtu, stat, topology, traffic};
@@ -37,20 +39,53 @@ fn arp_request(mac: [u8; 6], damage: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
     f
 }
 
+/// Where gw-b's card is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CardAt {
+    /// The model in espo's process.
+    InProcess,
+    /// The model served by `espo card serve`, reached over vfio-user.
+    Served,
+}
+
 #[test]
 fn gateway_to_gateway_with_one_end_on_the_card_model() {
-    let mut lab = lab_or_skip!("ggm");
+    let lab = lab_or_skip!("ggm");
+    gateway_to_gateway_on_the_card(lab, CardAt::InProcess);
+}
+
+#[test]
+fn gateway_to_gateway_with_one_end_on_a_card_served_over_vfio_user() {
+    let lab = lab_or_skip!("ggv");
+    gateway_to_gateway_on_the_card(lab, CardAt::Served);
+}
+
+/// gw-a on the software engine, gw-b on the card (in-process or served): UDP and TCP both
+/// ways with content checked, only ESP on the wire, the card's replay window, malformed
+/// ARP and ND, keys never shown, every packet accounted for at the end.
+fn gateway_to_gateway_on_the_card(mut lab: lab::Lab, card: CardAt) {
     let t = topology::gateway_to_gateway_card(&mut lab);
     let a = lab.espo_run(
         &t.left,
         "left",
         &lab::example("gw-gw/esp-model/gw-a.toml", &t.left_out),
     );
-    let b = lab.espo_run(
-        &t.right,
-        "right",
-        &lab::example("gw-gw/esp-model/gw-b.toml", &t.right_out),
-    );
+    let (gw_b, engine, described) = match card {
+        CardAt::InProcess => (
+            lab::example("gw-gw/esp-model/gw-b.toml", &t.right_out),
+            "model",
+            "ESPO-1 model",
+        ),
+        CardAt::Served => {
+            let (socket, _) = lab.card_server("right");
+            let gw_b = lab::example("gw-gw/esp-vfio-user/gw-b.toml", &t.right_out).replace(
+                "socket = \"/run/espo-card.sock\"",
+                &format!("socket = \"{}\"", socket.display()),
+            );
+            (gw_b, "vfio-user", "ESPO-1 served over vfio-user")
+        }
+    };
+    let b = lab.espo_run(&t.right, "right", &gw_b);
     let cap = capture::Capture::start(&t.left, &t.left_out);
 
     assert_eq!(
@@ -85,13 +120,24 @@ fn gateway_to_gateway_with_one_end_on_the_card_model() {
     // Both directions' SAs run on the card; the port answered gw-a's ARP for 192.0.2.2
     // and resolved 192.0.2.1 itself.
     let status = lab.status(&b);
-    assert!(status.contains("engine model"), "{status}");
+    assert!(status.contains(&format!("engine {engine}")), "{status}");
     assert_eq!(runs_on(&status, "out", "0x00002001"), "card", "{status}");
     assert_eq!(runs_on(&status, "in", "0x00001001"), "card", "{status}");
     assert!(
-        status.contains("card: ESPO-1 model, mode offload, 2 of 2 SAs on the card"),
+        status.contains(&format!(
+            "card: {described}, mode offload, 2 of 2 SAs on the card"
+        )),
         "{status}"
     );
+    if card == CardAt::Served {
+        // Completions woke the inbound thread through the card's MSI-X eventfd.
+        let wakeups: u64 = status
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("card interrupts: "))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no card interrupts line in {status}"));
+        assert!(wakeups > 100, "{status}");
+    }
     assert!(port_counter(&status, "arp answered") >= 1, "{status}");
     assert!(status.contains("neighbour 192.0.2.1 at "), "{status}");
     assert!(stat(&status, "inbound", "forwarded") > 500, "{status}");
@@ -172,6 +218,104 @@ fn gateway_to_gateway_with_one_end_on_the_card_model() {
         "{final_b}"
     );
     assert!(lab.ip(&t.right, &["link"]).find("espo0").is_none());
+    let _ = lab.stop(&a);
+}
+
+#[test]
+fn the_served_card_killed_mid_traffic_leaves_the_tunnel_in_software_without_nonce_reuse() {
+    let mut lab = lab_or_skip!("gvk");
+    let t = topology::gateway_to_gateway_card(&mut lab);
+    let a = lab.espo_run(
+        &t.left,
+        "left",
+        &lab::example("gw-gw/esp-model/gw-a.toml", &t.left_out),
+    );
+    let (socket, server) = lab.card_server("right");
+    let gw_b = lab::example("gw-gw/esp-model/gw-b.toml", &t.right_out).replace(
+        "engine = \"model\"",
+        &format!("engine = \"vfio-user\"\nsocket = \"{}\"", socket.display()),
+    );
+    let b = lab.espo_run(&t.right, "right", &gw_b);
+    let cap = capture::Capture::start(&t.left, &t.left_out);
+    assert_eq!(
+        traffic::udp_echo(&lab, &t.left_host, &t.right_host, ip("10.2.0.2"), 10, 800),
+        10
+    );
+    let status = lab.status(&b);
+    assert_eq!(runs_on(&status, "out", "0x00002001"), "card", "{status}");
+
+    // A transfer out of gw-b (its data encrypted on the card), content checked, with the
+    // card's process killed under it once the card has carried a few thousand packets.
+    let on_card = |s: &str| -> u64 {
+        s.lines()
+            .find_map(|l| l.trim().strip_prefix("card tx: "))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no card tx line in {s}"))
+    };
+    let before = on_card(&lab.status(&b));
+    std::thread::scope(|s| {
+        let down = s.spawn(|| {
+            traffic::tcp_transfer(
+                &lab,
+                &t.right_host,
+                &t.left_host,
+                ip("10.1.0.2"),
+                60_000_000,
+            )
+        });
+        lab.status_until(&b, |s| on_card(s) > before + 2000);
+        assert!(!down.is_finished(), "the transfer was still running");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(server as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        down.join().unwrap();
+    });
+    traffic::tcp_transfer_on(
+        &lab,
+        &t.left_host,
+        &t.right_host,
+        ip("10.2.0.2"),
+        1_000_000,
+        7003,
+    );
+    assert_eq!(
+        traffic::udp_echo(&lab, &t.left_host, &t.right_host, ip("10.2.0.2"), 20, 1000),
+        20,
+        "the tunnel runs on in software"
+    );
+    let status = lab.status(&b);
+    assert!(
+        status.contains("mode gone (every SA in software)"),
+        "{status}"
+    );
+    assert_eq!(
+        runs_on(&status, "out", "0x00002001"),
+        "software",
+        "{status}"
+    );
+    assert!(status.contains("card gone"), "{status}");
+
+    // No (SPI, sequence number) of gw-b's outbound SA was sent twice, before or after the
+    // move: the software copy continued past every number the card may have used.
+    let frames = cap.finish();
+    let (_, tunnel) = capture::tally(&frames);
+    let mut seen = std::collections::HashSet::new();
+    let mut from_b = 0;
+    for p in tunnel
+        .iter()
+        .filter(|p| p.len() > 28 && p[12..16] == [192, 0, 2, 2])
+    {
+        let spi_seq: [u8; 8] = p[20..28].try_into().unwrap();
+        assert!(
+            seen.insert(spi_seq),
+            "sequence number sent twice: {spi_seq:02x?}"
+        );
+        from_b += 1;
+    }
+    assert!(from_b > 1000, "{from_b} ESP packets from gw-b");
+    let _ = lab.stop(&b);
     let _ = lab.stop(&a);
 }
 
@@ -414,4 +558,82 @@ fn pmtu_errors_and_fragmentation_on_the_card_model() {
         "{status}"
     );
     assert_eq!(drops(&status, "too-big"), 2, "{status}");
+}
+
+#[test]
+fn a_served_cards_port_on_an_interface_sends_and_receives_raw_frames() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use espo_driver::card::{Card, CardConfig, RxPacket, TxAction, TxRequest};
+    use espo_driver::vfio_user::{VfioUserDevice, VfioUserOptions};
+
+    let mut lab = lab_or_skip!("gvp");
+    let ns = lab.ns("c");
+    let (card_if, wire_if) = lab.link(&ns, "ca", &ns, "wi");
+    let socket = lab.dir.join("card");
+    let log = std::fs::File::create(lab.dir.join("card.log")).unwrap();
+    let mut server = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .arg(env!("CARGO_BIN_EXE_espo"))
+        .args(["card", "serve", "--port", &card_if, "--socket"])
+        .arg(&socket)
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not listen: {}",
+            lab.log("card")
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let dev = VfioUserDevice::connect(&socket, VfioUserOptions::default()).unwrap();
+    let mut card = Card::open(Arc::new(dev), CardConfig::default()).unwrap();
+
+    // Out: a bypass frame leaves on the interface as it is.
+    let mut frame = vec![0x02, 0, 0, 0, 0, 0x22, 0x02, 0, 0, 0, 0, 0x11, 0x88, 0xb5];
+    frame.extend((0..100u8).map(|i| i ^ 0x5a));
+    let cap = capture::Capture::start(&ns, &wire_if);
+    let reqs = [TxRequest {
+        tag: 1,
+        frame: &frame,
+        action: TxAction::Bypass,
+    }];
+    assert_eq!(card.tx_batch(0, &reqs).unwrap(), 1);
+    let mut done = Vec::new();
+    while done.is_empty() {
+        card.tx_completions(0, &mut done).unwrap();
+        assert!(Instant::now() < deadline, "no TX completion");
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let frames = cap.finish();
+    assert!(
+        frames.contains(&frame),
+        "the card's frame on the wire: {frames:?}"
+    );
+
+    // In: a frame sent on the wire reaches the card as bypass.
+    let mut back = frame.clone();
+    back[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x11]);
+    back[20] = 0x77;
+    capture::inject(&lab, &ns, &wire_if, &back);
+    let mut rx = vec![RxPacket::default(); 8];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let got = loop {
+        let n = card.rx_batch(0, &mut rx).unwrap();
+        if let Some(p) = rx[..n].iter().find(|p| p.data == back) {
+            break p.data.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the wire's frame never reached the card"
+        );
+    };
+    assert_eq!(got, back);
+    drop(card);
+    let _ = server.kill();
+    let _ = server.wait();
 }

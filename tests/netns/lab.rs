@@ -192,6 +192,31 @@ impl Lab {
         )
     }
 
+    /// Starts `espo card serve` (the card model as a vfio-user device, in its own process;
+    /// sockets are not in a network namespace) and waits until it listens; its socket and
+    /// process id.
+    pub fn card_server(&self, name: &str) -> (PathBuf, u32) {
+        let socket = self.dir.join(format!("{name}-card"));
+        let log = File::create(self.dir.join(format!("{name}-card.log"))).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_espo"))
+            .args(["card", "serve", "--socket"])
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("espo card serve starts");
+        let pid = child.id();
+        self.gateways().push(child);
+        let mut port = socket.clone().into_os_string();
+        port.push(".port");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() || !Path::new(&port).exists() {
+            assert!(Instant::now() < deadline, "espo card serve did not listen");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (socket, pid)
+    }
+
     /// Starts `program ARGS... --config FILE` in `ns` — `espo run`, or a bench's own
     /// gateway — and waits until its status socket answers.
     pub fn start_gateway(

@@ -10,6 +10,7 @@ use espo_fpga::regs::{admin, cap, ctrl, event, ident, irq, queue, queues, stats}
 
 use super::error::CardError;
 use crate::device::Device;
+use crate::error::DeviceError;
 
 /// The BAR every ESPO-1 register lives in.
 const BAR: u8 = 0;
@@ -17,8 +18,10 @@ const BAR: u8 = 0;
 const MAX_BLOCKS: usize = 64;
 
 /// BAR0 of one card. After an all-ones read of `STATUS` (or of any register, confirmed by
-/// `STATUS`) the card is taken as removed: from then on no access reaches the device and
-/// every call returns [`CardError::Removed`].
+/// `STATUS`), or an access the device interface reports as reaching a device that is gone
+/// ([`DeviceError::device_gone`]: a vfio-user server that died), the card is taken as
+/// removed: from then on no access reaches the device and every call returns
+/// [`CardError::Removed`].
 pub(crate) struct Bar0 {
     device: Arc<dyn Device>,
     removed: AtomicBool,
@@ -50,9 +53,19 @@ impl Bar0 {
         CardError::Removed
     }
 
+    /// A device error as the card driver sees it: a device that is gone is a removed card.
+    pub(crate) fn checked<T>(&self, r: Result<T, DeviceError>) -> Result<T, CardError> {
+        match r {
+            Err(e) if e.device_gone() => Err(self.gone()),
+            r => Ok(r?),
+        }
+    }
+
     /// An all-ones value: the card is gone if `STATUS` reads all ones too.
     fn confirm(&self, offset: u64) -> Result<(), CardError> {
-        if offset == self.status_at || self.device.read32(BAR, self.status_at)? == u32::MAX {
+        if offset == self.status_at
+            || self.checked(self.device.read32(BAR, self.status_at))? == u32::MAX
+        {
             return Err(self.gone());
         }
         Ok(())
@@ -62,7 +75,7 @@ impl Bar0 {
         if self.is_removed() {
             return Err(CardError::Removed);
         }
-        let v = self.device.read32(BAR, offset)?;
+        let v = self.checked(self.device.read32(BAR, offset))?;
         if v == u32::MAX {
             self.confirm(offset)?;
         }
@@ -73,7 +86,7 @@ impl Bar0 {
         if self.is_removed() {
             return Err(CardError::Removed);
         }
-        let v = self.device.read64(BAR, offset)?;
+        let v = self.checked(self.device.read64(BAR, offset))?;
         if v == u64::MAX {
             self.confirm(offset)?;
         }
@@ -84,14 +97,14 @@ impl Bar0 {
         if self.is_removed() {
             return Err(CardError::Removed);
         }
-        Ok(self.device.write32(BAR, offset, value)?)
+        self.checked(self.device.write32(BAR, offset, value))
     }
 
     pub(crate) fn write64(&self, offset: u64, value: u64) -> Result<(), CardError> {
         if self.is_removed() {
             return Err(CardError::Removed);
         }
-        Ok(self.device.write64(BAR, offset, value)?)
+        self.checked(self.device.write64(BAR, offset, value))
     }
 }
 

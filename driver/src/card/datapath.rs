@@ -97,7 +97,8 @@ impl Card {
         if self.config.irq == IrqMode::Poll {
             return Err(CardError::PollMode);
         }
-        match self.bar.device().wait_irq(vector, timeout)? {
+        let waited = self.bar.device().wait_irq(vector, timeout);
+        match self.note_checked(waited)? {
             IrqWait::Fired { .. } => {
                 self.stats.irq_wakeups += 1;
                 Ok(true)

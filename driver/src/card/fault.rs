@@ -175,6 +175,16 @@ impl Card {
         r
     }
 
+    /// A device call's result: a device that is gone is a removed card (raised as
+    /// [`Fault::Removed`]).
+    pub(crate) fn note_checked<T>(
+        &mut self,
+        r: Result<T, crate::error::DeviceError>,
+    ) -> Result<T, CardError> {
+        let r = self.bar.checked(r);
+        self.note(r)
+    }
+
     /// Whether queue pair `q` may be used: `new_work` to submit, otherwise to take what the
     /// card already wrote. A fault stops new work on the queues it covers; completions
     /// already in memory can still be taken until [`Card::quiesce`] takes them itself.

@@ -232,6 +232,16 @@ impl Card {
         self.identity
     }
 
+    /// Interrupt mode: a descriptor that is readable while `queue`'s vector has fired, where
+    /// the device has one ([`Device::irq_wake_fd`]), for a caller that waits on it with
+    /// other descriptors and then calls [`wait_queue`](Self::wait_queue) with a zero timeout.
+    pub fn queue_irq_fd(&self, queue: u16) -> Option<std::os::fd::OwnedFd> {
+        if self.config.irq == IrqMode::Poll || queue >= self.config.queue_pairs {
+            return None;
+        }
+        self.bar.device().irq_wake_fd(1 + u32::from(queue))
+    }
+
     /// What the card does in hardware.
     pub fn capabilities(&self) -> Capabilities {
         self.caps

@@ -442,6 +442,11 @@ impl Sys for MockSys {
         s.events.remove(&event.0);
     }
 
+    /// Simulated eventfds have no descriptor.
+    fn eventfd_dup(&self, _event: EventId) -> io::Result<std::os::fd::OwnedFd> {
+        Err(errno(libc::ENOSYS))
+    }
+
     fn wait_eventfd(&self, event: EventId, _timeout: Duration) -> io::Result<u64> {
         let mut s = self.enter("wait_eventfd", String::new())?;
         let count = s

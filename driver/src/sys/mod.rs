@@ -119,6 +119,8 @@ pub(crate) trait Sys: Send + Sync {
     /// A non-blocking eventfd.
     fn eventfd(&self) -> io::Result<EventId>;
     fn close_eventfd(&self, event: EventId);
+    /// A duplicate descriptor of the eventfd, for a caller that polls it with others.
+    fn eventfd_dup(&self, event: EventId) -> io::Result<std::os::fd::OwnedFd>;
     /// Waits until the eventfd is signalled or `timeout` passes; returns the count read
     /// (0 on timeout).
     fn wait_eventfd(&self, event: EventId, timeout: Duration) -> io::Result<u64>;

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -295,6 +295,13 @@ impl Sys for OsSys {
         lock(&self.events).remove(&event.0);
     }
 
+    fn eventfd_dup(&self, event: EventId) -> io::Result<OwnedFd> {
+        let fd = self.event(event)?;
+        // SAFETY: the eventfd is open for as long as `fd` (an `Arc` of it) lives, which is
+        // longer than this borrow; the duplicate made from it is a new descriptor we own.
+        unsafe { BorrowedFd::borrow_raw(fd.as_raw_fd()) }.try_clone_to_owned()
+    }
+
     fn wait_eventfd(&self, event: EventId, timeout: Duration) -> io::Result<u64> {
         let fd = self.event(event)?;
         let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
@@ -340,6 +347,23 @@ mod tests {
         sys.close_eventfd(event);
         let err = sys.wait_eventfd(event, Duration::ZERO).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+    }
+
+    #[test]
+    fn a_duplicate_of_an_eventfd_sees_its_signal_and_reading_it_takes_the_count() {
+        use std::io::{Read, Write};
+        let sys = OsSys::default();
+        let event = sys.eventfd().unwrap();
+        let dup = std::fs::File::from(sys.eventfd_dup(event).unwrap());
+        (&dup).write_all(&3u64.to_ne_bytes()).unwrap();
+        let mut count = [0u8; 8];
+        (&dup).read_exact(&mut count).unwrap();
+        assert_eq!(u64::from_ne_bytes(count), 3);
+        assert_eq!(sys.wait_eventfd(event, Duration::ZERO).unwrap(), 0, "taken");
+        (&dup).write_all(&1u64.to_ne_bytes()).unwrap();
+        assert_eq!(sys.wait_eventfd(event, Duration::ZERO).unwrap(), 1);
+        sys.close_eventfd(event);
+        assert!(sys.eventfd_dup(event).is_err());
     }
 
     #[test]

@@ -154,6 +154,11 @@ impl Device for VfioDevice {
         self.with_irqs(|irqs| irqs.set_masked(vector, false))
     }
 
+    fn irq_wake_fd(&self, vector: u32) -> Option<std::os::fd::OwnedFd> {
+        let guard = self.irqs.read().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref()?.wake_fd(vector)
+    }
+
     fn reset(&self) -> Result<(), DeviceError> {
         if !self.can_reset() {
             return Err(DeviceError::ResetUnsupported);

@@ -119,6 +119,12 @@ impl Interrupts {
         }
     }
 
+    /// A duplicate of `vector`'s eventfd, where the OS layer has one.
+    pub fn wake_fd(&self, vector: u32) -> Option<std::os::fd::OwnedFd> {
+        let v = self.vectors.get(vector as usize)?;
+        self.sys.eventfd_dup(v.event).ok()
+    }
+
     pub fn set_masked(&self, vector: u32, masked: bool) -> Result<(), DeviceError> {
         self.vector(vector)?.masked.store(masked, Ordering::Release);
         Ok(())

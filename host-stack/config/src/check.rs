@@ -208,6 +208,7 @@ fn validate_device(raw: Option<&RawDevice>, path: &Path) -> Result<DeviceConfig,
         return Ok(DeviceConfig {
             engine: EngineKind::Software,
             pci: None,
+            socket: None,
         });
     };
     let engine = match &raw.engine {
@@ -220,9 +221,16 @@ fn validate_device(raw: Option<&RawDevice>, path: &Path) -> Result<DeviceConfig,
             "the vfio engine needs the card's PCI address, e.g. \"0000:03:00.0\"",
         ));
     }
+    if engine == EngineKind::VfioUser && raw.socket.is_none() {
+        return Err(entry.err(
+            "socket",
+            "the vfio-user engine needs the served card's socket, e.g. \"/run/espo-card.sock\" (see `espo card serve`)",
+        ));
+    }
     Ok(DeviceConfig {
         engine,
         pci: raw.pci.clone(),
+        socket: raw.socket.clone(),
     })
 }
 
@@ -823,6 +831,24 @@ sa = [0x00001001]
         assert_eq!(s.key.as_ref().unwrap().len(), 20);
         assert_eq!(c.policies[0].sa, vec![0x1001]);
         assert_eq!(c.policies[0].action, PolicyAction::Protect);
+    }
+
+    #[test]
+    fn the_vfio_user_engine_needs_its_socket() {
+        let e = err("[device]\nengine = \"vfio-user\"\n");
+        assert!(
+            e.contains("[device]: field `socket`") && e.contains("espo card serve"),
+            "{e}"
+        );
+        let c =
+            parse("[device]\nengine = \"vfio-user\"\nsocket = \"/run/espo-card.sock\"\n").unwrap();
+        assert_eq!(c.device.engine, EngineKind::VfioUser);
+        assert_eq!(
+            c.device.socket.as_deref(),
+            Some(Path::new("/run/espo-card.sock"))
+        );
+        let e = err("[device]\nengine = \"vfio-usr\"\n");
+        assert!(e.contains("software, model, vfio or vfio-user"), "{e}");
     }
 
     #[test]

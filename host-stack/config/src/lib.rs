@@ -60,6 +60,9 @@ pub enum EngineKind {
     Model,
     /// A real card through VFIO, with software fallback.
     Vfio,
+    /// A card served by another process over vfio-user (`espo card serve`), with software
+    /// fallback.
+    VfioUser,
 }
 
 impl EngineKind {
@@ -68,6 +71,7 @@ impl EngineKind {
             EngineKind::Software => "software",
             EngineKind::Model => "model",
             EngineKind::Vfio => "vfio",
+            EngineKind::VfioUser => "vfio-user",
         }
     }
 }
@@ -79,8 +83,9 @@ impl core::str::FromStr for EngineKind {
             "software" => Ok(EngineKind::Software),
             "model" => Ok(EngineKind::Model),
             "vfio" => Ok(EngineKind::Vfio),
+            "vfio-user" => Ok(EngineKind::VfioUser),
             other => Err(format!(
-                "unknown engine `{other}` (expected software, model or vfio)"
+                "unknown engine `{other}` (expected software, model, vfio or vfio-user)"
             )),
         }
     }
@@ -91,6 +96,9 @@ pub struct DeviceConfig {
     pub engine: EngineKind,
     /// The card's PCI address, for the vfio engine.
     pub pci: Option<String>,
+    /// The served card's vfio-user socket, for the vfio-user engine (its port at
+    /// `<socket>.port`).
+    pub socket: Option<PathBuf>,
 }
 
 /// An address with its prefix length, as assigned to an interface (`10.1.0.1/16`): unlike a
@@ -375,6 +383,7 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawDevice {
     pub engine: Option<String>,
     pub pci: Option<String>,
+    pub socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -253,7 +253,9 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
     match config.device.engine {
         EngineKind::Software => {}
         // The card model in-process, its port on the outside interface (AF_PACKET).
-        EngineKind::Model => return card::run(config, gw, &outside, ready),
+        EngineKind::Model | EngineKind::VfioUser => {
+            return card::run(config, gw, &outside, ready);
+        }
         EngineKind::Vfio => return Err(GatewayError::EngineUnavailable("vfio")),
     }
     let mut plan = rx_plan(config);

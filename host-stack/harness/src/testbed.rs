@@ -12,12 +12,18 @@
 //! - [`VfioCard`]: a real ESPO-1 through VFIO (`--engine vfio --pci BDF`). Its port is a
 //!   physical link, which the caller cables to a host interface and hands in as a [`Wire`];
 //!   no fault injection, no simulated performance.
+//! - [`VfioUserCard`]: a card served by another process over vfio-user
+//!   (`--engine vfio-user --socket PATH`; `espo card serve` serves the card model). Its
+//!   port is the server's datagram socket; faults go to the model through the device's
+//!   fault region, and the surprise removal ends the server process itself.
 //! - The RTL co-simulation (issue 8) implements [`CardUnderTest`] the same way: a
 //!   [`Device`](espo_driver::Device) whose datapath is the Verilated core (or the model with
 //!   its datapath replaced by it), the port as a [`Wire`], faults and cycle counts where the
 //!   simulation offers them. Nothing else in `validate` changes.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use espo_driver::PciAddress;
 use espo_driver::card::{Card, CardConfig, CardError};
@@ -26,6 +32,10 @@ use espo_driver::model::{
     PerfReport,
 };
 use espo_driver::vfio::{VfioDevice, VfioError, VfioOptions};
+use espo_driver::vfio_user::port::PortPeer;
+use espo_driver::vfio_user::proto::FaultRecord;
+use espo_driver::vfio_user::server::fault_code;
+use espo_driver::vfio_user::{VfioUserDevice, VfioUserError, VfioUserOptions};
 
 use espo_offload::{Wire, card_config};
 
@@ -48,6 +58,20 @@ pub enum TestbedError {
         "the card at {0} has no port attached: cable its port to a host interface and pass that interface"
     )]
     NoPort(String),
+    #[error(
+        "cannot reach the card served at {socket} (is `espo card serve --socket {socket}` running?)"
+    )]
+    VfioUser {
+        socket: String,
+        #[source]
+        source: VfioUserError,
+    },
+    #[error("cannot reach the served card's port at {port}")]
+    ServedPort {
+        port: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Injects faults into a card under test (datasheet §10.4).
@@ -183,6 +207,141 @@ impl CardUnderTest for VfioCard {
             faults: None,
             perf: None,
         })
+    }
+}
+
+/// A card served by another process over vfio-user (`espo card serve`), its port the
+/// server's datagram socket.
+#[derive(Debug, Clone)]
+pub struct VfioUserCard {
+    /// The server's vfio-user socket.
+    pub socket: PathBuf,
+    /// The server's port socket (`espo card serve` puts it at `<socket>.port`).
+    pub port: PathBuf,
+    /// Whether an injected surprise removal also ends the server process (the removal a
+    /// served card really has: its process gone).
+    pub removal_ends_server: bool,
+}
+
+impl VfioUserCard {
+    /// The card served at `socket`, its port at `<socket>.port`; removal ends the server.
+    pub fn at(socket: PathBuf) -> Self {
+        let mut port = socket.clone().into_os_string();
+        port.push(".port");
+        Self {
+            socket,
+            port: port.into(),
+            removal_ends_server: true,
+        }
+    }
+}
+
+impl CardUnderTest for VfioUserCard {
+    fn describe(&self) -> String {
+        format!("card served over vfio-user at {}", self.socket.display())
+    }
+
+    fn open(&mut self, config: CardConfig) -> Result<TestCard, TestbedError> {
+        let dev = VfioUserDevice::connect(&self.socket, VfioUserOptions::default()).map_err(
+            |source| TestbedError::VfioUser {
+                socket: self.socket.display().to_string(),
+                source,
+            },
+        )?;
+        let mut own = self.port.clone().into_os_string();
+        own.push(format!(".peer-{}", std::process::id()));
+        let peer = PortPeer::connect(&self.port, own.as_ref()).map_err(|source| {
+            TestbedError::ServedPort {
+                port: self.port.display().to_string(),
+                source,
+            }
+        })?;
+        let dev = Arc::new(dev);
+        let card = Card::open(dev.clone(), config)?;
+        Ok(TestCard {
+            card,
+            port: Box::new(ServedPortWire::new(peer)),
+            faults: Some(Box::new(ServedFaults {
+                dev,
+                removal_ends_server: self.removal_ends_server,
+            })),
+            perf: None,
+        })
+    }
+}
+
+/// Faults into a served card model, through its fault region.
+struct ServedFaults {
+    dev: Arc<VfioUserDevice>,
+    removal_ends_server: bool,
+}
+
+impl FaultInjector for ServedFaults {
+    fn inject(&self, kind: FaultKind, trigger: FaultTrigger) {
+        let (trigger, value) = match trigger {
+            FaultTrigger::AtCycle(c) => (0, c),
+            FaultTrigger::AtPacket(n) => (1, n),
+        };
+        let mut code = fault_code(kind);
+        if kind == FaultKind::SurpriseRemoval && self.removal_ends_server {
+            code |= FaultRecord::EXIT;
+        }
+        // A server that refuses or is gone shows in the run itself (the fault never
+        // strikes, or the card is already lost).
+        let _ = self.dev.inject_fault(FaultRecord {
+            kind: code,
+            trigger,
+            value,
+        });
+    }
+}
+
+/// The test's end of a served card's port. Sends wait (up to a second) while the
+/// server's socket queue is full, as a cable would pause its sender; a server that let a
+/// send wait that long is stalled, and later sends do not wait for it until it takes one
+/// again; with the server gone they fail at once.
+pub struct ServedPortWire(pub PortPeer, pub bool);
+
+impl ServedPortWire {
+    /// The wire over `peer`.
+    pub fn new(peer: PortPeer) -> Self {
+        Self(peer, false)
+    }
+}
+
+impl Wire for ServedPortWire {
+    fn send(&mut self, frame: &[u8]) -> bool {
+        let wait = if self.1 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(1)
+        };
+        let deadline = Instant::now() + wait;
+        loop {
+            match self.0.send(frame) {
+                Ok(()) => {
+                    self.1 = false;
+                    return true;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return false,
+            }
+            if Instant::now() >= deadline {
+                self.1 = true;
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
+    }
+
+    fn recv(&mut self, buf: &mut Vec<u8>) -> bool {
+        match self.0.recv() {
+            Some(f) => {
+                *buf = f;
+                true
+            }
+            None => false,
+        }
     }
 }
 

@@ -316,6 +316,13 @@ impl OffloadEngine {
         self.receive();
     }
 
+    /// Interrupt mode: a descriptor that is readable while the card has signalled the
+    /// engine's queue, where the device has one; after it was readable, [`wait`](Self::wait)
+    /// with a zero timeout takes the interrupt and polls.
+    pub fn card_irq_fd(&self) -> Option<std::os::fd::OwnedFd> {
+        self.card.as_ref()?.queue_irq_fd(self.options.queue)
+    }
+
     /// Waits up to `timeout` for the card to signal its queue (interrupt mode; a lost
     /// interrupt costs at most the timeout: the rings are checked whatever happens), then
     /// polls. In poll mode, or without a card, it just polls.

@@ -1,6 +1,7 @@
 //! `espo bench`: throughput of an engine on one core, beside an in-run baseline.
 
 mod model;
+mod vfio_user;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -27,16 +28,27 @@ use espo_ipsec::engine::{Decapsulated, EncapsulatedInPlace, HEADROOM, TAILROOM};
 /// time excluded), and the card's throughput in simulated time from the model's
 /// performance counters — what the card itself would do.
 ///
+/// With --engine vfio-user --socket PATH the model figures come first (the in-process
+/// model, for comparison), then the offload engine over the card served at PATH by
+/// `espo card serve`: the host CPU per packet, now including the vfio-user messages
+/// (doorbells and register reads cross a socket; DMA and completions stay in shared
+/// memory). The served card runs in real time in its own process: its throughput is not
+/// measured, and waiting for it is not counted.
+///
 /// Examples:
 ///   espo bench --size 1420
 ///   espo bench --size 64 --seconds 5 --json
 ///   espo bench --engine model --size 1420
+///   espo bench --engine vfio-user --socket /tmp/espo-card --size 1420
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct BenchArgs {
     /// Engine to measure.
-    #[arg(long, default_value = "software", value_parser = ["software", "model"])]
+    #[arg(long, default_value = "software", value_parser = ["software", "model", "vfio-user"])]
     pub engine: String,
+    /// The served card's socket (--engine vfio-user; `espo card serve`).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<std::path::PathBuf>,
     /// Inner packet size in bytes (28..=65000).
     #[arg(long, default_value_t = 1420)]
     pub size: usize,
@@ -102,7 +114,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     let mut base = Meter::default();
     let mut encap = Meter::default();
     let mut decap = Meter::default();
-    let with_model = args.engine == "model";
+    let served = match (args.engine.as_str(), &args.socket) {
+        ("vfio-user", Some(socket)) => Some(socket.clone()),
+        ("vfio-user", None) => bail!(
+            "--engine vfio-user needs the served card's socket: --socket PATH (see `espo card serve`)"
+        ),
+        _ => None,
+    };
+    let with_model = args.engine == "model" || served.is_some();
     if with_model && args.size > 9000 {
         bail!(
             "--size {} is too large for the card: its largest frame is 9216 bytes (--size at most 9000)",
@@ -166,14 +185,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         decap.packets += pool_len as u64;
     }
 
+    let quarter = Duration::from_secs_f64(args.seconds / 4.0);
     let card = if with_model {
-        let quarter = Duration::from_secs_f64(args.seconds / 4.0);
         Some((
             model::encap(&tx_config, &inner, quarter)?,
             model::decap(&tx_config, &rx_config, &inner, quarter)?,
         ))
     } else {
         None
+    };
+    let remote = match &served {
+        Some(socket) => Some((
+            vfio_user::encap(socket, &tx_config, &inner, quarter)?,
+            vfio_user::decap(socket, &tx_config, &rx_config, &inner, quarter)?,
+        )),
+        None => None,
     };
     let size = args.size;
     let encap_ratio = encap.gbps(size) / base.gbps(size);
@@ -211,6 +237,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
                 d.by_card,
                 e.packets + d.packets,
                 (e.model + d.model).as_nanos() as f64 / (e.packets + d.packets).max(1) as f64,
+            );
+        }
+        if let Some((e, d)) = &remote {
+            println!(
+                "{{\"engine\":\"vfio-user\",\"algorithm\":\"{}\",\"size\":{size},\"encap_host_ns_per_packet\":{:.1},\"decap_host_ns_per_packet\":{:.1},\"encap_by_card\":{},\"decap_by_card\":{},\"packets\":{}}}",
+                args.algorithm,
+                e.host_ns_per_packet(),
+                d.host_ns_per_packet(),
+                e.by_card,
+                d.by_card,
+                e.packets + d.packets,
             );
         }
     } else {
@@ -262,6 +299,35 @@ pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
                 e.by_card + d.by_card,
                 e.packets + d.packets,
                 (e.model + d.model).as_nanos() as f64 / (e.packets + d.packets).max(1) as f64
+            );
+        }
+        if let Some((e, d)) = &remote {
+            println!(
+                "  card served over vfio-user through the offload engine (host CPU: engine, driver and the protocol's messages; the card runs apart)"
+            );
+            for (what, x, local) in [
+                ("encapsulation", e, card.as_ref().map(|c| c.0)),
+                ("decapsulation", d, card.as_ref().map(|c| c.1)),
+            ] {
+                let versus = local
+                    .map(|l| {
+                        format!(
+                            "  ({:+.1} ns/pkt against the in-process model)",
+                            x.host_ns_per_packet() - l.host_ns_per_packet()
+                        )
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "  {:<36} host {:>6.1} ns/pkt ({:>6.2} Mpps/core){versus}",
+                    what,
+                    x.host_ns_per_packet(),
+                    1e3 / x.host_ns_per_packet().max(1e-9),
+                );
+            }
+            println!(
+                "  ({} of {} packets transformed by the served card)",
+                e.by_card + d.by_card,
+                e.packets + d.packets
             );
         }
     }

@@ -151,8 +151,9 @@ pub fn run(args: PcapArgs) -> anyhow::Result<std::process::ExitCode> {
                 args.config.display()
             )
         })?),
-        EngineKind::Vfio => bail!(
-            "engine `vfio` is not available for `espo pcap`: an offline transform runs on the software engine or the card model (--engine software|model)"
+        EngineKind::Vfio | EngineKind::VfioUser => bail!(
+            "engine `{}` is not available for `espo pcap`: an offline transform runs on the software engine or the card model (--engine software|model)",
+            engine_kind.name()
         ),
     };
 

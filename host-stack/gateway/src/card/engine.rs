@@ -19,12 +19,11 @@
 
 use espo_ipsec::spec::Direction;
 use std::collections::VecDeque;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use espo_driver::model::ModelHandle;
-
+use super::backend::CardBackend;
 use super::port::{PortQueues, Wake};
 use crate::mailbox::Mailbox;
 use crate::path::{
@@ -48,7 +47,10 @@ pub struct CardShared {
     /// Reports taken from the engine that did not fit the last batch.
     backlog: Mutex<VecDeque<RxReport>>,
     queues: Arc<PortQueues>,
-    model: ModelHandle,
+    backend: CardBackend,
+    /// Readable while the card has signalled the engine's queue (a card that interrupts
+    /// through an eventfd); the inbound thread waits on it beside `wake`.
+    irq: Option<OwnedFd>,
     /// The engine's latest events (lifetimes, moves, faults), for `espo status`.
     events: Mutex<VecDeque<EngineEvent>>,
     /// Where lifetime crossings go for key management.
@@ -68,15 +70,17 @@ impl CardShared {
     pub fn new(
         engine: OffloadEngine,
         queues: Arc<PortQueues>,
-        model: ModelHandle,
+        backend: CardBackend,
     ) -> std::io::Result<CardShared> {
+        let irq = engine.card_irq_fd();
         Ok(CardShared {
             engine: Mutex::new(engine),
             wake: Wake::new()?,
             verdicts: Mutex::default(),
             backlog: Mutex::default(),
             queues,
-            model,
+            backend,
+            irq,
             events: Mutex::default(),
             feed: None,
         })
@@ -135,8 +139,14 @@ impl CardShared {
         lock(&self.engine)
     }
 
-    pub fn model(&self) -> &ModelHandle {
-        &self.model
+    /// Whether the card interrupts (the inbound thread waits on its eventfd).
+    pub fn interrupts(&self) -> bool {
+        self.irq.is_some()
+    }
+
+    /// Where the card is.
+    pub fn backend(&self) -> &CardBackend {
+        &self.backend
     }
 
     /// Where each SA of `dir` runs, with its sequence number and counters.
@@ -333,7 +343,9 @@ impl OutsideRx for CardRx<'_> {
     }
 
     fn fds(&self) -> Vec<BorrowedFd<'_>> {
-        vec![self.shared.wake.fd()]
+        let mut fds = vec![self.shared.wake.fd()];
+        fds.extend(self.shared.irq.as_ref().map(AsFd::as_fd));
+        fds
     }
 
     fn recv_batch(
@@ -346,17 +358,22 @@ impl OutsideRx for CardRx<'_> {
         // Re-armed below unless the card is idle; a signal after this wakes the thread.
         s.wake.clear();
         let frames_waiting = s.queues.frames_for_card() > 0;
-        let model_busy = || s.model.with(|m| m.next_event_cycle().is_some());
+        let card_busy = || s.backend.busy();
         // Busy before the poll: completions may still come. Busy after it: the poll gave
         // the card buffers back, and frames that waited for them are on their way.
-        let busy_before = model_busy();
+        let busy_before = card_busy();
         let outstanding = {
             let mut engine = s.engine();
-            engine.poll();
+            if s.irq.is_some() {
+                // Takes the interrupt that woke this thread (if one did), then polls.
+                engine.wait(Duration::ZERO);
+            } else {
+                engine.poll();
+            }
             engine.take_rx_reports(reports);
             engine.tx_outstanding()
         };
-        let busy_after = model_busy();
+        let busy_after = card_busy();
         let mut backlog = lock(&s.backlog);
         backlog.extend(reports.drain(..));
         let mut verdicts = lock(&s.verdicts);
@@ -387,8 +404,12 @@ impl OutsideRx for CardRx<'_> {
             verdicts.push_back(verdict);
             n += 1;
         }
-        let busy =
-            frames_waiting || busy_before || busy_after || outstanding > 0 || !backlog.is_empty();
+        // A card that interrupts wakes this thread itself when completions arrive: only
+        // reports already taken keep it polling. Otherwise it polls while the card may
+        // still produce any.
+        let busy = !backlog.is_empty()
+            || (s.irq.is_none()
+                && (frames_waiting || busy_before || busy_after || outstanding > 0));
         drop(verdicts);
         drop(backlog);
         if busy {

@@ -1,4 +1,5 @@
-//! `espo run` with `[device] engine = "model"`: the card model in-process, its Ethernet
+//! `espo run` with `[device] engine = "model"` (the card model in-process) or
+//! `engine = "vfio-user"` (a card served by another process, [`backend`]), its Ethernet
 //! port on the Linux interface `[gateway] port`.
 //!
 //! ```text
@@ -18,6 +19,7 @@
 //! [`engine`]), the card model (which encrypts and decrypts the card's SAs, in step with the
 //! wall clock), and the port; the main thread answers `espo status`.
 
+pub mod backend;
 pub mod engine;
 pub mod ike;
 pub mod live;
@@ -31,7 +33,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use espo_driver::card::{Card, CardConfig, CardError};
-use espo_driver::model::{ModelDevice, ModelOptions, Pacing};
 
 use super::keeper::Keeper;
 use super::mailbox::Mailbox;
@@ -42,8 +43,9 @@ use super::state_dir::StateDir;
 use super::status::GatewayInfo;
 use super::threads::Shutdown;
 use super::{Datapath, GatewayError, LiveParts, Report, catalog_of, start_states};
+use backend::CardBackend;
 use engine::{CardInbound, CardOutbound, CardRx, CardSends, CardShared};
-use espo_config::{Config, GatewayConfig};
+use espo_config::{Config, EngineKind, GatewayConfig};
 use espo_ike::connection::{IKE_PORT, NAT_T_PORT};
 use espo_ipsec::engine::SoftwareEngine;
 use espo_ipsec::spec::Direction;
@@ -66,7 +68,9 @@ pub enum SetupError {
     NextHopFamily { hop: IpAddr, family: &'static str },
     #[error(transparent)]
     Port(#[from] PortError),
-    #[error("opening the card model failed")]
+    #[error(transparent)]
+    Backend(#[from] backend::BackendError),
+    #[error("opening the card failed")]
     OpenCard(#[source] CardError),
     #[error("building the offload engine failed")]
     Offload(#[source] OffloadError),
@@ -278,13 +282,17 @@ pub fn run(
     let path_mtus = PathMtus::new(&config.sas, &config.policies, nl.mtu(index)? as usize);
 
     let queues = Arc::new(PortQueues::new().map_err(SetupError::Wake)?);
-    let device = ModelDevice::new(ModelOptions {
-        pacing: Pacing::RealTime,
-        ..ModelOptions::default()
-    });
-    let model = device.handle();
-    model.attach_link(Box::new(CardEnd(Arc::clone(&queues))));
-    let card = Card::open(Arc::new(device), card_config()).map_err(SetupError::OpenCard)?;
+    let (device, card_backend) = match (&config.device.engine, &config.device.socket) {
+        (EngineKind::VfioUser, Some(socket)) => {
+            CardBackend::served(socket, &queues).map_err(SetupError::Backend)?
+        }
+        _ => CardBackend::model(&queues),
+    };
+    let config_for_card = CardConfig {
+        irq: card_backend.irq_mode(),
+        ..card_config()
+    };
+    let card = Card::open(device, config_for_card).map_err(SetupError::OpenCard)?;
     let options = OffloadOptions {
         local_mac: socket.mac(),
         // Set per frame by the port thread, from the next hop's resolved address.
@@ -306,7 +314,7 @@ pub fn run(
     let sizing_changes = Arc::new(Mailbox::new().map_err(GatewayError::Mailbox)?);
     let feed = Arc::new(crate::ike::LifetimeFeed::default());
     let mut shared =
-        CardShared::new(engine, Arc::clone(&queues), model).map_err(SetupError::Wake)?;
+        CardShared::new(engine, Arc::clone(&queues), card_backend).map_err(SetupError::Wake)?;
     if !config.connections.is_empty() {
         shared = shared.with_feed(Arc::clone(&feed));
     }
@@ -389,7 +397,7 @@ pub fn run(
                 inbound: &mut inbound,
                 tx: &CardSends,
                 rx: &rx,
-                engine_name: "model",
+                engine_name: config.device.engine.name(),
                 extra_status: &extra,
                 live: Some(LiveParts {
                     engine: &live,

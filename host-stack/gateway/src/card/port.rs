@@ -112,6 +112,9 @@ pub struct PortQueues {
     to_wire: Mutex<VecDeque<Vec<u8>>>,
     /// Signalled when the card sent a frame.
     pub wire_wake: Wake,
+    /// Signalled when a frame was queued for the card (for a card in another process,
+    /// whose port bridge forwards them; the in-process model polls the queue itself).
+    pub card_feed: Wake,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -124,6 +127,7 @@ impl PortQueues {
             to_card: Mutex::default(),
             to_wire: Mutex::default(),
             wire_wake: Wake::new()?,
+            card_feed: Wake::new()?,
         })
     }
 
@@ -146,6 +150,12 @@ impl PortQueues {
     /// Queues a frame for the card.
     pub fn push_for_card(&self, frame: Vec<u8>) {
         lock(&self.to_card).push_back(frame);
+        self.card_feed.signal();
+    }
+
+    /// Puts back a frame taken for the card that it could not take yet: it goes first.
+    pub fn return_for_card(&self, frame: Vec<u8>) {
+        lock(&self.to_card).push_front(frame);
     }
 
     /// Frames waiting to enter the card.
@@ -240,7 +250,7 @@ impl PortSocket {
 
     /// One frame that arrived on the interface: `Ok(None)` for one to skip (another
     /// interface's, or one this host sent), `WouldBlock` when none waits.
-    fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         let (n, addr) = nix::sys::socket::recvfrom::<LinkAddr>(self.sock.as_raw_fd(), buf)
             .map_err(io::Error::from)?;
         match addr {
@@ -251,7 +261,8 @@ impl PortSocket {
         }
     }
 
-    fn send(&self, frame: &[u8]) -> bool {
+    /// Sends a frame as it is; false if the interface did not take it.
+    pub fn send(&self, frame: &[u8]) -> bool {
         nix::sys::socket::send(self.sock.as_raw_fd(), frame, MsgFlags::MSG_DONTWAIT).is_ok()
     }
 }
@@ -436,6 +447,7 @@ impl Port<'_> {
         if to_card > 0 {
             self.counters.to_card += to_card;
             self.ctx.card_wake.signal();
+            self.ctx.queues.card_feed.signal();
         }
         more
     }

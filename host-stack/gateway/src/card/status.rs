@@ -45,7 +45,8 @@ pub fn render(shared: &CardShared, port: &str, mac: Mac, view: &Mutex<PortView>)
             .count();
         let _ = writeln!(
             out,
-            "card: ESPO-1 model, mode {mode}, {on_card} of {} SAs on the card",
+            "card: {}, mode {mode}, {on_card} of {} SAs on the card",
+            shared.backend().describe(),
             placements.len()
         );
         let _ = writeln!(
@@ -68,6 +69,16 @@ pub fn render(shared: &CardShared, port: &str, mac: Mac, view: &Mutex<PortView>)
             c.rx_dropped.total(),
             drops_text(&c.rx_dropped)
         );
+        if shared.interrupts()
+            && let Some(card) = engine.card()
+        {
+            let st = card.stats();
+            let _ = writeln!(
+                out,
+                "  card interrupts: {} wakeups, {} waits without one",
+                st.irq_wakeups, st.irq_timeouts
+            );
+        }
         let _ = writeln!(
             out,
             "  faults {}, recoveries {}, moves to card {}, to software {} ({} forced by faults)",
@@ -87,20 +98,22 @@ pub fn render(shared: &CardShared, port: &str, mac: Mac, view: &Mutex<PortView>)
     for e in shared.events() {
         let _ = writeln!(out, "  event: {}", event_text(&e));
     }
-    let model = shared.model();
-    let stat = |c: Counter| model.counter(c);
-    let _ = writeln!(
-        out,
-        "  card stats: port rx {} frames, tx {} frames; decapsulated {}, encapsulated {}, bypass {}, no SA {}, ICV failures {}, replays {}",
-        stat(Counter::RxFrames),
-        stat(Counter::TxFrames),
-        stat(Counter::RxDecapOk),
-        stat(Counter::TxEncapOk),
-        stat(Counter::RxBypass),
-        stat(Counter::RxNoSa),
-        stat(Counter::RxIcvFail),
-        stat(Counter::RxReplay)
-    );
+    let backend = shared.backend();
+    if backend.counter(Counter::RxFrames).is_some() {
+        let stat = |c: Counter| backend.counter(c).unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "  card stats: port rx {} frames, tx {} frames; decapsulated {}, encapsulated {}, bypass {}, no SA {}, ICV failures {}, replays {}",
+            stat(Counter::RxFrames),
+            stat(Counter::TxFrames),
+            stat(Counter::RxDecapOk),
+            stat(Counter::TxEncapOk),
+            stat(Counter::RxBypass),
+            stat(Counter::RxNoSa),
+            stat(Counter::RxIcvFail),
+            stat(Counter::RxReplay)
+        );
+    }
     let v = view.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let p = &v.counters;
     let _ = writeln!(

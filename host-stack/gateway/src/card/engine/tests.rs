@@ -72,7 +72,12 @@ fn bench() -> Bench {
         ..espo_offload::OffloadOptions::default()
     };
     let engine = OffloadEngine::new(&config.sas, &config.policies, Some(card), options).unwrap();
-    let shared = CardShared::new(engine, Arc::clone(&queues), model).unwrap();
+    let shared = CardShared::new(
+        engine,
+        Arc::clone(&queues),
+        super::super::backend::CardBackend::Model(model),
+    )
+    .unwrap();
     Bench {
         shared,
         queues,
@@ -85,7 +90,11 @@ impl Bench {
     /// Runs the card until it has nothing scheduled (bounded).
     fn settle_card(&self) {
         for _ in 0..100 {
-            self.shared.model().advance(10_000);
+            self.shared
+                .backend()
+                .model_handle()
+                .expect("the model")
+                .advance(10_000);
             self.shared.engine().poll();
         }
     }
@@ -115,7 +124,11 @@ impl Bench {
         let mut scratch = rx.scratch();
         let mut verdicts = Vec::new();
         for _ in 0..100 {
-            self.shared.model().advance(10_000);
+            self.shared
+                .backend()
+                .model_handle()
+                .expect("the model")
+                .advance(10_000);
             let n = rx.recv_batch(0, &mut bufs, &mut scratch).unwrap();
             inbound.decapsulate(&mut bufs[..n], &mut verdicts);
             assert_eq!(verdicts.len(), n);
