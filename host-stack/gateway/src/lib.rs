@@ -23,6 +23,8 @@
 
 pub mod card;
 pub mod control;
+pub mod gro;
+pub mod gso;
 pub mod guard;
 pub mod icmp;
 pub mod ike;
