@@ -194,6 +194,9 @@ pub struct GatewayConfig {
     /// declared dead.
     pub ike_retransmit_timeout: std::time::Duration,
     pub ike_retransmit_tries: u32,
+    /// Whether the TUN device runs with offloads (virtio-net headers, TCP/UDP segmentation
+    /// and coalescing done by espo); default on.
+    pub tun_offload: bool,
 }
 
 /// A whole, validated configuration.
@@ -391,6 +394,7 @@ pub(crate) struct RawGateway {
     pub ike_log: Option<String>,
     pub ike_retransmit_timeout: Option<f64>,
     pub ike_retransmit_tries: Option<u32>,
+    pub tun_offload: Option<bool>,
 }
 
 /// A string or an array of strings.

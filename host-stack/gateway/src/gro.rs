@@ -37,6 +37,8 @@ struct Slot {
     /// Payload length of the first segment: the segment size of the super-packet.
     seg_size: usize,
     segments: u16,
+    /// Sum of the lengths of the packets it holds, as they were offered.
+    offered_bytes: usize,
     next_seq: u32,
     last_id: u16,
 }
@@ -78,6 +80,7 @@ impl Coalescer {
                     open: None,
                     seg_size: 0,
                     segments: 0,
+                    offered_bytes: 0,
                     next_seq: 0,
                     last_id: 0,
                 })
@@ -108,6 +111,7 @@ impl Coalescer {
         s.len = pkt.len();
         s.spi = spi;
         s.segments = 1;
+        s.offered_bytes = pkt.len();
         s.open = None;
         if let Some(l) = layout {
             let t = l.l3_len;
@@ -152,6 +156,7 @@ impl Coalescer {
         s.next_seq = s.next_seq.wrapping_add(payload.len() as u32);
         s.last_id = id;
         s.segments += 1;
+        s.offered_bytes += pkt.len();
         if pkt[t + 13] & TCP_PSH != 0 {
             s.buf[VNET_HDR_LEN + t + 13] |= TCP_PSH;
             s.open = None;
@@ -163,8 +168,9 @@ impl Coalescer {
     }
 
     /// Hands every held slot, in arrival order, to `write` as the bytes to write to the TUN
-    /// device (virtio-net header first), and empties the coalescer.
-    pub fn drain(&mut self, mut write: impl FnMut(&[u8])) {
+    /// device (virtio-net header first) with how many packets it holds, their bytes as
+    /// offered and whether they came from no SA (SPI 0), and empties the coalescer.
+    pub fn drain(&mut self, mut write: impl FnMut(&[u8], u64, u64, bool)) {
         for s in &mut self.slots[..self.used] {
             let mut hdr = VnetHdr::default();
             if s.segments > 1 {
@@ -189,7 +195,12 @@ impl Coalescer {
                 };
             }
             hdr.emit(&mut s.buf[..VNET_HDR_LEN]);
-            write(&s.buf[..VNET_HDR_LEN + s.len]);
+            write(
+                &s.buf[..VNET_HDR_LEN + s.len],
+                u64::from(s.segments),
+                s.offered_bytes as u64,
+                s.spi == 0,
+            );
         }
         self.used = 0;
     }

@@ -584,10 +584,11 @@ where
     let tunnel_mtu = pmtu::tunnel_mtu(outer_mtu, overhead);
     let tun_mtu = gw.mtu.map_or(tunnel_mtu, usize::from);
 
-    let tun = tun::Tun::create(&gw.tun).map_err(|source| GatewayError::CreateTun {
-        name: gw.tun.clone(),
-        source,
-    })?;
+    let tun =
+        tun::Tun::create(&gw.tun, gw.tun_offload).map_err(|source| GatewayError::CreateTun {
+            name: gw.tun.clone(),
+            source,
+        })?;
     let tun_index = netlink::interface_index(tun.name())?;
     tun::accept_local(tun.name())
         .and_then(|()| tun::quiet_ipv6(tun.name()))

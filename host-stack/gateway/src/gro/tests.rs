@@ -40,7 +40,17 @@ fn flow(v6: bool, n: usize, size: usize, last: usize) -> Vec<Vec<u8>> {
 /// What the coalescer writes: (virtio-net header, packet) pairs.
 fn drained(c: &mut Coalescer) -> Vec<(VnetHdr, Vec<u8>)> {
     let mut out = Vec::new();
-    c.drain(|b| out.push((VnetHdr::parse(b).unwrap(), b[VNET_HDR_LEN..].to_vec())));
+    c.drain(|b, packets, bytes, _| {
+        let (h, p) = (VnetHdr::parse(b).unwrap(), b[VNET_HDR_LEN..].to_vec());
+        let again = resegment(&h, &p);
+        assert_eq!(packets, again.len() as u64, "packets counted");
+        assert_eq!(
+            bytes,
+            again.iter().map(|p| p.len() as u64).sum::<u64>(),
+            "bytes counted"
+        );
+        out.push((h, p))
+    });
     assert_eq!(c.held(), 0);
     out
 }
