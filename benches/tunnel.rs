@@ -8,7 +8,9 @@
 //! - `sw-sw`: `espo run` on both gateways with examples/gw-gw/esp (AES-GCM-128 ESP tunnel),
 //!   software engine at both ends;
 //! - `sw-model`: the same with gw-b on the card model (`engine = "model"`), its outside
-//!   interface the card's port (no address while espo runs).
+//!   interface the card's port (no address while espo runs);
+//! - `sw-sw-udp`: software at both ends with ESP in UDP (RFC 3948, port 4500), which the
+//!   outside sends in runs with UDP GSO (`udp_gso = true`).
 //!
 //! Per mode three tests: one TCP flow (receiver's Gbit/s), and unlimited-rate UDP with 64-
 //! and 1400-byte payloads (datagrams per second delivered, and Gbit/s of payload). The
@@ -38,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const MODES: [&str; 3] = ["kernel", "sw-sw", "sw-model"];
+const MODES: [&str; 4] = ["kernel", "sw-sw", "sw-model", "sw-sw-udp"];
 const TESTS: [Test; 3] = [Test::Tcp, Test::Udp(64), Test::Udp(1400)];
 const SERVER: &str = "10.2.0.2";
 
@@ -201,6 +203,14 @@ fn main() {
     let a_cfg = lab::example("gw-gw/esp/gw-a.toml", &t.left_out);
     let b_cfg = lab::example("gw-gw/esp/gw-b.toml", &t.right_out);
     let b_model_cfg = b_cfg.replace("engine = \"software\"", "engine = \"model\"");
+    let in_udp = |c: &str| {
+        c.replace(
+            "encryption = \"aes-gcm-128\"",
+            "encryption = \"aes-gcm-128\"\nudp_encap = { src_port = 4500, dst_port = 4500 }",
+        )
+    };
+    let udp_gso = |c: &str| lab::set_gateway_field(&in_udp(c), "udp_gso", "true");
+    let (a_udp_cfg, b_udp_cfg) = (udp_gso(&a_cfg), udp_gso(&b_cfg));
     // (mode, test) -> measurements of every round
     let mut results: BTreeMap<(usize, usize), Vec<Measured>> = BTreeMap::new();
     let mut profiles: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
@@ -228,7 +238,11 @@ fn main() {
                     lab.espo_run(&t.left, "a", &a_cfg),
                     lab.espo_run(&t.right, "b", &b_cfg),
                 )),
-                _ => {
+                "sw-sw-udp" => Some((
+                    lab.espo_run(&t.left, "a", &a_udp_cfg),
+                    lab.espo_run(&t.right, "b", &b_udp_cfg),
+                )),
+                "sw-model" => {
                     // gw-b on the card model: its outside interface is the card's port,
                     // with no address of its own while espo runs.
                     lab.ip(&t.right, &["addr", "flush", "dev", &t.right_out]);
@@ -237,6 +251,7 @@ fn main() {
                         lab.espo_run(&t.right, "b", &b_model_cfg),
                     ))
                 }
+                other => panic!("unknown mode {other}"),
             };
             for (k, test) in TESTS.iter().enumerate() {
                 let pids: Vec<(char, u32)> = gateways

@@ -197,6 +197,9 @@ pub struct GatewayConfig {
     /// Whether the TUN device runs with offloads (virtio-net headers, TCP/UDP segmentation
     /// and coalescing done by espo); default on.
     pub tun_offload: bool,
+    /// Whether runs of ESP-in-UDP datagrams over IPv4 are sent with one `sendmsg` each (UDP
+    /// GSO); default off (see README, "Throughput").
+    pub udp_gso: bool,
 }
 
 /// A whole, validated configuration.
@@ -395,6 +398,7 @@ pub(crate) struct RawGateway {
     pub ike_retransmit_timeout: Option<f64>,
     pub ike_retransmit_tries: Option<u32>,
     pub tun_offload: Option<bool>,
+    pub udp_gso: Option<bool>,
 }
 
 /// A string or an array of strings.

@@ -274,5 +274,93 @@ impl<'a> Segments<'a> {
     }
 }
 
+/// A run of IPv4 UDP datagrams a UDP socket can send with one `sendmsg` and `UDP_SEGMENT`
+/// (UDP generic segmentation offload): the same addresses, ports, TOS, TTL 64 and DF set
+/// (what the socket's own headers carry), payloads of one size but the last, which may be
+/// shorter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpRun {
+    pub src: std::net::SocketAddrV4,
+    pub dst: std::net::SocketAddrV4,
+    pub tos: u8,
+    /// Payload bytes of every datagram but the last.
+    pub seg_len: usize,
+    /// How many datagrams, from the first one given.
+    pub count: usize,
+}
+
+/// Most datagrams in one run (the kernel's `UDP_MAX_SEGMENTS`).
+pub const UDP_MAX_SEGMENTS: usize = 64;
+/// Most payload bytes in one run.
+pub const UDP_MAX_RUN_BYTES: usize = 65000;
+
+/// The UDP payload, addresses, ports and TOS of an IPv4 datagram a socket could have sent
+/// itself (no options, no fragment, DF set, TTL 64, lengths consistent).
+fn udp_datagram(pkt: &[u8]) -> Option<(&[u8], std::net::SocketAddrV4, std::net::SocketAddrV4, u8)> {
+    let h = pkt.get(..28)?;
+    let total = usize::from(be16(&h[2..4]));
+    if h[0] != 0x45 || h[9] != IPPROTO_UDP || be16(&h[6..8]) != 0x4000 || h[8] != 64 {
+        return None;
+    }
+    if total != pkt.len() || usize::from(be16(&h[24..26])) != pkt.len() - 20 {
+        return None;
+    }
+    let addr = |a: &[u8], p: &[u8]| {
+        std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(a[0], a[1], a[2], a[3]), be16(p))
+    };
+    Some((
+        &pkt[28..],
+        addr(&h[12..16], &h[20..22]),
+        addr(&h[16..20], &h[22..24]),
+        h[1],
+    ))
+}
+
+fn be16(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[0], b[1]])
+}
+
+/// The UDP payload of an IPv4 datagram [`udp_run`] accepted.
+pub fn udp_payload(pkt: &[u8]) -> &[u8] {
+    pkt.get(28..).unwrap_or(&[])
+}
+
+/// The run that starts at `pkts[0]`, if it is a datagram a socket could send; `count` is 1
+/// when nothing follows that can join it.
+pub fn udp_run(pkts: &[&[u8]]) -> Option<UdpRun> {
+    let (payload, src, dst, tos) = udp_datagram(pkts.first()?)?;
+    let seg_len = payload.len();
+    if seg_len == 0 {
+        return None;
+    }
+    let mut run = UdpRun {
+        src,
+        dst,
+        tos,
+        seg_len,
+        count: 1,
+    };
+    let mut bytes = seg_len;
+    for p in &pkts[1..] {
+        let Some((pl, s, d, t)) = udp_datagram(p) else {
+            break;
+        };
+        if (s, d, t) != (src, dst, tos)
+            || pl.is_empty()
+            || pl.len() > seg_len
+            || run.count == UDP_MAX_SEGMENTS
+            || bytes + pl.len() > UDP_MAX_RUN_BYTES
+        {
+            break;
+        }
+        run.count += 1;
+        bytes += pl.len();
+        if pl.len() < seg_len {
+            break; // a shorter one ends the run
+        }
+    }
+    Some(run)
+}
+
 #[cfg(test)]
 pub(crate) mod tests;

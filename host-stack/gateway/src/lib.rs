@@ -270,8 +270,9 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
             plan.udp.push((*ip, NAT_T_PORT));
         }
     }
-    let tx = OuterTx::open(&outside)?;
     let rx = OuterRx::open(&outside, &plan)?;
+    let tx = OuterTx::open(&outside)?;
+    let tx = if gw.udp_gso { tx.with_udp(&rx) } else { tx };
     // Key management sends through the datapath's port-4500 sockets.
     let mut ike_4500: Vec<(IpAddr, std::net::UdpSocket)> = ike_locals
         .iter()

@@ -22,12 +22,16 @@
 
 use espo_ipsec::spec::{SaProtocol, SaSpec};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
-use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+use nix::sys::socket::{
+    ControlMessage, MsgFlags, MultiHeaders, SockaddrIn, SockaddrStorage, recvmmsg, sendmmsg,
+    sendmsg,
+};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::gso;
 use super::path::{MAX_PACKET, OutsideRx, OutsideTx, PacketBuf};
 use espo_ipsec::wire::{ChecksumCaps, IpProtocol, Version, ipv4, ipv6, udp};
 
@@ -94,11 +98,16 @@ fn open(
     Ok(s)
 }
 
-/// The sending side: raw IP_HDRINCL sockets for IPv4 and IPv6.
+/// The sending side: raw IP_HDRINCL sockets for IPv4 and IPv6 — and, for ESP in UDP over
+/// IPv4, the UDP sockets the datagrams arrive on, which send a run of them as one
+/// `sendmsg` with `UDP_SEGMENT` (UDP GSO): one packet through the kernel's stack and the
+/// link instead of one per datagram.
 #[derive(Debug)]
 pub struct OuterTx {
     v4: Socket,
     v6: Socket,
+    /// (local endpoint, port) and the UDP socket bound there.
+    udp: Vec<(SocketAddrV4, Socket)>,
 }
 
 impl OuterTx {
@@ -118,20 +127,70 @@ impl OuterTx {
                 "raw IPv6 send",
                 device,
             )?,
+            udp: Vec::new(),
         })
     }
-}
 
-impl OutsideTx for OuterTx {
-    type Scratch = BatchHeaders;
-
-    fn scratch(&self) -> BatchHeaders {
-        BatchHeaders::new(TX_BATCH)
+    /// Sends ESP in UDP over IPv4 through `rx`'s UDP sockets (the same local address and
+    /// port, so the peer sees no difference but the IPv4 identification and a UDP checksum).
+    pub fn with_udp(mut self, rx: &OuterRx) -> OuterTx {
+        for s in &rx.sockets {
+            if let RxKind::Udp {
+                local: IpAddr::V4(local),
+                port,
+            } = s.kind
+                && let Ok(socket) = s.socket.try_clone()
+            {
+                self.udp.push((SocketAddrV4::new(local, port), socket));
+            }
+        }
+        self
     }
 
-    /// Sends whole IP packets, one `sendmmsg` per address family (retrying past a packet
-    /// the kernel refuses). Returns how many could not be sent.
-    fn send_batch(&self, pkts: &[&[u8]], headers: &mut BatchHeaders) -> usize {
+    /// Sends the run at the start of `pkts` with one `sendmsg` if it is one the UDP sockets
+    /// can take (two or more datagrams from one of their addresses); returns how many
+    /// packets it sent, 0 when the raw socket must send the first.
+    fn send_udp_run(&self, pkts: &[&[u8]]) -> usize {
+        if self.udp.is_empty() {
+            return 0;
+        }
+        let Some(run) = gso::udp_run(pkts) else {
+            return 0;
+        };
+        let Some((_, socket)) = self.udp.iter().find(|(a, _)| *a == run.src) else {
+            return 0;
+        };
+        if run.count < 2 {
+            return 0;
+        }
+        let mut iov = [io::IoSlice::new(&[]); gso::UDP_MAX_SEGMENTS];
+        for (slot, p) in iov.iter_mut().zip(&pkts[..run.count]) {
+            *slot = io::IoSlice::new(gso::udp_payload(p));
+        }
+        let seg = run.seg_len as u16;
+        let tos = run.tos;
+        let dst = SockaddrIn::from(run.dst);
+        let cmsgs = [
+            ControlMessage::UdpGsoSegments(&seg),
+            ControlMessage::Ipv4Tos(&tos),
+        ];
+        match sendmsg(
+            socket.as_raw_fd(),
+            &iov[..run.count],
+            &cmsgs,
+            MsgFlags::empty(),
+            Some(&dst),
+        ) {
+            Ok(_) => run.count,
+            // The kernel refused the run (a path MTU it knows below the segment size): the
+            // raw socket sends the datagrams one by one, as without offload.
+            Err(_) => 0,
+        }
+    }
+
+    /// Sends whole IP packets through the raw sockets, one `sendmmsg` per address family
+    /// (retrying past a packet the kernel refuses). Returns how many could not be sent.
+    fn send_raw(&self, pkts: &[&[u8]], headers: &mut BatchHeaders) -> usize {
         let mut failed = 0;
         for (v6, socket) in [(false, &self.v4), (true, &self.v6)] {
             let mut slices = Vec::with_capacity(pkts.len());
@@ -168,6 +227,33 @@ impl OutsideTx for OuterTx {
             }
         }
         failed
+    }
+}
+
+impl OutsideTx for OuterTx {
+    type Scratch = BatchHeaders;
+
+    fn scratch(&self) -> BatchHeaders {
+        BatchHeaders::new(TX_BATCH)
+    }
+
+    /// Sends whole IP packets in order: runs of ESP in UDP through the UDP sockets, the
+    /// rest through the raw sockets. Returns how many could not be sent.
+    fn send_batch(&self, pkts: &[&[u8]], headers: &mut BatchHeaders) -> usize {
+        let mut failed = 0;
+        let mut raw_from = 0;
+        let mut at = 0;
+        while at < pkts.len() {
+            let sent = self.send_udp_run(&pkts[at..]);
+            if sent == 0 {
+                at += 1;
+                continue;
+            }
+            failed += self.send_raw(&pkts[raw_from..at], headers);
+            at += sent;
+            raw_from = at;
+        }
+        failed + self.send_raw(&pkts[raw_from..], headers)
     }
 }
 

@@ -277,3 +277,88 @@ proptest! {
         }
     }
 }
+
+/// An ESP-in-UDP datagram as the engine builds it: 192.0.2.1:4500 -> 192.0.2.2:4500, DF,
+/// TTL 64, `tos`, UDP checksum zero, `len` payload bytes.
+fn esp_in_udp(len: usize, tos: u8, dst_port: u16) -> Vec<u8> {
+    let mut p = vec![0u8; 28 + len];
+    p[0] = 0x45;
+    p[1] = tos;
+    p[2..4].copy_from_slice(&((28 + len) as u16).to_be_bytes());
+    p[6] = 0x40;
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&[192, 0, 2, 1]);
+    p[16..20].copy_from_slice(&[192, 0, 2, 2]);
+    p[20..22].copy_from_slice(&4500u16.to_be_bytes());
+    p[22..24].copy_from_slice(&dst_port.to_be_bytes());
+    p[24..26].copy_from_slice(&((8 + len) as u16).to_be_bytes());
+    p[28..].fill(0xe5);
+    p
+}
+
+fn run_of(pkts: &[Vec<u8>]) -> Option<UdpRun> {
+    let refs: Vec<&[u8]> = pkts.iter().map(|p| p.as_slice()).collect();
+    udp_run(&refs)
+}
+
+#[test]
+fn udp_runs_take_equal_datagrams_of_one_flow_and_a_shorter_last() {
+    let same = |n: usize, len: usize| (0..n).map(|_| esp_in_udp(len, 0, 4500)).collect::<Vec<_>>();
+    let run = run_of(&same(5, 1400)).unwrap();
+    assert_eq!((run.count, run.seg_len, run.tos), (5, 1400, 0));
+    assert_eq!(run.src, "192.0.2.1:4500".parse().unwrap());
+    assert_eq!(run.dst, "192.0.2.2:4500".parse().unwrap());
+    // A shorter one joins and ends the run; a longer one does not join.
+    let mut v = same(3, 1400);
+    v.push(esp_in_udp(600, 0, 4500));
+    v.push(esp_in_udp(600, 0, 4500));
+    assert_eq!(run_of(&v).unwrap().count, 4);
+    let mut v = same(2, 1000);
+    v.push(esp_in_udp(1001, 0, 4500));
+    assert_eq!(run_of(&v).unwrap().count, 2);
+    // Another TOS, destination port, or a raw ESP packet ends it.
+    for other in [esp_in_udp(1400, 2, 4500), esp_in_udp(1400, 0, 4501), {
+        let mut p = esp_in_udp(1400, 0, 4500);
+        p[9] = 50;
+        p
+    }] {
+        let mut v = same(2, 1400);
+        v.push(other);
+        v.extend(same(2, 1400));
+        assert_eq!(run_of(&v).unwrap().count, 2);
+    }
+    // At most 64 datagrams, at most 65000 bytes.
+    assert_eq!(run_of(&same(100, 100)).unwrap().count, UDP_MAX_SEGMENTS);
+    assert_eq!(run_of(&same(60, 1400)).unwrap().count, 65000 / 1400);
+}
+
+#[test]
+fn udp_runs_start_only_at_datagrams_a_socket_could_send() {
+    let ok = esp_in_udp(100, 0, 4500);
+    assert!(run_of(std::slice::from_ref(&ok)).is_some());
+    let mutate = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut p = ok.clone();
+        f(&mut p);
+        run_of(&[p])
+    };
+    assert_eq!(mutate(&|p| p[6] = 0), None, "DF clear");
+    assert_eq!(mutate(&|p| p[8] = 3), None, "another TTL");
+    assert_eq!(mutate(&|p| p[0] = 0x46), None, "IPv4 options");
+    assert_eq!(mutate(&|p| p[3] ^= 1), None, "IP length wrong");
+    assert_eq!(mutate(&|p| p[25] ^= 1), None, "UDP length wrong");
+    assert_eq!(mutate(&|p| p.truncate(20)), None, "truncated");
+    assert_eq!(run_of(&[esp_in_udp(0, 0, 4500)]), None, "empty payload");
+    assert_eq!(run_of(&[]), None);
+    assert_eq!(udp_payload(&ok).len(), 100);
+}
+
+proptest! {
+    #[test]
+    fn udp_run_never_panics(pkts in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..80), 0..5)) {
+        let refs: Vec<&[u8]> = pkts.iter().map(|p| p.as_slice()).collect();
+        if let Some(run) = udp_run(&refs) {
+            prop_assert!(run.count >= 1 && run.count <= refs.len());
+        }
+    }
+}
