@@ -130,7 +130,9 @@ fn iperf(client_ns: &str, server_ns: &str, test: Test, seconds: f64) -> Option<M
     let len;
     if let Test::Udp(n) = test {
         len = n.to_string();
-        args.extend(["-u", "-b", "0", "-l", &len]);
+        // A 4 MiB receive buffer, so that the receiving iperf3 (on a busy core) loses
+        // fewer datagrams to its own socket in every mode.
+        args.extend(["-u", "-b", "0", "-l", &len, "-w", "4M"]);
     }
     let mut result = None;
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -300,6 +302,16 @@ fn main() {
                         )
                     })
                     .collect();
+                if let Some((a, b)) = &gateways {
+                    // Packets espo dropped so far in this mode, by reason.
+                    for (side, gw) in [('A', a), ('B', b)] {
+                        for l in lab.status(gw).lines() {
+                            if l.trim_start().starts_with("drops:") {
+                                println!("         gw{side} {}", l.trim());
+                            }
+                        }
+                    }
+                }
                 if !line.is_empty() {
                     println!("         where the time goes: {}", line.join(", "));
                     profiles.entry((m, k)).or_default().push(line.join(", "));

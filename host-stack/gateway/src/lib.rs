@@ -270,9 +270,14 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
             plan.udp.push((*ip, NAT_T_PORT));
         }
     }
-    let rx = OuterRx::open(&outside, &plan)?;
+    let mut rx = OuterRx::open(&outside, &plan)?;
     let tx = OuterTx::open(&outside)?;
-    let tx = if gw.udp_gso { tx.with_udp(&rx) } else { tx };
+    let tx = if gw.udp_gso {
+        rx.enable_udp_gro();
+        tx.with_udp(&rx)
+    } else {
+        tx
+    };
     // Key management sends through the datapath's port-4500 sockets.
     let mut ike_4500: Vec<(IpAddr, std::net::UdpSocket)> = ike_locals
         .iter()
