@@ -10,7 +10,10 @@
 //! - `sw-model`: the same with gw-b on the card model (`engine = "model"`), its outside
 //!   interface the card's port (no address while espo runs);
 //! - `sw-sw-udp`: software at both ends with ESP in UDP (RFC 3948, port 4500), which the
-//!   outside sends in runs with UDP GSO (`udp_gso = true`).
+//!   outside sends in runs with UDP GSO and receives with UDP GRO (`udp_gso = true`);
+//! - with `ESPO_TUNNEL_MODES=all` (or a list), also the same without each lever, to say
+//!   what it gives: `sw-sw-no-offload` and `sw-model-no-offload` (`tun_offload = false`),
+//!   `sw-sw-udp-no-gso` (ESP in UDP, neither TUN offloads nor UDP GSO/GRO).
 //!
 //! Per mode three tests: one TCP flow (receiver's Gbit/s), and unlimited-rate UDP with 64-
 //! and 1400-byte payloads (datagrams per second delivered, and Gbit/s of payload). The
@@ -40,7 +43,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const MODES: [&str; 4] = ["kernel", "sw-sw", "sw-model", "sw-sw-udp"];
+const MODES: [&str; 7] = [
+    "kernel",
+    "sw-sw",
+    "sw-model",
+    "sw-sw-udp",
+    "sw-sw-no-offload",
+    "sw-model-no-offload",
+    "sw-sw-udp-no-gso",
+];
+/// The modes run unless `ESPO_TUNNEL_MODES` names others (`all`: every one).
+const DEFAULT_MODES: [&str; 4] = ["kernel", "sw-sw", "sw-model", "sw-sw-udp"];
 const TESTS: [Test; 3] = [Test::Tcp, Test::Udp(64), Test::Udp(1400)];
 const SERVER: &str = "10.2.0.2";
 
@@ -212,16 +225,34 @@ fn main() {
         )
     };
     let udp_gso = |c: &str| lab::set_gateway_field(&in_udp(c), "udp_gso", "true");
-    let (a_udp_cfg, b_udp_cfg) = (udp_gso(&a_cfg), udp_gso(&b_cfg));
+    let no_offload = |c: &str| lab::set_gateway_field(c, "tun_offload", "false");
+    // Each espo mode: gw-a's and gw-b's configurations, and whether gw-b is on the model.
+    let configs = |mode: &str| -> (String, String, bool) {
+        match mode {
+            "sw-sw" => (a_cfg.clone(), b_cfg.clone(), false),
+            "sw-model" => (a_cfg.clone(), b_model_cfg.clone(), true),
+            "sw-sw-udp" => (udp_gso(&a_cfg), udp_gso(&b_cfg), false),
+            "sw-sw-no-offload" => (no_offload(&a_cfg), no_offload(&b_cfg), false),
+            "sw-model-no-offload" => (no_offload(&a_cfg), no_offload(&b_model_cfg), true),
+            "sw-sw-udp-no-gso" => (
+                no_offload(&in_udp(&a_cfg)),
+                no_offload(&in_udp(&b_cfg)),
+                false,
+            ),
+            other => panic!("unknown mode {other}"),
+        }
+    };
+    let wanted = |mode: &str| match only.as_deref() {
+        Some("all") => true,
+        Some(o) => o.split(',').any(|x| x == mode),
+        None => DEFAULT_MODES.contains(&mode),
+    };
     // (mode, test) -> measurements of every round
     let mut results: BTreeMap<(usize, usize), Vec<Measured>> = BTreeMap::new();
     let mut profiles: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
     for round in 0..rounds {
         for (m, mode) in MODES.iter().enumerate() {
-            if only
-                .as_ref()
-                .is_some_and(|o| !o.split(',').any(|x| x == *mode))
-            {
+            if !wanted(mode) {
                 continue;
             }
             let gateways = match *mode {
@@ -236,25 +267,39 @@ fn main() {
                     );
                     None
                 }
-                "sw-sw" => Some((
-                    lab.espo_run(&t.left, "a", &a_cfg),
-                    lab.espo_run(&t.right, "b", &b_cfg),
-                )),
-                "sw-sw-udp" => Some((
-                    lab.espo_run(&t.left, "a", &a_udp_cfg),
-                    lab.espo_run(&t.right, "b", &b_udp_cfg),
-                )),
-                "sw-model" => {
-                    // gw-b on the card model: its outside interface is the card's port,
-                    // with no address of its own while espo runs.
-                    lab.ip(&t.right, &["addr", "flush", "dev", &t.right_out]);
+                espo => {
+                    let (a, b, model) = configs(espo);
+                    if model {
+                        // gw-b on the card model: its outside interface is the card's
+                        // port, with no address of its own while espo runs.
+                        lab.ip(&t.right, &["addr", "flush", "dev", &t.right_out]);
+                    }
                     Some((
-                        lab.espo_run(&t.left, "a", &a_cfg),
-                        lab.espo_run(&t.right, "b", &b_model_cfg),
+                        lab.espo_run(&t.left, "a", &a),
+                        lab.espo_run(&t.right, "b", &b),
                     ))
                 }
-                other => panic!("unknown mode {other}"),
             };
+            if gateways.is_some() && round == 0 {
+                // The tunnel's MTU: inner packets above it are fragmented by the sending
+                // host (one datagram, two ESP packets, reassembly at the receiver).
+                let link = lab.ip(&t.left, &["link", "show", "espo0"]);
+                let mtu = link
+                    .split_whitespace()
+                    .skip_while(|w| *w != "mtu")
+                    .nth(1)
+                    .and_then(|m| m.parse::<usize>().ok());
+                if let Some(mtu) = mtu {
+                    println!(
+                        "         {mode}: tunnel MTU {mtu} (UDP 1400-byte payloads are 1428-byte packets{})",
+                        if mtu < 1428 {
+                            ": fragmented"
+                        } else {
+                            ": whole"
+                        }
+                    );
+                }
+            }
             for (k, test) in TESTS.iter().enumerate() {
                 let pids: Vec<(char, u32)> = gateways
                     .as_ref()
@@ -267,13 +312,13 @@ fn main() {
                 let wall = started.elapsed().as_secs_f64();
                 let machine_after = machine_ticks();
                 let Some(got) = got else {
-                    println!("round {round}: {mode:<8} {:<7} iperf3 failed", test.name());
+                    println!("round {round}: {mode:<19} {:<7} iperf3 failed", test.name());
                     continue;
                 };
                 let busy = (machine_after.0 - machine_before.0) as f64
                     / (machine_after.1 - machine_before.1).max(1) as f64;
                 println!(
-                    "round {round}: {mode:<8} {:<7} {:>7.3} Gbit/s {:>10.0} pkt/s  machine {:>3.0}% busy",
+                    "round {round}: {mode:<19} {:<7} {:>7.3} Gbit/s {:>10.0} pkt/s  machine {:>3.0}% busy",
                     test.name(),
                     got.gbps,
                     got.pps,
@@ -326,7 +371,7 @@ fn main() {
                 Some((a, b)) => {
                     lab.stop(&a);
                     lab.stop(&b);
-                    if *mode == "sw-model" {
+                    if mode.starts_with("sw-model") {
                         lab.addr(&t.right, &t.right_out, "192.0.2.2/24");
                     }
                 }
@@ -353,7 +398,7 @@ fn main() {
             let ratio = base_gbps.filter(|b| *b > 0.0).map(|b| gbps / b);
             let ratio_text = ratio.map_or(String::from("-"), |r| format!("{r:.2}"));
             println!(
-                "  {:<7} {mode:<8} {gbps:>7.3} Gbit/s {pps:>10.0} pkt/s  ratio {ratio_text}",
+                "  {:<7} {mode:<19} {gbps:>7.3} Gbit/s {pps:>10.0} pkt/s  ratio {ratio_text}",
                 test.name()
             );
             let key = format!("{}_{}", test.name(), mode.replace('-', "_"));
@@ -363,10 +408,17 @@ fn main() {
             ));
         }
     }
-    println!("\nwhere the time goes (per round, espo tests):");
+    println!(
+        "\nwhere the time goes: the kernel path carries a TCP flow as 64 KiB GSO packets over every hop;\n\
+         espo must send one ESP packet per segment (raw ESP: one skb through the outer stack and the\n\
+         receiver's per packet; ESP in UDP with udp_gso: one per run of up to 64). A thread near 100% is\n\
+         the limit; a busy machine with no such thread means the cores are (shared with both hosts).\n\
+         Per thread, its share of one core and its CPU per delivered packet (kernel work it triggers,\n\
+         such as the receiver's softirq on a veth link, included):"
+    );
     for ((m, k), lines) in &profiles {
         for l in lines {
-            println!("  {:<7} {:<8} {l}", TESTS[*k].name(), MODES[*m]);
+            println!("  {:<7} {:<19} {l}", TESTS[*k].name(), MODES[*m]);
         }
     }
     println!("{{{}}}", json.join(","));

@@ -8,7 +8,9 @@
 //!                                             (decapsulate, policy check)
 //! ```
 //!
-//! One file per concern: [`tun`] (the device), [`netlink`] (its link state, addresses and
+//! One file per concern: [`tun`] (the device), [`gso`] and [`gro`] (its offloads without
+//! I/O: segmenting the super-packets it hands over, coalescing the segments written to it),
+//! [`netlink`] (its link state, addresses and
 //! routes), [`sockets`] (the software engine's outside), [`pmtu`] and [`icmp`] (packets
 //! that do not fit), [`outer_pmtu`] (the path MTU beyond the outside interface, learnt
 //! from ICMP errors about the tunnel packets), [`threads`] (the datapath and shutdown),

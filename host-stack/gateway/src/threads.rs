@@ -8,6 +8,12 @@
 //! sends the results, and polls only when the source is empty — so under load a batch
 //! forms by itself and an idle gateway costs nothing. A third thread answers `espo status`.
 //!
+//! With TUN offloads ([`super::tun`]) a read may be a super-packet of up to 64 KiB: the
+//! outbound thread cuts it into segments ([`super::gso`]) that then go through the PMTU
+//! check and the engine exactly as packets read one by one; the inbound thread hands each
+//! batch's inner packets to a coalescer ([`super::gro`]) and writes a flow's consecutive
+//! TCP segments as one super-packet, everything else as it came, in arrival order.
+//!
 //! Shutdown: SIGINT and SIGTERM set a flag the busy loops check between batches and write
 //! to a socket pair every idle poll watches, so every thread ends within one batch or one
 //! poll.
