@@ -11,8 +11,9 @@
 //! With TUN offloads ([`super::tun`]) a read may be a super-packet of up to 64 KiB: the
 //! outbound thread cuts it into segments ([`super::gso`]) that then go through the PMTU
 //! check and the engine exactly as packets read one by one; the inbound thread hands each
-//! batch's inner packets to a coalescer ([`super::gro`]) and writes a flow's consecutive
-//! TCP segments as one super-packet, everything else as it came, in arrival order.
+//! batch's inner packets to a coalescer ([`super::gro`]) and, once its sockets are empty
+//! (or the coalescer full), writes a flow's consecutive TCP segments as one super-packet,
+//! everything else as it came, in arrival order.
 //!
 //! Shutdown: SIGINT and SIGTERM set a flag the busy loops check between batches and write
 //! to a socket pair every idle poll watches, so every thread ends within one batch or one
@@ -45,6 +46,8 @@ use espo_ipsec::wire::Version;
 pub const BATCH: usize = 32;
 /// How long an idle thread sleeps in poll before it looks at the shutdown flag again.
 const IDLE_POLL: Duration = Duration::from_millis(200);
+/// Slots of coalesced packets the inbound thread holds while its sockets have more.
+const GRO_HOLD_SLOTS: usize = 8;
 /// ICMP errors per second (and burst) the outbound thread sends at most.
 const ICMP_PER_SECOND: u32 = 100;
 
@@ -574,9 +577,12 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
                     Ok(Incoming::Inner { .. } | Incoming::Unprotected) => {}
                 }
             }
-            if let Some(c) = gro.as_mut() {
-                drain(c, &ctx, &mut stats);
-            }
+        }
+        // While the sockets still hold packets, segments may continue what is held: write
+        // it once they are empty, or when it fills a few slots (at most a few hundred KiB
+        // wait).
+        if let Some(c) = gro.as_mut().filter(|c| !more || c.held() >= GRO_HOLD_SLOTS) {
+            drain(c, &ctx, &mut stats);
         }
         publish(&stats, engine, !more);
         if !more {
@@ -585,6 +591,9 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
             wait_readable(&all, ctx.shutdown, &mut ready);
             ready.truncate(queues);
         }
+    }
+    if let Some(c) = gro.as_mut() {
+        drain(c, &ctx, &mut stats);
     }
     publish(&stats, engine, true);
     stats
