@@ -179,7 +179,7 @@ fn tcp_super_packet(payload: usize) -> Vec<u8> {
     for (i, b) in p[52..].iter_mut().enumerate() {
         *b = (i * 13) as u8;
     }
-    let l = espo_gateway::gso::Layout::of(&p).expect("a TCP packet");
+    let l = espo_ipsec::gso::Layout::of(&p).expect("a TCP packet");
     let len = p.len();
     l.set_ip_len(&mut p, len);
     l.fill_l4_checksum(&mut p);
@@ -192,8 +192,8 @@ fn tcp_super_packet(payload: usize) -> Vec<u8> {
 /// super-packet's payload again, in one piece.
 #[test]
 fn segmentation_and_coalescing_do_not_allocate() {
-    use espo_gateway::gro::Coalescer;
-    use espo_gateway::gso::{F_NEEDS_CSUM, GSO_TCPV4, Segments, VNET_HDR_LEN, VnetHdr};
+    use espo_ipsec::gro::Coalescer;
+    use espo_ipsec::gso::{F_NEEDS_CSUM, GSO_TCPV4, Segments, VNET_HDR_LEN, VnetHdr};
     let (mut tx, mut rx) = engines(&esp(0x1001, "aes-gcm-128", 20, None, ""), "0x1001");
     let whole = tcp_super_packet(20_000);
     let hdr = VnetHdr {

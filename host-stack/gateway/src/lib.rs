@@ -8,8 +8,8 @@
 //!                                             (decapsulate, policy check)
 //! ```
 //!
-//! One file per concern: [`tun`] (the device), [`gso`] and [`gro`] (its offloads without
-//! I/O: segmenting the super-packets it hands over, coalescing the segments written to it),
+//! One file per concern: [`tun`] (the device, with offloads: espo-ipsec's `gso` segments
+//! the super-packets it hands over, its `gro` coalesces the segments written to it),
 //! [`netlink`] (its link state, addresses and
 //! routes), [`sockets`] (the software engine's outside), [`pmtu`] and [`icmp`] (packets
 //! that do not fit), [`outer_pmtu`] (the path MTU beyond the outside interface, learnt
@@ -25,8 +25,6 @@
 
 pub mod card;
 pub mod control;
-pub mod gro;
-pub mod gso;
 pub mod guard;
 pub mod icmp;
 pub mod ike;

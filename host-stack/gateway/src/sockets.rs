@@ -20,6 +20,7 @@
 //! the card owns (AF_PACKET), and espo answers ARP and neighbour solicitations for its
 //! endpoint there. That outside is a separate implementation of the same role.
 
+use espo_ipsec::gso;
 use espo_ipsec::spec::{SaProtocol, SaSpec};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
@@ -31,7 +32,6 @@ use nix::sys::socket::{
 };
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::gso;
 use super::path::{MAX_PACKET, OutsideRx, OutsideTx, PacketBuf};
 use espo_ipsec::wire::{ChecksumCaps, IpProtocol, Version, ipv4, ipv6, udp};
 

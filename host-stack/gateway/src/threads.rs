@@ -9,9 +9,9 @@
 //! forms by itself and an idle gateway costs nothing. A third thread answers `espo status`.
 //!
 //! With TUN offloads ([`super::tun`]) a read may be a super-packet of up to 64 KiB: the
-//! outbound thread cuts it into segments ([`super::gso`]) that then go through the PMTU
+//! outbound thread cuts it into segments ([`espo_ipsec::gso`]) that then go through the PMTU
 //! check and the engine exactly as packets read one by one; the inbound thread hands each
-//! batch's inner packets to a coalescer ([`super::gro`]) and, once its sockets are empty
+//! batch's inner packets to a coalescer ([`espo_ipsec::gro`]) and, once its sockets are empty
 //! (or the coalescer full), writes a flow's consecutive TCP segments as one super-packet,
 //! everything else as it came, in arrival order.
 //!
@@ -28,8 +28,6 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::gro::{Coalescer, Offer};
-use super::gso::{self, VNET_HDR_LEN, VnetHdr};
 use super::icmp::{self, ErrorSource, RateLimit};
 use super::path::{
     InboundEngine, Incoming, MAX_PACKET, OutboundEngine, Outgoing, OutsideRx, OutsideTx, PacketBuf,
@@ -40,6 +38,8 @@ use super::status::{DirectionStats, PUBLISH_INTERVAL, Published};
 use super::tun::Tun;
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::HEADROOM;
+use espo_ipsec::gro::{Coalescer, Offer};
+use espo_ipsec::gso::{self, VNET_HDR_LEN, VnetHdr};
 use espo_ipsec::wire::Version;
 
 /// Packets per batch handed to an engine.

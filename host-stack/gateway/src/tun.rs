@@ -20,7 +20,7 @@ use tun_rs::{DeviceBuilder, SyncDevice};
 /// A TUN device (IFF_TUN | IFF_NO_PI): one read is one IP packet — with offloads
 /// (`IFF_VNET_HDR`, and `TUNSETOFFLOAD` with TSO4/TSO6 and, where the kernel has them,
 /// USO4/USO6) a virtio-net header and a packet of up to 64 KiB that espo segments itself
-/// ([`super::gso`]), and every write starts with such a header too ([`super::gro`]).
+/// ([`espo_ipsec::gso`]), and every write starts with such a header too ([`espo_ipsec::gro`]).
 pub struct Tun {
     dev: SyncDevice,
     name: String,
@@ -28,7 +28,7 @@ pub struct Tun {
 }
 
 /// An all-zero virtio-net header: a single packet, its checksum complete.
-const NO_OFFLOAD: [u8; super::gso::VNET_HDR_LEN] = [0; super::gso::VNET_HDR_LEN];
+const NO_OFFLOAD: [u8; espo_ipsec::gso::VNET_HDR_LEN] = [0; espo_ipsec::gso::VNET_HDR_LEN];
 
 impl core::fmt::Debug for Tun {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {

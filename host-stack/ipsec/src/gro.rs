@@ -4,7 +4,7 @@
 //! The inbound thread offers every packet of a batch it will write to the inside; the
 //! coalescer copies it into a slot, appending it to the latest slot of the same flow when
 //! it continues it exactly, and the thread then writes each slot once, with a virtio-net
-//! header describing it ([`super::gso`]). One write then carries many segments, and the
+//! header describing it ([`crate::gso`]). One write then carries many segments, and the
 //! inside stack forwards them as one packet.
 //!
 //! A segment joins the slot of its flow only when it is its exact continuation: the same SA,
@@ -16,8 +16,8 @@
 //! Everything else — other protocols, SYN/FIN/RST/URG, out-of-order segments — gets a slot
 //! of its own and is written unchanged, in the order packets arrived.
 
-use super::gso::{F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, Layout, VNET_HDR_LEN, VnetHdr};
-use espo_ipsec::wire::checksum;
+use crate::gso::{F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, Layout, VNET_HDR_LEN, VnetHdr};
+use crate::wire::checksum;
 
 const IPPROTO_TCP: u8 = 6;
 /// Largest IP packet a slot may grow to.

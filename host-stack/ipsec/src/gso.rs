@@ -1,7 +1,8 @@
 //! TUN offloads without I/O: the virtio-net header the TUN device puts in front of every
 //! packet when it runs with `IFF_VNET_HDR`, and the segmentation of the super-packets it
 //! then delivers (TCP segmentation for `TUN_F_TSO4`/`TSO6`, UDP for `TUN_F_USO4`/`USO6`).
-//! Coalescing in the other direction is [`super::gro`].
+//! Coalescing in the other direction is [`crate::gro`]. The gateway's TUN device and
+//! sockets use both; nothing here does I/O.
 //!
 //! With offloads on, the inside stack hands espo a TCP flow's data as packets of up to 64 KiB
 //! with a partial checksum, and espo cuts them into segments of `gso_size` bytes itself — as
@@ -10,8 +11,8 @@
 //! ordinary packets. Every length and offset comes from the packet itself and is checked; a
 //! header that does not describe the packet is a `malformed` drop.
 
-use espo_ipsec::counters::DropReason;
-use espo_ipsec::wire::checksum;
+use crate::counters::DropReason;
+use crate::wire::checksum;
 
 /// Length of `struct virtio_net_hdr` (without `num_buffers`), as TUN reads and writes it.
 pub const VNET_HDR_LEN: usize = 10;

@@ -4,9 +4,9 @@
 
 use proptest::prelude::*;
 
-use super::super::gso::tests::{TS_OPTIONS, checksums_ok, tcp, udp};
-use super::super::gso::{GSO_NONE, Segments};
 use super::*;
+use crate::gso::tests::{TS_OPTIONS, checksums_ok, tcp, udp};
+use crate::gso::{GSO_NONE, Layout, Segments};
 
 const SPI: u32 = 0x1001;
 
@@ -156,10 +156,8 @@ fn different_sas_flows_flags_options_and_ids_stay_apart() {
     let second = |f: &dyn Fn(&mut Vec<u8>)| {
         let mut p = segs[1].clone();
         f(&mut p);
-        super::super::gso::Layout::of(&p)
-            .unwrap()
-            .fill_l4_checksum(&mut p);
-        let l = super::super::gso::Layout::of(&p).unwrap();
+        Layout::of(&p).unwrap().fill_l4_checksum(&mut p);
+        let l = Layout::of(&p).unwrap();
         let len = p.len();
         l.set_ip_len(&mut p, len);
         p
@@ -238,7 +236,7 @@ proptest! {
             // the second flow: another source port
             let t = if v6 { 40 } else { 20 };
             p[t] = 0x77;
-            let l = super::super::gso::Layout::of(p).unwrap();
+            let l = Layout::of(p).unwrap();
             l.fill_l4_checksum(p);
         }
         let (mut i, mut j) = (0, 0);
