@@ -159,3 +159,96 @@ fn drops_do_not_allocate_either() {
     });
     assert_eq!(info.count_total, 0, "{info:?}");
 }
+
+/// A TCP super-packet as a TUN device with offloads hands it over (IPv4, 10.1.0.2 to
+/// 10.2.0.2, timestamps option, `payload` bytes, checksums complete).
+fn tcp_super_packet(payload: usize) -> Vec<u8> {
+    let mut p = vec![0u8; 20 + 32 + payload];
+    p[0] = 0x45;
+    p[6] = 0x40;
+    p[8] = 64;
+    p[9] = 6;
+    p[12..16].copy_from_slice(&[10, 1, 0, 2]);
+    p[16..20].copy_from_slice(&[10, 2, 0, 2]);
+    p[20..24].copy_from_slice(&[0x13, 0x88, 0, 80]);
+    p[24..28].copy_from_slice(&1000u32.to_be_bytes());
+    p[32] = 8 << 4;
+    p[33] = 0x10;
+    p[34..36].copy_from_slice(&500u16.to_be_bytes());
+    p[40..52].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9]);
+    for (i, b) in p[52..].iter_mut().enumerate() {
+        *b = (i * 13) as u8;
+    }
+    let l = espo_ipsec::gso::Layout::of(&p).expect("a TCP packet");
+    let len = p.len();
+    l.set_ip_len(&mut p, len);
+    l.fill_l4_checksum(&mut p);
+    p
+}
+
+/// The offload datapath: a TCP super-packet segmented (gso), every segment encapsulated
+/// and decapsulated, and the decapsulated segments coalesced again (gro) and drained as
+/// the inbound thread writes them — nothing allocated, and what comes out is the
+/// super-packet's payload again, in one piece.
+#[test]
+fn segmentation_and_coalescing_do_not_allocate() {
+    use espo_ipsec::gro::Coalescer;
+    use espo_ipsec::gso::{F_NEEDS_CSUM, GSO_TCPV4, Segments, VNET_HDR_LEN, VnetHdr};
+    let (mut tx, mut rx) = engines(&esp(0x1001, "aes-gcm-128", 20, None, ""), "0x1001");
+    let whole = tcp_super_packet(20_000);
+    let hdr = VnetHdr {
+        flags: F_NEEDS_CSUM,
+        gso_type: GSO_TCPV4,
+        hdr_len: 52,
+        gso_size: 1388,
+        csum_start: 20,
+        csum_offset: 16,
+    };
+    let mut buf = vec![0u8; HEADROOM + 65535 + TAILROOM];
+    let mut coalescer = Coalescer::new(32);
+    let mut round = |tx: &mut SoftwareEngine, rx: &mut SoftwareEngine, out: &mut [u8]| {
+        let mut segments = Segments::new(&whole, &hdr).expect("a super-packet");
+        let mut n = 0;
+        while let Some(len) = segments.next_into(&mut buf[HEADROOM..HEADROOM + 65535]) {
+            let range = match tx
+                .outbound
+                .encapsulate_in_place(&mut buf, HEADROOM..HEADROOM + len)
+            {
+                Ok(EncapsulatedInPlace::Protected { range, .. }) => range,
+                other => panic!("encapsulation: {other:?}"),
+            };
+            let Ok(Decapsulated::Inner { range: r, spi, .. }) =
+                rx.inbound.decapsulate(&mut buf[range.clone()])
+            else {
+                panic!("decapsulation");
+            };
+            coalescer.offer(spi, &buf[range.start + r.start..range.start + r.end]);
+            n += 1;
+        }
+        let mut written = 0;
+        coalescer.drain(|bytes, packets, _, _| {
+            assert_eq!(packets as usize, n);
+            out[..bytes.len()].copy_from_slice(bytes);
+            written = bytes.len();
+        });
+        written
+    };
+    let mut out = vec![0u8; 70_000];
+    assert_eq!(
+        round(&mut tx, &mut rx, &mut out),
+        VNET_HDR_LEN + whole.len()
+    );
+    let mut lens = 0;
+    let info = allocation_counter::measure(|| {
+        for _ in 0..100 {
+            lens += round(&mut tx, &mut rx, &mut out);
+        }
+    });
+    assert_eq!(lens, 100 * (VNET_HDR_LEN + whole.len()));
+    assert_eq!(
+        out[VNET_HDR_LEN + 52..VNET_HDR_LEN + whole.len()],
+        whole[52..],
+        "the payload, coalesced again"
+    );
+    assert_eq!(info.count_total, 0, "{info:?}");
+}

@@ -253,6 +253,40 @@ fn server_to_gateway_esp_in_udp() {
     assert!(status.contains("udp 4500"), "{status}");
 }
 
+/// ESP in UDP with `udp_gso` at both ends: runs of datagrams leave with one `sendmsg` each
+/// (over veth they cross as one frame, longer than the link's MTU), and what arrives is
+/// every byte of the transfer, in order.
+#[test]
+fn esp_in_udp_sent_in_runs_with_udp_gso() {
+    let mut lab = lab_or_skip!("sgg");
+    let t = topology::server_to_gateway(&mut lab);
+    let config = |file: &str, outside: &str| {
+        let c = lab::example(&format!("server-gw/esp/{file}.toml"), outside);
+        lab::set_gateway_field(&c, "udp_gso", "true")
+    };
+    let (server_cfg, gw_cfg) = (config("server", &t.left_out), config("gw", &t.right_out));
+    let _s = lab.espo_run(&t.left, "left", &server_cfg);
+    let gw = lab.espo_run(&t.right, "right", &gw_cfg);
+    let cap = capture::Capture::start(&t.left, &t.left_out);
+    assert_eq!(
+        traffic::udp_echo(&lab, &t.left_host, &t.right_host, ip("10.2.0.2"), 10, 1000),
+        10
+    );
+    // Both directions carry bulk data: each gateway sends runs.
+    traffic::tcp_transfer(&lab, &t.right_host, &t.left_host, ip("10.9.0.1"), 2_000_000);
+    traffic::tcp_transfer(&lab, &t.left_host, &t.right_host, ip("10.2.0.2"), 2_000_000);
+    let frames = cap.finish();
+    let (tally, _) = capture::tally(&frames);
+    assert!(tally.other.is_empty(), "only UDP 4500: {:?}", tally.other);
+    assert!(tally.udp_encap > 10 && tally.esp == 0, "{tally:?}");
+    assert!(
+        frames.iter().any(|f| f.len() > 1514),
+        "no run of datagrams crossed as one frame"
+    );
+    let status = lab.status(&gw);
+    assert_eq!(drops(&status, "malformed"), 0, "{status}");
+}
+
 #[test]
 fn server_to_gateway_ah_and_bundle() {
     for variant in ["ah", "esp-ah"] {

@@ -311,6 +311,8 @@ fn validate_gateway(raw: &RawGateway, path: &Path) -> Result<GatewayConfig, Conf
         ike_log,
         ike_retransmit_timeout: std::time::Duration::from_secs_f64(timeout),
         ike_retransmit_tries: tries,
+        tun_offload: raw.tun_offload.unwrap_or(true),
+        udp_gso: raw.udp_gso.unwrap_or(false),
         port: raw.port.clone(),
         local,
         mtu: raw.mtu,
@@ -1208,6 +1210,8 @@ sa = [0x00001001]
         );
         assert_eq!(g.status_socket, Path::new(DEFAULT_STATUS_SOCKET));
         assert_eq!((g.mtu, g.port), (None, None));
+        assert!(g.tun_offload, "offloads are on by default");
+        assert!(!g.udp_gso, "UDP GSO is off by default");
 
         let c = parse(
             "[gateway]\ntun_address = [\"10.1.0.1/32\", \"fd00::1\"]\nport = \"eth1\"\nmtu = 1400\nstatus_socket = \"/tmp/x.sock\"\n",
@@ -1221,6 +1225,11 @@ sa = [0x00001001]
         );
         assert_eq!((g.mtu, g.port.as_deref()), (Some(1400), Some("eth1")));
         assert_eq!(g.status_socket, Path::new("/tmp/x.sock"));
+        let g = parse("[gateway]\ntun_offload = false\n")
+            .unwrap()
+            .gateway
+            .unwrap();
+        assert!(!g.tun_offload);
     }
 
     #[test]

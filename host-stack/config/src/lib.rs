@@ -202,6 +202,12 @@ pub struct GatewayConfig {
     /// declared dead.
     pub ike_retransmit_timeout: std::time::Duration,
     pub ike_retransmit_tries: u32,
+    /// Whether the TUN device runs with offloads (virtio-net headers, TCP/UDP segmentation
+    /// and coalescing done by espo); default on.
+    pub tun_offload: bool,
+    /// Whether runs of ESP-in-UDP datagrams over IPv4 are sent with one `sendmsg` each (UDP
+    /// GSO); default off (see README, "Throughput").
+    pub udp_gso: bool,
 }
 
 /// A whole, validated configuration.
@@ -400,6 +406,8 @@ pub(crate) struct RawGateway {
     pub ike_log: Option<String>,
     pub ike_retransmit_timeout: Option<f64>,
     pub ike_retransmit_tries: Option<u32>,
+    pub tun_offload: Option<bool>,
+    pub udp_gso: Option<bool>,
 }
 
 /// A string or an array of strings.

@@ -8,7 +8,9 @@
 //!                                             (decapsulate, policy check)
 //! ```
 //!
-//! One file per concern: [`tun`] (the device), [`netlink`] (its link state, addresses and
+//! One file per concern: [`tun`] (the device, with offloads: espo-ipsec's `gso` segments
+//! the super-packets it hands over, its `gro` coalesces the segments written to it),
+//! [`netlink`] (its link state, addresses and
 //! routes), [`sockets`] (the software engine's outside), [`pmtu`] and [`icmp`] (packets
 //! that do not fit), [`outer_pmtu`] (the path MTU beyond the outside interface, learnt
 //! from ICMP errors about the tunnel packets), [`threads`] (the datapath and shutdown),
@@ -270,8 +272,14 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
             plan.udp.push((*ip, NAT_T_PORT));
         }
     }
+    let mut rx = OuterRx::open(&outside, &plan)?;
     let tx = OuterTx::open(&outside)?;
-    let rx = OuterRx::open(&outside, &plan)?;
+    let tx = if gw.udp_gso {
+        rx.enable_udp_gro();
+        tx.with_udp(&rx)
+    } else {
+        tx
+    };
     // Key management sends through the datapath's port-4500 sockets.
     let mut ike_4500: Vec<(IpAddr, std::net::UdpSocket)> = ike_locals
         .iter()
@@ -590,10 +598,11 @@ where
     let tunnel_mtu = pmtu::tunnel_mtu(outer_mtu, overhead);
     let tun_mtu = gw.mtu.map_or(tunnel_mtu, usize::from);
 
-    let tun = tun::Tun::create(&gw.tun).map_err(|source| GatewayError::CreateTun {
-        name: gw.tun.clone(),
-        source,
-    })?;
+    let tun =
+        tun::Tun::create(&gw.tun, gw.tun_offload).map_err(|source| GatewayError::CreateTun {
+            name: gw.tun.clone(),
+            source,
+        })?;
     let tun_index = netlink::interface_index(tun.name())?;
     tun::accept_local(tun.name())
         .and_then(|()| tun::quiet_ipv6(tun.name()))

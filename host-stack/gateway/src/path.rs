@@ -52,6 +52,15 @@ impl core::fmt::Debug for PacketBuf {
 }
 
 impl PacketBuf {
+    /// A buffer of no bytes (allocates nothing): a placeholder for one that may never be
+    /// needed.
+    pub fn empty() -> PacketBuf {
+        PacketBuf {
+            buf: Box::default(),
+            range: 0..0,
+        }
+    }
+
     /// The packet.
     pub fn packet(&self) -> &[u8] {
         &self.buf[self.range.clone()]

@@ -20,12 +20,16 @@
 //! the card owns (AF_PACKET), and espo answers ARP and neighbour solicitations for its
 //! endpoint there. That outside is a separate implementation of the same role.
 
+use espo_ipsec::gso;
 use espo_ipsec::spec::{SaProtocol, SaSpec};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
-use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+use nix::sys::socket::{
+    ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrIn, SockaddrStorage,
+    recvmmsg, recvmsg, sendmmsg, sendmsg,
+};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::path::{MAX_PACKET, OutsideRx, OutsideTx, PacketBuf};
@@ -94,11 +98,16 @@ fn open(
     Ok(s)
 }
 
-/// The sending side: raw IP_HDRINCL sockets for IPv4 and IPv6.
+/// The sending side: raw IP_HDRINCL sockets for IPv4 and IPv6 — and, for ESP in UDP over
+/// IPv4, the UDP sockets the datagrams arrive on, which send a run of them as one
+/// `sendmsg` with `UDP_SEGMENT` (UDP GSO): one packet through the kernel's stack and the
+/// link instead of one per datagram.
 #[derive(Debug)]
 pub struct OuterTx {
     v4: Socket,
     v6: Socket,
+    /// (local endpoint, port) and the UDP socket bound there.
+    udp: Vec<(SocketAddrV4, Socket)>,
 }
 
 impl OuterTx {
@@ -118,20 +127,70 @@ impl OuterTx {
                 "raw IPv6 send",
                 device,
             )?,
+            udp: Vec::new(),
         })
     }
-}
 
-impl OutsideTx for OuterTx {
-    type Scratch = BatchHeaders;
-
-    fn scratch(&self) -> BatchHeaders {
-        BatchHeaders::new(TX_BATCH)
+    /// Sends ESP in UDP over IPv4 through `rx`'s UDP sockets (the same local address and
+    /// port, so the peer sees no difference but the IPv4 identification and a UDP checksum).
+    pub fn with_udp(mut self, rx: &OuterRx) -> OuterTx {
+        for s in &rx.sockets {
+            if let RxKind::Udp {
+                local: IpAddr::V4(local),
+                port,
+            } = s.kind
+                && let Ok(socket) = s.socket.try_clone()
+            {
+                self.udp.push((SocketAddrV4::new(local, port), socket));
+            }
+        }
+        self
     }
 
-    /// Sends whole IP packets, one `sendmmsg` per address family (retrying past a packet
-    /// the kernel refuses). Returns how many could not be sent.
-    fn send_batch(&self, pkts: &[&[u8]], headers: &mut BatchHeaders) -> usize {
+    /// Sends the run at the start of `pkts` with one `sendmsg` if it is one the UDP sockets
+    /// can take (two or more datagrams from one of their addresses); returns how many
+    /// packets it sent, 0 when the raw socket must send the first.
+    fn send_udp_run(&self, pkts: &[&[u8]]) -> usize {
+        if self.udp.is_empty() {
+            return 0;
+        }
+        let Some(run) = gso::udp_run(pkts) else {
+            return 0;
+        };
+        let Some((_, socket)) = self.udp.iter().find(|(a, _)| *a == run.src) else {
+            return 0;
+        };
+        if run.count < 2 {
+            return 0;
+        }
+        let mut iov = [io::IoSlice::new(&[]); gso::UDP_MAX_SEGMENTS];
+        for (slot, p) in iov.iter_mut().zip(&pkts[..run.count]) {
+            *slot = io::IoSlice::new(gso::udp_payload(p));
+        }
+        let seg = run.seg_len as u16;
+        let tos = run.tos;
+        let dst = SockaddrIn::from(run.dst);
+        let cmsgs = [
+            ControlMessage::UdpGsoSegments(&seg),
+            ControlMessage::Ipv4Tos(&tos),
+        ];
+        match sendmsg(
+            socket.as_raw_fd(),
+            &iov[..run.count],
+            &cmsgs,
+            MsgFlags::empty(),
+            Some(&dst),
+        ) {
+            Ok(_) => run.count,
+            // The kernel refused the run (a path MTU it knows below the segment size): the
+            // raw socket sends the datagrams one by one, as without offload.
+            Err(_) => 0,
+        }
+    }
+
+    /// Sends whole IP packets through the raw sockets, one `sendmmsg` per address family
+    /// (retrying past a packet the kernel refuses). Returns how many could not be sent.
+    fn send_raw(&self, pkts: &[&[u8]], headers: &mut BatchHeaders) -> usize {
         let mut failed = 0;
         for (v6, socket) in [(false, &self.v4), (true, &self.v6)] {
             let mut slices = Vec::with_capacity(pkts.len());
@@ -168,6 +227,33 @@ impl OutsideTx for OuterTx {
             }
         }
         failed
+    }
+}
+
+impl OutsideTx for OuterTx {
+    type Scratch = BatchHeaders;
+
+    fn scratch(&self) -> BatchHeaders {
+        BatchHeaders::new(TX_BATCH)
+    }
+
+    /// Sends whole IP packets in order: runs of ESP in UDP through the UDP sockets, the
+    /// rest through the raw sockets. Returns how many could not be sent.
+    fn send_batch(&self, pkts: &[&[u8]], headers: &mut BatchHeaders) -> usize {
+        let mut failed = 0;
+        let mut raw_from = 0;
+        let mut at = 0;
+        while at < pkts.len() {
+            let sent = self.send_udp_run(&pkts[at..]);
+            if sent == 0 {
+                at += 1;
+                continue;
+            }
+            failed += self.send_raw(&pkts[raw_from..at], headers);
+            at += sent;
+            raw_from = at;
+        }
+        failed + self.send_raw(&pkts[raw_from..], headers)
     }
 }
 
@@ -229,6 +315,8 @@ struct RxSocket {
 #[derive(Debug, Default)]
 pub struct OuterRx {
     sockets: Vec<RxSocket>,
+    /// Whether the UDP sockets coalesce datagrams (`UDP_GRO`).
+    gro: bool,
 }
 
 /// What the inbound SAs need received.
@@ -338,7 +426,26 @@ impl OuterRx {
                 kind: RxKind::Udp { local, port },
             });
         }
-        Ok(OuterRx { sockets })
+        Ok(OuterRx {
+            sockets,
+            gro: false,
+        })
+    }
+
+    /// Has the UDP sockets hand over runs of datagrams of one sender as one buffer
+    /// (`UDP_GRO`), which [`OutsideRx::recv_batch`] cuts up again: one receive for a run the
+    /// peer sent with UDP GSO. Where the kernel refuses it, that socket goes without.
+    pub fn enable_udp_gro(&mut self) {
+        for s in &self.sockets {
+            if matches!(s.kind, RxKind::Udp { .. }) {
+                let _ = nix::sys::socket::setsockopt(
+                    &s.socket,
+                    nix::sys::socket::sockopt::UdpGroSegment,
+                    &true,
+                );
+            }
+        }
+        self.gro = true;
     }
 
     /// A second handle of the UDP socket at `local`:`port` (key management sends IKE
@@ -366,7 +473,15 @@ impl OutsideRx for OuterRx {
     type Scratch = RxHeaders;
 
     fn scratch(&self) -> RxHeaders {
-        RxHeaders::new()
+        let mut h = RxHeaders::new();
+        if self.gro {
+            h.gro = self
+                .sockets
+                .iter()
+                .map(|s| matches!(s.kind, RxKind::Udp { .. }).then(GroRx::new))
+                .collect();
+        }
+        h
     }
 
     /// The descriptors to poll, in socket order.
@@ -375,8 +490,9 @@ impl OutsideRx for OuterRx {
     }
 
     /// Receives up to `bufs.len()` packets (at most [`RX_BATCH`]) from socket `index` with
-    /// one `recvmmsg`, each as a whole IP packet (headers rebuilt where the socket strips
-    /// them). Returns how many; 0 when nothing is waiting.
+    /// one `recvmmsg` — with `UDP_GRO`, one `recvmsg` per run of datagrams — each as a
+    /// whole IP packet (headers rebuilt where the socket strips them). Returns how many; 0
+    /// when nothing is waiting.
     fn recv_batch(
         &self,
         index: usize,
@@ -386,6 +502,9 @@ impl OutsideRx for OuterRx {
         let Some(s) = self.sockets.get(index) else {
             return Ok(0);
         };
+        if let Some(Some(gro)) = headers.gro.get_mut(index) {
+            return gro.recv(s, bufs);
+        }
         let mut received = [(0usize, None::<SockaddrStorage>); RX_BATCH];
         let want = bufs.len().min(RX_BATCH);
         let n = {
@@ -399,7 +518,7 @@ impl OutsideRx for OuterRx {
                 .collect();
             let results = match recvmmsg(
                 s.socket.as_raw_fd(),
-                &mut headers.0,
+                &mut headers.mm,
                 slices.iter_mut(),
                 MsgFlags::MSG_DONTWAIT,
                 None,
@@ -426,15 +545,117 @@ impl OutsideRx for OuterRx {
     }
 }
 
+/// A UDP socket's receive state with `UDP_GRO`: the last run received and how much of it
+/// has been handed out.
+struct GroRx {
+    buf: Box<[u8]>,
+    cmsg: Vec<u8>,
+    /// The run's bytes are `buf[at..end]`, datagrams of `seg` bytes (the last shorter).
+    at: usize,
+    end: usize,
+    seg: usize,
+    from: Option<SockaddrStorage>,
+}
+
+impl GroRx {
+    fn new() -> GroRx {
+        GroRx {
+            buf: vec![0u8; MAX_PACKET].into_boxed_slice(),
+            cmsg: nix::cmsg_space!(i32),
+            at: 0,
+            end: 0,
+            seg: 1,
+            from: None,
+        }
+    }
+
+    /// Fills `bufs` with the datagrams of the current run and of runs received after it,
+    /// until `bufs` is full or nothing waits. What does not fit stays for the next call;
+    /// a full `bufs` tells the caller to come back.
+    fn recv(&mut self, s: &RxSocket, bufs: &mut [PacketBuf]) -> io::Result<usize> {
+        let mut n = 0;
+        while n < bufs.len().min(RX_BATCH) {
+            if self.at >= self.end {
+                let received = {
+                    let mut iov = [io::IoSliceMut::new(&mut self.buf)];
+                    match recvmsg::<SockaddrStorage>(
+                        s.socket.as_raw_fd(),
+                        &mut iov,
+                        Some(&mut self.cmsg),
+                        MsgFlags::MSG_DONTWAIT,
+                    ) {
+                        Ok(r) => {
+                            let seg = r.cmsgs().ok().and_then(|mut c| {
+                                c.find_map(|m| match m {
+                                    ControlMessageOwned::UdpGroSegments(seg) => {
+                                        usize::try_from(seg).ok()
+                                    }
+                                    _ => None,
+                                })
+                            });
+                            Ok((r.bytes, seg, r.address))
+                        }
+                        Err(e) => Err(e),
+                    }
+                };
+                match received {
+                    Ok((len, seg, from)) => {
+                        self.at = 0;
+                        self.end = len;
+                        self.seg = seg.filter(|&s| s > 0).unwrap_or(len.max(1));
+                        self.from = from;
+                        if len == 0 {
+                            // An empty datagram: one packet of its own.
+                            if finish(s.kind, &mut bufs[n], 0, self.from.as_ref()).is_err() {
+                                bufs[n].set_range(0..0);
+                            }
+                            n += 1;
+                            continue;
+                        }
+                    }
+                    Err(nix::errno::Errno::EAGAIN) => break,
+                    Err(_) if n > 0 => break,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let take = (self.end - self.at).min(self.seg);
+            let buf = &mut bufs[n];
+            buf.receive_area(RX_HEADROOM)[..take]
+                .copy_from_slice(&self.buf[self.at..self.at + take]);
+            if finish(s.kind, buf, take, self.from.as_ref()).is_err() {
+                buf.set_range(0..0);
+            }
+            self.at += take;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+impl core::fmt::Debug for GroRx {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("GroRx")
+            .field("pending", &(self.end - self.at.min(self.end)))
+            .finish()
+    }
+}
+
 /// Largest batch [`OuterRx::recv_batch`] takes at once.
 pub const RX_BATCH: usize = 64;
 
-/// Preallocated message headers for [`OuterRx::recv_batch`].
-pub struct RxHeaders(MultiHeaders<SockaddrStorage>);
+/// Preallocated message headers for [`OuterRx::recv_batch`], and the `UDP_GRO` state of
+/// each socket that has it.
+pub struct RxHeaders {
+    mm: MultiHeaders<SockaddrStorage>,
+    gro: Vec<Option<GroRx>>,
+}
 
 impl RxHeaders {
     pub fn new() -> RxHeaders {
-        RxHeaders(MultiHeaders::preallocate(RX_BATCH, None))
+        RxHeaders {
+            mm: MultiHeaders::preallocate(RX_BATCH, None),
+            gro: Vec::new(),
+        }
     }
 }
 

@@ -8,6 +8,13 @@
 //! sends the results, and polls only when the source is empty — so under load a batch
 //! forms by itself and an idle gateway costs nothing. A third thread answers `espo status`.
 //!
+//! With TUN offloads ([`super::tun`]) a read may be a super-packet of up to 64 KiB: the
+//! outbound thread cuts it into segments ([`espo_ipsec::gso`]) that then go through the PMTU
+//! check and the engine exactly as packets read one by one; the inbound thread hands each
+//! batch's inner packets to a coalescer ([`espo_ipsec::gro`]) and, once its sockets are empty
+//! (or the coalescer full), writes a flow's consecutive TCP segments as one super-packet,
+//! everything else as it came, in arrival order.
+//!
 //! Shutdown: SIGINT and SIGTERM set a flag the busy loops check between batches and write
 //! to a socket pair every idle poll watches, so every thread ends within one batch or one
 //! poll.
@@ -23,19 +30,24 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::icmp::{self, ErrorSource, RateLimit};
 use super::path::{
-    InboundEngine, Incoming, OutboundEngine, Outgoing, OutsideRx, OutsideTx, PacketBuf, SaSnapshot,
+    InboundEngine, Incoming, MAX_PACKET, OutboundEngine, Outgoing, OutsideRx, OutsideTx, PacketBuf,
+    SaSnapshot,
 };
 use super::pmtu::{self, Fit, FragmentError, Fragments};
 use super::status::{DirectionStats, PUBLISH_INTERVAL, Published};
 use super::tun::Tun;
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::HEADROOM;
+use espo_ipsec::gro::{Coalescer, Offer};
+use espo_ipsec::gso::{self, VNET_HDR_LEN, VnetHdr};
 use espo_ipsec::wire::Version;
 
 /// Packets per batch handed to an engine.
 pub const BATCH: usize = 32;
 /// How long an idle thread sleeps in poll before it looks at the shutdown flag again.
 const IDLE_POLL: Duration = Duration::from_millis(200);
+/// Slots of coalesced packets the inbound thread holds while its sockets have more.
+const GRO_HOLD_SLOTS: usize = 8;
 /// ICMP errors per second (and burst) the outbound thread sends at most.
 const ICMP_PER_SECOND: u32 = 100;
 
@@ -152,6 +164,13 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
     };
     let mut ready = Vec::new();
     let mut spare = PacketBuf::default();
+    // With TUN offloads: where a super-packet waits while it is cut into the batch.
+    let vnet = o.ctx.tun.vnet_hdr();
+    let mut whole = if vnet {
+        PacketBuf::default()
+    } else {
+        PacketBuf::empty()
+    };
     o.publish(true);
     while !o.ctx.shutdown.requested() {
         o.engine.housekeeping();
@@ -159,7 +178,22 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
         let mut empty = false;
         while n < BATCH {
             let slot = &mut o.batch[n];
-            match o.ctx.tun.recv(slot.receive_area(HEADROOM)) {
+            let area = if vnet {
+                // The header lands in the headroom, the packet at HEADROOM.
+                &mut slot.buffer_mut()[HEADROOM - VNET_HDR_LEN..HEADROOM + MAX_PACKET]
+            } else {
+                slot.receive_area(HEADROOM)
+            };
+            match o.ctx.tun.recv(area) {
+                Ok(len) if vnet => match o.offloaded(n, len) {
+                    Some(None) => o.stats.received += 1,
+                    Some(Some(hdr)) => {
+                        std::mem::swap(&mut o.batch[n], &mut whole);
+                        n = o.segment(&whole, &hdr, n, &mut spare);
+                        continue;
+                    }
+                    None => continue,
+                },
                 Ok(len) => {
                     slot.set_range(HEADROOM..HEADROOM + len);
                     o.stats.received += 1;
@@ -177,16 +211,7 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
                     return (o.stats, Some(e));
                 }
             }
-            match o.admit(n) {
-                Admit::Keep => n += 1,
-                Admit::Done => {}
-                Admit::Fragment { max_len } => {
-                    o.flush(n);
-                    std::mem::swap(&mut o.batch[n], &mut spare);
-                    n = 0;
-                    o.fragment(&spare, max_len);
-                }
-            }
+            n = o.take(n, &mut spare);
         }
         o.flush(n);
         if empty {
@@ -213,6 +238,76 @@ enum Admit {
 }
 
 impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
+    /// Takes the packet in slot `n` (admitted or not); returns the next free slot, after
+    /// encapsulating the batch when a packet had to be fragmented.
+    fn take(&mut self, n: usize, spare: &mut PacketBuf) -> usize {
+        match self.admit(n) {
+            Admit::Keep => n + 1,
+            Admit::Done => n,
+            Admit::Fragment { max_len } => {
+                self.flush(n);
+                std::mem::swap(&mut self.batch[n], spare);
+                self.fragment(spare, max_len);
+                0
+            }
+        }
+    }
+
+    /// A read of `len` bytes with a virtio-net header into slot `n`: `Some(None)` when it
+    /// is a single packet (checksum completed, in place), `Some(Some(header))` for a
+    /// super-packet, `None` when it was dropped (counted).
+    fn offloaded(&mut self, n: usize, len: usize) -> Option<Option<VnetHdr>> {
+        let slot = &mut self.batch[n];
+        let hdr = VnetHdr::parse(&slot.buffer_mut()[HEADROOM - VNET_HDR_LEN..]);
+        let (Some(hdr), Some(len)) = (hdr, len.checked_sub(VNET_HDR_LEN)) else {
+            self.stats.received += 1;
+            self.stats.drops.count(DropReason::Malformed);
+            return None;
+        };
+        slot.set_range(HEADROOM..HEADROOM + len);
+        match gso::finish_single(slot.packet_mut(), &hdr) {
+            Ok(true) => Some(None),
+            Ok(false) => Some(Some(hdr)),
+            Err(reason) => {
+                self.stats.received += 1;
+                self.stats.drops.count(reason);
+                None
+            }
+        }
+    }
+
+    /// Cuts a super-packet into segments from slot `n` on, each taken as a packet read
+    /// from the device; returns the next free slot.
+    fn segment(
+        &mut self,
+        whole: &PacketBuf,
+        hdr: &VnetHdr,
+        mut n: usize,
+        spare: &mut PacketBuf,
+    ) -> usize {
+        let mut segments = match gso::Segments::new(whole.packet(), hdr) {
+            Ok(s) => s,
+            Err(reason) => {
+                self.stats.received += 1;
+                self.stats.drops.count(reason);
+                return n;
+            }
+        };
+        loop {
+            let slot = &mut self.batch[n];
+            let Some(len) = segments.next_into(slot.receive_area(HEADROOM)) else {
+                return n;
+            };
+            slot.set_range(HEADROOM..HEADROOM + len);
+            self.stats.received += 1;
+            n = self.take(n, spare);
+            if n == BATCH {
+                self.flush(n);
+                n = 0;
+            }
+        }
+    }
+
     /// Checks the packet in slot `i` against the path MTU.
     fn admit(&mut self, i: usize) -> Admit {
         let pkt = self.batch[i].packet();
@@ -250,7 +345,7 @@ impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
         let pkt = self.batch[i].packet();
         let len = icmp::too_big(pkt, &self.ctx.icmp_source, mtu, &mut self.icmp_buf);
         if let Some(len) = len {
-            match self.ctx.tun.send(&self.icmp_buf[..len]) {
+            match self.ctx.tun.send_packet(&self.icmp_buf[..len]) {
                 Ok(_) => self.stats.icmp_errors += 1,
                 Err(_) => self.stats.write_errors += 1,
             }
@@ -420,6 +515,8 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
     publish(&stats, engine, true);
     let mut headers = ctx.rx.scratch();
     let fds: Vec<BorrowedFd<'_>> = ctx.rx.fds();
+    // With TUN offloads, a batch's TCP segments are written coalesced.
+    let mut gro = ctx.tun.vnet_hdr().then(|| Coalescer::new(BATCH));
     while !ctx.shutdown.requested() {
         engine.housekeeping();
         // Fill a batch from the sockets that were readable, one recvmmsg each.
@@ -443,18 +540,26 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
         if n > 0 {
             engine.decapsulate(&mut batch[..n], &mut verdicts);
             for (p, v) in batch[..n].iter().zip(verdicts.iter()) {
+                // What goes to the inside, and its SA (0 for none: no SA has SPI 0).
+                let (inside, spi) = match v {
+                    Ok(Incoming::Inner { spi }) => (true, *spi),
+                    Ok(Incoming::Unprotected) => (true, 0),
+                    _ => (false, 0),
+                };
+                if inside {
+                    let unprotected = spi == 0;
+                    let offered = gro.as_mut().map(|c| c.offer(spi, p.packet()));
+                    if matches!(offered, Some(Offer::Merged | Offer::Held)) {
+                        continue;
+                    }
+                    if let Some(c) = gro.as_mut() {
+                        drain(c, &ctx, &mut stats); // what came before goes first
+                    }
+                    let ok = ctx.tun.send_packet(p.packet()).is_ok();
+                    written(&mut stats, ok, unprotected, 1, p.packet().len() as u64);
+                    continue;
+                }
                 match v {
-                    Ok(Incoming::Inner { .. }) => match ctx.tun.send(p.packet()) {
-                        Ok(_) => {
-                            stats.forwarded += 1;
-                            stats.forwarded_bytes += p.packet().len() as u64;
-                        }
-                        Err(_) => stats.write_errors += 1,
-                    },
-                    Ok(Incoming::Unprotected) => match ctx.tun.send(p.packet()) {
-                        Ok(_) => stats.bypassed += 1,
-                        Err(_) => stats.write_errors += 1,
-                    },
                     Ok(Incoming::Bypass) => stats.bypassed += 1,
                     Ok(Incoming::Consumed) => stats.consumed += 1,
                     Ok(Incoming::Ike { src, dst }) => {
@@ -469,8 +574,15 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
                         }
                     }
                     Err(reason) => stats.drops.count(*reason),
+                    Ok(Incoming::Inner { .. } | Incoming::Unprotected) => {}
                 }
             }
+        }
+        // While the sockets still hold packets, segments may continue what is held: write
+        // it once they are empty, or when it fills a few slots (at most a few hundred KiB
+        // wait).
+        if let Some(c) = gro.as_mut().filter(|c| !more || c.held() >= GRO_HOLD_SLOTS) {
+            drain(c, &ctx, &mut stats);
         }
         publish(&stats, engine, !more);
         if !more {
@@ -480,8 +592,31 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
             ready.truncate(queues);
         }
     }
+    if let Some(c) = gro.as_mut() {
+        drain(c, &ctx, &mut stats);
+    }
     publish(&stats, engine, true);
     stats
+}
+
+/// Counts packets written to the inside (`ok`) or not.
+fn written(stats: &mut DirectionStats, ok: bool, unprotected: bool, packets: u64, bytes: u64) {
+    match (ok, unprotected) {
+        (true, false) => {
+            stats.forwarded += packets;
+            stats.forwarded_bytes += bytes;
+        }
+        (true, true) => stats.bypassed += packets,
+        (false, _) => stats.write_errors += packets,
+    }
+}
+
+/// Writes what a coalescer holds to the inside.
+fn drain<R: OutsideRx>(c: &mut Coalescer, ctx: &InboundCtx<'_, R>, stats: &mut DirectionStats) {
+    c.drain(|bytes, packets, inner_bytes, unprotected| {
+        let ok = ctx.tun.send(bytes).is_ok();
+        written(stats, ok, unprotected, packets, inner_bytes);
+    });
 }
 
 #[cfg(test)]

@@ -11,17 +11,24 @@
 //! ([`super::netlink`]), not through tun-rs's ioctl helpers, so that everything it sets
 //! it can also remove by the same means.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
 use tun_rs::{DeviceBuilder, SyncDevice};
 
-/// A TUN device (IFF_TUN | IFF_NO_PI): one read is one IP packet.
+/// A TUN device (IFF_TUN | IFF_NO_PI): one read is one IP packet — with offloads
+/// (`IFF_VNET_HDR`, and `TUNSETOFFLOAD` with TSO4/TSO6 and, where the kernel has them,
+/// USO4/USO6) a virtio-net header and a packet of up to 64 KiB that espo segments itself
+/// ([`espo_ipsec::gso`]), and every write starts with such a header too ([`espo_ipsec::gro`]).
 pub struct Tun {
     dev: SyncDevice,
     name: String,
+    vnet_hdr: bool,
 }
+
+/// An all-zero virtio-net header: a single packet, its checksum complete.
+const NO_OFFLOAD: [u8; espo_ipsec::gso::VNET_HDR_LEN] = [0; espo_ipsec::gso::VNET_HDR_LEN];
 
 impl core::fmt::Debug for Tun {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -31,30 +38,59 @@ impl core::fmt::Debug for Tun {
 
 impl Tun {
     /// Creates the device `name` (it disappears when espo closes it), non-blocking, down
-    /// and without addresses.
-    pub fn create(name: &str) -> io::Result<Tun> {
-        let dev = DeviceBuilder::new()
-            .name(name)
-            .packet_information(false)
-            .enable(false)
-            .build_sync()?;
+    /// and without addresses; with `offload`, with offloads where the kernel offers them.
+    pub fn create(name: &str, offload: bool) -> io::Result<Tun> {
+        let build = |offload: bool| {
+            DeviceBuilder::new()
+                .name(name)
+                .packet_information(false)
+                .offload(offload)
+                .enable(false)
+                .build_sync()
+        };
+        let dev = match build(offload) {
+            Ok(dev) => dev,
+            // A kernel without IFF_VNET_HDR on TUN: without offloads.
+            Err(_) if offload => build(false)?,
+            Err(e) => return Err(e),
+        };
         dev.set_nonblocking(true)?;
         let name = dev.name()?;
-        Ok(Tun { dev, name })
+        Ok(Tun {
+            vnet_hdr: dev.tcp_gso(),
+            dev,
+            name,
+        })
+    }
+
+    /// Whether reads and writes carry a virtio-net header (offloads on).
+    pub fn vnet_hdr(&self) -> bool {
+        self.vnet_hdr
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// Reads one packet; `WouldBlock` when none is waiting.
+    /// Reads one packet (with offloads, header first); `WouldBlock` when none is waiting.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.dev.recv(buf)
     }
 
-    /// Writes one packet to the inside stack.
-    pub fn send(&self, pkt: &[u8]) -> io::Result<usize> {
-        self.dev.send(pkt)
+    /// Writes `bytes` as they are (with offloads, they start with a virtio-net header).
+    pub fn send(&self, bytes: &[u8]) -> io::Result<usize> {
+        self.dev.send(bytes)
+    }
+
+    /// Writes one whole packet to the inside stack (with offloads, behind a header that
+    /// says so).
+    pub fn send_packet(&self, pkt: &[u8]) -> io::Result<usize> {
+        if self.vnet_hdr {
+            self.dev
+                .send_vectored(&[IoSlice::new(&NO_OFFLOAD), IoSlice::new(pkt)])
+        } else {
+            self.dev.send(pkt)
+        }
     }
 }
 

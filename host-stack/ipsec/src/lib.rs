@@ -10,6 +10,8 @@ pub mod counters;
 pub mod crypto;
 pub mod ecn;
 pub mod engine;
+pub mod gro;
+pub mod gso;
 pub mod lifetime;
 pub mod replay;
 pub mod sa;

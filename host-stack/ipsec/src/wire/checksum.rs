@@ -20,25 +20,32 @@ fn fold(mut sum: u64) -> u16 {
 /// The one's-complement sum of `bytes` taken as big-endian 16-bit words, an odd final byte
 /// padded with a zero byte.
 pub fn data(bytes: &[u8]) -> u16 {
-    // Summing 32-bit words into 64 bits and folding gives the same one's-complement sum as
-    // summing 16-bit words, because 2^16 ≡ 1 (mod 2^16 − 1).
-    let mut sum: u64 = 0;
-    let mut words = bytes.chunks_exact(4);
+    // The sum does not depend on byte order (RFC 1071 §2(B)): summing little-endian words
+    // gives the byte-swapped sum, swapped back at the end — no swap per word. Summing the
+    // 32-bit halves of 64-bit words into two 64-bit accumulators gives the same
+    // one's-complement sum as summing 16-bit words, because 2^16 ≡ 1 (mod 2^16 − 1), and
+    // lets the compiler vectorize the loop (2^32 words of 2^32 each cannot overflow).
+    let (mut lo, mut hi) = (0u64, 0u64);
+    let mut words = bytes.chunks_exact(8);
     for word in &mut words {
-        if let &[a, b, c, d] = word {
-            sum += u64::from(u32::from_be_bytes([a, b, c, d]));
-        }
+        let w = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+        lo += w & 0xffff_ffff;
+        hi += w >> 32;
     }
+    let mut sum = u128::from(lo) + u128::from(hi);
     let mut tail = words.remainder().chunks_exact(2);
     for half in &mut tail {
-        if let &[hi, lo] = half {
-            sum += u64::from(u16::from_be_bytes([hi, lo]));
+        if let &[a, b] = half {
+            sum += u128::from(u16::from_le_bytes([a, b]));
         }
     }
     if let [last] = tail.remainder() {
-        sum += u64::from(u16::from_be_bytes([*last, 0]));
+        sum += u128::from(*last);
     }
-    fold(sum)
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    (sum as u16).swap_bytes()
 }
 
 /// Combines partial one's-complement sums (each over an even number of bytes, or the last).

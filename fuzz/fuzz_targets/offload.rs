@@ -1,0 +1,50 @@
+//! TUN offloads: a virtio-net header and a packet as the TUN device would hand them over —
+//! completed or cut into segments, each of which must fit its buffer and lie within the
+//! super-packet's size — and packets offered to the coalescer, which must write back no
+//! more packets and no more bytes than it was given (plus headers), never panicking. The
+//! first input byte splits the rest into packets for the coalescer.
+#![no_main]
+
+use espo_ipsec::gro::{Coalescer, Offer};
+use espo_ipsec::gso::{Segments, VNET_HDR_LEN, VnetHdr, finish_single, udp_run};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
+    if let Some(hdr) = VnetHdr::parse(rest) {
+        let mut pkt = rest[VNET_HDR_LEN..].to_vec();
+        if let Ok(false) = finish_single(&mut pkt, &hdr)
+            && let Ok(mut segments) = Segments::new(&pkt, &hdr)
+        {
+            let count = segments.count();
+            let mut buf = vec![0u8; 2048];
+            let mut n = 0;
+            while let Some(len) = segments.next_into(&mut buf) {
+                assert!(len <= buf.len());
+                n += 1;
+                assert!(n <= count, "more segments than counted");
+            }
+        }
+    }
+
+    let step = usize::from(split).max(1);
+    let packets: Vec<&[u8]> = rest.chunks(step).collect();
+    let _ = udp_run(&packets);
+    let mut coalescer = Coalescer::new(4);
+    let (mut offered, mut offered_bytes) = (0u64, 0u64);
+    for (i, p) in packets.iter().enumerate() {
+        if coalescer.offer(i as u32 % 2, p) != Offer::Full {
+            offered += 1;
+            offered_bytes += p.len() as u64;
+        }
+    }
+    let (mut written, mut written_bytes) = (0u64, 0u64);
+    coalescer.drain(|bytes, packets, inner_bytes, _| {
+        assert!(bytes.len() >= VNET_HDR_LEN);
+        written += packets;
+        written_bytes += inner_bytes;
+    });
+    assert_eq!((written, written_bytes), (offered, offered_bytes));
+});
