@@ -376,8 +376,10 @@ impl OutsideRx for CardRx<'_> {
         let busy_after = card_busy();
         let mut backlog = lock(&s.backlog);
         backlog.extend(reports.drain(..));
+        // The inbound thread fills one batch from each of its descriptors that was
+        // readable (the wake-up and the card's interrupt) before it decapsulates: the
+        // verdicts of every call wait, in order, for that one decapsulate.
         let mut verdicts = lock(&s.verdicts);
-        verdicts.clear();
         let mut n = 0;
         while n < bufs.len() {
             let Some(report) = backlog.pop_front() else {
@@ -438,6 +440,9 @@ impl InboundEngine for CardInbound<'_> {
         for _ in 0..batch.len() {
             verdicts.push(ready.pop_front().unwrap_or(Err(DropReason::DeviceError)));
         }
+        // One verdict per packet received: none can be left over, and none may be taken
+        // for a later batch's packets.
+        ready.clear();
     }
 
     fn snapshot(&self, out: &mut Vec<SaSnapshot>) {

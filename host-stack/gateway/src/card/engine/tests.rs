@@ -205,6 +205,39 @@ fn the_inbound_seam_delivers_what_the_card_decapsulated_and_counts_a_replay() {
 }
 
 #[test]
+fn a_batch_filled_from_both_descriptors_keeps_every_packets_verdict() {
+    // The inbound thread takes a batch from each readable descriptor (the wake-up, the
+    // card's interrupt) and decapsulates them together.
+    let mut b = bench();
+    let packets: Vec<Vec<u8>> = (0..6)
+        .map(|i| udp([10, 1, 0, 2], [10, 2, 0, 2], 200 + i * 10, i as u8))
+        .collect();
+    let frames: Vec<Vec<u8>> = packets.iter().map(|p| b.protected_by_peer(p)).collect();
+    for f in &frames[..3] {
+        b.queues.push_for_card(f.clone());
+    }
+    b.settle_card();
+    let rx = CardRx { shared: &b.shared };
+    let mut inbound = CardInbound { shared: &b.shared };
+    let mut bufs: Vec<PacketBuf> = (0..8).map(|_| PacketBuf::default()).collect();
+    let mut scratch = rx.scratch();
+    let first = rx.recv_batch(0, &mut bufs, &mut scratch).unwrap();
+    assert_eq!(first, 3);
+    for f in &frames[3..] {
+        b.queues.push_for_card(f.clone());
+    }
+    b.settle_card();
+    let second = rx.recv_batch(1, &mut bufs[first..], &mut scratch).unwrap();
+    assert_eq!(second, 3);
+    let mut verdicts = Vec::new();
+    inbound.decapsulate(&mut bufs[..6], &mut verdicts);
+    assert_eq!(verdicts, vec![Ok(Incoming::Inner { spi: 0x1001 }); 6]);
+    for (b, p) in bufs.iter().zip(&packets) {
+        assert_eq!(b.packet(), &p[..]);
+    }
+}
+
+#[test]
 fn housekeeping_keeps_the_latest_events_for_status() {
     let b = bench();
     assert!(b.shared.events().is_empty());
