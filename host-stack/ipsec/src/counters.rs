@@ -58,15 +58,19 @@ pub enum DropReason {
     /// card's, so it is not accepted.
     SaMoving,
     /// An IKE message for the key-management daemon, which has more waiting than it
-    /// takes (or is not running).
+    /// takes (or is not running); or a frame of the link layer (ARP, neighbour discovery)
+    /// from a card whose port is its own, while the port thread has too many waiting.
     IkeBacklog,
     /// An outbound packet matched a trap policy: key management negotiates the SA it
     /// needs (`start_action = "trap"`); the packet itself is not kept.
     Trapped,
+    /// The frame's next hop has no known link-layer address (ARP or neighbour discovery
+    /// not answered yet) where the card's port is its own and the frame leaves as posted.
+    Unresolved,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 24] = [
+    pub const ALL: [DropReason; 25] = [
         DropReason::Malformed,
         DropReason::NotIp,
         DropReason::Snapped,
@@ -91,6 +95,7 @@ impl DropReason {
         DropReason::SaMoving,
         DropReason::IkeBacklog,
         DropReason::Trapped,
+        DropReason::Unresolved,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -121,6 +126,7 @@ impl DropReason {
             DropReason::SaMoving => "sa-moving",
             DropReason::IkeBacklog => "ike-backlog",
             DropReason::Trapped => "trapped",
+            DropReason::Unresolved => "unresolved",
         }
     }
 

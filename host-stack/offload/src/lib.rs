@@ -38,6 +38,7 @@
 mod lifetime;
 mod live;
 mod migrate;
+pub mod next_hop;
 mod options;
 pub mod placement;
 mod recover;
@@ -61,6 +62,7 @@ use espo_ipsec::spd::Action;
 use espo_ipsec::spec::{Direction, PolicySpec, SaSpec};
 use espo_ipsec::wire::ethernet::EtherType;
 
+pub use next_hop::NextHopMacs;
 pub use options::{ENTRY_GRACE, JUMBO_BUFFER_BYTES, OffloadOptions, card_config};
 pub use placement::Unfit;
 pub use report::{
@@ -283,7 +285,12 @@ impl OffloadEngine {
             Err(reason) => self.tx_drop(tag, reason),
             Ok(Action::Discard | Action::Trap) => self.tx_drop(tag, DropReason::PolicyDiscard),
             Ok(Action::Bypass) => {
-                let frame = self.frame_for(inner);
+                let mut frame = self.frame_for(inner);
+                if !self.address_bypass(&mut frame) {
+                    self.recycle(frame);
+                    self.tx_drop(tag, DropReason::Unresolved);
+                    return;
+                }
                 self.pending.push_back((
                     tag,
                     Work::Ready {
@@ -304,6 +311,23 @@ impl OffloadEngine {
                 ));
             }
         }
+    }
+
+    /// Sends an Ethernet frame of the host's link layer (ARP, neighbour discovery, IKE,
+    /// addressed by the caller) through the card's port as it is, in order with what was
+    /// submitted before it; its fate comes back as one [`TxReport`] with `tag`
+    /// ([`SentAs::Link`]). Meant for a card whose port is its own
+    /// ([`OffloadOptions::own_port`]).
+    pub fn submit_frame(&mut self, tag: u64, frame: &[u8]) {
+        let mut f = self.buffer(frame.len());
+        f.extend_from_slice(frame);
+        self.pending.push_back((
+            tag,
+            Work::Ready {
+                frame: f,
+                sent: SentAs::Link,
+            },
+        ));
     }
 
     /// Does the work that is due: packets to the card, completions, received frames, card

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use espo_driver::card::CardConfig;
 
+use super::next_hop::NextHopMacs;
 use super::wire::{HostClock, MonotonicClock, Wire};
 
 /// How to run the engine.
@@ -13,8 +14,17 @@ pub struct OffloadOptions {
     pub queue: u16,
     /// Source MAC of transmitted frames.
     pub local_mac: [u8; 6],
-    /// Destination MAC of transmitted frames (the next hop).
+    /// Destination MAC of transmitted frames (the next hop), where the port's owner
+    /// rewrites it on the way out anyway; see `own_port`.
     pub peer_mac: [u8; 6],
+    /// The card's port is its own (a card on the bus, or a served card on an interface):
+    /// frames are posted with their next hop's MAC from this table (one the next hop has
+    /// not resolved yet is dropped as [`DropReason::Unresolved`]), and received frames for
+    /// the link layer ([`NextHopMacs::takes`]) are handed over as
+    /// [`Received::Link`](crate::Received::Link).
+    ///
+    /// [`DropReason::Unresolved`]: espo_ipsec::counters::DropReason::Unresolved
+    pub own_port: Option<Arc<NextHopMacs>>,
     /// Use at most this many SA table entries (`None`: the whole table).
     pub max_card_sas: Option<u32>,
     /// Sequence numbers skipped beyond the driver's upper bound when an outbound SA leaves
@@ -35,6 +45,7 @@ impl Default for OffloadOptions {
             queue: 0,
             local_mac: [0x02, 0, 0, 0, 0, 1],
             peer_mac: [0x02, 0, 0, 0, 0, 2],
+            own_port: None,
             max_card_sas: None,
             seq_margin: 64,
             max_recoveries: 3,
@@ -53,6 +64,7 @@ impl std::fmt::Debug for OffloadOptions {
             .field("seq_margin", &self.seq_margin)
             .field("max_recoveries", &self.max_recoveries)
             .field("fallback", &self.fallback.is_some())
+            .field("own_port", &self.own_port.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -73,6 +73,9 @@ pub enum SentAs {
     Esp { spi: u32, seq: u64, path: Path },
     /// Sent as it was (bypass policy).
     Bypass,
+    /// A frame of the host's link layer, sent as given
+    /// ([`OffloadEngine::submit_frame`](super::OffloadEngine::submit_frame)).
+    Link,
 }
 
 /// The fate of one submitted packet; exactly one per [`OffloadEngine::submit`](super::OffloadEngine::submit).
@@ -97,6 +100,9 @@ pub enum Received {
     Bypass { packet: Vec<u8> },
     /// A NAT keepalive, consumed.
     Keepalive,
+    /// A frame for the host's link layer (ARP, neighbour discovery, an ICMP error), from a
+    /// card whose port is its own ([`OffloadOptions::own_port`](crate::OffloadOptions::own_port)).
+    Link { frame: Vec<u8> },
     /// An IKE message behind the non-ESP marker, for the key-management daemon
     /// ([`OffloadEngine::set_ike`](crate::OffloadEngine::set_ike)).
     Ike {
@@ -188,6 +194,10 @@ pub struct OffloadCounters {
     pub rx_software: u64,
     /// Unprotected packets delivered (bypass policy), keepalives included.
     pub rx_bypass: u64,
+    /// Frames handed to the host's link layer (a card whose port is its own).
+    pub rx_link: u64,
+    /// Frames of the host's link layer sent through the card's port.
+    pub tx_link: u64,
     /// Received frames dropped, by reason.
     pub rx_dropped: DropCounters,
     /// SAs moved from software onto the card (initial placement not counted).

@@ -181,6 +181,19 @@ impl OffloadEngine {
     /// A frame for the software engine. Never one of an SA on the card: its window is the
     /// card's, and the software copy must not accept what the card would refuse.
     fn software_rx(&mut self, frame: &[u8]) -> (Option<(u32, u32)>, Result<Received, DropReason>) {
+        if self
+            .options
+            .own_port
+            .as_ref()
+            .is_some_and(|o| o.takes(frame))
+        {
+            return (
+                None,
+                Ok(Received::Link {
+                    frame: frame.to_vec(),
+                }),
+            );
+        }
         let ip_at = match ethernet::Frame::new_checked(frame)
             .ok()
             .and_then(|f| f.inner_ethertype().ok())
@@ -296,6 +309,7 @@ impl OffloadEngine {
             Ok(Received::Bypass { .. } | Received::Keepalive | Received::Ike { .. }) => {
                 self.counters.rx_bypass += 1
             }
+            Ok(Received::Link { .. }) => self.counters.rx_link += 1,
             Err(reason) => self.counters.rx_dropped.count(*reason),
         }
         self.rx_reports.push(RxReport {

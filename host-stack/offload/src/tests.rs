@@ -566,3 +566,85 @@ fn a_frame_the_card_took_before_its_sa_left_is_still_checked_against_the_host_re
         })
     ));
 }
+
+#[test]
+fn a_card_on_its_own_port_addresses_frames_to_their_next_hop_and_hands_back_the_link_layer() {
+    let macs = Arc::new(NextHopMacs::new(Vec::new()));
+    let options = OffloadOptions {
+        own_port: Some(Arc::clone(&macs)),
+        ..OffloadOptions::default()
+    };
+    let (mut engine, _, tap) = rig(&config(""), options);
+    // 192.0.2.2 not resolved yet: neither the card's SA nor software's may send.
+    engine.submit(0, &packet([10, 1, 0, 1], [10, 2, 0, 1], 100, 0));
+    engine.submit(1, &packet([10, 1, 0, 1], [10, 3, 0, 1], 100, 1));
+    let reports = run_until_idle(&mut engine);
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.outcome == Err(DropReason::Unresolved)),
+        "{reports:?}"
+    );
+    assert!(tap.drain().is_empty());
+    assert_eq!(engine.counters().tx_dropped.get(DropReason::Unresolved), 2);
+
+    let hop = [0x02, 0xaa, 0, 0, 0, 0x22];
+    macs.set(&[("192.0.2.2".parse().unwrap(), hop)]);
+    engine.submit(2, &packet([10, 1, 0, 1], [10, 2, 0, 1], 100, 2));
+    engine.submit(3, &packet([10, 1, 0, 1], [10, 3, 0, 1], 100, 3));
+    // A frame of the link layer leaves as given, in order.
+    let arp: Vec<u8> = [[0xff; 6].as_slice(), &[2, 0, 0, 0, 0, 1], &[8, 6], &[0; 28]].concat();
+    engine.submit_frame(4, &arp);
+    let mut reports = run_until_idle(&mut engine);
+    reports.sort_by_key(|r| r.tag);
+    assert!(matches!(
+        reports[0].outcome,
+        Ok(SentAs::Esp {
+            path: Path::Card,
+            ..
+        })
+    ));
+    assert!(matches!(
+        reports[1].outcome,
+        Ok(SentAs::Esp {
+            path: Path::Software,
+            ..
+        })
+    ));
+    assert_eq!(reports[2].outcome, Ok(SentAs::Link));
+    let wire = tap.drain();
+    assert_eq!(wire.len(), 3);
+    assert_eq!(wire[0].data[..6], hop, "the card's ESP to the next hop");
+    assert_eq!(wire[1].data[..6], hop, "software's ESP to the next hop");
+    assert_eq!(wire[2].data, arp);
+    assert_eq!(engine.counters().tx_link, 1);
+
+    // ARP from the port comes back to the link layer; ESP still decapsulates.
+    let reply: Vec<u8> = [[2, 0, 0, 0, 0, 1].as_slice(), &hop, &[8, 6], &[1; 28]].concat();
+    tap.send_bytes(&reply);
+    let got = collect_rx(&mut engine, 1);
+    assert_eq!(got[0].outcome, Ok(Received::Link { frame: reply }));
+    let mut peer = peer_config().software_engine().unwrap();
+    let got = receive_from_peer(&mut engine, &mut peer, &tap, 0..3, &mut Vec::new());
+    assert!(got.iter().all(|r| matches!(
+        r.outcome,
+        Ok(Received::Inner {
+            path: Path::Card,
+            ..
+        })
+    )));
+    assert_eq!(engine.counters().rx_link, 1);
+}
+
+#[test]
+fn without_its_own_port_the_engine_leaves_addressing_to_the_ports_owner() {
+    let (mut engine, _, tap) = rig(&config(""), OffloadOptions::default());
+    engine.submit(0, &packet([10, 1, 0, 1], [10, 2, 0, 1], 100, 0));
+    let reports = run_until_idle(&mut engine);
+    assert!(matches!(reports[0].outcome, Ok(SentAs::Esp { .. })));
+    assert_eq!(tap.drain()[0].data[..6], OffloadOptions::default().peer_mac);
+    // ARP is nothing for the IPsec path there: the port's owner answers it.
+    tap.send_bytes(&[[2, 0, 0, 0, 0, 1].as_slice(), &[2; 6], &[8, 6], &[1; 28]].concat());
+    let got = collect_rx(&mut engine, 1);
+    assert_eq!(got[0].outcome, Err(DropReason::NotIp));
+}

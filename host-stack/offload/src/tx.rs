@@ -206,6 +206,11 @@ impl OffloadEngine {
             None => match self.sw.outbound.classify(frame.get(14..).unwrap_or(&[])) {
                 Ok(Action::Protect(b)) => b,
                 Ok(Action::Bypass) => {
+                    let mut frame = frame;
+                    if !self.address_bypass(&mut frame) {
+                        self.recycle(frame);
+                        return Routed::Dropped(DropReason::Unresolved);
+                    }
                     let sent = SentAs::Bypass;
                     return self.route(Work::Ready { frame, sent });
                 }
@@ -223,6 +228,12 @@ impl OffloadEngine {
         {
             if frame.len() > self.max_frame {
                 return Routed::Dropped(DropReason::TooBig);
+            }
+            let mut frame = frame;
+            let dst = self.sw.outbound.sas()[bundle.inner].params.dst;
+            if !self.address_frame(&mut frame, dst) {
+                self.recycle(frame);
+                return Routed::Dropped(DropReason::Unresolved);
             }
             // Every number the card may use with this packet must be reserved.
             let bound = self.card_seq_bound(rec_id, sa_index).saturating_add(1);
@@ -261,6 +272,13 @@ impl OffloadEngine {
                 out[..6].copy_from_slice(&self.options.peer_mac);
                 out[6..12].copy_from_slice(&self.options.local_mac);
                 out[12..14].copy_from_slice(&ethertype);
+                let dst = crate::next_hop::ip_destination(&out[14..]);
+                if let Some(dst) = dst
+                    && !self.address_frame(&mut out, dst)
+                {
+                    self.recycle(out);
+                    return Routed::Dropped(DropReason::Unresolved);
+                }
                 self.software_sent(bundle);
                 let limit = match self.mode {
                     CardMode::Gone => MAX_WIRE_FRAME,
@@ -430,6 +448,7 @@ impl OffloadEngine {
                 ..
             } => self.counters.tx_software += 1,
             SentAs::Bypass => self.counters.tx_bypass += 1,
+            SentAs::Link => self.counters.tx_link += 1,
         }
         self.tx_reports.push(TxReport {
             tag,
@@ -459,5 +478,30 @@ fn refusal_reason(status: Status) -> DropReason {
         Status::TooBig => DropReason::TooBig,
         Status::Malformed => DropReason::Malformed,
         _ => DropReason::DeviceError,
+    }
+}
+
+impl OffloadEngine {
+    /// Where the card's port is its own, writes the MAC of `dst`'s next hop into `frame`;
+    /// false when it is not resolved. Otherwise the port's owner addresses the frame.
+    pub(super) fn address_frame(&self, frame: &mut [u8], dst: std::net::IpAddr) -> bool {
+        let Some(table) = &self.options.own_port else {
+            return true;
+        };
+        match (table.mac_for(dst), frame.get_mut(..6)) {
+            (Some(mac), Some(at)) => {
+                at.copy_from_slice(&mac);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// [`address_frame`](Self::address_frame) for a bypass packet: its own destination.
+    pub(super) fn address_bypass(&self, frame: &mut [u8]) -> bool {
+        match crate::next_hop::ip_destination(frame.get(14..).unwrap_or(&[])) {
+            Some(dst) => self.address_frame(frame, dst),
+            None => self.options.own_port.is_none(),
+        }
     }
 }

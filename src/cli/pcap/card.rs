@@ -68,7 +68,8 @@ impl CardTransform {
                     }
                     match sent {
                         SentAs::Esp { .. } => Outcome::Transformed(frame.split_off(14)),
-                        SentAs::Bypass => Outcome::Bypass,
+                        // Never submitted here: espo pcap sends no frames of its own.
+                        SentAs::Bypass | SentAs::Link => Outcome::Bypass,
                     }
                 }
                 Err(reason) => Outcome::Dropped(reason),
@@ -125,8 +126,11 @@ impl CardTransform {
             };
             out.push(match r.outcome {
                 Ok(Received::Inner { packet, .. }) => Outcome::Transformed(packet),
-                // espo pcap runs no IKE: the engine never hands IKE messages out here.
-                Ok(Received::Bypass { .. } | Received::Ike { .. }) => Outcome::Bypass,
+                // espo pcap runs no IKE and its card's port is not its own: the engine
+                // hands out neither IKE messages nor link-layer frames here.
+                Ok(Received::Bypass { .. } | Received::Ike { .. } | Received::Link { .. }) => {
+                    Outcome::Bypass
+                }
                 Ok(Received::Keepalive) => Outcome::Keepalive,
                 Err(reason) => Outcome::Dropped(reason),
             });

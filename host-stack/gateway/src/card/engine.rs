@@ -247,7 +247,7 @@ impl<'a> CardOutbound<'a> {
 fn outgoing(outcome: Result<SentAs, DropReason>) -> Result<Outgoing, DropReason> {
     match outcome {
         Ok(SentAs::Esp { spi, .. }) => Ok(Outgoing::Transmitted { spi }),
-        Ok(SentAs::Bypass) => Ok(Outgoing::Transmitted { spi: 0 }),
+        Ok(SentAs::Bypass | SentAs::Link) => Ok(Outgoing::Transmitted { spi: 0 }),
         Err(reason) => Err(reason),
     }
 }
@@ -397,6 +397,12 @@ impl OutsideRx for CardRx<'_> {
                     false => Err(DropReason::TooBig),
                 },
                 Ok(Received::Keepalive) => Ok(Incoming::Consumed),
+                // ARP, neighbour discovery, ICMP errors, IKE from a card whose port is its
+                // own: the port thread's, as from its socket.
+                Ok(Received::Link { frame }) => match s.queues.push_for_host(frame) {
+                    true => Ok(Incoming::Consumed),
+                    false => Err(DropReason::IkeBacklog),
+                },
                 Ok(Received::Ike { message, src, dst }) => match buf.load(&message) {
                     true => Ok(Incoming::Ike { src, dst }),
                     false => Err(DropReason::TooBig),

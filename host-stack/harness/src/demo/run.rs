@@ -335,8 +335,9 @@ impl Demo {
                     self.deliver(&packet, true)
                 }
                 // Counted by the engine, under its reason (IKE is taken out before the
-                // card).
-                Ok(Received::Keepalive | Received::Ike { .. }) | Err(_) => {}
+                // card; the demo's card port is not its own, so no link frames come).
+                Ok(Received::Keepalive | Received::Ike { .. } | Received::Link { .. }) | Err(_) => {
+                }
             }
         }
         self.rx = rx;

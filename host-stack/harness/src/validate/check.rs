@@ -186,6 +186,10 @@ impl Harness {
                     ));
                 }
             }
+            Ok(SentAs::Link) => {
+                // validate submits packets only, never frames of its own.
+                self.mismatch(format!("packet {}: reported as a link-layer frame", r.tag));
+            }
             Err(reason) => {
                 self.report.tx.dropped.count(reason);
                 if matches!(reason, DropReason::DeviceError | DropReason::SaMoving) {
@@ -465,6 +469,7 @@ fn short(r: &Received) -> String {
         Received::Bypass { packet } => format!("bypass ({} bytes)", packet.len()),
         Received::Keepalive => "keepalive".into(),
         Received::Ike { message, .. } => format!("IKE message ({} bytes)", message.len()),
+        Received::Link { frame } => format!("link-layer frame ({} bytes)", frame.len()),
     }
 }
 

@@ -1,0 +1,260 @@
+//! A card whose Ethernet port is its own (a card on the PCI bus, or a served card on an
+//! interface of its server): what it sends leaves as the host posted it, so the host
+//! writes each frame's next-hop MAC before posting, and the frames its link layer needs
+//! (ARP, neighbour discovery, ICMP errors) come back from the card instead of from a socket.
+//!
+//! [`NextHopMacs`] is the table the host's link layer (the gateway's port thread, which
+//! resolves next hops with ARP and neighbour discovery) fills and the engine reads once
+//! per frame; [`NextHopMacs::takes`] says which received frames are the link layer's.
+
+use std::net::IpAddr;
+use std::sync::RwLock;
+
+/// The MAC address of each next hop, as resolved by the host's link layer.
+#[derive(Debug, Default)]
+pub struct NextHopMacs {
+    /// The configured next hop per family (absent: a frame's destination is its next hop).
+    via: Vec<IpAddr>,
+    table: RwLock<Vec<(IpAddr, [u8; 6])>>,
+    /// IKE datagrams (UDP port 500, and port 4500 behind the non-ESP marker or a NAT
+    /// keepalive) are the host's too: its key-management daemon reads them there.
+    ike: bool,
+}
+
+impl NextHopMacs {
+    /// An empty table; frames of a family with an entry in `via` go to that next hop.
+    pub fn new(via: Vec<IpAddr>) -> Self {
+        NextHopMacs {
+            via,
+            table: RwLock::default(),
+            ike: false,
+        }
+    }
+
+    /// IKE datagrams go to the host's link layer as well (see [`takes`](Self::takes)).
+    pub fn with_ike(mut self) -> Self {
+        self.ike = true;
+        self
+    }
+
+    /// Whether a received frame is the host's link layer's rather than the IPsec path's:
+    /// [`is_link_frame`], and IKE datagrams when asked for ([`with_ike`](Self::with_ike)).
+    pub fn takes(&self, frame: &[u8]) -> bool {
+        is_link_frame(frame) || (self.ike && is_ike_datagram(frame))
+    }
+
+    /// The next hop of a frame to `dst`.
+    pub fn next_hop(&self, dst: IpAddr) -> IpAddr {
+        self.via
+            .iter()
+            .copied()
+            .find(|h| h.is_ipv4() == dst.is_ipv4())
+            .unwrap_or(dst)
+    }
+
+    /// The MAC of `dst`'s next hop, if it is resolved.
+    pub fn mac_for(&self, dst: IpAddr) -> Option<[u8; 6]> {
+        let hop = self.next_hop(dst);
+        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
+        table.iter().find(|(ip, _)| *ip == hop).map(|(_, mac)| *mac)
+    }
+
+    /// Replaces the table with the next hops resolved now.
+    pub fn set(&self, resolved: &[(IpAddr, [u8; 6])]) {
+        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
+        if table.as_slice() != resolved {
+            table.clear();
+            table.extend_from_slice(resolved);
+        }
+    }
+
+    /// The resolved next hops.
+    pub fn resolved(&self) -> Vec<(IpAddr, [u8; 6])> {
+        self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The destination address of an IPv4 or IPv6 packet.
+pub fn ip_destination(ip: &[u8]) -> Option<IpAddr> {
+    match ip.first()? >> 4 {
+        4 => Some(IpAddr::from(<[u8; 4]>::try_from(ip.get(16..20)?).ok()?)),
+        6 => Some(IpAddr::from(<[u8; 16]>::try_from(ip.get(24..40)?).ok()?)),
+        _ => None,
+    }
+}
+
+/// Whether a received Ethernet frame is for the host's link layer rather than the IPsec
+/// path: ARP, ICMPv6 neighbour discovery (router and neighbour solicitations and
+/// advertisements, redirects) and multicast listener discovery, and the ICMP errors path
+/// MTU discovery learns from (IPv4 destination unreachable, IPv6 packet too big). Frames
+/// with a VLAN tag are not.
+pub fn is_link_frame(frame: &[u8]) -> bool {
+    match frame.get(12..14) {
+        Some([0x08, 0x06]) => true,
+        Some([0x08, 0x00]) => {
+            let Some(ip) = frame.get(14..) else {
+                return false;
+            };
+            let ihl = usize::from(ip.first().map_or(0, |b| b & 0x0f)) * 4;
+            let first_fragment = ip.get(6..8).is_some_and(|f| f[0] & 0x1f == 0 && f[1] == 0);
+            // Protocol ICMP, the first (or only) fragment, type 3.
+            ihl >= 20 && ip.get(9) == Some(&1) && first_fragment && ip.get(ihl) == Some(&3)
+        }
+        Some([0x86, 0xdd]) => {
+            // Next header ICMPv6 right after the fixed header (as neighbour discovery
+            // always is); type 2 (packet too big), or the link's own control: multicast
+            // listener queries and reports (130..=132, 143) and neighbour discovery
+            // (133..=137).
+            frame.get(14 + 6) == Some(&58)
+                && matches!(frame.get(14 + 40), Some(2 | 130..=137 | 143))
+        }
+        _ => false,
+    }
+}
+
+/// Whether a frame carries a datagram to UDP port 500, or to port 4500 holding an IKE
+/// message (the non-ESP marker) or a NAT keepalive (first or only IP fragment; IPv6 with no
+/// extension header).
+pub fn is_ike_datagram(frame: &[u8]) -> bool {
+    let udp = match frame.get(12..14) {
+        Some([0x08, 0x00]) => {
+            let Some(ip) = frame.get(14..) else {
+                return false;
+            };
+            let ihl = usize::from(ip.first().map_or(0, |b| b & 0x0f)) * 4;
+            let first_fragment = ip.get(6..8).is_some_and(|f| f[0] & 0x1f == 0 && f[1] == 0);
+            if ihl < 20 || ip.get(9) != Some(&17) || !first_fragment {
+                return false;
+            }
+            ip.get(ihl..)
+        }
+        Some([0x86, 0xdd]) if frame.get(14 + 6) == Some(&17) => frame.get(14 + 40..),
+        _ => None,
+    };
+    let Some(udp) = udp else {
+        return false;
+    };
+    match udp.get(2..4) {
+        Some([0x01, 0xf4]) => true,
+        Some([0x11, 0x94]) => matches!(udp.get(8..), Some([0, 0, 0, 0, ..] | [0xff])),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(ethertype: [u8; 2], ip: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&ethertype);
+        f.extend_from_slice(ip);
+        f
+    }
+
+    fn ipv4(protocol: u8, frag: [u8; 2], payload: &[u8]) -> Vec<u8> {
+        let mut ip = vec![0x45, 0, 0, 0, 0, 0, frag[0], frag[1], 64, protocol];
+        ip.resize(20, 0);
+        ip.extend_from_slice(payload);
+        ip
+    }
+
+    fn ipv6(next: u8, payload: &[u8]) -> Vec<u8> {
+        let mut ip = vec![0x60, 0, 0, 0, 0, 0, next, 64];
+        ip.resize(40, 0);
+        ip.extend_from_slice(payload);
+        ip
+    }
+
+    #[test]
+    fn arp_neighbour_discovery_and_path_mtu_errors_are_the_link_layers() {
+        assert!(is_link_frame(&frame([0x08, 0x06], &[0; 28])));
+        assert!(is_link_frame(&frame(
+            [0x08, 0x00],
+            &ipv4(1, [0, 0], &[3, 4])
+        )));
+        for t in [2, 130, 131, 132, 133, 134, 135, 136, 137, 143] {
+            assert!(
+                is_link_frame(&frame([0x86, 0xdd], &ipv6(58, &[t, 0]))),
+                "{t}"
+            );
+        }
+    }
+
+    #[test]
+    fn everything_else_is_the_ipsec_paths() {
+        // ESP, echo requests, a later fragment, other ICMPv6, a VLAN tag, runts.
+        assert!(!is_link_frame(&frame(
+            [0x08, 0x00],
+            &ipv4(50, [0, 0], &[0; 8])
+        )));
+        assert!(!is_link_frame(&frame(
+            [0x08, 0x00],
+            &ipv4(1, [0, 0], &[8, 0])
+        )));
+        assert!(!is_link_frame(&frame(
+            [0x08, 0x00],
+            &ipv4(1, [0, 8], &[3, 4])
+        )));
+        assert!(!is_link_frame(&frame([0x86, 0xdd], &ipv6(58, &[128, 0]))));
+        assert!(!is_link_frame(&frame([0x86, 0xdd], &ipv6(17, &[2, 0]))));
+        assert!(!is_link_frame(&frame([0x81, 0x00], &[0; 40])));
+        assert!(!is_link_frame(&[0u8; 13]));
+        assert!(!is_link_frame(&frame([0x08, 0x00], &[0x45, 0, 0])));
+    }
+
+    fn udp(dst_port: u16, payload: &[u8]) -> Vec<u8> {
+        let mut u = vec![0x11, 0x94];
+        u.extend_from_slice(&dst_port.to_be_bytes());
+        u.extend_from_slice(&[0; 4]);
+        u.extend_from_slice(payload);
+        u
+    }
+
+    #[test]
+    fn ike_datagrams_are_the_hosts_when_asked_for() {
+        let plain = NextHopMacs::new(Vec::new());
+        let ike = NextHopMacs::new(Vec::new()).with_ike();
+        let yes = [
+            frame([0x08, 0x00], &ipv4(17, [0, 0], &udp(500, &[1; 28]))),
+            frame(
+                [0x08, 0x00],
+                &ipv4(17, [0x40, 0], &udp(4500, &[0, 0, 0, 0, 1])),
+            ),
+            frame([0x08, 0x00], &ipv4(17, [0, 0], &udp(4500, &[0xff]))),
+            frame([0x86, 0xdd], &ipv6(17, &udp(500, &[1; 28]))),
+        ];
+        for f in &yes {
+            assert!(ike.takes(f) && !plain.takes(f));
+        }
+        let no = [
+            // ESP in UDP, another port, a later fragment, ESP.
+            frame(
+                [0x08, 0x00],
+                &ipv4(17, [0, 0], &udp(4500, &[0, 0, 0x10, 1, 0, 0, 0, 1])),
+            ),
+            frame([0x08, 0x00], &ipv4(17, [0, 0], &udp(53, &[0; 8]))),
+            frame([0x08, 0x00], &ipv4(17, [0, 9], &udp(500, &[0; 8]))),
+            frame([0x08, 0x00], &ipv4(50, [0, 0], &udp(500, &[0; 8]))),
+        ];
+        for f in &no {
+            assert!(!ike.takes(f));
+        }
+    }
+
+    #[test]
+    fn frames_go_to_the_configured_next_hop_of_their_family() {
+        let via: IpAddr = "192.0.2.254".parse().unwrap();
+        let t = NextHopMacs::new(vec![via]);
+        let peer: IpAddr = "198.51.100.2".parse().unwrap();
+        let peer6: IpAddr = "2001:db8::2".parse().unwrap();
+        assert_eq!(t.next_hop(peer), via);
+        assert_eq!(t.next_hop(peer6), peer6);
+        assert_eq!(t.mac_for(peer), None);
+        t.set(&[(via, [2, 0, 0, 0, 0, 9]), (peer6, [2, 0, 0, 0, 0, 6])]);
+        assert_eq!(t.mac_for(peer), Some([2, 0, 0, 0, 0, 9]));
+        assert_eq!(t.mac_for(peer6), Some([2, 0, 0, 0, 0, 6]));
+        t.set(&[]);
+        assert_eq!(t.mac_for(peer), None);
+    }
+}
