@@ -59,7 +59,7 @@ fn both_ends_of_every_example_agree() {
     ];
     for (topology, left, right) in pairs {
         let card: &[&str] = if topology == "gw-gw" {
-            &["esp-model", "esp-vfio-user"]
+            &["esp-model", "esp-vfio-user", "esp-vfio"]
         } else {
             &[]
         };

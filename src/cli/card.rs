@@ -10,6 +10,7 @@ use std::os::fd::AsFd;
 
 use espo_driver::model::{Frame, Link, ModelParams};
 use espo_driver::vfio_user::server::{CardServer, ServedPort, SessionEnd};
+use espo_gateway::card::KernelOff;
 use espo_gateway::card::port::PortSocket;
 
 /// The ESPO-1 card model served to other processes.
@@ -53,7 +54,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH", conflicts_with = "port")]
     pub port_socket: Option<PathBuf>,
     /// Attach the card's Ethernet port to this interface instead (AF_PACKET, every frame
-    /// as it is: the card's frames leave with the MACs the card gave them; root).
+    /// as it is: the card's frames leave with the MACs the card gave them; the kernel's
+    /// IPv6, ARP answers and routing are switched off there while it runs; root). Its
+    /// client then has a card whose port is its own, as on the bus: `espo run` with
+    /// `engine = "vfio-user"` and no `[gateway] port`.
     #[arg(long, value_name = "IFACE")]
     pub port: Option<String>,
     /// Run the model with every latency at zero (functional tests).
@@ -101,9 +105,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         p.push(".port");
         p.into()
     });
+    let mut quiet = None;
     let (port, port_name) = match &args.port {
         Some(iface) => {
             let socket = PortSocket::open(iface)?;
+            // The interface is the card's cable: the kernel keeps quiet on it.
+            quiet = Some(KernelOff::apply(iface)?);
             let wake = socket
                 .as_fd()
                 .try_clone_to_owned()
@@ -141,6 +148,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
             .context("installing the signal handlers")?;
     }
     let end = server.run(&stop)?;
+    drop(quiet);
     eprintln!(
         "espo card serve: {end}; {} clients, {} messages, {} refused, {} malformed",
         server.stats.clients, server.stats.messages, server.stats.refused, server.stats.malformed

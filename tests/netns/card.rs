@@ -1,8 +1,11 @@
 //! `espo run` with the card model (`engine = "model"`) on one end: the card's port on an
 //! interface without an address, ARP answered and the next hop resolved by espo, traffic
-//! to a gateway on the software engine. The gateway-to-gateway test runs twice with one
-//! body: with the model in-process and with the model served by `espo card serve` in its
-//! own process (`engine = "vfio-user"`).
+//! to a gateway on the software engine. The gateway-to-gateway test runs three times with
+//! one body: with the model in-process, with the model served by `espo card serve` in its
+//! own process (`engine = "vfio-user"`, its port bridged by espo), and served with its
+//! port attached to the interface by the server — the card's port its own, as a card on
+//! the bus has it (`engine = "vfio"`): espo opens no socket, ARP, neighbour discovery and
+//! every frame pass through the card.
 
 use super::lab::{self, lab_or_skip};
 use super::{capture, drops, ip, pmtu, stat, topology, traffic};
@@ -46,6 +49,8 @@ enum CardAt {
     InProcess,
     /// The model served by `espo card serve`, reached over vfio-user.
     Served,
+    /// The model served by `espo card serve --port IFACE`: the card's port is its own.
+    ServedOwnPort,
 }
 
 #[test]
@@ -58,6 +63,12 @@ fn gateway_to_gateway_with_one_end_on_the_card_model() {
 fn gateway_to_gateway_with_one_end_on_a_card_served_over_vfio_user() {
     let lab = lab_or_skip!("ggv");
     gateway_to_gateway_on_the_card(lab, CardAt::Served);
+}
+
+#[test]
+fn gateway_to_gateway_with_one_end_on_a_card_whose_port_is_its_own() {
+    let lab = lab_or_skip!("ggo");
+    gateway_to_gateway_on_the_card(lab, CardAt::ServedOwnPort);
 }
 
 /// gw-a on the software engine, gw-b on the card (in-process or served): UDP and TCP both
@@ -84,9 +95,23 @@ fn gateway_to_gateway_on_the_card(mut lab: lab::Lab, card: CardAt) {
             );
             (gw_b, "vfio-user", "ESPO-1 served over vfio-user")
         }
+        CardAt::ServedOwnPort => {
+            let socket = lab.card_server_on(&t.right, "right", &t.right_out);
+            let gw_b = lab::example("gw-gw/esp-vfio-user/gw-b.toml", &t.right_out)
+                .replace(
+                    "socket = \"/run/espo-card.sock\"",
+                    &format!("socket = \"{}\"", socket.display()),
+                )
+                .replace(&format!("port = \"{}\"\n", t.right_out), "");
+            assert!(!gw_b.contains("\nport = "), "{gw_b}");
+            (gw_b, "vfio-user", "ESPO-1 served over vfio-user")
+        }
     };
     let b = lab.espo_run(&t.right, "right", &gw_b);
     let cap = capture::Capture::start(&t.left, &t.left_out);
+    // gw-a forgets whatever it learnt from gw-b's own ARP request (a card with its own
+    // port resolves its next hop ahead of traffic): it must ask, and gw-b must answer.
+    lab.ip(&t.left, &["neigh", "flush", "dev", &t.left_out]);
 
     assert_eq!(
         traffic::udp_echo(&lab, &t.left_host, &t.right_host, ip("10.2.0.2"), 20, 1000),
@@ -129,7 +154,11 @@ fn gateway_to_gateway_on_the_card(mut lab: lab::Lab, card: CardAt) {
         )),
         "{status}"
     );
-    if card == CardAt::Served {
+    if card == CardAt::ServedOwnPort {
+        // No socket of espo's on the interface: the port is the card's.
+        assert!(status.contains("port of the card ("), "{status}");
+    }
+    if card != CardAt::InProcess {
         // Completions woke the inbound thread through the card's MSI-X eventfd.
         let wakeups: u64 = status
             .lines()
@@ -141,6 +170,7 @@ fn gateway_to_gateway_on_the_card(mut lab: lab::Lab, card: CardAt) {
     assert!(port_counter(&status, "arp answered") >= 1, "{status}");
     assert!(status.contains("neighbour 192.0.2.1 at "), "{status}");
     assert!(stat(&status, "inbound", "forwarded") > 500, "{status}");
+    assert_eq!(stat(&status, "inbound", "dropped"), 0, "{status}");
     let neigh = lab.ip(&t.left, &["neigh", "show", "192.0.2.2"]);
     assert!(
         !neigh.contains("FAILED"),

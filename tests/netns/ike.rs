@@ -922,10 +922,26 @@ fn espo_and_strongswan_over_ipv6_outer_headers() {
 
 #[test]
 fn espo_on_the_card_model_negotiates_and_runs_its_child_sas_on_the_card() {
-    let mut lab = lab_or_skip!("im");
+    let lab = lab_or_skip!("im");
     if !swan_or_skip() {
         return;
     }
+    espo_on_the_card_against_strongswan(lab, false);
+}
+
+#[test]
+fn espo_on_a_card_whose_port_is_its_own_negotiates_through_the_card() {
+    let lab = lab_or_skip!("io");
+    if !swan_or_skip() {
+        return;
+    }
+    espo_on_the_card_against_strongswan(lab, true);
+}
+
+/// espo on the card model — in-process, its port on the interface, or served with its
+/// port attached to the interface by the server (`own_port`: IKE, ARP and every tunnel
+/// packet cross the card) — negotiates with strongSwan and runs both CHILD_SAs on the card.
+fn espo_on_the_card_against_strongswan(mut lab: Lab, own_port: bool) {
     // The card's port owns espo's side of the link: no kernel address there (the port
     // answers ARP for 192.0.2.1 itself).
     let e = lab.ns("e");
@@ -943,8 +959,19 @@ fn espo_on_the_card_model_negotiates_and_runs_its_child_sas_on_the_card() {
         espo_out: eo,
     };
     let swan = Swan::start(&lab, &p.swan_ns, "swan", &swan_psk_conf("none"));
-    let conf = espo_config(&p.espo_out, &lab.name("t"), &psk_connection("start"))
-        .replace("engine = \"software\"", "engine = \"model\"");
+    let conf = espo_config(&p.espo_out, &lab.name("t"), &psk_connection("start"));
+    let (conf, described) = if own_port {
+        let socket = lab.card_server_on(&p.espo_ns, "espo", &p.espo_out);
+        let device = format!("engine = \"vfio-user\"\nsocket = \"{}\"", socket.display());
+        let conf = conf
+            .replace("engine = \"software\"", &device)
+            .replace(&format!("port = \"{}\"\n", p.espo_out), "");
+        assert!(!conf.contains("\nport = "), "{conf}");
+        (conf, "ESPO-1 served over vfio-user")
+    } else {
+        let conf = conf.replace("engine = \"software\"", "engine = \"model\"");
+        (conf, "ESPO-1 model")
+    };
     let gw = lab.espo_run(&p.espo_ns, "espo", &conf);
     let list = wait_for("espo's CHILD_SA", Duration::from_secs(20), || {
         child_installed(&lab, &gw)
@@ -952,11 +979,29 @@ fn espo_on_the_card_model_negotiates_and_runs_its_child_sas_on_the_card() {
     assert!(list.contains("ESP in UDP"), "{list}");
     traffic_both_ways(&lab, &p);
     let status = lab.status(&gw);
-    assert!(status.contains("engine model"), "{status}");
     assert!(
-        status.contains("card: ESPO-1 model, mode offload, 2 of 2 SAs on the card"),
+        status.contains(&format!(
+            "card: {described}, mode offload, 2 of 2 SAs on the card"
+        )),
         "{status}"
     );
+    if own_port {
+        // Nothing of espo's on the interface: IKE and ARP came through the card.
+        assert!(status.contains("port of the card ("), "{status}");
+        let to_key_management: u64 = status
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("ike: ")?
+                    .strip_suffix(" dropped (its inbox full)")
+            })
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no ike line in {status}"));
+        assert!(
+            to_key_management >= 2,
+            "the answers came through the card: {status}"
+        );
+    }
     assert!(
         status.contains("  ike: ") && status.contains("messages to key management"),
         "{status}"

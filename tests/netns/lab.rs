@@ -217,6 +217,30 @@ impl Lab {
         (socket, pid)
     }
 
+    /// Starts `espo card serve --port IFACE` in `ns`: the card model served over vfio-user,
+    /// its Ethernet port attached to interface `iface` there (the card's port is its own:
+    /// the gateway opens no socket on it); waits until it listens and returns its socket.
+    pub fn card_server_on(&self, ns: &str, name: &str, iface: &str) -> PathBuf {
+        let socket = self.dir.join(format!("{name}-card"));
+        let log = File::create(self.dir.join(format!("{name}-card.log"))).expect("log file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(env!("CARGO_BIN_EXE_espo"))
+            .args(["card", "serve", "--port", iface, "--socket"])
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("espo card serve starts");
+        self.gateways().push(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "espo card serve did not listen");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        socket
+    }
+
     /// Starts `program ARGS... --config FILE` in `ns` — `espo run`, or a bench's own
     /// gateway — and waits until its status socket answers.
     pub fn start_gateway(

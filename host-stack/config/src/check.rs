@@ -209,6 +209,7 @@ fn validate_device(raw: Option<&RawDevice>, path: &Path) -> Result<DeviceConfig,
             engine: EngineKind::Software,
             pci: None,
             socket: None,
+            mac: None,
         });
     };
     let engine = match &raw.engine {
@@ -227,11 +228,37 @@ fn validate_device(raw: Option<&RawDevice>, path: &Path) -> Result<DeviceConfig,
             "the vfio-user engine needs the served card's socket, e.g. \"/run/espo-card.sock\" (see `espo card serve`)",
         ));
     }
+    let mac = match &raw.mac {
+        None => None,
+        Some(text) => Some(parse_mac(text).ok_or_else(|| {
+            entry.err(
+                "mac",
+                format!(
+                    "`{text}` is not a unicast MAC address (six hex bytes separated by `:`, the first even, e.g. \"02:00:00:00:00:01\")"
+                ),
+            )
+        })?),
+    };
     Ok(DeviceConfig {
         engine,
         pci: raw.pci.clone(),
         socket: raw.socket.clone(),
+        mac,
     })
+}
+
+/// `02:00:5e:10:00:01`: six hex bytes, a unicast address (the group bit clear).
+fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for b in &mut mac {
+        let part = parts.next()?;
+        if part.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(part, 16).ok()?;
+    }
+    (parts.next().is_none() && mac[0] & 1 == 0 && mac != [0; 6]).then_some(mac)
 }
 
 fn validate_gateway(raw: &RawGateway, path: &Path) -> Result<GatewayConfig, ConfigError> {
@@ -851,6 +878,43 @@ sa = [0x00001001]
         );
         let e = err("[device]\nengine = \"vfio-usr\"\n");
         assert!(e.contains("software, model, vfio or vfio-user"), "{e}");
+    }
+
+    #[test]
+    fn a_card_with_its_own_port_takes_a_mac_or_makes_one_up() {
+        let c = parse(
+            "[device]\nengine = \"vfio\"\npci = \"0000:03:00.0\"\nmac = \"02:00:5e:10:00:01\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.device.mac, Some([2, 0, 0x5e, 0x10, 0, 1]));
+        assert_eq!(c.device.port_mac(), [2, 0, 0x5e, 0x10, 0, 1]);
+        for bad in [
+            "01:00:5e:00:00:01",
+            "02:00:5e:10:00",
+            "02:00:5e:10:00:01:02",
+            "2:0:5e:10:0:1",
+            "zz:00:00:00:00:01",
+        ] {
+            let e = err(&format!(
+                "[device]\nengine = \"vfio\"\npci = \"0000:03:00.0\"\nmac = \"{bad}\"\n"
+            ));
+            assert!(
+                e.contains("[device]: field `mac`") && e.contains(bad),
+                "{e}"
+            );
+        }
+        // Made up: locally administered, unicast, the same for the same card, another for
+        // another.
+        let mac_of = |pci: &str| {
+            parse(&format!("[device]\nengine = \"vfio\"\npci = \"{pci}\"\n"))
+                .unwrap()
+                .device
+                .port_mac()
+        };
+        let a = mac_of("0000:03:00.0");
+        assert_eq!(a[0], 0x02);
+        assert_eq!(a, mac_of("0000:03:00.0"));
+        assert_ne!(a, mac_of("0000:04:00.0"));
     }
 
     #[test]

@@ -99,6 +99,32 @@ pub struct DeviceConfig {
     /// The served card's vfio-user socket, for the vfio-user engine (its port at
     /// `<socket>.port`).
     pub socket: Option<PathBuf>,
+    /// The MAC address of a card whose port is its own (`vfio`, or `vfio-user` without
+    /// `[gateway] port`): espo answers ARP and neighbour solicitations with it and sends
+    /// from it. `None`: [`DeviceConfig::port_mac`] makes one up.
+    pub mac: Option<[u8; 6]>,
+}
+
+impl DeviceConfig {
+    /// The MAC of a card with its own port: `mac`, or a locally administered address
+    /// derived from the card's PCI address or socket (the same card, the same address).
+    pub fn port_mac(&self) -> [u8; 6] {
+        if let Some(mac) = self.mac {
+            return mac;
+        }
+        let name = match (&self.pci, &self.socket) {
+            (Some(pci), _) => pci.clone(),
+            (None, Some(socket)) => socket.display().to_string(),
+            (None, None) => String::new(),
+        };
+        // FNV-1a over the name: stable across runs and builds.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in name.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        let b = h.to_be_bytes();
+        [0x02, b[3], b[4], b[5], b[6], b[7]]
+    }
 }
 
 /// An address with its prefix length, as assigned to an interface (`10.1.0.1/16`): unlike a
@@ -390,6 +416,7 @@ pub(crate) struct RawDevice {
     pub engine: Option<String>,
     pub pci: Option<String>,
     pub socket: Option<PathBuf>,
+    pub mac: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

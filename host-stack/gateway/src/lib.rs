@@ -85,13 +85,9 @@ pub enum GatewayError {
     #[error("the configuration has no [gateway] section (espo run needs one)")]
     NoGatewaySection,
     #[error(
-        "[gateway] port: the software engine needs the outside interface to bind its sockets to"
+        "[gateway] port: the outside interface is needed (the software engine binds its sockets to it; the card model, and a served card espo bridges, attach their port to it)"
     )]
     NoOutsideInterface,
-    #[error(
-        "engine `{0}` is not available in espo run yet; use engine = \"software\" or \"model\""
-    )]
-    EngineUnavailable(&'static str),
     /// Key management could not start: a connection's files, addresses or sockets.
     #[error("key management: {0}")]
     Connection(String),
@@ -251,15 +247,14 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
         .gateway
         .as_ref()
         .ok_or(GatewayError::NoGatewaySection)?;
-    let outside = gw.port.clone().ok_or(GatewayError::NoOutsideInterface)?;
     match config.device.engine {
         EngineKind::Software => {}
-        // The card model in-process, its port on the outside interface (AF_PACKET).
-        EngineKind::Model | EngineKind::VfioUser => {
-            return card::run(config, gw, &outside, ready);
+        // The card: the model in-process, served by another process, or on the bus.
+        EngineKind::Model | EngineKind::VfioUser | EngineKind::Vfio => {
+            return card::run(config, gw, ready);
         }
-        EngineKind::Vfio => return Err(GatewayError::EngineUnavailable("vfio")),
     }
+    let outside = gw.port.clone().ok_or(GatewayError::NoOutsideInterface)?;
     let mut plan = rx_plan(config);
     // Key management: IKE on port 4500 arrives on the datapath's socket (with ESP in UDP).
     let ike_locals = if config.connections.is_empty() {
@@ -327,7 +322,7 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
     serve(
         config,
         gw,
-        &outside,
+        Some(&outside),
         &shutdown,
         Datapath {
             outbound: &mut outbound,
@@ -486,7 +481,7 @@ pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
     serve(
         config,
         gw,
-        outside,
+        Some(outside),
         &shutdown,
         Datapath {
             outbound: &mut outbound,
@@ -536,7 +531,7 @@ pub struct LiveParts<'a> {
 pub fn serve<O, I, T, R>(
     config: &Config,
     gw: &GatewayConfig,
-    outside: &str,
+    outside: Option<&str>,
     shutdown: &Shutdown,
     dp: Datapath<'_, O, I, T, R>,
     ready: impl FnOnce(&GatewayInfo),
@@ -547,22 +542,34 @@ where
     T: path::OutsideTx,
     R: path::OutsideRx,
 {
-    let guard = guard::Guard::install(&guard::GuardDb::of_config(config), gw, outside)?;
+    // A card whose port is its own (`outside` None) is the only way out: nothing the
+    // kernel forwards can leave in clear through it, and no interface needs guarding.
+    let guard = match outside {
+        Some(o) => Some(guard::Guard::install(
+            &guard::GuardDb::of_config(config),
+            gw,
+            o,
+        )?),
+        None => None,
+    };
     let mut started = false;
-    let result = serve_guarded(config, gw, outside, shutdown, dp, &guard, |info| {
+    let result = serve_guarded(config, gw, outside, shutdown, dp, guard.as_ref(), |info| {
         started = true;
         ready(info)
     });
-    guard::settle(guard, started, result)
+    match guard {
+        Some(g) => guard::settle(g, started, result),
+        None => result,
+    }
 }
 
 fn serve_guarded<O, I, T, R>(
     config: &Config,
     gw: &GatewayConfig,
-    outside: &str,
+    outside: Option<&str>,
     shutdown: &Shutdown,
     dp: Datapath<'_, O, I, T, R>,
-    guard: &guard::Guard,
+    guard: Option<&guard::Guard>,
     ready: impl FnOnce(&GatewayInfo),
 ) -> Result<Report, GatewayError>
 where
@@ -586,8 +593,14 @@ where
     // Trap policies the outbound thread saw match, for key management.
     let acquires = Mutex::new(Vec::new());
     let trapping = key_management.is_some();
-    let outside_index = netlink::interface_index(outside)?;
-    let outer_mtu = netlink::Netlink::open()?.mtu(outside_index)? as usize;
+    let update_guard = |db: &guard::GuardDb| match (guard, outside) {
+        (Some(g), Some(o)) => g.update(db, gw, o),
+        _ => Ok(()),
+    };
+    let outer_mtu = match outside {
+        Some(o) => netlink::Netlink::open()?.mtu(netlink::interface_index(o)?)? as usize,
+        None => card::OWN_PORT_MTU,
+    };
     // Negotiated CHILD_SAs come later: leave room for the largest tunnel overhead any of
     // them can have.
     let overhead = if config.connections.is_empty() {
@@ -627,7 +640,7 @@ where
     let info = GatewayInfo {
         tun: tun.name().to_owned(),
         tun_mtu,
-        outside: outside.to_owned(),
+        outside: outside.unwrap_or("the card's own port").to_owned(),
         outside_mtu: outer_mtu,
         engine: engine_name,
         started: live.as_ref().map_or_else(Instant::now, |l| l.started),
@@ -685,7 +698,9 @@ where
         if let Some(k) = keeper {
             text.push_str(&keeper::status_lines(&lock(k)));
         }
-        text.push_str(&guard::nft::status_text(gw));
+        if guard.is_some() {
+            text.push_str(&guard::nft::status_text(gw));
+        }
         text.push_str(&extra_status());
         text
     };
@@ -782,7 +797,7 @@ where
                     };
                     let (answer, changed) = k.runtime.request(request, db, Instant::now());
                     if changed {
-                        let _ = guard.update(&db.guard_db(), gw, outside);
+                        let _ = update_guard(&db.guard_db());
                     }
                     match answer {
                         Ok(text) => Reply { ok: true, text },
@@ -792,7 +807,7 @@ where
                 (request, Some(db)) => {
                     let mut reply = db.handle(request);
                     if reply.ok
-                        && let Err(e) = guard.update(&db.guard_db(), gw, outside)
+                        && let Err(e) = update_guard(&db.guard_db())
                     {
                         reply.text.push_str(&format!(
                             "\nwarning: the guard still has the rules from before the change: {e}"
@@ -811,7 +826,7 @@ where
                     feed.drain(&mut crossed);
                     if !crossed.is_empty()
                         && k.runtime.lifetimes(&crossed, db, now)
-                        && let Err(e) = guard.update(&db.guard_db(), gw, outside)
+                        && let Err(e) = update_guard(&db.guard_db())
                     {
                         eprintln!(
                             "espo: warning: the guard does not follow key management's change: {e}"
@@ -822,7 +837,7 @@ where
                 if let Some(k) = key_management.as_mut()
                     && !acquired.is_empty()
                     && k.runtime.acquire(&acquired, db, now)
-                    && let Err(e) = guard.update(&db.guard_db(), gw, outside)
+                    && let Err(e) = update_guard(&db.guard_db())
                 {
                     eprintln!(
                         "espo: warning: the guard does not follow key management's change: {e}"
@@ -835,7 +850,7 @@ where
                 }
                 if let Some(k) = key_management.as_mut()
                     && k.runtime.pump(db, now)
-                    && let Err(e) = guard.update(&db.guard_db(), gw, outside)
+                    && let Err(e) = update_guard(&db.guard_db())
                 {
                     eprintln!(
                         "espo: warning: the guard does not follow key management's change: {e}"

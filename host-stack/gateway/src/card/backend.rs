@@ -9,7 +9,13 @@
 //!   port is the server's datagram socket, and a bridge thread carries frames between that
 //!   socket and the queues. When the server dies the card is gone (the driver sees it) and
 //!   the bridge stops taking frames; the engine then sends and receives over its fallback
-//!   wire, which is the queues themselves.
+//!   wire, which is the queues themselves. A served card whose server attached its port to
+//!   an interface (`espo card serve --port IFACE`) has its own port: no bridge.
+//! - [`CardBackend::Bus`]: a card on the PCI bus through VFIO (`engine = "vfio"`), its
+//!   port its own.
+//!
+//! With its own port the card sends and receives every frame itself; the port thread
+//! meets the link layer's frames through the engine ([`super::port::PortWire::Card`]).
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -54,14 +60,27 @@ pub enum BackendError {
     },
     #[error("starting the port bridge thread failed")]
     Thread(#[source] std::io::Error),
+    #[error("[device] pci: `{0}` is not a PCI address (e.g. \"0000:03:00.0\")")]
+    PciAddress(String),
+    #[error(
+        "[device] pci: cannot open the card at {address} through VFIO (`espo probe` says what is missing)"
+    )]
+    Vfio {
+        address: String,
+        #[source]
+        source: espo_driver::vfio::VfioError,
+    },
 }
 
 /// The card's whereabouts (see the module documentation).
 pub enum CardBackend {
     /// The card model in this process.
     Model(ModelHandle),
-    /// A card served by another process, with the bridge to its port.
-    Served(Bridge),
+    /// A card served by another process, with the bridge to its port (none when the
+    /// port is the card's own).
+    Served(Option<Bridge>),
+    /// A card on the PCI bus through VFIO; its port is its own.
+    Bus(String),
 }
 
 impl CardBackend {
@@ -98,7 +117,39 @@ impl CardBackend {
             source,
         })?;
         let bridge = Bridge::spawn(peer, Arc::clone(queues)).map_err(BackendError::Thread)?;
-        Ok((Arc::new(device), CardBackend::Served(bridge)))
+        Ok((Arc::new(device), CardBackend::Served(Some(bridge))))
+    }
+
+    /// The card served at `socket` whose server attached its port to an interface: the
+    /// port is the card's own.
+    pub fn served_own_port(socket: &Path) -> Result<(Arc<dyn Device>, CardBackend), BackendError> {
+        let device =
+            VfioUserDevice::connect(socket, VfioUserOptions::default()).map_err(|source| {
+                BackendError::Connect {
+                    socket: socket.display().to_string(),
+                    source,
+                }
+            })?;
+        Ok((Arc::new(device), CardBackend::Served(None)))
+    }
+
+    /// The card at PCI address `pci` through VFIO.
+    pub fn bus(pci: &str) -> Result<(Arc<dyn Device>, CardBackend), BackendError> {
+        let address: espo_driver::pci::PciAddress = pci
+            .parse()
+            .map_err(|_| BackendError::PciAddress(pci.to_owned()))?;
+        let device =
+            espo_driver::vfio::VfioDevice::open(address, espo_driver::vfio::VfioOptions::default())
+                .map_err(|source| BackendError::Vfio {
+                    address: pci.to_owned(),
+                    source,
+                })?;
+        Ok((Arc::new(device), CardBackend::Bus(pci.to_owned())))
+    }
+
+    /// Whether the card's port is its own (no interface of this host carries it).
+    pub fn own_port(&self) -> bool {
+        matches!(self, CardBackend::Served(None) | CardBackend::Bus(_))
     }
 
     /// What `espo status` calls the card.
@@ -106,6 +157,7 @@ impl CardBackend {
         match self {
             CardBackend::Model(_) => "ESPO-1 model",
             CardBackend::Served(_) => "ESPO-1 served over vfio-user",
+            CardBackend::Bus(_) => "ESPO-1 through VFIO",
         }
     }
 
@@ -113,7 +165,9 @@ impl CardBackend {
     pub fn busy(&self) -> bool {
         match self {
             CardBackend::Model(m) => m.with(|m| m.next_event_cycle().is_some()),
-            CardBackend::Served(b) => b.active_within(SERVED_BUSY),
+            CardBackend::Served(Some(b)) => b.active_within(SERVED_BUSY),
+            // It interrupts; the engine's own work in hand keeps the poller going.
+            CardBackend::Served(None) | CardBackend::Bus(_) => false,
         }
     }
 
@@ -123,7 +177,7 @@ impl CardBackend {
     pub fn irq_mode(&self) -> IrqMode {
         match self {
             CardBackend::Model(_) => IrqMode::Poll,
-            CardBackend::Served(_) => IrqMode::Interrupt {
+            CardBackend::Served(_) | CardBackend::Bus(_) => IrqMode::Interrupt {
                 coalesce_packets: 16,
                 // 10 µs at the card's 250 MHz.
                 coalesce_cycles: 2_500,
@@ -135,7 +189,7 @@ impl CardBackend {
     pub fn counter(&self, c: Counter) -> Option<u64> {
         match self {
             CardBackend::Model(m) => Some(m.counter(c)),
-            CardBackend::Served(_) => None,
+            CardBackend::Served(_) | CardBackend::Bus(_) => None,
         }
     }
 
@@ -143,7 +197,7 @@ impl CardBackend {
     pub fn model_handle(&self) -> Option<&ModelHandle> {
         match self {
             CardBackend::Model(m) => Some(m),
-            CardBackend::Served(_) => None,
+            CardBackend::Served(_) | CardBackend::Bus(_) => None,
         }
     }
 }

@@ -1,6 +1,11 @@
-//! `espo run` with `[device] engine = "model"` (the card model in-process) or
-//! `engine = "vfio-user"` (a card served by another process, [`backend`]), its Ethernet
-//! port on the Linux interface `[gateway] port`.
+//! `espo run` with `[device] engine = "model"` (the card model in-process),
+//! `engine = "vfio-user"` (a card served by another process) or `engine = "vfio"` (a card
+//! on the PCI bus) — where the card is, is [`backend`]'s concern; everything here is the
+//! same code for each. The card's Ethernet port is either attached to the Linux interface
+//! `[gateway] port` (the model's, a served card's bridged port) or the card's own (a card
+//! on the bus, a served card whose server attached its port to an interface): then no
+//! socket is opened, and the port thread meets the link layer through the card
+//! ([`port::PortWire`]).
 //!
 //! ```text
 //!   inside ── TUN ──► outbound thread ──► offload engine ──► card model ──► port thread ──► port
@@ -51,7 +56,7 @@ use espo_ipsec::engine::SoftwareEngine;
 use espo_ipsec::spec::Direction;
 use espo_offload::{OffloadEngine, OffloadError, OffloadOptions};
 use live::CardLive;
-use port::{CardEnd, Endpoints, PortCtx, PortError, PortQueues, PortSocket, PortView};
+use port::{CardEnd, Endpoints, PortCtx, PortError, PortQueues, PortSocket, PortView, PortWire};
 
 /// Why the card gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -244,13 +249,54 @@ fn card_config() -> CardConfig {
     }
 }
 
-/// Runs the gateway on the card model until SIGINT or SIGTERM.
+/// The MTU of a card's own port (no interface of this host says it): Ethernet's.
+pub const OWN_PORT_MTU: usize = 1500;
+
+/// The interface the card's port is attached to, set up for it.
+struct Attached {
+    name: String,
+    socket: PortSocket,
+    mtu: usize,
+    _kernel_off: KernelOff,
+    _allmulti: AllMulti,
+}
+
+impl Attached {
+    fn open(name: &str) -> Result<Attached, GatewayError> {
+        let socket = PortSocket::open(name).map_err(SetupError::Port)?;
+        let kernel_off = KernelOff::apply(name)?;
+        let index = netlink::interface_index(name)?;
+        let mut nl = netlink::Netlink::open()?;
+        nl.set_link(index, true, None)?;
+        let allmulti = AllMulti::on(&mut nl, index)?;
+        let mtu = nl.mtu(index)? as usize;
+        Ok(Attached {
+            name: name.to_owned(),
+            socket,
+            mtu,
+            _kernel_off: kernel_off,
+            _allmulti: allmulti,
+        })
+    }
+}
+
+/// Whether the card's port is its own under `config`: a card on the bus always; a served
+/// card when no `[gateway] port` is given (its server attached the port to an interface).
+pub fn own_port(config: &Config, gw: &GatewayConfig) -> bool {
+    match config.device.engine {
+        EngineKind::Vfio => true,
+        EngineKind::VfioUser => gw.port.is_none(),
+        _ => false,
+    }
+}
+
+/// Runs the gateway on the card until SIGINT or SIGTERM.
 pub fn run(
     config: &Config,
     gw: &GatewayConfig,
-    outside: &str,
     ready: impl FnOnce(&GatewayInfo),
 ) -> Result<Report, GatewayError> {
+    let own = own_port(config, gw);
     let mut local = local_endpoints(config, gw);
     let mut peers = peers(config);
     // Key management's addresses are endpoints too, its peers (where known) peers.
@@ -273,20 +319,39 @@ pub fn run(
     }
     check_families(&local, &peers, &gw.next_hops)?;
     let neighbours = next_hops(&peers, &gw.next_hops);
-    let socket = PortSocket::open(outside).map_err(SetupError::Port)?;
-    let _kernel_off = KernelOff::apply(outside)?;
-    let index = netlink::interface_index(outside)?;
-    let mut nl = netlink::Netlink::open()?;
-    nl.set_link(index, true, None)?;
-    let _allmulti = AllMulti::on(&mut nl, index)?;
-    let path_mtus = PathMtus::new(&config.sas, &config.policies, nl.mtu(index)? as usize);
+    let attached = match own {
+        true => None,
+        false => Some(Attached::open(
+            gw.port.as_deref().ok_or(GatewayError::NoOutsideInterface)?,
+        )?),
+    };
+    let (port_mac, port_mtu) = match &attached {
+        Some(a) => (a.socket.mac(), a.mtu),
+        None => (config.device.port_mac(), OWN_PORT_MTU),
+    };
+    let path_mtus = PathMtus::new(&config.sas, &config.policies, port_mtu);
 
     let queues = Arc::new(PortQueues::new().map_err(SetupError::Wake)?);
     let (device, card_backend) = match (&config.device.engine, &config.device.socket) {
+        (EngineKind::Vfio, _) => CardBackend::bus(config.device.pci.as_deref().unwrap_or_default())
+            .map_err(SetupError::Backend)?,
+        (EngineKind::VfioUser, Some(socket)) if own => {
+            CardBackend::served_own_port(socket).map_err(SetupError::Backend)?
+        }
         (EngineKind::VfioUser, Some(socket)) => {
             CardBackend::served(socket, &queues).map_err(SetupError::Backend)?
         }
         _ => CardBackend::model(&queues),
+    };
+    // A card with its own port: the next hops the port thread resolves address every frame
+    // the engine posts; ARP, ND, ICMP errors and IKE come back to the port thread.
+    let next_hop_macs = {
+        let macs = espo_offload::NextHopMacs::new(gw.next_hops.clone());
+        Arc::new(if ike_locals.is_empty() {
+            macs
+        } else {
+            macs.with_ike()
+        })
     };
     let config_for_card = CardConfig {
         irq: card_backend.irq_mode(),
@@ -294,10 +359,16 @@ pub fn run(
     };
     let card = Card::open(device, config_for_card).map_err(SetupError::OpenCard)?;
     let options = OffloadOptions {
-        local_mac: socket.mac(),
-        // Set per frame by the port thread, from the next hop's resolved address.
+        local_mac: port_mac,
+        // Set per frame by the port thread, from the next hop's resolved address (by the
+        // engine, from the same, where the port is the card's own).
         peer_mac: [0; 6],
-        fallback: Some(Box::new(CardEnd(Arc::clone(&queues)))),
+        own_port: own.then(|| Arc::clone(&next_hop_macs)),
+        // Without a card, frames take the interface; a card's own port goes with it.
+        fallback: match own {
+            true => None,
+            false => Some(Box::new(CardEnd(Arc::clone(&queues))) as Box<dyn espo_offload::Wire>),
+        },
         ..OffloadOptions::default()
     };
     // Every SA continues from its durable state: outbound numbers past every reservation
@@ -336,7 +407,8 @@ pub fn run(
     let mut inbound = CardInbound { shared: &shared };
     let rx = CardRx { shared: &shared };
     let extra = || {
-        let mut text = status::render(&shared, outside, socket.mac(), &port_view);
+        let port_name = attached.as_ref().map_or("of the card", |a| a.name.as_str());
+        let mut text = status::render(&shared, port_name, port_mac, &port_view);
         text.push_str(&path_mtus.render(std::time::Instant::now()));
         text
     };
@@ -374,8 +446,16 @@ pub fn run(
         let port_thread = std::thread::Builder::new()
             .name("espo-port".into())
             .spawn_scoped(scope, || {
+                let wire = match &attached {
+                    Some(a) => PortWire::Socket(&a.socket),
+                    None => PortWire::Card {
+                        mac: port_mac,
+                        shared: &shared,
+                        macs: &next_hop_macs,
+                    },
+                };
                 port::run_port(PortCtx {
-                    socket: &socket,
+                    wire,
                     queues: &queues,
                     card_wake: &shared.wake,
                     endpoints: &endpoints,
@@ -390,7 +470,7 @@ pub fn run(
         let report = super::serve(
             config,
             gw,
-            outside,
+            attached.as_ref().map(|a| a.name.as_str()),
             &shutdown,
             Datapath {
                 outbound: &mut outbound,

@@ -118,6 +118,54 @@ impl Neighbours {
         lookup
     }
 
+    /// Keeps `ip` resolved without a frame for it (a card whose port is its own sends its
+    /// frames itself, addressed from [`resolved`](Self::resolved)): asked for when it has
+    /// no address (a new round once a round went unanswered) or its address went stale,
+    /// as a frame for it would have it asked for.
+    pub fn keep_resolved(&mut self, ip: IpAddr, now: Instant) {
+        if self.find(ip).is_none() {
+            if self.entries.len() >= MAX_ENTRIES {
+                return;
+            }
+            self.entries.push(Entry {
+                ip,
+                mac: None,
+                learnt: None,
+                requests: 0,
+                last_request: None,
+                waiting: VecDeque::new(),
+            });
+        }
+        let Some(e) = self.find(ip) else { return };
+        let idle = e.requests == 0
+            || e.last_request
+                .is_none_or(|t| now.duration_since(t) >= RETRANSMIT);
+        let request = match e.mac {
+            Some(_) => {
+                let stale = e.learnt.is_none_or(|t| now.duration_since(t) >= REACHABLE);
+                stale && e.requests == 0 && idle
+            }
+            None => {
+                let again = e.requests == 0 || (e.requests >= MAX_REQUESTS && idle);
+                if again {
+                    e.requests = 0;
+                }
+                again
+            }
+        };
+        if request {
+            self.request_now(ip, now);
+        }
+    }
+
+    /// The neighbours with an address.
+    pub fn resolved(&self) -> Vec<(IpAddr, Mac)> {
+        self.entries
+            .iter()
+            .filter_map(|e| Some((e.ip, e.mac?)))
+            .collect()
+    }
+
     fn request_now(&mut self, ip: IpAddr, now: Instant) {
         if let Some(e) = self.find(ip) {
             e.requests += 1;
@@ -228,6 +276,38 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_next_hop_is_kept_resolved_without_frames() {
+        let mut n = Neighbours::default();
+        let hop = ip("192.0.2.1");
+        let t0 = Instant::now();
+        n.keep_resolved(hop, t0);
+        assert_eq!(n.take_due(), vec![hop]);
+        // Not again within a retransmit interval; again after it, until the round ends.
+        n.keep_resolved(hop, t0 + Duration::from_millis(10));
+        assert!(n.take_due().is_empty());
+        assert!(n.resolved().is_empty());
+        n.learn(hop, PEER, t0 + RETRANSMIT / 2, false);
+        assert_eq!(n.resolved(), vec![(hop, PEER)]);
+        // Reachable: no request; stale: one, the address kept meanwhile.
+        n.keep_resolved(hop, t0 + RETRANSMIT);
+        assert!(n.take_due().is_empty());
+        let later = t0 + REACHABLE + RETRANSMIT;
+        n.keep_resolved(hop, later);
+        assert_eq!(n.take_due(), vec![hop]);
+        assert_eq!(n.resolved(), vec![(hop, PEER)]);
+        // Unanswered: the address goes, and a new round starts after it.
+        let mut t = later;
+        for _ in 0..MAX_REQUESTS {
+            t += RETRANSMIT;
+            n.tick(t);
+            n.take_due();
+        }
+        assert!(n.resolved().is_empty());
+        n.keep_resolved(hop, t + RETRANSMIT);
+        assert_eq!(n.take_due(), vec![hop]);
     }
 
     #[test]

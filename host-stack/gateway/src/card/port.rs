@@ -13,6 +13,15 @@
 //! big, which go to the path MTU table ([`crate::outer_pmtu`]); the table also notes the
 //! sequence number of every tunnel packet leaving. Frames from the wire are untrusted: a
 //! malformed ARP or ND frame is counted and ignored, nothing panics.
+//!
+//! A card whose port is its own (a card on the bus, `engine = "vfio"`, or a served card
+//! whose server attached its port to an interface) needs no socket: the port thread is the
+//! same, its wire is the card ([`PortWire::Card`]). The frames of the link layer — ARP,
+//! neighbour discovery, ICMP errors, IKE — come from the card through the offload engine
+//! ([`espo_offload::Received::Link`]) and espo's own go out through the card's TX ring as
+//! they are ([`espo_offload::OffloadEngine::submit_frame`]); the next hops it resolves are
+//! published to the engine ([`espo_offload::NextHopMacs`]), which addresses every tunnel
+//! packet itself before the card sends it.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -105,11 +114,19 @@ impl Wake {
     }
 }
 
+/// Frames of the link layer from a card whose port is its own, waiting for the port
+/// thread, at most (beyond this they are dropped and counted).
+const MAX_FOR_HOST: usize = 1024;
+
 /// The frames between the card and the port thread.
 #[derive(Debug)]
 pub struct PortQueues {
     to_card: Mutex<VecDeque<Vec<u8>>>,
     to_wire: Mutex<VecDeque<Vec<u8>>>,
+    /// A card whose port is its own: the link layer's frames it received.
+    for_host: Mutex<VecDeque<Vec<u8>>>,
+    /// Signalled when a frame was queued in `for_host`.
+    pub host_wake: Wake,
     /// Signalled when the card sent a frame.
     pub wire_wake: Wake,
     /// Signalled when a frame was queued for the card (for a card in another process,
@@ -128,7 +145,26 @@ impl PortQueues {
             to_wire: Mutex::default(),
             wire_wake: Wake::new()?,
             card_feed: Wake::new()?,
+            for_host: Mutex::default(),
+            host_wake: Wake::new()?,
         })
+    }
+
+    /// Queues a frame of the link layer a card with its own port received, for the port
+    /// thread; false (not kept) when too many wait.
+    pub fn push_for_host(&self, frame: Vec<u8>) -> bool {
+        let mut q = lock(&self.for_host);
+        if q.len() >= MAX_FOR_HOST {
+            return false;
+        }
+        q.push_back(frame);
+        drop(q);
+        self.host_wake.signal();
+        true
+    }
+
+    fn take_for_host(&self) -> Option<Vec<u8>> {
+        lock(&self.for_host).pop_front()
     }
 
     fn to_wire(&self, frame: Vec<u8>) {
@@ -273,6 +309,70 @@ impl AsFd for PortSocket {
     }
 }
 
+/// The tag of the link layer's frames sent through a card with its own port (the datapath
+/// numbers its packets from zero up: this one is never among them).
+pub const LINK_FRAME_TAG: u64 = u64::MAX;
+
+/// Where the port thread's frames go and come from.
+pub enum PortWire<'a> {
+    /// An interface the card's port is attached to, through an AF_PACKET socket.
+    Socket(&'a PortSocket),
+    /// The card's own port: frames through the card (see the module documentation).
+    Card {
+        /// The MAC espo answers ARP and neighbour solicitations with.
+        mac: Mac,
+        shared: &'a super::engine::CardShared,
+        /// Where the port publishes the next hops it resolved.
+        macs: &'a espo_offload::NextHopMacs,
+    },
+}
+
+impl PortWire<'_> {
+    pub fn mac(&self) -> Mac {
+        match self {
+            PortWire::Socket(s) => s.mac(),
+            PortWire::Card { mac, .. } => *mac,
+        }
+    }
+
+    fn recv(&self, queues: &PortQueues, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        match self {
+            PortWire::Socket(s) => s.recv(buf),
+            PortWire::Card { .. } => match queues.take_for_host() {
+                Some(f) => {
+                    let n = f.len().min(buf.len());
+                    buf[..n].copy_from_slice(&f[..n]);
+                    Ok(Some(n))
+                }
+                None => Err(io::ErrorKind::WouldBlock.into()),
+            },
+        }
+    }
+
+    fn send(&self, frame: &[u8]) -> bool {
+        match self {
+            PortWire::Socket(s) => s.send(frame),
+            PortWire::Card { shared, .. } => {
+                shared.engine().submit_frame(LINK_FRAME_TAG, frame);
+                // The card's poller posts it.
+                shared.wake.signal();
+                true
+            }
+        }
+    }
+
+    fn fd<'q>(&'q self, queues: &'q PortQueues) -> BorrowedFd<'q> {
+        match self {
+            PortWire::Socket(s) => s.as_fd(),
+            PortWire::Card { .. } => queues.host_wake.fd(),
+        }
+    }
+
+    fn is_card(&self) -> bool {
+        matches!(self, PortWire::Card { .. })
+    }
+}
+
 /// The port's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PortCounters {
@@ -331,7 +431,7 @@ impl Endpoints {
 
 /// What the port thread needs.
 pub struct PortCtx<'a> {
-    pub socket: &'a PortSocket,
+    pub wire: PortWire<'a>,
     pub queues: &'a PortQueues,
     /// Signalled when frames went to the card (its receive path has work).
     pub card_wake: &'a Wake,
@@ -370,12 +470,21 @@ pub fn run_port(ctx: PortCtx<'_>) -> PortCounters {
         let more = p.receive(&mut buf);
         p.ctx.queues.wire_wake.clear();
         p.transmit();
-        let dropped = p.neighbours.tick(Instant::now());
+        let now = Instant::now();
+        if p.ctx.wire.is_card() {
+            // The card sends its frames itself: every next hop is kept resolved ahead of
+            // them, none waits here.
+            let hops = read(p.ctx.endpoints).neighbours.clone();
+            for hop in hops {
+                p.neighbours.keep_resolved(hop, now);
+            }
+        }
+        let dropped = p.neighbours.tick(now);
         p.counters.unresolved += dropped as u64;
         p.send_requests();
         p.publish();
         if !more {
-            let fds = [p.ctx.socket.as_fd(), p.ctx.queues.wire_wake.fd()];
+            let fds = [p.ctx.wire.fd(p.ctx.queues), p.ctx.queues.wire_wake.fd()];
             wait_readable(&fds, p.ctx.shutdown, &mut ready);
         }
     }
@@ -389,7 +498,7 @@ impl Port<'_> {
         let mut to_card = 0;
         let mut more = false;
         for i in 0..RX_BURST {
-            let n = match self.ctx.socket.recv(buf) {
+            let n = match self.ctx.wire.recv(self.ctx.queues, buf) {
                 Ok(Some(n)) => n,
                 Ok(None) => continue,
                 Err(_) => break,
@@ -410,7 +519,7 @@ impl Port<'_> {
                 }
                 Kind::Data => {
                     let ip = matches!(frame.get(12..14), Some([0x08, 0x00] | [0x86, 0xdd]));
-                    if !ip || frame.get(..6) != Some(&self.ctx.socket.mac()[..]) {
+                    if !ip || frame.get(..6) != Some(&self.ctx.wire.mac()[..]) {
                         self.counters.ignored += 1;
                         continue;
                     }
@@ -434,6 +543,11 @@ impl Port<'_> {
                             None => {}
                         }
                     }
+                    if self.ctx.wire.is_card() {
+                        // The card passed it on as the link layer's, and it is not.
+                        self.counters.ignored += 1;
+                        continue;
+                    }
                     let mut q = lock(&self.ctx.queues.to_card);
                     if q.len() >= MAX_TO_CARD {
                         self.counters.card_full += 1;
@@ -455,7 +569,7 @@ impl Port<'_> {
     /// Whether `frame` is an ICMP error about a packet too big sent to the port's MAC:
     /// then it is the path MTU table's (read, and learnt from if believed), not the card's.
     fn path_mtu_error(&mut self, frame: &[u8]) -> bool {
-        if frame.get(..6) != Some(&self.ctx.socket.mac()[..]) {
+        if frame.get(..6) != Some(&self.ctx.wire.mac()[..]) {
             return false;
         }
         match outer_pmtu::hear(frame.get(ETH_HEADER_LEN..).unwrap_or(&[])) {
@@ -477,7 +591,7 @@ impl Port<'_> {
 
     fn neighbourly(&mut self, n: Neighbourly) {
         let now = Instant::now();
-        let mac = self.ctx.socket.mac();
+        let mac = self.ctx.wire.mac();
         match n {
             Neighbourly::Request {
                 sender_ip,
@@ -525,7 +639,7 @@ impl Port<'_> {
     }
 
     fn send(&mut self, frame: &[u8]) {
-        if self.ctx.socket.send(frame) {
+        if self.ctx.wire.send(frame) {
             self.counters.frames_out += 1;
         } else {
             self.counters.send_errors += 1;
@@ -542,7 +656,7 @@ impl Port<'_> {
     fn transmit(&mut self) {
         let frames = self.ctx.queues.take_for_wire();
         let now = Instant::now();
-        let mac = self.ctx.socket.mac();
+        let mac = self.ctx.wire.mac();
         for mut frame in frames {
             let Some(hop) = self.next_hop(&frame) else {
                 self.counters.not_ip += 1;
@@ -587,7 +701,7 @@ impl Port<'_> {
     }
 
     fn send_requests(&mut self) {
-        let mac = self.ctx.socket.mac();
+        let mac = self.ctx.wire.mac();
         for ip in self.neighbours.take_due() {
             let ours = read(self.ctx.endpoints)
                 .local
@@ -612,6 +726,9 @@ impl Port<'_> {
     }
 
     fn publish(&mut self) {
+        if let PortWire::Card { macs, .. } = &self.ctx.wire {
+            macs.set(&self.neighbours.resolved());
+        }
         if let Ok(mut v) = self.ctx.published.try_lock() {
             v.counters.clone_from(&self.counters);
             v.neighbours = self.neighbours.view(Instant::now());
