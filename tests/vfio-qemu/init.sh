@@ -1,6 +1,7 @@
 #!/bin/busybox sh
 # /init of the guest built by run.sh: loads the VFIO modules, binds QEMU's edu device to
-# vfio-pci, runs the edu test program and `espo probe`, prints a verdict, powers off.
+# vfio-pci, runs the edu test program, `espo probe` and `espo run` (engine = "vfio"), prints
+# a verdict, powers off.
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -68,5 +69,22 @@ if grep -qE "IOMMU group $group([^0-9]|$)" /tmp/probe.txt; then
     pass "espo probe reports IOMMU group $group"
 else
     fail "espo probe does not report IOMMU group $group"
+fi
+
+# espo run with engine = "vfio" (examples/gw-gw/esp-vfio/gw-b.toml, pointed at edu): the
+# gateway opens the device through VFIO (container, group, device, BAR0 mapped) and reads
+# the ESPO-1 identification by MMIO. edu is no ESPO-1: it answers all ones at DEVICE_ID
+# (0x10) and STATUS (0x214), registers it lacks, which the card driver takes for a card
+# gone from the bus — so espo run must stop at opening the card, after VFIO let it in.
+echo "VFIO-QEMU: espo run with engine = vfio on $bdf"
+sed "s/0000:03:00.0/$bdf/" /gw-b.toml > /tmp/gw-b.toml
+/bin/espo run --config /tmp/gw-b.toml > /tmp/run.txt 2>&1
+run_rc=$?
+cat /tmp/run.txt
+if [ "$run_rc" -ne 0 ] && grep -qE "opening the card failed: (not an ESPO-1 card|the card is gone)" /tmp/run.txt \
+    && ! grep -q "through VFIO" /tmp/run.txt; then
+    pass "espo run (engine = vfio) opened $bdf through VFIO, read its BAR0 and refused it: not an ESPO-1"
+else
+    fail "espo run (engine = vfio): exit $run_rc, not refused at the card's identification"
 fi
 finish

@@ -2,7 +2,8 @@
 # Proves espo's VFIO backend on a real Linux VFIO stack: boots Debian 12's 6.1 kernel under
 # QEMU (software emulation, no KVM needed) with an emulated Intel IOMMU and QEMU's `edu`
 # device, binds edu to vfio-pci in the guest, runs the edu test program
-# (driver/examples/edu.rs, built on espo's VFIO backend) and `espo probe`, and reads the
+# (driver/examples/edu.rs, built on espo's VFIO backend), `espo probe` and `espo run` with
+# engine = "vfio" (which must reach the device and refuse it: edu is no ESPO-1), and reads the
 # verdict from the serial console. Exits non-zero unless every step passed.
 #
 # Installs what it needs (qemu-system-x86, busybox-static, cpio, kmod) and caches the guest
@@ -76,6 +77,7 @@ cp /bin/busybox "$root"/bin/busybox
 cp tests/vfio-qemu/init.sh "$root"/init && chmod +x "$root"/init
 cp "$bindir"/examples/edu "$root"/bin/edu
 cp "$bindir"/espo "$root"/bin/espo
+cp examples/gw-gw/esp-vfio/gw-b.toml "$root"/gw-b.toml
 for m in "${order[@]}"; do cp "$(ko_of "$m")" "$root/lib/modules/$m.ko"; done
 printf '%s\n' "${order[@]}" > "$root"/modules.order
 echo "   modules: ${order[*]}"
