@@ -132,6 +132,14 @@ pub fn run(args: GuardArgs) -> anyhow::Result<ExitCode> {
         }
         GuardAction::Rules { config } => {
             let (cfg, gw) = load(&config)?;
+            if espo_gateway::card::own_port(&cfg, &gw) {
+                println!(
+                    "# {}: no guard — the card's port is its own (engine = \"{}\" without [gateway] port): nothing the kernel routes can leave through it",
+                    config.display(),
+                    cfg.device.engine.name()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let port = gw.port.clone().with_context(|| {
                 format!(
                     "{}: [gateway] port: the guard is on the outside interface, and none is set",

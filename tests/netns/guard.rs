@@ -670,6 +670,12 @@ fn guard_rules_of_every_example_load_into_nftables() {
                     file.display(),
                     text(&rules)
                 );
+                if text(&rules).contains("no guard — the card's port is its own") {
+                    // A card on the bus: espo run installs no guard (nothing routed can
+                    // leave through the card).
+                    assert!(file.ends_with("esp-vfio/gw-b.toml"), "{}", file.display());
+                    continue;
+                }
                 // Check mode: nft parses and the kernel validates, nothing is committed.
                 let mut child = Command::new("ip")
                     .args(["netns", "exec", &ns, "nft", "-c", "-f", "-"])
