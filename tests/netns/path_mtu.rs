@@ -77,8 +77,11 @@ fn network(addr: &str, prefix_len: u8) -> String {
     }
 }
 
-/// hA ── gwA (software) ══ rA ══ smaller MTU ══ rB ══ gwB (card model) ── hB
-fn both_engines_learn_the_path(lab: &mut Lab, o: &Outside) {
+/// hA ── gwA (software) ══ rA ══ smaller MTU ══ rB ══ gwB (card model) ── hB; with
+/// `own_port`, gwB's card is served by `espo card serve --port` (the card's port its own:
+/// the router's errors come through the card, and the card's packets are noted as the card
+/// reports them sent).
+fn both_engines_learn_the_path(lab: &mut Lab, o: &Outside, own_port: bool) {
     let (ha, gwa, ra, rb, gwb, hb) = (
         lab.ns("hA"),
         lab.ns("gwA"),
@@ -138,11 +141,21 @@ fn both_engines_learn_the_path(lab: &mut Lab, o: &Outside) {
         "left",
         &moved(lab::example("gw-gw/esp-model/gw-a.toml", &a_out)),
     );
-    let b_config = lab::set_gateway_field(
+    let mut b_config = lab::set_gateway_field(
         &moved(lab::example("gw-gw/esp-model/gw-b.toml", &b_out)),
         "next_hop",
         &format!("\"{}\"", o.router_b),
     );
+    if own_port {
+        let socket = lab.card_server_on(&gwb, "right", &b_out);
+        b_config = b_config
+            .replace(
+                "engine = \"model\"",
+                &format!("engine = \"vfio-user\"\nsocket = \"{}\"", socket.display()),
+            )
+            .replace(&format!("port = \"{b_out}\"\n"), "");
+        assert!(!b_config.contains("\nport = "), "{b_config}");
+    }
     let b = lab.espo_run(&gwb, "right", &b_config);
 
     // Full-size segments (the TUN MTU fits the outside interface's 1500 bytes) meet the
@@ -198,11 +211,17 @@ fn both_engines_learn_the_path(lab: &mut Lab, o: &Outside) {
 #[test]
 fn a_smaller_mtu_beyond_the_outside_link_is_learnt_on_both_engines() {
     let mut lab = lab_or_skip!("pmp");
-    both_engines_learn_the_path(&mut lab, &IPV4);
+    both_engines_learn_the_path(&mut lab, &IPV4, false);
+}
+
+#[test]
+fn a_smaller_mtu_is_learnt_by_a_card_whose_port_is_its_own() {
+    let mut lab = lab_or_skip!("pmo");
+    both_engines_learn_the_path(&mut lab, &IPV4, true);
 }
 
 #[test]
 fn a_smaller_ipv6_path_mtu_is_learnt_on_both_engines() {
     let mut lab = lab_or_skip!("pm6");
-    both_engines_learn_the_path(&mut lab, &IPV6);
+    both_engines_learn_the_path(&mut lab, &IPV6, false);
 }

@@ -405,6 +405,22 @@ impl PathMtus {
         }
     }
 
+    /// Notes that outbound SA `spi` has used sequence numbers up to `seq` (packets that left
+    /// without passing [`note_sent`](Self::note_sent): the card's, where its port is its
+    /// own, as its engine counts them).
+    pub fn note_used(&self, spi: u32, seq: u64) {
+        for entry in self.with_spi(spi) {
+            entry.sent.fetch_max(seq, Ordering::Relaxed);
+        }
+    }
+
+    /// The outbound SAs the table follows.
+    pub fn spis(&self) -> Vec<u32> {
+        let mut spis: Vec<u32> = self.entries.iter().map(|e| e.spi).collect();
+        spis.dedup();
+        spis
+    }
+
     /// Whether `entry` has used the sequence number whose low half is `low`, lately.
     fn used(entry: &Entry, low: u32) -> bool {
         let sent = entry.sent.load(Ordering::Relaxed);

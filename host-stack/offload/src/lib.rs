@@ -361,6 +361,13 @@ impl OffloadEngine {
         self.poll();
     }
 
+    /// The highest sequence number outbound SA `spi` has used, or may have used: on the
+    /// card, every number of a packet in flight counts as used.
+    pub fn seq_used(&self, spi: u32) -> Option<u64> {
+        let index = self.sw.outbound.sa_index(spi)?;
+        Some(self.sw.outbound.sas()[index].reservation().used())
+    }
+
     /// Submitted packets whose report has not been produced yet.
     pub fn tx_outstanding(&self) -> usize {
         self.pending.len() + self.posted.len()

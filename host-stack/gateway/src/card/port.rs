@@ -574,6 +574,16 @@ impl Port<'_> {
         }
         match outer_pmtu::hear(frame.get(ETH_HEADER_LEN..).unwrap_or(&[])) {
             Heard::TooBig(error) => {
+                if let PortWire::Card { shared, .. } = &self.ctx.wire {
+                    // The card's packets leave without passing here: the numbers its SAs
+                    // used so far, from the engine, before the quote is judged.
+                    let engine = shared.engine();
+                    for spi in self.ctx.path_mtus.spis() {
+                        if let Some(used) = engine.seq_used(spi) {
+                            self.ctx.path_mtus.note_used(spi, used);
+                        }
+                    }
+                }
                 self.ctx.path_mtus.learn(&error, Instant::now());
                 true
             }

@@ -376,6 +376,28 @@ fn forged_and_foreign_quotes_are_ignored_and_counted() {
 }
 
 #[test]
+fn numbers_noted_by_spi_are_believed_as_those_seen_leaving() {
+    // The card's packets where its port is its own: reported sent by SPI and number.
+    let t = table();
+    let now = Instant::now();
+    let unseen = frag_needed(LOCAL, 1300, &esp_packet(7));
+    assert_eq!(
+        t.learn(&heard(&unseen), now),
+        Verdict::Ignored(Ignored::Forged)
+    );
+    t.note_used(0x1001, 7);
+    t.note_used(0x1001, 3); // never lowers what was noted
+    t.note_used(0x9999, 7); // no such SA: nothing
+    assert_eq!(
+        t.learn(&heard(&unseen), now),
+        Verdict::Learnt {
+            spi: 0x1001,
+            mtu: 1300
+        }
+    );
+}
+
+#[test]
 fn old_sequence_numbers_are_not_believed() {
     let t = table();
     sent(&t, 5);
