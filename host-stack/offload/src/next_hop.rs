@@ -242,6 +242,20 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever a card hands over, the classifiers read within the frame and never
+        /// panic; a frame too short for an Ethernet header is nobody's link layer.
+        #[test]
+        fn any_frame_is_classified_without_panic(frame in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let ike = NextHopMacs::new(Vec::new()).with_ike();
+            let taken = ike.takes(&frame);
+            if frame.len() < 14 {
+                proptest::prop_assert!(!taken);
+            }
+            let _ = ip_destination(&frame);
+        }
+    }
+
     #[test]
     fn frames_go_to_the_configured_next_hop_of_their_family() {
         let via: IpAddr = "192.0.2.254".parse().unwrap();
