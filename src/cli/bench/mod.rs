@@ -35,10 +35,15 @@ use espo_ipsec::engine::{Decapsulated, EncapsulatedInPlace, HEADROOM, TAILROOM};
 /// memory). The served card runs in real time in its own process: its throughput is not
 /// measured, and waiting for it is not counted.
 ///
+/// --size takes a list: each size is measured in turn (--seconds each), with its own table
+/// or JSON line — `--engine model --size 64,512,1420,4096,9000 --json` gives the offload
+/// engine's host cost per packet across the card's sizes.
+///
 /// Examples:
 ///   espo bench --size 1420
 ///   espo bench --size 64 --seconds 5 --json
 ///   espo bench --engine model --size 1420
+///   espo bench --engine model --size 64,1420,9000 --json
 ///   espo bench --engine vfio-user --socket /tmp/espo-card --size 1420
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
@@ -49,9 +54,14 @@ pub struct BenchArgs {
     /// The served card's socket (--engine vfio-user; `espo card serve`).
     #[arg(long, value_name = "PATH")]
     pub socket: Option<std::path::PathBuf>,
-    /// Inner packet size in bytes (28..=65000).
-    #[arg(long, default_value_t = 1420)]
-    pub size: usize,
+    /// Inner packet size in bytes (28..=65000), or a comma-separated list of sizes.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1420",
+        value_name = "BYTES"
+    )]
+    pub size: Vec<usize>,
     /// Wall-clock seconds to measure for (split between baseline, encap and decap).
     #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
@@ -84,15 +94,34 @@ impl Meter {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
-    if !(28..=65000).contains(&args.size) {
-        bail!(
-            "--size {} is out of range: inner packets are 28 to 65000 bytes",
-            args.size
-        );
+    if args.size.is_empty() {
+        bail!("--size needs at least one size");
+    }
+    let with_card = args.engine != "software";
+    for &size in &args.size {
+        if !(28..=65000).contains(&size) {
+            bail!("--size {size} is out of range: inner packets are 28 to 65000 bytes");
+        }
+        if with_card && size > 9000 {
+            bail!(
+                "--size {size} is too large for the card: its largest frame is 9216 bytes (--size at most 9000)"
+            );
+        }
     }
     if !(args.seconds > 0.0 && args.seconds <= 3600.0) {
         bail!("--seconds {} is out of range (0 to 3600)", args.seconds);
     }
+    for (i, &size) in args.size.iter().enumerate() {
+        if i > 0 && !args.json {
+            println!();
+        }
+        run_one(&args, size)?;
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// One size's measurement and its report.
+fn run_one(args: &BenchArgs, size: usize) -> anyhow::Result<()> {
     let (tx_config, rx_config) = loopback::tunnel_pair(&args.algorithm, args.integrity.as_deref())?;
     let mut tx = tx_config
         .software_engine()
@@ -100,11 +129,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     let mut rx = rx_config
         .software_engine()
         .context("building the receiving engine")?;
-    let inner = loopback::udp_packet(args.size, 0x5a);
+    let inner = loopback::udp_packet(size, 0x5a);
 
     // A pool of packet buffers of about 1 MiB, the working set of a gateway's rings. Each
     // slot holds a packet as the gateway receives it: headroom, the inner packet, tailroom.
-    let slot = HEADROOM + args.size + TAILROOM;
+    let slot = HEADROOM + size + TAILROOM;
     let pool_len = ((1 << 20) / slot).clamp(64, 4096);
     let mut pool = vec![0u8; pool_len * slot];
     let mut ranges = vec![0..0; pool_len];
@@ -122,12 +151,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         _ => None,
     };
     let with_model = args.engine == "model" || served.is_some();
-    if with_model && args.size > 9000 {
-        bail!(
-            "--size {} is too large for the card: its largest frame is 9216 bytes (--size at most 9000)",
-            args.size
-        );
-    }
     let budget = Duration::from_secs_f64(if with_model {
         args.seconds / 2.0
     } else {
@@ -144,7 +167,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
             nonce_counter += 1;
             let mut nonce = [0u8; 12];
             nonce[4..].copy_from_slice(&nonce_counter.to_be_bytes());
-            let (data, rest) = chunk.split_at_mut(args.size);
+            let (data, rest) = chunk.split_at_mut(size);
             let tag = baseline
                 .seal(&nonce, &nonce[4..], data)
                 .context("baseline seal")?;
@@ -155,14 +178,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
 
         // Packets arrive (not timed: the kernel or the card writes them into the buffers).
         for chunk in pool.chunks_exact_mut(slot) {
-            chunk[HEADROOM..HEADROOM + args.size].copy_from_slice(&inner);
+            chunk[HEADROOM..HEADROOM + size].copy_from_slice(&inner);
         }
         // Encapsulation of every slot, in place.
         let t = Instant::now();
         for (chunk, range) in pool.chunks_exact_mut(slot).zip(ranges.iter_mut()) {
             match tx
                 .outbound
-                .encapsulate_in_place(chunk, black_box(HEADROOM..HEADROOM + args.size))
+                .encapsulate_in_place(chunk, black_box(HEADROOM..HEADROOM + size))
             {
                 Ok(EncapsulatedInPlace::Protected { range: r, .. }) => *range = r,
                 other => bail!("encapsulation failed in the benchmark: {other:?}"),
@@ -201,7 +224,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         )),
         None => None,
     };
-    let size = args.size;
     let encap_ratio = encap.gbps(size) / base.gbps(size);
     let decap_ratio = decap.gbps(size) / base.gbps(size);
     if args.json {
@@ -331,5 +353,5 @@ pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
             );
         }
     }
-    Ok(std::process::ExitCode::SUCCESS)
+    Ok(())
 }

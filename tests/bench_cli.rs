@@ -1,0 +1,87 @@
+//! `espo bench` as a user runs it: sizes given as a list, each measured and reported in
+//! turn (a table each, or a JSON line each), bad sizes refused by name. Nothing here
+//! asserts a speed: the figures are for the README, not for tests.
+
+use std::process::{Command, Output};
+
+fn espo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_espo"))
+        .args(args)
+        .output()
+        .expect("espo runs")
+}
+
+/// The number after `"key":` in a JSON line.
+fn field(line: &str, key: &str) -> f64 {
+    let at = line
+        .find(&format!("\"{key}\":"))
+        .unwrap_or_else(|| panic!("no {key} in {line}"));
+    let rest = &line[at + key.len() + 3..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end]
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} in {line}"))
+}
+
+#[test]
+fn the_model_engine_reports_its_host_cost_for_every_size_asked_for() {
+    let out = espo(&[
+        "bench",
+        "--engine",
+        "model",
+        "--size",
+        "64,1420,9000",
+        "--seconds",
+        "0.3",
+        "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    // Per size: the software engine against the baseline, then the offload engine's host
+    // cost over the card model.
+    let host: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("\"encap_host_ns_per_packet\""))
+        .collect();
+    assert_eq!(lines.len(), 6, "{stdout}");
+    assert_eq!(host.len(), 3, "{stdout}");
+    for (line, size) in host.iter().zip([64.0, 1420.0, 9000.0]) {
+        assert_eq!(field(line, "size"), size, "{line}");
+        for key in ["encap_host_ns_per_packet", "decap_host_ns_per_packet"] {
+            assert!(field(line, key) > 0.0, "{line}");
+        }
+        // Every packet went through the card, none through software.
+        assert_eq!(
+            field(line, "encap_by_card") + field(line, "decap_by_card"),
+            field(line, "packets"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn a_table_per_size_and_bad_sizes_refused_by_name() {
+    let out = espo(&["bench", "--size", "64,1420", "--seconds", "0.2"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("64-byte inner packets") && stdout.contains("1420-byte inner packets"),
+        "{stdout}"
+    );
+    let out = espo(&["bench", "--size", "64,20", "--seconds", "0.2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--size 20 is out of range"), "{stderr}");
+    let out = espo(&["bench", "--engine", "model", "--size", "1420,9001"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--size 9001 is too large for the card"),
+        "{stderr}"
+    );
+}
