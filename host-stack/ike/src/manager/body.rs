@@ -43,6 +43,18 @@ pub(crate) struct Body {
 }
 
 impl Body {
+    /// An INFORMATIONAL body deleting the IKE SA it travels in (RFC 7296 §3.11: protocol
+    /// IKE, no SPIs).
+    pub fn delete_ike() -> Body {
+        Body {
+            deletes: vec![Delete {
+                protocol: 1,
+                spis: Vec::new(),
+            }],
+            ..Body::default()
+        }
+    }
+
     pub fn notify(&self, kind: NotifyType) -> Option<&Notify> {
         self.notifies.iter().find(|n| n.kind == kind)
     }

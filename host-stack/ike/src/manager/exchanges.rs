@@ -1716,13 +1716,7 @@ impl Daemon {
                     }
                 }
                 // The old IKE SA goes: DELETE on it, then it is dropped with the answer.
-                let mut del = Body::default();
-                del.deletes.push(Delete {
-                    protocol: 1,
-                    spis: Vec::new(),
-                });
-                sa.phase = Phase::Deleting;
-                self.send_request(sa, ExchangeType::Informational, &del, Asked::DeleteIke, now)
+                self.request_delete_ike(sa, now)
             }
             Err(e) => {
                 let name = self.conns[sa.conn].spec.name.clone();
@@ -1778,19 +1772,7 @@ impl Daemon {
             ),
         );
         if ours_redundant {
-            let mut del = Body::default();
-            del.deletes.push(Delete {
-                protocol: 1,
-                spis: Vec::new(),
-            });
-            loser.phase = Phase::Deleting;
-            let _ = self.send_request(
-                &mut loser,
-                ExchangeType::Informational,
-                &del,
-                Asked::DeleteIke,
-                now,
-            );
+            let _ = self.request_delete_ike(&mut loser, now);
         }
         self.sas.insert(from, loser);
         self.sas.insert(to, winner);

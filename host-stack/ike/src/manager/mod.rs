@@ -489,19 +489,7 @@ impl Daemon {
                 sa.spi_r
             ),
         );
-        let mut del = body::Body::default();
-        del.deletes.push(body::Delete {
-            protocol: 1,
-            spis: Vec::new(),
-        });
-        old.phase = Phase::Deleting;
-        let _ = self.send_request(
-            &mut old,
-            ExchangeType::Informational,
-            &del,
-            ikesa::Asked::DeleteIke,
-            now,
-        );
+        let _ = self.request_delete_ike(&mut old, now);
         self.sas.insert(old_spi, old);
     }
 
@@ -1024,14 +1012,23 @@ impl Daemon {
         }
     }
 
+    /// Asks the peer to delete `sa` (a request retransmitted until answered; the IKE SA
+    /// goes with the answer): after a rekey, a collision it lost, a reauthentication.
+    fn request_delete_ike(&mut self, sa: &mut IkeSa, now: Instant) -> Result<(), String> {
+        sa.phase = Phase::Deleting;
+        self.send_request(
+            sa,
+            ExchangeType::Informational,
+            &body::Body::delete_ike(),
+            ikesa::Asked::DeleteIke,
+            now,
+        )
+    }
+
     /// Tells the peer the IKE SA goes (a DELETE, not retransmitted: this end's SAs go now,
     /// the answer is not awaited to stop sending on them).
     fn send_delete_ike(&mut self, sa: &mut IkeSa) {
-        let mut body = body::Body::default();
-        body.deletes.push(body::Delete {
-            protocol: 1,
-            spis: Vec::new(),
-        });
+        let body = body::Body::delete_ike();
         sa.requests.abandon();
         if let Ok(id) = sa.requests.claim()
             && let Ok(datagrams) = sa.seal_datagrams(ExchangeType::Informational, id, false, &body)
