@@ -388,16 +388,8 @@ impl Daemon {
             .ok_or_else(|| {
                 format!("connection {name}: no local address of {remote_ip}'s family")
             })?;
-        let spi = self.new_ike_spi();
-        let mut sa = IkeSa::new(index, true, spi, local, remote, self.backoff, now);
-        sa.group = conn
-            .ike
-            .iter()
-            .flat_map(|p| p.dh.iter())
-            .next()
-            .map(|g| u16::from(*g))
-            .ok_or_else(|| format!("connection {name}: no Diffie-Hellman group proposed"))?;
-        sa.ni = self.random_bytes(NONCE_LEN);
+        let mut sa = self.new_initiator_sa(index, local, remote, now)?;
+        let spi = sa.our_spi();
         sa.to_start = children;
         self.log(
             Level::Info,
@@ -409,35 +401,49 @@ impl Daemon {
         Ok(())
     }
 
+    /// A new IKE SA this end initiates for connection `index` from `local` to `remote`: a
+    /// fresh SPI and nonce, the first Diffie-Hellman group it proposes.
+    fn new_initiator_sa(
+        &mut self,
+        index: usize,
+        local: SocketAddr,
+        remote: SocketAddr,
+        now: Instant,
+    ) -> Result<IkeSa, String> {
+        let conn = &self.conns[index];
+        let group = conn
+            .ike
+            .iter()
+            .flat_map(|p| p.dh.iter())
+            .next()
+            .map(|g| u16::from(*g))
+            .ok_or_else(|| {
+                format!(
+                    "connection {}: no Diffie-Hellman group proposed",
+                    conn.spec.name
+                )
+            })?;
+        let spi = self.new_ike_spi();
+        let mut sa = IkeSa::new(index, true, spi, local, remote, self.backoff, now);
+        sa.group = group;
+        sa.ni = self.random_bytes(NONCE_LEN);
+        Ok(sa)
+    }
+
     /// Authenticates the peer of `old` again (RFC 7296 §2.8.3, make-before-break): a new
     /// IKE SA with a CHILD_SA for each of `old`'s, which take their places as a rekey does;
     /// `old` is deleted once they are up.
     fn reauthenticate(&mut self, old: &mut IkeSa, now: Instant) -> Result<(), String> {
         let conn = &self.conns[old.conn];
         let name = conn.spec.name.clone();
-        let spi = self.new_ike_spi();
-        let mut sa = IkeSa::new(
-            old.conn,
-            true,
-            spi,
-            old.local,
-            old.remote,
-            self.backoff,
-            now,
-        );
-        sa.group = conn
-            .ike
-            .iter()
-            .flat_map(|p| p.dh.iter())
-            .next()
-            .map(|g| u16::from(*g))
-            .ok_or_else(|| format!("connection {name}: no Diffie-Hellman group proposed"))?;
         // The IKE_SA_INIT goes to where the IKE SA began (port 500), as for a fresh start.
-        sa.remote.set_port(conn.spec.remote_port);
-        if let Some(local) = self.local_for(conn, sa.remote.ip(), conn.spec.local_port) {
-            sa.local = local;
-        }
-        sa.ni = self.random_bytes(NONCE_LEN);
+        let mut remote = old.remote;
+        remote.set_port(conn.spec.remote_port);
+        let local = self
+            .local_for(conn, remote.ip(), conn.spec.local_port)
+            .unwrap_or(old.local);
+        let mut sa = self.new_initiator_sa(old.conn, local, remote, now)?;
+        let spi = sa.our_spi();
         let mut children: Vec<usize> = old
             .children
             .iter()
