@@ -10,6 +10,9 @@
 use std::net::IpAddr;
 use std::sync::RwLock;
 
+use espo_ipsec::wire::ethernet::{self, EtherType};
+use espo_ipsec::wire::{IpProtocol, ip, udp, udp_encap};
+
 /// The MAC address of each next hop, as resolved by the host's link layer.
 #[derive(Debug, Default)]
 pub struct NextHopMacs {
@@ -59,13 +62,22 @@ impl NextHopMacs {
         table.iter().find(|(ip, _)| *ip == hop).map(|(_, mac)| *mac)
     }
 
-    /// Replaces the table with the next hops resolved now.
+    /// Replaces the table with the next hops resolved now. Called on every round of the
+    /// port thread: the write lock, which holds up the datapath's readers, is taken only
+    /// when something changed.
     pub fn set(&self, resolved: &[(IpAddr, [u8; 6])]) {
-        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
-        if table.as_slice() != resolved {
-            table.clear();
-            table.extend_from_slice(resolved);
+        if self
+            .table
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_slice()
+            == resolved
+        {
+            return;
         }
+        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
+        table.clear();
+        table.extend_from_slice(resolved);
     }
 
     /// The resolved next hops.
@@ -76,11 +88,27 @@ impl NextHopMacs {
 
 /// The destination address of an IPv4 or IPv6 packet.
 pub fn ip_destination(ip: &[u8]) -> Option<IpAddr> {
-    match ip.first()? >> 4 {
-        4 => Some(IpAddr::from(<[u8; 4]>::try_from(ip.get(16..20)?).ok()?)),
-        6 => Some(IpAddr::from(<[u8; 16]>::try_from(ip.get(24..40)?).ok()?)),
-        _ => None,
+    Some(ip::Packet::new_checked(ip).ok()?.dst_addr())
+}
+
+/// A frame's IP packet (by its own EtherType: a VLAN-tagged frame has none here) with the
+/// protocol of what follows its header and that upper layer — `None` for a non-first IPv4
+/// fragment, which carries no upper-layer header.
+fn upper_layer(frame: &[u8]) -> Option<(IpProtocol, &[u8])> {
+    let eth = ethernet::Frame::new_checked(frame).ok()?;
+    if !matches!(eth.ethertype(), EtherType::Ipv4 | EtherType::Ipv6) {
+        return None;
     }
+    let bytes = frame.get(ethernet::HEADER_LEN..)?;
+    let packet = ip::Packet::new_checked(bytes).ok()?;
+    if let ip::Packet::Ipv4(v4) = &packet
+        && v4.frag_offset() != 0
+    {
+        return None;
+    }
+    // Without link padding: up to the length the header announces.
+    let upper = bytes.get(packet.header_len()..packet.total_len().min(bytes.len()))?;
+    Some((packet.next_header(), upper))
 }
 
 /// Whether a received Ethernet frame is for the host's link layer rather than the IPsec
@@ -89,25 +117,16 @@ pub fn ip_destination(ip: &[u8]) -> Option<IpAddr> {
 /// MTU discovery learns from (IPv4 destination unreachable, IPv6 packet too big). Frames
 /// with a VLAN tag are not.
 pub fn is_link_frame(frame: &[u8]) -> bool {
-    match frame.get(12..14) {
-        Some([0x08, 0x06]) => true,
-        Some([0x08, 0x00]) => {
-            let Some(ip) = frame.get(14..) else {
-                return false;
-            };
-            let ihl = usize::from(ip.first().map_or(0, |b| b & 0x0f)) * 4;
-            let first_fragment = ip.get(6..8).is_some_and(|f| f[0] & 0x1f == 0 && f[1] == 0);
-            // Protocol ICMP, the first (or only) fragment, type 3.
-            ihl >= 20 && ip.get(9) == Some(&1) && first_fragment && ip.get(ihl) == Some(&3)
-        }
-        Some([0x86, 0xdd]) => {
-            // Next header ICMPv6 right after the fixed header (as neighbour discovery
-            // always is); type 2 (packet too big), or the link's own control: multicast
-            // listener queries and reports (130..=132, 143) and neighbour discovery
-            // (133..=137).
-            frame.get(14 + 6) == Some(&58)
-                && matches!(frame.get(14 + 40), Some(2 | 130..=137 | 143))
-        }
+    if ethernet::Frame::new_checked(frame).is_ok_and(|f| f.ethertype() == EtherType::Arp) {
+        return true;
+    }
+    match upper_layer(frame) {
+        // Destination unreachable (first or only fragment).
+        Some((IpProtocol::Icmp, [3, ..])) => true,
+        // Right after the fixed header, as neighbour discovery always is: packet too big,
+        // multicast listener queries and reports (130..=132, 143), neighbour discovery
+        // (133..=137).
+        Some((IpProtocol::Icmpv6, [2 | 130..=137 | 143, ..])) => true,
         _ => false,
     }
 }
@@ -116,27 +135,18 @@ pub fn is_link_frame(frame: &[u8]) -> bool {
 /// message (the non-ESP marker) or a NAT keepalive (first or only IP fragment; IPv6 with no
 /// extension header).
 pub fn is_ike_datagram(frame: &[u8]) -> bool {
-    let udp = match frame.get(12..14) {
-        Some([0x08, 0x00]) => {
-            let Some(ip) = frame.get(14..) else {
-                return false;
-            };
-            let ihl = usize::from(ip.first().map_or(0, |b| b & 0x0f)) * 4;
-            let first_fragment = ip.get(6..8).is_some_and(|f| f[0] & 0x1f == 0 && f[1] == 0);
-            if ihl < 20 || ip.get(9) != Some(&17) || !first_fragment {
-                return false;
-            }
-            ip.get(ihl..)
-        }
-        Some([0x86, 0xdd]) if frame.get(14 + 6) == Some(&17) => frame.get(14 + 40..),
-        _ => None,
-    };
-    let Some(udp) = udp else {
+    let Some((IpProtocol::Udp, datagram)) = upper_layer(frame) else {
         return false;
     };
-    match udp.get(2..4) {
-        Some([0x01, 0xf4]) => true,
-        Some([0x11, 0x94]) => matches!(udp.get(8..), Some([0, 0, 0, 0, ..] | [0xff])),
+    let Ok(datagram) = udp::Packet::new_checked(datagram) else {
+        return false;
+    };
+    match datagram.dst_port() {
+        500 => true,
+        4500 => matches!(
+            udp_encap::classify(datagram.payload()),
+            Ok(udp_encap::Payload::Ike(_) | udp_encap::Payload::Keepalive)
+        ),
         _ => false,
     }
 }
@@ -153,14 +163,17 @@ mod tests {
     }
 
     fn ipv4(protocol: u8, frag: [u8; 2], payload: &[u8]) -> Vec<u8> {
-        let mut ip = vec![0x45, 0, 0, 0, 0, 0, frag[0], frag[1], 64, protocol];
+        let total = (20 + payload.len()) as u16;
+        let [t0, t1] = total.to_be_bytes();
+        let mut ip = vec![0x45, 0, t0, t1, 0, 0, frag[0], frag[1], 64, protocol];
         ip.resize(20, 0);
         ip.extend_from_slice(payload);
         ip
     }
 
     fn ipv6(next: u8, payload: &[u8]) -> Vec<u8> {
-        let mut ip = vec![0x60, 0, 0, 0, 0, 0, next, 64];
+        let [l0, l1] = (payload.len() as u16).to_be_bytes();
+        let mut ip = vec![0x60, 0, 0, 0, l0, l1, next, 64];
         ip.resize(40, 0);
         ip.extend_from_slice(payload);
         ip
@@ -206,7 +219,8 @@ mod tests {
     fn udp(dst_port: u16, payload: &[u8]) -> Vec<u8> {
         let mut u = vec![0x11, 0x94];
         u.extend_from_slice(&dst_port.to_be_bytes());
-        u.extend_from_slice(&[0; 4]);
+        u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        u.extend_from_slice(&[0; 2]);
         u.extend_from_slice(payload);
         u
     }

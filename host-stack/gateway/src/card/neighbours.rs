@@ -36,6 +36,19 @@ struct Entry {
     waiting: VecDeque<Vec<u8>>,
 }
 
+impl Entry {
+    fn new(ip: IpAddr) -> Entry {
+        Entry {
+            ip,
+            mac: None,
+            learnt: None,
+            requests: 0,
+            last_request: None,
+            waiting: VecDeque::new(),
+        }
+    }
+}
+
 /// What to do with a frame for a neighbour.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Lookup {
@@ -72,18 +85,25 @@ impl Neighbours {
 
     /// Where a frame for `ip` goes; the frame is kept when it must wait.
     pub fn lookup(&mut self, ip: IpAddr, frame: &[u8], now: Instant) -> Lookup {
+        self.round(ip, Some(frame), now)
+    }
+
+    /// Keeps `ip` resolved without a frame for it (a card whose port is its own sends its
+    /// frames itself, addressed from [`resolved`](Self::resolved)): asked for when it has
+    /// no address (a new round once a round went unanswered) or its address went stale,
+    /// as a frame for it would have it asked for.
+    pub fn keep_resolved(&mut self, ip: IpAddr, now: Instant) {
+        self.round(ip, None, now);
+    }
+
+    /// The rules of [`lookup`](Self::lookup), a `frame` kept when it must wait; without
+    /// one, only the requests.
+    fn round(&mut self, ip: IpAddr, frame: Option<&[u8]>, now: Instant) -> Lookup {
         if self.find(ip).is_none() {
             if self.entries.len() >= MAX_ENTRIES {
                 return Lookup::Dropped;
             }
-            self.entries.push(Entry {
-                ip,
-                mac: None,
-                learnt: None,
-                requests: 0,
-                last_request: None,
-                waiting: VecDeque::new(),
-            });
+            self.entries.push(Entry::new(ip));
         }
         let mut request = false;
         let lookup = match self.find(ip) {
@@ -99,9 +119,11 @@ impl Neighbours {
                         request = stale && e.requests == 0 && idle;
                         Lookup::Send(mac)
                     }
-                    None if e.waiting.len() >= MAX_WAITING => Lookup::Dropped,
+                    None if frame.is_some() && e.waiting.len() >= MAX_WAITING => Lookup::Dropped,
                     None => {
-                        e.waiting.push_back(frame.to_vec());
+                        if let Some(frame) = frame {
+                            e.waiting.push_back(frame.to_vec());
+                        }
                         // A neighbour given up on gets a new round with new frames.
                         request = e.requests == 0 || (e.requests >= MAX_REQUESTS && idle);
                         if request {
@@ -116,46 +138,6 @@ impl Neighbours {
             self.request_now(ip, now);
         }
         lookup
-    }
-
-    /// Keeps `ip` resolved without a frame for it (a card whose port is its own sends its
-    /// frames itself, addressed from [`resolved`](Self::resolved)): asked for when it has
-    /// no address (a new round once a round went unanswered) or its address went stale,
-    /// as a frame for it would have it asked for.
-    pub fn keep_resolved(&mut self, ip: IpAddr, now: Instant) {
-        if self.find(ip).is_none() {
-            if self.entries.len() >= MAX_ENTRIES {
-                return;
-            }
-            self.entries.push(Entry {
-                ip,
-                mac: None,
-                learnt: None,
-                requests: 0,
-                last_request: None,
-                waiting: VecDeque::new(),
-            });
-        }
-        let Some(e) = self.find(ip) else { return };
-        let idle = e.requests == 0
-            || e.last_request
-                .is_none_or(|t| now.duration_since(t) >= RETRANSMIT);
-        let request = match e.mac {
-            Some(_) => {
-                let stale = e.learnt.is_none_or(|t| now.duration_since(t) >= REACHABLE);
-                stale && e.requests == 0 && idle
-            }
-            None => {
-                let again = e.requests == 0 || (e.requests >= MAX_REQUESTS && idle);
-                if again {
-                    e.requests = 0;
-                }
-                again
-            }
-        };
-        if request {
-            self.request_now(ip, now);
-        }
     }
 
     /// The neighbours with an address.
@@ -189,14 +171,7 @@ impl Neighbours {
             if !always || self.entries.len() >= MAX_ENTRIES {
                 return Vec::new();
             }
-            self.entries.push(Entry {
-                ip,
-                mac: None,
-                learnt: None,
-                requests: 0,
-                last_request: None,
-                waiting: VecDeque::new(),
-            });
+            self.entries.push(Entry::new(ip));
         }
         let Some(e) = self.find(ip) else {
             return Vec::new();
