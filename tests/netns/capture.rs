@@ -19,6 +19,56 @@ use super::lab::Lab;
 const ETH_P_ALL: u16 = 0x0003;
 const ETH_HEADER: usize = 14;
 
+/// A thread in namespace `ns` reading every frame on `iface` (both directions) with an
+/// AF_PACKET socket into `buf_len` bytes, handing each to `each` with `state`, until the
+/// flag is raised; it has started when this returns. The thread's result is the state.
+fn watch<S: Send + 'static>(
+    ns: &str,
+    iface: &str,
+    buf_len: usize,
+    recv_buffer: Option<usize>,
+    mut state: S,
+    each: impl Fn(&mut S, &[u8]) + Send + 'static,
+) -> (Arc<AtomicBool>, JoinHandle<S>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (path, iface, flag) = (
+        format!("/run/netns/{ns}"),
+        iface.to_owned(),
+        Arc::clone(&stop),
+    );
+    let thread = std::thread::spawn(move || {
+        let file = File::open(&path).expect("namespace");
+        setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
+        let index = nix::net::if_::if_nametoindex(iface.as_str()).expect("interface") as usize;
+        let sock = Socket::new(
+            Domain::PACKET,
+            Type::RAW,
+            Some(Protocol::from(i32::from(ETH_P_ALL.to_be()))),
+        )
+        .expect("AF_PACKET socket");
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        if let Some(bytes) = recv_buffer {
+            let _ = sock.set_recv_buffer_size(bytes);
+        }
+        ready_tx.send(()).unwrap();
+        let mut buf = vec![0u8; buf_len];
+        while !flag.load(Ordering::SeqCst) {
+            if let Ok((n, Some(addr))) = recvfrom::<LinkAddr>(sock.as_raw_fd(), &mut buf)
+                && addr.ifindex() == index
+            {
+                each(&mut state, &buf[..n]);
+            }
+        }
+        state
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(3))
+        .expect("capture started");
+    (stop, thread)
+}
+
 /// Frames seen on one interface, both directions.
 pub struct Capture {
     stop: Arc<AtomicBool>,
@@ -27,40 +77,9 @@ pub struct Capture {
 
 impl Capture {
     pub fn start(ns: &str, iface: &str) -> Capture {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let (path, iface, flag) = (
-            format!("/run/netns/{ns}"),
-            iface.to_owned(),
-            Arc::clone(&stop),
-        );
-        let thread = std::thread::spawn(move || {
-            let file = File::open(&path).expect("namespace");
-            setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
-            let index = nix::net::if_::if_nametoindex(iface.as_str()).expect("interface") as usize;
-            let sock = Socket::new(
-                Domain::PACKET,
-                Type::RAW,
-                Some(Protocol::from(i32::from(ETH_P_ALL.to_be()))),
-            )
-            .expect("AF_PACKET socket");
-            sock.set_read_timeout(Some(Duration::from_millis(50)))
-                .unwrap();
-            ready_tx.send(()).unwrap();
-            let mut frames = Vec::new();
-            let mut buf = vec![0u8; 65536];
-            while !flag.load(Ordering::SeqCst) {
-                if let Ok((n, Some(addr))) = recvfrom::<LinkAddr>(sock.as_raw_fd(), &mut buf)
-                    && addr.ifindex() == index
-                {
-                    frames.push(buf[..n].to_vec());
-                }
-            }
-            frames
+        let (stop, thread) = watch(ns, iface, 65536, None, Vec::new(), |frames, frame| {
+            frames.push(frame.to_vec())
         });
-        ready_rx
-            .recv_timeout(Duration::from_secs(3))
-            .expect("capture started");
         Capture {
             stop,
             thread: Some(thread),
@@ -190,8 +209,11 @@ pub fn inject(lab: &Lab, ns: &str, iface: &str, frame: &[u8]) {
 /// twice are a nonce reused or a packet replayed by the network.
 pub struct EspSeen {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Seen>>,
+    thread: Option<JoinHandle<Watched>>,
 }
+
+/// What [`EspSeen`]'s thread keeps: the pairs seen, ESP packets, the pairs seen twice.
+type Watched = (std::collections::HashSet<(u32, u32)>, u64, Vec<(u32, u32)>);
 
 /// The SPI and sequence number of an Ethernet frame carrying ESP.
 fn esp_of(frame: &[u8]) -> Option<(u32, u32)> {
@@ -224,52 +246,25 @@ fn esp_of(frame: &[u8]) -> Option<(u32, u32)> {
     Some((spi, seq))
 }
 
-/// ESP packets seen, and the (SPI, sequence number) pairs seen twice.
-type Seen = (u64, Vec<(u32, u32)>);
-
 impl EspSeen {
     pub fn start(ns: &str, iface: &str) -> EspSeen {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let (path, iface, flag) = (
-            format!("/run/netns/{ns}"),
-            iface.to_owned(),
-            Arc::clone(&stop),
-        );
-        let thread = std::thread::spawn(move || {
-            let file = File::open(&path).expect("namespace");
-            setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
-            let index = nix::net::if_::if_nametoindex(iface.as_str()).expect("interface") as usize;
-            let sock = Socket::new(
-                Domain::PACKET,
-                Type::RAW,
-                Some(Protocol::from(i32::from(ETH_P_ALL.to_be()))),
-            )
-            .expect("AF_PACKET socket");
-            sock.set_read_timeout(Some(Duration::from_millis(50)))
-                .unwrap();
-            let _ = sock.set_recv_buffer_size(16 << 20);
-            ready_tx.send(()).unwrap();
-            let mut seen = std::collections::HashSet::new();
-            let (mut packets, mut twice) = (0u64, Vec::new());
-            // The headers are enough.
-            let mut buf = vec![0u8; 128];
-            while !flag.load(Ordering::SeqCst) {
-                if let Ok((n, Some(addr))) = recvfrom::<LinkAddr>(sock.as_raw_fd(), &mut buf)
-                    && addr.ifindex() == index
-                    && let Some(pair) = esp_of(&buf[..n])
-                {
-                    packets += 1;
+        // The headers are enough; a large receive buffer, as the soak's rates are high.
+        let state = (std::collections::HashSet::new(), 0u64, Vec::new());
+        let (stop, thread) = watch(
+            ns,
+            iface,
+            128,
+            Some(16 << 20),
+            state,
+            |(seen, packets, twice), frame| {
+                if let Some(pair) = esp_of(frame) {
+                    *packets += 1;
                     if !seen.insert(pair) {
                         twice.push(pair);
                     }
                 }
-            }
-            (packets, twice)
-        });
-        ready_rx
-            .recv_timeout(Duration::from_secs(3))
-            .expect("capture up");
+            },
+        );
         EspSeen {
             stop,
             thread: Some(thread),
@@ -279,11 +274,13 @@ impl EspSeen {
     /// Stops: the ESP packets seen and the (SPI, sequence number) pairs seen twice.
     pub fn finish(mut self) -> (u64, Vec<(u32, u32)>) {
         self.stop.store(true, Ordering::SeqCst);
-        self.thread
+        let (_, packets, twice) = self
+            .thread
             .take()
             .expect("running")
             .join()
-            .expect("capture thread")
+            .expect("capture thread");
+        (packets, twice)
     }
 }
 
