@@ -547,28 +547,12 @@ impl<'a> Live<'a> {
                 "{owner}: a CHILD_SA is an inbound SA and an outbound SA"
             ));
         }
-        self.check_new(&inbound, Direction::In, None)?;
-        self.check_new(&outbound, Direction::Out, None)?;
-        let mut both = self.specs();
-        both.push(inbound.clone());
-        both.push(outbound.clone());
-        if first_shared_aead_key(&both).is_some() {
-            return Err(format!("{owner}: a key of the new SAs is already in use"));
-        }
-        let how = |installed| Install {
-            installed,
-            reservation: None,
-            closed_at: None,
-            disabled: false,
-        };
-        let installed = self.started.elapsed();
+        self.check_new_pair(&inbound, &outbound, owner)?;
+        let how = self.fresh();
         self.engine
-            .add_sa(&inbound, Direction::In, how(installed))
+            .add_sa(&inbound, Direction::In, how.clone())
             .map_err(|e| format!("{owner}: sa {:#010x} in: {e}", inbound.spi))?;
-        if let Err(e) = self
-            .engine
-            .add_sa(&outbound, Direction::Out, how(installed))
-        {
+        if let Err(e) = self.engine.add_sa(&outbound, Direction::Out, how) {
             let _ = self
                 .engine
                 .remove_sa(inbound.spi, Direction::In, inbound.dst);
@@ -676,6 +660,16 @@ impl<'a> Live<'a> {
                 old_inbound.0
             ));
         }
+        self.check_new_pair(inbound, outbound, owner)
+    }
+
+    /// A CHILD_SA's two new SAs: each acceptable on its own, and no key of theirs in use.
+    fn check_new_pair(
+        &self,
+        inbound: &SaSpec,
+        outbound: &SaSpec,
+        owner: &str,
+    ) -> Result<(), String> {
         self.check_new(inbound, Direction::In, None)?;
         self.check_new(outbound, Direction::Out, None)?;
         let mut all = self.specs();
@@ -781,28 +775,12 @@ impl<'a> Live<'a> {
                 survivor_in.0
             ));
         }
-        self.check_new(&inbound, Direction::In, None)?;
-        self.check_new(&outbound, Direction::Out, None)?;
-        let mut all = self.specs();
-        all.push(inbound.clone());
-        all.push(outbound.clone());
-        if first_shared_aead_key(&all).is_some() {
-            return Err(format!("{owner}: a key of the new SAs is already in use"));
-        }
-        let how = |installed| Install {
-            installed,
-            reservation: None,
-            closed_at: None,
-            disabled: false,
-        };
-        let installed = self.started.elapsed();
+        self.check_new_pair(&inbound, &outbound, owner)?;
+        let how = self.fresh();
         self.engine
-            .replace_sa(survivor_in.0, Direction::In, &inbound, how(installed))
+            .replace_sa(survivor_in.0, Direction::In, &inbound, how.clone())
             .map_err(|e| format!("{owner}: sa {:#010x} in: {e}", inbound.spi))?;
-        if let Err(e) = self
-            .engine
-            .add_sa(&outbound, Direction::Out, how(installed))
-        {
+        if let Err(e) = self.engine.add_sa(&outbound, Direction::Out, how) {
             let _ = self
                 .engine
                 .remove_sa(inbound.spi, Direction::In, inbound.dst);
