@@ -30,7 +30,9 @@
 //! window whatever order the two are dropped in.
 
 use std::fmt;
+use std::io;
 use std::ops::Deref;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -241,6 +243,61 @@ impl DmaMemory {
             done += n;
         }
         Ok(())
+    }
+
+    /// One `read(2)` from `fd` of at most `len_bytes` straight into the region at `offset`:
+    /// the kernel copies into memory the device can reach, and nothing else copies. Returns
+    /// the bytes read. A range outside the region is refused with `InvalidInput`.
+    pub fn read_from_fd(
+        &self,
+        fd: BorrowedFd<'_>,
+        offset: usize,
+        len_bytes: usize,
+    ) -> io::Result<usize> {
+        let at = self
+            .checked(offset, len_bytes, 1)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: `[offset, offset + len_bytes)` lies inside the live mapping (checked), which
+        // outlives the call. No Rust reference to that memory exists: the kernel writes it
+        // through the raw pointer as the device writes it by DMA (module documentation).
+        let n = unsafe { libc::read(fd.as_raw_fd(), at.as_ptr().cast(), len_bytes) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    /// One `writev(2)` to `fd` of `head` (host memory: a header the caller checked or
+    /// built) followed by the region's bytes `[offset, offset + len_bytes)`, which the
+    /// kernel reads straight out of DMA memory. Returns the bytes written.
+    pub fn write_to_fd(
+        &self,
+        fd: BorrowedFd<'_>,
+        head: &[u8],
+        offset: usize,
+        len_bytes: usize,
+    ) -> io::Result<usize> {
+        let at = self
+            .checked(offset, len_bytes, 1)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let iov = [
+            libc::iovec {
+                iov_base: head.as_ptr().cast_mut().cast(),
+                iov_len: head.len(),
+            },
+            libc::iovec {
+                iov_base: at.as_ptr().cast(),
+                iov_len: len_bytes,
+            },
+        ];
+        // SAFETY: both iovecs describe readable memory that outlives the call: `head` is a
+        // borrowed slice, the second range lies inside the live mapping (checked); the kernel
+        // only reads them. No Rust reference into the mapping is made.
+        let n = unsafe { libc::writev(fd.as_raw_fd(), iov.as_ptr(), 2) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
     }
 }
 

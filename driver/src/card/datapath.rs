@@ -1,10 +1,12 @@
 //! The packet path: batched submit and completion per queue pair, and interrupt waits.
 
+use std::io;
+use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
 use super::error::CardError;
-use super::rx::RxPacket;
-use super::tx::{TxDone, TxQueue, TxRequest};
+use super::rx::{RxBuf, RxLent, RxPacket};
+use super::tx::{TxBuf, TxDone, TxLent, TxQueue, TxRequest};
 use super::{Card, IrqMode};
 use crate::device::IrqWait;
 
@@ -50,6 +52,7 @@ impl Card {
             .ok_or(CardError::NoSuchQueue { queue, queues })?;
         let budget = 1usize << self.config.ring_log2;
         let r = qp.tx.complete(
+            queue,
             &self.bar,
             out,
             budget,
@@ -91,6 +94,135 @@ impl Card {
             self.bar.device().relax();
         }
         Ok(delivered)
+    }
+
+    /// Lends a free TX buffer of `queue` ([`buffer_bytes`](Self::buffer_bytes) long) for
+    /// a frame to be written into — by [`tx_buf_read_from`](Self::tx_buf_read_from) (a
+    /// TUN read landing where the card reads it) or [`tx_buf_write`](Self::tx_buf_write) —
+    /// and posted with [`tx_post`](Self::tx_post), or given back with
+    /// [`tx_return`](Self::tx_return). `None` while the caller holds a ring's worth.
+    pub fn tx_lend(&mut self, queue: u16) -> Result<Option<TxBuf>, CardError> {
+        let qp = self.queue_mut(queue)?;
+        Ok(qp.tx.lend(queue))
+    }
+
+    /// Gives a lent TX buffer back.
+    pub fn tx_return(&mut self, buf: TxBuf) -> Result<(), CardError> {
+        self.queue_mut(buf.queue)?.tx.give_back(buf.queue, buf)
+    }
+
+    /// Copies `data` into lent TX buffer `buf` from byte `at` on.
+    pub fn tx_buf_write(&self, buf: TxBuf, at: usize, data: &[u8]) -> Result<(), CardError> {
+        self.queue(buf.queue)?
+            .tx
+            .write_lent(buf.queue, buf, at, data)
+    }
+
+    /// Copies bytes of lent TX buffer `buf` from byte `at` on into `dst`.
+    pub fn tx_buf_read(&self, buf: TxBuf, at: usize, dst: &mut [u8]) -> Result<(), CardError> {
+        self.queue(buf.queue)?.tx.read_lent(buf.queue, buf, at, dst)
+    }
+
+    /// One `read(2)` from `fd` into lent TX buffer `buf` from byte `at` on, at most to the
+    /// buffer's end; returns the bytes read.
+    pub fn tx_buf_read_from(&self, buf: TxBuf, at: usize, fd: BorrowedFd<'_>) -> io::Result<usize> {
+        let q = self
+            .queue(buf.queue)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        q.tx.read_fd_lent(buf.queue, buf, at, fd)
+    }
+
+    /// [`tx_batch`](Self::tx_batch) for frames already in lent buffers: posts as many of
+    /// `posts` as `queue` has free slots for, in order, with one doorbell, and returns how
+    /// many were taken (the caller keeps the rest). Nothing is copied. The whole batch is
+    /// checked first — lengths, SA indices, and that every buffer is lent to the caller
+    /// and named once. A posted buffer comes back lent in its completion
+    /// ([`TxDone::lent`](super::TxDone::lent)) or in recovery's
+    /// [`NotCompleted::lent`](super::NotCompleted::lent).
+    pub fn tx_post(&mut self, queue: u16, posts: &[TxLent]) -> Result<usize, CardError> {
+        self.usable_queue(queue, true)?;
+        let (max_frame, table) = (self.max_tx_frame, self.caps.sa_table_size);
+        let queues = self.queues.len() as u16;
+        let qp = self
+            .queues
+            .get_mut(queue as usize)
+            .ok_or(CardError::NoSuchQueue { queue, queues })?;
+        qp.tx.check_lent(queue, posts, max_frame, table)?;
+        let r = qp.tx.post_lent(&self.bar, posts, &mut self.sas);
+        let n = self.note(r)?;
+        self.stats.tx_submitted += n as u64;
+        if n == 0 && !posts.is_empty() {
+            self.stats.tx_ring_full += 1;
+        }
+        Ok(n)
+    }
+
+    /// [`rx_batch`](Self::rx_batch) without the copy: appends to `out` up to `max` frames
+    /// of `queue` left in their DMA buffers, each lent to the caller (a free buffer takes
+    /// its place on the ring) until [`rx_return`](Self::rx_return); returns how many.
+    /// Fewer while the caller holds a ring's worth. See the RX ring's documentation for
+    /// what a caller checks in host memory before trusting it.
+    pub fn rx_lend(
+        &mut self,
+        queue: u16,
+        out: &mut Vec<RxLent>,
+        max: usize,
+    ) -> Result<usize, CardError> {
+        self.usable_queue(queue, false)?;
+        let queues = self.queues.len() as u16;
+        let qp = self
+            .queues
+            .get_mut(queue as usize)
+            .ok_or(CardError::NoSuchQueue { queue, queues })?;
+        let r = qp.rx.receive_lent(
+            queue,
+            &self.bar,
+            out,
+            max,
+            self.caps.max_frame,
+            &mut self.sas,
+            &mut self.stats.bad,
+        );
+        let (delivered, consumed) = self.note(r)?;
+        self.stats.rx_delivered += delivered as u64;
+        if consumed == 0 {
+            self.bar.device().relax();
+        }
+        Ok(delivered)
+    }
+
+    /// Gives a lent RX buffer back.
+    pub fn rx_return(&mut self, buf: RxBuf) -> Result<(), CardError> {
+        self.queue_mut(buf.queue)?.rx.give_back(buf.queue, buf)
+    }
+
+    /// Copies bytes of lent RX buffer `buf` from byte `at` on into `dst`.
+    pub fn rx_buf_read(&self, buf: RxBuf, at: usize, dst: &mut [u8]) -> Result<(), CardError> {
+        self.queue(buf.queue)?.rx.read_lent(buf.queue, buf, at, dst)
+    }
+
+    /// One `writev(2)` to `fd` of `head` (host memory: checked or built by the caller),
+    /// then bytes `[at, at + len)` of lent RX buffer `buf` straight from DMA memory;
+    /// returns the bytes written.
+    pub fn rx_buf_write_to(
+        &self,
+        buf: RxBuf,
+        fd: BorrowedFd<'_>,
+        head: &[u8],
+        at: usize,
+        len: usize,
+    ) -> io::Result<usize> {
+        let q = self
+            .queue(buf.queue)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        q.rx.write_fd_lent(buf.queue, buf, fd, head, at, len)
+    }
+
+    fn queue_mut(&mut self, queue: u16) -> Result<&mut super::QueuePair, CardError> {
+        let queues = self.queues.len() as u16;
+        self.queues
+            .get_mut(queue as usize)
+            .ok_or(CardError::NoSuchQueue { queue, queues })
     }
 
     fn wait_vector(&mut self, vector: u32, timeout: Duration) -> Result<bool, CardError> {

@@ -28,6 +28,15 @@ pub enum TxRequestError {
         /// Entries in the SA table.
         table_size: u32,
     },
+    /// The buffer is not one this queue lent and the caller still holds (posted already,
+    /// returned, or of another queue).
+    #[error("buffer {buf} of queue {queue} is not lent to the caller")]
+    NotLent {
+        /// The queue the handle names.
+        queue: u16,
+        /// The buffer it names.
+        buf: u32,
+    },
 }
 
 /// What the card driver reports when an operation fails.
@@ -40,6 +49,15 @@ pub enum CardError {
     /// doing: every offset is computed from ring and pool sizes the driver chose).
     #[error("DMA memory access refused")]
     Dma(#[from] AccessError),
+    /// A buffer handle that names no buffer lent to the caller (already returned, or of
+    /// another queue).
+    #[error("buffer {buf} of queue {queue} is not lent to the caller")]
+    NotLent {
+        /// The queue the handle names.
+        queue: u16,
+        /// The buffer it names.
+        buf: u32,
+    },
     /// The configuration asks for something the driver or the card cannot do.
     #[error("invalid configuration: {0}")]
     Config(&'static str),

@@ -8,7 +8,10 @@
 //!   ([`Card::sa_write`], [`Card::sa_read`], [`Card::sa_invalidate`], [`Card::sa_export`]).
 //! - Packets go out with [`Card::tx_batch`] (one doorbell per batch; every packet carries
 //!   the caller's tag) and their completions come back with [`Card::tx_completions`];
-//!   frames come in with [`Card::rx_batch`]. Steady state reads no register: progress is
+//!   frames come in with [`Card::rx_batch`]. Zero-copy: [`Card::tx_lend`] lends a DMA
+//!   buffer to write a frame into (a TUN read straight into it) and [`Card::tx_post`]
+//!   posts it; [`Card::rx_lend`] hands received frames over in their buffers, which go
+//!   back with [`Card::rx_return`]. Steady state reads no register: progress is
 //!   learnt from completions and their phase bits alone. Poll, or wait for interrupts
 //!   ([`IrqMode::Interrupt`], [`Card::wait_queue`]).
 //! - Everything the card writes is checked before it is used ([`BadCompletion`]).
@@ -46,9 +49,9 @@ pub use error::{CardError, TxRequestError};
 pub use events::CardEvent;
 pub use fault::{Fault, FaultScope};
 pub use recover::{FaultReport, NotCompleted, SaProgram, SaRecovery, SaResults, Taken};
-pub use rx::RxPacket;
+pub use rx::{RxBuf, RxInfo, RxLent, RxPacket};
 pub use sa_track::SaDirection;
-pub use tx::{TxAction, TxDone, TxOutcome, TxRequest};
+pub use tx::{TxAction, TxBuf, TxDone, TxLent, TxOutcome, TxRequest};
 pub use validate::{BadCompletion, BadCompletionCounts};
 
 use self::admin::AdminQueue;

@@ -16,7 +16,7 @@ use super::fault::{Fault, FaultScope};
 use super::init::{self, poll_until};
 use super::rx::RxPacket;
 use super::sa_track::SaDirection;
-use super::tx::TxDone;
+use super::tx::{TxBuf, TxDone};
 use super::{Card, CardState, caps};
 
 /// Whether the card took a packet that was not completed.
@@ -42,6 +42,9 @@ pub struct NotCompleted {
     pub sa_index: Option<u32>,
     /// Whether the card took it.
     pub taken: Taken,
+    /// Posted from a lent buffer ([`Card::tx_post`](super::Card::tx_post)): the buffer,
+    /// lent to the caller again with the frame still in it.
+    pub lent: Option<TxBuf>,
 }
 
 /// What is known of a programmed SA's state at the fault.
@@ -135,6 +138,7 @@ impl Card {
         let ring = 1usize << self.config.ring_log2;
         let mut done = Vec::new();
         let n = qp.tx.complete(
+            q,
             &self.bar,
             &mut done,
             ring,
@@ -163,7 +167,7 @@ impl Card {
                 break;
             }
         }
-        for (index, posted) in qp.tx.abandon() {
+        for (index, posted, lent) in qp.tx.abandon(q) {
             let taken = match card_head {
                 Some(h) if index.wrapping_sub(base) >= h.wrapping_sub(base) => Taken::No,
                 _ => Taken::Unknown,
@@ -180,6 +184,7 @@ impl Card {
                 tag: posted.tag,
                 sa_index: posted.sa,
                 taken,
+                lent,
             });
         }
         Ok(())

@@ -1,7 +1,14 @@
 //! One RX ring of a queue pair: buffer descriptors, completions and the buffers the card
-//! writes frames into (datasheet §7.5). Every buffer is posted all the time; a frame is
-//! copied out of its buffer once, after its completion passed every check, so nothing
-//! parses memory the card can still write, and the buffer is re-posted at once.
+//! writes frames into (datasheet §7.5). The ring is full at all times. A frame leaves it
+//! one of two ways, always after its completion passed every check:
+//!
+//! - copied out ([`Card::rx_batch`](super::Card::rx_batch)), its buffer re-posted at once;
+//! - zero-copy ([`Card::rx_lend`](super::Card::rx_lend)): its buffer is lent to the caller
+//!   and a free one takes its slot. The pool holds twice the ring's entries, and the caller
+//!   holds at most a ring's worth. A lent buffer is named by no descriptor, but the card
+//!   could still reach it by DMA: a caller that checks bytes of it (an inner header against
+//!   policy) copies them out first and sends those checked bytes on, with the rest taken
+//!   straight from the buffer ([`Card::rx_buf_write_to`](super::Card::rx_buf_write_to)).
 
 use std::sync::atomic::{Ordering, fence};
 
@@ -11,7 +18,7 @@ use espo_fpga::regs::queue;
 
 use super::bar::{Bar0, Blocks};
 use super::error::CardError;
-use super::pool::BufferPool;
+use super::pool::{BufState, BufferPool};
 use super::ring::{CplRing, DescRing, WordField};
 use super::sa_track::SaTrack;
 use super::validate::{BadCompletionCounts, check_rx};
@@ -72,6 +79,56 @@ impl RxPacket {
     }
 }
 
+/// What the card said of a received frame (the fields of [`RxPacket`] besides its data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxInfo {
+    /// As [`RxPacket::status`].
+    pub status: Status,
+    /// The inbound SA that matched, if any.
+    pub sa_index: Option<u32>,
+    /// SPI of an ESP frame, 0 otherwise.
+    pub spi: u32,
+    /// ESP sequence number (64 bits, ESN inferred), 0 if not ESP.
+    pub seq: u64,
+    /// The buffer holds an Ethernet header and the decapsulated inner packet.
+    pub decapsulated: bool,
+    /// The inner packet is IPv6.
+    pub inner_ipv6: bool,
+    /// Arrived as ESP in UDP.
+    pub udp_encap: bool,
+    /// The buffer was too small: the frame is cut.
+    pub truncated: bool,
+    /// Length of the frame as received.
+    pub wire_len: u16,
+}
+
+/// An RX buffer lent to the caller: a handle naming the queue and the buffer. The driver
+/// tracks each buffer's state, so a handle used after it was returned is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RxBuf {
+    pub(crate) queue: u16,
+    pub(crate) id: u32,
+}
+
+impl RxBuf {
+    /// The queue pair whose pool the buffer is in.
+    pub fn queue(&self) -> u16 {
+        self.queue
+    }
+}
+
+/// A received frame left in its DMA buffer, lent to the caller until
+/// [`Card::rx_return`](super::Card::rx_return).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxLent {
+    /// Where the frame is, from the buffer's first byte.
+    pub buf: RxBuf,
+    /// Its length in the buffer (checked against the buffer's size).
+    pub len: usize,
+    /// What the card said of it.
+    pub info: RxInfo,
+}
+
 const DESC_ADDR: WordField = WordField::of(rx_desc::ADDR);
 const DESC_LEN: WordField = WordField::of(rx_desc::LEN);
 
@@ -79,6 +136,10 @@ pub(crate) struct RxQueue {
     desc: DescRing,
     pub(crate) cpl: CplRing<4>,
     bufs: BufferPool,
+    /// The buffer in each ring slot.
+    slot_buf: Vec<u32>,
+    /// Buffers lent to the caller.
+    lent_out: u32,
     /// Free-running producer index of posted buffers (always `cpl.head` + ring size).
     posted: u32,
     tail_reg: u64,
@@ -97,10 +158,17 @@ impl RxQueue {
         log2: u32,
         buf_bytes: usize,
     ) -> Result<Self, CardError> {
+        let mut bufs = BufferPool::new(device, 2 << log2, buf_bytes)?;
+        let slot_buf = (0..1u32 << log2)
+            .map(|_| bufs.take(BufState::Ring))
+            .collect::<Option<Vec<u32>>>()
+            .ok_or(CardError::Config("RX buffer pool smaller than its ring"))?;
         Ok(Self {
             desc: DescRing::new(device, log2, 16)?,
             cpl: CplRing::new(device, log2)?,
-            bufs: BufferPool::new(device, 1 << log2, buf_bytes)?,
+            bufs,
+            slot_buf,
+            lent_out: 0,
             posted: 0,
             tail_reg: blocks.queue_reg(q, &queue::RXQ_TAIL),
             head_reg: blocks.queue_reg(q, &queue::RXCQ_HEAD),
@@ -134,7 +202,8 @@ impl RxQueue {
         for i in 0..n {
             let index = self.posted.wrapping_add(i);
             let mut words = [0u64; 2];
-            DESC_ADDR.put(&mut words, self.bufs.iova(index & mask)?);
+            let buf = self.slot_buf.get((index & mask) as usize).copied();
+            DESC_ADDR.put(&mut words, self.bufs.iova(buf.unwrap_or(u32::MAX))?);
             DESC_LEN.put(&mut words, len);
             self.desc.write(index, &words)?;
         }
@@ -178,7 +247,9 @@ impl RxQueue {
             let Some(p) = out.get_mut(delivered) else {
                 break;
             };
-            self.bufs.read(index & mask, c.len, &mut p.data)?;
+            let buf = self.slot_buf.get((index & mask) as usize).copied();
+            self.bufs
+                .read(buf.unwrap_or(u32::MAX), c.len, &mut p.data)?;
             p.status = c.status;
             p.sa_index = c.sa_index;
             p.spi = c.spi;
@@ -199,5 +270,125 @@ impl RxQueue {
             self.post(bar, consumed)?;
         }
         Ok((delivered, consumed))
+    }
+
+    /// Appends to `out` up to `max` received frames left in their buffers, each buffer lent
+    /// to the caller and its slot given a free one (fewer while the caller holds a ring's
+    /// worth). Completions that fail their checks are counted and their buffers re-posted.
+    /// Returns (frames delivered, completions consumed).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub(crate) fn receive_lent(
+        &mut self,
+        q: u16,
+        bar: &Bar0,
+        out: &mut Vec<RxLent>,
+        max: usize,
+        max_frame: u32,
+        sas: &mut SaTrack,
+        bad: &mut BadCompletionCounts,
+    ) -> Result<(usize, u32), CardError> {
+        let mask = self.entries() - 1;
+        let buf_bytes = self.bufs.buf_bytes();
+        let mut delivered = 0;
+        let mut consumed = 0u32;
+        while delivered < max && consumed < self.entries() && self.lent_out < self.entries() {
+            let Some(words) = self.cpl.peek()? else {
+                break;
+            };
+            let index = self.cpl.head;
+            self.cpl.head = index.wrapping_add(1);
+            consumed += 1;
+            let c = match check_rx(&words, index, buf_bytes, max_frame, sas) {
+                Ok(c) => c,
+                Err(reason) => {
+                    bad.add(reason);
+                    continue;
+                }
+            };
+            let Some(slot) = self.slot_buf.get_mut((index & mask) as usize) else {
+                continue;
+            };
+            // The pool has a ring's worth beyond the ring, and the caller holds less.
+            let Some(fresh) = self.bufs.take(BufState::Ring) else {
+                continue;
+            };
+            let id = std::mem::replace(slot, fresh);
+            self.bufs.move_buf(id, BufState::Ring, BufState::Lent);
+            self.lent_out += 1;
+            out.push(RxLent {
+                buf: RxBuf { queue: q, id },
+                len: c.len,
+                info: RxInfo {
+                    status: c.status,
+                    sa_index: c.sa_index,
+                    spi: c.spi,
+                    seq: c.seq,
+                    decapsulated: c.decapsulated,
+                    inner_ipv6: c.inner_ipv6,
+                    udp_encap: c.udp_encap,
+                    truncated: c.truncated,
+                    wire_len: c.wire_len,
+                },
+            });
+            if let (true, Some(sa)) = (c.decapsulated, c.sa_index) {
+                sas.delivered(sa, c.seq);
+            }
+            delivered += 1;
+        }
+        if consumed > 0 {
+            fence(Ordering::Release);
+            bar.write32(self.head_reg, self.cpl.head)?;
+            self.post(bar, consumed)?;
+        }
+        Ok((delivered, consumed))
+    }
+
+    /// A lent buffer's id, checked to be lent.
+    fn lent_id(&self, q: u16, buf: RxBuf) -> Result<u32, CardError> {
+        if buf.queue == q && self.bufs.state(buf.id) == Some(BufState::Lent) {
+            Ok(buf.id)
+        } else {
+            Err(CardError::NotLent {
+                queue: buf.queue,
+                buf: buf.id,
+            })
+        }
+    }
+
+    /// Takes a lent buffer back onto the free list.
+    pub(crate) fn give_back(&mut self, q: u16, buf: RxBuf) -> Result<(), CardError> {
+        let id = self.lent_id(q, buf)?;
+        self.bufs.move_buf(id, BufState::Lent, BufState::Free);
+        self.lent_out -= 1;
+        Ok(())
+    }
+
+    /// Copies bytes of lent buffer `buf` from byte `at` on into `dst`.
+    pub(crate) fn read_lent(
+        &self,
+        q: u16,
+        buf: RxBuf,
+        at: usize,
+        dst: &mut [u8],
+    ) -> Result<(), CardError> {
+        let id = self.lent_id(q, buf)?;
+        Ok(self.bufs.read_at(id, at, dst)?)
+    }
+
+    /// One `writev(2)` to `fd`: `head`, then bytes `[at, at + len)` of lent buffer `buf`.
+    pub(crate) fn write_fd_lent(
+        &self,
+        q: u16,
+        buf: RxBuf,
+        fd: std::os::fd::BorrowedFd<'_>,
+        head: &[u8],
+        at: usize,
+        len: usize,
+    ) -> std::io::Result<usize> {
+        let id = self
+            .lent_id(q, buf)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        self.bufs.write_to_fd(id, fd, head, at, len)
     }
 }

@@ -1,5 +1,12 @@
-//! One TX ring of a queue pair: descriptors, completions and the buffers frames are copied
-//! into (datasheet §7.3, §7.4). Steady state: one doorbell per batch, no MMIO reads.
+//! One TX ring of a queue pair: descriptors, completions and the buffers frames are in
+//! (datasheet §7.3, §7.4). Steady state: one doorbell per batch, no MMIO reads.
+//!
+//! A frame reaches a buffer one of two ways: copied in by [`Card::tx_batch`](super::Card::tx_batch),
+//! or written there by the caller into a buffer the queue lent it
+//! ([`Card::tx_lend`](super::Card::tx_lend), then [`Card::tx_post`](super::Card::tx_post)):
+//! zero-copy, the frame's source (a TUN read) lands where the card reads it. The pool
+//! holds twice the ring's entries, so the ring always finds a buffer for each free slot
+//! while the caller holds at most a ring's worth of lent ones.
 
 use std::sync::atomic::{Ordering, fence};
 
@@ -9,7 +16,7 @@ use espo_fpga::regs::queue;
 
 use super::bar::{Bar0, Blocks};
 use super::error::{CardError, TxRequestError};
-use super::pool::BufferPool;
+use super::pool::{BufState, BufferPool};
 use super::ring::{CplRing, DescRing, WordField};
 use super::sa_track::SaTrack;
 use super::validate::{BadCompletion, BadCompletionCounts, TxPosted, check_tx};
@@ -70,6 +77,39 @@ pub struct TxDone {
     pub sa_index: Option<u32>,
     /// What happened to it.
     pub outcome: TxOutcome,
+    /// Posted from a lent buffer: the buffer, lent to the caller again with the frame still
+    /// in it (to post once more, read back, or return with
+    /// [`Card::tx_return`](super::Card::tx_return)).
+    pub lent: Option<TxBuf>,
+}
+
+/// A TX buffer lent to the caller ([`Card::tx_lend`](super::Card::tx_lend)): a handle
+/// naming the queue and the buffer. The driver tracks each buffer's state, so a handle used
+/// after it was posted or returned is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TxBuf {
+    pub(crate) queue: u16,
+    pub(crate) id: u32,
+}
+
+impl TxBuf {
+    /// The queue pair whose pool the buffer is in.
+    pub fn queue(&self) -> u16 {
+        self.queue
+    }
+}
+
+/// A frame in a lent buffer, to post ([`Card::tx_post`](super::Card::tx_post)).
+#[derive(Debug, Clone, Copy)]
+pub struct TxLent {
+    /// The caller's cookie, returned with the completion.
+    pub tag: u64,
+    /// The buffer the frame is in, from its first byte.
+    pub buf: TxBuf,
+    /// Length of the frame.
+    pub len: usize,
+    /// What the card does with it.
+    pub action: TxAction,
 }
 
 const DESC_ADDR: WordField = WordField::of(tx_desc::ADDR);
@@ -81,6 +121,8 @@ pub(crate) struct TxQueue {
     desc: DescRing,
     pub(crate) cpl: CplRing<2>,
     bufs: BufferPool,
+    /// Buffers with the caller (lent, or posted from a lent buffer).
+    lent_out: u32,
     /// What was posted in each slot.
     posted: Vec<TxPosted>,
     /// Free-running producer index: the next descriptor.
@@ -106,7 +148,8 @@ impl TxQueue {
         Ok(Self {
             desc: DescRing::new(device, log2, 16)?,
             cpl: CplRing::new(device, log2)?,
-            bufs: BufferPool::new(device, 1 << log2, buf_bytes)?,
+            bufs: BufferPool::new(device, 2 << log2, buf_bytes)?,
+            lent_out: 0,
             posted: vec![TxPosted::default(); 1 << log2],
             tail: 0,
             tail_reg: blocks.queue_reg(q, &queue::TXQ_TAIL),
@@ -151,24 +194,118 @@ impl TxQueue {
         sa_table_size: u32,
     ) -> Result<(), CardError> {
         for (position, r) in requests.iter().enumerate() {
-            let reason = if !(14..=max_frame).contains(&r.frame.len()) {
-                TxRequestError::FrameLength {
-                    len_bytes: r.frame.len(),
-                    max_bytes: max_frame,
-                }
-            } else if let TxAction::Encap { sa_index } = r.action
-                && sa_index >= sa_table_size
-            {
-                TxRequestError::SaIndex {
-                    sa_index,
-                    table_size: sa_table_size,
+            check_one(r.frame.len(), r.action, max_frame, sa_table_size)
+                .map_err(|reason| CardError::TxRequest { position, reason })?;
+        }
+        Ok(())
+    }
+
+    /// Checks a batch of lent frames of queue `q` before anything of it is posted.
+    pub(crate) fn check_lent(
+        &self,
+        q: u16,
+        posts: &[TxLent],
+        max_frame: usize,
+        sa_table_size: u32,
+    ) -> Result<(), CardError> {
+        for (position, p) in posts.iter().enumerate() {
+            let lent = p.buf.queue == q && self.bufs.state(p.buf.id) == Some(BufState::Lent);
+            let reason = if lent {
+                match check_one(p.len, p.action, max_frame, sa_table_size) {
+                    Ok(()) => continue,
+                    Err(reason) => reason,
                 }
             } else {
-                continue;
+                TxRequestError::NotLent {
+                    queue: p.buf.queue,
+                    buf: p.buf.id,
+                }
             };
             return Err(CardError::TxRequest { position, reason });
         }
+        // The same buffer twice in one batch.
+        for (position, p) in posts.iter().enumerate() {
+            if posts[..position].iter().any(|o| o.buf == p.buf) {
+                let reason = TxRequestError::NotLent {
+                    queue: p.buf.queue,
+                    buf: p.buf.id,
+                };
+                return Err(CardError::TxRequest { position, reason });
+            }
+        }
         Ok(())
+    }
+
+    /// Lends a free buffer to the caller; `None` while it holds a ring's worth.
+    pub(crate) fn lend(&mut self, q: u16) -> Option<TxBuf> {
+        if self.lent_out >= self.entries() {
+            return None;
+        }
+        let id = self.bufs.take(BufState::Lent)?;
+        self.lent_out += 1;
+        Some(TxBuf { queue: q, id })
+    }
+
+    /// Takes a lent buffer back onto the free list.
+    pub(crate) fn give_back(&mut self, q: u16, buf: TxBuf) -> Result<(), CardError> {
+        if buf.queue != q || !self.bufs.move_buf(buf.id, BufState::Lent, BufState::Free) {
+            return Err(CardError::NotLent {
+                queue: buf.queue,
+                buf: buf.id,
+            });
+        }
+        self.lent_out -= 1;
+        Ok(())
+    }
+
+    /// A lent buffer's id, checked to be lent.
+    fn lent_id(&self, q: u16, buf: TxBuf) -> Result<u32, CardError> {
+        if buf.queue == q && self.bufs.state(buf.id) == Some(BufState::Lent) {
+            Ok(buf.id)
+        } else {
+            Err(CardError::NotLent {
+                queue: buf.queue,
+                buf: buf.id,
+            })
+        }
+    }
+
+    /// Copies `data` into lent buffer `buf` from byte `at` on.
+    pub(crate) fn write_lent(
+        &self,
+        q: u16,
+        buf: TxBuf,
+        at: usize,
+        data: &[u8],
+    ) -> Result<(), CardError> {
+        let id = self.lent_id(q, buf)?;
+        Ok(self.bufs.write_at(id, at, data)?)
+    }
+
+    /// Copies bytes of lent buffer `buf` from byte `at` on into `dst`.
+    pub(crate) fn read_lent(
+        &self,
+        q: u16,
+        buf: TxBuf,
+        at: usize,
+        dst: &mut [u8],
+    ) -> Result<(), CardError> {
+        let id = self.lent_id(q, buf)?;
+        Ok(self.bufs.read_at(id, at, dst)?)
+    }
+
+    /// One `read(2)` from `fd` into lent buffer `buf` from byte `at` on.
+    pub(crate) fn read_fd_lent(
+        &self,
+        q: u16,
+        buf: TxBuf,
+        at: usize,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> std::io::Result<usize> {
+        let id = self
+            .lent_id(q, buf)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        self.bufs.read_from_fd(id, at, fd)
     }
 
     /// Copies as many frames as there are free slots into their buffers, writes their
@@ -181,32 +318,84 @@ impl TxQueue {
         requests: &[TxRequest<'_>],
         sas: &mut SaTrack,
     ) -> Result<usize, CardError> {
-        let n = requests.len().min(self.free() as usize);
+        let n = requests
+            .len()
+            .min(self.free() as usize)
+            .min(self.bufs.free_count());
         if n == 0 {
             return Ok(0);
         }
-        let mask = self.entries() - 1;
         for (i, r) in requests.iter().take(n).enumerate() {
-            let index = self.tail.wrapping_add(i as u32);
-            let slot = index & mask;
-            self.bufs.write(slot, r.frame)?;
-            let sa = match r.action {
-                TxAction::Encap { sa_index } => Some(sa_index),
-                TxAction::Bypass => None,
+            let Some(buf) = self.bufs.take(BufState::Ring) else {
+                break;
             };
-            let mut words = [0u64; 2];
-            DESC_ADDR.put(&mut words, self.bufs.iova(slot)?);
-            DESC_LEN.put(&mut words, r.frame.len() as u64);
-            DESC_BYPASS.put(&mut words, u64::from(sa.is_none()));
-            DESC_SA_INDEX.put(&mut words, u64::from(sa.unwrap_or(0)));
-            self.desc.write(index, &words)?;
-            if let Some(p) = self.posted.get_mut(slot as usize) {
-                *p = TxPosted { tag: r.tag, sa };
+            if let Err(e) = self.bufs.write(buf, r.frame) {
+                self.bufs.move_buf(buf, BufState::Ring, BufState::Free);
+                return Err(e.into());
             }
-            if let Some(sa) = sa {
-                sas.submitted(sa);
-            }
+            self.describe(i as u32, buf, r.frame.len(), r.tag, r.action, false, sas)?;
         }
+        self.ring_doorbell(bar, n)
+    }
+
+    /// Posts as many of `posts` (checked by [`check_lent`](Self::check_lent)) as there
+    /// are free slots, from their lent buffers, and rings the doorbell once. Returns how
+    /// many were taken.
+    #[inline]
+    pub(crate) fn post_lent(
+        &mut self,
+        bar: &Bar0,
+        posts: &[TxLent],
+        sas: &mut SaTrack,
+    ) -> Result<usize, CardError> {
+        let n = posts.len().min(self.free() as usize);
+        if n == 0 {
+            return Ok(0);
+        }
+        for (i, p) in posts.iter().take(n).enumerate() {
+            self.bufs.move_buf(p.buf.id, BufState::Lent, BufState::Ring);
+            self.describe(i as u32, p.buf.id, p.len, p.tag, p.action, true, sas)?;
+        }
+        self.ring_doorbell(bar, n)
+    }
+
+    /// Writes the descriptor `i` places after the tail: buffer `buf`, `len` bytes.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn describe(
+        &mut self,
+        i: u32,
+        buf: u32,
+        len: usize,
+        tag: u64,
+        action: TxAction,
+        lent: bool,
+        sas: &mut SaTrack,
+    ) -> Result<(), CardError> {
+        let index = self.tail.wrapping_add(i);
+        let slot = index & (self.entries() - 1);
+        let sa = match action {
+            TxAction::Encap { sa_index } => Some(sa_index),
+            TxAction::Bypass => None,
+        };
+        let mut words = [0u64; 2];
+        DESC_ADDR.put(&mut words, self.bufs.iova(buf)?);
+        DESC_LEN.put(&mut words, len as u64);
+        DESC_BYPASS.put(&mut words, u64::from(sa.is_none()));
+        DESC_SA_INDEX.put(&mut words, u64::from(sa.unwrap_or(0)));
+        self.desc.write(index, &words)?;
+        if let Some(p) = self.posted.get_mut(slot as usize) {
+            *p = TxPosted { tag, sa, buf, lent };
+        }
+        if let Some(sa) = sa {
+            sas.submitted(sa);
+        }
+        Ok(())
+    }
+
+    /// Counts `n` descriptors as outstanding and tells the card.
+    #[inline]
+    fn ring_doorbell(&mut self, bar: &Bar0, n: usize) -> Result<usize, CardError> {
         // Counted as outstanding before the doorbell: whatever the card sees of them, the
         // host accounts for every one.
         self.tail = self.tail.wrapping_add(n as u32);
@@ -215,11 +404,30 @@ impl TxQueue {
         Ok(n)
     }
 
+    /// The buffer of a finished descriptor: back to the caller when it was lent, to the
+    /// free list otherwise.
+    #[inline]
+    fn release(&mut self, q: u16, posted: &TxPosted) -> Option<TxBuf> {
+        if posted.lent {
+            self.bufs
+                .move_buf(posted.buf, BufState::Ring, BufState::Lent)
+                .then_some(TxBuf {
+                    queue: q,
+                    id: posted.buf,
+                })
+        } else {
+            self.bufs
+                .move_buf(posted.buf, BufState::Ring, BufState::Free);
+            None
+        }
+    }
+
     /// Takes up to `budget` completions, checks each against what was posted, and returns
     /// the slots with one doorbell (`doorbell` false while recovering: the card is stopped).
     #[inline]
     pub(crate) fn complete(
         &mut self,
+        q: u16,
         bar: &Bar0,
         out: &mut Vec<TxDone>,
         budget: usize,
@@ -259,10 +467,12 @@ impl TxQueue {
                     TxOutcome::Unverified(reason)
                 }
             };
+            let lent = self.release(q, &posted);
             out.push(TxDone {
                 tag: posted.tag,
                 sa_index: posted.sa,
                 outcome,
+                lent,
             });
             self.cpl.head = index.wrapping_add(1);
             n += 1;
@@ -277,20 +487,46 @@ impl TxQueue {
         Ok(n)
     }
 
-    /// Every descriptor still outstanding, oldest first, as (index, what was posted); the
-    /// ring is left empty. Used by recovery once the card can no longer complete them.
-    pub(crate) fn abandon(&mut self) -> Vec<(u32, TxPosted)> {
+    /// Every descriptor still outstanding, oldest first, as (index, what was posted, the
+    /// buffer lent back to the caller); the ring is left empty. Used by recovery once the
+    /// card can no longer complete them.
+    pub(crate) fn abandon(&mut self, q: u16) -> Vec<(u32, TxPosted, Option<TxBuf>)> {
         let mask = self.entries() - 1;
         let mut left = Vec::with_capacity(self.outstanding() as usize);
         while self.cpl.head != self.tail {
             let index = self.cpl.head;
-            if let Some(p) = self.posted.get((index & mask) as usize) {
-                left.push((index, *p));
+            if let Some(p) = self.posted.get((index & mask) as usize).copied() {
+                let lent = self.release(q, &p);
+                left.push((index, p, lent));
             }
             self.cpl.head = index.wrapping_add(1);
         }
         left
     }
+}
+
+/// Checks one frame's length and action.
+fn check_one(
+    len: usize,
+    action: TxAction,
+    max_frame: usize,
+    sa_table_size: u32,
+) -> Result<(), TxRequestError> {
+    if !(14..=max_frame).contains(&len) {
+        return Err(TxRequestError::FrameLength {
+            len_bytes: len,
+            max_bytes: max_frame,
+        });
+    }
+    if let TxAction::Encap { sa_index } = action
+        && sa_index >= sa_table_size
+    {
+        return Err(TxRequestError::SaIndex {
+            sa_index,
+            table_size: sa_table_size,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

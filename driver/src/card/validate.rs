@@ -124,6 +124,10 @@ pub(crate) struct TxPosted {
     pub tag: u64,
     /// The SA to encapsulate with; `None`: bypass.
     pub sa: Option<u32>,
+    /// The buffer the frame is in.
+    pub buf: u32,
+    /// The buffer was lent to the caller (goes back to it on completion).
+    pub lent: bool,
 }
 
 /// A TX completion that passed every check.
@@ -324,6 +328,7 @@ mod tests {
         let posted = TxPosted {
             tag: 1,
             sa: Some(2),
+            ..TxPosted::default()
         };
         assert_eq!(
             check_tx(&tx(ok), 7, &posted, &t),
@@ -381,7 +386,11 @@ mod tests {
         for (c, reason) in cases {
             assert_eq!(check_tx(&tx(c), 7, &posted, &t), Err(reason), "{c:?}");
         }
-        let bypass = TxPosted { tag: 1, sa: None };
+        let bypass = TxPosted {
+            tag: 1,
+            sa: None,
+            ..TxPosted::default()
+        };
         let sent = TxCompletion {
             seq: 0,
             sa_index: 0,
@@ -583,7 +592,11 @@ mod tests {
             sa in proptest::option::of(0u32..16),
         ) {
             let t = sas();
-            let posted = TxPosted { tag: 0, sa };
+            let posted = TxPosted {
+                tag: 0,
+                sa,
+                ..TxPosted::default()
+            };
             if let Ok(c) = check_tx(&tx_words, index, &posted, &t) {
                 prop_assert_eq!(TX_DESC_INDEX.get(&tx_words), u64::from(index as u16));
                 prop_assert_eq!(c.seq.is_some(), matches!(c.status, Status::Ok | Status::EngineError));
