@@ -215,7 +215,11 @@ fn handles_are_checked_and_a_buffer_is_never_lent_twice() {
     assert_eq!(held.iter().collect::<HashSet<_>>().len(), 16);
     // The copy path still has its own buffers while every lent one is held.
     let f = frame(100, 1);
-    let done = send_all(&mut a, 0, &requests(&[f.clone()], 9, TxAction::Bypass));
+    let done = send_all(
+        &mut a,
+        0,
+        &requests(std::slice::from_ref(&f), 9, TxAction::Bypass),
+    );
     assert_eq!(
         (done[0].outcome, done[0].lent),
         (TxOutcome::SentBypass, None)

@@ -223,16 +223,6 @@ impl TxQueue {
             };
             return Err(CardError::TxRequest { position, reason });
         }
-        // The same buffer twice in one batch.
-        for (position, p) in posts.iter().enumerate() {
-            if posts[..position].iter().any(|o| o.buf == p.buf) {
-                let reason = TxRequestError::NotLent {
-                    queue: p.buf.queue,
-                    buf: p.buf.id,
-                };
-                return Err(CardError::TxRequest { position, reason });
-            }
-        }
         Ok(())
     }
 
@@ -352,8 +342,21 @@ impl TxQueue {
         if n == 0 {
             return Ok(0);
         }
+        // Each buffer leaves the caller's hands once: one named twice in the batch is no
+        // longer lent the second time, and the batch is refused whole.
+        for (position, p) in posts.iter().take(n).enumerate() {
+            if !self.bufs.move_buf(p.buf.id, BufState::Lent, BufState::Ring) {
+                for q in posts.iter().take(position) {
+                    self.bufs.move_buf(q.buf.id, BufState::Ring, BufState::Lent);
+                }
+                let reason = TxRequestError::NotLent {
+                    queue: p.buf.queue,
+                    buf: p.buf.id,
+                };
+                return Err(CardError::TxRequest { position, reason });
+            }
+        }
         for (i, p) in posts.iter().take(n).enumerate() {
-            self.bufs.move_buf(p.buf.id, BufState::Lent, BufState::Ring);
             self.describe(i as u32, p.buf.id, p.len, p.tag, p.action, true, sas)?;
         }
         self.ring_doorbell(bar, n)
@@ -425,6 +428,7 @@ impl TxQueue {
     /// Takes up to `budget` completions, checks each against what was posted, and returns
     /// the slots with one doorbell (`doorbell` false while recovering: the card is stopped).
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn complete(
         &mut self,
         q: u16,

@@ -58,6 +58,15 @@ impl ModelHandle {
         self.0.now_cycles.load(Ordering::Acquire)
     }
 
+    /// [`Pacing::Inline`]: while held, the driver's relax calls do not move the model on —
+    /// only [`run_until_idle`](Self::run_until_idle) and the other explicit runs do. For
+    /// benchmarks and tests that measure the host apart from the card. Release it before
+    /// anything that waits for the card: admin commands, and the card's shutdown when it
+    /// is dropped.
+    pub fn hold(&self, held: bool) {
+        self.0.held.store(held, Ordering::Relaxed);
+    }
+
     /// Runs until nothing is scheduled; returns the cycle reached.
     pub fn run_until_idle(&self) -> u64 {
         self.with(Model::run_until_idle)

@@ -151,6 +151,9 @@ struct Shared {
     kick: Condvar,
     /// When the device was made: the origin of its real-time clock.
     origin: std::time::Instant,
+    /// [`Pacing::Inline`]: the driver's relax calls leave the model where it is
+    /// ([`ModelHandle::hold`]).
+    held: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -196,6 +199,9 @@ impl Shared {
     /// One inline step: the next event and the horizon after it, or an idle step. The clock
     /// always moves on, so timeouts measured on it expire even if the card is stuck.
     fn step(&self) {
+        if self.held.load(Ordering::Relaxed) {
+            return;
+        }
         let horizon = self.options.relax_horizon_cycles.max(1);
         let idle = self.options.idle_step_cycles.max(1);
         self.with_model(|m| {
@@ -269,6 +275,7 @@ impl ModelDevice {
             kicked: Mutex::new(false),
             kick: Condvar::new(),
             origin: std::time::Instant::now(),
+            held: AtomicBool::new(false),
         });
         let sink: Arc<dyn espo_model::InterruptSink> = Arc::new(SinkRef(Arc::downgrade(&shared)));
         lock(&shared.model).set_interrupt_sink(sink);

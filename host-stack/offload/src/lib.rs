@@ -35,6 +35,7 @@
 //! [`take_events`](OffloadEngine::take_events)).
 #![forbid(unsafe_code)]
 
+mod frame;
 mod lifetime;
 mod live;
 mod migrate;
@@ -62,15 +63,17 @@ use espo_ipsec::spd::Action;
 use espo_ipsec::spec::{Direction, PolicySpec, SaSpec};
 use espo_ipsec::wire::ethernet::EtherType;
 
+pub use frame::{FRAME_HEADER, TxSlot};
 pub use next_hop::NextHopMacs;
 pub use options::{ENTRY_GRACE, JUMBO_BUFFER_BYTES, OffloadOptions, card_config};
 pub use placement::Unfit;
 pub use report::{
-    CardMode, EngineEvent, MoveReason, OffloadCounters, Path, Placement, Received, Recovery,
-    RxReport, SaPlacement, SentAs, SoftwareReason, TxReport,
+    CardMode, EngineEvent, LentPacket, MoveReason, OffloadCounters, Path, Placement, Received,
+    Recovery, RxReport, SaPlacement, SentAs, SoftwareReason, TxReport,
 };
 pub use wire::{HostClock, ManualClock, MemWire, MonotonicClock, Wire};
 
+use self::frame::Frame;
 use self::options::{MAX_WIRE_FRAME, SPARE_BUFFERS};
 use self::tx::{Posted, Work};
 
@@ -178,6 +181,13 @@ pub struct OffloadEngine {
     /// Records with a time lifetime.
     timed: Vec<usize>,
     rx_batch: Vec<espo_driver::card::RxPacket>,
+    /// Zero-copy receive: the frames of one batch, and one frame copied out for software.
+    rx_lent: Vec<espo_driver::card::RxLent>,
+    rx_copy: espo_driver::card::RxPacket,
+    /// Reused per flush and per completion round (nothing allocated per packet).
+    flush_batch: Vec<(u64, Posted, espo_driver::card::TxAction)>,
+    lent_posts: Vec<espo_driver::card::TxLent>,
+    tx_done: Vec<espo_driver::card::TxDone>,
     wire_buf: Vec<u8>,
 }
 
@@ -248,6 +258,11 @@ impl OffloadEngine {
             fault_times: VecDeque::new(),
             timed: Vec::new(),
             rx_batch: vec![espo_driver::card::RxPacket::default(); 32],
+            rx_lent: Vec::with_capacity(32),
+            rx_copy: espo_driver::card::RxPacket::default(),
+            flush_batch: Vec::new(),
+            lent_posts: Vec::new(),
+            tx_done: Vec::new(),
             wire_buf: Vec::new(),
         };
         // Outbound SAs first, each direction in configuration order (the software engine's).
@@ -294,13 +309,13 @@ impl OffloadEngine {
                 self.pending.push_back((
                     tag,
                     Work::Ready {
-                        frame,
+                        frame: Frame::Heap(frame),
                         sent: SentAs::Bypass,
                     },
                 ));
             }
             Ok(Action::Protect(bundle)) => {
-                let frame = self.frame_for(inner);
+                let frame = Frame::Heap(self.frame_for(inner));
                 self.pending.push_back((
                     tag,
                     Work::Protect {
@@ -324,7 +339,7 @@ impl OffloadEngine {
         self.pending.push_back((
             tag,
             Work::Ready {
-                frame: f,
+                frame: Frame::Heap(f),
                 sent: SentAs::Link,
             },
         ));

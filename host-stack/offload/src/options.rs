@@ -37,6 +37,10 @@ pub struct OffloadOptions {
     pub fallback: Option<Box<dyn Wire>>,
     /// The host clock (time lifetimes, the fault window).
     pub clock: Arc<dyn HostClock>,
+    /// Zero-copy receive: an inner packet the card decapsulated stays in the card's
+    /// receive buffer and is handed over as [`Received::Lent`](crate::Received::Lent), to
+    /// be written out from there and given back (default false: copied out).
+    pub lend_rx: bool,
 }
 
 impl Default for OffloadOptions {
@@ -52,6 +56,7 @@ impl Default for OffloadOptions {
             fault_window: Duration::from_secs(60),
             fallback: None,
             clock: Arc::new(MonotonicClock),
+            lend_rx: false,
         }
     }
 }
@@ -65,6 +70,7 @@ impl std::fmt::Debug for OffloadOptions {
             .field("max_recoveries", &self.max_recoveries)
             .field("fallback", &self.fallback.is_some())
             .field("own_port", &self.own_port.is_some())
+            .field("lend_rx", &self.lend_rx)
             .finish_non_exhaustive()
     }
 }

@@ -85,6 +85,7 @@ impl OffloadEngine {
                     }
                     self.counters.tx_fate_unknown += 1;
                     self.tx_drop(posted.tag, DropReason::DeviceError);
+                    self.recycle_work(posted.work);
                 }
             }
         }
@@ -136,6 +137,7 @@ impl OffloadEngine {
                     self.posted_settled(&p);
                     self.counters.tx_fate_unknown += 1;
                     self.tx_drop(p.tag, DropReason::DeviceError);
+                    self.recycle_work(p.work);
                 }
             }
         }
@@ -276,6 +278,7 @@ impl OffloadEngine {
 
     /// The card is gone: software does everything, frames use the fallback wire.
     fn gone(&mut self, fault: Option<espo_driver::card::Fault>, was: &[(usize, u32)]) {
+        self.unlend_pending();
         self.card = None;
         self.mode = CardMode::Gone;
         self.max_frame = super::options::MAX_WIRE_FRAME;
@@ -326,6 +329,7 @@ impl OffloadEngine {
                 self.posted_settled(&p);
                 self.counters.tx_fate_unknown += 1;
                 self.tx_drop(p.tag, DropReason::DeviceError);
+                self.recycle_work(p.work);
             }
         }
         self.gone(fault, &was);

@@ -96,6 +96,12 @@ pub enum Received {
         seq: u64,
         path: Path,
     },
+    /// A decapsulated inner IP packet that passed the inbound policy check, left in the
+    /// card's receive buffer ([`OffloadOptions::lend_rx`](crate::OffloadOptions::lend_rx)):
+    /// write it out with [`OffloadEngine::write_lent`](crate::OffloadEngine::write_lent)
+    /// (or copy it with [`lent_bytes`](crate::OffloadEngine::lent_bytes)), then give the
+    /// buffer back with [`release_lent`](crate::OffloadEngine::release_lent).
+    Lent(LentPacket),
     /// An unprotected IP packet that inbound policy lets through.
     Bypass { packet: Vec<u8> },
     /// A NAT keepalive, consumed.
@@ -110,6 +116,28 @@ pub enum Received {
         src: std::net::SocketAddr,
         dst: std::net::SocketAddr,
     },
+}
+
+/// An inner packet left in a card receive buffer ([`Received::Lent`]). Its first bytes —
+/// those the inbound policy check read — are held here in host memory, and it is those
+/// checked bytes that are written out, the rest straight from the buffer: what the card
+/// may write into its memory afterwards cannot change what the check saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LentPacket {
+    pub(crate) head: [u8; espo_ipsec::wire::flow::HEAD_LEN],
+    pub(crate) head_len: usize,
+    pub(crate) buf: espo_driver::card::RxBuf,
+    /// Length of the inner packet.
+    pub len: usize,
+    pub spi: u32,
+    pub seq: u64,
+}
+
+impl LentPacket {
+    /// The packet's first bytes (up to 128), as checked.
+    pub fn head(&self) -> &[u8] {
+        self.head.get(..self.head_len).unwrap_or(&[])
+    }
 }
 
 /// The fate of one received frame; exactly one per frame the engine received.

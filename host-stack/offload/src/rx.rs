@@ -13,14 +13,18 @@
 //! passed on because of outer IPv6 extension headers is decapsulated by software against
 //! the same window, so whichever path meets a number second refuses it.
 
-use espo_driver::card::RxPacket;
+use std::io;
+use std::os::fd::BorrowedFd;
+
+use espo_driver::card::{RxLent, RxPacket};
 use espo_fpga::Status;
 use espo_ipsec::spec::Direction;
 
-use super::{CardMode, OffloadEngine, Path, Placement, Received, RxReport};
+use super::{CardMode, LentPacket, OffloadEngine, Path, Placement, Received, RxReport};
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::Decapsulated;
 use espo_ipsec::replay::ReplayError;
+use espo_ipsec::wire::flow::HEAD_LEN;
 use espo_ipsec::wire::{Flow, ethernet};
 
 impl OffloadEngine {
@@ -28,6 +32,10 @@ impl OffloadEngine {
     pub(super) fn receive(&mut self) {
         if self.mode == CardMode::Gone {
             self.receive_from_wire();
+            return;
+        }
+        if self.options.lend_rx {
+            self.receive_lent();
             return;
         }
         let mut batch = std::mem::take(&mut self.rx_batch);
@@ -56,6 +64,153 @@ impl OffloadEngine {
             }
         }
         self.rx_batch = batch;
+    }
+
+    /// [`receive`](Self::receive) without copying the inner packets the card delivers.
+    fn receive_lent(&mut self) {
+        let mut batch = std::mem::take(&mut self.rx_lent);
+        for _ in 0..8 {
+            let Some(card) = self.card.as_mut() else {
+                break;
+            };
+            let untrusted_before = datapath_untrusted(card);
+            batch.clear();
+            let result = card.rx_lend(self.options.queue, &mut batch, 32);
+            let untrusted = datapath_untrusted(card).saturating_sub(untrusted_before);
+            for l in &batch {
+                self.on_rx_lent(l);
+            }
+            self.untrusted_frames(untrusted);
+            match result {
+                Ok(n) if n == 32 => {}
+                Ok(_) => break,
+                Err(e) => {
+                    self.card_failed(&e);
+                    break;
+                }
+            }
+        }
+        batch.clear();
+        self.rx_lent = batch;
+    }
+
+    /// One frame the card lent: an inner packet it decapsulated stays where it is; any
+    /// other frame is copied out and its buffer given back.
+    fn on_rx_lent(&mut self, l: &RxLent) {
+        let i = &l.info;
+        if i.decapsulated && i.status == espo_fpga::Status::Ok && !i.truncated {
+            let outcome = self.card_delivered_lent(l);
+            if outcome.is_err()
+                && let Some(card) = self.card.as_mut()
+            {
+                let _ = card.rx_return(l.buf);
+            }
+            self.rx_report(Some((i.spi, i.seq as u32)), outcome);
+            return;
+        }
+        let mut p = std::mem::take(&mut self.rx_copy);
+        p.data.clear();
+        p.data.resize(l.len, 0);
+        let read = match self.card.as_mut() {
+            Some(card) => {
+                let read = card.rx_buf_read(l.buf, 0, &mut p.data);
+                let _ = card.rx_return(l.buf);
+                read.is_ok()
+            }
+            None => false,
+        };
+        if read {
+            p.status = i.status;
+            p.sa_index = i.sa_index;
+            p.spi = i.spi;
+            p.seq = i.seq;
+            p.decapsulated = i.decapsulated;
+            p.inner_ipv6 = i.inner_ipv6;
+            p.udp_encap = i.udp_encap;
+            p.truncated = i.truncated;
+            p.wire_len = i.wire_len;
+            self.on_rx(&p);
+        } else {
+            self.rx_report(None, Err(DropReason::DeviceError));
+        }
+        self.rx_copy = p;
+    }
+
+    /// [`card_delivered`](Self::card_delivered) for a packet left in its buffer: the policy
+    /// check reads its first bytes, copied into host memory once.
+    fn card_delivered_lent(&mut self, l: &RxLent) -> Result<Received, DropReason> {
+        let inner_len = l.len.checked_sub(14).ok_or(DropReason::Malformed)?;
+        let mut head = [0u8; HEAD_LEN];
+        let head_len = inner_len.min(HEAD_LEN);
+        let card = self.card.as_ref().ok_or(DropReason::DeviceError)?;
+        card.rx_buf_read(l.buf, 14, &mut head[..head_len])
+            .map_err(|_| DropReason::DeviceError)?;
+        let flow = match Flow::parse_head(&head[..head_len], inner_len) {
+            Err(_) if head_len < inner_len => {
+                // The selectors lie past the head (long IPv6 extension headers): this one
+                // is copied out whole, and delivered as such.
+                let mut whole = vec![0u8; inner_len];
+                card.rx_buf_read(l.buf, 14, &mut whole)
+                    .map_err(|_| DropReason::DeviceError)?;
+                let flow = Flow::parse(&whole);
+                let i = &l.info;
+                self.card_accept(i.sa_index, i.spi, i.seq, flow, inner_len)?;
+                let _ = self.card.as_mut().map(|c| c.rx_return(l.buf));
+                return Ok(Received::Inner {
+                    packet: whole,
+                    spi: i.spi,
+                    seq: i.seq,
+                    path: Path::Card,
+                });
+            }
+            parsed => parsed,
+        };
+        let i = &l.info;
+        self.card_accept(i.sa_index, i.spi, i.seq, flow, inner_len)?;
+        Ok(Received::Lent(LentPacket {
+            head,
+            head_len,
+            buf: l.buf,
+            len: inner_len,
+            spi: i.spi,
+            seq: i.seq,
+        }))
+    }
+
+    /// Writes a lent packet to `fd` with one `writev(2)`: `prefix` (a virtio-net header,
+    /// at most 64 bytes), its checked first bytes, then the rest straight from the card's
+    /// buffer. Returns the bytes written.
+    pub fn write_lent(
+        &self,
+        p: &LentPacket,
+        fd: BorrowedFd<'_>,
+        prefix: &[u8],
+    ) -> io::Result<usize> {
+        let card = self.card.as_ref().ok_or(io::ErrorKind::NotConnected)?;
+        let mut head = [0u8; 64 + HEAD_LEN];
+        let n = prefix.len() + p.head_len;
+        let at = head.get_mut(..n).ok_or(io::ErrorKind::InvalidInput)?;
+        at[..prefix.len()].copy_from_slice(prefix);
+        at[prefix.len()..].copy_from_slice(p.head());
+        let rest = p.len - p.head_len;
+        card.rx_buf_write_to(p.buf, fd, &head[..n], 14 + p.head_len, rest)
+    }
+
+    /// Copies a lent packet into `out` (replacing its contents).
+    pub fn lent_bytes(&self, p: &LentPacket, out: &mut Vec<u8>) -> io::Result<()> {
+        let card = self.card.as_ref().ok_or(io::ErrorKind::NotConnected)?;
+        out.clear();
+        out.extend_from_slice(p.head());
+        out.resize(p.len, 0);
+        card.rx_buf_read(p.buf, 14 + p.head_len, &mut out[p.head_len..])
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    /// Gives a lent packet's buffer back to the card.
+    pub fn release_lent(&mut self, p: &LentPacket) {
+        if let Some(card) = self.card.as_mut() {
+            let _ = card.rx_return(p.buf);
+        }
     }
 
     /// Frames the driver dropped because their completion was not trustworthy: one report
@@ -124,12 +279,33 @@ impl OffloadEngine {
     /// A packet the card decapsulated: the SA it names, the host's replay record, the
     /// inbound policy check, delivery.
     fn card_delivered(&mut self, p: &RxPacket) -> Result<Received, DropReason> {
+        let inner = p.data.get(14..).ok_or(DropReason::Malformed)?;
+        self.card_accept(p.sa_index, p.spi, p.seq, Flow::parse(inner), inner.len())?;
+        Ok(Received::Inner {
+            packet: inner.to_vec(),
+            spi: p.spi,
+            seq: p.seq,
+            path: Path::Card,
+        })
+    }
+
+    /// The checks of a packet the card decapsulated, whatever memory it is in: the SA its
+    /// completion names, the host's replay record, the inbound policy check on its
+    /// selectors (`flow`); counted for the SA when it passes.
+    fn card_accept(
+        &mut self,
+        sa_index: Option<u32>,
+        spi: u32,
+        seq: u64,
+        flow: Result<Flow, espo_ipsec::wire::Error>,
+        inner_len: usize,
+    ) -> Result<(), DropReason> {
         // The SA by entry and SPI: an entry freed and reused since keeps its old SA's
         // completions apart from its new one's. None: the SA that took it was removed
         // (or holds another entry now) — no verdict from it.
-        let sa_index = p.sa_index.ok_or(DropReason::DeviceError)?;
+        let sa_index = sa_index.ok_or(DropReason::DeviceError)?;
         let is_it = |r: &super::SaRecord| {
-            r.dir == Direction::In && r.spi == p.spi && r.last_sa_index == Some(sa_index)
+            r.dir == Direction::In && r.spi == spi && r.last_sa_index == Some(sa_index)
         };
         let rec_id = match self.entry_owner.get(sa_index as usize).copied().flatten() {
             Some(owner) if is_it(&self.records[owner]) => owner,
@@ -144,23 +320,17 @@ impl OffloadEngine {
         // The host's final word: a number it already accepted for the SA — delivered from
         // the card, or accepted by software — is not delivered again.
         if let Some(w) = r.shadow.as_mut() {
-            w.accept(p.seq).map_err(replay_reason)?;
+            w.accept(seq).map_err(replay_reason)?;
         }
         let index = r.index;
-        let inner = p.data.get(14..).ok_or(DropReason::Malformed)?;
-        let flow = Flow::parse(inner).map_err(|_| DropReason::Malformed)?;
+        let flow = flow.map_err(|_| DropReason::Malformed)?;
         if !self.sw.inbound.admits(&flow, &[index]) {
             return Err(DropReason::PolicyMismatch);
         }
         let r = &mut self.records[rec_id];
         r.host.packets += 1;
-        r.host.bytes += inner.len() as u64;
-        Ok(Received::Inner {
-            packet: inner.to_vec(),
-            spi: p.spi,
-            seq: p.seq,
-            path: Path::Card,
-        })
+        r.host.bytes += inner_len as u64;
+        Ok(())
     }
 
     /// A packet of an SA on the card was accepted into its window without being delivered.
@@ -299,9 +469,12 @@ impl OffloadEngine {
 
     fn rx_report(&mut self, esp: Option<(u32, u32)>, outcome: Result<Received, DropReason>) {
         match &outcome {
-            Ok(Received::Inner {
-                path: Path::Card, ..
-            }) => self.counters.rx_card += 1,
+            Ok(
+                Received::Inner {
+                    path: Path::Card, ..
+                }
+                | Received::Lent(_),
+            ) => self.counters.rx_card += 1,
             Ok(Received::Inner {
                 path: Path::Software,
                 ..

@@ -6,9 +6,10 @@
 //! that moved in the meantime is used where it now is, and software sequence numbers are
 //! taken in the order frames go on the wire.
 
-use espo_driver::card::{TxAction, TxDone, TxOutcome, TxRequest};
+use espo_driver::card::{TxAction, TxDone, TxLent, TxOutcome, TxRequest};
 use espo_fpga::Status;
 
+use super::frame::{FRAME_HEADER, Frame};
 use super::{CardMode, MAX_WIRE_FRAME, OffloadEngine, Path, Placement, SentAs, TxReport};
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::Encapsulated;
@@ -26,12 +27,12 @@ pub(super) enum Work {
     /// engine errors already met (one resend allowed).
     Protect {
         bundle: Option<Bundle>,
-        frame: Vec<u8>,
+        frame: Frame,
         attempts: u8,
     },
     /// A frame to send as it is: software's ESP (its sequence number already taken), or a
     /// bypass packet.
-    Ready { frame: Vec<u8>, sent: SentAs },
+    Ready { frame: Frame, sent: SentAs },
 }
 
 /// A packet on the card's TX ring.
@@ -79,7 +80,8 @@ impl OffloadEngine {
             if free == 0 {
                 return;
             }
-            let mut batch: Vec<(u64, Posted, TxAction)> = Vec::new();
+            let mut batch = std::mem::take(&mut self.flush_batch);
+            batch.clear();
             while batch.len() < free.min(TX_BATCH) {
                 let Some((tag, work)) = self.pending.pop_front() else {
                     break;
@@ -94,25 +96,22 @@ impl OffloadEngine {
                 }
             }
             if batch.is_empty() {
+                self.flush_batch = batch;
                 continue;
             }
-            let requests: Vec<TxRequest<'_>> = batch
-                .iter()
-                .map(|(driver_tag, p, action)| TxRequest {
-                    tag: *driver_tag,
-                    frame: p.work.frame(),
-                    action: *action,
-                })
-                .collect();
-            let Some(card) = self.card.as_mut() else {
-                return;
-            };
-            let result = card.tx_batch(queue, &requests);
-            drop(requests);
+            let result = self.post_batch(queue, &batch);
             match result {
                 Ok(taken) => {
-                    let mut rest = batch.split_off(taken.min(batch.len()));
-                    for (driver_tag, posted, _) in batch {
+                    let taken = taken.min(batch.len());
+                    // What the ring did not take waits again, in order, ahead of the rest.
+                    let stalled = taken < batch.len();
+                    while batch.len() > taken {
+                        if let Some((_, posted, _)) = batch.pop() {
+                            self.unrouted(&posted);
+                            self.pending.push_front((posted.tag, posted.work));
+                        }
+                    }
+                    for (driver_tag, posted, _) in batch.drain(..) {
                         if let Some(c) = posted.card_sa
                             && let Some(n) = self.entry_in_flight.get_mut(c.sa_index as usize)
                         {
@@ -120,11 +119,7 @@ impl OffloadEngine {
                         }
                         self.posted.insert(driver_tag, posted);
                     }
-                    let stalled = !rest.is_empty();
-                    while let Some((_, posted, _)) = rest.pop() {
-                        self.unrouted(&posted);
-                        self.pending.push_front((posted.tag, posted.work));
-                    }
+                    self.flush_batch = batch;
                     if stalled {
                         return;
                     }
@@ -134,6 +129,7 @@ impl OffloadEngine {
                         self.unrouted(&posted);
                         self.pending.push_front((posted.tag, posted.work));
                     }
+                    self.flush_batch = batch;
                     self.card_failed(&e);
                     if self.mode != CardMode::Gone && !self.card_usable() {
                         return;
@@ -173,10 +169,12 @@ impl OffloadEngine {
                     continue;
                 }
             };
+            let frame = self.frame_bytes(frame);
             let sent_ok = match self.options.fallback.as_mut() {
                 Some(w) => w.send(&frame),
                 None => false,
             };
+            self.recycle(frame);
             if sent_ok {
                 self.tx_sent(tag, sent);
             } else {
@@ -190,6 +188,7 @@ impl OffloadEngine {
         let (bundle, frame, attempts) = match work {
             Work::Ready { frame, sent } => {
                 if frame.len() > self.max_frame {
+                    self.recycle_frame(frame);
                     return Routed::Dropped(DropReason::TooBig);
                 }
                 return Routed::Ring(Work::Ready { frame, sent }, TxAction::Bypass, None);
@@ -203,42 +202,52 @@ impl OffloadEngine {
         let bundle = match bundle {
             Some(b) => b,
             // Its SA was removed while it waited: the database as it is now decides.
-            None => match self.sw.outbound.classify(frame.get(14..).unwrap_or(&[])) {
-                Ok(Action::Protect(b)) => b,
-                Ok(Action::Bypass) => {
+            None => match self
+                .frame_flow(&frame)
+                .and_then(|flow| Ok((flow, self.sw.outbound.classify_flow(&flow)?)))
+            {
+                Ok((_, Action::Protect(b))) => b,
+                Ok((flow, Action::Bypass)) => {
                     let mut frame = frame;
-                    if !self.address_bypass(&mut frame) {
-                        self.recycle(frame);
+                    if !self.address_frame(&mut frame, flow.dst) {
+                        self.recycle_frame(frame);
                         return Routed::Dropped(DropReason::Unresolved);
                     }
                     let sent = SentAs::Bypass;
                     return self.route(Work::Ready { frame, sent });
                 }
-                Ok(Action::Discard | Action::Trap) => {
+                Ok((_, Action::Discard | Action::Trap)) => {
+                    self.recycle_frame(frame);
                     return Routed::Dropped(DropReason::PolicyDiscard);
                 }
-                Err(reason) => return Routed::Dropped(reason),
+                Err(reason) => {
+                    self.recycle_frame(frame);
+                    return Routed::Dropped(reason);
+                }
             },
         };
         let Some(rec_id) = self.out_rec.get(bundle.inner).copied().flatten() else {
+            self.recycle_frame(frame);
             return Routed::Dropped(DropReason::NoPolicy);
         };
         if let (Placement::Card { sa_index }, None, CardMode::Offload) =
             (self.records[rec_id].placement, bundle.outer_ah, self.mode)
         {
             if frame.len() > self.max_frame {
+                self.recycle_frame(frame);
                 return Routed::Dropped(DropReason::TooBig);
             }
             let mut frame = frame;
             let dst = self.sw.outbound.sas()[bundle.inner].params.dst;
             if !self.address_frame(&mut frame, dst) {
-                self.recycle(frame);
+                self.recycle_frame(frame);
                 return Routed::Dropped(DropReason::Unresolved);
             }
             // Every number the card may use with this packet must be reserved.
             let bound = self.card_seq_bound(rec_id, sa_index).saturating_add(1);
             let reservation = self.sw.outbound.sas()[bundle.inner].reservation();
             if bound > reservation.limit() {
+                self.recycle_frame(frame);
                 return Routed::Dropped(DropReason::SeqUnreserved);
             }
             reservation.note_used(bound);
@@ -260,7 +269,8 @@ impl OffloadEngine {
             );
         }
         // Software: the tunnel packet is built after a fresh Ethernet header.
-        let inner = frame.get(14..).unwrap_or(&[]);
+        let frame = self.frame_bytes(frame);
+        let inner = frame.get(FRAME_HEADER..).unwrap_or(&[]);
         let mut out = self.buffer(14 + inner.len() + 256);
         out.resize(14 + inner.len() + 256, 0);
         let result = self.sw.outbound.protect(bundle, inner, &mut out[14..]);
@@ -274,7 +284,7 @@ impl OffloadEngine {
                 out[12..14].copy_from_slice(&ethertype);
                 let dst = crate::next_hop::ip_destination(&out[14..]);
                 if let Some(dst) = dst
-                    && !self.address_frame(&mut out, dst)
+                    && !self.address_bytes(&mut out, dst)
                 {
                     self.recycle(out);
                     return Routed::Dropped(DropReason::Unresolved);
@@ -289,7 +299,7 @@ impl OffloadEngine {
                 }
                 Routed::Ring(
                     Work::Ready {
-                        frame: out,
+                        frame: Frame::Heap(out),
                         sent: SentAs::Esp {
                             spi,
                             seq,
@@ -313,11 +323,13 @@ impl OffloadEngine {
         let Some(card) = self.card.as_mut() else {
             return;
         };
-        let mut done = Vec::new();
+        let mut done = std::mem::take(&mut self.tx_done);
+        done.clear();
         let r = card.tx_completions(self.options.queue, &mut done);
-        for d in done {
+        for d in done.drain(..) {
             self.on_tx_done(d);
         }
+        self.tx_done = done;
         if let Err(e) = r {
             self.card_failed(&e);
         }
@@ -336,9 +348,9 @@ impl OffloadEngine {
                     let r = &mut self.records[rec];
                     r.seq_high = r.seq_high.max(seq);
                     r.host.packets += 1;
-                    r.host.bytes += inner_len(&frame);
+                    r.host.bytes += frame.inner_len();
                 }
-                self.recycle(frame);
+                self.recycle_frame(frame);
                 self.tx_sent(
                     tag,
                     SentAs::Esp {
@@ -349,7 +361,7 @@ impl OffloadEngine {
                 );
             }
             (TxOutcome::SentBypass, Work::Ready { sent, frame }, _) => {
-                self.recycle(frame);
+                self.recycle_frame(frame);
                 self.tx_sent(tag, sent);
             }
             (
@@ -379,7 +391,10 @@ impl OffloadEngine {
                     },
                 ));
             }
-            (TxOutcome::Refused(status), _, _) => self.tx_drop(tag, refusal_reason(status)),
+            (TxOutcome::Refused(status), work, _) => {
+                self.recycle_work(work);
+                self.tx_drop(tag, refusal_reason(status));
+            }
             (
                 TxOutcome::EngineError { seq },
                 Work::Protect {
@@ -405,17 +420,22 @@ impl OffloadEngine {
                         },
                     ));
                 } else {
+                    self.recycle_frame(frame);
                     self.tx_drop(tag, DropReason::DeviceError);
                 }
             }
-            (TxOutcome::Unverified(_), _, card_sa) => {
+            (TxOutcome::Unverified(_), work, card_sa) => {
+                self.recycle_work(work);
                 if let Some(rec) = card_sa.and_then(|c| c.rec) {
                     self.records[rec].uncertain += 1;
                 }
                 self.counters.tx_fate_unknown += 1;
                 self.tx_drop(tag, DropReason::DeviceError);
             }
-            (_, _, _) => self.tx_drop(tag, DropReason::DeviceError),
+            (_, work, _) => {
+                self.recycle_work(work);
+                self.tx_drop(tag, DropReason::DeviceError);
+            }
         }
     }
 
@@ -458,16 +478,17 @@ impl OffloadEngine {
 }
 
 impl Work {
-    pub(super) fn frame(&self) -> &[u8] {
+    pub(super) fn frame(&self) -> &Frame {
         match self {
             Work::Protect { frame, .. } | Work::Ready { frame, .. } => frame,
         }
     }
-}
 
-/// Bytes of the IP packet in a frame (the lifetime byte count).
-fn inner_len(frame: &[u8]) -> u64 {
-    frame.len().saturating_sub(14) as u64
+    pub(super) fn into_frame(self) -> Frame {
+        match self {
+            Work::Protect { frame, .. } | Work::Ready { frame, .. } => frame,
+        }
+    }
 }
 
 /// The drop reason for a card's refusal of a TX packet (§7.4).
@@ -484,7 +505,18 @@ fn refusal_reason(status: Status) -> DropReason {
 impl OffloadEngine {
     /// Where the card's port is its own, writes the MAC of `dst`'s next hop into `frame`;
     /// false when it is not resolved. Otherwise the port's owner addresses the frame.
-    pub(super) fn address_frame(&self, frame: &mut [u8], dst: std::net::IpAddr) -> bool {
+    pub(super) fn address_frame(&self, frame: &mut Frame, dst: std::net::IpAddr) -> bool {
+        let Some(table) = &self.options.own_port else {
+            return true;
+        };
+        match table.mac_for(dst) {
+            Some(mac) => self.frame_write(frame, 0, &mac).is_ok(),
+            None => false,
+        }
+    }
+
+    /// [`address_frame`](Self::address_frame) for a frame in host memory.
+    pub(super) fn address_bytes(&self, frame: &mut [u8], dst: std::net::IpAddr) -> bool {
         let Some(table) = &self.options.own_port else {
             return true;
         };
@@ -497,11 +529,80 @@ impl OffloadEngine {
         }
     }
 
-    /// [`address_frame`](Self::address_frame) for a bypass packet: its own destination.
+    /// [`address_bytes`](Self::address_bytes) for a bypass packet: its own destination.
     pub(super) fn address_bypass(&self, frame: &mut [u8]) -> bool {
         match crate::next_hop::ip_destination(frame.get(14..).unwrap_or(&[])) {
-            Some(dst) => self.address_frame(frame, dst),
+            Some(dst) => self.address_bytes(frame, dst),
             None => self.options.own_port.is_none(),
         }
+    }
+
+    /// A packet's work done with: its frame recycled.
+    pub(super) fn recycle_work(&mut self, work: Work) {
+        self.recycle_frame(work.into_frame());
+    }
+
+    /// Hands a routed batch to the card in order: runs of frames in host memory copied
+    /// in (`tx_batch`), runs of lent frames posted as they are (`tx_post`). Returns how
+    /// many the ring took (the rest wait), or the card's error with none of the failing
+    /// run taken.
+    fn post_batch(
+        &mut self,
+        queue: u16,
+        batch: &[(u64, Posted, TxAction)],
+    ) -> Result<usize, espo_driver::card::CardError> {
+        let Some(card) = self.card.as_mut() else {
+            return Ok(0);
+        };
+        let mut taken = 0;
+        while taken < batch.len() {
+            let lent = matches!(batch[taken].1.work.frame(), Frame::Lent { .. });
+            let run = batch[taken..]
+                .iter()
+                .take_while(|(_, p, _)| matches!(p.work.frame(), Frame::Lent { .. }) == lent)
+                .count();
+            let items = &batch[taken..taken + run];
+            let n = if lent {
+                let posts = &mut self.lent_posts;
+                posts.clear();
+                posts.extend(items.iter().filter_map(
+                    |(driver_tag, p, action)| match p.work.frame() {
+                        Frame::Lent { buf, len } => Some(TxLent {
+                            tag: *driver_tag,
+                            buf: *buf,
+                            len: *len,
+                            action: *action,
+                        }),
+                        Frame::Heap(_) => None,
+                    },
+                ));
+                card.tx_post(queue, posts)
+            } else {
+                let requests: Vec<TxRequest<'_>> = items
+                    .iter()
+                    .filter_map(|(driver_tag, p, action)| match p.work.frame() {
+                        Frame::Heap(frame) => Some(TxRequest {
+                            tag: *driver_tag,
+                            frame,
+                            action: *action,
+                        }),
+                        Frame::Lent { .. } => None,
+                    })
+                    .collect();
+                card.tx_batch(queue, &requests)
+            };
+            match n {
+                Ok(n) => {
+                    taken += n;
+                    if n < run {
+                        break;
+                    }
+                }
+                Err(e) if taken == 0 => return Err(e),
+                // Part of the batch is on the ring: the error comes back with the next call.
+                Err(_) => break,
+            }
+        }
+        Ok(taken)
     }
 }

@@ -3,10 +3,17 @@
 //! throughput as the model simulates it (its performance counters: inner bytes per
 //! simulated second), which is what the hardware would do.
 //!
+//! The host figure is measured two ways. Zero-copy (the gateway's way in and out): the
+//! engine lends a card buffer, the packet is written into it — standing in for the TUN
+//! read that lands there, timed apart as `source` and not counted — and submitted; a
+//! decapsulated packet stays in the card's buffer and is given back once written out (the
+//! TUN write, not made here). Copying: the packet is handed over from host memory
+//! (`submit`) and a received one copied out (`Received::Inner`) — the baseline.
+//!
 //! The model runs in the same thread, apart and untimed: a round of packets is handed to
-//! the engine, the model runs until idle, the engine takes the results. The driver's
-//! polls between them step an idle model by one cycle only, so they neither cost host time
-//! worth counting nor stretch the simulated time the throughput is measured over.
+//! the engine, the model runs until idle, the engine takes the results. The model is held
+//! (`ModelHandle::hold`) so that the driver's polls between them do not move it: none of
+//! its work is counted as the host's.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,10 +23,15 @@ use espo_config::Config;
 use espo_driver::card::{Card, CardConfig};
 use espo_driver::model::{MemLink, ModelDevice, ModelHandle, ModelOptions, ModelParams, Pacing};
 use espo_ipsec::engine::Encapsulated;
-use espo_offload::{OffloadEngine, OffloadOptions, Received, SentAs, card_config};
+use espo_offload::{FRAME_HEADER, OffloadEngine, OffloadOptions, Received, SentAs, card_config};
 
-/// Packets per round: the model runs once per round.
-const ROUND: usize = 512;
+/// Packets per round when the host's cost is measured: a batch of 32. The model runs once
+/// per round; with small rounds it does not flush the host's data out of the caches between
+/// two batches (a card DMAs without touching the CPU's caches).
+pub const HOST_ROUND: usize = 32;
+/// Packets per round when the card's throughput is measured: enough to keep its pipeline
+/// full, so that simulated time is not mostly filling and draining it.
+pub const CARD_ROUND: usize = 512;
 
 /// What was measured for one direction.
 #[derive(Debug, Clone, Copy, Default)]
@@ -27,6 +39,9 @@ pub struct Direction {
     pub packets: u64,
     /// Host CPU in the engine and driver.
     pub host: Duration,
+    /// Zero-copy encapsulation: writing the packets into the lent buffers (the TUN read's
+    /// stand-in; not in `host`).
+    pub source: Duration,
     /// Host CPU the simulation itself took (informative).
     pub model: Duration,
     /// The card's inner throughput in simulated time, Gbit/s, and its port's line rate.
@@ -40,6 +55,17 @@ pub struct Direction {
 impl Direction {
     pub fn host_ns_per_packet(&self) -> f64 {
         self.host.as_nanos() as f64 / self.packets.max(1) as f64
+    }
+
+    /// The card's figures from another run (one in rounds that keep its pipeline full).
+    pub fn take_card_figures(&mut self, other: &Direction) {
+        self.card_inner_gbps = other.card_inner_gbps;
+        self.card_line_gbps = other.card_line_gbps;
+        self.card_mpps = other.card_mpps;
+    }
+
+    pub fn source_ns_per_packet(&self) -> f64 {
+        self.source.as_nanos() as f64 / self.packets.max(1) as f64
     }
 }
 
@@ -65,8 +91,14 @@ fn card(size: usize) -> anyhow::Result<(Card, ModelHandle, MemLink)> {
     Ok((card, handle, far))
 }
 
-/// Encapsulation through the card for about `budget`.
-pub fn encap(tx_config: &Config, inner: &[u8], budget: Duration) -> anyhow::Result<Direction> {
+/// Encapsulation through the card for about `budget`, zero-copy or copying.
+pub fn encap(
+    tx_config: &Config,
+    inner: &[u8],
+    budget: Duration,
+    zero_copy: bool,
+    per_round: usize,
+) -> anyhow::Result<Direction> {
     let (card, model, far) = card(inner.len())?;
     let mut engine = OffloadEngine::new(
         &tx_config.sas,
@@ -74,28 +106,60 @@ pub fn encap(tx_config: &Config, inner: &[u8], budget: Duration) -> anyhow::Resu
         Some(card),
         OffloadOptions::default(),
     )?;
+    // From here the model moves only when the bench runs it, apart from the host's time.
+    model.hold(true);
     let mut d = Direction::default();
-    let mut reports = Vec::with_capacity(ROUND);
+    let mut reports = Vec::with_capacity(per_round);
     model.reset_perf();
     let started = Instant::now();
     let mut tag = 0u64;
+    let mut slots = Vec::with_capacity(per_round);
     while started.elapsed() < budget || d.packets == 0 {
-        let t = Instant::now();
-        for _ in 0..ROUND {
-            engine.submit(tag, inner);
-            tag += 1;
-        }
-        engine.poll();
-        d.host += t.elapsed();
+        let round = if zero_copy {
+            let t = Instant::now();
+            while slots.len() < per_round {
+                match engine.tx_slot() {
+                    Some(s) => slots.push(s),
+                    None => break,
+                }
+            }
+            d.host += t.elapsed();
+            if slots.is_empty() {
+                bail!("the offload engine lent no TX buffer");
+            }
+            let t = Instant::now();
+            for s in &slots {
+                engine.tx_slot_write(s, FRAME_HEADER, inner)?;
+            }
+            d.source += t.elapsed();
+            let t = Instant::now();
+            let n = slots.len();
+            for s in slots.drain(..) {
+                engine.submit_slot(tag, s, inner.len());
+                tag += 1;
+            }
+            engine.poll();
+            d.host += t.elapsed();
+            n
+        } else {
+            let t = Instant::now();
+            for _ in 0..per_round {
+                engine.submit(tag, inner);
+                tag += 1;
+            }
+            engine.poll();
+            d.host += t.elapsed();
+            per_round
+        };
         let t = Instant::now();
         model.run_until_idle();
         d.model += t.elapsed();
         let mut t = Instant::now();
         reports.clear();
-        while reports.len() < ROUND {
+        while reports.len() < round {
             engine.poll();
             engine.take_tx_reports(&mut reports);
-            if engine.tx_outstanding() > 0 && reports.len() < ROUND {
+            if engine.tx_outstanding() > 0 && reports.len() < round {
                 // The ring took less than a round: let the card work through it.
                 d.host += t.elapsed();
                 let m = Instant::now();
@@ -118,6 +182,8 @@ pub fn encap(tx_config: &Config, inner: &[u8], budget: Duration) -> anyhow::Resu
         d.packets += reports.len() as u64;
         far.drain();
     }
+    // Released, so that the card's shutdown (its reset waits for the card) can run.
+    model.hold(false);
     let perf = model.perf();
     d.card_inner_gbps = perf.tx_inner_gbps();
     d.card_line_gbps = perf.tx_line_gbps();
@@ -127,28 +193,36 @@ pub fn encap(tx_config: &Config, inner: &[u8], budget: Duration) -> anyhow::Resu
 }
 
 /// Decapsulation through the card for about `budget`: a software sender makes the frames
-/// (untimed), the card receives them, the engine takes what it delivers.
+/// (untimed), the card receives them, the engine takes what it delivers — zero-copy (left
+/// in the card's buffers, given back) or copied out.
 pub fn decap(
     tx_config: &Config,
     rx_config: &Config,
     inner: &[u8],
     budget: Duration,
+    zero_copy: bool,
+    per_round: usize,
 ) -> anyhow::Result<Direction> {
     let (card, model, far) = card(inner.len())?;
     let mut engine = OffloadEngine::new(
         &rx_config.sas,
         &rx_config.policies,
         Some(card),
-        OffloadOptions::default(),
+        OffloadOptions {
+            lend_rx: zero_copy,
+            ..OffloadOptions::default()
+        },
     )?;
     let mut sender = tx_config.software_engine().context("the sender")?;
+    // From here the model moves only when the bench runs it, apart from the host's time.
+    model.hold(true);
     let mut d = Direction::default();
-    let mut reports = Vec::with_capacity(ROUND);
+    let mut reports = Vec::with_capacity(per_round);
     let mut buf = vec![0u8; inner.len() + 256];
     model.reset_perf();
     let started = Instant::now();
     while started.elapsed() < budget || d.packets == 0 {
-        for _ in 0..ROUND {
+        for _ in 0..per_round {
             let Ok(Encapsulated::Protected { len, .. }) =
                 sender.outbound.encapsulate(inner, &mut buf)
             else {
@@ -164,7 +238,7 @@ pub fn decap(
         let mut t = Instant::now();
         reports.clear();
         let mut spins = 0u32;
-        while reports.len() < ROUND {
+        while reports.len() < per_round {
             engine.poll();
             engine.take_rx_reports(&mut reports);
             spins += 1;
@@ -180,19 +254,30 @@ pub fn decap(
                 bail!("the card model stopped delivering frames");
             }
         }
+        // The sink: a lent packet's buffer goes back once written out (not made here).
+        for r in &reports {
+            if let Ok(Received::Lent(p)) = &r.outcome {
+                engine.release_lent(p);
+            }
+        }
         d.host += t.elapsed();
         for r in &reports {
             match &r.outcome {
-                Ok(Received::Inner {
-                    path: espo_offload::Path::Card,
-                    ..
-                }) => d.by_card += 1,
+                Ok(
+                    Received::Inner {
+                        path: espo_offload::Path::Card,
+                        ..
+                    }
+                    | Received::Lent(_),
+                ) => d.by_card += 1,
                 Ok(_) => {}
                 Err(reason) => bail!("the benchmark frame was dropped: {reason}"),
             }
         }
         d.packets += reports.len() as u64;
     }
+    // Released, so that the card's shutdown (its reset waits for the card) can run.
+    model.hold(false);
     let perf = model.perf();
     d.card_inner_gbps = perf.rx_inner_gbps();
     d.card_line_gbps = perf.rx_line_gbps();

@@ -126,6 +126,16 @@ impl CardTransform {
             };
             out.push(match r.outcome {
                 Ok(Received::Inner { packet, .. }) => Outcome::Transformed(packet),
+                // Not lent here (`lend_rx` off), but copied out like any other if it were.
+                Ok(Received::Lent(p)) => {
+                    let mut packet = Vec::new();
+                    let copied = self.engine.lent_bytes(&p, &mut packet);
+                    self.engine.release_lent(&p);
+                    match copied {
+                        Ok(()) => Outcome::Transformed(packet),
+                        Err(_) => Outcome::Dropped(DropReason::DeviceError),
+                    }
+                }
                 // espo pcap runs no IKE and its card's port is not its own: the engine
                 // hands out neither IKE messages nor link-layer frames here.
                 Ok(Received::Bypass { .. } | Received::Ike { .. } | Received::Link { .. }) => {

@@ -396,6 +396,18 @@ impl OutsideRx for CardRx<'_> {
                     true => Ok(Incoming::Unprotected),
                     false => Err(DropReason::TooBig),
                 },
+                // The gateway's engine copies what it receives (`lend_rx` off); a lent
+                // packet would be copied here and its buffer given back.
+                Ok(Received::Lent(p)) => {
+                    let mut engine = s.engine();
+                    let mut packet = Vec::new();
+                    let copied = engine.lent_bytes(&p, &mut packet).is_ok();
+                    engine.release_lent(&p);
+                    match copied && buf.load(&packet) {
+                        true => Ok(Incoming::Inner { spi: p.spi }),
+                        false => Err(DropReason::TooBig),
+                    }
+                }
                 Ok(Received::Keepalive) => Ok(Incoming::Consumed),
                 // ARP, neighbour discovery, ICMP errors, IKE from a card whose port is its
                 // own: the port thread's, as from its socket.

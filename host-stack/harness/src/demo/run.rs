@@ -335,9 +335,15 @@ impl Demo {
                     self.deliver(&packet, true)
                 }
                 // Counted by the engine, under its reason (IKE is taken out before the
-                // card; the demo's card port is not its own, so no link frames come).
-                Ok(Received::Keepalive | Received::Ike { .. } | Received::Link { .. }) | Err(_) => {
-                }
+                // card; the demo's card port is not its own, so no link frames come; its
+                // engine copies what it receives, so nothing is lent).
+                Ok(
+                    Received::Keepalive
+                    | Received::Ike { .. }
+                    | Received::Link { .. }
+                    | Received::Lent(_),
+                )
+                | Err(_) => {}
             }
         }
         self.rx = rx;

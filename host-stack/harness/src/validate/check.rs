@@ -470,6 +470,10 @@ fn short(r: &Received) -> String {
         Received::Keepalive => "keepalive".into(),
         Received::Ike { message, .. } => format!("IKE message ({} bytes)", message.len()),
         Received::Link { frame } => format!("link-layer frame ({} bytes)", frame.len()),
+        Received::Lent(p) => format!(
+            "inner sa {:#x} seq {} via Card, in its buffer ({} bytes)",
+            p.spi, p.seq, p.len
+        ),
     }
 }
 

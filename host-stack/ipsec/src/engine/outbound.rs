@@ -177,6 +177,12 @@ impl Outbound {
         self.decide(&parse_inner(inner)?.flow)
     }
 
+    /// [`classify`](Self::classify) for a packet whose selectors were read already
+    /// ([`Flow::parse_head`](crate::wire::Flow::parse_head) of a packet held elsewhere).
+    pub fn classify_flow(&self, flow: &Flow) -> Result<Action, DropReason> {
+        self.decide(flow)
+    }
+
     /// Applies outbound policy to an inner IP packet and, when it says protect, writes the
     /// tunnel packet into `out`.
     pub fn encapsulate(

@@ -6,6 +6,10 @@ use core::net::IpAddr;
 
 use super::{Error, IpProtocol, ip, ipv4, ipv6};
 
+/// Bytes of a packet's start [`Flow::parse_head`] looks at: an IPv4 header with the most
+/// options and the next header's first bytes, or an IPv6 header and a few extension headers.
+pub const HEAD_LEN: usize = 128;
+
 /// The selectors of one IP packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Flow {
@@ -36,6 +40,55 @@ impl Flow {
             ip::Packet::Ipv4(packet) => Self::from_ipv4(&packet),
             ip::Packet::Ipv6(packet) => Self::from_ipv6(&packet),
         }
+    }
+
+    /// [`parse`](Self::parse) from the first bytes of a packet of which `avail_len` bytes
+    /// exist (its IP header's length may be less), for a packet whose rest is not in host
+    /// memory (it lies in a DMA buffer). Gives exactly what `parse` gives on the whole
+    /// packet, or an error: `Truncated` when the selectors lie beyond `head` (IPv6 with
+    /// long extension headers — parse the whole packet then). At most [`HEAD_LEN`] bytes
+    /// of `head` are looked at.
+    pub fn parse_head(head: &[u8], avail_len: usize) -> Result<Flow, Error> {
+        let head = head
+            .get(..head.len().min(HEAD_LEN).min(avail_len))
+            .unwrap_or(&[]);
+        let mut copy = [0u8; HEAD_LEN];
+        let copy = copy.get_mut(..head.len()).ok_or(Error::Truncated)?;
+        copy.copy_from_slice(head);
+        let n = copy.len();
+        // The packet's own length must fit what exists, as `parse` checks; then the copy
+        // is made to announce what it holds, so that the views read inside it.
+        match copy.first().map(|b| b >> 4) {
+            Some(4) => {
+                let mut p = ipv4::Packet::new_unchecked(&mut copy[..]);
+                if n < ipv4::HEADER_LEN {
+                    return Err(Error::Truncated);
+                }
+                let total = usize::from(p.total_len());
+                if total > avail_len {
+                    return Err(Error::Truncated);
+                }
+                if total > n {
+                    p.set_total_len(n as u16);
+                }
+            }
+            Some(6) => {
+                let mut p = ipv6::Packet::new_unchecked(&mut copy[..]);
+                if n < ipv6::HEADER_LEN {
+                    return Err(Error::Truncated);
+                }
+                let total = ipv6::HEADER_LEN + usize::from(p.payload_len());
+                if total > avail_len {
+                    return Err(Error::Truncated);
+                }
+                if total > n {
+                    p.set_payload_len((n - ipv6::HEADER_LEN) as u16);
+                }
+            }
+            Some(_) => return Err(Error::BadVersion),
+            None => return Err(Error::Truncated),
+        }
+        Self::parse(copy)
     }
 
     /// The flow of an IPv4 packet already checked with `new_checked`.
@@ -240,6 +293,48 @@ mod test {
         assert_eq!(Flow::parse(&IPV6_EXT_TCP[..100]), Err(Error::Truncated));
     }
 
+    /// `pkt` grown to `len` bytes, its IP length fields saying so.
+    fn grown(pkt: &[u8], len: usize) -> Vec<u8> {
+        let mut v = pkt.to_vec();
+        v.resize(len, 0xab);
+        match v[0] >> 4 {
+            4 => v[2..4].copy_from_slice(&(len as u16).to_be_bytes()),
+            _ => v[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes()),
+        }
+        v
+    }
+
+    #[test]
+    fn a_packets_head_gives_the_whole_packets_flow() {
+        for pkt in [
+            &IPV4_UDP[..],
+            &IPV4_OPTIONS[..],
+            &IPV4_SCTP[..],
+            &IPV6_EXT_TCP[..],
+        ] {
+            for len in [pkt.len(), 200, 1500, 9000] {
+                let whole = grown(pkt, len.max(pkt.len()));
+                let flow = Flow::parse(&whole).unwrap();
+                for head in [HEAD_LEN, 64, whole.len()] {
+                    let head = &whole[..head.min(whole.len())];
+                    match Flow::parse_head(head, whole.len()) {
+                        Ok(f) => assert_eq!(f, flow),
+                        // Only where the selectors lie past the head.
+                        Err(e) => assert_eq!((e, head.len() < 128), (Error::Truncated, true)),
+                    }
+                }
+                assert_eq!(Flow::parse_head(&whole, whole.len()), Ok(flow));
+            }
+        }
+        // The packet says it is longer than what exists: refused, as by `parse`.
+        let whole = grown(&IPV4_UDP, 1500);
+        assert_eq!(Flow::parse_head(&whole, 1499), Err(Error::Truncated));
+        assert_eq!(Flow::parse_head(&whole[..10], 1500), Err(Error::Truncated));
+        assert_eq!(Flow::parse_head(&[0x55; 64], 1500), Err(Error::BadVersion));
+        // Trailing bytes past the IP length are allowed, as by `parse`.
+        assert_eq!(Flow::parse_head(&whole[..128], 1600), Flow::parse(&whole));
+    }
+
     proptest! {
         #[test]
         fn any_bytes_never_panic(
@@ -252,6 +347,25 @@ mod test {
             if let Ok(flow) = Flow::parse(&bytes) {
                 prop_assert_eq!(flow.src_port.is_some(), flow.dst_port.is_some());
                 prop_assert!(flow.src_port.is_none() || flow.icmp_type_code.is_none());
+            }
+        }
+
+        #[test]
+        fn a_head_agrees_with_the_whole_packet(
+            mut bytes in proptest::collection::vec(any::<u8>(), 0..400),
+            version in prop_oneof![Just(4u8), Just(6)],
+            cut in 0usize..200,
+        ) {
+            if let Some(first) = bytes.first_mut() {
+                *first = (version << 4) | (*first & 0x0f);
+            }
+            let whole = Flow::parse(&bytes);
+            let head = Flow::parse_head(&bytes[..cut.min(bytes.len())], bytes.len());
+            match (head, whole) {
+                (Ok(h), w) => prop_assert_eq!(Ok(h), w),
+                // A head that says no: the whole packet says no too, or the head was short.
+                (Err(_), Err(_)) => {}
+                (Err(e), Ok(_)) => prop_assert_eq!(e, Error::Truncated),
             }
         }
     }

@@ -1,0 +1,267 @@
+//! Outbound frames, and the zero-copy way in: a frame is in host memory (copied in by
+//! [`OffloadEngine::submit`]) or in a card TX buffer the engine lent its owner
+//! ([`OffloadEngine::tx_slot`]), where the packet was written straight from its source — a
+//! TUN read, a segmenter — and from where the card reads it: no copy and no allocation
+//! between the source and the card.
+//!
+//! The engine decides a lent frame's fate from its first bytes, copied once into host
+//! memory ([`Flow::parse_head`]); the rest is never touched on the card path. A lent frame
+//! that ends up in software (an SA there, the card faulty or gone) is copied out then.
+
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::BorrowedFd;
+
+use espo_driver::card::TxBuf;
+use espo_ipsec::counters::DropReason;
+use espo_ipsec::spd::Action;
+use espo_ipsec::wire::Flow;
+use espo_ipsec::wire::ethernet::EtherType;
+use espo_ipsec::wire::flow::HEAD_LEN;
+
+use super::tx::Work;
+use super::{CardMode, OffloadEngine, SentAs};
+
+/// Bytes in front of the IP packet in a frame (its Ethernet header).
+pub const FRAME_HEADER: usize = 14;
+
+/// An outbound frame.
+#[derive(Debug)]
+pub(crate) enum Frame {
+    /// In host memory.
+    Heap(Vec<u8>),
+    /// In a card TX buffer lent to the engine, `len` bytes from its start.
+    Lent { buf: TxBuf, len: usize },
+}
+
+impl Frame {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Frame::Heap(v) => v.len(),
+            Frame::Lent { len, .. } => *len,
+        }
+    }
+
+    /// Bytes of the IP packet (the lifetime byte count).
+    pub(crate) fn inner_len(&self) -> u64 {
+        self.len().saturating_sub(FRAME_HEADER) as u64
+    }
+}
+
+/// A card TX buffer lent for one outbound packet ([`OffloadEngine::tx_slot`]). Write the IP
+/// packet at [`FRAME_HEADER`] on, then hand it over with
+/// [`submit_slot`](OffloadEngine::submit_slot) or back with
+/// [`release_slot`](OffloadEngine::release_slot).
+#[derive(Debug)]
+pub struct TxSlot {
+    buf: TxBuf,
+}
+
+impl OffloadEngine {
+    /// A card TX buffer for one outbound packet, when the card takes packets now (`None`:
+    /// use [`submit`](Self::submit)). Its packet may be [`tx_slot_room`](Self::tx_slot_room)
+    /// bytes long.
+    pub fn tx_slot(&mut self) -> Option<TxSlot> {
+        if self.mode == CardMode::Gone {
+            return None;
+        }
+        let queue = self.options.queue;
+        let buf = self.card.as_mut()?.tx_lend(queue).ok().flatten()?;
+        Some(TxSlot { buf })
+    }
+
+    /// The longest IP packet a [`TxSlot`] takes.
+    pub fn tx_slot_room(&self) -> usize {
+        self.max_frame.saturating_sub(FRAME_HEADER)
+    }
+
+    /// Copies `bytes` into the slot at byte `at` of its frame (the IP packet starts at
+    /// [`FRAME_HEADER`]).
+    pub fn tx_slot_write(&self, slot: &TxSlot, at: usize, bytes: &[u8]) -> io::Result<()> {
+        let card = self.card.as_ref().ok_or(io::ErrorKind::NotConnected)?;
+        card.tx_buf_write(slot.buf, at, bytes)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+    }
+
+    /// One `read(2)` from `fd` into the slot at byte `at` of its frame, straight into the
+    /// card's memory; returns the bytes read. A TUN read of a packet goes to
+    /// [`FRAME_HEADER`] (minus the length of a virtio-net header read before it).
+    pub fn tx_slot_read_from(
+        &self,
+        slot: &TxSlot,
+        fd: BorrowedFd<'_>,
+        at: usize,
+    ) -> io::Result<usize> {
+        let card = self.card.as_ref().ok_or(io::ErrorKind::NotConnected)?;
+        card.tx_buf_read_from(slot.buf, at, fd)
+    }
+
+    /// Gives an unused slot back.
+    pub fn release_slot(&mut self, slot: TxSlot) {
+        if let Some(card) = self.card.as_mut() {
+            let _ = card.tx_return(slot.buf);
+        }
+    }
+
+    /// [`submit`](Self::submit) for the IP packet of `inner_len` bytes in `slot` at
+    /// [`FRAME_HEADER`]: its fate comes back as one [`TxReport`](crate::TxReport) with
+    /// `tag`. Only its first bytes are read here.
+    pub fn submit_slot(&mut self, tag: u64, slot: TxSlot, inner_len: usize) {
+        let mut frame = Frame::Lent {
+            buf: slot.buf,
+            len: FRAME_HEADER + inner_len,
+        };
+        if inner_len > self.tx_slot_room() {
+            self.recycle_frame(frame);
+            self.tx_drop(tag, DropReason::TooBig);
+            return;
+        }
+        let flow = match self.frame_flow(&frame) {
+            Ok(flow) => flow,
+            Err(reason) => {
+                self.recycle_frame(frame);
+                self.tx_drop(tag, reason);
+                return;
+            }
+        };
+        let mut eth = [0u8; FRAME_HEADER];
+        eth[..6].copy_from_slice(&self.options.peer_mac);
+        eth[6..12].copy_from_slice(&self.options.local_mac);
+        let ethertype = match flow.dst {
+            IpAddr::V4(_) => EtherType::Ipv4,
+            IpAddr::V6(_) => EtherType::Ipv6,
+        };
+        eth[12..].copy_from_slice(&ethertype.to_bytes());
+        if self.frame_write(&mut frame, 0, &eth).is_err() {
+            self.recycle_frame(frame);
+            self.tx_drop(tag, DropReason::DeviceError);
+            return;
+        }
+        match self.sw.outbound.classify_flow(&flow) {
+            Err(reason) => {
+                self.recycle_frame(frame);
+                self.tx_drop(tag, reason);
+            }
+            Ok(Action::Discard | Action::Trap) => {
+                self.recycle_frame(frame);
+                self.tx_drop(tag, DropReason::PolicyDiscard);
+            }
+            Ok(Action::Bypass) => {
+                if !self.address_frame(&mut frame, flow.dst) {
+                    self.recycle_frame(frame);
+                    self.tx_drop(tag, DropReason::Unresolved);
+                    return;
+                }
+                let sent = SentAs::Bypass;
+                self.pending.push_back((tag, Work::Ready { frame, sent }));
+            }
+            Ok(Action::Protect(bundle)) => self.pending.push_back((
+                tag,
+                Work::Protect {
+                    bundle: Some(bundle),
+                    frame,
+                    attempts: 0,
+                },
+            )),
+        }
+    }
+
+    /// The selectors of a frame's IP packet: from its first bytes for a lent frame (the
+    /// whole packet read only when they do not suffice).
+    pub(crate) fn frame_flow(&self, frame: &Frame) -> Result<Flow, DropReason> {
+        let parsed = match frame {
+            Frame::Heap(v) => Flow::parse(v.get(FRAME_HEADER..).unwrap_or(&[])),
+            Frame::Lent { buf, len } => {
+                let inner_len = len.saturating_sub(FRAME_HEADER);
+                let mut head = [0u8; HEAD_LEN];
+                let n = inner_len.min(HEAD_LEN);
+                let card = self.card.as_ref().ok_or(DropReason::DeviceError)?;
+                card.tx_buf_read(*buf, FRAME_HEADER, &mut head[..n])
+                    .map_err(|_| DropReason::DeviceError)?;
+                match Flow::parse_head(&head[..n], inner_len) {
+                    Err(_) if n < inner_len => {
+                        let mut whole = vec![0u8; inner_len];
+                        card.tx_buf_read(*buf, FRAME_HEADER, &mut whole)
+                            .map_err(|_| DropReason::DeviceError)?;
+                        Flow::parse(&whole)
+                    }
+                    parsed => parsed,
+                }
+            }
+        };
+        parsed.map_err(|_| DropReason::Malformed)
+    }
+
+    /// Writes `bytes` at byte `at` of a frame.
+    pub(crate) fn frame_write(
+        &self,
+        frame: &mut Frame,
+        at: usize,
+        bytes: &[u8],
+    ) -> Result<(), DropReason> {
+        match frame {
+            Frame::Heap(v) => {
+                let end = at.checked_add(bytes.len()).ok_or(DropReason::Malformed)?;
+                v.get_mut(at..end)
+                    .ok_or(DropReason::Malformed)?
+                    .copy_from_slice(bytes);
+                Ok(())
+            }
+            Frame::Lent { buf, .. } => self
+                .card
+                .as_ref()
+                .ok_or(DropReason::DeviceError)?
+                .tx_buf_write(*buf, at, bytes)
+                .map_err(|_| DropReason::DeviceError),
+        }
+    }
+
+    /// A frame's bytes in host memory: a lent frame is copied out and its buffer given back
+    /// (empty if the card cannot be read).
+    pub(crate) fn frame_bytes(&mut self, frame: Frame) -> Vec<u8> {
+        match frame {
+            Frame::Heap(v) => v,
+            Frame::Lent { buf, len } => {
+                let mut v = self.buffer(len);
+                v.resize(len, 0);
+                if let Some(card) = self.card.as_mut() {
+                    if card.tx_buf_read(buf, 0, &mut v).is_err() {
+                        v.clear();
+                    }
+                    let _ = card.tx_return(buf);
+                } else {
+                    v.clear();
+                }
+                v
+            }
+        }
+    }
+
+    /// A frame done with: its buffer kept for reuse, or given back to the card.
+    pub(crate) fn recycle_frame(&mut self, frame: Frame) {
+        match frame {
+            Frame::Heap(v) => self.recycle(v),
+            Frame::Lent { buf, .. } => {
+                if let Some(card) = self.card.as_mut() {
+                    let _ = card.tx_return(buf);
+                }
+            }
+        }
+    }
+
+    /// Every waiting lent frame copied into host memory: the card is about to go, and its
+    /// memory with it.
+    pub(crate) fn unlend_pending(&mut self) {
+        let mut pending = std::mem::take(&mut self.pending);
+        for (_, work) in pending.iter_mut() {
+            let frame = match work {
+                Work::Protect { frame, .. } | Work::Ready { frame, .. } => frame,
+            };
+            if let Frame::Lent { .. } = frame {
+                let lent = std::mem::replace(frame, Frame::Heap(Vec::new()));
+                *frame = Frame::Heap(self.frame_bytes(lent));
+            }
+        }
+        self.pending = pending;
+    }
+}
