@@ -82,7 +82,7 @@ impl OffloadEngine {
             }
             self.untrusted_frames(untrusted);
             match result {
-                Ok(n) if n == 32 => {}
+                Ok(32) => {}
                 Ok(_) => break,
                 Err(e) => {
                     self.card_failed(&e);

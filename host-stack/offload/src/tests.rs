@@ -648,3 +648,207 @@ fn without_its_own_port_the_engine_leaves_addressing_to_the_ports_owner() {
     let got = collect_rx(&mut engine, 1);
     assert_eq!(got[0].outcome, Err(DropReason::NotIp));
 }
+
+#[test]
+fn lent_slots_leave_as_the_copied_packets_do_whatever_path_they_take() {
+    let cfg = config("");
+    let (mut engine, _, tap) = rig(&cfg, OffloadOptions::default());
+    let mut reference = cfg.software_engine().unwrap();
+    // Card SA, software SA, no policy (bypass would need one: dropped), every size.
+    let packets: Vec<Vec<u8>> = (0..30u16)
+        .map(|i| {
+            let dst = match i % 3 {
+                0 => [10, 3, 0, 1],
+                1 => [10, 2, 0, 1],
+                _ => [10, 2, 0, 2],
+            };
+            packet([10, 1, 0, 1], dst, 60 + usize::from(i) * 290, i)
+        })
+        .collect();
+    let room = engine.tx_slot_room();
+    for (i, p) in packets.iter().enumerate() {
+        assert!(p.len() <= room);
+        let slot = engine.tx_slot().expect("a card buffer");
+        engine.tx_slot_write(&slot, FRAME_HEADER, p).unwrap();
+        engine.submit_slot(i as u64, slot, p.len());
+    }
+    // Discarded by policy (no outbound policy for 10.9/16), and too long: one report each.
+    let stray = packet([10, 1, 0, 1], [10, 9, 0, 1], 100, 99);
+    let slot = engine.tx_slot().unwrap();
+    engine.tx_slot_write(&slot, FRAME_HEADER, &stray).unwrap();
+    engine.submit_slot(100, slot, stray.len());
+    let slot = engine.tx_slot().unwrap();
+    engine.submit_slot(101, slot, room + 1);
+    let reports = run_until_idle(&mut engine);
+    assert_eq!(reports.len(), 32);
+    let wire = tap.drain();
+    assert_eq!(wire.len(), 30, "every packet left through the card's port");
+    for (i, p) in packets.iter().enumerate() {
+        let mut out = vec![0u8; p.len() + 256];
+        let Ok(Encapsulated::Protected { len, spi, seq }) =
+            reference.outbound.encapsulate(p, &mut out)
+        else {
+            panic!("reference refused packet {i}");
+        };
+        let report = reports.iter().find(|r| r.tag == i as u64).unwrap();
+        let path = if spi == 0x1001 {
+            Path::Card
+        } else {
+            Path::Software
+        };
+        assert_eq!(
+            report.outcome,
+            Ok(SentAs::Esp { spi, seq, path }),
+            "packet {i}"
+        );
+        assert_eq!(wire[i].data[14..], out[..len], "packet {i}");
+    }
+    let fate = |tag| reports.iter().find(|r| r.tag == tag).unwrap().outcome;
+    assert_eq!(fate(100), Err(DropReason::NoPolicy));
+    assert_eq!(fate(101), Err(DropReason::TooBig));
+    // Every lent buffer came back: a ring's worth can be lent again.
+    let mut held = Vec::new();
+    while let Some(s) = engine.tx_slot() {
+        held.push(s);
+    }
+    assert_eq!(held.len(), 1 << card_config().ring_log2);
+    for s in held {
+        engine.release_slot(s);
+    }
+}
+
+#[test]
+fn lent_inbound_packets_are_checked_against_policy_and_written_out_whole() {
+    let cfg = config("");
+    let (mut engine, _, tap) = rig(
+        &cfg,
+        OffloadOptions {
+            lend_rx: true,
+            ..OffloadOptions::default()
+        },
+    );
+    // The peer also sends 10.4/16 through the SA, which this side's inbound policy for it
+    // (10.2/16 -> 10.1/16) does not cover: decapsulated by the card, refused by the host.
+    let text = format!(
+        "[[sa]]\nspi = 0x2001\nprotocol = \"esp\"\nsrc = \"192.0.2.2\"\ndst = \"192.0.2.1\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128_IN}\"\n\
+         [[policy]]\ndir = \"out\"\nsrc = \"10.0.0.0/8\"\ndst = \"10.1.0.0/16\"\naction = \"protect\"\nsa = [0x2001]\n"
+    );
+    let mut peer = Config::parse(&text, FsPath::new("peer.toml"))
+        .unwrap()
+        .software_engine()
+        .unwrap();
+    let mut sent = Vec::new();
+    let mut frames = Vec::new();
+    for (i, src) in [[10, 2, 0, 9], [10, 4, 0, 9], [10, 2, 0, 9]]
+        .iter()
+        .enumerate()
+    {
+        let inner = packet(*src, [10, 1, 0, 9], 300 + 700 * i, i as u16);
+        let mut out = vec![0u8; inner.len() + 256];
+        let Ok(Encapsulated::Protected { len, .. }) = peer.outbound.encapsulate(&inner, &mut out)
+        else {
+            panic!("peer refused");
+        };
+        let mut frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0];
+        frame.extend_from_slice(&out[..len]);
+        tap.send_bytes(&frame);
+        frames.push(frame);
+        sent.push(inner);
+    }
+    let got = collect_rx(&mut engine, 3);
+    assert_eq!(got[1].outcome, Err(DropReason::PolicyMismatch));
+    for i in [0, 2] {
+        let Ok(Received::Lent(p)) = &got[i].outcome else {
+            panic!("{:?}", got[i].outcome);
+        };
+        assert_eq!((p.spi, p.seq, p.len), (0x2001, i as u64 + 1, sent[i].len()));
+        let mut bytes = Vec::new();
+        engine.lent_bytes(p, &mut bytes).unwrap();
+        assert_eq!(bytes, sent[i]);
+        // Written out: a virtio-net header, then the packet, with one writev.
+        let (a, b) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let n = engine
+            .write_lent(p, std::os::fd::AsFd::as_fd(&a), &[7; 10])
+            .unwrap();
+        assert_eq!(n, 10 + sent[i].len());
+        let mut back = vec![0u8; n + 1];
+        assert_eq!(b.recv(&mut back).unwrap(), n);
+        assert_eq!(&back[..10], &[7; 10]);
+        assert_eq!(&back[10..n], &sent[i][..]);
+        engine.release_lent(p);
+    }
+    assert_eq!(engine.counters().rx_card, 2);
+}
+
+#[test]
+fn lent_frames_waiting_when_the_card_goes_leave_through_the_fallback_wire() {
+    use espo_driver::model::{FaultKind, FaultTrigger};
+    let cfg = config("");
+    let (wire, far) = MemWire::pair();
+    let (mut engine, model, _tap) = rig(
+        &cfg,
+        OffloadOptions {
+            fallback: Some(Box::new(wire)),
+            max_recoveries: 0,
+            ..OffloadOptions::default()
+        },
+    );
+    // The card is removed at its next packet. A ring's worth of copied packets fills its
+    // ring; the lent ones wait behind them, in the card's buffers.
+    model.inject(FaultKind::SurpriseRemoval, FaultTrigger::AtPacket(0));
+    let ring = 1u64 << card_config().ring_log2;
+    let filler = packet([10, 1, 0, 1], [10, 2, 0, 1], 100, 0);
+    for tag in 100..100 + ring {
+        engine.submit(tag, &filler);
+    }
+    engine.poll();
+    let packets: Vec<Vec<u8>> = (0..8u16)
+        .map(|i| packet([10, 1, 0, 1], [10, 2, 0, 1], 200 + 100 * usize::from(i), i))
+        .collect();
+    for (i, p) in packets.iter().enumerate() {
+        let slot = engine.tx_slot().expect("a card buffer");
+        engine.tx_slot_write(&slot, FRAME_HEADER, p).unwrap();
+        engine.submit_slot(i as u64, slot, p.len());
+    }
+    let reports = run_until_idle(&mut engine);
+    for _ in 0..1000 {
+        engine.poll();
+    }
+    let mut reports = reports;
+    engine.take_tx_reports(&mut reports);
+    assert_eq!(reports.len(), 8 + ring as usize, "one report per packet");
+    reports.retain(|r| r.tag < 8);
+    assert_eq!(engine.mode(), CardMode::Gone);
+    // Whatever the card took is of unknown fate; the rest went through software, from the
+    // bytes copied out of the card's memory before it went.
+    let mut peer = peer_config().software_engine().unwrap();
+    let mut delivered = 0;
+    let mut buf = Vec::new();
+    let mut far = far;
+    while far.recv(&mut buf) {
+        let mut ip = buf[14..].to_vec();
+        if let Ok(espo_ipsec::engine::Decapsulated::Inner { range, seq, .. }) =
+            peer.inbound.decapsulate(&mut ip)
+        {
+            assert!(
+                packets.iter().any(|p| p[..] == ip[range.clone()]),
+                "seq {seq}"
+            );
+            delivered += 1;
+        }
+    }
+    let by_software = reports
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.outcome,
+                Ok(SentAs::Esp {
+                    path: Path::Software,
+                    ..
+                })
+            )
+        })
+        .count();
+    assert_eq!(delivered, by_software);
+    assert_eq!(by_software, 8, "{reports:?}");
+}
