@@ -167,7 +167,7 @@ pub struct OffloadEngine {
     /// The record of each (SPI, direction) (the first, if an SPI repeats).
     by_spi: HashMap<(u32, Direction), usize>,
     pending: VecDeque<(u64, Work)>,
-    posted: espo_ipsec::engine::fast_hash::FastMap<u64, Posted>,
+    posted: tx::PostedQueue,
     /// Frame buffers of completed packets, reused for new ones.
     spare: Vec<Vec<u8>>,
     next_driver_tag: u64,

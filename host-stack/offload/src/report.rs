@@ -134,7 +134,7 @@ pub struct LentPacket {
 }
 
 impl LentPacket {
-    /// The packet's first bytes (up to 128), as checked.
+    /// The packet's first bytes (up to `HEAD_LEN`, 64), as checked.
     pub fn head(&self) -> &[u8] {
         self.head.get(..self.head_len).unwrap_or(&[])
     }

@@ -44,6 +44,44 @@ pub(super) struct Posted {
     pub card_sa: Option<OnCard>,
 }
 
+/// The packets on the card's TX ring by driver tag, oldest first. Tags are handed out in
+/// increasing order and the card completes in order, so a completion takes the front; a
+/// packet accounted for out of order (recovery) is found by binary search.
+#[derive(Debug, Default)]
+pub(super) struct PostedQueue(std::collections::VecDeque<(u64, Posted)>);
+
+impl PostedQueue {
+    /// Adds the packet with `tag`, above every tag already held.
+    pub(super) fn insert(&mut self, tag: u64, posted: Posted) {
+        debug_assert!(self.0.back().is_none_or(|(t, _)| *t < tag));
+        self.0.push_back((tag, posted));
+    }
+
+    pub(super) fn remove(&mut self, tag: &u64) -> Option<Posted> {
+        if self.0.front().is_some_and(|(t, _)| t == tag) {
+            return self.0.pop_front().map(|(_, p)| p);
+        }
+        let at = self.0.binary_search_by_key(tag, |(t, _)| *t).ok()?;
+        self.0.remove(at).map(|(_, p)| p)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(super) fn keys(&self) -> impl Iterator<Item = &u64> {
+        self.0.iter().map(|(t, _)| t)
+    }
+
+    pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut Posted> {
+        self.0.iter_mut().map(|(_, p)| p)
+    }
+}
+
 /// The card SA a posted packet is for.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct OnCard {
