@@ -3,8 +3,9 @@
 //! The offload engine is one object for both directions (one card, one set of rings), so
 //! the two datapath threads share it behind a mutex, each holding it only for a batch:
 //!
-//! - outbound ([`CardOutbound`], an [`OutboundEngine`]): the batch is submitted and the
-//!   engine polled; every packet the card (or software, through the card's port) takes is
+//! - outbound ([`CardOutbound`], an [`OutboundEngine`]): each packet of the batch is
+//!   written once, straight into a card TX buffer the engine lends (copied in by the engine
+//!   when none is free), and submitted, and the engine polled; every packet the card (or software, through the card's port) takes is
 //!   [`Outgoing::Transmitted`] — the card sends it itself. A packet refused later shows up
 //!   through [`OutboundEngine::settle`].
 //! - inbound ([`CardRx`], an [`OutsideRx`], with [`CardInbound`], an [`InboundEngine`]):
@@ -32,7 +33,9 @@ use crate::path::{
 };
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::Outbound;
-use espo_offload::{self, EngineEvent, OffloadEngine, Received, RxReport, SentAs, TxReport};
+use espo_offload::{
+    self, EngineEvent, FRAME_HEADER, OffloadEngine, Received, RxReport, SentAs, TxReport,
+};
 
 /// How long the card's poller sleeps when the card is busy but has nothing to report yet.
 const BUSY_PAUSE: Duration = Duration::from_micros(30);
@@ -244,6 +247,21 @@ impl<'a> CardOutbound<'a> {
     }
 }
 
+/// Hands a packet to the engine: written once, straight into a card TX buffer the engine
+/// lends (nothing copies it again on the way to the card), or copied in when none is free.
+fn submit(engine: &mut OffloadEngine, tag: u64, packet: &[u8]) {
+    if packet.len() <= engine.tx_slot_room()
+        && let Some(slot) = engine.tx_slot()
+    {
+        if engine.tx_slot_write(&slot, FRAME_HEADER, packet).is_ok() {
+            engine.submit_slot(tag, slot, packet.len());
+            return;
+        }
+        engine.release_slot(slot);
+    }
+    engine.submit(tag, packet);
+}
+
 fn outgoing(outcome: Result<SentAs, DropReason>) -> Result<Outgoing, DropReason> {
     match outcome {
         Ok(SentAs::Esp { spi, .. }) => Ok(Outgoing::Transmitted { spi }),
@@ -275,7 +293,7 @@ impl OutboundEngine for CardOutbound<'_> {
         let outstanding = {
             let mut engine = self.shared.engine();
             for p in batch.iter() {
-                engine.submit(self.next_tag, p.packet());
+                submit(&mut engine, self.next_tag, p.packet());
                 self.next_tag += 1;
             }
             engine.poll();
