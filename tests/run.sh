@@ -16,6 +16,9 @@ for pair in verilator:verilator yosys:yosys ip:iproute2 nft:nftables swanctl:str
 done
 [ -x /usr/lib/ipsec/charon ] || need_apt+=(strongswan-charon)
 [ -e /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so ] || need_apt+=(libcharon-extra-plugins)
+# charon's openssl plugin (ECDSA and RSA certificates, the ECP and X25519 groups the IKE
+# tests negotiate): a recommended package, which --no-install-recommends leaves out
+[ -e /usr/lib/ipsec/plugins/libstrongswan-openssl.so ] || need_apt+=(libstrongswan-standard-plugins)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
