@@ -108,19 +108,23 @@ impl Card {
 
     /// Gives a lent TX buffer back.
     pub fn tx_return(&mut self, buf: TxBuf) -> Result<(), CardError> {
-        self.queue_mut(buf.queue)?.tx.give_back(buf.queue, buf)
+        self.queue_mut(buf.queue)?.tx.give_back(buf)
     }
 
     /// Copies `data` into lent TX buffer `buf` from byte `at` on.
     pub fn tx_buf_write(&self, buf: TxBuf, at: usize, data: &[u8]) -> Result<(), CardError> {
         self.queue(buf.queue)?
             .tx
-            .write_lent(buf.queue, buf, at, data)
+            .bufs
+            .write_lent(buf.queue, buf.id, at, data)
     }
 
     /// Copies bytes of lent TX buffer `buf` from byte `at` on into `dst`.
     pub fn tx_buf_read(&self, buf: TxBuf, at: usize, dst: &mut [u8]) -> Result<(), CardError> {
-        self.queue(buf.queue)?.tx.read_lent(buf.queue, buf, at, dst)
+        self.queue(buf.queue)?
+            .tx
+            .bufs
+            .read_lent(buf.queue, buf.id, at, dst)
     }
 
     /// One `read(2)` from `fd` into lent TX buffer `buf` from byte `at` on, at most to the
@@ -129,7 +133,7 @@ impl Card {
         let q = self
             .queue(buf.queue)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        q.tx.read_fd_lent(buf.queue, buf, at, fd)
+        q.tx.bufs.read_fd_lent(buf.queue, buf.id, at, fd)
     }
 
     /// [`tx_batch`](Self::tx_batch) for frames already in lent buffers: posts as many of
@@ -193,12 +197,15 @@ impl Card {
 
     /// Gives a lent RX buffer back.
     pub fn rx_return(&mut self, buf: RxBuf) -> Result<(), CardError> {
-        self.queue_mut(buf.queue)?.rx.give_back(buf.queue, buf)
+        self.queue_mut(buf.queue)?.rx.give_back(buf)
     }
 
     /// Copies bytes of lent RX buffer `buf` from byte `at` on into `dst`.
     pub fn rx_buf_read(&self, buf: RxBuf, at: usize, dst: &mut [u8]) -> Result<(), CardError> {
-        self.queue(buf.queue)?.rx.read_lent(buf.queue, buf, at, dst)
+        self.queue(buf.queue)?
+            .rx
+            .bufs
+            .read_lent(buf.queue, buf.id, at, dst)
     }
 
     /// One `writev(2)` to `fd` of `head` (host memory: checked or built by the caller),
@@ -215,7 +222,8 @@ impl Card {
         let q = self
             .queue(buf.queue)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        q.rx.write_fd_lent(buf.queue, buf, fd, head, at, len)
+        q.rx.bufs
+            .write_fd_lent(buf.queue, buf.id, fd, head, at, len)
     }
 
     fn queue_mut(&mut self, queue: u16) -> Result<&mut super::QueuePair, CardError> {

@@ -93,6 +93,63 @@ impl BufferPool {
         }
     }
 
+    /// `id`, if it is lent to the caller; refused (naming `queue`, whose pool this is)
+    /// otherwise.
+    pub(crate) fn lent(&self, queue: u16, id: u32) -> Result<u32, CardError> {
+        match self.state(id) {
+            Some(BufState::Lent) => Ok(id),
+            _ => Err(CardError::NotLent { queue, buf: id }),
+        }
+    }
+
+    /// [`write_at`](Self::write_at) into a buffer lent to the caller.
+    pub(crate) fn write_lent(
+        &self,
+        queue: u16,
+        id: u32,
+        at: usize,
+        data: &[u8],
+    ) -> Result<(), CardError> {
+        Ok(self.write_at(self.lent(queue, id)?, at, data)?)
+    }
+
+    /// [`read_at`](Self::read_at) from a buffer lent to the caller.
+    pub(crate) fn read_lent(
+        &self,
+        queue: u16,
+        id: u32,
+        at: usize,
+        dst: &mut [u8],
+    ) -> Result<(), CardError> {
+        Ok(self.read_at(self.lent(queue, id)?, at, dst)?)
+    }
+
+    /// [`read_from_fd`](Self::read_from_fd) into a buffer lent to the caller.
+    pub(crate) fn read_fd_lent(
+        &self,
+        queue: u16,
+        id: u32,
+        at: usize,
+        fd: BorrowedFd<'_>,
+    ) -> io::Result<usize> {
+        let id = self.lent(queue, id).map_err(invalid)?;
+        self.read_from_fd(id, at, fd)
+    }
+
+    /// [`write_to_fd`](Self::write_to_fd) from a buffer lent to the caller.
+    pub(crate) fn write_fd_lent(
+        &self,
+        queue: u16,
+        id: u32,
+        fd: BorrowedFd<'_>,
+        head: &[u8],
+        at: usize,
+        len: usize,
+    ) -> io::Result<usize> {
+        let id = self.lent(queue, id).map_err(invalid)?;
+        self.write_to_fd(id, fd, head, at, len)
+    }
+
     /// The state of buffer `id` (`None`: no such buffer).
     pub(crate) fn state(&self, id: u32) -> Option<BufState> {
         self.state.get(id as usize).copied()
@@ -156,9 +213,7 @@ impl BufferPool {
     /// One `read(2)` from `fd` into buffer `id` from byte `at` on, at most to its end.
     pub(crate) fn read_from_fd(&self, id: u32, at: usize, fd: BorrowedFd<'_>) -> io::Result<usize> {
         let room = self.buf_bytes.saturating_sub(at);
-        let off = self
-            .range(id, at, room)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let off = self.range(id, at, room).map_err(invalid)?;
         self.mem.read_from_fd(fd, off, room)
     }
 
@@ -171,11 +226,14 @@ impl BufferPool {
         at: usize,
         len: usize,
     ) -> io::Result<usize> {
-        let off = self
-            .range(id, at, len)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let off = self.range(id, at, len).map_err(invalid)?;
         self.mem.write_to_fd(fd, head, off, len)
     }
+}
+
+/// A refused buffer access as the I/O error of a call that does I/O.
+fn invalid(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e)
 }
 
 #[cfg(all(test, feature = "model"))]

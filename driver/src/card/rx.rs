@@ -21,7 +21,7 @@ use super::error::CardError;
 use super::pool::{BufState, BufferPool};
 use super::ring::{CplRing, DescRing, WordField};
 use super::sa_track::SaTrack;
-use super::validate::{BadCompletionCounts, check_rx};
+use super::validate::{BadCompletionCounts, RxChecked, check_rx};
 use crate::device::Device;
 
 /// A received frame, copied out of DMA memory, with the card's verdict. Reuse packets
@@ -70,6 +70,19 @@ impl Default for RxPacket {
 }
 
 impl RxPacket {
+    /// Sets everything but `data` from what the card said of a frame.
+    pub fn set_info(&mut self, info: &RxInfo) {
+        self.status = info.status;
+        self.sa_index = info.sa_index;
+        self.spi = info.spi;
+        self.seq = info.seq;
+        self.decapsulated = info.decapsulated;
+        self.inner_ipv6 = info.inner_ipv6;
+        self.udp_encap = info.udp_encap;
+        self.truncated = info.truncated;
+        self.wire_len = info.wire_len;
+    }
+
     /// An empty packet whose `data` can hold `bytes` without allocating.
     pub fn with_capacity(bytes: usize) -> Self {
         Self {
@@ -135,7 +148,7 @@ const DESC_LEN: WordField = WordField::of(rx_desc::LEN);
 pub(crate) struct RxQueue {
     desc: DescRing,
     pub(crate) cpl: CplRing<4>,
-    bufs: BufferPool,
+    pub(crate) bufs: BufferPool,
     /// The buffer in each ring slot.
     slot_buf: Vec<u32>,
     /// Buffers lent to the caller.
@@ -250,15 +263,7 @@ impl RxQueue {
             let buf = self.slot_buf.get((index & mask) as usize).copied();
             self.bufs
                 .read(buf.unwrap_or(u32::MAX), c.len, &mut p.data)?;
-            p.status = c.status;
-            p.sa_index = c.sa_index;
-            p.spi = c.spi;
-            p.seq = c.seq;
-            p.decapsulated = c.decapsulated;
-            p.inner_ipv6 = c.inner_ipv6;
-            p.udp_encap = c.udp_encap;
-            p.truncated = c.truncated;
-            p.wire_len = c.wire_len;
+            p.set_info(&c.info());
             if let (true, Some(sa)) = (c.decapsulated, c.sa_index) {
                 sas.delivered(sa, c.seq);
             }
@@ -319,17 +324,7 @@ impl RxQueue {
             out.push(RxLent {
                 buf: RxBuf { queue: q, id },
                 len: c.len,
-                info: RxInfo {
-                    status: c.status,
-                    sa_index: c.sa_index,
-                    spi: c.spi,
-                    seq: c.seq,
-                    decapsulated: c.decapsulated,
-                    inner_ipv6: c.inner_ipv6,
-                    udp_encap: c.udp_encap,
-                    truncated: c.truncated,
-                    wire_len: c.wire_len,
-                },
+                info: c.info(),
             });
             if let (true, Some(sa)) = (c.decapsulated, c.sa_index) {
                 sas.delivered(sa, c.seq);
@@ -344,51 +339,28 @@ impl RxQueue {
         Ok((delivered, consumed))
     }
 
-    /// A lent buffer's id, checked to be lent.
-    fn lent_id(&self, q: u16, buf: RxBuf) -> Result<u32, CardError> {
-        if buf.queue == q && self.bufs.state(buf.id) == Some(BufState::Lent) {
-            Ok(buf.id)
-        } else {
-            Err(CardError::NotLent {
-                queue: buf.queue,
-                buf: buf.id,
-            })
-        }
-    }
-
     /// Takes a lent buffer back onto the free list.
-    pub(crate) fn give_back(&mut self, q: u16, buf: RxBuf) -> Result<(), CardError> {
-        let id = self.lent_id(q, buf)?;
+    pub(crate) fn give_back(&mut self, buf: RxBuf) -> Result<(), CardError> {
+        let id = self.bufs.lent(buf.queue, buf.id)?;
         self.bufs.move_buf(id, BufState::Lent, BufState::Free);
         self.lent_out -= 1;
         Ok(())
     }
+}
 
-    /// Copies bytes of lent buffer `buf` from byte `at` on into `dst`.
-    pub(crate) fn read_lent(
-        &self,
-        q: u16,
-        buf: RxBuf,
-        at: usize,
-        dst: &mut [u8],
-    ) -> Result<(), CardError> {
-        let id = self.lent_id(q, buf)?;
-        Ok(self.bufs.read_at(id, at, dst)?)
-    }
-
-    /// One `writev(2)` to `fd`: `head`, then bytes `[at, at + len)` of lent buffer `buf`.
-    pub(crate) fn write_fd_lent(
-        &self,
-        q: u16,
-        buf: RxBuf,
-        fd: std::os::fd::BorrowedFd<'_>,
-        head: &[u8],
-        at: usize,
-        len: usize,
-    ) -> std::io::Result<usize> {
-        let id = self
-            .lent_id(q, buf)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        self.bufs.write_to_fd(id, fd, head, at, len)
+impl RxChecked {
+    /// What the card said of the frame, for the caller.
+    fn info(&self) -> RxInfo {
+        RxInfo {
+            status: self.status,
+            sa_index: self.sa_index,
+            spi: self.spi,
+            seq: self.seq,
+            decapsulated: self.decapsulated,
+            inner_ipv6: self.inner_ipv6,
+            udp_encap: self.udp_encap,
+            truncated: self.truncated,
+            wire_len: self.wire_len,
+        }
     }
 }

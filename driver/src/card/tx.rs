@@ -120,7 +120,7 @@ const DESC_SA_INDEX: WordField = WordField::of(tx_desc::SA_INDEX);
 pub(crate) struct TxQueue {
     desc: DescRing,
     pub(crate) cpl: CplRing<2>,
-    bufs: BufferPool,
+    pub(crate) bufs: BufferPool,
     /// Buffers with the caller (lent, or posted from a lent buffer).
     lent_out: u32,
     /// What was posted in each slot.
@@ -237,65 +237,11 @@ impl TxQueue {
     }
 
     /// Takes a lent buffer back onto the free list.
-    pub(crate) fn give_back(&mut self, q: u16, buf: TxBuf) -> Result<(), CardError> {
-        if buf.queue != q || !self.bufs.move_buf(buf.id, BufState::Lent, BufState::Free) {
-            return Err(CardError::NotLent {
-                queue: buf.queue,
-                buf: buf.id,
-            });
-        }
+    pub(crate) fn give_back(&mut self, buf: TxBuf) -> Result<(), CardError> {
+        let id = self.bufs.lent(buf.queue, buf.id)?;
+        self.bufs.move_buf(id, BufState::Lent, BufState::Free);
         self.lent_out -= 1;
         Ok(())
-    }
-
-    /// A lent buffer's id, checked to be lent.
-    fn lent_id(&self, q: u16, buf: TxBuf) -> Result<u32, CardError> {
-        if buf.queue == q && self.bufs.state(buf.id) == Some(BufState::Lent) {
-            Ok(buf.id)
-        } else {
-            Err(CardError::NotLent {
-                queue: buf.queue,
-                buf: buf.id,
-            })
-        }
-    }
-
-    /// Copies `data` into lent buffer `buf` from byte `at` on.
-    pub(crate) fn write_lent(
-        &self,
-        q: u16,
-        buf: TxBuf,
-        at: usize,
-        data: &[u8],
-    ) -> Result<(), CardError> {
-        let id = self.lent_id(q, buf)?;
-        Ok(self.bufs.write_at(id, at, data)?)
-    }
-
-    /// Copies bytes of lent buffer `buf` from byte `at` on into `dst`.
-    pub(crate) fn read_lent(
-        &self,
-        q: u16,
-        buf: TxBuf,
-        at: usize,
-        dst: &mut [u8],
-    ) -> Result<(), CardError> {
-        let id = self.lent_id(q, buf)?;
-        Ok(self.bufs.read_at(id, at, dst)?)
-    }
-
-    /// One `read(2)` from `fd` into lent buffer `buf` from byte `at` on.
-    pub(crate) fn read_fd_lent(
-        &self,
-        q: u16,
-        buf: TxBuf,
-        at: usize,
-        fd: std::os::fd::BorrowedFd<'_>,
-    ) -> std::io::Result<usize> {
-        let id = self
-            .lent_id(q, buf)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        self.bufs.read_from_fd(id, at, fd)
     }
 
     /// Copies as many frames as there are free slots into their buffers, writes their

@@ -14,13 +14,16 @@ use std::os::fd::BorrowedFd;
 
 use espo_driver::card::TxBuf;
 use espo_ipsec::counters::DropReason;
-use espo_ipsec::spd::Action;
+use espo_ipsec::spd::{Action, Bundle};
 use espo_ipsec::wire::Flow;
 use espo_ipsec::wire::ethernet::EtherType;
 use espo_ipsec::wire::flow::HEAD_LEN;
 
 use super::tx::Work;
 use super::{CardMode, OffloadEngine, SentAs};
+
+/// A packet's outbound decision: the bundle that protects it, or `None` for bypass.
+pub(crate) type Bundled = Option<Bundle>;
 
 /// Bytes in front of the IP packet in a frame (its Ethernet header).
 pub const FRAME_HEADER: usize = 14;
@@ -107,63 +110,107 @@ impl OffloadEngine {
     /// [`FRAME_HEADER`]: its fate comes back as one [`TxReport`](crate::TxReport) with
     /// `tag`. Only its first bytes are read here.
     pub fn submit_slot(&mut self, tag: u64, slot: TxSlot, inner_len: usize) {
-        let mut frame = Frame::Lent {
+        let frame = Frame::Lent {
             buf: slot.buf,
             len: FRAME_HEADER + inner_len,
         };
-        if inner_len > self.tx_slot_room() {
-            self.recycle_frame(frame);
-            self.tx_drop(tag, DropReason::TooBig);
-            return;
+        let decided = if inner_len > self.tx_slot_room() {
+            Err(DropReason::TooBig)
+        } else {
+            self.frame_flow(&frame).and_then(|flow| self.decide(flow))
+        };
+        self.enqueue_lent(tag, frame, decided);
+    }
+
+    /// [`submit`](Self::submit) with the packet written once, into `slot`, where the card
+    /// reads it: for a packet already in host memory (a segment, a TUN read), decided
+    /// from those bytes.
+    pub fn submit_into_slot(&mut self, tag: u64, slot: TxSlot, packet: &[u8]) {
+        let mut frame = Frame::Lent {
+            buf: slot.buf,
+            len: FRAME_HEADER + packet.len(),
+        };
+        let decided = if packet.len() > self.tx_slot_room() {
+            Err(DropReason::TooBig)
+        } else {
+            Flow::parse(packet)
+                .map_err(|_| DropReason::Malformed)
+                .and_then(|flow| self.decide(flow))
+        };
+        let decided = decided.and_then(|d| {
+            self.frame_write(&mut frame, FRAME_HEADER, packet)?;
+            Ok(d)
+        });
+        self.enqueue_lent(tag, frame, decided);
+    }
+
+    /// The outbound decision on a packet's selectors; a packet policy discards (or traps)
+    /// is refused here, before a frame is made for it.
+    pub(crate) fn decide(&self, flow: Flow) -> Result<(Flow, Bundled), DropReason> {
+        match self.sw.outbound.classify_flow(&flow)? {
+            Action::Discard | Action::Trap => Err(DropReason::PolicyDiscard),
+            Action::Bypass => Ok((flow, None)),
+            Action::Protect(bundle) => Ok((flow, Some(bundle))),
         }
-        let flow = match self.frame_flow(&frame) {
-            Ok(flow) => flow,
+    }
+
+    /// A lent frame decided on: its Ethernet header written, then queued; or given back
+    /// and the packet dropped.
+    fn enqueue_lent(
+        &mut self,
+        tag: u64,
+        mut frame: Frame,
+        decided: Result<(Flow, Bundled), DropReason>,
+    ) {
+        let decided = decided.and_then(|d| {
+            let eth = self.ethernet_header(d.0.dst);
+            self.frame_write(&mut frame, 0, &eth)?;
+            Ok(d)
+        });
+        match decided {
+            Ok((flow, bundle)) => self.enqueue(tag, frame, flow.dst, bundle),
             Err(reason) => {
                 self.recycle_frame(frame);
                 self.tx_drop(tag, reason);
-                return;
             }
-        };
-        let mut eth = [0u8; FRAME_HEADER];
-        eth[..6].copy_from_slice(&self.options.peer_mac);
-        eth[6..12].copy_from_slice(&self.options.local_mac);
-        let ethertype = match flow.dst {
-            IpAddr::V4(_) => EtherType::Ipv4,
-            IpAddr::V6(_) => EtherType::Ipv6,
-        };
-        eth[12..].copy_from_slice(&ethertype.to_bytes());
-        if self.frame_write(&mut frame, 0, &eth).is_err() {
-            self.recycle_frame(frame);
-            self.tx_drop(tag, DropReason::DeviceError);
-            return;
         }
-        match self.sw.outbound.classify_flow(&flow) {
-            Err(reason) => {
-                self.recycle_frame(frame);
-                self.tx_drop(tag, reason);
-            }
-            Ok(Action::Discard | Action::Trap) => {
-                self.recycle_frame(frame);
-                self.tx_drop(tag, DropReason::PolicyDiscard);
-            }
-            Ok(Action::Bypass) => {
-                if !self.address_frame(&mut frame, flow.dst) {
+    }
+
+    /// A frame decided on goes to the queue: a protected packet with its bundle, a
+    /// bypass one addressed to its destination (`dst`) where the port is the card's own.
+    pub(crate) fn enqueue(&mut self, tag: u64, mut frame: Frame, dst: IpAddr, bundle: Bundled) {
+        let work = match bundle {
+            Some(bundle) => Work::Protect {
+                bundle: Some(bundle),
+                frame,
+                attempts: 0,
+            },
+            None => {
+                if !self.address_frame(&mut frame, dst) {
                     self.recycle_frame(frame);
                     self.tx_drop(tag, DropReason::Unresolved);
                     return;
                 }
-                let sent = SentAs::Bypass;
-                self.pending.push_back((tag, Work::Ready { frame, sent }));
-            }
-            Ok(Action::Protect(bundle)) => self.pending.push_back((
-                tag,
-                Work::Protect {
-                    bundle: Some(bundle),
+                Work::Ready {
                     frame,
-                    attempts: 0,
-                },
-            )),
-        }
+                    sent: SentAs::Bypass,
+                }
+            }
+        };
+        self.pending.push_back((tag, work));
+    }
+
+    /// The Ethernet header of a frame to `dst`: the configured MACs, the family's type.
+    pub(crate) fn ethernet_header(&self, dst: IpAddr) -> [u8; FRAME_HEADER] {
+        let mut eth = [0u8; FRAME_HEADER];
+        eth[..6].copy_from_slice(&self.options.peer_mac);
+        eth[6..12].copy_from_slice(&self.options.local_mac);
+        let ethertype = match dst {
+            IpAddr::V4(_) => EtherType::Ipv4,
+            IpAddr::V6(_) => EtherType::Ipv6,
+        };
+        eth[12..].copy_from_slice(&ethertype.to_bytes());
+        eth
     }
 
     /// The selectors of a frame's IP packet: from its first bytes for a lent frame (the

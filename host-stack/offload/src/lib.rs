@@ -59,7 +59,6 @@ use espo_ipsec::counters::{DropReason, SaCounters};
 use espo_ipsec::engine::{ChangeError, EngineError, SaTable, SoftwareEngine};
 use espo_ipsec::replay::ReplayWindow;
 use espo_ipsec::sa::SaError;
-use espo_ipsec::spd::Action;
 use espo_ipsec::spec::{Direction, PolicySpec, SaSpec};
 use espo_ipsec::wire::ethernet::EtherType;
 
@@ -296,35 +295,15 @@ impl OffloadEngine {
     /// Hands an inner IP packet to the engine; its fate comes back as one [`TxReport`]
     /// with `tag`.
     pub fn submit(&mut self, tag: u64, inner: &[u8]) {
-        match self.sw.outbound.classify(inner) {
-            Err(reason) => self.tx_drop(tag, reason),
-            Ok(Action::Discard | Action::Trap) => self.tx_drop(tag, DropReason::PolicyDiscard),
-            Ok(Action::Bypass) => {
-                let mut frame = self.frame_for(inner);
-                if !self.address_bypass(&mut frame) {
-                    self.recycle(frame);
-                    self.tx_drop(tag, DropReason::Unresolved);
-                    return;
-                }
-                self.pending.push_back((
-                    tag,
-                    Work::Ready {
-                        frame: Frame::Heap(frame),
-                        sent: SentAs::Bypass,
-                    },
-                ));
-            }
-            Ok(Action::Protect(bundle)) => {
+        let decided = espo_ipsec::wire::Flow::parse(inner)
+            .map_err(|_| DropReason::Malformed)
+            .and_then(|flow| self.decide(flow));
+        match decided {
+            Ok((flow, bundle)) => {
                 let frame = Frame::Heap(self.frame_for(inner));
-                self.pending.push_back((
-                    tag,
-                    Work::Protect {
-                        bundle: Some(bundle),
-                        frame,
-                        attempts: 0,
-                    },
-                ));
+                self.enqueue(tag, frame, flow.dst, bundle);
             }
+            Err(reason) => self.tx_drop(tag, reason),
         }
     }
 

@@ -120,15 +120,7 @@ impl OffloadEngine {
             None => false,
         };
         if read {
-            p.status = i.status;
-            p.sa_index = i.sa_index;
-            p.spi = i.spi;
-            p.seq = i.seq;
-            p.decapsulated = i.decapsulated;
-            p.inner_ipv6 = i.inner_ipv6;
-            p.udp_encap = i.udp_encap;
-            p.truncated = i.truncated;
-            p.wire_len = i.wire_len;
+            p.set_info(i);
             self.on_rx(&p);
         } else {
             self.rx_report(None, Err(DropReason::DeviceError));

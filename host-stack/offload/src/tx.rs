@@ -13,7 +13,7 @@ use super::frame::{FRAME_HEADER, Frame};
 use super::{CardMode, MAX_WIRE_FRAME, OffloadEngine, Path, Placement, SentAs, TxReport};
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::Encapsulated;
-use espo_ipsec::spd::{Action, Bundle};
+use espo_ipsec::spd::Bundle;
 
 /// Packets handed to the card per `tx_batch`.
 const TX_BATCH: usize = 64;
@@ -240,12 +240,9 @@ impl OffloadEngine {
         let bundle = match bundle {
             Some(b) => b,
             // Its SA was removed while it waited: the database as it is now decides.
-            None => match self
-                .frame_flow(&frame)
-                .and_then(|flow| Ok((flow, self.sw.outbound.classify_flow(&flow)?)))
-            {
-                Ok((_, Action::Protect(b))) => b,
-                Ok((flow, Action::Bypass)) => {
+            None => match self.frame_flow(&frame).and_then(|flow| self.decide(flow)) {
+                Ok((_, Some(b))) => b,
+                Ok((flow, None)) => {
                     let mut frame = frame;
                     if !self.address_frame(&mut frame, flow.dst) {
                         self.recycle_frame(frame);
@@ -253,10 +250,6 @@ impl OffloadEngine {
                     }
                     let sent = SentAs::Bypass;
                     return self.route(Work::Ready { frame, sent });
-                }
-                Ok((_, Action::Discard | Action::Trap)) => {
-                    self.recycle_frame(frame);
-                    return Routed::Dropped(DropReason::PolicyDiscard);
                 }
                 Err(reason) => {
                     self.recycle_frame(frame);
@@ -564,14 +557,6 @@ impl OffloadEngine {
                 true
             }
             _ => false,
-        }
-    }
-
-    /// [`address_bytes`](Self::address_bytes) for a bypass packet: its own destination.
-    pub(super) fn address_bypass(&self, frame: &mut [u8]) -> bool {
-        match crate::next_hop::ip_destination(frame.get(14..).unwrap_or(&[])) {
-            Some(dst) => self.address_bytes(frame, dst),
-            None => self.options.own_port.is_none(),
         }
     }
 

@@ -33,9 +33,7 @@ use crate::path::{
 };
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::Outbound;
-use espo_offload::{
-    self, EngineEvent, FRAME_HEADER, OffloadEngine, Received, RxReport, SentAs, TxReport,
-};
+use espo_offload::{self, EngineEvent, OffloadEngine, Received, RxReport, SentAs, TxReport};
 
 /// How long the card's poller sleeps when the card is busy but has nothing to report yet.
 const BUSY_PAUSE: Duration = Duration::from_micros(30);
@@ -250,16 +248,10 @@ impl<'a> CardOutbound<'a> {
 /// Hands a packet to the engine: written once, straight into a card TX buffer the engine
 /// lends (nothing copies it again on the way to the card), or copied in when none is free.
 fn submit(engine: &mut OffloadEngine, tag: u64, packet: &[u8]) {
-    if packet.len() <= engine.tx_slot_room()
-        && let Some(slot) = engine.tx_slot()
-    {
-        if engine.tx_slot_write(&slot, FRAME_HEADER, packet).is_ok() {
-            engine.submit_slot(tag, slot, packet.len());
-            return;
-        }
-        engine.release_slot(slot);
+    match engine.tx_slot() {
+        Some(slot) => engine.submit_into_slot(tag, slot, packet),
+        None => engine.submit(tag, packet),
     }
-    engine.submit(tag, packet);
 }
 
 fn outgoing(outcome: Result<SentAs, DropReason>) -> Result<Outgoing, DropReason> {
