@@ -102,6 +102,17 @@ impl PacketBuf {
         self.range = HEADROOM..HEADROOM + packet.len();
         true
     }
+
+    /// A packet of `len` bytes written in at [`HEADROOM`] by `fill`; `false` (and the
+    /// buffer left empty) when it is longer than [`MAX_PACKET`] or `fill` fails.
+    pub fn load_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8]) -> bool) -> bool {
+        self.range = 0..0;
+        if len > MAX_PACKET || !fill(&mut self.buf[HEADROOM..HEADROOM + len]) {
+            return false;
+        }
+        self.range = HEADROOM..HEADROOM + len;
+        true
+    }
 }
 
 /// What the outbound engine made of a packet it did not drop.

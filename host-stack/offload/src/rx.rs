@@ -190,11 +190,22 @@ impl OffloadEngine {
 
     /// Copies a lent packet into `out` (replacing its contents).
     pub fn lent_bytes(&self, p: &LentPacket, out: &mut Vec<u8>) -> io::Result<()> {
-        let card = self.card.as_ref().ok_or(io::ErrorKind::NotConnected)?;
         out.clear();
-        out.extend_from_slice(p.head());
         out.resize(p.len, 0);
-        card.rx_buf_read(p.buf, 14 + p.head_len, &mut out[p.head_len..])
+        self.lent_into(p, out)
+    }
+
+    /// Copies a lent packet into `out`, which must be exactly [`LentPacket::len`] bytes:
+    /// the checked first bytes from host memory, the rest from the card's buffer. One copy,
+    /// into the caller's own buffer.
+    pub fn lent_into(&self, p: &LentPacket, out: &mut [u8]) -> io::Result<()> {
+        let card = self.card.as_ref().ok_or(io::ErrorKind::NotConnected)?;
+        if out.len() != p.len {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        let (head, rest) = out.split_at_mut(p.head_len);
+        head.copy_from_slice(p.head());
+        card.rx_buf_read(p.buf, 14 + p.head_len, rest)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 

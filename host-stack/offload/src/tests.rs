@@ -770,6 +770,17 @@ fn lent_inbound_packets_are_checked_against_policy_and_written_out_whole() {
         let mut bytes = Vec::new();
         engine.lent_bytes(p, &mut bytes).unwrap();
         assert_eq!(bytes, sent[i]);
+        // Into a buffer of the caller's, of exactly the packet's length; any other length
+        // is refused with nothing written.
+        let mut exact = vec![0u8; p.len];
+        engine.lent_into(p, &mut exact).unwrap();
+        assert_eq!(exact, sent[i]);
+        for len in [p.len - 1, p.len + 1] {
+            let mut wrong = vec![0xeeu8; len];
+            let e = engine.lent_into(p, &mut wrong).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+            assert!(wrong.iter().all(|&b| b == 0xee));
+        }
         // Written out: a virtio-net header, then the packet, with one writev.
         let (a, b) = std::os::unix::net::UnixDatagram::pair().unwrap();
         let n = engine

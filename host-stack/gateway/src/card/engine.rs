@@ -28,8 +28,8 @@ use super::backend::CardBackend;
 use super::port::{PortQueues, Wake};
 use crate::mailbox::Mailbox;
 use crate::path::{
-    InboundEngine, Incoming, OutboundEngine, Outgoing, OutsideRx, OutsideTx, PacketBuf, SaSnapshot,
-    Tunnel,
+    InboundEngine, Incoming, MAX_PACKET, OutboundEngine, Outgoing, OutsideRx, OutsideTx, PacketBuf,
+    SaSnapshot, Tunnel,
 };
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::Outbound;
@@ -390,6 +390,8 @@ impl OutsideRx for CardRx<'_> {
         // readable (the wake-up and the card's interrupt) before it decapsulates: the
         // verdicts of every call wait, in order, for that one decapsulate.
         let mut verdicts = lock(&s.verdicts);
+        // Taken for the first packet left in the card's buffer, and kept for the batch.
+        let mut engine = None;
         let mut n = 0;
         while n < bufs.len() {
             let Some(report) = backlog.pop_front() else {
@@ -406,16 +408,17 @@ impl OutsideRx for CardRx<'_> {
                     true => Ok(Incoming::Unprotected),
                     false => Err(DropReason::TooBig),
                 },
-                // The gateway's engine copies what it receives (`lend_rx` off); a lent
-                // packet would be copied here and its buffer given back.
+                // Left in the card's buffer (`lend_rx`): copied once, straight into the
+                // batch's buffer (the coalescer reads it there), and the card's buffer
+                // given back.
                 Ok(Received::Lent(p)) => {
-                    let mut engine = s.engine();
-                    let mut packet = Vec::new();
-                    let copied = engine.lent_bytes(&p, &mut packet).is_ok();
+                    let engine = engine.get_or_insert_with(|| s.engine());
+                    let copied = buf.load_with(p.len, |dst| engine.lent_into(&p, dst).is_ok());
                     engine.release_lent(&p);
-                    match copied && buf.load(&packet) {
-                        true => Ok(Incoming::Inner { spi: p.spi }),
-                        false => Err(DropReason::TooBig),
+                    match (copied, p.len > MAX_PACKET) {
+                        (true, _) => Ok(Incoming::Inner { spi: p.spi }),
+                        (false, true) => Err(DropReason::TooBig),
+                        (false, false) => Err(DropReason::DeviceError),
                     }
                 }
                 Ok(Received::Keepalive) => Ok(Incoming::Consumed),
@@ -440,6 +443,7 @@ impl OutsideRx for CardRx<'_> {
         let busy = !backlog.is_empty()
             || (s.irq.is_none()
                 && (frames_waiting || busy_before || busy_after || outstanding > 0));
+        drop(engine);
         drop(verdicts);
         drop(backlog);
         if busy {

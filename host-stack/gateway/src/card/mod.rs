@@ -369,6 +369,9 @@ pub fn run(
             true => None,
             false => Some(Box::new(CardEnd(Arc::clone(&queues))) as Box<dyn espo_offload::Wire>),
         },
+        // Inner packets stay in the card's buffers until the inbound thread copies them
+        // into its batch: one copy instead of two.
+        lend_rx: true,
         ..OffloadOptions::default()
     };
     // Every SA continues from its durable state: outbound numbers past every reservation

@@ -155,6 +155,22 @@ fn packet_buffers_refuse_what_does_not_fit() {
     assert_eq!(b.range(), 10..BUF_LEN);
     b.set_range(BUF_LEN + 5..BUF_LEN + 9);
     assert!(b.packet().is_empty());
+    // Filled in place: the filler gets exactly the packet's length, at the headroom.
+    assert!(b.load_with(300, |dst| {
+        assert_eq!(dst.len(), 300);
+        dst.fill(9);
+        true
+    }));
+    assert_eq!(
+        (b.range(), b.packet()),
+        (HEADROOM..HEADROOM + 300, &[9u8; 300][..])
+    );
+    // Too long (the filler is not called) or a filler that fails: nothing is left.
+    assert!(!b.load_with(MAX_PACKET + 1, |_| unreachable!()));
+    assert!(b.packet().is_empty());
+    assert!(b.load_with(20, |_| true));
+    assert!(!b.load_with(40, |_| false));
+    assert!(b.packet().is_empty());
 }
 
 proptest! {
