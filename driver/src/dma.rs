@@ -508,6 +508,8 @@ mod tests {
         fn copies_match_a_shadow_and_touch_nothing_else(
             offset in 0usize..4000,
             data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96),
+            read_at in 0usize..4000,
+            read_len in 0usize..96,
         ) {
             let m = memory(4096);
             m.fill(0, 4096, 0xee).unwrap();
@@ -520,6 +522,10 @@ mod tests {
             let mut back = vec![0u8; data.len()];
             m.read_bytes(offset, &mut back).unwrap();
             proptest::prop_assert_eq!(back, data);
+            // Any other range reads what the shadow holds there.
+            let mut some = vec![0u8; read_len];
+            m.read_bytes(read_at, &mut some).unwrap();
+            proptest::prop_assert_eq!(&some[..], &shadow[read_at..read_at + read_len]);
         }
     }
 

@@ -34,7 +34,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use espo_driver::model::{Frame, Link};
-use nix::sys::socket::{LinkAddr, MsgFlags};
+use nix::sys::socket::{LinkAddr, MsgFlags, MultiHeaders, recvmmsg, sendmmsg};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::neighbours::{Lookup, NeighbourView, Neighbours};
@@ -55,6 +55,8 @@ const MAX_TO_CARD: usize = 4096;
 const RX_BURST: usize = 256;
 /// Largest frame: the card's largest (9216) with room to spare.
 const MAX_FRAME: usize = 16384;
+/// Frames one `recvmmsg` or `sendmmsg` on the port's socket carries at most.
+const PORT_BATCH: usize = 32;
 
 /// Why the port could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -301,6 +303,93 @@ impl PortSocket {
     pub fn send(&self, frame: &[u8]) -> bool {
         nix::sys::socket::send(self.sock.as_raw_fd(), frame, MsgFlags::MSG_DONTWAIT).is_ok()
     }
+
+    /// Up to [`PORT_BATCH`] frames that arrived on the interface, with one `recvmmsg`, into
+    /// `io`'s buffers; returns how many were taken (`io.lens`: each one's length, `None`
+    /// for one to skip as [`recv`](Self::recv) skips), 0 when none waits.
+    fn recv_batch(&self, io: &mut PortIo) -> io::Result<usize> {
+        let Some(bufs) = io.bufs.first_chunk_mut::<PORT_BATCH>() else {
+            return Ok(0);
+        };
+        let mut slices = bufs.each_mut().map(|b| [io::IoSliceMut::new(&mut b[..])]);
+        let results = match recvmmsg(
+            self.sock.as_raw_fd(),
+            &mut io.rx,
+            slices.iter_mut(),
+            MsgFlags::MSG_DONTWAIT,
+            None,
+        ) {
+            Ok(r) => r,
+            Err(nix::errno::Errno::EAGAIN) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let mut n = 0;
+        for (len, r) in io.lens.iter_mut().zip(results) {
+            *len = match r.address {
+                Some(a) if a.ifindex() == self.index && a.pkttype() != PACKET_OUTGOING => {
+                    Some(r.bytes.min(MAX_FRAME))
+                }
+                _ => None,
+            };
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Sends `frames` as they are, [`PORT_BATCH`] to a `sendmmsg`, in order; a frame the
+    /// interface refuses is skipped. Returns how many were not sent.
+    fn send_batch(&self, frames: &[Vec<u8>], headers: &mut MultiHeaders<LinkAddr>) -> usize {
+        let no_address = [None::<LinkAddr>; PORT_BATCH];
+        let mut failed = 0;
+        let mut at = 0;
+        while at < frames.len() {
+            let chunk = &frames[at..frames.len().min(at + PORT_BATCH)];
+            let slices: Vec<[io::IoSlice<'_>; 1]> =
+                chunk.iter().map(|f| [io::IoSlice::new(f)]).collect();
+            let r = sendmmsg(
+                self.sock.as_raw_fd(),
+                headers,
+                &slices,
+                &no_address[..chunk.len()],
+                [],
+                MsgFlags::MSG_DONTWAIT,
+            );
+            match r.map(|sent| sent.count()) {
+                Ok(0) | Err(_) => {
+                    failed += 1;
+                    at += 1;
+                }
+                Ok(sent) => at += sent,
+            }
+        }
+        failed
+    }
+}
+
+/// The port thread's batch buffers: frames received with one `recvmmsg`, and the
+/// message headers of its `recvmmsg` and `sendmmsg` calls.
+struct PortIo {
+    bufs: Box<[[u8; MAX_FRAME]]>,
+    lens: [Option<usize>; PORT_BATCH],
+    rx: MultiHeaders<LinkAddr>,
+    tx: MultiHeaders<LinkAddr>,
+    /// The card's frames, addressed, waiting for one `sendmmsg`.
+    for_wire: Vec<Vec<u8>>,
+    /// Data frames for the card, queued to it together.
+    for_card: Vec<Vec<u8>>,
+}
+
+impl PortIo {
+    fn new() -> PortIo {
+        PortIo {
+            bufs: vec![[0u8; MAX_FRAME]; PORT_BATCH].into_boxed_slice(),
+            lens: [None; PORT_BATCH],
+            rx: MultiHeaders::preallocate(PORT_BATCH, None),
+            tx: MultiHeaders::preallocate(PORT_BATCH, None),
+            for_wire: Vec::with_capacity(PORT_BATCH),
+            for_card: Vec::with_capacity(RX_BURST),
+        }
+    }
 }
 
 impl AsFd for PortSocket {
@@ -335,17 +424,24 @@ impl PortWire<'_> {
         }
     }
 
-    fn recv(&self, queues: &PortQueues, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    /// Up to [`PORT_BATCH`] frames into `io` (see [`PortSocket::recv_batch`]); 0 when none
+    /// waits.
+    fn recv_batch(&self, queues: &PortQueues, io: &mut PortIo) -> io::Result<usize> {
         match self {
-            PortWire::Socket(s) => s.recv(buf),
-            PortWire::Card { .. } => match queues.take_for_host() {
-                Some(f) => {
-                    let n = f.len().min(buf.len());
-                    buf[..n].copy_from_slice(&f[..n]);
-                    Ok(Some(n))
+            PortWire::Socket(s) => s.recv_batch(io),
+            PortWire::Card { .. } => {
+                let mut n = 0;
+                for (buf, len) in io.bufs.iter_mut().zip(io.lens.iter_mut()) {
+                    let Some(f) = queues.take_for_host() else {
+                        break;
+                    };
+                    let k = f.len().min(buf.len());
+                    buf[..k].copy_from_slice(&f[..k]);
+                    *len = Some(k);
+                    n += 1;
                 }
-                None => Err(io::ErrorKind::WouldBlock.into()),
-            },
+                Ok(n)
+            }
         }
     }
 
@@ -464,12 +560,12 @@ pub fn run_port(ctx: PortCtx<'_>) -> PortCounters {
         counters: PortCounters::default(),
         out: Vec::with_capacity(128),
     };
-    let mut buf = vec![0u8; MAX_FRAME];
+    let mut io = PortIo::new();
     let mut ready = Vec::new();
     while !p.ctx.shutdown.requested() {
-        let more = p.receive(&mut buf);
+        let more = p.receive(&mut io);
         p.ctx.queues.wire_wake.clear();
-        p.transmit();
+        p.transmit(&mut io);
         let now = Instant::now();
         if p.ctx.wire.is_card() {
             // The card sends its frames itself: every next hop is kept resolved ahead of
@@ -493,77 +589,97 @@ pub fn run_port(ctx: PortCtx<'_>) -> PortCounters {
 }
 
 impl Port<'_> {
-    /// Takes up to [`RX_BURST`] frames from the socket; true when more may wait.
-    fn receive(&mut self, buf: &mut [u8]) -> bool {
-        let mut to_card = 0;
+    /// Takes up to [`RX_BURST`] frames from the socket, [`PORT_BATCH`] to a `recvmmsg`;
+    /// true when more may wait.
+    fn receive(&mut self, io: &mut PortIo) -> bool {
         let mut more = false;
-        for i in 0..RX_BURST {
-            let n = match self.ctx.wire.recv(self.ctx.queues, buf) {
-                Ok(Some(n)) => n,
-                Ok(None) => continue,
-                Err(_) => break,
+        io.for_card.clear();
+        for round in 0..RX_BURST / PORT_BATCH {
+            let n = match self.ctx.wire.recv_batch(self.ctx.queues, io) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
             };
-            more = i + 1 == RX_BURST;
-            self.counters.frames_in += 1;
-            let frame = &buf[..n];
-            match resolve::parse(frame) {
-                Kind::Neighbour(n) => self.neighbourly(n),
-                Kind::Malformed(Malformed::Arp) => self.counters.malformed_arp += 1,
-                Kind::Malformed(Malformed::Nd) => self.counters.malformed_nd += 1,
-                Kind::OtherControl => {
-                    // ICMPv6 that is not neighbour discovery: a packet too big is the
-                    // path MTU table's; the rest is nothing for espo.
-                    if !self.path_mtu_error(frame) {
-                        self.counters.ignored += 1;
-                    }
-                }
-                Kind::Data => {
-                    let ip = matches!(frame.get(12..14), Some([0x08, 0x00] | [0x86, 0xdd]));
-                    if !ip || frame.get(..6) != Some(&self.ctx.wire.mac()[..]) {
-                        self.counters.ignored += 1;
-                        continue;
-                    }
-                    if self.path_mtu_error(frame) {
-                        continue;
-                    }
-                    if let Some(inbox) = self.ctx.ike {
-                        match super::ike::intercept(frame, |ip| self.is_local(ip)) {
-                            Some(super::ike::Intercepted::Ike(m)) => {
-                                if inbox.offer(m.into()) {
-                                    self.counters.ike_in += 1;
-                                } else {
-                                    self.counters.ike_backlog += 1;
-                                }
-                                continue;
-                            }
-                            Some(super::ike::Intercepted::Keepalive) => {
-                                self.counters.ignored += 1;
-                                continue;
-                            }
-                            None => {}
-                        }
-                    }
-                    if self.ctx.wire.is_card() {
-                        // The card passed it on as the link layer's, and it is not.
-                        self.counters.ignored += 1;
-                        continue;
-                    }
-                    let mut q = lock(&self.ctx.queues.to_card);
-                    if q.len() >= MAX_TO_CARD {
-                        self.counters.card_full += 1;
-                        continue;
-                    }
-                    q.push_back(frame.to_vec());
-                    to_card += 1;
+            for i in 0..n {
+                let (Some(len), Some(buf)) = (io.lens[i], io.bufs.get(i)) else {
+                    continue;
+                };
+                self.counters.frames_in += 1;
+                if let Some(frame) = self.take_from_wire(&buf[..len]) {
+                    io.for_card.push(frame.to_vec());
                 }
             }
+            more = n == PORT_BATCH && round + 1 == RX_BURST / PORT_BATCH;
+            if n < PORT_BATCH {
+                break;
+            }
         }
-        if to_card > 0 {
-            self.counters.to_card += to_card;
-            self.ctx.card_wake.signal();
-            self.ctx.queues.card_feed.signal();
+        if !io.for_card.is_empty() {
+            let mut q = lock(&self.ctx.queues.to_card);
+            let room = MAX_TO_CARD.saturating_sub(q.len());
+            let full = io.for_card.len().saturating_sub(room);
+            let taken = io.for_card.len() - full;
+            q.extend(io.for_card.drain(..taken));
+            drop(q);
+            io.for_card.clear();
+            self.counters.card_full += full as u64;
+            self.counters.to_card += taken as u64;
+            if taken > 0 {
+                self.ctx.card_wake.signal();
+                self.ctx.queues.card_feed.signal();
+            }
         }
         more
+    }
+
+    /// One frame from the wire: ARP, neighbour discovery, ICMP errors and IKE handled here;
+    /// returned when it is a data frame for the card.
+    fn take_from_wire<'f>(&mut self, frame: &'f [u8]) -> Option<&'f [u8]> {
+        match resolve::parse(frame) {
+            Kind::Neighbour(n) => self.neighbourly(n),
+            Kind::Malformed(Malformed::Arp) => self.counters.malformed_arp += 1,
+            Kind::Malformed(Malformed::Nd) => self.counters.malformed_nd += 1,
+            Kind::OtherControl => {
+                // ICMPv6 that is not neighbour discovery: a packet too big is the path MTU
+                // table's; the rest is nothing for espo.
+                if !self.path_mtu_error(frame) {
+                    self.counters.ignored += 1;
+                }
+            }
+            Kind::Data => {
+                let ip = matches!(frame.get(12..14), Some([0x08, 0x00] | [0x86, 0xdd]));
+                if !ip || frame.get(..6) != Some(&self.ctx.wire.mac()[..]) {
+                    self.counters.ignored += 1;
+                    return None;
+                }
+                if self.path_mtu_error(frame) {
+                    return None;
+                }
+                if let Some(inbox) = self.ctx.ike {
+                    match super::ike::intercept(frame, |ip| self.is_local(ip)) {
+                        Some(super::ike::Intercepted::Ike(m)) => {
+                            if inbox.offer(m.into()) {
+                                self.counters.ike_in += 1;
+                            } else {
+                                self.counters.ike_backlog += 1;
+                            }
+                            return None;
+                        }
+                        Some(super::ike::Intercepted::Keepalive) => {
+                            self.counters.ignored += 1;
+                            return None;
+                        }
+                        None => {}
+                    }
+                }
+                if self.ctx.wire.is_card() {
+                    // The card passed it on as the link layer's, and it is not.
+                    self.counters.ignored += 1;
+                    return None;
+                }
+                return Some(frame);
+            }
+        }
+        None
     }
 
     /// Whether `frame` is an ICMP error about a packet too big sent to the port's MAC:
@@ -662,8 +778,9 @@ impl Port<'_> {
         }
     }
 
-    /// Sends what the card sent, to its next hop's MAC.
-    fn transmit(&mut self) {
+    /// Sends what the card sent, to its next hop's MAC: through the socket with
+    /// `sendmmsg`, [`PORT_BATCH`] frames at a time.
+    fn transmit(&mut self, io: &mut PortIo) {
         let frames = self.ctx.queues.take_for_wire();
         let now = Instant::now();
         let mac = self.ctx.wire.mac();
@@ -681,11 +798,22 @@ impl Port<'_> {
             match self.neighbours.lookup(hop, &frame, now) {
                 Lookup::Send(dst) => {
                     frame[..6].copy_from_slice(&dst);
-                    self.send(&frame);
+                    match self.ctx.wire {
+                        PortWire::Socket(_) => io.for_wire.push(frame),
+                        PortWire::Card { .. } => self.send(&frame),
+                    }
                 }
                 Lookup::Queued => {}
                 Lookup::Dropped => self.counters.unresolved += 1,
             }
+        }
+        if let PortWire::Socket(s) = self.ctx.wire
+            && !io.for_wire.is_empty()
+        {
+            let failed = s.send_batch(&io.for_wire, &mut io.tx);
+            self.counters.frames_out += (io.for_wire.len() - failed) as u64;
+            self.counters.send_errors += failed as u64;
+            io.for_wire.clear();
         }
     }
 
