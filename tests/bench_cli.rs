@@ -63,6 +63,25 @@ fn the_model_engine_reports_its_host_cost_for_every_size_asked_for() {
         ] {
             assert!(field(line, key) > 0.0, "{line}");
         }
+        // Where the host's time goes: its stages add up to it (each rounded to 0.1 ns).
+        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        for (dir, names) in [
+            ("encap", &["lend", "decide", "post", "complete"][..]),
+            ("decap", &["receive", "release"][..]),
+        ] {
+            let stages = v[format!("{dir}_host_stages_ns")]
+                .as_object()
+                .unwrap_or_else(|| panic!("no {dir} stages in {line}"));
+            assert_eq!(stages.len(), names.len(), "{line}");
+            let mut sum = 0.0;
+            for name in names {
+                let ns = stages[*name].as_f64().unwrap_or(-1.0);
+                assert!(ns >= 0.0, "{dir} {name} in {line}");
+                sum += ns;
+            }
+            let host = field(line, &format!("{dir}_host_ns_per_packet"));
+            assert!((sum - host).abs() <= 0.1 * names.len() as f64, "{line}");
+        }
         // Every packet went through the card, none through software.
         assert_eq!(
             field(line, "encap_by_card") + field(line, "decap_by_card"),

@@ -44,6 +44,8 @@ pub struct Direction {
     pub source: Duration,
     /// Host CPU the simulation itself took (informative).
     pub model: Duration,
+    /// `host` by stage (see [`Direction::STAGES`]): where the host's time goes.
+    pub stages: [Duration; 4],
     /// The card's inner throughput in simulated time, Gbit/s, and its port's line rate.
     pub card_inner_gbps: f64,
     pub card_line_gbps: f64,
@@ -53,6 +55,16 @@ pub struct Direction {
 }
 
 impl Direction {
+    /// The stages of `host`. Encapsulation: lending the card buffers, the outbound decision
+    /// and queueing (`submit_slot`; in the copying path also the copy), routing and posting
+    /// to the ring (the poll after submitting), completions and reports. Decapsulation: the
+    /// driver's completions with the host's checks and reports (the poll), giving the
+    /// buffers back (zero-copy; nothing in the copying path, where the engine copied out).
+    pub const STAGES: [[&'static str; 4]; 2] = [
+        ["lend", "decide", "post", "complete"],
+        ["receive", "release", "", ""],
+    ];
+
     pub fn host_ns_per_packet(&self) -> f64 {
         self.host.as_nanos() as f64 / self.packets.max(1) as f64
     }
@@ -66,6 +78,17 @@ impl Direction {
 
     pub fn source_ns_per_packet(&self) -> f64 {
         self.source.as_nanos() as f64 / self.packets.max(1) as f64
+    }
+
+    /// Stage `i`'s host time per packet.
+    pub fn stage_ns_per_packet(&self, i: usize) -> f64 {
+        self.stages[i].as_nanos() as f64 / self.packets.max(1) as f64
+    }
+
+    /// Adds `t` to stage `i` and to the host's time.
+    fn charge(&mut self, i: usize, t: Duration) {
+        self.stages[i] += t;
+        self.host += t;
     }
 }
 
@@ -123,7 +146,7 @@ pub fn encap(
                     None => break,
                 }
             }
-            d.host += t.elapsed();
+            d.charge(0, t.elapsed());
             if slots.is_empty() {
                 bail!("the offload engine lent no TX buffer");
             }
@@ -138,8 +161,10 @@ pub fn encap(
                 engine.submit_slot(tag, s, inner.len());
                 tag += 1;
             }
+            let posting = Instant::now();
             engine.poll();
-            d.host += t.elapsed();
+            d.charge(1, posting - t);
+            d.charge(2, posting.elapsed());
             n
         } else {
             let t = Instant::now();
@@ -147,8 +172,10 @@ pub fn encap(
                 engine.submit(tag, inner);
                 tag += 1;
             }
+            let posting = Instant::now();
             engine.poll();
-            d.host += t.elapsed();
+            d.charge(1, posting - t);
+            d.charge(2, posting.elapsed());
             per_round
         };
         let t = Instant::now();
@@ -161,14 +188,14 @@ pub fn encap(
             engine.take_tx_reports(&mut reports);
             if engine.tx_outstanding() > 0 && reports.len() < round {
                 // The ring took less than a round: let the card work through it.
-                d.host += t.elapsed();
+                d.charge(3, t.elapsed());
                 let m = Instant::now();
                 model.run_until_idle();
                 d.model += m.elapsed();
                 t = Instant::now();
             }
         }
-        d.host += t.elapsed();
+        d.charge(3, t.elapsed());
         for r in &reports {
             match r.outcome {
                 Ok(SentAs::Esp {
@@ -244,7 +271,7 @@ pub fn decap(
             spins += 1;
             if spins.is_multiple_of(64) {
                 // The card paused its port while its RX ring was full: let it go on.
-                d.host += t.elapsed();
+                d.charge(0, t.elapsed());
                 let m = Instant::now();
                 model.run_until_idle();
                 d.model += m.elapsed();
@@ -254,13 +281,15 @@ pub fn decap(
                 bail!("the card model stopped delivering frames");
             }
         }
+        d.charge(0, t.elapsed());
         // The sink: a lent packet's buffer goes back once written out (not made here).
+        let t = Instant::now();
         for r in &reports {
             if let Ok(Received::Lent(p)) = &r.outcome {
                 engine.release_lent(p);
             }
         }
-        d.host += t.elapsed();
+        d.charge(1, t.elapsed());
         for r in &reports {
             match &r.outcome {
                 Ok(
