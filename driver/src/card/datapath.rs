@@ -200,6 +200,18 @@ impl Card {
         self.queue_mut(buf.queue)?.rx.give_back(buf)
     }
 
+    /// The RX buffers of `queue` lent to the caller now (for a caller that must copy out
+    /// what it holds before the card's memory goes).
+    pub fn rx_lent_bufs(&self, queue: u16) -> Result<Vec<RxBuf>, CardError> {
+        let q = self.queue(queue)?;
+        Ok(q.rx.bufs.lent_ids().map(|id| RxBuf { queue, id }).collect())
+    }
+
+    /// Bytes one RX buffer holds.
+    pub fn rx_buf_bytes(&self, queue: u16) -> Result<usize, CardError> {
+        Ok(self.queue(queue)?.rx.bufs.buf_bytes())
+    }
+
     /// Copies bytes of lent RX buffer `buf` from byte `at` on into `dst`.
     pub fn rx_buf_read(&self, buf: RxBuf, at: usize, dst: &mut [u8]) -> Result<(), CardError> {
         self.queue(buf.queue)?

@@ -93,6 +93,11 @@ impl BufferPool {
         }
     }
 
+    /// The buffers lent to the caller, in increasing order.
+    pub(crate) fn lent_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.count).filter(|&id| self.state(id) == Some(BufState::Lent))
+    }
+
     /// `id`, if it is lent to the caller; refused (naming `queue`, whose pool this is)
     /// otherwise.
     pub(crate) fn lent(&self, queue: u16, id: u32) -> Result<u32, CardError> {

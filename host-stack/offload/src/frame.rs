@@ -296,8 +296,8 @@ impl OffloadEngine {
         }
     }
 
-    /// Every waiting lent frame copied into host memory: the card is about to go, and its
-    /// memory with it.
+    /// Every waiting lent frame, and every inbound packet lent to the owner, copied into
+    /// host memory: the card is about to go, and its memory with it.
     pub(crate) fn unlend_pending(&mut self) {
         let mut pending = std::mem::take(&mut self.pending);
         for (_, work) in pending.iter_mut() {
@@ -310,5 +310,19 @@ impl OffloadEngine {
             }
         }
         self.pending = pending;
+        // Inbound packets lent to the owner are copied out too: it may still write them.
+        let Some(card) = self.card.as_ref() else {
+            return;
+        };
+        let queue = self.options.queue;
+        let (Ok(lent), Ok(bytes)) = (card.rx_lent_bufs(queue), card.rx_buf_bytes(queue)) else {
+            return;
+        };
+        for buf in lent {
+            let mut whole = vec![0u8; bytes];
+            if card.rx_buf_read(buf, 0, &mut whole).is_ok() {
+                self.rescued_rx.insert(buf, whole);
+            }
+        }
     }
 }

@@ -188,6 +188,9 @@ pub struct OffloadEngine {
     lent_posts: Vec<espo_driver::card::TxLent>,
     tx_done: Vec<espo_driver::card::TxDone>,
     wire_buf: Vec<u8>,
+    /// Lent inbound packets whose owner still held them when the card went: each buffer's
+    /// bytes, copied out before the card's memory went with it.
+    rescued_rx: HashMap<espo_driver::card::RxBuf, Vec<u8>>,
 }
 
 impl std::fmt::Debug for OffloadEngine {
@@ -263,6 +266,7 @@ impl OffloadEngine {
             lent_posts: Vec::new(),
             tx_done: Vec::new(),
             wire_buf: Vec::new(),
+            rescued_rx: HashMap::new(),
         };
         // Outbound SAs first, each direction in configuration order (the software engine's).
         let out: Vec<(usize, u32)> = engine

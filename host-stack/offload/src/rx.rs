@@ -178,14 +178,28 @@ impl OffloadEngine {
         fd: BorrowedFd<'_>,
         prefix: &[u8],
     ) -> io::Result<usize> {
-        let card = self.card.as_ref().ok_or(io::ErrorKind::NotConnected)?;
         let mut head = [0u8; 64 + HEAD_LEN];
         let n = prefix.len() + p.head_len;
         let at = head.get_mut(..n).ok_or(io::ErrorKind::InvalidInput)?;
         at[..prefix.len()].copy_from_slice(prefix);
         at[prefix.len()..].copy_from_slice(p.head());
         let rest = p.len - p.head_len;
-        card.rx_buf_write_to(p.buf, fd, &head[..n], 14 + p.head_len, rest)
+        match (&self.card, self.rescued_rx.get(&p.buf)) {
+            (Some(card), _) => card.rx_buf_write_to(p.buf, fd, &head[..n], 14 + p.head_len, rest),
+            // The card went while the packet was lent: its bytes were copied out then.
+            (None, Some(whole)) => {
+                let from = 14 + p.head_len;
+                let tail = whole
+                    .get(from..from + rest)
+                    .ok_or(io::ErrorKind::InvalidData)?;
+                let mut file = std::fs::File::from(fd.try_clone_to_owned()?);
+                io::Write::write_vectored(
+                    &mut file,
+                    &[io::IoSlice::new(&head[..n]), io::IoSlice::new(tail)],
+                )
+            }
+            (None, None) => Err(io::ErrorKind::NotConnected.into()),
+        }
     }
 
     /// Copies a lent packet into `out` (replacing its contents).
@@ -199,20 +213,37 @@ impl OffloadEngine {
     /// the checked first bytes from host memory, the rest from the card's buffer. One copy,
     /// into the caller's own buffer.
     pub fn lent_into(&self, p: &LentPacket, out: &mut [u8]) -> io::Result<()> {
-        let card = self.card.as_ref().ok_or(io::ErrorKind::NotConnected)?;
         if out.len() != p.len {
             return Err(io::ErrorKind::InvalidInput.into());
         }
         let (head, rest) = out.split_at_mut(p.head_len);
         head.copy_from_slice(p.head());
-        card.rx_buf_read(p.buf, 14 + p.head_len, rest)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        let at = 14 + p.head_len;
+        match (&self.card, self.rescued_rx.get(&p.buf)) {
+            (Some(card), _) => card
+                .rx_buf_read(p.buf, at, rest)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+            // The card went while the packet was lent: its bytes were copied out then.
+            (None, Some(whole)) => {
+                let from = whole
+                    .get(at..at + rest.len())
+                    .ok_or(io::ErrorKind::InvalidData)?;
+                rest.copy_from_slice(from);
+                Ok(())
+            }
+            (None, None) => Err(io::ErrorKind::NotConnected.into()),
+        }
     }
 
     /// Gives a lent packet's buffer back to the card.
     pub fn release_lent(&mut self, p: &LentPacket) {
-        if let Some(card) = self.card.as_mut() {
-            let _ = card.rx_return(p.buf);
+        match self.card.as_mut() {
+            Some(card) => {
+                let _ = card.rx_return(p.buf);
+            }
+            None => {
+                self.rescued_rx.remove(&p.buf);
+            }
         }
     }
 

@@ -797,6 +797,70 @@ fn lent_inbound_packets_are_checked_against_policy_and_written_out_whole() {
 }
 
 #[test]
+fn lent_inbound_packets_held_when_the_card_goes_are_still_written_whole() {
+    use espo_driver::model::{FaultKind, FaultTrigger};
+    let cfg = config("");
+    let (wire, _far) = MemWire::pair();
+    let (mut engine, model, tap) = rig(
+        &cfg,
+        OffloadOptions {
+            lend_rx: true,
+            fallback: Some(Box::new(wire)),
+            max_recoveries: 0,
+            ..OffloadOptions::default()
+        },
+    );
+    let mut peer = peer_config().software_engine().unwrap();
+    let sent: Vec<Vec<u8>> = (0..3u16)
+        .map(|i| packet([10, 2, 0, 9], [10, 1, 0, 9], 300 + 600 * usize::from(i), i))
+        .collect();
+    for inner in &sent {
+        let mut out = vec![0u8; inner.len() + 256];
+        let Ok(Encapsulated::Protected { len, .. }) = peer.outbound.encapsulate(inner, &mut out)
+        else {
+            panic!("peer refused");
+        };
+        let mut frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0];
+        frame.extend_from_slice(&out[..len]);
+        tap.send_bytes(&frame);
+    }
+    let got = collect_rx(&mut engine, 3);
+    let held: Vec<LentPacket> = got
+        .iter()
+        .map(|r| match &r.outcome {
+            Ok(Received::Lent(p)) => p.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    // The owner still holds them when the card is removed (at its next packet).
+    model.inject(FaultKind::SurpriseRemoval, FaultTrigger::AtPacket(0));
+    engine.submit(1, &packet([10, 1, 0, 1], [10, 2, 0, 1], 100, 0));
+    run_until_idle(&mut engine);
+    for _ in 0..1000 {
+        engine.poll();
+    }
+    assert_eq!(engine.mode(), CardMode::Gone);
+    // Their bytes were copied out before the card's memory went: each is still copied
+    // and written whole, then given back.
+    for (p, inner) in held.iter().zip(&sent) {
+        let mut bytes = vec![0u8; p.len];
+        engine.lent_into(p, &mut bytes).unwrap();
+        assert_eq!(&bytes, inner);
+        let (a, b) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let n = engine
+            .write_lent(p, std::os::fd::AsFd::as_fd(&a), &[7; 10])
+            .unwrap();
+        assert_eq!(n, 10 + inner.len());
+        let mut back = vec![0u8; n + 1];
+        assert_eq!(b.recv(&mut back).unwrap(), n);
+        assert_eq!((&back[..10], &back[10..n]), (&[7u8; 10][..], &inner[..]));
+        engine.release_lent(p);
+        let e = engine.lent_into(p, &mut bytes).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotConnected);
+    }
+}
+
+#[test]
 fn lent_frames_waiting_when_the_card_goes_leave_through_the_fallback_wire() {
     use espo_driver::model::{FaultKind, FaultTrigger};
     let cfg = config("");
