@@ -127,27 +127,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-/// The host's time by stage for direction `dir` (0: encapsulation, 1: decapsulation), as a
-/// JSON object of ns per packet.
-fn stages_json(x: &model::Direction, dir: usize) -> String {
-    let fields: Vec<String> = model::Direction::STAGES[dir]
-        .iter()
-        .enumerate()
-        .filter(|(_, name)| !name.is_empty())
-        .map(|(i, name)| format!("\"{name}\":{:.1}", x.stage_ns_per_packet(i)))
+/// The host's time by stage for direction `dir` (0: encapsulation, 1: decapsulation), each
+/// stage written by `field` from its name and ns per packet, joined by `sep`.
+fn stages(
+    x: &model::Direction,
+    dir: usize,
+    sep: &str,
+    field: impl Fn(&str, f64) -> String,
+) -> String {
+    let fields: Vec<String> = x
+        .stages_ns_per_packet(dir)
+        .map(|(name, ns)| field(name, ns))
         .collect();
-    format!("{{{}}}", fields.join(","))
-}
-
-/// The same as text: `lend 5.1, decide 80.2, ... ns/pkt`.
-fn stages_text(x: &model::Direction, dir: usize) -> String {
-    let fields: Vec<String> = model::Direction::STAGES[dir]
-        .iter()
-        .enumerate()
-        .filter(|(_, name)| !name.is_empty())
-        .map(|(i, name)| format!("{name} {:.1}", x.stage_ns_per_packet(i)))
-        .collect();
-    format!("{} ns/pkt", fields.join(", "))
+    fields.join(sep)
 }
 
 /// One size's measurement and its report.
@@ -292,10 +284,10 @@ fn run_one(args: &BenchArgs, size: usize) -> anyhow::Result<()> {
         );
         if let (Some((e, d)), Some((ce, cd))) = (&card, &copying) {
             println!(
-                "{{\"engine\":\"model\",\"algorithm\":\"{}\",\"size\":{size},\"encap_host_stages_ns\":{},\"decap_host_stages_ns\":{},\"encap_host_ns_per_packet\":{:.1},\"decap_host_ns_per_packet\":{:.1},\"encap_source_ns_per_packet\":{:.1},\"encap_copy_host_ns_per_packet\":{:.1},\"decap_copy_host_ns_per_packet\":{:.1},\"encap_card_gbps\":{:.3},\"decap_card_gbps\":{:.3},\"encap_card_line_gbps\":{:.3},\"decap_card_line_gbps\":{:.3},\"encap_card_mpps\":{:.3},\"decap_card_mpps\":{:.3},\"encap_by_card\":{},\"decap_by_card\":{},\"packets\":{},\"model_ns_per_packet\":{:.1}}}",
+                "{{\"engine\":\"model\",\"algorithm\":\"{}\",\"size\":{size},\"encap_host_stages_ns\":{{{}}},\"decap_host_stages_ns\":{{{}}},\"encap_host_ns_per_packet\":{:.1},\"decap_host_ns_per_packet\":{:.1},\"encap_source_ns_per_packet\":{:.1},\"encap_copy_host_ns_per_packet\":{:.1},\"decap_copy_host_ns_per_packet\":{:.1},\"encap_card_gbps\":{:.3},\"decap_card_gbps\":{:.3},\"encap_card_line_gbps\":{:.3},\"decap_card_line_gbps\":{:.3},\"encap_card_mpps\":{:.3},\"decap_card_mpps\":{:.3},\"encap_by_card\":{},\"decap_by_card\":{},\"packets\":{},\"model_ns_per_packet\":{:.1}}}",
                 args.algorithm,
-                stages_json(e, 0),
-                stages_json(d, 1),
+                stages(e, 0, ",", |n, ns| format!("\"{n}\":{ns:.1}")),
+                stages(d, 1, ",", |n, ns| format!("\"{n}\":{ns:.1}")),
                 e.host_ns_per_packet(),
                 d.host_ns_per_packet(),
                 e.source_ns_per_packet(),
@@ -370,7 +362,11 @@ fn run_one(args: &BenchArgs, size: usize) -> anyhow::Result<()> {
                     x.card_line_gbps,
                     x.card_mpps
                 );
-                println!("  {:<36} where: {}", "", stages_text(x, i));
+                println!(
+                    "  {:<36} where: {} ns/pkt",
+                    "",
+                    stages(x, i, ", ", |n, ns| format!("{n} {ns:.1}"))
+                );
                 println!(
                     "  {:<36} host {:>6.1} ns/pkt copying the packet in or out ({:.2}x the zero-copy cost)",
                     "",

@@ -80,9 +80,15 @@ impl Direction {
         self.source.as_nanos() as f64 / self.packets.max(1) as f64
     }
 
-    /// Stage `i`'s host time per packet.
-    pub fn stage_ns_per_packet(&self, i: usize) -> f64 {
-        self.stages[i].as_nanos() as f64 / self.packets.max(1) as f64
+    /// Each stage of direction `dir` (0: encapsulation, 1: decapsulation) with its host
+    /// time per packet.
+    pub fn stages_ns_per_packet(&self, dir: usize) -> impl Iterator<Item = (&'static str, f64)> {
+        let per_packet = self.packets.max(1) as f64;
+        Self::STAGES[dir.min(1)]
+            .into_iter()
+            .zip(self.stages)
+            .filter(|(name, _)| !name.is_empty())
+            .map(move |(name, t)| (name, t.as_nanos() as f64 / per_packet))
     }
 
     /// Adds `t` to stage `i` and to the host's time.
