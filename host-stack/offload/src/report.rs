@@ -99,7 +99,8 @@ pub enum Received {
     /// A decapsulated inner IP packet that passed the inbound policy check, left in the
     /// card's receive buffer ([`OffloadOptions::lend_rx`](crate::OffloadOptions::lend_rx)):
     /// write it out with [`OffloadEngine::write_lent`](crate::OffloadEngine::write_lent)
-    /// (or copy it with [`lent_bytes`](crate::OffloadEngine::lent_bytes)), then give the
+    /// (or copy it with [`lent_into`](crate::OffloadEngine::lent_into) or
+    /// [`lent_bytes`](crate::OffloadEngine::lent_bytes)), then give the
     /// buffer back with [`release_lent`](crate::OffloadEngine::release_lent).
     Lent(LentPacket),
     /// An unprotected IP packet that inbound policy lets through.
