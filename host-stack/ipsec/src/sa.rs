@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use subtle::ConstantTimeEq;
 
@@ -232,12 +232,102 @@ impl Default for SeqReservation {
     }
 }
 
+/// What the senders of one SA share when several datapath workers send on it, each with
+/// its own copy of the SA: the SA-wide sequence counter, the lifetime totals and which
+/// lifetime ends were reported.
+///
+/// A worker takes numbers in blocks — once per batch, as many as the batch can use — with
+/// one compare-and-swap on the counter, and numbers its packets from its block without any
+/// shared access; what a block has left when the batch ends is given up (gaps are legal,
+/// a repeated number is not). So no two workers ever hold the same number, and numbers in
+/// flight at once stay within a batch per worker of each other, which a peer's replay
+/// window of at least `workers × 32` packets absorbs. Each worker adds its packet and byte
+/// counts to the totals at the end of each batch; lifetimes are checked against the totals
+/// plus what the worker has not added yet, so a packet or byte lifetime is exact for a
+/// single worker and may be overrun by at most one batch per other worker.
+///
+/// Clones share the same state.
+#[derive(Debug, Clone)]
+pub struct SendShare(Arc<ShareCell>);
+
+#[derive(Debug)]
+struct ShareCell {
+    /// The highest sequence number handed out to any worker.
+    last: AtomicU64,
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    soft_reported: AtomicBool,
+    hard_reported: AtomicBool,
+}
+
+impl SendShare {
+    /// A share whose numbers continue after `last`.
+    pub fn new(last: u64) -> SendShare {
+        SendShare(Arc::new(ShareCell {
+            last: AtomicU64::new(last),
+            packets: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            soft_reported: AtomicBool::new(false),
+            hard_reported: AtomicBool::new(false),
+        }))
+    }
+
+    /// The highest sequence number handed out to any worker.
+    pub fn last(&self) -> u64 {
+        self.0.last.load(Ordering::Acquire)
+    }
+
+    /// The packet and byte counts every worker has added so far.
+    pub fn totals(&self) -> SaCounters {
+        SaCounters {
+            packets: self.0.packets.load(Ordering::Relaxed),
+            bytes: self.0.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Hands out up to `want` numbers after the last one handed out, none above `limit`:
+    /// the block `(start, end]`, or `None` when the counter is at `limit`.
+    fn take(&self, want: u64, limit: u64) -> Option<(u64, u64)> {
+        let mut cur = self.0.last.load(Ordering::Acquire);
+        loop {
+            if cur >= limit {
+                return None;
+            }
+            let end = cur + want.clamp(1, limit - cur);
+            match self
+                .0
+                .last
+                .compare_exchange_weak(cur, end, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some((cur, end)),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Whether this call is the first to report the soft (or hard) end.
+    pub fn first_report(&self, hard: bool) -> bool {
+        let flag = if hard {
+            &self.0.hard_reported
+        } else {
+            &self.0.soft_reported
+        };
+        !flag.swap(true, Ordering::AcqRel)
+    }
+
+    /// Whether two handles share one state.
+    pub fn same(&self, other: &SendShare) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
 /// An SA that sends: its parameters, its sequence counter and its counters.
 #[derive(Debug)]
 pub struct OutboundSa {
     pub params: SaParams,
     /// Last sequence number used; the next packet carries `seq + 1`.
     seq: u64,
+    /// Counted by this copy of the SA (with workers, its worker's share).
     pub counters: SaCounters,
     /// Ended by something other than its counters (a time lifetime, the card's hard-expiry
     /// event): it sends nothing more.
@@ -248,6 +338,11 @@ pub struct OutboundSa {
     pub installed: core::time::Duration,
     /// Lifetime ends already reported.
     pub reported: Reported,
+    /// With several workers: the state they share, this copy's block of numbers
+    /// `(seq, block_end]`, and the counters already added to the shared totals.
+    share: Option<SendShare>,
+    block_end: u64,
+    added: SaCounters,
 }
 
 impl OutboundSa {
@@ -260,6 +355,9 @@ impl OutboundSa {
             reservation: SeqReservation::unlimited(),
             installed: core::time::Duration::ZERO,
             reported: Reported::default(),
+            share: None,
+            block_end: seq,
+            added: SaCounters::default(),
         }
     }
 
@@ -275,12 +373,32 @@ impl OutboundSa {
         self.reservation = reservation;
     }
 
+    /// This copy of the SA sends beside others (one per datapath worker), all sharing
+    /// `share`: its numbers come from the shared counter in blocks ([`SendShare`]). Every
+    /// copy must be given the same share before any of them sends.
+    pub fn share_with(mut self, share: SendShare) -> OutboundSa {
+        self.set_share(share);
+        self
+    }
+
+    /// As [`share_with`](Self::share_with), for an SA already installed.
+    pub fn set_share(&mut self, share: SendShare) {
+        share.0.last.fetch_max(self.seq, Ordering::AcqRel);
+        self.block_end = self.seq;
+        self.share = Some(share);
+    }
+
+    /// The state shared with the SA's other copies, if it has any.
+    pub fn share(&self) -> Option<&SendShare> {
+        self.share.as_ref()
+    }
+
     /// The reservation its numbers come from.
     pub fn reservation(&self) -> &SeqReservation {
         &self.reservation
     }
 
-    /// Last sequence number used.
+    /// Last sequence number used (with workers, by this copy).
     pub fn seq(&self) -> u64 {
         self.seq
     }
@@ -289,32 +407,115 @@ impl OutboundSa {
     /// transmitter that already used numbers up to `seq`. Going back would reuse nonces.
     pub fn advance_seq_to(&mut self, seq: u64) {
         self.seq = self.seq.max(seq);
+        if let Some(s) = &self.share {
+            s.0.last.fetch_max(self.seq, Ordering::AcqRel);
+            self.block_end = self.seq;
+        }
         self.reservation.note_used(self.seq);
+    }
+
+    /// Whether this copy holds numbers it has not used yet (with workers, its block).
+    #[inline]
+    fn holds_numbers(&self) -> bool {
+        self.seq < self.block_end
+    }
+
+    /// The last number handed out on the SA: this copy's, or with workers every copy's.
+    #[inline]
+    fn last_handed_out(&self) -> u64 {
+        match &self.share {
+            Some(s) => s.last(),
+            None => self.seq,
+        }
+    }
+
+    /// Whether every number the SA may carry is used (or handed out).
+    pub fn numbers_exhausted(&self) -> bool {
+        !self.holds_numbers() && self.last_handed_out() >= self.params.max_seq()
+    }
+
+    /// The counts its lifetimes are checked against: with workers, the shared totals plus
+    /// what this copy has not added to them yet.
+    #[inline]
+    pub fn lifetime_counters(&self) -> SaCounters {
+        match &self.share {
+            None => self.counters,
+            Some(s) => {
+                let t = s.totals();
+                SaCounters {
+                    packets: t.packets + (self.counters.packets - self.added.packets),
+                    bytes: t.bytes + (self.counters.bytes - self.added.bytes),
+                }
+            }
+        }
     }
 
     /// Whether the SA may still send: sequence numbers left, reserved, and lifetime not
     /// over.
     #[inline]
     pub fn can_send(&self) -> Result<(), DropReason> {
-        if self.seq >= self.params.max_seq() {
+        let held = self.holds_numbers();
+        if !held && self.last_handed_out() >= self.params.max_seq() {
             return Err(DropReason::SeqExhausted);
         }
-        if self.expired || self.params.hard_expired(&self.counters) {
+        if self.expired || self.params.hard_expired(&self.lifetime_counters()) {
             return Err(DropReason::Expired);
         }
-        if self.seq >= self.reservation.limit() {
+        if !held && self.last_handed_out() >= self.reservation.limit() {
             return Err(DropReason::SeqUnreserved);
         }
         Ok(())
     }
 
+    /// With workers: makes sure this copy holds a number for the next packet, taking a
+    /// block of up to `want` from the shared counter when its own is used up. Returns
+    /// whether it took a block. Without workers it does nothing.
+    #[inline]
+    pub(crate) fn hold_numbers(&mut self, want: u64) -> Result<bool, DropReason> {
+        let Some(share) = &self.share else {
+            return Ok(false);
+        };
+        if self.holds_numbers() {
+            return Ok(false);
+        }
+        let max = self.params.max_seq();
+        let limit = max.min(self.reservation.limit());
+        match share.take(want, limit) {
+            Some((start, end)) => {
+                self.reservation.note_used(end);
+                self.seq = self.seq.max(start);
+                self.block_end = end;
+                Ok(true)
+            }
+            None if share.last() >= max => Err(DropReason::SeqExhausted),
+            None => Err(DropReason::SeqUnreserved),
+        }
+    }
+
     /// Takes the next sequence number. Callers check [`can_send`](Self::can_send) first
-    /// for every SA of a bundle, so that a bundle never half-sends.
+    /// for every SA of a bundle, so that a bundle never half-sends, and with workers hold
+    /// a number ([`hold_numbers`](Self::hold_numbers)).
     #[inline]
     pub(crate) fn next_seq(&mut self) -> u64 {
         self.seq += 1;
-        self.reservation.record_used(self.seq);
+        if self.share.is_none() {
+            self.reservation.record_used(self.seq);
+        }
+        debug_assert!(self.share.is_none() || self.seq <= self.block_end);
         self.seq
+    }
+
+    /// With workers, at the end of a batch: gives up what is left of the block and adds
+    /// this batch's counts to the shared totals.
+    pub(crate) fn end_batch(&mut self) {
+        if let Some(s) = &self.share {
+            self.block_end = self.seq;
+            let packets = self.counters.packets - self.added.packets;
+            let bytes = self.counters.bytes - self.added.bytes;
+            s.0.packets.fetch_add(packets, Ordering::Relaxed);
+            s.0.bytes.fetch_add(bytes, Ordering::Relaxed);
+            self.added = self.counters;
+        }
     }
 }
 

@@ -5,37 +5,45 @@ use core::time::Duration;
 
 use super::{Inbound, Outbound};
 use crate::lifetime::{self, LifetimeCause, LifetimeEvent, Reported};
+use crate::sa::SendShare;
 use crate::spec::Direction;
 
-/// Reports what `soft`/`hard` newly reached; returns whether the hard end is new.
+/// Reports what `soft`/`hard` newly reached; returns whether the hard end is new. With
+/// an SA shared between workers (`share`), only the first worker to see an end reports it.
 fn report(
     reported: &mut Reported,
+    share: Option<&SendShare>,
     spi: u32,
     dir: Direction,
     (soft, hard): (Option<LifetimeCause>, Option<LifetimeCause>),
     out: &mut Vec<LifetimeEvent>,
 ) -> bool {
+    let first = |hard: bool| share.is_none_or(|s| s.first_report(hard));
     if let Some(cause) = soft
         && !reported.soft
     {
         reported.soft = true;
-        out.push(LifetimeEvent {
-            spi,
-            dir,
-            hard: false,
-            cause,
-        });
+        if first(false) {
+            out.push(LifetimeEvent {
+                spi,
+                dir,
+                hard: false,
+                cause,
+            });
+        }
     }
     if let Some(cause) = hard
         && !reported.hard
     {
         reported.hard = true;
-        out.push(LifetimeEvent {
-            spi,
-            dir,
-            hard: true,
-            cause,
-        });
+        if first(true) {
+            out.push(LifetimeEvent {
+                spi,
+                dir,
+                hard: true,
+                cause,
+            });
+        }
         return true;
     }
     false
@@ -48,12 +56,15 @@ impl Outbound {
     pub fn check_lifetimes(&mut self, now: Duration, out: &mut Vec<LifetimeEvent>) {
         for sa in self.sas.iter_mut() {
             let age = now.saturating_sub(sa.installed);
-            let (soft, mut hard) = lifetime::reached(&sa.params.lifetime, &sa.counters, age);
-            if sa.seq() >= sa.params.max_seq() {
+            let counters = sa.lifetime_counters();
+            let (soft, mut hard) = lifetime::reached(&sa.params.lifetime, &counters, age);
+            if sa.numbers_exhausted() {
                 hard = Some(LifetimeCause::SequenceNumbers);
             }
+            let share = sa.share().cloned();
             if report(
                 &mut sa.reported,
+                share.as_ref(),
                 sa.params.spi,
                 Direction::Out,
                 (soft, hard),
@@ -72,7 +83,14 @@ impl Inbound {
         for sa in self.sas.iter_mut() {
             let age = now.saturating_sub(sa.installed);
             let ends = lifetime::reached(&sa.params.lifetime, &sa.counters, age);
-            if report(&mut sa.reported, sa.params.spi, Direction::In, ends, out) {
+            if report(
+                &mut sa.reported,
+                None,
+                sa.params.spi,
+                Direction::In,
+                ends,
+                out,
+            ) {
                 sa.expired = true;
             }
         }

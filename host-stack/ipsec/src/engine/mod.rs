@@ -109,3 +109,6 @@ impl SoftwareEngine {
         Ok(engine)
     }
 }
+
+#[cfg(test)]
+mod workers;

@@ -61,6 +61,16 @@ pub struct Outbound {
     pub(crate) spd: Spd,
     /// Trap policies that matched a packet since the last [`Outbound::take_acquires`].
     pub(crate) acquires: Vec<PolicyId>,
+    /// With SAs shared between workers ([`crate::sa::SendShare`]): the packets of the
+    /// current batch, those already seen, and the SAs that took numbers in it.
+    batch: BatchState,
+}
+
+#[derive(Debug, Default)]
+struct BatchState {
+    packets: usize,
+    seen: usize,
+    touched: Vec<usize>,
 }
 
 /// Acquires kept between two [`Outbound::take_acquires`] (one per trap policy).
@@ -201,6 +211,7 @@ impl Outbound {
             Err(e) => return Err(e),
         };
         let layout = self.layout(bundle, &info)?;
+        self.hold_numbers(bundle)?;
         let head = layout.head();
         let end = head + info.len + layout.tail;
         let dst = out.get_mut(head..end).ok_or(DropReason::TooBig)?;
@@ -235,6 +246,7 @@ impl Outbound {
         if inner.start < layout.head() || buf.len() < inner.start + info.len + layout.tail {
             return Err(DropReason::TooBig);
         }
+        self.hold_numbers(bundle)?;
         let (range, seq) = self.seal_bundle(bundle, &info, layout, buf, inner.start)?;
         Ok(EncapsulatedInPlace::Protected {
             range,
@@ -252,6 +264,7 @@ impl Outbound {
     ) -> Result<Encapsulated, DropReason> {
         let info = parse_inner(inner)?;
         let layout = self.layout(bundle, &info)?;
+        self.hold_numbers(bundle)?;
         let head = layout.head();
         let dst = out
             .get_mut(head..head + info.len + layout.tail)
@@ -263,6 +276,41 @@ impl Outbound {
             spi: self.sas[bundle.inner].params.spi,
             seq,
         })
+    }
+
+    /// Starts a batch of `packets` packets. With SAs shared between workers, a block of
+    /// numbers is sized by what is left of the batch; [`end_batch`](Self::end_batch) gives
+    /// up what a block has left. Without shared SAs both do nothing that matters.
+    pub fn begin_batch(&mut self, packets: usize) {
+        self.batch.packets = packets;
+        self.batch.seen = 0;
+    }
+
+    /// Ends the batch: every shared SA that took numbers in it gives up the rest of its
+    /// block and adds its counts to the shared totals.
+    pub fn end_batch(&mut self) {
+        for i in self.batch.touched.drain(..) {
+            if let Some(sa) = self.sas.get_mut(i) {
+                sa.end_batch();
+            }
+        }
+        self.batch.packets = 0;
+        self.batch.seen = 0;
+    }
+
+    /// With shared SAs: makes sure every SA of the bundle holds a number for this packet,
+    /// taking a block as large as the rest of the batch where it must.
+    #[inline(always)]
+    fn hold_numbers(&mut self, bundle: Bundle) -> Result<(), DropReason> {
+        let want = self.batch.packets.saturating_sub(self.batch.seen).max(1) as u64;
+        self.batch.seen += 1;
+        for i in core::iter::once(bundle.inner).chain(bundle.outer_ah) {
+            let sa = self.sas.get_mut(i).ok_or(DropReason::NoPolicy)?;
+            if sa.hold_numbers(want)? {
+                self.batch.touched.push(i);
+            }
+        }
+        Ok(())
     }
 
     /// Checks that every SA of the bundle may send and works out the packet's layout.
