@@ -60,7 +60,7 @@ fn workers(
     let sa = spec(lifetime);
     let halves = (0..n)
         .map(|_| {
-            let mut out = SoftwareEngine::new(&[sa.clone()], &[policy(Direction::Out)])
+            let mut out = SoftwareEngine::new(std::slice::from_ref(&sa), &[policy(Direction::Out)])
                 .unwrap()
                 .outbound;
             for s in out.sas_mut().iter_mut() {
