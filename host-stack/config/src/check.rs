@@ -331,7 +331,16 @@ fn validate_gateway(raw: &RawGateway, path: &Path) -> Result<GatewayConfig, Conf
     if tries > 20 {
         return Err(entry.err("ike_retransmit_tries", format!("{tries} is more than 20")));
     }
+    if let Some(w) = raw.workers
+        && !(1..=MAX_WORKERS).contains(&w)
+    {
+        return Err(entry.err(
+            "workers",
+            format!("{w} workers: give 1 to {MAX_WORKERS}, or leave it out for one per core"),
+        ));
+    }
     Ok(GatewayConfig {
+        workers: raw.workers,
         tun,
         tun_addresses,
         next_hops,
@@ -1276,6 +1285,15 @@ sa = [0x00001001]
         assert_eq!((g.mtu, g.port), (None, None));
         assert!(g.tun_offload, "offloads are on by default");
         assert!(!g.udp_gso, "UDP GSO is off by default");
+        assert_eq!(g.workers, None, "one worker per core unless told");
+        let g = parse("[gateway]\nworkers = 3\n").unwrap().gateway.unwrap();
+        assert_eq!(g.workers, Some(3));
+        for bad in ["0", "65"] {
+            let e = parse(&format!("[gateway]\nworkers = {bad}\n")).unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains("workers") && text.contains(bad), "{text}");
+        }
+        assert!(parse("[gateway]\nworkers = \"many\"\n").is_err());
 
         let c = parse(
             "[gateway]\ntun_address = [\"10.1.0.1/32\", \"fd00::1\"]\nport = \"eth1\"\nmtu = 1400\nstatus_socket = \"/tmp/x.sock\"\n",

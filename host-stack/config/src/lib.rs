@@ -234,6 +234,9 @@ pub struct GatewayConfig {
     /// Whether runs of ESP-in-UDP datagrams over IPv4 are sent with one `sendmsg` each (UDP
     /// GSO); default off (see README, "Throughput").
     pub udp_gso: bool,
+    /// Outbound datapath workers, each with its own TUN queue (software engine); `None`:
+    /// one per core. See README, "Datapath workers".
+    pub workers: Option<u16>,
 }
 
 /// A whole, validated configuration.
@@ -252,6 +255,8 @@ pub struct Config {
 pub const MIN_TUN_MTU: u16 = 576;
 /// Largest TUN MTU accepted.
 pub const MAX_TUN_MTU: u16 = 65000;
+/// The most outbound datapath workers `[gateway] workers` may ask for.
+pub const MAX_WORKERS: u16 = 64;
 
 impl Config {
     /// Reads and validates a configuration file. The text, keys and all, is zeroized when
@@ -435,6 +440,7 @@ pub(crate) struct RawGateway {
     pub ike_retransmit_tries: Option<u32>,
     pub tun_offload: Option<bool>,
     pub udp_gso: Option<bool>,
+    pub workers: Option<u16>,
 }
 
 /// A string or an array of strings.

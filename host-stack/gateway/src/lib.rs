@@ -51,8 +51,8 @@ use espo_config::control::Request;
 use espo_config::{Config, EngineKind, GatewayConfig};
 use espo_ike::connection::NAT_T_PORT;
 use espo_ike::daemon::{KeyManager, Request as IkeRequest};
-use espo_ipsec::engine::{EngineError, SoftwareEngine};
-use espo_ipsec::sa::SeqReservation;
+use espo_ipsec::engine::{EngineError, Inbound, Outbound, SoftwareEngine};
+use espo_ipsec::sa::{SendShare, SeqReservation};
 use espo_ipsec::selector::Cidr;
 use espo_ipsec::spec::{Direction, PolicyAction, SaProtocol, SaSpec};
 use espo_ipsec::wire::IpProtocol;
@@ -288,14 +288,16 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
     // The state directory once the outside is known to be there.
     let started = Instant::now();
     let keeper = Mutex::new(Keeper::new(StateDir::open(&gw.state_dir)?));
-    let (mut engine, catalog) = start_software(config, &keeper, started)?;
+    let workers = outbound_workers(gw);
+    let (outbound_halves, mut inbound_half, catalog) =
+        start_software(config, &keeper, started, workers)?;
     let (inbox, key_management) = if ike_locals.is_empty() {
         (None, None)
     } else {
         let (inbox, receiver) = ike::inbox::channel(ike::inbox::INBOX_CAPACITY)
             .map_err(|e| GatewayError::Connection(format!("creating the IKE inbox failed: {e}")))?;
-        engine.inbound.set_ike(true);
-        engine.inbound.add_encap_port(NAT_T_PORT);
+        inbound_half.set_ike(true);
+        inbound_half.add_encap_port(NAT_T_PORT);
         let sockets = ike::setup::sockets(&ike_locals, |ip| {
             let at = ike_4500.iter().position(|(a, _)| *a == ip)?;
             Some(ike_4500.swap_remove(at).1)
@@ -303,18 +305,29 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
         let runtime = ike::setup::runtime(config, &ike_locals, sockets, Some(receiver))?;
         (Some(inbox), Some(runtime))
     };
-    let out_box = Arc::new(Mailbox::new().map_err(GatewayError::Mailbox)?);
     let in_box = Arc::new(Mailbox::new().map_err(GatewayError::Mailbox)?);
     let feed = Arc::new(ike::LifetimeFeed::default());
-    let mut software_outbound = SoftwareHalf::new(engine.outbound, Arc::clone(&out_box), started);
-    let mut inbound = SoftwareHalf::new(engine.inbound, Arc::clone(&in_box), started);
+    let mut out_boxes = Vec::with_capacity(workers);
+    let mut software_outbound = Vec::with_capacity(workers);
+    for half in outbound_halves {
+        let out_box = Arc::new(Mailbox::new().map_err(GatewayError::Mailbox)?);
+        let mut h = SoftwareHalf::new(half, Arc::clone(&out_box), started);
+        if key_management.is_some() {
+            h = h.with_feed(Arc::clone(&feed));
+        }
+        out_boxes.push(out_box);
+        software_outbound.push(h);
+    }
+    let mut inbound = SoftwareHalf::new(inbound_half, Arc::clone(&in_box), started);
     if key_management.is_some() {
-        software_outbound = software_outbound.with_feed(Arc::clone(&feed));
         inbound = inbound.with_feed(Arc::clone(&feed));
     }
-    let mut outbound = Learning::new(&mut software_outbound, &path_mtus);
+    let mut learning: Vec<_> = software_outbound
+        .iter_mut()
+        .map(|h| Learning::new(h, &path_mtus))
+        .collect();
     let live = SoftwareLive {
-        outbound: out_box,
+        outbound: out_boxes,
         inbound: in_box,
         receives: plan,
     };
@@ -325,7 +338,7 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
         Some(&outside),
         &shutdown,
         Datapath {
-            outbound: &mut outbound,
+            outbound: learning.iter_mut().collect(),
             inbound: &mut inbound,
             tx: &tx,
             rx: &rx,
@@ -414,30 +427,56 @@ pub fn start_states(config: &Config, keeper: &Mutex<Keeper>) -> Result<Started, 
     Ok(started)
 }
 
-/// The software engine of `config` with every SA started from its durable state, and the
-/// live database's catalog of those SAs.
+/// How many outbound workers a software-engine gateway runs: `[gateway] workers`, or one
+/// per core.
+pub fn outbound_workers(gw: &GatewayConfig) -> usize {
+    gw.workers.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        usize::from,
+    )
+}
+
+/// The software engine of `config` with every SA started from its durable state — one
+/// outbound half per worker, each outbound SA's numbers shared between them
+/// ([`espo_ipsec::sa::SendShare`]) — and the live database's catalog of those SAs.
 fn start_software(
     config: &Config,
     keeper: &Mutex<Keeper>,
     started: Instant,
-) -> Result<(SoftwareEngine, Vec<CatalogSa>), GatewayError> {
+    workers: usize,
+) -> Result<(Vec<Outbound>, Inbound, Vec<CatalogSa>), GatewayError> {
     let states = start_states(config, keeper)?;
-    let mut engine = SoftwareEngine::new(&states.sas, &config.policies)?;
+    let engine = SoftwareEngine::new(&states.sas, &config.policies)?;
     let installed = started.elapsed();
-    for sa in engine.outbound.sas_mut().iter_mut() {
+    let mut inbound = engine.inbound;
+    for sa in inbound.sas_mut().iter_mut() {
         sa.installed = installed;
-        if let Some((_, r)) = states
-            .reservations
-            .iter()
-            .find(|(spi, _)| *spi == sa.params.spi)
-        {
-            sa.set_reservation(r.clone());
+    }
+    let mut halves = vec![engine.outbound];
+    for _ in 1..workers {
+        halves.push(SoftwareEngine::new(&states.sas, &config.policies)?.outbound);
+    }
+    let shares: Vec<Option<SendShare>> = halves[0]
+        .sas()
+        .iter()
+        .map(|sa| (workers > 1).then(|| SendShare::new(sa.seq(), workers)))
+        .collect();
+    for (slot, half) in halves.iter_mut().enumerate() {
+        for (sa, share) in half.sas_mut().iter_mut().zip(&shares) {
+            sa.installed = installed;
+            if let Some((_, r)) = states
+                .reservations
+                .iter()
+                .find(|(spi, _)| *spi == sa.params.spi)
+            {
+                sa.set_reservation(r.clone());
+            }
+            if let Some(share) = share {
+                sa.set_share(share.clone(), slot);
+            }
         }
     }
-    for sa in engine.inbound.sas_mut().iter_mut() {
-        sa.installed = installed;
-    }
-    Ok((engine, catalog_of(config, &states)))
+    Ok((halves, inbound, catalog_of(config, &states)))
 }
 
 /// The live database's catalog of the SAs a gateway started with.
@@ -484,7 +523,7 @@ pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
         Some(outside),
         &shutdown,
         Datapath {
-            outbound: &mut outbound,
+            outbound: vec![&mut outbound],
             inbound,
             tx: &tx,
             rx: &rx,
@@ -500,7 +539,8 @@ pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
 /// The parts of a running gateway besides its inside: the engine halves, the outside, and
 /// what `espo status` shows beyond the directions and SAs.
 pub struct Datapath<'a, O: ?Sized, I: ?Sized, T, R> {
-    pub outbound: &'a mut O,
+    /// One outbound half per outbound worker (each with a TUN queue of its own).
+    pub outbound: Vec<&'a mut O>,
     pub inbound: &'a mut I,
     pub tx: &'a T,
     pub rx: &'a R,
@@ -603,19 +643,23 @@ where
     };
     // Negotiated CHILD_SAs come later: leave room for the largest tunnel overhead any of
     // them can have.
+    let most = outbound.iter().map(|o| o.max_overhead()).max().unwrap_or(0);
     let overhead = if config.connections.is_empty() {
-        outbound.max_overhead()
+        most
     } else {
-        outbound.max_overhead().max(NEGOTIATED_MAX_OVERHEAD)
+        most.max(NEGOTIATED_MAX_OVERHEAD)
     };
     let tunnel_mtu = pmtu::tunnel_mtu(outer_mtu, overhead);
     let tun_mtu = gw.mtu.map_or(tunnel_mtu, usize::from);
 
-    let tun =
-        tun::Tun::create(&gw.tun, gw.tun_offload).map_err(|source| GatewayError::CreateTun {
-            name: gw.tun.clone(),
-            source,
+    let tuns =
+        tun::Tun::create_queues(&gw.tun, gw.tun_offload, outbound.len()).map_err(|source| {
+            GatewayError::CreateTun {
+                name: gw.tun.clone(),
+                source,
+            }
         })?;
+    let tun = &tuns[0];
     let tun_index = netlink::interface_index(tun.name())?;
     tun::accept_local(tun.name())
         .and_then(|()| tun::quiet_ipv6(tun.name()))
@@ -664,7 +708,7 @@ where
             })
             .unwrap_or_default(),
     };
-    let out_view = Published::default();
+    let out_views: Vec<Published> = outbound.iter().map(|_| Published::default()).collect();
     let in_view = Published::default();
     let mut db = live.map(|l| {
         Live::new(
@@ -687,10 +731,15 @@ where
             Some(db) => status::render(
                 &|spi, dst, dir| db.spec(spi, dst, dir),
                 &info,
-                &out_view.read(),
+                &status::read_all(&out_views),
                 &in_view.read(),
             ),
-            None => status::render(&from_config, &info, &out_view.read(), &in_view.read()),
+            None => status::render(
+                &from_config,
+                &info,
+                &status::read_all(&out_views),
+                &in_view.read(),
+            ),
         };
         if let Some(db) = db {
             text.push_str(&db.status_lines());
@@ -707,28 +756,43 @@ where
     ready(&info);
 
     let (out_stats, in_stats) = std::thread::scope(|scope| {
-        let out_thread = std::thread::Builder::new()
-            .name("espo-outbound".into())
-            .spawn_scoped(scope, || {
-                let ctx = OutboundCtx {
-                    acquires: trapping.then_some(&acquires),
-                    tun: &tun,
-                    tx,
-                    outer_mtu,
-                    tunnel_mtu,
-                    icmp_source: icmp_source(config, gw),
-                    shutdown,
-                    published: &out_view,
+        let workers = outbound.len();
+        let out_threads: Vec<_> = outbound
+            .into_iter()
+            .zip(&tuns)
+            .zip(&out_views)
+            .enumerate()
+            .map(|(i, ((engine, queue), published))| {
+                let name = if workers == 1 {
+                    "espo-outbound".to_owned()
+                } else {
+                    format!("espo-out-{i}")
                 };
-                let result = threads::run_outbound(ctx, outbound);
-                shutdown.trigger();
-                result
-            });
+                let acquires = &acquires;
+                std::thread::Builder::new()
+                    .name(name)
+                    .spawn_scoped(scope, move || {
+                        let ctx = OutboundCtx {
+                            acquires: trapping.then_some(acquires),
+                            tun: queue,
+                            tx,
+                            outer_mtu,
+                            tunnel_mtu,
+                            icmp_source: icmp_source(config, gw),
+                            shutdown,
+                            published,
+                        };
+                        let result = threads::run_outbound(ctx, engine);
+                        shutdown.trigger();
+                        result
+                    })
+            })
+            .collect();
         let in_thread = std::thread::Builder::new()
             .name("espo-inbound".into())
             .spawn_scoped(scope, || {
                 let ctx = InboundCtx {
-                    tun: &tun,
+                    tun: &tuns,
                     rx,
                     shutdown,
                     published: &in_view,
@@ -738,7 +802,7 @@ where
                 shutdown.trigger();
                 stats
             });
-        if out_thread.is_err() || in_thread.is_err() {
+        if out_threads.iter().any(|t| t.is_err()) || in_thread.is_err() {
             shutdown.trigger();
         }
         // Durable state: reservations topped up, replay marks recorded.
@@ -845,8 +909,8 @@ where
                 }
                 if let Some(k) = key_management.as_mut() {
                     let reasons = &ike::runtime::REKEY_DROP_REASONS;
-                    k.runtime
-                        .note_drops(out_view.drops_of(reasons) + in_view.drops_of(reasons), now);
+                    let out: u64 = out_views.iter().map(|v| v.drops_of(reasons)).sum();
+                    k.runtime.note_drops(out + in_view.drops_of(reasons), now);
                 }
                 if let Some(k) = key_management.as_mut()
                     && k.runtime.pump(db, now)
@@ -874,10 +938,16 @@ where
         if let Some(Ok(t)) = keeper_thread {
             let _ = t.join();
         }
-        let out = out_thread
-            .map_err(|_| GatewayError::Thread)?
-            .join()
-            .map_err(|_| GatewayError::Thread)?;
+        // Every worker's counters summed; the first TUN failure, if any.
+        let mut out = (DirectionStats::default(), None);
+        for t in out_threads {
+            let (stats, failure) = t
+                .map_err(|_| GatewayError::Thread)?
+                .join()
+                .map_err(|_| GatewayError::Thread)?;
+            out.0.add(&stats);
+            out.1 = out.1.or(failure);
+        }
         let inn = in_thread
             .map_err(|_| GatewayError::Thread)?
             .join()

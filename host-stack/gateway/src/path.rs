@@ -213,6 +213,10 @@ pub trait OutboundEngine: Send {
     fn settle(&mut self, out: &mut Vec<DropReason>) {
         let _ = out;
     }
+    /// The batch last encapsulated is sent. An engine whose SAs several workers share
+    /// refuses a packet `seq-busy` (untouched) while other workers hold numbers too far
+    /// behind; the caller sends the rest, calls this, and offers the packet again.
+    fn sent(&mut self) {}
     /// The trap policies packets matched since the last call (`trapped` drops), appended
     /// to `out`: key management negotiates their SAs.
     fn take_acquires(&mut self, out: &mut Vec<espo_ipsec::spd::PolicyId>) {
@@ -302,6 +306,7 @@ impl OutboundEngine for Outbound {
         verdicts: &mut Vec<Result<Outgoing, DropReason>>,
     ) {
         verdicts.clear();
+        self.begin_batch(batch.len());
         for p in batch.iter_mut() {
             let inner = p.range();
             let verdict = match self.encapsulate_in_place(p.buffer_mut(), inner) {
@@ -314,10 +319,15 @@ impl OutboundEngine for Outbound {
             };
             verdicts.push(verdict);
         }
+        self.end_batch();
     }
 
     fn take_acquires(&mut self, out: &mut Vec<espo_ipsec::spd::PolicyId>) {
         Outbound::take_acquires(self, out);
+    }
+
+    fn sent(&mut self) {
+        self.batch_sent();
     }
 
     fn snapshot(&self, out: &mut Vec<SaSnapshot>) {

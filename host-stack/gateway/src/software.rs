@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use espo_ipsec::counters::DropReason;
+use espo_ipsec::engine::ChangeError;
 use espo_ipsec::engine::{Inbound, Outbound};
 use espo_ipsec::lifetime::LifetimeEvent;
-use espo_ipsec::sa::{InboundSa, OutboundSa, SaParams, SeqReservation};
+use espo_ipsec::sa::{InboundSa, OutboundSa, SaParams, SendShare, SeqReservation};
 use espo_ipsec::spd::PolicyId;
 use espo_ipsec::spec::{Direction, PolicySpec, SaSpec};
 
@@ -112,6 +113,10 @@ impl OutboundEngine for SoftwareHalf<Outbound> {
         OutboundEngine::take_acquires(&mut self.half, out)
     }
 
+    fn sent(&mut self) {
+        OutboundEngine::sent(&mut self.half)
+    }
+
     fn housekeeping(&mut self) {
         self.maintain(|h, now, out| h.check_lifetimes(now, out));
     }
@@ -181,21 +186,62 @@ pub fn inbound_sa(sa: &SaSpec, how: &Install) -> Result<InboundSa, EngineChangeE
     Ok(inb)
 }
 
-/// The control thread's handle on a software-engine gateway's two halves.
+/// The control thread's handle on a software-engine gateway's halves: one outbound half
+/// per outbound worker, one inbound half.
+///
+/// A change to the outbound side goes to every worker's half in turn; each takes it between
+/// two of its batches. A new outbound SA is built once per worker, its copies sharing one
+/// sequence counter ([`SendShare`]), so the workers never number two packets alike. While
+/// a change is on its way, one worker may already apply it and another not yet (at most
+/// one batch each); a change a stopping gateway's worker no longer takes is reported
+/// failed, though the workers before it took it.
 pub struct SoftwareLive {
-    pub outbound: Arc<Mailbox<Outbound>>,
+    pub outbound: Vec<Arc<Mailbox<Outbound>>>,
     pub inbound: Arc<Mailbox<Inbound>>,
     /// What the inbound sockets receive (opened at start).
     pub receives: RxPlan,
+}
+
+impl SoftwareLive {
+    /// One copy of the SA per outbound worker, sharing one sequence counter when there
+    /// are several.
+    fn outbound_copies(
+        &self,
+        sa: &SaSpec,
+        how: &Install,
+    ) -> Result<Vec<OutboundSa>, EngineChangeError> {
+        let first = outbound_sa(sa, how)?;
+        if self.outbound.len() <= 1 {
+            return Ok(vec![first]);
+        }
+        let share = SendShare::new(first.seq(), self.outbound.len());
+        let mut copies = vec![first.share_with(share.clone(), 0)];
+        for slot in 1..self.outbound.len() {
+            copies.push(outbound_sa(sa, how)?.share_with(share.clone(), slot));
+        }
+        Ok(copies)
+    }
+
+    /// Runs `change` on every outbound worker's half, one after the other.
+    fn each_outbound(
+        &self,
+        change: impl Fn(&mut Outbound) -> Result<(), ChangeError> + Clone + Send + 'static,
+    ) -> Result<(), EngineChangeError> {
+        for mailbox in &self.outbound {
+            let change = change.clone();
+            mailbox.call(move |h| change(h), CHANGE_TIMEOUT)??;
+        }
+        Ok(())
+    }
 }
 
 impl Engine for SoftwareLive {
     fn add_sa(&self, sa: &SaSpec, dir: Direction, how: Install) -> Result<(), EngineChangeError> {
         match dir {
             Direction::Out => {
-                let new = outbound_sa(sa, &how)?;
-                self.outbound
-                    .call(move |h| h.add_sa(new).map(|_| ()), CHANGE_TIMEOUT)??;
+                for (mailbox, new) in self.outbound.iter().zip(self.outbound_copies(sa, &how)?) {
+                    mailbox.call(move |h| h.add_sa(new).map(|_| ()), CHANGE_TIMEOUT)??;
+                }
             }
             Direction::In => {
                 let new = inbound_sa(sa, &how)?;
@@ -208,9 +254,7 @@ impl Engine for SoftwareLive {
 
     fn remove_sa(&self, spi: u32, dir: Direction, dst: IpAddr) -> Result<(), EngineChangeError> {
         match dir {
-            Direction::Out => self
-                .outbound
-                .call(move |h| h.remove_sa(spi).map(|_| ()), CHANGE_TIMEOUT)??,
+            Direction::Out => self.each_outbound(move |h| h.remove_sa(spi).map(|_| ()))?,
             Direction::In => self.inbound.call(
                 move |h| h.remove_sa(spi, Some(dst)).map(|_| ()),
                 CHANGE_TIMEOUT,
@@ -228,11 +272,12 @@ impl Engine for SoftwareLive {
     ) -> Result<(), EngineChangeError> {
         match dir {
             Direction::Out => {
-                let sa = outbound_sa(new, &how)?;
-                self.outbound.call(
-                    move |h| h.replace_sa(old_spi, sa).map(|_| ()),
-                    CHANGE_TIMEOUT,
-                )??;
+                for (mailbox, sa) in self.outbound.iter().zip(self.outbound_copies(new, &how)?) {
+                    mailbox.call(
+                        move |h| h.replace_sa(old_spi, sa).map(|_| ()),
+                        CHANGE_TIMEOUT,
+                    )??;
+                }
             }
             Direction::In => {
                 let sa = inbound_sa(new, &how)?;
@@ -253,9 +298,7 @@ impl Engine for SoftwareLive {
     ) -> Result<(), EngineChangeError> {
         let p = policy.clone();
         match policy.dir {
-            Direction::Out => self
-                .outbound
-                .call(move |h| h.add_policy(&p, id, position), CHANGE_TIMEOUT)??,
+            Direction::Out => self.each_outbound(move |h| h.add_policy(&p, id, position))?,
             Direction::In => self
                 .inbound
                 .call(move |h| h.add_policy(&p, id, position), CHANGE_TIMEOUT)??,
@@ -265,9 +308,7 @@ impl Engine for SoftwareLive {
 
     fn remove_policy(&self, dir: Direction, id: PolicyId) -> Result<(), EngineChangeError> {
         match dir {
-            Direction::Out => self
-                .outbound
-                .call(move |h| h.remove_policy(id).map(|_| ()), CHANGE_TIMEOUT)??,
+            Direction::Out => self.each_outbound(move |h| h.remove_policy(id).map(|_| ()))?,
             Direction::In => self
                 .inbound
                 .call(move |h| h.remove_policy(id).map(|_| ()), CHANGE_TIMEOUT)??,
@@ -283,9 +324,7 @@ impl Engine for SoftwareLive {
     ) -> Result<(), EngineChangeError> {
         let spis = spis.to_vec();
         match dir {
-            Direction::Out => self
-                .outbound
-                .call(move |h| h.set_bundle(id, &spis), CHANGE_TIMEOUT)??,
+            Direction::Out => self.each_outbound(move |h| h.set_bundle(id, &spis))?,
             Direction::In => self
                 .inbound
                 .call(move |h| h.set_bundle(id, &spis), CHANGE_TIMEOUT)??,

@@ -50,6 +50,22 @@ pub struct DirectionStats {
     pub write_errors: u64,
 }
 
+impl DirectionStats {
+    /// Adds `other`'s counts (another worker's) to these.
+    pub fn add(&mut self, other: &DirectionStats) {
+        self.received += other.received;
+        self.forwarded += other.forwarded;
+        self.forwarded_bytes += other.forwarded_bytes;
+        self.bypassed += other.bypassed;
+        self.consumed += other.consumed;
+        self.drops.add(&other.drops);
+        self.icmp_errors += other.icmp_errors;
+        self.fragmented += other.fragmented;
+        self.fragments += other.fragments;
+        self.write_errors += other.write_errors;
+    }
+}
+
 /// One direction's published state.
 #[derive(Debug, Clone, Default)]
 pub struct DirectionView {
@@ -66,6 +82,43 @@ impl DirectionView {
         self.sas.extend_from_slice(sas);
         self.events.clear();
         self.events.extend_from_slice(events);
+    }
+}
+
+/// What several workers of one direction published, as one: counters summed, each SA once
+/// (packets and bytes summed, the highest sequence number), lifetime events once each.
+pub fn merged(views: &[DirectionView]) -> DirectionView {
+    let mut all = DirectionView::default();
+    for v in views {
+        all.stats.add(&v.stats);
+        for sa in &v.sas {
+            match all
+                .sas
+                .iter_mut()
+                .find(|a| (a.spi, a.dst, a.direction) == (sa.spi, sa.dst, sa.direction))
+            {
+                Some(a) => {
+                    a.seq = a.seq.max(sa.seq);
+                    a.packets += sa.packets;
+                    a.bytes += sa.bytes;
+                }
+                None => all.sas.push(*sa),
+            }
+        }
+        for e in &v.events {
+            if !all.events.contains(e) {
+                all.events.push(*e);
+            }
+        }
+    }
+    all
+}
+
+/// Reads every worker's slot of one direction, merged ([`merged`]).
+pub fn read_all(slots: &[Published]) -> DirectionView {
+    match slots {
+        [one] => one.read(),
+        _ => merged(&slots.iter().map(Published::read).collect::<Vec<_>>()),
     }
 }
 

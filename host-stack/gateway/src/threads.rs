@@ -35,7 +35,7 @@ use super::path::{
 };
 use super::pmtu::{self, Fit, FragmentError, Fragments};
 use super::status::{DirectionStats, PUBLISH_INTERVAL, Published};
-use super::tun::Tun;
+use super::tun::{Tun, queue_for};
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::HEADROOM;
 use espo_ipsec::gro::{Coalescer, Offer};
@@ -383,44 +383,71 @@ impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
         self.flush(n);
     }
 
-    /// Encapsulates the first `n` packets of the batch and sends them.
-    fn flush(&mut self, n: usize) {
-        if n == 0 {
-            return;
-        }
-        self.engine
-            .encapsulate(&mut self.batch[..n], &mut self.verdicts);
-        if let Some(acquires) = self.ctx.acquires {
-            self.engine.take_acquires(&mut self.acquired);
-            if !self.acquired.is_empty() {
-                acquires
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .append(&mut self.acquired);
-            }
-        }
-        let mut out: Vec<&[u8]> = Vec::with_capacity(n);
-        for (p, v) in self.batch[..n].iter().zip(self.verdicts.iter()) {
-            match v {
-                Ok(Outgoing::Transmitted { .. }) => {
-                    self.stats.forwarded += 1;
-                    self.stats.forwarded_bytes += p.packet().len() as u64;
+    /// Encapsulates the first `n` packets of the batch and sends them. Packets the engine
+    /// refused `seq-busy` (other workers hold numbers of their SA too far behind) are
+    /// encapsulated again once the rest are sent, until none is left.
+    fn flush(&mut self, mut n: usize) {
+        let mut idle_rounds = 0u32;
+        while n > 0 {
+            self.engine
+                .encapsulate(&mut self.batch[..n], &mut self.verdicts);
+            if let Some(acquires) = self.ctx.acquires {
+                self.engine.take_acquires(&mut self.acquired);
+                if !self.acquired.is_empty() {
+                    acquires
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .append(&mut self.acquired);
                 }
-                Ok(kind) => {
-                    if *kind == Outgoing::Bypass {
-                        self.stats.bypassed += 1;
+            }
+            let stopping = self.ctx.shutdown.requested();
+            let mut later = 0;
+            let mut out: Vec<&[u8]> = Vec::with_capacity(n);
+            for (p, v) in self.batch[..n].iter().zip(self.verdicts.iter()) {
+                match v {
+                    Ok(Outgoing::Transmitted { .. }) => {
+                        self.stats.forwarded += 1;
+                        self.stats.forwarded_bytes += p.packet().len() as u64;
                     }
-                    out.push(p.packet());
+                    Ok(kind) => {
+                        if *kind == Outgoing::Bypass {
+                            self.stats.bypassed += 1;
+                        }
+                        out.push(p.packet());
+                    }
+                    Err(DropReason::SeqBusy) if !stopping => later += 1,
+                    Err(reason) => self.stats.drops.count(*reason),
                 }
-                Err(reason) => self.stats.drops.count(*reason),
             }
-        }
-        if !out.is_empty() {
-            let failed = self.ctx.tx.send_batch(&out, &mut self.headers);
-            let bytes: usize = out.iter().map(|p| p.len()).sum();
-            self.stats.forwarded += (out.len() - failed) as u64;
-            self.stats.forwarded_bytes += bytes as u64;
-            self.stats.write_errors += failed as u64;
+            if !out.is_empty() {
+                let failed = self.ctx.tx.send_batch(&out, &mut self.headers);
+                let bytes: usize = out.iter().map(|p| p.len()).sum();
+                self.stats.forwarded += (out.len() - failed) as u64;
+                self.stats.forwarded_bytes += bytes as u64;
+                self.stats.write_errors += failed as u64;
+            }
+            drop(out);
+            self.engine.sent();
+            if later > 0 {
+                // The waiting packets, in their order, to the front of the batch.
+                let mut k = 0;
+                for i in 0..n {
+                    if self.verdicts[i] == Err(DropReason::SeqBusy) {
+                        self.batch.swap(k, i);
+                        k += 1;
+                    }
+                }
+                if later == n {
+                    // Nothing went: the other workers send first.
+                    idle_rounds += 1;
+                    if idle_rounds > 64 {
+                        std::thread::sleep(Duration::from_micros(50));
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+            }
+            n = later;
         }
         self.settle();
         self.publish(false);
@@ -476,7 +503,9 @@ fn link_local(pkt: &[u8]) -> bool {
 
 /// Everything the inbound thread needs besides its engine.
 pub struct InboundCtx<'a, R: OutsideRx> {
-    pub tun: &'a Tun,
+    /// The TUN device's queues: each flow is written through one of them
+    /// ([`super::tun::queue_for`]).
+    pub tun: &'a [Tun],
     pub rx: &'a R,
     pub shutdown: &'a Shutdown,
     pub published: &'a Published,
@@ -516,7 +545,7 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
     let mut headers = ctx.rx.scratch();
     let fds: Vec<BorrowedFd<'_>> = ctx.rx.fds();
     // With TUN offloads, a batch's TCP segments are written coalesced.
-    let mut gro = ctx.tun.vnet_hdr().then(|| Coalescer::new(BATCH));
+    let mut gro = ctx.tun[0].vnet_hdr().then(|| Coalescer::new(BATCH));
     while !ctx.shutdown.requested() {
         engine.housekeeping();
         // Fill a batch from the sockets that were readable, one recvmmsg each.
@@ -555,7 +584,9 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
                     if let Some(c) = gro.as_mut() {
                         drain(c, &ctx, &mut stats); // what came before goes first
                     }
-                    let ok = ctx.tun.send_packet(p.packet()).is_ok();
+                    let ok = queue_for(ctx.tun, p.packet())
+                        .send_packet(p.packet())
+                        .is_ok();
                     written(&mut stats, ok, unprotected, 1, p.packet().len() as u64);
                     continue;
                 }
@@ -614,7 +645,8 @@ fn written(stats: &mut DirectionStats, ok: bool, unprotected: bool, packets: u64
 /// Writes what a coalescer holds to the inside.
 fn drain<R: OutsideRx>(c: &mut Coalescer, ctx: &InboundCtx<'_, R>, stats: &mut DirectionStats) {
     c.drain(|bytes, packets, inner_bytes, unprotected| {
-        let ok = ctx.tun.send(bytes).is_ok();
+        let packet = bytes.get(VNET_HDR_LEN..).unwrap_or_default();
+        let ok = queue_for(ctx.tun, packet).send(bytes).is_ok();
         written(stats, ok, unprotected, packets, inner_bytes);
     });
 }

@@ -38,6 +38,10 @@ pub enum DropReason {
     /// The SA has used every sequence number reserved for it durably (the state directory
     /// could not be written, or not fast enough): it sends again once more is reserved.
     SeqUnreserved,
+    /// Never a drop: with workers sharing an SA, the numbers other workers hold unsent are
+    /// as far behind as a receiver's replay window allows ([`crate::sa::IN_FLIGHT_SPAN`]),
+    /// so the packet waits; the gateway offers it again once its batch is sent.
+    SeqBusy,
     /// The SA reached its hard lifetime.
     Expired,
     /// The combination of inner and outer ECN calls for a drop (RFC 6040).
@@ -70,7 +74,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 25] = [
+    pub const ALL: [DropReason; 26] = [
         DropReason::Malformed,
         DropReason::NotIp,
         DropReason::Snapped,
@@ -85,6 +89,7 @@ impl DropReason {
         DropReason::Unprotected,
         DropReason::SeqExhausted,
         DropReason::SeqUnreserved,
+        DropReason::SeqBusy,
         DropReason::Expired,
         DropReason::EcnDrop,
         DropReason::UnsupportedInner,
@@ -116,6 +121,7 @@ impl DropReason {
             DropReason::Unprotected => "unprotected",
             DropReason::SeqExhausted => "seq-exhausted",
             DropReason::SeqUnreserved => "seq-unreserved",
+            DropReason::SeqBusy => "seq-busy",
             DropReason::Expired => "expired",
             DropReason::EcnDrop => "ecn-drop",
             DropReason::UnsupportedInner => "unsupported-inner",

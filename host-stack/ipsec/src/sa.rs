@@ -239,9 +239,16 @@ impl Default for SeqReservation {
 /// A worker takes numbers in blocks — once per batch, as many as the batch can use — with
 /// one compare-and-swap on the counter, and numbers its packets from its block without any
 /// shared access; what a block has left when the batch ends is given up (gaps are legal,
-/// a repeated number is not). So no two workers ever hold the same number, and numbers in
-/// flight at once stay within a batch per worker of each other, which a peer's replay
-/// window of at least `workers × 32` packets absorbs. Each worker adds its packet and byte
+/// a repeated number is not). So no two workers ever hold the same number.
+///
+/// Packets numbered by different workers leave in whatever order the workers send them. A
+/// receiver refuses a packet more than its replay window behind the highest it has seen,
+/// so a worker never takes a number [`IN_FLIGHT_SPAN`] or more ahead of the lowest number
+/// another worker holds unsent: the packet waits instead (`seq-busy`, offered again once
+/// the worker's batch is sent). Whatever the scheduling, every packet arrives within the
+/// span of the highest seen before it, which the smallest default window (RFC 4303: 32)
+/// accepts. Workers on one SA overlap by at most that span; workers on different SAs do
+/// not wait for each other at all. Each worker adds its packet and byte
 /// counts to the totals at the end of each batch; lifetimes are checked against the totals
 /// plus what the worker has not added yet, so a packet or byte lifetime is exact for a
 /// single worker and may be overrun by at most one batch per other worker.
@@ -250,10 +257,20 @@ impl Default for SeqReservation {
 #[derive(Debug, Clone)]
 pub struct SendShare(Arc<ShareCell>);
 
+/// How far ahead of the lowest number another worker holds unsent a worker may number a
+/// packet ([`SendShare`]): RFC 4303's default replay window.
+pub const IN_FLIGHT_SPAN: u64 = 32;
+
+/// A worker's slot in [`ShareCell::held`] when it holds no number.
+const NOTHING_HELD: u64 = u64::MAX;
+
 #[derive(Debug)]
 struct ShareCell {
     /// The highest sequence number handed out to any worker.
     last: AtomicU64,
+    /// Per worker: the lowest number it holds unsent (numbers after it), or
+    /// [`NOTHING_HELD`]. Written by its worker alone.
+    held: Box<[AtomicU64]>,
     packets: AtomicU64,
     bytes: AtomicU64,
     soft_reported: AtomicBool,
@@ -261,10 +278,14 @@ struct ShareCell {
 }
 
 impl SendShare {
-    /// A share whose numbers continue after `last`.
-    pub fn new(last: u64) -> SendShare {
+    /// A share for `workers` workers (each copy of the SA names its slot) whose numbers
+    /// continue after `last`.
+    pub fn new(last: u64, workers: usize) -> SendShare {
         SendShare(Arc::new(ShareCell {
             last: AtomicU64::new(last),
+            held: (0..workers.max(1))
+                .map(|_| AtomicU64::new(NOTHING_HELD))
+                .collect(),
             packets: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             soft_reported: AtomicBool::new(false),
@@ -285,24 +306,57 @@ impl SendShare {
         }
     }
 
-    /// Hands out up to `want` numbers after the last one handed out, none above `limit`:
-    /// the block `(start, end]`, or `None` when the counter is at `limit`.
-    fn take(&self, want: u64, limit: u64) -> Option<(u64, u64)> {
+    /// Hands worker `slot` up to `want` numbers after the last one handed out, none above
+    /// `limit` and none [`IN_FLIGHT_SPAN`] or more ahead of what another worker holds: the
+    /// block `(start, end]`.
+    fn take(&self, slot: usize, want: u64, limit: u64) -> Taken {
+        let held = &self.0.held;
+        // Marked before the numbers are taken, and never above them: another worker that
+        // takes numbers after these sees the mark. A mark set here for numbers not got is
+        // cleared again (the worker held nothing before).
+        let fresh_mark = held[slot].load(Ordering::Relaxed) == NOTHING_HELD;
         let mut cur = self.0.last.load(Ordering::Acquire);
-        loop {
+        if fresh_mark {
+            held[slot].store(cur, Ordering::SeqCst);
+        }
+        let taken = loop {
             if cur >= limit {
-                return None;
+                break Taken::AtLimit;
             }
-            let end = cur + want.clamp(1, limit - cur);
+            let lowest = held
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != slot)
+                .map(|(_, h)| h.load(Ordering::SeqCst))
+                .min()
+                .unwrap_or(NOTHING_HELD);
+            let room = if lowest == NOTHING_HELD {
+                u64::MAX
+            } else {
+                (lowest + IN_FLIGHT_SPAN).saturating_sub(cur + 1)
+            };
+            if room == 0 {
+                break Taken::Busy;
+            }
+            let end = cur + want.min(room).clamp(1, limit - cur);
             match self
                 .0
                 .last
-                .compare_exchange_weak(cur, end, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(cur, end, Ordering::SeqCst, Ordering::Acquire)
             {
-                Ok(_) => return Some((cur, end)),
+                Ok(_) => return Taken::Block(cur, end),
                 Err(now) => cur = now,
             }
+        };
+        if fresh_mark {
+            held[slot].store(NOTHING_HELD, Ordering::SeqCst);
         }
+        taken
+    }
+
+    /// Worker `slot` has sent every number it held.
+    fn release(&self, slot: usize) {
+        self.0.held[slot].store(NOTHING_HELD, Ordering::SeqCst);
     }
 
     /// Whether this call is the first to report the soft (or hard) end.
@@ -319,6 +373,13 @@ impl SendShare {
     pub fn same(&self, other: &SendShare) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
+}
+
+/// What [`SendShare::take`] got.
+enum Taken {
+    Block(u64, u64),
+    AtLimit,
+    Busy,
 }
 
 /// An SA that sends: its parameters, its sequence counter and its counters.
@@ -341,6 +402,7 @@ pub struct OutboundSa {
     /// With several workers: the state they share, this copy's block of numbers
     /// `(seq, block_end]`, and the counters already added to the shared totals.
     share: Option<SendShare>,
+    slot: usize,
     block_end: u64,
     added: SaCounters,
 }
@@ -356,6 +418,7 @@ impl OutboundSa {
             installed: core::time::Duration::ZERO,
             reported: Reported::default(),
             share: None,
+            slot: 0,
             block_end: seq,
             added: SaCounters::default(),
         }
@@ -374,17 +437,19 @@ impl OutboundSa {
     }
 
     /// This copy of the SA sends beside others (one per datapath worker), all sharing
-    /// `share`: its numbers come from the shared counter in blocks ([`SendShare`]). Every
-    /// copy must be given the same share before any of them sends.
-    pub fn share_with(mut self, share: SendShare) -> OutboundSa {
-        self.set_share(share);
+    /// `share`, as worker `slot` (each copy its own, below the share's worker count): its
+    /// numbers come from the shared counter in blocks ([`SendShare`]). Every copy must be
+    /// given the same share before any of them sends.
+    pub fn share_with(mut self, share: SendShare, slot: usize) -> OutboundSa {
+        self.set_share(share, slot);
         self
     }
 
     /// As [`share_with`](Self::share_with), for an SA already installed.
-    pub fn set_share(&mut self, share: SendShare) {
+    pub fn set_share(&mut self, share: SendShare, slot: usize) {
         share.0.last.fetch_max(self.seq, Ordering::AcqRel);
         self.block_end = self.seq;
+        self.slot = slot.min(share.0.held.len() - 1);
         self.share = Some(share);
     }
 
@@ -480,15 +545,16 @@ impl OutboundSa {
         }
         let max = self.params.max_seq();
         let limit = max.min(self.reservation.limit());
-        match share.take(want, limit) {
-            Some((start, end)) => {
+        match share.take(self.slot, want, limit) {
+            Taken::Block(start, end) => {
                 self.reservation.note_used(end);
                 self.seq = self.seq.max(start);
                 self.block_end = end;
                 Ok(true)
             }
-            None if share.last() >= max => Err(DropReason::SeqExhausted),
-            None => Err(DropReason::SeqUnreserved),
+            Taken::Busy => Err(DropReason::SeqBusy),
+            Taken::AtLimit if share.last() >= max => Err(DropReason::SeqExhausted),
+            Taken::AtLimit => Err(DropReason::SeqUnreserved),
         }
     }
 
@@ -515,6 +581,13 @@ impl OutboundSa {
             s.0.packets.fetch_add(packets, Ordering::Relaxed);
             s.0.bytes.fetch_add(bytes, Ordering::Relaxed);
             self.added = self.counters;
+        }
+    }
+
+    /// With workers, once the batch's packets are sent: this copy holds no number any more.
+    pub(crate) fn batch_sent(&mut self) {
+        if let Some(s) = &self.share {
+            s.release(self.slot);
         }
     }
 }

@@ -476,7 +476,8 @@ pub fn run(
             attached.as_ref().map(|a| a.name.as_str()),
             &shutdown,
             Datapath {
-                outbound: &mut outbound,
+                // The card numbers its own packets; one outbound worker feeds it.
+                outbound: vec![&mut outbound],
                 inbound: &mut inbound,
                 tx: &CardSends,
                 rx: &rx,

@@ -79,6 +79,10 @@ impl<E: OutboundEngine + ?Sized> OutboundEngine for Learning<'_, E> {
         self.engine.settle(out);
     }
 
+    fn sent(&mut self) {
+        self.engine.sent();
+    }
+
     fn take_acquires(&mut self, out: &mut Vec<espo_ipsec::spd::PolicyId>) {
         self.engine.take_acquires(out);
     }

@@ -291,3 +291,54 @@ fn the_socket_appears_at_its_path_already_private() {
     assert_eq!(names, vec![std::ffi::OsString::from("espo.sock")]);
     drop(socket);
 }
+
+#[test]
+fn workers_views_merge_into_one() {
+    use espo_ipsec::lifetime::{LifetimeCause, LifetimeEvent};
+    let soft = LifetimeEvent {
+        spi: 0x1001,
+        dir: Direction::Out,
+        hard: false,
+        cause: LifetimeCause::Packets,
+    };
+    let mut a = DirectionView::default();
+    a.stats.received = 10;
+    a.stats.forwarded = 9;
+    a.stats.drops.count(DropReason::NoPolicy);
+    a.sas = vec![
+        snapshot(0x1001, Direction::Out, 7),
+        snapshot(0x1002, Direction::Out, 1),
+    ];
+    a.events = vec![soft];
+    let mut b = DirectionView::default();
+    b.stats.received = 5;
+    b.stats.forwarded = 4;
+    b.stats.drops.count(DropReason::NoPolicy);
+    b.stats.write_errors = 1;
+    b.sas = vec![snapshot(0x1001, Direction::Out, 30)];
+    b.events = vec![soft];
+    let m = merged(&[a, b]);
+    assert_eq!((m.stats.received, m.stats.forwarded), (15, 13));
+    assert_eq!(m.stats.drops.get(DropReason::NoPolicy), 2);
+    assert_eq!(m.stats.write_errors, 1);
+    assert_eq!(m.sas.len(), 2, "each SA once");
+    let first = m.sas.iter().find(|s| s.spi == 0x1001).unwrap();
+    assert_eq!((first.packets, first.bytes), (37, 3700), "counts summed");
+    assert_eq!(first.seq, 30, "the highest number any worker used");
+    assert_eq!(m.events, [soft], "an event once");
+    // One slot reads as it is; several merge.
+    let slots = [Published::default(), Published::default()];
+    slots[0].publish(&a_stats(3), &[snapshot(0x1001, Direction::Out, 2)], &[]);
+    slots[1].publish(&a_stats(4), &[snapshot(0x1001, Direction::Out, 5)], &[]);
+    let all = read_all(&slots);
+    assert_eq!(all.stats.received, 7);
+    assert_eq!(all.sas[0].packets, 7);
+    assert_eq!(read_all(&slots[..1]).stats.received, 3);
+}
+
+fn a_stats(received: u64) -> DirectionStats {
+    DirectionStats {
+        received,
+        ..Default::default()
+    }
+}

@@ -278,24 +278,38 @@ impl Outbound {
         })
     }
 
-    /// Starts a batch of `packets` packets. With SAs shared between workers, a block of
-    /// numbers is sized by what is left of the batch; [`end_batch`](Self::end_batch) gives
-    /// up what a block has left. Without shared SAs both do nothing that matters.
+    /// Starts a batch of `packets` packets. With SAs shared between workers
+    /// ([`crate::sa::SendShare`]), a block of numbers is sized by what is left of the batch;
+    /// [`end_batch`](Self::end_batch) gives up what a block has left once the batch is
+    /// encapsulated, and [`batch_sent`](Self::batch_sent) says its packets are sent. A
+    /// packet refused `seq-busy` was left untouched: offer it again after `batch_sent`.
+    /// Without shared SAs none of the three does anything that matters.
     pub fn begin_batch(&mut self, packets: usize) {
+        self.batch_sent();
         self.batch.packets = packets;
         self.batch.seen = 0;
     }
 
-    /// Ends the batch: every shared SA that took numbers in it gives up the rest of its
-    /// block and adds its counts to the shared totals.
+    /// Ends the batch's encapsulation: every shared SA that took numbers in it gives up
+    /// the rest of its block and adds its counts to the shared totals.
     pub fn end_batch(&mut self) {
-        for i in self.batch.touched.drain(..) {
+        for &i in &self.batch.touched {
             if let Some(sa) = self.sas.get_mut(i) {
                 sa.end_batch();
             }
         }
         self.batch.packets = 0;
         self.batch.seen = 0;
+    }
+
+    /// The batch's packets are sent (or dropped): the numbers they carried no longer hold
+    /// other workers back.
+    pub fn batch_sent(&mut self) {
+        for i in self.batch.touched.drain(..) {
+            if let Some(sa) = self.sas.get_mut(i) {
+                sa.batch_sent();
+            }
+        }
     }
 
     /// With shared SAs: makes sure every SA of the bundle holds a number for this packet,

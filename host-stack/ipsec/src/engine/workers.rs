@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::sync::Mutex;
 
 use super::*;
 use crate::counters::DropReason;
@@ -59,13 +60,13 @@ fn workers(
 ) -> (Vec<Outbound>, Inbound) {
     let sa = spec(lifetime);
     let halves = (0..n)
-        .map(|_| {
+        .map(|slot| {
             let mut out = SoftwareEngine::new(std::slice::from_ref(&sa), &[policy(Direction::Out)])
                 .unwrap()
                 .outbound;
             for s in out.sas_mut().iter_mut() {
                 s.set_reservation(reservation.clone());
-                s.set_share(share.clone());
+                s.set_share(share.clone(), slot);
             }
             out
         })
@@ -95,41 +96,81 @@ fn inner(tag: u32) -> Vec<u8> {
 }
 
 /// Sends `batches` batches of `size` packets through `tx`, as a datapath worker does:
-/// every packet's verdict, with its sequence number and wire bytes when sent.
+/// every packet's verdict, with its sequence number and wire bytes when sent. A packet
+/// refused `seq-busy` is offered again once the rest of its batch is sent; `wire` records
+/// every sent packet's number in the order the workers send them.
+fn run_with(
+    tx: &mut Outbound,
+    batches: usize,
+    size: usize,
+    tag: u32,
+    wire: &Mutex<Vec<u64>>,
+) -> Vec<Result<(u64, Vec<u8>), DropReason>> {
+    let mut sent = Vec::new();
+    for _ in 0..batches {
+        let mut pending = size;
+        while pending > 0 {
+            tx.begin_batch(pending);
+            let mut later = 0;
+            let mut numbers = Vec::new();
+            for _ in 0..pending {
+                let mut out = vec![0u8; 256];
+                match tx.encapsulate(&inner(tag), &mut out) {
+                    Err(DropReason::SeqBusy) => later += 1,
+                    Ok(Encapsulated::Protected { len, seq, .. }) => {
+                        numbers.push(seq);
+                        sent.push(Ok((seq, out[..len].to_vec())));
+                    }
+                    Ok(Encapsulated::Bypass) => panic!("protected traffic bypassed"),
+                    Err(e) => sent.push(Err(e)),
+                }
+            }
+            tx.end_batch();
+            wire.lock().unwrap().extend(numbers);
+            tx.batch_sent();
+            if later == pending {
+                std::thread::yield_now();
+            }
+            pending = later;
+        }
+    }
+    sent
+}
+
 fn run(
     tx: &mut Outbound,
     batches: usize,
     size: usize,
     tag: u32,
 ) -> Vec<Result<(u64, Vec<u8>), DropReason>> {
-    let mut sent = Vec::new();
-    for _ in 0..batches {
-        tx.begin_batch(size);
-        for _ in 0..size {
-            let mut out = vec![0u8; 256];
-            sent.push(tx.encapsulate(&inner(tag), &mut out).map(|e| match e {
-                Encapsulated::Protected { len, seq, .. } => (seq, out[..len].to_vec()),
-                Encapsulated::Bypass => panic!("protected traffic bypassed"),
-            }));
-        }
-        tx.end_batch();
-    }
-    sent
+    run_with(tx, batches, size, tag, &Mutex::new(Vec::new()))
 }
 
 #[test]
 fn workers_on_one_sa_never_use_a_number_twice() {
-    let share = SendShare::new(0);
+    let share = SendShare::new(0, 4);
     let reservation = SeqReservation::unlimited();
     let (halves, mut rx) = workers(4, Lifetime::default(), &share, &reservation);
+    let order = Mutex::new(Vec::new());
     let results: Vec<_> = std::thread::scope(|s| {
         let handles: Vec<_> = halves
             .into_iter()
             .enumerate()
-            .map(|(w, mut tx)| s.spawn(move || (run(&mut tx, 50, 32, w as u32), tx)))
+            .map(|(w, mut tx)| {
+                let order = &order;
+                s.spawn(move || (run_with(&mut tx, 50, 32, w as u32, order), tx))
+            })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
+    // In the order the workers sent them, no packet is 32 or more behind the highest sent
+    // before it: a receiver with RFC 4303's default window takes every one.
+    let order = order.into_inner().unwrap();
+    let mut highest = 0;
+    for n in &order {
+        assert!(highest < n + 32, "{n} sent after {highest}");
+        highest = highest.max(*n);
+    }
     let mut seen = BTreeSet::new();
     let mut wire = Vec::new();
     for (sent, tx) in &results {
@@ -145,7 +186,7 @@ fn workers_on_one_sa_never_use_a_number_twice() {
             "each worker counts its own"
         );
     }
-    // One block per batch, sized by the batch: with one SA nothing is given up.
+    // Blocks sized by what the batch still needs: with one SA nothing is given up.
     assert_eq!(seen.len(), 4 * 50 * 32);
     assert_eq!(*seen.last().unwrap(), 4 * 50 * 32, "no gaps with one SA");
     assert_eq!(share.last(), 4 * 50 * 32);
@@ -174,7 +215,7 @@ fn workers_on_one_sa_never_use_a_number_twice() {
 
 #[test]
 fn a_batch_numbers_its_packets_in_one_block_and_gives_up_the_rest() {
-    let share = SendShare::new(10);
+    let share = SendShare::new(10, 2);
     let reservation = SeqReservation::unlimited();
     let (mut halves, _) = workers(2, Lifetime::default(), &share, &reservation);
     let (a, b) = halves.split_at_mut(1);
@@ -204,7 +245,7 @@ fn a_batch_numbers_its_packets_in_one_block_and_gives_up_the_rest() {
 
 #[test]
 fn workers_stop_at_the_reservation_and_the_last_number() {
-    let share = SendShare::new(0);
+    let share = SendShare::new(0, 3);
     let reservation = SeqReservation::new(100, 0);
     let (halves, _) = workers(3, Lifetime::default(), &share, &reservation);
     let results: Vec<_> = std::thread::scope(|s| {
@@ -237,7 +278,7 @@ fn workers_stop_at_the_reservation_and_the_last_number() {
     assert_eq!(run(&mut more[0], 1, 1, 0)[0].as_ref().unwrap().0, 101);
 
     // The last number of a 32-bit counter: handed out once, then the SA is exhausted.
-    let top = SendShare::new(u64::from(u32::MAX) - 5);
+    let top = SendShare::new(u64::from(u32::MAX) - 5, 2);
     let (mut halves, _) = workers(2, Lifetime::default(), &top, &SeqReservation::unlimited());
     let a = run(&mut halves[0], 1, 4, 0);
     let b = run(&mut halves[1], 1, 4, 0);
@@ -271,7 +312,7 @@ fn lifetimes_count_every_worker_and_report_once() {
         hard_packets: Some(100),
         ..Lifetime::default()
     };
-    let share = SendShare::new(0);
+    let share = SendShare::new(0, 2);
     let (mut halves, _) = workers(2, lifetime, &share, &SeqReservation::unlimited());
     let mut events = Vec::new();
     // 40 packets each: 80 in all, past the soft end though neither worker alone is.
