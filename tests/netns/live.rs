@@ -167,11 +167,6 @@ fn rekey_100_times(lab: &mut Lab, t: &topology::Topology, dir: &str) {
         drop(stop_on_panic);
         (ab.join().unwrap(), ba.join().unwrap(), transfers)
     });
-    eprintln!(
-        "DEBUG gw-a:\n{}\nDEBUG gw-b:\n{}",
-        lab.status(&a),
-        lab.status(&b)
-    );
     for (name, s) in [("a->b", &ab), ("b->a", &ba)] {
         assert!(s.sent > 1000, "{name}: {} sent", s.sent);
         assert_eq!(s.corrupted, 0, "{name}: corrupted");
