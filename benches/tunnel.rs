@@ -13,10 +13,11 @@
 //!   outside sends in runs with UDP GSO and receives with UDP GRO (`udp_gso = true`);
 //! - with `ESPO_TUNNEL_MODES=all` (or a list), also the same without each lever, to say
 //!   what it gives: `sw-sw-no-offload` and `sw-model-no-offload` (`tun_offload = false`),
-//!   `sw-sw-udp-no-gso` (ESP in UDP, neither TUN offloads nor UDP GSO/GRO).
+//!   `sw-sw-udp-no-gso` (ESP in UDP, neither TUN offloads nor UDP GSO/GRO), and
+//!   `sw-sw-1-worker` / `sw-sw-udp-1-worker` (one outbound worker instead of one per core).
 //!
-//! Per mode three tests: one TCP flow (receiver's Gbit/s), and unlimited-rate UDP with 64-
-//! and 1400-byte payloads (datagrams per second delivered, and Gbit/s of payload). The
+//! Per mode four tests: one TCP flow and four at once (receiver's Gbit/s), and
+//! unlimited-rate UDP with 64- and 1400-byte payloads (datagrams per second delivered, and Gbit/s of payload). The
 //! modes alternate for `ESPO_TUNNEL_ROUNDS` rounds (default 3), each test
 //! `ESPO_TUNNEL_SECONDS` long (default 4); the median of each is reported with its ratio
 //! to the kernel's median, and one JSON line carries everything.
@@ -43,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const MODES: [&str; 7] = [
+const MODES: [&str; 9] = [
     "kernel",
     "sw-sw",
     "sw-model",
@@ -51,15 +52,19 @@ const MODES: [&str; 7] = [
     "sw-sw-no-offload",
     "sw-model-no-offload",
     "sw-sw-udp-no-gso",
+    "sw-sw-1-worker",
+    "sw-sw-udp-1-worker",
 ];
 /// The modes run unless `ESPO_TUNNEL_MODES` names others (`all`: every one).
 const DEFAULT_MODES: [&str; 4] = ["kernel", "sw-sw", "sw-model", "sw-sw-udp"];
-const TESTS: [Test; 3] = [Test::Tcp, Test::Udp(64), Test::Udp(1400)];
+const TESTS: [Test; 4] = [Test::Tcp, Test::Tcp4, Test::Udp(64), Test::Udp(1400)];
 const SERVER: &str = "10.2.0.2";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Test {
     Tcp,
+    /// Four TCP flows at once (`iperf3 -P 4`): what several outbound workers can share.
+    Tcp4,
     /// UDP datagrams of this many payload bytes, sent as fast as iperf3 can.
     Udp(usize),
 }
@@ -68,6 +73,7 @@ impl Test {
     fn name(self) -> String {
         match self {
             Test::Tcp => "tcp".into(),
+            Test::Tcp4 => "tcp4".into(),
             Test::Udp(n) => format!("udp{n}"),
         }
     }
@@ -141,6 +147,9 @@ fn iperf(client_ns: &str, server_ns: &str, test: Test, seconds: f64) -> Option<M
         "netns", "exec", client_ns, "iperf3", "-c", SERVER, "-p", "5299", "-J", "-t", &secs,
     ];
     let len;
+    if test == Test::Tcp4 {
+        args.extend(["-P", "4"]);
+    }
     if let Test::Udp(n) = test {
         len = n.to_string();
         // A 4 MiB receive buffer, so that the receiving iperf3 (on a busy core) loses
@@ -162,7 +171,7 @@ fn iperf(client_ns: &str, server_ns: &str, test: Test, seconds: f64) -> Option<M
     let v = result?;
     let end = &v["end"];
     Some(match test {
-        Test::Tcp => {
+        Test::Tcp | Test::Tcp4 => {
             let r = &end["sum_received"];
             let gbps = r["bits_per_second"].as_f64()? / 1e9;
             // TCP over a 1500-byte path: about 1448 payload bytes per segment.
@@ -226,6 +235,7 @@ fn main() {
     };
     let udp_gso = |c: &str| lab::set_gateway_field(&in_udp(c), "udp_gso", "true");
     let no_offload = |c: &str| lab::set_gateway_field(c, "tun_offload", "false");
+    let one_worker = |c: &str| lab::set_gateway_field(c, "workers", "1");
     // Each espo mode: gw-a's and gw-b's configurations, and whether gw-b is on the model.
     let configs = |mode: &str| -> (String, String, bool) {
         match mode {
@@ -237,6 +247,12 @@ fn main() {
             "sw-sw-udp-no-gso" => (
                 no_offload(&in_udp(&a_cfg)),
                 no_offload(&in_udp(&b_cfg)),
+                false,
+            ),
+            "sw-sw-1-worker" => (one_worker(&a_cfg), one_worker(&b_cfg), false),
+            "sw-sw-udp-1-worker" => (
+                one_worker(&udp_gso(&a_cfg)),
+                one_worker(&udp_gso(&b_cfg)),
                 false,
             ),
             other => panic!("unknown mode {other}"),

@@ -160,6 +160,47 @@ fn drops_do_not_allocate_either() {
     assert_eq!(info.count_total, 0, "{info:?}");
 }
 
+/// Two outbound workers sharing one SA's numbers (`SendShare`), batch after batch as the
+/// gateway runs them (begin, encapsulate, end, sent): the blocks of numbers, the shared
+/// totals and the in-flight marks allocate nothing either.
+#[test]
+fn workers_sharing_an_sa_do_not_allocate() {
+    use espo_ipsec::sa::SendShare;
+    let sas = esp(0x1001, "aes-gcm-128", 20, None, "");
+    let (mut a, mut rx) = engines(&sas, "0x1001");
+    let (mut b, _) = engines(&sas, "0x1001");
+    let share = SendShare::new(0, 2);
+    for (slot, tx) in [&mut a, &mut b].into_iter().enumerate() {
+        for sa in tx.outbound.sas_mut().iter_mut() {
+            sa.set_share(share.clone(), slot);
+        }
+    }
+    let inner = loopback::udp_packet(1420, 0x3c);
+    let mut buf = vec![0u8; HEADROOM + inner.len() + TAILROOM];
+    let mut batch = |tx: &mut SoftwareEngine, rx: &mut SoftwareEngine| {
+        tx.outbound.begin_batch(32);
+        let mut ok = 0;
+        for _ in 0..32 {
+            ok += traffic(tx, rx, &mut buf, &inner, 1);
+        }
+        tx.outbound.end_batch();
+        tx.outbound.batch_sent();
+        ok
+    };
+    // Warm-up: each worker's first batch.
+    assert_eq!(batch(&mut a, &mut rx) + batch(&mut b, &mut rx), 64);
+    let mut delivered = 0;
+    let info = allocation_counter::measure(|| {
+        for _ in 0..40 {
+            delivered += batch(&mut a, &mut rx);
+            delivered += batch(&mut b, &mut rx);
+        }
+    });
+    assert_eq!(delivered, 80 * 32);
+    assert_eq!(share.last(), 82 * 32, "one block of 32 per batch");
+    assert_eq!(info.count_total, 0, "{info:?}");
+}
+
 /// A TCP super-packet as a TUN device with offloads hands it over (IPv4, 10.1.0.2 to
 /// 10.2.0.2, timestamps option, `payload` bytes, checksums complete).
 fn tcp_super_packet(payload: usize) -> Vec<u8> {

@@ -73,6 +73,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
                 info.tun, info.tun_mtu, info.outside, info.outside_mtu, info.engine
             );
         }
+        for w in &info.warnings {
+            eprintln!("espo: warning: {w}");
+        }
     })
     .with_context(|| format!("espo run --config {}", args.config.display()))?;
     println!("{}", report.status.trim_end());

@@ -287,6 +287,70 @@ fn esp_in_udp_sent_in_runs_with_udp_gso() {
     assert_eq!(drops(&status, "malformed"), 0, "{status}");
 }
 
+/// Three outbound workers at gw-a, one SA: parallel transfers' flows spread over the
+/// workers (each reads its own TUN queue), every byte arrives, no (SPI, sequence number)
+/// pair appears twice on the wire, gw-b refuses nothing as stale or replayed, and
+/// `espo status` shows the workers and sums their counters.
+#[test]
+fn three_outbound_workers_share_an_sa_without_repeating_a_number() {
+    let mut lab = lab_or_skip!("gw3");
+    let t = topology::gateway_to_gateway(&mut lab);
+    let config = |file: &str, outside: &str, workers: &str| {
+        let c = lab::example(&format!("gw-gw/esp/{file}.toml"), outside);
+        lab::set_gateway_field(&c, "workers", workers)
+    };
+    let a = lab.espo_run(&t.left, "left", &config("gw-a", &t.left_out, "3"));
+    let b = lab.espo_run(&t.right, "right", &config("gw-b", &t.right_out, "1"));
+    let seen = capture::EspSeen::start(&t.left, &t.left_out);
+    let (lab_ref, t_ref) = (&lab, &t);
+    std::thread::scope(|s| {
+        for k in 0..8u16 {
+            s.spawn(move || {
+                traffic::tcp_transfer_on(
+                    lab_ref,
+                    &t_ref.left_host,
+                    &t_ref.right_host,
+                    ip("10.2.0.2"),
+                    400_000,
+                    7300 + k,
+                )
+            });
+        }
+    });
+    let (packets, twice) = seen.finish();
+    assert!(packets > 500, "{packets} ESP packets seen");
+    assert!(twice.is_empty(), "sequence numbers used twice: {twice:?}");
+    let (sa, sb) = (lab.status(&a), lab.status(&b));
+    let line = sa
+        .lines()
+        .find_map(|l| l.strip_prefix("outbound workers: 3, received "))
+        .unwrap_or_else(|| panic!("no workers line: {sa}"));
+    let received: Vec<u64> = line
+        .split(',')
+        .next()
+        .unwrap()
+        .split(" / ")
+        .map(|n| n.trim().parse().unwrap())
+        .collect();
+    assert_eq!(received.len(), 3, "{line}");
+    assert!(
+        received.iter().filter(|n| **n > 0).count() >= 2,
+        "the flows spread over the workers: {line}"
+    );
+    assert_eq!(
+        received.iter().sum::<u64>(),
+        stat(&sa, "outbound", "received")
+    );
+    assert!(!sb.contains("outbound workers"), "one worker: {sb}");
+    assert_eq!(stat(&sa, "outbound", "dropped"), 0, "{sa}");
+    assert_eq!(stat(&sb, "inbound", "dropped"), 0, "nothing stale: {sb}");
+    assert_eq!(
+        stat(&sa, "outbound", "forwarded"),
+        stat(&sb, "inbound", "forwarded"),
+        "what gw-a's workers sent, gw-b delivered:\n{sa}\n{sb}"
+    );
+}
+
 #[test]
 fn server_to_gateway_ah_and_bundle() {
     for variant in ["ah", "esp-ah"] {

@@ -114,6 +114,24 @@ pub fn merged(views: &[DirectionView]) -> DirectionView {
     all
 }
 
+/// The line `espo status` shows for several outbound workers: how the packets spread.
+pub fn workers_line(slots: &[Published]) -> String {
+    let views: Vec<DirectionView> = slots.iter().map(Published::read).collect();
+    let list = |f: fn(&DirectionStats) -> u64| {
+        views
+            .iter()
+            .map(|v| f(&v.stats).to_string())
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    format!(
+        "outbound workers: {}, received {}, forwarded {}\n",
+        views.len(),
+        list(|s| s.received),
+        list(|s| s.forwarded)
+    )
+}
+
 /// Reads every worker's slot of one direction, merged ([`merged`]).
 pub fn read_all(slots: &[Published]) -> DirectionView {
     match slots {

@@ -334,6 +334,10 @@ fn workers_views_merge_into_one() {
     assert_eq!(all.stats.received, 7);
     assert_eq!(all.sas[0].packets, 7);
     assert_eq!(read_all(&slots[..1]).stats.received, 3);
+    assert_eq!(
+        workers_line(&slots),
+        "outbound workers: 2, received 3 / 4, forwarded 0 / 0\n"
+    );
 }
 
 fn a_stats(received: u64) -> DirectionStats {
