@@ -333,13 +333,11 @@ fn three_outbound_workers_share_an_sa_without_repeating_a_number() {
         .map(|n| n.trim().parse().unwrap())
         .collect();
     assert_eq!(received.len(), 3, "{line}");
+    let total: u64 = received.iter().sum();
+    assert_eq!(total, stat(&sa, "outbound", "received"));
     assert!(
-        received.iter().filter(|n| **n > 0).count() >= 2,
-        "the flows spread over the workers: {line}"
-    );
-    assert_eq!(
-        received.iter().sum::<u64>(),
-        stat(&sa, "outbound", "received")
+        received.iter().filter(|n| **n * 10 >= total).count() >= 2,
+        "the flows spread over the workers (two at least with a tenth each): {line}"
     );
     assert!(!sb.contains("outbound workers"), "one worker: {sb}");
     assert_eq!(stat(&sa, "outbound", "dropped"), 0, "{sa}");
