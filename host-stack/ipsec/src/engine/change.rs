@@ -353,4 +353,4 @@ impl Inbound {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

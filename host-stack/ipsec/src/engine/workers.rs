@@ -79,20 +79,7 @@ fn workers(
 
 /// An IPv4/UDP packet 10.1.0.1 -> 10.2.0.1 carrying `tag`.
 fn inner(tag: u32) -> Vec<u8> {
-    let mut p = vec![0u8; 32];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&32u16.to_be_bytes());
-    p[8] = 64;
-    p[9] = 17;
-    p[12..16].copy_from_slice(&[10, 1, 0, 1]);
-    p[16..20].copy_from_slice(&[10, 2, 0, 1]);
-    let c = crate::wire::checksum::data(&p[..20]);
-    p[10..12].copy_from_slice(&(!c).to_be_bytes());
-    p[20..22].copy_from_slice(&1000u16.to_be_bytes());
-    p[22..24].copy_from_slice(&2000u16.to_be_bytes());
-    p[24..26].copy_from_slice(&12u16.to_be_bytes());
-    p[28..32].copy_from_slice(&tag.to_be_bytes());
-    p
+    super::change::tests::inner([10, 2, 0, 1], tag)
 }
 
 /// Sends `batches` batches of `size` packets through `tx`, as a datapath worker does:

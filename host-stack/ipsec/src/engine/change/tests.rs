@@ -63,7 +63,7 @@ fn policy(dir: Direction, src: &str, dst: &str, action: PolicyAction, sas: &[u32
 }
 
 /// An IPv4/UDP packet from 10.1.0.1 to `dst`, its payload `tag`.
-fn inner(dst: [u8; 4], tag: u32) -> Vec<u8> {
+pub(crate) fn inner(dst: [u8; 4], tag: u32) -> Vec<u8> {
     let mut p = vec![0u8; 28 + 4];
     p[0] = 0x45;
     p[2..4].copy_from_slice(&32u16.to_be_bytes());
