@@ -428,10 +428,14 @@ pub fn start_states(config: &Config, keeper: &Mutex<Keeper>) -> Result<Started, 
 }
 
 /// How many outbound workers a software-engine gateway runs: `[gateway] workers`, or one
-/// per core.
+/// per core (at most [`espo_config::MAX_WORKERS`]).
 pub fn outbound_workers(gw: &GatewayConfig) -> usize {
     gw.workers.map_or_else(
-        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        || {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(usize::from(espo_config::MAX_WORKERS))
+        },
         usize::from,
     )
 }
