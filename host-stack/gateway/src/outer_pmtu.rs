@@ -400,8 +400,9 @@ impl PathMtus {
         } else {
             u64::from(low)
         };
+        // Several outbound workers note their packets at once, not in number order.
         if seq > sent {
-            entry.sent.store(seq, Ordering::Relaxed);
+            entry.sent.fetch_max(seq, Ordering::Relaxed);
         }
     }
 
