@@ -1,9 +1,11 @@
 //! The datapath threads and shutdown.
 //!
-//! Two threads move packets, one per direction, each owning its half of the engine (the
-//! software engine's halves share no mutable state; the card's share the offload engine
-//! for one batch at a time, see [`super::card::engine`]), so both cores work at once: TUN → PMTU check →
-//! encapsulate → socket, and socket → decapsulate → TUN. Each drains its source without
+//! Threads move packets, each owning its half of the engine (the software engine's halves
+//! share no lock; the card's share the offload engine for one batch at a time, see
+//! [`super::card::engine`]): one or more outbound workers, each on its own TUN queue (TUN →
+//! PMTU check → encapsulate → socket; with several, each SA's numbers are shared in blocks,
+//! see [`espo_ipsec::sa::SendShare`]), and one inbound thread (socket → decapsulate → TUN,
+//! each flow written through the queue its replies are read from, [`super::tun::queue_for`]). Each drains its source without
 //! blocking into a batch of up to [`BATCH`] packets, hands the whole batch to the engine,
 //! sends the results, and polls only when the source is empty — so under load a batch
 //! forms by itself and an idle gateway costs nothing. A third thread answers `espo status`.
