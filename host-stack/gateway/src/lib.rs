@@ -740,22 +740,20 @@ where
                 .iter()
                 .find(|s| s.spi == spi && s.dst == dst && direction_of(config, s) == dir)
         };
+        // Each worker's slot read once: the sums and the spread agree.
+        let workers: Vec<_> = out_views.iter().map(Published::read).collect();
+        let outbound = status::combined(&workers);
         let mut text = match db {
             Some(db) => status::render(
                 &|spi, dst, dir| db.spec(spi, dst, dir),
                 &info,
-                &status::read_all(&out_views),
+                &outbound,
                 &in_view.read(),
             ),
-            None => status::render(
-                &from_config,
-                &info,
-                &status::read_all(&out_views),
-                &in_view.read(),
-            ),
+            None => status::render(&from_config, &info, &outbound, &in_view.read()),
         };
-        if out_views.len() > 1 {
-            text.push_str(&status::workers_line(&out_views));
+        if workers.len() > 1 {
+            text.push_str(&status::workers_line(&workers));
         }
         if let Some(db) = db {
             text.push_str(&db.status_lines());

@@ -115,8 +115,7 @@ pub fn merged(views: &[DirectionView]) -> DirectionView {
 }
 
 /// The line `espo status` shows for several outbound workers: how the packets spread.
-pub fn workers_line(slots: &[Published]) -> String {
-    let views: Vec<DirectionView> = slots.iter().map(Published::read).collect();
+pub fn workers_line(views: &[DirectionView]) -> String {
     let list = |f: fn(&DirectionStats) -> u64| {
         views
             .iter()
@@ -132,11 +131,12 @@ pub fn workers_line(slots: &[Published]) -> String {
     )
 }
 
-/// Reads every worker's slot of one direction, merged ([`merged`]).
-pub fn read_all(slots: &[Published]) -> DirectionView {
-    match slots {
-        [one] => one.read(),
-        _ => merged(&slots.iter().map(Published::read).collect::<Vec<_>>()),
+/// Every worker's view of one direction as one: a single view as it is, several
+/// [`merged`].
+pub fn combined(views: &[DirectionView]) -> DirectionView {
+    match views {
+        [one] => one.clone(),
+        _ => merged(views),
     }
 }
 

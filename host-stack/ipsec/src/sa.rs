@@ -360,18 +360,13 @@ impl SendShare {
     }
 
     /// Whether this call is the first to report the soft (or hard) end.
-    pub fn first_report(&self, hard: bool) -> bool {
+    pub(crate) fn first_report(&self, hard: bool) -> bool {
         let flag = if hard {
             &self.0.hard_reported
         } else {
             &self.0.soft_reported
         };
         !flag.swap(true, Ordering::AcqRel)
-    }
-
-    /// Whether two handles share one state.
-    pub fn same(&self, other: &SendShare) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 

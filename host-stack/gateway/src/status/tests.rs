@@ -330,12 +330,13 @@ fn workers_views_merge_into_one() {
     let slots = [Published::default(), Published::default()];
     slots[0].publish(&a_stats(3), &[snapshot(0x1001, Direction::Out, 2)], &[]);
     slots[1].publish(&a_stats(4), &[snapshot(0x1001, Direction::Out, 5)], &[]);
-    let all = read_all(&slots);
+    let views = slots.each_ref().map(Published::read);
+    let all = combined(&views);
     assert_eq!(all.stats.received, 7);
     assert_eq!(all.sas[0].packets, 7);
-    assert_eq!(read_all(&slots[..1]).stats.received, 3);
+    assert_eq!(combined(&views[..1]).stats.received, 3);
     assert_eq!(
-        workers_line(&slots),
+        workers_line(&views),
         "outbound workers: 2, received 3 / 4, forwarded 0 / 0\n"
     );
 }
