@@ -39,8 +39,9 @@ impl core::fmt::Debug for Tun {
 impl Tun {
     /// Creates the device `name` (it disappears when espo closes it), non-blocking, down
     /// and without addresses; with `offload`, with offloads where the kernel offers them;
-    /// with `queues` queues (`IFF_MULTI_QUEUE` when more than one): each is a descriptor of its own that reads the packets of the flows the kernel
-    /// steers to it, and a write on any queue reaches the inside stack.
+    /// with `queues` queues (`IFF_MULTI_QUEUE` when more than one): each is a descriptor
+    /// of its own that reads the packets of the flows the kernel steers to it, and a write
+    /// on any queue reaches the inside stack.
     pub fn create_queues(name: &str, offload: bool, queues: usize) -> io::Result<Vec<Tun>> {
         let multi = queues > 1;
         let build = |offload: bool| {
