@@ -18,6 +18,7 @@
 //!
 //! Per mode four tests: one TCP flow and four at once (receiver's Gbit/s), and
 //! unlimited-rate UDP with 64- and 1400-byte payloads (datagrams per second delivered, and Gbit/s of payload). The
+//! tests run unless `ESPO_TUNNEL_TESTS` names some (`tcp,tcp4,udp64,udp1400`). The
 //! modes alternate for `ESPO_TUNNEL_ROUNDS` rounds (default 3), each test
 //! `ESPO_TUNNEL_SECONDS` long (default 4); the median of each is reported with its ratio
 //! to the kernel's median, and one JSON line carries everything.
@@ -222,6 +223,12 @@ fn main() {
     let rounds: usize = env_or("ESPO_TUNNEL_ROUNDS", 3).max(1);
     let seconds: f64 = env_or("ESPO_TUNNEL_SECONDS", 4.0);
     let only: Option<String> = std::env::var("ESPO_TUNNEL_MODES").ok();
+    let only_tests: Option<String> = std::env::var("ESPO_TUNNEL_TESTS").ok();
+    let test_wanted = |test: &Test| {
+        only_tests
+            .as_deref()
+            .is_none_or(|o| o.split(',').any(|x| x == test.name()))
+    };
     let mut lab = lab::Lab::new("bt");
     let t = topology::gateway_to_gateway(&mut lab);
     let a_cfg = lab::example("gw-gw/esp/gw-a.toml", &t.left_out);
@@ -317,6 +324,9 @@ fn main() {
                 }
             }
             for (k, test) in TESTS.iter().enumerate() {
+                if !test_wanted(test) {
+                    continue;
+                }
                 let pids: Vec<(char, u32)> = gateways
                     .as_ref()
                     .map(|(a, b)| vec![('A', a.pid), ('B', b.pid)])
