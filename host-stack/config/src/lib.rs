@@ -234,7 +234,7 @@ pub struct GatewayConfig {
     /// Whether runs of ESP-in-UDP datagrams over IPv4 are sent with one `sendmsg` each (UDP
     /// GSO); default off (see README, "Throughput").
     pub udp_gso: bool,
-    /// Outbound datapath workers, each with its own TUN queue (software engine); `None`:
+    /// Outbound datapath workers, each with its own TUN queue (every engine); `None`:
     /// one per core. See README, "Datapath workers".
     pub workers: Option<u16>,
 }

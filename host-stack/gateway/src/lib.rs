@@ -712,15 +712,6 @@ where
             })
             .unwrap_or_default(),
     };
-    let mut info = info;
-    if let Some(w) = gw.workers.filter(|w| usize::from(*w) != outbound.len()) {
-        info.warnings.push(format!(
-            "[gateway] workers = {w}: the {engine_name} engine runs {} outbound worker{} (a \
-             card numbers its own packets; one worker feeds it)",
-            outbound.len(),
-            if outbound.len() == 1 { "" } else { "s" }
-        ));
-    }
     let out_views: Vec<Published> = outbound.iter().map(|_| Published::default()).collect();
     let in_view = Published::default();
     let mut db = live.map(|l| {

@@ -1,21 +1,23 @@
 //! The offload engine behind the gateway's seams.
 //!
 //! The offload engine is one object for both directions (one card, one set of rings), so
-//! the two datapath threads share it behind a mutex, each holding it only for a batch:
+//! the datapath threads — the outbound workers and the inbound thread — share it behind a
+//! mutex, each holding it only for a batch:
 //!
-//! - outbound ([`CardOutbound`], an [`OutboundEngine`]): each packet of the batch is
-//!   written once, straight into a card TX buffer the engine lends (copied in by the engine
-//!   when none is free), and submitted, and the engine polled; every packet the card (or software, through the card's port) takes is
-//!   [`Outgoing::Transmitted`] — the card sends it itself. A packet refused later shows up
-//!   through [`OutboundEngine::settle`].
+//! - outbound ([`CardOutbound`], an [`OutboundEngine`], one per worker): each packet of
+//!   the batch is written once, straight into a card TX buffer the engine lends (copied in
+//!   by the engine when none is free), and submitted, and the engine polled; every packet
+//!   the card (or software, through the card's port) takes is [`Outgoing::Transmitted`] —
+//!   the card sends it itself. A packet refused later shows up through
+//!   [`OutboundEngine::settle`].
 //! - inbound ([`CardRx`], an [`OutsideRx`], with [`CardInbound`], an [`InboundEngine`]):
 //!   the card's receive queue is the outside. Its reports — inner packets the card (or
 //!   software) decapsulated and checked against the inbound policy, and drops with their
 //!   reason — become the batch and its verdicts.
 //!
 //! The inbound thread is the card's poller: its one descriptor is a [`Wake`] signalled when
-//! frames go into the card (port thread) or packets wait on the card's TX ring (outbound
-//! thread), and it stays readable until the card is idle again — nothing waiting to enter
+//! frames go into the card (port thread) or packets wait on the card's TX ring (an outbound
+//! worker), and it stays readable until the card is idle again — nothing waiting to enter
 //! the card, nothing scheduled inside it, nothing outstanding on its rings.
 
 use espo_ipsec::spec::Direction;
@@ -56,9 +58,16 @@ pub struct CardShared {
     events: Mutex<VecDeque<EngineEvent>>,
     /// Where lifetime crossings go for key management.
     feed: Option<Arc<crate::ike::LifetimeFeed>>,
+    /// Per outbound worker, the TX reports another worker took from the engine (one
+    /// worker: none ever are). See [`CardOutbound`].
+    stash: Mutex<Vec<Vec<TxReport>>>,
 }
 
-/// How often the outbound thread lets the engine do its housekeeping besides traffic.
+/// Bits of a TX tag below the outbound worker's index: each worker tags its packets
+/// `worker << WORKER_SHIFT | n`.
+const WORKER_SHIFT: u32 = 48;
+
+/// How often each outbound worker lets the engine do its housekeeping besides traffic.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(10);
 /// Events `espo status` keeps.
 const EVENTS_KEPT: usize = 8;
@@ -84,7 +93,34 @@ impl CardShared {
             irq,
             events: Mutex::default(),
             feed: None,
+            stash: Mutex::new(vec![Vec::new()]),
         })
+    }
+
+    /// `n` outbound workers share the engine (one by default).
+    pub fn with_outbound_workers(self, n: usize) -> CardShared {
+        *lock(&self.stash) = (0..n.max(1)).map(|_| Vec::new()).collect();
+        self
+    }
+
+    /// Sorts the TX reports `worker` took from the engine: another worker's go to its
+    /// stash, and what other workers took for `worker` joins `reports`.
+    fn sort_reports(&self, worker: usize, reports: &mut Vec<TxReport>) {
+        let mut stash = lock(&self.stash);
+        if stash.len() <= 1 {
+            return;
+        }
+        let mut i = 0;
+        while i < reports.len() {
+            let owner = (reports[i].tag >> WORKER_SHIFT) as usize;
+            match stash.get_mut(owner) {
+                Some(theirs) if owner != worker => theirs.push(reports.swap_remove(i)),
+                _ => i += 1,
+            }
+        }
+        if let Some(mine) = stash.get_mut(worker) {
+            reports.append(mine);
+        }
     }
 
     /// Lifetime crossings also go to `feed` (key management renews CHILD_SAs by them).
@@ -215,8 +251,15 @@ impl CardShared {
 }
 
 /// The outbound half. See the module documentation.
+///
+/// Several outbound workers may share one engine, each holding it for a batch at a time
+/// (the card, or the engine's software half under the same lock, numbers the packets).
+/// Each tags its packets with its index in the tag's top bits; a worker that takes another
+/// one's reports from the engine leaves them in that worker's stash.
 pub struct CardOutbound<'a> {
     shared: &'a CardShared,
+    /// This worker's index (0 for the first or only one).
+    worker: usize,
     /// The software engine's outbound half: the overhead of a packet (its SPD and SAs,
     /// never its sequence numbers), changed with the database through `sizing_changes`.
     sizing: Outbound,
@@ -235,6 +278,7 @@ impl<'a> CardOutbound<'a> {
     ) -> Self {
         CardOutbound {
             shared,
+            worker: 0,
             sizing,
             sizing_changes,
             next_tag: 0,
@@ -259,6 +303,16 @@ fn outgoing(outcome: Result<SentAs, DropReason>) -> Result<Outgoing, DropReason>
         Ok(SentAs::Esp { spi, .. }) => Ok(Outgoing::Transmitted { spi }),
         Ok(SentAs::Bypass | SentAs::Link) => Ok(Outgoing::Transmitted { spi: 0 }),
         Err(reason) => Err(reason),
+    }
+}
+
+impl CardOutbound<'_> {
+    /// This half is outbound worker `worker` of those
+    /// [`with_outbound_workers`](CardShared::with_outbound_workers) names.
+    pub fn worker(mut self, worker: usize) -> Self {
+        self.worker = worker;
+        self.next_tag = (worker as u64) << WORKER_SHIFT;
+        self
     }
 }
 
@@ -292,6 +346,7 @@ impl OutboundEngine for CardOutbound<'_> {
             engine.take_tx_reports(&mut self.reports);
             engine.tx_outstanding()
         };
+        self.shared.sort_reports(self.worker, &mut self.reports);
         // Handed to the card: sent unless a report says otherwise.
         verdicts.resize(batch.len(), Ok(Outgoing::Transmitted { spi: 0 }));
         for r in self.reports.drain(..) {
@@ -312,7 +367,10 @@ impl OutboundEngine for CardOutbound<'_> {
     }
 
     fn snapshot(&self, out: &mut Vec<SaSnapshot>) {
-        self.shared.snapshot(Direction::Out, out);
+        // The engine's SAs are every worker's: shown once, by the first.
+        if self.worker == 0 {
+            self.shared.snapshot(Direction::Out, out);
+        }
     }
 
     fn housekeeping(&mut self) {
@@ -331,6 +389,7 @@ impl OutboundEngine for CardOutbound<'_> {
             self.housekept = Instant::now();
         }
         self.shared.engine().take_tx_reports(&mut self.reports);
+        self.shared.sort_reports(self.worker, &mut self.reports);
         for r in self.reports.drain(..) {
             if let Err(reason) = r.outcome {
                 self.late.push(reason);
@@ -482,7 +541,7 @@ impl InboundEngine for CardInbound<'_> {
     }
 }
 
-/// The outbound thread's outside: nothing, the card sends on its own port.
+/// The outbound workers' outside: nothing, the card sends on its own port.
 #[derive(Debug, Default)]
 pub struct CardSends;
 

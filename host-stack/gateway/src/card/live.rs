@@ -1,6 +1,6 @@
 //! The live SA and policy database on the card gateway: each change goes to the offload
 //! engine under the lock its datapath takes for one batch at a time (so it falls between
-//! two batches), then to the outbound thread's sizing copy of the outbound SPD (what the
+//! two batches), then to each outbound worker's sizing copy of the outbound SPD (what the
 //! PMTU check measures packets with) through its mailbox, and a new SA's endpoints to the
 //! port (answered for, learnt).
 
@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use espo_ipsec::engine::Outbound;
+use espo_ipsec::engine::{ChangeError, Outbound};
 use espo_ipsec::spd::PolicyId;
 use espo_ipsec::spec::{Direction, PolicySpec, SaSpec};
 use espo_offload::OffloadError;
@@ -19,7 +19,7 @@ use crate::live::{Engine, EngineChangeError, Install};
 use crate::mailbox::Mailbox;
 use crate::software::outbound_sa;
 
-/// How long the control thread waits for the outbound thread to take a sizing change.
+/// How long the control thread waits for an outbound worker to take a sizing change.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn refused(e: OffloadError) -> EngineChangeError {
@@ -32,8 +32,8 @@ fn refused(e: OffloadError) -> EngineChangeError {
 /// The control thread's handle on a card gateway.
 pub struct CardLive<'a> {
     pub shared: &'a CardShared,
-    /// The outbound thread's sizing copy of the outbound SAs and policies.
-    pub sizing: Arc<Mailbox<Outbound>>,
+    /// Each outbound worker's sizing copy of the outbound SAs and policies.
+    pub sizing: Vec<Arc<Mailbox<Outbound>>>,
     pub endpoints: &'a RwLock<Endpoints>,
     /// The configured next hop per family.
     pub next_hops: Vec<IpAddr>,
@@ -57,11 +57,37 @@ impl CardLive<'_> {
             .add(local, hop);
     }
 
-    fn sizing<R: Send + 'static>(
+    /// Runs `change` on every outbound worker's sizing copy, one after the other.
+    fn sizing(
         &self,
-        f: impl FnOnce(&mut Outbound) -> R + Send + 'static,
-    ) -> Result<R, EngineChangeError> {
-        Ok(self.sizing.call(f, CHANGE_TIMEOUT)?)
+        change: impl Fn(&mut Outbound) -> Result<(), ChangeError> + Clone + Send + 'static,
+    ) -> Result<(), EngineChangeError> {
+        for mailbox in &self.sizing {
+            let change = change.clone();
+            mailbox.call(move |h| change(h), CHANGE_TIMEOUT)??;
+        }
+        Ok(())
+    }
+
+    /// Adds (or, with `old_spi`, puts in place of that SA) outbound SA `sa` to every
+    /// worker's sizing copy.
+    fn sizing_sa(
+        &self,
+        sa: &SaSpec,
+        how: &Install,
+        old_spi: Option<u32>,
+    ) -> Result<(), EngineChangeError> {
+        for mailbox in &self.sizing {
+            let copy = outbound_sa(sa, how)?;
+            mailbox.call(
+                move |h| match old_spi {
+                    Some(old) => h.replace_sa(old, copy).map(drop),
+                    None => h.add_sa(copy).map(drop),
+                },
+                CHANGE_TIMEOUT,
+            )??;
+        }
+        Ok(())
     }
 }
 
@@ -76,8 +102,7 @@ impl Engine for CardLive<'_> {
         }
         self.learn_endpoints(sa, dir);
         if dir == Direction::Out {
-            let copy = outbound_sa(sa, &how)?;
-            self.sizing(move |h| h.add_sa(copy).map(drop))??;
+            self.sizing_sa(sa, &how, None)?;
         }
         Ok(())
     }
@@ -88,7 +113,7 @@ impl Engine for CardLive<'_> {
             .remove_sa(spi, dir, Some(dst))
             .map_err(refused)?;
         if dir == Direction::Out {
-            self.sizing(move |h| h.remove_sa(spi).map(drop))??;
+            self.sizing(move |h| h.remove_sa(spi).map(drop))?;
         }
         Ok(())
     }
@@ -109,8 +134,7 @@ impl Engine for CardLive<'_> {
         }
         self.learn_endpoints(new, dir);
         if dir == Direction::Out {
-            let copy = outbound_sa(new, &how)?;
-            self.sizing(move |h| h.replace_sa(old_spi, copy).map(drop))??;
+            self.sizing_sa(new, &how, Some(old_spi))?;
         }
         Ok(())
     }
@@ -127,7 +151,7 @@ impl Engine for CardLive<'_> {
             .map_err(refused)?;
         if policy.dir == Direction::Out {
             let p = policy.clone();
-            self.sizing(move |h| h.add_policy(&p, id, position))??;
+            self.sizing(move |h| h.add_policy(&p, id, position))?;
         }
         Ok(())
     }
@@ -135,7 +159,7 @@ impl Engine for CardLive<'_> {
     fn remove_policy(&self, dir: Direction, id: PolicyId) -> Result<(), EngineChangeError> {
         self.shared.engine().remove_policy(id).map_err(refused)?;
         if dir == Direction::Out {
-            self.sizing(move |h| h.remove_policy(id).map(drop))??;
+            self.sizing(move |h| h.remove_policy(id).map(drop))?;
         }
         Ok(())
     }
@@ -149,7 +173,7 @@ impl Engine for CardLive<'_> {
         self.shared.engine().set_bundle(id, spis).map_err(refused)?;
         if dir == Direction::Out {
             let spis = spis.to_vec();
-            self.sizing(move |h| h.set_bundle(id, &spis))??;
+            self.sizing(move |h| h.set_bundle(id, &spis))?;
         }
         Ok(())
     }

@@ -384,11 +384,19 @@ pub fn run(
     for (spi, reservation) in &states.reservations {
         engine.set_reservation(*spi, reservation.clone());
     }
-    let sizing = SoftwareEngine::new(&states.sas, &config.policies)?.outbound;
-    let sizing_changes = Arc::new(Mailbox::new().map_err(GatewayError::Mailbox)?);
+    // Outbound workers share the engine, a batch at a time; each measures packets for the
+    // PMTU check with a sizing copy of the outbound SAs and policies of its own.
+    let workers = crate::outbound_workers(gw);
+    let mut sizing = Vec::with_capacity(workers);
+    let mut sizing_changes = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        sizing.push(SoftwareEngine::new(&states.sas, &config.policies)?.outbound);
+        sizing_changes.push(Arc::new(Mailbox::new().map_err(GatewayError::Mailbox)?));
+    }
     let feed = Arc::new(crate::ike::LifetimeFeed::default());
-    let mut shared =
-        CardShared::new(engine, Arc::clone(&queues), card_backend).map_err(SetupError::Wake)?;
+    let mut shared = CardShared::new(engine, Arc::clone(&queues), card_backend)
+        .map_err(SetupError::Wake)?
+        .with_outbound_workers(workers);
     if !config.connections.is_empty() {
         shared = shared.with_feed(Arc::clone(&feed));
     }
@@ -400,13 +408,21 @@ pub fn run(
     });
     let live = CardLive {
         shared: &shared,
-        sizing: Arc::clone(&sizing_changes),
+        sizing: sizing_changes.clone(),
         endpoints: &endpoints,
         next_hops: gw.next_hops.clone(),
     };
 
-    let mut card_outbound = CardOutbound::new(&shared, sizing, sizing_changes);
-    let mut outbound = Learning::new(&mut card_outbound, &path_mtus);
+    let mut card_outbound: Vec<_> = sizing
+        .into_iter()
+        .zip(sizing_changes)
+        .enumerate()
+        .map(|(i, (sizing, changes))| CardOutbound::new(&shared, sizing, changes).worker(i))
+        .collect();
+    let mut outbound: Vec<_> = card_outbound
+        .iter_mut()
+        .map(|o| Learning::new(o, &path_mtus))
+        .collect();
     let mut inbound = CardInbound { shared: &shared };
     let rx = CardRx { shared: &shared };
     let extra = || {
@@ -476,8 +492,7 @@ pub fn run(
             attached.as_ref().map(|a| a.name.as_str()),
             &shutdown,
             Datapath {
-                // The card numbers its own packets; one outbound worker feeds it.
-                outbound: vec![&mut outbound],
+                outbound: outbound.iter_mut().collect(),
                 inbound: &mut inbound,
                 tx: &CardSends,
                 rx: &rx,

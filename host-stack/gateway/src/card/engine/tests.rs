@@ -272,3 +272,81 @@ fn housekeeping_keeps_the_latest_events_for_status() {
     }
     assert_eq!(b.shared.events().len(), EVENTS_KEPT, "bounded");
 }
+
+#[test]
+fn outbound_workers_share_the_engine_each_with_its_own_reports() {
+    let mut b = bench();
+    b.shared = b.shared.with_outbound_workers(2);
+    let worker = |i: usize| {
+        CardOutbound::new(
+            &b.shared,
+            b.config.software_engine().unwrap().outbound,
+            Arc::new(crate::mailbox::Mailbox::new().unwrap()),
+        )
+        .worker(i)
+    };
+    let (mut w0, mut w1) = (worker(0), worker(1));
+    let good: Vec<Vec<u8>> = (0..2)
+        .map(|i| udp([10, 2, 0, 2], [10, 1, 0, 2], 300 + i, i as u8))
+        .collect();
+    let bad = [0x45u8; 10];
+    // Each worker's verdicts are those of its own batch.
+    let mut verdicts = Vec::new();
+    w0.encapsulate(&mut [buf(&good[0]), buf(&bad)], &mut verdicts);
+    assert!(
+        matches!(
+            verdicts[..],
+            [Ok(Outgoing::Transmitted { .. }), Err(DropReason::Malformed)]
+        ),
+        "{verdicts:?}"
+    );
+    w1.encapsulate(&mut [buf(&bad), buf(&good[1])], &mut verdicts);
+    assert!(
+        matches!(
+            verdicts[..],
+            [Err(DropReason::Malformed), Ok(Outgoing::Transmitted { .. })]
+        ),
+        "{verdicts:?}"
+    );
+    // A report one worker takes from the engine for another reaches that other one.
+    for (owner, tag) in [(0, 500u64), (1, (1 << WORKER_SHIFT) | 500)] {
+        b.shared.engine().submit(tag, &bad);
+        let (mut late0, mut late1) = (Vec::new(), Vec::new());
+        // The worker that does not own the report takes it first.
+        if owner == 0 {
+            w1.settle(&mut late1);
+            w0.settle(&mut late0);
+        } else {
+            w0.settle(&mut late0);
+            w1.settle(&mut late1);
+        }
+        let (mine, theirs) = if owner == 0 {
+            (late0, late1)
+        } else {
+            (late1, late0)
+        };
+        assert_eq!(mine, [DropReason::Malformed], "worker {owner}");
+        assert!(theirs.is_empty(), "worker {owner}'s report went elsewhere");
+    }
+    // The card sent both workers' packets, each with a number of its own.
+    b.settle_card();
+    let frames = b.queues.take_for_wire();
+    assert_eq!(frames.len(), 2);
+    let mut seqs = Vec::new();
+    for f in &frames {
+        seqs.push(u32::from_be_bytes(f[14 + 24..14 + 28].try_into().unwrap()));
+        let mut batch = [buf(&f[14..])];
+        let mut incoming = Vec::new();
+        InboundEngine::decapsulate(&mut b.peer.inbound, &mut batch, &mut incoming);
+        assert_eq!(incoming, [Ok(Incoming::Inner { spi: 0x2001 })]);
+        assert!(good.iter().any(|g| g[..] == *batch[0].packet()));
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, [1, 2]);
+    // The engine's SA rows are shown once (by the first worker), with every packet.
+    let (mut s0, mut s1) = (Vec::new(), Vec::new());
+    w0.snapshot(&mut s0);
+    w1.snapshot(&mut s1);
+    assert_eq!((s0.len(), s0[0].packets), (1, 2));
+    assert!(s1.is_empty());
+}
