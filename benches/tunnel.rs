@@ -14,7 +14,8 @@
 //! - with `ESPO_TUNNEL_MODES=all` (or a list), also the same without each lever, to say
 //!   what it gives: `sw-sw-no-offload` and `sw-model-no-offload` (`tun_offload = false`),
 //!   `sw-sw-udp-no-gso` (ESP in UDP, neither TUN offloads nor UDP GSO/GRO), and
-//!   `sw-sw-1-worker` / `sw-sw-udp-1-worker` (one outbound worker instead of one per core).
+//!   `sw-sw-1-worker` / `sw-sw-udp-1-worker` / `sw-model-1-worker` (one outbound worker
+//!   instead of one per core).
 //!
 //! Per mode four tests: one TCP flow and four at once (receiver's Gbit/s), and
 //! unlimited-rate UDP with 64- and 1400-byte payloads (datagrams per second delivered, and Gbit/s of payload). The
@@ -45,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const MODES: [&str; 9] = [
+const MODES: [&str; 10] = [
     "kernel",
     "sw-sw",
     "sw-model",
@@ -55,6 +56,7 @@ const MODES: [&str; 9] = [
     "sw-sw-udp-no-gso",
     "sw-sw-1-worker",
     "sw-sw-udp-1-worker",
+    "sw-model-1-worker",
 ];
 /// The modes run unless `ESPO_TUNNEL_MODES` names others (`all`: every one).
 const DEFAULT_MODES: [&str; 4] = ["kernel", "sw-sw", "sw-model", "sw-sw-udp"];
@@ -262,6 +264,7 @@ fn main() {
                 one_worker(&udp_gso(&b_cfg)),
                 false,
             ),
+            "sw-model-1-worker" => (one_worker(&a_cfg), one_worker(&b_model_cfg), true),
             other => panic!("unknown mode {other}"),
         }
     };
