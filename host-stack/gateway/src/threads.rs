@@ -404,7 +404,9 @@ impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
             }
             let stopping = self.ctx.shutdown.requested();
             let mut later = 0;
-            let mut out: Vec<&[u8]> = Vec::with_capacity(n);
+            // What leaves through the outside: no allocation per batch.
+            let mut out: [&[u8]; BATCH] = [&[]; BATCH];
+            let mut m = 0;
             for (p, v) in self.batch[..n].iter().zip(self.verdicts.iter()) {
                 match v {
                     Ok(Outgoing::Transmitted { .. }) => {
@@ -415,20 +417,23 @@ impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
                         if *kind == Outgoing::Bypass {
                             self.stats.bypassed += 1;
                         }
-                        out.push(p.packet());
+                        if let Some(slot) = out.get_mut(m) {
+                            *slot = p.packet();
+                            m += 1;
+                        }
                     }
                     Err(DropReason::SeqBusy) if !stopping => later += 1,
                     Err(reason) => self.stats.drops.count(*reason),
                 }
             }
-            if !out.is_empty() {
-                let failed = self.ctx.tx.send_batch(&out, &mut self.headers);
+            if m > 0 {
+                let out = &out[..m];
+                let failed = self.ctx.tx.send_batch(out, &mut self.headers);
                 let bytes: usize = out.iter().map(|p| p.len()).sum();
                 self.stats.forwarded += (out.len() - failed) as u64;
                 self.stats.forwarded_bytes += bytes as u64;
                 self.stats.write_errors += failed as u64;
             }
-            drop(out);
             self.engine.sent();
             if later > 0 {
                 // The waiting packets, in their order, to the front of the batch.
