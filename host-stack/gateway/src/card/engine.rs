@@ -61,6 +61,8 @@ pub struct CardShared {
     /// Per outbound worker, the TX reports another worker took from the engine (one
     /// worker: none ever are). See [`CardOutbound`].
     stash: Mutex<Vec<Vec<TxReport>>>,
+    /// How many outbound workers share the engine.
+    workers: usize,
 }
 
 /// Bits of a TX tag below the outbound worker's index: each worker tags its packets
@@ -94,22 +96,24 @@ impl CardShared {
             events: Mutex::default(),
             feed: None,
             stash: Mutex::new(vec![Vec::new()]),
+            workers: 1,
         })
     }
 
     /// `n` outbound workers share the engine (one by default).
-    pub fn with_outbound_workers(self, n: usize) -> CardShared {
-        *lock(&self.stash) = (0..n.max(1)).map(|_| Vec::new()).collect();
+    pub fn with_outbound_workers(mut self, n: usize) -> CardShared {
+        self.workers = n.max(1);
+        *lock(&self.stash) = (0..self.workers).map(|_| Vec::new()).collect();
         self
     }
 
     /// Sorts the TX reports `worker` took from the engine: another worker's go to its
     /// stash, and what other workers took for `worker` joins `reports`.
     fn sort_reports(&self, worker: usize, reports: &mut Vec<TxReport>) {
-        let mut stash = lock(&self.stash);
-        if stash.len() <= 1 {
+        if self.workers <= 1 {
             return;
         }
+        let mut stash = lock(&self.stash);
         let mut i = 0;
         while i < reports.len() {
             let owner = (reports[i].tag >> WORKER_SHIFT) as usize;
