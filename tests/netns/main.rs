@@ -48,6 +48,50 @@ fn stat(status: &str, direction: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in {line}"))
 }
 
+/// Per outbound worker, the packets it received, from the `outbound workers: N, received
+/// a / b / ...` line of espo status; checks there are `workers` of them and that they add
+/// up to the outbound count.
+fn worker_spread(status: &str, workers: usize) -> Vec<u64> {
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("outbound workers: {workers}, received ")))
+        .unwrap_or_else(|| panic!("no line for {workers} workers: {status}"));
+    let received: Vec<u64> = line
+        .split(',')
+        .next()
+        .unwrap()
+        .split(" / ")
+        .map(|n| n.trim().parse().unwrap())
+        .collect();
+    assert_eq!(received.len(), workers, "{line}");
+    assert_eq!(
+        received.iter().sum::<u64>(),
+        stat(status, "outbound", "received"),
+        "{status}"
+    );
+    received
+}
+
+/// `count` TCP transfers of `len` bytes each at once, from `client_ns` to `server` in
+/// `server_ns`, on ports from `first_port` on; each checked byte for byte.
+fn parallel_tcp_transfers(
+    lab: &Lab,
+    client_ns: &str,
+    server_ns: &str,
+    server: IpAddr,
+    len: usize,
+    first_port: u16,
+    count: u16,
+) {
+    std::thread::scope(|s| {
+        for k in 0..count {
+            s.spawn(move || {
+                traffic::tcp_transfer_on(lab, client_ns, server_ns, server, len, first_port + k)
+            });
+        }
+    });
+}
+
 /// Starts both ends of an example pair.
 fn start_pair(
     lab: &mut Lab,
@@ -302,42 +346,24 @@ fn three_outbound_workers_share_an_sa_without_repeating_a_number() {
     let a = lab.espo_run(&t.left, "left", &config("gw-a", &t.left_out, "3"));
     let b = lab.espo_run(&t.right, "right", &config("gw-b", &t.right_out, "1"));
     let seen = capture::EspSeen::start(&t.left, &t.left_out);
-    let (lab_ref, t_ref) = (&lab, &t);
-    std::thread::scope(|s| {
-        for k in 0..8u16 {
-            s.spawn(move || {
-                traffic::tcp_transfer_on(
-                    lab_ref,
-                    &t_ref.left_host,
-                    &t_ref.right_host,
-                    ip("10.2.0.2"),
-                    400_000,
-                    7300 + k,
-                )
-            });
-        }
-    });
+    parallel_tcp_transfers(
+        &lab,
+        &t.left_host,
+        &t.right_host,
+        ip("10.2.0.2"),
+        400_000,
+        7300,
+        8,
+    );
     let (packets, twice) = seen.finish();
     assert!(packets > 500, "{packets} ESP packets seen");
     assert!(twice.is_empty(), "sequence numbers used twice: {twice:?}");
     let (sa, sb) = (lab.status(&a), lab.status(&b));
-    let line = sa
-        .lines()
-        .find_map(|l| l.strip_prefix("outbound workers: 3, received "))
-        .unwrap_or_else(|| panic!("no workers line: {sa}"));
-    let received: Vec<u64> = line
-        .split(',')
-        .next()
-        .unwrap()
-        .split(" / ")
-        .map(|n| n.trim().parse().unwrap())
-        .collect();
-    assert_eq!(received.len(), 3, "{line}");
+    let received = worker_spread(&sa, 3);
     let total: u64 = received.iter().sum();
-    assert_eq!(total, stat(&sa, "outbound", "received"));
     assert!(
         received.iter().filter(|n| **n * 10 >= total).count() >= 2,
-        "the flows spread over the workers (two at least with a tenth each): {line}"
+        "the flows spread over the workers (two at least with a tenth each): {received:?}"
     );
     assert!(!sb.contains("outbound workers"), "one worker: {sb}");
     assert_eq!(stat(&sa, "outbound", "dropped"), 0, "{sa}");

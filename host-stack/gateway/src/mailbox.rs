@@ -64,6 +64,22 @@ impl<H> Mailbox<H> {
         })
     }
 
+    /// Runs `change` on the halves of every mailbox of `boxes`, one after the other; stops at
+    /// the first that refuses it (the inner error) or cannot be reached.
+    pub fn call_each<E: Send + 'static>(
+        boxes: &[Arc<Mailbox<H>>],
+        change: impl Fn(&mut H) -> Result<(), E> + Clone + Send + 'static,
+        timeout: Duration,
+    ) -> Result<Result<(), E>, MailboxError> {
+        for mailbox in boxes {
+            let change = change.clone();
+            if let Err(e) = mailbox.call(move |h| change(h), timeout)? {
+                return Ok(Err(e));
+            }
+        }
+        Ok(Ok(()))
+    }
+
     /// Runs `f` on the owner's `H` between two of its batches and returns what it returned;
     /// gives up after `timeout` if the owner has not started it (it then never runs).
     pub fn call<R: Send + 'static>(

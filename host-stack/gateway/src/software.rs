@@ -227,11 +227,7 @@ impl SoftwareLive {
         &self,
         change: impl Fn(&mut Outbound) -> Result<(), ChangeError> + Clone + Send + 'static,
     ) -> Result<(), EngineChangeError> {
-        for mailbox in &self.outbound {
-            let change = change.clone();
-            mailbox.call(move |h| change(h), CHANGE_TIMEOUT)??;
-        }
-        Ok(())
+        Ok(Mailbox::call_each(&self.outbound, change, CHANGE_TIMEOUT)??)
     }
 }
 

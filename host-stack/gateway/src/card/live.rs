@@ -62,11 +62,7 @@ impl CardLive<'_> {
         &self,
         change: impl Fn(&mut Outbound) -> Result<(), ChangeError> + Clone + Send + 'static,
     ) -> Result<(), EngineChangeError> {
-        for mailbox in &self.sizing {
-            let change = change.clone();
-            mailbox.call(move |h| change(h), CHANGE_TIMEOUT)??;
-        }
-        Ok(())
+        Ok(Mailbox::call_each(&self.sizing, change, CHANGE_TIMEOUT)??)
     }
 
     /// Adds (or, with `old_spi`, puts in place of that SA) outbound SA `sa` to every
