@@ -30,6 +30,11 @@
 //! delivered packet — a thread at 100% is the bottleneck; the machine's busy share says
 //! whether the two cores were the limit.
 //!
+//! With `ESPO_TUNNEL_PERF=1`, the last round of each espo test also runs `perf record` on
+//! the whole machine and the bench prints the heaviest symbols by thread (`perf report`
+//! by thread name and symbol): which kernel paths and which of espo's functions the time
+//! goes to.
+//!
 //! Needs root and iperf3; prints why it is skipped otherwise. Run with
 //! `cargo bench --bench tunnel`.
 
@@ -135,6 +140,56 @@ fn ticks_per_second() -> f64 {
     100.0
 }
 
+/// A whole-machine `perf record` (flat, 999 Hz) running beside one test, when asked for.
+struct Perf {
+    child: std::process::Child,
+    path: std::path::PathBuf,
+}
+
+impl Perf {
+    /// Starts recording for `seconds` into a file under `dir`; `None` (said once) when
+    /// perf cannot run.
+    fn start(dir: &std::path::Path, name: &str, seconds: f64) -> Option<Perf> {
+        let path = dir.join(format!("perf-{name}.data"));
+        let child = Command::new("perf")
+            .args(["record", "-a", "-F", "999", "-q", "-o"])
+            .arg(&path)
+            .args(["--", "sleep", &format!("{seconds}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        Some(Perf { child, path })
+    }
+
+    /// Where the machine's samples went: first one line with each thread's share (perf's
+    /// `comm`: threads of the same name together, `swapper` is idle), then the heaviest
+    /// symbols by thread — espo's functions and the kernel's work on its threads.
+    fn finish(mut self, top: usize) -> Vec<String> {
+        let _ = self.child.wait();
+        let report = |sort: &str, limit: &str| -> Vec<String> {
+            Command::new("perf")
+                .args(["report", "--stdio", "-q", "--no-children", "--sort", sort])
+                .args(["--percent-limit", limit, "-i"])
+                .arg(&self.path)
+                .stderr(Stdio::null())
+                .output()
+                .map(|out| {
+                    String::from_utf8_lossy(&out.stdout)
+                        .lines()
+                        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                        .filter(|l| !l.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut lines = vec![format!("threads: {}", report("comm", "2").join(", "))];
+        lines.extend(report("comm,sym", "0.8").into_iter().take(top));
+        let _ = std::fs::remove_file(&self.path);
+        lines
+    }
+}
+
 /// Runs iperf3 from `client_ns` to the server in `server_ns`; `None` when it failed.
 fn iperf(client_ns: &str, server_ns: &str, test: Test, seconds: f64) -> Option<Measured> {
     let mut server = Command::new("ip")
@@ -226,6 +281,15 @@ fn main() {
     let seconds: f64 = env_or("ESPO_TUNNEL_SECONDS", 4.0);
     let only: Option<String> = std::env::var("ESPO_TUNNEL_MODES").ok();
     let only_tests: Option<String> = std::env::var("ESPO_TUNNEL_TESTS").ok();
+    // With ESPO_TUNNEL_PERF=1 the last round of every espo test also runs perf beside it.
+    let perf_wanted = std::env::var_os("ESPO_TUNNEL_PERF").is_some_and(|v| v != "0");
+    let perf_dir = std::env::temp_dir();
+    if perf_wanted && Command::new("perf").arg("--version").output().is_err() {
+        println!(
+            "ESPO_TUNNEL_PERF: perf is not installed (Debian package linux-perf): no profiles"
+        );
+    }
+    let mut perf_profiles: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
     let test_wanted = |test: &Test| {
         only_tests
             .as_deref()
@@ -336,8 +400,14 @@ fn main() {
                     .unwrap_or_default();
                 let before: Vec<_> = pids.iter().map(|&(_, p)| thread_ticks(p)).collect();
                 let machine_before = machine_ticks();
+                let perf = (perf_wanted && gateways.is_some() && round + 1 == rounds)
+                    .then(|| Perf::start(&perf_dir, &format!("{mode}-{}", test.name()), seconds))
+                    .flatten();
                 let started = Instant::now();
                 let got = iperf(&t.left_host, &t.right_host, *test, seconds);
+                if let Some(perf) = perf {
+                    perf_profiles.insert((m, k), perf.finish(14));
+                }
                 let wall = started.elapsed().as_secs_f64();
                 let machine_after = machine_ticks();
                 let Some(got) = got else {
@@ -448,6 +518,19 @@ fn main() {
     for ((m, k), lines) in &profiles {
         for l in lines {
             println!("  {:<7} {:<19} {l}", TESTS[*k].name(), MODES[*m]);
+        }
+    }
+    if !perf_profiles.is_empty() {
+        println!(
+            "\nperf, last round (ESPO_TUNNEL_PERF; its own cost is in that round's figures): the\n\
+             heaviest symbols by thread, as shares of every sample of the machine ([k]: kernel,\n\
+             [.]: user space; a thread's [k] lines include the softirq work it triggers):"
+        );
+        for ((m, k), lines) in &perf_profiles {
+            println!("  {} {}:", TESTS[*k].name(), MODES[*m]);
+            for l in lines {
+                println!("    {l}");
+            }
         }
     }
     println!("{{{}}}", json.join(","));
