@@ -192,42 +192,59 @@ impl OuterTx {
     /// (retrying past a packet the kernel refuses). Returns how many could not be sent.
     fn send_raw(&self, pkts: &[&[u8]], headers: &mut BatchHeaders) -> usize {
         let mut failed = 0;
+        // The message vectors live on the stack: nothing is allocated per batch.
+        let mut slices = [[io::IoSlice::new(&[])]; TX_BATCH];
+        let mut addrs: [Option<SockaddrStorage>; TX_BATCH] = [None; TX_BATCH];
         for (v6, socket) in [(false, &self.v4), (true, &self.v6)] {
-            let mut slices = Vec::with_capacity(pkts.len());
-            let mut addrs = Vec::with_capacity(pkts.len());
-            for p in pkts {
-                match destination(p) {
-                    Some((family_v6, dst)) if family_v6 == v6 => {
-                        slices.push([io::IoSlice::new(p)]);
-                        addrs.push(Some(dst));
+            for chunk in pkts.chunks(TX_BATCH) {
+                let mut n = 0;
+                for p in chunk {
+                    match destination(p) {
+                        Some((family_v6, dst)) if family_v6 == v6 => {
+                            slices[n] = [io::IoSlice::new(p)];
+                            addrs[n] = Some(dst);
+                            n += 1;
+                        }
+                        Some(_) => {}
+                        None if !v6 => failed += 1,
+                        None => {}
                     }
-                    Some(_) => {}
-                    None if !v6 => failed += 1,
-                    None => {}
                 }
-            }
-            let mut at = 0;
-            while at < slices.len() {
-                let fd = socket.as_raw_fd();
-                let r = sendmmsg(
-                    fd,
-                    &mut headers.0,
-                    &slices[at..],
-                    &addrs[at..],
-                    [],
-                    MsgFlags::empty(),
-                );
-                match r.map(|sent| sent.count()) {
-                    Ok(0) | Err(_) => {
-                        failed += 1;
-                        at += 1;
-                    }
-                    Ok(sent) => at += sent,
-                }
+                failed += send_all(socket.as_raw_fd(), headers, &slices[..n], &addrs[..n]);
             }
         }
         failed
     }
+}
+
+/// Sends every message with `sendmmsg`, retrying past one the kernel refuses; returns how
+/// many were refused.
+fn send_all(
+    fd: std::os::fd::RawFd,
+    headers: &mut BatchHeaders,
+    slices: &[[io::IoSlice<'_>; 1]],
+    addrs: &[Option<SockaddrStorage>],
+) -> usize {
+    let mut failed = 0;
+    let mut at = 0;
+    while at < slices.len() {
+        let r = sendmmsg(
+            fd,
+            &mut headers.0,
+            &slices[at..],
+            &addrs[at..],
+            [],
+            MsgFlags::empty(),
+        );
+        match r.map(|sent| sent.count()) {
+            Ok(0) | Err(_) => {
+                failed += 1;
+                at += 1;
+            }
+            Ok(sent) => at += sent,
+        }
+    }
+    failed
 }
 
 impl OutsideTx for OuterTx {
@@ -508,18 +525,18 @@ impl OutsideRx for OuterRx {
         let mut received = [(0usize, None::<SockaddrStorage>); RX_BATCH];
         let want = bufs.len().min(RX_BATCH);
         let n = {
-            let mut slices: Vec<[io::IoSliceMut<'_>; 1]> = bufs[..want]
-                .iter_mut()
-                .map(|b| {
-                    [io::IoSliceMut::new(
-                        &mut b.receive_area(RX_HEADROOM)[..MAX_PACKET - RX_HEADROOM],
-                    )]
-                })
-                .collect();
+            // The message vectors live on the stack: nothing is allocated per call.
+            let mut areas = bufs[..want].iter_mut();
+            let mut slices: [[io::IoSliceMut<'_>; 1]; RX_BATCH] = std::array::from_fn(|_| {
+                [io::IoSliceMut::new(match areas.next() {
+                    Some(b) => &mut b.receive_area(RX_HEADROOM)[..MAX_PACKET - RX_HEADROOM],
+                    None => &mut [],
+                })]
+            });
             let results = match recvmmsg(
                 s.socket.as_raw_fd(),
                 &mut headers.mm,
-                slices.iter_mut(),
+                slices[..want].iter_mut(),
                 MsgFlags::MSG_DONTWAIT,
                 None,
             ) {
