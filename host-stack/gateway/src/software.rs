@@ -1,6 +1,6 @@
 //! The software engine in a running gateway: each datapath thread owns its half
 //! ([`SoftwareHalf`]), and the control thread changes the halves through their mailboxes
-//! ([`SoftwareLive`], the [`Engine`](crate::live::Engine) of a software-engine gateway).
+//! ([`SoftwareLive`], the [`Engine`] of a software-engine gateway).
 //!
 //! Per batch a half costs one atomic load for its mailbox; every [`LIFETIME_CHECK`] it
 //! also checks its SAs' lifetimes (time lifetimes need a clock, which espo-ipsec does not

@@ -234,7 +234,7 @@ impl Drop for AllMulti {
     }
 }
 
-/// The offload engine's card configuration ([`offload::card_config`]) with timeouts for a
+/// The offload engine's card configuration ([`espo_offload::card_config`]) with timeouts for a
 /// loaded host: the model runs in a thread the scheduler may hold back, and its clock (the
 /// driver's) then catches up with the wall clock in one step, possibly past a deadline the
 /// driver was about to see met.
