@@ -427,7 +427,7 @@ pub fn start_states(config: &Config, keeper: &Mutex<Keeper>) -> Result<Started, 
     Ok(started)
 }
 
-/// How many outbound workers a software-engine gateway runs: `[gateway] workers`, or one
+/// How many outbound workers a gateway runs (every engine): `[gateway] workers`, or one
 /// per core (at most [`espo_config::MAX_WORKERS`]).
 pub fn outbound_workers(gw: &GatewayConfig) -> usize {
     gw.workers.map_or_else(

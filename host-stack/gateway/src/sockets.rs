@@ -210,32 +210,33 @@ impl OuterTx {
                         None => {}
                     }
                 }
-                failed += send_all(socket.as_raw_fd(), headers, &slices[..n], &addrs[..n]);
+                failed += sendmmsg_all(
+                    socket.as_raw_fd(),
+                    &mut headers.0,
+                    &slices[..n],
+                    &addrs[..n],
+                    MsgFlags::empty(),
+                );
             }
         }
         failed
     }
 }
 
-/// Sends every message with `sendmmsg`, retrying past one the kernel refuses; returns how
-/// many were refused.
-fn send_all(
+/// Sends every message (one buffer each, to its address) with `sendmmsg`, in order,
+/// skipping past one the kernel refuses; returns how many were refused. `headers` must
+/// hold as many messages as `slices`.
+pub(crate) fn sendmmsg_all<S: Copy + nix::sys::socket::SockaddrLike>(
     fd: std::os::fd::RawFd,
-    headers: &mut BatchHeaders,
+    headers: &mut MultiHeaders<S>,
     slices: &[[io::IoSlice<'_>; 1]],
-    addrs: &[Option<SockaddrStorage>],
+    addrs: &[Option<S>],
+    flags: MsgFlags,
 ) -> usize {
     let mut failed = 0;
     let mut at = 0;
     while at < slices.len() {
-        let r = sendmmsg(
-            fd,
-            &mut headers.0,
-            &slices[at..],
-            &addrs[at..],
-            [],
-            MsgFlags::empty(),
-        );
+        let r = sendmmsg(fd, headers, &slices[at..], &addrs[at..], [], flags);
         match r.map(|sent| sent.count()) {
             Ok(0) | Err(_) => {
                 failed += 1;

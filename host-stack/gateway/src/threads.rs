@@ -5,10 +5,11 @@
 //! [`super::card::engine`]): one or more outbound workers, each on its own TUN queue (TUN →
 //! PMTU check → encapsulate → socket; with several, each SA's numbers are shared in blocks,
 //! see [`espo_ipsec::sa::SendShare`]), and one inbound thread (socket → decapsulate → TUN,
-//! each flow written through the queue its replies are read from, [`super::tun::queue_for`]). Each drains its source without
-//! blocking into a batch of up to [`BATCH`] packets, hands the whole batch to the engine,
-//! sends the results, and polls only when the source is empty — so under load a batch
-//! forms by itself and an idle gateway costs nothing. A third thread answers `espo status`.
+//! each flow written through the queue its replies are read from,
+//! [`super::tun::queue_for`]). Each drains its source without blocking into a batch of up
+//! to [`BATCH`] packets, hands the whole batch to the engine, sends the results, and polls
+//! only when the source is empty — so under load a batch forms by itself and an idle
+//! gateway costs nothing. A third thread answers `espo status`.
 //!
 //! With TUN offloads ([`super::tun`]) a read may be a super-packet of up to 64 KiB: the
 //! outbound thread cuts it into segments ([`espo_ipsec::gso`]) that then go through the PMTU

@@ -34,7 +34,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use espo_driver::model::{Frame, Link};
-use nix::sys::socket::{LinkAddr, MsgFlags, MultiHeaders, recvmmsg, sendmmsg};
+use nix::sys::socket::{LinkAddr, MsgFlags, MultiHeaders, recvmmsg};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::neighbours::{Lookup, NeighbourView, Neighbours};
@@ -340,27 +340,19 @@ impl PortSocket {
     /// interface refuses is skipped. Returns how many were not sent.
     fn send_batch(&self, frames: &[Vec<u8>], headers: &mut MultiHeaders<LinkAddr>) -> usize {
         let no_address = [None::<LinkAddr>; PORT_BATCH];
+        let mut slices = [[io::IoSlice::new(&[])]; PORT_BATCH];
         let mut failed = 0;
-        let mut at = 0;
-        while at < frames.len() {
-            let chunk = &frames[at..frames.len().min(at + PORT_BATCH)];
-            let slices: Vec<[io::IoSlice<'_>; 1]> =
-                chunk.iter().map(|f| [io::IoSlice::new(f)]).collect();
-            let r = sendmmsg(
+        for chunk in frames.chunks(PORT_BATCH) {
+            for (slice, frame) in slices.iter_mut().zip(chunk) {
+                *slice = [io::IoSlice::new(frame)];
+            }
+            failed += crate::sockets::sendmmsg_all(
                 self.sock.as_raw_fd(),
                 headers,
-                &slices,
+                &slices[..chunk.len()],
                 &no_address[..chunk.len()],
-                [],
                 MsgFlags::MSG_DONTWAIT,
             );
-            match r.map(|sent| sent.count()) {
-                Ok(0) | Err(_) => {
-                    failed += 1;
-                    at += 1;
-                }
-                Ok(sent) => at += sent,
-            }
         }
         failed
     }
