@@ -344,6 +344,7 @@ pub fn run(config: &Config, ready: impl FnOnce(&GatewayInfo)) -> Result<Report, 
             rx: &rx,
             engine_name: "software",
             extra_status: &|| path_mtus.render(Instant::now()),
+            sa_rows: None,
             live: Some(LiveParts {
                 engine: &live,
                 sas: catalog,
@@ -533,6 +534,7 @@ pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
             rx: &rx,
             engine_name,
             extra_status: &|| path_mtus.render(Instant::now()),
+            sa_rows: None,
             live: None,
             ike: None,
         },
@@ -550,6 +552,10 @@ pub struct Datapath<'a, O: ?Sized, I: ?Sized, T, R> {
     pub rx: &'a R,
     pub engine_name: &'static str,
     pub extra_status: &'a (dyn Fn() -> String + Sync),
+    /// The SA rows of `espo status`, read from the engine when status is asked for, for an
+    /// engine every worker shares (a card): its counters are then as of that moment, not
+    /// as of a worker's latest publication. `None`: the workers' published rows.
+    pub sa_rows: Option<&'a (dyn Fn(Direction, &mut Vec<path::SaSnapshot>) + Sync)>,
     /// The live SA and policy database: without it the gateway runs its configuration as
     /// it started and refuses changes.
     pub live: Option<LiveParts<'a>>,
@@ -629,6 +635,7 @@ where
         rx,
         engine_name,
         extra_status,
+        sa_rows,
         live,
         ike,
     } = dp;
@@ -733,15 +740,22 @@ where
         };
         // Each worker's slot read once: the sums and the spread agree.
         let workers: Vec<_> = out_views.iter().map(Published::read).collect();
-        let outbound = status::combined(&workers);
+        let mut outbound = status::combined(&workers);
+        let mut inbound = in_view.read();
+        if let Some(rows) = sa_rows {
+            outbound.sas.clear();
+            rows(Direction::Out, &mut outbound.sas);
+            inbound.sas.clear();
+            rows(Direction::In, &mut inbound.sas);
+        }
         let mut text = match db {
             Some(db) => status::render(
                 &|spi, dst, dir| db.spec(spi, dst, dir),
                 &info,
                 &outbound,
-                &in_view.read(),
+                &inbound,
             ),
-            None => status::render(&from_config, &info, &outbound, &in_view.read()),
+            None => status::render(&from_config, &info, &outbound, &inbound),
         };
         if workers.len() > 1 {
             text.push_str(&status::workers_line(&workers));

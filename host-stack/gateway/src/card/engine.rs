@@ -191,7 +191,7 @@ impl CardShared {
     }
 
     /// Where each SA of `dir` runs, with its sequence number and counters.
-    fn snapshot(&self, dir: Direction, out: &mut Vec<SaSnapshot>) {
+    pub(crate) fn snapshot(&self, dir: Direction, out: &mut Vec<SaSnapshot>) {
         let engine = self.engine();
         for p in engine.placements().into_iter().filter(|p| p.dir == dir) {
             let sw = engine.software();

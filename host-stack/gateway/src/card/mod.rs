@@ -498,6 +498,7 @@ pub fn run(
                 rx: &rx,
                 engine_name: config.device.engine.name(),
                 extra_status: &extra,
+                sa_rows: Some(&|dir, out| shared.snapshot(dir, out)),
                 live: Some(LiveParts {
                     engine: &live,
                     sas: catalog_of(config, &states),
