@@ -542,6 +542,9 @@ pub fn run_with<O: OutboundEngine + ?Sized, I: InboundEngine + ?Sized>(
     )
 }
 
+/// Reads an engine's SA rows of one direction (see [`Datapath::sa_rows`]).
+pub type SaRows<'a> = dyn Fn(Direction, &mut Vec<path::SaSnapshot>) + Sync + 'a;
+
 /// The parts of a running gateway besides its inside: the engine halves, the outside, and
 /// what `espo status` shows beyond the directions and SAs.
 pub struct Datapath<'a, O: ?Sized, I: ?Sized, T, R> {
@@ -555,7 +558,7 @@ pub struct Datapath<'a, O: ?Sized, I: ?Sized, T, R> {
     /// The SA rows of `espo status`, read from the engine when status is asked for, for an
     /// engine every worker shares (a card): its counters are then as of that moment, not
     /// as of a worker's latest publication. `None`: the workers' published rows.
-    pub sa_rows: Option<&'a (dyn Fn(Direction, &mut Vec<path::SaSnapshot>) + Sync)>,
+    pub sa_rows: Option<&'a SaRows<'a>>,
     /// The live SA and policy database: without it the gateway runs its configuration as
     /// it started and refuses changes.
     pub live: Option<LiveParts<'a>>,
