@@ -29,7 +29,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -239,11 +239,32 @@ impl Wire for CardEnd {
 }
 
 /// An AF_PACKET socket bound to one interface.
+///
+/// A frame longer than the interface's MTU (and its Ethernet header) cannot have crossed
+/// a wire: it is a super-frame, a sender on this host handing a veth link a GSO packet
+/// (UDP GSO, TSO) whole, which the kernel gives a packet socket as one frame without the
+/// segment size it needs to be cut. Such frames are not handed on — to the card they
+/// would be one malformed packet, an ICV failure at best — but counted
+/// ([`oversize`](Self::oversize)). The MTU is read at open and again when such a frame
+/// arrives, at most once a second, so that a raised MTU is followed.
 #[derive(Debug)]
 pub struct PortSocket {
     sock: Socket,
     index: usize,
     mac: Mac,
+    /// The longest frame the interface carries: its MTU and the Ethernet header.
+    max_frame: AtomicUsize,
+    /// When the MTU was read last.
+    mtu_read: Mutex<Instant>,
+    oversize: AtomicU64,
+}
+
+/// The longest frame interface `index` carries (its MTU, asked over rtnetlink, plus the
+/// Ethernet header and a VLAN tag); `MAX_FRAME` when it cannot be read.
+fn max_frame_of(index: usize) -> usize {
+    crate::netlink::Netlink::open()
+        .and_then(|mut n| n.mtu(index as u32))
+        .map_or(MAX_FRAME, |mtu| mtu as usize + ETH_HEADER_LEN + 4)
 }
 
 impl PortSocket {
@@ -275,6 +296,9 @@ impl PortSocket {
             sock,
             index: link.ifindex(),
             mac,
+            max_frame: AtomicUsize::new(max_frame_of(link.ifindex())),
+            mtu_read: Mutex::new(Instant::now()),
+            oversize: AtomicU64::new(0),
         };
         // Frames of other interfaces that arrived before the bind.
         let mut buf = vec![0u8; MAX_FRAME];
@@ -287,16 +311,43 @@ impl PortSocket {
     }
 
     /// One frame that arrived on the interface: `Ok(None)` for one to skip (another
-    /// interface's, or one this host sent), `WouldBlock` when none waits.
+    /// interface's, one this host sent, or a super-frame: see the type's documentation),
+    /// `WouldBlock` when none waits.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         let (n, addr) = nix::sys::socket::recvfrom::<LinkAddr>(self.sock.as_raw_fd(), buf)
             .map_err(io::Error::from)?;
         match addr {
             Some(a) if a.ifindex() == self.index && a.pkttype() != PACKET_OUTGOING => {
-                Ok(Some(n.min(buf.len())))
+                Ok(self.carried(n, buf.len()).then_some(n.min(buf.len())))
             }
             _ => Ok(None),
         }
+    }
+
+    /// Whether a frame of `len` bytes (`room`: the buffer it was read into) can have
+    /// crossed the link; a super-frame, or one cut short by the buffer, is counted.
+    fn carried(&self, len: usize, room: usize) -> bool {
+        if len <= self.max_frame.load(Ordering::Relaxed) && len < room {
+            return true;
+        }
+        {
+            let mut read = self.mtu_read.lock().unwrap_or_else(|p| p.into_inner());
+            if read.elapsed() >= std::time::Duration::from_secs(1) {
+                *read = Instant::now();
+                self.max_frame
+                    .store(max_frame_of(self.index), Ordering::Relaxed);
+            }
+        }
+        if len <= self.max_frame.load(Ordering::Relaxed) && len < room {
+            return true;
+        }
+        self.oversize.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+
+    /// Frames received longer than the interface's MTU allows (super-frames), not handed on.
+    pub fn oversize(&self) -> u64 {
+        self.oversize.load(Ordering::Relaxed)
     }
 
     /// Sends a frame as it is; false if the interface did not take it.
@@ -326,8 +377,12 @@ impl PortSocket {
         let mut n = 0;
         for (len, r) in io.lens.iter_mut().zip(results) {
             *len = match r.address {
-                Some(a) if a.ifindex() == self.index && a.pkttype() != PACKET_OUTGOING => {
-                    Some(r.bytes.min(MAX_FRAME))
+                Some(a)
+                    if a.ifindex() == self.index
+                        && a.pkttype() != PACKET_OUTGOING
+                        && self.carried(r.bytes, MAX_FRAME) =>
+                {
+                    Some(r.bytes)
                 }
                 _ => None,
             };
@@ -486,6 +541,8 @@ pub struct PortCounters {
     /// IKE messages handed to key management, and those its full inbox refused.
     pub ike_in: u64,
     pub ike_backlog: u64,
+    /// Frames longer than the interface's MTU allows, not handed on (see [`PortSocket`]).
+    pub oversize: u64,
 }
 
 /// What `espo status` shows of the port.
@@ -604,6 +661,9 @@ impl Port<'_> {
             if n < PORT_BATCH {
                 break;
             }
+        }
+        if let PortWire::Socket(socket) = self.ctx.wire {
+            self.counters.oversize = socket.oversize();
         }
         if !io.for_card.is_empty() {
             let mut q = lock(&self.ctx.queues.to_card);
@@ -1007,6 +1067,67 @@ mod tests {
             mixed.insert(2, test_frame(peer.mac(), port.mac(), 3, 0).repeat(40));
             assert_eq!(port.send_batch(&mixed, &mut io.tx), 1);
             assert_eq!(receive_test_frames(&peer, &mut peer_io, 5, 5000), own);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_super_frame_is_counted_not_handed_on() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root (a veth pair in a network namespace of its own)");
+            return;
+        }
+        std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let ip = |args: &[&str]| {
+                let status = std::process::Command::new("ip")
+                    .args(args)
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "ip {args:?}");
+            };
+            ip(&["link", "add", "pa", "type", "veth", "peer", "name", "pb"]);
+            ip(&["link", "set", "pa", "up"]);
+            ip(&["link", "set", "pb", "up"]);
+            ip(&["addr", "add", "10.9.0.1/24", "dev", "pb"]);
+            let port = PortSocket::open("pa").unwrap();
+            let mac = port.mac().map(|b| format!("{b:02x}")).join(":");
+            ip(&["neigh", "add", "10.9.0.2", "lladdr", &mac, "dev", "pb"]);
+            let udp = std::net::UdpSocket::bind("10.9.0.1:4500").unwrap();
+            // Ten datagrams of 1000 bytes in one send with UDP GSO: the veth link carries
+            // them to the port as one frame of 10 KB.
+            nix::sys::socket::setsockopt(&udp, nix::sys::socket::sockopt::UdpGsoSegment, &1000)
+                .unwrap();
+            udp.send_to(&[0xab; 10_000], "10.9.0.2:4500").unwrap();
+            // And one plain datagram after it.
+            nix::sys::socket::setsockopt(&udp, nix::sys::socket::sockopt::UdpGsoSegment, &0)
+                .unwrap();
+            udp.send_to(&[0xcd; 1000], "10.9.0.2:4500").unwrap();
+
+            let mut io = PortIo::new();
+            let mut udp_frames = Vec::new();
+            let deadline = Instant::now() + std::time::Duration::from_secs(5);
+            while udp_frames.is_empty() && Instant::now() < deadline {
+                let n = port.recv_batch(&mut io).unwrap();
+                for (len, buf) in io.lens[..n].iter().zip(io.bufs.iter()) {
+                    // IPv4, UDP, to port 4500.
+                    if let Some(len) = *len
+                        && buf[12..14] == [0x08, 0x00]
+                        && buf[23] == 17
+                        && buf[36..38] == 4500u16.to_be_bytes()
+                    {
+                        udp_frames.push(buf[..len].to_vec());
+                    }
+                }
+                if n == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+            assert_eq!(port.oversize(), 1, "the super-frame is counted");
+            assert_eq!(udp_frames.len(), 1, "only the plain datagram is handed on");
+            assert_eq!(udp_frames[0].len(), 14 + 20 + 8 + 1000);
+            assert_eq!(udp_frames[0][42..], [0xcd; 1000]);
         })
         .join()
         .unwrap();

@@ -139,6 +139,14 @@ pub fn render(shared: &CardShared, port: &str, mac: Mac, view: &Mutex<PortView>)
         p.card_full,
         p.send_errors
     );
+    if p.oversize > 0 {
+        let _ = writeln!(
+            out,
+            "  oversize: {} frames longer than the port's MTU allows, not handed to the card \
+             (super-frames: a sender on this host passing GSO packets whole over a veth link)",
+            p.oversize
+        );
+    }
     if p.ike_in + p.ike_backlog > 0 {
         let _ = writeln!(
             out,
