@@ -746,3 +746,77 @@ fn a_served_cards_port_on_an_interface_sends_and_receives_raw_frames() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+#[test]
+fn gso_runs_from_a_peer_on_the_same_host_are_oversize_at_the_port() {
+    // gw-a sends ESP in UDP with `udp_gso`: over the veth link its runs of datagrams reach
+    // the card model's port whole, as frames longer than the link's MTU. The port counts
+    // them and drops them (the card never sees one, so no ICV failure); a datagram sent
+    // alone still crosses, intact.
+    let mut lab = lab_or_skip!("gmo");
+    let t = topology::gateway_to_gateway_card(&mut lab);
+    let in_udp = |c: String| {
+        c.replace(
+            "encryption = \"aes-gcm-128\"",
+            "encryption = \"aes-gcm-128\"\nudp_encap = { src_port = 4500, dst_port = 4500 }",
+        )
+    };
+    let _a = lab.espo_run(
+        &t.left,
+        "left",
+        &lab::set_gateway_field(
+            &in_udp(lab::example("gw-gw/esp-model/gw-a.toml", &t.left_out)),
+            "udp_gso",
+            "true",
+        ),
+    );
+    let b = lab.espo_run(
+        &t.right,
+        "right",
+        &in_udp(lab::example("gw-gw/esp-model/gw-b.toml", &t.right_out)),
+    );
+    // A burst, then single datagrams with room between them.
+    for gap in [
+        std::time::Duration::ZERO,
+        std::time::Duration::from_millis(20),
+    ] {
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let stream = std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(std::time::Duration::from_millis(400));
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            });
+            traffic::udp_stream(
+                &lab,
+                &t.left_host,
+                &t.right_host,
+                ip("10.2.0.2"),
+                1000,
+                gap,
+                &stop,
+            )
+        });
+        assert_eq!(stream.corrupted, 0, "nothing arrives damaged");
+        if !gap.is_zero() {
+            assert!(
+                stream.received.len() as u64 * 10 >= stream.sent * 9,
+                "datagrams sent alone cross: {} of {}",
+                stream.received.len(),
+                stream.sent
+            );
+        }
+    }
+    let sb = lab.status(&b);
+    let oversize: u64 = sb
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("  oversize: ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0);
+    assert!(oversize > 0, "{sb}");
+    assert!(!sb.contains("bad-icv"), "{sb}");
+}
