@@ -75,6 +75,8 @@ pub fn run(args: CardArgs) -> anyhow::Result<std::process::ExitCode> {
 struct InterfaceLink {
     socket: PortSocket,
     buf: Vec<u8>,
+    /// Whether the first oversize frame was reported.
+    warned: bool,
 }
 
 impl Link for InterfaceLink {
@@ -92,7 +94,17 @@ impl Link for InterfaceLink {
                         cycle: 0,
                     });
                 }
-                Ok(None) => continue,
+                Ok(None) => {
+                    if !self.warned && self.socket.oversize() > 0 {
+                        self.warned = true;
+                        eprintln!(
+                            "espo card serve: dropped a frame longer than the port interface's \
+                             MTU (a GSO super-frame from a sender on this host over a veth \
+                             link, such as a peer with udp_gso); such frames are not taken"
+                        );
+                    }
+                    continue;
+                }
                 Err(_) => return None,
             }
         }
@@ -119,6 +131,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
                 link: Box::new(InterfaceLink {
                     socket,
                     buf: vec![0; 16384],
+                    warned: false,
                 }),
                 wake: Some(wake),
                 pump: None,
