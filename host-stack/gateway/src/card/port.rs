@@ -1019,26 +1019,35 @@ mod tests {
         got
     }
 
-    #[test]
-    fn the_port_socket_takes_and_sends_frames_in_batches() {
+    /// Runs `test` in a thread with a network namespace of its own (the veth pair goes
+    /// with it) holding the veth pair pa ── pb, both up; `ip` runs `ip` there. Skipped
+    /// without root.
+    fn with_veth_pair(test: impl FnOnce(&dyn Fn(&[&str])) + Send + 'static) {
         if !nix::unistd::geteuid().is_root() {
             eprintln!("skipped: needs root (a veth pair in a network namespace of its own)");
             return;
         }
-        // A network namespace of this thread's own: the veth pair goes with it.
         std::thread::spawn(|| {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            for args in [
-                &["link", "add", "pa", "type", "veth", "peer", "name", "pb"][..],
-                &["link", "set", "pa", "up"],
-                &["link", "set", "pb", "up"],
-            ] {
+            let ip = |args: &[&str]| {
                 let status = std::process::Command::new("ip")
                     .args(args)
                     .status()
                     .unwrap();
                 assert!(status.success(), "ip {args:?}");
-            }
+            };
+            ip(&["link", "add", "pa", "type", "veth", "peer", "name", "pb"]);
+            ip(&["link", "set", "pa", "up"]);
+            ip(&["link", "set", "pb", "up"]);
+            test(&ip);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn the_port_socket_takes_and_sends_frames_in_batches() {
+        with_veth_pair(|_| {
             let port = PortSocket::open("pa").unwrap();
             let peer = PortSocket::open("pb").unwrap();
             let mut io = PortIo::new();
@@ -1067,29 +1076,12 @@ mod tests {
             mixed.insert(2, test_frame(peer.mac(), port.mac(), 3, 0).repeat(40));
             assert_eq!(port.send_batch(&mixed, &mut io.tx), 1);
             assert_eq!(receive_test_frames(&peer, &mut peer_io, 5, 5000), own);
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
     fn a_super_frame_is_counted_not_handed_on() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root (a veth pair in a network namespace of its own)");
-            return;
-        }
-        std::thread::spawn(|| {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            let ip = |args: &[&str]| {
-                let status = std::process::Command::new("ip")
-                    .args(args)
-                    .status()
-                    .unwrap();
-                assert!(status.success(), "ip {args:?}");
-            };
-            ip(&["link", "add", "pa", "type", "veth", "peer", "name", "pb"]);
-            ip(&["link", "set", "pa", "up"]);
-            ip(&["link", "set", "pb", "up"]);
+        with_veth_pair(|ip| {
             ip(&["addr", "add", "10.9.0.1/24", "dev", "pb"]);
             let port = PortSocket::open("pa").unwrap();
             let mac = port.mac().map(|b| format!("{b:02x}")).join(":");
@@ -1128,9 +1120,7 @@ mod tests {
             assert_eq!(udp_frames.len(), 1, "only the plain datagram is handed on");
             assert_eq!(udp_frames[0].len(), 14 + 20 + 8 + 1000);
             assert_eq!(udp_frames[0][42..], [0xcd; 1000]);
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
