@@ -21,9 +21,10 @@
 //!   `sw-sw-1-worker` / `sw-sw-udp-1-worker` / `sw-model-1-worker` (one outbound worker
 //!   instead of one per core).
 //!
-//! Per mode four tests: one TCP flow and four at once (receiver's Gbit/s), and
-//! unlimited-rate UDP with 64- and 1400-byte payloads (datagrams per second delivered, and Gbit/s of payload). The
-//! tests run unless `ESPO_TUNNEL_TESTS` names some (`tcp,tcp4,udp64,udp1400`). The
+//! Per mode five tests: one TCP flow and four at once (receiver's Gbit/s), one TCP flow the
+//! other way (`tcpr`: from hB to hA, gw-b encapsulating), and unlimited-rate UDP with 64-
+//! and 1400-byte payloads (datagrams per second delivered, and Gbit/s of payload). The
+//! tests run unless `ESPO_TUNNEL_TESTS` names some (`tcp,tcp4,tcpr,udp64,udp1400`). The
 //! modes alternate for `ESPO_TUNNEL_ROUNDS` rounds (default 3), each test
 //! `ESPO_TUNNEL_SECONDS` long (default 4); the median of each is reported with its ratio
 //! to the kernel's median, and one JSON line carries everything.
@@ -70,7 +71,13 @@ const MODES: [&str; 11] = [
 ];
 /// The modes run unless `ESPO_TUNNEL_MODES` names others (`all`: every one).
 const DEFAULT_MODES: [&str; 4] = ["kernel", "sw-sw", "sw-model", "sw-sw-udp"];
-const TESTS: [Test; 4] = [Test::Tcp, Test::Tcp4, Test::Udp(64), Test::Udp(1400)];
+const TESTS: [Test; 5] = [
+    Test::Tcp,
+    Test::Tcp4,
+    Test::TcpReverse,
+    Test::Udp(64),
+    Test::Udp(1400),
+];
 const SERVER: &str = "10.2.0.2";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +85,9 @@ enum Test {
     Tcp,
     /// Four TCP flows at once (`iperf3 -P 4`): what several outbound workers can share.
     Tcp4,
+    /// One TCP flow from hB to hA (`iperf3 -R`): gw-b encapsulates the data (with
+    /// `sw-model`, the card model), gw-a decapsulates it.
+    TcpReverse,
     /// UDP datagrams of this many payload bytes, sent as fast as iperf3 can.
     Udp(usize),
 }
@@ -87,6 +97,7 @@ impl Test {
         match self {
             Test::Tcp => "tcp".into(),
             Test::Tcp4 => "tcp4".into(),
+            Test::TcpReverse => "tcpr".into(),
             Test::Udp(n) => format!("udp{n}"),
         }
     }
@@ -213,6 +224,9 @@ fn iperf(client_ns: &str, server_ns: &str, test: Test, seconds: f64) -> Option<M
     if test == Test::Tcp4 {
         args.extend(["-P", "4"]);
     }
+    if test == Test::TcpReverse {
+        args.push("-R");
+    }
     if let Test::Udp(n) = test {
         len = n.to_string();
         // A 4 MiB receive buffer, so that the receiving iperf3 (on a busy core) loses
@@ -234,7 +248,7 @@ fn iperf(client_ns: &str, server_ns: &str, test: Test, seconds: f64) -> Option<M
     let v = result?;
     let end = &v["end"];
     Some(match test {
-        Test::Tcp | Test::Tcp4 => {
+        Test::Tcp | Test::Tcp4 | Test::TcpReverse => {
             let r = &end["sum_received"];
             let gbps = r["bits_per_second"].as_f64()? / 1e9;
             // TCP over a 1500-byte path: about 1448 payload bytes per segment.
