@@ -9,7 +9,8 @@
 
 use super::lab::{self, lab_or_skip};
 use super::{
-    capture, drops, ip, parallel_tcp_transfers, pmtu, stat, topology, traffic, worker_spread,
+    assert_spread_over_workers, capture, drops, ip, parallel_tcp_transfers, pmtu, stat, topology,
+    traffic,
 };
 
 /// A counter in the port line of espo status (`arp answered 3`, `malformed arp 0`).
@@ -389,12 +390,7 @@ fn three_outbound_workers_feed_the_card_model() {
     assert!(packets > 400, "{packets} ESP packets seen");
     assert!(twice.is_empty(), "sequence numbers used twice: {twice:?}");
     let (sa, sb) = (lab.status(&a), lab.status(&b));
-    let received = worker_spread(&sb, 3);
-    let total: u64 = received.iter().sum();
-    assert!(
-        received.iter().filter(|n| **n * 10 >= total).count() >= 2,
-        "the flows spread over the workers (two at least with a tenth each): {received:?}"
-    );
+    assert_spread_over_workers(&sb, 3);
     assert_eq!(stat(&sb, "outbound", "dropped"), 0, "{sb}");
     assert_eq!(stat(&sa, "inbound", "dropped"), 0, "{sa}");
     assert_eq!(

@@ -48,10 +48,10 @@ fn stat(status: &str, direction: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in {line}"))
 }
 
-/// Per outbound worker, the packets it received, from the `outbound workers: N, received
-/// a / b / ...` line of espo status; checks there are `workers` of them and that they add
-/// up to the outbound count.
-fn worker_spread(status: &str, workers: usize) -> Vec<u64> {
+/// Checks that the flows spread over the outbound workers: per worker, the packets it
+/// received, from the `outbound workers: N, received a / b / ...` line of espo status —
+/// `workers` of them, adding up to the outbound count, two at least with a tenth each.
+fn assert_spread_over_workers(status: &str, workers: usize) {
     let line = status
         .lines()
         .find_map(|l| l.strip_prefix(&format!("outbound workers: {workers}, received ")))
@@ -69,7 +69,11 @@ fn worker_spread(status: &str, workers: usize) -> Vec<u64> {
         stat(status, "outbound", "received"),
         "{status}"
     );
-    received
+    let total: u64 = received.iter().sum();
+    assert!(
+        received.iter().filter(|n| **n * 10 >= total).count() >= 2,
+        "the flows spread over the workers (two at least with a tenth each): {received:?}"
+    );
 }
 
 /// `count` TCP transfers of `len` bytes each at once, from `client_ns` to `server` in
@@ -359,12 +363,7 @@ fn three_outbound_workers_share_an_sa_without_repeating_a_number() {
     assert!(packets > 500, "{packets} ESP packets seen");
     assert!(twice.is_empty(), "sequence numbers used twice: {twice:?}");
     let (sa, sb) = (lab.status(&a), lab.status(&b));
-    let received = worker_spread(&sa, 3);
-    let total: u64 = received.iter().sum();
-    assert!(
-        received.iter().filter(|n| **n * 10 >= total).count() >= 2,
-        "the flows spread over the workers (two at least with a tenth each): {received:?}"
-    );
+    assert_spread_over_workers(&sa, 3);
     assert!(!sb.contains("outbound workers"), "one worker: {sb}");
     assert_eq!(stat(&sa, "outbound", "dropped"), 0, "{sa}");
     assert_eq!(stat(&sb, "inbound", "dropped"), 0, "nothing stale: {sb}");

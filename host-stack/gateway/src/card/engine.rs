@@ -371,7 +371,9 @@ impl OutboundEngine for CardOutbound<'_> {
     }
 
     fn snapshot(&self, out: &mut Vec<SaSnapshot>) {
-        // The engine's SAs are every worker's: shown once, by the first.
+        // The engine's SAs are every worker's: in the workers' published views once, by
+        // the first. (`espo status` itself reads them from the engine when asked:
+        // `Datapath::sa_rows`.)
         if self.worker == 0 {
             self.shared.snapshot(Direction::Out, out);
         }
