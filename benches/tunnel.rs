@@ -40,6 +40,10 @@
 //! by thread name and symbol): which kernel paths and which of espo's functions the time
 //! goes to.
 //!
+//! `ESPO_TUNNEL_MTU=9000` sets every link of the topology (hosts, gateways, outside) to that
+//! MTU for every mode, the kernel's included: what larger packets change when the cost is
+//! per packet.
+//!
 //! Needs root and iperf3; prints why it is skipped otherwise. Run with
 //! `cargo bench --bench tunnel`.
 
@@ -107,8 +111,10 @@ impl Test {
 #[derive(Debug, Clone, Copy, Default)]
 struct Measured {
     gbps: f64,
-    /// Datagrams per second (UDP), segments of the path MTU per second (TCP, estimated).
+    /// Datagrams per second (UDP), full segments of the links' MTU per second (TCP, estimated).
     pps: f64,
+    /// TCP: segments the sender retransmitted (what the path lost or reordered).
+    retransmits: Option<u64>,
 }
 
 /// CPU time of every thread of a process, by "name/tid", in clock ticks.
@@ -207,7 +213,14 @@ impl Perf {
 }
 
 /// Runs iperf3 from `client_ns` to the server in `server_ns`; `None` when it failed.
-fn iperf(client_ns: &str, server_ns: &str, test: Test, seconds: f64) -> Option<Measured> {
+/// `segment`: the TCP payload bytes of a full segment on the links (their MTU less 52).
+fn iperf(
+    client_ns: &str,
+    server_ns: &str,
+    test: Test,
+    seconds: f64,
+    segment: f64,
+) -> Option<Measured> {
     let mut server = Command::new("ip")
         .args([
             "netns", "exec", server_ns, "iperf3", "-s", "-1", "-p", "5299",
@@ -251,10 +264,10 @@ fn iperf(client_ns: &str, server_ns: &str, test: Test, seconds: f64) -> Option<M
         Test::Tcp | Test::Tcp4 | Test::TcpReverse => {
             let r = &end["sum_received"];
             let gbps = r["bits_per_second"].as_f64()? / 1e9;
-            // TCP over a 1500-byte path: about 1448 payload bytes per segment.
             Measured {
                 gbps,
-                pps: gbps * 1e9 / 8.0 / 1448.0,
+                pps: gbps * 1e9 / 8.0 / segment,
+                retransmits: end["sum_sent"]["retransmits"].as_u64(),
             }
         }
         Test::Udp(n) => {
@@ -265,6 +278,7 @@ fn iperf(client_ns: &str, server_ns: &str, test: Test, seconds: f64) -> Option<M
             Measured {
                 gbps: pps * n as f64 * 8.0 / 1e9,
                 pps,
+                retransmits: None,
             }
         }
     })
@@ -314,8 +328,29 @@ fn main() {
             .as_deref()
             .is_none_or(|o| o.split(',').any(|x| x == test.name()))
     };
+    // ESPO_TUNNEL_MTU: every link of the topology (hosts, gateways, the outside) at this
+    // MTU, for the kernel path and every espo mode alike (default: as created, 1500).
+    let link_mtu: Option<u32> = std::env::var("ESPO_TUNNEL_MTU")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|m| (1280..=65535).contains(m));
     let mut lab = lab::Lab::new("bt");
     let t = topology::gateway_to_gateway(&mut lab);
+    if let Some(mtu) = link_mtu {
+        for ns in [&t.left, &t.right, &t.left_host, &t.right_host] {
+            let links = lab.ip(ns, &["-o", "link", "show"]);
+            for dev in links.lines().filter_map(|l| {
+                let name = l.split(": ").nth(1)?.split('@').next()?;
+                (name != "lo").then(|| name.to_string())
+            }) {
+                lab.ip(ns, &["link", "set", "dev", &dev, "mtu", &mtu.to_string()]);
+            }
+        }
+        println!("every link at MTU {mtu} (ESPO_TUNNEL_MTU)");
+    }
+    // A full TCP segment's payload (IPv4 and TCP headers with timestamps: 52 bytes), for
+    // the TCP tests' packets per second: 1448 bytes on 1500-byte links.
+    let segment = f64::from(link_mtu.unwrap_or(1500) - 52);
     let a_cfg = lab::example("gw-gw/esp/gw-a.toml", &t.left_out);
     let b_cfg = lab::example("gw-gw/esp/gw-b.toml", &t.right_out);
     let b_model_cfg = b_cfg.replace("engine = \"software\"", "engine = \"model\"");
@@ -425,7 +460,7 @@ fn main() {
                     .then(|| Perf::start(&perf_dir, &format!("{mode}-{}", test.name()), seconds))
                     .flatten();
                 let started = Instant::now();
-                let got = iperf(&t.left_host, &t.right_host, *test, seconds);
+                let got = iperf(&t.left_host, &t.right_host, *test, seconds, segment);
                 if let Some(perf) = perf {
                     perf_profiles.insert((m, k), perf.finish(14));
                 }
@@ -438,11 +473,13 @@ fn main() {
                 let busy = (machine_after.0 - machine_before.0) as f64
                     / (machine_after.1 - machine_before.1).max(1) as f64;
                 println!(
-                    "round {round}: {mode:<19} {:<7} {:>7.3} Gbit/s {:>10.0} pkt/s  machine {:>3.0}% busy",
+                    "round {round}: {mode:<19} {:<7} {:>7.3} Gbit/s {:>10.0} pkt/s  machine {:>3.0}% busy{}",
                     test.name(),
                     got.gbps,
                     got.pps,
-                    busy * 100.0
+                    busy * 100.0,
+                    got.retransmits
+                        .map_or(String::new(), |r| format!(", {r} retransmitted"))
                 );
                 // The busiest gateway threads of this test.
                 let mut threads = Vec::new();
@@ -502,7 +539,8 @@ fn main() {
         "\nmedians of {rounds} rounds of {seconds} s (ratio to plain kernel forwarding; goal TCP >= 0.5 sw-sw, >= 0.4 sw-model):"
     );
     let mut json = vec![format!(
-        "\"bench\":\"tunnel\",\"rounds\":{rounds},\"seconds\":{seconds}"
+        "\"bench\":\"tunnel\",\"rounds\":{rounds},\"seconds\":{seconds},\"link_mtu\":{}",
+        link_mtu.unwrap_or(1500)
     )];
     for (k, test) in TESTS.iter().enumerate() {
         let med = |m: usize, f: fn(&Measured) -> f64| {
