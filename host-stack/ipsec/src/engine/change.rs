@@ -21,7 +21,7 @@ use std::net::IpAddr;
 
 use super::{Inbound, Outbound};
 use crate::sa::{InboundSa, OutboundSa, Transform};
-use crate::spd::{Action, Bundle, Policy, PolicyId, Selector};
+use crate::spd::{Action, Bundle, Policy, PolicyId, Selector, Spd};
 use crate::spec::{Direction, PolicyAction, PolicySpec, SaMode, SaProtocol};
 
 /// Why a change to the database was refused. Nothing changed.
@@ -172,15 +172,10 @@ impl Outbound {
         id: PolicyId,
         position: Option<usize>,
     ) -> Result<(), ChangeError> {
-        check_direction(spec, id, Direction::Out)?;
-        if self.spd.get(id).is_some() {
-            return Err(ChangeError::DuplicatePolicy(id));
-        }
-        let bundle = match spec.action {
-            PolicyAction::Protect => Some(self.resolve(&spec.sa)?),
-            _ => None,
-        };
-        self.spd.insert(position, policy_of(spec, id, bundle));
+        let policy = new_policy(&self.spd, spec, id, Direction::Out, |spis| {
+            self.resolve(spis)
+        })?;
+        self.spd.insert(position, policy);
         Ok(())
     }
 
@@ -192,22 +187,42 @@ impl Outbound {
     /// Changes the SA bundle of a protect policy.
     pub fn set_bundle(&mut self, id: PolicyId, spis: &[u32]) -> Result<(), ChangeError> {
         let bundle = self.resolve(spis)?;
-        let p = self.spd.get_mut(id).ok_or(ChangeError::UnknownPolicy(id))?;
-        match &mut p.action {
-            Action::Protect(b) => *b = bundle,
-            _ => return Err(ChangeError::NotProtect(id)),
-        }
-        Ok(())
+        set_bundle(&mut self.spd, id, bundle)
     }
 }
 
-fn check_direction(spec: &PolicySpec, id: PolicyId, side: Direction) -> Result<(), ChangeError> {
+/// The policy `spec` describes, for the `side` whose database is `spd`, checked before
+/// anything changes: its direction, its id unused, its SAs (`resolve`) a valid bundle.
+fn new_policy(
+    spd: &Spd,
+    spec: &PolicySpec,
+    id: PolicyId,
+    side: Direction,
+    resolve: impl FnOnce(&[u32]) -> Result<Bundle, ChangeError>,
+) -> Result<Policy, ChangeError> {
     if spec.dir != side {
         return Err(ChangeError::WrongDirection {
             id,
             actual: spec.dir.name(),
             expected: side.name(),
         });
+    }
+    if spd.get(id).is_some() {
+        return Err(ChangeError::DuplicatePolicy(id));
+    }
+    let bundle = match spec.action {
+        PolicyAction::Protect => Some(resolve(&spec.sa)?),
+        _ => None,
+    };
+    Ok(policy_of(spec, id, bundle))
+}
+
+/// Points protect policy `id` at `bundle`.
+fn set_bundle(spd: &mut Spd, id: PolicyId, bundle: Bundle) -> Result<(), ChangeError> {
+    let p = spd.get_mut(id).ok_or(ChangeError::UnknownPolicy(id))?;
+    match &mut p.action {
+        Action::Protect(b) => *b = bundle,
+        _ => return Err(ChangeError::NotProtect(id)),
     }
     Ok(())
 }
@@ -323,15 +338,10 @@ impl Inbound {
         id: PolicyId,
         position: Option<usize>,
     ) -> Result<(), ChangeError> {
-        check_direction(spec, id, Direction::In)?;
-        if self.spd.get(id).is_some() {
-            return Err(ChangeError::DuplicatePolicy(id));
-        }
-        let bundle = match spec.action {
-            PolicyAction::Protect => Some(self.resolve(&spec.sa)?),
-            _ => None,
-        };
-        self.spd.insert(position, policy_of(spec, id, bundle));
+        let policy = new_policy(&self.spd, spec, id, Direction::In, |spis| {
+            self.resolve(spis)
+        })?;
+        self.spd.insert(position, policy);
         Ok(())
     }
 
@@ -343,12 +353,7 @@ impl Inbound {
     /// Changes the SA bundle of a protect policy.
     pub fn set_bundle(&mut self, id: PolicyId, spis: &[u32]) -> Result<(), ChangeError> {
         let bundle = self.resolve(spis)?;
-        let p = self.spd.get_mut(id).ok_or(ChangeError::UnknownPolicy(id))?;
-        match &mut p.action {
-            Action::Protect(b) => *b = bundle,
-            _ => return Err(ChangeError::NotProtect(id)),
-        }
-        Ok(())
+        set_bundle(&mut self.spd, id, bundle)
     }
 }
 
