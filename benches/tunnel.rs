@@ -284,6 +284,56 @@ fn iperf(
     })
 }
 
+/// One direction's counts from `espo status`: which, packets received and forwarded, and
+/// the system calls that read and wrote them.
+#[derive(Debug, Clone, Copy, Default)]
+struct Calls {
+    outbound: bool,
+    received: u64,
+    forwarded: u64,
+    reads: u64,
+    writes: u64,
+}
+
+/// The outbound and inbound [`Calls`] in `espo status` text ("outbound: N received, M
+/// forwarded …" and the "system calls: reads R (…), writes W (…)" line under it).
+fn call_counts(status: &str) -> Vec<Calls> {
+    let mut out: Vec<Calls> = Vec::new();
+    let number_before = |l: &str, word: &str| -> u64 {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        words
+            .windows(2)
+            .find(|w| w[1].trim_end_matches(',') == word)
+            .and_then(|w| w[0].parse().ok())
+            .unwrap_or(0)
+    };
+    let number_after = |l: &str, word: &str| -> u64 {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        words
+            .windows(2)
+            .find(|w| w[0] == word)
+            .and_then(|w| w[1].parse().ok())
+            .unwrap_or(0)
+    };
+    for l in status.lines() {
+        let outbound = l.starts_with("outbound:");
+        if outbound || l.starts_with("inbound:") {
+            out.push(Calls {
+                outbound,
+                received: number_before(l, "received"),
+                forwarded: number_before(l, "forwarded"),
+                ..Calls::default()
+            });
+        } else if let (Some(c), Some(rest)) =
+            (out.last_mut(), l.trim_start().strip_prefix("system calls:"))
+        {
+            c.reads = number_after(rest, "reads");
+            c.writes = number_after(rest, "writes");
+        }
+    }
+    out
+}
+
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
@@ -455,6 +505,10 @@ fn main() {
                     .map(|(a, b)| vec![('A', a.pid), ('B', b.pid)])
                     .unwrap_or_default();
                 let before: Vec<_> = pids.iter().map(|&(_, p)| thread_ticks(p)).collect();
+                let calls_before: Vec<_> = gateways
+                    .as_ref()
+                    .map(|(a, b)| vec![call_counts(&lab.status(a)), call_counts(&lab.status(b))])
+                    .unwrap_or_default();
                 let machine_before = machine_ticks();
                 let perf = (perf_wanted && gateways.is_some() && round + 1 == rounds)
                     .then(|| Perf::start(&perf_dir, &format!("{mode}-{}", test.name()), seconds))
@@ -505,13 +559,43 @@ fn main() {
                     })
                     .collect();
                 if let Some((a, b)) = &gateways {
-                    // Packets espo dropped so far in this mode, by reason.
-                    for (side, gw) in [('A', a), ('B', b)] {
-                        for l in lab.status(gw).lines() {
+                    let mut per_call = Vec::new();
+                    for ((side, gw), before) in [('A', a), ('B', b)].into_iter().zip(&calls_before)
+                    {
+                        let status = lab.status(gw);
+                        // Packets espo dropped so far in this mode, by reason.
+                        for l in status.lines() {
                             if l.trim_start().starts_with("drops:") {
                                 println!("         gw{side} {}", l.trim());
                             }
                         }
+                        // Packets per system call during this test, where the gateway
+                        // carried more than a few hundred.
+                        for now in call_counts(&status) {
+                            let dir = if now.outbound { "out" } else { "in" };
+                            let was = before.iter().find(|c| c.outbound == now.outbound);
+                            let d = |f: fn(&Calls) -> u64| f(&now) - was.map_or(0, |w| f(w));
+                            let (rx, tx) = (d(|c| c.received), d(|c| c.forwarded));
+                            let (reads, writes) = (d(|c| c.reads), d(|c| c.writes));
+                            if rx < 500 {
+                                continue;
+                            }
+                            let each = |p: u64, c: u64| {
+                                if c == 0 {
+                                    "-".to_string()
+                                } else {
+                                    format!("{:.1}", p as f64 / c as f64)
+                                }
+                            };
+                            per_call.push(format!(
+                                "gw{side} {dir} {}/read {}/write",
+                                each(rx, reads),
+                                each(tx, writes)
+                            ));
+                        }
+                    }
+                    if !per_call.is_empty() {
+                        println!("         packets per system call: {}", per_call.join(", "));
                     }
                 }
                 if !line.is_empty() {

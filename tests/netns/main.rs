@@ -48,6 +48,32 @@ fn stat(status: &str, direction: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in {line}"))
 }
 
+/// The system calls of one direction, from the `system calls: reads R (…), writes W (…)`
+/// line under its counters: (reads, writes), 0 for one not shown.
+fn system_calls(status: &str, direction: &str) -> (u64, u64) {
+    let lines: Vec<&str> = status.lines().collect();
+    let Some(at) = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("{direction}:")))
+    else {
+        panic!("no {direction} line in {status}");
+    };
+    let line = lines[at + 1..]
+        .iter()
+        .take_while(|l| l.starts_with("  "))
+        .find_map(|l| l.trim().strip_prefix("system calls:"))
+        .unwrap_or("");
+    let after = |word: &str| -> u64 {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words
+            .windows(2)
+            .find(|w| w[0] == word)
+            .and_then(|w| w[1].parse().ok())
+            .unwrap_or(0)
+    };
+    (after("reads"), after("writes"))
+}
+
 /// Checks that the flows spread over the outbound workers: per worker, the packets it
 /// received, from the `outbound workers: N, received a / b / ...` line of espo status —
 /// `workers` of them, adding up to the outbound count, two at least with a tenth each.
@@ -333,6 +359,21 @@ fn esp_in_udp_sent_in_runs_with_udp_gso() {
     );
     let status = lab.status(&gw);
     assert_eq!(drops(&status, "malformed"), 0, "{status}");
+    // The bulk data gw sent came off the TUN device as super-packets and left in runs:
+    // fewer system calls than packets both ways, and each counted.
+    let (reads, writes) = system_calls(&status, "outbound");
+    let (received, forwarded) = (
+        stat(&status, "outbound", "received"),
+        stat(&status, "outbound", "forwarded"),
+    );
+    assert!(
+        reads > 0 && 2 * reads < received,
+        "TUN reads {reads} for {received} packets: {status}"
+    );
+    assert!(
+        writes > 0 && 2 * writes < forwarded,
+        "sends {writes} for {forwarded} packets: {status}"
+    );
 }
 
 /// Three outbound workers at gw-a, one SA: parallel transfers' flows spread over the

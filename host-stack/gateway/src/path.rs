@@ -268,6 +268,9 @@ pub trait OutsideTx: Sync {
     fn scratch(&self) -> Self::Scratch;
     /// Sends whole IP packets; returns how many could not be sent.
     fn send_batch(&self, packets: &[&[u8]], scratch: &mut Self::Scratch) -> usize;
+    /// The system calls the sends through `scratch` made so far (0 where none are made:
+    /// the card transmits).
+    fn calls(&self, scratch: &Self::Scratch) -> u64;
 }
 
 /// Where the inbound thread takes tunnel packets from: the software engine's ESP, AH and
@@ -285,6 +288,9 @@ pub trait OutsideRx: Sync {
         bufs: &mut [PacketBuf],
         scratch: &mut Self::Scratch,
     ) -> std::io::Result<usize>;
+    /// The system calls that brought packets in through `scratch` so far (0 where none
+    /// do: a card's receive queue is read from memory).
+    fn calls(&self, scratch: &Self::Scratch) -> u64;
 }
 
 impl OutboundEngine for Outbound {

@@ -150,7 +150,7 @@ impl OuterTx {
     /// Sends the run at the start of `pkts` with one `sendmsg` if it is one the UDP sockets
     /// can take (two or more datagrams from one of their addresses); returns how many
     /// packets it sent, 0 when the raw socket must send the first.
-    fn send_udp_run(&self, pkts: &[&[u8]]) -> usize {
+    fn send_udp_run(&self, pkts: &[&[u8]], calls: &mut u64) -> usize {
         if self.udp.is_empty() {
             return 0;
         }
@@ -174,6 +174,7 @@ impl OuterTx {
             ControlMessage::UdpGsoSegments(&seg),
             ControlMessage::Ipv4Tos(&tos),
         ];
+        *calls += 1;
         match sendmsg(
             socket.as_raw_fd(),
             &iov[..run.count],
@@ -212,10 +213,11 @@ impl OuterTx {
                 }
                 failed += sendmmsg_all(
                     socket.as_raw_fd(),
-                    &mut headers.0,
+                    &mut headers.mm,
                     &slices[..n],
                     &addrs[..n],
                     MsgFlags::empty(),
+                    &mut headers.calls,
                 );
             }
         }
@@ -224,18 +226,20 @@ impl OuterTx {
 }
 
 /// Sends every message (one buffer each, to its address) with `sendmmsg`, in order,
-/// skipping past one the kernel refuses; returns how many were refused. `headers` must
-/// hold as many messages as `slices`.
+/// skipping past one the kernel refuses; returns how many were refused, and adds the
+/// system calls it made to `calls`. `headers` must hold as many messages as `slices`.
 pub(crate) fn sendmmsg_all<S: Copy + nix::sys::socket::SockaddrLike>(
     fd: std::os::fd::RawFd,
     headers: &mut MultiHeaders<S>,
     slices: &[[io::IoSlice<'_>; 1]],
     addrs: &[Option<S>],
     flags: MsgFlags,
+    calls: &mut u64,
 ) -> usize {
     let mut failed = 0;
     let mut at = 0;
     while at < slices.len() {
+        *calls += 1;
         let r = sendmmsg(fd, headers, &slices[at..], &addrs[at..], [], flags);
         match r.map(|sent| sent.count()) {
             Ok(0) | Err(_) => {
@@ -262,7 +266,7 @@ impl OutsideTx for OuterTx {
         let mut raw_from = 0;
         let mut at = 0;
         while at < pkts.len() {
-            let sent = self.send_udp_run(&pkts[at..]);
+            let sent = self.send_udp_run(&pkts[at..], &mut headers.calls);
             if sent == 0 {
                 at += 1;
                 continue;
@@ -273,17 +277,28 @@ impl OutsideTx for OuterTx {
         }
         failed + self.send_raw(&pkts[raw_from..], headers)
     }
+
+    fn calls(&self, headers: &BatchHeaders) -> u64 {
+        headers.calls
+    }
 }
 
 /// Most packets one `sendmmsg` takes.
 pub const TX_BATCH: usize = 64;
 
-/// Preallocated message headers for [`OuterTx`]'s `send_batch`.
-pub struct BatchHeaders(MultiHeaders<SockaddrStorage>);
+/// Preallocated message headers for [`OuterTx`]'s `send_batch`, and how many system calls
+/// the sends made.
+pub struct BatchHeaders {
+    mm: MultiHeaders<SockaddrStorage>,
+    calls: u64,
+}
 
 impl BatchHeaders {
     pub fn new(batch: usize) -> BatchHeaders {
-        BatchHeaders(MultiHeaders::preallocate(batch, None))
+        BatchHeaders {
+            mm: MultiHeaders::preallocate(batch, None),
+            calls: 0,
+        }
     }
 }
 
@@ -507,6 +522,10 @@ impl OutsideRx for OuterRx {
         self.sockets.iter().map(|s| s.socket.as_fd()).collect()
     }
 
+    fn calls(&self, headers: &RxHeaders) -> u64 {
+        headers.calls
+    }
+
     /// Receives up to `bufs.len()` packets (at most [`RX_BATCH`]) from socket `index` with
     /// one `recvmmsg` — with `UDP_GRO`, one `recvmsg` per run of datagrams — each as a
     /// whole IP packet (headers rebuilt where the socket strips them). Returns how many; 0
@@ -521,7 +540,7 @@ impl OutsideRx for OuterRx {
             return Ok(0);
         };
         if let Some(Some(gro)) = headers.gro.get_mut(index) {
-            return gro.recv(s, bufs);
+            return gro.recv(s, bufs, &mut headers.calls);
         }
         let mut received = [(0usize, None::<SockaddrStorage>); RX_BATCH];
         let want = bufs.len().min(RX_BATCH);
@@ -545,6 +564,7 @@ impl OutsideRx for OuterRx {
                 Err(nix::errno::Errno::EAGAIN) => return Ok(0),
                 Err(e) => return Err(e.into()),
             };
+            headers.calls += 1;
             let mut n = 0;
             for (slot, r) in received.iter_mut().zip(results) {
                 *slot = (r.bytes, r.address);
@@ -590,7 +610,7 @@ impl GroRx {
     /// Fills `bufs` with the datagrams of the current run and of runs received after it,
     /// until `bufs` is full or nothing waits. What does not fit stays for the next call;
     /// a full `bufs` tells the caller to come back.
-    fn recv(&mut self, s: &RxSocket, bufs: &mut [PacketBuf]) -> io::Result<usize> {
+    fn recv(&mut self, s: &RxSocket, bufs: &mut [PacketBuf], calls: &mut u64) -> io::Result<usize> {
         let mut n = 0;
         while n < bufs.len().min(RX_BATCH) {
             if self.at >= self.end {
@@ -618,6 +638,7 @@ impl GroRx {
                 };
                 match received {
                     Ok((len, seg, from)) => {
+                        *calls += 1;
                         self.at = 0;
                         self.end = len;
                         self.seg = seg.filter(|&s| s > 0).unwrap_or(len.max(1));
@@ -666,6 +687,8 @@ pub const RX_BATCH: usize = 64;
 pub struct RxHeaders {
     mm: MultiHeaders<SockaddrStorage>,
     gro: Vec<Option<GroRx>>,
+    /// System calls that brought packets in.
+    calls: u64,
 }
 
 impl RxHeaders {
@@ -673,6 +696,7 @@ impl RxHeaders {
         RxHeaders {
             mm: MultiHeaders::preallocate(RX_BATCH, None),
             gro: Vec::new(),
+            calls: 0,
         }
     }
 }

@@ -48,6 +48,13 @@ pub struct DirectionStats {
     pub fragments: u64,
     /// Packets the kernel refused to take (socket or TUN write errors).
     pub write_errors: u64,
+    /// System calls that took packets in (TUN reads outbound; socket receives inbound, 0
+    /// where the card's queue is the outside) and that sent them on (socket sends
+    /// outbound, 0 where the card transmits; TUN writes inbound): with `received` and
+    /// `forwarded`, how many packets each call carried — what batching and the offloads
+    /// give.
+    pub reads: u64,
+    pub writes: u64,
 }
 
 impl DirectionStats {
@@ -63,6 +70,8 @@ impl DirectionStats {
         self.fragmented += other.fragmented;
         self.fragments += other.fragments;
         self.write_errors += other.write_errors;
+        self.reads += other.reads;
+        self.writes += other.writes;
     }
 }
 
@@ -218,6 +227,24 @@ fn write_direction(out: &mut String, name: &str, v: &DirectionStats) {
         "  icmp errors sent {}, fragmented {} into {}, write errors {}",
         v.icmp_errors, v.fragmented, v.fragments, v.write_errors
     );
+    let per_call = |packets: u64, calls: u64| {
+        (calls > 0).then(|| {
+            format!(
+                "{calls} ({:.1} packets each)",
+                packets as f64 / calls as f64
+            )
+        })
+    };
+    let calls: Vec<String> = [
+        per_call(v.received, v.reads).map(|c| format!("reads {c}")),
+        per_call(v.forwarded, v.writes).map(|c| format!("writes {c}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !calls.is_empty() {
+        let _ = writeln!(out, "  system calls: {}", calls.join(", "));
+    }
     let drops: Vec<String> = v.drops.nonzero().map(|(r, n)| format!("{r} {n}")).collect();
     if !drops.is_empty() {
         let _ = writeln!(out, "  drops: {}", drops.join(", "));

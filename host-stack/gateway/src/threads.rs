@@ -187,7 +187,11 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
             } else {
                 slot.receive_area(HEADROOM)
             };
-            match o.ctx.tun.recv(area) {
+            let read = o.ctx.tun.recv(area);
+            if read.is_ok() {
+                o.stats.reads += 1;
+            }
+            match read {
                 Ok(len) if vnet => match o.offloaded(n, len) {
                     Some(None) => o.stats.received += 1,
                     Some(Some(hdr)) => {
@@ -430,6 +434,7 @@ impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
             if m > 0 {
                 let out = &out[..m];
                 let failed = self.ctx.tx.send_batch(out, &mut self.headers);
+                self.stats.writes = self.ctx.tx.calls(&self.headers);
                 let bytes: usize = out.iter().map(|p| p.len()).sum();
                 self.stats.forwarded += (out.len() - failed) as u64;
                 self.stats.forwarded_bytes += bytes as u64;
@@ -574,6 +579,7 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
             }
         }
         stats.received += n as u64;
+        stats.reads = ctx.rx.calls(&headers);
         if n > 0 {
             engine.decapsulate(&mut batch[..n], &mut verdicts);
             for (p, v) in batch[..n].iter().zip(verdicts.iter()) {
@@ -640,6 +646,7 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
 
 /// Counts packets written to the inside (`ok`) or not.
 fn written(stats: &mut DirectionStats, ok: bool, unprotected: bool, packets: u64, bytes: u64) {
+    stats.writes += 1;
     match (ok, unprotected) {
         (true, false) => {
             stats.forwarded += packets;

@@ -407,6 +407,7 @@ impl PortSocket {
                 &slices[..chunk.len()],
                 &no_address[..chunk.len()],
                 MsgFlags::MSG_DONTWAIT,
+                &mut 0,
             );
         }
         failed

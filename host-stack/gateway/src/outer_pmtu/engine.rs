@@ -135,6 +135,10 @@ impl<R: OutsideRx> OutsideRx for LearningRx<'_, R> {
         fds
     }
 
+    fn calls(&self, scratch: &Self::Scratch) -> u64 {
+        self.rx.calls(&scratch.0)
+    }
+
     fn recv_batch(
         &self,
         queue: usize,

@@ -88,6 +88,50 @@ fn status_shows_counters_drops_and_sas_but_never_keys() {
 }
 
 #[test]
+fn status_says_how_many_packets_each_system_call_carried() {
+    let c = config();
+    let mut out = DirectionView::default();
+    out.stats.received = 94;
+    out.stats.reads = 2;
+    out.stats.forwarded = 90;
+    out.stats.writes = 3;
+    let mut inb = DirectionView::default();
+    // A card's receive queue: no reads; the TUN writes are counted.
+    inb.stats.received = 40;
+    inb.stats.forwarded = 40;
+    inb.stats.writes = 4;
+    let text = render(&|spi, _, _| c.sa(spi), &info(), &out, &inb);
+    let lines: Vec<&str> = text.lines().collect();
+    let under = |dir: &str| {
+        let at = lines.iter().position(|l| l.starts_with(dir)).unwrap();
+        lines[at + 1..]
+            .iter()
+            .take_while(|l| l.starts_with("  "))
+            .find(|l| l.contains("system calls:"))
+            .copied()
+            .unwrap_or("")
+    };
+    assert_eq!(
+        under("outbound:").trim(),
+        "system calls: reads 2 (47.0 packets each), writes 3 (30.0 packets each)",
+        "{text}"
+    );
+    assert_eq!(
+        under("inbound:").trim(),
+        "system calls: writes 4 (10.0 packets each)",
+        "{text}"
+    );
+    // Nothing counted: no line.
+    let idle = render(
+        &|spi, _, _| c.sa(spi),
+        &info(),
+        &DirectionView::default(),
+        &DirectionView::default(),
+    );
+    assert!(!idle.contains("system calls"), "{idle}");
+}
+
+#[test]
 fn publishing_never_waits_for_a_reader() {
     let slot = Published::default();
     let stats = DirectionStats {
