@@ -574,7 +574,7 @@ fn main() {
                         for now in call_counts(&status) {
                             let dir = if now.outbound { "out" } else { "in" };
                             let was = before.iter().find(|c| c.outbound == now.outbound);
-                            let d = |f: fn(&Calls) -> u64| f(&now) - was.map_or(0, |w| f(w));
+                            let d = |f: fn(&Calls) -> u64| f(&now) - was.map_or(0, f);
                             let (rx, tx) = (d(|c| c.received), d(|c| c.forwarded));
                             let (reads, writes) = (d(|c| c.reads), d(|c| c.writes));
                             if rx < 500 {
