@@ -295,43 +295,22 @@ struct Calls {
     writes: u64,
 }
 
-/// The outbound and inbound [`Calls`] in `espo status` text ("outbound: N received, M
-/// forwarded …" and the "system calls: reads R (…), writes W (…)" line under it).
+/// The outbound and inbound [`Calls`] in `espo status` text.
 fn call_counts(status: &str) -> Vec<Calls> {
-    let mut out: Vec<Calls> = Vec::new();
-    let number_before = |l: &str, word: &str| -> u64 {
-        let words: Vec<&str> = l.split_whitespace().collect();
-        words
-            .windows(2)
-            .find(|w| w[1].trim_end_matches(',') == word)
-            .and_then(|w| w[0].parse().ok())
-            .unwrap_or(0)
-    };
-    let number_after = |l: &str, word: &str| -> u64 {
-        let words: Vec<&str> = l.split_whitespace().collect();
-        words
-            .windows(2)
-            .find(|w| w[0] == word)
-            .and_then(|w| w[1].parse().ok())
-            .unwrap_or(0)
-    };
-    for l in status.lines() {
-        let outbound = l.starts_with("outbound:");
-        if outbound || l.starts_with("inbound:") {
-            out.push(Calls {
+    [true, false]
+        .into_iter()
+        .map(|outbound| {
+            let dir = if outbound { "outbound" } else { "inbound" };
+            let (reads, writes) = lab::system_calls(status, dir);
+            Calls {
                 outbound,
-                received: number_before(l, "received"),
-                forwarded: number_before(l, "forwarded"),
-                ..Calls::default()
-            });
-        } else if let (Some(c), Some(rest)) =
-            (out.last_mut(), l.trim_start().strip_prefix("system calls:"))
-        {
-            c.reads = number_after(rest, "reads");
-            c.writes = number_after(rest, "writes");
-        }
-    }
-    out
+                received: lab::stat(status, dir, "received"),
+                forwarded: lab::stat(status, dir, "forwarded"),
+                reads,
+                writes,
+            }
+        })
+        .collect()
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {

@@ -432,3 +432,43 @@ pub fn example(path: &str, outside: &str) -> String {
     let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()));
     set_gateway_field(&text, "port", &format!("\"{outside}\""))
 }
+
+/// A counter of one direction's line (`outbound: 12 received, 11 forwarded (...)`).
+pub fn stat(status: &str, direction: &str, name: &str) -> u64 {
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{direction}:")))
+        .unwrap_or_else(|| panic!("no {direction} line in {status}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    words
+        .windows(2)
+        .find(|w| w[1].trim_end_matches(',') == name)
+        .and_then(|w| w[0].parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+}
+
+/// The system calls of one direction, from the `system calls: reads R (…), writes W (…)`
+/// line under its counters: (reads, writes), 0 for one not shown.
+pub fn system_calls(status: &str, direction: &str) -> (u64, u64) {
+    let lines: Vec<&str> = status.lines().collect();
+    let Some(at) = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("{direction}:")))
+    else {
+        panic!("no {direction} line in {status}");
+    };
+    let line = lines[at + 1..]
+        .iter()
+        .take_while(|l| l.starts_with("  "))
+        .find_map(|l| l.trim().strip_prefix("system calls:"))
+        .unwrap_or("");
+    let after = |word: &str| -> u64 {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words
+            .windows(2)
+            .find(|w| w[0] == word)
+            .and_then(|w| w[1].parse().ok())
+            .unwrap_or(0)
+    };
+    (after("reads"), after("writes"))
+}

@@ -17,7 +17,7 @@ mod traffic;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use lab::{Lab, lab_or_skip};
+use lab::{Lab, lab_or_skip, stat, system_calls};
 use topology::Topology;
 
 fn ip(s: &str) -> IpAddr {
@@ -32,46 +32,6 @@ fn drops(status: &str, reason: &str) -> u64 {
         .flat_map(|l| l.split(','))
         .filter_map(|part| part.trim().strip_prefix(reason)?.trim().parse::<u64>().ok())
         .sum()
-}
-
-/// A counter of one direction's line (`outbound: 12 received, 11 forwarded (...)`).
-fn stat(status: &str, direction: &str, name: &str) -> u64 {
-    let line = status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{direction}:")))
-        .unwrap_or_else(|| panic!("no {direction} line in {status}"));
-    let words: Vec<&str> = line.split_whitespace().collect();
-    words
-        .windows(2)
-        .find(|w| w[1].trim_end_matches(',') == name)
-        .and_then(|w| w[0].parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {line}"))
-}
-
-/// The system calls of one direction, from the `system calls: reads R (…), writes W (…)`
-/// line under its counters: (reads, writes), 0 for one not shown.
-fn system_calls(status: &str, direction: &str) -> (u64, u64) {
-    let lines: Vec<&str> = status.lines().collect();
-    let Some(at) = lines
-        .iter()
-        .position(|l| l.starts_with(&format!("{direction}:")))
-    else {
-        panic!("no {direction} line in {status}");
-    };
-    let line = lines[at + 1..]
-        .iter()
-        .take_while(|l| l.starts_with("  "))
-        .find_map(|l| l.trim().strip_prefix("system calls:"))
-        .unwrap_or("");
-    let after = |word: &str| -> u64 {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        words
-            .windows(2)
-            .find(|w| w[0] == word)
-            .and_then(|w| w[1].parse().ok())
-            .unwrap_or(0)
-    };
-    (after("reads"), after("writes"))
 }
 
 /// Checks that the flows spread over the outbound workers: per worker, the packets it
