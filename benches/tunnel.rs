@@ -425,6 +425,8 @@ fn main() {
     // (mode, test) -> measurements of every round
     let mut results: BTreeMap<(usize, usize), Vec<Measured>> = BTreeMap::new();
     let mut profiles: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
+    // (mode, test) -> per round, "gwA_out_read"-style keys and packets per system call
+    let mut per_call_rounds: BTreeMap<(usize, usize), Vec<BTreeMap<String, f64>>> = BTreeMap::new();
     for round in 0..rounds {
         for (m, mode) in MODES.iter().enumerate() {
             if !wanted(mode) {
@@ -539,6 +541,7 @@ fn main() {
                     .collect();
                 if let Some((a, b)) = &gateways {
                     let mut per_call = Vec::new();
+                    let mut this_round = BTreeMap::new();
                     for ((side, gw), before) in [('A', a), ('B', b)].into_iter().zip(&calls_before)
                     {
                         let status = lab.status(gw);
@@ -559,6 +562,14 @@ fn main() {
                             if rx < 500 {
                                 continue;
                             }
+                            for (what, p, c) in [("read", rx, reads), ("write", tx, writes)] {
+                                if c > 0 {
+                                    this_round.insert(
+                                        format!("gw{side}_{dir}_{what}"),
+                                        p as f64 / c as f64,
+                                    );
+                                }
+                            }
                             let each = |p: u64, c: u64| {
                                 if c == 0 {
                                     "-".to_string()
@@ -576,6 +587,7 @@ fn main() {
                     if !per_call.is_empty() {
                         println!("         packets per system call: {}", per_call.join(", "));
                     }
+                    per_call_rounds.entry((m, k)).or_default().push(this_round);
                 }
                 if !line.is_empty() {
                     println!("         where the time goes: {}", line.join(", "));
@@ -627,6 +639,22 @@ fn main() {
                 "\"{key}_gbps\":{gbps:.4},\"{key}_pps\":{pps:.0},\"{key}_ratio\":{}",
                 ratio.map_or("null".into(), |r| format!("{r:.3}"))
             ));
+            // Packets per system call, median over the rounds, per gateway, direction and
+            // call ("gwA_out_read": TUN reads of gw-a's outbound).
+            if let Some(rounds) = per_call_rounds.get(&(m, k)) {
+                let names: std::collections::BTreeSet<&String> =
+                    rounds.iter().flat_map(|r| r.keys()).collect();
+                let fields: Vec<String> = names
+                    .into_iter()
+                    .map(|n| {
+                        let v: Vec<f64> = rounds.iter().filter_map(|r| r.get(n).copied()).collect();
+                        format!("\"{n}\":{:.1}", median(&v))
+                    })
+                    .collect();
+                if !fields.is_empty() {
+                    json.push(format!("\"{key}_per_call\":{{{}}}", fields.join(",")));
+                }
+            }
         }
     }
     println!(
