@@ -16,7 +16,7 @@
 
 use std::hint::black_box;
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::aead::{AeadInOut, KeyInit};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use espo_ipsec::crypto::{
     Aead, AeadAlgorithm, ESP_HEADER_LEN, EncryptionAlgorithm, EspTransform, IntegrityAlgorithm,
@@ -42,13 +42,19 @@ fn raw_seal(c: &mut Criterion, group: &str, algorithm: AeadAlgorithm) {
 
 fn rustcrypto_seal(c: &mut Criterion) {
     let cipher = aes_gcm::Aes128Gcm::new_from_slice(&KEY[..16]).expect("bench key");
-    let nonce = aes_gcm::Nonce::from_slice(&NONCE);
+    let nonce = aes_gcm::Nonce::from(NONCE);
     let mut g = c.benchmark_group("seal");
     for size in SIZES {
         let mut buf = vec![0xa5u8; size];
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_function(BenchmarkId::new("rustcrypto-aes-128-gcm", size), |b| {
-            b.iter(|| black_box(cipher.encrypt_in_place_detached(nonce, &AAD, black_box(&mut buf))))
+            b.iter(|| {
+                black_box(cipher.encrypt_inout_detached(
+                    &nonce,
+                    &AAD,
+                    black_box(&mut buf[..]).into(),
+                ))
+            })
         });
     }
     g.finish();

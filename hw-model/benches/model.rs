@@ -6,7 +6,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use aes_gcm::aead::AeadInPlace;
+use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes128Gcm, KeyInit};
 use common::*;
 use criterion::{Criterion, Throughput, black_box};
@@ -228,7 +228,7 @@ fn bench_model(c: &mut Criterion) {
                 let mut nonce = [0u8; 12];
                 nonce[4..].copy_from_slice(&i.to_be_bytes());
                 let tag = cipher
-                    .encrypt_in_place_detached((&nonce).into(), &[0; 8], &mut buf)
+                    .encrypt_inout_detached(&nonce.into(), &[0; 8], (&mut buf[..]).into())
                     .expect("seal");
                 black_box(tag);
             }

@@ -2,7 +2,7 @@
 //! replay window, counters) and the inbound lookup by SPI and destination (datasheet §8.4).
 
 use crate::replay::ReplayWindow;
-use aes_gcm::aead::AeadInPlace;
+use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes128Gcm, Aes256Gcm, KeyInit};
 use espo_fpga::regs::cap::{REPLAY_WINDOW_MAX_PACKETS, features};
 use espo_fpga::{AlgId, DfMode, EventCode, SaEntry, SaState, Status};
@@ -17,10 +17,10 @@ pub(crate) enum Cipher {
 impl Cipher {
     /// Encrypts `buf` in place and returns the 16-byte ICV.
     pub fn seal(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut [u8]) -> Option<[u8; 16]> {
-        let n = aes_gcm::Nonce::from_slice(nonce);
+        let n = aes_gcm::Nonce::from(*nonce);
         let tag = match self {
-            Cipher::Gcm128(c) => c.encrypt_in_place_detached(n, aad, buf),
-            Cipher::Gcm256(c) => c.encrypt_in_place_detached(n, aad, buf),
+            Cipher::Gcm128(c) => c.encrypt_inout_detached(&n, aad, buf.into()),
+            Cipher::Gcm256(c) => c.encrypt_inout_detached(&n, aad, buf.into()),
         };
         tag.ok().map(Into::into)
     }
@@ -30,11 +30,13 @@ impl Cipher {
         if icv.len() != 16 {
             return false;
         }
-        let n = aes_gcm::Nonce::from_slice(nonce);
-        let t = aes_gcm::Tag::from_slice(icv);
+        let n = aes_gcm::Nonce::from(*nonce);
+        let Ok(t) = aes_gcm::Tag::try_from(icv) else {
+            return false;
+        };
         match self {
-            Cipher::Gcm128(c) => c.decrypt_in_place_detached(n, aad, buf, t).is_ok(),
-            Cipher::Gcm256(c) => c.decrypt_in_place_detached(n, aad, buf, t).is_ok(),
+            Cipher::Gcm128(c) => c.decrypt_inout_detached(&n, aad, buf.into(), &t).is_ok(),
+            Cipher::Gcm256(c) => c.decrypt_inout_detached(&n, aad, buf.into(), &t).is_ok(),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `EspTransform`: construction rules, seal/open properties, tampering, truncation,
 //! a differential check against RustCrypto `aes-gcm`, and key redaction.
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::aead::{AeadInOut, KeyInit};
 use proptest::prelude::*;
 
 use super::*;
@@ -388,12 +388,13 @@ proptest! {
             [&spi.to_be_bytes()[..], &(seq as u32).to_be_bytes()].concat()
         };
         let mut body = original[16..original.len() - 16].to_vec();
+        let nonce = aes_gcm::Nonce::try_from(nonce.as_slice()).unwrap();
         let tag = if wide {
             aes_gcm::Aes256Gcm::new_from_slice(cipher_key).unwrap()
-                .encrypt_in_place_detached(nonce.as_slice().into(), &aad, &mut body).unwrap()
+                .encrypt_inout_detached(&nonce, &aad, body.as_mut_slice().into()).unwrap()
         } else {
             aes_gcm::Aes128Gcm::new_from_slice(cipher_key).unwrap()
-                .encrypt_in_place_detached(nonce.as_slice().into(), &aad, &mut body).unwrap()
+                .encrypt_inout_detached(&nonce, &aad, body.as_mut_slice().into()).unwrap()
         };
         prop_assert_eq!(&esp[16..esp.len() - 16], &body[..]);
         prop_assert_eq!(&esp[esp.len() - 16..], tag.as_slice());
