@@ -383,12 +383,7 @@ fn main() {
     let a_cfg = lab::example("gw-gw/esp/gw-a.toml", &t.left_out);
     let b_cfg = lab::example("gw-gw/esp/gw-b.toml", &t.right_out);
     let b_model_cfg = b_cfg.replace("engine = \"software\"", "engine = \"model\"");
-    let in_udp = |c: &str| {
-        c.replace(
-            "encryption = \"aes-gcm-128\"",
-            "encryption = \"aes-gcm-128\"\nudp_encap = { src_port = 4500, dst_port = 4500 }",
-        )
-    };
+    let in_udp = lab::esp_in_udp;
     let udp_gso = |c: &str| lab::set_gateway_field(&in_udp(c), "udp_gso", "true");
     let no_offload = |c: &str| lab::set_gateway_field(c, "tun_offload", "false");
     let one_worker = |c: &str| lab::set_gateway_field(c, "workers", "1");
@@ -556,31 +551,24 @@ fn main() {
                         for now in call_counts(&status) {
                             let dir = if now.outbound { "out" } else { "in" };
                             let was = before.iter().find(|c| c.outbound == now.outbound);
-                            let d = |f: fn(&Calls) -> u64| f(&now) - was.map_or(0, f);
+                            let d = |f: fn(&Calls) -> u64| f(&now).saturating_sub(was.map_or(0, f));
                             let (rx, tx) = (d(|c| c.received), d(|c| c.forwarded));
-                            let (reads, writes) = (d(|c| c.reads), d(|c| c.writes));
                             if rx < 500 {
                                 continue;
                             }
-                            for (what, p, c) in [("read", rx, reads), ("write", tx, writes)] {
-                                if c > 0 {
-                                    this_round.insert(
-                                        format!("gw{side}_{dir}_{what}"),
-                                        p as f64 / c as f64,
-                                    );
+                            // Packets per call; `None` where no call was counted.
+                            let per = |p: u64, c: u64| (c > 0).then(|| p as f64 / c as f64);
+                            let (read, write) = (per(rx, d(|c| c.reads)), per(tx, d(|c| c.writes)));
+                            for (what, v) in [("read", read), ("write", write)] {
+                                if let Some(v) = v {
+                                    this_round.insert(format!("gw{side}_{dir}_{what}"), v);
                                 }
                             }
-                            let each = |p: u64, c: u64| {
-                                if c == 0 {
-                                    "-".to_string()
-                                } else {
-                                    format!("{:.1}", p as f64 / c as f64)
-                                }
-                            };
+                            let show = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
                             per_call.push(format!(
                                 "gw{side} {dir} {}/read {}/write",
-                                each(rx, reads),
-                                each(tx, writes)
+                                show(read),
+                                show(write)
                             ));
                         }
                     }

@@ -751,17 +751,11 @@ fn gso_runs_from_a_peer_on_the_same_host_are_oversize_at_the_port() {
     // alone still crosses, intact.
     let mut lab = lab_or_skip!("gmo");
     let t = topology::gateway_to_gateway_card(&mut lab);
-    let in_udp = |c: String| {
-        c.replace(
-            "encryption = \"aes-gcm-128\"",
-            "encryption = \"aes-gcm-128\"\nudp_encap = { src_port = 4500, dst_port = 4500 }",
-        )
-    };
     let _a = lab.espo_run(
         &t.left,
         "left",
         &lab::set_gateway_field(
-            &in_udp(lab::example("gw-gw/esp-model/gw-a.toml", &t.left_out)),
+            &lab::esp_in_udp(&lab::example("gw-gw/esp-model/gw-a.toml", &t.left_out)),
             "udp_gso",
             "true",
         ),
@@ -769,7 +763,7 @@ fn gso_runs_from_a_peer_on_the_same_host_are_oversize_at_the_port() {
     let b = lab.espo_run(
         &t.right,
         "right",
-        &in_udp(lab::example("gw-gw/esp-model/gw-b.toml", &t.right_out)),
+        &lab::esp_in_udp(&lab::example("gw-gw/esp-model/gw-b.toml", &t.right_out)),
     );
     // A burst, then single datagrams with room between them.
     for gap in [

@@ -397,6 +397,15 @@ impl Drop for Lab {
     }
 }
 
+/// A configuration of AES-GCM-128 SAs with each of them carried in UDP, port 4500 both
+/// ways (RFC 3948).
+pub fn esp_in_udp(config: &str) -> String {
+    config.replace(
+        "encryption = \"aes-gcm-128\"",
+        "encryption = \"aes-gcm-128\"\nudp_encap = { src_port = 4500, dst_port = 4500 }",
+    )
+}
+
 /// Sets `key = value` in the `[gateway]` section of a configuration (replacing the line if
 /// the key is there).
 pub fn set_gateway_field(config: &str, key: &str, value: &str) -> String {
