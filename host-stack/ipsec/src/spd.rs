@@ -1,5 +1,7 @@
 //! The security policy database (RFC 4301 §4.4.1): ordered policies, first match wins.
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use crate::selector::{Cidr, PortRange, ProtocolSelector};
 use crate::spec::{PolicyAction, PolicySpec};
 use crate::wire::flow::Flow;
@@ -83,24 +85,47 @@ pub struct Policy {
 }
 
 /// The policies of one direction, in order: the first match wins.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Spd {
     policies: Vec<Policy>,
+    /// Names what the policies are now: taken afresh from [`VERSIONS`] by every change,
+    /// so two databases with the same version decide every flow alike (a clone keeps its
+    /// original's version until either changes).
+    version: u64,
+}
+
+/// Versions for [`Spd::version`], never handed out twice in a process.
+static VERSIONS: AtomicU64 = AtomicU64::new(1);
+
+fn next_version() -> u64 {
+    VERSIONS.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Default for Spd {
+    fn default() -> Self {
+        Spd {
+            policies: Vec::new(),
+            version: next_version(),
+        }
+    }
 }
 
 impl Spd {
     pub fn push(&mut self, policy: Policy) {
+        self.version = next_version();
         self.policies.push(policy);
     }
 
     /// Puts a policy at `position` in the search order (at the end when `None` or past it).
     pub fn insert(&mut self, position: Option<usize>, policy: Policy) {
+        self.version = next_version();
         let at = position.map_or(self.policies.len(), |p| p.min(self.policies.len()));
         self.policies.insert(at, policy);
     }
 
     /// Removes the policy `id`.
     pub fn remove(&mut self, id: PolicyId) -> Option<Policy> {
+        self.version = next_version();
         let at = self.policies.iter().position(|p| p.id == id)?;
         Some(self.policies.remove(at))
     }
@@ -110,7 +135,15 @@ impl Spd {
     }
 
     pub fn get_mut(&mut self, id: PolicyId) -> Option<&mut Policy> {
+        self.version = next_version();
         self.policies.iter_mut().find(|p| p.id == id)
+    }
+
+    /// What the policies are now, as a number unique in the process: a decision
+    /// [`lookup`](Self::lookup) made under one version holds while the version is the
+    /// same (a cache of recent decisions checks it).
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// The first policy whose bundle names SA `index`.
@@ -123,6 +156,7 @@ impl Spd {
 
     /// Makes every bundle that names SA `old` name SA `new` instead.
     pub fn rename_sa(&mut self, old: usize, new: usize) {
+        self.version = next_version();
         for p in &mut self.policies {
             if let Action::Protect(b) = &mut p.action {
                 if b.inner == old {

@@ -20,7 +20,7 @@ use espo_ipsec::wire::ethernet::EtherType;
 use espo_ipsec::wire::flow::HEAD_LEN;
 
 use super::tx::Work;
-use super::{CardMode, OffloadEngine, SentAs};
+use super::{CardMode, OffloadEngine, SPARE_TX_BUFFERS, SentAs};
 
 /// A packet's outbound decision: the bundle that protects it, or `None` for bypass.
 pub(crate) type Bundled = Option<Bundle>;
@@ -68,8 +68,11 @@ impl OffloadEngine {
         if self.mode == CardMode::Gone {
             return None;
         }
-        let queue = self.options.queue;
-        let buf = self.card.as_mut()?.tx_lend(queue).ok().flatten()?;
+        let card = self.card.as_mut()?;
+        let buf = match self.spare_tx.pop() {
+            Some(buf) => buf,
+            None => card.tx_lend(self.options.queue).ok().flatten()?,
+        };
         Some(TxSlot { buf })
     }
 
@@ -101,9 +104,10 @@ impl OffloadEngine {
 
     /// Gives an unused slot back.
     pub fn release_slot(&mut self, slot: TxSlot) {
-        if let Some(card) = self.card.as_mut() {
-            let _ = card.tx_return(slot.buf);
-        }
+        self.recycle_frame(Frame::Lent {
+            buf: slot.buf,
+            len: 0,
+        });
     }
 
     /// [`submit`](Self::submit) for the IP packet of `inner_len` bytes in `slot` at
@@ -117,7 +121,10 @@ impl OffloadEngine {
         let decided = if inner_len > self.tx_slot_room() {
             Err(DropReason::TooBig)
         } else {
-            self.frame_flow(&frame).and_then(|flow| self.decide(flow))
+            match self.frame_flow(&frame) {
+                Ok(flow) => self.decide(flow),
+                Err(reason) => Err(reason),
+            }
         };
         self.enqueue_lent(tag, frame, decided);
     }
@@ -145,9 +152,21 @@ impl OffloadEngine {
     }
 
     /// The outbound decision on a packet's selectors; a packet policy discards (or traps)
-    /// is refused here, before a frame is made for it.
-    pub(crate) fn decide(&self, flow: Flow) -> Result<(Flow, Bundled), DropReason> {
-        match self.sw.outbound.classify_flow(&flow)? {
+    /// is refused here, before a frame is made for it. The last decision is kept with the
+    /// database's version: the packets of a burst (a TUN read's segments) are of one flow,
+    /// and the next one of it is decided by one comparison, not by walking the policies —
+    /// until any policy changes.
+    pub(crate) fn decide(&mut self, flow: Flow) -> Result<(Flow, Bundled), DropReason> {
+        let version = self.sw.outbound.spd().version();
+        let action = match self.last_decision {
+            Some((v, f, action)) if v == version && f == flow => action,
+            _ => {
+                let action = self.sw.outbound.classify_flow(&flow);
+                self.last_decision = Some((version, flow, action));
+                action
+            }
+        };
+        match action? {
             Action::Discard | Action::Trap => Err(DropReason::PolicyDiscard),
             Action::Bypass => Ok((flow, None)),
             Action::Protect(bundle) => Ok((flow, Some(bundle))),
@@ -284,13 +303,18 @@ impl OffloadEngine {
         }
     }
 
-    /// A frame done with: its buffer kept for reuse, or given back to the card.
+    /// A frame done with: its buffer kept for reuse (a card buffer kept lent, for the next
+    /// [`tx_slot`](Self::tx_slot)), or given back to the card.
     pub(crate) fn recycle_frame(&mut self, frame: Frame) {
         match frame {
             Frame::Heap(v) => self.recycle(v),
             Frame::Lent { buf, .. } => {
                 if let Some(card) = self.card.as_mut() {
-                    let _ = card.tx_return(buf);
+                    if self.spare_tx.len() < SPARE_TX_BUFFERS {
+                        self.spare_tx.push(buf);
+                    } else {
+                        let _ = card.tx_return(buf);
+                    }
                 }
             }
         }

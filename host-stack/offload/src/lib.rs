@@ -73,7 +73,7 @@ pub use report::{
 pub use wire::{HostClock, ManualClock, MemWire, MonotonicClock, Wire};
 
 use self::frame::Frame;
-use self::options::{MAX_WIRE_FRAME, SPARE_BUFFERS};
+use self::options::{MAX_WIRE_FRAME, SPARE_BUFFERS, SPARE_TX_BUFFERS};
 use self::tx::{Posted, Work};
 
 /// Why the engine could not be built, or a change to its SAs or policies was refused.
@@ -186,6 +186,16 @@ pub struct OffloadEngine {
     /// Reused per flush and per completion round (nothing allocated per packet).
     flush_batch: Vec<(u64, Posted, espo_driver::card::TxAction)>,
     lent_posts: Vec<espo_driver::card::TxLent>,
+    /// Card TX buffers still lent to the engine, free for the next packet
+    /// ([`SPARE_TX_BUFFERS`]); dropped with the card.
+    spare_tx: Vec<espo_driver::card::TxBuf>,
+    /// The last outbound decision: the outbound database's version, the flow, what the
+    /// policies said ([`decide`](Self::decide)).
+    last_decision: Option<(
+        u64,
+        espo_ipsec::wire::Flow,
+        Result<espo_ipsec::spd::Action, DropReason>,
+    )>,
     tx_done: Vec<espo_driver::card::TxDone>,
     wire_buf: Vec<u8>,
     /// Lent inbound packets whose owner still held them when the card went: each buffer's
@@ -264,6 +274,8 @@ impl OffloadEngine {
             rx_copy: espo_driver::card::RxPacket::default(),
             flush_batch: Vec::new(),
             lent_posts: Vec::new(),
+            last_decision: None,
+            spare_tx: Vec::new(),
             tx_done: Vec::new(),
             wire_buf: Vec::new(),
             rescued_rx: HashMap::new(),

@@ -99,5 +99,10 @@ pub const ENTRY_GRACE: Duration = Duration::from_micros(250);
 /// Frame buffers kept for reuse.
 pub(super) const SPARE_BUFFERS: usize = 1024;
 
+/// Card TX buffers kept lent for the next [`tx_slot`](crate::OffloadEngine::tx_slot) once
+/// their frame was sent: a buffer goes from a completion to the next packet without a
+/// round trip through the driver's free list. Two batches' worth.
+pub(super) const SPARE_TX_BUFFERS: usize = 128;
+
 /// Largest frame sent through the fallback wire.
 pub(super) const MAX_WIRE_FRAME: usize = 65535 + 14;

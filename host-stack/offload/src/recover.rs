@@ -279,6 +279,8 @@ impl OffloadEngine {
     /// The card is gone: software does everything, frames use the fallback wire.
     fn gone(&mut self, fault: Option<espo_driver::card::Fault>, was: &[(usize, u32)]) {
         self.unlend_pending();
+        // Lent buffers of a card that is gone: nothing to give back.
+        self.spare_tx.clear();
         self.card = None;
         self.mode = CardMode::Gone;
         self.max_frame = super::options::MAX_WIRE_FRAME;
