@@ -196,6 +196,9 @@ pub struct OffloadEngine {
         espo_ipsec::wire::Flow,
         Result<espo_ipsec::spd::Action, DropReason>,
     )>,
+    /// The last inbound policy verdict: the inbound database's version, the flow, the SA
+    /// index the policies name, whether they admit it ([`admits`](Self::admits)).
+    last_admission: Option<(u64, espo_ipsec::wire::Flow, usize, bool)>,
     tx_done: Vec<espo_driver::card::TxDone>,
     wire_buf: Vec<u8>,
     /// Lent inbound packets whose owner still held them when the card went: each buffer's
@@ -275,6 +278,7 @@ impl OffloadEngine {
             flush_batch: Vec::new(),
             lent_posts: Vec::new(),
             last_decision: None,
+            last_admission: None,
             spare_tx: Vec::new(),
             tx_done: Vec::new(),
             wire_buf: Vec::new(),

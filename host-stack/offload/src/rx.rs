@@ -358,13 +358,30 @@ impl OffloadEngine {
         }
         let index = r.index;
         let flow = flow.map_err(|_| DropReason::Malformed)?;
-        if !self.sw.inbound.admits(&flow, &[index]) {
+        if !self.admits(flow, index) {
             return Err(DropReason::PolicyMismatch);
         }
         let r = &mut self.records[rec_id];
         r.host.packets += 1;
         r.host.bytes += inner_len as u64;
         Ok(())
+    }
+
+    /// The inbound policy check (RFC 4301 §5.2) of a packet of inbound SA `index`, as
+    /// [`Inbound::admits`](espo_ipsec::engine::Inbound::admits). The last verdict is kept
+    /// with the database's version: the packets of a burst are of one flow and one SA, and
+    /// the next one is checked by one comparison — until any policy changes.
+    fn admits(&mut self, flow: Flow, index: usize) -> bool {
+        let key = self.sw.inbound.policy_key(index);
+        let version = self.sw.inbound.spd().version();
+        match self.last_admission {
+            Some((v, f, k, verdict)) if v == version && f == flow && k == key => verdict,
+            _ => {
+                let verdict = self.sw.inbound.spd().admits_decapsulated(&flow, &[key]);
+                self.last_admission = Some((version, flow, key, verdict));
+                verdict
+            }
+        }
     }
 
     /// A packet of an SA on the card was accepted into its window without being delivered.

@@ -141,9 +141,19 @@ impl Inbound {
             return false;
         };
         for (k, &i) in keys.iter_mut().zip(removed) {
-            *k = self.sas.get(i).and_then(|s| s.stands_for).unwrap_or(i);
+            *k = self.policy_key(i);
         }
         self.spd.admits_decapsulated(flow, keys)
+    }
+
+    /// The SA index the policies name for SA `index`: its own, or the one it stands for
+    /// (a rekeyed SA). [`admits`](Self::admits) of one SA is
+    /// `spd().admits_decapsulated(flow, &[policy_key(index)])`.
+    pub fn policy_key(&self, index: usize) -> usize {
+        self.sas
+            .get(index)
+            .and_then(|s| s.stands_for)
+            .unwrap_or(index)
     }
 
     pub fn spd(&self) -> &Spd {
