@@ -249,6 +249,39 @@ mod tests {
         spd
     }
 
+    /// Every change gives the database a version no database had before; a clone keeps
+    /// its original's (same policies, same decisions) until either changes.
+    #[test]
+    fn every_change_gives_a_new_version() {
+        let mut spd = two_sites();
+        let mut seen = vec![Spd::default().version(), spd.version()];
+        let copy = spd.clone();
+        assert_eq!(copy.version(), spd.version());
+        spd.insert(
+            Some(0),
+            policy("10.1.0.0/16", "10.2.0.0/16", Action::Bypass, 5),
+        );
+        seen.push(spd.version());
+        spd.get_mut(PolicyId(5)).unwrap().action = Action::Discard;
+        seen.push(spd.version());
+        spd.rename_sa(0, 3);
+        seen.push(spd.version());
+        spd.remove(PolicyId(5));
+        seen.push(spd.version());
+        spd.push(policy("10.5.0.0/16", "10.2.0.0/16", protect(1), 6));
+        seen.push(spd.version());
+        let mut unique = seen.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), seen.len(), "{seen:?}");
+        // Looking does not change it.
+        let v = spd.version();
+        let _ = spd.lookup(&flow("10.5.0.1", "10.2.0.1"));
+        let _ = spd.get(PolicyId(6));
+        assert_eq!(spd.version(), v);
+        assert_ne!(copy.version(), v);
+    }
+
     #[test]
     fn the_first_matching_policy_decides_even_when_its_bundle_differs() {
         let spd = two_sites();

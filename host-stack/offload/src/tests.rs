@@ -722,6 +722,40 @@ fn lent_slots_leave_as_the_copied_packets_do_whatever_path_they_take() {
     }
 }
 
+/// Card buffers of sent frames are kept for the next packets: long frames, then short ones
+/// in the same buffers, and each short one leaves with its own bytes only.
+#[test]
+fn card_buffers_kept_for_the_next_packets_carry_only_their_new_packet() {
+    let cfg = config("");
+    let (mut engine, _, tap) = rig(&cfg, OffloadOptions::default());
+    let mut reference = cfg.software_engine().unwrap();
+    let mut tag = 0u64;
+    for (len, fill) in [(1400, 0xaa), (100, 0x55), (700, 0x11)] {
+        let packets: Vec<Vec<u8>> = (0..40u16)
+            .map(|i| packet([10, 1, 0, 1], [10, 2, 0, 1], len, fill + i))
+            .collect();
+        for p in &packets {
+            let slot = engine.tx_slot().expect("a card buffer");
+            engine.tx_slot_write(&slot, FRAME_HEADER, p).unwrap();
+            engine.submit_slot(tag, slot, p.len());
+            tag += 1;
+        }
+        let reports = run_until_idle(&mut engine);
+        assert_eq!(reports.len(), packets.len());
+        let wire = tap.drain();
+        assert_eq!(wire.len(), packets.len());
+        for (p, frame) in packets.iter().zip(&wire) {
+            let mut out = vec![0u8; p.len() + 256];
+            let Ok(Encapsulated::Protected { len, .. }) =
+                reference.outbound.encapsulate(p, &mut out)
+            else {
+                panic!("reference refused a packet");
+            };
+            assert_eq!(frame.data[14..], out[..len]);
+        }
+    }
+}
+
 #[test]
 fn lent_inbound_packets_are_checked_against_policy_and_written_out_whole() {
     let cfg = config("");

@@ -401,6 +401,80 @@ fn an_outbound_replacement_takes_every_packet_not_yet_on_the_card() {
     assert_eq!(tap.drain().len(), 70);
 }
 
+/// The engine keeps its last decision for a flow (outbound) and its last verdict for a flow
+/// and SA (inbound); every policy change between two packets of one flow is still obeyed by
+/// the second, in both directions and on both ways in (copied out, or left in the card's
+/// buffer).
+#[test]
+fn every_policy_change_reaches_the_next_packet_of_the_same_flow() {
+    for lend_rx in [false, true] {
+        let options = OffloadOptions {
+            lend_rx,
+            ..OffloadOptions::default()
+        };
+        let (mut engine, _, tap) = rig(&config(""), options);
+        let mut peer = peer_config().software_engine().unwrap();
+        let to = [10, 2, 0, 1];
+        // Outbound, one flow throughout: protected, discarded by a policy put ahead,
+        // protected again once it goes, then on the bundle the policy is changed to.
+        assert_eq!(esp(&send(&mut engine, to, 0, 2)[1]).0, 0x1001);
+        let discard = policy(
+            Direction::Out,
+            "10.1.0.0/16",
+            "10.2.0.0/24",
+            PolicyAction::Discard,
+            &[],
+        );
+        engine.add_policy(&discard, PolicyId(20), Some(0)).unwrap();
+        let r = send(&mut engine, to, 2, 2);
+        assert!(
+            r.iter()
+                .all(|r| r.outcome == Err(DropReason::PolicyDiscard))
+        );
+        engine.remove_policy(PolicyId(20)).unwrap();
+        assert_eq!(esp(&send(&mut engine, to, 4, 1)[0]).0, 0x1001);
+        engine.set_bundle(PolicyId(0), &[0x1002]).unwrap();
+        assert_eq!(esp(&send(&mut engine, to, 5, 1)[0]).0, 0x1002);
+
+        // Inbound, one flow and SA throughout: admitted, refused once a discard policy
+        // comes first, admitted again once it goes.
+        let admitted = |r: &crate::RxReport| {
+            matches!(
+                r.outcome,
+                Ok(Received::Inner { spi: 0x2001, .. } | Received::Lent(_))
+            )
+        };
+        let release = |engine: &mut OffloadEngine, got: &[crate::RxReport]| {
+            for r in got {
+                if let Ok(Received::Lent(p)) = &r.outcome {
+                    engine.release_lent(p);
+                }
+            }
+        };
+        let got = from_peer(&mut engine, &mut peer, &tap, [10, 2, 0, 9], 0..2);
+        assert!(got.iter().all(admitted), "{got:?}");
+        release(&mut engine, &got);
+        let discard = policy(
+            Direction::In,
+            "10.2.0.0/24",
+            "10.1.0.0/16",
+            PolicyAction::Discard,
+            &[],
+        );
+        engine.add_policy(&discard, PolicyId(21), Some(0)).unwrap();
+        let got = from_peer(&mut engine, &mut peer, &tap, [10, 2, 0, 9], 2..4);
+        assert!(
+            got.iter()
+                .all(|r| r.outcome.as_ref().err() == Some(&DropReason::PolicyMismatch)),
+            "{got:?}"
+        );
+        engine.remove_policy(PolicyId(21)).unwrap();
+        let got = from_peer(&mut engine, &mut peer, &tap, [10, 2, 0, 9], 4..6);
+        assert!(got.iter().all(admitted), "{got:?}");
+        release(&mut engine, &got);
+    }
+}
+
 #[test]
 fn policies_come_and_go_and_bundles_change_between_packets() {
     let (mut engine, _, _) = rig(&config(""), OffloadOptions::default());
