@@ -111,7 +111,8 @@ impl Test {
 #[derive(Debug, Clone, Copy, Default)]
 struct Measured {
     gbps: f64,
-    /// Datagrams per second (UDP), full segments of the links' MTU per second (TCP, estimated).
+    /// Datagrams per second (UDP); for TCP, full segments of the path per second (estimated:
+    /// the links' MTU without a tunnel, the tunnel's through espo, less 52 bytes of headers).
     pps: f64,
     /// TCP: segments the sender retransmitted (what the path lost or reordered).
     retransmits: Option<u64>,
@@ -378,7 +379,8 @@ fn main() {
         println!("every link at MTU {mtu} (ESPO_TUNNEL_MTU)");
     }
     // A full TCP segment's payload (IPv4 and TCP headers with timestamps: 52 bytes), for
-    // the TCP tests' packets per second: 1448 bytes on 1500-byte links.
+    // the TCP tests' packets per second: 1448 bytes on 1500-byte links without a tunnel,
+    // the tunnel's MTU less 52 through espo.
     let segment = f64::from(link_mtu.unwrap_or(1500) - 52);
     let a_cfg = lab::example("gw-gw/esp/gw-a.toml", &t.left_out);
     let b_cfg = lab::example("gw-gw/esp/gw-b.toml", &t.right_out);
@@ -452,25 +454,29 @@ fn main() {
                     ))
                 }
             };
-            if gateways.is_some() && round == 0 {
-                // The tunnel's MTU: inner packets above it are fragmented by the sending
-                // host (one datagram, two ESP packets, reassembly at the receiver).
-                let link = lab.ip(&t.left, &["link", "show", "espo0"]);
-                let mtu = link
+            // The tunnel's MTU: inner packets above it are fragmented by the sending host
+            // (one datagram, two ESP packets, reassembly at the receiver), and TCP's
+            // segments (path MTU discovery) are that long.
+            let tunnel_mtu = gateways.as_ref().and_then(|_| {
+                lab.ip(&t.left, &["link", "show", "espo0"])
                     .split_whitespace()
                     .skip_while(|w| *w != "mtu")
                     .nth(1)
-                    .and_then(|m| m.parse::<usize>().ok());
-                if let Some(mtu) = mtu {
-                    println!(
-                        "         {mode}: tunnel MTU {mtu} (UDP 1400-byte payloads are 1428-byte packets{})",
-                        if mtu < 1428 {
-                            ": fragmented"
-                        } else {
-                            ": whole"
-                        }
-                    );
-                }
+                    .and_then(|m| m.parse::<usize>().ok())
+            });
+            // The TCP tests' packets per second: a full segment's payload through this path.
+            let segment = tunnel_mtu.map_or(segment, |mtu| mtu.saturating_sub(52).max(1) as f64);
+            if round == 0
+                && let Some(mtu) = tunnel_mtu
+            {
+                println!(
+                    "         {mode}: tunnel MTU {mtu} (UDP 1400-byte payloads are 1428-byte packets{})",
+                    if mtu < 1428 {
+                        ": fragmented"
+                    } else {
+                        ": whole"
+                    }
+                );
             }
             for (k, test) in TESTS.iter().enumerate() {
                 if !test_wanted(test) {
