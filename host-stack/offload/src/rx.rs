@@ -377,7 +377,7 @@ impl OffloadEngine {
         match self.last_admission {
             Some((v, f, k, verdict)) if v == version && f == flow && k == key => verdict,
             _ => {
-                let verdict = self.sw.inbound.spd().admits_decapsulated(&flow, &[key]);
+                let verdict = self.sw.inbound.admits(&flow, &[index]);
                 self.last_admission = Some((version, flow, key, verdict));
                 verdict
             }

@@ -147,8 +147,8 @@ impl Inbound {
     }
 
     /// The SA index the policies name for SA `index`: its own, or the one it stands for
-    /// (a rekeyed SA). [`admits`](Self::admits) of one SA is
-    /// `spd().admits_decapsulated(flow, &[policy_key(index)])`.
+    /// (a rekeyed SA). [`admits`](Self::admits) of one SA depends only on it, the flow and
+    /// the policies.
     pub fn policy_key(&self, index: usize) -> usize {
         self.sas
             .get(index)
