@@ -105,17 +105,30 @@ impl<T> SaTable<T> {
 /// of the offload engine): an index with no SA is a broken invariant, not bad input.
 impl<T> Index<usize> for SaTable<T> {
     type Output = T;
+    #[inline]
     fn index(&self, index: usize) -> &T {
-        self.get(index)
-            .unwrap_or_else(|| panic!("no SA at index {index} of the table"))
+        match self.get(index) {
+            Some(sa) => sa,
+            None => no_sa(index),
+        }
     }
 }
 
 impl<T> IndexMut<usize> for SaTable<T> {
+    #[inline]
     fn index_mut(&mut self, index: usize) -> &mut T {
-        self.get_mut(index)
-            .unwrap_or_else(|| panic!("no SA at index {index} of the table"))
+        match self.get_mut(index) {
+            Some(sa) => sa,
+            None => no_sa(index),
+        }
     }
+}
+
+/// Indexing a table where it holds no SA: a bug of the caller.
+#[cold]
+#[inline(never)]
+fn no_sa(index: usize) -> ! {
+    panic!("no SA at index {index} of the table")
 }
 
 #[cfg(test)]
