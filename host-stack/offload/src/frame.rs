@@ -28,6 +28,14 @@ pub(crate) type Bundled = Option<Bundle>;
 /// Bytes in front of the IP packet in a frame (its Ethernet header).
 pub const FRAME_HEADER: usize = 14;
 
+/// Bytes of a lent frame read at once to decide it: the Ethernet header's room and the IP
+/// packet's first [`HEAD_LEN`] bytes, in whole 8-byte words from the buffer's start.
+const LENT_HEAD: usize = (FRAME_HEADER + HEAD_LEN).next_multiple_of(8);
+
+/// The frame's first two words: its Ethernet header and the IP packet's first two bytes,
+/// written as one when the header is (the packet's two bytes as they were).
+const FIRST_WORDS: usize = 16;
+
 /// An outbound frame.
 #[derive(Debug)]
 pub(crate) enum Frame {
@@ -118,15 +126,16 @@ impl OffloadEngine {
             buf: slot.buf,
             len: FRAME_HEADER + inner_len,
         };
+        let mut start = [0u8; FIRST_WORDS];
         let decided = if inner_len > self.tx_slot_room() {
             Err(DropReason::TooBig)
         } else {
-            match self.frame_flow(&frame) {
-                Ok(flow) => self.decide(flow),
+            match self.lent_flow(slot.buf, inner_len, &mut start) {
+                Ok(flow) => self.decide(&flow).map(|bundle| (flow.dst, bundle)),
                 Err(reason) => Err(reason),
             }
         };
-        self.enqueue_lent(tag, frame, decided);
+        self.enqueue_lent(tag, frame, decided, [start[14], start[15]]);
     }
 
     /// [`submit`](Self::submit) with the packet written once, into `slot`, where the card
@@ -142,13 +151,17 @@ impl OffloadEngine {
         } else {
             Flow::parse(packet)
                 .map_err(|_| DropReason::Malformed)
-                .and_then(|flow| self.decide(flow))
+                .and_then(|flow| self.decide(&flow).map(|bundle| (flow.dst, bundle)))
         };
         let decided = decided.and_then(|d| {
             self.frame_write(&mut frame, FRAME_HEADER, packet)?;
             Ok(d)
         });
-        self.enqueue_lent(tag, frame, decided);
+        let ip_start = [
+            packet.first().copied().unwrap_or(0),
+            packet.get(1).copied().unwrap_or(0),
+        ];
+        self.enqueue_lent(tag, frame, decided, ip_start);
     }
 
     /// The outbound decision on a packet's selectors; a packet policy discards (or traps)
@@ -156,38 +169,42 @@ impl OffloadEngine {
     /// database's version: the packets of a burst (a TUN read's segments) are of one flow,
     /// and the next one of it is decided by one comparison, not by walking the policies —
     /// until any policy changes.
-    pub(crate) fn decide(&mut self, flow: Flow) -> Result<(Flow, Bundled), DropReason> {
+    pub(crate) fn decide(&mut self, flow: &Flow) -> Result<Bundled, DropReason> {
         let version = self.sw.outbound.spd().version();
-        let action = match self.last_decision {
-            Some((v, f, action)) if v == version && f == flow => action,
+        let action = match &self.last_decision {
+            Some((v, f, action)) if *v == version && f == flow => *action,
             _ => {
-                let action = self.sw.outbound.classify_flow(&flow);
-                self.last_decision = Some((version, flow, action));
+                let action = self.sw.outbound.classify_flow(flow);
+                self.last_decision = Some((version, *flow, action));
                 action
             }
         };
         match action? {
             Action::Discard | Action::Trap => Err(DropReason::PolicyDiscard),
-            Action::Bypass => Ok((flow, None)),
-            Action::Protect(bundle) => Ok((flow, Some(bundle))),
+            Action::Bypass => Ok(None),
+            Action::Protect(bundle) => Ok(Some(bundle)),
         }
     }
 
     /// A lent frame decided on: its Ethernet header written, then queued; or given back
-    /// and the packet dropped.
+    /// and the packet dropped. `ip_start`: the IP packet's first two bytes, written again
+    /// with the header, so that the frame's first two words are written whole.
     fn enqueue_lent(
         &mut self,
         tag: u64,
         mut frame: Frame,
-        decided: Result<(Flow, Bundled), DropReason>,
+        decided: Result<(IpAddr, Bundled), DropReason>,
+        ip_start: [u8; 2],
     ) {
         let decided = decided.and_then(|d| {
-            let eth = self.ethernet_header(d.0.dst);
-            self.frame_write(&mut frame, 0, &eth)?;
+            let mut first = [0u8; FIRST_WORDS];
+            first[..FRAME_HEADER].copy_from_slice(&self.ethernet_header(d.0));
+            first[FRAME_HEADER..].copy_from_slice(&ip_start);
+            self.frame_write(&mut frame, 0, &first)?;
             Ok(d)
         });
         match decided {
-            Ok((flow, bundle)) => self.enqueue(tag, frame, flow.dst, bundle),
+            Ok((dst, bundle)) => self.enqueue(tag, frame, dst, bundle),
             Err(reason) => {
                 self.recycle_frame(frame);
                 self.tx_drop(tag, reason);
@@ -235,25 +252,46 @@ impl OffloadEngine {
     /// The selectors of a frame's IP packet: from its first bytes for a lent frame (the
     /// whole packet read only when they do not suffice).
     pub(crate) fn frame_flow(&self, frame: &Frame) -> Result<Flow, DropReason> {
-        let parsed = match frame {
-            Frame::Heap(v) => Flow::parse(v.get(FRAME_HEADER..).unwrap_or(&[])),
-            Frame::Lent { buf, len } => {
-                let inner_len = len.saturating_sub(FRAME_HEADER);
-                let mut head = [0u8; HEAD_LEN];
-                let n = inner_len.min(HEAD_LEN);
-                let card = self.card.as_ref().ok_or(DropReason::DeviceError)?;
-                card.tx_buf_read(*buf, FRAME_HEADER, &mut head[..n])
-                    .map_err(|_| DropReason::DeviceError)?;
-                match Flow::parse_head(&head[..n], inner_len) {
-                    Err(_) if n < inner_len => {
-                        let mut whole = vec![0u8; inner_len];
-                        card.tx_buf_read(*buf, FRAME_HEADER, &mut whole)
-                            .map_err(|_| DropReason::DeviceError)?;
-                        Flow::parse(&whole)
-                    }
-                    parsed => parsed,
-                }
+        match frame {
+            Frame::Heap(v) => {
+                Flow::parse(v.get(FRAME_HEADER..).unwrap_or(&[])).map_err(|_| DropReason::Malformed)
             }
+            Frame::Lent { buf, len } => {
+                let mut start = [0u8; FIRST_WORDS];
+                self.lent_flow(*buf, len.saturating_sub(FRAME_HEADER), &mut start)
+            }
+        }
+    }
+
+    /// The selectors of the IP packet of `inner_len` bytes in lent buffer `buf`: the
+    /// frame's first [`LENT_HEAD`] bytes read at once, in whole words from the buffer's
+    /// (aligned) start — the Ethernet header's room and the packet's first
+    /// [`HEAD_LEN`] bytes — and the whole packet only when they do not suffice. The frame's
+    /// first [`FIRST_WORDS`] bytes as read go to `start`.
+    fn lent_flow(
+        &self,
+        buf: TxBuf,
+        inner_len: usize,
+        start: &mut [u8; FIRST_WORDS],
+    ) -> Result<Flow, DropReason> {
+        let card = self.card.as_ref().ok_or(DropReason::DeviceError)?;
+        let mut head = [0u8; LENT_HEAD];
+        let n = inner_len.min(HEAD_LEN);
+        let read = match card.tx_buf_read(buf, 0, &mut head) {
+            Ok(()) => Ok(()),
+            // A buffer shorter than that: what the frame has of it.
+            Err(_) => card.tx_buf_read(buf, 0, &mut head[..FRAME_HEADER + n]),
+        };
+        read.map_err(|_| DropReason::DeviceError)?;
+        start.copy_from_slice(&head[..FIRST_WORDS]);
+        let parsed = match Flow::parse_head(&head[FRAME_HEADER..FRAME_HEADER + n], inner_len) {
+            Err(_) if n < inner_len => {
+                let mut whole = vec![0u8; inner_len];
+                card.tx_buf_read(buf, FRAME_HEADER, &mut whole)
+                    .map_err(|_| DropReason::DeviceError)?;
+                Flow::parse(&whole)
+            }
+            parsed => parsed,
         };
         parsed.map_err(|_| DropReason::Malformed)
     }

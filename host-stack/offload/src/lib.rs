@@ -74,7 +74,7 @@ pub use wire::{HostClock, ManualClock, MemWire, MonotonicClock, Wire};
 
 use self::frame::Frame;
 use self::options::{MAX_WIRE_FRAME, SPARE_BUFFERS, SPARE_TX_BUFFERS};
-use self::tx::{Posted, Work};
+use self::tx::Work;
 
 /// Why the engine could not be built, or a change to its SAs or policies was refused.
 ///
@@ -184,8 +184,11 @@ pub struct OffloadEngine {
     rx_lent: Vec<espo_driver::card::RxLent>,
     rx_copy: espo_driver::card::RxPacket,
     /// Reused per flush and per completion round (nothing allocated per packet).
-    flush_batch: Vec<(u64, Posted, espo_driver::card::TxAction)>,
     lent_posts: Vec<espo_driver::card::TxLent>,
+    /// Outbound SAs the packets being routed to the card use, each with the highest
+    /// sequence number the card may give them: noted in the SA's reservation before the
+    /// packets are posted (`tx::note_reserved`).
+    to_note: Vec<(usize, u64)>,
     /// Card TX buffers still lent to the engine, free for the next packet
     /// ([`SPARE_TX_BUFFERS`]); dropped with the card.
     spare_tx: Vec<espo_driver::card::TxBuf>,
@@ -275,8 +278,8 @@ impl OffloadEngine {
             rx_batch: vec![espo_driver::card::RxPacket::default(); 32],
             rx_lent: Vec::with_capacity(32),
             rx_copy: espo_driver::card::RxPacket::default(),
-            flush_batch: Vec::new(),
             lent_posts: Vec::new(),
+            to_note: Vec::new(),
             last_decision: None,
             last_admission: None,
             spare_tx: Vec::new(),
@@ -317,11 +320,11 @@ impl OffloadEngine {
     pub fn submit(&mut self, tag: u64, inner: &[u8]) {
         let decided = espo_ipsec::wire::Flow::parse(inner)
             .map_err(|_| DropReason::Malformed)
-            .and_then(|flow| self.decide(flow));
+            .and_then(|flow| self.decide(&flow).map(|bundle| (flow.dst, bundle)));
         match decided {
-            Ok((flow, bundle)) => {
+            Ok((dst, bundle)) => {
                 let frame = Frame::Heap(self.frame_for(inner));
-                self.enqueue(tag, frame, flow.dst, bundle);
+                self.enqueue(tag, frame, dst, bundle);
             }
             Err(reason) => self.tx_drop(tag, reason),
         }

@@ -966,3 +966,73 @@ fn lent_frames_waiting_when_the_card_goes_leave_through_the_fallback_wire() {
     assert_eq!(delivered, by_software);
     assert_eq!(by_software, 8, "{reports:?}");
 }
+
+/// The SA's reservation covers every sequence number the card gives a packet by the time
+/// the card has the packet (a restart continues above it): many more packets than the
+/// ring holds, lent and copied, submitted in runs; each reported number is at most what
+/// the reservation said was used after the poll that completed it; every number once, in
+/// submission order.
+#[test]
+fn every_number_the_card_uses_is_noted_in_the_reservation_first() {
+    let (mut engine, _, tap) = rig(&config(""), OffloadOptions::default());
+    let p = packet([10, 1, 0, 1], [10, 2, 0, 1], 300, 7);
+    let n = 2000u64;
+    let mut seqs = Vec::new();
+    let mut reports = Vec::new();
+    let mut step = |engine: &mut OffloadEngine, seqs: &mut Vec<(u64, u64)>| {
+        engine.poll();
+        let noted = engine.seq_used(0x1001).expect("the SA");
+        reports.clear();
+        engine.take_tx_reports(&mut reports);
+        for r in &reports {
+            match r.outcome {
+                Ok(SentAs::Esp {
+                    spi: 0x1001,
+                    seq,
+                    path: Path::Card,
+                }) => {
+                    assert!(seq <= noted, "number {seq} used, {noted} noted");
+                    seqs.push((r.tag, seq));
+                }
+                ref other => panic!("{other:?}"),
+            }
+        }
+    };
+    let mut tag = 0;
+    while tag < n {
+        // Runs of 1 to 150 packets between polls.
+        for _ in 0..(tag % 150 + 1).min(n - tag) {
+            if tag % 3 == 0 {
+                engine.submit(tag, &p);
+            } else {
+                let Some(slot) = engine.tx_slot() else { break };
+                engine
+                    .tx_slot_write(&slot, FRAME_HEADER, &p)
+                    .expect("written");
+                engine.submit_slot(tag, slot, p.len());
+            }
+            tag += 1;
+        }
+        step(&mut engine, &mut seqs);
+    }
+    for _ in 0..100_000 {
+        if engine.tx_outstanding() == 0 {
+            break;
+        }
+        step(&mut engine, &mut seqs);
+    }
+    assert_eq!(seqs.len() as u64, n);
+    let tags: Vec<u64> = seqs.iter().map(|&(t, _)| t).collect();
+    assert_eq!(
+        tags,
+        (0..n).collect::<Vec<_>>(),
+        "reported in submission order"
+    );
+    let numbers: Vec<u64> = seqs.iter().map(|&(_, s)| s).collect();
+    assert_eq!(
+        numbers,
+        (1..=n).collect::<Vec<_>>(),
+        "each number once, in order"
+    );
+    assert_eq!(tap.drain().len() as u64, n);
+}

@@ -42,6 +42,8 @@ pub(super) struct Posted {
     pub work: Work,
     /// For a card SA: which.
     pub card_sa: Option<OnCard>,
+    /// What the card was asked to do with it.
+    pub action: TxAction,
 }
 
 /// The packets on the card's TX ring by driver tag, oldest first. Tags are handed out in
@@ -67,6 +69,24 @@ impl PostedQueue {
 
     pub(super) fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// Takes the packet with the highest tag.
+    pub(super) fn pop_back(&mut self) -> Option<Posted> {
+        self.0.pop_back().map(|(_, p)| p)
+    }
+
+    /// The packets from position `range.start` on, oldest first.
+    pub(super) fn range_mut(
+        &mut self,
+        range: std::ops::RangeFrom<usize>,
+    ) -> impl Iterator<Item = &mut Posted> {
+        self.0.range_mut(range).map(|(_, p)| p)
+    }
+
+    /// The packets from position `from` on with their driver tags, oldest first.
+    pub(super) fn tail(&self, from: usize) -> impl Iterator<Item = (u64, &Posted)> {
+        self.0.range(from..).map(|(t, p)| (*t, p))
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -118,9 +138,10 @@ impl OffloadEngine {
             if free == 0 {
                 return;
             }
-            let mut batch = std::mem::take(&mut self.flush_batch);
-            batch.clear();
-            while batch.len() < free.min(TX_BATCH) {
+            // Routed packets go straight to the posted queue, in driver tag order; what the
+            // ring does not take comes back off its end before anything else looks at it.
+            let start = self.posted.len();
+            while self.posted.len() - start < free.min(TX_BATCH) {
                 let Some((tag, work)) = self.pending.pop_front() else {
                     break;
                 };
@@ -128,51 +149,69 @@ impl OffloadEngine {
                     Routed::Ring(work, action, card_sa) => {
                         let driver_tag = self.next_driver_tag;
                         self.next_driver_tag += 1;
-                        batch.push((driver_tag, Posted { tag, work, card_sa }, action));
+                        self.posted.insert(
+                            driver_tag,
+                            Posted {
+                                tag,
+                                work,
+                                card_sa,
+                                action,
+                            },
+                        );
                     }
                     Routed::Dropped(reason) => self.tx_drop(tag, reason),
                 }
             }
-            if batch.is_empty() {
-                self.flush_batch = batch;
+            let routed = self.posted.len() - start;
+            if routed == 0 {
                 continue;
             }
-            let result = self.post_batch(queue, &batch);
+            self.note_reserved();
+            let result = self.post_batch(queue, start);
             match result {
                 Ok(taken) => {
-                    let taken = taken.min(batch.len());
+                    let taken = taken.min(routed);
                     // What the ring did not take waits again, in order, ahead of the rest.
-                    let stalled = taken < batch.len();
-                    while batch.len() > taken {
-                        if let Some((_, posted, _)) = batch.pop() {
-                            self.unrouted(&posted);
-                            self.pending.push_front((posted.tag, posted.work));
-                        }
-                    }
-                    for (driver_tag, posted, _) in batch.drain(..) {
+                    self.unpost(start + taken);
+                    for posted in self.posted.range_mut(start..) {
                         if let Some(c) = posted.card_sa
                             && let Some(n) = self.entry_in_flight.get_mut(c.sa_index as usize)
                         {
                             *n += 1;
                         }
-                        self.posted.insert(driver_tag, posted);
                     }
-                    self.flush_batch = batch;
-                    if stalled {
+                    if taken < routed {
                         return;
                     }
                 }
                 Err(e) => {
-                    while let Some((_, posted, _)) = batch.pop() {
-                        self.unrouted(&posted);
-                        self.pending.push_front((posted.tag, posted.work));
-                    }
-                    self.flush_batch = batch;
+                    self.unpost(start);
                     self.card_failed(&e);
                     if self.mode != CardMode::Gone && !self.card_usable() {
                         return;
                     }
                 }
+            }
+        }
+    }
+
+    /// Notes in each outbound SA's reservation the highest sequence number the card may
+    /// use with the packets just routed to it, before they are posted.
+    fn note_reserved(&mut self) {
+        for (inner, bound) in self.to_note.drain(..) {
+            if let Some(sa) = self.sw.outbound.sas().get(inner) {
+                sa.reservation().note_used(bound);
+            }
+        }
+    }
+
+    /// The packets of the posted queue from position `from` on did not reach the ring:
+    /// they wait again, in order, ahead of the rest.
+    fn unpost(&mut self, from: usize) {
+        while self.posted.len() > from {
+            if let Some(posted) = self.posted.pop_back() {
+                self.unrouted(&posted);
+                self.pending.push_front((posted.tag, posted.work));
             }
         }
     }
@@ -196,7 +235,9 @@ impl OffloadEngine {
     /// No card: software encapsulates everything and the fallback wire carries it.
     fn flush_to_wire(&mut self) {
         while let Some((tag, work)) = self.pending.pop_front() {
-            let (frame, sent) = match self.route(work) {
+            let routed = self.route(work);
+            self.note_reserved();
+            let (frame, sent) = match routed {
                 Routed::Dropped(reason) => {
                     self.tx_drop(tag, reason);
                     continue;
@@ -240,7 +281,10 @@ impl OffloadEngine {
         let bundle = match bundle {
             Some(b) => b,
             // Its SA was removed while it waited: the database as it is now decides.
-            None => match self.frame_flow(&frame).and_then(|flow| self.decide(flow)) {
+            None => match self
+                .frame_flow(&frame)
+                .and_then(|flow| self.decide(&flow).map(|bundle| (flow, bundle)))
+            {
                 Ok((_, Some(b))) => b,
                 Ok((flow, None)) => {
                     let mut frame = frame;
@@ -269,19 +313,23 @@ impl OffloadEngine {
                 return Routed::Dropped(DropReason::TooBig);
             }
             let mut frame = frame;
-            let dst = self.sw.outbound.sas()[bundle.inner].params.dst;
+            let sa = &self.sw.outbound.sas()[bundle.inner];
+            let (dst, limit) = (sa.params.dst, sa.reservation().limit());
             if !self.address_frame(&mut frame, dst) {
                 self.recycle_frame(frame);
                 return Routed::Dropped(DropReason::Unresolved);
             }
             // Every number the card may use with this packet must be reserved.
             let bound = self.card_seq_bound(rec_id, sa_index).saturating_add(1);
-            let reservation = self.sw.outbound.sas()[bundle.inner].reservation();
-            if bound > reservation.limit() {
+            if bound > limit {
                 self.recycle_frame(frame);
                 return Routed::Dropped(DropReason::SeqUnreserved);
             }
-            reservation.note_used(bound);
+            // Noted before the card sees the packet (`note_reserved`, once per SA and batch).
+            match self.to_note.last_mut() {
+                Some((inner, noted)) if *inner == bundle.inner => *noted = (*noted).max(bound),
+                _ => self.to_note.push((bundle.inner, bound)),
+            }
             let r = &mut self.records[rec_id];
             r.in_flight += 1;
             let on_card = OnCard {
@@ -372,7 +420,9 @@ impl OffloadEngine {
             return;
         };
         self.posted_settled(&posted);
-        let Posted { tag, work, card_sa } = posted;
+        let Posted {
+            tag, work, card_sa, ..
+        } = posted;
         match (d.outcome, work, card_sa) {
             (TxOutcome::Sent { seq }, Work::Protect { frame, .. }, Some(c)) => {
                 if let Some(rec) = c.rec {
@@ -565,54 +615,52 @@ impl OffloadEngine {
         self.recycle_frame(work.into_frame());
     }
 
-    /// Hands a routed batch to the card in order: runs of frames in host memory copied
-    /// in (`tx_batch`), runs of lent frames posted as they are (`tx_post`). Returns how
-    /// many the ring took (the rest wait), or the card's error with none of the failing
-    /// run taken.
+    /// Hands the routed packets at the posted queue's end (from position `start`) to the
+    /// card in order: runs of frames in host memory copied in (`tx_batch`), runs of lent
+    /// frames posted as they are (`tx_post`). Returns how many the ring took (the rest
+    /// wait), or the card's error with none of the failing run taken.
     fn post_batch(
         &mut self,
         queue: u16,
-        batch: &[(u64, Posted, TxAction)],
+        start: usize,
     ) -> Result<usize, espo_driver::card::CardError> {
         let Some(card) = self.card.as_mut() else {
             return Ok(0);
         };
+        let total = self.posted.len() - start;
         let mut taken = 0;
-        while taken < batch.len() {
-            let lent = matches!(batch[taken].1.work.frame(), Frame::Lent { .. });
-            let run = batch[taken..]
-                .iter()
-                .take_while(|(_, p, _)| matches!(p.work.frame(), Frame::Lent { .. }) == lent)
-                .count();
-            let items = &batch[taken..taken + run];
-            let n = if lent {
-                let posts = &mut self.lent_posts;
-                posts.clear();
-                posts.extend(items.iter().filter_map(
-                    |(driver_tag, p, action)| match p.work.frame() {
-                        Frame::Lent { buf, len } => Some(TxLent {
-                            tag: *driver_tag,
-                            buf: *buf,
-                            len: *len,
-                            action: *action,
-                        }),
-                        Frame::Heap(_) => None,
-                    },
-                ));
-                card.tx_post(queue, posts)
+        while taken < total {
+            let first = start + taken;
+            // A run of lent frames, posted as they are; else a run of frames to copy in.
+            let posts = &mut self.lent_posts;
+            posts.clear();
+            for (driver_tag, p) in self.posted.tail(first) {
+                let Frame::Lent { buf, len } = p.work.frame() else {
+                    break;
+                };
+                posts.push(TxLent {
+                    tag: driver_tag,
+                    buf: *buf,
+                    len: *len,
+                    action: p.action,
+                });
+            }
+            let (run, n) = if !posts.is_empty() {
+                (posts.len(), card.tx_post(queue, posts))
             } else {
-                let requests: Vec<TxRequest<'_>> = items
-                    .iter()
-                    .filter_map(|(driver_tag, p, action)| match p.work.frame() {
+                let requests: Vec<TxRequest<'_>> = self
+                    .posted
+                    .tail(first)
+                    .map_while(|(driver_tag, p)| match p.work.frame() {
                         Frame::Heap(frame) => Some(TxRequest {
-                            tag: *driver_tag,
+                            tag: driver_tag,
                             frame,
-                            action: *action,
+                            action: p.action,
                         }),
                         Frame::Lent { .. } => None,
                     })
                     .collect();
-                card.tx_batch(queue, &requests)
+                (requests.len(), card.tx_batch(queue, &requests))
             };
             match n {
                 Ok(n) => {
