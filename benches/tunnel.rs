@@ -12,9 +12,11 @@
 //! - `sw-sw-udp`: software at both ends with ESP in UDP (RFC 3948, port 4500), which the
 //!   outside sends in runs with UDP GSO and receives with UDP GRO (`udp_gso = true`);
 //! - `sw-model-udp`: ESP in UDP with gw-b on the card model, which encapsulates and
-//!   decapsulates the UDP itself, one frame at a time through its port. gw-a sends without
-//!   `udp_gso`: over a veth link its GSO runs would reach the card's port whole, as
-//!   super-frames no wire carries, which the port counts (`oversize`) and drops;
+//!   decapsulates the UDP itself, one frame at a time through its port. gw-a sends with
+//!   `udp_gso`, and its outside link cuts each run into datagrams before the wire
+//!   (`gso_max_segs 1`, as a NIC does or the kernel before a NIC without UDP segmentation):
+//!   over a veth link a run would otherwise reach the card's port whole, as a super-frame
+//!   no wire carries, which the port counts (`oversize`) and drops;
 //! - with `ESPO_TUNNEL_MODES=all` (or a list), also the same without each lever, to say
 //!   what it gives: `sw-sw-no-offload` and `sw-model-no-offload` (`tun_offload = false`),
 //!   `sw-sw-udp-no-gso` (ESP in UDP, neither TUN offloads nor UDP GSO/GRO), and
@@ -395,8 +397,8 @@ fn main() {
             "sw-sw" => (a_cfg.clone(), b_cfg.clone(), false),
             "sw-model" => (a_cfg.clone(), b_model_cfg.clone(), true),
             "sw-sw-udp" => (udp_gso(&a_cfg), udp_gso(&b_cfg), false),
-            // No `udp_gso` towards the card's port: see the module documentation.
-            "sw-model-udp" => (in_udp(&a_cfg), in_udp(&b_model_cfg), true),
+            // gw-a's runs are cut before the card's port: see the module documentation.
+            "sw-model-udp" => (udp_gso(&a_cfg), in_udp(&b_model_cfg), true),
             "sw-sw-no-offload" => (no_offload(&a_cfg), no_offload(&b_cfg), false),
             "sw-model-no-offload" => (no_offload(&a_cfg), no_offload(&b_model_cfg), true),
             "sw-sw-udp-no-gso" => (
@@ -447,6 +449,12 @@ fn main() {
                         // gw-b on the card model: its outside interface is the card's
                         // port, with no address of its own while espo runs.
                         lab.ip(&t.right, &["addr", "flush", "dev", &t.right_out]);
+                        // What reaches the card's port is frames, as on a wire: gw-a's
+                        // outside link segments any GSO packet (its UDP runs) itself.
+                        lab.ip(
+                            &t.left,
+                            &["link", "set", "dev", &t.left_out, "gso_max_segs", "1"],
+                        );
                     }
                     Some((
                         lab.espo_run(&t.left, "a", &a),
@@ -599,6 +607,10 @@ fn main() {
                     lab.stop(&b);
                     if mode.starts_with("sw-model") {
                         lab.addr(&t.right, &t.right_out, "192.0.2.2/24");
+                        lab.ip(
+                            &t.left,
+                            &["link", "set", "dev", &t.left_out, "gso_max_segs", "65535"],
+                        );
                     }
                 }
             }
