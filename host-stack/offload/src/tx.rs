@@ -40,10 +40,21 @@ pub(super) enum Work {
 pub(super) struct Posted {
     pub tag: u64,
     pub work: Work,
-    /// For a card SA: which.
+    /// For a card SA: which (the card encapsulates it with that entry; otherwise it is
+    /// sent as it is).
     pub card_sa: Option<OnCard>,
-    /// What the card was asked to do with it.
-    pub action: TxAction,
+}
+
+impl Posted {
+    /// What the card is asked to do with it.
+    fn action(&self) -> TxAction {
+        match self.card_sa {
+            Some(c) => TxAction::Encap {
+                sa_index: c.sa_index,
+            },
+            None => TxAction::Bypass,
+        }
+    }
 }
 
 /// The packets on the card's TX ring by driver tag, oldest first. Tags are handed out in
@@ -113,8 +124,8 @@ pub(super) struct OnCard {
 
 /// What happened to a packet being routed.
 enum Routed {
-    /// To the ring with this action.
-    Ring(Work, TxAction, Option<OnCard>),
+    /// To the ring: encapsulated by the card with the SA it names, or sent as it is.
+    Ring(Work, Option<OnCard>),
     Dropped(DropReason),
 }
 
@@ -146,18 +157,11 @@ impl OffloadEngine {
                     break;
                 };
                 match self.route(work) {
-                    Routed::Ring(work, action, card_sa) => {
+                    Routed::Ring(work, card_sa) => {
                         let driver_tag = self.next_driver_tag;
                         self.next_driver_tag += 1;
-                        self.posted.insert(
-                            driver_tag,
-                            Posted {
-                                tag,
-                                work,
-                                card_sa,
-                                action,
-                            },
-                        );
+                        self.posted
+                            .insert(driver_tag, Posted { tag, work, card_sa });
                     }
                     Routed::Dropped(reason) => self.tx_drop(tag, reason),
                 }
@@ -242,8 +246,8 @@ impl OffloadEngine {
                     self.tx_drop(tag, reason);
                     continue;
                 }
-                Routed::Ring(Work::Ready { frame, sent }, _, _) => (frame, sent),
-                Routed::Ring(Work::Protect { .. }, _, _) => {
+                Routed::Ring(Work::Ready { frame, sent }, _) => (frame, sent),
+                Routed::Ring(Work::Protect { .. }, _) => {
                     self.tx_drop(tag, DropReason::DeviceError);
                     continue;
                 }
@@ -270,7 +274,7 @@ impl OffloadEngine {
                     self.recycle_frame(frame);
                     return Routed::Dropped(DropReason::TooBig);
                 }
-                return Routed::Ring(Work::Ready { frame, sent }, TxAction::Bypass, None);
+                return Routed::Ring(Work::Ready { frame, sent }, None);
             }
             Work::Protect {
                 bundle,
@@ -343,7 +347,6 @@ impl OffloadEngine {
                     frame,
                     attempts,
                 },
-                TxAction::Encap { sa_index },
                 Some(on_card),
             );
         }
@@ -385,7 +388,6 @@ impl OffloadEngine {
                             path: Path::Software,
                         },
                     },
-                    TxAction::Bypass,
                     None,
                 )
             }
@@ -642,7 +644,7 @@ impl OffloadEngine {
                     tag: driver_tag,
                     buf: *buf,
                     len: *len,
-                    action: p.action,
+                    action: p.action(),
                 });
             }
             let (run, n) = if !posts.is_empty() {
@@ -655,7 +657,7 @@ impl OffloadEngine {
                         Frame::Heap(frame) => Some(TxRequest {
                             tag: driver_tag,
                             frame,
-                            action: p.action,
+                            action: p.action(),
                         }),
                         Frame::Lent { .. } => None,
                     })
