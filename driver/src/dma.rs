@@ -169,6 +169,34 @@ impl DmaMemory {
         Ok(())
     }
 
+    /// The `N` 8-byte words from `offset` (8-byte aligned), each read atomically; native
+    /// byte order, so that a word's bytes are the region's bytes in memory order.
+    #[inline]
+    pub fn read_words<const N: usize>(&self, offset: usize) -> Result<[u64; N], AccessError> {
+        let base = self.checked(offset, 8 * N, 8)?;
+        let mut words = [0u64; N];
+        for (i, w) in words.iter_mut().enumerate() {
+            // SAFETY: the 8 bytes at `offset + 8 i` lie inside the range `checked` proved in
+            // bounds and are 8-byte aligned (page-aligned mapping, aligned `offset`).
+            *w = unsafe { AtomicU64::from_ptr(base.as_ptr().add(8 * i).cast()) }
+                .load(Ordering::Relaxed);
+        }
+        Ok(words)
+    }
+
+    /// Writes `words` from `offset` (8-byte aligned) on, as [`read_words`](Self::read_words)
+    /// reads them, in increasing address order.
+    #[inline]
+    pub fn write_words(&self, offset: usize, words: &[u64]) -> Result<(), AccessError> {
+        let base = self.checked(offset, 8 * words.len(), 8)?;
+        for (i, &w) in words.iter().enumerate() {
+            // SAFETY: as in `read_words`.
+            unsafe { AtomicU64::from_ptr(base.as_ptr().add(8 * i).cast()) }
+                .store(w, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     /// Bytes before the first 8-byte boundary at or after `offset`, at most `len`.
     fn head_bytes(offset: usize, len: usize) -> usize {
         ((8 - offset % 8) % 8).min(len)

@@ -190,6 +190,14 @@ fn handles_are_checked_and_a_buffer_is_never_lent_twice() {
     a.tx_return(buf).unwrap();
     assert!(matches!(a.tx_return(buf), Err(CardError::NotLent { .. })));
     assert!(a.tx_buf_write(buf, 0, &[1]).is_err());
+    assert!(matches!(
+        a.tx_buf_read_words::<2>(buf, 0),
+        Err(CardError::NotLent { .. })
+    ));
+    assert!(matches!(
+        a.tx_buf_write_words(buf, 0, &[1]),
+        Err(CardError::NotLent { .. })
+    ));
     assert!(
         a.tx_buf_read_from(buf, 0, std::io::stdin().as_fd())
             .is_err()
@@ -206,6 +214,33 @@ fn handles_are_checked_and_a_buffer_is_never_lent_twice() {
     let size = a.buffer_bytes() as usize;
     assert!(a.tx_buf_write(buf, size - 1, &[1, 2]).is_err());
     assert!(a.tx_buf_write(buf, size - 2, &[1, 2]).is_ok());
+    // Whole words: the buffer's bytes in memory order; misaligned or past the end refused,
+    // nothing written.
+    a.tx_buf_write(buf, 0, &(0..24).collect::<Vec<u8>>())
+        .unwrap();
+    let words = a.tx_buf_read_words::<3>(buf, 0).unwrap();
+    let seen: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    assert_eq!(seen, (0..24).collect::<Vec<u8>>());
+    a.tx_buf_write_words(buf, 8, &[u64::from_ne_bytes([0xee; 8])])
+        .unwrap();
+    let mut back = [0u8; 24];
+    a.tx_buf_read(buf, 0, &mut back).unwrap();
+    assert_eq!(
+        back[7..17],
+        [7, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 16]
+    );
+    assert!(a.tx_buf_read_words::<1>(buf, 4).is_err());
+    assert!(a.tx_buf_write_words(buf, 4, &[0]).is_err());
+    assert!(a.tx_buf_read_words::<1>(buf, size - 4).is_err());
+    assert!(
+        a.tx_buf_write_words(buf, size.next_multiple_of(8) - 8, &[0, 0])
+            .is_err()
+    );
+    a.tx_buf_read(buf, 0, &mut back).unwrap();
+    assert_eq!(
+        back[7..17],
+        [7, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 16]
+    );
     // The lending limit is the ring's size (16 here): then `None`, never a buffer in use.
     let mut held = vec![buf];
     while let Some(b) = a.tx_lend(0).unwrap() {

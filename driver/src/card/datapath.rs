@@ -127,6 +127,36 @@ impl Card {
             .read_lent(buf.queue, buf.id, at, dst)
     }
 
+    /// [`tx_buf_read`](Self::tx_buf_read) of `N` whole 8-byte words from byte `at` (a
+    /// multiple of 8) on, in native byte order (each word's bytes are the buffer's, in
+    /// memory order): a frame's first bytes in a few aligned loads.
+    #[inline]
+    pub fn tx_buf_read_words<const N: usize>(
+        &self,
+        buf: TxBuf,
+        at: usize,
+    ) -> Result<[u64; N], CardError> {
+        self.queue(buf.queue)?
+            .tx
+            .bufs
+            .read_lent_words(buf.queue, buf.id, at)
+    }
+
+    /// [`tx_buf_write`](Self::tx_buf_write) of whole 8-byte words, as
+    /// [`tx_buf_read_words`](Self::tx_buf_read_words) reads them.
+    #[inline]
+    pub fn tx_buf_write_words(
+        &self,
+        buf: TxBuf,
+        at: usize,
+        words: &[u64],
+    ) -> Result<(), CardError> {
+        self.queue(buf.queue)?
+            .tx
+            .bufs
+            .write_lent_words(buf.queue, buf.id, at, words)
+    }
+
     /// One `read(2)` from `fd` into lent TX buffer `buf` from byte `at` on, at most to the
     /// buffer's end; returns the bytes read.
     pub fn tx_buf_read_from(&self, buf: TxBuf, at: usize, fd: BorrowedFd<'_>) -> io::Result<usize> {

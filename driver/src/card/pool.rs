@@ -129,6 +129,31 @@ impl BufferPool {
         Ok(self.read_at(self.lent(queue, id)?, at, dst)?)
     }
 
+    /// `N` 8-byte words of a buffer lent to the caller from byte `at` (a multiple of 8) on.
+    #[inline]
+    pub(crate) fn read_lent_words<const N: usize>(
+        &self,
+        queue: u16,
+        id: u32,
+        at: usize,
+    ) -> Result<[u64; N], CardError> {
+        let off = self.range(self.lent(queue, id)?, at, 8 * N)?;
+        Ok(self.mem.read_words(off)?)
+    }
+
+    /// `words` into a buffer lent to the caller from byte `at` (a multiple of 8) on.
+    #[inline]
+    pub(crate) fn write_lent_words(
+        &self,
+        queue: u16,
+        id: u32,
+        at: usize,
+        words: &[u64],
+    ) -> Result<(), CardError> {
+        let off = self.range(self.lent(queue, id)?, at, 8 * words.len())?;
+        Ok(self.mem.write_words(off, words)?)
+    }
+
     /// [`read_from_fd`](Self::read_from_fd) into a buffer lent to the caller.
     pub(crate) fn read_fd_lent(
         &self,

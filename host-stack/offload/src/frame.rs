@@ -20,7 +20,7 @@ use espo_ipsec::wire::ethernet::EtherType;
 use espo_ipsec::wire::flow::HEAD_LEN;
 
 use super::tx::Work;
-use super::{CardMode, OffloadEngine, SPARE_TX_BUFFERS, SentAs};
+use super::{CardMode, OffloadEngine, OffloadOptions, SPARE_TX_BUFFERS, SentAs};
 
 /// A packet's outbound decision: the bundle that protects it, or `None` for bypass.
 pub(crate) type Bundled = Option<Bundle>;
@@ -35,6 +35,57 @@ const LENT_HEAD: usize = (FRAME_HEADER + HEAD_LEN).next_multiple_of(8);
 /// The frame's first two words: its Ethernet header and the IP packet's first two bytes,
 /// written as one when the header is (the packet's two bytes as they were).
 const FIRST_WORDS: usize = 16;
+
+/// A lent frame's first two words for each IP version, as native-endian words of its bytes:
+/// the Ethernet header (the configured MACs, the version's EtherType), then room for the
+/// IP packet's first two bytes. Made once; filled in with a few register operations.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FrameStart {
+    v4: [u64; 2],
+    v6: [u64; 2],
+}
+
+impl FrameStart {
+    /// The bits of the second word that are the IP packet's (bytes 14 and 15 of the frame).
+    const PACKET_BYTES: u64 = u64::from_ne_bytes([0, 0, 0, 0, 0, 0, 0xff, 0xff]);
+
+    pub(crate) fn new(options: &OffloadOptions) -> Self {
+        let words = |ethertype: EtherType| {
+            let mut b = [0u8; FIRST_WORDS];
+            b[..6].copy_from_slice(&options.peer_mac);
+            b[6..12].copy_from_slice(&options.local_mac);
+            b[12..FRAME_HEADER].copy_from_slice(&ethertype.to_bytes());
+            words_of(&b)
+        };
+        FrameStart {
+            v4: words(EtherType::Ipv4),
+            v6: words(EtherType::Ipv6),
+        }
+    }
+
+    /// Writes the Ethernet header into a frame's first two words for the IP version its
+    /// packet starts with, keeping the packet's two bytes; false, nothing changed, when the
+    /// packet is not IPv4 or IPv6.
+    #[inline]
+    fn apply(&self, w: &mut [u64; 2]) -> bool {
+        let header = match w[1].to_ne_bytes()[FRAME_HEADER - 8] >> 4 {
+            4 => &self.v4,
+            6 => &self.v6,
+            _ => return false,
+        };
+        w[0] = header[0];
+        w[1] = header[1] | (w[1] & Self::PACKET_BYTES);
+        true
+    }
+}
+
+/// A frame's first [`FIRST_WORDS`] bytes as the two words they are in memory.
+fn words_of(b: &[u8; FIRST_WORDS]) -> [u64; 2] {
+    let (mut w0, mut w1) = ([0u8; 8], [0u8; 8]);
+    w0.copy_from_slice(&b[..8]);
+    w1.copy_from_slice(&b[8..]);
+    [u64::from_ne_bytes(w0), u64::from_ne_bytes(w1)]
+}
 
 /// An outbound frame.
 #[derive(Debug)]
@@ -126,7 +177,7 @@ impl OffloadEngine {
             buf: slot.buf,
             len: FRAME_HEADER + inner_len,
         };
-        let mut start = [0u8; FIRST_WORDS];
+        let mut start = [0u64; 2];
         let decided = if inner_len > self.tx_slot_room() {
             Err(DropReason::TooBig)
         } else {
@@ -135,7 +186,7 @@ impl OffloadEngine {
                 Err(reason) => Err(reason),
             }
         };
-        self.enqueue_lent(tag, frame, decided, [start[14], start[15]]);
+        self.enqueue_lent(tag, frame, decided, start);
     }
 
     /// [`submit`](Self::submit) with the packet written once, into `slot`, where the card
@@ -157,11 +208,10 @@ impl OffloadEngine {
             self.frame_write(&mut frame, FRAME_HEADER, packet)?;
             Ok(d)
         });
-        let ip_start = [
-            packet.first().copied().unwrap_or(0),
-            packet.get(1).copied().unwrap_or(0),
-        ];
-        self.enqueue_lent(tag, frame, decided, ip_start);
+        let mut first = [0u8; FIRST_WORDS];
+        let n = packet.len().min(FIRST_WORDS - FRAME_HEADER);
+        first[FRAME_HEADER..FRAME_HEADER + n].copy_from_slice(&packet[..n]);
+        self.enqueue_lent(tag, frame, decided, words_of(&first));
     }
 
     /// The outbound decision on a packet's selectors; a packet policy discards (or traps)
@@ -187,20 +237,26 @@ impl OffloadEngine {
     }
 
     /// A lent frame decided on: its Ethernet header written, then queued; or given back
-    /// and the packet dropped. `ip_start`: the IP packet's first two bytes, written again
-    /// with the header, so that the frame's first two words are written whole.
+    /// and the packet dropped. `first`: the frame's first two words as read, the IP
+    /// packet's first two bytes in them, written again with the header, so that the words
+    /// are written whole.
     fn enqueue_lent(
         &mut self,
         tag: u64,
-        mut frame: Frame,
+        frame: Frame,
         decided: Result<(IpAddr, Bundled), DropReason>,
-        ip_start: [u8; 2],
+        mut first: [u64; 2],
     ) {
         let decided = decided.and_then(|d| {
-            let mut first = [0u8; FIRST_WORDS];
-            first[..FRAME_HEADER].copy_from_slice(&self.ethernet_header(d.0));
-            first[FRAME_HEADER..].copy_from_slice(&ip_start);
-            self.frame_write(&mut frame, 0, &first)?;
+            let (Frame::Lent { buf, .. }, true) = (&frame, self.frame_start.apply(&mut first))
+            else {
+                return Err(DropReason::Malformed);
+            };
+            self.card
+                .as_ref()
+                .ok_or(DropReason::DeviceError)?
+                .tx_buf_write_words(*buf, 0, &first)
+                .map_err(|_| DropReason::DeviceError)?;
             Ok(d)
         });
         match decided {
@@ -236,19 +292,6 @@ impl OffloadEngine {
         self.pending.push_back((tag, work));
     }
 
-    /// The Ethernet header of a frame to `dst`: the configured MACs, the family's type.
-    pub(crate) fn ethernet_header(&self, dst: IpAddr) -> [u8; FRAME_HEADER] {
-        let mut eth = [0u8; FRAME_HEADER];
-        eth[..6].copy_from_slice(&self.options.peer_mac);
-        eth[6..12].copy_from_slice(&self.options.local_mac);
-        let ethertype = match dst {
-            IpAddr::V4(_) => EtherType::Ipv4,
-            IpAddr::V6(_) => EtherType::Ipv6,
-        };
-        eth[12..].copy_from_slice(&ethertype.to_bytes());
-        eth
-    }
-
     /// The selectors of a frame's IP packet: from its first bytes for a lent frame (the
     /// whole packet read only when they do not suffice).
     pub(crate) fn frame_flow(&self, frame: &Frame) -> Result<Flow, DropReason> {
@@ -257,7 +300,7 @@ impl OffloadEngine {
                 Flow::parse(v.get(FRAME_HEADER..).unwrap_or(&[])).map_err(|_| DropReason::Malformed)
             }
             Frame::Lent { buf, len } => {
-                let mut start = [0u8; FIRST_WORDS];
+                let mut start = [0u64; 2];
                 self.lent_flow(*buf, len.saturating_sub(FRAME_HEADER), &mut start)
             }
         }
@@ -267,23 +310,32 @@ impl OffloadEngine {
     /// frame's first [`LENT_HEAD`] bytes read at once, in whole words from the buffer's
     /// (aligned) start — the Ethernet header's room and the packet's first
     /// [`HEAD_LEN`] bytes — and the whole packet only when they do not suffice. The frame's
-    /// first [`FIRST_WORDS`] bytes as read go to `start`.
+    /// first two words as read go to `start`.
     fn lent_flow(
         &self,
         buf: TxBuf,
         inner_len: usize,
-        start: &mut [u8; FIRST_WORDS],
+        start: &mut [u64; 2],
     ) -> Result<Flow, DropReason> {
         let card = self.card.as_ref().ok_or(DropReason::DeviceError)?;
         let mut head = [0u8; LENT_HEAD];
         let n = inner_len.min(HEAD_LEN);
-        let read = match card.tx_buf_read(buf, 0, &mut head) {
-            Ok(()) => Ok(()),
+        match card.tx_buf_read_words::<{ LENT_HEAD / 8 }>(buf, 0) {
+            Ok(words) => {
+                for (bytes, w) in head.chunks_exact_mut(8).zip(words) {
+                    bytes.copy_from_slice(&w.to_ne_bytes());
+                }
+                *start = [words[0], words[1]];
+            }
             // A buffer shorter than that: what the frame has of it.
-            Err(_) => card.tx_buf_read(buf, 0, &mut head[..FRAME_HEADER + n]),
-        };
-        read.map_err(|_| DropReason::DeviceError)?;
-        start.copy_from_slice(&head[..FIRST_WORDS]);
+            Err(_) => {
+                card.tx_buf_read(buf, 0, &mut head[..FRAME_HEADER + n])
+                    .map_err(|_| DropReason::DeviceError)?;
+                let mut first = [0u8; FIRST_WORDS];
+                first.copy_from_slice(&head[..FIRST_WORDS]);
+                *start = words_of(&first);
+            }
+        }
         let parsed = match Flow::parse_head(&head[FRAME_HEADER..FRAME_HEADER + n], inner_len) {
             Err(_) if n < inner_len => {
                 let mut whole = vec![0u8; inner_len];
@@ -385,6 +437,50 @@ impl OffloadEngine {
             if card.rx_buf_read(buf, 0, &mut whole).is_ok() {
                 self.rescued_rx.insert(buf, whole);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(w: [u64; 2]) -> [u8; FIRST_WORDS] {
+        let mut b = [0u8; FIRST_WORDS];
+        b[..8].copy_from_slice(&w[0].to_ne_bytes());
+        b[8..].copy_from_slice(&w[1].to_ne_bytes());
+        b
+    }
+
+    #[test]
+    fn a_frame_starts_with_the_header_for_its_ip_version_and_keeps_the_packets_bytes() {
+        let options = OffloadOptions {
+            local_mac: [0x02, 0x11, 0x22, 0x33, 0x44, 0x55],
+            peer_mac: [0x0a, 0xbb, 0xcc, 0xdd, 0xee, 0xff],
+            ..OffloadOptions::default()
+        };
+        let start = FrameStart::new(&options);
+        for (first, second, ethertype) in [(0x45, 0x00, [0x08, 0x00]), (0x60, 0x1f, [0x86, 0xdd])] {
+            let mut frame = [0x99u8; FIRST_WORDS];
+            frame[14] = first;
+            frame[15] = second;
+            let mut w = words_of(&frame);
+            assert!(start.apply(&mut w));
+            let mut want = [0u8; FIRST_WORDS];
+            want[..6].copy_from_slice(&options.peer_mac);
+            want[6..12].copy_from_slice(&options.local_mac);
+            want[12..14].copy_from_slice(&ethertype);
+            want[14] = first;
+            want[15] = second;
+            assert_eq!(bytes(w), want);
+        }
+        // Not IPv4 or IPv6: nothing changed.
+        for version in [0u8, 1, 5, 7, 15] {
+            let mut frame = [0x99u8; FIRST_WORDS];
+            frame[14] = version << 4;
+            let mut w = words_of(&frame);
+            assert!(!start.apply(&mut w));
+            assert_eq!(bytes(w), frame);
         }
     }
 }
