@@ -38,7 +38,9 @@ const FIRST_WORDS: usize = 16;
 
 /// A lent frame's first two words for each IP version, as native-endian words of its bytes:
 /// the Ethernet header (the configured MACs, the version's EtherType), then room for the
-/// IP packet's first two bytes. Made once; filled in with a few register operations.
+/// IP packet's first two bytes, filled in with a few register operations. Made from the
+/// options for each frame (no slower than keeping it in the engine, which changes the
+/// engine's layout).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FrameStart {
     v4: [u64; 2],
@@ -248,7 +250,8 @@ impl OffloadEngine {
         mut first: [u64; 2],
     ) {
         let decided = decided.and_then(|d| {
-            let (Frame::Lent { buf, .. }, true) = (&frame, self.frame_start.apply(&mut first))
+            let (Frame::Lent { buf, .. }, true) =
+                (&frame, FrameStart::new(&self.options).apply(&mut first))
             else {
                 return Err(DropReason::Malformed);
             };

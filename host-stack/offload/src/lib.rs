@@ -145,8 +145,6 @@ pub struct OffloadEngine {
     card: Option<Card>,
     mode: CardMode,
     options: OffloadOptions,
-    /// A lent frame's first words for each IP version, from `options`.
-    frame_start: frame::FrameStart,
     /// What the card claims and the driver enabled (`None`: built without a card).
     caps: Option<Capabilities>,
     features: u32,
@@ -254,7 +252,6 @@ impl OffloadEngine {
             sw,
             card,
             mode,
-            frame_start: frame::FrameStart::new(&options),
             options,
             caps,
             features,
