@@ -33,16 +33,17 @@ fi
 # A fresh machine builds espo without the RTL co-simulation (no Verilator needed); there
 # `--engine rtl` must say how to get it.
 echo "== espo without the rtl feature"
-cargo build --release --bin espo
-if target/release/espo validate --engine rtl 2>target/espo-no-rtl.txt; then
+cargo build --profile ci --bin espo
+if target/ci/espo validate --engine rtl 2>target/espo-no-rtl.txt; then
   echo "espo validate --engine rtl ran without the rtl feature"; exit 1
 fi
 grep -q -- "--features rtl" target/espo-no-rtl.txt
 
 # Every crate, espo-rtl (Verilator) included, and espo with the rtl feature: tests/
 # validate_rtl.rs runs `espo validate --engine rtl --packets 2000`.
-echo "== cargo nextest (workspace, release, --features espo/rtl)"
-cargo nextest run --workspace --release --features espo/rtl --no-fail-fast
+# The `ci` profile: release's optimisation without its whole-program LTO (Cargo.toml).
+echo "== cargo nextest (workspace, profile ci, --features espo/rtl)"
+cargo nextest run --workspace --cargo-profile ci --features espo/rtl --no-fail-fast
 
 # The RTL core synthesizes for a generic target (datasheet §15.5) and prints its cell count.
 # Yosys is single-threaded and takes minutes, so it runs beside the QEMU guest and the fuzz

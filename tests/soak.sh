@@ -10,5 +10,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export ESPO_SOAK_SECS="${ESPO_SOAK_SECS:-600}"
 echo "== soak: ${ESPO_SOAK_SECS} s each, one after the other"
-cargo nextest run --release --test netns --run-ignored only --test-threads 2 --no-fail-fast \
+cargo nextest run --cargo-profile ci --test netns --run-ignored only --test-threads 2 --no-fail-fast \
   --success-output final --failure-output final -E 'test(/rekey::soak_/)'

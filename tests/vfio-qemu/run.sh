@@ -48,11 +48,11 @@ moddir=$kdir/lib/modules/$kver
 echo "== vfio-qemu: guest kernel $kver"
 
 echo "== vfio-qemu: building static binaries"
-RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --quiet \
+RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile ci --quiet \
     --target x86_64-unknown-linux-gnu -p espo-driver --example edu
-RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --quiet \
+RUSTFLAGS='-C target-feature=+crt-static' cargo build --profile ci --quiet \
     --target x86_64-unknown-linux-gnu -p espo --bin espo
-bindir=$target_dir/x86_64-unknown-linux-gnu/release
+bindir=$target_dir/x86_64-unknown-linux-gnu/ci
 
 # The VFIO modules and everything they depend on, dependencies first. Whatever the kernel
 # has built in (=y in its config) has no .ko and needs no loading.
