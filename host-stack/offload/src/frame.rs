@@ -183,8 +183,11 @@ impl OffloadEngine {
         let decided = if inner_len > self.tx_slot_room() {
             Err(DropReason::TooBig)
         } else {
-            match self.lent_flow(slot.buf, inner_len, &mut start) {
-                Ok(flow) => self.decide(&flow).map(|bundle| (flow.dst, bundle)),
+            match self.lent_flow(slot.buf, inner_len) {
+                Ok((flow, first)) => {
+                    start = first;
+                    self.decide(&flow).map(|bundle| (flow.dst, bundle))
+                }
                 Err(reason) => Err(reason),
             }
         };
@@ -302,24 +305,18 @@ impl OffloadEngine {
             Frame::Heap(v) => {
                 Flow::parse(v.get(FRAME_HEADER..).unwrap_or(&[])).map_err(|_| DropReason::Malformed)
             }
-            Frame::Lent { buf, len } => {
-                let mut start = [0u64; 2];
-                self.lent_flow(*buf, len.saturating_sub(FRAME_HEADER), &mut start)
-            }
+            Frame::Lent { buf, len } => self
+                .lent_flow(*buf, len.saturating_sub(FRAME_HEADER))
+                .map(|(flow, _)| flow),
         }
     }
 
     /// The selectors of the IP packet of `inner_len` bytes in lent buffer `buf`: the
     /// frame's first [`LENT_HEAD`] bytes read at once, in whole words from the buffer's
     /// (aligned) start — the Ethernet header's room and the packet's first
-    /// [`HEAD_LEN`] bytes — and the whole packet only when they do not suffice. The frame's
-    /// first two words as read go to `start`.
-    fn lent_flow(
-        &self,
-        buf: TxBuf,
-        inner_len: usize,
-        start: &mut [u64; 2],
-    ) -> Result<Flow, DropReason> {
+    /// [`HEAD_LEN`] bytes — and the whole packet only when they do not suffice. Returned
+    /// with the frame's first two words as read.
+    fn lent_flow(&self, buf: TxBuf, inner_len: usize) -> Result<(Flow, [u64; 2]), DropReason> {
         let card = self.card.as_ref().ok_or(DropReason::DeviceError)?;
         let mut head = [0u8; LENT_HEAD];
         let n = inner_len.min(HEAD_LEN);
@@ -328,17 +325,15 @@ impl OffloadEngine {
                 for (bytes, w) in head.chunks_exact_mut(8).zip(words) {
                     bytes.copy_from_slice(&w.to_ne_bytes());
                 }
-                *start = [words[0], words[1]];
             }
             // A buffer shorter than that: what the frame has of it.
-            Err(_) => {
-                card.tx_buf_read(buf, 0, &mut head[..FRAME_HEADER + n])
-                    .map_err(|_| DropReason::DeviceError)?;
-                let mut first = [0u8; FIRST_WORDS];
-                first.copy_from_slice(&head[..FIRST_WORDS]);
-                *start = words_of(&first);
-            }
+            Err(_) => card
+                .tx_buf_read(buf, 0, &mut head[..FRAME_HEADER + n])
+                .map_err(|_| DropReason::DeviceError)?,
         }
+        let mut first = [0u8; FIRST_WORDS];
+        first.copy_from_slice(&head[..FIRST_WORDS]);
+        let start = words_of(&first);
         let parsed = match Flow::parse_head(&head[FRAME_HEADER..FRAME_HEADER + n], inner_len) {
             Err(_) if n < inner_len => {
                 let mut whole = vec![0u8; inner_len];
@@ -348,7 +343,9 @@ impl OffloadEngine {
             }
             parsed => parsed,
         };
-        parsed.map_err(|_| DropReason::Malformed)
+        parsed
+            .map(|flow| (flow, start))
+            .map_err(|_| DropReason::Malformed)
     }
 
     /// Writes `bytes` at byte `at` of a frame.
