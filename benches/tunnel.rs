@@ -21,7 +21,8 @@
 //!   what it gives: `sw-sw-no-offload` and `sw-model-no-offload` (`tun_offload = false`),
 //!   `sw-sw-udp-no-gso` (ESP in UDP, neither TUN offloads nor UDP GSO/GRO), and
 //!   `sw-sw-1-worker` / `sw-sw-udp-1-worker` / `sw-model-1-worker` (one outbound worker
-//!   instead of one per core).
+//!   instead of one per core), `sw-sw-udp-no-busy-poll` / `sw-model-no-busy-poll`
+//!   (`busy_poll_us = 0`: a thread that found nothing sleeps at once).
 //!
 //! Per mode five tests: one TCP flow and four at once (receiver's Gbit/s), one TCP flow the
 //! other way (`tcpr`: from hB to hA, gw-b encapsulating), and unlimited-rate UDP with 64-
@@ -62,7 +63,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const MODES: [&str; 11] = [
+const MODES: [&str; 13] = [
     "kernel",
     "sw-sw",
     "sw-model",
@@ -74,6 +75,8 @@ const MODES: [&str; 11] = [
     "sw-sw-1-worker",
     "sw-sw-udp-1-worker",
     "sw-model-1-worker",
+    "sw-sw-udp-no-busy-poll",
+    "sw-model-no-busy-poll",
 ];
 /// The modes run unless `ESPO_TUNNEL_MODES` names others (`all`: every one).
 const DEFAULT_MODES: [&str; 4] = ["kernel", "sw-sw", "sw-model", "sw-sw-udp"];
@@ -391,6 +394,7 @@ fn main() {
     let udp_gso = |c: &str| lab::set_gateway_field(&in_udp(c), "udp_gso", "true");
     let no_offload = |c: &str| lab::set_gateway_field(c, "tun_offload", "false");
     let one_worker = |c: &str| lab::set_gateway_field(c, "workers", "1");
+    let no_busy_poll = |c: &str| lab::set_gateway_field(c, "busy_poll_us", "0");
     // Each espo mode: gw-a's and gw-b's configurations, and whether gw-b is on the model.
     let configs = |mode: &str| -> (String, String, bool) {
         match mode {
@@ -413,6 +417,12 @@ fn main() {
                 false,
             ),
             "sw-model-1-worker" => (one_worker(&a_cfg), one_worker(&b_model_cfg), true),
+            "sw-sw-udp-no-busy-poll" => (
+                no_busy_poll(&udp_gso(&a_cfg)),
+                no_busy_poll(&udp_gso(&b_cfg)),
+                false,
+            ),
+            "sw-model-no-busy-poll" => (no_busy_poll(&a_cfg), no_busy_poll(&b_model_cfg), true),
             other => panic!("unknown mode {other}"),
         }
     };

@@ -339,8 +339,18 @@ fn validate_gateway(raw: &RawGateway, path: &Path) -> Result<GatewayConfig, Conf
             format!("{w} workers: give 1 to {MAX_WORKERS}, or leave it out for one per core"),
         ));
     }
+    let busy_poll_us = raw.busy_poll_us.unwrap_or(DEFAULT_BUSY_POLL_US);
+    if busy_poll_us > MAX_BUSY_POLL_US {
+        return Err(entry.err(
+            "busy_poll_us",
+            format!(
+                "{busy_poll_us} µs: give 0 (sleep at once) to {MAX_BUSY_POLL_US}, or leave it out for {DEFAULT_BUSY_POLL_US}"
+            ),
+        ));
+    }
     Ok(GatewayConfig {
         workers: raw.workers,
+        busy_poll: std::time::Duration::from_micros(busy_poll_us),
         tun,
         tun_addresses,
         next_hops,
@@ -1294,6 +1304,25 @@ sa = [0x00001001]
             assert!(text.contains("workers") && text.contains(bad), "{text}");
         }
         assert!(parse("[gateway]\nworkers = \"many\"\n").is_err());
+        assert_eq!(
+            g.busy_poll,
+            std::time::Duration::from_micros(DEFAULT_BUSY_POLL_US),
+            "datapath threads look for {DEFAULT_BUSY_POLL_US} µs before sleeping unless told"
+        );
+        for (given, want) in [("0", 0), ("1000", 1000), ("35", 35)] {
+            let g = parse(&format!("[gateway]\nbusy_poll_us = {given}\n"))
+                .unwrap()
+                .gateway
+                .unwrap();
+            assert_eq!(g.busy_poll, std::time::Duration::from_micros(want));
+        }
+        let e = parse("[gateway]\nbusy_poll_us = 1001\n").unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("busy_poll_us") && text.contains("1001"),
+            "{text}"
+        );
+        assert!(parse("[gateway]\nbusy_poll_us = -1\n").is_err());
 
         let c = parse(
             "[gateway]\ntun_address = [\"10.1.0.1/32\", \"fd00::1\"]\nport = \"eth1\"\nmtu = 1400\nstatus_socket = \"/tmp/x.sock\"\n",

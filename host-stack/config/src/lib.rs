@@ -237,6 +237,10 @@ pub struct GatewayConfig {
     /// Outbound datapath workers, each with its own TUN queue (every engine); `None`:
     /// one per core. See README, "Datapath workers".
     pub workers: Option<u16>,
+    /// How long a datapath thread that found its sources empty keeps looking (polling
+    /// without sleeping, yielding the core between looks) before it sleeps; zero: it
+    /// sleeps at once. See README, "Throughput".
+    pub busy_poll: std::time::Duration,
 }
 
 /// A whole, validated configuration.
@@ -257,6 +261,10 @@ pub const MIN_TUN_MTU: u16 = 576;
 pub const MAX_TUN_MTU: u16 = 65000;
 /// The most outbound datapath workers `[gateway] workers` may ask for.
 pub const MAX_WORKERS: u16 = 64;
+/// `[gateway] busy_poll_us` when it is not given.
+pub const DEFAULT_BUSY_POLL_US: u64 = 20;
+/// The longest `[gateway] busy_poll_us` accepted.
+pub const MAX_BUSY_POLL_US: u64 = 1000;
 
 impl Config {
     /// Reads and validates a configuration file. The text, keys and all, is zeroized when
@@ -441,6 +449,7 @@ pub(crate) struct RawGateway {
     pub tun_offload: Option<bool>,
     pub udp_gso: Option<bool>,
     pub workers: Option<u16>,
+    pub busy_poll_us: Option<u64>,
 }
 
 /// A string or an array of strings.

@@ -803,6 +803,7 @@ where
                             icmp_source: icmp_source(config, gw),
                             shutdown,
                             published,
+                            busy_poll: gw.busy_poll,
                         };
                         let result = threads::run_outbound(ctx, engine);
                         shutdown.trigger();
@@ -819,6 +820,7 @@ where
                     shutdown,
                     published: &in_view,
                     ike: ike_inbox,
+                    busy_poll: gw.busy_poll,
                 };
                 let stats = threads::run_inbound(ctx, inbound);
                 shutdown.trigger();
@@ -947,7 +949,8 @@ where
             if let Some(k) = key_management.as_ref() {
                 fds.extend(k.runtime.fds());
             }
-            threads::wait_readable(&fds, shutdown, &mut ready_fds);
+            // The control loop's work is not per packet: it sleeps at once.
+            threads::wait_readable(&fds, shutdown, &mut ready_fds, std::time::Duration::ZERO);
         }
         // A clean stop: peers are told, negotiated SAs leave the database.
         if let (Some(k), Some(db)) = (key_management.as_mut(), db.as_mut()) {

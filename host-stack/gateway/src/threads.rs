@@ -8,8 +8,9 @@
 //! each flow written through the queue its replies are read from,
 //! [`super::tun::queue_for`]). Each drains its source without blocking into a batch of up
 //! to [`BATCH`] packets, hands the whole batch to the engine, sends the results, and polls
-//! only when the source is empty — so under load a batch forms by itself and an idle
-//! gateway costs nothing. A third thread answers `espo status`.
+//! only when the source is empty — looking for a short while (`busy_poll_us`) before it
+//! sleeps — so under load a batch forms by itself and an idle gateway costs nothing. A
+//! third thread answers `espo status`.
 //!
 //! With TUN offloads ([`super::tun`]) a read may be a super-packet of up to 64 KiB: the
 //! outbound thread cuts it into segments ([`espo_ipsec::gso`]) that then go through the PMTU
@@ -100,19 +101,47 @@ impl Shutdown {
 
 /// Waits until one of `fds` is readable or shutdown is requested; returns which of `fds`
 /// are readable.
-pub fn wait_readable(fds: &[BorrowedFd<'_>], shutdown: &Shutdown, ready: &mut Vec<bool>) {
+///
+/// For `busy_poll` first it only looks — `poll` with a zero timeout, the core yielded
+/// between looks — and sleeps only when nothing came in that time: under load the next
+/// packet usually arrives within microseconds, and a thread that sleeps must then be woken
+/// (on a virtual machine, an interrupt to an idle virtual CPU), which costs more than the
+/// looking. Zero: it sleeps at once.
+pub fn wait_readable(
+    fds: &[BorrowedFd<'_>],
+    shutdown: &Shutdown,
+    ready: &mut Vec<bool>,
+    busy_poll: Duration,
+) {
     let mut pfds: Vec<PollFd> = fds
         .iter()
         .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
         .collect();
     pfds.push(PollFd::new(shutdown.fd(), PollFlags::POLLIN));
-    let timeout = PollTimeout::try_from(IDLE_POLL).unwrap_or(PollTimeout::NONE);
     ready.clear();
-    match poll(&mut pfds, timeout) {
-        Ok(_) => ready.extend(pfds[..fds.len()].iter().map(|p| {
+    let readable = |pfds: &[PollFd], ready: &mut Vec<bool>| {
+        ready.extend(pfds[..fds.len()].iter().map(|p| {
             p.revents()
                 .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR))
-        })),
+        }))
+    };
+    if !busy_poll.is_zero() {
+        let until = Instant::now() + busy_poll;
+        loop {
+            match poll(&mut pfds, PollTimeout::ZERO) {
+                Ok(n) if n > 0 => return readable(&pfds, ready),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+            if Instant::now() >= until {
+                break;
+            }
+            std::thread::yield_now();
+        }
+    }
+    let timeout = PollTimeout::try_from(IDLE_POLL).unwrap_or(PollTimeout::NONE);
+    match poll(&mut pfds, timeout) {
+        Ok(_) => readable(&pfds, ready),
         Err(_) => ready.resize(fds.len(), false),
     }
 }
@@ -129,6 +158,8 @@ pub struct OutboundCtx<'a, T: OutsideTx> {
     pub published: &'a Published,
     /// Where trap policies that matched go, for key management (`None`: none runs).
     pub acquires: Option<&'a std::sync::Mutex<Vec<espo_ipsec::spd::PolicyId>>>,
+    /// How long the worker looks for more before it sleeps ([`wait_readable`]).
+    pub busy_poll: Duration,
 }
 
 struct Outbound<'a, E: OutboundEngine + ?Sized, T: OutsideTx> {
@@ -225,8 +256,18 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
             o.settle();
             o.publish(true);
             match o.engine.wake_fd() {
-                Some(wake) => wait_readable(&[o.ctx.tun.as_fd(), wake], o.ctx.shutdown, &mut ready),
-                None => wait_readable(&[o.ctx.tun.as_fd()], o.ctx.shutdown, &mut ready),
+                Some(wake) => wait_readable(
+                    &[o.ctx.tun.as_fd(), wake],
+                    o.ctx.shutdown,
+                    &mut ready,
+                    o.ctx.busy_poll,
+                ),
+                None => wait_readable(
+                    &[o.ctx.tun.as_fd()],
+                    o.ctx.shutdown,
+                    &mut ready,
+                    o.ctx.busy_poll,
+                ),
             }
         }
     }
@@ -524,6 +565,8 @@ pub struct InboundCtx<'a, R: OutsideRx> {
     pub published: &'a Published,
     /// Where IKE messages go (the key-management daemon), when one runs.
     pub ike: Option<&'a crate::ike::IkeInbox>,
+    /// How long the thread looks for more before it sleeps ([`wait_readable`]).
+    pub busy_poll: Duration,
 }
 
 /// The inbound thread: outside → decapsulate → TUN, until shutdown. Returns the final
@@ -633,7 +676,7 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
         if !more {
             let mut all = fds.clone();
             all.extend(engine.wake_fd());
-            wait_readable(&all, ctx.shutdown, &mut ready);
+            wait_readable(&all, ctx.shutdown, &mut ready, ctx.busy_poll);
             ready.truncate(queues);
         }
     }
@@ -668,7 +711,85 @@ fn drain<R: OutsideRx>(c: &mut Coalescer, ctx: &InboundCtx<'_, R>, stats: &mut D
 
 #[cfg(test)]
 mod tests {
-    use super::link_local;
+    use super::{IDLE_POLL, Shutdown, link_local, wait_readable};
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+    use std::time::{Duration, Instant};
+
+    /// Readiness is right whether the data is there at once, comes while the thread
+    /// only looks, or comes once it sleeps; and a thread that looks still sleeps when
+    /// nothing comes.
+    #[test]
+    fn busy_polling_finds_what_comes_and_then_sleeps() {
+        let shutdown = Shutdown::new().unwrap();
+        let (mut tx, rx) = UnixStream::pair().unwrap();
+        let (_quiet_tx, quiet) = UnixStream::pair().unwrap();
+        let mut ready = Vec::new();
+        for busy in [Duration::ZERO, Duration::from_millis(50)] {
+            // There at once.
+            tx.write_all(&[1]).unwrap();
+            wait_readable(&[quiet.as_fd(), rx.as_fd()], &shutdown, &mut ready, busy);
+            assert_eq!(ready, [false, true], "busy {busy:?}");
+            let mut b = [0u8; 8];
+            std::io::Read::read(&mut &rx, &mut b).unwrap();
+        }
+        // Comes while it looks (50 ms of looking, written after 5).
+        let writer = {
+            let mut tx = tx.try_clone().unwrap();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(5));
+                tx.write_all(&[2]).unwrap();
+            })
+        };
+        wait_readable(
+            &[rx.as_fd()],
+            &shutdown,
+            &mut ready,
+            Duration::from_millis(50),
+        );
+        writer.join().unwrap();
+        assert_eq!(ready, [true]);
+        let mut b = [0u8; 8];
+        std::io::Read::read(&mut &rx, &mut b).unwrap();
+        // Comes after the looking ended (1 ms of it, written after 30): the sleep finds it.
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            tx.write_all(&[3]).unwrap();
+        });
+        wait_readable(
+            &[rx.as_fd()],
+            &shutdown,
+            &mut ready,
+            Duration::from_millis(1),
+        );
+        writer.join().unwrap();
+        assert_eq!(ready, [true]);
+        // Nothing comes: it looks, then sleeps its idle poll out, and says nothing is ready.
+        let started = Instant::now();
+        wait_readable(
+            &[quiet.as_fd()],
+            &shutdown,
+            &mut ready,
+            Duration::from_millis(2),
+        );
+        assert_eq!(ready, [false]);
+        assert!(started.elapsed() >= IDLE_POLL, "it slept after looking");
+        // Shutdown ends the looking too.
+        shutdown.trigger();
+        let started = Instant::now();
+        wait_readable(
+            &[quiet.as_fd()],
+            &shutdown,
+            &mut ready,
+            Duration::from_secs(5),
+        );
+        assert_eq!(ready, [false]);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "shutdown seen while looking"
+        );
+    }
 
     #[test]
     fn link_scope_packets_are_recognised() {

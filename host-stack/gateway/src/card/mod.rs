@@ -483,6 +483,7 @@ pub fn run(
                     published: &port_view,
                     path_mtus: &path_mtus,
                     ike: ike_inbox.as_ref(),
+                    busy_poll: gw.busy_poll,
                 })
             })
             .map_err(|_| GatewayError::Thread)?;

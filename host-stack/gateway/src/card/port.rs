@@ -593,6 +593,8 @@ pub struct PortCtx<'a> {
     pub path_mtus: &'a PathMtus,
     /// Key management's inbox: IKE messages to espo go there, not to the card.
     pub ike: Option<&'a crate::ike::IkeInbox>,
+    /// How long the thread looks for more before it sleeps ([`wait_readable`]).
+    pub busy_poll: std::time::Duration,
 }
 
 struct Port<'a> {
@@ -631,7 +633,7 @@ pub fn run_port(ctx: PortCtx<'_>) -> PortCounters {
         p.publish();
         if !more {
             let fds = [p.ctx.wire.fd(p.ctx.queues), p.ctx.queues.wire_wake.fd()];
-            wait_readable(&fds, p.ctx.shutdown, &mut ready);
+            wait_readable(&fds, p.ctx.shutdown, &mut ready, p.ctx.busy_poll);
         }
     }
     p.publish();
