@@ -734,37 +734,23 @@ mod tests {
             let mut b = [0u8; 8];
             std::io::Read::read(&mut &rx, &mut b).unwrap();
         }
-        // Comes while it looks (50 ms of looking, written after 5).
-        let writer = {
-            let mut tx = tx.try_clone().unwrap();
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(5));
-                tx.write_all(&[2]).unwrap();
-            })
-        };
-        wait_readable(
-            &[rx.as_fd()],
-            &shutdown,
-            &mut ready,
-            Duration::from_millis(50),
-        );
-        writer.join().unwrap();
-        assert_eq!(ready, [true]);
-        let mut b = [0u8; 8];
-        std::io::Read::read(&mut &rx, &mut b).unwrap();
-        // Comes after the looking ended (1 ms of it, written after 30): the sleep finds it.
-        let writer = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(30));
-            tx.write_all(&[3]).unwrap();
-        });
-        wait_readable(
-            &[rx.as_fd()],
-            &shutdown,
-            &mut ready,
-            Duration::from_millis(1),
-        );
-        writer.join().unwrap();
-        assert_eq!(ready, [true]);
+        // Comes while it looks (50 ms of looking, written after 5); comes after the looking
+        // ended (1 ms of it, written after 30): the sleep finds it.
+        for (written_after, looking) in [(5, 50), (30, 1)] {
+            let writer = {
+                let mut tx = tx.try_clone().unwrap();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(written_after));
+                    tx.write_all(&[2]).unwrap();
+                })
+            };
+            let busy = Duration::from_millis(looking);
+            wait_readable(&[rx.as_fd()], &shutdown, &mut ready, busy);
+            writer.join().unwrap();
+            assert_eq!(ready, [true], "written after {written_after} ms");
+            let mut b = [0u8; 8];
+            std::io::Read::read(&mut &rx, &mut b).unwrap();
+        }
         // Nothing comes: it looks, then sleeps its idle poll out, and says nothing is ready.
         let started = Instant::now();
         wait_readable(
