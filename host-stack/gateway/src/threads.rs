@@ -255,20 +255,12 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
         if empty {
             o.settle();
             o.publish(true);
-            match o.engine.wake_fd() {
-                Some(wake) => wait_readable(
-                    &[o.ctx.tun.as_fd(), wake],
-                    o.ctx.shutdown,
-                    &mut ready,
-                    o.ctx.busy_poll,
-                ),
-                None => wait_readable(
-                    &[o.ctx.tun.as_fd()],
-                    o.ctx.shutdown,
-                    &mut ready,
-                    o.ctx.busy_poll,
-                ),
-            }
+            // The TUN queue, and the engine's wake-up where it has one.
+            let tun = o.ctx.tun.as_fd();
+            let wake = o.engine.wake_fd();
+            let fds = [tun, wake.unwrap_or(tun)];
+            let fds = &fds[..1 + usize::from(wake.is_some())];
+            wait_readable(fds, o.ctx.shutdown, &mut ready, o.ctx.busy_poll);
         }
     }
     o.settle();
