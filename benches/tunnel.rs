@@ -41,7 +41,8 @@
 //! With `ESPO_TUNNEL_PERF=1`, the last round of each espo test also runs `perf record` on
 //! the whole machine and the bench prints the heaviest symbols by thread (`perf report`
 //! by thread name and symbol): which kernel paths and which of espo's functions the time
-//! goes to.
+//! goes to. `ESPO_TUNNEL_PERF=keep` keeps each profile (its path is printed) for `perf
+//! report -i` to read further, by thread (`--comm`) or with call graphs left out.
 //!
 //! `ESPO_TUNNEL_MTU=9000` sets every link of the topology (hosts, gateways, outside) to that
 //! MTU for every mode, the kernel's included: what larger packets change when the cost is
@@ -213,7 +214,11 @@ impl Perf {
         };
         let mut lines = vec![format!("threads: {}", report("comm", "2").join(", "))];
         lines.extend(report("comm,sym", "0.8").into_iter().take(top));
-        let _ = std::fs::remove_file(&self.path);
+        if std::env::var_os("ESPO_TUNNEL_PERF").is_some_and(|v| v == "keep") {
+            lines.push(format!("profile kept: {}", self.path.display()));
+        } else {
+            let _ = std::fs::remove_file(&self.path);
+        }
         lines
     }
 }
