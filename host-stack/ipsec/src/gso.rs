@@ -11,6 +11,8 @@
 //! ordinary packets. Every length and offset comes from the packet itself and is checked; a
 //! header that does not describe the packet is a `malformed` drop.
 
+use core::ops::Range;
+
 use crate::counters::DropReason;
 use crate::wire::checksum;
 
@@ -191,6 +193,12 @@ pub fn finish_single(pkt: &mut [u8], hdr: &VnetHdr) -> Result<bool, DropReason> 
 }
 
 /// The segments of a TCP or UDP super-packet, written one at a time into caller buffers.
+///
+/// Every segment's checksums are computed from the super-packet, not from the segment
+/// once written: the header words that are the same in every segment are summed once,
+/// and each segment adds its own fields and its payload's sum, read from the source while
+/// it is copied. Reading a header just written back in wide words would wait for the
+/// narrow stores that patched it.
 #[derive(Debug)]
 pub struct Segments<'a> {
     pkt: &'a [u8],
@@ -199,6 +207,17 @@ pub struct Segments<'a> {
     /// Payload bytes already cut.
     done: usize,
     index: u16,
+    /// IPv4: the header's sum without its total length, identification and checksum.
+    ip_fixed: u64,
+    /// The pseudo-header's addresses and protocol, and the transport header's words that
+    /// no segment changes (TCP: all but the sequence number, offset-and-flags word and
+    /// checksum; UDP: the ports).
+    l4_fixed: u64,
+    /// The first segment's IPv4 identification, TCP sequence number and TCP
+    /// offset-and-flags word.
+    id: u16,
+    seq: u32,
+    tcp_word: u16,
 }
 
 impl<'a> Segments<'a> {
@@ -215,12 +234,31 @@ impl<'a> Segments<'a> {
         if !fits || hdr.gso_size == 0 {
             return Err(DropReason::Malformed);
         }
+        let sum = |r: Range<usize>| u64::from(checksum::data(&pkt[r]));
+        let t = layout.l3_len;
+        let (ip_fixed, addrs) = if layout.v6 {
+            (0, sum(8..40))
+        } else {
+            (sum(0..2) + sum(6..10) + sum(12..t), sum(12..20))
+        };
+        let mut l4_fixed = addrs + u64::from(layout.protocol) + sum(t..t + 4);
+        let (mut seq, mut tcp_word) = (0, 0);
+        if layout.protocol == IPPROTO_TCP {
+            l4_fixed += sum(t + 8..t + 12) + sum(t + 14..t + 16) + sum(t + 18..t + layout.l4_len);
+            seq = u32::from_be_bytes([pkt[t + 4], pkt[t + 5], pkt[t + 6], pkt[t + 7]]);
+            tcp_word = be16(&pkt[t + 12..t + 14]);
+        }
         Ok(Segments {
             pkt,
             layout,
             seg_size: usize::from(hdr.gso_size),
             done: 0,
             index: 0,
+            ip_fixed,
+            l4_fixed,
+            id: if layout.v6 { 0 } else { be16(&pkt[4..6]) },
+            seq,
+            tcp_word,
         })
     }
 
@@ -245,30 +283,50 @@ impl<'a> Segments<'a> {
         let chunk = (total - self.done).min(self.seg_size);
         let len = hl + chunk;
         let seg = out.get_mut(..len)?;
+        let payload = &self.pkt[hl + self.done..hl + self.done + chunk];
         seg[..hl].copy_from_slice(&self.pkt[..hl]);
-        seg[hl..].copy_from_slice(&self.pkt[hl + self.done..hl + self.done + chunk]);
-        let first = self.index == 0;
-        let last = self.done + chunk >= total;
-        if !l.v6 {
-            let id = u16::from_be_bytes([seg[4], seg[5]]).wrapping_add(self.index);
+        // The headers are even in length, so the payload's sum lines up with the segment's.
+        let mut l4_sum = self.l4_fixed + u64::from(checksum::copy_data(&mut seg[hl..], payload));
+        let l4_len = len - l.l3_len;
+        if l.v6 {
+            seg[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+            l4_sum += (l4_len >> 16) as u64 + (l4_len & 0xffff) as u64;
+        } else {
+            let id = self.id.wrapping_add(self.index);
+            seg[2..4].copy_from_slice(&(len as u16).to_be_bytes());
             seg[4..6].copy_from_slice(&id.to_be_bytes());
+            let ip_sum = !checksum::fold(self.ip_fixed + len as u64 + u64::from(id));
+            seg[10..12].copy_from_slice(&ip_sum.to_be_bytes());
+            l4_sum += l4_len as u64;
         }
-        l.set_ip_len(seg, len);
         let t = l.l3_len;
-        if l.protocol == IPPROTO_TCP {
-            let seq = u32::from_be_bytes([seg[t + 4], seg[t + 5], seg[t + 6], seg[t + 7]])
-                .wrapping_add(self.done as u32);
-            seg[t + 4..t + 8].copy_from_slice(&seq.to_be_bytes());
+        let csum = if l.protocol == IPPROTO_TCP {
+            let first = self.index == 0;
+            let last = self.done + chunk >= total;
+            let seq = self.seq.wrapping_add(self.done as u32);
+            let mut word = self.tcp_word;
             if !last {
-                seg[t + 13] &= !0x09; // FIN and PSH only on the last segment
+                word &= !0x09; // FIN and PSH only on the last segment
             }
             if !first {
-                seg[t + 13] &= !0x80; // CWR only on the first (as Linux segments)
+                word &= !0x80; // CWR only on the first (as Linux segments)
             }
+            seg[t + 4..t + 8].copy_from_slice(&seq.to_be_bytes());
+            seg[t + 12..t + 14].copy_from_slice(&word.to_be_bytes());
+            l4_sum += u64::from(seq >> 16) + u64::from(seq & 0xffff) + u64::from(word);
+            !checksum::fold(l4_sum)
         } else {
-            seg[t + 4..t + 6].copy_from_slice(&((len - t) as u16).to_be_bytes());
-        }
-        l.fill_l4_checksum(seg);
+            // UDP's length is in its header as well as in the pseudo-header.
+            seg[t + 4..t + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+            l4_sum += l4_len as u64;
+            // UDP sends an all-zero result as all ones (zero means "no checksum").
+            match !checksum::fold(l4_sum) {
+                0 => 0xffff,
+                sum => sum,
+            }
+        };
+        let at = l.csum_at();
+        seg[at..at + 2].copy_from_slice(&csum.to_be_bytes());
         self.done += chunk;
         self.index = self.index.wrapping_add(1);
         Some(len)

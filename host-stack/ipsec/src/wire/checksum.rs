@@ -10,7 +10,7 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::IpProtocol;
 
 /// Folds a wide one's-complement accumulator to 16 bits.
-fn fold(mut sum: u64) -> u16 {
+pub fn fold(mut sum: u64) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -32,8 +32,31 @@ pub fn data(bytes: &[u8]) -> u16 {
         lo += w & 0xffff_ffff;
         hi += w >> 32;
     }
+    finish(lo, hi, words.remainder())
+}
+
+/// Copies `src` into `dst` (as many bytes as the shorter holds) and returns the
+/// [`data`] sum of what was copied: one pass over the bytes where a copy and a sum take two.
+pub fn copy_data(dst: &mut [u8], src: &[u8]) -> u16 {
+    let n = dst.len().min(src.len());
+    let (dst, src) = (&mut dst[..n], &src[..n]);
+    let (mut lo, mut hi) = (0u64, 0u64);
+    let mut to = dst.chunks_exact_mut(8);
+    let mut from = src.chunks_exact(8);
+    for (d, s) in (&mut to).zip(&mut from) {
+        let w = u64::from_le_bytes(s.try_into().unwrap_or([0; 8]));
+        d.copy_from_slice(&w.to_le_bytes());
+        lo += w & 0xffff_ffff;
+        hi += w >> 32;
+    }
+    to.into_remainder().copy_from_slice(from.remainder());
+    finish(lo, hi, from.remainder())
+}
+
+/// The sum of [`data`] from its two word accumulators and the bytes after the last word.
+fn finish(lo: u64, hi: u64, rest: &[u8]) -> u16 {
     let mut sum = u128::from(lo) + u128::from(hi);
-    let mut tail = words.remainder().chunks_exact(2);
+    let mut tail = rest.chunks_exact(2);
     for half in &mut tail {
         if let &[a, b] = half {
             sum += u128::from(u16::from_le_bytes([a, b]));
@@ -187,6 +210,18 @@ mod test {
             let ours = data(&bytes);
             let theirs = reference(&bytes);
             prop_assert!(ours == theirs || (ours % 0xffff == theirs % 0xffff));
+        }
+
+        #[test]
+        fn copy_data_copies_and_sums(bytes in proptest::collection::vec(any::<u8>(), 0..600), spare in 0usize..9) {
+            let mut dst = vec![0xa5u8; bytes.len() + spare];
+            prop_assert_eq!(copy_data(&mut dst, &bytes), reference(&bytes));
+            prop_assert_eq!(&dst[..bytes.len()], &bytes[..]);
+            prop_assert!(dst[bytes.len()..].iter().all(|&b| b == 0xa5));
+            // A shorter destination takes (and sums) only what fits.
+            let mut short = vec![0u8; bytes.len() / 2];
+            prop_assert_eq!(copy_data(&mut short, &bytes), reference(&bytes[..bytes.len() / 2]));
+            prop_assert_eq!(&short[..], &bytes[..bytes.len() / 2]);
         }
 
         #[test]
