@@ -107,7 +107,18 @@ impl Coalescer {
         }
         let s = &mut self.slots[self.used];
         self.used += 1;
-        s.buf[VNET_HDR_LEN..VNET_HDR_LEN + pkt.len()].copy_from_slice(pkt);
+        let to = &mut s.buf[VNET_HDR_LEN..VNET_HDR_LEN + pkt.len()];
+        // A candidate's transport bytes are summed as they are copied.
+        let l4_sum = match layout {
+            Some(l) => {
+                to[..l.l3_len].copy_from_slice(&pkt[..l.l3_len]);
+                checksum::copy_data(&mut to[l.l3_len..], &pkt[l.l3_len..])
+            }
+            None => {
+                to.copy_from_slice(pkt);
+                0
+            }
+        };
         s.len = pkt.len();
         s.spi = spi;
         s.segments = 1;
@@ -121,7 +132,7 @@ impl Coalescer {
             s.last_id = if l.v6 { 0 } else { be16(&pkt[4..6]) };
             // A first segment with a bad checksum is written as it came: merging would
             // have the kernel compute a fresh checksum over it.
-            if pkt[t + 13] & TCP_PSH == 0 && checksum_ok(pkt, &l) {
+            if pkt[t + 13] & TCP_PSH == 0 && checksum_ok(pkt, &l, l4_sum) {
                 s.open = Some(l);
             }
         }
@@ -146,12 +157,17 @@ impl Coalescer {
             || head[t + 14..t + 16] != pkt[t + 14..t + 16]
             || head[t + 20..t + l.l4_len] != pkt[t + 20..t + l.l4_len]
             || !headers_match(head, pkt, l)
-            || !checksum_ok(pkt, l)
         {
             return false;
         }
+        // The payload goes after the slot's end as its sum is taken; a bad checksum leaves
+        // the slot's length as it was, so the bytes copied are not part of it.
         let at = VNET_HDR_LEN + s.len;
-        s.buf[at..at + payload.len()].copy_from_slice(payload);
+        let payload_sum = checksum::copy_data(&mut s.buf[at..at + payload.len()], payload);
+        let l4_sum = checksum::combine(&[checksum::data(&pkt[t..l.headers_len()]), payload_sum]);
+        if !checksum_ok(pkt, l, l4_sum) {
+            return false;
+        }
         s.len += payload.len();
         s.next_seq = s.next_seq.wrapping_add(payload.len() as u32);
         s.last_id = id;
@@ -256,10 +272,11 @@ fn headers_match(a: &[u8], b: &[u8], l: &Layout) -> bool {
     }
 }
 
-/// Whether the TCP checksum of a whole segment is right.
-fn checksum_ok(pkt: &[u8], l: &Layout) -> bool {
-    let l4 = &pkt[l.l3_len..];
-    checksum::combine(&[l.pseudo_sum(pkt, l4.len()), checksum::data(l4)]) == 0xffff
+/// Whether the TCP checksum of a whole segment is right, given the [`checksum::data`] sum
+/// of its transport bytes.
+fn checksum_ok(pkt: &[u8], l: &Layout, l4_sum: u16) -> bool {
+    let l4_len = pkt.len() - l.l3_len;
+    checksum::combine(&[l.pseudo_sum(pkt, l4_len), l4_sum]) == 0xffff
 }
 
 #[cfg(test)]
