@@ -21,7 +21,10 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
 use espo_ipsec::gro::{Coalescer, Offer};
 use espo_ipsec::gso::{F_NEEDS_CSUM, GSO_TCPV4, Segments, VnetHdr};
 
@@ -49,6 +52,15 @@ fn super_packet() -> Vec<u8> {
     p
 }
 
+/// A group whose throughput is the super-packet's payload.
+fn payload_group<'c>(c: &'c mut Criterion, name: &str) -> BenchmarkGroup<'c, WallTime> {
+    let mut group = c.benchmark_group(name);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    group.throughput(Throughput::Bytes(PAYLOAD as u64));
+    group
+}
+
 fn gso(c: &mut Criterion) {
     let sup = super_packet();
     let hl = 52;
@@ -64,10 +76,7 @@ fn gso(c: &mut Criterion) {
         let slot = (hl + mss).next_multiple_of(2048);
         let count = PAYLOAD.div_ceil(mss);
         let mut out = vec![0u8; slot * count];
-        let mut group = c.benchmark_group(format!("gso/{mss}"));
-        group.warm_up_time(Duration::from_millis(500));
-        group.measurement_time(Duration::from_secs(2));
-        group.throughput(Throughput::Bytes(PAYLOAD as u64));
+        let mut group = payload_group(c, &format!("gso/{mss}"));
         group.bench_function(BenchmarkId::from_parameter("baseline-copy"), |b| {
             b.iter(|| {
                 let sup = black_box(&sup);
@@ -98,10 +107,7 @@ fn gso(c: &mut Criterion) {
             .collect();
         let mut whole = vec![0u8; 65_536];
         let mut coalescer = Coalescer::new(64);
-        let mut group = c.benchmark_group(format!("gro/{mss}"));
-        group.warm_up_time(Duration::from_millis(500));
-        group.measurement_time(Duration::from_secs(2));
-        group.throughput(Throughput::Bytes(PAYLOAD as u64));
+        let mut group = payload_group(c, &format!("gro/{mss}"));
         group.bench_function(BenchmarkId::from_parameter("baseline-copy"), |b| {
             b.iter(|| {
                 let mut at = 0;
