@@ -568,25 +568,8 @@ struct OuterHeader {
 }
 
 impl OuterHeader {
-    /// RFC 791 header checksum of the header `emit` writes (version 4, IHL 5, no options).
-    fn ipv4_checksum(&self, src: std::net::Ipv4Addr, dst: std::net::Ipv4Addr) -> u16 {
-        let total_len = (ipv4::HEADER_LEN + self.payload_len) as u32;
-        let flags = if self.dont_frag { 0x4000u32 } else { 0 };
-        let mut sum: u32 = (0x4500 | u32::from(self.tos))
-            + total_len
-            + u32::from(self.ident)
-            + flags
-            + ((u32::from(self.ttl) << 8) | u32::from(u8::from(self.next_header)));
-        for addr in [u32::from(src), u32::from(dst)] {
-            sum += (addr >> 16) + (addr & 0xffff);
-        }
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        !(sum as u16)
-    }
-
-    /// Writes the header; the IPv4 checksum is filled last, after AH.
+    /// Writes the header, the IPv4 checksum included (AH computes its ICV over a copy with
+    /// the mutable fields, the checksum among them, zeroed).
     fn emit(&self, buf: &mut [u8]) {
         match (self.src, self.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
@@ -600,15 +583,11 @@ impl OuterHeader {
                     dont_frag: self.dont_frag,
                     ident: self.ident,
                 };
-                let caps = ChecksumCaps {
-                    ipv4: crate::wire::Checksum::None,
-                    ..ChecksumCaps::default()
-                };
-                let mut packet = ipv4::Packet::new_unchecked(buf);
-                let _ = repr.emit(&mut packet, &caps);
-                // The checksum from the field values rather than by reading back the bytes
-                // just written (a store-to-load stall on the per-packet path).
-                packet.set_checksum(self.ipv4_checksum(s, d));
+                // The checksum comes from the field values (`Repr::header_checksum`).
+                let _ = repr.emit(
+                    &mut ipv4::Packet::new_unchecked(buf),
+                    &ChecksumCaps::default(),
+                );
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => {
                 let repr = ipv6::Repr {

@@ -393,12 +393,29 @@ impl Repr {
         packet.set_next_header(self.next_header);
         packet.set_src_addr(self.src_addr);
         packet.set_dst_addr(self.dst_addr);
-        if caps.ipv4.tx() {
-            packet.fill_checksum();
+        packet.set_checksum(if caps.ipv4.tx() {
+            self.header_checksum()
         } else {
-            packet.set_checksum(0);
-        }
+            0
+        });
         Ok(())
+    }
+
+    /// The RFC 791 header checksum of the header [`emit`](Self::emit) writes (IHL 5, no
+    /// options), from the field values: no reading back of bytes just written, which on a
+    /// per-packet path waits for the narrow stores that wrote them.
+    pub fn header_checksum(&self) -> u16 {
+        let total_len = (HEADER_LEN + self.payload_len) as u64;
+        let flags = if self.dont_frag { FLAG_DF } else { 0 };
+        let mut sum = (0x4500 | u64::from(self.tos))
+            + total_len
+            + u64::from(self.ident)
+            + u64::from(flags)
+            + ((u64::from(self.hop_limit) << 8) | u64::from(u8::from(self.next_header)));
+        for addr in [u32::from(self.src_addr), u32::from(self.dst_addr)] {
+            sum += u64::from(addr >> 16) + u64::from(addr & 0xffff);
+        }
+        !checksum::fold(sum)
     }
 }
 
