@@ -21,6 +21,17 @@ pub trait Link: Send {
     /// The next frame for the card, if one is waiting. Frames not taken stay in the link
     /// (the port pauses the link when its receive FIFO is full).
     fn recv(&mut self) -> Option<Frame>;
+    /// A buffer for a frame the card is about to send: by default a new, empty vector; a
+    /// link that keeps the buffers given back ([`recycle`](Self::recycle)) hands one of
+    /// them out, so that a frame costs no allocation. Its contents are of no meaning.
+    fn buffer(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
+    /// A frame's buffer the card is done with (a received frame once it is in host
+    /// memory), for [`buffer`](Self::buffer) to hand out again; by default dropped.
+    fn recycle(&mut self, data: Vec<u8>) {
+        drop(data);
+    }
 }
 
 type Queue = Arc<Mutex<VecDeque<Frame>>>;

@@ -147,7 +147,8 @@ impl Model {
                     }
                     Some(i) => {
                         crypto_bytes = ciphertext_bytes(e.esp_len);
-                        let mut out = Vec::with_capacity(frame.len());
+                        let mut out = self.link.buffer();
+                        out.clear();
                         let natt = self.regs.get32(&ctrl::NATT_PORT, 0) as u16;
                         let result = if let Some(dp) = self.datapath.as_mut() {
                             datapath_receive(
@@ -187,7 +188,13 @@ impl Model {
                 }
             }
         }
-        let mut data = data.unwrap_or(frame);
+        let mut data = match data {
+            Some(decapsulated) => {
+                self.link.recycle(frame);
+                decapsulated
+            }
+            None => frame,
+        };
         if data.len() > desc.len as usize {
             data.truncate(desc.len as usize);
             cpl.truncated = true;
@@ -267,6 +274,7 @@ impl Model {
             }
             return;
         }
+        self.link.recycle(data);
         let (frame, wire, inner) = stats;
         self.rx_stats
             .record(frame, wire, inner, (self.now - from) / TICKS_PER_CYCLE);

@@ -88,7 +88,10 @@ impl Model {
             }
             if desc.bypass {
                 status = Status::Bypass;
-                out = Some(buf.clone());
+                let mut copy = self.link.buffer();
+                copy.clear();
+                copy.extend_from_slice(&buf);
+                out = Some(copy);
             } else {
                 let icv_error = self.icv_error_next;
                 let result = if let Some(dp) = self.datapath.as_mut() {
@@ -97,7 +100,9 @@ impl Model {
                     match self.sa.get_mut(desc.sa_index) {
                         None => Err((Status::SaInvalid, Counter::TxSaInvalid)),
                         Some(sa) => {
-                            let mut frame = Vec::with_capacity(len + 80);
+                            // `encapsulate` empties it first.
+                            let mut frame = self.link.buffer();
+                            frame.reserve(len + 80);
                             encapsulate(sa, &buf, &mut frame).map(|e| (e, frame))
                         }
                     }
@@ -114,6 +119,7 @@ impl Model {
                             self.icv_error_next = false;
                             status = Status::EngineError;
                             self.icv_engine_error(desc.sa_index);
+                            self.link.recycle(frame);
                         } else {
                             status = Status::Ok;
                             self.count(Counter::TxEncapOk, 1);
