@@ -91,7 +91,7 @@ impl CardBackend {
             ..ModelOptions::default()
         });
         let model = device.handle();
-        model.attach_link(Box::new(CardEnd(Arc::clone(queues))));
+        model.attach_link(Box::new(CardEnd::new(Arc::clone(queues))));
         (Arc::new(device), CardBackend::Model(model))
     }
 
@@ -223,7 +223,7 @@ impl Bridge {
             std::thread::Builder::new()
                 .name("espo-card-port".into())
                 .spawn(move || {
-                    let mut end = CardEnd(Arc::clone(&queues));
+                    let mut end = CardEnd::new(Arc::clone(&queues));
                     // Once the server is gone, frames for the card stay in the queue: the
                     // engine takes them from there through its fallback wire.
                     let mut gone = false;

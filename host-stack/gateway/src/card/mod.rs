@@ -367,7 +367,9 @@ pub fn run(
         // Without a card, frames take the interface; a card's own port goes with it.
         fallback: match own {
             true => None,
-            false => Some(Box::new(CardEnd(Arc::clone(&queues))) as Box<dyn espo_offload::Wire>),
+            false => {
+                Some(Box::new(CardEnd::new(Arc::clone(&queues))) as Box<dyn espo_offload::Wire>)
+            }
         },
         // Inner packets stay in the card's buffers until the inbound thread copies them
         // into its batch: one copy instead of two.

@@ -120,11 +120,18 @@ impl Wake {
 /// thread, at most (beyond this they are dropped and counted).
 const MAX_FOR_HOST: usize = 1024;
 
+/// Frame buffers kept for reuse between the port thread and the card model, at most.
+const MAX_SPARE: usize = 1024;
+
 /// The frames between the card and the port thread.
 #[derive(Debug)]
 pub struct PortQueues {
     to_card: Mutex<VecDeque<Vec<u8>>>,
     to_wire: Mutex<VecDeque<Vec<u8>>>,
+    /// Buffers of frames that were sent or received, for the next frames: a frame that
+    /// crosses between the port thread and the card model costs no allocation (and no
+    /// free on another thread than the one that allocated it).
+    spare: Mutex<Vec<Vec<u8>>>,
     /// A card whose port is its own: the link layer's frames it received.
     for_host: Mutex<VecDeque<Vec<u8>>>,
     /// Signalled when a frame was queued in `for_host`.
@@ -145,6 +152,7 @@ impl PortQueues {
         Ok(PortQueues {
             to_card: Mutex::default(),
             to_wire: Mutex::default(),
+            spare: Mutex::default(),
             wire_wake: Wake::new()?,
             card_feed: Wake::new()?,
             for_host: Mutex::default(),
@@ -204,31 +212,103 @@ impl PortQueues {
     fn take_for_card(&self) -> Option<Vec<u8>> {
         lock(&self.to_card).pop_front()
     }
+
+    /// Moves up to `n` kept buffers into `into`.
+    fn take_spares(&self, into: &mut Vec<Vec<u8>>, n: usize) {
+        let mut spare = lock(&self.spare);
+        let from = spare.len().saturating_sub(n);
+        into.extend(spare.drain(from..));
+    }
+
+    /// Keeps frames' buffers for [`take_spares`](Self::take_spares), up to [`MAX_SPARE`]
+    /// (the rest are freed).
+    fn give_back(&self, frames: impl IntoIterator<Item = Vec<u8>>) {
+        let mut spare = lock(&self.spare);
+        for frame in frames {
+            if spare.len() >= MAX_SPARE {
+                break;
+            }
+            spare.push(frame);
+        }
+    }
+}
+
+/// Frame buffers one thread keeps at hand: refilled from the shared ones
+/// ([`PortQueues::take_spares`]) and overflowing into them, [`STASH`] at a time, so that the
+/// shared lock is taken once per batch rather than per frame.
+#[derive(Debug, Default)]
+struct Stash(Vec<Vec<u8>>);
+
+/// Buffers a [`Stash`] moves to or from the shared ones at once.
+const STASH: usize = 64;
+
+impl Stash {
+    /// An empty buffer: one kept, or a new one.
+    fn take(&mut self, queues: &PortQueues) -> Vec<u8> {
+        if self.0.is_empty() {
+            queues.take_spares(&mut self.0, STASH);
+        }
+        let mut buf = self.0.pop().unwrap_or_default();
+        buf.clear();
+        buf
+    }
+
+    /// Keeps a buffer, the oldest [`STASH`] going to the shared ones when twice that many
+    /// are kept.
+    fn keep(&mut self, queues: &PortQueues, buf: Vec<u8>) {
+        self.0.push(buf);
+        if self.0.len() >= 2 * STASH {
+            queues.give_back(self.0.drain(..STASH));
+        }
+    }
 }
 
 /// The card's end of the port ([`Link`] for the model, [`Wire`] as the engine's fallback
 /// once the card is gone: the same frames on the same interface).
-#[derive(Debug, Clone)]
-pub struct CardEnd(pub std::sync::Arc<PortQueues>);
+#[derive(Debug)]
+pub struct CardEnd {
+    queues: std::sync::Arc<PortQueues>,
+    /// Buffers of frames the card received, for frames it sends.
+    stash: Stash,
+}
+
+impl CardEnd {
+    pub fn new(queues: std::sync::Arc<PortQueues>) -> CardEnd {
+        CardEnd {
+            queues,
+            stash: Stash::default(),
+        }
+    }
+}
 
 impl Link for CardEnd {
     fn send(&mut self, frame: Frame) {
-        self.0.to_wire(frame.data);
+        self.queues.to_wire(frame.data);
     }
 
     fn recv(&mut self) -> Option<Frame> {
-        self.0.take_for_card().map(|data| Frame { data, cycle: 0 })
+        self.queues
+            .take_for_card()
+            .map(|data| Frame { data, cycle: 0 })
+    }
+
+    fn buffer(&mut self) -> Vec<u8> {
+        self.stash.take(&self.queues)
+    }
+
+    fn recycle(&mut self, data: Vec<u8>) {
+        self.stash.keep(&self.queues, data);
     }
 }
 
 impl Wire for CardEnd {
     fn send(&mut self, frame: &[u8]) -> bool {
-        self.0.to_wire(frame.to_vec());
+        self.queues.to_wire(frame.to_vec());
         true
     }
 
     fn recv(&mut self, buf: &mut Vec<u8>) -> bool {
-        match self.0.take_for_card() {
+        match self.queues.take_for_card() {
             Some(f) => {
                 *buf = f;
                 true
@@ -425,6 +505,8 @@ struct PortIo {
     for_wire: Vec<Vec<u8>>,
     /// Data frames for the card, queued to it together.
     for_card: Vec<Vec<u8>>,
+    /// Buffers of frames sent, for frames received.
+    stash: Stash,
 }
 
 impl PortIo {
@@ -436,6 +518,7 @@ impl PortIo {
             tx: MultiHeaders::preallocate(PORT_BATCH, None),
             for_wire: Vec::with_capacity(PORT_BATCH),
             for_card: Vec::with_capacity(RX_BURST),
+            stash: Stash::default(),
         }
     }
 }
@@ -657,7 +740,9 @@ impl Port<'_> {
                 };
                 self.counters.frames_in += 1;
                 if let Some(frame) = self.take_from_wire(&buf[..len]) {
-                    io.for_card.push(frame.to_vec());
+                    let mut data = io.stash.take(self.ctx.queues);
+                    data.extend_from_slice(frame);
+                    io.for_card.push(data);
                 }
             }
             more = n == PORT_BATCH && round + 1 == RX_BURST / PORT_BATCH;
@@ -868,7 +953,9 @@ impl Port<'_> {
             let failed = s.send_batch(&io.for_wire, &mut io.tx);
             self.counters.frames_out += (io.for_wire.len() - failed) as u64;
             self.counters.send_errors += failed as u64;
-            io.for_wire.clear();
+            while let Some(frame) = io.for_wire.pop() {
+                io.stash.keep(self.ctx.queues, frame);
+            }
         }
     }
 
@@ -965,7 +1052,7 @@ mod tests {
     #[test]
     fn the_card_end_carries_frames_both_ways() {
         let q = std::sync::Arc::new(PortQueues::new().unwrap());
-        let mut end = CardEnd(q.clone());
+        let mut end = CardEnd::new(q.clone());
         Link::send(
             &mut end,
             Frame {
@@ -981,6 +1068,42 @@ mod tests {
         lock(&q.to_card).push_back(vec![7]);
         assert_eq!(Link::recv(&mut end).map(|f| f.data), Some(vec![7]));
         assert_eq!(Link::recv(&mut end), None);
+    }
+
+    #[test]
+    fn frame_buffers_go_round_in_batches_and_come_back_empty() {
+        let q = std::sync::Arc::new(PortQueues::new().unwrap());
+        let mut end = CardEnd::new(q.clone());
+        // The card gives back received frames' buffers: kept at hand until twice a batch,
+        // then the oldest batch goes to the shared ones.
+        for i in 0..2 * STASH - 1 {
+            Link::recycle(&mut end, vec![i as u8; 100 + i]);
+        }
+        assert_eq!(lock(&q.spare).len(), 0);
+        Link::recycle(&mut end, vec![7; 50]);
+        assert_eq!(lock(&q.spare).len(), STASH);
+        assert_eq!(end.stash.0.len(), STASH);
+        // The port thread takes a batch of them for frames it receives: empty, their room
+        // kept (no allocation for a frame that fits).
+        let mut port = Stash::default();
+        let buf = port.take(&q);
+        assert!(buf.is_empty() && buf.capacity() >= 100);
+        assert_eq!(lock(&q.spare).len(), 0);
+        assert_eq!(port.0.len(), STASH - 1);
+        // The card's own buffers serve the frames it sends, then the shared ones, then new.
+        for _ in 0..STASH {
+            let b = Link::buffer(&mut end);
+            assert!(b.is_empty() && b.capacity() >= 50);
+        }
+        let fresh = Link::buffer(&mut end);
+        assert_eq!(
+            (fresh.len(), fresh.capacity()),
+            (0, 0),
+            "nothing kept: a new one"
+        );
+        // The shared ones never hold more than MAX_SPARE.
+        q.give_back((0..MAX_SPARE + 10).map(|_| vec![1u8; 8]));
+        assert_eq!(lock(&q.spare).len(), MAX_SPARE);
     }
 
     /// An experimental EtherType (IEEE 802 local use): nothing else on the link sends it.

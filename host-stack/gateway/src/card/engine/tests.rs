@@ -65,7 +65,7 @@ fn bench() -> Bench {
         ..ModelOptions::default()
     });
     let model = device.handle();
-    model.attach_link(Box::new(CardEnd(Arc::clone(&queues))));
+    model.attach_link(Box::new(CardEnd::new(Arc::clone(&queues))));
     let card = Card::open(Arc::new(device), super::super::card_config()).unwrap();
     let options = espo_offload::OffloadOptions {
         local_mac: B_MAC,
