@@ -147,8 +147,8 @@ impl Model {
                     }
                     Some(i) => {
                         crypto_bytes = ciphertext_bytes(e.esp_len);
+                        // Both transforms below replace or empty it first.
                         let mut out = self.link.buffer();
-                        out.clear();
                         let natt = self.regs.get32(&ctrl::NATT_PORT, 0) as u16;
                         let result = if let Some(dp) = self.datapath.as_mut() {
                             datapath_receive(
