@@ -197,7 +197,7 @@ pub fn finish_single(pkt: &mut [u8], hdr: &VnetHdr) -> Result<bool, DropReason> 
 /// Every segment's checksums are computed from the super-packet, not from the segment
 /// once written: the header words that are the same in every segment are summed once,
 /// and each segment adds its own fields and its payload's sum, read from the source while
-/// it is copied. Reading a header just written back in wide words would wait for the
+/// it is copied. Reading a header just written back in wide words can wait for the
 /// narrow stores that patched it.
 #[derive(Debug)]
 pub struct Segments<'a> {

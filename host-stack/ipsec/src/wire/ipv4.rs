@@ -403,7 +403,7 @@ impl Repr {
 
     /// The RFC 791 header checksum of the header [`emit`](Self::emit) writes (IHL 5, no
     /// options), from the field values: no reading back of bytes just written, which on a
-    /// per-packet path waits for the narrow stores that wrote them.
+    /// per-packet path can wait for the narrow stores that wrote them.
     pub fn header_checksum(&self) -> u16 {
         let total_len = (HEADER_LEN + self.payload_len) as u64;
         let flags = if self.dont_frag { FLAG_DF } else { 0 };
