@@ -182,6 +182,8 @@ impl Model {
                                 self.count(counter, 1);
                                 cpl.status = status;
                                 cpl.seq = seq;
+                                // The frame is delivered as it came; the buffer goes back.
+                                self.link.recycle(out);
                             }
                         }
                     }

@@ -103,7 +103,13 @@ impl Model {
                             // `encapsulate` empties it first.
                             let mut frame = self.link.buffer();
                             frame.reserve(len + 80);
-                            encapsulate(sa, &buf, &mut frame).map(|e| (e, frame))
+                            match encapsulate(sa, &buf, &mut frame) {
+                                Ok(e) => Ok((e, frame)),
+                                Err(refused) => {
+                                    self.link.recycle(frame);
+                                    Err(refused)
+                                }
+                            }
                         }
                     }
                 };

@@ -123,3 +123,82 @@ fn a_card_takes_its_buffers_from_the_link_and_gives_every_received_frame_back() 
     assert_eq!(handed.load(Ordering::Relaxed), N + N / 2);
     assert_eq!(returned.load(Ordering::Relaxed), N + N / 2);
 }
+
+/// Frames the card refuses give their buffers back too: an inner packet whose EtherType
+/// does not match its IP version (refused `Malformed` before sealing), and a sealed frame
+/// whose ICV was damaged on the wire (refused `IcvFail`, delivered as it came).
+#[test]
+fn refused_frames_give_their_buffers_back() {
+    let (end, tap) = MemLink::pair();
+    let handed = Arc::new(AtomicUsize::new(0));
+    let returned = Arc::new(AtomicUsize::new(0));
+    let mut h = Host::new(ModelParams::default());
+    h.model.attach_link(Box::new(Keeping {
+        end,
+        kept: Arc::default(),
+        handed: Arc::clone(&handed),
+        returned: Arc::clone(&returned),
+    }));
+    h.bring_up(1, 10);
+    let mut sa = gcm_sa(true, 0x600d, [4; 16], [2; 4]);
+    assert_eq!(h.sa_write(1, &sa, None), Status::Ok);
+    sa.outbound = false;
+    assert_eq!(h.sa_write(9, &sa, None), Status::Ok);
+
+    // Every frame to be sealed; every other one claims to carry IPv6.
+    let frames: Vec<Vec<u8>> = (0..N)
+        .map(|i| {
+            let mut f = ipv4_frame(200 + 37 * i, 0, i as u16, i as u8);
+            if i % 2 == 1 {
+                f[12..14].copy_from_slice(&[0x86, 0xdd]);
+            }
+            f
+        })
+        .collect();
+    let posts: Vec<(&[u8], Option<u32>)> = frames.iter().map(|f| (f.as_slice(), Some(1))).collect();
+    h.post_tx(0, &posts);
+    h.model.run_until_idle();
+    let statuses: Vec<Status> = h.tx_completions(0).iter().map(|c| c.status).collect();
+    assert_eq!(statuses.len(), N);
+    for (i, s) in statuses.iter().enumerate() {
+        let expected = if i % 2 == 1 {
+            Status::Malformed
+        } else {
+            Status::Ok
+        };
+        assert_eq!(*s, expected, "frame {i}");
+    }
+    // One buffer for each frame sealed or refused; the refused ones' came back.
+    assert_eq!(handed.load(Ordering::Relaxed), N);
+    assert_eq!(returned.load(Ordering::Relaxed), N / 2);
+
+    // The sealed frames come back, every other one with its last byte (the ICV's) damaged.
+    let sealed: Vec<Vec<u8>> = tap.drain().into_iter().map(|f| f.data).collect();
+    assert_eq!(sealed.len(), N / 2);
+    for (i, f) in sealed.iter().enumerate() {
+        let mut f = f.clone();
+        if i % 2 == 1 {
+            *f.last_mut().unwrap() ^= 0x80;
+        }
+        tap.send_bytes(&f);
+    }
+    h.model.run_until_idle();
+    let received = h.rx_completions(0);
+    assert_eq!(received.len(), N / 2);
+    for (i, (c, data)) in received.iter().enumerate() {
+        if i % 2 == 1 {
+            assert_eq!(c.status, Status::IcvFail, "frame {i}");
+            assert!(!c.decapsulated);
+            let mut damaged = sealed[i].clone();
+            *damaged.last_mut().unwrap() ^= 0x80;
+            assert_eq!(*data, damaged, "a refused frame is delivered as it came");
+        } else {
+            assert_eq!((c.status, c.decapsulated), (Status::Ok, true), "frame {i}");
+        }
+    }
+    // One more buffer for each frame opened or refused; back: each of those buffers
+    // (the plaintext once in host memory, or the refused attempt's at once) and each
+    // received frame's own.
+    assert_eq!(handed.load(Ordering::Relaxed), N + N / 2);
+    assert_eq!(returned.load(Ordering::Relaxed), N / 2 + N / 2 + N / 2);
+}
