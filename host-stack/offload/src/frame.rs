@@ -89,6 +89,77 @@ fn words_of(b: &[u8; FIRST_WORDS]) -> [u64; 2] {
     [u64::from_ne_bytes(w0), u64::from_ne_bytes(w1)]
 }
 
+/// The last lent frame's head that was parsed, by the bytes its selectors come from: the
+/// packets of a burst are of one flow, and the next one whose bytes agree has the same
+/// flow without being parsed again.
+///
+/// Kept only for an IPv4 header without options carrying TCP or UDP, not a later fragment
+/// (the bytes [`KEY_MASKS`] covers then decide [`Flow::parse_head`]'s answer: the
+/// version and header length, the fragment offset, the protocol, both addresses, both
+/// ports), and a packet agrees only when its length fields make `parse_head` read the
+/// same ports: at least [`KEY_MIN_LEN`] bytes announced, no more than the packet has.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct KeptHead(Option<([u64; KEY_WORDS], Flow)>);
+
+/// Words of a lent frame (from its second) [`KeptHead`] compares.
+const KEY_WORDS: usize = 4;
+
+/// The bits of words 1 to 4 of a frame (bytes 8 to 39; the IP packet starts at byte 14)
+/// a flow's selectors come from in an IPv4 header without options: its first byte
+/// (version, header length), the fragment offset, the protocol, the addresses (bytes 12
+/// to 19 of the packet) and the two ports after them (bytes 20 to 23).
+const KEY_MASKS: [u64; KEY_WORDS] = [
+    u64::from_ne_bytes([0, 0, 0, 0, 0, 0, 0xff, 0]),
+    u64::from_ne_bytes([0, 0, 0, 0, 0x1f, 0xff, 0, 0xff]),
+    u64::from_ne_bytes([0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+    u64::from_ne_bytes([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0]),
+];
+
+/// The shortest IPv4 packet a [`KeptHead`] answers for: its header and both ports.
+const KEY_MIN_LEN: usize = 24;
+
+impl KeptHead {
+    fn key(words: &[u64; LENT_HEAD / 8]) -> [u64; KEY_WORDS] {
+        std::array::from_fn(|i| words[i + 1] & KEY_MASKS[i])
+    }
+
+    /// The IP packet's total length field (bytes 2 and 3 of the packet, 16 and 17 of the
+    /// frame).
+    fn total_len(words: &[u64; LENT_HEAD / 8]) -> usize {
+        let b = words[2].to_ne_bytes();
+        usize::from(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    /// The flow of the IP packet of `inner_len` bytes whose frame starts with `words`,
+    /// when it agrees with the head kept.
+    #[inline]
+    pub(crate) fn flow(&self, words: &[u64; LENT_HEAD / 8], inner_len: usize) -> Option<Flow> {
+        let (key, flow) = self.0.as_ref()?;
+        let total = Self::total_len(words);
+        (*key == Self::key(words) && (KEY_MIN_LEN..=inner_len).contains(&total)).then_some(*flow)
+    }
+
+    /// Keeps `flow`, parsed from the packet of `inner_len` bytes whose frame starts with
+    /// `words`, when the packet is one a head can answer for.
+    pub(crate) fn note(&mut self, words: &[u64; LENT_HEAD / 8], inner_len: usize, flow: &Flow) {
+        let packet = {
+            let mut b = [0u8; 10];
+            b[..2].copy_from_slice(&words[1].to_ne_bytes()[6..]);
+            b[2..].copy_from_slice(&words[2].to_ne_bytes());
+            b
+        };
+        let first_fragment = u16::from_be_bytes([packet[6], packet[7]]) & 0x1fff == 0;
+        let total = Self::total_len(words);
+        if packet[0] == 0x45
+            && first_fragment
+            && matches!(packet[9], 6 | 17)
+            && (KEY_MIN_LEN..=inner_len).contains(&total)
+        {
+            self.0 = Some((Self::key(words), *flow));
+        }
+    }
+}
+
 /// An outbound frame.
 #[derive(Debug)]
 pub(crate) enum Frame {
@@ -183,7 +254,7 @@ impl OffloadEngine {
         let decided = if inner_len > self.tx_slot_room() {
             Err(DropReason::TooBig)
         } else {
-            match self.lent_flow(slot.buf, inner_len) {
+            match self.lent_flow_kept(slot.buf, inner_len) {
                 Ok((flow, first)) => {
                     start = first;
                     self.decide(&flow).map(|bundle| (flow.dst, bundle))
@@ -318,19 +389,62 @@ impl OffloadEngine {
     /// with the frame's first two words as read.
     fn lent_flow(&self, buf: TxBuf, inner_len: usize) -> Result<(Flow, [u64; 2]), DropReason> {
         let card = self.card.as_ref().ok_or(DropReason::DeviceError)?;
-        let mut head = [0u8; LENT_HEAD];
-        let n = inner_len.min(HEAD_LEN);
         match card.tx_buf_read_words::<{ LENT_HEAD / 8 }>(buf, 0) {
-            Ok(words) => {
-                for (bytes, w) in head.chunks_exact_mut(8).zip(words) {
-                    bytes.copy_from_slice(&w.to_ne_bytes());
-                }
-            }
+            Ok(words) => self.words_flow(buf, &words, inner_len),
             // A buffer shorter than that: what the frame has of it.
-            Err(_) => card
-                .tx_buf_read(buf, 0, &mut head[..FRAME_HEADER + n])
-                .map_err(|_| DropReason::DeviceError)?,
+            Err(_) => {
+                let mut head = [0u8; LENT_HEAD];
+                let n = inner_len.min(HEAD_LEN);
+                card.tx_buf_read(buf, 0, &mut head[..FRAME_HEADER + n])
+                    .map_err(|_| DropReason::DeviceError)?;
+                self.head_flow(buf, &head, inner_len)
+            }
         }
+    }
+
+    /// [`lent_flow`](Self::lent_flow) for the packets of a burst: a packet whose selector
+    /// bytes agree with the last one parsed ([`KeptHead`]) has its flow, without parsing.
+    fn lent_flow_kept(
+        &mut self,
+        buf: TxBuf,
+        inner_len: usize,
+    ) -> Result<(Flow, [u64; 2]), DropReason> {
+        let card = self.card.as_ref().ok_or(DropReason::DeviceError)?;
+        let Ok(words) = card.tx_buf_read_words::<{ LENT_HEAD / 8 }>(buf, 0) else {
+            return self.lent_flow(buf, inner_len);
+        };
+        if let Some(flow) = self.kept_head.flow(&words, inner_len) {
+            return Ok((flow, [words[0], words[1]]));
+        }
+        let parsed = self.words_flow(buf, &words, inner_len)?;
+        self.kept_head.note(&words, inner_len, &parsed.0);
+        Ok(parsed)
+    }
+
+    /// [`lent_flow`](Self::lent_flow) from the frame's first words as read.
+    fn words_flow(
+        &self,
+        buf: TxBuf,
+        words: &[u64; LENT_HEAD / 8],
+        inner_len: usize,
+    ) -> Result<(Flow, [u64; 2]), DropReason> {
+        let mut head = [0u8; LENT_HEAD];
+        for (bytes, w) in head.chunks_exact_mut(8).zip(words) {
+            bytes.copy_from_slice(&w.to_ne_bytes());
+        }
+        self.head_flow(buf, &head, inner_len)
+    }
+
+    /// [`lent_flow`](Self::lent_flow) from the frame's first bytes (the Ethernet header's
+    /// room and what the packet has of its first [`HEAD_LEN`] bytes).
+    fn head_flow(
+        &self,
+        buf: TxBuf,
+        head: &[u8; LENT_HEAD],
+        inner_len: usize,
+    ) -> Result<(Flow, [u64; 2]), DropReason> {
+        let card = self.card.as_ref().ok_or(DropReason::DeviceError)?;
+        let n = inner_len.min(HEAD_LEN);
         let mut first = [0u8; FIRST_WORDS];
         first.copy_from_slice(&head[..FIRST_WORDS]);
         let start = words_of(&first);
@@ -481,6 +595,154 @@ mod tests {
             let mut w = words_of(&frame);
             assert!(!start.apply(&mut w));
             assert_eq!(bytes(w), frame);
+        }
+    }
+
+    /// A frame's first [`LENT_HEAD`] bytes as the words the engine reads (zeros past the
+    /// frame, as a buffer's stale bytes would be: they are not the packet's).
+    fn frame_words(frame: &[u8]) -> [u64; LENT_HEAD / 8] {
+        let mut b = [0u8; LENT_HEAD];
+        let n = frame.len().min(LENT_HEAD);
+        b[..n].copy_from_slice(&frame[..n]);
+        std::array::from_fn(|i| u64::from_ne_bytes(b[8 * i..8 * i + 8].try_into().unwrap()))
+    }
+
+    /// What parsing the head of the frame's IP packet gives (as `lent_flow` parses it).
+    fn parsed(frame: &[u8]) -> Option<Flow> {
+        let inner = &frame[FRAME_HEADER..];
+        Flow::parse_head(&inner[..inner.len().min(HEAD_LEN)], inner.len()).ok()
+    }
+
+    /// An Ethernet frame with an IPv4-looking packet of `len` bytes: header fields from
+    /// small sets (so that two packets often agree), the rest `fill`.
+    #[allow(clippy::too_many_arguments)]
+    fn frame(
+        first: u8,
+        frag: u16,
+        protocol: u8,
+        total: u16,
+        addrs: (u8, u8),
+        ports: (u16, u16),
+        len: usize,
+        fill: u8,
+    ) -> Vec<u8> {
+        let mut f = vec![fill; FRAME_HEADER + len];
+        let p = &mut f[FRAME_HEADER..];
+        let mut header = [0u8; 24];
+        header[0] = first;
+        header[1] = fill;
+        header[2..4].copy_from_slice(&total.to_be_bytes());
+        header[4..6].copy_from_slice(&[fill, fill.wrapping_add(1)]);
+        header[6..8].copy_from_slice(&frag.to_be_bytes());
+        header[8] = fill;
+        header[9] = protocol;
+        header[12..16].copy_from_slice(&[10, 0, 0, addrs.0]);
+        header[16..20].copy_from_slice(&[10, 0, 1, addrs.1]);
+        header[20..22].copy_from_slice(&ports.0.to_be_bytes());
+        header[22..24].copy_from_slice(&ports.1.to_be_bytes());
+        let n = p.len().min(24);
+        p[..n].copy_from_slice(&header[..n]);
+        f
+    }
+
+    /// Mostly packets a head answers for (IPv4 without options, TCP or UDP, a first
+    /// fragment, an announced length the packet has), and every other kind.
+    fn a_frame() -> impl Strategy<Value = Vec<u8>> {
+        (
+            prop_oneof![6 => Just(0x45u8), 1 => Just(0x46), 1 => Just(0x44), 1 => Just(0x65), 1 => any::<u8>()],
+            prop_oneof![3 => Just(0u16), 3 => Just(0x4000), 1 => Just(0x2000), 1 => Just(0x0001), 1 => any::<u16>()],
+            prop_oneof![3 => Just(6u8), 3 => Just(17), 1 => Just(1), 1 => Just(132), 1 => any::<u8>()],
+            (0u8..2, 0u8..2),
+            (0u16..2, 0u16..2),
+            0usize..100,
+            prop_oneof![4 => Just(0i32), 1 => -30i32..30, 1 => -2000i32..2000],
+            any::<u8>(),
+        )
+            .prop_map(|(first, frag, protocol, addrs, ports, len, off, fill)| {
+                let total = (len as i32 + off).clamp(0, 0xffff) as u16;
+                frame(first, frag, protocol, total, addrs, ports, len, fill)
+            })
+    }
+
+    /// A byte of the frame's first words to change: mostly one of the IP header's and
+    /// the ports'.
+    fn a_change() -> impl Strategy<Value = (usize, u8)> {
+        (
+            prop_oneof![3 => FRAME_HEADER..FRAME_HEADER + 24, 1 => 0usize..LENT_HEAD],
+            any::<u8>(),
+        )
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Whatever packet was kept and whatever packet comes next, a head's answer is
+        /// what parsing the next packet gives.
+        #[test]
+        fn a_kept_head_answers_as_parsing_does(
+            first in a_frame(),
+            next in a_frame(),
+            damage in proptest::collection::vec(a_change(), 0..3),
+        ) {
+            let mut kept = KeptHead::default();
+            if let Some(flow) = parsed(&first) {
+                kept.note(&frame_words(&first), first.len() - FRAME_HEADER, &flow);
+            }
+            // The next packet: another, or the first with a few bytes changed.
+            for candidate in [next, {
+                let mut f = first.clone();
+                for (at, b) in &damage {
+                    if let Some(x) = f.get_mut(*at) {
+                        *x = *b;
+                    }
+                }
+                f
+            }] {
+                let inner_len = candidate.len() - FRAME_HEADER;
+                if let Some(flow) = kept.flow(&frame_words(&candidate), inner_len) {
+                    prop_assert_eq!(Some(flow), parsed(&candidate));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_packets_of_a_flow_are_answered_without_parsing() {
+        let a = frame(0x45, 0x4000, 6, 60, (1, 0), (1, 0), 60, 7);
+        let flow = parsed(&a).unwrap();
+        let mut kept = KeptHead::default();
+        assert_eq!(kept.flow(&frame_words(&a), 60), None, "nothing kept yet");
+        kept.note(&frame_words(&a), 60, &flow);
+        // Another packet of the flow: other TOS, identification, TTL, checksum, length,
+        // payload.
+        let b = frame(0x45, 0x4000, 6, 1400, (1, 0), (1, 0), 1400, 9);
+        assert_eq!(kept.flow(&frame_words(&b), 1400), Some(flow));
+        assert_eq!(parsed(&b), Some(flow));
+        // Another port, another address, a later fragment, options, an announced length
+        // past the packet or too short for the ports: parsed.
+        for (c, len) in [
+            (frame(0x45, 0x4000, 6, 60, (1, 0), (1, 1), 60, 7), 60),
+            (frame(0x45, 0x4000, 6, 60, (0, 0), (1, 0), 60, 7), 60),
+            (frame(0x45, 0x0001, 6, 60, (1, 0), (1, 0), 60, 7), 60),
+            (frame(0x46, 0x4000, 6, 60, (1, 0), (1, 0), 60, 7), 60),
+            (frame(0x45, 0x4000, 6, 61, (1, 0), (1, 0), 60, 7), 60),
+            (frame(0x45, 0x4000, 6, 23, (1, 0), (1, 0), 60, 7), 60),
+        ] {
+            assert_eq!(kept.flow(&frame_words(&c), len), None);
+        }
+        // Nothing kept of packets a head cannot answer for: ICMP, options, fragments.
+        for c in [
+            frame(0x45, 0, 1, 60, (1, 0), (8, 0), 60, 7),
+            frame(0x46, 0, 6, 60, (1, 0), (1, 0), 60, 7),
+            frame(0x45, 0x0001, 17, 60, (1, 0), (1, 0), 60, 7),
+        ] {
+            let mut k = KeptHead::default();
+            if let Some(flow) = parsed(&c) {
+                k.note(&frame_words(&c), 60, &flow);
+            }
+            assert_eq!(k.flow(&frame_words(&c), 60), None);
         }
     }
 }

@@ -199,6 +199,8 @@ pub struct OffloadEngine {
         espo_ipsec::wire::Flow,
         Result<espo_ipsec::spd::Action, DropReason>,
     )>,
+    /// The last lent frame's head parsed, by its selector bytes (`frame::KeptHead`).
+    kept_head: frame::KeptHead,
     /// The last inbound policy verdict: the inbound database's version, the flow, the SA
     /// index the policies name, whether they admit it ([`admits`](Self::admits)).
     last_admission: Option<(u64, espo_ipsec::wire::Flow, usize, bool)>,
@@ -281,6 +283,7 @@ impl OffloadEngine {
             lent_posts: Vec::new(),
             to_note: Vec::new(),
             last_decision: None,
+            kept_head: frame::KeptHead::default(),
             last_admission: None,
             spare_tx: Vec::new(),
             tx_done: Vec::new(),
