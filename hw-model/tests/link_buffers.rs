@@ -49,9 +49,8 @@ struct Run {
     received: Vec<(Status, bool, Vec<u8>)>,
 }
 
-/// Sends `N` frames (every other one sealed with SA 1, the rest passing as they are),
-/// then receives them back (SA 9 opens what SA 1 sealed).
-fn run(link: Box<dyn Link>, tap: &MemLink) -> Run {
+/// A card on `link` with SA 1 sealing and SA 9 opening what it sealed.
+fn card(link: Box<dyn Link>) -> Host {
     let mut h = Host::new(ModelParams::default());
     h.model.attach_link(link);
     h.bring_up(1, 10);
@@ -59,6 +58,13 @@ fn run(link: Box<dyn Link>, tap: &MemLink) -> Run {
     assert_eq!(h.sa_write(1, &sa, None), Status::Ok);
     sa.outbound = false;
     assert_eq!(h.sa_write(9, &sa, None), Status::Ok);
+    h
+}
+
+/// Sends `N` frames (every other one sealed with SA 1, the rest passing as they are),
+/// then receives them back (SA 9 opens what SA 1 sealed).
+fn run(link: Box<dyn Link>, tap: &MemLink) -> Run {
+    let mut h = card(link);
     let frames: Vec<Vec<u8>> = (0..N)
         .map(|i| ipv4_frame(200 + 37 * i, 0, i as u16, i as u8))
         .collect();
@@ -132,18 +138,12 @@ fn refused_frames_give_their_buffers_back() {
     let (end, tap) = MemLink::pair();
     let handed = Arc::new(AtomicUsize::new(0));
     let returned = Arc::new(AtomicUsize::new(0));
-    let mut h = Host::new(ModelParams::default());
-    h.model.attach_link(Box::new(Keeping {
+    let mut h = card(Box::new(Keeping {
         end,
         kept: Arc::default(),
         handed: Arc::clone(&handed),
         returned: Arc::clone(&returned),
     }));
-    h.bring_up(1, 10);
-    let mut sa = gcm_sa(true, 0x600d, [4; 16], [2; 4]);
-    assert_eq!(h.sa_write(1, &sa, None), Status::Ok);
-    sa.outbound = false;
-    assert_eq!(h.sa_write(9, &sa, None), Status::Ok);
 
     // Every frame to be sealed; every other one claims to carry IPv6.
     let frames: Vec<Vec<u8>> = (0..N)
