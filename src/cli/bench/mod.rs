@@ -11,6 +11,7 @@ use clap::Args;
 use espo_harness::loopback;
 use espo_ipsec::crypto::{Aead, AeadAlgorithm};
 use espo_ipsec::engine::{Decapsulated, EncapsulatedInPlace, HEADROOM, TAILROOM};
+use model::EncapWay;
 
 /// Measure encapsulation and decapsulation throughput on one core, against a baseline.
 ///
@@ -29,8 +30,9 @@ use espo_ipsec::engine::{Decapsulated, EncapsulatedInPlace, HEADROOM, TAILROOM};
 /// performance counters — what the card itself would do. The host figure is zero-copy:
 /// each packet is written straight into a card buffer the engine lends (the TUN read's
 /// stand-in, timed apart and not counted) and a received one is left in the card's buffer;
-/// beside it, the same with the packet copied in and out, as the baseline. The host figure
-/// is also given by stage, to say where its time goes: encapsulation as lending the
+/// beside it, the same with the packet copied in and out, as the baseline, and the way
+/// `espo run` hands its packets over (from host memory into the lent buffers, that copy
+/// counted). The zero-copy host figure is also given by stage, to say where its time goes: encapsulation as lending the
 /// buffers, the outbound decision and queueing, routing and posting to the ring, and the
 /// completions with their reports; decapsulation as receiving (the driver's completions,
 /// the host's checks, the reports) and giving the buffers back.
@@ -235,10 +237,10 @@ fn run_one(args: &BenchArgs, size: usize) -> anyhow::Result<()> {
     let card = if with_model {
         let third = quarter / 3;
         // The host's cost, zero-copy, in batches of 32.
-        let mut e = model::encap(&tx_config, &inner, third, true, host_round)?;
+        let mut e = model::encap(&tx_config, &inner, third, EncapWay::Lent, host_round)?;
         let mut d = model::decap(&tx_config, &rx_config, &inner, third, true, host_round)?;
         // The card's throughput, in rounds that keep its pipeline full (host not counted).
-        let ce = model::encap(&tx_config, &inner, third, true, card_round)?;
+        let ce = model::encap(&tx_config, &inner, third, EncapWay::Lent, card_round)?;
         let cd = model::decap(&tx_config, &rx_config, &inner, third, true, card_round)?;
         e.take_card_figures(&ce);
         d.take_card_figures(&cd);
@@ -250,9 +252,22 @@ fn run_one(args: &BenchArgs, size: usize) -> anyhow::Result<()> {
     let copying = if with_model {
         let third = quarter / 3;
         Some((
-            model::encap(&tx_config, &inner, third, false, host_round)?,
+            model::encap(&tx_config, &inner, third, EncapWay::Copying, host_round)?,
             model::decap(&tx_config, &rx_config, &inner, third, false, host_round)?,
         ))
+    } else {
+        None
+    };
+    // `espo run`'s way: packets in host memory (out of the segmenter) written into the
+    // lent buffers by the engine, the copy counted.
+    let from_host = if with_model {
+        Some(model::encap(
+            &tx_config,
+            &inner,
+            quarter / 3,
+            EncapWay::FromHost,
+            host_round,
+        )?)
     } else {
         None
     };
@@ -284,13 +299,16 @@ fn run_one(args: &BenchArgs, size: usize) -> anyhow::Result<()> {
         );
         if let (Some((e, d)), Some((ce, cd))) = (&card, &copying) {
             println!(
-                "{{\"engine\":\"model\",\"algorithm\":\"{}\",\"size\":{size},\"encap_host_stages_ns\":{{{}}},\"decap_host_stages_ns\":{{{}}},\"encap_host_ns_per_packet\":{:.1},\"decap_host_ns_per_packet\":{:.1},\"encap_source_ns_per_packet\":{:.1},\"encap_copy_host_ns_per_packet\":{:.1},\"decap_copy_host_ns_per_packet\":{:.1},\"encap_card_gbps\":{:.3},\"decap_card_gbps\":{:.3},\"encap_card_line_gbps\":{:.3},\"decap_card_line_gbps\":{:.3},\"encap_card_mpps\":{:.3},\"decap_card_mpps\":{:.3},\"encap_by_card\":{},\"decap_by_card\":{},\"packets\":{},\"model_ns_per_packet\":{:.1}}}",
+                "{{\"engine\":\"model\",\"algorithm\":\"{}\",\"size\":{size},\"encap_host_stages_ns\":{{{}}},\"decap_host_stages_ns\":{{{}}},\"encap_host_ns_per_packet\":{:.1},\"decap_host_ns_per_packet\":{:.1},\"encap_source_ns_per_packet\":{:.1},\"encap_from_host_ns_per_packet\":{:.1},\"encap_copy_host_ns_per_packet\":{:.1},\"decap_copy_host_ns_per_packet\":{:.1},\"encap_card_gbps\":{:.3},\"decap_card_gbps\":{:.3},\"encap_card_line_gbps\":{:.3},\"decap_card_line_gbps\":{:.3},\"encap_card_mpps\":{:.3},\"decap_card_mpps\":{:.3},\"encap_by_card\":{},\"decap_by_card\":{},\"packets\":{},\"model_ns_per_packet\":{:.1}}}",
                 args.algorithm,
                 stages(e, 0, ",", |n, ns| format!("\"{n}\":{ns:.1}")),
                 stages(d, 1, ",", |n, ns| format!("\"{n}\":{ns:.1}")),
                 e.host_ns_per_packet(),
                 d.host_ns_per_packet(),
                 e.source_ns_per_packet(),
+                from_host
+                    .as_ref()
+                    .map_or(0.0, model::Direction::host_ns_per_packet),
                 ce.host_ns_per_packet(),
                 cd.host_ns_per_packet(),
                 e.card_inner_gbps,
@@ -378,6 +396,12 @@ fn run_one(args: &BenchArgs, size: usize) -> anyhow::Result<()> {
                 "  (zero-copy encapsulation: writing each packet into its card buffer, the TUN read's stand-in, took {:.1} ns/pkt, not counted above)",
                 e.source_ns_per_packet()
             );
+            if let Some(f) = &from_host {
+                println!(
+                    "  (encapsulation from host memory into the card's buffers, espo run's way with the copy counted: host {:.1} ns/pkt)",
+                    f.host_ns_per_packet()
+                );
+            }
             println!(
                 "  ({} of {} packets transformed by the card; the simulation itself took {:.0} ns/pkt of host time)",
                 e.by_card + d.by_card,

@@ -120,12 +120,25 @@ fn card(size: usize) -> anyhow::Result<(Card, ModelHandle, MemLink)> {
     Ok((card, handle, far))
 }
 
-/// Encapsulation through the card for about `budget`, zero-copy or copying.
+/// How the bench hands packets to the engine for encapsulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncapWay {
+    /// Written into a lent card buffer first (the TUN read's stand-in, timed apart as
+    /// `source`), then submitted there (`submit_slot`): nothing copied by the engine.
+    Lent,
+    /// From host memory into a lent card buffer (`submit_into_slot`): `espo run`'s way,
+    /// whose packets come out of the segmenter in host memory; the copy is the host's.
+    FromHost,
+    /// From host memory into a frame, then into DMA memory (`submit`): the baseline.
+    Copying,
+}
+
+/// Encapsulation through the card for about `budget`, handed over `way`.
 pub fn encap(
     tx_config: &Config,
     inner: &[u8],
     budget: Duration,
-    zero_copy: bool,
+    way: EncapWay,
     per_round: usize,
 ) -> anyhow::Result<Direction> {
     let (card, model, far) = card(inner.len())?;
@@ -144,7 +157,7 @@ pub fn encap(
     let mut tag = 0u64;
     let mut slots = Vec::with_capacity(per_round);
     while started.elapsed() < budget || d.packets == 0 {
-        let round = if zero_copy {
+        let round = if way != EncapWay::Copying {
             let t = Instant::now();
             while slots.len() < per_round {
                 match engine.tx_slot() {
@@ -156,15 +169,21 @@ pub fn encap(
             if slots.is_empty() {
                 bail!("the offload engine lent no TX buffer");
             }
-            let t = Instant::now();
-            for s in &slots {
-                engine.tx_slot_write(s, FRAME_HEADER, inner)?;
+            if way == EncapWay::Lent {
+                let t = Instant::now();
+                for s in &slots {
+                    engine.tx_slot_write(s, FRAME_HEADER, inner)?;
+                }
+                d.source += t.elapsed();
             }
-            d.source += t.elapsed();
             let t = Instant::now();
             let n = slots.len();
             for s in slots.drain(..) {
-                engine.submit_slot(tag, s, inner.len());
+                if way == EncapWay::Lent {
+                    engine.submit_slot(tag, s, inner.len());
+                } else {
+                    engine.submit_into_slot(tag, s, inner);
+                }
                 tag += 1;
             }
             let posting = Instant::now();
