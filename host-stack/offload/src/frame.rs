@@ -98,8 +98,15 @@ fn words_of(b: &[u8; FIRST_WORDS]) -> [u64; 2] {
 /// version and header length, the fragment offset, the protocol, both addresses, both
 /// ports), and a packet agrees only when its length fields make `parse_head` read the
 /// same ports: at least [`KEY_MIN_LEN`] bytes announced, no more than the packet has.
+///
+/// The outbound decision on the kept flow is kept beside it, with the policy database's
+/// version it was made with: a packet the head answers for is decided without comparing
+/// its selectors again.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct KeptHead(Option<([u64; KEY_WORDS], Flow)>);
+pub(crate) struct KeptHead {
+    head: Option<([u64; KEY_WORDS], Flow)>,
+    decided: Option<(u64, Result<Bundled, DropReason>)>,
+}
 
 /// Words of a lent frame (from its second) [`KeptHead`] compares.
 const KEY_WORDS: usize = 4;
@@ -134,14 +141,19 @@ impl KeptHead {
     /// when it agrees with the head kept.
     #[inline]
     pub(crate) fn flow(&self, words: &[u64; LENT_HEAD / 8], inner_len: usize) -> Option<Flow> {
-        let (key, flow) = self.0.as_ref()?;
+        let (key, flow) = self.head.as_ref()?;
         let total = Self::total_len(words);
         (*key == Self::key(words) && (KEY_MIN_LEN..=inner_len).contains(&total)).then_some(*flow)
     }
 
     /// Keeps `flow`, parsed from the packet of `inner_len` bytes whose frame starts with
-    /// `words`, when the packet is one a head can answer for.
-    pub(crate) fn note(&mut self, words: &[u64; LENT_HEAD / 8], inner_len: usize, flow: &Flow) {
+    /// `words`, when the packet is one a head can answer for; returns whether it did.
+    pub(crate) fn note(
+        &mut self,
+        words: &[u64; LENT_HEAD / 8],
+        inner_len: usize,
+        flow: &Flow,
+    ) -> bool {
         let packet = {
             let mut b = [0u8; 10];
             b[..2].copy_from_slice(&words[1].to_ne_bytes()[6..]);
@@ -155,7 +167,23 @@ impl KeptHead {
             && matches!(packet[9], 6 | 17)
             && (KEY_MIN_LEN..=inner_len).contains(&total)
         {
-            self.0 = Some((Self::key(words), *flow));
+            self.head = Some((Self::key(words), *flow));
+            self.decided = None;
+            return true;
+        }
+        false
+    }
+
+    /// The decision kept for the kept flow, if it was made with database `version`.
+    #[inline]
+    pub(crate) fn decided(&self, version: u64) -> Option<Result<Bundled, DropReason>> {
+        self.decided.filter(|(v, _)| *v == version).map(|(_, d)| d)
+    }
+
+    /// Keeps `decided`, made with database `version` for the kept flow.
+    pub(crate) fn keep_decision(&mut self, version: u64, decided: Result<Bundled, DropReason>) {
+        if self.head.is_some() {
+            self.decided = Some((version, decided));
         }
     }
 }
@@ -255,9 +283,20 @@ impl OffloadEngine {
             Err(DropReason::TooBig)
         } else {
             match self.lent_flow_kept(slot.buf, inner_len) {
-                Ok((flow, first)) => {
+                Ok((flow, first, kept)) => {
                     start = first;
-                    self.decide(&flow).map(|bundle| (flow.dst, bundle))
+                    let version = self.sw.outbound.spd().version();
+                    let decided = match kept.then(|| self.kept_head.decided(version)).flatten() {
+                        Some(decided) => decided,
+                        None => {
+                            let decided = self.decide(&flow);
+                            if kept {
+                                self.kept_head.keep_decision(version, decided);
+                            }
+                            decided
+                        }
+                    };
+                    decided.map(|bundle| (flow.dst, bundle))
                 }
                 Err(reason) => Err(reason),
             }
@@ -408,17 +447,18 @@ impl OffloadEngine {
         &mut self,
         buf: TxBuf,
         inner_len: usize,
-    ) -> Result<(Flow, [u64; 2]), DropReason> {
+    ) -> Result<(Flow, [u64; 2], bool), DropReason> {
         let card = self.card.as_ref().ok_or(DropReason::DeviceError)?;
         let Ok(words) = card.tx_buf_read_words::<{ LENT_HEAD / 8 }>(buf, 0) else {
-            return self.lent_flow(buf, inner_len);
+            let (flow, first) = self.lent_flow(buf, inner_len)?;
+            return Ok((flow, first, false));
         };
         if let Some(flow) = self.kept_head.flow(&words, inner_len) {
-            return Ok((flow, [words[0], words[1]]));
+            return Ok((flow, [words[0], words[1]], true));
         }
-        let parsed = self.words_flow(buf, &words, inner_len)?;
-        self.kept_head.note(&words, inner_len, &parsed.0);
-        Ok(parsed)
+        let (flow, first) = self.words_flow(buf, &words, inner_len)?;
+        let kept = self.kept_head.note(&words, inner_len, &flow);
+        Ok((flow, first, kept))
     }
 
     /// [`lent_flow`](Self::lent_flow) from the frame's first words as read.

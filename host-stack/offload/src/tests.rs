@@ -722,6 +722,65 @@ fn lent_slots_leave_as_the_copied_packets_do_whatever_path_they_take() {
     }
 }
 
+/// The packets of one flow in lent buffers are decided without their selectors being
+/// compared again — until a policy changes: each packet after a change goes where the
+/// database now says, and a flow met again after another is decided again.
+#[test]
+fn lent_packets_of_one_flow_follow_each_policy_change() {
+    use espo_ipsec::selector::Cidr;
+    use espo_ipsec::spd::PolicyId;
+    use espo_ipsec::spec::{PolicyAction, PolicySpec};
+
+    let (mut engine, _, tap) = rig(&config(""), OffloadOptions::default());
+    let mut tag = 0u64;
+    let mut send = |engine: &mut OffloadEngine, dst: [u8; 4]| {
+        let p = packet([10, 1, 0, 1], dst, 100, tag as u16);
+        let slot = engine.tx_slot().expect("a card buffer");
+        engine.tx_slot_write(&slot, FRAME_HEADER, &p).unwrap();
+        engine.submit_slot(tag, slot, p.len());
+        tag += 1;
+        let reports = run_until_idle(engine);
+        assert_eq!(reports.len(), 1);
+        reports[0].outcome
+    };
+    let spi = |outcome: Result<SentAs, DropReason>| match outcome {
+        Ok(SentAs::Esp { spi, .. }) => Ok(spi),
+        Ok(other) => panic!("not ESP: {other:?}"),
+        Err(reason) => Err(reason),
+    };
+    let flow = [10, 2, 0, 1];
+    for _ in 0..3 {
+        assert_eq!(spi(send(&mut engine, flow)), Ok(0x1001));
+    }
+    // A discard policy ahead of the protecting one, for this flow's destination only.
+    let discard = PolicySpec {
+        dir: Direction::Out,
+        src: "10.1.0.0/16".parse::<Cidr>().unwrap(),
+        dst: "10.2.0.1/32".parse::<Cidr>().unwrap(),
+        protocol: espo_ipsec::selector::ProtocolSelector::Any,
+        src_port: espo_ipsec::selector::PortRange::ANY,
+        dst_port: espo_ipsec::selector::PortRange::ANY,
+        action: PolicyAction::Discard,
+        sa: vec![],
+    };
+    engine.add_policy(&discard, PolicyId(30), Some(0)).unwrap();
+    for _ in 0..2 {
+        assert_eq!(spi(send(&mut engine, flow)), Err(DropReason::PolicyDiscard));
+    }
+    // Another flow in between (kept in its place), then the first one again.
+    assert_eq!(spi(send(&mut engine, [10, 3, 0, 1])), Ok(0x1002));
+    assert_eq!(spi(send(&mut engine, flow)), Err(DropReason::PolicyDiscard));
+    // The discard policy goes: the flow is protected again, on the same SA.
+    engine.remove_policy(PolicyId(30)).unwrap();
+    for _ in 0..2 {
+        assert_eq!(spi(send(&mut engine, flow)), Ok(0x1001));
+    }
+    // The SA of its policy changes: the next packet takes the new one.
+    engine.set_bundle(PolicyId(0), &[0x1002]).unwrap();
+    assert_eq!(spi(send(&mut engine, flow)), Ok(0x1002));
+    assert_eq!(tap.drain().len(), 7, "what was protected left");
+}
+
 /// Card buffers of sent frames are kept for the next packets: long frames, then short ones
 /// in the same buffers, and each short one leaves with its own bytes only.
 #[test]
