@@ -122,6 +122,23 @@ pub(super) struct OnCard {
     pub spi: u32,
 }
 
+/// What routing found for the card SA of the packet before, for the next packets of the
+/// same SA in one batch: between routing and posting nothing changes where an SA is, the
+/// card's count of its numbers, or the next hop, so only what routing itself moves (the
+/// record's packets in flight, the reservation's limit) is read again per packet.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RouteRun {
+    inner: usize,
+    rec_id: usize,
+    sa_index: u32,
+    /// The card's bound on the SA's numbers ([`Card::sa_seq_upper_bound`]).
+    ///
+    /// [`Card::sa_seq_upper_bound`]: espo_driver::card::Card::sa_seq_upper_bound
+    driver_bound: u64,
+    /// The next hop's MAC, where the card's port is its own.
+    mac: Option<[u8; 6]>,
+}
+
 /// What happened to a packet being routed.
 enum Routed {
     /// To the ring: encapsulated by the card with the SA it names, or sent as it is.
@@ -152,11 +169,12 @@ impl OffloadEngine {
             // Routed packets go straight to the posted queue, in driver tag order; what the
             // ring does not take comes back off its end before anything else looks at it.
             let start = self.posted.len();
+            let mut run = None;
             while self.posted.len() - start < free.min(TX_BATCH) {
                 let Some((tag, work)) = self.pending.pop_front() else {
                     break;
                 };
-                match self.route(work) {
+                match self.route(work, &mut run) {
                     Routed::Ring(work, card_sa) => {
                         let driver_tag = self.next_driver_tag;
                         self.next_driver_tag += 1;
@@ -239,7 +257,7 @@ impl OffloadEngine {
     /// No card: software encapsulates everything and the fallback wire carries it.
     fn flush_to_wire(&mut self) {
         while let Some((tag, work)) = self.pending.pop_front() {
-            let routed = self.route(work);
+            let routed = self.route(work, &mut None);
             self.note_reserved();
             let (frame, sent) = match routed {
                 Routed::Dropped(reason) => {
@@ -266,8 +284,20 @@ impl OffloadEngine {
         }
     }
 
-    /// Decides where a packet goes now.
-    fn route(&mut self, work: Work) -> Routed {
+    /// Decides where a packet goes now. `run`: what the packet before found for its card
+    /// SA, in the batch being routed (see [`RouteRun`]); kept up to date here.
+    fn route(&mut self, work: Work, run: &mut Option<RouteRun>) -> Routed {
+        if let Work::Protect {
+            bundle: Some(bundle),
+            ..
+        } = &work
+            && let Some(r) = *run
+            && r.inner == bundle.inner
+            && bundle.outer_ah.is_none()
+        {
+            return self.route_on_card(work, r);
+        }
+        *run = None;
         let (bundle, frame, attempts) = match work {
             Work::Ready { frame, sent } => {
                 if frame.len() > self.max_frame {
@@ -297,7 +327,7 @@ impl OffloadEngine {
                         return Routed::Dropped(DropReason::Unresolved);
                     }
                     let sent = SentAs::Bypass;
-                    return self.route(Work::Ready { frame, sent });
+                    return self.route(Work::Ready { frame, sent }, run);
                 }
                 Err(reason) => {
                     self.recycle_frame(frame);
@@ -316,39 +346,36 @@ impl OffloadEngine {
                 self.recycle_frame(frame);
                 return Routed::Dropped(DropReason::TooBig);
             }
-            let mut frame = frame;
-            let sa = &self.sw.outbound.sas()[bundle.inner];
-            let (dst, limit) = (sa.params.dst, sa.reservation().limit());
-            if !self.address_frame(&mut frame, dst) {
-                self.recycle_frame(frame);
-                return Routed::Dropped(DropReason::Unresolved);
-            }
-            // Every number the card may use with this packet must be reserved.
-            let bound = self.card_seq_bound(rec_id, sa_index).saturating_add(1);
-            if bound > limit {
-                self.recycle_frame(frame);
-                return Routed::Dropped(DropReason::SeqUnreserved);
-            }
-            // Noted before the card sees the packet (`note_reserved`, once per SA and batch).
-            match self.to_note.last_mut() {
-                Some((inner, noted)) if *inner == bundle.inner => *noted = (*noted).max(bound),
-                _ => self.to_note.push((bundle.inner, bound)),
-            }
-            let r = &mut self.records[rec_id];
-            r.in_flight += 1;
-            let on_card = OnCard {
-                rec: Some(rec_id),
-                sa_index,
-                spi: r.spi,
-            };
-            return Routed::Ring(
-                Work::Protect {
-                    bundle: Some(bundle),
-                    frame,
-                    attempts,
+            let dst = self.sw.outbound.sas()[bundle.inner].params.dst;
+            let mac = match &self.options.own_port {
+                None => None,
+                Some(table) => match table.mac_for(dst) {
+                    Some(mac) => Some(mac),
+                    None => {
+                        self.recycle_frame(frame);
+                        return Routed::Dropped(DropReason::Unresolved);
+                    }
                 },
-                Some(on_card),
-            );
+            };
+            let driver_bound = self
+                .card
+                .as_ref()
+                .and_then(|c| c.sa_seq_upper_bound(sa_index))
+                .unwrap_or(0);
+            let r = RouteRun {
+                inner: bundle.inner,
+                rec_id,
+                sa_index,
+                driver_bound,
+                mac,
+            };
+            *run = Some(r);
+            let work = Work::Protect {
+                bundle: Some(bundle),
+                frame,
+                attempts,
+            };
+            return self.route_on_card(work, r);
         }
         // Software: the tunnel packet is built after a fresh Ethernet header.
         let frame = self.frame_bytes(frame);
@@ -394,6 +421,62 @@ impl OffloadEngine {
             Ok(Encapsulated::Bypass) => Routed::Dropped(DropReason::NoPolicy),
             Err(reason) => Routed::Dropped(reason),
         }
+    }
+
+    /// A packet of the card SA `run` names to the ring: its frame addressed, every number
+    /// the card may use with it reserved and noted first.
+    fn route_on_card(&mut self, work: Work, run: RouteRun) -> Routed {
+        let Work::Protect {
+            bundle: Some(bundle),
+            mut frame,
+            attempts,
+        } = work
+        else {
+            return Routed::Dropped(DropReason::DeviceError);
+        };
+        if frame.len() > self.max_frame {
+            self.recycle_frame(frame);
+            return Routed::Dropped(DropReason::TooBig);
+        }
+        if let Some(mac) = run.mac
+            && self.frame_write(&mut frame, 0, &mac).is_err()
+        {
+            self.recycle_frame(frame);
+            return Routed::Dropped(DropReason::Unresolved);
+        }
+        // Every number the card may use with this packet must be reserved
+        // (`card_seq_bound`, with the card's part as found for the run).
+        let r = &self.records[run.rec_id];
+        let own = r
+            .seq_high
+            .saturating_add(r.uncertain)
+            .saturating_add(r.in_flight);
+        let bound = own.max(run.driver_bound).saturating_add(1);
+        let limit = self.sw.outbound.sas()[bundle.inner].reservation().limit();
+        if bound > limit {
+            self.recycle_frame(frame);
+            return Routed::Dropped(DropReason::SeqUnreserved);
+        }
+        // Noted before the card sees the packet (`note_reserved`, once per SA and batch).
+        match self.to_note.last_mut() {
+            Some((inner, noted)) if *inner == bundle.inner => *noted = (*noted).max(bound),
+            _ => self.to_note.push((bundle.inner, bound)),
+        }
+        let r = &mut self.records[run.rec_id];
+        r.in_flight += 1;
+        let on_card = OnCard {
+            rec: Some(run.rec_id),
+            sa_index: run.sa_index,
+            spi: r.spi,
+        };
+        Routed::Ring(
+            Work::Protect {
+                bundle: Some(bundle),
+                frame,
+                attempts,
+            },
+            Some(on_card),
+        )
     }
 
     /// Takes the TX completions the card has.
