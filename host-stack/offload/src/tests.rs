@@ -1095,3 +1095,50 @@ fn every_number_the_card_uses_is_noted_in_the_reservation_first() {
     );
     assert_eq!(tap.drain().len() as u64, n);
 }
+
+/// The card may use no number its SA's reservation does not cover: within one batch of a
+/// card SA, the packets past the reservation's limit are dropped (`seq-unreserved`), and
+/// packets go again, with the next numbers, once it is raised.
+#[test]
+fn a_card_sa_sends_no_number_past_its_reservation_within_a_batch() {
+    let (mut engine, _, tap) = rig(&config(""), OffloadOptions::default());
+    let index = engine.sw.outbound.sa_index(0x1001).expect("the SA");
+    let set_limit = |engine: &OffloadEngine, limit: u64| {
+        engine.sw.outbound.sas()[index]
+            .reservation()
+            .set_limit(limit)
+    };
+    let mut tag = 0u64;
+    let mut batch = |engine: &mut OffloadEngine, n: usize| {
+        for _ in 0..n {
+            let p = packet([10, 1, 0, 1], [10, 2, 0, 1], 200, tag as u16);
+            let slot = engine.tx_slot().expect("a card buffer");
+            engine.tx_slot_write(&slot, FRAME_HEADER, &p).unwrap();
+            engine.submit_slot(tag, slot, p.len());
+            tag += 1;
+        }
+        let mut reports = run_until_idle(engine);
+        reports.sort_by_key(|r| r.tag);
+        reports
+            .iter()
+            .map(|r| match r.outcome {
+                Ok(SentAs::Esp { seq, .. }) => Ok(seq),
+                Ok(other) => panic!("{other:?}"),
+                Err(reason) => Err(reason),
+            })
+            .collect::<Vec<_>>()
+    };
+    set_limit(&engine, 5);
+    let unreserved = Err(DropReason::SeqUnreserved);
+    let mut want: Vec<Result<u64, DropReason>> = (1..=5).map(Ok).collect();
+    want.extend([unreserved; 5]);
+    assert_eq!(batch(&mut engine, 10), want);
+    set_limit(&engine, 12);
+    let mut want: Vec<Result<u64, DropReason>> = (6..=12).map(Ok).collect();
+    want.extend([unreserved; 3]);
+    assert_eq!(batch(&mut engine, 10), want);
+    set_limit(&engine, 1000);
+    assert_eq!(batch(&mut engine, 3), (13..=15).map(Ok).collect::<Vec<_>>());
+    assert!(engine.seq_used(0x1001).unwrap() >= 15);
+    assert_eq!(tap.drain().len(), 15, "only what was reserved left");
+}
