@@ -748,6 +748,84 @@ mod tests {
         }
     }
 
+    /// The first bytes of a frame's IP packet as the inbound path copies them out of a
+    /// card's buffer (zero past the packet's end).
+    fn ip_head(frame: &[u8]) -> [u8; HEAD_LEN] {
+        let inner = &frame[FRAME_HEADER..];
+        let mut head = [0u8; HEAD_LEN];
+        let n = inner.len().min(HEAD_LEN);
+        head[..n].copy_from_slice(&inner[..n]);
+        head
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The inbound path's kept head too: whatever packet was kept and whatever packet
+        /// comes next, its answer is what parsing the next packet's head gives.
+        #[test]
+        fn a_kept_inbound_head_answers_as_parsing_does(
+            first in a_frame(),
+            next in a_frame(),
+            damage in proptest::collection::vec(a_change(), 0..3),
+        ) {
+            let mut kept = crate::rx::RxKeptHead::default();
+            if let Some(flow) = parsed(&first) {
+                kept.note(&ip_head(&first), first.len() - FRAME_HEADER, &flow);
+            }
+            for candidate in [next, {
+                let mut f = first.clone();
+                for (at, b) in &damage {
+                    if let Some(x) = f.get_mut(*at) {
+                        *x = *b;
+                    }
+                }
+                f
+            }] {
+                let inner_len = candidate.len() - FRAME_HEADER;
+                if let Some(flow) = kept.flow(&ip_head(&candidate), inner_len) {
+                    prop_assert_eq!(Some(flow), parsed(&candidate));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_inbound_packets_of_a_flow_are_answered_without_parsing() {
+        let a = frame(0x45, 0x4000, 17, 60, (1, 0), (1, 0), 60, 7);
+        let flow = parsed(&a).unwrap();
+        let mut kept = crate::rx::RxKeptHead::default();
+        assert_eq!(kept.flow(&ip_head(&a), 60), None, "nothing kept yet");
+        assert!(kept.note(&ip_head(&a), 60, &flow));
+        let b = frame(0x45, 0x4000, 17, 1400, (1, 0), (1, 0), 1400, 9);
+        assert_eq!(kept.flow(&ip_head(&b), 1400), Some(flow));
+        assert_eq!(parsed(&b), Some(flow));
+        for (c, len) in [
+            (frame(0x45, 0x4000, 17, 60, (1, 0), (1, 1), 60, 7), 60),
+            (frame(0x45, 0x4000, 17, 60, (1, 0), (2, 0), 60, 7), 60),
+            (frame(0x45, 0x4000, 17, 60, (0, 0), (1, 0), 60, 7), 60),
+            (frame(0x45, 0x4000, 17, 60, (1, 1), (1, 0), 60, 7), 60),
+            (frame(0x45, 0x4000, 6, 60, (1, 0), (1, 0), 60, 7), 60),
+            (frame(0x45, 0x0001, 17, 60, (1, 0), (1, 0), 60, 7), 60),
+            (frame(0x46, 0x4000, 17, 60, (1, 0), (1, 0), 60, 7), 60),
+            (frame(0x45, 0x4000, 17, 61, (1, 0), (1, 0), 60, 7), 60),
+            (frame(0x45, 0x4000, 17, 23, (1, 0), (1, 0), 60, 7), 60),
+        ] {
+            assert_eq!(kept.flow(&ip_head(&c), len), None);
+        }
+        for c in [
+            frame(0x45, 0, 1, 60, (1, 0), (8, 0), 60, 7),
+            frame(0x46, 0, 6, 60, (1, 0), (1, 0), 60, 7),
+            frame(0x45, 0x0001, 17, 60, (1, 0), (1, 0), 60, 7),
+        ] {
+            let mut k = crate::rx::RxKeptHead::default();
+            if let Some(flow) = parsed(&c) {
+                assert!(!k.note(&ip_head(&c), 60, &flow));
+            }
+            assert_eq!(k.flow(&ip_head(&c), 60), None);
+        }
+    }
+
     #[test]
     fn the_packets_of_a_flow_are_answered_without_parsing() {
         let a = frame(0x45, 0x4000, 6, 60, (1, 0), (1, 0), 60, 7);

@@ -204,6 +204,8 @@ pub struct OffloadEngine {
     /// The last inbound policy verdict: the inbound database's version, the flow, the SA
     /// index the policies name, whether they admit it ([`admits`](Self::admits)).
     last_admission: Option<(u64, espo_ipsec::wire::Flow, usize, bool)>,
+    /// The last lent inbound packet's head parsed, and the verdict on it (`rx::RxKeptHead`).
+    rx_kept: rx::RxKeptHead,
     tx_done: Vec<espo_driver::card::TxDone>,
     wire_buf: Vec<u8>,
     /// Lent inbound packets whose owner still held them when the card went: each buffer's
@@ -285,6 +287,7 @@ impl OffloadEngine {
             last_decision: None,
             kept_head: frame::KeptHead::default(),
             last_admission: None,
+            rx_kept: rx::RxKeptHead::default(),
             spare_tx: Vec::new(),
             tx_done: Vec::new(),
             wire_buf: Vec::new(),

@@ -889,6 +889,91 @@ fn lent_inbound_packets_are_checked_against_policy_and_written_out_whole() {
     assert_eq!(engine.counters().rx_card, 2);
 }
 
+/// Lent inbound packets of one flow take the flow and the policy verdict kept from the
+/// packet before — until an inbound policy changes: after each change the next packet is
+/// checked against the database as it is, and a flow met again after another is checked
+/// again.
+#[test]
+fn lent_inbound_packets_of_one_flow_follow_each_policy_change() {
+    use espo_ipsec::selector::Cidr;
+    use espo_ipsec::spd::PolicyId;
+    use espo_ipsec::spec::{PolicyAction, PolicySpec};
+
+    let cfg = config("");
+    let (mut engine, _, tap) = rig(
+        &cfg,
+        OffloadOptions {
+            lend_rx: true,
+            ..OffloadOptions::default()
+        },
+    );
+    let text = format!(
+        "[[sa]]\nspi = 0x2001\nprotocol = \"esp\"\nsrc = \"192.0.2.2\"\ndst = \"192.0.2.1\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128_IN}\"\n\
+         [[policy]]\ndir = \"out\"\nsrc = \"10.0.0.0/8\"\ndst = \"10.1.0.0/16\"\naction = \"protect\"\nsa = [0x2001]\n"
+    );
+    let mut peer = Config::parse(&text, FsPath::new("peer.toml"))
+        .unwrap()
+        .software_engine()
+        .unwrap();
+    let mut id = 0u16;
+    let mut receive = |engine: &mut OffloadEngine, src: [u8; 4]| {
+        let inner = packet(src, [10, 1, 0, 9], 200, id);
+        id += 1;
+        let mut out = vec![0u8; inner.len() + 256];
+        let Ok(Encapsulated::Protected { len, .. }) = peer.outbound.encapsulate(&inner, &mut out)
+        else {
+            panic!("peer refused");
+        };
+        let mut frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0];
+        frame.extend_from_slice(&out[..len]);
+        tap.send_bytes(&frame);
+        let got = collect_rx(engine, 1);
+        assert_eq!(got.len(), 1);
+        match &got[0].outcome {
+            Ok(Received::Lent(p)) => {
+                let mut bytes = Vec::new();
+                engine.lent_bytes(p, &mut bytes).unwrap();
+                assert_eq!(bytes, inner);
+                engine.release_lent(p);
+                Ok(())
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(reason) => Err(*reason),
+        }
+    };
+    let (a, b) = ([10, 2, 0, 9], [10, 2, 0, 1]);
+    for _ in 0..3 {
+        assert_eq!(receive(&mut engine, a), Ok(()));
+    }
+    // The SA's inbound policy narrows to 10.2.0.1: flow `a` is no longer its to carry.
+    let narrow = PolicySpec {
+        dir: Direction::In,
+        src: "10.2.0.1/32".parse::<Cidr>().unwrap(),
+        dst: "10.1.0.0/16".parse::<Cidr>().unwrap(),
+        protocol: espo_ipsec::selector::ProtocolSelector::Any,
+        src_port: espo_ipsec::selector::PortRange::ANY,
+        dst_port: espo_ipsec::selector::PortRange::ANY,
+        action: PolicyAction::Protect,
+        sa: vec![0x2001],
+    };
+    engine.add_policy(&narrow, PolicyId(40), None).unwrap();
+    engine.remove_policy(PolicyId(2)).unwrap();
+    let mismatch = Err(DropReason::PolicyMismatch);
+    for _ in 0..2 {
+        assert_eq!(receive(&mut engine, a), mismatch);
+    }
+    assert_eq!(receive(&mut engine, b), Ok(()));
+    assert_eq!(receive(&mut engine, a), mismatch);
+    // Widened again: `a` is admitted again.
+    let mut wide = narrow.clone();
+    wide.src = "10.2.0.0/16".parse::<Cidr>().unwrap();
+    engine.add_policy(&wide, PolicyId(41), None).unwrap();
+    for _ in 0..2 {
+        assert_eq!(receive(&mut engine, a), Ok(()));
+    }
+    assert_eq!(engine.counters().rx_card, 6);
+}
+
 #[test]
 fn lent_inbound_packets_held_when_the_card_goes_are_still_written_whole() {
     use espo_driver::model::{FaultKind, FaultTrigger};
