@@ -423,8 +423,8 @@ impl OffloadEngine {
         }
     }
 
-    /// A packet of the card SA `run` names to the ring: its frame addressed, every number
-    /// the card may use with it reserved and noted first.
+    /// A packet of the card SA `run` names (its bundle's) to the ring: its frame
+    /// addressed, every number the card may use with it reserved and noted first.
     fn route_on_card(&mut self, work: Work, run: RouteRun) -> Routed {
         let Work::Protect {
             bundle: Some(bundle),
@@ -432,6 +432,8 @@ impl OffloadEngine {
             attempts,
         } = work
         else {
+            // Its callers pass only such packets; anything else is dropped whole.
+            self.recycle_work(work);
             return Routed::Dropped(DropReason::DeviceError);
         };
         if frame.len() > self.max_frame {
