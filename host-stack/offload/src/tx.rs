@@ -143,6 +143,9 @@ pub(super) struct RouteRun {
 enum Routed {
     /// To the ring: encapsulated by the card with the SA it names, or sent as it is.
     Ring(Work, Option<OnCard>),
+    /// To the ring for its card SA, already at the posted queue's end (with the next
+    /// driver tag).
+    Posted,
     Dropped(DropReason),
 }
 
@@ -174,13 +177,14 @@ impl OffloadEngine {
                 let Some((tag, work)) = self.pending.pop_front() else {
                     break;
                 };
-                match self.route(work, &mut run) {
+                match self.route(tag, work, &mut run) {
                     Routed::Ring(work, card_sa) => {
                         let driver_tag = self.next_driver_tag;
                         self.next_driver_tag += 1;
                         self.posted
                             .insert(driver_tag, Posted { tag, work, card_sa });
                     }
+                    Routed::Posted => {}
                     Routed::Dropped(reason) => self.tx_drop(tag, reason),
                 }
             }
@@ -257,11 +261,20 @@ impl OffloadEngine {
     /// No card: software encapsulates everything and the fallback wire carries it.
     fn flush_to_wire(&mut self) {
         while let Some((tag, work)) = self.pending.pop_front() {
-            let routed = self.route(work, &mut None);
+            let routed = self.route(tag, work, &mut None);
             self.note_reserved();
             let (frame, sent) = match routed {
                 Routed::Dropped(reason) => {
                     self.tx_drop(tag, reason);
+                    continue;
+                }
+                // Not without a card (its SAs are routed to software then); taken back.
+                Routed::Posted => {
+                    if let Some(posted) = self.posted.pop_back() {
+                        self.unrouted(&posted);
+                        self.recycle_work(posted.work);
+                    }
+                    self.tx_drop(tag, DropReason::DeviceError);
                     continue;
                 }
                 Routed::Ring(Work::Ready { frame, sent }, _) => (frame, sent),
@@ -286,7 +299,7 @@ impl OffloadEngine {
 
     /// Decides where a packet goes now. `run`: what the packet before found for its card
     /// SA, in the batch being routed (see [`RouteRun`]); kept up to date here.
-    fn route(&mut self, work: Work, run: &mut Option<RouteRun>) -> Routed {
+    fn route(&mut self, tag: u64, work: Work, run: &mut Option<RouteRun>) -> Routed {
         if let Work::Protect {
             bundle: Some(bundle),
             ..
@@ -295,7 +308,7 @@ impl OffloadEngine {
             && r.inner == bundle.inner
             && bundle.outer_ah.is_none()
         {
-            return self.route_on_card(work, r);
+            return self.route_on_card(tag, work, r);
         }
         *run = None;
         let (bundle, frame, attempts) = match work {
@@ -327,7 +340,7 @@ impl OffloadEngine {
                         return Routed::Dropped(DropReason::Unresolved);
                     }
                     let sent = SentAs::Bypass;
-                    return self.route(Work::Ready { frame, sent }, run);
+                    return self.route(tag, Work::Ready { frame, sent }, run);
                 }
                 Err(reason) => {
                     self.recycle_frame(frame);
@@ -375,7 +388,7 @@ impl OffloadEngine {
                 frame,
                 attempts,
             };
-            return self.route_on_card(work, r);
+            return self.route_on_card(tag, work, r);
         }
         // Software: the tunnel packet is built after a fresh Ethernet header.
         let frame = self.frame_bytes(frame);
@@ -423,9 +436,10 @@ impl OffloadEngine {
         }
     }
 
-    /// A packet of the card SA `run` names (its bundle's) to the ring: its frame
-    /// addressed, every number the card may use with it reserved and noted first.
-    fn route_on_card(&mut self, work: Work, run: RouteRun) -> Routed {
+    /// A packet (report tag `tag`) of the card SA `run` names (its bundle's) to the ring,
+    /// at the posted queue's end: its frame addressed, every number the card may use with
+    /// it reserved and noted first.
+    fn route_on_card(&mut self, tag: u64, work: Work, run: RouteRun) -> Routed {
         let Work::Protect {
             bundle: Some(bundle),
             mut frame,
@@ -471,14 +485,21 @@ impl OffloadEngine {
             sa_index: run.sa_index,
             spi: r.spi,
         };
-        Routed::Ring(
-            Work::Protect {
-                bundle: Some(bundle),
-                frame,
-                attempts,
+        let driver_tag = self.next_driver_tag;
+        self.next_driver_tag += 1;
+        self.posted.insert(
+            driver_tag,
+            Posted {
+                tag,
+                work: Work::Protect {
+                    bundle: Some(bundle),
+                    frame,
+                    attempts,
+                },
+                card_sa: Some(on_card),
             },
-            Some(on_card),
-        )
+        );
+        Routed::Posted
     }
 
     /// Takes the TX completions the card has.
