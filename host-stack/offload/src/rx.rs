@@ -99,13 +99,13 @@ impl OffloadEngine {
     fn on_rx_lent(&mut self, l: &RxLent) {
         let i = &l.info;
         if i.decapsulated && i.status == espo_fpga::Status::Ok && !i.truncated {
-            let outcome = self.card_delivered_lent(l);
-            if outcome.is_err()
-                && let Some(card) = self.card.as_mut()
-            {
-                let _ = card.rx_return(l.buf);
+            // Reported there when delivered; here when refused.
+            if let Err(reason) = self.card_delivered_lent(l) {
+                if let Some(card) = self.card.as_mut() {
+                    let _ = card.rx_return(l.buf);
+                }
+                self.rx_report(Some((i.spi, i.seq as u32)), Err(reason));
             }
-            self.rx_report(Some((i.spi, i.seq as u32)), outcome);
             return;
         }
         let mut p = std::mem::take(&mut self.rx_copy);
@@ -129,8 +129,9 @@ impl OffloadEngine {
     }
 
     /// [`card_delivered`](Self::card_delivered) for a packet left in its buffer: the policy
-    /// check reads its first bytes, copied into host memory once.
-    fn card_delivered_lent(&mut self, l: &RxLent) -> Result<Received, DropReason> {
+    /// check reads its first bytes, copied into host memory once. A packet delivered is
+    /// reported here, its report made where it is queued; a refused one is the caller's.
+    fn card_delivered_lent(&mut self, l: &RxLent) -> Result<(), DropReason> {
         let inner_len = l.len.checked_sub(14).ok_or(DropReason::Malformed)?;
         let mut head = [0u8; HEAD_LEN];
         let head_len = inner_len.min(HEAD_LEN);
@@ -155,25 +156,32 @@ impl OffloadEngine {
                 let i = &l.info;
                 self.card_accept(i.sa_index, i.spi, i.seq, flow, inner_len, false)?;
                 let _ = self.card.as_mut().map(|c| c.rx_return(l.buf));
-                return Ok(Received::Inner {
+                let received = Received::Inner {
                     packet: whole,
                     spi: i.spi,
                     seq: i.seq,
                     path: Path::Card,
-                });
+                };
+                self.rx_report(Some((i.spi, i.seq as u32)), Ok(received));
+                return Ok(());
             }
             parsed => parsed,
         };
         let i = &l.info;
         self.card_accept(i.sa_index, i.spi, i.seq, flow, inner_len, kept)?;
-        Ok(Received::Lent(LentPacket {
-            head,
-            head_len,
-            buf: l.buf,
-            len: inner_len,
-            spi: i.spi,
-            seq: i.seq,
-        }))
+        self.counters.rx_card += 1;
+        self.rx_reports.push(RxReport {
+            outcome: Ok(Received::Lent(LentPacket {
+                head,
+                head_len,
+                buf: l.buf,
+                len: inner_len,
+                spi: i.spi,
+                seq: i.seq,
+            })),
+            spi_seq: Some((i.spi, i.seq as u32)),
+        });
+        Ok(())
     }
 
     /// Writes a lent packet to `fd` with one `writev(2)`: `prefix` (a virtio-net header,
