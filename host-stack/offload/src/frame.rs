@@ -89,34 +89,39 @@ fn words_of(b: &[u8; FIRST_WORDS]) -> [u64; 2] {
     [u64::from_ne_bytes(w0), u64::from_ne_bytes(w1)]
 }
 
-/// The last lent frame's head that was parsed, by the bytes its selectors come from: the
+/// The last packet's head that was parsed, by the bytes its selectors come from: the
 /// packets of a burst are of one flow, and the next one whose bytes agree has the same
-/// flow without being parsed again.
+/// flow without being parsed again. Outbound it is kept for lent frames
+/// ([`HeadWords::of_frame`]) with the outbound decision; inbound for the packets the card
+/// delivers ([`HeadWords::of_packet`]) with the inbound policy verdict — each `D` beside
+/// the database version it was made with.
 ///
 /// Kept only for an IPv4 header without options carrying TCP or UDP, not a later fragment
-/// (the bytes [`KEY_MASKS`] covers then decide [`Flow::parse_head`]'s answer: the
-/// version and header length, the fragment offset, the protocol, both addresses, both
-/// ports), and a packet agrees only when its length fields make `parse_head` read the
-/// same ports: at least [`KEY_MIN_LEN`] bytes announced, no more than the packet has.
-///
-/// The outbound decision on the kept flow is kept beside it, with the policy database's
-/// version it was made with: a packet the head answers for is decided without comparing
-/// its selectors again.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct KeptHead {
-    head: Option<([u64; KEY_WORDS], Flow)>,
-    decided: Option<(u64, Result<Bundled, DropReason>)>,
+/// (the bytes [`KEY_MASKS`] covers, and the first byte, then decide [`Flow::parse_head`]'s
+/// answer: the version and header length, the fragment offset, the protocol, both
+/// addresses, both ports), and a packet agrees only when its length fields make
+/// `parse_head` read the same ports: at least [`KEY_MIN_LEN`] bytes announced, no more
+/// than the packet has.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeptHead<D> {
+    head: Option<([u64; 3], Flow)>,
+    /// What was decided for the kept flow; cleared with every new head.
+    kept: Option<D>,
 }
 
-/// Words of a lent frame (from its second) [`KeptHead`] compares.
-const KEY_WORDS: usize = 4;
+impl<D> Default for KeptHead<D> {
+    fn default() -> Self {
+        Self {
+            head: None,
+            kept: None,
+        }
+    }
+}
 
-/// The bits of words 1 to 4 of a frame (bytes 8 to 39; the IP packet starts at byte 14)
-/// a flow's selectors come from in an IPv4 header without options: its first byte
-/// (version, header length), the fragment offset, the protocol, the addresses (bytes 12
-/// to 19 of the packet) and the two ports after them (bytes 20 to 23).
-const KEY_MASKS: [u64; KEY_WORDS] = [
-    u64::from_ne_bytes([0, 0, 0, 0, 0, 0, 0xff, 0]),
+/// The bits of an IPv4 packet's words at its bytes 2, 10 and 18 a flow's selectors come
+/// from when the header has no options: the fragment offset and the protocol, the
+/// addresses (bytes 12 to 19) and the two ports after them (bytes 20 to 23).
+const KEY_MASKS: [u64; 3] = [
     u64::from_ne_bytes([0, 0, 0, 0, 0x1f, 0xff, 0, 0xff]),
     u64::from_ne_bytes([0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
     u64::from_ne_bytes([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0]),
@@ -125,65 +130,90 @@ const KEY_MASKS: [u64; KEY_WORDS] = [
 /// The shortest IPv4 packet a [`KeptHead`] answers for: its header and both ports.
 const KEY_MIN_LEN: usize = 24;
 
-impl KeptHead {
-    fn key(words: &[u64; LENT_HEAD / 8]) -> [u64; KEY_WORDS] {
-        std::array::from_fn(|i| words[i + 1] & KEY_MASKS[i])
+/// A packet's bytes a [`KeptHead`] compares: its first byte and its words at bytes 2, 10
+/// and 18 (in memory order).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadWords {
+    first: u8,
+    words: [u64; 3],
+}
+
+impl HeadWords {
+    /// From a lent frame's first words, as read: the packet starts at byte 14, so its
+    /// bytes 2, 10 and 18 begin the frame's words 2, 3 and 4.
+    #[inline]
+    pub(crate) fn of_frame(words: &[u64; LENT_HEAD / 8]) -> Self {
+        Self {
+            first: words[1].to_ne_bytes()[6],
+            words: [words[2], words[3], words[4]],
+        }
     }
 
-    /// The IP packet's total length field (bytes 2 and 3 of the packet, 16 and 17 of the
-    /// frame).
-    fn total_len(words: &[u64; LENT_HEAD / 8]) -> usize {
-        let b = words[2].to_ne_bytes();
+    /// From a packet's first bytes (zero past its end), as the inbound path copies them
+    /// out of a card's buffer: the words are read where that copy wrote whole words.
+    #[inline]
+    pub(crate) fn of_packet(head: &[u8; HEAD_LEN]) -> Self {
+        let word = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&head[at..at + 8]);
+            u64::from_ne_bytes(b)
+        };
+        Self {
+            first: head[0],
+            words: [word(2), word(10), word(18)],
+        }
+    }
+
+    fn key(&self) -> [u64; 3] {
+        std::array::from_fn(|i| self.words[i] & KEY_MASKS[i])
+    }
+
+    /// The announced total length (the packet's bytes 2 and 3).
+    fn total_len(&self) -> usize {
+        let b = self.words[0].to_ne_bytes();
         usize::from(u16::from_be_bytes([b[0], b[1]]))
     }
 
-    /// The flow of the IP packet of `inner_len` bytes whose frame starts with `words`,
-    /// when it agrees with the head kept.
+    /// Whether a packet of `inner_len` bytes with these bytes is one a head answers for,
+    /// leaving the key aside: no options, and its announced length in bounds.
+    fn in_bounds(&self, inner_len: usize) -> bool {
+        self.first == 0x45 && (KEY_MIN_LEN..=inner_len).contains(&self.total_len())
+    }
+}
+
+impl<D: Copy> KeptHead<D> {
+    /// The flow of the IP packet of `inner_len` bytes with bytes `h`, when it agrees with
+    /// the head kept.
     #[inline]
-    pub(crate) fn flow(&self, words: &[u64; LENT_HEAD / 8], inner_len: usize) -> Option<Flow> {
+    pub(crate) fn flow(&self, h: &HeadWords, inner_len: usize) -> Option<Flow> {
         let (key, flow) = self.head.as_ref()?;
-        let total = Self::total_len(words);
-        (*key == Self::key(words) && (KEY_MIN_LEN..=inner_len).contains(&total)).then_some(*flow)
+        (h.in_bounds(inner_len) && *key == h.key()).then_some(*flow)
     }
 
-    /// Keeps `flow`, parsed from the packet of `inner_len` bytes whose frame starts with
-    /// `words`, when the packet is one a head can answer for; returns whether it did.
-    pub(crate) fn note(
-        &mut self,
-        words: &[u64; LENT_HEAD / 8],
-        inner_len: usize,
-        flow: &Flow,
-    ) -> bool {
-        let packet = {
-            let mut b = [0u8; 10];
-            b[..2].copy_from_slice(&words[1].to_ne_bytes()[6..]);
-            b[2..].copy_from_slice(&words[2].to_ne_bytes());
-            b
-        };
-        let first_fragment = u16::from_be_bytes([packet[6], packet[7]]) & 0x1fff == 0;
-        let total = Self::total_len(words);
-        if packet[0] == 0x45
-            && first_fragment
-            && matches!(packet[9], 6 | 17)
-            && (KEY_MIN_LEN..=inner_len).contains(&total)
-        {
-            self.head = Some((Self::key(words), *flow));
-            self.decided = None;
+    /// Keeps `flow`, parsed from the packet of `inner_len` bytes with bytes `h`, when the
+    /// packet is one a head can answer for; returns whether it did.
+    pub(crate) fn note(&mut self, h: &HeadWords, inner_len: usize, flow: &Flow) -> bool {
+        let b = h.words[0].to_ne_bytes();
+        // The packet's bytes 6 and 7 (fragment offset) and 9 (protocol).
+        let first_fragment = u16::from_be_bytes([b[4], b[5]]) & 0x1fff == 0;
+        if h.in_bounds(inner_len) && first_fragment && matches!(b[7], 6 | 17) {
+            self.head = Some((h.key(), *flow));
+            self.kept = None;
             return true;
         }
         false
     }
 
-    /// The decision kept for the kept flow, if it was made with database `version`.
+    /// What was kept for the kept flow.
     #[inline]
-    pub(crate) fn decided(&self, version: u64) -> Option<Result<Bundled, DropReason>> {
-        self.decided.filter(|(v, _)| *v == version).map(|(_, d)| d)
+    pub(crate) fn kept(&self) -> Option<D> {
+        self.kept
     }
 
-    /// Keeps `decided`, made with database `version` for the kept flow.
-    pub(crate) fn keep_decision(&mut self, version: u64, decided: Result<Bundled, DropReason>) {
+    /// Keeps `d`, decided for the kept flow.
+    pub(crate) fn keep(&mut self, d: D) {
         if self.head.is_some() {
-            self.decided = Some((version, decided));
+            self.kept = Some(d);
         }
     }
 }
@@ -286,12 +316,16 @@ impl OffloadEngine {
                 Ok((flow, first, kept)) => {
                     start = first;
                     let version = self.sw.outbound.spd().version();
-                    let decided = match kept.then(|| self.kept_head.decided(version)).flatten() {
+                    let kept_decision = match (kept, self.kept_head.kept()) {
+                        (true, Some((v, decided))) if v == version => Some(decided),
+                        _ => None,
+                    };
+                    let decided = match kept_decision {
                         Some(decided) => decided,
                         None => {
                             let decided = self.decide(&flow);
                             if kept {
-                                self.kept_head.keep_decision(version, decided);
+                                self.kept_head.keep((version, decided));
                             }
                             decided
                         }
@@ -453,11 +487,12 @@ impl OffloadEngine {
             let (flow, first) = self.lent_flow(buf, inner_len)?;
             return Ok((flow, first, false));
         };
-        if let Some(flow) = self.kept_head.flow(&words, inner_len) {
+        let h = HeadWords::of_frame(&words);
+        if let Some(flow) = self.kept_head.flow(&h, inner_len) {
             return Ok((flow, [words[0], words[1]], true));
         }
         let (flow, first) = self.words_flow(buf, &words, inner_len)?;
-        let kept = self.kept_head.note(&words, inner_len, &flow);
+        let kept = self.kept_head.note(&h, inner_len, &flow);
         Ok((flow, first, kept))
     }
 
@@ -647,6 +682,16 @@ mod tests {
         std::array::from_fn(|i| u64::from_ne_bytes(b[8 * i..8 * i + 8].try_into().unwrap()))
     }
 
+    /// A lent frame's bytes as the outbound path compares them.
+    fn of_frame(frame: &[u8]) -> HeadWords {
+        HeadWords::of_frame(&frame_words(frame))
+    }
+
+    /// A frame's IP packet's bytes as the inbound path compares them.
+    fn of_packet(frame: &[u8]) -> HeadWords {
+        HeadWords::of_packet(&ip_head(frame))
+    }
+
     /// What parsing the head of the frame's IP packet gives (as `lent_flow` parses it).
     fn parsed(frame: &[u8]) -> Option<Flow> {
         let inner = &frame[FRAME_HEADER..];
@@ -726,9 +771,9 @@ mod tests {
             next in a_frame(),
             damage in proptest::collection::vec(a_change(), 0..3),
         ) {
-            let mut kept = KeptHead::default();
+            let mut kept = KeptHead::<()>::default();
             if let Some(flow) = parsed(&first) {
-                kept.note(&frame_words(&first), first.len() - FRAME_HEADER, &flow);
+                kept.note(&of_frame(&first), first.len() - FRAME_HEADER, &flow);
             }
             // The next packet: another, or the first with a few bytes changed.
             for candidate in [next, {
@@ -741,7 +786,7 @@ mod tests {
                 f
             }] {
                 let inner_len = candidate.len() - FRAME_HEADER;
-                if let Some(flow) = kept.flow(&frame_words(&candidate), inner_len) {
+                if let Some(flow) = kept.flow(&of_frame(&candidate), inner_len) {
                     prop_assert_eq!(Some(flow), parsed(&candidate));
                 }
             }
@@ -769,9 +814,9 @@ mod tests {
             next in a_frame(),
             damage in proptest::collection::vec(a_change(), 0..3),
         ) {
-            let mut kept = crate::rx::RxKeptHead::default();
+            let mut kept = KeptHead::<()>::default();
             if let Some(flow) = parsed(&first) {
-                kept.note(&ip_head(&first), first.len() - FRAME_HEADER, &flow);
+                kept.note(&of_packet(&first), first.len() - FRAME_HEADER, &flow);
             }
             for candidate in [next, {
                 let mut f = first.clone();
@@ -783,7 +828,7 @@ mod tests {
                 f
             }] {
                 let inner_len = candidate.len() - FRAME_HEADER;
-                if let Some(flow) = kept.flow(&ip_head(&candidate), inner_len) {
+                if let Some(flow) = kept.flow(&of_packet(&candidate), inner_len) {
                     prop_assert_eq!(Some(flow), parsed(&candidate));
                 }
             }
@@ -794,11 +839,11 @@ mod tests {
     fn the_inbound_packets_of_a_flow_are_answered_without_parsing() {
         let a = frame(0x45, 0x4000, 17, 60, (1, 0), (1, 0), 60, 7);
         let flow = parsed(&a).unwrap();
-        let mut kept = crate::rx::RxKeptHead::default();
-        assert_eq!(kept.flow(&ip_head(&a), 60), None, "nothing kept yet");
-        assert!(kept.note(&ip_head(&a), 60, &flow));
+        let mut kept = KeptHead::<()>::default();
+        assert_eq!(kept.flow(&of_packet(&a), 60), None, "nothing kept yet");
+        assert!(kept.note(&of_packet(&a), 60, &flow));
         let b = frame(0x45, 0x4000, 17, 1400, (1, 0), (1, 0), 1400, 9);
-        assert_eq!(kept.flow(&ip_head(&b), 1400), Some(flow));
+        assert_eq!(kept.flow(&of_packet(&b), 1400), Some(flow));
         assert_eq!(parsed(&b), Some(flow));
         for (c, len) in [
             (frame(0x45, 0x4000, 17, 60, (1, 0), (1, 1), 60, 7), 60),
@@ -811,18 +856,18 @@ mod tests {
             (frame(0x45, 0x4000, 17, 61, (1, 0), (1, 0), 60, 7), 60),
             (frame(0x45, 0x4000, 17, 23, (1, 0), (1, 0), 60, 7), 60),
         ] {
-            assert_eq!(kept.flow(&ip_head(&c), len), None);
+            assert_eq!(kept.flow(&of_packet(&c), len), None);
         }
         for c in [
             frame(0x45, 0, 1, 60, (1, 0), (8, 0), 60, 7),
             frame(0x46, 0, 6, 60, (1, 0), (1, 0), 60, 7),
             frame(0x45, 0x0001, 17, 60, (1, 0), (1, 0), 60, 7),
         ] {
-            let mut k = crate::rx::RxKeptHead::default();
+            let mut k = KeptHead::<()>::default();
             if let Some(flow) = parsed(&c) {
-                assert!(!k.note(&ip_head(&c), 60, &flow));
+                assert!(!k.note(&of_packet(&c), 60, &flow));
             }
-            assert_eq!(k.flow(&ip_head(&c), 60), None);
+            assert_eq!(k.flow(&of_packet(&c), 60), None);
         }
     }
 
@@ -830,13 +875,13 @@ mod tests {
     fn the_packets_of_a_flow_are_answered_without_parsing() {
         let a = frame(0x45, 0x4000, 6, 60, (1, 0), (1, 0), 60, 7);
         let flow = parsed(&a).unwrap();
-        let mut kept = KeptHead::default();
-        assert_eq!(kept.flow(&frame_words(&a), 60), None, "nothing kept yet");
-        kept.note(&frame_words(&a), 60, &flow);
+        let mut kept = KeptHead::<()>::default();
+        assert_eq!(kept.flow(&of_frame(&a), 60), None, "nothing kept yet");
+        kept.note(&of_frame(&a), 60, &flow);
         // Another packet of the flow: other TOS, identification, TTL, checksum, length,
         // payload.
         let b = frame(0x45, 0x4000, 6, 1400, (1, 0), (1, 0), 1400, 9);
-        assert_eq!(kept.flow(&frame_words(&b), 1400), Some(flow));
+        assert_eq!(kept.flow(&of_frame(&b), 1400), Some(flow));
         assert_eq!(parsed(&b), Some(flow));
         // Another port, another address, a later fragment, options, an announced length
         // past the packet or too short for the ports: parsed.
@@ -848,7 +893,7 @@ mod tests {
             (frame(0x45, 0x4000, 6, 61, (1, 0), (1, 0), 60, 7), 60),
             (frame(0x45, 0x4000, 6, 23, (1, 0), (1, 0), 60, 7), 60),
         ] {
-            assert_eq!(kept.flow(&frame_words(&c), len), None);
+            assert_eq!(kept.flow(&of_frame(&c), len), None);
         }
         // Nothing kept of packets a head cannot answer for: ICMP, options, fragments.
         for c in [
@@ -856,11 +901,11 @@ mod tests {
             frame(0x46, 0, 6, 60, (1, 0), (1, 0), 60, 7),
             frame(0x45, 0x0001, 17, 60, (1, 0), (1, 0), 60, 7),
         ] {
-            let mut k = KeptHead::default();
+            let mut k = KeptHead::<()>::default();
             if let Some(flow) = parsed(&c) {
-                k.note(&frame_words(&c), 60, &flow);
+                k.note(&of_frame(&c), 60, &flow);
             }
-            assert_eq!(k.flow(&frame_words(&c), 60), None);
+            assert_eq!(k.flow(&of_frame(&c), 60), None);
         }
     }
 }

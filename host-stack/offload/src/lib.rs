@@ -199,13 +199,15 @@ pub struct OffloadEngine {
         espo_ipsec::wire::Flow,
         Result<espo_ipsec::spd::Action, DropReason>,
     )>,
-    /// The last lent frame's head parsed, by its selector bytes (`frame::KeptHead`).
-    kept_head: frame::KeptHead,
+    /// The last lent frame's head parsed, by its selector bytes, with the outbound
+    /// decision on it and the outbound database's version (`frame::KeptHead`).
+    kept_head: frame::KeptHead<(u64, Result<Option<espo_ipsec::spd::Bundle>, DropReason>)>,
     /// The last inbound policy verdict: the inbound database's version, the flow, the SA
     /// index the policies name, whether they admit it ([`admits`](Self::admits)).
     last_admission: Option<(u64, espo_ipsec::wire::Flow, usize, bool)>,
-    /// The last lent inbound packet's head parsed, and the verdict on it (`rx::RxKeptHead`).
-    rx_kept: rx::RxKeptHead,
+    /// The last lent inbound packet's head parsed, with the inbound policy verdict on it,
+    /// the inbound database's version and the SA's policy key (`frame::KeptHead`).
+    rx_kept: frame::KeptHead<(u64, usize, bool)>,
     tx_done: Vec<espo_driver::card::TxDone>,
     wire_buf: Vec<u8>,
     /// Lent inbound packets whose owner still held them when the card went: each buffer's
@@ -287,7 +289,7 @@ impl OffloadEngine {
             last_decision: None,
             kept_head: frame::KeptHead::default(),
             last_admission: None,
-            rx_kept: rx::RxKeptHead::default(),
+            rx_kept: frame::KeptHead::default(),
             spare_tx: Vec::new(),
             tx_done: Vec::new(),
             wire_buf: Vec::new(),

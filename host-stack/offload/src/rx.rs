@@ -20,6 +20,7 @@ use espo_driver::card::{RxLent, RxPacket};
 use espo_fpga::Status;
 use espo_ipsec::spec::Direction;
 
+use super::frame::HeadWords;
 use super::{CardMode, LentPacket, OffloadEngine, Path, Placement, Received, RxReport};
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::Decapsulated;
@@ -138,10 +139,11 @@ impl OffloadEngine {
         let card = self.card.as_ref().ok_or(DropReason::DeviceError)?;
         card.rx_buf_read(l.buf, 14, &mut head[..head_len])
             .map_err(|_| DropReason::DeviceError)?;
-        let (flow, kept) = match self.rx_kept.flow(&head, inner_len) {
+        let h = HeadWords::of_packet(&head);
+        let (flow, kept) = match self.rx_kept.flow(&h, inner_len) {
             Some(flow) => (Ok(flow), true),
             None => match Flow::parse_head(&head[..head_len], inner_len) {
-                Ok(flow) => (Ok(flow), self.rx_kept.note(&head, inner_len, &flow)),
+                Ok(flow) => (Ok(flow), self.rx_kept.note(&h, inner_len, &flow)),
                 parsed => (parsed, false),
             },
         };
@@ -348,7 +350,7 @@ impl OffloadEngine {
     /// The checks of a packet the card decapsulated, whatever memory it is in: the SA its
     /// completion names, the host's replay record, the inbound policy check on its
     /// selectors (`flow`); counted for the SA when it passes. `kept`: `flow` is the
-    /// [`RxKeptHead`]'s, whose verdict is kept with it.
+    /// inbound [`KeptHead`](super::frame::KeptHead)'s, whose verdict is kept with it.
     fn card_accept(
         &mut self,
         sa_index: Option<u32>,
@@ -385,11 +387,11 @@ impl OffloadEngine {
         let admitted = if kept {
             let key = self.sw.inbound.policy_key(index);
             let version = self.sw.inbound.spd().version();
-            match self.rx_kept.verdict(version, key) {
-                Some(verdict) => verdict,
-                None => {
+            match self.rx_kept.kept() {
+                Some((v, k, verdict)) if v == version && k == key => verdict,
+                _ => {
                     let verdict = self.admits(flow, index);
-                    self.rx_kept.verdict = Some((version, key, verdict));
+                    self.rx_kept.keep((version, key, verdict));
                     verdict
                 }
             }
@@ -578,100 +580,6 @@ impl OffloadEngine {
             outcome,
             spi_seq: esp,
         });
-    }
-}
-
-/// The selectors of the last inbound packet parsed out of a card's receive buffer, kept
-/// by its head's selector bytes, and the inbound policy verdict on them: the packets of a
-/// burst are of one flow, and the next one whose bytes agree takes that flow, and the
-/// verdict, without being parsed or its selectors compared.
-///
-/// Kept only for an IPv4 header without options carrying TCP or UDP, not a later fragment;
-/// the key is the bytes [`Flow::parse_head`]'s answer comes from then (the first byte, the
-/// fragment offset, the protocol, both addresses, both ports), and a packet agrees only
-/// when its announced length makes `parse_head` read the same ports: at least
-/// [`RX_KEY_MIN_LEN`] bytes, no more than the packet has. The head's words are read where
-/// the driver's copy wrote them whole (from byte 2 of a head that starts 14 bytes into a
-/// buffer).
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct RxKeptHead {
-    head: Option<([u64; 3], Flow)>,
-    /// The verdict on the kept flow: the inbound database's version, the policy key of the
-    /// SA it came on, whether the policies admit it.
-    verdict: Option<(u64, usize, bool)>,
-}
-
-/// The bits of a head's words at bytes 2, 10 and 18 a flow's selectors come from (IPv4,
-/// no options): the fragment offset and the protocol, the source address and the first
-/// half of the destination, the rest of the destination and both ports.
-const RX_KEY_MASKS: [u64; 3] = [
-    u64::from_ne_bytes([0, 0, 0, 0, 0x1f, 0xff, 0, 0xff]),
-    u64::from_ne_bytes([0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
-    u64::from_ne_bytes([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0]),
-];
-
-/// The shortest IPv4 packet an [`RxKeptHead`] answers for: its header and both ports.
-const RX_KEY_MIN_LEN: usize = 24;
-
-impl RxKeptHead {
-    fn words(head: &[u8; HEAD_LEN]) -> [u64; 3] {
-        let word = |at: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&head[at..at + 8]);
-            u64::from_ne_bytes(b)
-        };
-        [word(2), word(10), word(18)]
-    }
-
-    fn key(words: &[u64; 3]) -> [u64; 3] {
-        std::array::from_fn(|i| words[i] & RX_KEY_MASKS[i])
-    }
-
-    /// The announced total length (bytes 2 and 3).
-    fn total_len(words: &[u64; 3]) -> usize {
-        let b = words[0].to_ne_bytes();
-        usize::from(u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    /// The flow of the IP packet of `inner_len` bytes whose first bytes are `head` (zero
-    /// past what the packet has), when it agrees with the head kept.
-    #[inline]
-    pub(super) fn flow(&self, head: &[u8; HEAD_LEN], inner_len: usize) -> Option<Flow> {
-        let (key, flow) = self.head.as_ref()?;
-        if head[0] != 0x45 {
-            return None;
-        }
-        let words = Self::words(head);
-        let total = Self::total_len(&words);
-        (*key == Self::key(&words) && (RX_KEY_MIN_LEN..=inner_len).contains(&total))
-            .then_some(*flow)
-    }
-
-    /// Keeps `flow`, parsed from the packet of `inner_len` bytes whose first bytes are
-    /// `head`, when the packet is one a head can answer for; returns whether it did.
-    pub(super) fn note(&mut self, head: &[u8; HEAD_LEN], inner_len: usize, flow: &Flow) -> bool {
-        let first_fragment = u16::from_be_bytes([head[6], head[7]]) & 0x1fff == 0;
-        let words = Self::words(head);
-        let total = Self::total_len(&words);
-        if head[0] == 0x45
-            && first_fragment
-            && matches!(head[9], 6 | 17)
-            && (RX_KEY_MIN_LEN..=inner_len).contains(&total)
-        {
-            self.head = Some((Self::key(&words), *flow));
-            self.verdict = None;
-            return true;
-        }
-        false
-    }
-
-    /// The verdict kept for the kept flow, if it was made with inbound database `version`
-    /// for an SA of policy key `key`.
-    #[inline]
-    fn verdict(&self, version: u64, key: usize) -> Option<bool> {
-        self.verdict
-            .filter(|(v, k, _)| *v == version && *k == key)
-            .map(|(_, _, verdict)| verdict)
     }
 }
 
