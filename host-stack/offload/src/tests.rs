@@ -815,26 +815,47 @@ fn card_buffers_kept_for_the_next_packets_carry_only_their_new_packet() {
     }
 }
 
-#[test]
-fn lent_inbound_packets_are_checked_against_policy_and_written_out_whole() {
-    let cfg = config("");
-    let (mut engine, _, tap) = rig(
-        &cfg,
+/// The engine with [`OffloadOptions::lend_rx`], on [`config`].
+fn lend_rx_rig() -> (OffloadEngine, ModelHandle, MemLink) {
+    rig(
+        &config(""),
         OffloadOptions {
             lend_rx: true,
             ..OffloadOptions::default()
         },
-    );
-    // The peer also sends 10.4/16 through the SA, which this side's inbound policy for it
-    // (10.2/16 -> 10.1/16) does not cover: decapsulated by the card, refused by the host.
+    )
+}
+
+/// A peer that sends everything of 10/8 to 10.1/16 through SA 0x2001 (more than this
+/// side's inbound policy for it covers).
+fn wide_peer() -> SoftwareEngine {
     let text = format!(
         "[[sa]]\nspi = 0x2001\nprotocol = \"esp\"\nsrc = \"192.0.2.2\"\ndst = \"192.0.2.1\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128_IN}\"\n\
          [[policy]]\ndir = \"out\"\nsrc = \"10.0.0.0/8\"\ndst = \"10.1.0.0/16\"\naction = \"protect\"\nsa = [0x2001]\n"
     );
-    let mut peer = Config::parse(&text, FsPath::new("peer.toml"))
+    Config::parse(&text, FsPath::new("peer.toml"))
         .unwrap()
         .software_engine()
-        .unwrap();
+        .unwrap()
+}
+
+/// `inner` protected by `peer`, in an Ethernet frame to this side.
+fn peer_frame(peer: &mut SoftwareEngine, inner: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; inner.len() + 256];
+    let Ok(Encapsulated::Protected { len, .. }) = peer.outbound.encapsulate(inner, &mut out) else {
+        panic!("peer refused");
+    };
+    let mut frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0];
+    frame.extend_from_slice(&out[..len]);
+    frame
+}
+
+#[test]
+fn lent_inbound_packets_are_checked_against_policy_and_written_out_whole() {
+    let (mut engine, _, tap) = lend_rx_rig();
+    // The peer also sends 10.4/16 through the SA, which this side's inbound policy for it
+    // (10.2/16 -> 10.1/16) does not cover: decapsulated by the card, refused by the host.
+    let mut peer = wide_peer();
     let mut sent = Vec::new();
     let mut frames = Vec::new();
     for (i, src) in [[10, 2, 0, 9], [10, 4, 0, 9], [10, 2, 0, 9]]
@@ -842,13 +863,7 @@ fn lent_inbound_packets_are_checked_against_policy_and_written_out_whole() {
         .enumerate()
     {
         let inner = packet(*src, [10, 1, 0, 9], 300 + 700 * i, i as u16);
-        let mut out = vec![0u8; inner.len() + 256];
-        let Ok(Encapsulated::Protected { len, .. }) = peer.outbound.encapsulate(&inner, &mut out)
-        else {
-            panic!("peer refused");
-        };
-        let mut frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0];
-        frame.extend_from_slice(&out[..len]);
+        let frame = peer_frame(&mut peer, &inner);
         tap.send_bytes(&frame);
         frames.push(frame);
         sent.push(inner);
@@ -899,33 +914,13 @@ fn lent_inbound_packets_of_one_flow_follow_each_policy_change() {
     use espo_ipsec::spd::PolicyId;
     use espo_ipsec::spec::{PolicyAction, PolicySpec};
 
-    let cfg = config("");
-    let (mut engine, _, tap) = rig(
-        &cfg,
-        OffloadOptions {
-            lend_rx: true,
-            ..OffloadOptions::default()
-        },
-    );
-    let text = format!(
-        "[[sa]]\nspi = 0x2001\nprotocol = \"esp\"\nsrc = \"192.0.2.2\"\ndst = \"192.0.2.1\"\nencryption = \"aes-gcm-128\"\nkey = \"{KEY128_IN}\"\n\
-         [[policy]]\ndir = \"out\"\nsrc = \"10.0.0.0/8\"\ndst = \"10.1.0.0/16\"\naction = \"protect\"\nsa = [0x2001]\n"
-    );
-    let mut peer = Config::parse(&text, FsPath::new("peer.toml"))
-        .unwrap()
-        .software_engine()
-        .unwrap();
+    let (mut engine, _, tap) = lend_rx_rig();
+    let mut peer = wide_peer();
     let mut id = 0u16;
     let mut receive = |engine: &mut OffloadEngine, src: [u8; 4]| {
         let inner = packet(src, [10, 1, 0, 9], 200, id);
         id += 1;
-        let mut out = vec![0u8; inner.len() + 256];
-        let Ok(Encapsulated::Protected { len, .. }) = peer.outbound.encapsulate(&inner, &mut out)
-        else {
-            panic!("peer refused");
-        };
-        let mut frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0];
-        frame.extend_from_slice(&out[..len]);
+        let frame = peer_frame(&mut peer, &inner);
         tap.send_bytes(&frame);
         let got = collect_rx(engine, 1);
         assert_eq!(got.len(), 1);
