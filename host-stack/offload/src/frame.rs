@@ -190,6 +190,15 @@ impl<D: Copy> KeptHead<D> {
         (h.in_bounds(inner_len) && *key == h.key()).then_some(*flow)
     }
 
+    /// Whether the IP packet of `inner_len` bytes with bytes `h` agrees with the head kept
+    /// ([`flow`](Self::flow) without the flow).
+    #[inline]
+    pub(crate) fn agrees(&self, h: &HeadWords, inner_len: usize) -> bool {
+        self.head
+            .as_ref()
+            .is_some_and(|(key, _)| h.in_bounds(inner_len) && *key == h.key())
+    }
+
     /// Keeps `flow`, parsed from the packet of `inner_len` bytes with bytes `h`, when the
     /// packet is one a head can answer for; returns whether it did.
     pub(crate) fn note(&mut self, h: &HeadWords, inner_len: usize, flow: &Flow) -> bool {
@@ -304,6 +313,10 @@ impl OffloadEngine {
     /// [`FRAME_HEADER`]: its fate comes back as one [`TxReport`](crate::TxReport) with
     /// `tag`. Only its first bytes are read here.
     pub fn submit_slot(&mut self, tag: u64, slot: TxSlot, inner_len: usize) {
+        if let Some(work) = self.kept_protected(slot.buf, inner_len) {
+            self.pending.push_back((tag, work));
+            return;
+        }
         let frame = Frame::Lent {
             buf: slot.buf,
             len: FRAME_HEADER + inner_len,
@@ -336,6 +349,42 @@ impl OffloadEngine {
             }
         };
         self.enqueue_lent(tag, frame, decided, start);
+    }
+
+    /// A lent packet of the kept head's flow whose kept decision, made with the outbound
+    /// database as it is, protects it: its Ethernet header written and its work made, with
+    /// nothing parsed, compared beyond the head's selector bytes, or copied (`None`:
+    /// anything else, nothing written — [`submit_slot`](Self::submit_slot) decides it).
+    #[inline]
+    fn kept_protected(&self, buf: TxBuf, inner_len: usize) -> Option<Work> {
+        let card = self.card.as_ref()?;
+        if inner_len > self.tx_slot_room() {
+            return None;
+        }
+        let words = card.tx_buf_read_words::<{ LENT_HEAD / 8 }>(buf, 0).ok()?;
+        if !self
+            .kept_head
+            .agrees(&HeadWords::of_frame(&words), inner_len)
+        {
+            return None;
+        }
+        let bundle = match self.kept_head.kept()? {
+            (version, Ok(Some(bundle))) if version == self.sw.outbound.spd().version() => bundle,
+            _ => return None,
+        };
+        let mut first = [words[0], words[1]];
+        if !FrameStart::new(&self.options).apply(&mut first) {
+            return None;
+        }
+        card.tx_buf_write_words(buf, 0, &first).ok()?;
+        Some(Work::Protect {
+            bundle: Some(bundle),
+            frame: Frame::Lent {
+                buf,
+                len: FRAME_HEADER + inner_len,
+            },
+            attempts: 0,
+        })
     }
 
     /// [`submit`](Self::submit) with the packet written once, into `slot`, where the card
