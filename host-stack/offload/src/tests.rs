@@ -1222,3 +1222,48 @@ fn a_card_sa_sends_no_number_past_its_reservation_within_a_batch() {
     assert!(engine.seq_used(0x1001).unwrap() >= 15);
     assert_eq!(tap.drain().len(), 15, "only what was reserved left");
 }
+
+#[test]
+fn lent_packets_the_card_sent_are_counted_for_their_sa_and_their_buffers_reused() {
+    let (mut engine, _, tap) = rig(&config(""), OffloadOptions::default());
+    // More packets than the ring has buffers: each must come back to be lent again.
+    let rounds = (1u64 << card_config().ring_log2) / 40 + 2;
+    let n = rounds * 40;
+    let mut bytes = 0u64;
+    let mut reports = Vec::new();
+    for round in 0..rounds {
+        // One flow: every packet but the first of the run is answered by the kept head.
+        for i in 0..40 {
+            let tag = round * 40 + i;
+            let p = packet([10, 1, 0, 1], [10, 2, 0, 1], 100 + tag as usize, tag as u16);
+            let slot = engine.tx_slot().expect("a card buffer");
+            engine.tx_slot_write(&slot, FRAME_HEADER, &p).unwrap();
+            engine.submit_slot(tag, slot, p.len());
+            bytes += p.len() as u64;
+        }
+        reports.extend(run_until_idle(&mut engine));
+    }
+    reports.sort_by_key(|r| r.tag);
+    let seqs: Vec<u64> = reports
+        .iter()
+        .map(|r| match r.outcome {
+            Ok(SentAs::Esp {
+                spi: 0x1001,
+                seq,
+                path: Path::Card,
+            }) => seq,
+            ref other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
+    assert_eq!(engine.counters().tx_card, n);
+    let sa = engine
+        .placements()
+        .into_iter()
+        .find(|p| p.spi == 0x1001 && p.dir == Direction::Out)
+        .expect("the SA");
+    assert!(matches!(sa.placement, Placement::Card { .. }));
+    assert_eq!((sa.counters.packets, sa.counters.bytes), (n, bytes));
+    assert_eq!(engine.tx_outstanding(), 0);
+    assert_eq!(tap.drain().len() as u64, n);
+}

@@ -82,6 +82,18 @@ impl PostedQueue {
         self.0.len()
     }
 
+    /// The oldest packet, with its driver tag.
+    #[inline]
+    fn front(&self) -> Option<(u64, &Posted)> {
+        self.0.front().map(|(t, p)| (*t, p))
+    }
+
+    /// Drops the oldest packet (its buffer accounted for by the caller).
+    #[inline]
+    fn drop_front(&mut self) {
+        self.0.pop_front();
+    }
+
     /// Takes the packet with the highest tag.
     pub(super) fn pop_back(&mut self) -> Option<Posted> {
         self.0.pop_back().map(|(_, p)| p)
@@ -514,12 +526,62 @@ impl OffloadEngine {
         done.clear();
         let r = card.tx_completions(self.options.queue, &mut done);
         for d in done.drain(..) {
-            self.on_tx_done(d);
+            if !self.sent_by_card(&d) {
+                self.on_tx_done(d);
+            }
         }
         self.tx_done = done;
         if let Err(e) = r {
             self.card_failed(&e);
         }
+    }
+
+    /// The usual completion — the oldest posted packet, a lent frame the card encapsulated
+    /// and sent for an SA still installed — settled and reported where it is held, as
+    /// [`on_tx_done`](Self::on_tx_done) does with it; false, nothing changed, for any other.
+    #[inline]
+    fn sent_by_card(&mut self, d: &TxDone) -> bool {
+        let TxOutcome::Sent { seq } = d.outcome else {
+            return false;
+        };
+        let Some((driver_tag, posted)) = self.posted.front() else {
+            return false;
+        };
+        let (
+            true,
+            Some(OnCard {
+                rec: Some(rec),
+                sa_index,
+                spi,
+            }),
+            Work::Protect {
+                frame: Frame::Lent { buf, len },
+                ..
+            },
+        ) = (driver_tag == d.tag, posted.card_sa, &posted.work)
+        else {
+            return false;
+        };
+        let (tag, buf, len) = (posted.tag, *buf, *len);
+        if self.records.get(rec).is_none() {
+            return false;
+        }
+        self.settle_on_card(Some(rec), sa_index);
+        let r = &mut self.records[rec];
+        r.seq_high = r.seq_high.max(seq);
+        r.host.packets += 1;
+        r.host.bytes += len.saturating_sub(FRAME_HEADER) as u64;
+        self.posted.drop_front();
+        self.recycle_frame(Frame::Lent { buf, len });
+        self.tx_sent(
+            tag,
+            SentAs::Esp {
+                spi,
+                seq,
+                path: Path::Card,
+            },
+        );
+        true
     }
 
     /// One completion (or one packet accounted for by recovery as completed).
@@ -630,17 +692,23 @@ impl OffloadEngine {
 
     /// A posted packet left the ring (completed or accounted for by recovery).
     pub(super) fn posted_settled(&mut self, posted: &Posted) {
-        let Some(c) = posted.card_sa else {
-            return;
-        };
-        if let Some(rec) = c.rec
+        if let Some(c) = posted.card_sa {
+            self.settle_on_card(c.rec, c.sa_index);
+        }
+    }
+
+    /// A packet of SA record `rec` (`None`: removed since) posted with SA table entry
+    /// `sa_index` left the ring: neither counts it in flight any more.
+    #[inline]
+    fn settle_on_card(&mut self, rec: Option<usize>, sa_index: u32) {
+        if let Some(rec) = rec
             && let Some(r) = self.records.get_mut(rec)
         {
             r.in_flight = r.in_flight.saturating_sub(1);
         }
-        if let Some(n) = self.entry_in_flight.get_mut(c.sa_index as usize) {
+        if let Some(n) = self.entry_in_flight.get_mut(sa_index as usize) {
             *n = n.saturating_sub(1);
-            if *n == 0 && self.entry_owner.get(c.sa_index as usize) == Some(&None) {
+            if *n == 0 && self.entry_owner.get(sa_index as usize) == Some(&None) {
                 // A freed entry's last packet: it can be reused.
                 self.rebalance_due = true;
             }
