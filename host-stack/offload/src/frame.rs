@@ -164,6 +164,19 @@ impl HeadWords {
         }
     }
 
+    /// From a packet's bytes in host memory, when it has all the bytes the words cover.
+    #[inline]
+    pub(crate) fn of_bytes(packet: &[u8]) -> Option<Self> {
+        let word = |at: usize| -> Option<u64> {
+            let b: [u8; 8] = packet.get(at..at + 8)?.try_into().ok()?;
+            Some(u64::from_ne_bytes(b))
+        };
+        Some(Self {
+            first: *packet.first()?,
+            words: [word(2)?, word(10)?, word(18)?],
+        })
+    }
+
     fn key(&self) -> [u64; 3] {
         std::array::from_fn(|i| self.words[i] & KEY_MASKS[i])
     }
@@ -201,6 +214,7 @@ impl<D: Copy> KeptHead<D> {
 
     /// Keeps `flow`, parsed from the packet of `inner_len` bytes with bytes `h`, when the
     /// packet is one a head can answer for; returns whether it did.
+    #[inline]
     pub(crate) fn note(&mut self, h: &HeadWords, inner_len: usize, flow: &Flow) -> bool {
         let b = h.words[0].to_ne_bytes();
         // The packet's bytes 6 and 7 (fragment offset) and 9 (protocol).
@@ -387,10 +401,46 @@ impl OffloadEngine {
         })
     }
 
+    /// [`kept_protected`](Self::kept_protected) for a packet in host memory with bytes `h`,
+    /// copied into lent buffer `buf` (`None`: nothing written).
+    #[inline]
+    fn kept_protected_copy(&self, buf: TxBuf, h: &HeadWords, packet: &[u8]) -> Option<Work> {
+        let card = self.card.as_ref()?;
+        if packet.len() > self.tx_slot_room() || !self.kept_head.agrees(h, packet.len()) {
+            return None;
+        }
+        let bundle = match self.kept_head.kept()? {
+            (version, Ok(Some(bundle))) if version == self.sw.outbound.spd().version() => bundle,
+            _ => return None,
+        };
+        let mut start = [0u8; FIRST_WORDS];
+        start[FRAME_HEADER..].copy_from_slice(packet.get(..FIRST_WORDS - FRAME_HEADER)?);
+        let mut first = words_of(&start);
+        if !FrameStart::new(&self.options).apply(&mut first) {
+            return None;
+        }
+        card.tx_buf_write(buf, FRAME_HEADER, packet).ok()?;
+        card.tx_buf_write_words(buf, 0, &first).ok()?;
+        Some(Work::Protect {
+            bundle: Some(bundle),
+            frame: Frame::Lent {
+                buf,
+                len: FRAME_HEADER + packet.len(),
+            },
+            attempts: 0,
+        })
+    }
+
     /// [`submit`](Self::submit) with the packet written once, into `slot`, where the card
     /// reads it: for a packet already in host memory (a segment, a TUN read), decided
     /// from those bytes.
     pub fn submit_into_slot(&mut self, tag: u64, slot: TxSlot, packet: &[u8]) {
+        if let Some(work) =
+            HeadWords::of_bytes(packet).and_then(|h| self.kept_protected_copy(slot.buf, &h, packet))
+        {
+            self.pending.push_back((tag, work));
+            return;
+        }
         let mut frame = Frame::Lent {
             buf: slot.buf,
             len: FRAME_HEADER + packet.len(),
@@ -400,7 +450,17 @@ impl OffloadEngine {
         } else {
             Flow::parse(packet)
                 .map_err(|_| DropReason::Malformed)
-                .and_then(|flow| self.decide(&flow).map(|bundle| (flow.dst, bundle)))
+                .and_then(|flow| {
+                    let version = self.sw.outbound.spd().version();
+                    let decided = self.decide(&flow);
+                    // Kept for the flow's next packets (`kept_protected_copy`).
+                    if let Some(h) = HeadWords::of_bytes(packet)
+                        && self.kept_head.note(&h, packet.len(), &flow)
+                    {
+                        self.kept_head.keep((version, decided));
+                    }
+                    decided.map(|bundle| (flow.dst, bundle))
+                })
         };
         let decided = decided.and_then(|d| {
             self.frame_write(&mut frame, FRAME_HEADER, packet)?;
@@ -854,6 +914,18 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// A packet in host memory (`submit_into_slot`) gives the kept head the bytes a
+        /// copied head does, or nothing when it is too short to have them all.
+        #[test]
+        fn a_packet_in_host_memory_gives_the_bytes_its_copied_head_does(frame in a_frame()) {
+            let inner = &frame[FRAME_HEADER..];
+            let copied = of_packet(&frame);
+            match HeadWords::of_bytes(inner) {
+                Some(h) => prop_assert_eq!((h.first, h.words), (copied.first, copied.words)),
+                None => prop_assert!(inner.len() < 26),
+            }
+        }
 
         /// The inbound path's kept head too: whatever packet was kept and whatever packet
         /// comes next, its answer is what parsing the next packet's head gives.

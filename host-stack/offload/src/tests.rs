@@ -727,6 +727,21 @@ fn lent_slots_leave_as_the_copied_packets_do_whatever_path_they_take() {
 /// database now says, and a flow met again after another is decided again.
 #[test]
 fn lent_packets_of_one_flow_follow_each_policy_change() {
+    packets_of_one_flow_follow_each_policy_change(|_| false);
+}
+
+/// The same, the packets handed over from host memory (`submit_into_slot`, `espo run`'s
+/// way), alone and taking turns with lent ones: both ways share the kept head.
+#[test]
+fn packets_from_host_memory_of_one_flow_follow_each_policy_change() {
+    packets_of_one_flow_follow_each_policy_change(|_| true);
+    packets_of_one_flow_follow_each_policy_change(|tag| tag % 2 == 0);
+    packets_of_one_flow_follow_each_policy_change(|tag| tag % 3 != 1);
+}
+
+/// One flow's packets, each handed over from host memory when `from_host` says so for its
+/// tag (else written into a lent buffer first), through policy changes.
+fn packets_of_one_flow_follow_each_policy_change(from_host: fn(u64) -> bool) {
     use espo_ipsec::selector::Cidr;
     use espo_ipsec::spd::PolicyId;
     use espo_ipsec::spec::{PolicyAction, PolicySpec};
@@ -736,8 +751,12 @@ fn lent_packets_of_one_flow_follow_each_policy_change() {
     let mut send = |engine: &mut OffloadEngine, dst: [u8; 4]| {
         let p = packet([10, 1, 0, 1], dst, 100, tag as u16);
         let slot = engine.tx_slot().expect("a card buffer");
-        engine.tx_slot_write(&slot, FRAME_HEADER, &p).unwrap();
-        engine.submit_slot(tag, slot, p.len());
+        if from_host(tag) {
+            engine.submit_into_slot(tag, slot, &p);
+        } else {
+            engine.tx_slot_write(&slot, FRAME_HEADER, &p).unwrap();
+            engine.submit_slot(tag, slot, p.len());
+        }
         tag += 1;
         let reports = run_until_idle(engine);
         assert_eq!(reports.len(), 1);
@@ -785,6 +804,16 @@ fn lent_packets_of_one_flow_follow_each_policy_change() {
 /// in the same buffers, and each short one leaves with its own bytes only.
 #[test]
 fn card_buffers_kept_for_the_next_packets_carry_only_their_new_packet() {
+    card_buffers_carry_only_their_new_packet(false);
+}
+
+/// The same, the packets handed over from host memory (`submit_into_slot`).
+#[test]
+fn packets_from_host_memory_leave_with_their_own_bytes_only() {
+    card_buffers_carry_only_their_new_packet(true);
+}
+
+fn card_buffers_carry_only_their_new_packet(from_host: bool) {
     let cfg = config("");
     let (mut engine, _, tap) = rig(&cfg, OffloadOptions::default());
     let mut reference = cfg.software_engine().unwrap();
@@ -795,8 +824,12 @@ fn card_buffers_kept_for_the_next_packets_carry_only_their_new_packet() {
             .collect();
         for p in &packets {
             let slot = engine.tx_slot().expect("a card buffer");
-            engine.tx_slot_write(&slot, FRAME_HEADER, p).unwrap();
-            engine.submit_slot(tag, slot, p.len());
+            if from_host {
+                engine.submit_into_slot(tag, slot, p);
+            } else {
+                engine.tx_slot_write(&slot, FRAME_HEADER, p).unwrap();
+                engine.submit_slot(tag, slot, p.len());
+            }
             tag += 1;
         }
         let reports = run_until_idle(&mut engine);
@@ -811,6 +844,9 @@ fn card_buffers_kept_for_the_next_packets_carry_only_their_new_packet() {
                 panic!("reference refused a packet");
             };
             assert_eq!(frame.data[14..], out[..len]);
+            let options = OffloadOptions::default();
+            assert_eq!(frame.data[..6], options.peer_mac);
+            assert_eq!(frame.data[6..12], options.local_mac);
         }
     }
 }
