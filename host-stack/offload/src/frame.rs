@@ -402,7 +402,9 @@ impl OffloadEngine {
     }
 
     /// [`kept_protected`](Self::kept_protected) for a packet in host memory with bytes `h`,
-    /// copied into lent buffer `buf` (`None`: nothing written).
+    /// copied into lent buffer `buf` (`None`: nothing written). The two are written out
+    /// whole: with their common steps in shared functions the lent packet's path took
+    /// 10 ns more per packet (33 ns against 22–23 in `espo bench --engine model`).
     #[inline]
     fn kept_protected_copy(&self, buf: TxBuf, h: &HeadWords, packet: &[u8]) -> Option<Work> {
         let card = self.card.as_ref()?;
