@@ -92,9 +92,10 @@ fn words_of(b: &[u8; FIRST_WORDS]) -> [u64; 2] {
 /// The last packet's head that was parsed, by the bytes its selectors come from: the
 /// packets of a burst are of one flow, and the next one whose bytes agree has the same
 /// flow without being parsed again. Outbound it is kept for lent frames
-/// ([`HeadWords::of_frame`]) with the outbound decision; inbound for the packets the card
-/// delivers ([`HeadWords::of_packet`]) with the inbound policy verdict — each `D` beside
-/// the database version it was made with.
+/// ([`HeadWords::of_frame`]) and packets handed over from host memory
+/// ([`HeadWords::of_bytes`]) alike, with the outbound decision; inbound for the packets
+/// the card delivers ([`HeadWords::of_packet`]) with the inbound policy verdict — each `D`
+/// beside the database version it was made with.
 ///
 /// Kept only for an IPv4 header without options carrying TCP or UDP, not a later fragment
 /// (the bytes [`KEY_MASKS`] covers, and the first byte, then decide [`Flow::parse_head`]'s

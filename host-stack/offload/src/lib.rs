@@ -199,8 +199,9 @@ pub struct OffloadEngine {
         espo_ipsec::wire::Flow,
         Result<espo_ipsec::spd::Action, DropReason>,
     )>,
-    /// The last lent frame's head parsed, by its selector bytes, with the outbound
-    /// decision on it and the outbound database's version (`frame::KeptHead`).
+    /// The last outbound packet's head parsed (a lent frame's, or one handed over from
+    /// host memory), by its selector bytes, with the outbound decision on it and the
+    /// outbound database's version (`frame::KeptHead`).
     kept_head: frame::KeptHead<(u64, Result<Option<espo_ipsec::spd::Bundle>, DropReason>)>,
     /// The last inbound policy verdict: the inbound database's version, the flow, the SA
     /// index the policies name, whether they admit it ([`admits`](Self::admits)).
