@@ -6,7 +6,7 @@ use espo_driver::model::FaultKind;
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::spec::Direction;
 use espo_offload::{
-    CardMode, EngineEvent, Placement, Received, Recovery, SoftwareReason, card_config,
+    CardMode, EngineEvent, Placement, Received, Recovery, SentAs, SoftwareReason, card_config,
 };
 
 use super::support::*;
@@ -119,6 +119,22 @@ fn dma_error_stops_a_queue_and_what_the_card_never_took_is_sent_again() {
         rig.engine.counters()
     );
     assert!(on_card(&rig, GCM_OUT, Direction::Out));
+    // What was sent again left in the order it came: one SA's numbers rise with the
+    // packets' submission order.
+    let mut sent: Vec<(u64, u64)> = rig
+        .ledger
+        .reports
+        .iter()
+        .filter_map(|(tag, r)| match r {
+            Ok(SentAs::Esp { spi, seq, .. }) if *spi == GCM_OUT => Some((*tag, *seq)),
+            _ => None,
+        })
+        .collect();
+    sent.sort_unstable();
+    assert!(
+        sent.windows(2).all(|w| w[0].1 < w[1].1),
+        "out of order: {sent:?}"
+    );
 }
 
 #[test]

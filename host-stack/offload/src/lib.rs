@@ -166,6 +166,10 @@ pub struct OffloadEngine {
     /// The record of each (SPI, direction) (the first, if an SPI repeats).
     by_spi: HashMap<(u32, Direction), usize>,
     pending: VecDeque<(u64, Work)>,
+    /// How many packets at the front of `pending` the completion pass under way has put
+    /// back (see `requeue`): the next goes behind them, so that they leave in the order
+    /// they came.
+    requeued: usize,
     posted: tx::PostedQueue,
     /// Frame buffers of completed packets, reused for new ones.
     spare: Vec<Vec<u8>>,
@@ -272,6 +276,7 @@ impl OffloadEngine {
             rebalance_due: false,
             by_spi: HashMap::new(),
             pending: VecDeque::new(),
+            requeued: 0,
             posted: Default::default(),
             spare: Vec::new(),
             next_driver_tag: 0,

@@ -65,6 +65,7 @@ impl OffloadEngine {
             self.fault_times.pop_front();
         }
 
+        self.requeued = 0;
         for (_, done) in report.completed {
             self.on_tx_done(done);
         }
@@ -89,10 +90,10 @@ impl OffloadEngine {
                 }
             }
         }
-        // In their order, ahead of what waits.
-        for p in resend.into_iter().rev() {
+        // In their order, behind the completed ones put back above, ahead of what waits.
+        for p in resend {
             self.counters.tx_resent += 1;
-            self.pending.push_front((p.tag, p.work));
+            self.requeue(p.tag, p.work);
         }
 
         let fault = report.fault;

@@ -254,6 +254,15 @@ impl OffloadEngine {
         }
     }
 
+    /// A completed packet that goes out again (another path, or another try): ahead of
+    /// every packet still waiting, behind those this completion pass put back before it —
+    /// a flow's packets leave in the order they came.
+    pub(super) fn requeue(&mut self, tag: u64, work: Work) {
+        let at = self.requeued.min(self.pending.len());
+        self.pending.insert(at, (tag, work));
+        self.requeued += 1;
+    }
+
     /// A packet routed to a card SA did not reach the ring after all.
     fn unrouted(&mut self, posted: &Posted) {
         if let Some(rec) = posted.card_sa.and_then(|c| c.rec)
@@ -525,6 +534,7 @@ impl OffloadEngine {
         let mut done = std::mem::take(&mut self.tx_done);
         done.clear();
         let r = card.tx_completions(self.options.queue, &mut done);
+        self.requeued = 0;
         for d in done.drain(..) {
             if !self.sent_by_card(&d) {
                 self.on_tx_done(d);
@@ -633,14 +643,14 @@ impl OffloadEngine {
                 // The SA left the card (or went) before the card took the packet: it goes
                 // where the SA is now, or where the database now says; no sequence number
                 // was used.
-                self.pending.push_front((
+                self.requeue(
                     tag,
                     Work::Protect {
                         bundle,
                         frame,
                         attempts,
                     },
-                ));
+                );
             }
             (TxOutcome::Refused(status), work, _) => {
                 self.recycle_work(work);
@@ -662,14 +672,14 @@ impl OffloadEngine {
                 if attempts == 0 {
                     // Not sent (§10.3): sent once more, with a new number.
                     self.counters.tx_resent += 1;
-                    self.pending.push_front((
+                    self.requeue(
                         tag,
                         Work::Protect {
                             bundle,
                             frame,
                             attempts: 1,
                         },
-                    ));
+                    );
                 } else {
                     self.recycle_frame(frame);
                     self.tx_drop(tag, DropReason::DeviceError);

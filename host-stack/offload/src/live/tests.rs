@@ -302,6 +302,80 @@ fn with_the_table_full_an_added_sa_waits_in_software_and_moves_on_when_an_entry_
 }
 
 #[test]
+fn an_entry_freed_while_its_packets_are_in_flight_serves_a_waiting_sa_once_the_last_completes() {
+    let options = OffloadOptions {
+        max_card_sas: Some(2),
+        ..OffloadOptions::default()
+    };
+    let (mut engine, model, tap) = rig(&config(""), options);
+    engine.add_sa(&gcm(0x1003, A, B), Direction::Out).unwrap();
+    engine
+        .add_policy(
+            &protect(Direction::Out, "10.1.0.0/16", "10.4.0.0/16", 0x1003),
+            PolicyId(10),
+            None,
+        )
+        .unwrap();
+    assert!(
+        !on_card(&engine, 0x1003, Direction::Out),
+        "the table is full"
+    );
+    let Some(Placement::Card { sa_index }) =
+        placement(&engine, 0x1001, Direction::Out).map(|p| p.placement)
+    else {
+        panic!("0x1001 starts on the card");
+    };
+    // Packets of 0x1001 posted to the card, which has not taken them yet.
+    model.hold(true);
+    let n = 64u64;
+    for t in 0..n {
+        engine.submit(t, &packet([10, 1, 0, 1], [10, 2, 0, 1], 1400, t as u16));
+    }
+    engine.poll();
+    model.hold(false);
+    // 0x1001 leaves the card with its packets still on the ring: its entry is free but
+    // named by descriptors, so 0x1003 cannot have it yet.
+    assert!(engine.move_to_software(0x1001, Direction::Out));
+    assert!(
+        engine.entry_in_flight[sa_index as usize] > 0,
+        "the test needs packets in flight on the freed entry"
+    );
+    engine.poll();
+    assert!(!on_card(&engine, 0x1003, Direction::Out));
+    // The card completes them; the last one makes the entry reusable, and once it has
+    // rested 0x1003 takes it without anything else happening.
+    let mut reports = run_until_idle(&mut engine);
+    reports.sort_by_key(|r| r.tag);
+    // The card took none of them before its entry went: they leave in software on 0x1001,
+    // numbered past every number the card could have used, in the order they came.
+    assert_eq!(reports.len() as u64, n);
+    assert!(reports.iter().all(|r| esp(r).0 == 0x1001));
+    let seqs: Vec<u64> = reports.iter().map(|r| esp(r).1).collect();
+    assert!(seqs[0] > n, "{seqs:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {seqs:?}"
+    );
+    assert_eq!(engine.entry_in_flight[sa_index as usize], 0);
+    poll_until(&mut engine, |e| on_card(e, 0x1003, Direction::Out));
+    let mut events = Vec::new();
+    engine.take_events(&mut events);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        EngineEvent::Moved {
+            spi: 0x1003,
+            dir: Direction::Out,
+            reason: MoveReason::RoomFreed,
+            ..
+        }
+    )));
+    for (i, r) in send(&mut engine, [10, 4, 0, 1], 100, 3).iter().enumerate() {
+        assert_eq!(esp(r), (0x1003, i as u64 + 1, Path::Card));
+    }
+    assert_eq!(tap.drain().len() as u64, n + 3);
+}
+
+#[test]
 fn an_sa_a_policy_names_is_not_removed_and_nothing_changes() {
     let (mut engine, _, _) = rig(&config(""), OffloadOptions::default());
     let before = engine.placements();
