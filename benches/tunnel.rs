@@ -44,6 +44,11 @@
 //! goes to. `ESPO_TUNNEL_PERF=keep` keeps each profile (its path is printed) for `perf
 //! report -i` to read further, by thread (`--comm`) or with call graphs left out.
 //!
+//! `ESPO_TUNNEL_CC=cubic` (or `bbr`, `reno`, ...) sets both hosts' TCP congestion control;
+//! by default they keep the machine's, which the bench prints and puts in the JSON line
+//! (`tcp_cc`). The kernel path's figure depends on it: with BBR it paces itself well below
+//! what the machine can forward.
+//!
 //! `ESPO_TUNNEL_MTU=9000` sets every link of the topology (hosts, gateways, outside) to that
 //! MTU for every mode, the kernel's included: what larger packets change when the cost is
 //! per packet.
@@ -324,6 +329,46 @@ fn call_counts(status: &str) -> Vec<Calls> {
         .collect()
 }
 
+/// Sets the two hosts' TCP congestion control to `ESPO_TUNNEL_CC` when it is given, and
+/// returns the one in use (printed, and in the JSON line). Refuses a name the kernel does
+/// not take rather than measure with another.
+fn tcp_congestion_control(left_host: &str, right_host: &str) -> String {
+    let sysctl = |ns: &str, args: &[&str]| -> Result<String, String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "sysctl", "-n"])
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let key = "net.ipv4.tcp_congestion_control";
+    let wanted = std::env::var("ESPO_TUNNEL_CC")
+        .ok()
+        .filter(|v| !v.is_empty());
+    if let Some(cc) = &wanted {
+        for ns in [left_host, right_host] {
+            let set = sysctl(ns, &["-w", &format!("{key}={cc}")]);
+            let now = sysctl(ns, &[key]).unwrap_or_default();
+            if set.is_err() || &now != cc {
+                let available =
+                    sysctl(ns, &["net.ipv4.tcp_available_congestion_control"]).unwrap_or_default();
+                panic!("ESPO_TUNNEL_CC={cc}: the kernel refused it (available here: {available})");
+            }
+        }
+    }
+    let cc = sysctl(left_host, &[key]).unwrap_or_else(|e| panic!("reading {key}: {e}"));
+    match wanted {
+        Some(_) => println!("hosts' TCP congestion control: {cc} (ESPO_TUNNEL_CC)"),
+        None => println!(
+            "hosts' TCP congestion control: {cc} (the machine's default; ESPO_TUNNEL_CC sets another)"
+        ),
+    }
+    cc
+}
+
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
@@ -388,6 +433,10 @@ fn main() {
         }
         println!("every link at MTU {mtu} (ESPO_TUNNEL_MTU)");
     }
+    // ESPO_TUNNEL_CC: the hosts' TCP congestion control (default: what a new namespace
+    // inherits from the machine). The kernel path's figure depends on it far more than
+    // espo's does — see README, "Throughput".
+    let cc = tcp_congestion_control(&t.left_host, &t.right_host);
     // A full TCP segment's payload (IPv4 and TCP headers with timestamps: 52 bytes), for
     // the TCP tests' packets per second: 1448 bytes on 1500-byte links without a tunnel,
     // the tunnel's MTU less 52 through espo.
@@ -635,7 +684,7 @@ fn main() {
         "\nmedians of {rounds} rounds of {seconds} s (ratio to plain kernel forwarding; goal TCP >= 0.5 sw-sw, >= 0.4 sw-model):"
     );
     let mut json = vec![format!(
-        "\"bench\":\"tunnel\",\"rounds\":{rounds},\"seconds\":{seconds},\"link_mtu\":{}",
+        "\"bench\":\"tunnel\",\"rounds\":{rounds},\"seconds\":{seconds},\"link_mtu\":{},\"tcp_cc\":\"{cc}\"",
         link_mtu.unwrap_or(1500)
     )];
     for (k, test) in TESTS.iter().enumerate() {
