@@ -321,13 +321,57 @@ fn model_card() -> (
     (card, handle, far)
 }
 
+/// 50 rounds of 32 packets handed to `engine` by `submit` (given the round), with the
+/// model held: each round's submissions and the poll after them, then — the model run —
+/// the polls that take the 32 reports. Returns the packets the card encapsulated and the
+/// allocations of the engine's and driver's calls after the first 5 rounds (which warm up
+/// the engine's reusable buffers and maps).
+fn tx_rounds(
+    engine: &mut espo_offload::OffloadEngine,
+    model: &espo_driver::model::ModelHandle,
+    far: &espo_driver::model::MemLink,
+    mut submit: impl FnMut(&mut espo_offload::OffloadEngine, u64),
+) -> (usize, u64) {
+    model.hold(true);
+    let mut reports = Vec::with_capacity(64);
+    let mut sent = 0usize;
+    let mut allocations = 0;
+    for round in 0..50 {
+        reports.clear();
+        let info = allocation_counter::measure(|| {
+            submit(engine, round);
+            engine.poll();
+        });
+        model.run_until_idle();
+        let info2 = allocation_counter::measure(|| {
+            for _ in 0..10_000 {
+                if reports.len() >= 32 {
+                    break;
+                }
+                engine.poll();
+                engine.take_tx_reports(&mut reports);
+            }
+        });
+        sent += reports
+            .iter()
+            .filter(|r| matches!(r.outcome, Ok(espo_offload::SentAs::Esp { .. })))
+            .count();
+        if round >= 5 {
+            allocations += info.count_total + info2.count_total;
+        }
+        far.drain();
+    }
+    model.hold(false);
+    (sent, allocations)
+}
+
 /// The offload engine's zero-copy datapath over the card model: packets written into lent
 /// card buffers and submitted, their completions and reports taken; frames the card
 /// decapsulated handed over in its buffers and given back — the engine's and the driver's
 /// calls allocate nothing (the model, which runs between them, is not measured).
 #[test]
 fn the_zero_copy_card_path_does_not_allocate() {
-    use espo_offload::{FRAME_HEADER, OffloadEngine, OffloadOptions, Received, SentAs};
+    use espo_offload::{FRAME_HEADER, OffloadEngine, OffloadOptions, Received};
     let sas = esp(0x1001, "aes-gcm-128", 20, None, "");
     let policy = |dir: &str| {
         format!(
@@ -347,43 +391,15 @@ fn the_zero_copy_card_path_does_not_allocate() {
         OffloadOptions::default(),
     )
     .unwrap();
-    model.hold(true);
-    let mut reports = Vec::with_capacity(64);
-    let mut sent = 0usize;
-    let mut allocations = 0;
-    for round in 0..50 {
-        reports.clear();
-        let info = allocation_counter::measure(|| {
-            for _ in 0..32 {
-                let slot = engine.tx_slot().expect("a buffer to lend");
-                engine
-                    .tx_slot_write(&slot, FRAME_HEADER, &inner)
-                    .expect("written");
-                engine.submit_slot(round, slot, inner.len());
-            }
-            engine.poll();
-        });
-        model.run_until_idle();
-        let info2 = allocation_counter::measure(|| {
-            for _ in 0..10_000 {
-                if reports.len() >= 32 {
-                    break;
-                }
-                engine.poll();
-                engine.take_tx_reports(&mut reports);
-            }
-        });
-        sent += reports
-            .iter()
-            .filter(|r| matches!(r.outcome, Ok(SentAs::Esp { .. })))
-            .count();
-        // The first rounds warm up the engine's reusable buffers and maps.
-        if round >= 5 {
-            allocations += info.count_total + info2.count_total;
+    let (sent, allocations) = tx_rounds(&mut engine, &model, &far, |engine, round| {
+        for _ in 0..32 {
+            let slot = engine.tx_slot().expect("a buffer to lend");
+            engine
+                .tx_slot_write(&slot, FRAME_HEADER, &inner)
+                .expect("written");
+            engine.submit_slot(round, slot, inner.len());
         }
-        far.drain();
-    }
-    model.hold(false);
+    });
     assert_eq!(sent, 50 * 32, "every packet encapsulated by the card");
     assert_eq!(allocations, 0, "allocations on the zero-copy TX path");
 
@@ -398,39 +414,13 @@ fn the_zero_copy_card_path_does_not_allocate() {
         p[10..12].copy_from_slice(&sum.to_be_bytes());
         p
     };
-    let mut sent = 0usize;
-    let mut allocations = 0;
-    model.hold(true);
-    for round in 0..50 {
-        reports.clear();
-        let info = allocation_counter::measure(|| {
-            for i in 0..32u64 {
-                let packet = if i % 4 == 3 { &other } else { &inner };
-                let slot = engine.tx_slot().expect("a buffer to lend");
-                engine.submit_into_slot(round * 32 + i, slot, packet);
-            }
-            engine.poll();
-        });
-        model.run_until_idle();
-        let info2 = allocation_counter::measure(|| {
-            for _ in 0..10_000 {
-                if reports.len() >= 32 {
-                    break;
-                }
-                engine.poll();
-                engine.take_tx_reports(&mut reports);
-            }
-        });
-        sent += reports
-            .iter()
-            .filter(|r| matches!(r.outcome, Ok(SentAs::Esp { .. })))
-            .count();
-        if round >= 5 {
-            allocations += info.count_total + info2.count_total;
+    let (sent, allocations) = tx_rounds(&mut engine, &model, &far, |engine, round| {
+        for i in 0..32u64 {
+            let packet = if i % 4 == 3 { &other } else { &inner };
+            let slot = engine.tx_slot().expect("a buffer to lend");
+            engine.submit_into_slot(round * 32 + i, slot, packet);
         }
-        far.drain();
-    }
-    model.hold(false);
+    });
     assert_eq!(sent, 50 * 32, "every packet from host memory encapsulated");
     assert_eq!(
         allocations, 0,

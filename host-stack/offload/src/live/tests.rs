@@ -224,13 +224,7 @@ fn an_sa_the_card_cannot_take_runs_in_software_with_the_reason() {
             EncryptionAlgorithm::ChaCha20Poly1305
         )))
     );
-    engine
-        .add_policy(
-            &protect(Direction::Out, "10.1.0.0/16", "10.4.0.0/16", 0x1003),
-            PolicyId(10),
-            None,
-        )
-        .unwrap();
+    protect_10_4_with_0x1003(&mut engine);
     for (i, r) in send(&mut engine, [10, 4, 0, 1], 0, 3).iter().enumerate() {
         assert_eq!(esp(r), (0x1003, i as u64 + 1, Path::Software));
     }
@@ -243,19 +237,18 @@ fn an_sa_the_card_cannot_take_runs_in_software_with_the_reason() {
     assert!(placement(&engine, 0x1004, Direction::Out).is_none());
 }
 
-#[test]
-fn with_the_table_full_an_added_sa_waits_in_software_and_moves_on_when_an_entry_frees() {
+/// The test configuration on a card whose SA table takes two: 0x1001 out and 0x2001 in
+/// fill it.
+fn two_entry_rig() -> (OffloadEngine, espo_driver::model::ModelHandle, MemLink) {
     let options = OffloadOptions {
         max_card_sas: Some(2),
         ..OffloadOptions::default()
     };
-    let (mut engine, _, _) = rig(&config(""), options);
-    engine.add_sa(&gcm(0x1003, A, B), Direction::Out).unwrap();
-    let p = placement(&engine, 0x1003, Direction::Out).unwrap();
-    assert_eq!(
-        (p.placement, p.why_software),
-        (Placement::Software, Some(SoftwareReason::TableFull))
-    );
+    rig(&config(""), options)
+}
+
+/// An outbound policy 10.1/16 -> 10.4/16 protected by 0x1003 (policy 10).
+fn protect_10_4_with_0x1003(engine: &mut OffloadEngine) {
     engine
         .add_policy(
             &protect(Direction::Out, "10.1.0.0/16", "10.4.0.0/16", 0x1003),
@@ -263,6 +256,18 @@ fn with_the_table_full_an_added_sa_waits_in_software_and_moves_on_when_an_entry_
             None,
         )
         .unwrap();
+}
+
+#[test]
+fn with_the_table_full_an_added_sa_waits_in_software_and_moves_on_when_an_entry_frees() {
+    let (mut engine, _, _) = two_entry_rig();
+    engine.add_sa(&gcm(0x1003, A, B), Direction::Out).unwrap();
+    let p = placement(&engine, 0x1003, Direction::Out).unwrap();
+    assert_eq!(
+        (p.placement, p.why_software),
+        (Placement::Software, Some(SoftwareReason::TableFull))
+    );
+    protect_10_4_with_0x1003(&mut engine);
     for (i, r) in send(&mut engine, [10, 4, 0, 1], 0, 3).iter().enumerate() {
         assert_eq!(esp(r), (0x1003, i as u64 + 1, Path::Software));
     }
@@ -303,19 +308,9 @@ fn with_the_table_full_an_added_sa_waits_in_software_and_moves_on_when_an_entry_
 
 #[test]
 fn an_entry_freed_while_its_packets_are_in_flight_serves_a_waiting_sa_once_the_last_completes() {
-    let options = OffloadOptions {
-        max_card_sas: Some(2),
-        ..OffloadOptions::default()
-    };
-    let (mut engine, model, tap) = rig(&config(""), options);
+    let (mut engine, model, tap) = two_entry_rig();
     engine.add_sa(&gcm(0x1003, A, B), Direction::Out).unwrap();
-    engine
-        .add_policy(
-            &protect(Direction::Out, "10.1.0.0/16", "10.4.0.0/16", 0x1003),
-            PolicyId(10),
-            None,
-        )
-        .unwrap();
+    protect_10_4_with_0x1003(&mut engine);
     assert!(
         !on_card(&engine, 0x1003, Direction::Out),
         "the table is full"
