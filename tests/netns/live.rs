@@ -78,7 +78,7 @@ fn replacing_the_sa_pair_100_times_on_the_card_model_loses_nothing() {
     let mut lab = lab_or_skip!("lrm");
     let t = topology::gateway_to_gateway_card(&mut lab);
     rekey_100_times(&mut lab, &t, "gw-gw/esp-model");
-    let status = lab.status(&Gateway::at(&lab, "right"));
+    let status = lab.status(&Gateway::at(&lab.inner, "right"));
     assert!(
         status
             .lines()
@@ -243,7 +243,7 @@ fn restarts_of_the_card_model_never_repeat_a_sequence_number() {
     let config = lab::example("gw-gw/esp-model/gw-b.toml", &t.right_out);
     let cap = capture::Capture::start(&t.left, &t.left_out);
     restart_10_times(&lab, &t, b, &a, &config, false, cap);
-    let status = lab.status(&Gateway::at(&lab, "right"));
+    let status = lab.status(&Gateway::at(&lab.inner, "right"));
     assert!(
         status.contains("0x00002001") && status.contains("card"),
         "{status}"
