@@ -114,3 +114,125 @@ fn a_table_per_size_and_bad_sizes_refused_by_name() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_tunnel_bench_teaches_its_modes_and_refuses_unknown_names() {
+    let out = espo(&["bench", "tunnel", "--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "kernel",
+        "sw-sw",
+        "sw-model",
+        "sw-sw-udp",
+        "--modes",
+        "--tests",
+        "--rounds",
+        "iperf3",
+        "root",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle}: {help}");
+    }
+    // `espo bench --help` names the subcommand.
+    let out = espo(&["bench", "--help"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tunnel"));
+    // Bad names are refused before anything is built, whoever runs it.
+    for (args, needle) in [
+        (&["--modes", "kernel,sw-warp"][..], "sw-warp"),
+        (&["--tests", "tcp,udp9"][..], "udp9"),
+        (&["--rounds", "0"][..], "--rounds"),
+        (&["--mtu", "100"][..], "--mtu"),
+    ] {
+        let out = espo(&[&["bench", "tunnel"][..], args].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} accepted");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    // Options of the engine bench do not mix with it.
+    assert!(!espo(&["bench", "--size", "64", "tunnel"]).status.success());
+}
+
+/// Network namespaces of this machine whose name starts with `prefix`.
+fn namespaces(prefix: &str) -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output();
+    out.map(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|n| n.starts_with(prefix))
+            .map(String::from)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// The whole bench once, short: the kernel path and espo's software path with UDP
+/// through the same namespaces, each figure with its ratio in the JSON line, and nothing
+/// left behind. Skipped (with the reason) where it cannot run: it needs root and iperf3.
+#[test]
+fn the_tunnel_bench_measures_espo_against_kernel_forwarding_and_cleans_up() {
+    if let Some(why) = espo_harness::netlab::skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    if Command::new("iperf3").arg("--version").output().is_err() {
+        eprintln!("skipped: iperf3 is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = dir.path().join("lab");
+    let child = Command::new(env!("CARGO_BIN_EXE_espo"))
+        .args([
+            "bench",
+            "tunnel",
+            "--modes",
+            "kernel,sw-sw",
+            "--tests",
+            "udp64,tcp",
+            "--rounds",
+            "1",
+            "--seconds",
+            "1",
+            "--dir",
+        ])
+        .arg(&scratch)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("espo runs");
+    let prefix = format!("bt{}", child.id() % 100_000);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = stdout
+        .lines()
+        .find(|l| l.starts_with("{\"bench\":\"tunnel\""))
+        .unwrap_or_else(|| panic!("no JSON line: {stdout}"));
+    for test in ["udp64", "tcp"] {
+        let kernel = field(json, &format!("{test}_kernel_pps"));
+        let espo = field(json, &format!("{test}_sw_sw_pps"));
+        let ratio = field(json, &format!("{test}_sw_sw_ratio"));
+        assert!(kernel > 0.0 && espo > 0.0, "{test}: {json}");
+        // The ratio is of the two Gbit/s figures in the same line.
+        let gbps = field(json, &format!("{test}_sw_sw_gbps"))
+            / field(json, &format!("{test}_kernel_gbps"));
+        assert!(
+            (ratio - gbps).abs() < 0.002,
+            "{test}: ratio {ratio}, figures {gbps}"
+        );
+        assert_eq!(field(json, &format!("{test}_kernel_ratio")), 1.0);
+    }
+    // Where the time goes, per espo test: the gateways' threads.
+    assert!(stdout.contains("where the time goes: gw"), "{stdout}");
+    assert!(
+        namespaces(&prefix).is_empty(),
+        "left behind: {:?}",
+        namespaces(&prefix)
+    );
+    // The scratch directory asked for is kept, with the gateways' logs.
+    assert!(scratch.join("a.log").exists() && scratch.join("b.toml").exists());
+}

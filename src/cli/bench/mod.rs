@@ -1,13 +1,14 @@
 //! `espo bench`: throughput of an engine on one core, beside an in-run baseline.
 
 mod model;
+pub mod tunnel;
 mod vfio_user;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Args;
+use clap::{Args, Subcommand};
 use espo_harness::loopback;
 use espo_ipsec::crypto::{Aead, AeadAlgorithm};
 use espo_ipsec::engine::{Decapsulated, EncapsulatedInPlace, HEADROOM, TAILROOM};
@@ -54,9 +55,14 @@ use model::EncapWay;
 ///   espo bench --engine model --size 1420
 ///   espo bench --engine model --size 64,1420,9000 --json
 ///   espo bench --engine vfio-user --socket /tmp/espo-card --size 1420
+///
+/// `espo bench tunnel` measures the whole gateway instead: iperf3 through a tunnel between
+/// two `espo run`s in network namespaces, against plain kernel forwarding (see its --help).
 #[derive(Debug, Args)]
-#[command(verbatim_doc_comment)]
+#[command(verbatim_doc_comment, args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
     /// Engine to measure.
     #[arg(long, default_value = "software", value_parser = ["software", "model", "vfio-user"])]
     pub engine: String,
@@ -85,6 +91,11 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    Tunnel(tunnel::TunnelArgs),
+}
+
 /// Time spent and packets processed by one measured path.
 #[derive(Default, Clone, Copy)]
 struct Meter {
@@ -103,6 +114,9 @@ impl Meter {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
+    if let Some(BenchCommand::Tunnel(tunnel)) = args.command {
+        return tunnel::run(tunnel);
+    }
     if args.size.is_empty() {
         bail!("--size needs at least one size");
     }

@@ -1,0 +1,896 @@
+//! `espo bench tunnel`: throughput between two hosts through a gateway-to-gateway tunnel,
+//! against plain kernel forwarding on the same namespaces, measured in the same run.
+//!
+//! Network namespaces ([`espo_harness::netlab`], hA ── gwA ══ gwB ── hB), traffic by
+//! iperf3 from hA to hB. The modes, tests and figures are described in [`TunnelArgs`]; the
+//! numbers in README ("Throughput") come from here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use espo_harness::netlab::{self, Gateway, Lab, Topology};
+use serde_json::Value;
+
+/// Every mode, the baseline first.
+const MODES: [&str; 13] = [
+    "kernel",
+    "sw-sw",
+    "sw-model",
+    "sw-sw-udp",
+    "sw-model-udp",
+    "sw-sw-no-offload",
+    "sw-model-no-offload",
+    "sw-sw-udp-no-gso",
+    "sw-sw-1-worker",
+    "sw-sw-udp-1-worker",
+    "sw-model-1-worker",
+    "sw-sw-udp-no-busy-poll",
+    "sw-model-no-busy-poll",
+];
+/// The modes run unless --modes names others (`all`: every one).
+const DEFAULT_MODES: [&str; 4] = ["kernel", "sw-sw", "sw-model", "sw-sw-udp"];
+const TESTS: [Test; 5] = [
+    Test::Tcp,
+    Test::Tcp4,
+    Test::TcpReverse,
+    Test::Udp(64),
+    Test::Udp(1400),
+];
+/// hB's address, where iperf3 listens.
+const SERVER: &str = "10.2.0.2";
+/// The gateways' configurations: examples/gw-gw/esp (AES-GCM-128 ESP tunnel), their
+/// outside interface set by the bench.
+const GW_A_TOML: &str = include_str!("../../../examples/gw-gw/esp/gw-a.toml");
+const GW_B_TOML: &str = include_str!("../../../examples/gw-gw/esp/gw-b.toml");
+
+/// Measure a gateway-to-gateway tunnel with iperf3, against plain kernel forwarding.
+///
+/// Builds four network namespaces, hA ── gwA ══ gwB ── hB (veth links; nothing outside
+/// them is touched, everything is removed at the end, also after Ctrl-C), and runs iperf3
+/// from hA to hB through each mode, the modes alternating in every round:
+///
+///   kernel        no espo: gwA and gwB route the two sites to each other (Linux IP
+///                 forwarding, no encryption) — the baseline every ratio is against
+///   sw-sw         `espo run` on both gateways, software engine, AES-GCM-128 ESP tunnel
+///   sw-model      the same with gwB on the card model (its outside interface the card's
+///                 port, without an address while espo runs)
+///   sw-sw-udp     software both ends, ESP in UDP (port 4500) with `udp_gso = true`
+///   sw-model-udp  ESP in UDP with gwB on the card model; gwA's link cuts its UDP runs
+///                 into datagrams before the card's port, as a NIC does
+///
+/// and, with --modes all (or by name), each lever switched off to say what it gives:
+/// sw-sw-no-offload, sw-model-no-offload (`tun_offload = false`), sw-sw-udp-no-gso
+/// (neither TUN offloads nor UDP GSO/GRO), sw-sw-1-worker, sw-sw-udp-1-worker,
+/// sw-model-1-worker (`workers = 1`), sw-sw-udp-no-busy-poll, sw-model-no-busy-poll
+/// (`busy_poll_us = 0`).
+///
+/// Tests per mode: tcp (one TCP flow), tcp4 (four at once), tcpr (one flow from hB to hA:
+/// gwB encapsulates), udp64 and udp1400 (unlimited-rate UDP with 64- and 1400-byte
+/// payloads). Printed per round: the receiver's Gbit/s and packets per second, how busy
+/// the machine was, TCP retransmissions, espo's drop counters, packets per system call per
+/// gateway and direction, and where the time goes — each busy gateway thread's share of a
+/// core and its CPU per delivered packet (a thread near 100% is the limit; a busy machine
+/// without one means the cores are). At the end the median of each with its ratio to the
+/// kernel's, and one JSON line with every figure.
+///
+/// Needs root, iperf3 and iproute2; `--perf` also perf (Debian: linux-perf).
+///
+/// Examples:
+///   espo bench tunnel
+///   espo bench tunnel --modes kernel,sw-sw-udp --tests tcp,udp64 --rounds 5
+///   espo bench tunnel --modes all --seconds 10
+///   espo bench tunnel --cc cubic --tests tcp,tcpr
+///   espo bench tunnel --perf --rounds 1
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct TunnelArgs {
+    /// Modes to run, comma-separated, or `all` (default: kernel,sw-sw,sw-model,sw-sw-udp).
+    /// `kernel` is the baseline: without it no ratio is given.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub modes: Vec<String>,
+    /// Tests to run, comma-separated: tcp, tcp4, tcpr, udp64, udp1400 (default: all).
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub tests: Vec<String>,
+    /// Rounds; every mode runs once per round, the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Seconds each iperf3 test runs.
+    #[arg(long, default_value_t = 4.0)]
+    pub seconds: f64,
+    /// Every link of the topology (hosts, gateways, outside) at this MTU, for the kernel
+    /// path and every espo mode alike (1280 to 65535; default: 1500).
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// The hosts' TCP congestion control (cubic, bbr, reno, ...; default: the machine's).
+    /// The kernel path's figure depends on it: with bbr it paces itself below what the
+    /// machine can forward.
+    #[arg(long, value_name = "NAME")]
+    pub cc: Option<String>,
+    /// Also run `perf record` on the whole machine beside the last round of each espo
+    /// test, and print the heaviest symbols by thread.
+    #[arg(long)]
+    pub perf: bool,
+    /// With --perf: keep each profile (its path is printed) for `perf report -i`.
+    #[arg(long, requires = "perf")]
+    pub keep_profiles: bool,
+    /// Scratch directory for the gateways' configurations, logs and sockets (default: a
+    /// new one under the system's temporary directory, removed after a successful run).
+    #[arg(long, value_name = "PATH")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Test {
+    Tcp,
+    /// Four TCP flows at once (`iperf3 -P 4`): what several outbound workers can share.
+    Tcp4,
+    /// One TCP flow from hB to hA (`iperf3 -R`): gw-b encapsulates the data (with
+    /// `sw-model`, the card model), gw-a decapsulates it.
+    TcpReverse,
+    /// UDP datagrams of this many payload bytes, sent as fast as iperf3 can.
+    Udp(usize),
+}
+
+impl Test {
+    fn name(self) -> String {
+        match self {
+            Test::Tcp => "tcp".into(),
+            Test::Tcp4 => "tcp4".into(),
+            Test::TcpReverse => "tcpr".into(),
+            Test::Udp(n) => format!("udp{n}"),
+        }
+    }
+}
+
+/// What the receiver got in one test.
+#[derive(Debug, Clone, Copy, Default)]
+struct Measured {
+    gbps: f64,
+    /// Datagrams per second (UDP); for TCP, full segments of the path per second (estimated:
+    /// the links' MTU without a tunnel, the tunnel's through espo, less 52 bytes of headers).
+    pps: f64,
+    /// TCP: segments the sender retransmitted (what the path lost or reordered).
+    retransmits: Option<u64>,
+}
+
+/// CPU time of every thread of a process, by "name/tid", in clock ticks.
+fn thread_ticks(pid: u32) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ... utime(14) stime(15): fields after the closing parenthesis.
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let name = stat[stat.find('(').map_or(0, |i| i + 1)..close].to_string();
+        let f: Vec<&str> = stat
+            .get(close + 2..)
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        out.insert(
+            format!("{name}/{}", entry.file_name().to_string_lossy()),
+            ticks,
+        );
+    }
+    out
+}
+
+/// (busy, total) jiffies of the whole machine.
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let line = stat.lines().next().unwrap_or("");
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total.saturating_sub(idle), total)
+}
+
+/// Clock ticks per second of /proc's CPU times (CLK_TCK: 100 on every Linux this runs on).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// A whole-machine `perf record` (flat, 999 Hz) running beside one test.
+struct Perf {
+    child: std::process::Child,
+    path: PathBuf,
+}
+
+impl Perf {
+    /// Starts recording for `seconds` into a file under `dir`; `None` when perf cannot run.
+    fn start(dir: &Path, name: &str, seconds: f64) -> Option<Perf> {
+        let path = dir.join(format!("perf-{name}.data"));
+        let child = Command::new("perf")
+            .args(["record", "-a", "-F", "999", "-q", "-o"])
+            .arg(&path)
+            .args(["--", "sleep", &format!("{seconds}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        Some(Perf { child, path })
+    }
+
+    /// Where the machine's samples went: first one line with each thread's share (perf's
+    /// `comm`: threads of the same name together, `swapper` is idle), then the heaviest
+    /// symbols by thread — espo's functions and the kernel's work on its threads.
+    fn finish(mut self, top: usize, keep: bool) -> Vec<String> {
+        let _ = self.child.wait();
+        let report = |sort: &str, limit: &str| -> Vec<String> {
+            Command::new("perf")
+                .args(["report", "--stdio", "-q", "--no-children", "--sort", sort])
+                .args(["--percent-limit", limit, "-i"])
+                .arg(&self.path)
+                .stderr(Stdio::null())
+                .output()
+                .map(|out| {
+                    String::from_utf8_lossy(&out.stdout)
+                        .lines()
+                        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                        .filter(|l| !l.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut lines = vec![format!("threads: {}", report("comm", "2").join(", "))];
+        lines.extend(report("comm,sym", "0.8").into_iter().take(top));
+        if keep {
+            lines.push(format!("profile kept: {}", self.path.display()));
+        } else {
+            let _ = std::fs::remove_file(&self.path);
+        }
+        lines
+    }
+}
+
+/// Runs iperf3 from `client_ns` to the server in `server_ns`; `None` when it failed.
+/// `segment`: the TCP payload bytes of a full segment on the path (its MTU less 52).
+fn iperf(
+    client_ns: &str,
+    server_ns: &str,
+    test: Test,
+    seconds: f64,
+    segment: f64,
+) -> Option<Measured> {
+    let mut server = Command::new("ip")
+        .args([
+            "netns", "exec", server_ns, "iperf3", "-s", "-1", "-p", "5299",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let secs = format!("{seconds}");
+    let mut args = vec![
+        "netns", "exec", client_ns, "iperf3", "-c", SERVER, "-p", "5299", "-J", "-t", &secs,
+    ];
+    let len;
+    if test == Test::Tcp4 {
+        args.extend(["-P", "4"]);
+    }
+    if test == Test::TcpReverse {
+        args.push("-R");
+    }
+    if let Test::Udp(n) = test {
+        len = n.to_string();
+        // A 4 MiB receive buffer, so that the receiving iperf3 (on a busy core) loses
+        // fewer datagrams to its own socket in every mode.
+        args.extend(["-u", "-b", "0", "-l", &len, "-w", "4M"]);
+    }
+    let mut result = None;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while result.is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        let Ok(out) = Command::new("ip").args(&args).output() else {
+            break;
+        };
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if v.get("error").is_some() || !out.status.success() {
+            continue; // the server is not listening yet
+        }
+        result = Some(v);
+    }
+    if result.is_none() {
+        let _ = server.kill();
+    }
+    let _ = server.wait();
+    let v = result?;
+    let end = &v["end"];
+    Some(match test {
+        Test::Tcp | Test::Tcp4 | Test::TcpReverse => {
+            let r = &end["sum_received"];
+            let gbps = r["bits_per_second"].as_f64()? / 1e9;
+            Measured {
+                gbps,
+                pps: gbps * 1e9 / 8.0 / segment,
+                retransmits: end["sum_sent"]["retransmits"].as_u64(),
+            }
+        }
+        Test::Udp(n) => {
+            let s = &end["sum"];
+            let packets = s["packets"].as_f64()? - s["lost_packets"].as_f64()?;
+            let secs = s["seconds"].as_f64()?;
+            let pps = packets / secs;
+            Measured {
+                gbps: pps * n as f64 * 8.0 / 1e9,
+                pps,
+                retransmits: None,
+            }
+        }
+    })
+}
+
+/// One direction's counts from `espo status`: which, packets received and forwarded, and
+/// the system calls that read and wrote them.
+#[derive(Debug, Clone, Copy, Default)]
+struct Calls {
+    outbound: bool,
+    received: u64,
+    forwarded: u64,
+    reads: u64,
+    writes: u64,
+}
+
+/// The outbound and inbound [`Calls`] in `espo status` text (zeros where it says nothing).
+fn call_counts(status: &str) -> Vec<Calls> {
+    [true, false]
+        .into_iter()
+        .map(|outbound| {
+            let dir = if outbound { "outbound" } else { "inbound" };
+            let (reads, writes) = netlab::system_calls(status, dir).unwrap_or((0, 0));
+            Calls {
+                outbound,
+                received: netlab::stat(status, dir, "received").unwrap_or(0),
+                forwarded: netlab::stat(status, dir, "forwarded").unwrap_or(0),
+                reads,
+                writes,
+            }
+        })
+        .collect()
+}
+
+/// Sets the two hosts' TCP congestion control to `wanted` when it is given, and returns
+/// the one in use (printed, and in the JSON line). Refuses a name the kernel does not take
+/// rather than measure with another.
+fn tcp_congestion_control(
+    left_host: &str,
+    right_host: &str,
+    wanted: Option<&str>,
+) -> anyhow::Result<String> {
+    let sysctl = |ns: &str, args: &[&str]| -> anyhow::Result<String> {
+        Ok(netlab::run(
+            Command::new("ip")
+                .args(["netns", "exec", ns, "sysctl", "-n"])
+                .args(args),
+        )?
+        .trim()
+        .to_owned())
+    };
+    let key = "net.ipv4.tcp_congestion_control";
+    if let Some(cc) = wanted {
+        for ns in [left_host, right_host] {
+            let set = sysctl(ns, &["-w", &format!("{key}={cc}")]);
+            let now = sysctl(ns, &[key]).unwrap_or_default();
+            if set.is_err() || now != cc {
+                let available =
+                    sysctl(ns, &["net.ipv4.tcp_available_congestion_control"]).unwrap_or_default();
+                bail!("--cc {cc}: the kernel refused it (available here: {available})");
+            }
+        }
+    }
+    let cc = sysctl(left_host, &[key]).with_context(|| format!("reading {key}"))?;
+    match wanted {
+        Some(_) => println!("hosts' TCP congestion control: {cc} (--cc)"),
+        None => println!(
+            "hosts' TCP congestion control: {cc} (the machine's default; --cc sets another)"
+        ),
+    }
+    Ok(cc)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Checks what the bench needs before building anything.
+fn check(args: &TunnelArgs) -> anyhow::Result<()> {
+    for m in &args.modes {
+        if m != "all" && !MODES.contains(&m.as_str()) {
+            bail!(
+                "--modes: unknown mode {m:?} (modes: all, {})",
+                MODES.join(", ")
+            );
+        }
+    }
+    let names: Vec<String> = TESTS.iter().map(|t| t.name()).collect();
+    for t in &args.tests {
+        if !names.contains(t) {
+            bail!("--tests: unknown test {t:?} (tests: {})", names.join(", "));
+        }
+    }
+    if args.rounds == 0 || args.rounds > 1000 {
+        bail!("--rounds {} is out of range (1 to 1000)", args.rounds);
+    }
+    if !(args.seconds >= 1.0 && args.seconds <= 3600.0) {
+        bail!("--seconds {} is out of range (1 to 3600)", args.seconds);
+    }
+    if let Some(mtu) = args.mtu
+        && !(1280..=65535).contains(&mtu)
+    {
+        bail!("--mtu {mtu} is out of range (1280 to 65535)");
+    }
+    if let Some(why) = netlab::skip_reason() {
+        bail!("espo bench tunnel cannot run here: {why}");
+    }
+    if Command::new("iperf3").arg("--version").output().is_err() {
+        bail!("espo bench tunnel needs iperf3 (Debian package iperf3), which is not installed");
+    }
+    Ok(())
+}
+
+/// The bench's state between tests: the lab, the topology, and what is asked.
+struct Bench {
+    lab: Lab,
+    t: Topology,
+    args: TunnelArgs,
+    /// Set by SIGINT or SIGTERM: the bench stops after the current test and cleans up.
+    stop: Arc<AtomicBool>,
+}
+
+pub fn run(args: TunnelArgs) -> anyhow::Result<ExitCode> {
+    check(&args)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))?;
+    }
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("espo-bench-tunnel-{}", std::process::id())),
+    };
+    let espo = std::env::current_exe().context("finding the espo binary")?;
+    let mut lab = Lab::new("bt", &dir, &espo)
+        .with_context(|| format!("creating the lab's directory {}", dir.display()))?;
+    eprintln!(
+        "espo bench tunnel: building the namespaces (scratch directory {})",
+        dir.display()
+    );
+    let t = netlab::gateway_to_gateway(&mut lab).context("building the namespaces")?;
+    let mut bench = Bench { lab, t, args, stop };
+    let result = bench.measure();
+    let keep_dir = bench.args.dir.is_some();
+    drop(bench);
+    match result {
+        Ok(()) => {
+            if !keep_dir {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) if gateways_ran(&dir) => Err(anyhow::anyhow!(
+            "{e:#} (the gateways' configurations and logs are kept in {})",
+            dir.display()
+        )),
+        Err(e) => {
+            if !keep_dir {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Whether a gateway was started in scratch directory `dir` (its log is there).
+fn gateways_ran(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "log"))
+    })
+}
+
+impl Bench {
+    fn interrupted(&self) -> anyhow::Result<()> {
+        if self.stop.load(Ordering::Relaxed) {
+            bail!("interrupted: namespaces and gateways removed");
+        }
+        Ok(())
+    }
+
+    fn measure(&mut self) -> anyhow::Result<()> {
+        let (lab, t) = (&self.lab, &self.t);
+        let rounds = self.args.rounds;
+        let seconds = self.args.seconds;
+        let perf_wanted = self.args.perf;
+        let perf_dir = self.lab.dir().to_path_buf();
+        if perf_wanted && Command::new("perf").arg("--version").output().is_err() {
+            println!("--perf: perf is not installed (Debian package linux-perf): no profiles");
+        }
+        let test_wanted =
+            |test: &Test| self.args.tests.is_empty() || self.args.tests.contains(&test.name());
+        let wanted = |mode: &str| {
+            if self.args.modes.is_empty() {
+                DEFAULT_MODES.contains(&mode)
+            } else {
+                self.args.modes.iter().any(|m| m == "all" || m == mode)
+            }
+        };
+        let link_mtu = self.args.mtu;
+        if let Some(mtu) = link_mtu {
+            for ns in [&t.left, &t.right, &t.left_host, &t.right_host] {
+                let links = lab.ip(ns, &["-o", "link", "show"])?;
+                for dev in links.lines().filter_map(|l| {
+                    let name = l.split(": ").nth(1)?.split('@').next()?;
+                    (name != "lo").then(|| name.to_string())
+                }) {
+                    lab.ip(ns, &["link", "set", "dev", &dev, "mtu", &mtu.to_string()])?;
+                }
+            }
+            println!("every link at MTU {mtu} (--mtu)");
+        }
+        let cc = tcp_congestion_control(&t.left_host, &t.right_host, self.args.cc.as_deref())?;
+        // A full TCP segment's payload (IPv4 and TCP headers with timestamps: 52 bytes), for
+        // the TCP tests' packets per second: 1448 bytes on 1500-byte links without a tunnel,
+        // the tunnel's MTU less 52 through espo.
+        let segment = f64::from(link_mtu.unwrap_or(1500) - 52);
+        let port = |config: &str, outside: &str| {
+            netlab::set_gateway_field(config, "port", &format!("\"{outside}\""))
+                .context("the example configuration has no [gateway] section")
+        };
+        let field = |c: &str, key: &str, value: &str| {
+            netlab::set_gateway_field(c, key, value).unwrap_or_else(|| c.to_owned())
+        };
+        let a_cfg = port(GW_A_TOML, &t.left_out)?;
+        let b_cfg = port(GW_B_TOML, &t.right_out)?;
+        let b_model_cfg = b_cfg.replace("engine = \"software\"", "engine = \"model\"");
+        let in_udp = netlab::esp_in_udp;
+        let udp_gso = |c: &str| field(&in_udp(c), "udp_gso", "true");
+        let no_offload = |c: &str| field(c, "tun_offload", "false");
+        let one_worker = |c: &str| field(c, "workers", "1");
+        let no_busy_poll = |c: &str| field(c, "busy_poll_us", "0");
+        // Each espo mode: gw-a's and gw-b's configurations, and whether gw-b is on the model.
+        let configs = |mode: &str| -> (String, String, bool) {
+            match mode {
+                "sw-model" => (a_cfg.clone(), b_model_cfg.clone(), true),
+                "sw-sw-udp" => (udp_gso(&a_cfg), udp_gso(&b_cfg), false),
+                // gw-a's runs are cut before the card's port: see `TunnelArgs`.
+                "sw-model-udp" => (udp_gso(&a_cfg), in_udp(&b_model_cfg), true),
+                "sw-sw-no-offload" => (no_offload(&a_cfg), no_offload(&b_cfg), false),
+                "sw-model-no-offload" => (no_offload(&a_cfg), no_offload(&b_model_cfg), true),
+                "sw-sw-udp-no-gso" => (
+                    no_offload(&in_udp(&a_cfg)),
+                    no_offload(&in_udp(&b_cfg)),
+                    false,
+                ),
+                "sw-sw-1-worker" => (one_worker(&a_cfg), one_worker(&b_cfg), false),
+                "sw-sw-udp-1-worker" => (
+                    one_worker(&udp_gso(&a_cfg)),
+                    one_worker(&udp_gso(&b_cfg)),
+                    false,
+                ),
+                "sw-model-1-worker" => (one_worker(&a_cfg), one_worker(&b_model_cfg), true),
+                "sw-sw-udp-no-busy-poll" => (
+                    no_busy_poll(&udp_gso(&a_cfg)),
+                    no_busy_poll(&udp_gso(&b_cfg)),
+                    false,
+                ),
+                "sw-model-no-busy-poll" => (no_busy_poll(&a_cfg), no_busy_poll(&b_model_cfg), true),
+                // "sw-sw"
+                _ => (a_cfg.clone(), b_cfg.clone(), false),
+            }
+        };
+        // (mode, test) -> measurements of every round
+        let mut results: BTreeMap<(usize, usize), Vec<Measured>> = BTreeMap::new();
+        let mut profiles: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
+        let mut perf_profiles: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
+        // (mode, test) -> per round, "gwA_out_read"-style keys and packets per system call
+        let mut per_call_rounds: BTreeMap<(usize, usize), Vec<BTreeMap<String, f64>>> =
+            BTreeMap::new();
+        let runs = MODES.iter().filter(|m| wanted(m)).count()
+            * TESTS.iter().filter(|t| test_wanted(t)).count()
+            * rounds;
+        eprintln!(
+            "espo bench tunnel: {runs} iperf3 runs of {seconds} s ({rounds} rounds), about {:.0} s",
+            runs as f64 * (seconds + 1.5)
+        );
+        for round in 0..rounds {
+            for (m, mode) in MODES.iter().enumerate() {
+                if !wanted(mode) {
+                    continue;
+                }
+                self.interrupted()?;
+                let gateways: Option<(Gateway, Gateway)> = match *mode {
+                    "kernel" => {
+                        lab.ip(
+                            &t.left,
+                            &["route", "add", "10.2.0.0/16", "via", "192.0.2.2"],
+                        )?;
+                        lab.ip(
+                            &t.right,
+                            &["route", "add", "10.1.0.0/16", "via", "192.0.2.1"],
+                        )?;
+                        None
+                    }
+                    espo => {
+                        let (a, b, model) = configs(espo);
+                        if model {
+                            // gw-b on the card model: its outside interface is the card's
+                            // port, with no address of its own while espo runs.
+                            lab.ip(&t.right, &["addr", "flush", "dev", &t.right_out])?;
+                            // What reaches the card's port is frames, as on a wire: gw-a's
+                            // outside link segments any GSO packet (its UDP runs) itself.
+                            lab.ip(
+                                &t.left,
+                                &["link", "set", "dev", &t.left_out, "gso_max_segs", "1"],
+                            )?;
+                        }
+                        let a = lab
+                            .espo_run(&t.left, "a", &a)
+                            .with_context(|| format!("{mode}: starting gw-a"))?;
+                        let b = lab
+                            .espo_run(&t.right, "b", &b)
+                            .with_context(|| format!("{mode}: starting gw-b"))?;
+                        Some((a, b))
+                    }
+                };
+                // The tunnel's MTU: inner packets above it are fragmented by the sending
+                // host (one datagram, two ESP packets, reassembly at the receiver), and
+                // TCP's segments (path MTU discovery) are that long.
+                let tunnel_mtu = match gateways {
+                    Some(_) => lab
+                        .ip(&t.left, &["link", "show", "espo0"])?
+                        .split_whitespace()
+                        .skip_while(|w| *w != "mtu")
+                        .nth(1)
+                        .and_then(|m| m.parse::<usize>().ok()),
+                    None => None,
+                };
+                let segment =
+                    tunnel_mtu.map_or(segment, |mtu| mtu.saturating_sub(52).max(1) as f64);
+                if round == 0
+                    && let Some(mtu) = tunnel_mtu
+                {
+                    println!(
+                        "         {mode}: tunnel MTU {mtu} (UDP 1400-byte payloads are 1428-byte packets{})",
+                        if mtu < 1428 {
+                            ": fragmented"
+                        } else {
+                            ": whole"
+                        }
+                    );
+                }
+                for (k, test) in TESTS.iter().enumerate() {
+                    if !test_wanted(test) || self.stop.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let pids: Vec<(char, u32)> = gateways
+                        .as_ref()
+                        .map(|(a, b)| vec![('A', a.pid), ('B', b.pid)])
+                        .unwrap_or_default();
+                    let before: Vec<_> = pids.iter().map(|&(_, p)| thread_ticks(p)).collect();
+                    let calls_before: Vec<Vec<Calls>> = match &gateways {
+                        Some((a, b)) => {
+                            vec![call_counts(&lab.status(a)?), call_counts(&lab.status(b)?)]
+                        }
+                        None => Vec::new(),
+                    };
+                    let machine_before = machine_ticks();
+                    let perf = (perf_wanted && gateways.is_some() && round + 1 == rounds)
+                        .then(|| {
+                            Perf::start(&perf_dir, &format!("{mode}-{}", test.name()), seconds)
+                        })
+                        .flatten();
+                    let started = Instant::now();
+                    let got = iperf(&t.left_host, &t.right_host, *test, seconds, segment);
+                    if let Some(perf) = perf {
+                        perf_profiles.insert((m, k), perf.finish(14, self.args.keep_profiles));
+                    }
+                    let wall = started.elapsed().as_secs_f64();
+                    let machine_after = machine_ticks();
+                    let Some(got) = got else {
+                        println!("round {round}: {mode:<19} {:<7} iperf3 failed", test.name());
+                        continue;
+                    };
+                    let busy = machine_after.0.saturating_sub(machine_before.0) as f64
+                        / machine_after.1.saturating_sub(machine_before.1).max(1) as f64;
+                    println!(
+                        "round {round}: {mode:<19} {:<7} {:>7.3} Gbit/s {:>10.0} pkt/s  machine {:>3.0}% busy{}",
+                        test.name(),
+                        got.gbps,
+                        got.pps,
+                        busy * 100.0,
+                        got.retransmits
+                            .map_or(String::new(), |r| format!(", {r} retransmitted"))
+                    );
+                    // The busiest gateway threads of this test.
+                    let mut threads = Vec::new();
+                    for ((side, pid), b) in pids.iter().zip(&before) {
+                        for (name, ticks) in thread_ticks(*pid) {
+                            let used = ticks.saturating_sub(b.get(&name).copied().unwrap_or(0));
+                            let cpu_s = used as f64 / TICKS_PER_SECOND;
+                            if cpu_s / wall > 0.05 {
+                                let short = name.split('/').next().unwrap_or("").to_string();
+                                threads.push((cpu_s / wall, format!("gw{side} {short}"), cpu_s));
+                            }
+                        }
+                    }
+                    threads.sort_by(|a, b| b.0.total_cmp(&a.0));
+                    let line: Vec<String> = threads
+                        .iter()
+                        .map(|(share, name, cpu_s)| {
+                            format!(
+                                "{name} {:.0}% ({:.0} ns/pkt)",
+                                share * 100.0,
+                                cpu_s * 1e9 / (got.pps * seconds).max(1.0)
+                            )
+                        })
+                        .collect();
+                    if let Some((a, b)) = &gateways {
+                        let mut per_call = Vec::new();
+                        let mut this_round = BTreeMap::new();
+                        for ((side, gw), before) in
+                            [('A', a), ('B', b)].into_iter().zip(&calls_before)
+                        {
+                            let status = lab.status(gw)?;
+                            // Packets espo dropped so far in this mode, by reason.
+                            for l in status.lines() {
+                                if l.trim_start().starts_with("drops:") {
+                                    println!("         gw{side} {}", l.trim());
+                                }
+                            }
+                            // Packets per system call during this test, where the gateway
+                            // carried more than a few hundred.
+                            for now in call_counts(&status) {
+                                let dir = if now.outbound { "out" } else { "in" };
+                                let was = before.iter().find(|c| c.outbound == now.outbound);
+                                let d =
+                                    |f: fn(&Calls) -> u64| f(&now).saturating_sub(was.map_or(0, f));
+                                let (rx, tx) = (d(|c| c.received), d(|c| c.forwarded));
+                                if rx < 500 {
+                                    continue;
+                                }
+                                // Packets per call; `None` where no call was counted.
+                                let per = |p: u64, c: u64| (c > 0).then(|| p as f64 / c as f64);
+                                let (read, write) =
+                                    (per(rx, d(|c| c.reads)), per(tx, d(|c| c.writes)));
+                                for (what, v) in [("read", read), ("write", write)] {
+                                    if let Some(v) = v {
+                                        this_round.insert(format!("gw{side}_{dir}_{what}"), v);
+                                    }
+                                }
+                                let show =
+                                    |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
+                                per_call.push(format!(
+                                    "gw{side} {dir} {}/read {}/write",
+                                    show(read),
+                                    show(write)
+                                ));
+                            }
+                        }
+                        if !per_call.is_empty() {
+                            println!("         packets per system call: {}", per_call.join(", "));
+                        }
+                        per_call_rounds.entry((m, k)).or_default().push(this_round);
+                    }
+                    if !line.is_empty() {
+                        println!("         where the time goes: {}", line.join(", "));
+                        profiles.entry((m, k)).or_default().push(line.join(", "));
+                    }
+                    results.entry((m, k)).or_default().push(got);
+                }
+                match gateways {
+                    None => {
+                        lab.ip(&t.left, &["route", "del", "10.2.0.0/16"])?;
+                        lab.ip(&t.right, &["route", "del", "10.1.0.0/16"])?;
+                    }
+                    Some((a, b)) => {
+                        lab.stop(&a)
+                            .with_context(|| format!("{mode}: stopping gw-a"))?;
+                        lab.stop(&b)
+                            .with_context(|| format!("{mode}: stopping gw-b"))?;
+                        if mode.starts_with("sw-model") {
+                            lab.addr(&t.right, &t.right_out, "192.0.2.2/24")?;
+                            lab.ip(
+                                &t.left,
+                                &["link", "set", "dev", &t.left_out, "gso_max_segs", "65535"],
+                            )?;
+                        }
+                    }
+                }
+            }
+        }
+        self.interrupted()?;
+        println!(
+            "\nmedians of {rounds} rounds of {seconds} s (ratio to plain kernel forwarding; goal TCP >= 0.5 sw-sw, >= 0.4 sw-model):"
+        );
+        let mut json = vec![format!(
+            "\"bench\":\"tunnel\",\"rounds\":{rounds},\"seconds\":{seconds},\"link_mtu\":{},\"tcp_cc\":\"{cc}\"",
+            link_mtu.unwrap_or(1500)
+        )];
+        for (k, test) in TESTS.iter().enumerate() {
+            let med = |m: usize, f: fn(&Measured) -> f64| {
+                results
+                    .get(&(m, k))
+                    .map(|v| median(&v.iter().map(f).collect::<Vec<_>>()))
+            };
+            let base_gbps = med(0, |x| x.gbps);
+            for (m, mode) in MODES.iter().enumerate() {
+                let (Some(gbps), Some(pps)) = (med(m, |x| x.gbps), med(m, |x| x.pps)) else {
+                    continue;
+                };
+                let ratio = base_gbps.filter(|b| *b > 0.0).map(|b| gbps / b);
+                let ratio_text = ratio.map_or(String::from("-"), |r| format!("{r:.2}"));
+                println!(
+                    "  {:<7} {mode:<19} {gbps:>7.3} Gbit/s {pps:>10.0} pkt/s  ratio {ratio_text}",
+                    test.name()
+                );
+                let key = format!("{}_{}", test.name(), mode.replace('-', "_"));
+                json.push(format!(
+                    "\"{key}_gbps\":{gbps:.4},\"{key}_pps\":{pps:.0},\"{key}_ratio\":{}",
+                    ratio.map_or("null".into(), |r| format!("{r:.3}"))
+                ));
+                // Packets per system call, median over the rounds, per gateway, direction
+                // and call ("gwA_out_read": TUN reads of gw-a's outbound).
+                if let Some(rounds) = per_call_rounds.get(&(m, k)) {
+                    let names: BTreeSet<&String> = rounds.iter().flat_map(|r| r.keys()).collect();
+                    let fields: Vec<String> = names
+                        .into_iter()
+                        .map(|n| {
+                            let v: Vec<f64> =
+                                rounds.iter().filter_map(|r| r.get(n).copied()).collect();
+                            format!("\"{n}\":{:.1}", median(&v))
+                        })
+                        .collect();
+                    if !fields.is_empty() {
+                        json.push(format!("\"{key}_per_call\":{{{}}}", fields.join(",")));
+                    }
+                }
+            }
+        }
+        println!(
+            "\nwhere the time goes: the kernel path carries a TCP flow as 64 KiB GSO packets over every hop;\n\
+             espo must send one ESP packet per segment (raw ESP: one skb through the outer stack and the\n\
+             receiver's per packet; ESP in UDP with udp_gso: one per run of up to 64). A thread near 100% is\n\
+             the limit; a busy machine with no such thread means the cores are (shared with both hosts).\n\
+             Per thread, its share of one core and its CPU per delivered packet (kernel work it triggers,\n\
+             such as the receiver's softirq on a veth link, included):"
+        );
+        for ((m, k), lines) in &profiles {
+            for l in lines {
+                println!("  {:<7} {:<19} {l}", TESTS[*k].name(), MODES[*m]);
+            }
+        }
+        if !perf_profiles.is_empty() {
+            println!(
+                "\nperf, last round (--perf; its own cost is in that round's figures): the\n\
+                 heaviest symbols by thread, as shares of every sample of the machine ([k]: kernel,\n\
+                 [.]: user space; a thread's [k] lines include the softirq work it triggers):"
+            );
+            for ((m, k), lines) in &perf_profiles {
+                println!("  {} {}:", TESTS[*k].name(), MODES[*m]);
+                for l in lines {
+                    println!("    {l}");
+                }
+            }
+        }
+        println!("{{{}}}", json.join(","));
+        Ok(())
+    }
+}
