@@ -180,6 +180,15 @@ fn the_tunnel_bench_measures_espo_against_kernel_forwarding_and_cleans_up() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    // A directory with something in it is refused, never emptied.
+    std::fs::write(dir.path().join("keep"), "mine").unwrap();
+    let out = espo(&["bench", "tunnel", "--dir", dir.path().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("not empty"),
+        "{stderr}"
+    );
+    assert!(dir.path().join("keep").exists());
     let scratch = dir.path().join("lab");
     let child = Command::new(env!("CARGO_BIN_EXE_espo"))
         .args([

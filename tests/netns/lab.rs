@@ -51,6 +51,8 @@ impl Lab {
     pub fn new(tag: &str) -> Lab {
         let prefix = format!("{tag}{}", std::process::id() % 100_000);
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("netns-{prefix}"));
+        // Left by an earlier run of a process with the same id.
+        let _ = std::fs::remove_dir_all(&dir);
         let inner = ok(netlab::Lab::new(
             tag,
             &dir,

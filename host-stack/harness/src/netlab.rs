@@ -92,8 +92,9 @@ impl Gateway {
 
 impl Lab {
     /// An empty lab named by `tag` (at most 6 characters: interface names stay within 15),
-    /// its scratch directory `dir` (emptied, mode 0700: it holds status sockets, and espo
-    /// refuses a directory others can write), `espo` the binary its gateways run.
+    /// its scratch directory `dir` (created, or an empty one; made mode 0700: it holds
+    /// status sockets, and espo refuses a directory others can write; a directory with
+    /// anything in it is refused, never emptied), `espo` the binary its gateways run.
     pub fn new(tag: &str, dir: &Path, espo: &Path) -> io::Result<Lab> {
         let prefix = format!("{tag}{}", std::process::id() % 100_000);
         if prefix.len() > 11 {
@@ -102,9 +103,24 @@ impl Lab {
                 format!("lab tag {tag:?} too long: interface names must stay within 15 characters"),
             ));
         }
-        let _ = std::fs::remove_dir_all(dir);
-        std::fs::create_dir_all(dir)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
+        match std::fs::read_dir(dir) {
+            Ok(mut entries) => {
+                if entries.next().is_some() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!(
+                            "{}: not empty (the lab needs a directory of its own)",
+                            dir.display()
+                        ),
+                    ));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir).map_err(named)?
+            }
+            Err(e) => return Err(named(e)),
+        }
         std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         Ok(Lab {
             prefix,

@@ -119,8 +119,9 @@ pub struct TunnelArgs {
     /// With --perf: keep each profile (its path is printed) for `perf report -i`.
     #[arg(long, requires = "perf")]
     pub keep_profiles: bool,
-    /// Scratch directory for the gateways' configurations, logs and sockets (default: a
-    /// new one under the system's temporary directory, removed after a successful run).
+    /// Scratch directory for the gateways' configurations, logs and sockets, kept
+    /// afterwards: a new or empty directory, made mode 0700 (default: a new one under the
+    /// system's temporary directory, removed after a successful run).
     #[arg(long, value_name = "PATH")]
     pub dir: Option<PathBuf>,
 }
@@ -463,11 +464,15 @@ pub fn run(args: TunnelArgs) -> anyhow::Result<ExitCode> {
     }
     let dir = match &args.dir {
         Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("espo-bench-tunnel-{}", std::process::id())),
+        None => {
+            let d = std::env::temp_dir().join(format!("espo-bench-tunnel-{}", std::process::id()));
+            // Left by an earlier run of a process with the same id.
+            let _ = std::fs::remove_dir_all(&d);
+            d
+        }
     };
     let espo = std::env::current_exe().context("finding the espo binary")?;
-    let mut lab = Lab::new("bt", &dir, &espo)
-        .with_context(|| format!("creating the lab's directory {}", dir.display()))?;
+    let mut lab = Lab::new("bt", &dir, &espo).context("the lab's scratch directory")?;
     eprintln!(
         "espo bench tunnel: building the namespaces (scratch directory {})",
         dir.display()
