@@ -19,7 +19,8 @@
 //! cross it).
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -254,8 +255,15 @@ impl Lab {
                 format!("the configuration of gateway {name} has no [gateway] section"),
             )
         })?;
+        // Mode 0600: it holds the SAs' keys.
         let path = self.dir.join(format!("{name}.toml"));
-        std::fs::write(&path, config)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)?;
+        file.write_all(config.as_bytes())?;
         let log = File::create(self.dir.join(format!("{name}.log")))?;
         let child = Command::new("ip")
             .args(["netns", "exec", ns])

@@ -462,13 +462,16 @@ pub fn run(args: TunnelArgs) -> anyhow::Result<ExitCode> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
     }
-    let dir = match &args.dir {
-        Some(d) => d.clone(),
+    // Without --dir, a new directory of a name no one can guess, mode 0700 (the gateways'
+    // configurations hold keys): removed at the end unless a gateway's log is worth keeping.
+    let (dir, temp) = match &args.dir {
+        Some(d) => (d.clone(), None),
         None => {
-            let d = std::env::temp_dir().join(format!("espo-bench-tunnel-{}", std::process::id()));
-            // Left by an earlier run of a process with the same id.
-            let _ = std::fs::remove_dir_all(&d);
-            d
+            let t = tempfile::Builder::new()
+                .prefix("espo-bench-tunnel-")
+                .tempdir()
+                .context("creating a scratch directory")?;
+            (t.path().to_path_buf(), Some(t))
         }
     };
     let espo = std::env::current_exe().context("finding the espo binary")?;
@@ -480,25 +483,18 @@ pub fn run(args: TunnelArgs) -> anyhow::Result<ExitCode> {
     let t = netlab::gateway_to_gateway(&mut lab).context("building the namespaces")?;
     let mut bench = Bench { lab, t, args, stop };
     let result = bench.measure();
-    let keep_dir = bench.args.dir.is_some();
+    // Gateways stopped and namespaces gone before the directory goes.
     drop(bench);
     match result {
-        Ok(()) => {
-            if !keep_dir {
-                let _ = std::fs::remove_dir_all(&dir);
-            }
-            Ok(ExitCode::SUCCESS)
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if gateways_ran(&dir) => {
+            let _ = temp.map(tempfile::TempDir::keep);
+            Err(anyhow::anyhow!(
+                "{e:#} (the gateways' configurations and logs are kept in {})",
+                dir.display()
+            ))
         }
-        Err(e) if gateways_ran(&dir) => Err(anyhow::anyhow!(
-            "{e:#} (the gateways' configurations and logs are kept in {})",
-            dir.display()
-        )),
-        Err(e) => {
-            if !keep_dir {
-                let _ = std::fs::remove_dir_all(&dir);
-            }
-            Err(e)
-        }
+        Err(e) => Err(e),
     }
 }
 
