@@ -52,7 +52,8 @@ const GW_B_TOML: &str = include_str!("../../../examples/gw-gw/esp/gw-b.toml");
 /// Measure a gateway-to-gateway tunnel with iperf3, against plain kernel forwarding.
 ///
 /// Builds four network namespaces, hA ── gwA ══ gwB ── hB (veth links; nothing outside
-/// them is touched, everything is removed at the end, also after Ctrl-C), and runs iperf3
+/// them is touched, everything is removed at the end, also after Ctrl-C — a second Ctrl-C
+/// ends it at once, leaving them), and runs iperf3
 /// from hA to hB through each mode, the modes alternating in every round:
 ///
 ///   kernel        no espo: gwA and gwB route the two sites to each other (Linux IP
@@ -458,8 +459,11 @@ struct Bench {
 
 pub fn run(args: TunnelArgs) -> anyhow::Result<ExitCode> {
     check(&args)?;
+    // The first SIGINT or SIGTERM stops the bench after the current test, which then
+    // removes what it built; a second one ends it at once (exit status 130), leaving that.
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop))?;
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
     }
     // Without --dir, a new directory of a name no one can guess, mode 0700 (the gateways'
