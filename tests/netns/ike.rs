@@ -3,168 +3,49 @@
 //! tunnel is negotiated with IKEv2, then TCP crosses it both ways with its content checked.
 //!
 //! Each charon runs in its namespace with a private /run (its pid file path is compiled
-//! in), its own vici socket, strongswan.conf and swanctl directory.
+//! in), its own vici socket, strongswan.conf and swanctl directory ([`netlab::Swan`]).
 
-use std::fs::File;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use espo_harness::netlab;
 
 use super::lab::{self, Gateway, Lab, lab_or_skip};
 use super::{ip, traffic};
 
-const CHARON: &str = "/usr/lib/ipsec/charon";
+const CHARON: &str = netlab::CHARON;
 const PSK: &str = "0x3f1e5a7c9b2d4e6f8a0c1e3b5d7f9a2c4e6b8d0f1a3c5e7b";
 
-/// One charon.
-pub struct Swan {
-    name: String,
-    dir: PathBuf,
-    child: Option<Child>,
-}
+/// One charon: [`netlab::Swan`], each failure a panic naming it.
+pub struct Swan(netlab::Swan);
 
 impl Swan {
     /// Starts charon in `ns` with `swanctl_conf` and loads it.
     pub fn start(lab: &Lab, ns: &str, name: &str, swanctl_conf: &str) -> Swan {
-        let dir = lab.dir.join(name);
-        for sub in [
-            "x509", "x509ca", "private", "pubkey", "rsa", "ecdsa", "pkcs8",
-        ] {
-            std::fs::create_dir_all(dir.join("swanctl").join(sub)).unwrap();
-        }
-        let vici = dir.join("charon.vici");
-        std::fs::write(
-            dir.join("strongswan.conf"),
-            format!(
-                "charon {{
-  load_modular = no
-  load = random nonce openssl pem pkcs1 pkcs8 x509 pubkey revocation constraints gmp sha1 sha2 hmac aes gcm kdf kernel-libipsec kernel-netlink socket-default vici updown
-  install_routes = yes
-  retransmit_tries = 3
-  filelog {{
-    swan {{
-      path = {log}
-      time_format = %T
-      append = no
-      flush_line = yes
-      default = 1
-      ike = 2
-      chd = 2
-      cfg = 2
-    }}
-  }}
-  syslog {{
-    daemon {{
-      default = -1
-    }}
-  }}
-  plugins {{
-    vici {{
-      socket = unix://{vici}
-    }}
-  }}
-}}
-swanctl {{
-  load = random nonce openssl pem pkcs1 pkcs8 x509 pubkey revocation constraints gmp
-}}
-",
-                log = dir.join("charon.log").display(),
-                vici = vici.display()
-            ),
+        Swan(
+            netlab::Swan::start(&lab.inner, ns, name, swanctl_conf)
+                .unwrap_or_else(|e| panic!("strongSwan: {e}")),
         )
-        .unwrap();
-        std::fs::write(dir.join("swanctl/swanctl.conf"), swanctl_conf).unwrap();
-        let out = File::create(dir.join("charon.stdout")).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg("env")
-            .arg(format!(
-                "STRONGSWAN_CONF={}",
-                dir.join("strongswan.conf").display()
-            ))
-            .args([
-                "sh",
-                "-c",
-                &format!("mount -t tmpfs -o mode=0755 swan-run /run && exec {CHARON}"),
-            ])
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("charon starts");
-        let swan = Swan {
-            name: name.into(),
-            dir,
-            child: Some(child),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !swan.swanctl(&["--stats"]).0 {
-            assert!(
-                Instant::now() < deadline,
-                "charon did not come up: {}",
-                swan.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let (ok, out) = swan.swanctl(&["--load-all"]);
-        assert!(ok, "swanctl --load-all: {out}");
-        swan
     }
 
     /// `swanctl ARGS` against this charon.
     pub fn swanctl(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new("timeout")
-            .arg("30")
-            .arg("swanctl")
-            .args(args)
-            .arg("--uri")
-            .arg(format!("unix://{}", self.dir.join("charon.vici").display()))
-            .env("STRONGSWAN_CONF", self.dir.join("strongswan.conf"))
-            .env("SWANCTL_DIR", self.dir.join("swanctl"))
-            .stdin(Stdio::null())
-            .output()
-            .expect("swanctl runs");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        self.0.swanctl(args).expect("swanctl runs")
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("charon.log")).unwrap_or_default()
+        self.0.log()
     }
 
     /// The installed CHILD_SAs' listing.
     pub fn sas(&self) -> String {
-        self.swanctl(&["--list-sas"]).1
+        self.0.sas().expect("swanctl runs")
     }
 
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Swan {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SIGTERM lets charon remove its TUN device and routes.
-            let _ = Command::new("kill").arg(c.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = &self.name;
+        self.0.kill9()
     }
 }
 

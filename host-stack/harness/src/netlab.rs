@@ -378,6 +378,186 @@ impl Drop for Lab {
     }
 }
 
+/// Debian's charon (strongswan-charon), with its userspace ESP (kernel-libipsec: a TUN
+/// device of its own, ESP always in UDP 4500).
+pub const CHARON: &str = "/usr/lib/ipsec/charon";
+
+/// A strongSwan daemon (charon) in a namespace of the lab: a private /run (its pid file's
+/// path is compiled in), its own vici socket, strongswan.conf and swanctl directory under
+/// the lab's directory. Stopped with SIGTERM when dropped (it then removes its TUN device
+/// and routes), killed if it does not go within 3 s.
+pub struct Swan {
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Swan {
+    /// Starts charon in `ns` with `swanctl_conf` (swanctl.conf text) and loads it; its
+    /// files go to `NAME/` in the lab's directory.
+    pub fn start(lab: &Lab, ns: &str, name: &str, swanctl_conf: &str) -> io::Result<Swan> {
+        if !Path::new(CHARON).exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{CHARON} missing (Debian: strongswan-charon strongswan-swanctl libcharon-extra-plugins)"
+                ),
+            ));
+        }
+        let dir = lab.dir.join(name);
+        for sub in [
+            "x509", "x509ca", "private", "pubkey", "rsa", "ecdsa", "pkcs8",
+        ] {
+            std::fs::create_dir_all(dir.join("swanctl").join(sub))?;
+        }
+        let vici = dir.join("charon.vici");
+        std::fs::write(
+            dir.join("strongswan.conf"),
+            format!(
+                "charon {{
+  load_modular = no
+  load = random nonce openssl pem pkcs1 pkcs8 x509 pubkey revocation constraints gmp sha1 sha2 hmac aes gcm kdf kernel-libipsec kernel-netlink socket-default vici updown
+  install_routes = yes
+  retransmit_tries = 3
+  filelog {{
+    swan {{
+      path = {log}
+      time_format = %T
+      append = no
+      flush_line = yes
+      default = 1
+      ike = 2
+      chd = 2
+      cfg = 2
+    }}
+  }}
+  syslog {{
+    daemon {{
+      default = -1
+    }}
+  }}
+  plugins {{
+    vici {{
+      socket = unix://{vici}
+    }}
+  }}
+}}
+swanctl {{
+  load = random nonce openssl pem pkcs1 pkcs8 x509 pubkey revocation constraints gmp
+}}
+",
+                log = dir.join("charon.log").display(),
+                vici = vici.display()
+            ),
+        )?;
+        let mut conf = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(dir.join("swanctl/swanctl.conf"))?;
+        conf.write_all(swanctl_conf.as_bytes())?;
+        let out = File::create(dir.join("charon.stdout"))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg("env")
+            .arg(format!(
+                "STRONGSWAN_CONF={}",
+                dir.join("strongswan.conf").display()
+            ))
+            .args([
+                "sh",
+                "-c",
+                &format!("mount -t tmpfs -o mode=0755 swan-run /run && exec {CHARON}"),
+            ])
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("starting charon in {ns}: {e}")))?;
+        let swan = Swan {
+            dir,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !swan.swanctl(&["--stats"])?.0 {
+            if Instant::now() > deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("charon did not come up: {}", swan.log()),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let (ok, out) = swan.swanctl(&["--load-all"])?;
+        if !ok {
+            return Err(io::Error::other(format!("swanctl --load-all: {out}")));
+        }
+        Ok(swan)
+    }
+
+    /// `swanctl ARGS` against this charon (30 s at most): whether it succeeded, and what
+    /// it printed.
+    pub fn swanctl(&self, args: &[&str]) -> io::Result<(bool, String)> {
+        let out = Command::new("timeout")
+            .arg("30")
+            .arg("swanctl")
+            .args(args)
+            .arg("--uri")
+            .arg(format!("unix://{}", self.dir.join("charon.vici").display()))
+            .env("STRONGSWAN_CONF", self.dir.join("strongswan.conf"))
+            .env("SWANCTL_DIR", self.dir.join("swanctl"))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| io::Error::new(e.kind(), format!("swanctl: {e}")))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok((out.status.success(), text))
+    }
+
+    /// charon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("charon.log")).unwrap_or_default()
+    }
+
+    /// The IKE and CHILD_SAs charon lists (`swanctl --list-sas`).
+    pub fn sas(&self) -> io::Result<String> {
+        Ok(self.swanctl(&["--list-sas"])?.1)
+    }
+
+    /// The process id of charon (`ip netns exec`, `env` and `sh` exec into it).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills charon with SIGKILL (no clean-up of its own) and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Swan {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SIGTERM lets charon remove its TUN device and routes.
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Namespaces and the outside link of a topology.
 #[derive(Debug, Clone)]
 pub struct Topology {
