@@ -250,6 +250,49 @@ fn espo_initiates_to_strongswan_with_a_psk() {
     );
 }
 
+/// SIGTERM with a negotiated tunnel up and traffic through it: espo tells strongSwan and
+/// exits at once (its datapath threads close their mailboxes as they stop, so removing the
+/// negotiated SAs on the way out does not wait for them, 2 s per change).
+#[test]
+fn espo_stops_at_once_with_a_negotiated_tunnel_up() {
+    let mut lab = lab_or_skip!("is");
+    if !swan_or_skip() {
+        return;
+    }
+    let p = pair(&mut lab);
+    let swan = Swan::start(&lab, &p.swan_ns, "swan", &swan_psk_conf("none"));
+    let gw = lab.espo_run(
+        &p.espo_ns,
+        "espo",
+        &espo_config(&p.espo_out, &lab.name("t"), &psk_connection("start")),
+    );
+    wait_for(
+        "espo's CHILD_SA with strongSwan",
+        Duration::from_secs(20),
+        || child_installed(&lab, &gw),
+    );
+    traffic_both_ways(&lab, &p);
+    let started = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(gw.pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let (status, out) = lab.wait_exit(&gw);
+    let took = started.elapsed();
+    assert!(status.success(), "espo run exited with {status}: {out}");
+    assert!(
+        took < Duration::from_secs(3),
+        "espo took {took:?} to stop: {}",
+        lab.log("espo")
+    );
+    wait_for(
+        "strongSwan to hear of the IKE SA's end",
+        Duration::from_secs(10),
+        || (!swan.sas().contains("ESTABLISHED")).then_some(String::new()),
+    );
+}
+
 #[test]
 fn strongswan_initiates_to_espo_with_a_psk() {
     let mut lab = lab_or_skip!("ir");

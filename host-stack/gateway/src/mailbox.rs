@@ -31,6 +31,8 @@ const CANCELLED: u8 = 2;
 /// Jobs for the owner of an `H`.
 pub struct Mailbox<H> {
     pending: AtomicBool,
+    /// The owner has stopped: nothing runs jobs any more.
+    closed: AtomicBool,
     jobs: Mutex<VecDeque<Job<H>>>,
     wake_tx: UnixStream,
     wake_rx: UnixStream,
@@ -49,6 +51,9 @@ impl<H> core::fmt::Debug for Mailbox<H> {
 pub enum MailboxError {
     #[error("the datapath did not take the change within {0:?} (the gateway is stopping)")]
     NotTaken(Duration),
+    /// The owner stopped ([`Mailbox::close`]): nothing will run a change again.
+    #[error("the datapath has stopped")]
+    Closed,
 }
 
 impl<H> Mailbox<H> {
@@ -58,6 +63,7 @@ impl<H> Mailbox<H> {
         wake_rx.set_nonblocking(true)?;
         Ok(Mailbox {
             pending: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             jobs: Mutex::new(VecDeque::new()),
             wake_tx,
             wake_rx,
@@ -81,12 +87,16 @@ impl<H> Mailbox<H> {
     }
 
     /// Runs `f` on the owner's `H` between two of its batches and returns what it returned;
-    /// gives up after `timeout` if the owner has not started it (it then never runs).
+    /// gives up after `timeout` if the owner has not started it (it then never runs), and at
+    /// once when the owner has stopped ([`close`](Self::close)).
     pub fn call<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut H) -> R + Send + 'static,
         timeout: Duration,
     ) -> Result<R, MailboxError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(MailboxError::Closed);
+        }
         let (tx, rx) = mpsc::sync_channel(1);
         let state = Arc::new(AtomicU8::new(WAITING));
         let job_state = Arc::clone(&state);
@@ -104,6 +114,15 @@ impl<H> Mailbox<H> {
             .push_back(job);
         self.pending.store(true, Ordering::Release);
         let _ = (&self.wake_tx).write(&[1]);
+        // The owner closes the box before it runs what waits for the last time: a job
+        // queued after that run finds it closed here (the queue's lock orders the two).
+        if self.closed.load(Ordering::SeqCst)
+            && state
+                .compare_exchange(WAITING, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            return Err(MailboxError::Closed);
+        }
         match rx.recv_timeout(timeout) {
             Ok(r) => Ok(r),
             Err(_) => {
@@ -117,6 +136,15 @@ impl<H> Mailbox<H> {
                 rx.recv().map_err(|_| MailboxError::NotTaken(timeout))
             }
         }
+    }
+
+    /// The owner's side, when it stops for good (a datapath thread ending): runs what
+    /// waits, and from then on a [`call`](Self::call) returns [`MailboxError::Closed`] at
+    /// once instead of waiting for an owner that is gone.
+    pub fn close(&self, half: &mut H) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.pending.store(true, Ordering::Release);
+        self.run_pending(half);
     }
 
     /// The owner's side: runs every waiting job on `half`. One atomic load when none waits.
@@ -187,5 +215,29 @@ mod tests {
         mailbox.run_pending(&mut half);
         assert!(half.is_empty(), "the cancelled job did not run");
         mailbox.run_pending(&mut half);
+    }
+
+    #[test]
+    fn a_closed_box_answers_at_once_after_running_what_waited() {
+        let mailbox = Arc::new(Mailbox::<Vec<u32>>::new().unwrap());
+        // A change already waiting when the owner stops still runs, and its caller learns it.
+        let caller = {
+            let mailbox = Arc::clone(&mailbox);
+            std::thread::spawn(move || mailbox.call(|h| h.push(7), Duration::from_secs(30)))
+        };
+        while !mailbox.pending.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut half = Vec::new();
+        mailbox.close(&mut half);
+        assert_eq!(caller.join().unwrap(), Ok(()));
+        assert_eq!(half, [7]);
+        // After it, a call does not wait out its timeout, and nothing runs it.
+        let started = std::time::Instant::now();
+        let r = mailbox.call(|h| h.push(8), Duration::from_secs(30));
+        assert_eq!(r, Err(MailboxError::Closed));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        mailbox.run_pending(&mut half);
+        assert_eq!(half, [7]);
     }
 }

@@ -225,6 +225,10 @@ pub trait OutboundEngine: Send {
     /// Work between two batches (and when idle): changes to the SA and policy database,
     /// lifetimes. Called before every batch; cheap when there is nothing to do.
     fn housekeeping(&mut self) {}
+    /// The thread is stopping: changes waiting for [`housekeeping`](Self::housekeeping) run
+    /// one last time, and later ones are refused at once (`MailboxError::Closed`) instead of
+    /// waiting for a thread that is gone.
+    fn close(&mut self) {}
     /// A descriptor that polls readable when [`housekeeping`](Self::housekeeping) has work,
     /// for the thread's idle poll.
     fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
@@ -249,6 +253,8 @@ pub trait InboundEngine: Send {
     fn snapshot(&self, out: &mut Vec<SaSnapshot>);
     /// As [`OutboundEngine::housekeeping`].
     fn housekeeping(&mut self) {}
+    /// As [`OutboundEngine::close`].
+    fn close(&mut self) {}
     /// As [`OutboundEngine::wake_fd`].
     fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
         None

@@ -121,6 +121,10 @@ impl OutboundEngine for SoftwareHalf<Outbound> {
         self.maintain(|h, now, out| h.check_lifetimes(now, out));
     }
 
+    fn close(&mut self) {
+        self.mailbox.close(&mut self.half);
+    }
+
     fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.mailbox.wake_fd())
     }
@@ -145,6 +149,10 @@ impl InboundEngine for SoftwareHalf<Inbound> {
 
     fn housekeeping(&mut self) {
         self.maintain(|h, now, out| h.check_lifetimes(now, out));
+    }
+
+    fn close(&mut self) {
+        self.mailbox.close(&mut self.half);
     }
 
     fn wake_fd(&self) -> Option<BorrowedFd<'_>> {

@@ -246,6 +246,7 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
                     // will come from it, so the gateway stops.
                     o.flush(n);
                     o.publish(true);
+                    o.engine.close();
                     return (o.stats, Some(e));
                 }
             }
@@ -265,6 +266,7 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
     }
     o.settle();
     o.publish(true);
+    o.engine.close();
     (o.stats, None)
 }
 
@@ -676,6 +678,7 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
         drain(c, &ctx, &mut stats);
     }
     publish(&stats, engine, true);
+    engine.close();
     stats
 }
 

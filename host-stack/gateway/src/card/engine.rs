@@ -383,6 +383,10 @@ impl OutboundEngine for CardOutbound<'_> {
         self.sizing_changes.run_pending(&mut self.sizing);
     }
 
+    fn close(&mut self) {
+        self.sizing_changes.close(&mut self.sizing);
+    }
+
     fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.sizing_changes.wake_fd())
     }

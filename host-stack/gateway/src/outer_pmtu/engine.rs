@@ -91,6 +91,10 @@ impl<E: OutboundEngine + ?Sized> OutboundEngine for Learning<'_, E> {
         self.engine.housekeeping();
     }
 
+    fn close(&mut self) {
+        self.engine.close();
+    }
+
     fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
         self.engine.wake_fd()
     }
