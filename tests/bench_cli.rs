@@ -166,6 +166,32 @@ fn namespaces(prefix: &str) -> Vec<String> {
     .unwrap_or_default()
 }
 
+/// Runs `espo bench tunnel ARGS` to its end and checks it succeeded: what it printed, its
+/// JSON line, and the prefix of the namespaces it made (to check none is left).
+fn tunnel_bench(args: &[&str]) -> (String, String, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_espo"))
+        .args(["bench", "tunnel"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("espo runs");
+    let prefix = format!("bt{}", child.id() % 100_000);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = stdout
+        .lines()
+        .find(|l| l.starts_with("{\"bench\":\"tunnel\""))
+        .unwrap_or_else(|| panic!("no JSON line: {stdout}"))
+        .to_owned();
+    (stdout, json, prefix)
+}
+
 /// The whole bench once, short: the kernel path and espo's software path with UDP
 /// through the same namespaces, each figure with its ratio in the JSON line, and nothing
 /// left behind. Skipped (with the reason) where it cannot run: it needs root and iperf3.
@@ -190,37 +216,20 @@ fn the_tunnel_bench_measures_espo_against_kernel_forwarding_and_cleans_up() {
     );
     assert!(dir.path().join("keep").exists());
     let scratch = dir.path().join("lab");
-    let child = Command::new(env!("CARGO_BIN_EXE_espo"))
-        .args([
-            "bench",
-            "tunnel",
-            "--modes",
-            "kernel,sw-sw",
-            "--tests",
-            "udp64,tcp",
-            "--rounds",
-            "1",
-            "--seconds",
-            "1",
-            "--dir",
-        ])
-        .arg(&scratch)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("espo runs");
-    let prefix = format!("bt{}", child.id() % 100_000);
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json = stdout
-        .lines()
-        .find(|l| l.starts_with("{\"bench\":\"tunnel\""))
-        .unwrap_or_else(|| panic!("no JSON line: {stdout}"));
+    let dir_arg = scratch.to_str().unwrap();
+    let (stdout, json, prefix) = tunnel_bench(&[
+        "--modes",
+        "kernel,sw-sw",
+        "--tests",
+        "udp64,tcp",
+        "--rounds",
+        "1",
+        "--seconds",
+        "1",
+        "--dir",
+        dir_arg,
+    ]);
+    let json = json.as_str();
     for test in ["udp64", "tcp"] {
         let kernel = field(json, &format!("{test}_kernel_pps"));
         let espo = field(json, &format!("{test}_sw_sw_pps"));
@@ -244,4 +253,43 @@ fn the_tunnel_bench_measures_espo_against_kernel_forwarding_and_cleans_up() {
     );
     // The scratch directory asked for is kept, with the gateways' logs.
     assert!(scratch.join("a.log").exists() && scratch.join("b.toml").exists());
+}
+
+/// strongSwan on the same namespaces, both ends and facing espo: each measured (no kernel
+/// mode asked, so no ratio), and nothing left behind. Skipped without root, iperf3 or
+/// strongSwan.
+#[test]
+fn the_tunnel_bench_measures_strongswan_and_espo_against_it() {
+    if let Some(why) = espo_harness::netlab::skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    if Command::new("iperf3").arg("--version").output().is_err()
+        || !std::path::Path::new(espo_harness::netlab::CHARON).exists()
+    {
+        eprintln!("skipped: iperf3 or strongSwan is not installed");
+        return;
+    }
+    let (stdout, json, prefix) = tunnel_bench(&[
+        "--modes",
+        "swan,sw-swan",
+        "--tests",
+        "udp64",
+        "--rounds",
+        "1",
+        "--seconds",
+        "1",
+    ]);
+    let json = json.as_str();
+    assert!(field(json, "udp64_swan_pps") > 0.0, "{json}");
+    assert!(field(json, "udp64_sw_swan_pps") > 0.0, "{json}");
+    assert!(json.contains("\"udp64_swan_ratio\":null"), "{json}");
+    // charon's threads and espo's, where the time goes.
+    assert!(stdout.contains("gwB charon"), "{stdout}");
+    assert!(stdout.contains("gwA espo-"), "{stdout}");
+    assert!(
+        namespaces(&prefix).is_empty(),
+        "left behind: {:?}",
+        namespaces(&prefix)
+    );
 }

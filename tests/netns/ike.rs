@@ -105,30 +105,7 @@ ike_log = \"info\"
 }
 
 pub(super) fn psk_connection(start: &str) -> String {
-    format!(
-        "[[connection]]
-name = \"swan\"
-local_addrs = \"192.0.2.1\"
-remote_addrs = \"192.0.2.2\"
-proposals = [\"aes128gcm16-prfsha256-x25519\"]
-psk = \"{PSK}\"
-
-[connection.local]
-auth = \"psk\"
-id = \"192.0.2.1\"
-
-[connection.remote]
-auth = \"psk\"
-id = \"192.0.2.2\"
-
-[[connection.child]]
-name = \"net\"
-local_ts = [\"10.1.0.0/16\"]
-remote_ts = [\"10.2.0.0/16\"]
-esp_proposals = [\"aes128gcm16\"]
-start_action = \"{start}\"
-"
-    )
+    netlab::espo_psk_connection("swan", PSK, start)
 }
 
 pub(super) fn swan_psk_conf(start: &str) -> String {

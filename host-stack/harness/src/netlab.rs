@@ -673,6 +673,36 @@ pub fn server_to_server_v6(lab: &mut Lab) -> io::Result<Topology> {
     Ok(servers(a, l, b, r))
 }
 
+/// An espo `[[connection]]` (IKEv2, pre-shared key `psk`) named `name` from 192.0.2.1
+/// (site 10.1.0.0/16) to 192.0.2.2 (site 10.2.0.0/16), AES-GCM-128 for IKE and ESP, its
+/// CHILD_SA `net` started as `start` says (`start`, `none`, `trap`).
+pub fn espo_psk_connection(name: &str, psk: &str, start: &str) -> String {
+    format!(
+        "[[connection]]
+name = \"{name}\"
+local_addrs = \"192.0.2.1\"
+remote_addrs = \"192.0.2.2\"
+proposals = [\"aes128gcm16-prfsha256-x25519\"]
+psk = \"{psk}\"
+
+[connection.local]
+auth = \"psk\"
+id = \"192.0.2.1\"
+
+[connection.remote]
+auth = \"psk\"
+id = \"192.0.2.2\"
+
+[[connection.child]]
+name = \"net\"
+local_ts = [\"10.1.0.0/16\"]
+remote_ts = [\"10.2.0.0/16\"]
+esp_proposals = [\"aes128gcm16\"]
+start_action = \"{start}\"
+"
+    )
+}
+
 /// A configuration of AES-GCM-128 SAs with each of them carried in UDP, port 4500 both
 /// ways (RFC 3948).
 pub fn esp_in_udp(config: &str) -> String {

@@ -18,12 +18,14 @@ use espo_harness::netlab::{self, Gateway, Lab, Topology};
 use serde_json::Value;
 
 /// Every mode, the baseline first.
-const MODES: [&str; 13] = [
+const MODES: [&str; 15] = [
     "kernel",
     "sw-sw",
     "sw-model",
     "sw-sw-udp",
     "sw-model-udp",
+    "swan",
+    "sw-swan",
     "sw-sw-no-offload",
     "sw-model-no-offload",
     "sw-sw-udp-no-gso",
@@ -64,6 +66,11 @@ const GW_B_TOML: &str = include_str!("../../../examples/gw-gw/esp/gw-b.toml");
 ///   sw-sw-udp     software both ends, ESP in UDP (port 4500) with `udp_gso = true`
 ///   sw-model-udp  ESP in UDP with gwB on the card model; gwA's link cuts its UDP runs
 ///                 into datagrams before the card's port, as a NIC does
+///   swan          strongSwan on both gateways (charon with its userspace ESP,
+///                 kernel-libipsec: ESP in UDP 4500), IKEv2 with a PSK, AES-GCM-128 — an
+///                 IPsec implementation nobody here wrote, on the same namespaces
+///   sw-swan       espo on gwA negotiating with strongSwan on gwB (IKEv2, the same
+///                 proposals, `udp_gso`): interoperation under load
 ///
 /// and, with --modes all (or by name), each lever switched off to say what it gives:
 /// sw-sw-no-offload, sw-model-no-offload (`tun_offload = false`), sw-sw-udp-no-gso
@@ -80,13 +87,16 @@ const GW_B_TOML: &str = include_str!("../../../examples/gw-gw/esp/gw-b.toml");
 /// without one means the cores are). At the end the median of each with its ratio to the
 /// kernel's, and one JSON line with every figure.
 ///
-/// Needs root, iperf3 and iproute2; `--perf` also perf (Debian: linux-perf).
+/// Needs root, iperf3 and iproute2; `--perf` also perf (Debian: linux-perf); swan and
+/// sw-swan strongSwan (Debian: strongswan-charon, strongswan-swanctl,
+/// libcharon-extra-plugins).
 ///
 /// Examples:
 ///   espo bench tunnel
 ///   espo bench tunnel --modes kernel,sw-sw-udp --tests tcp,udp64 --rounds 5
 ///   espo bench tunnel --modes all --seconds 10
 ///   espo bench tunnel --cc cubic --tests tcp,tcpr
+///   espo bench tunnel --modes kernel,sw-sw-udp,swan,sw-swan
 ///   espo bench tunnel --perf --rounds 1
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
@@ -445,7 +455,100 @@ fn check(args: &TunnelArgs) -> anyhow::Result<()> {
     if Command::new("iperf3").arg("--version").output().is_err() {
         bail!("espo bench tunnel needs iperf3 (Debian package iperf3), which is not installed");
     }
+    let swan = args.modes.iter().any(|m| m == "swan" || m == "sw-swan");
+    if swan && !Path::new(netlab::CHARON).exists() {
+        bail!(
+            "--modes swan and sw-swan need strongSwan: {} is missing (Debian: strongswan-charon strongswan-swanctl libcharon-extra-plugins)",
+            netlab::CHARON
+        );
+    }
     Ok(())
+}
+
+/// What carries a mode's traffic while its tests run (nothing for the kernel path).
+#[derive(Default)]
+struct Running {
+    /// espo gateways, by side.
+    espo: Vec<(char, Gateway)>,
+    /// strongSwan daemons, by side; stopped when dropped.
+    swans: Vec<(char, netlab::Swan)>,
+    /// gw-a's TUN device, whose MTU is the tunnel's.
+    tun: Option<&'static str>,
+}
+
+impl Running {
+    /// The processes whose threads are sampled, by side.
+    fn pids(&self) -> Vec<(char, u32)> {
+        let espo = self.espo.iter().map(|(side, gw)| (*side, gw.pid));
+        let swans = self
+            .swans
+            .iter()
+            .filter_map(|(side, s)| Some((*side, s.pid()?)));
+        espo.chain(swans).collect()
+    }
+}
+
+/// The pre-shared key of the strongSwan modes' IKE SA (a bench's, not a secret).
+const SWAN_PSK: &str = "0x5e0b7a9c1d3f5b7d9e1a3c5e7f9b1d3e5a7c9e1b3d5f7a9c";
+
+/// swanctl.conf of one end of the strongSwan modes: this end `local` with site `local_ts`,
+/// the other `remote` with `remote_ts`; AES-GCM-128 for IKE and ESP (kernel-libipsec puts
+/// ESP in UDP 4500).
+fn swanctl_conf(local: &str, local_ts: &str, remote: &str, remote_ts: &str) -> String {
+    format!(
+        "connections {{
+  bench {{
+    version = 2
+    local_addrs = {local}
+    remote_addrs = {remote}
+    proposals = aes128gcm16-prfsha256-x25519
+    local {{
+      auth = psk
+      id = {local}
+    }}
+    remote {{
+      auth = psk
+      id = {remote}
+    }}
+    children {{
+      net {{
+        local_ts = {local_ts}
+        remote_ts = {remote_ts}
+        esp_proposals = aes128gcm16
+        mode = tunnel
+        start_action = none
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-bench {{
+    id-a = {local}
+    id-b = {remote}
+    secret = {SWAN_PSK}
+  }}
+}}
+"
+    )
+}
+
+/// gw-a's configuration for `sw-swan`: espo negotiating the tunnel with gw-b's strongSwan
+/// (IKEv2, the same proposals), ESP in UDP sent in runs (`udp_gso`).
+fn espo_to_swan(outside: &str) -> String {
+    format!(
+        "[device]
+engine = \"software\"
+
+[gateway]
+tun = \"espo0\"
+tun_address = \"10.1.255.1/32\"
+port = \"{outside}\"
+local = \"192.0.2.1\"
+udp_gso = true
+
+{}",
+        netlab::espo_psk_connection("bench", SWAN_PSK, "start")
+    )
 }
 
 /// The bench's state between tests: the lab, the topology, and what is asked.
@@ -457,7 +560,13 @@ struct Bench {
     stop: Arc<AtomicBool>,
 }
 
-pub fn run(args: TunnelArgs) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
+    // "kernel, sw-sw" as well as "kernel,sw-sw".
+    for list in [&mut args.modes, &mut args.tests] {
+        for name in list.iter_mut() {
+            *name = name.trim().to_owned();
+        }
+    }
     check(&args)?;
     // The first SIGINT or SIGTERM stops the bench after the current test, which then
     // removes what it built; a second one ends it at once (exit status 130), leaving that.
@@ -519,6 +628,55 @@ impl Bench {
         Ok(())
     }
 
+    /// strongSwan on gw-b, and on gw-a too unless `espo_a` (espo there, which initiates);
+    /// returns once the tunnel is up (20 s at most).
+    fn start_swans(&self, espo_a: Option<Gateway>) -> anyhow::Result<Running> {
+        let (lab, t) = (&self.lab, &self.t);
+        let b = netlab::Swan::start(
+            lab,
+            &t.right,
+            "swan-b",
+            &swanctl_conf("192.0.2.2", "10.2.0.0/16", "192.0.2.1", "10.1.0.0/16"),
+        )
+        .context("strongSwan on gw-b")?;
+        let mut running = Running {
+            espo: Vec::new(),
+            swans: Vec::new(),
+            tun: Some("espo0"),
+        };
+        match espo_a {
+            Some(a) => running.espo.push(('A', a)),
+            None => {
+                let a = netlab::Swan::start(
+                    lab,
+                    &t.left,
+                    "swan-a",
+                    &swanctl_conf("192.0.2.1", "10.1.0.0/16", "192.0.2.2", "10.2.0.0/16"),
+                )
+                .context("strongSwan on gw-a")?;
+                let (ok, out) = a.swanctl(&["--initiate", "--child", "net", "--timeout", "20"])?;
+                if !ok {
+                    bail!("strongSwan on gw-a could not set up the tunnel: {out}");
+                }
+                running.swans.push(('A', a));
+                running.tun = Some("ipsec0");
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !b.sas()?.contains("INSTALLED") {
+            self.interrupted()?;
+            if Instant::now() > deadline {
+                bail!(
+                    "no CHILD_SA on gw-b's strongSwan within 20 s; its log:\n{}",
+                    b.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        running.swans.push(('B', b));
+        Ok(running)
+    }
+
     fn measure(&mut self) -> anyhow::Result<()> {
         let (lab, t) = (&self.lab, &self.t);
         let rounds = self.args.rounds;
@@ -530,11 +688,20 @@ impl Bench {
         }
         let test_wanted =
             |test: &Test| self.args.tests.is_empty() || self.args.tests.contains(&test.name());
+        // `all` takes the strongSwan modes where strongSwan is installed (named, they are
+        // required: `check`).
+        let have_swan = Path::new(netlab::CHARON).exists();
+        let all = self.args.modes.iter().any(|m| m == "all");
+        if all && !have_swan {
+            println!("--modes all: strongSwan is not installed, so without swan and sw-swan");
+        }
         let wanted = |mode: &str| {
             if self.args.modes.is_empty() {
                 DEFAULT_MODES.contains(&mode)
+            } else if self.args.modes.iter().any(|m| m == mode) {
+                true
             } else {
-                self.args.modes.iter().any(|m| m == "all" || m == mode)
+                all && (have_swan || !mode.contains("swan"))
             }
         };
         let link_mtu = self.args.mtu;
@@ -621,7 +788,7 @@ impl Bench {
                     continue;
                 }
                 self.interrupted()?;
-                let gateways: Option<(Gateway, Gateway)> = match *mode {
+                let running = match *mode {
                     "kernel" => {
                         lab.ip(
                             &t.left,
@@ -631,7 +798,14 @@ impl Bench {
                             &t.right,
                             &["route", "add", "10.1.0.0/16", "via", "192.0.2.1"],
                         )?;
-                        None
+                        Running::default()
+                    }
+                    "swan" => self.start_swans(None)?,
+                    "sw-swan" => {
+                        let a = lab
+                            .espo_run(&t.left, "a", &espo_to_swan(&t.left_out))
+                            .context("sw-swan: starting gw-a")?;
+                        self.start_swans(Some(a))?
                     }
                     espo => {
                         let (a, b, model) = configs(espo);
@@ -652,15 +826,19 @@ impl Bench {
                         let b = lab
                             .espo_run(&t.right, "b", &b)
                             .with_context(|| format!("{mode}: starting gw-b"))?;
-                        Some((a, b))
+                        Running {
+                            espo: vec![('A', a), ('B', b)],
+                            swans: Vec::new(),
+                            tun: Some("espo0"),
+                        }
                     }
                 };
                 // The tunnel's MTU: inner packets above it are fragmented by the sending
                 // host (one datagram, two ESP packets, reassembly at the receiver), and
                 // TCP's segments (path MTU discovery) are that long.
-                let tunnel_mtu = match gateways {
-                    Some(_) => lab
-                        .ip(&t.left, &["link", "show", "espo0"])?
+                let tunnel_mtu = match running.tun {
+                    Some(tun) => lab
+                        .ip(&t.left, &["link", "show", tun])?
                         .split_whitespace()
                         .skip_while(|w| *w != "mtu")
                         .nth(1)
@@ -685,19 +863,14 @@ impl Bench {
                     if !test_wanted(test) || self.stop.load(Ordering::Relaxed) {
                         continue;
                     }
-                    let pids: Vec<(char, u32)> = gateways
-                        .as_ref()
-                        .map(|(a, b)| vec![('A', a.pid), ('B', b.pid)])
-                        .unwrap_or_default();
+                    let pids = running.pids();
                     let before: Vec<_> = pids.iter().map(|&(_, p)| thread_ticks(p)).collect();
-                    let calls_before: Vec<Vec<Calls>> = match &gateways {
-                        Some((a, b)) => {
-                            vec![call_counts(&lab.status(a)?), call_counts(&lab.status(b)?)]
-                        }
-                        None => Vec::new(),
-                    };
+                    let mut calls_before: Vec<Vec<Calls>> = Vec::new();
+                    for (_, gw) in &running.espo {
+                        calls_before.push(call_counts(&lab.status(gw)?));
+                    }
                     let machine_before = machine_ticks();
-                    let perf = (perf_wanted && gateways.is_some() && round + 1 == rounds)
+                    let perf = (perf_wanted && !pids.is_empty() && round + 1 == rounds)
                         .then(|| {
                             Perf::start(&perf_dir, &format!("{mode}-{}", test.name()), seconds)
                         })
@@ -747,12 +920,10 @@ impl Bench {
                             )
                         })
                         .collect();
-                    if let Some((a, b)) = &gateways {
+                    if !running.espo.is_empty() {
                         let mut per_call = Vec::new();
                         let mut this_round = BTreeMap::new();
-                        for ((side, gw), before) in
-                            [('A', a), ('B', b)].into_iter().zip(&calls_before)
-                        {
+                        for ((side, gw), before) in running.espo.iter().zip(&calls_before) {
                             let status = lab.status(gw)?;
                             // Packets espo dropped so far in this mode, by reason.
                             for l in status.lines() {
@@ -800,23 +971,22 @@ impl Bench {
                     }
                     results.entry((m, k)).or_default().push(got);
                 }
-                match gateways {
-                    None => {
-                        lab.ip(&t.left, &["route", "del", "10.2.0.0/16"])?;
-                        lab.ip(&t.right, &["route", "del", "10.1.0.0/16"])?;
+                if *mode == "kernel" {
+                    lab.ip(&t.left, &["route", "del", "10.2.0.0/16"])?;
+                    lab.ip(&t.right, &["route", "del", "10.1.0.0/16"])?;
+                } else {
+                    for (side, gw) in &running.espo {
+                        lab.stop(gw)
+                            .with_context(|| format!("{mode}: stopping gw-{side}"))?;
                     }
-                    Some((a, b)) => {
-                        lab.stop(&a)
-                            .with_context(|| format!("{mode}: stopping gw-a"))?;
-                        lab.stop(&b)
-                            .with_context(|| format!("{mode}: stopping gw-b"))?;
-                        if mode.starts_with("sw-model") {
-                            lab.addr(&t.right, &t.right_out, "192.0.2.2/24")?;
-                            lab.ip(
-                                &t.left,
-                                &["link", "set", "dev", &t.left_out, "gso_max_segs", "65535"],
-                            )?;
-                        }
+                    // SIGTERM: charon removes its TUN device, routes and rule.
+                    drop(running);
+                    if mode.starts_with("sw-model") {
+                        lab.addr(&t.right, &t.right_out, "192.0.2.2/24")?;
+                        lab.ip(
+                            &t.left,
+                            &["link", "set", "dev", &t.left_out, "gso_max_segs", "65535"],
+                        )?;
                     }
                 }
             }
