@@ -186,14 +186,11 @@ pub(super) fn child_installed(lab: &Lab, gw: &Gateway) -> Option<String> {
     (ok && out.contains("CHILD_SA net")).then_some(out)
 }
 
-#[test]
-fn espo_initiates_to_strongswan_with_a_psk() {
-    let mut lab = lab_or_skip!("ik");
-    if !swan_or_skip() {
-        return;
-    }
-    let p = pair(&mut lab);
-    let swan = Swan::start(&lab, &p.swan_ns, "swan", &swan_psk_conf("none"));
+/// strongSwan waiting in its namespace, espo initiating to it with a PSK: the pair, both
+/// gateways and `espo ike list` once the CHILD_SA is up (20 s at most).
+fn espo_up_with_swan(lab: &mut Lab) -> (Pair, Swan, Gateway, String) {
+    let p = pair(lab);
+    let swan = Swan::start(lab, &p.swan_ns, "swan", &swan_psk_conf("none"));
     let gw = lab.espo_run(
         &p.espo_ns,
         "espo",
@@ -202,8 +199,18 @@ fn espo_initiates_to_strongswan_with_a_psk() {
     let list = wait_for(
         "espo's CHILD_SA with strongSwan",
         Duration::from_secs(20),
-        || child_installed(&lab, &gw),
+        || child_installed(lab, &gw),
     );
+    (p, swan, gw, list)
+}
+
+#[test]
+fn espo_initiates_to_strongswan_with_a_psk() {
+    let mut lab = lab_or_skip!("ik");
+    if !swan_or_skip() {
+        return;
+    }
+    let (p, swan, gw, list) = espo_up_with_swan(&mut lab);
     assert!(
         list.contains("ESTABLISHED") && list.contains("initiator"),
         "{list}"
@@ -236,18 +243,7 @@ fn espo_stops_at_once_with_a_negotiated_tunnel_up() {
     if !swan_or_skip() {
         return;
     }
-    let p = pair(&mut lab);
-    let swan = Swan::start(&lab, &p.swan_ns, "swan", &swan_psk_conf("none"));
-    let gw = lab.espo_run(
-        &p.espo_ns,
-        "espo",
-        &espo_config(&p.espo_out, &lab.name("t"), &psk_connection("start")),
-    );
-    wait_for(
-        "espo's CHILD_SA with strongSwan",
-        Duration::from_secs(20),
-        || child_installed(&lab, &gw),
-    );
+    let (p, swan, gw, _) = espo_up_with_swan(&mut lab);
     traffic_both_ways(&lab, &p);
     let started = Instant::now();
     nix::sys::signal::kill(
