@@ -176,7 +176,7 @@ fn tunnel_bench(args: &[&str]) -> (String, String, String) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("espo runs");
-    let prefix = format!("bt{}", child.id() % 100_000);
+    let prefix = espo_harness::netlab::prefix("bt", child.id());
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(

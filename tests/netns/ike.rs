@@ -204,6 +204,16 @@ fn espo_up_with_swan(lab: &mut Lab) -> (Pair, Swan, Gateway, String) {
     (p, swan, gw, list)
 }
 
+/// Waits (10 s at most) until strongSwan holds no established IKE SA: espo told it of the
+/// end.
+fn swan_forgets_the_ike_sa(swan: &Swan) {
+    wait_for(
+        "strongSwan to forget the IKE SA",
+        Duration::from_secs(10),
+        || (!swan.sas().contains("ESTABLISHED")).then_some(String::new()),
+    );
+}
+
 #[test]
 fn espo_initiates_to_strongswan_with_a_psk() {
     let mut lab = lab_or_skip!("ik");
@@ -227,11 +237,7 @@ fn espo_initiates_to_strongswan_with_a_psk() {
     // espo ike down deletes on both ends.
     let (ok, out, err) = lab.espo(&gw, &["ike", "down", "swan"]);
     assert!(ok, "{out}{err}");
-    wait_for(
-        "strongSwan to forget the IKE SA",
-        Duration::from_secs(10),
-        || (!swan.sas().contains("ESTABLISHED")).then_some(String::new()),
-    );
+    swan_forgets_the_ike_sa(&swan);
 }
 
 /// SIGTERM with a negotiated tunnel up and traffic through it: espo tells strongSwan and
@@ -259,11 +265,7 @@ fn espo_stops_at_once_with_a_negotiated_tunnel_up() {
         "espo took {took:?} to stop: {}",
         lab.log("espo")
     );
-    wait_for(
-        "strongSwan to hear of the IKE SA's end",
-        Duration::from_secs(10),
-        || (!swan.sas().contains("ESTABLISHED")).then_some(String::new()),
-    );
+    swan_forgets_the_ike_sa(&swan);
 }
 
 #[test]

@@ -49,7 +49,7 @@ fn ok<T>(result: std::io::Result<T>) -> T {
 
 impl Lab {
     pub fn new(tag: &str) -> Lab {
-        let prefix = format!("{tag}{}", std::process::id() % 100_000);
+        let prefix = netlab::prefix(tag, std::process::id());
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("netns-{prefix}"));
         // Left by an earlier run of a process with the same id.
         let _ = std::fs::remove_dir_all(&dir);

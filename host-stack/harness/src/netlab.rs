@@ -46,6 +46,12 @@ pub fn skip_reason() -> Option<String> {
     }
 }
 
+/// What the names of the namespaces and interfaces of a lab tagged `tag` in process `pid`
+/// start with (the process id keeps labs of different processes apart).
+pub fn prefix(tag: &str, pid: u32) -> String {
+    format!("{tag}{}", pid % 100_000)
+}
+
 /// Runs `cmd`; its standard output, or an error naming the command and its complaint.
 pub fn run(cmd: &mut Command) -> io::Result<String> {
     let out = cmd
@@ -97,7 +103,7 @@ impl Lab {
     /// status sockets, and espo refuses a directory others can write; a directory with
     /// anything in it is refused, never emptied), `espo` the binary its gateways run.
     pub fn new(tag: &str, dir: &Path, espo: &Path) -> io::Result<Lab> {
-        let prefix = format!("{tag}{}", std::process::id() % 100_000);
+        let prefix = prefix(tag, std::process::id());
         if prefix.len() > 11 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

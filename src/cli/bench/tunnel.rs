@@ -628,17 +628,23 @@ impl Bench {
         Ok(())
     }
 
+    /// strongSwan on gw-a (`left`) or gw-b, configured for its end of the tunnel.
+    fn start_swan(&self, left: bool) -> anyhow::Result<netlab::Swan> {
+        let (a, b) = (("192.0.2.1", "10.1.0.0/16"), ("192.0.2.2", "10.2.0.0/16"));
+        let (ns, name, (local, local_ts), (remote, remote_ts)) = if left {
+            (&self.t.left, "swan-a", a, b)
+        } else {
+            (&self.t.right, "swan-b", b, a)
+        };
+        let conf = swanctl_conf(local, local_ts, remote, remote_ts);
+        netlab::Swan::start(&self.lab, ns, name, &conf)
+            .with_context(|| format!("strongSwan on {}", if left { "gw-a" } else { "gw-b" }))
+    }
+
     /// strongSwan on gw-b, and on gw-a too unless `espo_a` (espo there, which initiates);
     /// returns once the tunnel is up (20 s at most).
     fn start_swans(&self, espo_a: Option<Gateway>) -> anyhow::Result<Running> {
-        let (lab, t) = (&self.lab, &self.t);
-        let b = netlab::Swan::start(
-            lab,
-            &t.right,
-            "swan-b",
-            &swanctl_conf("192.0.2.2", "10.2.0.0/16", "192.0.2.1", "10.1.0.0/16"),
-        )
-        .context("strongSwan on gw-b")?;
+        let b = self.start_swan(false)?;
         let mut running = Running {
             espo: Vec::new(),
             swans: Vec::new(),
@@ -647,13 +653,7 @@ impl Bench {
         match espo_a {
             Some(a) => running.espo.push(('A', a)),
             None => {
-                let a = netlab::Swan::start(
-                    lab,
-                    &t.left,
-                    "swan-a",
-                    &swanctl_conf("192.0.2.1", "10.1.0.0/16", "192.0.2.2", "10.2.0.0/16"),
-                )
-                .context("strongSwan on gw-a")?;
+                let a = self.start_swan(true)?;
                 let (ok, out) = a.swanctl(&["--initiate", "--child", "net", "--timeout", "20"])?;
                 if !ok {
                     bail!("strongSwan on gw-a could not set up the tunnel: {out}");
