@@ -1,11 +1,13 @@
-//! Throughput between two hosts through a gateway-to-gateway tunnel, against plain kernel
-//! forwarding on the same namespaces, measured in the same run: `espo bench tunnel` (see
+//! Throughput through a tunnel (gateway to gateway unless `ESPO_TUNNEL_TOPOLOGY` says
+//! otherwise), against the plain kernel path on the same namespaces, measured in the same
+//! run: `espo bench tunnel` (see
 //! its `--help`, and README, "Throughput"), run by `cargo bench --bench tunnel` with its
 //! options from the environment:
 //!
 //! | variable | option |
 //! | --- | --- |
 //! | `ESPO_TUNNEL_MODES` | `--modes` (a list, or `all`) |
+//! | `ESPO_TUNNEL_TOPOLOGY` | `--topology` (gw-gw, server-gw, server-server) |
 //! | `ESPO_TUNNEL_TESTS` | `--tests` |
 //! | `ESPO_TUNNEL_ROUNDS` | `--rounds` (default 3) |
 //! | `ESPO_TUNNEL_SECONDS` | `--seconds` (default 4) |
@@ -34,6 +36,7 @@ fn main() {
     cmd.args(["bench", "tunnel"]);
     for (var, option) in [
         ("ESPO_TUNNEL_MODES", "--modes"),
+        ("ESPO_TUNNEL_TOPOLOGY", "--topology"),
         ("ESPO_TUNNEL_TESTS", "--tests"),
         ("ESPO_TUNNEL_ROUNDS", "--rounds"),
         ("ESPO_TUNNEL_SECONDS", "--seconds"),

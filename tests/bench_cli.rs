@@ -128,6 +128,9 @@ fn the_tunnel_bench_teaches_its_modes_and_refuses_unknown_names() {
         "--modes",
         "--tests",
         "--rounds",
+        "--topology",
+        "server-gw",
+        "server-server",
         "iperf3",
         "root",
     ] {
@@ -142,6 +145,7 @@ fn the_tunnel_bench_teaches_its_modes_and_refuses_unknown_names() {
         (&["--tests", "tcp,udp9"][..], "udp9"),
         (&["--rounds", "0"][..], "--rounds"),
         (&["--mtu", "100"][..], "--mtu"),
+        (&["--topology", "mesh"][..], "mesh"),
     ] {
         let out = espo(&[&["bench", "tunnel"][..], args].concat());
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -292,4 +296,67 @@ fn the_tunnel_bench_measures_strongswan_and_espo_against_it() {
         "left behind: {:?}",
         namespaces(&prefix)
     );
+}
+
+/// The other two topologies, short: between two servers (the kernel path their own link,
+/// espo's their inner addresses) and from a server to a gateway with the gateway on the
+/// card model; each figure measured with its ratio, the topology in the JSON line, nothing
+/// left behind. Skipped without root or iperf3.
+#[test]
+fn the_tunnel_bench_runs_between_servers_and_from_a_server_to_a_gateway() {
+    if let Some(why) = espo_harness::netlab::skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    if Command::new("iperf3").arg("--version").output().is_err() {
+        eprintln!("skipped: iperf3 is not installed");
+        return;
+    }
+    for (topology, espo_mode, test) in [
+        ("server-server", "sw-sw", "tcp"),
+        ("server-gw", "sw-model", "udp64"),
+    ] {
+        let modes = format!("kernel,{espo_mode}");
+        let (stdout, json, prefix) = tunnel_bench(&[
+            "--topology",
+            topology,
+            "--modes",
+            &modes,
+            "--tests",
+            test,
+            "--rounds",
+            "1",
+            "--seconds",
+            "1",
+        ]);
+        let json = json.as_str();
+        assert!(
+            json.contains(&format!("\"topology\":\"{topology}\"")),
+            "{json}"
+        );
+        let key = format!("{test}_{}", espo_mode.replace('-', "_"));
+        let (kernel, espo) = (
+            field(json, &format!("{test}_kernel_gbps")),
+            field(json, &format!("{key}_gbps")),
+        );
+        assert!(kernel > 0.0 && espo > 0.0, "{topology}: {json}");
+        let ratio = field(json, &format!("{key}_ratio"));
+        assert!((ratio - espo / kernel).abs() < 0.002, "{topology}: {json}");
+        // The espo mode's traffic went through the tunnel: the left end read it from its
+        // TUN device, the right end wrote it to its own (packets per call of each).
+        let per_call = &json[json
+            .find(&format!("\"{key}_per_call\""))
+            .unwrap_or_else(|| panic!("{topology}: no packets per call: {json}"))..];
+        let per_call = &per_call[..per_call.find('}').unwrap_or(per_call.len())];
+        assert!(
+            field(per_call, "gwA_out_read") >= 1.0 && field(per_call, "gwB_in_write") >= 1.0,
+            "{topology}: {per_call}"
+        );
+        assert!(stdout.contains(topology), "{stdout}");
+        assert!(
+            namespaces(&prefix).is_empty(),
+            "left behind: {:?}",
+            namespaces(&prefix)
+        );
+    }
 }

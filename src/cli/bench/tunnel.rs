@@ -1,9 +1,11 @@
-//! `espo bench tunnel`: throughput between two hosts through a gateway-to-gateway tunnel,
-//! against plain kernel forwarding on the same namespaces, measured in the same run.
+//! `espo bench tunnel`: throughput through a tunnel — gateway to gateway, server to
+//! gateway or server to server — against the plain kernel path on the same namespaces,
+//! measured in the same run.
 //!
-//! Network namespaces ([`espo_harness::netlab`], hA ── gwA ══ gwB ── hB), traffic by
-//! iperf3 from hA to hB. The modes, tests and figures are described in [`TunnelArgs`]; the
-//! numbers in README ("Throughput") come from here.
+//! Network namespaces ([`espo_harness::netlab`]; by default hA ── gwA ══ gwB ── hB),
+//! traffic by iperf3 from the left host to the right one. The topologies, modes, tests and
+//! figures are described in [`TunnelArgs`]; the numbers in README ("Throughput") come from
+//! here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -13,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use espo_harness::netlab::{self, Gateway, Lab, Topology};
 use serde_json::Value;
 
@@ -44,22 +46,31 @@ const TESTS: [Test; 5] = [
     Test::Udp(64),
     Test::Udp(1400),
 ];
-/// hB's address, where iperf3 listens.
-const SERVER: &str = "10.2.0.2";
+/// hB's address, where iperf3 listens behind a gateway.
+const HOST_B: &str = "10.2.0.2";
+/// The right server's own inner address (its TUN device's, from examples/gw-gw/esp), where
+/// iperf3 listens in the server-to-server topology; the left one sends from 10.1.255.1.
+const SERVER_B: &str = "10.2.255.1";
+const SERVER_A: &str = "10.1.255.1";
+/// The right server's outside address: the kernel path's in the server-to-server topology.
+const OUTSIDE_B: &str = "192.0.2.2";
 /// The gateways' configurations: examples/gw-gw/esp (AES-GCM-128 ESP tunnel), their
 /// outside interface set by the bench.
 const GW_A_TOML: &str = include_str!("../../../examples/gw-gw/esp/gw-a.toml");
 const GW_B_TOML: &str = include_str!("../../../examples/gw-gw/esp/gw-b.toml");
 
-/// Measure a gateway-to-gateway tunnel with iperf3, against plain kernel forwarding.
+/// Measure a tunnel with iperf3, against the plain kernel path on the same namespaces.
 ///
-/// Builds four network namespaces, hA ── gwA ══ gwB ── hB (veth links; nothing outside
-/// them is touched, everything is removed at the end, also after Ctrl-C — a second Ctrl-C
-/// ends it at once, leaving them), and runs iperf3
-/// from hA to hB through each mode, the modes alternating in every round:
+/// Builds network namespaces joined by veth links — by default four, hA ── gwA ══ gwB ── hB
+/// (--topology: gw-gw, server-gw, server-server; nothing outside them is touched,
+/// everything is removed at the end, also after Ctrl-C — a second Ctrl-C ends it at once,
+/// leaving them) — and runs iperf3 from the left host to the right one through each mode,
+/// the modes alternating in every round:
 ///
 ///   kernel        no espo: gwA and gwB route the two sites to each other (Linux IP
-///                 forwarding, no encryption) — the baseline every ratio is against
+///                 forwarding, no encryption) — the baseline every ratio is against; in
+///                 server-server, TCP and UDP between the two servers' outside addresses
+///                 (no forwarding, no tunnel)
 ///   sw-sw         `espo run` on both gateways, software engine, AES-GCM-128 ESP tunnel
 ///   sw-model      the same with gwB on the card model (its outside interface the card's
 ///                 port, without an address while espo runs)
@@ -77,6 +88,16 @@ const GW_B_TOML: &str = include_str!("../../../examples/gw-gw/esp/gw-b.toml");
 /// (neither TUN offloads nor UDP GSO/GRO), sw-sw-1-worker, sw-sw-udp-1-worker,
 /// sw-model-1-worker (`workers = 1`), sw-sw-udp-no-busy-poll, sw-model-no-busy-poll
 /// (`busy_poll_us = 0`).
+///
+/// Topologies (--topology), each mode run in the same shape:
+///
+///   gw-gw          hA ── gwA ══ gwB ── hB: hosts behind two gateways (the default)
+///   server-gw      srv ══ gw ── hB: a server's own traffic (from its inner address
+///                  10.1.255.1) to a host behind a gateway; the server is the left end (gwA
+///                  in the figures), the gateway the right one (gwB, the card model in
+///                  sw-model)
+///   server-server  srvA ══ srvB: the two servers' own traffic, 10.1.255.1 to 10.2.255.1
+///                  (strongSwan modes: those addresses on the servers' loopback)
 ///
 /// Tests per mode: tcp (one TCP flow), tcp4 (four at once), tcpr (one flow from hB to hA:
 /// gwB encapsulates), udp64 and udp1400 (unlimited-rate UDP with 64- and 1400-byte
@@ -97,6 +118,7 @@ const GW_B_TOML: &str = include_str!("../../../examples/gw-gw/esp/gw-b.toml");
 ///   espo bench tunnel --modes all --seconds 10
 ///   espo bench tunnel --cc cubic --tests tcp,tcpr
 ///   espo bench tunnel --modes kernel,sw-sw-udp,swan,sw-swan
+///   espo bench tunnel --topology server-gw --modes kernel,sw-sw,sw-model
 ///   espo bench tunnel --perf --rounds 1
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
@@ -105,6 +127,11 @@ pub struct TunnelArgs {
     /// `kernel` is the baseline: without it no ratio is given.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub modes: Vec<String>,
+    /// Where the tunnel runs: between two gateways with a host behind each (gw-gw), from a
+    /// server to a gateway with a host behind it (server-gw), or between two servers
+    /// (server-server).
+    #[arg(long, value_enum, default_value_t = Shape::GwGw)]
+    pub topology: Shape,
     /// Tests to run, comma-separated: tcp, tcp4, tcpr, udp64, udp1400 (default: all).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub tests: Vec<String>,
@@ -135,6 +162,47 @@ pub struct TunnelArgs {
     /// system's temporary directory, removed after a successful run).
     #[arg(long, value_name = "PATH")]
     pub dir: Option<PathBuf>,
+}
+
+/// The bench's topologies (`--topology`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shape {
+    /// hA ── gwA ══ gwB ── hB.
+    GwGw,
+    /// srv ══ gw ── hB.
+    ServerGw,
+    /// srvA ══ srvB.
+    ServerServer,
+}
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Shape::GwGw => "gw-gw",
+            Shape::ServerGw => "server-gw",
+            Shape::ServerServer => "server-server",
+        }
+    }
+
+    /// Where iperf3 listens: the host behind the right gateway, or the right server's own
+    /// inner address — for the kernel path between two servers, its outside address.
+    fn target(self, mode: &str) -> &'static str {
+        match (self, mode) {
+            (Shape::ServerServer, "kernel") => OUTSIDE_B,
+            (Shape::ServerServer, _) => SERVER_B,
+            _ => HOST_B,
+        }
+    }
+
+    /// The namespaces' inner addresses strongSwan needs on a server's loopback (espo puts
+    /// them on its TUN device): (left, right).
+    fn swan_addresses(self) -> (Option<&'static str>, Option<&'static str>) {
+        match self {
+            Shape::GwGw => (None, None),
+            Shape::ServerGw => (Some(SERVER_A), None),
+            Shape::ServerServer => (Some(SERVER_A), Some(SERVER_B)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,6 +344,7 @@ impl Perf {
 fn iperf(
     client_ns: &str,
     server_ns: &str,
+    target: &str,
     test: Test,
     seconds: f64,
     segment: f64,
@@ -290,7 +359,7 @@ fn iperf(
         .ok()?;
     let secs = format!("{seconds}");
     let mut args = vec![
-        "netns", "exec", client_ns, "iperf3", "-c", SERVER, "-p", "5299", "-J", "-t", &secs,
+        "netns", "exec", client_ns, "iperf3", "-c", target, "-p", "5299", "-J", "-t", &secs,
     ];
     let len;
     if test == Test::Tcp4 {
@@ -590,10 +659,16 @@ pub fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
     let espo = std::env::current_exe().context("finding the espo binary")?;
     let mut lab = Lab::new("bt", &dir, &espo).context("the lab's scratch directory")?;
     eprintln!(
-        "espo bench tunnel: building the namespaces (scratch directory {})",
+        "espo bench tunnel: building the namespaces, {} (scratch directory {})",
+        args.topology.name(),
         dir.display()
     );
-    let t = netlab::gateway_to_gateway(&mut lab).context("building the namespaces")?;
+    let t = match args.topology {
+        Shape::GwGw => netlab::gateway_to_gateway(&mut lab),
+        Shape::ServerGw => netlab::server_to_gateway(&mut lab),
+        Shape::ServerServer => netlab::server_to_server(&mut lab),
+    }
+    .context("building the namespaces")?;
     let mut bench = Bench { lab, t, args, stop };
     let result = bench.measure();
     // Gateways stopped and namespaces gone before the directory goes.
@@ -679,6 +754,7 @@ impl Bench {
 
     fn measure(&mut self) -> anyhow::Result<()> {
         let (lab, t) = (&self.lab, &self.t);
+        let shape = self.args.topology;
         let rounds = self.args.rounds;
         let seconds = self.args.seconds;
         let perf_wanted = self.args.perf;
@@ -788,20 +864,36 @@ impl Bench {
                     continue;
                 }
                 self.interrupted()?;
+                let swan_addresses = shape.swan_addresses();
                 let running = match *mode {
                     "kernel" => {
-                        lab.ip(
-                            &t.left,
-                            &["route", "add", "10.2.0.0/16", "via", "192.0.2.2"],
-                        )?;
-                        lab.ip(
-                            &t.right,
-                            &["route", "add", "10.1.0.0/16", "via", "192.0.2.1"],
-                        )?;
+                        // Between two servers the path is their link: nothing to route.
+                        if shape != Shape::ServerServer {
+                            lab.ip(
+                                &t.left,
+                                &["route", "add", "10.2.0.0/16", "via", "192.0.2.2"],
+                            )?;
+                            lab.ip(
+                                &t.right,
+                                &["route", "add", "10.1.0.0/16", "via", "192.0.2.1"],
+                            )?;
+                        }
                         Running::default()
                     }
-                    "swan" => self.start_swans(None)?,
+                    "swan" => {
+                        for (ns, addr) in
+                            [(&t.left, swan_addresses.0), (&t.right, swan_addresses.1)]
+                        {
+                            if let Some(addr) = addr {
+                                lab.addr(ns, "lo", &format!("{addr}/32"))?;
+                            }
+                        }
+                        self.start_swans(None)?
+                    }
                     "sw-swan" => {
+                        if let Some(addr) = swan_addresses.1 {
+                            lab.addr(&t.right, "lo", &format!("{addr}/32"))?;
+                        }
                         let a = lab
                             .espo_run(&t.left, "a", &espo_to_swan(&t.left_out))
                             .context("sw-swan: starting gw-a")?;
@@ -876,7 +968,14 @@ impl Bench {
                         })
                         .flatten();
                     let started = Instant::now();
-                    let got = iperf(&t.left_host, &t.right_host, *test, seconds, segment);
+                    let got = iperf(
+                        &t.left_host,
+                        &t.right_host,
+                        shape.target(mode),
+                        *test,
+                        seconds,
+                        segment,
+                    );
                     if let Some(perf) = perf {
                         perf_profiles.insert((m, k), perf.finish(14, self.args.keep_profiles));
                     }
@@ -972,8 +1071,10 @@ impl Bench {
                     results.entry((m, k)).or_default().push(got);
                 }
                 if *mode == "kernel" {
-                    lab.ip(&t.left, &["route", "del", "10.2.0.0/16"])?;
-                    lab.ip(&t.right, &["route", "del", "10.1.0.0/16"])?;
+                    if shape != Shape::ServerServer {
+                        lab.ip(&t.left, &["route", "del", "10.2.0.0/16"])?;
+                        lab.ip(&t.right, &["route", "del", "10.1.0.0/16"])?;
+                    }
                 } else {
                     for (side, gw) in &running.espo {
                         lab.stop(gw)
@@ -981,6 +1082,15 @@ impl Bench {
                     }
                     // SIGTERM: charon removes its TUN device, routes and rule.
                     drop(running);
+                    if mode.contains("swan") {
+                        let (left, right) = swan_addresses;
+                        let left = left.filter(|_| *mode == "swan");
+                        for (ns, addr) in [(&t.left, left), (&t.right, right)] {
+                            if let Some(addr) = addr {
+                                lab.ip(ns, &["addr", "del", &format!("{addr}/32"), "dev", "lo"])?;
+                            }
+                        }
+                    }
                     if mode.starts_with("sw-model") {
                         lab.addr(&t.right, &t.right_out, "192.0.2.2/24")?;
                         lab.ip(
@@ -993,10 +1103,17 @@ impl Bench {
         }
         self.interrupted()?;
         println!(
-            "\nmedians of {rounds} rounds of {seconds} s (ratio to plain kernel forwarding; goal TCP >= 0.5 sw-sw, >= 0.4 sw-model):"
+            "\nmedians of {rounds} rounds of {seconds} s, {} (ratio to {}; goal TCP >= 0.5 sw-sw, >= 0.4 sw-model):",
+            shape.name(),
+            if shape == Shape::ServerServer {
+                "the plain kernel path between the two servers"
+            } else {
+                "plain kernel forwarding"
+            }
         );
         let mut json = vec![format!(
-            "\"bench\":\"tunnel\",\"rounds\":{rounds},\"seconds\":{seconds},\"link_mtu\":{},\"tcp_cc\":\"{cc}\"",
+            "\"bench\":\"tunnel\",\"topology\":\"{}\",\"rounds\":{rounds},\"seconds\":{seconds},\"link_mtu\":{},\"tcp_cc\":\"{cc}\"",
+            shape.name(),
             link_mtu.unwrap_or(1500)
         )];
         for (k, test) in TESTS.iter().enumerate() {
