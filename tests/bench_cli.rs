@@ -170,6 +170,21 @@ fn namespaces(prefix: &str) -> Vec<String> {
     .unwrap_or_default()
 }
 
+/// Whether the tunnel bench cannot run here (it needs root and iperf3); says why.
+fn cannot_run_the_tunnel_bench() -> bool {
+    let why = espo_harness::netlab::skip_reason().or_else(|| {
+        Command::new("iperf3")
+            .arg("--version")
+            .output()
+            .is_err()
+            .then(|| "iperf3 is not installed".to_owned())
+    });
+    if let Some(why) = &why {
+        eprintln!("skipped: {why}");
+    }
+    why.is_some()
+}
+
 /// Runs `espo bench tunnel ARGS` to its end and checks it succeeded: what it printed, its
 /// JSON line, and the prefix of the namespaces it made (to check none is left).
 fn tunnel_bench(args: &[&str]) -> (String, String, String) {
@@ -201,12 +216,7 @@ fn tunnel_bench(args: &[&str]) -> (String, String, String) {
 /// left behind. Skipped (with the reason) where it cannot run: it needs root and iperf3.
 #[test]
 fn the_tunnel_bench_measures_espo_against_kernel_forwarding_and_cleans_up() {
-    if let Some(why) = espo_harness::netlab::skip_reason() {
-        eprintln!("skipped: {why}");
-        return;
-    }
-    if Command::new("iperf3").arg("--version").output().is_err() {
-        eprintln!("skipped: iperf3 is not installed");
+    if cannot_run_the_tunnel_bench() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -264,14 +274,11 @@ fn the_tunnel_bench_measures_espo_against_kernel_forwarding_and_cleans_up() {
 /// strongSwan.
 #[test]
 fn the_tunnel_bench_measures_strongswan_and_espo_against_it() {
-    if let Some(why) = espo_harness::netlab::skip_reason() {
-        eprintln!("skipped: {why}");
+    if cannot_run_the_tunnel_bench() {
         return;
     }
-    if Command::new("iperf3").arg("--version").output().is_err()
-        || !std::path::Path::new(espo_harness::netlab::CHARON).exists()
-    {
-        eprintln!("skipped: iperf3 or strongSwan is not installed");
+    if !std::path::Path::new(espo_harness::netlab::CHARON).exists() {
+        eprintln!("skipped: strongSwan is not installed");
         return;
     }
     let (stdout, json, prefix) = tunnel_bench(&[
@@ -304,12 +311,7 @@ fn the_tunnel_bench_measures_strongswan_and_espo_against_it() {
 /// left behind. Skipped without root or iperf3.
 #[test]
 fn the_tunnel_bench_runs_between_servers_and_from_a_server_to_a_gateway() {
-    if let Some(why) = espo_harness::netlab::skip_reason() {
-        eprintln!("skipped: {why}");
-        return;
-    }
-    if Command::new("iperf3").arg("--version").output().is_err() {
-        eprintln!("skipped: iperf3 is not installed");
+    if cannot_run_the_tunnel_bench() {
         return;
     }
     for (topology, espo_mode, test) in [
