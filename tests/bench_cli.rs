@@ -258,6 +258,22 @@ fn the_tunnel_bench_measures_espo_against_kernel_forwarding_and_cleans_up() {
         );
         assert_eq!(field(json, &format!("{test}_kernel_ratio")), 1.0);
     }
+    // TCP with the software engine at both ends has a goal (half the kernel path's), and
+    // the verdict is the ratio's; UDP has none.
+    assert_eq!(field(json, "tcp_sw_sw_goal"), 0.5);
+    let met = field(json, "tcp_sw_sw_ratio") >= 0.5;
+    assert!(
+        json.contains(&format!("\"tcp_sw_sw_goal_met\":{met}")),
+        "{json}"
+    );
+    assert!(!json.contains("udp64_sw_sw_goal"), "{json}");
+    let verdict = if met { "met" } else { "not met" };
+    assert!(
+        stdout.lines().any(|l| l.contains("tcp")
+            && l.contains("sw-sw")
+            && l.contains(&format!("goal 0.5: {verdict}; busiest thread gw"))),
+        "{stdout}"
+    );
     // Where the time goes, per espo test: the gateways' threads.
     assert!(stdout.contains("where the time goes: gw"), "{stdout}");
     assert!(
