@@ -319,6 +319,23 @@ fn the_tunnel_bench_measures_strongswan_and_espo_against_it() {
         "left behind: {:?}",
         namespaces(&prefix)
     );
+    // Between two servers, twice: the servers' inner addresses strongSwan needs on their
+    // loopback are put there for each mode and taken away after it.
+    let (_, json, prefix) = tunnel_bench(&[
+        "--topology",
+        "server-server",
+        "--modes",
+        "swan,sw-swan",
+        "--tests",
+        "udp64",
+        "--rounds",
+        "2",
+        "--seconds",
+        "1",
+    ]);
+    assert!(field(&json, "udp64_swan_pps") > 0.0, "{json}");
+    assert!(field(&json, "udp64_sw_swan_pps") > 0.0, "{json}");
+    assert!(namespaces(&prefix).is_empty());
 }
 
 /// The other two topologies, short: between two servers (the kernel path their own link,

@@ -197,14 +197,19 @@ impl Shape {
         }
     }
 
-    /// The namespaces' inner addresses strongSwan needs on a server's loopback (espo puts
-    /// them on its TUN device): (left, right).
-    fn swan_addresses(self) -> (Option<&'static str>, Option<&'static str>) {
-        match self {
-            Shape::GwGw => (None, None),
-            Shape::ServerGw => (Some(SERVER_A), None),
-            Shape::ServerServer => (Some(SERVER_A), Some(SERVER_B)),
-        }
+    /// The inner addresses a mode's strongSwan ends need on a server's loopback (espo puts
+    /// them on its TUN device), each with its side (`true`: the left end).
+    fn loopback_addresses(self, mode: &str) -> Vec<(bool, &'static str)> {
+        let servers = match self {
+            Shape::GwGw => &[][..],
+            Shape::ServerGw => &[(true, SERVER_A)][..],
+            Shape::ServerServer => &[(true, SERVER_A), (false, SERVER_B)][..],
+        };
+        servers
+            .iter()
+            .copied()
+            .filter(|&(left, _)| mode == "swan" || (mode == "sw-swan" && !left))
+            .collect()
     }
 }
 
@@ -881,7 +886,15 @@ impl Bench {
                     continue;
                 }
                 self.interrupted()?;
-                let swan_addresses = shape.swan_addresses();
+                // strongSwan's inner addresses on its servers' loopback while it runs.
+                let loopback: Vec<(&String, String)> = shape
+                    .loopback_addresses(mode)
+                    .into_iter()
+                    .map(|(left, a)| (if left { &t.left } else { &t.right }, format!("{a}/32")))
+                    .collect();
+                for (ns, addr) in &loopback {
+                    lab.addr(ns, "lo", addr)?;
+                }
                 let running = match *mode {
                     "kernel" => {
                         // Between two servers the path is their link: nothing to route.
@@ -897,20 +910,8 @@ impl Bench {
                         }
                         Running::default()
                     }
-                    "swan" => {
-                        for (ns, addr) in
-                            [(&t.left, swan_addresses.0), (&t.right, swan_addresses.1)]
-                        {
-                            if let Some(addr) = addr {
-                                lab.addr(ns, "lo", &format!("{addr}/32"))?;
-                            }
-                        }
-                        self.start_swans(None)?
-                    }
+                    "swan" => self.start_swans(None)?,
                     "sw-swan" => {
-                        if let Some(addr) = swan_addresses.1 {
-                            lab.addr(&t.right, "lo", &format!("{addr}/32"))?;
-                        }
                         let a = lab
                             .espo_run(&t.left, "a", &espo_to_swan(&t.left_out))
                             .context("sw-swan: starting gw-a")?;
@@ -1099,14 +1100,8 @@ impl Bench {
                     }
                     // SIGTERM: charon removes its TUN device, routes and rule.
                     drop(running);
-                    if mode.contains("swan") {
-                        let (left, right) = swan_addresses;
-                        let left = left.filter(|_| *mode == "swan");
-                        for (ns, addr) in [(&t.left, left), (&t.right, right)] {
-                            if let Some(addr) = addr {
-                                lab.ip(ns, &["addr", "del", &format!("{addr}/32"), "dev", "lo"])?;
-                            }
-                        }
+                    for (ns, addr) in &loopback {
+                        lab.ip(ns, &["addr", "del", addr, "dev", "lo"])?;
                     }
                     if mode.starts_with("sw-model") {
                         lab.addr(&t.right, &t.right_out, "192.0.2.2/24")?;
