@@ -271,7 +271,8 @@ fn the_tunnel_bench_measures_espo_against_kernel_forwarding_and_cleans_up() {
     assert!(
         stdout.lines().any(|l| l.contains("tcp")
             && l.contains("sw-sw")
-            && l.contains(&format!("goal 0.5: {verdict}; busiest thread gw"))),
+            && l.contains(&format!("goal 0.5: {verdict}; machine"))
+            && l.contains("busy; busiest thread gw")),
         "{stdout}"
     );
     // Where the time goes, per espo test: the gateways' threads.

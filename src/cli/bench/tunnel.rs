@@ -259,6 +259,8 @@ struct Measured {
     pps: f64,
     /// TCP: segments the sender retransmitted (what the path lost or reordered).
     retransmits: Option<u64>,
+    /// The machine's busy share during the test (0 to 1).
+    busy: f64,
 }
 
 /// CPU time of every thread of a process, by "name/tid", in clock ticks.
@@ -423,6 +425,7 @@ fn iperf(
                 gbps,
                 pps: gbps * 1e9 / 8.0 / segment,
                 retransmits: end["sum_sent"]["retransmits"].as_u64(),
+                busy: 0.0,
             }
         }
         Test::Udp(n) => {
@@ -434,6 +437,7 @@ fn iperf(
                 gbps: pps * n as f64 * 8.0 / 1e9,
                 pps,
                 retransmits: None,
+                busy: 0.0,
             }
         }
     })
@@ -999,12 +1003,13 @@ impl Bench {
                     }
                     let wall = started.elapsed().as_secs_f64();
                     let machine_after = machine_ticks();
-                    let Some(got) = got else {
+                    let Some(mut got) = got else {
                         println!("round {round}: {mode:<19} {:<7} iperf3 failed", test.name());
                         continue;
                     };
                     let busy = machine_after.0.saturating_sub(machine_before.0) as f64
                         / machine_after.1.saturating_sub(machine_before.1).max(1) as f64;
+                    got.busy = busy;
                     println!(
                         "round {round}: {mode:<19} {:<7} {:>7.3} Gbit/s {:>10.0} pkt/s  machine {:>3.0}% busy{}",
                         test.name(),
@@ -1160,10 +1165,12 @@ impl Bench {
                         .and_then(|rounds| rounds.last())
                         .and_then(|l| l.split(", ").next())
                         .map_or(String::new(), |t| format!("; busiest thread {t}"));
+                    let busy = med(m, |x| x.busy).unwrap_or(0.0);
                     goals.push(format!(
-                        "  {:<7} {mode:<19} {ratio:.2} of the kernel path, goal {goal}: {}{busiest}",
+                        "  {:<7} {mode:<19} {ratio:.2} of the kernel path, goal {goal}: {}; machine {:.0}% busy{busiest}",
                         test.name(),
-                        if met { "met" } else { "not met" }
+                        if met { "met" } else { "not met" },
+                        busy * 100.0
                     ));
                 }
                 // Packets per system call, median over the rounds, per gateway, direction
