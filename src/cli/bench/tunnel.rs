@@ -179,12 +179,10 @@ pub enum Shape {
 }
 
 impl Shape {
-    fn name(self) -> &'static str {
-        match self {
-            Shape::GwGw => "gw-gw",
-            Shape::ServerGw => "server-gw",
-            Shape::ServerServer => "server-server",
-        }
+    /// Its name on the command line (clap's, from the variant).
+    fn name(self) -> String {
+        self.to_possible_value()
+            .map_or_else(String::new, |v| v.get_name().to_owned())
     }
 
     /// Where iperf3 listens: the host behind the right gateway, or the right server's own
