@@ -53,8 +53,9 @@ fn the_model_engine_reports_its_host_cost_for_every_size_asked_for() {
     for (line, size) in host.iter().zip([64.0, 1420.0, 9000.0]) {
         assert_eq!(field(line, "size"), size, "{line}");
         // Zero-copy, the copying path beside it, the writes into the lent buffers (the
-        // TUN read's stand-in) that the zero-copy figure leaves out, and `espo run`'s way
-        // (from host memory into the lent buffers, the copy counted).
+        // TUN read's stand-in) that the zero-copy figure leaves out, and `espo run`'s ways
+        // (from host memory into the lent buffers, the copy counted; a super-packet's
+        // segments written from it into them, and assembled in host memory first).
         for key in [
             "encap_host_ns_per_packet",
             "decap_host_ns_per_packet",
@@ -62,6 +63,8 @@ fn the_model_engine_reports_its_host_cost_for_every_size_asked_for() {
             "decap_copy_host_ns_per_packet",
             "encap_source_ns_per_packet",
             "encap_from_host_ns_per_packet",
+            "encap_from_segments_ns_per_packet",
+            "encap_segments_via_host_ns_per_packet",
         ] {
             assert!(field(line, key) > 0.0, "{line}");
         }

@@ -157,6 +157,17 @@ fn gateway_to_gateway_on_the_card(mut lab: lab::Lab, card: CardAt) {
     // and resolved 192.0.2.1 itself.
     let status = lab.status(&b);
     assert!(status.contains(&format!("engine {engine}")), "{status}");
+    // gw-b's TUN reads brought site 2's TCP flow as super-packets (TUN offloads), whose
+    // segments went from them straight into the card's buffers.
+    let direct: u64 = status
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("segments written straight into the card's buffers: ")
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(direct > 100, "{status}");
     assert_eq!(runs_on(&status, "out", "0x00002001"), "card", "{status}");
     assert_eq!(runs_on(&status, "in", "0x00001001"), "card", "{status}");
     assert!(

@@ -17,6 +17,7 @@ use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::{
     Decapsulated, EncapsulatedInPlace, HEADROOM, Inbound, Outbound, TAILROOM,
 };
+use espo_ipsec::gso::Segments;
 use espo_ipsec::lifetime::LifetimeEvent;
 use espo_ipsec::spec::Direction;
 use espo_offload::Placement;
@@ -205,6 +206,26 @@ pub trait OutboundEngine: Send {
         batch: &mut [PacketBuf],
         verdicts: &mut Vec<Result<Outgoing, DropReason>>,
     );
+    /// Whether [`encapsulate_segments`](Self::encapsulate_segments) takes a super-packet's
+    /// segments straight from it.
+    fn takes_segments(&self) -> bool {
+        false
+    }
+    /// Takes every segment `segments` has left, each written once, from the super-packet
+    /// straight to where the engine sends it from (a card's TX buffer), with no batch in
+    /// between, and sends it itself; appends each segment's length and fate to `out`, in
+    /// order: `Ok` handed on to be sent (a later refusal comes through
+    /// [`settle`](Self::settle)), or the reason it was dropped. Called only where
+    /// [`takes_segments`](Self::takes_segments) says so. The caller checked the first,
+    /// largest segment against the path MTU: the others, of the same flow and no longer,
+    /// share its fate.
+    fn encapsulate_segments(
+        &mut self,
+        segments: &mut Segments<'_>,
+        out: &mut Vec<(usize, Result<(), DropReason>)>,
+    ) {
+        let _ = (segments, out);
+    }
     /// The state of every outbound SA, appended to `out`.
     fn snapshot(&self, out: &mut Vec<SaSnapshot>);
     /// Packets reported [`Outgoing::Transmitted`] that the engine could not send after all

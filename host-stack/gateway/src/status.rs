@@ -55,6 +55,10 @@ pub struct DirectionStats {
     /// give.
     pub reads: u64,
     pub writes: u64,
+    /// Outbound: segments of TUN super-packets the engine took straight from them, each
+    /// written once into where it is sent from (a card's TX buffer), with no batch copy
+    /// in between. Counted in `received` too.
+    pub segments_direct: u64,
 }
 
 impl DirectionStats {
@@ -72,6 +76,7 @@ impl DirectionStats {
         self.write_errors += other.write_errors;
         self.reads += other.reads;
         self.writes += other.writes;
+        self.segments_direct += other.segments_direct;
     }
 }
 
@@ -244,6 +249,13 @@ fn write_direction(out: &mut String, name: &str, v: &DirectionStats) {
     .collect();
     if !calls.is_empty() {
         let _ = writeln!(out, "  system calls: {}", calls.join(", "));
+    }
+    if v.segments_direct > 0 {
+        let _ = writeln!(
+            out,
+            "  segments written straight into the card's buffers: {}",
+            v.segments_direct
+        );
     }
     let drops: Vec<String> = v.drops.nonzero().map(|(r, n)| format!("{r} {n}")).collect();
     if !drops.is_empty() {

@@ -14,7 +14,11 @@
 //!
 //! With TUN offloads ([`super::tun`]) a read may be a super-packet of up to 64 KiB: the
 //! outbound thread cuts it into segments ([`espo_ipsec::gso`]) that then go through the PMTU
-//! check and the engine exactly as packets read one by one; the inbound thread hands each
+//! check and the engine exactly as packets read one by one — except with an engine that
+//! takes them straight from the super-packet ([`OutboundEngine::takes_segments`]: a card,
+//! which gets each segment's headers and payload written once, into its own buffer): there
+//! the first segment, the largest, is checked against the path MTU, and when it passes
+//! the engine takes them all, the batch before them sent first. The inbound thread hands each
 //! batch's inner packets to a coalescer ([`espo_ipsec::gro`]) and, once its sockets are empty
 //! (or the coalescer full), writes a flow's consecutive TCP segments as one super-packet,
 //! everything else as it came, in arrival order.
@@ -174,6 +178,8 @@ struct Outbound<'a, E: OutboundEngine + ?Sized, T: OutsideTx> {
     headers: T::Scratch,
     last_publish: Instant,
     acquired: Vec<espo_ipsec::spd::PolicyId>,
+    /// What [`OutboundEngine::encapsulate_segments`] made of each segment it took.
+    segments_taken: Vec<(usize, Result<(), DropReason>)>,
 }
 
 /// The outbound thread: TUN → encapsulate → outside, until shutdown. Returns the final
@@ -195,6 +201,7 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
         headers,
         last_publish: Instant::now(),
         acquired: Vec::with_capacity(16),
+        segments_taken: Vec::with_capacity(64),
     };
     let mut ready = Vec::new();
     let mut spare = PacketBuf::default();
@@ -283,7 +290,13 @@ impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
     /// Takes the packet in slot `n` (admitted or not); returns the next free slot, after
     /// encapsulating the batch when a packet had to be fragmented.
     fn take(&mut self, n: usize, spare: &mut PacketBuf) -> usize {
-        match self.admit(n) {
+        let admit = self.admit(n);
+        self.taken(n, admit, spare)
+    }
+
+    /// [`take`](Self::take) for the packet in slot `n` once admitted (`admit`).
+    fn taken(&mut self, n: usize, admit: Admit, spare: &mut PacketBuf) -> usize {
+        match admit {
             Admit::Keep => n + 1,
             Admit::Done => n,
             Admit::Fragment { max_len } => {
@@ -335,19 +348,53 @@ impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
                 return n;
             }
         };
+        // An engine that takes segments straight from the super-packet (a card: into its
+        // buffers) gets them all once the first, the largest, is admitted.
+        let mut first = self.engine.takes_segments();
         loop {
+            let from_here = first.then(|| segments.clone());
             let slot = &mut self.batch[n];
             let Some(len) = segments.next_into(slot.receive_area(HEADROOM)) else {
                 return n;
             };
             slot.set_range(HEADROOM..HEADROOM + len);
+            let admit = self.admit(n);
+            if let (Admit::Keep, Some(all)) = (&admit, from_here) {
+                // What came before goes first.
+                self.flush(n);
+                self.segments_to_engine(all);
+                return 0;
+            }
+            first = false;
             self.stats.received += 1;
-            n = self.take(n, spare);
+            n = self.taken(n, admit, spare);
             if n == BATCH {
                 self.flush(n);
                 n = 0;
             }
         }
+    }
+
+    /// Hands the engine every segment `segments` has left
+    /// ([`OutboundEngine::encapsulate_segments`]) and counts each.
+    fn segments_to_engine(&mut self, mut segments: gso::Segments<'_>) {
+        let mut taken = std::mem::take(&mut self.segments_taken);
+        taken.clear();
+        self.engine.encapsulate_segments(&mut segments, &mut taken);
+        for (len, fate) in taken.drain(..) {
+            self.stats.received += 1;
+            self.stats.segments_direct += 1;
+            match fate {
+                Ok(()) => {
+                    self.stats.forwarded += 1;
+                    self.stats.forwarded_bytes += len as u64;
+                }
+                Err(reason) => self.stats.drops.count(reason),
+            }
+        }
+        self.segments_taken = taken;
+        self.settle();
+        self.publish(false);
     }
 
     /// Checks the packet in slot `i` against the path MTU.

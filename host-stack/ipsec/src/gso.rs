@@ -199,7 +199,7 @@ pub fn finish_single(pkt: &mut [u8], hdr: &VnetHdr) -> Result<bool, DropReason> 
 /// and each segment adds its own fields and its payload's sum, read from the source while
 /// it is copied. Reading a header just written back in wide words can wait for the
 /// narrow stores that patched it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Segments<'a> {
     pkt: &'a [u8],
     layout: Layout,
@@ -274,19 +274,50 @@ impl<'a> Segments<'a> {
     /// Writes the next segment into `out`; returns its length, `None` when every segment
     /// was written or `out` is too small for the next.
     pub fn next_into(&mut self, out: &mut [u8]) -> Option<usize> {
+        let (hl, chunk) = self.next_extent()?;
+        let len = hl + chunk;
+        let seg = out.get_mut(..len)?;
+        let payload = &self.pkt[hl + self.done..hl + self.done + chunk];
+        // The headers are even in length, so the payload's sum lines up with the segment's.
+        let payload_sum = checksum::copy_data(&mut seg[hl..], payload);
+        self.headers_into(&mut seg[..hl], len, payload_sum);
+        Some(len)
+    }
+
+    /// The next segment in two parts, for a writer that puts it where it is sent from
+    /// (a card's memory) without assembling it first: its headers written into `head`,
+    /// and its payload, which lies in the super-packet. Returns the headers' length and
+    /// the payload; `None` when every segment was given or `head` is too small. The
+    /// segment is the headers followed by the payload, byte for byte what
+    /// [`next_into`](Self::next_into) writes.
+    pub fn next_parts(&mut self, head: &mut [u8]) -> Option<(usize, &'a [u8])> {
+        let (hl, chunk) = self.next_extent()?;
+        let head = head.get_mut(..hl)?;
+        let pkt = self.pkt;
+        let payload = &pkt[hl + self.done..hl + self.done + chunk];
+        self.headers_into(head, hl + chunk, checksum::data(payload));
+        Some((hl, payload))
+    }
+
+    /// The headers' length and the next segment's payload length; `None` when done.
+    fn next_extent(&self) -> Option<(usize, usize)> {
         let total = self.payload_len();
         if self.done >= total && !(total == 0 && self.index == 0) {
             return None;
         }
+        let chunk = (total - self.done).min(self.seg_size);
+        Some((self.layout.headers_len(), chunk))
+    }
+
+    /// Writes the next segment's headers (`seg`, exactly the headers' length) for a
+    /// segment of `len` bytes whose payload sums to `payload_sum`, and moves past it.
+    fn headers_into(&mut self, seg: &mut [u8], len: usize, payload_sum: u16) {
         let l = self.layout;
         let hl = l.headers_len();
-        let chunk = (total - self.done).min(self.seg_size);
-        let len = hl + chunk;
-        let seg = out.get_mut(..len)?;
-        let payload = &self.pkt[hl + self.done..hl + self.done + chunk];
-        seg[..hl].copy_from_slice(&self.pkt[..hl]);
-        // The headers are even in length, so the payload's sum lines up with the segment's.
-        let mut l4_sum = self.l4_fixed + u64::from(checksum::copy_data(&mut seg[hl..], payload));
+        let total = self.payload_len();
+        let chunk = len - hl;
+        seg.copy_from_slice(&self.pkt[..hl]);
+        let mut l4_sum = self.l4_fixed + u64::from(payload_sum);
         let l4_len = len - l.l3_len;
         if l.v6 {
             seg[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
@@ -329,7 +360,6 @@ impl<'a> Segments<'a> {
         seg[at..at + 2].copy_from_slice(&csum.to_be_bytes());
         self.done += chunk;
         self.index = self.index.wrapping_add(1);
-        Some(len)
     }
 }
 

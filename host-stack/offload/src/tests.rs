@@ -669,23 +669,39 @@ fn lent_slots_leave_as_the_copied_packets_do_whatever_path_they_take() {
     for (i, p) in packets.iter().enumerate() {
         assert!(p.len() <= room);
         let slot = engine.tx_slot().expect("a card buffer");
-        if i % 2 == 0 {
-            engine.tx_slot_write(&slot, FRAME_HEADER, p).unwrap();
-            engine.submit_slot(i as u64, slot, p.len());
-        } else {
+        match i % 3 {
+            0 => {
+                engine.tx_slot_write(&slot, FRAME_HEADER, p).unwrap();
+                engine.submit_slot(i as u64, slot, p.len());
+            }
             // Written and decided from the caller's bytes.
-            engine.submit_into_slot(i as u64, slot, p);
+            1 => engine.submit_into_slot(i as u64, slot, p),
+            // The same from two pieces, as a segment's headers and payload come (the
+            // head at its IP and UDP headers' end, or a longer one).
+            _ => {
+                let (head, payload) = p.split_at(28 + i % 7);
+                engine.submit_parts_into_slot(i as u64, slot, head, payload);
+            }
         }
     }
-    // Discarded by policy (no outbound policy for 10.9/16), and too long: one report each.
+    // Discarded by policy (no outbound policy for 10.9/16), and too long: one report each,
+    // in one piece and in two.
     let stray = packet([10, 1, 0, 1], [10, 9, 0, 1], 100, 99);
     let slot = engine.tx_slot().unwrap();
     engine.tx_slot_write(&slot, FRAME_HEADER, &stray).unwrap();
     engine.submit_slot(100, slot, stray.len());
     let slot = engine.tx_slot().unwrap();
     engine.submit_slot(101, slot, room + 1);
+    let slot = engine.tx_slot().unwrap();
+    let (head, payload) = stray.split_at(40);
+    engine.submit_parts_into_slot(102, slot, head, payload);
+    let slot = engine.tx_slot().unwrap();
+    engine.submit_parts_into_slot(103, slot, &stray[..28], &vec![0; room]);
+    // A head too short to hold the selectors: refused, nothing guessed.
+    let slot = engine.tx_slot().unwrap();
+    engine.submit_parts_into_slot(104, slot, &packets[1][..10], &packets[1][10..]);
     let reports = run_until_idle(&mut engine);
-    assert_eq!(reports.len(), 32);
+    assert_eq!(reports.len(), 35);
     let wire = tap.drain();
     assert_eq!(wire.len(), 30, "every packet left through the card's port");
     for (i, p) in packets.iter().enumerate() {
@@ -711,6 +727,9 @@ fn lent_slots_leave_as_the_copied_packets_do_whatever_path_they_take() {
     let fate = |tag| reports.iter().find(|r| r.tag == tag).unwrap().outcome;
     assert_eq!(fate(100), Err(DropReason::NoPolicy));
     assert_eq!(fate(101), Err(DropReason::TooBig));
+    assert_eq!(fate(102), Err(DropReason::NoPolicy));
+    assert_eq!(fate(103), Err(DropReason::TooBig));
+    assert_eq!(fate(104), Err(DropReason::Malformed));
     // Every lent buffer came back: a ring's worth can be lent again.
     let mut held = Vec::new();
     while let Some(s) = engine.tx_slot() {

@@ -22,6 +22,7 @@ use anyhow::{Context, bail};
 use espo_config::Config;
 use espo_driver::card::{Card, CardConfig};
 use espo_driver::model::{MemLink, ModelDevice, ModelHandle, ModelOptions, ModelParams, Pacing};
+use espo_gateway::card::engine::{SEGMENT_HEAD, submit_segment};
 use espo_ipsec::engine::Encapsulated;
 use espo_offload::{FRAME_HEADER, OffloadEngine, OffloadOptions, Received, SentAs, card_config};
 
@@ -126,11 +127,48 @@ pub enum EncapWay {
     /// Written into a lent card buffer first (the TUN read's stand-in, timed apart as
     /// `source`), then submitted there (`submit_slot`): nothing copied by the engine.
     Lent,
-    /// From host memory into a lent card buffer (`submit_into_slot`): `espo run`'s way,
-    /// whose packets come out of the segmenter in host memory; the copy is the host's.
+    /// From host memory into a lent card buffer (`submit_into_slot`): `espo run`'s way
+    /// for a packet read from the TUN device by itself; the copy is the host's.
     FromHost,
+    /// `espo run`'s way with TUN offloads: UDP super-packets of up to 64 KiB cut into
+    /// packets of the bench's size, each segment's headers made on the stack and written,
+    /// with its payload from the super-packet, straight into a lent card buffer
+    /// (`submit_parts_into_slot`) — the writes counted, as they are the segmenter's.
+    Segments,
+    /// The same segments written into host memory first (as the batch holds them), then
+    /// copied into a lent card buffer (`submit_into_slot`).
+    SegmentsViaHost,
     /// From host memory into a frame, then into DMA memory (`submit`): the baseline.
     Copying,
+}
+
+/// A UDP super-packet (GSO, as a TUN read with offloads brings it) of the flow of
+/// `inner`, an IPv4 UDP packet, whose segments are packets of its length: as many as make
+/// at most 64 KiB, 32 at most. Its header says no segmentation when `inner` has no payload.
+pub fn super_packet(inner: &[u8]) -> (Vec<u8>, espo_ipsec::gso::VnetHdr) {
+    let seg = inner.len().saturating_sub(28);
+    let count = (65535 - 28usize)
+        .checked_div(seg)
+        .map_or(0, |n| n.clamp(1, 32));
+    let mut sup = inner.get(..28).unwrap_or_default().to_vec();
+    for i in 0..count * seg {
+        sup.push((i * 7 + i / 251) as u8);
+    }
+    let hdr = espo_ipsec::gso::VnetHdr {
+        gso_type: if seg == 0 {
+            espo_ipsec::gso::GSO_NONE
+        } else {
+            espo_ipsec::gso::GSO_UDP_L4
+        },
+        gso_size: seg as u16,
+        ..Default::default()
+    };
+    if let Some(l) = espo_ipsec::gso::Layout::of(&sup) {
+        let len = sup.len();
+        l.set_ip_len(&mut sup, len);
+        l.fill_l4_checksum(&mut sup);
+    }
+    (sup, hdr)
 }
 
 /// Encapsulation through the card for about `budget`, handed over `way`.
@@ -156,8 +194,40 @@ pub fn encap(
     let started = Instant::now();
     let mut tag = 0u64;
     let mut slots = Vec::with_capacity(per_round);
+    // For `Segments`: a super-packet of the bench packet's flow whose segments are
+    // bench packets, cut again from the start whenever it is used up.
+    let (sup, hdr) = super_packet(inner);
+    let mut segments = espo_ipsec::gso::Segments::new(&sup, &hdr).ok();
+    let mut head = [0u8; SEGMENT_HEAD];
+    let mut scratch = Vec::new();
+    let mut host_seg = vec![0u8; 65536];
     while started.elapsed() < budget || d.packets == 0 {
-        let round = if way != EncapWay::Copying {
+        let round = if way == EncapWay::Segments {
+            // `espo run`'s code for a super-packet's segments: each lends its buffer,
+            // writes and sums the payload there, makes the headers and submits.
+            let cut = segments.as_mut().context("no segments of this size")?;
+            let t = Instant::now();
+            let mut n = 0;
+            while n < per_round {
+                let sent = match submit_segment(&mut engine, tag, cut, &mut head, &mut scratch) {
+                    Some(_) => true,
+                    None => {
+                        *cut = espo_ipsec::gso::Segments::new(&sup, &hdr)
+                            .map_err(|r| anyhow::anyhow!("{r}"))?;
+                        false
+                    }
+                };
+                if sent {
+                    tag += 1;
+                    n += 1;
+                }
+            }
+            let posting = Instant::now();
+            engine.poll();
+            d.charge(1, posting - t);
+            d.charge(2, posting.elapsed());
+            n
+        } else if way != EncapWay::Copying {
             let t = Instant::now();
             while slots.len() < per_round {
                 match engine.tx_slot() {
@@ -179,10 +249,22 @@ pub fn encap(
             let t = Instant::now();
             let n = slots.len();
             for s in slots.drain(..) {
-                if way == EncapWay::Lent {
-                    engine.submit_slot(tag, s, inner.len());
-                } else {
-                    engine.submit_into_slot(tag, s, inner);
+                match way {
+                    EncapWay::Lent => engine.submit_slot(tag, s, inner.len()),
+                    EncapWay::SegmentsViaHost => {
+                        let cut = segments.as_mut().context("no segments of this size")?;
+                        let n = match cut.next_into(&mut host_seg) {
+                            Some(n) => n,
+                            None => {
+                                *cut = espo_ipsec::gso::Segments::new(&sup, &hdr)
+                                    .map_err(|r| anyhow::anyhow!("{r}"))?;
+                                cut.next_into(&mut host_seg)
+                                    .context("an empty super-packet")?
+                            }
+                        };
+                        engine.submit_into_slot(tag, s, &host_seg[..n]);
+                    }
+                    _ => engine.submit_into_slot(tag, s, inner),
                 }
                 tag += 1;
             }

@@ -6,7 +6,10 @@
 //!
 //! - outbound ([`CardOutbound`], an [`OutboundEngine`], one per worker): each packet of
 //!   the batch is written once, straight into a card TX buffer the engine lends (copied in
-//!   by the engine when none is free), and submitted, and the engine polled; every packet
+//!   by the engine when none is free), and submitted, and the engine polled — and the
+//!   segments of a TUN super-packet skip the batch: each one's headers (made on the stack)
+//!   and payload (from the super-packet) are written into a lent buffer
+//!   ([`OutboundEngine::encapsulate_segments`]), 32 at a time; every packet
 //!   the card (or software, through the card's port) takes is [`Outgoing::Transmitted`] —
 //!   the card sends it itself. A packet refused later shows up through
 //!   [`OutboundEngine::settle`].
@@ -35,6 +38,7 @@ use crate::path::{
 };
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::Outbound;
+use espo_ipsec::gso::Segments;
 use espo_offload::{self, EngineEvent, OffloadEngine, Received, RxReport, SentAs, TxReport};
 
 /// How long the card's poller sleeps when the card is busy but has nothing to report yet.
@@ -272,6 +276,8 @@ pub struct CardOutbound<'a> {
     reports: Vec<TxReport>,
     late: Vec<DropReason>,
     housekept: Instant,
+    /// A segment assembled in host memory, for when the card lends no buffer.
+    scratch: Vec<u8>,
 }
 
 impl<'a> CardOutbound<'a> {
@@ -289,6 +295,7 @@ impl<'a> CardOutbound<'a> {
             reports: Vec::new(),
             late: Vec::new(),
             housekept: Instant::now(),
+            scratch: Vec::new(),
         }
     }
 }
@@ -302,6 +309,37 @@ fn submit(engine: &mut OffloadEngine, tag: u64, packet: &[u8]) {
     }
 }
 
+/// Segments a card takes at once (its buffers lent, submitted, the engine polled), as
+/// many as a batch.
+const SEGMENTS_AT_ONCE: usize = crate::threads::BATCH;
+/// Room for a segment's headers: at most 60 bytes of IPv4 header and 60 of TCP header.
+pub const SEGMENT_HEAD: usize = 128;
+
+/// Hands the next of `segments` to the engine (`None`: there is none): its headers, made
+/// on the stack (`head`), and its payload, from the super-packet, each written once,
+/// straight into a card TX buffer the engine lends; assembled in `scratch` and copied in
+/// when none is free. Returns the segment's length.
+pub fn submit_segment(
+    engine: &mut OffloadEngine,
+    tag: u64,
+    segments: &mut Segments<'_>,
+    head: &mut [u8; SEGMENT_HEAD],
+    scratch: &mut Vec<u8>,
+) -> Option<usize> {
+    let (hl, payload) = segments.next_parts(head)?;
+    let head = &head[..hl];
+    match engine.tx_slot() {
+        Some(slot) => engine.submit_parts_into_slot(tag, slot, head, payload),
+        None => {
+            scratch.clear();
+            scratch.extend_from_slice(head);
+            scratch.extend_from_slice(payload);
+            engine.submit(tag, scratch);
+        }
+    }
+    Some(hl + payload.len())
+}
+
 fn outgoing(outcome: Result<SentAs, DropReason>) -> Result<Outgoing, DropReason> {
     match outcome {
         Ok(SentAs::Esp { spi, .. }) => Ok(Outgoing::Transmitted { spi }),
@@ -311,6 +349,31 @@ fn outgoing(outcome: Result<SentAs, DropReason>) -> Result<Outgoing, DropReason>
 }
 
 impl CardOutbound<'_> {
+    /// Sorts the reports just taken from the engine: each of a packet tagged from `first`
+    /// on goes to `set` with its index from there, any other refusal is a late one (a
+    /// packet of an earlier call); wakes the card's poller when work is `outstanding`.
+    fn reported(
+        &mut self,
+        first: u64,
+        outstanding: usize,
+        mut set: impl FnMut(usize, Result<SentAs, DropReason>),
+    ) {
+        self.shared.sort_reports(self.worker, &mut self.reports);
+        for r in self.reports.drain(..) {
+            match r.tag.checked_sub(first) {
+                Some(i) if i < self.next_tag - first => set(i as usize, r.outcome),
+                _ => {
+                    if let Err(reason) = r.outcome {
+                        self.late.push(reason);
+                    }
+                }
+            }
+        }
+        if outstanding > 0 {
+            self.shared.wake.signal();
+        }
+    }
+
     /// This half is outbound worker `worker` of those
     /// [`with_outbound_workers`](CardShared::with_outbound_workers) names.
     pub fn worker(mut self, worker: usize) -> Self {
@@ -350,23 +413,53 @@ impl OutboundEngine for CardOutbound<'_> {
             engine.take_tx_reports(&mut self.reports);
             engine.tx_outstanding()
         };
-        self.shared.sort_reports(self.worker, &mut self.reports);
         // Handed to the card: sent unless a report says otherwise.
         verdicts.resize(batch.len(), Ok(Outgoing::Transmitted { spi: 0 }));
-        for r in self.reports.drain(..) {
-            match r.tag.checked_sub(first) {
-                Some(i) if (i as usize) < verdicts.len() => {
-                    verdicts[i as usize] = outgoing(r.outcome)
-                }
-                _ => {
-                    if let Err(reason) = r.outcome {
-                        self.late.push(reason);
-                    }
-                }
+        self.reported(first, outstanding, |i, outcome| {
+            if let Some(v) = verdicts.get_mut(i) {
+                *v = outgoing(outcome);
             }
-        }
-        if outstanding > 0 {
-            self.shared.wake.signal();
+        });
+    }
+
+    fn takes_segments(&self) -> bool {
+        true
+    }
+
+    fn encapsulate_segments(
+        &mut self,
+        segments: &mut Segments<'_>,
+        out: &mut Vec<(usize, Result<(), DropReason>)>,
+    ) {
+        let mut head = [0u8; SEGMENT_HEAD];
+        loop {
+            let first = self.next_tag;
+            let start = out.len();
+            let outstanding = {
+                let mut engine = self.shared.engine();
+                while out.len() - start < SEGMENTS_AT_ONCE {
+                    let tag = self.next_tag;
+                    let Some(len) =
+                        submit_segment(&mut engine, tag, segments, &mut head, &mut self.scratch)
+                    else {
+                        break;
+                    };
+                    self.next_tag += 1;
+                    out.push((len, Ok(())));
+                }
+                if out.len() == start {
+                    return;
+                }
+                engine.poll();
+                engine.take_tx_reports(&mut self.reports);
+                engine.tx_outstanding()
+            };
+            let taken = &mut out[start..];
+            self.reported(first, outstanding, |i, outcome| {
+                if let Some((_, fate)) = taken.get_mut(i) {
+                    *fate = outcome.map(|_| ());
+                }
+            });
         }
     }
 

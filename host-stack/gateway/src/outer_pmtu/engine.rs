@@ -71,6 +71,20 @@ impl<E: OutboundEngine + ?Sized> OutboundEngine for Learning<'_, E> {
         }
     }
 
+    fn takes_segments(&self) -> bool {
+        self.engine.takes_segments()
+    }
+
+    /// The engine's (an engine that takes segments transmits them itself: nothing comes
+    /// back to note).
+    fn encapsulate_segments(
+        &mut self,
+        segments: &mut espo_ipsec::gso::Segments<'_>,
+        out: &mut Vec<(usize, Result<(), DropReason>)>,
+    ) {
+        self.engine.encapsulate_segments(segments, out);
+    }
+
     fn snapshot(&self, out: &mut Vec<SaSnapshot>) {
         self.engine.snapshot(out);
     }

@@ -129,6 +129,30 @@ fn status_says_how_many_packets_each_system_call_carried() {
         &DirectionView::default(),
     );
     assert!(!idle.contains("system calls"), "{idle}");
+    assert!(!idle.contains("straight into"), "{idle}");
+    assert!(!text.contains("straight into"), "{text}");
+    // Segments a card took straight from super-packets: said under outbound, and summed
+    // over workers.
+    let mut worker = DirectionStats {
+        segments_direct: 40,
+        ..Default::default()
+    };
+    worker.add(&DirectionStats {
+        segments_direct: 7,
+        ..Default::default()
+    });
+    out.stats = worker;
+    let text = render(&|spi, _, _| c.sa(spi), &info(), &out, &inb);
+    let at = text.find("outbound:").unwrap();
+    let line = "  segments written straight into the card's buffers: 47\n";
+    assert!(
+        text[at..].starts_with("outbound:") && text.contains(line),
+        "{text}"
+    );
+    assert!(
+        text.find(line).unwrap() < text.find("inbound:").unwrap(),
+        "{text}"
+    );
 }
 
 #[test]

@@ -439,3 +439,37 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The two-part form gives, segment by segment, the headers and payload whose
+    /// concatenation is what `next_into` writes — any family, protocol, length and segment
+    /// size, the short last segment and an empty payload included — and stops where it does.
+    #[test]
+    fn parts_join_to_the_written_segments(
+        len in 0usize..9_000, seg in 1u16..2000, v6: bool, is_udp: bool, seq: u32, flags: u8,
+    ) {
+        let payload = pattern(len);
+        let sup = if is_udp { udp(v6, &payload) } else { tcp(v6, seq, 3, flags, &TS_OPTIONS, &payload) };
+        let hdr = gso_hdr(v6, is_udp, seg);
+        let written = segments(&sup, &hdr);
+        let mut parts = Segments::new(&sup, &hdr).unwrap();
+        let mut head = [0u8; 128];
+        let mut joined = Vec::new();
+        while let Some((hl, payload)) = parts.next_parts(&mut head) {
+            let mut s = head[..hl].to_vec();
+            s.extend_from_slice(payload);
+            joined.push(s);
+        }
+        prop_assert_eq!(joined, written);
+    }
+}
+
+/// A head buffer too small for the headers ends the iteration, no panic, nothing skipped.
+#[test]
+fn parts_need_room_for_the_headers() {
+    let sup = tcp(false, 1, 2, 0x18, &TS_OPTIONS, &pattern(3000));
+    let mut s = Segments::new(&sup, &gso_hdr(false, false, 1000)).unwrap();
+    assert_eq!(s.next_parts(&mut [0u8; 20]), None);
+    let (hl, payload) = s.next_parts(&mut [0u8; 64]).unwrap();
+    assert_eq!((hl, payload.len()), (52, 1000));
+}

@@ -181,6 +181,105 @@ fn the_card_encapsulates_what_the_outbound_seam_hands_it() {
     );
 }
 
+/// A TCP super-packet from site 2 (10.2.0.2:5000) to site 1 (10.1.0.2:80) with `payload`
+/// bytes, checksums right, and its virtio-net header for segments of `mss`.
+fn tcp_super_packet(payload: usize, mss: u16) -> (Vec<u8>, espo_ipsec::gso::VnetHdr) {
+    let mut p = vec![0u8; 20 + 32 + payload];
+    p[0] = 0x45;
+    p[6] = 0x40;
+    p[8] = 64;
+    p[9] = 6;
+    p[12..16].copy_from_slice(&[10, 2, 0, 2]);
+    p[16..20].copy_from_slice(&[10, 1, 0, 2]);
+    p[20..24].copy_from_slice(&[0x13, 0x88, 0, 80]);
+    p[24..28].copy_from_slice(&7000u32.to_be_bytes());
+    p[32] = 8 << 4;
+    p[33] = 0x18;
+    p[34..36].copy_from_slice(&500u16.to_be_bytes());
+    p[40..52].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9]);
+    for (i, b) in p[52..].iter_mut().enumerate() {
+        *b = (i * 7 + i / 251) as u8;
+    }
+    let l = espo_ipsec::gso::Layout::of(&p).expect("a TCP packet");
+    let len = p.len();
+    l.set_ip_len(&mut p, len);
+    l.fill_l4_checksum(&mut p);
+    let hdr = espo_ipsec::gso::VnetHdr {
+        gso_type: espo_ipsec::gso::GSO_TCPV4,
+        gso_size: mss,
+        ..Default::default()
+    };
+    (p, hdr)
+}
+
+/// A super-packet's segments go from it straight into the card's buffers (copied in
+/// when it lends none): more of them than one round of the card takes, the short last
+/// one included, each reported handed
+/// on with its length, and each of the card's ESP packets the peer decapsulates to
+/// exactly the segment `next_into` writes — in order, numbered without a gap.
+#[test]
+fn the_card_takes_a_super_packets_segments_straight_from_it() {
+    let mut b = bench();
+    let shared = &b.shared;
+    let sizing = b.config.software_engine().unwrap().outbound;
+    let mut out = CardOutbound::new(
+        shared,
+        sizing,
+        std::sync::Arc::new(crate::mailbox::Mailbox::new().unwrap()),
+    );
+    assert!(out.takes_segments());
+    let (sup, hdr) = tcp_super_packet(40 * 1000 + 321, 1000);
+    let mut expected = Vec::new();
+    let mut cut = espo_ipsec::gso::Segments::new(&sup, &hdr).unwrap();
+    let mut seg = vec![0u8; 2000];
+    while let Some(n) = cut.next_into(&mut seg) {
+        expected.push(seg[..n].to_vec());
+    }
+    assert_eq!(expected.len(), 41);
+    let mut segments = espo_ipsec::gso::Segments::new(&sup, &hdr).unwrap();
+    let mut taken = Vec::new();
+    let mut frames = Vec::new();
+    // When the card lends no more buffers, segments are assembled and copied in: all
+    // but 10 of its buffers held here, so both ways are taken and must give the same.
+    let held: Vec<_> = {
+        let mut engine = shared.engine();
+        let mut held: Vec<_> = std::iter::from_fn(|| engine.tx_slot()).collect();
+        for slot in held.drain(..10) {
+            engine.release_slot(slot);
+        }
+        held
+    };
+    assert!(!held.is_empty());
+    out.encapsulate_segments(&mut segments, &mut taken);
+    for slot in held {
+        shared.engine().release_slot(slot);
+    }
+    assert!(segments.next_parts(&mut [0u8; 128]).is_none(), "all taken");
+    for _ in 0..20 {
+        b.settle_card();
+        frames.extend(b.queues.take_for_wire());
+    }
+    let lens: Vec<usize> = expected.iter().map(Vec::len).collect();
+    assert_eq!(taken.iter().map(|t| t.0).collect::<Vec<_>>(), lens);
+    assert!(taken.iter().all(|t| t.1.is_ok()), "{taken:?}");
+    assert_eq!(frames.len(), expected.len(), "one ESP packet per segment");
+    let mut seqs = Vec::new();
+    for (frame, want) in frames.iter().zip(&expected) {
+        seqs.push(u32::from_be_bytes(
+            frame[14 + 24..14 + 28].try_into().unwrap(),
+        ));
+        let mut batch = [buf(&frame[14..])];
+        let mut incoming = Vec::new();
+        InboundEngine::decapsulate(&mut b.peer.inbound, &mut batch, &mut incoming);
+        assert_eq!(incoming, [Ok(Incoming::Inner { spi: 0x2001 })]);
+        assert_eq!(batch[0].packet(), &want[..]);
+    }
+    assert_eq!(seqs, (1..=41).collect::<Vec<u32>>());
+    let mut late = Vec::new();
+    out.settle(&mut late);
+    assert!(late.is_empty(), "{late:?}");
+}
+
 #[test]
 fn the_inbound_seam_delivers_what_the_card_decapsulated_and_counts_a_replay() {
     let mut b = bench();
