@@ -201,32 +201,6 @@ fn workers_sharing_an_sa_do_not_allocate() {
     assert_eq!(info.count_total, 0, "{info:?}");
 }
 
-/// A TCP super-packet as a TUN device with offloads hands it over (IPv4, 10.1.0.2 to
-/// 10.2.0.2, timestamps option, `payload` bytes, checksums complete).
-fn tcp_super_packet(payload: usize) -> Vec<u8> {
-    let mut p = vec![0u8; 20 + 32 + payload];
-    p[0] = 0x45;
-    p[6] = 0x40;
-    p[8] = 64;
-    p[9] = 6;
-    p[12..16].copy_from_slice(&[10, 1, 0, 2]);
-    p[16..20].copy_from_slice(&[10, 2, 0, 2]);
-    p[20..24].copy_from_slice(&[0x13, 0x88, 0, 80]);
-    p[24..28].copy_from_slice(&1000u32.to_be_bytes());
-    p[32] = 8 << 4;
-    p[33] = 0x10;
-    p[34..36].copy_from_slice(&500u16.to_be_bytes());
-    p[40..52].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9]);
-    for (i, b) in p[52..].iter_mut().enumerate() {
-        *b = (i * 13) as u8;
-    }
-    let l = espo_ipsec::gso::Layout::of(&p).expect("a TCP packet");
-    let len = p.len();
-    l.set_ip_len(&mut p, len);
-    l.fill_l4_checksum(&mut p);
-    p
-}
-
 /// The offload datapath: a TCP super-packet segmented (gso), every segment encapsulated
 /// and decapsulated, and the decapsulated segments coalesced again (gro) and drained as
 /// the inbound thread writes them — nothing allocated, and what comes out is the
@@ -236,7 +210,7 @@ fn segmentation_and_coalescing_do_not_allocate() {
     use espo_ipsec::gro::Coalescer;
     use espo_ipsec::gso::{F_NEEDS_CSUM, GSO_TCPV4, Segments, VNET_HDR_LEN, VnetHdr};
     let (mut tx, mut rx) = engines(&esp(0x1001, "aes-gcm-128", 20, None, ""), "0x1001");
-    let whole = tcp_super_packet(20_000);
+    let (whole, _) = loopback::tcp_super_packet([10, 1, 0, 2], [10, 2, 0, 2], 20_000, 1388);
     let hdr = VnetHdr {
         flags: F_NEEDS_CSUM,
         gso_type: GSO_TCPV4,
@@ -561,12 +535,8 @@ fn segments_into_the_card_do_not_allocate() {
     let mailbox = Arc::new(espo_gateway::mailbox::Mailbox::new().unwrap());
     let mut out = CardOutbound::new(&shared, sizing, mailbox);
     // 32 segments of 1400 bytes and a short last one.
-    let sup = tcp_super_packet(32 * 1400 + 100);
-    let hdr = espo_ipsec::gso::VnetHdr {
-        gso_type: espo_ipsec::gso::GSO_TCPV4,
-        gso_size: 1400,
-        ..Default::default()
-    };
+    let (sup, hdr) =
+        loopback::tcp_super_packet([10, 1, 0, 2], [10, 2, 0, 2], 32 * 1400 + 100, 1400);
     model.hold(true);
     let mut taken = Vec::with_capacity(64);
     let (mut sent, mut frames, mut allocations) = (0, 0, 0);

@@ -71,6 +71,44 @@ pub fn tunnel_pair(
     Ok((sender, receiver))
 }
 
+/// An IPv4/TCP super-packet (what a TUN read with offloads brings) from `src`:5000 to
+/// `dst`:80 with `payload` bytes of a pattern, flags ACK, the timestamp option, lengths
+/// and checksums right, and its virtio-net header for segments of `mss` bytes of payload.
+pub fn tcp_super_packet(
+    src: [u8; 4],
+    dst: [u8; 4],
+    payload: usize,
+    mss: u16,
+) -> (Vec<u8>, espo_ipsec::gso::VnetHdr) {
+    let mut p = vec![0u8; 20 + 32 + payload];
+    p[0] = 0x45;
+    p[6] = 0x40;
+    p[8] = 64;
+    p[9] = 6;
+    p[12..16].copy_from_slice(&src);
+    p[16..20].copy_from_slice(&dst);
+    p[20..24].copy_from_slice(&[0x13, 0x88, 0, 80]);
+    p[24..28].copy_from_slice(&1000u32.to_be_bytes());
+    p[32] = 8 << 4;
+    p[33] = 0x10;
+    p[34..36].copy_from_slice(&500u16.to_be_bytes());
+    p[40..52].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9]);
+    for (i, b) in p[52..].iter_mut().enumerate() {
+        *b = (i * 13 + i / 251) as u8;
+    }
+    if let Some(l) = espo_ipsec::gso::Layout::of(&p) {
+        let len = p.len();
+        l.set_ip_len(&mut p, len);
+        l.fill_l4_checksum(&mut p);
+    }
+    let hdr = espo_ipsec::gso::VnetHdr {
+        gso_type: espo_ipsec::gso::GSO_TCPV4,
+        gso_size: mss,
+        ..Default::default()
+    };
+    (p, hdr)
+}
+
 /// An IPv4/UDP packet of exactly `len` bytes (at least 28) from 10.1.0.1 to 10.2.0.1, its
 /// payload filled with `fill`.
 pub fn udp_packet(len: usize, fill: u8) -> Vec<u8> {

@@ -140,16 +140,21 @@ impl Bench {
     }
 }
 
+/// The outbound half on `shared`, sized by `config`'s software engine.
+fn outbound<'a>(shared: &'a CardShared, config: &Config) -> CardOutbound<'a> {
+    let sizing = config.software_engine().unwrap().outbound;
+    CardOutbound::new(
+        shared,
+        sizing,
+        std::sync::Arc::new(crate::mailbox::Mailbox::new().unwrap()),
+    )
+}
+
 #[test]
 fn the_card_encapsulates_what_the_outbound_seam_hands_it() {
     let mut b = bench();
     let shared = &b.shared;
-    let sizing = b.config.software_engine().unwrap().outbound;
-    let mut out = CardOutbound::new(
-        shared,
-        sizing,
-        std::sync::Arc::new(crate::mailbox::Mailbox::new().unwrap()),
-    );
+    let mut out = outbound(shared, &b.config);
     let inner = udp([10, 2, 0, 2], [10, 1, 0, 2], 300, 7);
     assert_eq!(out.overhead(&inner), Ok(Some(69 - 15 + 2)));
     let mut batch = [buf(&inner)];
@@ -181,37 +186,6 @@ fn the_card_encapsulates_what_the_outbound_seam_hands_it() {
     );
 }
 
-/// A TCP super-packet from site 2 (10.2.0.2:5000) to site 1 (10.1.0.2:80) with `payload`
-/// bytes, checksums right, and its virtio-net header for segments of `mss`.
-fn tcp_super_packet(payload: usize, mss: u16) -> (Vec<u8>, espo_ipsec::gso::VnetHdr) {
-    let mut p = vec![0u8; 20 + 32 + payload];
-    p[0] = 0x45;
-    p[6] = 0x40;
-    p[8] = 64;
-    p[9] = 6;
-    p[12..16].copy_from_slice(&[10, 2, 0, 2]);
-    p[16..20].copy_from_slice(&[10, 1, 0, 2]);
-    p[20..24].copy_from_slice(&[0x13, 0x88, 0, 80]);
-    p[24..28].copy_from_slice(&7000u32.to_be_bytes());
-    p[32] = 8 << 4;
-    p[33] = 0x18;
-    p[34..36].copy_from_slice(&500u16.to_be_bytes());
-    p[40..52].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9]);
-    for (i, b) in p[52..].iter_mut().enumerate() {
-        *b = (i * 7 + i / 251) as u8;
-    }
-    let l = espo_ipsec::gso::Layout::of(&p).expect("a TCP packet");
-    let len = p.len();
-    l.set_ip_len(&mut p, len);
-    l.fill_l4_checksum(&mut p);
-    let hdr = espo_ipsec::gso::VnetHdr {
-        gso_type: espo_ipsec::gso::GSO_TCPV4,
-        gso_size: mss,
-        ..Default::default()
-    };
-    (p, hdr)
-}
-
 /// A super-packet's segments go from it straight into the card's buffers (copied in
 /// when it lends none): more of them than one round of the card takes, the short last
 /// one included, each reported handed
@@ -221,14 +195,14 @@ fn tcp_super_packet(payload: usize, mss: u16) -> (Vec<u8>, espo_ipsec::gso::Vnet
 fn the_card_takes_a_super_packets_segments_straight_from_it() {
     let mut b = bench();
     let shared = &b.shared;
-    let sizing = b.config.software_engine().unwrap().outbound;
-    let mut out = CardOutbound::new(
-        shared,
-        sizing,
-        std::sync::Arc::new(crate::mailbox::Mailbox::new().unwrap()),
-    );
+    let mut out = outbound(shared, &b.config);
     assert!(out.takes_segments());
-    let (sup, hdr) = tcp_super_packet(40 * 1000 + 321, 1000);
+    let (sup, hdr) = espo_harness::loopback::tcp_super_packet(
+        [10, 2, 0, 2],
+        [10, 1, 0, 2],
+        40 * 1000 + 321,
+        1000,
+    );
     let mut expected = Vec::new();
     let mut cut = espo_ipsec::gso::Segments::new(&sup, &hdr).unwrap();
     let mut seg = vec![0u8; 2000];
