@@ -271,9 +271,17 @@ proptest! {
         let mut p = bytes.clone();
         let _ = finish_single(&mut p, &hdr);
         if let Ok(mut s) = Segments::new(&bytes, &hdr) {
+            let mut parts = s.clone();
             let mut buf = vec![0u8; 400];
             let mut n = 0;
             while s.next_into(&mut buf).is_some() && n < 1000 { n += 1; }
+            let mut head = [0u8; 128];
+            let mut m = 0;
+            while let Some((hl, payload)) = parts.next_parts(&mut head) {
+                prop_assert!(hl <= head.len() && hl + payload.len() <= bytes.len().max(hl));
+                m += 1;
+                if m >= 1000 { break; }
+            }
         }
     }
 }
