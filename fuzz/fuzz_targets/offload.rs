@@ -1,6 +1,6 @@
 //! TUN offloads: a virtio-net header and a packet as the TUN device would hand them over —
 //! completed or cut into segments, each of which must fit its buffer and lie within the
-//! super-packet's size — and packets offered to the coalescer, which must write back no
+//! super-packet's size, the same whether written whole or given as headers and payload — and packets offered to the coalescer, which must write back no
 //! more packets and no more bytes than it was given (plus headers), never panicking. The
 //! first input byte splits the rest into packets for the coalescer.
 #![no_main]
@@ -19,13 +19,31 @@ fuzz_target!(|data: &[u8]| {
             && let Ok(mut segments) = Segments::new(&pkt, &hdr)
         {
             let count = segments.count();
+            let mut parts = segments.clone();
             let mut buf = vec![0u8; 2048];
-            let mut n = 0;
+            let mut written = Vec::new();
             while let Some(len) = segments.next_into(&mut buf) {
                 assert!(len <= buf.len());
-                n += 1;
-                assert!(n <= count, "more segments than counted");
+                written.push(buf[..len].to_vec());
+                assert!(written.len() <= count, "more segments than counted");
             }
+            // The two-part form gives the same segments, headers then payload.
+            let mut head = [0u8; 128];
+            let mut n = 0;
+            while let Some((hl, payload)) = parts.next_parts(&mut head) {
+                let mut joined = head[..hl].to_vec();
+                joined.extend_from_slice(payload);
+                match written.get(n) {
+                    Some(w) => assert_eq!(w, &joined, "segment {n} differs in two parts"),
+                    // `next_into` stopped at the first segment too long for its buffer;
+                    // the parts go on.
+                    None if n == written.len() => assert!(joined.len() > buf.len()),
+                    None => {}
+                }
+                n += 1;
+                assert!(n <= count, "more parts than counted");
+            }
+            assert!(n >= written.len(), "fewer parts than segments");
         }
     }
 
