@@ -31,9 +31,11 @@ use model::EncapWay;
 /// performance counters — what the card itself would do. The host figure is zero-copy:
 /// each packet is written straight into a card buffer the engine lends (the TUN read's
 /// stand-in, timed apart and not counted) and a received one is left in the card's buffer;
-/// beside it, the same with the packet copied in and out, as the baseline, and the way
-/// `espo run` hands its packets over (from host memory into the lent buffers, that copy
-/// counted). The zero-copy host figure is also given by stage, to say where its time goes: encapsulation as lending the
+/// beside it, the same with the packet copied in and out, as the baseline, and the ways
+/// `espo run` hands its packets over: a packet read by itself, from host memory into the
+/// lent buffers, that copy counted; and the segments of a TUN super-packet, each one's
+/// headers and payload written from the super-packet into its lent buffer, the segmenting
+/// counted — with the same segments assembled in host memory first beside it. The zero-copy host figure is also given by stage, to say where its time goes: encapsulation as lending the
 /// buffers, the outbound decision and queueing, routing and posting to the ring, and the
 /// completions with their reports; decapsulation as receiving (the driver's completions,
 /// the host's checks, the reports) and giving the buffers back.
