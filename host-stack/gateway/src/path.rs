@@ -93,6 +93,16 @@ impl PacketBuf {
         &mut self.buf[offset..end]
     }
 
+    /// Writes `prefix` into the buffer right in front of the packet, and returns the two
+    /// together; `None` (nothing written) when the packet has less room than that in front.
+    pub fn with_prefix(&mut self, prefix: &[u8]) -> Option<&[u8]> {
+        let start = self.range.start.checked_sub(prefix.len())?;
+        self.buf
+            .get_mut(start..self.range.start)?
+            .copy_from_slice(prefix);
+        self.buf.get(start..self.range.end)
+    }
+
     /// Copies `packet` in at [`HEADROOM`]; `false` (and nothing copied) when it is longer
     /// than [`MAX_PACKET`].
     pub fn load(&mut self, packet: &[u8]) -> bool {

@@ -19,9 +19,10 @@
 //! which gets each segment's headers and payload written once, into its own buffer): there
 //! the first segment, the largest, is checked against the path MTU, and when it passes
 //! the engine takes them all, the batch before them sent first. The inbound thread hands each
-//! batch's inner packets to a coalescer ([`espo_ipsec::gro`]) and, once its sockets are empty
-//! (or the coalescer full), writes a flow's consecutive TCP segments as one super-packet,
-//! everything else as it came, in arrival order.
+//! batch's TCP packets to a coalescer ([`espo_ipsec::gro`]) and, once its sockets are empty
+//! (or the coalescer full), writes a flow's consecutive segments as one super-packet,
+//! everything else of TCP as it came, in arrival order; packets of other protocols, none of
+//! whose flows the coalescer ever holds, are written at once.
 //!
 //! Shutdown: SIGINT and SIGTERM set a flag the busy loops check between batches and write
 //! to a socket pair every idle poll watches, so every thread ends within one batch or one
@@ -666,7 +667,7 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
         stats.reads = ctx.rx.calls(&headers);
         if n > 0 {
             engine.decapsulate(&mut batch[..n], &mut verdicts);
-            for (p, v) in batch[..n].iter().zip(verdicts.iter()) {
+            for (p, v) in batch[..n].iter_mut().zip(verdicts.iter()) {
                 // What goes to the inside, and its SA (0 for none: no SA has SPI 0).
                 let (inside, spi) = match v {
                     Ok(Incoming::Inner { spi }) => (true, *spi),
@@ -675,17 +676,22 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
                 };
                 if inside {
                     let unprotected = spi == 0;
-                    let offered = gro.as_mut().map(|c| c.offer(spi, p.packet()));
+                    // A packet of a flow the coalescer never holds (not TCP) is written at
+                    // once: nothing of its flow waits there, so its order holds without the
+                    // copy a slot of its own would take.
+                    let offered = gro
+                        .as_mut()
+                        .filter(|_| !never_coalesced(p.packet()))
+                        .map(|c| c.offer(spi, p.packet()));
                     if matches!(offered, Some(Offer::Merged | Offer::Held)) {
                         continue;
                     }
-                    if let Some(c) = gro.as_mut() {
+                    if let Some(c) = gro.as_mut().filter(|_| offered.is_some()) {
                         drain(c, &ctx, &mut stats); // what came before goes first
                     }
-                    let ok = queue_for(ctx.tun, p.packet())
-                        .send_packet(p.packet())
-                        .is_ok();
-                    written(&mut stats, ok, unprotected, 1, p.packet().len() as u64);
+                    let len = p.packet().len() as u64;
+                    let ok = queue_for(ctx.tun, p.packet()).send_buf(p).is_ok();
+                    written(&mut stats, ok, unprotected, 1, len);
                     continue;
                 }
                 match v {
@@ -729,6 +735,25 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
     stats
 }
 
+/// Whether `pkt` belongs to a flow the coalescer never holds a packet of — any protocol but
+/// TCP: IPv4's protocol field (a fragment of TCP says TCP too); IPv6's upper-layer
+/// protocol, behind any extension headers (a fragment's is in its Fragment header). Its
+/// packets may be written past what the coalescer holds. What cannot be read says TCP.
+fn never_coalesced(pkt: &[u8]) -> bool {
+    use espo_ipsec::wire::{IpProtocol, ipv6};
+    match Version::of(pkt) {
+        Some(Version::Ipv4) => pkt.get(9).is_some_and(|&p| p != 6),
+        Some(Version::Ipv6) => match pkt.get(6) {
+            Some(6) | None => false,
+            Some(17 | 58) => true,
+            Some(_) => ipv6::Packet::new_checked(pkt)
+                .and_then(|p| ipv6::walk_extension_headers(&p))
+                .is_ok_and(|u| u.protocol != IpProtocol::Tcp),
+        },
+        _ => false,
+    }
+}
+
 /// Counts packets written to the inside (`ok`) or not.
 fn written(stats: &mut DirectionStats, ok: bool, unprotected: bool, packets: u64, bytes: u64) {
     stats.writes += 1;
@@ -753,7 +778,7 @@ fn drain<R: OutsideRx>(c: &mut Coalescer, ctx: &InboundCtx<'_, R>, stats: &mut D
 
 #[cfg(test)]
 mod tests {
-    use super::{IDLE_POLL, Shutdown, link_local, wait_readable};
+    use super::{IDLE_POLL, Shutdown, link_local, never_coalesced, wait_readable};
     use std::io::Write;
     use std::os::fd::AsFd;
     use std::os::unix::net::UnixStream;
@@ -838,5 +863,49 @@ mod tests {
         v4[16..20].copy_from_slice(&[239, 1, 1, 1]);
         assert!(!link_local(&v4));
         assert!(!link_local(&[0x60, 0, 0]));
+    }
+
+    /// Only flows whose packets the coalescer can never hold are written past it: TCP, and
+    /// whatever cannot be read, stay in its order.
+    #[test]
+    fn packets_written_past_the_coalescer_are_never_tcp() {
+        let mut v4 = [0u8; 28];
+        v4[0] = 0x45;
+        for (proto, past) in [(17, true), (1, true), (50, true), (6, false)] {
+            v4[9] = proto;
+            assert_eq!(never_coalesced(&v4), past, "IPv4 protocol {proto}");
+        }
+        // A later fragment of a TCP segment says TCP as well.
+        v4[9] = 6;
+        v4[6..8].copy_from_slice(&[0x00, 0xb9]);
+        assert!(!never_coalesced(&v4));
+
+        // IPv6: the upper-layer protocol, behind extension headers.
+        let v6 = |next: u8, ext: &[u8]| {
+            let mut p = vec![0u8; 40];
+            p[0] = 0x60;
+            p[6] = next;
+            p.extend_from_slice(ext);
+            p.extend_from_slice(&[0u8; 8]);
+            let payload = (p.len() - 40) as u16;
+            p[4..6].copy_from_slice(&payload.to_be_bytes());
+            p
+        };
+        assert!(never_coalesced(&v6(17, &[])));
+        assert!(never_coalesced(&v6(58, &[])));
+        assert!(!never_coalesced(&v6(6, &[])));
+        // Hop-by-hop options, then TCP or UDP.
+        let hbh = |next: u8| [next, 0, 1, 4, 0, 0, 0, 0];
+        assert!(!never_coalesced(&v6(0, &hbh(6))));
+        assert!(never_coalesced(&v6(0, &hbh(17))));
+        // Fragments: the first and a later one of a UDP datagram, a later one of TCP.
+        assert!(never_coalesced(&v6(44, &[17, 0, 0x00, 0x01, 0, 0, 0, 7])));
+        assert!(never_coalesced(&v6(44, &[17, 0, 0x05, 0x00, 0, 0, 0, 7])));
+        assert!(!never_coalesced(&v6(44, &[6, 0, 0x05, 0x00, 0, 0, 0, 7])));
+        // What cannot be read stays in the coalescer's order.
+        assert!(!never_coalesced(&v6(0, &[17, 9])[..44]));
+        assert!(!never_coalesced(&[0x60, 0, 0]));
+        assert!(!never_coalesced(&[]));
+        assert!(!never_coalesced(&[0x45]));
     }
 }

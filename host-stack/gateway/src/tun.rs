@@ -17,6 +17,8 @@ use std::path::Path;
 
 use tun_rs::{DeviceBuilder, SyncDevice};
 
+use crate::path::PacketBuf;
+
 /// A TUN device (IFF_TUN | IFF_NO_PI): one read is one IP packet — with offloads
 /// (`IFF_VNET_HDR`, and `TUNSETOFFLOAD` with TSO4/TSO6 and, where the kernel has them,
 /// USO4/USO6) a virtio-net header and a packet of up to 64 KiB that espo segments itself
@@ -104,6 +106,19 @@ impl Tun {
                 .send_vectored(&[IoSlice::new(&NO_OFFLOAD), IoSlice::new(pkt)])
         } else {
             self.dev.send(pkt)
+        }
+    }
+
+    /// [`send_packet`](Self::send_packet) for a packet in a [`PacketBuf`]: with offloads,
+    /// its header goes into the buffer's room in front of the packet where there is some,
+    /// so that one plain write carries both.
+    pub fn send_buf(&self, p: &mut PacketBuf) -> io::Result<usize> {
+        if !self.vnet_hdr {
+            return self.dev.send(p.packet());
+        }
+        match p.with_prefix(&NO_OFFLOAD) {
+            Some(bytes) => self.dev.send(bytes),
+            None => self.send_packet(p.packet()),
         }
     }
 }

@@ -223,3 +223,21 @@ fn the_tunnel_names_its_outermost_sa() {
         assert_eq!(tunnel.path, None, "the engine alone learns no path");
     }
 }
+
+/// A prefix goes into the room in front of the packet, which stays as it was; without
+/// that much room nothing is written.
+#[test]
+fn a_prefix_goes_in_front_of_the_packet_where_there_is_room() {
+    let mut p = PacketBuf::default();
+    assert!(p.load(&[1, 2, 3]));
+    let start = p.range().start;
+    assert_eq!(p.with_prefix(&[9, 8]), Some(&[9, 8, 1, 2, 3][..]));
+    assert_eq!(p.packet(), &[1, 2, 3]);
+    assert_eq!(p.range().start, start);
+    p.set_range(1..3);
+    assert_eq!(p.with_prefix(&[7, 7]), None);
+    assert_eq!(p.with_prefix(&[7]), Some(&[7, 0, 0][..]));
+    p.set_range(0..0);
+    assert_eq!(p.with_prefix(&[]), Some(&[][..]));
+    assert_eq!(p.with_prefix(&[5]), None);
+}
