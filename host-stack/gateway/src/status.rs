@@ -56,8 +56,9 @@ pub struct DirectionStats {
     pub reads: u64,
     pub writes: u64,
     /// Outbound: segments of TUN super-packets the engine took straight from them, each
-    /// written once into where it is sent from (a card's TX buffer), with no batch copy
-    /// in between. Counted in `received` too.
+    /// written once into where it is sent from (a card's TX buffer; copied in, when the
+    /// card lends none at the moment), with no batch copy in between. Counted in
+    /// `received` too.
     pub segments_direct: u64,
 }
 

@@ -113,13 +113,12 @@ impl Tun {
     /// its header goes into the buffer's room in front of the packet where there is some,
     /// so that one plain write carries both.
     pub fn send_buf(&self, p: &mut PacketBuf) -> io::Result<usize> {
-        if !self.vnet_hdr {
-            return self.dev.send(p.packet());
+        if self.vnet_hdr
+            && let Some(bytes) = p.with_prefix(&NO_OFFLOAD)
+        {
+            return self.dev.send(bytes);
         }
-        match p.with_prefix(&NO_OFFLOAD) {
-            Some(bytes) => self.dev.send(bytes),
-            None => self.send_packet(p.packet()),
-        }
+        self.send_packet(p.packet())
     }
 }
 

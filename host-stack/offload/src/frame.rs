@@ -491,14 +491,14 @@ impl OffloadEngine {
             buf: slot.buf,
             len: FRAME_HEADER + len,
         };
-        let parsed = if head.len() == len {
-            Flow::parse(head)
-        } else {
-            Flow::parse_head(head, len)
-        };
         let decided = if len > self.tx_slot_room() || head.len() > len {
             Err(DropReason::TooBig)
         } else {
+            let parsed = if head.len() == len {
+                Flow::parse(head)
+            } else {
+                Flow::parse_head(head, len)
+            };
             parsed.map_err(|_| DropReason::Malformed).and_then(|flow| {
                 let version = self.sw.outbound.spd().version();
                 let decided = self.decide(&flow);

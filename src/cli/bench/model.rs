@@ -145,7 +145,7 @@ pub enum EncapWay {
 /// A UDP super-packet (GSO, as a TUN read with offloads brings it) of the flow of
 /// `inner`, an IPv4 UDP packet, whose segments are packets of its length: as many as make
 /// at most 64 KiB, 32 at most. Its header says no segmentation when `inner` has no payload.
-pub fn super_packet(inner: &[u8]) -> (Vec<u8>, espo_ipsec::gso::VnetHdr) {
+fn super_packet(inner: &[u8]) -> (Vec<u8>, espo_ipsec::gso::VnetHdr) {
     let seg = inner.len().saturating_sub(28);
     let count = (65535 - 28usize)
         .checked_div(seg)
@@ -203,8 +203,8 @@ pub fn encap(
     let mut host_seg = vec![0u8; 65536];
     while started.elapsed() < budget || d.packets == 0 {
         let round = if way == EncapWay::Segments {
-            // `espo run`'s code for a super-packet's segments: each lends its buffer,
-            // writes and sums the payload there, makes the headers and submits.
+            // `espo run`'s code for a super-packet's segments: each lends its buffer, makes
+            // the headers (summing the payload), writes both into it and submits.
             let cut = segments.as_mut().context("no segments of this size")?;
             let t = Instant::now();
             let mut n = 0;
