@@ -157,7 +157,8 @@ pub struct TunnelArgs {
     /// test, and print the heaviest symbols by thread.
     #[arg(long)]
     pub perf: bool,
-    /// With --perf: keep each profile (its path is printed) for `perf report -i`.
+    /// With --perf: keep each profile (its path is printed) for `perf report -i`, and the
+    /// scratch directory that holds them.
     #[arg(long, requires = "perf")]
     pub keep_profiles: bool,
     /// Scratch directory for the gateways' configurations, logs and sockets, kept
@@ -693,11 +694,24 @@ pub fn run(mut args: TunnelArgs) -> anyhow::Result<ExitCode> {
         Shape::ServerServer => netlab::server_to_server(&mut lab),
     }
     .context("building the namespaces")?;
+    let keep_profiles = args.keep_profiles;
     let mut bench = Bench { lab, t, args, stop };
     let result = bench.measure();
     // Gateways stopped and namespaces gone before the directory goes.
     drop(bench);
     match result {
+        Ok(()) if keep_profiles => {
+            // The profiles are in the scratch directory: it stays (mode 0700, as made).
+            if let Some(t) = temp {
+                let _ = t.keep();
+                eprintln!(
+                    "espo bench tunnel: the profiles are kept in {} (remove it when done: \
+                     it also holds the gateways' configurations, keys included)",
+                    dir.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) if gateways_ran(&dir) => {
             let _ = temp.map(tempfile::TempDir::keep);
