@@ -6,6 +6,10 @@ use crate::selector::{Cidr, PortRange, ProtocolSelector};
 use crate::spec::{PolicyAction, PolicySpec};
 use crate::wire::flow::Flow;
 
+mod index;
+
+use index::Index;
+
 /// What a policy matches: RFC 4301 selectors over the inner packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Selector {
@@ -92,6 +96,9 @@ pub struct Spd {
     /// so two databases with the same version decide every flow alike (a clone keeps its
     /// original's version until either changes).
     version: u64,
+    /// Groups the policies for [`lookup`](Spd::lookup) when there are many; rebuilt by
+    /// every change of a selector or of the order.
+    index: Option<Index>,
 }
 
 /// Versions for [`Spd::version`], never handed out twice in a process.
@@ -106,6 +113,7 @@ impl Default for Spd {
         Spd {
             policies: Vec::new(),
             version: next_version(),
+            index: None,
         }
     }
 }
@@ -114,6 +122,11 @@ impl Spd {
     pub fn push(&mut self, policy: Policy) {
         self.version = next_version();
         self.policies.push(policy);
+        self.reindex();
+    }
+
+    fn reindex(&mut self) {
+        self.index = Index::build(&self.policies);
     }
 
     /// Puts a policy at `position` in the search order (at the end when `None` or past it).
@@ -121,22 +134,29 @@ impl Spd {
         self.version = next_version();
         let at = position.map_or(self.policies.len(), |p| p.min(self.policies.len()));
         self.policies.insert(at, policy);
+        self.reindex();
     }
 
     /// Removes the policy `id`.
     pub fn remove(&mut self, id: PolicyId) -> Option<Policy> {
         self.version = next_version();
         let at = self.policies.iter().position(|p| p.id == id)?;
-        Some(self.policies.remove(at))
+        let removed = self.policies.remove(at);
+        self.reindex();
+        Some(removed)
     }
 
     pub fn get(&self, id: PolicyId) -> Option<&Policy> {
         self.policies.iter().find(|p| p.id == id)
     }
 
-    pub fn get_mut(&mut self, id: PolicyId) -> Option<&mut Policy> {
+    /// The action of policy `id`, to change (its selectors and place stay).
+    pub fn action_mut(&mut self, id: PolicyId) -> Option<&mut Action> {
         self.version = next_version();
-        self.policies.iter_mut().find(|p| p.id == id)
+        self.policies
+            .iter_mut()
+            .find(|p| p.id == id)
+            .map(|p| &mut p.action)
     }
 
     /// What the policies are now, as a number unique in the process: a decision
@@ -173,9 +193,19 @@ impl Spd {
         &self.policies
     }
 
-    /// The first policy whose selectors match the flow.
+    /// The first policy whose selectors match the flow. A long database is searched
+    /// through its index (see [`index`]), a short one in order: the same answer.
     #[inline]
     pub fn lookup(&self, flow: &Flow) -> Option<&Policy> {
+        match &self.index {
+            Some(index) => self.policies.get(index.lookup(&self.policies, flow)?),
+            None => self.lookup_in_order(flow),
+        }
+    }
+
+    /// [`lookup`](Self::lookup) trying each policy in turn, whatever the length.
+    #[inline]
+    pub fn lookup_in_order(&self, flow: &Flow) -> Option<&Policy> {
         self.policies.iter().find(|p| p.selector.matches(flow))
     }
 
@@ -262,7 +292,7 @@ mod tests {
             policy("10.1.0.0/16", "10.2.0.0/16", Action::Bypass, 5),
         );
         seen.push(spd.version());
-        spd.get_mut(PolicyId(5)).unwrap().action = Action::Discard;
+        *spd.action_mut(PolicyId(5)).unwrap() = Action::Discard;
         seen.push(spd.version());
         spd.rename_sa(0, 3);
         seen.push(spd.version());
@@ -321,5 +351,261 @@ mod tests {
         assert!(!spd.admits_decapsulated(&f, &[0]));
         assert!(!spd.admits_decapsulated(&f, &[1]));
         assert!(!spd.admits_decapsulated(&f, &[]));
+    }
+
+    /// Many sites, one /24 each, and a catch-all behind them: the index is used, and
+    /// finds each site's policy, a more specific one before it, and the catch-all.
+    #[test]
+    fn a_long_database_is_searched_through_its_index() {
+        let mut spd = Spd::default();
+        for i in 0..1000u32 {
+            let site = format!("10.{}.{}.0/24", 100 + i / 256, i % 256);
+            spd.push(policy(&site, "10.1.0.0/16", protect(i as usize), i));
+        }
+        spd.push(policy("0.0.0.0/0", "0.0.0.0/0", Action::Bypass, 1000));
+        // Ahead of everything: one host of site 7, UDP to port 7 only.
+        let mut only = policy("10.100.7.9/32", "10.1.0.0/16", Action::Discard, 1001);
+        only.selector.protocol = ProtocolSelector::Number(17);
+        only.selector.dst_port = PortRange { low: 7, high: 7 };
+        spd.insert(Some(0), only);
+        assert_eq!(spd.index.as_ref().map(|i| i.groups()), Some(3));
+        let id = |spd: &Spd, f: &Flow| spd.lookup(f).map(|p| p.id.0);
+        assert_eq!(id(&spd, &flow("10.100.7.1", "10.1.2.3")), Some(7));
+        assert_eq!(id(&spd, &flow("10.103.231.200", "10.1.0.1")), Some(999));
+        assert_eq!(id(&spd, &flow("10.100.7.9", "10.1.2.3")), Some(1001));
+        let mut tcp = flow("10.100.7.9", "10.1.2.3");
+        tcp.protocol = IpProtocol::Tcp;
+        assert_eq!(id(&spd, &tcp), Some(7));
+        assert_eq!(id(&spd, &flow("10.104.0.1", "10.1.2.3")), Some(1000));
+        assert_eq!(id(&spd, &flow("fd00::1", "fd00::2")), None);
+        // Removing a site's policy leaves its traffic to the catch-all.
+        spd.remove(PolicyId(999));
+        assert_eq!(id(&spd, &flow("10.103.231.200", "10.1.0.1")), Some(1000));
+    }
+
+    /// A database with about as many shapes of address selectors as policies, and a short
+    /// one, are searched in order.
+    #[test]
+    fn many_shapes_or_few_policies_are_searched_in_order() {
+        let mut spd = Spd::default();
+        for len in 0..=index::SEARCH_IN_ORDER_UP_TO as u8 {
+            let net = Cidr::new("0.0.0.0".parse().unwrap(), len).unwrap();
+            spd.push(policy(
+                &net.to_string(),
+                "10.1.0.0/16",
+                Action::Bypass,
+                len.into(),
+            ));
+            assert!(spd.index.is_none(), "{len}");
+        }
+        for i in 0..100u32 {
+            let net = format!("10.{i}.0.0/16");
+            spd.push(policy(&net, "10.1.0.0/16", Action::Bypass, 100 + i));
+        }
+        assert!(spd.index.is_some());
+    }
+
+    mod index_agrees {
+        use super::super::*;
+        use crate::wire::IpProtocol;
+        use proptest::prelude::*;
+        use std::net::IpAddr;
+
+        /// A prefix of `len` bits (IPv6 when `v6`) from a small pool of networks, so that
+        /// prefixes and overlaps repeat.
+        fn cidr(v6: bool, len: u8) -> impl Strategy<Value = Cidr> {
+            (0u8..4, any::<u128>()).prop_map(move |(net, host)| {
+                let a: IpAddr = if v6 {
+                    let len = len.min(128);
+                    let a = (0xfd00u128 << 112)
+                        | (u128::from(net) << 80)
+                        | (host & u128::from(u64::MAX));
+                    let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                    IpAddr::from((a & mask).to_be_bytes())
+                } else {
+                    let len = len.min(32);
+                    let a = u32::from_be_bytes([10, net, 0, 0]) | (host as u32 & 0xffff);
+                    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                    IpAddr::from((a & mask).to_be_bytes())
+                };
+                Cidr::new(a, if v6 { len.min(128) } else { len.min(32) }).unwrap()
+            })
+        }
+
+        /// The shape of an address selector: family and prefix length.
+        fn shape() -> impl Strategy<Value = (bool, u8)> {
+            prop_oneof![
+                4 => prop::sample::select(vec![0u8, 8, 16, 24, 30, 32]).prop_map(|l| (false, l)),
+                1 => prop::sample::select(vec![0u8, 48, 64, 128]).prop_map(|l| (true, l)),
+            ]
+        }
+
+        fn ports() -> impl Strategy<Value = PortRange> {
+            prop_oneof![
+                Just(PortRange::ANY),
+                (0u16..10).prop_map(|p| PortRange { low: p, high: p }),
+                (0u16..10).prop_map(|p| PortRange {
+                    low: p,
+                    high: p + 3
+                }),
+            ]
+        }
+
+        /// A policy whose address selectors have one of `shapes`.
+        fn a_policy(shapes: Vec<((bool, u8), (bool, u8))>) -> impl Strategy<Value = Selector> {
+            prop::sample::select(shapes)
+                .prop_flat_map(|((sv6, sl), (dv6, dl))| {
+                    (
+                        cidr(sv6, sl),
+                        cidr(dv6, dl),
+                        prop::sample::select(vec![None, Some(6u8), Some(17)]),
+                        ports(),
+                        ports(),
+                    )
+                })
+                .prop_map(|(src, dst, protocol, src_port, dst_port)| Selector {
+                    src,
+                    dst,
+                    protocol: protocol.map_or(ProtocolSelector::Any, ProtocolSelector::Number),
+                    src_port,
+                    dst_port,
+                })
+        }
+
+        /// A few shapes (a database with many shapes is searched in order), mostly of one
+        /// family at both ends, now and then mixed (never matching).
+        fn shapes() -> impl Strategy<Value = Vec<((bool, u8), (bool, u8))>> {
+            prop::collection::vec(
+                prop_oneof![
+                    8 => shape().prop_flat_map(|(v6, l)| {
+                        let lens = if v6 { vec![0u8, 48, 64, 128] } else { vec![0u8, 8, 16, 24, 30, 32] };
+                        prop::sample::select(lens).prop_map(move |d| ((v6, l), (v6, d)))
+                    }),
+                    1 => (shape(), shape()),
+                ],
+                1..5,
+            )
+        }
+
+        /// A flow inside one of the policies' prefixes, or anywhere.
+        fn a_flow(near: Vec<Selector>) -> impl Strategy<Value = Flow> {
+            let n = near.len().max(1);
+            (
+                0..n,
+                any::<u128>(),
+                any::<u128>(),
+                prop::sample::select(vec![6u8, 17, 1]),
+                0u16..12,
+                0u16..12,
+                prop::bool::weighted(0.85),
+            )
+                .prop_map(move |(i, rs, rd, protocol, sp, dp, inside)| {
+                    let pick = |c: Option<&Cidr>, r: u128| -> IpAddr {
+                        match c {
+                            Some(c) if inside => match c.addr() {
+                                IpAddr::V4(a) => {
+                                    let host = u32::MAX
+                                        .checked_shr(u32::from(c.prefix_len()))
+                                        .unwrap_or(0);
+                                    IpAddr::from((u32::from(a) | (r as u32 & host)).to_be_bytes())
+                                }
+                                IpAddr::V6(a) => {
+                                    let host = u128::MAX
+                                        .checked_shr(u32::from(c.prefix_len()))
+                                        .unwrap_or(0);
+                                    IpAddr::from((u128::from(a) | (r & host)).to_be_bytes())
+                                }
+                            },
+                            _ => {
+                                IpAddr::from((0x0a00_0000 | (r as u32 & 0x03ff_ffff)).to_be_bytes())
+                            }
+                        }
+                    };
+                    let s = near.get(i);
+                    let src = pick(s.map(|s| &s.src), rs);
+                    let mut dst = pick(s.map(|s| &s.dst), rd);
+                    // One packet, one family.
+                    if src.is_ipv4() != dst.is_ipv4() {
+                        dst = src;
+                    }
+                    let ported = protocol != 1;
+                    Flow {
+                        src,
+                        dst,
+                        protocol: IpProtocol::from(protocol),
+                        src_port: ported.then_some(sp),
+                        dst_port: ported.then_some(dp),
+                        icmp_type_code: None,
+                    }
+                })
+        }
+
+        /// Policies, flows near them, and policies to put in front later.
+        type Database = (Vec<Selector>, Vec<Flow>, Vec<Selector>);
+
+        fn database() -> impl Strategy<Value = Database> {
+            shapes()
+                .prop_flat_map(|shapes| {
+                    (
+                        prop::collection::vec(a_policy(shapes.clone()), 0..80),
+                        prop::collection::vec(a_policy(shapes), 0..4),
+                    )
+                })
+                .prop_flat_map(|(sels, front)| {
+                    let flows = prop::collection::vec(a_flow(sels.clone()), 1..40);
+                    (Just(sels), flows, Just(front))
+                })
+        }
+
+        fn spd_of(sels: &[Selector]) -> Spd {
+            let mut spd = Spd::default();
+            for (i, &selector) in sels.iter().enumerate() {
+                spd.push(Policy {
+                    selector,
+                    action: Action::Bypass,
+                    id: PolicyId(i as u32),
+                });
+            }
+            spd
+        }
+
+        proptest! {
+            /// Whatever the policies and the flow, the index finds the policy a search in
+            /// order finds; also after policies are put in front and taken out.
+            #[test]
+            fn the_index_finds_what_searching_in_order_finds(
+                (sels, flows, front) in database(),
+                out in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+            ) {
+                let mut spd = spd_of(&sels);
+                let check = |spd: &Spd| -> Result<(), TestCaseError> {
+                    for f in &flows {
+                        prop_assert_eq!(
+                            spd.lookup(f).map(|p| p.id),
+                            spd.lookup_in_order(f).map(|p| p.id),
+                            "{:?}", f
+                        );
+                    }
+                    Ok(())
+                };
+                check(&spd)?;
+                for (i, &selector) in front.iter().enumerate() {
+                    spd.insert(Some(i * 7 % (spd.policies().len() + 1)), Policy {
+                        selector,
+                        action: Action::Discard,
+                        id: PolicyId(10_000 + i as u32),
+                    });
+                    check(&spd)?;
+                }
+                for o in &out {
+                    if spd.policies().is_empty() {
+                        break;
+                    }
+                    let id = spd.policies()[o.index(spd.policies().len())].id;
+                    spd.remove(id);
+                    check(&spd)?;
+                }
+            }
+        }
     }
 }

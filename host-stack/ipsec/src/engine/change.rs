@@ -219,8 +219,8 @@ fn new_policy(
 
 /// Points protect policy `id` at `bundle`.
 fn set_bundle(spd: &mut Spd, id: PolicyId, bundle: Bundle) -> Result<(), ChangeError> {
-    let p = spd.get_mut(id).ok_or(ChangeError::UnknownPolicy(id))?;
-    match &mut p.action {
+    let action = spd.action_mut(id).ok_or(ChangeError::UnknownPolicy(id))?;
+    match action {
         Action::Protect(b) => *b = bundle,
         _ => return Err(ChangeError::NotProtect(id)),
     }

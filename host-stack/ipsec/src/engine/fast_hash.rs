@@ -1,8 +1,9 @@
-//! A fast hasher for the inbound SA table's (SPI, destination) keys.
+//! A fast hasher for the inbound SA table's (SPI, destination) keys and the SPD index's
+//! address prefixes.
 //!
-//! std's SipHash resists hash flooding, which this table does not need: its entries come
+//! std's SipHash resists hash flooding, which these tables do not need: their entries come
 //! from the configuration, and a packet only looks keys up. A lookup of an attacker-chosen
-//! SPI costs one probe sequence whose length the configured keys fix, whatever the key.
+//! key costs one probe sequence whose length the configured keys fix, whatever the key.
 
 use std::hash::{BuildHasher, Hasher};
 
@@ -54,13 +55,22 @@ impl Hasher for FastHasher {
     }
 
     #[inline]
+    fn write_u128(&mut self, i: u128) {
+        self.add(i as u64);
+        self.add((i >> 64) as u64);
+    }
+
+    #[inline]
     fn write_usize(&mut self, i: usize) {
         self.add(i as u64);
     }
 
+    /// The multiply leaves the low bits, which pick the bucket, depending only on the
+    /// words' low bits — all zero in a /24's key — so the well-mixed high bits are turned
+    /// down into them.
     #[inline]
     fn finish(&self) -> u64 {
-        self.hash
+        self.hash.rotate_left(26)
     }
 }
 
