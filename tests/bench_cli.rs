@@ -11,6 +11,18 @@ fn espo(args: &[&str]) -> Output {
         .expect("espo runs")
 }
 
+/// What a successful run printed.
+fn espo_ok(args: &[&str]) -> String {
+    let out = espo(args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// The number after `"key":` in a JSON line.
 fn field(line: &str, key: &str) -> f64 {
     let at = line
@@ -25,7 +37,7 @@ fn field(line: &str, key: &str) -> f64 {
 
 #[test]
 fn the_model_engine_reports_its_host_cost_for_every_size_asked_for() {
-    let out = espo(&[
+    let stdout = espo_ok(&[
         "bench",
         "--engine",
         "model",
@@ -35,12 +47,6 @@ fn the_model_engine_reports_its_host_cost_for_every_size_asked_for() {
         "0.3",
         "--json",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let lines: Vec<&str> = stdout.lines().collect();
     // Per size: the software engine against the baseline, then the offload engine's host
     // cost over the card model.
@@ -92,6 +98,56 @@ fn the_model_engine_reports_its_host_cost_for_every_size_asked_for() {
             field(line, "encap_by_card") + field(line, "decap_by_card"),
             field(line, "packets"),
             "{line}"
+        );
+    }
+}
+
+/// `--policies N`: the bench's packets go through its policy behind N−1 others in each
+/// direction, through the card model too (a packet whose lookup found another policy fails
+/// the bench: the others discard); the count is in the JSON line and the table's title.
+#[test]
+fn the_bench_looks_its_packets_up_among_as_many_policies_as_asked() {
+    let stdout = espo_ok(&[
+        "bench",
+        "--engine",
+        "model",
+        "--size",
+        "64",
+        "--seconds",
+        "0.4",
+        "--policies",
+        "3000",
+        "--json",
+    ]);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(field(lines[0], "policies"), 3000.0);
+    for key in ["encap_mpps", "decap_mpps"] {
+        assert!(field(lines[0], key) > 0.0, "{key}: {stdout}");
+    }
+    assert!(
+        field(lines[1], "encap_host_ns_per_packet") > 0.0,
+        "{stdout}"
+    );
+    let out = espo(&[
+        "bench",
+        "--size",
+        "64",
+        "--seconds",
+        "0.2",
+        "--policies",
+        "20",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("20 policies per direction"), "{stdout}");
+    for bad in ["0", "64002"] {
+        let out = espo(&["bench", "--policies", bad]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains(&format!("--policies {bad} is out of range")),
+            "{stderr}"
         );
     }
 }

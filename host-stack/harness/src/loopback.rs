@@ -23,6 +23,26 @@ pub fn tunnel_pair(
     encryption: &str,
     integrity: Option<&str>,
 ) -> Result<(Config, Config), ConfigError> {
+    tunnel_pair_behind_sites(encryption, integrity, 0)
+}
+
+/// [`tunnel_pair`] with the tunnel's policy behind `sites` others in each direction, one per
+/// site (`10.X.Y.0/24 → 10.2.0.0/16`, discard, none inside 10.1.0.0/16): every packet of the
+/// tunnel is looked up in a database of `sites + 1` policies and matches the last, as a hub
+/// gateway's with one policy per site. At most 64,000 sites.
+pub fn tunnel_pair_behind_sites(
+    encryption: &str,
+    integrity: Option<&str>,
+    sites: usize,
+) -> Result<(Config, Config), ConfigError> {
+    if sites > 64_000 {
+        return Err(ConfigError::Invalid {
+            path: "loopback".into(),
+            entry: "policy".into(),
+            field: "src",
+            message: format!("{sites} sites ahead of the tunnel's policy: at most 64000"),
+        });
+    }
     let enc: espo_ipsec::crypto::EncryptionAlgorithm = encryption.parse().map_err(
         |e: <espo_ipsec::crypto::EncryptionAlgorithm as core::str::FromStr>::Err| {
             ConfigError::Invalid {
@@ -56,9 +76,18 @@ pub fn tunnel_pair(
         ));
     }
     let policy = |dir: &str| {
-        format!(
+        let mut all = String::new();
+        for i in 0..sites {
+            all.push_str(&format!(
+                "[[policy]]\ndir = \"{dir}\"\nsrc = \"10.{}.{}.0/24\"\ndst = \"10.2.0.0/16\"\naction = \"discard\"\n",
+                3 + i / 256,
+                i % 256
+            ));
+        }
+        all.push_str(&format!(
             "[[policy]]\ndir = \"{dir}\"\nsrc = \"10.1.0.0/16\"\ndst = \"10.2.0.0/16\"\naction = \"protect\"\nsa = [{SPI:#x}]\n"
-        )
+        ));
+        all
     };
     let sender = Config::parse(
         &format!("{sa}{}", policy("out")),

@@ -56,6 +56,7 @@ use model::EncapWay;
 ///   espo bench --size 64 --seconds 5 --json
 ///   espo bench --engine model --size 1420
 ///   espo bench --engine model --size 64,1420,9000 --json
+///   espo bench --size 64 --policies 1000     (the policy lookup of a hub with 1000 sites)
 ///   espo bench --engine vfio-user --socket /tmp/espo-card --size 1420
 ///
 /// `espo bench tunnel` measures the whole gateway instead: iperf3 through a tunnel between
@@ -88,6 +89,10 @@ pub struct BenchArgs {
     /// Integrity algorithm, for aes-cbc-* and null.
     #[arg(long)]
     pub integrity: Option<String>,
+    /// Policies in each direction's database: the bench's own last, behind N-1 other
+    /// sites' (one /24 each) — what a gateway with a policy per site looks up per packet.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub policies: usize,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -133,6 +138,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
             );
         }
     }
+    if !(1..=64_001).contains(&args.policies) {
+        bail!(
+            "--policies {} is out of range: 1 (the bench's own) to 64001",
+            args.policies
+        );
+    }
     if !(args.seconds > 0.0 && args.seconds <= 3600.0) {
         bail!("--seconds {} is out of range (0 to 3600)", args.seconds);
     }
@@ -162,7 +173,11 @@ fn stages(
 
 /// One size's measurement and its report.
 fn run_one(args: &BenchArgs, size: usize) -> anyhow::Result<()> {
-    let (tx_config, rx_config) = loopback::tunnel_pair(&args.algorithm, args.integrity.as_deref())?;
+    let (tx_config, rx_config) = loopback::tunnel_pair_behind_sites(
+        &args.algorithm,
+        args.integrity.as_deref(),
+        args.policies - 1,
+    )?;
     let mut tx = tx_config
         .software_engine()
         .context("building the sending engine")?;
@@ -323,9 +338,10 @@ fn run_one(args: &BenchArgs, size: usize) -> anyhow::Result<()> {
     let decap_ratio = decap.gbps(size) / base.gbps(size);
     if args.json {
         println!(
-            "{{\"engine\":\"{}\",\"algorithm\":\"{}\",\"size\":{size},\"seconds\":{:.3},\"encap_gbps\":{:.3},\"decap_gbps\":{:.3},\"encap_mpps\":{:.4},\"decap_mpps\":{:.4},\"baseline_gbps\":{:.3},\"baseline_mpps\":{:.4},\"encap_ratio\":{:.4},\"decap_ratio\":{:.4},\"encap_ns_per_packet\":{:.1},\"decap_ns_per_packet\":{:.1}}}",
+            "{{\"engine\":\"{}\",\"algorithm\":\"{}\",\"size\":{size},\"policies\":{},\"seconds\":{:.3},\"encap_gbps\":{:.3},\"decap_gbps\":{:.3},\"encap_mpps\":{:.4},\"decap_mpps\":{:.4},\"baseline_gbps\":{:.3},\"baseline_mpps\":{:.4},\"encap_ratio\":{:.4},\"decap_ratio\":{:.4},\"encap_ns_per_packet\":{:.1},\"decap_ns_per_packet\":{:.1}}}",
             args.engine,
             args.algorithm,
+            args.policies,
             started.elapsed().as_secs_f64(),
             encap.gbps(size),
             decap.gbps(size),
@@ -383,10 +399,15 @@ fn run_one(args: &BenchArgs, size: usize) -> anyhow::Result<()> {
         }
     } else {
         println!(
-            "espo bench: {} engine, {}, {size}-byte inner packets, {:.1} s, one core",
+            "espo bench: {} engine, {}, {size}-byte inner packets, {:.1} s, one core{}",
             args.engine,
             args.algorithm,
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            if args.policies > 1 {
+                format!(", {} policies per direction", args.policies)
+            } else {
+                String::new()
+            }
         );
         println!(
             "  {:<36} {:>8.2} Gbit/s {:>8.3} Mpps",
