@@ -1,6 +1,7 @@
 //! The security policy database (RFC 4301 §4.4.1): ordered policies, first match wins.
 
 use core::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use crate::selector::{Cidr, PortRange, ProtocolSelector};
 use crate::spec::{PolicyAction, PolicySpec};
@@ -96,9 +97,10 @@ pub struct Spd {
     /// so two databases with the same version decide every flow alike (a clone keeps its
     /// original's version until either changes).
     version: u64,
-    /// Groups the policies for [`lookup`](Spd::lookup) when there are many; rebuilt by
-    /// every change of a selector or of the order.
-    index: Option<Index>,
+    /// Groups the policies for [`lookup`](Spd::lookup) when there are many (`None`
+    /// inside: searched in order). Built by the first lookup after a change, which
+    /// forgets it: loading many policies one by one builds it once, not once each.
+    index: OnceLock<Option<Index>>,
 }
 
 /// Versions for [`Spd::version`], never handed out twice in a process.
@@ -113,7 +115,7 @@ impl Default for Spd {
         Spd {
             policies: Vec::new(),
             version: next_version(),
-            index: None,
+            index: OnceLock::new(),
         }
     }
 }
@@ -125,8 +127,16 @@ impl Spd {
         self.reindex();
     }
 
+    /// Forgets the index: the next lookup builds it for the policies as they are then.
     fn reindex(&mut self) {
-        self.index = Index::build(&self.policies);
+        self.index = OnceLock::new();
+    }
+
+    /// The index, built now if a change forgot it; `None` when searched in order.
+    fn index(&self) -> Option<&Index> {
+        self.index
+            .get_or_init(|| Index::build(&self.policies))
+            .as_ref()
     }
 
     /// Puts a policy at `position` in the search order (at the end when `None` or past it).
@@ -197,7 +207,7 @@ impl Spd {
     /// through its index (see [`index`]), a short one in order: the same answer.
     #[inline]
     pub fn lookup(&self, flow: &Flow) -> Option<&Policy> {
-        match &self.index {
+        match self.index() {
             Some(index) => self.policies.get(index.lookup(&self.policies, flow)?),
             None => self.lookup_in_order(flow),
         }
@@ -368,7 +378,7 @@ mod tests {
         only.selector.protocol = ProtocolSelector::Number(17);
         only.selector.dst_port = PortRange { low: 7, high: 7 };
         spd.insert(Some(0), only);
-        assert_eq!(spd.index.as_ref().map(|i| i.groups()), Some(3));
+        assert_eq!(spd.index().map(|i| i.groups()), Some(3));
         let id = |spd: &Spd, f: &Flow| spd.lookup(f).map(|p| p.id.0);
         assert_eq!(id(&spd, &flow("10.100.7.1", "10.1.2.3")), Some(7));
         assert_eq!(id(&spd, &flow("10.103.231.200", "10.1.0.1")), Some(999));
@@ -396,13 +406,42 @@ mod tests {
                 Action::Bypass,
                 len.into(),
             ));
-            assert!(spd.index.is_none(), "{len}");
+            assert!(spd.index().is_none(), "{len}");
         }
         for i in 0..100u32 {
             let net = format!("10.{i}.0.0/16");
             spd.push(policy(&net, "10.1.0.0/16", Action::Bypass, 100 + i));
         }
-        assert!(spd.index.is_some());
+        assert!(spd.index().is_some());
+    }
+
+    /// Policies loaded one by one build the index once, at the first lookup after them; a
+    /// change forgets it, and the next lookup builds it for the policies as they are.
+    #[test]
+    fn the_index_is_built_by_the_first_lookup_after_a_change() {
+        let mut spd = Spd::default();
+        for i in 0..100u32 {
+            let site = format!("10.{}.{}.0/24", 100 + i / 256, i % 256);
+            spd.push(policy(&site, "10.1.0.0/16", protect(i as usize), i));
+            assert!(spd.index.get().is_none());
+        }
+        let f = flow("10.100.42.1", "10.1.0.1");
+        assert_eq!(spd.lookup(&f).map(|p| p.id), Some(PolicyId(42)));
+        assert!(spd.index.get().is_some_and(Option::is_some));
+        spd.insert(
+            Some(0),
+            policy("10.100.42.0/24", "10.1.0.0/16", Action::Discard, 500),
+        );
+        assert!(spd.index.get().is_none());
+        assert_eq!(spd.lookup(&f).map(|p| p.id), Some(PolicyId(500)));
+        spd.remove(PolicyId(500));
+        assert!(spd.index.get().is_none());
+        assert_eq!(spd.lookup(&f).map(|p| p.id), Some(PolicyId(42)));
+        // A clone keeps the index built; changing either leaves the other's.
+        let copy = spd.clone();
+        spd.push(policy("10.200.0.0/16", "10.1.0.0/16", Action::Bypass, 501));
+        assert!(copy.index.get().is_some_and(Option::is_some));
+        assert!(spd.index.get().is_none());
     }
 
     mod index_agrees {
