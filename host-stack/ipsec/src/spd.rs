@@ -127,18 +127,6 @@ impl Spd {
         self.reindex();
     }
 
-    /// Forgets the index: the next lookup builds it for the policies as they are then.
-    fn reindex(&mut self) {
-        self.index = OnceLock::new();
-    }
-
-    /// The index, built now if a change forgot it; `None` when searched in order.
-    fn index(&self) -> Option<&Index> {
-        self.index
-            .get_or_init(|| Index::build(&self.policies))
-            .as_ref()
-    }
-
     /// Puts a policy at `position` in the search order (at the end when `None` or past it).
     pub fn insert(&mut self, position: Option<usize>, policy: Policy) {
         self.version = next_version();
@@ -204,7 +192,8 @@ impl Spd {
     }
 
     /// The first policy whose selectors match the flow. A long database is searched
-    /// through its index (see [`index`]), a short one in order: the same answer.
+    /// through an index of its policies grouped by the shape of their address selectors
+    /// (README: "Policy lookup"), a short one in order: the same answer.
     #[inline]
     pub fn lookup(&self, flow: &Flow) -> Option<&Policy> {
         match self.index() {
@@ -217,6 +206,18 @@ impl Spd {
     #[inline]
     pub fn lookup_in_order(&self, flow: &Flow) -> Option<&Policy> {
         self.policies.iter().find(|p| p.selector.matches(flow))
+    }
+
+    /// Forgets the index: the next lookup builds it for the policies as they are then.
+    fn reindex(&mut self) {
+        self.index = OnceLock::new();
+    }
+
+    /// The index, built now if a change forgot it; `None` when searched in order.
+    fn index(&self) -> Option<&Index> {
+        self.index
+            .get_or_init(|| Index::build(&self.policies))
+            .as_ref()
     }
 
     /// The RFC 4301 §5.2 check of a decapsulated packet: the first policy whose selectors
