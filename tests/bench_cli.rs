@@ -192,6 +192,7 @@ fn the_tunnel_bench_teaches_its_modes_and_refuses_unknown_names() {
         "server-server",
         "iperf3",
         "root",
+        "--policies",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}: {help}");
     }
@@ -205,6 +206,11 @@ fn the_tunnel_bench_teaches_its_modes_and_refuses_unknown_names() {
         (&["--rounds", "0"][..], "--rounds"),
         (&["--mtu", "100"][..], "--mtu"),
         (&["--topology", "mesh"][..], "mesh"),
+        (&["--policies", "0"][..], "--policies 0 is out of range"),
+        (
+            &["--policies", "10002"][..],
+            "--policies 10002 is out of range",
+        ),
     ] {
         let out = espo(&[&["bench", "tunnel"][..], args].concat());
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -301,8 +307,12 @@ fn the_tunnel_bench_measures_espo_against_kernel_forwarding_and_cleans_up() {
         "1",
         "--dir",
         dir_arg,
+        "--policies",
+        "40",
     ]);
     let json = json.as_str();
+    // Each gateway's traffic was looked up behind 39 other sites' policies per direction.
+    assert_eq!(field(json, "policies"), 40.0, "{json}");
     for test in ["udp64", "tcp"] {
         let kernel = field(json, &format!("{test}_kernel_pps"));
         let espo = field(json, &format!("{test}_sw_sw_pps"));
@@ -343,6 +353,8 @@ fn the_tunnel_bench_measures_espo_against_kernel_forwarding_and_cleans_up() {
     );
     // The scratch directory asked for is kept, with the gateways' logs.
     assert!(scratch.join("a.log").exists() && scratch.join("b.toml").exists());
+    let b = std::fs::read_to_string(scratch.join("b.toml")).unwrap();
+    assert_eq!(b.matches("[[policy]]").count(), 2 * 39 + 4, "{b}");
 }
 
 /// strongSwan on the same namespaces, both ends and facing espo: each measured (no kernel

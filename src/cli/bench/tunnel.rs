@@ -123,6 +123,7 @@ const GW_B_TOML: &str = include_str!("../../../examples/gw-gw/esp/gw-b.toml");
 ///   espo bench tunnel --modes kernel,sw-sw-udp,swan,sw-swan
 ///   espo bench tunnel --topology server-gw --modes kernel,sw-sw,sw-model
 ///   espo bench tunnel --perf --rounds 1
+///   espo bench tunnel --modes kernel,sw-sw-udp --tests tcp --policies 1000
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct TunnelArgs {
@@ -161,6 +162,11 @@ pub struct TunnelArgs {
     /// scratch directory that holds them.
     #[arg(long, requires = "perf")]
     pub keep_profiles: bool,
+    /// Policies per direction in each espo gateway: the tunnel's own last, behind N-1
+    /// other sites' (one /24 each, discard, matching none of the bench's traffic) — the
+    /// policy lookup of a gateway with a policy per site, on every packet.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub policies: usize,
     /// Scratch directory for the gateways' configurations, logs and sockets, kept
     /// afterwards: a new or empty directory, made mode 0700 (default: a new one under the
     /// system's temporary directory, removed after a successful run).
@@ -362,6 +368,28 @@ impl Perf {
     }
 }
 
+/// `config` with `sites` policies of other sites in front of its own, in each direction
+/// (`10.X.Y.0/24 → 10.250.0.0/16`, X from 100: none matches the bench's traffic between
+/// 10.1/16 and 10.2/16), so that every packet's lookup ends at the tunnel's policies.
+fn behind_sites(config: &str, sites: usize) -> String {
+    let Some(at) = config.find("[[policy]]") else {
+        return config.to_owned();
+    };
+    let mut out = String::with_capacity(config.len() + sites * 180);
+    out.push_str(&config[..at]);
+    for dir in ["out", "in"] {
+        for i in 0..sites {
+            out.push_str(&format!(
+                "[[policy]]\ndir = \"{dir}\"\nsrc = \"10.{}.{}.0/24\"\ndst = \"10.250.0.0/16\"\naction = \"discard\"\n\n",
+                100 + i / 256,
+                i % 256
+            ));
+        }
+    }
+    out.push_str(&config[at..]);
+    out
+}
+
 /// Runs iperf3 from `client_ns` to the server in `server_ns`; `None` when it failed.
 /// `segment`: the TCP payload bytes of a full segment on the path (its MTU less 52).
 fn iperf(
@@ -542,6 +570,12 @@ fn check(args: &TunnelArgs) -> anyhow::Result<()> {
         && !(1280..=65535).contains(&mtu)
     {
         bail!("--mtu {mtu} is out of range (1280 to 65535)");
+    }
+    if !(1..=10_001).contains(&args.policies) {
+        bail!(
+            "--policies {} is out of range: 1 (the tunnel's own) to 10001",
+            args.policies
+        );
     }
     if let Some(why) = netlab::skip_reason() {
         bail!("espo bench tunnel cannot run here: {why}");
@@ -843,8 +877,15 @@ impl Bench {
         let field = |c: &str, key: &str, value: &str| {
             netlab::set_gateway_field(c, key, value).unwrap_or_else(|| c.to_owned())
         };
-        let a_cfg = port(GW_A_TOML, &t.left_out)?;
-        let b_cfg = port(GW_B_TOML, &t.right_out)?;
+        let sites = self.args.policies - 1;
+        let a_cfg = behind_sites(&port(GW_A_TOML, &t.left_out)?, sites);
+        let b_cfg = behind_sites(&port(GW_B_TOML, &t.right_out)?, sites);
+        if sites > 0 {
+            println!(
+                "{} policies per direction in each espo gateway, the tunnel's last (--policies)",
+                sites + 1
+            );
+        }
         let b_model_cfg = b_cfg.replace("engine = \"software\"", "engine = \"model\"");
         let in_udp = netlab::esp_in_udp;
         let udp_gso = |c: &str| field(&in_udp(c), "udp_gso", "true");
@@ -1141,9 +1182,10 @@ impl Bench {
             }
         );
         let mut json = vec![format!(
-            "\"bench\":\"tunnel\",\"topology\":\"{}\",\"rounds\":{rounds},\"seconds\":{seconds},\"link_mtu\":{},\"tcp_cc\":\"{cc}\"",
+            "\"bench\":\"tunnel\",\"topology\":\"{}\",\"rounds\":{rounds},\"seconds\":{seconds},\"link_mtu\":{},\"tcp_cc\":\"{cc}\",\"policies\":{}",
             shape.name(),
-            link_mtu.unwrap_or(1500)
+            link_mtu.unwrap_or(1500),
+            self.args.policies
         )];
         let mut goals = Vec::new();
         for (k, test) in TESTS.iter().enumerate() {
