@@ -31,7 +31,7 @@ use crate::wire::flow::Flow;
 pub(super) const SEARCH_IN_ORDER_UP_TO: usize = 8;
 
 /// The family and prefix length of one address selector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Shape {
     v6: bool,
     len: u8,
@@ -99,6 +99,7 @@ impl Index {
             return None;
         }
         let mut groups: Vec<Group> = Vec::new();
+        let mut group_of: FastMap<(Shape, Shape), usize> = FastMap::default();
         for (at, p) in policies.iter().enumerate() {
             let (src, dst) = (Shape::of(&p.selector.src), Shape::of(&p.selector.dst));
             // A prefix's own address always has a key of its own shape.
@@ -108,8 +109,8 @@ impl Index {
             ) else {
                 return None;
             };
-            let g = match groups.iter().position(|g| g.src == src && g.dst == dst) {
-                Some(g) => g,
+            let g = match group_of.get(&(src, dst)) {
+                Some(&g) => g,
                 None => {
                     if groups.len() * 4 >= policies.len() {
                         return None;
@@ -120,6 +121,7 @@ impl Index {
                         first: at,
                         policies: FastMap::default(),
                     });
+                    group_of.insert((src, dst), groups.len() - 1);
                     groups.len() - 1
                 }
             };
