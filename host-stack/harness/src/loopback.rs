@@ -26,21 +26,40 @@ pub fn tunnel_pair(
     tunnel_pair_behind_sites(encryption, integrity, 0)
 }
 
-/// [`tunnel_pair`] with the tunnel's policy behind `sites` others in each direction, one per
-/// site (`10.X.Y.0/24 → 10.2.0.0/16`, discard, none inside 10.1.0.0/16): every packet of the
-/// tunnel is looked up in a database of `sites + 1` policies and matches the last, as a hub
-/// gateway's with one policy per site. At most 64,000 sites.
+/// The most sites [`site_policies`] writes.
+pub const MAX_SITES: usize = 64_000;
+
+/// `sites` policies of direction `dir` (`"out"` or `"in"`), one per other site, as
+/// configuration text: `10.X.Y.0/24 → 10.2.0.0/16`, discard, X from 3 — none of them
+/// matches a packet of 10.1.0.0/16 and 10.2.0.0/16 either way. Put in front of a tunnel's
+/// own policies, every packet of the tunnel is looked up among them and matches after them,
+/// as at a hub gateway with one policy per site. At most [`MAX_SITES`] (fewer written).
+pub fn site_policies(dir: &str, sites: usize) -> String {
+    (0..sites.min(MAX_SITES))
+        .map(|i| {
+            format!(
+                "[[policy]]\ndir = \"{dir}\"\nsrc = \"10.{}.{}.0/24\"\ndst = \"10.2.0.0/16\"\naction = \"discard\"\n\n",
+                3 + i / 256,
+                i % 256
+            )
+        })
+        .collect()
+}
+
+/// [`tunnel_pair`] with the tunnel's policy behind `sites` others in each direction
+/// ([`site_policies`]): every packet of the tunnel is looked up in a database of
+/// `sites + 1` policies and matches the last. At most [`MAX_SITES`] sites.
 pub fn tunnel_pair_behind_sites(
     encryption: &str,
     integrity: Option<&str>,
     sites: usize,
 ) -> Result<(Config, Config), ConfigError> {
-    if sites > 64_000 {
+    if sites > MAX_SITES {
         return Err(ConfigError::Invalid {
             path: "loopback".into(),
             entry: "policy".into(),
             field: "src",
-            message: format!("{sites} sites ahead of the tunnel's policy: at most 64000"),
+            message: format!("{sites} sites ahead of the tunnel's policy: at most {MAX_SITES}"),
         });
     }
     let enc: espo_ipsec::crypto::EncryptionAlgorithm = encryption.parse().map_err(
@@ -76,14 +95,7 @@ pub fn tunnel_pair_behind_sites(
         ));
     }
     let policy = |dir: &str| {
-        let mut all = String::new();
-        for i in 0..sites {
-            all.push_str(&format!(
-                "[[policy]]\ndir = \"{dir}\"\nsrc = \"10.{}.{}.0/24\"\ndst = \"10.2.0.0/16\"\naction = \"discard\"\n",
-                3 + i / 256,
-                i % 256
-            ));
-        }
+        let mut all = site_policies(dir, sites);
         all.push_str(&format!(
             "[[policy]]\ndir = \"{dir}\"\nsrc = \"10.1.0.0/16\"\ndst = \"10.2.0.0/16\"\naction = \"protect\"\nsa = [{SPI:#x}]\n"
         ));

@@ -138,10 +138,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
             );
         }
     }
-    if !(1..=64_001).contains(&args.policies) {
+    if !(1..=loopback::MAX_SITES + 1).contains(&args.policies) {
         bail!(
-            "--policies {} is out of range: 1 (the bench's own) to 64001",
-            args.policies
+            "--policies {} is out of range: 1 (the bench's own) to {}",
+            args.policies,
+            loopback::MAX_SITES + 1
         );
     }
     if !(args.seconds > 0.0 && args.seconds <= 3600.0) {

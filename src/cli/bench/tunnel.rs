@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use espo_harness::loopback;
 use espo_harness::netlab::{self, Gateway, Lab, Topology};
 use serde_json::Value;
 
@@ -369,25 +370,19 @@ impl Perf {
 }
 
 /// `config` with `sites` policies of other sites in front of its own, in each direction
-/// (`10.X.Y.0/24 → 10.250.0.0/16`, X from 100: none matches the bench's traffic between
-/// 10.1/16 and 10.2/16), so that every packet's lookup ends at the tunnel's policies.
+/// ([`loopback::site_policies`]: none matches the bench's traffic between 10.1/16 and
+/// 10.2/16), so that every packet's lookup ends at the tunnel's policies.
 fn behind_sites(config: &str, sites: usize) -> String {
     let Some(at) = config.find("[[policy]]") else {
         return config.to_owned();
     };
-    let mut out = String::with_capacity(config.len() + sites * 180);
-    out.push_str(&config[..at]);
-    for dir in ["out", "in"] {
-        for i in 0..sites {
-            out.push_str(&format!(
-                "[[policy]]\ndir = \"{dir}\"\nsrc = \"10.{}.{}.0/24\"\ndst = \"10.250.0.0/16\"\naction = \"discard\"\n\n",
-                100 + i / 256,
-                i % 256
-            ));
-        }
-    }
-    out.push_str(&config[at..]);
-    out
+    [
+        &config[..at],
+        &loopback::site_policies("out", sites),
+        &loopback::site_policies("in", sites),
+        &config[at..],
+    ]
+    .concat()
 }
 
 /// Runs iperf3 from `client_ns` to the server in `server_ns`; `None` when it failed.
