@@ -275,6 +275,78 @@ fn guard_between_servers_drops_plain_packets_and_passes_the_tunnel() {
     assert_eq!(guard_dropped(&status, "outbound"), 0, "{status}");
 }
 
+/// `config` with `peers` other peers' tunnels in front of its own
+/// ([`espo_harness::loopback::peer_tunnels`]), as at a hub.
+fn behind_peers(config: &str, local: &str, site: &str, peers: usize) -> String {
+    let at = config.find("[[sa]]").expect("an [[sa]] entry");
+    [
+        &config[..at],
+        &espo_harness::loopback::peer_tunnels(local, site, peers),
+        &config[at..],
+    ]
+    .concat()
+}
+
+/// A hub's guard matches its many peers' tunnel packets through sets: the tunnel between
+/// the servers, one flow among 31 of its kind at each end, still passes both guards — where
+/// inner = outer, a tunnel packet no set matched would meet the protect policy's drop —
+/// and plain packets between the same addresses are still dropped.
+#[test]
+fn guard_of_a_hub_passes_each_peers_tunnel_through_its_sets() {
+    let mut lab = lab_or_skip!("gdh");
+    let t = topology::server_to_server(&mut lab);
+    let a_cfg = behind_peers(
+        &lab::example("server-server/esp/server-a.toml", &t.left_out),
+        "192.0.2.1",
+        "192.0.2.1/32",
+        30,
+    );
+    let b_cfg = behind_peers(
+        &lab::example("server-server/esp/server-b.toml", &t.right_out),
+        "192.0.2.2",
+        "192.0.2.2/32",
+        30,
+    );
+    let a = lab.espo_run(&t.left, "left", &a_cfg);
+    // What the kernel holds: the peers' tunnels in a set.
+    let listed = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &t.left,
+            "nft",
+            "list",
+            "table",
+            "inet",
+            "espo-espo0",
+        ])
+        .output()
+        .unwrap();
+    let shown = text(&listed);
+    assert!(
+        shown.contains("ip saddr . ip daddr . ip protocol") && shown.contains("198.18.0.29"),
+        "{shown}"
+    );
+    let dst = SocketAddr::new(ip("192.0.2.1"), 7006);
+    let got = arrivals(&lab, &t.left, 7006, || {
+        send_udp(&lab, &t.right, dst, 3, 100, b"plain")
+    });
+    assert_eq!(got, 0, "a plain packet between the servers was delivered");
+    let _b = lab.espo_run(&t.right, "right", &b_cfg);
+    let cap = capture::Capture::start(&t.left, &t.left_out);
+    assert_eq!(
+        traffic::udp_echo(&lab, &t.right, &t.left, ip("192.0.2.1"), 10, 1000),
+        10
+    );
+    traffic::tcp_transfer(&lab, &t.left, &t.right, ip("192.0.2.2"), 300_000);
+    let (tally, _) = capture::tally(&cap.finish());
+    assert!(tally.other.is_empty(), "{:?}", tally.other);
+    assert!(tally.esp > 50, "{tally:?}");
+    let status = lab.status(&a);
+    assert_eq!(guard_dropped(&status, "inbound"), 3, "{status}");
+    assert_eq!(guard_dropped(&status, "outbound"), 0, "{status}");
+}
+
 #[test]
 fn guard_keeps_protected_traffic_off_the_link_after_espo_is_killed() {
     let mut lab = lab_or_skip!("gdk");

@@ -35,6 +35,7 @@ pub mod nft;
 #[cfg(test)]
 mod tests;
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -152,7 +153,7 @@ pub fn settle(
 }
 
 /// What carries a tunnel packet between two endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Carrier {
     /// ESP (50) or AH (51) straight over IP.
     Ip(u8),
@@ -165,7 +166,7 @@ enum Carrier {
 }
 
 /// Tunnel packets of one SA: outer source and destination and what carries them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct TunnelFlow {
     src: IpAddr,
     dst: IpAddr,
@@ -197,51 +198,48 @@ impl<'a> GuardDb<'a> {
                 .collect(),
         }
     }
-
-    fn sa(&self, spi: u32) -> Option<&'a SaSpec> {
-        self.sas.iter().copied().find(|s| s.spi == spi)
-    }
 }
 
 /// The SAs of the `protect` policies of one direction, each once, in configuration order.
 fn protect_sas<'a>(config: &GuardDb<'a>, dir: Direction) -> Vec<&'a SaSpec> {
-    let mut sas: Vec<&SaSpec> = Vec::new();
-    let policies = config
+    let mut by_spi: HashMap<u32, &'a SaSpec> = HashMap::with_capacity(config.sas.len());
+    for sa in &config.sas {
+        by_spi.entry(sa.spi).or_insert(*sa);
+    }
+    let mut seen = HashSet::new();
+    config
         .policies
         .iter()
         .map(|(_, p)| *p)
-        .filter(|p| p.dir == dir && p.action == PolicyAction::Protect);
-    for sa in policies.flat_map(|p| p.sa.iter().filter_map(|spi| config.sa(*spi))) {
-        if !sas.iter().any(|s| s.spi == sa.spi) {
-            sas.push(sa);
-        }
-    }
-    sas
+        .filter(|p| p.dir == dir && p.action == PolicyAction::Protect)
+        .flat_map(|p| p.sa.iter().filter_map(|spi| by_spi.get(spi).copied()))
+        .filter(|sa| seen.insert(sa.spi))
+        .collect()
 }
 
 /// The tunnel packets of one direction: every SA of its bundles, each with its carrier
 /// (an ESP+AH bundle's packets are AH outside, but ESP between the same endpoints is no
 /// cleartext either).
 fn tunnel_flows(config: &GuardDb, dir: Direction) -> Vec<TunnelFlow> {
-    let mut flows: Vec<TunnelFlow> = Vec::new();
-    for sa in protect_sas(config, dir) {
-        let carrier = match sa.udp_encap {
-            Some(u) => Carrier::Udp {
-                src_port: (dir == Direction::Out).then_some(u.src_port),
-                dst_port: u.dst_port,
-            },
-            None => Carrier::Ip(sa.protocol.ip_protocol()),
-        };
-        let flow = TunnelFlow {
-            src: sa.src,
-            dst: sa.dst,
-            carrier,
-        };
-        if !flows.contains(&flow) {
-            flows.push(flow);
-        }
-    }
-    flows
+    let mut seen = HashSet::new();
+    protect_sas(config, dir)
+        .into_iter()
+        .map(|sa| {
+            let carrier = match sa.udp_encap {
+                Some(u) => Carrier::Udp {
+                    src_port: (dir == Direction::Out).then_some(u.src_port),
+                    dst_port: u.dst_port,
+                },
+                None => Carrier::Ip(sa.protocol.ip_protocol()),
+            };
+            TunnelFlow {
+                src: sa.src,
+                dst: sa.dst,
+                carrier,
+            }
+        })
+        .filter(|f| seen.insert(*f))
+        .collect()
 }
 
 /// (local endpoint, peer) of every SA, outbound and inbound: where IKE runs.
@@ -252,13 +250,8 @@ fn endpoint_pairs(config: &GuardDb) -> Vec<(IpAddr, IpAddr)> {
     let inn = protect_sas(config, Direction::In)
         .into_iter()
         .map(|s| (s.dst, s.src));
-    let mut pairs: Vec<(IpAddr, IpAddr)> = Vec::new();
-    for pair in out.chain(inn) {
-        if !pairs.contains(&pair) {
-            pairs.push(pair);
-        }
-    }
-    pairs
+    let mut seen = HashSet::new();
+    out.chain(inn).filter(|pair| seen.insert(*pair)).collect()
 }
 
 fn host(ip: IpAddr) -> Cidr {
@@ -331,6 +324,100 @@ fn tunnel_rule(f: &TunnelFlow) -> String {
     }
 }
 
+/// The keys of a tunnel flow's rule when many flows share one set ([`tunnel_rules`]), and
+/// the flow's element of that set: `ip saddr . ip daddr . ip protocol` and `a . b . 50`.
+fn tunnel_key(f: &TunnelFlow) -> (String, String) {
+    let family = if f.src.is_ipv4() { "ip" } else { "ip6" };
+    let (src, dst) = (f.src, f.dst);
+    match f.carrier {
+        Carrier::Ip(proto) if f.src.is_ipv4() => (
+            "ip saddr . ip daddr . ip protocol".into(),
+            format!("{src} . {dst} . {proto}"),
+        ),
+        Carrier::Ip(proto) => (
+            "ip6 saddr . ip6 daddr . ip6 nexthdr".into(),
+            format!("{src} . {dst} . {proto}"),
+        ),
+        Carrier::Udp {
+            src_port: Some(sp),
+            dst_port,
+        } => (
+            format!("{family} saddr . {family} daddr . udp sport . udp dport"),
+            format!("{src} . {dst} . {sp} . {dst_port}"),
+        ),
+        Carrier::Udp {
+            src_port: None,
+            dst_port,
+        } => (
+            format!("{family} saddr . {family} daddr . udp dport"),
+            format!("{src} . {dst} . {dst_port}"),
+        ),
+    }
+}
+
+/// Accepts the tunnel packets of `flows`. A flow whose kind of rule no other flow shares
+/// gets a rule of its own; flows that share one (same family and carrier, as a hub's SAs
+/// to many peers do) are matched together through one set — one lookup per packet in the
+/// kernel, not a walk through a rule per peer. Order among them does not matter: every
+/// one accepts.
+fn tunnel_rules(t: &mut String, flows: &[TunnelFlow]) {
+    let mut groups: Vec<(String, Vec<&TunnelFlow>)> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for f in flows {
+        let (keys, _) = tunnel_key(f);
+        let i = *at.entry(keys.clone()).or_insert_with(|| {
+            groups.push((keys, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(f);
+    }
+    for (keys, members) in groups {
+        match members.as_slice() {
+            [f] => {
+                let _ = writeln!(t, "\t\t{} accept comment \"tunnel\"", tunnel_rule(f));
+            }
+            _ => {
+                let elements: Vec<String> = members.iter().map(|f| tunnel_key(f).1).collect();
+                let _ = writeln!(
+                    t,
+                    "\t\t{keys} {{ {} }} accept comment \"tunnel\"",
+                    elements.join(", ")
+                );
+            }
+        }
+    }
+}
+
+/// Accepts IKE (UDP 500 and 4500, `port` being `sport` or `dport`) between each pair of
+/// `pairs` (source, destination): a rule per pair where a family has one, one set of the
+/// family's pairs where it has more.
+fn ike_rules(t: &mut String, pairs: &[(IpAddr, IpAddr)], port: &str) {
+    let ports = format!("udp {port} {{ {}, {} }}", IKE_PORTS[0], IKE_PORTS[1]);
+    for v4 in [true, false] {
+        let family: Vec<_> = pairs.iter().filter(|(s, _)| s.is_ipv4() == v4).collect();
+        match family.as_slice() {
+            [] => {}
+            [(src, dst)] => {
+                let _ = writeln!(
+                    t,
+                    "\t\t{} {ports} accept comment \"IKE\"",
+                    addresses(host(*src), host(*dst))
+                );
+            }
+            _ => {
+                let f = if v4 { "ip" } else { "ip6" };
+                let elements: Vec<String> =
+                    family.iter().map(|(s, d)| format!("{s} . {d}")).collect();
+                let _ = writeln!(
+                    t,
+                    "\t\t{f} saddr . {f} daddr {{ {} }} {ports} accept comment \"IKE\"",
+                    elements.join(", ")
+                );
+            }
+        }
+    }
+}
+
 /// The nft text of the guard table and its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ruleset {
@@ -384,18 +471,10 @@ pub fn ruleset(config: &GuardDb, gw: &GatewayConfig, port: &str) -> Result<Rules
         "\t\ttype filter hook prerouting priority raw; policy accept;"
     );
     let _ = writeln!(t, "\t\tiifname != \"{port}\" return");
-    for f in tunnel_flows(config, Direction::In) {
-        let _ = writeln!(t, "\t\t{} accept comment \"tunnel\"", tunnel_rule(&f));
-    }
-    for (local, peer) in endpoint_pairs(config) {
-        let _ = writeln!(
-            t,
-            "\t\t{} udp dport {{ {}, {} }} accept comment \"IKE\"",
-            addresses(host(peer), host(local)),
-            IKE_PORTS[0],
-            IKE_PORTS[1]
-        );
-    }
+    tunnel_rules(&mut t, &tunnel_flows(config, Direction::In));
+    let pairs = endpoint_pairs(config);
+    let from_peers: Vec<_> = pairs.iter().map(|&(local, peer)| (peer, local)).collect();
+    ike_rules(&mut t, &from_peers, "dport");
     link_control(&mut t);
     policy_rules(&mut t, config, Direction::In);
     let _ = writeln!(t, "\t}}");
@@ -414,18 +493,8 @@ pub fn ruleset(config: &GuardDb, gw: &GatewayConfig, port: &str) -> Result<Rules
         let _ = writeln!(t, "\t}}");
     }
     let _ = writeln!(t, "\tchain guard-out {{");
-    for f in tunnel_flows(config, Direction::Out) {
-        let _ = writeln!(t, "\t\t{} accept comment \"tunnel\"", tunnel_rule(&f));
-    }
-    for (local, peer) in endpoint_pairs(config) {
-        let _ = writeln!(
-            t,
-            "\t\t{} udp sport {{ {}, {} }} accept comment \"IKE\"",
-            addresses(host(local), host(peer)),
-            IKE_PORTS[0],
-            IKE_PORTS[1]
-        );
-    }
+    tunnel_rules(&mut t, &tunnel_flows(config, Direction::Out));
+    ike_rules(&mut t, &pairs, "sport");
     link_control(&mut t);
     policy_rules(&mut t, config, Direction::Out);
     let _ = writeln!(t, "\t}}");

@@ -223,12 +223,19 @@ fn tunnel_packets_come_before_the_drops_even_when_outer_is_inner() {
 fn bundles_pass_both_protocols_and_ipv6_ah_is_matched_by_next_header() {
     let text = rules(&example("server-server/esp-ah/server-a.toml"));
     let outbound = chain(&text, "guard-out");
-    assert!(outbound.contains(
-        &"ip saddr 192.0.2.1 ip daddr 192.0.2.2 ip protocol 51 accept comment \"tunnel\""
-    ));
-    assert!(outbound.contains(
-        &"ip saddr 192.0.2.1 ip daddr 192.0.2.2 ip protocol 50 accept comment \"tunnel\""
-    ));
+    // Two flows of one kind: one rule, through a set.
+    let tunnel: Vec<_> = outbound
+        .iter()
+        .filter(|l| l.ends_with("accept comment \"tunnel\""))
+        .collect();
+    assert_eq!(tunnel.len(), 1, "{outbound:#?}");
+    assert!(
+        tunnel[0].starts_with("ip saddr . ip daddr . ip protocol { ")
+            && tunnel[0].contains("192.0.2.1 . 192.0.2.2 . 51")
+            && tunnel[0].contains("192.0.2.1 . 192.0.2.2 . 50"),
+        "{}",
+        tunnel[0]
+    );
     let v6 = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/server-server/ah/server-a.toml"),
     )
@@ -435,9 +442,138 @@ fn counters_are_read_from_nft_json_and_bad_json_is_an_error() {
          inbound cleartext dropped: 3 packets (policy[2] 3)\n  \
          outbound cleartext dropped: 7 packets (policy[0] 7)\n"
     );
+    // A hub's long database: the policies that dropped anything, and how many did not.
+    let many: Vec<(String, u64)> = (0..40)
+        .map(|i| (format!("in-{i}"), if i == 7 { 5 } else { 0 }))
+        .chain([("out-40".to_string(), 0)])
+        .collect();
+    assert_eq!(
+        GuardState::Installed { counters: many }.render("espo-espo0"),
+        "guard: table inet espo-espo0 installed (nftables)\n  \
+         inbound cleartext dropped: 5 packets (policy[7] 5, 39 other policies 0)\n  \
+         outbound cleartext dropped: 0 packets (policy[40] 0)\n"
+    );
     assert!(
         GuardState::NotInstalled
             .render("espo-espo0")
             .starts_with("guard: table inet espo-espo0 is not installed")
+    );
+}
+
+/// A hub: its SAs to many peers are matched through one set per kind of tunnel packet and
+/// one per family for IKE, whatever their number — one lookup per packet in the kernel —
+/// and every peer is in them.
+#[test]
+fn many_peers_share_one_rule_per_kind_of_tunnel_packet() {
+    let mut text =
+        String::from("[gateway]\ntun = \"espo0\"\nport = \"eth1\"\nlocal = \"192.0.2.1\"\n\n");
+    let peers = 300;
+    for i in 0..peers {
+        let (v6, udp) = (i % 3 == 1, i % 3 == 2);
+        let (local, peer) = if v6 {
+            (
+                "2001:db8::1".to_string(),
+                format!("2001:db8:1::{:x}", i + 1),
+            )
+        } else {
+            (
+                "192.0.2.1".to_string(),
+                format!("198.18.{}.{}", i / 256, i % 256),
+            )
+        };
+        let encap = if udp {
+            "udp_encap = { src_port = 4500, dst_port = 4500 }\n"
+        } else {
+            ""
+        };
+        let site = |n: usize| {
+            if v6 {
+                format!("fd00:{n:x}::/48")
+            } else {
+                format!("10.{}.{}.0/24", 128 + n / 256, n % 256)
+            }
+        };
+        let local_site = if v6 { "fd00:ffff::/48" } else { "10.1.0.0/16" };
+        let _ = write!(
+            text,
+            "[[sa]]\nspi = {}\nprotocol = \"esp\"\nsrc = \"{local}\"\ndst = \"{peer}\"\n\
+             encryption = \"aes-gcm-128\"\nkey = \"{}{:08x}\"\n{encap}\n\
+             [[sa]]\nspi = {}\nprotocol = \"esp\"\nsrc = \"{peer}\"\ndst = \"{local}\"\n\
+             encryption = \"aes-gcm-128\"\nkey = \"{}{:08x}\"\n{encap}\n\
+             [[policy]]\ndir = \"out\"\nsrc = \"{local_site}\"\ndst = \"{}\"\naction = \"protect\"\nsa = [{}]\n\n\
+             [[policy]]\ndir = \"in\"\nsrc = \"{}\"\ndst = \"{local_site}\"\naction = \"protect\"\nsa = [{}]\n\n",
+            0x30_0000 + i,
+            &KEY_20[..32],
+            2 * i,
+            0x20_0000 + i,
+            &KEY_20[..32],
+            2 * i + 1,
+            site(i),
+            0x30_0000 + i,
+            site(i),
+            0x20_0000 + i,
+        );
+    }
+    let text = rules(&parse(&text));
+    let inbound = chain(&text, "cleartext-in");
+    let outbound = chain(&text, "guard-out");
+    for (name, lines) in [("cleartext-in", &inbound), ("guard-out", &outbound)] {
+        let tunnel: Vec<_> = lines.iter().filter(|l| l.ends_with("\"tunnel\"")).collect();
+        let ike: Vec<_> = lines.iter().filter(|l| l.ends_with("\"IKE\"")).collect();
+        // ESP over IPv4, ESP over IPv6, ESP in UDP over IPv4; IKE over each family.
+        assert_eq!(tunnel.len(), 3, "{name}: {tunnel:#?}");
+        assert_eq!(ike.len(), 2, "{name}: {ike:#?}");
+        assert!(
+            tunnel.iter().chain(&ike).all(|l| l.contains(" { ")),
+            "{name}"
+        );
+    }
+    // Every peer, in the direction's own terms: what espo sends leaves from its port;
+    // what arrives may come from any.
+    assert!(outbound.iter().any(|l| l.starts_with(
+        "ip saddr . ip daddr . udp sport . udp dport { 192.0.2.1 . 198.18.0.2 . 4500 . 4500, "
+    )));
+    assert!(inbound.iter().any(|l| {
+        l.starts_with("ip saddr . ip daddr . udp dport { 198.18.0.2 . 192.0.2.1 . 4500, ")
+    }));
+    for i in (0..peers).step_by(3) {
+        let peer = format!("198.18.{}.{}", i / 256, i % 256);
+        let out = format!("192.0.2.1 . {peer} . 50");
+        let inn = format!("{peer} . 192.0.2.1 . 50");
+        assert!(
+            outbound.iter().any(|l| l.contains(&format!("{{ {out}, "))
+                || l.contains(&format!(" {out},"))
+                || l.contains(&format!(" {out} }}"))),
+            "{out}"
+        );
+        assert!(
+            inbound.iter().any(|l| l.contains(&format!("{{ {inn}, "))
+                || l.contains(&format!(" {inn},"))
+                || l.contains(&format!(" {inn} }}"))),
+            "{inn}"
+        );
+    }
+    let v6_peer = "2001:db8:1::2";
+    assert!(
+        outbound
+            .iter()
+            .any(|l| l.starts_with("ip6 saddr . ip6 daddr . ip6 nexthdr {")
+                && l.contains(&format!("2001:db8::1 . {v6_peer} . 50")))
+    );
+    assert!(
+        inbound
+            .iter()
+            .any(|l| l.starts_with("ip6 saddr . ip6 daddr {")
+                && l.contains(&format!("{v6_peer} . 2001:db8::1"))
+                && l.contains("udp dport { 500, 4500 }"))
+    );
+    // The policies' own rules keep their order after the tunnel's.
+    let first_policy = position(&outbound, "policy[0] protect");
+    assert!(
+        outbound[..first_policy]
+            .iter()
+            .filter(|l| l.ends_with("\"tunnel\""))
+            .count()
+            == 3
     );
 }
