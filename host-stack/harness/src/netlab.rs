@@ -345,6 +345,15 @@ impl Lab {
         let child = children.get_mut(gw.index).ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, "not a gateway this lab started")
         })?;
+        // Read while it runs: a gateway whose final report fills the pipe would otherwise
+        // wait for a reader that waits for it to exit.
+        let reader = child.stdout.take().map(|mut stdout| {
+            std::thread::spawn(move || {
+                let mut out = String::new();
+                let _ = stdout.read_to_string(&mut out);
+                out
+            })
+        });
         let deadline = Instant::now() + timeout;
         let status = loop {
             match child.try_wait()? {
@@ -358,10 +367,7 @@ impl Lab {
                 None => std::thread::sleep(Duration::from_millis(20)),
             }
         };
-        let mut out = String::new();
-        if let Some(mut stdout) = child.stdout.take() {
-            let _ = stdout.read_to_string(&mut out);
-        }
+        let out = reader.and_then(|r| r.join().ok()).unwrap_or_default();
         Ok((status, out))
     }
 

@@ -21,6 +21,8 @@ use espo_ipsec::spec::Direction;
 
 /// nft's words for a table that does not exist (ENOENT).
 const NO_SUCH_TABLE: &str = "No such file or directory";
+/// Policies of a direction whose counters the guard's status lists each, zeros included.
+pub const LISTED_POLICIES: usize = 16;
 
 /// Runs `nft ARGS` with `input` on its standard input; returns its standard output.
 fn nft(action: &str, args: &[&str], input: Option<&str>) -> Result<String, GuardError> {
@@ -215,7 +217,9 @@ impl GuardState {
         }
     }
 
-    /// The guard's lines of `espo status` and `espo guard status`.
+    /// The guard's lines of `espo status` and `espo guard status`: each direction's drops,
+    /// and per policy — each of up to [`LISTED_POLICIES`] in a direction, beyond that each
+    /// that dropped a packet and a count of the others.
     pub fn render(&self, table: &str) -> String {
         let spec = table_spec(table);
         let GuardState::Installed { counters } = self else {
@@ -226,13 +230,25 @@ impl GuardState {
         };
         let mut out = format!("guard: table {spec} installed (nftables)\n");
         for (dir, name) in [(Direction::In, "inbound"), (Direction::Out, "outbound")] {
-            let per_policy: Vec<String> = counters
+            let of_dir: Vec<(usize, u64)> = counters
                 .iter()
                 .filter_map(|(c, n)| match counter_policy(c) {
-                    Some((d, index)) if d == dir => Some(format!("policy[{index}] {n}")),
+                    Some((d, index)) if d == dir => Some((index, *n)),
                     _ => None,
                 })
                 .collect();
+            // Every policy while they are few; of a long database (a hub's), those that
+            // dropped anything, and how many did not.
+            let all = of_dir.len() <= LISTED_POLICIES;
+            let mut per_policy: Vec<String> = of_dir
+                .iter()
+                .filter(|&&(_, n)| all || n > 0)
+                .map(|(index, n)| format!("policy[{index}] {n}"))
+                .collect();
+            let quiet = of_dir.len() - per_policy.len();
+            if quiet > 0 {
+                per_policy.push(format!("{quiet} other policies 0"));
+            }
             out.push_str(&format!(
                 "  {name} cleartext dropped: {} packets",
                 self.dropped(dir)
