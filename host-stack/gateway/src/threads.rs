@@ -57,6 +57,10 @@ pub const BATCH: usize = 32;
 const IDLE_POLL: Duration = Duration::from_millis(200);
 /// Slots of coalesced packets the inbound thread holds while its sockets have more.
 const GRO_HOLD_SLOTS: usize = 8;
+/// How often a busy thread takes a new snapshot of its SAs for `espo status` at most
+/// (the counters are published at every idle moment; a hub's thousands of SAs are not
+/// walked at each). An idle thread whose published SAs lag wakes to refresh them within it.
+const SA_REFRESH: Duration = Duration::from_millis(20);
 /// ICMP errors per second (and burst) the outbound thread sends at most.
 const ICMP_PER_SECOND: u32 = 100;
 
@@ -118,6 +122,18 @@ pub fn wait_readable(
     ready: &mut Vec<bool>,
     busy_poll: Duration,
 ) {
+    wait_readable_within(fds, shutdown, ready, busy_poll, IDLE_POLL);
+}
+
+/// [`wait_readable`], sleeping at most `idle` (rounded up to a millisecond) instead of
+/// [`IDLE_POLL`].
+pub fn wait_readable_within(
+    fds: &[BorrowedFd<'_>],
+    shutdown: &Shutdown,
+    ready: &mut Vec<bool>,
+    busy_poll: Duration,
+    idle: Duration,
+) {
     let mut pfds: Vec<PollFd> = fds
         .iter()
         .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
@@ -144,7 +160,8 @@ pub fn wait_readable(
             std::thread::yield_now();
         }
     }
-    let timeout = PollTimeout::try_from(IDLE_POLL).unwrap_or(PollTimeout::NONE);
+    let idle = idle.min(IDLE_POLL).max(Duration::from_millis(1));
+    let timeout = PollTimeout::try_from(idle).unwrap_or(PollTimeout::NONE);
     match poll(&mut pfds, timeout) {
         Ok(_) => readable(&pfds, ready),
         Err(_) => ready.resize(fds.len(), false),
@@ -178,6 +195,10 @@ struct Outbound<'a, E: OutboundEngine + ?Sized, T: OutsideTx> {
     icmp_limit: RateLimit,
     headers: T::Scratch,
     last_publish: Instant,
+    /// When `sas` was last taken from the engine (`None`: take it at the next publication),
+    /// and whether a publication since went without.
+    sas_at: Option<Instant>,
+    sas_stale: bool,
     acquired: Vec<espo_ipsec::spd::PolicyId>,
     /// What [`OutboundEngine::encapsulate_segments`] made of each segment it took.
     segments_taken: Vec<(usize, Result<(), DropReason>)>,
@@ -201,6 +222,8 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
         icmp_limit: RateLimit::new(ICMP_PER_SECOND, ICMP_PER_SECOND),
         headers,
         last_publish: Instant::now(),
+        sas_at: None,
+        sas_stale: false,
         acquired: Vec::with_capacity(16),
         segments_taken: Vec::with_capacity(64),
     };
@@ -213,7 +236,7 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
     } else {
         PacketBuf::empty()
     };
-    o.publish(true);
+    o.publish_all();
     while !o.ctx.shutdown.requested() {
         o.engine.housekeeping();
         let mut n = 0;
@@ -253,7 +276,7 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
                     // The device is gone (deleted under espo) or broken: nothing more
                     // will come from it, so the gateway stops.
                     o.flush(n);
-                    o.publish(true);
+                    o.publish_all();
                     o.engine.close();
                     return (o.stats, Some(e));
                 }
@@ -269,11 +292,12 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
             let wake = o.engine.wake_fd();
             let fds = [tun, wake.unwrap_or(tun)];
             let fds = &fds[..1 + usize::from(wake.is_some())];
-            wait_readable(fds, o.ctx.shutdown, &mut ready, o.ctx.busy_poll);
+            let idle = if o.sas_stale { SA_REFRESH } else { IDLE_POLL };
+            wait_readable_within(fds, o.ctx.shutdown, &mut ready, o.ctx.busy_poll, idle);
         }
     }
     o.settle();
-    o.publish(true);
+    o.publish_all();
     o.engine.close();
     (o.stats, None)
 }
@@ -561,12 +585,20 @@ impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
 
     /// Publishes the counters for `espo status`: `now` when idle, at start and at exit;
     /// otherwise at most every [`PUBLISH_INTERVAL`], and never waiting for a reader.
+    /// The SAs' snapshot is taken again at most every [`SA_REFRESH`] (see
+    /// [`publish_all`](Self::publish_all)).
     fn publish(&mut self, now: bool) {
         if !now && self.last_publish.elapsed() < PUBLISH_INTERVAL {
             return;
         }
-        self.sas.clear();
-        self.engine.snapshot(&mut self.sas);
+        if self.sas_at.is_none_or(|at| at.elapsed() >= SA_REFRESH) {
+            self.sas.clear();
+            self.engine.snapshot(&mut self.sas);
+            self.sas_at = Some(Instant::now());
+            self.sas_stale = false;
+        } else {
+            self.sas_stale = true;
+        }
         let events = self.engine.lifetime_events();
         if now {
             self.ctx.published.publish(&self.stats, &self.sas, events);
@@ -578,6 +610,13 @@ impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
         {
             self.last_publish = Instant::now();
         }
+    }
+
+    /// [`publish`](Self::publish) now, with a fresh snapshot of the SAs: at start and at
+    /// exit.
+    fn publish_all(&mut self) {
+        self.sas_at = None;
+        self.publish(true);
     }
 }
 
@@ -622,15 +661,21 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
     let mut stats = DirectionStats::default();
     let mut sas = Vec::new();
     let mut last_publish = Instant::now();
+    let mut sas_at: Option<Instant> = None;
     let queues = ctx.rx.fds().len();
     let mut ready = vec![true; queues];
-    // As the outbound thread's `publish`.
-    let mut publish = |stats: &DirectionStats, engine: &E, now: bool| {
+    // As the outbound thread's `publish` (`all`: its `publish_all`); true when the SAs
+    // published lag behind.
+    let mut publish = |stats: &DirectionStats, engine: &E, now: bool, all: bool| -> bool {
         if !now && last_publish.elapsed() < PUBLISH_INTERVAL {
-            return;
+            return false;
         }
-        sas.clear();
-        engine.snapshot(&mut sas);
+        let stale = !all && sas_at.is_some_and(|at| at.elapsed() < SA_REFRESH);
+        if !stale {
+            sas.clear();
+            engine.snapshot(&mut sas);
+            sas_at = Some(Instant::now());
+        }
         let events = engine.lifetime_events();
         if now {
             ctx.published.publish(stats, &sas, events);
@@ -638,8 +683,10 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
         } else if ctx.published.try_publish(stats, &sas, events) {
             last_publish = Instant::now();
         }
+        stale
     };
-    publish(&stats, engine, true);
+    publish(&stats, engine, true, true);
+    let mut sas_stale = false;
     let mut headers = ctx.rx.scratch();
     let fds: Vec<BorrowedFd<'_>> = ctx.rx.fds();
     // With TUN offloads, a batch's TCP segments are written coalesced.
@@ -719,18 +766,19 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
         if let Some(c) = gro.as_mut().filter(|c| !more || c.held() >= GRO_HOLD_SLOTS) {
             drain(c, &ctx, &mut stats);
         }
-        publish(&stats, engine, !more);
+        sas_stale = publish(&stats, engine, !more, false) || (sas_stale && more);
         if !more {
             let mut all = fds.clone();
             all.extend(engine.wake_fd());
-            wait_readable(&all, ctx.shutdown, &mut ready, ctx.busy_poll);
+            let idle = if sas_stale { SA_REFRESH } else { IDLE_POLL };
+            wait_readable_within(&all, ctx.shutdown, &mut ready, ctx.busy_poll, idle);
             ready.truncate(queues);
         }
     }
     if let Some(c) = gro.as_mut() {
         drain(c, &ctx, &mut stats);
     }
-    publish(&stats, engine, true);
+    publish(&stats, engine, true, true);
     engine.close();
     stats
 }

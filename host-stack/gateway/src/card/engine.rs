@@ -24,7 +24,8 @@
 //! the card, nothing scheduled inside it, nothing outstanding on its rings.
 
 use espo_ipsec::spec::Direction;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -197,62 +198,47 @@ impl CardShared {
     /// Where each SA of `dir` runs, with its sequence number and counters.
     pub(crate) fn snapshot(&self, dir: Direction, out: &mut Vec<SaSnapshot>) {
         let engine = self.engine();
-        for p in engine.placements().into_iter().filter(|p| p.dir == dir) {
-            let sw = engine.software();
-            // Every SA has its software copy, dormant while it runs on the card.
-            let dst = match dir {
-                Direction::Out => sw
-                    .outbound
-                    .sas()
-                    .iter()
-                    .find(|s| s.params.spi == p.spi)
-                    .map(|s| s.params.dst),
-                Direction::In => sw
-                    .inbound
-                    .sas()
-                    .iter()
-                    .find(|s| s.params.spi == p.spi)
-                    .map(|s| s.params.dst),
+        let sw = engine.software();
+        // Every SA has its software copy, dormant while it runs on the card: its
+        // destination and, in software, its sequence number — found by SPI in one pass,
+        // so that a hub's thousands of SAs cost their number, not its square.
+        let mut copies: HashMap<u32, (IpAddr, u64)> = HashMap::new();
+        match dir {
+            Direction::Out => {
+                for s in sw.outbound.sas().iter() {
+                    copies
+                        .entry(s.params.spi)
+                        .or_insert((s.params.dst, s.seq()));
+                }
             }
-            .unwrap_or(std::net::IpAddr::from([0u8; 4]));
-            let (placement, seq) = match p.placement {
+            Direction::In => {
+                for s in sw.inbound.sas().iter() {
+                    let mark = s.replay.highest();
+                    copies.entry(s.params.spi).or_insert((s.params.dst, mark));
+                }
+            }
+        }
+        for p in engine.placements().into_iter().filter(|p| p.dir == dir) {
+            let copy = copies.get(&p.spi).copied();
+            let dst = copy.map_or(IpAddr::from([0u8; 4]), |(dst, _)| dst);
+            let seq = match p.placement {
                 espo_offload::Placement::Card { sa_index } => {
                     let card = engine.card();
-                    let seq = match dir {
+                    match dir {
                         Direction::Out => card.and_then(|c| c.sa_seq_upper_bound(sa_index)),
                         Direction::In => card.and_then(|c| c.sa_rx_seq_high(sa_index)),
-                    };
-                    (p.placement, seq.unwrap_or(0))
+                    }
                 }
-                espo_offload::Placement::Software => {
-                    let seq = match dir {
-                        Direction::Out => sw
-                            .outbound
-                            .sas()
-                            .iter()
-                            .find(|s| s.params.spi == p.spi)
-                            .map(|s| s.seq()),
-                        Direction::In => sw
-                            .inbound
-                            .sas()
-                            .iter()
-                            .find(|s| s.params.spi == p.spi)
-                            .map(|s| s.replay.highest()),
-                    };
-                    (p.placement, seq.unwrap_or(0))
-                }
+                espo_offload::Placement::Software => copy.map(|(_, seq)| seq),
             };
             out.push(SaSnapshot {
                 spi: p.spi,
                 dst,
-                direction: match dir {
-                    Direction::Out => Direction::Out,
-                    Direction::In => Direction::In,
-                },
-                seq,
+                direction: dir,
+                seq: seq.unwrap_or(0),
                 packets: p.counters.packets,
                 bytes: p.counters.bytes,
-                placement,
+                placement: p.placement,
             });
         }
     }
