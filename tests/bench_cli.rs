@@ -193,6 +193,7 @@ fn the_tunnel_bench_teaches_its_modes_and_refuses_unknown_names() {
         "iperf3",
         "root",
         "--policies",
+        "--peers",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}: {help}");
     }
@@ -211,6 +212,8 @@ fn the_tunnel_bench_teaches_its_modes_and_refuses_unknown_names() {
             &["--policies", "10002"][..],
             "--policies 10002 is out of range",
         ),
+        (&["--peers", "0"][..], "--peers 0 is out of range"),
+        (&["--peers", "10002"][..], "--peers 10002 is out of range"),
     ] {
         let out = espo(&[&["bench", "tunnel"][..], args].concat());
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -309,10 +312,14 @@ fn the_tunnel_bench_measures_espo_against_kernel_forwarding_and_cleans_up() {
         dir_arg,
         "--policies",
         "40",
+        "--peers",
+        "30",
     ]);
     let json = json.as_str();
-    // Each gateway's traffic was looked up behind 39 other sites' policies per direction.
+    // Each gateway's traffic was looked up behind 39 other sites' policies per direction,
+    // and went through its guard among 29 other peers' tunnels.
     assert_eq!(field(json, "policies"), 40.0, "{json}");
+    assert_eq!(field(json, "peers"), 30.0, "{json}");
     for test in ["udp64", "tcp"] {
         let kernel = field(json, &format!("{test}_kernel_pps"));
         let espo = field(json, &format!("{test}_sw_sw_pps"));
@@ -354,7 +361,9 @@ fn the_tunnel_bench_measures_espo_against_kernel_forwarding_and_cleans_up() {
     // The scratch directory asked for is kept, with the gateways' logs.
     assert!(scratch.join("a.log").exists() && scratch.join("b.toml").exists());
     let b = std::fs::read_to_string(scratch.join("b.toml")).unwrap();
-    assert_eq!(b.matches("[[policy]]").count(), 2 * 39 + 4, "{b}");
+    assert_eq!(b.matches("[[policy]]").count(), 2 * 39 + 2 * 29 + 4, "{b}");
+    assert_eq!(b.matches("[[sa]]").count(), 2 * 29 + 2, "{b}");
+    assert!(b.contains("dst = \"198.18.0.28\""), "{b}");
 }
 
 /// strongSwan on the same namespaces, both ends and facing espo: each measured (no kernel

@@ -46,6 +46,39 @@ pub fn site_policies(dir: &str, sites: usize) -> String {
         .collect()
 }
 
+/// The most other peers [`peer_tunnels`] writes.
+pub const MAX_PEERS: usize = 32_768;
+
+/// `peers` other peers' tunnels of the gateway at `local` with the site `local_site`, as
+/// configuration text, as at a hub with one peer per site: for peer `i`, at
+/// `198.18.{i/256}.{i%256}` (RFC 2544's benchmarking range) with the site
+/// `10.{128+i/256}.{i%256}.0/24`, an ESP SA each way (AES-GCM-128, fixed keys of their own; outbound SPI
+/// `0x300000+i`, inbound `0x200000+i`) and a `protect` policy each way between the two
+/// sites. None of them matches a packet between 10.1.0.0/16 and 10.2.0.0/16; put in front
+/// of a tunnel's own entries, they come before it wherever a gateway lists its tunnels (its
+/// policy lookups, its guard's rules). At most [`MAX_PEERS`] (fewer written).
+pub fn peer_tunnels(local: &str, local_site: &str, peers: usize) -> String {
+    let mut out = String::new();
+    for i in 0..peers.min(MAX_PEERS) {
+        let peer = format!("198.18.{}.{}", i / 256, i % 256);
+        let site = format!("10.{}.{}.0/24", 128 + i / 256, i % 256);
+        let (spi_out, spi_in) = (0x30_0000 + i, 0x20_0000 + i);
+        // 16 fixed key bytes, then the SA's own number: no two SAs share a key (and a salt).
+        let key = |n: usize| format!("{}{n:08x}", fixed_key_hex(16, 0x5e));
+        out.push_str(&format!(
+            "[[sa]]\nspi = {spi_out:#x}\nprotocol = \"esp\"\nsrc = \"{local}\"\ndst = \"{peer}\"\n\
+             encryption = \"aes-gcm-128\"\nkey = \"{}\"\n\n\
+             [[sa]]\nspi = {spi_in:#x}\nprotocol = \"esp\"\nsrc = \"{peer}\"\ndst = \"{local}\"\n\
+             encryption = \"aes-gcm-128\"\nkey = \"{}\"\n\n\
+             [[policy]]\ndir = \"out\"\nsrc = \"{local_site}\"\ndst = \"{site}\"\naction = \"protect\"\nsa = [{spi_out:#x}]\n\n\
+             [[policy]]\ndir = \"in\"\nsrc = \"{site}\"\ndst = \"{local_site}\"\naction = \"protect\"\nsa = [{spi_in:#x}]\n\n",
+            key(2 * i),
+            key(2 * i + 1),
+        ));
+    }
+    out
+}
+
 /// [`tunnel_pair`] with the tunnel's policy behind `sites` others in each direction
 /// ([`site_policies`]): every packet of the tunnel is looked up in a database of
 /// `sites + 1` policies and matches the last. At most [`MAX_SITES`] sites.

@@ -125,6 +125,7 @@ const GW_B_TOML: &str = include_str!("../../../examples/gw-gw/esp/gw-b.toml");
 ///   espo bench tunnel --topology server-gw --modes kernel,sw-sw,sw-model
 ///   espo bench tunnel --perf --rounds 1
 ///   espo bench tunnel --modes kernel,sw-sw-udp --tests tcp --policies 1000
+///   espo bench tunnel --modes kernel,sw-sw-udp --tests tcp --peers 1000
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct TunnelArgs {
@@ -168,6 +169,11 @@ pub struct TunnelArgs {
     /// policy lookup of a gateway with a policy per site, on every packet.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub policies: usize,
+    /// Peers of each espo gateway: the bench's own peer last, behind N-1 others' tunnels
+    /// (an SA and a `protect` policy each way to a site of its own, matching none of the
+    /// bench's traffic) — a hub's SAs, policies and guard rules, on every packet.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub peers: usize,
     /// Scratch directory for the gateways' configurations, logs and sockets, kept
     /// afterwards: a new or empty directory, made mode 0700 (default: a new one under the
     /// system's temporary directory, removed after a successful run).
@@ -385,6 +391,22 @@ fn behind_sites(config: &str, sites: usize) -> String {
     .concat()
 }
 
+/// `config` (of the gateway at `local`, with the site `local_site`) with `peers` other
+/// peers' SAs and policies in front of its own ([`loopback::peer_tunnels`]: none matches
+/// the bench's traffic), so that the bench's tunnel comes last wherever the gateway lists
+/// its tunnels.
+fn behind_peers(config: &str, (local, local_site): (&str, &str), peers: usize) -> String {
+    let Some(at) = config.find("[[sa]]") else {
+        return config.to_owned();
+    };
+    [
+        &config[..at],
+        &loopback::peer_tunnels(local, local_site, peers),
+        &config[at..],
+    ]
+    .concat()
+}
+
 /// Runs iperf3 from `client_ns` to the server in `server_ns`; `None` when it failed.
 /// `segment`: the TCP payload bytes of a full segment on the path (its MTU less 52).
 fn iperf(
@@ -570,6 +592,12 @@ fn check(args: &TunnelArgs) -> anyhow::Result<()> {
         bail!(
             "--policies {} is out of range: 1 (the tunnel's own) to 10001",
             args.policies
+        );
+    }
+    if !(1..=10_001).contains(&args.peers) {
+        bail!(
+            "--peers {} is out of range: 1 (the tunnel's own) to 10001",
+            args.peers
         );
     }
     if let Some(why) = netlab::skip_reason() {
@@ -873,12 +901,28 @@ impl Bench {
             netlab::set_gateway_field(c, key, value).unwrap_or_else(|| c.to_owned())
         };
         let sites = self.args.policies - 1;
-        let a_cfg = behind_sites(&port(GW_A_TOML, &t.left_out)?, sites);
-        let b_cfg = behind_sites(&port(GW_B_TOML, &t.right_out)?, sites);
+        let others = self.args.peers - 1;
+        let a_cfg = behind_peers(
+            &behind_sites(&port(GW_A_TOML, &t.left_out)?, sites),
+            ("192.0.2.1", "10.1.0.0/16"),
+            others,
+        );
+        let b_cfg = behind_peers(
+            &behind_sites(&port(GW_B_TOML, &t.right_out)?, sites),
+            ("192.0.2.2", "10.2.0.0/16"),
+            others,
+        );
         if sites > 0 {
             println!(
                 "{} policies per direction in each espo gateway, the tunnel's last (--policies)",
                 sites + 1
+            );
+        }
+        if others > 0 {
+            println!(
+                "{} peers of each espo gateway, the bench's last: {} SAs (--peers)",
+                others + 1,
+                2 * (others + 1)
             );
         }
         let b_model_cfg = b_cfg.replace("engine = \"software\"", "engine = \"model\"");
@@ -1177,10 +1221,11 @@ impl Bench {
             }
         );
         let mut json = vec![format!(
-            "\"bench\":\"tunnel\",\"topology\":\"{}\",\"rounds\":{rounds},\"seconds\":{seconds},\"link_mtu\":{},\"tcp_cc\":\"{cc}\",\"policies\":{}",
+            "\"bench\":\"tunnel\",\"topology\":\"{}\",\"rounds\":{rounds},\"seconds\":{seconds},\"link_mtu\":{},\"tcp_cc\":\"{cc}\",\"policies\":{},\"peers\":{}",
             shape.name(),
             link_mtu.unwrap_or(1500),
-            self.args.policies
+            self.args.policies,
+            self.args.peers
         )];
         let mut goals = Vec::new();
         for (k, test) in TESTS.iter().enumerate() {
