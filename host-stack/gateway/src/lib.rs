@@ -43,6 +43,7 @@ pub mod threads;
 pub mod tun;
 pub mod wireshark;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -999,12 +1000,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Records every inbound SA's replay mark from the inbound thread's latest publication.
 fn record_marks(keeper: &Mutex<Keeper>, in_view: &Published) {
     let view = in_view.read();
-    lock(keeper).record_marks(|spi, dst| {
-        view.sas
-            .iter()
-            .find(|s| s.spi == spi && s.dst == dst)
-            .map(|s| s.seq)
-    });
+    // By SPI and destination in one pass (a hub has thousands of SAs), the first of each.
+    let mut marks: HashMap<(u32, IpAddr), u64> = HashMap::with_capacity(view.sas.len());
+    for s in &view.sas {
+        marks.entry((s.spi, s.dst)).or_insert(s.seq);
+    }
+    lock(keeper).record_marks(|spi, dst| marks.get(&(spi, dst)).copied());
 }
 
 /// The state thread: tops up sequence-number reservations every [`keeper::TICK`] and
