@@ -60,6 +60,19 @@ struct Marked {
     error: Option<String>,
 }
 
+/// An SA about to start: the record to write (`value`: the end of an outbound SA's first
+/// reservation, an inbound SA's replay mark) and how it starts once written.
+struct Plan {
+    key: StateKey,
+    value: u64,
+    start: Planned,
+}
+
+enum Planned {
+    Out { seq: u64, max_seq: u64 },
+    In { closed_at: Option<u64> },
+}
+
 /// The durable state of every SA. See the module documentation.
 #[derive(Debug)]
 pub struct Keeper {
@@ -87,6 +100,39 @@ impl Keeper {
     /// Loads an SA's state and starts keeping it: for an outbound SA the first block is
     /// reserved durably before this returns. An error means the SA must not run.
     pub fn start(&mut self, sa: &SaSpec, dir: Direction) -> Result<Start, StateError> {
+        let plan = self.plan(sa, dir)?;
+        self.dir.store(&plan.key, plan.value)?;
+        Ok(self.keep(plan))
+    }
+
+    /// [`start`](Self::start) for many SAs (a gateway's start), their records written
+    /// together ([`StateDir::store_all`]: two flushes for all of them, not two each); one
+    /// result per SA, in order. When the writing fails, every SA whose state could be read
+    /// fails with it: none runs on a reservation that may not be on disk.
+    pub fn start_all(&mut self, sas: &[(&SaSpec, Direction)]) -> Vec<Result<Start, StateError>> {
+        let planned: Vec<_> = sas.iter().map(|&(sa, dir)| self.plan(sa, dir)).collect();
+        let records: Vec<(StateKey, u64)> = planned
+            .iter()
+            .filter_map(|p| p.as_ref().ok().map(|p| (p.key.clone(), p.value)))
+            .collect();
+        let written = self.dir.store_all(&records).map_err(|e| e.to_string());
+        planned
+            .into_iter()
+            .map(|plan| {
+                let plan = plan?;
+                match &written {
+                    Ok(()) => Ok(self.keep(plan)),
+                    Err(why) => Err(StateError::Write {
+                        path: self.dir.file_of(&plan.key),
+                        source: std::io::Error::other(why.clone()),
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// What starting an SA records, from what its file holds.
+    fn plan(&mut self, sa: &SaSpec, dir: Direction) -> Result<Plan, StateError> {
         let key = StateKey::of(sa, dir);
         let recorded = match self.dir.load(&key)? {
             Recorded::Value(v) => Some(v),
@@ -101,7 +147,7 @@ impl Keeper {
             }
         };
         self.forget_key(&key);
-        match dir {
+        Ok(match dir {
             Direction::Out => {
                 let max_seq = if sa.esn {
                     u64::MAX
@@ -110,27 +156,43 @@ impl Keeper {
                 };
                 let seq = sa.seq.max(recorded.unwrap_or(0)).min(max_seq);
                 let limit = seq.saturating_add(BLOCK).min(max_seq);
-                self.dir.store(&key, limit)?;
-                let reservation = SeqReservation::new(limit, seq);
+                Plan {
+                    key,
+                    value: limit,
+                    start: Planned::Out { seq, max_seq },
+                }
+            }
+            Direction::In => Plan {
+                key,
+                value: recorded.unwrap_or(0).max(sa.seq),
+                start: Planned::In {
+                    closed_at: recorded.filter(|m| *m > 0),
+                },
+            },
+        })
+    }
+
+    /// Starts keeping an SA whose record ([`plan`](Self::plan)) is on disk.
+    fn keep(&mut self, plan: Plan) -> Start {
+        let Plan { key, value, start } = plan;
+        match start {
+            Planned::Out { seq, max_seq } => {
+                let reservation = SeqReservation::new(value, seq);
                 self.outbound.push(Reserved {
                     key,
                     reservation: reservation.clone(),
                     max_seq,
                     error: None,
                 });
-                Ok(Start::Outbound { seq, reservation })
+                Start::Outbound { seq, reservation }
             }
-            Direction::In => {
-                let mark = recorded.unwrap_or(0).max(sa.seq);
-                self.dir.store(&key, mark)?;
+            Planned::In { closed_at } => {
                 self.inbound.push(Marked {
                     key,
-                    recorded: mark,
+                    recorded: value,
                     error: None,
                 });
-                Ok(Start::Inbound {
-                    closed_at: recorded.filter(|m| *m > 0),
-                })
+                Start::Inbound { closed_at }
             }
         }
     }

@@ -226,6 +226,59 @@ impl StateDir {
     /// crash or a power cut.
     pub fn store(&self, key: &StateKey, value: u64) -> Result<(), StateError> {
         let path = self.file_of(key);
+        let write_err = |source| StateError::Write {
+            path: path.clone(),
+            source,
+        };
+        let (tmp, f) = self.write_beside(key, value, &path)?;
+        f.sync_all().map_err(write_err)?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(write_err)?;
+        File::open(&self.path)
+            .and_then(|d| d.sync_all())
+            .map_err(write_err)?;
+        Ok(())
+    }
+
+    /// [`store`](Self::store) for many SAs at once (a gateway's start): every record is
+    /// written beside its file, the file system is flushed once (`syncfs`), each is renamed
+    /// over its file, and the directory is flushed once — two flushes for all of them
+    /// instead of two each. When this returns `Ok` every record survives a crash; on an
+    /// error, each file holds its old record or its new one.
+    pub fn store_all(&self, records: &[(StateKey, u64)]) -> Result<(), StateError> {
+        let mut written = Vec::with_capacity(records.len());
+        for (key, value) in records {
+            let path = self.file_of(key);
+            let (tmp, _) = self.write_beside(key, *value, &path)?;
+            written.push((tmp, path));
+        }
+        let dir_err = |what, source| StateError::Dir {
+            path: self.path.clone(),
+            what,
+            source,
+        };
+        let dir = File::open(&self.path).map_err(|e| dir_err("cannot open it", e))?;
+        nix::unistd::syncfs(&dir)
+            .map_err(|e| dir_err("flushing its file system failed", e.into()))?;
+        for (tmp, path) in &written {
+            fs::rename(tmp, path).map_err(|source| StateError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        dir.sync_all()
+            .map_err(|e| dir_err("flushing it failed", e))?;
+        Ok(())
+    }
+
+    /// Writes an SA's record beside its file `path` (not yet flushed); returns where, and
+    /// the file.
+    fn write_beside(
+        &self,
+        key: &StateKey,
+        value: u64,
+        path: &Path,
+    ) -> Result<(PathBuf, File), StateError> {
         let fp: String = key.fingerprint.iter().map(|b| format!("{b:02x}")).collect();
         let text = format!(
             "{MAGIC}\ndir {}\nspi {:#010x}\ndst {}\nfingerprint {fp}\nvalue {value}\n",
@@ -235,7 +288,7 @@ impl StateDir {
         );
         let tmp = path.with_extension("state.new");
         let write_err = |source| StateError::Write {
-            path: path.clone(),
+            path: path.to_owned(),
             source,
         };
         let mut f = OpenOptions::new()
@@ -246,13 +299,7 @@ impl StateDir {
             .open(&tmp)
             .map_err(write_err)?;
         f.write_all(text.as_bytes()).map_err(write_err)?;
-        f.sync_all().map_err(write_err)?;
-        drop(f);
-        fs::rename(&tmp, &path).map_err(write_err)?;
-        File::open(&self.path)
-            .and_then(|d| d.sync_all())
-            .map_err(write_err)?;
-        Ok(())
+        Ok((tmp, f))
     }
 
     /// Forgets an SA's record (its key is retired for good: a rekey replaced it).

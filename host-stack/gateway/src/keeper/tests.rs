@@ -143,3 +143,86 @@ fn inbound_marks_survive_and_close_the_window() {
         "a retired SA's record is gone"
     );
 }
+
+/// Many SAs started together (a gateway's start) start as they would one by one: the same
+/// sequence numbers, reservations and marks, the same files — and a restart continues after
+/// what they reserved. One SA whose record cannot be read fails alone; when the writing
+/// fails, every SA fails with it.
+#[test]
+fn many_sas_start_together_as_they_would_one_by_one() {
+    let specs: Vec<(SaSpec, Direction)> = (0..40u32)
+        .map(|i| {
+            let dir = if i % 2 == 0 {
+                Direction::Out
+            } else {
+                Direction::In
+            };
+            (sa(0x3000 + i, u64::from(i) * 7, i as u8 + 1), dir)
+        })
+        .collect();
+    let all: Vec<(&SaSpec, Direction)> = specs.iter().map(|(s, d)| (s, *d)).collect();
+    let (one, many) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let describe = |start: &Start| match start {
+        Start::Outbound { seq, reservation } => (*seq, reservation.limit()),
+        Start::Inbound { closed_at } => (closed_at.unwrap_or(0), 0),
+    };
+    for round in 0..2 {
+        let mut k1 = Keeper::new(StateDir::open(one.path()).unwrap());
+        let singly: Vec<_> = all
+            .iter()
+            .map(|&(s, d)| describe(&k1.start(s, d).unwrap()))
+            .collect();
+        let mut k2 = Keeper::new(StateDir::open(many.path()).unwrap());
+        let together: Vec<_> = k2
+            .start_all(&all)
+            .iter()
+            .map(|r| describe(r.as_ref().unwrap()))
+            .collect();
+        assert_eq!(singly, together, "round {round}");
+        for (s, d) in &all {
+            let name = k1.dir().file_of(&StateKey::of(s, *d));
+            let name = name.file_name().unwrap();
+            assert_eq!(
+                std::fs::read(one.path().join(name)).unwrap(),
+                std::fs::read(many.path().join(name)).unwrap(),
+                "round {round}: {name:?}"
+            );
+        }
+        if round == 0 {
+            continue;
+        }
+        // The restart continued after the first start's reservations.
+        assert_eq!(together[0], (BLOCK, 2 * BLOCK));
+        // The keeper keeps what it started: a reservation used up is topped up.
+        let r = match k2.start_all(&all[..1]).remove(0).unwrap() {
+            Start::Outbound { reservation, .. } => reservation,
+            other => panic!("{other:?}"),
+        };
+        r.note_used(r.limit() - 1);
+        k2.reserve_ahead();
+        assert!(r.limit() > r.used() + BLOCK / 2);
+    }
+    // A broken record fails its SA alone.
+    let (s, d) = all[3];
+    let broken = many.path().join(
+        StateDir::open(many.path())
+            .unwrap()
+            .file_of(&StateKey::of(s, d))
+            .file_name()
+            .unwrap(),
+    );
+    std::fs::write(&broken, "not a state file").unwrap();
+    let mut k = Keeper::new(StateDir::open(many.path()).unwrap());
+    let results = k.start_all(&all);
+    assert!(results[3].is_err());
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), all.len() - 1);
+    // A directory that cannot be written: every SA fails, none runs unreserved.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    let k_dir = StateDir::open(&dir).unwrap();
+    std::fs::remove_dir(&dir).unwrap();
+    std::fs::write(&dir, "").unwrap();
+    let mut k = Keeper::new(k_dir);
+    let results = k.start_all(&all);
+    assert!(results.iter().all(|r| r.is_err()), "{results:?}");
+}
