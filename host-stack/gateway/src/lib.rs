@@ -43,7 +43,7 @@ pub mod threads;
 pub mod tun;
 pub mod wireshark;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -161,12 +161,13 @@ pub fn routed_prefixes(config: &Config) -> Vec<Cidr> {
 pub fn rx_plan(config: &Config) -> RxPlan {
     let mut plan = configured_rx_plan(config);
     let gw_local = config.gateway.as_ref().and_then(|g| g.local);
+    let endpoints = local_endpoints(config);
     let locals = config
         .sas
         .iter()
         .flat_map(|s| [s.src, s.dst])
         .chain(gw_local)
-        .filter(|a| is_local_endpoint(config, *a));
+        .filter(|a| endpoints.contains(a));
     for local in locals {
         match local {
             IpAddr::V4(_) => {
@@ -185,20 +186,29 @@ pub fn rx_plan(config: &Config) -> RxPlan {
     plan
 }
 
-/// Whether `addr` is one of this gateway's tunnel endpoints: `[gateway] local`, an outbound
-/// SA's source or an inbound SA's destination.
-fn is_local_endpoint(config: &Config, addr: IpAddr) -> bool {
-    if config.gateway.as_ref().and_then(|g| g.local) == Some(addr) {
-        return true;
+/// This gateway's tunnel endpoints: `[gateway] local`, the source of every SA an outbound
+/// policy names and the destination of every SA an inbound one names — found in one pass
+/// (a hub names thousands of SAs).
+fn local_endpoints(config: &Config) -> HashSet<IpAddr> {
+    let mut by_spi: HashMap<u32, &SaSpec> = HashMap::with_capacity(config.sas.len());
+    for sa in &config.sas {
+        by_spi.entry(sa.spi).or_insert(sa);
     }
-    config.policies.iter().any(|p| {
-        p.sa.iter()
-            .filter_map(|spi| config.sa(*spi))
-            .any(|sa| match p.dir {
-                Direction::Out => sa.src == addr,
-                Direction::In => sa.dst == addr,
-            })
-    })
+    let mut out: HashSet<IpAddr> = config
+        .gateway
+        .as_ref()
+        .and_then(|g| g.local)
+        .into_iter()
+        .collect();
+    for p in &config.policies {
+        for sa in p.sa.iter().filter_map(|spi| by_spi.get(spi)) {
+            out.insert(match p.dir {
+                Direction::Out => sa.src,
+                Direction::In => sa.dst,
+            });
+        }
+    }
+    out
 }
 
 /// The sockets the configured inbound SAs need.
@@ -398,12 +408,17 @@ pub fn start_states(config: &Config, keeper: &Mutex<Keeper>) -> Result<Started, 
         reservations: Vec::new(),
         disabled: Vec::new(),
     };
-    for sa in &config.sas {
+    // Every SA's record written together: two flushes for all of them.
+    let dirs: Vec<Direction> = config
+        .sas
+        .iter()
+        .map(|sa| direction_of(config, sa))
+        .collect();
+    let all: Vec<(&SaSpec, Direction)> = config.sas.iter().zip(dirs.iter().copied()).collect();
+    let starts = keeper.start_all(&all);
+    for ((sa, dir), start) in all.into_iter().zip(starts) {
         let mut sa = sa.clone();
-        match (
-            direction_of(config, &sa),
-            keeper.start(&sa, direction_of(config, &sa)),
-        ) {
+        match (dir, start) {
             (_, Ok(Start::Outbound { seq, reservation })) => {
                 sa.seq = seq;
                 started.reservations.push((sa.spi, reservation));
