@@ -44,6 +44,25 @@ fn tables(ns: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The guard table of the gateway whose TUN device is espo0 in namespace `ns`, as nft lists
+/// it (empty when there is none).
+fn guard_table(ns: &str) -> String {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "nft",
+            "list",
+            "table",
+            "inet",
+            "espo-espo0",
+        ])
+        .output()
+        .expect("nft runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The packets a guard counter line of espo status or espo guard status reports
 /// (`  inbound cleartext dropped: 3 packets (policy[2] 3)`).
 fn guard_dropped(status: &str, direction: &str) -> u64 {
@@ -245,32 +264,45 @@ fn guard_between_servers_drops_plain_packets_and_passes_the_tunnel() {
         "left",
         &lab::example("server-server/esp/server-a.toml", &t.left_out),
     );
-    // Inner = outer: a plain datagram from server B matches the inbound protect policy.
-    let dst = SocketAddr::new(ip("192.0.2.1"), 7005);
-    let got = arrivals(&lab, &t.left, 7005, || {
-        send_udp(&lab, &t.right, dst, 3, 100, b"plain")
+    plain_dropped_then_the_tunnel_passes(
+        &lab,
+        &t,
+        &a,
+        &lab::example("server-server/esp/server-b.toml", &t.right_out),
+        7005,
+    );
+}
+
+/// Between two servers whose inner addresses are their outer ones, server A's espo `a`
+/// running: plain datagrams from B to A's `port` match A's inbound protect policy and are
+/// dropped by its guard; then, with B's espo up (configuration `b_cfg`), the same addresses
+/// talk through the tunnel — ESP between the endpoints passes both guards and nothing else
+/// crosses the link.
+fn plain_dropped_then_the_tunnel_passes(
+    lab: &Lab,
+    t: &topology::Topology,
+    a: &lab::Gateway,
+    b_cfg: &str,
+    port: u16,
+) {
+    let dst = SocketAddr::new(ip("192.0.2.1"), port);
+    let got = arrivals(lab, &t.left, port, || {
+        send_udp(lab, &t.right, dst, 3, 100, b"plain")
     });
     assert_eq!(got, 0, "a plain packet between the servers was delivered");
-    let status = lab.status_until(&a, |s| guard_dropped(s, "inbound") >= 3);
+    let status = lab.status_until(a, |s| guard_dropped(s, "inbound") >= 3);
     assert_eq!(guard_dropped(&status, "inbound"), 3, "{status}");
-
-    // With server B's espo up, the same addresses talk through the tunnel: ESP between the
-    // endpoints passes both guards.
-    let _b = lab.espo_run(
-        &t.right,
-        "right",
-        &lab::example("server-server/esp/server-b.toml", &t.right_out),
-    );
+    let _b = lab.espo_run(&t.right, "right", b_cfg);
     let cap = capture::Capture::start(&t.left, &t.left_out);
     assert_eq!(
-        traffic::udp_echo(&lab, &t.right, &t.left, ip("192.0.2.1"), 10, 1000),
+        traffic::udp_echo(lab, &t.right, &t.left, ip("192.0.2.1"), 10, 1000),
         10
     );
-    traffic::tcp_transfer(&lab, &t.left, &t.right, ip("192.0.2.2"), 300_000);
+    traffic::tcp_transfer(lab, &t.left, &t.right, ip("192.0.2.2"), 300_000);
     let (tally, _) = capture::tally(&cap.finish());
     assert!(tally.other.is_empty(), "{:?}", tally.other);
     assert!(tally.esp > 50, "{tally:?}");
-    let status = lab.status(&a);
+    let status = lab.status(a);
     assert_eq!(guard_dropped(&status, "inbound"), 3, "{status}");
     assert_eq!(guard_dropped(&status, "outbound"), 0, "{status}");
 }
@@ -309,42 +341,12 @@ fn guard_of_a_hub_passes_each_peers_tunnel_through_its_sets() {
     );
     let a = lab.espo_run(&t.left, "left", &a_cfg);
     // What the kernel holds: the peers' tunnels in a set.
-    let listed = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &t.left,
-            "nft",
-            "list",
-            "table",
-            "inet",
-            "espo-espo0",
-        ])
-        .output()
-        .unwrap();
-    let shown = text(&listed);
+    let shown = guard_table(&t.left);
     assert!(
         shown.contains("ip saddr . ip daddr . ip protocol") && shown.contains("198.18.0.29"),
         "{shown}"
     );
-    let dst = SocketAddr::new(ip("192.0.2.1"), 7006);
-    let got = arrivals(&lab, &t.left, 7006, || {
-        send_udp(&lab, &t.right, dst, 3, 100, b"plain")
-    });
-    assert_eq!(got, 0, "a plain packet between the servers was delivered");
-    let _b = lab.espo_run(&t.right, "right", &b_cfg);
-    let cap = capture::Capture::start(&t.left, &t.left_out);
-    assert_eq!(
-        traffic::udp_echo(&lab, &t.right, &t.left, ip("192.0.2.1"), 10, 1000),
-        10
-    );
-    traffic::tcp_transfer(&lab, &t.left, &t.right, ip("192.0.2.2"), 300_000);
-    let (tally, _) = capture::tally(&cap.finish());
-    assert!(tally.other.is_empty(), "{:?}", tally.other);
-    assert!(tally.esp > 50, "{tally:?}");
-    let status = lab.status(&a);
-    assert_eq!(guard_dropped(&status, "inbound"), 3, "{status}");
-    assert_eq!(guard_dropped(&status, "outbound"), 0, "{status}");
+    plain_dropped_then_the_tunnel_passes(&lab, &t, &a, &b_cfg, 7006);
 }
 
 #[test]
@@ -497,20 +499,7 @@ fn guard_goes_with_a_clean_stop_and_stays_after_a_failure() {
     kill_hard(&mut lab, &a);
     let run = espo(&t.left, &["run", "--config", bad_path.to_str().unwrap()]);
     assert!(!run.status.success(), "{}", text(&run));
-    let listing = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &t.left,
-            "nft",
-            "list",
-            "table",
-            "inet",
-            "espo-espo0",
-        ])
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    let listing = guard_table(&t.left);
     assert!(
         listing.contains(&format!("oifname \"{}\"", t.left_out))
             && !listing.contains("198.51.100.0/24"),
@@ -725,56 +714,123 @@ fn espo_run_without_nft_refuses_naming_the_package() {
     );
 }
 
+/// A hub's configuration: its tunnels to `peers` peers, by turns ESP over IPv4, ESP over
+/// IPv6 and ESP in UDP over IPv4, with a site each.
+fn mixed_hub(peers: usize) -> String {
+    let mut text =
+        String::from("[gateway]\ntun = \"espo0\"\nport = \"w0\"\nlocal = \"192.0.2.1\"\n\n");
+    for i in 0..peers {
+        let (v6, udp) = (i % 3 == 1, i % 3 == 2);
+        let (local, peer, site, local_site) = if v6 {
+            (
+                "2001:db8::1".to_string(),
+                format!("2001:db8:1::{:x}", i + 1),
+                format!("fd00:{i:x}::/48"),
+                "fd00:ffff::/48",
+            )
+        } else {
+            (
+                "192.0.2.1".to_string(),
+                format!("198.18.{}.{}", i / 256, i % 256),
+                format!("10.{}.{}.0/24", 128 + i / 256, i % 256),
+                "10.1.0.0/16",
+            )
+        };
+        let encap = if udp {
+            "udp_encap = { src_port = 4500, dst_port = 4500 }\n"
+        } else {
+            ""
+        };
+        for (n, spi, src, dst) in [
+            (2 * i, 0x30_0000 + i, &local, &peer),
+            (2 * i + 1, 0x20_0000 + i, &peer, &local),
+        ] {
+            text.push_str(&format!(
+                "[[sa]]\nspi = {spi:#x}\nprotocol = \"esp\"\nsrc = \"{src}\"\ndst = \"{dst}\"\n\
+                 encryption = \"aes-gcm-128\"\nkey = \"{}{n:08x}\"\n{encap}\n",
+                "5e".repeat(16)
+            ));
+        }
+        text.push_str(&format!(
+            "[[policy]]\ndir = \"out\"\nsrc = \"{local_site}\"\ndst = \"{site}\"\naction = \"protect\"\nsa = [{:#x}]\n\n\
+             [[policy]]\ndir = \"in\"\nsrc = \"{site}\"\ndst = \"{local_site}\"\naction = \"protect\"\nsa = [{:#x}]\n\n",
+            0x30_0000 + i,
+            0x20_0000 + i
+        ));
+    }
+    text
+}
+
+/// The guard of every example, and of a hub with many peers of every kind (its tunnels in
+/// sets), is accepted by nft and the kernel.
 #[test]
 fn guard_rules_of_every_example_load_into_nftables() {
     let mut lab = lab_or_skip!("gdr");
     let ns = lab.ns("n");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut checked = 0;
+    let mut files = Vec::new();
     for dir in ["gw-gw", "server-gw", "server-server"] {
         for variant in std::fs::read_dir(root.join(dir)).unwrap() {
             for file in std::fs::read_dir(variant.unwrap().path()).unwrap() {
-                let file = file.unwrap().path();
-                let rules = espo(&ns, &["guard", "rules", "--config", file.to_str().unwrap()]);
-                assert!(
-                    rules.status.success(),
-                    "{}: {}",
-                    file.display(),
-                    text(&rules)
-                );
-                if text(&rules).contains("no guard — the card's port is its own") {
-                    // A card on the bus: espo run installs no guard (nothing routed can
-                    // leave through the card).
-                    assert!(file.ends_with("esp-vfio/gw-b.toml"), "{}", file.display());
-                    continue;
-                }
-                // Check mode: nft parses and the kernel validates, nothing is committed.
-                let mut child = Command::new("ip")
-                    .args(["netns", "exec", &ns, "nft", "-c", "-f", "-"])
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap();
-                use std::io::Write;
-                child
-                    .stdin
-                    .take()
-                    .unwrap()
-                    .write_all(&rules.stdout)
-                    .unwrap();
-                let check = child.wait_with_output().unwrap();
-                assert!(
-                    check.status.success(),
-                    "{}: {}",
-                    file.display(),
-                    text(&check)
-                );
-                checked += 1;
+                files.push(file.unwrap().path());
             }
         }
     }
-    assert!(checked >= 18, "{checked}");
+    let hub_dir = tempfile::tempdir().unwrap();
+    let hub = hub_dir.path().join("hub.toml");
+    std::fs::write(&hub, mixed_hub(60)).unwrap();
+    files.push(hub.clone());
+    let mut checked = 0;
+    for file in files {
+        let rules = espo(&ns, &["guard", "rules", "--config", file.to_str().unwrap()]);
+        assert!(
+            rules.status.success(),
+            "{}: {}",
+            file.display(),
+            text(&rules)
+        );
+        if text(&rules).contains("no guard — the card's port is its own") {
+            // A card on the bus: espo run installs no guard (nothing routed can leave
+            // through the card).
+            assert!(file.ends_with("esp-vfio/gw-b.toml"), "{}", file.display());
+            continue;
+        }
+        if file == hub {
+            // Six kinds of tunnel packets (three per direction) and IKE per family and
+            // direction: ten rules through sets.
+            let sets = String::from_utf8_lossy(&rules.stdout)
+                .lines()
+                .filter(|l| {
+                    (l.ends_with("\"tunnel\"") || l.ends_with("\"IKE\"")) && l.contains(" . ")
+                })
+                .count();
+            assert_eq!(sets, 10, "{}", text(&rules));
+        }
+        // Check mode: nft parses and the kernel validates, nothing is committed.
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &ns, "nft", "-c", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&rules.stdout)
+            .unwrap();
+        let check = child.wait_with_output().unwrap();
+        assert!(
+            check.status.success(),
+            "{}: {}",
+            file.display(),
+            text(&check)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 19, "{checked}");
     assert!(!tables(&ns).contains("espo"));
 }
 
