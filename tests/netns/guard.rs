@@ -349,6 +349,58 @@ fn guard_of_a_hub_passes_each_peers_tunnel_through_its_sets() {
     plain_dropped_then_the_tunnel_passes(&lab, &t, &a, &b_cfg, 7006);
 }
 
+/// A change that leaves the guard's rules as they are (an SA no policy names yet; a rekey
+/// changes only SPIs, which no rule names) does not touch the table: its counters carry
+/// on. A change of the rules replaces it.
+#[test]
+fn guard_is_replaced_only_when_its_rules_change() {
+    let mut lab = lab_or_skip!("gdu");
+    let t = topology::server_to_server(&mut lab);
+    let a = lab.espo_run(
+        &t.left,
+        "left",
+        &lab::example("server-server/esp/server-a.toml", &t.left_out),
+    );
+    let dst = SocketAddr::new(ip("192.0.2.1"), 7007);
+    let got = arrivals(&lab, &t.left, 7007, || {
+        send_udp(&lab, &t.right, dst, 3, 100, b"plain")
+    });
+    assert_eq!(got, 0);
+    let status = lab.status_until(&a, |s| guard_dropped(s, "inbound") >= 3);
+    assert_eq!(guard_dropped(&status, "inbound"), 3, "{status}");
+    let before = guard_table(&t.left);
+
+    let key: String = (0..20u8)
+        .map(|i| format!("{:02x}", i.wrapping_mul(37) ^ 0xa5))
+        .collect();
+    let sa = lab.dir.join("extra-sa.toml");
+    std::fs::write(
+        &sa,
+        format!(
+            "[[sa]]\nspi = 0x7001\nprotocol = \"esp\"\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.9\"\n\
+             encryption = \"aes-gcm-128\"\nkey = \"{key}\"\ndir = \"out\"\n"
+        ),
+    )
+    .unwrap();
+    let (done, out, err) = lab.espo(&a, &["sa", "add", sa.to_str().unwrap()]);
+    assert!(done, "{out}{err}");
+    assert_eq!(guard_table(&t.left), before, "the table was rewritten");
+    let status = lab.status(&a);
+    assert_eq!(guard_dropped(&status, "inbound"), 3, "{status}");
+
+    // A policy that protects with it changes the rules: the table is replaced.
+    let policy = lab.dir.join("extra-policy.toml");
+    std::fs::write(
+        &policy,
+        "[[policy]]\ndir = \"out\"\nsrc = \"192.0.2.1/32\"\ndst = \"192.0.2.9/32\"\naction = \"protect\"\nsa = [0x7001]\n",
+    )
+    .unwrap();
+    let (done, out, err) = lab.espo(&a, &["policy", "add", policy.to_str().unwrap()]);
+    assert!(done, "{out}{err}");
+    let after = guard_table(&t.left);
+    assert!(after.contains("192.0.2.9"), "{after}");
+}
+
 #[test]
 fn guard_keeps_protected_traffic_off_the_link_after_espo_is_killed() {
     let mut lab = lab_or_skip!("gdk");

@@ -664,7 +664,7 @@ where
     let acquires = Mutex::new(Vec::new());
     let trapping = key_management.is_some();
     let update_guard = |db: &guard::GuardDb| match (guard, outside) {
-        (Some(g), Some(o)) => g.update(db, gw, o),
+        (Some(g), Some(o)) => g.update(db, gw, o).map(drop),
         _ => Ok(()),
     };
     let outer_mtu = match outside {

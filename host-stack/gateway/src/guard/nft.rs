@@ -11,6 +11,7 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 
 use serde_json::Value;
 
@@ -133,6 +134,9 @@ pub struct Guard {
     /// The table this one replaced (an earlier espo's that did not stop cleanly), as nft
     /// listed it, to put back should this start fail.
     previous: Option<String>,
+    /// The rules last applied: an update to the same rules is not made (a rekey changes
+    /// SPIs, which no rule names), so the table and its counters stay as they are.
+    applied: Mutex<String>,
 }
 
 impl Guard {
@@ -148,6 +152,7 @@ impl Guard {
         Ok(Guard {
             table: rules.table,
             previous,
+            applied: Mutex::new(rules.text),
         })
     }
 
@@ -156,13 +161,20 @@ impl Guard {
     }
 
     /// Replaces the rules with those of `db` (the SAs or policies changed), in one
-    /// transaction: the old rules hold until the new ones do.
-    pub fn update(&self, db: &GuardDb, gw: &GatewayConfig, port: &str) -> Result<(), GuardError> {
+    /// transaction: the old rules hold until the new ones do. Rules the same as those in
+    /// place are left alone (no `nft` run, counters kept); returns whether they changed.
+    pub fn update(&self, db: &GuardDb, gw: &GatewayConfig, port: &str) -> Result<bool, GuardError> {
         let rules = super::ruleset(db, gw, port)?;
+        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        if kernel_part(&applied).eq(kernel_part(&rules.text)) {
+            return Ok(false);
+        }
         apply(
             &format!("update table {}", table_spec(&rules.table)),
             &rules.replace_transaction(),
-        )
+        )?;
+        *applied = rules.text;
+        Ok(true)
     }
 
     /// Removes the table (a clean stop).
@@ -182,6 +194,12 @@ impl Guard {
             None => delete(&self.table).map(drop),
         }
     }
+}
+
+/// What of a ruleset's text the kernel holds: all but the comment lines (nft keeps none;
+/// the header names where the rules came from, the configuration or the live database).
+fn kernel_part(text: &str) -> impl Iterator<Item = &str> + '_ {
+    text.lines().filter(|l| !l.trim_start().starts_with('#'))
 }
 
 /// What the guard of one espo instance is doing.
