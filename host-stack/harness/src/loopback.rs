@@ -63,8 +63,9 @@ pub fn peer_tunnels(local: &str, local_site: &str, peers: usize) -> String {
         let peer = format!("198.18.{}.{}", i / 256, i % 256);
         let site = format!("10.{}.{}.0/24", 128 + i / 256, i % 256);
         let (spi_out, spi_in) = (0x30_0000 + i, 0x20_0000 + i);
-        // 16 fixed key bytes, then the SA's own number: no two SAs share a key (and a salt).
-        let key = |n: usize| format!("{}{n:08x}", fixed_key_hex(16, 0x5e));
+        // 12 fixed bytes and the SA's own number make its AES-128 key, the number again its
+        // salt: no two SAs share a key.
+        let key = |n: usize| format!("{}{n:08x}{n:08x}", fixed_key_hex(12, 0x5e));
         out.push_str(&format!(
             "[[sa]]\nspi = {spi_out:#x}\nprotocol = \"esp\"\nsrc = \"{local}\"\ndst = \"{peer}\"\n\
              encryption = \"aes-gcm-128\"\nkey = \"{}\"\n\n\
