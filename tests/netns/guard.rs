@@ -274,6 +274,19 @@ fn guard_between_servers_drops_plain_packets_and_passes_the_tunnel() {
 }
 
 /// Between two servers whose inner addresses are their outer ones, server A's espo `a`
+/// running: three plain datagrams from B to A's `port` match A's inbound protect policy;
+/// none arrives, and A's guard counts the three.
+fn three_plain_datagrams_dropped(lab: &Lab, t: &topology::Topology, a: &lab::Gateway, port: u16) {
+    let dst = SocketAddr::new(ip("192.0.2.1"), port);
+    let got = arrivals(lab, &t.left, port, || {
+        send_udp(lab, &t.right, dst, 3, 100, b"plain")
+    });
+    assert_eq!(got, 0, "a plain packet between the servers was delivered");
+    let status = lab.status_until(a, |s| guard_dropped(s, "inbound") >= 3);
+    assert_eq!(guard_dropped(&status, "inbound"), 3, "{status}");
+}
+
+/// Between two servers whose inner addresses are their outer ones, server A's espo `a`
 /// running: plain datagrams from B to A's `port` match A's inbound protect policy and are
 /// dropped by its guard; then, with B's espo up (configuration `b_cfg`), the same addresses
 /// talk through the tunnel — ESP between the endpoints passes both guards and nothing else
@@ -285,13 +298,7 @@ fn plain_dropped_then_the_tunnel_passes(
     b_cfg: &str,
     port: u16,
 ) {
-    let dst = SocketAddr::new(ip("192.0.2.1"), port);
-    let got = arrivals(lab, &t.left, port, || {
-        send_udp(lab, &t.right, dst, 3, 100, b"plain")
-    });
-    assert_eq!(got, 0, "a plain packet between the servers was delivered");
-    let status = lab.status_until(a, |s| guard_dropped(s, "inbound") >= 3);
-    assert_eq!(guard_dropped(&status, "inbound"), 3, "{status}");
+    three_plain_datagrams_dropped(lab, t, a, port);
     let _b = lab.espo_run(&t.right, "right", b_cfg);
     let cap = capture::Capture::start(&t.left, &t.left_out);
     assert_eq!(
@@ -307,18 +314,6 @@ fn plain_dropped_then_the_tunnel_passes(
     assert_eq!(guard_dropped(&status, "outbound"), 0, "{status}");
 }
 
-/// `config` with `peers` other peers' tunnels in front of its own
-/// ([`espo_harness::loopback::peer_tunnels`]), as at a hub.
-fn behind_peers(config: &str, local: &str, site: &str, peers: usize) -> String {
-    let at = config.find("[[sa]]").expect("an [[sa]] entry");
-    [
-        &config[..at],
-        &espo_harness::loopback::peer_tunnels(local, site, peers),
-        &config[at..],
-    ]
-    .concat()
-}
-
 /// A hub's guard matches its many peers' tunnel packets through sets: the tunnel between
 /// the servers, one flow among 31 of its kind at each end, still passes both guards — where
 /// inner = outer, a tunnel packet no set matched would meet the protect policy's drop —
@@ -327,13 +322,13 @@ fn behind_peers(config: &str, local: &str, site: &str, peers: usize) -> String {
 fn guard_of_a_hub_passes_each_peers_tunnel_through_its_sets() {
     let mut lab = lab_or_skip!("gdh");
     let t = topology::server_to_server(&mut lab);
-    let a_cfg = behind_peers(
+    let a_cfg = espo_harness::loopback::behind_peers(
         &lab::example("server-server/esp/server-a.toml", &t.left_out),
         "192.0.2.1",
         "192.0.2.1/32",
         30,
     );
-    let b_cfg = behind_peers(
+    let b_cfg = espo_harness::loopback::behind_peers(
         &lab::example("server-server/esp/server-b.toml", &t.right_out),
         "192.0.2.2",
         "192.0.2.2/32",
@@ -361,13 +356,7 @@ fn guard_is_replaced_only_when_its_rules_change() {
         "left",
         &lab::example("server-server/esp/server-a.toml", &t.left_out),
     );
-    let dst = SocketAddr::new(ip("192.0.2.1"), 7007);
-    let got = arrivals(&lab, &t.left, 7007, || {
-        send_udp(&lab, &t.right, dst, 3, 100, b"plain")
-    });
-    assert_eq!(got, 0);
-    let status = lab.status_until(&a, |s| guard_dropped(s, "inbound") >= 3);
-    assert_eq!(guard_dropped(&status, "inbound"), 3, "{status}");
+    three_plain_datagrams_dropped(&lab, &t, &a, 7007);
     let before = guard_table(&t.left);
 
     let key: String = (0..20u8)

@@ -202,10 +202,7 @@ impl<'a> GuardDb<'a> {
 
 /// The SAs of the `protect` policies of one direction, each once, in configuration order.
 fn protect_sas<'a>(config: &GuardDb<'a>, dir: Direction) -> Vec<&'a SaSpec> {
-    let mut by_spi: HashMap<u32, &'a SaSpec> = HashMap::with_capacity(config.sas.len());
-    for sa in &config.sas {
-        by_spi.entry(sa.spi).or_insert(*sa);
-    }
+    let by_spi = crate::sas_by_spi(config.sas.iter().copied());
     let mut seen = HashSet::new();
     config
         .policies
@@ -305,54 +302,43 @@ fn next_layer(p: &PolicySpec) -> String {
     s
 }
 
-/// The rule matching a tunnel flow.
-fn tunnel_rule(f: &TunnelFlow) -> String {
-    let addrs = addresses(host(f.src), host(f.dst));
+/// What a tunnel flow's packets are matched on, selector and value, in rule order:
+/// `ip saddr` `192.0.2.1`, `ip daddr` `192.0.2.2`, `ip protocol` `50`.
+fn tunnel_match(f: &TunnelFlow) -> Vec<(String, String)> {
+    let family = if f.src.is_ipv4() { "ip" } else { "ip6" };
+    let mut m = vec![
+        (format!("{family} saddr"), f.src.to_string()),
+        (format!("{family} daddr"), f.dst.to_string()),
+    ];
     match f.carrier {
-        Carrier::Ip(proto) if f.src.is_ipv4() => format!("{addrs} ip protocol {proto}"),
+        Carrier::Ip(proto) if f.src.is_ipv4() => m.push(("ip protocol".into(), proto.to_string())),
         // AH counts as an extension header to the kernel's `meta l4proto` over IPv6: match
         // the fixed header's next header (espo's outer headers carry no extensions).
-        Carrier::Ip(proto) => format!("{addrs} ip6 nexthdr {proto}"),
-        Carrier::Udp {
-            src_port: Some(s),
-            dst_port,
-        } => format!("{addrs} udp sport {s} udp dport {dst_port}"),
-        Carrier::Udp {
-            src_port: None,
-            dst_port,
-        } => format!("{addrs} udp dport {dst_port}"),
+        Carrier::Ip(proto) => m.push(("ip6 nexthdr".into(), proto.to_string())),
+        Carrier::Udp { src_port, dst_port } => {
+            if let Some(sp) = src_port {
+                m.push(("udp sport".into(), sp.to_string()));
+            }
+            m.push(("udp dport".into(), dst_port.to_string()));
+        }
     }
+    m
+}
+
+/// The rule matching a tunnel flow on its own: `ip saddr A ip daddr B ip protocol 50`.
+fn tunnel_rule(f: &TunnelFlow) -> String {
+    let parts: Vec<String> = tunnel_match(f)
+        .into_iter()
+        .map(|(selector, value)| format!("{selector} {value}"))
+        .collect();
+    parts.join(" ")
 }
 
 /// The keys of a tunnel flow's rule when many flows share one set ([`tunnel_rules`]), and
-/// the flow's element of that set: `ip saddr . ip daddr . ip protocol` and `a . b . 50`.
+/// the flow's element of that set: `ip saddr . ip daddr . ip protocol` and `A . B . 50`.
 fn tunnel_key(f: &TunnelFlow) -> (String, String) {
-    let family = if f.src.is_ipv4() { "ip" } else { "ip6" };
-    let (src, dst) = (f.src, f.dst);
-    match f.carrier {
-        Carrier::Ip(proto) if f.src.is_ipv4() => (
-            "ip saddr . ip daddr . ip protocol".into(),
-            format!("{src} . {dst} . {proto}"),
-        ),
-        Carrier::Ip(proto) => (
-            "ip6 saddr . ip6 daddr . ip6 nexthdr".into(),
-            format!("{src} . {dst} . {proto}"),
-        ),
-        Carrier::Udp {
-            src_port: Some(sp),
-            dst_port,
-        } => (
-            format!("{family} saddr . {family} daddr . udp sport . udp dport"),
-            format!("{src} . {dst} . {sp} . {dst_port}"),
-        ),
-        Carrier::Udp {
-            src_port: None,
-            dst_port,
-        } => (
-            format!("{family} saddr . {family} daddr . udp dport"),
-            format!("{src} . {dst} . {dst_port}"),
-        ),
-    }
+    let (keys, values): (Vec<String>, Vec<String>) = tunnel_match(f).into_iter().unzip();
+    (keys.join(" . "), values.join(" . "))
 }
 
 /// Accepts the tunnel packets of `flows`. A flow whose kind of rule no other flow shares

@@ -190,10 +190,7 @@ pub fn rx_plan(config: &Config) -> RxPlan {
 /// policy names and the destination of every SA an inbound one names — found in one pass
 /// (a hub names thousands of SAs).
 fn local_endpoints(config: &Config) -> HashSet<IpAddr> {
-    let mut by_spi: HashMap<u32, &SaSpec> = HashMap::with_capacity(config.sas.len());
-    for sa in &config.sas {
-        by_spi.entry(sa.spi).or_insert(sa);
-    }
+    let by_spi = sas_by_spi(&config.sas);
     let mut out: HashSet<IpAddr> = config
         .gateway
         .as_ref()
@@ -209,6 +206,18 @@ fn local_endpoints(config: &Config) -> HashSet<IpAddr> {
         }
     }
     out
+}
+
+/// SAs by SPI, the first of each as `Config::sa` finds it: for the passes over a hub's
+/// thousands of SAs that would otherwise search them for each policy.
+pub(crate) fn sas_by_spi<'a>(
+    sas: impl IntoIterator<Item = &'a SaSpec>,
+) -> HashMap<u32, &'a SaSpec> {
+    let mut by_spi = HashMap::new();
+    for sa in sas {
+        by_spi.entry(sa.spi).or_insert(sa);
+    }
+    by_spi
 }
 
 /// The sockets the configured inbound SAs need.
@@ -409,12 +418,11 @@ pub fn start_states(config: &Config, keeper: &Mutex<Keeper>) -> Result<Started, 
         disabled: Vec::new(),
     };
     // Every SA's record written together: two flushes for all of them.
-    let dirs: Vec<Direction> = config
+    let all: Vec<(&SaSpec, Direction)> = config
         .sas
         .iter()
-        .map(|sa| direction_of(config, sa))
+        .map(|sa| (sa, direction_of(config, sa)))
         .collect();
-    let all: Vec<(&SaSpec, Direction)> = config.sas.iter().zip(dirs.iter().copied()).collect();
     let starts = keeper.start_all(&all);
     for ((sa, dir), start) in all.into_iter().zip(starts) {
         let mut sa = sa.clone();
@@ -664,7 +672,7 @@ where
     let acquires = Mutex::new(Vec::new());
     let trapping = key_management.is_some();
     let update_guard = |db: &guard::GuardDb| match (guard, outside) {
-        (Some(g), Some(o)) => g.update(db, gw, o).map(drop),
+        (Some(g), Some(o)) => g.update(db, gw, o),
         _ => Ok(()),
     };
     let outer_mtu = match outside {

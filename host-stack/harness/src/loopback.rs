@@ -52,9 +52,9 @@ pub const MAX_PEERS: usize = 32_768;
 /// `peers` other peers' tunnels of the gateway at `local` with the site `local_site`, as
 /// configuration text, as at a hub with one peer per site: for peer `i`, at
 /// `198.18.{i/256}.{i%256}` (RFC 2544's benchmarking range) with the site
-/// `10.{128+i/256}.{i%256}.0/24`, an ESP SA each way (AES-GCM-128, fixed keys of their own; outbound SPI
-/// `0x300000+i`, inbound `0x200000+i`) and a `protect` policy each way between the two
-/// sites. None of them matches a packet between 10.1.0.0/16 and 10.2.0.0/16; put in front
+/// `10.{128+i/256}.{i%256}.0/24`, an ESP SA each way (AES-GCM-128, fixed keys of their
+/// own; outbound SPI `0x300000+i`, inbound `0x200000+i`) and a `protect` policy each way
+/// between the two sites. None of them matches a packet between 10.1.0.0/16 and 10.2.0.0/16; put in front
 /// of a tunnel's own entries, they come before it wherever a gateway lists its tunnels (its
 /// policy lookups, its guard's rules). At most [`MAX_PEERS`] (fewer written).
 pub fn peer_tunnels(local: &str, local_site: &str, peers: usize) -> String {
@@ -78,6 +78,28 @@ pub fn peer_tunnels(local: &str, local_site: &str, peers: usize) -> String {
         ));
     }
     out
+}
+
+/// A gateway's configuration text with `sites` other sites' policies in each direction
+/// ([`site_policies`]) in front of its own policies; unchanged when it has none.
+pub fn behind_sites(config: &str, sites: usize) -> String {
+    let others = [site_policies("out", sites), site_policies("in", sites)].concat();
+    in_front_of(config, "[[policy]]", &others)
+}
+
+/// The configuration text of the gateway at `local` with the site `local_site`, with
+/// `peers` other peers' SAs and policies ([`peer_tunnels`]) in front of its own SAs, so
+/// that its tunnels come last wherever the gateway lists them; unchanged when it has none.
+pub fn behind_peers(config: &str, local: &str, local_site: &str, peers: usize) -> String {
+    in_front_of(config, "[[sa]]", &peer_tunnels(local, local_site, peers))
+}
+
+/// `text` put into `config` where `marker` first starts (nowhere when it has none).
+fn in_front_of(config: &str, marker: &str, text: &str) -> String {
+    match config.find(marker) {
+        Some(at) => [&config[..at], text, &config[at..]].concat(),
+        None => config.to_owned(),
+    }
 }
 
 /// [`tunnel_pair`] with the tunnel's policy behind `sites` others in each direction

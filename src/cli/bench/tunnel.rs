@@ -375,38 +375,6 @@ impl Perf {
     }
 }
 
-/// `config` with `sites` policies of other sites in front of its own, in each direction
-/// ([`loopback::site_policies`]: none matches the bench's traffic between 10.1/16 and
-/// 10.2/16), so that every packet's lookup ends at the tunnel's policies.
-fn behind_sites(config: &str, sites: usize) -> String {
-    let Some(at) = config.find("[[policy]]") else {
-        return config.to_owned();
-    };
-    [
-        &config[..at],
-        &loopback::site_policies("out", sites),
-        &loopback::site_policies("in", sites),
-        &config[at..],
-    ]
-    .concat()
-}
-
-/// `config` (of the gateway at `local`, with the site `local_site`) with `peers` other
-/// peers' SAs and policies in front of its own ([`loopback::peer_tunnels`]: none matches
-/// the bench's traffic), so that the bench's tunnel comes last wherever the gateway lists
-/// its tunnels.
-fn behind_peers(config: &str, (local, local_site): (&str, &str), peers: usize) -> String {
-    let Some(at) = config.find("[[sa]]") else {
-        return config.to_owned();
-    };
-    [
-        &config[..at],
-        &loopback::peer_tunnels(local, local_site, peers),
-        &config[at..],
-    ]
-    .concat()
-}
-
 /// Runs iperf3 from `client_ns` to the server in `server_ns`; `None` when it failed.
 /// `segment`: the TCP payload bytes of a full segment on the path (its MTU less 52).
 fn iperf(
@@ -902,14 +870,16 @@ impl Bench {
         };
         let sites = self.args.policies - 1;
         let others = self.args.peers - 1;
-        let a_cfg = behind_peers(
-            &behind_sites(&port(GW_A_TOML, &t.left_out)?, sites),
-            ("192.0.2.1", "10.1.0.0/16"),
+        let a_cfg = loopback::behind_peers(
+            &loopback::behind_sites(&port(GW_A_TOML, &t.left_out)?, sites),
+            "192.0.2.1",
+            "10.1.0.0/16",
             others,
         );
-        let b_cfg = behind_peers(
-            &behind_sites(&port(GW_B_TOML, &t.right_out)?, sites),
-            ("192.0.2.2", "10.2.0.0/16"),
+        let b_cfg = loopback::behind_peers(
+            &loopback::behind_sites(&port(GW_B_TOML, &t.right_out)?, sites),
+            "192.0.2.2",
+            "10.2.0.0/16",
             others,
         );
         if sites > 0 {

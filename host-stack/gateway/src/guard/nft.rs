@@ -162,19 +162,19 @@ impl Guard {
 
     /// Replaces the rules with those of `db` (the SAs or policies changed), in one
     /// transaction: the old rules hold until the new ones do. Rules the same as those in
-    /// place are left alone (no `nft` run, counters kept); returns whether they changed.
-    pub fn update(&self, db: &GuardDb, gw: &GatewayConfig, port: &str) -> Result<bool, GuardError> {
+    /// place are left alone (no `nft` run, counters kept).
+    pub fn update(&self, db: &GuardDb, gw: &GatewayConfig, port: &str) -> Result<(), GuardError> {
         let rules = super::ruleset(db, gw, port)?;
         let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
         if kernel_part(&applied).eq(kernel_part(&rules.text)) {
-            return Ok(false);
+            return Ok(());
         }
         apply(
             &format!("update table {}", table_spec(&rules.table)),
             &rules.replace_transaction(),
         )?;
         *applied = rules.text;
-        Ok(true)
+        Ok(())
     }
 
     /// Removes the table (a clean stop).
