@@ -366,6 +366,63 @@ fn the_tunnel_bench_measures_espo_against_kernel_forwarding_and_cleans_up() {
     assert!(b.contains("dst = \"198.18.0.28\""), "{b}");
 }
 
+fn sysctl(key: &str) -> String {
+    let out = Command::new("sysctl").args(["-n", key]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// `--cc` makes the hosts run the congestion control asked for, also one the machine does
+/// not let namespaces choose (it is allowed for the run, and the machine's list put back
+/// after it), and refuses one the kernel does not have. Skipped where the bench cannot
+/// run.
+#[test]
+fn the_tunnel_bench_runs_the_congestion_control_asked_for() {
+    if cannot_run_the_tunnel_bench() {
+        return;
+    }
+    let allowed_key = "net.ipv4.tcp_allowed_congestion_control";
+    let allowed = sysctl(allowed_key);
+    let available = sysctl("net.ipv4.tcp_available_congestion_control");
+    let default = sysctl("net.ipv4.tcp_congestion_control");
+    // One the namespaces may not choose where there is one; else any but the default.
+    let cc = available
+        .split_whitespace()
+        .find(|c| !allowed.split_whitespace().any(|a| a == *c))
+        .or_else(|| available.split_whitespace().find(|c| *c != default))
+        .unwrap_or("reno")
+        .to_owned();
+    let (stdout, json, _) = tunnel_bench(&[
+        "--modes",
+        "kernel",
+        "--tests",
+        "tcp",
+        "--rounds",
+        "1",
+        "--seconds",
+        "1",
+        "--cc",
+        &cc,
+    ]);
+    assert!(
+        stdout.contains(&format!("hosts' TCP congestion control: {cc} (--cc)")),
+        "{stdout}"
+    );
+    assert!(json.contains(&format!("\"tcp_cc\":\"{cc}\"")), "{json}");
+    assert!(field(&json, "tcp_kernel_gbps") > 0.0, "{json}");
+    assert_eq!(
+        sysctl(allowed_key),
+        allowed,
+        "the machine's list is as it was"
+    );
+    let out = espo(&["bench", "tunnel", "--rounds", "1", "--cc", "no-such-cc"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("--cc no-such-cc: this kernel has no such TCP congestion control"),
+        "{stderr}"
+    );
+}
+
 /// strongSwan on the same namespaces, both ends and facing espo: each measured (no kernel
 /// mode asked, so no ratio), and nothing left behind. Skipped without root, iperf3 or
 /// strongSwan.

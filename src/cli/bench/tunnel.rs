@@ -153,7 +153,8 @@ pub struct TunnelArgs {
     pub mtu: Option<u32>,
     /// The hosts' TCP congestion control (cubic, bbr, reno, ...; default: the machine's).
     /// The kernel path's figure depends on it: with bbr it paces itself below what the
-    /// machine can forward.
+    /// machine can forward. One the machine has but does not let namespaces choose is
+    /// added to net.ipv4.tcp_allowed_congestion_control for the run, and taken off after.
     #[arg(long, value_name = "NAME")]
     pub cc: Option<String>,
     /// Also run `perf record` on the whole machine beside the last round of each espo
@@ -484,43 +485,91 @@ fn call_counts(status: &str) -> Vec<Calls> {
         .collect()
 }
 
+/// The list of TCP congestion controls a network namespace other than the first may make
+/// its default.
+const ALLOWED_CC: &str = "net.ipv4.tcp_allowed_congestion_control";
+
+/// The machine's [`ALLOWED_CC`] as it was before the bench added one to it: put back when
+/// dropped (at the end of the run, after an error or Ctrl-C too).
+struct AllowedCc(Option<String>);
+
+impl Drop for AllowedCc {
+    fn drop(&mut self) {
+        if let Some(list) = self.0.take() {
+            let _ = Command::new("sysctl")
+                .args(["-q", "-w", &format!("{ALLOWED_CC}={list}")])
+                .status();
+        }
+    }
+}
+
 /// Sets the two hosts' TCP congestion control to `wanted` when it is given, and returns
-/// the one in use (printed, and in the JSON line). Refuses a name the kernel does not take
-/// rather than measure with another.
+/// the one in use (printed, and in the JSON line). A namespace's default may only be one
+/// the machine allows namespaces ([`ALLOWED_CC`]): one it has but does not allow is added
+/// to that list for the run (and taken off again when the returned guard is dropped) — set
+/// per socket instead, it would keep the pacing the default's (BBR's) socket began with.
+/// Refuses a name the kernel does not have rather than measure with another.
 fn tcp_congestion_control(
     left_host: &str,
     right_host: &str,
     wanted: Option<&str>,
-) -> anyhow::Result<String> {
-    let sysctl = |ns: &str, args: &[&str]| -> anyhow::Result<String> {
-        Ok(netlab::run(
-            Command::new("ip")
-                .args(["netns", "exec", ns, "sysctl", "-n"])
-                .args(args),
-        )?
-        .trim()
-        .to_owned())
+) -> anyhow::Result<(String, AllowedCc)> {
+    let sysctl = |ns: Option<&str>, args: &[&str]| -> anyhow::Result<String> {
+        // A host's namespace, or the machine's own (the allowed list is the machine's).
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "sysctl", "-n"]);
+                c
+            }
+            None => {
+                let mut c = Command::new("sysctl");
+                c.arg("-n");
+                c
+            }
+        };
+        Ok(netlab::run(cmd.args(args))?.trim().to_owned())
     };
     let key = "net.ipv4.tcp_congestion_control";
+    let mut allowed = AllowedCc(None);
     if let Some(cc) = wanted {
+        let has = |list: &str| list.split_whitespace().any(|c| c == cc);
+        let available = || sysctl(None, &["net.ipv4.tcp_available_congestion_control"]);
+        if !has(&available()?) {
+            // A congestion control built as a module is there once loaded.
+            let _ = Command::new("modprobe")
+                .args(["-q", &format!("tcp_{cc}")])
+                .status();
+            let now = available()?;
+            if !has(&now) {
+                bail!(
+                    "--cc {cc}: this kernel has no such TCP congestion control (available here: {now})"
+                );
+            }
+        }
+        let list = sysctl(None, &[ALLOWED_CC])?;
+        if !has(&list) {
+            sysctl(None, &["-w", &format!("{ALLOWED_CC}={list} {cc}")])
+                .with_context(|| format!("--cc {cc}: adding it to {ALLOWED_CC}"))?;
+            allowed.0 = Some(list);
+            println!("{ALLOWED_CC}: {cc} added for this run");
+        }
         for ns in [left_host, right_host] {
-            let set = sysctl(ns, &["-w", &format!("{key}={cc}")]);
-            let now = sysctl(ns, &[key]).unwrap_or_default();
+            let set = sysctl(Some(ns), &["-w", &format!("{key}={cc}")]);
+            let now = sysctl(Some(ns), &[key]).unwrap_or_default();
             if set.is_err() || now != cc {
-                let available =
-                    sysctl(ns, &["net.ipv4.tcp_available_congestion_control"]).unwrap_or_default();
-                bail!("--cc {cc}: the kernel refused it (available here: {available})");
+                bail!("--cc {cc}: the kernel refused it as the hosts' default ({key})");
             }
         }
     }
-    let cc = sysctl(left_host, &[key]).with_context(|| format!("reading {key}"))?;
+    let cc = sysctl(Some(left_host), &[key]).with_context(|| format!("reading {key}"))?;
     match wanted {
         Some(_) => println!("hosts' TCP congestion control: {cc} (--cc)"),
         None => println!(
             "hosts' TCP congestion control: {cc} (the machine's default; --cc sets another)"
         ),
     }
-    Ok(cc)
+    Ok((cc, allowed))
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -856,7 +905,9 @@ impl Bench {
             }
             println!("every link at MTU {mtu} (--mtu)");
         }
-        let cc = tcp_congestion_control(&t.left_host, &t.right_host, self.args.cc.as_deref())?;
+        // Put back when the run ends.
+        let (cc, _allowed) =
+            tcp_congestion_control(&t.left_host, &t.right_host, self.args.cc.as_deref())?;
         // A full TCP segment's payload (IPv4 and TCP headers with timestamps: 52 bytes), for
         // the TCP tests' packets per second: 1448 bytes on 1500-byte links without a tunnel,
         // the tunnel's MTU less 52 through espo.
