@@ -377,6 +377,32 @@ fn guard_is_replaced_only_when_its_rules_change() {
     let status = lab.status(&a);
     assert_eq!(guard_dropped(&status, "inbound"), 3, "{status}");
 
+    // A table deleted by hand is put back by the next change, though its rules are the
+    // same (and its counters start again).
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &t.left,
+            "nft",
+            "delete",
+            "table",
+            "inet",
+            "espo-espo0",
+        ])
+        .output()
+        .expect("nft runs");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!tables(&t.left).contains("espo-espo0"));
+    let (done, out, err) = lab.espo(&a, &["sa", "del", "0x7001"]);
+    assert!(done, "{out}{err}");
+    assert!(
+        tables(&t.left).contains("table inet espo-espo0"),
+        "not put back"
+    );
+    let (done, out, err) = lab.espo(&a, &["sa", "add", sa.to_str().unwrap()]);
+    assert!(done, "{out}{err}");
+
     // A policy that protects with it changes the rules: the table is replaced.
     let policy = lab.dir.join("extra-policy.toml");
     std::fs::write(

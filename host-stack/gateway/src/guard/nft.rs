@@ -81,6 +81,14 @@ pub fn table_text(table: &str) -> Result<Option<String>, GuardError> {
     }
 }
 
+/// Whether the table is installed: `nft list tables`, whose answer is as short with a
+/// thousand rules as with none.
+fn table_exists(table: &str) -> Result<bool, GuardError> {
+    let listed = nft("list tables", &["list", "tables", "inet"], None)?;
+    let line = format!("table inet {table}");
+    Ok(listed.lines().any(|l| l.trim() == line))
+}
+
 /// Applies an nft file as one transaction.
 fn apply(action: &str, text: &str) -> Result<(), GuardError> {
     nft(action, &["-f", "-"], Some(text)).map(drop)
@@ -162,11 +170,12 @@ impl Guard {
 
     /// Replaces the rules with those of `db` (the SAs or policies changed), in one
     /// transaction: the old rules hold until the new ones do. Rules the same as those in
-    /// place are left alone (no `nft` run, counters kept).
+    /// place are left alone (counters kept) while the table is there; a table deleted by
+    /// hand since is put back.
     pub fn update(&self, db: &GuardDb, gw: &GatewayConfig, port: &str) -> Result<(), GuardError> {
         let rules = super::ruleset(db, gw, port)?;
         let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-        if kernel_part(&applied).eq(kernel_part(&rules.text)) {
+        if kernel_part(&applied).eq(kernel_part(&rules.text)) && table_exists(&self.table)? {
             return Ok(());
         }
         apply(
