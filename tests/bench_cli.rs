@@ -353,6 +353,20 @@ fn the_tunnel_bench_measures_espo_against_kernel_forwarding_and_cleans_up() {
     );
     // Where the time goes, per espo test: the gateways' threads.
     assert!(stdout.contains("where the time goes: gw"), "{stdout}");
+    // And the round trip beside each TCP flow, where ping is installed.
+    if Command::new("ping").arg("-V").output().is_ok() {
+        for mode in ["kernel", "sw_sw"] {
+            let ping = field(json, &format!("tcp_{mode}_ping_ms"));
+            assert!(ping > 0.0 && ping < 1000.0, "{mode}: {json}");
+        }
+        assert!(!json.contains("udp64_kernel_ping_ms"), "{json}");
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("round 0: sw-sw") && l.contains(" ms (max ")),
+            "{stdout}"
+        );
+    }
     assert!(
         namespaces(&prefix).is_empty(),
         "left behind: {:?}",

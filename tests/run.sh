@@ -8,9 +8,10 @@ need_apt=()
 # tool:package pairs the suite uses (ip: the network-namespace tests of tests/netns; nft:
 # the guard `espo run` installs, which those tests start; swanctl, pki, charon and its
 # kernel-libipsec plugin: strongSwan, the IKEv2 peer of tests/netns/ike.rs; tshark: the
-# independent decoder of captures; iperf3: the traffic of the tunnel bench, benches/tunnel.rs)
+# independent decoder of captures; iperf3: the traffic of the tunnel bench, benches/tunnel.rs;
+# ping: the bench's round trip beside its TCP flows)
 for pair in verilator:verilator yosys:yosys ip:iproute2 nft:nftables swanctl:strongswan-swanctl \
-            pki:strongswan-pki tshark:tshark iperf3:iperf3; do
+            pki:strongswan-pki tshark:tshark iperf3:iperf3 ping:iputils-ping; do
   tool=${pair%%:*}; pkg=${pair##*:}
   command -v "$tool" >/dev/null 2>&1 || need_apt+=("$pkg")
 done

@@ -103,10 +103,12 @@ const GW_B_TOML: &str = include_str!("../../../examples/gw-gw/esp/gw-b.toml");
 /// Tests per mode: tcp (one TCP flow), tcp4 (four at once), tcpr (one flow from hB to hA:
 /// gwB encapsulates), udp64 and udp1400 (unlimited-rate UDP with 64- and 1400-byte
 /// payloads). Printed per round: the receiver's Gbit/s and packets per second, how busy
-/// the machine was, TCP retransmissions, espo's drop counters, packets per system call per
-/// gateway and direction, and where the time goes — each busy gateway thread's share of a
-/// core and its CPU per delivered packet (a thread near 100% is the limit; a busy machine
-/// without one means the cores are). At the end the median of each with its ratio to the
+/// the machine was, TCP retransmissions, the round trip beside each TCP flow (ping every
+/// 20 ms from the sending side's host: a paced flow, as BBR's, is held back by what the
+/// path adds to it), espo's drop counters, packets per system call per gateway and
+/// direction, and where the time goes — each busy gateway thread's share of a core and its
+/// CPU per delivered packet (a thread near 100% is the limit; a busy machine without one
+/// means the cores are). At the end the median of each with its ratio to the
 /// kernel's; for TCP with the software engine at both ends (sw-sw, sw-sw-udp) and with one
 /// end on the card model (sw-model, sw-model-udp), whether the goal — 0.5 and 0.4 of the
 /// kernel path — is met, with the busiest thread of that test; one JSON line with every
@@ -274,6 +276,48 @@ struct Measured {
     retransmits: Option<u64>,
     /// The machine's busy share during the test (0 to 1).
     busy: f64,
+    /// TCP: the round trip beside the flow (ping every 20 ms from the client's host, from
+    /// half a second in): average and largest, in milliseconds.
+    ping_ms: Option<(f64, f64)>,
+}
+
+/// Pings `target` from `ns` every 20 ms while a test of `seconds` runs, from half a second
+/// in (a quarter of a short test: the flow beside it under way) to shortly before its end;
+/// the round trip's average and largest in milliseconds, `None` when ping is not
+/// installed or too little time is left.
+fn ping_under_load(ns: &str, target: &str, seconds: f64) -> Option<(f64, f64)> {
+    let delay = (seconds / 4.0).min(0.5);
+    let count = ((seconds - delay - 0.3) / 0.02) as usize;
+    if count < 10 {
+        return None;
+    }
+    std::thread::sleep(Duration::from_secs_f64(delay));
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", ns, "ping", "-q", "-n", "-i", "0.02", "-W", "1",
+        ])
+        .args(["-c", &count.to_string(), target])
+        .output()
+        .ok()?;
+    parse_ping(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The average and largest round trip of ping's summary line
+/// (`rtt min/avg/max/mdev = 0.006/0.018/0.045/0.005 ms`).
+fn parse_ping(text: &str) -> Option<(f64, f64)> {
+    let figures = text.lines().find_map(|l| {
+        l.split_once("min/avg/max")?
+            .1
+            .split_once('=')
+            .map(|(_, v)| v.trim().to_owned())
+    })?;
+    let mut v = figures
+        .trim_end_matches("ms")
+        .trim()
+        .split('/')
+        .map(str::parse::<f64>);
+    let (_min, avg, max) = (v.next()?.ok()?, v.next()?.ok()?, v.next()?.ok()?);
+    Some((avg, max))
 }
 
 /// CPU time of every thread of a process, by "name/tid", in clock ticks.
@@ -439,6 +483,7 @@ fn iperf(
                 pps: gbps * 1e9 / 8.0 / segment,
                 retransmits: end["sum_sent"]["retransmits"].as_u64(),
                 busy: 0.0,
+                ping_ms: None,
             }
         }
         Test::Udp(n) => {
@@ -451,6 +496,7 @@ fn iperf(
                 pps,
                 retransmits: None,
                 busy: 0.0,
+                ping_ms: None,
             }
         }
     })
@@ -1103,14 +1149,20 @@ impl Bench {
                         })
                         .flatten();
                     let started = Instant::now();
-                    let got = iperf(
-                        &t.left_host,
-                        &t.right_host,
-                        shape.target(mode),
-                        *test,
-                        seconds,
-                        segment,
-                    );
+                    let (got, ping) = std::thread::scope(|s| {
+                        let ping = (!matches!(test, Test::Udp(_))).then(|| {
+                            s.spawn(|| ping_under_load(&t.left_host, shape.target(mode), seconds))
+                        });
+                        let got = iperf(
+                            &t.left_host,
+                            &t.right_host,
+                            shape.target(mode),
+                            *test,
+                            seconds,
+                            segment,
+                        );
+                        (got, ping.and_then(|p| p.join().ok().flatten()))
+                    });
                     if let Some(perf) = perf {
                         perf_profiles.insert((m, k), perf.finish(14, self.args.keep_profiles));
                     }
@@ -1123,14 +1175,18 @@ impl Bench {
                     let busy = machine_after.0.saturating_sub(machine_before.0) as f64
                         / machine_after.1.saturating_sub(machine_before.1).max(1) as f64;
                     got.busy = busy;
+                    got.ping_ms = ping;
                     println!(
-                        "round {round}: {mode:<19} {:<7} {:>7.3} Gbit/s {:>10.0} pkt/s  machine {:>3.0}% busy{}",
+                        "round {round}: {mode:<19} {:<7} {:>7.3} Gbit/s {:>10.0} pkt/s  machine {:>3.0}% busy{}{}",
                         test.name(),
                         got.gbps,
                         got.pps,
                         busy * 100.0,
                         got.retransmits
-                            .map_or(String::new(), |r| format!(", {r} retransmitted"))
+                            .map_or(String::new(), |r| format!(", {r} retransmitted")),
+                        ping.map_or(String::new(), |(avg, max)| format!(
+                            ", ping {avg:.3} ms (max {max:.3})"
+                        ))
                     );
                     // The busiest gateway threads of this test.
                     let mut threads = Vec::new();
@@ -1262,15 +1318,25 @@ impl Bench {
                 };
                 let ratio = base_gbps.filter(|b| *b > 0.0).map(|b| gbps / b);
                 let ratio_text = ratio.map_or(String::from("-"), |r| format!("{r:.2}"));
+                // The round trip beside the flow, median of the rounds' averages.
+                let pings: Vec<f64> = results
+                    .get(&(m, k))
+                    .map(|v| v.iter().filter_map(|x| x.ping_ms.map(|p| p.0)).collect())
+                    .unwrap_or_default();
+                let ping = (!pings.is_empty()).then(|| median(&pings));
                 println!(
-                    "  {:<7} {mode:<19} {gbps:>7.3} Gbit/s {pps:>10.0} pkt/s  ratio {ratio_text}",
-                    test.name()
+                    "  {:<7} {mode:<19} {gbps:>7.3} Gbit/s {pps:>10.0} pkt/s  ratio {ratio_text}{}",
+                    test.name(),
+                    ping.map_or(String::new(), |p| format!("  ping {p:.3} ms"))
                 );
                 let key = format!("{}_{}", test.name(), mode.replace('-', "_"));
                 json.push(format!(
                     "\"{key}_gbps\":{gbps:.4},\"{key}_pps\":{pps:.0},\"{key}_ratio\":{}",
                     ratio.map_or("null".into(), |r| format!("{r:.3}"))
                 ));
+                if let Some(p) = ping {
+                    json.push(format!("\"{key}_ping_ms\":{p:.3}"));
+                }
                 if let (Some(goal), Some(ratio)) = (goal(mode, *test), ratio) {
                     let met = ratio >= goal;
                     json.push(format!("\"{key}_goal\":{goal},\"{key}_goal_met\":{met}"));
@@ -1340,5 +1406,22 @@ impl Bench {
         }
         println!("{{{}}}", json.join(","));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ping;
+
+    #[test]
+    fn pings_summary_gives_the_average_and_largest_round_trip() {
+        let out = "--- 10.2.0.2 ping statistics ---\n\
+                   150 packets transmitted, 150 received, 0% packet loss, time 3000ms\n\
+                   rtt min/avg/max/mdev = 0.134/1.753/5.744/1.018 ms\n";
+        assert_eq!(parse_ping(out), Some((1.753, 5.744)));
+        // Everything lost: no summary line.
+        let lost = "150 packets transmitted, 0 received, 100% packet loss, time 3000ms\n";
+        assert_eq!(parse_ping(lost), None);
+        assert_eq!(parse_ping("rtt min/avg/max/mdev = 0.1/x/0.3/0.0 ms"), None);
     }
 }
