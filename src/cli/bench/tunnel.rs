@@ -1383,6 +1383,8 @@ impl Bench {
              espo must send one ESP packet per segment (raw ESP: one skb through the outer stack and the\n\
              receiver's per packet; ESP in UDP with udp_gso: one per run of up to 64). A thread near 100% is\n\
              the limit; a busy machine with no such thread means the cores are (shared with both hosts).\n\
+             A paced flow (bbr's) stops where its window waits: the ping beside it says how long a packet\n\
+             waits in the path under load (the kernel path's is tens of microseconds).\n\
              Per thread, its share of one core and its CPU per delivered packet (kernel work it triggers,\n\
              such as the receiver's softirq on a veth link, included):"
         );
