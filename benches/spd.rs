@@ -10,9 +10,10 @@
 //! - `index`: `Spd::lookup`, which goes through the index above
 //!   `SEARCH_IN_ORDER_UP_TO` policies and searches in order below it;
 //! - `index-any-site`: `Spd::lookup` for flows spread over every site;
-//! - `change-then-lookup`: a policy added in front of a copy of the database, then one
-//!   lookup, which builds the index anew (a change forgets it) — what a policy installed
-//!   while the gateway runs costs the next packet; the copy is made outside the timing.
+//! - `change-then-lookup`: a policy added in front of a copy of the database (its index
+//!   built), then one lookup — the change takes the policy into the index in use, or
+//!   forgets it where the database is searched in order — what a policy installed while
+//!   the gateway runs costs; the copy is made outside the timing.
 //!
 //! Throughput is in lookups (changes for the last).
 

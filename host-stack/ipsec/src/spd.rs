@@ -98,8 +98,10 @@ pub struct Spd {
     /// original's version until either changes).
     version: u64,
     /// Groups the policies for [`lookup`](Spd::lookup) when there are many (`None`
-    /// inside: searched in order). Built by the first lookup after a change, which
-    /// forgets it: loading many policies one by one builds it once, not once each.
+    /// inside: searched in order). Built by the first lookup, so that loading many
+    /// policies one by one builds it once; a change while it is built takes the policy in
+    /// ([`Index::inserted`], [`Index::removed`]) or, where the database is to be searched
+    /// in order, forgets it.
     index: OnceLock<Option<Index>>,
 }
 
@@ -122,9 +124,7 @@ impl Default for Spd {
 
 impl Spd {
     pub fn push(&mut self, policy: Policy) {
-        self.version = next_version();
-        self.policies.push(policy);
-        self.reindex();
+        self.insert(None, policy);
     }
 
     /// Puts a policy at `position` in the search order (at the end when `None` or past it).
@@ -132,7 +132,14 @@ impl Spd {
         self.version = next_version();
         let at = position.map_or(self.policies.len(), |p| p.min(self.policies.len()));
         self.policies.insert(at, policy);
-        self.reindex();
+        // An index in use takes the policy in; none yet is built by the next lookup.
+        let kept = match self.index.get_mut() {
+            Some(Some(index)) => index.inserted(&self.policies, at),
+            _ => false,
+        };
+        if !kept {
+            self.reindex();
+        }
     }
 
     /// Removes the policy `id`.
@@ -140,7 +147,13 @@ impl Spd {
         self.version = next_version();
         let at = self.policies.iter().position(|p| p.id == id)?;
         let removed = self.policies.remove(at);
-        self.reindex();
+        let kept = match self.index.get_mut() {
+            Some(Some(index)) => index.removed(&self.policies, &removed, at),
+            _ => false,
+        };
+        if !kept {
+            self.reindex();
+        }
         Some(removed)
     }
 
@@ -416,10 +429,16 @@ mod tests {
         assert!(spd.index().is_some());
     }
 
+    /// The index as built afresh for the policies as they are.
+    fn fresh(spd: &Spd) -> Option<index::Canonical> {
+        Index::build(&spd.policies).map(|i| i.canonical())
+    }
+
     /// Policies loaded one by one build the index once, at the first lookup after them; a
-    /// change forgets it, and the next lookup builds it for the policies as they are.
+    /// change to a database with an index in use updates it — what building it afresh
+    /// would give — and one that makes the database searched in order forgets it.
     #[test]
-    fn the_index_is_built_by_the_first_lookup_after_a_change() {
+    fn the_index_is_built_by_the_first_lookup_and_kept_by_changes() {
         let mut spd = Spd::default();
         for i in 0..100u32 {
             let site = format!("10.{}.{}.0/24", 100 + i / 256, i % 256);
@@ -429,20 +448,52 @@ mod tests {
         let f = flow("10.100.42.1", "10.1.0.1");
         assert_eq!(spd.lookup(&f).map(|p| p.id), Some(PolicyId(42)));
         assert!(spd.index.get().is_some_and(Option::is_some));
+        let kept = |spd: &Spd| {
+            spd.index
+                .get()
+                .and_then(Option::as_ref)
+                .map(Index::canonical)
+        };
         spd.insert(
             Some(0),
             policy("10.100.42.0/24", "10.1.0.0/16", Action::Discard, 500),
         );
-        assert!(spd.index.get().is_none());
+        assert_eq!(kept(&spd), fresh(&spd));
         assert_eq!(spd.lookup(&f).map(|p| p.id), Some(PolicyId(500)));
+        // A shape of its own, in the middle: a group of its own.
+        spd.insert(
+            Some(50),
+            policy("10.100.42.1/32", "10.1.0.0/24", Action::Bypass, 502),
+        );
+        assert_eq!(kept(&spd), fresh(&spd));
+        assert_eq!(
+            spd.index.get().and_then(Option::as_ref).map(Index::groups),
+            Some(2)
+        );
         spd.remove(PolicyId(500));
-        assert!(spd.index.get().is_none());
+        assert_eq!(kept(&spd), fresh(&spd));
         assert_eq!(spd.lookup(&f).map(|p| p.id), Some(PolicyId(42)));
-        // A clone keeps the index built; changing either leaves the other's.
+        spd.remove(PolicyId(502));
+        assert_eq!(kept(&spd), fresh(&spd));
+        assert_eq!(
+            spd.index.get().and_then(Option::as_ref).map(Index::groups),
+            Some(1)
+        );
+        // A clone keeps the index built; changing either leaves the other's as it was.
         let copy = spd.clone();
+        let before = kept(&copy);
         spd.push(policy("10.200.0.0/16", "10.1.0.0/16", Action::Bypass, 501));
-        assert!(copy.index.get().is_some_and(Option::is_some));
+        assert_eq!(kept(&copy), before);
+        assert_eq!(kept(&spd), fresh(&spd));
+        assert_ne!(kept(&spd), before);
+        // Down to 8 policies: searched in order, the index forgotten.
+        while spd.policies.len() > 8 {
+            let id = spd.policies[3].id;
+            spd.remove(id);
+        }
         assert!(spd.index.get().is_none());
+        spd.lookup(&f);
+        assert!(matches!(spd.index.get(), Some(None)));
     }
 
     mod index_agrees {
@@ -619,6 +670,12 @@ mod tests {
             ) {
                 let mut spd = spd_of(&sels);
                 let check = |spd: &Spd| -> Result<(), TestCaseError> {
+                    // An index kept through the changes is the one building it afresh
+                    // gives (and none is kept where a fresh one would not be used).
+                    if let Some(Some(index)) = spd.index.get() {
+                        let fresh = Index::build(&spd.policies).map(|i| i.canonical());
+                        prop_assert_eq!(Some(index.canonical()), fresh);
+                    }
                     for f in &flows {
                         prop_assert_eq!(
                             spd.lookup(f).map(|p| p.id),

@@ -76,6 +76,10 @@ struct Group {
     policies: FastMap<(u128, u128), Vec<u32>>,
 }
 
+/// An index's groups in a form that compares ([`Index::canonical`]).
+#[cfg(test)]
+pub(super) type Canonical = Vec<(bool, u8, bool, u8, usize, Vec<((u128, u128), Vec<u32>)>)>;
+
 /// Policy positions grouped by shape, the groups in the order of their earliest policy.
 #[derive(Clone)]
 pub(super) struct Index {
@@ -162,6 +166,141 @@ impl Index {
             }
         }
         (best != usize::MAX).then_some(best)
+    }
+
+    /// Takes in `policies[at]`, just put there (those from `at` on moved one place down),
+    /// without building the index again: every position from `at` on one more, the new
+    /// policy's under its group. `false` when the index should be built afresh instead
+    /// (and is left as it was): a database [`build`](Self::build) would search in order.
+    pub(super) fn inserted(&mut self, policies: &[Policy], at: usize) -> bool {
+        let Some(p) = policies.get(at) else {
+            return false;
+        };
+        let (src, dst) = (Shape::of(&p.selector.src), Shape::of(&p.selector.dst));
+        let (Some(s), Some(d), Ok(position)) = (
+            src.key(p.selector.src.addr()),
+            dst.key(p.selector.dst.addr()),
+            u32::try_from(at),
+        ) else {
+            return false;
+        };
+        let known = self.groups.iter().any(|g| g.src == src && g.dst == dst);
+        let groups = self.groups.len() + usize::from(!known);
+        if !Self::worth_it(groups, policies.len()) {
+            return false;
+        }
+        self.shift(at, |x| x + 1);
+        match self
+            .groups
+            .iter_mut()
+            .find(|g| g.src == src && g.dst == dst)
+        {
+            Some(g) => {
+                let list = g.policies.entry((s, d)).or_default();
+                let i = list.partition_point(|&x| x < position);
+                list.insert(i, position);
+                g.first = g.first.min(at);
+            }
+            None => {
+                let mut policies = FastMap::default();
+                policies.insert((s, d), vec![position]);
+                self.groups.push(Group {
+                    src,
+                    dst,
+                    first: at,
+                    policies,
+                });
+            }
+        }
+        self.groups.sort_by_key(|g| g.first);
+        true
+    }
+
+    /// Lets go of `removed`, which was at position `at` of the database that is now
+    /// `policies` (those after it moved one place up). `false` as for
+    /// [`inserted`](Self::inserted), the index then in no state to use.
+    pub(super) fn removed(&mut self, policies: &[Policy], removed: &Policy, at: usize) -> bool {
+        let (src, dst) = (
+            Shape::of(&removed.selector.src),
+            Shape::of(&removed.selector.dst),
+        );
+        let (Some(s), Some(d), Ok(position)) = (
+            src.key(removed.selector.src.addr()),
+            dst.key(removed.selector.dst.addr()),
+            u32::try_from(at),
+        ) else {
+            return false;
+        };
+        let Some(g) = self
+            .groups
+            .iter()
+            .position(|g| g.src == src && g.dst == dst)
+        else {
+            return false;
+        };
+        let group = &mut self.groups[g];
+        let Some(list) = group.policies.get_mut(&(s, d)) else {
+            return false;
+        };
+        let Some(i) = list.iter().position(|&x| x == position) else {
+            return false;
+        };
+        list.remove(i);
+        if list.is_empty() {
+            group.policies.remove(&(s, d));
+        }
+        if group.policies.is_empty() {
+            self.groups.remove(g);
+        } else if group.first == at {
+            group.first = group
+                .policies
+                .values()
+                .filter_map(|l| l.first())
+                .min()
+                .map_or(usize::MAX, |&x| x as usize);
+        }
+        self.shift(at + 1, |x| x - 1);
+        self.groups.sort_by_key(|g| g.first);
+        Self::worth_it(self.groups.len(), policies.len())
+    }
+
+    /// Whether `groups` groups over `policies` policies are worth probing: what
+    /// [`build`](Self::build) decides for a whole database.
+    fn worth_it(groups: usize, policies: usize) -> bool {
+        policies > SEARCH_IN_ORDER_UP_TO
+            && u32::try_from(policies).is_ok()
+            && groups.saturating_sub(1) * 4 < policies
+    }
+
+    /// Every position from `from` on, and every group's first, through `f`.
+    fn shift(&mut self, from: usize, f: impl Fn(usize) -> usize) {
+        let from32 = u32::try_from(from).unwrap_or(u32::MAX);
+        for g in &mut self.groups {
+            if g.first >= from {
+                g.first = f(g.first);
+            }
+            for list in g.policies.values_mut() {
+                // Each list is in search order: only its tail moves.
+                let i = list.partition_point(|&x| x < from32);
+                for x in &mut list[i..] {
+                    *x = f(*x as usize) as u32;
+                }
+            }
+        }
+    }
+
+    /// The groups as (source shape, destination shape, first, every key with its
+    /// positions, sorted): two indexes of the same policies compare equal.
+    #[cfg(test)]
+    pub(super) fn canonical(&self) -> Canonical {
+        self.groups
+            .iter()
+            .map(|g| {
+                let mut keys: Vec<_> = g.policies.iter().map(|(k, v)| (*k, v.clone())).collect();
+                keys.sort();
+                (g.src.v6, g.src.len, g.dst.v6, g.dst.len, g.first, keys)
+            })
+            .collect()
     }
 
     #[cfg(test)]
