@@ -25,6 +25,7 @@ use super::Policy;
 use crate::engine::fast_hash::FastMap;
 use crate::selector::Cidr;
 use crate::wire::flow::Flow;
+use std::collections::hash_map::Entry;
 
 /// Databases this short are searched in order: trying a few selectors costs less than
 /// hashing the flow's addresses (see README, "Policy lookup").
@@ -64,6 +65,60 @@ impl Shape {
     }
 }
 
+/// The positions of the policies under one key, in search order: the usual one kept in the
+/// map itself, several in a list.
+#[derive(Clone, Debug)]
+enum Positions {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl Positions {
+    #[inline]
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Positions::One(at) => core::slice::from_ref(at),
+            Positions::Many(list) => list,
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u32] {
+        match self {
+            Positions::One(at) => core::slice::from_mut(at),
+            Positions::Many(list) => list,
+        }
+    }
+
+    /// Puts `at` in its place in search order.
+    fn insert(&mut self, at: u32) {
+        let mut list = match core::mem::replace(self, Positions::Many(Vec::new())) {
+            Positions::One(x) => vec![x],
+            Positions::Many(list) => list,
+        };
+        let i = list.partition_point(|&x| x < at);
+        list.insert(i, at);
+        *self = Positions::Many(list);
+    }
+
+    /// Takes `at` out; `false` when it was not there. May leave the list empty.
+    fn remove(&mut self, at: u32) -> bool {
+        match self {
+            Positions::One(x) if *x == at => {
+                *self = Positions::Many(Vec::new());
+                true
+            }
+            Positions::One(_) => false,
+            Positions::Many(list) => match list.iter().position(|&x| x == at) {
+                Some(i) => {
+                    list.remove(i);
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+}
+
 /// The policies of one shape.
 #[derive(Clone)]
 struct Group {
@@ -73,7 +128,7 @@ struct Group {
     first: usize,
     /// (source prefix, destination prefix) → positions of the policies with exactly those
     /// addresses, in search order.
-    policies: FastMap<(u128, u128), Vec<u32>>,
+    policies: FastMap<(u128, u128), Positions>,
 }
 
 /// An index's groups in a form that compares ([`Index::canonical`]).
@@ -130,11 +185,12 @@ impl Index {
                 }
             };
             // `at` fits: the length was checked above.
-            groups[g]
-                .policies
-                .entry((s, d))
-                .or_default()
-                .push(at as u32);
+            match groups[g].policies.entry((s, d)) {
+                Entry::Occupied(mut e) => e.get_mut().insert(at as u32),
+                Entry::Vacant(e) => {
+                    e.insert(Positions::One(at as u32));
+                }
+            }
         }
         // Made in order of first appearance: already sorted by `first`.
         Some(Index { groups })
@@ -154,7 +210,7 @@ impl Index {
             let Some(candidates) = g.policies.get(&(s, d)) else {
                 continue;
             };
-            for &at in candidates {
+            for &at in candidates.as_slice() {
                 let at = at as usize;
                 if at >= best {
                     break;
@@ -196,14 +252,17 @@ impl Index {
             .find(|g| g.src == src && g.dst == dst)
         {
             Some(g) => {
-                let list = g.policies.entry((s, d)).or_default();
-                let i = list.partition_point(|&x| x < position);
-                list.insert(i, position);
+                match g.policies.entry((s, d)) {
+                    Entry::Occupied(mut e) => e.get_mut().insert(position),
+                    Entry::Vacant(e) => {
+                        e.insert(Positions::One(position));
+                    }
+                }
                 g.first = g.first.min(at);
             }
             None => {
                 let mut policies = FastMap::default();
-                policies.insert((s, d), vec![position]);
+                policies.insert((s, d), Positions::One(position));
                 self.groups.push(Group {
                     src,
                     dst,
@@ -242,11 +301,10 @@ impl Index {
         let Some(list) = group.policies.get_mut(&(s, d)) else {
             return false;
         };
-        let Some(i) = list.iter().position(|&x| x == position) else {
+        if !list.remove(position) {
             return false;
-        };
-        list.remove(i);
-        if list.is_empty() {
+        }
+        if list.as_slice().is_empty() {
             group.policies.remove(&(s, d));
         }
         if group.policies.is_empty() {
@@ -255,7 +313,7 @@ impl Index {
             group.first = group
                 .policies
                 .values()
-                .filter_map(|l| l.first())
+                .filter_map(|l| l.as_slice().first())
                 .min()
                 .map_or(usize::MAX, |&x| x as usize);
         }
@@ -281,6 +339,7 @@ impl Index {
             }
             for list in g.policies.values_mut() {
                 // Each list is in search order: only its tail moves.
+                let list = list.as_mut_slice();
                 let i = list.partition_point(|&x| x < from32);
                 for x in &mut list[i..] {
                     *x = f(*x as usize) as u32;
@@ -296,7 +355,11 @@ impl Index {
         self.groups
             .iter()
             .map(|g| {
-                let mut keys: Vec<_> = g.policies.iter().map(|(k, v)| (*k, v.clone())).collect();
+                let mut keys: Vec<_> = g
+                    .policies
+                    .iter()
+                    .map(|(k, v)| (*k, v.as_slice().to_vec()))
+                    .collect();
                 keys.sort();
                 (g.src.v6, g.src.len, g.dst.v6, g.dst.len, g.first, keys)
             })
