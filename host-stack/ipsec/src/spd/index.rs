@@ -25,7 +25,6 @@ use super::Policy;
 use crate::engine::fast_hash::FastMap;
 use crate::selector::Cidr;
 use crate::wire::flow::Flow;
-use std::collections::hash_map::Entry;
 
 /// Databases this short are searched in order: trying a few selectors costs less than
 /// hashing the flow's addresses (see README, "Policy lookup").
@@ -65,12 +64,45 @@ impl Shape {
     }
 }
 
+/// Where the index files a policy.
+struct Placed {
+    /// Its group's source and destination shapes.
+    src: Shape,
+    dst: Shape,
+    /// Its key in the group: its source and destination prefixes.
+    key: (u128, u128),
+    position: u32,
+}
+
+/// Policy `p` at position `at` as the index files it (`None` past `u32`'s positions).
+fn placed(p: &Policy, at: usize) -> Option<Placed> {
+    let (src, dst) = (Shape::of(&p.selector.src), Shape::of(&p.selector.dst));
+    // A prefix's own address always has a key of its own shape.
+    let key = (
+        src.key(p.selector.src.addr())?,
+        dst.key(p.selector.dst.addr())?,
+    );
+    Some(Placed {
+        src,
+        dst,
+        key,
+        position: u32::try_from(at).ok()?,
+    })
+}
+
 /// The positions of the policies under one key, in search order: the usual one kept in the
 /// map itself, several in a list.
 #[derive(Clone, Debug)]
 enum Positions {
     One(u32),
     Many(Vec<u32>),
+}
+
+/// No position yet.
+impl Default for Positions {
+    fn default() -> Self {
+        Positions::Many(Vec::new())
+    }
 }
 
 impl Positions {
@@ -89,9 +121,13 @@ impl Positions {
         }
     }
 
-    /// Puts `at` in its place in search order.
+    /// Puts `at` in its place in search order (kept alone where it is the only one).
     fn insert(&mut self, at: u32) {
-        let mut list = match core::mem::replace(self, Positions::Many(Vec::new())) {
+        let mut list = match core::mem::take(self) {
+            Positions::Many(list) if list.is_empty() => {
+                *self = Positions::One(at);
+                return;
+            }
             Positions::One(x) => vec![x],
             Positions::Many(list) => list,
         };
@@ -160,14 +196,12 @@ impl Index {
         let mut groups: Vec<Group> = Vec::new();
         let mut group_of: FastMap<(Shape, Shape), usize> = FastMap::default();
         for (at, p) in policies.iter().enumerate() {
-            let (src, dst) = (Shape::of(&p.selector.src), Shape::of(&p.selector.dst));
-            // A prefix's own address always has a key of its own shape.
-            let (Some(s), Some(d)) = (
-                src.key(p.selector.src.addr()),
-                dst.key(p.selector.dst.addr()),
-            ) else {
-                return None;
-            };
+            let Placed {
+                src,
+                dst,
+                key,
+                position,
+            } = placed(p, at)?;
             let g = match group_of.get(&(src, dst)) {
                 Some(&g) => g,
                 None => {
@@ -184,13 +218,7 @@ impl Index {
                     groups.len() - 1
                 }
             };
-            // `at` fits: the length was checked above.
-            match groups[g].policies.entry((s, d)) {
-                Entry::Occupied(mut e) => e.get_mut().insert(at as u32),
-                Entry::Vacant(e) => {
-                    e.insert(Positions::One(at as u32));
-                }
-            }
+            groups[g].policies.entry(key).or_default().insert(position);
         }
         // Made in order of first appearance: already sorted by `first`.
         Some(Index { groups })
@@ -229,15 +257,13 @@ impl Index {
     /// policy's under its group. `false` when the index should be built afresh instead
     /// (and is left as it was): a database [`build`](Self::build) would search in order.
     pub(super) fn inserted(&mut self, policies: &[Policy], at: usize) -> bool {
-        let Some(p) = policies.get(at) else {
-            return false;
-        };
-        let (src, dst) = (Shape::of(&p.selector.src), Shape::of(&p.selector.dst));
-        let (Some(s), Some(d), Ok(position)) = (
-            src.key(p.selector.src.addr()),
-            dst.key(p.selector.dst.addr()),
-            u32::try_from(at),
-        ) else {
+        let Some(Placed {
+            src,
+            dst,
+            key,
+            position,
+        }) = policies.get(at).and_then(|p| placed(p, at))
+        else {
             return false;
         };
         let known = self.groups.iter().any(|g| g.src == src && g.dst == dst);
@@ -252,17 +278,12 @@ impl Index {
             .find(|g| g.src == src && g.dst == dst)
         {
             Some(g) => {
-                match g.policies.entry((s, d)) {
-                    Entry::Occupied(mut e) => e.get_mut().insert(position),
-                    Entry::Vacant(e) => {
-                        e.insert(Positions::One(position));
-                    }
-                }
+                g.policies.entry(key).or_default().insert(position);
                 g.first = g.first.min(at);
             }
             None => {
                 let mut policies = FastMap::default();
-                policies.insert((s, d), Positions::One(position));
+                policies.insert(key, Positions::One(position));
                 self.groups.push(Group {
                     src,
                     dst,
@@ -279,15 +300,13 @@ impl Index {
     /// `policies` (those after it moved one place up). `false` as for
     /// [`inserted`](Self::inserted), the index then in no state to use.
     pub(super) fn removed(&mut self, policies: &[Policy], removed: &Policy, at: usize) -> bool {
-        let (src, dst) = (
-            Shape::of(&removed.selector.src),
-            Shape::of(&removed.selector.dst),
-        );
-        let (Some(s), Some(d), Ok(position)) = (
-            src.key(removed.selector.src.addr()),
-            dst.key(removed.selector.dst.addr()),
-            u32::try_from(at),
-        ) else {
+        let Some(Placed {
+            src,
+            dst,
+            key,
+            position,
+        }) = placed(removed, at)
+        else {
             return false;
         };
         let Some(g) = self
@@ -298,14 +317,14 @@ impl Index {
             return false;
         };
         let group = &mut self.groups[g];
-        let Some(list) = group.policies.get_mut(&(s, d)) else {
+        let Some(list) = group.policies.get_mut(&key) else {
             return false;
         };
         if !list.remove(position) {
             return false;
         }
         if list.as_slice().is_empty() {
-            group.policies.remove(&(s, d));
+            group.policies.remove(&key);
         }
         if group.policies.is_empty() {
             self.groups.remove(g);
