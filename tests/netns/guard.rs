@@ -34,12 +34,18 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// `nft ARGS` run in namespace `ns`.
+fn nft(ns: &str, args: &[&str]) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "nft"])
+        .args(args)
+        .output()
+        .expect("nft runs")
+}
+
 /// The tables of namespace `ns` (`nft list tables`).
 fn tables(ns: &str) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "list", "tables"])
-        .output()
-        .expect("nft runs");
+    let out = nft(ns, &["list", "tables"]);
     assert!(out.status.success(), "nft list tables: {}", text(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -47,19 +53,7 @@ fn tables(ns: &str) -> String {
 /// The guard table of the gateway whose TUN device is espo0 in namespace `ns`, as nft lists
 /// it (empty when there is none).
 fn guard_table(ns: &str) -> String {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "nft",
-            "list",
-            "table",
-            "inet",
-            "espo-espo0",
-        ])
-        .output()
-        .expect("nft runs");
+    let out = nft(ns, &["list", "table", "inet", "espo-espo0"]);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -379,19 +373,7 @@ fn guard_is_replaced_only_when_its_rules_change() {
 
     // A table deleted by hand is put back by the next change, though its rules are the
     // same (and its counters start again).
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &t.left,
-            "nft",
-            "delete",
-            "table",
-            "inet",
-            "espo-espo0",
-        ])
-        .output()
-        .expect("nft runs");
+    let out = nft(&t.left, &["delete", "table", "inet", "espo-espo0"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!tables(&t.left).contains("espo-espo0"));
     let (done, out, err) = lab.espo(&a, &["sa", "del", "0x7001"]);
