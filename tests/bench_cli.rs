@@ -299,7 +299,7 @@ fn the_tunnel_bench_measures_espo_against_kernel_forwarding_and_cleans_up() {
     assert!(dir.path().join("keep").exists());
     let scratch = dir.path().join("lab");
     let dir_arg = scratch.to_str().unwrap();
-    let (stdout, json, prefix) = tunnel_bench(&[
+    let mut args = vec![
         "--modes",
         "kernel,sw-sw",
         "--tests",
@@ -314,7 +314,12 @@ fn the_tunnel_bench_measures_espo_against_kernel_forwarding_and_cleans_up() {
         "40",
         "--peers",
         "30",
-    ]);
+    ];
+    let perf = perf_records();
+    if perf {
+        args.push("--perf");
+    }
+    let (stdout, json, prefix) = tunnel_bench(&args);
     let json = json.as_str();
     // Each gateway's traffic was looked up behind 39 other sites' policies per direction,
     // and went through its guard among 29 other peers' tunnels.
@@ -353,6 +358,41 @@ fn the_tunnel_bench_measures_espo_against_kernel_forwarding_and_cleans_up() {
     );
     // Where the time goes, per espo test: the gateways' threads.
     assert!(stdout.contains("where the time goes: gw"), "{stdout}");
+    if perf {
+        // The profiled round's samples split into espo's user space (its AEAD part of
+        // it), the kernel on espo's threads, the other threads and idle: shares of the
+        // whole machine that add up to all of it.
+        let parts = ["espo_user", "espo_kernel", "other", "idle"];
+        for test in ["udp64", "tcp"] {
+            let key = format!("{test}_sw_sw_cpu_split");
+            let at = json.find(&format!("\"{key}\":{{")).expect(&key);
+            let obj = &json[at..at + json[at..].find('}').unwrap() + 1];
+            let sum: f64 = parts.iter().map(|p| field(obj, p)).sum();
+            assert!((sum - 100.0).abs() < 1.0, "{test}: {obj} adds up to {sum}");
+            let aead = field(obj, "espo_aead");
+            assert!(
+                aead > 0.0 && aead <= field(obj, "espo_user"),
+                "{test}: {obj}"
+            );
+            assert!(field(obj, "espo_kernel") > 0.0, "{test}: {obj}");
+        }
+        assert!(
+            stdout.contains("    split of the busy samples: espo user space "),
+            "{stdout}"
+        );
+        // A goal not met says what the work outside espo's own code would take at the
+        // goal's rate.
+        if !met {
+            let cores = field(json, "tcp_sw_sw_cores_outside_espo_at_goal");
+            assert!(cores > 0.0, "{json}");
+            assert!(
+                stdout.contains(
+                    "at the goal's rate the kernel's and the hosts' work alone would take"
+                ),
+                "{stdout}"
+            );
+        }
+    }
     // And the round trip beside each TCP flow, where ping is installed.
     if Command::new("ping").arg("-V").output().is_ok() {
         for mode in ["kernel", "sw_sw"] {
@@ -378,6 +418,21 @@ fn the_tunnel_bench_measures_espo_against_kernel_forwarding_and_cleans_up() {
     assert_eq!(b.matches("[[policy]]").count(), 2 * 39 + 2 * 29 + 4, "{b}");
     assert_eq!(b.matches("[[sa]]").count(), 2 * 29 + 2, "{b}");
     assert!(b.contains("dst = \"198.18.0.28\""), "{b}");
+}
+
+/// Whether `perf record` can profile the whole machine here (the tunnel bench's `--perf`).
+fn perf_records() -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("probe.data");
+    Command::new("perf")
+        .args(["record", "-a", "-q", "-o"])
+        .arg(&data)
+        .args(["--", "sleep", "0.1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+        && data.exists()
 }
 
 fn sysctl(key: &str) -> String {

@@ -9,9 +9,10 @@ need_apt=()
 # the guard `espo run` installs, which those tests start; swanctl, pki, charon and its
 # kernel-libipsec plugin: strongSwan, the IKEv2 peer of tests/netns/ike.rs; tshark: the
 # independent decoder of captures; iperf3: the traffic of the tunnel bench, benches/tunnel.rs;
-# ping: the bench's round trip beside its TCP flows)
+# ping: the bench's round trip beside its TCP flows; perf: the bench's --perf, where the
+# machine's time goes)
 for pair in verilator:verilator yosys:yosys ip:iproute2 nft:nftables swanctl:strongswan-swanctl \
-            pki:strongswan-pki tshark:tshark iperf3:iperf3 ping:iputils-ping; do
+            pki:strongswan-pki tshark:tshark iperf3:iperf3 ping:iputils-ping perf:linux-perf; do
   tool=${pair%%:*}; pkg=${pair##*:}
   command -v "$tool" >/dev/null 2>&1 || need_apt+=("$pkg")
 done

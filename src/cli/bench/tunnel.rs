@@ -389,9 +389,10 @@ impl Perf {
     }
 
     /// Where the machine's samples went: first one line with each thread's share (perf's
-    /// `comm`: threads of the same name together, `swapper` is idle), then the heaviest
-    /// symbols by thread — espo's functions and the kernel's work on its threads.
-    fn finish(mut self, top: usize, keep: bool) -> Vec<String> {
+    /// `comm`: threads of the same name together, `swapper` is idle), then one with the
+    /// [`CpuSplit`] (also returned), then the heaviest symbols by thread — espo's functions
+    /// and the kernel's work on its threads.
+    fn finish(mut self, top: usize, keep: bool) -> (Vec<String>, Option<CpuSplit>) {
         let _ = self.child.wait();
         let report = |sort: &str, limit: &str| -> Vec<String> {
             Command::new("perf")
@@ -410,14 +411,148 @@ impl Perf {
                 .unwrap_or_default()
         };
         let mut lines = vec![format!("threads: {}", report("comm", "2").join(", "))];
+        let split = CpuSplit::of(&report("comm,dso", "0"), &report("comm,sym", "0"));
+        if let Some(s) = &split {
+            lines.push(s.to_string());
+        }
         lines.extend(report("comm,sym", "0.8").into_iter().take(top));
         if keep {
             lines.push(format!("profile kept: {}", self.path.display()));
         } else {
             let _ = std::fs::remove_file(&self.path);
         }
-        lines
+        (lines, split)
     }
+}
+
+/// Where a whole-machine profile's samples went, in percent of all of them (perf's clock
+/// samples an idle CPU less often than a busy one, so `idle` understates the machine's idle
+/// time; [`busy_share`](Self::busy_share) gives a part of the busy samples): espo's threads
+/// in user space (and of that its AEAD — the software engine's, or the card model's
+/// simulated card's), the kernel on espo's threads (their system calls and the softirq
+/// work those trigger, such as the next hop's receive on a veth link), every other thread
+/// (the hosts' iperf3, their TCP stacks' work on their own threads), and idle.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct CpuSplit {
+    espo_user: f64,
+    espo_aead: f64,
+    espo_kernel: f64,
+    other: f64,
+    idle: f64,
+}
+
+impl CpuSplit {
+    /// From `perf report -q --sort comm,dso` and `--sort comm,sym` lines (all of them,
+    /// whitespace collapsed); `None` when they hold no sample.
+    fn of(comm_dso: &[String], comm_sym: &[String]) -> Option<CpuSplit> {
+        let mut s = CpuSplit::default();
+        let mut total = 0.0;
+        for line in comm_dso {
+            let words: Vec<&str> = line.split(' ').collect();
+            let (Some(share), [_, comm @ .., dso]) = (percent(words.first()), words.as_slice())
+            else {
+                continue;
+            };
+            let comm = comm.join(" ");
+            let kernel = dso.starts_with("[kernel");
+            total += share;
+            match (comm.as_str(), espo_thread(&comm)) {
+                ("swapper", _) => s.idle += share,
+                (_, true) if kernel => s.espo_kernel += share,
+                (_, true) => s.espo_user += share,
+                _ => s.other += share,
+            }
+        }
+        for line in comm_sym {
+            let words: Vec<&str> = line.split(' ').collect();
+            let Some(share) = percent(words.first()) else {
+                continue;
+            };
+            let Some(at) = words.iter().position(|w| *w == "[.]") else {
+                continue;
+            };
+            let comm = words.get(1..at).unwrap_or_default().join(" ");
+            let symbol = words.get(at + 1..).unwrap_or_default().join(" ");
+            if espo_thread(&comm) && aead_symbol(&symbol) {
+                s.espo_aead += share;
+            }
+        }
+        (total > 0.0).then_some(s)
+    }
+
+    /// `share` (of all samples) as a percentage of the samples that were not idle.
+    fn busy_share(&self, share: f64) -> f64 {
+        share / (100.0 - self.idle).max(f64::MIN_POSITIVE) * 100.0
+    }
+
+    /// The cores the kernel's work on espo's threads and every other thread's work would
+    /// take with the traffic `scale` times what it was with the machine `busy` (0 to 1,
+    /// from /proc/stat), shared out as these samples were. perf's idle share is not the
+    /// machine's (its clock samples an idle CPU less often than a busy one, and /proc/stat
+    /// counts less busy time while perf runs), so the busy samples stand for the busy time
+    /// measured in the rounds.
+    fn cores_outside_espo(&self, scale: f64, busy: f64) -> f64 {
+        self.busy_share(self.espo_kernel + self.other) / 100.0
+            * busy
+            * machine_cores() as f64
+            * scale
+    }
+}
+
+impl std::fmt::Display for CpuSplit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "split of the busy samples: espo user space {:.1}% (AEAD {:.1}%), the kernel on \
+             espo's threads {:.1}%, other threads {:.1}%; idle {:.1}% of all samples",
+            self.busy_share(self.espo_user),
+            self.busy_share(self.espo_aead),
+            self.busy_share(self.espo_kernel),
+            self.busy_share(self.other),
+            self.idle
+        )
+    }
+}
+
+/// The machine's online CPUs (what a whole-machine profile's 100% is): the `cpuN` lines of
+/// /proc/stat.
+fn machine_cores() -> usize {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let n = stat
+        .lines()
+        .filter(|l| {
+            l.strip_prefix("cpu")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .count();
+    n.max(1)
+}
+
+/// A perf report's share ("12.34%").
+fn percent(word: Option<&&str>) -> Option<f64> {
+    word?.strip_suffix('%')?.parse().ok()
+}
+
+/// espo's threads: `espo` itself and every thread it names `espo-...`.
+fn espo_thread(comm: &str) -> bool {
+    comm == "espo" || comm.starts_with("espo-")
+}
+
+/// An AEAD's symbol: ring's AES-GCM and ChaCha20-Poly1305 (the software engine), the
+/// RustCrypto crates the card model encrypts with.
+fn aead_symbol(symbol: &str) -> bool {
+    const NEEDLES: [&str; 9] = [
+        "aes_gcm",
+        "gcm_ghash",
+        "aes_hw_",
+        "ring::aead",
+        "chacha",
+        "poly1305",
+        "ghash::",
+        "polyval::",
+        "aes::",
+    ];
+    NEEDLES.iter().any(|n| symbol.contains(n))
 }
 
 /// Runs iperf3 from `client_ns` to the server in `server_ns`; `None` when it failed.
@@ -1033,6 +1168,7 @@ impl Bench {
         let mut results: BTreeMap<(usize, usize), Vec<Measured>> = BTreeMap::new();
         let mut profiles: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
         let mut perf_profiles: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
+        let mut perf_splits: BTreeMap<(usize, usize), CpuSplit> = BTreeMap::new();
         // (mode, test) -> per round, "gwA_out_read"-style keys and packets per system call
         let mut per_call_rounds: BTreeMap<(usize, usize), Vec<BTreeMap<String, f64>>> =
             BTreeMap::new();
@@ -1163,8 +1299,11 @@ impl Bench {
                         );
                         (got, ping.and_then(|p| p.join().ok().flatten()))
                     });
+                    let mut split = None;
                     if let Some(perf) = perf {
-                        perf_profiles.insert((m, k), perf.finish(14, self.args.keep_profiles));
+                        let lines;
+                        (lines, split) = perf.finish(14, self.args.keep_profiles);
+                        perf_profiles.insert((m, k), lines);
                     }
                     let wall = started.elapsed().as_secs_f64();
                     let machine_after = machine_ticks();
@@ -1172,10 +1311,14 @@ impl Bench {
                         println!("round {round}: {mode:<19} {:<7} iperf3 failed", test.name());
                         continue;
                     };
+
                     let busy = machine_after.0.saturating_sub(machine_before.0) as f64
                         / machine_after.1.saturating_sub(machine_before.1).max(1) as f64;
                     got.busy = busy;
                     got.ping_ms = ping;
+                    if let Some(split) = split {
+                        perf_splits.insert((m, k), split);
+                    }
                     println!(
                         "round {round}: {mode:<19} {:<7} {:>7.3} Gbit/s {:>10.0} pkt/s  machine {:>3.0}% busy{}{}",
                         test.name(),
@@ -1337,6 +1480,12 @@ impl Bench {
                 if let Some(p) = ping {
                     json.push(format!("\"{key}_ping_ms\":{p:.3}"));
                 }
+                if let Some(c) = perf_splits.get(&(m, k)) {
+                    json.push(format!(
+                        "\"{key}_cpu_split\":{{\"espo_user\":{:.2},\"espo_aead\":{:.2},\"espo_kernel\":{:.2},\"other\":{:.2},\"idle\":{:.2}}}",
+                        c.espo_user, c.espo_aead, c.espo_kernel, c.other, c.idle
+                    ));
+                }
                 if let (Some(goal), Some(ratio)) = (goal(mode, *test), ratio) {
                     let met = ratio >= goal;
                     json.push(format!("\"{key}_goal\":{goal},\"{key}_goal_met\":{met}"));
@@ -1347,8 +1496,23 @@ impl Bench {
                         .and_then(|l| l.split(", ").next())
                         .map_or(String::new(), |t| format!("; busiest thread {t}"));
                     let busy = med(m, |x| x.busy).unwrap_or(0.0);
+                    // What the work espo's own code does not do would take at the goal's
+                    // rate, were it to grow with the rate: its share of the profiled round's
+                    // busy samples, of the machine's busy time at the median rate.
+                    let floor = match perf_splits.get(&(m, k)) {
+                        Some(c) if !met && ratio > 0.0 => {
+                            let cores = c.cores_outside_espo(goal / ratio, busy);
+                            json.push(format!("\"{key}_cores_outside_espo_at_goal\":{cores:.2}"));
+                            format!(
+                                "; at the goal's rate the kernel's and the hosts' work alone would take {cores:.2} of {} cores (perf: {:.1}% of the busy samples)",
+                                machine_cores(),
+                                c.busy_share(c.espo_kernel + c.other),
+                            )
+                        }
+                        _ => String::new(),
+                    };
                     goals.push(format!(
-                        "  {:<7} {mode:<19} {ratio:.2} of the kernel path, goal {goal}: {}; machine {:.0}% busy{busiest}",
+                        "  {:<7} {mode:<19} {ratio:.2} of the kernel path, goal {goal}: {}; machine {:.0}% busy{busiest}{floor}",
                         test.name(),
                         if met { "met" } else { "not met" },
                         busy * 100.0
@@ -1413,7 +1577,64 @@ impl Bench {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_ping;
+    use super::{CpuSplit, parse_ping};
+
+    #[test]
+    fn a_profile_is_split_into_espo_its_aead_the_kernel_on_its_threads_others_and_idle() {
+        let lines = |text: &str| -> Vec<String> { text.lines().map(str::to_owned).collect() };
+        let by_dso = lines(
+            "20.89% espo-out-1 [kernel.kallsyms]\n\
+             20.30% espo-inbound [kernel.kallsyms]\n\
+             15.99% iperf3 [kernel.kallsyms]\n\
+             13.70% espo-out-1 espo\n\
+             13.25% espo-inbound espo\n\
+             11.10% swapper [kernel.kallsyms]\n\
+             1.77% espo-inbound libc.so.6\n\
+             0.33% iperf3 libiperf.so.0.0.0\n\
+             0.18% kworker/u4:1-events [kernel.kallsyms]\n\
+             0.05% espo-model espo\n\
+             not a line",
+        );
+        let by_sym = lines(
+            "4.52% espo-out-1 [.] ring_core_0_17_14__aes_gcm_enc_update_vaes_avx2\n\
+             4.04% espo-inbound [.] ring_core_0_17_14__aes_gcm_dec_update_vaes_avx2\n\
+             1.44% espo-inbound [.] ring_core_0_17_14__gcm_ghash_vpclmulqdq_avx2_1\n\
+             1.33% espo-out-1 [.] ring::aead::aes_gcm::seal\n\
+             0.05% espo-model [.] aes_gcm::AesGcm<Aes,NonceSize,TagSize>::encrypt_in_place_detached\n\
+             4.60% espo-out-1 [k] _copy_to_iter\n\
+             1.71% espo-out-1 [.] espo_ipsec::gso::Segments::next_into\n\
+             2.00% iperf3 [.] aes_gcm_not_ours",
+        );
+        let s = CpuSplit::of(&by_dso, &by_sym).unwrap();
+        let near = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        assert!(near(s.espo_kernel, 41.19), "{s:?}");
+        assert!(near(s.espo_user, 13.70 + 13.25 + 1.77 + 0.05), "{s:?}");
+        assert!(near(s.espo_aead, 4.52 + 4.04 + 1.44 + 1.33 + 0.05), "{s:?}");
+        assert!(near(s.other, 15.99 + 0.33 + 0.18), "{s:?}");
+        assert!(near(s.idle, 11.10), "{s:?}");
+        assert!(
+            s.to_string()
+                .starts_with("split of the busy samples: espo user space 32.4% (AEAD 12.8%)"),
+            "{s}"
+        );
+        assert_eq!(CpuSplit::of(&lines("nothing here"), &[]), None);
+        // perf's idle share is not the machine's: the busy samples stand for the busy time
+        // /proc/stat measured. 60 of 80 busy samples outside espo's user space, the machine
+        // 90% busy, twice the traffic: 0.75 × 0.9 × 2 of every core.
+        let s = CpuSplit {
+            espo_user: 20.0,
+            espo_aead: 5.0,
+            espo_kernel: 45.0,
+            other: 15.0,
+            idle: 20.0,
+        };
+        assert!(near(s.busy_share(60.0), 75.0));
+        let cores = super::machine_cores() as f64;
+        assert!(near(
+            s.cores_outside_espo(2.0, 0.9),
+            0.75 * 0.9 * 2.0 * cores
+        ));
+    }
 
     #[test]
     fn pings_summary_gives_the_average_and_largest_round_trip() {
