@@ -160,7 +160,10 @@ pub struct TunnelArgs {
     #[arg(long, value_name = "NAME")]
     pub cc: Option<String>,
     /// Also run `perf record` on the whole machine beside the last round of each espo
-    /// test, and print the heaviest symbols by thread.
+    /// test, and print how its busy samples split (espo's user space and of it the AEAD,
+    /// the kernel on espo's threads, the other threads), the heaviest symbols by thread,
+    /// and for a TCP goal not met what the kernel's and the other threads' work alone
+    /// would take at the goal's rate (needs perf).
     #[arg(long)]
     pub perf: bool,
     /// With --perf: keep each profile (its path is printed) for `perf report -i`, and the
