@@ -28,7 +28,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use nix::sys::socket::{
     ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrIn, SockaddrStorage,
-    recvmmsg, recvmsg, sendmmsg, sendmsg,
+    recvmmsg, recvmsg, sendmmsg,
 };
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -100,7 +100,7 @@ fn open(
 
 /// The sending side: raw IP_HDRINCL sockets for IPv4 and IPv6 — and, for ESP in UDP over
 /// IPv4, the UDP sockets the datagrams arrive on, which send a run of them as one
-/// `sendmsg` with `UDP_SEGMENT` (UDP GSO): one packet through the kernel's stack and the
+/// system call with `UDP_SEGMENT` (UDP GSO): one packet through the kernel's stack and the
 /// link instead of one per datagram.
 #[derive(Debug)]
 pub struct OuterTx {
@@ -147,10 +147,12 @@ impl OuterTx {
         self
     }
 
-    /// Sends the run at the start of `pkts` with one `sendmsg` if it is one the UDP sockets
-    /// can take (two or more datagrams from one of their addresses); returns how many
-    /// packets it sent, 0 when the raw socket must send the first.
-    fn send_udp_run(&self, pkts: &[&[u8]], calls: &mut u64) -> usize {
+    /// Sends the run at the start of `pkts` with one system call if it is one the UDP
+    /// sockets can take (two or more datagrams from one of their addresses); returns how
+    /// many packets it sent, 0 when the raw socket must send the first. The message and its
+    /// control messages are written into `headers`' preallocated room: nothing is
+    /// allocated per run.
+    fn send_udp_run(&self, pkts: &[&[u8]], headers: &mut BatchHeaders) -> usize {
         if self.udp.is_empty() {
             return 0;
         }
@@ -170,22 +172,27 @@ impl OuterTx {
         let seg = run.seg_len as u16;
         let tos = run.tos;
         let dst = SockaddrIn::from(run.dst);
+        // The order and kinds of `run_cmsg_space`.
         let cmsgs = [
             ControlMessage::UdpGsoSegments(&seg),
             ControlMessage::Ipv4Tos(&tos),
         ];
-        *calls += 1;
-        match sendmsg(
+        headers.calls += 1;
+        let message = [&iov[..run.count]];
+        match sendmmsg(
             socket.as_raw_fd(),
-            &iov[..run.count],
-            &cmsgs,
+            &mut headers.run,
+            &message,
+            [Some(dst)],
+            cmsgs,
             MsgFlags::empty(),
-            Some(&dst),
-        ) {
-            Ok(_) => run.count,
+        )
+        .map(|sent| sent.count())
+        {
+            Ok(1) => run.count,
             // The kernel refused the run (a path MTU it knows below the segment size): the
             // raw socket sends the datagrams one by one, as without offload.
-            Err(_) => 0,
+            _ => 0,
         }
     }
 
@@ -266,7 +273,7 @@ impl OutsideTx for OuterTx {
         let mut raw_from = 0;
         let mut at = 0;
         while at < pkts.len() {
-            let sent = self.send_udp_run(&pkts[at..], &mut headers.calls);
+            let sent = self.send_udp_run(&pkts[at..], headers);
             if sent == 0 {
                 at += 1;
                 continue;
@@ -290,13 +297,23 @@ pub const TX_BATCH: usize = 64;
 /// the sends made.
 pub struct BatchHeaders {
     mm: MultiHeaders<SockaddrStorage>,
+    /// One message with room for a UDP run's control messages.
+    run: MultiHeaders<SockaddrIn>,
     calls: u64,
+}
+
+/// A UDP run's control messages, in the order it sends them: its segment size
+/// (`UDP_SEGMENT`, a `u16`) and its TOS byte. The room must be exactly theirs: the kernel
+/// reads every byte of it as control messages.
+fn run_cmsg_space() -> Vec<u8> {
+    nix::cmsg_space!(u16, u8)
 }
 
 impl BatchHeaders {
     pub fn new(batch: usize) -> BatchHeaders {
         BatchHeaders {
             mm: MultiHeaders::preallocate(batch, None),
+            run: MultiHeaders::preallocate(1, Some(run_cmsg_space())),
             calls: 0,
         }
     }
