@@ -658,3 +658,43 @@ fn udp_runs_leave_and_arrive_without_allocating() {
     assert_eq!(tx.calls(&tx_scratch), rounds as u64 + 1);
     assert_eq!(rx.calls(&rx_scratch), rounds as u64 + 1);
 }
+
+/// A datapath thread's wait on its sources (busy polling, then sleeping) allocates nothing:
+/// its poll set is built on the stack, with the engine's wake-up descriptor after the
+/// sources. Each wait reports which sources are readable.
+#[test]
+fn waiting_for_packets_does_not_allocate() {
+    use espo_gateway::threads::{Shutdown, wait_readable_within};
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+    let shutdown = Shutdown::new().unwrap();
+    let pairs: Vec<(UnixStream, UnixStream)> =
+        (0..3).map(|_| UnixStream::pair().unwrap()).collect();
+    // The second source and the extra descriptor have something to read.
+    (&pairs[1].0).write_all(&[1]).unwrap();
+    (&pairs[2].0).write_all(&[1]).unwrap();
+    let sources = [pairs[0].1.as_fd(), pairs[1].1.as_fd()];
+    let extra = Some(pairs[2].1.as_fd());
+    let mut ready = Vec::new();
+    let wait = |ready: &mut Vec<bool>| {
+        wait_readable_within(
+            &sources,
+            extra,
+            &shutdown,
+            ready,
+            Duration::from_micros(20),
+            Duration::from_millis(1),
+        )
+    };
+    wait(&mut ready);
+    assert_eq!(ready, [false, true, true]);
+    let info = allocation_counter::measure(|| {
+        for _ in 0..1000 {
+            wait(&mut ready);
+        }
+    });
+    assert_eq!(ready, [false, true, true]);
+    assert_eq!(info.count_total, 0, "allocations waiting: {info:?}");
+}

@@ -122,26 +122,44 @@ pub fn wait_readable(
     ready: &mut Vec<bool>,
     busy_poll: Duration,
 ) {
-    wait_readable_within(fds, shutdown, ready, busy_poll, IDLE_POLL);
+    wait_readable_within(fds, None, shutdown, ready, busy_poll, IDLE_POLL);
 }
 
-/// [`wait_readable`], sleeping at most `idle` (rounded up to a millisecond) instead of
-/// [`IDLE_POLL`].
+/// Descriptors a wait polls from the stack (with shutdown's); a wait on more allocates.
+const WAIT_ON_STACK: usize = 16;
+
+/// [`wait_readable`] on `fds` and `extra` after them (`ready` says which of those, in
+/// that order), sleeping at most `idle` (rounded up to a millisecond) instead of
+/// [`IDLE_POLL`]. Up to [`WAIT_ON_STACK`] descriptors it allocates nothing (`ready` keeps
+/// its room from one wait to the next).
 pub fn wait_readable_within(
     fds: &[BorrowedFd<'_>],
+    extra: Option<BorrowedFd<'_>>,
     shutdown: &Shutdown,
     ready: &mut Vec<bool>,
     busy_poll: Duration,
     idle: Duration,
 ) {
-    let mut pfds: Vec<PollFd> = fds
-        .iter()
-        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
-        .collect();
-    pfds.push(PollFd::new(shutdown.fd(), PollFlags::POLLIN));
+    let n = fds.len() + usize::from(extra.is_some());
+    // Descriptor i: `fds`, then `extra`, then shutdown's (from n on).
+    let fd = |i: usize| match (fds.get(i), extra) {
+        (Some(fd), _) => *fd,
+        (None, Some(e)) if i == fds.len() => e,
+        _ => shutdown.fd(),
+    };
+    let poll_fd = |i: usize| PollFd::new(fd(i), PollFlags::POLLIN);
+    let mut on_stack: [PollFd; WAIT_ON_STACK];
+    let mut spilled: Vec<PollFd>;
+    let pfds: &mut [PollFd] = if n < WAIT_ON_STACK {
+        on_stack = std::array::from_fn(poll_fd);
+        &mut on_stack[..=n]
+    } else {
+        spilled = (0..=n).map(poll_fd).collect();
+        &mut spilled
+    };
     ready.clear();
     let readable = |pfds: &[PollFd], ready: &mut Vec<bool>| {
-        ready.extend(pfds[..fds.len()].iter().map(|p| {
+        ready.extend(pfds[..n].iter().map(|p| {
             p.revents()
                 .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR))
         }))
@@ -149,8 +167,8 @@ pub fn wait_readable_within(
     if !busy_poll.is_zero() {
         let until = Instant::now() + busy_poll;
         loop {
-            match poll(&mut pfds, PollTimeout::ZERO) {
-                Ok(n) if n > 0 => return readable(&pfds, ready),
+            match poll(pfds, PollTimeout::ZERO) {
+                Ok(k) if k > 0 => return readable(pfds, ready),
                 Ok(_) => {}
                 Err(_) => break,
             }
@@ -162,9 +180,9 @@ pub fn wait_readable_within(
     }
     let idle = idle.min(IDLE_POLL).max(Duration::from_millis(1));
     let timeout = PollTimeout::try_from(idle).unwrap_or(PollTimeout::NONE);
-    match poll(&mut pfds, timeout) {
-        Ok(_) => readable(&pfds, ready),
-        Err(_) => ready.resize(fds.len(), false),
+    match poll(pfds, timeout) {
+        Ok(_) => readable(pfds, ready),
+        Err(_) => ready.resize(n, false),
     }
 }
 
@@ -288,12 +306,17 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
             o.settle();
             o.publish(true);
             // The TUN queue, and the engine's wake-up where it has one.
-            let tun = o.ctx.tun.as_fd();
+            let tun = [o.ctx.tun.as_fd()];
             let wake = o.engine.wake_fd();
-            let fds = [tun, wake.unwrap_or(tun)];
-            let fds = &fds[..1 + usize::from(wake.is_some())];
             let idle = if o.sas_stale { SA_REFRESH } else { IDLE_POLL };
-            wait_readable_within(fds, o.ctx.shutdown, &mut ready, o.ctx.busy_poll, idle);
+            wait_readable_within(
+                &tun,
+                wake,
+                o.ctx.shutdown,
+                &mut ready,
+                o.ctx.busy_poll,
+                idle,
+            );
         }
     }
     o.settle();
@@ -768,10 +791,9 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
         }
         sas_stale = publish(&stats, engine, !more, false) || (sas_stale && more);
         if !more {
-            let mut all = fds.clone();
-            all.extend(engine.wake_fd());
             let idle = if sas_stale { SA_REFRESH } else { IDLE_POLL };
-            wait_readable_within(&all, ctx.shutdown, &mut ready, ctx.busy_poll, idle);
+            let wake = engine.wake_fd();
+            wait_readable_within(&fds, wake, ctx.shutdown, &mut ready, ctx.busy_poll, idle);
             ready.truncate(queues);
         }
     }
