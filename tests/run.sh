@@ -12,10 +12,12 @@ need_apt=()
 # ping: the bench's round trip beside its TCP flows; perf: the bench's --perf, where the
 # machine's time goes)
 for pair in verilator:verilator yosys:yosys ip:iproute2 nft:nftables swanctl:strongswan-swanctl \
-            pki:strongswan-pki tshark:tshark iperf3:iperf3 ping:iputils-ping perf:linux-perf; do
+            pki:strongswan-pki tshark:tshark iperf3:iperf3 ping:iputils-ping; do
   tool=${pair%%:*}; pkg=${pair##*:}
   command -v "$tool" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+# perf: linux-base may leave a wrapper at /usr/bin/perf that only names the missing package
+perf --version >/dev/null 2>&1 || need_apt+=(linux-perf)
 [ -x /usr/lib/ipsec/charon ] || need_apt+=(strongswan-charon)
 [ -e /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so ] || need_apt+=(libcharon-extra-plugins)
 # charon's openssl plugin (ECDSA and RSA certificates, the ECP and X25519 groups the IKE
