@@ -9,14 +9,14 @@ need_apt=()
 # the guard `espo run` installs, which those tests start; swanctl, pki, charon and its
 # kernel-libipsec plugin: strongSwan, the IKEv2 peer of tests/netns/ike.rs; tshark: the
 # independent decoder of captures; iperf3: the traffic of the tunnel bench, benches/tunnel.rs;
-# ping: the bench's round trip beside its TCP flows; perf: the bench's --perf, where the
-# machine's time goes)
+# ping: the bench's round trip beside its TCP flows)
 for pair in verilator:verilator yosys:yosys ip:iproute2 nft:nftables swanctl:strongswan-swanctl \
             pki:strongswan-pki tshark:tshark iperf3:iperf3 ping:iputils-ping; do
   tool=${pair%%:*}; pkg=${pair##*:}
   command -v "$tool" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
-# perf: linux-base may leave a wrapper at /usr/bin/perf that only names the missing package
+# perf: the tunnel bench's --perf, where the machine's time goes (checked by running it:
+# linux-base may leave a wrapper at /usr/bin/perf that only names the missing package)
 perf --version >/dev/null 2>&1 || need_apt+=(linux-perf)
 [ -x /usr/lib/ipsec/charon ] || need_apt+=(strongswan-charon)
 [ -e /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so ] || need_apt+=(libcharon-extra-plugins)

@@ -414,11 +414,19 @@ impl Perf {
                 .unwrap_or_default()
         };
         let mut lines = vec![format!("threads: {}", report("comm", "2").join(", "))];
-        let split = CpuSplit::of(&report("comm,dso", "0"), &report("comm,sym", "0"));
+        // Every symbol's line (perf sorts them heaviest first): the split's AEAD share,
+        // and the heaviest of them printed.
+        let symbols = report("comm,sym", "0");
+        let split = CpuSplit::of(&report("comm,dso", "0"), &symbols);
         if let Some(s) = &split {
             lines.push(s.to_string());
         }
-        lines.extend(report("comm,sym", "0.8").into_iter().take(top));
+        lines.extend(
+            symbols
+                .into_iter()
+                .filter(|l| percent(l.split(' ').next().as_ref()).is_some_and(|p| p >= 0.8))
+                .take(top),
+        );
         if keep {
             lines.push(format!("profile kept: {}", self.path.display()));
         } else {
