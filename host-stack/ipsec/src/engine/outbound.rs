@@ -64,6 +64,10 @@ pub struct Outbound {
     /// With SAs shared between workers ([`crate::sa::SendShare`]): the packets of the
     /// current batch, those already seen, and the SAs that took numbers in it.
     batch: BatchState,
+    /// The last policy decision encapsulation made: under which version of the SPD, for
+    /// which flow. The segments of a super-packet, and most packets of a batch, are one
+    /// flow; the decision holds while the SPD's version is the same ([`Spd::version`]).
+    last_decision: Option<(u64, Flow, Result<Action, DropReason>)>,
 }
 
 #[derive(Debug, Default)]
@@ -165,6 +169,22 @@ impl Outbound {
         }
     }
 
+    /// [`decide`](Self::decide), answered from the last decision when it was for the
+    /// same flow under the same SPD.
+    #[inline(always)]
+    fn decide_again(&mut self, flow: &Flow) -> Result<Action, DropReason> {
+        let version = self.spd.version();
+        if let Some((v, f, decided)) = &self.last_decision
+            && *v == version
+            && f == flow
+        {
+            return *decided;
+        }
+        let decided = self.decide(flow);
+        self.last_decision = Some((version, *flow, decided));
+        decided
+    }
+
     /// Notes the trap policy a packet matched, once until taken.
     fn acquire(&mut self, flow: &Flow) {
         if let Some(p) = self.spd.lookup(flow)
@@ -201,7 +221,7 @@ impl Outbound {
         out: &mut [u8],
     ) -> Result<Encapsulated, DropReason> {
         let info = parse_inner(inner)?;
-        let bundle = match self.decide(&info.flow) {
+        let bundle = match self.decide_again(&info.flow) {
             Ok(Action::Protect(b)) => b,
             Ok(_) => return Ok(Encapsulated::Bypass),
             Err(DropReason::Trapped) => {
@@ -233,7 +253,7 @@ impl Outbound {
         inner: Range<usize>,
     ) -> Result<EncapsulatedInPlace, DropReason> {
         let info = parse_inner(buf.get(inner.clone()).ok_or(DropReason::Malformed)?)?;
-        let bundle = match self.decide(&info.flow) {
+        let bundle = match self.decide_again(&info.flow) {
             Ok(Action::Protect(b)) => b,
             Ok(_) => return Ok(EncapsulatedInPlace::Bypass),
             Err(DropReason::Trapped) => {

@@ -168,6 +168,57 @@ fn an_outbound_replace_switches_every_policy_between_two_packets() {
     );
 }
 
+/// Packets of one flow, one after the other, each with a change to the policies before
+/// it: every packet is decided by the policies as they are when it is sent (the last
+/// decision is reused only while the SPD has not changed).
+#[test]
+fn each_packet_of_a_flow_is_decided_by_the_policies_as_they_are_then() {
+    let (mut tx, _) = pair(0x100);
+    tx.add_sa(out_sa(0x101)).unwrap();
+    let to_b =
+        |action, sas: &[u32]| policy(Direction::Out, "10.1.0.0/16", "10.2.0.0/16", action, sas);
+    assert_eq!(send(&mut tx, 1).map(|s| s.0), Ok(0x100));
+    assert_eq!(
+        send(&mut tx, 2).map(|s| s.0),
+        Ok(0x100),
+        "the same flow again"
+    );
+    tx.set_bundle(PolicyId(0), &[0x101]).unwrap();
+    assert_eq!(
+        send(&mut tx, 3).map(|s| s.0),
+        Ok(0x101),
+        "after its bundle changed"
+    );
+    tx.remove_policy(PolicyId(0)).unwrap();
+    assert_eq!(
+        send(&mut tx, 4),
+        Err(DropReason::NoPolicy),
+        "after its policy went"
+    );
+    tx.add_policy(&to_b(PolicyAction::Discard, &[]), PolicyId(1), None)
+        .unwrap();
+    assert_eq!(send(&mut tx, 5), Err(DropReason::PolicyDiscard));
+    tx.add_policy(&to_b(PolicyAction::Protect, &[0x100]), PolicyId(2), Some(0))
+        .unwrap();
+    assert_eq!(
+        send(&mut tx, 6).map(|s| s.0),
+        Ok(0x100),
+        "a policy put before it"
+    );
+    tx.remove_policy(PolicyId(2)).unwrap();
+    assert_eq!(send(&mut tx, 7), Err(DropReason::PolicyDiscard));
+    // Another flow between two of this one's.
+    tx.remove_policy(PolicyId(1)).unwrap();
+    tx.add_policy(&to_b(PolicyAction::Protect, &[0x101]), PolicyId(3), None)
+        .unwrap();
+    let mut out = vec![0u8; 256];
+    assert_eq!(
+        tx.encapsulate(&inner([10, 3, 0, 1], 8), &mut out),
+        Err(DropReason::NoPolicy)
+    );
+    assert_eq!(send(&mut tx, 9).map(|s| s.0), Ok(0x101));
+}
+
 #[test]
 fn an_inbound_replace_accepts_both_until_the_old_sa_goes() {
     let (mut tx, mut rx) = pair(0x100);
