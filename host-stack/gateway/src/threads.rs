@@ -399,6 +399,12 @@ impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
         // An engine that takes segments straight from the super-packet (a card: into its
         // buffers) gets them all once the first, the largest, is admitted.
         let mut first = self.engine.takes_segments();
+        // Whether the segment before was admitted with nothing flushed since. The segments
+        // of one super-packet share their addresses, protocol and ports — one policy, one
+        // tunnel, one path — and none is longer than the one before, so once one fits the
+        // path MTU the rest do: each is admitted as that one was. A flush, after which the
+        // engine may hold other policies, has the next one looked at again.
+        let mut admitted = false;
         loop {
             let from_here = first.then(|| segments.clone());
             let slot = &mut self.batch[n];
@@ -406,7 +412,7 @@ impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
                 return n;
             };
             slot.set_range(HEADROOM..HEADROOM + len);
-            let admit = self.admit(n);
+            let admit = if admitted { Admit::Keep } else { self.admit(n) };
             if let (Admit::Keep, Some(all)) = (&admit, from_here) {
                 // What came before goes first.
                 self.flush(n);
@@ -414,11 +420,13 @@ impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
                 return 0;
             }
             first = false;
+            admitted = matches!(admit, Admit::Keep);
             self.stats.received += 1;
             n = self.taken(n, admit, spare);
             if n == BATCH {
                 self.flush(n);
                 n = 0;
+                admitted = false;
             }
         }
     }
