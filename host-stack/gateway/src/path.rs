@@ -86,12 +86,6 @@ impl PacketBuf {
         &mut self.buf
     }
 
-    /// How many bytes [`PacketBuf::receive_area`] at `offset` holds.
-    pub fn receive_len(&self, offset: usize) -> usize {
-        let offset = offset.min(self.buf.len());
-        (offset + MAX_PACKET).min(self.buf.len()) - offset
-    }
-
     /// Space for a packet received at `offset` (leaving `offset` bytes of headroom).
     pub fn receive_area(&mut self, offset: usize) -> &mut [u8] {
         let offset = offset.min(self.buf.len());

@@ -600,29 +600,16 @@ impl OutsideRx for OuterRx {
     }
 }
 
-/// A UDP socket's receive state with `UDP_GRO`: where the datagrams of the next run are
-/// expected to land, and what of the last run has not been handed out yet.
-///
-/// A run is received straight into the caller's packet buffers, one datagram per buffer,
-/// when its datagrams have the size the previous run's had (a peer's full-sized ESP packets
-/// all have one size): the kernel fills each buffer's slice of that size in turn, so each
-/// holds one datagram and nothing is copied in user space. Datagrams beyond the buffers
-/// given land in `buf`, and so does a whole run of another size, from where they are copied
-/// out as they are handed out.
+/// A UDP socket's receive state with `UDP_GRO`: the last run received and how much of it
+/// has been handed out.
 struct GroRx {
     buf: Box<[u8]>,
     cmsg: Vec<u8>,
-    /// What is left of a run in `buf`: `buf[at..end]`, datagrams of `seg` bytes (the last
-    /// shorter).
+    /// The run's bytes are `buf[at..end]`, datagrams of `seg` bytes (the last shorter).
     at: usize,
     end: usize,
     seg: usize,
     from: Option<SockaddrStorage>,
-    /// The datagram size the next run is expected to have (0: none yet); each packet
-    /// buffer is offered to the kernel as a slice of this size.
-    expect: usize,
-    /// Runs that arrived at another size than expected and were copied.
-    copied: u64,
 }
 
 impl GroRx {
@@ -634,8 +621,6 @@ impl GroRx {
             end: 0,
             seg: 1,
             from: None,
-            expect: 0,
-            copied: 0,
         }
     }
 
@@ -643,134 +628,61 @@ impl GroRx {
     /// until `bufs` is full or nothing waits. What does not fit stays for the next call;
     /// a full `bufs` tells the caller to come back.
     fn recv(&mut self, s: &RxSocket, bufs: &mut [PacketBuf], calls: &mut u64) -> io::Result<usize> {
-        let limit = bufs.len().min(RX_BATCH);
         let mut n = 0;
-        while n < limit {
-            if self.at < self.end {
-                // Left from the last run: copied out of `buf`.
-                let take = (self.end - self.at).min(self.seg);
-                let buf = &mut bufs[n];
-                let area = buf.receive_area(RX_HEADROOM);
-                let Some(to) = area.get_mut(..take) else {
-                    // A buffer too small for it: counted malformed by the engine.
-                    buf.set_range(0..0);
-                    self.at += take;
-                    n += 1;
-                    continue;
-                };
-                to.copy_from_slice(&self.buf[self.at..self.at + take]);
-                if finish(s.kind, buf, take, self.from.as_ref()).is_err() {
-                    buf.set_range(0..0);
-                }
-                self.at += take;
-                n += 1;
-                continue;
-            }
-            // Every buffer left whose receive area takes a datagram of the expected size.
-            let expect = self.expect;
-            let direct = if expect == 0 {
-                0
-            } else {
-                bufs[n..limit]
-                    .iter()
-                    .take_while(|b| b.receive_len(RX_HEADROOM) >= expect)
-                    .count()
-            };
-            let received = {
-                let mut areas = bufs[n..n + direct].iter_mut();
-                let mut spill = Some(&mut self.buf[..]);
-                // The vector lives on the stack: nothing is allocated per call.
-                let mut iov: [io::IoSliceMut<'_>; RX_BATCH + 1] = std::array::from_fn(|i| {
-                    io::IoSliceMut::new(if i < direct {
-                        match areas.next() {
-                            Some(b) => &mut b.receive_area(RX_HEADROOM)[..expect],
-                            None => &mut [],
+        while n < bufs.len().min(RX_BATCH) {
+            if self.at >= self.end {
+                let received = {
+                    let mut iov = [io::IoSliceMut::new(&mut self.buf)];
+                    match recvmsg::<SockaddrStorage>(
+                        s.socket.as_raw_fd(),
+                        &mut iov,
+                        Some(&mut self.cmsg),
+                        MsgFlags::MSG_DONTWAIT,
+                    ) {
+                        Ok(r) => {
+                            let seg = r.cmsgs().ok().and_then(|mut c| {
+                                c.find_map(|m| match m {
+                                    ControlMessageOwned::UdpGroSegments(seg) => {
+                                        usize::try_from(seg).ok()
+                                    }
+                                    _ => None,
+                                })
+                            });
+                            Ok((r.bytes, seg, r.address))
                         }
-                    } else if i == direct {
-                        spill.take().unwrap_or(&mut [])
-                    } else {
-                        &mut []
-                    })
-                });
-                match recvmsg::<SockaddrStorage>(
-                    s.socket.as_raw_fd(),
-                    &mut iov[..=direct],
-                    Some(&mut self.cmsg),
-                    MsgFlags::MSG_DONTWAIT,
-                ) {
-                    Ok(r) => {
-                        let seg = r.cmsgs().ok().and_then(|mut c| {
-                            c.find_map(|m| match m {
-                                ControlMessageOwned::UdpGroSegments(seg) => {
-                                    usize::try_from(seg).ok()
-                                }
-                                _ => None,
-                            })
-                        });
-                        Ok((r.bytes, seg, r.address))
+                        Err(e) => Err(e),
                     }
-                    Err(e) => Err(e),
-                }
-            };
-            let (len, gro_seg, from) = match received {
-                Ok(r) => r,
-                Err(nix::errno::Errno::EAGAIN) => break,
-                Err(_) if n > 0 => break,
-                Err(e) => return Err(e.into()),
-            };
-            *calls += 1;
-            if len == 0 {
-                // An empty datagram: one packet of its own.
-                if finish(s.kind, &mut bufs[n], 0, from.as_ref()).is_err() {
-                    bufs[n].set_range(0..0);
-                }
-                n += 1;
-                continue;
-            }
-            // A single datagram carries no segment size: it is one datagram of `len`.
-            let seg = gro_seg.filter(|&s| s > 0).unwrap_or(len);
-            let in_bufs = direct * expect;
-            // The run lies across the buffers' slices and then `buf`; it is where it should
-            // be when each datagram fills one slice (or a single one fits in the first).
-            let in_place = direct > 0 && (seg == expect || (gro_seg.is_none() && len <= expect));
-            if gro_seg.is_some() {
-                self.expect = seg;
-            } else if len > self.expect {
-                self.expect = len;
-            }
-            if in_place {
-                let datagrams = len.div_ceil(seg).min(direct);
-                for (k, buf) in bufs[n..n + datagrams].iter_mut().enumerate() {
-                    let take = (len - k * seg).min(seg);
-                    if finish(s.kind, buf, take, from.as_ref()).is_err() {
-                        buf.set_range(0..0);
+                };
+                match received {
+                    Ok((len, seg, from)) => {
+                        *calls += 1;
+                        self.at = 0;
+                        self.end = len;
+                        self.seg = seg.filter(|&s| s > 0).unwrap_or(len.max(1));
+                        self.from = from;
+                        if len == 0 {
+                            // An empty datagram: one packet of its own.
+                            if finish(s.kind, &mut bufs[n], 0, self.from.as_ref()).is_err() {
+                                bufs[n].set_range(0..0);
+                            }
+                            n += 1;
+                            continue;
+                        }
                     }
+                    Err(nix::errno::Errno::EAGAIN) => break,
+                    Err(_) if n > 0 => break,
+                    Err(e) => return Err(e.into()),
                 }
-                n += datagrams;
-                // Datagrams that did not fit: at the start of `buf`.
-                self.at = 0;
-                self.end = len.saturating_sub(in_bufs).min(self.buf.len());
-            } else {
-                // Gathered into `buf` in order, then handed out from there.
-                self.copied += 1;
-                let len = len.min(self.buf.len());
-                let spilled = len.saturating_sub(in_bufs);
-                if spilled > 0 {
-                    self.buf.copy_within(..spilled, in_bufs);
-                }
-                for (k, buf) in bufs[n..n + direct].iter_mut().enumerate() {
-                    let at = k * expect;
-                    if at >= len {
-                        break;
-                    }
-                    let part = (len - at).min(expect);
-                    self.buf[at..at + part].copy_from_slice(&buf.receive_area(RX_HEADROOM)[..part]);
-                }
-                self.at = 0;
-                self.end = len;
             }
-            self.seg = seg;
-            self.from = from;
+            let take = (self.end - self.at).min(self.seg);
+            let buf = &mut bufs[n];
+            buf.receive_area(RX_HEADROOM)[..take]
+                .copy_from_slice(&self.buf[self.at..self.at + take]);
+            if finish(s.kind, buf, take, self.from.as_ref()).is_err() {
+                buf.set_range(0..0);
+            }
+            self.at += take;
+            n += 1;
         }
         Ok(n)
     }
@@ -803,13 +715,6 @@ impl RxHeaders {
             gro: Vec::new(),
             calls: 0,
         }
-    }
-
-    /// Runs of datagrams (`UDP_GRO`) that arrived at another datagram size than the run
-    /// before them, or with no buffer free for them, and were copied into place; every
-    /// other run is received straight into the packet buffers.
-    pub fn runs_copied(&self) -> u64 {
-        self.gro.iter().flatten().map(|g| g.copied).sum()
     }
 }
 
@@ -942,6 +847,3 @@ fn prepend_ipv6(
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
     Ok(start)
 }
-
-#[cfg(test)]
-mod tests;
