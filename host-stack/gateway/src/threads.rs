@@ -247,7 +247,11 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
     };
     let mut ready = Vec::new();
     let mut spare = PacketBuf::default();
-    // With TUN offloads: where a super-packet waits while it is cut into the batch.
+    // With TUN offloads: where each read lands, and where a super-packet waits while it is
+    // cut into the batch. Reads land in this one buffer, which a flow of super-packets
+    // keeps in the cache, rather than in the batch's slots in turn (each 64 KiB, cold by
+    // the time its turn comes again); a single packet read takes the slot's place in the
+    // batch, and the slot's buffer takes the next read.
     let vnet = o.ctx.tun.vnet_hdr();
     let mut whole = if vnet {
         PacketBuf::default()
@@ -260,16 +264,18 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
         let mut n = 0;
         let mut empty = false;
         while n < BATCH {
-            let slot = &mut o.batch[n];
             let area = if vnet {
                 // The header lands in the headroom, the packet at HEADROOM.
-                &mut slot.buffer_mut()[HEADROOM - VNET_HDR_LEN..HEADROOM + MAX_PACKET]
+                &mut whole.buffer_mut()[HEADROOM - VNET_HDR_LEN..HEADROOM + MAX_PACKET]
             } else {
-                slot.receive_area(HEADROOM)
+                o.batch[n].receive_area(HEADROOM)
             };
             let read = o.ctx.tun.recv(area);
             if read.is_ok() {
                 o.stats.reads += 1;
+            }
+            if vnet && read.is_ok() {
+                std::mem::swap(&mut o.batch[n], &mut whole);
             }
             match read {
                 Ok(len) if vnet => match o.offloaded(n, len) {
@@ -279,10 +285,13 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
                         n = o.segment(&whole, &hdr, n, &mut spare);
                         continue;
                     }
-                    None => continue,
+                    None => {
+                        std::mem::swap(&mut o.batch[n], &mut whole);
+                        continue;
+                    }
                 },
                 Ok(len) => {
-                    slot.set_range(HEADROOM..HEADROOM + len);
+                    o.batch[n].set_range(HEADROOM..HEADROOM + len);
                     o.stats.received += 1;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
