@@ -407,6 +407,25 @@ fn the_tunnel_bench_measures_espo_against_kernel_forwarding_and_cleans_up() {
             "{stdout}"
         );
     }
+    // The TCP sender's state over the middle of each TCP test, where ss is installed.
+    if Command::new("ss").arg("-V").output().is_ok() {
+        for mode in ["kernel", "sw_sw"] {
+            let key = format!("tcp_{mode}_sender");
+            let at = json.find(&format!("\"{key}\":{{")).expect(&key);
+            let obj = &json[at..at + json[at..].find('}').unwrap() + 1];
+            let (rtt, least) = (field(obj, "rtt_ms"), field(obj, "min_rtt_ms"));
+            assert!(field(obj, "cwnd") > 0.0 && rtt > 0.0, "{obj}");
+            assert!(least <= rtt, "{obj}");
+            assert!(field(obj, "unacked") >= 0.0, "{obj}");
+            let limited = field(obj, "window_limited");
+            assert!((0.0..=1.0).contains(&limited), "{obj}");
+        }
+        assert!(!json.contains("udp64_kernel_sender"), "{json}");
+        assert!(
+            stdout.contains("         sender (medians of 10 looks): "),
+            "{stdout}"
+        );
+    }
     assert!(
         namespaces(&prefix).is_empty(),
         "left behind: {:?}",

@@ -282,6 +282,105 @@ struct Measured {
     /// TCP: the round trip beside the flow (ping every 20 ms from the client's host, from
     /// half a second in): average and largest, in milliseconds.
     ping_ms: Option<(f64, f64)>,
+    /// TCP: the sending socket's state over the middle half of the test.
+    sender: Option<SenderState>,
+}
+
+/// A TCP sender's state as `ss -tin` gives it: its congestion window and what it has in
+/// flight (segments), its smoothed round trip and the least it has seen. Nearly the whole
+/// window in flight says the flow is window-limited: it moves window ÷ round trip.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct TcpState {
+    cwnd: u64,
+    unacked: u64,
+    rtt_ms: f64,
+    min_rtt_ms: f64,
+}
+
+/// The test's data sender over the middle half of a test: the medians of [`SENDER_SAMPLES`]
+/// looks at its state, and the share of them that found at least 90% of its window in
+/// flight (window-limited).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct SenderState {
+    median: TcpState,
+    limited: f64,
+}
+
+/// How many times a TCP test's sender is looked at.
+const SENDER_SAMPLES: usize = 10;
+
+/// Looks at the test's data sender [`SENDER_SAMPLES`] times over the middle half of a
+/// test of `seconds`: each time, of the sockets to or from iperf3's port in `hosts`, the
+/// one that has sent the most segments. `None` when `ss` is not installed or no socket was
+/// found.
+fn sender_midway(hosts: [&str; 2], seconds: f64) -> Option<SenderState> {
+    std::thread::sleep(Duration::from_secs_f64(seconds / 4.0));
+    let step = Duration::from_secs_f64(seconds / 2.0 / SENDER_SAMPLES as f64);
+    let mut seen = Vec::with_capacity(SENDER_SAMPLES);
+    for _ in 0..SENDER_SAMPLES {
+        let started = Instant::now();
+        let busiest = hosts
+            .iter()
+            .filter_map(|ns| {
+                let out = Command::new("ip")
+                    .args(["netns", "exec", ns, "ss", "-tin"])
+                    .args(["( sport = :5299 or dport = :5299 )"])
+                    .output()
+                    .ok()?;
+                parse_ss(&String::from_utf8_lossy(&out.stdout))
+            })
+            .max_by_key(|&(sent, _)| sent);
+        if let Some((_, state)) = busiest {
+            seen.push(state);
+        }
+        std::thread::sleep(step.saturating_sub(started.elapsed()));
+    }
+    sender_summary(&seen)
+}
+
+/// The medians of `seen` and the share window-limited (`None` when empty).
+fn sender_summary(seen: &[TcpState]) -> Option<SenderState> {
+    if seen.is_empty() {
+        return None;
+    }
+    let of = |f: fn(&TcpState) -> f64| median(&seen.iter().map(f).collect::<Vec<_>>());
+    let limited = seen
+        .iter()
+        .filter(|s| s.cwnd > 0 && s.unacked * 10 >= s.cwnd * 9)
+        .count();
+    Some(SenderState {
+        median: TcpState {
+            cwnd: of(|s| s.cwnd as f64).round() as u64,
+            unacked: of(|s| s.unacked as f64).round() as u64,
+            rtt_ms: of(|s| s.rtt_ms),
+            min_rtt_ms: of(|s| s.min_rtt_ms),
+        },
+        limited: limited as f64 / seen.len() as f64,
+    })
+}
+
+/// The socket of `ss -tin`'s output that has sent the most data segments, with that count.
+fn parse_ss(text: &str) -> Option<(u64, TcpState)> {
+    text.lines()
+        // Each socket's details are on the indented line after its address line.
+        .filter(|l| l.starts_with(|c: char| c.is_whitespace()))
+        .filter_map(|l| {
+            let field = |name: &str| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix(name)?.strip_prefix(':'))
+            };
+            let sent = field("data_segs_out")?.parse::<u64>().ok()?;
+            let rtt_ms = field("rtt")?.split('/').next()?.parse::<f64>().ok()?;
+            let state = TcpState {
+                cwnd: field("cwnd")?.parse().ok()?,
+                // Absent when nothing is in flight.
+                unacked: field("unacked").map_or(Some(0), |v| v.parse().ok())?,
+                rtt_ms,
+                min_rtt_ms: field("minrtt").map_or(Some(rtt_ms), |v| v.parse().ok())?,
+            };
+            Some((sent, state))
+        })
+        .max_by_key(|&(sent, _)| sent)
 }
 
 /// Pings `target` from `ns` every 20 ms while a test of `seconds` runs, from half a second
@@ -640,6 +739,7 @@ fn iperf(
                 retransmits: end["sum_sent"]["retransmits"].as_u64(),
                 busy: 0.0,
                 ping_ms: None,
+                sender: None,
             }
         }
         Test::Udp(n) => {
@@ -653,6 +753,7 @@ fn iperf(
                 retransmits: None,
                 busy: 0.0,
                 ping_ms: None,
+                sender: None,
             }
         }
     })
@@ -1306,9 +1407,13 @@ impl Bench {
                         })
                         .flatten();
                     let started = Instant::now();
-                    let (got, ping) = std::thread::scope(|s| {
-                        let ping = (!matches!(test, Test::Udp(_))).then(|| {
+                    let (got, ping, sender) = std::thread::scope(|s| {
+                        let tcp = !matches!(test, Test::Udp(_));
+                        let ping = tcp.then(|| {
                             s.spawn(|| ping_under_load(&t.left_host, shape.target(mode), seconds))
+                        });
+                        let sender = tcp.then(|| {
+                            s.spawn(|| sender_midway([&t.left_host, &t.right_host], seconds))
                         });
                         let got = iperf(
                             &t.left_host,
@@ -1318,7 +1423,11 @@ impl Bench {
                             seconds,
                             segment,
                         );
-                        (got, ping.and_then(|p| p.join().ok().flatten()))
+                        (
+                            got,
+                            ping.and_then(|p| p.join().ok().flatten()),
+                            sender.and_then(|p| p.join().ok().flatten()),
+                        )
                     });
                     let mut split = None;
                     if let Some(perf) = perf {
@@ -1337,6 +1446,7 @@ impl Bench {
                         / machine_after.1.saturating_sub(machine_before.1).max(1) as f64;
                     got.busy = busy;
                     got.ping_ms = ping;
+                    got.sender = sender;
                     if let Some(split) = split {
                         perf_splits.insert((m, k), split);
                     }
@@ -1352,6 +1462,16 @@ impl Bench {
                             ", ping {avg:.3} ms (max {max:.3})"
                         ))
                     );
+                    if let Some(st) = sender {
+                        println!(
+                            "         sender (medians of {SENDER_SAMPLES} looks): {} of a window of {} segments in flight, round trip {:.3} ms (least {:.3}); window-limited in {:.0}% of the looks",
+                            st.median.unacked,
+                            st.median.cwnd,
+                            st.median.rtt_ms,
+                            st.median.min_rtt_ms,
+                            st.limited * 100.0
+                        );
+                    }
                     // The busiest gateway threads of this test.
                     let mut threads = Vec::new();
                     for ((side, pid), b) in pids.iter().zip(&before) {
@@ -1501,6 +1621,24 @@ impl Bench {
                 if let Some(p) = ping {
                     json.push(format!("\"{key}_ping_ms\":{p:.3}"));
                 }
+                // The sender's state, medians over the rounds that looked at it.
+                let states: Vec<SenderState> = results
+                    .get(&(m, k))
+                    .map(|v| v.iter().filter_map(|x| x.sender).collect())
+                    .unwrap_or_default();
+                if !states.is_empty() {
+                    let of = |f: fn(&SenderState) -> f64| {
+                        median(&states.iter().map(f).collect::<Vec<_>>())
+                    };
+                    json.push(format!(
+                        "\"{key}_sender\":{{\"cwnd\":{:.0},\"unacked\":{:.0},\"rtt_ms\":{:.3},\"min_rtt_ms\":{:.3},\"window_limited\":{:.2}}}",
+                        of(|x| x.median.cwnd as f64),
+                        of(|x| x.median.unacked as f64),
+                        of(|x| x.median.rtt_ms),
+                        of(|x| x.median.min_rtt_ms),
+                        of(|x| x.limited)
+                    ));
+                }
                 if let Some(c) = perf_splits.get(&(m, k)) {
                     json.push(format!(
                         "\"{key}_cpu_split\":{{\"espo_user\":{:.2},\"espo_aead\":{:.2},\"espo_kernel\":{:.2},\"other\":{:.2},\"idle\":{:.2}}}",
@@ -1569,7 +1707,9 @@ impl Bench {
              receiver's per packet; ESP in UDP with udp_gso: one per run of up to 64). A thread near 100% is\n\
              the limit; a busy machine with no such thread means the cores are (shared with both hosts).\n\
              A paced flow (bbr's) stops where its window waits: the ping beside it says how long a packet\n\
-             waits in the path under load (the kernel path's is tens of microseconds).\n\
+             waits in the path under load (the kernel path's is tens of microseconds), and a sender with\n\
+             nearly its whole window in flight is window-limited: it moves window / round trip, so CPU saved\n\
+             shows only where it shortens the round trip.\n\
              Per thread, its share of one core and its CPU per delivered packet (kernel work it triggers,\n\
              such as the receiver's softirq on a veth link, included):"
         );
@@ -1598,7 +1738,7 @@ impl Bench {
 
 #[cfg(test)]
 mod tests {
-    use super::{CpuSplit, parse_ping};
+    use super::{CpuSplit, TcpState, parse_ping, parse_ss, sender_summary};
 
     #[test]
     fn a_profile_is_split_into_espo_its_aead_the_kernel_on_its_threads_others_and_idle() {
@@ -1661,6 +1801,74 @@ mod tests {
             s.cores_outside_espo(2.0, 0.9),
             0.75 * 0.9 * 2.0 * cores
         ));
+    }
+
+    /// `ss -tin`: the socket that sent the most data segments is the test's sender; its
+    /// window, what it has in flight, its smoothed and least round trips. A socket with
+    /// nothing in flight has no `unacked`; one with nothing sent (iperf3's control
+    /// connection, the receiver) is not the sender.
+    #[test]
+    fn the_sender_is_the_socket_that_sent_the_most() {
+        let out = "State Recv-Q Send-Q  Local Address:Port  Peer Address:PortProcess\n\
+            ESTAB 0      0            10.1.0.2:44906     10.2.0.2:5299\n\
+            \t cubic wscale:10,10 rto:204 rtt:0.534/0.308 ato:40 mss:1448 cwnd:13 bytes_sent:164 segs_out:8 data_segs_out:3 minrtt:0.135 snd_wnd:65536\n\
+            ESTAB 0      3932160      10.1.0.2:44920     10.2.0.2:5299\n\
+            \t bbr wscale:10,10 rto:204 rtt:3.763/0.236 mss:1371 cwnd:2276 ssthresh:2053 data_segs_out:1891606 bbr:(bw:8570245104bps,mrtt:0.131) unacked:2256 retrans:0/63 minrtt:0.131 snd_wnd:11009024\n\
+            ESTAB 0      0            10.1.0.2:44930     10.2.0.2:5299\n\
+            \t bbr rtt:0.2/0.1 cwnd:10 data_segs_out:7\n";
+        assert_eq!(
+            parse_ss(out),
+            Some((
+                1_891_606,
+                TcpState {
+                    cwnd: 2276,
+                    unacked: 2256,
+                    rtt_ms: 3.763,
+                    min_rtt_ms: 0.131
+                }
+            ))
+        );
+        let idle = "ESTAB 0 0 10.2.0.2:5299 10.1.0.2:44920\n\t cubic rtt:0.2/0.1 cwnd:10 data_segs_out:5\n";
+        assert_eq!(
+            parse_ss(idle),
+            Some((
+                5,
+                TcpState {
+                    cwnd: 10,
+                    unacked: 0,
+                    rtt_ms: 0.2,
+                    min_rtt_ms: 0.2
+                }
+            ))
+        );
+        assert_eq!(parse_ss("State Recv-Q Send-Q\n"), None);
+        assert_eq!(parse_ss("\t cwnd:x rtt:1/1 data_segs_out:9\n"), None);
+    }
+
+    /// The looks' medians, and the share of looks with at least 90% of the window in flight.
+    #[test]
+    fn the_looks_give_medians_and_the_share_window_limited() {
+        let look = |cwnd, unacked, rtt_ms| TcpState {
+            cwnd,
+            unacked,
+            rtt_ms,
+            min_rtt_ms: 0.1,
+        };
+        let s = sender_summary(&[
+            look(100, 95, 2.0),
+            look(100, 89, 1.0),
+            look(200, 180, 3.0),
+            look(0, 0, 0.5),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.limited, 0.5,
+            "95 of 100 and 180 of 200; not 89 of 100, nor a window of 0"
+        );
+        // The bench's median of an even count is the upper of the middle two.
+        assert_eq!((s.median.cwnd, s.median.unacked), (100, 95));
+        assert_eq!(s.median.rtt_ms, 2.0);
+        assert_eq!(sender_summary(&[]), None);
     }
 
     #[test]
