@@ -105,7 +105,9 @@ const GW_B_TOML: &str = include_str!("../../../examples/gw-gw/esp/gw-b.toml");
 /// payloads). Printed per round: the receiver's Gbit/s and packets per second, how busy
 /// the machine was, TCP retransmissions, the round trip beside each TCP flow (ping every
 /// 20 ms from the sending side's host: a paced flow, as BBR's, is held back by what the
-/// path adds to it), espo's drop counters, packets per system call per gateway and
+/// path adds to it), the TCP sender's window, what it has in flight and its round trips
+/// (`ss -tin`, ten looks over the round's middle half; window-limited when at least 90% of
+/// the window is in flight), espo's drop counters, packets per system call per gateway and
 /// direction, and where the time goes — each busy gateway thread's share of a core and its
 /// CPU per delivered packet (a thread near 100% is the limit; a busy machine without one
 /// means the cores are). At the end the median of each with its ratio to the
