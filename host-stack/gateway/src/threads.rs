@@ -273,9 +273,10 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
             let read = o.ctx.tun.recv(area);
             if read.is_ok() {
                 o.stats.reads += 1;
-            }
-            if vnet && read.is_ok() {
-                std::mem::swap(&mut o.batch[n], &mut whole);
+                if vnet {
+                    // The packet into the batch; a super-packet or a drop swaps it back.
+                    std::mem::swap(&mut o.batch[n], &mut whole);
+                }
             }
             match read {
                 Ok(len) if vnet => match o.offloaded(n, len) {

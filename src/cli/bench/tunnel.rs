@@ -1710,8 +1710,7 @@ impl Bench {
              the limit; a busy machine with no such thread means the cores are (shared with both hosts).\n\
              A paced flow (bbr's) stops where its window waits: the ping beside it says how long a packet\n\
              waits in the path under load (the kernel path's is tens of microseconds), and a sender with\n\
-             nearly its whole window in flight is window-limited: it moves window / round trip, so CPU saved\n\
-             shows only where it shortens the round trip.\n\
+             nearly its whole window in flight is window-limited: it moves window / round trip.\n\
              Per thread, its share of one core and its CPU per delivered packet (kernel work it triggers,\n\
              such as the receiver's softirq on a veth link, included):"
         );
