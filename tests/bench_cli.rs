@@ -356,8 +356,17 @@ fn the_tunnel_bench_measures_espo_against_kernel_forwarding_and_cleans_up() {
             && l.contains("busy; busiest thread gw")),
         "{stdout}"
     );
-    // Where the time goes, per espo test: the gateways' threads.
+    // Where the time goes, per espo test: the gateways' threads, and where the kernel keeps
+    // scheduler statistics, how long the busiest waited for a core.
     assert!(stdout.contains("where the time goes: gw"), "{stdout}");
+    let at = json.find("\"tcp_sw_sw_busiest_thread\":{").expect(json);
+    let busiest = &json[at..at + json[at..].find('}').unwrap() + 1];
+    assert!(field(busiest, "cpu") > 0.05, "{busiest}");
+    if std::path::Path::new("/proc/thread-self/schedstat").exists() {
+        let waiting = field(busiest, "waiting");
+        assert!((0.0..=1.0).contains(&waiting), "{busiest}");
+        assert!(stdout.contains("; waiting for a core "), "{stdout}");
+    }
     if perf {
         // The profiled round's samples split into espo's user space (its AEAD part of
         // it), the kernel on espo's threads, the other threads and idle: shares of the

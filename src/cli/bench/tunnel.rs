@@ -108,9 +108,11 @@ const GW_B_TOML: &str = include_str!("../../../examples/gw-gw/esp/gw-b.toml");
 /// path adds to it), the TCP sender's window, what it has in flight and its round trips
 /// (`ss -tin`, ten looks over the round's middle half; window-limited when at least 90% of
 /// the window is in flight), espo's drop counters, packets per system call per gateway and
-/// direction, and where the time goes — each busy gateway thread's share of a core and its
-/// CPU per delivered packet (a thread near 100% is the limit; a busy machine without one
-/// means the cores are). At the end the median of each with its ratio to the
+/// direction, and where the time goes — each busy gateway thread's share of a core, its
+/// CPU per delivered packet and the share of the test it waited for a core (a thread near
+/// 100% is the limit; a busy machine without one means the cores are, and a thread that
+/// ran or waited nearly all the time was held back by them). At the end the median of
+/// each with its ratio to the
 /// kernel's; for TCP with the software engine at both ends (sw-sw, sw-sw-udp) and with one
 /// end on the card model (sw-model, sw-model-udp), whether the goal — 0.5 and 0.4 of the
 /// kernel path — is met, with the busiest thread of that test; one JSON line with every
@@ -286,6 +288,9 @@ struct Measured {
     ping_ms: Option<(f64, f64)>,
     /// TCP: the sending socket's state over the middle half of the test.
     sender: Option<SenderState>,
+    /// The busiest gateway thread: its share of a core, and the share of the test it was
+    /// runnable but waiting for a core (where the kernel keeps scheduler statistics).
+    busiest: Option<(f64, Option<f64>)>,
 }
 
 /// A TCP sender's state as `ss -tin` gives it: its congestion window and what it has in
@@ -313,31 +318,55 @@ const SENDER_SAMPLES: usize = 10;
 
 /// Looks at the test's data sender [`SENDER_SAMPLES`] times over the middle half of a
 /// test of `seconds`: each time, of the sockets to or from iperf3's port in `hosts`, the
-/// one that has sent the most segments. `None` when `ss` is not installed or no socket was
+/// one that has sent the most segments. One shell per host runs every look (`ss -tin`,
+/// then a pause), so the flow shares the machine with two processes and their `ss` runs,
+/// not with a namespace entry per look. `None` when `ss` is not installed or no socket was
 /// found.
 fn sender_midway(hosts: [&str; 2], seconds: f64) -> Option<SenderState> {
     std::thread::sleep(Duration::from_secs_f64(seconds / 4.0));
-    let step = Duration::from_secs_f64(seconds / 2.0 / SENDER_SAMPLES as f64);
-    let mut seen = Vec::with_capacity(SENDER_SAMPLES);
-    for _ in 0..SENDER_SAMPLES {
-        let started = Instant::now();
-        let busiest = hosts
-            .iter()
-            .filter_map(|ns| {
-                let out = Command::new("ip")
-                    .args(["netns", "exec", ns, "ss", "-tin"])
-                    .args(["( sport = :5299 or dport = :5299 )"])
-                    .output()
-                    .ok()?;
-                parse_ss(&String::from_utf8_lossy(&out.stdout))
-            })
-            .max_by_key(|&(sent, _)| sent);
-        if let Some((_, state)) = busiest {
-            seen.push(state);
-        }
-        std::thread::sleep(step.saturating_sub(started.elapsed()));
-    }
+    let step = seconds / 2.0 / SENDER_SAMPLES as f64;
+    let script = format!(
+        "for i in $(seq {SENDER_SAMPLES}); do ss -tin '( sport = :5299 or dport = :5299 )'; \
+         echo {LOOK_END}; sleep {step:.3}; done"
+    );
+    let looks: Vec<Vec<Option<(u64, TcpState)>>> = hosts
+        .iter()
+        .filter_map(|ns| {
+            Command::new("ip")
+                .args(["netns", "exec", ns, "sh", "-c", &script])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .ok()
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .filter_map(|child| child.wait_with_output().ok())
+        .map(|out| split_looks(&String::from_utf8_lossy(&out.stdout)))
+        .collect();
+    // Look i of every host: the socket that has sent the most.
+    let seen: Vec<TcpState> = (0..SENDER_SAMPLES)
+        .filter_map(|i| {
+            looks
+                .iter()
+                .filter_map(|host| host.get(i).copied().flatten())
+                .max_by_key(|&(sent, _)| sent)
+                .map(|(_, state)| state)
+        })
+        .collect();
     sender_summary(&seen)
+}
+
+/// What a look's shell prints after each `ss`.
+const LOOK_END: &str = "@@look";
+
+/// Each look of one host's shell ([`sender_midway`]), in order: the socket that has sent
+/// the most, `None` where that look found none.
+fn split_looks(text: &str) -> Vec<Option<(u64, TcpState)>> {
+    let mut looks: Vec<_> = text.split(&format!("{LOOK_END}\n")).map(parse_ss).collect();
+    // What follows the last marker is not a look.
+    looks.pop();
+    looks
 }
 
 /// The medians of `seen` and the share window-limited (`None` when empty).
@@ -424,8 +453,16 @@ fn parse_ping(text: &str) -> Option<(f64, f64)> {
     Some((avg, max))
 }
 
-/// CPU time of every thread of a process, by "name/tid", in clock ticks.
-fn thread_ticks(pid: u32) -> BTreeMap<String, u64> {
+/// A thread's time so far: on a core (clock ticks), and — where the kernel keeps scheduler
+/// statistics — runnable but waiting for a core (nanoseconds).
+#[derive(Debug, Clone, Copy, Default)]
+struct ThreadTime {
+    ticks: u64,
+    waited_ns: Option<u64>,
+}
+
+/// The time of every thread of a process, by "name/tid".
+fn thread_times(pid: u32) -> BTreeMap<String, ThreadTime> {
     let mut out = BTreeMap::new();
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return out;
@@ -446,12 +483,25 @@ fn thread_ticks(pid: u32) -> BTreeMap<String, u64> {
             .collect();
         let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
             + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let waited_ns = std::fs::read_to_string(entry.path().join("schedstat"))
+            .ok()
+            .and_then(|s| schedstat_waited(&s));
         out.insert(
             format!("{name}/{}", entry.file_name().to_string_lossy()),
-            ticks,
+            ThreadTime { ticks, waited_ns },
         );
     }
     out
+}
+
+/// The time a thread has waited on a run queue, from its `schedstat` ("time on a core,
+/// time waiting for one, both in ns, and the number of times it ran").
+fn schedstat_waited(text: &str) -> Option<u64> {
+    let mut f = text.split_whitespace();
+    f.next()?.parse::<u64>().ok()?;
+    let waited = f.next()?.parse().ok()?;
+    f.next()?.parse::<u64>().ok()?;
+    Some(waited)
 }
 
 /// (busy, total) jiffies of the whole machine.
@@ -742,6 +792,7 @@ fn iperf(
                 busy: 0.0,
                 ping_ms: None,
                 sender: None,
+                busiest: None,
             }
         }
         Test::Udp(n) => {
@@ -756,6 +807,7 @@ fn iperf(
                 busy: 0.0,
                 ping_ms: None,
                 sender: None,
+                busiest: None,
             }
         }
     })
@@ -1397,7 +1449,7 @@ impl Bench {
                         continue;
                     }
                     let pids = running.pids();
-                    let before: Vec<_> = pids.iter().map(|&(_, p)| thread_ticks(p)).collect();
+                    let before: Vec<_> = pids.iter().map(|&(_, p)| thread_times(p)).collect();
                     let mut calls_before: Vec<Vec<Calls>> = Vec::new();
                     for (_, gw) in &running.espo {
                         calls_before.push(call_counts(&lab.status(gw)?));
@@ -1474,26 +1526,43 @@ impl Bench {
                             st.limited * 100.0
                         );
                     }
-                    // The busiest gateway threads of this test.
+                    // The busiest gateway threads of this test: each one's share of a core
+                    // and, where the kernel keeps scheduler statistics, the share of the test
+                    // it was runnable but waited for a core.
                     let mut threads = Vec::new();
                     for ((side, pid), b) in pids.iter().zip(&before) {
-                        for (name, ticks) in thread_ticks(*pid) {
-                            let used = ticks.saturating_sub(b.get(&name).copied().unwrap_or(0));
-                            let cpu_s = used as f64 / TICKS_PER_SECOND;
+                        for (name, now) in thread_times(*pid) {
+                            let was = b.get(&name).copied().unwrap_or_default();
+                            let cpu_s =
+                                now.ticks.saturating_sub(was.ticks) as f64 / TICKS_PER_SECOND;
+                            let waited = now
+                                .waited_ns
+                                .zip(was.waited_ns.or(Some(0)))
+                                .map(|(n, w)| n.saturating_sub(w) as f64 / 1e9 / wall);
                             if cpu_s / wall > 0.05 {
                                 let short = name.split('/').next().unwrap_or("").to_string();
-                                threads.push((cpu_s / wall, format!("gw{side} {short}"), cpu_s));
+                                threads.push((
+                                    cpu_s / wall,
+                                    format!("gw{side} {short}"),
+                                    cpu_s,
+                                    waited,
+                                ));
                             }
                         }
                     }
                     threads.sort_by(|a, b| b.0.total_cmp(&a.0));
+                    got.busiest = threads.first().map(|t| (t.0, t.3));
                     let line: Vec<String> = threads
                         .iter()
-                        .map(|(share, name, cpu_s)| {
+                        .map(|(share, name, cpu_s, waited)| {
                             format!(
-                                "{name} {:.0}% ({:.0} ns/pkt)",
+                                "{name} {:.0}% ({:.0} ns/pkt{})",
                                 share * 100.0,
-                                cpu_s * 1e9 / (got.pps * seconds).max(1.0)
+                                cpu_s * 1e9 / (got.pps * seconds).max(1.0),
+                                waited.map_or(String::new(), |w| format!(
+                                    "; waiting for a core {:.0}%",
+                                    w * 100.0
+                                ))
                             )
                         })
                         .collect();
@@ -1641,6 +1710,24 @@ impl Bench {
                         of(|x| x.limited)
                     ));
                 }
+                // The busiest gateway thread of each round: medians of its share of a
+                // core and of the share it waited for one.
+                let busiest: Vec<(f64, Option<f64>)> = results
+                    .get(&(m, k))
+                    .map(|v| v.iter().filter_map(|x| x.busiest).collect())
+                    .unwrap_or_default();
+                if !busiest.is_empty() {
+                    let cpu = median(&busiest.iter().map(|b| b.0).collect::<Vec<_>>());
+                    let waits: Vec<f64> = busiest.iter().filter_map(|b| b.1).collect();
+                    let waiting = if waits.is_empty() {
+                        "null".to_string()
+                    } else {
+                        format!("{:.2}", median(&waits))
+                    };
+                    json.push(format!(
+                        "\"{key}_busiest_thread\":{{\"cpu\":{cpu:.2},\"waiting\":{waiting}}}"
+                    ));
+                }
                 if let Some(c) = perf_splits.get(&(m, k)) {
                     json.push(format!(
                         "\"{key}_cpu_split\":{{\"espo_user\":{:.2},\"espo_aead\":{:.2},\"espo_kernel\":{:.2},\"other\":{:.2},\"idle\":{:.2}}}",
@@ -1707,12 +1794,14 @@ impl Bench {
             "\nwhere the time goes: the kernel path carries a TCP flow as 64 KiB GSO packets over every hop;\n\
              espo must send one ESP packet per segment (raw ESP: one skb through the outer stack and the\n\
              receiver's per packet; ESP in UDP with udp_gso: one per run of up to 64). A thread near 100% is\n\
-             the limit; a busy machine with no such thread means the cores are (shared with both hosts).\n\
+             the limit; a busy machine with no such thread means the cores are (shared with both hosts):\n\
+             a thread whose share of a core and wait for one add up to nearly 100% was runnable all along.\n\
              A paced flow (bbr's) stops where its window waits: the ping beside it says how long a packet\n\
              waits in the path under load (the kernel path's is tens of microseconds), and a sender with\n\
              nearly its whole window in flight is window-limited: it moves window / round trip.\n\
              Per thread, its share of one core and its CPU per delivered packet (kernel work it triggers,\n\
-             such as the receiver's softirq on a veth link, included):"
+             such as the receiver's softirq on a veth link, included), and the share of the test it was\n\
+             runnable but waiting for a core (from the kernel's scheduler statistics):"
         );
         for ((m, k), lines) in &profiles {
             for l in lines {
@@ -1739,7 +1828,10 @@ impl Bench {
 
 #[cfg(test)]
 mod tests {
-    use super::{CpuSplit, TcpState, parse_ping, parse_ss, sender_summary};
+    use super::{
+        CpuSplit, LOOK_END, TcpState, parse_ping, parse_ss, schedstat_waited, sender_summary,
+        split_looks, thread_times,
+    };
 
     #[test]
     fn a_profile_is_split_into_espo_its_aead_the_kernel_on_its_threads_others_and_idle() {
@@ -1844,6 +1936,17 @@ mod tests {
         );
         assert_eq!(parse_ss("State Recv-Q Send-Q\n"), None);
         assert_eq!(parse_ss("\t cwnd:x rtt:1/1 data_segs_out:9\n"), None);
+
+        // One host's shell: a look per marker, in order, a look without a socket kept in
+        // its place; what follows the last marker is not a look.
+        let shell = format!("{out}{LOOK_END}\nState Recv-Q\n{LOOK_END}\n{idle}{LOOK_END}\n");
+        let looks = split_looks(&shell);
+        assert_eq!(looks.len(), 3, "{looks:?}");
+        assert_eq!(looks[0].map(|l| l.0), Some(1_891_606));
+        assert_eq!(looks[1], None);
+        assert_eq!(looks[2].map(|l| l.0), Some(5));
+        assert!(split_looks("").is_empty());
+        assert!(split_looks("ss: not found\n").is_empty());
     }
 
     /// The looks' medians, and the share of looks with at least 90% of the window in flight.
@@ -1882,5 +1985,22 @@ mod tests {
         let lost = "150 packets transmitted, 0 received, 100% packet loss, time 3000ms\n";
         assert_eq!(parse_ping(lost), None);
         assert_eq!(parse_ping("rtt min/avg/max/mdev = 0.1/x/0.3/0.0 ms"), None);
+    }
+
+    #[test]
+    fn a_threads_wait_for_a_core_is_the_second_figure_of_its_schedstat() {
+        assert_eq!(
+            schedstat_waited("1886789931 932512185 12487\n"),
+            Some(932_512_185)
+        );
+        assert_eq!(schedstat_waited("1886789931 932512185\n"), None);
+        assert_eq!(schedstat_waited("1886789931 x 12487\n"), None);
+        assert_eq!(schedstat_waited(""), None);
+        // This process's own, where the kernel keeps scheduler statistics.
+        if let Ok(own) = std::fs::read_to_string("/proc/thread-self/schedstat") {
+            assert!(schedstat_waited(&own).is_some(), "{own}");
+            let me = thread_times(std::process::id());
+            assert!(me.values().any(|t| t.waited_ns.is_some()), "{me:?}");
+        }
     }
 }
