@@ -187,6 +187,9 @@ pub struct Daemon {
     /// the current one was drawn.
     cookie_secret: (u8, Vec<u8>, Vec<u8>, Instant),
     cookie_threshold: usize,
+    /// What [`KeyManager::next_deadline`] answers, as the last `tick` found it when it ran
+    /// no IKE SA; `None` (not known) after anything else that may change them.
+    quiet_until: Option<Option<Instant>>,
 }
 
 /// What happened, for `espo status`.
@@ -241,6 +244,7 @@ impl Daemon {
             traps: Vec::new(),
             cookie_secret: (0, Vec::new(), Vec::new(), now),
             cookie_threshold: COOKIE_THRESHOLD,
+            quiet_until: None,
         }
     }
 
@@ -799,6 +803,77 @@ impl Daemon {
         }
     }
 
+    /// The earliest time [`tick_sa`](Self::tick_sa) has something to do for `sa` by the
+    /// clock alone.
+    fn sa_deadline(&self, sa: &IkeSa) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        if let Some(t) = sa.requests.deadline() {
+            at(t);
+        }
+        if sa.phase == Phase::InitAnswered {
+            at(sa.created + HALF_OPEN_TIMEOUT);
+        }
+        if sa.phase == Phase::Established && sa.nat_here {
+            at(sa.last_sent + KEEPALIVE_INTERVAL);
+        }
+        if sa.phase == Phase::Established && !sa.requests.busy() {
+            if let Some(t) = sa.rekey_at {
+                at(t);
+            }
+            for (_, t) in &sa.to_delete {
+                at(*t);
+            }
+            for c in sa.children.iter().filter(|c| !c.rekeyed) {
+                if let Some(t) = c.rekey_at {
+                    at(t);
+                }
+            }
+        }
+        let dpd = self.conns[sa.conn].spec.dpd_delay;
+        if sa.phase == Phase::Established && !dpd.is_zero() && !sa.requests.busy() {
+            at(sa.last_heard + dpd);
+        }
+        next
+    }
+
+    /// Whether [`tick_sa`](Self::tick_sa) may have anything to do for `sa` at `now`: false
+    /// only when every one of its steps would pass it by — no request to send again or
+    /// give up, no half-open SA to time out, nothing queued, due or being replaced, no
+    /// keepalive and no liveness check due. It errs on the side of true (anything queued
+    /// or under way counts, due or not). A half-open SA (this end answered IKE_SA_INIT) has
+    /// only its timeout: everything else of `tick_sa` needs an established one.
+    fn tick_due(&self, sa: &IkeSa, now: Instant) -> bool {
+        if sa.requests.deadline().is_some_and(|t| now >= t) {
+            return true;
+        }
+        if sa.phase == Phase::InitAnswered {
+            return now.duration_since(sa.created) > HALF_OPEN_TIMEOUT;
+        }
+        if sa.reauth_by.is_some()
+            || sa.reauth_of.is_some()
+            || !sa.to_start.is_empty()
+            || !sa.to_delete.is_empty()
+        {
+            return true;
+        }
+        if sa.phase != Phase::Established {
+            return false;
+        }
+        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        if due(sa.reauth_at)
+            || due(sa.rekey_at)
+            || sa.children.iter().any(|c| !c.rekeyed && due(c.rekey_at))
+        {
+            return true;
+        }
+        if sa.nat_here && now.duration_since(sa.last_sent) >= KEEPALIVE_INTERVAL {
+            return true;
+        }
+        let dpd = self.conns[sa.conn].spec.dpd_delay;
+        !dpd.is_zero() && !sa.requests.busy() && now.duration_since(sa.last_heard) >= dpd
+    }
+
     fn tick_sa(&mut self, sa: &mut IkeSa, now: Instant) -> Result<(), String> {
         match sa.requests.poll(now) {
             Due::Idle => {}
@@ -1168,6 +1243,7 @@ fn join<T: core::fmt::Display>(items: &[T]) -> String {
 
 impl KeyManager for Daemon {
     fn receive(&mut self, message: &[u8], remote: SocketAddr, local: SocketAddr, now: Instant) {
+        self.quiet_until = None;
         self.dispatch(message, remote, local, now);
     }
 
@@ -1176,8 +1252,22 @@ impl KeyManager for Daemon {
             self.started = true;
             self.start_all(now);
         }
-        let spis: Vec<u64> = self.sas.keys().copied().collect();
-        for spi in spis {
+        // Only the IKE SAs with something due are taken out and run: a hub with thousands
+        // of them runs its timers on every wake-up. One that becomes due while the others
+        // run (a reauthentication finishing deletes the SA it replaces) is run next time.
+        let mut due = Vec::new();
+        let mut quiet: Option<Instant> = None;
+        for (spi, sa) in &self.sas {
+            if self.tick_due(sa, now) {
+                due.push(*spi);
+            } else if let Some(t) = self.sa_deadline(sa) {
+                quiet = Some(quiet.map_or(t, |q| q.min(t)));
+            }
+        }
+        // With none run, every IKE SA is as the pass found it: the next deadline is known
+        // until something else changes them.
+        self.quiet_until = due.is_empty().then_some(quiet);
+        for spi in due {
             let Some(mut sa) = self.sas.remove(&spi) else {
                 continue;
             };
@@ -1194,37 +1284,13 @@ impl KeyManager for Daemon {
         if !self.started {
             return Some(self.epoch);
         }
-        let mut next: Option<Instant> = None;
-        let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
-        for sa in self.sas.values() {
-            if let Some(t) = sa.requests.deadline() {
-                at(t);
-            }
-            if sa.phase == Phase::InitAnswered {
-                at(sa.created + HALF_OPEN_TIMEOUT);
-            }
-            if sa.phase == Phase::Established && sa.nat_here {
-                at(sa.last_sent + KEEPALIVE_INTERVAL);
-            }
-            if sa.phase == Phase::Established && !sa.requests.busy() {
-                if let Some(t) = sa.rekey_at {
-                    at(t);
-                }
-                for (_, t) in &sa.to_delete {
-                    at(*t);
-                }
-                for c in sa.children.iter().filter(|c| !c.rekeyed) {
-                    if let Some(t) = c.rekey_at {
-                        at(t);
-                    }
-                }
-            }
-            let dpd = self.conns[sa.conn].spec.dpd_delay;
-            if sa.phase == Phase::Established && !dpd.is_zero() && !sa.requests.busy() {
-                at(sa.last_heard + dpd);
-            }
+        if let Some(quiet) = self.quiet_until {
+            return quiet;
         }
-        next
+        self.sas
+            .values()
+            .filter_map(|sa| self.sa_deadline(sa))
+            .min()
     }
 
     fn next_event(&mut self) -> Option<Event> {
@@ -1232,6 +1298,7 @@ impl KeyManager for Daemon {
     }
 
     fn install_failed(&mut self, id: ChildId, why: &str, now: Instant) {
+        self.quiet_until = None;
         let found = self
             .sas
             .iter()
@@ -1268,6 +1335,7 @@ impl KeyManager for Daemon {
     }
 
     fn lifetime_reached(&mut self, id: ChildId, hard: bool, cause: LifetimeCause, now: Instant) {
+        self.quiet_until = None;
         let Some(sa) = self
             .sas
             .values_mut()
@@ -1346,6 +1414,7 @@ impl KeyManager for Daemon {
     }
 
     fn acquire(&mut self, id: TrapId, now: Instant) {
+        self.quiet_until = None;
         let Some(&(_, conn, child)) = self.traps.iter().find(|(t, ..)| *t == id) else {
             return;
         };
@@ -1392,6 +1461,7 @@ impl KeyManager for Daemon {
     }
 
     fn close_all(&mut self, _now: Instant) {
+        self.quiet_until = None;
         let spis: Vec<u64> = self.sas.keys().copied().collect();
         for spi in spis {
             let mut sa = self.sas.remove(&spi).expect("listed");
@@ -1403,6 +1473,7 @@ impl KeyManager for Daemon {
     }
 
     fn request(&mut self, request: Request, now: Instant) -> Result<String, String> {
+        self.quiet_until = None;
         match request {
             Request::List => Ok(self.list(now)),
             Request::Up(name) => {

@@ -1578,3 +1578,139 @@ fn without_the_peers_consent_nothing_is_fragmented() {
     assert_eq!(fragments.get(), 0);
     assert_eq!(p.a.counters().fragmented, 0);
 }
+
+/// A hub and many peers: every peer gets a CHILD_SA of its own, narrowed to its site, with
+/// SPIs that never repeat at the hub; the hub's timers then leave its quiet IKE SAs alone
+/// and reach every one of them when its liveness check is due.
+#[test]
+fn a_hub_brings_up_many_peers_and_times_each_of_them() {
+    const PEERS: usize = 60;
+    let now = Instant::now();
+    let unix = 1_800_000_000;
+    let peer = |i: usize| IpAddr::V4(Ipv4Addr::new(198, 18, 0, i as u8 + 1));
+    let site = |i: usize| format!("10.128.{i}.0/24");
+    let mut hub = Daemon::new(
+        vec![
+            Connection::load(spec(
+                "hub",
+                B,
+                None,
+                vec![child("10.0.0.0/16", "10.128.0.0/9", StartAction::None)],
+            ))
+            .unwrap(),
+        ],
+        vec![SocketAddr::new(B, 500)],
+        now,
+        unix,
+    );
+    let mut peers: Vec<Daemon> = (0..PEERS)
+        .map(|i| {
+            let mut s = spec(
+                &format!("peer{i}"),
+                peer(i),
+                Some(B),
+                vec![child(&site(i), "10.0.0.0/16", StartAction::Start)],
+            );
+            s.local_addrs = vec![peer(i)];
+            Daemon::new(
+                vec![Connection::load(s).unwrap()],
+                vec![SocketAddr::new(peer(i), 500)],
+                now,
+                unix,
+            )
+        })
+        .collect();
+    // Datagrams in flight: (to the hub, or to peer i), from, to, bytes.
+    let mut wire: Vec<(Option<usize>, SocketAddr, SocketAddr, Vec<u8>)> = Vec::new();
+    let mut hub_children: Vec<[SaSpec; 2]> = Vec::new();
+    let mut hub_policies = Vec::new();
+    let take = |d: &mut Daemon,
+                wire: &mut Vec<(Option<usize>, SocketAddr, SocketAddr, Vec<u8>)>,
+                installed: &mut Vec<[SaSpec; 2]>,
+                policies: &mut Vec<espo_ipsec::spec::PolicySpec>| {
+        let mut sends = 0;
+        while let Some(e) = d.next_event() {
+            match e {
+                Event::Send {
+                    local,
+                    remote,
+                    message,
+                } => {
+                    sends += 1;
+                    let to = (remote.ip() != B).then(|| match remote.ip() {
+                        IpAddr::V4(a) => usize::from(a.octets()[3]) - 1,
+                        IpAddr::V6(_) => unreachable!(),
+                    });
+                    wire.push((to, local, remote, message));
+                }
+                Event::InstallChild {
+                    sas, policies: p, ..
+                } => {
+                    installed.push(*sas);
+                    policies.extend(p);
+                }
+                _ => {}
+            }
+        }
+        sends
+    };
+    let mut peer_children: Vec<Vec<[SaSpec; 2]>> = vec![Vec::new(); PEERS];
+    for (i, p) in peers.iter_mut().enumerate() {
+        p.tick(now);
+        take(p, &mut wire, &mut peer_children[i], &mut Vec::new());
+    }
+    for _ in 0..20 {
+        for (to, from, at, bytes) in std::mem::take(&mut wire) {
+            match to {
+                None => {
+                    hub.receive(&bytes, from, at, now);
+                    hub.tick(now);
+                    take(&mut hub, &mut wire, &mut hub_children, &mut hub_policies);
+                }
+                Some(i) => {
+                    peers[i].receive(&bytes, from, at, now);
+                    take(
+                        &mut peers[i],
+                        &mut wire,
+                        &mut peer_children[i],
+                        &mut Vec::new(),
+                    );
+                }
+            }
+        }
+    }
+    assert!(wire.is_empty(), "the exchanges settle");
+    assert_eq!(hub.counters().ike_established, PEERS as u64);
+    assert_eq!(hub_children.len(), PEERS);
+    assert!(
+        peer_children.iter().all(|c| c.len() == 1),
+        "one CHILD_SA per peer"
+    );
+    let spis: std::collections::HashSet<u32> = hub_children.iter().map(|s| s[0].spi).collect();
+    assert_eq!(spis.len(), PEERS, "the hub's inbound SPIs never repeat");
+    // Each peer's CHILD_SA at the hub: its own address, its site and nothing wider.
+    for (i, children) in peer_children.iter().enumerate() {
+        let sas = hub_children
+            .iter()
+            .find(|s| s[1].dst == peer(i))
+            .unwrap_or_else(|| panic!("no CHILD_SA for peer {i}"));
+        assert_eq!(sas[0].spi, children[0][1].spi);
+        let text = format!("{hub_policies:?}");
+        assert!(text.contains(&format!("10.128.{i}.0")), "peer {i}: {text}");
+    }
+    assert!(!format!("{hub_policies:?}").contains("10.128.0.0/9"));
+    // Nothing is due a second later: no message, no event.
+    hub.tick(now + Duration::from_secs(1));
+    assert_eq!(
+        take(&mut hub, &mut wire, &mut Vec::new(), &mut Vec::new()),
+        0
+    );
+    // The liveness check is due on every IKE SA at once: each is reached.
+    hub.tick(now + Duration::from_secs(31));
+    assert_eq!(
+        take(&mut hub, &mut wire, &mut Vec::new(), &mut Vec::new()),
+        PEERS,
+        "one liveness check per peer"
+    );
+    assert!(wire.iter().all(|(to, ..)| to.is_some()));
+}
