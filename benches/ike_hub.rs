@@ -8,9 +8,9 @@
 //! with the clock standing still (no retransmission, no timer). What is timed is the hub's
 //! own work, each message handled as `espo run`'s control thread handles a wake-up — the
 //! message received, the daemon's timers run (`tick`), its events taken, its next deadline
-//! asked for — and apart from it the
-//! peers'; beside them, in the same run, the floor of a responder's asymmetric work per
-//! handshake: one X25519 key pair generated and one agreement, through `ring` directly.
+//! asked for — and apart from it the peers'; beside them, in the same run, the floor of a
+//! responder's asymmetric work per handshake: one X25519 key pair generated and one
+//! agreement, through `ring` directly.
 //! The hub's memory is what it holds once every peer is up (live heap bytes, counted by
 //! `allocation-counter`), per peer.
 //!
