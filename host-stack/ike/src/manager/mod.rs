@@ -1260,7 +1260,10 @@ impl KeyManager for Daemon {
         for (spi, sa) in &self.sas {
             if self.tick_due(sa, now) {
                 due.push(*spi);
-            } else if let Some(t) = self.sa_deadline(sa) {
+            } else if due.is_empty()
+                && let Some(t) = self.sa_deadline(sa)
+            {
+                // Kept only while none is due (below): once one is, no need to look.
                 quiet = Some(quiet.map_or(t, |q| q.min(t)));
             }
         }
