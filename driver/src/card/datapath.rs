@@ -166,6 +166,36 @@ impl Card {
         q.tx.bufs.read_fd_lent(buf.queue, buf.id, at, fd)
     }
 
+    /// One `readv(2)` from `fd`: its first `head.len()` bytes into `head`, then at most
+    /// `len` into lent TX buffer `buf` from byte `at` on (never past the buffer's end),
+    /// and what is left, at most `tail.len()` bytes, into `tail`; returns the bytes read. A TUN read with a
+    /// virtio-net header lands with the header in host memory, a packet that fits the
+    /// buffer where the card reads it, and a longer one's rest in host memory.
+    pub fn tx_buf_read_from_parts(
+        &self,
+        buf: TxBuf,
+        at: usize,
+        len: usize,
+        fd: BorrowedFd<'_>,
+        head: &mut [u8],
+        tail: &mut [u8],
+    ) -> io::Result<usize> {
+        let q = self
+            .queue(buf.queue)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        q.tx.bufs
+            .read_fd_lent_parts(buf.queue, buf.id, at, len, fd, head, tail)
+    }
+
+    /// The one's-complement sum (RFC 1071, not complemented) of bytes `[at, at + len)` of
+    /// lent TX buffer `buf`, read in place: a packet's checksum completed where it lies.
+    pub fn tx_buf_ones_sum(&self, buf: TxBuf, at: usize, len: usize) -> Result<u16, CardError> {
+        self.queue(buf.queue)?
+            .tx
+            .bufs
+            .ones_sum_lent(buf.queue, buf.id, at, len)
+    }
+
     /// [`tx_batch`](Self::tx_batch) for frames already in lent buffers: posts as many of
     /// `posts` as `queue` has free slots for, in order, with one doorbell, and returns how
     /// many were taken (the caller keeps the rest). Nothing is copied. The whole batch is

@@ -166,6 +166,39 @@ impl BufferPool {
         self.read_from_fd(id, at, fd)
     }
 
+    /// One `readv(2)` from `fd` into `head`, a buffer lent to the caller from byte `at` on
+    /// (at most `len` bytes, and not past its end), and `tail`
+    /// ([`DmaMemory::read_from_fd_parts`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn read_fd_lent_parts(
+        &self,
+        queue: u16,
+        id: u32,
+        at: usize,
+        len: usize,
+        fd: BorrowedFd<'_>,
+        head: &mut [u8],
+        tail: &mut [u8],
+    ) -> io::Result<usize> {
+        let id = self.lent(queue, id).map_err(invalid)?;
+        let room = self.buf_bytes.saturating_sub(at).min(len);
+        let off = self.range(id, at, room).map_err(invalid)?;
+        self.mem.read_from_fd_parts(fd, head, off, room, tail)
+    }
+
+    /// The one's-complement sum of bytes `[at, at + len)` of a buffer lent to the caller
+    /// ([`DmaMemory::ones_sum`]).
+    pub(crate) fn ones_sum_lent(
+        &self,
+        queue: u16,
+        id: u32,
+        at: usize,
+        len: usize,
+    ) -> Result<u16, CardError> {
+        let off = self.range(self.lent(queue, id)?, at, len)?;
+        Ok(self.mem.ones_sum(off, len)?)
+    }
+
     /// [`write_to_fd`](Self::write_to_fd) from a buffer lent to the caller.
     pub(crate) fn write_fd_lent(
         &self,
