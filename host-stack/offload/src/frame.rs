@@ -316,6 +316,52 @@ impl OffloadEngine {
         card.tx_buf_read_from(slot.buf, at, fd)
     }
 
+    /// One `readv(2)` from the TUN device `fd` with the packet straight into the slot: the
+    /// first `head.len()` bytes (a virtio-net header) into `head`, the packet into the slot
+    /// at [`FRAME_HEADER`] while it fits ([`tx_slot_room`](Self::tx_slot_room) bytes), and
+    /// the rest of a longer one (a super-packet) into `spill`. Returns the bytes read, all
+    /// three parts together.
+    pub fn tx_slot_read_parts(
+        &self,
+        slot: &TxSlot,
+        fd: BorrowedFd<'_>,
+        head: &mut [u8],
+        spill: &mut [u8],
+    ) -> io::Result<usize> {
+        let card = self.card.as_ref().ok_or(io::ErrorKind::NotConnected)?;
+        card.tx_buf_read_from_parts(slot.buf, FRAME_HEADER, self.tx_slot_room(), fd, head, spill)
+    }
+
+    /// Copies bytes of the slot's IP packet from its byte `at` on into `dst`.
+    pub fn tx_slot_read(&self, slot: &TxSlot, at: usize, dst: &mut [u8]) -> io::Result<()> {
+        let card = self.card.as_ref().ok_or(io::ErrorKind::NotConnected)?;
+        card.tx_buf_read(slot.buf, FRAME_HEADER + at, dst)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+    }
+
+    /// Completes the partial checksum of the slot's IP packet of `len` bytes where it lies
+    /// (a TUN read's `NEEDS_CSUM`: the one's-complement sum from byte `start` to the end,
+    /// the pseudo-header's part already in the field, complemented into the field at
+    /// `start + offset`). `Malformed` when the field lies outside the packet.
+    pub fn tx_slot_complete_checksum(
+        &self,
+        slot: &TxSlot,
+        len: usize,
+        start: usize,
+        offset: usize,
+    ) -> Result<(), DropReason> {
+        let card = self.card.as_ref().ok_or(DropReason::DeviceError)?;
+        let at = start + offset;
+        if at + 2 > len || start > len {
+            return Err(DropReason::Malformed);
+        }
+        let sum = card
+            .tx_buf_ones_sum(slot.buf, FRAME_HEADER + start, len - start)
+            .map_err(|_| DropReason::DeviceError)?;
+        card.tx_buf_write(slot.buf, FRAME_HEADER + at, &(!sum).to_be_bytes())
+            .map_err(|_| DropReason::DeviceError)
+    }
+
     /// Gives an unused slot back.
     pub fn release_slot(&mut self, slot: TxSlot) {
         self.recycle_frame(Frame::Lent {
@@ -332,6 +378,44 @@ impl OffloadEngine {
             self.pending.push_back((tag, work));
             return;
         }
+        self.submit_slot_decided(tag, slot, inner_len);
+    }
+
+    /// [`submit_slot`](Self::submit_slot) unless `refuse` says no to the IP packet's first
+    /// bytes (as many as it has, at most 66), given back then. The frame's first words are
+    /// read once, for both: a TUN read straight into the slot is checked (link-scope
+    /// traffic stays on the host) and decided with one look at the card's memory.
+    pub fn submit_slot_unless(
+        &mut self,
+        tag: u64,
+        slot: TxSlot,
+        inner_len: usize,
+        refuse: impl FnOnce(&[u8]) -> bool,
+    ) -> Result<(), TxSlot> {
+        let Some(card) = self.card.as_ref() else {
+            return Err(slot);
+        };
+        let Ok(words) = card.tx_buf_read_words::<{ LENT_HEAD / 8 }>(slot.buf, 0) else {
+            return Err(slot);
+        };
+        let mut frame = [0u8; LENT_HEAD];
+        for (bytes, w) in frame.chunks_exact_mut(8).zip(words) {
+            bytes.copy_from_slice(&w.to_ne_bytes());
+        }
+        let head = &frame[FRAME_HEADER..FRAME_HEADER + inner_len.min(LENT_HEAD - FRAME_HEADER)];
+        if refuse(head) {
+            return Err(slot);
+        }
+        match self.kept_protected_words(slot.buf, &words, inner_len) {
+            Some(work) => self.pending.push_back((tag, work)),
+            None => self.submit_slot_decided(tag, slot, inner_len),
+        }
+        Ok(())
+    }
+
+    /// [`submit_slot`](Self::submit_slot) for a packet not of the kept head's flow (or not
+    /// protected by its decision): decided in full.
+    fn submit_slot_decided(&mut self, tag: u64, slot: TxSlot, inner_len: usize) {
         let frame = Frame::Lent {
             buf: slot.buf,
             len: FRAME_HEADER + inner_len,
@@ -377,9 +461,24 @@ impl OffloadEngine {
             return None;
         }
         let words = card.tx_buf_read_words::<{ LENT_HEAD / 8 }>(buf, 0).ok()?;
+        self.kept_protected_words(buf, &words, inner_len)
+    }
+
+    /// [`kept_protected`](Self::kept_protected) with the frame's first words already read.
+    #[inline]
+    fn kept_protected_words(
+        &self,
+        buf: TxBuf,
+        words: &[u64; LENT_HEAD / 8],
+        inner_len: usize,
+    ) -> Option<Work> {
+        let card = self.card.as_ref()?;
+        if inner_len > self.tx_slot_room() {
+            return None;
+        }
         if !self
             .kept_head
-            .agrees(&HeadWords::of_frame(&words), inner_len)
+            .agrees(&HeadWords::of_frame(words), inner_len)
         {
             return None;
         }
