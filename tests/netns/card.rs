@@ -168,6 +168,17 @@ fn gateway_to_gateway_on_the_card(mut lab: lab::Lab, card: CardAt) {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(direct > 100, "{status}");
+    // Its single packets — the echoes' answers, the ACKs of site 1's flow — were read from
+    // the TUN device straight into the card's buffers, and left from there.
+    let read_direct: u64 = status
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("packets read straight into the card's buffers: ")
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(read_direct > 30, "{status}");
     assert_eq!(runs_on(&status, "out", "0x00002001"), "card", "{status}");
     assert_eq!(runs_on(&status, "in", "0x00001001"), "card", "{status}");
     assert!(

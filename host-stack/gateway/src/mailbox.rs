@@ -147,11 +147,12 @@ impl<H> Mailbox<H> {
         self.run_pending(half);
     }
 
-    /// The owner's side: runs every waiting job on `half`. One atomic load when none waits.
+    /// The owner's side: runs every waiting job on `half`; whether any did. One atomic
+    /// load when none waits.
     #[inline]
-    pub fn run_pending(&self, half: &mut H) {
+    pub fn run_pending(&self, half: &mut H) -> bool {
         if !self.pending.swap(false, Ordering::AcqRel) {
-            return;
+            return false;
         }
         let mut buf = [0u8; 64];
         while matches!((&self.wake_rx).read(&mut buf), Ok(n) if n > 0) {}
@@ -161,9 +162,11 @@ impl<H> Mailbox<H> {
             .unwrap_or_else(|p| p.into_inner())
             .drain(..)
             .collect();
+        let ran = !jobs.is_empty();
         for job in jobs {
             job(half);
         }
+        ran
     }
 
     /// Readable while jobs wait: for the owner's idle poll.

@@ -330,6 +330,12 @@ impl PathMtus {
         Some((learnt & 0xffff_ffff) as usize)
     }
 
+    /// Whether an ICMP error ever lowered an SA's path MTU (since the table was made):
+    /// until one does, every SA's path is the interface's.
+    pub fn any_learnt(&self) -> bool {
+        self.counters.learnt.load(Ordering::Relaxed) > 0
+    }
+
     /// The learnt path MTU of the SA `spi`, when one is learnt and has not expired. One
     /// atomic load when none is; the clock is read only when one is.
     pub fn path_mtu(&self, spi: u32) -> Option<usize> {

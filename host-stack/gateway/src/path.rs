@@ -236,6 +236,38 @@ pub trait OutboundEngine: Send {
     ) {
         let _ = (segments, out);
     }
+    /// Whether the engine reads packets from the TUN device straight into its own send
+    /// buffers ([`read_into_buffer`](Self::read_into_buffer)): a card's TX buffers, which
+    /// it reads by DMA.
+    fn reads_into_buffers(&self) -> bool {
+        false
+    }
+    /// One read from the TUN device `fd` into a send buffer of the engine: the first
+    /// `vnet.len()` bytes (the virtio-net header; none when empty) into `vnet`, the packet
+    /// into the buffer while it fits, and the rest of a longer one (a super-packet) into
+    /// `area` past the buffer's length. A single packet that is whole in the buffer, not
+    /// link-scope, and fits `outer_mtu` with the largest overhead any tunnel adds is
+    /// handed on to be sent as [`encapsulate`](Self::encapsulate) would have — its
+    /// partial checksum completed where it lies — and never copied
+    /// ([`DirectRead::Sent`]); anything else is left in host memory as a read into `area`
+    /// would have left it, for the caller ([`DirectRead::InHost`]). `None` when the engine
+    /// has no buffer free now: the caller reads as usual. Called only where
+    /// [`reads_into_buffers`](Self::reads_into_buffers) says so, with nothing waiting in
+    /// the caller's batch (what it hands on leaves after what was handed on before).
+    fn read_into_buffer(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        vnet: &mut [u8],
+        area: &mut [u8],
+        outer_mtu: usize,
+    ) -> Option<std::io::Result<DirectRead>> {
+        let _ = (fd, vnet, area, outer_mtu);
+        None
+    }
+    /// Sends what [`read_into_buffer`](Self::read_into_buffer) handed on: once after a run
+    /// of reads, as [`encapsulate`](Self::encapsulate) sends its batch. A refusal comes
+    /// through [`settle`](Self::settle).
+    fn post_reads(&mut self) {}
     /// The state of every outbound SA, appended to `out`.
     fn snapshot(&self, out: &mut Vec<SaSnapshot>);
     /// Packets reported [`Outgoing::Transmitted`] that the engine could not send after all
@@ -269,6 +301,19 @@ pub trait OutboundEngine: Send {
     fn lifetime_events(&self) -> &[LifetimeEvent] {
         &[]
     }
+}
+
+/// What [`OutboundEngine::read_into_buffer`] did with its read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectRead {
+    /// A packet of `len` bytes, read into the engine's buffer and handed on from there.
+    Sent { len: usize },
+    /// `read` bytes, as a read into the caller's memory would have left them: the
+    /// virtio-net header in `vnet`, the packet in `area`.
+    InHost { read: usize },
+    /// A packet read but lost on the way back to host memory (the engine's buffer could
+    /// not be read): counted as dropped for `reason`.
+    Dropped { reason: DropReason },
 }
 
 /// The inbound half of an engine: tunnel packets in, inner packets out.

@@ -60,6 +60,9 @@ pub struct DirectionStats {
     /// card lends none at the moment), with no batch copy in between. Counted in
     /// `received` too.
     pub segments_direct: u64,
+    /// Outbound: packets the TUN read put straight into where they are sent from (a card's
+    /// TX buffer), never in host memory. Counted in `received` too.
+    pub reads_direct: u64,
 }
 
 impl DirectionStats {
@@ -78,6 +81,7 @@ impl DirectionStats {
         self.reads += other.reads;
         self.writes += other.writes;
         self.segments_direct += other.segments_direct;
+        self.reads_direct += other.reads_direct;
     }
 }
 
@@ -256,6 +260,13 @@ fn write_direction(out: &mut String, name: &str, v: &DirectionStats) {
             out,
             "  segments written straight into the card's buffers: {}",
             v.segments_direct
+        );
+    }
+    if v.reads_direct > 0 {
+        let _ = writeln!(
+            out,
+            "  packets read straight into the card's buffers: {}",
+            v.reads_direct
         );
     }
     let drops: Vec<String> = v.drops.nonzero().map(|(r, n)| format!("{r} {n}")).collect();

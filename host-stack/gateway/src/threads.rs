@@ -39,8 +39,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::icmp::{self, ErrorSource, RateLimit};
 use super::path::{
-    InboundEngine, Incoming, MAX_PACKET, OutboundEngine, Outgoing, OutsideRx, OutsideTx, PacketBuf,
-    SaSnapshot,
+    DirectRead, InboundEngine, Incoming, MAX_PACKET, OutboundEngine, Outgoing, OutsideRx,
+    OutsideTx, PacketBuf, SaSnapshot,
 };
 use super::pmtu::{self, Fit, FragmentError, Fragments};
 use super::status::{DirectionStats, PUBLISH_INTERVAL, Published};
@@ -258,19 +258,61 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
     } else {
         PacketBuf::empty()
     };
+    // An engine that reads into its own buffers (a card) gets each read while the batch is
+    // empty and the read before was a single packet: a flow of super-packets, which are
+    // cut into segments from host memory, is read into host memory.
+    let direct = o.engine.reads_into_buffers();
+    let mut last_single = true;
     o.publish_all();
     while !o.ctx.shutdown.requested() {
         o.engine.housekeeping();
         let mut n = 0;
         let mut empty = false;
-        while n < BATCH {
-            let area = if vnet {
-                // The header lands in the headroom, the packet at HEADROOM.
-                &mut whole.buffer_mut()[HEADROOM - VNET_HDR_LEN..HEADROOM + MAX_PACKET]
-            } else {
-                o.batch[n].receive_area(HEADROOM)
+        // Packets handed on straight from the engine's buffers this round.
+        let mut sent_direct = 0;
+        while n < BATCH && sent_direct < BATCH {
+            let mut read = None;
+            if direct && n == 0 && last_single {
+                let (head, area) = if vnet {
+                    whole.buffer_mut()[HEADROOM - VNET_HDR_LEN..HEADROOM + MAX_PACKET]
+                        .split_at_mut(VNET_HDR_LEN)
+                } else {
+                    (&mut [][..], o.batch[n].receive_area(HEADROOM))
+                };
+                let fd = o.ctx.tun.as_fd();
+                match o.engine.read_into_buffer(fd, head, area, o.ctx.outer_mtu) {
+                    Some(Ok(DirectRead::Sent { len })) => {
+                        o.stats.reads += 1;
+                        o.stats.received += 1;
+                        o.stats.reads_direct += 1;
+                        o.stats.forwarded += 1;
+                        o.stats.forwarded_bytes += len as u64;
+                        sent_direct += 1;
+                        continue;
+                    }
+                    Some(Ok(DirectRead::Dropped { reason })) => {
+                        o.stats.reads += 1;
+                        o.stats.received += 1;
+                        o.stats.drops.count(reason);
+                        continue;
+                    }
+                    Some(Ok(DirectRead::InHost { read: len })) => read = Some(Ok(len)),
+                    Some(Err(e)) => read = Some(Err(e)),
+                    None => {}
+                }
+            }
+            let read = match read {
+                Some(read) => read,
+                None => {
+                    let area = if vnet {
+                        // The header lands in the headroom, the packet at HEADROOM.
+                        &mut whole.buffer_mut()[HEADROOM - VNET_HDR_LEN..HEADROOM + MAX_PACKET]
+                    } else {
+                        o.batch[n].receive_area(HEADROOM)
+                    };
+                    o.ctx.tun.recv(area)
+                }
             };
-            let read = o.ctx.tun.recv(area);
             if read.is_ok() {
                 o.stats.reads += 1;
                 if vnet {
@@ -280,9 +322,13 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
             }
             match read {
                 Ok(len) if vnet => match o.offloaded(n, len) {
-                    Some(None) => o.stats.received += 1,
+                    Some(None) => {
+                        o.stats.received += 1;
+                        last_single = true;
+                    }
                     Some(Some(hdr)) => {
                         std::mem::swap(&mut o.batch[n], &mut whole);
+                        last_single = false;
                         n = o.segment(&whole, &hdr, n, &mut spare);
                         continue;
                     }
@@ -303,6 +349,7 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
                 Err(e) => {
                     // The device is gone (deleted under espo) or broken: nothing more
                     // will come from it, so the gateway stops.
+                    o.engine.post_reads();
                     o.flush(n);
                     o.publish_all();
                     o.engine.close();
@@ -310,6 +357,10 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
                 }
             }
             n = o.take(n, &mut spare);
+        }
+        if sent_direct > 0 {
+            // What was handed on from the engine's buffers goes first: it was read first.
+            o.engine.post_reads();
         }
         o.flush(n);
         if empty {
@@ -663,7 +714,7 @@ impl<E: OutboundEngine + ?Sized, T: OutsideTx> Outbound<'_, E, T> {
 
 /// Whether a packet is link-scope traffic no router forwards: IPv4 to 224.0.0.0/24, IPv6
 /// from or to fe80::/10 or to a link-scope multicast group (ff02::/16).
-fn link_local(pkt: &[u8]) -> bool {
+pub(crate) fn link_local(pkt: &[u8]) -> bool {
     match Version::of(pkt) {
         Some(Version::Ipv4) => pkt.get(16..19) == Some(&[224, 0, 0]),
         Some(Version::Ipv6) => {

@@ -34,13 +34,15 @@ use super::backend::CardBackend;
 use super::port::{PortQueues, Wake};
 use crate::mailbox::Mailbox;
 use crate::path::{
-    InboundEngine, Incoming, MAX_PACKET, OutboundEngine, Outgoing, OutsideRx, OutsideTx, PacketBuf,
-    SaSnapshot, Tunnel,
+    DirectRead, InboundEngine, Incoming, MAX_PACKET, OutboundEngine, Outgoing, OutsideRx,
+    OutsideTx, PacketBuf, SaSnapshot, Tunnel,
 };
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::Outbound;
-use espo_ipsec::gso::Segments;
-use espo_offload::{self, EngineEvent, OffloadEngine, Received, RxReport, SentAs, TxReport};
+use espo_ipsec::gso::{self, Segments, VnetHdr};
+use espo_offload::{
+    self, EngineEvent, OffloadEngine, Received, RxReport, SentAs, TxReport, TxSlot,
+};
 
 /// How long the card's poller sleeps when the card is busy but has nothing to report yet.
 const BUSY_PAUSE: Duration = Duration::from_micros(30);
@@ -264,6 +266,12 @@ pub struct CardOutbound<'a> {
     housekept: Instant,
     /// A segment assembled in host memory, for when the card lends no buffer.
     scratch: Vec<u8>,
+    /// The largest overhead any outbound bundle of `sizing` adds, taken again whenever
+    /// `sizing` changes.
+    max_overhead: usize,
+    /// Packets [`read_into_buffer`](OutboundEngine::read_into_buffer) handed on since the
+    /// last [`post_reads`](OutboundEngine::post_reads).
+    unposted: usize,
 }
 
 impl<'a> CardOutbound<'a> {
@@ -272,6 +280,7 @@ impl<'a> CardOutbound<'a> {
         sizing: Outbound,
         sizing_changes: Arc<Mailbox<Outbound>>,
     ) -> Self {
+        let max_overhead = sizing.max_tunnel_overhead();
         CardOutbound {
             shared,
             worker: 0,
@@ -282,6 +291,8 @@ impl<'a> CardOutbound<'a> {
             late: Vec::new(),
             housekept: Instant::now(),
             scratch: Vec::new(),
+            max_overhead,
+            unposted: 0,
         }
     }
 }
@@ -292,6 +303,70 @@ fn submit(engine: &mut OffloadEngine, tag: u64, packet: &[u8]) {
     match engine.tx_slot() {
         Some(slot) => engine.submit_into_slot(tag, slot, packet),
         None => engine.submit(tag, packet),
+    }
+}
+
+/// What becomes of a TUN read of `read` bytes into `slot`
+/// ([`OffloadEngine::tx_slot_read_parts`]: the virtio-net header in `vnet`, none when it
+/// is empty; the packet in the slot while it fits, the rest of a longer one in `area` past
+/// the slot's room). A single packet whole in the slot that fits `outer_mtu` with
+/// `max_overhead` and is not link-scope is submitted from there with `tag`, its partial
+/// checksum completed where it lies (and the header's `NEEDS_CSUM` cleared) — never
+/// copied. Anything else has the slot's bytes copied in front of the rest in `area`, as a
+/// read into `area` would have left them, and the slot given back.
+#[allow(clippy::too_many_arguments)]
+pub fn hand_on_read(
+    engine: &mut OffloadEngine,
+    tag: u64,
+    mut slot: TxSlot,
+    read: usize,
+    vnet: &mut [u8],
+    area: &mut [u8],
+    max_overhead: usize,
+    outer_mtu: usize,
+) -> DirectRead {
+    let room = engine.tx_slot_room().min(area.len());
+    let len = read.saturating_sub(vnet.len());
+    let hdr = match vnet.is_empty() {
+        true => Some(None),
+        false if read < vnet.len() => None,
+        false => VnetHdr::parse(vnet).map(Some),
+    };
+    let single = match hdr {
+        Some(None) => true,
+        Some(Some(h)) => h.gso_type & !gso::GSO_ECN == gso::GSO_NONE,
+        None => false,
+    };
+    if single && len > 0 && len <= room && len + max_overhead <= outer_mtu {
+        let completed = match hdr {
+            Some(Some(h)) if h.flags & gso::F_NEEDS_CSUM != 0 => {
+                let (start, offset) = (usize::from(h.csum_start), usize::from(h.csum_offset));
+                let done = engine
+                    .tx_slot_complete_checksum(&slot, len, start, offset)
+                    .is_ok();
+                if done {
+                    // Complete now: whoever reads the header next must not sum again.
+                    vnet[0] &= !gso::F_NEEDS_CSUM;
+                }
+                done
+            }
+            _ => true,
+        };
+        if completed {
+            // Link-scope traffic stays on the host: never sent, counted consumed.
+            match engine.submit_slot_unless(tag, slot, len, crate::threads::link_local) {
+                Ok(()) => return DirectRead::Sent { len },
+                Err(back) => slot = back,
+            }
+        }
+    }
+    let copied = engine.tx_slot_read(&slot, 0, &mut area[..len.min(room)]);
+    engine.release_slot(slot);
+    match copied {
+        Ok(()) => DirectRead::InHost { read },
+        Err(_) => DirectRead::Dropped {
+            reason: DropReason::DeviceError,
+        },
     }
 }
 
@@ -379,7 +454,7 @@ impl OutboundEngine for CardOutbound<'_> {
     }
 
     fn max_overhead(&self) -> usize {
-        self.sizing.max_tunnel_overhead()
+        self.max_overhead
     }
 
     fn encapsulate(
@@ -449,6 +524,62 @@ impl OutboundEngine for CardOutbound<'_> {
         }
     }
 
+    fn reads_into_buffers(&self) -> bool {
+        true
+    }
+
+    /// Reads into a TX buffer the engine lends, holding the engine for the read, and
+    /// hands the packet on from there or back to host memory ([`hand_on_read`]).
+    fn read_into_buffer(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        vnet: &mut [u8],
+        area: &mut [u8],
+        outer_mtu: usize,
+    ) -> Option<std::io::Result<DirectRead>> {
+        let mut engine = self.shared.engine();
+        let slot = engine.tx_slot()?;
+        let room = engine.tx_slot_room().min(area.len());
+        let read = match engine.tx_slot_read_parts(&slot, fd, vnet, &mut area[room..]) {
+            Ok(read) => read,
+            Err(e) => {
+                engine.release_slot(slot);
+                return Some(Err(e));
+            }
+        };
+        let fate = hand_on_read(
+            &mut engine,
+            self.next_tag,
+            slot,
+            read,
+            vnet,
+            area,
+            self.max_overhead,
+            outer_mtu,
+        );
+        if let DirectRead::Sent { .. } = fate {
+            self.next_tag += 1;
+            self.unposted += 1;
+        }
+        Some(Ok(fate))
+    }
+
+    fn post_reads(&mut self) {
+        if self.unposted == 0 {
+            return;
+        }
+        self.unposted = 0;
+        let outstanding = {
+            let mut engine = self.shared.engine();
+            engine.poll();
+            engine.take_tx_reports(&mut self.reports);
+            engine.tx_outstanding()
+        };
+        // Each was counted sent when handed on: a refusal is a late one.
+        let first = self.next_tag;
+        self.reported(first, outstanding, |_, _| {});
+    }
+
     fn snapshot(&self, out: &mut Vec<SaSnapshot>) {
         // The engine's SAs are every worker's: in the workers' published views once, by
         // the first. (`espo status` itself reads them from the engine when asked:
@@ -459,7 +590,9 @@ impl OutboundEngine for CardOutbound<'_> {
     }
 
     fn housekeeping(&mut self) {
-        self.sizing_changes.run_pending(&mut self.sizing);
+        if self.sizing_changes.run_pending(&mut self.sizing) {
+            self.max_overhead = self.sizing.max_tunnel_overhead();
+        }
     }
 
     fn close(&mut self) {

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::PathMtus;
 use super::sockets::IcmpRx;
-use crate::path::{OutboundEngine, Outgoing, OutsideRx, PacketBuf, SaSnapshot, Tunnel};
+use crate::path::{DirectRead, OutboundEngine, Outgoing, OutsideRx, PacketBuf, SaSnapshot, Tunnel};
 use crate::pmtu::{self, PathLimit};
 use espo_ipsec::counters::DropReason;
 
@@ -83,6 +83,31 @@ impl<E: OutboundEngine + ?Sized> OutboundEngine for Learning<'_, E> {
         out: &mut Vec<(usize, Result<(), DropReason>)>,
     ) {
         self.engine.encapsulate_segments(segments, out);
+    }
+
+    fn reads_into_buffers(&self) -> bool {
+        self.engine.reads_into_buffers()
+    }
+
+    /// The engine's, while every SA's path is the interface's: a packet the engine hands
+    /// on from its buffer is checked against the interface's MTU alone. Once an ICMP error
+    /// lowered some SA's path, packets are read as usual (`None`) and each is checked
+    /// against its own SA's path.
+    fn read_into_buffer(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        vnet: &mut [u8],
+        area: &mut [u8],
+        outer_mtu: usize,
+    ) -> Option<std::io::Result<DirectRead>> {
+        if self.mtus.any_learnt() {
+            return None;
+        }
+        self.engine.read_into_buffer(fd, vnet, area, outer_mtu)
+    }
+
+    fn post_reads(&mut self) {
+        self.engine.post_reads();
     }
 
     fn snapshot(&self, out: &mut Vec<SaSnapshot>) {

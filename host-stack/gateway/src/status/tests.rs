@@ -135,18 +135,24 @@ fn status_says_how_many_packets_each_system_call_carried() {
     // over workers.
     let mut worker = DirectionStats {
         segments_direct: 40,
+        reads_direct: 3,
         ..Default::default()
     };
     worker.add(&DirectionStats {
         segments_direct: 7,
+        reads_direct: 2,
         ..Default::default()
     });
     out.stats = worker;
     let text = render(&|spi, _, _| c.sa(spi), &info(), &out, &inb);
-    let line = "  segments written straight into the card's buffers: 47\n";
-    let at = text.find(line).unwrap_or_else(|| panic!("{text}"));
-    assert!(text.find("outbound:").unwrap() < at, "{text}");
-    assert!(at < text.find("inbound:").unwrap(), "{text}");
+    for line in [
+        "  segments written straight into the card's buffers: 47\n",
+        "  packets read straight into the card's buffers: 5\n",
+    ] {
+        let at = text.find(line).unwrap_or_else(|| panic!("{text}"));
+        assert!(text.find("outbound:").unwrap() < at, "{text}");
+        assert!(at < text.find("inbound:").unwrap(), "{text}");
+    }
 }
 
 #[test]

@@ -423,3 +423,122 @@ fn outbound_workers_share_the_engine_each_with_its_own_reports() {
     assert_eq!((s0.len(), s0[0].packets), (1, 2));
     assert!(s1.is_empty());
 }
+
+/// Free TX buffers the card lends now (each taken and given back).
+fn free_slots(shared: &CardShared) -> usize {
+    let mut engine = shared.engine();
+    let held: Vec<_> = std::iter::from_fn(|| engine.tx_slot()).collect();
+    let n = held.len();
+    for slot in held {
+        engine.release_slot(slot);
+    }
+    n
+}
+
+/// A TUN read straight into a card TX buffer: a single packet that fits leaves from
+/// there — its partial checksum completed in the card's memory, as
+/// `gso::complete_checksum` completes it in host memory — and anything else (a packet
+/// too big for the path, a link-scope one, a super-packet longer than the buffer) is
+/// left in host memory as a plain read leaves it, the buffer given back. An empty device
+/// is `WouldBlock`, with no buffer kept.
+#[test]
+fn a_tun_read_lands_in_the_cards_buffer_and_leaves_from_there() {
+    use espo_ipsec::gso::{F_NEEDS_CSUM, VNET_HDR_LEN, VnetHdr};
+    use espo_ipsec::wire::checksum;
+    let mut b = bench();
+    let shared = &b.shared;
+    let mut out = outbound(shared, &b.config);
+    assert!(out.reads_into_buffers());
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).unwrap();
+    let free = free_slots(shared);
+    let mut vnet = [0u8; VNET_HDR_LEN];
+    let mut area = vec![0u8; MAX_PACKET];
+    let mut read = |out: &mut CardOutbound<'_>, vnet: &mut [u8], bytes: &[u8], mtu: usize| {
+        nix::unistd::write(&w, bytes).unwrap();
+        out.read_into_buffer(r.as_fd(), vnet, &mut area, mtu)
+            .expect("a buffer")
+            .map(|d| (d, area.clone()))
+    };
+
+    // A UDP packet as the inside stack hands it over: the pseudo-header's sum in the field.
+    let mut partial = udp([10, 2, 0, 2], [10, 1, 0, 2], 700, 9);
+    let pseudo = checksum::pseudo_header_v4(
+        &[10, 2, 0, 2].into(),
+        &[10, 1, 0, 2].into(),
+        espo_ipsec::wire::IpProtocol::Udp,
+        680,
+    );
+    partial[26..28].copy_from_slice(&pseudo.to_be_bytes());
+    let hdr = VnetHdr {
+        flags: F_NEEDS_CSUM,
+        gso_type: 0,
+        hdr_len: 28,
+        gso_size: 0,
+        csum_start: 20,
+        csum_offset: 6,
+    };
+    let mut whole = vec![0u8; VNET_HDR_LEN];
+    assert!(hdr.emit(&mut whole));
+    whole.extend_from_slice(&partial);
+    let mut complete = partial.clone();
+    espo_ipsec::gso::complete_checksum(&mut complete, &hdr).unwrap();
+    assert_ne!(complete[26..28], partial[26..28]);
+    let (d, _) = read(&mut out, &mut vnet, &whole, 1500).unwrap();
+    assert_eq!(d, DirectRead::Sent { len: 700 });
+    assert_eq!(
+        vnet[0] & F_NEEDS_CSUM,
+        0,
+        "complete: not to be summed again"
+    );
+    // Without a virtio-net header, the same way.
+    let plain = udp([10, 2, 0, 2], [10, 1, 0, 2], 64, 1);
+    let (d, _) = read(&mut out, &mut [], &plain, 1500).unwrap();
+    assert_eq!(d, DirectRead::Sent { len: 64 });
+    out.post_reads();
+    b.settle_card();
+    let frames = b.queues.take_for_wire();
+    assert_eq!(frames.len(), 2, "both packets on the port");
+    for (frame, want) in frames.iter().zip([&complete, &plain]) {
+        let mut batch = [buf(&frame[14..])];
+        let mut incoming = Vec::new();
+        InboundEngine::decapsulate(&mut b.peer.inbound, &mut batch, &mut incoming);
+        assert_eq!(incoming, [Ok(Incoming::Inner { spi: 0x2001 })]);
+        assert_eq!(batch[0].packet(), &want[..]);
+    }
+    let mut late = Vec::new();
+    out.settle(&mut late);
+    assert!(late.is_empty(), "{late:?}");
+    assert_eq!(free_slots(shared), free, "the sent buffers came back");
+
+    // Too big for the path once encapsulated: in host memory, checksum not yet done.
+    let mtu = 700 + out.max_overhead() - 1;
+    let (d, area) = read(&mut out, &mut vnet, &whole, mtu).unwrap();
+    assert_eq!(d, DirectRead::InHost { read: whole.len() });
+    assert_eq!(&area[..700], &partial[..]);
+    assert_eq!(vnet[0], F_NEEDS_CSUM);
+    // Link-scope: in host memory.
+    let mcast = udp([10, 2, 0, 2], [224, 0, 0, 5], 100, 2);
+    let (d, area) = read(&mut out, &mut [], &mcast, 1500).unwrap();
+    assert_eq!(d, DirectRead::InHost { read: 100 });
+    assert_eq!(&area[..100], &mcast[..]);
+    // A super-packet longer than a card buffer: whole in host memory, header first.
+    let (sup, shdr) =
+        espo_harness::loopback::tcp_super_packet([10, 2, 0, 2], [10, 1, 0, 2], 30_000, 1000);
+    let mut whole = vec![0u8; VNET_HDR_LEN];
+    assert!(shdr.emit(&mut whole));
+    whole.extend_from_slice(&sup);
+    let (d, area) = read(&mut out, &mut vnet, &whole, 1500).unwrap();
+    assert_eq!(d, DirectRead::InHost { read: whole.len() });
+    assert_eq!(&area[..sup.len()], &sup[..]);
+    assert_eq!(VnetHdr::parse(&vnet), Some(shdr));
+    // Nothing left to read.
+    let empty = out.read_into_buffer(r.as_fd(), &mut vnet, &mut area.clone(), 1500);
+    assert_eq!(
+        empty.expect("a buffer").unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
+    );
+    out.post_reads();
+    b.settle_card();
+    assert!(b.queues.take_for_wire().is_empty(), "nothing else sent");
+    assert_eq!(free_slots(shared), free, "no buffer kept");
+}
