@@ -60,14 +60,19 @@ fn the_model_engine_reports_its_host_cost_for_every_size_asked_for() {
         assert_eq!(field(line, "size"), size, "{line}");
         // Zero-copy, the copying path beside it, the writes into the lent buffers (the
         // TUN read's stand-in) that the zero-copy figure leaves out, and `espo run`'s ways
-        // (from host memory into the lent buffers, the copy counted; a super-packet's
-        // segments written from it into them, and assembled in host memory first).
+        // (a read straight into a lent buffer, the read apart, and the same read into host
+        // memory then copied in; from host memory into the lent buffers, the copy counted;
+        // a super-packet's segments written from it into them, and assembled in host
+        // memory first).
         for key in [
             "encap_host_ns_per_packet",
             "decap_host_ns_per_packet",
             "encap_copy_host_ns_per_packet",
             "decap_copy_host_ns_per_packet",
             "encap_source_ns_per_packet",
+            "encap_from_read_ns_per_packet",
+            "encap_read_source_ns_per_packet",
+            "encap_read_via_host_ns_per_packet",
             "encap_from_host_ns_per_packet",
             "encap_from_segments_ns_per_packet",
             "encap_segments_via_host_ns_per_packet",

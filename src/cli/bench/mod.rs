@@ -32,8 +32,11 @@ use model::EncapWay;
 /// each packet is written straight into a card buffer the engine lends (the TUN read's
 /// stand-in, timed apart and not counted) and a received one is left in the card's buffer;
 /// beside it, the same with the packet copied in and out, as the baseline, and the ways
-/// `espo run` hands its packets over: a packet read by itself, from host memory into the
-/// lent buffers, that copy counted; and the segments of a TUN super-packet, each one's
+/// `espo run` hands its packets over: a packet read by itself, read from a socket (the TUN
+/// device's stand-in, one packet per read, the read timed apart) straight into its lent
+/// buffer and handed on from there — beside it the same reads into host memory, each
+/// packet then copied in; a packet already in host memory, copied into the lent buffers,
+/// that copy counted; and the segments of a TUN super-packet, each one's
 /// headers and payload written from the super-packet into its lent buffer, the segmenting
 /// counted — with the same segments assembled in host memory first beside it. The zero-copy host figure is also given by stage, to say where its time goes: encapsulation as lending the
 /// buffers, the outbound decision and queueing, routing and posting to the ring, and the
@@ -303,6 +306,32 @@ fn run_one(args: &BenchArgs, size: usize) -> anyhow::Result<()> {
     } else {
         None
     };
+    // `espo run`'s way for a packet read by itself: read straight into a lent buffer (the
+    // read timed apart, as the zero-copy figure's source write), handed on from there.
+    let from_read = if with_model {
+        Some(model::encap(
+            &tx_config,
+            &inner,
+            quarter / 3,
+            EncapWay::Read,
+            host_round,
+        )?)
+    } else {
+        None
+    };
+    // Beside it, the same reads into host memory, each packet then copied in: the way
+    // before the reads went straight into the card.
+    let read_via_host = if with_model {
+        Some(model::encap(
+            &tx_config,
+            &inner,
+            quarter / 3,
+            EncapWay::ReadViaHost,
+            host_round,
+        )?)
+    } else {
+        None
+    };
     // `espo run`'s way with TUN offloads: segments written from a super-packet into the
     // lent buffers, the writes counted (packets too short to carry a payload have none).
     let from_segments = if with_model && inner.len() > 28 {
@@ -357,13 +386,22 @@ fn run_one(args: &BenchArgs, size: usize) -> anyhow::Result<()> {
         );
         if let (Some((e, d)), Some((ce, cd))) = (&card, &copying) {
             println!(
-                "{{\"engine\":\"model\",\"algorithm\":\"{}\",\"size\":{size},\"encap_host_stages_ns\":{{{}}},\"decap_host_stages_ns\":{{{}}},\"encap_host_ns_per_packet\":{:.1},\"decap_host_ns_per_packet\":{:.1},\"encap_source_ns_per_packet\":{:.1},\"encap_from_host_ns_per_packet\":{:.1},\"encap_from_segments_ns_per_packet\":{:.1},\"encap_segments_via_host_ns_per_packet\":{:.1},\"encap_copy_host_ns_per_packet\":{:.1},\"decap_copy_host_ns_per_packet\":{:.1},\"encap_card_gbps\":{:.3},\"decap_card_gbps\":{:.3},\"encap_card_line_gbps\":{:.3},\"decap_card_line_gbps\":{:.3},\"encap_card_mpps\":{:.3},\"decap_card_mpps\":{:.3},\"encap_by_card\":{},\"decap_by_card\":{},\"packets\":{},\"model_ns_per_packet\":{:.1}}}",
+                "{{\"engine\":\"model\",\"algorithm\":\"{}\",\"size\":{size},\"encap_host_stages_ns\":{{{}}},\"decap_host_stages_ns\":{{{}}},\"encap_host_ns_per_packet\":{:.1},\"decap_host_ns_per_packet\":{:.1},\"encap_source_ns_per_packet\":{:.1},\"encap_from_read_ns_per_packet\":{:.1},\"encap_read_source_ns_per_packet\":{:.1},\"encap_read_via_host_ns_per_packet\":{:.1},\"encap_from_host_ns_per_packet\":{:.1},\"encap_from_segments_ns_per_packet\":{:.1},\"encap_segments_via_host_ns_per_packet\":{:.1},\"encap_copy_host_ns_per_packet\":{:.1},\"decap_copy_host_ns_per_packet\":{:.1},\"encap_card_gbps\":{:.3},\"decap_card_gbps\":{:.3},\"encap_card_line_gbps\":{:.3},\"decap_card_line_gbps\":{:.3},\"encap_card_mpps\":{:.3},\"decap_card_mpps\":{:.3},\"encap_by_card\":{},\"decap_by_card\":{},\"packets\":{},\"model_ns_per_packet\":{:.1}}}",
                 args.algorithm,
                 stages(e, 0, ",", |n, ns| format!("\"{n}\":{ns:.1}")),
                 stages(d, 1, ",", |n, ns| format!("\"{n}\":{ns:.1}")),
                 e.host_ns_per_packet(),
                 d.host_ns_per_packet(),
                 e.source_ns_per_packet(),
+                from_read
+                    .as_ref()
+                    .map_or(0.0, model::Direction::host_ns_per_packet),
+                from_read
+                    .as_ref()
+                    .map_or(0.0, model::Direction::source_ns_per_packet),
+                read_via_host
+                    .as_ref()
+                    .map_or(0.0, model::Direction::host_ns_per_packet),
                 from_host
                     .as_ref()
                     .map_or(0.0, model::Direction::host_ns_per_packet),
@@ -465,9 +503,17 @@ fn run_one(args: &BenchArgs, size: usize) -> anyhow::Result<()> {
                 "  (zero-copy encapsulation: writing each packet into its card buffer, the TUN read's stand-in, took {:.1} ns/pkt, not counted above)",
                 e.source_ns_per_packet()
             );
+            if let (Some(f), Some(v)) = (&from_read, &read_via_host) {
+                println!(
+                    "  (encapsulation of a packet read by itself, espo run's way: read from a socket straight into its card buffer, the read not counted ({:.1} ns/pkt), then handed on from there: host {:.1} ns/pkt; read into host memory, then copied in: {:.1} ns/pkt)",
+                    f.source_ns_per_packet(),
+                    f.host_ns_per_packet(),
+                    v.host_ns_per_packet()
+                );
+            }
             if let Some(f) = &from_host {
                 println!(
-                    "  (encapsulation from host memory into the card's buffers, espo run's way with the copy counted: host {:.1} ns/pkt)",
+                    "  (encapsulation from host memory into the card's buffers, the copy counted (espo run's way for a packet read into host memory): host {:.1} ns/pkt)",
                     f.host_ns_per_packet()
                 );
             }

@@ -15,6 +15,7 @@
 //! (`ModelHandle::hold`) so that the driver's polls between them do not move it: none of
 //! its work is counted as the host's.
 
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,9 +23,11 @@ use anyhow::{Context, bail};
 use espo_config::Config;
 use espo_driver::card::{Card, CardConfig};
 use espo_driver::model::{MemLink, ModelDevice, ModelHandle, ModelOptions, ModelParams, Pacing};
-use espo_gateway::card::engine::{SEGMENT_HEAD, submit_segment};
+use espo_gateway::card::engine::{SEGMENT_HEAD, hand_on_read, submit_segment};
+use espo_gateway::path::DirectRead;
 use espo_ipsec::engine::Encapsulated;
 use espo_offload::{FRAME_HEADER, OffloadEngine, OffloadOptions, Received, SentAs, card_config};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 
 /// Packets per round when the host's cost is measured: a batch of 32. The model runs once
 /// per round; with small rounds it does not flush the host's data out of the caches between
@@ -128,8 +131,18 @@ pub enum EncapWay {
     /// `source`), then submitted there (`submit_slot`): nothing copied by the engine.
     Lent,
     /// From host memory into a lent card buffer (`submit_into_slot`): `espo run`'s way
-    /// for a packet read from the TUN device by itself; the copy is the host's.
+    /// for a packet read from the TUN device into host memory (when the card lent no
+    /// buffer, or the read before was a super-packet); the copy is the host's.
     FromHost,
+    /// `espo run`'s way for a packet read from the TUN device by itself: read with its
+    /// virtio-net header from a socket straight into a lent card buffer (the read timed
+    /// apart as `source`, as the TUN read is), then handed on from there (`hand_on_read`,
+    /// the gateway's own code: the header read, the fit and link-scope checks,
+    /// `submit_slot`).
+    Read,
+    /// The same reads into host memory, each packet then copied into a lent card buffer
+    /// (`submit_into_slot`): `espo run`'s way before its reads went straight into the card.
+    ReadViaHost,
     /// `espo run`'s way with TUN offloads: UDP super-packets of up to 64 KiB cut into
     /// packets of the bench's size, each segment's headers made on the stack and written,
     /// with its payload from the super-packet, straight into a lent card buffer
@@ -201,6 +214,30 @@ pub fn encap(
     let mut head = [0u8; SEGMENT_HEAD];
     let mut scratch = Vec::new();
     let mut host_seg = vec![0u8; 65536];
+    // For `Read`: a socket that keeps each packet apart, as the TUN device does, the
+    // packet with its virtio-net header (a forwarded packet: no checksum left to do),
+    // and where each read lands.
+    let reader = match way {
+        EncapWay::Read | EncapWay::ReadViaHost => Some(
+            socketpair(
+                AddressFamily::Unix,
+                SockType::SeqPacket,
+                None,
+                SockFlag::SOCK_NONBLOCK,
+            )
+            .context("a socket pair for the bench's reads")?,
+        ),
+        _ => None,
+    };
+    let mut read_bytes = vec![0u8; espo_ipsec::gso::VNET_HDR_LEN];
+    read_bytes.extend_from_slice(inner);
+    let mut reads = vec![([0u8; espo_ipsec::gso::VNET_HDR_LEN], 0usize); per_round];
+    let mut area = vec![0u8; 65536];
+    let mut spill = vec![0u8; 65536];
+    let mut host_reads = match way {
+        EncapWay::ReadViaHost => vec![vec![0u8; inner.len().max(2048)]; per_round],
+        _ => Vec::new(),
+    };
     while started.elapsed() < budget || d.packets == 0 {
         let round = if way == EncapWay::Segments {
             // `espo run`'s code for a super-packet's segments: each lends its buffer, makes
@@ -220,6 +257,66 @@ pub fn encap(
                 if sent {
                     tag += 1;
                     n += 1;
+                }
+            }
+            let posting = Instant::now();
+            engine.poll();
+            d.charge(1, posting - t);
+            d.charge(2, posting.elapsed());
+            n
+        } else if way == EncapWay::Read || way == EncapWay::ReadViaHost {
+            let t = Instant::now();
+            while slots.len() < per_round {
+                match engine.tx_slot() {
+                    Some(s) => slots.push(s),
+                    None => break,
+                }
+            }
+            d.charge(0, t.elapsed());
+            if slots.is_empty() {
+                bail!("the offload engine lent no TX buffer");
+            }
+            let (tun, inside) = reader.as_ref().context("no socket to read from")?;
+            let n = slots.len();
+            let mut k = 0;
+            while k < n {
+                // As many packets as the socket takes (untimed: the inside stack's part).
+                let mut w = k;
+                while w < n && nix::unistd::write(inside, &read_bytes).is_ok() {
+                    w += 1;
+                }
+                if w == k {
+                    bail!("the bench's socket took no packet");
+                }
+                let t = Instant::now();
+                for (i, (s, (vnet, read))) in slots[k..w].iter().zip(&mut reads[k..w]).enumerate() {
+                    *read = match way {
+                        EncapWay::Read => {
+                            engine.tx_slot_read_parts(s, tun.as_fd(), vnet, &mut spill)?
+                        }
+                        _ => nix::sys::uio::readv(
+                            tun,
+                            &mut [
+                                std::io::IoSliceMut::new(vnet),
+                                std::io::IoSliceMut::new(&mut host_reads[k + i]),
+                            ],
+                        )?,
+                    };
+                }
+                d.source += t.elapsed();
+                k = w;
+            }
+            let t = Instant::now();
+            for (i, (s, (vnet, read))) in slots.drain(..).zip(&mut reads).enumerate() {
+                if way == EncapWay::ReadViaHost {
+                    let len = read.saturating_sub(vnet.len());
+                    engine.submit_into_slot(tag, s, &host_reads[i][..len]);
+                    tag += 1;
+                    continue;
+                }
+                match hand_on_read(&mut engine, tag, s, *read, vnet, &mut area, 0, usize::MAX) {
+                    DirectRead::Sent { .. } => tag += 1,
+                    other => bail!("the benchmark packet was not sent from its buffer: {other:?}"),
                 }
             }
             let posting = Instant::now();
