@@ -793,3 +793,120 @@ fn waiting_for_packets_does_not_allocate() {
     assert_eq!(ready, [false, true, true]);
     assert_eq!(info.count_total, 0, "allocations waiting: {info:?}");
 }
+
+/// `espo run`'s card gateway receiving: the card leaves what it decapsulates in its
+/// buffers (`lend_rx`), the inbound seam holds a batch's UDP packets there
+/// (`CardRx { hold: true }`) and writes each from there with one `writev`
+/// (`CardInbound::write_held_to`, a pipe standing in for the TUN device) — nothing
+/// allocated per packet, and every packet written whole.
+#[test]
+fn card_packets_written_from_its_buffers_do_not_allocate() {
+    use espo_driver::model::{ModelDevice, ModelOptions, ModelParams, Pacing};
+    use espo_gateway::card::backend::CardBackend;
+    use espo_gateway::card::engine::{CardInbound, CardRx, CardShared};
+    use espo_gateway::card::port::{CardEnd, PortQueues};
+    use espo_gateway::path::{InboundEngine, OutboundEngine, OutsideRx, PacketBuf};
+    use espo_offload::{OffloadEngine, OffloadOptions};
+    use std::os::fd::AsFd;
+    use std::sync::Arc;
+
+    const B_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb];
+    let example = |name: &str| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/gw-gw/esp-model")
+            .join(name);
+        Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (cfg, mut peer) = (
+        example("gw-b.toml"),
+        example("gw-a.toml").software_engine().unwrap(),
+    );
+    let dev = ModelDevice::new(ModelOptions {
+        params: ModelParams::zero_latency(),
+        pacing: Pacing::Inline,
+        ..ModelOptions::default()
+    });
+    let model = dev.handle();
+    let queues = Arc::new(PortQueues::new().unwrap());
+    model.attach_link(Box::new(CardEnd::new(Arc::clone(&queues))));
+    let card_config = espo_driver::card::CardConfig {
+        ring_log2: 8,
+        hang_timeout: std::time::Duration::from_secs(3600),
+        health_interval: None,
+        ..espo_offload::card_config()
+    };
+    let card = espo_driver::card::Card::open(Arc::new(dev), card_config).expect("card");
+    let options = OffloadOptions {
+        local_mac: B_MAC,
+        lend_rx: true,
+        ..OffloadOptions::default()
+    };
+    let engine = OffloadEngine::new(&cfg.sas, &cfg.policies, Some(card), options).unwrap();
+    let shared = CardShared::new(
+        engine,
+        Arc::clone(&queues),
+        CardBackend::Model(model.clone()),
+    )
+    .unwrap();
+    // Site 1's UDP packets, protected by the peer and framed for the card's port.
+    let rounds = 30;
+    let mut frames = Vec::new();
+    for i in 0..rounds * 32 {
+        let mut inner = loopback::udp_packet(1000, i as u8);
+        inner[12..16].copy_from_slice(&[10, 1, 0, 2]);
+        inner[16..20].copy_from_slice(&[10, 2, 0, 2]);
+        inner[10..12].fill(0);
+        let sum = espo_ipsec::wire::checksum::data(&inner[..20]);
+        inner[10..12].copy_from_slice(&(!sum).to_be_bytes());
+        let mut batch = [PacketBuf::default()];
+        assert!(batch[0].load(&inner));
+        let mut verdicts = Vec::new();
+        OutboundEngine::encapsulate(&mut peer.outbound, &mut batch, &mut verdicts);
+        assert!(verdicts[0].is_ok(), "{verdicts:?}");
+        let mut frame = B_MAC.to_vec();
+        frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 0xa, 0x08, 0x00]);
+        frame.extend_from_slice(batch[0].packet());
+        frames.push(frame);
+    }
+    let rx = CardRx {
+        shared: &shared,
+        hold: true,
+    };
+    let mut inbound = CardInbound { shared: &shared };
+    let mut bufs: Vec<PacketBuf> = (0..32).map(|_| PacketBuf::default()).collect();
+    let mut scratch = rx.scratch();
+    let mut verdicts = Vec::with_capacity(32);
+    let mut out = Vec::with_capacity(32);
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).unwrap();
+    let prefix = [0u8; 10];
+    let mut drained = vec![0u8; 65536];
+    let (mut written, mut allocations) = (0, 0);
+    model.hold(true);
+    for (round, chunk) in frames.chunks(32).enumerate() {
+        for f in chunk {
+            queues.push_for_card(f.clone());
+        }
+        model.run_until_idle();
+        out.clear();
+        let info = allocation_counter::measure(|| {
+            let n = rx.recv_batch(0, &mut bufs, &mut scratch).unwrap();
+            inbound.decapsulate(&mut bufs[..n], &mut verdicts);
+            inbound.write_held_to(|_| (w.as_fd(), &prefix[..]), &mut out);
+        });
+        written += out.iter().filter(|&&(len, ok)| ok && len == 1000).count();
+        while nix::unistd::read(&r, &mut drained).is_ok_and(|k| k > 0) {}
+        if round >= 5 {
+            allocations += info.count_total;
+        }
+    }
+    model.hold(false);
+    assert_eq!(
+        written,
+        rounds * 32,
+        "every packet written whole from the card's buffer"
+    );
+    assert_eq!(
+        allocations, 0,
+        "allocations writing packets from the card's buffers"
+    );
+}

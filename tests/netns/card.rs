@@ -179,6 +179,17 @@ fn gateway_to_gateway_on_the_card(mut lab: lab::Lab, card: CardAt) {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(read_direct > 30, "{status}");
+    // The echoes' requests and answers the card decapsulated (UDP: no flow the coalescer
+    // holds) were written to the TUN device straight from the card's buffers.
+    let written_direct: u64 = status
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("packets written straight from the card's buffers: ")
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(written_direct >= 20, "{status}");
     assert_eq!(runs_on(&status, "out", "0x00002001"), "card", "{status}");
     assert_eq!(runs_on(&status, "in", "0x00001001"), "card", "{status}");
     assert!(

@@ -155,6 +155,11 @@ pub enum Incoming {
         src: std::net::SocketAddr,
         dst: std::net::SocketAddr,
     },
+    /// The inner packet stays where the engine received it (a card's buffer) until
+    /// [`InboundEngine::write_held`] writes it to the inside from there; its slot in the
+    /// batch is empty. Only a batch's first packets are held, and only packets of flows
+    /// the coalescer never holds (not TCP): writing them first keeps every flow's order.
+    Held { spi: u32 },
 }
 
 /// The moving state of one SA, as an engine reports it.
@@ -325,6 +330,13 @@ pub trait InboundEngine: Send {
         batch: &mut [PacketBuf],
         verdicts: &mut Vec<Result<Incoming, DropReason>>,
     );
+    /// Writes the packets the last [`decapsulate`](Self::decapsulate) said are held
+    /// ([`Incoming::Held`]), in their order, each straight from where it lies through the
+    /// queue of `tun` its flow takes ([`crate::tun::queue_for`]), and gives their buffers
+    /// back; appends each one's length and whether it was written whole to `out`.
+    fn write_held(&mut self, tun: &[crate::tun::Tun], out: &mut Vec<(usize, bool)>) {
+        let _ = (tun, out);
+    }
     /// The state of every inbound SA, appended to `out`.
     fn snapshot(&self, out: &mut Vec<SaSnapshot>);
     /// As [`OutboundEngine::housekeeping`].

@@ -63,6 +63,10 @@ pub struct DirectionStats {
     /// Outbound: packets the TUN read put straight into where they are sent from (a card's
     /// TX buffer), never in host memory. Counted in `received` too.
     pub reads_direct: u64,
+    /// Inbound: packets written to the inside straight from where the engine received
+    /// them (a card's RX buffer), never copied into host memory. Counted in `forwarded`
+    /// (or `write_errors`) too.
+    pub writes_direct: u64,
 }
 
 impl DirectionStats {
@@ -82,6 +86,7 @@ impl DirectionStats {
         self.writes += other.writes;
         self.segments_direct += other.segments_direct;
         self.reads_direct += other.reads_direct;
+        self.writes_direct += other.writes_direct;
     }
 }
 
@@ -267,6 +272,13 @@ fn write_direction(out: &mut String, name: &str, v: &DirectionStats) {
             out,
             "  packets read straight into the card's buffers: {}",
             v.reads_direct
+        );
+    }
+    if v.writes_direct > 0 {
+        let _ = writeln!(
+            out,
+            "  packets written straight from the card's buffers: {}",
+            v.writes_direct
         );
     }
     let drops: Vec<String> = v.drops.nonzero().map(|(r, n)| format!("{r} {n}")).collect();

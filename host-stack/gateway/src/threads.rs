@@ -783,6 +783,8 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
     let fds: Vec<BorrowedFd<'_>> = ctx.rx.fds();
     // With TUN offloads, a batch's TCP segments are written coalesced.
     let mut gro = ctx.tun[0].vnet_hdr().then(|| Coalescer::new(BATCH));
+    // What the engine wrote from where it holds packets (a card's buffers).
+    let mut held = Vec::with_capacity(BATCH);
     while !ctx.shutdown.requested() {
         engine.housekeeping();
         // Fill a batch from the sockets that were readable, one recvmmsg each.
@@ -806,6 +808,14 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
         stats.reads = ctx.rx.calls(&headers);
         if n > 0 {
             engine.decapsulate(&mut batch[..n], &mut verdicts);
+            // The batch's first packets, where the engine holds them: written first, as
+            // they came first.
+            held.clear();
+            engine.write_held(ctx.tun, &mut held);
+            for &(len, ok) in &held {
+                written(&mut stats, ok, false, 1, len as u64);
+                stats.writes_direct += 1;
+            }
             for (p, v) in batch[..n].iter_mut().zip(verdicts.iter()) {
                 // What goes to the inside, and its SA (0 for none: no SA has SPI 0).
                 let (inside, spi) = match v {
@@ -848,7 +858,7 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
                         }
                     }
                     Err(reason) => stats.drops.count(*reason),
-                    Ok(Incoming::Inner { .. } | Incoming::Unprotected) => {}
+                    Ok(Incoming::Inner { .. } | Incoming::Unprotected | Incoming::Held { .. }) => {}
                 }
             }
         }
@@ -878,7 +888,7 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
 /// TCP: IPv4's protocol field (a fragment of TCP says TCP too); IPv6's upper-layer
 /// protocol, behind any extension headers (a fragment's is in its Fragment header). Its
 /// packets may be written past what the coalescer holds. What cannot be read says TCP.
-fn never_coalesced(pkt: &[u8]) -> bool {
+pub(crate) fn never_coalesced(pkt: &[u8]) -> bool {
     use espo_ipsec::wire::{IpProtocol, ipv6};
     match Version::of(pkt) {
         Some(Version::Ipv4) => pkt.get(9).is_some_and(|&p| p != 6),

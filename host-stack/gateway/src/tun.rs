@@ -109,6 +109,15 @@ impl Tun {
         }
     }
 
+    /// What goes in front of a packet written without offloads: the virtio-net header
+    /// that asks for none, or nothing when the device has no such header.
+    pub fn header(&self) -> &'static [u8] {
+        match self.vnet_hdr {
+            true => &NO_OFFLOAD,
+            false => &[],
+        }
+    }
+
     /// [`send_packet`](Self::send_packet) for a packet in a [`PacketBuf`]: with offloads,
     /// its header goes into the buffer's room in front of the packet where there is some,
     /// so that one plain write carries both.

@@ -41,7 +41,7 @@ use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::Outbound;
 use espo_ipsec::gso::{self, Segments, VnetHdr};
 use espo_offload::{
-    self, EngineEvent, OffloadEngine, Received, RxReport, SentAs, TxReport, TxSlot,
+    self, EngineEvent, LentPacket, OffloadEngine, Received, RxReport, SentAs, TxReport, TxSlot,
 };
 
 /// How long the card's poller sleeps when the card is busy but has nothing to report yet.
@@ -56,6 +56,9 @@ pub struct CardShared {
     verdicts: Mutex<VecDeque<Result<Incoming, DropReason>>>,
     /// Reports taken from the engine that did not fit the last batch.
     backlog: Mutex<VecDeque<RxReport>>,
+    /// Packets of the batch [`CardRx`] just received that stay in the card's buffers until
+    /// [`CardInbound`] writes them (their verdict [`Incoming::Held`]), in order.
+    held: Mutex<VecDeque<LentPacket>>,
     queues: Arc<PortQueues>,
     backend: CardBackend,
     /// Readable while the card has signalled the engine's queue (a card that interrupts
@@ -97,6 +100,7 @@ impl CardShared {
             wake: Wake::new()?,
             verdicts: Mutex::default(),
             backlog: Mutex::default(),
+            held: Mutex::new(VecDeque::with_capacity(crate::threads::BATCH)),
             queues,
             backend,
             irq,
@@ -624,6 +628,11 @@ impl OutboundEngine for CardOutbound<'_> {
 /// The card's receive queue as the inbound thread's outside.
 pub struct CardRx<'a> {
     pub shared: &'a CardShared,
+    /// Whether packets the card left in its buffers (`lend_rx`) of flows the coalescer
+    /// never holds (not TCP) stay there, at the start of a batch, to be written from
+    /// there ([`Incoming::Held`], [`InboundEngine::write_held`]); otherwise each is copied
+    /// into the batch.
+    pub hold: bool,
 }
 
 impl OutsideRx for CardRx<'_> {
@@ -678,6 +687,11 @@ impl OutsideRx for CardRx<'_> {
         let mut verdicts = lock(&s.verdicts);
         // Taken for the first packet left in the card's buffer, and kept for the batch.
         let mut engine = None;
+        let mut held = lock(&s.held);
+        // A packet written after the batch was decided (the usual way) must not be passed
+        // by one written first from the card's buffer: only packets before any such one
+        // are held.
+        let mut holding = self.hold;
         let mut n = 0;
         while n < bufs.len() {
             let Some(report) = backlog.pop_front() else {
@@ -697,6 +711,11 @@ impl OutsideRx for CardRx<'_> {
                 // Left in the card's buffer (`lend_rx`): copied once, straight into the
                 // batch's buffer (the coalescer reads it there), and the card's buffer
                 // given back.
+                Ok(Received::Lent(p)) if holding && crate::threads::never_coalesced(p.head()) => {
+                    let spi = p.spi;
+                    held.push_back(p);
+                    Ok(Incoming::Held { spi })
+                }
                 Ok(Received::Lent(p)) => {
                     let engine = engine.get_or_insert_with(|| s.engine());
                     let copied = buf.load_with(p.len, |dst| engine.lent_into(&p, dst).is_ok());
@@ -720,6 +739,12 @@ impl OutsideRx for CardRx<'_> {
                 },
                 Err(reason) => Err(reason),
             };
+            if !matches!(
+                verdict,
+                Ok(Incoming::Held { .. } | Incoming::Consumed) | Err(_)
+            ) {
+                holding = false;
+            }
             verdicts.push_back(verdict);
             n += 1;
         }
@@ -747,7 +772,40 @@ pub struct CardInbound<'a> {
     pub shared: &'a CardShared,
 }
 
+impl CardInbound<'_> {
+    /// [`write_held`](InboundEngine::write_held), each packet written to the descriptor
+    /// `to` picks from its first bytes, after the prefix it gives (a TUN queue and its
+    /// virtio-net header).
+    pub fn write_held_to<'t>(
+        &mut self,
+        to: impl Fn(&[u8]) -> (BorrowedFd<'t>, &'t [u8]),
+        out: &mut Vec<(usize, bool)>,
+    ) {
+        let mut held = lock(&self.shared.held);
+        if held.is_empty() {
+            return;
+        }
+        let mut engine = self.shared.engine();
+        for p in held.drain(..) {
+            let (fd, prefix) = to(p.head());
+            let wrote = engine.write_lent(&p, fd, prefix);
+            engine.release_lent(&p);
+            out.push((p.len, wrote.is_ok_and(|n| n == prefix.len() + p.len)));
+        }
+    }
+}
+
 impl InboundEngine for CardInbound<'_> {
+    fn write_held(&mut self, tun: &[crate::tun::Tun], out: &mut Vec<(usize, bool)>) {
+        self.write_held_to(
+            |head| {
+                let queue = crate::tun::queue_for(tun, head);
+                (queue.as_fd(), queue.header())
+            },
+            out,
+        );
+    }
+
     fn decapsulate(
         &mut self,
         batch: &mut [PacketBuf],

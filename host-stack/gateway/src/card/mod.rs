@@ -426,7 +426,10 @@ pub fn run(
         .map(|o| Learning::new(o, &path_mtus))
         .collect();
     let mut inbound = CardInbound { shared: &shared };
-    let rx = CardRx { shared: &shared };
+    let rx = CardRx {
+        shared: &shared,
+        hold: true,
+    };
     let extra = || {
         let port_name = attached.as_ref().map_or("of the card", |a| a.name.as_str());
         let mut text = status::render(&shared, port_name, port_mac, &port_view);

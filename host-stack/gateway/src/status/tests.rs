@@ -145,6 +145,16 @@ fn status_says_how_many_packets_each_system_call_carried() {
     });
     out.stats = worker;
     let text = render(&|spi, _, _| c.sa(spi), &info(), &out, &inb);
+    // Packets written from the card's buffers: said under inbound.
+    let mut held = inb.clone();
+    held.stats.writes_direct = 9;
+    let with_held = render(&|spi, _, _| c.sa(spi), &info(), &out, &held);
+    let line = "  packets written straight from the card's buffers: 9\n";
+    let at = with_held
+        .find(line)
+        .unwrap_or_else(|| panic!("{with_held}"));
+    assert!(with_held.find("inbound:").unwrap() < at, "{with_held}");
+    assert!(!text.contains("written straight from"), "{text}");
     for line in [
         "  segments written straight into the card's buffers: 47\n",
         "  packets read straight into the card's buffers: 5\n",

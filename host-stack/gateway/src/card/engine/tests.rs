@@ -57,6 +57,11 @@ struct Bench {
 /// gw-b on the card model (inline pacing: the model runs only when the test moves it),
 /// gw-a as a software engine.
 fn bench() -> Bench {
+    bench_with(false)
+}
+
+/// [`bench`], the card leaving the packets it decapsulates in its buffers when `lend_rx`.
+fn bench_with(lend_rx: bool) -> Bench {
     let config = load("gw-b.toml");
     let peer = load("gw-a.toml").software_engine().unwrap();
     let queues = Arc::new(PortQueues::new().unwrap());
@@ -69,6 +74,7 @@ fn bench() -> Bench {
     let card = Card::open(Arc::new(device), super::super::card_config()).unwrap();
     let options = espo_offload::OffloadOptions {
         local_mac: B_MAC,
+        lend_rx,
         ..espo_offload::OffloadOptions::default()
     };
     let engine = OffloadEngine::new(&config.sas, &config.policies, Some(card), options).unwrap();
@@ -115,6 +121,7 @@ impl Bench {
     fn receive(&self) -> Vec<(Result<Incoming, DropReason>, Vec<u8>)> {
         let rx = CardRx {
             shared: &self.shared,
+            hold: false,
         };
         let mut inbound = CardInbound {
             shared: &self.shared,
@@ -290,7 +297,10 @@ fn a_batch_filled_from_both_descriptors_keeps_every_packets_verdict() {
         b.queues.push_for_card(f.clone());
     }
     b.settle_card();
-    let rx = CardRx { shared: &b.shared };
+    let rx = CardRx {
+        shared: &b.shared,
+        hold: false,
+    };
     let mut inbound = CardInbound { shared: &b.shared };
     let mut bufs: Vec<PacketBuf> = (0..8).map(|_| PacketBuf::default()).collect();
     let mut scratch = rx.scratch();
@@ -308,6 +318,107 @@ fn a_batch_filled_from_both_descriptors_keeps_every_packets_verdict() {
     for (b, p) in bufs.iter().zip(&packets) {
         assert_eq!(b.packet(), &p[..]);
     }
+}
+
+/// With the card's packets left in its buffers, a batch's first packets of flows the
+/// coalescer never holds (not TCP) stay there and are written from there, in order, before
+/// the rest of the batch; from the first packet that goes into the batch on (a TCP one
+/// here), later ones are copied in as before, so that none passes another. Every held
+/// buffer goes back to the card.
+#[test]
+fn a_batchs_first_packets_are_written_from_the_cards_buffers() {
+    let mut b = bench_with(true);
+    let mut tcp = udp([10, 1, 0, 2], [10, 2, 0, 2], 400, 2);
+    tcp[9] = 6;
+    espo_ipsec::wire::ipv4::Packet::new_unchecked(&mut tcp[..]).fill_checksum();
+    let packets = [
+        udp([10, 1, 0, 2], [10, 2, 0, 2], 300, 0),
+        udp([10, 1, 0, 3], [10, 2, 0, 2], 1400, 1),
+        tcp,
+        udp([10, 1, 0, 2], [10, 2, 0, 2], 200, 3),
+    ];
+    for p in &packets {
+        let frame = b.protected_by_peer(p);
+        b.queues.push_for_card(frame);
+    }
+    // Later rounds' frames, made now (the peer numbers them in order).
+    let ring = 1 << super::super::card_config().ring_log2;
+    let rounds = ring / 2 + 10;
+    let later: Vec<Vec<u8>> = (0..rounds * 3)
+        .map(|i| b.protected_by_peer(&udp([10, 1, 0, 2], [10, 2, 0, 2], 100, i as u8)))
+        .collect();
+    b.settle_card();
+    let rx = CardRx {
+        shared: &b.shared,
+        hold: true,
+    };
+    let mut inbound = CardInbound { shared: &b.shared };
+    let mut bufs: Vec<PacketBuf> = (0..8).map(|_| PacketBuf::default()).collect();
+    let mut scratch = rx.scratch();
+    let n = rx.recv_batch(0, &mut bufs, &mut scratch).unwrap();
+    assert_eq!(n, 4);
+    let mut verdicts = Vec::new();
+    inbound.decapsulate(&mut bufs[..n], &mut verdicts);
+    assert_eq!(
+        verdicts,
+        [
+            Ok(Incoming::Held { spi: 0x1001 }),
+            Ok(Incoming::Held { spi: 0x1001 }),
+            Ok(Incoming::Inner { spi: 0x1001 }),
+            Ok(Incoming::Inner { spi: 0x1001 }),
+        ]
+    );
+    assert_eq!(bufs[2].packet(), &packets[2][..], "copied in, as before");
+    assert_eq!(
+        bufs[3].packet(),
+        &packets[3][..],
+        "after one copied in: copied too"
+    );
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).unwrap();
+    let prefix = [0xaa_u8; 10];
+    let mut out = Vec::new();
+    inbound.write_held_to(|_| (w.as_fd(), &prefix[..]), &mut out);
+    assert_eq!(out, [(300, true), (1400, true)]);
+    let mut want = Vec::new();
+    for p in &packets[..2] {
+        want.extend_from_slice(&prefix);
+        want.extend_from_slice(p);
+    }
+    let mut got = vec![0u8; want.len() + 100];
+    let k = nix::unistd::read(&r, &mut got).unwrap();
+    assert_eq!(
+        &got[..k],
+        &want[..],
+        "each packet whole, after its prefix, in order"
+    );
+    // Nothing held any more.
+    out.clear();
+    inbound.write_held_to(|_| (w.as_fd(), &prefix[..]), &mut out);
+    assert!(out.is_empty());
+    // The buffers are the card's again: many more packets than its ring has buffers are
+    // held and written in turn.
+    let mut written = 0;
+    let mut buf = vec![0u8; 4096];
+    for (round, frames) in later.chunks(3).enumerate() {
+        for frame in frames {
+            b.queues.push_for_card(frame.clone());
+        }
+        b.settle_card();
+        let n = rx.recv_batch(0, &mut bufs, &mut scratch).unwrap();
+        inbound.decapsulate(&mut bufs[..n], &mut verdicts);
+        assert!(
+            verdicts
+                .iter()
+                .all(|v| matches!(v, Ok(Incoming::Held { .. }))),
+            "round {round}: {verdicts:?}"
+        );
+        out.clear();
+        inbound.write_held_to(|_| (w.as_fd(), &prefix[..]), &mut out);
+        assert_eq!(out.len(), n);
+        written += n;
+        while nix::unistd::read(&r, &mut buf).is_ok_and(|k| k > 0) {}
+    }
+    assert_eq!(written, 3 * rounds, "more than the ring's buffers");
 }
 
 #[test]
