@@ -482,28 +482,21 @@ fn the_zero_copy_card_path_does_not_allocate() {
 }
 
 /// `espo run`'s card gateway on the card model (held: it runs only when told), its port
-/// on in-memory queues, one outbound SA and policy; and the outbound half's sizing engine.
-fn card_gateway() -> (
+/// on in-memory queues, configured by `cfg`, its engine by `options`.
+fn card_gateway_of(
+    cfg: &Config,
+    options: espo_offload::OffloadOptions,
+) -> (
     espo_gateway::card::engine::CardShared,
     std::sync::Arc<espo_gateway::card::port::PortQueues>,
     espo_driver::model::ModelHandle,
-    espo_ipsec::engine::Outbound,
 ) {
     use espo_driver::model::{ModelDevice, ModelOptions, ModelParams, Pacing};
     use espo_gateway::card::backend::CardBackend;
     use espo_gateway::card::engine::CardShared;
     use espo_gateway::card::port::{CardEnd, PortQueues};
-    use espo_offload::{OffloadEngine, OffloadOptions};
     use std::sync::Arc;
 
-    let sas = esp(0x1001, "aes-gcm-128", 20, None, "");
-    let cfg = Config::parse(
-        &format!(
-            "{sas}[[policy]]\ndir = \"out\"\nsrc = \"10.1.0.0/16\"\ndst = \"10.2.0.0/16\"\naction = \"protect\"\nsa = [0x1001]\n"
-        ),
-        Path::new("tx"),
-    )
-    .unwrap();
     let dev = ModelDevice::new(ModelOptions {
         params: ModelParams::zero_latency(),
         pacing: Pacing::Inline,
@@ -519,19 +512,34 @@ fn card_gateway() -> (
         ..espo_offload::card_config()
     };
     let card = espo_driver::card::Card::open(Arc::new(dev), card_config).expect("card");
-    let engine = OffloadEngine::new(
-        &cfg.sas,
-        &cfg.policies,
-        Some(card),
-        OffloadOptions::default(),
-    )
-    .unwrap();
+    let engine =
+        espo_offload::OffloadEngine::new(&cfg.sas, &cfg.policies, Some(card), options).unwrap();
     let shared = CardShared::new(
         engine,
         Arc::clone(&queues),
         CardBackend::Model(model.clone()),
     )
     .unwrap();
+    (shared, queues, model)
+}
+
+/// [`card_gateway_of`] with one outbound SA and policy; and the outbound half's sizing
+/// engine.
+fn card_gateway() -> (
+    espo_gateway::card::engine::CardShared,
+    std::sync::Arc<espo_gateway::card::port::PortQueues>,
+    espo_driver::model::ModelHandle,
+    espo_ipsec::engine::Outbound,
+) {
+    let sas = esp(0x1001, "aes-gcm-128", 20, None, "");
+    let cfg = Config::parse(
+        &format!(
+            "{sas}[[policy]]\ndir = \"out\"\nsrc = \"10.1.0.0/16\"\ndst = \"10.2.0.0/16\"\naction = \"protect\"\nsa = [0x1001]\n"
+        ),
+        Path::new("tx"),
+    )
+    .unwrap();
+    let (shared, queues, model) = card_gateway_of(&cfg, espo_offload::OffloadOptions::default());
     (
         shared,
         queues,
@@ -801,14 +809,10 @@ fn waiting_for_packets_does_not_allocate() {
 /// allocated per packet, and every packet written whole.
 #[test]
 fn card_packets_written_from_its_buffers_do_not_allocate() {
-    use espo_driver::model::{ModelDevice, ModelOptions, ModelParams, Pacing};
-    use espo_gateway::card::backend::CardBackend;
-    use espo_gateway::card::engine::{CardInbound, CardRx, CardShared};
-    use espo_gateway::card::port::{CardEnd, PortQueues};
+    use espo_gateway::card::engine::{CardInbound, CardRx};
     use espo_gateway::path::{InboundEngine, OutboundEngine, OutsideRx, PacketBuf};
-    use espo_offload::{OffloadEngine, OffloadOptions};
+    use espo_offload::OffloadOptions;
     use std::os::fd::AsFd;
-    use std::sync::Arc;
 
     const B_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb];
     let example = |name: &str| {
@@ -821,33 +825,12 @@ fn card_packets_written_from_its_buffers_do_not_allocate() {
         example("gw-b.toml"),
         example("gw-a.toml").software_engine().unwrap(),
     );
-    let dev = ModelDevice::new(ModelOptions {
-        params: ModelParams::zero_latency(),
-        pacing: Pacing::Inline,
-        ..ModelOptions::default()
-    });
-    let model = dev.handle();
-    let queues = Arc::new(PortQueues::new().unwrap());
-    model.attach_link(Box::new(CardEnd::new(Arc::clone(&queues))));
-    let card_config = espo_driver::card::CardConfig {
-        ring_log2: 8,
-        hang_timeout: std::time::Duration::from_secs(3600),
-        health_interval: None,
-        ..espo_offload::card_config()
-    };
-    let card = espo_driver::card::Card::open(Arc::new(dev), card_config).expect("card");
     let options = OffloadOptions {
         local_mac: B_MAC,
         lend_rx: true,
         ..OffloadOptions::default()
     };
-    let engine = OffloadEngine::new(&cfg.sas, &cfg.policies, Some(card), options).unwrap();
-    let shared = CardShared::new(
-        engine,
-        Arc::clone(&queues),
-        CardBackend::Model(model.clone()),
-    )
-    .unwrap();
+    let (shared, queues, model) = card_gateway_of(&cfg, options);
     // Site 1's UDP packets, protected by the peer and framed for the card's port.
     let rounds = 30;
     let mut frames = Vec::new();

@@ -184,6 +184,28 @@ fn super_packet(inner: &[u8]) -> (Vec<u8>, espo_ipsec::gso::VnetHdr) {
     (sup, hdr)
 }
 
+/// Lends card TX buffers until `slots` holds `per_round` (or the engine lends no more),
+/// the time charged to the "lend" stage; an error when none is lent at all.
+fn lend(
+    engine: &mut OffloadEngine,
+    slots: &mut Vec<espo_offload::TxSlot>,
+    per_round: usize,
+    d: &mut Direction,
+) -> anyhow::Result<()> {
+    let t = Instant::now();
+    while slots.len() < per_round {
+        match engine.tx_slot() {
+            Some(s) => slots.push(s),
+            None => break,
+        }
+    }
+    d.charge(0, t.elapsed());
+    if slots.is_empty() {
+        bail!("the offload engine lent no TX buffer");
+    }
+    Ok(())
+}
+
 /// Encapsulation through the card for about `budget`, handed over `way`.
 pub fn encap(
     tx_config: &Config,
@@ -265,17 +287,7 @@ pub fn encap(
             d.charge(2, posting.elapsed());
             n
         } else if way == EncapWay::Read || way == EncapWay::ReadViaHost {
-            let t = Instant::now();
-            while slots.len() < per_round {
-                match engine.tx_slot() {
-                    Some(s) => slots.push(s),
-                    None => break,
-                }
-            }
-            d.charge(0, t.elapsed());
-            if slots.is_empty() {
-                bail!("the offload engine lent no TX buffer");
-            }
+            lend(&mut engine, &mut slots, per_round, &mut d)?;
             let (tun, inside) = reader.as_ref().context("no socket to read from")?;
             let n = slots.len();
             let mut k = 0;
@@ -325,17 +337,7 @@ pub fn encap(
             d.charge(2, posting.elapsed());
             n
         } else if way != EncapWay::Copying {
-            let t = Instant::now();
-            while slots.len() < per_round {
-                match engine.tx_slot() {
-                    Some(s) => slots.push(s),
-                    None => break,
-                }
-            }
-            d.charge(0, t.elapsed());
-            if slots.is_empty() {
-                bail!("the offload engine lent no TX buffer");
-            }
+            lend(&mut engine, &mut slots, per_round, &mut d)?;
             if way == EncapWay::Lent {
                 let t = Instant::now();
                 for s in &slots {
