@@ -23,6 +23,15 @@ fn port_counter(status: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no `{name}` in {status}"))
 }
 
+/// A count espo status gives on a line of its own (`what: N`); 0 when it gives none.
+fn count(status: &str, what: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(what)?.strip_prefix(": "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Where an SA runs, from the SA table of espo status.
 fn runs_on(status: &str, dir: &str, spi: &str) -> String {
     status
@@ -159,37 +168,22 @@ fn gateway_to_gateway_on_the_card(mut lab: lab::Lab, card: CardAt) {
     assert!(status.contains(&format!("engine {engine}")), "{status}");
     // gw-b's TUN reads brought site 2's TCP flow as super-packets (TUN offloads), whose
     // segments went from them straight into the card's buffers.
-    let direct: u64 = status
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("segments written straight into the card's buffers: ")
-        })
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(direct > 100, "{status}");
+    assert!(
+        count(&status, "segments written straight into the card's buffers") > 100,
+        "{status}"
+    );
     // Its single packets — the echoes' answers, the ACKs of site 1's flow — were read from
     // the TUN device straight into the card's buffers, and left from there.
-    let read_direct: u64 = status
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("packets read straight into the card's buffers: ")
-        })
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(read_direct > 30, "{status}");
+    assert!(
+        count(&status, "packets read straight into the card's buffers") > 30,
+        "{status}"
+    );
     // The echoes' requests and answers the card decapsulated (UDP: no flow the coalescer
     // holds) were written to the TUN device straight from the card's buffers.
-    let written_direct: u64 = status
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("packets written straight from the card's buffers: ")
-        })
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(written_direct >= 20, "{status}");
+    assert!(
+        count(&status, "packets written straight from the card's buffers") >= 20,
+        "{status}"
+    );
     assert_eq!(runs_on(&status, "out", "0x00002001"), "card", "{status}");
     assert_eq!(runs_on(&status, "in", "0x00001001"), "card", "{status}");
     assert!(
