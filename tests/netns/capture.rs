@@ -50,7 +50,13 @@ fn watch<S: Send + 'static>(
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
         if let Some(bytes) = recv_buffer {
-            let _ = sock.set_recv_buffer_size(bytes);
+            // As root, past the system's cap (`net.core.rmem_max`): a capture on a busy
+            // machine (the suite runs tests side by side) must not drop frames.
+            let forced =
+                nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::RcvBufForce, &bytes);
+            if forced.is_err() {
+                let _ = sock.set_recv_buffer_size(bytes);
+            }
         }
         ready_tx.send(()).unwrap();
         let mut buf = vec![0u8; buf_len];
@@ -77,9 +83,16 @@ pub struct Capture {
 
 impl Capture {
     pub fn start(ns: &str, iface: &str) -> Capture {
-        let (stop, thread) = watch(ns, iface, 65536, None, Vec::new(), |frames, frame| {
-            frames.push(frame.to_vec())
-        });
+        // Every frame is kept: a large receive buffer, so that none is dropped while the
+        // thread that keeps them waits for a core.
+        let (stop, thread) = watch(
+            ns,
+            iface,
+            65536,
+            Some(32 << 20),
+            Vec::new(),
+            |frames, frame| frames.push(frame.to_vec()),
+        );
         Capture {
             stop,
             thread: Some(thread),
