@@ -254,6 +254,8 @@ pub struct PathMtus {
     interface_mtu: usize,
     epoch: Instant,
     counters: Counters,
+    /// When the latest learnt path MTU expires, in seconds since `epoch` (0: none learnt).
+    learnt_until: AtomicU64,
 }
 
 impl PathMtus {
@@ -293,6 +295,7 @@ impl PathMtus {
             interface_mtu,
             epoch: Instant::now(),
             counters: Counters::default(),
+            learnt_until: AtomicU64::new(0),
         }
     }
 
@@ -330,10 +333,17 @@ impl PathMtus {
         Some((learnt & 0xffff_ffff) as usize)
     }
 
-    /// Whether an ICMP error ever lowered an SA's path MTU (since the table was made):
-    /// until one does, every SA's path is the interface's.
+    /// Whether an SA's path MTU learnt from an ICMP error may still hold: until one is
+    /// learnt, and again once every learnt value has expired, every SA's path is the
+    /// interface's. One atomic load until one is learnt; the clock is read only after.
     pub fn any_learnt(&self) -> bool {
-        self.counters.learnt.load(Ordering::Relaxed) > 0
+        self.any_learnt_at(Instant::now())
+    }
+
+    /// [`any_learnt`](Self::any_learnt) at `now`.
+    pub fn any_learnt_at(&self, now: Instant) -> bool {
+        let until = self.learnt_until.load(Ordering::Relaxed);
+        until > 0 && self.secs(now) < until
     }
 
     /// The learnt path MTU of the SA `spi`, when one is learnt and has not expired. One
@@ -511,6 +521,8 @@ impl PathMtus {
         }
         let value = (self.secs(now) << 32) | mtu as u64;
         entry.learnt.store(value, Ordering::Relaxed);
+        self.learnt_until
+            .fetch_max(self.secs(now) + EXPIRY.as_secs(), Ordering::Relaxed);
         Verdict::Learnt {
             spi: entry.spi,
             mtu,

@@ -90,9 +90,9 @@ impl<E: OutboundEngine + ?Sized> OutboundEngine for Learning<'_, E> {
     }
 
     /// The engine's, while every SA's path is the interface's: a packet the engine hands
-    /// on from its buffer is checked against the interface's MTU alone. Once an ICMP error
-    /// lowered some SA's path, packets are read as usual (`None`) and each is checked
-    /// against its own SA's path.
+    /// on from its buffer is checked against the interface's MTU alone. While a path MTU
+    /// an ICMP error lowered for some SA holds (until it expires), packets are read as
+    /// usual (`None`) and each is checked against its own SA's path.
     fn read_into_buffer(
         &mut self,
         fd: BorrowedFd<'_>,

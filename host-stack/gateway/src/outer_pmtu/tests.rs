@@ -259,6 +259,10 @@ fn a_genuine_error_lowers_the_path_mtu_until_it_expires() {
     sent(&t, 5);
     let now = Instant::now();
     assert_eq!(t.path_mtu(0x1001), None);
+    assert!(
+        !t.any_learnt_at(now),
+        "nothing learnt: every path the interface's"
+    );
     let error = frag_needed(LOCAL, 1300, &esp_packet(5));
     assert_eq!(
         t.learn(&heard(&error), now),
@@ -289,8 +293,13 @@ fn a_genuine_error_lowers_the_path_mtu_until_it_expires() {
     );
     // Ten minutes on the path is the interface's again: a higher value is learnt, and
     // status no longer shows the old one.
+    assert!(t.any_learnt_at(now + EXPIRY / 2));
     let later = now + EXPIRY;
     assert!(!t.render(later).contains("path mtu 1200"));
+    assert!(
+        !t.any_learnt_at(later),
+        "expired: every path the interface's again"
+    );
     assert_eq!(
         t.learn(&heard(&higher), later),
         Verdict::Learnt {
@@ -298,6 +307,7 @@ fn a_genuine_error_lowers_the_path_mtu_until_it_expires() {
             mtu: 1400
         }
     );
+    assert!(t.any_learnt_at(later), "learnt again");
     let c = t.counters();
     assert_eq!((c.learnt, c.not_lower, c.forged), (3, 1, 0));
 }
