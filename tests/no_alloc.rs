@@ -854,6 +854,7 @@ fn card_packets_written_from_its_buffers_do_not_allocate() {
     let rx = CardRx {
         shared: &shared,
         hold: true,
+        hold_tcp: false,
     };
     let mut inbound = CardInbound { shared: &shared };
     let mut bufs: Vec<PacketBuf> = (0..32).map(|_| PacketBuf::default()).collect();

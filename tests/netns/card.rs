@@ -71,6 +71,46 @@ fn gateway_to_gateway_with_one_end_on_the_card_model() {
     gateway_to_gateway_on_the_card(lab, CardAt::InProcess);
 }
 
+/// gw-b on the card model with a TUN device without offloads: no coalescer runs, so every
+/// packet the card decapsulates — the TCP flow's segments too — is written to the TUN
+/// device straight from the card's buffer, and every packet read arrives alone, straight
+/// into one. The transfers are checked byte for byte at the far end.
+#[test]
+fn without_tun_offloads_the_card_gateway_copies_no_packet_in_or_out() {
+    let mut lab = lab_or_skip!("ggn");
+    let t = topology::gateway_to_gateway_card(&mut lab);
+    let _a = lab.espo_run(
+        &t.left,
+        "left",
+        &lab::example("gw-gw/esp-model/gw-a.toml", &t.left_out),
+    );
+    let gw_b = lab::set_gateway_field(
+        &lab::example("gw-gw/esp-model/gw-b.toml", &t.right_out),
+        "tun_offload",
+        "false",
+    );
+    let b = lab.espo_run(&t.right, "right", &gw_b);
+    assert_eq!(
+        traffic::udp_echo(&lab, &t.left_host, &t.right_host, ip("10.2.0.2"), 20, 1000),
+        20
+    );
+    traffic::tcp_transfer(&lab, &t.left_host, &t.right_host, ip("10.2.0.2"), 1_000_000);
+    traffic::tcp_transfer(&lab, &t.right_host, &t.left_host, ip("10.1.0.2"), 500_000);
+    let status = lab.status(&b);
+    let received = stat(&status, "inbound", "received");
+    let written = count(&status, "packets written straight from the card's buffers");
+    // All but a batch's packets the card gave to the software half, if any.
+    assert!(written > 700 && written * 10 >= received * 9, "{status}");
+    assert_eq!(stat(&status, "inbound", "dropped"), 0, "{status}");
+    let read = count(&status, "packets read straight into the card's buffers");
+    assert!(read > 300, "{status}");
+    assert_eq!(
+        count(&status, "segments written straight into the card's buffers"),
+        0,
+        "no super-packets without offloads: {status}"
+    );
+}
+
 #[test]
 fn gateway_to_gateway_with_one_end_on_a_card_served_over_vfio_user() {
     let lab = lab_or_skip!("ggv");

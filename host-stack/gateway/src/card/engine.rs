@@ -633,6 +633,9 @@ pub struct CardRx<'a> {
     /// there ([`Incoming::Held`], [`InboundEngine::write_held`]); otherwise each is copied
     /// into the batch.
     pub hold: bool,
+    /// Whether TCP segments are held too: where no coalescer runs (a TUN device without
+    /// offloads), every packet is written as it came.
+    pub hold_tcp: bool,
 }
 
 impl OutsideRx for CardRx<'_> {
@@ -711,7 +714,9 @@ impl OutsideRx for CardRx<'_> {
                 // Left in the card's buffer (`lend_rx`): copied once, straight into the
                 // batch's buffer (the coalescer reads it there), and the card's buffer
                 // given back.
-                Ok(Received::Lent(p)) if holding && crate::threads::never_coalesced(p.head()) => {
+                Ok(Received::Lent(p))
+                    if holding && (self.hold_tcp || crate::threads::never_coalesced(p.head())) =>
+                {
                     let spi = p.spi;
                     held.push_back(p);
                     Ok(Incoming::Held { spi })

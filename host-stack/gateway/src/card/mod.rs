@@ -429,6 +429,9 @@ pub fn run(
     let rx = CardRx {
         shared: &shared,
         hold: true,
+        // Without TUN offloads no coalescer runs: every packet can be written from the
+        // card's buffer.
+        hold_tcp: !gw.tun_offload,
     };
     let extra = || {
         let port_name = attached.as_ref().map_or("of the card", |a| a.name.as_str());

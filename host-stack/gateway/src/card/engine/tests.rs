@@ -122,6 +122,7 @@ impl Bench {
         let rx = CardRx {
             shared: &self.shared,
             hold: false,
+            hold_tcp: false,
         };
         let mut inbound = CardInbound {
             shared: &self.shared,
@@ -300,6 +301,7 @@ fn a_batch_filled_from_both_descriptors_keeps_every_packets_verdict() {
     let rx = CardRx {
         shared: &b.shared,
         hold: false,
+        hold_tcp: false,
     };
     let mut inbound = CardInbound { shared: &b.shared };
     let mut bufs: Vec<PacketBuf> = (0..8).map(|_| PacketBuf::default()).collect();
@@ -351,6 +353,7 @@ fn a_batchs_first_packets_are_written_from_the_cards_buffers() {
     let rx = CardRx {
         shared: &b.shared,
         hold: true,
+        hold_tcp: false,
     };
     let mut inbound = CardInbound { shared: &b.shared };
     let mut bufs: Vec<PacketBuf> = (0..8).map(|_| PacketBuf::default()).collect();
@@ -419,6 +422,45 @@ fn a_batchs_first_packets_are_written_from_the_cards_buffers() {
         while nix::unistd::read(&r, &mut buf).is_ok_and(|k| k > 0) {}
     }
     assert_eq!(written, 3 * rounds, "more than the ring's buffers");
+}
+
+/// Where no coalescer runs (a TUN device without offloads), TCP segments are held and
+/// written from the card's buffers too: the whole batch, in order.
+#[test]
+fn without_a_coalescer_every_packet_is_written_from_the_cards_buffers() {
+    let mut b = bench_with(true);
+    let mut tcp = udp([10, 1, 0, 2], [10, 2, 0, 2], 400, 2);
+    tcp[9] = 6;
+    espo_ipsec::wire::ipv4::Packet::new_unchecked(&mut tcp[..]).fill_checksum();
+    let packets = [
+        udp([10, 1, 0, 2], [10, 2, 0, 2], 300, 0),
+        tcp,
+        udp([10, 1, 0, 2], [10, 2, 0, 2], 200, 3),
+    ];
+    for p in &packets {
+        let frame = b.protected_by_peer(p);
+        b.queues.push_for_card(frame);
+    }
+    b.settle_card();
+    let rx = CardRx {
+        shared: &b.shared,
+        hold: true,
+        hold_tcp: true,
+    };
+    let mut inbound = CardInbound { shared: &b.shared };
+    let mut bufs: Vec<PacketBuf> = (0..8).map(|_| PacketBuf::default()).collect();
+    let mut scratch = rx.scratch();
+    let n = rx.recv_batch(0, &mut bufs, &mut scratch).unwrap();
+    let mut verdicts = Vec::new();
+    inbound.decapsulate(&mut bufs[..n], &mut verdicts);
+    assert_eq!(verdicts, vec![Ok(Incoming::Held { spi: 0x1001 }); 3]);
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).unwrap();
+    let mut out = Vec::new();
+    inbound.write_held_to(|_| (w.as_fd(), &[][..]), &mut out);
+    assert_eq!(out, [(300, true), (400, true), (200, true)]);
+    let mut got = vec![0u8; 2000];
+    let k = nix::unistd::read(&r, &mut got).unwrap();
+    assert_eq!(&got[..k], &packets.concat()[..], "each whole, in order");
 }
 
 #[test]
