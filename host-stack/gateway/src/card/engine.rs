@@ -252,8 +252,10 @@ impl CardShared {
 
 /// The outbound half. See the module documentation.
 ///
-/// Several outbound workers may share one engine, each holding it for a batch at a time
-/// (the card, or the engine's software half under the same lock, numbers the packets).
+/// Several outbound workers may share one engine, each holding it for a batch at a time —
+/// or, for a packet read straight into a card buffer
+/// ([`read_into_buffer`](OutboundEngine::read_into_buffer)), for that one read (the card,
+/// or the engine's software half under the same lock, numbers the packets).
 /// Each tags its packets with its index in the tag's top bits; a worker that takes another
 /// one's reports from the engine leaves them in that worker's stash.
 pub struct CardOutbound<'a> {
