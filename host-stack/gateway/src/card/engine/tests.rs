@@ -117,6 +117,14 @@ impl Bench {
         frame
     }
 
+    /// `packets` from site 1, protected by gw-a, on their way to the card's port.
+    fn push_protected(&mut self, packets: &[Vec<u8>]) {
+        for p in packets {
+            let frame = self.protected_by_peer(p);
+            self.queues.push_for_card(frame);
+        }
+    }
+
     /// Everything the card's port received, through the inbound seam.
     fn receive(&self) -> Vec<(Result<Incoming, DropReason>, Vec<u8>)> {
         let rx = CardRx {
@@ -146,6 +154,15 @@ impl Bench {
         }
         out
     }
+}
+
+/// An IPv4 packet of `len` bytes from site 1 to site 2 whose protocol says TCP (a segment
+/// the coalescer may hold).
+fn tcp_packet(len: usize) -> Vec<u8> {
+    let mut tcp = udp([10, 1, 0, 2], [10, 2, 0, 2], len, 2);
+    tcp[9] = 6;
+    espo_ipsec::wire::ipv4::Packet::new_unchecked(&mut tcp[..]).fill_checksum();
+    tcp
 }
 
 /// The outbound half on `shared`, sized by `config`'s software engine.
@@ -330,19 +347,13 @@ fn a_batch_filled_from_both_descriptors_keeps_every_packets_verdict() {
 #[test]
 fn a_batchs_first_packets_are_written_from_the_cards_buffers() {
     let mut b = bench_with(true);
-    let mut tcp = udp([10, 1, 0, 2], [10, 2, 0, 2], 400, 2);
-    tcp[9] = 6;
-    espo_ipsec::wire::ipv4::Packet::new_unchecked(&mut tcp[..]).fill_checksum();
     let packets = [
         udp([10, 1, 0, 2], [10, 2, 0, 2], 300, 0),
         udp([10, 1, 0, 3], [10, 2, 0, 2], 1400, 1),
-        tcp,
+        tcp_packet(400),
         udp([10, 1, 0, 2], [10, 2, 0, 2], 200, 3),
     ];
-    for p in &packets {
-        let frame = b.protected_by_peer(p);
-        b.queues.push_for_card(frame);
-    }
+    b.push_protected(&packets);
     // Later rounds' frames, made now (the peer numbers them in order).
     let ring = 1 << super::super::card_config().ring_log2;
     let rounds = ring / 2 + 10;
@@ -429,18 +440,12 @@ fn a_batchs_first_packets_are_written_from_the_cards_buffers() {
 #[test]
 fn without_a_coalescer_every_packet_is_written_from_the_cards_buffers() {
     let mut b = bench_with(true);
-    let mut tcp = udp([10, 1, 0, 2], [10, 2, 0, 2], 400, 2);
-    tcp[9] = 6;
-    espo_ipsec::wire::ipv4::Packet::new_unchecked(&mut tcp[..]).fill_checksum();
     let packets = [
         udp([10, 1, 0, 2], [10, 2, 0, 2], 300, 0),
-        tcp,
+        tcp_packet(400),
         udp([10, 1, 0, 2], [10, 2, 0, 2], 200, 3),
     ];
-    for p in &packets {
-        let frame = b.protected_by_peer(p);
-        b.queues.push_for_card(frame);
-    }
+    b.push_protected(&packets);
     b.settle_card();
     let rx = CardRx {
         shared: &b.shared,
