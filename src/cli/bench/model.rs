@@ -255,7 +255,6 @@ pub fn encap(
     read_bytes.extend_from_slice(inner);
     let mut reads = vec![([0u8; espo_ipsec::gso::VNET_HDR_LEN], 0usize); per_round];
     let mut area = vec![0u8; 65536];
-    let mut spill = vec![0u8; 65536];
     let mut host_reads = match way {
         EncapWay::ReadViaHost => vec![vec![0u8; inner.len().max(2048)]; per_round],
         _ => Vec::new(),
@@ -304,7 +303,10 @@ pub fn encap(
                 for (i, (s, (vnet, read))) in slots[k..w].iter().zip(&mut reads[k..w]).enumerate() {
                     *read = match way {
                         EncapWay::Read => {
-                            engine.tx_slot_read_parts(s, tun.as_fd(), vnet, &mut spill)?
+                            // A longer read's rest would land past the buffer's room in
+                            // `area`, where `hand_on_read` looks for it.
+                            let room = engine.tx_slot_room().min(area.len());
+                            engine.tx_slot_read_parts(s, tun.as_fd(), vnet, &mut area[room..])?
                         }
                         _ => nix::sys::uio::readv(
                             tun,
