@@ -425,14 +425,27 @@ impl Outbound {
     /// [`tunnel_overhead`]: Outbound::tunnel_overhead
     pub fn tunnel_for(&self, inner: &[u8]) -> Result<Option<Tunnel>, DropReason> {
         let info = parse_inner(inner)?;
-        let action = match self.decide(&info.flow) {
+        self.tunnel_of(&info.flow, info.len)
+    }
+
+    /// [`tunnel_for`](Outbound::tunnel_for) for an inner packet of `len` bytes of which
+    /// only `head`, its first bytes, is at hand (the rest lies in a card's buffer; at most
+    /// [`HEAD_LEN`](crate::wire::flow::HEAD_LEN) are looked at): the same answer, or
+    /// `Malformed` where the packet's selectors lie beyond `head`.
+    pub fn tunnel_for_head(&self, head: &[u8], len: usize) -> Result<Option<Tunnel>, DropReason> {
+        let flow = Flow::parse_head(head, len).map_err(|_| DropReason::Malformed)?;
+        self.tunnel_of(&flow, len)
+    }
+
+    fn tunnel_of(&self, flow: &Flow, len: usize) -> Result<Option<Tunnel>, DropReason> {
+        let action = match self.decide(flow) {
             // Not a tunnel yet: encapsulation traps it (and reports the acquire).
             Err(DropReason::Trapped) => return Ok(None),
             decided => decided?,
         };
         match action {
             Action::Protect(bundle) => {
-                let l = self.shape(bundle, info.len)?;
+                let l = self.shape(bundle, len)?;
                 let outermost = bundle.outer_ah.unwrap_or(bundle.inner);
                 let spi = self
                     .sas
@@ -682,3 +695,6 @@ fn apply_ah(
     pkt[at..at + icv_len].copy_from_slice(icv);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
