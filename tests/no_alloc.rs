@@ -640,7 +640,7 @@ fn tun_reads_into_the_card_do_not_allocate() {
         let info = allocation_counter::measure(|| {
             for _ in 0..32 {
                 if let Some(Ok(DirectRead::Sent { .. })) =
-                    out.read_into_buffer(tun.as_fd(), &mut vnet, &mut area, 1500)
+                    out.read_into_buffer(tun.as_fd(), &mut vnet, &mut area, 1500, None)
                 {
                     handed += 1;
                 }

@@ -195,6 +195,27 @@ fn both_engines_learn_the_path(lab: &mut Lab, o: &Outside, own_port: bool) {
         lab.status(&a)
     );
 
+    // While the learnt path holds, the card gateway still sends packets that fit it
+    // straight from the card's buffers (only the ones too big for it go the host's way).
+    let direct = |status: &str| {
+        status
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("packets read straight into the card's buffers: ")
+            })
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = direct(&lab.status(&b));
+    let echoed = traffic::udp_echo(lab, &hb, &ha, ip("10.1.0.2"), 20, 300);
+    assert_eq!(echoed, 20, "{}", lab.status(&b));
+    let status = lab.status(&b);
+    assert!(
+        direct(&status) >= before + 20,
+        "the echoes read straight into the card ({before} before): {status}"
+    );
+
     for (gw, spi) in [(&a, "0x00001001"), (&b, "0x00002001")] {
         let status = lab.status(gw);
         assert!(learnt(&status) >= 1, "{status}");

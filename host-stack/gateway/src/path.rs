@@ -251,8 +251,10 @@ pub trait OutboundEngine: Send {
     /// `vnet.len()` bytes (the virtio-net header; none when empty) into `vnet`, the packet
     /// into the buffer while it fits, and the rest of a longer one (a super-packet) into
     /// `area` past the buffer's length. A single packet that is whole in the buffer, not
-    /// link-scope, and fits `outer_mtu` with the largest overhead any tunnel adds is
-    /// handed on to be sent as [`encapsulate`](Self::encapsulate) would have — its
+    /// link-scope, and fits `outer_mtu` with the largest overhead any tunnel adds — and,
+    /// with `learnt` (while a path MTU learnt from an ICMP error may hold for some SA),
+    /// its own SA's path — is handed on to be sent as
+    /// [`encapsulate`](Self::encapsulate) would have — its
     /// partial checksum completed where it lies — and never copied
     /// ([`DirectRead::Sent`]); anything else is left in host memory as a read into `area`
     /// would have left it, for the caller ([`DirectRead::InHost`]). `None` when the engine
@@ -265,8 +267,9 @@ pub trait OutboundEngine: Send {
         vnet: &mut [u8],
         area: &mut [u8],
         outer_mtu: usize,
+        learnt: Option<&crate::outer_pmtu::PathMtus>,
     ) -> Option<std::io::Result<DirectRead>> {
-        let _ = (fd, vnet, area, outer_mtu);
+        let _ = (fd, vnet, area, outer_mtu, learnt);
         None
     }
     /// Sends what [`read_into_buffer`](Self::read_into_buffer) handed on: once after a run

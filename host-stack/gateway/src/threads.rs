@@ -280,7 +280,10 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
                     (&mut [][..], o.batch[n].receive_area(HEADROOM))
                 };
                 let fd = o.ctx.tun.as_fd();
-                match o.engine.read_into_buffer(fd, head, area, o.ctx.outer_mtu) {
+                match o
+                    .engine
+                    .read_into_buffer(fd, head, area, o.ctx.outer_mtu, None)
+                {
                     Some(Ok(DirectRead::Sent { len })) => {
                         o.stats.reads += 1;
                         o.stats.received += 1;

@@ -328,7 +328,17 @@ pub fn encap(
                     tag += 1;
                     continue;
                 }
-                match hand_on_read(&mut engine, tag, s, *read, vnet, &mut area, 0, usize::MAX) {
+                match hand_on_read(
+                    &mut engine,
+                    tag,
+                    s,
+                    *read,
+                    vnet,
+                    &mut area,
+                    0,
+                    usize::MAX,
+                    |_, _| false,
+                ) {
                     DirectRead::Sent { .. } => tag += 1,
                     other => bail!("the benchmark packet was not sent from its buffer: {other:?}"),
                 }

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use super::backend::CardBackend;
 use super::port::{PortQueues, Wake};
 use crate::mailbox::Mailbox;
+use crate::outer_pmtu::PathMtus;
 use crate::path::{
     DirectRead, InboundEngine, Incoming, MAX_PACKET, OutboundEngine, Outgoing, OutsideRx,
     OutsideTx, PacketBuf, SaSnapshot, Tunnel,
@@ -316,7 +317,8 @@ fn submit(engine: &mut OffloadEngine, tag: u64, packet: &[u8]) {
 /// ([`OffloadEngine::tx_slot_read_parts`]: the virtio-net header in `vnet`, none when it
 /// is empty; the packet in the slot while it fits, the rest of a longer one in `area` past
 /// the slot's room). A single packet whole in the slot that fits `outer_mtu` with
-/// `max_overhead` and is not link-scope is submitted from there with `tag`, its partial
+/// `max_overhead`, is not link-scope and that `too_big` (given the packet's first bytes,
+/// at most 66, and its length) does not keep back is submitted from there with `tag`, its partial
 /// checksum completed where it lies (and the header's `NEEDS_CSUM` cleared) — never
 /// copied. Anything else has the slot's bytes copied in front of the rest in `area`, as a
 /// read into `area` would have left them, and the slot given back.
@@ -330,6 +332,7 @@ pub fn hand_on_read(
     area: &mut [u8],
     max_overhead: usize,
     outer_mtu: usize,
+    too_big: impl FnOnce(&[u8], usize) -> bool,
 ) -> DirectRead {
     let room = engine.tx_slot_room().min(area.len());
     let len = read.saturating_sub(vnet.len());
@@ -360,7 +363,8 @@ pub fn hand_on_read(
         };
         if completed {
             // Link-scope traffic stays on the host: never sent, counted consumed.
-            match engine.submit_slot_unless(tag, slot, len, crate::threads::link_local) {
+            let refuse = |head: &[u8]| crate::threads::link_local(head) || too_big(head, len);
+            match engine.submit_slot_unless(tag, slot, len, refuse) {
                 Ok(()) => return DirectRead::Sent { len },
                 Err(back) => slot = back,
             }
@@ -542,7 +546,20 @@ impl OutboundEngine for CardOutbound<'_> {
         vnet: &mut [u8],
         area: &mut [u8],
         outer_mtu: usize,
+        learnt: Option<&PathMtus>,
     ) -> Option<std::io::Result<DirectRead>> {
+        let (sizing, max_overhead) = (&self.sizing, self.max_overhead);
+        // Too big for its SA's learnt path (judged from its head), or not to be judged
+        // from its head: left in host memory, for the PMTU check.
+        let too_big = |head: &[u8], len: usize| {
+            learnt.is_some_and(|mtus| match sizing.tunnel_for_head(head, len) {
+                Ok(Some(t)) => mtus
+                    .path_mtu(t.outer_spi)
+                    .is_some_and(|mtu| len + max_overhead > mtu),
+                Ok(None) => false,
+                Err(_) => true,
+            })
+        };
         let mut engine = self.shared.engine();
         let slot = engine.tx_slot()?;
         let room = engine.tx_slot_room().min(area.len());
@@ -560,8 +577,9 @@ impl OutboundEngine for CardOutbound<'_> {
             read,
             vnet,
             area,
-            self.max_overhead,
+            max_overhead,
             outer_mtu,
+            too_big,
         );
         if let DirectRead::Sent { .. } = fate {
             self.next_tag += 1;

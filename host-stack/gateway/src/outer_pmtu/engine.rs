@@ -89,21 +89,21 @@ impl<E: OutboundEngine + ?Sized> OutboundEngine for Learning<'_, E> {
         self.engine.reads_into_buffers()
     }
 
-    /// The engine's, while every SA's path is the interface's: a packet the engine hands
-    /// on from its buffer is checked against the interface's MTU alone. While a path MTU
-    /// an ICMP error lowered for some SA holds (until it expires), packets are read as
-    /// usual (`None`) and each is checked against its own SA's path.
+    /// The engine's, with the table while a path MTU an ICMP error lowered for some SA
+    /// may hold (until it expires): a packet the engine would hand on from its buffer is
+    /// then also checked against its own SA's path, and one too big for it is left in host
+    /// memory, for the PMTU check. Until one is learnt, one atomic load.
     fn read_into_buffer(
         &mut self,
         fd: BorrowedFd<'_>,
         vnet: &mut [u8],
         area: &mut [u8],
         outer_mtu: usize,
+        _learnt: Option<&PathMtus>,
     ) -> Option<std::io::Result<DirectRead>> {
-        if self.mtus.any_learnt() {
-            return None;
-        }
-        self.engine.read_into_buffer(fd, vnet, area, outer_mtu)
+        let learnt = self.mtus.any_learnt().then_some(self.mtus);
+        self.engine
+            .read_into_buffer(fd, vnet, area, outer_mtu, learnt)
     }
 
     fn post_reads(&mut self) {

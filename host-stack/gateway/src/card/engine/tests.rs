@@ -62,7 +62,11 @@ fn bench() -> Bench {
 
 /// [`bench`], the card leaving the packets it decapsulates in its buffers when `lend_rx`.
 fn bench_with(lend_rx: bool) -> Bench {
-    let config = load("gw-b.toml");
+    bench_of(load("gw-b.toml"), lend_rx)
+}
+
+/// [`bench_with`] with gw-b's configuration `config`.
+fn bench_of(config: Config, lend_rx: bool) -> Bench {
     let peer = load("gw-a.toml").software_engine().unwrap();
     let queues = Arc::new(PortQueues::new().unwrap());
     let device = ModelDevice::new(ModelOptions {
@@ -613,7 +617,7 @@ fn a_tun_read_lands_in_the_cards_buffer_and_leaves_from_there() {
     let mut area = vec![0u8; MAX_PACKET];
     let mut read = |out: &mut CardOutbound<'_>, vnet: &mut [u8], bytes: &[u8], mtu: usize| {
         nix::unistd::write(&w, bytes).unwrap();
-        out.read_into_buffer(r.as_fd(), vnet, &mut area, mtu)
+        out.read_into_buffer(r.as_fd(), vnet, &mut area, mtu, None)
             .expect("a buffer")
             .map(|d| (d, area.clone()))
     };
@@ -690,7 +694,7 @@ fn a_tun_read_lands_in_the_cards_buffer_and_leaves_from_there() {
     assert_eq!(&area[..sup.len()], &sup[..]);
     assert_eq!(VnetHdr::parse(&vnet), Some(shdr));
     // Nothing left to read.
-    let empty = out.read_into_buffer(r.as_fd(), &mut vnet, &mut area.clone(), 1500);
+    let empty = out.read_into_buffer(r.as_fd(), &mut vnet, &mut area.clone(), 1500, None);
     assert_eq!(
         empty.expect("a buffer").unwrap_err().kind(),
         std::io::ErrorKind::WouldBlock
@@ -699,6 +703,112 @@ fn a_tun_read_lands_in_the_cards_buffer_and_leaves_from_there() {
     b.settle_card();
     assert!(b.queues.take_for_wire().is_empty(), "nothing else sent");
     assert_eq!(free_slots(shared), free, "no buffer kept");
+}
+
+/// While a path MTU learnt from an ICMP error holds for one SA, a TUN read straight into
+/// the card is still handed on from there unless it is too big for its own SA's path:
+/// that one is left in host memory, for the PMTU check (which answers it with an ICMP
+/// error); the other SAs' packets, and the SA's smaller ones, are not held back.
+#[test]
+fn a_learnt_path_keeps_back_only_what_is_too_big_for_its_own_sa() {
+    use crate::outer_pmtu::{PathMtus, TooBig, Verdict, engine::Learning};
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gw-gw/esp-model/gw-b.toml"),
+    )
+    .unwrap();
+    // A second outbound SA, for site 3.
+    let text = format!(
+        "{text}\n[[sa]]\nspi = 0x2002\nprotocol = \"esp\"\nsrc = \"192.0.2.2\"\n\
+         dst = \"192.0.2.3\"\nencryption = \"aes-gcm-128\"\n\
+         key = \"101112131415161718191a1b1c1d1e1f20212223\"\n\n\
+         [[policy]]\ndir = \"out\"\nsrc = \"10.2.0.0/16\"\ndst = \"10.3.0.0/16\"\n\
+         action = \"protect\"\nsa = [0x2002]\n"
+    );
+    let config = Config::parse(&text, Path::new("gw-b.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let mtus = PathMtus::new(&config.sas, &config.policies, 1500);
+    let b = bench_of(config, false);
+    let shared = &b.shared;
+    let mut card = outbound(shared, &b.config);
+    let free = free_slots(shared);
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).unwrap();
+    let mut area = vec![0u8; MAX_PACKET];
+    let mut read = |card: &mut CardOutbound<'_>, bytes: &[u8]| {
+        nix::unistd::write(&w, bytes).unwrap();
+        let mut out = Learning::new(card, &mtus);
+        let fate = out
+            .read_into_buffer(r.as_fd(), &mut [], &mut area, 1500, None)
+            .expect("a buffer")
+            .unwrap();
+        (fate, area[..bytes.len()].to_vec())
+    };
+    let to_site_1 = udp([10, 2, 0, 2], [10, 1, 0, 2], 1400, 1);
+    let small_to_site_1 = udp([10, 2, 0, 2], [10, 1, 0, 2], 700, 2);
+    let to_site_3 = udp([10, 2, 0, 2], [10, 3, 0, 2], 1400, 3);
+    // Nothing learnt: every path the interface's.
+    assert_eq!(
+        read(&mut card, &to_site_1).0,
+        DirectRead::Sent { len: 1400 }
+    );
+
+    // A router on the way to 192.0.2.1 says 1300 about ESP 0x2001's first packet.
+    mtus.note_used(0x2001, 1);
+    let mut quote = vec![0u8; 28];
+    let mut h = espo_ipsec::wire::ipv4::Packet::new_unchecked(&mut quote[..]);
+    h.set_version(4);
+    h.set_header_len(20);
+    h.set_total_len(1468);
+    h.set_hop_limit(64);
+    h.set_next_header(espo_ipsec::wire::IpProtocol::Esp);
+    h.set_src_addr([192, 0, 2, 2].into());
+    h.set_dst_addr([192, 0, 2, 1].into());
+    h.fill_checksum();
+    quote[20..24].copy_from_slice(&0x2001u32.to_be_bytes());
+    quote[24..28].copy_from_slice(&1u32.to_be_bytes());
+    let error = TooBig {
+        to: Some([192, 0, 2, 2].into()),
+        mtu: 1300,
+        quote: &quote,
+    };
+    assert_eq!(
+        mtus.learn(&error, std::time::Instant::now()),
+        Verdict::Learnt {
+            spi: 0x2001,
+            mtu: 1300
+        }
+    );
+    let (fate, bytes) = read(&mut card, &to_site_1);
+    assert_eq!(
+        fate,
+        DirectRead::InHost { read: 1400 },
+        "too big for its path"
+    );
+    assert_eq!(bytes, to_site_1, "left whole in host memory");
+    assert_eq!(
+        read(&mut card, &small_to_site_1).0,
+        DirectRead::Sent { len: 700 }
+    );
+    assert_eq!(
+        read(&mut card, &to_site_3).0,
+        DirectRead::Sent { len: 1400 },
+        "another SA's path is the interface's"
+    );
+    card.post_reads();
+    b.settle_card();
+    let frames = b.queues.take_for_wire();
+    let spis: Vec<u32> = frames
+        .iter()
+        .map(|f| u32::from_be_bytes(f[14 + 20..14 + 24].try_into().unwrap()))
+        .collect();
+    assert_eq!(
+        spis,
+        [0x2001, 0x2001, 0x2002],
+        "the three handed on, on the port"
+    );
+    assert!(frames[1].len() < frames[0].len(), "the smaller one second");
+    let mut late = Vec::new();
+    card.settle(&mut late);
+    assert!(late.is_empty(), "{late:?}");
+    assert_eq!(free_slots(shared), free, "every buffer came back");
 }
 
 use proptest::prop_assume;
@@ -744,7 +854,7 @@ proptest::proptest! {
         let mut head = [0u8; VNET_HDR_LEN];
         let head = if with_vnet { &mut head[..] } else { &mut head[..0] };
         let mut area = vec![0u8; MAX_PACKET];
-        let got = out.read_into_buffer(r.as_fd(), head, &mut area, mtu).expect("a buffer");
+        let got = out.read_into_buffer(r.as_fd(), head, &mut area, mtu, None).expect("a buffer");
         match got {
             Err(e) => prop_assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
             Ok(DirectRead::InHost { read }) => {
