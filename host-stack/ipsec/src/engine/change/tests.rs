@@ -220,6 +220,64 @@ fn each_packet_of_a_flow_is_decided_by_the_policies_as_they_are_then() {
 }
 
 #[test]
+fn each_inbound_packet_of_a_flow_is_checked_against_the_policies_as_they_are_then() {
+    let (mut tx, mut rx) = pair(0x100);
+    tx.add_sa(out_sa(0x101)).unwrap();
+    rx.add_sa(in_sa(0x101)).unwrap();
+    let from_a =
+        |action, sas: &[u32]| policy(Direction::In, "10.1.0.0/16", "10.2.0.0/16", action, sas);
+    let wire: Vec<_> = (1..=8).map(|t| send(&mut tx, t).unwrap().1).collect();
+    let mut wire = wire.into_iter();
+    let mut next = |rx: &mut Inbound| receive(rx, wire.next().unwrap());
+    assert_eq!(next(&mut rx), Ok((0x100, 1)));
+    assert_eq!(next(&mut rx), Ok((0x100, 2)), "the same flow again");
+    // The policy now wants the flow through another SA: the same packets are refused.
+    rx.set_bundle(PolicyId(0), &[0x101]).unwrap();
+    assert_eq!(
+        next(&mut rx),
+        Err(DropReason::PolicyMismatch),
+        "after its bundle changed"
+    );
+    rx.set_bundle(PolicyId(0), &[0x100]).unwrap();
+    assert_eq!(next(&mut rx), Ok((0x100, 4)), "and back");
+    rx.remove_policy(PolicyId(0)).unwrap();
+    assert_eq!(
+        next(&mut rx),
+        Err(DropReason::PolicyMismatch),
+        "after its policy went"
+    );
+    rx.add_policy(&from_a(PolicyAction::Bypass, &[]), PolicyId(1), None)
+        .unwrap();
+    assert_eq!(
+        next(&mut rx),
+        Err(DropReason::PolicyMismatch),
+        "a bypass policy"
+    );
+    rx.add_policy(
+        &from_a(PolicyAction::Protect, &[0x100]),
+        PolicyId(2),
+        Some(0),
+    )
+    .unwrap();
+    assert_eq!(next(&mut rx), Ok((0x100, 7)), "a policy put before it");
+    // Through another SA (the same flow, the same policies): refused.
+    let other = {
+        let mut out = vec![0u8; 256];
+        tx.set_bundle(PolicyId(0), &[0x101]).unwrap();
+        match tx.encapsulate(&inner([10, 2, 0, 1], 9), &mut out).unwrap() {
+            Encapsulated::Protected { len, .. } => out[..len].to_vec(),
+            Encapsulated::Bypass => panic!("bypassed"),
+        }
+    };
+    assert_eq!(
+        receive(&mut rx, other),
+        Err(DropReason::PolicyMismatch),
+        "another SA"
+    );
+    assert_eq!(next(&mut rx), Ok((0x100, 8)));
+}
+
+#[test]
 fn an_inbound_replace_accepts_both_until_the_old_sa_goes() {
     let (mut tx, mut rx) = pair(0x100);
     let old_packets: Vec<_> = (0..3).map(|t| send(&mut tx, t).unwrap().1).collect();
