@@ -549,13 +549,14 @@ impl OutboundEngine for CardOutbound<'_> {
         learnt: Option<&PathMtus>,
     ) -> Option<std::io::Result<DirectRead>> {
         let (sizing, max_overhead) = (&self.sizing, self.max_overhead);
-        // Too big for its SA's learnt path (judged from its head), or not to be judged
-        // from its head: left in host memory, for the PMTU check.
+        // Too big for its SA's learnt path once encapsulated (judged from its head, as the
+        // PMTU check judges the whole packet), or not to be judged from its head: left in
+        // host memory, for the PMTU check.
         let too_big = |head: &[u8], len: usize| {
             learnt.is_some_and(|mtus| match sizing.tunnel_for_head(head, len) {
                 Ok(Some(t)) => mtus
                     .path_mtu(t.outer_spi)
-                    .is_some_and(|mtu| len + max_overhead > mtu),
+                    .is_some_and(|mtu| len + t.overhead > mtu),
                 Ok(None) => false,
                 Err(_) => true,
             })

@@ -787,6 +787,21 @@ fn a_learnt_path_keeps_back_only_what_is_too_big_for_its_own_sa() {
         read(&mut card, &small_to_site_1).0,
         DirectRead::Sent { len: 700 }
     );
+    // The largest packet the learnt path carries once encapsulated leaves from the card's
+    // buffer; one byte more stays in host memory (the PMTU check's own test).
+    let fits = |n: usize| {
+        let p = udp([10, 2, 0, 2], [10, 1, 0, 2], n, 4);
+        n + card.overhead(&p).unwrap().unwrap() <= 1300
+    };
+    let largest = (1000..1300).rev().find(|&n| fits(n)).unwrap();
+    assert!(!fits(largest + 1));
+    let edge = udp([10, 2, 0, 2], [10, 1, 0, 2], largest, 4);
+    assert_eq!(read(&mut card, &edge).0, DirectRead::Sent { len: largest });
+    let over = udp([10, 2, 0, 2], [10, 1, 0, 2], largest + 1, 5);
+    assert_eq!(
+        read(&mut card, &over).0,
+        DirectRead::InHost { read: largest + 1 }
+    );
     assert_eq!(
         read(&mut card, &to_site_3).0,
         DirectRead::Sent { len: 1400 },
@@ -801,8 +816,8 @@ fn a_learnt_path_keeps_back_only_what_is_too_big_for_its_own_sa() {
         .collect();
     assert_eq!(
         spis,
-        [0x2001, 0x2001, 0x2002],
-        "the three handed on, on the port"
+        [0x2001, 0x2001, 0x2001, 0x2002],
+        "the four handed on, on the port"
     );
     assert!(frames[1].len() < frames[0].len(), "the smaller one second");
     let mut late = Vec::new();
