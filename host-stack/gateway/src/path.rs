@@ -157,8 +157,10 @@ pub enum Incoming {
     },
     /// The inner packet stays where the engine received it (a card's buffer) until
     /// [`InboundEngine::write_held`] writes it to the inside from there; its slot in the
-    /// batch is empty. Only a batch's first packets are held, and only packets of flows
-    /// the coalescer never holds (not TCP): writing them first keeps every flow's order.
+    /// batch is empty. Only packets of flows the coalescer never holds (not TCP) are held,
+    /// and only while no packet of their flow went into the batch: writing them first
+    /// keeps every flow's order (other flows may pass them, as they pass the TCP segments
+    /// the coalescer holds).
     Held { spi: u32 },
 }
 

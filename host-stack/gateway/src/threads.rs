@@ -811,8 +811,8 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
         stats.reads = ctx.rx.calls(&headers);
         if n > 0 {
             engine.decapsulate(&mut batch[..n], &mut verdicts);
-            // The batch's first packets, where the engine holds them: written first, as
-            // they came first.
+            // The packets the engine holds, written first: none has a packet of its flow
+            // in the batch before it.
             held.clear();
             engine.write_held(ctx.tun, &mut held);
             for &(len, ok) in &held {

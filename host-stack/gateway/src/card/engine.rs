@@ -41,6 +41,7 @@ use crate::path::{
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::Outbound;
 use espo_ipsec::gso::{self, Segments, VnetHdr};
+use espo_ipsec::wire::flow::Flow;
 use espo_offload::{
     self, EngineEvent, LentPacket, OffloadEngine, Received, RxReport, SentAs, TxReport, TxSlot,
 };
@@ -650,7 +651,8 @@ impl OutboundEngine for CardOutbound<'_> {
 pub struct CardRx<'a> {
     pub shared: &'a CardShared,
     /// Whether packets the card left in its buffers (`lend_rx`) of flows the coalescer
-    /// never holds (not TCP) stay there, at the start of a batch, to be written from
+    /// never holds (not TCP) stay there, while no packet of their flow went into the
+    /// batch, to be written from
     /// there ([`Incoming::Held`], [`InboundEngine::write_held`]); otherwise each is copied
     /// into the batch.
     pub hold: bool,
@@ -713,9 +715,10 @@ impl OutsideRx for CardRx<'_> {
         let mut engine = None;
         let mut held = lock(&s.held);
         // A packet written after the batch was decided (the usual way) must not be passed
-        // by one written first from the card's buffer: only packets before any such one
-        // are held.
-        let mut holding = self.hold;
+        // by one of its flow written first from the card's buffer: a packet is held only
+        // while no packet of its flow went into the batch. (Other flows' packets may pass
+        // it, as the coalescer lets them pass the TCP segments it holds.)
+        let mut batched = BatchedFlows::default();
         let mut n = 0;
         while n < bufs.len() {
             let Some(report) = backlog.pop_front() else {
@@ -736,7 +739,9 @@ impl OutsideRx for CardRx<'_> {
                 // batch's buffer (the coalescer reads it there), and the card's buffer
                 // given back.
                 Ok(Received::Lent(p))
-                    if holding && (self.hold_tcp || crate::threads::never_coalesced(p.head())) =>
+                    if self.hold
+                        && (self.hold_tcp || crate::threads::never_coalesced(p.head()))
+                        && !batched.has_flow_of(p.head(), p.len) =>
                 {
                     let spi = p.spi;
                     held.push_back(p);
@@ -765,11 +770,8 @@ impl OutsideRx for CardRx<'_> {
                 },
                 Err(reason) => Err(reason),
             };
-            if !matches!(
-                verdict,
-                Ok(Incoming::Held { .. } | Incoming::Consumed) | Err(_)
-            ) {
-                holding = false;
+            if matches!(verdict, Ok(Incoming::Inner { .. } | Incoming::Unprotected)) {
+                batched.note(buf.packet());
             }
             verdicts.push_back(verdict);
             n += 1;
@@ -790,6 +792,47 @@ impl OutsideRx for CardRx<'_> {
             }
         }
         Ok(n)
+    }
+}
+
+/// The flows of the packets a receive put into its batch (each written to the inside
+/// after the packets held in the card's buffers): a packet of one of them is not held.
+/// Up to [`BATCHED_FLOWS`] flows; past that, or after a packet whose flow cannot be read,
+/// nothing more is held.
+#[derive(Default)]
+struct BatchedFlows {
+    flows: [Option<Flow>; BATCHED_FLOWS],
+    len: usize,
+    /// A packet went into the batch whose flow is not among `flows`.
+    unknown: bool,
+}
+
+/// Flows [`BatchedFlows`] keeps for one batch.
+const BATCHED_FLOWS: usize = 8;
+
+impl BatchedFlows {
+    /// Notes the IP packet `packet`, which went into the batch.
+    fn note(&mut self, packet: &[u8]) {
+        match Flow::parse_head(packet, packet.len()) {
+            Ok(flow) if self.flows[..self.len].contains(&Some(flow)) => {}
+            Ok(flow) if self.len < BATCHED_FLOWS => {
+                self.flows[self.len] = Some(flow);
+                self.len += 1;
+            }
+            _ => self.unknown = true,
+        }
+    }
+
+    /// Whether the packet of `len` bytes starting with `head` may be of a flow that went
+    /// into the batch.
+    fn has_flow_of(&self, head: &[u8], len: usize) -> bool {
+        if self.len == 0 && !self.unknown {
+            return false;
+        }
+        match Flow::parse_head(head, len) {
+            Ok(flow) => self.unknown || self.flows[..self.len].contains(&Some(flow)),
+            Err(_) => true,
+        }
     }
 }
 

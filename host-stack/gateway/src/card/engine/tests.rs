@@ -343,11 +343,10 @@ fn a_batch_filled_from_both_descriptors_keeps_every_packets_verdict() {
     }
 }
 
-/// With the card's packets left in its buffers, a batch's first packets of flows the
-/// coalescer never holds (not TCP) stay there and are written from there, in order, before
-/// the rest of the batch; from the first packet that goes into the batch on (a TCP one
-/// here), later ones are copied in as before, so that none passes another. Every held
-/// buffer goes back to the card.
+/// With the card's packets left in its buffers, packets of flows the coalescer never
+/// holds (not TCP) stay there and are written from there, in order, before the rest of
+/// the batch (a TCP segment here, copied in for the coalescer: another flow, which they
+/// may pass). Every held buffer goes back to the card.
 #[test]
 fn a_batchs_first_packets_are_written_from_the_cards_buffers() {
     let mut b = bench_with(true);
@@ -383,22 +382,22 @@ fn a_batchs_first_packets_are_written_from_the_cards_buffers() {
             Ok(Incoming::Held { spi: 0x1001 }),
             Ok(Incoming::Held { spi: 0x1001 }),
             Ok(Incoming::Inner { spi: 0x1001 }),
-            Ok(Incoming::Inner { spi: 0x1001 }),
+            Ok(Incoming::Held { spi: 0x1001 }),
         ]
     );
-    assert_eq!(bufs[2].packet(), &packets[2][..], "copied in, as before");
     assert_eq!(
-        bufs[3].packet(),
-        &packets[3][..],
-        "after one copied in: copied too"
+        bufs[2].packet(),
+        &packets[2][..],
+        "TCP: copied in, for the coalescer"
     );
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).unwrap();
     let prefix = [0xaa_u8; 10];
     let mut out = Vec::new();
     inbound.write_held_to(|_| (w.as_fd(), &prefix[..]), &mut out);
-    assert_eq!(out, [(300, true), (1400, true)]);
+    // The UDP packet after the TCP segment is of another flow: held as well.
+    assert_eq!(out, [(300, true), (1400, true), (200, true)]);
     let mut want = Vec::new();
-    for p in &packets[..2] {
+    for p in [&packets[0], &packets[1], &packets[3]] {
         want.extend_from_slice(&prefix);
         want.extend_from_slice(p);
     }
@@ -437,6 +436,58 @@ fn a_batchs_first_packets_are_written_from_the_cards_buffers() {
         while nix::unistd::read(&r, &mut buf).is_ok_and(|k| k > 0) {}
     }
     assert_eq!(written, 3 * rounds, "more than the ring's buffers");
+}
+
+/// A packet of a flow that already has a packet in the batch is not held: written from
+/// the card's buffer first, it would pass that one. Here the inbound SA moves from the
+/// software half to the card between two packets of one flow: the first comes decapsulated
+/// by software (into the batch), the second is left in the card's buffer and copied in
+/// after it; a packet of another flow after them is held.
+#[test]
+fn a_flows_packet_never_passes_one_of_its_flow_in_the_batch() {
+    let mut b = bench_with(true);
+    let first = udp([10, 1, 0, 2], [10, 2, 0, 2], 300, 0);
+    let second = udp([10, 1, 0, 2], [10, 2, 0, 2], 200, 1);
+    let other = udp([10, 1, 0, 3], [10, 2, 0, 2], 250, 2);
+    assert!(b.shared.engine().move_to_software(0x1001, Direction::In));
+    b.push_protected(std::slice::from_ref(&first));
+    b.settle_card();
+    assert!(b.shared.engine().move_to_card(0x1001, Direction::In));
+    b.settle_card();
+    b.push_protected(&[second.clone(), other.clone()]);
+    b.settle_card();
+    let rx = CardRx {
+        shared: &b.shared,
+        hold: true,
+        hold_tcp: false,
+    };
+    let mut inbound = CardInbound { shared: &b.shared };
+    let mut bufs: Vec<PacketBuf> = (0..8).map(|_| PacketBuf::default()).collect();
+    let mut scratch = rx.scratch();
+    let n = rx.recv_batch(0, &mut bufs, &mut scratch).unwrap();
+    let mut verdicts = Vec::new();
+    inbound.decapsulate(&mut bufs[..n], &mut verdicts);
+    assert_eq!(
+        verdicts,
+        [
+            Ok(Incoming::Inner { spi: 0x1001 }),
+            Ok(Incoming::Inner { spi: 0x1001 }),
+            Ok(Incoming::Held { spi: 0x1001 }),
+        ]
+    );
+    assert_eq!(bufs[0].packet(), &first[..], "decapsulated by software");
+    assert_eq!(
+        bufs[1].packet(),
+        &second[..],
+        "its flow's next: copied in after it"
+    );
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).unwrap();
+    let mut out = Vec::new();
+    inbound.write_held_to(|_| (w.as_fd(), &[][..]), &mut out);
+    assert_eq!(out, [(250, true)]);
+    let mut got = vec![0u8; 1000];
+    let k = nix::unistd::read(&r, &mut got).unwrap();
+    assert_eq!(&got[..k], &other[..]);
 }
 
 /// Where no coalescer runs (a TUN device without offloads), TCP segments are held and
