@@ -41,6 +41,7 @@ use crate::path::{
 use espo_ipsec::counters::DropReason;
 use espo_ipsec::engine::Outbound;
 use espo_ipsec::gso::{self, Segments, VnetHdr};
+use espo_ipsec::wire::IpProtocol;
 use espo_ipsec::wire::flow::Flow;
 use espo_offload::{
     self, EngineEvent, LentPacket, OffloadEngine, Received, RxReport, SentAs, TxReport, TxSlot,
@@ -718,7 +719,7 @@ impl OutsideRx for CardRx<'_> {
         // by one of its flow written first from the card's buffer: a packet is held only
         // while no packet of its flow went into the batch. (Other flows' packets may pass
         // it, as the coalescer lets them pass the TCP segments it holds.)
-        let mut batched = BatchedFlows::default();
+        let mut batched = BatchedFlows::new(self.hold_tcp);
         let mut n = 0;
         while n < bufs.len() {
             let Some(report) = backlog.pop_front() else {
@@ -770,7 +771,7 @@ impl OutsideRx for CardRx<'_> {
                 },
                 Err(reason) => Err(reason),
             };
-            if matches!(verdict, Ok(Incoming::Inner { .. } | Incoming::Unprotected)) {
+            if self.hold && matches!(verdict, Ok(Incoming::Inner { .. } | Incoming::Unprotected)) {
                 batched.note(buf.packet());
             }
             verdicts.push_back(verdict);
@@ -798,22 +799,34 @@ impl OutsideRx for CardRx<'_> {
 /// The flows of the packets a receive put into its batch (each written to the inside
 /// after the packets held in the card's buffers): a packet of one of them is not held.
 /// Up to [`BATCHED_FLOWS`] flows; past that, or after a packet whose flow cannot be read,
-/// nothing more is held.
-#[derive(Default)]
+/// nothing more is held. TCP flows are not kept where TCP segments are never held: no
+/// held packet can be of one.
 struct BatchedFlows {
     flows: [Option<Flow>; BATCHED_FLOWS],
     len: usize,
     /// A packet went into the batch whose flow is not among `flows`.
     unknown: bool,
+    /// Whether TCP segments may be held ([`CardRx::hold_tcp`]).
+    tcp: bool,
 }
 
 /// Flows [`BatchedFlows`] keeps for one batch.
 const BATCHED_FLOWS: usize = 8;
 
 impl BatchedFlows {
+    fn new(tcp: bool) -> BatchedFlows {
+        BatchedFlows {
+            flows: [None; BATCHED_FLOWS],
+            len: 0,
+            unknown: false,
+            tcp,
+        }
+    }
+
     /// Notes the IP packet `packet`, which went into the batch.
     fn note(&mut self, packet: &[u8]) {
         match Flow::parse_head(packet, packet.len()) {
+            Ok(flow) if !self.tcp && flow.protocol == IpProtocol::Tcp => {}
             Ok(flow) if self.flows[..self.len].contains(&Some(flow)) => {}
             Ok(flow) if self.len < BATCHED_FLOWS => {
                 self.flows[self.len] = Some(flow);

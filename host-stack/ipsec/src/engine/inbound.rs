@@ -140,14 +140,19 @@ impl Inbound {
     /// first) were `removed`: an SA replacing another during its grace period passes where
     /// the one it stands for does.
     pub fn admits(&self, flow: &Flow, removed: &[usize]) -> bool {
+        self.policy_keys(removed)
+            .is_some_and(|keys| self.spd.admits_decapsulated(flow, &keys[..removed.len()]))
+    }
+
+    /// The policy keys ([`policy_key`](Self::policy_key)) of the SAs `removed`, the rest of
+    /// the array `usize::MAX`; `None` for more SAs than a bundle has.
+    fn policy_keys(&self, removed: &[usize]) -> Option<[usize; 2]> {
         let mut keys = [usize::MAX; 2];
-        let Some(keys) = keys.get_mut(..removed.len()) else {
-            return false;
-        };
-        for (k, &i) in keys.iter_mut().zip(removed) {
-            *k = self.policy_key(i);
-        }
-        self.spd.admits_decapsulated(flow, keys)
+        keys.get_mut(..removed.len())?
+            .iter_mut()
+            .zip(removed)
+            .for_each(|(k, &i)| *k = self.policy_key(i));
+        Some(keys)
     }
 
     /// [`admits`](Self::admits), answered from the last admitted packet when it was of the
@@ -155,13 +160,9 @@ impl Inbound {
     /// the policies gives it a new version): what `admits` answers depends on nothing else.
     #[inline(always)]
     fn admits_again(&mut self, flow: &Flow, removed: &[usize]) -> bool {
-        let mut keys = [usize::MAX; 2];
-        if removed.len() > keys.len() {
+        let Some(keys) = self.policy_keys(removed) else {
             return false;
-        }
-        for (k, &i) in keys.iter_mut().zip(removed) {
-            *k = self.policy_key(i);
-        }
+        };
         let version = self.spd.version();
         if let Some((v, f, k)) = &self.last_admitted
             && *v == version

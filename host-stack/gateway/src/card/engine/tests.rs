@@ -129,6 +129,27 @@ impl Bench {
         }
     }
 
+    /// One receive through the inbound seam, the card's packets held where they may be
+    /// (`hold_tcp`: TCP segments too), into `bufs`: the verdicts, one per packet received.
+    fn receive_holding(
+        &self,
+        hold_tcp: bool,
+        bufs: &mut [PacketBuf],
+    ) -> Vec<Result<Incoming, DropReason>> {
+        let rx = CardRx {
+            shared: &self.shared,
+            hold: true,
+            hold_tcp,
+        };
+        let n = rx.recv_batch(0, bufs, &mut rx.scratch()).unwrap();
+        let mut verdicts = Vec::new();
+        CardInbound {
+            shared: &self.shared,
+        }
+        .decapsulate(&mut bufs[..n], &mut verdicts);
+        verdicts
+    }
+
     /// Everything the card's port received, through the inbound seam.
     fn receive(&self) -> Vec<(Result<Incoming, DropReason>, Vec<u8>)> {
         let rx = CardRx {
@@ -364,18 +385,10 @@ fn a_batchs_first_packets_are_written_from_the_cards_buffers() {
         .map(|i| b.protected_by_peer(&udp([10, 1, 0, 2], [10, 2, 0, 2], 100, i as u8)))
         .collect();
     b.settle_card();
-    let rx = CardRx {
-        shared: &b.shared,
-        hold: true,
-        hold_tcp: false,
-    };
     let mut inbound = CardInbound { shared: &b.shared };
     let mut bufs: Vec<PacketBuf> = (0..8).map(|_| PacketBuf::default()).collect();
-    let mut scratch = rx.scratch();
-    let n = rx.recv_batch(0, &mut bufs, &mut scratch).unwrap();
-    assert_eq!(n, 4);
-    let mut verdicts = Vec::new();
-    inbound.decapsulate(&mut bufs[..n], &mut verdicts);
+    let verdicts = b.receive_holding(false, &mut bufs);
+    assert_eq!(verdicts.len(), 4);
     assert_eq!(
         verdicts,
         [
@@ -421,8 +434,8 @@ fn a_batchs_first_packets_are_written_from_the_cards_buffers() {
             b.queues.push_for_card(frame.clone());
         }
         b.settle_card();
-        let n = rx.recv_batch(0, &mut bufs, &mut scratch).unwrap();
-        inbound.decapsulate(&mut bufs[..n], &mut verdicts);
+        let verdicts = b.receive_holding(false, &mut bufs);
+        let n = verdicts.len();
         assert!(
             verdicts
                 .iter()
@@ -456,17 +469,9 @@ fn a_flows_packet_never_passes_one_of_its_flow_in_the_batch() {
     b.settle_card();
     b.push_protected(&[second.clone(), other.clone()]);
     b.settle_card();
-    let rx = CardRx {
-        shared: &b.shared,
-        hold: true,
-        hold_tcp: false,
-    };
     let mut inbound = CardInbound { shared: &b.shared };
     let mut bufs: Vec<PacketBuf> = (0..8).map(|_| PacketBuf::default()).collect();
-    let mut scratch = rx.scratch();
-    let n = rx.recv_batch(0, &mut bufs, &mut scratch).unwrap();
-    let mut verdicts = Vec::new();
-    inbound.decapsulate(&mut bufs[..n], &mut verdicts);
+    let verdicts = b.receive_holding(false, &mut bufs);
     assert_eq!(
         verdicts,
         [
@@ -490,6 +495,48 @@ fn a_flows_packet_never_passes_one_of_its_flow_in_the_batch() {
     assert_eq!(&got[..k], &other[..]);
 }
 
+/// The batch's flows a held packet must not pass: TCP flows count only where TCP
+/// segments are held too, so that a batch of many TCP flows leaves its UDP packets held.
+#[test]
+fn only_flows_a_held_packet_could_belong_to_are_kept() {
+    let tcp = |host: u8| {
+        let mut p = udp([10, 1, 0, host], [10, 2, 0, 2], 100, 0);
+        let mut h = espo_ipsec::wire::ipv4::Packet::new_unchecked(&mut p[..]);
+        h.set_next_header(espo_ipsec::wire::IpProtocol::Tcp);
+        h.fill_checksum();
+        p
+    };
+    let datagram = udp([10, 1, 0, 99], [10, 2, 0, 2], 100, 0);
+    for hold_tcp in [false, true] {
+        let mut batched = BatchedFlows::new(hold_tcp);
+        assert!(
+            !batched.has_flow_of(&datagram, datagram.len()),
+            "nothing yet"
+        );
+        for host in 1..=BATCHED_FLOWS as u8 + 1 {
+            batched.note(&tcp(host));
+        }
+        // Past the flows kept, nothing more is held; without held TCP none was kept.
+        assert_eq!(
+            batched.has_flow_of(&datagram, datagram.len()),
+            hold_tcp,
+            "hold_tcp {hold_tcp}"
+        );
+        let mut batched = BatchedFlows::new(hold_tcp);
+        batched.note(&datagram);
+        assert!(
+            batched.has_flow_of(&datagram, datagram.len()),
+            "its own flow"
+        );
+        let other = udp([10, 1, 0, 98], [10, 2, 0, 2], 100, 0);
+        assert!(!batched.has_flow_of(&other, other.len()), "another flow");
+        assert!(
+            batched.has_flow_of(&[0x45], 100),
+            "a head that tells no flow"
+        );
+    }
+}
+
 /// Where no coalescer runs (a TUN device without offloads), TCP segments are held and
 /// written from the card's buffers too: the whole batch, in order.
 #[test]
@@ -502,17 +549,9 @@ fn without_a_coalescer_every_packet_is_written_from_the_cards_buffers() {
     ];
     b.push_protected(&packets);
     b.settle_card();
-    let rx = CardRx {
-        shared: &b.shared,
-        hold: true,
-        hold_tcp: true,
-    };
     let mut inbound = CardInbound { shared: &b.shared };
     let mut bufs: Vec<PacketBuf> = (0..8).map(|_| PacketBuf::default()).collect();
-    let mut scratch = rx.scratch();
-    let n = rx.recv_batch(0, &mut bufs, &mut scratch).unwrap();
-    let mut verdicts = Vec::new();
-    inbound.decapsulate(&mut bufs[..n], &mut verdicts);
+    let verdicts = b.receive_holding(true, &mut bufs);
     assert_eq!(verdicts, vec![Ok(Incoming::Held { spi: 0x1001 }); 3]);
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).unwrap();
     let mut out = Vec::new();

@@ -18,7 +18,7 @@ const A: [u8; 4] = [192, 0, 2, 1];
 const B: [u8; 4] = [192, 0, 2, 2];
 
 /// An AES-GCM-128 tunnel SA from A to B, its key derived from the SPI.
-fn spec(spi: u32) -> SaSpec {
+pub(crate) fn spec(spi: u32) -> SaSpec {
     let key: Vec<u8> = (0..20).map(|i| (spi as u8).wrapping_mul(31) ^ i).collect();
     SaSpec {
         spi,

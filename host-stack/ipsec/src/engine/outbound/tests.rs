@@ -1,46 +1,26 @@
 //! The tunnel a packet takes, from the whole packet and from its head alone.
 
-use std::net::IpAddr;
-
 use proptest::prelude::*;
 
 use super::super::SoftwareEngine;
+use super::super::change::tests::spec;
 use super::*;
-use crate::crypto::{EncryptionAlgorithm, SecretKey};
 use crate::selector::{Cidr, PortRange, ProtocolSelector};
 use crate::spec::UdpEncap;
-use crate::spec::{Direction, Lifetime, PolicyAction, PolicySpec, SaMode, SaProtocol, SaSpec};
+use crate::spec::{Direction, PolicyAction, PolicySpec, SaSpec};
 
+/// An AES-GCM-128 tunnel SA, over IPv4 ([`spec`]'s) or IPv6, in UDP or not.
 fn sa(spi: u32, udp_encap: bool, v6: bool) -> SaSpec {
-    let (src, dst) = match v6 {
-        false => (IpAddr::from([192, 0, 2, 1]), IpAddr::from([192, 0, 2, 2])),
-        true => (
-            "2001:db8::1".parse().unwrap(),
-            "2001:db8::2".parse().unwrap(),
-        ),
-    };
-    SaSpec {
-        spi,
-        dir: None,
-        protocol: SaProtocol::Esp,
-        mode: SaMode::Tunnel,
-        src,
-        dst,
-        encryption: Some(EncryptionAlgorithm::AesGcm128),
-        key: Some(SecretKey::new((0..20).collect())),
-        integrity: None,
-        integrity_key: None,
-        esn: false,
-        seq: 0,
-        replay_window: 1024,
-        udp_encap: udp_encap.then_some(UdpEncap {
-            src_port: 4500,
-            dst_port: 4500,
-        }),
-        ttl: 64,
-        df: DfMode::Copy,
-        lifetime: Lifetime::default(),
+    let mut s = spec(spi);
+    if v6 {
+        s.src = "2001:db8::1".parse().unwrap();
+        s.dst = "2001:db8::2".parse().unwrap();
     }
+    s.udp_encap = udp_encap.then_some(UdpEncap {
+        src_port: 4500,
+        dst_port: 4500,
+    });
+    s
 }
 
 fn policy(dst: &str, protocol: ProtocolSelector, dst_port: PortRange, spi: u32) -> PolicySpec {
