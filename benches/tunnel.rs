@@ -13,6 +13,7 @@
 //! | `ESPO_TUNNEL_SECONDS` | `--seconds` (default 4) |
 //! | `ESPO_TUNNEL_MTU` | `--mtu` |
 //! | `ESPO_TUNNEL_CC` | `--cc` |
+//! | `ESPO_TUNNEL_UDP_RATE` | `--udp-rate` |
 //! | `ESPO_TUNNEL_PERF=1` (`keep`) | `--perf` (`--keep-profiles`) |
 //!
 //! Needs root and iperf3; prints why it is skipped otherwise.
@@ -42,6 +43,7 @@ fn main() {
         ("ESPO_TUNNEL_SECONDS", "--seconds"),
         ("ESPO_TUNNEL_MTU", "--mtu"),
         ("ESPO_TUNNEL_CC", "--cc"),
+        ("ESPO_TUNNEL_UDP_RATE", "--udp-rate"),
     ] {
         if let Some(value) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
             cmd.arg(option).arg(value);
