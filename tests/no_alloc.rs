@@ -767,7 +767,7 @@ fn udp_runs_leave_and_arrive_without_allocating() {
 /// sources. Each wait reports which sources are readable.
 #[test]
 fn waiting_for_packets_does_not_allocate() {
-    use espo_gateway::threads::{Shutdown, wait_readable_within};
+    use espo_gateway::threads::{Look, Shutdown, wait_readable_within};
     use std::io::Write;
     use std::os::fd::AsFd;
     use std::os::unix::net::UnixStream;
@@ -781,13 +781,14 @@ fn waiting_for_packets_does_not_allocate() {
     let sources = [pairs[0].1.as_fd(), pairs[1].1.as_fd()];
     let extra = Some(pairs[2].1.as_fd());
     let mut ready = Vec::new();
-    let wait = |ready: &mut Vec<bool>| {
+    let mut look = Look::new(Duration::from_micros(20));
+    let mut wait = |ready: &mut Vec<bool>| {
         wait_readable_within(
             &sources,
             extra,
             &shutdown,
             ready,
-            Duration::from_micros(20),
+            &mut look,
             Duration::from_millis(1),
         )
     };

@@ -8,9 +8,10 @@
 //! each flow written through the queue its replies are read from,
 //! [`super::tun::queue_for`]). Each drains its source without blocking into a batch of up
 //! to [`BATCH`] packets, hands the whole batch to the engine, sends the results, and polls
-//! only when the source is empty — looking for a short while (`busy_poll_us`) before it
-//! sleeps — so under load a batch forms by itself and an idle gateway costs nothing. A
-//! third thread answers `espo status`.
+//! only when the source is empty — looking for a short while (`busy_poll_us`; not while
+//! its packets come further apart than that, [`Look`]) before it sleeps — so under load a
+//! batch forms by itself and an idle gateway costs nothing. A third thread answers `espo
+//! status`.
 //!
 //! With TUN offloads ([`super::tun`]) a read may be a super-packet of up to 64 KiB: the
 //! outbound thread cuts it into segments ([`espo_ipsec::gso`]) that then go through the PMTU
@@ -54,7 +55,7 @@ use espo_ipsec::wire::Version;
 /// Packets per batch handed to an engine.
 pub const BATCH: usize = 32;
 /// How long an idle thread sleeps in poll before it looks at the shutdown flag again.
-const IDLE_POLL: Duration = Duration::from_millis(200);
+pub(crate) const IDLE_POLL: Duration = Duration::from_millis(200);
 /// Slots of coalesced packets the inbound thread holds while its sockets have more.
 const GRO_HOLD_SLOTS: usize = 8;
 /// How often a busy thread takes a new snapshot of its SAs for `espo status` at most
@@ -115,29 +116,75 @@ impl Shutdown {
 /// between looks — and sleeps only when nothing came in that time: under load the next
 /// packet usually arrives within microseconds, and a thread that sleeps must then be woken
 /// (on a virtual machine, an interrupt to an idle virtual CPU), which costs more than the
-/// looking. Zero: it sleeps at once.
+/// looking. Zero: it sleeps at once. A thread that waits again and again keeps a [`Look`]
+/// instead ([`wait_readable_within`]), which stops looking while its waits are longer.
 pub fn wait_readable(
     fds: &[BorrowedFd<'_>],
     shutdown: &Shutdown,
     ready: &mut Vec<bool>,
     busy_poll: Duration,
 ) {
-    wait_readable_within(fds, None, shutdown, ready, busy_poll, IDLE_POLL);
+    let mut look = Look::new(busy_poll);
+    wait_readable_within(fds, None, shutdown, ready, &mut look, IDLE_POLL);
+}
+
+/// How long a datapath thread looks for more before it sleeps, from one wait to the next:
+/// `busy_poll_us`, unless its last [`LONG_WAITS`] waits each lasted longer than that; then
+/// none, until a wait ends within a look again. A thread whose packets come further apart
+/// than a look — the thread that carries a flow's acknowledgements, one packet every few
+/// tens of microseconds, or a quiet gateway — would only spin, taking the core from the
+/// threads that work; it sleeps at once. A busy thread's occasional long wait (between two
+/// bursts) does not stop it looking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Look {
+    /// The configured look (`busy_poll_us`).
+    max: Duration,
+    /// Waits in a row that lasted longer than `max`, up to [`LONG_WAITS`].
+    long: u8,
+}
+
+/// Waits in a row longer than a look after which a thread stops looking.
+pub const LONG_WAITS: u8 = 4;
+
+impl Look {
+    /// Looks of at most `max`; the first wait looks.
+    pub fn new(max: Duration) -> Look {
+        Look { max, long: 0 }
+    }
+
+    /// How long the next wait looks.
+    pub fn next(&self) -> Duration {
+        if self.long >= LONG_WAITS {
+            Duration::ZERO
+        } else {
+            self.max
+        }
+    }
+
+    /// A wait ended after `waited` (looking and sleeping).
+    fn waited(&mut self, waited: Duration) {
+        self.long = if waited <= self.max {
+            0
+        } else {
+            self.long.saturating_add(1).min(LONG_WAITS)
+        };
+    }
 }
 
 /// Descriptors a wait polls from the stack (with shutdown's); a wait on more allocates.
 const WAIT_ON_STACK: usize = 16;
 
 /// [`wait_readable`] on `fds` and `extra` after them (`ready` says which of those, in
-/// that order), sleeping at most `idle` (rounded up to a millisecond) instead of
-/// [`IDLE_POLL`]. Up to [`WAIT_ON_STACK`] descriptors it allocates nothing (`ready` keeps
-/// its room from one wait to the next).
+/// that order), looking as `look` says (and updating it for the next wait), sleeping at
+/// most `idle` (rounded up to a millisecond) instead of [`IDLE_POLL`]. Up to
+/// [`WAIT_ON_STACK`] descriptors it allocates nothing (`ready` keeps its room from one
+/// wait to the next).
 pub fn wait_readable_within(
     fds: &[BorrowedFd<'_>],
     extra: Option<BorrowedFd<'_>>,
     shutdown: &Shutdown,
     ready: &mut Vec<bool>,
-    busy_poll: Duration,
+    look: &mut Look,
     idle: Duration,
 ) {
     let n = fds.len() + usize::from(extra.is_some());
@@ -164,8 +211,10 @@ pub fn wait_readable_within(
                 .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR))
         }))
     };
-    if !busy_poll.is_zero() {
-        let until = Instant::now() + busy_poll;
+    let started = Instant::now();
+    let looking = look.next();
+    if !looking.is_zero() {
+        let until = started + looking;
         loop {
             match poll(pfds, PollTimeout::ZERO) {
                 Ok(k) if k > 0 => return readable(pfds, ready),
@@ -184,6 +233,7 @@ pub fn wait_readable_within(
         Ok(_) => readable(pfds, ready),
         Err(_) => ready.resize(n, false),
     }
+    look.waited(started.elapsed());
 }
 
 /// Everything the outbound thread needs besides its engine.
@@ -246,6 +296,7 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
         segments_taken: Vec::with_capacity(64),
     };
     let mut ready = Vec::new();
+    let mut look = Look::new(o.ctx.busy_poll);
     let mut spare = PacketBuf::default();
     // With TUN offloads: where each read lands, and where a super-packet waits while it is
     // cut into the batch. Reads land in this one buffer, which a flow of super-packets
@@ -373,14 +424,7 @@ pub fn run_outbound<E: OutboundEngine + ?Sized, T: OutsideTx>(
             let tun = [o.ctx.tun.as_fd()];
             let wake = o.engine.wake_fd();
             let idle = if o.sas_stale { SA_REFRESH } else { IDLE_POLL };
-            wait_readable_within(
-                &tun,
-                wake,
-                o.ctx.shutdown,
-                &mut ready,
-                o.ctx.busy_poll,
-                idle,
-            );
+            wait_readable_within(&tun, wake, o.ctx.shutdown, &mut ready, &mut look, idle);
         }
     }
     o.settle();
@@ -759,6 +803,7 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
     let mut sas_at: Option<Instant> = None;
     let queues = ctx.rx.fds().len();
     let mut ready = vec![true; queues];
+    let mut look = Look::new(ctx.busy_poll);
     // As the outbound thread's `publish` (`all`: its `publish_all`); true when the SAs
     // published lag behind.
     let mut publish = |stats: &DirectionStats, engine: &E, now: bool, all: bool| -> bool {
@@ -875,7 +920,7 @@ pub fn run_inbound<E: InboundEngine + ?Sized, R: OutsideRx>(
         if !more {
             let idle = if sas_stale { SA_REFRESH } else { IDLE_POLL };
             let wake = engine.wake_fd();
-            wait_readable_within(&fds, wake, ctx.shutdown, &mut ready, ctx.busy_poll, idle);
+            wait_readable_within(&fds, wake, ctx.shutdown, &mut ready, &mut look, idle);
             ready.truncate(queues);
         }
     }
@@ -930,7 +975,10 @@ fn drain<R: OutsideRx>(c: &mut Coalescer, ctx: &InboundCtx<'_, R>, stats: &mut D
 
 #[cfg(test)]
 mod tests {
-    use super::{IDLE_POLL, Shutdown, link_local, never_coalesced, wait_readable};
+    use super::{
+        IDLE_POLL, LONG_WAITS, Look, Shutdown, link_local, never_coalesced, wait_readable,
+        wait_readable_within,
+    };
     use std::io::Write;
     use std::os::fd::AsFd;
     use std::os::unix::net::UnixStream;
@@ -993,6 +1041,82 @@ mod tests {
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "shutdown seen while looking"
+        );
+    }
+
+    /// A thread stops looking after [`LONG_WAITS`] waits in a row that a look could not
+    /// have shortened — its packets come further apart than a look — and looks again after
+    /// one that ended within a look; a single long wait does not stop it.
+    #[test]
+    fn a_thread_looks_only_while_its_waits_are_short() {
+        let max = Duration::from_millis(5);
+        let long = Duration::from_millis(6);
+        let mut look = Look::new(max);
+        assert_eq!(look.next(), max, "the first wait looks");
+        look.waited(Duration::from_millis(2));
+        assert_eq!(look.next(), max, "a short wait: look again");
+        for _ in 1..LONG_WAITS {
+            look.waited(long);
+            assert_eq!(
+                look.next(),
+                max,
+                "fewer long waits than LONG_WAITS: still looks"
+            );
+        }
+        look.waited(Duration::from_millis(1));
+        for _ in 1..LONG_WAITS {
+            look.waited(long);
+        }
+        assert_eq!(look.next(), max, "a short wait starts the count again");
+        look.waited(long);
+        assert_eq!(
+            look.next(),
+            Duration::ZERO,
+            "LONG_WAITS long waits: sleep at once"
+        );
+        look.waited(Duration::from_millis(40));
+        assert_eq!(look.next(), Duration::ZERO);
+        look.waited(max);
+        assert_eq!(look.next(), max, "a wait within a look: look again");
+        // A look of zero never looks.
+        let mut none = Look::new(Duration::ZERO);
+        none.waited(Duration::ZERO);
+        assert_eq!(none.next(), Duration::ZERO);
+
+        // Through real waits: what comes 20 ms after each wait began ends it (the look
+        // then sleeps); after LONG_WAITS of those the next wait does not look. What is
+        // there at once ends a wait at once, and the one after looks again.
+        let shutdown = Shutdown::new().unwrap();
+        let (tx, rx) = UnixStream::pair().unwrap();
+        let mut ready = Vec::new();
+        let mut look = Look::new(Duration::from_millis(2));
+        let idle = Duration::from_secs(1);
+        let mut b = [0u8; 8];
+        for _ in 0..LONG_WAITS {
+            let writer = {
+                let mut tx = tx.try_clone().unwrap();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(20));
+                    tx.write_all(&[1]).unwrap();
+                })
+            };
+            wait_readable_within(&[rx.as_fd()], None, &shutdown, &mut ready, &mut look, idle);
+            writer.join().unwrap();
+            assert_eq!(ready, [true]);
+            std::io::Read::read(&mut &rx, &mut b).unwrap();
+        }
+        assert_eq!(
+            look.next(),
+            Duration::ZERO,
+            "packets come further apart than a look"
+        );
+        (&tx).write_all(&[2]).unwrap();
+        wait_readable_within(&[rx.as_fd()], None, &shutdown, &mut ready, &mut look, idle);
+        assert_eq!(ready, [true]);
+        assert_eq!(
+            look.next(),
+            Duration::from_millis(2),
+            "a wait that ended at once"
         );
     }
 

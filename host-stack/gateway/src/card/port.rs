@@ -40,7 +40,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::neighbours::{Lookup, NeighbourView, Neighbours};
 use super::resolve::{self, Kind, Mac, Malformed, Neighbourly};
 use crate::outer_pmtu::{self, Heard, PathMtus};
-use crate::threads::{Shutdown, wait_readable};
+use crate::threads::{IDLE_POLL, Look, Shutdown, wait_readable_within};
 use espo_offload::Wire;
 
 const ETH_P_ALL: u16 = 0x0003;
@@ -676,7 +676,7 @@ pub struct PortCtx<'a> {
     pub path_mtus: &'a PathMtus,
     /// Key management's inbox: IKE messages to espo go there, not to the card.
     pub ike: Option<&'a crate::ike::IkeInbox>,
-    /// How long the thread looks for more before it sleeps ([`wait_readable`]).
+    /// How long the thread looks for more before it sleeps ([`Look`]).
     pub busy_poll: std::time::Duration,
 }
 
@@ -697,6 +697,7 @@ pub fn run_port(ctx: PortCtx<'_>) -> PortCounters {
     };
     let mut io = PortIo::new();
     let mut ready = Vec::new();
+    let mut look = Look::new(p.ctx.busy_poll);
     while !p.ctx.shutdown.requested() {
         let more = p.receive(&mut io);
         p.ctx.queues.wire_wake.clear();
@@ -716,7 +717,7 @@ pub fn run_port(ctx: PortCtx<'_>) -> PortCounters {
         p.publish();
         if !more {
             let fds = [p.ctx.wire.fd(p.ctx.queues), p.ctx.queues.wire_wake.fd()];
-            wait_readable(&fds, p.ctx.shutdown, &mut ready, p.ctx.busy_poll);
+            wait_readable_within(&fds, None, p.ctx.shutdown, &mut ready, &mut look, IDLE_POLL);
         }
     }
     p.publish();
