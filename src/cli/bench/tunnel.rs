@@ -102,21 +102,20 @@ const GW_B_TOML: &str = include_str!("../../../examples/gw-gw/esp/gw-b.toml");
 ///
 /// Tests per mode: tcp (one TCP flow), tcp4 (four at once), tcpr (one flow from hB to hA:
 /// gwB encapsulates), udp64 and udp1400 (UDP with 64- and 1400-byte payloads, at an
-/// unlimited rate or at --udp-rate). Printed per round: the receiver's Gbit/s and packets per second, how busy
-/// the machine was, TCP retransmissions, the round trip beside each TCP flow (ping every
-/// 20 ms from the sending side's host: a paced flow, as BBR's, is held back by what the
-/// path adds to it), the TCP sender's window, what it has in flight and its round trips
-/// (`ss -tin`, ten looks over the round's middle half; window-limited when at least 90% of
-/// the window is in flight), espo's drop counters, packets per system call per gateway and
-/// direction, and where the time goes — each busy gateway thread's share of a core, its
-/// CPU per delivered packet and the share of the test it waited for a core (a thread near
-/// 100% is the limit; a busy machine without one means the cores are, and a thread that
-/// ran or waited nearly all the time was held back by them). At the end the median of
-/// each with its ratio to the
-/// kernel's; for TCP with the software engine at both ends (sw-sw, sw-sw-udp) and with one
-/// end on the card model (sw-model, sw-model-udp), whether the goal — 0.5 and 0.4 of the
-/// kernel path — is met, with the busiest thread of that test; one JSON line with every
-/// figure.
+/// unlimited rate or at --udp-rate). Printed per round: the receiver's Gbit/s and packets
+/// per second, how busy the machine was, TCP retransmissions, the round trip beside each
+/// TCP flow (ping every 20 ms from the sending side's host: a paced flow, as BBR's, is held
+/// back by what the path adds to it), the TCP sender's window, what it has in flight and
+/// its round trips (`ss -tin`, ten looks over the round's middle half; window-limited when
+/// at least 90% of the window is in flight), espo's drop counters, packets per system call
+/// per gateway and direction, and where the time goes — each busy gateway thread's share of
+/// a core, its CPU per delivered packet and the share of the test it waited for a core (a
+/// thread near 100% is the limit; a busy machine without one means the cores are, and a
+/// thread that ran or waited nearly all the time was held back by them). At the end the
+/// median of each with its ratio to the kernel's; for TCP with the software engine at both
+/// ends (sw-sw, sw-sw-udp) and with one end on the card model (sw-model, sw-model-udp),
+/// whether the goal — 0.5 and 0.4 of the kernel path — is met, with the busiest thread of
+/// that test; one JSON line with every figure.
 ///
 /// Needs root, iperf3 and iproute2; `--perf` also perf (Debian: linux-perf); swan and
 /// sw-swan strongSwan (Debian: strongswan-charon, strongswan-swanctl,
