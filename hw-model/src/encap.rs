@@ -29,6 +29,14 @@ fn outer_df(mode: DfMode, inner: &Inner) -> bool {
     }
 }
 
+/// Writes `bytes` into `head` at `*at` and moves `*at` past them.
+fn put(head: &mut [u8], at: &mut usize, bytes: &[u8]) {
+    if let Some(d) = head.get_mut(*at..*at + bytes.len()) {
+        d.copy_from_slice(bytes);
+    }
+    *at += bytes.len();
+}
+
 /// A refused TX packet: its status and the counter it feeds.
 pub(crate) type TxRefusal = (Status, Counter);
 
@@ -38,14 +46,35 @@ pub(crate) struct Encapsulated {
     pub events: SaEvents,
 }
 
-/// Encapsulates the frame `frame` (Ethernet header + inner IP packet) on `sa` into `out`.
-/// On refusal no sequence number is used.
-pub(crate) fn encapsulate(
+/// Bytes of outer headers (IP, UDP when encapsulated, ESP header and IV) `sa` puts in front
+/// of the inner packet: a frame placed that far into the outgoing buffer has its inner
+/// packet where [`encapsulate_in_place`] encrypts it, and its own Ethernet header where the
+/// ESP header and IV go.
+pub(crate) fn encap_room(sa: &SaSlot) -> usize {
+    let ip_hdr = if sa.outer_ipv6 {
+        IPV6_HEADER_BYTES
+    } else {
+        IPV4_HEADER_BYTES
+    };
+    let udp = if sa.udp_encap { UDP_HEADER_BYTES } else { 0 };
+    ip_hdr + udp + ESP_HEADER_BYTES + ESP_IV_BYTES
+}
+
+/// Encapsulates the frame (Ethernet header + inner IP packet) in `buf` from byte `room` on
+/// ([`encap_room`]`(sa)`, where the card's DMA read places it) on `sa`: the outer headers
+/// are written in front of the inner packet and the trailer after it, and the packet is
+/// encrypted where it lies. `buf` is left holding the outgoing frame. On refusal no
+/// sequence number is used, and `buf`'s contents are of no meaning.
+pub(crate) fn encapsulate_in_place(
     sa: &mut SaSlot,
-    frame: &[u8],
-    out: &mut Vec<u8>,
+    buf: &mut Vec<u8>,
+    room: usize,
 ) -> Result<Encapsulated, TxRefusal> {
     let malformed = (Status::Malformed, Counter::TxMalformed);
+    if room != encap_room(sa) {
+        return Err(malformed);
+    }
+    let frame = buf.get(room..).ok_or(malformed)?;
     let ethertype = be16(frame, 12).ok_or(malformed)?;
     let ip = frame.get(ETH_HEADER_BYTES..).ok_or(malformed)?;
     let inner = parse_inner(ip).ok_or(malformed)?;
@@ -84,6 +113,8 @@ pub(crate) fn encapsulate(
     if frame_len > MAX_FRAME_BYTES as usize {
         return Err((Status::TooBig, Counter::TxTooBig));
     }
+    let mut macs = [0u8; 12];
+    macs.copy_from_slice(frame.get(..12).ok_or(malformed)?);
 
     let seq = sa.seq + 1;
     sa.seq = seq;
@@ -93,25 +124,28 @@ pub(crate) fn encapsulate(
         events[2] = Some((EventCode::SeqExhausted, 0));
     }
 
-    out.clear();
-    out.reserve(frame_len);
-    out.extend_from_slice(frame.get(..12).ok_or(malformed)?);
+    // The inner packet stays where it is (from `ct_at` on); whatever followed it in the
+    // frame (Ethernet padding) goes, and the headers are written in front of it.
+    let ct_at = ETH_HEADER_BYTES + room;
+    buf.truncate(ct_at + inner.len);
+    let mut head = [0u8; ETH_HEADER_BYTES + IPV6_HEADER_BYTES + UDP_HEADER_BYTES + 16];
+    let mut at = 0;
+    put(&mut head, &mut at, &macs);
     let outer_proto = if sa.udp_encap {
         IPPROTO_UDP
     } else {
         IPPROTO_ESP
     };
     if sa.outer_ipv6 {
-        out.extend_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
+        put(&mut head, &mut at, &ETHERTYPE_IPV6.to_be_bytes());
         let vtf = (6u32 << 28) | (u32::from(inner.tos) << 20);
-        out.extend_from_slice(&vtf.to_be_bytes());
-        out.extend_from_slice(&(l4_len as u16).to_be_bytes());
-        out.push(outer_proto);
-        out.push(sa.ttl);
-        out.extend_from_slice(&sa.src);
-        out.extend_from_slice(&sa.dst);
+        put(&mut head, &mut at, &vtf.to_be_bytes());
+        put(&mut head, &mut at, &(l4_len as u16).to_be_bytes());
+        put(&mut head, &mut at, &[outer_proto, sa.ttl]);
+        put(&mut head, &mut at, &sa.src);
+        put(&mut head, &mut at, &sa.dst);
     } else {
-        out.extend_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        put(&mut head, &mut at, &ETHERTYPE_IPV4.to_be_bytes());
         let total = (IPV4_HEADER_BYTES + l4_len) as u16;
         let df = if outer_df(sa.df_mode, &inner) {
             0x40
@@ -121,38 +155,54 @@ pub(crate) fn encapsulate(
         // Identification: the low 16 bits of the sequence number (unique per SA while
         // a datagram could live; fragments are reassembled before decapsulation).
         let ident = (seq as u16).to_be_bytes();
-        let hdr_at = out.len();
-        out.extend_from_slice(&[0x45, inner.tos]);
-        out.extend_from_slice(&total.to_be_bytes());
-        out.extend_from_slice(&[ident[0], ident[1], df, 0, sa.ttl, outer_proto, 0, 0]);
-        out.extend_from_slice(sa.src.get(..4).unwrap_or(&[0; 4]));
-        out.extend_from_slice(sa.dst.get(..4).unwrap_or(&[0; 4]));
-        let sum = ipv4_checksum(out.get(hdr_at..).unwrap_or(&[]));
-        if let Some(c) = out.get_mut(hdr_at + 10..hdr_at + 12) {
+        put(&mut head, &mut at, &[0x45, inner.tos]);
+        put(&mut head, &mut at, &total.to_be_bytes());
+        put(
+            &mut head,
+            &mut at,
+            &[ident[0], ident[1], df, 0, sa.ttl, outer_proto, 0, 0],
+        );
+        put(&mut head, &mut at, sa.src.get(..4).unwrap_or(&[0; 4]));
+        put(&mut head, &mut at, sa.dst.get(..4).unwrap_or(&[0; 4]));
+    }
+    let udp_at = at;
+    if sa.udp_encap {
+        put(&mut head, &mut at, &sa.udp_src_port.to_be_bytes());
+        put(&mut head, &mut at, &sa.udp_dst_port.to_be_bytes());
+        put(&mut head, &mut at, &(udp_len as u16).to_be_bytes());
+        put(&mut head, &mut at, &[0, 0]);
+    }
+    let esp_at = at;
+    put(&mut head, &mut at, &sa.spi.to_be_bytes());
+    put(&mut head, &mut at, &(seq as u32).to_be_bytes());
+    put(&mut head, &mut at, &seq.to_be_bytes());
+    debug_assert_eq!(at, ct_at);
+    if !sa.outer_ipv6 {
+        let hdr = ETH_HEADER_BYTES..ETH_HEADER_BYTES + IPV4_HEADER_BYTES;
+        let sum = ipv4_checksum(head.get(hdr).unwrap_or(&[]));
+        if let Some(c) = head.get_mut(ETH_HEADER_BYTES + 10..ETH_HEADER_BYTES + 12) {
             c.copy_from_slice(&sum.to_be_bytes());
         }
     }
-    let udp_at = out.len();
-    if sa.udp_encap {
-        out.extend_from_slice(&sa.udp_src_port.to_be_bytes());
-        out.extend_from_slice(&sa.udp_dst_port.to_be_bytes());
-        out.extend_from_slice(&(udp_len as u16).to_be_bytes());
-        out.extend_from_slice(&[0, 0]);
+    if let (Some(d), Some(h)) = (buf.get_mut(..ct_at), head.get(..ct_at)) {
+        d.copy_from_slice(h);
     }
-    let esp_at = out.len();
-    out.extend_from_slice(&sa.spi.to_be_bytes());
-    out.extend_from_slice(&(seq as u32).to_be_bytes());
-    out.extend_from_slice(&seq.to_be_bytes());
-    let ct_at = out.len();
-    out.extend_from_slice(ip.get(..inner.len).ok_or(malformed)?);
-    out.extend((1..=pad as u8).chain([
-        pad as u8,
-        if inner.ipv6 {
-            NEXT_HEADER_IPV6
-        } else {
-            NEXT_HEADER_IPV4
-        },
-    ]));
+    let mut trailer = [0u8; PAD_ALIGN_BYTES + 1];
+    for (i, b) in trailer.iter_mut().enumerate().take(pad) {
+        *b = i as u8 + 1;
+    }
+    if let Some(t) = trailer.get_mut(pad..pad + 2) {
+        t.copy_from_slice(&[
+            pad as u8,
+            if inner.ipv6 {
+                NEXT_HEADER_IPV6
+            } else {
+                NEXT_HEADER_IPV4
+            },
+        ]);
+    }
+    buf.extend_from_slice(trailer.get(..pad + 2).unwrap_or(&[]));
+    let out = buf;
 
     let mut nonce = [0u8; 12];
     nonce[..4].copy_from_slice(&sa.salt);

@@ -36,15 +36,27 @@ pub trait Link: Send {
 
 type Queue = Arc<Mutex<VecDeque<Frame>>>;
 
-fn lock(q: &Queue) -> std::sync::MutexGuard<'_, VecDeque<Frame>> {
+fn lock<T>(q: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     q.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Frame buffers a [`MemLink`] keeps for the next frames, shared by both ends.
+type Spares = Arc<Mutex<Vec<Vec<u8>>>>;
+
+/// The most buffers a [`MemLink`] keeps: a ring's worth of jumbo frames (about 9 MiB).
+pub const MEM_LINK_SPARES: usize = 1024;
+
 /// One end of an in-memory cable. Frames sent on one end are received on the other.
+///
+/// The cable keeps the buffers of frames it is done with — those a card gives back
+/// ([`Link::recycle`]) and those [`discard`](Self::discard) drops — and hands them out for
+/// the next frames, a card's ([`Link::buffer`]) or [`send_bytes`](Self::send_bytes)'s, so
+/// that a steady flow of frames allocates nothing.
 #[derive(Debug, Clone)]
 pub struct MemLink {
     outgoing: Queue,
     incoming: Queue,
+    spares: Spares,
 }
 
 impl MemLink {
@@ -52,16 +64,42 @@ impl MemLink {
     pub fn pair() -> (MemLink, MemLink) {
         let a: Queue = Arc::default();
         let b: Queue = Arc::default();
+        let spares: Spares = Arc::default();
         (
             MemLink {
                 outgoing: a.clone(),
                 incoming: b.clone(),
+                spares: spares.clone(),
             },
             MemLink {
                 outgoing: b,
                 incoming: a,
+                spares,
             },
         )
+    }
+
+    /// A kept buffer (as it was left: whoever takes it sizes it), or a new one.
+    fn spare(&self) -> Vec<u8> {
+        lock(&self.spares).pop().unwrap_or_default()
+    }
+
+    fn keep(&self, data: Vec<u8>) {
+        let mut spares = lock(&self.spares);
+        if spares.len() < MEM_LINK_SPARES {
+            spares.push(data);
+        }
+    }
+
+    /// Drops every frame waiting at this end, keeping their buffers for the next frames;
+    /// returns how many there were.
+    pub fn discard(&self) -> usize {
+        let frames: Vec<Frame> = lock(&self.incoming).drain(..).collect();
+        let n = frames.len();
+        for f in frames {
+            self.keep(f.data);
+        }
+        n
     }
 
     /// Frames waiting to be received at this end.
@@ -71,8 +109,11 @@ impl MemLink {
 
     /// Sends `data` as sent at cycle 0 (the receiver takes it at its current time).
     pub fn send_bytes(&self, data: &[u8]) {
+        let mut buf = self.spare();
+        buf.clear();
+        buf.extend_from_slice(data);
         lock(&self.outgoing).push_back(Frame {
-            data: data.to_vec(),
+            data: buf,
             cycle: 0,
         });
     }
@@ -89,6 +130,12 @@ impl Link for MemLink {
     }
     fn recv(&mut self) -> Option<Frame> {
         lock(&self.incoming).pop_front()
+    }
+    fn buffer(&mut self) -> Vec<u8> {
+        self.spare()
+    }
+    fn recycle(&mut self, data: Vec<u8>) {
+        self.keep(data);
     }
 }
 
@@ -198,6 +245,37 @@ mod tests {
             }]
         );
         assert_eq!(a.recv(), None);
+    }
+
+    #[test]
+    fn mem_link_hands_out_the_buffers_of_frames_it_is_done_with() {
+        let (mut a, b) = MemLink::pair();
+        // A card's frame, dropped by the far end: its buffer comes back for the next frame
+        // either end makes, emptied.
+        let mut data = a.buffer();
+        data.extend_from_slice(&[3; 9000]);
+        let at = data.as_ptr();
+        a.send(Frame { data, cycle: 1 });
+        assert_eq!(b.discard(), 1);
+        assert_eq!(b.pending(), 0);
+        b.send_bytes(&[4; 60]);
+        let got = a.recv().expect("the frame sent");
+        assert_eq!(got.data, vec![4; 60]);
+        assert_eq!(
+            got.data.as_ptr(),
+            at,
+            "the discarded frame's buffer is used again"
+        );
+        // A received frame's buffer given back by the card: the card's next frame gets it.
+        let at = got.data.as_ptr();
+        a.recycle(got.data);
+        let next = a.buffer();
+        assert_eq!(next.as_ptr(), at);
+        // No more than MEM_LINK_SPARES are kept.
+        for _ in 0..MEM_LINK_SPARES + 10 {
+            a.recycle(vec![0; 1]);
+        }
+        assert_eq!(lock(&a.spares).len(), MEM_LINK_SPARES);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::card::{Action, Model, PendingTx};
 use crate::datapath::{Datapath, events_array, tx_refusal_counter};
-use crate::encap::{Encapsulated, TxRefusal, encapsulate};
+use crate::encap::{Encapsulated, TxRefusal, encap_room, encapsulate_in_place};
 use crate::params::{Engine, ModelParams, TICKS_PER_CYCLE};
 use crate::perf::Stage;
 use espo_fpga::desc::phase_for;
@@ -80,39 +80,57 @@ impl Model {
                 + ModelParams::ticks_for(len as u64, self.p.pcie_bytes_per_cycle);
             data_ready = self.res.reserve(Stage::PcieRead, desc_ready, occ)
                 + self.cycles(self.p.pcie_read_latency_cycles);
-            let mut buf = std::mem::take(&mut self.scratch);
-            buf.resize(len, 0);
-            if !self.dma_read(DmaUnit::TxDataRead, Some(q), desc.addr, &mut buf) {
-                self.scratch = buf;
-                return false;
-            }
-            if desc.bypass {
-                status = Status::Bypass;
-                let mut copy = self.link.buffer();
-                copy.clear();
-                copy.extend_from_slice(&buf);
-                out = Some(copy);
-            } else {
-                let icv_error = self.icv_error_next;
-                let result = if let Some(dp) = self.datapath.as_mut() {
-                    datapath_transmit(dp.as_mut(), desc.sa_index, &buf)
-                } else {
-                    match self.sa.get_mut(desc.sa_index) {
-                        None => Err((Status::SaInvalid, Counter::TxSaInvalid)),
-                        Some(sa) => {
-                            // `encapsulate` empties it first.
-                            let mut frame = self.link.buffer();
-                            frame.reserve(len + 80);
-                            match encapsulate(sa, &buf, &mut frame) {
-                                Ok(e) => Ok((e, frame)),
-                                Err(refused) => {
-                                    self.link.recycle(frame);
-                                    Err(refused)
-                                }
-                            }
-                        }
-                    }
+            // The frame is read from host memory straight into the outgoing frame, behind
+            // room for the outer headers, when the card's own engine encapsulates it on an SA
+            // it holds (its bytes cross the card once); else into the card's scratch buffer.
+            let room = match self.sa.get(desc.sa_index) {
+                Some(sa) if !desc.bypass && self.datapath.is_none() => Some(encap_room(sa)),
+                _ => None,
+            };
+            let result = if let Some(room) = room {
+                let mut frame = self.link.buffer();
+                frame.resize(room + len, 0);
+                let dst = frame.get_mut(room..).unwrap_or_default();
+                if !self.dma_read(DmaUnit::TxDataRead, Some(q), desc.addr, dst) {
+                    self.link.recycle(frame);
+                    return false;
+                }
+                let encapsulated = match self.sa.get_mut(desc.sa_index) {
+                    Some(sa) => encapsulate_in_place(sa, &mut frame, room),
+                    None => Err((Status::SaInvalid, Counter::TxSaInvalid)),
                 };
+                match encapsulated {
+                    Ok(e) => Some(Ok((e, frame))),
+                    Err(refused) => {
+                        self.link.recycle(frame);
+                        Some(Err(refused))
+                    }
+                }
+            } else {
+                let mut buf = std::mem::take(&mut self.scratch);
+                buf.resize(len, 0);
+                if !self.dma_read(DmaUnit::TxDataRead, Some(q), desc.addr, &mut buf) {
+                    self.scratch = buf;
+                    return false;
+                }
+                let result = if desc.bypass {
+                    status = Status::Bypass;
+                    let mut copy = self.link.buffer();
+                    copy.clear();
+                    copy.extend_from_slice(&buf);
+                    out = Some(copy);
+                    None
+                } else if let Some(dp) = self.datapath.as_mut() {
+                    Some(datapath_transmit(dp.as_mut(), desc.sa_index, &buf))
+                } else {
+                    // No SA at that index (the room is taken from the SA).
+                    Some(Err((Status::SaInvalid, Counter::TxSaInvalid)))
+                };
+                self.scratch = buf;
+                result
+            };
+            if let Some(result) = result {
+                let icv_error = self.icv_error_next;
                 match result {
                     Ok((e, frame)) => {
                         seq = e.seq;
@@ -138,7 +156,6 @@ impl Model {
                     }
                 }
             }
-            self.scratch = buf;
         }
 
         let out_len = out.as_ref().map_or(len, Vec::len) as u64;

@@ -1,5 +1,6 @@
-//! Wire-level rules checked on captured frames: the IPv6 UDP checksum, ECN on
-//! decapsulation (RFC 6040), ESN exhaustion at 2^64 - 1, and the event ring overflowing.
+//! Wire-level rules checked on captured frames: the IPv6 UDP checksum, padding after the
+//! inner packet left out on encapsulation, ECN on decapsulation (RFC 6040), ESN exhaustion
+//! at 2^64 - 1, and the event ring overflowing.
 
 mod common;
 use common::*;
@@ -210,5 +211,41 @@ fn esp_payload_is_padded_to_sixteen_bytes() {
             ct >= len + 2 && ct < len + 2 + 16,
             "inner {len}: minimal padding"
         );
+    }
+}
+
+/// Bytes after the inner packet in a TX frame (Ethernet padding of a short packet) are not
+/// the packet's: the card encapsulates the inner packet alone, for every outer header the
+/// card writes in front of it (IPv4 or IPv6, with or without UDP) — the same frame on the
+/// wire as for the frame without them.
+#[test]
+fn bytes_after_the_inner_packet_are_left_out() {
+    for (outer_ipv6, udp_encap) in [(false, false), (false, true), (true, false), (true, true)] {
+        let mut sa = gcm_sa(true, 0x900, [9; 16], [1, 2, 3, 4]);
+        sa.outer_ipv6 = outer_ipv6;
+        sa.udp_encap = udp_encap;
+        sa.udp_src_port = 4500;
+        sa.udp_dst_port = 4500;
+        if outer_ipv6 {
+            sa.src_addr = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+            sa.dst_addr = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        }
+        let inner = ipv4_frame(30, 0, 7, 3);
+        let mut padded = inner.clone();
+        padded.extend_from_slice(&[0xab; 30]);
+        let mut wire = Vec::new();
+        for frame in [&inner, &padded] {
+            let (mut h, tap) = card();
+            assert_eq!(h.sa_write(0, &sa, None), Status::Ok);
+            h.post_tx(0, &[(frame, Some(0))]);
+            h.model.run_until_idle();
+            assert_eq!(h.tx_completions(0)[0].status, Status::Ok);
+            wire.push(tap.drain().remove(0).data);
+        }
+        assert_eq!(
+            wire[0], wire[1],
+            "outer IPv6 {outer_ipv6}, UDP {udp_encap}: the padding is not encapsulated"
+        );
+        assert!(!wire[1].windows(4).any(|w| w == [0xab; 4]));
     }
 }

@@ -425,7 +425,7 @@ pub fn encap(
             }
         }
         d.packets += reports.len() as u64;
-        far.drain();
+        far.discard();
     }
     // Released, so that the card's shutdown (its reset waits for the card) can run.
     model.hold(false);
