@@ -43,15 +43,8 @@ fn every_family_combination_round_trips() {
     ] {
         let (mut a, mut b) = pair();
         let mut sa = gcm_sa(true, 0x5000, [3; 16], [9, 9, 9, 9]);
-        sa.outer_ipv6 = outer6;
-        sa.udp_encap = udp;
+        set_outer(&mut sa, outer6, udp);
         sa.esn = esn;
-        sa.udp_src_port = 4500;
-        sa.udp_dst_port = 4500;
-        if outer6 {
-            sa.src_addr = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-            sa.dst_addr = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
-        }
         program(&mut a, &mut b, sa);
         let frames: Vec<Vec<u8>> = (0..20)
             .map(|i| {

@@ -26,12 +26,7 @@ fn sum16(data: &[u8]) -> u32 {
 fn udp_over_ipv6_carries_a_valid_checksum() {
     let (mut h, tap) = card();
     let mut sa = gcm_sa(true, 0x600, [6; 16], [0; 4]);
-    sa.outer_ipv6 = true;
-    sa.udp_encap = true;
-    sa.udp_src_port = 4500;
-    sa.udp_dst_port = 4500;
-    sa.src_addr = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-    sa.dst_addr = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+    set_outer(&mut sa, true, true);
     assert_eq!(h.sa_write(0, &sa, None), Status::Ok);
     let f = ipv4_frame(333, 0, 0, 9);
     h.post_tx(0, &[(&f, Some(0))]);
@@ -222,14 +217,7 @@ fn esp_payload_is_padded_to_sixteen_bytes() {
 fn bytes_after_the_inner_packet_are_left_out() {
     for (outer_ipv6, udp_encap) in [(false, false), (false, true), (true, false), (true, true)] {
         let mut sa = gcm_sa(true, 0x900, [9; 16], [1, 2, 3, 4]);
-        sa.outer_ipv6 = outer_ipv6;
-        sa.udp_encap = udp_encap;
-        sa.udp_src_port = 4500;
-        sa.udp_dst_port = 4500;
-        if outer_ipv6 {
-            sa.src_addr = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-            sa.dst_addr = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
-        }
+        set_outer(&mut sa, outer_ipv6, udp_encap);
         let inner = ipv4_frame(30, 0, 7, 3);
         let mut padded = inner.clone();
         padded.extend_from_slice(&[0xab; 30]);

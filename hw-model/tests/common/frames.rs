@@ -18,6 +18,19 @@ pub fn gcm_sa(outbound: bool, spi: u32, key: [u8; 16], salt: [u8; 4]) -> SaEntry
     e
 }
 
+/// Sets `e`'s outer header: IPv6 between 2001:db8::1 and 2001:db8::2 when `ipv6` (else
+/// the IPv4 addresses it has), UDP 4500 both ways when `udp` (RFC 3948).
+pub fn set_outer(e: &mut SaEntry, ipv6: bool, udp: bool) {
+    e.outer_ipv6 = ipv6;
+    e.udp_encap = udp;
+    e.udp_src_port = 4500;
+    e.udp_dst_port = 4500;
+    if ipv6 {
+        e.src_addr = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        e.dst_addr = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+    }
+}
+
 /// An Ethernet frame carrying an IPv4/UDP packet of `len` total IP bytes.
 pub fn ipv4_frame(len: usize, tos: u8, id: u16, fill: u8) -> Vec<u8> {
     let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];

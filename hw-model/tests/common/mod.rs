@@ -14,7 +14,7 @@ use espo_model::*;
 use std::sync::Arc;
 
 mod frames;
-pub use frames::{gcm_sa, ipv4_frame, ipv6_frame};
+pub use frames::{gcm_sa, ipv4_frame, ipv6_frame, set_outer};
 
 pub const IOVA_BASE: u64 = 0x1_0000_0000;
 /// Default packet buffer size: room for a jumbo frame.
