@@ -60,20 +60,17 @@ pub(crate) fn encap_room(sa: &SaSlot) -> usize {
     ip_hdr + udp + ESP_HEADER_BYTES + ESP_IV_BYTES
 }
 
-/// Encapsulates the frame (Ethernet header + inner IP packet) in `buf` from byte `room` on
-/// ([`encap_room`]`(sa)`, where the card's DMA read places it) on `sa`: the outer headers
+/// Encapsulates the frame (Ethernet header + inner IP packet) in `buf` from byte
+/// [`encap_room`]`(sa)` on, where the card's DMA read places it, on `sa`: the outer headers
 /// are written in front of the inner packet and the trailer after it, and the packet is
 /// encrypted where it lies. `buf` is left holding the outgoing frame. On refusal no
 /// sequence number is used, and `buf`'s contents are of no meaning.
 pub(crate) fn encapsulate_in_place(
     sa: &mut SaSlot,
     buf: &mut Vec<u8>,
-    room: usize,
 ) -> Result<Encapsulated, TxRefusal> {
     let malformed = (Status::Malformed, Counter::TxMalformed);
-    if room != encap_room(sa) {
-        return Err(malformed);
-    }
+    let room = encap_room(sa);
     let frame = buf.get(room..).ok_or(malformed)?;
     let ethertype = be16(frame, 12).ok_or(malformed)?;
     let ip = frame.get(ETH_HEADER_BYTES..).ok_or(malformed)?;

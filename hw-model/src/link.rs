@@ -94,10 +94,13 @@ impl MemLink {
     /// Drops every frame waiting at this end, keeping their buffers for the next frames;
     /// returns how many there were.
     pub fn discard(&self) -> usize {
-        let frames: Vec<Frame> = lock(&self.incoming).drain(..).collect();
-        let n = frames.len();
-        for f in frames {
-            self.keep(f.data);
+        let mut incoming = lock(&self.incoming);
+        let mut spares = lock(&self.spares);
+        let n = incoming.len();
+        for f in incoming.drain(..) {
+            if spares.len() < MEM_LINK_SPARES {
+                spares.push(f.data);
+            }
         }
         n
     }

@@ -96,7 +96,7 @@ impl Model {
                     return false;
                 }
                 let encapsulated = match self.sa.get_mut(desc.sa_index) {
-                    Some(sa) => encapsulate_in_place(sa, &mut frame, room),
+                    Some(sa) => encapsulate_in_place(sa, &mut frame),
                     None => Err((Status::SaInvalid, Counter::TxSaInvalid)),
                 };
                 match encapsulated {
