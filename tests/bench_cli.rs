@@ -199,6 +199,7 @@ fn the_tunnel_bench_teaches_its_modes_and_refuses_unknown_names() {
         "root",
         "--policies",
         "--peers",
+        "--udp-rate",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}: {help}");
     }
@@ -219,6 +220,11 @@ fn the_tunnel_bench_teaches_its_modes_and_refuses_unknown_names() {
         ),
         (&["--peers", "0"][..], "--peers 0 is out of range"),
         (&["--peers", "10002"][..], "--peers 10002 is out of range"),
+        (&["--udp-rate", "0"][..], "--udp-rate 0 is out of range"),
+        (
+            &["--udp-rate", "10000001"][..],
+            "--udp-rate 10000001 is out of range",
+        ),
     ] {
         let out = espo(&[&["bench", "tunnel"][..], args].concat());
         let stderr = String::from_utf8_lossy(&out.stderr);
