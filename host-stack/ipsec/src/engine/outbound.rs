@@ -119,6 +119,21 @@ fn parse_inner(pkt: &[u8]) -> Result<Inner, DropReason> {
     })
 }
 
+/// The length of the datagram an IP header at the start of `head` declares (IPv4's total
+/// length, IPv6's fixed header plus payload length); `None` when `head` holds no header of
+/// either version.
+fn declared_len(head: &[u8]) -> Option<usize> {
+    let field = |at: usize| {
+        head.get(at..at + 2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+    };
+    match head.first()? >> 4 {
+        4 if head.len() >= ipv4::HEADER_LEN => field(2),
+        6 if head.len() >= ipv6::HEADER_LEN => field(4).map(|payload| ipv6::HEADER_LEN + payload),
+        _ => None,
+    }
+}
+
 /// Where each part of the tunnel packet goes, relative to the inner packet.
 #[derive(Debug, Clone, Copy)]
 struct Layout {
@@ -431,10 +446,13 @@ impl Outbound {
     /// [`tunnel_for`](Outbound::tunnel_for) for an inner packet of `len` bytes of which
     /// only `head`, its first bytes, is at hand (the rest lies in a card's buffer; at most
     /// [`HEAD_LEN`](crate::wire::flow::HEAD_LEN) are looked at): the same answer, or
-    /// `Malformed` where the packet's selectors lie beyond `head`.
+    /// `Malformed` where the packet's selectors lie beyond `head`. As with the whole
+    /// packet, the length is the one its IP header declares; bytes after it (link
+    /// padding) are not encapsulated.
     pub fn tunnel_for_head(&self, head: &[u8], len: usize) -> Result<Option<Tunnel>, DropReason> {
         let flow = Flow::parse_head(head, len).map_err(|_| DropReason::Malformed)?;
-        self.tunnel_of(&flow, len)
+        let declared = declared_len(head).ok_or(DropReason::Malformed)?;
+        self.tunnel_of(&flow, declared)
     }
 
     fn tunnel_of(&self, flow: &Flow, len: usize) -> Result<Option<Tunnel>, DropReason> {

@@ -113,6 +113,21 @@ fn a_head_gives_the_whole_packets_tunnel() {
         assert_eq!(whole.outer_spi, spi.unwrap());
         assert_eq!(head(&p), Ok(Some(whole)));
     }
+    // Bytes after what the IP header declares (link padding) are not encapsulated: the
+    // head gives the declared packet's overhead, as the whole packet does.
+    for v6 in [false, true] {
+        let mut padded = packet(v6, true, 0, 1, 443, 936);
+        let at = if v6 { 4 } else { 2 };
+        let declared = u16::from_be_bytes([padded[at], padded[at + 1]]) - 1;
+        padded[at..at + 2].copy_from_slice(&declared.to_be_bytes());
+        if !v6 {
+            crate::wire::ipv4::Packet::new_unchecked(&mut padded[..]).fill_checksum();
+        }
+        let whole = out.tunnel_for(&padded).unwrap().unwrap();
+        let unpadded = out.tunnel_for(&padded[..935]).unwrap().unwrap();
+        assert_eq!(whole, unpadded);
+        assert_eq!(head(&padded), Ok(Some(whole)));
+    }
     let elsewhere = packet(false, false, 0, 17, 53, 200);
     assert_eq!(out.tunnel_for(&elsewhere), Err(DropReason::NoPolicy));
     assert_eq!(head(&elsewhere), Err(DropReason::NoPolicy));
