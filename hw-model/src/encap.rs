@@ -199,7 +199,6 @@ pub(crate) fn encapsulate_in_place(
         ]);
     }
     buf.extend_from_slice(trailer.get(..pad + 2).unwrap_or(&[]));
-    let out = buf;
 
     let mut nonce = [0u8; 12];
     nonce[..4].copy_from_slice(&sa.salt);
@@ -219,24 +218,24 @@ pub(crate) fn encapsulate_in_place(
         .seal(
             &nonce,
             aad.get(..aad_len).unwrap_or(&[]),
-            out.get_mut(ct_at..).unwrap_or(&mut []),
+            buf.get_mut(ct_at..).unwrap_or(&mut []),
         )
         .ok_or((Status::EngineError, Counter::EngineErrors))?;
-    out.extend_from_slice(&icv);
-    debug_assert_eq!(out.len(), frame_len);
-    debug_assert_eq!(out.len() - esp_at, esp_len);
+    buf.extend_from_slice(&icv);
+    debug_assert_eq!(buf.len(), frame_len);
+    debug_assert_eq!(buf.len() - esp_at, esp_len);
 
     if sa.udp_encap && sa.outer_ipv6 {
         // IPv6 UDP checksum over the pseudo-header (RFC 8200 §8.1).
         let mut acc = ones_sum(0, &sa.src);
         acc = ones_sum(acc, &sa.dst);
         acc += udp_len as u32 + u32::from(IPPROTO_UDP);
-        acc = ones_sum(acc, out.get(udp_at..).unwrap_or(&[]));
+        acc = ones_sum(acc, buf.get(udp_at..).unwrap_or(&[]));
         let mut sum = !fold(acc);
         if sum == 0 {
             sum = 0xFFFF;
         }
-        if let Some(c) = out.get_mut(udp_at + 6..udp_at + 8) {
+        if let Some(c) = buf.get_mut(udp_at + 6..udp_at + 8) {
             c.copy_from_slice(&sum.to_be_bytes());
         }
     }

@@ -46,6 +46,13 @@ type Spares = Arc<Mutex<Vec<Vec<u8>>>>;
 /// The most buffers a [`MemLink`] keeps: a ring's worth of jumbo frames (about 9 MiB).
 pub const MEM_LINK_SPARES: usize = 1024;
 
+/// Keeps `data` among `spares` unless [`MEM_LINK_SPARES`] are kept already.
+fn keep_in(spares: &mut Vec<Vec<u8>>, data: Vec<u8>) {
+    if spares.len() < MEM_LINK_SPARES {
+        spares.push(data);
+    }
+}
+
 /// One end of an in-memory cable. Frames sent on one end are received on the other.
 ///
 /// The cable keeps the buffers of frames it is done with — those a card gives back
@@ -85,10 +92,7 @@ impl MemLink {
     }
 
     fn keep(&self, data: Vec<u8>) {
-        let mut spares = lock(&self.spares);
-        if spares.len() < MEM_LINK_SPARES {
-            spares.push(data);
-        }
+        keep_in(&mut lock(&self.spares), data);
     }
 
     /// Drops every frame waiting at this end, keeping their buffers for the next frames;
@@ -98,9 +102,7 @@ impl MemLink {
         let mut spares = lock(&self.spares);
         let n = incoming.len();
         for f in incoming.drain(..) {
-            if spares.len() < MEM_LINK_SPARES {
-                spares.push(f.data);
-            }
+            keep_in(&mut spares, f.data);
         }
         n
     }

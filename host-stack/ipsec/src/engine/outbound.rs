@@ -123,13 +123,13 @@ fn parse_inner(pkt: &[u8]) -> Result<Inner, DropReason> {
 /// length, IPv6's fixed header plus payload length); `None` when `head` holds no header of
 /// either version.
 fn declared_len(head: &[u8]) -> Option<usize> {
-    let field = |at: usize| {
-        head.get(at..at + 2)
-            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
-    };
-    match head.first()? >> 4 {
-        4 if head.len() >= ipv4::HEADER_LEN => field(2),
-        6 if head.len() >= ipv6::HEADER_LEN => field(4).map(|payload| ipv6::HEADER_LEN + payload),
+    match ip::Version::of(head)? {
+        ip::Version::Ipv4 if head.len() >= ipv4::HEADER_LEN => {
+            Some(usize::from(ipv4::Packet::new_unchecked(head).total_len()))
+        }
+        ip::Version::Ipv6 if head.len() >= ipv6::HEADER_LEN => {
+            Some(ipv6::Packet::new_unchecked(head).total_len())
+        }
         _ => None,
     }
 }
