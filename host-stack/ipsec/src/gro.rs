@@ -93,10 +93,12 @@ impl Coalescer {
     pub fn offer(&mut self, spi: u32, pkt: &[u8]) -> Offer {
         let layout = candidate(pkt);
         if let Some(l) = layout {
-            // Only the latest slot of the flow can be continued.
+            // Only the latest slot of the flow can be continued, and only by a packet of
+            // its SA: a packet of the flow's earlier slot would pass those in between.
             if let Some(i) = (0..self.used)
                 .rev()
-                .find(|&i| same_flow(self.slots[i].pkt(), pkt, &l) && self.slots[i].spi == spi)
+                .find(|&i| same_flow(self.slots[i].pkt(), pkt, &l))
+                && self.slots[i].spi == spi
                 && self.merge(i, pkt, &l)
             {
                 return Offer::Merged;

@@ -150,6 +150,36 @@ fn out_of_order_segments_are_not_merged_and_keep_their_order() {
     assert!(out.iter().all(|(h, _)| h.gso_type == GSO_NONE));
 }
 
+/// A flow's packets on two SAs (a rekey): one of the old SA that continues the flow's
+/// earlier slot must not join it past the new SA's packet in between.
+#[test]
+fn a_segment_never_joins_its_flows_slot_past_one_of_another_sa() {
+    let segs = flow(false, 3, 1000, 1000);
+    let mut c = Coalescer::new(8);
+    assert_eq!(c.offer(SPI, &segs[0]), Offer::Held);
+    // The new SA's packet: the same flow, not the continuation (a retransmission).
+    assert_eq!(c.offer(SPI + 1, &segs[0]), Offer::Held);
+    // The old SA's continuation of the first slot.
+    assert_eq!(c.offer(SPI, &segs[1]), Offer::Held);
+    // The new SA's next packet continues nothing of its own SA's slot.
+    assert_eq!(c.offer(SPI + 1, &segs[2]), Offer::Held);
+    let written: Vec<Vec<u8>> = drained(&mut c)
+        .iter()
+        .flat_map(|(h, p)| resegment(h, p))
+        .collect();
+    assert_eq!(
+        written,
+        [&segs[0], &segs[0], &segs[1], &segs[2]].map(|p| p.clone()),
+        "in the order offered"
+    );
+    // Of one SA the same packets still merge.
+    let mut c = Coalescer::new(8);
+    for p in &segs {
+        assert_ne!(c.offer(SPI + 1, p), Offer::Full);
+    }
+    assert_eq!(drained(&mut c).len(), 1);
+}
+
 #[test]
 fn different_sas_flows_flags_options_and_ids_stay_apart() {
     let segs = flow(false, 2, 1000, 1000);
