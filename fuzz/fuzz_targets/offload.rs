@@ -1,12 +1,15 @@
 //! TUN offloads: a virtio-net header and a packet as the TUN device would hand them over —
 //! completed or cut into segments, each of which must fit its buffer and lie within the
-//! super-packet's size, the same whether written whole or given as headers and payload — and packets offered to the coalescer, which must write back no
+//! super-packet's size, the same whether written whole or given as headers and payload,
+//! a whole packet (its IP length, IPv4 header and transport checksums right) with the next
+//! piece of the super-packet's payload — and packets offered to the coalescer, which must write back no
 //! more packets and no more bytes than it was given (plus headers), never panicking. The
 //! first input byte splits the rest into packets for the coalescer.
 #![no_main]
 
 use espo_ipsec::gro::{Coalescer, Offer};
-use espo_ipsec::gso::{Segments, VNET_HDR_LEN, VnetHdr, finish_single, udp_run};
+use espo_ipsec::gso::{Layout, Segments, VNET_HDR_LEN, VnetHdr, finish_single, udp_run};
+use espo_ipsec::wire::checksum;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -44,6 +47,33 @@ fuzz_target!(|data: &[u8]| {
                 assert!(n <= count, "more parts than counted");
             }
             assert!(n >= written.len(), "fewer parts than segments");
+            // Each segment is a whole packet: its own IP length, its checksums right, its
+            // payload the next piece of the super-packet's.
+            let mut payload = Vec::new();
+            for (i, seg) in written.iter().enumerate() {
+                let l = Layout::of(seg).expect("a segment is a TCP or UDP packet");
+                let ip_len = if l.v6 {
+                    usize::from(u16::from_be_bytes([seg[4], seg[5]])) + 40
+                } else {
+                    usize::from(u16::from_be_bytes([seg[2], seg[3]]))
+                };
+                assert_eq!(ip_len, seg.len(), "segment {i}: IP length");
+                assert!(
+                    l.v6 || checksum::data(&seg[..l.l3_len]) == 0xffff,
+                    "segment {i}: IPv4 header checksum"
+                );
+                let l4 = &seg[l.l3_len..];
+                let sum = checksum::combine(&[l.pseudo_sum(seg, l4.len()), checksum::data(l4)]);
+                assert_eq!(sum, 0xffff, "segment {i}: transport checksum");
+                payload.extend_from_slice(&seg[l.headers_len()..]);
+            }
+            if written.len() == count {
+                let hl = Layout::of(&pkt).map_or(0, |l| l.headers_len());
+                assert!(
+                    payload == pkt[hl..],
+                    "the segments' payloads are not the super-packet's"
+                );
+            }
         }
     }
 
