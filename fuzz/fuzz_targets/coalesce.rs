@@ -41,28 +41,28 @@ struct FlowState {
     options: Vec<u8>,
     ack: u32,
     window: u16,
-    ttl: u8,
     seq: u32,
     id: u16,
     seg: usize,
 }
 
+/// Hop limit (TTL) of every packet.
+const TTL: u8 = 64;
+
 /// The IP header, then `l4` (a TCP header with options, or a UDP header), then `payload`;
 /// lengths and checksums filled in.
 fn packet(f: &FlowState, flow: usize, proto: u8, l4: &[u8], payload: &[u8], id: u16) -> Vec<u8> {
+    // The length fields are left zero for `set_ip_len`.
     let mut p = Vec::new();
-    let l4_len = l4.len() + payload.len();
     if f.v6 {
-        p.extend_from_slice(&[0x60, 0, 0, 0]);
-        p.extend_from_slice(&(l4_len as u16).to_be_bytes());
-        p.extend_from_slice(&[proto, f.ttl]);
+        p.extend_from_slice(&[0x60, 0, 0, 0, 0, 0]);
+        p.extend_from_slice(&[proto, TTL]);
         p.extend_from_slice(&[0xfd, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, flow as u8]);
         p.extend_from_slice(&[0xfd, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
     } else {
-        p.extend_from_slice(&[0x45, 0]);
-        p.extend_from_slice(&((20 + l4_len) as u16).to_be_bytes());
+        p.extend_from_slice(&[0x45, 0, 0, 0]);
         p.extend_from_slice(&id.to_be_bytes());
-        p.extend_from_slice(&[0x40, 0, f.ttl, proto, 0, 0]);
+        p.extend_from_slice(&[0x40, 0, TTL, proto, 0, 0]);
         p.extend_from_slice(&[10, 1, 0, flow as u8, 10, 2, 0, 1]);
     }
     p.extend_from_slice(l4);
@@ -136,7 +136,6 @@ fuzz_target!(|data: &[u8]| {
                 options,
                 ack: input.u32(),
                 window: input.u16(),
-                ttl: 64,
                 seq: input.u32(),
                 id: input.u16(),
                 seg: usize::from(input.byte() % 64) * 24 + 1,

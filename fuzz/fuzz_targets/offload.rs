@@ -9,7 +9,7 @@
 
 use espo_ipsec::gro::{Coalescer, Offer};
 use espo_ipsec::gso::{Layout, Segments, VNET_HDR_LEN, VnetHdr, finish_single, udp_run};
-use espo_ipsec::wire::checksum;
+use espo_ipsec::wire::{checksum, ipv4, ipv6};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -53,9 +53,9 @@ fuzz_target!(|data: &[u8]| {
             for (i, seg) in written.iter().enumerate() {
                 let l = Layout::of(seg).expect("a segment is a TCP or UDP packet");
                 let ip_len = if l.v6 {
-                    usize::from(u16::from_be_bytes([seg[4], seg[5]])) + 40
+                    ipv6::Packet::new_unchecked(&seg[..]).total_len()
                 } else {
-                    usize::from(u16::from_be_bytes([seg[2], seg[3]]))
+                    usize::from(ipv4::Packet::new_unchecked(&seg[..]).total_len())
                 };
                 assert_eq!(ip_len, seg.len(), "segment {i}: IP length");
                 assert!(
